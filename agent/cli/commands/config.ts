@@ -1,0 +1,51 @@
+import type { Command } from 'commander';
+import { ConfigError, loadConfig } from '../../../core/config/load.js';
+import { collectSecrets, SecretRegistry } from '../../../core/logging/redact.js';
+import { builtinRegistry } from '../../compose.js';
+import { print, printJson, type CliIo } from '../io.js';
+import { ExitCode } from '../exit-codes.js';
+
+export function configCommand(program: Command, io: CliIo): void {
+  const config = program.command('config').description('check and show configuration files');
+
+  config
+    .command('validate')
+    .description('check a config file: YAML, keys, types, ${ENV} references, plugins and their options (exit 0 when valid)')
+    .argument('<file>', 'the YAML config file')
+    .option('--json', 'print the result as JSON')
+    .action(async (file: string, opts: { json?: boolean }) => {
+      try {
+        const cfg = await loadConfig({ file, env: io.env, registry: builtinRegistry() });
+        const summary = {
+          valid: true,
+          file: cfg.file,
+          catalog: cfg.catalog.type,
+          stores: Object.keys(cfg.stores),
+          defaultStore: cfg.defaultStore,
+          clouds: Object.fromEntries(Object.entries(cfg.clouds).map(([name, c]) => [name, c.adapter])),
+          plugins: cfg.plugins,
+        };
+        if (opts.json) printJson(io, summary);
+        else {
+          const clouds = Object.entries(summary.clouds).map(([n, a]) => `${n} (${a})`).join(', ') || 'none';
+          print(io, `${file}: valid — catalog ${summary.catalog}, stores ${summary.stores.join(', ')} (default ${summary.defaultStore}), clouds ${clouds}`);
+        }
+      } catch (error) {
+        if (!(error instanceof ConfigError) || !opts.json) throw error;
+        printJson(io, { valid: false, file, issues: error.issues });
+        process.exitCode = ExitCode.usage;
+      }
+    });
+
+  config
+    .command('show')
+    .description('print the effective configuration (defaults filled in, secrets masked)')
+    .option('-c, --config <file>', 'the YAML config file (default: the embedded default)', io.env['VISOR_CONFIG'])
+    .option('--data-dir <dir>', 'data directory')
+    .action(async (opts: { config?: string; dataDir?: string }) => {
+      const cfg = await loadConfig({ file: opts.config, dataDir: opts.dataDir, env: io.env, registry: builtinRegistry() });
+      const secrets = new SecretRegistry();
+      collectSecrets(cfg, secrets);
+      printJson(io, secrets.redact(cfg));
+    });
+}

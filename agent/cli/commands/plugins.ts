@@ -1,0 +1,22 @@
+import type { Command } from 'commander';
+import { compose } from '../../compose.js';
+import { print, printJson, table, type CliIo } from '../io.js';
+import { silentLogger } from '../../../core/logging/logger.js';
+
+export function pluginsCommand(program: Command, io: CliIo): void {
+  program
+    .command('plugins')
+    .description('list the registered catalogs, stores and IaaS adapters (built-in and from the config\'s "plugins")')
+    .option('-c, --config <file>', 'config file whose third-party plugins to load too', io.env['VISOR_CONFIG'])
+    .option('--json', 'print JSON')
+    .action(async (opts: { config?: string; json?: boolean }) => {
+      const composition = await compose({ configFile: opts.config, env: io.env, logger: silentLogger });
+      try {
+        const plugins = composition.registry.list();
+        if (opts.json) printJson(io, plugins);
+        else print(io, table(['KIND', 'ID', 'SOURCE', 'DESCRIPTION'], plugins.map((p) => [p.kind, p.id, p.source, p.description])));
+      } finally {
+        await composition.dispose();
+      }
+    });
+}

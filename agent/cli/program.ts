@@ -1,0 +1,54 @@
+import { Command, CommanderError } from 'commander';
+import { isVisorError, userErrorKinds } from '../../core/errors.js';
+import { configCommand } from './commands/config.js';
+import { pluginsCommand } from './commands/plugins.js';
+import { ExitCode, exitCodeFor } from './exit-codes.js';
+import type { CliIo } from './io.js';
+import { version } from './version.js';
+
+export function buildProgram(io: CliIo): Command {
+  const program = new Command('visor')
+    .description('visor: one catalog of VM images, kept in step with Glance, OpenNebula, Eucalyptus and Nimbus')
+    .version(version, '-V, --version')
+    .option('--debug', 'show stack traces of internal errors')
+    .showHelpAfterError('(run visor help for usage)')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    });
+  pluginsCommand(program, io);
+  configCommand(program, io);
+  for (const command of program.commands) command.exitOverride();
+  return program;
+}
+
+/** Runs the CLI and returns the exit code; never throws. */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const program = buildProgram(io);
+  const debug = argv.includes('--debug') || io.env['VISOR_DEBUG'] === '1';
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Commander already printed its message (or the help/version text).
+      return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    }
+    return reportError(error, io, debug);
+  }
+}
+
+/** User mistakes: one clear message, no stack. Bugs: the message, and the stack with --debug. */
+export function reportError(error: unknown, io: CliIo, debug: boolean): number {
+  if (isVisorError(error) && userErrorKinds.has(error.kind)) {
+    io.stderr.write(`visor: ${error.message}\n`);
+    if (debug && error.cause instanceof Error && error.cause.stack) io.stderr.write(`${error.cause.stack}\n`);
+  } else {
+    const message = error instanceof Error ? error.message : String(error);
+    io.stderr.write(`visor: internal error: ${message}\n`);
+    if (debug && error instanceof Error && error.stack) io.stderr.write(`${error.stack}\n`);
+    else io.stderr.write('visor: (run with --debug for the stack trace)\n');
+  }
+  return exitCodeFor(error);
+}

@@ -1,0 +1,209 @@
+import { MongoClient, MongoServerError, type Collection, type Db, type Filter, type Sort } from 'mongodb';
+import { isVisorError, VisorError } from '../../errors.js';
+import type { Attribute } from '../../image/attributes.js';
+import { applyChanges, validateImage, type Clock, systemClock } from '../../image/image.js';
+import type { Image, ImageChanges } from '../../image/model.js';
+import type { Catalog, ImageQuery, ImageRepository, Page } from '../port.js';
+import { imageNotFound, normalizeQuery, readAttribute, staleRevision, unknownMarker, type NormalizedQuery } from '../query.js';
+
+/** Stored form: the image with its id as `_id`. */
+type ImageDoc = Omit<Image, 'id'> & { _id: string };
+
+export interface MongoCatalogOptions {
+  uri: string;
+  database?: string;
+  /** Collection names are prefixed, so that several catalogs (or test runs) can share a database. */
+  collectionPrefix?: string;
+  clock?: Clock;
+  serverSelectionTimeoutMS?: number;
+}
+
+// Majority + journal: an acknowledged write survives a primary failover and a crash.
+const writeConcern = { w: 'majority' as const, j: true };
+
+export class MongoCatalog implements Catalog {
+  readonly kind = 'mongodb';
+  readonly images: ImageRepository;
+  readonly #options: MongoCatalogOptions;
+  #client: MongoClient | undefined;
+  #db: Db | undefined;
+
+  constructor(options: MongoCatalogOptions) {
+    this.#options = options;
+    this.images = new MongoImages(() => this.collection<ImageDoc>('images'), options.clock ?? systemClock);
+  }
+
+  collection<T extends object>(name: string): Collection<T> {
+    if (!this.#db) throw new VisorError('unavailable', 'the MongoDB catalog is not open (call init first)');
+    return this.#db.collection<T>(`${this.#options.collectionPrefix ?? ''}${name}`);
+  }
+
+  async init(): Promise<void> {
+    if (this.#db) return;
+    const client = new MongoClient(this.#options.uri, {
+      serverSelectionTimeoutMS: this.#options.serverSelectionTimeoutMS ?? 10_000,
+      writeConcern,
+      readConcern: { level: 'majority' },
+    });
+    try {
+      await client.connect();
+      this.#client = client;
+      this.#db = client.db(this.#options.database);
+      const images = this.collection<ImageDoc>('images');
+      await images.createIndexes([
+        { key: { name: 1 } },
+        { key: { status: 1 } },
+        { key: { architecture: 1 } },
+        { key: { owner: 1 } },
+        { key: { access: 1 } },
+        { key: { createdAt: 1 } },
+        { key: { 'checksums.sha256': 1 } },
+        { key: { tags: 1 } },
+      ]);
+    } catch (error) {
+      await client.close().catch(() => undefined);
+      this.#client = undefined;
+      this.#db = undefined;
+      throw mongoError(error, 'cannot open the MongoDB catalog');
+    }
+  }
+
+  async close(): Promise<void> {
+    const client = this.#client;
+    this.#client = undefined;
+    this.#db = undefined;
+    await client?.close();
+  }
+}
+
+const field = (attribute: Attribute) => (attribute.path === 'id' ? '_id' : attribute.segments.join('.'));
+
+function toDoc(image: Image): ImageDoc {
+  const { id, ...rest } = image;
+  return { _id: id, ...rest };
+}
+
+function fromDoc(doc: ImageDoc): Image {
+  const { _id, ...rest } = doc;
+  // Key order as in a freshly built image, so both catalogs return identical JSON.
+  return validateImage({ id: _id, ...rest });
+}
+
+class MongoImages implements ImageRepository {
+  constructor(
+    private readonly images: () => Collection<ImageDoc>,
+    private readonly clock: Clock,
+  ) {}
+
+  async create(image: Image): Promise<Image> {
+    const valid = validateImage(image);
+    try {
+      await this.images().insertOne(toDoc(valid));
+    } catch (error) {
+      if (error instanceof MongoServerError && error.code === 11000) {
+        throw new VisorError('conflict', `an image with id ${valid.id} already exists`, { details: { id: valid.id } });
+      }
+      throw mongoError(error);
+    }
+    return valid;
+  }
+
+  async get(id: string): Promise<Image> {
+    const image = await this.find(id);
+    if (!image) throw imageNotFound(id);
+    return image;
+  }
+
+  async find(id: string): Promise<Image | undefined> {
+    const doc = await guard(() => this.images().findOne({ _id: id }));
+    return doc ? fromDoc(doc) : undefined;
+  }
+
+  async list(query: ImageQuery = {}): Promise<Page<Image>> {
+    const q = normalizeQuery(query);
+    const clauses = filterClauses(q);
+    const markerId = q.marker;
+    if (markerId !== undefined) {
+      const marker = await guard(() => this.images().findOne({ _id: markerId }));
+      if (!marker) throw unknownMarker(markerId);
+      const value = q.sort.path === 'id' ? marker._id : readAttribute(fromDoc(marker), q.sort);
+      clauses.push(afterMarker(q, value ?? null, marker._id));
+    }
+    const order = q.dir === 'desc' ? -1 : 1;
+    const sort: Sort = q.sort.path === 'id' ? { _id: order } : { [field(q.sort)]: order, _id: order };
+    const cursor = this.images().find(clauses.length ? { $and: clauses } : {}, { sort });
+    if (q.limit !== undefined) cursor.limit(q.limit + 1);
+    const docs = await guard(() => cursor.toArray());
+    const more = q.limit !== undefined && docs.length > q.limit;
+    const items = (more ? docs.slice(0, q.limit) : docs).map(fromDoc);
+    const last = items[items.length - 1];
+    return more && last ? { items, nextMarker: last.id } : { items };
+  }
+
+  async count(query: Pick<ImageQuery, 'filters' | 'visibleTo'> = {}): Promise<number> {
+    const clauses = filterClauses(normalizeQuery(query));
+    return guard(() => this.images().countDocuments(clauses.length ? { $and: clauses } : {}));
+  }
+
+  async update(id: string, expectedRevision: number, changes: ImageChanges): Promise<Image> {
+    const doc = await guard(() => this.images().findOne({ _id: id }));
+    if (!doc) throw imageNotFound(id);
+    if (doc.revision !== expectedRevision) throw staleRevision(id, expectedRevision, doc.revision);
+    const next = applyChanges(fromDoc(doc), changes, this.clock);
+    // The revision in the filter makes check-and-write one atomic step on the server.
+    const result = await guard(() => this.images().replaceOne({ _id: id, revision: expectedRevision }, toDoc(next)));
+    if (result.matchedCount === 0) {
+      const now = await this.find(id);
+      if (!now) throw imageNotFound(id);
+      throw staleRevision(id, expectedRevision, now.revision);
+    }
+    return next;
+  }
+
+  async delete(id: string, expectedRevision?: number): Promise<void> {
+    const filter: Filter<ImageDoc> = expectedRevision === undefined ? { _id: id } : { _id: id, revision: expectedRevision };
+    const result = await guard(() => this.images().deleteOne(filter));
+    if (result.deletedCount === 1) return;
+    const now = await this.find(id);
+    if (!now) throw imageNotFound(id);
+    throw staleRevision(id, expectedRevision ?? now.revision, now.revision);
+  }
+}
+
+function filterClauses(q: NormalizedQuery): Filter<ImageDoc>[] {
+  // An array field given a scalar matches when it contains it: MongoDB's own equality semantics.
+  const out: Filter<ImageDoc>[] = q.filters.map(({ attribute, value }) => ({ [field(attribute)]: value }) as Filter<ImageDoc>);
+  if (q.visibleTo !== undefined) {
+    out.push({ $or: [{ access: 'public' }, { owner: q.visibleTo }, { access: 'shared', members: q.visibleTo }] });
+  }
+  return out;
+}
+
+/** Documents strictly after (value, id) in the sort order; null and missing sort first ascending. */
+function afterMarker(q: NormalizedQuery, value: unknown, id: string): Filter<ImageDoc> {
+  if (q.sort.path === 'id') return { _id: q.dir === 'asc' ? { $gt: id } : { $lt: id } };
+  const f = field(q.sort);
+  if (q.dir === 'asc') {
+    return value === null
+      ? { $or: [{ [f]: null, _id: { $gt: id } }, { [f]: { $ne: null } }] }
+      : { $or: [{ [f]: { $gt: value } }, { [f]: value, _id: { $gt: id } }] };
+  }
+  return value === null
+    ? { [f]: null, _id: { $lt: id } }
+    : { $or: [{ [f]: { $lt: value } }, { [f]: null }, { [f]: value, _id: { $lt: id } }] };
+}
+
+async function guard<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    throw mongoError(error);
+  }
+}
+
+function mongoError(error: unknown, context = 'MongoDB catalog'): VisorError {
+  if (isVisorError(error)) return error;
+  const name = (error as Error).name ?? '';
+  const kind = /Network|ServerSelection|Timeout|NotPrimary|PoolCleared/.test(name) ? 'unavailable' : 'internal';
+  return new VisorError(kind, `${context}: ${(error as Error).message}`, { cause: error });
+}

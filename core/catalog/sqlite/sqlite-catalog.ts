@@ -1,0 +1,218 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { isVisorError, VisorError } from '../../errors.js';
+import type { Attribute } from '../../image/attributes.js';
+import { applyChanges, validateImage, type Clock, systemClock } from '../../image/image.js';
+import type { Image, ImageChanges } from '../../image/model.js';
+import type { Catalog, ImageQuery, ImageRepository, Page } from '../port.js';
+import { imageNotFound, normalizeQuery, readAttribute, staleRevision, unknownMarker, type NormalizedQuery } from '../query.js';
+
+/**
+ * JSON path for an attribute. Segments are quoted; they come from `resolveAttribute`, whose
+ * patterns admit no quote characters, so building SQL text from them is safe — and it must be
+ * text, not a parameter, for SQLite to match the expression indexes below.
+ */
+function jsonPath(attribute: Attribute): string {
+  return `'$${attribute.segments.map((s) => `."${s}"`).join('')}'`;
+}
+const expr = (attribute: Attribute) => (attribute.path === 'id' ? 'id' : `json_extract(doc, ${jsonPath(attribute)})`);
+
+// Attributes worth an index: the ones VISOR's clients, the API and the agent filter or sort on.
+const indexed = ['name', 'status', 'architecture', 'owner', 'access', 'createdAt', 'checksums.sha256'];
+
+export interface SqliteCatalogOptions {
+  /** Database file; created with its directory if missing. ':memory:' for throwaway use. */
+  path: string;
+  clock?: Clock;
+}
+
+export class SqliteCatalog implements Catalog {
+  readonly kind = 'sqlite';
+  readonly images: ImageRepository;
+  #db: Database.Database | undefined;
+  readonly #options: SqliteCatalogOptions;
+
+  constructor(options: SqliteCatalogOptions) {
+    this.#options = options;
+    this.images = new SqliteImages(() => this.db, options.clock ?? systemClock);
+  }
+
+  get db(): Database.Database {
+    if (!this.#db) throw new VisorError('unavailable', 'the SQLite catalog is not open (call init first)');
+    return this.#db;
+  }
+
+  async init(): Promise<void> {
+    if (this.#db) return;
+    const { path } = this.#options;
+    try {
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+      const db = new Database(path);
+      // WAL lets readers (CLI, API) run beside the agent's writes; synchronous=FULL makes every
+      // committed write survive a power cut, not only a process crash.
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.pragma('busy_timeout = 5000');
+      db.exec(`CREATE TABLE IF NOT EXISTS images (
+        id TEXT PRIMARY KEY NOT NULL,
+        revision INTEGER NOT NULL,
+        doc TEXT NOT NULL CHECK (json_valid(doc))
+      ) WITHOUT ROWID`);
+      for (const path of indexed) {
+        const attribute = { path, segments: path.split('.'), valueType: 'string' as const, array: false };
+        db.exec(`CREATE INDEX IF NOT EXISTS images_${path.replace('.', '_')} ON images (${expr(attribute)})`);
+      }
+      this.#db = db;
+    } catch (error) {
+      throw new VisorError('unavailable', `cannot open the SQLite catalog at ${path}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  async close(): Promise<void> {
+    const db = this.#db;
+    this.#db = undefined;
+    if (db?.open) db.close();
+  }
+}
+
+interface Row {
+  id: string;
+  revision: number;
+  doc: string;
+}
+
+class SqliteImages implements ImageRepository {
+  constructor(
+    private readonly db: () => Database.Database,
+    private readonly clock: Clock,
+  ) {}
+
+  async create(image: Image): Promise<Image> {
+    const valid = validateImage(image);
+    try {
+      this.db().prepare('INSERT INTO images (id, revision, doc) VALUES (?, ?, ?)').run(valid.id, valid.revision, JSON.stringify(valid));
+    } catch (error) {
+      if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
+        throw new VisorError('conflict', `an image with id ${valid.id} already exists`, { details: { id: valid.id } });
+      }
+      throw sqliteError(error);
+    }
+    return valid;
+  }
+
+  async get(id: string): Promise<Image> {
+    const image = await this.find(id);
+    if (!image) throw imageNotFound(id);
+    return image;
+  }
+
+  async find(id: string): Promise<Image | undefined> {
+    const row = this.db().prepare<[string], Row>('SELECT doc FROM images WHERE id = ?').get(id);
+    return row ? (JSON.parse(row.doc) as Image) : undefined;
+  }
+
+  async list(query: ImageQuery = {}): Promise<Page<Image>> {
+    const q = normalizeQuery(query);
+    const where = whereClause(q);
+    if (q.marker !== undefined) {
+      const markerRow = this.db().prepare<[string], Row>('SELECT id, doc FROM images WHERE id = ?').get(q.marker);
+      if (!markerRow) throw unknownMarker(q.marker);
+      const value = q.sort.path === 'id' ? markerRow.id : readAttribute(JSON.parse(markerRow.doc), q.sort);
+      where.push(...afterMarker(q, value ?? null, markerRow.id));
+    }
+    const dir = q.dir === 'desc' ? 'DESC' : 'ASC';
+    const order = q.sort.path === 'id' ? `id ${dir}` : `${expr(q.sort)} ${dir}, id ${dir}`;
+    const sql = `SELECT id, doc FROM images${where.length ? ` WHERE ${where.map((w) => w.sql).join(' AND ')}` : ''} ORDER BY ${order}${q.limit !== undefined ? ' LIMIT ?' : ''}`;
+    const params = where.flatMap((w) => w.params);
+    if (q.limit !== undefined) params.push(q.limit + 1);
+    const rows = this.db().prepare<unknown[], Row>(sql).all(...params);
+    const more = q.limit !== undefined && rows.length > q.limit;
+    const items = (more ? rows.slice(0, q.limit) : rows).map((r) => JSON.parse(r.doc) as Image);
+    const last = items[items.length - 1];
+    return more && last ? { items, nextMarker: last.id } : { items };
+  }
+
+  async count(query: Pick<ImageQuery, 'filters' | 'visibleTo'> = {}): Promise<number> {
+    const where = whereClause(normalizeQuery(query));
+    const sql = `SELECT count(*) AS n FROM images${where.length ? ` WHERE ${where.map((w) => w.sql).join(' AND ')}` : ''}`;
+    return this.db().prepare<unknown[], { n: number }>(sql).get(...where.flatMap((w) => w.params))?.n ?? 0;
+  }
+
+  async update(id: string, expectedRevision: number, changes: ImageChanges): Promise<Image> {
+    const db = this.db();
+    // IMMEDIATE takes the write lock before reading, so another process cannot slip a write in
+    // between our revision check and our update.
+    const tx = db.transaction(() => {
+      const row = db.prepare<[string], Row>('SELECT revision, doc FROM images WHERE id = ?').get(id);
+      if (!row) throw imageNotFound(id);
+      if (row.revision !== expectedRevision) throw staleRevision(id, expectedRevision, row.revision);
+      const next = applyChanges(JSON.parse(row.doc) as Image, changes, this.clock);
+      db.prepare('UPDATE images SET revision = ?, doc = ? WHERE id = ? AND revision = ?').run(next.revision, JSON.stringify(next), id, expectedRevision);
+      return next;
+    });
+    return runTx(() => tx.immediate());
+  }
+
+  async delete(id: string, expectedRevision?: number): Promise<void> {
+    const db = this.db();
+    const tx = db.transaction(() => {
+      const row = db.prepare<[string], Row>('SELECT revision FROM images WHERE id = ?').get(id);
+      if (!row) throw imageNotFound(id);
+      if (expectedRevision !== undefined && row.revision !== expectedRevision) throw staleRevision(id, expectedRevision, row.revision);
+      db.prepare('DELETE FROM images WHERE id = ?').run(id);
+    });
+    runTx(() => tx.immediate());
+  }
+}
+
+interface Condition {
+  sql: string;
+  params: unknown[];
+}
+
+function whereClause(q: NormalizedQuery): Condition[] {
+  const out: Condition[] = q.filters.map(({ attribute, value }) =>
+    attribute.array
+      ? { sql: `EXISTS (SELECT 1 FROM json_each(doc, ${jsonPath(attribute)}) WHERE value = ?)`, params: [value] }
+      : { sql: `${expr(attribute)} = ?`, params: [value] },
+  );
+  if (q.visibleTo !== undefined) {
+    out.push({
+      sql: `(json_extract(doc, '$."access"') = 'public' OR json_extract(doc, '$."owner"') = ? OR (json_extract(doc, '$."access"') = 'shared' AND EXISTS (SELECT 1 FROM json_each(doc, '$."members"') WHERE value = ?)))`,
+      params: [q.visibleTo, q.visibleTo],
+    });
+  }
+  return out;
+}
+
+/**
+ * Keyset condition: rows strictly after (value, id) in the sort order. NULLs sort first
+ * ascending and last descending, as in MongoDB.
+ */
+function afterMarker(q: NormalizedQuery, value: unknown, id: string): Condition[] {
+  if (q.sort.path === 'id') return [{ sql: q.dir === 'asc' ? 'id > ?' : 'id < ?', params: [id] }];
+  const e = expr(q.sort);
+  if (q.dir === 'asc') {
+    return value === null
+      ? [{ sql: `((${e} IS NULL AND id > ?) OR ${e} IS NOT NULL)`, params: [id] }]
+      : [{ sql: `(${e} > ? OR (${e} = ? AND id > ?))`, params: [value, value, id] }];
+  }
+  return value === null
+    ? [{ sql: `(${e} IS NULL AND id < ?)`, params: [id] }]
+    : [{ sql: `(${e} < ? OR ${e} IS NULL OR (${e} = ? AND id < ?))`, params: [value, value, id] }];
+}
+
+function runTx<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    throw isVisorError(error) ? error : sqliteError(error);
+  }
+}
+
+function sqliteError(error: unknown): VisorError {
+  const code = (error as { code?: string }).code ?? '';
+  const kind = code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED' ? 'unavailable' : 'internal';
+  return new VisorError(kind, `SQLite catalog: ${(error as Error).message}`, { cause: error });
+}

@@ -1,0 +1,241 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { VisorError, type FieldIssue } from '../errors.js';
+import { loadPluginPackage } from '../registry/loader.js';
+import type { PluginKind } from '../registry/ids.js';
+import type { PluginRegistry } from '../registry/registry.js';
+import { formatPath, zodIssues } from '../validation.js';
+import { interpolateEnv, type Env } from './interpolate.js';
+import { configFileSchema, type ConfigFile } from './schema.js';
+import type { SyncPolicy } from './sync-policy.js';
+
+export interface PluginInstance {
+  type: string;
+  /** Validated (and defaulted) by the plugin's own schema. */
+  options: unknown;
+}
+
+export interface CloudConfig {
+  adapter: string;
+  options: unknown;
+  sync: SyncPolicy;
+}
+
+/** The validated, frozen configuration every component is built from. */
+export interface VisorConfig {
+  /** Absolute path of the file it came from; undefined for the embedded default. */
+  file: string | undefined;
+  dataDir: string;
+  plugins: string[];
+  logging: ConfigFile['logging'];
+  catalog: PluginInstance;
+  stores: Record<string, PluginInstance>;
+  defaultStore: string;
+  server: ConfigFile['server'];
+  agent: ConfigFile['agent'];
+  clouds: Record<string, CloudConfig>;
+}
+
+/** A configuration problem located in its file. */
+export interface ConfigIssue extends FieldIssue {
+  line?: number;
+  column?: number;
+}
+
+export class ConfigError extends VisorError {
+  readonly file: string;
+  readonly issues: readonly ConfigIssue[];
+
+  constructor(file: string, issues: readonly ConfigIssue[]) {
+    const lines = issues.map((i) => `  ${file}${i.line ? `:${i.line}:${i.column ?? 1}` : ''}: ${i.path ? `${i.path}: ` : ''}${i.message}`);
+    super('config', `${file}: ${issues.length === 1 ? '1 problem' : `${issues.length} problems`}\n${lines.join('\n')}`, { details: { issues } });
+    this.file = file;
+    this.issues = issues;
+  }
+}
+
+export interface LoadConfigOptions {
+  /** The YAML file; without it, the embedded default (SQLite catalog + file store). */
+  file?: string | undefined;
+  env?: Env;
+  /** `--data-dir` from the command line: wins over the environment and the file. */
+  dataDir?: string | undefined;
+  /** Built-in plugins already registered; third-party ones named in the file are added to it. */
+  registry: PluginRegistry;
+  /** Where else to look for plugin packages (visor's own installation). */
+  pluginSearchDirs?: readonly string[];
+}
+
+export function defaultDataDir(env: Env): string {
+  const xdg = env['XDG_DATA_HOME'];
+  return join(xdg && isAbsolute(xdg) ? xdg : join(env['HOME'] ?? homedir(), '.local', 'share'), 'visor');
+}
+
+export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfig> {
+  const env = options.env ?? process.env;
+  const file = options.file === undefined ? undefined : resolve(options.file);
+  const label = file === undefined ? '(embedded default)' : basename(file);
+  const issues: ConfigIssue[] = [];
+
+  let raw: unknown = {};
+  let locate: (path: string) => Pick<ConfigIssue, 'line' | 'column'> = () => ({});
+  if (file !== undefined) {
+    const text = readConfigText(file);
+    const lineCounter = new LineCounter();
+    const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+    if (doc.errors.length > 0) {
+      throw new ConfigError(label, doc.errors.map((e) => ({ path: '', message: `invalid YAML: ${firstLine(e.message)}`, ...position(lineCounter, e.pos[0]) })));
+    }
+    locate = (path) => locateNode(doc, lineCounter, path);
+    raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+      throw new ConfigError(label, [{ path: '', message: 'must be a mapping of settings (key: value), not a list or a single value', line: 1, column: 1 }]);
+    }
+  }
+
+  const envIssues: FieldIssue[] = [];
+  raw = interpolateEnv(raw, env, envIssues);
+  issues.push(...envIssues);
+
+  const parsed = configFileSchema.safeParse(raw);
+  if (!parsed.success) {
+    issues.push(...zodIssues(parsed.error));
+    throw new ConfigError(label, issues.map((i) => ({ ...i, ...locate(i.path) })));
+  }
+  const cfg = parsed.data;
+  const baseDir = file === undefined ? process.cwd() : dirname(file);
+
+  // Third-party plugins first: they may provide the catalog, stores or adapters named below.
+  const searchDirs = [baseDir, ...(options.pluginSearchDirs ?? [visorInstallDir()])];
+  for (const [index, name] of cfg.plugins.entries()) {
+    try {
+      const loaded = await loadPluginPackage(name, searchDirs);
+      for (const candidate of loaded.candidates) options.registry.register(candidate, loaded.source);
+    } catch (error) {
+      issues.push({ path: formatPath(['plugins', index]), message: (error as Error).message });
+    }
+  }
+
+  const instance = async (kind: PluginKind, what: string, id: string, opts: unknown, path: PropertyKey[], idKey: string): Promise<unknown> => {
+    if (!options.registry.get(kind, id)) {
+      const known = options.registry.ids(kind);
+      issues.push({ path: formatPath([...path, idKey]), message: `unknown ${what} "${id}" (registered: ${known.join(', ') || 'none'}; add third-party ones under "plugins")` });
+      return undefined;
+    }
+    const result = await options.registry.validateOptions(kind, id, opts ?? {}, [...path, 'options']);
+    issues.push(...result.issues);
+    return result.value;
+  };
+
+  const catalog: PluginInstance = {
+    type: cfg.catalog.type,
+    options: await instance('catalog', 'catalog type', cfg.catalog.type, cfg.catalog.options, ['catalog'], 'type'),
+  };
+  const stores: Record<string, PluginInstance> = {};
+  for (const [name, store] of Object.entries(cfg.stores)) {
+    stores[name] = { type: store.type, options: await instance('store', 'store type', store.type, store.options, ['stores', name], 'type') };
+  }
+  const clouds: Record<string, CloudConfig> = {};
+  for (const [name, cloud] of Object.entries(cfg.clouds)) {
+    clouds[name] = {
+      adapter: cloud.adapter,
+      options: await instance('iaas', 'adapter', cloud.adapter, cloud.options, ['clouds', name], 'adapter'),
+      sync: cloud.sync ?? { enabled: true },
+    };
+  }
+
+  const storeNames = Object.keys(cfg.stores);
+  let defaultStore = cfg.defaultStore ?? (storeNames.length === 1 ? storeNames[0] : storeNames.includes('local') ? 'local' : undefined);
+  if (cfg.defaultStore !== undefined && !storeNames.includes(cfg.defaultStore)) {
+    issues.push({ path: 'defaultStore', message: `names store "${cfg.defaultStore}", which is not under "stores" (have: ${storeNames.join(', ') || 'none'})` });
+  } else if (defaultStore === undefined) {
+    issues.push({ path: storeNames.length === 0 ? 'stores' : 'defaultStore', message: storeNames.length === 0 ? 'at least one store is needed' : `is required when there are several stores (${storeNames.join(', ')})` });
+  }
+  defaultStore ??= '';
+
+  if (issues.length > 0) throw new ConfigError(label, issues.map((i) => ({ ...i, ...locate(i.path) })));
+
+  // The command line wins over the environment, which wins over the file.
+  const fromEnv = nonEmpty(env['VISOR_DATA_DIR']);
+  const dataDir =
+    options.dataDir !== undefined ? resolve(options.dataDir)
+    : fromEnv !== undefined ? resolve(fromEnv)
+    : cfg.dataDir !== undefined ? resolve(baseDir, cfg.dataDir)
+    : defaultDataDir(env);
+
+  return deepFreeze({
+    file,
+    dataDir,
+    plugins: cfg.plugins,
+    logging: cfg.logging,
+    catalog,
+    stores,
+    defaultStore,
+    server: cfg.server,
+    agent: cfg.agent,
+    clouds,
+  });
+}
+
+function readConfigText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (error as Error).message;
+    throw new VisorError('config', `cannot read config file ${file}: ${why}`, { cause: error });
+  }
+}
+
+function position(lineCounter: LineCounter, offset: number): Pick<ConfigIssue, 'line' | 'column'> {
+  const { line, col } = lineCounter.linePos(offset);
+  return { line, column: col };
+}
+
+/** Line and column of the deepest node that exists on `path` (the key itself when present). */
+function locateNode(doc: Document, lineCounter: LineCounter, path: string): Pick<ConfigIssue, 'line' | 'column'> {
+  const segments = path.match(/[^.[\]]+/g) ?? [];
+  let node: Node | null | undefined = doc.contents as Node | null;
+  let found: Pick<ConfigIssue, 'line' | 'column'> = node?.range ? position(lineCounter, node.range[0]) : {};
+  for (const segment of segments) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === segment);
+      if (!pair) break;
+      const key = pair.key as Node;
+      if (key.range) found = position(lineCounter, key.range[0]);
+      node = pair.value as Node | null;
+    } else if (isSeq(node)) {
+      const item = node.items[Number(segment)] as Node | undefined;
+      if (!item) break;
+      if (item.range) found = position(lineCounter, item.range[0]);
+      node = item;
+    } else break;
+  }
+  return found;
+}
+
+function firstLine(message: string): string {
+  return message.split('\n')[0] ?? message;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/** visor's own package folder (from sources or from dist/), so that plugins installed beside it are found too. */
+function visorInstallDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

@@ -1,0 +1,57 @@
+import { z } from 'zod';
+import { storeNamePattern } from '../image/schema.js';
+import { logLevels } from '../logging/logger.js';
+import { syncPolicySchema } from './sync-policy.js';
+
+const options = z.record(z.string(), z.unknown(), 'must be a mapping of option names to values');
+const instanceName = z.string().regex(storeNamePattern, 'names use lower-case letters, digits, _ and -, starting with a letter');
+
+export const pluginInstanceSchema = z.strictObject({
+  type: z.string({ error: 'is required: the id of the plugin that provides it' }),
+  options: options.optional(),
+});
+
+export const cloudSchema = z.strictObject({
+  adapter: z.string({ error: 'is required: the id of the IaaS adapter (see `visor plugins`)' }),
+  options: options.optional(),
+  sync: syncPolicySchema.optional(),
+});
+
+export const serverSchema = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535, 'must be a TCP port (0-65535)').default(4568),
+  auth: z
+    .strictObject({
+      /** Off only for loopback development: every request is then treated as an admin's. */
+      enabled: z.boolean().default(true),
+      /** Accepted clock difference for signed requests, in seconds. */
+      clockSkew: z.number().int().min(1).max(3600).default(300),
+    })
+    .prefault({}),
+});
+
+/** The config file as written (after ${ENV} interpolation); plugin options are checked later, by each plugin's own schema. */
+export const configFileSchema = z.strictObject({
+  version: z.literal(1, 'must be 1').optional(),
+  dataDir: z.string().min(1).optional(),
+  plugins: z.array(z.string()).default([]),
+  logging: z
+    .strictObject({
+      level: z.enum(logLevels).default('info'),
+      format: z.enum(['auto', 'json', 'text']).default('auto'),
+    })
+    .prefault({}),
+  catalog: pluginInstanceSchema.default({ type: 'sqlite' }),
+  stores: z.record(instanceName, pluginInstanceSchema).default({ local: { type: 'file' } }),
+  defaultStore: instanceName.optional(),
+  server: serverSchema.prefault({}),
+  agent: z
+    .strictObject({
+      /** Written into every image the agent creates in a cloud (the ownership marker). */
+      id: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . and -, at most 64').optional(),
+    })
+    .prefault({}),
+  clouds: z.record(instanceName, cloudSchema).default({}),
+});
+
+export type ConfigFile = z.infer<typeof configFileSchema>;

@@ -1,0 +1,65 @@
+/**
+ * Keeps secrets out of log lines. Two nets: values under secret-looking keys are masked
+ * wherever they appear in structured metadata, and known secret values (registered from the
+ * config and from credentials as they are loaded) are masked inside any string, messages included.
+ */
+export const secretKeyPattern = /pass(word|wd|phrase)?$|secret|token|authorization|credential|cookie|private[-_]?key|api[-_]?key|session[-_]?key|^signature$/i;
+
+export const MASK = '***';
+
+export class SecretRegistry {
+  readonly #values = new Set<string>();
+
+  /** Remembers a secret value; too-short values are ignored (masking them would mangle text). */
+  add(value: string | undefined | null): void {
+    if (typeof value === 'string' && value.length >= 4) this.#values.add(value);
+  }
+
+  get size(): number {
+    return this.#values.size;
+  }
+
+  maskText(text: string): string {
+    let out = text;
+    for (const secret of this.#values) {
+      if (out.includes(secret)) out = out.split(secret).join(MASK);
+      // The same secret as it appears URL-encoded (in query strings and userinfo).
+      const encoded = encodeURIComponent(secret);
+      if (encoded !== secret && out.includes(encoded)) out = out.split(encoded).join(MASK);
+    }
+    return out.replace(/(\/\/[^/\s:@]+:)[^/\s@]+@/g, `$1${MASK}@`);
+  }
+
+  /** Deep copy of `value` with secrets masked; cycles and depth are bounded. */
+  redact(value: unknown, depth = 0, seen = new WeakSet<object>()): unknown {
+    if (typeof value === 'string') return this.maskText(value);
+    if (value === null || typeof value !== 'object') return value;
+    if (depth > 8 || seen.has(value)) return '[…]';
+    seen.add(value);
+    if (value instanceof Error) {
+      const out: Record<string, unknown> = { name: value.name, message: this.maskText(value.message) };
+      if ('kind' in value) out['kind'] = (value as { kind: unknown }).kind;
+      if (value.stack) out['stack'] = this.maskText(value.stack);
+      if (value.cause !== undefined) out['cause'] = this.redact(value.cause, depth + 1, seen);
+      return out;
+    }
+    if (Array.isArray(value)) return value.map((v) => this.redact(v, depth + 1, seen));
+    if (Buffer.isBuffer(value)) return `[${value.length} bytes]`;
+    const out: Record<string, unknown> = {};
+    for (const [key, v] of Object.entries(value)) {
+      out[key] = secretKeyPattern.test(key) && v !== undefined && v !== null && v !== '' ? MASK : this.redact(v, depth + 1, seen);
+    }
+    return out;
+  }
+}
+
+/** Collects the values found under secret-looking keys anywhere in a config tree. */
+export function collectSecrets(value: unknown, registry: SecretRegistry, underSecretKey = false): void {
+  if (typeof value === 'string') {
+    if (underSecretKey) registry.add(value);
+  } else if (Array.isArray(value)) {
+    for (const v of value) collectSecrets(v, registry, underSecretKey);
+  } else if (value !== null && typeof value === 'object') {
+    for (const [key, v] of Object.entries(value)) collectSecrets(v, registry, underSecretKey || secretKeyPattern.test(key));
+  }
+}

@@ -1,0 +1,135 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { isVisorError, VisorError } from '../../errors.js';
+import { DigestStream, verifyDigest } from '../../transfer/digest.js';
+import type { ByteRange, GetResult, ObjectInfo, PutOptions, PutResult, Store } from '../port.js';
+import { checkRange, objectKeyPattern } from '../keys.js';
+
+export interface FileStoreOptions {
+  /** Root folder of the store; created if missing. */
+  root: string;
+  /** fsync file and folder before a put returns (on by default: a put that returned survives a crash). */
+  fsync?: boolean;
+}
+
+/**
+ * Images as files under one root. A put writes to a hidden temp name, fsyncs and renames, so
+ * a reader sees the whole object or nothing; URIs are file:// URLs that must resolve inside
+ * the root, so neither ids nor crafted URIs can reach other files.
+ */
+export class FileStore implements Store {
+  readonly kind = 'file';
+  readonly capabilities = { writable: true, ranges: true };
+  readonly #root: string;
+  readonly #fsync: boolean;
+  #ready: Promise<string> | undefined;
+
+  constructor(options: FileStoreOptions) {
+    this.#root = resolve(options.root);
+    this.#fsync = options.fsync ?? true;
+  }
+
+  /** The root's real path (symlinks resolved), created on first use. */
+  #rootDir(): Promise<string> {
+    this.#ready ??= mkdir(this.#root, { recursive: true, mode: 0o750 }).then(() => realpath(this.#root));
+    return this.#ready;
+  }
+
+  async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
+    if (!objectKeyPattern.test(key)) throw new VisorError('invalidInput', `invalid object key "${key}"`);
+    const root = await this.#rootDir();
+    // A fresh suffix: a re-upload never overwrites the object the catalog still points at.
+    const name = `${key}.${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
+    const finalPath = join(root, name);
+    const tempPath = join(root, `.tmp-${name}`);
+    const digest = new DigestStream();
+    try {
+      await pipeline(body, digest, createWriteStream(tempPath, { flags: 'wx', mode: 0o640 }), ...(options.signal ? [{ signal: options.signal }] : []));
+      const result = digest.result();
+      verifyDigest(result, { size: options.size, checksums: options.expected });
+      if (this.#fsync) await fsyncPath(tempPath);
+      await rename(tempPath, finalPath);
+      if (this.#fsync) await fsyncPath(root);
+      return { uri: pathToFileURL(finalPath).href, ...result };
+    } catch (error) {
+      await unlink(tempPath).catch(() => undefined);
+      if (isVisorError(error)) throw error;
+      if ((error as Error).name === 'AbortError') throw new VisorError('unavailable', 'upload aborted', { cause: error });
+      throw new VisorError('unavailable', `file store: writing ${name} failed: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  async get(uri: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<GetResult> {
+    const path = await this.#pathOf(uri);
+    const size = (await this.#stat(path, uri)).size;
+    if (!options.range) return { stream: createReadStream(path, options.signal ? { signal: options.signal } : {}), size };
+    const { start, end } = checkRange(options.range, size);
+    return { stream: createReadStream(path, { start, end, ...(options.signal ? { signal: options.signal } : {}) }), size, range: { start, end } };
+  }
+
+  async head(uri: string): Promise<ObjectInfo> {
+    const info = await this.#stat(await this.#pathOf(uri), uri);
+    return { size: info.size, checksums: {}, lastModified: info.mtime.toISOString() };
+  }
+
+  async delete(uri: string): Promise<void> {
+    const path = await this.#pathOf(uri);
+    try {
+      await unlink(path);
+      if (this.#fsync) await fsyncPath(await this.#rootDir());
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new VisorError('unavailable', `file store: deleting ${uri} failed: ${(error as Error).message}`, { cause: error });
+      }
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  async #stat(path: string, uri: string) {
+    try {
+      const info = await stat(path);
+      if (!info.isFile()) throw new VisorError('notFound', `no object at ${uri}`);
+      return info;
+    } catch (error) {
+      if (isVisorError(error)) throw error;
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new VisorError('notFound', `no object at ${uri}`);
+      throw new VisorError('unavailable', `file store: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  /** Maps a URI to a path, refusing anything outside the root (.., symlinks, other schemes). */
+  async #pathOf(uri: string): Promise<string> {
+    let path: string;
+    try {
+      const url = new URL(uri);
+      if (url.protocol !== 'file:') throw new Error('not a file: URI');
+      path = fileURLToPath(url);
+    } catch {
+      throw new VisorError('invalidInput', `not a file store URI: ${uri}`);
+    }
+    const root = await this.#rootDir();
+    const rel = relative(root, path);
+    const name = rel.split(sep)[0] ?? '';
+    if (rel === '' || isAbsolute(rel) || rel !== name || !objectNamePattern.test(name)) {
+      throw new VisorError('invalidInput', `URI ${uri} is outside the file store at ${root}`);
+    }
+    return join(root, name);
+  }
+}
+
+const objectNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,63 @@
+import type { Readable } from 'node:stream';
+import type { Checksums } from '../image/model.js';
+
+/** Inclusive byte range, as in HTTP: `end` defaults to the last byte. */
+export interface ByteRange {
+  start: number;
+  end?: number;
+}
+
+export interface PutOptions {
+  /** Declared length, when known (lets S3 skip multipart, lets us fail early on short bodies). */
+  size?: number;
+  /** Checksums the caller expects; a mismatch fails the put and leaves nothing behind. */
+  expected?: Checksums;
+  signal?: AbortSignal;
+}
+
+export interface PutResult {
+  /** Store-specific URI that `get`, `head` and `delete` accept. */
+  uri: string;
+  size: number;
+  /** md5, sha256 and sha512, computed in the same pass as the write. */
+  checksums: Required<Checksums>;
+}
+
+export interface ObjectInfo {
+  size: number;
+  /** Whatever checksums the store can tell without reading the object. */
+  checksums: Checksums;
+  contentType?: string;
+  lastModified?: string;
+}
+
+export interface GetResult {
+  stream: Readable;
+  /** Total size of the object. */
+  size: number;
+  /** The bytes actually returned, when a range was asked for. */
+  range?: { start: number; end: number };
+}
+
+export interface StoreCapabilities {
+  /** False for references-only stores such as `http`. */
+  writable: boolean;
+  ranges: boolean;
+}
+
+/**
+ * The store port (DESIGN.md §4). Writes are atomic: no reader ever sees a partial object, and a
+ * failed or aborted put leaves no bytes behind.
+ */
+export interface Store {
+  readonly kind: string;
+  readonly capabilities: StoreCapabilities;
+  /** `key` is a hint for the object's name (usually the image id); the store decides the URI. */
+  put(key: string, body: Readable, options?: PutOptions): Promise<PutResult>;
+  get(uri: string, options?: { range?: ByteRange; signal?: AbortSignal }): Promise<GetResult>;
+  head(uri: string): Promise<ObjectInfo>;
+  /** Idempotent: deleting what is not there is not an error. */
+  delete(uri: string): Promise<void>;
+  /** Releases clients; safe to call twice. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what it needs (npm packages, and the Debian
+# packages of the real peers the integration tests start), builds, and runs vitest.
+# Usage: npm test [-- vitest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Native addons (better-sqlite3) build against the local Node headers: no download needed.
+if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node_version.h ]; then export npm_config_nodedir=/usr; fi
+[ -d node_modules ] && [ -f node_modules/.package-lock.json ] || npm ci --no-audit --no-fund
+
+bash test/setup/install-peers.sh
+npm run build --silent
+VISOR_TEST_SKIP_BUILD=1 exec npx vitest run "$@"
