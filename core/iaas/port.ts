@@ -1,9 +1,138 @@
+import type { Readable } from 'node:stream';
+import type { Access, Checksums, ChecksumAlgorithm, ContainerFormat, DiskFormat, Image } from '../image/model.js';
+import type { ByteRange } from '../store/port.js';
+
 /**
- * The IaaS driver port: one instance per configured cloud. Its full contract (list, get,
- * create, updateMetadata, retire, download, capabilities) is defined with the first adapter.
+ * The IaaS driver port (DESIGN.md §4): one driver instance per configured cloud. It must fit
+ * OpenStack Glance, OpenNebula, Eucalyptus (EC2 + Walrus) and Nimbus (Cumulus); each adapter's
+ * README says how its cloud maps onto it, and docs/iaas-contract.md compares the four.
  */
+
+/**
+ * Ownership marker written into every image visor creates in a cloud. Only marked images are
+ * ever changed or removed by the agent; everything else in the cloud is left alone.
+ */
+export interface Markers {
+  /** Id of the agent instance that created the image (config `agent.id`). */
+  agent: string;
+  /** The catalog image it is a copy of. */
+  imageId: string;
+  /** sha256 of the catalog image's content (before any format conversion): a change means "replace". */
+  sha256: string;
+  /** The catalog image's metadata revision last written to the cloud: a change means "update metadata". */
+  revision: number;
+}
+
+export const retireModes = ['hide', 'disable', 'delete'] as const;
+export type RetireMode = (typeof retireModes)[number];
+
+/** Lifecycle of an image inside a cloud, normalised across the four clouds. */
+export const cloudImageStates = [
+  'pending', // created, bits not yet usable (Glance queued/saving/importing, ONE LOCKED, EC2 pending)
+  'active', // usable
+  'disabled', // exists but cannot be used (Glance deactivated, ONE DISABLED, deregistered-but-kept)
+  'error', // failed (Glance killed, ONE ERROR, EC2 failed)
+  'deleted', // on its way out (Glance pending_delete/deleted)
+] as const;
+export type CloudImageState = (typeof cloudImageStates)[number];
+
+/** An image as found in a cloud, mapped to generic terms by the adapter's pure mapper. */
+export interface CloudImage {
+  /** The cloud's own id (Glance UUID, ONE numeric id as text, AMI id, Cumulus object key). */
+  nativeId: string;
+  name: string;
+  state: CloudImageState;
+  /** Hidden from default listings (Glance os_hidden, renamed/expired in ONE). */
+  hidden: boolean;
+  /** Attached to running VMs right now; such an image must never be deleted (ONE USED). */
+  inUse: boolean;
+  access: Access;
+  diskFormat?: DiskFormat;
+  containerFormat?: ContainerFormat;
+  /** Bytes stored in the cloud, when it says. */
+  size?: number;
+  /** Checksums the cloud reports (e.g. Glance: md5 + sha512 multihash). */
+  checksums: Checksums;
+  /** Present exactly when the image carries visor's ownership marker. */
+  markers?: Markers;
+  /** Generic metadata read back from the cloud (name, architecture, os, properties, ...). */
+  metadata: Partial<Pick<Image, 'name' | 'architecture' | 'type' | 'minDisk' | 'minRam' | 'os' | 'tags' | 'properties' | 'virtualSize'>>;
+  createdAt?: string;
+  updatedAt?: string;
+}
+
+/** The bytes to put into a cloud: already in the format the cloud gets. */
+export interface ContentSource {
+  size: number;
+  /** Of exactly these bytes; drivers verify the cloud's copy against them where it reports any. */
+  checksums: Required<Checksums>;
+  diskFormat: DiskFormat;
+  containerFormat: ContainerFormat;
+  /** Opens a fresh stream of the bytes (again on every call: retries and multipart need it). */
+  open(range?: ByteRange): Promise<Readable>;
+  /** A URL the cloud can fetch the bytes from (served by the agent with a one-time token), if any. */
+  url?: string;
+}
+
+export interface DriverCallOptions {
+  signal?: AbortSignal;
+}
+
+export interface CreateRequest extends DriverCallOptions {
+  /** Generic metadata to write, already translated for this target (name, access, format). */
+  image: Image;
+  markers: Markers;
+  content: ContentSource;
+  /** Give up (and clean up) when the image is not usable after this long. */
+  timeoutMs?: number;
+  onProgress?: (bytesSent: number) => void;
+}
+
+export interface DriverCapabilities {
+  /** Disk formats the cloud accepts; others must be converted first. */
+  diskFormats: readonly DiskFormat[];
+  containerFormats: readonly ContainerFormat[];
+  /** Retire modes the cloud supports; asking for another one is an `unsupported` error. */
+  retireModes: readonly RetireMode[];
+  /** Access levels the cloud can express. */
+  access: readonly Access[];
+  /** Checksums the cloud reports after an upload (what `create` verifies). */
+  reportsChecksums: readonly ChecksumAlgorithm[];
+  reportsSize: boolean;
+  /** The cloud can fetch an image from `ContentSource.url` instead of being sent the bytes. */
+  importFromUrl: boolean;
+  /** `create` can only work from `ContentSource.url` (OpenNebula with a remote front-end). */
+  requiresUrl: boolean;
+  /** Free-form key/value properties survive a round trip. */
+  properties: boolean;
+  tags: boolean;
+  /** `download` is available (pull and migrate). */
+  download: boolean;
+  /** The driver can tell whether an image is in use. */
+  detectsInUse: boolean;
+  /** Longest property value the cloud stores, when limited. */
+  maxPropertyLength?: number;
+}
+
 export interface IaasDriver {
   readonly adapter: string;
+  readonly capabilities: DriverCapabilities;
+  /** Every image the credentials can see, following every page. */
+  list(options?: DriverCallOptions): Promise<CloudImage[]>;
+  /** Throws `notFound` when there is no such image. */
+  get(nativeId: string, options?: DriverCallOptions): Promise<CloudImage>;
+  /**
+   * Registers and uploads (or imports) an image, waits until it is usable, and verifies size and
+   * checksums where the cloud reports them. On any failure — including a mismatch (`integrity`)
+   * or the timeout — whatever was created in the cloud is removed before the error is thrown.
+   */
+  create(request: CreateRequest): Promise<CloudImage>;
+  /** Rewrites metadata and markers without touching the bits. */
+  updateMetadata(nativeId: string, image: Image, markers: Markers, options?: DriverCallOptions): Promise<CloudImage>;
+  /** hide | disable | delete. Refuses (`conflict`) to delete an image that is in use. */
+  retire(nativeId: string, mode: RetireMode, options?: DriverCallOptions): Promise<void>;
+  /** Streams the image's bits (pull from a cloud, migrate). */
+  download(nativeId: string, options?: DriverCallOptions & { range?: ByteRange }): Promise<{ stream: Readable; size?: number }>;
   /** Releases clients and sessions; safe to call twice. */
   close(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { lstat, mkdir, open, realpath, rename, unlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
@@ -67,9 +67,11 @@ export class FileStore implements Store {
   async get(uri: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<GetResult> {
     const path = await this.#pathOf(uri);
     const size = (await this.#stat(path, uri)).size;
-    if (!options.range) return { stream: createReadStream(path, options.signal ? { signal: options.signal } : {}), size };
+    // O_NOFOLLOW: even a symlink swapped in after the check cannot redirect the read.
+    const base = { flags: constants.O_RDONLY | constants.O_NOFOLLOW, ...(options.signal ? { signal: options.signal } : {}) };
+    if (!options.range) return { stream: createReadStream(path, base), size };
     const { start, end } = checkRange(options.range, size);
-    return { stream: createReadStream(path, { start, end, ...(options.signal ? { signal: options.signal } : {}) }), size, range: { start, end } };
+    return { stream: createReadStream(path, { ...base, start, end }), size, range: { start, end } };
   }
 
   async head(uri: string): Promise<ObjectInfo> {
@@ -93,7 +95,8 @@ export class FileStore implements Store {
 
   async #stat(path: string, uri: string) {
     try {
-      const info = await stat(path);
+      // lstat: a symlink planted in the store must not lead reads outside it.
+      const info = await lstat(path);
       if (!info.isFile()) throw new VisorError('notFound', `no object at ${uri}`);
       return info;
     } catch (error) {
