@@ -1,10 +1,11 @@
 import { mongodbCatalogPlugin, sqliteCatalogPlugin } from '../core/catalog/plugins.js';
 import type { VisorPlugin } from '../core/registry/plugin.js';
 import { fileStorePlugin } from '../core/store/plugins.js';
+import { httpStorePlugin } from '../core/store/http/plugin.js';
 
 /**
  * Every plugin that ships with visor. They register through exactly the same API as a
  * third-party package's; test/registry/adapters-agree.test.ts keeps adapters/ and this list
  * in agreement.
  */
-export const builtinPlugins: readonly VisorPlugin[] = [sqliteCatalogPlugin, mongodbCatalogPlugin, fileStorePlugin] as VisorPlugin[];
+export const builtinPlugins: readonly VisorPlugin[] = [sqliteCatalogPlugin, mongodbCatalogPlugin, fileStorePlugin, httpStorePlugin] as VisorPlugin[];

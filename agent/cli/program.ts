@@ -1,7 +1,10 @@
 import { Command, CommanderError } from 'commander';
 import { isVisorError, userErrorKinds } from '../../core/errors.js';
 import { configCommand } from './commands/config.js';
+import { imageCommands } from './commands/images.js';
 import { pluginsCommand } from './commands/plugins.js';
+import { serveCommand } from './commands/serve.js';
+import { usersCommand } from './commands/users.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
 import type { CliIo } from './io.js';
 import { version } from './version.js';
@@ -17,6 +20,9 @@ export function buildProgram(io: CliIo): Command {
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
     });
+  serveCommand(program, io);
+  imageCommands(program, io);
+  usersCommand(program, io);
   pluginsCommand(program, io);
   configCommand(program, io);
   for (const command of program.commands) command.exitOverride();

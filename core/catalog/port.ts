@@ -41,10 +41,30 @@ export interface ImageRepository {
   delete(id: string, expectedRevision?: number): Promise<void>;
 }
 
-/** The catalog port: where image metadata (and later the agent's records) live. */
+/** An API user. The secret is stored sealed (see core/auth/secret-box.ts), never in clear. */
+export interface User {
+  name: string;
+  accessKey: string;
+  sealedSecret: string;
+  admin: boolean;
+  createdAt: string;
+}
+
+export interface UserRepository {
+  /** A second user with the same name or access key is a conflict. */
+  create(user: User): Promise<User>;
+  findByName(name: string): Promise<User | undefined>;
+  findByAccessKey(accessKey: string): Promise<User | undefined>;
+  list(): Promise<User[]>;
+  /** Throws notFound when there is no such user. */
+  delete(name: string): Promise<void>;
+}
+
+/** The catalog port: where image metadata, users (and later the agent's records) live. */
 export interface Catalog {
   readonly kind: string;
   readonly images: ImageRepository;
+  readonly users: UserRepository;
   /** Creates tables/collections and indexes; idempotent. */
   init(): Promise<void>;
   /** Releases connections; safe to call twice. */

@@ -26,6 +26,8 @@ export const serverSchema = z.strictObject({
       enabled: z.boolean().default(true),
       /** Accepted clock difference for signed requests, in seconds. */
       clockSkew: z.number().int().min(1).max(3600).default(300),
+      /** Key that seals user secrets in the catalog; relative to the data directory. Share it between servers that share a catalog. */
+      keyFile: z.string().min(1).default('credentials.key'),
     })
     .prefault({}),
 });

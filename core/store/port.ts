@@ -58,6 +58,11 @@ export interface Store {
   head(uri: string): Promise<ObjectInfo>;
   /** Idempotent: deleting what is not there is not an error. */
   delete(uri: string): Promise<void>;
+  /**
+   * Removes leftovers of puts that a crash interrupted (temp files, pending multipart uploads)
+   * older than `olderThanMs`; returns how many. Optional: stores without leftovers omit it.
+   */
+  sweep?(olderThanMs: number): Promise<number>;
   /** Releases clients; safe to call twice. */
   close(): Promise<void>;
 }

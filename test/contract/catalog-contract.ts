@@ -329,6 +329,28 @@ export function catalogContract(name: string, makeHarness: () => Promise<Catalog
       });
     });
 
+    describe('users', () => {
+      const user = (name: string, accessKey: string) => ({ name, accessKey, sealedSecret: 'v1.sealed', admin: false, createdAt: '2026-01-01T00:00:00.000Z' });
+      it('creates, finds by name and by access key, lists and deletes users', async () => {
+        await catalog.users.create(user('alice', 'AKIAAAAAAAAAAAAAAAAA'));
+        await catalog.users.create({ ...user('bob', 'AKIABBBBBBBBBBBBBBBB'), admin: true });
+        await expect(catalog.users.findByName('alice')).resolves.toMatchObject({ accessKey: 'AKIAAAAAAAAAAAAAAAAA', admin: false });
+        await expect(catalog.users.findByAccessKey('AKIABBBBBBBBBBBBBBBB')).resolves.toMatchObject({ name: 'bob', admin: true });
+        await expect(catalog.users.findByAccessKey('AKIAZZZZZZZZZZZZZZZZ')).resolves.toBeUndefined();
+        expect((await catalog.users.list()).map((u) => u.name)).toEqual(['alice', 'bob']);
+        await catalog.users.delete('alice');
+        await expect(catalog.users.findByName('alice')).resolves.toBeUndefined();
+        await expectKind(catalog.users.delete('alice'), 'notFound');
+      });
+      it('refuses a duplicate name or access key, and invalid users', async () => {
+        await catalog.users.create(user('alice', 'AKIAAAAAAAAAAAAAAAAA'));
+        await expectKind(catalog.users.create(user('alice', 'AKIACCCCCCCCCCCCCCCC')), 'conflict');
+        await expectKind(catalog.users.create(user('carol', 'AKIAAAAAAAAAAAAAAAAA')), 'conflict');
+        await expectKind(catalog.users.create(user('Bad Name', 'AKIADDDDDDDDDDDDDDDD')), 'invalidInput');
+        expect((await catalog.users.list()).map((u) => u.name)).toEqual(['alice']);
+      });
+    });
+
     describe('delete', () => {
       it('removes the image', async () => {
         const image = await catalog.images.create(makeImage());

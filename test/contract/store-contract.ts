@@ -103,7 +103,10 @@ export function storeContract(name: string, makeHarness: () => Promise<StoreHarn
       let produced = 0;
       const source = new Readable({
         read() {
-          if (produced >= size) return this.push(null);
+          if (produced >= size) {
+            this.push(null);
+            return;
+          }
           const part = chunk.subarray(0, Math.min(chunk.length, size - produced));
           produced += part.length;
           hash.update(part);

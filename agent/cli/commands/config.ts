@@ -1,7 +1,4 @@
 import type { Command } from 'commander';
-import { ConfigError, loadConfig } from '../../../core/config/load.js';
-import { collectSecrets, SecretRegistry } from '../../../core/logging/redact.js';
-import { builtinRegistry } from '../../compose.js';
 import { print, printJson, type CliIo } from '../io.js';
 import { ExitCode } from '../exit-codes.js';
 
@@ -14,6 +11,8 @@ export function configCommand(program: Command, io: CliIo): void {
     .argument('<file>', 'the YAML config file')
     .option('--json', 'print the result as JSON')
     .action(async (file: string, opts: { json?: boolean }) => {
+      const { ConfigError, loadConfig } = await import('../../../core/config/load.js');
+      const { builtinRegistry } = await import('../../compose.js');
       try {
         const cfg = await loadConfig({ file, env: io.env, registry: builtinRegistry() });
         const summary = {
@@ -43,6 +42,9 @@ export function configCommand(program: Command, io: CliIo): void {
     .option('-c, --config <file>', 'the YAML config file (default: the embedded default)', io.env['VISOR_CONFIG'])
     .option('--data-dir <dir>', 'data directory')
     .action(async (opts: { config?: string; dataDir?: string }) => {
+      const { loadConfig } = await import('../../../core/config/load.js');
+      const { collectSecrets, SecretRegistry } = await import('../../../core/logging/redact.js');
+      const { builtinRegistry } = await import('../../compose.js');
       const cfg = await loadConfig({ file: opts.config, dataDir: opts.dataDir, env: io.env, registry: builtinRegistry() });
       const secrets = new SecretRegistry();
       collectSecrets(cfg, secrets);

@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
-import { compose } from '../../compose.js';
 import { print, printJson, table, type CliIo } from '../io.js';
-import { silentLogger } from '../../../core/logging/logger.js';
 
 export function pluginsCommand(program: Command, io: CliIo): void {
   program
@@ -10,6 +8,8 @@ export function pluginsCommand(program: Command, io: CliIo): void {
     .option('-c, --config <file>', 'config file whose third-party plugins to load too', io.env['VISOR_CONFIG'])
     .option('--json', 'print JSON')
     .action(async (opts: { config?: string; json?: boolean }) => {
+      const { compose } = await import('../../compose.js');
+      const { silentLogger } = await import('../../../core/logging/logger.js');
       const composition = await compose({ configFile: opts.config, env: io.env, logger: silentLogger });
       try {
         const plugins = composition.registry.list();

@@ -3,7 +3,8 @@ import { isVisorError, VisorError } from '../../errors.js';
 import type { Attribute } from '../../image/attributes.js';
 import { applyChanges, validateImage, type Clock, systemClock } from '../../image/image.js';
 import type { Image, ImageChanges } from '../../image/model.js';
-import type { Catalog, ImageQuery, ImageRepository, Page } from '../port.js';
+import type { Catalog, ImageQuery, ImageRepository, Page, User, UserRepository } from '../port.js';
+import { userExists, userNotFound, validateUser } from '../users.js';
 import { imageNotFound, normalizeQuery, readAttribute, staleRevision, unknownMarker, type NormalizedQuery } from '../query.js';
 
 /** Stored form: the image with its id as `_id`. */
@@ -24,6 +25,7 @@ const writeConcern = { w: 'majority' as const, j: true };
 export class MongoCatalog implements Catalog {
   readonly kind = 'mongodb';
   readonly images: ImageRepository;
+  readonly users: UserRepository;
   readonly #options: MongoCatalogOptions;
   #client: MongoClient | undefined;
   #db: Db | undefined;
@@ -31,6 +33,7 @@ export class MongoCatalog implements Catalog {
   constructor(options: MongoCatalogOptions) {
     this.#options = options;
     this.images = new MongoImages(() => this.collection<ImageDoc>('images'), options.clock ?? systemClock);
+    this.users = new MongoUsers(() => this.collection<UserDoc>('users'));
   }
 
   collection<T extends object>(name: string): Collection<T> {
@@ -60,6 +63,7 @@ export class MongoCatalog implements Catalog {
         { key: { 'checksums.sha256': 1 } },
         { key: { tags: 1 } },
       ]);
+      await this.collection<UserDoc>('users').createIndex({ accessKey: 1 }, { unique: true });
     } catch (error) {
       await client.close().catch(() => undefined);
       this.#client = undefined;
@@ -168,6 +172,47 @@ class MongoImages implements ImageRepository {
     if (!now) throw imageNotFound(id);
     throw staleRevision(id, expectedRevision ?? now.revision, now.revision);
   }
+}
+
+type UserDoc = Omit<User, 'name'> & { _id: string };
+
+class MongoUsers implements UserRepository {
+  constructor(private readonly users: () => Collection<UserDoc>) {}
+
+  async create(user: User): Promise<User> {
+    const { name, ...rest } = validateUser(user);
+    try {
+      await this.users().insertOne({ _id: name, ...rest });
+    } catch (error) {
+      if (error instanceof MongoServerError && error.code === 11000) throw userExists(user);
+      throw mongoError(error);
+    }
+    return user;
+  }
+
+  async findByName(name: string): Promise<User | undefined> {
+    return toUser(await guard(() => this.users().findOne({ _id: name })));
+  }
+
+  async findByAccessKey(accessKey: string): Promise<User | undefined> {
+    return toUser(await guard(() => this.users().findOne({ accessKey })));
+  }
+
+  async list(): Promise<User[]> {
+    const docs = await guard(() => this.users().find({}, { sort: { _id: 1 } }).toArray());
+    return docs.map((d) => toUser(d)!);
+  }
+
+  async delete(name: string): Promise<void> {
+    const result = await guard(() => this.users().deleteOne({ _id: name }));
+    if (result.deletedCount === 0) throw userNotFound(name);
+  }
+}
+
+function toUser(doc: UserDoc | null): User | undefined {
+  if (!doc) return undefined;
+  const { _id, ...rest } = doc;
+  return validateUser({ name: _id, ...rest });
 }
 
 function filterClauses(q: NormalizedQuery): Filter<ImageDoc>[] {

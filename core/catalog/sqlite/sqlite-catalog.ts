@@ -5,7 +5,8 @@ import { isVisorError, VisorError } from '../../errors.js';
 import type { Attribute } from '../../image/attributes.js';
 import { applyChanges, validateImage, type Clock, systemClock } from '../../image/image.js';
 import type { Image, ImageChanges } from '../../image/model.js';
-import type { Catalog, ImageQuery, ImageRepository, Page } from '../port.js';
+import type { Catalog, ImageQuery, ImageRepository, Page, User, UserRepository } from '../port.js';
+import { userExists, userNotFound, validateUser } from '../users.js';
 import { imageNotFound, normalizeQuery, readAttribute, staleRevision, unknownMarker, type NormalizedQuery } from '../query.js';
 
 /**
@@ -30,12 +31,14 @@ export interface SqliteCatalogOptions {
 export class SqliteCatalog implements Catalog {
   readonly kind = 'sqlite';
   readonly images: ImageRepository;
+  readonly users: UserRepository;
   #db: Database.Database | undefined;
   readonly #options: SqliteCatalogOptions;
 
   constructor(options: SqliteCatalogOptions) {
     this.#options = options;
     this.images = new SqliteImages(() => this.db, options.clock ?? systemClock);
+    this.users = new SqliteUsers(() => this.db);
   }
 
   get db(): Database.Database {
@@ -57,6 +60,11 @@ export class SqliteCatalog implements Catalog {
       db.exec(`CREATE TABLE IF NOT EXISTS images (
         id TEXT PRIMARY KEY NOT NULL,
         revision INTEGER NOT NULL,
+        doc TEXT NOT NULL CHECK (json_valid(doc))
+      ) WITHOUT ROWID`);
+      db.exec(`CREATE TABLE IF NOT EXISTS users (
+        name TEXT PRIMARY KEY NOT NULL,
+        access_key TEXT NOT NULL UNIQUE,
         doc TEXT NOT NULL CHECK (json_valid(doc))
       ) WITHOUT ROWID`);
       for (const path of indexed) {
@@ -163,6 +171,40 @@ class SqliteImages implements ImageRepository {
       db.prepare('DELETE FROM images WHERE id = ?').run(id);
     });
     runTx(() => tx.immediate());
+  }
+}
+
+class SqliteUsers implements UserRepository {
+  constructor(private readonly db: () => Database.Database) {}
+
+  async create(user: User): Promise<User> {
+    const valid = validateUser(user);
+    try {
+      this.db().prepare('INSERT INTO users (name, access_key, doc) VALUES (?, ?, ?)').run(valid.name, valid.accessKey, JSON.stringify(valid));
+    } catch (error) {
+      if (String((error as { code?: string }).code).startsWith('SQLITE_CONSTRAINT')) throw userExists(valid);
+      throw sqliteError(error);
+    }
+    return valid;
+  }
+
+  async findByName(name: string): Promise<User | undefined> {
+    const row = this.db().prepare<[string], { doc: string }>('SELECT doc FROM users WHERE name = ?').get(name);
+    return row ? (JSON.parse(row.doc) as User) : undefined;
+  }
+
+  async findByAccessKey(accessKey: string): Promise<User | undefined> {
+    const row = this.db().prepare<[string], { doc: string }>('SELECT doc FROM users WHERE access_key = ?').get(accessKey);
+    return row ? (JSON.parse(row.doc) as User) : undefined;
+  }
+
+  async list(): Promise<User[]> {
+    return this.db().prepare<[], { doc: string }>('SELECT doc FROM users ORDER BY name').all().map((r) => JSON.parse(r.doc) as User);
+  }
+
+  async delete(name: string): Promise<void> {
+    const result = this.db().prepare('DELETE FROM users WHERE name = ?').run(name);
+    if (result.changes === 0) throw userNotFound(name);
   }
 }
 

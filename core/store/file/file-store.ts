@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { constants, createReadStream, createWriteStream } from 'node:fs';
-import { lstat, mkdir, open, realpath, rename, unlink } from 'node:fs/promises';
+import { constants, createWriteStream } from 'node:fs';
+import { lstat, mkdir, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
@@ -68,10 +68,18 @@ export class FileStore implements Store {
     const path = await this.#pathOf(uri);
     const size = (await this.#stat(path, uri)).size;
     // O_NOFOLLOW: even a symlink swapped in after the check cannot redirect the read.
-    const base = { flags: constants.O_RDONLY | constants.O_NOFOLLOW, ...(options.signal ? { signal: options.signal } : {}) };
-    if (!options.range) return { stream: createReadStream(path, base), size };
-    const { start, end } = checkRange(options.range, size);
-    return { stream: createReadStream(path, { ...base, start, end }), size, range: { start, end } };
+    const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch((error: unknown) => {
+      throw new VisorError('notFound', `no object at ${uri}`, { cause: error });
+    });
+    const signal = options.signal ? { signal: options.signal } : {};
+    if (!options.range) return { stream: handle.createReadStream({ ...signal }), size };
+    try {
+      const { start, end } = checkRange(options.range, size);
+      return { stream: handle.createReadStream({ ...signal, start, end }), size, range: { start, end } };
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
   }
 
   async head(uri: string): Promise<ObjectInfo> {
@@ -89,6 +97,19 @@ export class FileStore implements Store {
         throw new VisorError('unavailable', `file store: deleting ${uri} failed: ${(error as Error).message}`, { cause: error });
       }
     }
+  }
+
+  async sweep(olderThanMs: number): Promise<number> {
+    const root = await this.#rootDir();
+    let removed = 0;
+    for (const name of await readdir(root)) {
+      if (!name.startsWith('.tmp-')) continue;
+      const info = await lstat(join(root, name)).catch(() => undefined);
+      if (info && Date.now() - info.mtimeMs > olderThanMs) {
+        await unlink(join(root, name)).then(() => removed++, () => undefined);
+      }
+    }
+    return removed;
   }
 
   async close(): Promise<void> {}

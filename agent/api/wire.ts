@@ -1,0 +1,243 @@
+import { VisorError } from '../../core/errors.js';
+import type { ImageQuery, SortDirection } from '../../core/catalog/port.js';
+import type { Checksums, Image } from '../../core/image/model.js';
+import { propertyKeyPattern } from '../../core/image/schema.js';
+import { decodeHeaderValue, encodeHeaderValue, META_PREFIX } from './headers.js';
+
+export { decodeHeaderValue, encodeHeaderValue, META_PREFIX };
+
+/**
+ * VISOR's wire format. Images travel as flat objects with VISOR's names (`_id`, `format`,
+ * `store`, `created_at`, ...) and custom properties as top-level keys, in JSON bodies or as
+ * `x-image-meta-<key>` headers. This module is the only place that knows both spellings.
+ */
+
+export type WireImage = Record<string, string | number | string[] | Record<string, string>>;
+
+/** VISOR's brief view: enough for a listing. */
+export function toBrief(image: Image): WireImage {
+  return compact({
+    _id: image.id,
+    name: image.name,
+    architecture: image.architecture,
+    type: image.type,
+    format: image.diskFormat,
+    store: image.location?.store,
+    size: image.size,
+  });
+}
+
+/**
+ * VISOR's detail view. Where a stored image's bytes live (a server path, a bucket key) is shown
+ * to admins only; an HTTP reference's URL is public knowledge and shown to everyone.
+ */
+export function toDetail(image: Image, baseUrl: string, showLocation = true): WireImage {
+  return compact({
+    ...image.properties,
+    _id: image.id,
+    uri: `${baseUrl}/images/${image.id}`,
+    name: image.name,
+    architecture: image.architecture,
+    access: image.access,
+    status: image.status,
+    type: image.type,
+    format: image.diskFormat,
+    container_format: image.containerFormat,
+    store: image.location?.store,
+    location: showLocation || image.location?.store === 'http' || /^https?:/.test(image.location?.uri ?? '') ? image.location?.uri : undefined,
+    size: image.size,
+    virtual_size: image.virtualSize,
+    checksum: image.checksums.md5,
+    checksums: Object.keys(image.checksums).length > 0 ? (image.checksums as Record<string, string>) : undefined,
+    kernel: image.kernelId,
+    ramdisk: image.ramdiskId,
+    owner: image.owner,
+    members: image.members.length > 0 ? image.members : undefined,
+    min_disk: image.minDisk,
+    min_ram: image.minRam,
+    os_type: image.os?.type,
+    os_distro: image.os?.distro,
+    os_version: image.os?.version,
+    tags: image.tags,
+    created_at: image.createdAt,
+    updated_at: image.updatedAt,
+    uploaded_at: image.uploadedAt,
+    revision: image.revision,
+  });
+}
+
+/** Wire names that are the service's to set. */
+const readOnly = new Set(['_id', 'id', 'uri', 'status', 'store', 'size', 'virtual_size', 'checksums', 'created_at', 'updated_at', 'uploaded_at', 'accessed_at', 'access_count', 'revision']);
+
+const simple: Record<string, string> = {
+  name: 'name',
+  architecture: 'architecture',
+  access: 'access',
+  type: 'type',
+  format: 'diskFormat',
+  disk_format: 'diskFormat',
+  container_format: 'containerFormat',
+  kernel: 'kernelId',
+  ramdisk: 'ramdiskId',
+  owner: 'owner',
+};
+const numeric: Record<string, string> = { min_disk: 'minDisk', min_ram: 'minRam' };
+const lists = new Set(['tags', 'members']);
+const osKeys: Record<string, 'type' | 'distro' | 'version'> = { os_type: 'type', os_distro: 'distro', os_version: 'version' };
+
+export interface ParsedMetadata {
+  /** Generic field changes; `null` clears an optional field. */
+  fields: Record<string, unknown>;
+  /** An HTTP(S) location to reference instead of uploading. */
+  location?: string;
+  /** Checksums the client declares for the bits it sends (verified, never trusted). */
+  expected: Checksums;
+}
+
+/**
+ * Reads client metadata in VISOR's spelling. `fromHeaders` means every value is text (header
+ * values), so numbers and lists are parsed from it. Every bad key is named in one error.
+ */
+export function fromWire(input: Record<string, unknown>, fromHeaders = false): ParsedMetadata {
+  const fields: Record<string, unknown> = {};
+  const properties: Record<string, string | null> = {};
+  const os: Record<string, string | null> = {};
+  const expected: Checksums = {};
+  const problems: string[] = [];
+  let location: string | undefined;
+  for (const [rawKey, value] of Object.entries(input)) {
+    const key = rawKey.toLowerCase() === rawKey ? rawKey : rawKey.toLowerCase();
+    if (readOnly.has(key)) {
+      problems.push(`${rawKey} is set by visor, not by clients`);
+    } else if (key in simple) {
+      fields[simple[key]!] = value;
+    } else if (key in numeric) {
+      fields[numeric[key]!] = fromHeaders && typeof value === 'string' && value !== '' ? Number(value) : value;
+    } else if (lists.has(key)) {
+      fields[key] = fromHeaders && typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
+    } else if (key in osKeys) {
+      os[osKeys[key]!] = value === null ? null : String(value);
+    } else if (key === 'location') {
+      if (typeof value !== 'string') problems.push('location must be a URL');
+      else location = value;
+    } else if (key === 'checksum' || key === 'md5' || key === 'sha256' || key === 'sha512') {
+      if (typeof value !== 'string') problems.push(`${rawKey} must be a hex string`);
+      else expected[key === 'checksum' ? 'md5' : key] = value.toLowerCase();
+    } else if (propertyKeyPattern.test(rawKey)) {
+      if (value === null) properties[rawKey] = null;
+      else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') properties[rawKey] = String(value);
+      else problems.push(`custom property ${rawKey} must be text, a number or true/false`);
+    } else {
+      problems.push(`"${rawKey}" is not a valid attribute or property name`);
+    }
+  }
+  if (problems.length > 0) throw new VisorError('invalidInput', `invalid metadata: ${problems.join('; ')}`, { details: { problems } });
+  if (Object.keys(os).length > 0) fields['os'] = os;
+  if (Object.keys(properties).length > 0) fields['properties'] = properties;
+  return { fields, ...(location !== undefined ? { location } : {}), expected };
+}
+
+/** Merges OS changes into the current OS (the wire spells them as three flat keys). */
+export function mergeOs(current: Image['os'], change: Record<string, string | null>): Image['os'] | null {
+  const next: Record<string, string> = { ...(current ?? {}) };
+  for (const [k, v] of Object.entries(change)) {
+    if (v === null || v === '') delete next[k];
+    else next[k] = v;
+  }
+  return Object.keys(next).length > 0 ? next : null;
+}
+
+/** VISOR query-string names -> catalog attribute paths; anything else is a custom property. */
+const queryAttributes: Record<string, string> = {
+  _id: 'id',
+  id: 'id',
+  name: 'name',
+  architecture: 'architecture',
+  access: 'access',
+  status: 'status',
+  type: 'type',
+  format: 'diskFormat',
+  disk_format: 'diskFormat',
+  container_format: 'containerFormat',
+  store: 'location.store',
+  location: 'location.uri',
+  size: 'size',
+  virtual_size: 'virtualSize',
+  checksum: 'checksums.md5',
+  md5: 'checksums.md5',
+  sha256: 'checksums.sha256',
+  sha512: 'checksums.sha512',
+  kernel: 'kernelId',
+  ramdisk: 'ramdiskId',
+  owner: 'owner',
+  member: 'members',
+  members: 'members',
+  tag: 'tags',
+  tags: 'tags',
+  min_disk: 'minDisk',
+  min_ram: 'minRam',
+  os_type: 'os.type',
+  os_distro: 'os.distro',
+  os_version: 'os.version',
+  created_at: 'createdAt',
+  updated_at: 'updatedAt',
+  uploaded_at: 'uploadedAt',
+  revision: 'revision',
+};
+
+export function attributeFor(wireName: string): string {
+  const known = queryAttributes[wireName];
+  if (known) return known;
+  if (propertyKeyPattern.test(wireName)) return `properties.${wireName}`;
+  throw new VisorError('invalidInput', `"${wireName.slice(0, 100)}" is not a valid attribute or property name`);
+}
+
+/** `?architecture=x86_64&sort=name&dir=desc&limit=10&marker=<id>` -> a catalog query. */
+export function queryFromWire(params: URLSearchParams, defaultLimit: number): ImageQuery {
+  const filters: Record<string, string> = {};
+  const query: ImageQuery = { limit: defaultLimit };
+  for (const [key, value] of params) {
+    if (key === 'sort') query.sort = attributeFor(value);
+    else if (key === 'dir') {
+      if (value !== 'asc' && value !== 'desc') throw new VisorError('invalidInput', `dir must be asc or desc, got "${value.slice(0, 20)}"`);
+      query.dir = value as SortDirection;
+    } else if (key === 'limit') {
+      if (!/^\d{1,6}$/.test(value)) throw new VisorError('invalidInput', `limit must be a whole number, got "${value.slice(0, 20)}"`);
+      query.limit = Number(value);
+    } else if (key === 'marker') query.marker = value;
+    else {
+      const attribute = attributeFor(key);
+      if (attribute in filters) throw new VisorError('invalidInput', `filter ${key} is given twice`);
+      filters[attribute] = value;
+    }
+  }
+  if (Object.keys(filters).length > 0) query.filters = filters;
+  return query;
+}
+
+/** Detail metadata as `x-image-meta-*` headers (HEAD and GET of an image). */
+export function toHeaders(image: Image, baseUrl: string, showLocation = true): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(toDetail(image, baseUrl, showLocation))) {
+    if (key === 'checksums') {
+      for (const [alg, hex] of Object.entries(value as Record<string, string>)) out[`${META_PREFIX}${alg}`] = hex;
+      continue;
+    }
+    out[`${META_PREFIX}${key.toLowerCase()}`] = encodeHeaderValue(Array.isArray(value) ? value.join(',') : String(value));
+  }
+  return out;
+}
+
+/** Reads `x-image-meta-*` request headers into wire metadata (values are text). */
+export function metadataFromHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (!name.startsWith(META_PREFIX) || value === undefined) continue;
+    out[name.slice(META_PREFIX.length)] = decodeHeaderValue(Array.isArray(value) ? value.join(',') : value);
+  }
+  return out;
+}
+
+function compact(value: Record<string, unknown>): WireImage {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as WireImage;
+}

@@ -1,0 +1,61 @@
+import type { Command } from 'commander';
+import type { CliIo } from '../io.js';
+import { print, printJson, table } from '../io.js';
+
+/** Local administration of API users: works on the catalog directly (run it where the server's data is). */
+export function usersCommand(program: Command, io: CliIo): void {
+  const users = program.command('users').description('manage API users (access key + secret key)');
+  const common = (command: Command) =>
+    command
+      .option('-c, --config <file>', 'config file', io.env['VISOR_CONFIG'])
+      .option('--data-dir <dir>', 'data directory (default: $VISOR_DATA_DIR or ~/.local/share/visor)')
+      .option('--json', 'print JSON');
+
+  const withCatalog = async <T>(opts: { config?: string; dataDir?: string }, fn: (ctx: Awaited<ReturnType<typeof open>>) => Promise<T>): Promise<T> => {
+    const ctx = await open(opts, io);
+    try {
+      return await fn(ctx);
+    } finally {
+      await ctx.dispose();
+    }
+  };
+
+  common(users.command('add').description('create a user and print its keys (the secret is shown only this once)').argument('<name>').option('--admin', 'may see and change every image')).action(
+    async (name: string, opts: { config?: string; dataDir?: string; json?: boolean; admin?: boolean }) => {
+      const { addUser } = await import('../../service/users.js');
+      const created = await withCatalog(opts, async ({ catalog, box }) => addUser(catalog.users, box, name, opts.admin === true));
+      if (opts.json) printJson(io, { name: created.name, accessKey: created.accessKey, secretKey: created.secretKey, admin: created.admin });
+      else print(io, `Created ${created.admin ? 'admin ' : ''}user ${created.name}\nACCESS KEY: ${created.accessKey}\nSECRET KEY: ${created.secretKey}\n(store the secret now: it cannot be shown again)`);
+    },
+  );
+
+  common(users.command('list').description('list users (never their secrets)')).action(async (opts: { config?: string; dataDir?: string; json?: boolean }) => {
+    const list = await withCatalog(opts, async ({ catalog }) => catalog.users.list());
+    const rows = list.map((u) => ({ name: u.name, accessKey: u.accessKey, admin: u.admin, createdAt: u.createdAt }));
+    if (opts.json) printJson(io, rows);
+    else print(io, table(['NAME', 'ACCESS KEY', 'ADMIN', 'CREATED'], rows.map((u) => [u.name, u.accessKey, u.admin ? 'yes' : 'no', u.createdAt])));
+  });
+
+  common(users.command('remove').description('delete a user (its keys stop working at once)').argument('<name>')).action(
+    async (name: string, opts: { config?: string; dataDir?: string; json?: boolean }) => {
+      await withCatalog(opts, async ({ catalog }) => catalog.users.delete(name));
+      if (opts.json) printJson(io, { removed: name });
+      else print(io, `Removed user ${name}`);
+    },
+  );
+}
+
+async function open(opts: { config?: string; dataDir?: string }, io: CliIo) {
+  const { compose } = await import('../../compose.js');
+  const { sealingBox } = await import('../../serve.js');
+  const { resolveAsync, RuntimeIds } = await import('../../../core/registry/runtime.js');
+  const { silentLogger } = await import('../../../core/logging/logger.js');
+  const composition = await compose({ configFile: opts.config, dataDir: opts.dataDir, env: io.env, logger: silentLogger });
+  try {
+    const catalog = await resolveAsync(composition.registry.container, RuntimeIds.Catalog);
+    return { catalog, box: await sealingBox(composition), dispose: () => composition.dispose() };
+  } catch (error) {
+    await composition.dispose();
+    throw error;
+  }
+}

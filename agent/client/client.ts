@@ -1,0 +1,202 @@
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
+import { CONTENT_HASH_HEADER, signRequest, UNSIGNED_PAYLOAD, type SignableRequest } from '../../core/auth/signing.js';
+import { VisorError, type ErrorKind } from '../../core/errors.js';
+import { decodeHeaderValue, encodeHeaderValue, META_PREFIX } from '../api/headers.js';
+import type { ClientSettings } from './credentials.js';
+
+export type WireValue = string | number | string[] | null;
+export type WireMetadata = Record<string, WireValue>;
+export type WireImage = Record<string, unknown>;
+
+export interface UploadSource {
+  stream: Readable;
+  size: number;
+  onProgress?: (bytes: number) => void;
+}
+
+/** Counts bytes (and hashes them) as they go by: progress and end-to-end checks without a second read. */
+class Meter extends Transform {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  constructor(private readonly onProgress?: (bytes: number) => void) {
+    super();
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.bytes += chunk.length;
+    this.hash.update(chunk);
+    this.onProgress?.(this.bytes);
+    callback(null, chunk);
+  }
+}
+
+const kindByStatus = (status: number): ErrorKind =>
+  status === 401 ? 'auth' : status === 403 ? 'forbidden' : status === 404 ? 'notFound' : status === 409 ? 'conflict' : status === 422 ? 'unsafe' : status >= 500 ? 'unavailable' : 'invalidInput';
+
+/** The visor API client: signs every request with the user's keys (VISOR-HMAC-SHA256). */
+export class VisorClient {
+  readonly #settings: ClientSettings;
+  readonly #http: AxiosInstance;
+
+  constructor(settings: ClientSettings, options: { timeoutMs?: number } = {}) {
+    this.#settings = settings;
+    this.#http = axios.create({
+      baseURL: settings.url,
+      timeout: options.timeoutMs ?? 0,
+      maxBodyLength: Infinity,
+      maxContentLength: Infinity,
+      maxRedirects: 0,
+      proxy: false,
+      decompress: false,
+      validateStatus: () => true,
+      httpAgent: new http.Agent({ keepAlive: true }),
+      httpsAgent: new https.Agent({ keepAlive: true }),
+    });
+  }
+
+  get url(): string {
+    return this.#settings.url;
+  }
+
+  /** Every image the caller may see (following every page), brief or detailed. */
+  async list(view: 'brief' | 'detail', query: Record<string, string> = {}): Promise<WireImage[]> {
+    const images: WireImage[] = [];
+    let marker: string | undefined;
+    const onePage = query['limit'] !== undefined;
+    do {
+      const response = await this.#json('GET', view === 'brief' ? '/images' : '/images/detail', { query: { ...query, ...(marker ? { marker } : {}) } });
+      const body = response.data as { images?: WireImage[]; next?: string };
+      images.push(...(body.images ?? []));
+      marker = onePage ? undefined : body.next;
+    } while (marker);
+    return images;
+  }
+
+  /** Detailed metadata as VISOR's HEAD gives it: `x-image-meta-*` headers, decoded. */
+  async head(id: string): Promise<Record<string, string>> {
+    const response = await this.#send('HEAD', `/images/${encodeURIComponent(id)}`, {});
+    // HEAD answers carry no body, so no message: say what the status means.
+    if (response.status === 404) throw new VisorError('notFound', `no image with id ${id}`);
+    await this.#check(response);
+    const meta: Record<string, string> = {};
+    for (const [name, value] of Object.entries(response.headers)) {
+      if (name.startsWith(META_PREFIX) && typeof value === 'string') meta[name.slice(META_PREFIX.length)] = decodeHeaderValue(value);
+    }
+    return meta;
+  }
+
+  async meta(id: string): Promise<WireImage> {
+    return ((await this.#json('GET', `/images/${encodeURIComponent(id)}/meta`, {})).data as { image: WireImage }).image;
+  }
+
+  /** Registers an image: metadata only, a location to reference, or metadata + the file. */
+  async add(meta: WireMetadata, file?: UploadSource): Promise<WireImage> {
+    if (!file) return ((await this.#json('POST', '/images', { json: { image: meta } })).data as { image: WireImage }).image;
+    const { image } = await this.#upload('POST', '/images', meta, file);
+    return image;
+  }
+
+  async update(id: string, meta: WireMetadata, file?: UploadSource): Promise<WireImage> {
+    const path = `/images/${encodeURIComponent(id)}`;
+    if (!file) return ((await this.#json('PUT', path, { json: { image: meta } })).data as { image: WireImage }).image;
+    return (await this.#upload('PUT', path, meta, file)).image;
+  }
+
+  async delete(id: string): Promise<WireImage> {
+    return ((await this.#json('DELETE', `/images/${encodeURIComponent(id)}`, {})).data as { image: WireImage }).image;
+  }
+
+  /** Streams an image's file; `size` is the whole file's. */
+  async download(id: string): Promise<{ stream: Readable; size: number; meta: Record<string, string> }> {
+    const response = await this.#send('GET', `/images/${encodeURIComponent(id)}`, { responseType: 'stream' });
+    await this.#check(response);
+    const meta: Record<string, string> = {};
+    for (const [name, value] of Object.entries(response.headers)) {
+      if (name.startsWith(META_PREFIX) && typeof value === 'string') meta[name.slice(META_PREFIX.length)] = decodeHeaderValue(value);
+    }
+    return { stream: response.data as Readable, size: Number(response.headers['content-length'] ?? meta['size'] ?? 0), meta };
+  }
+
+  async #upload(method: 'POST' | 'PUT', path: string, meta: WireMetadata, file: UploadSource): Promise<{ image: WireImage }> {
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream', 'content-length': String(file.size), [CONTENT_HASH_HEADER]: UNSIGNED_PAYLOAD };
+    for (const [key, value] of Object.entries(meta)) {
+      if (value === null) continue;
+      headers[`${META_PREFIX}${key.toLowerCase()}`] = encodeHeaderValue(Array.isArray(value) ? value.join(',') : String(value));
+    }
+    const meter = new Meter(file.onProgress);
+    const response = await this.#send(method, path, { headers, body: file.stream.pipe(meter) });
+    await this.#check(response);
+    const image = (response.data as { image: WireImage }).image;
+    // The body was not signed (it is streamed): check end to end that the server got our bytes.
+    const sent = meter.hash.digest('hex');
+    const stored = (image['checksums'] as Record<string, string> | undefined)?.['sha256'];
+    if (stored !== sent) {
+      throw new VisorError('integrity', `the server stored different bytes than were sent (sha256 ${stored ?? 'none'} != ${sent}); image ${String(image['_id'])} should be re-uploaded`);
+    }
+    return { image };
+  }
+
+  async #json(method: string, path: string, options: { query?: Record<string, string>; json?: unknown }): Promise<AxiosResponse> {
+    const body = options.json === undefined ? undefined : Buffer.from(JSON.stringify(options.json));
+    const response = await this.#send(method, path, {
+      ...(options.query ? { query: options.query } : {}),
+      ...(body ? { body, headers: { 'content-type': 'application/json' } } : {}),
+    });
+    await this.#check(response);
+    return response;
+  }
+
+  async #send(
+    method: string,
+    path: string,
+    options: { query?: Record<string, string>; headers?: Record<string, string>; body?: Buffer | Readable; responseType?: 'stream' },
+  ): Promise<AxiosResponse> {
+    const query = Object.entries(options.query ?? {});
+    const queryString = query.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
+    const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
+    if (Buffer.isBuffer(options.body)) headers[CONTENT_HASH_HEADER] = createHash('sha256').update(options.body).digest('hex');
+    const signable: SignableRequest = { method, path: new URL(path, 'http://x').pathname, query, headers };
+    const { accessKey, secretKey } = this.#settings;
+    const signed = accessKey && secretKey ? signRequest(accessKey, secretKey, signable) : headers;
+    try {
+      return await this.#http.request({
+        method,
+        url: `${path}${queryString ? `?${queryString}` : ''}`,
+        headers: signed,
+        ...(options.body !== undefined ? { data: options.body } : {}),
+        responseType: options.responseType ?? 'json',
+        transitional: { forcedJSONParsing: true, silentJSONParsing: true, clarifyTimeoutError: true },
+      });
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH') {
+        throw new VisorError('unavailable', `cannot reach visor at ${this.#settings.url} (${code}); is \`visor serve\` running there?`, { cause: error });
+      }
+      if (code === 'ETIMEDOUT' || code === 'ECONNABORTED') throw new VisorError('timeout', `visor at ${this.#settings.url} did not answer in time`, { cause: error });
+      throw new VisorError('unavailable', `talking to visor at ${this.#settings.url} failed: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  async #check(response: AxiosResponse): Promise<void> {
+    if (response.status < 400) return;
+    let data: unknown = response.data;
+    if (data && typeof (data as Readable).pipe === 'function') {
+      const chunks: Buffer[] = [];
+      for await (const chunk of data as Readable) chunks.push(chunk as Buffer);
+      data = Buffer.concat(chunks).toString('utf8');
+    }
+    if (typeof data === 'string') {
+      try {
+        data = JSON.parse(data) as unknown;
+      } catch {
+        // keep the text
+      }
+    }
+    const message = typeof data === 'object' && data && 'message' in data ? String((data as { message: unknown }).message) : `HTTP ${response.status}`;
+    const hint = response.status === 401 && !this.#settings.accessKey ? ' (set VISOR_ACCESS_KEY and VISOR_SECRET_KEY, or a profile in ~/.config/visor/credentials)' : '';
+    throw new VisorError(kindByStatus(response.status), `${message}${hint}`, { details: { status: response.status } });
+  }
+}

@@ -1,0 +1,90 @@
+import { isAbsolute, resolve } from 'node:path';
+import { isIP } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { SecretBox } from '../core/auth/secret-box.js';
+import type { Catalog } from '../core/catalog/port.js';
+import { VisorError } from '../core/errors.js';
+import { resolveAsync, RuntimeIds } from '../core/registry/runtime.js';
+import type { Store } from '../core/store/port.js';
+import { Authenticator } from './api/auth.js';
+import { buildApiServer } from './api/server.js';
+import type { Composition } from './compose.js';
+import { ImageService } from './service/image-service.js';
+
+export interface ServeOptions {
+  host?: string | undefined;
+  port?: number | undefined;
+}
+
+export interface RunningServer {
+  url: string;
+  app: FastifyInstance;
+  service: ImageService;
+  catalog: Catalog;
+  stores: ReadonlyMap<string, Store>;
+  /** Stops accepting, lets in-flight requests finish (up to `graceMs`), then releases everything. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+}
+
+export async function sealingBox(composition: Composition): Promise<SecretBox> {
+  const keyFile = composition.config.server.auth.keyFile;
+  return SecretBox.fromFile(isAbsolute(keyFile) ? keyFile : resolve(composition.config.dataDir, keyFile));
+}
+
+/** Assembles the image service and its HTTP API from a composition, and starts listening. */
+export async function startServer(composition: Composition, options: ServeOptions = {}): Promise<RunningServer> {
+  const { config, logger } = composition;
+  const host = options.host ?? config.server.host;
+  const port = options.port ?? config.server.port;
+  if (!config.server.auth.enabled && !isLoopback(host)) {
+    throw new VisorError('config', `server.auth.enabled is false, which is only allowed on a loopback address; ${host} is not one`);
+  }
+  const container = composition.registry.container;
+  const catalog = await resolveAsync(container, RuntimeIds.Catalog);
+  const stores = await resolveAsync(container, RuntimeIds.Stores);
+  const service = new ImageService({ catalog, stores, defaultStore: config.defaultStore, logger: logger.child({ component: 'images' }) });
+  const authenticator = config.server.auth.enabled
+    ? new Authenticator({ users: catalog.users, box: await sealingBox(composition), clockSkewSeconds: config.server.auth.clockSkew })
+    : undefined;
+  await service.recoverStaleUploads();
+  for (const [name, store] of stores) {
+    const swept = (await store.sweep?.(60 * 60_000).catch(() => 0)) ?? 0;
+    if (swept > 0) logger.warn('removed leftovers of interrupted uploads', { store: name, count: swept });
+  }
+  const app = buildApiServer({ service, logger: logger.child({ component: 'api' }), authenticator });
+  try {
+    await app.listen({ host, port });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'EADDRINUSE' ? `port ${port} is already in use` : code === 'EACCES' ? `no permission to listen on port ${port}` : (error as Error).message;
+    throw new VisorError('unavailable', `cannot listen on ${host}:${port}: ${why}`, { cause: error });
+  }
+  const address = app.server.address();
+  const actualPort = typeof address === 'object' && address ? address.port : port;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
+  if (!authenticator) logger.warn('authentication is OFF: every request acts as an admin (loopback development only)');
+  else if ((await catalog.users.list()).length === 0) logger.warn('no users yet: create one with `visor users add NAME --admin`');
+  logger.info('visor image service listening', { url, catalog: catalog.kind, stores: [...stores.keys()], defaultStore: config.defaultStore });
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    app,
+    service,
+    catalog,
+    stores,
+    close(graceMs = 30_000) {
+      closing ??= (async () => {
+        const timer = setTimeout(() => app.server.closeAllConnections(), graceMs);
+        timer.unref();
+        await app.close();
+        clearTimeout(timer);
+        await composition.dispose();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,226 @@
+import type { Readable } from 'node:stream';
+import type { Catalog, ImageQuery, Page } from '../../core/catalog/port.js';
+import { isVisorError, VisorError } from '../../core/errors.js';
+import { newImage, systemClock, type Clock } from '../../core/image/image.js';
+import type { Checksums, Image, ImageChanges, ImageDraft } from '../../core/image/model.js';
+import type { Logger } from '../../core/logging/logger.js';
+import type { ByteRange, GetResult, Store } from '../../core/store/port.js';
+import { canModify, canSee, type Caller } from './access.js';
+
+export interface ImageServiceOptions {
+  catalog: Catalog;
+  stores: ReadonlyMap<string, Store>;
+  defaultStore: string;
+  logger: Logger;
+  clock?: Clock;
+  /** How often a running upload tells the catalog it is alive. */
+  heartbeatMs?: number;
+  /** An upload silent for this long is considered dead (its server crashed) and recovered. */
+  staleUploadMs?: number;
+}
+
+export interface UploadOptions {
+  /** Declared length (Content-Length), checked against what arrives. */
+  size?: number;
+  /** Checksums the client declared; a mismatch fails the upload and keeps nothing. */
+  expected?: Checksums;
+  signal?: AbortSignal;
+}
+
+/** Fields a client may set; the rest are the service's (status, size, checksums, location, ...). */
+const clientFields = ['name', 'architecture', 'diskFormat', 'containerFormat', 'type', 'kernelId', 'ramdiskId', 'access', 'members', 'owner', 'minDisk', 'minRam', 'os', 'tags', 'properties'] as const;
+
+/**
+ * The image service: VISOR's operations (register, reference, upload, download, update,
+ * delete) on the catalog and the stores, with visibility and ownership rules. The HTTP API
+ * is a thin layer over it.
+ */
+export class ImageService {
+  readonly #o: Required<Omit<ImageServiceOptions, 'clock'>> & { clock: Clock };
+
+  constructor(options: ImageServiceOptions) {
+    this.#o = { heartbeatMs: 60_000, staleUploadMs: 10 * 60_000, clock: systemClock, ...options };
+    if (!options.stores.has(options.defaultStore)) throw new VisorError('config', `default store "${options.defaultStore}" is not configured`);
+  }
+
+  get catalog(): Catalog {
+    return this.#o.catalog;
+  }
+
+  async list(caller: Caller, query: ImageQuery): Promise<Page<Image>> {
+    return this.#o.catalog.images.list(caller.admin ? query : { ...query, visibleTo: caller.name });
+  }
+
+  /** An image the caller may see; one they may not see does not exist for them. */
+  async get(caller: Caller, id: string): Promise<Image> {
+    const image = await this.#o.catalog.images.find(id);
+    if (!image || !canSee(caller, image)) throw new VisorError('notFound', `no image with id ${id}`, { details: { id } });
+    return image;
+  }
+
+  /** Registers metadata only (status locked). */
+  async register(caller: Caller, draft: Record<string, unknown>): Promise<Image> {
+    const image = newImage(this.#draft(caller, draft), this.#o.clock);
+    return this.#o.catalog.images.create(image);
+  }
+
+  /** Registers an image whose bits stay at an HTTP(S) location (VISOR's http store). */
+  async reference(caller: Caller, draft: Record<string, unknown>, uri: string): Promise<Image> {
+    const [name, store] = this.#storeForUri(uri);
+    const info = await store.head(uri);
+    const image = newImage(this.#draft(caller, draft), this.#o.clock);
+    return this.#o.catalog.images.create({ ...image, status: 'available', location: { store: name, uri }, size: info.size, checksums: info.checksums, uploadedAt: image.createdAt });
+  }
+
+  async update(caller: Caller, id: string, changes: Record<string, unknown>, expectedRevision?: number): Promise<Image> {
+    const image = await this.#modifiable(caller, id);
+    const allowed = this.#changes(caller, changes);
+    return this.#o.catalog.images.update(id, expectedRevision ?? image.revision, allowed);
+  }
+
+  /**
+   * Streams `body` into the default store and makes the image available. The catalog says
+   * `uploading` meanwhile; a failed or cut-off upload keeps no bytes and leaves the image
+   * `error` (or, for a re-upload, as it was).
+   */
+  async upload(caller: Caller, id: string, body: Readable, options: UploadOptions = {}): Promise<Image> {
+    const before = await this.#modifiable(caller, id);
+    if (before.status === 'uploading' && !this.#isStale(before)) {
+      throw new VisorError('conflict', `image ${id} is being uploaded already`, { details: { id } });
+    }
+    await this.#o.catalog.images.update(id, before.revision, { status: 'uploading' });
+    // Keeps updatedAt fresh so that other servers do not mistake a long upload for a dead one.
+    const heartbeat = setInterval(() => void this.#settle(id, {}).catch(() => undefined), this.#o.heartbeatMs);
+    heartbeat.unref();
+    const store = this.#o.stores.get(this.#o.defaultStore)!;
+    let put;
+    try {
+      put = await store.put(id, body, options);
+    } catch (error) {
+      clearInterval(heartbeat);
+      await this.#settle(id, before.status === 'available' ? { status: 'available' } : { status: 'error' });
+      throw error;
+    }
+    clearInterval(heartbeat);
+    const changes: ImageChanges = {
+      status: 'available',
+      location: { store: this.#o.defaultStore, uri: put.uri },
+      size: put.size,
+      checksums: put.checksums,
+      uploadedAt: this.#o.clock.now().toISOString(),
+    };
+    let done: Image;
+    try {
+      done = await this.#settle(id, changes);
+    } catch (error) {
+      // The record went away (deleted meanwhile): the bytes must not outlive it.
+      await store.delete(put.uri).catch(() => undefined);
+      throw error;
+    }
+    if (before.location && before.location.uri !== put.uri) await this.#deleteBits(before);
+    return done;
+  }
+
+  async download(caller: Caller, id: string, range?: ByteRange): Promise<{ image: Image } & GetResult> {
+    const image = await this.get(caller, id);
+    if (image.status !== 'available' || !image.location) {
+      throw new VisorError('conflict', `image ${id} has no file to download (status ${image.status})`, { details: { id, status: image.status } });
+    }
+    const result = await this.#storeOf(image).get(image.location.uri, range ? { range } : {});
+    return { image, ...result };
+  }
+
+  /** Deletes the metadata and the bits (never the bits of a mere HTTP reference). */
+  async delete(caller: Caller, id: string): Promise<Image> {
+    const image = await this.#modifiable(caller, id);
+    if (image.status === 'uploading' && !this.#isStale(image)) throw new VisorError('conflict', `image ${id} is being uploaded; try again when it is done`);
+    // Mark first, so that a crash between the two steps leaves a visible `deleted` record, not a dangling location.
+    const marked = image.status === 'deleted' ? image : await this.#o.catalog.images.update(id, image.revision, { status: 'deleted' });
+    await this.#deleteBits(image);
+    await this.#o.catalog.images.delete(id, marked.revision);
+    return marked;
+  }
+
+  /** Recovers uploads whose server died: back to available (re-uploads) or error. */
+  async recoverStaleUploads(): Promise<number> {
+    let recovered = 0;
+    let marker: string | undefined;
+    do {
+      const page = await this.#o.catalog.images.list({ filters: { status: 'uploading' }, limit: 500, ...(marker ? { marker } : {}) });
+      for (const image of page.items) {
+        if (!this.#isStale(image)) continue;
+        await this.#o.catalog.images
+          .update(image.id, image.revision, { status: image.location ? 'available' : 'error' })
+          .then(() => recovered++)
+          .catch(() => undefined);
+      }
+      marker = page.nextMarker;
+    } while (marker);
+    if (recovered > 0) this.#o.logger.warn('recovered interrupted uploads', { count: recovered });
+    return recovered;
+  }
+
+  #isStale(image: Image): boolean {
+    return this.#o.clock.now().getTime() - Date.parse(image.updatedAt) > this.#o.staleUploadMs;
+  }
+
+  /** Applies system changes on top of whatever revision is current (metadata edits during an upload are fine). */
+  async #settle(id: string, changes: ImageChanges): Promise<Image> {
+    for (let attempt = 0; ; attempt++) {
+      const latest = await this.#o.catalog.images.get(id);
+      try {
+        return await this.#o.catalog.images.update(id, latest.revision, changes);
+      } catch (error) {
+        if (!isVisorError(error, 'conflict') || attempt >= 5) throw error;
+      }
+    }
+  }
+
+  async #deleteBits(image: Image): Promise<void> {
+    if (!image.location) return;
+    const store = this.#o.stores.get(image.location.store);
+    if (!store?.capabilities.writable) return;
+    try {
+      await store.delete(image.location.uri);
+    } catch (error) {
+      this.#o.logger.error('could not delete image bits', { id: image.id, store: image.location.store, error });
+      throw error;
+    }
+  }
+
+  async #modifiable(caller: Caller, id: string): Promise<Image> {
+    const image = await this.get(caller, id);
+    if (!canModify(caller, image)) throw new VisorError('forbidden', `image ${id} belongs to ${image.owner ?? 'nobody'}; only its owner or an admin may change it`);
+    return image;
+  }
+
+  #draft(caller: Caller, fields: Record<string, unknown>): ImageDraft {
+    const draft = { ...this.#changes(caller, fields) } as Record<string, unknown>;
+    for (const [key, value] of Object.entries(draft)) if (value === null) delete draft[key];
+    if (!caller.admin || draft['owner'] === undefined) draft['owner'] = caller.name;
+    return draft as unknown as ImageDraft;
+  }
+
+  /** Keeps client-settable fields; anything else is refused, naming the field. */
+  #changes(caller: Caller, fields: Record<string, unknown>): ImageChanges {
+    const refused = Object.keys(fields).filter((k) => !(clientFields as readonly string[]).includes(k));
+    if (refused.length > 0) {
+      throw new VisorError('invalidInput', `${refused.join(', ')} ${refused.length === 1 ? 'is' : 'are'} set by visor, not by clients`, { details: { fields: refused } });
+    }
+    if ('owner' in fields && !caller.admin) throw new VisorError('forbidden', 'only an admin may set the owner of an image');
+    return fields as ImageChanges;
+  }
+
+  #storeOf(image: Image): Store {
+    const store = image.location ? this.#o.stores.get(image.location.store) : undefined;
+    if (!store) throw new VisorError('unavailable', `image ${image.id} is in store "${image.location?.store}", which is not configured here`);
+    return store;
+  }
+
+  #storeForUri(uri: string): [string, Store] {
+    const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(uri)?.[1]?.toLowerCase();
+    if (scheme !== 'http' && scheme !== 'https') throw new VisorError('invalidInput', `a location must be an http(s) URL, got "${uri.slice(0, 100)}"`);
+    for (const [name, store] of this.#o.stores) if (store.kind === 'http') return [name, store];
+    throw new VisorError('unsupported', 'no http store is configured to reference HTTP locations');
+  }
+}

@@ -1,0 +1,28 @@
+import { z } from 'zod';
+import { ValidationError, VisorError } from '../errors.js';
+import { zodIssues } from '../validation.js';
+import type { User } from './port.js';
+
+export const userNamePattern = /^[a-z][a-z0-9._-]{0,63}$/;
+
+const userSchema = z.strictObject({
+  name: z.string().regex(userNamePattern, 'user names are lower-case letters, digits, . _ and -, starting with a letter (at most 64)'),
+  accessKey: z.string().regex(/^[A-Z0-9]{20}$/, 'must be 20 upper-case letters and digits'),
+  sealedSecret: z.string().min(1),
+  admin: z.boolean(),
+  createdAt: z.iso.datetime({ offset: true }),
+});
+
+export function validateUser(value: unknown): User {
+  const result = userSchema.safeParse(value);
+  if (!result.success) throw new ValidationError('invalidInput', 'invalid user', zodIssues(result.error));
+  return result.data;
+}
+
+export function userNotFound(name: string): VisorError {
+  return new VisorError('notFound', `no user named ${name}`, { details: { name } });
+}
+
+export function userExists(user: Pick<User, 'name'>): VisorError {
+  return new VisorError('conflict', `a user named ${user.name} (or with the same access key) already exists`, { details: { name: user.name } });
+}

@@ -1,0 +1,98 @@
+import { createHash } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
+import { CONTENT_HASH_HEADER, signRequest, UNSIGNED_PAYLOAD } from '../../core/auth/signing.js';
+
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  json(): unknown;
+}
+
+export interface Credentials {
+  accessKey: string;
+  secretKey: string;
+}
+
+export interface RawRequest {
+  method: string;
+  path: string;
+  query?: [string, string][];
+  headers?: Record<string, string>;
+  body?: Buffer;
+  /** Sign with these credentials (omit for an unsigned request). */
+  as?: Credentials;
+  /** Sign at this time instead of now. */
+  signedAt?: Date;
+  /** Change the request after signing (to prove the signature covers it). */
+  tamper?: (r: { path: string; query: [string, string][]; headers: Record<string, string> }) => void;
+  /** Streamed body with UNSIGNED-PAYLOAD. */
+  unsignedPayload?: boolean;
+}
+
+/** One HTTP request with full control over what is signed and what is sent. */
+export function rawRequest(baseUrl: string, r: RawRequest): Promise<RawResponse> {
+  const query = r.query ?? [];
+  let headers: Record<string, string> = { ...r.headers };
+  if (r.body) headers['content-length'] = String(r.body.length);
+  if (r.as) {
+    headers[CONTENT_HASH_HEADER] ??= r.unsignedPayload ? UNSIGNED_PAYLOAD : createHash('sha256').update(r.body ?? Buffer.alloc(0)).digest('hex');
+    headers = signRequest(r.as.accessKey, r.as.secretKey, { method: r.method, path: r.path, query, headers }, r.signedAt);
+  }
+  const sent = { path: r.path, query: [...query], headers };
+  r.tamper?.(sent);
+  const qs = sent.query.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
+  const url = new URL(`${sent.path}${qs ? `?${qs}` : ''}`, baseUrl);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: r.method, headers: sent.headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks);
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body.toString('utf8')) as unknown });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(r.body);
+  });
+}
+
+/**
+ * Sends a signed upload's headers and only `sendBytes` of the declared body, then drops the
+ * connection: a client cut off midway.
+ */
+export function cutOffUpload(baseUrl: string, r: { method: string; path: string; as: Credentials; declared: number; sendBytes: number; metaHeaders?: Record<string, string> }): Promise<void> {
+  const headers = signRequest(r.as.accessKey, r.as.secretKey, {
+    method: r.method,
+    path: r.path,
+    query: [],
+    headers: { 'content-type': 'application/octet-stream', 'content-length': String(r.declared), [CONTENT_HASH_HEADER]: UNSIGNED_PAYLOAD, ...r.metaHeaders },
+  });
+  const url = new URL(baseUrl);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(url.port), url.hostname, () => {
+      const head = [`${r.method} ${r.path} HTTP/1.1`, `host: ${url.host}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''].join('\r\n');
+      socket.write(head);
+      const chunk = Buffer.alloc(64 * 1024, 7);
+      let sent = 0;
+      const pump = () => {
+        while (sent < r.sendBytes) {
+          const n = Math.min(chunk.length, r.sendBytes - sent);
+          sent += n;
+          if (!socket.write(chunk.subarray(0, n))) {
+            socket.once('drain', pump);
+            return;
+          }
+        }
+        setTimeout(() => {
+          socket.destroy();
+          resolve();
+        }, 100);
+      };
+      pump();
+    });
+    socket.on('error', reject);
+  });
+}
