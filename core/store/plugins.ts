@@ -2,6 +2,9 @@ import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { definePlugin } from '../registry/plugin.js';
 import { FileStore } from './file/file-store.js';
+import { bucketPattern, prefixProblem } from './s3/uri.js';
+
+const mebibyte = 1024 * 1024;
 
 export const fileStorePlugin = definePlugin({
   id: 'file',
@@ -12,4 +15,57 @@ export const fileStorePlugin = definePlugin({
     fsync: z.boolean().default(true),
   }),
   create: (options, context) => new FileStore({ root: isAbsolute(options.path) ? options.path : resolve(context.dataDir, options.path), fsync: options.fsync }),
+});
+
+export const s3StorePlugin = definePlugin({
+  id: 's3',
+  kind: 'store',
+  description: 'Objects in an S3-family bucket: AWS S3, Eucalyptus Walrus, Nimbus Cumulus, Ceph RGW, Swift s3api',
+  optionsSchema: z
+    .strictObject({
+      endpoint: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional().describe('service URL; omit for AWS'),
+      region: z.string().min(1).default('us-east-1'),
+      forcePathStyle: z.boolean().optional().describe('path-style URLs (host/bucket/key); default: true when endpoint is set'),
+      accessKeyId: z.string().min(1),
+      secretAccessKey: z.string().min(1).describe('use ${ENV_VAR}'),
+      sessionToken: z.string().min(1).optional(),
+      bucket: z.string().regex(bucketPattern, 'must be a bucket name (3-255 letters, digits, ".", "_", "-")'),
+      prefix: z
+        .string()
+        .default('')
+        .superRefine((prefix, ctx) => {
+          const problem = prefixProblem(prefix);
+          if (problem) ctx.addIssue({ code: 'custom', message: problem });
+        })
+        .describe('prepended to every object key, e.g. "images/"'),
+      createBucket: z.boolean().default(false).describe('create the bucket on first put when it is missing'),
+      partSize: z
+        .number()
+        .int()
+        .min(5 * mebibyte, 'must be at least 5 MiB (5242880), the smallest S3 part')
+        .max(5 * 1024 * mebibyte, 'must be at most 5 GiB, the largest S3 part')
+        .default(16 * mebibyte)
+        .describe('bytes per part; smaller objects are one PutObject'),
+      concurrency: z.number().int().min(1).max(64).default(4).describe('parts in memory and in flight at once'),
+    }),
+  create: async (options, context) => {
+    context.secrets.add(options.secretAccessKey);
+    context.secrets.add(options.sessionToken);
+    // Loaded on demand: the AWS SDK costs start-up time that file-store users should not pay.
+    const { S3Store } = await import('./s3/s3-store.js');
+    return new S3Store({
+      ...(options.endpoint !== undefined ? { endpoint: options.endpoint } : {}),
+      region: options.region,
+      forcePathStyle: options.forcePathStyle ?? options.endpoint !== undefined,
+      accessKeyId: options.accessKeyId,
+      secretAccessKey: options.secretAccessKey,
+      ...(options.sessionToken !== undefined ? { sessionToken: options.sessionToken } : {}),
+      bucket: options.bucket,
+      prefix: options.prefix,
+      createBucket: options.createBucket,
+      partSize: options.partSize,
+      concurrency: options.concurrency,
+      logger: context.logger.child({ store: context.name }),
+    });
+  },
 });
