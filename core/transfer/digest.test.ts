@@ -1,0 +1,64 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { PassThrough, Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { DigestStream } from './digest.js';
+import { ParallelDigestStream } from './parallel-digest.js';
+
+const expected = (data: Buffer) => ({
+  size: data.length,
+  checksums: { md5: createHash('md5').update(data).digest('hex'), sha256: createHash('sha256').update(data).digest('hex'), sha512: createHash('sha512').update(data).digest('hex') },
+});
+
+async function run(make: () => DigestStream | ParallelDigestStream, chunks: Buffer[]): Promise<{ result: ReturnType<DigestStream['result']>; passed: Buffer }> {
+  const digest = make();
+  const out: Buffer[] = [];
+  await pipeline(
+    Readable.from(chunks),
+    digest,
+    new Writable({
+      write(chunk: Buffer, _e, cb) {
+        out.push(chunk);
+        cb();
+      },
+    }),
+  );
+  return { result: digest.result(), passed: Buffer.concat(out) };
+}
+
+describe.each([
+  ['DigestStream', () => new DigestStream()],
+  ['ParallelDigestStream', () => new ParallelDigestStream()],
+] as const)('%s', (_name, make) => {
+  it('passes every byte through and computes size, md5, sha256 and sha512', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 3 * 1024 * 1024 }), { maxLength: 8 }), async (sizes) => {
+        const chunks = sizes.map((n) => randomBytes(n));
+        const data = Buffer.concat(chunks);
+        const { result, passed } = await run(make, chunks);
+        expect(result).toEqual(expected(data));
+        expect(passed.equals(data)).toBe(true);
+      }),
+      { numRuns: 15 },
+    );
+  });
+
+  it('handles an empty stream', async () => {
+    expect((await run(make, [])).result).toEqual(expected(Buffer.alloc(0)));
+  });
+
+  it('keeps several concurrent streams apart', async () => {
+    const inputs = Array.from({ length: 5 }, (_, i) => [randomBytes(100_000 * (i + 1)), randomBytes(2_500_000)]);
+    const results = await Promise.all(inputs.map((chunks) => run(make, chunks)));
+    results.forEach((r, i) => expect(r.result).toEqual(expected(Buffer.concat(inputs[i]!))));
+  });
+
+  it('fails cleanly when the source fails midway', async () => {
+    const source = new PassThrough();
+    const done = pipeline(source, make(), new Writable({ write: (_c, _e, cb) => cb() }));
+    source.write(randomBytes(3 * 1024 * 1024));
+    source.destroy(new Error('client went away'));
+    await expect(done).rejects.toThrow('client went away');
+  });
+});
