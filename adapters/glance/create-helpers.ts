@@ -1,0 +1,113 @@
+import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
+import { isVisorError, VisorError } from '../../core/errors.js';
+import type { ContentSource } from '../../core/iaas/port.js';
+import { checksumAlgorithms } from '../../core/image/model.js';
+import { DigestStream, verifyDigest } from '../../core/transfer/digest.js';
+import { checksumsOf } from './mapper.js';
+import type { GlanceImage } from './schema.js';
+
+/**
+ * The deadline of one `create`: aborts everything in flight when the image is not usable in
+ * time or when the caller aborts, and tells the two apart afterwards.
+ */
+export class Deadline {
+  readonly #controller = new AbortController();
+  readonly #timer: NodeJS.Timeout;
+  readonly #onCallerAbort: () => void;
+  readonly #callerSignal: AbortSignal | undefined;
+  readonly ms: number;
+  #reason: 'timeout' | 'aborted' | undefined;
+
+  constructor(ms: number, callerSignal?: AbortSignal) {
+    this.ms = ms;
+    this.#callerSignal = callerSignal;
+    this.#timer = setTimeout(() => this.#abort('timeout'), ms);
+    this.#onCallerAbort = () => this.#abort('aborted');
+    if (callerSignal?.aborted) this.#abort('aborted');
+    callerSignal?.addEventListener('abort', this.#onCallerAbort, { once: true });
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  get reason(): 'timeout' | 'aborted' | undefined {
+    return this.#reason;
+  }
+
+  dispose(): void {
+    clearTimeout(this.#timer);
+    this.#callerSignal?.removeEventListener('abort', this.#onCallerAbort);
+  }
+
+  #abort(reason: 'timeout' | 'aborted'): void {
+    if (this.#reason) return;
+    this.#reason = reason;
+    this.#controller.abort(new VisorError(reason === 'timeout' ? 'timeout' : 'unavailable', reason));
+  }
+}
+
+/** Where a verifying upload stream leaves its verdict (axios wraps stream errors in its own). */
+export interface UploadVerdict {
+  failure?: VisorError;
+  bytes: number;
+}
+
+/**
+ * Opens the content and passes it through a digest: the upload fails (and Glance never sees the
+ * end of the chunked body, so it commits nothing) when the bytes exceed the declared size, or
+ * when, at the end, size or sha256 differ from what the source declared. sha256 is checked here
+ * because Glance cannot check it (it reports md5 and sha512) and the marker carries it; md5
+ * and sha512 are checked on what Glance reports it stored.
+ */
+export async function openVerified(content: ContentSource, verdict: UploadVerdict, onProgress?: (bytes: number) => void): Promise<Readable> {
+  const source = await content.open();
+  const digest = new DigestStream();
+  verdict.bytes = 0;
+  const check = new Transform({
+    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      verdict.bytes += chunk.length;
+      if (verdict.bytes > content.size) {
+        verdict.failure = new VisorError('integrity', `content does not match: more than the declared ${content.size} bytes`);
+        callback(verdict.failure);
+        return;
+      }
+      onProgress?.(verdict.bytes);
+      callback(null, chunk);
+    },
+    flush(callback: TransformCallback) {
+      try {
+        verifyDigest(digest.result(), { size: content.size, checksums: { sha256: content.checksums.sha256 } });
+        callback();
+      } catch (error) {
+        verdict.failure = isVisorError(error) ? error : new VisorError('integrity', String(error));
+        callback(verdict.failure);
+      }
+    },
+  });
+  return pipeline(source, digest, check, () => undefined);
+}
+
+/** Compares what Glance says it stored with what was sent: size, md5 and its multihash. */
+export function verifyCloudCopy(image: GlanceImage, content: ContentSource): { verified: string[] } {
+  const problems: string[] = [];
+  const verified: string[] = [];
+  if (typeof image.size === 'number') {
+    if (image.size !== content.size) problems.push(`size is ${image.size} bytes, expected ${content.size}`);
+    else verified.push('size');
+  }
+  const reported = checksumsOf(image);
+  for (const algorithm of checksumAlgorithms) {
+    const got = reported[algorithm];
+    const want = content.checksums[algorithm]?.toLowerCase();
+    if (got === undefined || want === undefined) continue;
+    if (got !== want) problems.push(`${algorithm} is ${got}, expected ${want}`);
+    else verified.push(algorithm);
+  }
+  if (problems.length > 0) {
+    throw new VisorError('integrity', `Glance's copy of image ${image.id} does not match the content: ${problems.join('; ')}`, {
+      details: { nativeId: image.id, reported: { size: image.size, ...reported }, expected: { size: content.size, ...content.checksums } },
+    });
+  }
+  return { verified };
+}

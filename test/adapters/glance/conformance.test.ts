@@ -1,0 +1,37 @@
+import { iaasConformance, type ConformanceHarness } from '../../contract/iaas-conformance.js';
+import { startOpenStack, type OpenStackPeer } from '../../peers/openstack.js';
+import { glanceApi, makeDriver, passwordCredentials } from './harness.js';
+
+/** The IaasDriver conformance suite against a real Glance, once as admin and once as a project member. */
+
+// Started while the file is collected, so that a peer that cannot run here skips the suites with its reason.
+const started = await startOpenStack();
+const skip = 'skip' in started ? started.skip : undefined;
+
+function harnessFor(who: 'admin' | 'demo'): () => Promise<ConformanceHarness> {
+  return async () => {
+    const peer = started as OpenStackPeer;
+    return {
+      driver: async () => makeDriver(peer, who),
+      pagedDriver: async (pageSize) => makeDriver(peer, who, { pageSize }),
+      badCredentialsDriver: async () => makeDriver(peer, who, { credentials: passwordCredentials(peer[who], { password: 'not-the-password' }) }),
+      createUnmarked: async (name) => {
+        const api = await glanceApi(peer, who);
+        const response = await api.post('/v2/images', { name, disk_format: 'raw', container_format: 'bare', visibility: 'private' });
+        if (response.status !== 201) throw new Error(`creating an unmarked image failed: ${response.status} ${JSON.stringify(response.data)}`);
+        return String(response.data.id);
+      },
+      cleanup: async () => {
+        // The suite deletes what it creates through the driver; the unmarked images are ours to remove.
+        const api = await glanceApi(peer, who);
+        const response = await api.get('/v2/images', { params: { limit: 1000 } });
+        for (const image of response.data.images as Array<{ id: string; name: string | null }>) {
+          if (image.name?.startsWith('visor-conformance-') && image.name.includes('-unmarked-')) await api.delete(`/v2/images/${image.id}`);
+        }
+      },
+    };
+  };
+}
+
+iaasConformance('glance (admin)', harnessFor('admin'), skip);
+iaasConformance('glance (member)', harnessFor('demo'), skip);
