@@ -1,6 +1,6 @@
 import { isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { SecretBox } from '../core/auth/secret-box.js';
 import type { Catalog } from '../core/catalog/port.js';
 import { VisorError } from '../core/errors.js';
@@ -14,6 +14,9 @@ import { ImageService } from './service/image-service.js';
 export interface ServeOptions {
   host?: string | undefined;
   port?: number | undefined;
+  /** Routes the agent adds to the same server. */
+  extraRoutes?: FastifyPluginAsync;
+  publicPaths?: readonly string[];
 }
 
 export interface RunningServer {
@@ -55,7 +58,13 @@ export async function startServer(composition: Composition, options: ServeOption
     const swept = (await store.sweep?.(60 * 60_000).catch(() => 0)) ?? 0;
     if (swept > 0) logger.warn('removed leftovers of interrupted uploads', { store: name, count: swept });
   }
-  const app = buildApiServer({ service, logger: logger.child({ component: 'api' }), authenticator });
+  const app = buildApiServer({
+    service,
+    logger: logger.child({ component: 'api' }),
+    authenticator,
+    ...(options.extraRoutes ? { extraRoutes: options.extraRoutes } : {}),
+    ...(options.publicPaths ? { publicPaths: options.publicPaths } : {}),
+  });
   try {
     await app.listen({ host, port });
   } catch (error) {

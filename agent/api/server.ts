@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
 import { CONTENT_HASH_HEADER, UNSIGNED_PAYLOAD, type SignableRequest } from '../../core/auth/signing.js';
 import { isVisorError, toVisorError, VisorError } from '../../core/errors.js';
 import type { Logger } from '../../core/logging/logger.js';
@@ -19,6 +19,10 @@ export interface ApiServerOptions {
   jsonBodyLimit?: number;
   /** Page size when a listing names none. */
   defaultLimit?: number;
+  /** More routes (the agent's status, trigger, metrics, content), registered beside the image API. */
+  extraRoutes?: FastifyPluginAsync;
+  /** Paths (prefixes) served without a signature: health, metrics, one-time content URLs. */
+  publicPaths?: readonly string[];
 }
 
 declare module 'fastify' {
@@ -72,8 +76,10 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     }
   });
 
+  const publicPaths = ['/health', ...(options.publicPaths ?? [])];
   app.addHook('onRequest', async (request) => {
-    if (request.url === '/health' || !options.authenticator) {
+    const path = request.url.split('?')[0] ?? '';
+    if (!options.authenticator || publicPaths.some((p) => path === p || (p.endsWith('/') && path.startsWith(p)))) {
       request.caller = anonymousAdmin;
       return;
     }
@@ -109,6 +115,7 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
 
   app.get('/health', async () => ({ status: 'ok' }));
   app.register(imageRoutes, { service: options.service, defaultLimit: options.defaultLimit ?? 1000 });
+  if (options.extraRoutes) app.register(options.extraRoutes);
   return app;
 }
 

@@ -4,6 +4,7 @@ import { configCommand } from './commands/config.js';
 import { imageCommands } from './commands/images.js';
 import { pluginsCommand } from './commands/plugins.js';
 import { serveCommand } from './commands/serve.js';
+import { syncCommands } from './commands/sync.js';
 import { usersCommand } from './commands/users.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
 import type { CliIo } from './io.js';
@@ -21,6 +22,7 @@ export function buildProgram(io: CliIo): Command {
       writeErr: (s) => io.stderr.write(s),
     });
   serveCommand(program, io);
+  syncCommands(program, io);
   imageCommands(program, io);
   usersCommand(program, io);
   pluginsCommand(program, io);

@@ -105,6 +105,17 @@ export class VisorClient {
     return (await this.#upload('PUT', path, meta, file)).image;
   }
 
+  /** A JSON GET of the agent's routes (/status). */
+  async getJson(path: string): Promise<unknown> {
+    return (await this.#json('GET', path, {})).data;
+  }
+
+  /** A JSON POST without a body (/targets/:name/sync). */
+  async postJson(path: string): Promise<unknown> {
+    const [pathname, query] = path.split('?');
+    return (await this.#json('POST', pathname!, query ? { query: Object.fromEntries(new URLSearchParams(query)) } : {})).data;
+  }
+
   async delete(id: string): Promise<WireImage> {
     return ((await this.#json('DELETE', `/images/${encodeURIComponent(id)}`, {})).data as { image: WireImage }).image;
   }

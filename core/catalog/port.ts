@@ -60,11 +60,85 @@ export interface UserRepository {
   delete(name: string): Promise<void>;
 }
 
-/** The catalog port: where image metadata, users (and later the agent's records) live. */
+export const runStatuses = ['running', 'succeeded', 'partial', 'failed'] as const;
+export type RunStatus = (typeof runStatuses)[number];
+export const actionResults = ['unchanged', 'created', 'updated', 'replaced', 'retired', 'imported', 'adopted', 'cleaned', 'skipped', 'failed'] as const;
+export type ActionResult = (typeof actionResults)[number];
+
+/** What one planned action did. */
+export interface ActionRecord {
+  action: string;
+  result: ActionResult;
+  imageId?: string;
+  nativeId?: string;
+  name?: string;
+  detail?: string;
+  error?: { kind: string; message: string };
+  attempts?: number;
+  bytes?: number;
+  ms?: number;
+}
+
+/** One sync run of one target: the agent's history. */
+export interface RunRecord {
+  id: string;
+  target: string;
+  agent: string;
+  trigger: 'schedule' | 'manual' | 'cli';
+  dryRun: boolean;
+  status: RunStatus;
+  startedAt: string;
+  finishedAt?: string;
+  /** Why the whole run failed (cloud unreachable, lease held elsewhere, ...). */
+  error?: string;
+  actions: ActionRecord[];
+  /** Actions still needed when the run ended (a fresh plan after the run). */
+  drift?: number;
+}
+
+export interface RunRepository {
+  create(run: RunRecord): Promise<void>;
+  /** Replaces the record (a run is written when it starts and when it ends). */
+  update(run: RunRecord): Promise<void>;
+  get(id: string): Promise<RunRecord | undefined>;
+  /** Newest first. */
+  list(query?: { target?: string; limit?: number }): Promise<RunRecord[]>;
+  /** Keeps the newest `keep` runs of a target. */
+  prune(target: string, keep: number): Promise<number>;
+}
+
+export interface Lease {
+  name: string;
+  holder: string;
+  expiresAt: number;
+}
+
+/** Leases keep several agents (sharing one catalog) from working on the same target at once. */
+export interface LeaseRepository {
+  /** Takes or renews the lease; undefined when someone else holds it and it has not expired. */
+  acquire(name: string, holder: string, ttlMs: number, now?: number): Promise<Lease | undefined>;
+  /** Gives it up, if `holder` still holds it. */
+  release(name: string, holder: string): Promise<void>;
+  get(name: string): Promise<Lease | undefined>;
+}
+
+/** Small JSON records the agent keeps between runs (retirement times, converted artifacts). */
+export interface StateRepository {
+  get<T = unknown>(key: string): Promise<T | undefined>;
+  set(key: string, value: unknown): Promise<void>;
+  delete(key: string): Promise<void>;
+  /** Entries whose key starts with `prefix`, sorted by key. */
+  list<T = unknown>(prefix: string): Promise<[string, T][]>;
+}
+
+/** The catalog port: where image metadata, users and the agent's records live. */
 export interface Catalog {
   readonly kind: string;
   readonly images: ImageRepository;
   readonly users: UserRepository;
+  readonly runs: RunRepository;
+  readonly leases: LeaseRepository;
+  readonly state: StateRepository;
   /** Creates tables/collections and indexes; idempotent. */
   init(): Promise<void>;
   /** Releases connections; safe to call twice. */

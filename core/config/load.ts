@@ -10,7 +10,7 @@ import type { PluginRegistry } from '../registry/registry.js';
 import { formatPath, zodIssues } from '../validation.js';
 import { interpolateEnv, type Env } from './interpolate.js';
 import { configFileSchema, type ConfigFile } from './schema.js';
-import type { SyncPolicy } from './sync-policy.js';
+import { syncPolicySchema, type SyncPolicy } from './sync-policy.js';
 
 export interface PluginInstance {
   type: string;
@@ -143,7 +143,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
     clouds[name] = {
       adapter: cloud.adapter,
       options: await instance('iaas', 'adapter', cloud.adapter, cloud.options, ['clouds', name], 'adapter'),
-      sync: cloud.sync ?? { enabled: true },
+      sync: cloud.sync ?? syncPolicySchema.parse({}),
     };
   }
 

@@ -49,8 +49,18 @@ export const configFileSchema = z.strictObject({
   server: serverSchema.prefault({}),
   agent: z
     .strictObject({
-      /** Written into every image the agent creates in a cloud (the ownership marker). */
+      /** Written into every image the agent creates in a cloud (the ownership marker). Default: the host name. */
       id: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . and -, at most 64').optional(),
+      /** Actions at once across all clouds. */
+      concurrency: z.number().int().min(1).max(256).default(4),
+      /** How long a target's lease lasts without renewal (renewed while a run goes on). */
+      leaseSeconds: z.number().int().min(10).max(3600).default(120),
+      /** Where clouds that fetch images by URL (OpenNebula) reach this agent, e.g. http://agent.example:4568. */
+      publicUrl: z.string().regex(/^https?:\/\/[^\s/]+/, 'must be an http(s) URL').optional(),
+      /** Scratch space for format conversion; default <dataDir>/cache. */
+      cacheDir: z.string().min(1).optional(),
+      /** Run records kept per target. */
+      keepRuns: z.number().int().min(1).max(100_000).default(200),
     })
     .prefault({}),
   clouds: z.record(instanceName, cloudSchema).default({}),

@@ -1,12 +1,84 @@
+import { validate as validateCron } from 'node-cron';
 import { z } from 'zod';
+import { accessLevels, diskFormats } from '../image/model.js';
+import { propertyKeyPattern } from '../image/schema.js';
 
 /**
- * Per-cloud sync policy: which catalog images go to the cloud and how (selector, naming,
- * visibility, formats, retirement, schedule). The agent fills this in; until then a cloud may
- * only switch syncing on or off, and unknown keys are rejected like everywhere else.
+ * Per-cloud sync policy (DESIGN.md §5): which catalog images go to the cloud and how they are
+ * translated, how copies that are no longer wanted are retired, whether the cloud's own images
+ * are imported, when the agent runs, and how hard it tries.
  */
+
+const duration = z
+  .union([z.number().int().min(0), z.string().regex(/^\d+(ms|s|m|h|d)$/, 'a duration like 30s, 10m, 2h or 7d')])
+  .transform((value) => (typeof value === 'number' ? value * 1000 : toMs(value)));
+
+export function toMs(text: string): number {
+  const match = /^(\d+)(ms|s|m|h|d)$/.exec(text);
+  if (!match) throw new Error(`bad duration ${text}`);
+  const n = Number(match[1]);
+  return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+}
+
+export const namingPlaceholders = ['name', 'id', 'shortId', 'architecture', 'format', 'os_distro', 'os_version', 'revision'] as const;
+
 export const syncPolicySchema = z.strictObject({
   enabled: z.boolean().default(true),
+  /** Cron expression (node-cron, 5 or 6 fields); without it the target syncs only when asked. */
+  schedule: z
+    .string()
+    .refine((expr) => validateCron(expr), 'must be a cron expression, e.g. "*/30 * * * *" (every 30 minutes)')
+    .optional(),
+  /** Which catalog images go to this cloud; every condition must hold. */
+  selector: z
+    .strictObject({
+      names: z.array(z.string().min(1)).min(1).optional().describe('name globs (* and ?); any may match'),
+      tags: z.array(z.string().min(1)).optional().describe('tags the image must all have'),
+      properties: z.record(z.string().regex(propertyKeyPattern), z.string()).optional().describe('custom properties that must equal these values'),
+      access: z.array(z.enum(accessLevels)).min(1).default(['public']),
+      architectures: z.array(z.string().min(1)).optional(),
+    })
+    .prefault({}),
+  /** Name in the cloud; placeholders in braces: {name} {id} {shortId} {architecture} {format} {os_distro} {os_version} {revision}. */
+  naming: z
+    .string()
+    .min(1)
+    .default('{name}')
+    .refine((template) => [...template.matchAll(/\{([^}]*)\}/g)].every((m) => (namingPlaceholders as readonly string[]).includes(m[1] ?? '')), `placeholders are ${namingPlaceholders.map((p) => `{${p}}`).join(' ')}`),
+  /** Catalog access -> access in the cloud. */
+  visibility: z
+    .strictObject({ public: z.enum(accessLevels).default('public'), private: z.enum(accessLevels).default('private'), shared: z.enum(accessLevels).default('private') })
+    .prefault({}),
+  /** Disk format in the cloud: `auto` keeps the image's format when the cloud accepts it, else converts. */
+  diskFormat: z.enum(['auto', ...diskFormats]).default('auto'),
+  retire: z
+    .strictObject({
+      mode: z.enum(['hide', 'disable', 'delete']).default('hide'),
+      /** With mode delete: hide (or disable) first, delete after this long. */
+      grace: duration.default(0),
+    })
+    .prefault({}),
+  /** The cloud's own (unmarked) images: leave them (off), or copy them into the catalog. */
+  import: z.enum(['off', 'metadata', 'full']).default('off'),
+  /** Mark an unmarked cloud image as ours when its content equals a catalog image's (instead of uploading a copy). */
+  adopt: z.boolean().default(false),
+  /** Actions at once on this cloud. */
+  concurrency: z.number().int().min(1).max(64).default(2),
+  timeouts: z
+    .strictObject({
+      /** One action (an upload included). */
+      action: duration.default(6 * 3_600_000),
+      /** Listing the cloud. */
+      list: duration.default(120_000),
+    })
+    .prefault({}),
+  retries: z
+    .strictObject({
+      attempts: z.number().int().min(1).max(20).default(3),
+      /** First backoff; doubled each time, with jitter. */
+      backoff: duration.default(2000),
+    })
+    .prefault({}),
 });
 
 export type SyncPolicy = z.infer<typeof syncPolicySchema>;

@@ -351,6 +351,67 @@ export function catalogContract(name: string, makeHarness: () => Promise<Catalog
       });
     });
 
+    describe('agent records', () => {
+      const run = (id: string, target: string, startedAt: string) => ({
+        id,
+        target,
+        agent: 'agent-1',
+        trigger: 'manual' as const,
+        dryRun: false,
+        status: 'running' as const,
+        startedAt,
+        actions: [],
+      });
+
+      it('keeps run history: create, update, get, list newest first, prune', async () => {
+        await catalog.runs.create(run('00000000-0000-4000-8000-000000000001', 'prod', '2026-01-01T00:00:00.000Z'));
+        await catalog.runs.create(run('00000000-0000-4000-8000-000000000002', 'prod', '2026-01-02T00:00:00.000Z'));
+        await catalog.runs.create(run('00000000-0000-4000-8000-000000000003', 'lab', '2026-01-03T00:00:00.000Z'));
+        await expectKind(catalog.runs.create(run('00000000-0000-4000-8000-000000000003', 'lab', '2026-01-03T00:00:00.000Z')), 'conflict');
+        const done = { ...run('00000000-0000-4000-8000-000000000002', 'prod', '2026-01-02T00:00:00.000Z'), status: 'partial' as const, finishedAt: '2026-01-02T00:01:00.000Z', drift: 2, actions: [{ action: 'create', result: 'failed' as const, error: { kind: 'unavailable', message: 'down' } }] };
+        await catalog.runs.update(done);
+        await expect(catalog.runs.get(done.id)).resolves.toEqual(done);
+        await expectKind(catalog.runs.update(run('00000000-0000-4000-8000-000000000009', 'x', '2026-01-01T00:00:00.000Z')), 'notFound');
+        expect((await catalog.runs.list({ target: 'prod' })).map((r) => r.id)).toEqual(['00000000-0000-4000-8000-000000000002', '00000000-0000-4000-8000-000000000001']);
+        expect((await catalog.runs.list({ limit: 1 })).map((r) => r.target)).toEqual(['lab']);
+        await expect(catalog.runs.prune('prod', 1)).resolves.toBe(1);
+        expect((await catalog.runs.list({ target: 'prod' })).map((r) => r.id)).toEqual(['00000000-0000-4000-8000-000000000002']);
+        expect(await catalog.runs.list({ target: 'lab' })).toHaveLength(1);
+      });
+
+      it('grants a lease to one holder at a time, renews it, and lets it expire', async () => {
+        const now = 1_000_000;
+        await expect(catalog.leases.acquire('target:prod', 'agent-a', 30_000, now)).resolves.toEqual({ name: 'target:prod', holder: 'agent-a', expiresAt: now + 30_000 });
+        await expect(catalog.leases.acquire('target:prod', 'agent-b', 30_000, now + 1000)).resolves.toBeUndefined();
+        await expect(catalog.leases.acquire('target:prod', 'agent-a', 30_000, now + 2000)).resolves.toMatchObject({ expiresAt: now + 32_000 });
+        await expect(catalog.leases.acquire('target:lab', 'agent-b', 30_000, now)).resolves.toMatchObject({ holder: 'agent-b' });
+        await expect(catalog.leases.acquire('target:prod', 'agent-b', 30_000, now + 40_000)).resolves.toMatchObject({ holder: 'agent-b' });
+        await catalog.leases.release('target:prod', 'agent-a'); // not the holder any more: no effect
+        await expect(catalog.leases.get('target:prod')).resolves.toMatchObject({ holder: 'agent-b' });
+        await catalog.leases.release('target:prod', 'agent-b');
+        await expect(catalog.leases.get('target:prod')).resolves.toBeUndefined();
+      });
+
+      it('lets exactly one of several concurrent contenders take a lease', async () => {
+        const results = await Promise.all(Array.from({ length: 6 }, (_, i) => catalog.leases.acquire('target:race', `agent-${i}`, 60_000)));
+        expect(results.filter((r) => r !== undefined)).toHaveLength(1);
+      });
+
+      it('keeps small state records by key and lists them by prefix', async () => {
+        await catalog.state.set('retired:prod:a', { since: '2026-01-01' });
+        await catalog.state.set('retired:prod:b', { since: '2026-01-02' });
+        await catalog.state.set('retired:lab:a', 1);
+        await catalog.state.set('artifact:x', ['a', 1]);
+        await expect(catalog.state.get('artifact:x')).resolves.toEqual(['a', 1]);
+        await expect(catalog.state.get('nope')).resolves.toBeUndefined();
+        expect(await catalog.state.list('retired:prod:')).toEqual([['retired:prod:a', { since: '2026-01-01' }], ['retired:prod:b', { since: '2026-01-02' }]]);
+        await catalog.state.set('retired:prod:a', { since: 'later' });
+        await catalog.state.delete('retired:prod:b');
+        expect(await catalog.state.list('retired:prod:')).toEqual([['retired:prod:a', { since: 'later' }]]);
+        expect(await catalog.state.list('%')).toEqual([]);
+      });
+    });
+
     describe('delete', () => {
       it('removes the image', async () => {
         const image = await catalog.images.create(makeImage());

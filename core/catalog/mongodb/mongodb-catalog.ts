@@ -3,7 +3,8 @@ import { isVisorError, VisorError } from '../../errors.js';
 import type { Attribute } from '../../image/attributes.js';
 import { applyChanges, validateImage, type Clock, systemClock } from '../../image/image.js';
 import type { Image, ImageChanges } from '../../image/model.js';
-import type { Catalog, ImageQuery, ImageRepository, Page, User, UserRepository } from '../port.js';
+import type { Catalog, ImageQuery, ImageRepository, LeaseRepository, Page, RunRepository, StateRepository, User, UserRepository } from '../port.js';
+import { MongoLeases, MongoRuns, MongoState, type LeaseDoc, type RunDoc, type StateDoc } from './mongodb-agent-records.js';
 import { userExists, userNotFound, validateUser } from '../users.js';
 import { imageNotFound, normalizeQuery, readAttribute, staleRevision, unknownMarker, type NormalizedQuery } from '../query.js';
 
@@ -26,6 +27,9 @@ export class MongoCatalog implements Catalog {
   readonly kind = 'mongodb';
   readonly images: ImageRepository;
   readonly users: UserRepository;
+  readonly runs: RunRepository;
+  readonly leases: LeaseRepository;
+  readonly state: StateRepository;
   readonly #options: MongoCatalogOptions;
   #client: MongoClient | undefined;
   #db: Db | undefined;
@@ -34,6 +38,9 @@ export class MongoCatalog implements Catalog {
     this.#options = options;
     this.images = new MongoImages(() => this.collection<ImageDoc>('images'), options.clock ?? systemClock);
     this.users = new MongoUsers(() => this.collection<UserDoc>('users'));
+    this.runs = new MongoRuns(() => this.collection<RunDoc>('runs'), guard);
+    this.leases = new MongoLeases(() => this.collection<LeaseDoc>('leases'), guard);
+    this.state = new MongoState(() => this.collection<StateDoc>('state'), guard);
   }
 
   collection<T extends object>(name: string): Collection<T> {
@@ -64,6 +71,7 @@ export class MongoCatalog implements Catalog {
         { key: { tags: 1 } },
       ]);
       await this.collection<UserDoc>('users').createIndex({ accessKey: 1 }, { unique: true });
+      await this.collection<RunDoc>('runs').createIndex({ target: 1, startedAt: -1 });
     } catch (error) {
       await client.close().catch(() => undefined);
       this.#client = undefined;

@@ -5,7 +5,8 @@ import { isVisorError, VisorError } from '../../errors.js';
 import type { Attribute } from '../../image/attributes.js';
 import { applyChanges, validateImage, type Clock, systemClock } from '../../image/image.js';
 import type { Image, ImageChanges } from '../../image/model.js';
-import type { Catalog, ImageQuery, ImageRepository, Page, User, UserRepository } from '../port.js';
+import type { Catalog, ImageQuery, ImageRepository, LeaseRepository, Page, RunRepository, StateRepository, User, UserRepository } from '../port.js';
+import { agentRecordsSchema, SqliteLeases, SqliteRuns, SqliteState } from './sqlite-agent-records.js';
 import { userExists, userNotFound, validateUser } from '../users.js';
 import { imageNotFound, normalizeQuery, readAttribute, staleRevision, unknownMarker, type NormalizedQuery } from '../query.js';
 
@@ -32,6 +33,9 @@ export class SqliteCatalog implements Catalog {
   readonly kind = 'sqlite';
   readonly images: ImageRepository;
   readonly users: UserRepository;
+  readonly runs: RunRepository;
+  readonly leases: LeaseRepository;
+  readonly state: StateRepository;
   #db: Database.Database | undefined;
   readonly #options: SqliteCatalogOptions;
 
@@ -39,6 +43,9 @@ export class SqliteCatalog implements Catalog {
     this.#options = options;
     this.images = new SqliteImages(() => this.db, options.clock ?? systemClock);
     this.users = new SqliteUsers(() => this.db);
+    this.runs = new SqliteRuns(() => this.db);
+    this.leases = new SqliteLeases(() => this.db);
+    this.state = new SqliteState(() => this.db);
   }
 
   get db(): Database.Database {
@@ -67,6 +74,7 @@ export class SqliteCatalog implements Catalog {
         access_key TEXT NOT NULL UNIQUE,
         doc TEXT NOT NULL CHECK (json_valid(doc))
       ) WITHOUT ROWID`);
+      db.exec(agentRecordsSchema);
       for (const path of indexed) {
         const attribute = { path, segments: path.split('.'), valueType: 'string' as const, array: false };
         db.exec(`CREATE INDEX IF NOT EXISTS images_${path.replace('.', '_')} ON images (${expr(attribute)})`);

@@ -1,0 +1,166 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { buffer } from 'node:stream/consumers';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import type { Catalog } from '../../core/catalog/port.js';
+import { VisorError } from '../../core/errors.js';
+import { convertImage, inspectImage, openFileReader, type ImageReader, type InspectionReport } from '../../core/formats/index.js';
+import type { ContentSource, DriverCapabilities } from '../../core/iaas/port.js';
+import type { Checksums, DiskFormat, Image } from '../../core/image/model.js';
+import type { Store } from '../../core/store/port.js';
+import type { DesiredImage } from './desired.js';
+
+/** A converted (or materialised) copy kept in the default store, found again by content and format. */
+export interface Artifact {
+  store: string;
+  uri: string;
+  size: number;
+  checksums: Required<Checksums>;
+  format: DiskFormat;
+}
+
+export interface ContentDeps {
+  catalog: Catalog;
+  stores: ReadonlyMap<string, Store>;
+  defaultStore: string;
+  cacheDir: string;
+  capabilities: DriverCapabilities;
+  signal?: AbortSignal;
+  /** Makes a one-time URL for clouds that fetch images themselves (OpenNebula). */
+  publish?: (source: ContentSource) => string;
+}
+
+export interface PreparedContent {
+  source: ContentSource;
+  /** What the safety inspection found about the bytes that go to the cloud. */
+  inspection: InspectionReport;
+  /** The catalog image's content sha256 (the marker), known even for references that came without it. */
+  sha256: string;
+}
+
+/** Random access to an object through ranged reads: inspection reads headers, never the whole image. */
+export function storeReader(store: Store, uri: string, size: number): ImageReader {
+  return {
+    size,
+    read: async (offset, length) => {
+      if (offset >= size || length <= 0) return Buffer.alloc(0);
+      const result = await store.get(uri, { range: { start: offset, end: Math.min(size - 1, offset + length - 1) } });
+      return buffer(result.stream);
+    },
+  };
+}
+
+/** A local path for a file-store URI (fast inspection, and qemu-img input without a copy). */
+function localPath(store: Store, uri: string): string | undefined {
+  return store.kind === 'file' && uri.startsWith('file:') ? fileURLToPath(uri) : undefined;
+}
+
+async function inspectAt(store: Store, uri: string, size: number, declared: DiskFormat | undefined, container: Image['containerFormat']): Promise<InspectionReport> {
+  const path = localPath(store, uri);
+  const options = { ...(declared ? { declared } : {}), ...(container ? { container } : {}) };
+  if (!path) return inspectImage(storeReader(store, uri, size), options);
+  const reader = await openFileReader(path);
+  try {
+    return await inspectImage(reader, options);
+  } finally {
+    await reader.close();
+  }
+}
+
+const artifactKey = (sha256: string, format: DiskFormat) => `artifact:${sha256}:${format}`;
+
+/**
+ * Gets a catalog image's bytes ready for one cloud: inspected for safety before anything else
+ * (a refusal means the image never reaches a cloud), converted with qemu-img when the cloud
+ * needs another format (converted artifacts are kept in the default store by (sha256, format)
+ * and reused), and offered as a ContentSource that can be opened again for every retry.
+ */
+export async function prepareContent(image: Image, desired: DesiredImage, deps: ContentDeps): Promise<PreparedContent> {
+  if (!image.location) throw new VisorError('conflict', `image ${image.id} has no bits (status ${image.status})`);
+  const store = deps.stores.get(image.location.store);
+  if (!store) throw new VisorError('unavailable', `image ${image.id} is in store "${image.location.store}", which is not configured`);
+  let artifact: Artifact;
+  let sha256 = image.checksums.sha256;
+
+  if (!sha256 || !image.checksums.md5 || !image.checksums.sha512 || image.size === undefined) {
+    // A reference registered without checksums: copy it once into the default store, computing them.
+    artifact = await materialise(image, store, deps);
+    sha256 = artifact.checksums.sha256;
+  } else {
+    artifact = { store: image.location.store, uri: image.location.uri, size: image.size, checksums: { md5: image.checksums.md5, sha256, sha512: image.checksums.sha512 }, format: image.diskFormat ?? 'raw' };
+  }
+
+  const sourceStore = deps.stores.get(artifact.store)!;
+  const report = await inspectAt(sourceStore, artifact.uri, artifact.size, image.diskFormat, image.containerFormat);
+  if (report.containerFormat === 'ova') throw new VisorError('unsupported', `image ${image.id} is an OVA; extract its disk into an image of its own to sync it`);
+  artifact = { ...artifact, format: report.format };
+  const wanted = chooseFormat(desired.diskFormat ?? report.format, deps.capabilities);
+  if (wanted !== report.format) artifact = await converted(artifact, sha256, wanted, deps);
+
+  const final = deps.stores.get(artifact.store)!;
+  const uri = artifact.uri;
+  const source: ContentSource = {
+    size: artifact.size,
+    checksums: artifact.checksums,
+    diskFormat: artifact.format,
+    containerFormat: 'bare',
+    open: async (range) => (await final.get(uri, { ...(range ? { range } : {}), ...(deps.signal ? { signal: deps.signal } : {}) })).stream,
+  };
+  if (deps.publish) source.url = deps.publish(source);
+  return { source, inspection: report, sha256 };
+}
+
+function chooseFormat(wanted: DiskFormat, capabilities: DriverCapabilities): DiskFormat {
+  if (capabilities.diskFormats.includes(wanted)) return wanted;
+  const fallback = (['qcow2', 'raw', 'vmdk', 'vhd', 'vhdx', 'vdi'] as const).find((f) => capabilities.diskFormats.includes(f));
+  if (!fallback) throw new VisorError('unsupported', `the cloud accepts none of the formats visor can convert to (it takes ${capabilities.diskFormats.join(', ')})`);
+  return fallback;
+}
+
+/** The (sha256, format) artifact: from the cache when it is still there, else made with qemu-img. */
+async function converted(source: Artifact, sha256: string, to: DiskFormat, deps: ContentDeps): Promise<Artifact> {
+  const cached = await deps.catalog.state.get<Artifact>(artifactKey(sha256, to));
+  if (cached) {
+    const store = deps.stores.get(cached.store);
+    const alive = store ? await store.head(cached.uri).then((info) => info.size === cached.size, () => false) : false;
+    if (alive) return cached;
+    await deps.catalog.state.delete(artifactKey(sha256, to));
+  }
+  await mkdir(deps.cacheDir, { recursive: true, mode: 0o700 });
+  const work = join(deps.cacheDir, `convert-${randomBytes(6).toString('hex')}`);
+  await mkdir(work, { mode: 0o700 });
+  try {
+    const sourceStore = deps.stores.get(source.store)!;
+    let input = localPath(sourceStore, source.uri);
+    if (!input) {
+      // qemu-img needs a file: bring the source here once (streamed).
+      input = join(work, `input.${source.format}`);
+      await pipeline((await sourceStore.get(source.uri, deps.signal ? { signal: deps.signal } : {})).stream, createWriteStream(input, { mode: 0o600 }));
+    }
+    const output = join(work, `output.${to}`);
+    await convertImage({ input, from: source.format, to, output, ...(deps.signal ? { signal: deps.signal } : {}) });
+    const target = deps.stores.get(deps.defaultStore)!;
+    const put = await target.put(`art-${sha256}-${to}`, createReadStream(output), deps.signal ? { signal: deps.signal } : {});
+    const artifact: Artifact = { store: deps.defaultStore, uri: put.uri, size: put.size, checksums: put.checksums, format: to };
+    await deps.catalog.state.set(artifactKey(sha256, to), artifact);
+    return artifact;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Copies an image whose checksums are unknown into the default store, computing them on the way. */
+async function materialise(image: Image, store: Store, deps: ContentDeps): Promise<Artifact> {
+  const key = `ref:${image.id}:${image.revision}`;
+  const cached = await deps.catalog.state.get<Artifact>(key);
+  if (cached) return cached;
+  const target = deps.stores.get(deps.defaultStore)!;
+  const { stream } = await store.get(image.location!.uri, deps.signal ? { signal: deps.signal } : {});
+  const put = await target.put(`ref-${image.id}`, stream, deps.signal ? { signal: deps.signal } : {});
+  const artifact: Artifact = { store: deps.defaultStore, uri: put.uri, size: put.size, checksums: put.checksums, format: image.diskFormat ?? 'raw' };
+  await deps.catalog.state.set(key, artifact);
+  return artifact;
+}

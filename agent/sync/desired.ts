@@ -1,0 +1,79 @@
+import type { SyncPolicy } from '../../core/config/sync-policy.js';
+import type { DriverCapabilities } from '../../core/iaas/port.js';
+import type { Access, DiskFormat, Image } from '../../core/image/model.js';
+
+/** Properties an imported image carries: which cloud it came from, so it is never pushed back there. */
+export const ORIGIN_TARGET = 'visor_origin_target';
+export const ORIGIN_ID = 'visor_origin_id';
+
+/** What a catalog image should look like in one cloud. */
+export interface DesiredImage {
+  /** The catalog image, with name and access translated for the target. */
+  image: Image;
+  /** Format the cloud gets; undefined when the catalog does not know the image's format (found by inspection). */
+  diskFormat: DiskFormat | undefined;
+  /** Why this format: `as is`, or a conversion. */
+  convertFrom: DiskFormat | undefined;
+}
+
+/** Converts `*` and `?` globs to an anchored regular expression. */
+export function globToRegExp(glob: string): RegExp {
+  const escaped = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${escaped}$`);
+}
+
+/** True when the policy's selector picks `image` for this target. */
+export function isSelected(image: Image, policy: SyncPolicy, target: string): boolean {
+  const s = policy.selector;
+  if (image.status !== 'available') return false;
+  if (image.properties[ORIGIN_TARGET] === target) return false;
+  if (!s.access.includes(image.access)) return false;
+  if (s.names && !s.names.some((glob) => globToRegExp(glob).test(image.name))) return false;
+  if (s.tags && !s.tags.every((tag) => image.tags.includes(tag))) return false;
+  if (s.properties && !Object.entries(s.properties).every(([k, v]) => image.properties[k] === v)) return false;
+  if (s.architectures && !s.architectures.includes(image.architecture)) return false;
+  return true;
+}
+
+export function renderName(template: string, image: Image): string {
+  const values: Record<string, string> = {
+    name: image.name,
+    id: image.id,
+    shortId: image.id.slice(0, 8),
+    architecture: image.architecture,
+    format: image.diskFormat ?? '',
+    os_distro: image.os?.distro ?? '',
+    os_version: image.os?.version ?? '',
+    revision: String(image.revision),
+  };
+  return template.replace(/\{([^}]*)\}/g, (_, key: string) => values[key] ?? '').trim() || image.name;
+}
+
+export function mapAccess(access: Access, policy: SyncPolicy, capabilities: DriverCapabilities): Access {
+  const wanted = policy.visibility[access];
+  if (capabilities.access.includes(wanted)) return wanted;
+  // Never widen: fall back to the most private level the cloud has.
+  for (const fallback of ['private', 'shared', 'public'] as const) if (capabilities.access.includes(fallback)) return fallback;
+  return wanted;
+}
+
+/** Formats a conversion may produce, best first, when the cloud does not take the image's own. */
+const conversionPreference: readonly DiskFormat[] = ['qcow2', 'raw', 'vmdk', 'vhd', 'vhdx', 'vdi'];
+
+export function targetFormat(image: Image, policy: SyncPolicy, capabilities: DriverCapabilities): Pick<DesiredImage, 'diskFormat' | 'convertFrom'> {
+  const source = image.diskFormat;
+  if (policy.diskFormat !== 'auto') {
+    return { diskFormat: policy.diskFormat, convertFrom: source !== undefined && source !== policy.diskFormat ? source : undefined };
+  }
+  if (source === undefined) return { diskFormat: undefined, convertFrom: undefined };
+  if (capabilities.diskFormats.includes(source)) return { diskFormat: source, convertFrom: undefined };
+  const to = conversionPreference.find((f) => capabilities.diskFormats.includes(f));
+  return { diskFormat: to ?? source, convertFrom: to ? source : undefined };
+}
+
+export function desiredFor(image: Image, policy: SyncPolicy, capabilities: DriverCapabilities): DesiredImage {
+  return {
+    image: { ...image, name: renderName(policy.naming, image), access: mapAccess(image.access, policy, capabilities), members: [] },
+    ...targetFormat(image, policy, capabilities),
+  };
+}

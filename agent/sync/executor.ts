@@ -1,0 +1,288 @@
+import type { ActionRecord, Catalog } from '../../core/catalog/port.js';
+import type { SyncPolicy } from '../../core/config/sync-policy.js';
+import { isVisorError, toVisorError, VisorError } from '../../core/errors.js';
+import type { CloudImage, ContentSource, IaasDriver, Markers, RetireMode } from '../../core/iaas/port.js';
+import { newImage } from '../../core/image/image.js';
+import type { Image, ImageDraft } from '../../core/image/model.js';
+import { propertyKeyPattern, reservedPropertyKeys } from '../../core/image/schema.js';
+import type { Logger } from '../../core/logging/logger.js';
+import type { Store } from '../../core/store/port.js';
+import { verifyDigest } from '../../core/transfer/digest.js';
+import { prepareContent } from './content.js';
+import { ORIGIN_ID, ORIGIN_TARGET, type DesiredImage } from './desired.js';
+import { Limiter } from './limiter.js';
+import type { Action, Plan, RetireAction } from './planner.js';
+import { withRetry, withTimeout } from './retry.js';
+
+export type SyncEvent =
+  | { type: 'start'; action: Action }
+  | { type: 'progress'; action: Action; bytes: number; total: number }
+  | { type: 'end'; action: Action; record: ActionRecord };
+
+export interface ExecutorContext {
+  target: string;
+  agentId: string;
+  policy: SyncPolicy;
+  driver: IaasDriver;
+  catalog: Catalog;
+  stores: ReadonlyMap<string, Store>;
+  defaultStore: string;
+  cacheDir: string;
+  /** Shared by every target: actions at once across the agent. */
+  limiter: Limiter;
+  logger: Logger;
+  signal?: AbortSignal;
+  now?: () => Date;
+  /** Makes a one-time URL serving a content source (for clouds that fetch images themselves). */
+  publish?: (source: ContentSource) => { url: string; revoke(): void };
+  onEvent?: (event: SyncEvent) => void;
+}
+
+export const retiredKey = (target: string, nativeId: string) => `retired:${target}:${nativeId}`;
+
+/**
+ * Carries out a plan: bounded concurrency per target and across the agent, a timeout per
+ * action, retries with backoff and jitter for retryable error kinds only. Every action ends in
+ * a record (created, updated, replaced, retired, imported, adopted, cleaned or failed); one
+ * failing action never stops the others.
+ */
+export async function execute(plan: Plan, ctx: ExecutorContext): Promise<ActionRecord[]> {
+  const records: ActionRecord[] = [];
+  // Groups run one after the other (cleanups free space first; kernels before the machines that
+  // name them; retirements last); actions within a group run side by side.
+  const groups = new Map<string, Action[]>();
+  for (const action of plan.actions) {
+    const key = groupOf(action);
+    groups.set(key, [...(groups.get(key) ?? []), action]);
+  }
+  const local = new Limiter(ctx.policy.concurrency);
+  for (const key of ['cleanup', 'kernels', 'machines', 'update', 'import', 'retire']) {
+    const actions = groups.get(key) ?? [];
+    const results = await Promise.all(actions.map((action) => local.run(() => ctx.limiter.run(() => runAction(action, ctx)))));
+    for (const list of results) records.push(...list);
+  }
+  return records;
+}
+
+function groupOf(action: Action): string {
+  if (action.kind === 'create' || action.kind === 'replace' || action.kind === 'adopt') return action.desired.image.type === 'machine' ? 'machines' : 'kernels';
+  return action.kind;
+}
+
+async function runAction(action: Action, ctx: ExecutorContext): Promise<ActionRecord[]> {
+  ctx.onEvent?.({ type: 'start', action });
+  const started = Date.now();
+  const base = describe(action);
+  const log = ctx.logger.child({ action: action.kind, image: base.imageId, native: base.nativeId });
+  let records: ActionRecord[];
+  try {
+    const { value, attempts } = await withRetry(
+      (attempt) =>
+        withTimeout(ctx.policy.timeouts.action, `${action.kind} of ${action.name}`, ctx.signal, (signal) => perform(action, { ...ctx, signal, logger: log }, attempt)),
+      {
+        attempts: ctx.policy.retries.attempts,
+        backoffMs: ctx.policy.retries.backoff,
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+        onRetry: (attempt, error, delay) => log.warn('retrying after a retryable failure', { attempt, delayMs: delay, error }),
+      },
+    );
+    records = value.map((r, i) => (i === 0 ? { ...r, attempts, ms: Date.now() - started } : r));
+  } catch (error) {
+    const visor = toVisorError(error);
+    log.error('action failed', { error: visor });
+    records = [{ ...base, result: 'failed', error: { kind: visor.kind, message: visor.message }, attempts: (error as { attempts?: number }).attempts ?? 1, ms: Date.now() - started }];
+  }
+  for (const record of records) ctx.onEvent?.({ type: 'end', action, record });
+  return records;
+}
+
+function describe(action: Action): Pick<ActionRecord, 'action' | 'imageId' | 'nativeId' | 'name' | 'detail'> {
+  const out: Pick<ActionRecord, 'action' | 'imageId' | 'nativeId' | 'name' | 'detail'> = { action: action.kind, name: action.name };
+  if ('imageId' in action && action.imageId) out.imageId = action.imageId;
+  if ('nativeId' in action) out.nativeId = action.nativeId;
+  if (action.kind === 'retire' || action.kind === 'cleanup') out.detail = action.reason;
+  if (action.kind === 'update') out.detail = action.changes.join('; ');
+  return out;
+}
+
+async function perform(action: Action, ctx: ExecutorContext & { signal: AbortSignal }, attempt: number): Promise<ActionRecord[]> {
+  const base = describe(action);
+  switch (action.kind) {
+    case 'create': {
+      const created = await createCopy(action.desired, ctx, action);
+      return [{ ...base, nativeId: created.cloud.nativeId, result: 'created', bytes: created.bytes, detail: created.detail }];
+    }
+    case 'replace': {
+      const created = await createCopy(action.desired, ctx, action);
+      const records: ActionRecord[] = [{ ...base, nativeId: created.cloud.nativeId, result: 'replaced', bytes: created.bytes, detail: created.detail }];
+      // Only now that the new copy works do the old ones go.
+      for (const old of action.retire) {
+        try {
+          await retire(old, ctx);
+          records.push({ ...describe(old), result: 'retired', detail: `${old.reason} (${old.mode})` });
+        } catch (error) {
+          const visor = toVisorError(error);
+          records.push({ ...describe(old), result: 'failed', error: { kind: visor.kind, message: visor.message } });
+        }
+      }
+      return records;
+    }
+    case 'update':
+    case 'adopt': {
+      const image = await currentImage(action.imageId, ctx);
+      const markers: Markers = { agent: ctx.agentId, imageId: image.id, sha256: image.checksums.sha256!, revision: image.revision };
+      const updated = await ctx.driver.updateMetadata(action.nativeId, { ...action.desired.image, ...(action.desired.diskFormat ? { diskFormat: action.desired.diskFormat } : {}) }, markers, { signal: ctx.signal });
+      if (updated.markers?.agent !== ctx.agentId || updated.markers.imageId !== image.id) {
+        throw new VisorError('invalidResponse', `the cloud did not keep visor's markers on ${action.nativeId}`);
+      }
+      return [{ ...base, result: action.kind === 'adopt' ? 'adopted' : 'updated' }];
+    }
+    case 'retire':
+      await retire(action, ctx);
+      return [{ ...base, result: 'retired', detail: `${action.reason} (${action.startsGrace ? `${action.mode}, grace period started` : action.mode})` }];
+    case 'cleanup': {
+      await removeCopy(action.nativeId, ctx);
+      return [{ ...base, result: 'cleaned' }];
+    }
+    case 'import': {
+      const imported = await importImage(action.nativeId, action.mode, ctx, attempt);
+      return [{ ...base, imageId: imported.image.id, result: 'imported', ...(imported.bytes ? { bytes: imported.bytes } : {}) }];
+    }
+  }
+}
+
+/** The catalog image as it is now: an action never works from a stale snapshot's bits. */
+async function currentImage(imageId: string, ctx: ExecutorContext): Promise<Image> {
+  const image = await ctx.catalog.images.find(imageId);
+  if (!image) throw new VisorError('notFound', `catalog image ${imageId} is gone`);
+  if (!image.checksums.sha256) throw new VisorError('conflict', `catalog image ${imageId} has no content checksum yet`);
+  return image;
+}
+
+async function createCopy(desired: DesiredImage, ctx: ExecutorContext & { signal: AbortSignal }, action: Action): Promise<{ cloud: CloudImage; bytes: number; detail: string }> {
+  const image = await ctx.catalog.images.find(desired.image.id);
+  if (!image || image.status !== 'available') throw new VisorError('conflict', `catalog image ${desired.image.id} is no longer available`);
+  let published: { url: string; revoke(): void } | undefined;
+  const prepared = await prepareContent(image, desired, {
+    catalog: ctx.catalog,
+    stores: ctx.stores,
+    defaultStore: ctx.defaultStore,
+    cacheDir: ctx.cacheDir,
+    capabilities: ctx.driver.capabilities,
+    signal: ctx.signal,
+    ...(ctx.driver.capabilities.importFromUrl && ctx.publish
+      ? {
+          publish: (source: ContentSource) => {
+            published = ctx.publish!(source);
+            return published.url;
+          },
+        }
+      : {}),
+  });
+  if (ctx.driver.capabilities.requiresUrl && !prepared.source.url) {
+    throw new VisorError('config', `cloud ${ctx.target} fetches images by URL: set agent.publicUrl to an address the cloud can reach`);
+  }
+  const markers: Markers = { agent: ctx.agentId, imageId: image.id, sha256: prepared.sha256, revision: image.revision };
+  const translated: Image = { ...desired.image, diskFormat: prepared.source.diskFormat, containerFormat: prepared.source.containerFormat, size: prepared.source.size };
+  try {
+    const cloud = await ctx.driver.create({
+      image: translated,
+      markers,
+      content: prepared.source,
+      timeoutMs: ctx.policy.timeouts.action,
+      signal: ctx.signal,
+      onProgress: (bytes) => ctx.onEvent?.({ type: 'progress', action, bytes, total: prepared.source.size }),
+    });
+    if (cloud.markers?.agent !== ctx.agentId || cloud.markers.imageId !== image.id || cloud.markers.sha256 !== prepared.sha256) {
+      // Unmarked, it would never be found again: take it back out rather than leave an orphan.
+      await ctx.driver.retire(cloud.nativeId, 'delete').catch(() => undefined);
+      throw new VisorError('invalidResponse', `the cloud did not keep visor's markers on the new image ${cloud.nativeId}`);
+    }
+    const detail = prepared.source.diskFormat !== prepared.inspection.format ? `converted ${prepared.inspection.format} -> ${prepared.source.diskFormat}` : prepared.source.diskFormat;
+    return { cloud, bytes: prepared.source.size, detail };
+  } finally {
+    published?.revoke();
+  }
+}
+
+async function retire(action: RetireAction, ctx: ExecutorContext & { signal?: AbortSignal }): Promise<void> {
+  const key = retiredKey(ctx.target, action.nativeId);
+  try {
+    await ctx.driver.retire(action.nativeId, action.mode, ctx.signal ? { signal: ctx.signal } : {});
+  } catch (error) {
+    // Already gone is what a delete wants.
+    if (!(action.mode === 'delete' && isVisorError(error, 'notFound'))) throw error;
+  }
+  if (action.mode === 'delete') await ctx.catalog.state.delete(key);
+  else if (action.startsGrace && !(await ctx.catalog.state.get(key))) await ctx.catalog.state.set(key, (ctx.now?.() ?? new Date()).toISOString());
+}
+
+async function removeCopy(nativeId: string, ctx: ExecutorContext & { signal?: AbortSignal }): Promise<void> {
+  try {
+    await ctx.driver.retire(nativeId, 'delete', ctx.signal ? { signal: ctx.signal } : {});
+  } catch (error) {
+    if (!isVisorError(error, 'notFound')) throw error;
+  }
+  await ctx.catalog.state.delete(retiredKey(ctx.target, nativeId));
+}
+
+/** Copies a cloud's own image into the catalog (metadata, or metadata and bits), remembering where it came from. */
+async function importImage(nativeId: string, mode: 'metadata' | 'full', ctx: ExecutorContext & { signal: AbortSignal }, attempt: number): Promise<{ image: Image; bytes?: number }> {
+  const cloud = await ctx.driver.get(nativeId, { signal: ctx.signal });
+  if (attempt > 1) {
+    // A retry must not import twice.
+    const existing = (await ctx.catalog.images.list({ filters: { [`properties.${ORIGIN_TARGET}`]: ctx.target, [`properties.${ORIGIN_ID}`]: nativeId }, limit: 1 })).items[0];
+    if (existing) return { image: existing };
+  }
+  const meta = cloud.metadata;
+  const draft: ImageDraft = {
+    name: cloud.name.slice(0, 255) || nativeId,
+    architecture: meta.architecture ?? 'x86_64',
+    ...(cloud.diskFormat ? { diskFormat: cloud.diskFormat } : {}),
+    ...(cloud.containerFormat ? { containerFormat: cloud.containerFormat } : {}),
+    ...(meta.type ? { type: meta.type } : {}),
+    ...(meta.minDisk !== undefined ? { minDisk: meta.minDisk } : {}),
+    ...(meta.minRam !== undefined ? { minRam: meta.minRam } : {}),
+    ...(meta.os ? { os: meta.os } : {}),
+    tags: [...new Set(meta.tags ?? [])],
+    access: cloud.access === 'public' ? 'public' : 'private',
+    owner: ctx.agentId,
+    properties: { ...safeProperties(meta.properties ?? {}), [ORIGIN_TARGET]: ctx.target, [ORIGIN_ID]: nativeId },
+  };
+  let image = await ctx.catalog.images.create(newImage(draft));
+  if (mode === 'metadata') return { image };
+  const store = ctx.stores.get(ctx.defaultStore)!;
+  try {
+    const { stream } = await ctx.driver.download(nativeId, { signal: ctx.signal });
+    const put = await store.put(image.id, stream, { signal: ctx.signal, ...(cloud.size !== undefined ? { size: cloud.size } : {}) });
+    try {
+      verifyDigest(put, { ...(cloud.size !== undefined ? { size: cloud.size } : {}), checksums: cloud.checksums });
+    } catch (error) {
+      await store.delete(put.uri);
+      throw error;
+    }
+    image = await ctx.catalog.images.update(image.id, image.revision, { status: 'uploading' });
+    image = await ctx.catalog.images.update(image.id, image.revision, {
+      status: 'available',
+      location: { store: ctx.defaultStore, uri: put.uri },
+      size: put.size,
+      checksums: put.checksums,
+      uploadedAt: new Date().toISOString(),
+    });
+    return { image, bytes: put.size };
+  } catch (error) {
+    await ctx.catalog.images.delete(image.id).catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Cloud properties that are valid catalog properties; the rest are dropped rather than failing the import. */
+function safeProperties(properties: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(properties)
+      .filter(([k, v]) => propertyKeyPattern.test(k) && !reservedPropertyKeys.has(k) && typeof v === 'string' && v.length <= 65535)
+      .slice(0, 200),
+  );
+}
+
+export type { RetireMode };

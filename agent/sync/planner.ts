@@ -1,0 +1,211 @@
+import type { SyncPolicy } from '../../core/config/sync-policy.js';
+import type { CloudImage, DriverCapabilities, RetireMode } from '../../core/iaas/port.js';
+import type { Checksums, Image } from '../../core/image/model.js';
+import { desiredFor, isSelected, ORIGIN_ID, ORIGIN_TARGET, type DesiredImage } from './desired.js';
+
+/**
+ * The planner (DESIGN.md §5): a pure function of desired state (catalog + policy) and observed
+ * state (the cloud's listing, filtered by ownership markers). Applying its plan and planning
+ * again gives an empty plan. Only images carrying this agent's marker are ever changed; the
+ * cloud's own images are at most read (import) or, when the policy allows, adopted.
+ */
+
+export type Action =
+  | { kind: 'create'; imageId: string; name: string; desired: DesiredImage }
+  /** Content changed: the new copy first, then `retire` (the old copies), only once the new one works. */
+  | { kind: 'replace'; imageId: string; name: string; desired: DesiredImage; retire: RetireAction[] }
+  | { kind: 'update'; imageId: string; name: string; desired: DesiredImage; nativeId: string; changes: string[] }
+  | { kind: 'adopt'; imageId: string; name: string; desired: DesiredImage; nativeId: string }
+  | RetireAction
+  | { kind: 'cleanup'; nativeId: string; name: string; imageId?: string; reason: string }
+  | { kind: 'import'; nativeId: string; name: string; mode: 'metadata' | 'full' };
+
+export interface RetireAction {
+  kind: 'retire';
+  nativeId: string;
+  name: string;
+  imageId?: string;
+  mode: RetireMode;
+  reason: string;
+  /** The first step of a retirement with a grace period: remember when it began. */
+  startsGrace: boolean;
+}
+
+export interface Note {
+  nativeId: string;
+  name: string;
+  message: string;
+}
+
+export interface Plan {
+  target: string;
+  actions: Action[];
+  /** Things the planner chose not to do, and why (an image in use, a retirement in its grace period, ...). */
+  notes: Note[];
+}
+
+export interface PlanInput {
+  target: string;
+  agentId: string;
+  policy: SyncPolicy;
+  capabilities: DriverCapabilities;
+  /** The whole catalog (the planner selects). */
+  catalog: readonly Image[];
+  /** The cloud's listing. */
+  observed: readonly CloudImage[];
+  /** When each of our copies entered retirement (native id -> ISO time), kept by the executor. */
+  retiredSince: ReadonlyMap<string, string>;
+  now: Date;
+}
+
+export function plan(input: PlanInput): Plan {
+  const { target, agentId, policy, capabilities } = input;
+  const actions: Action[] = [];
+  const notes: Note[] = [];
+  const owned = input.observed.filter((i) => i.markers?.agent === agentId && i.state !== 'deleted');
+  const unmarked = input.observed.filter((i) => !i.markers && i.state !== 'deleted');
+  const desired = input.catalog.filter((image) => isSelected(image, policy, target)).map((image) => desiredFor(image, policy, capabilities));
+  const desiredIds = new Set(desired.map((d) => d.image.id));
+  const copiesOf = groupBy(owned, (i) => i.markers!.imageId);
+  const adopted = new Set<string>();
+
+  const retireAction = (copy: CloudImage, reason: string, immediateDelete = false): RetireAction | undefined => {
+    const step = retireStep(copy, reason, policy, capabilities, input.retiredSince, input.now, immediateDelete);
+    if ('note' in step) notes.push({ nativeId: copy.nativeId, name: copy.name, message: step.note });
+    else return step.action;
+    return undefined;
+  };
+  const retire = (copy: CloudImage, reason: string, immediateDelete = false) => {
+    const action = retireAction(copy, reason, immediateDelete);
+    if (action) actions.push(action);
+  };
+
+  for (const d of desired) {
+    const image = d.image;
+    const copies = copiesOf.get(image.id) ?? [];
+    const sha256 = image.checksums.sha256;
+    const isGood = (c: CloudImage) => c.state === 'active' && !c.hidden && c.markers!.sha256 === sha256;
+    const good = copies.filter(isGood).sort(preferKeep(d));
+    const keep = good[0];
+    for (const copy of copies) {
+      if (copy === keep) continue;
+      if (copy.state === 'pending' || copy.state === 'error') {
+        // We hold the target's lease, so nothing of ours is legitimately in flight: leftovers of a crash or a failed upload.
+        actions.push({ kind: 'cleanup', nativeId: copy.nativeId, name: copy.name, imageId: image.id, reason: copy.state === 'error' ? 'failed copy' : 'unfinished copy (interrupted upload)' });
+      } else if (isGood(copy)) {
+        retire(copy, 'duplicate copy', true);
+      } else if (keep) {
+        retire(copy, copy.markers!.sha256 === sha256 ? 'superseded copy' : 'content replaced');
+      }
+    }
+    if (keep) {
+      const changes = differences(keep, d);
+      if (changes.length > 0) actions.push({ kind: 'update', imageId: image.id, name: image.name, desired: d, nativeId: keep.nativeId, changes });
+      continue;
+    }
+    const stale = copies.filter((c) => c.state === 'active' || c.state === 'disabled');
+    const candidate = policy.adopt && stale.length === 0 ? unmarked.find((u) => !adopted.has(u.nativeId) && u.state === 'active' && !u.hidden && sameContent(u, image)) : undefined;
+    if (candidate) {
+      adopted.add(candidate.nativeId);
+      actions.push({ kind: 'adopt', imageId: image.id, name: image.name, desired: d, nativeId: candidate.nativeId });
+    } else if (stale.some((c) => c.markers!.sha256 !== sha256 && !c.hidden && c.state === 'active')) {
+      const old = stale.filter((c) => c.markers!.sha256 !== sha256 && !c.hidden && c.state === 'active');
+      const retireOld = old.map((c) => retireAction(c, 'content replaced')).filter((a): a is RetireAction => a !== undefined);
+      actions.push({ kind: 'replace', imageId: image.id, name: image.name, desired: d, retire: retireOld });
+      for (const c of stale) if (!old.includes(c)) retire(c, 'superseded copy');
+    } else {
+      actions.push({ kind: 'create', imageId: image.id, name: image.name, desired: d });
+      for (const c of stale) retire(c, 'superseded copy');
+    }
+  }
+
+  for (const [imageId, copies] of copiesOf) {
+    if (desiredIds.has(imageId)) continue;
+    for (const copy of copies) {
+      if (copy.state === 'pending' || copy.state === 'error') actions.push({ kind: 'cleanup', nativeId: copy.nativeId, name: copy.name, imageId, reason: copy.state === 'error' ? 'failed copy' : 'unfinished copy (interrupted upload)' });
+      else retire(copy, input.catalog.some((i) => i.id === imageId) ? 'no longer selected for this cloud' : 'removed from the catalog');
+    }
+  }
+
+  if (policy.import !== 'off') {
+    const imported = new Set(input.catalog.filter((i) => i.properties[ORIGIN_TARGET] === target).map((i) => i.properties[ORIGIN_ID]));
+    for (const u of unmarked) {
+      if (adopted.has(u.nativeId) || imported.has(u.nativeId) || u.state !== 'active') continue;
+      actions.push({ kind: 'import', nativeId: u.nativeId, name: u.name, mode: policy.import });
+    }
+  }
+
+  return { target, actions: order(actions), notes };
+}
+
+type Step = { action: RetireAction | undefined } | { note: string };
+
+/** The next step of retiring one of our copies, per policy; nothing when it is already done. */
+function retireStep(copy: CloudImage, reason: string, policy: SyncPolicy, caps: DriverCapabilities, retiredSince: ReadonlyMap<string, string>, now: Date, immediateDelete: boolean): Step {
+  const base = { kind: 'retire' as const, nativeId: copy.nativeId, name: copy.name, ...(copy.markers ? { imageId: copy.markers.imageId } : {}), reason };
+  const mode = immediateDelete ? 'delete' : policy.retire.mode;
+  if (mode === 'hide') return copy.hidden ? { action: undefined } : { action: { ...base, mode: 'hide', startsGrace: false } };
+  if (mode === 'disable') return copy.state === 'disabled' ? { action: undefined } : { action: { ...base, mode: 'disable', startsGrace: false } };
+  const since = retiredSince.get(copy.nativeId);
+  const graceOver = immediateDelete || policy.retire.grace === 0 || (since !== undefined && Date.parse(since) + policy.retire.grace <= now.getTime());
+  if (graceOver) {
+    if (copy.inUse) return { note: `${reason}: not deleted while it is in use` };
+    return { action: { ...base, mode: 'delete', startsGrace: false } };
+  }
+  // In its grace period: take it out of sight first (hide, or disable where hiding is not possible).
+  const soft: RetireMode | undefined = caps.retireModes.includes('hide') ? 'hide' : caps.retireModes.includes('disable') ? 'disable' : undefined;
+  const softDone = soft === 'hide' ? copy.hidden : soft === 'disable' ? copy.state === 'disabled' : true;
+  if (since === undefined || !softDone) {
+    if (soft === undefined || softDone) return { action: { ...base, mode: 'delete', startsGrace: true } };
+    return { action: { ...base, mode: soft, startsGrace: since === undefined } };
+  }
+  return { note: `${reason}: deleted after the grace period (retired since ${since})` };
+}
+
+/** What differs between our copy and what it should be (the metadata we own). */
+function differences(copy: CloudImage, d: DesiredImage): string[] {
+  const changes: string[] = [];
+  if (copy.markers!.revision !== d.image.revision) changes.push(`revision ${copy.markers!.revision} -> ${d.image.revision}`);
+  if (copy.name !== d.image.name) changes.push(`name "${copy.name}" -> "${d.image.name}"`);
+  if (copy.access !== d.image.access) changes.push(`access ${copy.access} -> ${d.image.access}`);
+  return changes;
+}
+
+/** Among good copies, keep the one already up to date, else the newest. */
+function preferKeep(d: DesiredImage): (a: CloudImage, b: CloudImage) => number {
+  const score = (c: CloudImage) => differences(c, d).length;
+  return (a, b) => score(a) - score(b) || (b.createdAt ?? '').localeCompare(a.createdAt ?? '') || a.nativeId.localeCompare(b.nativeId);
+}
+
+/** Same bits: equal size and an equal checksum of an algorithm both sides know. */
+export function sameContent(cloud: CloudImage, image: Image): boolean {
+  if (cloud.size !== undefined && image.size !== undefined && cloud.size !== image.size) return false;
+  for (const algorithm of ['sha512', 'sha256', 'md5'] as const satisfies readonly (keyof Checksums)[]) {
+    const a = cloud.checksums[algorithm];
+    const b = image.checksums[algorithm];
+    if (a && b) return a === b;
+  }
+  return false;
+}
+
+const rank: Record<Action['kind'], number> = { cleanup: 0, create: 1, replace: 1, adopt: 1, update: 2, import: 3, retire: 4 };
+
+/** Cleanups first (space), kernels and ramdisks before machines (references), retirements last. */
+function order(actions: Action[]): Action[] {
+  const kernelFirst = (a: Action) => ('desired' in a && a.desired.image.type !== 'machine' ? 0 : 1);
+  return actions
+    .map((a, i) => ({ a, i }))
+    .sort((x, y) => rank[x.a.kind] - rank[y.a.kind] || kernelFirst(x.a) - kernelFirst(y.a) || x.i - y.i)
+    .map((x) => x.a);
+}
+
+function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, T[]> {
+  const out = new Map<K, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
+}

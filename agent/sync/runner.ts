@@ -1,0 +1,195 @@
+import { randomUUID } from 'node:crypto';
+import type { ActionRecord, Catalog, RunRecord, RunStatus } from '../../core/catalog/port.js';
+import type { SyncPolicy } from '../../core/config/sync-policy.js';
+import { toVisorError, VisorError } from '../../core/errors.js';
+import type { ContentSource, IaasDriver } from '../../core/iaas/port.js';
+import type { Image } from '../../core/image/model.js';
+import type { Logger } from '../../core/logging/logger.js';
+import type { Store } from '../../core/store/port.js';
+import { execute, type SyncEvent } from './executor.js';
+import { Limiter } from './limiter.js';
+import { plan, type Plan } from './planner.js';
+import { withRetry, withTimeout } from './retry.js';
+
+export interface Target {
+  name: string;
+  adapter: string;
+  policy: SyncPolicy;
+  driver: IaasDriver;
+}
+
+export interface SyncDeps {
+  catalog: Catalog;
+  stores: ReadonlyMap<string, Store>;
+  defaultStore: string;
+  cacheDir: string;
+  /** Written into every image the agent creates (config agent.id). */
+  agentId: string;
+  /** This process; holds the leases. */
+  instanceId: string;
+  limiter: Limiter;
+  logger: Logger;
+  leaseMs: number;
+  keepRuns: number;
+  publish?: (source: ContentSource) => { url: string; revoke(): void };
+  now?: () => Date;
+}
+
+export interface RunOptions {
+  trigger: RunRecord['trigger'];
+  dryRun?: boolean;
+  signal?: AbortSignal;
+  onEvent?: (event: SyncEvent) => void;
+  onPlan?: (plan: Plan) => void;
+  /** Only these catalog images (migrate); others are neither created nor retired. */
+  onlyImages?: ReadonlySet<string>;
+}
+
+/** Every catalog image, page by page. */
+export async function catalogSnapshot(catalog: Catalog): Promise<Image[]> {
+  const images: Image[] = [];
+  let marker: string | undefined;
+  do {
+    const page = await catalog.images.list({ limit: 1000, ...(marker ? { marker } : {}) });
+    images.push(...page.items);
+    marker = page.nextMarker;
+  } while (marker);
+  return images;
+}
+
+/** Refuses a policy the cloud cannot carry out, before anything is done. */
+export function checkPolicy(target: Target): void {
+  const caps = target.driver.capabilities;
+  const { mode } = target.policy.retire;
+  if (!caps.retireModes.includes(mode)) {
+    throw new VisorError('config', `clouds.${target.name}.sync.retire.mode is ${mode}, but ${target.adapter} can only ${caps.retireModes.join(', ')}`);
+  }
+  const format = target.policy.diskFormat;
+  if (format !== 'auto' && !caps.diskFormats.includes(format)) {
+    throw new VisorError('config', `clouds.${target.name}.sync.diskFormat is ${format}, which ${target.adapter} does not accept (${caps.diskFormats.join(', ')})`);
+  }
+}
+
+/** Reads both sides and plans; no lease needed (nothing is changed). */
+export async function planTarget(target: Target, deps: SyncDeps, options: { signal?: AbortSignal; onlyImages?: ReadonlySet<string> } = {}): Promise<Plan> {
+  checkPolicy(target);
+  const observed = await withRetry(
+    () => withTimeout(target.policy.timeouts.list, `listing ${target.name}`, options.signal, (signal) => target.driver.list({ signal })),
+    { attempts: target.policy.retries.attempts, backoffMs: target.policy.retries.backoff, ...(options.signal ? { signal: options.signal } : {}) },
+  );
+  let catalog = await catalogSnapshot(deps.catalog);
+  if (options.onlyImages) catalog = catalog.filter((i) => options.onlyImages!.has(i.id));
+  const retired = await deps.catalog.state.list<string>(`retired:${target.name}:`);
+  const result = plan({
+    target: target.name,
+    agentId: deps.agentId,
+    policy: target.policy,
+    capabilities: target.driver.capabilities,
+    catalog,
+    observed: options.onlyImages ? observed.value.filter((o) => !o.markers || options.onlyImages!.has(o.markers.imageId)) : observed.value,
+    retiredSince: new Map(retired.map(([key, since]) => [key.slice(`retired:${target.name}:`.length), since])),
+    now: deps.now?.() ?? new Date(),
+  });
+  return result;
+}
+
+export function runStatus(records: readonly ActionRecord[], error: string | undefined): RunStatus {
+  if (error) return 'failed';
+  const failed = records.filter((r) => r.result === 'failed').length;
+  if (failed === 0) return 'succeeded';
+  return failed === records.length ? 'failed' : 'partial';
+}
+
+/**
+ * One sync run of one target: take the target's lease (so that no other agent works on it),
+ * plan, execute, plan again to measure what is left (drift), and record it all in the
+ * catalog's run history. A failure of the cloud fails this run only.
+ */
+export async function syncTarget(target: Target, deps: SyncDeps, options: RunOptions): Promise<RunRecord> {
+  const log = deps.logger.child({ target: target.name });
+  const run: RunRecord = {
+    id: randomUUID(),
+    target: target.name,
+    agent: deps.agentId,
+    trigger: options.trigger,
+    dryRun: options.dryRun === true,
+    status: 'running',
+    startedAt: new Date().toISOString(),
+    actions: [],
+  };
+  const leaseName = `target:${target.name}`;
+  const lease = await deps.catalog.leases.acquire(leaseName, deps.instanceId, deps.leaseMs);
+  if (!lease) {
+    const holder = await deps.catalog.leases.get(leaseName);
+    const finished = { ...run, status: 'failed' as const, finishedAt: new Date().toISOString(), error: `another agent (${holder?.holder ?? 'unknown'}) is syncing ${target.name} until ${holder ? new Date(holder.expiresAt).toISOString() : '?'}` };
+    if (!options.dryRun) await deps.catalog.runs.create(finished);
+    log.warn('target busy', { holder: holder?.holder });
+    return finished;
+  }
+  // Renewed while the run goes on; a run that loses its lease stops at the next action.
+  const controller = new AbortController();
+  const onParent = () => controller.abort(options.signal?.reason);
+  options.signal?.addEventListener('abort', onParent, { once: true });
+  const renew = setInterval(() => {
+    deps.catalog.leases.acquire(leaseName, deps.instanceId, deps.leaseMs).then(
+      (renewed) => {
+        if (!renewed) {
+          log.error('lost the target lease; stopping this run');
+          controller.abort(new VisorError('conflict', 'lost the target lease'));
+        }
+      },
+      (error: unknown) => log.warn('could not renew the target lease', { error }),
+    );
+  }, Math.max(1000, Math.floor(deps.leaseMs / 3)));
+  renew.unref();
+
+  if (!options.dryRun) await deps.catalog.runs.create(run);
+  log.info('sync started', { run: run.id, trigger: options.trigger, dryRun: run.dryRun });
+  let error: string | undefined;
+  try {
+    const first = await planTarget(target, deps, { signal: controller.signal, ...(options.onlyImages ? { onlyImages: options.onlyImages } : {}) });
+    options.onPlan?.(first);
+    if (options.dryRun) {
+      run.actions = first.actions.map((a) => ({ action: a.kind, name: a.name, result: 'skipped' as const, detail: 'dry run', ...('nativeId' in a ? { nativeId: a.nativeId } : {}), ...('imageId' in a && a.imageId ? { imageId: a.imageId } : {}) }));
+      run.drift = first.actions.length;
+    } else {
+      run.actions = await execute(first, {
+        target: target.name,
+        agentId: deps.agentId,
+        policy: target.policy,
+        driver: target.driver,
+        catalog: deps.catalog,
+        stores: deps.stores,
+        defaultStore: deps.defaultStore,
+        cacheDir: deps.cacheDir,
+        limiter: deps.limiter,
+        logger: log,
+        signal: controller.signal,
+        ...(deps.now ? { now: deps.now } : {}),
+        ...(deps.publish ? { publish: deps.publish } : {}),
+        ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+      });
+      // Verification pass: the cloud re-read; whatever would still be done is drift.
+      run.drift = (await planTarget(target, deps, { signal: controller.signal, ...(options.onlyImages ? { onlyImages: options.onlyImages } : {}) })).actions.length;
+    }
+  } catch (caught) {
+    const visor = toVisorError(caught);
+    error = visor.message;
+    log.error('sync failed', { error: visor });
+  } finally {
+    clearInterval(renew);
+    options.signal?.removeEventListener('abort', onParent);
+    await deps.catalog.leases.release(leaseName, deps.instanceId).catch(() => undefined);
+  }
+  run.status = runStatus(run.actions, error);
+  run.finishedAt = new Date().toISOString();
+  if (error) run.error = error;
+  if (!options.dryRun) {
+    await deps.catalog.runs.update(run);
+    await deps.catalog.runs.prune(target.name, deps.keepRuns);
+  }
+  log.info('sync finished', { run: run.id, status: run.status, actions: run.actions.length, drift: run.drift, failed: run.actions.filter((a) => a.result === 'failed').length });
+  return run;
+}
+
+export { Limiter };
