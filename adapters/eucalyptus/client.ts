@@ -1,0 +1,181 @@
+import { isVisorError, VisorError } from '../../core/errors.js';
+import type { Markers } from '../../core/iaas/port.js';
+import type { Image } from '../../core/image/model.js';
+import type { Logger } from '../../core/logging/logger.js';
+import { ec2ErrorCode, unsupportedActionCodes, type Ec2CallOptions, type Ec2QueryClient } from './ec2.js';
+import { descriptionOf, hiddenTagKey, tagChanges, tagsOf, type Registration } from './mapper.js';
+import type { Ec2Image } from './schema.js';
+
+/**
+ * The adapter's EC2 side: what the driver asks of the cloud, in its terms. It decides where
+ * markers go (tags, or the Description where the cloud has no tags: detected once by the error
+ * code of a DescribeTags probe), lists only the account's own images, hides deregistered ones,
+ * and turns a duplicate-name RegisterImage of the very same bundle into the image that exists.
+ */
+
+export interface EucalyptusClientOptions {
+  ec2: Ec2QueryClient;
+  /** The account's id: the Owner filter of every listing. */
+  accountId: string;
+  /** true / false, or 'auto': probe once with DescribeTags. */
+  tagsSupported: boolean | 'auto';
+  /** Most tags the cloud keeps on one resource (AWS 50; old Eucalyptus and AWS before 2016: 10). */
+  maxTags: number;
+  /** MaxResults for DescribeImages (AWS only; Eucalyptus has no paging). */
+  pageSize?: number | undefined;
+  logger: Logger;
+}
+
+export class EucalyptusClient {
+  readonly #o: EucalyptusClientOptions;
+  #tags: boolean | undefined;
+  #probe: Promise<boolean> | undefined;
+
+  constructor(options: EucalyptusClientOptions) {
+    this.#o = options;
+    this.#tags = typeof options.tagsSupported === 'boolean' ? options.tagsSupported : undefined;
+  }
+
+  /** Whether tags are known to work; undefined until the first call has found out ('auto'). */
+  get tagsKnown(): boolean | undefined {
+    return this.#tags;
+  }
+
+  /** Probes once (DescribeTags for the visor:agent key); an "unknown action" error means no tags. */
+  async tagsSupported(options: Ec2CallOptions = {}): Promise<boolean> {
+    if (this.#tags !== undefined) return this.#tags;
+    this.#probe ??= this.#o.ec2
+      .describeTags(
+        [
+          { name: 'resource-type', values: ['image'] },
+          { name: 'key', values: ['visor:agent'] },
+        ],
+        options,
+      )
+      .then(
+        () => true,
+        (error: unknown) => {
+          const code = isVisorError(error) ? error.details?.['code'] : ec2ErrorCode(error);
+          if (typeof code === 'string' && unsupportedActionCodes.has(code)) return false;
+          throw error;
+        },
+      )
+      .then(
+        (supported) => {
+          this.#tags = supported;
+          if (!supported) this.#o.logger.warn('eucalyptus: this cloud has no tags; markers go into image descriptions');
+          return supported;
+        },
+        (error: unknown) => {
+          this.#probe = undefined;
+          throw error;
+        },
+      );
+    return this.#probe;
+  }
+
+  /** The account's images, deregistered ones left out (they linger for a while after deregistration). */
+  async images(options: Ec2CallOptions = {}): Promise<Ec2Image[]> {
+    const images = await this.#o.ec2.describeImages({ owners: [this.#o.accountId], ...(this.#o.pageSize !== undefined ? { pageSize: this.#o.pageSize } : {}) }, options);
+    return images.filter((i) => i.state !== 'deregistered');
+  }
+
+  /** One image; `notFound` when it is unknown, malformed as an id, or deregistered. */
+  async image(imageId: string, options: Ec2CallOptions = {}): Promise<Ec2Image> {
+    const image = await this.#o.ec2.describeImage(imageId, options);
+    if (image.state === 'deregistered') throw new VisorError('notFound', `eucalyptus: image ${imageId} is deregistered`, { details: { imageId } });
+    return image;
+  }
+
+  /**
+   * RegisterImage. When EC2 says the name is taken by an image of this account made from the
+   * very same manifest (a create retried after its answer was lost), that image is the result.
+   */
+  async register(registration: Registration, imageLocation: string, options: Ec2CallOptions = {}): Promise<{ imageId: string; adopted: boolean }> {
+    try {
+      const imageId = await this.#o.ec2.registerImage(
+        {
+          Name: registration.ec2Name,
+          ImageLocation: imageLocation,
+          Architecture: registration.architecture as never,
+          ...(registration.description !== undefined ? { Description: registration.description } : {}),
+          ...(registration.kernelId !== undefined ? { KernelId: registration.kernelId } : {}),
+          ...(registration.ramdiskId !== undefined ? { RamdiskId: registration.ramdiskId } : {}),
+          ...(registration.virtualizationType !== undefined ? { VirtualizationType: registration.virtualizationType } : {}),
+        },
+        options,
+      );
+      return { imageId, adopted: false };
+    } catch (error) {
+      if (!isVisorError(error) || error.details?.['code'] !== 'InvalidAMIName.Duplicate') throw error;
+      const same = (await this.#o.ec2.describeImages({ owners: [this.#o.accountId], filters: [{ name: 'name', values: [registration.ec2Name] }] }, options)).find(
+        (i) => i.name === registration.ec2Name && i.location === imageLocation && i.state !== 'deregistered',
+      );
+      if (!same) throw error;
+      this.#o.logger.info('eucalyptus: the bundle was already registered; that image is taken', { imageId: same.id, location: imageLocation });
+      return { imageId: same.id, adopted: true };
+    }
+  }
+
+  async deregister(imageId: string, options: Ec2CallOptions = {}): Promise<void> {
+    try {
+      await this.#o.ec2.deregisterImage(imageId, options);
+    } catch (error) {
+      if (isVisorError(error) && error.details?.['code'] === 'InvalidAMIID.Unavailable') {
+        throw new VisorError('conflict', `eucalyptus: image ${imageId} cannot be deregistered: instances still use it`, { cause: error, details: { imageId } });
+      }
+      throw error;
+    }
+  }
+
+  /** Refuses (invalidInput) metadata the cloud could not store, before anything is created. */
+  checkMetadata(image: Image, markers: Markers, tags: boolean): void {
+    if (!tags) {
+      descriptionOf(image, markers, false, false);
+      return;
+    }
+    const count = Object.keys(tagsOf(image, markers, new Date(0).toISOString())).length;
+    if (count > this.#o.maxTags) {
+      throw new VisorError('invalidInput', `eucalyptus: image ${image.id} needs ${count} tags, the cloud keeps at most ${this.#o.maxTags} (fewer custom properties, or raise maxTags)`);
+    }
+  }
+
+  /**
+   * Writes markers and generic metadata: the adapter's tags (changed ones set, stale ones
+   * removed), the Description, and nothing else. `hiddenAt` keeps or sets the hidden stamp.
+   */
+  async writeMetadata(current: Ec2Image, image: Image, markers: Markers, hiddenAt: string | undefined, options: Ec2CallOptions = {}): Promise<void> {
+    const tags = await this.tagsSupported(options);
+    const description = descriptionOf(image, markers, tags, hiddenAt !== undefined) ?? '';
+    if (tags) {
+      const desired = tagsOf(image, markers, hiddenAt);
+      if (Object.keys(desired).length > this.#o.maxTags) {
+        throw new VisorError('invalidInput', `eucalyptus: image ${image.id} needs ${Object.keys(desired).length} tags, the cloud keeps at most ${this.#o.maxTags} (fewer custom properties, or raise maxTags)`);
+      }
+      const { set, remove } = tagChanges(current.tags, desired);
+      await this.#o.ec2.deleteTags([current.id], remove, options);
+      await this.#o.ec2.createTags([current.id], set, options);
+    }
+    if ((current.description ?? '') !== description) await this.#o.ec2.modifyDescription(current.id, description, options);
+  }
+
+  /** Public = launch permission for group `all`; private = no launch permission at all. */
+  async setAccess(image: Ec2Image, access: 'public' | 'private', options: Ec2CallOptions = {}): Promise<void> {
+    if (access === 'public') {
+      if (!image.isPublic) await this.#o.ec2.modifyLaunchPermission(image.id, { add: [{ group: 'all' }] }, options);
+      return;
+    }
+    const granted = await this.#o.ec2.describeLaunchPermissions(image.id, options);
+    const remove = image.isPublic && !granted.some((p) => 'group' in p) ? [...granted, { group: 'all' as const }] : granted;
+    await this.#o.ec2.modifyLaunchPermission(image.id, { remove }, options);
+  }
+
+  /** The hidden stamp an image carries, if any. */
+  static hiddenAt(image: Ec2Image): string | undefined {
+    return image.tags[hiddenTagKey];
+  }
+
+  close(): void {
+    this.#o.ec2.close();
+  }
+}

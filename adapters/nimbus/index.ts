@@ -1,0 +1,116 @@
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, resolve } from 'node:path';
+import { z } from 'zod';
+import { VisorError } from '../../core/errors.js';
+import { definePlugin } from '../../core/registry/plugin.js';
+import { bucketPattern, prefixProblem } from '../../core/store/s3/uri.js';
+import { NimbusDriver } from './driver.js';
+
+export { NimbusDriver, type NimbusDriverOptions } from './driver.js';
+
+const mebibyte = 1024 * 1024;
+const seconds = (max: number) => z.number().positive('must be more than 0 seconds').max(max);
+const folderName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be letters, digits, ".", "_" or "-" (one folder name, no "/")');
+
+export const nimbusOptionsSchema = z
+  .strictObject({
+    endpoint: z.url({ protocol: /^https?$/, error: 'must be the http(s) URL of Cumulus, e.g. http://nimbus.example.org:8888' }),
+    region: z.string().min(1).default('us-east-1').describe('signing region (Cumulus ignores it)'),
+    accessKeyId: z.string().min(1).describe('the Cumulus access id (vws.repository.s3id)'),
+    secretAccessKey: z.string().min(1).describe('the Cumulus secret (vws.repository.s3key); use ${ENV_VAR}'),
+    canonicalId: folderName.describe('the user\'s canonical id: their folder VMS/<canonicalId>/ (nimbus-list-users shows it)'),
+    bucket: z.string().regex(bucketPattern, 'must be a bucket name').default('Repo').describe('cumulus.repo.bucket'),
+    prefix: z
+      .string()
+      .min(1, 'must not be empty: Nimbus keys are <prefix>/<folder>/<name>')
+      .default('VMS/')
+      // Nimbus's configs say `VMS`; keys are `VMS/<folder>/<name>`.
+      .transform((p) => (p.endsWith('/') ? p : `${p}/`))
+      .superRefine((prefix, ctx) => {
+        const problem = prefixProblem(prefix);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .describe('cumulus.repo.prefix, with or without its trailing "/"'),
+    commonFolder: folderName.default('common').describe('the folder of site-wide (public) images'),
+    compress: z.enum(['none', 'gzip']).default('none').describe('store images gzip-compressed (Nimbus unpacks .gz images at propagation)'),
+    partSize: z
+      .number()
+      .int()
+      .min(5 * mebibyte, 'must be at least 5 MiB (5242880), the smallest S3 part')
+      .max(5 * 1024 * mebibyte, 'must be at most 5 GiB, the largest S3 part')
+      .default(16 * mebibyte)
+      .describe('bytes per part; smaller images are one PutObject'),
+    concurrency: z.number().int().min(1).max(64).default(4).describe('parts in memory and in flight at once'),
+    pageSize: z.number().int().min(1).max(1000).default(1000).describe('keys per ListObjectsV2 page'),
+    ec2: z
+      .strictObject({
+        endpoint: z.url({ protocol: /^https?$/, error: 'must be the URL of the Nimbus EC2 Query frontend, e.g. https://nimbus.example.org:8444/' }),
+        signatureVersion: z.enum(['v2', 'v4']).default('v2').describe('Query signature: v2 is what Nimbus checks (QueryAuthenticationFilter); v4 for a frontend behind something else'),
+        signatureMethod: z.enum(['HmacSHA256', 'HmacSHA1']).default('HmacSHA256').describe('SigV2 HMAC (Nimbus takes both)'),
+        apiVersion: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'must be an EC2 API version such as 2009-08-15').default('2009-08-15').describe('the only version Nimbus maps'),
+        region: z.string().min(1).default('nimbus').describe('signing region (SigV4 only)'),
+        caBundle: z.string().min(1).optional().describe('PEM file of the CA of the frontend\'s (often self-signed) certificate, relative to the data directory'),
+      })
+      .optional()
+      .describe('the EC2 Query frontend (port 8444): list and get also ask DescribeImages which images Nimbus offers'),
+    timeouts: z
+      .strictObject({
+        request: seconds(3600).default(60).describe('seconds one metadata request (list, head, copy, delete) may take'),
+        transfer: seconds(7 * 24 * 3600).default(3 * 3600).describe('seconds a whole upload may take'),
+      })
+      .default({ request: 60, transfer: 3 * 3600 }),
+  })
+  .refine((o) => o.canonicalId !== o.commonFolder, { message: 'must differ from commonFolder', path: ['canonicalId'] });
+export type NimbusOptions = z.infer<typeof nimbusOptionsSchema>;
+
+export const nimbusPlugin = definePlugin({
+  id: 'nimbus',
+  kind: 'iaas',
+  description: 'Nimbus: images in the Cumulus (S3) repository, Repo/VMS/<canonical-id>/<name> and VMS/common/<name>',
+  optionsSchema: nimbusOptionsSchema,
+  create: async (options, context) => {
+    context.secrets.add(options.secretAccessKey);
+    let caBundle: string | undefined;
+    if (options.ec2?.caBundle !== undefined) {
+      const path = isAbsolute(options.ec2.caBundle) ? options.ec2.caBundle : resolve(context.dataDir, options.ec2.caBundle);
+      try {
+        caBundle = await readFile(path, 'utf8');
+      } catch (error) {
+        throw new VisorError('config', `clouds.${context.name}: cannot read ec2.caBundle ${path}: ${(error as Error).message}`);
+      }
+      if (!caBundle.includes('-----BEGIN CERTIFICATE-----')) throw new VisorError('config', `clouds.${context.name}: ec2.caBundle ${path} holds no PEM certificate`);
+    }
+    return new NimbusDriver({
+      endpoint: options.endpoint,
+      region: options.region,
+      accessKeyId: options.accessKeyId,
+      secretAccessKey: options.secretAccessKey,
+      canonicalId: options.canonicalId,
+      bucket: options.bucket,
+      prefix: options.prefix,
+      commonFolder: options.commonFolder,
+      compress: options.compress,
+      partSize: options.partSize,
+      concurrency: options.concurrency,
+      pageSize: options.pageSize,
+      requestTimeoutMs: options.timeouts.request * 1000,
+      transferTimeoutMs: options.timeouts.transfer * 1000,
+      ...(options.ec2
+        ? {
+            frontend: {
+              endpoint: options.ec2.endpoint,
+              signatureVersion: options.ec2.signatureVersion,
+              signatureMethod: options.ec2.signatureMethod,
+              apiVersion: options.ec2.apiVersion,
+              region: options.ec2.region,
+              accessKeyId: options.accessKeyId,
+              secretAccessKey: options.secretAccessKey,
+              ...(caBundle !== undefined ? { caBundle } : {}),
+              requestTimeoutMs: options.timeouts.request * 1000,
+            },
+          }
+        : {}),
+      logger: context.logger.child({ adapter: 'nimbus', cloud: context.name }),
+    });
+  },
+});

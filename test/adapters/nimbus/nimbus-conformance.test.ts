@@ -1,0 +1,28 @@
+import { iaasConformance, type ConformanceHarness } from '../../contract/iaas-conformance.js';
+import { startS3Peer, type S3Peer } from '../../peers/s3.js';
+import { pluginDriver, setUpCumulusRepository } from './harness.js';
+
+/**
+ * The IaasDriver conformance suite against a Cumulus-laid-out bucket on the real S3 peer (Swift
+ * s3api), once storing images as they are and once gzip-compressed.
+ */
+
+// Started while the file is collected, so that a peer that cannot run here skips the suites with its reason.
+const started = await startS3Peer();
+const skip = 'skip' in started ? started.skip : undefined;
+
+function harnessFor(label: string, overrides: Record<string, unknown>): () => Promise<ConformanceHarness> {
+  return async () => {
+    const repo = await setUpCumulusRepository(started as S3Peer, label, overrides);
+    return {
+      driver: () => pluginDriver(repo.options),
+      pagedDriver: (pageSize) => pluginDriver({ ...repo.options, pageSize }),
+      badCredentialsDriver: () => pluginDriver({ ...repo.options, secretAccessKey: 'not-the-secret' }),
+      createUnmarked: (name) => repo.putUnmarked('own', name),
+      cleanup: () => repo.cleanup(),
+    };
+  };
+}
+
+iaasConformance('nimbus (Cumulus layout on Swift s3api)', harnessFor('conformance', {}), skip);
+iaasConformance('nimbus (gzip-compressed images)', harnessFor('conformance-gz', { compress: 'gzip' }), skip);
