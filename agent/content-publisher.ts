@@ -8,8 +8,9 @@ interface Entry {
 
 /**
  * Serves image bytes to clouds that fetch images themselves (OpenNebula's PATH=URL): each
- * upload gets a URL with a one-time token, valid until its first download starts or the action
- * ends (revoke), whichever comes first, and for an hour at most.
+ * upload gets a URL with its own unguessable token, valid only while that upload runs (revoked
+ * when the action ends, and after an hour at most). The cloud may read it more than once while
+ * it lasts: oned stats the URL before it copies it.
  */
 export class ContentPublisher {
   readonly #entries = new Map<string, Entry>();
@@ -24,14 +25,12 @@ export class ContentPublisher {
     return { url: `${base.replace(/\/+$/, '')}/agent/content/${token}`, revoke: () => this.#entries.delete(token) };
   }
 
-  /** The source for a token; `consume` makes it the one and only use. */
-  take(token: string, consume: boolean): ContentSource | undefined {
+  take(token: string): ContentSource | undefined {
     const entry = this.#entries.get(token);
     if (!entry || entry.expires < Date.now()) {
       this.#entries.delete(token);
       return undefined;
     }
-    if (consume) this.#entries.delete(token);
     return entry.source;
   }
 }

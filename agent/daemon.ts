@@ -160,7 +160,7 @@ export class AgentDaemon {
       await closeTargets(generation.built);
       if (generation.composition !== this.#initial) await generation.composition.dispose();
     }
-    await this.#server?.close();
+    await this.#server?.close(graceMs);
   }
 
   async #activate(composition: Composition, reload = false): Promise<void> {

@@ -25,12 +25,11 @@ export function agentRoutes({ daemon, publisher }: AgentRoutesOptions): FastifyP
 
     app.get('/metrics', async (_request, reply) => reply.type(daemon.metrics.registry.contentType).send(await daemon.metrics.registry.metrics()));
 
-    const content = (consume: boolean) => async (request: { params: { token: string } }, reply: import('fastify').FastifyReply) => {
-      const source = publisher.take(request.params.token, consume);
-      if (!source) throw new VisorError('notFound', 'no such content (the link was used or has expired)');
+    const content = (withBody: boolean) => async (request: { params: { token: string } }, reply: import('fastify').FastifyReply) => {
+      const source = publisher.take(request.params.token);
+      if (!source) throw new VisorError('notFound', 'no such content (the upload it was made for has ended)');
       void reply.header('content-length', String(source.size)).type('application/octet-stream');
-      if (!consume) return reply.send();
-      return reply.send(await source.open());
+      return withBody ? reply.send(await source.open()) : reply.send();
     };
     app.head<{ Params: { token: string } }>('/agent/content/:token', content(false));
     app.get<{ Params: { token: string } }>('/agent/content/:token', content(true));
