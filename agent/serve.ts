@@ -17,6 +17,8 @@ export interface ServeOptions {
   /** Routes the agent adds to the same server. */
   extraRoutes?: FastifyPluginAsync;
   publicPaths?: readonly string[];
+  /** Upload bodies idle this long are dropped (tests shorten it). */
+  uploadIdleMs?: number;
 }
 
 export interface RunningServer {
@@ -64,6 +66,7 @@ export async function startServer(composition: Composition, options: ServeOption
     authenticator,
     ...(options.extraRoutes ? { extraRoutes: options.extraRoutes } : {}),
     ...(options.publicPaths ? { publicPaths: options.publicPaths } : {}),
+    uploadIdleMs: options.uploadIdleMs ?? config.server.uploadIdleSeconds * 1000,
   });
   try {
     await app.listen({ host, port });

@@ -30,6 +30,7 @@ export class Authenticator {
   readonly #now: () => number;
   /** Signatures accepted recently, with when they stop mattering (their date + skew). */
   readonly #seen = new Map<string, number>();
+  #nextPrune = 0;
 
   constructor(options: AuthenticatorOptions) {
     this.#o = options;
@@ -63,7 +64,9 @@ export class Authenticator {
   }
 
   #prune(now: number): void {
-    if (this.#seen.size < 1024) return;
+    // At most once a second: a sweep per request is O(signatures seen), quadratic under load.
+    if (this.#seen.size < 1024 || now < this.#nextPrune) return;
+    this.#nextPrune = now + 1000;
     for (const [sig, until] of this.#seen) if (until < now) this.#seen.delete(sig);
   }
 }

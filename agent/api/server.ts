@@ -8,6 +8,7 @@ import type { Caller } from '../service/access.js';
 import type { ImageService } from '../service/image-service.js';
 import type { Authenticator } from './auth.js';
 import { errorBody, httpStatus } from './errors.js';
+import { parseJsonBody } from './json-body.js';
 import { imageRoutes } from './routes/images.js';
 
 export interface ApiServerOptions {
@@ -19,6 +20,8 @@ export interface ApiServerOptions {
   jsonBodyLimit?: number;
   /** Page size when a listing names none. */
   defaultLimit?: number;
+  /** Upload bodies idle this long are dropped (default 120 s). */
+  uploadIdleMs?: number;
   /** More routes (the agent's status, trigger, metrics, content), registered beside the image API. */
   extraRoutes?: FastifyPluginAsync;
   /** Paths (prefixes) served without a signature: health, metrics, one-time content URLs. */
@@ -70,9 +73,9 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
       return;
     }
     try {
-      done(null, JSON.parse(data.toString('utf8')) as unknown);
+      done(null, parseJsonBody(data));
     } catch (error) {
-      done(new VisorError('invalidInput', `the body is not valid JSON: ${(error as Error).message}`), undefined);
+      done(error as VisorError, undefined);
     }
   });
 
@@ -114,7 +117,7 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   app.setNotFoundHandler(async (request, reply) => sendError(reply, 404, `no route for ${request.method} ${request.url.split('?')[0]}`));
 
   app.get('/health', async () => ({ status: 'ok' }));
-  app.register(imageRoutes, { service: options.service, defaultLimit: options.defaultLimit ?? 1000 });
+  app.register(imageRoutes, { service: options.service, defaultLimit: options.defaultLimit ?? 1000, uploadIdleMs: options.uploadIdleMs ?? 120_000 });
   if (options.extraRoutes) app.register(options.extraRoutes);
   return app;
 }

@@ -109,14 +109,15 @@ export function fromWire(input: Record<string, unknown>, fromHeaders = false): P
     const key = rawKey.toLowerCase() === rawKey ? rawKey : rawKey.toLowerCase();
     if (readOnly.has(key)) {
       problems.push(`${rawKey} is set by visor, not by clients`);
-    } else if (key in simple) {
+    } else if (Object.hasOwn(simple, key)) {
       fields[simple[key]!] = value;
-    } else if (key in numeric) {
+    } else if (Object.hasOwn(numeric, key)) {
       fields[numeric[key]!] = fromHeaders && typeof value === 'string' && value !== '' ? Number(value) : value;
     } else if (lists.has(key)) {
       fields[key] = fromHeaders && typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
-    } else if (key in osKeys) {
-      os[osKeys[key]!] = value === null ? null : String(value);
+    } else if (Object.hasOwn(osKeys, key)) {
+      if (value === null || typeof value === 'string' || typeof value === 'number') os[osKeys[key]!] = value === null ? null : String(value);
+      else problems.push(`${rawKey} must be text`);
     } else if (key === 'location') {
       if (typeof value !== 'string') problems.push('location must be a URL');
       else location = value;
@@ -186,8 +187,8 @@ const queryAttributes: Record<string, string> = {
 };
 
 export function attributeFor(wireName: string): string {
-  const known = queryAttributes[wireName];
-  if (known) return known;
+  // Own keys only: "__proto__" or "constructor" must not find Object's.
+  if (Object.hasOwn(queryAttributes, wireName)) return queryAttributes[wireName]!;
   if (propertyKeyPattern.test(wireName)) return `properties.${wireName}`;
   throw new VisorError('invalidInput', `"${wireName.slice(0, 100)}" is not a valid attribute or property name`);
 }
@@ -233,11 +234,25 @@ export function metadataFromHeaders(headers: Record<string, string | string[] | 
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
     if (!name.startsWith(META_PREFIX) || value === undefined) continue;
-    out[name.slice(META_PREFIX.length)] = decodeHeaderValue(Array.isArray(value) ? value.join(',') : value);
+    const text = Array.isArray(value) ? value.join(',') : value;
+    Object.defineProperty(out, name.slice(META_PREFIX.length), { value: decodeHeaderValue(asciiOrUtf8(name, text)), enumerable: true, writable: true, configurable: true });
   }
   return out;
 }
 
 function compact(value: Record<string, unknown>): WireImage {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as WireImage;
+}
+
+/**
+ * Header values arrive as latin1; visor's clients percent-encode anything beyond ASCII. Raw
+ * bytes are taken when they are valid UTF-8 (older clients send that), refused otherwise.
+ */
+function asciiOrUtf8(name: string, value: string): string {
+  if (!/[^\x00-\x7f]/.test(value)) return value;
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(value, 'latin1'));
+  } catch {
+    throw new VisorError('invalidInput', `header ${name} is not valid UTF-8 (percent-encode values beyond ASCII)`);
+  }
 }

@@ -1,8 +1,9 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import type { Catalog } from '../../core/catalog/port.js';
@@ -11,6 +12,7 @@ import { convertImage, inspectImage, openFileReader, type ImageReader, type Insp
 import type { ContentSource, DriverCapabilities } from '../../core/iaas/port.js';
 import type { Checksums, DiskFormat, Image } from '../../core/image/model.js';
 import type { Store } from '../../core/store/port.js';
+import { verifyDigest } from '../../core/transfer/digest.js';
 import type { DesiredImage } from './desired.js';
 
 /** A converted (or materialised) copy kept in the default store, found again by content and format. */
@@ -140,6 +142,7 @@ async function converted(source: Artifact, sha256: string, to: DiskFormat, deps:
       input = join(work, `input.${source.format}`);
       await pipeline((await sourceStore.get(source.uri, deps.signal ? { signal: deps.signal } : {})).stream, createWriteStream(input, { mode: 0o600 }));
     }
+    await verifySource(input, source, deps.signal);
     const output = join(work, `output.${to}`);
     await convertImage({ input, from: source.format, to, output, ...(deps.signal ? { signal: deps.signal } : {}) });
     const target = deps.stores.get(deps.defaultStore)!;
@@ -149,6 +152,29 @@ async function converted(source: Artifact, sha256: string, to: DiskFormat, deps:
     return artifact;
   } finally {
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Checks that the bytes about to be converted are those the catalog vouches for. A conversion
+ * computes fresh checksums for what it writes, which every later check agrees with: corrupt or
+ * tampered source bytes must be caught here, or they reach the cloud as a valid-looking image.
+ */
+async function verifySource(path: string, source: Artifact, signal?: AbortSignal): Promise<void> {
+  const hash = createHash('sha256');
+  let size = 0;
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      size += chunk.length;
+      hash.update(chunk);
+      callback();
+    },
+  });
+  await pipeline(createReadStream(path), sink, signal ? { signal } : {});
+  try {
+    verifyDigest({ size, checksums: { sha256: hash.digest('hex') } }, { size: source.size, checksums: { sha256: source.checksums.sha256 } });
+  } catch (error) {
+    throw new VisorError('integrity', `the stored image is not what the catalog recorded, refusing to convert it: ${(error as Error).message.replace(/^content does not match: /, '')}`, { cause: error });
   }
 }
 

@@ -16,7 +16,8 @@ export function interpolateEnv(value: unknown, env: Env, issues: FieldIssue[], p
   if (Array.isArray(value)) return value.map((v, i) => interpolateEnv(v, env, issues, [...path, i]));
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = interpolateEnv(v, env, issues, [...path, k]);
+    // defineProperty: a "__proto__" key stays a key (and is reported as unknown), never a prototype.
+    for (const [k, v] of Object.entries(value)) Object.defineProperty(out, k, { value: interpolateEnv(v, env, issues, [...path, k]), enumerable: true, writable: true, configurable: true });
     return out;
   }
   return value;

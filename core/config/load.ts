@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,12 +85,30 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
   if (file !== undefined) {
     const text = readConfigText(file);
     const lineCounter = new LineCounter();
-    const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+    // resolveKnownTags off: !!set, !!omap, !!binary, !!timestamp would make Sets, Maps, Buffers and
+    // Dates that the schema cannot see into; unresolved, they are reported below.
+    const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false, resolveKnownTags: false });
     if (doc.errors.length > 0) {
-      throw new ConfigError(label, doc.errors.map((e) => ({ path: '', message: `invalid YAML: ${firstLine(e.message)}`, ...position(lineCounter, e.pos[0]) })));
+      // One syntax error usually cascades into dozens: the first one is the one to fix.
+      const first = doc.errors[0]!;
+      const more = doc.errors.length > 1 ? ' (fix this first: the errors after it follow from it)' : '';
+      const at = position(lineCounter, first.pos[0]);
+      const line = text.split('\n')[(at.line ?? 1) - 1] ?? '';
+      // The classic: ${VAR} unquoted inside { } or [ ] reads as a YAML mapping.
+      const hint = /\$\{/.test(line) && /[{[]/.test(line) ? '; put quotes around values with ${...} inside { } or [ ]' : '';
+      throw new ConfigError(label, [{ path: '', message: `invalid YAML: ${yamlProblem(first.message)}${hint}${more}`, ...at }]);
+    }
+    const warning = doc.warnings[0];
+    if (warning) {
+      throw new ConfigError(label, [{ path: '', message: `invalid YAML: ${firstLine(warning.message)} (a visor config uses no YAML tags)`, ...position(lineCounter, warning.pos[0]) }]);
     }
     locate = (path) => locateNode(doc, lineCounter, path);
-    raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
+    try {
+      raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
+    } catch (error) {
+      // yaml refuses alias (and merge) bombs while building the tree: a file mistake, not ours.
+      throw new ConfigError(label, [{ path: '', message: `invalid YAML: ${firstLine((error as Error).message)} (at most 100 alias expansions)`, line: 1, column: 1 }]);
+    }
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
       throw new ConfigError(label, [{ path: '', message: 'must be a mapping of settings (key: value), not a list or a single value', line: 1, column: 1 }]);
     }
@@ -180,13 +198,28 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
   });
 }
 
+/** A config file is a few KiB; anything far larger is a mistake or an attack, refused before it is read. */
+export const maxConfigBytes = 1024 * 1024;
+
 function readConfigText(file: string): string {
+  let bytes: Buffer;
   try {
-    return readFileSync(file, 'utf8');
+    const size = statSync(file).size;
+    if (size > maxConfigBytes) throw new VisorError('config', `config file ${file} is ${size} bytes; a config file is at most ${maxConfigBytes} bytes`);
+    bytes = readFileSync(file);
   } catch (error) {
+    if (error instanceof VisorError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (error as Error).message;
     throw new VisorError('config', `cannot read config file ${file}: ${why}`, { cause: error });
+  }
+  // Binary content would otherwise come out as dozens of YAML syntax errors.
+  const nul = bytes.indexOf(0);
+  if (nul >= 0) throw new VisorError('config', `config file ${file} is not a text file (a NUL byte at offset ${nul})`);
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new VisorError('config', `config file ${file} is not valid UTF-8 text`);
   }
 }
 
@@ -215,6 +248,11 @@ function locateNode(doc: Document, lineCounter: LineCounter, path: string): Pick
     } else break;
   }
   return found;
+}
+
+/** yaml reports running out of stack on absurd nesting as the engine's RangeError text. */
+function yamlProblem(message: string): string {
+  return /Maximum call stack size exceeded/.test(message) ? 'nested too deeply' : firstLine(message);
 }
 
 function firstLine(message: string): string {

@@ -20,6 +20,8 @@ export const cloudSchema = z.strictObject({
 export const serverSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65535, 'must be a TCP port (0-65535)').default(4568),
+  /** An upload whose body stops arriving for this long is dropped (and keeps nothing). */
+  uploadIdleSeconds: z.number().int().min(5).max(86_400).default(120),
   auth: z
     .strictObject({
       /** Off only for loopback development: every request is then treated as an admin's. */

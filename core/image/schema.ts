@@ -23,7 +23,20 @@ const text = (max: number) =>
     .string()
     .min(1, 'must not be empty')
     .max(max, `must be at most ${max} characters`)
-    .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters');
+    .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters')
+    .refine(wellFormed, 'must be valid Unicode (no unpaired surrogates)');
+
+/** Text every cloud and store can carry: JSON escapes can produce unpaired surrogates, which UTF-8 cannot encode. */
+function wellFormed(s: string): boolean {
+  return !/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(s);
+}
+
+/** What a property value must be (importers drop the values that are not). Free-form text, control characters included, but storable. */
+export function isValidPropertyValue(value: string): boolean {
+  return value.length <= 65535 && wellFormed(value);
+}
+
+const propertyValue = z.string().max(65535, 'must be at most 65535 characters').refine(wellFormed, 'must be valid Unicode (no unpaired surrogates)');
 
 const hex = (length: number) =>
   z.string().regex(new RegExp(`^[0-9a-f]{${length}}$`), `must be ${length} lower-case hex digits`);
@@ -53,7 +66,7 @@ const propertyKey = z
   .refine((key) => !reservedPropertyKeys.has(key), 'is a reserved field name');
 
 export const propertiesSchema = z
-  .record(propertyKey, z.string().max(65535, 'must be at most 65535 characters'))
+  .record(propertyKey, propertyValue)
   .refine((props) => Object.keys(props).length <= 256, 'at most 256 custom properties');
 
 export const tagsSchema = z
@@ -165,7 +178,7 @@ export const imageChangesSchema = z.strictObject({
   minRam: nullable(fields.minRam),
   os: nullable(fields.os),
   tags: fields.tags.optional(),
-  properties: z.record(propertyKey, z.string().max(65535, 'must be at most 65535 characters').nullable()).optional(),
+  properties: z.record(propertyKey, propertyValue.nullable()).optional(),
   location: nullable(fields.location),
   uploadedAt: nullable(fields.uploadedAt),
 });

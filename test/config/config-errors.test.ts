@@ -15,6 +15,7 @@ interface Case {
 
 const cases: Case[] = [
   { kind: 'bad YAML syntax', yaml: 'catalog:\n  type: [sqlite\n', expect: ['invalid YAML'], at: ':3:' },
+  { kind: '${ENV} unquoted in a flow mapping', yaml: 'stores:\n  s: { type: file, options: { path: ${DIR} } }\n', expect: ['invalid YAML', 'put quotes around values with ${...}'], at: ':2:' },
   { kind: 'duplicate key', yaml: 'dataDir: /a\ndataDir: /b\n', expect: ['invalid YAML', /unique/i], at: ':2:1' },
   { kind: 'not a mapping', yaml: '- just\n- a list\n', expect: ['must be a mapping of settings'] },
   { kind: 'wrong type', yaml: 'server:\n  port: eighty\n', expect: ['server.port:', 'expected number'], at: ':2:3' },

@@ -10,12 +10,14 @@ import { fromWire, mergeOs, metadataFromHeaders, queryFromWire, toBrief, toDetai
 export interface ImageRoutesOptions {
   service: ImageService;
   defaultLimit: number;
+  /** An upload body that sends nothing for this long is dropped (its bytes and record removed). */
+  uploadIdleMs: number;
 }
 
 type IdRequest = FastifyRequest<{ Params: { id: string } }>;
 
 /** VISOR's image routes. */
-export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, { service, defaultLimit }) => {
+export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, { service, defaultLimit, uploadIdleMs }) => {
   const baseUrl = (request: FastifyRequest) => `${request.protocol}://${request.host}`;
 
   const listing = (view: (image: Image) => unknown) => async (request: FastifyRequest, reply: FastifyReply) => {
@@ -69,7 +71,7 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
       image = await service.register(request.caller, draftFields(meta));
       if (body) {
         try {
-          image = await service.upload(request.caller, image.id, body, uploadOptions(request, meta.expected));
+          image = await service.upload(request.caller, image.id, body, uploadOptions(request, meta.expected, uploadIdleMs));
         } catch (error) {
           // The record was made for this upload only: a failed upload keeps nothing at all.
           await service.delete(request.caller, image.id).catch(() => undefined);
@@ -93,7 +95,7 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
     } else if (expectedRevision !== undefined && expectedRevision !== image.revision) {
       throw new VisorError('conflict', `image ${id} is at revision ${image.revision}, not ${expectedRevision}`);
     }
-    if (body) image = await service.upload(request.caller, id, body, uploadOptions(request, meta.expected));
+    if (body) image = await service.upload(request.caller, id, body, uploadOptions(request, meta.expected, uploadIdleMs));
     return { image: toDetail(image, baseUrl(request), request.caller.admin) };
   });
 
@@ -137,8 +139,13 @@ function draftFields(meta: ParsedMetadata): Record<string, unknown> {
   return fields;
 }
 
-function uploadOptions(request: FastifyRequest, expected: Checksums): { size?: number; expected: Checksums; signal: AbortSignal } {
+function uploadOptions(request: FastifyRequest, expected: Checksums, idleMs: number): { size?: number; expected: Checksums; signal: AbortSignal } {
   const controller = new AbortController();
+  // A body that stops arriving (a stalled client, a chunked body that never ends) would hold the
+  // upload open forever: the socket is closed after idleMs without a byte, which aborts it below.
+  const socket = request.raw.socket;
+  socket.setTimeout(idleMs);
+  request.raw.once('end', () => socket.setTimeout(0));
   // A client that goes away mid-upload: stop writing at once (the store then removes what it wrote).
   request.raw.once('close', () => {
     if (!request.raw.complete) controller.abort();
