@@ -16,14 +16,18 @@ export function httpError(action: string, error: unknown): VisorError {
     return new VisorError('unavailable', `${action}: ${e?.message ?? String(error)}`, { cause: sanitized(e) });
   }
   const status = error.response?.status;
-  if (status === undefined) {
+  // A status the request accepts, and yet an error: the answer was cut off while its body was
+  // being read (connection lost, or no more bytes in time). A network failure, not a bad answer.
+  const cutOff = status !== undefined && error.config?.validateStatus?.(status) === true;
+  if (status === undefined || cutOff) {
     const code = error.code ?? '';
-    if (code === 'ERR_CANCELED') return new VisorError('unavailable', `${action}: aborted`, { cause: sanitized(error), details: { code } });
-    if (code === 'ECONNABORTED' || code === 'ETIMEDOUT') return new VisorError('timeout', `${action}: no answer in time (${error.message})`, { cause: sanitized(error), details: { code } });
+    const what = cutOff ? `${action}: the answer (HTTP ${status}) was cut off` : action;
+    if (code === 'ERR_CANCELED') return new VisorError('unavailable', `${what}: aborted`, { cause: sanitized(error), details: { code } });
+    if (code === 'ECONNABORTED' || code === 'ETIMEDOUT') return new VisorError('timeout', `${what}: no answer in time (${error.message})`, { cause: sanitized(error), details: { code } });
     if (tlsTrustCodes.has(code)) {
-      return new VisorError('config', `${action}: the server's TLS certificate is not trusted (${code}); give its CA in the caBundle option`, { cause: sanitized(error), details: { code } });
+      return new VisorError('config', `${what}: the server's TLS certificate is not trusted (${code}); give its CA in the caBundle option`, { cause: sanitized(error), details: { code } });
     }
-    return new VisorError('unavailable', `${action}: ${code || 'network error'} (${error.message})`, { cause: sanitized(error), details: { code } });
+    return new VisorError('unavailable', `${what}: ${code || 'network error'} (${error.message})`, { cause: sanitized(error), details: { code } });
   }
   const explanation = explain(error.response?.data);
   return new VisorError(kindOfStatus(status), `${action}: HTTP ${status}${explanation ? `: ${explanation}` : ''}`, {

@@ -5,7 +5,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { rootCertificates } from 'node:tls';
 import { z } from 'zod';
-import { isVisorError, VisorError } from '../../core/errors.js';
+import { isRetryable, isVisorError, VisorError } from '../../core/errors.js';
 import { retireModes, type CloudImage, type CreateRequest, type DriverCallOptions, type DriverCapabilities, type IaasDriver, type Markers, type RetireMode } from '../../core/iaas/port.js';
 import type { Image } from '../../core/image/model.js';
 import { silentLogger, type Logger } from '../../core/logging/logger.js';
@@ -243,7 +243,17 @@ export class GlanceDriver implements IaasDriver {
    */
   async #waitUntilUsable(id: string, imported: boolean, deadline: Deadline, onStatus: (status: string) => void): Promise<GlanceImage> {
     for (;;) {
-      const image = await this.#client.getImage(id, deadline.signal);
+      let image: GlanceImage;
+      try {
+        image = await this.#client.getImage(id, deadline.signal);
+      } catch (error) {
+        // One lost status read must not throw away an upload that may well have worked: read
+        // again until the deadline (which aborts the signal and ends this loop).
+        if (!isRetryable(error) || deadline.signal.aborted) throw error;
+        this.#logger.debug('reading the status of a new image failed; trying again', { nativeId: id, error: (error as Error).message });
+        await sleep(this.#options.pollIntervalMs, undefined, { signal: deadline.signal });
+        continue;
+      }
       onStatus(image.status);
       const attributes = image as Record<string, unknown>;
       const locked = typeof attributes['os_glance_import_task'] === 'string' && attributes['os_glance_import_task'] !== '';

@@ -149,9 +149,15 @@ export class NimbusDriver implements IaasDriver {
     const signal = request.signal ? AbortSignal.any([request.signal, deadline]) : deadline;
     const started = Date.now();
 
-    // S3 PUT replaces silently (and Swift has no conditional PUT): look first, never overwrite.
+    // S3 PUT replaces silently (and Swift has no conditional PUT): look first, and overwrite only
+    // visor's own copy of this same catalog image — a content change, replaced in one atomic PUT
+    // under the name users launch (the key cannot change, so "new copy first" happens in place).
     if (await this.#client.exists(key, signal)) {
-      throw new VisorError('conflict', `${what}: the repository already has an image of that name (delete it, or give this image another name for this cloud)`, { details: { key } });
+      const current = this.#map(await this.#client.head(key, signal)).image.markers;
+      if (current?.agent !== markers.agent || current.imageId !== markers.imageId) {
+        throw new VisorError('conflict', `${what}: the repository already has an image of that name (delete it, or give this image another name for this cloud)`, { details: { key } });
+      }
+      this.#logger.info('replacing visor\'s own copy in place', { key, oldSha256: current.sha256, newSha256: markers.sha256 });
     }
     const write = this.#client.upload(key, attributes, { ...(compression === 'none' ? { sizeHint: content.size } : {}), signal });
     let committed = false;

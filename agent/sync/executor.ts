@@ -4,7 +4,7 @@ import { isVisorError, toVisorError, VisorError } from '../../core/errors.js';
 import type { CloudImage, ContentSource, IaasDriver, Markers, RetireMode } from '../../core/iaas/port.js';
 import { newImage } from '../../core/image/image.js';
 import type { Image, ImageDraft } from '../../core/image/model.js';
-import { propertyKeyPattern, reservedPropertyKeys } from '../../core/image/schema.js';
+import { isValidPropertyValue, propertyKeyPattern, reservedPropertyKeys } from '../../core/image/schema.js';
 import type { Logger } from '../../core/logging/logger.js';
 import type { Store } from '../../core/store/port.js';
 import { verifyDigest } from '../../core/transfer/digest.js';
@@ -116,13 +116,21 @@ async function perform(action: Action, ctx: ExecutorContext & { signal: AbortSig
       const created = await createCopy(action.desired, ctx, action);
       const records: ActionRecord[] = [{ ...base, nativeId: created.cloud.nativeId, result: 'replaced', bytes: created.bytes, detail: created.detail }];
       // Only now that the new copy works do the old ones go.
-      for (const old of action.retire) {
+      // Retried on their own (a transient failure here must not re-upload the new copy) and never
+      // failing the replacement: what is left is retired by the next run.
+      // Never the new copy itself: a cloud whose names are keys (Nimbus's repository) replaces in place.
+      for (const old of action.retire.filter((r) => r.nativeId !== created.cloud.nativeId)) {
         try {
-          await retire(old, ctx);
-          records.push({ ...describe(old), result: 'retired', detail: `${old.reason} (${old.mode})` });
+          const { attempts } = await withRetry(() => retire(old, ctx), {
+            attempts: ctx.policy.retries.attempts,
+            backoffMs: ctx.policy.retries.backoff,
+            signal: ctx.signal,
+            onRetry: (n, error, delay) => ctx.logger.warn('retrying after a retryable failure', { attempt: n, delayMs: delay, error, native: old.nativeId }),
+          });
+          records.push({ ...describe(old), result: 'retired', detail: `${old.reason} (${old.mode})`, attempts });
         } catch (error) {
           const visor = toVisorError(error);
-          records.push({ ...describe(old), result: 'failed', error: { kind: visor.kind, message: visor.message } });
+          records.push({ ...describe(old), result: 'failed', error: { kind: visor.kind, message: visor.message }, attempts: (error as { attempts?: number }).attempts ?? 1 });
         }
       }
       return records;
@@ -280,7 +288,7 @@ async function importImage(nativeId: string, mode: 'metadata' | 'full', ctx: Exe
 function safeProperties(properties: Record<string, string>): Record<string, string> {
   return Object.fromEntries(
     Object.entries(properties)
-      .filter(([k, v]) => propertyKeyPattern.test(k) && !reservedPropertyKeys.has(k) && typeof v === 'string' && v.length <= 65535)
+      .filter(([k, v]) => propertyKeyPattern.test(k) && !reservedPropertyKeys.has(k) && typeof v === 'string' && isValidPropertyValue(v))
       .slice(0, 200),
   );
 }

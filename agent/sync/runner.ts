@@ -143,9 +143,17 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
   }, Math.max(1000, Math.floor(deps.leaseMs / 3)));
   renew.unref();
 
-  if (!options.dryRun) await deps.catalog.runs.create(run);
+  if (!options.dryRun) {
+    // We hold the lease: a run of this target still marked running was cut off (its agent died).
+    for (const stale of await deps.catalog.runs.list({ target: target.name, limit: 20 })) {
+      if (stale.status !== 'running') continue;
+      await deps.catalog.runs.update({ ...stale, status: 'failed', finishedAt: run.startedAt, error: 'abandoned: the agent stopped before this run finished' });
+    }
+    await deps.catalog.runs.create(run);
+  }
   log.info('sync started', { run: run.id, trigger: options.trigger, dryRun: run.dryRun });
   let error: string | undefined;
+  let verifyError: string | undefined;
   try {
     const first = await planTarget(target, deps, { signal: controller.signal, ...(options.onlyImages ? { onlyImages: options.onlyImages } : {}) });
     options.onPlan?.(first);
@@ -169,8 +177,14 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
         ...(deps.publish ? { publish: deps.publish } : {}),
         ...(options.onEvent ? { onEvent: options.onEvent } : {}),
       });
-      // Verification pass: the cloud re-read; whatever would still be done is drift.
-      run.drift = (await planTarget(target, deps, { signal: controller.signal, ...(options.onlyImages ? { onlyImages: options.onlyImages } : {}) })).actions.length;
+      // Verification pass: the cloud re-read; whatever would still be done is drift. When the
+      // re-read itself fails, the actions still did what they did: partial, drift unknown.
+      try {
+        run.drift = (await planTarget(target, deps, { signal: controller.signal, ...(options.onlyImages ? { onlyImages: options.onlyImages } : {}) })).actions.length;
+      } catch (caught) {
+        verifyError = `checking the cloud after the run failed: ${toVisorError(caught).message}`;
+        log.warn('verification after the run failed', { error: toVisorError(caught) });
+      }
     }
   } catch (caught) {
     const visor = toVisorError(caught);
@@ -182,8 +196,10 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
     await deps.catalog.leases.release(leaseName, deps.instanceId).catch(() => undefined);
   }
   run.status = runStatus(run.actions, error);
+  if (verifyError && run.status === 'succeeded') run.status = 'partial';
   run.finishedAt = new Date().toISOString();
-  if (error) run.error = error;
+  const problem = error ?? verifyError;
+  if (problem !== undefined) run.error = problem;
   if (!options.dryRun) {
     await deps.catalog.runs.update(run);
     await deps.catalog.runs.prune(target.name, deps.keepRuns);

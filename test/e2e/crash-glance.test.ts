@@ -93,8 +93,10 @@ describe('kill -9 in the middle of an upload into Glance', () => {
     const after = await openSession({ configFile: config, env: {}, logger: silentLogger });
     try {
       const runs = await after.deps.catalog.runs.list({ target: 'glance' });
-      // The killed run stays recorded as running (it never finished); the run after it succeeded with nothing left.
+      // The run after the kill succeeded with nothing left, and marked the killed one as abandoned.
       expect(runs[0]).toMatchObject({ status: 'succeeded', drift: 0 });
+      expect(runs.filter((r) => r.status === 'running')).toEqual([]);
+      expect(runs.some((r) => r.error?.startsWith('abandoned'))).toBe(true);
       expect(await after.deps.catalog.images.get(image.id)).toMatchObject({ status: 'available', revision: image.revision });
     } finally {
       await after.close();
