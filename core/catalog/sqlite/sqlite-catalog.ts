@@ -41,8 +41,9 @@ export class SqliteCatalog implements Catalog {
 
   constructor(options: SqliteCatalogOptions) {
     this.#options = options;
-    this.images = new SqliteImages(() => this.db, options.clock ?? systemClock);
-    this.users = new SqliteUsers(() => this.db);
+    const statement: Prepare = <P extends unknown[], R>(sql: string) => this.statement<P, R>(sql);
+    this.images = new SqliteImages(() => this.db, statement, options.clock ?? systemClock);
+    this.users = new SqliteUsers(statement);
     this.runs = new SqliteRuns(() => this.db);
     this.leases = new SqliteLeases(() => this.db);
     this.state = new SqliteState(() => this.db);
@@ -51,6 +52,21 @@ export class SqliteCatalog implements Catalog {
   get db(): Database.Database {
     if (!this.#db) throw new VisorError('unavailable', 'the SQLite catalog is not open (call init first)');
     return this.#db;
+  }
+
+  /**
+   * Prepared statements by SQL text: preparing costs as much as running a small query, and
+   * listings repeat the same few shapes (bounded, in case of many filter combinations).
+   */
+  readonly #statements = new Map<string, Database.Statement>();
+  statement<P extends unknown[] = unknown[], R = unknown>(sql: string): Database.Statement<P, R> {
+    let statement = this.#statements.get(sql);
+    if (!statement) {
+      if (this.#statements.size >= 500) this.#statements.clear();
+      statement = this.db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement as unknown as Database.Statement<P, R>;
   }
 
   async init(): Promise<void> {
@@ -88,6 +104,7 @@ export class SqliteCatalog implements Catalog {
   async close(): Promise<void> {
     const db = this.#db;
     this.#db = undefined;
+    this.#statements.clear();
     if (db?.open) db.close();
   }
 }
@@ -98,16 +115,19 @@ interface Row {
   doc: string;
 }
 
+type Prepare = <P extends unknown[] = unknown[], R = unknown>(sql: string) => Database.Statement<P, R>;
+
 class SqliteImages implements ImageRepository {
   constructor(
     private readonly db: () => Database.Database,
+    private readonly stmt: Prepare,
     private readonly clock: Clock,
   ) {}
 
   async create(image: Image): Promise<Image> {
     const valid = validateImage(image);
     try {
-      this.db().prepare('INSERT INTO images (id, revision, doc) VALUES (?, ?, ?)').run(valid.id, valid.revision, JSON.stringify(valid));
+      this.stmt('INSERT INTO images (id, revision, doc) VALUES (?, ?, ?)').run(valid.id, valid.revision, JSON.stringify(valid));
     } catch (error) {
       if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
         throw new VisorError('conflict', `an image with id ${valid.id} already exists`, { details: { id: valid.id } });
@@ -124,7 +144,7 @@ class SqliteImages implements ImageRepository {
   }
 
   async find(id: string): Promise<Image | undefined> {
-    const row = this.db().prepare<[string], Row>('SELECT doc FROM images WHERE id = ?').get(id);
+    const row = this.stmt<[string], Row>('SELECT doc FROM images WHERE id = ?').get(id);
     return row ? (JSON.parse(row.doc) as Image) : undefined;
   }
 
@@ -132,7 +152,7 @@ class SqliteImages implements ImageRepository {
     const q = normalizeQuery(query);
     const where = whereClause(q);
     if (q.marker !== undefined) {
-      const markerRow = this.db().prepare<[string], Row>('SELECT id, doc FROM images WHERE id = ?').get(q.marker);
+      const markerRow = this.stmt<[string], Row>('SELECT id, doc FROM images WHERE id = ?').get(q.marker);
       if (!markerRow) throw unknownMarker(q.marker);
       const value = q.sort.path === 'id' ? markerRow.id : readAttribute(JSON.parse(markerRow.doc), q.sort);
       where.push(...afterMarker(q, value ?? null, markerRow.id));
@@ -142,7 +162,7 @@ class SqliteImages implements ImageRepository {
     const sql = `SELECT id, doc FROM images${where.length ? ` WHERE ${where.map((w) => w.sql).join(' AND ')}` : ''} ORDER BY ${order}${q.limit !== undefined ? ' LIMIT ?' : ''}`;
     const params = where.flatMap((w) => w.params);
     if (q.limit !== undefined) params.push(q.limit + 1);
-    const rows = this.db().prepare<unknown[], Row>(sql).all(...params);
+    const rows = this.stmt<unknown[], Row>(sql).all(...params);
     const more = q.limit !== undefined && rows.length > q.limit;
     const items = (more ? rows.slice(0, q.limit) : rows).map((r) => JSON.parse(r.doc) as Image);
     const last = items[items.length - 1];
@@ -152,7 +172,7 @@ class SqliteImages implements ImageRepository {
   async count(query: Pick<ImageQuery, 'filters' | 'visibleTo'> = {}): Promise<number> {
     const where = whereClause(normalizeQuery(query));
     const sql = `SELECT count(*) AS n FROM images${where.length ? ` WHERE ${where.map((w) => w.sql).join(' AND ')}` : ''}`;
-    return this.db().prepare<unknown[], { n: number }>(sql).get(...where.flatMap((w) => w.params))?.n ?? 0;
+    return this.stmt<unknown[], { n: number }>(sql).get(...where.flatMap((w) => w.params))?.n ?? 0;
   }
 
   async update(id: string, expectedRevision: number, changes: ImageChanges): Promise<Image> {
@@ -160,11 +180,11 @@ class SqliteImages implements ImageRepository {
     // IMMEDIATE takes the write lock before reading, so another process cannot slip a write in
     // between our revision check and our update.
     const tx = db.transaction(() => {
-      const row = db.prepare<[string], Row>('SELECT revision, doc FROM images WHERE id = ?').get(id);
+      const row = this.stmt<[string], Row>('SELECT revision, doc FROM images WHERE id = ?').get(id);
       if (!row) throw imageNotFound(id);
       if (row.revision !== expectedRevision) throw staleRevision(id, expectedRevision, row.revision);
       const next = applyChanges(JSON.parse(row.doc) as Image, changes, this.clock);
-      db.prepare('UPDATE images SET revision = ?, doc = ? WHERE id = ? AND revision = ?').run(next.revision, JSON.stringify(next), id, expectedRevision);
+      this.stmt('UPDATE images SET revision = ?, doc = ? WHERE id = ? AND revision = ?').run(next.revision, JSON.stringify(next), id, expectedRevision);
       return next;
     });
     return runTx(() => tx.immediate());
@@ -173,22 +193,22 @@ class SqliteImages implements ImageRepository {
   async delete(id: string, expectedRevision?: number): Promise<void> {
     const db = this.db();
     const tx = db.transaction(() => {
-      const row = db.prepare<[string], Row>('SELECT revision FROM images WHERE id = ?').get(id);
+      const row = this.stmt<[string], Row>('SELECT revision FROM images WHERE id = ?').get(id);
       if (!row) throw imageNotFound(id);
       if (expectedRevision !== undefined && row.revision !== expectedRevision) throw staleRevision(id, expectedRevision, row.revision);
-      db.prepare('DELETE FROM images WHERE id = ?').run(id);
+      this.stmt('DELETE FROM images WHERE id = ?').run(id);
     });
     runTx(() => tx.immediate());
   }
 }
 
 class SqliteUsers implements UserRepository {
-  constructor(private readonly db: () => Database.Database) {}
+  constructor(private readonly stmt: Prepare) {}
 
   async create(user: User): Promise<User> {
     const valid = validateUser(user);
     try {
-      this.db().prepare('INSERT INTO users (name, access_key, doc) VALUES (?, ?, ?)').run(valid.name, valid.accessKey, JSON.stringify(valid));
+      this.stmt('INSERT INTO users (name, access_key, doc) VALUES (?, ?, ?)').run(valid.name, valid.accessKey, JSON.stringify(valid));
     } catch (error) {
       if (String((error as { code?: string }).code).startsWith('SQLITE_CONSTRAINT')) throw userExists(valid);
       throw sqliteError(error);
@@ -197,21 +217,21 @@ class SqliteUsers implements UserRepository {
   }
 
   async findByName(name: string): Promise<User | undefined> {
-    const row = this.db().prepare<[string], { doc: string }>('SELECT doc FROM users WHERE name = ?').get(name);
+    const row = this.stmt<[string], { doc: string }>('SELECT doc FROM users WHERE name = ?').get(name);
     return row ? (JSON.parse(row.doc) as User) : undefined;
   }
 
   async findByAccessKey(accessKey: string): Promise<User | undefined> {
-    const row = this.db().prepare<[string], { doc: string }>('SELECT doc FROM users WHERE access_key = ?').get(accessKey);
+    const row = this.stmt<[string], { doc: string }>('SELECT doc FROM users WHERE access_key = ?').get(accessKey);
     return row ? (JSON.parse(row.doc) as User) : undefined;
   }
 
   async list(): Promise<User[]> {
-    return this.db().prepare<[], { doc: string }>('SELECT doc FROM users ORDER BY name').all().map((r) => JSON.parse(r.doc) as User);
+    return this.stmt<[], { doc: string }>('SELECT doc FROM users ORDER BY name').all().map((r) => JSON.parse(r.doc) as User);
   }
 
   async delete(name: string): Promise<void> {
-    const result = this.db().prepare('DELETE FROM users WHERE name = ?').run(name);
+    const result = this.stmt('DELETE FROM users WHERE name = ?').run(name);
     if (result.changes === 0) throw userNotFound(name);
   }
 }
