@@ -1,6 +1,7 @@
 import { VisorError } from '../core/errors.js';
 import { resolveAsync, RuntimeIds } from '../core/registry/runtime.js';
 import { compose, type ComposeOptions, type Composition } from './compose.js';
+import { startContentServer } from './content-server.js';
 import { ImageService } from './service/image-service.js';
 import { Limiter, type SyncDeps } from './sync/runner.js';
 import { agentIdOf, buildTargets, cacheDirOf, closeTargets, instanceIdOf, type BuiltTargets } from './targets.js';
@@ -15,7 +16,7 @@ export interface SyncSession {
   close(): Promise<void>;
 }
 
-export async function openSession(options: ComposeOptions, only?: string): Promise<SyncSession> {
+export async function openSession(options: ComposeOptions, only?: string, extra: { serveContent?: boolean } = {}): Promise<SyncSession> {
   const composition = await compose(options);
   try {
     const catalog = await resolveAsync(composition.registry.container, RuntimeIds.Catalog);
@@ -38,12 +39,17 @@ export async function openSession(options: ComposeOptions, only?: string): Promi
       keepRuns: composition.config.agent.keepRuns,
     };
     const images = new ImageService({ catalog, stores, defaultStore: composition.config.defaultStore, logger: composition.logger });
+    // Clouds that fetch images by URL need someone serving them while the session runs.
+    const needsUrls = [...built.targets.values()].some((t) => t.driver.capabilities.importFromUrl || t.driver.capabilities.requiresUrl);
+    const content = extra.serveContent && needsUrls ? await startContentServer(composition.config.agent.publicUrl) : undefined;
+    if (content) deps.publish = (source) => content.publisher.publish(source);
     return {
       composition,
       built,
       deps,
       images,
       close: async () => {
+        await content?.close();
         await closeTargets(built);
         await composition.dispose();
       },

@@ -30,8 +30,8 @@ interface Options {
   id?: string[];
 }
 
-async function open(options: Options, io: CliIo, only?: string): Promise<SyncSession> {
-  return openSession({ configFile: options.config, dataDir: options.dataDir, env: io.env }, only);
+async function open(options: Options, io: CliIo, only?: string, serveContent = false): Promise<SyncSession> {
+  return openSession({ configFile: options.config, dataDir: options.dataDir, env: io.env }, only, { serveContent });
 }
 
 function describeAction(action: Action): string {
@@ -116,7 +116,7 @@ export async function runSyncCommand(name: string, args: unknown[], options: Opt
       return;
     }
     case 'sync': {
-      const session = await open(options, io, options.target);
+      const session = await open(options, io, options.target, !options.dryRun);
       try {
         const targets = [...session.built.targets.values()].filter((t) => t.policy.enabled || options.target !== undefined);
         const runs = await Promise.all(
@@ -239,7 +239,7 @@ async function runMigrate(options: Options, io: CliIo): Promise<void> {
   const from = options.from!;
   const to = options.to!;
   if (from === to) throw new VisorError('invalidInput', '--from and --to name the same cloud');
-  const session = await open(options, io);
+  const session = await open(options, io, undefined, true);
   try {
     const source = session.built.targets.get(from);
     const destination = session.built.targets.get(to);
