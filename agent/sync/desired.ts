@@ -22,17 +22,25 @@ export function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${escaped}$`);
 }
 
+/** The policy's selector as a predicate; its name globs are compiled once, not once per image. */
+export function selectorFor(policy: SyncPolicy, target: string): (image: Image) => boolean {
+  const s = policy.selector;
+  const names = s.names?.map(globToRegExp);
+  return (image) => {
+    if (image.status !== 'available') return false;
+    if (image.properties[ORIGIN_TARGET] === target) return false;
+    if (!s.access.includes(image.access)) return false;
+    if (names && !names.some((re) => re.test(image.name))) return false;
+    if (s.tags && !s.tags.every((tag) => image.tags.includes(tag))) return false;
+    if (s.properties && !Object.entries(s.properties).every(([k, v]) => image.properties[k] === v)) return false;
+    if (s.architectures && !s.architectures.includes(image.architecture)) return false;
+    return true;
+  };
+}
+
 /** True when the policy's selector picks `image` for this target. */
 export function isSelected(image: Image, policy: SyncPolicy, target: string): boolean {
-  const s = policy.selector;
-  if (image.status !== 'available') return false;
-  if (image.properties[ORIGIN_TARGET] === target) return false;
-  if (!s.access.includes(image.access)) return false;
-  if (s.names && !s.names.some((glob) => globToRegExp(glob).test(image.name))) return false;
-  if (s.tags && !s.tags.every((tag) => image.tags.includes(tag))) return false;
-  if (s.properties && !Object.entries(s.properties).every(([k, v]) => image.properties[k] === v)) return false;
-  if (s.architectures && !s.architectures.includes(image.architecture)) return false;
-  return true;
+  return selectorFor(policy, target)(image);
 }
 
 export function renderName(template: string, image: Image): string {

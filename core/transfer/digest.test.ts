@@ -1,6 +1,11 @@
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DigestStream } from './digest.js';
@@ -60,5 +65,28 @@ describe.each([
     source.write(randomBytes(3 * 1024 * 1024));
     source.destroy(new Error('client went away'));
     await expect(done).rejects.toThrow('client went away');
+  });
+});
+
+describe('ParallelDigestStream in a process of its own (the built module)', () => {
+  // The hashing threads must keep a process alive while a digest is pending (else it exits
+  // mid-upload) and must not keep it alive afterwards (else a CLI that stored a file never exits).
+  it('lets the process finish its digest, then exit', async () => {
+    const module = fileURLToPath(new URL('../../dist/core/transfer/parallel-digest.js', import.meta.url));
+    const script = `
+      import { Readable, Writable } from 'node:stream';
+      import { pipeline } from 'node:stream/promises';
+      const { ParallelDigestStream } = await import(${JSON.stringify(module)});
+      const digest = new ParallelDigestStream();
+      await pipeline(Readable.from([Buffer.alloc(3 * 1024 * 1024, 1)]), digest, new Writable({ write: (_c, _e, cb) => cb() }));
+      console.log(digest.result().checksums.md5);
+    `;
+    const dir = mkdtempSync(join(tmpdir(), 'visor-digest-'));
+    writeFileSync(join(dir, 'hash.mjs'), script);
+    const result = spawnSync(process.execPath, [join(dir, 'hash.mjs')], { encoding: 'utf8', timeout: 20_000 });
+    rmSync(dir, { recursive: true, force: true });
+    expect(result.signal, 'still running after 20 s: the hashing threads keep the process alive').toBeNull();
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout.trim()).toBe(createHash('md5').update(Buffer.alloc(3 * 1024 * 1024, 1)).digest('hex'));
   });
 });

@@ -42,9 +42,14 @@ type Message = { t: 'ack'; id: number; slot: number } | { t: 'digest'; id: numbe
 interface Listener {
   ack(slot: number): void;
   digest(digests: Record<string, string>): void;
+  fail(error: Error): void;
 }
 
-/** Workers shared by every stream of the process; unref'd so that they never keep it alive. */
+/**
+ * Workers shared by every stream of the process. They keep the process alive exactly while a
+ * stream uses them: unref'd when idle (a CLI that hashed once still exits), ref'd while hashing
+ * (a process whose only pending work is a digest does not exit before it arrives).
+ */
 class HashPool {
   #workers: Worker[] | undefined;
   readonly #listeners = new Map<number, Listener[]>();
@@ -54,18 +59,23 @@ class HashPool {
     if (!this.#workers) {
       this.#workers = workerGroups.map((_, index) => {
         const worker = new Worker(workerSource, { eval: true });
-        worker.unref();
         worker.on('message', (m: Message) => {
           const listener = this.#listeners.get(m.id)?.[index];
           if (!listener) return;
           if (m.t === 'ack') listener.ack(m.slot);
           else listener.digest(m.digests);
         });
-        worker.on('error', () => {
-          // A dead hashing thread fails the streams that used it (they never get their digest);
-          // the next stream starts a fresh pool.
+        worker.on('error', (error: Error) => {
+          // A dead hashing thread fails the streams in flight (all of them use this pool) and ends
+          // its siblings; the next stream starts a fresh pool.
+          const dead = this.#workers;
+          if (!dead?.includes(worker)) return;
           this.#workers = undefined;
+          for (const sibling of dead) if (sibling !== worker) void sibling.terminate();
+          for (const listeners of [...this.#listeners.values()]) listeners[index]?.fail(error);
         });
+        // After the listeners: adding a 'message' listener refs the worker again.
+        if (this.#listeners.size === 0) worker.unref();
         return worker;
       });
     }
@@ -75,11 +85,13 @@ class HashPool {
   register(listeners: Listener[]): number {
     const id = this.#nextId++;
     this.#listeners.set(id, listeners);
+    if (this.#listeners.size === 1) for (const worker of this.#workers ?? []) worker.ref();
     return id;
   }
 
   unregister(id: number): void {
-    this.#listeners.delete(id);
+    if (!this.#listeners.delete(id)) return;
+    if (this.#listeners.size === 0) for (const worker of this.#workers ?? []) worker.unref();
   }
 }
 
@@ -118,6 +130,10 @@ export class ParallelDigestStream extends Transform {
         digest: (digests) => {
           Object.assign(this.#digests, digests);
           if (--this.#digestsPending === 0) this.#finished?.();
+        },
+        fail: (error) => {
+          pool.unregister(this.#id);
+          this.destroy(new VisorError('internal', `a hashing thread failed: ${error.message}`, { cause: error }));
         },
       })),
     );

@@ -3,7 +3,8 @@ import { Writable, type Readable } from 'node:stream';
 import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { isVisorError, VisorError } from '../../errors.js';
 import type { Logger } from '../../logging/logger.js';
-import { DigestStream, verifyDigest } from '../../transfer/digest.js';
+import { verifyDigest } from '../../transfer/digest.js';
+import { ParallelDigestStream } from '../../transfer/parallel-digest.js';
 import { checkRange, objectKeyPattern } from '../keys.js';
 import type { ByteRange, GetResult, ObjectInfo, PutOptions, PutResult, Store } from '../port.js';
 import { createS3Client, s3Error, type S3ConnectionOptions } from './client.js';
@@ -92,7 +93,8 @@ export class S3Store implements Store {
       ...(options.signal ? { signal: options.signal } : {}),
       ...(this.#logger ? { logger: this.#logger } : {}),
     });
-    const digest = new DigestStream();
+    // Hashed on worker threads, side by side: one core cannot do md5 + sha256 + sha512 at upload speed.
+    const digest = new ParallelDigestStream();
     try {
       // A Writable sink (not an async function): its error is the one pipeline reports.
       const sink = new Writable({
