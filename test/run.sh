@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node_version.h ]; then export npm_config_nodedir=/usr; fi
 [ -d node_modules ] && [ -f node_modules/.package-lock.json ] || npm ci --no-audit --no-fund
 
+# Debian packages of the real peers (Swift s3api, Keystone + Glance, qemu-img, ...), in one apt run;
+# each peer's harness would also install what it misses, one package set at a time.
+export VISOR_TEST_DEBIAN_PACKAGES="${VISOR_TEST_DEBIAN_PACKAGES:-qemu-utils genisoimage python3-swift keystone glance-api python3-openstackclient uwsgi-core uwsgi-plugin-python3 curl openssl}"
 bash test/setup/install-peers.sh
 npm run build --silent
 VISOR_TEST_SKIP_BUILD=1 exec npx vitest run "$@"
