@@ -22,8 +22,8 @@ import { getObjectOutput, normalizeEtag, parseOutput, putObjectOutput } from '..
  */
 
 /** Canned ACLs for bundle objects; `none` sends no x-amz-acl (services that refuse aws-exec-read). */
-export const bundleAcls = ['aws-exec-read', 'private', 'public-read', 'ec2-bundle-read', 'none'] as const;
-export type BundleAcl = (typeof bundleAcls)[number];
+import type { BundleAcl } from './acl.js';
+export { bundleAcls, type BundleAcl } from './acl.js';
 
 export interface StoredObject {
   size: number;

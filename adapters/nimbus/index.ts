@@ -4,9 +4,9 @@ import { z } from 'zod';
 import { VisorError } from '../../core/errors.js';
 import { definePlugin } from '../../core/registry/plugin.js';
 import { bucketPattern, prefixProblem } from '../../core/store/s3/uri.js';
-import { NimbusDriver } from './driver.js';
 
-export { NimbusDriver, type NimbusDriverOptions } from './driver.js';
+// Types only: the driver (and the AWS SDK under it) is imported when a Nimbus cloud is configured.
+export type { NimbusDriver, NimbusDriverOptions } from './driver.js';
 
 const mebibyte = 1024 * 1024;
 const seconds = (max: number) => z.number().positive('must be more than 0 seconds').max(max);
@@ -80,6 +80,7 @@ export const nimbusPlugin = definePlugin({
       }
       if (!caBundle.includes('-----BEGIN CERTIFICATE-----')) throw new VisorError('config', `clouds.${context.name}: ec2.caBundle ${path} holds no PEM certificate`);
     }
+    const { NimbusDriver } = await import('./driver.js');
     return new NimbusDriver({
       endpoint: options.endpoint,
       region: options.region,

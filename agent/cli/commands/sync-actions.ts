@@ -4,7 +4,6 @@ import { resolveAsync, RuntimeIds } from '../../../core/registry/runtime.js';
 import { openSession, type SyncSession } from '../../session.js';
 import { loadClientSettings } from '../../client/credentials.js';
 import { compose, type Composition } from '../../compose.js';
-import { AgentDaemon } from '../../daemon.js';
 import { globToRegExp } from '../../sync/desired.js';
 import type { SyncEvent } from '../../sync/executor.js';
 import { execute } from '../../sync/executor.js';
@@ -165,6 +164,8 @@ function countResults(run: RunRecord): Record<string, number> {
 async function runAgent(options: Options, io: CliIo): Promise<void> {
   const port = options.port === undefined ? undefined : Number(options.port);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new VisorError('invalidInput', `--port must be a TCP port (0-65535), got "${options.port}"`);
+  // Imported here: the daemon brings the HTTP server framework, which one-shot commands do not need.
+  const { AgentDaemon } = await import('../../daemon.js');
   const daemon = new AgentDaemon({ configFile: options.config, dataDir: options.dataDir, env: io.env, host: options.host, port });
   await daemon.start();
   await new Promise<void>((resolveStop) => {

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { expect } from 'vitest';
 import { loadBundleIdentity, type BundleIdentity } from '../../../adapters/eucalyptus/bundle-crypto.js';
-import { EucalyptusDriver, type EucalyptusDriverOptions } from '../../../adapters/eucalyptus/index.js';
+import { EucalyptusDriver, type EucalyptusDriverOptions } from '../../../adapters/eucalyptus/driver.js';
 import { startEc2Double, type Ec2Double, type Ec2DoubleOptions } from '../../doubles/ec2/index.js';
 import { validateEc2Bodies } from '../../doubles/ec2/xsd.js';
 import { createTestBucket, deleteTestBucket, listKeys, peerClient, startS3Peer, type S3Peer } from '../../peers/s3.js';

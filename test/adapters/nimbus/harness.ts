@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { nimbusOptionsSchema, nimbusPlugin, NimbusDriver, type NimbusDriverOptions } from '../../../adapters/nimbus/index.js';
+import { NimbusDriver, type NimbusDriverOptions } from '../../../adapters/nimbus/driver.js';
+import { nimbusOptionsSchema, nimbusPlugin } from '../../../adapters/nimbus/index.js';
 import type { IaasDriver } from '../../../core/iaas/port.js';
 import { silentLogger } from '../../../core/logging/logger.js';
 import { SecretRegistry } from '../../../core/logging/redact.js';
