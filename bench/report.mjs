@@ -187,7 +187,7 @@ function render(r) {
   if (missed.has('push')) {
     const startupSeconds = p.visor.seconds - p.visor.runSeconds;
     w('### Push', '');
-    w(`- **The upload itself keeps up with curl**: the sync's upload action (create the record, stream the bytes through a sha256 check, wait until active, verify md5 and sha512 against what Glance reports) took ${secs(p.visor.actionSeconds)}; curl's whole push (token, record, upload) took ${secs(p.curl.seconds)}.`);
+    w(`- **The upload itself ${p.visor.actionSeconds <= 1.05 * p.curl.seconds ? 'keeps up with curl' : `is ${n2(p.visor.actionSeconds / p.curl.seconds)}× curl's whole push`}**: the sync's upload action (create the record, stream the bytes through a sha256 check, wait until active, verify md5 and sha512 against what Glance reports) took ${secs(p.visor.actionSeconds)}; curl's whole push (token, record, upload) took ${secs(p.curl.seconds)}.`);
     w(`- **The process around it does not**: \`visor sync\` ran ${secs(p.visor.seconds)} in all, so ${secs(startupSeconds)} went to starting and stopping the process (loading modules, reading the config, building every configured cloud's driver) — a sync with nothing to do takes ${secs(s.noopSync.seconds)}, of which its run is ${secs(s.noopSync.runSeconds)}. ${pkgSentence(s.packages)}`);
     w(`- On ${cores} cores the push also shares the CPU with Glance, which hashes (md5 + sha512) what it receives; visor now hashes only sha256 on the way out (it used to compute all three).`, '');
   }
