@@ -8,6 +8,7 @@ import { syncTarget } from '../../agent/sync/runner.js';
 import type { ActionRecord } from '../../core/catalog/port.js';
 import { silentLogger } from '../../core/logging/logger.js';
 import { deleteImagesNamed, imagesNamed, peerOrSkip, peerStartTimeout } from '../adapters/glance/harness.js';
+import { glanceCloudYaml } from '../e2e/glance-config.js';
 import { ensureQemuImg } from '../formats/qemu.js';
 import type { OpenStackPeer } from '../peers/openstack.js';
 import { addImage, corruptStored, keptState, makeBadImages, storedPath, type BadImageFiles } from '../support/bad-images.js';
@@ -40,20 +41,8 @@ describe('bad images synced into real Glance: refused, nothing left in the cloud
     if (skip || !peer) return;
     dir = await mkdtemp(join(tmpdir(), 'visor-bad-glance-'));
     files = await makeBadImages(dir);
-    const cloud = (name: string, tag: string, diskFormat: string) => `  ${name}:
-    adapter: glance
-    options:
-      authUrl: ${peer!.authUrl}
-      region: ${peer!.region}
-      pollInterval: 1
-      auth: { type: password, username: ${peer!.admin.username}, password: '${peer!.admin.password}', projectName: ${peer!.admin.projectName} }
-    sync:
-      selector: { tags: [${tag}], access: [public, private] }
-      naming: '${prefix}{name}'
-      diskFormat: ${diskFormat}
-      retire: { mode: delete }
-      retries: { attempts: 1 }
-`;
+    const cloud = (name: string, tag: string, diskFormat: string) =>
+      glanceCloudYaml(name, peer!, { tag, prefix }, `      diskFormat: ${diskFormat}\n      retire: { mode: delete }\n      retries: { attempts: 1 }\n`);
     const config = join(dir, 'visor.yaml');
     await writeFile(config, `dataDir: ${join(dir, 'data')}\nlogging: { level: error }\nagent: { id: bad-input-${run}, leaseSeconds: 30 }\nclouds:\n${cloud('glance', `direct-${run}`, 'auto')}${cloud('glance-raw', `convert-${run}`, 'raw')}`);
     session = await openSession({ configFile: config, env: {}, logger: silentLogger });
