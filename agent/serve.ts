@@ -51,7 +51,13 @@ export async function startServer(composition: Composition, options: ServeOption
   const container = composition.registry.container;
   const catalog = await resolveAsync(container, RuntimeIds.Catalog);
   const stores = await resolveAsync(container, RuntimeIds.Stores);
-  const service = new ImageService({ catalog, stores, defaultStore: config.defaultStore, logger: logger.child({ component: 'images' }) });
+  const service = new ImageService({
+    catalog,
+    stores,
+    defaultStore: config.defaultStore,
+    logger: logger.child({ component: 'images' }),
+    limits: { maxImageSize: config.server.maxImageSize, quota: config.server.quota },
+  });
   const authenticator = config.server.auth.enabled
     ? new Authenticator({ users: catalog.users, box: await sealingBox(composition), clockSkewSeconds: config.server.auth.clockSkew })
     : undefined;

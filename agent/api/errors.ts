@@ -6,6 +6,7 @@ const statusByKind: Record<ErrorKind, number> = {
   config: 400,
   integrity: 400,
   unsafe: 422,
+  tooLarge: 413,
   unsupported: 400,
   plugin: 400,
   auth: 401,

@@ -2,10 +2,14 @@ import type { Readable } from 'node:stream';
 import type { Catalog, ImageQuery, Page } from '../../core/catalog/port.js';
 import { isVisorError, VisorError } from '../../core/errors.js';
 import { newImage, systemClock, type Clock } from '../../core/image/image.js';
-import type { Checksums, Image, ImageChanges, ImageDraft } from '../../core/image/model.js';
+import { inspectImage, type InspectionReport } from '../../core/formats/index.js';
+import type { Checksums, ContainerFormat, DiskFormat, Image, ImageChanges, ImageDraft } from '../../core/image/model.js';
 import type { Logger } from '../../core/logging/logger.js';
+import { putInspected } from '../../core/store/inspected-put.js';
 import type { ByteRange, GetResult, Store } from '../../core/store/port.js';
+import { storeReader } from '../../core/store/store-reader.js';
 import { canModify, canSee, type Caller } from './access.js';
+import { UploadLimits, type UploadLimitsOptions } from './upload-limits.js';
 
 export interface ImageServiceOptions {
   catalog: Catalog;
@@ -17,6 +21,8 @@ export interface ImageServiceOptions {
   heartbeatMs?: number;
   /** An upload silent for this long is considered dead (its server crashed) and recovered. */
   staleUploadMs?: number;
+  /** The size cap and storage quotas of uploads (none when absent). */
+  limits?: UploadLimitsOptions;
 }
 
 export interface UploadOptions {
@@ -25,6 +31,23 @@ export interface UploadOptions {
   /** Checksums the client declared; a mismatch fails the upload and keeps nothing. */
   expected?: Checksums;
   signal?: AbortSignal;
+}
+
+/** Error kinds of an inspection's refusal. */
+const inspectionKinds: ReadonlySet<string> = new Set(['unsafe', 'invalidInput', 'unsupported']);
+
+/** What an image claims its content is, as the inspector takes it. */
+function declaredFormats(image: Pick<Image, 'diskFormat' | 'containerFormat'>): { declared?: DiskFormat; container?: ContainerFormat } {
+  return { ...(image.diskFormat ? { declared: image.diskFormat } : {}), ...(image.containerFormat ? { container: image.containerFormat } : {}) };
+}
+
+/** The formats an inspection found, for the fields the image left unset; and its virtual size. */
+function contentFormats(image: Pick<Image, 'diskFormat' | 'containerFormat'>, inspection: InspectionReport): Partial<Pick<Image, 'diskFormat' | 'containerFormat' | 'virtualSize'>> {
+  return {
+    ...(image.diskFormat ? {} : { diskFormat: inspection.format }),
+    ...(image.containerFormat ? {} : { containerFormat: inspection.containerFormat }),
+    ...(inspection.virtualSize !== undefined ? { virtualSize: inspection.virtualSize } : {}),
+  };
 }
 
 /** Fields a client may set; the rest are the service's (status, size, checksums, location, ...). */
@@ -36,11 +59,13 @@ const clientFields = ['name', 'architecture', 'diskFormat', 'containerFormat', '
  * is a thin layer over it.
  */
 export class ImageService {
-  readonly #o: Required<Omit<ImageServiceOptions, 'clock'>> & { clock: Clock };
+  readonly #o: Required<Omit<ImageServiceOptions, 'clock' | 'limits'>> & { clock: Clock };
+  readonly #limits: UploadLimits;
 
   constructor(options: ImageServiceOptions) {
     this.#o = { heartbeatMs: 60_000, staleUploadMs: 10 * 60_000, clock: systemClock, ...options };
     if (!options.stores.has(options.defaultStore)) throw new VisorError('config', `default store "${options.defaultStore}" is not configured`);
+    this.#limits = new UploadLimits(options.limits ?? {}, options.catalog, options.stores);
   }
 
   get catalog(): Catalog {
@@ -64,18 +89,30 @@ export class ImageService {
     return this.#o.catalog.images.create(image);
   }
 
-  /** Registers an image whose bits stay at an HTTP(S) location (VISOR's http store). */
+  /**
+   * Registers an image whose bits stay at an HTTP(S) location (VISOR's http store). The content
+   * is inspected first, by ranged reads of its headers: an unsafe image is never registered.
+   */
   async reference(caller: Caller, draft: Record<string, unknown>, uri: string): Promise<Image> {
     const [name, store] = this.#storeForUri(uri);
-    const info = await store.head(uri);
     const image = newImage(this.#draft(caller, draft), this.#o.clock);
-    return this.#o.catalog.images.create({ ...image, status: 'available', location: { store: name, uri }, size: info.size, checksums: info.checksums, uploadedAt: image.createdAt });
+    const info = await store.head(uri);
+    const inspection = await this.#refusing(image, () => inspectImage(storeReader(store, uri, info.size), declaredFormats(image)));
+    return this.#o.catalog.images.create({
+      ...image,
+      ...contentFormats(image, inspection),
+      status: 'available',
+      location: { store: name, uri },
+      size: info.size,
+      checksums: info.checksums,
+      uploadedAt: image.createdAt,
+    });
   }
 
   async update(caller: Caller, id: string, changes: Record<string, unknown>, expectedRevision?: number): Promise<Image> {
     const image = await this.#modifiable(caller, id);
     const allowed = this.#changes(caller, changes);
-    return this.#o.catalog.images.update(id, expectedRevision ?? image.revision, allowed);
+    return this.#o.catalog.images.update(id, expectedRevision ?? image.revision, await this.#checkedFormats(image, allowed));
   }
 
   /**
@@ -88,6 +125,8 @@ export class ImageService {
     if (before.status === 'uploading' && !this.#isStale(before)) {
       throw new VisorError('conflict', `image ${id} is being uploaded already`, { details: { id } });
     }
+    // Over the size cap or the owner's quota: refused before a byte is read or anything changes.
+    const admission = await this.#limits.admit(before.owner ?? caller.name, id, options.size);
     await this.#o.catalog.images.update(id, before.revision, { status: 'uploading' });
     // Keeps updatedAt fresh so that other servers do not mistake a long upload for a dead one.
     const heartbeat = setInterval(() => void this.#settle(id, {}).catch(() => undefined), this.#o.heartbeatMs);
@@ -95,14 +134,18 @@ export class ImageService {
     const store = this.#o.stores.get(this.#o.defaultStore)!;
     let put;
     try {
-      put = await store.put(id, body, options);
+      // Inspected as it streams in; the record stays `uploading` (not downloadable) until the
+      // verdict, and a refused image leaves no bytes behind.
+      put = await this.#refusing(before, () => putInspected(store, id, body, { ...options, ...declaredFormats(before), through: [admission.limit] }));
     } catch (error) {
       clearInterval(heartbeat);
+      admission.done();
       await this.#settle(id, before.status === 'available' ? { status: 'available' } : { status: 'error' });
       throw error;
     }
     clearInterval(heartbeat);
     const changes: ImageChanges = {
+      ...contentFormats(before, put.inspection),
       status: 'available',
       location: { store: this.#o.defaultStore, uri: put.uri },
       size: put.size,
@@ -116,6 +159,8 @@ export class ImageService {
       // The record went away (deleted meanwhile): the bytes must not outlive it.
       await store.delete(put.uri).catch(() => undefined);
       throw error;
+    } finally {
+      admission.done();
     }
     if (before.location && before.location.uri !== put.uri) await this.#deleteBits(before);
     return done;
@@ -158,6 +203,33 @@ export class ImageService {
     } while (marker);
     if (recovered > 0) this.#o.logger.warn('recovered interrupted uploads', { count: recovered });
     return recovered;
+  }
+
+  /** Runs an inspection; a refusal is logged (once, as the refusal it is) and thrown as it is. */
+  async #refusing<T>(image: Image, inspect: () => Promise<T>): Promise<T> {
+    try {
+      return await inspect();
+    } catch (error) {
+      if (isVisorError(error) && inspectionKinds.has(error.kind)) {
+        this.#o.logger.warn('image refused', { id: image.id, owner: image.owner, kind: error.kind, reason: error.message });
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * A format change of an image that has content must describe that content: checked by
+   * inspecting the stored bytes with the new declaration (a format cleared is detected anew).
+   */
+  async #checkedFormats(image: Image, changes: ImageChanges): Promise<ImageChanges> {
+    if (changes.diskFormat === undefined && changes.containerFormat === undefined) return changes;
+    if (image.status === 'uploading') throw new VisorError('conflict', `image ${image.id} is being uploaded; change its format when that is done`);
+    if (!image.location || image.size === undefined) return changes;
+    const next = { ...image, ...changes } as Image;
+    for (const key of ['diskFormat', 'containerFormat'] as const) if (changes[key] === null) delete next[key];
+    const store = this.#storeOf(image);
+    const inspection = await this.#refusing(image, () => inspectImage(storeReader(store, image.location!.uri, image.size!), declaredFormats(next)));
+    return { ...changes, ...contentFormats(next, inspection) };
   }
 
   #isStale(image: Image): boolean {

@@ -6,6 +6,7 @@ import { newImage } from '../../core/image/image.js';
 import type { Image, ImageDraft } from '../../core/image/model.js';
 import { isValidPropertyValue, propertyKeyPattern, reservedPropertyKeys } from '../../core/image/schema.js';
 import type { Logger } from '../../core/logging/logger.js';
+import { putInspected } from '../../core/store/inspected-put.js';
 import type { Store } from '../../core/store/port.js';
 import { verifyDigest } from '../../core/transfer/digest.js';
 import { prepareContent } from './content.js';
@@ -262,7 +263,14 @@ async function importImage(nativeId: string, mode: 'metadata' | 'full', ctx: Exe
   const store = ctx.stores.get(ctx.defaultStore)!;
   try {
     const { stream } = await ctx.driver.download(nativeId, { signal: ctx.signal });
-    const put = await store.put(image.id, stream, { signal: ctx.signal, ...(cloud.size !== undefined ? { size: cloud.size } : {}) });
+    // A cloud's image is inspected like any upload before it enters the catalog: an unsafe one
+    // (a backing file, a format lie) fails the import, and nothing of it is kept.
+    const put = await putInspected(store, image.id, stream, {
+      signal: ctx.signal,
+      ...(cloud.size !== undefined ? { size: cloud.size } : {}),
+      declared: cloud.diskFormat,
+      container: cloud.containerFormat,
+    });
     try {
       verifyDigest(put, { ...(cloud.size !== undefined ? { size: cloud.size } : {}), checksums: cloud.checksums });
     } catch (error) {
@@ -271,6 +279,9 @@ async function importImage(nativeId: string, mode: 'metadata' | 'full', ctx: Exe
     }
     image = await ctx.catalog.images.update(image.id, image.revision, { status: 'uploading' });
     image = await ctx.catalog.images.update(image.id, image.revision, {
+      ...(cloud.diskFormat ? {} : { diskFormat: put.inspection.format }),
+      ...(cloud.containerFormat ? {} : { containerFormat: put.inspection.containerFormat }),
+      ...(put.inspection.virtualSize !== undefined ? { virtualSize: put.inspection.virtualSize } : {}),
       status: 'available',
       location: { store: ctx.defaultStore, uri: put.uri },
       size: put.size,

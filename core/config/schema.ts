@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { storeNamePattern } from '../image/schema.js';
+import { byteSize } from './byte-size.js';
 import { logLevels } from '../logging/logger.js';
 import { syncPolicySchema } from './sync-policy.js';
 
@@ -22,6 +23,16 @@ export const serverSchema = z.strictObject({
   port: z.number().int().min(0).max(65535, 'must be a TCP port (0-65535)').default(4568),
   /** An upload whose body stops arriving for this long is dropped (and keeps nothing). */
   uploadIdleSeconds: z.number().int().min(5).max(86_400).default(120),
+  /** Largest image an upload may store (Glance's image_size_cap); bigger ones get 413 and keep nothing. */
+  maxImageSize: byteSize.default(2 ** 40),
+  /** Bytes each owner's images may take in the stores (references to HTTP locations do not count). */
+  quota: z
+    .strictObject({
+      /** For every owner without a quota of its own; none by default. */
+      perUser: byteSize.optional(),
+      users: z.record(z.string().min(1), byteSize).default({}),
+    })
+    .prefault({}),
   auth: z
     .strictObject({
       /** Off only for loopback development: every request is then treated as an admin's. */

@@ -1,5 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +9,7 @@ import { silentLogger } from '../../core/logging/logger.js';
 import { deleteImagesNamed, glanceApi, peerOrSkip, peerStartTimeout } from '../adapters/glance/harness.js';
 import { expectValidDocuments } from '../adapters/opennebula/harness.js';
 import { startOpenNebulaDouble, type OpenNebulaDouble } from '../doubles/opennebula/index.js';
+import { ensureQemuImg } from '../formats/qemu.js';
 import type { OpenStackPeer } from '../peers/openstack.js';
 import { runVisorAsync, stackLine } from '../support/cli.js';
 
@@ -93,5 +95,32 @@ clouds:
     const body = JSON.parse(again.stdout) as { pulled: unknown[]; run: { actions: unknown[] } };
     expect(body.pulled).toEqual([]);
     expect(body.run.actions).toEqual([]);
+  }, 300_000);
+
+  it('refuses to pull an unsafe image (a qcow2 Glance holds as raw): nothing of it enters the catalog or the store', async (ctx) => {
+    if (skip) ctx.skip(skip);
+    const qemuSkip = ensureQemuImg();
+    if (qemuSkip) ctx.skip(qemuSkip);
+    const liar = `${name}-liar`;
+    const file = join(dir, 'liar.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', file, '16M']);
+    const api = await glanceApi(peer!, 'admin');
+    const id = (await api.post('/v2/images', { name: liar, disk_format: 'raw', container_format: 'bare', visibility: 'public' })).data.id as string;
+    await api.put(`/v2/images/${id}/file`, await readFile(file), { headers: { 'Content-Type': 'application/octet-stream' } });
+    const storeBefore = await readdir(join(dir, 'data', 'images')).catch(() => []);
+
+    const result = await runVisorAsync(['migrate', '-c', config, '--from', 'glance', '--to', 'one', '--name', liar, '--json'], { env: { HOME: dir } });
+    expect(result.code, result.stderr).not.toBe(0);
+    const body = JSON.parse(result.stdout) as { pulled: { result: string; error?: { kind: string; message: string } }[] };
+    expect(body.pulled).toMatchObject([{ result: 'failed', error: { kind: 'unsafe', message: expect.stringMatching(/declared raw, but the content is qcow2/) } }]);
+    expect(result.stderr).not.toMatch(stackLine);
+
+    const session = await openSession({ configFile: config, env: {}, logger: silentLogger });
+    try {
+      expect((await session.deps.catalog.images.list({ filters: { 'properties.visor_origin_id': id } })).items).toEqual([]);
+    } finally {
+      await session.close();
+    }
+    expect(await readdir(join(dir, 'data', 'images')).catch(() => [])).toEqual(storeBefore);
   }, 300_000);
 });

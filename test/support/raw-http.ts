@@ -96,3 +96,42 @@ export function cutOffUpload(baseUrl: string, r: { method: string; path: string;
     socket.on('error', reject);
   });
 }
+
+/**
+ * A signed upload sent with Transfer-Encoding: chunked (no Content-Length, UNSIGNED-PAYLOAD),
+ * in pieces of `chunkSize`: the server cannot know the length before the end.
+ */
+export function chunkedUpload(baseUrl: string, r: { method: string; path: string; as: Credentials; body: Buffer; headers?: Record<string, string>; chunkSize?: number }): Promise<RawResponse> {
+  const headers = signRequest(r.as.accessKey, r.as.secretKey, {
+    method: r.method,
+    path: r.path,
+    query: [],
+    headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked', [CONTENT_HASH_HEADER]: UNSIGNED_PAYLOAD, ...r.headers },
+  });
+  return new Promise((resolve, reject) => {
+    let answered = false;
+    const req = httpRequest(new URL(r.path, baseUrl), { method: r.method, headers }, (res) => {
+      answered = true;
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks);
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body.toString('utf8')) as unknown });
+      });
+      res.on('error', reject);
+    });
+    // The server may answer (and close) before the whole body is sent: that answer is the result.
+    req.on('error', (error) => (answered ? undefined : reject(error)));
+    const size = r.chunkSize ?? 64 * 1024;
+    let at = 0;
+    const pump = () => {
+      while (at < r.body.length) {
+        const piece = r.body.subarray(at, at + size);
+        at += piece.length;
+        if (!req.write(piece)) return void req.once('drain', pump);
+      }
+      req.end();
+    };
+    pump();
+  });
+}
