@@ -28,6 +28,8 @@ const MAX_ARENAS = 4;
 const SLOTS_PER_STREAM = 4;
 /** A slot held this long is handed to the workers as it is, full or not. */
 const partialSlotMs = 500;
+/** When streams wait for slots, one not written to for this long is handed over at once. */
+const idleSlotMs = 20;
 
 const workerSource = `
 const { parentPort } = require('node:worker_threads');
@@ -65,6 +67,7 @@ interface Listener {
 interface Borrower {
   grant(slot: number): void;
   flushIfHeldSince(before: number): void;
+  flushIfIdleSince(before: number): void;
 }
 
 /**
@@ -149,9 +152,14 @@ class HashPool {
     return this.#waiting.length === 0 ? this.#free.pop() : undefined;
   }
 
-  /** Queues `borrower` for the next slot given back (first come, first served). */
+  /**
+   * Queues `borrower` for the next slot given back (first come, first served), and frees the
+   * slots of streams that stopped writing: a crowd of stalled uploads must not make others wait.
+   */
   wait(borrower: Borrower): void {
     this.#waiting.push(borrower);
+    const before = Date.now() - idleSlotMs;
+    for (const other of [...this.#borrowers]) if (other !== borrower) other.flushIfIdleSince(before);
   }
 
   cancelWait(borrower: Borrower): void {
@@ -192,6 +200,7 @@ export class ParallelDigestStream extends Transform implements Borrower {
   /** The slot being filled, when one is borrowed. */
   #slot: number | undefined;
   #slotSince = 0;
+  #lastWrite = 0;
   #fill = 0;
   #size = 0;
   #resume: (() => void) | undefined;
@@ -222,6 +231,7 @@ export class ParallelDigestStream extends Transform implements Borrower {
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.#size += chunk.length;
+    this.#lastWrite = Date.now();
     this.#copy(chunk, 0, () => callback(null, chunk));
   }
 
@@ -271,6 +281,10 @@ export class ParallelDigestStream extends Transform implements Borrower {
 
   flushIfHeldSince(before: number): void {
     if (this.#slot !== undefined && this.#fill > 0 && this.#slotSince <= before) this.#post();
+  }
+
+  flushIfIdleSince(before: number): void {
+    if (this.#slot !== undefined && this.#fill > 0 && this.#lastWrite <= before) this.#post();
   }
 
   /** Copies `chunk` (from `from`) into slots, waiting for one when needed; then `done`. */
