@@ -252,12 +252,8 @@ export class ImageService {
     if (!image.location) return;
     const store = this.#o.stores.get(image.location.store);
     if (!store?.capabilities.writable) return;
-    try {
-      await store.delete(image.location.uri);
-    } catch (error) {
-      this.#o.logger.error('could not delete image bits', { id: image.id, store: image.location.store, error });
-      throw error;
-    }
+    // A failure is the caller's to report (the API logs it once, with the request).
+    await store.delete(image.location.uri);
   }
 
   async #modifiable(caller: Caller, id: string): Promise<Image> {

@@ -5,6 +5,7 @@ import type { CloudImage, ContentSource, IaasDriver, Markers, RetireMode } from 
 import { newImage } from '../../core/image/image.js';
 import type { Image, ImageDraft } from '../../core/image/model.js';
 import { isValidPropertyValue, propertyKeyPattern, reservedPropertyKeys } from '../../core/image/schema.js';
+import { errorReason } from '../../core/logging/error-summary.js';
 import type { Logger } from '../../core/logging/logger.js';
 import { putInspected } from '../../core/store/inspected-put.js';
 import type { Store } from '../../core/store/port.js';
@@ -84,7 +85,7 @@ async function runAction(action: Action, ctx: ExecutorContext): Promise<ActionRe
         attempts: ctx.policy.retries.attempts,
         backoffMs: ctx.policy.retries.backoff,
         ...(ctx.signal ? { signal: ctx.signal } : {}),
-        onRetry: (attempt, error, delay) => log.warn('retrying after a retryable failure', { attempt, delayMs: delay, error }),
+        onRetry: (attempt, error, delay) => log.warn('retrying after a retryable failure', { attempt, delayMs: delay, error: errorReason(error) }),
       },
     );
     records = value.map((r, i) => (i === 0 ? { ...r, attempts, ms: Date.now() - started } : r));
@@ -126,7 +127,7 @@ async function perform(action: Action, ctx: ExecutorContext & { signal: AbortSig
             attempts: ctx.policy.retries.attempts,
             backoffMs: ctx.policy.retries.backoff,
             signal: ctx.signal,
-            onRetry: (n, error, delay) => ctx.logger.warn('retrying after a retryable failure', { attempt: n, delayMs: delay, error, native: old.nativeId }),
+            onRetry: (n, error, delay) => ctx.logger.warn('retrying after a retryable failure', { attempt: n, delayMs: delay, error: errorReason(error), native: old.nativeId }),
           });
           records.push({ ...describe(old), result: 'retired', detail: `${old.reason} (${old.mode})`, attempts });
         } catch (error) {
