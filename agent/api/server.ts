@@ -110,8 +110,9 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     const status = httpStatus(visor);
     const where = { method: request.method, path: request.url.split('?')[0] };
     // A client that went away mid-request is not the server failing: one info line says so.
-    if (request.raw.destroyed && !request.raw.complete) logger.info('request cut off by the client', { ...where, error: visor.message });
-    else if (status >= 500) logger.error('request failed', { ...where, error: visor });
+    if (request.raw.destroyed && !request.raw.complete) {
+      logger.info('request cut off by the client', { ...where, error: visor.message });
+    } else if (status >= 500) logger.error('request failed', { ...where, error: visor });
     if (status === 401) void reply.header('www-authenticate', 'VISOR-HMAC-SHA256');
     // Whatever the client was still sending is of no use now.
     if (!request.raw.complete) void reply.header('connection', 'close');

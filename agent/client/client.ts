@@ -33,8 +33,16 @@ class Meter extends Transform {
   }
 }
 
-const kindsByStatus: Readonly<Record<number, ErrorKind>> = { 401: 'auth', 403: 'forbidden', 404: 'notFound', 409: 'conflict', 413: 'tooLarge', 422: 'unsafe' };
-const kindByStatus = (status: number): ErrorKind => kindsByStatus[status] ?? (status >= 500 ? 'unavailable' : 'invalidInput');
+const kindsByStatus: Readonly<Record<number, ErrorKind>> = {
+  401: 'auth',
+  403: 'forbidden',
+  404: 'notFound',
+  409: 'conflict',
+  413: 'tooLarge',
+  422: 'unsafe',
+};
+const kindByStatus = (status: number): ErrorKind =>
+  kindsByStatus[status] ?? (status >= 500 ? 'unavailable' : 'invalidInput');
 
 /** The visor API client: signs every request with the user's keys (VISOR-HMAC-SHA256). */
 export class VisorClient {

@@ -3,7 +3,14 @@ import type { Catalog, ImageQuery, Page } from '../../core/catalog/port.js';
 import { isVisorError, VisorError } from '../../core/errors.js';
 import { newImage, systemClock, type Clock } from '../../core/image/image.js';
 import { inspectImage, type InspectionReport } from '../../core/formats/index.js';
-import type { Checksums, ContainerFormat, DiskFormat, Image, ImageChanges, ImageDraft } from '../../core/image/model.js';
+import type {
+  Checksums,
+  ContainerFormat,
+  DiskFormat,
+  Image,
+  ImageChanges,
+  ImageDraft,
+} from '../../core/image/model.js';
 import type { Logger } from '../../core/logging/logger.js';
 import { putInspected } from '../../core/store/inspected-put.js';
 import type { ByteRange, GetResult, Store } from '../../core/store/port.js';
@@ -37,12 +44,21 @@ export interface UploadOptions {
 const inspectionKinds: ReadonlySet<string> = new Set(['unsafe', 'invalidInput', 'unsupported']);
 
 /** What an image claims its content is, as the inspector takes it. */
-function declaredFormats(image: Pick<Image, 'diskFormat' | 'containerFormat'>): { declared?: DiskFormat; container?: ContainerFormat } {
-  return { ...(image.diskFormat ? { declared: image.diskFormat } : {}), ...(image.containerFormat ? { container: image.containerFormat } : {}) };
+function declaredFormats(image: Pick<Image, 'diskFormat' | 'containerFormat'>): {
+  declared?: DiskFormat;
+  container?: ContainerFormat;
+} {
+  return {
+    ...(image.diskFormat ? { declared: image.diskFormat } : {}),
+    ...(image.containerFormat ? { container: image.containerFormat } : {}),
+  };
 }
 
 /** The formats an inspection found, for the fields the image left unset; and its virtual size. */
-function contentFormats(image: Pick<Image, 'diskFormat' | 'containerFormat'>, inspection: InspectionReport): Partial<Pick<Image, 'diskFormat' | 'containerFormat' | 'virtualSize'>> {
+function contentFormats(
+  image: Pick<Image, 'diskFormat' | 'containerFormat'>,
+  inspection: InspectionReport,
+): Partial<Pick<Image, 'diskFormat' | 'containerFormat' | 'virtualSize'>> {
   return {
     ...(image.diskFormat ? {} : { diskFormat: inspection.format }),
     ...(image.containerFormat ? {} : { containerFormat: inspection.containerFormat }),
@@ -97,7 +113,8 @@ export class ImageService {
     const [name, store] = this.#storeForUri(uri);
     const image = newImage(this.#draft(caller, draft), this.#o.clock);
     const info = await store.head(uri);
-    const inspection = await this.#refusing(image, () => inspectImage(storeReader(store, uri, info.size), declaredFormats(image)));
+    const reader = storeReader(store, uri, info.size);
+    const inspection = await this.#refusing(image, () => inspectImage(reader, declaredFormats(image)));
     return this.#o.catalog.images.create({
       ...image,
       ...contentFormats(image, inspection),
@@ -112,7 +129,8 @@ export class ImageService {
   async update(caller: Caller, id: string, changes: Record<string, unknown>, expectedRevision?: number): Promise<Image> {
     const image = await this.#modifiable(caller, id);
     const allowed = this.#changes(caller, changes);
-    return this.#o.catalog.images.update(id, expectedRevision ?? image.revision, await this.#checkedFormats(image, allowed));
+    const checked = await this.#checkedFormats(image, allowed);
+    return this.#o.catalog.images.update(id, expectedRevision ?? image.revision, checked);
   }
 
   /**
@@ -136,7 +154,8 @@ export class ImageService {
     try {
       // Inspected as it streams in; the record stays `uploading` (not downloadable) until the
       // verdict, and a refused image leaves no bytes behind.
-      put = await this.#refusing(before, () => putInspected(store, id, body, { ...options, ...declaredFormats(before), through: [admission.limit] }));
+      const inspected = { ...options, ...declaredFormats(before), through: [admission.limit] };
+      put = await this.#refusing(before, () => putInspected(store, id, body, inspected));
     } catch (error) {
       clearInterval(heartbeat);
       admission.done();
@@ -211,7 +230,8 @@ export class ImageService {
       return await inspect();
     } catch (error) {
       if (isVisorError(error) && inspectionKinds.has(error.kind)) {
-        this.#o.logger.warn('image refused', { id: image.id, owner: image.owner, kind: error.kind, reason: error.message });
+        const { id, owner } = image;
+        this.#o.logger.warn('image refused', { id, owner, kind: error.kind, reason: error.message });
       }
       throw error;
     }
@@ -223,12 +243,15 @@ export class ImageService {
    */
   async #checkedFormats(image: Image, changes: ImageChanges): Promise<ImageChanges> {
     if (changes.diskFormat === undefined && changes.containerFormat === undefined) return changes;
-    if (image.status === 'uploading') throw new VisorError('conflict', `image ${image.id} is being uploaded; change its format when that is done`);
+    if (image.status === 'uploading') {
+      throw new VisorError('conflict', `image ${image.id} is being uploaded; change its format when that is done`);
+    }
     if (!image.location || image.size === undefined) return changes;
     const next = { ...image, ...changes } as Image;
     for (const key of ['diskFormat', 'containerFormat'] as const) if (changes[key] === null) delete next[key];
     const store = this.#storeOf(image);
-    const inspection = await this.#refusing(image, () => inspectImage(storeReader(store, image.location!.uri, image.size!), declaredFormats(next)));
+    const reader = storeReader(store, image.location.uri, image.size);
+    const inspection = await this.#refusing(image, () => inspectImage(reader, declaredFormats(next)));
     return { ...changes, ...contentFormats(next, inspection) };
   }
 

@@ -88,12 +88,19 @@ export class UploadLimits {
 
 function capError(size: number | undefined, cap: number): VisorError {
   const what = size === undefined ? `the image is larger than` : `the image (${formatBytes(size)}) is larger than`;
-  return new VisorError('tooLarge', `${what} the ${formatBytes(cap)} size limit of this server (server.maxImageSize)`, { details: { limit: cap } });
+  return new VisorError('tooLarge', `${what} the ${formatBytes(cap)} size limit of this server (server.maxImageSize)`, {
+    details: { limit: cap },
+  });
 }
 
 function quotaError(owner: string, quota: number, used: number, size: number | undefined): VisorError {
   const adding = size === undefined ? 'this upload' : `this upload of ${formatBytes(size)}`;
-  return new VisorError('tooLarge', `${adding} would take ${owner} over the storage quota of ${formatBytes(quota)} (${formatBytes(used)} in use; server.quota)`, {
-    details: { owner, quota, used },
-  });
+  return new VisorError(
+    'tooLarge',
+    `${adding} would take ${owner} over the storage quota of ${formatBytes(quota)} ` +
+      `(${formatBytes(used)} in use; server.quota)`,
+    {
+      details: { owner, quota, used },
+    },
+  );
 }

@@ -85,7 +85,8 @@ async function runAction(action: Action, ctx: ExecutorContext): Promise<ActionRe
         attempts: ctx.policy.retries.attempts,
         backoffMs: ctx.policy.retries.backoff,
         ...(ctx.signal ? { signal: ctx.signal } : {}),
-        onRetry: (attempt, error, delay) => log.warn('retrying after a retryable failure', { attempt, delayMs: delay, error: errorReason(error) }),
+        onRetry: (attempt, error, delay) =>
+          log.warn('retrying after a retryable failure', { attempt, delayMs: delay, error: errorReason(error) }),
       },
     );
     records = value.map((r, i) => (i === 0 ? { ...r, attempts, ms: Date.now() - started } : r));
@@ -127,7 +128,13 @@ async function perform(action: Action, ctx: ExecutorContext & { signal: AbortSig
             attempts: ctx.policy.retries.attempts,
             backoffMs: ctx.policy.retries.backoff,
             signal: ctx.signal,
-            onRetry: (n, error, delay) => ctx.logger.warn('retrying after a retryable failure', { attempt: n, delayMs: delay, error: errorReason(error), native: old.nativeId }),
+            onRetry: (n, error, delay) =>
+              ctx.logger.warn('retrying after a retryable failure', {
+                attempt: n,
+                delayMs: delay,
+                error: errorReason(error),
+                native: old.nativeId,
+              }),
           });
           records.push({ ...describe(old), result: 'retired', detail: `${old.reason} (${old.mode})`, attempts });
         } catch (error) {

@@ -68,7 +68,10 @@ export class InspectingStream extends Transform {
 
   constructor(options: StreamInspectionOptions = {}) {
     super();
-    this.#options = { ...(options.declared ? { declared: options.declared } : {}), ...(options.container ? { container: options.container } : {}) };
+    this.#options = {
+      ...(options.declared ? { declared: options.declared } : {}),
+      ...(options.container ? { container: options.container } : {}),
+    };
     this.#announced = options.size;
   }
 
@@ -114,7 +117,8 @@ export class InspectingStream extends Transform {
       const start = this.#position;
       let stop = start + chunk.length - offset;
       if (start < HEAD_BYTES) stop = Math.min(stop, HEAD_BYTES);
-      for (const range of this.#ranges) if (range.end > start && range.filled < range.end - range.start) stop = Math.min(stop, range.end);
+      for (const range of this.#ranges)
+        if (range.end > start && range.filled < range.end - range.start) stop = Math.min(stop, range.end);
       const piece = chunk.subarray(offset, offset + stop - start);
       let event = false;
       if (start < HEAD_BYTES) {
@@ -199,7 +203,8 @@ export class InspectingStream extends Transform {
     if (start < this.#position) return;
     if (this.#ranges.some((r) => r.start <= start && r.end >= end)) return;
     const length = end - start;
-    if (this.#rangeBytes + length > maxRangeBytesPerStream || rangeBytesInUse + length > maxRangeBytesPerProcess) return;
+    if (this.#rangeBytes + length > maxRangeBytesPerStream || rangeBytesInUse + length > maxRangeBytesPerProcess)
+      return;
     this.#rangeBytes += length;
     rangeBytesInUse += length;
     this.#ranges.push({ start, end, data: undefined, filled: 0 });

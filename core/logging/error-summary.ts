@@ -18,7 +18,13 @@ export interface ErrorSummary {
 const maxCauses = 8;
 
 export function isErrorLike(value: unknown): value is Error {
-  return value instanceof Error || (typeof value === 'object' && value !== null && typeof (value as Error).message === 'string' && typeof (value as Error).stack === 'string');
+  return (
+    value instanceof Error ||
+    (typeof value === 'object' &&
+      value !== null &&
+      typeof (value as Error).message === 'string' &&
+      typeof (value as Error).stack === 'string')
+  );
 }
 
 export function summarizeError(error: Error, options: { stacks?: boolean } = {}): ErrorSummary {
@@ -43,7 +49,8 @@ export function errorReason(error: unknown): ErrorSummary {
 
 /** The summary as text: `kind: message (code) <- cause (code) <- ...`. */
 export function describeErrorSummary(summary: ErrorSummary): string {
-  const part = (s: Omit<ErrorSummary, 'causes'>) => `${s.kind ? `${s.kind}: ` : ''}${s.message}${s.code ? ` (${s.code})` : ''}`;
+  const part = (s: Omit<ErrorSummary, 'causes'>) =>
+    `${s.kind ? `${s.kind}: ` : ''}${s.message}${s.code ? ` (${s.code})` : ''}`;
   return [part(summary), ...(summary.causes ?? []).map(part)].join(' <- ');
 }
 

@@ -69,7 +69,10 @@ describe('logging', () => {
   describe('errors: one line with the cause chain, stacks only at debug', () => {
     const failure = () =>
       new VisorError('unavailable', 'Glance at http://glance:9292: uploading the image failed', {
-        cause: Object.assign(new Error('socket hang up', { cause: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }) }), { code: 'ERR_SOCKET' }),
+        cause: Object.assign(
+          new Error('socket hang up', { cause: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }) }),
+          { code: 'ERR_SOCKET' },
+        ),
       });
 
     it('JSON: message and kind or code of the error and of each cause, no stack', async () => {
@@ -93,7 +96,10 @@ describe('logging', () => {
       createLogger({ stream, isTTY: true, level: 'info' }).warn('request failed', { error: failure() });
       await flush();
       expect(lines).toHaveLength(1);
-      expect(lines[0]).toContain('error=unavailable: Glance at http://glance:9292: uploading the image failed <- socket hang up (ERR_SOCKET) <- read ECONNRESET (ECONNRESET)');
+      expect(lines[0]).toContain(
+        'error=unavailable: Glance at http://glance:9292: uploading the image failed' +
+          ' <- socket hang up (ERR_SOCKET) <- read ECONNRESET (ECONNRESET)',
+      );
     });
 
     it('debug: the stacks come along, of the error and of each cause', async () => {
@@ -102,14 +108,16 @@ describe('logging', () => {
       await flush();
       const error = JSON.parse(lines[0]!).error as { stack: string; causes: { stack: string }[] };
       expect(error.stack).toMatch(/^VisorError: Glance at .*\n\s+at /);
-      expect(error.causes.map((c) => c.stack.split('\n')[0])).toEqual(['Error: socket hang up', 'Error: read ECONNRESET']);
+      const firstLines = error.causes.map((c) => c.stack.split('\n')[0]);
+      expect(firstLines).toEqual(['Error: socket hang up', 'Error: read ECONNRESET']);
     });
 
     it('masks secrets in a summarised chain too', async () => {
       const secrets = new SecretRegistry();
       secrets.add('s3cr3t-in-a-cause');
       const { lines, stream } = capture();
-      createLogger({ stream, isTTY: false, secrets }).error('failed', { error: new VisorError('auth', 'refused', { cause: new Error('token s3cr3t-in-a-cause expired') }) });
+      const error = new VisorError('auth', 'refused', { cause: new Error('token s3cr3t-in-a-cause expired') });
+      createLogger({ stream, isTTY: false, secrets }).error('failed', { error });
       await flush();
       expect(lines[0]).not.toContain('s3cr3t-in-a-cause');
       expect(JSON.parse(lines[0]!).error.causes[0].message).toBe('token *** expired');

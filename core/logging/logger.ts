@@ -88,7 +88,12 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const json = options.format === 'json' || (options.format !== 'text' && !tty);
   const stacks = options.level === 'debug';
   const format = json
-    ? winston.format.combine(winston.format.timestamp(), errorFormat(stacks, false), redactFormat(secrets), winston.format.json())
+    ? winston.format.combine(
+        winston.format.timestamp(),
+        errorFormat(stacks, false),
+        redactFormat(secrets),
+        winston.format.json(),
+      )
     : winston.format.combine(
         winston.format.timestamp({ format: 'HH:mm:ss.SSS' }),
         errorFormat(stacks, true),

@@ -26,15 +26,26 @@ export interface InspectedPutResult extends PutResult {
  * ranges back — and then removed on refusal. Either way nothing of a refused image stays, and
  * the caller (who keeps its catalog record out of reach meanwhile) gets the inspector's error.
  */
-export async function putInspected(store: Store, key: string, body: Readable, options: InspectedPutOptions = {}): Promise<InspectedPutResult> {
+export async function putInspected(
+  store: Store,
+  key: string,
+  body: Readable,
+  options: InspectedPutOptions = {},
+): Promise<InspectedPutResult> {
   const { declared, container, through = [], ...put } = options;
-  const tap = new InspectingStream({ ...(declared ? { declared } : {}), ...(container ? { container } : {}), ...(put.size !== undefined ? { size: put.size } : {}) });
+  const tap = new InspectingStream({
+    ...(declared ? { declared } : {}),
+    ...(container ? { container } : {}),
+    ...(put.size !== undefined ? { size: put.size } : {}),
+  });
   // Errors anywhere destroy every stream; the store sees them as a failed source and keeps nothing.
   const source = pipeline([body, ...through, tap], () => undefined) as unknown as Readable;
   // A refusal (or a limit) raised on the way in is the error to report, however the store wraps
   // the failure of its source.
   let refusal: VisorError | undefined;
-  for (const stream of [...through, tap]) stream.once('error', (error) => (refusal ??= isVisorError(error) ? error : undefined));
+  for (const stream of [...through, tap]) {
+    stream.once('error', (error) => (refusal ??= isVisorError(error) ? error : undefined));
+  }
   let stored: PutResult;
   try {
     stored = await store.put(key, source, put);

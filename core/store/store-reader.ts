@@ -16,7 +16,8 @@ export function storeReader(store: Store, uri: string, size: number, signal?: Ab
     read: async (offset, length) => {
       const end = Math.min(size, offset + length);
       if (end <= offset) return Buffer.alloc(0);
-      if (store.capabilities.ranges) return buffer((await store.get(uri, { ...options, range: { start: offset, end: end - 1 } })).stream);
+      if (store.capabilities.ranges)
+        return buffer((await store.get(uri, { ...options, range: { start: offset, end: end - 1 } })).stream);
       const { stream } = await store.get(uri, options);
       return readWindow(stream, offset, end);
     },
@@ -24,7 +25,11 @@ export function storeReader(store: Store, uri: string, size: number, signal?: Ab
 }
 
 /** Bytes [start, end) of a stream that starts at 0; the stream is dropped once they are read. */
-async function readWindow(stream: NodeJS.ReadableStream & { destroy(): void }, start: number, end: number): Promise<Buffer> {
+async function readWindow(
+  stream: NodeJS.ReadableStream & { destroy(): void },
+  start: number,
+  end: number,
+): Promise<Buffer> {
   const out = Buffer.alloc(end - start);
   let position = 0;
   let filled = 0;

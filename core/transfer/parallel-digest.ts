@@ -43,12 +43,16 @@ parentPort.on('message', (m) => {
     streams.set(m.id, m.algorithms.map((a) => createHash(a)));
   } else if (m.t === 'update') {
     const hashes = streams.get(m.id);
-    if (hashes) { const view = arenas[m.arena].subarray(m.offset, m.offset + m.length); for (const h of hashes) h.update(view); }
+    if (hashes) {
+      const view = arenas[m.arena].subarray(m.offset, m.offset + m.length);
+      for (const h of hashes) h.update(view);
+    }
     parentPort.postMessage({ t: 'ack', id: m.id, slot: m.slot });
   } else if (m.t === 'end') {
     const hashes = streams.get(m.id);
     streams.delete(m.id);
-    parentPort.postMessage({ t: 'digest', id: m.id, digests: hashes ? Object.fromEntries(m.algorithms.map((a, i) => [a, hashes[i].digest('hex')])) : {} });
+    const digests = hashes ? Object.fromEntries(m.algorithms.map((a, i) => [a, hashes[i].digest('hex')])) : {};
+    parentPort.postMessage({ t: 'digest', id: m.id, digests });
   } else if (m.t === 'drop') {
     streams.delete(m.id);
   }
@@ -218,11 +222,14 @@ export class ParallelDigestStream extends Transform implements Borrower {
           Object.assign(this.#digests, digests);
           if (--this.#digestsPending === 0) this.#finished?.();
         },
-        fail: (error) => this.destroy(new VisorError('internal', `a hashing thread failed: ${error.message}`, { cause: error })),
+        fail: (error) =>
+          this.destroy(new VisorError('internal', `a hashing thread failed: ${error.message}`, { cause: error })),
       })),
       this,
     );
-    this.#workers.forEach((worker, index) => worker.postMessage({ t: 'start', id: this.#id, algorithms: workerGroups[index] }));
+    this.#workers.forEach((worker, index) =>
+      worker.postMessage({ t: 'start', id: this.#id, algorithms: workerGroups[index] }),
+    );
   }
 
   get bytes(): number {
@@ -247,7 +254,9 @@ export class ParallelDigestStream extends Transform implements Borrower {
       this.#result = { size: this.#size, checksums: { md5, sha256, sha512 } };
       callback();
     };
-    this.#workers.forEach((worker, index) => worker.postMessage({ t: 'end', id: this.#id, algorithms: workerGroups[index] }));
+    this.#workers.forEach((worker, index) =>
+      worker.postMessage({ t: 'end', id: this.#id, algorithms: workerGroups[index] }),
+    );
   }
 
   override _destroy(error: Error | null, callback: (error: Error | null) => void): void {
@@ -339,7 +348,8 @@ export class ParallelDigestStream extends Transform implements Borrower {
     const slot = this.#slot!;
     const { arena, offset } = pool.locate(slot);
     this.#busy.set(slot, this.#workers.length);
-    for (const worker of this.#workers) worker.postMessage({ t: 'update', id: this.#id, slot, arena, offset, length: this.#fill });
+    for (const worker of this.#workers)
+      worker.postMessage({ t: 'update', id: this.#id, slot, arena, offset, length: this.#fill });
     this.#slot = undefined;
     this.#fill = 0;
   }

@@ -26,10 +26,27 @@ async function failingRetire(level: LogLevel, tty: boolean): Promise<string[]> {
   const socket = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
   const driver = {
     retire: async () => {
-      throw new VisorError('unavailable', 'Glance at http://glance:9292: PATCH /v2/images/n-1 failed: read ECONNRESET', { cause: socket });
+      throw new VisorError(
+        'unavailable',
+        'Glance at http://glance:9292: PATCH /v2/images/n-1 failed: read ECONNRESET',
+        { cause: socket },
+      );
     },
   } as unknown as IaasDriver;
-  const plan: Plan = { target: 'prod', notes: [], actions: [{ kind: 'retire', nativeId: 'n-1', name: 'old-image', mode: 'hide', reason: 'no longer selected', startsGrace: false }] };
+  const plan: Plan = {
+    target: 'prod',
+    notes: [],
+    actions: [
+      {
+        kind: 'retire',
+        nativeId: 'n-1',
+        name: 'old-image',
+        mode: 'hide',
+        reason: 'no longer selected',
+        startsGrace: false,
+      },
+    ],
+  };
   const records = await execute(plan, {
     target: 'prod',
     agentId: 'agent',

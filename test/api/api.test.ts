@@ -133,7 +133,8 @@ describe('image service API', () => {
     });
 
     it('references an HTTP location: size and checksum from its headers, bits streamed from there', async () => {
-      const created = await post('bob', { name: 'referenced', architecture: 'x86_64', format: 'raw', location: `${originUrl}/images/debian.qcow2` });
+      const location = `${originUrl}/images/debian.qcow2`;
+      const created = await post('bob', { name: 'referenced', architecture: 'x86_64', format: 'raw', location });
       expect(created.status).toBe(201);
       const image = imageOf(created);
       expect(image).toMatchObject({ status: 'available', store: 'web', size: originData.length, checksum: md5(originData), location: `${originUrl}/images/debian.qcow2` });

@@ -51,7 +51,10 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
       const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
       if (range) {
         const [start, end] = [Number(range[1]), Math.min(Number(range[2]), entry.data.length - 1)];
-        res.writeHead(206, { 'content-length': String(end - start + 1), 'content-range': `bytes ${start}-${end}/${entry.data.length}` });
+        res.writeHead(206, {
+          'content-length': String(end - start + 1),
+          'content-range': `bytes ${start}-${end}/${entry.data.length}`,
+        });
         return void res.end(req.method === 'HEAD' ? undefined : entry.data.subarray(start, end + 1));
       }
       res.writeHead(200, { 'content-length': String(entry.data.length), 'accept-ranges': 'bytes' });
@@ -74,19 +77,33 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
   const label = (entry: CorpusEntry) => entry.name.replace(/[^A-Za-z0-9]+/g, '-').toLowerCase();
 
   /** What must hold after one upload of `entry` answered `response`. */
-  async function checkOutcome(entry: CorpusEntry, name: string, response: RawResponse, before: string[]): Promise<void> {
+  async function checkOutcome(
+    entry: CorpusEntry,
+    name: string,
+    response: RawResponse,
+    before: string[],
+  ): Promise<void> {
     expect(response.status, `${entry.name}: ${response.body.toString()}`).toBe(statusOf(entry));
     if (isAccepted(entry)) {
       const image = imageOf(response);
-      expect(image, entry.name).toMatchObject({ status: 'available', size: entry.data.length, format: entry.expect.format });
-      if (entry.expect.containerFormat) expect(image['container_format'], entry.name).toBe(entry.expect.containerFormat);
-      if (entry.expect.virtualSize !== undefined) expect(image['virtual_size'], entry.name).toBe(entry.expect.virtualSize);
+      expect(image, entry.name).toMatchObject({
+        status: 'available',
+        size: entry.data.length,
+        format: entry.expect.format,
+      });
+      if (entry.expect.containerFormat)
+        expect(image['container_format'], entry.name).toBe(entry.expect.containerFormat);
+      if (entry.expect.virtualSize !== undefined)
+        expect(image['virtual_size'], entry.name).toBe(entry.expect.virtualSize);
       const got = await rawRequest(t.url, { method: 'GET', path: `/images/${String(image['_id'])}`, as: t.users.bob });
       expect(got.body.equals(entry.data), entry.name).toBe(true);
       return;
     }
     const expectation = entry.expect as { kind: string; reason: RegExp };
-    expect(response.json(), entry.name).toMatchObject({ code: statusOf(entry), message: expect.stringMatching(expectation.reason) });
+    expect(response.json(), entry.name).toMatchObject({
+      code: statusOf(entry),
+      message: expect.stringMatching(expectation.reason),
+    });
     expect(await named(name), `${entry.name}: a record was left`).toEqual([]);
     expect(await storeFiles(), `${entry.name}: bytes were left`).toEqual(before);
   }
@@ -96,7 +113,14 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
     for (const entry of corpus) {
       const name = `post-${label(entry)}`;
       const before = await storeFiles();
-      const response = await rawRequest(t.url, { method: 'POST', path: '/images', headers: metaHeaders(entry, name), body: entry.data, as: t.users.bob, unsignedPayload: true });
+      const response = await rawRequest(t.url, {
+        method: 'POST',
+        path: '/images',
+        headers: metaHeaders(entry, name),
+        body: entry.data,
+        as: t.users.bob,
+        unsignedPayload: true,
+      });
       await checkOutcome(entry, name, response, before);
     }
   }, 300_000);
@@ -106,7 +130,14 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
     for (const entry of corpus) {
       const name = `chunked-${label(entry)}`;
       const before = await storeFiles();
-      const response = await chunkedUpload(t.url, { method: 'POST', path: '/images', as: t.users.bob, body: entry.data, headers: metaHeaders(entry, name), chunkSize: 50_000 });
+      const response = await chunkedUpload(t.url, {
+        method: 'POST',
+        path: '/images',
+        as: t.users.bob,
+        body: entry.data,
+        headers: metaHeaders(entry, name),
+        chunkSize: 50_000,
+      });
       await checkOutcome(entry, name, response, before);
     }
   }, 300_000);
@@ -116,16 +147,30 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
     for (const entry of corpus.filter((e) => !isAccepted(e))) {
       const meta = metaHeaders(entry, `put-${label(entry)}`);
       const { 'content-type': _, ...fields } = meta;
-      const registered = imageOf(await rawRequest(t.url, { method: 'POST', path: '/images', headers: fields, as: t.users.bob }));
+      const registered = imageOf(
+        await rawRequest(t.url, { method: 'POST', path: '/images', headers: fields, as: t.users.bob }),
+      );
       const id = String(registered['_id']);
       const before = await storeFiles();
-      const response = await rawRequest(t.url, { method: 'PUT', path: `/images/${id}`, headers: { 'content-type': 'application/octet-stream' }, body: entry.data, as: t.users.bob, unsignedPayload: true });
+      const response = await rawRequest(t.url, {
+        method: 'PUT',
+        path: `/images/${id}`,
+        headers: { 'content-type': 'application/octet-stream' },
+        body: entry.data,
+        as: t.users.bob,
+        unsignedPayload: true,
+      });
       expect(response.status, entry.name).toBe(statusOf(entry));
-      expect(response.json(), entry.name).toMatchObject({ message: expect.stringMatching((entry.expect as { reason: RegExp }).reason) });
+      expect(response.json(), entry.name).toMatchObject({
+        message: expect.stringMatching((entry.expect as { reason: RegExp }).reason),
+      });
       const after = await t.client('bob').meta(id);
       expect(after, entry.name).toMatchObject({ status: 'error' });
       expect(after['size'], entry.name).toBeUndefined();
-      expect((await rawRequest(t.url, { method: 'GET', path: `/images/${id}`, as: t.users.bob })).status, entry.name).toBe(409);
+      expect(
+        (await rawRequest(t.url, { method: 'GET', path: `/images/${id}`, as: t.users.bob })).status,
+        entry.name,
+      ).toBe(409);
       expect(await storeFiles(), entry.name).toEqual(before);
     }
   }, 300_000);
@@ -134,26 +179,70 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
     need(ctx);
     const good = corpus.find((e) => e.name === 'qcow2')!;
     const bad = corpus.find((e) => e.name === 'qcow2 with a backing file')!;
-    const created = imageOf(await rawRequest(t.url, { method: 'POST', path: '/images', headers: metaHeaders(good, 'replace-me'), body: good.data, as: t.users.bob, unsignedPayload: true }));
+    const created = imageOf(
+      await rawRequest(t.url, {
+        method: 'POST',
+        path: '/images',
+        headers: metaHeaders(good, 'replace-me'),
+        body: good.data,
+        as: t.users.bob,
+        unsignedPayload: true,
+      }),
+    );
     const id = String(created['_id']);
     const before = await storeFiles();
-    const response = await rawRequest(t.url, { method: 'PUT', path: `/images/${id}`, headers: { 'content-type': 'application/octet-stream' }, body: bad.data, as: t.users.bob, unsignedPayload: true });
+    const response = await rawRequest(t.url, {
+      method: 'PUT',
+      path: `/images/${id}`,
+      headers: { 'content-type': 'application/octet-stream' },
+      body: bad.data,
+      as: t.users.bob,
+      unsignedPayload: true,
+    });
     expect(response.status).toBe(422);
-    expect(await t.client('bob').meta(id)).toMatchObject({ status: 'available', size: good.data.length, checksums: created['checksums'] });
+    expect(await t.client('bob').meta(id)).toMatchObject({
+      status: 'available',
+      size: good.data.length,
+      checksums: created['checksums'],
+    });
     const got = await rawRequest(t.url, { method: 'GET', path: `/images/${id}`, as: t.users.bob });
     expect(got.body.equals(good.data)).toBe(true);
     expect(await storeFiles()).toEqual(before);
   });
 
-  it('reads back what it could not keep on the way (a 2 MiB block table), and removes a refused image it stored', async (ctx) => {
+  it('reads back what it could not keep (a 2 MiB block table); removes a refused image it stored', async (ctx) => {
     need(ctx);
     execFileSync('qemu-img', ['create', '-q', '-f', 'vpc', join(dir, 'huge.vhd'), '1T']);
     const huge = await readFile(join(dir, 'huge.vhd'));
-    const good = await rawRequest(t.url, { method: 'POST', path: '/images', headers: { 'content-type': 'application/octet-stream', 'x-image-meta-name': 'huge-vhd', 'x-image-meta-architecture': 'x86_64', 'x-image-meta-format': 'vhd' }, body: huge, as: t.users.bob, unsignedPayload: true });
+    const good = await rawRequest(t.url, {
+      method: 'POST',
+      path: '/images',
+      headers: {
+        'content-type': 'application/octet-stream',
+        'x-image-meta-name': 'huge-vhd',
+        'x-image-meta-architecture': 'x86_64',
+        'x-image-meta-format': 'vhd',
+      },
+      body: huge,
+      as: t.users.bob,
+      unsignedPayload: true,
+    });
     expect(good.status).toBe(201);
     expect(imageOf(good)).toMatchObject({ status: 'available', format: 'vhd', virtual_size: 1024 ** 4 });
     const before = await storeFiles();
-    const bad = await rawRequest(t.url, { method: 'POST', path: '/images', headers: { 'content-type': 'application/octet-stream', 'x-image-meta-name': 'huge-diff-vhd', 'x-image-meta-architecture': 'x86_64', 'x-image-meta-format': 'vhd' }, body: makeDifferencingVhd(huge), as: t.users.bob, unsignedPayload: true });
+    const bad = await rawRequest(t.url, {
+      method: 'POST',
+      path: '/images',
+      headers: {
+        'content-type': 'application/octet-stream',
+        'x-image-meta-name': 'huge-diff-vhd',
+        'x-image-meta-architecture': 'x86_64',
+        'x-image-meta-format': 'vhd',
+      },
+      body: makeDifferencingVhd(huge),
+      as: t.users.bob,
+      unsignedPayload: true,
+    });
     expect(bad.status).toBe(422);
     expect(bad.json()).toMatchObject({ message: expect.stringMatching(/differencing VHD depends on a parent disk/) });
     expect(await named('huge-diff-vhd')).toEqual([]);
@@ -164,13 +253,32 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
     need(ctx);
     for (const [index, entry] of corpus.entries()) {
       const name = `ref-${label(entry)}`;
-      const fields = { name, architecture: 'x86_64', location: `${originUrl}/${index}`, ...(entry.declared ? { format: entry.declared } : {}), ...(entry.container ? { container_format: entry.container } : {}) };
-      const response = await rawRequest(t.url, { method: 'POST', path: '/images', headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify({ image: fields })), as: t.users.bob });
+      const fields = {
+        name,
+        architecture: 'x86_64',
+        location: `${originUrl}/${index}`,
+        ...(entry.declared ? { format: entry.declared } : {}),
+        ...(entry.container ? { container_format: entry.container } : {}),
+      };
+      const response = await rawRequest(t.url, {
+        method: 'POST',
+        path: '/images',
+        headers: { 'content-type': 'application/json' },
+        body: Buffer.from(JSON.stringify({ image: fields })),
+        as: t.users.bob,
+      });
       expect(response.status, `${entry.name}: ${response.body.toString()}`).toBe(statusOf(entry));
       if (isAccepted(entry)) {
-        expect(imageOf(response), entry.name).toMatchObject({ status: 'available', store: 'web', format: entry.expect.format, size: entry.data.length });
+        expect(imageOf(response), entry.name).toMatchObject({
+          status: 'available',
+          store: 'web',
+          format: entry.expect.format,
+          size: entry.data.length,
+        });
       } else {
-        expect(response.json(), entry.name).toMatchObject({ message: expect.stringMatching((entry.expect as { reason: RegExp }).reason) });
+        expect(response.json(), entry.name).toMatchObject({
+          message: expect.stringMatching((entry.expect as { reason: RegExp }).reason),
+        });
         expect(await named(name), entry.name).toEqual([]);
       }
     }
@@ -179,15 +287,35 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
   it('a format change must describe the stored content: a qcow2 cannot be relabelled raw', async (ctx) => {
     need(ctx);
     const qcow2 = corpus.find((e) => e.name === 'qcow2, format not declared')!;
-    const created = imageOf(await rawRequest(t.url, { method: 'POST', path: '/images', headers: metaHeaders(qcow2, 'relabel'), body: qcow2.data, as: t.users.bob, unsignedPayload: true }));
+    const created = imageOf(
+      await rawRequest(t.url, {
+        method: 'POST',
+        path: '/images',
+        headers: metaHeaders(qcow2, 'relabel'),
+        body: qcow2.data,
+        as: t.users.bob,
+        unsignedPayload: true,
+      }),
+    );
     expect(created).toMatchObject({ format: 'qcow2', container_format: 'bare' });
     const id = String(created['_id']);
-    const change = (image: Wire) => rawRequest(t.url, { method: 'PUT', path: `/images/${id}`, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify({ image })), as: t.users.bob });
+    const change = (image: Wire) =>
+      rawRequest(t.url, {
+        method: 'PUT',
+        path: `/images/${id}`,
+        headers: { 'content-type': 'application/json' },
+        body: Buffer.from(JSON.stringify({ image })),
+        as: t.users.bob,
+      });
     const relabel = await change({ format: 'raw' });
     expect(relabel.status).toBe(422);
     expect(relabel.json()).toMatchObject({ message: expect.stringMatching(/declared raw, but the content is qcow2/) });
     expect((await change({ container_format: 'ova' })).status).toBe(422);
-    expect(await t.client('bob').meta(id)).toMatchObject({ format: 'qcow2', container_format: 'bare', revision: created['revision'] });
+    expect(await t.client('bob').meta(id)).toMatchObject({
+      format: 'qcow2',
+      container_format: 'bare',
+      revision: created['revision'],
+    });
     // What the content is stays accepted; other metadata changes are not inspected at all.
     expect((await change({ format: 'qcow2', os_distro: 'debian' })).status).toBe(200);
   });

@@ -16,19 +16,38 @@ import { chunkedUpload, rawRequest, type Credentials, type RawResponse } from '.
 const MiB = 1024 * 1024;
 const raw = (size: number) => randomBytes(size);
 
-/** Sends only the headers of an upload announcing `length` bytes; resolves with the status line and body of the answer. */
-function headersOnly(url: string, as: Credentials, length: number, name: string): Promise<{ status: number; body: string; ms: number }> {
+/** Sends only the headers of an upload announcing `length` bytes; resolves with the answer's status and body. */
+function headersOnly(
+  url: string,
+  as: Credentials,
+  length: number,
+  name: string,
+): Promise<{ status: number; body: string; ms: number }> {
   const headers = signRequest(as.accessKey, as.secretKey, {
     method: 'POST',
     path: '/images',
     query: [],
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(length), [CONTENT_HASH_HEADER]: UNSIGNED_PAYLOAD, 'x-image-meta-name': name, 'x-image-meta-architecture': 'x86_64' },
+    headers: {
+      'content-type': 'application/octet-stream',
+      'content-length': String(length),
+      [CONTENT_HASH_HEADER]: UNSIGNED_PAYLOAD,
+      'x-image-meta-name': name,
+      'x-image-meta-architecture': 'x86_64',
+    },
   });
   const { hostname, port } = new URL(url);
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const socket = connect(Number(port), hostname, () => {
-      socket.write([`POST /images HTTP/1.1`, `host: ${hostname}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''].join('\r\n'));
+      socket.write(
+        [
+          `POST /images HTTP/1.1`,
+          `host: ${hostname}`,
+          ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+          '',
+          '',
+        ].join('\r\n'),
+      );
     });
     let text = '';
     socket.on('data', (d: Buffer) => {
@@ -37,7 +56,11 @@ function headersOnly(url: string, as: Credentials, length: number, name: string)
       const length = Number(/content-length: (\d+)/i.exec(text)?.[1] ?? -1);
       if (end >= 0 && length >= 0 && text.length >= end + 4 + length) {
         socket.destroy();
-        resolve({ status: Number(text.slice(9, 12)), body: text.slice(end + 4, end + 4 + length), ms: Date.now() - started });
+        resolve({
+          status: Number(text.slice(9, 12)),
+          body: text.slice(end + 4, end + 4 + length),
+          ms: Date.now() - started,
+        });
       }
     });
     socket.on('error', reject);
@@ -52,23 +75,47 @@ describe('upload limits: size cap and per-user quota', () => {
   let t: TestServer;
 
   beforeAll(async () => {
-    t = await startTestServer({ extraYaml: '  maxImageSize: 1MiB\n  quota: { perUser: 3MiB, users: { carol: 10MiB } }\n' });
+    t = await startTestServer({
+      extraYaml: '  maxImageSize: 1MiB\n  quota: { perUser: 3MiB, users: { carol: 10MiB } }\n',
+    });
   });
   afterAll(() => t.close());
 
   const storeFiles = async () => (await readdir(join(t.dataDir, 'images')).catch(() => [] as string[])).sort();
   const named = (name: string) => t.client('admin').list('brief', { name });
   const upload = (as: 'bob' | 'carol', name: string, body: Buffer) =>
-    rawRequest(t.url, { method: 'POST', path: '/images', headers: { 'content-type': 'application/octet-stream', 'x-image-meta-name': name, 'x-image-meta-architecture': 'x86_64' }, body, as: t.users[as], unsignedPayload: true });
+    rawRequest(t.url, {
+      method: 'POST',
+      path: '/images',
+      headers: {
+        'content-type': 'application/octet-stream',
+        'x-image-meta-name': name,
+        'x-image-meta-architecture': 'x86_64',
+      },
+      body,
+      as: t.users[as],
+      unsignedPayload: true,
+    });
   const chunked = (as: 'bob' | 'carol', name: string, body: Buffer) =>
-    chunkedUpload(t.url, { method: 'POST', path: '/images', as: t.users[as], body, headers: { 'x-image-meta-name': name, 'x-image-meta-architecture': 'x86_64' } });
+    chunkedUpload(t.url, {
+      method: 'POST',
+      path: '/images',
+      as: t.users[as],
+      body,
+      headers: { 'x-image-meta-name': name, 'x-image-meta-architecture': 'x86_64' },
+    });
   const message = (r: RawResponse) => (r.json() as { message: string }).message;
 
   it('refuses an announced length over maxImageSize at once, before any byte of the body', async () => {
     const before = await storeFiles();
     const answer = await headersOnly(t.url, t.users.bob, 2 * MiB, 'too-big-announced');
     expect(answer.status).toBe(413);
-    expect(JSON.parse(answer.body)).toMatchObject({ code: 413, message: expect.stringMatching(/\(2 MiB\) is larger than the 1 MiB size limit of this server \(server\.maxImageSize\)/) });
+    expect(JSON.parse(answer.body)).toMatchObject({
+      code: 413,
+      message: expect.stringMatching(
+        /\(2 MiB\) is larger than the 1 MiB size limit of this server \(server\.maxImageSize\)/,
+      ),
+    });
     expect(await named('too-big-announced')).toEqual([]);
     expect(await storeFiles()).toEqual(before);
   });
@@ -89,13 +136,17 @@ describe('upload limits: size cap and per-user quota', () => {
 
   it('the CLI client reports the 413 and its reason, even while it is still sending', async () => {
     const data = raw(40 * MiB);
-    await expect(t.client('bob').add({ name: 'client-too-big', architecture: 'x86_64' }, { stream: Readable.from([data]), size: data.length })).rejects.toMatchObject({
+    await expect(
+      t
+        .client('bob')
+        .add({ name: 'client-too-big', architecture: 'x86_64' }, { stream: Readable.from([data]), size: data.length }),
+    ).rejects.toMatchObject({
       kind: 'tooLarge',
       message: expect.stringMatching(/size limit of this server/),
     });
   });
 
-  it('refuses what would take an owner over the quota; deleting makes room again; replacing bytes does not count twice', async () => {
+  it('refuses what would take an owner over the quota; deleting makes room; replacing counts once', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
       const response = await upload('bob', `bob-${i}`, raw(MiB));
@@ -105,7 +156,9 @@ describe('upload limits: size cap and per-user quota', () => {
     const before = await storeFiles();
     const announced = await upload('bob', 'bob-over', raw(1000));
     expect(announced.status).toBe(413);
-    expect(message(announced)).toMatch(/would take bob over the storage quota of 3 MiB \(3 MiB in use; server\.quota\)/);
+    expect(message(announced)).toMatch(
+      /would take bob over the storage quota of 3 MiB \(3 MiB in use; server\.quota\)/,
+    );
     const streamed = await chunked('bob', 'bob-over-chunked', raw(1000));
     expect(streamed.status).toBe(413);
     expect(await named('bob-over')).toEqual([]);
@@ -113,21 +166,30 @@ describe('upload limits: size cap and per-user quota', () => {
     expect(await storeFiles()).toEqual(before);
 
     // A new version of one of bob's images replaces its bytes: within the quota.
-    const replaced = await rawRequest(t.url, { method: 'PUT', path: `/images/${ids[0]}`, headers: { 'content-type': 'application/octet-stream' }, body: raw(MiB), as: t.users.bob, unsignedPayload: true });
+    const replaced = await rawRequest(t.url, {
+      method: 'PUT',
+      path: `/images/${ids[0]}`,
+      headers: { 'content-type': 'application/octet-stream' },
+      body: raw(MiB),
+      as: t.users.bob,
+      unsignedPayload: true,
+    });
     expect(replaced.status).toBe(200);
 
     await t.client('bob').delete(ids[1]!);
     expect((await upload('bob', 'bob-after-delete', raw(MiB))).status).toBe(201);
   });
 
-  it('applies a user\'s own quota over perUser', async () => {
+  it("applies a user's own quota over perUser", async () => {
     for (let i = 0; i < 5; i++) expect((await upload('carol', `carol-${i}`, raw(MiB))).status).toBe(201);
   });
 
   it('rejects sizes the config cannot mean', async () => {
     const { configFileSchema } = await import('../../core/config/schema.js');
     expect(configFileSchema.safeParse({ server: { maxImageSize: '10 parsecs' } }).success).toBe(false);
-    expect(configFileSchema.parse({ server: { maxImageSize: '1.5GiB', quota: { perUser: '500MB' } } }).server).toMatchObject({ maxImageSize: 1.5 * 2 ** 30, quota: { perUser: 500e6 } });
+    expect(
+      configFileSchema.parse({ server: { maxImageSize: '1.5GiB', quota: { perUser: '500MB' } } }).server,
+    ).toMatchObject({ maxImageSize: 1.5 * 2 ** 30, quota: { perUser: 500e6 } });
     expect(configFileSchema.parse({}).server.maxImageSize).toBe(2 ** 40);
   });
 });

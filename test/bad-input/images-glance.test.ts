@@ -11,7 +11,15 @@ import { deleteImagesNamed, imagesNamed, peerOrSkip, peerStartTimeout } from '..
 import { glanceCloudYaml } from '../e2e/glance-config.js';
 import { ensureQemuImg } from '../formats/qemu.js';
 import type { OpenStackPeer } from '../peers/openstack.js';
-import { addImage, corruptStored, keptState, makeBadImages, plantImage, storedPath, type BadImageFiles } from '../support/bad-images.js';
+import {
+  addImage,
+  corruptStored,
+  keptState,
+  makeBadImages,
+  plantImage,
+  storedPath,
+  type BadImageFiles,
+} from '../support/bad-images.js';
 
 /**
  * Bad images through a full `syncTarget` into the real Glance (Keystone 25000 / Glance 25001):

@@ -9,7 +9,15 @@ import type { DriverCapabilities } from '../../core/iaas/port.js';
 import type { DiskFormat, Image } from '../../core/image/model.js';
 import { silentLogger } from '../../core/logging/logger.js';
 import { ensureQemuImg } from '../formats/qemu.js';
-import { addImage, corruptStored, keptState, makeBadImages, plantImage, storedPath, type BadImageFiles } from '../support/bad-images.js';
+import {
+  addImage,
+  corruptStored,
+  keptState,
+  makeBadImages,
+  plantImage,
+  storedPath,
+  type BadImageFiles,
+} from '../support/bad-images.js';
 
 /**
  * Bad images through the agent's content pipeline (agent/sync/content.ts `prepareContent`, the

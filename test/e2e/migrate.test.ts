@@ -97,7 +97,7 @@ clouds:
     expect(body.run.actions).toEqual([]);
   }, 300_000);
 
-  it('refuses to pull an unsafe image (a qcow2 Glance holds as raw): nothing of it enters the catalog or the store', async (ctx) => {
+  it('refuses to pull an unsafe image (a qcow2 Glance holds as raw), keeping nothing of it', async (ctx) => {
     if (skip) ctx.skip(skip);
     const qemuSkip = ensureQemuImg();
     if (qemuSkip) ctx.skip(qemuSkip);
@@ -105,19 +105,24 @@ clouds:
     const file = join(dir, 'liar.qcow2');
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', file, '16M']);
     const api = await glanceApi(peer!, 'admin');
-    const id = (await api.post('/v2/images', { name: liar, disk_format: 'raw', container_format: 'bare', visibility: 'public' })).data.id as string;
-    await api.put(`/v2/images/${id}/file`, await readFile(file), { headers: { 'Content-Type': 'application/octet-stream' } });
+    const record = { name: liar, disk_format: 'raw', container_format: 'bare', visibility: 'public' };
+    const id = (await api.post('/v2/images', record)).data.id as string;
+    const octets = { headers: { 'Content-Type': 'application/octet-stream' } };
+    await api.put(`/v2/images/${id}/file`, await readFile(file), octets);
     const storeBefore = await readdir(join(dir, 'data', 'images')).catch(() => []);
 
-    const result = await runVisorAsync(['migrate', '-c', config, '--from', 'glance', '--to', 'one', '--name', liar, '--json'], { env: { HOME: dir } });
+    const args = ['migrate', '-c', config, '--from', 'glance', '--to', 'one', '--name', liar, '--json'];
+    const result = await runVisorAsync(args, { env: { HOME: dir } });
     expect(result.code, result.stderr).not.toBe(0);
-    const body = JSON.parse(result.stdout) as { pulled: { result: string; error?: { kind: string; message: string } }[] };
-    expect(body.pulled).toMatchObject([{ result: 'failed', error: { kind: 'unsafe', message: expect.stringMatching(/declared raw, but the content is qcow2/) } }]);
+    const body = JSON.parse(result.stdout) as { pulled: { result: string; error?: { kind: string } }[] };
+    const reason = expect.stringMatching(/declared raw, but the content is qcow2/);
+    expect(body.pulled).toMatchObject([{ result: 'failed', error: { kind: 'unsafe', message: reason } }]);
     expect(result.stderr).not.toMatch(stackLine);
 
     const session = await openSession({ configFile: config, env: {}, logger: silentLogger });
     try {
-      expect((await session.deps.catalog.images.list({ filters: { 'properties.visor_origin_id': id } })).items).toEqual([]);
+      const pulled = await session.deps.catalog.images.list({ filters: { 'properties.visor_origin_id': id } });
+      expect(pulled.items).toEqual([]);
     } finally {
       await session.close();
     }

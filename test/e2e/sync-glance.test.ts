@@ -166,7 +166,8 @@ describe('sync into real Glance, end to end', () => {
     // Uploads refuse all four (test/api/upload-inspection.test.ts); planted in the catalog past
     // that check, as an older visor or another writer of a shared catalog could, the agent
     // refuses them again before they reach a cloud.
-    const plant = (name: string, file: string, extra: Record<string, unknown>) => plantImage(session.deps, name, file, { tags: [tag], ...extra });
+    const plant = (name: string, file: string, extra: Record<string, unknown>) =>
+      plantImage(session.deps, name, file, { tags: [tag], ...extra });
     const bad = [
       await plant('backing-file', files['backing']!, { diskFormat: 'qcow2' }),
       await plant('data-file', files['datafile']!, { diskFormat: 'qcow2' }),

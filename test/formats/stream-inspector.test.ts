@@ -27,7 +27,12 @@ async function verdictOf(promise: Promise<unknown>): Promise<unknown> {
 }
 
 /** Streams `data` in chunks of random sizes through an InspectingStream; the verdict, and what it read again. */
-async function streamed(data: Buffer, options: InspectOptions, seed: number, announce: boolean): Promise<{ verdict: unknown; reread: number; passed: number }> {
+async function streamed(
+  data: Buffer,
+  options: InspectOptions,
+  seed: number,
+  announce: boolean,
+): Promise<{ verdict: unknown; reread: number; passed: number }> {
   const random = prng(seed);
   const chunks: Buffer[] = [];
   for (let at = 0; at < data.length; ) {
@@ -44,7 +49,9 @@ async function streamed(data: Buffer, options: InspectOptions, seed: number, ann
     },
   });
   const fallback = countingReader(bufferReader(data));
-  const verdict = await verdictOf(pipeline(Readable.from(chunks, { objectMode: false }), tap, sink).then(() => tap.inspect(fallback)));
+  const verdict = await verdictOf(
+    pipeline(Readable.from(chunks, { objectMode: false }), tap, sink).then(() => tap.inspect(fallback)),
+  );
   return { verdict, reread: fallback.bytesRead, passed };
 }
 
@@ -68,10 +75,16 @@ describe('formats: inspecting an image as it streams', () => {
     need(ctx);
     expect(corpus.length).toBeGreaterThan(40);
     for (const entry of corpus) {
-      const options: InspectOptions = { ...(entry.declared ? { declared: entry.declared } : {}), ...(entry.container ? { container: entry.container } : {}) };
+      const options: InspectOptions = {
+        ...(entry.declared ? { declared: entry.declared } : {}),
+        ...(entry.container ? { container: entry.container } : {}),
+      };
       const expected = await verdictOf(inspectImage(bufferReader(entry.data), options));
       // The corpus says what each image is; inspectImage agrees (else the corpus is wrong).
-      if ('kind' in entry.expect) expect(expected, entry.name).toMatchObject({ refused: { kind: entry.expect.kind, message: expect.stringMatching(entry.expect.reason) } });
+      if ('kind' in entry.expect)
+        expect(expected, entry.name).toMatchObject({
+          refused: { kind: entry.expect.kind, message: expect.stringMatching(entry.expect.reason) },
+        });
       else expect(expected, entry.name).toHaveProperty('accepted');
       for (const seed of [1, 2, 3]) {
         for (const announce of [true, false]) {
@@ -86,7 +99,7 @@ describe('formats: inspecting an image as it streams', () => {
     }
   }, 300_000);
 
-  it('reads again only what it could not keep (a block table over its 1 MiB bound), and decides the same', async (ctx) => {
+  it('reads again only what it could not keep (a block table over its bound), deciding the same', async (ctx) => {
     need(ctx);
     // A 1 TiB VHD has a 2 MiB block table: more than a stream keeps; the rest is read from the store.
     const huge = await readFile(createImage(dir.path('huge.vhd'), 'vpc', '1T'));
@@ -109,7 +122,13 @@ describe('formats: inspecting an image as it streams', () => {
         cb();
       },
     });
-    await expect(pipeline(Readable.from([backing.data]), new InspectingStream({ declared: 'qcow2', size: backing.data.length }), sink)).rejects.toMatchObject({ kind: 'unsafe' });
+    await expect(
+      pipeline(
+        Readable.from([backing.data]),
+        new InspectingStream({ declared: 'qcow2', size: backing.data.length }),
+        sink,
+      ),
+    ).rejects.toMatchObject({ kind: 'unsafe' });
     expect(ended).toBe(false);
   });
 
@@ -134,6 +153,11 @@ describe('formats: inspecting an image as it streams', () => {
 /** Reports differ only in bytesRead (what the inspector read, wherever it read it from). */
 function withoutBytesRead(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(withoutBytesRead);
-  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).filter(([k]) => k !== 'bytesRead').map(([k, v]) => [k, withoutBytesRead(v)]));
+  if (value && typeof value === 'object')
+    return Object.fromEntries(
+      Object.entries(value)
+        .filter(([k]) => k !== 'bytesRead')
+        .map(([k, v]) => [k, withoutBytesRead(v)]),
+    );
   return value;
 }

@@ -46,28 +46,49 @@ describe(`visor serve memory: ${uploads} uploads of 1 MiB, then ${stalled} stall
   let url: string;
   let user: NewCredentials;
 
-  const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child!.pid}/status`, 'utf8'))?.[1] ?? NaN) * 1024;
+  const rss = () =>
+    Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child!.pid}/status`, 'utf8'))?.[1] ?? NaN) * 1024;
   const mib = (bytes: number) => `${(bytes / MiB).toFixed(0)} MiB`;
-  const storeFiles = async () => (await readdir(join(dir, 'data', 'images')).catch(() => [] as string[])).filter((n) => !n.startsWith('.'));
+  const storeFiles = async () =>
+    (await readdir(join(dir, 'data', 'images')).catch(() => [] as string[])).filter((n) => !n.startsWith('.'));
 
   beforeAll(async () => {
     if (!existsSync(visorBin)) throw new Error(`${visorBin} is missing: build first (npm run build)`);
     dir = await mkdtemp(join(tmpdir(), 'visor-memory-'));
     const config = join(dir, 'visor.yaml');
-    await writeFile(config, `dataDir: ${join(dir, 'data')}\nserver: { host: 127.0.0.1, uploadIdleSeconds: 60 }\nlogging: { level: warn }\n`);
+    await writeFile(
+      config,
+      `dataDir: ${join(dir, 'data')}\nserver: { host: 127.0.0.1, uploadIdleSeconds: 60 }\nlogging: { level: warn }\n`,
+    );
     const setup = await compose({ configFile: config, env: {}, logger: silentLogger });
-    user = await addUser((await resolveAsync(setup.registry.container, RuntimeIds.Catalog)).users, await sealingBox(setup), 'loader', false);
+    user = await addUser(
+      (await resolveAsync(setup.registry.container, RuntimeIds.Catalog)).users,
+      await sealingBox(setup),
+      'loader',
+      false,
+    );
     await setup.dispose();
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
     const log = createWriteStream(join(dir, 'serve.log'));
-    child = spawn(process.execPath, [visorBin, 'serve', '-c', config, '--port', String(port)], { cwd: repoRoot, env: { PATH: process.env['PATH'], HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(process.execPath, [visorBin, 'serve', '-c', config, '--port', String(port)], {
+      cwd: repoRoot,
+      env: { PATH: process.env['PATH'], HOME: dir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     child.stdout!.pipe(log);
     child.stderr!.pipe(log);
     const deadline = Date.now() + 60_000;
     for (;;) {
-      if (await fetch(`${url}/health`).then((r) => r.ok, () => false)) break;
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`visor serve did not start: ${await readFile(join(dir, 'serve.log'), 'utf8')}`);
+      if (
+        await fetch(`${url}/health`).then(
+          (r) => r.ok,
+          () => false,
+        )
+      )
+        break;
+      if (Date.now() > deadline || child.exitCode !== null)
+        throw new Error(`visor serve did not start: ${await readFile(join(dir, 'serve.log'), 'utf8')}`);
       await new Promise((r) => setTimeout(r, 200));
     }
   }, 120_000);
@@ -87,7 +108,12 @@ describe(`visor serve memory: ${uploads} uploads of 1 MiB, then ${stalled} stall
     const r = await rawRequest(url, {
       method: 'POST',
       path: '/images',
-      headers: { 'content-type': 'application/octet-stream', 'x-image-meta-name': `m-${i}`, 'x-image-meta-architecture': 'x86_64', 'x-image-meta-format': 'raw' },
+      headers: {
+        'content-type': 'application/octet-stream',
+        'x-image-meta-name': `m-${i}`,
+        'x-image-meta-architecture': 'x86_64',
+        'x-image-meta-format': 'raw',
+      },
       body,
       as: user,
       unsignedPayload: true,
@@ -116,7 +142,10 @@ describe(`visor serve memory: ${uploads} uploads of 1 MiB, then ${stalled} stall
       peak = Math.max(peak, rss());
       if (done % 500 === 0) samples.push(`${done}: ${mib(rss())}`);
     });
-    console.log(`visor serve RSS: ${mib(baseline)} after ${warmUp} uploads, peak ${mib(peak)} over ${uploads} more (${samples.join(', ')})`);
+    console.log(
+      `visor serve RSS: ${mib(baseline)} after ${warmUp} uploads, ` +
+        `peak ${mib(peak)} over ${uploads} more (${samples.join(', ')})`,
+    );
     expect(peak - baseline).toBeLessThan(growthBound);
     expect((await storeFiles()).length).toBe(warmUp + uploads);
   }, 600_000);
@@ -132,11 +161,25 @@ describe(`visor serve memory: ${uploads} uploads of 1 MiB, then ${stalled} stall
         method: 'POST',
         path: '/images',
         query: [],
-        headers: { 'content-type': 'application/octet-stream', 'content-length': String(10 * MiB), [CONTENT_HASH_HEADER]: UNSIGNED_PAYLOAD, 'x-image-meta-name': `stalled-${i}`, 'x-image-meta-architecture': 'x86_64' },
+        headers: {
+          'content-type': 'application/octet-stream',
+          'content-length': String(10 * MiB),
+          [CONTENT_HASH_HEADER]: UNSIGNED_PAYLOAD,
+          'x-image-meta-name': `stalled-${i}`,
+          'x-image-meta-architecture': 'x86_64',
+        },
       });
       const socket = connect(Number(port), hostname);
       socket.on('error', () => undefined);
-      socket.write([`POST /images HTTP/1.1`, `host: ${hostname}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''].join('\r\n'));
+      socket.write(
+        [
+          `POST /images HTTP/1.1`,
+          `host: ${hostname}`,
+          ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+          '',
+          '',
+        ].join('\r\n'),
+      );
       socket.write(part);
       sockets.push(socket);
     }
@@ -152,7 +195,8 @@ describe(`visor serve memory: ${uploads} uploads of 1 MiB, then ${stalled} stall
       return (list.json() as { images: { name: string }[] }).images.filter((i) => i.name.startsWith('stalled-')).length;
     };
     const deadline = Date.now() + 60_000;
-    while (((await storeFiles()).length !== filesBefore || (await records()) > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    while (((await storeFiles()).length !== filesBefore || (await records()) > 0) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 200));
     expect((await storeFiles()).length).toBe(filesBefore);
     expect(await records()).toBe(0);
     await upload(uploads + warmUp);

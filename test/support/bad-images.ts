@@ -74,11 +74,20 @@ export interface PlantTarget {
  * older visor holds, or one shared with another service. The agent must still refuse the bad
  * ones before any conversion or cloud upload (defence in depth): these tests prove it does.
  */
-export async function plantImage(to: PlantTarget, name: string, file: string, extra: Partial<Record<string, unknown>> & { diskFormat?: DiskFormat } = {}): Promise<Image> {
-  const put = await to.stores.get(to.defaultStore)!.put(`planted-${randomBytes(4).toString('hex')}`, createReadStream(file));
-  const image = newImage({ name, architecture: 'x86_64', access: 'public', owner: agentCaller.name, ...extra } as ImageDraft);
+export async function plantImage(
+  to: PlantTarget,
+  name: string,
+  file: string,
+  extra: Partial<Record<string, unknown>> & { diskFormat?: DiskFormat } = {},
+): Promise<Image> {
+  const store = to.stores.get(to.defaultStore)!;
+  const put = await store.put(`planted-${randomBytes(4).toString('hex')}`, createReadStream(file));
+  const draft = { name, architecture: 'x86_64', access: 'public', owner: agentCaller.name, ...extra } as ImageDraft;
+  const image = newImage(draft);
+  const { size, checksums } = put;
   const location = { store: to.defaultStore, uri: put.uri };
-  return to.catalog.images.create({ ...image, status: 'available', location, size: put.size, checksums: put.checksums, uploadedAt: image.createdAt });
+  const uploadedAt = image.createdAt;
+  return to.catalog.images.create({ ...image, status: 'available', location, size, checksums, uploadedAt });
 }
 
 /** The stored file of a catalog image in a file store. */

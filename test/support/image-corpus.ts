@@ -67,7 +67,17 @@ export async function makeImageCorpus(dir: string): Promise<CorpusEntry[]> {
   // 100 GiB virtual: a 200 KiB block table, far beyond the first 64 KiB.
   const vhdBig = await create('big.vhd', '-f', 'vpc', '100G');
   const backing = await create('backing.qcow2', '-f', 'qcow2', '-b', '/etc/passwd', '-F', 'raw', '1M');
-  const backingJson = await create('backing-json.qcow2', '-f', 'qcow2', '-u', '-b', 'json:{"driver":"file","filename":"/etc/passwd"}', '-F', 'raw', '1M');
+  const backingJson = await create(
+    'backing-json.qcow2',
+    '-f',
+    'qcow2',
+    '-u',
+    '-b',
+    'json:{"driver":"file","filename":"/etc/passwd"}',
+    '-F',
+    'raw',
+    '1M',
+  );
   const dataFile = await create('datafile.qcow2', '-f', 'qcow2', '-o', `data_file=${f('external.raw')}`, '1M');
   const qed = await create('disk.qed', '-f', 'qed', '8M');
   // A LUKS header by hand: qemu-img's key derivation fails on a loaded machine ("Unable to get
@@ -77,7 +87,9 @@ export async function makeImageCorpus(dir: string): Promise<CorpusEntry[]> {
   const descriptor = await readFile(join(fixtures, 'passwd-descriptor.vmdk'));
 
   const extraExtent = Buffer.from(vmdkSparse);
-  rewriteVmdkDescriptor(extraExtent, (text) => text.replace(/(RW \d+ SPARSE "[^"]+")/, '$1\nRW 2 FLAT "/etc/passwd" 0'));
+  rewriteVmdkDescriptor(extraExtent, (text) =>
+    text.replace(/(RW \d+ SPARSE "[^"]+")/, '$1\nRW 2 FLAT "/etc/passwd" 0'),
+  );
   const differencingVhd = makeDifferencingVhd(await create('diff.vhd', '-f', 'vpc', '8M'));
   const differencingVdi = Buffer.from(vdi);
   differencingVdi.writeUInt32LE(4, 0x4c);
@@ -95,7 +107,12 @@ export async function makeImageCorpus(dir: string): Promise<CorpusEntry[]> {
     { name: 'disk1.vmdk', data: vmdkStream },
   ]);
   const ovaWithBacking = await buildTar([
-    { name: 'vm.ovf', data: ovfDescriptor([{ id: 'file1', href: 'disk1.qcow2', format: 'http://www.gnome.org/~markmc/qcow-image-format.html' }]) },
+    {
+      name: 'vm.ovf',
+      data: ovfDescriptor([
+        { id: 'file1', href: 'disk1.qcow2', format: 'http://www.gnome.org/~markmc/qcow-image-format.html' },
+      ]),
+    },
     { name: 'disk1.qcow2', data: backing },
   ]);
 
@@ -105,12 +122,21 @@ export async function makeImageCorpus(dir: string): Promise<CorpusEntry[]> {
     { name: 'raw, format not declared', data: raw, expect: { format: 'raw' } },
     { name: 'raw declared ami', data: raw, declared: 'ami', expect: { format: 'ami' } },
     { name: 'qcow2', data: qcow2, declared: 'qcow2', expect: { format: 'qcow2', virtualSize: raw.length } },
-    { name: 'qcow2, format not declared', data: qcow2, expect: { format: 'qcow2', containerFormat: 'bare', virtualSize: raw.length } },
+    {
+      name: 'qcow2, format not declared',
+      data: qcow2,
+      expect: { format: 'qcow2', containerFormat: 'bare', virtualSize: raw.length },
+    },
     { name: 'VMDK monolithicSparse', data: vmdkSparse, declared: 'vmdk', expect: { format: 'vmdk' } },
     { name: 'VMDK streamOptimized', data: vmdkStream, declared: 'vmdk', expect: { format: 'vmdk' } },
     { name: 'VHD dynamic', data: vhdDynamic, declared: 'vhd', expect: { format: 'vhd' } },
     { name: 'VHD fixed, format not declared', data: vhdFixed, expect: { format: 'vhd' } },
-    { name: 'VHD of 100 GiB (block table beyond the first 64 KiB)', data: vhdBig, declared: 'vhd', expect: { format: 'vhd' } },
+    {
+      name: 'VHD of 100 GiB (block table beyond the first 64 KiB)',
+      data: vhdBig,
+      declared: 'vhd',
+      expect: { format: 'vhd' },
+    },
     { name: 'VHDX', data: vhdx, declared: 'vhdx', expect: { format: 'vhdx', virtualSize: raw.length } },
     { name: 'VDI', data: vdi, declared: 'vdi', expect: { format: 'vdi' } },
     { name: 'ploop', data: ploop, declared: 'ploop', expect: { format: 'ploop' } },
@@ -118,31 +144,151 @@ export async function makeImageCorpus(dir: string): Promise<CorpusEntry[]> {
     { name: 'hybrid ISO (MBR in its system area)', data: hybridIso, declared: 'iso', expect: { format: 'iso' } },
     { name: 'GPT disk declared raw', data: gptDisk, declared: 'raw', expect: { format: 'raw' } },
     { name: 'MBR disk, format not declared', data: mbrDisk, expect: { format: 'raw' } },
-    { name: 'OVA holding a streamOptimized VMDK', data: ova, declared: 'vmdk', container: 'ova', expect: { format: 'vmdk', containerFormat: 'ova' } },
-    { name: 'qcow2 with a backing file', data: backing, declared: 'qcow2', expect: { kind: 'unsafe', reason: /backing file: "\/etc\/passwd"/ } },
-    { name: 'qcow2 with a json: backing file', data: backingJson, declared: 'qcow2', expect: { kind: 'unsafe', reason: /backing file: "json:/ } },
-    { name: 'qcow2 with an external data file', data: dataFile, declared: 'qcow2', expect: { kind: 'unsafe', reason: /external data file: ".*external\.raw"/ } },
-    { name: 'VMDK descriptor naming /etc/passwd', data: descriptor, declared: 'vmdk', expect: { kind: 'unsafe', reason: /keeps its data in other files: FLAT "\/etc\/passwd"/ } },
-    { name: 'VMDK descriptor declared raw', data: descriptor, declared: 'raw', expect: { kind: 'unsafe', reason: lie('raw, but the content is vmdk') } },
-    { name: 'sparse VMDK whose descriptor names another extent', data: extraExtent, declared: 'vmdk', expect: { kind: 'unsafe', reason: /extents other than the file itself: FLAT "\/etc\/passwd"/ } },
-    { name: 'qcow2 declared raw', data: qcow2, declared: 'raw', expect: { kind: 'unsafe', reason: lie('raw, but the content is qcow2') } },
-    { name: 'qcow2 declared ami', data: qcow2, declared: 'ami', expect: { kind: 'unsafe', reason: lie('ami, but the content is qcow2') } },
-    { name: 'raw declared qcow2', data: raw, declared: 'qcow2', expect: { kind: 'unsafe', reason: lie('qcow2, but the content is raw') } },
-    { name: 'VHD declared raw', data: vhdDynamic, declared: 'raw', expect: { kind: 'unsafe', reason: lie('raw, but the content is vhd') } },
-    { name: 'VHDX declared raw', data: vhdx, declared: 'raw', expect: { kind: 'unsafe', reason: lie('raw, but the content is vhdx') } },
-    { name: 'VDI declared raw', data: vdi, declared: 'raw', expect: { kind: 'unsafe', reason: lie('raw, but the content is vdi') } },
-    { name: 'ISO declared raw', data: iso, declared: 'raw', expect: { kind: 'unsafe', reason: lie('raw, but the content is iso') } },
-    { name: 'ISO that is also a qcow2', data: isoWithQcow2, declared: 'iso', expect: { kind: 'unsafe', reason: /several formats at once \(qcow2, iso\)/ } },
-    { name: 'ISO that is also a qcow2, format not declared', data: isoWithQcow2, expect: { kind: 'unsafe', reason: /several formats at once \(qcow2, iso\)/ } },
-    { name: 'qcow2 followed by a VHD footer', data: qcow2WithVhdFooter, declared: 'qcow2', expect: { kind: 'unsafe', reason: /several formats at once \(qcow2, vhd\)/ } },
-    { name: 'differencing VHD', data: differencingVhd, declared: 'vhd', expect: { kind: 'unsafe', reason: /differencing VHD depends on a parent disk: "\.\.\/parent\.vhd"/ } },
-    { name: 'differencing VDI', data: differencingVdi, declared: 'vdi', expect: { kind: 'unsafe', reason: /differencing VDI image depends on a parent image/ } },
+    {
+      name: 'OVA holding a streamOptimized VMDK',
+      data: ova,
+      declared: 'vmdk',
+      container: 'ova',
+      expect: { format: 'vmdk', containerFormat: 'ova' },
+    },
+    {
+      name: 'qcow2 with a backing file',
+      data: backing,
+      declared: 'qcow2',
+      expect: { kind: 'unsafe', reason: /backing file: "\/etc\/passwd"/ },
+    },
+    {
+      name: 'qcow2 with a json: backing file',
+      data: backingJson,
+      declared: 'qcow2',
+      expect: { kind: 'unsafe', reason: /backing file: "json:/ },
+    },
+    {
+      name: 'qcow2 with an external data file',
+      data: dataFile,
+      declared: 'qcow2',
+      expect: { kind: 'unsafe', reason: /external data file: ".*external\.raw"/ },
+    },
+    {
+      name: 'VMDK descriptor naming /etc/passwd',
+      data: descriptor,
+      declared: 'vmdk',
+      expect: { kind: 'unsafe', reason: /keeps its data in other files: FLAT "\/etc\/passwd"/ },
+    },
+    {
+      name: 'VMDK descriptor declared raw',
+      data: descriptor,
+      declared: 'raw',
+      expect: { kind: 'unsafe', reason: lie('raw, but the content is vmdk') },
+    },
+    {
+      name: 'sparse VMDK whose descriptor names another extent',
+      data: extraExtent,
+      declared: 'vmdk',
+      expect: { kind: 'unsafe', reason: /extents other than the file itself: FLAT "\/etc\/passwd"/ },
+    },
+    {
+      name: 'qcow2 declared raw',
+      data: qcow2,
+      declared: 'raw',
+      expect: { kind: 'unsafe', reason: lie('raw, but the content is qcow2') },
+    },
+    {
+      name: 'qcow2 declared ami',
+      data: qcow2,
+      declared: 'ami',
+      expect: { kind: 'unsafe', reason: lie('ami, but the content is qcow2') },
+    },
+    {
+      name: 'raw declared qcow2',
+      data: raw,
+      declared: 'qcow2',
+      expect: { kind: 'unsafe', reason: lie('qcow2, but the content is raw') },
+    },
+    {
+      name: 'VHD declared raw',
+      data: vhdDynamic,
+      declared: 'raw',
+      expect: { kind: 'unsafe', reason: lie('raw, but the content is vhd') },
+    },
+    {
+      name: 'VHDX declared raw',
+      data: vhdx,
+      declared: 'raw',
+      expect: { kind: 'unsafe', reason: lie('raw, but the content is vhdx') },
+    },
+    {
+      name: 'VDI declared raw',
+      data: vdi,
+      declared: 'raw',
+      expect: { kind: 'unsafe', reason: lie('raw, but the content is vdi') },
+    },
+    {
+      name: 'ISO declared raw',
+      data: iso,
+      declared: 'raw',
+      expect: { kind: 'unsafe', reason: lie('raw, but the content is iso') },
+    },
+    {
+      name: 'ISO that is also a qcow2',
+      data: isoWithQcow2,
+      declared: 'iso',
+      expect: { kind: 'unsafe', reason: /several formats at once \(qcow2, iso\)/ },
+    },
+    {
+      name: 'ISO that is also a qcow2, format not declared',
+      data: isoWithQcow2,
+      expect: { kind: 'unsafe', reason: /several formats at once \(qcow2, iso\)/ },
+    },
+    {
+      name: 'qcow2 followed by a VHD footer',
+      data: qcow2WithVhdFooter,
+      declared: 'qcow2',
+      expect: { kind: 'unsafe', reason: /several formats at once \(qcow2, vhd\)/ },
+    },
+    {
+      name: 'differencing VHD',
+      data: differencingVhd,
+      declared: 'vhd',
+      expect: { kind: 'unsafe', reason: /differencing VHD depends on a parent disk: "\.\.\/parent\.vhd"/ },
+    },
+    {
+      name: 'differencing VDI',
+      data: differencingVdi,
+      declared: 'vdi',
+      expect: { kind: 'unsafe', reason: /differencing VDI image depends on a parent image/ },
+    },
     { name: 'QED', data: qed, expect: { kind: 'unsafe', reason: /QED images are not accepted/ } },
-    { name: 'LUKS', data: luks, declared: 'raw', expect: { kind: 'unsafe', reason: /LUKS-encrypted images are not accepted/ } },
-    { name: 'OVA holding a qcow2 with a backing file', data: ovaWithBacking, container: 'ova', expect: { kind: 'unsafe', reason: /OVA member "disk1\.qcow2": .*backing file: "\/etc\/passwd"/ } },
-    { name: 'OVA declared bare', data: ova, declared: 'vmdk', expect: { kind: 'unsafe', reason: /content is an OVA archive/ } },
-    { name: 'truncated qcow2', data: truncatedQcow2, declared: 'qcow2', expect: { kind: 'invalidInput', reason: /truncated qcow2 image/ } },
-    { name: 'truncated VHD', data: truncatedVhd, declared: 'vhd', expect: { kind: 'invalidInput', reason: /truncated VHD/ } },
+    {
+      name: 'LUKS',
+      data: luks,
+      declared: 'raw',
+      expect: { kind: 'unsafe', reason: /LUKS-encrypted images are not accepted/ },
+    },
+    {
+      name: 'OVA holding a qcow2 with a backing file',
+      data: ovaWithBacking,
+      container: 'ova',
+      expect: { kind: 'unsafe', reason: /OVA member "disk1\.qcow2": .*backing file: "\/etc\/passwd"/ },
+    },
+    {
+      name: 'OVA declared bare',
+      data: ova,
+      declared: 'vmdk',
+      expect: { kind: 'unsafe', reason: /content is an OVA archive/ },
+    },
+    {
+      name: 'truncated qcow2',
+      data: truncatedQcow2,
+      declared: 'qcow2',
+      expect: { kind: 'invalidInput', reason: /truncated qcow2 image/ },
+    },
+    {
+      name: 'truncated VHD',
+      data: truncatedVhd,
+      declared: 'vhd',
+      expect: { kind: 'invalidInput', reason: /truncated VHD/ },
+    },
   ];
 }
 

@@ -101,12 +101,26 @@ export function cutOffUpload(baseUrl: string, r: { method: string; path: string;
  * A signed upload sent with Transfer-Encoding: chunked (no Content-Length, UNSIGNED-PAYLOAD),
  * in pieces of `chunkSize`: the server cannot know the length before the end.
  */
-export function chunkedUpload(baseUrl: string, r: { method: string; path: string; as: Credentials; body: Buffer; headers?: Record<string, string>; chunkSize?: number }): Promise<RawResponse> {
+export interface ChunkedUpload {
+  method: string;
+  path: string;
+  as: Credentials;
+  body: Buffer;
+  headers?: Record<string, string>;
+  chunkSize?: number;
+}
+
+export function chunkedUpload(baseUrl: string, r: ChunkedUpload): Promise<RawResponse> {
   const headers = signRequest(r.as.accessKey, r.as.secretKey, {
     method: r.method,
     path: r.path,
     query: [],
-    headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked', [CONTENT_HASH_HEADER]: UNSIGNED_PAYLOAD, ...r.headers },
+    headers: {
+      'content-type': 'application/octet-stream',
+      'transfer-encoding': 'chunked',
+      [CONTENT_HASH_HEADER]: UNSIGNED_PAYLOAD,
+      ...r.headers,
+    },
   });
   return new Promise((resolve, reject) => {
     let answered = false;
@@ -116,7 +130,8 @@ export function chunkedUpload(baseUrl: string, r: { method: string; path: string
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         const body = Buffer.concat(chunks);
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body.toString('utf8')) as unknown });
+        const json = () => JSON.parse(body.toString('utf8')) as unknown;
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json });
       });
       res.on('error', reject);
     });
