@@ -196,7 +196,8 @@ export function storeContract(name: string, makeHarness: () => Promise<StoreHarn
       const before = await harness.listObjects();
       const qcow2 = unsafeImages().qcow2;
       const put = putInspected(store, 'refused-early', Readable.from([qcow2]), { declared: 'raw', size: qcow2.length });
-      await expect(put).rejects.toMatchObject({ kind: 'unsafe', message: expect.stringMatching(/declared raw, but the content is qcow2/) });
+      const reason = expect.stringMatching(/declared raw, but the content is qcow2/);
+      await expect(put).rejects.toMatchObject({ kind: 'unsafe', message: reason });
       expect(await harness.listObjects()).toEqual(before);
     }, { writable: true });
 
