@@ -3,6 +3,7 @@ import type { Catalog, ImageQuery, Page } from '../../core/catalog/port.js';
 import { isVisorError, VisorError } from '../../core/errors.js';
 import { newImage, systemClock, type Clock } from '../../core/image/image.js';
 import { inspectImage, type InspectionReport } from '../../core/formats/index.js';
+import { containerFormats, diskFormats } from '../../core/image/model.js';
 import type {
   Checksums,
   ContainerFormat,
@@ -38,6 +39,12 @@ export interface UploadOptions {
   /** Checksums the client declared; a mismatch fails the upload and keeps nothing. */
   expected?: Checksums;
   signal?: AbortSignal;
+  /**
+   * Format changes that come with the new file (a PUT of metadata and bytes): the bytes are
+   * inspected against them, and they apply only if the bytes are accepted (`null` clears: the
+   * format is then detected).
+   */
+  formats?: { diskFormat?: DiskFormat | null; containerFormat?: ContainerFormat | null };
 }
 
 /** Error kinds of an inspection's refusal. */
@@ -52,6 +59,22 @@ function declaredFormats(image: Pick<Image, 'diskFormat' | 'containerFormat'>): 
     ...(image.diskFormat ? { declared: image.diskFormat } : {}),
     ...(image.containerFormat ? { container: image.containerFormat } : {}),
   };
+}
+
+/** An image's formats after `changes` (checked: they come from a client); null clears one. */
+function withFormats(image: Image, changes: UploadOptions['formats']): Pick<Image, 'diskFormat' | 'containerFormat'> {
+  const out: Pick<Image, 'diskFormat' | 'containerFormat'> = {
+    ...(image.diskFormat ? { diskFormat: image.diskFormat } : {}),
+    ...(image.containerFormat ? { containerFormat: image.containerFormat } : {}),
+  };
+  for (const [key, allowed] of [['diskFormat', diskFormats], ['containerFormat', containerFormats]] as const) {
+    const value = changes?.[key];
+    if (value === undefined) continue;
+    if (value === null) delete out[key];
+    else if ((allowed as readonly string[]).includes(value)) (out as Record<string, string>)[key] = value;
+    else throw new VisorError('invalidInput', `${key} must be one of ${allowed.join(', ')}, got "${String(value).slice(0, 40)}"`);
+  }
+  return out;
 }
 
 /** The formats an inspection found, for the fields the image left unset; and its virtual size. */
@@ -143,6 +166,7 @@ export class ImageService {
     if (before.status === 'uploading' && !this.#isStale(before)) {
       throw new VisorError('conflict', `image ${id} is being uploaded already`, { details: { id } });
     }
+    const declared = withFormats(before, options.formats);
     // Over the size cap or the owner's quota: refused before a byte is read or anything changes.
     const admission = await this.#limits.admit(before.owner ?? caller.name, id, options.size);
     await this.#o.catalog.images.update(id, before.revision, { status: 'uploading' });
@@ -154,7 +178,8 @@ export class ImageService {
     try {
       // Inspected as it streams in; the record stays `uploading` (not downloadable) until the
       // verdict, and a refused image leaves no bytes behind.
-      const inspected = { ...options, ...declaredFormats(before), through: [admission.limit] };
+      const { formats: _, ...transfer } = options;
+      const inspected = { ...transfer, ...declaredFormats(declared), through: [admission.limit] };
       put = await this.#refusing(before, () => putInspected(store, id, body, inspected));
     } catch (error) {
       clearInterval(heartbeat);
@@ -164,7 +189,9 @@ export class ImageService {
     }
     clearInterval(heartbeat);
     const changes: ImageChanges = {
-      ...contentFormats(before, put.inspection),
+      ...(declared.diskFormat ? { diskFormat: declared.diskFormat } : {}),
+      ...(declared.containerFormat ? { containerFormat: declared.containerFormat } : {}),
+      ...contentFormats(declared, put.inspection),
       status: 'available',
       location: { store: this.#o.defaultStore, uri: put.uri },
       size: put.size,

@@ -319,4 +319,39 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
     // What the content is stays accepted; other metadata changes are not inspected at all.
     expect((await change({ format: 'qcow2', os_distro: 'debian' })).status).toBe(200);
   });
+
+  it('a format sent with a new file describes that file: applied with it, or not at all', async (ctx) => {
+    need(ctx);
+    const qcow2 = corpus.find((e) => e.name === 'qcow2')!;
+    const raw = corpus.find((e) => e.name === 'raw')!;
+    const created = imageOf(
+      await rawRequest(t.url, {
+        method: 'POST',
+        path: '/images',
+        headers: metaHeaders(qcow2, 'new-format'),
+        body: qcow2.data,
+        as: t.users.bob,
+        unsignedPayload: true,
+      }),
+    );
+    const id = String(created['_id']);
+    const putFile = (format: string, data: Buffer) =>
+      rawRequest(t.url, {
+        method: 'PUT',
+        path: `/images/${id}`,
+        headers: { 'content-type': 'application/octet-stream', 'x-image-meta-format': format },
+        body: data,
+        as: t.users.bob,
+        unsignedPayload: true,
+      });
+    // A raw file declared raw replaces the qcow2: the old content is not what is checked.
+    const replaced = await putFile('raw', raw.data);
+    expect(replaced.status, replaced.body.toString()).toBe(200);
+    expect(imageOf(replaced)).toMatchObject({ format: 'raw', size: raw.data.length, status: 'available' });
+    // A qcow2 file declared vmdk: refused, and neither the format nor the file changes.
+    const refused = await putFile('vmdk', qcow2.data);
+    expect(refused.status).toBe(422);
+    expect(await t.client('bob').meta(id)).toMatchObject({ format: 'raw', size: raw.data.length, status: 'available' });
+    expect((await putFile('floppy', raw.data)).status).toBe(400);
+  });
 });

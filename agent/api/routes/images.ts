@@ -4,7 +4,7 @@ import { VisorError } from '../../../core/errors.js';
 import type { Checksums, Image } from '../../../core/image/model.js';
 import { uuidPattern } from '../../../core/image/schema.js';
 import type { ByteRange } from '../../../core/store/port.js';
-import type { ImageService } from '../../service/image-service.js';
+import type { ImageService, UploadOptions } from '../../service/image-service.js';
 import { fromWire, mergeOs, metadataFromHeaders, queryFromWire, toBrief, toDetail, toHeaders, type ParsedMetadata } from '../wire.js';
 
 export interface ImageRoutesOptions {
@@ -88,14 +88,19 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
     if (meta.location !== undefined) throw new VisorError('invalidInput', 'a location can only be given when an image is registered');
     const expectedRevision = parseIfMatch(request.headers['if-match']);
     let image = await service.get(request.caller, id);
-    if (Object.keys(meta.fields).length > 0) {
-      const fields = { ...meta.fields };
+    const fields = { ...meta.fields };
+    // Formats sent with a file describe that file: checked against it, applied only with it.
+    const formats = body ? takeFormats(fields) : undefined;
+    if (Object.keys(fields).length > 0) {
       if (fields['os'] !== undefined) fields['os'] = mergeOs(image.os, fields['os'] as Record<string, string | null>);
       image = await service.update(request.caller, id, fields, expectedRevision);
     } else if (expectedRevision !== undefined && expectedRevision !== image.revision) {
       throw new VisorError('conflict', `image ${id} is at revision ${image.revision}, not ${expectedRevision}`);
     }
-    if (body) image = await service.upload(request.caller, id, body, uploadOptions(request, meta.expected, uploadIdleMs));
+    if (body) {
+      const options = uploadOptions(request, meta.expected, uploadIdleMs);
+      image = await service.upload(request.caller, id, body, { ...options, ...(formats ? { formats } : {}) });
+    }
     return { image: toDetail(image, baseUrl(request), request.caller.admin) };
   });
 
@@ -122,6 +127,17 @@ function readRequest(request: FastifyRequest): { meta: ParsedMetadata; body: Rea
   if (inner === null || typeof inner !== 'object' || Array.isArray(inner)) throw new VisorError('invalidInput', '"image" must be an object of metadata');
   if (Object.keys(fromHeaders).length > 0) throw new VisorError('invalidInput', 'send metadata either in the JSON body or in x-image-meta-* headers, not both');
   return { meta: fromWire(inner as Record<string, unknown>), body: undefined };
+}
+
+/** Takes the format fields out of `fields` (undefined when there are none). */
+function takeFormats(fields: Record<string, unknown>): UploadOptions['formats'] {
+  const formats: Record<string, unknown> = {};
+  for (const key of ['diskFormat', 'containerFormat']) {
+    if (!(key in fields)) continue;
+    formats[key] = fields[key];
+    delete fields[key];
+  }
+  return Object.keys(formats).length > 0 ? (formats as UploadOptions['formats']) : undefined;
 }
 
 /** Fields for a new image: OS keys folded into one object, cleared values dropped. */
