@@ -72,7 +72,10 @@ function withFormats(image: Image, changes: UploadOptions['formats']): Pick<Imag
     if (value === undefined) continue;
     if (value === null) delete out[key];
     else if ((allowed as readonly string[]).includes(value)) (out as Record<string, string>)[key] = value;
-    else throw new VisorError('invalidInput', `${key} must be one of ${allowed.join(', ')}, got "${String(value).slice(0, 40)}"`);
+    else {
+      const got = String(value).slice(0, 40);
+      throw new VisorError('invalidInput', `${key} must be one of ${allowed.join(', ')}, got "${got}"`);
+    }
   }
   return out;
 }
