@@ -32,5 +32,12 @@ catalogContract(
       },
     };
   },
-  uri ? undefined : 'VISOR_TEST_MONGODB_URI is not set: no MongoDB server can run on this machine (set it to a mongodb:// URI to run this suite)',
+  uri
+    ? undefined
+    : {
+        allowed: 'mongodb',
+        reason:
+          'VISOR_TEST_MONGODB_URI is not set: no MongoDB server can run on this machine ' +
+          '(set it to a mongodb:// URI to run this suite)',
+      },
 );

@@ -5,6 +5,7 @@ import { isVisorError, ValidationError, type ErrorKind } from '../../core/errors
 import type { Image } from '../../core/image/model.js';
 import { makeImage, steppingClock } from '../support/images.js';
 import { referenceQuery } from '../support/reference-query.js';
+import { skipSuite, type SuiteSkip } from '../setup/allowed-skips.js';
 
 /** How a catalog implementation is set up for the contract: every `open` gives an empty catalog. */
 export interface CatalogHarness {
@@ -47,13 +48,17 @@ async function listAll(catalog: Catalog, query: ImageQuery): Promise<{ items: Im
  * The catalog contract: one behaviour suite that every catalog implementation's test calls
  * (STYLE.md: unstorage's driver suite). `skipReason` reports the whole suite as skipped.
  */
-export function catalogContract(name: string, makeHarness: () => Promise<CatalogHarness>, skipReason?: string): void {
+export function catalogContract(
+  name: string,
+  makeHarness: () => Promise<CatalogHarness>,
+  skipReason?: SuiteSkip,
+): void {
   describe(`catalog contract: ${name}`, () => {
     let harness: CatalogHarness;
     let catalog: Catalog;
 
     beforeEach(async (ctx) => {
-      if (skipReason) ctx.skip(skipReason);
+      if (skipReason) skipSuite(ctx, skipReason);
       harness = await makeHarness();
       catalog = await harness.open();
     });

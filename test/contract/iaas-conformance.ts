@@ -7,6 +7,7 @@ import { retireModes } from '../../core/iaas/port.js';
 import { newImage } from '../../core/image/image.js';
 import type { Image, ImageDraft } from '../../core/image/model.js';
 import { bufferContent, randomImageBytes } from '../support/content.js';
+import { skipAllowed } from '../setup/allowed-skips.js';
 
 /** How an adapter's test plugs its cloud (real, or a schema-checked double) into the suite. */
 export interface ConformanceHarness {
@@ -113,7 +114,7 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
         async (ctx) => {
           if (skipReason) ctx.skip(skipReason);
           const reason = why();
-          if (reason) ctx.skip(reason);
+          if (reason) skipAllowed(ctx, 'capability', reason);
           await fn();
         },
         timeout,

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSession } from '../../agent/session.js';
 import { silentLogger } from '../../core/logging/logger.js';
-import { deleteImagesNamed, glanceApi, peerOrSkip, peerStartTimeout } from '../adapters/glance/harness.js';
+import { deleteImagesNamed, glanceApi, peerStartTimeout } from '../adapters/glance/harness.js';
+import { requirePeer } from '../peers/index.js';
 import { expectValidDocuments } from '../adapters/opennebula/harness.js';
 import { startOpenNebulaDouble, type OpenNebulaDouble } from '../doubles/opennebula/index.js';
 import type { OpenStackPeer } from '../peers/openstack.js';
@@ -24,7 +25,7 @@ describe('visor migrate --from glance --to opennebula', () => {
   let before: Record<string, unknown>;
 
   beforeAll(async () => {
-    ({ peer, skip } = await peerOrSkip());
+    ({ peer, skip } = await requirePeer('openstack'));
     if (skip || !peer) return;
     one = await startOpenNebulaDouble();
     dir = await mkdtemp(join(tmpdir(), 'visor-migrate-'));
