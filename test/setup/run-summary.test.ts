@@ -60,6 +60,7 @@ describe('the run summary', () => {
         '  ok   s3           Swift s3api: ready, started in 6.1 s; python3-swift 2.30.1 [1 test file]',
         '  -    genisoimage  genisoimage: not needed by this run',
         'Tests: 2 passed, 1 failed, 0 skipped',
+        '  failed: b > three',
         'Duration: 9 min 41 s in all (vitest 8 min 32 s; the rest: npm, Debian packages, build)',
         'Required peers (VISOR_TEST_REQUIRE_PEERS=1): every peer ran, and every skip is on the allowed list.',
       ].join('\n'),

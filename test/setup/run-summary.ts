@@ -70,6 +70,7 @@ export function summarize(facts: RunFacts): RunVerdict {
       (facts.failedFiles.length > 0 ? `; ${facts.failedFiles.length} test file(s) with a failure outside tests` : '') +
       (facts.unhandledErrors > 0 ? `; ${facts.unhandledErrors} unhandled error(s)` : ''),
   );
+  for (const t of counted.filter((t) => t.state === 'failed').slice(0, 10)) out.push(`  failed: ${t.id}`);
   for (const f of facts.failedFiles.slice(0, 10)) out.push(`  failed file: ${f.file}: ${f.error.split('\n')[0]}`);
 
   const skipped = counted.filter((t) => t.state === 'skipped');
