@@ -8,7 +8,7 @@ import type { Logger } from '../../core/logging/logger.js';
 import type { Store } from '../../core/store/port.js';
 import { execute, type SyncEvent } from './executor.js';
 import { Limiter } from './limiter.js';
-import { plan, type Plan } from './planner.js';
+import { hasLegacyCopies, plan, type Plan, type Rival } from './planner.js';
 import { withRetry, withTimeout } from './retry.js';
 
 export interface Target {
@@ -33,6 +33,12 @@ export interface SyncDeps {
   keepRuns: number;
   publish?: (source: ContentSource) => { url: string; revoke(): void };
   now?: () => Date;
+  /**
+   * The other configured targets that see the same images as `target` (same cloud and
+   * project/user/account). Asked only when the listing holds copies of the older marker scheme;
+   * without it, no other target is assumed to see them.
+   */
+  rivals?: (target: Target, signal?: AbortSignal) => Promise<readonly Rival[]>;
 }
 
 export interface RunOptions {
@@ -80,6 +86,7 @@ export async function planTarget(target: Target, deps: SyncDeps, options: { sign
   let catalog = await catalogSnapshot(deps.catalog);
   if (options.onlyImages) catalog = catalog.filter((i) => options.onlyImages!.has(i.id));
   const retired = await deps.catalog.state.list<string>(`retired:${target.name}:`);
+  const rivals = deps.rivals && hasLegacyCopies(observed.value, deps.agentId) ? await deps.rivals(target, options.signal) : [];
   const result = plan({
     target: target.name,
     agentId: deps.agentId,
@@ -89,6 +96,7 @@ export async function planTarget(target: Target, deps: SyncDeps, options: { sign
     observed: options.onlyImages ? observed.value.filter((o) => !o.markers || options.onlyImages!.has(o.markers.imageId)) : observed.value,
     retiredSince: new Map(retired.map(([key, since]) => [key.slice(`retired:${target.name}:`.length), since])),
     now: deps.now?.() ?? new Date(),
+    rivals,
   });
   return result;
 }
