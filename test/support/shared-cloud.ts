@@ -29,9 +29,9 @@ export type TargetName = (typeof targets)[number];
 export type NativeRecord = Record<string, unknown>;
 
 export interface Ownership {
-  agent?: string;
-  target?: string;
-  imageId?: string;
+  agent: string | undefined;
+  target: string | undefined;
+  imageId: string | undefined;
 }
 
 export interface SharedCloud {
