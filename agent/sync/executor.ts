@@ -103,6 +103,7 @@ function describe(action: Action): Pick<ActionRecord, 'action' | 'imageId' | 'na
   if ('nativeId' in action) out.nativeId = action.nativeId;
   if (action.kind === 'retire' || action.kind === 'cleanup') out.detail = action.reason;
   if (action.kind === 'update') out.detail = action.changes.join('; ');
+  if (action.kind === 'adopt') out.detail = action.reason;
   return out;
 }
 
