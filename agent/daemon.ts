@@ -9,7 +9,15 @@ import { ContentPublisher } from './content-publisher.js';
 import { AgentMetrics } from './metrics.js';
 import { startServer, type RunningServer, type ServeOptions } from './serve.js';
 import { Limiter, syncTarget, type SyncDeps, type Target } from './sync/runner.js';
-import { agentIdOf, buildTargets, cacheDirOf, closeTargets, instanceIdOf, rivalFinder, type BuiltTargets } from './targets.js';
+import {
+  agentIdOf,
+  buildTargets,
+  cacheDirOf,
+  closeTargets,
+  instanceIdOf,
+  rivalFinder,
+  type BuiltTargets,
+} from './targets.js';
 
 export interface TargetStatus {
   name: string;

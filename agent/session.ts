@@ -4,7 +4,15 @@ import { compose, type ComposeOptions, type Composition } from './compose.js';
 import { startContentServer } from './content-server.js';
 import { ImageService } from './service/image-service.js';
 import { Limiter, type SyncDeps } from './sync/runner.js';
-import { agentIdOf, buildTargets, cacheDirOf, closeTargets, instanceIdOf, rivalFinder, type BuiltTargets } from './targets.js';
+import {
+  agentIdOf,
+  buildTargets,
+  cacheDirOf,
+  closeTargets,
+  instanceIdOf,
+  rivalFinder,
+  type BuiltTargets,
+} from './targets.js';
 
 /** Everything a one-shot command (plan, sync, migrate) needs: catalog, stores, drivers, sync deps. */
 export interface SyncSession {

@@ -35,7 +35,8 @@ export async function buildTargets(composition: Composition, only?: string): Pro
   for (const [name, cloud] of Object.entries(composition.config.clouds)) {
     if (only !== undefined && name !== only) continue;
     try {
-      targets.set(name, { name, adapter: cloud.adapter, policy: cloud.sync, driver: await buildDriver(composition, name) });
+      const driver = await buildDriver(composition, name);
+      targets.set(name, { name, adapter: cloud.adapter, policy: cloud.sync, driver });
     } catch (error) {
       failed.set(name, toVisorError(error));
     }
@@ -61,7 +62,10 @@ async function buildDriver(composition: Composition, name: string): Promise<Iaas
  * be built, the cloud does not answer) counts as a rival: that only ever leaves such an image
  * alone. Drivers of targets this session did not build are built for the question and closed.
  */
-export function rivalFinder(composition: Composition, built: BuiltTargets): (target: Target, signal?: AbortSignal) => Promise<Rival[]> {
+export function rivalFinder(
+  composition: Composition,
+  built: BuiltTargets,
+): (target: Target, signal?: AbortSignal) => Promise<Rival[]> {
   const scopes = new Map<string, Promise<string | undefined>>();
   const scopeOf = (name: string, signal?: AbortSignal): Promise<string | undefined> => {
     let scope = scopes.get(name);
@@ -75,7 +79,9 @@ export function rivalFinder(composition: Composition, built: BuiltTargets): (tar
           if (!existing) await driver.close().catch(() => undefined);
         }
       })().catch((error: unknown) => {
-        composition.logger.warn('cannot tell which images a cloud lists; it counts as seeing them all', { target: name, error: toVisorError(error) });
+        const why = toVisorError(error);
+        const message = 'cannot tell which images a cloud lists; it counts as seeing them all';
+        composition.logger.warn(message, { target: name, error: why });
         scopes.delete(name);
         return undefined;
       });

@@ -3,7 +3,16 @@ import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isRetryable, isVisorError, VisorError } from '../../core/errors.js';
 import { checkClaim } from '../../core/iaas/markers.js';
-import type { ClaimedCallOptions, CloudImage, CreateRequest, DriverCallOptions, DriverCapabilities, IaasDriver, Markers, RetireMode } from '../../core/iaas/port.js';
+import type {
+  ClaimedCallOptions,
+  CloudImage,
+  CreateRequest,
+  DriverCallOptions,
+  DriverCapabilities,
+  IaasDriver,
+  Markers,
+  RetireMode,
+} from '../../core/iaas/port.js';
 import type { Image } from '../../core/image/model.js';
 import { silentLogger, type Logger } from '../../core/logging/logger.js';
 import { createS3Client, type S3ConnectionOptions } from '../../core/store/s3/client.js';
@@ -219,7 +228,7 @@ export class EucalyptusDriver implements IaasDriver {
     }
   }
 
-  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: ClaimedCallOptions = {}): Promise<CloudImage> {
+  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: ClaimedCallOptions = {}) {
     this.#open();
     const current = await this.#client.image(nativeId, options);
     checkClaim(nativeId, toCloudImage(current).markers, options.claim, 'update');

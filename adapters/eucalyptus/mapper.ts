@@ -148,7 +148,8 @@ export function parseDescription(description: string | undefined): DescriptionBl
       // A hand-edited, undecodable value: the block is not trusted (markers come out undefined).
     }
   }
-  const markers = markersFromAttributes(fields, { agent: 'agent', target: 'target', imageId: 'image-id', sha256: 'sha256', revision: 'revision' });
+  const keys = { agent: 'agent', target: 'target', imageId: 'image-id', sha256: 'sha256', revision: 'revision' };
+  const markers = markersFromAttributes(fields, keys);
   const text = description.slice(0, match.index).trimEnd();
   return {
     ...(markers ? { markers } : {}),

@@ -106,7 +106,8 @@ export class GlanceDriver implements IaasDriver {
     const owner = await this.#projectId();
     // Hidden images are left out of Glance's default listing; a retired-by-hiding image is still ours.
     for (const hidden of ['false', 'true']) {
-      let query: Record<string, string> | undefined = { limit: String(this.#options.pageSize), os_hidden: hidden, owner, visibility: 'all' };
+      const limit = String(this.#options.pageSize);
+      let query: Record<string, string> | undefined = { limit, os_hidden: hidden, owner, visibility: 'all' };
       while (query) {
         const page: { images: GlanceImage[]; next?: Record<string, string> } = await this.#client.listPage(query, options.signal);
         for (const image of page.images) seen.set(image.id, toCloudImage(image));
@@ -185,7 +186,7 @@ export class GlanceDriver implements IaasDriver {
     }
   }
 
-  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: ClaimedCallOptions = {}): Promise<CloudImage> {
+  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: ClaimedCallOptions = {}) {
     const current = await this.#client.getImage(nativeId, options.signal);
     checkClaim(nativeId, toCloudImage(current).markers, options.claim, 'update');
     const operations = toPatch(current, image, markers);
@@ -241,7 +242,10 @@ export class GlanceDriver implements IaasDriver {
   /** The project the token is scoped to: the owner of every image this target makes. */
   async #projectId(): Promise<string> {
     const token = await this.#session.token();
-    if (token.projectId === undefined) throw new VisorError('invalidResponse', 'Keystone gave a token that names no project: cannot tell which images are this project\'s');
+    if (token.projectId === undefined) {
+      const why = 'Keystone gave a token that names no project: cannot tell which images are this project\'s';
+      throw new VisorError('invalidResponse', why);
+    }
     return token.projectId;
   }
 
@@ -326,7 +330,14 @@ export class GlanceDriver implements IaasDriver {
   async #discardOrphans(body: Record<string, unknown>, since: number): Promise<void> {
     try {
       const owner = await this.#projectId();
-      const query = { name: String(body['name']), visor_image_id: String(body['visor_image_id']), visor_sha256: String(body['visor_sha256']), status: 'queued', owner, limit: '50' };
+      const query = {
+        name: String(body['name']),
+        visor_image_id: String(body['visor_image_id']),
+        visor_sha256: String(body['visor_sha256']),
+        status: 'queued',
+        owner,
+        limit: '50',
+      };
       const page = await this.#client.listPage(query);
       for (const image of page.images) {
         // Another target's create of the same catalog image may be in flight right now: only ours goes.

@@ -3,7 +3,16 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import { isVisorError, VisorError } from '../../core/errors.js';
 import { checkClaim } from '../../core/iaas/markers.js';
-import type { ClaimedCallOptions, CloudImage, CreateRequest, DriverCallOptions, DriverCapabilities, IaasDriver, Markers, RetireMode } from '../../core/iaas/port.js';
+import type {
+  ClaimedCallOptions,
+  CloudImage,
+  CreateRequest,
+  DriverCallOptions,
+  DriverCapabilities,
+  IaasDriver,
+  Markers,
+  RetireMode,
+} from '../../core/iaas/port.js';
 import type { Access, Image } from '../../core/image/model.js';
 import { silentLogger, type Logger } from '../../core/logging/logger.js';
 import { checkRange } from '../../core/store/keys.js';
@@ -134,7 +143,8 @@ export class NimbusDriver implements IaasDriver {
    * repository: there only the markers (agent and target) tell copies apart (README.md).
    */
   async scope(): Promise<string> {
-    return `nimbus ${this.#options.endpoint} ${this.#client.bucket}/${this.#options.prefix}${this.#options.canonicalId}`;
+    const { endpoint, prefix, canonicalId } = this.#options;
+    return `nimbus ${endpoint} ${this.#client.bucket}/${prefix}${canonicalId}`;
   }
 
   async create(request: CreateRequest): Promise<CloudImage> {
@@ -163,7 +173,8 @@ export class NimbusDriver implements IaasDriver {
     // under the name users launch (the key cannot change, so "new copy first" happens in place).
     if (await this.#client.exists(key, signal)) {
       const current = this.#map(await this.#client.head(key, signal)).image.markers;
-      // A copy of the older marker scheme (no target) is replaced only by a target that claimed it (the planner's rule).
+      // A copy of the older marker scheme (no target) is replaced only by the target that claimed
+      // it: the planner's rule (docs/ownership.md).
       const sameTarget = current?.target === markers.target || current?.target === undefined;
       if (current?.agent !== markers.agent || !sameTarget || current.imageId !== markers.imageId) {
         throw new VisorError('conflict', `${what}: the repository already has an image of that name (delete it, or give this image another name for this cloud)`, { details: { key } });
@@ -241,7 +252,7 @@ export class NimbusDriver implements IaasDriver {
    * The object name (the name users launch) stays the one it was created with; a new generic
    * name is recorded in visor-name.
    */
-  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: ClaimedCallOptions = {}): Promise<CloudImage> {
+  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: ClaimedCallOptions = {}) {
     this.#open();
     const location = this.#locate(nativeId);
     const folder = this.#folderFor(image.access);

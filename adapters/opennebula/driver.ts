@@ -7,7 +7,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { isVisorError, VisorError } from '../../core/errors.js';
 import { checkClaim } from '../../core/iaas/markers.js';
-import type { ClaimedCallOptions, CloudImage, ContentSource, CreateRequest, DriverCallOptions, DriverCapabilities, IaasDriver, Markers, RetireMode } from '../../core/iaas/port.js';
+import type {
+  ClaimedCallOptions,
+  CloudImage,
+  ContentSource,
+  CreateRequest,
+  DriverCallOptions,
+  DriverCapabilities,
+  IaasDriver,
+  Markers,
+  RetireMode,
+} from '../../core/iaas/port.js';
 import type { Image } from '../../core/image/model.js';
 import { silentLogger, type Logger } from '../../core/logging/logger.js';
 import { checkRange } from '../../core/store/keys.js';
@@ -191,7 +201,7 @@ export class OpenNebulaDriver implements IaasDriver {
     }
   }
 
-  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: ClaimedCallOptions = {}): Promise<CloudImage> {
+  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: ClaimedCallOptions = {}) {
     this.#open();
     const id = imageIdOf(nativeId);
     const current = await this.#client.image(id, options.signal);

@@ -13,14 +13,43 @@ import type { Plan } from './planner.js';
  * shows markers that fit the action's claim — even with a driver (of a plugin) that ignores claims.
  */
 const imageId = '3f2b1c4e-0000-4000-8000-000000000001';
-const markers = (target: string | undefined): Markers => ({ agent: 'agent-1', ...(target ? { target } : {}), imageId, sha256: 'a'.repeat(64), revision: 1 });
-const cloudImage = (m: Markers | undefined): CloudImage => ({ nativeId: 'n-1', name: 'ubuntu', state: 'active', hidden: false, inUse: false, access: 'public', checksums: {}, ...(m ? { markers: m } : {}), metadata: {} });
+const markers = (target: string | undefined): Markers => ({
+  agent: 'agent-1',
+  ...(target ? { target } : {}),
+  imageId,
+  sha256: 'a'.repeat(64),
+  revision: 1,
+});
+const cloudImage = (m: Markers | undefined): CloudImage => ({
+  nativeId: 'n-1',
+  name: 'ubuntu',
+  state: 'active',
+  hidden: false,
+  inUse: false,
+  access: 'public',
+  checksums: {},
+  ...(m ? { markers: m } : {}),
+  metadata: {},
+});
 
 function claimIgnoringDriver(current: CloudImage): IaasDriver & { retired: string[] } {
   const retired: string[] = [];
   return {
     adapter: 'fake',
-    capabilities: { diskFormats: ['raw'], containerFormats: ['bare'], retireModes: ['hide', 'delete'], access: ['public', 'private'], reportsChecksums: [], reportsSize: false, importFromUrl: false, requiresUrl: false, properties: true, tags: true, download: false, detectsInUse: false },
+    capabilities: {
+      diskFormats: ['raw'],
+      containerFormats: ['bare'],
+      retireModes: ['hide', 'delete'],
+      access: ['public', 'private'],
+      reportsChecksums: [],
+      reportsSize: false,
+      importFromUrl: false,
+      requiresUrl: false,
+      properties: true,
+      tags: true,
+      download: false,
+      detectsInUse: false,
+    },
     retired,
     list: async () => [current],
     get: async () => current,
@@ -57,7 +86,11 @@ function context(driver: IaasDriver): ExecutorContext {
 const planOf = (claim: Claim, kind: 'retire' | 'cleanup'): Plan => ({
   target: 'prod',
   notes: [],
-  actions: [kind === 'retire' ? { kind, nativeId: 'n-1', name: 'ubuntu', imageId, mode: 'hide', reason: 'test', startsGrace: false, claim } : { kind, nativeId: 'n-1', name: 'ubuntu', imageId, reason: 'test', claim }],
+  actions: [
+    kind === 'retire'
+      ? { kind, nativeId: 'n-1', name: 'ubuntu', imageId, mode: 'hide', reason: 'test', startsGrace: false, claim }
+      : { kind, nativeId: 'n-1', name: 'ubuntu', imageId, reason: 'test', claim },
+  ],
 });
 
 describe('executor: the last check before a change', () => {
@@ -67,7 +100,12 @@ describe('executor: the last check before a change', () => {
     it(`${kind}: refuses another target's copy (conflict) and never calls the driver`, async () => {
       const driver = claimIgnoringDriver(cloudImage(markers('staging')));
       const records = await execute(planOf(prod, kind), context(driver));
-      expect(records).toEqual([expect.objectContaining({ result: 'failed', error: { kind: 'conflict', message: expect.stringMatching(/marked for target staging, not prod/) } })]);
+      expect(records).toEqual([
+        expect.objectContaining({
+          result: 'failed',
+          error: { kind: 'conflict', message: expect.stringMatching(/marked for target staging, not prod/) },
+        }),
+      ]);
       expect(driver.retired).toEqual([]);
     });
 

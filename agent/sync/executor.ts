@@ -143,9 +143,14 @@ async function perform(action: Action, ctx: ExecutorContext & { signal: AbortSig
       const current = await claimed(action.nativeId, action.claim, action.kind === 'adopt' ? 'adopt' : 'update', ctx);
       // An adopted copy keeps the content marker of what it holds: only an unmarked image is adopted for equal bits.
       const sha256 = action.claim.owner === 'none' ? image.checksums.sha256! : current.markers!.sha256;
-      const markers: Markers = { agent: ctx.agentId, target: ctx.target, imageId: image.id, sha256, revision: image.revision };
-      const updated = await ctx.driver.updateMetadata(action.nativeId, { ...action.desired.image, ...(action.desired.diskFormat ? { diskFormat: action.desired.diskFormat } : {}) }, markers, { signal: ctx.signal, claim: action.claim });
-      if (updated.markers?.agent !== ctx.agentId || updated.markers.target !== ctx.target || updated.markers.imageId !== image.id) {
+      const { agentId: agent, target } = ctx;
+      const markers: Markers = { agent, target, imageId: image.id, sha256, revision: image.revision };
+      const format = action.desired.diskFormat;
+      const desired = { ...action.desired.image, ...(format ? { diskFormat: format } : {}) };
+      const options = { signal: ctx.signal, claim: action.claim };
+      const updated = await ctx.driver.updateMetadata(action.nativeId, desired, markers, options);
+      const kept = updated.markers;
+      if (kept?.agent !== ctx.agentId || kept.target !== ctx.target || kept.imageId !== image.id) {
         throw new VisorError('invalidResponse', `the cloud did not keep visor's markers on ${action.nativeId}`);
       }
       return [{ ...base, result: action.kind === 'adopt' ? 'adopted' : 'updated' }];
@@ -195,7 +200,13 @@ async function createCopy(desired: DesiredImage, ctx: ExecutorContext & { signal
   if (ctx.driver.capabilities.requiresUrl && !prepared.source.url) {
     throw new VisorError('config', `cloud ${ctx.target} fetches images by URL: set agent.publicUrl to an address the cloud can reach`);
   }
-  const markers: Markers = { agent: ctx.agentId, target: ctx.target, imageId: image.id, sha256: prepared.sha256, revision: image.revision };
+  const markers: Markers = {
+    agent: ctx.agentId,
+    target: ctx.target,
+    imageId: image.id,
+    sha256: prepared.sha256,
+    revision: image.revision,
+  };
   const translated: Image = { ...desired.image, diskFormat: prepared.source.diskFormat, containerFormat: prepared.source.containerFormat, size: prepared.source.size };
   try {
     const cloud = await ctx.driver.create({
@@ -206,7 +217,9 @@ async function createCopy(desired: DesiredImage, ctx: ExecutorContext & { signal
       signal: ctx.signal,
       onProgress: (bytes) => ctx.onEvent?.({ type: 'progress', action, bytes, total: prepared.source.size }),
     });
-    if (cloud.markers?.agent !== ctx.agentId || cloud.markers.target !== ctx.target || cloud.markers.imageId !== image.id || cloud.markers.sha256 !== prepared.sha256) {
+    const kept = cloud.markers;
+    const same = kept?.agent === ctx.agentId && kept.target === ctx.target && kept.imageId === image.id;
+    if (!same || kept.sha256 !== prepared.sha256) {
       // Unmarked, it would never be found again: take it back out rather than leave an orphan.
       await ctx.driver.retire(cloud.nativeId, 'delete').catch(() => undefined);
       throw new VisorError('invalidResponse', `the cloud did not keep visor's markers on the new image ${cloud.nativeId}`);
@@ -223,7 +236,7 @@ async function createCopy(desired: DesiredImage, ctx: ExecutorContext & { signal
  * done) unless its markers still fit the claim the planner gave the action. The driver checks
  * once more just before it writes; this check holds for drivers of plugins that do not.
  */
-async function claimed(nativeId: string, claim: Claim, doing: string, ctx: ExecutorContext & { signal?: AbortSignal }): Promise<CloudImage> {
+async function claimed(nativeId: string, claim: Claim, doing: string, ctx: ExecutorContext & { signal?: AbortSignal }) {
   const current = await ctx.driver.get(nativeId, ctx.signal ? { signal: ctx.signal } : {});
   checkClaim(nativeId, current.markers, claim, doing);
   return current;
@@ -233,7 +246,8 @@ async function retire(action: RetireAction, ctx: ExecutorContext & { signal?: Ab
   const key = retiredKey(ctx.target, action.nativeId);
   try {
     await claimed(action.nativeId, action.claim, `${action.mode} (retire)`, ctx);
-    await ctx.driver.retire(action.nativeId, action.mode, { ...(ctx.signal ? { signal: ctx.signal } : {}), claim: action.claim });
+    const options = { ...(ctx.signal ? { signal: ctx.signal } : {}), claim: action.claim };
+    await ctx.driver.retire(action.nativeId, action.mode, options);
   } catch (error) {
     // Already gone is what a delete wants.
     if (!(action.mode === 'delete' && isVisorError(error, 'notFound'))) throw error;
@@ -242,7 +256,7 @@ async function retire(action: RetireAction, ctx: ExecutorContext & { signal?: Ab
   else if (action.startsGrace && !(await ctx.catalog.state.get(key))) await ctx.catalog.state.set(key, (ctx.now?.() ?? new Date()).toISOString());
 }
 
-async function removeCopy(nativeId: string, claim: Claim, ctx: ExecutorContext & { signal?: AbortSignal }): Promise<void> {
+async function removeCopy(nativeId: string, claim: Claim, ctx: ExecutorContext & { signal?: AbortSignal }) {
   try {
     await claimed(nativeId, claim, 'clean up', ctx);
     await ctx.driver.retire(nativeId, 'delete', { ...(ctx.signal ? { signal: ctx.signal } : {}), claim });

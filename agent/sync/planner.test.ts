@@ -180,7 +180,8 @@ describe('planner', () => {
       const b = image('debian');
       const theirs = [cloudCopy(a, AGENT, {}, 'staging'), cloudCopy(b, AGENT, {}, 'staging')];
       // Only a is selected here: b's copy is not "no longer selected", and a's is not ours to keep.
-      const result = plan(input([a, b], theirs, policy({ selector: { names: ['ubuntu'] }, adopt: true, retire: { mode: 'delete' } })));
+      const p = policy({ selector: { names: ['ubuntu'] }, adopt: true, retire: { mode: 'delete' } });
+      const result = plan(input([a, b], theirs, p));
       expect(kinds(result)).toEqual(['create:ubuntu']);
     });
 
@@ -208,17 +209,31 @@ describe('planner', () => {
       const old = cloudCopy(a, AGENT, {}, null);
       const result = plan(input([a], [old], policy(), { rivals: [staging({ tags: ['other'] })] }));
       expect(result.actions).toEqual([
-        expect.objectContaining({ kind: 'adopt', nativeId: old.nativeId, claim: { owner: 'legacy', agent: AGENT, imageId: a.id }, reason: 'older markers without a target' }),
+        expect.objectContaining({
+          kind: 'adopt',
+          nativeId: old.nativeId,
+          claim: { owner: 'legacy', agent: AGENT, imageId: a.id },
+          reason: 'older markers without a target',
+        }),
       ]);
       expect(result.notes).toEqual([]);
     });
 
     it('replaces and retires claimed older-scheme copies under the legacy claim', () => {
       const a = image('ubuntu');
-      const stale = cloudCopy(a, AGENT, { markers: { agent: AGENT, imageId: a.id, sha256: fakeSha('old'), revision: 1 } }, null);
+      const oldMarkers = { agent: AGENT, imageId: a.id, sha256: fakeSha('old'), revision: 1 };
+      const stale = cloudCopy(a, AGENT, { markers: oldMarkers }, null);
       const result = plan(input([a], [stale], policy({ retire: { mode: 'delete' } })));
       expect(result.actions).toEqual([
-        expect.objectContaining({ kind: 'replace', retire: [expect.objectContaining({ nativeId: stale.nativeId, claim: { owner: 'legacy', agent: AGENT, imageId: a.id } })] }),
+        expect.objectContaining({
+          kind: 'replace',
+          retire: [
+            expect.objectContaining({
+              nativeId: stale.nativeId,
+              claim: { owner: 'legacy', agent: AGENT, imageId: a.id },
+            }),
+          ],
+        }),
       ]);
     });
 
@@ -228,13 +243,15 @@ describe('planner', () => {
       const result = plan(input([a], [old], policy(), { rivals: [staging()] }));
       // Nothing at all for that catalog image: neither the copy changed nor a second one uploaded.
       expect(result.actions).toEqual([]);
-      expect(result.notes).toEqual([expect.objectContaining({ nativeId: old.nativeId, message: expect.stringMatching(/targets prod, staging all select it/) })]);
+      const message = expect.stringMatching(/targets prod, staging all select it/);
+      expect(result.notes).toEqual([expect.objectContaining({ nativeId: old.nativeId, message })]);
     });
 
     it('leaves an older-scheme copy to the one rival that selects it, without a note', () => {
       const a = image('ubuntu', { tags: ['gold'] });
       const old = cloudCopy(a, AGENT, {}, null);
-      const result = plan(input([a], [old], policy({ selector: { tags: ['silver'] } }), { rivals: [staging({ tags: ['gold'] })] }));
+      const rivals = [staging({ tags: ['gold'] })];
+      const result = plan(input([a], [old], policy({ selector: { tags: ['silver'] } }), { rivals }));
       expect(result).toMatchObject({ actions: [], notes: [] });
     });
 
@@ -304,6 +321,7 @@ describe('planner', () => {
           const observed = s.cloud.flatMap((c) => {
             const source = catalog.length > 0 ? catalog[c.of % catalog.length]! : image('gone');
             const target = c.agent === AGENT ? c.target : 'prod';
+            const owner = { agent: c.agent, ...(target !== undefined ? { target } : {}) };
             const copy = cloudCopy(
               source,
               c.agent === 'unmarked' ? AGENT : c.agent,
@@ -311,7 +329,7 @@ describe('planner', () => {
                 state: c.state as CloudImage['state'],
                 hidden: c.hidden,
                 inUse: c.inUse,
-                ...(c.stale ? { markers: { agent: c.agent, ...(target !== undefined ? { target } : {}), imageId: source.id, sha256: fakeSha('old'), revision: 1 } } : {}),
+                ...(c.stale ? { markers: { ...owner, imageId: source.id, sha256: fakeSha('old'), revision: 1 } } : {}),
               },
               target ?? null,
             );
@@ -325,25 +343,35 @@ describe('planner', () => {
             naming: s.policy.naming,
             selector: { access: ['public', 'private'], ...(s.policy.tagged ? { tags: ['gold'] } : {}) },
           });
-          const rivals = s.rival === 'none' ? [] : [{ name: 'staging', policy: policy({ selector: { access: ['public', 'private'], ...(s.rival === 'gold' ? { tags: ['gold'] } : {}) } }) }];
+          const rivalSelector = { access: ['public', 'private'], ...(s.rival === 'gold' ? { tags: ['gold'] } : {}) };
+          const rivals = s.rival === 'none' ? [] : [{ name: 'staging', policy: policy({ selector: rivalSelector }) }];
           let world: World = { catalog, observed, retiredSince: new Map() };
           const step = (at: Date) => {
-            const first = plan({ ...input(world.catalog, world.observed, p, { rivals }), retiredSince: world.retiredSince, now: at });
-            world = apply(world, first, AGENT, at);
-            return plan({ ...input(world.catalog, world.observed, p, { rivals }), retiredSince: world.retiredSince, now: at });
+            const planNow = () =>
+              plan(input(world.catalog, world.observed, p, { rivals, retiredSince: world.retiredSince, now: at }));
+            world = apply(world, planNow(), AGENT, at);
+            return planNow();
           };
           expect(step(now).actions).toEqual([]);
           // Time passes beyond the grace period: the deletions it allows happen, then calm again.
           expect(step(new Date(now.getTime() + 2 * 86_400_000)).actions).toEqual([]);
-          // Never a single action on images that are not ours: another agent's or another target's stay exactly as they were.
-          const foreign = observed.filter((o) => o.markers !== undefined && (o.markers.agent !== AGENT || o.markers.target === 'staging'));
+          // Never a single action on images that are not ours: another agent's or another target's
+          // stay exactly as they were.
+          const notOurs = (o: CloudImage) =>
+            o.markers !== undefined && (o.markers.agent !== AGENT || o.markers.target === 'staging');
+          const foreign = observed.filter(notOurs);
           for (const o of foreign) expect(world.observed.find((w) => w.nativeId === o.nativeId)).toEqual(o);
           // An older-scheme copy is touched only when this target is the one target that selects it.
-          const selectedHere = new Set(plan(input(catalog, [], p)).actions.map((a) => ('imageId' in a ? a.imageId : undefined)));
+          const creates = plan(input(catalog, [], p)).actions;
+          const selectedHere = new Set(creates.map((a) => ('imageId' in a ? a.imageId : '')));
           for (const o of observed.filter((x) => x.markers?.agent === AGENT && x.markers.target === undefined)) {
             const catalogImage = catalog.find((i) => i.id === o.markers!.imageId);
-            const rivalWants = catalogImage !== undefined && rivals.some((r) => r.policy.selector.tags === undefined || catalogImage.tags.includes('gold'));
-            if (!selectedHere.has(o.markers!.imageId) || rivalWants) expect(world.observed.find((w) => w.nativeId === o.nativeId)).toEqual(o);
+            const wants = (r: (typeof rivals)[number]) =>
+              !r.policy.selector.tags || catalogImage!.tags.includes('gold');
+            const rivalWants = catalogImage !== undefined && rivals.some(wants);
+            if (!selectedHere.has(o.markers!.imageId) || rivalWants) {
+              expect(world.observed.find((w) => w.nativeId === o.nativeId)).toEqual(o);
+            }
           }
         }),
         { numRuns: Number(process.env["VISOR_PROPERTY_RUNS"] ?? 500) },

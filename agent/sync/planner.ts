@@ -18,12 +18,32 @@ export type Action =
   | { kind: 'create'; imageId: string; name: string; desired: DesiredImage }
   /** Content changed: the new copy first, then `retire` (the old copies), only once the new one works. */
   | { kind: 'replace'; imageId: string; name: string; desired: DesiredImage; retire: RetireAction[] }
-  | { kind: 'update'; imageId: string; name: string; desired: DesiredImage; nativeId: string; changes: string[]; claim: Claim }
+  | UpdateAction
   /** An unmarked image with the same content (`claim.owner` none), or a copy of the older marker scheme (legacy). */
-  | { kind: 'adopt'; imageId: string; name: string; desired: DesiredImage; nativeId: string; claim: Claim; reason: string }
+  | AdoptAction
   | RetireAction
   | { kind: 'cleanup'; nativeId: string; name: string; imageId?: string; reason: string; claim: Claim }
   | { kind: 'import'; nativeId: string; name: string; mode: 'metadata' | 'full' };
+
+interface UpdateAction {
+  kind: 'update';
+  imageId: string;
+  name: string;
+  desired: DesiredImage;
+  nativeId: string;
+  changes: string[];
+  claim: Claim;
+}
+
+interface AdoptAction {
+  kind: 'adopt';
+  imageId: string;
+  name: string;
+  desired: DesiredImage;
+  nativeId: string;
+  claim: Claim;
+  reason: string;
+}
 
 export interface RetireAction {
   kind: 'retire';
@@ -94,13 +114,28 @@ export function plan(input: PlanInput): Plan {
   const legacy = claimLegacy(input, live, desiredIds, notes);
   // Ours: our agent and our target, plus the older-scheme copies this target claims. Another
   // target's copies are not ours even with our agent id: they are never touched, nor adopted.
-  const owned = live.filter((i) => i.markers?.agent === agentId && (i.markers.target === target || legacy.claimed.has(i.nativeId)));
+  const owned = live.filter(
+    (i) => i.markers?.agent === agentId && (i.markers.target === target || legacy.claimed.has(i.nativeId)),
+  );
   const claimOf = (copy: CloudImage): Claim =>
     copy.markers!.target === undefined
       ? { owner: 'legacy', agent: agentId, imageId: copy.markers!.imageId }
       : { owner: 'target', agent: agentId, target, imageId: copy.markers!.imageId };
   const copiesOf = groupBy(owned, (i) => i.markers!.imageId);
   const adopted = new Set<string>();
+  const cleanup = (copy: CloudImage, imageId: string) =>
+    actions.push({
+      kind: 'cleanup',
+      nativeId: copy.nativeId,
+      name: copy.name,
+      imageId,
+      reason: copy.state === 'error' ? 'failed copy' : 'unfinished copy (interrupted upload)',
+      claim: claimOf(copy),
+    });
+  const adopt = (copy: CloudImage, d: DesiredImage, claim: Claim, reason: string) => {
+    const { id: imageId, name } = d.image;
+    actions.push({ kind: 'adopt', imageId, name, desired: d, nativeId: copy.nativeId, claim, reason });
+  };
 
   const retireAction = (copy: CloudImage, reason: string, immediateDelete = false): RetireAction | undefined => {
     const step = retireStep(copy, reason, policy, capabilities, input.retiredSince, input.now, immediateDelete);
@@ -126,7 +161,7 @@ export function plan(input: PlanInput): Plan {
       if (copy === keep) continue;
       if (copy.state === 'pending' || copy.state === 'error') {
         // We hold the target's lease, so nothing of ours is legitimately in flight: leftovers of a crash or a failed upload.
-        actions.push({ kind: 'cleanup', nativeId: copy.nativeId, name: copy.name, imageId: image.id, reason: copy.state === 'error' ? 'failed copy' : 'unfinished copy (interrupted upload)', claim: claimOf(copy) });
+        cleanup(copy, image.id);
       } else if (isGood(copy)) {
         retire(copy, 'duplicate copy', true);
       } else if (keep) {
@@ -137,9 +172,11 @@ export function plan(input: PlanInput): Plan {
       const changes = differences(keep, d);
       if (keep.markers!.target === undefined) {
         // The older scheme, claimed by this target: markers rewritten to name the target, bits untouched.
-        actions.push({ kind: 'adopt', imageId: image.id, name: image.name, desired: d, nativeId: keep.nativeId, claim: claimOf(keep), reason: 'older markers without a target' });
+        adopt(keep, d, claimOf(keep), 'older markers without a target');
       } else if (changes.length > 0) {
-        actions.push({ kind: 'update', imageId: image.id, name: image.name, desired: d, nativeId: keep.nativeId, changes, claim: claimOf(keep) });
+        const claim = claimOf(keep);
+        const nativeId = keep.nativeId;
+        actions.push({ kind: 'update', imageId: image.id, name: image.name, desired: d, nativeId, changes, claim });
       }
       continue;
     }
@@ -147,7 +184,7 @@ export function plan(input: PlanInput): Plan {
     const candidate = policy.adopt && stale.length === 0 ? unmarked.find((u) => !adopted.has(u.nativeId) && u.state === 'active' && !u.hidden && sameContent(u, image)) : undefined;
     if (candidate) {
       adopted.add(candidate.nativeId);
-      actions.push({ kind: 'adopt', imageId: image.id, name: image.name, desired: d, nativeId: candidate.nativeId, claim: { owner: 'none' }, reason: 'unmarked image with the same content' });
+      adopt(candidate, d, { owner: 'none' }, 'unmarked image with the same content');
     } else if (stale.some((c) => c.markers!.sha256 !== sha256 && !c.hidden && c.state === 'active')) {
       const old = stale.filter((c) => c.markers!.sha256 !== sha256 && !c.hidden && c.state === 'active');
       const retireOld = old.map((c) => retireAction(c, 'content replaced')).filter((a): a is RetireAction => a !== undefined);
@@ -162,7 +199,7 @@ export function plan(input: PlanInput): Plan {
   for (const [imageId, copies] of copiesOf) {
     if (desiredIds.has(imageId)) continue;
     for (const copy of copies) {
-      if (copy.state === 'pending' || copy.state === 'error') actions.push({ kind: 'cleanup', nativeId: copy.nativeId, name: copy.name, imageId, reason: copy.state === 'error' ? 'failed copy' : 'unfinished copy (interrupted upload)', claim: claimOf(copy) });
+      if (copy.state === 'pending' || copy.state === 'error') cleanup(copy, imageId);
       else retire(copy, catalogIds.has(imageId) ? 'no longer selected for this cloud' : 'removed from the catalog');
     }
   }
@@ -194,7 +231,12 @@ interface LegacyClaims {
  * noted; while one is, the target leaves that catalog image alone too, rather than upload a
  * second copy beside it.
  */
-function claimLegacy(input: PlanInput, live: readonly CloudImage[], desiredIds: ReadonlySet<string>, notes: Note[]): LegacyClaims {
+function claimLegacy(
+  input: PlanInput,
+  live: readonly CloudImage[],
+  desiredIds: ReadonlySet<string>,
+  notes: Note[],
+): LegacyClaims {
   const claimed = new Set<string>();
   const blocked = new Set<string>();
   const copies = live.filter((i) => i.markers?.agent === input.agentId && i.markers.target === undefined);
@@ -210,14 +252,23 @@ function claimLegacy(input: PlanInput, live: readonly CloudImage[], desiredIds: 
       claimed.add(copy.nativeId);
       continue;
     }
-    const older = 'made by this agent before markers named their target';
+    const note = (why: string) => {
+      const message = `made by this agent before markers named their target; ${why}`;
+      notes.push({ nativeId: copy.nativeId, name: copy.name, message });
+    };
     if (mine) {
       blocked.add(imageId);
-      notes.push({ nativeId: copy.nativeId, name: copy.name, message: `${older}; left alone, and its catalog image not copied here: targets ${[input.target, ...wanting].join(', ')} all select it and see this copy (select it for one of them only)` });
+      const all = [input.target, ...wanting].join(', ');
+      note(
+        `left alone, and its catalog image not copied here: targets ${all} all select it and see this copy ` +
+          '(select it for one of them only)',
+      );
     } else if (wanting.length === 0) {
-      notes.push({ nativeId: copy.nativeId, name: copy.name, message: `${older}; left alone: no target that sees it selects ${catalogImage ? 'its catalog image' : `catalog image ${imageId} (gone from the catalog)`} (select it for one target to have it claimed, or remove it by hand)` });
+      const what = catalogImage ? 'its catalog image' : `catalog image ${imageId} (gone from the catalog)`;
+      note(`left alone: no target that sees it selects ${what} ` +
+        '(select it for one target to have it claimed, or remove it by hand)');
     } else if (wanting.length > 1) {
-      notes.push({ nativeId: copy.nativeId, name: copy.name, message: `${older}; left alone: targets ${wanting.join(', ')} all select it and see this copy` });
+      note(`left alone: targets ${wanting.join(', ')} all select it and see this copy`);
     }
     // Exactly one rival selects it: that rival claims it.
   }

@@ -86,7 +86,8 @@ export async function planTarget(target: Target, deps: SyncDeps, options: { sign
   let catalog = await catalogSnapshot(deps.catalog);
   if (options.onlyImages) catalog = catalog.filter((i) => options.onlyImages!.has(i.id));
   const retired = await deps.catalog.state.list<string>(`retired:${target.name}:`);
-  const rivals = deps.rivals && hasLegacyCopies(observed.value, deps.agentId) ? await deps.rivals(target, options.signal) : [];
+  const legacy = deps.rivals !== undefined && hasLegacyCopies(observed.value, deps.agentId);
+  const rivals = legacy ? await deps.rivals!(target, options.signal) : [];
   const result = plan({
     target: target.name,
     agentId: deps.agentId,

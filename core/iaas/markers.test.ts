@@ -1,14 +1,34 @@
 import { describe, expect, it } from 'vitest';
 import { isVisorError } from '../errors.js';
-import { checkClaim, claimProblem, defaultMarkerKeys, isMarkerKey, markersFromAttributes, markersToAttributes, type Claim } from './markers.js';
+import {
+  checkClaim,
+  claimProblem,
+  defaultMarkerKeys,
+  isMarkerKey,
+  markersFromAttributes,
+  markersToAttributes,
+  type Claim,
+} from './markers.js';
 import type { Markers } from './port.js';
 
-const base: Markers = { agent: 'agent-1', target: 'prod', imageId: '3f2b1c4e-0000-4000-8000-000000000001', sha256: 'a'.repeat(64), revision: 3 };
+const base: Markers = {
+  agent: 'agent-1',
+  target: 'prod',
+  imageId: '3f2b1c4e-0000-4000-8000-000000000001',
+  sha256: 'a'.repeat(64),
+  revision: 3,
+};
 const { target: _target, ...legacy } = base;
 
 describe('markers', () => {
   it('round-trip with the target, and without it (the older scheme)', () => {
-    expect(markersToAttributes(base)).toEqual({ visor_agent: 'agent-1', visor_target: 'prod', visor_image_id: base.imageId, visor_sha256: base.sha256, visor_revision: '3' });
+    expect(markersToAttributes(base)).toEqual({
+      visor_agent: 'agent-1',
+      visor_target: 'prod',
+      visor_image_id: base.imageId,
+      visor_sha256: base.sha256,
+      visor_revision: '3',
+    });
     expect(markersFromAttributes(markersToAttributes(base))).toEqual(base);
     expect(markersToAttributes(legacy)).not.toHaveProperty('visor_target');
     expect(markersFromAttributes(markersToAttributes(legacy))).toEqual(legacy);
@@ -20,7 +40,10 @@ describe('markers', () => {
 
   it('are "not ours" when the target is there but malformed', () => {
     for (const target of ['Prod', 'prod target', 'x'.repeat(64), 7, '-prod']) {
-      expect(markersFromAttributes({ ...markersToAttributes(base), [defaultMarkerKeys.target]: target }), String(target)).toBeUndefined();
+      expect(
+        markersFromAttributes({ ...markersToAttributes(base), [defaultMarkerKeys.target]: target }),
+        String(target),
+      ).toBeUndefined();
     }
   });
 });
@@ -33,7 +56,9 @@ describe('claims', () => {
     expect(claimProblem(base, mine)).toBeUndefined();
     expect(claimProblem({ ...base, target: 'staging' }, mine)).toMatch(/marked for target staging, not prod/);
     expect(claimProblem({ ...base, agent: 'agent-2' }, mine)).toMatch(/agent agent-2, not agent-1/);
-    expect(claimProblem({ ...base, imageId: '3f2b1c4e-0000-4000-8000-000000000002' }, mine)).toMatch(/copy of catalog image/);
+    expect(claimProblem({ ...base, imageId: '3f2b1c4e-0000-4000-8000-000000000002' }, mine)).toMatch(
+      /copy of catalog image/,
+    );
     expect(claimProblem(legacy, mine)).toMatch(/name no target/);
     expect(claimProblem(undefined, mine)).toMatch(/no \(or no complete\) visor markers/);
   });

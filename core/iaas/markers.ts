@@ -56,7 +56,7 @@ export function markersFromAttributes(attributes: Readonly<Record<string, unknow
 
 /** True when `key` is one of the marker keys (so adapters can strip them from free-form properties). */
 export function isMarkerKey(key: string, keys: MarkerKeys = defaultMarkerKeys): boolean {
-  return key === keys.agent || key === keys.target || key === keys.imageId || key === keys.sha256 || key === keys.revision;
+  return [keys.agent, keys.target, keys.imageId, keys.sha256, keys.revision].includes(key);
 }
 
 /**
@@ -74,23 +74,36 @@ export type Claim =
 
 /** Why `markers` do not fit `claim`, or undefined when they do. */
 export function claimProblem(markers: Markers | undefined, claim: Claim): string | undefined {
-  if (claim.owner === 'none') return markers ? `it is marked by agent ${markers.agent}${markers.target ? ` for target ${markers.target}` : ''}` : undefined;
+  if (claim.owner === 'none') {
+    if (!markers) return undefined;
+    return `it is marked by agent ${markers.agent}${markers.target ? ` for target ${markers.target}` : ''}`;
+  }
   if (!markers) return 'it carries no (or no complete) visor markers';
   if (markers.agent !== claim.agent) return `it is marked by agent ${markers.agent}, not ${claim.agent}`;
   if (claim.owner === 'legacy') {
     if (markers.target !== undefined) return `it is marked for target ${markers.target} now`;
   } else if (markers.target !== claim.target) {
-    return markers.target === undefined ? `its markers name no target (older scheme), not ${claim.target}` : `it is marked for target ${markers.target}, not ${claim.target}`;
+    if (markers.target === undefined) return `its markers name no target (older scheme), not ${claim.target}`;
+    return `it is marked for target ${markers.target}, not ${claim.target}`;
   }
-  if (markers.imageId !== claim.imageId) return `it is a copy of catalog image ${markers.imageId}, not ${claim.imageId}`;
+  if (markers.imageId !== claim.imageId) {
+    return `it is a copy of catalog image ${markers.imageId}, not ${claim.imageId}`;
+  }
   return undefined;
 }
 
 /** Throws `conflict` (nothing changed) when the image's markers do not fit the claim. */
-export function checkClaim(nativeId: string, markers: Markers | undefined, claim: Claim | undefined, doing: string): void {
+export function checkClaim(
+  nativeId: string,
+  markers: Markers | undefined,
+  claim: Claim | undefined,
+  doing: string,
+): void {
   if (!claim) return;
   const problem = claimProblem(markers, claim);
   if (problem) {
-    throw new VisorError('conflict', `refusing to ${doing} image ${nativeId}: ${problem}`, { details: { nativeId, claim: claim.owner } });
+    throw new VisorError('conflict', `refusing to ${doing} image ${nativeId}: ${problem}`, {
+      details: { nativeId, claim: claim.owner },
+    });
   }
 }

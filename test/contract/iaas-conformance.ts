@@ -66,11 +66,12 @@ function imageFor(content: ContentSource, draft: Partial<ImageDraft> = {}): Imag
 }
 
 function markersFor(image: Image, content: ContentSource, target: string | null = 'conformance'): Markers {
-  return { agent: `conformance-${runId}`, ...(target !== null ? { target } : {}), imageId: image.id, sha256: content.checksums.sha256, revision: image.revision };
+  const owner = { agent: `conformance-${runId}`, ...(target !== null ? { target } : {}) };
+  return { ...owner, imageId: image.id, sha256: content.checksums.sha256, revision: image.revision };
 }
 
-const claimFor = (markers: Markers): Claim =>
-  markers.target === undefined ? { owner: 'legacy', agent: markers.agent, imageId: markers.imageId } : { owner: 'target', agent: markers.agent, target: markers.target, imageId: markers.imageId };
+const claimFor = ({ agent, target, imageId }: Markers): Claim =>
+  target === undefined ? { owner: 'legacy', agent, imageId } : { owner: 'target', agent, target, imageId };
 
 /**
  * The IaasDriver conformance suite: every adapter's tests call it with their own harness.
@@ -84,7 +85,11 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
     let content: ContentSource;
     const created: string[] = [];
 
-    const create = async (draft: Partial<ImageDraft> = {}, source: ContentSource = content, target: string | null = 'conformance'): Promise<{ image: Image; markers: Markers; cloud: CloudImage }> => {
+    const create = async (
+      draft: Partial<ImageDraft> = {},
+      source: ContentSource = content,
+      target: string | null = 'conformance',
+    ): Promise<{ image: Image; markers: Markers; cloud: CloudImage }> => {
       const image = imageFor(source, draft);
       const markers = markersFor(image, source, target);
       const cloud = await driver.create({ image, markers, content: source, timeoutMs: 120_000 });
@@ -231,17 +236,22 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
     test('refuses to update or retire an image whose markers do not fit the claim, and changes nothing', async () => {
       const { image, markers, cloud } = await create();
       const before = await driver.get(cloud.nativeId);
-      const otherTarget: Claim = { owner: 'target', agent: markers.agent, target: 'someone-else', imageId: markers.imageId };
-      const otherAgent: Claim = { owner: 'target', agent: 'another-agent', target: 'conformance', imageId: markers.imageId };
+      const { agent, imageId } = markers;
+      const otherTarget: Claim = { owner: 'target', agent, target: 'someone-else', imageId };
+      const otherAgent: Claim = { owner: 'target', agent: 'another-agent', target: 'conformance', imageId };
       const legacy: Claim = { owner: 'legacy', agent: markers.agent, imageId: markers.imageId };
       const renamed = { ...image, name: `${image.name}-stolen`, revision: image.revision + 1 };
       for (const claim of [otherTarget, otherAgent, legacy, { owner: 'none' } as const]) {
-        await expectKind(driver.updateMetadata(cloud.nativeId, renamed, { ...markers, target: 'someone-else' }, { claim }), 'conflict');
-        for (const mode of driver.capabilities.retireModes) await expectKind(driver.retire(cloud.nativeId, mode, { claim }), 'conflict');
+        const stolen = { ...markers, target: 'someone-else' };
+        await expectKind(driver.updateMetadata(cloud.nativeId, renamed, stolen, { claim }), 'conflict');
+        for (const mode of driver.capabilities.retireModes) {
+          await expectKind(driver.retire(cloud.nativeId, mode, { claim }), 'conflict');
+        }
       }
       const after = await driver.get(cloud.nativeId);
       expect(after.markers).toEqual(markers);
-      expect({ name: after.name, state: after.state, hidden: after.hidden, access: after.access }).toEqual({ name: before.name, state: before.state, hidden: before.hidden, access: before.access });
+      const seen = (i: CloudImage) => ({ name: i.name, state: i.state, hidden: i.hidden, access: i.access });
+      expect(seen(after)).toEqual(seen(before));
     });
 
     testIf(
@@ -262,7 +272,8 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
           expect(await other.scope!()).not.toBe(scope);
           const source = content;
           const image = imageFor(source, { access: 'private' });
-          const theirs = await other.create({ image, markers: markersFor(image, source), content: source, timeoutMs: 120_000 });
+          const request = { image, markers: markersFor(image, source), content: source, timeoutMs: 120_000 };
+          const theirs = await other.create(request);
           try {
             expect((await other.list()).some((i) => i.nativeId === theirs.nativeId)).toBe(true);
             expect((await driver.list()).some((i) => i.nativeId === theirs.nativeId)).toBe(false);

@@ -1,7 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll } from 'vitest';
 import { expectValidDocuments } from '../adapters/opennebula/harness.js';
-import { accountId, expectValidBodies, otherAccount, region, startWorld, type EucalyptusWorld } from '../adapters/eucalyptus/harness.js';
+import {
+  accountId,
+  expectValidBodies,
+  otherAccount,
+  region,
+  startWorld,
+  type EucalyptusWorld,
+} from '../adapters/eucalyptus/harness.js';
 import type { Ec2Double } from '../doubles/ec2/index.js';
 import { startOpenNebulaDouble, type OpenNebulaDouble } from '../doubles/opennebula/index.js';
 import { sharedCloudScenario, type NativeRecord, type TargetName } from '../support/shared-cloud.js';
@@ -21,7 +28,12 @@ afterAll(async () => {
 });
 
 /** Maps and sets as plain JSON, so that snapshots compare whole. */
-const plain = (value: unknown): NativeRecord => JSON.parse(JSON.stringify(value, (_k, v: unknown) => (v instanceof Map ? Object.fromEntries(v) : v instanceof Set ? [...v].sort() : v))) as NativeRecord;
+const plain = (value: unknown): NativeRecord =>
+  JSON.parse(
+    JSON.stringify(value, (_k, v: unknown) =>
+      v instanceof Map ? Object.fromEntries(v) : v instanceof Set ? [...v].sort() : v,
+    ),
+  ) as NativeRecord;
 
 sharedCloudScenario('OpenNebula (double)', async () => {
   const one = await startOpenNebulaDouble({ generation: 7 });
@@ -43,8 +55,18 @@ sharedCloudScenario('OpenNebula (double)', async () => {
     // oned keeps names unique per user: two targets of one user need two name templates.
     naming: (t: TargetName) => `${prefix}${t}-{name}`,
     softRetire: 'disable',
-    snapshot: async () => new Map(one.images().filter((i) => i.name.includes(prefix)).map((i) => [String(i.id), plain(i)])),
-    markers: (record) => ({ agent: template(record)['VISOR_AGENT'], target: template(record)['VISOR_TARGET'], imageId: template(record)['VISOR_IMAGE_ID'] }),
+    snapshot: async () =>
+      new Map(
+        one
+          .images()
+          .filter((i) => i.name.includes(prefix))
+          .map((i) => [String(i.id), plain(i)]),
+      ),
+    markers: (record) => ({
+      agent: template(record)['VISOR_AGENT'],
+      target: template(record)['VISOR_TARGET'],
+      imageId: template(record)['VISOR_IMAGE_ID'],
+    }),
     retired: (record) => record['state'] === 3 && String(record['name']).startsWith('EXPIRED_'),
     close: async () => undefined,
   };
@@ -57,7 +79,10 @@ sharedCloudScenario('EC2 (Eucalyptus double, Walrus on the real S3 peer)', async
   // alpha and beta: the S3 peer's keys for both services, as on a real Eucalyptus. gamma: another
   // account, whose EC2 keys the S3 peer does not know, so its driver is built by hand below.
   const double = await world.double({
-    credentials: { [world.peer.accessKeyId]: world.peer.secretAccessKey, [otherAccount.accessKeyId]: otherAccount.secretAccessKey },
+    credentials: {
+      [world.peer.accessKeyId]: world.peer.secretAccessKey,
+      [otherAccount.accessKeyId]: otherAccount.secretAccessKey,
+    },
     accounts: { [otherAccount.accessKeyId]: otherAccount.accountId },
   });
   ec2Doubles.push(double);
@@ -93,13 +118,29 @@ sharedCloudScenario('EC2 (Eucalyptus double, Walrus on the real S3 peer)', async
     driver: (t: TargetName) =>
       t === 'gamma'
         ? world.driver(double, {
-            ec2: { endpoint: double.endpoint, region, accessKeyId: otherAccount.accessKeyId, secretAccessKey: otherAccount.secretAccessKey, maxAttempts: 1 },
+            ec2: {
+              endpoint: double.endpoint,
+              region,
+              accessKeyId: otherAccount.accessKeyId,
+              secretAccessKey: otherAccount.secretAccessKey,
+              maxAttempts: 1,
+            },
             accountId: otherAccount.accountId,
             pollIntervalMs: 50,
           })
         : undefined,
-    snapshot: async () => new Map(double.images().filter((i) => i.state !== 'deregistered' && (i.tags.get('Name') ?? '').startsWith(prefix)).map((i) => [i.id, plain(i)])),
-    markers: (record) => ({ agent: tags(record)['visor:agent'], target: tags(record)['visor:target'], imageId: tags(record)['visor:image-id'] }),
+    snapshot: async () =>
+      new Map(
+        double
+          .images()
+          .filter((i) => i.state !== 'deregistered' && (i.tags.get('Name') ?? '').startsWith(prefix))
+          .map((i) => [i.id, plain(i)]),
+      ),
+    markers: (record) => ({
+      agent: tags(record)['visor:agent'],
+      target: tags(record)['visor:target'],
+      imageId: tags(record)['visor:image-id'],
+    }),
     retired: (record) => tags(record)['visor:hidden'] !== undefined && record['isPublic'] === false,
     close: () => world.close(),
   };

@@ -26,30 +26,47 @@ const glanceOptions = (peer: OpenStackPeer, who: 'admin' | 'demo') => ({
   authUrl: peer.authUrl,
   region: peer.region,
   pollInterval: 0.2,
-  auth: { type: 'password', username: peer[who].username, password: peer[who].password, projectName: peer[who].projectName },
+  auth: {
+    type: 'password',
+    username: peer[who].username,
+    password: peer[who].password,
+    projectName: peer[who].projectName,
+  },
 });
 
 const properties = (record: NativeRecord) => (record['properties'] ?? {}) as Record<string, unknown>;
 
-sharedCloudScenario('Glance (real Keystone + Glance)', async () => {
-  const { peer, skip } = await peerOrSkip();
-  if (skip || !peer) return { skip: skip ?? 'no OpenStack peer' };
-  const prefix = `shared-${randomBytes(3).toString('hex')}-`;
-  return {
-    cloud: (t: TargetName) => ({ adapter: 'glance', options: glanceOptions(peer, t === 'gamma' ? 'demo' : 'admin') }),
-    naming: () => `${prefix}{name}`,
-    // Glance keeps publishing images for admins (policy publicize_image): the member's copies stay private.
-    policy: (t: TargetName) => (t === 'gamma' ? { visibility: { public: 'private' } } : {}),
-    softRetire: 'hide',
-    snapshot: async () => openstackImageShow(peer, (await imagesNamed(peer, prefix)).map((i) => i.id)),
-    markers: (record) => {
-      const p = properties(record);
-      return { agent: p['visor_agent'] as string, target: p['visor_target'] as string, imageId: p['visor_image_id'] as string };
-    },
-    retired: (record) => properties(record)['os_hidden'] === true,
-    close: () => deleteImagesNamed(peer, prefix),
-  };
-}, peerStartTimeout);
+sharedCloudScenario(
+  'Glance (real Keystone + Glance)',
+  async () => {
+    const { peer, skip } = await peerOrSkip();
+    if (skip || !peer) return { skip: skip ?? 'no OpenStack peer' };
+    const prefix = `shared-${randomBytes(3).toString('hex')}-`;
+    return {
+      cloud: (t: TargetName) => ({ adapter: 'glance', options: glanceOptions(peer, t === 'gamma' ? 'demo' : 'admin') }),
+      naming: () => `${prefix}{name}`,
+      // Glance keeps publishing images for admins (policy publicize_image): the member's copies stay private.
+      policy: (t: TargetName) => (t === 'gamma' ? { visibility: { public: 'private' } } : {}),
+      softRetire: 'hide',
+      snapshot: async () =>
+        openstackImageShow(
+          peer,
+          (await imagesNamed(peer, prefix)).map((i) => i.id),
+        ),
+      markers: (record) => {
+        const p = properties(record);
+        return {
+          agent: p['visor_agent'] as string,
+          target: p['visor_target'] as string,
+          imageId: p['visor_image_id'] as string,
+        };
+      },
+      retired: (record) => properties(record)['os_hidden'] === true,
+      close: () => deleteImagesNamed(peer, prefix),
+    };
+  },
+  peerStartTimeout,
+);
 
 describe('copies of the older marker scheme (agent only) in the real Glance', () => {
   let peer: OpenStackPeer | undefined;
@@ -66,7 +83,12 @@ describe('copies of the older marker scheme (agent only) in the real Glance', ()
 
   const open = async (betaSelects: boolean) => {
     await session?.close();
-    const sync = (tag: string) => ({ selector: { tags: [tag], access: ['public', 'private'] }, naming: `${prefix}{name}`, retire: { mode: 'hide' }, retries: { attempts: 1 } });
+    const sync = (tag: string) => ({
+      selector: { tags: [tag], access: ['public', 'private'] },
+      naming: `${prefix}{name}`,
+      retire: { mode: 'hide' },
+      retries: { attempts: 1 },
+    });
     const config = join(dir, 'visor.yaml');
     await writeFile(
       config,
@@ -76,9 +98,17 @@ describe('copies of the older marker scheme (agent only) in the real Glance', ()
         agent: { id: agentId },
         clouds: {
           alpha: { adapter: 'glance', options: glanceOptions(peer!, 'admin'), sync: sync('old') },
-          beta: { adapter: 'glance', options: glanceOptions(peer!, 'admin'), sync: sync(betaSelects ? 'old' : 'other') },
+          beta: {
+            adapter: 'glance',
+            options: glanceOptions(peer!, 'admin'),
+            sync: sync(betaSelects ? 'old' : 'other'),
+          },
           // Another project: it does not see the copy, so it never counts as a claimant.
-          gamma: { adapter: 'glance', options: glanceOptions(peer!, 'demo'), sync: { ...sync('old'), visibility: { public: 'private' } } },
+          gamma: {
+            adapter: 'glance',
+            options: glanceOptions(peer!, 'demo'),
+            sync: { ...sync('old'), visibility: { public: 'private' } },
+          },
         },
       }),
     );
@@ -93,7 +123,13 @@ describe('copies of the older marker scheme (agent only) in the real Glance', ()
     dir = await mkdtemp(join(tmpdir(), 'visor-legacy-'));
     await open(true);
     bits = randomBytes(300 * 1024);
-    const registered = await session!.images.register(caller, { name: 'old-image', architecture: 'x86_64', diskFormat: 'raw', tags: ['old'], access: 'public' });
+    const registered = await session!.images.register(caller, {
+      name: 'old-image',
+      architecture: 'x86_64',
+      diskFormat: 'raw',
+      tags: ['old'],
+      access: 'public',
+    });
     image = await session!.images.upload(caller, registered.id, Readable.from([bits]), { size: bits.length });
     // What an agent before targets were named left behind: its markers without visor_target.
     const api = await glanceApi(peer, 'admin');
@@ -110,7 +146,9 @@ describe('copies of the older marker scheme (agent only) in the real Glance', ()
     });
     expect(created.status).toBe(201);
     oldId = String(created.data.id);
-    const put = await api.put(`/v2/images/${oldId}/file`, bits, { headers: { 'Content-Type': 'application/octet-stream' } });
+    const put = await api.put(`/v2/images/${oldId}/file`, bits, {
+      headers: { 'Content-Type': 'application/octet-stream' },
+    });
     expect(put.status).toBe(204);
   }, peerStartTimeout);
   afterAll(async () => {
@@ -129,7 +167,9 @@ describe('copies of the older marker scheme (agent only) in the real Glance', ()
     }
     const { planTarget } = await import('../../agent/sync/runner.js');
     const plan = await planTarget(session!.built.targets.get('alpha')!, session!.deps);
-    expect(plan.notes).toEqual([expect.objectContaining({ nativeId: oldId, message: expect.stringMatching(/targets alpha, beta all select it/) })]);
+    expect(plan.notes).toEqual([
+      expect.objectContaining({ nativeId: oldId, message: expect.stringMatching(/targets alpha, beta all select it/) }),
+    ]);
     expect(await show()).toEqual(before);
   });
 
@@ -144,7 +184,14 @@ describe('copies of the older marker scheme (agent only) in the real Glance', ()
     expect(result.drift).toBe(0);
     const after = await show();
     // The same image with the same bits; only the marker that names the target was added.
-    expect(after).toMatchObject({ id: oldId, checksum: before['checksum'], size: bits.length, status: 'active', visibility: 'public', name: `${prefix}old-image` });
+    expect(after).toMatchObject({
+      id: oldId,
+      checksum: before['checksum'],
+      size: bits.length,
+      status: 'active',
+      visibility: 'public',
+      name: `${prefix}old-image`,
+    });
     expect(properties(after)).toEqual({ ...properties(before), visor_target: 'alpha' });
     expect((await imagesNamed(peer!, prefix)).map((i) => i.id)).toEqual([oldId]);
     // Beta (no longer selecting it) and gamma (another project, its own copy) never touched it.

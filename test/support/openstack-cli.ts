@@ -6,10 +6,17 @@ import { openrc, type OpenStackPeer } from '../peers/openstack.js';
  * `openstack` process (its interactive mode reads the commands from standard input): one Python
  * start-up instead of one per image. Images that do not exist are left out of the result.
  */
-export async function openstackImageShow(peer: OpenStackPeer, ids: readonly string[], who: 'admin' | 'demo' = 'admin'): Promise<Map<string, Record<string, unknown>>> {
+export async function openstackImageShow(
+  peer: OpenStackPeer,
+  ids: readonly string[],
+  who: 'admin' | 'demo' = 'admin',
+): Promise<Map<string, Record<string, unknown>>> {
   const out = new Map<string, Record<string, unknown>>();
   if (ids.length === 0) return out;
-  const child = spawn('openstack', [], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/root', ...openrc(peer, who) }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('openstack', [], {
+    env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/root', ...openrc(peer, who) },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
@@ -33,6 +40,7 @@ export async function openstackImageShow(peer: OpenStackPeer, ids: readonly stri
     }
   }
   const unexplained = ids.filter((id) => !out.has(id) && !stderr.includes(id) && !stdout.includes(id));
-  if (code !== 0 || unexplained.length > 0) throw new Error(`openstack image show failed (exit ${code}): ${stderr.slice(-2000)}`);
+  if (code !== 0 || unexplained.length > 0)
+    throw new Error(`openstack image show failed (exit ${code}): ${stderr.slice(-2000)}`);
   return out;
 }

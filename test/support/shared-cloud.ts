@@ -63,7 +63,11 @@ const before: Record<TargetName, string> = { alpha: 'a', beta: 'b', gamma: 'g' }
 const after: Record<TargetName, string> = { alpha: 'b', beta: 'b', gamma: 'a' };
 const wanted = (tag: string) => [1, 2, 3, 4].filter((i) => tagsOf[i]!.includes(tag));
 
-export function sharedCloudScenario(name: string, setUp: () => Promise<SharedCloud | { skip: string }>, timeout = 600_000): void {
+export function sharedCloudScenario(
+  name: string,
+  setUp: () => Promise<SharedCloud | { skip: string }>,
+  timeout = 600_000,
+): void {
   describe(`three targets of one agent in one ${name}`, () => {
     let cloud: SharedCloud | undefined;
     let skip: string | undefined;
@@ -93,8 +97,18 @@ export function sharedCloudScenario(name: string, setUp: () => Promise<SharedClo
           },
         ]),
       );
-      await writeFile(config, stringify({ dataDir: join(dir, 'data'), logging: { level: 'error' }, agent: { id: agentId, leaseSeconds: 30, ...cloud!.agent }, clouds }));
-      session = await openSession({ configFile: config, env: {}, logger: silentLogger }, undefined, { serveContent: true });
+      await writeFile(
+        config,
+        stringify({
+          dataDir: join(dir, 'data'),
+          logging: { level: 'error' },
+          agent: { id: agentId, leaseSeconds: 30, ...cloud!.agent },
+          clouds,
+        }),
+      );
+      session = await openSession({ configFile: config, env: {}, logger: silentLogger }, undefined, {
+        serveContent: true,
+      });
       for (const t of targets) {
         const replacement = cloud!.driver?.(t);
         const built = session.built.targets.get(t);
@@ -107,10 +121,13 @@ export function sharedCloudScenario(name: string, setUp: () => Promise<SharedClo
     };
     /** All three at once, as `visor sync` runs them. */
     const syncAll = async (): Promise<Record<TargetName, RunRecord>> => {
-      const runs = await Promise.all(targets.map((t) => syncTarget(session!.built.targets.get(t)!, session!.deps, { trigger: 'cli' })));
+      const runs = await Promise.all(
+        targets.map((t) => syncTarget(session!.built.targets.get(t)!, session!.deps, { trigger: 'cli' })),
+      );
       return Object.fromEntries(targets.map((t, i) => [t, runs[i]!])) as Record<TargetName, RunRecord>;
     };
-    const results = (run: RunRecord) => run.actions.map((a) => `${a.action}:${a.result}:${indexOf(a.imageId) ?? '?'}`).sort();
+    const results = (run: RunRecord) =>
+      run.actions.map((a) => `${a.action}:${a.result}:${indexOf(a.imageId) ?? '?'}`).sort();
     /** "target:catalog index" of every record of this run's agent. */
     const keyOf = (record: NativeRecord): string => {
       const m = cloud!.markers(record);
@@ -136,7 +153,13 @@ export function sharedCloudScenario(name: string, setUp: () => Promise<SharedClo
       await open(before);
       for (const i of [1, 2, 3, 4]) {
         const size = 256 * 1024 + i * 4096;
-        const image = await session!.images.register(caller, { name: `img${i}`, architecture: 'x86_64', diskFormat: 'raw', tags: tagsOf[i]!, access: i === 4 ? 'private' : 'public' });
+        const image = await session!.images.register(caller, {
+          name: `img${i}`,
+          architecture: 'x86_64',
+          diskFormat: 'raw',
+          tags: tagsOf[i]!,
+          access: i === 4 ? 'private' : 'public',
+        });
         images.set(i, await session!.images.upload(caller, image.id, Readable.from([randomBytes(size)]), { size }));
       }
     }, timeout);
@@ -180,7 +203,12 @@ export function sharedCloudScenario(name: string, setUp: () => Promise<SharedClo
         // alpha: a,b -> b; beta: b -> b; gamma: g -> a. Image 1 (in a and b) was renamed.
         expect(results(runs.alpha)).toEqual(['create:created:3', 'retire:retired:2', 'update:updated:1']);
         expect(results(runs.beta)).toEqual(['update:updated:1']);
-        expect(results(runs.gamma)).toEqual(['create:created:1', 'create:created:2', 'retire:retired:3', 'retire:retired:4']);
+        expect(results(runs.gamma)).toEqual([
+          'create:created:1',
+          'create:created:2',
+          'retire:retired:3',
+          'retire:retired:4',
+        ]);
 
         const second = await cloud!.snapshot();
         const was = byKey(first);
@@ -201,10 +229,20 @@ export function sharedCloudScenario(name: string, setUp: () => Promise<SharedClo
         expect(cloud!.retired(second.get(alphaTwoId)!)).toBe(true);
         for (const key of ['gamma:3', 'gamma:4']) expect(second.has(was.get(key)![0]![0]), key).toBe(false);
         // New copies of the targets that now select them; nothing else appeared.
-        expect([...now.keys()].sort()).toEqual(['alpha:1', 'alpha:2', 'alpha:3', 'beta:1', 'beta:3', 'gamma:1', 'gamma:2']);
+        expect([...now.keys()].sort()).toEqual([
+          'alpha:1',
+          'alpha:2',
+          'alpha:3',
+          'beta:1',
+          'beta:3',
+          'gamma:1',
+          'gamma:2',
+        ]);
         for (const [key, list] of now) expect(list, key).toHaveLength(1);
         for (const t of targets) {
-          const retiredHere = [...second.values()].filter((r) => cloud!.markers(r).target === t && cloud!.retired(r)).map(keyOf);
+          const retiredHere = [...second.values()]
+            .filter((r) => cloud!.markers(r).target === t && cloud!.retired(r))
+            .map(keyOf);
           expect(retiredHere, t).toEqual(t === 'alpha' ? ['alpha:2'] : []);
         }
 

@@ -18,8 +18,15 @@ let counter = 0;
 export const defaultTarget = 'prod';
 
 /** A copy in the cloud marked by `agent` for `target` (null: the older marker scheme, no target). */
-export function cloudCopy(image: Image, agent: string, overrides: Partial<CloudImage> = {}, target: string | null = defaultTarget): CloudImage {
-  const markers: Markers = { agent, ...(target !== null ? { target } : {}), imageId: image.id, sha256: image.checksums.sha256!, revision: image.revision };
+export function cloudCopy(
+  image: Image,
+  agent: string,
+  overrides: Partial<CloudImage> = {},
+  target: string | null = defaultTarget,
+): CloudImage {
+  const { id: imageId, revision } = image;
+  const owner = { agent, ...(target !== null ? { target } : {}) };
+  const markers: Markers = { ...owner, imageId, sha256: image.checksums.sha256!, revision };
   return {
     nativeId: `native-${++counter}`,
     name: image.name,

@@ -31,7 +31,13 @@ iaasConformance(
       createUnmarked: async (name) => double.addImage({ name }).id,
       otherOwnerDriver: async () =>
         world!.driver(double, {
-          ec2: { endpoint: double.endpoint, region, accessKeyId: otherAccount.accessKeyId, secretAccessKey: otherAccount.secretAccessKey, maxAttempts: 1 },
+          ec2: {
+            endpoint: double.endpoint,
+            region,
+            accessKeyId: otherAccount.accessKeyId,
+            secretAccessKey: otherAccount.secretAccessKey,
+            maxAttempts: 1,
+          },
           accountId: otherAccount.accountId,
         }),
       notes: { paging: 'Eucalyptus DescribeImages has no paging (no MaxResults/NextToken in its binding or in the 2010-08-31 schema); NextToken following is tested in eucalyptus-client.test.ts' },

@@ -24,7 +24,11 @@ export const accessKeyId = 'AKIAVISORTEST0EUCA01';
 export const secretAccessKey = 'visor/eucalyptus+secret=TEST';
 export const region = 'eucalyptus';
 /** A second account of the same cloud (its own images; same user certificate, for simplicity). */
-export const otherAccount = { accountId: '210987654321', accessKeyId: 'AKIAVISORTEST0EUCA02', secretAccessKey: 'visor/eucalyptus+secret=OTHER' };
+export const otherAccount = {
+  accountId: '210987654321',
+  accessKeyId: 'AKIAVISORTEST0EUCA02',
+  secretAccessKey: 'visor/eucalyptus+secret=OTHER',
+};
 
 export interface Certificates {
   dir: string;

@@ -56,7 +56,8 @@ iaasConformance('opennebula (oned 5.x replies, local mode)', async (): Promise<C
     pagedDriver: async (pageSize) => driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, pageSize }),
     badCredentialsDriver: async () => driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, username: 'nobody' }),
     createUnmarked: async (name) => String(double.addImage({ name, uid: 0 }).id),
-    otherOwnerDriver: async () => driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, username: 'user' }),
+    otherOwnerDriver: async () =>
+      driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, username: 'user' }),
     content: async () => bufferContent(randomImageBytes()),
   };
 });

@@ -144,7 +144,8 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
     timers.add(t);
   };
   /** The calls as one account makes them: `self`, ownership and visibility are that account's. */
-  function actionsFor(account: string): Record<string, (p: Record<string, string>, version: string, requestId: string) => Promise<string> | string> {
+  type Handler = (p: Record<string, string>, version: string, requestId: string) => Promise<string> | string;
+  function actionsFor(account: string): Record<string, Handler> {
     const visible = (i: DoubleImage) => i.ownerId === account || i.isPublic || i.launchUsers.has(account);
     const own = (id: string): DoubleImage => {
       const image = lookup(id);
