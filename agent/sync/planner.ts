@@ -67,6 +67,8 @@ export interface Note {
   nativeId: string;
   name: string;
   message: string;
+  /** Needs an operator (an older-scheme copy no target may claim), rather than time. */
+  warn?: boolean;
 }
 
 export interface Plan {
@@ -254,7 +256,7 @@ function claimLegacy(
     }
     const note = (why: string) => {
       const message = `made by this agent before markers named their target; ${why}`;
-      notes.push({ nativeId: copy.nativeId, name: copy.name, message });
+      notes.push({ nativeId: copy.nativeId, name: copy.name, message, warn: true });
     };
     if (mine) {
       blocked.add(imageId);

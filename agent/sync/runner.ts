@@ -166,6 +166,12 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
   try {
     const first = await planTarget(target, deps, { signal: controller.signal, ...(options.onlyImages ? { onlyImages: options.onlyImages } : {}) });
     options.onPlan?.(first);
+    for (const note of first.notes) {
+      // What the plan leaves alone on purpose, said in the log of every run (not only by `visor plan`).
+      const meta = { native: note.nativeId, name: note.name, reason: note.message };
+      if (note.warn) log.warn('left alone', meta);
+      else log.info('left alone', meta);
+    }
     if (options.dryRun) {
       run.actions = first.actions.map((a) => ({ action: a.kind, name: a.name, result: 'skipped' as const, detail: 'dry run', ...('nativeId' in a ? { nativeId: a.nativeId } : {}), ...('imageId' in a && a.imageId ? { imageId: a.imageId } : {}) }));
       run.drift = first.actions.length;

@@ -9,10 +9,10 @@ import type { Caller } from '../../agent/service/access.js';
 import { openSession, type SyncSession } from '../../agent/session.js';
 import { syncTarget } from '../../agent/sync/runner.js';
 import type { Image } from '../../core/image/model.js';
-import { silentLogger } from '../../core/logging/logger.js';
 import { deleteImagesNamed, glanceApi, imagesNamed, peerOrSkip, peerStartTimeout } from '../adapters/glance/harness.js';
 import type { OpenStackPeer } from '../peers/openstack.js';
 import { openstackImageShow } from '../support/openstack-cli.js';
+import { recordingLogger } from '../support/recording-logger.js';
 import { sharedCloudScenario, type NativeRecord, type TargetName } from '../support/shared-cloud.js';
 
 /**
@@ -112,8 +112,9 @@ describe('copies of the older marker scheme (agent only) in the real Glance', ()
         },
       }),
     );
-    session = await openSession({ configFile: config, env: {}, logger: silentLogger });
+    session = await openSession({ configFile: config, env: {}, logger: log });
   };
+  const log = recordingLogger();
   const sync = (target: string) => syncTarget(session!.built.targets.get(target)!, session!.deps, { trigger: 'cli' });
   const show = async () => (await openstackImageShow(peer!, [oldId])).get(oldId)!;
 
@@ -162,8 +163,12 @@ describe('copies of the older marker scheme (agent only) in the real Glance', ()
     const before = await show();
     for (const target of ['alpha', 'beta']) {
       const result = await sync(target);
-      // Neither claims the copy nor uploads a second one beside it.
+      // Neither claims the copy nor uploads a second one beside it, and each run says so.
       expect(result.actions, target).toEqual([]);
+      const warned = log.lines.filter(
+        (l) => l.level === 'warn' && l.meta['target'] === target && l.meta['native'] === oldId,
+      );
+      expect(warned.map((l) => l.message)).toContain('left alone');
     }
     const { planTarget } = await import('../../agent/sync/runner.js');
     const plan = await planTarget(session!.built.targets.get('alpha')!, session!.deps);
