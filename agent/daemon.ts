@@ -9,7 +9,15 @@ import { ContentPublisher } from './content-publisher.js';
 import { AgentMetrics } from './metrics.js';
 import { startServer, type RunningServer, type ServeOptions } from './serve.js';
 import { Limiter, syncTarget, type SyncDeps, type Target } from './sync/runner.js';
-import { agentIdOf, buildTargets, cacheDirOf, closeTargets, instanceIdOf, type BuiltTargets } from './targets.js';
+import {
+  agentIdOf,
+  buildTargets,
+  cacheDirOf,
+  closeTargets,
+  instanceIdOf,
+  rivalFinder,
+  type BuiltTargets,
+} from './targets.js';
 
 export interface TargetStatus {
   name: string;
@@ -181,6 +189,7 @@ export class AgentDaemon {
       leaseMs: config.agent.leaseSeconds * 1000,
       keepRuns: config.agent.keepRuns,
       publish: (source) => this.#publisher!.publish(source),
+      rivals: rivalFinder(composition, built),
     };
     for (const [name, error] of built.failed) this.#logger!.error('cloud unusable; fix its configuration', { target: name, error });
     const tasks = new Map<string, ScheduledTask>();
