@@ -9,7 +9,8 @@ import type { Caller } from '../../agent/service/access.js';
 import { openSession, type SyncSession } from '../../agent/session.js';
 import { syncTarget } from '../../agent/sync/runner.js';
 import type { Image } from '../../core/image/model.js';
-import { deleteImagesNamed, glanceApi, imagesNamed, peerOrSkip, peerStartTimeout } from '../adapters/glance/harness.js';
+import { deleteImagesNamed, glanceApi, imagesNamed, peerStartTimeout } from '../adapters/glance/harness.js';
+import { requirePeer } from '../peers/index.js';
 import type { OpenStackPeer } from '../peers/openstack.js';
 import { openstackImageShow } from '../support/openstack-cli.js';
 import { recordingLogger } from '../support/recording-logger.js';
@@ -39,7 +40,7 @@ const properties = (record: NativeRecord) => (record['properties'] ?? {}) as Rec
 sharedCloudScenario(
   'Glance (real Keystone + Glance)',
   async () => {
-    const { peer, skip } = await peerOrSkip();
+    const { peer, skip } = await requirePeer('openstack');
     if (skip || !peer) return { skip: skip ?? 'no OpenStack peer' };
     const prefix = `shared-${randomBytes(3).toString('hex')}-`;
     return {
@@ -119,7 +120,7 @@ describe('copies of the older marker scheme (agent only) in the real Glance', ()
   const show = async () => (await openstackImageShow(peer!, [oldId])).get(oldId)!;
 
   beforeAll(async () => {
-    ({ peer, skip } = await peerOrSkip());
+    ({ peer, skip } = await requirePeer('openstack'));
     if (skip || !peer) return;
     dir = await mkdtemp(join(tmpdir(), 'visor-legacy-'));
     await open(true);
