@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import { createHash, randomBytes } from 'node:crypto';
+import type { IncomingMessage, Server } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
 import { CONTENT_HASH_HEADER, UNSIGNED_PAYLOAD, type SignableRequest } from '../../core/auth/signing.js';
 import { isVisorError, toVisorError, VisorError } from '../../core/errors.js';
@@ -7,7 +7,9 @@ import type { Logger } from '../../core/logging/logger.js';
 import type { Caller } from '../service/access.js';
 import type { ImageService } from '../service/image-service.js';
 import type { Authenticator } from './auth.js';
-import { errorBody, httpStatus } from './errors.js';
+import { guardConnections, type ConnectionLimits } from './connection-guard.js';
+import { bodyDeadline, type UploadRate } from './deadlines.js';
+import { errorBody, genericServerError, httpStatus } from './errors.js';
 import { parseJsonBody } from './json-body.js';
 import { imageRoutes } from './routes/images.js';
 
@@ -26,7 +28,27 @@ export interface ApiServerOptions {
   extraRoutes?: FastifyPluginAsync;
   /** Paths (prefixes) served without a signature: health, metrics, one-time content URLs. */
   publicPaths?: readonly string[];
+  /** Path prefixes whose rest is a secret (one-time content tokens): never written to the log. */
+  secretPaths?: readonly string[];
+  /** PEM certificate chain and key: the API speaks HTTPS. */
+  tls?: { cert: Buffer; key: Buffer };
+  /** Deadlines and caps (defaults: see core/config/schema.ts). */
+  limits?: Partial<ServerLimits>;
 }
+
+export interface ServerLimits extends ConnectionLimits {
+  /** A metadata body must arrive whole within this. */
+  bodyTimeoutMs: number;
+  uploadRate: UploadRate;
+}
+
+const defaultLimits: ServerLimits = {
+  headerTimeoutMs: 20_000,
+  bodyTimeoutMs: 30_000,
+  uploadRate: { minBytesPerSecond: 10_240, windowMs: 60_000 },
+  maxConnections: 1000,
+  maxConnectionsPerAddress: 256,
+};
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -43,6 +65,13 @@ const anonymousAdmin: Caller = { name: 'anonymous', admin: true };
  * is read; upload bodies are never parsed or buffered, only streamed to the store.
  */
 export function buildApiServer(options: ApiServerOptions): FastifyInstance {
+  const limits: ServerLimits = { ...defaultLimits, ...options.limits };
+  // Node checks header deadlines only every connectionsCheckingInterval (30 s by default).
+  const serverOptions = {
+    headersTimeout: limits.headerTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, limits.headerTimeoutMs),
+    requestTimeout: 0,
+  };
   const app = Fastify({
     logger: false,
     bodyLimit: options.jsonBodyLimit ?? 1024 * 1024,
@@ -52,8 +81,20 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     exposeHeadRoutes: false,
-  });
+    // A random id per request, in every answer and log line: 5xx answers name it instead of their details.
+    genReqId: () => randomBytes(8).toString('hex'),
+    requestIdHeader: false,
+    ...(options.tls ? { https: { ...serverOptions, cert: options.tls.cert, key: options.tls.key, handshakeTimeout: limits.headerTimeoutMs } } : { http: serverOptions }),
+  } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+  guardConnections(app.server as Server, limits, options.tls !== undefined);
   const logger = options.logger;
+  const secretPaths = options.secretPaths ?? [];
+  /** The path as it may be logged: secret tokens in it replaced. */
+  const loggedPath = (request: FastifyRequest) => {
+    const path = request.url.split('?')[0] ?? '';
+    const secret = secretPaths.find((p) => path.startsWith(p) && path.length > p.length);
+    return secret ? `${secret}***` : path;
+  };
 
   app.decorateRequest('caller', null as unknown as Caller);
   app.decorateRequest('signedContentHash', undefined);
@@ -80,7 +121,10 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   });
 
   const publicPaths = ['/health', ...(options.publicPaths ?? [])];
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+    const type = request.headers['content-type']?.split(';')[0]?.trim();
+    if (type !== 'application/octet-stream') bodyDeadline(request.raw, reply.raw, limits.bodyTimeoutMs);
     const path = request.url.split('?')[0] ?? '';
     if (!options.authenticator || publicPaths.some((p) => path === p || (p.endsWith('/') && path.startsWith(p)))) {
       request.caller = anonymousAdmin;
@@ -98,8 +142,9 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   app.addHook('onResponse', async (request, reply) => {
     logger.info('request', {
       method: request.method,
-      path: request.url.split('?')[0],
+      path: loggedPath(request),
       status: reply.statusCode,
+      request: request.id,
       ms: Math.round(reply.elapsedTime),
       caller: request.caller?.name,
     });
@@ -108,22 +153,24 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   app.setErrorHandler(async (error, request, reply) => {
     const visor = fromFastifyError(error);
     const status = httpStatus(visor);
-    if (status >= 500) logger.error('request failed', { method: request.method, path: request.url.split('?')[0], error: visor });
     if (status === 401) void reply.header('www-authenticate', 'VISOR-HMAC-SHA256');
     // Whatever the client was still sending is of no use now.
     if (!request.raw.complete) void reply.header('connection', 'close');
-    return sendError(reply, status, visor.message);
+    if (status < 500) return sendError(reply, status, visor.message);
+    // Our own faults and our backends': the details (endpoints, buckets, keys, paths) go to the log only.
+    logger.error('request failed', { request: request.id, method: request.method, path: loggedPath(request), status, error: visor });
+    return sendError(reply, status, genericServerError(status, request.id), request.id);
   });
   app.setNotFoundHandler(async (request, reply) => sendError(reply, 404, `no route for ${request.method} ${request.url.split('?')[0]}`));
 
   app.get('/health', async () => ({ status: 'ok' }));
-  app.register(imageRoutes, { service: options.service, defaultLimit: options.defaultLimit ?? 1000, uploadIdleMs: options.uploadIdleMs ?? 120_000 });
+  app.register(imageRoutes, { service: options.service, defaultLimit: options.defaultLimit ?? 1000, uploadIdleMs: options.uploadIdleMs ?? 120_000, uploadRate: limits.uploadRate, logger });
   if (options.extraRoutes) app.register(options.extraRoutes);
   return app;
 }
 
-function sendError(reply: FastifyReply, status: number, message: string): FastifyReply {
-  return reply.code(status).type('application/json').send(errorBody(status, message));
+function sendError(reply: FastifyReply, status: number, message: string, requestId?: string): FastifyReply {
+  return reply.code(status).type('application/json').send({ ...errorBody(status, message), ...(requestId ? { request_id: requestId } : {}) });
 }
 
 /** Fastify's own errors (bad JSON, wrong media type, too large) become 4xx with our body. */

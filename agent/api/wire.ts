@@ -1,5 +1,5 @@
 import { VisorError } from '../../core/errors.js';
-import type { ImageQuery, SortDirection } from '../../core/catalog/port.js';
+import { MAX_FILTERS, type ImageQuery, type SortDirection } from '../../core/catalog/port.js';
 import type { Checksums, Image } from '../../core/image/model.js';
 import { propertyKeyPattern } from '../../core/image/schema.js';
 import { decodeHeaderValue, encodeHeaderValue, META_PREFIX } from './headers.js';
@@ -209,6 +209,8 @@ export function queryFromWire(params: URLSearchParams, defaultLimit: number): Im
     else {
       const attribute = attributeFor(key);
       if (attribute in filters) throw new VisorError('invalidInput', `filter ${key} is given twice`);
+      // Checked as they come: thousands of filters would make a query the catalog cannot run.
+      if (Object.keys(filters).length >= MAX_FILTERS) throw new VisorError('invalidInput', `too many filters: at most ${MAX_FILTERS} in one query`);
       filters[attribute] = value;
     }
   }

@@ -147,3 +147,5 @@ export interface Catalog {
 
 export const DEFAULT_SORT = 'id';
 export const MAX_LIMIT = 10_000;
+/** Filters in one query: far more than any real listing needs, far below what a catalog's query planner chokes on. */
+export const MAX_FILTERS = 64;

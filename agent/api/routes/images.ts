@@ -1,10 +1,13 @@
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { VisorError } from '../../../core/errors.js';
+import type { Logger } from '../../../core/logging/logger.js';
+import { ExactLength } from '../../../core/transfer/exact-length.js';
 import type { Checksums, Image } from '../../../core/image/model.js';
 import { uuidPattern } from '../../../core/image/schema.js';
 import type { ByteRange } from '../../../core/store/port.js';
 import type { ImageService } from '../../service/image-service.js';
+import { watchUploadRate, type UploadRate } from '../deadlines.js';
 import { fromWire, mergeOs, metadataFromHeaders, queryFromWire, toBrief, toDetail, toHeaders, type ParsedMetadata } from '../wire.js';
 
 export interface ImageRoutesOptions {
@@ -12,12 +15,16 @@ export interface ImageRoutesOptions {
   defaultLimit: number;
   /** An upload body that sends nothing for this long is dropped (its bytes and record removed). */
   uploadIdleMs: number;
+  /** An upload slower than this is dropped. */
+  uploadRate: UploadRate;
+  logger: Logger;
 }
 
 type IdRequest = FastifyRequest<{ Params: { id: string } }>;
 
 /** VISOR's image routes. */
-export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, { service, defaultLimit, uploadIdleMs }) => {
+export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, { service, defaultLimit, uploadIdleMs, uploadRate, logger }) => {
+  const uploading = { idleMs: uploadIdleMs, rate: uploadRate };
   const baseUrl = (request: FastifyRequest) => `${request.protocol}://${request.host}`;
 
   const listing = (view: (image: Image) => unknown) => async (request: FastifyRequest, reply: FastifyReply) => {
@@ -52,13 +59,32 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
       return reply.code(416).header('content-range', `bytes */${image.size ?? '*'}`).type('application/json').send({ code: 416, message: `range ${request.headers.range} is not satisfiable` });
     }
     const download = await service.download(request.caller, id, range);
-    void reply.headers(toHeaders(download.image, baseUrl(request), request.caller.admin)).header('etag', etag(download.image)).header('accept-ranges', 'bytes').type('application/octet-stream');
-    if (download.range) {
-      void reply.code(206).header('content-range', `bytes ${download.range.start}-${download.range.end}/${download.size}`).header('content-length', String(download.range.end - download.range.start + 1));
-    } else {
-      void reply.header('content-length', String(download.size));
+    if (download.image.size !== undefined && download.size !== download.image.size) {
+      download.stream.destroy();
+      throw new VisorError('invalidResponse', `image ${id}: its store now holds ${download.size} bytes, the catalog says ${download.image.size}`);
     }
-    return reply.send(download.stream);
+    void reply.headers(toHeaders(download.image, baseUrl(request), request.caller.admin)).header('etag', etag(download.image)).header('accept-ranges', 'bytes').type('application/octet-stream');
+    let length = download.size;
+    if (download.range) {
+      length = download.range.end - download.range.start + 1;
+      void reply.code(206).header('content-range', `bytes ${download.range.start}-${download.range.end}/${download.size}`);
+    }
+    void reply.header('content-length', String(length));
+    // Exactly the bytes the headers announce, whatever the store sends: more would reach the
+    // client as a second response on its connection. On a mismatch the connection is closed.
+    const exact = new ExactLength(length, `the store of image ${id}`);
+    let reported = false;
+    const report = (error: unknown) => {
+      if (reported) return;
+      reported = true;
+      logger.error('download cut off: the store failed or did not send the declared bytes', { request: request.id, id, error });
+    };
+    download.stream.once('error', report);
+    exact.once('error', (error) => {
+      if ((error as { kind?: string }).kind === 'invalidResponse') report(error);
+    });
+    pipeline(download.stream, exact, () => undefined);
+    return reply.send(exact);
   });
 
   app.post('/images', async (request, reply) => {
@@ -71,7 +97,7 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
       image = await service.register(request.caller, draftFields(meta));
       if (body) {
         try {
-          image = await service.upload(request.caller, image.id, body, uploadOptions(request, meta.expected, uploadIdleMs));
+          image = await service.upload(request.caller, image.id, body, uploadOptions(request, reply, meta.expected, uploading));
         } catch (error) {
           // The record was made for this upload only: a failed upload keeps nothing at all.
           await service.delete(request.caller, image.id).catch(() => undefined);
@@ -82,7 +108,7 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
     return reply.code(201).header('location', `${baseUrl(request)}/images/${image.id}`).send({ image: toDetail(image, baseUrl(request), request.caller.admin) });
   });
 
-  app.put('/images/:id', async (request: IdRequest) => {
+  app.put('/images/:id', async (request: IdRequest, reply) => {
     const id = checkId(request.params.id);
     const { meta, body } = readRequest(request);
     if (meta.location !== undefined) throw new VisorError('invalidInput', 'a location can only be given when an image is registered');
@@ -95,7 +121,7 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
     } else if (expectedRevision !== undefined && expectedRevision !== image.revision) {
       throw new VisorError('conflict', `image ${id} is at revision ${image.revision}, not ${expectedRevision}`);
     }
-    if (body) image = await service.upload(request.caller, id, body, uploadOptions(request, meta.expected, uploadIdleMs));
+    if (body) image = await service.upload(request.caller, id, body, uploadOptions(request, reply, meta.expected, uploading));
     return { image: toDetail(image, baseUrl(request), request.caller.admin) };
   });
 
@@ -139,13 +165,15 @@ function draftFields(meta: ParsedMetadata): Record<string, unknown> {
   return fields;
 }
 
-function uploadOptions(request: FastifyRequest, expected: Checksums, idleMs: number): { size?: number; expected: Checksums; signal: AbortSignal } {
+function uploadOptions(request: FastifyRequest, reply: FastifyReply, expected: Checksums, limits: { idleMs: number; rate: UploadRate }): { size?: number; expected: Checksums; signal: AbortSignal } {
   const controller = new AbortController();
   // A body that stops arriving (a stalled client, a chunked body that never ends) would hold the
   // upload open forever: the socket is closed after idleMs without a byte, which aborts it below.
   const socket = request.raw.socket;
-  socket.setTimeout(idleMs);
+  socket.setTimeout(limits.idleMs);
   request.raw.once('end', () => socket.setTimeout(0));
+  // ... and so would a trickle of a byte now and then.
+  watchUploadRate(request.raw, reply.raw, limits.rate);
   // A client that goes away mid-upload: stop writing at once (the store then removes what it wrote).
   request.raw.once('close', () => {
     if (!request.raw.complete) controller.abort();
