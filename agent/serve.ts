@@ -57,7 +57,7 @@ export async function startServer(composition: Composition, options: ServeOption
   const stores = await resolveAsync(container, RuntimeIds.Stores);
   const service = new ImageService({ catalog, stores, defaultStore: config.defaultStore, logger: logger.child({ component: 'images' }) });
   const authenticator = config.server.auth.enabled
-    ? new Authenticator({ users: catalog.users, box: await sealingBox(composition), clockSkewSeconds: config.server.auth.clockSkew })
+    ? new Authenticator({ users: catalog.users, replays: catalog.replays, box: await sealingBox(composition), clockSkewSeconds: config.server.auth.clockSkew })
     : undefined;
   await service.recoverStaleUploads();
   for (const [name, store] of stores) {

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
-import { CONTENT_HASH_HEADER, UNSIGNED_PAYLOAD, type SignableRequest } from '../../core/auth/signing.js';
+import { CONTENT_HASH_HEADER, STREAMING_PAYLOAD, UNSIGNED_PAYLOAD, type SignableRequest } from '../../core/auth/signing.js';
 import { isVisorError, toVisorError, VisorError } from '../../core/errors.js';
 import type { Logger } from '../../core/logging/logger.js';
 import type { Caller } from '../service/access.js';
@@ -53,12 +53,19 @@ const defaultLimits: ServerLimits = {
 declare module 'fastify' {
   interface FastifyRequest {
     caller: Caller;
-    /** sha256 the client signed for the body, when it signed one (not UNSIGNED-PAYLOAD). */
-    signedContentHash: string | undefined;
+    /** How the body is vouched for: not at all (no auth), by a signed sha256, or by a signed trailer. */
+    bodyCheck: BodyCheck;
   }
 }
 
-const anonymousAdmin: Caller = { name: 'anonymous', admin: true };
+export type BodyCheck =
+  | { kind: 'none' }
+  | { kind: 'sha256'; sha256: string }
+  /** A streamed upload: its sha256 and a signature over it arrive as trailers, checked by `verify`. */
+  | { kind: 'trailer'; verify: (sha256: string, signature: string) => boolean };
+
+const anonymousAdmin: Caller = { id: 'anonymous', name: 'anonymous', admin: true };
+const unchecked: BodyCheck = { kind: 'none' };
 
 /**
  * The image service's HTTP API (VISOR's routes). Requests are authenticated before their body
@@ -97,15 +104,19 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   };
 
   app.decorateRequest('caller', null as unknown as Caller);
-  app.decorateRequest('signedContentHash', undefined);
+  app.decorateRequest('bodyCheck', null as never);
 
   // Upload bodies stay streams: the route hands request.raw to the store.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
     const data = body as Buffer;
-    const declared = request.signedContentHash;
-    if (declared !== undefined && createHash('sha256').update(data).digest('hex') !== declared) {
+    const check = request.bodyCheck;
+    if (check.kind === 'trailer') {
+      done(new VisorError('invalidInput', `a metadata body is signed with its sha256 in ${CONTENT_HASH_HEADER}, not streamed`), undefined);
+      return;
+    }
+    if (check.kind === 'sha256' && createHash('sha256').update(data).digest('hex') !== check.sha256) {
       done(new VisorError('forbidden', `the body does not match the signed ${CONTENT_HASH_HEADER}`), undefined);
       return;
     }
@@ -128,15 +139,13 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     const path = request.url.split('?')[0] ?? '';
     if (!options.authenticator || publicPaths.some((p) => path === p || (p.endsWith('/') && path.startsWith(p)))) {
       request.caller = anonymousAdmin;
+      request.bodyCheck = unchecked;
       return;
     }
     const signable = toSignable(request.raw);
-    request.caller = await options.authenticator.authenticate(signable);
-    const hash = signable.headers[CONTENT_HASH_HEADER];
-    if (!hash || (hash !== UNSIGNED_PAYLOAD && !/^[0-9a-f]{64}$/.test(hash))) {
-      throw new VisorError('auth', `missing or malformed ${CONTENT_HASH_HEADER} header (the body's sha256, or ${UNSIGNED_PAYLOAD})`);
-    }
-    request.signedContentHash = hash === UNSIGNED_PAYLOAD ? undefined : hash;
+    const authenticated = await options.authenticator.authenticate(signable);
+    request.caller = authenticated.caller;
+    request.bodyCheck = bodyCheckOf(signable, type, authenticated.verifyTrailer);
   });
 
   app.addHook('onResponse', async (request, reply) => {
@@ -167,6 +176,25 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   app.register(imageRoutes, { service: options.service, defaultLimit: options.defaultLimit ?? 1000, uploadIdleMs: options.uploadIdleMs ?? 120_000, uploadRate: limits.uploadRate, logger });
   if (options.extraRoutes) app.register(options.extraRoutes);
   return app;
+}
+
+/**
+ * Every body is signed: with its sha256 up front, or — for a streamed upload — in a signed
+ * trailer. A body nobody signed (UNSIGNED-PAYLOAD) could be swapped in transit and is refused.
+ */
+function bodyCheckOf(request: SignableRequest, type: string | undefined, verify: (sha256: string, signature: string) => boolean): BodyCheck {
+  const hash = request.headers[CONTENT_HASH_HEADER];
+  if (hash !== undefined && /^[0-9a-f]{64}$/.test(hash)) return { kind: 'sha256', sha256: hash };
+  if (hash === STREAMING_PAYLOAD) {
+    if (type !== 'application/octet-stream' || !/\bchunked\b/i.test(request.headers['transfer-encoding'] ?? '')) {
+      throw new VisorError('invalidInput', `${STREAMING_PAYLOAD} is for image uploads sent chunked (application/octet-stream, Transfer-Encoding: chunked), whose trailers carry the signed sha256`);
+    }
+    return { kind: 'trailer', verify };
+  }
+  if (hash === UNSIGNED_PAYLOAD) {
+    throw new VisorError('auth', `${UNSIGNED_PAYLOAD} is not accepted: sign the body's sha256 in ${CONTENT_HASH_HEADER}, or stream an upload with ${STREAMING_PAYLOAD} and its signed trailer`);
+  }
+  throw new VisorError('auth', `missing or malformed ${CONTENT_HASH_HEADER} header (the body's sha256, or ${STREAMING_PAYLOAD} for a streamed upload)`);
 }
 
 function sendError(reply: FastifyReply, status: number, message: string, requestId?: string): FastifyReply {

@@ -31,7 +31,9 @@ export function toBrief(image: Image): WireImage {
  * VISOR's detail view. Where a stored image's bytes live (a server path, a bucket key) is shown
  * to admins only; an HTTP reference's URL is public knowledge and shown to everyone.
  */
-export function toDetail(image: Image, baseUrl: string, showLocation = true): WireImage {
+export function toDetail(image: Image, baseUrl: string, showLocation = true, names: ReadonlyMap<string, string> = new Map()): WireImage {
+  // Owners and members are kept as user ids (stable); people read and write them as names.
+  const person = (id: string) => names.get(id) ?? id;
   return compact({
     ...image.properties,
     _id: image.id,
@@ -51,8 +53,9 @@ export function toDetail(image: Image, baseUrl: string, showLocation = true): Wi
     checksums: Object.keys(image.checksums).length > 0 ? (image.checksums as Record<string, string>) : undefined,
     kernel: image.kernelId,
     ramdisk: image.ramdiskId,
-    owner: image.owner,
-    members: image.members.length > 0 ? image.members : undefined,
+    owner: image.owner === undefined ? undefined : person(image.owner),
+    owner_id: image.owner,
+    members: image.members.length > 0 ? image.members.map(person) : undefined,
     min_disk: image.minDisk,
     min_ram: image.minRam,
     os_type: image.os?.type,
@@ -67,7 +70,7 @@ export function toDetail(image: Image, baseUrl: string, showLocation = true): Wi
 }
 
 /** Wire names that are the service's to set. */
-const readOnly = new Set(['_id', 'id', 'uri', 'status', 'store', 'size', 'virtual_size', 'checksums', 'created_at', 'updated_at', 'uploaded_at', 'accessed_at', 'access_count', 'revision']);
+const readOnly = new Set(['_id', 'id', 'owner_id', 'uri', 'status', 'store', 'size', 'virtual_size', 'checksums', 'created_at', 'updated_at', 'uploaded_at', 'accessed_at', 'access_count', 'revision']);
 
 const simple: Record<string, string> = {
   name: 'name',
@@ -219,9 +222,9 @@ export function queryFromWire(params: URLSearchParams, defaultLimit: number): Im
 }
 
 /** Detail metadata as `x-image-meta-*` headers (HEAD and GET of an image). */
-export function toHeaders(image: Image, baseUrl: string, showLocation = true): Record<string, string> {
+export function toHeaders(image: Image, baseUrl: string, showLocation = true, names?: ReadonlyMap<string, string>): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(toDetail(image, baseUrl, showLocation))) {
+  for (const [key, value] of Object.entries(toDetail(image, baseUrl, showLocation, names))) {
     if (key === 'checksums') {
       for (const [alg, hex] of Object.entries(value as Record<string, string>)) out[`${META_PREFIX}${alg}`] = hex;
       continue;

@@ -6,8 +6,9 @@ import { ExactLength } from '../../../core/transfer/exact-length.js';
 import type { Checksums, Image } from '../../../core/image/model.js';
 import { uuidPattern } from '../../../core/image/schema.js';
 import type { ByteRange } from '../../../core/store/port.js';
-import type { ImageService } from '../../service/image-service.js';
+import type { ImageService, UploadOptions } from '../../service/image-service.js';
 import { watchUploadRate, type UploadRate } from '../deadlines.js';
+import { decodedLength, trailerCheck } from '../streamed-digest.js';
 import { fromWire, mergeOs, metadataFromHeaders, queryFromWire, toBrief, toDetail, toHeaders, type ParsedMetadata } from '../wire.js';
 
 export interface ImageRoutesOptions {
@@ -27,28 +28,33 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
   const uploading = { idleMs: uploadIdleMs, rate: uploadRate };
   const baseUrl = (request: FastifyRequest) => `${request.protocol}://${request.host}`;
 
-  const listing = (view: (image: Image) => unknown) => async (request: FastifyRequest, reply: FastifyReply) => {
+  const listing = (detailed: boolean) => async (request: FastifyRequest, reply: FastifyReply) => {
     const params = new URLSearchParams(request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '');
     const page = await service.list(request.caller, queryFromWire(params, defaultLimit));
     if (page.nextMarker) {
       params.set('marker', page.nextMarker);
       void reply.header('link', `<${request.url.split('?')[0]}?${params.toString()}>; rel="next"`);
     }
+    const names = detailed ? await service.userNames(page.items) : undefined;
+    const view = (image: Image) => (detailed ? toDetail(image, baseUrl(request), request.caller.admin, names) : toBrief(image));
     return { images: page.items.map(view), ...(page.nextMarker ? { next: page.nextMarker } : {}) };
   };
+  /** The detail view of one image, owner and members by name. */
+  const detail = async (request: FastifyRequest, image: Image) => toDetail(image, baseUrl(request), request.caller.admin, await service.userNames([image]));
+  const headers = async (request: FastifyRequest, image: Image) => toHeaders(image, baseUrl(request), request.caller.admin, await service.userNames([image]));
 
-  app.get('/images', listing(toBrief));
-  app.get('/images/detail', async (request, reply) => listing((image) => toDetail(image, baseUrl(request), request.caller.admin))(request, reply));
+  app.get('/images', listing(false));
+  app.get('/images/detail', listing(true));
 
   app.head('/images/:id', async (request: IdRequest, reply) => {
     const image = await service.get(request.caller, checkId(request.params.id));
-    return reply.headers(toHeaders(image, baseUrl(request), request.caller.admin)).header('etag', etag(image)).code(200).send();
+    return reply.headers(await headers(request, image)).header('etag', etag(image)).code(200).send();
   });
 
   app.get('/images/:id/meta', async (request: IdRequest, reply) => {
     const image = await service.get(request.caller, checkId(request.params.id));
     void reply.header('etag', etag(image));
-    return { image: toDetail(image, baseUrl(request), request.caller.admin) };
+    return { image: await detail(request, image) };
   });
 
   app.get('/images/:id', async (request: IdRequest, reply) => {
@@ -63,7 +69,7 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
       download.stream.destroy();
       throw new VisorError('invalidResponse', `image ${id}: its store now holds ${download.size} bytes, the catalog says ${download.image.size}`);
     }
-    void reply.headers(toHeaders(download.image, baseUrl(request), request.caller.admin)).header('etag', etag(download.image)).header('accept-ranges', 'bytes').type('application/octet-stream');
+    void reply.headers(await headers(request, download.image)).header('etag', etag(download.image)).header('accept-ranges', 'bytes').type('application/octet-stream');
     let length = download.size;
     if (download.range) {
       length = download.range.end - download.range.start + 1;
@@ -105,7 +111,7 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
         }
       }
     }
-    return reply.code(201).header('location', `${baseUrl(request)}/images/${image.id}`).send({ image: toDetail(image, baseUrl(request), request.caller.admin) });
+    return reply.code(201).header('location', `${baseUrl(request)}/images/${image.id}`).send({ image: await detail(request, image) });
   });
 
   app.put('/images/:id', async (request: IdRequest, reply) => {
@@ -122,12 +128,12 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
       throw new VisorError('conflict', `image ${id} is at revision ${image.revision}, not ${expectedRevision}`);
     }
     if (body) image = await service.upload(request.caller, id, body, uploadOptions(request, reply, meta.expected, uploading));
-    return { image: toDetail(image, baseUrl(request), request.caller.admin) };
+    return { image: await detail(request, image) };
   });
 
   app.delete('/images/:id', async (request: IdRequest) => {
     const image = await service.delete(request.caller, checkId(request.params.id));
-    return { image: toDetail(image, baseUrl(request), request.caller.admin) };
+    return { image: await detail(request, image) };
   });
 };
 
@@ -165,7 +171,7 @@ function draftFields(meta: ParsedMetadata): Record<string, unknown> {
   return fields;
 }
 
-function uploadOptions(request: FastifyRequest, reply: FastifyReply, expected: Checksums, limits: { idleMs: number; rate: UploadRate }): { size?: number; expected: Checksums; signal: AbortSignal } {
+function uploadOptions(request: FastifyRequest, reply: FastifyReply, expected: Checksums, limits: { idleMs: number; rate: UploadRate }): UploadOptions {
   const controller = new AbortController();
   // A body that stops arriving (a stalled client, a chunked body that never ends) would hold the
   // upload open forever: the socket is closed after idleMs without a byte, which aborts it below.
@@ -179,15 +185,21 @@ function uploadOptions(request: FastifyRequest, reply: FastifyReply, expected: C
     if (!request.raw.complete) controller.abort();
   });
   const declared = { ...expected };
-  if (request.signedContentHash !== undefined) {
-    if (declared.sha256 !== undefined && declared.sha256 !== request.signedContentHash) {
+  const check = request.bodyCheck;
+  if (check.kind === 'sha256') {
+    if (declared.sha256 !== undefined && declared.sha256 !== check.sha256) {
       throw new VisorError('invalidInput', 'the declared sha256 and the signed content hash differ');
     }
-    declared.sha256 = request.signedContentHash;
+    declared.sha256 = check.sha256;
   }
   const length = request.headers['content-length'];
-  const size = length === undefined ? undefined : Number(length);
-  return { ...(size !== undefined && Number.isSafeInteger(size) ? { size } : {}), expected: declared, signal: controller.signal };
+  const size = length === undefined ? decodedLength(request.raw) : Number(length);
+  return {
+    ...(size !== undefined && Number.isSafeInteger(size) ? { size } : {}),
+    expected: declared,
+    signal: controller.signal,
+    ...(check.kind === 'trailer' ? { verify: trailerCheck(request.raw, check.verify) } : {}),
+  };
 }
 
 function checkId(id: string): string {
