@@ -52,6 +52,8 @@ export async function startServer(composition: Composition, options: ServeOption
   if (!config.server.auth.enabled && !isLoopback(host)) {
     throw new VisorError('config', `server.auth.enabled is false, which is only allowed on a loopback address; ${host} is not one`);
   }
+  // Before anything is opened: a TLS file that cannot be read is a config mistake to report at once.
+  const tls = config.server.tls ? await readTls(config.server.tls) : undefined;
   const container = composition.registry.container;
   const catalog = await resolveAsync(container, RuntimeIds.Catalog);
   const stores = await resolveAsync(container, RuntimeIds.Stores);
@@ -64,7 +66,6 @@ export async function startServer(composition: Composition, options: ServeOption
     const swept = (await store.sweep?.(60 * 60_000).catch(() => 0)) ?? 0;
     if (swept > 0) logger.warn('removed leftovers of interrupted uploads', { store: name, count: swept });
   }
-  const tls = config.server.tls ? await readTls(config.server.tls) : undefined;
   const build = () => buildApiServer({
     service,
     logger: logger.child({ component: 'api' }),

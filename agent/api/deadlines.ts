@@ -1,16 +1,29 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { VisorError } from '../../core/errors.js';
 
-/** Answers at once (when nothing was sent yet) and closes the connection: what the client still sends is of no use. */
-export function answerAndClose(response: ServerResponse, status: number, message: string): void {
+/**
+ * Answers at once (when nothing was sent yet) and closes the connection: what the client still
+ * sends is of no use. The request is destroyed too, so that whoever reads its body (a store
+ * writing an upload) stops with an error and cleans up, instead of waiting for bytes that will
+ * never come.
+ */
+export function answerAndClose(request: IncomingMessage, response: ServerResponse, status: number, message: string): void {
   const socket = response.socket;
-  if (response.headersSent || response.writableEnded) {
+  let done = false;
+  const close = () => {
+    if (done) return;
+    done = true;
+    request.destroy(new VisorError(status === 408 ? 'timeout' : 'unavailable', message));
     socket?.destroy();
+  };
+  if (response.headersSent || response.writableEnded) {
+    close();
     return;
   }
   response.writeHead(status, { 'content-type': 'application/json', connection: 'close' });
-  response.end(JSON.stringify({ code: status, message }), () => socket?.destroy());
+  response.end(JSON.stringify({ code: status, message }), close);
   // A client that does not read its answer does not get to keep the socket either.
-  setTimeout(() => socket?.destroy(), 1000).unref();
+  setTimeout(close, 1000).unref();
 }
 
 /**
@@ -21,7 +34,7 @@ export function answerAndClose(response: ServerResponse, status: number, message
 export function bodyDeadline(request: IncomingMessage, response: ServerResponse, ms: number): void {
   if (request.complete) return;
   const timer = setTimeout(() => {
-    if (!request.complete) answerAndClose(response, 408, `the request body did not arrive within ${ms / 1000} s`);
+    if (!request.complete) answerAndClose(request, response, 408, `the request body did not arrive within ${ms / 1000} s`);
   }, ms);
   timer.unref();
   const clear = () => clearTimeout(timer);
@@ -64,7 +77,7 @@ export function watchUploadRate(request: IncomingMessage, response: ServerRespon
     if (bytes * 1000 < rate.minBytesPerSecond * elapsed) {
       stop();
       const got = Math.round((bytes * 1000) / elapsed);
-      answerAndClose(response, 408, `the upload is too slow (${got} bytes/s over ${elapsed / 1000} s; at least ${rate.minBytesPerSecond} needed)`);
+      answerAndClose(request, response, 408, `the upload is too slow (${got} bytes/s over ${elapsed / 1000} s; at least ${rate.minBytesPerSecond} needed)`);
       return;
     }
     bytes = 0;
