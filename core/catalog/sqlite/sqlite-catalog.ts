@@ -1,4 +1,3 @@
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { isVisorError, VisorError } from '../../errors.js';
@@ -8,6 +7,7 @@ import type { Image, ImageChanges } from '../../image/model.js';
 import type { Catalog, ImageQuery, ImageRepository, LeaseRepository, Page, RunRepository, StateRepository, User, UserRepository } from '../port.js';
 import { agentRecordsSchema, SqliteLeases, SqliteRuns, SqliteState } from './sqlite-agent-records.js';
 import { replaySchema, SqliteReplays } from './sqlite-replays.js';
+import { ensurePrivateDir, ensurePrivateFile, tightenIfPresent } from '../../fs/private-paths.js';
 import { userExists, userNotFound, validateUser } from '../users.js';
 import { migrateOwnersToIds } from './sqlite-owner-ids.js';
 import { imageNotFound, normalizeQuery, readAttribute, staleRevision, unknownMarker, type NormalizedQuery } from '../query.js';
@@ -77,7 +77,12 @@ export class SqliteCatalog implements Catalog {
     if (this.#db) return;
     const { path } = this.#options;
     try {
-      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+      if (path !== ':memory:') {
+        // SQLite would create the file 0644 (and its -wal and -shm like it): it holds private metadata and sealed secrets.
+        ensurePrivateDir(dirname(path));
+        ensurePrivateFile(path);
+        for (const extra of ['-wal', '-shm', '-journal']) tightenIfPresent(`${path}${extra}`);
+      }
       const db = new Database(path);
       // WAL lets readers (CLI, API) run beside the agent's writes; synchronous=FULL makes every
       // committed write survive a power cut, not only a process crash.
