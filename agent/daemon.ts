@@ -76,7 +76,13 @@ export class AgentDaemon {
     this.#publisher = new ContentPublisher(() => publicUrl ?? this.url);
     const routes: FastifyPluginAsync = agentRoutes({ daemon: this, publisher: this.#publisher });
     try {
-      this.#server = await startServer(composition, { host: this.#options.host, port: this.#options.port, extraRoutes: routes, publicPaths: agentPublicPaths, secretPaths: agentSecretPaths });
+      this.#server = await startServer(composition, {
+        host: this.#options.host,
+        port: this.#options.port,
+        extraRoutes: routes,
+        publicPaths: agentPublicPaths,
+        secretPaths: agentSecretPaths,
+      });
     } catch (error) {
       await composition.dispose();
       throw error;

@@ -59,7 +59,12 @@ export async function startServer(composition: Composition, options: ServeOption
   const stores = await resolveAsync(container, RuntimeIds.Stores);
   const service = new ImageService({ catalog, stores, defaultStore: config.defaultStore, logger: logger.child({ component: 'images' }) });
   const authenticator = config.server.auth.enabled
-    ? new Authenticator({ users: catalog.users, replays: catalog.replays, box: await sealingBox(composition), clockSkewSeconds: config.server.auth.clockSkew })
+    ? new Authenticator({
+        users: catalog.users,
+        replays: catalog.replays,
+        box: await sealingBox(composition),
+        clockSkewSeconds: config.server.auth.clockSkew,
+      })
     : undefined;
   await service.recoverStaleUploads();
   for (const [name, store] of stores) {
@@ -83,7 +88,8 @@ export async function startServer(composition: Composition, options: ServeOption
   } catch (error) {
     // The only thing that can fail here is the TLS context: a key that is not the cert's, not PEM, ...
     if (!tls) throw error;
-    throw new VisorError('config', `server.tls: cannot use ${config.server.tls!.cert} and ${config.server.tls!.key}: ${(error as Error).message}`, { cause: error });
+    const files = `${config.server.tls!.cert} and ${config.server.tls!.key}`;
+    throw new VisorError('config', `server.tls: cannot use ${files}: ${(error as Error).message}`, { cause: error });
   }
   try {
     await app.listen({ host, port });
@@ -132,7 +138,8 @@ function serverLimits(composition: Composition): ServerLimits {
 async function readTls(files: { cert: string; key: string }): Promise<{ cert: Buffer; key: Buffer }> {
   const read = (what: string, path: string) =>
     readFile(path).catch((error: unknown) => {
-      throw new VisorError('config', `server.tls.${what}: cannot read ${path}: ${(error as Error).message}`, { cause: error });
+      const why = (error as Error).message;
+      throw new VisorError('config', `server.tls.${what}: cannot read ${path}: ${why}`, { cause: error });
     });
   return { cert: await read('cert', files.cert), key: await read('key', files.key) };
 }

@@ -12,7 +12,14 @@ export interface ConnectionLimits {
 }
 
 const busyBody = '{"code":503,"message":"too many connections; try again later"}';
-const busy = `HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${busyBody.length}\r\n\r\n${busyBody}`;
+const busy = [
+  'HTTP/1.1 503 Service Unavailable',
+  'connection: close',
+  'content-type: application/json',
+  `content-length: ${busyBody.length}`,
+  '',
+  busyBody,
+].join('\r\n');
 
 /**
  * Caps what clients can hold open. Node's own headersTimeout only starts once the first byte
@@ -29,7 +36,10 @@ export function guardConnections(server: Server, limits: ConnectionLimits, tls: 
   server.on('connection', (socket: Socket) => {
     const address = socket.remoteAddress ?? '';
     const mine = (perAddress.get(address) ?? 0) + 1;
-    if (open + 1 > limits.maxConnections || (limits.maxConnectionsPerAddress > 0 && mine > limits.maxConnectionsPerAddress)) {
+    if (
+      open + 1 > limits.maxConnections ||
+      (limits.maxConnectionsPerAddress > 0 && mine > limits.maxConnectionsPerAddress)
+    ) {
       refuse(socket, tls);
       return;
     }

@@ -7,7 +7,12 @@ import { VisorError } from '../../core/errors.js';
  * writing an upload) stops with an error and cleans up, instead of waiting for bytes that will
  * never come.
  */
-export function answerAndClose(request: IncomingMessage, response: ServerResponse, status: number, message: string): void {
+export function answerAndClose(
+  request: IncomingMessage,
+  response: ServerResponse,
+  status: number,
+  message: string,
+): void {
   const socket = response.socket;
   let done = false;
   const close = () => {
@@ -34,7 +39,8 @@ export function answerAndClose(request: IncomingMessage, response: ServerRespons
 export function bodyDeadline(request: IncomingMessage, response: ServerResponse, ms: number): void {
   if (request.complete) return;
   const timer = setTimeout(() => {
-    if (!request.complete) answerAndClose(request, response, 408, `the request body did not arrive within ${ms / 1000} s`);
+    if (!request.complete)
+      answerAndClose(request, response, 408, `the request body did not arrive within ${ms / 1000} s`);
   }, ms);
   timer.unref();
   const clear = () => clearTimeout(timer);
@@ -77,7 +83,12 @@ export function watchUploadRate(request: IncomingMessage, response: ServerRespon
     if (bytes * 1000 < rate.minBytesPerSecond * elapsed) {
       stop();
       const got = Math.round((bytes * 1000) / elapsed);
-      answerAndClose(request, response, 408, `the upload is too slow (${got} bytes/s over ${elapsed / 1000} s; at least ${rate.minBytesPerSecond} needed)`);
+      answerAndClose(
+        request,
+        response,
+        408,
+        `the upload is too slow (${got} bytes/s over ${elapsed / 1000} s; at least ${rate.minBytesPerSecond} needed)`,
+      );
       return;
     }
     bytes = 0;

@@ -34,7 +34,10 @@ const serverFaults: Record<number, string> = {
   504: 'a backend did not answer in time; try again later',
 };
 
-/** What a client is told of a 5xx: no endpoints, buckets, keys or paths; the request id finds the details in the log. */
+/**
+ * What a client is told of a 5xx: no endpoints, buckets, keys or paths; the request id finds
+ * the details in the log.
+ */
 export function genericServerError(status: number, requestId: string): string {
   return `${serverFaults[status] ?? 'internal error'} (request id ${requestId}; the details are in the server's log)`;
 }

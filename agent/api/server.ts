@@ -1,7 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
-import { CONTENT_HASH_HEADER, STREAMING_PAYLOAD, UNSIGNED_PAYLOAD, type SignableRequest } from '../../core/auth/signing.js';
+import {
+  CONTENT_HASH_HEADER,
+  STREAMING_PAYLOAD,
+  UNSIGNED_PAYLOAD,
+  type SignableRequest,
+} from '../../core/auth/signing.js';
 import { isVisorError, toVisorError, VisorError } from '../../core/errors.js';
 import type { Logger } from '../../core/logging/logger.js';
 import type { Caller } from '../service/access.js';
@@ -91,7 +96,9 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     // A random id per request, in every answer and log line: 5xx answers name it instead of their details.
     genReqId: () => randomBytes(8).toString('hex'),
     requestIdHeader: false,
-    ...(options.tls ? { https: { ...serverOptions, cert: options.tls.cert, key: options.tls.key, handshakeTimeout: limits.headerTimeoutMs } } : { http: serverOptions }),
+    ...(options.tls
+      ? { https: { ...serverOptions, ...options.tls, handshakeTimeout: limits.headerTimeoutMs } }
+      : { http: serverOptions }),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
   guardConnections(app.server as Server, limits, options.tls !== undefined);
   const logger = options.logger;
@@ -113,7 +120,8 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     const data = body as Buffer;
     const check = request.bodyCheck;
     if (check.kind === 'trailer') {
-      done(new VisorError('invalidInput', `a metadata body is signed with its sha256 in ${CONTENT_HASH_HEADER}, not streamed`), undefined);
+      const why = `a metadata body is signed with its sha256 in ${CONTENT_HASH_HEADER}, not streamed`;
+      done(new VisorError('invalidInput', why), undefined);
       return;
     }
     if (check.kind === 'sha256' && createHash('sha256').update(data).digest('hex') !== check.sha256) {
@@ -167,13 +175,20 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     if (!request.raw.complete) void reply.header('connection', 'close');
     if (status < 500) return sendError(reply, status, visor.message);
     // Our own faults and our backends': the details (endpoints, buckets, keys, paths) go to the log only.
-    logger.error('request failed', { request: request.id, method: request.method, path: loggedPath(request), status, error: visor });
+    const where = { request: request.id, method: request.method, path: loggedPath(request), status };
+    logger.error('request failed', { ...where, error: visor });
     return sendError(reply, status, genericServerError(status, request.id), request.id);
   });
   app.setNotFoundHandler(async (request, reply) => sendError(reply, 404, `no route for ${request.method} ${request.url.split('?')[0]}`));
 
   app.get('/health', async () => ({ status: 'ok' }));
-  app.register(imageRoutes, { service: options.service, defaultLimit: options.defaultLimit ?? 1000, uploadIdleMs: options.uploadIdleMs ?? 120_000, uploadRate: limits.uploadRate, logger });
+  app.register(imageRoutes, {
+    service: options.service,
+    defaultLimit: options.defaultLimit ?? 1000,
+    uploadIdleMs: options.uploadIdleMs ?? 120_000,
+    uploadRate: limits.uploadRate,
+    logger,
+  });
   if (options.extraRoutes) app.register(options.extraRoutes);
   return app;
 }
@@ -182,23 +197,40 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
  * Every body is signed: with its sha256 up front, or — for a streamed upload — in a signed
  * trailer. A body nobody signed (UNSIGNED-PAYLOAD) could be swapped in transit and is refused.
  */
-function bodyCheckOf(request: SignableRequest, type: string | undefined, verify: (sha256: string, signature: string) => boolean): BodyCheck {
+function bodyCheckOf(
+  request: SignableRequest,
+  type: string | undefined,
+  verify: (sha256: string, signature: string) => boolean,
+): BodyCheck {
   const hash = request.headers[CONTENT_HASH_HEADER];
   if (hash !== undefined && /^[0-9a-f]{64}$/.test(hash)) return { kind: 'sha256', sha256: hash };
   if (hash === STREAMING_PAYLOAD) {
     if (type !== 'application/octet-stream' || !/\bchunked\b/i.test(request.headers['transfer-encoding'] ?? '')) {
-      throw new VisorError('invalidInput', `${STREAMING_PAYLOAD} is for image uploads sent chunked (application/octet-stream, Transfer-Encoding: chunked), whose trailers carry the signed sha256`);
+      throw new VisorError(
+        'invalidInput',
+        `${STREAMING_PAYLOAD} is for image uploads sent chunked (application/octet-stream, Transfer-Encoding: ` +
+          'chunked), whose trailers carry the signed sha256',
+      );
     }
     return { kind: 'trailer', verify };
   }
   if (hash === UNSIGNED_PAYLOAD) {
-    throw new VisorError('auth', `${UNSIGNED_PAYLOAD} is not accepted: sign the body's sha256 in ${CONTENT_HASH_HEADER}, or stream an upload with ${STREAMING_PAYLOAD} and its signed trailer`);
+    throw new VisorError(
+      'auth',
+      `${UNSIGNED_PAYLOAD} is not accepted: sign the body's sha256 in ${CONTENT_HASH_HEADER}, ` +
+        `or stream an upload with ${STREAMING_PAYLOAD} and its signed trailer`,
+    );
   }
-  throw new VisorError('auth', `missing or malformed ${CONTENT_HASH_HEADER} header (the body's sha256, or ${STREAMING_PAYLOAD} for a streamed upload)`);
+  throw new VisorError(
+    'auth',
+    `missing or malformed ${CONTENT_HASH_HEADER} header ` +
+      `(the body's sha256, or ${STREAMING_PAYLOAD} for a streamed upload)`,
+  );
 }
 
 function sendError(reply: FastifyReply, status: number, message: string, requestId?: string): FastifyReply {
-  return reply.code(status).type('application/json').send({ ...errorBody(status, message), ...(requestId ? { request_id: requestId } : {}) });
+  const body = { ...errorBody(status, message), ...(requestId ? { request_id: requestId } : {}) };
+  return reply.code(status).type('application/json').send(body);
 }
 
 /** Fastify's own errors (bad JSON, wrong media type, too large) become 4xx with our body. */

@@ -31,7 +31,12 @@ export function toBrief(image: Image): WireImage {
  * VISOR's detail view. Where a stored image's bytes live (a server path, a bucket key) is shown
  * to admins only; an HTTP reference's URL is public knowledge and shown to everyone.
  */
-export function toDetail(image: Image, baseUrl: string, showLocation = true, names: ReadonlyMap<string, string> = new Map()): WireImage {
+export function toDetail(
+  image: Image,
+  baseUrl: string,
+  showLocation = true,
+  names: ReadonlyMap<string, string> = new Map(),
+): WireImage {
   // Owners and members are kept as user ids (stable); people read and write them as names.
   const person = (id: string) => names.get(id) ?? id;
   return compact({
@@ -70,7 +75,10 @@ export function toDetail(image: Image, baseUrl: string, showLocation = true, nam
 }
 
 /** Wire names that are the service's to set. */
-const readOnly = new Set(['_id', 'id', 'owner_id', 'uri', 'status', 'store', 'size', 'virtual_size', 'checksums', 'created_at', 'updated_at', 'uploaded_at', 'accessed_at', 'access_count', 'revision']);
+const readOnly = new Set([
+  '_id', 'id', 'owner_id', 'uri', 'status', 'store', 'size', 'virtual_size', 'checksums',
+  'created_at', 'updated_at', 'uploaded_at', 'accessed_at', 'access_count', 'revision',
+]);
 
 const simple: Record<string, string> = {
   name: 'name',
@@ -213,7 +221,9 @@ export function queryFromWire(params: URLSearchParams, defaultLimit: number): Im
       const attribute = attributeFor(key);
       if (attribute in filters) throw new VisorError('invalidInput', `filter ${key} is given twice`);
       // Checked as they come: thousands of filters would make a query the catalog cannot run.
-      if (Object.keys(filters).length >= MAX_FILTERS) throw new VisorError('invalidInput', `too many filters: at most ${MAX_FILTERS} in one query`);
+      if (Object.keys(filters).length >= MAX_FILTERS) {
+        throw new VisorError('invalidInput', `too many filters: at most ${MAX_FILTERS} in one query`);
+      }
       filters[attribute] = value;
     }
   }
@@ -222,7 +232,12 @@ export function queryFromWire(params: URLSearchParams, defaultLimit: number): Im
 }
 
 /** Detail metadata as `x-image-meta-*` headers (HEAD and GET of an image). */
-export function toHeaders(image: Image, baseUrl: string, showLocation = true, names?: ReadonlyMap<string, string>): Record<string, string> {
+export function toHeaders(
+  image: Image,
+  baseUrl: string,
+  showLocation = true,
+  names?: ReadonlyMap<string, string>,
+): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(toDetail(image, baseUrl, showLocation, names))) {
     if (key === 'checksums') {

@@ -60,7 +60,10 @@ export class VisorClient {
 
   constructor(settings: ClientSettings, options: { timeoutMs?: number } = {}) {
     this.#settings = settings;
-    this.#agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true, ...trustedCas(settings) }) };
+    this.#agents = {
+      http: new http.Agent({ keepAlive: true }),
+      https: new https.Agent({ keepAlive: true, ...trustedCas(settings) }),
+    };
     this.#http = axios.create({
       baseURL: settings.url,
       timeout: options.timeoutMs ?? 0,
@@ -169,12 +172,15 @@ export class VisorClient {
       headers[`${META_PREFIX}${key.toLowerCase()}`] = encodeHeaderValue(Array.isArray(value) ? value.join(',') : String(value));
     }
     const { accessKey, secretKey } = this.#settings;
-    const signed = accessKey && secretKey ? signRequest(accessKey, secretKey, { method, path: new URL(path, 'http://x').pathname, query: [], headers }) : headers;
+    const signable = { method, path: new URL(path, 'http://x').pathname, query: [], headers };
+    const signed = accessKey && secretKey ? signRequest(accessKey, secretKey, signable) : headers;
     const requestSignature = /Signature=([0-9a-f]{64})$/.exec(signed['authorization'] ?? '')?.[1];
     const meter = new Meter(file.onProgress);
     const trailers = (sha256: string): Record<string, string> => ({
       [CONTENT_HASH_HEADER]: sha256,
-      ...(secretKey && requestSignature ? { [TRAILER_SIGNATURE_HEADER]: trailerSignature(secretKey, requestSignature, sha256) } : {}),
+      ...(secretKey && requestSignature
+        ? { [TRAILER_SIGNATURE_HEADER]: trailerSignature(secretKey, requestSignature, sha256) }
+        : {}),
     });
     file.stream.once('error', (error) => meter.destroy(error));
     const response = await this.#stream(method, path, signed, file.stream.pipe(meter), () => trailers(meter.digest()));
@@ -190,12 +196,19 @@ export class VisorClient {
   }
 
   /** One request with a streamed body and trailers (what axios cannot send); the JSON answer parsed. */
-  #stream(method: string, path: string, headers: Record<string, string>, body: Readable, trailers: () => Record<string, string>): Promise<AxiosResponse> {
+  #stream(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body: Readable,
+    trailers: () => Record<string, string>,
+  ): Promise<AxiosResponse> {
     const url = new URL(path, `${this.#settings.url}/`);
     const transport = url.protocol === 'https:' ? https : http;
     return new Promise((resolve, reject) => {
       let answered = false;
-      const request = transport.request(url, { method, headers, agent: url.protocol === 'https:' ? this.#agents.https : this.#agents.http }, (res) => {
+      const agent = url.protocol === 'https:' ? this.#agents.https : this.#agents.http;
+      const request = transport.request(url, { method, headers, agent }, (res) => {
         answered = true;
         // An early answer (a refusal) ends the upload: the rest of the file is of no use.
         body.unpipe(request);
@@ -211,7 +224,9 @@ export class VisorClient {
           } catch {
             // not JSON: #check shows the status
           }
-          resolve({ status: res.statusCode ?? 0, statusText: res.statusMessage ?? '', headers: res.headers, data, config: {} } as AxiosResponse);
+          const status = res.statusCode ?? 0;
+          const statusText = res.statusMessage ?? '';
+          resolve({ status, statusText, headers: res.headers, data, config: {} } as AxiosResponse);
         });
       });
       request.on('error', (error) => {
@@ -269,13 +284,20 @@ export class VisorClient {
     if (error instanceof VisorError) return error;
     const code = (error as { code?: string }).code;
     if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH') {
-      return new VisorError('unavailable', `cannot reach visor at ${this.#settings.url} (${code}); is \`visor serve\` running there?`, { cause: error });
+      const hint = 'is `visor serve` running there?';
+      const message = `cannot reach visor at ${this.#settings.url} (${code}); ${hint}`;
+      return new VisorError('unavailable', message, { cause: error });
     }
-    if (code === 'ETIMEDOUT' || code === 'ECONNABORTED') return new VisorError('timeout', `visor at ${this.#settings.url} did not answer in time`, { cause: error });
+    if (code === 'ETIMEDOUT' || code === 'ECONNABORTED') {
+      return new VisorError('timeout', `visor at ${this.#settings.url} did not answer in time`, { cause: error });
+    }
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code ?? '')) {
-      return new VisorError('unavailable', `visor at ${this.#settings.url} presented a certificate this client does not trust (${code}); give the CA with VISOR_CA_FILE or ca_file`, { cause: error });
+      const why = `presented a certificate this client does not trust (${code}); ` +
+        'give the CA with VISOR_CA_FILE or ca_file';
+      return new VisorError('unavailable', `visor at ${this.#settings.url} ${why}`, { cause: error });
     }
-    return new VisorError('unavailable', `talking to visor at ${this.#settings.url} failed: ${(error as Error).message}`, { cause: error });
+    const message = `talking to visor at ${this.#settings.url} failed: ${(error as Error).message}`;
+    return new VisorError('unavailable', message, { cause: error });
   }
 
   async #check(response: AxiosResponse): Promise<void> {
@@ -305,6 +327,7 @@ function trustedCas(settings: ClientSettings): { ca?: string[] } {
   try {
     return { ca: [...rootCertificates, readFileSync(settings.caFile, 'utf8')] };
   } catch (error) {
-    throw new VisorError('config', `cannot read the CA file ${settings.caFile}: ${(error as Error).message}`, { cause: error });
+    const why = (error as Error).message;
+    throw new VisorError('config', `cannot read the CA file ${settings.caFile}: ${why}`, { cause: error });
   }
 }

@@ -19,7 +19,8 @@ export function callerId(caller: Caller): string {
 /** Public images for everyone; private ones for their owner; shared ones for their members too. */
 export function canSee(caller: Caller, image: Image): boolean {
   const id = callerId(caller);
-  return caller.admin || image.access === 'public' || image.owner === id || (image.access === 'shared' && image.members.includes(id));
+  if (caller.admin || image.access === 'public' || image.owner === id) return true;
+  return image.access === 'shared' && image.members.includes(id);
 }
 
 export function canModify(caller: Caller, image: Image): boolean {

@@ -24,7 +24,8 @@ export class UserDirectory {
   async require(value: unknown, field: string): Promise<string> {
     if (typeof value !== 'string') throw new VisorError('invalidInput', `${field} must name a user`);
     const id = await this.idOf(value);
-    if (!id) throw new VisorError('invalidInput', `${field}: no user named ${value.slice(0, 100)}`, { details: { field } });
+    if (!id)
+      throw new VisorError('invalidInput', `${field}: no user named ${value.slice(0, 100)}`, { details: { field } });
     return id;
   }
 

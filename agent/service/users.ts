@@ -28,7 +28,14 @@ export interface NewCredentials {
 /** Creates a user; the secret is shown once, here, and stored only sealed. */
 export async function addUser(users: UserRepository, box: SecretBox, name: string, admin: boolean, clock: Clock = systemClock): Promise<NewCredentials> {
   const secretKey = newSecretKey();
-  const user: User = validateUser({ id: randomUUID(), name, accessKey: newAccessKey(), sealedSecret: box.seal(secretKey), admin, createdAt: clock.now().toISOString() });
+  const user: User = validateUser({
+    id: randomUUID(),
+    name,
+    accessKey: newAccessKey(),
+    sealedSecret: box.seal(secretKey),
+    admin,
+    createdAt: clock.now().toISOString(),
+  });
   await users.create(user);
   return { id: user.id, name, accessKey: user.accessKey, secretKey, admin };
 }

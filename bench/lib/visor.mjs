@@ -90,7 +90,11 @@ export async function loadVisor(dist) {
      * upload of it (UNSIGNED-PAYLOAD only for builds from before, which take it).
      */
     async curlIngest(url, user, file, size, meta, sha256) {
-      const headers = { 'content-type': 'application/octet-stream', 'content-length': String(size), [CONTENT_HASH_HEADER]: sha256 ?? UNSIGNED_PAYLOAD };
+      const headers = {
+        'content-type': 'application/octet-stream',
+        'content-length': String(size),
+        [CONTENT_HASH_HEADER]: sha256 ?? UNSIGNED_PAYLOAD,
+      };
       for (const [k, v] of Object.entries(meta)) headers[`x-image-meta-${k}`] = String(v);
       const signed = signedHeaders(user, 'POST', '/images', headers);
       delete signed['content-length'];

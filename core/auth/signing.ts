@@ -54,6 +54,7 @@ export function stringToSign(request: SignableRequest): string {
     .filter(([name, value]) => name.startsWith('x-image-meta-') && value !== undefined)
     .map(([name, value]) => `${name}:${String(value).trim()}`)
     .sort();
+  const decodedLength = request.headers[DECODED_LENGTH_HEADER];
   return [
     SIGNING_ALGORITHM,
     request.method.toUpperCase(),
@@ -64,14 +65,15 @@ export function stringToSign(request: SignableRequest): string {
     request.headers[CONTENT_HASH_HEADER] ?? '',
     (request.headers['content-type'] ?? '').trim(),
     // Only when present, so that signatures of requests without it are as they always were.
-    ...(request.headers[DECODED_LENGTH_HEADER] !== undefined ? [`${DECODED_LENGTH_HEADER}:${String(request.headers[DECODED_LENGTH_HEADER]).trim()}`] : []),
+    ...(decodedLength !== undefined ? [`${DECODED_LENGTH_HEADER}:${String(decodedLength).trim()}`] : []),
     ...metaHeaders,
   ].join('\n');
 }
 
 /** The trailer signature of a streamed body: its sha256, chained to the signature of the request it came with. */
 export function trailerSignature(secretKey: string, requestSignature: string, sha256: string): string {
-  return createHmac('sha256', secretKey).update(`${SIGNING_ALGORITHM}-TRAILER\n${requestSignature}\n${sha256}`).digest('hex');
+  const text = `${SIGNING_ALGORITHM}-TRAILER\n${requestSignature}\n${sha256}`;
+  return createHmac('sha256', secretKey).update(text).digest('hex');
 }
 
 export function signature(secretKey: string, request: SignableRequest): string {

@@ -15,7 +15,9 @@ export interface NormalizedQuery {
 
 export function normalizeQuery(query: ImageQuery = {}): NormalizedQuery {
   const given = Object.keys(query.filters ?? {}).length;
-  if (given > MAX_FILTERS) throw new VisorError('invalidInput', `too many filters (${given}): at most ${MAX_FILTERS} in one query`);
+  if (given > MAX_FILTERS) {
+    throw new VisorError('invalidInput', `too many filters (${given}): at most ${MAX_FILTERS} in one query`);
+  }
   const filters = Object.entries(query.filters ?? {}).map(([path, value]) => {
     const attribute = resolveAttribute(path);
     return { attribute, value: coerceFilterValue(attribute, value) };

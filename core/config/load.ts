@@ -193,7 +193,12 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
     stores,
     defaultStore,
     // TLS files, like plugin packages, are found beside the config file.
-    server: cfg.server.tls ? { ...cfg.server, tls: { cert: resolve(baseDir, cfg.server.tls.cert), key: resolve(baseDir, cfg.server.tls.key) } } : cfg.server,
+    server: cfg.server.tls
+      ? {
+          ...cfg.server,
+          tls: { cert: resolve(baseDir, cfg.server.tls.cert), key: resolve(baseDir, cfg.server.tls.key) },
+        }
+      : cfg.server,
     agent: cfg.agent,
     clouds,
   });

@@ -13,7 +13,9 @@ export function ensurePrivateDir(path: string): void {
     mkdirSync(path, { recursive: true, mode: 0o700 });
     tighten(path, statSync(path), 0o700, (mode) => chmodSync(path, mode));
   } catch (error) {
-    throw new VisorError('config', `cannot make the private folder ${path}: ${(error as Error).message}`, { cause: error });
+    throw new VisorError('config', `cannot make the private folder ${path}: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
 }
 
@@ -25,7 +27,9 @@ export function ensurePrivateFile(path: string): void {
     const handle = fd;
     tighten(path, fstatSync(handle), 0o600, (mode) => fchmodSync(handle, mode));
   } catch (error) {
-    throw new VisorError('config', `cannot make the private file ${path}: ${(error as Error).message}`, { cause: error });
+    throw new VisorError('config', `cannot make the private file ${path}: ${(error as Error).message}`, {
+      cause: error,
+    });
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
@@ -40,7 +44,12 @@ export function tightenIfPresent(path: string): void {
   }
 }
 
-function tighten(_path: string, info: { mode: number; uid: number }, wanted: number, chmod: (mode: number) => void): void {
+function tighten(
+  _path: string,
+  info: { mode: number; uid: number },
+  wanted: number,
+  chmod: (mode: number) => void,
+): void {
   if ((info.mode & 0o077) === 0) return;
   // Someone else's folder (a shared /srv chosen on purpose) is not ours to change.
   if (typeof process.getuid === 'function' && info.uid !== process.getuid() && process.getuid() !== 0) return;

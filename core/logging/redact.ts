@@ -13,8 +13,13 @@ export const secretKeyPattern = /pass(word|wd|phrase)?$|secret|token|authorizati
 
 export const MASK = '***';
 
-/** What may stand right before a secret value in free text: a secret-looking key or an auth scheme, then `:`, `=`, quotes or spaces. */
-const valueLead = String.raw`(?:pass(?:word|wd|phrase)?|secret|token|authorization|credentials?|cookie|private[-_]?key|api[-_]?key|session[-_]?key|signature|bearer|basic)["']?[\s:=]+["']?`;
+/**
+ * What may stand right before a secret value in free text: a secret-looking key or an auth
+ * scheme, then `:`, `=`, quotes or spaces.
+ */
+const valueLead =
+  String.raw`(?:pass(?:word|wd|phrase)?|secret|token|authorization|credentials?|cookie|private[-_]?key|` +
+  String.raw`api[-_]?key|session[-_]?key|signature|bearer|basic)["']?[\s:=]+["']?`;
 
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 

@@ -29,7 +29,12 @@ export class ExactLength extends Transform {
 
   override _flush(callback: TransformCallback): void {
     if (this.#seen < this.#length) {
-      callback(new VisorError('invalidResponse', `${this.#what} ended after ${this.#seen} of the ${this.#length} bytes it declared`));
+      callback(
+        new VisorError(
+          'invalidResponse',
+          `${this.#what} ended after ${this.#seen} of the ${this.#length} bytes it declared`,
+        ),
+      );
       return;
     }
     callback();

@@ -171,23 +171,32 @@ export function catalogContract(name: string, makeHarness: () => Promise<Catalog
         await expect(catalog.images.count()).resolves.toBe(5);
       });
 
-      it('treats a marker the caller cannot see exactly like one that does not exist (no existence or value oracle)', async () => {
-        const hidden = makeImage({ name: 'm-secret', access: 'private', owner: 'alice', properties: { password: 'hunter2' } });
+      // No existence or value oracle.
+      it('treats a marker the caller cannot see exactly like one that does not exist', async () => {
+        const secret = { name: 'm-secret', access: 'private' as const, owner: 'alice', properties: { pin: 'hunter2' } };
+        const hidden = makeImage(secret);
         const notShared = makeImage({ name: 'm-other', access: 'shared', owner: 'alice', members: ['carol'] });
-        const visible = [makeImage({ name: 'm-a', access: 'public', owner: 'alice' }), makeImage({ name: 'm-z', access: 'public', owner: 'alice' }), makeImage({ name: 'm-mine', access: 'private', owner: 'bob' })];
+        const visible = [
+          makeImage({ name: 'm-a', access: 'public', owner: 'alice' }),
+          makeImage({ name: 'm-z', access: 'public', owner: 'alice' }),
+          makeImage({ name: 'm-mine', access: 'private', owner: 'bob' }),
+        ];
         for (const image of [hidden, notShared, ...visible]) await catalog.images.create(image);
         const missing = '00000000-0000-4000-8000-00000000beef';
         const failure = async (marker: string, sort: string) => {
-          const error = (await expectKind(catalog.images.list({ visibleTo: 'bob', sort, marker, limit: 10 }), 'invalidInput')) as Error & { details?: Record<string, unknown> };
-          return { message: error.message.replace(marker, 'ID'), details: JSON.stringify(error.details).replace(marker, 'ID') };
+          const listing = catalog.images.list({ visibleTo: 'bob', sort, marker, limit: 10 });
+          const error = (await expectKind(listing, 'invalidInput')) as Error & { details?: Record<string, unknown> };
+          const details = JSON.stringify(error.details).replace(marker, 'ID');
+          return { message: error.message.replace(marker, 'ID'), details };
         };
-        for (const sort of ['name', 'properties.password', 'createdAt', 'id']) {
+        for (const sort of ['name', 'properties.pin', 'createdAt', 'id']) {
           const reference = await failure(missing, sort);
           expect(await failure(hidden.id, sort), sort).toEqual(reference);
           expect(await failure(notShared.id, sort), sort).toEqual(reference);
         }
         // The owner and an unrestricted listing still page after it, and visible markers work for bob.
-        await expect(catalog.images.list({ visibleTo: 'alice', sort: 'name', marker: hidden.id })).resolves.toBeDefined();
+        const asOwner = catalog.images.list({ visibleTo: 'alice', sort: 'name', marker: hidden.id });
+        await expect(asOwner).resolves.toBeDefined();
         await expect(catalog.images.list({ sort: 'name', marker: hidden.id })).resolves.toBeDefined();
         const after = await catalog.images.list({ visibleTo: 'bob', sort: 'name', marker: visible[0]!.id });
         expect(after.items.map((i) => i.name)).toEqual(['m-mine', 'm-z']);
@@ -353,11 +362,19 @@ export function catalogContract(name: string, makeHarness: () => Promise<Catalog
     });
 
     describe('users', () => {
-      const user = (name: string, accessKey: string) => ({ id: randomUUID(), name, accessKey, sealedSecret: 'v1.sealed', admin: false, createdAt: '2026-01-01T00:00:00.000Z' });
+      const user = (name: string, accessKey: string) => ({
+        id: randomUUID(),
+        name,
+        accessKey,
+        sealedSecret: 'v1.sealed',
+        admin: false,
+        createdAt: '2026-01-01T00:00:00.000Z',
+      });
       it('creates, finds by name, id and access key, lists and deletes users', async () => {
         const alice = await catalog.users.create(user('alice', 'AKIAAAAAAAAAAAAAAAAA'));
         await catalog.users.create({ ...user('bob', 'AKIABBBBBBBBBBBBBBBB'), admin: true });
-        await expect(catalog.users.findByName('alice')).resolves.toMatchObject({ id: alice.id, accessKey: 'AKIAAAAAAAAAAAAAAAAA', admin: false });
+        const found = catalog.users.findByName('alice');
+        await expect(found).resolves.toMatchObject({ id: alice.id, accessKey: 'AKIAAAAAAAAAAAAAAAAA', admin: false });
         await expect(catalog.users.findById(alice.id)).resolves.toMatchObject({ name: 'alice' });
         await expect(catalog.users.findById(randomUUID())).resolves.toBeUndefined();
         await expect(catalog.users.findByAccessKey('AKIABBBBBBBBBBBBBBBB')).resolves.toMatchObject({ name: 'bob', admin: true });
@@ -373,7 +390,8 @@ export function catalogContract(name: string, makeHarness: () => Promise<Catalog
         await expectKind(catalog.users.create(user('carol', 'AKIAAAAAAAAAAAAAAAAA')), 'conflict');
         const alice = (await catalog.users.findByName('alice'))!;
         await expectKind(catalog.users.create({ ...user('dave', 'AKIAEEEEEEEEEEEEEEEE'), id: alice.id }), 'conflict');
-        await expectKind(catalog.users.create({ ...user('erin', 'AKIAFFFFFFFFFFFFFFFF'), id: 'not-a-uuid' }), 'invalidInput');
+        const badId = { ...user('erin', 'AKIAFFFFFFFFFFFFFFFF'), id: 'not-a-uuid' };
+        await expectKind(catalog.users.create(badId), 'invalidInput');
         await expectKind(catalog.users.create(user('Bad Name', 'AKIADDDDDDDDDDDDDDDD')), 'invalidInput');
         expect((await catalog.users.list()).map((u) => u.name)).toEqual(['alice']);
       });
@@ -476,7 +494,8 @@ export function catalogContract(name: string, makeHarness: () => Promise<Catalog
         const other = await harness.reopen(catalog);
         try {
           const now = Date.now();
-          const results = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 ? other : catalog).replays.remember(sig(5), now + 300_000, now)));
+          const racers = Array.from({ length: 8 }, (_, i) => (i % 2 ? other : catalog).replays);
+          const results = await Promise.all(racers.map((r) => r.remember(sig(5), now + 300_000, now)));
           expect(results.filter(Boolean)).toHaveLength(1);
         } finally {
           await other.close();

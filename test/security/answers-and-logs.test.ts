@@ -20,7 +20,8 @@ describe('answers: filter caps and generic 5xx bodies', () => {
       yaml: [
         'stores:',
         '  local: { type: file }',
-        `  vault: { type: s3, options: { endpoint: 'http://127.0.0.1:1', bucket: ${bucket}, accessKeyId: AKIAEXAMPLE, secretAccessKey: example-secret-key } }`,
+        `  vault: { type: s3, options: { endpoint: 'http://127.0.0.1:1', bucket: ${bucket},`,
+        '    accessKeyId: AKIAEXAMPLE, secretAccessKey: example-secret-key } }',
         'defaultStore: vault',
         'server: { host: 127.0.0.1 }',
       ].join('\n'),
@@ -37,32 +38,50 @@ describe('answers: filter caps and generic 5xx bodies', () => {
     expect(r.json()).toMatchObject({ code: 400, message: expect.stringMatching(/too many filters: at most 64/) });
     const ok = await rawRequest(t.url, { method: 'GET', path: '/images', query: query.slice(0, 64), as: t.users.bob });
     expect(ok.status).toBe(200);
-    const over = await rawRequest(t.url, { method: 'GET', path: '/images/detail', query: query.slice(0, 65), as: t.users.bob });
+    const over = await rawRequest(t.url, {
+      method: 'GET',
+      path: '/images/detail',
+      query: query.slice(0, 65),
+      as: t.users.bob,
+    });
     expect(over.status).toBe(400);
   });
 
-  it('a store failure is a 503 with a request id and no endpoint, bucket, key or path; the log has the details under that id', async () => {
+  it('a store failure: 503 with a request id, no endpoint, bucket, key or path; the details are logged', async () => {
     const data = randomBytes(1000);
     const r = await rawRequest(t.url, {
       method: 'POST',
       path: '/images',
-      headers: { 'content-type': 'application/octet-stream', 'x-image-meta-name': 'to-the-vault', 'x-image-meta-architecture': 'x86_64' },
+      headers: {
+        'content-type': 'application/octet-stream',
+        'x-image-meta-name': 'to-the-vault',
+        'x-image-meta-architecture': 'x86_64',
+      },
       body: data,
       as: t.users.bob,
     });
     expect(r.status).toBe(503);
     const body = r.json() as { code: number; message: string; request_id: string };
-    expect(body).toMatchObject({ code: 503, message: expect.stringMatching(/unavailable.*request id [0-9a-f]{16}/), request_id: expect.stringMatching(/^[0-9a-f]{16}$/) });
+    expect(body).toMatchObject({
+      code: 503,
+      message: expect.stringMatching(/unavailable.*request id [0-9a-f]{16}/),
+      request_id: expect.stringMatching(/^[0-9a-f]{16}$/),
+    });
     expect(r.headers['x-request-id']).toBe(body.request_id);
     const text = r.body.toString();
-    for (const detail of [bucket, '127.0.0.1:1', 'ECONNREFUSED', 's3 store', t.dataDir]) expect(text).not.toContain(detail);
+    for (const detail of [bucket, '127.0.0.1:1', 'ECONNREFUSED', 's3 store', t.dataDir])
+      expect(text).not.toContain(detail);
     const logged = log.lines.find((l) => l.level === 'error' && l.meta['request'] === body.request_id);
     expect(logged).toBeDefined();
     expect(String((logged!.meta['error'] as Error).message)).toMatch(/s3 store|ECONNREFUSED|127\.0\.0\.1:1/);
   });
 
   it('4xx answers keep their precise message, and every answer carries a request id', async () => {
-    const r = await rawRequest(t.url, { method: 'GET', path: '/images/00000000-0000-4000-8000-000000000000/meta', as: t.users.bob });
+    const r = await rawRequest(t.url, {
+      method: 'GET',
+      path: '/images/00000000-0000-4000-8000-000000000000/meta',
+      as: t.users.bob,
+    });
     expect(r.status).toBe(404);
     expect(r.json()).toMatchObject({ message: 'no image with id 00000000-0000-4000-8000-000000000000' });
     expect(r.headers['x-request-id']).toMatch(/^[0-9a-f]{16}$/);
@@ -86,7 +105,12 @@ describe('logs: the agent content tokens are masked in the access log', () => {
     const catalog = new SqliteCatalog({ path: join(dir, 'catalog.db') });
     await catalog.init();
     const log = recordingLogger();
-    const service = new ImageService({ catalog, stores: new Map([['local', new FileStore({ root: join(dir, 'images') })]]), defaultStore: 'local', logger: log });
+    const service = new ImageService({
+      catalog,
+      stores: new Map([['local', new FileStore({ root: join(dir, 'images') })]]),
+      defaultStore: 'local',
+      logger: log,
+    });
     const publisher = new ContentPublisher(() => 'http://127.0.0.1');
     const app = buildApiServer({
       service,
@@ -98,7 +122,13 @@ describe('logs: the agent content tokens are masked in the access log', () => {
     });
     try {
       const content = Buffer.from('image bytes');
-      const { url } = publisher.publish({ size: content.length, checksums: { md5: '', sha256: '', sha512: '' }, diskFormat: 'raw', containerFormat: 'bare', open: async () => Readable.from([content]) });
+      const { url } = publisher.publish({
+        size: content.length,
+        checksums: { md5: '', sha256: '', sha512: '' },
+        diskFormat: 'raw',
+        containerFormat: 'bare',
+        open: async () => Readable.from([content]),
+      });
       const token = url.split('/').pop()!;
       const ok = await app.inject({ method: 'GET', url: `/agent/content/${token}` });
       expect(ok.statusCode).toBe(200);

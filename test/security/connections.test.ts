@@ -1,7 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CONTENT_HASH_HEADER, DECODED_LENGTH_HEADER, signRequest, STREAMING_PAYLOAD, TRAILER_SIGNATURE_HEADER, trailerSignature } from '../../core/auth/signing.js';
+import {
+  CONTENT_HASH_HEADER,
+  DECODED_LENGTH_HEADER,
+  signRequest,
+  STREAMING_PAYLOAD,
+  TRAILER_SIGNATURE_HEADER,
+  trailerSignature,
+} from '../../core/auth/signing.js';
 import { healthy, kept } from '../support/hostile-http.js';
 import { rawRequest } from '../support/raw-http.js';
 import { startSecureServer, type SecureServer } from './harness.js';
@@ -37,7 +44,8 @@ function hold(url: string, from: string, write?: (socket: Socket) => void): Prom
   });
 }
 
-const within = <T>(promise: Promise<T>, ms: number, what: string) => Promise.race([promise, sleep(ms).then(() => Promise.reject(new Error(`${what}: not within ${ms} ms`)))]);
+const within = <T>(promise: Promise<T>, ms: number, what: string) =>
+  Promise.race([promise, sleep(ms).then(() => Promise.reject(new Error(`${what}: not within ${ms} ms`)))]);
 
 describe('connection limits', () => {
   let t: SecureServer;
@@ -51,7 +59,9 @@ describe('connection limits', () => {
         '  local: { type: file }',
         'server:',
         '  host: 127.0.0.1',
-        '  limits: { headerTimeoutSeconds: 2, bodyTimeoutSeconds: 2, minUploadBytesPerSecond: 4096, uploadRateWindowSeconds: 2, maxConnections: 60, maxConnectionsPerAddress: 20 }',
+        '  limits:',
+        '    { headerTimeoutSeconds: 2, bodyTimeoutSeconds: 2, minUploadBytesPerSecond: 4096,',
+        '      uploadRateWindowSeconds: 2, maxConnections: 60, maxConnectionsPerAddress: 20 }',
       ].join('\n'),
     });
     baseline = await kept(hostile());
@@ -63,7 +73,8 @@ describe('connection limits', () => {
   const nothingKept = async () => {
     const end = Date.now() + 10_000;
     while (JSON.stringify(await kept(hostile())) !== JSON.stringify(baseline)) {
-      if (Date.now() > end) throw new Error(`something was kept: ${JSON.stringify(await kept(hostile()))} vs ${JSON.stringify(baseline)}`);
+      if (Date.now() > end)
+        throw new Error(`something was kept: ${JSON.stringify(await kept(hostile()))} vs ${JSON.stringify(baseline)}`);
       await sleep(100);
     }
   };
@@ -92,7 +103,7 @@ describe('connection limits', () => {
     for (const m of ms) expect(m).toBeLessThan(6000);
   });
 
-  it('one address gets at most maxConnectionsPerAddress; the rest are refused at once while others are served', async () => {
+  it('one address gets at most maxConnectionsPerAddress; the rest are refused, others served', async () => {
     const held = await Promise.all(Array.from({ length: 26 }, () => hold(t.url, '127.0.0.5')));
     await sleep(300);
     const refused = held.filter((c) => /^HTTP\/1\.1 503/.test(c.text()));
@@ -103,14 +114,17 @@ describe('connection limits', () => {
     for (const c of held) c.socket.destroy();
     await sleep(200);
     // The slots are free again.
-    const again = await hold(t.url, '127.0.0.5', (s) => s.write('GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'));
+    const again = await hold(t.url, '127.0.0.5', (s) =>
+      s.write('GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'),
+    );
     await within(again.closed, 5000, 'health answered');
     expect(again.text()).toMatch(/^HTTP\/1\.1 200/);
   });
 
-  it('connections beyond maxConnections are refused whichever addresses they come from; the server recovers', async () => {
+  it('connections beyond maxConnections are refused, whatever their addresses; the server recovers', async () => {
     const held: Held[] = [];
-    for (let a = 10; a < 14; a++) held.push(...(await Promise.all(Array.from({ length: 18 }, () => hold(t.url, `127.0.0.${a}`)))));
+    for (let a = 10; a < 14; a++)
+      held.push(...(await Promise.all(Array.from({ length: 18 }, () => hold(t.url, `127.0.0.${a}`)))));
     await sleep(300);
     const refused = held.filter((c) => /^HTTP\/1\.1 503/.test(c.text()));
     const open = await new Promise<number>((r) => t.server.app.server.getConnections((_e, n) => r(n)));
@@ -129,13 +143,26 @@ describe('connection limits', () => {
       method: 'POST',
       path: '/images',
       query: [],
-      headers: { 'content-type': 'application/json', 'content-length': String(body.length), [CONTENT_HASH_HEADER]: createHash('sha256').update(body).digest('hex') },
+      headers: {
+        'content-type': 'application/json',
+        'content-length': String(body.length),
+        [CONTENT_HASH_HEADER]: createHash('sha256').update(body).digest('hex'),
+      },
     });
-    const head = ['POST /images HTTP/1.1', 'host: x', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''].join('\r\n');
+    const head = [
+      'POST /images HTTP/1.1',
+      'host: x',
+      ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+      '',
+      '',
+    ].join('\r\n');
     const c = await hold(t.url, '127.0.0.6', (socket) => {
       socket.write(head);
       let i = 0;
-      const timer = setInterval(() => (i < body.length && socket.writable ? socket.write(body.subarray(i, ++i)) : clearInterval(timer)), 200);
+      const timer = setInterval(
+        () => (i < body.length && socket.writable ? socket.write(body.subarray(i, ++i)) : clearInterval(timer)),
+        200,
+      );
       socket.once('close', () => clearInterval(timer));
     });
     const ms = await within(c.closed, 8000, 'dribbling body closed');
@@ -160,14 +187,25 @@ describe('connection limits', () => {
         'x-image-meta-architecture': 'x86_64',
       },
     });
-    return { head: ['POST /images HTTP/1.1', 'host: x', 'connection: close', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''].join('\r\n'), signature: /Signature=([0-9a-f]{64})/.exec(headers['authorization']!)![1]! };
+    return {
+      head: [
+        'POST /images HTTP/1.1',
+        'host: x',
+        'connection: close',
+        ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+        '',
+        '',
+      ].join('\r\n'),
+      signature: /Signature=([0-9a-f]{64})/.exec(headers['authorization']!)![1]!,
+    };
   };
   const trailer = (signature: string, data: Buffer) => {
     const digest = createHash('sha256').update(data).digest('hex');
-    return `0\r\n${CONTENT_HASH_HEADER}: ${digest}\r\n${TRAILER_SIGNATURE_HEADER}: ${trailerSignature(t.users.bob.secretKey, signature, digest)}\r\n\r\n`;
+    const signed = trailerSignature(t.users.bob.secretKey, signature, digest);
+    return `0\r\n${CONTENT_HASH_HEADER}: ${digest}\r\n${TRAILER_SIGNATURE_HEADER}: ${signed}\r\n\r\n`;
   };
 
-  it('an upload trickling a byte at a time is dropped for being slower than the minimum rate (408), nothing kept', async () => {
+  it('an upload trickling a byte at a time is dropped: slower than the minimum rate (408), nothing kept', async () => {
     const { head } = streamedHead('trickle', 10_000);
     const c = await hold(t.url, '127.0.0.7', (socket) => {
       socket.write(head);
@@ -203,7 +241,14 @@ describe('connection limits', () => {
     });
     await within(c.closed, 15_000, 'steady upload answered');
     expect(c.text()).toMatch(/^HTTP\/1\.1 201/);
-    const listed = await rawRequest(t.url, { method: 'GET', path: '/images/detail', query: [['name', 'steady']], as: t.users.bob });
-    expect((listed.json() as { images: { size: number }[] }).images).toEqual([expect.objectContaining({ size: data.length })]);
+    const listed = await rawRequest(t.url, {
+      method: 'GET',
+      path: '/images/detail',
+      query: [['name', 'steady']],
+      as: t.users.bob,
+    });
+    expect((listed.json() as { images: { size: number }[] }).images).toEqual([
+      expect.objectContaining({ size: data.length }),
+    ]);
   });
 });

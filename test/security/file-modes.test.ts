@@ -36,18 +36,27 @@ describe('the data folder is private whatever the umask', () => {
     const composition = await compose({ configFile: file, env: {}, logger: silentLogger });
     const server = await startServer(composition, { port: 0 });
     const admin = await addUser(server.catalog.users, await sealingBox(composition), `admin${users++}`, true);
-    const client = new VisorClient({ url: server.url, accessKey: admin.accessKey, secretKey: admin.secretKey, source: 'test' });
+    const client = new VisorClient({
+      url: server.url,
+      accessKey: admin.accessKey,
+      secretKey: admin.secretKey,
+      source: 'test',
+    });
     const data = Buffer.alloc(4096, 1);
-    await client.add({ name: 'private-bits', architecture: 'x86_64' }, { stream: Readable.from([data]), size: data.length });
+    await client.add(
+      { name: 'private-bits', architecture: 'x86_64' },
+      { stream: Readable.from([data]), size: data.length },
+    );
     return server;
   };
 
-  it('creates the folder 0700 and the catalog (with -wal, -shm), key and image files 0600 under umask 000', async () => {
+  it('creates the folder 0700 and the catalog (-wal, -shm), key and image files 0600 under umask 000', async () => {
     const dataDir = join(root, 'fresh', 'data');
     const server = await serveIn(dataDir);
     try {
       expect(await mode(dataDir)).toBe(0o700);
-      for (const name of ['catalog.db', 'catalog.db-wal', 'catalog.db-shm', 'credentials.key']) expect(await mode(join(dataDir, name)), name).toBe(0o600);
+      for (const name of ['catalog.db', 'catalog.db-wal', 'catalog.db-shm', 'credentials.key'])
+        expect(await mode(join(dataDir, name)), name).toBe(0o600);
       expect(await mode(join(dataDir, 'images'))).toBe(0o700);
       const images = (await readdir(join(dataDir, 'images'))).filter((f) => !f.startsWith('.'));
       expect(images).toHaveLength(1);

@@ -18,15 +18,35 @@ export interface SecureServer {
   close(): Promise<void>;
 }
 
-export async function startSecureServer(options: { yaml?: string; logger?: Logger; serve?: ServeOptions; dataDir?: string; users?: SecureServer['users'] } = {}): Promise<SecureServer> {
+export async function startSecureServer(
+  options: {
+    yaml?: string;
+    logger?: Logger;
+    serve?: ServeOptions;
+    dataDir?: string;
+    users?: SecureServer['users'];
+  } = {},
+): Promise<SecureServer> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'visor-sec-')));
   const configFile = join(dataDir, 'visor.yaml');
-  await writeFile(configFile, [`dataDir: ${dataDir}`, 'logging: { level: error }', options.yaml ?? 'stores:\n  local: { type: file }\nserver:\n  host: 127.0.0.1', ''].join('\n'));
+  await writeFile(
+    configFile,
+    [
+      `dataDir: ${dataDir}`,
+      'logging: { level: error }',
+      options.yaml ?? 'stores:\n  local: { type: file }\nserver:\n  host: 127.0.0.1',
+      '',
+    ].join('\n'),
+  );
   const composition = await compose({ configFile, env: {}, logger: options.logger ?? silentLogger });
   const server = await startServer(composition, { port: 0, ...options.serve });
   const box = await sealingBox(composition);
   // A second server over the same data folder shares the first one's users.
-  const users = options.users ?? { admin: await addUser(server.catalog.users, box, 'admin', true), bob: await addUser(server.catalog.users, box, 'bob', false), carol: await addUser(server.catalog.users, box, 'carol', false) };
+  const users = options.users ?? {
+    admin: await addUser(server.catalog.users, box, 'admin', true),
+    bob: await addUser(server.catalog.users, box, 'bob', false),
+    carol: await addUser(server.catalog.users, box, 'carol', false),
+  };
   return {
     server,
     composition,

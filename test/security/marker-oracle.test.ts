@@ -15,19 +15,33 @@ describe('paging markers leak nothing about images the caller cannot see', () =>
   const secret = { name: 'payroll-2026', architecture: 'x86_64', access: 'private', db_password: 'm7-hunter' };
 
   const post = async (as: 'bob' | 'carol', image: Record<string, unknown>) => {
-    const r = await rawRequest(t.url, { method: 'POST', path: '/images', headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify({ image })), as: t.users[as] });
+    const r = await rawRequest(t.url, {
+      method: 'POST',
+      path: '/images',
+      headers: { 'content-type': 'application/json' },
+      body: Buffer.from(JSON.stringify({ image })),
+      as: t.users[as],
+    });
     expect(r.status).toBe(201);
     return (r.json() as { image: { _id: string } }).image._id;
   };
-  const page = (as: 'bob' | 'carol' | 'admin', query: [string, string][]) => rawRequest(t.url, { method: 'GET', path: '/images/detail', query, as: t.users[as] });
+  const page = (as: 'bob' | 'carol' | 'admin', query: [string, string][]) =>
+    rawRequest(t.url, { method: 'GET', path: '/images/detail', query, as: t.users[as] });
   /** The answer with what must differ between two requests (the request id) taken out. */
-  const shape = (r: RawResponse, marker: string) => ({ status: r.status, body: r.body.toString().replace(marker, 'MARKER').replace(/"request_id":"[0-9a-f]+"/, '') });
+  const shape = (r: RawResponse, marker: string) => ({
+    status: r.status,
+    body: r.body
+      .toString()
+      .replace(marker, 'MARKER')
+      .replace(/"request_id":"[0-9a-f]+"/, ''),
+  });
 
   beforeAll(async () => {
     t = await startSecureServer();
     secretId = await post('bob', secret);
     // Carol's probes: public images whose names and property values bracket the secret's.
-    for (const probe of ['a', 'm', 'p', 'pa', 'pay', 'payroll-2027', 'z']) await post('carol', { name: probe, architecture: 'x86_64', access: 'public', db_password: probe });
+    for (const probe of ['a', 'm', 'p', 'pa', 'pay', 'payroll-2027', 'z'])
+      await post('carol', { name: probe, architecture: 'x86_64', access: 'public', db_password: probe });
   });
   afterAll(async () => {
     await t?.close();
@@ -38,7 +52,13 @@ describe('paging markers leak nothing about images the caller cannot see', () =>
     for (const sort of ['name', 'db_password', 'created_at', '_id', 'size']) {
       for (const dir of ['asc', 'desc']) {
         for (const extra of [[], [['architecture', 'x86_64']], [['db_password', 'pay']]] as [string, string][][]) {
-          const query = (marker: string): [string, string][] => [['sort', sort], ['dir', dir], ['limit', '1'], ['marker', marker], ...extra];
+          const query = (marker: string): [string, string][] => [
+            ['sort', sort],
+            ['dir', dir],
+            ['limit', '1'],
+            ['marker', marker],
+            ...extra,
+          ];
           const hidden = await page('carol', query(secretId));
           const unknown = await page('carol', query(random));
           expect(shape(hidden, secretId), `${sort} ${dir} ${JSON.stringify(extra)}`).toEqual(shape(unknown, random));
@@ -49,16 +69,27 @@ describe('paging markers leak nothing about images the caller cannot see', () =>
     }
   });
 
-  it('the binary search over probe values learns nothing: every probe page is the same without the marker', async () => {
+  it('the binary search over probe values learns nothing: no page follows the hidden marker', async () => {
     // What the attack compares: the page after the hidden marker. It must fail, never give a page.
     const results = new Set<number>();
-    for (const sort of ['name', 'db_password']) results.add((await page('carol', [['sort', sort], ['marker', secretId]])).status);
+    for (const sort of ['name', 'db_password'])
+      results.add(
+        (
+          await page('carol', [
+            ['sort', sort],
+            ['marker', secretId],
+          ])
+        ).status,
+      );
     expect([...results]).toEqual([400]);
   });
 
   it('the owner and admins still page after it (control)', async () => {
     for (const who of ['bob', 'admin'] as const) {
-      const r = await page(who, [['sort', 'name'], ['marker', secretId]]);
+      const r = await page(who, [
+        ['sort', 'name'],
+        ['marker', secretId],
+      ]);
       expect(r.status, who).toBe(200);
       expect((r.json() as { images: { name: string }[] }).images.map((i) => i.name)).toContain('z');
     }

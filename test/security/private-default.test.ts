@@ -24,19 +24,31 @@ describe('new images are private by default', () => {
     await t?.close();
   });
 
-  it('an image added without an access level is private: others do not see it, no default selector takes it', async () => {
-    const client = new VisorClient({ url: t.url, accessKey: t.users.bob.accessKey, secretKey: t.users.bob.secretKey, source: 'test' });
+  it('an image added without an access level is private: hidden from others, not taken by default', async () => {
+    const client = new VisorClient({
+      url: t.url,
+      accessKey: t.users.bob.accessKey,
+      secretKey: t.users.bob.secretKey,
+      source: 'test',
+    });
     const data = randomBytes(1024);
-    const added = await client.add({ name: 'unthinking', architecture: 'x86_64' }, { stream: Readable.from([data]), size: data.length });
+    const added = await client.add(
+      { name: 'unthinking', architecture: 'x86_64' },
+      { stream: Readable.from([data]), size: data.length },
+    );
     expect(added).toMatchObject({ access: 'private', status: 'available' });
     const id = String(added['_id']);
-    expect((await rawRequest(t.url, { method: 'GET', path: `/images/${id}/meta`, as: t.users.carol })).status).toBe(404);
+    expect((await rawRequest(t.url, { method: 'GET', path: `/images/${id}/meta`, as: t.users.carol })).status).toBe(
+      404,
+    );
     const image = await t.server.catalog.images.get(id);
     const defaultSelector = selectorFor(syncPolicySchema.parse({}), 'prod');
     expect(defaultSelector(image)).toBe(false);
     // Made public on purpose: now everyone sees it and the default selector takes it.
     await client.update(id, { access: 'public' });
-    expect((await rawRequest(t.url, { method: 'GET', path: `/images/${id}/meta`, as: t.users.carol })).status).toBe(200);
+    expect((await rawRequest(t.url, { method: 'GET', path: `/images/${id}/meta`, as: t.users.carol })).status).toBe(
+      200,
+    );
     expect(defaultSelector((await t.server.catalog.images.get(id)) as Image)).toBe(true);
   });
 

@@ -28,8 +28,18 @@ describe('replays are refused across restarts and replicas', () => {
   const capture = async (url: string, creds: SecureServer['users']['bob'], name: string) => {
     let headers: Record<string, string> = {};
     const body = Buffer.from(JSON.stringify({ image: { name, architecture: 'x86_64' } }));
-    const r = await rawRequest(url, { method: 'POST', path: '/images', headers: { 'content-type': 'application/json' }, body, as: creds, tamper: (s) => (headers = { ...s.headers }) });
-    return { status: r.status, replay: (to: string) => rawRequest(to, { method: 'POST', path: '/images', headers, body }) };
+    const r = await rawRequest(url, {
+      method: 'POST',
+      path: '/images',
+      headers: { 'content-type': 'application/json' },
+      body,
+      as: creds,
+      tamper: (s) => (headers = { ...s.headers }),
+    });
+    return {
+      status: r.status,
+      replay: (to: string) => rawRequest(to, { method: 'POST', path: '/images', headers, body }),
+    };
   };
   const count = async (url: string, creds: SecureServer['users']['admin'], name: string) => {
     const r = await rawRequest(url, { method: 'GET', path: '/images/detail', query: [['name', name]], as: creds });
@@ -62,7 +72,11 @@ describe('replays are refused across restarts and replicas', () => {
     // The same capture sent to both at once: exactly one of them takes it.
     const racing = await capture(first!.url, users.bob, 'raced');
     expect(racing.status).toBe(201);
-    const results = await Promise.all([racing.replay(first!.url), racing.replay(second.url), racing.replay(second.url)]);
+    const results = await Promise.all([
+      racing.replay(first!.url),
+      racing.replay(second.url),
+      racing.replay(second.url),
+    ]);
     expect(results.map((r) => r.status)).toEqual([403, 403, 403]);
     for (const name of ['replica-a', 'replica-b', 'raced']) expect(await count(second.url, users.admin, name)).toBe(1);
   });
@@ -70,7 +84,11 @@ describe('replays are refused across restarts and replicas', () => {
   it('fresh requests (new nonce, same content) still pass on both', async () => {
     const users = first!.users;
     for (const server of [first!, second!]) {
-      for (let i = 0; i < 3; i++) expect((await rawRequest(server.url, { method: 'GET', path: '/images', query: [['name', 'x']], as: users.bob })).status).toBe(200);
+      for (let i = 0; i < 3; i++)
+        expect(
+          (await rawRequest(server.url, { method: 'GET', path: '/images', query: [['name', 'x']], as: users.bob }))
+            .status,
+        ).toBe(200);
     }
   });
 });

@@ -41,7 +41,11 @@ describe('secret masking: values, not words that happen to be equal', () => {
         '',
       ].join('\n'),
     );
-    config = await loadConfig({ file, env: { GLANCE_PASSWORD: 'glance', OTHER_PASSWORD: 'Xk9-v3ry-s3cret' }, registry: builtinRegistry() });
+    config = await loadConfig({
+      file,
+      env: { GLANCE_PASSWORD: 'glance', OTHER_PASSWORD: 'Xk9-v3ry-s3cret' },
+      registry: builtinRegistry(),
+    });
     secrets = new SecretRegistry();
     collectSecrets(config, secrets);
   });

@@ -67,7 +67,10 @@ describe('SSRF: every redirect hop passes the address check', () => {
     origin = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://x');
       const to = url.searchParams.get('to');
-      if (url.pathname === '/image') return void res.writeHead(200, { 'content-length': String(image.length) }).end(req.method === 'HEAD' ? undefined : image);
+      if (url.pathname === '/image')
+        return void res
+          .writeHead(200, { 'content-length': String(image.length) })
+          .end(req.method === 'HEAD' ? undefined : image);
       if (url.pathname === '/hop') return void res.writeHead(302, { location: '/image' }).end();
       if (url.pathname === '/chain') {
         const n = Number(url.searchParams.get('n'));
@@ -78,13 +81,20 @@ describe('SSRF: every redirect hop passes the address check', () => {
         if (req.method === 'HEAD') return void res.writeHead(200, { 'content-length': String(SECRET.length) }).end();
         return void res.writeHead(302, { location: to ?? '' }).end();
       }
-      if (url.pathname === '/redirect' && to) return void res.writeHead(Number(url.searchParams.get('status') ?? 302), { location: to }).end();
+      if (url.pathname === '/redirect' && to)
+        return void res.writeHead(Number(url.searchParams.get('status') ?? 302), { location: to }).end();
       res.writeHead(404).end();
     });
     const originPort = await listen(origin, '127.0.0.2');
     base = `http://127.0.0.2:${originPort}`;
     t = await startSecureServer({
-      yaml: ['stores:', '  local: { type: file }', `  web: { type: http, options: { allowNetworks: ['127.0.0.2/32'] } }`, 'defaultStore: local', 'server: { host: 127.0.0.1 }'].join('\n'),
+      yaml: [
+        'stores:',
+        '  local: { type: file }',
+        `  web: { type: http, options: { allowNetworks: ['127.0.0.2/32'] } }`,
+        'defaultStore: local',
+        'server: { host: 127.0.0.1 }',
+      ].join('\n'),
     });
   });
   afterAll(async () => {
@@ -108,51 +118,97 @@ describe('SSRF: every redirect hop passes the address check', () => {
     await store.close();
   });
 
-  it.each([301, 302, 303, 307, 308])('refuses every private, reserved or local target of a %i redirect, in every spelling', async (status) => {
-    const store = new HttpStore({ allowNetworks: ['127.0.0.2/32'] });
-    const before = hits;
-    for (const [name, target] of Object.entries(targets())) {
-      const error = await store.get(redirect(target, status)).then(
-        async (r) => `followed: ${(await buffer(r.stream)).toString()}`,
-        (e: unknown) => e,
-      );
-      expect(error, `${name}: ${target}`).toMatchObject({ kind: 'forbidden' });
-    }
-    expect(hits - before).toBe(0);
-    await store.close();
-  });
+  it.each([301, 302, 303, 307, 308])(
+    'refuses every private, reserved or local target of a %i redirect, in every spelling',
+    async (status) => {
+      const store = new HttpStore({ allowNetworks: ['127.0.0.2/32'] });
+      const before = hits;
+      for (const [name, target] of Object.entries(targets())) {
+        const error = await store.get(redirect(target, status)).then(
+          async (r) => `followed: ${(await buffer(r.stream)).toString()}`,
+          (e: unknown) => e,
+        );
+        expect(error, `${name}: ${target}`).toMatchObject({ kind: 'forbidden' });
+      }
+      expect(hits - before).toBe(0);
+      await store.close();
+    },
+  );
 
   it('refuses redirects to other schemes, and too many hops', async () => {
     const store = new HttpStore({ allowNetworks: ['127.0.0.2/32'], maxRedirects: 3 });
-    await expect(store.head(redirect('file:///etc/passwd'))).rejects.toMatchObject({ kind: 'forbidden', message: expect.stringMatching(/file:/) });
+    await expect(store.head(redirect('file:///etc/passwd'))).rejects.toMatchObject({
+      kind: 'forbidden',
+      message: expect.stringMatching(/file:/),
+    });
     await expect(store.head(redirect('gopher://127.0.0.1:6379/_INFO'))).rejects.toMatchObject({ kind: 'forbidden' });
     await expect(store.head(`${base}/chain?n=2`)).resolves.toMatchObject({ size: image.length });
-    await expect(store.head(`${base}/chain?n=5`)).rejects.toMatchObject({ kind: 'invalidResponse', message: expect.stringMatching(/redirects more than 3 times/) });
+    await expect(store.head(`${base}/chain?n=5`)).rejects.toMatchObject({
+      kind: 'invalidResponse',
+      message: expect.stringMatching(/redirects more than 3 times/),
+    });
     await store.close();
   });
 
   it('through the API: a location redirecting inward is refused at registration and keeps nothing', async () => {
     const before = hits;
     for (const target of Object.values(targets()).slice(0, 9)) {
-      const body = Buffer.from(JSON.stringify({ image: { name: 'ssrf', architecture: 'x86_64', location: redirect(target) } }));
-      const r = await rawRequest(t.url, { method: 'POST', path: '/images', headers: { 'content-type': 'application/json' }, body, as: t.users.bob });
+      const body = Buffer.from(
+        JSON.stringify({ image: { name: 'ssrf', architecture: 'x86_64', location: redirect(target) } }),
+      );
+      const r = await rawRequest(t.url, {
+        method: 'POST',
+        path: '/images',
+        headers: { 'content-type': 'application/json' },
+        body,
+        as: t.users.bob,
+      });
       expect(r.status, target).toBe(403);
       expect(r.body.toString()).not.toContain(SECRET);
     }
     expect(hits - before).toBe(0);
-    const listed = await rawRequest(t.url, { method: 'GET', path: '/images/detail', query: [['name', 'ssrf']], as: t.users.admin });
+    const listed = await rawRequest(t.url, {
+      method: 'GET',
+      path: '/images/detail',
+      query: [['name', 'ssrf']],
+      as: t.users.admin,
+    });
     expect((listed.json() as { images: unknown[] }).images).toEqual([]);
   });
 
   it('through the API: a reference whose GET (not HEAD) redirects inward is never served', async () => {
     const before = hits;
-    for (const target of [targets()['loopback']!, targets()['loopback, IPv4-mapped IPv6']!, targets()['cloud metadata']!]) {
-      const body = Buffer.from(JSON.stringify({ image: { name: 'flip', architecture: 'x86_64', access: 'public', location: `${base}/flip?to=${encodeURIComponent(target)}` } }));
-      const created = await rawRequest(t.url, { method: 'POST', path: '/images', headers: { 'content-type': 'application/json' }, body, as: t.users.bob });
+    for (const target of [
+      targets()['loopback']!,
+      targets()['loopback, IPv4-mapped IPv6']!,
+      targets()['cloud metadata']!,
+    ]) {
+      const body = Buffer.from(
+        JSON.stringify({
+          image: {
+            name: 'flip',
+            architecture: 'x86_64',
+            access: 'public',
+            location: `${base}/flip?to=${encodeURIComponent(target)}`,
+          },
+        }),
+      );
+      const created = await rawRequest(t.url, {
+        method: 'POST',
+        path: '/images',
+        headers: { 'content-type': 'application/json' },
+        body,
+        as: t.users.bob,
+      });
       expect(created.status).toBe(201);
       const id = (created.json() as { image: { _id: string } }).image._id;
       for (const range of [undefined, 'bytes=0-9']) {
-        const got = await rawRequest(t.url, { method: 'GET', path: `/images/${id}`, ...(range ? { headers: { range } } : {}), as: t.users.carol });
+        const got = await rawRequest(t.url, {
+          method: 'GET',
+          path: `/images/${id}`,
+          ...(range ? { headers: { range } } : {}),
+          as: t.users.carol,
+        });
         expect(got.status, `${target} ${range ?? ''}`).toBe(403);
         expect(got.body.toString()).not.toContain(SECRET);
       }

@@ -25,11 +25,47 @@ const run = promisify(execFile);
 async function makeCa(dir: string): Promise<{ ca: string; cert: string; key: string; otherKey: string }> {
   const at = (name: string) => join(dir, name);
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  await run('openssl', ['req', '-x509', ...ec, '-keyout', at('ca.key'), '-out', at('ca.pem'), '-days', '2', '-subj', '/CN=visor test CA']);
+  await run('openssl', [
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    at('ca.key'),
+    '-out',
+    at('ca.pem'),
+    '-days',
+    '2',
+    '-subj',
+    '/CN=visor test CA',
+  ]);
   await run('openssl', ['req', ...ec, '-keyout', at('server.key'), '-out', at('server.csr'), '-subj', '/CN=127.0.0.1']);
   await writeFile(at('san.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  await run('openssl', ['x509', '-req', '-in', at('server.csr'), '-CA', at('ca.pem'), '-CAkey', at('ca.key'), '-CAcreateserial', '-out', at('server.pem'), '-days', '2', '-extfile', at('san.cnf')]);
-  await run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-out', at('other.key')]);
+  await run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    at('server.csr'),
+    '-CA',
+    at('ca.pem'),
+    '-CAkey',
+    at('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    at('server.pem'),
+    '-days',
+    '2',
+    '-extfile',
+    at('san.cnf'),
+  ]);
+  await run('openssl', [
+    'genpkey',
+    '-algorithm',
+    'EC',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-out',
+    at('other.key'),
+  ]);
   return { ca: at('ca.pem'), cert: at('server.pem'), key: at('server.key'), otherKey: at('other.key') };
 }
 
@@ -42,7 +78,14 @@ describe('TLS on serve', () => {
     pkiDir = await mkdtemp(join(tmpdir(), 'visor-pki-'));
     pki = await makeCa(pkiDir);
     t = await startSecureServer({
-      yaml: ['stores:', '  local: { type: file }', 'server:', '  host: 127.0.0.1', `  tls: { cert: ${pki.cert}, key: ${pki.key} }`, '  limits: { headerTimeoutSeconds: 2 }'].join('\n'),
+      yaml: [
+        'stores:',
+        '  local: { type: file }',
+        'server:',
+        '  host: 127.0.0.1',
+        `  tls: { cert: ${pki.cert}, key: ${pki.key} }`,
+        '  limits: { headerTimeoutSeconds: 2 }',
+      ].join('\n'),
     });
   }, 60_000);
   afterAll(async () => {
@@ -51,12 +94,23 @@ describe('TLS on serve', () => {
   });
 
   const client = (withCa: boolean) =>
-    new VisorClient(loadClientSettings({ VISOR_URL: t.url, VISOR_ACCESS_KEY: t.users.bob.accessKey, VISOR_SECRET_KEY: t.users.bob.secretKey, ...(withCa ? { VISOR_CA_FILE: pki.ca } : {}), HOME: pkiDir }));
+    new VisorClient(
+      loadClientSettings({
+        VISOR_URL: t.url,
+        VISOR_ACCESS_KEY: t.users.bob.accessKey,
+        VISOR_SECRET_KEY: t.users.bob.secretKey,
+        ...(withCa ? { VISOR_CA_FILE: pki.ca } : {}),
+        HOME: pkiDir,
+      }),
+    );
 
   it('listens on https and serves a client that trusts the CA: signed streamed upload, listing, download', async () => {
     expect(t.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
     const data = randomBytes(300_000);
-    const image = await client(true).add({ name: 'over-tls', architecture: 'x86_64' }, { stream: Readable.from([data]), size: data.length });
+    const image = await client(true).add(
+      { name: 'over-tls', architecture: 'x86_64' },
+      { stream: Readable.from([data]), size: data.length },
+    );
     expect(image).toMatchObject({ status: 'available', size: data.length, access: 'private' });
     expect((await client(true).list('brief', { name: 'over-tls' })).map((i) => i['_id'])).toEqual([image['_id']]);
     const got = await client(true).download(String(image['_id']));
@@ -64,7 +118,10 @@ describe('TLS on serve', () => {
   });
 
   it('a client that does not trust the certificate is refused, naming the fix', async () => {
-    await expect(client(false).list('brief')).rejects.toMatchObject({ kind: 'unavailable', message: expect.stringMatching(/certificate.*VISOR_CA_FILE/) });
+    await expect(client(false).list('brief')).rejects.toMatchObject({
+      kind: 'unavailable',
+      message: expect.stringMatching(/certificate.*VISOR_CA_FILE/),
+    });
   });
 
   it('plain HTTP on the TLS port gets no HTTP answer', async () => {
@@ -92,13 +149,19 @@ describe('TLS on serve', () => {
     expect(ms).toBeLessThan(8000);
   });
 
-  it('a key that does not belong to the certificate, or a missing file, stops start-up with a config error', async () => {
-    for (const tls of [`{ cert: ${pki.cert}, key: ${pki.otherKey} }`, `{ cert: ${pki.cert}, key: ${join(pkiDir, 'missing.key')} }`]) {
+  it("a key that is not the certificate's, or a missing file, stops start-up with a config error", async () => {
+    for (const tls of [
+      `{ cert: ${pki.cert}, key: ${pki.otherKey} }`,
+      `{ cert: ${pki.cert}, key: ${join(pkiDir, 'missing.key')} }`,
+    ]) {
       const dir = await mkdtemp(join(tmpdir(), 'visor-badtls-'));
       const file = join(dir, 'visor.yaml');
       await writeFile(file, `dataDir: ${dir}\nserver: { host: 127.0.0.1, tls: ${tls} }\n`);
       const composition = await compose({ configFile: file, env: {}, logger: silentLogger });
-      await expect(startServer(composition, { port: 0 })).rejects.toMatchObject({ kind: 'config', message: expect.stringMatching(/server\.tls/) });
+      await expect(startServer(composition, { port: 0 })).rejects.toMatchObject({
+        kind: 'config',
+        message: expect.stringMatching(/server\.tls/),
+      });
       await composition.dispose();
       await rm(dir, { recursive: true, force: true });
     }

@@ -14,41 +14,123 @@ import { startSecureServer, type SecureServer } from './harness.js';
  * the error. No forged response ever reaches the client.
  */
 const data = randomBytes(4096);
-const FORGED = 'HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 25\r\nx-forged: yes\r\n\r\n<script>forged</script>\r\n';
+const FORGED =
+  'HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 25\r\nx-forged: yes\r\n\r\n' +
+  '<script>forged</script>\r\n';
 
 type Behaviour = (range: { start: number; end: number } | undefined, socket: Socket) => void;
 
 const respond = (socket: Socket, status: string, headers: Record<string, string>, body: Buffer | string) => {
-  socket.end(Buffer.concat([Buffer.from([`HTTP/1.1 ${status}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), 'connection: close', '', ''].join('\r\n')), typeof body === 'string' ? Buffer.from(body, 'latin1') : body]));
+  socket.end(
+    Buffer.concat([
+      Buffer.from(
+        [
+          `HTTP/1.1 ${status}`,
+          ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+          'connection: close',
+          '',
+          '',
+        ].join('\r\n'),
+      ),
+      typeof body === 'string' ? Buffer.from(body, 'latin1') : body,
+    ]),
+  );
 };
 
 /** Per path, how the upstream answers a GET with a Range; HEAD always tells the true size. */
 const behaviours: Record<string, Behaviour> = {
   // Content-Length bigger than the range asked, Content-Range honest: the extra bytes are a forged response.
-  '/longer-length': (r, s) => respond(s, '206 Partial Content', { 'content-range': `bytes ${r!.start}-${r!.end}/${data.length}`, 'content-length': String(r!.end - r!.start + 1 + FORGED.length) }, Buffer.concat([data.subarray(r!.start, r!.end + 1), Buffer.from(FORGED)])),
+  '/longer-length': (r, s) =>
+    respond(
+      s,
+      '206 Partial Content',
+      {
+        'content-range': `bytes ${r!.start}-${r!.end}/${data.length}`,
+        'content-length': String(r!.end - r!.start + 1 + FORGED.length),
+      },
+      Buffer.concat([data.subarray(r!.start, r!.end + 1), Buffer.from(FORGED)]),
+    ),
   // Content-Range claims a bigger range than asked.
-  '/wider-range': (r, s) => respond(s, '206 Partial Content', { 'content-range': `bytes ${r!.start}-${r!.end + 500}/${data.length}`, 'content-length': String(r!.end - r!.start + 501) }, data.subarray(r!.start, r!.end + 501)),
+  '/wider-range': (r, s) =>
+    respond(
+      s,
+      '206 Partial Content',
+      {
+        'content-range': `bytes ${r!.start}-${r!.end + 500}/${data.length}`,
+        'content-length': String(r!.end - r!.start + 501),
+      },
+      data.subarray(r!.start, r!.end + 501),
+    ),
   // Another object's size.
-  '/other-total': (r, s) => respond(s, '206 Partial Content', { 'content-range': `bytes ${r!.start}-${r!.end}/999999`, 'content-length': String(r!.end - r!.start + 1) }, data.subarray(r!.start, r!.end + 1)),
+  '/other-total': (r, s) =>
+    respond(
+      s,
+      '206 Partial Content',
+      { 'content-range': `bytes ${r!.start}-${r!.end}/999999`, 'content-length': String(r!.end - r!.start + 1) },
+      data.subarray(r!.start, r!.end + 1),
+    ),
   // No Content-Range at all.
-  '/no-range-header': (r, s) => respond(s, '206 Partial Content', { 'content-length': String(r!.end - r!.start + 1) }, data.subarray(r!.start, r!.end + 1)),
+  '/no-range-header': (r, s) =>
+    respond(
+      s,
+      '206 Partial Content',
+      { 'content-length': String(r!.end - r!.start + 1) },
+      data.subarray(r!.start, r!.end + 1),
+    ),
   // Chunked (no length to check up front) with more bytes than the range: caught while streaming.
   '/chunked-longer': (r, s) => {
     const body = Buffer.concat([data.subarray(r!.start, r!.end + 1), Buffer.from(FORGED)]);
-    respond(s, '206 Partial Content', { 'content-range': `bytes ${r!.start}-${r!.end}/${data.length}`, 'transfer-encoding': 'chunked' }, `${body.length.toString(16)}\r\n${body.toString('latin1')}\r\n0\r\n\r\n`);
+    respond(
+      s,
+      '206 Partial Content',
+      { 'content-range': `bytes ${r!.start}-${r!.end}/${data.length}`, 'transfer-encoding': 'chunked' },
+      `${body.length.toString(16)}\r\n${body.toString('latin1')}\r\n0\r\n\r\n`,
+    );
   },
   // Chunked with fewer bytes than the range.
   '/chunked-shorter': (r, s) => {
     const body = data.subarray(r!.start, r!.start + 3);
-    respond(s, '206 Partial Content', { 'content-range': `bytes ${r!.start}-${r!.end}/${data.length}`, 'transfer-encoding': 'chunked' }, `${body.length.toString(16)}\r\n${body.toString('latin1')}\r\n0\r\n\r\n`);
+    respond(
+      s,
+      '206 Partial Content',
+      { 'content-range': `bytes ${r!.start}-${r!.end}/${data.length}`, 'transfer-encoding': 'chunked' },
+      `${body.length.toString(16)}\r\n${body.toString('latin1')}\r\n0\r\n\r\n`,
+    );
   },
   // Ignores Range and sends everything, but claims a different length than HEAD did.
-  '/ignores-range-wrong-length': (_r, s) => respond(s, '200 OK', { 'content-length': String(data.length + FORGED.length) }, Buffer.concat([data, Buffer.from(FORGED)])),
+  '/ignores-range-wrong-length': (_r, s) =>
+    respond(
+      s,
+      '200 OK',
+      { 'content-length': String(data.length + FORGED.length) },
+      Buffer.concat([data, Buffer.from(FORGED)]),
+    ),
   // An honest server (the control).
-  '/honest': (r, s) => (r ? respond(s, '206 Partial Content', { 'content-range': `bytes ${r.start}-${r.end}/${data.length}`, 'content-length': String(r.end - r.start + 1) }, data.subarray(r.start, r.end + 1)) : respond(s, '200 OK', { 'content-length': String(data.length) }, data)),
+  '/honest': (r, s) =>
+    r
+      ? respond(
+          s,
+          '206 Partial Content',
+          {
+            'content-range': `bytes ${r.start}-${r.end}/${data.length}`,
+            'content-length': String(r.end - r.start + 1),
+          },
+          data.subarray(r.start, r.end + 1),
+        )
+      : respond(s, '200 OK', { 'content-length': String(data.length) }, data),
   // Whole GET: more than its own Content-Length, chunked instead, or a different size than registered.
-  '/whole-chunked-longer': (r, s) => (r ? behaviours['/chunked-longer']!(r, s) : respond(s, '200 OK', { 'transfer-encoding': 'chunked' }, `${(data.length + 10).toString(16)}\r\n${Buffer.concat([data, Buffer.alloc(10, 65)]).toString('latin1')}\r\n0\r\n\r\n`)),
-  '/whole-grew': (r, s) => respond(s, '200 OK', { 'content-length': String(data.length + 100) }, Buffer.concat([data, Buffer.alloc(100, 66)])),
+  '/whole-chunked-longer': (r, s) =>
+    r
+      ? behaviours['/chunked-longer']!(r, s)
+      : respond(
+          s,
+          '200 OK',
+          { 'transfer-encoding': 'chunked' },
+          `${(data.length + 10).toString(16)}\r\n` +
+            `${Buffer.concat([data, Buffer.alloc(10, 65)]).toString('latin1')}\r\n0\r\n\r\n`,
+        ),
+  '/whole-grew': (r, s) =>
+    respond(s, '200 OK', { 'content-length': String(data.length + 100) }, Buffer.concat([data, Buffer.alloc(100, 66)])),
 };
 
 function upstream(): Promise<{ server: Server; base: string }> {
@@ -69,7 +151,11 @@ function upstream(): Promise<{ server: Server; base: string }> {
     });
     socket.on('error', () => undefined);
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.2', () => resolve({ server, base: `http://127.0.0.2:${(server.address() as AddressInfo).port}` })));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.2', () =>
+      resolve({ server, base: `http://127.0.0.2:${(server.address() as AddressInfo).port}` }),
+    ),
+  );
 }
 
 describe('range and length answers of an http upstream are checked before and while they are passed on', () => {
@@ -83,11 +169,32 @@ describe('range and length answers of an http upstream are checked before and wh
     up = await upstream();
     t = await startSecureServer({
       logger,
-      yaml: ['stores:', '  local: { type: file }', `  web: { type: http, options: { allowNetworks: ['127.0.0.2/32'] } }`, 'defaultStore: local', 'server: { host: 127.0.0.1 }'].join('\n'),
+      yaml: [
+        'stores:',
+        '  local: { type: file }',
+        `  web: { type: http, options: { allowNetworks: ['127.0.0.2/32'] } }`,
+        'defaultStore: local',
+        'server: { host: 127.0.0.1 }',
+      ].join('\n'),
     });
     for (const path of Object.keys(behaviours)) {
-      const body = Buffer.from(JSON.stringify({ image: { name: `up${path.replace(/\//g, '-')}`, architecture: 'x86_64', access: 'public', location: `${up.base}${path}` } }));
-      const r = await rawRequest(t.url, { method: 'POST', path: '/images', headers: { 'content-type': 'application/json' }, body, as: t.users.bob });
+      const body = Buffer.from(
+        JSON.stringify({
+          image: {
+            name: `up${path.replace(/\//g, '-')}`,
+            architecture: 'x86_64',
+            access: 'public',
+            location: `${up.base}${path}`,
+          },
+        }),
+      );
+      const r = await rawRequest(t.url, {
+        method: 'POST',
+        path: '/images',
+        headers: { 'content-type': 'application/json' },
+        body,
+        as: t.users.bob,
+      });
       expect(r.status, path).toBe(201);
       ids.set(path, (r.json() as { image: { _id: string } }).image._id);
     }
@@ -100,7 +207,14 @@ describe('range and length answers of an http upstream are checked before and wh
   /** A signed GET on a raw socket: everything the server writes on the connection, as the client sees it. */
   const fetchRaw = (path: string, range?: string, keepAlive = false) => {
     const headers = { ...(range ? { range } : {}), ...(keepAlive ? {} : { connection: 'close' }) };
-    const head = signedHead(t.url, t.users.carol, 'GET', `/images/${ids.get(path)!}`, headers, 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+    const head = signedHead(
+      t.url,
+      t.users.carol,
+      'GET',
+      `/images/${ids.get(path)!}`,
+      headers,
+      'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+    );
     return rawExchange(t.url, head, { waitMs: 3000 });
   };
   const statusLines = (text: string) => text.match(/HTTP\/1\.1 \d{3}/g) ?? [];
@@ -134,25 +248,30 @@ describe('range and length answers of an http upstream are checked before and wh
     ['/chunked-longer', 'bytes=100-199'],
     ['/chunked-shorter', 'bytes=100-199'],
     ['/whole-chunked-longer', undefined],
-  ])('%s %s: never more (or fewer) bytes than declared; the connection is closed and the error logged', async (path, range) => {
-    const logged = log.lines.length;
-    // Keep-alive asked for: only the server's own decision closes the connection.
-    const r = await fetchRaw(path, range, true);
-    expect(statusLines(r.text)).toHaveLength(1);
-    expect(r.text).not.toContain('x-forged');
-    if (r.status === 206 || r.status === 200) {
-      expect(r.closedByServer).toBe(true);
-      const { length, body } = declaredAndBody(r.text);
-      // Cut short of the declared length: the client can tell the body is incomplete.
-      expect(body.length).toBeLessThan(length);
-      await new Promise((done) => setTimeout(done, 100));
-      expect(log.lines.slice(logged).some((l) => l.level === 'error' && /the declared bytes/.test(l.message))).toBe(true);
-    } else {
-      expect(r.status).toBe(502);
-    }
-  });
+  ])(
+    '%s %s: never more (or fewer) bytes than declared; the connection is closed and the error logged',
+    async (path, range) => {
+      const logged = log.lines.length;
+      // Keep-alive asked for: only the server's own decision closes the connection.
+      const r = await fetchRaw(path, range, true);
+      expect(statusLines(r.text)).toHaveLength(1);
+      expect(r.text).not.toContain('x-forged');
+      if (r.status === 206 || r.status === 200) {
+        expect(r.closedByServer).toBe(true);
+        const { length, body } = declaredAndBody(r.text);
+        // Cut short of the declared length: the client can tell the body is incomplete.
+        expect(body.length).toBeLessThan(length);
+        await new Promise((done) => setTimeout(done, 100));
+        expect(log.lines.slice(logged).some((l) => l.level === 'error' && /the declared bytes/.test(l.message))).toBe(
+          true,
+        );
+      } else {
+        expect(r.status).toBe(502);
+      }
+    },
+  );
 
-  it('an upstream whose object changed size since registration is refused (502), not served at its new length', async () => {
+  it('an upstream object that changed size since registration is refused (502), not served', async () => {
     const r = await fetchRaw('/whole-grew');
     expect(r.status).toBe(502);
     expect(statusLines(r.text)).toHaveLength(1);

@@ -64,7 +64,14 @@ export async function healthy(t: HostileServer): Promise<number> {
  * body's hash defaults to the streamed-upload mode for chunked bodies (the digest would follow in
  * a trailer) and to the empty body's otherwise; pass the real one where the body must be taken.
  */
-export function signedHead(url: string, creds: Credentials, method: string, path: string, headers: Record<string, string>, contentHash = /chunked/.test(headers['transfer-encoding'] ?? '') ? STREAMING_PAYLOAD : EMPTY_SHA256): string {
+export function signedHead(
+  url: string,
+  creds: Credentials,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  contentHash = /chunked/.test(headers['transfer-encoding'] ?? '') ? STREAMING_PAYLOAD : EMPTY_SHA256,
+): string {
   const signed = signRequest(creds.accessKey, creds.secretKey, { method, path, query: [], headers: { [CONTENT_HASH_HEADER]: contentHash, ...headers } });
   return [`${method} ${path} HTTP/1.1`, `host: ${new URL(url).host}`, ...Object.entries(signed).map(([k, v]) => `${k}: ${v}`), '', ''].join('\r\n');
 }

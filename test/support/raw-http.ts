@@ -68,7 +68,13 @@ export function cutOffUpload(baseUrl: string, r: { method: string; path: string;
     method: r.method,
     path: r.path,
     query: [],
-    headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked', 'x-visor-decoded-content-length': String(r.declared), [CONTENT_HASH_HEADER]: STREAMING_PAYLOAD, ...r.metaHeaders },
+    headers: {
+      'content-type': 'application/octet-stream',
+      'transfer-encoding': 'chunked',
+      'x-visor-decoded-content-length': String(r.declared),
+      [CONTENT_HASH_HEADER]: STREAMING_PAYLOAD,
+      ...r.metaHeaders,
+    },
   });
   const url = new URL(baseUrl);
   return new Promise((resolve, reject) => {
@@ -81,7 +87,9 @@ export function cutOffUpload(baseUrl: string, r: { method: string; path: string;
         while (sent < r.sendBytes) {
           const n = Math.min(chunk.length, r.sendBytes - sent);
           sent += n;
-          if (!socket.write(Buffer.concat([Buffer.from(`${n.toString(16)}\r\n`), chunk.subarray(0, n), Buffer.from('\r\n')]))) {
+          const size = Buffer.from(`${n.toString(16)}\r\n`);
+          const framed = Buffer.concat([size, chunk.subarray(0, n), Buffer.from('\r\n')]);
+          if (!socket.write(framed)) {
             socket.once('drain', pump);
             return;
           }

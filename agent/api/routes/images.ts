@@ -24,7 +24,8 @@ export interface ImageRoutesOptions {
 type IdRequest = FastifyRequest<{ Params: { id: string } }>;
 
 /** VISOR's image routes. */
-export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, { service, defaultLimit, uploadIdleMs, uploadRate, logger }) => {
+export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, options) => {
+  const { service, defaultLimit, uploadIdleMs, uploadRate, logger } = options;
   const uploading = { idleMs: uploadIdleMs, rate: uploadRate };
   const baseUrl = (request: FastifyRequest) => `${request.protocol}://${request.host}`;
 
@@ -36,12 +37,15 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
       void reply.header('link', `<${request.url.split('?')[0]}?${params.toString()}>; rel="next"`);
     }
     const names = detailed ? await service.userNames(page.items) : undefined;
-    const view = (image: Image) => (detailed ? toDetail(image, baseUrl(request), request.caller.admin, names) : toBrief(image));
+    const view = (image: Image) =>
+      detailed ? toDetail(image, baseUrl(request), request.caller.admin, names) : toBrief(image);
     return { images: page.items.map(view), ...(page.nextMarker ? { next: page.nextMarker } : {}) };
   };
   /** The detail view of one image, owner and members by name. */
-  const detail = async (request: FastifyRequest, image: Image) => toDetail(image, baseUrl(request), request.caller.admin, await service.userNames([image]));
-  const headers = async (request: FastifyRequest, image: Image) => toHeaders(image, baseUrl(request), request.caller.admin, await service.userNames([image]));
+  const detail = async (request: FastifyRequest, image: Image) =>
+    toDetail(image, baseUrl(request), request.caller.admin, await service.userNames([image]));
+  const headers = async (request: FastifyRequest, image: Image) =>
+    toHeaders(image, baseUrl(request), request.caller.admin, await service.userNames([image]));
 
   app.get('/images', listing(false));
   app.get('/images/detail', listing(true));
@@ -67,13 +71,19 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
     const download = await service.download(request.caller, id, range);
     if (download.image.size !== undefined && download.size !== download.image.size) {
       download.stream.destroy();
-      throw new VisorError('invalidResponse', `image ${id}: its store now holds ${download.size} bytes, the catalog says ${download.image.size}`);
+      const said = `its store now holds ${download.size} bytes, the catalog says ${download.image.size}`;
+      throw new VisorError('invalidResponse', `image ${id}: ${said}`);
     }
-    void reply.headers(await headers(request, download.image)).header('etag', etag(download.image)).header('accept-ranges', 'bytes').type('application/octet-stream');
+    void reply
+      .headers(await headers(request, download.image))
+      .header('etag', etag(download.image))
+      .header('accept-ranges', 'bytes')
+      .type('application/octet-stream');
     let length = download.size;
     if (download.range) {
       length = download.range.end - download.range.start + 1;
-      void reply.code(206).header('content-range', `bytes ${download.range.start}-${download.range.end}/${download.size}`);
+      const { start, end } = download.range;
+      void reply.code(206).header('content-range', `bytes ${start}-${end}/${download.size}`);
     }
     void reply.header('content-length', String(length));
     // Exactly the bytes the headers announce, whatever the store sends: more would reach the
@@ -83,7 +93,8 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
     const report = (error: unknown) => {
       if (reported) return;
       reported = true;
-      logger.error('download cut off: the store failed or did not send the declared bytes', { request: request.id, id, error });
+      const why = 'download cut off: the store failed or did not send the declared bytes';
+      logger.error(why, { request: request.id, id, error });
     };
     download.stream.once('error', report);
     exact.once('error', (error) => {
@@ -103,7 +114,8 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
       image = await service.register(request.caller, draftFields(meta));
       if (body) {
         try {
-          image = await service.upload(request.caller, image.id, body, uploadOptions(request, reply, meta.expected, uploading));
+          const upload = uploadOptions(request, reply, meta.expected, uploading);
+          image = await service.upload(request.caller, image.id, body, upload);
         } catch (error) {
           // The record was made for this upload only: a failed upload keeps nothing at all.
           await service.delete(request.caller, image.id).catch(() => undefined);
@@ -111,7 +123,8 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
         }
       }
     }
-    return reply.code(201).header('location', `${baseUrl(request)}/images/${image.id}`).send({ image: await detail(request, image) });
+    const created = { image: await detail(request, image) };
+    return reply.code(201).header('location', `${baseUrl(request)}/images/${image.id}`).send(created);
   });
 
   app.put('/images/:id', async (request: IdRequest, reply) => {
@@ -127,7 +140,9 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
     } else if (expectedRevision !== undefined && expectedRevision !== image.revision) {
       throw new VisorError('conflict', `image ${id} is at revision ${image.revision}, not ${expectedRevision}`);
     }
-    if (body) image = await service.upload(request.caller, id, body, uploadOptions(request, reply, meta.expected, uploading));
+    if (body) {
+      image = await service.upload(request.caller, id, body, uploadOptions(request, reply, meta.expected, uploading));
+    }
     return { image: await detail(request, image) };
   });
 
@@ -171,7 +186,12 @@ function draftFields(meta: ParsedMetadata): Record<string, unknown> {
   return fields;
 }
 
-function uploadOptions(request: FastifyRequest, reply: FastifyReply, expected: Checksums, limits: { idleMs: number; rate: UploadRate }): UploadOptions {
+function uploadOptions(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  expected: Checksums,
+  limits: { idleMs: number; rate: UploadRate },
+): UploadOptions {
   const controller = new AbortController();
   // A body that stops arriving (a stalled client, a chunked body that never ends) would hold the
   // upload open forever: the socket is closed after idleMs without a byte, which aborts it below.

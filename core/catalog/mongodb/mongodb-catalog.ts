@@ -76,7 +76,8 @@ export class MongoCatalog implements Catalog {
       ]);
       await this.collection<UserDoc>('users').createIndex({ accessKey: 1 }, { unique: true });
       await migrateOwnersToIds(this.collection('users'), this.collection('images'), this.collection('state'));
-      await this.collection<UserDoc>('users').createIndex({ id: 1 }, { unique: true, partialFilterExpression: { id: { $type: 'string' } } });
+      const withId = { partialFilterExpression: { id: { $type: 'string' } } };
+      await this.collection<UserDoc>('users').createIndex({ id: 1 }, { unique: true, ...withId });
       await this.collection<RunDoc>('runs').createIndex({ target: 1, startedAt: -1 });
       await this.collection<ReplayDoc>('replays').createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 });
     } catch (error) {
@@ -145,7 +146,8 @@ class MongoImages implements ImageRepository {
     if (markerId !== undefined) {
       // A marker the caller may not see is no marker at all (no existence or value oracle).
       const visible = visibility(q.visibleTo);
-      const marker = await guard(() => this.images().findOne(visible ? { $and: [{ _id: markerId }, visible] } : { _id: markerId }));
+      const filter: Filter<ImageDoc> = visible ? { $and: [{ _id: markerId }, visible] } : { _id: markerId };
+      const marker = await guard(() => this.images().findOne(filter));
       if (!marker) throw unknownMarker(markerId);
       const value = q.sort.path === 'id' ? marker._id : readAttribute(fromDoc(marker), q.sort);
       clauses.push(afterMarker(q, value ?? null, marker._id));
@@ -246,7 +248,8 @@ function filterClauses(q: NormalizedQuery): Filter<ImageDoc>[] {
 
 /** Images `user` may see: public ones, its own, and shared ones that name it. */
 function visibility(user: string | undefined): Filter<ImageDoc> | undefined {
-  return user === undefined ? undefined : { $or: [{ access: 'public' }, { owner: user }, { access: 'shared', members: user }] };
+  if (user === undefined) return undefined;
+  return { $or: [{ access: 'public' }, { owner: user }, { access: 'shared', members: user }] };
 }
 
 /** Documents strictly after (value, id) in the sort order; null and missing sort first ascending. */

@@ -13,7 +13,11 @@ type StateDoc = { _id: string; value: unknown };
  * into its id, without bumping revisions. Agents starting at the same moment may both run it:
  * ids are assigned only where none is set, and the image updates are idempotent.
  */
-export async function migrateOwnersToIds(users: Collection<UserDoc>, images: Collection<ImageOwnerDoc>, state: Collection<StateDoc>): Promise<void> {
+export async function migrateOwnersToIds(
+  users: Collection<UserDoc>,
+  images: Collection<ImageOwnerDoc>,
+  state: Collection<StateDoc>,
+): Promise<void> {
   if (await state.findOne({ _id: OWNER_IDS_MIGRATION })) return;
   for (const user of await users.find({ id: { $exists: false } }).toArray()) {
     await users.updateOne({ _id: user._id, id: { $exists: false } }, { $set: { id: randomUUID() } });
@@ -22,7 +26,15 @@ export async function migrateOwnersToIds(users: Collection<UserDoc>, images: Col
   for (const user of all) {
     if (!user.id) continue;
     await images.updateMany({ owner: user._id }, { $set: { owner: user.id } });
-    await images.updateMany({ members: user._id }, { $set: { 'members.$[m]': user.id } }, { arrayFilters: [{ m: user._id }] });
+    await images.updateMany(
+      { members: user._id },
+      { $set: { 'members.$[m]': user.id } },
+      { arrayFilters: [{ m: user._id }] },
+    );
   }
-  await state.replaceOne({ _id: OWNER_IDS_MIGRATION }, { value: { at: new Date().toISOString(), users: all.length } }, { upsert: true });
+  await state.replaceOne(
+    { _id: OWNER_IDS_MIGRATION },
+    { value: { at: new Date().toISOString(), users: all.length } },
+    { upsert: true },
+  );
 }

@@ -24,7 +24,12 @@ export class MongoReplays implements ReplayRepository {
       if (!(error instanceof MongoServerError && error.code === 11000)) return this.guard(() => Promise.reject(error));
     }
     // Recorded already: a replay, unless that entry expired and the TTL monitor has not swept it yet.
-    const taken = await this.guard(() => this.replays().updateOne({ _id: key, expiresAt: { $lte: new Date(now) } }, { $set: { expiresAt: new Date(expiresAt) } }));
+    const taken = await this.guard(() =>
+      this.replays().updateOne(
+        { _id: key, expiresAt: { $lte: new Date(now) } },
+        { $set: { expiresAt: new Date(expiresAt) } },
+      ),
+    );
     return taken.modifiedCount === 1;
   }
 

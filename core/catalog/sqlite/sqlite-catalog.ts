@@ -78,7 +78,8 @@ export class SqliteCatalog implements Catalog {
     const { path } = this.#options;
     try {
       if (path !== ':memory:') {
-        // SQLite would create the file 0644 (and its -wal and -shm like it): it holds private metadata and sealed secrets.
+        // SQLite would create the file 0644 (and its -wal and -shm like it): it holds private
+        // metadata and sealed secrets.
         ensurePrivateDir(dirname(path));
         ensurePrivateFile(path);
         for (const extra of ['-wal', '-shm', '-journal']) tightenIfPresent(`${path}${extra}`);
@@ -240,7 +241,8 @@ class SqliteUsers implements UserRepository {
   }
 
   async findById(id: string): Promise<User | undefined> {
-    const row = this.stmt<[string], { doc: string }>(`SELECT doc FROM users WHERE json_extract(doc, '$."id"') = ?`).get(id);
+    const sql = `SELECT doc FROM users WHERE json_extract(doc, '$."id"') = ?`;
+    const row = this.stmt<[string], { doc: string }>(sql).get(id);
     return row ? (JSON.parse(row.doc) as User) : undefined;
   }
 
@@ -279,7 +281,10 @@ function whereClause(q: NormalizedQuery): Condition[] {
 function visibility(user: string | undefined): Condition | undefined {
   if (user === undefined) return undefined;
   return {
-    sql: `(json_extract(doc, '$."access"') = 'public' OR json_extract(doc, '$."owner"') = ? OR (json_extract(doc, '$."access"') = 'shared' AND EXISTS (SELECT 1 FROM json_each(doc, '$."members"') WHERE value = ?)))`,
+    sql:
+      `(json_extract(doc, '$."access"') = 'public' OR json_extract(doc, '$."owner"') = ? OR ` +
+      `(json_extract(doc, '$."access"') = 'shared' AND ` +
+      `EXISTS (SELECT 1 FROM json_each(doc, '$."members"') WHERE value = ?)))`,
     params: [user, user],
   };
 }

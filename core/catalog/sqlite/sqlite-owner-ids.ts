@@ -23,7 +23,9 @@ export function migrateOwnersToIds(db: Database.Database): void {
     }
     if (ids.size > 0) {
       const update = db.prepare('UPDATE images SET doc = ? WHERE id = ?');
-      const page = db.prepare<[string], { id: string; doc: string }>('SELECT id, doc FROM images WHERE id > ? ORDER BY id LIMIT 1000');
+      const page = db.prepare<[string], { id: string; doc: string }>(
+        'SELECT id, doc FROM images WHERE id > ? ORDER BY id LIMIT 1000',
+      );
       // In pages: a statement that is still reading cannot share its connection with the updates.
       for (let rows = page.all(''); rows.length > 0; rows = page.all(rows[rows.length - 1]!.id)) {
         for (const row of rows) {
@@ -32,10 +34,20 @@ export function migrateOwnersToIds(db: Database.Database): void {
           const members = image.members?.map((m) => ids.get(m) ?? m);
           const membersChanged = members !== undefined && members.some((m, i) => m !== image.members![i]);
           if (owner === undefined && !membersChanged) continue;
-          update.run(JSON.stringify({ ...image, ...(owner !== undefined ? { owner } : {}), ...(membersChanged ? { members } : {}) }), row.id);
+          update.run(
+            JSON.stringify({
+              ...image,
+              ...(owner !== undefined ? { owner } : {}),
+              ...(membersChanged ? { members } : {}),
+            }),
+            row.id,
+          );
         }
       }
     }
-    db.prepare('INSERT INTO state (key, value) VALUES (?, ?)').run(OWNER_IDS_MIGRATION, JSON.stringify({ at: new Date().toISOString(), users: ids.size }));
+    db.prepare('INSERT INTO state (key, value) VALUES (?, ?)').run(
+      OWNER_IDS_MIGRATION,
+      JSON.stringify({ at: new Date().toISOString(), users: ids.size }),
+    );
   }).immediate();
 }

@@ -34,7 +34,10 @@ export class SqliteReplays implements ReplayRepository {
       db.pragma('synchronous = NORMAL');
     }
     // Inserted, or taken over when expired; a live entry stays and changes nothing.
-    this.#remember = db.prepare('INSERT INTO replays (key, expires_at) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET expires_at = excluded.expires_at WHERE replays.expires_at <= ?');
+    this.#remember = db.prepare(
+      'INSERT INTO replays (key, expires_at) VALUES (?, ?) ' +
+        'ON CONFLICT(key) DO UPDATE SET expires_at = excluded.expires_at WHERE replays.expires_at <= ?',
+    );
     this.#db = db;
   }
 

@@ -56,7 +56,8 @@ export class FileStore implements Store {
     // side by side, not one after the other on the event loop (BENCHMARKS.md has the figures).
     const digest = new ParallelDigestStream();
     try {
-      await pipeline(body, digest, createWriteStream(tempPath, { flags: 'wx', mode: 0o600 }), ...(options.signal ? [{ signal: options.signal }] : []));
+      const file = createWriteStream(tempPath, { flags: 'wx', mode: 0o600 });
+      await pipeline(body, digest, file, ...(options.signal ? [{ signal: options.signal }] : []));
       const result = digest.result();
       verifyDigest(result, { size: options.size, checksums: options.expected });
       if (this.#fsync) await fsyncPath(tempPath);

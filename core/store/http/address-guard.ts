@@ -96,7 +96,8 @@ export class AddressPolicy {
       const list = addresses as LookupAddress[];
       const bad = list.find((a) => !this.permits(a.address));
       if (bad) {
-        const refusal = Object.assign(new Error(`refusing to connect to ${hostname} (${bad.address}): a private, local or reserved address`), { code: 'EVISORPRIVATE' });
+        const why = `refusing to connect to ${hostname} (${bad.address}): a private, local or reserved address`;
+        const refusal = Object.assign(new Error(why), { code: 'EVISORPRIVATE' });
         return callback(refusal, '');
       }
       if ((options as { all?: boolean }).all) return callback(null, list);

@@ -35,7 +35,10 @@ export class HttpStore implements Store {
   readonly #agents: [http.Agent, https.Agent];
 
   constructor(options: HttpStoreOptions = {}) {
-    this.#policy = new AddressPolicy({ allowPrivate: options.allowPrivateNetworks ?? false, allowNetworks: options.allowNetworks ?? [] });
+    this.#policy = new AddressPolicy({
+      allowPrivate: options.allowPrivateNetworks ?? false,
+      allowNetworks: options.allowNetworks ?? [],
+    });
     this.#maxRedirects = options.maxRedirects ?? 5;
     const lookup = options.allowPrivateNetworks ? {} : { lookup: this.#policy.lookup as never };
     this.#agents = [new http.Agent({ keepAlive: true, ...lookup }), new https.Agent({ keepAlive: true, ...lookup })];
@@ -68,7 +71,9 @@ export class HttpStore implements Store {
       const size = contentLength(response);
       if (size === undefined || response.status !== 200) {
         response.data.destroy();
-        throw new VisorError('invalidResponse', `${redactUrl(uri)} ${size === undefined ? 'does not say how big it is (no Content-Length)' : `answered ${response.status} to a plain GET`}`);
+        const noLength = 'does not say how big it is (no Content-Length)';
+        const why = size === undefined ? noLength : `answered ${response.status} to a plain GET`;
+        throw new VisorError('invalidResponse', `${redactUrl(uri)} ${why}`);
       }
       return { stream: exactly(response.data, size, uri), size };
     }
@@ -80,16 +85,21 @@ export class HttpStore implements Store {
       // Exactly the range asked for, of the object HEAD described: anything else is refused, not passed on.
       const got = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header(response, 'content-range')?.trim() ?? '');
       const wanted = end - start + 1;
-      if (!got || Number(got[1]) !== start || Number(got[2]) !== end || (got[3] !== '*' && Number(got[3]) !== size) || (length !== undefined && length !== wanted)) {
+      const sameRange = got !== null && Number(got[1]) === start && Number(got[2]) === end;
+      const sameObject = got !== null && (got[3] === '*' || Number(got[3]) === size);
+      if (!sameRange || !sameObject || (length !== undefined && length !== wanted)) {
         response.data.destroy();
-        const said = `Content-Range ${header(response, 'content-range') ?? 'missing'}, Content-Length ${length ?? 'missing'}`;
-        throw new VisorError('invalidResponse', `${redactUrl(uri)} answered a range request for bytes ${start}-${end}/${size} with ${said}`);
+        const range = header(response, 'content-range') ?? 'missing';
+        const said = `Content-Range ${range}, Content-Length ${length ?? 'missing'}`;
+        const asked = `a range request for bytes ${start}-${end}/${size}`;
+        throw new VisorError('invalidResponse', `${redactUrl(uri)} answered ${asked} with ${said}`);
       }
       return { stream: exactly(response.data, wanted, uri), size, range: { start, end } };
     }
     if (response.status !== 200 || length !== size) {
       response.data.destroy();
-      throw new VisorError('invalidResponse', `${redactUrl(uri)} answered a range request with ${response.status} and ${length ?? 'no'} Content-Length (the object has ${size} bytes)`);
+      const said = `${response.status} and ${length ?? 'no'} Content-Length (the object has ${size} bytes)`;
+      throw new VisorError('invalidResponse', `${redactUrl(uri)} answered a range request with ${said}`);
     }
     // A server that ignores Range sends everything: cut the asked-for bytes out of it.
     const slice = new Slice(start, end);
@@ -113,10 +123,13 @@ export class HttpStore implements Store {
       const location = header(response, 'location');
       if (response.status < 300 || response.status >= 400 || response.status === 304 || location === undefined) break;
       response.data?.destroy?.();
-      if (hop >= this.#maxRedirects) throw new VisorError('invalidResponse', `${redactUrl(uri)} redirects more than ${this.#maxRedirects} times`);
+      if (hop >= this.#maxRedirects) {
+        throw new VisorError('invalidResponse', `${redactUrl(uri)} redirects more than ${this.#maxRedirects} times`);
+      }
       const next = parseRedirect(location, url, uri);
       if (url.protocol === 'https:' && next.protocol === 'http:') {
-        throw new VisorError('forbidden', `refusing ${redactUrl(uri)}: it redirects from https to plain http (${redactUrl(next.href)})`);
+        const why = `it redirects from https to plain http (${redactUrl(next.href)})`;
+        throw new VisorError('forbidden', `refusing ${redactUrl(uri)}: ${why}`);
       }
       url = next;
     }
@@ -140,17 +153,32 @@ export class HttpStore implements Store {
   }
 
   /** One request to one URL: an IP literal is checked here, a name by the agents' lookup at connect time. */
-  async #send(method: 'GET' | 'HEAD', url: URL, uri: string, headers: Record<string, string>, signal?: AbortSignal): Promise<AxiosResponse<Readable>> {
-    const what = url.href === parseHttpUrl(uri).href ? redactUrl(uri) : `${redactUrl(uri)} (redirected to ${redactUrl(url.href)})`;
+  async #send(
+    method: 'GET' | 'HEAD',
+    url: URL,
+    uri: string,
+    headers: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<AxiosResponse<Readable>> {
+    const redirected = url.href !== parseHttpUrl(uri).href;
+    const what = redirected ? `${redactUrl(uri)} (redirected to ${redactUrl(url.href)})` : redactUrl(uri);
     if (!this.#policy.permitsHost(url.hostname)) {
-      throw new VisorError('forbidden', `refusing ${what}: a private, local or reserved address (see the http store's allowNetworks)`);
+      const why = "a private, local or reserved address (see the http store's allowNetworks)";
+      throw new VisorError('forbidden', `refusing ${what}: ${why}`);
     }
     try {
-      return await this.#http.request<Readable>({ method, url: url.href, headers, responseType: 'stream', ...(signal ? { signal } : {}) });
+      const options = { responseType: 'stream' as const, ...(signal ? { signal } : {}) };
+      const request = { method, url: url.href, headers, ...options };
+      return await this.#http.request<Readable>(request);
     } catch (error) {
       const code = (error as { code?: string }).code ?? (error as { cause?: { code?: string } }).cause?.code;
-      if (code === 'EVISORPRIVATE') throw new VisorError('forbidden', `refusing ${what}: it resolves to a private, local or reserved address`, { cause: error });
-      if (code === 'ECONNABORTED' || code === 'ETIMEDOUT') throw new VisorError('timeout', `${what} did not answer in time`, { cause: error });
+      if (code === 'EVISORPRIVATE') {
+        const why = 'it resolves to a private, local or reserved address';
+        throw new VisorError('forbidden', `refusing ${what}: ${why}`, { cause: error });
+      }
+      if (code === 'ECONNABORTED' || code === 'ETIMEDOUT') {
+        throw new VisorError('timeout', `${what} did not answer in time`, { cause: error });
+      }
       throw new VisorError('unavailable', `cannot fetch ${what}: ${(error as Error).message}`, { cause: error });
     }
   }
@@ -161,7 +189,8 @@ function parseRedirect(location: string, base: URL, uri: string): URL {
   try {
     next = new URL(location, base);
   } catch (error) {
-    throw new VisorError('invalidResponse', `${redactUrl(uri)} redirects to something that is not a URL`, { cause: error });
+    const why = 'redirects to something that is not a URL';
+    throw new VisorError('invalidResponse', `${redactUrl(uri)} ${why}`, { cause: error });
   }
   if (next.protocol !== 'http:' && next.protocol !== 'https:') {
     throw new VisorError('forbidden', `refusing ${redactUrl(uri)}: it redirects to a ${next.protocol} URL`);
