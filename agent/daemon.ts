@@ -32,6 +32,11 @@ export interface TargetStatus {
   error: string | undefined;
 }
 
+/** Served without a signature: metrics, and the one-time content URLs clouds fetch images from. */
+export const agentPublicPaths = ['/metrics', '/agent/content/'] as const;
+/** The content URLs' tokens are secrets while they are valid: never written to the access log. */
+export const agentSecretPaths = ['/agent/content/'] as const;
+
 interface Generation {
   composition: Composition;
   built: BuiltTargets;
@@ -79,7 +84,13 @@ export class AgentDaemon {
     this.#publisher = new ContentPublisher(() => publicUrl ?? this.url);
     const routes: FastifyPluginAsync = agentRoutes({ daemon: this, publisher: this.#publisher });
     try {
-      this.#server = await startServer(composition, { host: this.#options.host, port: this.#options.port, extraRoutes: routes, publicPaths: ['/metrics', '/agent/content/'] });
+      this.#server = await startServer(composition, {
+        host: this.#options.host,
+        port: this.#options.port,
+        extraRoutes: routes,
+        publicPaths: agentPublicPaths,
+        secretPaths: agentSecretPaths,
+      });
     } catch (error) {
       await composition.dispose();
       throw error;

@@ -4,8 +4,9 @@ import { isVisorError, VisorError } from '../../core/errors.js';
 import { newImage, systemClock, type Clock } from '../../core/image/image.js';
 import type { Checksums, Image, ImageChanges, ImageDraft } from '../../core/image/model.js';
 import type { Logger } from '../../core/logging/logger.js';
-import type { ByteRange, GetResult, Store } from '../../core/store/port.js';
-import { canModify, canSee, type Caller } from './access.js';
+import type { ByteRange, GetResult, PutResult, Store } from '../../core/store/port.js';
+import { callerId, canModify, canSee, type Caller } from './access.js';
+import { UserDirectory } from './user-directory.js';
 
 export interface ImageServiceOptions {
   catalog: Catalog;
@@ -25,6 +26,11 @@ export interface UploadOptions {
   /** Checksums the client declared; a mismatch fails the upload and keeps nothing. */
   expected?: Checksums;
   signal?: AbortSignal;
+  /**
+   * Checks the stored bytes before the image becomes available (a streamed upload's signed
+   * digest arrives after its body); throwing fails the upload and keeps nothing.
+   */
+  verify?: (stored: PutResult) => void | Promise<void>;
 }
 
 /** Fields a client may set; the rest are the service's (status, size, checksums, location, ...). */
@@ -37,9 +43,11 @@ const clientFields = ['name', 'architecture', 'diskFormat', 'containerFormat', '
  */
 export class ImageService {
   readonly #o: Required<Omit<ImageServiceOptions, 'clock'>> & { clock: Clock };
+  readonly #users: UserDirectory;
 
   constructor(options: ImageServiceOptions) {
     this.#o = { heartbeatMs: 60_000, staleUploadMs: 10 * 60_000, clock: systemClock, ...options };
+    this.#users = new UserDirectory(options.catalog.users);
     if (!options.stores.has(options.defaultStore)) throw new VisorError('config', `default store "${options.defaultStore}" is not configured`);
   }
 
@@ -48,7 +56,13 @@ export class ImageService {
   }
 
   async list(caller: Caller, query: ImageQuery): Promise<Page<Image>> {
-    return this.#o.catalog.images.list(caller.admin ? query : { ...query, visibleTo: caller.name });
+    const resolved = await this.#userFilters(query);
+    return this.#o.catalog.images.list(caller.admin ? resolved : { ...resolved, visibleTo: callerId(caller) });
+  }
+
+  /** Names for the owner and member ids of these images, to show people names rather than ids. */
+  async userNames(images: readonly Image[]): Promise<Map<string, string>> {
+    return this.#users.names(images);
   }
 
   /** An image the caller may see; one they may not see does not exist for them. */
@@ -60,21 +74,22 @@ export class ImageService {
 
   /** Registers metadata only (status locked). */
   async register(caller: Caller, draft: Record<string, unknown>): Promise<Image> {
-    const image = newImage(this.#draft(caller, draft), this.#o.clock);
+    const image = newImage(await this.#draft(caller, draft), this.#o.clock);
     return this.#o.catalog.images.create(image);
   }
 
   /** Registers an image whose bits stay at an HTTP(S) location (VISOR's http store). */
   async reference(caller: Caller, draft: Record<string, unknown>, uri: string): Promise<Image> {
     const [name, store] = this.#storeForUri(uri);
+    const fields = await this.#draft(caller, draft);
     const info = await store.head(uri);
-    const image = newImage(this.#draft(caller, draft), this.#o.clock);
+    const image = newImage(fields, this.#o.clock);
     return this.#o.catalog.images.create({ ...image, status: 'available', location: { store: name, uri }, size: info.size, checksums: info.checksums, uploadedAt: image.createdAt });
   }
 
   async update(caller: Caller, id: string, changes: Record<string, unknown>, expectedRevision?: number): Promise<Image> {
     const image = await this.#modifiable(caller, id);
-    const allowed = this.#changes(caller, changes);
+    const allowed = await this.#changes(caller, changes);
     return this.#o.catalog.images.update(id, expectedRevision ?? image.revision, allowed);
   }
 
@@ -102,6 +117,13 @@ export class ImageService {
       throw error;
     }
     clearInterval(heartbeat);
+    try {
+      await options.verify?.(put);
+    } catch (error) {
+      await store.delete(put.uri).catch(() => undefined);
+      await this.#settle(id, before.status === 'available' ? { status: 'available' } : { status: 'error' });
+      throw error;
+    }
     const changes: ImageChanges = {
       status: 'available',
       location: { store: this.#o.defaultStore, uri: put.uri },
@@ -194,21 +216,41 @@ export class ImageService {
     return image;
   }
 
-  #draft(caller: Caller, fields: Record<string, unknown>): ImageDraft {
-    const draft = { ...this.#changes(caller, fields) } as Record<string, unknown>;
+  async #draft(caller: Caller, fields: Record<string, unknown>): Promise<ImageDraft> {
+    const draft = { ...(await this.#changes(caller, fields)) } as Record<string, unknown>;
     for (const [key, value] of Object.entries(draft)) if (value === null) delete draft[key];
-    if (!caller.admin || draft['owner'] === undefined) draft['owner'] = caller.name;
+    if (!caller.admin || draft['owner'] === undefined) draft['owner'] = callerId(caller);
+    // Private until someone says otherwise, as in Glance: the default sync selector pushes public images to clouds.
+    draft['access'] ??= 'private';
     return draft as unknown as ImageDraft;
   }
 
-  /** Keeps client-settable fields; anything else is refused, naming the field. */
-  #changes(caller: Caller, fields: Record<string, unknown>): ImageChanges {
+  /** Keeps client-settable fields; anything else is refused, naming the field. Owner and members become user ids. */
+  async #changes(caller: Caller, fields: Record<string, unknown>): Promise<ImageChanges> {
     const refused = Object.keys(fields).filter((k) => !(clientFields as readonly string[]).includes(k));
     if (refused.length > 0) {
       throw new VisorError('invalidInput', `${refused.join(', ')} ${refused.length === 1 ? 'is' : 'are'} set by visor, not by clients`, { details: { fields: refused } });
     }
     if ('owner' in fields && !caller.admin) throw new VisorError('forbidden', 'only an admin may set the owner of an image');
-    return fields as ImageChanges;
+    const changes = { ...fields };
+    if (typeof fields['owner'] === 'string') changes['owner'] = await this.#users.require(fields['owner'], 'owner');
+    if (Array.isArray(fields['members'])) {
+      changes['members'] = await Promise.all(fields['members'].map((m: unknown) => this.#users.require(m, 'members')));
+    }
+    return changes as ImageChanges;
+  }
+
+  /** `owner=` and `member=` filters name users; the catalog keeps their ids. */
+  async #userFilters(query: ImageQuery): Promise<ImageQuery> {
+    const filters = query.filters;
+    if (!filters || (filters['owner'] === undefined && filters['members'] === undefined)) return query;
+    const resolved = { ...filters };
+    for (const key of ['owner', 'members'] as const) {
+      const value = filters[key];
+      // An owner that is no user (the agent's id on imported images) is matched as it is.
+      if (typeof value === 'string') resolved[key] = (await this.#users.idOf(value)) ?? value;
+    }
+    return { ...query, filters: resolved };
   }
 
   #storeOf(image: Image): Store {
