@@ -6,7 +6,7 @@ export default defineConfig({
   test: {
     include: ['core/**/*.test.ts', 'adapters/**/*.test.ts', 'agent/**/*.test.ts', 'test/**/*.test.ts'],
     globalSetup: ['test/setup/global-setup.ts'],
-    reporters: ['default', './test/setup/skip-reporter.ts'],
+    reporters: ['default', './test/setup/run-reporter.ts'],
     testTimeout: 60_000,
     hookTimeout: 300_000,
     pool: 'forks',

@@ -73,7 +73,7 @@ function render(r) {
 
   w('## Peers', '');
   w(`- **Glance** ${r.peer.glance} and **Keystone** ${r.peer.keystone} from Debian packages, on loopback (test/peers/openstack, started by the bench when not running): one glance-api worker process, filesystem store on the same disk, SQLite database, Keystone tokens checked by keystonemiddleware (cached). Glance computes md5 and sha512 (its \`os_hash_algo\`) of every upload, in Python; it does not fsync.`);
-  w(`- **curl** ${r.peer.curl}: \`curl -T\` uploads (Content-Length, no client hashing), \`curl -o /dev/null\` downloads, for Glance and — to measure visor's server alone — for visor too (signed headers, \`UNSIGNED-PAYLOAD\`).`);
+  w(`- **curl** ${r.peer.curl}: \`curl -T\` uploads (Content-Length, no client hashing), \`curl -o /dev/null\` downloads, for Glance and — to measure visor's server alone — for visor too (signed headers, the body's sha256 signed up front from an earlier upload, not hashed by the client).`);
   w(`- **openstack** CLI (python3-openstackclient ${r.peer.openstackclient}), with the environment of the peer's admin-openrc.sh.`);
   w('- **`cp`** of the source file on the same filesystem; **`cp` + fsync** also fsyncs the copy (visor fsyncs every upload before it answers).');
   w('- **visor**: `visor serve` (this build, `dist/`) in its own process with its default configuration: SQLite catalog, file store with fsync, signed requests, a log line per request. `visor sync` runs as the CLI, a process of its own, timed from start to exit; its peak RSS is the kernel\'s (GNU time, `ru_maxrss`).', '');

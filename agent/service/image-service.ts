@@ -14,10 +14,11 @@ import type {
 } from '../../core/image/model.js';
 import type { Logger } from '../../core/logging/logger.js';
 import { putInspected } from '../../core/store/inspected-put.js';
-import type { ByteRange, GetResult, Store } from '../../core/store/port.js';
+import type { ByteRange, GetResult, PutResult, Store } from '../../core/store/port.js';
 import { storeReader } from '../../core/store/store-reader.js';
-import { canModify, canSee, type Caller } from './access.js';
+import { callerId, canModify, canSee, type Caller } from './access.js';
 import { UploadLimits, type UploadLimitsOptions } from './upload-limits.js';
+import { UserDirectory } from './user-directory.js';
 
 export interface ImageServiceOptions {
   catalog: Catalog;
@@ -45,6 +46,11 @@ export interface UploadOptions {
    * format is then detected).
    */
   formats?: { diskFormat?: DiskFormat | null; containerFormat?: ContainerFormat | null };
+  /**
+   * Checks the stored bytes before the image becomes available (a streamed upload's signed
+   * digest arrives after its body); throwing fails the upload and keeps nothing.
+   */
+  verify?: (stored: PutResult) => void | Promise<void>;
 }
 
 /** Error kinds of an inspection's refusal. */
@@ -103,9 +109,11 @@ const clientFields = ['name', 'architecture', 'diskFormat', 'containerFormat', '
 export class ImageService {
   readonly #o: Required<Omit<ImageServiceOptions, 'clock' | 'limits'>> & { clock: Clock };
   readonly #limits: UploadLimits;
+  readonly #users: UserDirectory;
 
   constructor(options: ImageServiceOptions) {
     this.#o = { heartbeatMs: 60_000, staleUploadMs: 10 * 60_000, clock: systemClock, ...options };
+    this.#users = new UserDirectory(options.catalog.users);
     if (!options.stores.has(options.defaultStore)) throw new VisorError('config', `default store "${options.defaultStore}" is not configured`);
     this.#limits = new UploadLimits(options.limits ?? {}, options.catalog, options.stores);
   }
@@ -115,7 +123,13 @@ export class ImageService {
   }
 
   async list(caller: Caller, query: ImageQuery): Promise<Page<Image>> {
-    return this.#o.catalog.images.list(caller.admin ? query : { ...query, visibleTo: caller.name });
+    const resolved = await this.#userFilters(query);
+    return this.#o.catalog.images.list(caller.admin ? resolved : { ...resolved, visibleTo: callerId(caller) });
+  }
+
+  /** Names for the owner and member ids of these images, to show people names rather than ids. */
+  async userNames(images: readonly Image[]): Promise<Map<string, string>> {
+    return this.#users.names(images);
   }
 
   /** An image the caller may see; one they may not see does not exist for them. */
@@ -127,7 +141,7 @@ export class ImageService {
 
   /** Registers metadata only (status locked). */
   async register(caller: Caller, draft: Record<string, unknown>): Promise<Image> {
-    const image = newImage(this.#draft(caller, draft), this.#o.clock);
+    const image = newImage(await this.#draft(caller, draft), this.#o.clock);
     return this.#o.catalog.images.create(image);
   }
 
@@ -137,8 +151,9 @@ export class ImageService {
    */
   async reference(caller: Caller, draft: Record<string, unknown>, uri: string): Promise<Image> {
     const [name, store] = this.#storeForUri(uri);
-    const image = newImage(this.#draft(caller, draft), this.#o.clock);
+    const fields = await this.#draft(caller, draft);
     const info = await store.head(uri);
+    const image = newImage(fields, this.#o.clock);
     const reader = storeReader(store, uri, info.size);
     const inspection = await this.#refusing(image, () => inspectImage(reader, declaredFormats(image)));
     return this.#o.catalog.images.create({
@@ -154,7 +169,7 @@ export class ImageService {
 
   async update(caller: Caller, id: string, changes: Record<string, unknown>, expectedRevision?: number): Promise<Image> {
     const image = await this.#modifiable(caller, id);
-    const allowed = this.#changes(caller, changes);
+    const allowed = await this.#changes(caller, changes);
     const checked = await this.#checkedFormats(image, allowed);
     return this.#o.catalog.images.update(id, expectedRevision ?? image.revision, checked);
   }
@@ -171,7 +186,9 @@ export class ImageService {
     }
     const declared = withFormats(before, options.formats);
     // Over the size cap or the owner's quota: refused before a byte is read or anything changes.
-    const admission = await this.#limits.admit(before.owner ?? caller.name, id, options.size);
+    const owner = before.owner ?? callerId(caller);
+    const ownerName = before.owner === undefined ? caller.name : ((await this.#users.names([before])).get(owner) ?? owner);
+    const admission = await this.#limits.admit({ id: owner, name: ownerName }, id, options.size);
     await this.#o.catalog.images.update(id, before.revision, { status: 'uploading' });
     // Keeps updatedAt fresh so that other servers do not mistake a long upload for a dead one.
     const heartbeat = setInterval(() => void this.#settle(id, {}).catch(() => undefined), this.#o.heartbeatMs);
@@ -181,7 +198,7 @@ export class ImageService {
     try {
       // Inspected as it streams in; the record stays `uploading` (not downloadable) until the
       // verdict, and a refused image leaves no bytes behind.
-      const { formats: _, ...transfer } = options;
+      const { formats: _, verify: __, ...transfer } = options;
       const inspected = { ...transfer, ...declaredFormats(declared), through: [admission.limit] };
       put = await this.#refusing(before, () => putInspected(store, id, body, inspected));
     } catch (error) {
@@ -191,6 +208,14 @@ export class ImageService {
       throw error;
     }
     clearInterval(heartbeat);
+    try {
+      await options.verify?.(put);
+    } catch (error) {
+      admission.done();
+      await store.delete(put.uri).catch(() => undefined);
+      await this.#settle(id, before.status === 'available' ? { status: 'available' } : { status: 'error' });
+      throw error;
+    }
     const changes: ImageChanges = {
       ...(declared.diskFormat ? { diskFormat: declared.diskFormat } : {}),
       ...(declared.containerFormat ? { containerFormat: declared.containerFormat } : {}),
@@ -315,21 +340,41 @@ export class ImageService {
     return image;
   }
 
-  #draft(caller: Caller, fields: Record<string, unknown>): ImageDraft {
-    const draft = { ...this.#changes(caller, fields) } as Record<string, unknown>;
+  async #draft(caller: Caller, fields: Record<string, unknown>): Promise<ImageDraft> {
+    const draft = { ...(await this.#changes(caller, fields)) } as Record<string, unknown>;
     for (const [key, value] of Object.entries(draft)) if (value === null) delete draft[key];
-    if (!caller.admin || draft['owner'] === undefined) draft['owner'] = caller.name;
+    if (!caller.admin || draft['owner'] === undefined) draft['owner'] = callerId(caller);
+    // Private until someone says otherwise, as in Glance: the default sync selector pushes public images to clouds.
+    draft['access'] ??= 'private';
     return draft as unknown as ImageDraft;
   }
 
-  /** Keeps client-settable fields; anything else is refused, naming the field. */
-  #changes(caller: Caller, fields: Record<string, unknown>): ImageChanges {
+  /** Keeps client-settable fields; anything else is refused, naming the field. Owner and members become user ids. */
+  async #changes(caller: Caller, fields: Record<string, unknown>): Promise<ImageChanges> {
     const refused = Object.keys(fields).filter((k) => !(clientFields as readonly string[]).includes(k));
     if (refused.length > 0) {
       throw new VisorError('invalidInput', `${refused.join(', ')} ${refused.length === 1 ? 'is' : 'are'} set by visor, not by clients`, { details: { fields: refused } });
     }
     if ('owner' in fields && !caller.admin) throw new VisorError('forbidden', 'only an admin may set the owner of an image');
-    return fields as ImageChanges;
+    const changes = { ...fields };
+    if (typeof fields['owner'] === 'string') changes['owner'] = await this.#users.require(fields['owner'], 'owner');
+    if (Array.isArray(fields['members'])) {
+      changes['members'] = await Promise.all(fields['members'].map((m: unknown) => this.#users.require(m, 'members')));
+    }
+    return changes as ImageChanges;
+  }
+
+  /** `owner=` and `member=` filters name users; the catalog keeps their ids. */
+  async #userFilters(query: ImageQuery): Promise<ImageQuery> {
+    const filters = query.filters;
+    if (!filters || (filters['owner'] === undefined && filters['members'] === undefined)) return query;
+    const resolved = { ...filters };
+    for (const key of ['owner', 'members'] as const) {
+      const value = filters[key];
+      // An owner that is no user (the agent's id on imported images) is matched as it is.
+      if (typeof value === 'string') resolved[key] = (await this.#users.idOf(value)) ?? value;
+    }
+    return { ...query, filters: resolved };
   }
 
   #storeOf(image: Image): Store {

@@ -7,8 +7,15 @@ import { ByteLimit } from '../../core/transfer/byte-limit.js';
 export interface UploadLimitsOptions {
   /** Largest image an upload may store (Glance's image_size_cap). */
   maxImageSize?: number | undefined;
-  /** Bytes an owner's stored images may take: `users[owner]`, else `perUser`, else unlimited. */
+  /** Bytes an owner's stored images may take: `users[name]` (or by id), else `perUser`, else unlimited. */
   quota?: { perUser?: number | undefined; users?: Readonly<Record<string, number>> } | undefined;
+}
+
+/** An image's owner: the id images keep, and the name people (and the quota config) use. */
+export interface Owner {
+  id: string;
+  /** The user's name; the id itself for an owner that is no user (e.g. an agent's id). */
+  name: string;
 }
 
 /** One admitted upload: its bytes go through `limit`; `done` when it is over, whatever happened. */
@@ -39,19 +46,21 @@ export class UploadLimits {
    * Admits an upload of `imageId` (owned by `owner`, replacing whatever bytes it has) of
    * `declared` bytes when the length is known; throws `tooLarge` when that is over a limit.
    */
-  async admit(owner: string, imageId: string, declared: number | undefined): Promise<Admission> {
+  async admit({ id: owner, name }: Owner, imageId: string, declared: number | undefined): Promise<Admission> {
     const cap = this.#options.maxImageSize;
-    const quota = this.#options.quota?.users?.[owner] ?? this.#options.quota?.perUser;
+    const users = this.#options.quota?.users ?? {};
+    const own = Object.hasOwn(users, name) ? users[name] : Object.hasOwn(users, owner) ? users[owner] : undefined;
+    const quota = own ?? this.#options.quota?.perUser;
     const used = quota === undefined ? 0 : await this.#usage(owner, imageId);
     const overCap = (size: number) => cap !== undefined && size > cap;
     const overQuota = (more: number) => quota !== undefined && used + (this.#inFlight.get(owner) ?? 0) + more > quota;
     if (declared !== undefined && overCap(declared)) throw capError(declared, cap!);
-    if (declared !== undefined && overQuota(declared)) throw quotaError(owner, quota!, used, declared);
+    if (declared !== undefined && overQuota(declared)) throw quotaError(name, quota!, used, declared);
     let counted = 0;
     const limit = new ByteLimit((total, chunk) => {
       if (overCap(total)) return capError(undefined, cap!);
       if (quota === undefined) return undefined;
-      if (overQuota(chunk)) return quotaError(owner, quota, used, undefined);
+      if (overQuota(chunk)) return quotaError(name, quota, used, undefined);
       counted += chunk;
       this.#inFlight.set(owner, (this.#inFlight.get(owner) ?? 0) + chunk);
       return undefined;

@@ -24,7 +24,11 @@ async function failingRetire(level: LogLevel, tty: boolean): Promise<string[]> {
     },
   });
   const socket = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+  const imageId = '3f2b1c4e-0000-4000-8000-0000000000aa';
+  // The copy is this target's own (the executor re-reads it before every retirement).
+  const markers = { agent: 'agent', target: 'prod', imageId, sha256: 'a'.repeat(64), revision: 1 };
   const driver = {
+    get: async () => ({ nativeId: 'n-1', name: 'old-image', markers }),
     retire: async () => {
       throw new VisorError(
         'unavailable',
@@ -44,6 +48,7 @@ async function failingRetire(level: LogLevel, tty: boolean): Promise<string[]> {
         mode: 'hide',
         reason: 'no longer selected',
         startsGrace: false,
+        claim: { owner: 'target', agent: 'agent', target: 'prod', imageId },
       },
     ],
   };

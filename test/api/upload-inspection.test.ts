@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { ensureQemuImg } from '../formats/qemu.js';
+import { requirePeer } from '../peers/index.js';
 import { startTestServer, type TestServer } from '../support/api-server.js';
 import { isAccepted, makeDifferencingVhd, makeImageCorpus, type CorpusEntry } from '../support/image-corpus.js';
 import { chunkedUpload, rawRequest, type RawResponse } from '../support/raw-http.js';
@@ -40,7 +40,7 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
   let originUrl = '';
 
   beforeAll(async () => {
-    skip = ensureQemuImg();
+    skip = (await requirePeer('qemu-img')).skip;
     t = await startTestServer();
     dir = await mkdtemp(join(tmpdir(), 'visor-upload-inspection-'));
     if (!skip) corpus = await makeImageCorpus(dir);

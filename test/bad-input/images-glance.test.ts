@@ -7,9 +7,9 @@ import { openSession, type SyncSession } from '../../agent/session.js';
 import { syncTarget } from '../../agent/sync/runner.js';
 import type { ActionRecord } from '../../core/catalog/port.js';
 import { silentLogger } from '../../core/logging/logger.js';
-import { deleteImagesNamed, imagesNamed, peerOrSkip, peerStartTimeout } from '../adapters/glance/harness.js';
+import { deleteImagesNamed, imagesNamed, peerStartTimeout } from '../adapters/glance/harness.js';
 import { glanceCloudYaml } from '../e2e/glance-config.js';
-import { ensureQemuImg } from '../formats/qemu.js';
+import { requirePeer } from '../peers/index.js';
 import type { OpenStackPeer } from '../peers/openstack.js';
 import {
   addImage,
@@ -44,8 +44,8 @@ describe('bad images synced into real Glance: refused, nothing left in the cloud
   let files: BadImageFiles;
 
   beforeAll(async () => {
-    ({ peer, skip } = await peerOrSkip());
-    skip ??= ensureQemuImg();
+    ({ peer, skip } = await requirePeer('openstack'));
+    skip ??= (await requirePeer('qemu-img')).skip;
     if (skip || !peer) return;
     dir = await mkdtemp(join(tmpdir(), 'visor-bad-glance-'));
     files = await makeBadImages(dir);

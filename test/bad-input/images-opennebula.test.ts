@@ -6,7 +6,7 @@ import { AgentDaemon } from '../../agent/daemon.js';
 import { silentLogger } from '../../core/logging/logger.js';
 import { expectValidDocuments } from '../adapters/opennebula/harness.js';
 import { startOpenNebulaDouble, type OpenNebulaDouble } from '../doubles/opennebula/index.js';
-import { ensureQemuImg } from '../formats/qemu.js';
+import { requirePeer } from '../peers/index.js';
 import { addImage, corruptStored, makeBadImages, plantImage, type BadImageFiles } from '../support/bad-images.js';
 
 /**
@@ -24,7 +24,7 @@ describe('bad images synced into OpenNebula: refused, nothing left in the cloud'
   let files: BadImageFiles;
 
   beforeAll(async () => {
-    skip = ensureQemuImg();
+    skip = (await requirePeer('qemu-img')).skip;
     if (skip) return;
     one = await startOpenNebulaDouble();
     dir = await mkdtemp(join(tmpdir(), 'visor-bad-one-'));
@@ -62,7 +62,7 @@ clouds:
     await daemon?.stop(5_000);
     if (one) await expectValidDocuments([one]);
     await one?.close();
-    await rm(dir, { recursive: true, force: true });
+    if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   it('a checksum lie ends in ERROR in oned and is deleted; a format lie and a backing file never reach it; a good image goes through', async (ctx) => {

@@ -8,7 +8,7 @@ import { isVisorError, type ErrorKind } from '../../core/errors.js';
 import type { DriverCapabilities } from '../../core/iaas/port.js';
 import type { DiskFormat, Image } from '../../core/image/model.js';
 import { silentLogger } from '../../core/logging/logger.js';
-import { ensureQemuImg } from '../formats/qemu.js';
+import { requirePeer } from '../peers/index.js';
 import {
   addImage,
   corruptStored,
@@ -48,7 +48,7 @@ describe('bad images are refused by the content pipeline, leaving nothing behind
   let files: BadImageFiles;
 
   beforeAll(async () => {
-    skip = ensureQemuImg();
+    skip = (await requirePeer('qemu-img')).skip;
     if (skip) return;
     dir = await mkdtemp(join(tmpdir(), 'visor-bad-images-'));
     files = await makeBadImages(dir);

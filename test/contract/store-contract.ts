@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isVisorError, type ErrorKind } from '../../core/errors.js';
 import { putInspected } from '../../core/store/inspected-put.js';
 import type { Store } from '../../core/store/port.js';
+import { skipAllowed } from '../setup/allowed-skips.js';
 
 export interface StoreHarness {
   store(): Promise<Store>;
@@ -69,8 +70,10 @@ export function storeContract(name: string, makeHarness: () => Promise<StoreHarn
         title,
         async (ctx) => {
           if (skipReason) ctx.skip(skipReason);
-          if (options.writable && !store.capabilities.writable) ctx.skip(`${name} is read-only`);
-          if (options.readOnly && store.capabilities.writable) ctx.skip(`${name} is writable; see the write tests`);
+          if (options.writable && !store.capabilities.writable) skipAllowed(ctx, 'capability', `${name} is read-only`);
+          if (options.readOnly && store.capabilities.writable) {
+            skipAllowed(ctx, 'capability', `${name} is writable; see the write tests`);
+          }
           await fn();
         },
         options.timeout ?? 60_000,

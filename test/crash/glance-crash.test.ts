@@ -11,8 +11,8 @@ import { catalogSnapshot } from '../../agent/sync/runner.js';
 import type { RunRecord } from '../../core/catalog/port.js';
 import type { Image } from '../../core/image/model.js';
 import { silentLogger } from '../../core/logging/logger.js';
-import { deleteImagesNamed, peerOrSkip, peerStartTimeout } from '../adapters/glance/harness.js';
-import { ensureQemuImg } from '../formats/qemu.js';
+import { deleteImagesNamed, peerStartTimeout } from '../adapters/glance/harness.js';
+import { requirePeer } from '../peers/index.js';
 import type { OpenStackPeer } from '../peers/openstack.js';
 import { runVisorAsync, visorBin } from '../support/cli.js';
 import { FaultProxy, type Fault, type Operation, type RequestInfo } from '../support/fault-proxy.js';
@@ -97,8 +97,8 @@ describe('kill -9 of visor sync at seeded random points', () => {
     );
 
   beforeAll(async () => {
-    ({ peer, skip } = await peerOrSkip());
-    skip ??= ensureQemuImg();
+    ({ peer, skip } = await requirePeer('openstack'));
+    skip ??= (await requirePeer('qemu-img')).skip;
     if (!skip && !Number.isSafeInteger(points)) skip = `VISOR_CRASH_POINTS must be a whole number (got ${process.env['VISOR_CRASH_POINTS']})`;
     if (skip || !peer) return;
     rng = prng(seed);

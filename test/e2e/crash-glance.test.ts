@@ -8,7 +8,8 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSession } from '../../agent/session.js';
 import { silentLogger } from '../../core/logging/logger.js';
-import { deleteImagesNamed, glanceApi, imagesNamed, peerOrSkip, peerStartTimeout } from '../adapters/glance/harness.js';
+import { deleteImagesNamed, glanceApi, imagesNamed, peerStartTimeout } from '../adapters/glance/harness.js';
+import { requirePeer } from '../peers/index.js';
 import type { OpenStackPeer } from '../peers/openstack.js';
 import { runVisorAsync, visorBin } from '../support/cli.js';
 import { writeConfig } from './glance-config.js';
@@ -25,7 +26,7 @@ describe('kill -9 in the middle of an upload into Glance', () => {
   let prefix: string;
 
   beforeAll(async () => {
-    ({ peer, skip } = await peerOrSkip());
+    ({ peer, skip } = await requirePeer('openstack'));
     if (skip || !peer) return;
     dir = await mkdtemp(join(tmpdir(), 'visor-e2e-crash-'));
     const run = randomBytes(3).toString('hex');

@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSession } from '../../agent/session.js';
 import { silentLogger } from '../../core/logging/logger.js';
-import { deleteImagesNamed, glanceApi, peerOrSkip, peerStartTimeout } from '../adapters/glance/harness.js';
+import { deleteImagesNamed, glanceApi, peerStartTimeout } from '../adapters/glance/harness.js';
+import { requirePeer } from '../peers/index.js';
 import { expectValidDocuments } from '../adapters/opennebula/harness.js';
 import { startOpenNebulaDouble, type OpenNebulaDouble } from '../doubles/opennebula/index.js';
-import { ensureQemuImg } from '../formats/qemu.js';
 import type { OpenStackPeer } from '../peers/openstack.js';
 import { runVisorAsync, stackLine } from '../support/cli.js';
 
@@ -26,7 +26,7 @@ describe('visor migrate --from glance --to opennebula', () => {
   let before: Record<string, unknown>;
 
   beforeAll(async () => {
-    ({ peer, skip } = await peerOrSkip());
+    ({ peer, skip } = await requirePeer('openstack'));
     if (skip || !peer) return;
     one = await startOpenNebulaDouble();
     dir = await mkdtemp(join(tmpdir(), 'visor-migrate-'));
@@ -99,7 +99,7 @@ clouds:
 
   it('refuses to pull an unsafe image (a qcow2 Glance holds as raw), keeping nothing of it', async (ctx) => {
     if (skip) ctx.skip(skip);
-    const qemuSkip = ensureQemuImg();
+    const qemuSkip = (await requirePeer('qemu-img')).skip;
     if (qemuSkip) ctx.skip(qemuSkip);
     const liar = `${name}-liar`;
     const file = join(dir, 'liar.qcow2');

@@ -10,8 +10,8 @@ import { openSession, type SyncSession } from '../../agent/session.js';
 import { syncTarget } from '../../agent/sync/runner.js';
 import type { Image } from '../../core/image/model.js';
 import { silentLogger } from '../../core/logging/logger.js';
-import { deleteImagesNamed, glanceApi, imagesNamed, peerOrSkip, peerStartTimeout } from '../adapters/glance/harness.js';
-import { ensureQemuImg } from '../formats/qemu.js';
+import { deleteImagesNamed, glanceApi, imagesNamed, peerStartTimeout } from '../adapters/glance/harness.js';
+import { requirePeer } from '../peers/index.js';
 import type { OpenStackPeer } from '../peers/openstack.js';
 import { plantImage } from '../support/bad-images.js';
 import { writeConfig } from './glance-config.js';
@@ -34,8 +34,8 @@ describe('sync into real Glance, end to end', () => {
   const files: Record<string, string> = {};
 
   beforeAll(async () => {
-    ({ peer, skip } = await peerOrSkip());
-    skip ??= ensureQemuImg();
+    ({ peer, skip } = await requirePeer('openstack'));
+    skip ??= (await requirePeer('qemu-img')).skip;
     if (skip || !peer) return;
     dir = await mkdtemp(join(tmpdir(), 'visor-e2e-glance-'));
     files['raw'] = join(dir, 'disk.raw');

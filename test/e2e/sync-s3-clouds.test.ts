@@ -14,7 +14,7 @@ import { silentLogger } from '../../core/logging/logger.js';
 import { accountId, expectValidBodies, region, startWorld, type EucalyptusWorld } from '../adapters/eucalyptus/harness.js';
 import { setUpCumulusRepository, type CumulusRepository } from '../adapters/nimbus/harness.js';
 import type { Ec2Double } from '../doubles/ec2/index.js';
-import { startS3Peer } from '../peers/s3.js';
+import { requirePeer } from '../peers/index.js';
 
 /**
  * The agent's sync end to end into the two clouds that keep images in S3: Nimbus (its Cumulus
@@ -133,8 +133,8 @@ function scenario(name: string, setUp: () => Promise<Cloud | { skip: string }>) 
 }
 
 scenario('nimbus', async () => {
-  const peer = await startS3Peer();
-  if ('skip' in peer) return peer;
+  const { peer, skip } = await requirePeer('s3');
+  if (!peer) return { skip };
   const repo: CumulusRepository = await setUpCumulusRepository(peer, 'e2e');
   await repo.putUnmarked('own', 'uploaded-by-hand', 'someone else\'s image');
   const foreign = async () => (await repo.keys()).filter((k) => repo.seeded.includes(k) || k.endsWith('/uploaded-by-hand')).sort();

@@ -8,8 +8,8 @@ import { AgentDaemon } from '../../agent/daemon.js';
 import { openSession } from '../../agent/session.js';
 import type { RunRecord } from '../../core/catalog/port.js';
 import { silentLogger } from '../../core/logging/logger.js';
-import { deleteImagesNamed, peerOrSkip, peerStartTimeout } from '../adapters/glance/harness.js';
-import { ensureQemuImg } from '../formats/qemu.js';
+import { deleteImagesNamed, peerStartTimeout } from '../adapters/glance/harness.js';
+import { requirePeer } from '../peers/index.js';
 import type { OpenStackPeer } from '../peers/openstack.js';
 import { runVisorAsync } from '../support/cli.js';
 import { FaultProxy } from '../support/fault-proxy.js';
@@ -40,8 +40,8 @@ describe('a dead cloud beside a healthy one', () => {
   let aloneRun: RunRecord | undefined;
 
   beforeAll(async () => {
-    ({ peer, skip } = await peerOrSkip());
-    skip ??= ensureQemuImg();
+    ({ peer, skip } = await requirePeer('openstack'));
+    skip ??= (await requirePeer('qemu-img')).skip;
     if (skip || !peer) return;
     dir = await mkdtemp(join(tmpdir(), 'visor-dead-'));
     // Keystone passes; every Glance request is swallowed (read, never answered).

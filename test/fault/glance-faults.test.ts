@@ -8,8 +8,8 @@ import { planTarget, syncTarget, type Target } from '../../agent/sync/runner.js'
 import type { RunRecord } from '../../core/catalog/port.js';
 import { retryableKinds, type ErrorKind } from '../../core/errors.js';
 import type { Image } from '../../core/image/model.js';
-import { deleteImagesNamed, makeDriver, peerOrSkip, peerStartTimeout } from '../adapters/glance/harness.js';
-import { ensureQemuImg } from '../formats/qemu.js';
+import { deleteImagesNamed, makeDriver, peerStartTimeout } from '../adapters/glance/harness.js';
+import { requirePeer } from '../peers/index.js';
 import type { OpenStackPeer } from '../peers/openstack.js';
 import { FaultProxy, type FaultKind } from '../support/fault-proxy.js';
 import { addImage, catalogProblems, glanceProblems, makeDisk, testCaller, uploadContent, writeSyncConfig } from '../support/glance-sync.js';
@@ -50,8 +50,8 @@ describe('sync into Glance through a faulty network', () => {
   const figures: string[] = [];
 
   beforeAll(async () => {
-    ({ peer, skip } = await peerOrSkip());
-    skip ??= ensureQemuImg();
+    ({ peer, skip } = await requirePeer('openstack'));
+    skip ??= (await requirePeer('qemu-img')).skip;
     if (skip || !peer) return;
     dir = await mkdtemp(join(tmpdir(), 'visor-fault-'));
     proxy = await FaultProxy.start({ keystone: new URL(peer.authUrl).origin, glance: peer.glanceUrl, seed, hangLimitMs: 30_000 });

@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vit
 import { convertImage, qemuImgInfo } from '../../core/formats/index.js';
 import type { DiskFormat } from '../../core/image/model.js';
 import { buildTar, convertRaw, ovfDescriptor, patchFile, scratch, writeRawData } from './images.js';
-import { ensureQemuImg, qemuImg } from './qemu.js';
+import { requirePeer } from '../peers/index.js';
+import { qemuImg } from './qemu.js';
+import { skipAllowed } from '../setup/allowed-skips.js';
 
 const MiB = 1024 * 1024;
 
@@ -15,12 +17,12 @@ describe('formats: conversion with qemu-img', () => {
   let data: Buffer = Buffer.alloc(0);
 
   beforeAll(async () => {
-    skipReason = ensureQemuImg();
+    skipReason = (await requirePeer('qemu-img')).skip;
     dir = await scratch('convert');
     raw = dir.path('source.raw');
     data = await writeRawData(raw, 4 * MiB);
   }, 600_000);
-  afterAll(() => dir.cleanup());
+  afterAll(() => dir?.cleanup());
 
   const needQemu = (ctx: TestContext) => {
     if (skipReason) ctx.skip(skipReason);
@@ -148,7 +150,10 @@ describe('formats: conversion with qemu-img', () => {
       () => 'finished',
       (error: { kind?: string }) => error.kind,
     );
-    if (outcome === 'finished') return ctx.skip('qemu-img finished within 150 ms: the machine is too fast to catch it in flight (the stand-in test covers cleanup)');
+    if (outcome === 'finished') {
+      const why = 'qemu-img finished within 150 ms: the machine is too fast to catch it in flight';
+      return skipAllowed(ctx, 'timing', `${why} (the stand-in test covers cleanup)`);
+    }
     expect(outcome).toBe('unavailable');
     expect(await leftovers('inflight.vmdk')).toEqual([]);
   });

@@ -1,17 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countingReader, inspectImage, openFileReader } from '../../core/formats/index.js';
 import { createImage, scratch } from './images.js';
-import { ensureQemuImg } from './qemu.js';
+import { requirePeer } from '../peers/index.js';
 
 describe('formats: inspection reads headers, not images', () => {
   let skipReason: string | undefined;
   let dir: Awaited<ReturnType<typeof scratch>>;
 
   beforeAll(async () => {
-    skipReason = ensureQemuImg();
+    skipReason = (await requirePeer('qemu-img')).skip;
     dir = await scratch('cost');
   }, 600_000);
-  afterAll(() => dir.cleanup());
+  afterAll(() => dir?.cleanup());
 
   it('inspects a 1 GiB qcow2 reading a few KiB in a few milliseconds', async (ctx) => {
     if (skipReason) return ctx.skip(skipReason);

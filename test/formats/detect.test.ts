@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bufferReader, detectFormat, inspectImage, openFileReader } from '../../core/formats/index.js';
 import type { DiskFormat } from '../../core/image/model.js';
 import { convertRaw, craftIso, createImage, mbr, qemuVirtualSize, scratch, writeRawData } from './images.js';
-import { ensureGenisoimage, ensureQemuImg } from './qemu.js';
+import { requirePeer } from '../peers/index.js';
 
 interface Case {
   name: string;
@@ -37,7 +37,7 @@ describe('formats: detection of real images made with qemu-img', () => {
   let raw = '';
 
   beforeAll(async () => {
-    skipReason = ensureQemuImg();
+    skipReason = (await requirePeer('qemu-img')).skip;
     if (skipReason) return;
     dir = await scratch('detect');
     raw = dir.path('data.raw');
@@ -86,7 +86,7 @@ describe('formats: ISO 9660', () => {
   });
 
   it('detects ISOs written by genisoimage (plain, and El Torito bootable with Joliet/Rock Ridge)', async (ctx) => {
-    const reason = ensureGenisoimage();
+    const reason = (await requirePeer('genisoimage')).skip;
     if (reason) return ctx.skip(reason);
     const dir = await scratch('iso');
     try {

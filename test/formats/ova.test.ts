@@ -3,7 +3,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { bufferReader, inspectImage, listTarMembers, openFileReader, tarMemberReader, type InspectOptions } from '../../core/formats/index.js';
 import { buildTar, convertRaw, createImage, ovfDescriptor, scratch, writeRawData, type TarEntry } from './images.js';
-import { ensureQemuImg, qemuImg } from './qemu.js';
+import { requirePeer } from '../peers/index.js';
+import { qemuImg } from './qemu.js';
 
 describe('formats: OVA archives', () => {
   let skipReason: string | undefined;
@@ -13,7 +14,7 @@ describe('formats: OVA archives', () => {
   let qcow2 = Buffer.alloc(0);
 
   beforeAll(async () => {
-    skipReason = ensureQemuImg();
+    skipReason = (await requirePeer('qemu-img')).skip;
     dir = await scratch('ova');
     if (skipReason) return;
     const raw = dir.path('data.raw');
@@ -23,7 +24,7 @@ describe('formats: OVA archives', () => {
     qemuImg('create', '-q', '-f', 'qcow2', '-b', '/etc/passwd', '-F', 'raw', dir.path('backing.qcow2'), '1M');
     qcow2WithBacking = await readFile(dir.path('backing.qcow2'));
   }, 600_000);
-  afterAll(() => dir.cleanup());
+  afterAll(() => dir?.cleanup());
 
   const needQemu = (ctx: TestContext) => {
     if (skipReason) ctx.skip(skipReason);

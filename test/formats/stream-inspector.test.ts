@@ -8,7 +8,7 @@ import { InspectingStream } from '../../core/formats/stream-inspector.js';
 import { makeImageCorpus, type CorpusEntry } from '../support/image-corpus.js';
 import { prng } from '../support/prng.js';
 import { createImage, scratch } from './images.js';
-import { ensureQemuImg } from './qemu.js';
+import { requirePeer } from '../peers/index.js';
 
 /**
  * InspectingStream (core/formats/stream-inspector.ts) decides exactly what inspectImage decides
@@ -61,7 +61,7 @@ describe('formats: inspecting an image as it streams', () => {
   let corpus: CorpusEntry[] = [];
 
   beforeAll(async () => {
-    skip = ensureQemuImg();
+    skip = (await requirePeer('qemu-img')).skip;
     dir = await scratch('stream');
     if (!skip) corpus = await makeImageCorpus(dir.dir);
   }, 600_000);

@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vit
 import { bufferReader, inspectImage, openFileReader, type InspectOptions } from '../../core/formats/index.js';
 import { isVisorError, type VisorError } from '../../core/errors.js';
 import { convertRaw, craftIso, createImage, patchFile, scratch, writeRawData } from './images.js';
-import { ensureQemuImg, qemuImg } from './qemu.js';
+import { requirePeer } from '../peers/index.js';
+import { qemuImg } from './qemu.js';
 
 const fixtures = join(import.meta.dirname, 'fixtures');
 
@@ -28,12 +29,12 @@ describe('formats: unsafe and malformed images are refused with a clear reason',
   let raw = '';
 
   beforeAll(async () => {
-    skipReason = ensureQemuImg();
+    skipReason = (await requirePeer('qemu-img')).skip;
     dir = await scratch('unsafe');
     raw = dir.path('data.raw');
     await writeRawData(raw, 4 * 1024 * 1024);
   }, 600_000);
-  afterAll(() => dir.cleanup());
+  afterAll(() => dir?.cleanup());
 
   const needQemu = (ctx: TestContext) => {
     if (skipReason) ctx.skip(skipReason);

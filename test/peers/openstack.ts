@@ -3,11 +3,14 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { missingPackages, packageVersions } from './debian.js';
+import { PeerError, startLog, type PeerDefinition } from './peer.js';
 
 /**
  * A real Keystone v3 + Glance v2 from Debian 12 packages on loopback, started by
  * test/peers/openstack/start-openstack.sh (which installs the packages when they are missing).
- * Idempotent: when both services already answer, nothing is started again.
+ * Shared by every test run on the machine: when both services already answer, nothing is
+ * started again, and nothing here ever stops them. Tests reach it with requirePeer('openstack').
  */
 
 export interface OpenStackUser {
@@ -37,24 +40,34 @@ const packages = ['keystone', 'glance-api', 'python3-openstackclient', 'uwsgi-co
 const script = fileURLToPath(new URL('./openstack/start-openstack.sh', import.meta.url));
 const run = promisify(execFile);
 
-export async function startOpenStack(): Promise<OpenStackPeer | { skip: string }> {
-  if (process.platform !== 'linux' || !existsSync('/usr/bin/dpkg-query')) return { skip: 'the OpenStack peer needs a Debian system (Keystone and Glance from Debian packages)' };
-  const peer = await readPeer();
-  if (peer && (await healthy(peer))) return peer;
-  const missing = await missingPackages();
-  if (missing.length > 0 && process.getuid?.() !== 0) {
-    return { skip: `the OpenStack peer needs Debian packages that only root can install: ${missing.join(' ')}` };
-  }
-  try {
-    await run('bash', [script, openStackBaseDir, String(openStackBasePort)], { timeout: 15 * 60_000, maxBuffer: 16 * 1024 * 1024 });
-  } catch (error) {
-    const e = error as { stderr?: string; message: string };
-    throw new Error(`start-openstack.sh failed: ${(e.stderr ?? e.message).split('\n').slice(-15).join('\n')}`);
-  }
-  const started = await readPeer();
-  if (!started) throw new Error(`start-openstack.sh succeeded but wrote no ${openStackBaseDir}/env.json`);
-  return started;
-}
+export const openStackPeer: PeerDefinition<OpenStackPeer> = {
+  title: 'Keystone + Glance',
+  usedBy: 'the Glance adapter (test/adapters/glance), e2e, fault, crash and bad-input suites against Glance',
+  async start() {
+    if (process.platform !== 'linux' || !existsSync('/usr/bin/dpkg-query')) {
+      throw new PeerError('unavailable', 'needs a Debian system (Keystone and Glance from Debian packages)');
+    }
+    const version = () => packageVersions(['keystone', 'glance-api']);
+    const running = await readPeer();
+    if (running && (await healthy(running))) return { coordinates: running, version: await version(), reused: true };
+    const missing = await missingPackages(packages);
+    if (missing.length > 0 && process.getuid?.() !== 0) {
+      throw new PeerError('unavailable', `needs Debian packages that only root can install: ${missing.join(' ')}`);
+    }
+    try {
+      const options = { timeout: 15 * 60_000, maxBuffer: 16 * 1024 * 1024 };
+      await run('bash', [script, openStackBaseDir, String(openStackBasePort)], options);
+    } catch (error) {
+      const e = error as { stderr?: string; message: string };
+      throw new PeerError('failed', 'start-openstack.sh failed', await startLog(e.stderr || e.message));
+    }
+    const started = await readPeer();
+    if (!started) {
+      throw new PeerError('failed', `start-openstack.sh succeeded but wrote no ${openStackBaseDir}/env.json`);
+    }
+    return { coordinates: started, version: await version(), reused: false };
+  },
+};
 
 /** Environment for Debian's `openstack` CLI as the given user (what admin-openrc.sh sets). */
 export function openrc(peer: OpenStackPeer, who: 'admin' | 'demo'): Record<string, string> {
@@ -106,17 +119,4 @@ async function healthy(peer: OpenStackPeer): Promise<boolean> {
     }
   };
   return (await ok(peer.authUrl)) && (await ok(`${peer.glanceUrl}/healthcheck`));
-}
-
-async function missingPackages(): Promise<string[]> {
-  const missing: string[] = [];
-  for (const p of packages) {
-    try {
-      const { stdout } = await run('dpkg-query', ['-W', '-f=${Status}', p]);
-      if (!stdout.includes('install ok installed')) missing.push(p);
-    } catch {
-      missing.push(p);
-    }
-  }
-  return missing;
 }

@@ -1,8 +1,4 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import {
   AbortMultipartUploadCommand,
   CreateBucketCommand,
@@ -13,65 +9,11 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { createS3Client } from '../../core/store/s3/client.js';
-import { repoRoot } from '../support/cli.js';
+import type { S3Peer } from './s3-peer.js';
 
-/**
- * The real S3 peer of the tests: OpenStack Swift 2.30 with s3api (Debian's python3-swift) on
- * 127.0.0.1:18080, started by test/peers/s3/start-s3.sh (a copy of the shared recipe; see its
- * header). One peer for every test file and engineer: fixed folder, port and credentials, so
- * that the script, which is idempotent, only checks that it is up after the first call.
- */
-export interface S3Peer {
-  endpoint: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-  region: string;
-}
+/** Buckets on the S3 peer (s3-peer.ts; tests get it with requirePeer('s3')), one per test file. */
 
-export const s3PeerDir = '/tmp/visor-s3peer';
-export const s3PeerPort = 18080;
-
-const run = promisify(execFile);
-const swiftInstalled = () => existsSync('/usr/lib/python3/dist-packages/swift/common/middleware/s3api/s3api.py');
-
-/** Why the peer cannot run on this machine, or undefined when it can (or can be installed). */
-async function cannotRun(): Promise<string | undefined> {
-  if (swiftInstalled()) return undefined;
-  if (!existsSync('/usr/bin/apt-get')) return 'the S3 peer needs Debian\'s python3-swift, and this machine has no apt-get';
-  if (process.getuid?.() === 0) return undefined;
-  const sudo = await run('sudo', ['-n', 'true']).then(
-    () => true,
-    () => false,
-  );
-  return sudo ? undefined : 'the S3 peer needs python3-swift (apt-get install python3-swift), and installing it needs root';
-}
-
-/**
- * Starts the peer, or finds it running. A skip reason only when it genuinely cannot run here;
- * any other failure to start is an error the test run must show.
- */
-export async function startS3Peer(): Promise<S3Peer | { skip: string }> {
-  const reason = await cannotRun();
-  if (reason) return { skip: reason };
-  const env: NodeJS.ProcessEnv = { ...process.env, S3PEER_PORT: String(s3PeerPort), S3PEER_ACCESS_KEY: 'test:tester', S3PEER_SECRET_KEY: 'testing', S3PEER_REGION: 'us-east-1', S3PEER_OBJECT_BACKEND: 'disk' };
-  delete env['S3PEER_DELETE_MD5_SHIM'];
-  delete env['S3PEER_NO_INSTALL'];
-  const { stdout } = await run('bash', [join(repoRoot, 'test/peers/s3/start-s3.sh'), s3PeerDir], { env, timeout: 600_000, maxBuffer: 1024 * 1024 }).catch((error: { stderr?: string; message: string }) => {
-    throw new Error(`the S3 peer did not start: ${error.stderr?.trim().split('\n').slice(-5).join(' | ') ?? error.message}`, { cause: error });
-  });
-  const info = Object.fromEntries(
-    stdout
-      .trim()
-      .split('\n')
-      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
-  );
-  const need = (name: string): string => {
-    const value = info[name];
-    if (!value) throw new Error(`start-s3.sh printed no ${name}`);
-    return value;
-  };
-  return { endpoint: need('S3_ENDPOINT'), accessKeyId: need('S3_ACCESS_KEY'), secretAccessKey: need('S3_SECRET_KEY'), region: need('S3_REGION') };
-}
+export type { S3Peer } from './s3-peer.js';
 
 /** A client for the peer, with the project's settings (path style, no aws-chunked bodies). */
 export function peerClient(peer: S3Peer): S3Client {

@@ -11,13 +11,12 @@ import { s3Error } from '../../core/store/s3/client.js';
 import { S3Store, type S3StoreOptions } from '../../core/store/s3/s3-store.js';
 import type { Store } from '../../core/store/port.js';
 import { storeContract } from '../contract/store-contract.js';
-import { createTestBucket, deleteTestBucket, listKeys, peerClient, pendingUploads, startS3Peer, type S3Peer } from '../peers/s3.js';
+import { requirePeer } from '../peers/index.js';
+import { createTestBucket, deleteTestBucket, listKeys, peerClient, pendingUploads, type S3Peer } from '../peers/s3.js';
 
 const MiB = 1024 * 1024;
 const partSize = 5 * MiB;
-const started = await startS3Peer();
-const peer: S3Peer | undefined = 'skip' in started ? undefined : started;
-const skipReason = 'skip' in started ? started.skip : undefined;
+const { peer, skip: skipReason } = await requirePeer('s3');
 
 const storeOn = (p: S3Peer, bucket: string, extra: Partial<S3StoreOptions> = {}) =>
   new S3Store({ ...p, forcePathStyle: true, bucket, prefix: 'images/', partSize, logger: silentLogger, ...extra });

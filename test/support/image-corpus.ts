@@ -8,7 +8,7 @@ import { buildTar, craftIso, mbr, ovfDescriptor } from '../formats/images.js';
 
 /**
  * Every class of image the format inspector knows, good and hostile, made with the real
- * qemu-img where the format is qemu's (Debian's qemu-utils; call ensureQemuImg first) and by
+ * qemu-img where the format is qemu's (the `qemu-img` peer: requirePeer('qemu-img') first) and by
  * hand where no tool writes it (ISO system areas, hybrids, smuggled headers, OVAs).
  */
 export interface CorpusEntry {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
-import { CONTENT_HASH_HEADER, signRequest, UNSIGNED_PAYLOAD } from '../../core/auth/signing.js';
+import { CONTENT_HASH_HEADER, signRequest, STREAMING_PAYLOAD, UNSIGNED_PAYLOAD } from '../../core/auth/signing.js';
 
 export interface RawResponse {
   status: number;
@@ -27,7 +27,7 @@ export interface RawRequest {
   signedAt?: Date;
   /** Change the request after signing (to prove the signature covers it). */
   tamper?: (r: { path: string; query: [string, string][]; headers: Record<string, string> }) => void;
-  /** Streamed body with UNSIGNED-PAYLOAD. */
+  /** Send the body with UNSIGNED-PAYLOAD (refused since issue 15: to prove it). */
   unsignedPayload?: boolean;
 }
 
@@ -60,15 +60,21 @@ export function rawRequest(baseUrl: string, r: RawRequest): Promise<RawResponse>
 }
 
 /**
- * Sends a signed upload's headers and only `sendBytes` of the declared body, then drops the
- * connection: a client cut off midway.
+ * Sends a signed streamed upload's headers (chunked, the digest to follow in a trailer) and only
+ * `sendBytes` of the declared body, then drops the connection: a client cut off midway.
  */
 export function cutOffUpload(baseUrl: string, r: { method: string; path: string; as: Credentials; declared: number; sendBytes: number; metaHeaders?: Record<string, string> }): Promise<void> {
   const headers = signRequest(r.as.accessKey, r.as.secretKey, {
     method: r.method,
     path: r.path,
     query: [],
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(r.declared), [CONTENT_HASH_HEADER]: UNSIGNED_PAYLOAD, ...r.metaHeaders },
+    headers: {
+      'content-type': 'application/octet-stream',
+      'transfer-encoding': 'chunked',
+      'x-visor-decoded-content-length': String(r.declared),
+      [CONTENT_HASH_HEADER]: STREAMING_PAYLOAD,
+      ...r.metaHeaders,
+    },
   });
   const url = new URL(baseUrl);
   return new Promise((resolve, reject) => {
@@ -81,7 +87,9 @@ export function cutOffUpload(baseUrl: string, r: { method: string; path: string;
         while (sent < r.sendBytes) {
           const n = Math.min(chunk.length, r.sendBytes - sent);
           sent += n;
-          if (!socket.write(chunk.subarray(0, n))) {
+          const size = Buffer.from(`${n.toString(16)}\r\n`);
+          const framed = Buffer.concat([size, chunk.subarray(0, n), Buffer.from('\r\n')]);
+          if (!socket.write(framed)) {
             socket.once('drain', pump);
             return;
           }

@@ -1,10 +1,14 @@
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { VisorError } from '../../../core/errors.js';
+import type { Logger } from '../../../core/logging/logger.js';
+import { ExactLength } from '../../../core/transfer/exact-length.js';
 import type { Checksums, Image } from '../../../core/image/model.js';
 import { uuidPattern } from '../../../core/image/schema.js';
 import type { ByteRange } from '../../../core/store/port.js';
 import type { ImageService, UploadOptions } from '../../service/image-service.js';
+import { watchUploadRate, type UploadRate } from '../deadlines.js';
+import { decodedLength, trailerCheck } from '../streamed-digest.js';
 import { fromWire, mergeOs, metadataFromHeaders, queryFromWire, toBrief, toDetail, toHeaders, type ParsedMetadata } from '../wire.js';
 
 export interface ImageRoutesOptions {
@@ -12,36 +16,49 @@ export interface ImageRoutesOptions {
   defaultLimit: number;
   /** An upload body that sends nothing for this long is dropped (its bytes and record removed). */
   uploadIdleMs: number;
+  /** An upload slower than this is dropped. */
+  uploadRate: UploadRate;
+  logger: Logger;
 }
 
 type IdRequest = FastifyRequest<{ Params: { id: string } }>;
 
 /** VISOR's image routes. */
-export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, { service, defaultLimit, uploadIdleMs }) => {
+export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, options) => {
+  const { service, defaultLimit, uploadIdleMs, uploadRate, logger } = options;
+  const uploading = { idleMs: uploadIdleMs, rate: uploadRate };
   const baseUrl = (request: FastifyRequest) => `${request.protocol}://${request.host}`;
 
-  const listing = (view: (image: Image) => unknown) => async (request: FastifyRequest, reply: FastifyReply) => {
+  const listing = (detailed: boolean) => async (request: FastifyRequest, reply: FastifyReply) => {
     const params = new URLSearchParams(request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '');
     const page = await service.list(request.caller, queryFromWire(params, defaultLimit));
     if (page.nextMarker) {
       params.set('marker', page.nextMarker);
       void reply.header('link', `<${request.url.split('?')[0]}?${params.toString()}>; rel="next"`);
     }
+    const names = detailed ? await service.userNames(page.items) : undefined;
+    const view = (image: Image) =>
+      detailed ? toDetail(image, baseUrl(request), request.caller.admin, names) : toBrief(image);
     return { images: page.items.map(view), ...(page.nextMarker ? { next: page.nextMarker } : {}) };
   };
+  /** The detail view of one image, owner and members by name. */
+  const detail = async (request: FastifyRequest, image: Image) =>
+    toDetail(image, baseUrl(request), request.caller.admin, await service.userNames([image]));
+  const headers = async (request: FastifyRequest, image: Image) =>
+    toHeaders(image, baseUrl(request), request.caller.admin, await service.userNames([image]));
 
-  app.get('/images', listing(toBrief));
-  app.get('/images/detail', async (request, reply) => listing((image) => toDetail(image, baseUrl(request), request.caller.admin))(request, reply));
+  app.get('/images', listing(false));
+  app.get('/images/detail', listing(true));
 
   app.head('/images/:id', async (request: IdRequest, reply) => {
     const image = await service.get(request.caller, checkId(request.params.id));
-    return reply.headers(toHeaders(image, baseUrl(request), request.caller.admin)).header('etag', etag(image)).code(200).send();
+    return reply.headers(await headers(request, image)).header('etag', etag(image)).code(200).send();
   });
 
   app.get('/images/:id/meta', async (request: IdRequest, reply) => {
     const image = await service.get(request.caller, checkId(request.params.id));
     void reply.header('etag', etag(image));
-    return { image: toDetail(image, baseUrl(request), request.caller.admin) };
+    return { image: await detail(request, image) };
   });
 
   app.get('/images/:id', async (request: IdRequest, reply) => {
@@ -52,13 +69,39 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
       return reply.code(416).header('content-range', `bytes */${image.size ?? '*'}`).type('application/json').send({ code: 416, message: `range ${request.headers.range} is not satisfiable` });
     }
     const download = await service.download(request.caller, id, range);
-    void reply.headers(toHeaders(download.image, baseUrl(request), request.caller.admin)).header('etag', etag(download.image)).header('accept-ranges', 'bytes').type('application/octet-stream');
-    if (download.range) {
-      void reply.code(206).header('content-range', `bytes ${download.range.start}-${download.range.end}/${download.size}`).header('content-length', String(download.range.end - download.range.start + 1));
-    } else {
-      void reply.header('content-length', String(download.size));
+    if (download.image.size !== undefined && download.size !== download.image.size) {
+      download.stream.destroy();
+      const said = `its store now holds ${download.size} bytes, the catalog says ${download.image.size}`;
+      throw new VisorError('invalidResponse', `image ${id}: ${said}`);
     }
-    return reply.send(download.stream);
+    void reply
+      .headers(await headers(request, download.image))
+      .header('etag', etag(download.image))
+      .header('accept-ranges', 'bytes')
+      .type('application/octet-stream');
+    let length = download.size;
+    if (download.range) {
+      length = download.range.end - download.range.start + 1;
+      const { start, end } = download.range;
+      void reply.code(206).header('content-range', `bytes ${start}-${end}/${download.size}`);
+    }
+    void reply.header('content-length', String(length));
+    // Exactly the bytes the headers announce, whatever the store sends: more would reach the
+    // client as a second response on its connection. On a mismatch the connection is closed.
+    const exact = new ExactLength(length, `the store of image ${id}`);
+    let reported = false;
+    const report = (error: unknown) => {
+      if (reported) return;
+      reported = true;
+      const why = 'download cut off: the store failed or did not send the declared bytes';
+      logger.error(why, { request: request.id, id, error });
+    };
+    download.stream.once('error', report);
+    exact.once('error', (error) => {
+      if ((error as { kind?: string }).kind === 'invalidResponse') report(error);
+    });
+    pipeline(download.stream, exact, () => undefined);
+    return reply.send(exact);
   });
 
   app.post('/images', async (request, reply) => {
@@ -71,7 +114,8 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
       image = await service.register(request.caller, draftFields(meta));
       if (body) {
         try {
-          image = await service.upload(request.caller, image.id, body, uploadOptions(request, meta.expected, uploadIdleMs));
+          const upload = uploadOptions(request, reply, meta.expected, uploading);
+          image = await service.upload(request.caller, image.id, body, upload);
         } catch (error) {
           // The record was made for this upload only: a failed upload keeps nothing at all.
           await service.delete(request.caller, image.id).catch(() => undefined);
@@ -79,10 +123,11 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
         }
       }
     }
-    return reply.code(201).header('location', `${baseUrl(request)}/images/${image.id}`).send({ image: toDetail(image, baseUrl(request), request.caller.admin) });
+    const created = { image: await detail(request, image) };
+    return reply.code(201).header('location', `${baseUrl(request)}/images/${image.id}`).send(created);
   });
 
-  app.put('/images/:id', async (request: IdRequest) => {
+  app.put('/images/:id', async (request: IdRequest, reply) => {
     const id = checkId(request.params.id);
     const { meta, body } = readRequest(request);
     if (meta.location !== undefined) throw new VisorError('invalidInput', 'a location can only be given when an image is registered');
@@ -98,15 +143,15 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
       throw new VisorError('conflict', `image ${id} is at revision ${image.revision}, not ${expectedRevision}`);
     }
     if (body) {
-      const options = uploadOptions(request, meta.expected, uploadIdleMs);
+      const options = uploadOptions(request, reply, meta.expected, uploading);
       image = await service.upload(request.caller, id, body, { ...options, ...(formats ? { formats } : {}) });
     }
-    return { image: toDetail(image, baseUrl(request), request.caller.admin) };
+    return { image: await detail(request, image) };
   });
 
   app.delete('/images/:id', async (request: IdRequest) => {
     const image = await service.delete(request.caller, checkId(request.params.id));
-    return { image: toDetail(image, baseUrl(request), request.caller.admin) };
+    return { image: await detail(request, image) };
   });
 };
 
@@ -155,27 +200,40 @@ function draftFields(meta: ParsedMetadata): Record<string, unknown> {
   return fields;
 }
 
-function uploadOptions(request: FastifyRequest, expected: Checksums, idleMs: number): { size?: number; expected: Checksums; signal: AbortSignal } {
+function uploadOptions(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  expected: Checksums,
+  limits: { idleMs: number; rate: UploadRate },
+): UploadOptions {
   const controller = new AbortController();
   // A body that stops arriving (a stalled client, a chunked body that never ends) would hold the
   // upload open forever: the socket is closed after idleMs without a byte, which aborts it below.
   const socket = request.raw.socket;
-  socket.setTimeout(idleMs);
+  socket.setTimeout(limits.idleMs);
   request.raw.once('end', () => socket.setTimeout(0));
+  // ... and so would a trickle of a byte now and then.
+  watchUploadRate(request.raw, reply.raw, limits.rate);
   // A client that goes away mid-upload: stop writing at once (the store then removes what it wrote).
   request.raw.once('close', () => {
     if (!request.raw.complete) controller.abort();
   });
   const declared = { ...expected };
-  if (request.signedContentHash !== undefined) {
-    if (declared.sha256 !== undefined && declared.sha256 !== request.signedContentHash) {
+  const check = request.bodyCheck;
+  if (check.kind === 'sha256') {
+    if (declared.sha256 !== undefined && declared.sha256 !== check.sha256) {
       throw new VisorError('invalidInput', 'the declared sha256 and the signed content hash differ');
     }
-    declared.sha256 = request.signedContentHash;
+    declared.sha256 = check.sha256;
   }
   const length = request.headers['content-length'];
-  const size = length === undefined ? undefined : Number(length);
-  return { ...(size !== undefined && Number.isSafeInteger(size) ? { size } : {}), expected: declared, signal: controller.signal };
+  const size = length === undefined ? decodedLength(request.raw) : Number(length);
+  return {
+    ...(size !== undefined && Number.isSafeInteger(size) ? { size } : {}),
+    expected: declared,
+    signal: controller.signal,
+    ...(check.kind === 'trailer' ? { verify: trailerCheck(request.raw, check.verify) } : {}),
+  };
 }
 
 function checkId(id: string): string {

@@ -165,6 +165,16 @@ describe('EC2 bundles', () => {
     await rm(tarFile);
   });
 
+  /** How many parts of `name` the bucket lists, once it lists at least `atLeast` or `ms` passed. */
+  const partsInWalrus = async (name: string, atLeast: number, ms: number): Promise<number> => {
+    const until = Date.now() + ms;
+    for (;;) {
+      const count = (await world!.keys(`b/${name}.part.`)).length;
+      if (count >= atLeast || Date.now() > until) return count;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+
   test('sends parts while the image is still being read, with at most `concurrency` part buffers', async () => {
     const size = 6 * 1024 * 1024;
     const name = `visor-streaming-${randomBytes(3).toString('hex')}`;
@@ -178,9 +188,10 @@ describe('EC2 bundles', () => {
           if (emitted >= size) return void this.push(null);
           if (!checked && emitted >= size / 2) {
             checked = true;
-            // Half the image read: how many parts are in Walrus already?
-            void world!.keys(`b/${name}.part.`).then((keys) => {
-              seen.push(keys.length);
+            // Half the image read, the rest held back: parts must reach Walrus meanwhile. Swift updates
+            // its container listings asynchronously (later under load), so wait for them a while.
+            void partsInWalrus(name, 8, 20_000).then((count) => {
+              seen.push(count);
               emitted += 64 * 1024;
               this.push(randomBytes(64 * 1024));
             });

@@ -1,5 +1,4 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +9,8 @@ import { loadBundleIdentity, type BundleIdentity } from '../../../adapters/eucal
 import { EucalyptusDriver, type EucalyptusDriverOptions } from '../../../adapters/eucalyptus/driver.js';
 import { startEc2Double, type Ec2Double, type Ec2DoubleOptions } from '../../doubles/ec2/index.js';
 import { validateEc2Bodies } from '../../doubles/ec2/xsd.js';
-import { createTestBucket, deleteTestBucket, listKeys, peerClient, startS3Peer, type S3Peer } from '../../peers/s3.js';
+import { requirePeer } from '../../peers/index.js';
+import { createTestBucket, deleteTestBucket, listKeys, peerClient, type S3Peer } from '../../peers/s3.js';
 
 /**
  * Shared set-up of the Eucalyptus adapter tests: the real S3 peer (Swift s3api) as Walrus, a
@@ -23,6 +23,12 @@ export const accountId = '123456789012';
 export const accessKeyId = 'AKIAVISORTEST0EUCA01';
 export const secretAccessKey = 'visor/eucalyptus+secret=TEST';
 export const region = 'eucalyptus';
+/** A second account of the same cloud (its own images; same user certificate, for simplicity). */
+export const otherAccount = {
+  accountId: '210987654321',
+  accessKeyId: 'AKIAVISORTEST0EUCA02',
+  secretAccessKey: 'visor/eucalyptus+secret=OTHER',
+};
 
 export interface Certificates {
   dir: string;
@@ -36,29 +42,26 @@ export interface Certificates {
   otherPrivateKey: string;
 }
 
-/** openssl is in every Debian base system; install it when a slim image lacks it. */
-async function ensureOpenssl(): Promise<string | undefined> {
-  if (existsSync('/usr/bin/openssl') && existsSync('/usr/bin/tar') && existsSync('/usr/bin/gzip')) return undefined;
-  if (process.getuid?.() !== 0 || !existsSync('/usr/bin/apt-get')) return 'these tests need openssl, tar and gzip (apt-get install openssl tar gzip), and installing them needs root';
-  await run('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'install', '-y', '--no-install-recommends', 'openssl', 'tar', 'gzip'], { timeout: 600_000 });
-  return undefined;
-}
+type KeyPair = { cert: string; key: string; keyFile: string };
 
-async function keyPair(dir: string, name: string, subject: string): Promise<{ cert: string; key: string; keyFile: string }> {
+async function keyPair(openssl: string, dir: string, name: string, subject: string): Promise<KeyPair> {
   const keyFile = join(dir, `${name}.key`);
   const certFile = join(dir, `${name}.pem`);
-  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', subject], { timeout: 60_000 });
+  const args = ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2'];
+  await run(openssl, [...args, '-subj', subject], { timeout: 60_000 });
   return { cert: await readFile(certFile, 'utf8'), key: await readFile(keyFile, 'utf8'), keyFile };
 }
 
 export async function makeCertificates(): Promise<Certificates | { skip: string }> {
-  const missing = await ensureOpenssl();
-  if (missing) return { skip: missing };
+  // tar and gzip, which the EC2 double also runs, are Essential in Debian: always there.
+  const openssl = await requirePeer('openssl');
+  if (!openssl.peer) return { skip: openssl.skip };
+  const bin = openssl.peer.bin;
   const dir = await mkdtemp(join(tmpdir(), 'visor-euca-certs-'));
   const [user, cloud, other] = await Promise.all([
-    keyPair(dir, 'user', `/O=Eucalyptus/OU=visor tests/CN=${accountId}-admin`),
-    keyPair(dir, 'cloud', '/O=Eucalyptus/OU=visor tests/CN=cloud'),
-    keyPair(dir, 'other', '/O=Eucalyptus/OU=visor tests/CN=someone-else'),
+    keyPair(bin, dir, 'user', `/O=Eucalyptus/OU=visor tests/CN=${accountId}-admin`),
+    keyPair(bin, dir, 'cloud', '/O=Eucalyptus/OU=visor tests/CN=cloud'),
+    keyPair(bin, dir, 'other', '/O=Eucalyptus/OU=visor tests/CN=someone-else'),
   ]);
   return {
     dir,
@@ -89,8 +92,8 @@ export interface EucalyptusWorld {
 export async function startWorld(label: string): Promise<EucalyptusWorld | { skip: string }> {
   const certs = await makeCertificates();
   if ('skip' in certs) return certs;
-  const peer = await startS3Peer();
-  if ('skip' in peer) return peer;
+  const { peer, skip } = await requirePeer('s3');
+  if (!peer) return { skip };
   const bucket = await createTestBucket(peer, label);
   const s3 = peerClient(peer);
   const doubles: Ec2Double[] = [];
@@ -104,7 +107,8 @@ export async function startWorld(label: string): Promise<EucalyptusWorld | { ski
     async double(options = {}) {
       const double = await startEc2Double({
         accountId,
-        credentials: { [accessKeyId]: secretAccessKey },
+        credentials: { [accessKeyId]: secretAccessKey, [otherAccount.accessKeyId]: otherAccount.secretAccessKey },
+        accounts: { [otherAccount.accessKeyId]: otherAccount.accountId },
         s3,
         userCertificatePem: certs.userCertificate,
         cloudKeyFile: certs.cloudKeyFile,

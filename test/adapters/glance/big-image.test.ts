@@ -9,7 +9,8 @@ import type { ContentSource } from '../../../core/iaas/port.js';
 import { newImage } from '../../../core/image/image.js';
 import type { ImageDraft } from '../../../core/image/model.js';
 import { DigestStream } from '../../../core/transfer/digest.js';
-import { openrc, startOpenStack, type OpenStackPeer } from '../../peers/openstack.js';
+import { requirePeer } from '../../peers/index.js';
+import { openrc, type OpenStackPeer } from '../../peers/openstack.js';
 import { deleteImagesNamed, makeDriver } from './harness.js';
 
 /**
@@ -43,8 +44,9 @@ function generated(size: number, seed: Buffer): () => Readable {
 }
 
 const skipBig = process.env['VISOR_TEST_SKIP_BIG'] === '1' ? 'VISOR_TEST_SKIP_BIG=1: the 1 GiB Glance push is skipped' : undefined;
-const started = skipBig ? undefined : await startOpenStack();
-const skip = skipBig ?? (started && 'skip' in started ? started.skip : undefined);
+const openstack = skipBig ? undefined : await requirePeer('openstack');
+const started = openstack?.peer;
+const skip = skipBig ?? openstack?.skip;
 const run = promisify(execFile);
 const name = `visor-glance-big-${randomUUID().slice(0, 8)}`;
 

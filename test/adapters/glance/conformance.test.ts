@@ -1,12 +1,12 @@
 import { iaasConformance, type ConformanceHarness } from '../../contract/iaas-conformance.js';
-import { startOpenStack, type OpenStackPeer } from '../../peers/openstack.js';
+import { requirePeer } from '../../peers/index.js';
+import type { OpenStackPeer } from '../../peers/openstack.js';
 import { glanceApi, makeDriver, passwordCredentials } from './harness.js';
 
 /** The IaasDriver conformance suite against a real Glance, once as admin and once as a project member. */
 
 // Started while the file is collected, so that a peer that cannot run here skips the suites with its reason.
-const started = await startOpenStack();
-const skip = 'skip' in started ? started.skip : undefined;
+const { peer: started, skip } = await requirePeer('openstack');
 
 function harnessFor(who: 'admin' | 'demo'): () => Promise<ConformanceHarness> {
   return async () => {
@@ -15,6 +15,8 @@ function harnessFor(who: 'admin' | 'demo'): () => Promise<ConformanceHarness> {
       driver: async () => makeDriver(peer, who),
       pagedDriver: async (pageSize) => makeDriver(peer, who, { pageSize }),
       badCredentialsDriver: async () => makeDriver(peer, who, { credentials: passwordCredentials(peer[who], { password: 'not-the-password' }) }),
+      // The other project: an admin token sees every project's images in Glance, a listing must not.
+      otherOwnerDriver: async () => makeDriver(peer, who === 'admin' ? 'demo' : 'admin'),
       createUnmarked: async (name) => {
         const api = await glanceApi(peer, who);
         const response = await api.post('/v2/images', { name, disk_format: 'raw', container_format: 'bare', visibility: 'private' });

@@ -24,14 +24,15 @@ import { silentLogger } from '../../../core/logging/logger.js';
 import { ServiceIds, type IaasDriverFactory } from '../../../core/registry/ids.js';
 import { SecretRegistry } from '../../../core/logging/redact.js';
 import { bufferContent, randomImageBytes } from '../../support/content.js';
-import { startOpenStack, type OpenStackPeer } from '../../peers/openstack.js';
+import { requirePeer } from '../../peers/index.js';
+import type { OpenStackPeer } from '../../peers/openstack.js';
 import { deleteImagesNamed, glanceApi, imagesNamed, makeDriver } from './harness.js';
 
 /** What the Glance adapter does beyond the conformance suite, against the real Keystone + Glance. */
 
-const started = await startOpenStack();
-const skip = 'skip' in started ? started.skip : undefined;
-const peer = started as OpenStackPeer;
+const openstack = await requirePeer('openstack');
+const skip = openstack.skip;
+const peer = openstack.peer as OpenStackPeer;
 const prefix = `visor-glance-test-${randomUUID().slice(0, 8)}`;
 let counter = 0;
 const drivers: GlanceDriver[] = [];
@@ -359,12 +360,13 @@ describe('Glance plugin', () => {
   });
 
   it('trusts the CA bundle it is given (the real Keystone behind TLS with a self-signed certificate)', async (ctx) => {
+    const openssl = await requirePeer('openssl');
+    if (!openssl.peer) return ctx.skip(openssl.skip);
     const dir = await mkdtemp(join(tmpdir(), 'visor-glance-tls-'));
-    try {
-      await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')]);
-    } catch (error) {
-      ctx.skip(`openssl (Debian package openssl) cannot make a test certificate here: ${(error as Error).message}`);
-    }
+    const subject = ['-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'];
+    const files = ['-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')];
+    const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+    await run(openssl.peer.bin, ['req', '-x509', ...key, '-days', '1', ...subject, ...files]);
     const keystone = new URL(peer.authUrl);
     // A TLS terminator in front of the real Keystone: only the transport changes.
     const tls = createTlsServer({ key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) }, (socket) => {

@@ -2,16 +2,11 @@ import axios from 'axios';
 import { GlanceDriver, type GlanceDriverOptions } from '../../../adapters/glance/index.js';
 import type { KeystoneCredentials } from '../../../adapters/glance/keystone.js';
 import { retireModes } from '../../../core/iaas/port.js';
-import { startOpenStack, type OpenStackPeer, type OpenStackUser } from '../../peers/openstack.js';
+import type { OpenStackPeer, OpenStackUser } from '../../peers/openstack.js';
 
 /** Shared set-up of the Glance adapter tests: the real peer, drivers per user, raw API access. */
 
 export const peerStartTimeout = 15 * 60_000;
-
-export async function peerOrSkip(): Promise<{ peer?: OpenStackPeer; skip?: string }> {
-  const result = await startOpenStack();
-  return 'skip' in result ? { skip: result.skip } : { peer: result };
-}
 
 export function passwordCredentials(user: OpenStackUser, overrides: Partial<Extract<KeystoneCredentials, { type: 'password' }>> = {}): KeystoneCredentials {
   return {

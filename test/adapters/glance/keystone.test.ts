@@ -6,7 +6,8 @@ import { GlanceClient } from '../../../adapters/glance/client.js';
 import { authRequestBody, findEndpoint, KeystoneSession, keystoneV3Url, type KeystoneCredentials, type KeystoneToken } from '../../../adapters/glance/keystone.js';
 import { keystoneTokenResponseSchema, parsePayload } from '../../../adapters/glance/schema.js';
 import { isVisorError, type VisorError } from '../../../core/errors.js';
-import { startOpenStack, type OpenStackPeer } from '../../peers/openstack.js';
+import { requirePeer } from '../../peers/index.js';
+import type { OpenStackPeer } from '../../peers/openstack.js';
 import { passwordCredentials, rawToken } from './harness.js';
 
 const fixture = (name: string) => JSON.parse(readFileSync(new URL(`../../fixtures/keystone/${name}`, import.meta.url), 'utf8')) as unknown;
@@ -82,8 +83,7 @@ describe('Keystone v3 (recorded samples)', () => {
   });
 });
 
-const started = await startOpenStack();
-const skip = 'skip' in started ? started.skip : undefined;
+const { peer: started, skip } = await requirePeer('openstack');
 
 describe('Keystone v3 (real Keystone)', () => {
   const peer = started as OpenStackPeer;

@@ -1,5 +1,6 @@
 import { iaasConformance, type ConformanceHarness } from '../../contract/iaas-conformance.js';
-import { startS3Peer, type S3Peer } from '../../peers/s3.js';
+import { requirePeer } from '../../peers/index.js';
+import type { S3Peer } from '../../peers/s3.js';
 import { pluginDriver, setUpCumulusRepository } from './harness.js';
 
 /**
@@ -8,8 +9,7 @@ import { pluginDriver, setUpCumulusRepository } from './harness.js';
  */
 
 // Started while the file is collected, so that a peer that cannot run here skips the suites with its reason.
-const started = await startS3Peer();
-const skip = 'skip' in started ? started.skip : undefined;
+const { peer: started, skip } = await requirePeer('s3');
 
 function harnessFor(label: string, overrides: Record<string, unknown>): () => Promise<ConformanceHarness> {
   return async () => {
@@ -19,6 +19,8 @@ function harnessFor(label: string, overrides: Record<string, unknown>): () => Pr
       pagedDriver: (pageSize) => pluginDriver({ ...repo.options, pageSize }),
       badCredentialsDriver: () => pluginDriver({ ...repo.options, secretAccessKey: 'not-the-secret' }),
       createUnmarked: (name) => repo.putUnmarked('own', name),
+      // Another user of the repository: their own folder is not listed (the common folder is shared).
+      otherOwnerDriver: () => pluginDriver({ ...repo.options, canonicalId: '00000000-0000-4000-8000-0000000000ff' }),
       cleanup: () => repo.cleanup(),
     };
   };

@@ -6,7 +6,8 @@ import type { NimbusDriver } from '../../../adapters/nimbus/index.js';
 import { isVisorError } from '../../../core/errors.js';
 import { bufferContent } from '../../support/content.js';
 import { makeImage } from '../../support/images.js';
-import { startS3Peer, type S3Peer } from '../../peers/s3.js';
+import { requirePeer } from '../../peers/index.js';
+import type { S3Peer } from '../../peers/s3.js';
 import { directDriver, setUpCumulusRepository, type CumulusRepository } from './harness.js';
 
 /**
@@ -22,8 +23,7 @@ import { directDriver, setUpCumulusRepository, type CumulusRepository } from './
  */
 
 const MiB = 1024 * 1024;
-const started = await startS3Peer();
-const skipReason = 'skip' in started ? started.skip : undefined;
+const { peer: started, skip: skipReason } = await requirePeer('s3');
 
 interface Quirks {
   stripMetadata: boolean;

@@ -10,7 +10,8 @@ import type { ContentSource, Markers } from '../../../core/iaas/port.js';
 import type { Image, ImageDraft } from '../../../core/image/model.js';
 import { bufferContent, randomImageBytes } from '../../support/content.js';
 import { makeImage } from '../../support/images.js';
-import { startS3Peer, type S3Peer } from '../../peers/s3.js';
+import { requirePeer } from '../../peers/index.js';
+import type { S3Peer } from '../../peers/s3.js';
 import { directDriver, pluginDriver, setUpCumulusRepository, type CumulusRepository } from './harness.js';
 
 /**
@@ -20,8 +21,7 @@ import { directDriver, pluginDriver, setUpCumulusRepository, type CumulusReposit
  */
 
 const MiB = 1024 * 1024;
-const started = await startS3Peer();
-const skipReason = 'skip' in started ? started.skip : undefined;
+const { peer: started, skip: skipReason } = await requirePeer('s3');
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 async function kindOf(promise: Promise<unknown>): Promise<string> {

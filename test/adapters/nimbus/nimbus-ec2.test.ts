@@ -8,7 +8,8 @@ import { bufferContent } from '../../support/content.js';
 import { makeImage } from '../../support/images.js';
 import { startEc2Double, type Ec2Double } from '../../doubles/ec2/index.js';
 import { validateEc2Bodies } from '../../doubles/ec2/xsd.js';
-import { startS3Peer, type S3Peer } from '../../peers/s3.js';
+import { requirePeer } from '../../peers/index.js';
+import type { S3Peer } from '../../peers/s3.js';
 import { directDriver, pluginDriver, setUpCumulusRepository, type CumulusRepository } from './harness.js';
 
 /**
@@ -21,8 +22,7 @@ import { directDriver, pluginDriver, setUpCumulusRepository, type CumulusReposit
  * common ones, available, i386, default-kernel / default-ramdisk.
  */
 
-const started = await startS3Peer();
-const skipReason = 'skip' in started ? started.skip : undefined;
+const { peer: started, skip: skipReason } = await requirePeer('s3');
 
 const test = (title: string, fn: () => Promise<void>) =>
   it(

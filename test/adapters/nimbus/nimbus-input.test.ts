@@ -8,7 +8,8 @@ import type { ContentSource } from '../../../core/iaas/port.js';
 import type { Image } from '../../../core/image/model.js';
 import { bufferContent } from '../../support/content.js';
 import { makeImage } from '../../support/images.js';
-import { startS3Peer, type S3Peer } from '../../peers/s3.js';
+import { requirePeer } from '../../peers/index.js';
+import type { S3Peer } from '../../peers/s3.js';
 import { directDriver, setUpCumulusRepository, type CumulusRepository } from './harness.js';
 
 /**
@@ -17,8 +18,7 @@ import { directDriver, setUpCumulusRepository, type CumulusRepository } from './
  * property names in any case), against the real S3 peer. Plus the plugin's options.
  */
 
-const started = await startS3Peer();
-const skipReason = 'skip' in started ? started.skip : undefined;
+const { peer: started, skip: skipReason } = await requirePeer('s3');
 
 const test = (title: string, fn: () => Promise<void>, timeout = 60_000) =>
   it(
