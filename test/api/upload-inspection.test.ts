@@ -119,7 +119,6 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
         headers: metaHeaders(entry, name),
         body: entry.data,
         as: t.users.bob,
-        unsignedPayload: true,
       });
       await checkOutcome(entry, name, response, before);
     }
@@ -158,7 +157,6 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
         headers: { 'content-type': 'application/octet-stream' },
         body: entry.data,
         as: t.users.bob,
-        unsignedPayload: true,
       });
       expect(response.status, entry.name).toBe(statusOf(entry));
       expect(response.json(), entry.name).toMatchObject({
@@ -186,7 +184,6 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
         headers: metaHeaders(good, 'replace-me'),
         body: good.data,
         as: t.users.bob,
-        unsignedPayload: true,
       }),
     );
     const id = String(created['_id']);
@@ -197,7 +194,6 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
       headers: { 'content-type': 'application/octet-stream' },
       body: bad.data,
       as: t.users.bob,
-      unsignedPayload: true,
     });
     expect(response.status).toBe(422);
     expect(await t.client('bob').meta(id)).toMatchObject({
@@ -225,7 +221,6 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
       },
       body: huge,
       as: t.users.bob,
-      unsignedPayload: true,
     });
     expect(good.status).toBe(201);
     expect(imageOf(good)).toMatchObject({ status: 'available', format: 'vhd', virtual_size: 1024 ** 4 });
@@ -241,7 +236,6 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
       },
       body: makeDifferencingVhd(huge),
       as: t.users.bob,
-      unsignedPayload: true,
     });
     expect(bad.status).toBe(422);
     expect(bad.json()).toMatchObject({ message: expect.stringMatching(/differencing VHD depends on a parent disk/) });
@@ -294,7 +288,6 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
         headers: metaHeaders(qcow2, 'relabel'),
         body: qcow2.data,
         as: t.users.bob,
-        unsignedPayload: true,
       }),
     );
     expect(created).toMatchObject({ format: 'qcow2', container_format: 'bare' });
@@ -331,7 +324,6 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
         headers: metaHeaders(qcow2, 'new-format'),
         body: qcow2.data,
         as: t.users.bob,
-        unsignedPayload: true,
       }),
     );
     const id = String(created['_id']);
@@ -342,7 +334,6 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
         headers: { 'content-type': 'application/octet-stream', 'x-image-meta-format': format },
         body: data,
         as: t.users.bob,
-        unsignedPayload: true,
       });
     // A raw file declared raw replaces the qcow2: the old content is not what is checked.
     const replaced = await putFile('raw', raw.data);

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
@@ -8,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compose } from '../../agent/compose.js';
 import { sealingBox } from '../../agent/serve.js';
 import { addUser, type NewCredentials } from '../../agent/service/users.js';
-import { CONTENT_HASH_HEADER, signRequest, UNSIGNED_PAYLOAD } from '../../core/auth/signing.js';
+import { CONTENT_HASH_HEADER, signRequest } from '../../core/auth/signing.js';
 import { resolveAsync, RuntimeIds } from '../../core/registry/runtime.js';
 import { silentLogger } from '../../core/logging/logger.js';
 import { repoRoot, visorBin } from '../support/cli.js';
@@ -58,7 +59,9 @@ describe(`visor serve memory: ${uploads} uploads of 1 MiB, then ${stalled} stall
     const config = join(dir, 'visor.yaml');
     await writeFile(
       config,
-      `dataDir: ${join(dir, 'data')}\nserver: { host: 127.0.0.1, uploadIdleSeconds: 60 }\nlogging: { level: warn }\n`,
+      // All uploads come from one address: without the per-address cap (256) all 300 stalled ones get in.
+      `dataDir: ${join(dir, 'data')}\nlogging: { level: warn }\n` +
+        'server: { host: 127.0.0.1, uploadIdleSeconds: 60, limits: { maxConnectionsPerAddress: 0 } }\n',
     );
     const setup = await compose({ configFile: config, env: {}, logger: silentLogger });
     user = await addUser(
@@ -104,6 +107,7 @@ describe(`visor serve memory: ${uploads} uploads of 1 MiB, then ${stalled} stall
   });
 
   const body = Buffer.alloc(size, 0x5a);
+  const bodySha256 = createHash('sha256').update(body).digest('hex');
   const upload = async (i: number) => {
     const r = await rawRequest(url, {
       method: 'POST',
@@ -113,10 +117,10 @@ describe(`visor serve memory: ${uploads} uploads of 1 MiB, then ${stalled} stall
         'x-image-meta-name': `m-${i}`,
         'x-image-meta-architecture': 'x86_64',
         'x-image-meta-format': 'raw',
+        [CONTENT_HASH_HEADER]: bodySha256,
       },
       body,
       as: user,
-      unsignedPayload: true,
     });
     if (r.status !== 201) throw new Error(`upload ${i}: HTTP ${r.status} ${r.body.toString()}`);
   };
@@ -155,6 +159,7 @@ describe(`visor serve memory: ${uploads} uploads of 1 MiB, then ${stalled} stall
     const filesBefore = (await storeFiles()).length;
     const sockets: Socket[] = [];
     const part = Buffer.alloc(2 * MiB, 7);
+    const stalledSha256 = createHash('sha256').update(Buffer.alloc(10 * MiB, 7)).digest('hex');
     const { hostname, port } = new URL(url);
     for (let i = 0; i < stalled; i++) {
       const headers = signRequest(user.accessKey, user.secretKey, {
@@ -164,7 +169,8 @@ describe(`visor serve memory: ${uploads} uploads of 1 MiB, then ${stalled} stall
         headers: {
           'content-type': 'application/octet-stream',
           'content-length': String(10 * MiB),
-          [CONTENT_HASH_HEADER]: UNSIGNED_PAYLOAD,
+          // The sha256 of the 10 MiB it announces (never sent whole).
+          [CONTENT_HASH_HEADER]: stalledSha256,
           'x-image-meta-name': `stalled-${i}`,
           'x-image-meta-architecture': 'x86_64',
         },

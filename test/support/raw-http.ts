@@ -1,7 +1,14 @@
 import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
-import { CONTENT_HASH_HEADER, signRequest, STREAMING_PAYLOAD, UNSIGNED_PAYLOAD } from '../../core/auth/signing.js';
+import {
+  CONTENT_HASH_HEADER,
+  signRequest,
+  STREAMING_PAYLOAD,
+  TRAILER_SIGNATURE_HEADER,
+  trailerSignature,
+  UNSIGNED_PAYLOAD,
+} from '../../core/auth/signing.js';
 
 export interface RawResponse {
   status: number;
@@ -106,8 +113,9 @@ export function cutOffUpload(baseUrl: string, r: { method: string; path: string;
 }
 
 /**
- * A signed upload sent with Transfer-Encoding: chunked (no Content-Length, UNSIGNED-PAYLOAD),
- * in pieces of `chunkSize`: the server cannot know the length before the end.
+ * A signed upload sent with Transfer-Encoding: chunked (no Content-Length), in pieces of
+ * `chunkSize`, streamed as the client does (STREAMING-SHA256-TRAILER: the body's sha256 and its
+ * signature in the trailers): the server cannot know the length before the end.
  */
 export interface ChunkedUpload {
   method: string;
@@ -126,10 +134,13 @@ export function chunkedUpload(baseUrl: string, r: ChunkedUpload): Promise<RawRes
     headers: {
       'content-type': 'application/octet-stream',
       'transfer-encoding': 'chunked',
-      [CONTENT_HASH_HEADER]: UNSIGNED_PAYLOAD,
+      trailer: `${CONTENT_HASH_HEADER}, ${TRAILER_SIGNATURE_HEADER}`,
+      [CONTENT_HASH_HEADER]: STREAMING_PAYLOAD,
       ...r.headers,
     },
   });
+  const requestSignature = /Signature=([0-9a-f]{64})$/.exec(headers['authorization'] ?? '')?.[1] ?? '';
+  const sha256 = createHash('sha256').update(r.body).digest('hex');
   return new Promise((resolve, reject) => {
     let answered = false;
     const req = httpRequest(new URL(r.path, baseUrl), { method: r.method, headers }, (res) => {
@@ -153,6 +164,10 @@ export function chunkedUpload(baseUrl: string, r: ChunkedUpload): Promise<RawRes
         at += piece.length;
         if (!req.write(piece)) return void req.once('drain', pump);
       }
+      req.addTrailers({
+        [CONTENT_HASH_HEADER]: sha256,
+        [TRAILER_SIGNATURE_HEADER]: trailerSignature(r.as.secretKey, requestSignature, sha256),
+      });
       req.end();
     };
     pump();
