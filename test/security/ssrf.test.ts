@@ -27,6 +27,7 @@ describe('SSRF: every redirect hop passes the address check', () => {
   let internalPort: number;
   let base: string;
   let hits = 0;
+  let turned = false;
   let t: SecureServer;
 
   const targets = (): Record<string, string> => ({
@@ -76,9 +77,13 @@ describe('SSRF: every redirect hop passes the address check', () => {
         const n = Number(url.searchParams.get('n'));
         return void res.writeHead(302, { location: n > 0 ? `/chain?n=${n - 1}` : '/image' }).end();
       }
-      // HEAD says "an image", GET redirects: the reference registers, the download must still be refused.
-      if (url.pathname === '/flip') {
-        if (req.method === 'HEAD') return void res.writeHead(200, { 'content-length': String(SECRET.length) }).end();
+      // HEAD says "an image", GET redirects: visor reads the content at registration (to inspect
+      // it), so the reference is refused then. /flip answers GET honestly until it has `turned`:
+      // the reference registers, and the download must still be refused.
+      if (url.pathname === '/flip' || url.pathname === '/flip-now') {
+        const length = { 'content-length': String(SECRET.length) };
+        if (req.method === 'HEAD') return void res.writeHead(200, length).end();
+        if (url.pathname === '/flip' && !turned) return void res.writeHead(200, length).end(Buffer.alloc(SECRET.length));
         return void res.writeHead(302, { location: to ?? '' }).end();
       }
       if (url.pathname === '/redirect' && to)
@@ -176,13 +181,38 @@ describe('SSRF: every redirect hop passes the address check', () => {
     expect((listed.json() as { images: unknown[] }).images).toEqual([]);
   });
 
-  it('through the API: a reference whose GET (not HEAD) redirects inward is never served', async () => {
+  it('through the API: a reference whose GET (not HEAD) redirects inward is refused at registration', async () => {
+    const before = hits;
+    for (const target of [targets()['loopback']!, targets()['cloud metadata']!]) {
+      const location = `${base}/flip-now?to=${encodeURIComponent(target)}`;
+      const r = await rawRequest(t.url, {
+        method: 'POST',
+        path: '/images',
+        headers: { 'content-type': 'application/json' },
+        body: Buffer.from(JSON.stringify({ image: { name: 'flip-now', architecture: 'x86_64', location } })),
+        as: t.users.bob,
+      });
+      expect(r.status, target).toBe(403);
+      expect(r.body.toString()).not.toContain(SECRET);
+    }
+    expect(hits - before).toBe(0);
+    const listed = await rawRequest(t.url, {
+      method: 'GET',
+      path: '/images/detail',
+      query: [['name', 'flip-now']],
+      as: t.users.admin,
+    });
+    expect((listed.json() as { images: unknown[] }).images).toEqual([]);
+  });
+
+  it('through the API: a reference whose GET turns to redirect inward after registration is never served', async () => {
     const before = hits;
     for (const target of [
       targets()['loopback']!,
       targets()['loopback, IPv4-mapped IPv6']!,
       targets()['cloud metadata']!,
     ]) {
+      turned = false;
       const body = Buffer.from(
         JSON.stringify({
           image: {
@@ -202,6 +232,7 @@ describe('SSRF: every redirect hop passes the address check', () => {
       });
       expect(created.status).toBe(201);
       const id = (created.json() as { image: { _id: string } }).image._id;
+      turned = true;
       for (const range of [undefined, 'bytes=0-9']) {
         const got = await rawRequest(t.url, {
           method: 'GET',

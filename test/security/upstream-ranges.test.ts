@@ -37,7 +37,11 @@ const respond = (socket: Socket, status: string, headers: Record<string, string>
   );
 };
 
-/** Per path, how the upstream answers a GET with a Range; HEAD always tells the true size. */
+/**
+ * Per path, how the upstream answers a GET with a Range once it has turned hostile; HEAD always
+ * tells the true size. Until then (while visor inspects the content at registration) it answers
+ * as the honest one does: an upstream that lies then is refused at registration (see the last test).
+ */
 const behaviours: Record<string, Behaviour> = {
   // Content-Length bigger than the range asked, Content-Range honest: the extra bytes are a forged response.
   '/longer-length': (r, s) =>
@@ -133,6 +137,9 @@ const behaviours: Record<string, Behaviour> = {
     respond(s, '200 OK', { 'content-length': String(data.length + 100) }, Buffer.concat([data, Buffer.alloc(100, 66)])),
 };
 
+/** Whether the upstream lies (see behaviours); paths with `hostile-now` in their query always do. */
+let hostile = false;
+
 function upstream(): Promise<{ server: Server; base: string }> {
   const server = createServer((socket) => {
     let head = '';
@@ -147,7 +154,8 @@ function upstream(): Promise<{ server: Server; base: string }> {
       if (!behaviour) return respond(socket, '404 Not Found', { 'content-length': '0' }, '');
       // HEAD tells the registered size (the whole-grew path grows after registration).
       if (method === 'HEAD') return respond(socket, '200 OK', { 'content-length': String(data.length) }, '');
-      behaviour(m ? { start: Number(m[1]), end: Number(m[2]) } : undefined, socket);
+      const answer = hostile || path.includes('hostile-now') ? behaviour : behaviours['/honest']!;
+      answer(m ? { start: Number(m[1]), end: Number(m[2]) } : undefined, socket);
     });
     socket.on('error', () => undefined);
   });
@@ -198,6 +206,7 @@ describe('range and length answers of an http upstream are checked before and wh
       expect(r.status, path).toBe(201);
       ids.set(path, (r.json() as { image: { _id: string } }).image._id);
     }
+    hostile = true;
   });
   afterAll(async () => {
     await t?.close();
@@ -270,6 +279,29 @@ describe('range and length answers of an http upstream are checked before and wh
       }
     },
   );
+
+  it('an upstream that lies while visor inspects it at registration is refused then (502), and nothing is kept', async () => {
+    for (const path of ['/longer-length', '/wider-range', '/other-total', '/chunked-longer', '/chunked-shorter']) {
+      const name = `up-hostile-now${path.replace(/\//g, '-')}`;
+      const location = `${up.base}${path}?hostile-now`;
+      const r = await rawRequest(t.url, {
+        method: 'POST',
+        path: '/images',
+        headers: { 'content-type': 'application/json' },
+        body: Buffer.from(JSON.stringify({ image: { name, architecture: 'x86_64', access: 'public', location } })),
+        as: t.users.bob,
+      });
+      expect(r.status, path).toBe(502);
+      expect(r.body.toString(), path).not.toContain('127.0.0.2');
+      const listed = await rawRequest(t.url, {
+        method: 'GET',
+        path: '/images',
+        query: [['name', name]],
+        as: t.users.admin,
+      });
+      expect((listed.json() as { images: unknown[] }).images, path).toEqual([]);
+    }
+  });
 
   it('an upstream object that changed size since registration is refused (502), not served', async () => {
     const r = await fetchRaw('/whole-grew');
