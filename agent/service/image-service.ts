@@ -343,9 +343,8 @@ export class ImageService {
   async #draft(caller: Caller, fields: Record<string, unknown>): Promise<ImageDraft> {
     const draft = { ...(await this.#changes(caller, fields)) } as Record<string, unknown>;
     for (const [key, value] of Object.entries(draft)) if (value === null) delete draft[key];
+    // A draft without `access` becomes a private image (newImage).
     if (!caller.admin || draft['owner'] === undefined) draft['owner'] = callerId(caller);
-    // Private until someone says otherwise, as in Glance: the default sync selector pushes public images to clouds.
-    draft['access'] ??= 'private';
     return draft as unknown as ImageDraft;
   }
 

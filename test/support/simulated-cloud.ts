@@ -88,7 +88,10 @@ export function apply(world: World, plan: Plan, agent: string, now: Date): World
         break;
       case 'import': {
         const source = find(action.nativeId);
-        catalog.push(newImage({ name: source.name, architecture: 'x86_64', properties: { [ORIGIN_TARGET]: plan.target, [ORIGIN_ID]: source.nativeId } }));
+        // As the executor does: an imported image is as public as the cloud's.
+        const access = source.access === 'public' ? 'public' : 'private';
+        const properties = { [ORIGIN_TARGET]: plan.target, [ORIGIN_ID]: source.nativeId };
+        catalog.push(newImage({ name: source.name, architecture: 'x86_64', access, properties }));
         break;
       }
     }
