@@ -187,7 +187,8 @@ export class ImageService {
     const declared = withFormats(before, options.formats);
     // Over the size cap or the owner's quota: refused before a byte is read or anything changes.
     const owner = before.owner ?? callerId(caller);
-    const ownerName = before.owner === undefined ? caller.name : ((await this.#users.names([before])).get(owner) ?? owner);
+    const names = before.owner === undefined ? undefined : await this.#users.names([before]);
+    const ownerName = names ? (names.get(owner) ?? owner) : caller.name;
     const admission = await this.#limits.admit({ id: owner, name: ownerName }, id, options.size);
     await this.#o.catalog.images.update(id, before.revision, { status: 'uploading' });
     // Keeps updatedAt fresh so that other servers do not mistake a long upload for a dead one.

@@ -28,7 +28,8 @@ const policy = (p: Record<string, unknown> = {}): SyncPolicy => syncPolicySchema
 
 /** A catalog image, public unless `extra` says otherwise: the default selector takes public images only. */
 function image(name: string, extra: Partial<ImageDraft> = {}, content = name): Image {
-  const draft = newImage({ name, architecture: 'x86_64', diskFormat: 'qcow2', access: 'public', ...extra } as ImageDraft);
+  const fields = { name, architecture: 'x86_64', diskFormat: 'qcow2', access: 'public', ...extra };
+  const draft = newImage(fields as ImageDraft);
   return { ...draft, status: 'available', location: { store: 'local', uri: `file:///x/${name}` }, size: 100, checksums: { md5: fakeSha(content).slice(0, 32), sha256: fakeSha(content), sha512: fakeSha(content).repeat(2) } };
 }
 

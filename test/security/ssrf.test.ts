@@ -83,7 +83,9 @@ describe('SSRF: every redirect hop passes the address check', () => {
       if (url.pathname === '/flip' || url.pathname === '/flip-now') {
         const length = { 'content-length': String(SECRET.length) };
         if (req.method === 'HEAD') return void res.writeHead(200, length).end();
-        if (url.pathname === '/flip' && !turned) return void res.writeHead(200, length).end(Buffer.alloc(SECRET.length));
+        if (url.pathname === '/flip' && !turned) {
+          return void res.writeHead(200, length).end(Buffer.alloc(SECRET.length));
+        }
         return void res.writeHead(302, { location: to ?? '' }).end();
       }
       if (url.pathname === '/redirect' && to)

@@ -280,7 +280,7 @@ describe('range and length answers of an http upstream are checked before and wh
     },
   );
 
-  it('an upstream that lies while visor inspects it at registration is refused then (502), and nothing is kept', async () => {
+  it('an upstream that lies while visor inspects it at registration is refused then (502), keeping nothing', async () => {
     for (const path of ['/longer-length', '/wider-range', '/other-total', '/chunked-longer', '/chunked-shorter']) {
       const name = `up-hostile-now${path.replace(/\//g, '-')}`;
       const location = `${up.base}${path}?hostile-now`;
