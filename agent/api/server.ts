@@ -173,13 +173,13 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     if (status === 401) void reply.header('www-authenticate', 'VISOR-HMAC-SHA256');
     // Whatever the client was still sending is of no use now.
     if (!request.raw.complete) void reply.header('connection', 'close');
-    if (status < 500) return sendError(reply, status, visor.message);
-    // Our own faults and our backends': the details (endpoints, buckets, keys, paths) go to the log only.
     const where = { request: request.id, method: request.method, path: loggedPath(request), status };
     // A client that went away mid-request is not the server failing: one info line says so.
-    if (request.raw.destroyed && !request.raw.complete) {
-      logger.info('request cut off by the client', { ...where, error: visor.message });
-    } else logger.error('request failed', { ...where, error: visor });
+    const cutOff = request.raw.destroyed && !request.raw.complete;
+    if (cutOff) logger.info('request cut off by the client', { ...where, error: visor.message });
+    if (status < 500) return sendError(reply, status, visor.message);
+    // Our own faults and our backends': the details (endpoints, buckets, keys, paths) go to the log only.
+    if (!cutOff) logger.error('request failed', { ...where, error: visor });
     return sendError(reply, status, genericServerError(status, request.id), request.id);
   });
   app.setNotFoundHandler(async (request, reply) => sendError(reply, 404, `no route for ${request.method} ${request.url.split('?')[0]}`));
