@@ -29,6 +29,14 @@ export interface PostgresCatalogOptions {
   logger?: Logger;
 }
 
+/** The URL with `password` in it: pg lets the URL's (absent) password win over a separate one. */
+function withPassword(url: string, password: string | undefined): string {
+  if (password === undefined) return url;
+  const u = new URL(url);
+  u.password = encodeURIComponent(password);
+  return u.toString();
+}
+
 /** The catalog's address for messages: user, host, port and database, never the password. */
 export function describeCatalog(url: string, schema: string): string {
   try {
@@ -132,13 +140,43 @@ export class PostgresCatalog implements Catalog {
     await pool?.end().catch(() => undefined);
   }
 
+  /**
+   * One connection before the pool: does the server answer, take our credentials, and speak
+   * UTF-8? A client that fails while authenticating is cut off here, so that it cannot keep the
+   * process alive (pg leaves the socket open when a password is needed and none was given).
+   */
+  async #probe(o: PostgresCatalogOptions): Promise<void> {
+    const client = new pg.Client({
+      connectionString: withPassword(o.url, o.password),
+      connectionTimeoutMillis: o.connectTimeoutMs ?? 10_000,
+      application_name: 'visor',
+    });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      const rows = (await client.query<{ server_encoding: string }>('SHOW server_encoding')).rows;
+      const encoding = rows[0]?.server_encoding ?? '';
+      if (encoding !== 'UTF8') {
+        throw new VisorError(
+          'config',
+          `PostgreSQL catalog ${this.where}: the database's encoding is ${encoding}; ` +
+            'image metadata needs UTF8 (createdb --encoding=UTF8 --template=template0)',
+        );
+      }
+      await client.end();
+    } catch (error) {
+      (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+  }
+
   async #connect(): Promise<pg.Pool> {
     if (this.#pool) return this.#pool;
     const o = this.#options;
     const statementTimeout = o.statementTimeoutMs ?? 30_000;
     const pool = new pg.Pool({
-      connectionString: o.url,
-      ...(o.password !== undefined ? { password: o.password } : {}),
+      connectionString: withPassword(o.url, o.password),
       max: o.poolSize ?? 10,
       connectionTimeoutMillis: o.connectTimeoutMs ?? 10_000,
       idleTimeoutMillis: o.idleTimeoutMs ?? 30_000,
@@ -152,15 +190,7 @@ export class PostgresCatalog implements Catalog {
     // An idle connection the server dropped (restart, failover) must not take the process down.
     pool.on('error', (error) => o.logger?.warn('a pooled PostgreSQL connection failed', { catalog: this.where, error: error.message }));
     try {
-      const rows = (await pool.query<{ server_encoding: string }>('SHOW server_encoding')).rows;
-      const encoding = rows[0]?.server_encoding ?? '';
-      if (encoding !== 'UTF8') {
-        throw new VisorError(
-          'config',
-          `PostgreSQL catalog ${this.where}: the database's encoding is ${encoding}; ` +
-            'image metadata needs UTF8 (createdb --encoding=UTF8 --template=template0)',
-        );
-      }
+      await this.#probe(o);
     } catch (error) {
       await pool.end().catch(() => undefined);
       throw postgresError(error, this.where);

@@ -51,28 +51,6 @@ export class Sql {
     }
   }
 
-  /** Runs `fn` in one transaction: everything it writes is committed together or not at all. */
-  async transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
-    if (this.via) return fn(this);
-    let client: PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (error) {
-      throw this.error(error);
-    }
-    try {
-      await client.query('BEGIN');
-      const result = await fn(new Sql(this.schema, this.where, client));
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw this.error(error);
-    } finally {
-      client.release();
-    }
-  }
-
   /** A unique constraint refused the row (SQLSTATE 23505), whether raw or already wrapped. */
   isUnique(error: unknown): boolean {
     const e = error as { code?: string; details?: { code?: string } };
