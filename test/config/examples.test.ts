@@ -8,6 +8,7 @@ describe('examples/*.yaml', () => {
   const env = {
     OS_PASSWORD: 'x',
     VISOR_MONGODB_URI: 'mongodb://db1/?replicaSet=rs0',
+    VISOR_PG_PASSWORD: 'pw',
     VISOR_S3_ACCESS_KEY: 'AK',
     VISOR_S3_SECRET_KEY: 'SK',
     OS_APP_CRED_ID: 'id',
@@ -26,5 +27,14 @@ describe('examples/*.yaml', () => {
     const result = await runVisorAsync(['config', 'validate', join(repoRoot, 'examples', file)], { env });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
+  });
+
+  it('central.yaml is the PostgreSQL + S3 deployment the README describes', async () => {
+    const result = await runVisorAsync(['config', 'validate', '--json', join(repoRoot, 'examples', 'central.yaml')], { env });
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ valid: true, catalog: 'postgresql', stores: ['central'], clouds: { 'site-a': 'glance' } });
+    const shown = await runVisorAsync(['config', 'show', '-c', join(repoRoot, 'examples', 'central.yaml')], { env });
+    const catalog = (JSON.parse(shown.stdout) as { catalog: { options: Record<string, unknown> } }).catalog.options;
+    expect(catalog).toMatchObject({ schema: 'visor', poolSize: 10, migrations: 'manual', password: expect.not.stringContaining('pw') });
   });
 });
