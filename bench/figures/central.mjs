@@ -8,7 +8,9 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 
 function cannon(options) {
-  return new Promise((resolve, reject) => autocannon(options, (error, result) => (error ? reject(error) : resolve(result))));
+  return new Promise((resolve, reject) =>
+    autocannon(options, (error, result) => (error ? reject(error) : resolve(result))),
+  );
 }
 
 /** `connections` spread over every server, for `seconds`; the servers' answers added up. */
@@ -19,7 +21,13 @@ async function listLoad(kit, servers, user, path, connections, seconds) {
     connections: per,
     timeout: 60,
     duration: seconds,
-    requests: [{ method: 'GET', path, setupRequest: (r) => ({ ...r, headers: kit.signedHeaders(user, 'GET', path, { accept: 'application/json' }) }) }],
+    requests: [
+      {
+        method: 'GET',
+        path,
+        setupRequest: (r) => ({ ...r, headers: kit.signedHeaders(user, 'GET', path, { accept: 'application/json' }) }),
+      },
+    ],
   });
   const results = await Promise.all(servers.map((s) => cannon(options(s.url))));
   const total = results.reduce((n, r) => n + r.requests.total, 0);
@@ -43,33 +51,65 @@ async function ingest(kit, servers, user, { count, size, concurrency, name }) {
     Array.from({ length: concurrency }, async () => {
       for (let i = next++; i < count; i = next++) {
         const t0 = process.hrtime.bigint();
-        await clients[i % clients.length].add({ name: `${name}-${i}`, architecture: 'x86_64', format: 'raw' }, { stream: Readable.from([data]), size });
+        await clients[i % clients.length].add(
+          { name: `${name}-${i}`, architecture: 'x86_64', format: 'raw' },
+          { stream: Readable.from([data]), size },
+        );
         latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
       }
     }),
   );
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   latencies.sort((a, b) => a - b);
-  return { count, size, concurrency, seconds, perSecond: count / seconds, p50: latencies[Math.floor(latencies.length / 2)], p99: latencies[Math.floor(latencies.length * 0.99)] };
+  return {
+    count,
+    size,
+    concurrency,
+    seconds,
+    perSecond: count / seconds,
+    p50: latencies[Math.floor(latencies.length / 2)],
+    p99: latencies[Math.floor(latencies.length * 0.99)],
+  };
 }
 
-export async function centralFigures({ kit, setups, images, connections, seconds, warmup, uploads, uploadSize, uploadConcurrency, log }) {
+export async function centralFigures({
+  kit,
+  setups,
+  images,
+  connections,
+  seconds,
+  warmup,
+  uploads,
+  uploadSize,
+  uploadConcurrency,
+  log,
+}) {
   const out = [];
   for (const setup of setups) {
     const { servers, user, label } = setup;
     log(`  ${label}: registering ${images} images`);
     const admin = kit.client(servers[0].url, user);
     for (let i = 0; i < images; i += 8) {
-      await Promise.all(Array.from({ length: Math.min(8, images - i) }, (_, j) => admin.add({ name: `list-${String(i + j).padStart(4, '0')}`, architecture: 'x86_64', format: 'qcow2' })));
+      await Promise.all(
+        Array.from({ length: Math.min(8, images - i) }, (_, j) =>
+          admin.add({ name: `list-${String(i + j).padStart(4, '0')}`, architecture: 'x86_64', format: 'qcow2' }),
+        ),
+      );
     }
     const path = `/images?limit=${images}`;
-    const listed = (await kit.client(servers[servers.length - 1].url, user).list('brief', { limit: String(images) })).length;
+    const listed = (await kit.client(servers[servers.length - 1].url, user).list('brief', { limit: String(images) }))
+      .length;
     if (listed !== images) throw new Error(`${label}: the listing holds ${listed} images, not ${images}`);
     log(`  ${label}: GET ${path}, ${connections} connections, ${warmup} s warm-up, ${seconds} s measured`);
     await listLoad(kit, servers, user, path, connections, warmup);
     const list = await listLoad(kit, servers, user, path, connections, seconds);
     log(`  ${label}: ${uploads} signed uploads of ${uploadSize} bytes, ${uploadConcurrency} at a time`);
-    const up = await ingest(kit, servers, user, { count: uploads, size: uploadSize, concurrency: uploadConcurrency, name: `ingest-${label.replace(/\W+/g, '-')}` });
+    const up = await ingest(kit, servers, user, {
+      count: uploads,
+      size: uploadSize,
+      concurrency: uploadConcurrency,
+      name: `ingest-${label.replace(/\W+/g, '-')}`,
+    });
     out.push({ label, replicas: servers.length, catalog: setup.catalog, list, ingest: up });
   }
   return out;

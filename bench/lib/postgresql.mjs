@@ -39,9 +39,19 @@ export async function startPostgres() {
   }
   chmodSync(dir, 0o700);
   const user = root ? 'postgres' : (await run('id', ['-un'])).stdout.trim();
-  await pg('initdb', ['-D', join(dir, 'data'), '-U', user, `--pwfile=${pwfile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--locale=C.UTF-8']);
+  await pg('initdb', [
+    '-D',
+    join(dir, 'data'),
+    '-U',
+    user,
+    `--pwfile=${pwfile}`,
+    '--auth=scram-sha-256',
+    '--encoding=UTF8',
+    '--locale=C.UTF-8',
+  ]);
   const port = await freePort();
-  const options = `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${join(dir, 'socket')} -c max_connections=100`;
+  const socket = join(dir, 'socket');
+  const options = `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${socket} -c max_connections=99`;
   await pg('pg_ctl', ['-D', join(dir, 'data'), '-l', join(dir, 'postgres.log'), '-o', options, '-w', 'start']);
   const version = (await pg('postgres', ['--version'])).stdout.trim();
   return {

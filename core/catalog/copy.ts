@@ -42,7 +42,9 @@ const allRuns = 1_000_000_000;
 export function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
     v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      ? Object.fromEntries(
+          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+        )
       : v,
   );
 }
@@ -66,7 +68,10 @@ async function stateOf(catalog: Catalog): Promise<[string, unknown][]> {
 }
 
 /** Counts and checksums of a catalog's records; `secretOf` stands in for each user's sealed secret. */
-export async function tallyCatalog(catalog: Catalog, secretOf: (user: User) => string): Promise<Record<RecordKind, Tally>> {
+export async function tallyCatalog(
+  catalog: Catalog,
+  secretOf: (user: User) => string,
+): Promise<Record<RecordKind, Tally>> {
   const tally = () => ({ count: 0, hash: createHash('sha256') });
   const t = { images: tally(), users: tally(), runs: tally(), state: tally() };
   const add = (kind: RecordKind, record: unknown) => {
@@ -88,7 +93,12 @@ export async function notEmpty(catalog: Catalog): Promise<string | undefined> {
   const users = (await catalog.users.list()).length;
   const runs = (await catalog.runs.list({ limit: 1 })).length;
   const state = (await stateOf(catalog)).length;
-  const held = [`${images} images`, `${users} users`, `${runs ? 'a run history' : ''}`, `${state ? `${state} state records` : ''}`];
+  const held = [
+    `${images} images`,
+    `${users} users`,
+    `${runs ? 'a run history' : ''}`,
+    `${state ? `${state} state records` : ''}`,
+  ];
   return images + users + runs + state > 0 ? held.filter((h) => h && !h.startsWith('0 ')).join(', ') : undefined;
 }
 
@@ -123,14 +133,20 @@ export async function copyCatalog(source: Catalog, destination: Catalog, options
     // Nothing half-copied stays behind: the destination was empty, and is again.
     await undo(destination, written).catch(() => undefined);
     const why = isVisorError(error) ? error.message : String(error);
-    throw new VisorError(isVisorError(error) ? error.kind : 'internal', `copy failed, the destination is left empty: ${why}`, { cause: error });
+    throw new VisorError(
+      isVisorError(error) ? error.kind : 'internal',
+      `copy failed, the destination is left empty: ${why}`,
+      { cause: error },
+    );
   }
   const report = {
     source: await tallyCatalog(source, options.secretOf.source),
     destination: await tallyCatalog(destination, options.secretOf.destination),
   };
   const same = recordKinds.every(
-    (k) => report.source[k].count === report.destination[k].count && report.source[k].sha256 === report.destination[k].sha256,
+    (k) =>
+      report.source[k].count === report.destination[k].count &&
+      report.source[k].sha256 === report.destination[k].sha256,
   );
   return { ...report, same };
 }

@@ -35,7 +35,9 @@ beforeAll(async () => {
     await migrate(pool, oldSchema, 'test', 1);
     newSchema = `new_${randomBytes(4).toString('hex')}`;
     await migrate(pool, newSchema, 'test');
-    await pool.query(`INSERT INTO ${newSchema}.schema_migrations (version, name) VALUES (${latestVersion + 7}, 'from the future')`);
+    await pool.query(
+      `INSERT INTO ${newSchema}.schema_migrations (version, name) VALUES (${latestVersion + 7}, 'from the future')`,
+    );
   } finally {
     await pool.end();
   }
@@ -55,7 +57,10 @@ afterAll(async () => {
 /** The built CLI, killed if it still runs after `ms`: a catalog that cannot be used must stop start-up. */
 function visor(args: string[], env: Record<string, string>, ms = 30_000): Promise<CliResult & { timedOut: boolean }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [visorBin, ...args], { cwd: repoRoot, env: { PATH: process.env['PATH'], ...env } });
+    const child = spawn(process.execPath, [visorBin, ...args], {
+      cwd: repoRoot,
+      env: { PATH: process.env['PATH'], ...env },
+    });
     let stdout = '';
     let stderr = '';
     let timedOut = false;
@@ -89,37 +94,61 @@ const cases: Case[] = [
     name: 'the server is down',
     options: () => ({ url: url(downPort), password: peer!.password, connectTimeoutSeconds: 5 }),
     code: 1,
-    says: () => new RegExp(`^visor: PostgreSQL catalog ${at('visor', downPort)}: cannot connect \\(connect ECONNREFUSED [^)]+\\); start PostgreSQL or fix catalog\\.options\\.url$`),
+    says: () =>
+      new RegExp(
+        `^visor: PostgreSQL catalog ${at('visor', downPort)}: cannot connect \\(connect ECONNREFUSED [^)]+\\); ` +
+          'start PostgreSQL or fix catalog\\.options\\.url$',
+      ),
   },
   {
     name: 'the password is refused',
     options: () => ({ url: url(), password: 'not-the-password' }),
     code: 2,
-    says: () => new RegExp(`^visor: PostgreSQL catalog ${at()}: password authentication failed for user "${peer!.user}"; check the user and password`),
+    says: () =>
+      new RegExp(
+        `^visor: PostgreSQL catalog ${at()}: password authentication failed for user "${peer!.user}"; ` +
+          'check the user and password',
+      ),
   },
   {
     name: 'no password is given',
     options: () => ({ url: url() }),
     code: 2,
-    says: () => new RegExp(`^visor: PostgreSQL catalog ${at()}: the server asks for a password and none was usable .*; set catalog\\.options\\.password$`),
+    says: () =>
+      new RegExp(
+        `^visor: PostgreSQL catalog ${at()}: the server asks for a password and none was usable .*; ` +
+          'set catalog\\.options\\.password$',
+      ),
   },
   {
     name: 'the database does not exist',
     options: () => ({ url: url(peer!.port, 'no_such_db'), password: peer!.password }),
     code: 2,
-    says: () => new RegExp(`^visor: PostgreSQL catalog ${at('visor', peer!.port, 'no_such_db')}: database "no_such_db" does not exist; create it`),
+    says: () =>
+      new RegExp(
+        `^visor: PostgreSQL catalog ${at('visor', peer!.port, 'no_such_db')}: ` +
+          'database "no_such_db" does not exist; create it',
+      ),
   },
   {
     name: 'the schema is older and migrations are manual',
     options: () => ({ url: url(), password: peer!.password, schema: oldSchema, migrations: 'manual' }),
     code: 2,
-    says: () => new RegExp(`^visor: PostgreSQL catalog ${at(oldSchema)} has schema version 1, this visor needs ${latestVersion}: run \`visor catalog migrate -c CONFIG\``),
+    says: () =>
+      new RegExp(
+        `^visor: PostgreSQL catalog ${at(oldSchema)} has schema version 1, this visor needs ${latestVersion}: ` +
+          'run `visor catalog migrate -c CONFIG`',
+      ),
   },
   {
     name: 'the schema is newer than this visor',
     options: () => ({ url: url(), password: peer!.password, schema: newSchema }),
     code: 2,
-    says: () => new RegExp(`^visor: PostgreSQL catalog ${at(newSchema)} has schema version ${latestVersion + 7}, newer than this visor knows \\(${latestVersion}\\): upgrade visor`),
+    says: () =>
+      new RegExp(
+        `^visor: PostgreSQL catalog ${at(newSchema)} has schema version ${latestVersion + 7}, ` +
+          `newer than this visor knows \\(${latestVersion}\\): upgrade visor`,
+      ),
   },
 ];
 
@@ -139,7 +168,11 @@ describe('a PostgreSQL catalog that cannot be used', () => {
         if (skip) ctx.skip(skip);
         const config = join(dir, `${randomBytes(4).toString('hex')}.yaml`);
         const options = JSON.stringify(c.options());
-        await writeFile(config, `dataDir: ${join(dir, 'data')}\nlogging: { level: error }\ncatalog: { type: postgresql, options: ${options} }\n`);
+        await writeFile(
+          config,
+          `dataDir: ${join(dir, 'data')}\nlogging: { level: error }\n` +
+            `catalog: { type: postgresql, options: ${options} }\n`,
+        );
         const result = await visor(args(config), {});
         expect(result.timedOut, 'it must stop, never start serving').toBe(false);
         expect(result.stderr.trimEnd().split('\n'), result.stderr).toHaveLength(1);

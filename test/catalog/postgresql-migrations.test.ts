@@ -63,7 +63,8 @@ describe('postgresql catalog: schema migrations', () => {
     const image = makeImage({ name: 'from-version-1' });
     await adminQuery(
       peer!,
-      `INSERT INTO ${schema}.images (id, revision, body, doc) VALUES ('${image.id}', 1, '${JSON.stringify(image)}', '${JSON.stringify(image)}')`,
+      `INSERT INTO ${schema}.images (id, revision, body, doc) ` +
+        `VALUES ('${image.id}', 1, '${JSON.stringify(image)}', '${JSON.stringify(image)}')`,
       database,
     );
     expect((await applied(schema)).map((r) => r.version)).toEqual([1]);
@@ -108,7 +109,8 @@ describe('postgresql catalog: schema migrations', () => {
     const config = join(dir, `${schema}.yaml`);
     // The password apart from the URL, from the environment, as a deployment would give it.
     const noPassword = url.replace(`:${peer!.password}@`, '@');
-    const options = `{ url: "${noPassword}", password: "\${VISOR_PG_PASSWORD}", schema: ${schema}, migrations: manual }`;
+    const password = '"${VISOR_PG_PASSWORD}"';
+    const options = `{ url: "${noPassword}", password: ${password}, schema: ${schema}, migrations: manual }`;
     await writeFile(config, `dataDir: ${join(dir, schema)}\ncatalog: { type: postgresql, options: ${options} }\n`);
     const env = { VISOR_PG_PASSWORD: peer!.password };
     // Manual migrations: the server refuses a schema that is behind, with what to do.
@@ -116,7 +118,11 @@ describe('postgresql catalog: schema migrations', () => {
     expect(refused.code).toBe(2);
     expect(refused.stderr.trim().split('\n')).toHaveLength(1);
     expect(refused.stderr).toMatch(
-      new RegExp(`^visor: PostgreSQL catalog postgresql://${peer!.user}@127\\.0\\.0\\.1:${peer!.port}/${database} \\(schema ${schema}\\) has schema version 1, this visor needs ${latestVersion}: run \`visor catalog migrate -c CONFIG\``),
+      new RegExp(
+        `^visor: PostgreSQL catalog postgresql://${peer!.user}@127\\.0\\.0\\.1:${peer!.port}/${database} ` +
+          `\\(schema ${schema}\\) has schema version 1, this visor needs ${latestVersion}: ` +
+          'run `visor catalog migrate -c CONFIG`',
+      ),
     );
     const first = await runVisorAsync(['catalog', 'migrate', '-c', config], { env });
     expect(first.stderr).toBe('');
@@ -124,7 +130,12 @@ describe('postgresql catalog: schema migrations', () => {
     expect(first.stdout).toContain(`schema version 1 -> ${latestVersion}`);
     for (const m of migrations.slice(1)) expect(first.stdout).toContain(`${m.version}: ${m.name}`);
     const again = await runVisorAsync(['catalog', 'migrate', '-c', config, '--json'], { env });
-    expect(JSON.parse(again.stdout)).toMatchObject({ catalog: 'postgresql', from: latestVersion, to: latestVersion, applied: [] });
+    expect(JSON.parse(again.stdout)).toMatchObject({
+      catalog: 'postgresql',
+      from: latestVersion,
+      to: latestVersion,
+      applied: [],
+    });
     const listed = await runVisorAsync(['users', 'list', '-c', config, '--json'], { env });
     expect(listed.code).toBe(0);
     expect(JSON.parse(listed.stdout)).toEqual([]);
@@ -134,7 +145,7 @@ describe('postgresql catalog: schema migrations', () => {
 });
 
 describe('postgresql catalog: pool and timeouts', () => {
-  it('never opens more connections than poolSize, and a statement stuck behind a lock ends as a timeout', async (ctx) => {
+  it('opens at most poolSize connections; a statement stuck behind a lock ends as a timeout', async (ctx) => {
     if (skip) ctx.skip(skip);
     const schema = fresh();
     const catalog = new PostgresCatalog({ url, schema, poolSize: 2, statementTimeoutMs: 1500 });
@@ -146,7 +157,12 @@ describe('postgresql catalog: pool and timeouts', () => {
       await blocker.query('BEGIN');
       await blocker.query(`LOCK TABLE ${schema}.images IN ACCESS EXCLUSIVE MODE`);
       const started = Date.now();
-      const reads = Array.from({ length: 6 }, () => catalog.images.find(image.id).then(() => 'read', (e: unknown) => e));
+      const reads = Array.from({ length: 6 }, () =>
+        catalog.images.find(image.id).then(
+          () => 'read',
+          (e: unknown) => e,
+        ),
+      );
       await new Promise((r) => setTimeout(r, 500));
       const open = await adminQuery(
         peer!,
@@ -156,7 +172,9 @@ describe('postgresql catalog: pool and timeouts', () => {
       const results = await Promise.all(reads);
       for (const result of results) {
         expect(isVisorError(result, 'timeout'), String(result)).toBe(true);
-        expect((result as Error).message).toMatch(/^PostgreSQL catalog .*: a statement took longer than catalog\.options\.statementTimeoutSeconds/);
+        expect((result as Error).message).toMatch(
+          /^PostgreSQL catalog .*: a statement took longer than catalog\.options\.statementTimeoutSeconds/,
+        );
       }
       // Two at a time, each waiting out its timeout: three rounds.
       expect(Date.now() - started).toBeGreaterThanOrEqual(3 * 1500 - 200);

@@ -89,14 +89,29 @@ describe('visor catalog copy', () => {
     if (!peer) return;
     source = await sqliteConfig('source');
     await withCatalog(source, async (catalog, box) => {
-      credentials = [await addUser(catalog.users, box, 'admin', true), await addUser(catalog.users, box, 'alice', false)];
+      credentials = [
+        await addUser(catalog.users, box, 'admin', true),
+        await addUser(catalog.users, box, 'alice', false),
+      ];
       const alice = credentials[1]!.id;
       images = [
         // Text that SQL and JSON handle differently: quotes, a NUL and emoji in property values.
-        makeImage({ name: "o'brien \"quoted\" ☃", properties: { note: 'a\u0000b', emoji: '🐧', empty: '' }, tags: ['lts'] }),
+        makeImage({
+          name: 'o\'brien "quoted" ☃',
+          properties: { note: 'a\u0000b', emoji: '🐧', empty: '' },
+          tags: ['lts'],
+        }),
         makeImage({ name: 'private', access: 'private', owner: alice }),
-        makeImage({ name: 'shared', access: 'shared', owner: alice, members: [credentials[0]!.id], os: { distro: 'debian' } }),
-        ...Array.from({ length: 1203 }, (_, i) => makeImage({ name: `bulk-${i}`, size: i, checksums: { sha256: 'a'.repeat(64) } })),
+        makeImage({
+          name: 'shared',
+          access: 'shared',
+          owner: alice,
+          members: [credentials[0]!.id],
+          os: { distro: 'debian' },
+        }),
+        ...Array.from({ length: 1203 }, (_, i) =>
+          makeImage({ name: `bulk-${i}`, size: i, checksums: { sha256: 'a'.repeat(64) } }),
+        ),
       ];
       for (const image of images) await catalog.images.create(image);
       await catalog.images.update(images[0]!.id, 1, { name: 'renamed once' });
@@ -107,7 +122,8 @@ describe('visor catalog copy', () => {
     });
   }, 120_000);
 
-  const copy = (from: string, to: string) => runVisorAsync(['catalog', 'copy', '--from', from, '--to', to, '--json'], { env: env() });
+  const copy = (from: string, to: string) =>
+    runVisorAsync(['catalog', 'copy', '--from', from, '--to', to, '--json'], { env: env() });
 
   const expectSameCatalog = async (config: string) => {
     await withCatalog(config, async (catalog, box) => {
@@ -123,7 +139,11 @@ describe('visor catalog copy', () => {
         // The secret opens with this catalog's own key, and is the one handed out at creation.
         expect(box.open(user.sealedSecret)).toBe(original.secretKey);
       }
-      expect((await catalog.runs.list({ target: 'prod' })).map((r) => r.actions[0]!.name)).toEqual(['image-2', 'image-1', 'image-0']);
+      expect((await catalog.runs.list({ target: 'prod' })).map((r) => r.actions[0]!.name)).toEqual([
+        'image-2',
+        'image-1',
+        'image-0',
+      ]);
       expect(await catalog.state.list('retired:')).toEqual([['retired:prod:x', '2026-01-01T00:00:00.000Z']]);
       await expect(catalog.leases.get('target:prod')).resolves.toBeUndefined();
     });
@@ -142,11 +162,18 @@ describe('visor catalog copy', () => {
       note?: string;
     };
     expect(report.same).toBe(true);
-    expect(Object.fromEntries(Object.entries(report.source).map(([k, v]) => [k, v.count]))).toEqual({ images: 1206, users: 2, runs: 5, state: 2 });
+    expect(Object.fromEntries(Object.entries(report.source).map(([k, v]) => [k, v.count]))).toEqual({
+      images: 1206,
+      users: 2,
+      runs: 5,
+      state: 2,
+    });
     expect(report.destination).toEqual(report.source);
     // The destination had no key: it got the source's, so the sealed secrets were copied as they are.
     expect(report.note).toContain(join(dir, 'central', 'credentials.key'));
-    expect(await readFile(join(dir, 'central', 'credentials.key'), 'utf8')).toBe(await readFile(join(dir, 'source', 'credentials.key'), 'utf8'));
+    expect(await readFile(join(dir, 'central', 'credentials.key'), 'utf8')).toBe(
+      await readFile(join(dir, 'source', 'credentials.key'), 'utf8'),
+    );
     await expectSameCatalog(central);
 
     // Back into a new SQLite catalog whose servers already have another key: secrets are sealed again.
@@ -163,7 +190,17 @@ describe('visor catalog copy', () => {
     await expectSameCatalog(back);
 
     // Human output: the table of counts and checksums.
-    const text = await runVisorAsync(['catalog', 'copy', '--from', back, '--to', await postgresConfig('text', `copy_${randomBytes(4).toString('hex')}`)], { env: env() });
+    const text = await runVisorAsync(
+      [
+        'catalog',
+        'copy',
+        '--from',
+        back,
+        '--to',
+        await postgresConfig('text', `copy_${randomBytes(4).toString('hex')}`),
+      ],
+      { env: env() },
+    );
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/^images\s+1206\s+1206\s+[0-9a-f]{16}\s+[0-9a-f]{16}\s+same$/m);
     expect(text.stdout).toMatch(/^users\s+2\s+2\s+.*same$/m);
@@ -172,10 +209,15 @@ describe('visor catalog copy', () => {
   it('refuses a destination that is not empty, changing nothing', async (ctx) => {
     if (skip) ctx.skip(skip);
     const target = await postgresConfig('busy', `copy_${randomBytes(4).toString('hex')}`);
-    await withCatalog(target, async (catalog) => void (await catalog.images.create(makeImage({ name: 'already-here' }))));
+    await withCatalog(
+      target,
+      async (catalog) => void (await catalog.images.create(makeImage({ name: 'already-here' }))),
+    );
     const result = await runVisorAsync(['catalog', 'copy', '--from', source, '--to', target], { env: env() });
     expect(result.code).toBe(6);
-    expect(result.stderr.trimEnd().split('\n')).toEqual(['visor: the destination catalog is not empty (1 images): copy only into a new catalog']);
+    expect(result.stderr.trimEnd().split('\n')).toEqual([
+      'visor: the destination catalog is not empty (1 images): copy only into a new catalog',
+    ]);
     expect(result.stderr).not.toMatch(stackLine);
     await withCatalog(target, async (catalog) => expect(await catalog.images.count()).toBe(1));
   }, 60_000);
@@ -188,7 +230,9 @@ describe('visor catalog copy', () => {
     const target = await postgresConfig('lost-target', `copy_${randomBytes(4).toString('hex')}`);
     const result = await runVisorAsync(['catalog', 'copy', '--from', lost, '--to', target], { env: env() });
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/^visor: the source catalog has 1 users, but its credentials key .*lost-key\/credentials\.key is missing/);
+    expect(result.stderr).toMatch(
+      /^visor: the source catalog has 1 users, but its credentials key .*lost-key\/credentials\.key is missing/,
+    );
     await withCatalog(target, async (catalog) => expect(await catalog.users.list()).toEqual([]));
   }, 60_000);
 });

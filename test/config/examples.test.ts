@@ -30,11 +30,14 @@ describe('examples/*.yaml', () => {
   });
 
   it('central.yaml is the PostgreSQL + S3 deployment the README describes', async () => {
-    const result = await runVisorAsync(['config', 'validate', '--json', join(repoRoot, 'examples', 'central.yaml')], { env });
+    const file = join(repoRoot, 'examples', 'central.yaml');
+    const result = await runVisorAsync(['config', 'validate', '--json', file], { env });
     expect(result.code).toBe(0);
-    expect(JSON.parse(result.stdout)).toMatchObject({ valid: true, catalog: 'postgresql', stores: ['central'], clouds: { 'site-a': 'glance' } });
-    const shown = await runVisorAsync(['config', 'show', '-c', join(repoRoot, 'examples', 'central.yaml')], { env });
+    const summary = { valid: true, catalog: 'postgresql', stores: ['central'], clouds: { 'site-a': 'glance' } };
+    expect(JSON.parse(result.stdout)).toMatchObject(summary);
+    const shown = await runVisorAsync(['config', 'show', '-c', file], { env });
     const catalog = (JSON.parse(shown.stdout) as { catalog: { options: Record<string, unknown> } }).catalog.options;
-    expect(catalog).toMatchObject({ schema: 'visor', poolSize: 10, migrations: 'manual', password: expect.not.stringContaining('pw') });
+    const masked = expect.not.stringContaining('pw');
+    expect(catalog).toMatchObject({ schema: 'visor', poolSize: 10, migrations: 'manual', password: masked });
   });
 });

@@ -31,7 +31,11 @@ let agents: VisorProcess[] = [];
 let admin: Credentials;
 const env = () => ({ VISOR_PG_PASSWORD: peer!.password });
 
-async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, ms = 90_000): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  ms = 90_000,
+): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const value = await check();
@@ -75,7 +79,9 @@ stores: { central: { type: file, options: { path: ${join(dir, 'images')} } } }
 server: { auth: { keyFile: ${join(dir, 'credentials.key')} } }
 # One agent id for the whole deployment: it is the ownership marker every copy carries.
 agent: { id: central, leaseSeconds: ${leaseSeconds} }
-clouds:${Object.entries(clouds).map(([cloudName, one]) => `\n  ${cloudName}:${cloud(one!)}`).join('')}
+clouds:${Object.entries(clouds)
+        .map(([cloudName, one]) => `\n  ${cloudName}:${cloud(one!)}`)
+        .join('')}
 `,
     );
     return file;
@@ -100,10 +106,14 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-const client = () => new VisorClient({ url: agents[2]!.url, accessKey: admin.accessKey, secretKey: admin.secretKey, source: 'test' });
+const client = () =>
+  new VisorClient({ url: agents[2]!.url, accessKey: admin.accessKey, secretKey: admin.secretKey, source: 'test' });
 const add = async (name: string, size: number) => {
   const data = randomBytes(size);
-  const image = await client().add({ name, architecture: 'x86_64', format: 'raw', access: 'public' }, { stream: Readable.from([data]), size });
+  const image = await client().add(
+    { name, architecture: 'x86_64', format: 'raw', access: 'public' },
+    { stream: Readable.from([data]), size },
+  );
   return String(image['_id']);
 };
 
@@ -113,13 +123,19 @@ const copies = (one: OpenNebulaDouble) => one.images().filter((i) => i.template.
 /** Exactly one READY copy of each of `ids`, and nothing else of ours, in any state. */
 const inStep = (one: OpenNebulaDouble, ids: readonly string[]) => {
   const ours = copies(one);
-  return ours.length === ids.length && ids.every((id) => ours.filter((i) => i.template.get('VISOR_IMAGE_ID') === id && i.state === 1).length === 1);
+  return (
+    ours.length === ids.length &&
+    ids.every((id) => ours.filter((i) => i.template.get('VISOR_IMAGE_ID') === id && i.state === 1).length === 1)
+  );
 };
 
 const runs = async (target: string): Promise<RunRecord[]> =>
-  (await adminQuery(peer!, `SELECT body FROM visor.runs WHERE target = '${target}'`, database)).rows.map((r) => JSON.parse(r.body as string) as RunRecord);
+  (await adminQuery(peer!, `SELECT body FROM visor.runs WHERE target = '${target}'`, database)).rows.map(
+    (r) => JSON.parse(r.body as string) as RunRecord,
+  );
 const lease = async (name: string) =>
-  (await adminQuery(peer!, `SELECT holder, expires_at FROM visor.leases WHERE name = '${name}'`, database)).rows[0] as { holder: string; expires_at: string } | undefined;
+  (await adminQuery(peer!, `SELECT holder, expires_at FROM visor.leases WHERE name = '${name}'`, database)).rows[0] as
+    { holder: string; expires_at: string } | undefined;
 
 /** Runs that did work (not the ones that found the lease taken), as time intervals. */
 const worked = (all: RunRecord[]) => all.filter((r) => !/another agent/.test(r.error ?? '') && r.finishedAt);
@@ -130,26 +146,36 @@ describe('three agents on one PostgreSQL catalog', () => {
   it('sync every cloud; the cloud two agents share is synced by one of them at a time', async (ctx) => {
     if (skip) ctx.skip(skip);
     for (let i = 0; i < 3; i++) ids.push(await add(`image-${i}`, 512 * 1024 + i));
-    for (const name of ['a', 'b', 'c', 'shared'] as const) await waitFor(`cloud ${name} in step`, () => inStep(doubles[name], ids));
+    for (const name of ['a', 'b', 'c', 'shared'] as const)
+      await waitFor(`cloud ${name} in step`, () => inStep(doubles[name], ids));
     // Let the scheduler contend for the shared cloud for a while.
     await new Promise((r) => setTimeout(r, 6000));
     const shared = worked(await runs('shared')).sort((x, y) => x.startedAt.localeCompare(y.startedAt));
     expect(shared.length).toBeGreaterThanOrEqual(2);
     for (let i = 1; i < shared.length; i++) {
-      expect(shared[i]!.startedAt >= shared[i - 1]!.finishedAt!, `run ${shared[i]!.id} overlaps ${shared[i - 1]!.id}`).toBe(true);
+      expect(
+        shared[i]!.startedAt >= shared[i - 1]!.finishedAt!,
+        `run ${shared[i]!.id} overlaps ${shared[i - 1]!.id}`,
+      ).toBe(true);
     }
     // The other agent was there and was turned away while the lease was held.
-    expect((await runs('shared')).some((r) => /another agent \(central\/\d+\/[0-9a-f]+\) is syncing shared/.test(r.error ?? ''))).toBe(true);
+    expect(
+      (await runs('shared')).some((r) =>
+        /another agent \(central\/\d+\/[0-9a-f]+\) is syncing shared/.test(r.error ?? ''),
+      ),
+    ).toBe(true);
     expect(inStep(doubles.shared, ids)).toBe(true);
   }, 240_000);
 
-  it('after kill -9 of the lease holder mid-import, the other agent takes over and leaves one ready copy of each image', async (ctx) => {
+  it('after kill -9 of the lease holder mid-import, the other agent takes over: one ready copy each', async (ctx) => {
     if (skip) ctx.skip(skip);
     const shared = doubles.shared;
     shared.holdImports(true);
     ids.push(await add('mid-sync', 2 * 1024 * 1024));
     // The import has started in the shared cloud (LOCKED) and is held there.
-    await waitFor('the import into the shared cloud to start', () => copies(shared).some((i) => i.name === 'mid-sync' && i.state === 4));
+    await waitFor('the import into the shared cloud to start', () =>
+      copies(shared).some((i) => i.name === 'mid-sync' && i.state === 4),
+    );
     const held = await lease('target:shared');
     expect(held).toBeDefined();
     const pid = Number(held!.holder.split('/')[1]);
@@ -160,12 +186,20 @@ describe('three agents on one PostgreSQL catalog', () => {
     const killedAt = Date.now();
     // oned now fetches from an agent that is gone: the copy fails (a partial copy left behind).
     shared.holdImports(false);
-    await waitFor('the killed agent\'s copy to fail', () => copies(shared).some((i) => i.name === 'mid-sync' && i.state === 5));
+    await waitFor("the killed agent's copy to fail", () =>
+      copies(shared).some((i) => i.name === 'mid-sync' && i.state === 5),
+    );
     // Nobody takes the cloud before the lease expires; then the survivor does.
-    const takeover = await waitFor('a run of the shared cloud by the survivor', async () => {
-      const after = worked(await runs('shared')).filter((r) => Date.parse(r.startedAt) > killedAt && r.status !== 'running');
-      return after.find((r) => r.actions.some((a) => a.name === 'mid-sync'));
-    }, 120_000);
+    const takeover = await waitFor(
+      'a run of the shared cloud by the survivor',
+      async () => {
+        const after = worked(await runs('shared')).filter(
+          (r) => Date.parse(r.startedAt) > killedAt && r.status !== 'running',
+        );
+        return after.find((r) => r.actions.some((a) => a.name === 'mid-sync'));
+      },
+      120_000,
+    );
     expect(Date.parse(takeover.startedAt)).toBeGreaterThanOrEqual(Number(held!.expires_at) - 1000);
     const newHolder = await lease('target:shared');
     expect(newHolder?.holder).not.toBe(held!.holder);
@@ -176,7 +210,9 @@ describe('three agents on one PostgreSQL catalog', () => {
     expect(abandoned.length).toBeGreaterThanOrEqual(1);
     // The next run of the survivor finds nothing to do: no duplicate, partial or orphaned copy.
     const settled = await waitFor('a later run with nothing to do', async () => {
-      const later = worked(await runs('shared')).filter((r) => Date.parse(r.startedAt) > Date.parse(takeover.finishedAt!));
+      const later = worked(await runs('shared')).filter(
+        (r) => Date.parse(r.startedAt) > Date.parse(takeover.finishedAt!),
+      );
       return later.find((r) => r.status === 'succeeded' && r.actions.length === 0 && r.drift === 0);
     });
     expect(settled).toBeDefined();

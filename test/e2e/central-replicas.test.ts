@@ -78,7 +78,8 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-const client = (replica: VisorProcess) => new VisorClient({ url: replica.url, accessKey: admin.accessKey, secretKey: admin.secretKey, source: 'test' });
+const client = (replica: VisorProcess) =>
+  new VisorClient({ url: replica.url, accessKey: admin.accessKey, secretKey: admin.secretKey, source: 'test' });
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 const put = (replica: VisorProcess, id: string, image: Record<string, unknown>, revision?: number) =>
   rawRequest(replica.url, {
@@ -100,7 +101,9 @@ describe('two API replicas on one PostgreSQL catalog and one S3 store', () => {
     );
     const id = String(added['_id']);
     const listed = await client(b).list('brief');
-    expect(listed.filter((i) => i['_id'] === id)).toEqual([expect.objectContaining({ name: 'replicated', size: data.length, store: 'central' })]);
+    expect(listed.filter((i) => i['_id'] === id)).toEqual([
+      expect.objectContaining({ name: 'replicated', size: data.length, store: 'central' }),
+    ]);
     const download = await client(b).download(id);
     expect(sha256(await buffer(download.stream))).toBe(sha256(data));
     const keys = await listKeys(peerClient(s3Peer.peer!), bucket);
@@ -115,7 +118,13 @@ describe('two API replicas on one PostgreSQL catalog and one S3 store', () => {
     const [a, b] = replicas as [VisorProcess, VisorProcess];
     const signedAt = new Date();
     let captured: Record<string, string> = {};
-    const first = await rawRequest(a.url, { method: 'GET', path: '/images', as: admin, signedAt, tamper: (r) => (captured = { ...r.headers }) });
+    const first = await rawRequest(a.url, {
+      method: 'GET',
+      path: '/images',
+      as: admin,
+      signedAt,
+      tamper: (r) => (captured = { ...r.headers }),
+    });
     expect(first.status).toBe(200);
     const replayed = await rawRequest(b.url, { method: 'GET', path: '/images', headers: captured });
     expect(replayed.status).toBe(403);
@@ -129,7 +138,10 @@ describe('two API replicas on one PostgreSQL catalog and one S3 store', () => {
     const id = String(image['_id']);
     let revision = Number(image['revision']);
     for (let round = 0; round < 10; round++) {
-      const [ra, rb] = await Promise.all([put(a, id, { name: `a-${round}` }, revision), put(b, id, { name: `b-${round}` }, revision)]);
+      const [ra, rb] = await Promise.all([
+        put(a, id, { name: `a-${round}` }, revision),
+        put(b, id, { name: `b-${round}` }, revision),
+      ]);
       const statuses = [ra.status, rb.status].sort();
       expect(statuses, `round ${round}`).toEqual([200, 409]);
       const winner = ra.status === 200 ? `a-${round}` : `b-${round}`;
@@ -152,7 +164,8 @@ describe('two API replicas on one PostgreSQL catalog and one S3 store', () => {
     expect(won.length).toBeGreaterThanOrEqual(1);
     const final = await client(a).meta(id);
     // Every acknowledged write is in the image, every refused one is not, one revision per success.
-    for (let i = 0; i < results.length; i++) expect(final[`p${i}`], `write ${i}`).toBe(won.includes(i) ? `v${i}` : undefined);
+    for (let i = 0; i < results.length; i++)
+      expect(final[`p${i}`], `write ${i}`).toBe(won.includes(i) ? `v${i}` : undefined);
     expect(final['revision']).toBe(Number(image['revision']) + won.length);
   });
 });

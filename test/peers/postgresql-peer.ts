@@ -34,7 +34,9 @@ const asRoot = () => process.getuid?.() === 0;
 
 /** Runs a PostgreSQL binary as the `postgres` user when we are root, else as ourselves. */
 function pgRun(bin: string, args: string[], timeout = 120_000) {
-  const command = asRoot() ? ['runuser', '-u', 'postgres', '--', join(binDir, bin), ...args] : [join(binDir, bin), ...args];
+  const command = asRoot()
+    ? ['runuser', '-u', 'postgres', '--', join(binDir, bin), ...args]
+    : [join(binDir, bin), ...args];
   return run(command[0]!, command.slice(1), { timeout, maxBuffer: 4 * 1024 * 1024 });
 }
 
@@ -53,9 +55,15 @@ export const postgresPeer: PeerDefinition<PostgresPeer> = {
   title: 'PostgreSQL 15',
   usedBy: 'the postgresql catalog (contract, migrations, bad input), API replicas, agents on one catalog, catalog copy',
   async start() {
-    if (process.platform !== 'linux') throw new PeerError('unavailable', 'needs Linux with Debian\'s postgresql-15');
+    if (process.platform !== 'linux') throw new PeerError('unavailable', "needs Linux with Debian's postgresql-15");
     if (!existsSync(join(binDir, 'initdb'))) await ensurePackages(['postgresql-15']);
-    if (asRoot() && !(await run('id', ['-u', 'postgres']).then(() => true, () => false))) {
+    if (
+      asRoot() &&
+      !(await run('id', ['-u', 'postgres']).then(
+        () => true,
+        () => false,
+      ))
+    ) {
       throw new PeerError('failed', 'postgresql-15 is installed but there is no postgres user to run it as');
     }
     const baseDir = await mkdtemp(join(tmpdir(), 'visor-pg-'));
@@ -74,7 +82,16 @@ export const postgresPeer: PeerDefinition<PostgresPeer> = {
     await chmod(baseDir, 0o700);
     const user = asRoot() ? 'postgres' : userInfo().username;
     try {
-      await pgRun('initdb', ['-D', data, '-U', user, `--pwfile=${pwfile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--locale=C.UTF-8']);
+      await pgRun('initdb', [
+        '-D',
+        data,
+        '-U',
+        user,
+        `--pwfile=${pwfile}`,
+        '--auth=scram-sha-256',
+        '--encoding=UTF8',
+        '--locale=C.UTF-8',
+      ]);
       await rm(pwfile, { force: true });
       const port = await freePort();
       // Durability settings off: a test cluster is thrown away after the run, and CPU is scarce.
@@ -103,14 +120,20 @@ export const postgresPeer: PeerDefinition<PostgresPeer> = {
     } catch (error) {
       const e = error as { stdout?: string; stderr?: string; message: string };
       const output = `${e.stdout ?? ''}\n${e.stderr ?? e.message}\nsee ${log}`;
-      const failure = new PeerError('failed', `PostgreSQL did not start: ${e.message.split('\n')[0]}`, await startLog(output));
+      const failure = new PeerError(
+        'failed',
+        `PostgreSQL did not start: ${e.message.split('\n')[0]}`,
+        await startLog(output),
+      );
       await pgRun('pg_ctl', ['-D', data, '-m', 'immediate', 'stop']).catch(() => undefined);
       await rm(baseDir, { recursive: true, force: true });
       throw failure;
     }
   },
   async stop(peer) {
-    await pgRun('pg_ctl', ['-D', join(peer.baseDir, 'data'), '-m', 'fast', '-w', 'stop'], 60_000).catch(() => undefined);
+    await pgRun('pg_ctl', ['-D', join(peer.baseDir, 'data'), '-m', 'fast', '-w', 'stop'], 60_000).catch(
+      () => undefined,
+    );
     await rm(peer.baseDir, { recursive: true, force: true });
   },
 };

@@ -24,7 +24,10 @@ export async function adminQuery(peer: PostgresPeer, sql: string, database = pee
 
 /** A new, empty database for one test file: `visor_<label>_<random>`. */
 export async function createTestDatabase(peer: PostgresPeer, label: string): Promise<string> {
-  const name = `visor_${label.toLowerCase().replace(/[^a-z0-9]/g, '_').slice(0, 30)}_${randomBytes(4).toString('hex')}`;
+  const name = `visor_${label
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, '_')
+    .slice(0, 30)}_${randomBytes(4).toString('hex')}`;
   await adminQuery(peer, `CREATE DATABASE ${name} ENCODING 'UTF8' TEMPLATE template0`);
   return name;
 }

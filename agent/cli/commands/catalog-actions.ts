@@ -21,21 +21,32 @@ interface MigrationResult {
 
 /** A catalog whose schema is versioned (postgresql): it migrates on request, not only when opened. */
 type Migratable = Catalog & { migrate(): Promise<MigrationResult>; where?: string };
-const migratable = (catalog: Catalog): catalog is Migratable => typeof (catalog as Partial<Migratable>).migrate === 'function';
+const migratable = (catalog: Catalog): catalog is Migratable =>
+  typeof (catalog as Partial<Migratable>).migrate === 'function';
 
-export async function runMigrate(opts: { config?: string; dataDir?: string; json?: boolean }, io: CliIo): Promise<void> {
+export async function runMigrate(
+  opts: { config?: string; dataDir?: string; json?: boolean },
+  io: CliIo,
+): Promise<void> {
   const composition = await compose({ configFile: opts.config, dataDir: opts.dataDir, env: io.env });
   try {
     const { config } = composition;
     // Built by its factory but not opened: opening may refuse a schema that is behind.
     ensurePrivateDir(config.dataDir);
-    const factory = composition.registry.container.get<CatalogFactory>(ServiceIds.CatalogFactory, { name: config.catalog.type });
-    const context = { name: 'catalog', dataDir: config.dataDir, logger: composition.logger.child({ catalog: 'catalog' }), secrets: composition.secrets };
+    const factory = composition.registry.container.get<CatalogFactory>(ServiceIds.CatalogFactory, {
+      name: config.catalog.type,
+    });
+    const context = {
+      name: 'catalog',
+      dataDir: config.dataDir,
+      logger: composition.logger.child({ catalog: 'catalog' }),
+      secrets: composition.secrets,
+    };
     const catalog = await factory.create(config.catalog.options, context);
     try {
       if (!migratable(catalog)) {
         await catalog.init();
-        const line = `${catalog.kind} catalog: its tables are brought up to date whenever it is opened; nothing to migrate`;
+        const line = `${catalog.kind} catalog: its tables are brought up to date when it opens; nothing to migrate`;
         if (opts.json) printJson(io, { catalog: catalog.kind, migrated: false });
         else print(io, line);
         return;
@@ -43,7 +54,8 @@ export async function runMigrate(opts: { config?: string; dataDir?: string; json
       const result = await catalog.migrate();
       const where = `${catalog.kind} catalog ${catalog.where ?? ''}`.trimEnd();
       if (opts.json) printJson(io, { catalog: catalog.kind, where: catalog.where, ...result });
-      else if (result.applied.length === 0) print(io, `${where}: schema version ${result.to}, the latest: nothing to do`);
+      else if (result.applied.length === 0)
+        print(io, `${where}: schema version ${result.to}, the latest: nothing to do`);
       else {
         const applied = result.applied.map((m) => `  ${m.version}: ${m.name}`).join('\n');
         print(io, `${where}: schema version ${result.from} -> ${result.to}\n${applied}`);
@@ -109,11 +121,14 @@ async function sealing(source: Side, destination: Side, users: readonly User[]) 
       return digest(box.open(user.sealedSecret));
     } catch (error) {
       const why = isVisorError(error) ? error.message : String(error);
-      throw new VisorError('config', `the secret of user ${user.name} cannot be opened with ${path}: ${why}`, { cause: error });
+      throw new VisorError('config', `the secret of user ${user.name} cannot be opened with ${path}: ${why}`, {
+        cause: error,
+      });
     }
   };
   const same = sourceKey.trim() === destinationKey.trim();
-  if (!same && users.length > 0) note = `user secrets were sealed again with the destination's key ${destination.keyPath}`;
+  if (!same && users.length > 0)
+    note = `user secrets were sealed again with the destination's key ${destination.keyPath}`;
   const reseal = same ? undefined : (user: User) => to.seal(from.open(user.sealedSecret));
   // Checked before anything is written: every secret opens with the source's key.
   const sourceSecret = open(from, source.keyPath);
@@ -122,7 +137,8 @@ async function sealing(source: Side, destination: Side, users: readonly User[]) 
 }
 
 export async function runCopy(opts: { from: string; to: string; json?: boolean }, io: CliIo): Promise<void> {
-  if (resolve(opts.from) === resolve(opts.to)) throw new VisorError('invalidInput', '--from and --to name the same config file');
+  if (resolve(opts.from) === resolve(opts.to))
+    throw new VisorError('invalidInput', '--from and --to name the same config file');
   const source = await openSide(opts.from, io);
   try {
     const destination = await openSide(opts.to, io);
@@ -160,12 +176,26 @@ async function storesMissing(catalog: Catalog, destination: Composition): Promis
   return [...missing].sort();
 }
 
-function printReport(io: CliIo, from: string, to: string, report: CopyReport, note: string | undefined, missing: string[]): void {
+function printReport(
+  io: CliIo,
+  from: string,
+  to: string,
+  report: CopyReport,
+  note: string | undefined,
+  missing: string[],
+): void {
   const rows = recordKinds.map((kind) => {
     const s = report.source[kind];
     const d = report.destination[kind];
     const ok = s.count === d.count && s.sha256 === d.sha256;
-    return [kind, String(s.count), String(d.count), s.sha256.slice(0, 16), d.sha256.slice(0, 16), ok ? 'same' : 'DIFFERENT'];
+    return [
+      kind,
+      String(s.count),
+      String(d.count),
+      s.sha256.slice(0, 16),
+      d.sha256.slice(0, 16),
+      ok ? 'same' : 'DIFFERENT',
+    ];
   });
   print(io, `Copied the ${from} catalog into the ${to} catalog:`);
   print(io, table(['RECORDS', 'SOURCE', 'COPY', 'SOURCE SHA256', 'COPY SHA256', ''], rows));

@@ -3,10 +3,12 @@ import type { CliIo } from '../io.js';
 
 /** `visor catalog migrate` and `visor catalog copy`: the catalog's schema and moving it elsewhere. Loaded on use. */
 export function catalogCommands(program: Command, io: CliIo): void {
-  const catalog = program.command('catalog').description("the catalog itself: its schema, and copying it to another catalog");
+  const catalog = program
+    .command('catalog')
+    .description('the catalog itself: its schema, and copying it to another catalog');
   catalog
     .command('migrate')
-    .description('bring the catalog\'s schema up to date (forward only, under a lock: safe while other servers run)')
+    .description("bring the catalog's schema up to date (forward only, under a lock: safe while other servers run)")
     .option('-c, --config <file>', 'config file', io.env['VISOR_CONFIG'])
     .option('--data-dir <dir>', 'data directory (default: $VISOR_DATA_DIR or ~/.local/share/visor)')
     .option('--json', 'print JSON')

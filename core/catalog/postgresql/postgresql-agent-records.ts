@@ -16,7 +16,10 @@ export class PostgresRuns implements RunRepository {
   }
 
   async update(run: RunRecord): Promise<void> {
-    const changed = await this.sql.execute(`UPDATE ${this.sql.t('runs')} SET body = $2 WHERE id = $1`, [run.id, JSON.stringify(run)]);
+    const changed = await this.sql.execute(`UPDATE ${this.sql.t('runs')} SET body = $2 WHERE id = $1`, [
+      run.id,
+      JSON.stringify(run),
+    ]);
     if (changed === 0) throw new VisorError('notFound', `no run ${run.id}`);
   }
 
@@ -84,13 +87,16 @@ export class PostgresState implements StateRepository {
   constructor(private readonly sql: Sql) {}
 
   async get<T = unknown>(key: string): Promise<T | undefined> {
-    const rows = await this.sql.query<{ value: string }>(`SELECT value FROM ${this.sql.t('state')} WHERE key = $1`, [key]);
+    const rows = await this.sql.query<{ value: string }>(`SELECT value FROM ${this.sql.t('state')} WHERE key = $1`, [
+      key,
+    ]);
     return rows[0] ? (JSON.parse(rows[0].value) as T) : undefined;
   }
 
   async set(key: string, value: unknown): Promise<void> {
     await this.sql.execute(
-      `INSERT INTO ${this.sql.t('state')} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+      `INSERT INTO ${this.sql.t('state')} (key, value) VALUES ($1, $2) ` +
+        'ON CONFLICT (key) DO UPDATE SET value = excluded.value',
       [key, JSON.stringify(value)],
     );
   }

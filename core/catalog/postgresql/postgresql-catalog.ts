@@ -23,7 +23,7 @@ export interface PostgresCatalogOptions {
   connectTimeoutMs?: number;
   statementTimeoutMs?: number;
   idleTimeoutMs?: number;
-  /** `auto`: apply pending migrations when the catalog opens; `manual`: refuse to open until `visor catalog migrate`. */
+  /** `auto`: apply pending migrations when the catalog opens; `manual`: refuse to open until `catalog migrate`. */
   migrations?: 'auto' | 'manual';
   clock?: Clock;
   logger?: Logger;
@@ -102,7 +102,11 @@ export class PostgresCatalog implements Catalog {
         }
         const result = await migrate(pool, this.schema, this.where);
         if (result.applied.length > 0) {
-          this.#options.logger?.info('catalog schema migrated', { catalog: this.where, from: result.from, to: result.to });
+          this.#options.logger?.info('catalog schema migrated', {
+            catalog: this.where,
+            from: result.from,
+            to: result.to,
+          });
         }
       }
       this.#opened = true;
@@ -188,7 +192,9 @@ export class PostgresCatalog implements Catalog {
       keepAlive: true,
     });
     // An idle connection the server dropped (restart, failover) must not take the process down.
-    pool.on('error', (error) => o.logger?.warn('a pooled PostgreSQL connection failed', { catalog: this.where, error: error.message }));
+    pool.on('error', (error) =>
+      o.logger?.warn('a pooled PostgreSQL connection failed', { catalog: this.where, error: error.message }),
+    );
     try {
       await this.#probe(o);
     } catch (error) {

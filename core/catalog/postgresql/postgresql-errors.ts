@@ -36,7 +36,10 @@ export function postgresError(error: unknown, where: string): VisorError {
       return make('timeout', `waited too long for a lock (${detail})`);
     case '53300':
     case '53400':
-      return make('unavailable', `the server refuses more connections (${detail}); lower catalog.options.poolSize or raise max_connections`);
+      return make(
+        'unavailable',
+        `the server refuses more connections (${detail}); lower catalog.options.poolSize or raise max_connections`,
+      );
     case '57P01':
     case '57P02':
     case '57P03':
@@ -51,10 +54,16 @@ export function postgresError(error: unknown, where: string): VisorError {
   }
   if (code.startsWith('08')) return make('unavailable', `the connection failed (${detail}); try again`);
   if (/timeout exceeded when trying to connect|Connection terminated|connect ETIMEDOUT/i.test(detail)) {
-    return make('unavailable', `no connection within catalog.options.connectTimeoutSeconds (${detail}); is PostgreSQL up?`);
+    return make(
+      'unavailable',
+      `no connection within catalog.options.connectTimeoutSeconds (${detail}); is PostgreSQL up?`,
+    );
   }
   if (/password must be a string|SASL/i.test(detail)) {
-    return make('config', `the server asks for a password and none was usable (${detail}); set catalog.options.password`);
+    return make(
+      'config',
+      `the server asks for a password and none was usable (${detail}); set catalog.options.password`,
+    );
   }
   if (/self[- ]signed|certificate|SSL|TLS/i.test(detail)) {
     return make('config', `TLS: ${detail}; check sslmode and sslrootcert in catalog.options.url`);

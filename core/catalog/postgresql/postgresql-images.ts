@@ -46,7 +46,8 @@ export class PostgresImages implements ImageRepository {
       const markerParams = new Params();
       const id = markerParams.add(q.marker);
       const visible = visibility(q.visibleTo, markerParams);
-      const markerSql = `SELECT id, body FROM ${this.sql.t('images')} WHERE id = ${id}${visible ? ` AND ${visible}` : ''}`;
+      const markerWhere = `id = ${id}${visible ? ` AND ${visible}` : ''}`;
+      const markerSql = `SELECT id, body FROM ${this.sql.t('images')} WHERE ${markerWhere}`;
       const marker = (await this.sql.query<{ id: string; body: string }>(markerSql, markerParams.values))[0];
       if (!marker) throw unknownMarker(q.marker);
       const value = q.sort.path === 'id' ? marker.id : readAttribute(JSON.parse(marker.body), q.sort);
@@ -66,7 +67,10 @@ export class PostgresImages implements ImageRepository {
     const params = new Params();
     const where = whereClause(normalizeQuery(query), params);
     const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
-    const rows = await this.sql.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.sql.t('images')}${filter}`, params.values);
+    const rows = await this.sql.query<{ n: string }>(
+      `SELECT count(*) AS n FROM ${this.sql.t('images')}${filter}`,
+      params.values,
+    );
     return Number(rows[0]?.n ?? 0);
   }
 
@@ -78,8 +82,15 @@ export class PostgresImages implements ImageRepository {
     // The revision in the WHERE makes check-and-write one atomic step: of two writers of the
     // same revision, on any server, exactly one changes a row.
     const statement =
-      `UPDATE ${this.sql.t('images')} SET revision = $2, body = $3, doc = $4::jsonb WHERE id = $1 AND revision = $5`;
-    const changed = await this.sql.execute(statement, [id, next.revision, JSON.stringify(next), queryDoc(next), expectedRevision]);
+      `UPDATE ${this.sql.t('images')} SET revision = $2, body = $3, doc = $4::jsonb ` +
+      'WHERE id = $1 AND revision = $5';
+    const changed = await this.sql.execute(statement, [
+      id,
+      next.revision,
+      JSON.stringify(next),
+      queryDoc(next),
+      expectedRevision,
+    ]);
     if (changed === 0) {
       const now = await this.find(id);
       if (!now) throw imageNotFound(id);

@@ -90,9 +90,13 @@ function lockKeys(schema: string): [number, number] {
 
 /** The schema's version: 0 when it has no catalog yet. */
 export async function schemaVersion(db: Pick<Pool, 'query'> | PoolClient, schema: string): Promise<number> {
-  const table = await db.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [`${quoteIdent(schema)}.schema_migrations`]);
+  const table = await db.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [
+    `${quoteIdent(schema)}.schema_migrations`,
+  ]);
   if (!table.rows[0]?.t) return 0;
-  const result = await db.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${quoteIdent(schema)}.schema_migrations`);
+  const result = await db.query<{ v: number | null }>(
+    `SELECT max(version) AS v FROM ${quoteIdent(schema)}.schema_migrations`,
+  );
   return result.rows[0]?.v ?? 0;
 }
 
@@ -115,7 +119,12 @@ export function newerSchema(where: string, found: number): VisorError {
  * Brings the schema to `target` (the latest by default) under the schema's advisory lock, in
  * one transaction: either every pending migration is applied and recorded, or none is.
  */
-export async function migrate(pool: Pool, schema: string, where: string, target = latestVersion): Promise<MigrationResult> {
+export async function migrate(
+  pool: Pool,
+  schema: string,
+  where: string,
+  target = latestVersion,
+): Promise<MigrationResult> {
   const s = quoteIdent(schema);
   const client = await pool.connect();
   try {
@@ -133,7 +142,10 @@ export async function migrate(pool: Pool, schema: string, where: string, target 
       const pending = migrations.filter((m) => m.version > from && m.version <= target);
       for (const migration of pending) {
         await client.query(migration.up(s));
-        await client.query(`INSERT INTO ${s}.schema_migrations (version, name) VALUES ($1, $2)`, [migration.version, migration.name]);
+        await client.query(`INSERT INTO ${s}.schema_migrations (version, name) VALUES ($1, $2)`, [
+          migration.version,
+          migration.name,
+        ]);
       }
       await client.query('COMMIT');
       const to = pending.length > 0 ? pending[pending.length - 1]!.version : from;

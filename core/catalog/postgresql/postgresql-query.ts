@@ -19,7 +19,11 @@ export class Params {
 export function expr(attribute: Attribute): string {
   if (attribute.path === 'id') return 'id';
   const segments = attribute.segments;
-  const path = segments.slice(0, -1).map((s) => `->'${s}'`).join('') + `->>'${segments[segments.length - 1]}'`;
+  const path =
+    segments
+      .slice(0, -1)
+      .map((s) => `->'${s}'`)
+      .join('') + `->>'${segments[segments.length - 1]}'`;
   return attribute.valueType === 'number' ? `((doc${path})::numeric)` : `((doc${path}) COLLATE "C")`;
 }
 
@@ -47,7 +51,8 @@ export function whereClause(q: NormalizedQuery, params: Params): string[] {
   const out: string[] = [];
   if (q.filters.length > 0) {
     const wanted: Record<string, unknown> = {};
-    for (const { attribute, value } of q.filters) setPath(wanted, attribute, attribute.array ? [clean(value)] : clean(value));
+    for (const { attribute, value } of q.filters)
+      setPath(wanted, attribute, attribute.array ? [clean(value)] : clean(value));
     out.push(`doc @> ${params.add(JSON.stringify(wanted))}::jsonb`);
   }
   const visible = visibility(q.visibleTo, params);

@@ -25,7 +25,8 @@ export class Sql {
   }
 
   get pool(): Pool {
-    if (!this.#pool) throw new VisorError('unavailable', `PostgreSQL catalog ${this.where} is not open (call init first)`);
+    if (!this.#pool)
+      throw new VisorError('unavailable', `PostgreSQL catalog ${this.where} is not open (call init first)`);
     return this.#pool;
   }
 

@@ -36,11 +36,15 @@ export class PostgresUsers implements UserRepository {
   }
 
   async delete(name: string): Promise<void> {
-    if ((await this.sql.execute(`DELETE FROM ${this.sql.t('users')} WHERE name = $1`, [name])) === 0) throw userNotFound(name);
+    if ((await this.sql.execute(`DELETE FROM ${this.sql.t('users')} WHERE name = $1`, [name])) === 0)
+      throw userNotFound(name);
   }
 
   private async one(column: 'name' | 'id' | 'access_key', value: string): Promise<User | undefined> {
-    const rows = await this.sql.query<{ body: string }>(`SELECT body FROM ${this.sql.t('users')} WHERE ${column} = $1`, [value]);
+    const rows = await this.sql.query<{ body: string }>(
+      `SELECT body FROM ${this.sql.t('users')} WHERE ${column} = $1`,
+      [value],
+    );
     return rows[0] ? (JSON.parse(rows[0].body) as User) : undefined;
   }
 }
