@@ -144,7 +144,25 @@ describe('postgresql catalog: schema migrations', () => {
   });
 });
 
-describe('postgresql catalog: pool and timeouts', () => {
+describe('postgresql catalog: connections', () => {
+  it('connects over a unix socket (a URL without a host), to the same catalog as over TCP', async (ctx) => {
+    if (skip) ctx.skip(skip);
+    const schema = fresh();
+    const socketUrl = `postgresql://${peer!.user}@/${database}?host=${peer!.socketDir}&port=${peer!.port}`;
+    const overSocket = new PostgresCatalog({ url: socketUrl, password: peer!.password, schema });
+    const overTcp = new PostgresCatalog({ url, schema });
+    try {
+      await overSocket.init();
+      expect(overSocket.where).toBe(`postgresql://${peer!.user}@${peer!.socketDir}:${peer!.port}/${database} (schema ${schema})`);
+      const image = await overSocket.images.create(makeImage({ name: 'via-socket' }));
+      await overTcp.init();
+      await expect(overTcp.images.get(image.id)).resolves.toEqual(image);
+    } finally {
+      await overSocket.close();
+      await overTcp.close();
+    }
+  });
+
   it('opens at most poolSize connections; a statement stuck behind a lock ends as a timeout', async (ctx) => {
     if (skip) ctx.skip(skip);
     const schema = fresh();

@@ -25,6 +25,8 @@ export interface PostgresPeer {
   database: string;
   /** postgresql://user:password@host:port/database */
   url: string;
+  /** The folder of its unix socket (`?host=<dir>&port=<port>` in a URL). */
+  socketDir: string;
   baseDir: string;
 }
 
@@ -114,6 +116,7 @@ export const postgresPeer: PeerDefinition<PostgresPeer> = {
         password,
         database: 'postgres',
         url: `postgresql://${user}:${password}@127.0.0.1:${port}/postgres`,
+        socketDir,
         baseDir,
       };
       return { coordinates, version: `${version.trim()}; ${await packageVersions(['postgresql-15'])}`, reused: false };

@@ -29,22 +29,35 @@ export interface PostgresCatalogOptions {
   logger?: Logger;
 }
 
+// A URL without a host (a unix socket named by ?host=...) is no URL to WHATWG's parser: a
+// stand-in host is put in for the parse and taken out again, as pg-connection-string does.
+const noHost = '___visor_no_host___';
+function parseUrl(url: string): URL {
+  try {
+    return new URL(url);
+  } catch {
+    return new URL(url.replace('@/', `@${noHost}/`).replace(/^(postgres(?:ql)?:\/\/)\//, `$1${noHost}/`));
+  }
+}
+
 /** The URL with `password` in it: pg lets the URL's (absent) password win over a separate one. */
 function withPassword(url: string, password: string | undefined): string {
   if (password === undefined) return url;
-  const u = new URL(url);
+  const u = parseUrl(url);
   u.password = encodeURIComponent(password);
-  return u.toString();
+  return u.toString().replace(noHost, '');
 }
 
 /** The catalog's address for messages: user, host, port and database, never the password. */
 export function describeCatalog(url: string, schema: string): string {
   try {
-    const u = new URL(url);
+    const u = parseUrl(url);
     const user = decodeURIComponent(u.username) || 'postgres';
-    const host = u.hostname || u.searchParams.get('host') || 'localhost';
+    const hostname = u.hostname === noHost ? '' : u.hostname;
+    const host = hostname || u.searchParams.get('host') || 'localhost';
+    const port = u.port || u.searchParams.get('port') || '5432';
     const database = decodeURIComponent(u.pathname.slice(1)) || user;
-    return `postgresql://${user}@${host}:${u.port || '5432'}/${database} (schema ${schema})`;
+    return `postgresql://${user}@${host}:${port}/${database} (schema ${schema})`;
   } catch {
     return `(schema ${schema})`;
   }

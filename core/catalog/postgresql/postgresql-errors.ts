@@ -53,6 +53,9 @@ export function postgresError(error: unknown, where: string): VisorError {
       return make('invalidInput', detail);
   }
   if (code.startsWith('08')) return make('unavailable', `the connection failed (${detail}); try again`);
+  if (/Query read timeout/i.test(detail)) {
+    return make('timeout', `the server did not answer a statement in time (${detail}); is PostgreSQL overloaded?`);
+  }
   if (/timeout exceeded when trying to connect|Connection terminated|connect ETIMEDOUT/i.test(detail)) {
     return make(
       'unavailable',
