@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +53,17 @@ function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Starts or stops the server of a peer's folder (`start` waits until it accepts connections).
+ * For a PostgreSQL of one test's own (postgresPeer.start() in the test): never the shared one.
+ */
+export async function pgCtl(baseDir: string, action: 'start' | 'stop'): Promise<void> {
+  const data = join(baseDir, 'data');
+  const log = join(baseDir, 'postgres.log');
+  if (action === 'start') await pgRun('pg_ctl', ['-D', data, '-l', log, '-w', '-t', '120', 'start']);
+  else await pgRun('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop'], 60_000);
+}
+
 export const postgresPeer: PeerDefinition<PostgresPeer> = {
   title: 'PostgreSQL 15',
   usedBy: 'the postgresql catalog (contract, migrations, bad input), API replicas, agents on one catalog, catalog copy',
@@ -96,18 +107,21 @@ export const postgresPeer: PeerDefinition<PostgresPeer> = {
       ]);
       await rm(pwfile, { force: true });
       const port = await freePort();
-      // Durability settings off: a test cluster is thrown away after the run, and CPU is scarce.
+      // In postgresql.conf rather than on the command line, so that a plain `pg_ctl start` (see
+      // pgCtl) brings the same server back. Durability settings off: a test cluster is thrown away
+      // after the run, and CPU is scarce.
       const settings = [
-        `-p ${port}`,
-        '-c listen_addresses=127.0.0.1',
-        `-c unix_socket_directories=${socketDir}`,
-        '-c max_connections=300',
-        '-c fsync=off',
-        '-c synchronous_commit=off',
-        '-c full_page_writes=off',
-        '-c shared_buffers=64MB',
-      ].join(' ');
-      await pgRun('pg_ctl', ['-D', data, '-l', log, '-o', settings, '-w', '-t', '120', 'start']);
+        `port = ${port}`,
+        "listen_addresses = '127.0.0.1'",
+        `unix_socket_directories = '${socketDir}'`,
+        'max_connections = 300',
+        'fsync = off',
+        'synchronous_commit = off',
+        'full_page_writes = off',
+        'shared_buffers = 64MB',
+      ];
+      await appendFile(join(data, 'postgresql.conf'), `\n# visor test peer\n${settings.join('\n')}\n`);
+      await pgCtl(baseDir, 'start');
       const { stdout: version } = await pgRun('postgres', ['--version']);
       const coordinates: PostgresPeer = {
         host: '127.0.0.1',
