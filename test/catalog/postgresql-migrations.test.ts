@@ -153,7 +153,8 @@ describe('postgresql catalog: connections', () => {
     const overTcp = new PostgresCatalog({ url, schema });
     try {
       await overSocket.init();
-      expect(overSocket.where).toBe(`postgresql://${peer!.user}@${peer!.socketDir}:${peer!.port}/${database} (schema ${schema})`);
+      const where = `postgresql://${peer!.user}@${peer!.socketDir}:${peer!.port}/${database} (schema ${schema})`;
+      expect(overSocket.where).toBe(where);
       const image = await overSocket.images.create(makeImage({ name: 'via-socket' }));
       await overTcp.init();
       await expect(overTcp.images.get(image.id)).resolves.toEqual(image);

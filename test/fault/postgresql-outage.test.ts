@@ -33,7 +33,8 @@ logging: { level: warn, format: json }
 catalog: { type: postgresql, options: { url: "${url}", password: "\${PGPW}", connectTimeoutSeconds: 2 } }
 `,
   );
-  const added = await runVisorAsync(['users', 'add', 'admin', '--admin', '--json', '-c', config], { env: { PGPW: own.password } });
+  const env = { PGPW: own.password };
+  const added = await runVisorAsync(['users', 'add', 'admin', '--admin', '--json', '-c', config], { env });
   expect(added.code, added.stderr).toBe(0);
   admin = JSON.parse(added.stdout) as Credentials;
   server = await startVisorProcess('serve', config, { PGPW: own.password });
@@ -66,7 +67,8 @@ describe('PostgreSQL going away under a running visor serve', () => {
     expect(down.status).toBe(503);
     // Clients learn that a backend is down; the log says which and why (never the password).
     expect(down.json()).toMatchObject({ code: 503, message: expect.stringMatching(/^a backend is unavailable/) });
-    expect(server!.output()).toMatch(/PostgreSQL catalog postgresql:\/\/\w+@127\.0\.0\.1:\d+\/postgres \(schema visor\)/);
+    const logged = /PostgreSQL catalog postgresql:\/\/\w+@127\.0\.0\.1:\d+\/postgres \(schema visor\)/;
+    expect(server!.output()).toMatch(logged);
     expect(server!.output()).not.toContain(own!.password);
     expect(server!.child.exitCode).toBeNull();
 
