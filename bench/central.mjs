@@ -130,8 +130,8 @@ function render(r) {
     'upload client). On PostgreSQL each signed listing costs three round trips to the catalog (the user, the',
     "replay check, the query) where SQLite answers in-process, which the second replica's use of the other core",
     'makes up for; an ingest spends most of its time streaming, hashing and writing the bits, work that two',
-    'processes spread over both cores where one Node process mostly uses one. Scaling out — more replicas on more machines — is what',
-    'the central deployment is for, and this machine cannot show it. Raw figures:',
+    'processes spread over both cores where one Node process mostly uses one. Scaling out — more replicas on',
+    'more machines — is what the central deployment is for, and this machine cannot show it. Raw figures:',
     '`$TMPDIR/visor-bench-central.json`; `node bench/central.mjs --report FILE` renders a saved run again.',
   ];
   return [
