@@ -144,6 +144,33 @@ describe('postgresql catalog: schema migrations', () => {
   });
 });
 
+describe('postgresql catalog: a user with rights on its own schema only', () => {
+  it('migrates and works in a schema the DBA made for it; elsewhere it is told what to grant', async (ctx) => {
+    if (skip) ctx.skip(skip);
+    const role = `visor_${randomBytes(4).toString('hex')}`;
+    const schema = fresh();
+    const password = randomBytes(8).toString('hex');
+    await adminQuery(peer!, `CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+    await adminQuery(peer!, `CREATE SCHEMA ${schema} AUTHORIZATION ${role}`, database);
+    const asRole = (s: string) =>
+      new PostgresCatalog({ url: url.replace(`${peer!.user}:${peer!.password}@`, `${role}@`), password, schema: s });
+    const own = asRole(schema);
+    try {
+      await own.init();
+      await own.images.create(makeImage({ name: 'limited' }));
+      await expect(own.images.count()).resolves.toBe(1);
+      const elsewhere = asRole(fresh());
+      const error = await elsewhere.init().catch((e: unknown) => e);
+      expect(isVisorError(error, 'config'), String(error)).toBe(true);
+      expect((error as Error).message).toMatch(/permission denied for database .*; grant the catalog's user the rights/);
+    } finally {
+      await own.close();
+      await adminQuery(peer!, `DROP SCHEMA ${schema} CASCADE`, database);
+      await adminQuery(peer!, `DROP ROLE ${role}`);
+    }
+  });
+});
+
 describe('postgresql catalog: connections', () => {
   it('connects over a unix socket (a URL without a host), to the same catalog as over TCP', async (ctx) => {
     if (skip) ctx.skip(skip);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Pool, PoolClient } from 'pg';
+import type { Pool, PoolClient, QueryConfig, QueryResult } from 'pg';
 import { VisorError } from '../../errors.js';
 
 /**
@@ -127,12 +127,20 @@ export async function migrate(
 ): Promise<MigrationResult> {
   const s = quoteIdent(schema);
   const client = await pool.connect();
+  // A migration may rightly take long (an index over a big catalog), and so may waiting for
+  // another server's: neither the statement timeout nor the client's read timeout applies.
+  // (pg reads `query_timeout` from a query's config; its types do not list it.)
+  const q = (text: string, values?: unknown[]): Promise<QueryResult> =>
+    client.query({ text, values, query_timeout: 7 * 86_400_000 } as QueryConfig);
   try {
-    await client.query('BEGIN');
+    await q('BEGIN');
     try {
-      await client.query('SELECT pg_advisory_xact_lock($1, $2)', lockKeys(schema));
-      await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
-      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (
+      await q('SET LOCAL statement_timeout = 0');
+      await q('SELECT pg_advisory_xact_lock($1, $2)', lockKeys(schema));
+      // Created only when missing: a user with rights on its schema alone needs none on the database.
+      const exists = await q('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
+      if (exists.rowCount === 0) await q(`CREATE SCHEMA ${s}`);
+      await q(`CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (
         version integer PRIMARY KEY,
         name text NOT NULL,
         applied_at timestamptz NOT NULL DEFAULT now()
@@ -141,17 +149,14 @@ export async function migrate(
       if (from > latestVersion) throw newerSchema(where, from);
       const pending = migrations.filter((m) => m.version > from && m.version <= target);
       for (const migration of pending) {
-        await client.query(migration.up(s));
-        await client.query(`INSERT INTO ${s}.schema_migrations (version, name) VALUES ($1, $2)`, [
-          migration.version,
-          migration.name,
-        ]);
+        await q(migration.up(s));
+        await q(`INSERT INTO ${s}.schema_migrations (version, name) VALUES ($1, $2)`, [migration.version, migration.name]);
       }
-      await client.query('COMMIT');
+      await q('COMMIT');
       const to = pending.length > 0 ? pending[pending.length - 1]!.version : from;
       return { from, to, applied: pending.map(({ version, name }) => ({ version, name })) };
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      await q('ROLLBACK').catch(() => undefined);
       throw error;
     }
   } finally {
