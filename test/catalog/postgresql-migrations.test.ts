@@ -162,7 +162,8 @@ describe('postgresql catalog: a user with rights on its own schema only', () => 
       const elsewhere = asRole(fresh());
       const error = await elsewhere.init().catch((e: unknown) => e);
       expect(isVisorError(error, 'config'), String(error)).toBe(true);
-      expect((error as Error).message).toMatch(/permission denied for database .*; grant the catalog's user the rights/);
+      const told = /permission denied for database .*; grant the catalog's user the rights/;
+      expect((error as Error).message).toMatch(told);
     } finally {
       await own.close();
       await adminQuery(peer!, `DROP SCHEMA ${schema} CASCADE`, database);

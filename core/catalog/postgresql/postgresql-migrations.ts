@@ -150,7 +150,8 @@ export async function migrate(
       const pending = migrations.filter((m) => m.version > from && m.version <= target);
       for (const migration of pending) {
         await q(migration.up(s));
-        await q(`INSERT INTO ${s}.schema_migrations (version, name) VALUES ($1, $2)`, [migration.version, migration.name]);
+        const record = `INSERT INTO ${s}.schema_migrations (version, name) VALUES ($1, $2)`;
+        await q(record, [migration.version, migration.name]);
       }
       await q('COMMIT');
       const to = pending.length > 0 ? pending[pending.length - 1]!.version : from;
