@@ -139,16 +139,6 @@ export class PostgresCatalog implements Catalog {
     }
   }
 
-  /** The schema's version and the latest this visor knows. */
-  async schemaStatus(): Promise<{ version: number; latest: number }> {
-    const pool = await this.#connect();
-    try {
-      return { version: await schemaVersion(pool, this.schema), latest: latestVersion };
-    } catch (error) {
-      throw postgresError(error, this.where);
-    }
-  }
-
   async close(): Promise<void> {
     const pool = this.#pool;
     this.#pool = undefined;
