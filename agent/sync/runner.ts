@@ -135,6 +135,9 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
     log.warn('target busy', { holder: holder?.holder });
     return finished;
   }
+  // From here the run holds the lease: its record's [startedAt, finishedAt] is when it held it, so
+  // the runs of agents sharing a target never overlap in the history.
+  run.startedAt = new Date().toISOString();
   // Renewed while the run goes on; a run that loses its lease stops at the next action.
   const controller = new AbortController();
   const onParent = () => controller.abort(options.signal?.reason);
@@ -208,11 +211,11 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
   } finally {
     clearInterval(renew);
     options.signal?.removeEventListener('abort', onParent);
+    run.finishedAt = new Date().toISOString();
     await deps.catalog.leases.release(leaseName, deps.instanceId).catch(() => undefined);
   }
   run.status = runStatus(run.actions, error);
   if (verifyError && run.status === 'succeeded') run.status = 'partial';
-  run.finishedAt = new Date().toISOString();
   const problem = error ?? verifyError;
   if (problem !== undefined) run.error = problem;
   if (!options.dryRun) {
