@@ -15,16 +15,16 @@ import type {
 } from '../../core/iaas/port.js';
 import type { Image } from '../../core/image/model.js';
 import { silentLogger, type Logger } from '../../core/logging/logger.js';
-import { createS3Client, type S3ConnectionOptions } from '../../core/store/s3/client.js';
+import { createS3Client, type S3ConnectionOptions } from '../../core/wire/s3/client.js';
 import type { ByteRange } from '../../core/store/port.js';
 import { bundleAndUpload, type BundleResult } from './bundle.js';
 import { deriveBundleKey, type BundleIdentity } from './bundle-crypto.js';
 import { openUnbundled } from './bundle-download.js';
 import { buildManifest, parseManifest, type Manifest } from './bundle-manifest.js';
 import { EucalyptusClient } from './client.js';
-import { Ec2QueryClient, type Ec2Connection } from './ec2.js';
+import { Ec2QueryClient, type Ec2Connection } from '../../core/wire/ec2/client.js';
 import { acceptedContainerFormats, acceptedDiskFormats, bundleNameOf, parseDescription, registrationOf, toCloudImage } from './mapper.js';
-import type { Ec2Image } from './schema.js';
+import type { Ec2Image } from '../../core/wire/ec2/schema.js';
 import { splitLocation, WalrusBundles, type BundleAcl } from './walrus.js';
 
 export interface EucalyptusDriverOptions {

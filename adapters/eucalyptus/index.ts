@@ -3,14 +3,14 @@ import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { VisorError } from '../../core/errors.js';
 import { definePlugin } from '../../core/registry/plugin.js';
-import { bucketPattern, prefixProblem } from '../../core/store/s3/uri.js';
+import { bucketPattern, refinePrefix } from '../../core/wire/s3/names.js';
 import { loadBundleIdentity } from './bundle-crypto.js';
 import { bundleAcls } from './acl.js';
 
 // Types only: the driver (and the AWS SDK's EC2 and S3 clients under it, ~115 MiB and ~0.7 s to
 // load) is imported when a Eucalyptus cloud is configured, not by every process that registers the plugin.
 export type { EucalyptusDriver, EucalyptusDriverOptions } from './driver.js';
-export type { Ec2QueryClient, Ec2Connection, DescribeImagesQuery } from './ec2.js';
+export type { Ec2QueryClient, Ec2Connection, DescribeImagesQuery } from '../../core/wire/ec2/client.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -35,10 +35,7 @@ export const eucalyptusOptionsSchema = z.strictObject({
   prefix: z
     .string()
     .default('')
-    .superRefine((prefix, ctx) => {
-      const problem = prefixProblem(prefix);
-      if (problem) ctx.addIssue({ code: 'custom', message: problem });
-    })
+    .superRefine(refinePrefix)
     .describe('key prefix of bundles, e.g. "bundles/"'),
   acl: z.enum(bundleAcls).default('aws-exec-read').describe('canned ACL of bundle objects (euca2ools: aws-exec-read); none sends no ACL'),
   createBucket: z.boolean().default(true).describe('create the bucket on the first upload when it is missing'),

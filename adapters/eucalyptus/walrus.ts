@@ -12,8 +12,8 @@ import {
 import { z } from 'zod';
 import { VisorError } from '../../core/errors.js';
 import type { Logger } from '../../core/logging/logger.js';
-import { s3Error } from '../../core/store/s3/client.js';
-import { getObjectOutput, normalizeEtag, parseOutput, putObjectOutput } from '../../core/store/s3/schema.js';
+import { s3Error } from '../../core/wire/s3/client.js';
+import { getObjectOutput, normalizeEtag, parseOutput, putObjectOutput } from '../../core/wire/s3/schema.js';
 
 /**
  * The bundle's side in Walrus / the Object Storage Gateway (any S3 service): parts and manifest

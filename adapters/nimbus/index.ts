@@ -3,7 +3,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { VisorError } from '../../core/errors.js';
 import { definePlugin } from '../../core/registry/plugin.js';
-import { bucketPattern, prefixProblem } from '../../core/store/s3/uri.js';
+import { bucketPattern, refinePrefix } from '../../core/wire/s3/names.js';
 
 // Types only: the driver (and the AWS SDK under it) is imported when a Nimbus cloud is configured.
 export type { NimbusDriver, NimbusDriverOptions } from './driver.js';
@@ -26,10 +26,7 @@ export const nimbusOptionsSchema = z
       .default('VMS/')
       // Nimbus's configs say `VMS`; keys are `VMS/<folder>/<name>`.
       .transform((p) => (p.endsWith('/') ? p : `${p}/`))
-      .superRefine((prefix, ctx) => {
-        const problem = prefixProblem(prefix);
-        if (problem) ctx.addIssue({ code: 'custom', message: problem });
-      })
+      .superRefine(refinePrefix)
       .describe('cumulus.repo.prefix, with or without its trailing "/"'),
     commonFolder: folderName.default('common').describe('the folder of site-wide (public) images'),
     compress: z.enum(['none', 'gzip']).default('none').describe('store images gzip-compressed (Nimbus unpacks .gz images at propagation)'),

@@ -3,6 +3,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { Deserializer, serializeMethodCall, XmlRpcFault, type XmlRpcValue } from '@foxglove/xmlrpc';
 import axios, { type AxiosInstance } from 'axios';
 import { VisorError, type ErrorKind } from '../../core/errors.js';
+import { kindOfStatus } from '../../core/wire/errors.js';
 import { parseDatastorePool, parseImage, parseImagePool, parseReply, type OneDatastore, type OneImage } from './schema.js';
 
 /**
@@ -206,18 +207,7 @@ function transportError(method: string, error: unknown, timedOut: boolean, timeo
 }
 
 function statusError(method: string, status: number): VisorError {
-  const kind: ErrorKind =
-    status === 401
-      ? 'auth'
-      : status === 403
-        ? 'forbidden'
-        : // A missing XML-RPC endpoint is a wrong URL in the config, never a missing image.
-          status === 404
-          ? 'config'
-          : status === 408 || status === 429 || status >= 500
-            ? 'unavailable'
-            : status === 400 || status === 413
-              ? 'invalidInput'
-              : 'invalidResponse';
+  // A missing XML-RPC endpoint is a wrong URL in the config, never a missing image.
+  const kind = status === 404 ? 'config' : kindOfStatus(status);
   return new VisorError(kind, `opennebula: ${method} failed: HTTP ${status}`, { details: { method, status } });
 }

@@ -2,7 +2,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { definePlugin } from '../registry/plugin.js';
 import { FileStore } from './file/file-store.js';
-import { bucketPattern, prefixProblem } from './s3/uri.js';
+import { bucketPattern, prefixProblem } from '../wire/s3/names.js';
 
 const mebibyte = 1024 * 1024;
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseManifest } from '../../adapters/eucalyptus/bundle-manifest.js';
-import { Ec2QueryClient } from '../../adapters/eucalyptus/ec2.js';
+import { Ec2QueryClient } from '../../core/wire/ec2/client.js';
 import { openSession, type SyncSession } from '../../agent/session.js';
 import { syncTarget } from '../../agent/sync/runner.js';
 import { isVisorError } from '../../core/errors.js';

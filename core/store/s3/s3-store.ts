@@ -7,10 +7,11 @@ import { verifyDigest } from '../../transfer/digest.js';
 import { ParallelDigestStream } from '../../transfer/parallel-digest.js';
 import { checkRange, objectKeyPattern } from '../keys.js';
 import type { ByteRange, GetResult, ObjectInfo, PutOptions, PutResult, Store } from '../port.js';
-import { createS3Client, s3Error, type S3ConnectionOptions } from './client.js';
-import { etagIsMd5, getObjectOutput, headObjectOutput, normalizeEtag, parseContentRange, parseOutput } from './schema.js';
-import { maxParts, ObjectUpload } from './upload.js';
-import { bucketPattern, newObjectName, objectKeyOf, objectUri, prefixProblem } from './uri.js';
+import { createS3Client, s3Error, type S3ConnectionOptions } from '../../wire/s3/client.js';
+import { etagIsMd5, getObjectOutput, headObjectOutput, normalizeEtag, parseContentRange, parseOutput } from '../../wire/s3/schema.js';
+import { maxParts, ObjectUpload } from '../../wire/s3/upload.js';
+import { bucketPattern, prefixProblem } from '../../wire/s3/names.js';
+import { newObjectName, objectKeyOf, objectUri } from './uri.js';
 
 export const mebibyte = 1024 * 1024;
 /** S3's smallest part (all but the last) and largest single PUT / part. */

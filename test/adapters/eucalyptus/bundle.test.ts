@@ -13,7 +13,7 @@ import { buildManifest, parseManifest } from '../../../adapters/eucalyptus/bundl
 import { WalrusBundles } from '../../../adapters/eucalyptus/walrus.js';
 import { isVisorError } from '../../../core/errors.js';
 import { silentLogger } from '../../../core/logging/logger.js';
-import { createS3Client } from '../../../core/store/s3/client.js';
+import { createS3Client } from '../../../core/wire/s3/client.js';
 import { repoRoot } from '../../support/cli.js';
 import { accountId, startWorld, type EucalyptusWorld } from './harness.js';
 
