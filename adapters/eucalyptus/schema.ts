@@ -44,3 +44,7 @@ export const manifestSchema = z.object({
   }),
 });
 export type ParsedManifest = z.output<typeof manifestSchema>['manifest'];
+
+/** Canned ACLs of bundle objects; `none` sends no x-amz-acl (services that refuse aws-exec-read). */
+export const bundleAcls = ['aws-exec-read', 'private', 'public-read', 'ec2-bundle-read', 'none'] as const;
+export type BundleAcl = (typeof bundleAcls)[number];

@@ -1,6 +1,7 @@
 import type { ActionRecord, Catalog } from '../../core/catalog/port.js';
 import type { SyncPolicy } from '../../core/config/sync-policy.js';
 import { isVisorError, toVisorError, VisorError } from '../../core/errors.js';
+import { cleanupMs } from '../../core/iaas/kit/cleanup.js';
 import { checkClaim, type Claim } from '../../core/iaas/markers.js';
 import type { CloudImage, ContentSource, IaasDriver, Markers, RetireMode } from '../../core/iaas/port.js';
 import { newImage } from '../../core/image/image.js';
@@ -35,6 +36,8 @@ export interface ExecutorContext {
   limiter: Limiter;
   logger: Logger;
   signal?: AbortSignal;
+  /** When the current attempt of the action must be done (epoch ms): what `create` is given. */
+  deadlineAt?: number;
   now?: () => Date;
   /** Makes a one-time URL serving a content source (for clouds that fetch images themselves). */
   publish?: (source: ContentSource) => { url: string; revoke(): void };
@@ -80,8 +83,13 @@ async function runAction(action: Action, ctx: ExecutorContext): Promise<ActionRe
   let records: ActionRecord[];
   try {
     const { value, attempts } = await withRetry(
-      (attempt) =>
-        withTimeout(ctx.policy.timeouts.action, `${action.kind} of ${action.name}`, ctx.signal, (signal) => perform(action, { ...ctx, signal, logger: log }, attempt)),
+      (attempt) => {
+        // One deadline per attempt: the action's timeout, which a driver's create honours as its own.
+        const deadlineAt = Date.now() + ctx.policy.timeouts.action;
+        return withTimeout(ctx.policy.timeouts.action, `${action.kind} of ${action.name}`, ctx.signal, (signal) =>
+          perform(action, { ...ctx, signal, deadlineAt, logger: log }, attempt),
+        );
+      },
       {
         attempts: ctx.policy.retries.attempts,
         backoffMs: ctx.policy.retries.backoff,
@@ -222,15 +230,19 @@ async function createCopy(desired: DesiredImage, ctx: ExecutorContext & { signal
       image: translated,
       markers,
       content: prepared.source,
-      timeoutMs: ctx.policy.timeouts.action,
+      // What is left of the action's deadline (preparing the content took some): the create's one deadline.
+      timeoutMs: Math.max(1, (ctx.deadlineAt ?? Date.now() + ctx.policy.timeouts.action) - Date.now()),
       signal: ctx.signal,
       onProgress: (bytes) => ctx.onEvent?.({ type: 'progress', action, bytes, total: prepared.source.size }),
     });
     const kept = cloud.markers;
     const same = kept?.agent === ctx.agentId && kept.target === ctx.target && kept.imageId === image.id;
     if (!same || kept.sha256 !== prepared.sha256) {
-      // Unmarked, it would never be found again: take it back out rather than leave an orphan.
-      await ctx.driver.retire(cloud.nativeId, 'delete').catch(() => undefined);
+      // Unmarked, it would never be found again: take it back out rather than leave an orphan —
+      // discarded, whatever the retire policy (which may not allow deleting at all).
+      await ctx.driver.discard(cloud.nativeId, { signal: AbortSignal.timeout(cleanupMs) }).catch((error: unknown) => {
+        ctx.logger.error('could not remove a new image whose markers did not stick', { native: cloud.nativeId, error: errorReason(error) });
+      });
       throw new VisorError('invalidResponse', `the cloud did not keep visor's markers on the new image ${cloud.nativeId}`);
     }
     const detail = prepared.source.diskFormat !== prepared.inspection.format ? `converted ${prepared.inspection.format} -> ${prepared.source.diskFormat}` : prepared.source.diskFormat;
@@ -265,10 +277,11 @@ async function retire(action: RetireAction, ctx: ExecutorContext & { signal?: Ab
   else if (action.startsGrace && !(await ctx.catalog.state.get(key))) await ctx.catalog.state.set(key, (ctx.now?.() ?? new Date()).toISOString());
 }
 
+/** A leftover of a failed or cut-off create: discarded (never merely hidden), whatever the retire policy. */
 async function removeCopy(nativeId: string, claim: Claim, ctx: ExecutorContext & { signal?: AbortSignal }) {
   try {
     await claimed(nativeId, claim, 'clean up', ctx);
-    await ctx.driver.retire(nativeId, 'delete', { ...(ctx.signal ? { signal: ctx.signal } : {}), claim });
+    await ctx.driver.discard(nativeId, { ...(ctx.signal ? { signal: ctx.signal } : {}), claim });
   } catch (error) {
     if (!isVisorError(error, 'notFound')) throw error;
   }

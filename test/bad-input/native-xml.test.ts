@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseManifest } from '../../adapters/eucalyptus/bundle-manifest.js';
+import { parseManifest } from '../../adapters/eucalyptus/mapper-manifest.js';
 import { Ec2QueryClient } from '../../core/wire/ec2/client.js';
 import { openSession, type SyncSession } from '../../agent/session.js';
 import { syncTarget } from '../../agent/sync/runner.js';

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { Ec2QueryClient, ec2Error } from '../../../core/wire/ec2/client.js';
 import { canonicalQuery, signV2, stringToSign } from '../../../core/wire/ec2/sigv2.js';
 import { toCloudImage } from '../../../adapters/eucalyptus/mapper.js';
-import { WalrusBundles } from '../../../adapters/eucalyptus/walrus.js';
+import { WalrusBundles } from '../../../adapters/eucalyptus/client-walrus.js';
 import { isVisorError } from '../../../core/errors.js';
 import { silentLogger } from '../../../core/logging/logger.js';
 import { createS3Client } from '../../../core/wire/s3/client.js';

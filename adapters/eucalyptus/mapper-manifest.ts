@@ -1,7 +1,7 @@
 import { XMLParser } from 'fast-xml-parser';
 import { VisorError } from '../../core/errors.js';
 import { zodIssues } from '../../core/validation.js';
-import { rsaEncryptHex, signManifestText, type BundleIdentity } from './bundle-crypto.js';
+import { rsaEncryptHex, signManifestText, type BundleIdentity } from './driver-bundle-crypto.js';
 import type { Ec2ImageType } from '../../core/wire/ec2/schema.js';
 import { manifestSchema, type ParsedManifest } from './schema.js';
 
