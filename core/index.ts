@@ -5,7 +5,7 @@ export { ContainerModule } from 'inversify';
 export * from './errors.js';
 export * from './image/model.js';
 export { newImage, applyChanges, validateImage, systemClock, type Clock } from './image/image.js';
-export { canTransition } from './image/lifecycle.js';
+export { canTransition, lifecycleEvents, nextStatus, type LifecycleEvent } from './image/lifecycle.js';
 export { resolveAttribute, knownAttributePaths, type Attribute, type FilterValue } from './image/attributes.js';
 export type { Catalog, ImageRepository, ImageQuery, Page, SortDirection } from './catalog/port.js';
 export { SqliteCatalog } from './catalog/sqlite/sqlite-catalog.js';
