@@ -62,7 +62,9 @@ function outcome(from: ImageStatus, event: LifecycleEvent, hasBits: boolean): Ou
 }
 
 const cases = imageStatuses.flatMap((from) =>
-  lifecycleEvents.flatMap((event) => [false, true].map((hasBits) => [from, event, hasBits, table[from][event][hasBits ? 1 : 0]] as const)),
+  lifecycleEvents.flatMap((event) =>
+    [false, true].map((hasBits) => [from, event, hasBits, table[from][event][hasBits ? 1 : 0]] as const),
+  ),
 );
 
 describe('image status machine', () => {
@@ -87,10 +89,13 @@ describe('image status machine', () => {
     }
     for (const from of imageStatuses) {
       for (const to of imageStatuses) {
-        if (from !== to && canTransition(from, to)) expect(reached.has(`${from}->${to}`), `${from} -> ${to} is reached by no event`).toBe(true);
+        if (from !== to && canTransition(from, to))
+          expect(reached.has(`${from}->${to}`), `${from} -> ${to} is reached by no event`).toBe(true);
       }
     }
     // Every illegal move is refused by the catalogs' check, too.
-    for (const from of imageStatuses) for (const to of imageStatuses) if (from !== to && !reached.has(`${from}->${to}`)) expect(canTransition(from, to)).toBe(false);
+    for (const from of imageStatuses)
+      for (const to of imageStatuses)
+        if (from !== to && !reached.has(`${from}->${to}`)) expect(canTransition(from, to)).toBe(false);
   });
 });

@@ -55,7 +55,11 @@ const after: Record<LifecycleEvent, (from: ImageStatus, facts: LifecycleFacts) =
  * The status after `event`, or a `conflict` when the event cannot happen in `from` (bits cannot
  * be stored in an image nobody began to upload; a deleted image stays deleted).
  */
-export function nextStatus(from: ImageStatus, event: LifecycleEvent, facts: LifecycleFacts = { hasBits: false }): ImageStatus {
+export function nextStatus(
+  from: ImageStatus,
+  event: LifecycleEvent,
+  facts: LifecycleFacts = { hasBits: false },
+): ImageStatus {
   const to = after[event](from, facts);
   if (to === undefined || !canTransition(from, to)) {
     throw new VisorError('conflict', `an image that is ${from} cannot ${event}`, { details: { from, event } });

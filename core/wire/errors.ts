@@ -112,15 +112,24 @@ export function sdkError(error: unknown, context: string, rules: SdkErrorRules):
   kind ??= 'internal';
 
   const shownCode = code !== undefined && !vagueCodes.has(code) ? code : undefined;
-  const label = [shownCode, sysCode, status !== undefined ? `HTTP ${status}` : undefined].filter((p) => p !== undefined).join(', ');
-  const hint = kind === 'config' && sysCode !== undefined && tlsTrustCodes.has(sysCode) && rules.tlsHint ? `; ${rules.tlsHint}` : '';
-  return new VisorError(kind, `${context}: ${oneLine(rawMessage) || 'request failed'}${label ? ` (${label})` : ''}${hint}`, {
-    cause: error,
-    details: {
-      ...(code !== undefined ? { code } : {}),
-      ...(sysCode !== undefined ? { errno: sysCode } : {}),
-      ...(status !== undefined ? { status } : {}),
-      ...(requestId !== undefined ? { requestId } : {}),
+  const label = [shownCode, sysCode, status !== undefined ? `HTTP ${status}` : undefined]
+    .filter((p) => p !== undefined)
+    .join(', ');
+  const hint =
+    kind === 'config' && sysCode !== undefined && tlsTrustCodes.has(sysCode) && rules.tlsHint
+      ? `; ${rules.tlsHint}`
+      : '';
+  return new VisorError(
+    kind,
+    `${context}: ${oneLine(rawMessage) || 'request failed'}${label ? ` (${label})` : ''}${hint}`,
+    {
+      cause: error,
+      details: {
+        ...(code !== undefined ? { code } : {}),
+        ...(sysCode !== undefined ? { errno: sysCode } : {}),
+        ...(status !== undefined ? { status } : {}),
+        ...(requestId !== undefined ? { requestId } : {}),
+      },
     },
-  });
+  );
 }

@@ -50,8 +50,16 @@ class Killer {
     return this.#controller.signal;
   }
 
-  /** `target` with its `writes` methods counted; once dead, no call returns. `signalAt` names where a call takes its signal. */
-  wrap<T extends object>(target: T, name: string, writes: ReadonlySet<string>, signalAt: Record<string, number> = {}): T {
+  /**
+   * `target` with its `writes` methods counted; once dead, no call returns. `signalAt` names where
+   * a call takes its signal.
+   */
+  wrap<T extends object>(
+    target: T,
+    name: string,
+    writes: ReadonlySet<string>,
+    signalAt: Record<string, number> = {},
+  ): T {
     return new Proxy(target, {
       get: (object, key) => {
         const value: unknown = Reflect.get(object, key, object);
@@ -89,7 +97,9 @@ function dyingCatalog(catalog: Catalog, killer: Killer): Catalog {
     leases: killer.wrap(catalog.leases, 'leases', new Set(['acquire', 'release'])),
     state: killer.wrap(catalog.state, 'state', new Set(['set', 'delete'])),
   };
-  return new Proxy(catalog, { get: (object, key) => (key in repos ? repos[key as keyof typeof repos] : Reflect.get(object, key, object)) });
+  return new Proxy(catalog, {
+    get: (object, key) => (key in repos ? repos[key as keyof typeof repos] : Reflect.get(object, key, object)),
+  });
 }
 
 /** Puts take their signal in the options: a kill aborts the put in flight (no committed object). */
@@ -100,7 +110,10 @@ function dyingStore(store: Store, killer: Killer): Store {
       if (key !== 'put') return Reflect.get(object, key, object);
       return (k: string, body: Readable, options: Record<string, unknown> = {}) => {
         const signal = options['signal'] as AbortSignal | undefined;
-        return wrapped.put(k, body, { ...options, signal: signal ? AbortSignal.any([signal, killer.signal]) : killer.signal });
+        return wrapped.put(k, body, {
+          ...options,
+          signal: signal ? AbortSignal.any([signal, killer.signal]) : killer.signal,
+        });
       };
     },
   });
@@ -118,17 +131,27 @@ async function setup(): Promise<Setup> {
   const theirs = new Map<string, Buffer>();
   for (const name of ['one', 'two', 'three']) {
     const bytes = randomBytes(24 * 1024 + theirs.size);
-    const native = await world.cloud.create('lab', { name: `theirs-${name}`, disk_format: 'raw', container_format: 'bare' });
+    const native = await world.cloud.create('lab', {
+      name: `theirs-${name}`,
+      disk_format: 'raw',
+      container_format: 'bare',
+    });
     await world.cloud.upload(native.id, Readable.from([bytes]));
     theirs.set(native.id, bytes);
   }
-  for (const id of theirs.keys()) while ((await world.cloud.get(id)).status !== 'active') await new Promise((r) => setTimeout(r, 2));
+  for (const id of theirs.keys())
+    while ((await world.cloud.get(id)).status !== 'active') await new Promise((r) => setTimeout(r, 2));
   const pushed = [];
   for (const name of ['alpha', 'beta']) pushed.push((await world.addImage(name, randomBytes(16 * 1024))).id);
   return { world, theirs, pushed };
 }
 
-const policy = { import: 'full', selector: { access: ['public'] }, retire: { mode: 'delete' }, timeouts: { action: '10s' } };
+const policy = {
+  import: 'full',
+  selector: { access: ['public'] },
+  retire: { mode: 'delete' },
+  timeouts: { action: '10s' },
+};
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 /** Problems with the imports as a fresh agent finds them: a record counted as imported without its bits. */
@@ -146,7 +169,7 @@ async function importProblems(catalog: Catalog, store: Store, theirs: Map<string
       () => undefined,
     );
     if (!got || !want || sha256(got) !== sha256(want) || record.checksums.sha256 !== sha256(want)) {
-      problems.push(`${record.id} counts as imported but its bits are ${got ? 'not the cloud image\'s' : 'missing'}`);
+      problems.push(`${record.id} counts as imported but its bits are ${got ? "not the cloud image's" : 'missing'}`);
     }
   }
   return problems;
@@ -154,9 +177,13 @@ async function importProblems(catalog: Catalog, store: Store, theirs: Map<string
 
 /** Objects in the store folder that no record points at (a committed object outliving its record). */
 async function orphans(world: MemorySyncWorld, catalog: Catalog): Promise<string[]> {
-  const referenced = new Set((await catalogSnapshot(catalog)).flatMap((i) => (i.location ? [fileURLToPath(i.location.uri)] : [])));
+  const referenced = new Set(
+    (await catalogSnapshot(catalog)).flatMap((i) => (i.location ? [fileURLToPath(i.location.uri)] : [])),
+  );
   const root = join(world.dir, 'images');
-  return (await readdir(root)).filter((name) => !name.startsWith('.tmp-') && ![...referenced].some((path) => path.endsWith(`/${name}`)));
+  return (await readdir(root)).filter(
+    (name) => !name.startsWith('.tmp-') && ![...referenced].some((path) => path.endsWith(`/${name}`)),
+  );
 }
 
 interface Outcome {
@@ -172,15 +199,29 @@ const outcomes: Outcome[] = [];
 describe('crash mid-import: no record ever counts as imported without its bits', () => {
   afterAll(() => {
     // The report, for the log: where each death hit and how the recovery went.
-    if (outcomes.length > 0) console.log(outcomes.map((o) => `${o.point} at ${o.at}: problems ${o.problems.length}, orphans ${o.orphans}, recovery ${o.recovery}`).join('\n'));
+    if (outcomes.length > 0)
+      console.log(
+        outcomes
+          .map(
+            (o) => `${o.point} at ${o.at}: problems ${o.problems.length}, orphans ${o.orphans}, recovery ${o.recovery}`,
+          )
+          .join('\n'),
+      );
   });
 
   it('dies at every write, and the next agent converges', { timeout: 600_000 }, async () => {
     // A clean run first: how many writes a sync of this world makes.
     const clean = await setup();
     const counter = new Killer(Number.MAX_SAFE_INTEGER, 'before');
-    const driver = new MemoryDriver({ cloud: counter.wrap(clean.world.cloud, 'cloud', new Set(['create', 'upload', 'update', 'delete']), { upload: 2 }), project: 'lab', pollIntervalMs: 2 });
-    const deps = clean.world.deps({ catalog: dyingCatalog(clean.world.catalog, counter), stores: new Map([['local', dyingStore(clean.world.store, counter)]]) });
+    const driver = new MemoryDriver({
+      cloud: counter.wrap(clean.world.cloud, 'cloud', new Set(['create', 'upload', 'update', 'delete']), { upload: 2 }),
+      project: 'lab',
+      pollIntervalMs: 2,
+    });
+    const deps = clean.world.deps({
+      catalog: dyingCatalog(clean.world.catalog, counter),
+      stores: new Map([['local', dyingStore(clean.world.store, counter)]]),
+    });
     const run = await syncTarget(clean.world.target(policy, { driver }), deps, { trigger: 'manual' });
     expect(run).toMatchObject({ status: 'succeeded', drift: 0 });
     await clean.world.close();
@@ -193,7 +234,9 @@ describe('crash mid-import: no record ever counts as imported without its bits',
         const { world, theirs, pushed } = await setup();
         const killer = new Killer(point, when);
         const deadInstance = `dead-${point}-${when}`;
-        const cloud = killer.wrap(world.cloud, 'cloud', new Set(['create', 'upload', 'update', 'delete']), { upload: 2 });
+        const cloud = killer.wrap(world.cloud, 'cloud', new Set(['create', 'upload', 'update', 'delete']), {
+          upload: 2,
+        });
         const deadDriver = new MemoryDriver({ cloud, project: 'lab', pollIntervalMs: 2 });
         const deadDeps = world.deps({
           catalog: dyingCatalog(world.catalog, killer),
@@ -202,10 +245,16 @@ describe('crash mid-import: no record ever counts as imported without its bits',
         });
         const dying = syncTarget(world.target(policy, { driver: deadDriver }), deadDeps, { trigger: 'schedule' });
         dying.catch(() => undefined);
-        const finished = await Promise.race([dying.then(() => true, () => true), (async () => {
-          while (!killer.dead) await new Promise((r) => setTimeout(r, 1));
-          return false;
-        })()]);
+        const finished = await Promise.race([
+          dying.then(
+            () => true,
+            () => true,
+          ),
+          (async () => {
+            while (!killer.dead) await new Promise((r) => setTimeout(r, 1));
+            return false;
+          })(),
+        ]);
         expect(finished, `point ${point} ${when}: the agent finished before its ${point}th write`).toBe(false);
         await new Promise((r) => setTimeout(r, 5));
 
@@ -217,32 +266,55 @@ describe('crash mid-import: no record ever counts as imported without its bits',
         expect(problems, `point ${point} ${when} (${killer.at})`).toEqual([]);
 
         const deps = world.deps({ catalog, stores: new Map([['local', store]]) });
-        const target = world.target(policy, { driver: new MemoryDriver({ cloud: world.cloud, project: 'lab', pollIntervalMs: 2 }) });
+        const target = world.target(policy, {
+          driver: new MemoryDriver({ cloud: world.cloud, project: 'lab', pollIntervalMs: 2 }),
+        });
         if (!leaseChecked && killer.at !== 'leases.acquire') {
-          // The dead agent's lease keeps a new one out until it expires (here it is released by hand, as an operator would).
+          // The dead agent's lease keeps a new one out until it expires (here it is released by hand,
+          // as an operator would).
           expect((await syncTarget(target, deps, { trigger: 'manual' })).error).toMatch(/another agent \(dead-/);
           leaseChecked = true;
         }
         await catalog.leases.release('target:lab', deadInstance);
         const recovery = await syncTarget(target, deps, { trigger: 'manual' });
-        expect(recovery, `point ${point} ${when} (${killer.at}): ${JSON.stringify(recovery.actions)}`).toMatchObject({ status: 'succeeded', drift: 0 });
+        expect(recovery, `point ${point} ${when} (${killer.at}): ${JSON.stringify(recovery.actions)}`).toMatchObject({
+          status: 'succeeded',
+          drift: 0,
+        });
 
         // Converged: every cloud image imported once, with its bits; every catalog image pushed once.
         const images = await catalogSnapshot(catalog);
         for (const [nativeId, bytes] of theirs) {
           const records = images.filter((i) => i.properties[ORIGIN_ID] === nativeId);
-          expect(records.map((r) => [r.status, r.checksums.sha256]), `point ${point} ${when}: ${nativeId}`).toEqual([['available', sha256(bytes)]]);
+          expect(
+            records.map((r) => [r.status, r.checksums.sha256]),
+            `point ${point} ${when}: ${nativeId}`,
+          ).toEqual([['available', sha256(bytes)]]);
         }
         expect(await importProblems(catalog, store, theirs)).toEqual([]);
         const listed = await target.driver.list();
         for (const id of pushed) {
           const copies = listed.filter((c) => c.markers?.imageId === id);
-          expect(copies.map((c) => c.state), `point ${point} ${when}: copies of ${id}`).toEqual(['active']);
+          expect(
+            copies.map((c) => c.state),
+            `point ${point} ${when}: copies of ${id}`,
+          ).toEqual(['active']);
         }
-        expect(listed.filter((c) => !c.markers).map((c) => c.nativeId).sort()).toEqual([...theirs.keys()].sort());
+        expect(
+          listed
+            .filter((c) => !c.markers)
+            .map((c) => c.nativeId)
+            .sort(),
+        ).toEqual([...theirs.keys()].sort());
         expect(listed.every((c) => c.state === 'active')).toBe(true);
         const left = await orphans(world, catalog);
-        outcomes.push({ point: `#${point} ${when}`, at: killer.at ?? '?', problems, orphans: left.length, recovery: recovery.actions.map((a) => `${a.action}:${a.result}`).join(' ') || 'nothing to do' });
+        outcomes.push({
+          point: `#${point} ${when}`,
+          at: killer.at ?? '?',
+          problems,
+          orphans: left.length,
+          recovery: recovery.actions.map((a) => `${a.action}:${a.result}`).join(' ') || 'nothing to do',
+        });
         await catalog.close();
         await world.catalog.close().catch(() => undefined);
         await world.close();

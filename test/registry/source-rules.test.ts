@@ -30,9 +30,14 @@ function sourceFiles(dir: string): string[] {
 
 /** Every module a file imports or re-exports (static and dynamic), as repository paths for relative ones. */
 export function importsOf(file: string, text: string): string[] {
-  const pattern = /(?:^|\n)\s*(?:import|export)\b[^'"`;]*?\bfrom\s*['"]([^'"]+)['"]|(?:^|\n)\s*import\s*['"]([^'"]+)['"]|\bimport\(\s*['"]([^'"]+)['"]\s*\)/g;
+  const statement = /(?:^|\n)\s*(?:import|export)\b[^'"`;]*?\bfrom\s*['"]([^'"]+)['"]/.source;
+  const bare = /(?:^|\n)\s*import\s*['"]([^'"]+)['"]/.source;
+  const dynamic = /\bimport\(\s*['"]([^'"]+)['"]\s*\)/.source;
+  const pattern = new RegExp(`${statement}|${bare}|${dynamic}`, 'g');
   const specifiers = [...text.matchAll(pattern)].map((m) => m[1] ?? m[2] ?? m[3]!);
-  return specifiers.map((s) => (s.startsWith('.') ? relative(repoRoot, resolve(repoRoot, dirname(file), s)).replace(/\.js$/, '.ts') : s));
+  return specifiers.map((s) =>
+    s.startsWith('.') ? relative(repoRoot, resolve(repoRoot, dirname(file), s)).replace(/\.js$/, '.ts') : s,
+  );
 }
 
 const adapterFolders = readdirSync(join(repoRoot, 'adapters'), { withFileTypes: true })
@@ -68,13 +73,17 @@ describe('source rules', () => {
   it('keeps the floors: core imports neither adapters nor agent, adapters do not import agent', () => {
     const breaches = [...imports].flatMap(([file, deps]) =>
       deps
-        .filter((d) => (file.startsWith('core/') && /^(adapters|agent)\//.test(d)) || (file.startsWith('adapters/') && d.startsWith('agent/')))
+        .filter(
+          (d) =>
+            (file.startsWith('core/') && /^(adapters|agent)\//.test(d)) ||
+            (file.startsWith('adapters/') && d.startsWith('agent/')),
+        )
         .map((d) => `${file} -> ${d}`),
     );
     expect(breaches).toEqual([]);
   });
 
-  it('lets no adapter import another adapter\'s files', () => {
+  it("lets no adapter import another adapter's files", () => {
     const breaches = [...imports].flatMap(([file, deps]) => {
       const own = adapterFolders.find((f) => file.startsWith(`${f}/`));
       if (!own) return [];
@@ -101,7 +110,10 @@ describe('source rules', () => {
       for (const file of required) expect(files, `${folder}/${file}`).toContain(file);
       const readme = readFileSync(join(repoRoot, folder, 'README.md'), 'utf8');
       for (const helper of files.filter((f) => !required.includes(f))) {
-        expect(helper, `${folder}/${helper}: a helper is named <role>-<topic>.ts, role one of ${roles.join(', ')}`).toMatch(new RegExp(`^(${roles.join('|')})-[a-z0-9-]+\\.ts$`));
+        expect(
+          helper,
+          `${folder}/${helper}: a helper is named <role>-<topic>.ts, role one of ${roles.join(', ')}`,
+        ).toMatch(new RegExp(`^(${roles.join('|')})-[a-z0-9-]+\\.ts$`));
         expect(readme, `${folder}/README.md must say what ${helper} is for`).toContain(`\`${helper}\``);
       }
     });

@@ -30,14 +30,20 @@ export interface MemorySyncWorld {
   cloud: MemoryCloud;
   agentId: string;
   /** A target named `name` on the memory cloud, with a policy from `policy` (sync options as in a config). */
-  target(policy?: Record<string, unknown>, driver?: Partial<Omit<MemoryDriverOptions, 'cloud'>> & { driver?: IaasDriver }, name?: string): Target;
+  target(
+    policy?: Record<string, unknown>,
+    driver?: Partial<Omit<MemoryDriverOptions, 'cloud'>> & { driver?: IaasDriver },
+    name?: string,
+  ): Target;
   deps(overrides?: Partial<SyncDeps>): SyncDeps;
   /** A public catalog image with `bytes` as its (raw) content. */
   addImage(name: string, bytes: Buffer, draft?: Partial<ImageDraft>): Promise<Image>;
   close(): Promise<void>;
 }
 
-export async function memorySyncWorld(options: { cloud?: MemoryCloud | MemoryCloudOptions; catalogPath?: string; logger?: Logger } = {}): Promise<MemorySyncWorld> {
+export async function memorySyncWorld(
+  options: { cloud?: MemoryCloud | MemoryCloudOptions; catalogPath?: string; logger?: Logger } = {},
+): Promise<MemorySyncWorld> {
   const dir = await mkdtemp(join(tmpdir(), 'visor-memory-sync-'));
   const catalog = new SqliteCatalog({ path: options.catalogPath ?? join(dir, 'catalog.db') });
   await catalog.init();
@@ -74,10 +80,28 @@ export async function memorySyncWorld(options: { cloud?: MemoryCloud | MemoryClo
       ...overrides,
     }),
     addImage: async (name, bytes, draft = {}) => {
-      const image = newImage({ name, architecture: 'x86_64', diskFormat: 'raw', containerFormat: 'bare', access: 'public', ...draft });
-      const put = await putInspected(store, image.id, Readable.from([bytes]), { size: bytes.length, declared: 'raw', container: 'bare' });
+      const image = newImage({
+        name,
+        architecture: 'x86_64',
+        diskFormat: 'raw',
+        containerFormat: 'bare',
+        access: 'public',
+        ...draft,
+      });
+      const put = await putInspected(store, image.id, Readable.from([bytes]), {
+        size: bytes.length,
+        declared: 'raw',
+        container: 'bare',
+      });
       const { uri, size, checksums } = put;
-      return catalog.images.create({ ...image, status: 'available', location: { store: 'local', uri }, size, checksums, uploadedAt: image.createdAt });
+      return catalog.images.create({
+        ...image,
+        status: 'available',
+        location: { store: 'local', uri },
+        size,
+        checksums,
+        uploadedAt: image.createdAt,
+      });
     },
     close: async () => {
       await catalog.close();

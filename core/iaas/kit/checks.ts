@@ -20,15 +20,23 @@ export function checkFormats(
   const tail = advice ? `; ${advice}` : '';
   if (!capabilities.diskFormats.includes(content.diskFormat)) {
     const accepted = capabilities.diskFormats.join(', ');
-    throw new VisorError('unsupported', `${cloud}: disk format ${content.diskFormat} is not accepted (accepted: ${accepted})${tail}`, {
-      details: { diskFormat: content.diskFormat },
-    });
+    throw new VisorError(
+      'unsupported',
+      `${cloud}: disk format ${content.diskFormat} is not accepted (accepted: ${accepted})${tail}`,
+      {
+        details: { diskFormat: content.diskFormat },
+      },
+    );
   }
   if (!capabilities.containerFormats.includes(content.containerFormat)) {
     const accepted = capabilities.containerFormats.join(', ');
-    throw new VisorError('unsupported', `${cloud}: container format ${content.containerFormat} is not accepted (accepted: ${accepted})${tail}`, {
-      details: { containerFormat: content.containerFormat },
-    });
+    throw new VisorError(
+      'unsupported',
+      `${cloud}: container format ${content.containerFormat} is not accepted (accepted: ${accepted})${tail}`,
+      {
+        details: { containerFormat: content.containerFormat },
+      },
+    );
   }
 }
 
@@ -36,8 +44,15 @@ export function checkFormats(
  * Refuses a retire mode the driver does not offer. `why` says why the cloud (or its
  * configuration) lacks it, e.g. "is not enabled for this Glance".
  */
-export function checkRetireMode(cloud: string, capabilities: Pick<DriverCapabilities, 'retireModes'>, mode: RetireMode, why: string): void {
+export function checkRetireMode(
+  cloud: string,
+  capabilities: Pick<DriverCapabilities, 'retireModes'>,
+  mode: RetireMode,
+  why: string,
+): void {
   if (capabilities.retireModes.includes(mode)) return;
   const modes = capabilities.retireModes.join(', ');
-  throw new VisorError('unsupported', `${cloud}: retiring by ${mode} ${why} (retireModes: ${modes})`, { details: { mode } });
+  throw new VisorError('unsupported', `${cloud}: retiring by ${mode} ${why} (retireModes: ${modes})`, {
+    details: { mode },
+  });
 }

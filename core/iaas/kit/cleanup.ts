@@ -28,7 +28,11 @@ export interface CleanupOptions {
  * own failure is what the caller must see. `remove` gets its own signal, bounded by `cleanupMs`,
  * because the call's deadline is usually what ran out; "not found" counts as removed.
  */
-export async function cleanUpAfter(failure: VisorError, remove: (signal: AbortSignal) => Promise<void>, options: CleanupOptions): Promise<VisorError> {
+export async function cleanUpAfter(
+  failure: VisorError,
+  remove: (signal: AbortSignal) => Promise<void>,
+  options: CleanupOptions,
+): Promise<VisorError> {
   const left = await removeQuietly(remove, options);
   const outcome = left ? `deleting ${options.what} failed too: ${left.message}` : `${options.what} was deleted`;
   return new VisorError(failure.kind, `${failure.message}; ${outcome}`, {
@@ -41,7 +45,10 @@ export async function cleanUpAfter(failure: VisorError, remove: (signal: AbortSi
  * Runs `remove` with retries for transient kinds, under a signal bounded by `cleanupMs`.
  * Returns the last error when the object is still there (logged), undefined when it is gone.
  */
-export async function removeQuietly(remove: (signal: AbortSignal) => Promise<void>, options: CleanupOptions): Promise<VisorError | undefined> {
+export async function removeQuietly(
+  remove: (signal: AbortSignal) => Promise<void>,
+  options: CleanupOptions,
+): Promise<VisorError | undefined> {
   const logger = options.logger ?? silentLogger;
   const attempts = options.attempts ?? 5;
   const signal = AbortSignal.timeout(cleanupMs);
@@ -52,11 +59,15 @@ export async function removeQuietly(remove: (signal: AbortSignal) => Promise<voi
       return undefined;
     } catch (error) {
       if (isVisorError(error, 'notFound')) return undefined;
-      last = isVisorError(error) ? error : new VisorError('internal', (error as Error)?.message ?? String(error), { cause: error });
+      last = isVisorError(error)
+        ? error
+        : new VisorError('internal', (error as Error)?.message ?? String(error), { cause: error });
       if (!transient.has(last.kind) || signal.aborted || attempt === attempts) break;
       await sleep((options.backoffMs ?? 500) * attempt);
     }
   }
-  logger.error(`could not delete ${options.what} after a failed call: it is left in the cloud`, { error: last?.message });
+  logger.error(`could not delete ${options.what} after a failed call: it is left in the cloud`, {
+    error: last?.message,
+  });
   return last;
 }

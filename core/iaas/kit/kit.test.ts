@@ -50,11 +50,14 @@ describe('Deadline', () => {
     const deadline = new Deadline(60_000, caller.signal);
     caller.abort();
     expect(deadline.end).toBe('aborted');
-    expect(deadline.failure(new VisorError('conflict', 'whatever the call threw'), words)).toMatchObject({ kind: 'unavailable', message: 'given up' });
+    expect(deadline.failure(new VisorError('conflict', 'whatever the call threw'), words)).toMatchObject({
+      kind: 'unavailable',
+      message: 'given up',
+    });
     deadline.dispose();
   });
 
-  it('counts a caller that aborted because its own deadline passed as a timeout (the agent\'s action timeout)', () => {
+  it("counts a caller that aborted because its own deadline passed as a timeout (the agent's action timeout)", () => {
     const caller = new AbortController();
     caller.abort(new VisorError('timeout', 'create of x took longer than 10s'));
     const deadline = new Deadline(60_000, caller.signal);
@@ -63,20 +66,26 @@ describe('Deadline', () => {
     deadline.dispose();
   });
 
-  it('passes errors through while it runs: VisorErrors as they are (refined if asked), anything else as internal or as mapped', () => {
+  it('passes errors through while it runs: VisorErrors as they are (or refined), others internal or mapped', () => {
     const deadline = new Deadline(60_000);
     const integrity = new VisorError('integrity', 'sha256 differs');
     expect(deadline.failure(integrity, words)).toBe(integrity);
-    const refined = deadline.failure(integrity, { ...words, refine: (e) => new VisorError(e.kind, `${e.message} (hint)`) });
+    const refined = deadline.failure(integrity, {
+      ...words,
+      refine: (e) => new VisorError(e.kind, `${e.message} (hint)`),
+    });
     expect(refined).toMatchObject({ kind: 'integrity', message: 'sha256 differs (hint)' });
     expect(deadline.failure(new TypeError('a bug'), words)).toMatchObject({ kind: 'internal', message: 'a bug' });
-    const mapped = deadline.failure(new Error('EPIPE'), { ...words, otherwise: () => new VisorError('unavailable', 'source broke') });
+    const mapped = deadline.failure(new Error('EPIPE'), {
+      ...words,
+      otherwise: () => new VisorError('unavailable', 'source broke'),
+    });
     expect(mapped.kind).toBe('unavailable');
     expect(deadline.remainingMs).toBeGreaterThan(59_000);
     deadline.dispose();
   });
 
-  it('lets go of the caller\'s signal once disposed', () => {
+  it("lets go of the caller's signal once disposed", () => {
     const caller = new AbortController();
     const deadline = new Deadline(60_000, caller.signal);
     deadline.dispose();
@@ -93,7 +102,12 @@ describe('pollUntil', () => {
   it('reads until done, pausing between reads', async () => {
     const states = ['queued', 'saving', 'active'];
     let reads = 0;
-    const value = await pollUntil({ read: async () => states[reads++]!, done: (s) => s === 'active', intervalMs: 1, signal: new AbortController().signal });
+    const value = await pollUntil({
+      read: async () => states[reads++]!,
+      done: (s) => s === 'active',
+      intervalMs: 1,
+      signal: new AbortController().signal,
+    });
     expect(value).toBe('active');
     expect(reads).toBe(3);
   });
@@ -112,9 +126,11 @@ describe('pollUntil', () => {
     expect(error).toMatchObject({ kind: 'unavailable', message: 'killed in the cloud' });
   });
 
-  it('ends with the signal\'s reason when the deadline passes while it waits', async () => {
+  it("ends with the signal's reason when the deadline passes while it waits", async () => {
     const deadline = new Deadline(40);
-    const error = await caught(pollUntil({ read: async () => 'pending', done: () => false, intervalMs: 10, signal: deadline.signal }));
+    const error = await caught(
+      pollUntil({ read: async () => 'pending', done: () => false, intervalMs: 10, signal: deadline.signal }),
+    );
     deadline.dispose();
     expect(kindOf(error)).toBe('timeout');
   });
@@ -131,7 +147,14 @@ describe('pollUntil', () => {
     const strict = await caught(pollUntil({ read: failing(), done: () => true, intervalMs: 1, signal }));
     expect(kindOf(strict)).toBe('unavailable');
     const told: unknown[] = [];
-    const value = await pollUntil({ read: failing(), done: () => true, intervalMs: 1, signal, retryReads: true, onReadFailure: (e) => told.push(e) });
+    const value = await pollUntil({
+      read: failing(),
+      done: () => true,
+      intervalMs: 1,
+      signal,
+      retryReads: true,
+      onReadFailure: (e) => told.push(e),
+    });
     expect(value).toBe('active');
     expect(told).toHaveLength(1);
     const fatal = await caught(
@@ -156,11 +179,17 @@ describe('pollUntil', () => {
 });
 
 describe('checkFormats and checkRetireMode', () => {
-  const caps = { diskFormats: ['raw', 'qcow2'] as const, containerFormats: ['bare'] as const, retireModes: ['hide', 'delete'] as const };
+  const caps = {
+    diskFormats: ['raw', 'qcow2'] as const,
+    containerFormats: ['bare'] as const,
+    retireModes: ['hide', 'delete'] as const,
+  };
 
   it('refuses a disk or container format the cloud does not take as unsupported, naming what it takes', () => {
     expect(() => checkFormats('cloud', caps, { diskFormat: 'raw', containerFormat: 'bare' })).not.toThrow();
-    expect(thrown(() => checkFormats('cloud', caps, { diskFormat: 'vmdk', containerFormat: 'bare' }, 'convert first'))).toMatchObject({
+    expect(
+      thrown(() => checkFormats('cloud', caps, { diskFormat: 'vmdk', containerFormat: 'bare' }, 'convert first')),
+    ).toMatchObject({
       kind: 'unsupported',
       message: 'cloud: disk format vmdk is not accepted (accepted: raw, qcow2); convert first',
     });
@@ -182,16 +211,23 @@ describe('checkFormats and checkRetireMode', () => {
 describe('cleanUpAfter', () => {
   const failure = new VisorError('timeout', 'create timed out', { details: { nativeId: 'n-1' } });
 
-  it('says the leftover was deleted, keeping the failure\'s kind and details', async () => {
+  it("says the leftover was deleted, keeping the failure's kind and details", async () => {
     const removed: string[] = [];
     const result = await cleanUpAfter(failure, async () => void removed.push('n-1'), { what: 'image n-1' });
     expect(removed).toEqual(['n-1']);
-    expect(result).toMatchObject({ kind: 'timeout', message: 'create timed out; image n-1 was deleted', details: { nativeId: 'n-1' } });
+    expect(result).toMatchObject({
+      kind: 'timeout',
+      message: 'create timed out; image n-1 was deleted',
+      details: { nativeId: 'n-1' },
+    });
     expect(result.details?.['leftover']).toBeUndefined();
   });
 
   it('takes "not found" as deleted, and tries again while the cloud is busy with the object', async () => {
-    expect((await cleanUpAfter(failure, async () => Promise.reject(new VisorError('notFound', 'gone')), { what: 'x' })).message).toMatch(/x was deleted$/);
+    expect(
+      (await cleanUpAfter(failure, async () => Promise.reject(new VisorError('notFound', 'gone')), { what: 'x' }))
+        .message,
+    ).toMatch(/x was deleted$/);
     let tries = 0;
     const busy = async () => {
       if (++tries < 3) throw new VisorError('conflict', 'import still running');
@@ -202,8 +238,16 @@ describe('cleanUpAfter', () => {
 
   it('says what is left when removing fails too, logs it, and never throws', async () => {
     const logger = recordingLogger();
-    const result = await cleanUpAfter(failure, async () => Promise.reject(new VisorError('forbidden', 'policy says no')), { what: 'image n-1', logger });
-    expect(result).toMatchObject({ kind: 'timeout', message: 'create timed out; deleting image n-1 failed too: policy says no', details: { leftover: 'image n-1' } });
+    const result = await cleanUpAfter(
+      failure,
+      async () => Promise.reject(new VisorError('forbidden', 'policy says no')),
+      { what: 'image n-1', logger },
+    );
+    expect(result).toMatchObject({
+      kind: 'timeout',
+      message: 'create timed out; deleting image n-1 failed too: policy says no',
+      details: { leftover: 'image n-1' },
+    });
     expect(logger.lines.map((l) => l.level)).toEqual(['error']);
     let tries = 0;
     const left = await removeQuietly(
@@ -217,7 +261,7 @@ describe('cleanUpAfter', () => {
     expect(tries).toBe(2);
   });
 
-  it('gives the removal a signal of its own (the call\'s deadline is usually what ran out)', async () => {
+  it("gives the removal a signal of its own (the call's deadline is usually what ran out)", async () => {
     let signal: AbortSignal | undefined;
     await cleanUpAfter(failure, async (s) => void (signal = s), { what: 'x' });
     expect(signal?.aborted).toBe(false);
@@ -247,11 +291,17 @@ describe('loadPem', () => {
     expect(kindOf(await caught(loadPem(key, option())))).toBe('config');
   });
 
-  it('refuses a missing file and one without the expected PEM block as config errors naming option and path', async () => {
+  it('refuses a missing file, or one without the PEM block, as a config error naming option and path', async () => {
     const missing = await caught(loadPem('nope.pem', option()));
-    expect(missing).toMatchObject({ kind: 'config', message: expect.stringMatching(/^clouds\.site: cannot read caBundle .*nope\.pem: /) });
+    expect(missing).toMatchObject({
+      kind: 'config',
+      message: expect.stringMatching(/^clouds\.site: cannot read caBundle .*nope\.pem: /),
+    });
     const junk = await caught(loadPem('junk.pem', { ...option(), certificate: true }));
-    expect(junk).toMatchObject({ kind: 'config', message: `clouds.site: caBundle ${join(dir, 'junk.pem')} holds no PEM certificate` });
+    expect(junk).toMatchObject({
+      kind: 'config',
+      message: `clouds.site: caBundle ${join(dir, 'junk.pem')} holds no PEM certificate`,
+    });
     expect(kindOf(await caught(loadPem('key.pem', { ...option(), certificate: true })))).toBe('config');
   });
 });
@@ -271,7 +321,11 @@ describe('options', () => {
     expect(logger.lines).toEqual([]);
     warnIgnoredTimeout(logger, 'site', 'activeWait', 3600);
     expect(logger.lines).toEqual([
-      { level: 'warn', message: 'clouds.site.options.timeouts.activeWait is ignored: the deadline of a create is sync.timeouts.action', meta: { option: 'timeouts.activeWait' } },
+      {
+        level: 'warn',
+        message: 'clouds.site.options.timeouts.activeWait is ignored: the deadline of a create is sync.timeouts.action',
+        meta: { option: 'timeouts.activeWait' },
+      },
     ]);
   });
 });

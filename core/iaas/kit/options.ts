@@ -14,7 +14,8 @@ export const seconds = (max: number) => z.number().positive('must be more than 0
  * configs load, but ignored (with a warning, `warnIgnoredTimeout`): a create's deadline is its
  * caller's, `sync.timeouts.action` for the agent.
  */
-export const ignoredSeconds = () => z.number().positive().optional().describe('ignored (deprecated): a create\'s deadline is sync.timeouts.action');
+export const ignoredSeconds = () =>
+  z.number().positive().optional().describe("ignored (deprecated): a create's deadline is sync.timeouts.action");
 
 /** Logs, once per driver, that a deprecated timeout option is set and has no effect. */
 export function warnIgnoredTimeout(logger: Logger, cloud: string, key: string, value: number | undefined): void {

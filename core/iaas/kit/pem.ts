@@ -28,7 +28,10 @@ export async function loadPem(value: string, option: PemOption): Promise<string>
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
-    throw new VisorError('config', `clouds.${option.cloud}: cannot read ${option.option} ${path}: ${(error as Error).message}`);
+    throw new VisorError(
+      'config',
+      `clouds.${option.cloud}: cannot read ${option.option} ${path}: ${(error as Error).message}`,
+    );
   }
   if (!text.includes(marker)) {
     const what = option.certificate ? 'PEM certificate' : 'PEM block';

@@ -54,10 +54,21 @@ export interface NativeImage {
 }
 
 /** What a caller may set on a new image or change on an existing one. */
-export type NativeFields = Partial<Omit<NativeImage, 'id' | 'project' | 'status' | 'size' | 'md5' | 'sha256' | 'users' | 'created_at' | 'updated_at'>>;
+export type NativeFields = Partial<
+  Omit<NativeImage, 'id' | 'project' | 'status' | 'size' | 'md5' | 'sha256' | 'users' | 'created_at' | 'updated_at'>
+>;
 
 /** Metadata a full replace clears when the new fields leave it out. */
-const clearable = ['architecture', 'image_type', 'os_type', 'os_distro', 'os_version', 'min_disk', 'min_ram', 'virtual_size'] as const;
+const clearable = [
+  'architecture',
+  'image_type',
+  'os_type',
+  'os_distro',
+  'os_version',
+  'min_disk',
+  'min_ram',
+  'virtual_size',
+] as const;
 
 export interface MemoryCloudOptions {
   /** Names the cloud in scopes and messages (default "memory"). */
@@ -82,8 +93,13 @@ export class MemoryCloud {
   }
 
   /** One page of a project's images, in id order; `next` is the marker of the page after it. */
-  async listPage(project: string, options: { marker?: string; limit: number }): Promise<{ images: NativeImage[]; next?: string }> {
-    const all = [...this.#images.values()].filter((i) => i.project === project).sort((a, b) => a.id.localeCompare(b.id));
+  async listPage(
+    project: string,
+    options: { marker?: string; limit: number },
+  ): Promise<{ images: NativeImage[]; next?: string }> {
+    const all = [...this.#images.values()]
+      .filter((i) => i.project === project)
+      .sort((a, b) => a.id.localeCompare(b.id));
     const start = options.marker === undefined ? 0 : all.findIndex((i) => i.id > options.marker!);
     const page = start < 0 ? [] : all.slice(start, start + options.limit);
     const last = page.at(-1);
@@ -96,7 +112,10 @@ export class MemoryCloud {
   }
 
   /** Registers an image without bits (`queued`), as a real cloud's "create record" call does. */
-  async create(project: string, fields: NativeFields & Pick<NativeImage, 'name' | 'disk_format' | 'container_format'>): Promise<NativeImage> {
+  async create(
+    project: string,
+    fields: NativeFields & Pick<NativeImage, 'name' | 'disk_format' | 'container_format'>,
+  ): Promise<NativeImage> {
     const now = new Date().toISOString();
     const image: NativeImage = {
       hidden: false,
@@ -122,7 +141,12 @@ export class MemoryCloud {
    */
   async upload(id: string, source: Readable, signal?: AbortSignal): Promise<void> {
     const image = this.#find(id);
-    if (image.status !== 'queued') throw new VisorError('conflict', `${this.name}: image ${id} is ${image.status}, not queued: it has its bits already`);
+    if (image.status !== 'queued') {
+      throw new VisorError(
+        'conflict',
+        `${this.name}: image ${id} is ${image.status}, not queued: it has its bits already`,
+      );
+    }
     image.status = 'saving';
     const md5 = createHash('md5');
     const sha256 = createHash('sha256');
@@ -140,11 +164,20 @@ export class MemoryCloud {
     } catch (error) {
       image.status = 'killed';
       source.destroy();
-      throw new VisorError('unavailable', `${this.name}: the upload of image ${id} failed: ${(error as Error).message}`, { cause: error });
+      throw new VisorError(
+        'unavailable',
+        `${this.name}: the upload of image ${id} failed: ${(error as Error).message}`,
+        { cause: error },
+      );
     }
     const bits = Buffer.concat(chunks);
     this.#bits.set(id, bits);
-    Object.assign(image, { size: bits.length, md5: md5.digest('hex'), sha256: sha256.digest('hex'), updated_at: new Date().toISOString() });
+    Object.assign(image, {
+      size: bits.length,
+      md5: md5.digest('hex'),
+      sha256: sha256.digest('hex'),
+      updated_at: new Date().toISOString(),
+    });
     // Active a moment later, never within this call: a driver must wait for it as for any cloud.
     setTimeout(() => {
       if (this.#images.get(id) === image && image.status === 'saving') image.status = 'active';
@@ -155,10 +188,17 @@ export class MemoryCloud {
    * Changes an image: the fields given (a PATCH), or, with `replace`, all its metadata (a PUT:
    * optional fields left out are cleared). `status` (de)activates an active image.
    */
-  async update(id: string, changes: NativeFields & { status?: 'active' | 'deactivated' }, options: { replace?: boolean } = {}): Promise<NativeImage> {
+  async update(
+    id: string,
+    changes: NativeFields & { status?: 'active' | 'deactivated' },
+    options: { replace?: boolean } = {},
+  ): Promise<NativeImage> {
     const image = this.#find(id);
     if (changes.status !== undefined && image.status !== 'active' && image.status !== 'deactivated') {
-      throw new VisorError('conflict', `${this.name}: image ${id} is ${image.status}: only active images can be (de)activated`);
+      throw new VisorError(
+        'conflict',
+        `${this.name}: image ${id} is ${image.status}: only active images can be (de)activated`,
+      );
     }
     if (options.replace) for (const key of clearable) delete image[key];
     Object.assign(image, structuredClone(changes), { updated_at: new Date().toISOString() });
@@ -168,7 +208,9 @@ export class MemoryCloud {
   /** Deletes an image and its bits; refused while VMs use it, as OpenNebula and EC2 refuse. */
   async delete(id: string): Promise<void> {
     const image = this.#find(id);
-    if (image.users > 0) throw new VisorError('conflict', `${this.name}: image ${id} is in use by ${image.users} VM(s)`);
+    if (image.users > 0) {
+      throw new VisorError('conflict', `${this.name}: image ${id} is in use by ${image.users} VM(s)`);
+    }
     this.#images.delete(id);
     this.#bits.delete(id);
   }

@@ -90,7 +90,10 @@ export class MemoryDriver implements IaasDriver {
     const images: CloudImage[] = [];
     let marker: string | undefined;
     do {
-      const page = await this.#cloud.listPage(this.#project, { limit: this.#pageSize, ...(marker !== undefined ? { marker } : {}) });
+      const page = await this.#cloud.listPage(this.#project, {
+        limit: this.#pageSize,
+        ...(marker !== undefined ? { marker } : {}),
+      });
       for (const native of page.images) images.push(toCloudImage(parseNativeImage(native, 'listing images')));
       marker = page.next;
     } while (marker !== undefined);
@@ -112,14 +115,23 @@ export class MemoryDriver implements IaasDriver {
     const { image, markers, content } = request;
     // Refused before anything exists in the cloud: nothing to clean up, and the message is clear.
     checkFormats('memory', this.capabilities, content);
-    if (image.access === 'shared') throw new VisorError('unsupported', 'memory: images are public or private here; sharing with chosen projects is not offered');
+    if (image.access === 'shared') {
+      throw new VisorError(
+        'unsupported',
+        'memory: images are public or private here; sharing with chosen projects is not offered',
+      );
+    }
     // The request's deadline is the only one: the agent passes what is left of its action's time.
     const deadline = new Deadline(request.timeoutMs, request.signal);
     let created: NativeImage | undefined;
     let phase = 'registering';
     try {
       const fields = toNativeFields(image, markers);
-      created = await this.#cloud.create(this.#project, { ...fields, disk_format: content.diskFormat, container_format: content.containerFormat });
+      created = await this.#cloud.create(this.#project, {
+        ...fields,
+        disk_format: content.diskFormat,
+        container_format: content.containerFormat,
+      });
       phase = 'uploading';
       const digest = new DigestStream();
       // The digest sees every byte on its way: size and sha256 are checked against what the source
@@ -134,7 +146,9 @@ export class MemoryDriver implements IaasDriver {
       const ready = await pollUntil({
         read: () => this.#read(id),
         done: (native) => {
-          if (native.status === 'killed') throw new VisorError('unavailable', `memory: image ${id} failed in the cloud`);
+          if (native.status === 'killed') {
+            throw new VisorError('unavailable', `memory: image ${id} failed in the cloud`);
+          }
           return native.status === 'active';
         },
         intervalMs: this.#pollIntervalMs,
@@ -144,7 +158,10 @@ export class MemoryDriver implements IaasDriver {
       });
       // What the cloud says it stored, compared with what was sent: the copy is verified, not assumed.
       const stored = toCloudImage(ready);
-      verifyDigest({ size: stored.size ?? -1, checksums: stored.checksums }, { size: content.size, checksums: content.checksums });
+      verifyDigest(
+        { size: stored.size ?? -1, checksums: stored.checksums },
+        { size: content.size, checksums: content.checksums },
+      );
       this.#logger.info('memory: image created', { nativeId: id, name: image.name, bytes: content.size });
       return stored;
     } catch (error) {
@@ -161,13 +178,23 @@ export class MemoryDriver implements IaasDriver {
     }
   }
 
-  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: ClaimedCallOptions = {}): Promise<CloudImage> {
+  async updateMetadata(
+    nativeId: string,
+    image: Image,
+    markers: Markers,
+    options: ClaimedCallOptions = {},
+  ): Promise<CloudImage> {
     this.#open();
     // Read just before the change, and refuse (changing nothing) unless the image is the caller's.
     const current = await this.#read(nativeId);
     checkClaim(nativeId, toCloudImage(current).markers, options.claim, 'update');
     // A hidden image stays hidden and keeps its status: updating metadata is not un-retiring.
-    return toCloudImage(parseNativeImage(await this.#cloud.update(nativeId, toNativeFields(image, markers), { replace: true }), 'updating an image'));
+    return toCloudImage(
+      parseNativeImage(
+        await this.#cloud.update(nativeId, toNativeFields(image, markers), { replace: true }),
+        'updating an image',
+      ),
+    );
   }
 
   async retire(nativeId: string, mode: RetireMode, options: ClaimedCallOptions = {}): Promise<void> {
@@ -214,13 +241,20 @@ export class MemoryDriver implements IaasDriver {
   /** One image of this project; another project's image is as unknown as a missing one. */
   async #read(nativeId: string): Promise<NativeImage> {
     const native = parseNativeImage(await this.#cloud.get(nativeId), `reading image ${nativeId}`);
-    if (native.project !== this.#project) throw new VisorError('notFound', `memory: no image ${nativeId} in project ${this.#project}`);
+    if (native.project !== this.#project) {
+      throw new VisorError('notFound', `memory: no image ${nativeId} in project ${this.#project}`);
+    }
     return native;
   }
 
   /** Never an image VMs run from: deleting it would break them (the cloud refuses too). */
   async #delete(current: NativeImage): Promise<void> {
-    if (current.users > 0) throw new VisorError('conflict', `memory: image ${current.id} is in use by ${current.users} VM(s) and cannot be deleted`);
+    if (current.users > 0) {
+      throw new VisorError(
+        'conflict',
+        `memory: image ${current.id} is in use by ${current.users} VM(s) and cannot be deleted`,
+      );
+    }
     await this.#cloud.delete(current.id);
   }
 }

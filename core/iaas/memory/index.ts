@@ -15,10 +15,17 @@ export { MemoryDriver, type MemoryDriverOptions } from './driver.js';
  * which builds a driver from valid options. Every adapter's index.ts has this shape.
  */
 export const memoryOptionsSchema = z.strictObject({
-  cloud: z.string().min(1).default('memory').describe('targets naming the same cloud share its images (one per process)'),
+  cloud: z
+    .string()
+    .min(1)
+    .default('memory')
+    .describe('targets naming the same cloud share its images (one per process)'),
   project: z.string().min(1).default('visor').describe('whose images the target lists and makes'),
   diskFormats: z.array(z.enum(diskFormats)).min(1).default(['raw', 'qcow2']),
-  retireModes: z.array(z.enum(retireModes)).min(1).default([...retireModes]),
+  retireModes: z
+    .array(z.enum(retireModes))
+    .min(1)
+    .default([...retireModes]),
   pageSize: z.number().int().min(1).max(1000).default(100),
   pollInterval: seconds(60).default(0.01).describe('seconds between status reads while waiting'),
 });

@@ -92,6 +92,9 @@ export function toNativeFields(image: Image, markers: Markers): NativeFields & P
     ...(image.virtualSize !== undefined ? { virtual_size: image.virtualSize } : {}),
     tags: [...image.tags],
     // Free-form properties that look like marker keys are dropped: only the markers say whose it is.
-    properties: { ...Object.fromEntries(Object.entries(image.properties).filter(([key]) => !isMarkerKey(key))), ...markersToAttributes(markers) },
+    properties: {
+      ...Object.fromEntries(Object.entries(image.properties).filter(([key]) => !isMarkerKey(key))),
+      ...markersToAttributes(markers),
+    },
   };
 }

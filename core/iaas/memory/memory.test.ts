@@ -20,12 +20,29 @@ iaasConformance('memory', async () => ({
   notes: { badCredentials: 'the memory cloud has no credentials to refuse' },
 }));
 
-const image = () => newImage({ name: 'debian', architecture: 'x86_64', access: 'public', tags: ['lts'], os: { distro: 'debian' }, properties: { purpose: 'x' } });
-const markersOf = (id: string, content: ContentSource): Markers => ({ agent: 'a', target: 't', imageId: id, sha256: content.checksums.sha256, revision: 1 });
+const image = () =>
+  newImage({
+    name: 'debian',
+    architecture: 'x86_64',
+    access: 'public',
+    tags: ['lts'],
+    os: { distro: 'debian' },
+    properties: { purpose: 'x' },
+  });
+const markersOf = (id: string, content: ContentSource): Markers => ({
+  agent: 'a',
+  target: 't',
+  imageId: id,
+  sha256: content.checksums.sha256,
+  revision: 1,
+});
 const failure = async (promise: Promise<unknown>) =>
   promise.then(
     () => expect.unreachable('expected a failure'),
-    (error: unknown) => (isVisorError(error) ? { kind: error.kind, message: error.message } : { kind: 'not a VisorError', message: String(error) }),
+    (error: unknown) =>
+      isVisorError(error)
+        ? { kind: error.kind, message: error.message }
+        : { kind: 'not a VisorError', message: String(error) },
   );
 
 describe('memory driver: create under its one deadline', () => {
@@ -34,20 +51,32 @@ describe('memory driver: create under its one deadline', () => {
     const driver = new MemoryDriver({ cloud: slow, project: 'p' });
     const content = bufferContent(randomImageBytes(1024));
     const generic = image();
-    const error = await failure(driver.create({ image: generic, markers: markersOf(generic.id, content), content, timeoutMs: 100 }));
+    const error = await failure(
+      driver.create({ image: generic, markers: markersOf(generic.id, content), content, timeoutMs: 100 }),
+    );
     expect(error.kind).toBe('timeout');
-    expect(error.message).toMatch(/^memory: image "debian" was not active within 0\.1 s \(while waiting until active\); image mem-\S+ was deleted$/);
+    expect(error.message).toMatch(
+      /^memory: image "debian" was not active within 0\.1 s \(while waiting until active\); image mem-\S+ was deleted$/,
+    );
     expect(await driver.list()).toEqual([]);
   });
 
-  it('reports a caller\'s abort as unavailable, and cleans up', async () => {
+  it("reports a caller's abort as unavailable, and cleans up", async () => {
     const driver = new MemoryDriver({ cloud: new MemoryCloud(), project: 'p' });
     const content = bufferContent(randomImageBytes(1024));
     const stalled: ContentSource = { ...content, open: async () => new Readable({ read() {} }) };
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 50);
     const generic = image();
-    const error = await failure(driver.create({ image: generic, markers: markersOf(generic.id, content), content: stalled, timeoutMs: 60_000, signal: controller.signal }));
+    const error = await failure(
+      driver.create({
+        image: generic,
+        markers: markersOf(generic.id, content),
+        content: stalled,
+        timeoutMs: 60_000,
+        signal: controller.signal,
+      }),
+    );
     expect(error.kind).toBe('unavailable');
     expect(error.message).toMatch(/was aborted \(while uploading\); image mem-\S+ was deleted$/);
     expect(await driver.list()).toEqual([]);
@@ -57,7 +86,12 @@ describe('memory driver: create under its one deadline', () => {
     const driver = new MemoryDriver({ cloud: new MemoryCloud(), project: 'p', retireModes: ['hide'] });
     const content = bufferContent(randomImageBytes(1024));
     const generic = image();
-    const made = await driver.create({ image: generic, markers: markersOf(generic.id, content), content, timeoutMs: 10_000 });
+    const made = await driver.create({
+      image: generic,
+      markers: markersOf(generic.id, content),
+      content,
+      timeoutMs: 10_000,
+    });
     expect((await failure(driver.retire(made.nativeId, 'delete'))).kind).toBe('unsupported');
     await driver.discard(made.nativeId);
     expect(await driver.list()).toEqual([]);
@@ -68,7 +102,12 @@ describe('memory driver: create under its one deadline', () => {
     const driver = new MemoryDriver({ cloud: shared, project: 'p' });
     const content = bufferContent(randomImageBytes(1024));
     const generic = image();
-    const made = await driver.create({ image: generic, markers: markersOf(generic.id, content), content, timeoutMs: 10_000 });
+    const made = await driver.create({
+      image: generic,
+      markers: markersOf(generic.id, content),
+      content,
+      timeoutMs: 10_000,
+    });
     shared.use(made.nativeId, 1);
     expect((await driver.get(made.nativeId)).inUse).toBe(true);
     expect((await failure(driver.retire(made.nativeId, 'delete'))).kind).toBe('conflict');
@@ -86,11 +125,18 @@ describe('memory mapper and schema', () => {
     expect(fields.properties).toMatchObject({ purpose: 'x', visor_agent: 'a', visor_target: 't', visor_revision: '3' });
     const native = await new MemoryCloud().create('p', { ...fields, disk_format: 'raw', container_format: 'bare' });
     const seen = toCloudImage(parseNativeImage(native, 'test'));
-    expect(seen).toMatchObject({ state: 'pending', access: 'public', markers, metadata: { architecture: 'x86_64', minRam: 512, tags: ['lts'], os: { distro: 'debian' } } });
+    expect(seen).toMatchObject({
+      state: 'pending',
+      access: 'public',
+      markers,
+      metadata: { architecture: 'x86_64', minRam: 512, tags: ['lts'], os: { distro: 'debian' } },
+    });
     expect(seen.metadata.properties).toEqual({ purpose: 'x' });
   });
 
   it('refuses a malformed record as invalidResponse', () => {
-    expect(() => parseNativeImage({ id: 'x', status: 'exploded' }, 'reading image x')).toThrow(/reading image x: the cloud's answer is malformed/);
+    expect(() => parseNativeImage({ id: 'x', status: 'exploded' }, 'reading image x')).toThrow(
+      /reading image x: the cloud's answer is malformed/,
+    );
   });
 });

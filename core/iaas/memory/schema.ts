@@ -45,6 +45,11 @@ export function parseNativeImage(value: unknown, what: string): NativeImage {
   const parsed = nativeImageSchema.safeParse(value);
   if (parsed.success) return parsed.data as NativeImage;
   const issues = zodIssues(parsed.error);
-  const summary = issues.slice(0, 5).map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ');
-  throw new VisorError('invalidResponse', `${what}: the cloud's answer is malformed: ${summary}`, { details: { issues } });
+  const summary = issues
+    .slice(0, 5)
+    .map((i) => (i.path ? `${i.path}: ${i.message}` : i.message))
+    .join('; ');
+  throw new VisorError('invalidResponse', `${what}: the cloud's answer is malformed: ${summary}`, {
+    details: { issues },
+  });
 }
