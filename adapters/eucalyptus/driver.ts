@@ -1,7 +1,14 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { isRetryable, isVisorError, VisorError } from '../../core/errors.js';
-import { checkFormats, checkRetireMode, cleanUpAfter, cleanupMs, Deadline, pollUntil } from '../../core/iaas/kit/index.js';
+import {
+  checkFormats,
+  checkRetireMode,
+  cleanUpAfter,
+  cleanupMs,
+  Deadline,
+  pollUntil,
+} from '../../core/iaas/kit/index.js';
 import { checkClaim } from '../../core/iaas/markers.js';
 import type {
   ClaimedCallOptions,
@@ -222,13 +229,15 @@ export class EucalyptusDriver implements IaasDriver {
       await this.#client.writeMetadata(current, image, markers, undefined, { signal });
       if (image.access === 'public') await this.#client.setAccess(current, 'public', { signal });
       phase = 'waiting until available';
-      current = await this.#waitAvailable(imageId, signal, (state) => (phase = `waiting until available (still ${state})`));
+      const waiting = (state: string) => (phase = `waiting until available (still ${state})`);
+      current = await this.#waitAvailable(imageId, signal, waiting);
       return toCloudImage(current, { size: bundle.size });
     } catch (error) {
       const failure = deadline.failure(error, {
         timeout: () => `eucalyptus: create did not finish before the deadline (while ${phase})`,
         aborted: () => `eucalyptus: create was aborted (while ${phase})`,
-        otherwise: (e) => new VisorError('internal', `eucalyptus: create failed while ${phase}: ${(e as Error).message}`, { cause: e }),
+        otherwise: (e) =>
+          new VisorError('internal', `eucalyptus: create failed while ${phase}: ${(e as Error).message}`, { cause: e }),
       });
       throw await this.#cleanUp(imageId, name, failure);
     }
@@ -248,7 +257,7 @@ export class EucalyptusDriver implements IaasDriver {
 
   async retire(nativeId: string, mode: RetireMode, options: ClaimedCallOptions = {}): Promise<void> {
     this.#open();
-    const why = 'is not possible: EC2 has no disabled-but-registered state (hide makes it private, delete deregisters it)';
+    const why = 'is not possible: EC2 has no disabled-but-registered state (hide: private; delete: deregistered)';
     checkRetireMode('eucalyptus', this.capabilities, mode, why);
     const image = await this.#client.image(nativeId, options);
     checkClaim(nativeId, toCloudImage(image).markers, options.claim, mode);
@@ -350,7 +359,8 @@ export class EucalyptusDriver implements IaasDriver {
         if (image.state === 'available') return true;
         if (image.state === 'pending' || image.state === 'transient') return false;
         const reason = image.stateReason ? ` (${image.stateReason})` : '';
-        throw new VisorError('unavailable', `eucalyptus: image ${imageId} went to state ${image.state}${reason} instead of available`, {
+        const what = `eucalyptus: image ${imageId} went to state ${image.state}${reason} instead of available`;
+        throw new VisorError('unavailable', what, {
           details: { nativeId: imageId, state: image.state },
         });
       },
@@ -372,7 +382,8 @@ export class EucalyptusDriver implements IaasDriver {
     const keepParts = this.#o.keepPartsForRetry && isRetryable(cause);
     try {
       const signal = AbortSignal.timeout(cleanupMs);
-      const keys = [...(await this.#walrus.list(`${this.#o.prefix}${name}.`, signal)).keys()].filter((k) => !keepParts || k.endsWith('.manifest.xml'));
+      const stored = await this.#walrus.list(`${this.#o.prefix}${name}.`, signal);
+      const keys = [...stored.keys()].filter((k) => !keepParts || k.endsWith('.manifest.xml'));
       const errors = await this.#walrus.delete(keys);
       if (errors.length > 0) throw errors[0];
       if (keepParts) this.#logger.warn('eucalyptus: bundle parts kept in walrus for the retry of a failed create', { name, reason: cause.message });

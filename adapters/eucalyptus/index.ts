@@ -68,7 +68,8 @@ export const eucalyptusPlugin = definePlugin({
     context.secrets.add(options.secretAccessKey);
     context.secrets.add(options.sessionToken);
     // Inline PEM text, or a file relative to the data directory.
-    const pem = (value: string, option: string) => loadPem(value, { option, cloud: context.name, dataDir: context.dataDir, inline: true });
+    const pem = (value: string, option: string) =>
+      loadPem(value, { option, cloud: context.name, dataDir: context.dataDir, inline: true });
     const userPrivateKey = await pem(options.userPrivateKey, 'userPrivateKey');
     context.secrets.add(userPrivateKey);
     const identity = loadBundleIdentity({

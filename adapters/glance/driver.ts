@@ -2,7 +2,14 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import { isVisorError, VisorError } from '../../core/errors.js';
-import { checkFormats, checkRetireMode, cleanUpAfter, Deadline, pollUntil, removeQuietly } from '../../core/iaas/kit/index.js';
+import {
+  checkFormats,
+  checkRetireMode,
+  cleanUpAfter,
+  Deadline,
+  pollUntil,
+  removeQuietly,
+} from '../../core/iaas/kit/index.js';
 import { checkClaim } from '../../core/iaas/markers.js';
 import type {
   ClaimedCallOptions,
@@ -162,13 +169,15 @@ export class GlanceDriver implements IaasDriver {
           timeout: () => {
             const which = created ? ` (${created.id})` : '';
             const seen = `Glance status when last read: ${lastStatus ?? 'none'}`;
-            return `Glance: image "${image.name}"${which} was not usable within ${deadline.ms / 1000} s (stuck ${phase}; ${seen})`;
+            const within = `was not usable within ${deadline.ms / 1000} s`;
+            return `Glance: image "${image.name}"${which} ${within} (stuck ${phase}; ${seen})`;
           },
           aborted: () => `Glance: creating image "${image.name}" was aborted`,
         });
       if (created) {
         const id = created.id;
-        throw await cleanUpAfter(failure, (signal) => this.#client.deleteImage(id, signal), { what: `image ${id}`, logger: this.#logger });
+        const remove = (signal: AbortSignal) => this.#client.deleteImage(id, signal);
+        throw await cleanUpAfter(failure, remove, { what: `image ${id}`, logger: this.#logger });
       }
       if (failure.kind === 'unavailable' || failure.kind === 'timeout') await this.#discardOrphans(body, started);
       throw failure;
@@ -240,7 +249,7 @@ export class GlanceDriver implements IaasDriver {
     if (current.status === 'deactivated') {
       // Glance 25 deletes a deactivated image's record but leaves its data in the store: reactivate first.
       await this.#client.reactivate(nativeId, signal).catch((error: unknown) => {
-        const why = 'could not reactivate a deactivated image before deleting it: Glance may leave its data in the store';
+        const why = 'could not reactivate a deactivated image before deleting it: Glance may keep its data';
         this.#logger.warn(why, { nativeId, error: (error as Error).message });
       });
     }
@@ -288,7 +297,10 @@ export class GlanceDriver implements IaasDriver {
       intervalMs: this.#options.pollIntervalMs,
       signal: deadline.signal,
       retryReads: true,
-      onReadFailure: (error) => this.#logger.debug('reading the status of a new image failed; trying again', { nativeId: id, error: (error as Error).message }),
+      onReadFailure: (error) => {
+        const meta = { nativeId: id, error: (error as Error).message };
+        this.#logger.debug('reading the status of a new image failed; trying again', meta);
+      },
       done: async (image) => {
         onStatus(image.status);
         const attributes = image as Record<string, unknown>;
@@ -326,7 +338,8 @@ export class GlanceDriver implements IaasDriver {
         // Another target's create of the same catalog image may be in flight right now: only ours goes.
         const ours = image['visor_agent'] === body['visor_agent'] && image['visor_target'] === body['visor_target'];
         if (!image.created_at || Date.parse(image.created_at) < since - 60_000 || !ours) continue;
-        await removeQuietly((signal) => this.#client.deleteImage(image.id, signal), { what: `image ${image.id}`, logger: this.#logger });
+        const remove = (signal: AbortSignal) => this.#client.deleteImage(image.id, signal);
+        await removeQuietly(remove, { what: `image ${image.id}`, logger: this.#logger });
       }
     } catch (error) {
       this.#logger.debug('could not look for a half-created image', { error: (error as Error).message });

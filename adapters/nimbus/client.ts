@@ -18,7 +18,12 @@ import type { Logger } from '../../core/logging/logger.js';
 import { checkRange } from '../../core/store/keys.js';
 import type { ByteRange } from '../../core/store/port.js';
 import { createS3Client, s3Error, type S3ConnectionOptions } from '../../core/wire/s3/client.js';
-import { createMultipartUploadOutput, getObjectOutput, parseContentRange, parseOutput } from '../../core/wire/s3/schema.js';
+import {
+  createMultipartUploadOutput,
+  getObjectOutput,
+  parseContentRange,
+  parseOutput,
+} from '../../core/wire/s3/schema.js';
 import { maxParts, ObjectUpload } from '../../core/wire/s3/upload.js';
 import type { StoredObject } from './mapper.js';
 import { copyObjectOutput, headObjectOutput, listObjectsOutput, uploadPartCopyOutput, type ListedObject } from './schema.js';

@@ -149,7 +149,7 @@ export class NimbusDriver implements IaasDriver {
   async create(request: CreateRequest): Promise<CloudImage> {
     this.#open();
     const { image, markers, content } = request;
-    checkFormats('nimbus', this.capabilities, content, 'Nimbus runs bare raw disk images only: convert the image for this cloud');
+    checkFormats('nimbus', this.capabilities, content, 'Nimbus runs bare raw disk images only: convert it first');
     const folder = this.#folderFor(image.access);
     const compression = this.#options.compress;
     const info: ContentInfo = { compression, size: content.size, md5: content.checksums.md5.toLowerCase(), sha256: content.checksums.sha256.toLowerCase() };
@@ -188,7 +188,8 @@ export class NimbusDriver implements IaasDriver {
       }
       this.#logger.info('replacing visor\'s own copy in place', { key, oldSha256: current.sha256, newSha256: markers.sha256 });
     }
-    const write = this.#client.upload(key, target.attributes, { ...(compression === 'none' ? { sizeHint: content.size } : {}), signal });
+    const sizeHint = compression === 'none' ? { sizeHint: content.size } : {};
+    const write = this.#client.upload(key, target.attributes, { ...sizeHint, signal });
     let committed = false;
     try {
       const original = new DigestStream();
@@ -239,13 +240,15 @@ export class NimbusDriver implements IaasDriver {
         aborted: () => `${what}: upload aborted`,
         refine: (e) => multipartRefusal(e, what, write.multipart),
         // The content source failed (a store that went away, a broken pipe): nothing was committed.
-        otherwise: (e) => new VisorError('unavailable', `${what}: reading the content failed: ${(e as Error).message}`, { cause: e }),
+        otherwise: (e) =>
+          new VisorError('unavailable', `${what}: reading the content failed: ${(e as Error).message}`, { cause: e }),
       });
       if (!committed) {
         await write.abort(failure);
         throw failure;
       }
-      throw await cleanUpAfter(failure, (cleanup) => this.#client.delete(key, cleanup), { what: key, logger: this.#logger });
+      const remove = (cleanup: AbortSignal) => this.#client.delete(key, cleanup);
+      throw await cleanUpAfter(failure, remove, { what: key, logger: this.#logger });
     }
   }
 
@@ -413,10 +416,12 @@ export class NimbusDriver implements IaasDriver {
 
 /** Nimbus's Cumulus has no POST handler, so no multipart uploads: a refusal of one says what to change. */
 function multipartRefusal(error: VisorError, what: string, multipart: boolean): VisorError {
-  const refused = ['InvalidArgument', 'InvalidRequest', 'NotImplemented', 'MethodNotAllowed'].includes(String(error.details?.['code']));
+  const codes = ['InvalidArgument', 'InvalidRequest', 'NotImplemented', 'MethodNotAllowed'];
+  const refused = codes.includes(String(error.details?.['code']));
   if (!multipart || (error.kind !== 'invalidInput' && error.kind !== 'unsupported') || !refused) return error;
   const advice = 'raise partSize above the largest image so that it goes up in one PUT';
-  return new VisorError(error.kind, `${what}: the repository refused multipart uploads (Nimbus's Cumulus has none); ${advice} (${error.message})`, {
+  const why = `the repository refused multipart uploads (Nimbus's Cumulus has none); ${advice}`;
+  return new VisorError(error.kind, `${what}: ${why} (${error.message})`, {
     cause: error,
     details: { ...error.details },
   });

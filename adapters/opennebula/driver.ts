@@ -193,7 +193,8 @@ export class OpenNebulaDriver implements IaasDriver {
     let datastore: OneDatastore;
     let staged: { path: string; temporary: boolean } | undefined;
     try {
-      datastore = await this.#datastore(datastoreRef, fileType ? oneDatastoreTypes.FILE_DS : oneDatastoreTypes.IMAGE_DS, signal);
+      const type = fileType ? oneDatastoreTypes.FILE_DS : oneDatastoreTypes.IMAGE_DS;
+      datastore = await this.#datastore(datastoreRef, type, signal);
       const neededMb = mbOf(Math.max(content.size, content.diskFormat === 'qcow2' ? (image.virtualSize ?? 0) : 0));
       if (neededMb > datastore.freeMb) {
         throw new VisorError('unavailable', `opennebula: datastore ${datastore.name} has ${datastore.freeMb} MB free, image ${image.name} needs ${neededMb} MB`, {
@@ -217,10 +218,12 @@ export class OpenNebulaDriver implements IaasDriver {
       await this.#client.chmodImage(id, permissionsFor(image.access), signal);
       return toCloudImage(await this.#client.image(id, signal), this.#read);
     } catch (error) {
-      const failure = deadline.failure(error, words(() => (id === undefined ? 'allocating' : `image ${id} still in state ${state}`)));
+      const doing = () => (id === undefined ? 'allocating' : `image ${id} still in state ${state}`);
+      const failure = deadline.failure(error, words(doing));
       if (id === undefined) throw failure;
       const allocated = id;
-      throw await cleanUpAfter(failure, (cleanup) => this.#remove(allocated, cleanup), { what: `image ${allocated}`, logger: this.#logger });
+      const remove = (cleanup: AbortSignal) => this.#remove(allocated, cleanup);
+      throw await cleanUpAfter(failure, remove, { what: `image ${allocated}`, logger: this.#logger });
     } finally {
       if (staged?.temporary) await unlink(staged.path).catch(() => undefined);
     }
@@ -351,7 +354,9 @@ export class OpenNebulaDriver implements IaasDriver {
           });
         }
         const importing = [s.LOCKED, s.INIT, s.LOCKED_USED, s.LOCKED_USED_PERS] as number[];
-        if (!importing.includes(image.state)) throw new VisorError('unavailable', `opennebula: image ${id} went to state ${image.state} while importing`);
+        if (!importing.includes(image.state)) {
+          throw new VisorError('unavailable', `opennebula: image ${id} went to state ${image.state} while importing`);
+        }
         return false;
       },
     });
@@ -361,7 +366,8 @@ export class OpenNebulaDriver implements IaasDriver {
   async #delete(image: OneImage, signal?: AbortSignal): Promise<void> {
     const { inUse } = stateOf(image.state, image.runningVms);
     if (inUse) {
-      throw new VisorError('conflict', `opennebula: image ${image.id} (${image.name}) is in use by ${image.runningVms} VM(s) and cannot be deleted`, {
+      const why = `is in use by ${image.runningVms} VM(s) and cannot be deleted`;
+      throw new VisorError('conflict', `opennebula: image ${image.id} (${image.name}) ${why}`, {
         details: { nativeId: String(image.id), state: image.state, runningVms: image.runningVms },
       });
     }

@@ -260,7 +260,10 @@ export class ImageService {
     const image = await this.#modifiable(caller, id);
     if (image.status === 'uploading' && !this.#isStale(image)) throw new VisorError('conflict', `image ${id} is being uploaded; try again when it is done`);
     // Mark first, so that a crash between the two steps leaves a visible `deleted` record, not a dangling location.
-    const marked = image.status === 'deleted' ? image : await this.#o.catalog.images.update(id, image.revision, { status: nextStatus(image.status, 'delete') });
+    const marked =
+      image.status === 'deleted'
+        ? image
+        : await this.#o.catalog.images.update(id, image.revision, { status: nextStatus(image.status, 'delete') });
     await this.#deleteBits(image);
     await this.#o.catalog.images.delete(id, marked.revision);
     return marked;
@@ -275,7 +278,7 @@ export class ImageService {
       for (const image of page.items) {
         if (!this.#isStale(image)) continue;
         await this.#o.catalog.images
-          .update(image.id, image.revision, { status: nextStatus(image.status, 'fail', { hasBits: image.location !== undefined }) })
+          .update(image.id, image.revision, { status: nextStatus(image.status, 'fail', { hasBits: !!image.location }) })
           .then(() => recovered++)
           .catch(() => undefined);
       }

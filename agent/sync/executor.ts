@@ -242,7 +242,8 @@ async function createCopy(desired: DesiredImage, ctx: ExecutorContext & { signal
       // Unmarked, it would never be found again: take it back out rather than leave an orphan —
       // discarded, whatever the retire policy (which may not allow deleting at all).
       await ctx.driver.discard(cloud.nativeId, { signal: AbortSignal.timeout(cleanupMs) }).catch((error: unknown) => {
-        ctx.logger.error('could not remove a new image whose markers did not stick', { native: cloud.nativeId, error: errorReason(error) });
+        const meta = { native: cloud.nativeId, error: errorReason(error) };
+        ctx.logger.error('could not remove a new image whose markers did not stick', meta);
       });
       throw new VisorError('invalidResponse', `the cloud did not keep visor's markers on the new image ${cloud.nativeId}`);
     }
@@ -296,7 +297,11 @@ async function removeCopy(nativeId: string, claim: Claim, ctx: ExecutorContext &
  * imported (`importFinished`); the next attempt, in this run or a later one, takes up that record
  * rather than making a second. Every status change goes through the image status machine.
  */
-async function importImage(nativeId: string, mode: 'metadata' | 'full', ctx: ExecutorContext & { signal: AbortSignal }): Promise<{ image: Image; bytes?: number }> {
+async function importImage(
+  nativeId: string,
+  mode: 'metadata' | 'full',
+  ctx: ExecutorContext & { signal: AbortSignal },
+): Promise<{ image: Image; bytes?: number }> {
   const cloud = await ctx.driver.get(nativeId, { signal: ctx.signal });
   const earlier = await importRecord(nativeId, ctx);
   // Finished by an earlier attempt whose answer was lost: importing again would make a twin.
@@ -319,13 +324,18 @@ async function importImage(nativeId: string, mode: 'metadata' | 'full', ctx: Exe
   const images = ctx.catalog.images;
   if (mode === 'metadata') {
     // One write. An unfinished full import of the same image (the policy changed) becomes the record.
-    if (earlier) return { image: await images.update(earlier.id, earlier.revision, { status: nextStatus(earlier.status, 'clear') }) };
-    return { image: await images.create(newImage(draft)) };
+    if (!earlier) return { image: await images.create(newImage(draft)) };
+    return { image: await images.update(earlier.id, earlier.revision, { status: nextStatus(earlier.status, 'clear') }) };
   }
   let image: Image;
-  if (!earlier) image = await images.create({ ...newImage(draft), status: nextStatus('locked', 'begin') });
-  else if (earlier.status === 'uploading') image = earlier; // cut off before: we hold the target's lease, nobody else writes it
-  else image = await images.update(earlier.id, earlier.revision, { status: nextStatus(earlier.status, 'begin') });
+  if (!earlier) {
+    image = await images.create({ ...newImage(draft), status: nextStatus('locked', 'begin') });
+  } else if (earlier.status === 'uploading') {
+    // Cut off before: we hold the target's lease, so nobody else is writing it.
+    image = earlier;
+  } else {
+    image = await images.update(earlier.id, earlier.revision, { status: nextStatus(earlier.status, 'begin') });
+  }
   const store = ctx.stores.get(ctx.defaultStore)!;
   try {
     const { stream } = await ctx.driver.download(nativeId, { signal: ctx.signal });

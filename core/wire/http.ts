@@ -25,7 +25,8 @@ export function httpError(action: string, error: unknown): VisorError {
     if (code === 'ERR_CANCELED') return new VisorError('unavailable', `${what}: aborted`, { cause: sanitized(error), details: { code } });
     // axios says ECONNABORTED when its own `timeout` passed.
     if (code === 'ECONNABORTED' || kindOfTransportCode(code) === 'timeout') {
-      return new VisorError('timeout', `${what}: no answer in time (${error.message})`, { cause: sanitized(error), details: { code } });
+      const cause = sanitized(error);
+      return new VisorError('timeout', `${what}: no answer in time (${error.message})`, { cause, details: { code } });
     }
     if (tlsTrustCodes.has(code)) {
       return new VisorError('config', `${what}: the server's TLS certificate is not trusted (${code}); give its CA in the caBundle option`, { cause: sanitized(error), details: { code } });
@@ -55,8 +56,9 @@ export function explain(data: unknown): string {
     return explain(data.toString('utf8'));
   } else if (data !== null && typeof data === 'object') {
     const body = data as { error?: unknown; message?: unknown; title?: unknown };
-    const nested = body.error !== null && typeof body.error === 'object' ? (body.error as { message?: unknown; title?: unknown }) : undefined;
-    const first = [nested?.message, nested?.title, body.message, body.title].find((v) => typeof v === 'string' && v !== '');
+    const nested = (body.error !== null && typeof body.error === 'object' ? body.error : {}) as typeof body;
+    const candidates = [nested.message, nested.title, body.message, body.title];
+    const first = candidates.find((v) => typeof v === 'string' && v !== '');
     text = typeof first === 'string' ? first : '';
   }
   return oneLine(stripHtml(text));

@@ -8,7 +8,14 @@ import { ParallelDigestStream } from '../../transfer/parallel-digest.js';
 import { checkRange, objectKeyPattern } from '../keys.js';
 import type { ByteRange, GetResult, ObjectInfo, PutOptions, PutResult, Store } from '../port.js';
 import { createS3Client, s3Error, type S3ConnectionOptions } from '../../wire/s3/client.js';
-import { etagIsMd5, getObjectOutput, headObjectOutput, normalizeEtag, parseContentRange, parseOutput } from '../../wire/s3/schema.js';
+import {
+  etagIsMd5,
+  getObjectOutput,
+  headObjectOutput,
+  normalizeEtag,
+  parseContentRange,
+  parseOutput,
+} from '../../wire/s3/schema.js';
 import { maxParts, ObjectUpload } from '../../wire/s3/upload.js';
 import { bucketPattern, prefixProblem } from '../../wire/s3/names.js';
 import { newObjectName, objectKeyOf, objectUri } from './uri.js';

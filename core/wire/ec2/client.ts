@@ -234,7 +234,8 @@ export const unsupportedActionCodes: ReadonlySet<string> = new Set(['InvalidActi
 
 /** The EC2 error code of an SDK error, when it carries one. */
 export function ec2ErrorCode(error: unknown): string | undefined {
-  const e = (typeof error === 'object' && error !== null ? error : {}) as { Code?: unknown; name?: unknown; $metadata?: { httpStatusCode?: unknown } };
+  type Shape = { Code?: unknown; name?: unknown; $metadata?: { httpStatusCode?: unknown } };
+  const e = (typeof error === 'object' && error !== null ? error : {}) as Shape;
   if (typeof e.Code === 'string') return e.Code;
   if (typeof e.$metadata?.httpStatusCode === 'number' && typeof e.name === 'string') return e.name;
   return undefined;
@@ -248,7 +249,10 @@ export function ec2Error(error: unknown, context: string): VisorError {
   return sdkError(error, context, {
     codes: kindByCode,
     codeOf: ec2ErrorCode,
-    fallback: (code) => (code.endsWith('.NotFound') ? 'notFound' : code.endsWith('.Malformed') ? 'invalidInput' : undefined),
+    fallback: (code) => {
+      if (code.endsWith('.NotFound')) return 'notFound';
+      return code.endsWith('.Malformed') ? 'invalidInput' : undefined;
+    },
     tlsHint: 'give the endpoint\'s CA in caBundle',
   });
 }
