@@ -15,15 +15,9 @@ import {
 import { isVisorError, VisorError } from '../../core/errors.js';
 import type { Checksums } from '../../core/image/model.js';
 import type { Logger } from '../../core/logging/logger.js';
-import { checkRange } from '../../core/store/keys.js';
 import type { ByteRange } from '../../core/store/port.js';
 import { createS3Client, s3Error, type S3ConnectionOptions } from '../../core/wire/s3/client.js';
-import {
-  createMultipartUploadOutput,
-  getObjectOutput,
-  parseContentRange,
-  parseOutput,
-} from '../../core/wire/s3/schema.js';
+import { createMultipartUploadOutput, getObjectBody, parseOutput } from '../../core/wire/s3/schema.js';
 import { maxParts, ObjectUpload } from '../../core/wire/s3/upload.js';
 import type { StoredObject } from './mapper.js';
 import { copyObjectOutput, headObjectOutput, listObjectsOutput, uploadPartCopyOutput, type ListedObject } from './schema.js';
@@ -193,24 +187,7 @@ export class CumulusClient {
     } catch (error) {
       throw this.#error(error, context);
     }
-    const { Body: stream, ContentLength, ContentRange } = parseOutput(getObjectOutput, output, context);
-    if (!range) return { stream, size: ContentLength };
-    try {
-      if (ContentRange === undefined) {
-        const whole = checkRange(range, ContentLength);
-        if (whole.start !== 0 || whole.end !== ContentLength - 1) throw new VisorError('invalidResponse', `${context}: the server ignored the Range header`);
-        return { stream, size: ContentLength, range: whole };
-      }
-      const got = parseContentRange(ContentRange);
-      const want = checkRange(range, got.size);
-      if (got.start !== want.start || got.end !== want.end || ContentLength !== want.end - want.start + 1) {
-        throw new VisorError('invalidResponse', `${context}: asked for bytes ${want.start}-${want.end}, got ${ContentRange}`);
-      }
-      return { stream, size: got.size, range: want };
-    } catch (error) {
-      stream.destroy();
-      throw error;
-    }
+    return getObjectBody(output, range, context);
   }
 
   destroy(): void {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ignoredSeconds, loadPem, seconds, warnIgnoredTimeout } from '../../core/iaas/kit/index.js';
 import { definePlugin } from '../../core/registry/plugin.js';
-import { bucketPattern, refinePrefix } from '../../core/wire/s3/names.js';
+import { bucketPattern, partSizeOption, refinePrefix } from '../../core/wire/s3/names.js';
 
 // Types only: the driver (and the AWS SDK under it) is imported when a Nimbus cloud is configured.
 export type { NimbusDriver, NimbusDriverOptions } from './driver.js';
@@ -27,13 +27,7 @@ export const nimbusOptionsSchema = z
       .describe('cumulus.repo.prefix, with or without its trailing "/"'),
     commonFolder: folderName.default('common').describe('the folder of site-wide (public) images'),
     compress: z.enum(['none', 'gzip']).default('none').describe('store images gzip-compressed (Nimbus unpacks .gz images at propagation)'),
-    partSize: z
-      .number()
-      .int()
-      .min(5 * mebibyte, 'must be at least 5 MiB (5242880), the smallest S3 part')
-      .max(5 * 1024 * mebibyte, 'must be at most 5 GiB, the largest S3 part')
-      .default(16 * mebibyte)
-      .describe('bytes per part; smaller images are one PutObject'),
+    partSize: partSizeOption(16 * mebibyte),
     concurrency: z.number().int().min(1).max(64).default(4).describe('parts in memory and in flight at once'),
     pageSize: z.number().int().min(1).max(1000).default(1000).describe('keys per ListObjectsV2 page'),
     ec2: z

@@ -45,6 +45,13 @@ const failure = async (promise: Promise<unknown>) =>
         : { kind: 'not a VisorError', message: String(error) },
   );
 
+/** One small image, created the way the agent creates them. */
+async function createOne(driver: MemoryDriver) {
+  const content = bufferContent(randomImageBytes(1024));
+  const generic = image();
+  return driver.create({ image: generic, markers: markersOf(generic.id, content), content, timeoutMs: 10_000 });
+}
+
 describe('memory driver: create under its one deadline', () => {
   it('times out an image that never turns active, deletes it, and says so', async () => {
     const slow = new MemoryCloud({ activationMs: 60_000 });
@@ -84,14 +91,7 @@ describe('memory driver: create under its one deadline', () => {
 
   it('discards what retire cannot remove when the policy allows no delete', async () => {
     const driver = new MemoryDriver({ cloud: new MemoryCloud(), project: 'p', retireModes: ['hide'] });
-    const content = bufferContent(randomImageBytes(1024));
-    const generic = image();
-    const made = await driver.create({
-      image: generic,
-      markers: markersOf(generic.id, content),
-      content,
-      timeoutMs: 10_000,
-    });
+    const made = await createOne(driver);
     expect((await failure(driver.retire(made.nativeId, 'delete'))).kind).toBe('unsupported');
     await driver.discard(made.nativeId);
     expect(await driver.list()).toEqual([]);
@@ -100,14 +100,7 @@ describe('memory driver: create under its one deadline', () => {
   it('never deletes an image in use, by retire or by discard', async () => {
     const shared = new MemoryCloud();
     const driver = new MemoryDriver({ cloud: shared, project: 'p' });
-    const content = bufferContent(randomImageBytes(1024));
-    const generic = image();
-    const made = await driver.create({
-      image: generic,
-      markers: markersOf(generic.id, content),
-      content,
-      timeoutMs: 10_000,
-    });
+    const made = await createOne(driver);
     shared.use(made.nativeId, 1);
     expect((await driver.get(made.nativeId)).inUse).toBe(true);
     expect((await failure(driver.retire(made.nativeId, 'delete'))).kind).toBe('conflict');

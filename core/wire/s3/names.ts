@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 
 /**
  * Names on S3-family services that visor's config takes: buckets and key prefixes. Shared by the
@@ -22,3 +22,15 @@ export function refinePrefix(prefix: string, ctx: z.RefinementCtx): void {
   const problem = prefixProblem(prefix);
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
 }
+
+const mebibyte = 1024 * 1024;
+
+/** Bytes per part of a multipart upload, within S3's own bounds (5 MiB to 5 GiB), as an option. */
+export const partSizeOption = (defaultBytes: number) =>
+  z
+    .number()
+    .int()
+    .min(5 * mebibyte, 'must be at least 5 MiB (5242880), the smallest S3 part')
+    .max(5 * 1024 * mebibyte, 'must be at most 5 GiB, the largest S3 part')
+    .default(defaultBytes)
+    .describe('bytes per part; smaller objects are one PutObject');
