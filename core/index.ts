@@ -22,6 +22,9 @@ export {
   type Claim,
   type MarkerKeys,
 } from './iaas/markers.js';
+// The driver kit and the example adapter, for third-party adapters (see core/iaas/memory/README.md).
+export * from './iaas/kit/index.js';
+export { MemoryCloud, MemoryDriver, memoryPlugin, type MemoryCloudOptions, type MemoryDriverOptions } from './iaas/memory/index.js';
 export { ServiceIds, pluginKinds, type PluginKind, type PluginContext, type PluginFactory, type CatalogFactory, type StoreFactory, type IaasDriverFactory, type ServiceId } from './registry/ids.js';
 export { definePlugin, pluginIdPattern, type VisorPlugin, type PluginDefinition } from './registry/plugin.js';
 export { PluginRegistry, type PluginInfo, type PluginSource } from './registry/registry.js';
