@@ -10,10 +10,11 @@ import type { Image, ImageDraft } from '../../../core/image/model.js';
 import { newImage } from '../../../core/image/image.js';
 import { SecretRegistry } from '../../../core/logging/redact.js';
 import { PluginRegistry } from '../../../core/registry/registry.js';
-import { silentLogger } from '../../../core/logging/logger.js';
+import { silentLogger, type Logger } from '../../../core/logging/logger.js';
 import { OneClient } from '../../../adapters/opennebula/client.js';
 import { openNebulaOptionsSchema, openNebulaPlugin, type OpenNebulaDriver } from '../../../adapters/opennebula/index.js';
 import { bufferContent, randomImageBytes } from '../../support/content.js';
+import { recordingLogger } from '../../support/recording-logger.js';
 import { startOpenNebulaDouble, type OpenNebulaDouble } from '../../doubles/opennebula/index.js';
 import { driverFor, expectValidDocuments, startContentServer, type ContentServer } from './harness.js';
 
@@ -393,13 +394,23 @@ describe('OpenNebula plugin', () => {
       await created.close();
     }
   });
+
+  it('still loads the old create deadline (timeouts.readyWait), does nothing with it, and says so', async () => {
+    const options = { endpoint: double.endpoint, username: 'oneadmin', password: 'opennebula', datastore: 'default' };
+    const logger = recordingLogger();
+    const old = { ...options, timeouts: { request: 5, readyWait: 20 } };
+    const created = await createThroughFactory(old, new SecretRegistry(), logger);
+    await created.close();
+    const said = /timeouts\.readyWait is ignored: the deadline of a create is sync\.timeouts\.action/;
+    expect(logger.lines).toEqual([expect.objectContaining({ level: 'warn', message: expect.stringMatching(said) })]);
+  });
 });
 
 /** Creates a driver the way visor does: registered, options validated by the plugin's schema, built by its factory. */
-async function createThroughFactory(options: unknown, secrets: SecretRegistry): Promise<OpenNebulaDriver> {
+async function createThroughFactory(options: unknown, secrets: SecretRegistry, logger: Logger = silentLogger): Promise<OpenNebulaDriver> {
   const registry = new PluginRegistry();
   registry.register(openNebulaPlugin);
   const validated = await registry.validateOptions('iaas', 'opennebula', options, ['clouds', 'one', 'options']);
   expect(validated.issues).toEqual([]);
-  return (await registry.factory('iaas', 'opennebula').create(validated.value, { name: 'one-test', dataDir: staging, logger: silentLogger, secrets })) as OpenNebulaDriver;
+  return (await registry.factory('iaas', 'opennebula').create(validated.value, { name: 'one-test', dataDir: staging, logger, secrets })) as OpenNebulaDriver;
 }
