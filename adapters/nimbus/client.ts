@@ -13,6 +13,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { isVisorError, VisorError } from '../../core/errors.js';
+import { Deadline } from '../../core/iaas/kit/index.js';
 import type { Checksums } from '../../core/image/model.js';
 import type { Logger } from '../../core/logging/logger.js';
 import type { ByteRange } from '../../core/store/port.js';
@@ -257,14 +258,17 @@ export class CumulusClient {
 
   /** Sends a command under a deadline (the caller's signal and `timeoutMs`), with errors as VisorErrors. */
   async #send<T = unknown>(command: object, context: string, signal: AbortSignal | undefined, timeoutMs = this.#options.requestTimeoutMs): Promise<T> {
-    const deadline = AbortSignal.timeout(timeoutMs);
-    const abortSignal = signal ? AbortSignal.any([signal, deadline]) : deadline;
+    const deadline = new Deadline(timeoutMs, signal);
     try {
-      return (await this.#client.send(command as never, { abortSignal })) as T;
+      return (await this.#client.send(command as never, { abortSignal: deadline.signal })) as T;
     } catch (error) {
-      if (deadline.aborted && !signal?.aborted) throw new VisorError('timeout', `${context}: no answer within ${timeoutMs / 1000} s`, { cause: error });
-      if (signal?.aborted) throw new VisorError('unavailable', `${context}: aborted`, { cause: error });
-      throw this.#error(error, context);
+      throw deadline.failure(error, {
+        timeout: () => `${context}: no answer within ${timeoutMs / 1000} s`,
+        aborted: () => `${context}: aborted`,
+        otherwise: (e) => this.#error(e, context),
+      });
+    } finally {
+      deadline.dispose();
     }
   }
 
