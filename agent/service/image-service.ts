@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import type { Catalog, ImageQuery, Page } from '../../core/catalog/port.js';
 import { isVisorError, VisorError } from '../../core/errors.js';
 import { newImage, systemClock, type Clock } from '../../core/image/image.js';
+import { nextStatus } from '../../core/image/lifecycle.js';
 import { inspectImage, type InspectionReport } from '../../core/formats/index.js';
 import { containerFormats, diskFormats } from '../../core/image/model.js';
 import type {
@@ -159,7 +160,7 @@ export class ImageService {
     return this.#o.catalog.images.create({
       ...image,
       ...contentFormats(image, inspection),
-      status: 'available',
+      status: nextStatus(image.status, 'reference'),
       location: { store: name, uri },
       size: info.size,
       checksums: info.checksums,
@@ -190,7 +191,11 @@ export class ImageService {
     const names = before.owner === undefined ? undefined : await this.#users.names([before]);
     const ownerName = names ? (names.get(owner) ?? owner) : caller.name;
     const admission = await this.#limits.admit({ id: owner, name: ownerName }, id, options.size);
-    await this.#o.catalog.images.update(id, before.revision, { status: 'uploading' });
+    // A stale upload's writer is gone: it failed, and this one begins anew.
+    const hasBits = before.location !== undefined;
+    const from = before.status === 'uploading' ? nextStatus(before.status, 'fail', { hasBits }) : before.status;
+    await this.#o.catalog.images.update(id, before.revision, { status: nextStatus(from, 'begin') });
+    const failed = { status: nextStatus('uploading', 'fail', { hasBits }) };
     // Keeps updatedAt fresh so that other servers do not mistake a long upload for a dead one.
     const heartbeat = setInterval(() => void this.#settle(id, {}).catch(() => undefined), this.#o.heartbeatMs);
     heartbeat.unref();
@@ -205,7 +210,7 @@ export class ImageService {
     } catch (error) {
       clearInterval(heartbeat);
       admission.done();
-      await this.#settle(id, before.status === 'available' ? { status: 'available' } : { status: 'error' });
+      await this.#settle(id, failed);
       throw error;
     }
     clearInterval(heartbeat);
@@ -214,14 +219,14 @@ export class ImageService {
     } catch (error) {
       admission.done();
       await store.delete(put.uri).catch(() => undefined);
-      await this.#settle(id, before.status === 'available' ? { status: 'available' } : { status: 'error' });
+      await this.#settle(id, failed);
       throw error;
     }
     const changes: ImageChanges = {
       ...(declared.diskFormat ? { diskFormat: declared.diskFormat } : {}),
       ...(declared.containerFormat ? { containerFormat: declared.containerFormat } : {}),
       ...contentFormats(declared, put.inspection),
-      status: 'available',
+      status: nextStatus('uploading', 'store'),
       location: { store: this.#o.defaultStore, uri: put.uri },
       size: put.size,
       checksums: put.checksums,
@@ -255,7 +260,10 @@ export class ImageService {
     const image = await this.#modifiable(caller, id);
     if (image.status === 'uploading' && !this.#isStale(image)) throw new VisorError('conflict', `image ${id} is being uploaded; try again when it is done`);
     // Mark first, so that a crash between the two steps leaves a visible `deleted` record, not a dangling location.
-    const marked = image.status === 'deleted' ? image : await this.#o.catalog.images.update(id, image.revision, { status: 'deleted' });
+    const marked =
+      image.status === 'deleted'
+        ? image
+        : await this.#o.catalog.images.update(id, image.revision, { status: nextStatus(image.status, 'delete') });
     await this.#deleteBits(image);
     await this.#o.catalog.images.delete(id, marked.revision);
     return marked;
@@ -270,7 +278,7 @@ export class ImageService {
       for (const image of page.items) {
         if (!this.#isStale(image)) continue;
         await this.#o.catalog.images
-          .update(image.id, image.revision, { status: image.location ? 'available' : 'error' })
+          .update(image.id, image.revision, { status: nextStatus(image.status, 'fail', { hasBits: !!image.location }) })
           .then(() => recovered++)
           .catch(() => undefined);
       }

@@ -2,7 +2,7 @@ import type { SyncPolicy } from '../../core/config/sync-policy.js';
 import type { Claim } from '../../core/iaas/markers.js';
 import type { CloudImage, DriverCapabilities, RetireMode } from '../../core/iaas/port.js';
 import type { Checksums, Image } from '../../core/image/model.js';
-import { desiredFor, ORIGIN_ID, ORIGIN_TARGET, selectorFor, type DesiredImage } from './desired.js';
+import { desiredFor, importFinished, ORIGIN_ID, ORIGIN_TARGET, selectorFor, type DesiredImage } from './desired.js';
 
 /**
  * The planner (DESIGN.md §5): a pure function of desired state (catalog + policy) and observed
@@ -207,7 +207,8 @@ export function plan(input: PlanInput): Plan {
   }
 
   if (policy.import !== 'off') {
-    const imported = new Set(input.catalog.filter((i) => i.properties[ORIGIN_TARGET] === target).map((i) => i.properties[ORIGIN_ID]));
+    const ours = input.catalog.filter((i) => i.properties[ORIGIN_TARGET] === target && importFinished(i));
+    const imported = new Set(ours.map((i) => i.properties[ORIGIN_ID]));
     for (const u of unmarked) {
       if (adopted.has(u.nativeId) || imported.has(u.nativeId) || u.state !== 'active') continue;
       actions.push({ kind: 'import', nativeId: u.nativeId, name: u.name, mode: policy.import });

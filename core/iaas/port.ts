@@ -99,8 +99,13 @@ export interface CreateRequest extends DriverCallOptions {
   image: Image;
   markers: Markers;
   content: ContentSource;
-  /** Give up (and clean up) when the image is not usable after this long. */
-  timeoutMs?: number;
+  /**
+   * The deadline of the whole create (upload or import, waiting until usable, verifying): the
+   * driver gives up when it passes, removes what it made, and throws `timeout`. It is the
+   * caller's to set — the agent passes what is left of the action's `sync.timeouts.action` —
+   * and the only create deadline there is: a driver has no create deadline of its own.
+   */
+  timeoutMs: number;
   onProgress?: (bytesSent: number) => void;
 }
 
@@ -150,7 +155,8 @@ export interface IaasDriver {
   /**
    * Registers and uploads (or imports) an image, waits until it is usable, and verifies size and
    * checksums where the cloud reports them. On any failure — including a mismatch (`integrity`)
-   * or the timeout — whatever was created in the cloud is removed before the error is thrown.
+   * or the deadline (`timeout`) — whatever was created in the cloud is removed (as `discard`
+   * does) before the error is thrown, and the error says whether that worked.
    */
   create(request: CreateRequest): Promise<CloudImage>;
   /** Rewrites metadata and markers without touching the bits; checks `options.claim` first. */
@@ -160,6 +166,13 @@ export interface IaasDriver {
    * image that is in use.
    */
   retire(nativeId: string, mode: RetireMode, options?: ClaimedCallOptions): Promise<void>;
+  /**
+   * Removes an image the agent made and must not keep — the leftovers of a create that failed
+   * or was cut off, a copy whose markers did not stick — entirely, whatever retire modes the
+   * target's policy or the driver's options allow: cleaning up never hides or disables. Checks
+   * `options.claim` first. Already gone is success; an image in use is refused (`conflict`).
+   */
+  discard(nativeId: string, options?: ClaimedCallOptions): Promise<void>;
   /** Streams the image's bits (pull from a cloud, migrate). */
   download(nativeId: string, options?: DriverCallOptions & { range?: ByteRange }): Promise<{ stream: Readable; size?: number }>;
   /** Releases clients and sessions; safe to call twice. */

@@ -51,7 +51,7 @@ clouds:
       password: opennebula
       datastore: default
       pollInterval: 0.05
-      timeouts: { request: 5, readyWait: 20 }
+      timeouts: { request: 5 }
     sync:
       schedule: '${schedule}'
       selector: { access: [public, private] }

@@ -107,7 +107,7 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
     afterAll(async () => {
       if (skipReason || !driver) return;
       for (const id of created) {
-        await driver.retire(id, 'delete').catch(() => undefined);
+        await driver.discard(id).catch(() => undefined);
       }
       await driver.close();
       await harness.cleanup?.();
@@ -248,6 +248,7 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
         for (const mode of driver.capabilities.retireModes) {
           await expectKind(driver.retire(cloud.nativeId, mode, { claim }), 'conflict');
         }
+        await expectKind(driver.discard(cloud.nativeId, { claim }), 'conflict');
       }
       const after = await driver.get(cloud.nativeId);
       expect(after.markers).toEqual(markers);
@@ -279,13 +280,23 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
             expect((await other.list()).some((i) => i.nativeId === theirs.nativeId)).toBe(true);
             expect((await driver.list()).some((i) => i.nativeId === theirs.nativeId)).toBe(false);
           } finally {
-            await other.retire(theirs.nativeId, 'delete').catch(() => undefined);
+            await other.discard(theirs.nativeId).catch(() => undefined);
           }
         } finally {
           await other.close();
         }
       },
     );
+
+    test('discards an image entirely, whatever retire modes it offers, and takes "already gone" as done', async () => {
+      const { markers, cloud } = await create();
+      await driver.discard(cloud.nativeId, { claim: claimFor(markers) });
+      await expectKind(driver.get(cloud.nativeId), 'notFound');
+      expect((await driver.list()).some((i) => i.nativeId === cloud.nativeId && i.state !== 'deleted')).toBe(false);
+      // Twice, and an image that never was: a cleanup that meets nothing has nothing to do.
+      await driver.discard(cloud.nativeId, { claim: claimFor(markers) });
+      await driver.discard(driver.adapter === 'glance' ? randomUUID() : `visor-missing-${runId}`);
+    });
 
     test('refuses retire modes it does not support as unsupported', async () => {
       const unsupported = retireModes.filter((m) => !driver.capabilities.retireModes.includes(m as RetireMode));
@@ -313,7 +324,7 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
       if (!unsupported) return;
       const source = bufferContent(randomImageBytes(1024), unsupported);
       const image = imageFor(source);
-      await expectKind(driver.create({ image, markers: markersFor(image, source), content: source }), 'unsupported');
+      await expectKind(driver.create({ image, markers: markersFor(image, source), content: source, timeoutMs: 120_000 }), 'unsupported');
     });
 
     test('reports an unknown image as notFound', async () => {

@@ -12,18 +12,15 @@ import {
 import { z } from 'zod';
 import { VisorError } from '../../core/errors.js';
 import type { Logger } from '../../core/logging/logger.js';
-import { s3Error } from '../../core/store/s3/client.js';
-import { getObjectOutput, normalizeEtag, parseOutput, putObjectOutput } from '../../core/store/s3/schema.js';
+import { s3Error } from '../../core/wire/s3/client.js';
+import { getObjectOutput, normalizeEtag, parseOutput, putObjectOutput } from '../../core/wire/s3/schema.js';
+import type { BundleAcl } from './schema.js';
 
 /**
  * The bundle's side in Walrus / the Object Storage Gateway (any S3 service): parts and manifest
- * as plain objects in one bucket, through the s3 store's client layer (createS3Client, s3Error).
- * Listing uses ListObjects (v1, marker paging): Walrus and Cumulus predate ListObjectsV2.
+ * as plain objects in one bucket, through the shared S3 wire code (core/wire/s3: createS3Client,
+ * s3Error). Listing uses ListObjects (v1, marker paging): Walrus and Cumulus predate ListObjectsV2.
  */
-
-/** Canned ACLs for bundle objects; `none` sends no x-amz-acl (services that refuse aws-exec-read). */
-import type { BundleAcl } from './acl.js';
-export { bundleAcls, type BundleAcl } from './acl.js';
 
 export interface StoredObject {
   size: number;

@@ -1,11 +1,11 @@
-import { Ec2QueryClient, type Ec2Connection } from '../eucalyptus/ec2.js';
-import type { Ec2Image } from '../eucalyptus/schema.js';
 import type { CloudImage, DriverCallOptions } from '../../core/iaas/port.js';
+import { Ec2QueryClient, type Ec2Connection } from '../../core/wire/ec2/client.js';
+import type { Ec2Image } from '../../core/wire/ec2/schema.js';
 import { folderPrefix, objectKey, type Folder, type RepoLayout } from './mapper.js';
 
 /**
  * Nimbus's EC2 Query frontend, asked which images the user can run (DescribeImages), through
- * the Eucalyptus adapter's EC2 Query client (SigV2, custom endpoint and API version).
+ * the shared EC2 Query client (core/wire/ec2: SigV2, custom endpoint and API version).
  *
  * Nimbus builds that answer from the same Cumulus repository (ServiceImageImpl.convertFileListings):
  * one item per object of `VMS/<owner>/` and `VMS/common/`, `imageId` = the object name,

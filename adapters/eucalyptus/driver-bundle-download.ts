@@ -6,9 +6,9 @@ import { extract as tarExtract } from 'tar-stream';
 import { isVisorError, VisorError } from '../../core/errors.js';
 import { checkRange } from '../../core/store/keys.js';
 import type { ByteRange } from '../../core/store/port.js';
-import { rsaDecryptHex, type BundleIdentity } from './bundle-crypto.js';
-import type { Manifest } from './bundle-manifest.js';
-import type { WalrusBundles } from './walrus.js';
+import { rsaDecryptHex, type BundleIdentity } from './driver-bundle-crypto.js';
+import type { Manifest } from './mapper-manifest.js';
+import type { WalrusBundles } from './client-walrus.js';
 
 /**
  * Unbundling, streamed (euca-download-and-unbundle): parts in manifest order -> SHA1 check per

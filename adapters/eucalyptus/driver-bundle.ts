@@ -7,7 +7,7 @@ import { isVisorError, VisorError } from '../../core/errors.js';
 import type { Checksums } from '../../core/image/model.js';
 import type { Logger } from '../../core/logging/logger.js';
 import { DigestStream, verifyDigest } from '../../core/transfer/digest.js';
-import type { StoredObject } from './walrus.js';
+import type { StoredObject } from './client-walrus.js';
 
 /**
  * The streaming bundler: image -> tar (one member) -> SHA1 -> gzip -> AES-128-CBC -> parts,

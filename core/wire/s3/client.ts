@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto';
 import { S3Client } from '@aws-sdk/client-s3';
-import { isVisorError, VisorError, type ErrorKind } from '../../errors.js';
+import type { ErrorKind, VisorError } from '../../errors.js';
+import { sdkError } from '../errors.js';
 
 /**
  * How to reach one S3-family service (AWS S3, Eucalyptus Walrus, Nimbus Cumulus, Ceph RGW,
- * Swift s3api). Shared by the s3 store and the adapters that speak S3 to their cloud.
+ * Swift s3api). Shared by the s3 store and the adapters that speak S3 to their cloud (Eucalyptus's
+ * Walrus, Nimbus's Cumulus).
  */
 export interface S3ConnectionOptions {
   /** Omit for AWS; the service's URL otherwise (http://host:port). */
@@ -55,16 +57,6 @@ export function createS3Client(options: S3ConnectionOptions): S3Client {
     { step: 'build', name: 'visorDeleteObjectsContentMd5', priority: 'low' },
   );
   return client;
-}
-
-/** What the SDK attaches to the errors it throws (service faults and transport failures). */
-interface SdkErrorShape {
-  name?: unknown;
-  code?: unknown;
-  message?: unknown;
-  Code?: unknown;
-  $fault?: unknown;
-  $metadata?: { httpStatusCode?: unknown; requestId?: unknown };
 }
 
 const kindByCode: Record<string, ErrorKind> = {
@@ -119,59 +111,10 @@ const kindByCode: Record<string, ErrorKind> = {
   AbortError: 'unavailable',
 };
 
-const timeoutCodes = new Set(['ETIMEDOUT', 'ESOCKETTIMEDOUT']);
-const networkCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ECONNABORTED']);
-
-function kindByStatus(status: number): ErrorKind | undefined {
-  if (status === 401) return 'auth';
-  if (status === 403) return 'forbidden';
-  if (status === 404) return 'notFound';
-  if (status === 408) return 'timeout';
-  if (status === 409 || status === 412) return 'conflict';
-  if (status === 416) return 'invalidInput';
-  if (status === 429 || status >= 500) return status === 501 ? 'unsupported' : 'unavailable';
-  if (status >= 200 && status < 300) return 'invalidResponse'; // a 2xx the SDK could not parse
-  if (status >= 400) return 'invalidInput';
-  return undefined;
-}
-
 /**
  * An SDK error as a VisorError whose kind callers can act on (retry, exit code, HTTP status).
- * `context` says what was being done ("s3: GetObject visor/abc"). The message is one line and
- * carries no credentials: SDK messages name at most the access key id, never the secret.
+ * `context` says what was being done ("s3: GetObject visor/abc"); see `sdkError`.
  */
 export function s3Error(error: unknown, context: string): VisorError {
-  if (isVisorError(error)) return error;
-  const e = (typeof error === 'object' && error !== null ? error : {}) as SdkErrorShape;
-  const name = typeof e.name === 'string' ? e.name : undefined;
-  const code = typeof e.Code === 'string' ? e.Code : name;
-  const sysCode = typeof e.code === 'string' ? e.code : undefined;
-  const status = typeof e.$metadata?.httpStatusCode === 'number' ? e.$metadata.httpStatusCode : undefined;
-  const requestId = typeof e.$metadata?.requestId === 'string' ? e.$metadata.requestId : undefined;
-  const rawMessage = typeof e.message === 'string' ? e.message : String(error);
-
-  let kind: ErrorKind | undefined = code !== undefined ? kindByCode[code] : undefined;
-  if (kind === undefined && sysCode !== undefined) {
-    if (timeoutCodes.has(sysCode)) kind = 'timeout';
-    else if (networkCodes.has(sysCode)) kind = 'unavailable';
-  }
-  if (kind === undefined && status !== undefined) kind = kindByStatus(status);
-  if (kind === undefined && /socket hang up|network|connect/i.test(rawMessage)) kind = 'unavailable';
-  if (kind === undefined && /deserializ|parse|xml/i.test(rawMessage)) kind = 'invalidResponse';
-  kind ??= 'internal';
-
-  const label = [code !== undefined && code !== 'Error' && code !== 'UnknownError' && code !== 'Unknown' ? code : undefined, sysCode, status !== undefined ? `HTTP ${status}` : undefined]
-    .filter((part) => part !== undefined)
-    .join(', ');
-  // One line; HTML error pages (Swift answers unsigned requests with one) are cut short.
-  const message = rawMessage.replace(/\s+/g, ' ').trim().slice(0, 300);
-  return new VisorError(kind, `${context}: ${message || 'request failed'}${label ? ` (${label})` : ''}`, {
-    cause: error,
-    details: {
-      ...(code !== undefined ? { code } : {}),
-      ...(sysCode !== undefined ? { errno: sysCode } : {}),
-      ...(status !== undefined ? { status } : {}),
-      ...(requestId !== undefined ? { requestId } : {}),
-    },
-  });
+  return sdkError(error, context, { codes: kindByCode, tlsHint: 'the endpoint\'s certificate is not trusted' });
 }

@@ -7,47 +7,6 @@ import { verifyDigest } from '../../core/transfer/digest.js';
 import { checksumsOf } from './mapper.js';
 import type { GlanceImage } from './schema.js';
 
-/**
- * The deadline of one `create`: aborts everything in flight when the image is not usable in
- * time or when the caller aborts, and tells the two apart afterwards.
- */
-export class Deadline {
-  readonly #controller = new AbortController();
-  readonly #timer: NodeJS.Timeout;
-  readonly #onCallerAbort: () => void;
-  readonly #callerSignal: AbortSignal | undefined;
-  readonly ms: number;
-  #reason: 'timeout' | 'aborted' | undefined;
-
-  constructor(ms: number, callerSignal?: AbortSignal) {
-    this.ms = ms;
-    this.#callerSignal = callerSignal;
-    this.#timer = setTimeout(() => this.#abort('timeout'), ms);
-    this.#onCallerAbort = () => this.#abort('aborted');
-    if (callerSignal?.aborted) this.#abort('aborted');
-    callerSignal?.addEventListener('abort', this.#onCallerAbort, { once: true });
-  }
-
-  get signal(): AbortSignal {
-    return this.#controller.signal;
-  }
-
-  get reason(): 'timeout' | 'aborted' | undefined {
-    return this.#reason;
-  }
-
-  dispose(): void {
-    clearTimeout(this.#timer);
-    this.#callerSignal?.removeEventListener('abort', this.#onCallerAbort);
-  }
-
-  #abort(reason: 'timeout' | 'aborted'): void {
-    if (this.#reason) return;
-    this.#reason = reason;
-    this.#controller.abort(new VisorError(reason === 'timeout' ? 'timeout' : 'unavailable', reason));
-  }
-}
-
 /** Where a verifying upload stream leaves its verdict (axios wraps stream errors in its own). */
 export interface UploadVerdict {
   failure?: VisorError;

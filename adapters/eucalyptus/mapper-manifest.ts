@@ -1,8 +1,9 @@
 import { XMLParser } from 'fast-xml-parser';
 import { VisorError } from '../../core/errors.js';
 import { zodIssues } from '../../core/validation.js';
-import { rsaEncryptHex, signManifestText, type BundleIdentity } from './bundle-crypto.js';
-import { manifestSchema, type Ec2ImageType, type ParsedManifest } from './schema.js';
+import { rsaEncryptHex, signManifestText, type BundleIdentity } from './driver-bundle-crypto.js';
+import type { Ec2ImageType } from '../../core/wire/ec2/schema.js';
+import { manifestSchema, type ParsedManifest } from './schema.js';
 
 /**
  * The bundle manifest, EC2 AMI tools format `<version>2007-10-10</version>`, element for

@@ -16,7 +16,8 @@ import {
   type LaunchPermission,
   type RegisterImageCommandInput,
 } from '@aws-sdk/client-ec2';
-import { isVisorError, VisorError, type ErrorKind } from '../../core/errors.js';
+import { VisorError, type ErrorKind } from '../../errors.js';
+import { sdkError } from '../errors.js';
 import {
   describeImagesOutput,
   describeTagsOutput,
@@ -34,7 +35,8 @@ import { signQueryRequest, type SignableRequest, type SignatureMethod } from './
  * @aws-sdk/client-ec2 does the wire work; this file adds Signature V2 for clouds that need it,
  * validates every output (schema.ts) and turns every failure into a VisorError.
  *
- * Reusable on its own (the Nimbus adapter lists images through it):
+ * Shared wire code: the Eucalyptus adapter registers images through it, the Nimbus adapter asks
+ * its EC2 frontend which images it offers:
  *
  *   const ec2 = new Ec2QueryClient({ endpoint: 'https://nimbus:8444', region: 'nimbus',
  *     accessKeyId, secretAccessKey, signatureVersion: 'v2' });
@@ -180,15 +182,6 @@ async function boundedXml(body: Readable, success: boolean): Promise<Buffer> {
   return data;
 }
 
-/** What the SDK attaches to the errors it throws. */
-interface SdkErrorShape {
-  name?: unknown;
-  code?: unknown;
-  Code?: unknown;
-  message?: unknown;
-  $metadata?: { httpStatusCode?: unknown; requestId?: unknown };
-}
-
 /** EC2 error codes (AWS's API reference "Error codes"; Eucalyptus ImageManager.java; apis.md §2.8). */
 const kindByCode: Record<string, ErrorKind> = {
   AuthFailure: 'auth',
@@ -239,26 +232,10 @@ const kindByCode: Record<string, ErrorKind> = {
 /** Codes that mean "this cloud has no such call" (old Eucalyptus, Nimbus): features fall back. */
 export const unsupportedActionCodes: ReadonlySet<string> = new Set(['InvalidAction', 'UnsupportedOperation', 'UnknownOperation', 'NotImplemented']);
 
-const timeoutCodes = new Set(['ETIMEDOUT', 'ESOCKETTIMEDOUT']);
-const networkCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ECONNABORTED']);
-const tlsTrustCodes = new Set(['SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID']);
-
-function kindByStatus(status: number): ErrorKind | undefined {
-  if (status === 401) return 'auth';
-  if (status === 403) return 'forbidden';
-  if (status === 404) return 'notFound';
-  if (status === 408) return 'timeout';
-  if (status === 409) return 'conflict';
-  if (status === 501) return 'unsupported';
-  if (status === 429 || status >= 500) return 'unavailable';
-  if (status >= 400) return 'invalidInput';
-  if (status >= 200 && status < 300) return 'invalidResponse';
-  return undefined;
-}
-
 /** The EC2 error code of an SDK error, when it carries one. */
 export function ec2ErrorCode(error: unknown): string | undefined {
-  const e = (typeof error === 'object' && error !== null ? error : {}) as SdkErrorShape;
+  type Shape = { Code?: unknown; name?: unknown; $metadata?: { httpStatusCode?: unknown } };
+  const e = (typeof error === 'object' && error !== null ? error : {}) as Shape;
   if (typeof e.Code === 'string') return e.Code;
   if (typeof e.$metadata?.httpStatusCode === 'number' && typeof e.name === 'string') return e.name;
   return undefined;
@@ -266,44 +243,17 @@ export function ec2ErrorCode(error: unknown): string | undefined {
 
 /**
  * An SDK error as a VisorError whose kind callers act on. `context` says what was being done
- * ("ec2: DescribeImages"). One line, no credentials (EC2 messages name at most the access key).
+ * ("ec2: DescribeImages"); see `sdkError`.
  */
 export function ec2Error(error: unknown, context: string): VisorError {
-  if (isVisorError(error)) return error;
-  const e = (typeof error === 'object' && error !== null ? error : {}) as SdkErrorShape;
-  const code = ec2ErrorCode(error);
-  const name = typeof e.name === 'string' ? e.name : undefined;
-  const sysCode = typeof e.code === 'string' ? e.code : undefined;
-  const status = typeof e.$metadata?.httpStatusCode === 'number' ? e.$metadata.httpStatusCode : undefined;
-  const requestId = typeof e.$metadata?.requestId === 'string' ? e.$metadata.requestId : undefined;
-  const rawMessage = typeof e.message === 'string' ? e.message : String(error);
-
-  let kind: ErrorKind | undefined = code !== undefined ? (kindByCode[code] ?? (code.endsWith('.NotFound') ? 'notFound' : code.endsWith('.Malformed') ? 'invalidInput' : undefined)) : undefined;
-  if (kind === undefined && name === 'AbortError') kind = 'unavailable';
-  if (kind === undefined && name !== undefined && kindByCode[name] !== undefined) kind = kindByCode[name];
-  if (kind === undefined && sysCode !== undefined) {
-    if (timeoutCodes.has(sysCode)) kind = 'timeout';
-    else if (networkCodes.has(sysCode)) kind = 'unavailable';
-    else if (tlsTrustCodes.has(sysCode)) kind = 'config';
-  }
-  if (kind === undefined && status !== undefined) kind = kindByStatus(status);
-  if (kind === undefined && /socket hang up|network|connect/i.test(rawMessage)) kind = 'unavailable';
-  if (kind === undefined && /deserializ|parse|xml|char/i.test(rawMessage)) kind = 'invalidResponse';
-  kind ??= 'internal';
-
-  const label = [code !== undefined && code !== 'Unknown' && code !== 'UnknownError' ? code : undefined, sysCode, status !== undefined ? `HTTP ${status}` : undefined]
-    .filter((p) => p !== undefined)
-    .join(', ');
-  const message = rawMessage.replace(/\s+/g, ' ').trim().slice(0, 300);
-  const hint = kind === 'config' ? '; give the endpoint\'s CA in caBundle' : '';
-  return new VisorError(kind, `${context}: ${message || 'request failed'}${label ? ` (${label})` : ''}${hint}`, {
-    cause: error,
-    details: {
-      ...(code !== undefined ? { code } : {}),
-      ...(sysCode !== undefined ? { errno: sysCode } : {}),
-      ...(status !== undefined ? { status } : {}),
-      ...(requestId !== undefined ? { requestId } : {}),
+  return sdkError(error, context, {
+    codes: kindByCode,
+    codeOf: ec2ErrorCode,
+    fallback: (code) => {
+      if (code.endsWith('.NotFound')) return 'notFound';
+      return code.endsWith('.Malformed') ? 'invalidInput' : undefined;
     },
+    tlsHint: 'give the endpoint\'s CA in caBundle',
   });
 }
 

@@ -2,7 +2,7 @@ import type { Agent as HttpAgent } from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
 import axios, { type AxiosInstance } from 'axios';
 import { isRetryable, VisorError } from '../../core/errors.js';
-import { httpError } from './http.js';
+import { httpError } from '../../core/wire/http.js';
 import { keystoneTokenResponseSchema, parsePayload, type KeystoneCatalogEntry, type KeystoneInterface } from './schema.js';
 
 /** How visor proves who it is to Keystone v3 (secrets are registered by the plugin facade). */

@@ -1,6 +1,8 @@
 import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { VisorError } from '../../errors.js';
+import { checkRange } from '../../store/keys.js';
+import type { ByteRange } from '../../store/port.js';
 
 /**
  * The parts of S3 responses the store relies on. The SDK parses the XML and headers but leaves
@@ -57,4 +59,37 @@ export function normalizeEtag(value: string): string {
 export function parseContentRange(value: string): { start: number; end: number; size: number } {
   const [, start, end, size] = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(value) ?? [];
   return { start: Number(start), end: Number(end), size: Number(size) };
+}
+
+/**
+ * The body of a GetObject answer, checked against the range asked for: exactly those bytes, or
+ * the whole object where the server ignored `Range` for a range that is the whole object (some
+ * do). Anything else is `invalidResponse`, and the body is destroyed.
+ */
+export function getObjectBody(
+  output: unknown,
+  range: ByteRange | undefined,
+  context: string,
+): { stream: Readable; size: number; range?: { start: number; end: number } } {
+  const { Body: stream, ContentLength, ContentRange } = parseOutput(getObjectOutput, output, context);
+  if (!range) return { stream, size: ContentLength };
+  try {
+    if (ContentRange === undefined) {
+      const whole = checkRange(range, ContentLength);
+      if (whole.start !== 0 || whole.end !== ContentLength - 1) {
+        throw new VisorError('invalidResponse', `${context}: the server ignored the Range header`);
+      }
+      return { stream, size: ContentLength, range: whole };
+    }
+    const got = parseContentRange(ContentRange);
+    const want = checkRange(range, got.size);
+    if (got.start !== want.start || got.end !== want.end || ContentLength !== want.end - want.start + 1) {
+      const asked = `asked for bytes ${want.start}-${want.end}`;
+      throw new VisorError('invalidResponse', `${context}: ${asked}, got ${ContentRange} (${ContentLength} bytes)`);
+    }
+    return { stream, size: got.size, range: want };
+  } catch (error) {
+    stream.destroy();
+    throw error;
+  }
 }

@@ -1,6 +1,6 @@
 import { isAxiosError } from 'axios';
-import { isVisorError, VisorError, type ErrorKind } from '../../core/errors.js';
-import { glanceErrorSchema, keystoneErrorSchema } from './schema.js';
+import { isVisorError, VisorError } from '../errors.js';
+import { kindOfStatus, kindOfTransportCode, oneLine, tlsTrustCodes } from './errors.js';
 
 /**
  * Turns what axios throws into a VisorError whose kind the caller can act on. The message is
@@ -23,7 +23,11 @@ export function httpError(action: string, error: unknown): VisorError {
     const code = error.code ?? '';
     const what = cutOff ? `${action}: the answer (HTTP ${status}) was cut off` : action;
     if (code === 'ERR_CANCELED') return new VisorError('unavailable', `${what}: aborted`, { cause: sanitized(error), details: { code } });
-    if (code === 'ECONNABORTED' || code === 'ETIMEDOUT') return new VisorError('timeout', `${what}: no answer in time (${error.message})`, { cause: sanitized(error), details: { code } });
+    // axios says ECONNABORTED when its own `timeout` passed.
+    if (code === 'ECONNABORTED' || kindOfTransportCode(code) === 'timeout') {
+      const cause = sanitized(error);
+      return new VisorError('timeout', `${what}: no answer in time (${error.message})`, { cause, details: { code } });
+    }
     if (tlsTrustCodes.has(code)) {
       return new VisorError('config', `${what}: the server's TLS certificate is not trusted (${code}); give its CA in the caBundle option`, { cause: sanitized(error), details: { code } });
     }
@@ -36,19 +40,10 @@ export function httpError(action: string, error: unknown): VisorError {
   });
 }
 
-export function kindOfStatus(status: number): ErrorKind {
-  if (status === 401) return 'auth';
-  if (status === 403) return 'forbidden';
-  if (status === 404) return 'notFound';
-  // 410: the image was deleted while its data was being uploaded.
-  if (status === 409 || status === 410) return 'conflict';
-  if (status === 429 || status >= 500) return 'unavailable';
-  // 400, 413 (size cap / quota), 415 (media type), 416 (range): the request cannot succeed as sent.
-  if (status >= 400) return 'invalidInput';
-  return 'invalidResponse';
-}
-
-/** The peer's explanation from an error body: Glance JSON, Keystone JSON, or an HTML page. */
+/**
+ * The peer's explanation from an error body: OpenStack JSON (`{"message": ...}` from Glance's
+ * webob, `{"error": {"message": ...}}` from Keystone), or an HTML page.
+ */
 export function explain(data: unknown): string {
   let text = '';
   if (typeof data === 'string') {
@@ -60,11 +55,13 @@ export function explain(data: unknown): string {
   } else if (Buffer.isBuffer(data)) {
     return explain(data.toString('utf8'));
   } else if (data !== null && typeof data === 'object') {
-    const keystone = keystoneErrorSchema.safeParse(data);
-    const glance = glanceErrorSchema.safeParse(data);
-    text = keystone.success ? (keystone.data.error.message ?? keystone.data.error.title ?? '') : glance.success ? (glance.data.message ?? glance.data.title ?? '') : '';
+    const body = data as { error?: unknown; message?: unknown; title?: unknown };
+    const nested = (body.error !== null && typeof body.error === 'object' ? body.error : {}) as typeof body;
+    const candidates = [nested.message, nested.title, body.message, body.title];
+    const first = candidates.find((v) => typeof v === 'string' && v !== '');
+    text = typeof first === 'string' ? first : '';
   }
-  return oneLine(stripHtml(text)).slice(0, 300);
+  return oneLine(stripHtml(text));
 }
 
 function stripHtml(text: string): string {
@@ -80,17 +77,6 @@ function stripHtml(text: string): string {
     .replace(/&quot;/g, '"')
     .replace(/&amp;/g, '&');
 }
-
-const oneLine = (text: string) => text.replace(/\s+/g, ' ').trim();
-
-const tlsTrustCodes = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'CERT_HAS_EXPIRED',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
 
 /** A cause safe to log: no request config (headers carry the token, bodies the password). */
 function sanitized(error: unknown): Error {
