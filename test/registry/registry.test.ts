@@ -1,8 +1,7 @@
 import { ContainerModule } from 'inversify';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { builtinPlugins } from '../../agent/builtins.js';
-import { builtinRegistry } from '../../agent/compose.js';
+import { builtinPlugins, builtinRegistry } from '../../agent/builtins.js';
 import { ServiceIds } from '../../core/registry/ids.js';
 import { definePlugin } from '../../core/registry/plugin.js';
 import { PluginRegistry } from '../../core/registry/registry.js';
