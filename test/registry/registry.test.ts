@@ -61,4 +61,32 @@ describe('plugin registry', () => {
     const registry = builtinRegistry();
     expect(() => registry.factory('catalog', 'postgres')).toThrow(/no catalog plugin "postgres".*known: mongodb, sqlite/);
   });
+
+  it('makes a package\'s plugins from definePlugin({ catalogs, stores, adapters }), bindings included', async () => {
+    const plugins = definePlugin({
+      stores: { alpha: { optionsSchema: z.strictObject({ size: z.number() }), create: (o) => ({ kind: `alpha-${o.size}` }) as unknown as Store } },
+      adapters: { beta: { description: 'a test adapter', optionsSchema: z.strictObject({}), create: () => ({ adapter: 'beta' }) as never } },
+    });
+    expect(plugins.map((p) => `${p.kind}:${p.id}`)).toEqual(['store:alpha', 'iaas:beta']);
+    const registry = new PluginRegistry();
+    for (const plugin of plugins) registry.register(plugin, { type: 'package', package: 'visor-test-bundle', version: '1.0.0' });
+    expect(registry.list()).toContainEqual({ id: 'beta', kind: 'iaas', description: 'a test adapter', source: 'visor-test-bundle@1.0.0' });
+    const { value } = await registry.validateOptions('store', 'alpha', { size: 3 }, ['stores', 'a', 'options']);
+    await expect(Promise.resolve(registry.factory('store', 'alpha').create(value, {} as never))).resolves.toMatchObject({ kind: 'alpha-3' });
+    const [badId] = definePlugin({ stores: { 'Not An Id': { optionsSchema: z.strictObject({}), create: () => ({}) as Store } } });
+    expect(() => registry.register(badId)).toThrow(/id must be lower-case/);
+  });
+
+  it('still takes a plugin written by hand with its own container module', async () => {
+    const registry = new PluginRegistry();
+    registry.register({
+      id: 'handmade',
+      kind: 'store',
+      optionsSchema: z.strictObject({}),
+      module: new ContainerModule(({ bind }) => {
+        bind(ServiceIds.StoreFactory).toConstantValue({ create: () => ({ kind: 'handmade' }) as unknown as Store }).whenNamed('handmade');
+      }),
+    });
+    await expect(Promise.resolve(registry.factory('store', 'handmade').create({}, {} as never))).resolves.toMatchObject({ kind: 'handmade' });
+  });
 });
