@@ -1,6 +1,7 @@
 import { schedule, type ScheduledTask } from 'node-cron';
 import type { FastifyPluginAsync } from 'fastify';
 import type { RunRecord } from '../core/catalog/port.js';
+import type { ContentSource } from '../core/iaas/port.js';
 import { VisorError, toVisorError } from '../core/errors.js';
 import type { Logger } from '../core/logging/logger.js';
 import { type AgentControl, agentRoutes } from './api/routes/agent.js';
@@ -38,7 +39,8 @@ interface Generation {
   tasks: Map<string, ScheduledTask>;
 }
 
-export type AgentOptions = Omit<RuntimeOptions, 'setup' | 'storage' | 'publish' | 'serveContent' | 'only'> & ServeOptions;
+export type AgentOptions = Omit<RuntimeOptions, 'setup' | 'storage' | 'publish' | 'serveContent' | 'only'> &
+  ServeOptions;
 
 /**
  * `visor agent`: the image API plus a scheduler that keeps each configured cloud in step with
@@ -179,7 +181,8 @@ export class AgentDaemon implements AgentControl {
    */
   async #generationRuntime(options: RuntimeOptions): Promise<Runtime> {
     const publisher = this.#publisher!;
-    const runtime = await openRuntime({ ...options, storage: this.#base!, publish: (source) => publisher.publish(source) });
+    const publish = (source: ContentSource) => publisher.publish(source);
+    const runtime = await openRuntime({ ...options, storage: this.#base!, publish });
     try {
       await runtime.syncDeps();
       return runtime;

@@ -29,7 +29,9 @@ export async function openSession(
     if (only !== undefined && !built.targets.has(only)) {
       const have = Object.keys(runtime.config.clouds).join(', ') || 'none';
       const where = runtime.config.file ?? 'the configuration';
-      throw built.failed.get(only) ?? new VisorError('invalidInput', `no cloud named ${only} in ${where} (have: ${have})`);
+      throw (
+        built.failed.get(only) ?? new VisorError('invalidInput', `no cloud named ${only} in ${where} (have: ${have})`)
+      );
     }
     const deps = await runtime.syncDeps();
     const images = await runtime.images();

@@ -30,7 +30,10 @@ export function withClientOptions(command: Command): Command {
 
 export function withListOptions(command: Command): Command {
   return withClientOptions(command)
-    .option('-q, --query <query>', 'filters, e.g. "architecture=x86_64&format=qcow2" (any attribute or custom property)')
+    .option(
+      '-q, --query <query>',
+      'filters, e.g. "architecture=x86_64&format=qcow2" (any attribute or custom property)',
+    )
     .option('-s, --sort <attribute>', 'sort by this attribute (default _id)')
     .option('-d, --dir <dir>', 'asc or desc')
     .option('-l, --limit <n>', 'at most this many (default: all)');
@@ -69,7 +72,11 @@ export function parseKeyValues(pairs: readonly string[]): Record<string, string 
     const value = pair.slice(at + 1);
     if (key in out) throw new VisorError('invalidInput', `${key} is given twice`);
     if (value === '') out[key] = null;
-    else if (key === 'tags' || key === 'members') out[key] = value.split(',').map((s) => s.trim()).filter(Boolean);
+    else if (key === 'tags' || key === 'members')
+      out[key] = value
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
     else if ((key === 'min_disk' || key === 'min_ram') && /^\d+$/.test(value)) out[key] = Number(value);
     else out[key] = value;
   }

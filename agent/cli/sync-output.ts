@@ -9,9 +9,11 @@ import type { CliIo } from './io.js';
 export function describeAction(action: Action): string {
   switch (action.kind) {
     case 'create':
-      return action.desired.convertFrom ? `upload (convert ${action.desired.convertFrom} -> ${action.desired.diskFormat})` : 'upload';
+      return action.desired.convertFrom
+        ? `upload (convert ${action.desired.convertFrom} -> ${action.desired.diskFormat})`
+        : 'upload';
     case 'replace':
-      return `upload new content, then retire ${action.retire.length} old cop${action.retire.length === 1 ? 'y' : 'ies'}`;
+      return `upload new content, then retire ${count(action.retire.length, 'old copy', 'old copies')}`;
     case 'update':
       return action.changes.join('; ');
     case 'adopt':
@@ -24,6 +26,8 @@ export function describeAction(action: Action): string {
       return `import ${action.mode === 'full' ? 'metadata and bits' : 'metadata'} into the catalog`;
   }
 }
+
+const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
 
 export const planHeaders = ['CLOUD', 'ACTION', 'IMAGE', 'DETAIL'] as const;
 

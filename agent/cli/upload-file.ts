@@ -21,7 +21,10 @@ export async function withUploadFile<T>(
 ): Promise<T> {
   const path = resolve(io.cwd, file);
   const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
-    throw new VisorError('invalidInput', `cannot read ${file}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
+    throw new VisorError(
+      'invalidInput',
+      `cannot read ${file}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`,
+    );
   });
   if (!info.isFile()) throw new VisorError('invalidInput', `${file} is not a file`);
   const bar = await progressBar(io, 'upload  ', info.size, showProgress);

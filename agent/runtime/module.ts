@@ -16,7 +16,13 @@ import type { Store } from '../../core/store/port.js';
 import { startContentServer } from '../content-server.js';
 import { ImageService } from '../service/image-service.js';
 import { CloudDrivers } from './cloud-drivers.js';
-import { type BuiltTargets, type CloudDriverSource, type ContentPublishing, type Publish, RuntimeIds } from './services.js';
+import {
+  type BuiltTargets,
+  type CloudDriverSource,
+  type ContentPublishing,
+  type Publish,
+  RuntimeIds,
+} from './services.js';
 import { RuntimeSyncDeps } from './sync-deps.js';
 import { buildTargets, closeTargets } from './targets.js';
 
@@ -93,11 +99,17 @@ export function runtimeModule(options: RuntimeModuleOptions): ContainerModule {
     }
 
     bind(RuntimeIds.AdapterFactories).toDynamicValue(
-      (ctx) => new Map(options.adapterIds.map((id) => [id, ctx.get<IaasDriverFactory>(ServiceIds.IaasDriverFactory, { name: id })])),
+      (ctx) =>
+        new Map(
+          options.adapterIds.map((id) => [id, ctx.get<IaasDriverFactory>(ServiceIds.IaasDriverFactory, { name: id })]),
+        ),
     );
     bind(RuntimeIds.CloudDrivers).to(CloudDrivers);
     bind(RuntimeIds.Targets)
-      .toResolvedValue((drivers: CloudDriverSource) => buildTargets(config, drivers, options.only), [RuntimeIds.CloudDrivers])
+      .toResolvedValue(
+        (drivers: CloudDriverSource) => buildTargets(config, drivers, options.only),
+        [RuntimeIds.CloudDrivers],
+      )
       .onDeactivation((built: BuiltTargets) => closeTargets(built));
 
     if (options.publish) {
@@ -105,12 +117,15 @@ export function runtimeModule(options: RuntimeModuleOptions): ContainerModule {
     } else if (options.serveContent) {
       // Clouds that fetch images by URL need someone serving them while the runtime lives.
       bind(RuntimeIds.ContentPublishing)
-        .toResolvedValue(async (built: BuiltTargets): Promise<ContentPublishing & { close?(): Promise<void> }> => {
-          const drivers = [...built.targets.values()].map((t) => t.driver.capabilities);
-          if (!drivers.some((c) => c.importFromUrl || c.requiresUrl)) return {};
-          const server = await startContentServer(config.agent.publicUrl);
-          return { publish: (source) => server.publisher.publish(source), close: () => server.close() };
-        }, [RuntimeIds.Targets])
+        .toResolvedValue(
+          async (built: BuiltTargets): Promise<ContentPublishing & { close?(): Promise<void> }> => {
+            const drivers = [...built.targets.values()].map((t) => t.driver.capabilities);
+            if (!drivers.some((c) => c.importFromUrl || c.requiresUrl)) return {};
+            const server = await startContentServer(config.agent.publicUrl);
+            return { publish: (source) => server.publisher.publish(source), close: () => server.close() };
+          },
+          [RuntimeIds.Targets],
+        )
         .onDeactivation(async (publishing: ContentPublishing & { close?(): Promise<void> }) => {
           await publishing.close?.();
         });

@@ -66,10 +66,16 @@ export interface Runtime extends RuntimeSetup {
 /** Reads and checks the configuration, registering the plugins it names; opens nothing. */
 export async function loadSetup(options: RuntimeOptions = {}): Promise<RuntimeSetup> {
   const registry = builtinRegistry(options.plugins);
-  const config = await loadConfig({ file: options.configFile, dataDir: options.dataDir, env: options.env ?? process.env, registry });
+  const config = await loadConfig({
+    file: options.configFile,
+    dataDir: options.dataDir,
+    env: options.env ?? process.env,
+    registry,
+  });
   const secrets = new SecretRegistry();
   collectSecrets(config, secrets);
-  const logger = options.logger ?? createLogger({ level: config.logging.level, format: config.logging.format, secrets });
+  const logger =
+    options.logger ?? createLogger({ level: config.logging.level, format: config.logging.format, secrets });
   return { config, registry, logger, secrets };
 }
 

@@ -46,7 +46,11 @@ function recordingAdapter(built: Built[]): VisorPlugin {
   const [plugin] = definePlugin({
     adapters: {
       recording: {
-        optionsSchema: z.strictObject({ region: z.string(), byUrl: z.boolean().default(false), fail: z.boolean().default(false) }),
+        optionsSchema: z.strictObject({
+          region: z.string(),
+          byUrl: z.boolean().default(false),
+          fail: z.boolean().default(false),
+        }),
         create: (options, context) => {
           if (options.fail) throw new Error(`cannot reach ${options.region}`);
           const record: Built = { name: context.name, options, context, closed: 0 };
@@ -92,7 +96,11 @@ function injectedAdapter(seen: { logger?: Logger }): VisorPlugin {
     constructor(@inject(ServiceIds.Logger) private readonly logger: Logger) {}
     create(): IaasDriver {
       seen.logger = this.logger;
-      return { adapter: 'injected', capabilities: capabilities(false), close: async () => undefined } as unknown as IaasDriver;
+      return {
+        adapter: 'injected',
+        capabilities: capabilities(false),
+        close: async () => undefined,
+      } as unknown as IaasDriver;
     }
   }
   // Written by hand on purpose: a plugin that binds services of its own for injection.

@@ -8,7 +8,13 @@ import type { Store } from '../../core/store/port.js';
 import { Limiter } from '../sync/limiter.js';
 import type { Rival } from '../sync/planner.js';
 import type { SyncDeps, Target } from '../sync/runner.js';
-import { type BuiltTargets, type CloudDriverSource, type ContentPublishing, type Publish, RuntimeIds } from './services.js';
+import {
+  type BuiltTargets,
+  type CloudDriverSource,
+  type ContentPublishing,
+  type Publish,
+  RuntimeIds,
+} from './services.js';
 import { agentIdOf, cacheDirOf, instanceIdOf, rivalFinder } from './targets.js';
 
 /**

@@ -10,7 +10,13 @@ import type { BuiltTargets, CloudDriverSource } from './services.js';
 
 /** The agent's id: the configured one, or this host's name (letters, digits, . _ -). */
 export function agentIdOf(config: VisorConfig): string {
-  return config.agent.id ?? (hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 64) || 'visor-agent');
+  return (
+    config.agent.id ??
+    (hostname()
+      .replace(/[^A-Za-z0-9_.-]/g, '-')
+      .slice(0, 64) ||
+      'visor-agent')
+  );
 }
 
 /** This process, as a lease holder: two processes of one agent must not share a lease either. */
@@ -25,7 +31,11 @@ export function cacheDirOf(config: VisorConfig): string {
 }
 
 /** One driver per configured cloud (or only `only`); a cloud whose driver cannot be built is recorded, not fatal. */
-export async function buildTargets(config: VisorConfig, drivers: CloudDriverSource, only?: string): Promise<BuiltTargets> {
+export async function buildTargets(
+  config: VisorConfig,
+  drivers: CloudDriverSource,
+  only?: string,
+): Promise<BuiltTargets> {
   const targets = new Map<string, Target>();
   const failed = new Map<string, ReturnType<typeof toVisorError>>();
   for (const [name, cloud] of Object.entries(config.clouds)) {

@@ -4,7 +4,15 @@ import type { CloudImage } from '../../core/iaas/port.js';
 import { globToRegExp, ORIGIN_ID, ORIGIN_TARGET } from './desired.js';
 import { execute, type SyncEvent } from './executor.js';
 import type { Plan } from './planner.js';
-import { catalogPages, executorContext, listCloud, runStatus, syncTarget, type SyncDeps, type Target } from './runner.js';
+import {
+  catalogPages,
+  executorContext,
+  listCloud,
+  runStatus,
+  syncTarget,
+  type SyncDeps,
+  type Target,
+} from './runner.js';
 
 export interface MigrateOptions {
   /** Only images whose name matches one of these globs (all when empty). */
@@ -35,7 +43,12 @@ export interface Migration {
  * exactly those images, whatever its selector says. The listing, the pulls and the push run
  * with the same timeouts, retries, limits and paging as a sync.
  */
-export async function migrate(from: Target, to: Target, deps: SyncDeps, options: MigrateOptions = {}): Promise<Migration> {
+export async function migrate(
+  from: Target,
+  to: Target,
+  deps: SyncDeps,
+  options: MigrateOptions = {},
+): Promise<Migration> {
   if (from.name === to.name) throw new VisorError('invalidInput', '--from and --to name the same cloud');
   const names = (options.names ?? []).map(globToRegExp);
   const ids = new Set(options.ids ?? []);
@@ -90,7 +103,11 @@ async function pulledBefore(
 ): Promise<Map<string, string>> {
   const wanted = new Set(chosen.map((i) => i.nativeId));
   const known = new Map<string, string>();
-  for await (const page of catalogPages(deps.catalog, { filters: { [`properties.${ORIGIN_TARGET}`]: from.name } }, pageSize)) {
+  for await (const page of catalogPages(
+    deps.catalog,
+    { filters: { [`properties.${ORIGIN_TARGET}`]: from.name } },
+    pageSize,
+  )) {
     for (const image of page) {
       const origin = image.properties[ORIGIN_ID];
       if (origin !== undefined && wanted.has(origin)) known.set(origin, image.id);

@@ -74,9 +74,10 @@ export async function catalogSnapshot(catalog: Catalog): Promise<Image[]> {
 
 /** The cloud's listing, with the target's list timeout and retries. */
 export async function listCloud(target: Target, signal?: AbortSignal): Promise<CloudImage[]> {
+  const { timeouts, retries } = target.policy;
   const listed = await withRetry(
-    () => withTimeout(target.policy.timeouts.list, `listing ${target.name}`, signal, (s) => target.driver.list({ signal: s })),
-    { attempts: target.policy.retries.attempts, backoffMs: target.policy.retries.backoff, ...(signal ? { signal } : {}) },
+    () => withTimeout(timeouts.list, `listing ${target.name}`, signal, (s) => target.driver.list({ signal: s })),
+    { attempts: retries.attempts, backoffMs: retries.backoff, ...(signal ? { signal } : {}) },
   );
   return listed.value;
 }
@@ -126,6 +127,7 @@ export async function planTarget(target: Target, deps: SyncDeps, options: { sign
   if (options.onlyImages) catalog = catalog.filter((i) => options.onlyImages!.has(i.id));
   const retired = await deps.catalog.state.list<string>(`retired:${target.name}:`);
   const legacy = deps.rivals !== undefined && hasLegacyCopies(listed, deps.agentId);
+  const only = options.onlyImages;
   const rivals = legacy ? await deps.rivals!(target, options.signal) : [];
   const result = plan({
     target: target.name,
@@ -133,7 +135,7 @@ export async function planTarget(target: Target, deps: SyncDeps, options: { sign
     policy: target.policy,
     capabilities: target.driver.capabilities,
     catalog,
-    observed: options.onlyImages ? listed.filter((o) => !o.markers || options.onlyImages!.has(o.markers.imageId)) : listed,
+    observed: only ? listed.filter((o) => !o.markers || only.has(o.markers.imageId)) : listed,
     retiredSince: new Map(retired.map(([key, since]) => [key.slice(`retired:${target.name}:`.length), since])),
     now: deps.now?.() ?? new Date(),
     rivals,
@@ -216,7 +218,8 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
       run.drift = first.actions.length;
     } else {
       const onEvent = options.onEvent ? { onEvent: options.onEvent } : {};
-      run.actions = await execute(first, executorContext(target, deps, { logger: log, signal: controller.signal, ...onEvent }));
+      const context = executorContext(target, deps, { logger: log, signal: controller.signal, ...onEvent });
+      run.actions = await execute(first, context);
       // Verification pass: the cloud re-read; whatever would still be done is drift. When the
       // re-read itself fails, the actions still did what they did: partial, drift unknown.
       try {

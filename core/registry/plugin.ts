@@ -54,16 +54,26 @@ export interface PluginPackageDefinition<C, S, A> {
  *
  * The single form `definePlugin({ id, kind, optionsSchema, create })` gives one plugin.
  */
-export function definePlugin<K extends PluginKind, Options>(definition: PluginDefinition<K, Options>): VisorPlugin<Options>;
-export function definePlugin<C = object, S = object, A = object>(definition: PluginPackageDefinition<C, S, A>): VisorPlugin[];
+export function definePlugin<K extends PluginKind, Options>(
+  definition: PluginDefinition<K, Options>,
+): VisorPlugin<Options>;
+export function definePlugin<C = object, S = object, A = object>(
+  definition: PluginPackageDefinition<C, S, A>,
+): VisorPlugin[];
 export function definePlugin(
   definition: PluginDefinition<PluginKind, unknown> | PluginPackageDefinition<object, object, object>,
 ): VisorPlugin | VisorPlugin[] {
   if ('id' in definition && 'kind' in definition) return single(definition);
   const entries = (kind: PluginKind, group: object | undefined) =>
-    Object.entries(group ?? {}).map(([id, entry]) => single({ ...(entry as PluginEntry<PluginKind, unknown>), id, kind }));
+    Object.entries(group ?? {}).map(([id, entry]) =>
+      single({ ...(entry as PluginEntry<PluginKind, unknown>), id, kind }),
+    );
   const bundle = definition as PluginPackageDefinition<object, object, object>;
-  return [...entries('catalog', bundle.catalogs), ...entries('store', bundle.stores), ...entries('iaas', bundle.adapters)];
+  return [
+    ...entries('catalog', bundle.catalogs),
+    ...entries('store', bundle.stores),
+    ...entries('iaas', bundle.adapters),
+  ];
 }
 
 function single(definition: PluginDefinition<PluginKind, unknown>): VisorPlugin {

@@ -39,7 +39,10 @@ export class PluginRegistry {
   }
 
   register(candidate: unknown, source: PluginSource = { type: 'builtin' }): VisorPlugin {
-    const origin = source.type === 'package' ? `plugin package "${source.package}"` : `${source.type === 'builtin' ? 'built-in' : 'embedded'} plugin`;
+    const origin =
+      source.type === 'package'
+        ? `plugin package "${source.package}"`
+        : `${source.type === 'builtin' ? 'built-in' : 'embedded'} plugin`;
     const shape = pluginShape.safeParse(candidate);
     if (!shape.success) {
       const problems = shape.error.issues.map((i) => `${formatPath(i.path) || 'plugin'} ${i.message}`).join('; ');

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Catalog, ImageQuery } from '../catalog/port.js';
-import { isVisorError, ValidationError, type ErrorKind } from '../errors.js';
+import { isVisorError, type ErrorKind, type ValidationError } from '../errors.js';
 import type { Image } from '../image/model.js';
 import { makeImage, steppingClock } from './images.js';
 import { referenceQuery } from './reference-query.js';

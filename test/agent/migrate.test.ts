@@ -62,8 +62,19 @@ clouds:
     for (let i = 0; i < count; i++) {
       const bytes = randomBytes(4096 + i);
       const content = bufferContent(bytes);
-      const image = newImage({ name: `paged-${i}`, architecture: 'x86_64', diskFormat: 'raw', containerFormat: 'bare' } as ImageDraft);
-      const markers = { agent: 'elsewhere', target: 'other', imageId: image.id, sha256: content.checksums.sha256, revision: 1 };
+      const image = newImage({
+        name: `paged-${i}`,
+        architecture: 'x86_64',
+        diskFormat: 'raw',
+        containerFormat: 'bare',
+      } as ImageDraft);
+      const markers = {
+        agent: 'elsewhere',
+        target: 'other',
+        imageId: image.id,
+        sha256: content.checksums.sha256,
+        revision: 1,
+      };
       const created = await driver.create({ image, markers, content });
       payloads.set(`paged-${i}`, bytes);
       expect(created.state).toBe('active');
@@ -102,7 +113,9 @@ clouds:
     expect([...again.imageIds].sort()).toEqual([...first.imageIds].sort());
     expect(again.run.actions).toEqual([]);
     expect(again.status).toBe('succeeded');
-    const catalogCopies = await session.deps.catalog.images.list({ filters: { 'properties.visor_origin_target': 'src' } });
+    const catalogCopies = await session.deps.catalog.images.list({
+      filters: { 'properties.visor_origin_target': 'src' },
+    });
     expect(catalogCopies.items).toHaveLength(count);
   }, 120_000);
 

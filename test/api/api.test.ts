@@ -396,7 +396,10 @@ describe('image service API', () => {
     const file = join(t.dataDir, 'noauth.yaml');
     await writeFile(file, `dataDir: ${t.dataDir}/noauth\nserver: { host: 0.0.0.0, auth: { enabled: false } }\n`);
     const runtime = await openRuntime({ configFile: file, env: {}, logger: silentLogger });
-    await expect(startServer(runtime, { port: 0 })).rejects.toMatchObject({ kind: 'config', message: expect.stringMatching(/only allowed on a loopback address/) });
+    await expect(startServer(runtime, { port: 0 })).rejects.toMatchObject({
+      kind: 'config',
+      message: expect.stringMatching(/only allowed on a loopback address/),
+    });
     await runtime.close();
   });
 });

@@ -34,14 +34,18 @@ describe('the import graph of core, adapters and agent', () => {
 
   it('keeps the floors: core imports neither adapters nor agent, adapters do not import agent', () => {
     const upward = edges.filter(
-      (e) => (floor(e.from) === 'core' && floor(e.to) !== 'core') || (floor(e.from) === 'adapters' && floor(e.to) === 'agent'),
+      (e) =>
+        (floor(e.from) === 'core' && floor(e.to) !== 'core') ||
+        (floor(e.from) === 'adapters' && floor(e.to) === 'agent'),
     );
     expect(upward).toEqual([]);
   });
 
   it('resolves from the container only in the composition root (and the registry, for its own lookups)', () => {
     const allowed = new Set(['agent/runtime/open-runtime.ts', 'core/registry/registry.ts']);
-    const resolving = files.filter((f) => !allowed.has(f) && /\bcontainer\.get(Async|All|AllAsync)?\b/.test(readFileSync(join(repoRoot, f), 'utf8')));
+    const resolving = files.filter(
+      (f) => !allowed.has(f) && /\bcontainer\.get(Async|All|AllAsync)?\b/.test(readFileSync(join(repoRoot, f), 'utf8')),
+    );
     expect(resolving).toEqual([]);
   });
 });

@@ -11,7 +11,9 @@ const io: CliIo = { stdout: process.stdout, stderr: process.stderr, env: {}, cwd
 /** The CLI's shape: one file per command under agent/cli/commands/, each defining that command only. */
 describe('CLI command files', () => {
   it('has one file per top-level command, named after it, each defining exactly that command', async () => {
-    const files = readdirSync(join(repoRoot, 'agent/cli/commands')).filter((f) => f.endsWith('.ts')).sort();
+    const files = readdirSync(join(repoRoot, 'agent/cli/commands'))
+      .filter((f) => f.endsWith('.ts'))
+      .sort();
     const defined: string[] = [];
     for (const define of commands) {
       const program = new Command('visor');
@@ -22,7 +24,10 @@ describe('CLI command files', () => {
     expect(defined.map((name) => `${name}.ts`).sort()).toEqual(files);
     // Every file's own export is the definition the program uses.
     for (const file of files) {
-      const module = (await import(`../../agent/cli/commands/${file.replace(/\.ts$/, '.js')}`)) as Record<string, unknown>;
+      const module = (await import(`../../agent/cli/commands/${file.replace(/\.ts$/, '.js')}`)) as Record<
+        string,
+        unknown
+      >;
       const exported = Object.values(module).filter((v) => typeof v === 'function');
       expect(exported, file).toHaveLength(1);
       expect(commands, file).toContain(exported[0]);

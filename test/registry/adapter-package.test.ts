@@ -7,7 +7,11 @@ import { repoRoot, runVisor, stackLine } from '../support/cli.js';
 
 const example = join(repoRoot, 'examples/visor-adapter-tinycloud');
 const node = (script: string, args: string[], cwd: string) =>
-  spawnSync(process.execPath, [join(repoRoot, 'node_modules', script), ...args], { cwd, encoding: 'utf8', timeout: 240_000 });
+  spawnSync(process.execPath, [join(repoRoot, 'node_modules', script), ...args], {
+    cwd,
+    encoding: 'utf8',
+    timeout: 240_000,
+  });
 
 interface VitestReport {
   success: boolean;
@@ -57,10 +61,14 @@ describe('third-party adapter package (examples/visor-adapter-tinycloud)', () =>
     const report = JSON.parse(await readFile(output, 'utf8')) as VitestReport;
     const results = report.testResults.flatMap((file) => file.assertionResults);
     expect(results.length).toBeGreaterThanOrEqual(15);
-    expect(results.every((r) => r.ancestorTitles[0] === 'IaaS driver conformance: tinycloud (example adapter package)')).toBe(true);
+    expect(
+      results.every((r) => r.ancestorTitles[0] === 'IaaS driver conformance: tinycloud (example adapter package)'),
+    ).toBe(true);
     expect(report).toMatchObject({ success: true, numFailedTests: 0, numPendingTests: 0, numTodoTests: 0 });
     expect(report.numPassedTests).toBe(results.length);
-    expect(results.map((r) => r.title)).toEqual(expect.arrayContaining(['follows every page when listing', 'reports refused credentials as auth']));
+    expect(results.map((r) => r.title)).toEqual(
+      expect.arrayContaining(['follows every page when listing', 'reports refused credentials as auth']),
+    );
   }, 240_000);
 
   it('installs from its tarball into an application, which lists and validates it', async () => {
@@ -69,21 +77,35 @@ describe('third-party adapter package (examples/visor-adapter-tinycloud)', () =>
     execFileSync('npm', ['pack', pkg, '--pack-destination', dir, '--ignore-scripts'], { stdio: 'ignore' });
     const tarball = (await readdir(dir)).find((f) => f.startsWith('visor-adapter-tinycloud-') && f.endsWith('.tgz'));
     await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true }));
-    const install = ['install', '--no-save', '--offline', '--no-audit', '--no-fund', '--legacy-peer-deps', '--ignore-scripts'];
+    const install = [
+      'install',
+      '--no-save',
+      '--offline',
+      '--no-audit',
+      '--no-fund',
+      '--legacy-peer-deps',
+      '--ignore-scripts',
+    ];
     execFileSync('npm', [...install, join(dir, tarball!)], { cwd: app, stdio: 'ignore' });
     await symlink(repoRoot, join(app, 'node_modules', 'visor'), 'dir');
     // What the tarball holds: the build and the README, not the sources or tests.
     const shipped = await readdir(join(app, 'node_modules', 'visor-adapter-tinycloud'));
     expect(shipped.sort()).toEqual(['README.md', 'dist', 'package.json']);
 
-    const good = 'plugins: [visor-adapter-tinycloud]\nclouds:\n  demo: { adapter: tinycloud, options: { cloud: c, project: p, token: t } }\n';
+    const good =
+      'plugins: [visor-adapter-tinycloud]\nclouds:\n' +
+      '  demo: { adapter: tinycloud, options: { cloud: c, project: p, token: t } }\n';
     await writeFile(join(app, 'visor.yaml'), good);
     const listed = runVisor(['plugins', '--json', '-c', 'visor.yaml'], { cwd: app });
     expect(listed.code, listed.stderr).toBe(0);
     const plugins = JSON.parse(listed.stdout) as { id: string; kind: string; source: string }[];
-    expect(plugins).toContainEqual(expect.objectContaining({ id: 'tinycloud', kind: 'iaas', source: 'visor-adapter-tinycloud@0.1.0' }));
+    expect(plugins).toContainEqual(
+      expect.objectContaining({ id: 'tinycloud', kind: 'iaas', source: 'visor-adapter-tinycloud@0.1.0' }),
+    );
 
-    const bad = 'plugins: [visor-adapter-tinycloud]\nclouds:\n  demo: { adapter: tinycloud, options: { cloud: c, pageSize: 0 } }\n';
+    const bad =
+      'plugins: [visor-adapter-tinycloud]\nclouds:\n' +
+      '  demo: { adapter: tinycloud, options: { cloud: c, pageSize: 0 } }\n';
     await writeFile(join(app, 'bad.yaml'), bad);
     const checked = runVisor(['config', 'validate', 'bad.yaml'], { cwd: app });
     expect(checked.code).toBe(2);

@@ -44,7 +44,8 @@ describe('third-party plugin package (examples/visor-store-memory)', () => {
   });
 
   it('provides a working store to the composed application', async () => {
-    const runtime = await openRuntime({ configFile: join(app, 'visor.yaml'), env: { HOME: dir }, logger: silentLogger });
+    const options = { configFile: join(app, 'visor.yaml'), env: { HOME: dir }, logger: silentLogger };
+    const runtime = await openRuntime(options);
     try {
       const stores = await runtime.stores();
       const store = stores.get('mem')!;

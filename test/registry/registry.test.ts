@@ -64,16 +64,31 @@ describe('plugin registry', () => {
 
   it('makes a package\'s plugins from definePlugin({ catalogs, stores, adapters }), bindings included', async () => {
     const plugins = definePlugin({
-      stores: { alpha: { optionsSchema: z.strictObject({ size: z.number() }), create: (o) => ({ kind: `alpha-${o.size}` }) as unknown as Store } },
-      adapters: { beta: { description: 'a test adapter', optionsSchema: z.strictObject({}), create: () => ({ adapter: 'beta' }) as never } },
+      stores: {
+        alpha: {
+          optionsSchema: z.strictObject({ size: z.number() }),
+          create: (o) => ({ kind: `alpha-${o.size}` }) as unknown as Store,
+        },
+      },
+      adapters: {
+        beta: {
+          description: 'a test adapter',
+          optionsSchema: z.strictObject({}),
+          create: () => ({ adapter: 'beta' }) as never,
+        },
+      },
     });
     expect(plugins.map((p) => `${p.kind}:${p.id}`)).toEqual(['store:alpha', 'iaas:beta']);
     const registry = new PluginRegistry();
-    for (const plugin of plugins) registry.register(plugin, { type: 'package', package: 'visor-test-bundle', version: '1.0.0' });
-    expect(registry.list()).toContainEqual({ id: 'beta', kind: 'iaas', description: 'a test adapter', source: 'visor-test-bundle@1.0.0' });
+    const source = { type: 'package', package: 'visor-test-bundle', version: '1.0.0' } as const;
+    for (const plugin of plugins) registry.register(plugin, source);
+    const listed = { id: 'beta', kind: 'iaas', description: 'a test adapter', source: 'visor-test-bundle@1.0.0' };
+    expect(registry.list()).toContainEqual(listed);
     const { value } = await registry.validateOptions('store', 'alpha', { size: 3 }, ['stores', 'a', 'options']);
-    await expect(Promise.resolve(registry.factory('store', 'alpha').create(value, {} as never))).resolves.toMatchObject({ kind: 'alpha-3' });
-    const [badId] = definePlugin({ stores: { 'Not An Id': { optionsSchema: z.strictObject({}), create: () => ({}) as Store } } });
+    const made = registry.factory('store', 'alpha').create(value, {} as never);
+    await expect(Promise.resolve(made)).resolves.toMatchObject({ kind: 'alpha-3' });
+    const entry = { optionsSchema: z.strictObject({}), create: () => ({}) as Store };
+    const [badId] = definePlugin({ stores: { 'Not An Id': entry } });
     expect(() => registry.register(badId)).toThrow(/id must be lower-case/);
   });
 
@@ -84,9 +99,11 @@ describe('plugin registry', () => {
       kind: 'store',
       optionsSchema: z.strictObject({}),
       module: new ContainerModule(({ bind }) => {
-        bind(ServiceIds.StoreFactory).toConstantValue({ create: () => ({ kind: 'handmade' }) as unknown as Store }).whenNamed('handmade');
+        const factory = { create: () => ({ kind: 'handmade' }) as unknown as Store };
+        bind(ServiceIds.StoreFactory).toConstantValue(factory).whenNamed('handmade');
       }),
     });
-    await expect(Promise.resolve(registry.factory('store', 'handmade').create({}, {} as never))).resolves.toMatchObject({ kind: 'handmade' });
+    const made = registry.factory('store', 'handmade').create({}, {} as never);
+    await expect(Promise.resolve(made)).resolves.toMatchObject({ kind: 'handmade' });
   });
 });

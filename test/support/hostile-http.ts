@@ -27,7 +27,8 @@ export async function startHostileServer(options: { uploadIdleMs?: number } = {}
   const config = join(dataDir, 'visor.yaml');
   await writeFile(config, `dataDir: ${dataDir}\nlogging: { level: error }\nstores:\n  local: { type: file }\nserver:\n  host: 127.0.0.1\n`);
   const runtime = await openRuntime({ configFile: config, env: {}, logger: silentLogger });
-  const server = await startServer(runtime, { port: 0, ...(options.uploadIdleMs !== undefined ? { uploadIdleMs: options.uploadIdleMs } : {}) });
+  const idle = options.uploadIdleMs !== undefined ? { uploadIdleMs: options.uploadIdleMs } : {};
+  const server = await startServer(runtime, { port: 0, ...idle });
   const box = await sealingBox(runtime);
   const users = { admin: await addUser(server.catalog.users, box, 'admin', true), bob: await addUser(server.catalog.users, box, 'bob', false) };
   return {

@@ -23,17 +23,28 @@ export function agentRoutes({ daemon, publisher, logger }: AgentRoutesOptions): 
   return async (app) => {
     app.get('/status', async () => ({ targets: await daemon.status() }));
 
-    app.post<{ Params: { name: string }; Querystring: { wait?: string } }>('/targets/:name/sync', async (request, reply) => {
-      if (!request.caller.admin) throw new VisorError('forbidden', 'only an admin may trigger a sync');
-      const run = daemon.trigger(request.params.name, 'manual');
-      if (request.query.wait === 'true') return { run: await run };
-      // Answer at once; the run's outcome is in /status and the run history.
-      run.catch(() => undefined);
-      await Promise.race([run.then(() => undefined, () => undefined), new Promise((r) => setTimeout(r, 50))]);
-      return reply.code(202).send({ accepted: true, target: request.params.name });
-    });
+    app.post<{ Params: { name: string }; Querystring: { wait?: string } }>(
+      '/targets/:name/sync',
+      async (request, reply) => {
+        if (!request.caller.admin) throw new VisorError('forbidden', 'only an admin may trigger a sync');
+        const run = daemon.trigger(request.params.name, 'manual');
+        if (request.query.wait === 'true') return { run: await run };
+        // Answer at once; the run's outcome is in /status and the run history.
+        run.catch(() => undefined);
+        await Promise.race([
+          run.then(
+            () => undefined,
+            () => undefined,
+          ),
+          new Promise((r) => setTimeout(r, 50)),
+        ]);
+        return reply.code(202).send({ accepted: true, target: request.params.name });
+      },
+    );
 
-    app.get('/metrics', async (_request, reply) => reply.type(daemon.metrics.registry.contentType).send(await daemon.metrics.registry.metrics()));
+    app.get('/metrics', async (_request, reply) =>
+      reply.type(daemon.metrics.registry.contentType).send(await daemon.metrics.registry.metrics()),
+    );
 
     // The same node:http handler one-shot commands serve without Fastify; Fastify only routes to it.
     app.route({

@@ -50,7 +50,9 @@ class Sha256Check extends Transform {
   override _flush(callback: TransformCallback): void {
     const got = this.#hash.digest('hex');
     if (this.expected && got !== this.expected) {
-      callback(new VisorError('integrity', `downloaded bytes do not match the image's sha256 (${got} != ${this.expected})`));
+      callback(
+        new VisorError('integrity', `downloaded bytes do not match the image's sha256 (${got} != ${this.expected})`),
+      );
     } else callback();
   }
 }
@@ -65,7 +67,14 @@ async function download(
   const toStdout = options.output === '-';
   const fileName = safeFileName(meta['name'] ?? id, meta['format']);
   const target = toStdout ? undefined : resolve(io.cwd, options.output ?? join(options.save ?? '.', fileName));
-  if (target && !options.force && (await stat(target).then(() => true, () => false))) {
+  if (
+    target &&
+    !options.force &&
+    (await stat(target).then(
+      () => true,
+      () => false,
+    ))
+  ) {
     stream.destroy();
     throw new VisorError('conflict', `${target} exists; use --force to overwrite it`);
   }

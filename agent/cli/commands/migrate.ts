@@ -24,19 +24,27 @@ export function migrateCommand(program: Command, io: CliIo): void {
         const [source, destination] = [flags.from, flags.to].map((name) => {
           const target = session.built.targets.get(name);
           if (target) return target;
-          throw session.built.failed.get(name) ?? new VisorError('invalidInput', `no cloud named ${name} in the configuration`);
+          throw (
+            session.built.failed.get(name) ??
+            new VisorError('invalidInput', `no cloud named ${name} in the configuration`)
+          );
         });
         const migration = await migrate(source!, destination!, session.deps, {
           ...(flags.name ? { names: flags.name } : {}),
           ...(flags.id ? { ids: flags.id } : {}),
-          ...(flags.json ? {} : { onPullEvent: progressPrinter(io, flags.from), onPushEvent: progressPrinter(io, flags.to) }),
+          ...(flags.json
+            ? {}
+            : { onPullEvent: progressPrinter(io, flags.from), onPushEvent: progressPrinter(io, flags.to) }),
         });
         const { pulled, run } = migration;
         if (flags.json) printJson(io, { pulled, run });
         else {
           const failed = pulled.filter((r) => r.result === 'failed').length;
           const pulls = `${migration.imageIds.size} image(s) pulled${failed ? `, ${failed} failed to pull` : ''}`;
-          print(io, `migrate ${flags.from} -> ${flags.to}: ${pulls}; push ${run.status}${run.error ? `: ${run.error}` : ''}`);
+          print(
+            io,
+            `migrate ${flags.from} -> ${flags.to}: ${pulls}; push ${run.status}${run.error ? `: ${run.error}` : ''}`,
+          );
         }
         process.exitCode = exitCodeOf([migration.status]);
       } finally {

@@ -26,8 +26,12 @@ export function planCommand(program: Command, io: CliIo): void {
         if (flags.json) printJson(io, { plans: plans.map(planJson), failures });
         else {
           const rows = plans.flatMap(planRows);
-          print(io, rows.length > 0 ? table(planHeaders, rows) : 'Every cloud is in step with the catalog: nothing to do.');
-          for (const p of plans) for (const note of p.notes) print(io, `note [${p.target}] ${note.name}: ${note.message}`);
+          print(
+            io,
+            rows.length > 0 ? table(planHeaders, rows) : 'Every cloud is in step with the catalog: nothing to do.',
+          );
+          for (const p of plans)
+            for (const note of p.notes) print(io, `note [${p.target}] ${note.name}: ${note.message}`);
           for (const f of failures) io.stderr.write(`visor: cannot plan ${f}\n`);
         }
         if (failures.length > 0) process.exitCode = plans.length > 0 ? ExitCode.partial : ExitCode.failure;

@@ -14,14 +14,10 @@ export function serveCommand(program: Command, io: CliIo): void {
       const { openRuntime } = await import('../../runtime/open-runtime.js');
       const { startServer } = await import('../../serve.js');
       const runtime = await openRuntime(runtimeOptions(flags, io));
-      let server;
-      try {
-        server = await startServer(runtime, { host: flags.host, port });
-      } catch (error) {
+      const running = await startServer(runtime, { host: flags.host, port }).catch(async (error: unknown) => {
         await runtime.close();
         throw error;
-      }
-      const running = server;
+      });
       await untilStopped((signal) => {
         runtime.logger.info('stopping: finishing in-flight requests', { signal });
         return running.close();

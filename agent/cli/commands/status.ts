@@ -24,7 +24,10 @@ interface AgentStatus {
   }[];
 }
 
-const results = (counts: Record<string, number>) => Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(', ');
+const results = (counts: Record<string, number>) =>
+  Object.entries(counts)
+    .map(([k, v]) => `${v} ${k}`)
+    .join(', ');
 
 export function statusCommand(program: Command, io: CliIo): void {
   withRuntimeFlags(program.command('status').description('last run, result, drift and next run of every cloud'), io)

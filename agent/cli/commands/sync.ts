@@ -17,7 +17,9 @@ export function syncCommand(program: Command, io: CliIo): void {
       const { syncTarget } = await import('../../sync/runner.js');
       const session = await openSession(runtimeOptions(flags, io), flags.target, { serveContent: !flags.dryRun });
       try {
-        const targets = [...session.built.targets.values()].filter((t) => t.policy.enabled || flags.target !== undefined);
+        const targets = [...session.built.targets.values()].filter(
+          (t) => t.policy.enabled || flags.target !== undefined,
+        );
         const showPlan = (plan: Plan) =>
           print(io, plan.actions.length ? table(planHeaders, planRows(plan)) : `[${plan.target}] nothing to do`);
         const runs = await Promise.all(
@@ -44,6 +46,10 @@ export function syncCommand(program: Command, io: CliIo): void {
 }
 
 function summary(run: RunRecord): string {
-  const counts = Object.entries(countResults(run)).map(([k, v]) => `${v} ${k}`).join(', ') || 'nothing to do';
-  return `[${run.target}] ${run.status}${run.error ? `: ${run.error}` : ''} — ${counts}${run.drift ? `; ${run.drift} still to do` : ''}`;
+  const counts =
+    Object.entries(countResults(run))
+      .map(([k, v]) => `${v} ${k}`)
+      .join(', ') || 'nothing to do';
+  const left = run.drift ? `; ${run.drift} still to do` : '';
+  return `[${run.target}] ${run.status}${run.error ? `: ${run.error}` : ''} — ${counts}${left}`;
 }

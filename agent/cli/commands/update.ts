@@ -12,16 +12,18 @@ export function updateCommand(program: Command, io: CliIo): void {
     .argument('<id>')
     .argument('[metadata...]', 'key=value pairs')
     .option('-f, --file <path>', 'image file to upload');
-  withClientOptions(command).action(async (id: string, pairs: string[] | undefined, options: ClientOptions & { file?: string }) => {
-    const meta = parseKeyValues(pairs ?? []);
-    if (!options.file && Object.keys(meta).length === 0) {
-      throw new VisorError('invalidInput', 'nothing to update: give key=value pairs and/or --file');
-    }
-    const client = await clientFor(options, io);
-    const image = options.file
-      ? await withUploadFile(options.file, io, !options.json, (upload) => client.update(id, meta, upload))
-      : await client.update(id, meta);
-    if (options.json) printJson(io, image);
-    else print(io, `Updated image ${String(image['_id'])}\n${keyValueBlock(orderDetail(image))}`);
-  });
+  withClientOptions(command).action(
+    async (id: string, pairs: string[] | undefined, options: ClientOptions & { file?: string }) => {
+      const meta = parseKeyValues(pairs ?? []);
+      if (!options.file && Object.keys(meta).length === 0) {
+        throw new VisorError('invalidInput', 'nothing to update: give key=value pairs and/or --file');
+      }
+      const client = await clientFor(options, io);
+      const image = options.file
+        ? await withUploadFile(options.file, io, !options.json, (upload) => client.update(id, meta, upload))
+        : await client.update(id, meta);
+      if (options.json) printJson(io, image);
+      else print(io, `Updated image ${String(image['_id'])}\n${keyValueBlock(orderDetail(image))}`);
+    },
+  );
 }

@@ -64,7 +64,8 @@ async function open(opts: { config?: string; dataDir?: string }, io: CliIo) {
   const { openRuntime } = await import('../../runtime/open-runtime.js');
   const { sealingBox } = await import('../../serve.js');
   const { silentLogger } = await import('../../../core/logging/logger.js');
-  const runtime = await openRuntime({ configFile: opts.config, dataDir: opts.dataDir, env: io.env, logger: silentLogger });
+  const options = { configFile: opts.config, dataDir: opts.dataDir, env: io.env, logger: silentLogger };
+  const runtime = await openRuntime(options);
   try {
     return { catalog: await runtime.catalog(), box: await sealingBox(runtime), dispose: () => runtime.close() };
   } catch (error) {

@@ -21,7 +21,9 @@ export class TinyCloudClient {
   ) {}
 
   listPage(limit: number, marker?: string, signal?: AbortSignal) {
-    return this.#call(signal, (project) => this.cloud.list(project, { limit, ...(marker !== undefined ? { marker } : {}) }));
+    return this.#call(signal, (project) =>
+      this.cloud.list(project, { limit, ...(marker !== undefined ? { marker } : {}) }),
+    );
   }
 
   get(id: string, signal?: AbortSignal): Promise<TinyRecord> {
@@ -56,7 +58,9 @@ export class TinyCloudClient {
       return request(this.cloud.authenticate(this.project, this.token));
     } catch (error) {
       if (!(error instanceof TinyCloudError)) throw error;
-      throw new VisorError(kindByStatus[error.status], `tinycloud ${this.cloud.name}: ${error.message}`, { cause: error });
+      throw new VisorError(kindByStatus[error.status], `tinycloud ${this.cloud.name}: ${error.message}`, {
+        cause: error,
+      });
     }
   }
 }

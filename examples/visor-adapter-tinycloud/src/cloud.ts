@@ -3,7 +3,7 @@ import { createHash, randomUUID } from 'node:crypto';
 /**
  * The tiny cloud: an image service that lives in the process, so that this example needs no
  * server. Its API is shaped like a small REST one (records, a token per project, paged
- * listings, status codes on failure); src/client.ts is the only code that calls it.
+ * listings, status codes on failure); client.ts beside it is the only code that calls it.
  *
  * A project is created by the first caller that names it, with that caller's token; later
  * callers must present the same token.
@@ -56,7 +56,9 @@ export class TinyCloud {
   }
 
   list(project: string, page: { limit: number; marker?: string }): { records: TinyRecord[]; next?: string } {
-    const mine = [...this.#records.values()].filter((r) => r.project === project).sort((a, b) => a.id.localeCompare(b.id));
+    const mine = [...this.#records.values()]
+      .filter((r) => r.project === project)
+      .sort((a, b) => a.id.localeCompare(b.id));
     const start = page.marker === undefined ? 0 : mine.findIndex((r) => r.id > page.marker!);
     const slice = start < 0 ? [] : mine.slice(start, start + page.limit);
     const last = slice.at(-1);
@@ -73,7 +75,16 @@ export class TinyCloud {
   create(project: string, fields: NewRecord): TinyRecord {
     const now = new Date().toISOString();
     const id = `tc-${randomUUID()}`;
-    const record: TinyRecord = { ...fields, attributes: { ...fields.attributes }, id, project, status: 'queued', hidden: false, createdAt: now, updatedAt: now };
+    const record: TinyRecord = {
+      ...fields,
+      attributes: { ...fields.attributes },
+      id,
+      project,
+      status: 'queued',
+      hidden: false,
+      createdAt: now,
+      updatedAt: now,
+    };
     this.#records.set(id, record);
     return copy(record);
   }
@@ -84,7 +95,11 @@ export class TinyCloud {
     if (record.status !== 'queued') throw new TinyCloudError(409, `image ${id} already has its data`);
     if (data.length > this.maxUpload) throw new TinyCloudError(413, `image ${id}: more than ${this.maxUpload} bytes`);
     this.#bytes.set(id, data);
-    Object.assign(record, { status: 'active', size: data.length, sha256: createHash('sha256').update(data).digest('hex') });
+    Object.assign(record, {
+      status: 'active',
+      size: data.length,
+      sha256: createHash('sha256').update(data).digest('hex'),
+    });
     record.updatedAt = new Date().toISOString();
     return copy(record);
   }
@@ -123,8 +138,10 @@ const copy = (record: TinyRecord): TinyRecord => ({ ...record, attributes: { ...
  * loads this package twice (visor imports it by name, a test imports its source) still has
  * one cloud of each name.
  */
-const registry: Map<string, TinyCloud> = ((globalThis as Record<symbol, unknown>)[Symbol.for('visor-adapter-tinycloud.clouds')] ??=
-  new Map<string, TinyCloud>()) as Map<string, TinyCloud>;
+const shared = globalThis as { [key: symbol]: Map<string, TinyCloud> | undefined };
+const registryKey = Symbol.for('visor-adapter-tinycloud.clouds');
+const registry = shared[registryKey] ?? new Map<string, TinyCloud>();
+shared[registryKey] = registry;
 
 /** The in-process cloud called `name`, created on first use. */
 export function tinyCloud(name: string): TinyCloud {

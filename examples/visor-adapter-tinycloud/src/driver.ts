@@ -76,12 +76,18 @@ export class TinyCloudDriver implements IaasDriver {
   async create(request: CreateRequest): Promise<CloudImage> {
     const { content, image, markers } = request;
     if (!capabilities.diskFormats.includes(content.diskFormat)) {
-      throw new VisorError('unsupported', `tinycloud: ${content.diskFormat} images are not accepted (${capabilities.diskFormats.join(', ')})`);
+      throw new VisorError(
+        'unsupported',
+        `tinycloud: ${content.diskFormat} images are not accepted (${capabilities.diskFormats.join(', ')})`,
+      );
     }
     if (!capabilities.containerFormats.includes(content.containerFormat)) {
       throw new VisorError('unsupported', `tinycloud: ${content.containerFormat} containers are not accepted`);
     }
-    const signals = [request.signal, request.timeoutMs === undefined ? undefined : AbortSignal.timeout(request.timeoutMs)];
+    const signals = [
+      request.signal,
+      request.timeoutMs === undefined ? undefined : AbortSignal.timeout(request.timeoutMs),
+    ];
     const signal = AbortSignal.any(signals.filter((s): s is AbortSignal => s !== undefined));
     const record = await this.#client.create(toRecord({ ...image, diskFormat: content.diskFormat }, markers), signal);
     try {
@@ -103,7 +109,12 @@ export class TinyCloudDriver implements IaasDriver {
     }
   }
 
-  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: ClaimedCallOptions = {}): Promise<CloudImage> {
+  async updateMetadata(
+    nativeId: string,
+    image: Image,
+    markers: Markers,
+    options: ClaimedCallOptions = {},
+  ): Promise<CloudImage> {
     const current = await this.get(nativeId, options);
     checkClaim(nativeId, current.markers, options.claim, 'update');
     const { name, visibility, attributes } = toRecord(image, markers);
@@ -111,7 +122,8 @@ export class TinyCloudDriver implements IaasDriver {
   }
 
   async retire(nativeId: string, mode: RetireMode, options: ClaimedCallOptions = {}): Promise<void> {
-    if (!capabilities.retireModes.includes(mode)) throw new VisorError('unsupported', `tinycloud cannot retire by ${mode}`);
+    if (!capabilities.retireModes.includes(mode))
+      throw new VisorError('unsupported', `tinycloud cannot retire by ${mode}`);
     const current = await this.get(nativeId, options);
     checkClaim(nativeId, current.markers, options.claim, mode);
     if (mode === 'hide') await this.#client.update(nativeId, { hidden: true }, options.signal);

@@ -19,7 +19,12 @@ export default definePlugin({
       create: (options, context) => {
         context.secrets.add(options.token);
         const cloud = tinyCloud(options.cloud);
-        return new TinyCloudDriver({ cloud, project: options.project, token: options.token, pageSize: options.pageSize });
+        return new TinyCloudDriver({
+          cloud,
+          project: options.project,
+          token: options.token,
+          pageSize: options.pageSize,
+        });
       },
     },
   },

@@ -1,4 +1,11 @@
-import { type CloudImage, type Image, isMarkerKey, type Markers, markersFromAttributes, markersToAttributes } from 'visor';
+import {
+  type CloudImage,
+  type Image,
+  isMarkerKey,
+  type Markers,
+  markersFromAttributes,
+  markersToAttributes,
+} from 'visor';
 import type { NewRecord, TinyRecord } from './cloud.js';
 
 /** visor's generic image and markers -> the cloud's record (all metadata as string attributes). */
@@ -13,7 +20,11 @@ export function toRecord(image: Image, markers: Markers): NewRecord {
 }
 
 export function toAttributes(image: Image, markers: Markers): Record<string, string> {
-  const attributes: Record<string, string> = { ...markersToAttributes(markers), architecture: image.architecture, type: image.type };
+  const attributes: Record<string, string> = {
+    ...markersToAttributes(markers),
+    architecture: image.architecture,
+    type: image.type,
+  };
   if (image.minDisk !== undefined) attributes['min_disk'] = String(image.minDisk);
   if (image.minRam !== undefined) attributes['min_ram'] = String(image.minRam);
   if (image.os) attributes['os'] = JSON.stringify(image.os);
@@ -31,7 +42,8 @@ export function toCloudImage(record: TinyRecord): CloudImage {
       .filter(([key]) => key.startsWith('property:') && !isMarkerKey(key.slice('property:'.length)))
       .map(([key, value]) => [key.slice('property:'.length), value]),
   );
-  const number = (key: string) => (attributes[key] === undefined ? {} : { [key === 'min_disk' ? 'minDisk' : 'minRam']: Number(attributes[key]) });
+  const number = (key: string) =>
+    attributes[key] === undefined ? {} : { [key === 'min_disk' ? 'minDisk' : 'minRam']: Number(attributes[key]) };
   return {
     nativeId: record.id,
     name: record.name,

@@ -21,13 +21,15 @@ export const tinyCloudOptionsSchema: StandardSchemaV1<unknown, TinyCloudOptions>
     version: 1,
     vendor: 'visor-adapter-tinycloud',
     validate(value) {
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) return { issues: [{ message: 'must be a mapping' }] };
+      if (typeof value !== 'object' || value === null || Array.isArray(value))
+        return { issues: [{ message: 'must be a mapping' }] };
       const input = value as Record<string, unknown>;
       const issues: StandardSchemaV1.Issue[] = Object.keys(input)
         .filter((key) => !keys.has(key))
         .map((key) => ({ message: 'unknown key', path: [key] }));
       for (const key of ['cloud', 'project', 'token'] as const) {
-        if (typeof input[key] !== 'string' || input[key] === '') issues.push({ message: 'must be a non-empty string', path: [key] });
+        if (typeof input[key] !== 'string' || input[key] === '')
+          issues.push({ message: 'must be a non-empty string', path: [key] });
       }
       const pageSize = input['pageSize'] ?? 100;
       if (!Number.isInteger(pageSize) || (pageSize as number) < 1 || (pageSize as number) > 1000) {

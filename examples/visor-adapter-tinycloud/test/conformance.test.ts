@@ -61,8 +61,14 @@ iaasConformance('tinycloud (example adapter package)', async () => {
     badCredentialsDriver: () => driver('alpha', 'not-the-token'),
     otherOwnerDriver: () => driver('beta', 'beta-token'),
     createUnmarked: async (name) => {
-      const record = tinyCloud(cloud).create('alpha', { name, visibility: 'private', diskFormat: 'raw', containerFormat: 'bare', attributes: {} });
-      tinyCloud(cloud).upload('alpha', record.id, Buffer.from('made behind visor\'s back'));
+      const record = tinyCloud(cloud).create('alpha', {
+        name,
+        visibility: 'private',
+        diskFormat: 'raw',
+        containerFormat: 'bare',
+        attributes: {},
+      });
+      tinyCloud(cloud).upload('alpha', record.id, Buffer.from("made behind visor's back"));
       return record.id;
     },
     cleanup: async () => {
