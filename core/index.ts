@@ -26,9 +26,15 @@ export {
 export * from './iaas/kit/index.js';
 export { MemoryCloud, MemoryDriver, memoryPlugin, type MemoryCloudOptions, type MemoryDriverOptions } from './iaas/memory/index.js';
 export { ServiceIds, pluginKinds, type PluginKind, type PluginContext, type PluginFactory, type CatalogFactory, type StoreFactory, type IaasDriverFactory, type ServiceId } from './registry/ids.js';
-export { definePlugin, pluginIdPattern, type VisorPlugin, type PluginDefinition } from './registry/plugin.js';
+export {
+  definePlugin,
+  pluginIdPattern,
+  type VisorPlugin,
+  type PluginDefinition,
+  type PluginEntry,
+  type PluginPackageDefinition,
+} from './registry/plugin.js';
 export { PluginRegistry, type PluginInfo, type PluginSource } from './registry/registry.js';
-export { RuntimeIds, runtimeModule, resolveAsync } from './registry/runtime.js';
 export type { StandardSchemaV1 } from './registry/standard-schema.js';
 export { loadConfig, ConfigError, type VisorConfig, type ConfigIssue, type CloudConfig, type PluginInstance } from './config/load.js';
 export { createLogger, silentLogger, type Logger, type LogLevel } from './logging/logger.js';

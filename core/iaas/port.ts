@@ -1,7 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Access, Checksums, ChecksumAlgorithm, ContainerFormat, DiskFormat, Image } from '../image/model.js';
 import type { ByteRange } from '../store/port.js';
-import type { Claim } from './markers.js';
 
 /**
  * The IaaS driver port (DESIGN.md §4): one driver instance per configured cloud. It must fit
@@ -30,6 +29,19 @@ export interface Markers {
   /** The catalog image's metadata revision last written to the cloud: a change means "update metadata". */
   revision: number;
 }
+
+/**
+ * Whose image an updating or destructive action may touch, as the planner decided. Checked by
+ * the planner, again by the executor on a fresh read, and by the driver just before it acts.
+ * - `target`: the markers name this agent and this target (and the catalog image);
+ * - `legacy`: the older scheme — this agent, no target — and the planner found this target to be
+ *   the one that claims it (see docs/ownership.md);
+ * - `none`: no markers at all (adopting an unmarked image).
+ */
+export type Claim =
+  | { owner: 'target'; agent: string; target: string; imageId: string }
+  | { owner: 'legacy'; agent: string; imageId: string }
+  | { owner: 'none' };
 
 export const retireModes = ['hide', 'disable', 'delete'] as const;
 export type RetireMode = (typeof retireModes)[number];

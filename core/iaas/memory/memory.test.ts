@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { iaasConformance } from '../../../test/contract/iaas-conformance.js';
-import { bufferContent, randomImageBytes } from '../../../test/support/content.js';
+import { iaasConformance } from '../../testing/iaas-conformance.js';
+import { bufferContent, randomImageBytes } from '../../testing/content.js';
 import { isVisorError } from '../../errors.js';
 import { newImage } from '../../image/image.js';
 import type { ContentSource, Markers } from '../port.js';

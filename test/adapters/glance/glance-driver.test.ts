@@ -14,7 +14,7 @@ import { buffer } from 'node:stream/consumers';
 import { Container } from 'inversify';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { GlanceDriver, glanceOptionsSchema, glancePlugin } from '../../../adapters/glance/index.js';
-import { builtinRegistry } from '../../../agent/compose.js';
+import { builtinRegistry } from '../../../agent/builtins.js';
 import { loadConfig } from '../../../core/config/load.js';
 import { isVisorError, type VisorError } from '../../../core/errors.js';
 import type { ContentSource, CreateRequest } from '../../../core/iaas/port.js';

@@ -1,7 +1,7 @@
-import { resolveAttribute, coerceFilterValue } from '../../core/image/attributes.js';
-import { readAttribute } from '../../core/catalog/query.js';
-import type { ImageQuery } from '../../core/catalog/port.js';
-import type { Image } from '../../core/image/model.js';
+import { resolveAttribute, coerceFilterValue } from '../image/attributes.js';
+import { readAttribute } from '../catalog/query.js';
+import type { ImageQuery } from '../catalog/port.js';
+import type { Image } from '../image/model.js';
 
 /**
  * The catalog's query semantics written as plainly as possible: the oracle the property-based

@@ -2,10 +2,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isVisorError, type ErrorKind } from '../../core/errors.js';
-import { putInspected } from '../../core/store/inspected-put.js';
-import type { Store } from '../../core/store/port.js';
-import { skipAllowed } from '../setup/allowed-skips.js';
+import { isVisorError, type ErrorKind } from '../errors.js';
+import { putInspected } from '../store/inspected-put.js';
+import type { Store } from '../store/port.js';
+import { skipAllowed } from './skips.js';
 
 export interface StoreHarness {
   store(): Promise<Store>;

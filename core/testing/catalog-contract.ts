@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Catalog, ImageQuery } from '../../core/catalog/port.js';
-import { isVisorError, ValidationError, type ErrorKind } from '../../core/errors.js';
-import type { Image } from '../../core/image/model.js';
-import { makeImage, steppingClock } from '../support/images.js';
-import { referenceQuery } from '../support/reference-query.js';
-import { skipSuite, type SuiteSkip } from '../setup/allowed-skips.js';
+import type { Catalog, ImageQuery } from '../catalog/port.js';
+import { isVisorError, type ErrorKind, type ValidationError } from '../errors.js';
+import type { Image } from '../image/model.js';
+import { makeImage, steppingClock } from './images.js';
+import { referenceQuery } from './reference-query.js';
+import { skipSuite, type SuiteSkip } from './skips.js';
 
 /** How a catalog implementation is set up for the contract: every `open` gives an empty catalog. */
 export interface CatalogHarness {

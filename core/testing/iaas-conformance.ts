@@ -1,14 +1,14 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isVisorError, type ErrorKind } from '../../core/errors.js';
-import type { Claim } from '../../core/iaas/markers.js';
-import type { CloudImage, ContentSource, IaasDriver, Markers, RetireMode } from '../../core/iaas/port.js';
-import { retireModes } from '../../core/iaas/port.js';
-import { newImage } from '../../core/image/image.js';
-import type { Image, ImageDraft } from '../../core/image/model.js';
-import { bufferContent, randomImageBytes } from '../support/content.js';
-import { skipAllowed } from '../setup/allowed-skips.js';
+import { isVisorError, type ErrorKind } from '../errors.js';
+import type { Claim } from '../iaas/markers.js';
+import type { CloudImage, ContentSource, IaasDriver, Markers, RetireMode } from '../iaas/port.js';
+import { retireModes } from '../iaas/port.js';
+import { newImage } from '../image/image.js';
+import type { Image, ImageDraft } from '../image/model.js';
+import { bufferContent, randomImageBytes } from './content.js';
+import { skipAllowed } from './skips.js';
 
 /** How an adapter's test plugs its cloud (real, or a schema-checked double) into the suite. */
 export interface ConformanceHarness {
