@@ -5,6 +5,8 @@ import type { ContentSource } from '../core/iaas/port.js';
 import { VisorError, toVisorError } from '../core/errors.js';
 import type { Logger } from '../core/logging/logger.js';
 import { type AgentControl, agentRoutes } from './api/routes/agent.js';
+import type { CloudSummary } from './api/routes/replication.js';
+import { summariseRun } from './api/run-view.js';
 import { ContentPublisher } from './content-publisher.js';
 import { contentPathPrefix } from './content-route.js';
 import { AgentMetrics } from './metrics.js';
@@ -88,6 +90,7 @@ export class AgentDaemon implements AgentControl {
         extraRoutes: routes,
         publicPaths: agentPublicPaths,
         secretPaths: agentSecretPaths,
+        clouds: () => this.clouds(),
       });
     } catch (error) {
       await base.close();
@@ -115,6 +118,25 @@ export class AgentDaemon implements AgentControl {
         lastRun: last ? summarise(last) : undefined,
         drift: last?.drift,
         error: generation.built.failed.get(name)?.message,
+      });
+    }
+    return out;
+  }
+
+  /** The clouds for the API's /clouds: status, with the last run summarised as every run listing is. */
+  async clouds(): Promise<CloudSummary[]> {
+    const out: CloudSummary[] = [];
+    for (const status of await this.status()) {
+      const last = status.lastRun ? await this.#server!.catalog.runs.get(status.lastRun.id) : undefined;
+      out.push({
+        name: status.name,
+        adapter: status.adapter,
+        enabled: status.enabled,
+        running: status.running,
+        ...(status.schedule ? { schedule: status.schedule } : {}),
+        ...(status.nextRun ? { nextRun: status.nextRun } : {}),
+        ...(last ? { lastRun: summariseRun(last) } : {}),
+        ...(status.error ? { error: status.error } : {}),
       });
     }
     return out;

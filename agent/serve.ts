@@ -9,6 +9,8 @@ import { VisorError } from '../core/errors.js';
 import type { Store } from '../core/store/port.js';
 import { Authenticator } from './api/auth.js';
 import { defaultMaxConnections } from './api/connection-guard.js';
+import { replicationRoutes, type CloudSummary } from './api/routes/replication.js';
+import { summariseRun } from './api/run-view.js';
 import { buildApiServer, type ServerLimits } from './api/server.js';
 import type { Runtime } from './runtime/open-runtime.js';
 import type { ImageService } from './service/image-service.js';
@@ -23,6 +25,8 @@ export interface ServeOptions {
   secretPaths?: readonly string[];
   /** Upload bodies idle this long are dropped (tests shorten it). */
   uploadIdleMs?: number;
+  /** The configured clouds as the agent knows them (schedule, next run); default: the config and the run history. */
+  clouds?: () => Promise<CloudSummary[]>;
 }
 
 export interface RunningServer {
@@ -74,11 +78,16 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
     const swept = (await store.sweep?.(60 * 60_000).catch(() => 0)) ?? 0;
     if (swept > 0) logger.warn('removed leftovers of interrupted uploads', { store: name, count: swept });
   }
+  const clouds = options.clouds ?? (() => configuredClouds(config, catalog));
+  const extraRoutes: FastifyPluginAsync = async (app) => {
+    await app.register(replicationRoutes({ service, clouds }));
+    if (options.extraRoutes) await app.register(options.extraRoutes);
+  };
   const build = () => buildApiServer({
     service,
     logger: logger.child({ component: 'api' }),
     authenticator,
-    ...(options.extraRoutes ? { extraRoutes: options.extraRoutes } : {}),
+    extraRoutes,
     ...(options.publicPaths ? { publicPaths: options.publicPaths } : {}),
     ...(options.secretPaths ? { secretPaths: options.secretPaths } : {}),
     uploadIdleMs: options.uploadIdleMs ?? config.server.uploadIdleSeconds * 1000,
@@ -125,6 +134,22 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
       return closing;
     },
   };
+}
+
+/** The clouds of the config with their last run: what a server without the agent knows of them. */
+async function configuredClouds(config: VisorConfig, catalog: Catalog): Promise<CloudSummary[]> {
+  const out: CloudSummary[] = [];
+  for (const [name, cloud] of Object.entries(config.clouds)) {
+    const last = (await catalog.runs.list({ target: name, limit: 1 }))[0];
+    out.push({
+      name,
+      adapter: cloud.adapter,
+      enabled: cloud.sync.enabled,
+      ...(cloud.sync.schedule ? { schedule: cloud.sync.schedule } : {}),
+      ...(last ? { lastRun: summariseRun(last) } : {}),
+    });
+  }
+  return out;
 }
 
 function serverLimits(config: VisorConfig): ServerLimits {
