@@ -13,7 +13,9 @@ import { AgentMetrics } from './metrics.js';
 import { openRuntime, type Runtime, type RuntimeOptions } from './runtime/open-runtime.js';
 import type { BuiltTargets } from './runtime/services.js';
 import { startServer, type RunningServer, type ServeOptions } from './serve.js';
-import { syncTarget, type SyncDeps, type Target } from './sync/runner.js';
+import type { Plan } from './sync/planner.js';
+import { planTarget, syncTarget, type SyncDeps, type Target } from './sync/runner.js';
+import { TransferTracker } from './sync/transfers.js';
 
 export interface TargetStatus {
   name: string;
@@ -60,6 +62,7 @@ export class AgentDaemon implements AgentControl {
   #server: RunningServer | undefined;
   #generation: Generation | undefined;
   readonly #running = new Map<string, Promise<RunRecord>>();
+  readonly #transfers = new TransferTracker();
   readonly #stop = new AbortController();
   #logger: Logger | undefined;
   #publisher: ContentPublisher | undefined;
@@ -137,6 +140,7 @@ export class AgentDaemon implements AgentControl {
         adapter: status.adapter,
         enabled: status.enabled,
         running: status.running,
+        ...(status.running ? { transfers: this.#transfers.snapshot(status.name) } : {}),
         ...(status.schedule ? { schedule: status.schedule } : {}),
         ...(status.nextRun ? { nextRun: status.nextRun } : {}),
         ...(last ? { lastRun: summariseRun(last) } : {}),
@@ -144,6 +148,17 @@ export class AgentDaemon implements AgentControl {
       });
     }
     return out;
+  }
+
+  /** What a run of the target would do now (the cloud is read, nothing is changed). */
+  async plan(name: string): Promise<Plan> {
+    const generation = this.#generation;
+    const target = generation?.built.targets.get(name);
+    if (!generation || !target) {
+      const missing = new VisorError('notFound', `no cloud named ${name} in the configuration`);
+      throw generation?.built.failed.get(name) ?? missing;
+    }
+    return planTarget(target, generation.deps, { signal: this.#stop.signal });
   }
 
   /** Runs a target now (manual trigger); a run already going on is joined, not duplicated. */
@@ -157,12 +172,16 @@ export class AgentDaemon implements AgentControl {
       return Promise.reject(failed ?? new VisorError('notFound', `no cloud named ${name} in the configuration`));
     }
     if (this.#stop.signal.aborted) return Promise.reject(new VisorError('unavailable', 'the agent is stopping'));
-    const run = syncTarget(target, generation.deps, { trigger, signal: this.#stop.signal })
+    const onEvent = this.#transfers.listener(name);
+    const run = syncTarget(target, generation.deps, { trigger, signal: this.#stop.signal, onEvent })
       .then((record) => {
         this.metrics.recordRun(record);
         return record;
       })
-      .finally(() => this.#running.delete(name));
+      .finally(() => {
+        this.#running.delete(name);
+        this.#transfers.finished(name);
+      });
     this.#running.set(name, run);
     return run;
   }

@@ -67,7 +67,7 @@ export class RunView {
   async actions(run: RunRecord): Promise<ActionRecord[]> {
     if (this.#caller.admin) return run.actions;
     const out: ActionRecord[] = [];
-    for (const action of run.actions) if (action.imageId && (await this.#canSee(action.imageId))) out.push(action);
+    for (const action of run.actions) if (action.imageId && (await this.canSeeImage(action.imageId))) out.push(action);
     return out;
   }
 
@@ -77,7 +77,7 @@ export class RunView {
     return summary;
   }
 
-  async #canSee(imageId: string): Promise<boolean> {
+  async canSeeImage(imageId: string): Promise<boolean> {
     let known = this.#visible.get(imageId);
     if (known === undefined) {
       const image = await this.#catalog.images.find(imageId);

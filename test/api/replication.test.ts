@@ -40,6 +40,16 @@ describe('API: runs, where, clouds and the matrix', () => {
     ]);
     expect(clouds[0]!['nextRun']).toMatch(/^\d{4}-\d\d-\d\dT03:00:00/);
     expect(clouds[1]).not.toHaveProperty('lastRun');
+    // The plan (what the next run would do) is the admins': it lists the cloud.
+    const { plan } = (await world.client('admin').getJson('/targets/west/plan')) as {
+      plan: { target: string; actions: { kind: string; name: string; imageId: string }[] };
+    };
+    expect(plan.actions.map((a) => `${a.kind} ${a.name}`).sort()).toEqual([
+      'create ubuntu-22.04',
+      'create ubuntu-24.04',
+    ]);
+    await expect(world.client('bob').getJson('/targets/west/plan')).rejects.toMatchObject({ kind: 'forbidden' });
+    await expect(world.client('admin').getJson('/targets/nowhere/plan')).rejects.toMatchObject({ kind: 'notFound' });
   });
 
   it('after runs: where names native ids per cloud; runs and tasks list what each user may see', async () => {

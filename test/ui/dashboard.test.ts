@@ -190,6 +190,10 @@ describe.skipIf(browserPeer.skip !== undefined)(
         page.locator(`#matrix tr[data-image="${image}"] td[data-cloud="${cloud}"] .badge`).textContent();
       const ubuntu = world.images.public[0]!.id;
       expect(await cell(ubuntu, 'east')).toBe('unknown');
+      await page.locator('#clouds button[data-plan="east"]').click();
+      await page.locator('#plan').waitFor();
+      const planned = await page.locator('#plan tbody tr td:first-child').allTextContents();
+      expect(planned).toEqual(Array(5).fill('create'));
       await page.evaluate('window.notReloaded = true');
       await page.locator('#clouds button[data-cloud="east"]').click();
       await expect.poll(() => cell(ubuntu, 'east'), { timeout: 30_000 }).toBe('in-sync');

@@ -3,6 +3,7 @@ import { VisorError } from '../../../core/errors.js';
 import { uuidPattern } from '../../../core/image/schema.js';
 import type { ImageService } from '../../service/image-service.js';
 import { type CloudPlacement, whereIs } from '../../sync/placements.js';
+import type { Transfer } from '../../sync/transfers.js';
 import { RunView, type RunSummary } from '../run-view.js';
 import { queryFromWire } from '../wire.js';
 
@@ -15,6 +16,8 @@ export interface CloudSummary {
   /** Only known to a running agent. */
   running?: boolean;
   nextRun?: string;
+  /** While a run goes on: its actions in flight, with the bytes sent so far. */
+  transfers?: Transfer[];
   lastRun?: RunSummary;
   /** The cloud cannot sync until its configuration is fixed (admins only). */
   error?: string;
@@ -55,9 +58,15 @@ export function replicationRoutes(options: ReplicationRoutesOptions): FastifyPlu
     if (request.caller.admin) return clouds;
     const view = new RunView(catalog, request.caller);
     const out: CloudSummary[] = [];
-    for (const { error: _hidden, lastRun, ...cloud } of clouds) {
+    for (const { error: _hidden, lastRun, transfers, ...cloud } of clouds) {
       const run = lastRun ? await catalog.runs.get(lastRun.id) : undefined;
-      out.push({ ...cloud, ...(run ? { lastRun: await view.summary(run) } : {}) });
+      const visible: Transfer[] = [];
+      for (const t of transfers ?? []) if (t.imageId && (await view.canSeeImage(t.imageId))) visible.push(t);
+      out.push({
+        ...cloud,
+        ...(run ? { lastRun: await view.summary(run) } : {}),
+        ...(transfers ? { transfers: visible } : {}),
+      });
     }
     return out;
   };

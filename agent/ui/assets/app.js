@@ -422,6 +422,9 @@ async function imageView(id) {
 
 // ---- clouds ----------------------------------------------------------------------------------
 
+const percent = (t) => (t.total ? `${Math.floor((100 * (t.bytes ?? 0)) / t.total)}%` : 'starting');
+const transferText = (t) => `${t.action} ${t.name} ${percent(t)}${t.total ? ` of ${bytes(t.total)}` : ''}`;
+
 function health(cloud) {
   if (cloud.error) return 'unusable';
   if (cloud.running) return 'running';
@@ -436,12 +439,15 @@ async function cloudsView(params) {
   const live = h('span', { class: 'live', 'aria-live': 'polite' });
   show('Clouds', h('div', { class: 'toolbar' }, live));
   const cloudsHolder = h('div');
+  const planHolder = h('div', { 'aria-live': 'polite' });
   const matrixHolder = h('div');
-  main.append(cloudsHolder, h('h2', {}, 'Images × clouds'), matrixHolder);
+  main.append(cloudsHolder, planHolder, h('h2', {}, 'Images × clouds'), matrixHolder);
   let wanted = false;
 
   const syncNow = async (name, button) => {
     button.disabled = true;
+    // A plan read before the run is out of date once it starts.
+    planHolder.replaceChildren();
     try {
       await api(`/targets/${encodeURIComponent(name)}/sync`, { method: 'POST' });
       wanted = true;
@@ -449,6 +455,41 @@ async function cloudsView(params) {
     } catch (error) {
       button.disabled = false;
       cloudsHolder.append(h('p', { class: 'error', role: 'alert' }, error.message));
+    }
+  };
+
+  const showPlan = async (name, button) => {
+    button.disabled = true;
+    planHolder.replaceChildren(h('p', { class: 'muted' }, `Reading ${name} to plan…`));
+    try {
+      const { plan } = await api(`/targets/${encodeURIComponent(name)}/plan`);
+      const rows = plan.actions.map((a) =>
+        h(
+          'tr',
+          {},
+          h('td', {}, badge(a.kind)),
+          h('td', {}, a.imageId ? h('a', { href: `#/images/${a.imageId}` }, a.name) : a.name),
+          h('td', { class: 'mono' }, a.nativeId ?? '–'),
+          h('td', {}, a.detail),
+        ),
+      );
+      planHolder.replaceChildren(
+        h('h2', {}, `Plan for ${name}: what the next run would do`),
+        rows.length
+          ? table(['Action', 'Image', 'Native id', 'Detail'], rows, { id: 'plan' })
+          : h('p', { id: 'plan', class: 'muted' }, 'Nothing to do: the cloud is in step with the catalog.'),
+        plan.notes.length
+          ? h(
+              'ul',
+              {},
+              plan.notes.map((n) => h('li', {}, `${n.name}: ${n.message}`)),
+            )
+          : '',
+      );
+    } catch (error) {
+      planHolder.replaceChildren(h('p', { class: 'error', role: 'alert' }, error.message));
+    } finally {
+      button.disabled = false;
     }
   };
 
@@ -465,13 +506,13 @@ async function cloudsView(params) {
       const rows = clouds.map((cloud) => {
         const actions = h('td');
         if (session.user?.admin && cloud.running !== undefined) {
-          const button = h(
-            'button',
-            { type: 'button', 'data-cloud': cloud.name, disabled: cloud.running || !cloud.enabled },
-            cloud.running ? 'Running…' : 'Sync now',
-          );
+          const label = cloud.running ? 'Running…' : 'Sync now';
+          const disabled = cloud.running || !cloud.enabled;
+          const button = h('button', { type: 'button', 'data-cloud': cloud.name, disabled }, label);
           button.addEventListener('click', () => syncNow(cloud.name, button));
-          actions.append(button);
+          const plan = h('button', { type: 'button', 'data-plan': cloud.name }, 'Plan');
+          plan.addEventListener('click', () => showPlan(cloud.name, plan));
+          actions.append(button, ' ', plan);
         }
         const last = cloud.lastRun;
         return h(
@@ -491,7 +532,11 @@ async function cloudsView(params) {
                 ]
               : '–',
           ),
-          h('td', {}, last ? counts(last.counts) : '–'),
+          h(
+            'td',
+            {},
+            cloud.transfers?.length ? cloud.transfers.map(transferText).join('; ') : last ? counts(last.counts) : '–',
+          ),
           h('td', {}, when(cloud.nextRun)),
           h('td', {}, badge(health(cloud), cloud.error ?? last?.error)),
           actions,
@@ -499,7 +544,7 @@ async function cloudsView(params) {
       });
       cloudsHolder.replaceChildren(
         rows.length
-          ? table(['Cloud', 'Adapter', 'Schedule', 'Last run', 'Result', 'Next run', 'Health', ''], rows, {
+          ? table(['Cloud', 'Adapter', 'Schedule', 'Last run', 'Result / in flight', 'Next run', 'Health', ''], rows, {
               id: 'clouds',
             })
           : h('p', { class: 'muted' }, 'No clouds are configured.'),
@@ -511,6 +556,8 @@ async function cloudsView(params) {
           { 'data-image': image.id },
           h('td', {}, h('a', { href: `#/images/${image.id}` }, image.name)),
           matrix.clouds.map((name) => {
+            const moving = clouds.find((c) => c.name === name)?.transfers?.find((t) => t.imageId === image.id);
+            if (moving) return h('td', { 'data-cloud': name }, badge(`${moving.action}: ${percent(moving)}`));
             const cell = image.clouds[name];
             const title = [cell.detail, cell.nativeIds.join(', ')].filter(Boolean).join(' · ') || undefined;
             return h('td', { 'data-cloud': name }, badge(cell.status, title));
