@@ -67,7 +67,10 @@ export class RunView {
   async actions(run: RunRecord): Promise<ActionRecord[]> {
     if (this.#caller.admin) return run.actions;
     const out: ActionRecord[] = [];
-    for (const action of run.actions) if (action.imageId && (await this.canSeeImage(action.imageId))) out.push(action);
+    for (const { log: _adminsOnly, ...action } of run.actions) {
+      // The task log may name endpoints and cloud-side details, as the run's error does: admins only.
+      if (action.imageId && (await this.canSeeImage(action.imageId))) out.push(action);
+    }
     return out;
   }
 

@@ -67,6 +67,10 @@ describe('placements recorded by a run', () => {
       trigger: 'manual',
     });
     expect(first.status).toBe('partial');
+    // The failed task keeps its own log lines (the task log), with the error as a plain field.
+    const log = first.actions.find((a) => a.name === 'bad')!.log!;
+    expect(log.at(-1)).toMatchObject({ level: 'error', message: 'action failed' });
+    expect(log.at(-1)!.fields?.['error']).toContain('the cloud refuses this image (quota)');
     const [failed] = await whereIs(world.catalog.state, ['lab'], bad.id);
     expect(failed).toMatchObject({ status: 'failed', copies: [] });
     expect(failed!.detail).toContain('the cloud refuses this image (quota)');

@@ -110,6 +110,14 @@ describe('API: runs, where, clouds and the matrix', () => {
           imageId: bobs.id,
           name: bobs.name,
           error: { kind: 'quota', message: 'full' },
+          log: [
+            {
+              at: new Date().toISOString(),
+              level: 'error',
+              message: 'action failed',
+              fields: { host: 'internal.example' },
+            },
+          ],
         },
         { action: 'create', result: 'failed' as const, imageId: carols.id, name: carols.name },
         { action: 'cleanup', result: 'cleaned' as const, nativeId: 'n-42', name: 'leftover' },
@@ -126,6 +134,8 @@ describe('API: runs, where, clouds and the matrix', () => {
       run: { actions: unknown[]; error: string };
     };
     expect(asAdmin.run.actions).toHaveLength(3);
+    expect(JSON.stringify(asAdmin.run.actions[0])).toContain('"message":"action failed"');
+    expect(asBob.run.actions[0]).not.toHaveProperty('log');
     expect(asAdmin.run.error).toContain('internal.example');
     const listed = JSON.stringify(await world.client('bob').getJson('/runs'));
     expect(listed).not.toContain('carol-secret');

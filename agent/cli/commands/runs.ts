@@ -15,6 +15,11 @@ const counted = (counts: Record<string, number>) =>
     .map(([result, n]) => `${n} ${result}`)
     .join(', ');
 
+const logLine = (line: NonNullable<ActionRecord['log']>[number]) => {
+  const fields = Object.entries(line.fields ?? {}).map(([k, v]) => `${k}=${v}`);
+  return `  ${line.at} ${line.level} ${line.message}${fields.length ? ` ${fields.join(' ')}` : ''}`;
+};
+
 const seconds = (ms: number | undefined) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(1)}s`);
 
 export function runsCommand(program: Command, io: CliIo): void {
@@ -47,7 +52,10 @@ export function runsCommand(program: Command, io: CliIo): void {
         const tasks = rows.length
           ? table(['TASK', 'RESULT', 'NAME', 'IMAGE', 'NATIVE ID', 'BYTES', 'TIME', 'DETAIL'], rows)
           : '(no tasks)';
-        return print(io, `${head}${run.error ? `\nerror: ${run.error}` : ''}\n${tasks}`);
+        const logs = run.actions
+          .filter((a) => a.log?.length)
+          .map((a) => [`log of ${a.action} ${a.name ?? a.nativeId ?? ''}:`, ...a.log!.map(logLine)].join('\n'));
+        return print(io, [`${head}${run.error ? `\nerror: ${run.error}` : ''}`, tasks, ...logs].join('\n'));
       }
       const query: Record<string, string> = {};
       if (options.target) query['target'] = options.target;

@@ -662,6 +662,11 @@ async function runsView(params) {
   }
 }
 
+const logText = (line) =>
+  [when(line.at), line.level, line.message, ...Object.entries(line.fields ?? {}).map(([k, v]) => `${k}=${v}`)].join(
+    ' ',
+  );
+
 async function runView(id) {
   const token = viewToken;
   show('Run');
@@ -686,7 +691,7 @@ async function runView(id) {
       h('dd', {}, run.agent),
       run.error ? [h('dt', {}, 'Error'), h('dd', { class: 'error' }, run.error)] : '',
     );
-    const rows = run.actions.map((a) =>
+    const rows = run.actions.flatMap((a) => [
       h(
         'tr',
         {},
@@ -699,7 +704,23 @@ async function runView(id) {
         h('td', { class: 'num' }, a.attempts ?? '–'),
         h('td', {}, a.error ? `${a.error.kind}: ${a.error.message}` : (a.detail ?? '')),
       ),
-    );
+      a.log?.length
+        ? h(
+            'tr',
+            { class: 'log' },
+            h(
+              'td',
+              { colspan: '8' },
+              h(
+                'details',
+                {},
+                h('summary', {}, `Log (${a.log.length})`),
+                h('pre', { class: 'mono' }, a.log.map(logText).join('\n')),
+              ),
+            ),
+          )
+        : '',
+    ]);
     main.append(
       h('section', { class: 'panel' }, meta),
       h('h2', {}, 'Tasks'),
