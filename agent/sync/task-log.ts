@@ -33,7 +33,8 @@ export function recordingTaskLog(inner: Logger, lines: TaskLogLine[]): Logger {
   let dropped = 0;
   const keep = (level: TaskLogLine['level'], message: string, meta?: Record<string, unknown>) => {
     if (lines.length >= maxTaskLogLines) {
-      dropped++;
+      // The first overflow also gives up the last kept line, to make room for the note.
+      dropped += dropped === 0 ? 2 : 1;
       const note = `(${dropped} more line${dropped === 1 ? '' : 's'} in the agent's log)`;
       lines[maxTaskLogLines - 1] = { at: new Date().toISOString(), level: 'info', message: note };
       return;
