@@ -5,13 +5,17 @@ import type { ContentSource } from '../core/iaas/port.js';
 import { VisorError, toVisorError } from '../core/errors.js';
 import type { Logger } from '../core/logging/logger.js';
 import { type AgentControl, agentRoutes } from './api/routes/agent.js';
+import type { CloudSummary } from './api/routes/replication.js';
+import { summariseRun } from './api/run-view.js';
 import { ContentPublisher } from './content-publisher.js';
 import { contentPathPrefix } from './content-route.js';
 import { AgentMetrics } from './metrics.js';
 import { openRuntime, type Runtime, type RuntimeOptions } from './runtime/open-runtime.js';
 import type { BuiltTargets } from './runtime/services.js';
 import { startServer, type RunningServer, type ServeOptions } from './serve.js';
-import { syncTarget, type SyncDeps, type Target } from './sync/runner.js';
+import type { Plan } from './sync/planner.js';
+import { planTarget, syncTarget, type SyncDeps, type Target } from './sync/runner.js';
+import { TransferTracker } from './sync/transfers.js';
 
 export interface TargetStatus {
   name: string;
@@ -20,7 +24,11 @@ export interface TargetStatus {
   schedule: string | undefined;
   running: boolean;
   nextRun: string | undefined;
-  lastRun: Pick<RunRecord, 'id' | 'status' | 'startedAt' | 'finishedAt' | 'error' | 'drift' | 'trigger'> & { counts: Record<string, number> } | undefined;
+  lastRun:
+    | (Pick<RunRecord, 'id' | 'status' | 'startedAt' | 'finishedAt' | 'error' | 'drift' | 'trigger'> & {
+        counts: Record<string, number>;
+      })
+    | undefined;
   drift: number | undefined;
   /** The cloud's driver could not be built: the target cannot sync until the config is fixed. */
   error: string | undefined;
@@ -54,6 +62,7 @@ export class AgentDaemon implements AgentControl {
   #server: RunningServer | undefined;
   #generation: Generation | undefined;
   readonly #running = new Map<string, Promise<RunRecord>>();
+  readonly #transfers = new TransferTracker();
   readonly #stop = new AbortController();
   #logger: Logger | undefined;
   #publisher: ContentPublisher | undefined;
@@ -88,6 +97,7 @@ export class AgentDaemon implements AgentControl {
         extraRoutes: routes,
         publicPaths: agentPublicPaths,
         secretPaths: agentSecretPaths,
+        clouds: () => this.clouds(),
       });
     } catch (error) {
       await base.close();
@@ -120,6 +130,37 @@ export class AgentDaemon implements AgentControl {
     return out;
   }
 
+  /** The clouds for the API's /clouds: status, with the last run summarised as every run listing is. */
+  async clouds(): Promise<CloudSummary[]> {
+    const out: CloudSummary[] = [];
+    for (const status of await this.status()) {
+      const last = status.lastRun ? await this.#server!.catalog.runs.get(status.lastRun.id) : undefined;
+      out.push({
+        name: status.name,
+        adapter: status.adapter,
+        enabled: status.enabled,
+        running: status.running,
+        ...(status.running ? { transfers: this.#transfers.snapshot(status.name) } : {}),
+        ...(status.schedule ? { schedule: status.schedule } : {}),
+        ...(status.nextRun ? { nextRun: status.nextRun } : {}),
+        ...(last ? { lastRun: summariseRun(last) } : {}),
+        ...(status.error ? { error: status.error } : {}),
+      });
+    }
+    return out;
+  }
+
+  /** What a run of the target would do now (the cloud is read, nothing is changed). */
+  async plan(name: string): Promise<Plan> {
+    const generation = this.#generation;
+    const target = generation?.built.targets.get(name);
+    if (!generation || !target) {
+      const missing = new VisorError('notFound', `no cloud named ${name} in the configuration`);
+      throw generation?.built.failed.get(name) ?? missing;
+    }
+    return planTarget(target, generation.deps, { signal: this.#stop.signal });
+  }
+
   /** Runs a target now (manual trigger); a run already going on is joined, not duplicated. */
   trigger(name: string, trigger: RunRecord['trigger'] = 'manual'): Promise<RunRecord> {
     const existing = this.#running.get(name);
@@ -131,12 +172,16 @@ export class AgentDaemon implements AgentControl {
       return Promise.reject(failed ?? new VisorError('notFound', `no cloud named ${name} in the configuration`));
     }
     if (this.#stop.signal.aborted) return Promise.reject(new VisorError('unavailable', 'the agent is stopping'));
-    const run = syncTarget(target, generation.deps, { trigger, signal: this.#stop.signal })
+    const onEvent = this.#transfers.listener(name);
+    const run = syncTarget(target, generation.deps, { trigger, signal: this.#stop.signal, onEvent })
       .then((record) => {
         this.metrics.recordRun(record);
         return record;
       })
-      .finally(() => this.#running.delete(name));
+      .finally(() => {
+        this.#running.delete(name);
+        this.#transfers.finished(name);
+      });
     this.#running.set(name, run);
     return run;
   }
@@ -196,14 +241,20 @@ export class AgentDaemon implements AgentControl {
     const built = await runtime.targets();
     const deps = await runtime.syncDeps();
     const agentId = deps.agentId;
-    for (const [name, error] of built.failed) this.#logger!.error('cloud unusable; fix its configuration', { target: name, error });
+    for (const [name, error] of built.failed)
+      this.#logger!.error('cloud unusable; fix its configuration', { target: name, error });
     const tasks = new Map<string, ScheduledTask>();
     for (const [name, target] of built.targets) {
       if (!target.policy.enabled || !target.policy.schedule) continue;
       tasks.set(name, this.#schedule(target));
     }
     this.#generation = { runtime, built, deps, tasks };
-    if (!reload) this.#logger!.info('agent started', { agent: agentId, clouds: [...built.targets.keys()], scheduled: [...tasks.keys()] });
+    if (!reload)
+      this.#logger!.info('agent started', {
+        agent: agentId,
+        clouds: [...built.targets.keys()],
+        scheduled: [...tasks.keys()],
+      });
   }
 
   #schedule(target: Target): ScheduledTask {
@@ -215,12 +266,19 @@ export class AgentDaemon implements AgentControl {
           log.warn('previous run still going on; skipping this schedule');
           return;
         }
-        await this.trigger(target.name, 'schedule').catch((error: unknown) => log.error('scheduled run failed', { error: toVisorError(error) }));
+        await this.trigger(target.name, 'schedule').catch((error: unknown) =>
+          log.error('scheduled run failed', { error: toVisorError(error) }),
+        );
       },
       {
         name: `visor:${target.name}`,
         noOverlap: true,
-        logger: { info: (m) => log.debug(m), warn: (m) => log.warn(m), error: (m) => log.error(String(m)), debug: (m) => log.debug(String(m)) },
+        logger: {
+          info: (m) => log.debug(m),
+          warn: (m) => log.warn(m),
+          error: (m) => log.error(String(m)),
+          debug: (m) => log.debug(String(m)),
+        },
       },
     );
   }

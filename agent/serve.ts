@@ -9,7 +9,11 @@ import { VisorError } from '../core/errors.js';
 import type { Store } from '../core/store/port.js';
 import { Authenticator } from './api/auth.js';
 import { defaultMaxConnections } from './api/connection-guard.js';
+import { replicationRoutes, type CloudSummary } from './api/routes/replication.js';
+import { summariseRun } from './api/run-view.js';
 import { buildApiServer, type ServerLimits } from './api/server.js';
+import { SessionStore } from './api/sessions.js';
+import { uiPublicPaths, uiRoutes } from './ui/routes.js';
 import type { Runtime } from './runtime/open-runtime.js';
 import type { ImageService } from './service/image-service.js';
 
@@ -23,6 +27,8 @@ export interface ServeOptions {
   secretPaths?: readonly string[];
   /** Upload bodies idle this long are dropped (tests shorten it). */
   uploadIdleMs?: number;
+  /** The configured clouds as the agent knows them (schedule, next run); default: the config and the run history. */
+  clouds?: () => Promise<CloudSummary[]>;
 }
 
 export interface RunningServer {
@@ -54,7 +60,10 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
   const host = options.host ?? config.server.host;
   const port = options.port ?? config.server.port;
   if (!config.server.auth.enabled && !isLoopback(host)) {
-    throw new VisorError('config', `server.auth.enabled is false, which is only allowed on a loopback address; ${host} is not one`);
+    throw new VisorError(
+      'config',
+      `server.auth.enabled is false, which is only allowed on a loopback address; ${host} is not one`,
+    );
   }
   // Before anything is opened: a TLS file that cannot be read is a config mistake to report at once.
   const tls = config.server.tls ? await readTls(config.server.tls) : undefined;
@@ -74,17 +83,26 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
     const swept = (await store.sweep?.(60 * 60_000).catch(() => 0)) ?? 0;
     if (swept > 0) logger.warn('removed leftovers of interrupted uploads', { store: name, count: swept });
   }
-  const build = () => buildApiServer({
-    service,
-    logger: logger.child({ component: 'api' }),
-    authenticator,
-    ...(options.extraRoutes ? { extraRoutes: options.extraRoutes } : {}),
-    ...(options.publicPaths ? { publicPaths: options.publicPaths } : {}),
-    ...(options.secretPaths ? { secretPaths: options.secretPaths } : {}),
-    uploadIdleMs: options.uploadIdleMs ?? config.server.uploadIdleSeconds * 1000,
-    limits: serverLimits(config),
-    ...(tls ? { tls } : {}),
-  });
+  const clouds = options.clouds ?? (() => configuredClouds(config, catalog));
+  const sessions = authenticator ? new SessionStore({ users: catalog.users }) : undefined;
+  const extraRoutes: FastifyPluginAsync = async (app) => {
+    await app.register(replicationRoutes({ service, clouds }));
+    await app.register(uiRoutes({ authenticator, sessions }));
+    if (options.extraRoutes) await app.register(options.extraRoutes);
+  };
+  const build = () =>
+    buildApiServer({
+      service,
+      logger: logger.child({ component: 'api' }),
+      authenticator,
+      extraRoutes,
+      publicPaths: [...uiPublicPaths, ...(options.publicPaths ?? [])],
+      ...(sessions ? { sessions } : {}),
+      ...(options.secretPaths ? { secretPaths: options.secretPaths } : {}),
+      uploadIdleMs: options.uploadIdleMs ?? config.server.uploadIdleSeconds * 1000,
+      limits: serverLimits(config),
+      ...(tls ? { tls } : {}),
+    });
   let app: FastifyInstance;
   try {
     app = build();
@@ -98,15 +116,26 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
     await app.listen({ host, port });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const why = code === 'EADDRINUSE' ? `port ${port} is already in use` : code === 'EACCES' ? `no permission to listen on port ${port}` : (error as Error).message;
+    const why =
+      code === 'EADDRINUSE'
+        ? `port ${port} is already in use`
+        : code === 'EACCES'
+          ? `no permission to listen on port ${port}`
+          : (error as Error).message;
     throw new VisorError('unavailable', `cannot listen on ${host}:${port}: ${why}`, { cause: error });
   }
   const address = app.server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
   const url = `${config.server.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
   if (!authenticator) logger.warn('authentication is OFF: every request acts as an admin (loopback development only)');
-  else if ((await catalog.users.list()).length === 0) logger.warn('no users yet: create one with `visor users add NAME --admin`');
-  logger.info('visor image service listening', { url, catalog: catalog.kind, stores: [...stores.keys()], defaultStore: config.defaultStore });
+  else if ((await catalog.users.list()).length === 0)
+    logger.warn('no users yet: create one with `visor users add NAME --admin`');
+  logger.info('visor image service listening', {
+    url,
+    catalog: catalog.kind,
+    stores: [...stores.keys()],
+    defaultStore: config.defaultStore,
+  });
   let closing: Promise<void> | undefined;
   return {
     url,
@@ -125,6 +154,22 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
       return closing;
     },
   };
+}
+
+/** The clouds of the config with their last run: what a server without the agent knows of them. */
+async function configuredClouds(config: VisorConfig, catalog: Catalog): Promise<CloudSummary[]> {
+  const out: CloudSummary[] = [];
+  for (const [name, cloud] of Object.entries(config.clouds)) {
+    const last = (await catalog.runs.list({ target: name, limit: 1 }))[0];
+    out.push({
+      name,
+      adapter: cloud.adapter,
+      enabled: cloud.sync.enabled,
+      ...(cloud.sync.schedule ? { schedule: cloud.sync.schedule } : {}),
+      ...(last ? { lastRun: summariseRun(last) } : {}),
+    });
+  }
+  return out;
 }
 
 function serverLimits(config: VisorConfig): ServerLimits {

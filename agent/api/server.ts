@@ -16,6 +16,7 @@ import { guardConnections, type ConnectionLimits } from './connection-guard.js';
 import { bodyDeadline, type UploadRate } from './deadlines.js';
 import { errorBody, genericServerError, httpStatus } from './errors.js';
 import { parseJsonBody } from './json-body.js';
+import { type ActiveSession, CSRF_HEADER, csrfMatches, type SessionStore } from './sessions.js';
 import { imageRoutes } from './routes/images.js';
 
 export interface ApiServerOptions {
@@ -39,6 +40,11 @@ export interface ApiServerOptions {
   tls?: { cert: Buffer; key: Buffer };
   /** Deadlines and caps (defaults: see core/config/schema.ts). */
   limits?: Partial<ServerLimits>;
+  /**
+   * Dashboard sessions: a request without a signature may instead carry a session cookie
+   * (and, to change anything, the session's CSRF token). Same callers, same authorization.
+   */
+  sessions?: SessionStore;
 }
 
 export interface ServerLimits extends ConnectionLimits {
@@ -150,6 +156,15 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
       request.bodyCheck = unchecked;
       return;
     }
+    if (options.sessions && request.headers.authorization === undefined) {
+      const session = await options.sessions.find(request.headers.cookie);
+      if (session) {
+        if (!safeMethods.has(request.method)) checkCsrf(request, session);
+        request.caller = session.caller;
+        request.bodyCheck = unchecked;
+        return;
+      }
+    }
     const signable = toSignable(request.raw);
     const authenticated = await options.authenticator.authenticate(signable);
     request.caller = authenticated.caller;
@@ -194,6 +209,22 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   });
   if (options.extraRoutes) app.register(options.extraRoutes);
   return app;
+}
+
+const safeMethods = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * A change made with a session cookie must carry the session's CSRF token (which another site
+ * cannot read) and, when the browser names the page's origin, come from this server's pages.
+ */
+export function checkCsrf(request: FastifyRequest, session: ActiveSession): void {
+  const origin = request.headers.origin;
+  if (origin !== undefined && origin !== `${request.protocol}://${request.host}`) {
+    throw new VisorError('forbidden', `a change from another site (${origin.slice(0, 100)}) is refused`);
+  }
+  if (!csrfMatches(session, request.headers[CSRF_HEADER])) {
+    throw new VisorError('forbidden', `missing or wrong ${CSRF_HEADER} header: reload the page and try again`);
+  }
 }
 
 /**

@@ -12,12 +12,14 @@ import { headCommand } from './commands/head.js';
 import { migrateCommand } from './commands/migrate.js';
 import { planCommand } from './commands/plan.js';
 import { pluginsCommand } from './commands/plugins.js';
+import { runsCommand } from './commands/runs.js';
 import { serveCommand } from './commands/serve.js';
 import { statusCommand } from './commands/status.js';
 import { syncCommand } from './commands/sync.js';
 import { triggerCommand } from './commands/trigger.js';
 import { updateCommand } from './commands/update.js';
 import { usersCommand } from './commands/users.js';
+import { whereCommand } from './commands/where.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
 import type { CliIo } from './io.js';
 import { version } from './version.js';
@@ -35,6 +37,8 @@ export const commands: readonly CommandDefinition[] = [
   planCommand,
   syncCommand,
   statusCommand,
+  runsCommand,
+  whereCommand,
   triggerCommand,
   migrateCommand,
   briefCommand,

@@ -135,8 +135,8 @@ export class VisorClient {
   }
 
   /** A JSON GET of the agent's routes (/status). */
-  async getJson(path: string): Promise<unknown> {
-    return (await this.#json('GET', path, {})).data;
+  async getJson(path: string, query?: Record<string, string>): Promise<unknown> {
+    return (await this.#json('GET', path, query ? { query } : {})).data;
   }
 
   /** A JSON POST without a body (/targets/:name/sync). */

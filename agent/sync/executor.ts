@@ -10,6 +10,7 @@ import type { Image, ImageDraft } from '../../core/image/model.js';
 import { isValidPropertyValue, propertyKeyPattern, reservedPropertyKeys } from '../../core/image/schema.js';
 import { errorReason } from '../../core/logging/error-summary.js';
 import type { Logger } from '../../core/logging/logger.js';
+import { recordingTaskLog, type TaskLogLine } from './task-log.js';
 import { putInspected } from '../../core/store/inspected-put.js';
 import type { Store } from '../../core/store/port.js';
 import { verifyDigest } from '../../core/transfer/digest.js';
@@ -80,7 +81,9 @@ async function runAction(action: Action, ctx: ExecutorContext): Promise<ActionRe
   ctx.onEvent?.({ type: 'start', action });
   const started = Date.now();
   const base = describe(action);
-  const log = ctx.logger.child({ action: action.kind, image: base.imageId, native: base.nativeId });
+  const lines: TaskLogLine[] = [];
+  const context = { action: action.kind, image: base.imageId, native: base.nativeId };
+  const log = recordingTaskLog(ctx.logger.child(context), lines);
   let records: ActionRecord[];
   try {
     const { value, attempts } = await withRetry(
@@ -105,6 +108,8 @@ async function runAction(action: Action, ctx: ExecutorContext): Promise<ActionRe
     log.error('action failed', { error: visor });
     records = [{ ...base, result: 'failed', error: { kind: visor.kind, message: visor.message }, attempts: (error as { attempts?: number }).attempts ?? 1, ms: Date.now() - started }];
   }
+  // The action's own log lines go with its (first) record: the task log of the run history.
+  if (lines.length > 0 && records[0]) records[0] = { ...records[0], log: lines };
   for (const record of records) ctx.onEvent?.({ type: 'end', action, record });
   return records;
 }

@@ -8,6 +8,7 @@ import type { Logger } from '../../core/logging/logger.js';
 import type { Store } from '../../core/store/port.js';
 import { execute, type ExecutorContext, type SyncEvent } from './executor.js';
 import { Limiter } from './limiter.js';
+import { placementsOf, savePlacements } from './placements.js';
 import { hasLegacyCopies, plan, type Plan, type Rival } from './planner.js';
 import { withRetry, withTimeout } from './retry.js';
 
@@ -121,6 +122,15 @@ export function checkPolicy(target: Target): void {
 
 /** Reads both sides and plans; no lease needed (nothing is changed). */
 export async function planTarget(target: Target, deps: SyncDeps, options: { signal?: AbortSignal; onlyImages?: ReadonlySet<string> } = {}): Promise<Plan> {
+  return (await planWithListing(target, deps, options)).plan;
+}
+
+/** The plan, and the cloud's listing it was made from. */
+async function planWithListing(
+  target: Target,
+  deps: SyncDeps,
+  options: { signal?: AbortSignal; onlyImages?: ReadonlySet<string> },
+): Promise<{ plan: Plan; listed: CloudImage[] }> {
   checkPolicy(target);
   const listed = await listCloud(target, options.signal);
   let catalog = await catalogSnapshot(deps.catalog);
@@ -140,7 +150,25 @@ export async function planTarget(target: Target, deps: SyncDeps, options: { sign
     now: deps.now?.() ?? new Date(),
     rivals,
   });
-  return result;
+  return { plan: result, listed };
+}
+
+/** The replication status the verification found; failing to write it does not fail the run. */
+async function recordPlacements(
+  target: Target,
+  deps: SyncDeps,
+  run: RunRecord,
+  verified: { plan: Plan; listed: CloudImage[] },
+  log: Logger,
+): Promise<void> {
+  const now = deps.now?.() ?? new Date();
+  const input = { target: target.name, agentId: deps.agentId, observed: verified.listed, remaining: verified.plan };
+  const placements = placementsOf({ ...input, run });
+  try {
+    await savePlacements(deps.catalog.state, target.name, placements, { at: now.toISOString(), run: run.id });
+  } catch (caught) {
+    log.warn('could not record where the images are', { error: toVisorError(caught) });
+  }
 }
 
 export function runStatus(records: readonly ActionRecord[], error: string | undefined): RunStatus {
@@ -226,7 +254,11 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
       // Verification pass: the cloud re-read; whatever would still be done is drift. When the
       // re-read itself fails, the actions still did what they did: partial, drift unknown.
       try {
-        run.drift = (await planTarget(target, deps, { signal: controller.signal, ...(options.onlyImages ? { onlyImages: options.onlyImages } : {}) })).actions.length;
+        const only = options.onlyImages ? { onlyImages: options.onlyImages } : {};
+        const verified = await planWithListing(target, deps, { signal: controller.signal, ...only });
+        run.drift = verified.plan.actions.length;
+        // A run limited to some images (migrate) saw only those: the others' placements stay as they were.
+        if (!options.onlyImages) await recordPlacements(target, deps, run, verified, log);
       } catch (caught) {
         verifyError = `checking the cloud after the run failed: ${toVisorError(caught).message}`;
         log.warn('verification after the run failed', { error: toVisorError(caught) });

@@ -82,6 +82,8 @@ export interface ActionRecord {
   attempts?: number;
   bytes?: number;
   ms?: number;
+  /** The action's own log lines (info and up, bounded): retries, failures, what it noticed. */
+  log?: { at: string; level: string; message: string; fields?: Record<string, string | number | boolean> }[];
 }
 
 /** One sync run of one target: the agent's history. */

@@ -50,6 +50,13 @@ export const peerRegistry = {
     versionArgs: ['version'],
     usedBy: 'Eucalyptus bundles (certificates, the EC2 double unbundling), Glance over TLS',
   }),
+  // The browser itself; each test launches its own headless instance with playwright-core (test/ui).
+  chromium: debianTool({
+    command: 'chromium',
+    pkg: 'chromium',
+    versionArgs: ['--version'],
+    usedBy: 'the web dashboard tests (test/ui), driven by playwright-core',
+  }),
 };
 
 export type PeerName = keyof typeof peerRegistry;

@@ -4,11 +4,14 @@ import { VisorError } from '../../../core/errors.js';
 import type { Logger } from '../../../core/logging/logger.js';
 import type { ContentPublisher } from '../../content-publisher.js';
 import { handleContent } from '../../content-route.js';
+import { planJson } from '../../cli/sync-output.js';
+import type { Plan } from '../../sync/planner.js';
 
 /** What the routes need of the agent (the daemon implements it): no import of the daemon itself. */
 export interface AgentControl {
   status(): Promise<readonly object[]>;
   trigger(name: string, trigger: 'manual'): Promise<RunRecord>;
+  plan(name: string): Promise<Plan>;
   readonly metrics: { readonly registry: { readonly contentType: string; metrics(): Promise<string> } };
 }
 
@@ -41,6 +44,12 @@ export function agentRoutes({ daemon, publisher, logger }: AgentRoutesOptions): 
         return reply.code(202).send({ accepted: true, target: request.params.name });
       },
     );
+
+    // What the next run would do (as `visor plan` shows it): admins only, as it lists the cloud.
+    app.get<{ Params: { name: string } }>('/targets/:name/plan', async (request) => {
+      if (!request.caller.admin) throw new VisorError('forbidden', 'only an admin may see the plan of a cloud');
+      return { plan: planJson(await daemon.plan(request.params.name)) };
+    });
 
     app.get('/metrics', async (_request, reply) =>
       reply.type(daemon.metrics.registry.contentType).send(await daemon.metrics.registry.metrics()),

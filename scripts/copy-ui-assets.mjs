@@ -1,0 +1,9 @@
+// The dashboard's page, script and style ship in the package beside the compiled server code
+// (dist/agent/ui/assets), where agent/ui/routes.ts reads them. No bundler: they are plain files.
+import { cpSync, mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const from = fileURLToPath(new URL('../agent/ui/assets/', import.meta.url));
+const to = fileURLToPath(new URL('../dist/agent/ui/assets/', import.meta.url));
+mkdirSync(to, { recursive: true });
+cpSync(from, to, { recursive: true });
