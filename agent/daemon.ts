@@ -26,6 +26,19 @@ export interface TargetStatus {
   error: string | undefined;
 }
 
+/** Deadlines of a stop after the runs' grace period (agent.stopGraceSeconds). */
+export const stopPhases = { cleanupSeconds: 30, requestsSeconds: 30 } as const;
+
+/** The longest a SIGTERM can take to stop the agent: what a service manager must wait for. */
+export function worstCaseStopSeconds(stopGraceSeconds: number): number {
+  return stopGraceSeconds + stopPhases.cleanupSeconds + stopPhases.requestsSeconds;
+}
+
+const delay = (ms: number) =>
+  new Promise<void>((resolve) => {
+    setTimeout(resolve, ms).unref();
+  });
+
 /** Served without a signature: metrics, and the one-time content URLs clouds fetch images from. */
 export const agentPublicPaths = ['/metrics', contentPathPrefix] as const;
 /** The content URLs' tokens are secrets while they are valid: never written to the access log. */
@@ -161,18 +174,24 @@ export class AgentDaemon implements AgentControl {
     log.info('configuration reloaded', { clouds: Object.keys(runtime.config.clouds) });
   }
 
-  /** Stops scheduling, waits up to `graceMs` for running syncs, then aborts them (they clean up). */
-  async stop(graceMs = 60_000): Promise<void> {
+  /**
+   * Stops scheduling, waits up to `graceMs` (agent.stopGraceSeconds) for running syncs, then
+   * aborts them and gives them `stopPhases.cleanupSeconds` to clean up, then lets API requests
+   * finish for up to `stopPhases.requestsSeconds`. The worst case is `worstCaseStopSeconds`.
+   */
+  async stop(graceMs = (this.#base?.config.agent.stopGraceSeconds ?? 60) * 1000): Promise<void> {
     const generation = this.#generation;
     for (const task of generation?.tasks.values() ?? []) await task.destroy();
     const running = Promise.allSettled([...this.#running.values()]);
     const timer = setTimeout(() => this.#stop.abort(new VisorError('unavailable', 'the agent is stopping')), graceMs);
     timer.unref();
-    await running;
+    const cleanupMs = graceMs + stopPhases.cleanupSeconds * 1000;
+    const leftOver = await Promise.race([running.then(() => false), delay(cleanupMs).then(() => true)]);
+    if (leftOver) this.#logger?.error('runs still cleaning up when the stop deadline passed; stopping anyway');
     clearTimeout(timer);
     this.#stop.abort();
     await generation?.runtime.close();
-    await this.#server?.close(graceMs);
+    await this.#server?.close(stopPhases.requestsSeconds * 1000);
   }
 
   /**

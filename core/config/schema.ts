@@ -97,6 +97,8 @@ export const configFileSchema = z.strictObject({
       cacheDir: z.string().min(1).optional(),
       /** Run records kept per target. */
       keepRuns: z.number().int().min(1).max(100_000).default(200),
+      /** On SIGTERM, runs in flight get this long to finish before they are aborted (and clean up). */
+      stopGraceSeconds: z.number().int().min(1).max(3600).default(60),
     })
     .prefault({}),
   clouds: z.record(instanceName, cloudSchema).default({}),
