@@ -39,8 +39,8 @@ const delay = (ms: number) =>
     setTimeout(resolve, ms).unref();
   });
 
-/** Served without a signature: metrics, and the one-time content URLs clouds fetch images from. */
-export const agentPublicPaths = ['/metrics', contentPathPrefix] as const;
+/** Served without a signature: the one-time content URLs clouds fetch images from (/metrics: see the server). */
+export const agentPublicPaths = [contentPathPrefix] as const;
 /** The content URLs' tokens are secrets while they are valid: never written to the access log. */
 export const agentSecretPaths = [contentPathPrefix] as const;
 
@@ -101,6 +101,8 @@ export class AgentDaemon implements AgentControl {
         extraRoutes: routes,
         publicPaths: agentPublicPaths,
         secretPaths: agentSecretPaths,
+        metricsRegistries: [this.metrics.registry],
+        readiness: [{ name: 'sync runs', check: () => this.#runsHealthy() }],
       });
     } catch (error) {
       await base.close();
@@ -131,6 +133,26 @@ export class AgentDaemon implements AgentControl {
       });
     }
     return out;
+  }
+
+  /**
+   * Not ready when an enabled cloud's last `agent.unreadyAfterFailures` runs all failed: one
+   * failed run is a blip the next one may fix; several in a row need an operator.
+   */
+  async #runsHealthy(): Promise<void> {
+    const generation = this.#generation;
+    if (!generation) throw new VisorError('unavailable', 'the agent is starting');
+    const threshold = generation.runtime.config.agent.unreadyAfterFailures;
+    const failing: string[] = [];
+    for (const [name, cloud] of Object.entries(generation.runtime.config.clouds)) {
+      if (!cloud.sync.enabled) continue;
+      const runs = await this.#server!.catalog.runs.list({ target: name, limit: threshold });
+      const real = runs.filter((r) => !r.dryRun);
+      if (real.length >= threshold && real.every((r) => r.status === 'failed')) failing.push(name);
+    }
+    if (failing.length > 0) {
+      throw new VisorError('unavailable', `the last ${threshold} runs failed for ${failing.join(', ')}`);
+    }
   }
 
   /** Runs a target now (manual trigger); a run already going on is joined, not duplicated. */

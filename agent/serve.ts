@@ -10,6 +10,8 @@ import type { Store } from '../core/store/port.js';
 import { Authenticator } from './api/auth.js';
 import { defaultMaxConnections } from './api/connection-guard.js';
 import { buildApiServer, type ServerLimits } from './api/server.js';
+import type { ReadinessCheck } from './api/health.js';
+import type { Registry } from 'prom-client';
 import type { Runtime } from './runtime/open-runtime.js';
 import type { ImageService } from './service/image-service.js';
 
@@ -23,6 +25,10 @@ export interface ServeOptions {
   secretPaths?: readonly string[];
   /** Upload bodies idle this long are dropped (tests shorten it). */
   uploadIdleMs?: number;
+  /** More for /health/ready to check (the agent's runs). */
+  readiness?: readonly ReadinessCheck[];
+  /** More metrics served on /metrics (the agent's). */
+  metricsRegistries?: readonly Registry[];
 }
 
 export interface RunningServer {
@@ -84,6 +90,14 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
     uploadIdleMs: options.uploadIdleMs ?? config.server.uploadIdleSeconds * 1000,
     limits: serverLimits(config),
     ...(tls ? { tls } : {}),
+    readiness: [...storageReadiness(catalog, stores, config.defaultStore), ...(options.readiness ?? [])],
+    readyDeadlineMs: config.server.readyTimeoutSeconds * 1000,
+    metricsAccess: {
+      enabled: config.server.metrics.enabled,
+      open: isLoopback(host),
+      token: config.server.metrics.token,
+      registries: options.metricsRegistries ?? [],
+    },
   });
   let app: FastifyInstance;
   try {
@@ -145,4 +159,24 @@ async function readTls(files: { cert: string; key: string }): Promise<{ cert: Bu
       throw new VisorError('config', `server.tls.${what}: cannot read ${path}: ${why}`, { cause: error });
     });
   return { cert: await read('cert', files.cert), key: await read('key', files.key) };
+}
+
+/** Ready when the catalog answers a count and the default store its ping. */
+export function storageReadiness(
+  catalog: Catalog,
+  stores: ReadonlyMap<string, Store>,
+  defaultStore: string,
+): ReadinessCheck[] {
+  const store = stores.get(defaultStore);
+  return [
+    { name: 'catalog', backend: 'catalog', check: async () => void (await catalog.images.count({})) },
+    {
+      name: `store ${defaultStore}`,
+      backend: `store:${defaultStore}`,
+      check: async (signal) => {
+        if (!store) throw new VisorError('config', `default store ${defaultStore} is not configured`);
+        await store.ping?.(signal);
+      },
+    },
+  ];
 }
