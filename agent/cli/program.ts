@@ -8,6 +8,7 @@ import { completionCommand } from './commands/completion.js';
 import { configCommand } from './commands/config.js';
 import { deleteCommand } from './commands/delete.js';
 import { detailCommand } from './commands/detail.js';
+import { doctorCommand } from './commands/doctor.js';
 import { getCommand } from './commands/get.js';
 import { headCommand } from './commands/head.js';
 import { migrateCommand } from './commands/migrate.js';
@@ -50,6 +51,7 @@ export const commands: readonly CommandDefinition[] = [
   pluginsCommand,
   configCommand,
   catalogCommand,
+  doctorCommand,
   completionCommand,
 ];
 
