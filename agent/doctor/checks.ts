@@ -52,7 +52,9 @@ export function permissionChecks(runtime: Runtime): DoctorCheck[] {
 export function catalogCheck(catalog: () => Promise<Catalog>): DoctorCheck {
   return {
     name: 'catalog',
-    fix: 'check catalog: in the config, that the server is up and the credentials right (schema: visor catalog migrate)',
+    fix:
+      'check catalog: in the config, that the server is up and the credentials right ' +
+      '(schema: visor catalog migrate)',
     run: async () => {
       // Opening checks the schema version (refusing a newer one, migrating or refusing an older one).
       const opened = await catalog();

@@ -2,7 +2,7 @@ import type { IaasDriver } from '../../core/iaas/port.js';
 import { VisorError } from '../../core/errors.js';
 import { type DoctorCheck, Warning } from './check.js';
 
-/** Clock differences beyond these break signed requests (AWS-style signatures allow 15 minutes, Keystone tokens less). */
+/** Clock differences beyond these break signed requests (AWS-style signatures allow 15 minutes). */
 const warnSkewSeconds = 30;
 const failSkewSeconds = 300;
 
@@ -43,7 +43,9 @@ export function cloudChecks(name: string, driver: IaasDriver, configured: string
   };
   const clock: DoctorCheck = {
     name: `cloud ${name} clock`,
-    fix: `the cloud's endpoint (${configured ?? 'none configured'}) is not reachable from here: check the address, a proxy or a firewall`,
+    fix:
+      `the cloud's endpoint (${configured ?? 'none configured'}) is not reachable from here: ` +
+      'check the address, a proxy or a firewall',
     run: async (signal) => {
       const named = /https?:\/\/\S+/.exec((await scope) ?? '')?.[0];
       const urls = [configured, named].filter((u): u is string => u !== undefined);

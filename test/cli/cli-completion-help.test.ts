@@ -9,7 +9,8 @@ import { runVisorAsync } from '../support/cli.js';
 /** Runs bash's completion function for the words typed so far (the cursor on the last word). */
 function complete(script: string, words: readonly string[]): string[] {
   const quoted = words.map((w) => `'${w}'`).join(' ');
-  const program = `${script}\nCOMP_WORDS=(visor ${quoted}); COMP_CWORD=${words.length}; _visor; printf '%s\\n' "\${COMPREPLY[@]}"`;
+  const call = `COMP_WORDS=(visor ${quoted}); COMP_CWORD=${words.length}; _visor`;
+  const program = `${script}\n${call}; printf '%s\\n' "\${COMPREPLY[@]}"`;
   const result = spawnSync('bash', ['--norc', '--noprofile', '-c', program], { encoding: 'utf8', cwd: dir });
   expect(result.status, result.stderr).toBe(0);
   return result.stdout.split('\n').filter(Boolean);

@@ -99,7 +99,8 @@ describe('visor doctor', () => {
         '    options:',
         `      authUrl: ${p.authUrl}`,
         `      region: ${p.region}`,
-        `      auth: { type: password, username: ${p.admin.username}, password: '${password}', projectName: ${p.admin.projectName} }`,
+        `      auth: { type: password, username: ${p.admin.username}, password: '${password}',`,
+        `        projectName: ${p.admin.projectName} }`,
         '',
       ].join('\n');
     };
@@ -127,12 +128,7 @@ describe('visor doctor', () => {
   });
 
   describe.skipIf(!s3.peer)(`against the real S3 server${s3.skip ? ` (skipped: ${s3.skip})` : ''}`, () => {
-    let bucket: string;
-    beforeAll(async () => {
-      bucket = await createTestBucket(s3.peer!, 'doctor');
-    });
-    afterAll(async () => deleteTestBucket(s3.peer!, bucket));
-    const store = (secret: string) =>
+    const store = (bucket: string, secret: string) =>
       [
         'stores:',
         '  central:',
@@ -144,36 +140,41 @@ describe('visor doctor', () => {
       ].join('\n');
 
     it('writes, reads back and deletes a probe in the bucket; fails refused credentials', async () => {
-      const good = await doctor(store(s3.peer!.secretAccessKey));
-      expect(verdictOf(good.report, 'store central')).toBe('ok');
-      expect(await listKeys(peerClient(s3.peer!), bucket)).toEqual([]);
-      const bad = await doctor(store('wrong-secret'));
-      expect(bad.code).toBe(1);
-      expect(verdictOf(bad.report, 'store central')).toBe('fail');
-      expect(bad.text.stdout).not.toContain('wrong-secret');
+      const bucket = await createTestBucket(s3.peer!, 'doctor');
+      try {
+        const good = await doctor(store(bucket, s3.peer!.secretAccessKey));
+        expect(verdictOf(good.report, 'store central')).toBe('ok');
+        expect(await listKeys(peerClient(s3.peer!), bucket)).toEqual([]);
+        const bad = await doctor(store(bucket, 'wrong-secret'));
+        expect(bad.code).toBe(1);
+        expect(verdictOf(bad.report, 'store central')).toBe('fail');
+        expect(bad.text.stdout).not.toContain('wrong-secret');
+      } finally {
+        await deleteTestBucket(s3.peer!, bucket);
+      }
     });
   });
 
   describe.skipIf(!postgres.peer)(
     `against the real PostgreSQL${postgres.skip ? ` (skipped: ${postgres.skip})` : ''}`,
     () => {
-      let database: string;
-      beforeAll(async () => {
-        database = await createTestDatabase(postgres.peer!, 'doctor');
-      });
-      afterAll(async () => dropTestDatabase(postgres.peer!, database));
-      const catalog = (password: string) =>
+      const catalog = (database: string, password: string) =>
         `catalog: { type: postgresql, options: { url: "${databaseUrl(postgres.peer!, database, password)}" } }\n`;
 
       it('opens the catalog with its schema; fails a refused password', async () => {
-        const good = await doctor(catalog(postgres.peer!.password));
-        expect(good.report.checks.find((c) => c.check === 'catalog')).toMatchObject({
-          verdict: 'ok',
-          detail: expect.stringMatching(/^postgresql .*schema up to date, 0 images/),
-        });
-        const bad = await doctor(catalog('wrong-password'));
-        expect(bad.code).toBe(1);
-        expect(verdictOf(bad.report, 'catalog')).toBe('fail');
+        const database = await createTestDatabase(postgres.peer!, 'doctor');
+        try {
+          const good = await doctor(catalog(database, postgres.peer!.password));
+          expect(good.report.checks.find((c) => c.check === 'catalog')).toMatchObject({
+            verdict: 'ok',
+            detail: expect.stringMatching(/^postgresql .*schema up to date, 0 images/),
+          });
+          const bad = await doctor(catalog(database, 'wrong-password'));
+          expect(bad.code).toBe(1);
+          expect(verdictOf(bad.report, 'catalog')).toBe('fail');
+        } finally {
+          await dropTestDatabase(postgres.peer!, database);
+        }
       });
     },
   );

@@ -28,7 +28,10 @@ describe('visor get: Ctrl-C and SIGTERM mid-download', () => {
       if (range) {
         const start = Number(range[1]);
         const end = range[2] ? Math.min(Number(range[2]), data.length - 1) : data.length - 1;
-        response.writeHead(206, { 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${data.length}` });
+        response.writeHead(206, {
+          'content-length': end - start + 1,
+          'content-range': `bytes ${start}-${end}/${data.length}`,
+        });
         response.end(data.subarray(start, end + 1));
         return;
       }
@@ -59,7 +62,13 @@ describe('visor get: Ctrl-C and SIGTERM mid-download', () => {
       const folder = join(t.dataDir, `downloads-${signal}`);
       const { mkdir } = await import('node:fs/promises');
       await mkdir(folder);
-      const env = { PATH: process.env['PATH'], HOME: t.dataDir, VISOR_URL: t.url, VISOR_ACCESS_KEY: t.users.admin.accessKey, VISOR_SECRET_KEY: t.users.admin.secretKey };
+      const env = {
+        PATH: process.env['PATH'],
+        HOME: t.dataDir,
+        VISOR_URL: t.url,
+        VISOR_ACCESS_KEY: t.users.admin.accessKey,
+        VISOR_SECRET_KEY: t.users.admin.secretKey,
+      };
       const child = spawn(process.execPath, [visorBin, 'get', id, '--save', folder], { env, cwd: t.dataDir });
       let stderr = '';
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -67,13 +76,16 @@ describe('visor get: Ctrl-C and SIGTERM mid-download', () => {
       // Mid-transfer: the temporary file holds the first MiB.
       const part = join(folder, '.stalling.raw.part');
       for (let i = 0; i < 300; i++) {
-        const size = await stat(part).then((s) => s.size, () => 0);
+        const size = await stat(part).then(
+          (s) => s.size,
+          () => 0,
+        );
         if (size >= MiB) break;
         await new Promise((r) => setTimeout(r, 100));
       }
       expect((await stat(part)).size, stderr).toBe(MiB);
       child.kill(signal);
-      const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
       expect(await exited, stderr).toBe(code);
       clearTimeout(timer);
       expect(stderr).toContain(`visor: ${signal}: stopping the download of ${id}`);

@@ -53,7 +53,7 @@ describe('visor CLI rough edges', () => {
     ]);
   });
 
-  it("accepts VISOR's store= on add (a file store by name or kind, http by location), refuses it on update", async () => {
+  it("accepts VISOR's store= on add (a file store by name or kind, http by location), not on update", async () => {
     const byKind = await visor([
       'add',
       'name=k',
@@ -122,7 +122,7 @@ describe('visor CLI rough edges', () => {
     expect(update.stderr).toMatch(/store is chosen when an image is registered/);
   });
 
-  it("answers 400 for Glance's keys it lacks and for typos, aliases the ones it has, filters property.KEY", async () => {
+  it("answers 400 for Glance's keys it lacks and typos, aliases the others, filters property.KEY", async () => {
     await visor([
       'add',
       'name=props',
