@@ -34,8 +34,21 @@ export interface TargetStatus {
   error: string | undefined;
 }
 
-/** Served without a signature: metrics, and the one-time content URLs clouds fetch images from. */
-export const agentPublicPaths = ['/metrics', contentPathPrefix] as const;
+/** Deadlines of a stop after the runs' grace period (agent.stopGraceSeconds). */
+export const stopPhases = { cleanupSeconds: 30, requestsSeconds: 30 } as const;
+
+/** The longest a SIGTERM can take to stop the agent: what a service manager must wait for. */
+export function worstCaseStopSeconds(stopGraceSeconds: number): number {
+  return stopGraceSeconds + stopPhases.cleanupSeconds + stopPhases.requestsSeconds;
+}
+
+const delay = (ms: number) =>
+  new Promise<void>((resolve) => {
+    setTimeout(resolve, ms).unref();
+  });
+
+/** Served without a signature: the one-time content URLs clouds fetch images from (/metrics: see the server). */
+export const agentPublicPaths = [contentPathPrefix] as const;
 /** The content URLs' tokens are secrets while they are valid: never written to the access log. */
 export const agentSecretPaths = [contentPathPrefix] as const;
 
@@ -98,6 +111,8 @@ export class AgentDaemon implements AgentControl {
         publicPaths: agentPublicPaths,
         secretPaths: agentSecretPaths,
         clouds: () => this.clouds(),
+        metricsRegistries: [this.metrics.registry],
+        readiness: [{ name: 'sync runs', check: () => this.#runsHealthy() }],
       });
     } catch (error) {
       await base.close();
@@ -161,6 +176,26 @@ export class AgentDaemon implements AgentControl {
     return planTarget(target, generation.deps, { signal: this.#stop.signal });
   }
 
+  /**
+   * Not ready when an enabled cloud's last `agent.unreadyAfterFailures` runs all failed: one
+   * failed run is a blip the next one may fix; several in a row need an operator.
+   */
+  async #runsHealthy(): Promise<void> {
+    const generation = this.#generation;
+    if (!generation) throw new VisorError('unavailable', 'the agent is starting');
+    const threshold = generation.runtime.config.agent.unreadyAfterFailures;
+    const failing: string[] = [];
+    for (const [name, cloud] of Object.entries(generation.runtime.config.clouds)) {
+      if (!cloud.sync.enabled) continue;
+      const runs = await this.#server!.catalog.runs.list({ target: name, limit: threshold });
+      const real = runs.filter((r) => !r.dryRun);
+      if (real.length >= threshold && real.every((r) => r.status === 'failed')) failing.push(name);
+    }
+    if (failing.length > 0) {
+      throw new VisorError('unavailable', `the last ${threshold} runs failed for ${failing.join(', ')}`);
+    }
+  }
+
   /** Runs a target now (manual trigger); a run already going on is joined, not duplicated. */
   trigger(name: string, trigger: RunRecord['trigger'] = 'manual'): Promise<RunRecord> {
     const existing = this.#running.get(name);
@@ -206,18 +241,24 @@ export class AgentDaemon implements AgentControl {
     log.info('configuration reloaded', { clouds: Object.keys(runtime.config.clouds) });
   }
 
-  /** Stops scheduling, waits up to `graceMs` for running syncs, then aborts them (they clean up). */
-  async stop(graceMs = 60_000): Promise<void> {
+  /**
+   * Stops scheduling, waits up to `graceMs` (agent.stopGraceSeconds) for running syncs, then
+   * aborts them and gives them `stopPhases.cleanupSeconds` to clean up, then lets API requests
+   * finish for up to `stopPhases.requestsSeconds`. The worst case is `worstCaseStopSeconds`.
+   */
+  async stop(graceMs = (this.#base?.config.agent.stopGraceSeconds ?? 60) * 1000): Promise<void> {
     const generation = this.#generation;
     for (const task of generation?.tasks.values() ?? []) await task.destroy();
     const running = Promise.allSettled([...this.#running.values()]);
     const timer = setTimeout(() => this.#stop.abort(new VisorError('unavailable', 'the agent is stopping')), graceMs);
     timer.unref();
-    await running;
+    const cleanupMs = graceMs + stopPhases.cleanupSeconds * 1000;
+    const leftOver = await Promise.race([running.then(() => false), delay(cleanupMs).then(() => true)]);
+    if (leftOver) this.#logger?.error('runs still cleaning up when the stop deadline passed; stopping anyway');
     clearTimeout(timer);
     this.#stop.abort();
     await generation?.runtime.close();
-    await this.#server?.close(graceMs);
+    await this.#server?.close(stopPhases.requestsSeconds * 1000);
   }
 
   /**

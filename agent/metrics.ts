@@ -1,7 +1,10 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { RunRecord } from '../core/catalog/port.js';
 
-/** Prometheus metrics of one agent (its own registry: no global state). */
+/**
+ * Prometheus metrics of one agent's runs (its own registry: no global state). Served merged
+ * with the API's, which carry the process metrics.
+ */
 export class AgentMetrics {
   readonly registry = new Registry();
   readonly #actions = new Counter({ name: 'visor_sync_actions_total', help: 'Sync actions by target, kind and result', labelNames: ['target', 'action', 'result'], registers: [this.registry] });
@@ -11,10 +14,6 @@ export class AgentMetrics {
   readonly #lastRun = new Gauge({ name: 'visor_sync_last_run_timestamp_seconds', help: 'When the last run of a target finished', labelNames: ['target'], registers: [this.registry] });
   readonly #lastSuccess = new Gauge({ name: 'visor_sync_last_success_timestamp_seconds', help: 'When a run of a target last succeeded', labelNames: ['target'], registers: [this.registry] });
   readonly #duration = new Histogram({ name: 'visor_sync_run_duration_seconds', help: 'Duration of sync runs', labelNames: ['target'], buckets: [1, 5, 15, 60, 300, 900, 3600, 4 * 3600], registers: [this.registry] });
-
-  constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'visor_' });
-  }
 
   recordRun(run: RunRecord): void {
     if (run.dryRun) return;

@@ -14,6 +14,8 @@ import { summariseRun } from './api/run-view.js';
 import { buildApiServer, type ServerLimits } from './api/server.js';
 import { SessionStore } from './api/sessions.js';
 import { uiPublicPaths, uiRoutes } from './ui/routes.js';
+import type { ReadinessCheck } from './api/health.js';
+import type { Registry } from 'prom-client';
 import type { Runtime } from './runtime/open-runtime.js';
 import type { ImageService } from './service/image-service.js';
 
@@ -29,6 +31,10 @@ export interface ServeOptions {
   uploadIdleMs?: number;
   /** The configured clouds as the agent knows them (schedule, next run); default: the config and the run history. */
   clouds?: () => Promise<CloudSummary[]>;
+  /** More for /health/ready to check (the agent's runs). */
+  readiness?: readonly ReadinessCheck[];
+  /** More metrics served on /metrics (the agent's). */
+  metricsRegistries?: readonly Registry[];
 }
 
 export interface RunningServer {
@@ -102,6 +108,14 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
       uploadIdleMs: options.uploadIdleMs ?? config.server.uploadIdleSeconds * 1000,
       limits: serverLimits(config),
       ...(tls ? { tls } : {}),
+      readiness: [...storageReadiness(catalog, stores, config.defaultStore), ...(options.readiness ?? [])],
+      readyDeadlineMs: config.server.readyTimeoutSeconds * 1000,
+      metricsAccess: {
+        enabled: config.server.metrics.enabled,
+        open: isLoopback(host),
+        token: config.server.metrics.token,
+        registries: options.metricsRegistries ?? [],
+      },
     });
   let app: FastifyInstance;
   try {
@@ -190,4 +204,24 @@ async function readTls(files: { cert: string; key: string }): Promise<{ cert: Bu
       throw new VisorError('config', `server.tls.${what}: cannot read ${path}: ${why}`, { cause: error });
     });
   return { cert: await read('cert', files.cert), key: await read('key', files.key) };
+}
+
+/** Ready when the catalog answers a count and the default store its ping. */
+export function storageReadiness(
+  catalog: Catalog,
+  stores: ReadonlyMap<string, Store>,
+  defaultStore: string,
+): ReadinessCheck[] {
+  const store = stores.get(defaultStore);
+  return [
+    { name: 'catalog', backend: 'catalog', check: async () => void (await catalog.images.count({})) },
+    {
+      name: `store ${defaultStore}`,
+      backend: `store:${defaultStore}`,
+      check: async (signal) => {
+        if (!store) throw new VisorError('config', `default store ${defaultStore} is not configured`);
+        await store.ping?.(signal);
+      },
+    },
+  ];
 }

@@ -18,6 +18,9 @@ import { errorBody, genericServerError, httpStatus } from './errors.js';
 import { parseJsonBody } from './json-body.js';
 import { type ActiveSession, CSRF_HEADER, csrfMatches, type SessionStore } from './sessions.js';
 import { imageRoutes } from './routes/images.js';
+import { ApiMetrics } from './api-metrics.js';
+import { bearerMatches, healthRoutes, type ReadinessCheck } from './health.js';
+import { Registry } from 'prom-client';
 
 export interface ApiServerOptions {
   service: ImageService;
@@ -45,6 +48,16 @@ export interface ApiServerOptions {
    * (and, to change anything, the session's CSRF token). Same callers, same authorization.
    */
   sessions?: SessionStore;
+  /** What /health/ready checks (default: nothing, always ready) and how long each may take. */
+  readiness?: readonly ReadinessCheck[];
+  readyDeadlineMs?: number;
+  /** The API's metrics (default: a fresh registry). */
+  metrics?: ApiMetrics;
+  /**
+   * /metrics: `open` serves it to anyone (loopback), `token` to a bearer of it, otherwise to a
+   * signed admin request; `registries` are merged in (the agent's). Default: open.
+   */
+  metricsAccess?: { enabled: boolean; open: boolean; token?: string | undefined; registries?: readonly Registry[] };
 }
 
 export interface ServerLimits extends ConnectionLimits {
@@ -145,7 +158,12 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     }
   });
 
-  const publicPaths = ['/health', ...(options.publicPaths ?? [])];
+  const metrics = options.metrics ?? new ApiMetrics();
+  metrics.instrument(app);
+  const metricsAccess = options.metricsAccess ?? { enabled: true, open: true };
+  // With a token, /metrics skips signatures: its handler checks the bearer token instead.
+  const metricsPublic = metricsAccess.enabled && (metricsAccess.open || metricsAccess.token !== undefined);
+  const publicPaths = ['/health', '/health/live', '/health/ready', ...(metricsPublic ? ['/metrics'] : []), ...(options.publicPaths ?? [])];
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
     const type = request.headers['content-type']?.split(';')[0]?.trim();
@@ -199,7 +217,26 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   });
   app.setNotFoundHandler(async (request, reply) => sendError(reply, 404, `no route for ${request.method} ${request.url.split('?')[0]}`));
 
-  app.get('/health', async () => ({ status: 'ok' }));
+  healthRoutes(app, {
+    checks: options.readiness ?? [],
+    deadlineMs: options.readyDeadlineMs ?? 2000,
+    metrics,
+    logger,
+  });
+  if (metricsAccess.enabled) {
+    const registry = Registry.merge([metrics.registry, ...(metricsAccess.registries ?? [])]);
+    app.get('/metrics', async (request, reply) => {
+      if (!metricsAccess.open) {
+        if (metricsAccess.token !== undefined) {
+          if (!bearerMatches(request.headers.authorization, metricsAccess.token)) {
+            void reply.header('www-authenticate', 'Bearer');
+            throw new VisorError('auth', '/metrics needs Authorization: Bearer <server.metrics.token>');
+          }
+        } else if (!request.caller.admin) throw new VisorError('forbidden', 'only an admin may read /metrics');
+      }
+      return reply.type(registry.contentType).send(await registry.metrics());
+    });
+  }
   app.register(imageRoutes, {
     service: options.service,
     defaultLimit: options.defaultLimit ?? 1000,

@@ -2,6 +2,7 @@ import { VisorError } from '../../core/errors.js';
 import { MAX_FILTERS, type ImageQuery, type SortDirection } from '../../core/catalog/port.js';
 import type { Checksums, Image } from '../../core/image/model.js';
 import { propertyKeyPattern } from '../../core/image/schema.js';
+import { glanceAliases, glanceValue, refuseGlanceKey, refuseTypo } from './query-keys.js';
 import { decodeHeaderValue, encodeHeaderValue, META_PREFIX } from './headers.js';
 
 export { decodeHeaderValue, encodeHeaderValue, META_PREFIX };
@@ -101,6 +102,8 @@ export interface ParsedMetadata {
   fields: Record<string, unknown>;
   /** An HTTP(S) location to reference instead of uploading. */
   location?: string;
+  /** The store the new image's bits go to (VISOR's `store=`), on registration only. */
+  store?: string;
   /** Checksums the client declares for the bits it sends (verified, never trusted). */
   expected: Checksums;
 }
@@ -109,16 +112,22 @@ export interface ParsedMetadata {
  * Reads client metadata in VISOR's spelling. `fromHeaders` means every value is text (header
  * values), so numbers and lists are parsed from it. Every bad key is named in one error.
  */
-export function fromWire(input: Record<string, unknown>, fromHeaders = false): ParsedMetadata {
+export function fromWire(input: Record<string, unknown>, fromHeaders = false, creating = false): ParsedMetadata {
   const fields: Record<string, unknown> = {};
   const properties: Record<string, string | null> = {};
   const os: Record<string, string | null> = {};
   const expected: Checksums = {};
   const problems: string[] = [];
   let location: string | undefined;
+  let store: string | undefined;
   for (const [rawKey, value] of Object.entries(input)) {
     const key = rawKey.toLowerCase() === rawKey ? rawKey : rawKey.toLowerCase();
-    if (readOnly.has(key)) {
+    if (key === 'store') {
+      // VISOR chose the store when an image was registered; moving an image is not an update.
+      if (!creating) problems.push('store is chosen when an image is registered and cannot be changed by an update');
+      else if (typeof value !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(value)) problems.push('store must be a store name');
+      else store = value;
+    } else if (readOnly.has(key)) {
       problems.push(`${rawKey} is set by visor, not by clients`);
     } else if (Object.hasOwn(simple, key)) {
       fields[simple[key]!] = value;
@@ -146,7 +155,7 @@ export function fromWire(input: Record<string, unknown>, fromHeaders = false): P
   if (problems.length > 0) throw new VisorError('invalidInput', `invalid metadata: ${problems.join('; ')}`, { details: { problems } });
   if (Object.keys(os).length > 0) fields['os'] = os;
   if (Object.keys(properties).length > 0) fields['properties'] = properties;
-  return { fields, ...(location !== undefined ? { location } : {}), expected };
+  return { fields, ...(location !== undefined ? { location } : {}), ...(store !== undefined ? { store } : {}), expected };
 }
 
 /** Merges OS changes into the current OS (the wire spells them as three flat keys). */
@@ -204,11 +213,33 @@ export function attributeFor(wireName: string): string {
   throw new VisorError('invalidInput', `"${wireName.slice(0, 100)}" is not a valid attribute or property name`);
 }
 
+const controlKeys = ['sort', 'dir', 'limit', 'marker'];
+const knownQueryKeys = [...Object.keys(queryAttributes), ...controlKeys];
+
+/**
+ * A filter key: a known attribute, `property.KEY` (always a custom property), or a bare custom
+ * property name unless it looks like a typo of a known key.
+ */
+function filterAttribute(key: string): string {
+  if (key.startsWith('property.')) {
+    const name = key.slice('property.'.length);
+    if (!propertyKeyPattern.test(name)) {
+      throw new VisorError('invalidInput', `"${key.slice(0, 100)}": "${name.slice(0, 100)}" is not a property name`);
+    }
+    return `properties.${name}`;
+  }
+  if (!Object.hasOwn(queryAttributes, key)) refuseTypo(key, knownQueryKeys);
+  return attributeFor(key);
+}
+
 /** `?architecture=x86_64&sort=name&dir=desc&limit=10&marker=<id>` -> a catalog query. */
 export function queryFromWire(params: URLSearchParams, defaultLimit: number): ImageQuery {
   const filters: Record<string, string> = {};
   const query: ImageQuery = { limit: defaultLimit };
-  for (const [key, value] of params) {
+  for (const [given, rawValue] of params) {
+    refuseGlanceKey(given);
+    const key = Object.hasOwn(glanceAliases, given) ? glanceAliases[given]! : given;
+    const value = Object.hasOwn(glanceAliases, given) ? glanceValue(given, rawValue) : rawValue;
     if (key === 'sort') query.sort = attributeFor(value);
     else if (key === 'dir') {
       if (value !== 'asc' && value !== 'desc') throw new VisorError('invalidInput', `dir must be asc or desc, got "${value.slice(0, 20)}"`);
@@ -218,7 +249,7 @@ export function queryFromWire(params: URLSearchParams, defaultLimit: number): Im
       query.limit = Number(value);
     } else if (key === 'marker') query.marker = value;
     else {
-      const attribute = attributeFor(key);
+      const attribute = filterAttribute(key);
       if (attribute in filters) throw new VisorError('invalidInput', `filter ${key} is given twice`);
       // Checked as they come: thousands of filters would make a query the catalog cannot run.
       if (Object.keys(filters).length >= MAX_FILTERS) {

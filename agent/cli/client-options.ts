@@ -41,15 +41,24 @@ export function withListOptions(command: Command): Command {
 
 /** The API client for these options (loaded on use: the HTTP client is not needed before). */
 export async function clientFor(options: ClientOptions, io: CliIo): Promise<VisorClient> {
-  if ((options.address === undefined) !== (options.port === undefined) && options.url === undefined) {
-    if (options.port !== undefined && !/^\d{1,5}$/.test(options.port)) {
-      throw new VisorError('invalidInput', `--port must be a number, got "${options.port}"`);
+  // Checked whatever else is given: "-a HOST -p abc" must not become http://HOST:abc.
+  if (options.port !== undefined) {
+    const port = /^\d{1,5}$/.test(options.port) ? Number(options.port) : Number.NaN;
+    if (!(port >= 1 && port <= 65535)) {
+      throw new VisorError('invalidInput', `--port must be a TCP port (1-65535), got "${options.port.slice(0, 40)}"`);
     }
+  }
+  if (options.address !== undefined && !/^[A-Za-z0-9.-]+$|^\[?[0-9A-Fa-f:.]+\]?$/.test(options.address)) {
+    throw new VisorError('invalidInput', `--address must be a host name or IP address, got "${options.address.slice(0, 60)}"`);
+  }
+  if (options.url !== undefined && (options.address !== undefined || options.port !== undefined)) {
+    throw new VisorError('invalidInput', 'give either --url or --address/--port, not both');
   }
   const { VisorClient } = await import('../client/client.js');
   const { loadClientSettings } = await import('../client/credentials.js');
   const { address, port } = options;
-  const url = options.url ?? (address || port ? `http://${address ?? '127.0.0.1'}:${port ?? '4568'}` : undefined);
+  const host = address !== undefined && address.includes(':') && !address.startsWith('[') ? `[${address}]` : address;
+  const url = options.url ?? (host || port ? `http://${host ?? '127.0.0.1'}:${port ?? '4568'}` : undefined);
   return new VisorClient(loadClientSettings(io.env, { profile: options.profile, url }));
 }
 

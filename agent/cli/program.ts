@@ -4,9 +4,11 @@ import { addCommand } from './commands/add.js';
 import { agentCommand } from './commands/agent.js';
 import { briefCommand } from './commands/brief.js';
 import { catalogCommand } from './commands/catalog.js';
+import { completionCommand } from './commands/completion.js';
 import { configCommand } from './commands/config.js';
 import { deleteCommand } from './commands/delete.js';
 import { detailCommand } from './commands/detail.js';
+import { doctorCommand } from './commands/doctor.js';
 import { getCommand } from './commands/get.js';
 import { headCommand } from './commands/head.js';
 import { migrateCommand } from './commands/migrate.js';
@@ -21,6 +23,7 @@ import { updateCommand } from './commands/update.js';
 import { usersCommand } from './commands/users.js';
 import { whereCommand } from './commands/where.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
+import { addHelpExamples } from './help-examples.js';
 import type { CliIo } from './io.js';
 import { version } from './version.js';
 
@@ -52,12 +55,14 @@ export const commands: readonly CommandDefinition[] = [
   pluginsCommand,
   configCommand,
   catalogCommand,
+  doctorCommand,
+  completionCommand,
 ];
 
 export function buildProgram(io: CliIo): Command {
   const program = new Command('visor')
     .description('visor: one catalog of VM images, kept in step with Glance, OpenNebula, Eucalyptus and Nimbus')
-    .version(version, '-V, --version')
+    .version(version, '-v, --version')
     .option('--debug', 'show stack traces of internal errors')
     .showHelpAfterError('(run visor help for usage)')
     .exitOverride()
@@ -66,6 +71,7 @@ export function buildProgram(io: CliIo): Command {
       writeErr: (s) => io.stderr.write(s),
     });
   for (const define of commands) define(program, io);
+  addHelpExamples(program);
   for (const command of program.commands) command.exitOverride();
   return program;
 }
@@ -75,7 +81,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   const program = buildProgram(io);
   const debug = argv.includes('--debug') || io.env['VISOR_DEBUG'] === '1';
   try {
-    await program.parseAsync([...argv], { from: 'user' });
+    // VISOR spelled it -v; -V (this CLI's first spelling) still works.
+    await program.parseAsync(argv[0] === '-V' ? ['-v', ...argv.slice(1)] : [...argv], { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok;
   } catch (error) {
     if (error instanceof CommanderError) {

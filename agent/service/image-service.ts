@@ -52,6 +52,8 @@ export interface UploadOptions {
    * digest arrives after its body); throwing fails the upload and keeps nothing.
    */
   verify?: (stored: PutResult) => void | Promise<void>;
+  /** The store to write to (a configured store's name or kind; default: the default store). */
+  store?: string;
 }
 
 /** Error kinds of an inspection's refusal. */
@@ -150,8 +152,11 @@ export class ImageService {
    * Registers an image whose bits stay at an HTTP(S) location (VISOR's http store). The content
    * is inspected first, by ranged reads of its headers: an unsafe image is never registered.
    */
-  async reference(caller: Caller, draft: Record<string, unknown>, uri: string): Promise<Image> {
+  async reference(caller: Caller, draft: Record<string, unknown>, uri: string, storeName?: string): Promise<Image> {
     const [name, store] = this.#storeForUri(uri);
+    if (storeName !== undefined && storeName !== name && storeName !== store.kind) {
+      throw new VisorError('invalidInput', `a location is referenced through the http store, not store=${storeName}`);
+    }
     const fields = await this.#draft(caller, draft);
     const info = await store.head(uri);
     const image = newImage(fields, this.#o.clock);
@@ -199,12 +204,13 @@ export class ImageService {
     // Keeps updatedAt fresh so that other servers do not mistake a long upload for a dead one.
     const heartbeat = setInterval(() => void this.#settle(id, {}).catch(() => undefined), this.#o.heartbeatMs);
     heartbeat.unref();
-    const store = this.#o.stores.get(this.#o.defaultStore)!;
+    const storeName = options.store === undefined ? this.#o.defaultStore : this.uploadStore(options.store, true);
+    const store = this.#o.stores.get(storeName)!;
     let put;
     try {
       // Inspected as it streams in; the record stays `uploading` (not downloadable) until the
       // verdict, and a refused image leaves no bytes behind.
-      const { formats: _, verify: __, ...transfer } = options;
+      const { formats: _, verify: __, store: ___, ...transfer } = options;
       const inspected = { ...transfer, ...declaredFormats(declared), through: [admission.limit] };
       put = await this.#refusing(before, () => putInspected(store, id, body, inspected));
     } catch (error) {
@@ -227,7 +233,7 @@ export class ImageService {
       ...(declared.containerFormat ? { containerFormat: declared.containerFormat } : {}),
       ...contentFormats(declared, put.inspection),
       status: nextStatus('uploading', 'store'),
-      location: { store: this.#o.defaultStore, uri: put.uri },
+      location: { store: storeName, uri: put.uri },
       size: put.size,
       checksums: put.checksums,
       uploadedAt: this.#o.clock.now().toISOString(),
@@ -383,6 +389,30 @@ export class ImageService {
       if (typeof value === 'string') resolved[key] = (await this.#users.idOf(value)) ?? value;
     }
     return { ...query, filters: resolved };
+  }
+
+  /**
+   * The configured store an upload asks for by name, or by kind when exactly one store has it
+   * (VISOR's `store=file`, `store=s3`). Refused before anything is registered.
+   */
+  uploadStore(wanted: string, withFile: boolean): string {
+    let name: string | undefined = this.#o.stores.has(wanted) ? wanted : undefined;
+    if (!name) {
+      const ofKind = [...this.#o.stores].filter(([, store]) => store.kind === wanted).map(([n]) => n);
+      if (ofKind.length > 1) {
+        throw new VisorError('invalidInput', `store=${wanted}: several stores are of that kind (${ofKind.join(', ')}): name one`);
+      }
+      name = ofKind[0];
+    }
+    if (!name) {
+      const known = [...this.#o.stores.keys()].join(', ');
+      throw new VisorError('invalidInput', `store=${wanted}: no such store (configured: ${known})`);
+    }
+    if (this.#o.stores.get(name)!.kind === 'http') {
+      throw new VisorError('invalidInput', `store=${wanted} references images by location=URL; it does not take uploads`);
+    }
+    if (!withFile) throw new VisorError('invalidInput', `store=${wanted} is where an uploaded file goes: send the file with it`);
+    return name;
   }
 
   #storeOf(image: Image): Store {

@@ -68,12 +68,20 @@ export function renderName(template: string, image: Image): string {
   return template.replace(/\{([^}]*)\}/g, (_, key: string) => values[key] ?? '').trim() || image.name;
 }
 
-export function mapAccess(access: Access, policy: SyncPolicy, capabilities: DriverCapabilities): Access {
+const accessRank: Readonly<Record<Access, number>> = { private: 0, shared: 1, public: 2 };
+
+/**
+ * The cloud's access level for an image: the policy's choice when the cloud has it, else the
+ * most private level the cloud has that is no wider. Undefined when every level the cloud offers
+ * is wider: such an image is not copied there (never widened).
+ */
+export function mapAccess(access: Access, policy: SyncPolicy, capabilities: DriverCapabilities): Access | undefined {
   const wanted = policy.visibility[access];
   if (capabilities.access.includes(wanted)) return wanted;
-  // Never widen: fall back to the most private level the cloud has.
-  for (const fallback of ['private', 'shared', 'public'] as const) if (capabilities.access.includes(fallback)) return fallback;
-  return wanted;
+  for (const fallback of ['private', 'shared', 'public'] as const) {
+    if (accessRank[fallback] <= accessRank[wanted] && capabilities.access.includes(fallback)) return fallback;
+  }
+  return undefined;
 }
 
 /** Formats a conversion may produce, best first, when the cloud does not take the image's own. */
@@ -90,9 +98,12 @@ export function targetFormat(image: Image, policy: SyncPolicy, capabilities: Dri
   return { diskFormat: to ?? source, convertFrom: to ? source : undefined };
 }
 
-export function desiredFor(image: Image, policy: SyncPolicy, capabilities: DriverCapabilities): DesiredImage {
+/** What the cloud should hold for an image; undefined when the cloud could only hold it more widely visible. */
+export function desiredFor(image: Image, policy: SyncPolicy, capabilities: DriverCapabilities): DesiredImage | undefined {
+  const access = mapAccess(image.access, policy, capabilities);
+  if (access === undefined) return undefined;
   return {
-    image: { ...image, name: renderName(policy.naming, image), access: mapAccess(image.access, policy, capabilities), members: [] },
+    image: { ...image, name: renderName(policy.naming, image), access, members: [] },
     ...targetFormat(image, policy, capabilities),
   };
 }

@@ -109,7 +109,18 @@ export function plan(input: PlanInput): Plan {
   const live = input.observed.filter((i) => i.state !== 'deleted');
   const unmarked = live.filter((i) => !i.markers);
   const selected = selectorFor(policy, target);
-  const desired = input.catalog.filter((image) => selected(image)).map((image) => desiredFor(image, policy, capabilities));
+  const desired: DesiredImage[] = [];
+  for (const image of input.catalog) {
+    if (!selected(image)) continue;
+    const d = desiredFor(image, policy, capabilities);
+    if (d) desired.push(d);
+    else {
+      const levels = capabilities.access.join(', ');
+      const wanted = policy.visibility[image.access];
+      const message = `not copied: access ${wanted} would be widened (the cloud offers ${levels} only)`;
+      notes.push({ nativeId: '-', name: image.name, message, warn: true });
+    }
+  }
   const desiredIds = new Set(desired.map((d) => d.image.id));
   // A set, not catalog.some(): with 100,000 images a scan per retired copy made planning quadratic.
   const catalogIds = new Set(input.catalog.map((image) => image.id));

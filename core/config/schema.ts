@@ -66,6 +66,16 @@ export const serverSchema = z.strictObject({
       keyFile: z.string().min(1).default('credentials.key'),
     })
     .prefault({}),
+  /** /metrics (Prometheus): open on loopback; beyond it, a bearer token or a signed request. */
+  metrics: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Scrapers send `Authorization: Bearer <token>`; without one, /metrics needs a signed request. */
+      token: z.string().min(16, 'at least 16 characters').optional(),
+    })
+    .prefault({}),
+  /** /health/ready: how long the catalog and the default store get to answer. */
+  readyTimeoutSeconds: z.number().min(0.1).max(60).default(2),
 });
 
 /** The config file as written (after ${ENV} interpolation); plugin options are checked later, by each plugin's own schema. */
@@ -97,6 +107,10 @@ export const configFileSchema = z.strictObject({
       cacheDir: z.string().min(1).optional(),
       /** Run records kept per target. */
       keepRuns: z.number().int().min(1).max(100_000).default(200),
+      /** On SIGTERM, runs in flight get this long to finish before they are aborted (and clean up). */
+      stopGraceSeconds: z.number().int().min(1).max(3600).default(60),
+      /** /health/ready fails when this many runs in a row of one cloud failed. */
+      unreadyAfterFailures: z.number().int().min(1).max(1000).default(3),
     })
     .prefault({}),
   clouds: z.record(instanceName, cloudSchema).default({}),

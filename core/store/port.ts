@@ -63,6 +63,11 @@ export interface Store {
    * older than `olderThanMs`; returns how many. Optional: stores without leftovers omit it.
    */
   sweep?(olderThanMs: number): Promise<number>;
+  /**
+   * A cheap check that the store answers (its folder is there, its bucket reachable with these
+   * credentials), for readiness probes: no object is written. Optional.
+   */
+  ping?(signal?: AbortSignal): Promise<void>;
   /** Releases clients; safe to call twice. */
   close(): Promise<void>;
 }

@@ -51,10 +51,6 @@ export function agentRoutes({ daemon, publisher, logger }: AgentRoutesOptions): 
       return { plan: planJson(await daemon.plan(request.params.name)) };
     });
 
-    app.get('/metrics', async (_request, reply) =>
-      reply.type(daemon.metrics.registry.contentType).send(await daemon.metrics.registry.metrics()),
-    );
-
     // The same node:http handler one-shot commands serve without Fastify; Fastify only routes to it.
     app.route({
       method: ['GET', 'HEAD'],

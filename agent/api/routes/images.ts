@@ -105,17 +105,19 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, o
   });
 
   app.post('/images', async (request, reply) => {
-    const { meta, body } = readRequest(request);
+    const { meta, body } = readRequest(request, true);
     let image: Image;
     if (meta.location !== undefined) {
       if (body) throw new VisorError('invalidInput', 'give either a location or a file, not both');
-      image = await service.reference(request.caller, draftFields(meta), meta.location);
+      image = await service.reference(request.caller, draftFields(meta), meta.location, meta.store);
     } else {
+      if (meta.store !== undefined) service.uploadStore(meta.store, body !== undefined);
       image = await service.register(request.caller, draftFields(meta));
       if (body) {
         try {
           const upload = uploadOptions(request, reply, meta.expected, uploading);
-          image = await service.upload(request.caller, image.id, body, upload);
+          const store = meta.store !== undefined ? { store: meta.store } : {};
+          image = await service.upload(request.caller, image.id, body, { ...upload, ...store });
         } catch (error) {
           // The record was made for this upload only: a failed upload keeps nothing at all.
           await service.delete(request.caller, image.id).catch(() => undefined);
@@ -156,22 +158,22 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, o
 };
 
 /** Metadata from the JSON body ({"image": {...}} or the object itself) or from x-image-meta-* headers, plus the upload body. */
-function readRequest(request: FastifyRequest): { meta: ParsedMetadata; body: Readable | undefined } {
+function readRequest(request: FastifyRequest, creating = false): { meta: ParsedMetadata; body: Readable | undefined } {
   const type = request.headers['content-type']?.split(';')[0]?.trim();
   const fromHeaders = metadataFromHeaders(request.headers);
   if (type === 'application/octet-stream') {
     const length = request.headers['content-length'];
     const hasBody = length === undefined ? request.headers['transfer-encoding'] !== undefined : length !== '0';
-    return { meta: fromWire(fromHeaders, true), body: hasBody ? (request.body as Readable) : undefined };
+    return { meta: fromWire(fromHeaders, true, creating), body: hasBody ? (request.body as Readable) : undefined };
   }
   const raw = request.body;
-  if (raw === undefined || raw === null) return { meta: fromWire(fromHeaders, true), body: undefined };
+  if (raw === undefined || raw === null) return { meta: fromWire(fromHeaders, true, creating), body: undefined };
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new VisorError('invalidInput', 'the JSON body must be an object: {"image": {...}}');
   const object = raw as Record<string, unknown>;
   const inner = 'image' in object ? object['image'] : object;
   if (inner === null || typeof inner !== 'object' || Array.isArray(inner)) throw new VisorError('invalidInput', '"image" must be an object of metadata');
   if (Object.keys(fromHeaders).length > 0) throw new VisorError('invalidInput', 'send metadata either in the JSON body or in x-image-meta-* headers, not both');
-  return { meta: fromWire(inner as Record<string, unknown>), body: undefined };
+  return { meta: fromWire(inner as Record<string, unknown>, false, creating), body: undefined };
 }
 
 /** Takes the format fields out of `fields` (undefined when there are none). */

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { keyValueBlock, orderDetail } from '../format.js';
 import { print, printJson, type CliIo } from '../io.js';
 import { type ClientOptions, clientFor, parseKeyValues, withClientOptions } from '../client-options.js';
-import { withUploadFile } from '../upload-file.js';
+import { type FileUpload, withUploadFile } from '../upload-file.js';
 
 const privateByDefault = [
   '',
@@ -25,10 +25,16 @@ export function addCommand(program: Command, io: CliIo): void {
   withClientOptions(command).action(async (pairs: string[], options: ClientOptions & { file?: string }) => {
     const meta = parseKeyValues(pairs);
     const client = await clientFor(options, io);
-    const image = options.file
-      ? await withUploadFile(options.file, io, !options.json, (upload) => client.add(meta, upload))
-      : await client.add(meta);
-    if (options.json) printJson(io, image);
-    else print(io, `Registered image ${String(image['_id'])}\n${keyValueBlock(orderDetail(image))}`);
+    const { withInterrupts } = await import('../interrupt.js');
+    await withInterrupts(io, 'the upload', async ({ signal }) => {
+      // An upload cut off mid-way: the server keeps neither the bytes nor the record made for them.
+      const send = (upload: FileUpload) => {
+        signal.addEventListener('abort', () => upload.stream.destroy(signal.reason as Error), { once: true });
+        return client.add(meta, upload);
+      };
+      const image = options.file ? await withUploadFile(options.file, io, !options.json, send) : await client.add(meta);
+      if (options.json) printJson(io, image);
+      else print(io, `Registered image ${String(image['_id'])}\n${keyValueBlock(orderDetail(image))}`);
+    });
   });
 }

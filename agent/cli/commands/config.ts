@@ -8,9 +8,19 @@ export function configCommand(program: Command, io: CliIo): void {
   config
     .command('validate')
     .description('check a config file: YAML, keys, types, ${ENV} references, plugins and their options (exit 0 when valid)')
-    .argument('<file>', 'the YAML config file')
+    .argument('[file]', 'the YAML config file (default: -c, then $VISOR_CONFIG)')
+    .option('-c, --config <file>', 'the YAML config file, as for every other command', io.env['VISOR_CONFIG'])
     .option('--json', 'print the result as JSON')
-    .action(async (file: string, opts: { json?: boolean }) => {
+    .action(async (given: string | undefined, opts: { json?: boolean; config?: string }, command: Command) => {
+      const { VisorError } = await import('../../../core/errors.js');
+      const explicit = command.getOptionValueSource('config') === 'cli';
+      if (given !== undefined && explicit && given !== opts.config) {
+        throw new VisorError('invalidInput', `two config files named: ${given} and -c ${opts.config}`);
+      }
+      const file = given ?? opts.config;
+      if (file === undefined) {
+        throw new VisorError('invalidInput', 'name the config file: visor config validate FILE, -c FILE or $VISOR_CONFIG');
+      }
       const { ConfigError, loadConfig } = await import('../../../core/config/load.js');
       const { builtinRegistry } = await import('../../builtins.js');
       try {

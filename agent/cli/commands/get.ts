@@ -27,7 +27,9 @@ export function getCommand(program: Command, io: CliIo): void {
     .option('-o, --output <file>', 'file to write, or - for standard output')
     .option('-f, --force', 'overwrite an existing file');
   withClientOptions(command).action(async (id: string, options: GetOptions) => {
-    await download(await clientFor(options, io), id, options, io);
+    const { withInterrupts } = await import('../interrupt.js');
+    const client = await clientFor(options, io);
+    await withInterrupts(io, `the download of ${id}`, ({ signal }) => download(client, id, options, io, signal));
   });
 }
 
@@ -62,6 +64,7 @@ async function download(
   id: string,
   options: { save?: string; output?: string; force?: boolean; json?: boolean },
   io: CliIo,
+  signal: AbortSignal,
 ): Promise<void> {
   const { stream, size, meta } = await client.download(id);
   const toStdout = options.output === '-';
@@ -82,13 +85,13 @@ async function download(
   const check = new Sha256Check(meta['sha256'], (n) => bar.update(n));
   try {
     if (!target) {
-      await pipeline(stream, check, io.stdout);
+      await pipeline(stream, check, io.stdout, { signal });
       return;
     }
     // Written under a temporary name and renamed: an interrupted download never looks complete.
     const partial = join(resolve(target, '..'), `.${basename(target)}.part`);
     try {
-      await pipeline(stream, check, createWriteStream(partial, { mode: 0o644 }));
+      await pipeline(stream, check, createWriteStream(partial, { mode: 0o644 }), { signal });
       await rename(partial, target);
     } catch (error) {
       await unlink(partial).catch(() => undefined);

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { createTask as CreateTask } from 'node-cron';
 import { print, printJson, table, type CliIo } from '../io.js';
 import { type RuntimeFlags, runtimeOptions, withRuntimeFlags } from '../options.js';
 import { countResults } from '../sync-output.js';
@@ -62,13 +63,16 @@ async function fromAgent(url: string, io: CliIo): Promise<{ json: unknown; rows:
 
 async function fromCatalog(flags: RuntimeFlags, io: CliIo): Promise<{ json: unknown; rows: Row[] }> {
   const { openRuntime } = await import('../../runtime/open-runtime.js');
+  const { createTask } = await import('node-cron');
   const runtime = await openRuntime(runtimeOptions(flags, io));
   try {
     const catalog = await runtime.catalog();
     const targets = [];
     for (const [name, cloud] of Object.entries(runtime.config.clouds)) {
       const last = (await catalog.runs.list({ target: name, limit: 1 }))[0];
-      targets.push({ name, adapter: cloud.adapter, schedule: cloud.sync.schedule, lastRun: last, drift: last?.drift });
+      const nextRun = cloud.sync.enabled && cloud.sync.schedule ? nextTime(createTask, cloud.sync.schedule) : undefined;
+      const enabled = cloud.sync.enabled;
+      targets.push({ name, adapter: cloud.adapter, enabled, schedule: cloud.sync.schedule, nextRun, lastRun: last, drift: last?.drift });
     }
     const rows = targets.map((t) => ({
       target: t.name,
@@ -76,11 +80,22 @@ async function fromCatalog(flags: RuntimeFlags, io: CliIo): Promise<{ json: unkn
       finished: t.lastRun?.finishedAt ?? '-',
       result: t.lastRun ? results(countResults(t.lastRun)) || 'in step' : '-',
       drift: t.drift === undefined ? '-' : String(t.drift),
-      next: t.schedule ?? 'manual',
+      // The time, as a running agent shows it: the cron expression is in the config and --json.
+      next: t.nextRun ?? (!t.enabled ? 'disabled' : t.schedule ? '-' : 'manual'),
       error: t.lastRun?.error ?? '',
     }));
     return { json: { targets }, rows };
   } finally {
     await runtime.close();
+  }
+}
+
+/** When the agent would next run a schedule (computed, not started: nothing runs here). */
+function nextTime(create: typeof CreateTask, expression: string): string | undefined {
+  const task = create(expression, () => undefined);
+  try {
+    return task.getNextRuns(1)[0]?.toISOString();
+  } finally {
+    void task.destroy();
   }
 }

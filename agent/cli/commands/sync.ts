@@ -15,33 +15,39 @@ export function syncCommand(program: Command, io: CliIo): void {
     .action(async (flags: RuntimeFlags & { target?: string; dryRun?: boolean }) => {
       const { openSession } = await import('../../session.js');
       const { syncTarget } = await import('../../sync/runner.js');
+      const { withInterrupts } = await import('../interrupt.js');
       const session = await openSession(runtimeOptions(flags, io), flags.target, { serveContent: !flags.dryRun });
-      try {
-        const targets = [...session.built.targets.values()].filter(
-          (t) => t.policy.enabled || flags.target !== undefined,
-        );
-        const showPlan = (plan: Plan) =>
-          print(io, plan.actions.length ? table(planHeaders, planRows(plan)) : `[${plan.target}] nothing to do`);
-        const runs = await Promise.all(
-          targets.map((target) =>
-            syncTarget(target, session.deps, {
-              trigger: 'cli',
-              ...(flags.dryRun ? { dryRun: true } : {}),
-              ...(flags.json ? {} : { onEvent: progressPrinter(io, target.name) }),
-              ...(flags.dryRun && !flags.json ? { onPlan: showPlan } : {}),
-            }),
-          ),
-        );
-        const failedDrivers = [...session.built.failed].map(([target, error]) => ({ target, error: error.message }));
-        if (flags.json) printJson(io, { runs, failedClouds: failedDrivers });
-        else {
-          for (const run of runs) print(io, summary(run));
-          for (const f of failedDrivers) io.stderr.write(`visor: cloud ${f.target} is unusable: ${f.error}\n`);
+      // Ctrl-C or SIGTERM aborts the runs: transfers in flight clean up after themselves (no
+      // partial image in the cloud), each run is recorded and its lease released, then exit 130/143.
+      await withInterrupts(io, 'the sync', async ({ signal }) => {
+        try {
+          const targets = [...session.built.targets.values()].filter(
+            (t) => t.policy.enabled || flags.target !== undefined,
+          );
+          const showPlan = (plan: Plan) =>
+            print(io, plan.actions.length ? table(planHeaders, planRows(plan)) : `[${plan.target}] nothing to do`);
+          const runs = await Promise.all(
+            targets.map((target) =>
+              syncTarget(target, session.deps, {
+                trigger: 'cli',
+                signal,
+                ...(flags.dryRun ? { dryRun: true } : {}),
+                ...(flags.json ? {} : { onEvent: progressPrinter(io, target.name) }),
+                ...(flags.dryRun && !flags.json ? { onPlan: showPlan } : {}),
+              }),
+            ),
+          );
+          const failedDrivers = [...session.built.failed].map(([target, error]) => ({ target, error: error.message }));
+          if (flags.json) printJson(io, { runs, failedClouds: failedDrivers });
+          else {
+            for (const run of runs) print(io, summary(run));
+            for (const f of failedDrivers) io.stderr.write(`visor: cloud ${f.target} is unusable: ${f.error}\n`);
+          }
+          process.exitCode = exitCodeOf([...runs.map((r) => r.status), ...failedDrivers.map(() => 'failed' as const)]);
+        } finally {
+          await session.close();
         }
-        process.exitCode = exitCodeOf([...runs.map((r) => r.status), ...failedDrivers.map(() => 'failed' as const)]);
-      } finally {
-        await session.close();
-      }
+      });
     });
 }
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants, createWriteStream } from 'node:fs';
-import { lstat, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
+import { access, lstat, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
@@ -43,6 +43,15 @@ export class FileStore implements Store {
       .then(() => ensurePrivateDir(this.#root))
       .then(() => realpath(this.#root));
     return this.#ready;
+  }
+
+  async ping(): Promise<void> {
+    const root = await this.#rootDir();
+    try {
+      await access(root, constants.W_OK | constants.X_OK);
+    } catch (error) {
+      throw new VisorError('unavailable', `file store: ${root} is not writable: ${(error as Error).message}`, { cause: error });
+    }
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {

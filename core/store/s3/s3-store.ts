@@ -188,6 +188,17 @@ export class S3Store implements Store {
     return this.#bucketReady;
   }
 
+  async ping(signal?: AbortSignal): Promise<void> {
+    this.#open();
+    try {
+      await this.#client.send(new HeadBucketCommand({ Bucket: this.#bucket }), signal ? { abortSignal: signal } : {});
+    } catch (error) {
+      // A bucket created on first put is not there yet: the store still works.
+      const e = s3Error(error, `s3: HeadBucket ${this.#bucket}`);
+      if (!(this.#createBucket && e.kind === 'notFound')) throw e;
+    }
+  }
+
   async #createIfMissing(): Promise<void> {
     const bucket = this.#bucket;
     try {

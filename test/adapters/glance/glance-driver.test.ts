@@ -116,6 +116,21 @@ describe('Glance driver: visibility and policy', () => {
     expect((await demo.get(cloud.nativeId)).access).toBe('private');
   });
 
+  it('lists an image someone switched to community visibility, so the agent never makes a duplicate', async () => {
+    const r = request(bufferContent(randomImageBytes(4096)));
+    const demo = driver('demo');
+    const cloud = await demo.create(r);
+    const api = await glanceApi(peer, 'demo');
+    const patched = await api.patch(`/v2/images/${cloud.nativeId}`, [{ op: 'replace', path: '/visibility', value: 'community' }], {
+      headers: { 'Content-Type': 'application/openstack-images-v2.1-json-patch' },
+    });
+    expect(patched.status, JSON.stringify(patched.data)).toBe(200);
+    const listed = (await demo.list()).find((i) => i.nativeId === cloud.nativeId);
+    expect(listed).toMatchObject({ markers: expect.objectContaining({ imageId: r.image.id }) });
+    // Community is open to every project: visor reads it as public (never as narrower than it is).
+    expect(listed?.access).toBe('public');
+  });
+
   it("does not show a member another project's private image", async () => {
     const r = request(bufferContent(randomImageBytes(4096)));
     const cloud = await driver('admin').create(r);
