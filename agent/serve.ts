@@ -107,6 +107,13 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
   if (!authenticator) logger.warn('authentication is OFF: every request acts as an admin (loopback development only)');
   else if ((await catalog.users.list()).length === 0) logger.warn('no users yet: create one with `visor users add NAME --admin`');
   logger.info('visor image service listening', { url, catalog: catalog.kind, stores: [...stores.keys()], defaultStore: config.defaultStore });
+  // Due deprecation dates and expired deletions are applied while the server runs (any server
+  // may: each change is checked by revision).
+  const sweep = () =>
+    void service.sweepLifecycle().catch((error: unknown) => logger.warn('life cycle sweep failed', { error }));
+  sweep();
+  const sweeper = setInterval(sweep, config.lifecycle.sweepEvery);
+  sweeper.unref();
   let closing: Promise<void> | undefined;
   return {
     url,
@@ -116,6 +123,7 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
     stores,
     close(graceMs = 30_000) {
       closing ??= (async () => {
+        clearInterval(sweeper);
         const timer = setTimeout(() => app.server.closeAllConnections(), graceMs);
         timer.unref();
         await app.close();

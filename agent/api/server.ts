@@ -17,6 +17,7 @@ import { bodyDeadline, type UploadRate } from './deadlines.js';
 import { errorBody, genericServerError, httpStatus } from './errors.js';
 import { parseJsonBody } from './json-body.js';
 import { imageRoutes } from './routes/images.js';
+import { lifecycleRoutes } from './routes/lifecycle.js';
 
 export interface ApiServerOptions {
   service: ImageService;
@@ -192,6 +193,7 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     uploadRate: limits.uploadRate,
     logger,
   });
+  app.register(lifecycleRoutes, { service: options.service });
   if (options.extraRoutes) app.register(options.extraRoutes);
   return app;
 }

@@ -6,16 +6,19 @@ import { briefCommand } from './commands/brief.js';
 import { catalogCommand } from './commands/catalog.js';
 import { configCommand } from './commands/config.js';
 import { deleteCommand } from './commands/delete.js';
+import { deprecateCommand } from './commands/deprecate.js';
 import { detailCommand } from './commands/detail.js';
 import { getCommand } from './commands/get.js';
 import { headCommand } from './commands/head.js';
 import { migrateCommand } from './commands/migrate.js';
 import { planCommand } from './commands/plan.js';
 import { pluginsCommand } from './commands/plugins.js';
+import { restoreCommand } from './commands/restore.js';
 import { serveCommand } from './commands/serve.js';
 import { statusCommand } from './commands/status.js';
 import { syncCommand } from './commands/sync.js';
 import { triggerCommand } from './commands/trigger.js';
+import { undeprecateCommand } from './commands/undeprecate.js';
 import { updateCommand } from './commands/update.js';
 import { usersCommand } from './commands/users.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
@@ -44,6 +47,9 @@ export const commands: readonly CommandDefinition[] = [
   addCommand,
   updateCommand,
   deleteCommand,
+  restoreCommand,
+  deprecateCommand,
+  undeprecateCommand,
   usersCommand,
   pluginsCommand,
   configCommand,

@@ -9,7 +9,7 @@ import { propertyKeyPattern } from '../image/schema.js';
  * are imported, when the agent runs, and how hard it tries.
  */
 
-const duration = z
+export const duration = z
   .union([z.number().int().min(0), z.string().regex(/^\d+(ms|s|m|h|d)$/, 'a duration like 30s, 10m, 2h or 7d')])
   .transform((value) => (typeof value === 'number' ? value * 1000 : toMs(value)));
 
