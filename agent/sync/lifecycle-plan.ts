@@ -1,6 +1,6 @@
 import type { SyncPolicy } from '../../core/config/sync-policy.js';
 import type { CloudImage, DriverCapabilities, RetireMode } from '../../core/iaas/port.js';
-import { lifeOf } from '../../core/image/deprecation.js';
+import { lifeOf, lifecycleProperties as keys } from '../../core/image/deprecation.js';
 import type { Image } from '../../core/image/model.js';
 import { desiredFor, type DesiredImage } from './desired.js';
 
@@ -12,14 +12,14 @@ import { desiredFor, type DesiredImage } from './desired.js';
  */
 
 /** Properties every copy carries to show its life cycle in the cloud's own listing. */
-export const LIFECYCLE = 'visor_lifecycle';
-export const REPLACEMENT = 'visor_replacement';
-export const REPLACEMENT_ID = 'visor_replacement_id';
-export const DEPRECATED_SINCE = 'visor_deprecated_since';
-export const OBSOLETE_ON = 'visor_obsolete_on';
-export const DELETE_ON = 'visor_delete_on';
-export const FAMILY = 'visor_family';
-export const FAMILY_LATEST = 'visor_family_latest';
+const LIFECYCLE = keys.state;
+const REPLACEMENT = keys.replacement;
+const REPLACEMENT_ID = keys.replacementId;
+const DEPRECATED_SINCE = keys.since;
+const OBSOLETE_ON = keys.obsoleteOn;
+const DELETE_ON = keys.deleteOn;
+const FAMILY = keys.family;
+const FAMILY_LATEST = keys.familyLatest;
 
 export interface Departure {
   /** `soft`: hidden or disabled (obsolete); `delete`: removed (deleted); `policy`: the target's retire policy. */

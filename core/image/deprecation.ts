@@ -128,3 +128,19 @@ export function purgeDue(image: Image, now: Date): boolean {
     image.status === 'deleted' && (image.purgeAfter === undefined || Date.parse(image.purgeAfter) <= now.getTime())
   );
 }
+
+/**
+ * Properties a cloud copy carries to show its life cycle in the cloud's own listing (written by
+ * the agent's planner; adapters may give them the cloud's own spelling, as OpenNebula does).
+ */
+export const lifecycleProperties = {
+  state: 'visor_lifecycle',
+  replacement: 'visor_replacement',
+  replacementId: 'visor_replacement_id',
+  since: 'visor_deprecated_since',
+  obsoleteOn: 'visor_obsolete_on',
+  deleteOn: 'visor_delete_on',
+  family: 'visor_family',
+  familyLatest: 'visor_family_latest',
+} as const;
+export const lifecyclePropertyKeys: readonly string[] = Object.values(lifecycleProperties);
