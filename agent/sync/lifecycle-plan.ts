@@ -36,7 +36,7 @@ export interface LifecycleView {
   desired: DesiredImage[];
   /** Catalog image id -> why and how its copies leave this cloud. */
   departures: Map<string, Departure>;
-  /** Catalog image id -> why its copies are not to be hidden, disabled or deleted now (protected, a family's latest). */
+  /** Catalog image id -> why its copies are not hidden, disabled or deleted now (protected, a family's latest). */
   guarded: Map<string, string>;
   notes: LifecycleNote[];
 }

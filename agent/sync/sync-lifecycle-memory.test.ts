@@ -34,7 +34,7 @@ async function change(
 }
 
 describe('life cycle in a cloud (memory cloud)', () => {
-  it('flags a deprecated copy with its replacement in the cloud, hides it when obsolete, deletes it when deleted', async () => {
+  it('flags a deprecated copy with its replacement, hides it when obsolete, deletes it when deleted', async () => {
     world = await memorySyncWorld();
     const old = await world.addImage('lc-old', randomBytes(4096));
     const fresh = await world.addImage('lc-new', randomBytes(4096));

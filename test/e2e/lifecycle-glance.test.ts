@@ -41,7 +41,8 @@ describe('life cycle in real Glance', () => {
       '      retries: { attempts: 2, backoff: 1s }\n';
     const file = join(dir, 'visor.yaml');
     const clouds = glanceCloudYaml('glance', peer, { tag, prefix }, policy);
-    const head = `dataDir: ${join(dir, 'data')}\nlogging: { level: error }\nagent: { id: lc-agent-${run}, leaseSeconds: 10 }\n`;
+    const agent = `agent: { id: lc-agent-${run}, leaseSeconds: 10 }\n`;
+    const head = `dataDir: ${join(dir, 'data')}\nlogging: { level: error }\n${agent}`;
     await writeFile(file, `${head}clouds:\n${clouds}`);
     session = await openSession({ configFile: file, env: {}, logger: silentLogger });
   }, peerStartTimeout);
