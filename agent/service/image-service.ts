@@ -362,7 +362,9 @@ export class ImageService {
       }
     }
     for await (const image of this.#all({ status: 'deleted' })) {
-      if (!purgeDue(image, now)) continue;
+      // A deleted record without a purge time is a hard delete cut off (or still under way): left
+      // to its deleter for a while, then finished here.
+      if (!purgeDue(image, now) || (image.purgeAfter === undefined && !this.#isStale(image))) continue;
       const done = await this.#purge(image).then(() => true, (error: unknown) => {
         this.#o.logger.warn('could not purge a deleted image', { id: image.id, error });
         return false;

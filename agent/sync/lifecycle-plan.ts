@@ -74,7 +74,7 @@ export function lifecycleView(input: LifecycleInput): LifecycleView {
   for (const image of input.catalog) {
     if (image.protected) guarded.set(image.id, 'the image is protected');
     const life = lifeOf(image, now);
-    if (life.held) notes.push({ imageId: image.id, message: life.held });
+    if (life.held && input.selected(image)) notes.push({ imageId: image.id, message: life.held });
     if (life.state === 'deleted') {
       departures.set(image.id, { how: 'delete', reason: life.reason });
       continue;
