@@ -60,7 +60,7 @@ const kindOf = (promise: Promise<unknown>) =>
   );
 
 describe('image service: soft delete, restore, purge, sweep', () => {
-  it('keeps a deleted image and its bits until purgeAfter, restores it byte for byte, then purges it when due', async () => {
+  it('keeps a deleted image and its bits, restores it byte for byte, then purges it when due', async () => {
     const w = await world(60_000);
     const bytes = randomBytes(4096);
     const image = await w.add(alice, bytes);
