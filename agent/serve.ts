@@ -150,6 +150,13 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
     stores: [...stores.keys()],
     defaultStore: config.defaultStore,
   });
+  // Due deprecation dates and expired deletions are applied while the server runs (any server
+  // may: each change is checked by revision).
+  const sweep = () =>
+    void service.sweepLifecycle().catch((error: unknown) => logger.warn('life cycle sweep failed', { error }));
+  sweep();
+  const sweeper = setInterval(sweep, config.lifecycle.sweepEvery);
+  sweeper.unref();
   let closing: Promise<void> | undefined;
   return {
     url,
@@ -159,6 +166,7 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
     stores,
     close(graceMs = 30_000) {
       closing ??= (async () => {
+        clearInterval(sweeper);
         const timer = setTimeout(() => app.server.closeAllConnections(), graceMs);
         timer.unref();
         await app.close();

@@ -156,8 +156,13 @@ export class GlanceDriver implements IaasDriver {
         await this.#client.importImage(id, 'web-download', content.url, deadline.signal);
       }
       phase = method === 'upload' ? 'waiting until active' : 'waiting for the import';
-      const final = await this.#waitUntilUsable(id, method !== 'upload', deadline, (s) => (lastStatus = s));
+      let final = await this.#waitUntilUsable(id, method !== 'upload', deadline, (s) => (lastStatus = s));
       const { verified } = verifyCloudCopy(final, content);
+      if (image.protected) {
+        // Only once verified: a copy that fails before this point must stay deletable by the clean-up.
+        phase = 'protecting the image';
+        final = await this.#client.patch(id, [{ op: 'replace', path: '/protected', value: true }], deadline.signal);
+      }
       if (!verified.some((v) => v !== 'size')) this.#logger.warn('Glance reported no checksum for the new image: only its size was verified', { nativeId: id });
       this.#logger.info('image created in Glance', { nativeId: id, name: image.name, method, bytes: content.size, verified, seconds: (Date.now() - started) / 1000 });
       return toCloudImage(final);

@@ -233,6 +233,9 @@ export function toPatch(current: GlanceImage, image: Image, markers: Markers): P
   replaceIfChanged('visibility', accessToVisibility[image.access]);
   replaceIfChanged('min_disk', image.minDisk ?? 0);
   replaceIfChanged('min_ram', image.minRam ?? 0);
+  // A protected catalog image is protected in Glance too (nobody deletes it there by mistake);
+  // clearing the flag in the catalog clears it here before visor may retire the copy.
+  replaceIfChanged('protected', image.protected === true);
   const tags = [...image.tags];
   const currentTags = current.tags ?? [];
   if (tags.length !== currentTags.length || tags.some((t) => !currentTags.includes(t))) ops.push({ op: 'replace', path: '/tags', value: tags });

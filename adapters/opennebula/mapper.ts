@@ -1,3 +1,4 @@
+import { lifecyclePropertyKeys } from '../../core/image/deprecation.js';
 import { ValidationError, VisorError, type FieldIssue } from '../../core/errors.js';
 import { markersFromAttributes, markersToAttributes, type MarkerKeys } from '../../core/iaas/markers.js';
 import type { CloudImage, CloudImageState, Markers } from '../../core/iaas/port.js';
@@ -45,6 +46,9 @@ const visorAttributes: ReadonlySet<string> = new Set(Object.values(oneAttributes
 const encodedPropertyPrefix = 'VISOR_PROPERTY_X_';
 const plainPropertyKey = /^[a-z][a-z0-9_]*$/;
 
+// visor's life cycle properties keep their plain names (VISOR_LIFECYCLE, ...), readable in Sunstone.
+const lifecycleAttributes: ReadonlySet<string> = new Set(lifecyclePropertyKeys.map((key) => key.toUpperCase()));
+
 function isManagedAttribute(name: string): boolean {
   return nativeAttributes.has(name) || visorAttributes.has(name) || name.startsWith('VISOR_') || name.startsWith('VCENTER_');
 }
@@ -53,6 +57,7 @@ function isManagedAttribute(name: string): boolean {
 export function propertyAttribute(key: string): string {
   if (key === 'description') return oneAttributes.description;
   const upper = key.toUpperCase();
+  if (lifecycleAttributes.has(upper) && lifecyclePropertyKeys.includes(key)) return upper;
   if (plainPropertyKey.test(key) && !isManagedAttribute(upper)) return upper;
   return encodedPropertyPrefix + Buffer.from(key, 'utf8').toString('hex').toUpperCase();
 }
@@ -60,6 +65,7 @@ export function propertyAttribute(key: string): string {
 /** The custom property a TEMPLATE attribute holds, or undefined when it holds something else. */
 export function propertyKeyOf(attribute: string): string | undefined {
   if (attribute === oneAttributes.description) return 'description';
+  if (lifecycleAttributes.has(attribute)) return attribute.toLowerCase();
   let key: string;
   if (attribute.startsWith(encodedPropertyPrefix)) {
     const hex = attribute.slice(encodedPropertyPrefix.length);

@@ -21,6 +21,7 @@ import { imageRoutes } from './routes/images.js';
 import { ApiMetrics } from './api-metrics.js';
 import { bearerMatches, healthRoutes, type ReadinessCheck } from './health.js';
 import { Registry } from 'prom-client';
+import { lifecycleRoutes } from './routes/lifecycle.js';
 
 export interface ApiServerOptions {
   service: ImageService;
@@ -244,6 +245,7 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     uploadRate: limits.uploadRate,
     logger,
   });
+  app.register(lifecycleRoutes, { service: options.service });
   if (options.extraRoutes) app.register(options.extraRoutes);
   return app;
 }

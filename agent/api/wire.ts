@@ -71,6 +71,17 @@ export function toDetail(
     created_at: image.createdAt,
     updated_at: image.updatedAt,
     uploaded_at: image.uploadedAt,
+    family: image.family,
+    // Booleans as VISOR's other flags travel: text, so that headers and JSON say the same.
+    exclude_from_latest: image.excludeFromLatest === undefined ? undefined : String(image.excludeFromLatest),
+    protected: image.protected === undefined ? undefined : String(image.protected),
+    deprecation_state: image.deprecation?.state,
+    replacement: image.deprecation?.replacement,
+    deprecated_at: image.deprecation?.since,
+    obsolete_on: image.deprecation?.obsoleteOn,
+    delete_on: image.deprecation?.deleteOn,
+    deleted_at: image.deletedAt,
+    purge_after: image.purgeAfter,
     revision: image.revision,
   });
 }
@@ -79,6 +90,8 @@ export function toDetail(
 const readOnly = new Set([
   '_id', 'id', 'owner_id', 'uri', 'status', 'store', 'size', 'virtual_size', 'checksums',
   'created_at', 'updated_at', 'uploaded_at', 'accessed_at', 'access_count', 'revision',
+  // Changed by deprecate / undeprecate / delete / restore, never by an update.
+  'deprecation_state', 'replacement', 'deprecated_at', 'obsolete_on', 'delete_on', 'deleted_at', 'purge_after',
 ]);
 
 const simple: Record<string, string> = {
@@ -92,7 +105,9 @@ const simple: Record<string, string> = {
   kernel: 'kernelId',
   ramdisk: 'ramdiskId',
   owner: 'owner',
+  family: 'family',
 };
+const flags: Record<string, string> = { protected: 'protected', exclude_from_latest: 'excludeFromLatest' };
 const numeric: Record<string, string> = { min_disk: 'minDisk', min_ram: 'minRam' };
 const lists = new Set(['tags', 'members']);
 const osKeys: Record<string, 'type' | 'distro' | 'version'> = { os_type: 'type', os_distro: 'distro', os_version: 'version' };
@@ -131,6 +146,10 @@ export function fromWire(input: Record<string, unknown>, fromHeaders = false, cr
       problems.push(`${rawKey} is set by visor, not by clients`);
     } else if (Object.hasOwn(simple, key)) {
       fields[simple[key]!] = value;
+    } else if (Object.hasOwn(flags, key)) {
+      const flag = value === null || value === '' ? null : flagValue(value);
+      if (flag === undefined) problems.push(`${rawKey} must be true or false`);
+      else fields[flags[key]!] = flag;
     } else if (Object.hasOwn(numeric, key)) {
       fields[numeric[key]!] = fromHeaders && typeof value === 'string' && value !== '' ? Number(value) : value;
     } else if (lists.has(key)) {
@@ -204,6 +223,11 @@ const queryAttributes: Record<string, string> = {
   updated_at: 'updatedAt',
   uploaded_at: 'uploadedAt',
   revision: 'revision',
+  family: 'family',
+  deprecation_state: 'deprecation.state',
+  replacement: 'deprecation.replacement',
+  deleted_at: 'deletedAt',
+  purge_after: 'purgeAfter',
 };
 
 export function attributeFor(wireName: string): string {
@@ -289,6 +313,13 @@ export function metadataFromHeaders(headers: Record<string, string | string[] | 
     Object.defineProperty(out, name.slice(META_PREFIX.length), { value: decodeHeaderValue(asciiOrUtf8(name, text)), enumerable: true, writable: true, configurable: true });
   }
   return out;
+}
+
+/** true/false as JSON or as text (headers, the CLI); undefined for anything else. */
+function flagValue(value: unknown): boolean | undefined {
+  if (value === true || value === 'true') return true;
+  if (value === false || value === 'false') return false;
+  return undefined;
 }
 
 function compact(value: Record<string, unknown>): WireImage {

@@ -7,6 +7,7 @@ import { catalogCommand } from './commands/catalog.js';
 import { completionCommand } from './commands/completion.js';
 import { configCommand } from './commands/config.js';
 import { deleteCommand } from './commands/delete.js';
+import { deprecateCommand } from './commands/deprecate.js';
 import { detailCommand } from './commands/detail.js';
 import { doctorCommand } from './commands/doctor.js';
 import { getCommand } from './commands/get.js';
@@ -15,10 +16,12 @@ import { migrateCommand } from './commands/migrate.js';
 import { planCommand } from './commands/plan.js';
 import { pluginsCommand } from './commands/plugins.js';
 import { runsCommand } from './commands/runs.js';
+import { restoreCommand } from './commands/restore.js';
 import { serveCommand } from './commands/serve.js';
 import { statusCommand } from './commands/status.js';
 import { syncCommand } from './commands/sync.js';
 import { triggerCommand } from './commands/trigger.js';
+import { undeprecateCommand } from './commands/undeprecate.js';
 import { updateCommand } from './commands/update.js';
 import { usersCommand } from './commands/users.js';
 import { whereCommand } from './commands/where.js';
@@ -51,6 +54,9 @@ export const commands: readonly CommandDefinition[] = [
   addCommand,
   updateCommand,
   deleteCommand,
+  restoreCommand,
+  deprecateCommand,
+  undeprecateCommand,
   usersCommand,
   pluginsCommand,
   configCommand,

@@ -146,6 +146,16 @@ export class VisorClient {
     return (await this.#json('POST', pathname!, { json: {}, ...(query ? { query: Object.fromEntries(new URLSearchParams(query)) } : {}) })).data;
   }
 
+  /** deprecate | undeprecate | restore | purge, with the deprecation's fields for `deprecate`. */
+  async lifecycle(
+    id: string,
+    operation: 'deprecate' | 'undeprecate' | 'restore' | 'purge',
+    body: Record<string, string> = {},
+  ): Promise<WireImage> {
+    const path = `/images/${encodeURIComponent(id)}/${operation}`;
+    return ((await this.#json('POST', path, { json: body })).data as { image: WireImage }).image;
+  }
+
   async delete(id: string): Promise<WireImage> {
     return ((await this.#json('DELETE', `/images/${encodeURIComponent(id)}`, {})).data as { image: WireImage }).image;
   }

@@ -151,6 +151,7 @@ export function runtimeModule(options: RuntimeModuleOptions): ContainerModule {
           defaultStore,
           logger: logger.child({ component: 'images' }),
           limits: { maxImageSize: config.server.maxImageSize, quota: config.server.quota },
+          softDeleteMs: config.lifecycle.softDelete,
         }),
       [RuntimeIds.Catalog, RuntimeIds.Stores, RuntimeIds.DefaultStore],
     );

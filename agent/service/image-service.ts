@@ -1,3 +1,6 @@
+import {
+  deprecate, dueChange, purgeDue, softDelete, undeprecate, type DeprecateRequest,
+} from '../../core/image/deprecation.js';
 import type { Readable } from 'node:stream';
 import type { Catalog, ImageQuery, Page } from '../../core/catalog/port.js';
 import { isVisorError, VisorError } from '../../core/errors.js';
@@ -33,6 +36,8 @@ export interface ImageServiceOptions {
   staleUploadMs?: number;
   /** The size cap and storage quotas of uploads (none when absent). */
   limits?: UploadLimitsOptions;
+  /** How long a deleted image is kept, bits included, restorable (0: deleted at once). */
+  softDeleteMs?: number;
 }
 
 export interface UploadOptions {
@@ -102,7 +107,10 @@ function contentFormats(
 }
 
 /** Fields a client may set; the rest are the service's (status, size, checksums, location, ...). */
-const clientFields = ['name', 'architecture', 'diskFormat', 'containerFormat', 'type', 'kernelId', 'ramdiskId', 'access', 'members', 'owner', 'minDisk', 'minRam', 'os', 'tags', 'properties'] as const;
+const clientFields = [
+  'name', 'architecture', 'diskFormat', 'containerFormat', 'type', 'kernelId', 'ramdiskId', 'access', 'members',
+  'owner', 'minDisk', 'minRam', 'os', 'tags', 'properties', 'family', 'excludeFromLatest', 'protected',
+] as const;
 
 /**
  * The image service: VISOR's operations (register, reference, upload, download, update,
@@ -111,11 +119,13 @@ const clientFields = ['name', 'architecture', 'diskFormat', 'containerFormat', '
  */
 export class ImageService {
   readonly #o: Required<Omit<ImageServiceOptions, 'clock' | 'limits'>> & { clock: Clock };
+  readonly #softDeleteMs: number;
   readonly #limits: UploadLimits;
   readonly #users: UserDirectory;
 
   constructor(options: ImageServiceOptions) {
-    this.#o = { heartbeatMs: 60_000, staleUploadMs: 10 * 60_000, clock: systemClock, ...options };
+    this.#o = { heartbeatMs: 60_000, staleUploadMs: 10 * 60_000, clock: systemClock, softDeleteMs: 0, ...options };
+    this.#softDeleteMs = this.#o.softDeleteMs;
     this.#users = new UserDirectory(options.catalog.users);
     if (!options.stores.has(options.defaultStore)) throw new VisorError('config', `default store "${options.defaultStore}" is not configured`);
     this.#limits = new UploadLimits(options.limits ?? {}, options.catalog, options.stores);
@@ -127,7 +137,10 @@ export class ImageService {
 
   async list(caller: Caller, query: ImageQuery): Promise<Page<Image>> {
     const resolved = await this.#userFilters(query);
-    return this.#o.catalog.images.list(caller.admin ? resolved : { ...resolved, visibleTo: callerId(caller) });
+    // Deleted images (restorable until purged) are listed only when asked for by status.
+    const hideDeleted = resolved.filters?.['status'] === undefined;
+    const withTrash = { ...resolved, hideDeleted };
+    return this.#o.catalog.images.list(caller.admin ? withTrash : { ...withTrash, visibleTo: callerId(caller) });
   }
 
   /** Names for the owner and member ids of these images, to show people names rather than ids. */
@@ -136,9 +149,12 @@ export class ImageService {
   }
 
   /** An image the caller may see; one they may not see does not exist for them. */
-  async get(caller: Caller, id: string): Promise<Image> {
+  async get(caller: Caller, id: string, options: { deleted?: boolean } = {}): Promise<Image> {
     const image = await this.#o.catalog.images.find(id);
-    if (!image || !canSee(caller, image)) throw new VisorError('notFound', `no image with id ${id}`, { details: { id } });
+    const gone = image?.status === 'deleted' && options.deleted !== true;
+    if (!image || gone || !canSee(caller, image)) {
+      throw new VisorError('notFound', `no image with id ${id}`, { details: { id } });
+    }
     return image;
   }
 
@@ -261,10 +277,134 @@ export class ImageService {
     return { image, ...result };
   }
 
-  /** Deletes the metadata and the bits (never the bits of a mere HTTP reference). */
+  /**
+   * Deletes an image: softly when a keeping period is configured (status `deleted`, bits kept,
+   * `restore` brings it back until `purgeAfter`), else the metadata and the bits at once (never
+   * the bits of a mere HTTP reference). A protected image is refused.
+   */
   async delete(caller: Caller, id: string): Promise<Image> {
     const image = await this.#modifiable(caller, id);
     if (image.status === 'uploading' && !this.#isStale(image)) throw new VisorError('conflict', `image ${id} is being uploaded; try again when it is done`);
+    if (image.protected) {
+      const why = `image ${id} is protected; unprotect it (protected=false) to delete it`;
+      throw new VisorError('conflict', why, { details: { id } });
+    }
+    if (this.#softDeleteMs > 0) {
+      const hasBits = image.location !== undefined;
+      const from = image.status === 'uploading' ? nextStatus(image.status, 'fail', { hasBits }) : image.status;
+      const changes = { ...softDelete(this.#o.clock.now(), this.#softDeleteMs), status: nextStatus(from, 'delete') };
+      return this.#o.catalog.images.update(id, image.revision, changes);
+    }
+    return this.#purge(image);
+  }
+
+  /** Removes a deleted image for good, before its keeping period is over. */
+  async purge(caller: Caller, id: string): Promise<Image> {
+    const image = await this.#deleted(caller, id, 'purge');
+    return this.#purge(image);
+  }
+
+  /** Brings a deleted image back, with the bits it kept (checked to be still there). */
+  async restore(caller: Caller, id: string): Promise<Image> {
+    const image = await this.#deleted(caller, id, 'restore');
+    const hasBits = image.location !== undefined;
+    if (image.location) {
+      const info = await this.#storeOf(image).head(image.location.uri).catch((error: unknown) => {
+        if (isVisorError(error, 'notFound')) return undefined;
+        throw error;
+      });
+      if (!info || (image.size !== undefined && info.size !== image.size)) {
+        const why = info ? `its store holds ${info.size} bytes, not ${image.size}` : 'its bits are gone from the store';
+        throw new VisorError('conflict', `image ${id} cannot be restored: ${why}`, { details: { id } });
+      }
+    }
+    const status = nextStatus(image.status, 'restore', { hasBits });
+    return this.#o.catalog.images.update(id, image.revision, { status, deletedAt: null, purgeAfter: null });
+  }
+
+  /** Deprecates an image (again: the schedule is replaced); the replacement must be a live image. */
+  async deprecate(caller: Caller, id: string, request: DeprecateRequest): Promise<Image> {
+    const image = await this.#modifiable(caller, id);
+    // Checked first, so that a bad request says what is wrong with it rather than with the replacement.
+    const changes = deprecate(image, request, this.#o.clock.now());
+    if (request.replacement !== undefined) {
+      const replacement = await this.get(caller, request.replacement).catch((error: unknown) => {
+        const details = { replacement: request.replacement };
+        if (isVisorError(error, 'notFound')) {
+          throw new VisorError('invalidInput', `replacement ${request.replacement} is not an image`, { details });
+        }
+        throw error;
+      });
+      if (replacement.deprecation) {
+        const state = replacement.deprecation.state;
+        const details = { replacement: replacement.id };
+        throw new VisorError('invalidInput', `replacement ${replacement.id} is ${state} itself`, { details });
+      }
+    }
+    return this.#o.catalog.images.update(id, image.revision, changes);
+  }
+
+  async undeprecate(caller: Caller, id: string): Promise<Image> {
+    const image = await this.#modifiable(caller, id);
+    return this.#o.catalog.images.update(id, image.revision, undeprecate(image));
+  }
+
+  /**
+   * Applies what the deprecation schedules say is due (obsolete, soft deletion; never deletes a
+   * protected image) and purges deleted images whose keeping period is over. Run periodically by
+   * `visor serve` and before each agent run; safe to run from several processes at once.
+   */
+  async sweepLifecycle(): Promise<{ changed: number; purged: number }> {
+    const now = this.#o.clock.now();
+    let changed = 0;
+    let purged = 0;
+    for (const state of ['deprecated', 'obsolete'] as const) {
+      for await (const image of this.#all({ 'deprecation.state': state })) {
+        const due = dueChange(image, now, this.#softDeleteMs);
+        if (!due) continue;
+        // Someone else changed it meanwhile: the next sweep looks again.
+        const done = await this.#o.catalog.images.update(image.id, image.revision, due).then(() => true, () => false);
+        if (done) changed++;
+      }
+    }
+    for await (const image of this.#all({ status: 'deleted' })) {
+      // A deleted record without a purge time is a hard delete cut off (or still under way): left
+      // to its deleter for a while, then finished here.
+      if (!purgeDue(image, now) || (image.purgeAfter === undefined && !this.#isStale(image))) continue;
+      const done = await this.#purge(image).then(() => true, (error: unknown) => {
+        this.#o.logger.warn('could not purge a deleted image', { id: image.id, error });
+        return false;
+      });
+      if (done) purged++;
+    }
+    if (changed + purged > 0) this.#o.logger.info('image life cycle applied', { changed, purged });
+    return { changed, purged };
+  }
+
+  async *#all(filters: Record<string, string>): AsyncGenerator<Image> {
+    let marker: string | undefined;
+    do {
+      const page = await this.#o.catalog.images.list({ filters, limit: 500, ...(marker ? { marker } : {}) });
+      yield* page.items;
+      marker = page.nextMarker;
+    } while (marker);
+  }
+
+  /** A deleted image the caller may restore or purge. */
+  async #deleted(caller: Caller, id: string, verb: string): Promise<Image> {
+    const image = await this.get(caller, id, { deleted: true });
+    if (!canModify(caller, image)) {
+      const owner = image.owner ?? 'nobody';
+      throw new VisorError('forbidden', `image ${id} belongs to ${owner}; only its owner or an admin may ${verb} it`);
+    }
+    if (image.status !== 'deleted') {
+      throw new VisorError('conflict', `image ${id} is not deleted (status ${image.status})`, { details: { id } });
+    }
+    return image;
+  }
+
+  async #purge(image: Image): Promise<Image> {
+    const id = image.id;
     // Mark first, so that a crash between the two steps leaves a visible `deleted` record, not a dangling location.
     const marked =
       image.status === 'deleted'

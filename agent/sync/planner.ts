@@ -2,7 +2,8 @@ import type { SyncPolicy } from '../../core/config/sync-policy.js';
 import type { Claim } from '../../core/iaas/markers.js';
 import type { CloudImage, DriverCapabilities, RetireMode } from '../../core/iaas/port.js';
 import type { Checksums, Image } from '../../core/image/model.js';
-import { desiredFor, importFinished, ORIGIN_ID, ORIGIN_TARGET, selectorFor, type DesiredImage } from './desired.js';
+import { importFinished, ORIGIN_ID, ORIGIN_TARGET, selectorFor, type DesiredImage } from './desired.js';
+import { lifecycleChanges, lifecycleView, obsoleteMode } from './lifecycle-plan.js';
 
 /**
  * The planner (DESIGN.md §5): a pure function of desired state (catalog + policy) and observed
@@ -69,6 +70,8 @@ export interface Note {
   message: string;
   /** Needs an operator (an older-scheme copy no target may claim), rather than time. */
   warn?: boolean;
+  /** A step the life cycle asks for, held back (in use, protected): recorded in the run, not only logged. */
+  deferred?: boolean;
 }
 
 export interface Plan {
@@ -109,17 +112,13 @@ export function plan(input: PlanInput): Plan {
   const live = input.observed.filter((i) => i.state !== 'deleted');
   const unmarked = live.filter((i) => !i.markers);
   const selected = selectorFor(policy, target);
-  const desired: DesiredImage[] = [];
-  for (const image of input.catalog) {
-    if (!selected(image)) continue;
-    const d = desiredFor(image, policy, capabilities);
-    if (d) desired.push(d);
-    else {
-      const levels = capabilities.access.join(', ');
-      const wanted = policy.visibility[image.access];
-      const message = `not copied: access ${wanted} would be widened (the cloud offers ${levels} only)`;
-      notes.push({ nativeId: '-', name: image.name, message, warn: true });
-    }
+  const { observed, now, catalog } = input;
+  const life = lifecycleView({ target, agentId, policy, capabilities, catalog, observed, now, selected });
+  const desired = life.desired;
+  for (const note of life.notes) {
+    const copy = live.find((c) => c.markers?.agent === agentId && c.markers.imageId === note.imageId);
+    const name = copy?.name ?? catalog.find((i) => i.id === note.imageId)?.name ?? note.imageId;
+    notes.push({ nativeId: copy?.nativeId ?? '', name, message: note.message, ...(note.warn ? { warn: true } : {}) });
   }
   const desiredIds = new Set(desired.map((d) => d.image.id));
   // A set, not catalog.some(): with 100,000 images a scan per retired copy made planning quadratic.
@@ -150,14 +149,20 @@ export function plan(input: PlanInput): Plan {
     actions.push({ kind: 'adopt', imageId, name, desired: d, nativeId: copy.nativeId, claim, reason });
   };
 
-  const retireAction = (copy: CloudImage, reason: string, immediateDelete = false): RetireAction | undefined => {
-    const step = retireStep(copy, reason, policy, capabilities, input.retiredSince, input.now, immediateDelete);
-    if ('note' in step) notes.push({ nativeId: copy.nativeId, name: copy.name, message: step.note });
-    else if (step.action) return { ...step.action, claim: claimOf(copy) };
+  const retireAction = (copy: CloudImage, reason: string, immediateDelete = false, mode?: RetireMode) => {
+    const guard = life.guarded.get(copy.markers!.imageId);
+    if (guard !== undefined) {
+      const message = `${reason}: left alone, ${guard}`;
+      notes.push({ nativeId: copy.nativeId, name: copy.name, message, deferred: true });
+      return undefined;
+    }
+    const step = retireStep(copy, reason, policy, capabilities, input.retiredSince, input.now, immediateDelete, mode);
+    if ('note' in step) notes.push({ nativeId: copy.nativeId, name: copy.name, message: step.note, ...step.flags });
+    else if (step.action) return { ...step.action, claim: claimOf(copy) } satisfies RetireAction;
     return undefined;
   };
-  const retire = (copy: CloudImage, reason: string, immediateDelete = false) => {
-    const action = retireAction(copy, reason, immediateDelete);
+  const retire = (copy: CloudImage, reason: string, immediateDelete = false, mode?: RetireMode) => {
+    const action = retireAction(copy, reason, immediateDelete, mode);
     if (action) actions.push(action);
   };
 
@@ -168,7 +173,7 @@ export function plan(input: PlanInput): Plan {
     const copies = copiesOf.get(image.id) ?? [];
     const sha256 = image.checksums.sha256;
     const isGood = (c: CloudImage) => c.state === 'active' && !c.hidden && c.markers!.sha256 === sha256;
-    const good = copies.filter(isGood).sort(preferKeep(d));
+    const good = copies.filter(isGood).sort(preferKeep(d, capabilities));
     const keep = good[0];
     for (const copy of copies) {
       if (copy === keep) continue;
@@ -182,7 +187,7 @@ export function plan(input: PlanInput): Plan {
       }
     }
     if (keep) {
-      const changes = differences(keep, d);
+      const changes = differences(keep, d, capabilities);
       if (keep.markers!.target === undefined) {
         // The older scheme, claimed by this target: markers rewritten to name the target, bits untouched.
         adopt(keep, d, claimOf(keep), 'older markers without a target');
@@ -209,10 +214,17 @@ export function plan(input: PlanInput): Plan {
     }
   }
 
+  const soft = obsoleteMode(policy, capabilities);
+  // Where the cloud cannot say whether VMs use an image, the plan says so (its own refusal is then the only guard).
+  const unseenUse = capabilities.detectsInUse ? '' : ' (this cloud cannot tell whether VMs use it)';
   for (const [imageId, copies] of copiesOf) {
     if (desiredIds.has(imageId)) continue;
+    const departure = life.departures.get(imageId);
     for (const copy of copies) {
       if (copy.state === 'pending' || copy.state === 'error') cleanup(copy, imageId);
+      else if (departure?.how === 'delete') retire(copy, departure.reason + unseenUse, true);
+      else if (departure?.how === 'soft') retire(copy, departure.reason, false, soft);
+      else if (departure) retire(copy, departure.reason);
       else retire(copy, catalogIds.has(imageId) ? 'no longer selected for this cloud' : 'removed from the catalog');
     }
   }
@@ -229,7 +241,7 @@ export function plan(input: PlanInput): Plan {
   return { target, actions: order(actions), notes };
 }
 
-type Step = { action: Omit<RetireAction, 'claim'> | undefined } | { note: string };
+type Step = { action: Omit<RetireAction, 'claim'> | undefined } | { note: string; flags?: { deferred: true } };
 
 interface LegacyClaims {
   /** Native ids of older-scheme copies this target claims. */
@@ -290,15 +302,27 @@ function claimLegacy(
 }
 
 /** The next step of retiring one of our copies, per policy; nothing when it is already done. */
-function retireStep(copy: CloudImage, reason: string, policy: SyncPolicy, caps: DriverCapabilities, retiredSince: ReadonlyMap<string, string>, now: Date, immediateDelete: boolean): Step {
+function retireStep(
+  copy: CloudImage,
+  reason: string,
+  policy: SyncPolicy,
+  caps: DriverCapabilities,
+  retiredSince: ReadonlyMap<string, string>,
+  now: Date,
+  immediateDelete: boolean,
+  forced?: RetireMode,
+): Step {
   const base = { kind: 'retire' as const, nativeId: copy.nativeId, name: copy.name, ...(copy.markers ? { imageId: copy.markers.imageId } : {}), reason };
-  const mode = immediateDelete ? 'delete' : policy.retire.mode;
+  const mode = immediateDelete ? 'delete' : (forced ?? policy.retire.mode);
   if (mode === 'hide') return copy.hidden ? { action: undefined } : { action: { ...base, mode: 'hide', startsGrace: false } };
   if (mode === 'disable') return copy.state === 'disabled' ? { action: undefined } : { action: { ...base, mode: 'disable', startsGrace: false } };
   const since = retiredSince.get(copy.nativeId);
   const graceOver = immediateDelete || policy.retire.grace === 0 || (since !== undefined && Date.parse(since) + policy.retire.grace <= now.getTime());
   if (graceOver) {
-    if (copy.inUse) return { note: `${reason}: not deleted while it is in use` };
+    // Whatever the driver claims to detect: an image reported in use is never deleted.
+    if (copy.inUse) {
+      return { note: `${reason}: deletion deferred while it is in use by VMs`, flags: { deferred: true } };
+    }
     return { action: { ...base, mode: 'delete', startsGrace: false } };
   }
   // In its grace period: take it out of sight first (hide, or disable where hiding is not possible).
@@ -312,17 +336,18 @@ function retireStep(copy: CloudImage, reason: string, policy: SyncPolicy, caps: 
 }
 
 /** What differs between our copy and what it should be (the metadata we own). */
-function differences(copy: CloudImage, d: DesiredImage): string[] {
+function differences(copy: CloudImage, d: DesiredImage, caps: DriverCapabilities): string[] {
   const changes: string[] = [];
   if (copy.markers!.revision !== d.image.revision) changes.push(`revision ${copy.markers!.revision} -> ${d.image.revision}`);
   if (copy.name !== d.image.name) changes.push(`name "${copy.name}" -> "${d.image.name}"`);
   if (copy.access !== d.image.access) changes.push(`access ${copy.access} -> ${d.image.access}`);
+  if (caps.properties) changes.push(...lifecycleChanges(copy, d));
   return changes;
 }
 
 /** Among good copies, keep the one already up to date (markers naming the target count), else the newest. */
-function preferKeep(d: DesiredImage): (a: CloudImage, b: CloudImage) => number {
-  const score = (c: CloudImage) => differences(c, d).length + (c.markers!.target === undefined ? 1 : 0);
+function preferKeep(d: DesiredImage, caps: DriverCapabilities): (a: CloudImage, b: CloudImage) => number {
+  const score = (c: CloudImage) => differences(c, d, caps).length + (c.markers!.target === undefined ? 1 : 0);
   return (a, b) => score(a) - score(b) || (b.createdAt ?? '').localeCompare(a.createdAt ?? '') || a.nativeId.localeCompare(b.nativeId);
 }
 

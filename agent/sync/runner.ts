@@ -52,6 +52,19 @@ export interface RunOptions {
   onlyImages?: ReadonlySet<string>;
 }
 
+/** The plan's deferred notes as records of what was not done, and why. */
+function deferredRecords(p: Plan): ActionRecord[] {
+  return p.notes
+    .filter((note) => note.deferred)
+    .map((note) => ({
+      action: 'retire',
+      result: 'skipped',
+      name: note.name,
+      nativeId: note.nativeId,
+      detail: note.message,
+    }));
+}
+
 /** Catalog images matching `query`, page by page (`pageSize` at a time): never only the first page. */
 export async function* catalogPages(
   catalog: Catalog,
@@ -250,7 +263,8 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
     } else {
       const onEvent = options.onEvent ? { onEvent: options.onEvent } : {};
       const context = executorContext(target, deps, { logger: log, signal: controller.signal, ...onEvent });
-      run.actions = await execute(first, context);
+      // Held-back life cycle steps (in use, protected) are part of the run's record, with their reason.
+      run.actions = [...(await execute(first, context)), ...deferredRecords(first)];
       // Verification pass: the cloud re-read; whatever would still be done is drift. When the
       // re-read itself fails, the actions still did what they did: partial, drift unknown.
       try {

@@ -12,6 +12,8 @@ export interface ImageQuery {
   filters?: Readonly<Record<string, FilterValue>>;
   /** Only images this user (by id) may see: public ones, its own, and shared ones that name it. */
   visibleTo?: string;
+  /** Leaves out deleted images (kept, restorable, until purged): what users list by default. */
+  hideDeleted?: boolean;
   sort?: string;
   dir?: SortDirection;
   limit?: number;
@@ -31,7 +33,7 @@ export interface ImageRepository {
   get(id: string): Promise<Image>;
   find(id: string): Promise<Image | undefined>;
   list(query?: ImageQuery): Promise<Page<Image>>;
-  count(query?: Pick<ImageQuery, 'filters' | 'visibleTo'>): Promise<number>;
+  count(query?: Pick<ImageQuery, 'filters' | 'visibleTo' | 'hideDeleted'>): Promise<number>;
   /**
    * Applies `changes` if the stored revision still equals `expectedRevision`; otherwise a
    * conflict error, and nothing is written.

@@ -7,6 +7,7 @@ import { DEFAULT_SORT, MAX_FILTERS, MAX_LIMIT, type ImageQuery, type SortDirecti
 export interface NormalizedQuery {
   filters: { attribute: Attribute; value: FilterValue }[];
   visibleTo: string | undefined;
+  hideDeleted: boolean;
   sort: Attribute;
   dir: SortDirection;
   limit: number | undefined;
@@ -32,7 +33,7 @@ export function normalizeQuery(query: ImageQuery = {}): NormalizedQuery {
   }
   const marker = query.marker;
   if (marker !== undefined && !uuidPattern.test(marker)) throw new VisorError('invalidInput', `marker must be an image id, got "${marker}"`);
-  return { filters, visibleTo: query.visibleTo, sort, dir, limit, marker };
+  return { filters, visibleTo: query.visibleTo, hideDeleted: query.hideDeleted === true, sort, dir, limit, marker };
 }
 
 export function unknownMarker(marker: string): VisorError {

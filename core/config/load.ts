@@ -37,6 +37,7 @@ export interface VisorConfig {
   server: ConfigFile['server'];
   agent: ConfigFile['agent'];
   clouds: Record<string, CloudConfig>;
+  lifecycle: ConfigFile['lifecycle'];
 }
 
 /** A configuration problem located in its file. */
@@ -201,6 +202,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
       : cfg.server,
     agent: cfg.agent,
     clouds,
+    lifecycle: cfg.lifecycle,
   });
 }
 

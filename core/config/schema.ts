@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { storeNamePattern } from '../image/schema.js';
 import { byteSize } from './byte-size.js';
 import { logLevels } from '../logging/logger.js';
-import { syncPolicySchema } from './sync-policy.js';
+import { duration, syncPolicySchema } from './sync-policy.js';
 
 const options = z.record(z.string(), z.unknown(), 'must be a mapping of option names to values');
 const instanceName = z.string().regex(storeNamePattern, 'names use lower-case letters, digits, _ and -, starting with a letter');
@@ -114,6 +114,15 @@ export const configFileSchema = z.strictObject({
     })
     .prefault({}),
   clouds: z.record(instanceName, cloudSchema).default({}),
+  /** The life cycle of catalog images (docs/lifecycle.md). */
+  lifecycle: z
+    .strictObject({
+      /** How long a deleted image is kept, bits included, restorable with `visor restore` (0: deleted at once). */
+      softDelete: duration.default(0),
+      /** How often `visor serve` applies due deprecation dates and purges expired deleted images. */
+      sweepEvery: duration.default(60_000).refine((ms) => ms >= 1000, 'must be at least 1s'),
+    })
+    .prefault({}),
 });
 
 export type ConfigFile = z.infer<typeof configFileSchema>;

@@ -9,7 +9,7 @@ import { propertyKeyPattern } from '../image/schema.js';
  * are imported, when the agent runs, and how hard it tries.
  */
 
-const duration = z
+export const duration = z
   .union([z.number().int().min(0), z.string().regex(/^\d+(ms|s|m|h|d)$/, 'a duration like 30s, 10m, 2h or 7d')])
   .transform((value) => (typeof value === 'number' ? value * 1000 : toMs(value)));
 
@@ -58,6 +58,25 @@ export const syncPolicySchema = z.strictObject({
       grace: duration.default(0),
     })
     .prefault({}),
+  /** Image families (an image's `family`): how many versions this cloud keeps, and a stable name for the latest. */
+  families: z
+    .strictObject({
+      /** The newest N versions of each family are kept here; older ones are retired (the latest always stays). */
+      keep: z.number().int().min(1).max(1000).optional(),
+      /** Name of the latest version's copy, e.g. "{family}-latest"; only {family} is a placeholder. */
+      latestName: z
+        .string()
+        .min(1)
+        .max(255)
+        .refine(
+          (t) => [...t.matchAll(/\{([^}]*)\}/g)].every((m) => m[1] === 'family'),
+          'the only placeholder is {family}',
+        )
+        .optional(),
+    })
+    .prefault({}),
+  /** Deprecated images: how an obsolete image is taken out of sight (the other mode where the cloud lacks this one). */
+  lifecycle: z.strictObject({ obsolete: z.enum(['hide', 'disable']).default('hide') }).prefault({}),
   /** The cloud's own (unmarked) images: leave them (off), or copy them into the catalog. */
   import: z.enum(['off', 'metadata', 'full']).default('off'),
   /** Mark an unmarked cloud image as ours when its content equals a catalog image's (instead of uploading a copy). */

@@ -21,6 +21,7 @@ const scalar = (path: string, valueType: 'string' | 'number' = 'string'): Attrib
 
 const known: readonly Attribute[] = [
   ...['id', 'name', 'architecture', 'diskFormat', 'containerFormat', 'type', 'kernelId', 'ramdiskId', 'access', 'owner', 'status'].map((p) => scalar(p)),
+  ...['family', 'deprecation.state', 'deprecation.replacement', 'deletedAt', 'purgeAfter'].map((p) => scalar(p)),
   ...['size', 'virtualSize', 'minDisk', 'minRam', 'revision'].map((p) => scalar(p, 'number')),
   ...['createdAt', 'updatedAt', 'uploadedAt'].map((p) => scalar(p)),
   ...['os.type', 'os.distro', 'os.version', 'checksums.md5', 'checksums.sha256', 'checksums.sha512', 'location.store', 'location.uri'].map((p) => scalar(p)),

@@ -16,6 +16,7 @@ const table: Record<ImageStatus, Record<LifecycleEvent, [without: Outcome, withB
     reference: ['available', 'available'],
     clear: ['refused', 'refused'],
     delete: ['deleted', 'deleted'],
+    restore: ['refused', 'refused'],
   },
   uploading: {
     begin: ['refused', 'refused'],
@@ -25,6 +26,7 @@ const table: Record<ImageStatus, Record<LifecycleEvent, [without: Outcome, withB
     reference: ['refused', 'refused'],
     clear: ['locked', 'locked'],
     delete: ['deleted', 'deleted'],
+    restore: ['refused', 'refused'],
   },
   available: {
     begin: ['uploading', 'uploading'],
@@ -33,6 +35,7 @@ const table: Record<ImageStatus, Record<LifecycleEvent, [without: Outcome, withB
     reference: ['available', 'available'],
     clear: ['refused', 'refused'],
     delete: ['deleted', 'deleted'],
+    restore: ['refused', 'refused'],
   },
   error: {
     begin: ['uploading', 'uploading'],
@@ -41,6 +44,7 @@ const table: Record<ImageStatus, Record<LifecycleEvent, [without: Outcome, withB
     reference: ['available', 'available'],
     clear: ['locked', 'locked'],
     delete: ['deleted', 'deleted'],
+    restore: ['refused', 'refused'],
   },
   deleted: {
     begin: ['refused', 'refused'],
@@ -49,6 +53,8 @@ const table: Record<ImageStatus, Record<LifecycleEvent, [without: Outcome, withB
     reference: ['refused', 'refused'],
     clear: ['refused', 'refused'],
     delete: ['refused', 'refused'],
+    // A soft-deleted image comes back with its bits, or as metadata only.
+    restore: ['locked', 'available'],
   },
 };
 

@@ -9,14 +9,15 @@ import type { ImageStatus } from './model.js';
  *
  * locked = metadata only; uploading = bits being written (an upload, a re-upload, an import);
  * available = bits stored or a location referenced; error = the last upload failed (it may be
- * retried); deleted = final, on the way out.
+ * retried); deleted = on the way out: kept (bits too) until its purge time, restorable until then.
  */
 const transitions: Record<ImageStatus, readonly ImageStatus[]> = {
   locked: ['uploading', 'available', 'deleted'],
   uploading: ['available', 'error', 'locked', 'deleted'],
   available: ['uploading', 'deleted'],
   error: ['uploading', 'locked', 'available', 'deleted'],
-  deleted: [],
+  // Back out of a soft delete (restore), to what the bits allow; the purge removes the record.
+  deleted: ['available', 'locked'],
 };
 
 /** Whether a stored change may move `from` to `to` (staying put is always allowed). */
@@ -32,9 +33,10 @@ export function canTransition(from: ImageStatus, to: ImageStatus): boolean {
  *   back to the bits it had before, if any;
  * - `reference`: an HTTP location is referenced instead of stored bits;
  * - `clear`: the bits are given up, the image is metadata only again;
- * - `delete`: the image is on its way out.
+ * - `delete`: the image is on its way out;
+ * - `restore`: a deleted image comes back before it is purged, with the bits it had, if any.
  */
-export const lifecycleEvents = ['begin', 'store', 'fail', 'reference', 'clear', 'delete'] as const;
+export const lifecycleEvents = ['begin', 'store', 'fail', 'reference', 'clear', 'delete', 'restore'] as const;
 export type LifecycleEvent = (typeof lifecycleEvents)[number];
 
 /** What the machine needs to know besides the status: whether the image has bits (a location) already. */
@@ -49,6 +51,7 @@ const after: Record<LifecycleEvent, (from: ImageStatus, facts: LifecycleFacts) =
   reference: (from) => (from === 'locked' || from === 'error' || from === 'available' ? 'available' : undefined),
   clear: (from) => (from === 'uploading' || from === 'error' ? 'locked' : undefined),
   delete: (from) => (from === 'deleted' ? undefined : 'deleted'),
+  restore: (from, facts) => (from === 'deleted' ? (facts.hasBits ? 'available' : 'locked') : undefined),
 };
 
 /**

@@ -9,6 +9,8 @@ export const imageTypes = ['machine', 'kernel', 'ramdisk'] as const;
 export const accessLevels = ['public', 'private', 'shared'] as const;
 export const imageStatuses = ['locked', 'uploading', 'available', 'error', 'deleted'] as const;
 export const checksumAlgorithms = ['md5', 'sha256', 'sha512'] as const;
+/** Where an image is in its life (core/image/deprecation.ts): `active` is the absence of a `deprecation`. */
+export const deprecationStates = ['deprecated', 'obsolete'] as const;
 
 export type Architecture = (typeof architectures)[number];
 export type DiskFormat = (typeof diskFormats)[number];
@@ -17,6 +19,24 @@ export type ImageType = (typeof imageTypes)[number];
 export type Access = (typeof accessLevels)[number];
 export type ImageStatus = (typeof imageStatuses)[number];
 export type ChecksumAlgorithm = (typeof checksumAlgorithms)[number];
+export type DeprecationState = (typeof deprecationStates)[number];
+
+/**
+ * An image on its way out, as GCE's `deprecate` has it: `deprecated` (usable, flagged, pointing
+ * at its replacement), then `obsolete` (hidden or disabled for new launches), then deleted. The
+ * dates schedule the next steps; they take effect when they pass, in the catalog and in every cloud.
+ */
+export interface Deprecation {
+  state: DeprecationState;
+  /** The catalog image to use instead. */
+  replacement?: string;
+  /** When it was deprecated (ISO time). */
+  since: string;
+  /** When it becomes obsolete, if still deprecated then. */
+  obsoleteOn?: string;
+  /** When it is deleted (softly, see `deletedAt`). */
+  deleteOn?: string;
+}
 
 export type Checksums = Partial<Record<ChecksumAlgorithm, string>>;
 
@@ -59,12 +79,27 @@ export interface Image {
   createdAt: string;
   updatedAt: string;
   uploadedAt?: string;
+  /** Versions of one OS line share a family; a cloud may keep the newest N and name the latest. */
+  family?: string;
+  /** Never the family's `latest` (a version held back, as Azure's excludeFromLatest). */
+  excludeFromLatest?: boolean;
+  /** Never deleted, hidden or disabled by visor, in the catalog or in any cloud, until unprotected. */
+  protected?: boolean;
+  /** Present while the image is deprecated or obsolete. */
+  deprecation?: Deprecation;
+  /** When it was deleted (status `deleted`): it can be restored, bits included, until `purgeAfter`. */
+  deletedAt?: string;
+  /** When a deleted image's record and bits are removed for good. */
+  purgeAfter?: string;
   /** Incremented on every write; an update names the revision it read (optimistic concurrency). */
   revision: number;
 }
 
 /** Fields that only the service sets; never taken from a client as-is. */
-export const systemFields = ['id', 'status', 'size', 'checksums', 'location', 'createdAt', 'updatedAt', 'uploadedAt', 'revision'] as const;
+export const systemFields = [
+  'id', 'status', 'size', 'checksums', 'location', 'createdAt', 'updatedAt', 'uploadedAt', 'revision', 'deprecation',
+  'deletedAt', 'purgeAfter',
+] as const;
 
 /** Everything a caller may give when registering an image; the rest is filled in by `newImage`. */
 export type ImageDraft = Omit<Partial<Image>, 'revision' | 'createdAt' | 'updatedAt'> & Pick<Image, 'name' | 'architecture'>;

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import {
   accessLevels,
   architectures,
+  deprecationStates,
   containerFormats,
   diskFormats,
   imageStatuses,
@@ -44,6 +45,17 @@ const count = z.number().int('must be an integer').min(0, 'must not be negative'
 const timestamp = z.iso.datetime({ offset: true, message: 'must be an ISO-8601 date-time' });
 const uuid = z.string().regex(uuidPattern, 'must be a lower-case UUID');
 
+export const deprecationSchema = z.strictObject({
+  state: z.enum(deprecationStates),
+  replacement: uuid.optional(),
+  since: timestamp,
+  obsoleteOn: timestamp.optional(),
+  deleteOn: timestamp.optional(),
+});
+
+/** Family names: what GCE allows (lower-case letters, digits, hyphens), a little longer. */
+export const familyPattern = /^[a-z](?:[a-z0-9-]{0,126}[a-z0-9])?$/;
+
 export const checksumsSchema = z.strictObject({ md5: hex(32).optional(), sha256: hex(64).optional(), sha512: hex(128).optional() });
 export const osSchema = z.strictObject({ type: text(64).optional(), distro: text(64).optional(), version: text(64).optional() });
 export const locationSchema = z.strictObject({
@@ -58,6 +70,8 @@ export const reservedPropertyKeys: ReadonlySet<string> = new Set([
   'properties', 'location', 'createdAt', 'updatedAt', 'uploadedAt', 'revision', 'store', 'uri', 'format',
   'kernel', 'ramdisk', 'disk_format', 'container_format', 'kernel_id', 'ramdisk_id', 'virtual_size', 'min_disk',
   'min_ram', 'created_at', 'updated_at', 'uploaded_at', 'accessed_at', 'access_count', 'sort', 'dir', 'limit', 'marker',
+  'family', 'excludeFromLatest', 'protected', 'deprecation', 'deletedAt', 'purgeAfter', 'exclude_from_latest',
+  'deleted_at', 'purge_after',
 ]);
 
 const propertyKey = z
@@ -99,6 +113,12 @@ const fields = {
   createdAt: timestamp,
   updatedAt: timestamp,
   uploadedAt: timestamp,
+  family: z.string().regex(familyPattern, 'lower-case letters, digits and -, starting with a letter (at most 128)'),
+  excludeFromLatest: z.boolean(),
+  protected: z.boolean(),
+  deprecation: deprecationSchema,
+  deletedAt: timestamp,
+  purgeAfter: timestamp,
   revision: z.number().int().min(1),
 };
 
@@ -111,6 +131,9 @@ interface CrossFields {
   location?: unknown;
   access?: string | undefined;
   members?: unknown[] | undefined;
+  id?: string | undefined;
+  deprecation?: { replacement?: string | undefined } | undefined;
+  deletedAt?: string | undefined;
 }
 
 function crossFieldRules(image: CrossFields, ctx: z.RefinementCtx): void {
@@ -121,6 +144,12 @@ function crossFieldRules(image: CrossFields, ctx: z.RefinementCtx): void {
   }
   if (image.status === 'available' && image.location === undefined) {
     ctx.addIssue({ code: 'custom', path: ['location'], message: 'an available image must have a location' });
+  }
+  if (image.deprecation?.replacement !== undefined && image.deprecation.replacement === image.id) {
+    ctx.addIssue({ code: 'custom', path: ['deprecation', 'replacement'], message: 'an image cannot replace itself' });
+  }
+  if (image.deletedAt !== undefined && image.status !== 'deleted') {
+    ctx.addIssue({ code: 'custom', path: ['deletedAt'], message: 'only a deleted image has a deletion time' });
   }
   if (image.access !== undefined && image.access !== 'shared' && (image.members?.length ?? 0) > 0) {
     ctx.addIssue({ code: 'custom', path: ['members'], message: 'only a shared image has members' });
@@ -142,6 +171,12 @@ export const imageSchema = z
     os: fields.os.optional(),
     location: fields.location.optional(),
     uploadedAt: fields.uploadedAt.optional(),
+    family: fields.family.optional(),
+    excludeFromLatest: fields.excludeFromLatest.optional(),
+    protected: fields.protected.optional(),
+    deprecation: fields.deprecation.optional(),
+    deletedAt: fields.deletedAt.optional(),
+    purgeAfter: fields.purgeAfter.optional(),
   })
   .superRefine(crossFieldRules);
 
@@ -149,7 +184,7 @@ export const imageSchema = z
 export const imageDraftSchema = z.strictObject({
   ...Object.fromEntries(
     Object.entries(fields)
-      .filter(([key]) => !['revision', 'createdAt', 'updatedAt'].includes(key))
+      .filter(([key]) => !['revision', 'createdAt', 'updatedAt', 'deletedAt', 'purgeAfter'].includes(key))
       .map(([key, schema]) => [key, schema.optional()]),
   ),
   name: fields.name,
@@ -181,4 +216,10 @@ export const imageChangesSchema = z.strictObject({
   properties: z.record(propertyKey, propertyValue.nullable()).optional(),
   location: nullable(fields.location),
   uploadedAt: nullable(fields.uploadedAt),
+  family: nullable(fields.family),
+  excludeFromLatest: nullable(fields.excludeFromLatest),
+  protected: nullable(fields.protected),
+  deprecation: nullable(fields.deprecation),
+  deletedAt: nullable(fields.deletedAt),
+  purgeAfter: nullable(fields.purgeAfter),
 });

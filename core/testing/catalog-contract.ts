@@ -362,7 +362,33 @@ export function catalogContract(
           size: 3,
         });
         const deleted = await catalog.images.update(image.id, available.revision, { status: 'deleted' });
-        await expectKind(catalog.images.update(image.id, deleted.revision, { status: 'locked' }), 'conflict');
+        await expectKind(catalog.images.update(image.id, deleted.revision, { status: 'uploading' }), 'conflict');
+        // A soft delete is undone (restore) back to the bits it kept.
+        const restored = await catalog.images.update(image.id, deleted.revision, { status: 'available' });
+        expect(restored.location).toEqual({ store: 'local', uri: 'file:///x' });
+      });
+
+      it('keeps the life cycle fields, and leaves deleted images out where asked', async () => {
+        const since = '2026-01-01T00:00:00.000Z';
+        const a = await catalog.images.create(makeImage({ name: 'a', family: 'deb-12' }));
+        const b = await catalog.images.create(makeImage({ name: 'b', family: 'deb-12', protected: true }));
+        const deleteOn = '2027-01-01T00:00:00.000Z';
+        const deprecation = { state: 'deprecated' as const, since, replacement: b.id, deleteOn };
+        const deprecated = await catalog.images.update(a.id, a.revision, { deprecation });
+        expect((await catalog.images.get(a.id)).deprecation).toEqual(deprecation);
+        const flagged = await catalog.images.list({ filters: { 'deprecation.state': 'deprecated' } });
+        expect(flagged.items.map((i) => i.id)).toEqual([a.id]);
+        expect((await catalog.images.list({ filters: { family: 'deb-12' } })).items).toHaveLength(2);
+        const itself = { deprecation: { ...deprecation, replacement: a.id } };
+        await expectKind(catalog.images.update(a.id, deprecated.revision, itself), 'invalidInput');
+        await expectKind(catalog.images.update(a.id, deprecated.revision, { deletedAt: since }), 'invalidInput');
+        const trashed = { status: 'deleted' as const, deletedAt: since, purgeAfter: since };
+        await catalog.images.update(a.id, deprecated.revision, trashed);
+        expect((await catalog.images.list({ hideDeleted: true })).items.map((i) => i.id)).toEqual([b.id]);
+        expect(await catalog.images.count({ hideDeleted: true })).toBe(1);
+        expect(await catalog.images.count({ filters: { status: 'deleted' } })).toBe(1);
+        expect((await catalog.images.list({})).items).toHaveLength(2);
+        expect((await catalog.images.get(b.id)).protected).toBe(true);
       });
     });
 

@@ -18,6 +18,7 @@ export function referenceQuery(images: readonly Image[], query: ImageQuery): Ima
     image.owner === query.visibleTo ||
     (image.access === 'shared' && image.members.includes(query.visibleTo));
   const matches = (image: Image) =>
+    !(query.hideDeleted && image.status === 'deleted') &&
     filters.every(({ attribute, value }) => {
       const actual = readAttribute(image, attribute);
       return attribute.array ? Array.isArray(actual) && actual.includes(value) : actual === value;

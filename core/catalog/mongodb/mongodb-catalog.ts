@@ -163,7 +163,7 @@ class MongoImages implements ImageRepository {
     return more && last ? { items, nextMarker: last.id } : { items };
   }
 
-  async count(query: Pick<ImageQuery, 'filters' | 'visibleTo'> = {}): Promise<number> {
+  async count(query: Pick<ImageQuery, 'filters' | 'visibleTo' | 'hideDeleted'> = {}): Promise<number> {
     const clauses = filterClauses(normalizeQuery(query));
     return guard(() => this.images().countDocuments(clauses.length ? { $and: clauses } : {}));
   }
@@ -243,6 +243,7 @@ function filterClauses(q: NormalizedQuery): Filter<ImageDoc>[] {
   const out: Filter<ImageDoc>[] = q.filters.map(({ attribute, value }) => ({ [field(attribute)]: value }) as Filter<ImageDoc>);
   const visible = visibility(q.visibleTo);
   if (visible) out.push(visible);
+  if (q.hideDeleted) out.push({ status: { $ne: 'deleted' } } as Filter<ImageDoc>);
   return out;
 }
 

@@ -57,6 +57,7 @@ export function whereClause(q: NormalizedQuery, params: Params): string[] {
   }
   const visible = visibility(q.visibleTo, params);
   if (visible) out.push(visible);
+  if (q.hideDeleted) out.push(`doc->>'status' <> 'deleted'`);
   return out;
 }
 

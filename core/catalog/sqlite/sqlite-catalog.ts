@@ -188,7 +188,7 @@ class SqliteImages implements ImageRepository {
     return more && last ? { items, nextMarker: last.id } : { items };
   }
 
-  async count(query: Pick<ImageQuery, 'filters' | 'visibleTo'> = {}): Promise<number> {
+  async count(query: Pick<ImageQuery, 'filters' | 'visibleTo' | 'hideDeleted'> = {}): Promise<number> {
     const where = whereClause(normalizeQuery(query));
     const sql = `SELECT count(*) AS n FROM images${where.length ? ` WHERE ${where.map((w) => w.sql).join(' AND ')}` : ''}`;
     return this.stmt<unknown[], { n: number }>(sql).get(...where.flatMap((w) => w.params))?.n ?? 0;
@@ -274,6 +274,7 @@ function whereClause(q: NormalizedQuery): Condition[] {
   );
   const visible = visibility(q.visibleTo);
   if (visible) out.push(visible);
+  if (q.hideDeleted) out.push({ sql: `json_extract(doc, '$."status"') <> 'deleted'`, params: [] });
   return out;
 }
 
