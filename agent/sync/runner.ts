@@ -10,6 +10,11 @@ import { execute, type ExecutorContext, type SyncEvent } from './executor.js';
 import { Limiter } from './limiter.js';
 import { hasLegacyCopies, plan, type Plan, type Rival } from './planner.js';
 import { withRetry, withTimeout } from './retry.js';
+import type { ShareAction } from './share-plan.js';
+import { applySharing, readSharing, type SharingState } from './share-run.js';
+
+/** A plan with its sharing step: the members to add or remove on copies that exist. */
+export type SyncPlan = Plan & { sharing: ShareAction[] };
 
 export interface Target {
   name: string;
@@ -113,6 +118,11 @@ export function checkPolicy(target: Target): void {
   if (!caps.retireModes.includes(mode)) {
     throw new VisorError('config', `clouds.${target.name}.sync.retire.mode is ${mode}, but ${target.adapter} can only ${caps.retireModes.join(', ')}`);
   }
+  const { sharing } = target.policy;
+  const asked = sharing.shareWith.length > 0 || Object.keys(sharing.members).length > 0;
+  if (asked && !caps.sharing) {
+    throw new VisorError('config', `clouds.${target.name}.sync.sharing is set, but ${target.adapter} cannot share images with chosen principals (images are never made public instead; remove the setting)`);
+  }
   const format = target.policy.diskFormat;
   if (format !== 'auto' && !caps.diskFormats.includes(format)) {
     throw new VisorError('config', `clouds.${target.name}.sync.diskFormat is ${format}, which ${target.adapter} does not accept (${caps.diskFormats.join(', ')})`);
@@ -120,7 +130,19 @@ export function checkPolicy(target: Target): void {
 }
 
 /** Reads both sides and plans; no lease needed (nothing is changed). */
-export async function planTarget(target: Target, deps: SyncDeps, options: { signal?: AbortSignal; onlyImages?: ReadonlySet<string> } = {}): Promise<Plan> {
+export async function planTarget(
+  target: Target,
+  deps: SyncDeps,
+  options: { signal?: AbortSignal; onlyImages?: ReadonlySet<string> } = {},
+): Promise<SyncPlan> {
+  return (await planWithSharing(target, deps, options)).plan;
+}
+
+async function planWithSharing(
+  target: Target,
+  deps: SyncDeps,
+  options: { signal?: AbortSignal; onlyImages?: ReadonlySet<string> } = {},
+): Promise<{ plan: SyncPlan; sharing: SharingState; observed: CloudImage[] }> {
   checkPolicy(target);
   const listed = await listCloud(target, options.signal);
   let catalog = await catalogSnapshot(deps.catalog);
@@ -140,7 +162,33 @@ export async function planTarget(target: Target, deps: SyncDeps, options: { sign
     now: deps.now?.() ?? new Date(),
     rivals,
   });
-  return result;
+  const observed = only ? listed.filter((o) => !o.markers || only.has(o.markers.imageId)) : listed;
+  const input = { catalog: deps.catalog, agentId: deps.agentId, images: catalog, observed };
+  const sharing = await readSharing(target, input, options.signal);
+  const notes = [...result.notes, ...sharing.plan.notes];
+  return { plan: { ...result, notes, sharing: sharing.plan.actions }, sharing, observed };
+}
+
+/**
+ * The sharing step of a run, after the other actions: on a fresh listing when they changed the
+ * cloud (a new copy is shared in the run that made it), else on the plan's own reading.
+ */
+async function shareAfter(
+  target: Target,
+  deps: SyncDeps,
+  first: { plan: SyncPlan; sharing: SharingState; observed: CloudImage[] },
+  options: { signal?: AbortSignal; onlyImages?: ReadonlySet<string>; logger: Logger },
+): Promise<ActionRecord[]> {
+  // A cloud that cannot share has nothing to apply (its notes were in the plan); a stopped run stops.
+  if (!target.driver.capabilities.sharing || options.signal?.aborted) return [];
+  const changed = first.plan.actions.length > 0;
+  const current = changed ? await planWithSharing(target, deps, options) : first;
+  const context = { catalog: deps.catalog, observed: current.observed, logger: options.logger };
+  return applySharing(target, current.sharing, {
+    ...context,
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(deps.now ? { now: deps.now } : {}),
+  });
 }
 
 export function runStatus(records: readonly ActionRecord[], error: string | undefined): RunStatus {
@@ -208,7 +256,9 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
   let error: string | undefined;
   let verifyError: string | undefined;
   try {
-    const first = await planTarget(target, deps, { signal: controller.signal, ...(options.onlyImages ? { onlyImages: options.onlyImages } : {}) });
+    const only = options.onlyImages ? { onlyImages: options.onlyImages } : {};
+    const planned = await planWithSharing(target, deps, { signal: controller.signal, ...only });
+    const first = planned.plan;
     options.onPlan?.(first);
     for (const note of first.notes) {
       // What the plan leaves alone on purpose, said in the log of every run (not only by `visor plan`).
@@ -217,16 +267,24 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
       else log.info('left alone', meta);
     }
     if (options.dryRun) {
-      run.actions = first.actions.map((a) => ({ action: a.kind, name: a.name, result: 'skipped' as const, detail: 'dry run', ...('nativeId' in a ? { nativeId: a.nativeId } : {}), ...('imageId' in a && a.imageId ? { imageId: a.imageId } : {}) }));
-      run.drift = first.actions.length;
+      run.actions = [...first.actions, ...first.sharing].map((a) => ({ action: a.kind, name: a.name, result: 'skipped' as const, detail: 'dry run', ...('nativeId' in a ? { nativeId: a.nativeId } : {}), ...('imageId' in a && a.imageId ? { imageId: a.imageId } : {}) }));
+      run.drift = first.actions.length + first.sharing.length;
     } else {
       const onEvent = options.onEvent ? { onEvent: options.onEvent } : {};
       const context = executorContext(target, deps, { logger: log, signal: controller.signal, ...onEvent });
       run.actions = await execute(first, context);
+      try {
+        run.actions.push(...(await shareAfter(target, deps, planned, { signal: controller.signal, ...only, logger: log })));
+      } catch (caught) {
+        // Reading the cloud for the sharing step failed: the other actions stand; this one failed.
+        const { kind, message } = toVisorError(caught);
+        run.actions.push({ action: 'share', result: 'failed', error: { kind, message } });
+      }
       // Verification pass: the cloud re-read; whatever would still be done is drift. When the
       // re-read itself fails, the actions still did what they did: partial, drift unknown.
       try {
-        run.drift = (await planTarget(target, deps, { signal: controller.signal, ...(options.onlyImages ? { onlyImages: options.onlyImages } : {}) })).actions.length;
+        const verify = await planTarget(target, deps, { signal: controller.signal, ...only });
+        run.drift = verify.actions.length + verify.sharing.length;
       } catch (caught) {
         verifyError = `checking the cloud after the run failed: ${toVisorError(caught).message}`;
         log.warn('verification after the run failed', { error: toVisorError(caught) });
