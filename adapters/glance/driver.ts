@@ -252,7 +252,13 @@ export class GlanceDriver implements IaasDriver {
     return this.#client.download(nativeId, options.range, options.signal);
   }
 
+  /**
+   * Glance keeps the members of an image that is no longer `shared` but puts them out of effect
+   * and refuses to list them ("Only shared images have members"): such an image has none in effect.
+   */
   async members(nativeId: string, options: DriverCallOptions = {}): Promise<ShareMember[]> {
+    const image = await this.#client.getImage(nativeId, options.signal);
+    if (image.visibility !== 'shared') return [];
     return (await this.#client.listMembers(nativeId, options.signal)).map(memberOf);
   }
 
@@ -267,7 +273,7 @@ export class GlanceDriver implements IaasDriver {
     const { signal } = request;
     const current = await this.#client.getImage(nativeId, signal);
     checkClaim(nativeId, toCloudImage(current).markers, request.claim, 'share');
-    const before = await this.#client.listMembers(nativeId, signal);
+    const before = current.visibility === 'shared' ? await this.#client.listMembers(nativeId, signal) : [];
     const { add, remove } = shareDelta(before.map((m) => m.member_id), request);
     if (add.length > 0 && current.visibility !== 'shared') {
       const why = `Glance: image ${nativeId} is ${current.visibility}; only a shared image gets members`;

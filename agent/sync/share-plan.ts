@@ -59,7 +59,7 @@ export interface SharePlan {
   actions: ShareAction[];
   notes: Note[];
   /** Per copy looked at: who it should be shared with, and who could not be mapped (for the records). */
-  wanted: Map<string, { imageId: string; name: string; wanted: string[]; unmapped: string[] }>;
+  wanted: Map<string, { imageId: string; name: string; wanted: string[]; unmapped: string[]; dormant: boolean }>;
 }
 
 /** This target's own copies (markers name this agent and target): the only ones whose sharing is touched. */
@@ -126,7 +126,10 @@ export function planSharing(input: SharePlanInput): SharePlan {
     const record = input.records.get(copy.nativeId);
     const managed = record?.managed ?? [];
     if (wanted.length === 0 && managed.length === 0) continue;
-    wantedBy.set(copy.nativeId, { imageId: copy.markers!.imageId, name: copy.name, wanted, unmapped });
+    // Where members need a `shared` image (Glance), those of a copy made private are out of effect
+    // but kept by the cloud: they stay visor's in the records, to be removed if it is shared again.
+    const dormant = input.capabilities.access.includes('shared') && copy.access !== 'shared';
+    wantedBy.set(copy.nativeId, { imageId: copy.markers!.imageId, name: copy.name, wanted, unmapped, dormant });
     if (sharing.maxPrincipals !== undefined && wanted.length > sharing.maxPrincipals) {
       const most = `${sharing.maxPrincipals} ${sharing.principal}(s)`;
       note(`cannot share with ${wanted.join(', ')}: an image can be shared with at most ${most} here`, true);

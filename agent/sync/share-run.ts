@@ -88,7 +88,8 @@ export async function applySharing(
   for (const [nativeId, wanted] of state.plan.wanted) {
     if (acted.has(nativeId)) continue;
     const members = state.members.get(nativeId) ?? [];
-    const managed = keepPresent(state.records.get(nativeId)?.managed ?? [], members);
+    const before = state.records.get(nativeId)?.managed ?? [];
+    const managed = wanted.dormant ? before : keepPresent(before, members);
     await save(nativeId, { imageId: wanted.imageId, name: wanted.name, managed, members, unmapped: wanted.unmapped });
   }
   // Records of copies that are gone from the cloud mean nothing any more.

@@ -88,8 +88,19 @@ describe('sharing, kept in step by the agent', () => {
     expect(privateRun).toMatchObject({ status: 'succeeded', drift: 0 });
     const after = await target.driver.get(copy.nativeId);
     expect(after.access).toBe('private');
-    expect((await target.driver.members!(copy.nativeId)).map((m) => m.principal)).toEqual(['proj-hand']);
+    // Private: no member in effect (as in Glance), and nobody else sees it.
+    expect(await target.driver.members!(copy.nativeId)).toEqual([]);
     expect(await visible(w, 'proj-beta', copy.nativeId)).toBe(false);
+    expect(await visible(w, 'proj-hand', copy.nativeId)).toBe(false);
+    // visor's member stays in its records while dormant: shared again without it, it is removed.
+    expect((await w.catalog.state.get<ShareRecord>(shareKey('lab', copy.nativeId)))?.managed).toEqual(['proj-beta']);
+    const back = await w.catalog.images.get(image.id);
+    await w.catalog.images.update(image.id, back!.revision, { access: 'shared', members: ['vo.alpha'] });
+    const shared = await syncTarget(target, w.deps(), { trigger: 'manual' });
+    expect(shared).toMatchObject({ status: 'succeeded', drift: 0 });
+    const principals2 = (await target.driver.members!(copy.nativeId)).map((m) => m.principal).sort();
+    expect(principals2).toEqual(['proj-alpha', 'proj-hand']);
+    expect(await visible(w, 'proj-hand', copy.nativeId)).toBe(true);
   });
 
   it('never shares a private catalog image, whatever shareWith says', async () => {

@@ -111,9 +111,12 @@ export class MemoryCloud {
     this.#projects.add(project);
   }
 
-  /** The members of an image (its owner asks). */
+  /** The members of an image (its owner asks); as Glance, refused unless the image is shared. */
   async listMembers(id: string): Promise<NativeMember[]> {
-    this.#find(id);
+    const image = this.#find(id);
+    if (image.visibility !== 'shared') {
+      throw new VisorError('forbidden', `${this.name}: image ${id} is ${image.visibility}: only shared images have members`);
+    }
     return [...(this.#members.get(id) ?? new Map())].map(([member_id, status]) => ({ image_id: id, member_id, status }));
   }
 
@@ -150,7 +153,12 @@ export class MemoryCloud {
   /** What `project` may use: its own images, public ones, and shared ones it accepted. */
   async visibleTo(project: string): Promise<NativeImage[]> {
     return [...this.#images.values()]
-      .filter((i) => i.project === project || i.visibility === 'public' || this.#members.get(i.id)?.get(project) === 'accepted')
+      .filter(
+        (i) =>
+          i.project === project ||
+          i.visibility === 'public' ||
+          (i.visibility === 'shared' && this.#members.get(i.id)?.get(project) === 'accepted'),
+      )
       .map(copy);
   }
 

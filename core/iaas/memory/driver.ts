@@ -230,10 +230,11 @@ export class MemoryDriver implements IaasDriver {
     await this.#delete(current);
   }
 
+  /** As in Glance, the members of an image that is not `shared` are out of effect: it has none. */
   async members(nativeId: string, _options: DriverCallOptions = {}): Promise<ShareMember[]> {
     this.#open();
-    await this.#read(nativeId);
-    return this.#members(nativeId);
+    const current = await this.#read(nativeId);
+    return current.visibility === 'shared' ? this.#members(nativeId) : [];
   }
 
   /**
@@ -245,7 +246,7 @@ export class MemoryDriver implements IaasDriver {
     checkSharing('memory', this.capabilities, request.wanted);
     const current = await this.#read(nativeId);
     checkClaim(nativeId, toCloudImage(current).markers, request.claim, 'share');
-    const before = await this.#members(nativeId);
+    const before = current.visibility === 'shared' ? await this.#members(nativeId) : [];
     const { add, remove } = shareDelta(before.map((m) => m.principal), request);
     if (add.length > 0 && current.visibility !== 'shared') {
       throw new VisorError(
