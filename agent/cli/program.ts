@@ -18,6 +18,7 @@ import { syncCommand } from './commands/sync.js';
 import { triggerCommand } from './commands/trigger.js';
 import { updateCommand } from './commands/update.js';
 import { usersCommand } from './commands/users.js';
+import { whereCommand } from './commands/where.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
 import type { CliIo } from './io.js';
 import { version } from './version.js';
@@ -35,6 +36,7 @@ export const commands: readonly CommandDefinition[] = [
   planCommand,
   syncCommand,
   statusCommand,
+  whereCommand,
   triggerCommand,
   migrateCommand,
   briefCommand,

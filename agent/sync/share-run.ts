@@ -1,10 +1,10 @@
 import type { ActionRecord, Catalog } from '../../core/catalog/port.js';
 import { toVisorError } from '../../core/errors.js';
-import type { CloudImage, ShareMember } from '../../core/iaas/port.js';
+import type { SyncPolicy } from '../../core/config/sync-policy.js';
+import type { CloudImage, IaasDriver, ShareMember } from '../../core/iaas/port.js';
 import type { Image } from '../../core/image/model.js';
 import type { Logger } from '../../core/logging/logger.js';
 import { withRetry, withTimeout } from './retry.js';
-import type { Target } from './runner.js';
 import {
   describeShare,
   planSharing,
@@ -21,6 +21,13 @@ import {
  * is kept in the catalog's state (`share:<target>:<nativeId>`), so that a member the catalog no
  * longer wants is removed on a later run, and only such a member.
  */
+
+/** The parts of a runner's target the sharing step uses. */
+interface Target {
+  name: string;
+  policy: SyncPolicy;
+  driver: IaasDriver;
+}
 
 export interface SharingState {
   plan: SharePlan;

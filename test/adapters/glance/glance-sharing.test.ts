@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { syncTarget } from '../../../agent/sync/runner.js';
@@ -7,6 +9,7 @@ import { shareKey, type ShareRecord } from '../../../agent/sync/share-plan.js';
 import type { GlanceDriver } from '../../../adapters/glance/index.js';
 import { requirePeer } from '../../peers/index.js';
 import type { OpenStackPeer } from '../../peers/openstack.js';
+import { runVisorAsync } from '../../support/cli.js';
 import { memorySyncWorld, type MemorySyncWorld } from '../../support/memory-sync.js';
 import { deleteImagesNamed, glanceApi, makeDriver, peerStartTimeout } from './harness.js';
 import { createMemberProjects, type MemberProject, type MemberProjects } from './member-projects.js';
@@ -44,6 +47,21 @@ async function asProject(peer: OpenStackPeer, project: MemberProject, args: stri
   } catch (error) {
     return { ok: false, out: String((error as { stderr?: string }).stderr ?? error) };
   }
+}
+
+/** `visor where ID --json` on the world's catalog, its cloud `lab` being this Glance as admin. */
+async function where(peer: OpenStackPeer, world: MemorySyncWorld, id: string) {
+  const config = join(world.dir, 'visor.yaml');
+  const user = peer.admin;
+  const auth = `{ type: password, username: ${user.username}, password: '${user.password}', projectName: ${user.projectName} }`;
+  await writeFile(
+    config,
+    `dataDir: ${world.dir}\nlogging: { level: error }\nagent: { id: ${world.agentId} }\nclouds:\n  lab:\n` +
+      `    adapter: glance\n    options: { authUrl: '${peer.authUrl}', region: ${peer.region}, auth: ${auth} }\n`,
+  );
+  const result = await runVisorAsync(['where', id, '--json', '-c', config], { env: { HOME: world.dir } });
+  expect(result.code, result.stderr).toBe(0);
+  return JSON.parse(result.stdout) as { copies: Array<{ cloud: string; nativeId: string; members: unknown[] }> };
 }
 
 const listed = async (peer: OpenStackPeer, project: MemberProject, id: string) => {
@@ -106,6 +124,11 @@ describe('sharing in the real Glance, as the member project sees it', () => {
 
     const again = await syncTarget(target(), world.deps(), { trigger: 'manual' });
     expect(again).toMatchObject({ status: 'succeeded', actions: [], drift: 0 });
+    // `visor where`: per cloud, who the copy is shared with, and the state of the membership.
+    const seen = await where(peer, world, image.id);
+    expect(seen.copies).toEqual([
+      expect.objectContaining({ cloud: 'lab', nativeId: copy.nativeId, members: [{ principal: one.id, status: 'accepted', by: 'visor' }] }),
+    ]);
 
     // A member added by hand, outside visor, and accepted by its project.
     const admin = await glanceApi(peer, 'admin');
@@ -126,6 +149,8 @@ describe('sharing in the real Glance, as the member project sees it', () => {
     const record = await world.catalog.state.get<ShareRecord>(shareKey('lab', copy.nativeId));
     expect(record?.managed ?? []).toEqual([]);
     expect(record?.members).toEqual([{ principal: hand.id, status: 'accepted' }]);
+    const later = await where(peer, world, image.id);
+    expect(later.copies[0]?.members).toEqual([{ principal: hand.id, status: 'accepted', by: 'other' }]);
     const fourth = await syncTarget(target(), world.deps(), { trigger: 'manual' });
     expect(fourth).toMatchObject({ status: 'succeeded', actions: [], drift: 0 });
   }, 600_000);
