@@ -12,6 +12,7 @@ import { openRuntime, type Runtime, type RuntimeOptions } from './runtime/open-r
 import type { BuiltTargets } from './runtime/services.js';
 import { startServer, type RunningServer, type ServeOptions } from './serve.js';
 import { syncTarget, type SyncDeps, type Target } from './sync/runner.js';
+import { sharingSummary } from './sync/share-run.js';
 
 export interface TargetStatus {
   name: string;
@@ -24,6 +25,8 @@ export interface TargetStatus {
   drift: number | undefined;
   /** The cloud's driver could not be built: the target cannot sync until the config is fixed. */
   error: string | undefined;
+  /** Copies shared, memberships pending acceptance, catalog members with no principal mapped. */
+  sharing: { shared: number; pending: string[]; unmapped: string[] };
 }
 
 /** Served without a signature: metrics, and the one-time content URLs clouds fetch images from. */
@@ -115,6 +118,7 @@ export class AgentDaemon implements AgentControl {
         lastRun: last ? summarise(last) : undefined,
         drift: last?.drift,
         error: generation.built.failed.get(name)?.message,
+        sharing: await sharingSummary(this.#server!.catalog, name),
       });
     }
     return out;

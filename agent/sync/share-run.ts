@@ -168,3 +168,20 @@ function keepPresent(managed: readonly string[], members: readonly ShareMember[]
   const present = new Set(members.map((m) => m.principal));
   return managed.filter((p) => present.has(p));
 }
+
+/** What status shows of a target's sharing: copies shared, memberships pending, members with no mapping. */
+export async function sharingSummary(
+  catalog: Catalog,
+  target: string,
+): Promise<{ shared: number; pending: string[]; unmapped: string[] }> {
+  const records = await shareRecords(catalog, target);
+  const pending = new Set<string>();
+  const unmapped = new Set<string>();
+  let shared = 0;
+  for (const record of records.values()) {
+    if (record.members.length > 0) shared++;
+    for (const m of record.members) if (m.status === 'pending') pending.add(`${m.principal} (${record.name})`);
+    for (const u of record.unmapped) unmapped.add(u);
+  }
+  return { shared, pending: [...pending].sort(), unmapped: [...unmapped].sort() };
+}

@@ -7,6 +7,7 @@ import { newImage } from '../../core/image/image.js';
 import type { CloudImage, DriverCapabilities } from '../../core/iaas/port.js';
 import { checkPolicy, planTarget, syncTarget } from './runner.js';
 import { planSharing, shareKey, type ShareRecord } from './share-plan.js';
+import { sharingSummary } from './share-run.js';
 
 /**
  * The sharing step end to end against the memory cloud (Glance-like image members with
@@ -62,6 +63,8 @@ describe('sharing, kept in step by the agent', () => {
     expect(plan.notes.map((n) => n.message)).toContain('pending acceptance by proj-beta');
     const again = await syncTarget(target, w.deps(), { trigger: 'manual' });
     expect(again).toMatchObject({ status: 'succeeded', actions: [], drift: 0 });
+    // What `visor status` shows of it.
+    expect(await sharingSummary(w.catalog, 'lab')).toEqual({ shared: 1, pending: ['proj-beta (vo-image)'], unmapped: [] });
   });
 
   it('removes a member the catalog no longer wants, and leaves a member added by hand', async () => {
