@@ -195,7 +195,12 @@ export class EucalyptusClient {
   }
 
   /** ModifyImageAttribute LaunchPermission.Add.N.UserId / Remove.N.UserId, in one call. */
-  async changeLaunchUsers(imageId: string, add: readonly string[], remove: readonly string[], options: Ec2CallOptions = {}) {
+  async changeLaunchUsers(
+    imageId: string,
+    add: readonly string[],
+    remove: readonly string[],
+    options: Ec2CallOptions = {},
+  ) {
     const users = (ids: readonly string[]) => ids.map((userId) => ({ userId }));
     await this.#o.ec2.modifyLaunchPermission(imageId, { add: users(add), remove: users(remove) }, options);
   }

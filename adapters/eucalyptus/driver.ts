@@ -152,7 +152,8 @@ export class EucalyptusDriver implements IaasDriver {
     checkSharing('eucalyptus', this.capabilities, request.wanted);
     const bad = request.wanted.filter((id) => !/^\d{12}$/.test(id));
     if (bad.length > 0) {
-      throw new VisorError('invalidInput', `eucalyptus: launch permissions name 12-digit account ids, not ${bad.join(', ')}`);
+      const why = `eucalyptus: launch permissions name 12-digit account ids, not ${bad.join(', ')}`;
+      throw new VisorError('invalidInput', why);
     }
     const current = await this.#client.image(nativeId, request);
     checkClaim(nativeId, toCloudImage(current).markers, request.claim, 'share');

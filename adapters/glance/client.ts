@@ -100,20 +100,28 @@ export class GlanceClient {
   async addMember(id: string, project: string, signal?: AbortSignal): Promise<GlanceMember> {
     const what = `Glance: sharing image ${id} with project ${project}`;
     const path = `/v2/images/${encodeURIComponent(id)}/members`;
-    const response = await this.#send(what, 'POST', path, { body: () => ({ member: project }), contentType: 'application/json', signal });
+    const body = () => ({ member: project });
+    const response = await this.#send(what, 'POST', path, { body, contentType: 'application/json', signal });
     return parsePayload(glanceMemberSchema, response.data, what);
   }
 
   async removeMember(id: string, project: string, signal?: AbortSignal): Promise<void> {
     const what = `Glance: removing project ${project} from the members of image ${id}`;
-    await this.#send(what, 'DELETE', `/v2/images/${encodeURIComponent(id)}/members/${encodeURIComponent(project)}`, { signal });
+    const path = `/v2/images/${encodeURIComponent(id)}/members/${encodeURIComponent(project)}`;
+    await this.#send(what, 'DELETE', path, { signal });
   }
 
   /** PUT /v2/images/{id}/members/{member}: only the member project itself may accept or reject. */
-  async setMemberStatus(id: string, project: string, status: 'accepted' | 'rejected', signal?: AbortSignal): Promise<GlanceMember> {
+  async setMemberStatus(
+    id: string,
+    project: string,
+    status: 'accepted' | 'rejected',
+    signal?: AbortSignal,
+  ): Promise<GlanceMember> {
     const what = `Glance: ${status === 'accepted' ? 'accepting' : 'rejecting'} image ${id} as project ${project}`;
     const path = `/v2/images/${encodeURIComponent(id)}/members/${encodeURIComponent(project)}`;
-    const response = await this.#send(what, 'PUT', path, { body: () => ({ status }), contentType: 'application/json', signal });
+    const body = () => ({ status });
+    const response = await this.#send(what, 'PUT', path, { body, contentType: 'application/json', signal });
     return parsePayload(glanceMemberSchema, response.data, what);
   }
 

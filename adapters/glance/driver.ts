@@ -339,7 +339,9 @@ export class GlanceDriver implements IaasDriver {
         const agents = { httpAgent: this.#httpAgent, httpsAgent: this.#httpsAgent };
         const client = new GlanceClient({ session, ...agents, timeoutMs: this.#options.requestTimeoutMs });
         const projectId = (await session.token()).projectId;
-        if (projectId === undefined) throw new VisorError('config', 'Glance: member credentials must be scoped to a project');
+        if (projectId === undefined) {
+          throw new VisorError('config', 'Glance: member credentials must be scoped to a project');
+        }
         out.set(projectId, { session, client });
       }
       return out;

@@ -266,7 +266,8 @@ export class OpenNebulaDriver implements IaasDriver {
     const home = this.#options.homeGroup!;
     const bad = request.wanted.filter((g) => !/^\d+$/.test(g) || Number(g) === home);
     if (bad.length > 0) {
-      throw new VisorError('invalidInput', `opennebula: share with group ids other than the home group ${home}, not ${bad.join(', ')}`);
+      const why = `opennebula: share with group ids other than the home group ${home}, not ${bad.join(', ')}`;
+      throw new VisorError('invalidInput', why);
     }
     const id = imageIdOf(nativeId);
     const current = await this.#client.image(id, request.signal);
@@ -275,10 +276,12 @@ export class OpenNebulaDriver implements IaasDriver {
     const { add, remove } = shareDelta(present, request);
     const kept = present.filter((g) => !remove.includes(g));
     if (add.length > 0 && kept.length > 0) {
-      throw new VisorError('conflict', `opennebula: image ${id} is shared with group ${kept.join(', ')}, which visor did not set; an image has one group, so it is left there`);
+      const why = `opennebula: image ${id} is shared with group ${kept.join(', ')}, which visor did not set`;
+      throw new VisorError('conflict', `${why}; an image has one group, so it is left there`);
     }
     if (add.length > 0 && accessOf(current.permissions) !== 'shared') {
-      throw new VisorError('conflict', `opennebula: image ${id} gives its group no use rights (not shared); sharing does not widen it`);
+      const why = `opennebula: image ${id} gives its group no use rights (not shared)`;
+      throw new VisorError('conflict', `${why}; sharing does not widen it`);
     }
     if (add.length > 0) await this.#client.chownImage(id, -1, Number(add[0]), request.signal);
     else if (remove.length > 0) await this.#client.chownImage(id, -1, home, request.signal);

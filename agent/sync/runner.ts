@@ -121,7 +121,9 @@ export function checkPolicy(target: Target): void {
   const { sharing } = target.policy;
   const asked = sharing.shareWith.length > 0 || Object.keys(sharing.members).length > 0;
   if (asked && !caps.sharing) {
-    throw new VisorError('config', `clouds.${target.name}.sync.sharing is set, but ${target.adapter} cannot share images with chosen principals (images are never made public instead; remove the setting)`);
+    const why =
+      `clouds.${target.name}.sync.sharing is set, but ${target.adapter} cannot share images with chosen principals`;
+    throw new VisorError('config', `${why} (images are never made public instead; remove the setting)`);
   }
   const format = target.policy.diskFormat;
   if (format !== 'auto' && !caps.diskFormats.includes(format)) {
@@ -267,14 +269,22 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
       else log.info('left alone', meta);
     }
     if (options.dryRun) {
-      run.actions = [...first.actions, ...first.sharing].map((a) => ({ action: a.kind, name: a.name, result: 'skipped' as const, detail: 'dry run', ...('nativeId' in a ? { nativeId: a.nativeId } : {}), ...('imageId' in a && a.imageId ? { imageId: a.imageId } : {}) }));
+      run.actions = [...first.actions, ...first.sharing].map((a) => ({
+        action: a.kind,
+        name: a.name,
+        result: 'skipped' as const,
+        detail: 'dry run',
+        ...('nativeId' in a ? { nativeId: a.nativeId } : {}),
+        ...('imageId' in a && a.imageId ? { imageId: a.imageId } : {}),
+      }));
       run.drift = first.actions.length + first.sharing.length;
     } else {
       const onEvent = options.onEvent ? { onEvent: options.onEvent } : {};
       const context = executorContext(target, deps, { logger: log, signal: controller.signal, ...onEvent });
       run.actions = await execute(first, context);
       try {
-        run.actions.push(...(await shareAfter(target, deps, planned, { signal: controller.signal, ...only, logger: log })));
+        const sharing = { signal: controller.signal, ...only, logger: log };
+        run.actions.push(...(await shareAfter(target, deps, planned, sharing)));
       } catch (caught) {
         // Reading the cloud for the sharing step failed: the other actions stand; this one failed.
         const { kind, message } = toVisorError(caught);

@@ -70,9 +70,14 @@ function ownCopies(input: Pick<SharePlanInput, 'observed' | 'agentId' | 'target'
 }
 
 /** Who the catalog image should be shared with here, and which of its members have no mapping. */
-export function wantedPrincipals(image: Image | undefined, policy: SyncPolicy): { wanted: string[]; unmapped: string[] } {
+export function wantedPrincipals(
+  image: Image | undefined,
+  policy: SyncPolicy,
+): { wanted: string[]; unmapped: string[] } {
   // Shared in the cloud only when shared in the catalog and the policy keeps it shared: never wider.
-  if (!image || image.access !== 'shared' || policy.visibility.shared !== 'shared') return { wanted: [], unmapped: [] };
+  if (image?.access !== 'shared' || policy.visibility.shared !== 'shared') {
+    return { wanted: [], unmapped: [] };
+  }
   const { members, shareWith } = policy.sharing;
   const wanted = new Set(shareWith);
   const unmapped: string[] = [];

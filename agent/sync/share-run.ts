@@ -76,7 +76,13 @@ export async function readSharing(
 export async function applySharing(
   target: Target,
   state: SharingState,
-  context: { catalog: Catalog; observed: readonly CloudImage[]; logger: Logger; signal?: AbortSignal; now?: () => Date },
+  context: {
+    catalog: Catalog;
+    observed: readonly CloudImage[];
+    logger: Logger;
+    signal?: AbortSignal;
+    now?: () => Date;
+  },
 ): Promise<ActionRecord[]> {
   const out: ActionRecord[] = [];
   const at = () => (context.now?.() ?? new Date()).toISOString();
@@ -124,7 +130,11 @@ async function applyOne(
         claim: action.claim,
         signal,
       });
-    const retry = { attempts: retries.attempts, backoffMs: retries.backoff, ...(context.signal ? { signal: context.signal } : {}) };
+    const retry = {
+      attempts: retries.attempts,
+      backoffMs: retries.backoff,
+      ...(context.signal ? { signal: context.signal } : {}),
+    };
     const what = `sharing ${action.nativeId} in ${target.name}`;
     const { value: result, attempts } = await withRetry(
       () => withTimeout(timeouts.list, what, context.signal, share),
@@ -140,7 +150,8 @@ async function applyOne(
       unmapped: action.unmapped,
     });
     const pending = result.members.filter((m) => m.status === 'pending').map((m) => m.principal);
-    const detail = `${describeShare(action)}${pending.length > 0 ? `; pending acceptance by ${pending.join(', ')}` : ''}`;
+    const waiting = pending.length > 0 ? `; pending acceptance by ${pending.join(', ')}` : '';
+    const detail = `${describeShare(action)}${waiting}`;
     context.logger.info('sharing changed', { native: action.nativeId, added: result.added, removed: result.removed });
     return { ...base, result: 'updated', detail, attempts, ms: Date.now() - started };
   } catch (caught) {

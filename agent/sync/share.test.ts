@@ -40,7 +40,10 @@ const visible = async (w: MemorySyncWorld, project: string, nativeId: string) =>
 describe('sharing, kept in step by the agent', () => {
   it('shares a shared image with its mapped members, accepts where it may, and a second sync is a no-op', async () => {
     const { world: w, target } = await setUp();
-    const image = await w.addImage('vo-image', randomBytes(8192), { access: 'shared', members: ['vo.alpha', 'vo.beta'] });
+    const image = await w.addImage('vo-image', randomBytes(8192), {
+      access: 'shared',
+      members: ['vo.alpha', 'vo.beta'],
+    });
     const first = await syncTarget(target, w.deps(), { trigger: 'manual' });
     expect(first).toMatchObject({ status: 'succeeded', drift: 0 });
     expect(results(first.actions)).toEqual(['create:created', 'share:updated']);
@@ -64,12 +67,19 @@ describe('sharing, kept in step by the agent', () => {
     const again = await syncTarget(target, w.deps(), { trigger: 'manual' });
     expect(again).toMatchObject({ status: 'succeeded', actions: [], drift: 0 });
     // What `visor status` shows of it.
-    expect(await sharingSummary(w.catalog, 'lab')).toEqual({ shared: 1, pending: ['proj-beta (vo-image)'], unmapped: [] });
+    expect(await sharingSummary(w.catalog, 'lab')).toEqual({
+      shared: 1,
+      pending: ['proj-beta (vo-image)'],
+      unmapped: [],
+    });
   });
 
   it('removes a member the catalog no longer wants, and leaves a member added by hand', async () => {
     const { world: w, target } = await setUp();
-    const image = await w.addImage('vo-image', randomBytes(4096), { access: 'shared', members: ['vo.alpha', 'vo.beta'] });
+    const image = await w.addImage('vo-image', randomBytes(4096), {
+      access: 'shared',
+      members: ['vo.alpha', 'vo.beta'],
+    });
     await syncTarget(target, w.deps(), { trigger: 'manual' });
     const copy = (await target.driver.list()).find((c) => c.markers?.imageId === image.id)!;
     await w.cloud.addMember(copy.nativeId, 'proj-hand');
@@ -87,7 +97,14 @@ describe('sharing, kept in step by the agent', () => {
     expect(record?.managed).toEqual(['proj-beta']);
     // Private in the catalog: the copy turns private, visor's members go, the hand-made one stays.
     await w.catalog.images.update(next.id, next.revision, { access: 'private', members: [] });
-    const privateRun = await syncTarget(world!.target({ selector: { access: ['public', 'shared', 'private'] }, sharing: mapping }, { acceptFor: ['proj-alpha'] }), w.deps(), { trigger: 'manual' });
+    const privateRun = await syncTarget(
+      world!.target(
+        { selector: { access: ['public', 'shared', 'private'] }, sharing: mapping },
+        { acceptFor: ['proj-alpha'] },
+      ),
+      w.deps(),
+      { trigger: 'manual' },
+    );
     expect(privateRun).toMatchObject({ status: 'succeeded', drift: 0 });
     const after = await target.driver.get(copy.nativeId);
     expect(after.access).toBe('private');
@@ -139,9 +156,18 @@ describe('sharing, kept in step by the agent', () => {
 
   it('refuses a sharing config on a cloud that cannot share, instead of widening anything', () => {
     const capabilities: DriverCapabilities = {
-      diskFormats: ['raw'], containerFormats: ['bare'], retireModes: ['delete'], access: ['public', 'private'],
-      reportsChecksums: [], reportsSize: false, importFromUrl: false, requiresUrl: false, properties: false,
-      tags: false, download: false, detectsInUse: false,
+      diskFormats: ['raw'],
+      containerFormats: ['bare'],
+      retireModes: ['delete'],
+      access: ['public', 'private'],
+      reportsChecksums: [],
+      reportsSize: false,
+      importFromUrl: false,
+      requiresUrl: false,
+      properties: false,
+      tags: false,
+      download: false,
+      detectsInUse: false,
     };
     const driver = { adapter: 'plain', capabilities } as never;
     const policy = syncPolicySchema.parse({ retire: { mode: 'delete' }, sharing: { shareWith: ['x'] } });
@@ -154,18 +180,36 @@ describe('sharing, kept in step by the agent', () => {
     expect(isVisorError(error, 'config')).toBe(true);
     expect((error as Error).message).toMatch(/cannot share images.*never made public/);
     // Without the setting, a shared catalog image is noted and its copy kept private.
-    const image = { ...newImage({ name: 'x', architecture: 'x86_64', access: 'shared', members: ['vo.a'] }), status: 'available' as const };
+    const image = {
+      ...newImage({ name: 'x', architecture: 'x86_64', access: 'shared', members: ['vo.a'] }),
+      status: 'available' as const,
+    };
     const copy: CloudImage = {
-      nativeId: 'n1', name: 'x', state: 'active', hidden: false, inUse: false, access: 'private', checksums: {}, metadata: {},
+      nativeId: 'n1',
+      name: 'x',
+      state: 'active',
+      hidden: false,
+      inUse: false,
+      access: 'private',
+      checksums: {},
+      metadata: {},
       markers: { agent: 'a', target: 't', imageId: image.id, sha256: 'x', revision: 1 },
     };
     const open = syncPolicySchema.parse({ selector: { access: ['shared'] }, sharing: { members: {} } });
     const mapped = { ...open, sharing: { members: { 'vo.a': 'p' }, shareWith: [] } };
     const planned = planSharing({
-      target: 't', agentId: 'a', policy: mapped, capabilities, catalog: [image], observed: [copy],
-      members: new Map(), records: new Map(),
+      target: 't',
+      agentId: 'a',
+      policy: mapped,
+      capabilities,
+      catalog: [image],
+      observed: [copy],
+      members: new Map(),
+      records: new Map(),
     });
     expect(planned.actions).toEqual([]);
-    expect(planned.notes[0]?.message).toMatch(/cannot share with p: this cloud cannot share images; the copy stays private/);
+    expect(planned.notes[0]?.message).toMatch(
+      /cannot share with p: this cloud cannot share images; the copy stays private/,
+    );
   });
 });

@@ -456,20 +456,25 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
       const caps = driver.capabilities.sharing;
       if (!caps) {
         // No sharing here: asking is refused as unsupported and the image is never made public instead.
-        if (driver.share) await expectKind(driver.share(cloud.nativeId, { wanted: ['someone'], managed: [] }), 'unsupported');
+        const asked = driver.share?.(cloud.nativeId, { wanted: ['someone'], managed: [] });
+        if (asked) await expectKind(asked, 'unsupported');
         expect((await driver.get(cloud.nativeId)).access).toBe(before.access);
         return;
       }
       const principal = harness.sharing?.principals[0] ?? 'visor-conformance-nobody';
-      const stranger: Claim = { owner: 'target', agent: 'another-agent', target: 'conformance', imageId: markers.imageId };
-      await expectKind(driver.share!(cloud.nativeId, { wanted: [principal], managed: [], claim: stranger }), 'conflict');
+      const { imageId } = markers;
+      const stranger: Claim = { owner: 'target', agent: 'another-agent', target: 'conformance', imageId };
+      const refused = driver.share!(cloud.nativeId, { wanted: [principal], managed: [], claim: stranger });
+      await expectKind(refused, 'conflict');
       expect(principalsOf(await driver.members!(cloud.nativeId))).toEqual([]);
       if (caps.maxPrincipals !== undefined) {
         const many = Array.from({ length: caps.maxPrincipals + 1 }, (_, i) => `${principal}-${i}`);
-        await expectKind(driver.share!(cloud.nativeId, { wanted: many, managed: [], claim: claimFor(markers) }), 'unsupported');
+        const tooMany = driver.share!(cloud.nativeId, { wanted: many, managed: [], claim: claimFor(markers) });
+        await expectKind(tooMany, 'unsupported');
         expect(principalsOf(await driver.members!(cloud.nativeId))).toEqual([]);
       }
-      await expectKind(driver.members!(driver.adapter === 'glance' ? randomUUID() : `visor-missing-${runId}`), 'notFound');
+      const missing = driver.adapter === 'glance' ? randomUUID() : `visor-missing-${runId}`;
+      await expectKind(driver.members!(missing), 'notFound');
       expect((await driver.get(cloud.nativeId)).access).toBe(before.access);
     });
 

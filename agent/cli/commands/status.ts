@@ -72,7 +72,8 @@ async function fromCatalog(flags: RuntimeFlags, io: CliIo): Promise<{ json: unkn
     for (const [name, cloud] of Object.entries(runtime.config.clouds)) {
       const last = (await catalog.runs.list({ target: name, limit: 1 }))[0];
       const sharing = await sharingSummary(catalog, name);
-      targets.push({ name, adapter: cloud.adapter, schedule: cloud.sync.schedule, lastRun: last, drift: last?.drift, sharing });
+      const { adapter } = cloud;
+      targets.push({ name, adapter, schedule: cloud.sync.schedule, lastRun: last, drift: last?.drift, sharing });
     }
     const rows = targets.map((t) => ({
       target: t.name,
@@ -87,7 +88,9 @@ async function fromCatalog(flags: RuntimeFlags, io: CliIo): Promise<{ json: unkn
     for (const t of targets) {
       const { pending, unmapped } = t.sharing;
       if (pending.length > 0) notes.push(`note [${t.name}] pending acceptance: ${pending.join(', ')}`);
-      if (unmapped.length > 0) notes.push(`note [${t.name}] members with no principal in sync.sharing.members: ${unmapped.join(', ')}`);
+      if (unmapped.length > 0) {
+        notes.push(`note [${t.name}] members with no principal in sync.sharing.members: ${unmapped.join(', ')}`);
+      }
     }
     return { json: { targets }, rows, notes };
   } finally {

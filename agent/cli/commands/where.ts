@@ -16,7 +16,9 @@ interface Copy {
 /** `visor where ID`: the copies of a catalog image in every cloud, read live, and who each is shared with. */
 export function whereCommand(program: Command, io: CliIo): void {
   withRuntimeFlags(
-    program.command('where <id>').description('the copies of a catalog image in each cloud, and who each is shared with'),
+    program
+      .command('where <id>')
+      .description('the copies of a catalog image in each cloud, and who each is shared with'),
     io,
   )
     .option('-t, --target <cloud>', 'only this cloud')
@@ -55,7 +57,11 @@ export function whereCommand(program: Command, io: CliIo): void {
           const rows = copies.flatMap((c) => {
             const head = [c.cloud, c.nativeId, c.state, c.access];
             if (c.members.length === 0) return [[...head, '-', '-']];
-            return c.members.map((m) => [...head, m.principal, `${m.status}${m.by === 'visor' ? '' : ' (not by visor)'}`]);
+            return c.members.map((m) => [
+              ...head,
+              m.principal,
+              `${m.status}${m.by === 'visor' ? '' : ' (not by visor)'}`,
+            ]);
           });
           print(io, table(['CLOUD', 'NATIVE ID', 'STATE', 'ACCESS', 'SHARED WITH', 'MEMBERSHIP'], rows));
         }

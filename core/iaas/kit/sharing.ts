@@ -21,7 +21,11 @@ export function shareDelta(present: readonly string[], request: Pick<ShareReques
 }
 
 /** Refuses to share where the cloud cannot, or with more principals than it can hold; never falls back to public. */
-export function checkSharing(cloud: string, capabilities: Pick<DriverCapabilities, 'sharing'>, wanted: readonly string[]): void {
+export function checkSharing(
+  cloud: string,
+  capabilities: Pick<DriverCapabilities, 'sharing'>,
+  wanted: readonly string[],
+): void {
   const sharing = capabilities.sharing;
   if (!sharing) {
     throw new VisorError(

@@ -115,16 +115,19 @@ export class MemoryCloud {
   async listMembers(id: string): Promise<NativeMember[]> {
     const image = this.#find(id);
     if (image.visibility !== 'shared') {
-      throw new VisorError('forbidden', `${this.name}: image ${id} is ${image.visibility}: only shared images have members`);
+      const why = `${this.name}: image ${id} is ${image.visibility}: only shared images have members`;
+      throw new VisorError('forbidden', why);
     }
-    return [...(this.#members.get(id) ?? new Map())].map(([member_id, status]) => ({ image_id: id, member_id, status }));
+    const members = [...(this.#members.get(id) ?? new Map<string, NativeMemberStatus>())];
+    return members.map(([member_id, status]) => ({ image_id: id, member_id, status }));
   }
 
   /** Adds a member, `pending` until it accepts; only `shared` images have members, as in Glance. */
   async addMember(id: string, project: string): Promise<NativeMember> {
     const image = this.#find(id);
     if (image.visibility !== 'shared') {
-      throw new VisorError('conflict', `${this.name}: image ${id} is ${image.visibility}: only shared images have members`);
+      const why = `${this.name}: image ${id} is ${image.visibility}: only shared images have members`;
+      throw new VisorError('conflict', why);
     }
     if (!this.#projects.has(project)) throw new VisorError('notFound', `${this.name}: no project ${project}`);
     const members = this.#members.get(id) ?? new Map<string, NativeMemberStatus>();

@@ -4,7 +4,15 @@ import type { DiskFormat, Image } from '../../image/model.js';
 import { silentLogger, type Logger } from '../../logging/logger.js';
 import type { ByteRange } from '../../store/port.js';
 import { DigestStream, verifyDigest } from '../../transfer/digest.js';
-import { checkFormats, checkRetireMode, checkSharing, cleanUpAfter, Deadline, pollUntil, shareDelta } from '../kit/index.js';
+import {
+  checkFormats,
+  checkRetireMode,
+  checkSharing,
+  cleanUpAfter,
+  Deadline,
+  pollUntil,
+  shareDelta,
+} from '../kit/index.js';
 import { checkClaim } from '../markers.js';
 import {
   retireModes as allRetireModes,
@@ -251,7 +259,8 @@ export class MemoryDriver implements IaasDriver {
     if (add.length > 0 && current.visibility !== 'shared') {
       throw new VisorError(
         'conflict',
-        `memory: image ${nativeId} is ${current.visibility}; only a shared image gets members (its access is not widened here)`,
+        `memory: image ${nativeId} is ${current.visibility}; only a shared image gets members ` +
+          '(its access is not widened here)',
       );
     }
     for (const project of remove) await this.#cloud.removeMember(nativeId, project);
@@ -259,7 +268,8 @@ export class MemoryDriver implements IaasDriver {
     // Accepting for members whose consent this driver may give, wanted ones only, every call: a
     // membership left pending earlier (a failed accept) is completed on the next sync.
     for (const member of await this.#members(nativeId)) {
-      if (member.status === 'pending' && this.#acceptFor.has(member.principal) && request.wanted.includes(member.principal)) {
+      const mine = this.#acceptFor.has(member.principal) && request.wanted.includes(member.principal);
+      if (member.status === 'pending' && mine) {
         await this.#cloud.setMemberStatus(nativeId, member.principal, 'accepted');
       }
     }
@@ -290,7 +300,8 @@ export class MemoryDriver implements IaasDriver {
   }
 
   async #members(nativeId: string): Promise<ShareMember[]> {
-    const native = parseNativeMembers(await this.#cloud.listMembers(nativeId), `reading the members of image ${nativeId}`);
+    const what = `reading the members of image ${nativeId}`;
+    const native = parseNativeMembers(await this.#cloud.listMembers(nativeId), what);
     return native.map((m) => ({ principal: m.member_id, status: m.status }));
   }
 

@@ -25,7 +25,11 @@ import { createMemberProjects, type MemberProject, type MemberProjects } from '.
 const { peer: started, skip } = await requirePeer('openstack');
 const run = promisify(execFile);
 
-async function asProject(peer: OpenStackPeer, project: MemberProject, args: string[]): Promise<{ ok: boolean; out: string }> {
+async function asProject(
+  peer: OpenStackPeer,
+  project: MemberProject,
+  args: string[],
+): Promise<{ ok: boolean; out: string }> {
   const env = {
     PATH: process.env['PATH'] ?? '/usr/bin:/bin',
     HOME: process.env['HOME'] ?? '/root',
@@ -53,7 +57,9 @@ async function asProject(peer: OpenStackPeer, project: MemberProject, args: stri
 async function where(peer: OpenStackPeer, world: MemorySyncWorld, id: string) {
   const config = join(world.dir, 'visor.yaml');
   const user = peer.admin;
-  const auth = `{ type: password, username: ${user.username}, password: '${user.password}', projectName: ${user.projectName} }`;
+  const auth =
+    `{ type: password, username: ${user.username}, password: '${user.password}', ` +
+    `projectName: ${user.projectName} }`;
   await writeFile(
     config,
     `dataDir: ${world.dir}\nlogging: { level: error }\nagent: { id: ${world.agentId} }\nclouds:\n  lab:\n` +
@@ -109,7 +115,10 @@ describe('sharing in the real Glance, as the member project sees it', () => {
 
   it('shares, keeps in step, removes what the catalog drops, and leaves a member added by hand', async (ctx) => {
     if (skip) ctx.skip(skip);
-    const image = await world.addImage(`${prefix}vo`, randomBytes(64 * 1024), { access: 'shared', members: ['vo.one'] });
+    const image = await world.addImage(`${prefix}vo`, randomBytes(64 * 1024), {
+      access: 'shared',
+      members: ['vo.one'],
+    });
     const first = await syncTarget(target(), world.deps(), { trigger: 'manual' });
     expect(first, JSON.stringify(first.actions)).toMatchObject({ status: 'succeeded', drift: 0 });
     expect(first.actions.map((a) => `${a.action}:${a.result}`).sort()).toEqual(['create:created', 'share:updated']);
@@ -127,7 +136,11 @@ describe('sharing in the real Glance, as the member project sees it', () => {
     // `visor where`: per cloud, who the copy is shared with, and the state of the membership.
     const seen = await where(peer, world, image.id);
     expect(seen.copies).toEqual([
-      expect.objectContaining({ cloud: 'lab', nativeId: copy.nativeId, members: [{ principal: one.id, status: 'accepted', by: 'visor' }] }),
+      expect.objectContaining({
+        cloud: 'lab',
+        nativeId: copy.nativeId,
+        members: [{ principal: one.id, status: 'accepted', by: 'visor' }],
+      }),
     ]);
 
     // A member added by hand, outside visor, and accepted by its project.
@@ -158,10 +171,13 @@ describe('sharing in the real Glance, as the member project sees it', () => {
   it('never shows an image that is private in the catalog to a member, whatever shareWith says', async (ctx) => {
     if (skip) ctx.skip(skip);
     const image = await world.addImage(`${prefix}private`, randomBytes(16 * 1024), { access: 'private' });
-    const privateTarget = target({
-      selector: { names: [`${prefix}private`], access: ['private'] },
-      sharing: { members: { 'vo.one': one.id }, shareWith: [one.id] },
-    }, 'lab-private');
+    const privateTarget = target(
+      {
+        selector: { names: [`${prefix}private`], access: ['private'] },
+        sharing: { members: { 'vo.one': one.id }, shareWith: [one.id] },
+      },
+      'lab-private',
+    );
     const result = await syncTarget(privateTarget, world.deps(), { trigger: 'manual' });
     expect(result, JSON.stringify(result.actions)).toMatchObject({ status: 'succeeded', drift: 0 });
     expect(result.actions.map((a) => a.action)).toEqual(['create']);

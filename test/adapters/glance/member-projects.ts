@@ -26,12 +26,20 @@ export interface MemberProjects {
 
 export async function createMemberProjects(peer: OpenStackPeer, count: number, label: string): Promise<MemberProjects> {
   const token = await rawToken(peer, 'admin');
-  const keystone = axios.create({ baseURL: peer.authUrl, headers: { 'X-Auth-Token': token }, validateStatus: () => true });
+  const keystone = axios.create({
+    baseURL: peer.authUrl,
+    headers: { 'X-Auth-Token': token },
+    validateStatus: () => true,
+  });
   const check = (response: { status: number; data: unknown }, what: string) => {
-    if (response.status >= 300) throw new Error(`${what}: Keystone answered ${response.status} ${JSON.stringify(response.data)}`);
+    if (response.status >= 300)
+      throw new Error(`${what}: Keystone answered ${response.status} ${JSON.stringify(response.data)}`);
     return response.data as Record<string, Record<string, string>>;
   };
-  const roles = check(await keystone.get('/roles', { params: { name: 'member' } }), 'finding role member') as unknown as {
+  const roles = check(
+    await keystone.get('/roles', { params: { name: 'member' } }),
+    'finding role member',
+  ) as unknown as {
     roles: Array<{ id: string }>;
   };
   const roleId = roles.roles[0]?.id;
@@ -49,7 +57,9 @@ export async function createMemberProjects(peer: OpenStackPeer, count: number, l
     for (let i = 0; i < count; i++) {
       const name = `visor-${label}-${suffix}-${i}`;
       const password = randomBytes(12).toString('hex');
-      const body = { project: { name, domain_id: 'default', description: 'visor test project (removed after the test)' } };
+      const body = {
+        project: { name, domain_id: 'default', description: 'visor test project (removed after the test)' },
+      };
       const project = check(await keystone.post('/projects', body), `creating project ${name}`)['project']!;
       const userBody = { user: { name, password, domain_id: 'default', default_project_id: project['id'] } };
       const user = check(await keystone.post('/users', userBody), `creating user ${name}`)['user']!;

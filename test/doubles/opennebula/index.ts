@@ -498,12 +498,16 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
    */
   function chown(u: DoubleUser, id: number, uid: number, gid: number): number {
     const image = imageFor(u, id, 1);
-    if (uid !== -1 && !isAdmin(u)) throw new OneFailure(codes.AUTHORIZATION, `User [${u.id}] : Not authorized to perform ADMIN IMAGE [${id}].`, id);
-    if (uid !== -1 && !users.some((x) => x.id === uid)) throw new OneFailure(codes.NO_EXISTS, `Error getting user [${uid}].`, id);
+    const refuse = (what: string) =>
+      new OneFailure(codes.AUTHORIZATION, `User [${u.id}] : Not authorized to perform ${what}.`, id);
+    if (uid !== -1 && !isAdmin(u)) throw refuse(`ADMIN IMAGE [${id}]`);
+    if (uid !== -1 && !users.some((x) => x.id === uid)) {
+      throw new OneFailure(codes.NO_EXISTS, `Error getting user [${uid}].`, id);
+    }
     if (gid === -1) return id;
     const group = groups.get(gid);
     if (group === undefined) throw new OneFailure(codes.NO_EXISTS, `Error getting group [${gid}].`, id);
-    if (!isAdmin(u) && u.gid !== gid) throw new OneFailure(codes.AUTHORIZATION, `User [${u.id}] : Not authorized to perform USE GROUP [${gid}].`, id);
+    if (!isAdmin(u) && u.gid !== gid) throw refuse(`USE GROUP [${gid}]`);
     image.gid = gid;
     image.gname = group;
     touch(image);
