@@ -16,6 +16,7 @@ import { startServer, type RunningServer, type ServeOptions } from './serve.js';
 import type { Plan } from './sync/planner.js';
 import { planTarget, syncTarget, type SyncDeps, type Target } from './sync/runner.js';
 import { TransferTracker } from './sync/transfers.js';
+import { sharingSummary } from './sync/share-run.js';
 
 export interface TargetStatus {
   name: string;
@@ -32,6 +33,8 @@ export interface TargetStatus {
   drift: number | undefined;
   /** The cloud's driver could not be built: the target cannot sync until the config is fixed. */
   error: string | undefined;
+  /** Copies shared, memberships pending acceptance, catalog members with no principal mapped. */
+  sharing: { shared: number; pending: string[]; unmapped: string[] };
 }
 
 /** Deadlines of a stop after the runs' grace period (agent.stopGraceSeconds). */
@@ -140,6 +143,7 @@ export class AgentDaemon implements AgentControl {
         lastRun: last ? summarise(last) : undefined,
         drift: last?.drift,
         error: generation.built.failed.get(name)?.message,
+        sharing: await sharingSummary(this.#server!.catalog, name),
       });
     }
     return out;

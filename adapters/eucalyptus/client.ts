@@ -169,15 +169,40 @@ export class EucalyptusClient {
     if ((current.description ?? '') !== description) await this.#o.ec2.modifyDescription(current.id, description, options);
   }
 
-  /** Public = launch permission for group `all`; private = no launch permission at all. */
+  /**
+   * Public = launch permission for group `all`; private = not for group `all`. Launch permissions
+   * of chosen accounts are the sharing's (`launchUsers`), left as they are here.
+   */
   async setAccess(image: Ec2Image, access: 'public' | 'private', options: Ec2CallOptions = {}): Promise<void> {
     if (access === 'public') {
       if (!image.isPublic) await this.#o.ec2.modifyLaunchPermission(image.id, { add: [{ group: 'all' }] }, options);
       return;
     }
+    if (image.isPublic) await this.#o.ec2.modifyLaunchPermission(image.id, { remove: [{ group: 'all' }] }, options);
+  }
+
+  /** Hiding: no launch permission at all (group `all` and every account), so that only the owner can launch it. */
+  async revokeAll(image: Ec2Image, options: Ec2CallOptions = {}): Promise<void> {
     const granted = await this.#o.ec2.describeLaunchPermissions(image.id, options);
     const remove = image.isPublic && !granted.some((p) => 'group' in p) ? [...granted, { group: 'all' as const }] : granted;
     await this.#o.ec2.modifyLaunchPermission(image.id, { remove }, options);
+  }
+
+  /** The accounts (user ids) with a launch permission for the image. */
+  async launchUsers(imageId: string, options: Ec2CallOptions = {}): Promise<string[]> {
+    const granted = await this.#o.ec2.describeLaunchPermissions(imageId, options);
+    return granted.flatMap((p) => ('userId' in p ? [p.userId] : [])).sort();
+  }
+
+  /** ModifyImageAttribute LaunchPermission.Add.N.UserId / Remove.N.UserId, in one call. */
+  async changeLaunchUsers(
+    imageId: string,
+    add: readonly string[],
+    remove: readonly string[],
+    options: Ec2CallOptions = {},
+  ) {
+    const users = (ids: readonly string[]) => ids.map((userId) => ({ userId }));
+    await this.#o.ec2.modifyLaunchPermission(imageId, { add: users(add), remove: users(remove) }, options);
   }
 
   /** The hidden stamp an image carries, if any. */

@@ -9,6 +9,7 @@ import {
   Deadline,
   pollUntil,
 } from '../../core/iaas/kit/index.js';
+import { checkSharing, shareDelta } from '../../core/iaas/kit/sharing.js';
 import { checkClaim } from '../../core/iaas/markers.js';
 import type {
   ClaimedCallOptions,
@@ -19,6 +20,9 @@ import type {
   IaasDriver,
   Markers,
   RetireMode,
+  ShareMember,
+  ShareRequest,
+  ShareResult,
 } from '../../core/iaas/port.js';
 import type { Image } from '../../core/image/model.js';
 import { silentLogger, type Logger } from '../../core/logging/logger.js';
@@ -115,7 +119,7 @@ export class EucalyptusDriver implements IaasDriver {
       containerFormats: acceptedContainerFormats,
       // No "disable": EC2 (Eucalyptus) has no state for "registered but not launchable"; see README.md.
       retireModes: ['hide', 'delete'],
-      // Sharing with accounts exists (launch permissions) but reading it back costs a call per image.
+      // A shared image is a private one with launch permissions for chosen accounts (`share`).
       access: ['public', 'private'],
       reportsChecksums: [],
       // From the registered bundle's manifest (get and create; list leaves it out).
@@ -127,7 +131,36 @@ export class EucalyptusDriver implements IaasDriver {
       download: true,
       detectsInUse: false,
       maxPropertyLength: 255,
+      // Launch permissions by account id: in effect at once, nobody accepts.
+      sharing: { principal: 'account', acceptance: false },
     };
+  }
+
+  async members(nativeId: string, options: DriverCallOptions = {}): Promise<ShareMember[]> {
+    this.#open();
+    await this.#client.image(nativeId, options);
+    return (await this.#client.launchUsers(nativeId, options)).map((principal) => ({ principal, status: 'granted' }));
+  }
+
+  /**
+   * Launch permissions for the wanted accounts added, visor's unwanted ones removed (one
+   * ModifyImageAttribute), others left. Group `all` (public) is never touched here. Account ids
+   * are checked first: EC2 takes 12 digits, and an id it does not know is refused by the cloud.
+   */
+  async share(nativeId: string, request: ShareRequest): Promise<ShareResult> {
+    this.#open();
+    checkSharing('eucalyptus', this.capabilities, request.wanted);
+    const bad = request.wanted.filter((id) => !/^\d{12}$/.test(id));
+    if (bad.length > 0) {
+      const why = `eucalyptus: launch permissions name 12-digit account ids, not ${bad.join(', ')}`;
+      throw new VisorError('invalidInput', why);
+    }
+    const current = await this.#client.image(nativeId, request);
+    checkClaim(nativeId, toCloudImage(current).markers, request.claim, 'share');
+    const { add, remove } = shareDelta(await this.#client.launchUsers(nativeId, request), request);
+    await this.#client.changeLaunchUsers(nativeId, add, remove, request);
+    const members = await this.members(nativeId, request);
+    return { members, added: add, removed: remove };
   }
 
   async list(options: DriverCallOptions = {}): Promise<CloudImage[]> {
@@ -263,7 +296,7 @@ export class EucalyptusDriver implements IaasDriver {
     checkClaim(nativeId, toCloudImage(image).markers, options.claim, mode);
     if (mode === 'hide') {
       const markers = toCloudImage(image).markers;
-      await this.#client.setAccess(image, 'private', options);
+      await this.#client.revokeAll(image, options);
       if (EucalyptusClient.hiddenAt(image) === undefined && !parseDescription(image.description).hidden) {
         const generic = this.#asImage(image);
         if (markers) await this.#client.writeMetadata(image, generic, markers, this.#now().toISOString(), options);

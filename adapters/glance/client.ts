@@ -7,7 +7,17 @@ import type { ByteRange } from '../../core/store/port.js';
 import { httpError } from '../../core/wire/http.js';
 import type { KeystoneSession } from './client-keystone.js';
 import type { PatchOperation } from './mapper.js';
-import { glanceImageSchema, glanceImagesPageSchema, glanceImageTasksSchema, glanceImportInfoSchema, parsePayload, type GlanceImage } from './schema.js';
+import {
+  glanceImageSchema,
+  glanceImagesPageSchema,
+  glanceImageTasksSchema,
+  glanceImportInfoSchema,
+  glanceMemberSchema,
+  glanceMembersSchema,
+  parsePayload,
+  type GlanceImage,
+  type GlanceMember,
+} from './schema.js';
 
 export interface GlanceClientOptions {
   session: KeystoneSession;
@@ -77,6 +87,42 @@ export class GlanceClient {
       throw new VisorError('invalidResponse', `${what}: the "next" link does not advance (${page.next})`);
     }
     return { images: page.images, next };
+  }
+
+  /** GET /v2/images/{id}/members (the owner's view: every member, whatever its status). */
+  async listMembers(id: string, signal?: AbortSignal): Promise<GlanceMember[]> {
+    const what = `Glance: reading the members of image ${id}`;
+    const response = await this.#send(what, 'GET', `/v2/images/${encodeURIComponent(id)}/members`, { signal });
+    return parsePayload(glanceMembersSchema, response.data, what).members;
+  }
+
+  /** POST /v2/images/{id}/members: the member starts `pending` (Glance refuses unless the image is shared). */
+  async addMember(id: string, project: string, signal?: AbortSignal): Promise<GlanceMember> {
+    const what = `Glance: sharing image ${id} with project ${project}`;
+    const path = `/v2/images/${encodeURIComponent(id)}/members`;
+    const body = () => ({ member: project });
+    const response = await this.#send(what, 'POST', path, { body, contentType: 'application/json', signal });
+    return parsePayload(glanceMemberSchema, response.data, what);
+  }
+
+  async removeMember(id: string, project: string, signal?: AbortSignal): Promise<void> {
+    const what = `Glance: removing project ${project} from the members of image ${id}`;
+    const path = `/v2/images/${encodeURIComponent(id)}/members/${encodeURIComponent(project)}`;
+    await this.#send(what, 'DELETE', path, { signal });
+  }
+
+  /** PUT /v2/images/{id}/members/{member}: only the member project itself may accept or reject. */
+  async setMemberStatus(
+    id: string,
+    project: string,
+    status: 'accepted' | 'rejected',
+    signal?: AbortSignal,
+  ): Promise<GlanceMember> {
+    const what = `Glance: ${status === 'accepted' ? 'accepting' : 'rejecting'} image ${id} as project ${project}`;
+    const path = `/v2/images/${encodeURIComponent(id)}/members/${encodeURIComponent(project)}`;
+    const body = () => ({ status });
+    const response = await this.#send(what, 'PUT', path, { body, contentType: 'application/json', signal });
+    return parsePayload(glanceMemberSchema, response.data, what);
   }
 
   /** PUT /file: the bits, streamed as they are read; Glance makes the image active on success. */

@@ -9,6 +9,8 @@ import {
   Deadline,
   pollUntil,
   removeQuietly,
+  shareDelta,
+  checkSharing,
 } from '../../core/iaas/kit/index.js';
 import { checkClaim } from '../../core/iaas/markers.js';
 import type {
@@ -20,6 +22,9 @@ import type {
   IaasDriver,
   Markers,
   RetireMode,
+  ShareMember,
+  ShareRequest,
+  ShareResult,
 } from '../../core/iaas/port.js';
 import type { Image } from '../../core/image/model.js';
 import { silentLogger, type Logger } from '../../core/logging/logger.js';
@@ -28,7 +33,7 @@ import { GlanceClient } from './client.js';
 import { KeystoneSession, type KeystoneClock, type KeystoneCredentials } from './client-keystone.js';
 import { openVerified, verifyCloudCopy, type UploadVerdict } from './driver-upload.js';
 import { glanceContainerFormats, glanceDiskFormats, toCloudImage, toCreateBody, toPatch } from './mapper.js';
-import type { GlanceImage, KeystoneInterface } from './schema.js';
+import type { GlanceImage, GlanceMember, KeystoneInterface } from './schema.js';
 
 export type GlanceImportMethod = 'upload' | 'glance-direct' | 'web-download';
 
@@ -44,8 +49,19 @@ export interface GlanceDriverOptions {
   requestTimeoutMs: number;
   pollIntervalMs: number;
   retireModes: readonly RetireMode[];
+  /**
+   * Credentials of member projects: a shared image's membership is accepted as that project, so
+   * that it shows in the project's listings; other members stay `pending` until they accept.
+   */
+  memberCredentials?: readonly KeystoneCredentials[];
   logger?: Logger;
   clock?: KeystoneClock;
+}
+
+/** One member project's own session: what accepting a membership on its behalf needs. */
+interface MemberAccess {
+  session: KeystoneSession;
+  client: GlanceClient;
 }
 
 /**
@@ -62,6 +78,8 @@ export class GlanceDriver implements IaasDriver {
   readonly #session: KeystoneSession;
   readonly #client: GlanceClient;
   #importMethods: Promise<string[]> | undefined;
+  /** Member project id -> its session; resolved once, on the first share. */
+  #memberAccess: Promise<Map<string, MemberAccess>> | undefined;
   #closed = false;
 
   constructor(options: GlanceDriverOptions) {
@@ -94,6 +112,7 @@ export class GlanceDriver implements IaasDriver {
       download: true,
       detectsInUse: false,
       maxPropertyLength: 65535,
+      sharing: Object.freeze({ principal: 'project', acceptance: true } as const),
     } satisfies DriverCapabilities);
   }
 
@@ -238,9 +257,55 @@ export class GlanceDriver implements IaasDriver {
     return this.#client.download(nativeId, options.range, options.signal);
   }
 
+  /**
+   * Glance keeps the members of an image that is no longer `shared` but puts them out of effect
+   * and refuses to list them ("Only shared images have members"): such an image has none in effect.
+   */
+  async members(nativeId: string, options: DriverCallOptions = {}): Promise<ShareMember[]> {
+    const image = await this.#client.getImage(nativeId, options.signal);
+    if (image.visibility !== 'shared') return [];
+    return (await this.#client.listMembers(nativeId, options.signal)).map(memberOf);
+  }
+
+  /**
+   * Image members: the wanted projects added (`pending`), visor's unwanted ones removed, others
+   * left; then each wanted membership still pending is accepted as the member project where its
+   * credentials are configured. Glance gives members to `shared` images only: anything else is
+   * refused here (`conflict`) rather than widened.
+   */
+  async share(nativeId: string, request: ShareRequest): Promise<ShareResult> {
+    checkSharing('Glance', this.capabilities, request.wanted);
+    const { signal } = request;
+    const current = await this.#client.getImage(nativeId, signal);
+    checkClaim(nativeId, toCloudImage(current).markers, request.claim, 'share');
+    const before = current.visibility === 'shared' ? await this.#client.listMembers(nativeId, signal) : [];
+    const { add, remove } = shareDelta(before.map((m) => m.member_id), request);
+    if (add.length > 0 && current.visibility !== 'shared') {
+      const why = `Glance: image ${nativeId} is ${current.visibility}; only a shared image gets members`;
+      throw new VisorError('conflict', `${why} (its visibility is not changed by sharing)`);
+    }
+    for (const project of remove) await this.#client.removeMember(nativeId, project, signal);
+    for (const project of add) await this.#client.addMember(nativeId, project, signal);
+    const wanted = new Set(request.wanted);
+    const pending = (await this.#client.listMembers(nativeId, signal)).filter(
+      (m) => m.status === 'pending' && wanted.has(m.member_id),
+    );
+    if (pending.length > 0 && (this.#options.memberCredentials?.length ?? 0) > 0) {
+      const access = await this.#resolveMembers();
+      for (const member of pending) {
+        const own = access.get(member.member_id);
+        if (own) await own.client.setMemberStatus(nativeId, member.member_id, 'accepted', signal);
+      }
+    }
+    const members = (await this.#client.listMembers(nativeId, signal)).map(memberOf);
+    return { members, added: add, removed: remove };
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    const members = await this.#memberAccess?.catch(() => undefined);
+    for (const { session } of members?.values() ?? []) session.close();
     this.#session.close();
     this.#httpAgent.destroy();
     this.#httpsAgent.destroy();
@@ -259,6 +324,37 @@ export class GlanceDriver implements IaasDriver {
       });
     }
     await this.#client.deleteImage(nativeId, signal);
+  }
+
+  /** Sessions of the configured member projects, by project id (learnt from each one's token). */
+  #resolveMembers(): Promise<Map<string, MemberAccess>> {
+    this.#memberAccess ??= (async () => {
+      const out = new Map<string, MemberAccess>();
+      for (const credentials of this.#options.memberCredentials ?? []) {
+        const session = new KeystoneSession({
+          authUrl: this.#options.authUrl,
+          credentials,
+          interface: this.#options.interface,
+          ...(this.#options.region !== undefined ? { region: this.#options.region } : {}),
+          httpAgent: this.#httpAgent,
+          httpsAgent: this.#httpsAgent,
+          timeoutMs: this.#options.requestTimeoutMs,
+          ...(this.#options.clock ? { clock: this.#options.clock } : {}),
+        });
+        const agents = { httpAgent: this.#httpAgent, httpsAgent: this.#httpsAgent };
+        const client = new GlanceClient({ session, ...agents, timeoutMs: this.#options.requestTimeoutMs });
+        const projectId = (await session.token()).projectId;
+        if (projectId === undefined) {
+          throw new VisorError('config', 'Glance: member credentials must be scoped to a project');
+        }
+        out.set(projectId, { session, client });
+      }
+      return out;
+    })().catch((error: unknown) => {
+      this.#memberAccess = undefined;
+      throw error;
+    });
+    return this.#memberAccess;
   }
 
   /** The project the token is scoped to: the owner of every image this target makes. */
@@ -350,4 +446,8 @@ export class GlanceDriver implements IaasDriver {
       this.#logger.debug('could not look for a half-created image', { error: (error as Error).message });
     }
   }
+}
+
+function memberOf(member: GlanceMember): ShareMember {
+  return { principal: member.member_id, status: member.status };
 }

@@ -35,11 +35,17 @@ const applicationCredentialAuth = z
     path: ['id'],
   });
 
+const authSchema = z.discriminatedUnion('type', [passwordAuth, applicationCredentialAuth]);
+
 export const glanceOptionsSchema = z.strictObject({
   authUrl: z.url({ protocol: /^https?$/, error: 'must be the http(s) URL of Keystone (v3)' }),
   region: z.string().min(1).optional(),
   interface: z.enum(keystoneInterfaces).default('public'),
-  auth: z.discriminatedUnion('type', [passwordAuth, applicationCredentialAuth]),
+  auth: authSchema,
+  memberAuth: z
+    .array(authSchema)
+    .default([])
+    .describe('credentials of member projects: a shared image is accepted as each, so it shows in their listings'),
   caBundle: z.string().min(1).optional().describe('PEM file of extra CAs to trust, relative to the data directory'),
   importMethod: z.enum(['upload', 'glance-direct', 'web-download']).default('upload'),
   pageSize: z.number().int().min(1).max(1000).default(200),
@@ -66,7 +72,7 @@ export const glancePlugin = definePlugin({
   optionsSchema: glanceOptionsSchema,
   create: async (options, context) => {
     const auth = options.auth;
-    context.secrets.add(auth.type === 'password' ? auth.password : auth.secret);
+    for (const a of [auth, ...options.memberAuth]) context.secrets.add(a.type === 'password' ? a.password : a.secret);
     const pem = { option: 'caBundle', cloud: context.name, dataDir: context.dataDir, certificate: true };
     const caBundle = options.caBundle !== undefined ? await loadPem(options.caBundle, pem) : undefined;
     const logger = context.logger.child({ adapter: 'glance', cloud: context.name });
@@ -82,6 +88,7 @@ export const glancePlugin = definePlugin({
       requestTimeoutMs: options.timeouts.request * 1000,
       pollIntervalMs: options.pollInterval * 1000,
       retireModes: options.retireModes,
+      memberCredentials: options.memberAuth.map(credentialsOf),
       logger,
     });
   },

@@ -56,6 +56,21 @@ export const glanceImageTasksSchema = z.looseObject({
   tasks: z.array(z.looseObject({ status: z.string(), message: z.string().nullable().optional(), updated_at: z.string().nullable().optional() })),
 });
 
+export const glanceMemberStatuses = ['pending', 'accepted', 'rejected'] as const;
+
+/** An image member (POST and PUT /v2/images/{id}/members[/{member}], and each item of a listing). */
+export const glanceMemberSchema = z.looseObject({
+  image_id: z.string().min(1),
+  member_id: z.string().min(1),
+  status: z.enum(glanceMemberStatuses),
+  created_at: z.string().optional(),
+  updated_at: z.string().optional(),
+});
+export type GlanceMember = z.infer<typeof glanceMemberSchema>;
+
+/** GET /v2/images/{id}/members. */
+export const glanceMembersSchema = z.looseObject({ members: z.array(glanceMemberSchema) });
+
 export const keystoneInterfaces = ['public', 'internal', 'admin'] as const;
 export type KeystoneInterface = (typeof keystoneInterfaces)[number];
 

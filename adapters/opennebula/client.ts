@@ -187,6 +187,11 @@ export class OneClient {
   }
 
   /** Nine values OWNER_U, OWNER_M, OWNER_A, GROUP_U ... OTHER_A; -1 leaves one as it is. */
+  /** one.image.chown: -1 leaves the owner (or the group) as it is. */
+  async chownImage(id: number, uid: number, gid: number, signal?: AbortSignal): Promise<number> {
+    return this.#id('one.image.chown', [id, uid, gid], signal);
+  }
+
   async chmodImage(id: number, permissions: readonly number[], signal?: AbortSignal): Promise<number> {
     if (permissions.length !== 9) throw new VisorError('internal', 'one.image.chmod takes nine permission values');
     return this.#id('one.image.chmod', [id, ...permissions], signal);

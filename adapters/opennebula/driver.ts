@@ -5,7 +5,15 @@ import { isAbsolute, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { isVisorError, VisorError } from '../../core/errors.js';
-import { checkFormats, checkRetireMode, cleanUpAfter, Deadline, pollUntil } from '../../core/iaas/kit/index.js';
+import {
+  checkFormats,
+  checkRetireMode,
+  checkSharing,
+  cleanUpAfter,
+  Deadline,
+  pollUntil,
+  shareDelta,
+} from '../../core/iaas/kit/index.js';
 import { checkClaim } from '../../core/iaas/markers.js';
 import type {
   ClaimedCallOptions,
@@ -17,6 +25,9 @@ import type {
   IaasDriver,
   Markers,
   RetireMode,
+  ShareMember,
+  ShareRequest,
+  ShareResult,
 } from '../../core/iaas/port.js';
 import type { Image } from '../../core/image/model.js';
 import { silentLogger, type Logger } from '../../core/logging/logger.js';
@@ -72,6 +83,11 @@ export interface OpenNebulaDriverOptions {
   /** Longest wait for oned to finish a delete when the caller set no deadline (default 15 minutes). */
   deleteWaitMs?: number;
   retire: { expiredPrefix: string; chmod: string };
+  /**
+   * The group visor's images belong to when shared with no one (usually the user's primary group):
+   * with it, an image is shared with a group by moving it there (one.image.chown) and back.
+   */
+  homeGroup?: number;
   maxResponseBytes: number;
   logger?: Logger;
   clock?: () => Date;
@@ -124,6 +140,10 @@ export class OpenNebulaDriver implements IaasDriver {
       // SOURCE is a file only a co-located agent can read.
       download: !remote,
       detectsInUse: true,
+      // One group per image: sharing moves the image to it (GROUP_U comes with access `shared`).
+      ...(options.homeGroup !== undefined
+        ? { sharing: Object.freeze({ principal: 'group', maxPrincipals: 1, acceptance: false } as const) }
+        : {}),
     } satisfies DriverCapabilities);
   }
 
@@ -227,6 +247,51 @@ export class OpenNebulaDriver implements IaasDriver {
     } finally {
       if (staged?.temporary) await unlink(staged.path).catch(() => undefined);
     }
+  }
+
+  /** The image's group, when it is not the home group and has use rights (GROUP_U): the one it is shared with. */
+  async members(nativeId: string, options: DriverCallOptions = {}): Promise<ShareMember[]> {
+    this.#open();
+    return this.#membersOf(await this.#client.image(imageIdOf(nativeId), options.signal));
+  }
+
+  /**
+   * Shares by moving the image to the wanted group (one.image.chown -1 GID) and back to the home
+   * group when visor's group is no longer wanted. A group someone else moved the image to is not
+   * taken away (`conflict`); an image without group use rights (not `shared`) is not widened here.
+   */
+  async share(nativeId: string, request: ShareRequest): Promise<ShareResult> {
+    this.#open();
+    checkSharing('opennebula', this.capabilities, request.wanted);
+    const home = this.#options.homeGroup!;
+    const bad = request.wanted.filter((g) => !/^\d+$/.test(g) || Number(g) === home);
+    if (bad.length > 0) {
+      const why = `opennebula: share with group ids other than the home group ${home}, not ${bad.join(', ')}`;
+      throw new VisorError('invalidInput', why);
+    }
+    const id = imageIdOf(nativeId);
+    const current = await this.#client.image(id, request.signal);
+    checkClaim(nativeId, toCloudImage(current, this.#read).markers, request.claim, 'share');
+    const present = this.#membersOf(current).map((m) => m.principal);
+    const { add, remove } = shareDelta(present, request);
+    const kept = present.filter((g) => !remove.includes(g));
+    if (add.length > 0 && kept.length > 0) {
+      const why = `opennebula: image ${id} is shared with group ${kept.join(', ')}, which visor did not set`;
+      throw new VisorError('conflict', `${why}; an image has one group, so it is left there`);
+    }
+    if (add.length > 0 && accessOf(current.permissions) !== 'shared') {
+      const why = `opennebula: image ${id} gives its group no use rights (not shared)`;
+      throw new VisorError('conflict', `${why}; sharing does not widen it`);
+    }
+    if (add.length > 0) await this.#client.chownImage(id, -1, Number(add[0]), request.signal);
+    else if (remove.length > 0) await this.#client.chownImage(id, -1, home, request.signal);
+    const members = this.#membersOf(await this.#client.image(id, request.signal));
+    return { members, added: add, removed: remove };
+  }
+
+  #membersOf(image: { gid: number; permissions: Parameters<typeof accessOf>[0] }): ShareMember[] {
+    if (image.gid === this.#options.homeGroup || !image.permissions.GROUP_U) return [];
+    return [{ principal: String(image.gid), status: 'granted' }];
   }
 
   async updateMetadata(nativeId: string, image: Image, markers: Markers, options: ClaimedCallOptions = {}) {

@@ -36,6 +36,12 @@ export const openNebulaOptionsSchema = z
         chmod: z.string().regex(/^[0-7]{3}$/, 'must be three octal digits, e.g. 600').default('600'),
       })
       .default({ expiredPrefix: 'EXPIRED_', chmod: '600' }),
+    sharing: z
+      .strictObject({
+        homeGroup: z.number().int().min(0).describe('the group visor\'s images are in when shared with no one'),
+      })
+      .optional()
+      .describe('share images with a group (one.image.chown); an image has one group'),
     maxResponseMegabytes: z.number().int().min(1).max(4096).default(256).describe('largest XML-RPC reply accepted'),
   })
   .refine((o) => o.mode !== 'local' || o.stagingDir !== undefined, { message: 'local mode needs a stagingDir', path: ['stagingDir'] });
@@ -67,6 +73,7 @@ export const openNebulaPlugin = definePlugin({
       requestTimeoutMs: options.timeouts.request * 1000,
       pollIntervalMs: options.pollInterval * 1000,
       retire: options.retire,
+      ...(options.sharing ? { homeGroup: options.sharing.homeGroup } : {}),
       maxResponseBytes: options.maxResponseMegabytes * 1024 * 1024,
       logger,
     });

@@ -24,6 +24,7 @@ import { triggerCommand } from './commands/trigger.js';
 import { undeprecateCommand } from './commands/undeprecate.js';
 import { updateCommand } from './commands/update.js';
 import { usersCommand } from './commands/users.js';
+import { sharesCommand } from './commands/shares.js';
 import { whereCommand } from './commands/where.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
 import { addHelpExamples } from './help-examples.js';
@@ -44,6 +45,7 @@ export const commands: readonly CommandDefinition[] = [
   syncCommand,
   statusCommand,
   runsCommand,
+  sharesCommand,
   whereCommand,
   triggerCommand,
   migrateCommand,

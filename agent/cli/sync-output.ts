@@ -1,6 +1,10 @@
 import type { RunRecord } from '../../core/catalog/port.js';
 import type { SyncEvent } from '../sync/executor.js';
 import type { Action, Plan } from '../sync/planner.js';
+import { describeShare, type ShareAction } from '../sync/share-plan.js';
+
+/** A plan as `visor plan` shows it: with its sharing step when the runner planned one. */
+type ShownPlan = Plan & { sharing?: readonly ShareAction[] };
 import { ExitCode } from './exit-codes.js';
 import { humanSize } from './format.js';
 import type { CliIo } from './io.js';
@@ -31,11 +35,13 @@ const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : 
 
 export const planHeaders = ['CLOUD', 'ACTION', 'IMAGE', 'DETAIL'] as const;
 
-export function planRows(plan: Plan): string[][] {
-  return plan.actions.map((a) => [plan.target, a.kind, a.name, describeAction(a)]);
+export function planRows(plan: ShownPlan): string[][] {
+  const rows = plan.actions.map((a) => [plan.target, a.kind, a.name, describeAction(a)]);
+  for (const s of plan.sharing ?? []) rows.push([plan.target, s.kind, s.name, describeShare(s)]);
+  return rows;
 }
 
-export function planJson(plan: Plan) {
+export function planJson(plan: ShownPlan) {
   return {
     target: plan.target,
     actions: plan.actions.map((a) => ({
@@ -44,6 +50,15 @@ export function planJson(plan: Plan) {
       ...('imageId' in a && a.imageId ? { imageId: a.imageId } : {}),
       ...('nativeId' in a ? { nativeId: a.nativeId } : {}),
       detail: describeAction(a),
+    })),
+    sharing: (plan.sharing ?? []).map((s) => ({
+      kind: s.kind,
+      name: s.name,
+      imageId: s.imageId,
+      nativeId: s.nativeId,
+      add: s.add,
+      remove: s.remove,
+      detail: describeShare(s),
     })),
     notes: plan.notes,
   };

@@ -11,6 +11,11 @@ import { Limiter } from './limiter.js';
 import { placementsOf, savePlacements } from './placements.js';
 import { hasLegacyCopies, plan, type Plan, type Rival } from './planner.js';
 import { withRetry, withTimeout } from './retry.js';
+import type { ShareAction } from './share-plan.js';
+import { applySharing, readSharing, type SharingState } from './share-run.js';
+
+/** A plan with its sharing step: the members to add or remove on copies that exist. */
+export type SyncPlan = Plan & { sharing: ShareAction[] };
 
 export interface Target {
   name: string;
@@ -127,6 +132,13 @@ export function checkPolicy(target: Target): void {
   if (!caps.retireModes.includes(mode)) {
     throw new VisorError('config', `clouds.${target.name}.sync.retire.mode is ${mode}, but ${target.adapter} can only ${caps.retireModes.join(', ')}`);
   }
+  const { sharing } = target.policy;
+  const asked = sharing.shareWith.length > 0 || Object.keys(sharing.members).length > 0;
+  if (asked && !caps.sharing) {
+    const why =
+      `clouds.${target.name}.sync.sharing is set, but ${target.adapter} cannot share images with chosen principals`;
+    throw new VisorError('config', `${why} (images are never made public instead; remove the setting)`);
+  }
   const format = target.policy.diskFormat;
   if (format !== 'auto' && !caps.diskFormats.includes(format)) {
     throw new VisorError('config', `clouds.${target.name}.sync.diskFormat is ${format}, which ${target.adapter} does not accept (${caps.diskFormats.join(', ')})`);
@@ -134,16 +146,19 @@ export function checkPolicy(target: Target): void {
 }
 
 /** Reads both sides and plans; no lease needed (nothing is changed). */
-export async function planTarget(target: Target, deps: SyncDeps, options: { signal?: AbortSignal; onlyImages?: ReadonlySet<string> } = {}): Promise<Plan> {
-  return (await planWithListing(target, deps, options)).plan;
-}
-
-/** The plan, and the cloud's listing it was made from. */
-async function planWithListing(
+export async function planTarget(
   target: Target,
   deps: SyncDeps,
-  options: { signal?: AbortSignal; onlyImages?: ReadonlySet<string> },
-): Promise<{ plan: Plan; listed: CloudImage[] }> {
+  options: { signal?: AbortSignal; onlyImages?: ReadonlySet<string> } = {},
+): Promise<SyncPlan> {
+  return (await planWithSharing(target, deps, options)).plan;
+}
+
+async function planWithSharing(
+  target: Target,
+  deps: SyncDeps,
+  options: { signal?: AbortSignal; onlyImages?: ReadonlySet<string> } = {},
+): Promise<{ plan: SyncPlan; sharing: SharingState; observed: CloudImage[]; listed: CloudImage[] }> {
   checkPolicy(target);
   const listed = await listCloud(target, options.signal);
   let catalog = await catalogSnapshot(deps.catalog);
@@ -163,7 +178,33 @@ async function planWithListing(
     now: deps.now?.() ?? new Date(),
     rivals,
   });
-  return { plan: result, listed };
+  const observed = only ? listed.filter((o) => !o.markers || only.has(o.markers.imageId)) : listed;
+  const input = { catalog: deps.catalog, agentId: deps.agentId, images: catalog, observed };
+  const sharing = await readSharing(target, input, options.signal);
+  const notes = [...result.notes, ...sharing.plan.notes];
+  return { plan: { ...result, notes, sharing: sharing.plan.actions }, sharing, observed, listed };
+}
+
+/**
+ * The sharing step of a run, after the other actions: on a fresh listing when they changed the
+ * cloud (a new copy is shared in the run that made it), else on the plan's own reading.
+ */
+async function shareAfter(
+  target: Target,
+  deps: SyncDeps,
+  first: { plan: SyncPlan; sharing: SharingState; observed: CloudImage[] },
+  options: { signal?: AbortSignal; onlyImages?: ReadonlySet<string>; logger: Logger },
+): Promise<ActionRecord[]> {
+  // A cloud that cannot share has nothing to apply (its notes were in the plan); a stopped run stops.
+  if (!target.driver.capabilities.sharing || options.signal?.aborted) return [];
+  const changed = first.plan.actions.length > 0;
+  const current = changed ? await planWithSharing(target, deps, options) : first;
+  const context = { catalog: deps.catalog, observed: current.observed, logger: options.logger };
+  return applySharing(target, current.sharing, {
+    ...context,
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(deps.now ? { now: deps.now } : {}),
+  });
 }
 
 /** The replication status the verification found; failing to write it does not fail the run. */
@@ -249,7 +290,9 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
   let error: string | undefined;
   let verifyError: string | undefined;
   try {
-    const first = await planTarget(target, deps, { signal: controller.signal, ...(options.onlyImages ? { onlyImages: options.onlyImages } : {}) });
+    const only = options.onlyImages ? { onlyImages: options.onlyImages } : {};
+    const planned = await planWithSharing(target, deps, { signal: controller.signal, ...only });
+    const first = planned.plan;
     options.onPlan?.(first);
     for (const note of first.notes) {
       // What the plan leaves alone on purpose, said in the log of every run (not only by `visor plan`).
@@ -258,19 +301,33 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
       else log.info('left alone', meta);
     }
     if (options.dryRun) {
-      run.actions = first.actions.map((a) => ({ action: a.kind, name: a.name, result: 'skipped' as const, detail: 'dry run', ...('nativeId' in a ? { nativeId: a.nativeId } : {}), ...('imageId' in a && a.imageId ? { imageId: a.imageId } : {}) }));
-      run.drift = first.actions.length;
+      run.actions = [...first.actions, ...first.sharing].map((a) => ({
+        action: a.kind,
+        name: a.name,
+        result: 'skipped' as const,
+        detail: 'dry run',
+        ...('nativeId' in a ? { nativeId: a.nativeId } : {}),
+        ...('imageId' in a && a.imageId ? { imageId: a.imageId } : {}),
+      }));
+      run.drift = first.actions.length + first.sharing.length;
     } else {
       const onEvent = options.onEvent ? { onEvent: options.onEvent } : {};
       const context = executorContext(target, deps, { logger: log, signal: controller.signal, ...onEvent });
       // Held-back life cycle steps (in use, protected) are part of the run's record, with their reason.
       run.actions = [...(await execute(first, context)), ...deferredRecords(first)];
+      try {
+        const sharing = { signal: controller.signal, ...only, logger: log };
+        run.actions.push(...(await shareAfter(target, deps, planned, sharing)));
+      } catch (caught) {
+        // Reading the cloud for the sharing step failed: the other actions stand; this one failed.
+        const { kind, message } = toVisorError(caught);
+        run.actions.push({ action: 'share', result: 'failed', error: { kind, message } });
+      }
       // Verification pass: the cloud re-read; whatever would still be done is drift. When the
       // re-read itself fails, the actions still did what they did: partial, drift unknown.
       try {
-        const only = options.onlyImages ? { onlyImages: options.onlyImages } : {};
-        const verified = await planWithListing(target, deps, { signal: controller.signal, ...only });
-        run.drift = verified.plan.actions.length;
+        const verified = await planWithSharing(target, deps, { signal: controller.signal, ...only });
+        run.drift = verified.plan.actions.length + verified.plan.sharing.length;
         // A run limited to some images (migrate) saw only those: the others' placements stay as they were.
         if (!options.onlyImages) await recordPlacements(target, deps, run, verified, log);
       } catch (caught) {

@@ -45,9 +45,28 @@ export const syncPolicySchema = z.strictObject({
     .min(1)
     .default('{name}')
     .refine((template) => [...template.matchAll(/\{([^}]*)\}/g)].every((m) => (namingPlaceholders as readonly string[]).includes(m[1] ?? '')), `placeholders are ${namingPlaceholders.map((p) => `{${p}}`).join(' ')}`),
-  /** Catalog access -> access in the cloud. */
+  /**
+   * Catalog access -> access in the cloud. `shared` stays shared (its members get the image, see
+   * `sharing`); a cloud without that level gets the most private one it has, never a wider one.
+   */
   visibility: z
-    .strictObject({ public: z.enum(accessLevels).default('public'), private: z.enum(accessLevels).default('private'), shared: z.enum(accessLevels).default('private') })
+    .strictObject({
+      public: z.enum(accessLevels).default('public'),
+      private: z.enum(accessLevels).default('private'),
+      shared: z.enum(accessLevels).default('shared'),
+    })
+    .prefault({}),
+  /** Who a shared image is shared with in this cloud (the adapter's README says what a principal is). */
+  sharing: z
+    .strictObject({
+      /** Catalog member (user or group, e.g. a virtual organisation) -> this cloud's principal(s). */
+      members: z
+        .record(z.string().min(1), z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]))
+        .default({})
+        .describe('catalog member or group -> Glance project id, OpenNebula group, EC2 account id'),
+      /** Principals every shared image this target selects is shared with, besides its mapped members. */
+      shareWith: z.array(z.string().min(1)).default([]),
+    })
     .prefault({}),
   /** Disk format in the cloud: `auto` keeps the image's format when the cloud accepts it, else converts. */
   diskFormat: z.enum(['auto', ...diskFormats]).default('auto'),

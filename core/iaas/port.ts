@@ -145,6 +145,52 @@ export interface DriverCapabilities {
   detectsInUse: boolean;
   /** Longest property value the cloud stores, when limited. */
   maxPropertyLength?: number;
+  /**
+   * Sharing an image with chosen principals of the cloud (`IaasDriver.share`); absent when the
+   * cloud cannot, and then `share` refuses as `unsupported` (an image is never made public instead).
+   */
+  sharing?: SharingCapabilities;
+}
+
+/** How a cloud shares an image with chosen principals. */
+export interface SharingCapabilities {
+  /** What a principal is here: Glance project ids, OpenNebula groups, EC2 account ids. */
+  principal: 'project' | 'group' | 'account' | 'user';
+  /** The most principals one image can be shared with (OpenNebula: its one group); unlimited when absent. */
+  maxPrincipals?: number;
+  /** Members must accept a shared image before they see it in their listings (Glance). */
+  acceptance: boolean;
+}
+
+/**
+ * One principal an image is shared with, and the state of its membership:
+ * `accepted` / `pending` / `rejected` where members accept (Glance), `granted` where they need not.
+ */
+export const memberStatuses = ['accepted', 'pending', 'rejected', 'granted'] as const;
+export type MemberStatus = (typeof memberStatuses)[number];
+export interface ShareMember {
+  principal: string;
+  status: MemberStatus;
+}
+
+/** The desired sharing of one image: add what is missing, remove only what visor added. */
+export interface ShareRequest extends ClaimedCallOptions {
+  /** Principals that should have the image, in the cloud's own terms. */
+  wanted: readonly string[];
+  /**
+   * Principals visor added earlier (the agent's records): the only ones it may remove. A member
+   * added by anyone else stays, wanted or not.
+   */
+  managed: readonly string[];
+}
+
+export interface ShareResult {
+  /** The image's members after the change, as the cloud reports them. */
+  members: ShareMember[];
+  /** Principals this call added (now to be recorded as visor's). */
+  added: string[];
+  /** Principals this call removed. */
+  removed: string[];
 }
 
 export interface IaasDriver {
@@ -185,6 +231,19 @@ export interface IaasDriver {
    * `options.claim` first. Already gone is success; an image in use is refused (`conflict`).
    */
   discard(nativeId: string, options?: ClaimedCallOptions): Promise<void>;
+  /**
+   * Who an image is shared with, read from the cloud. Present exactly when
+   * `capabilities.sharing` is; throws `notFound` when there is no such image.
+   */
+  members?(nativeId: string, options?: DriverCallOptions): Promise<ShareMember[]>;
+  /**
+   * Brings an image's sharing to the request, idempotently: adds the wanted principals that are
+   * missing, removes the `managed` ones no longer wanted, leaves every other member alone, and
+   * never widens the image's visibility (a public or private image is refused as `conflict`:
+   * the metadata update makes it `shared` first). Checks `options.claim` first. A principal the
+   * cloud does not know is `notFound`; a cloud that cannot share refuses as `unsupported`.
+   */
+  share?(nativeId: string, request: ShareRequest): Promise<ShareResult>;
   /** Streams the image's bits (pull from a cloud, migrate). */
   download(nativeId: string, options?: DriverCallOptions & { range?: ByteRange }): Promise<{ stream: Readable; size?: number }>;
   /** Releases clients and sessions; safe to call twice. */

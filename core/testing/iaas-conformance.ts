@@ -3,8 +3,8 @@ import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isVisorError, type ErrorKind } from '../errors.js';
 import type { Claim } from '../iaas/markers.js';
-import type { CloudImage, ContentSource, IaasDriver, Markers, RetireMode } from '../iaas/port.js';
-import { retireModes } from '../iaas/port.js';
+import type { CloudImage, ContentSource, IaasDriver, Markers, RetireMode, ShareMember } from '../iaas/port.js';
+import { memberStatuses, retireModes } from '../iaas/port.js';
 import { newImage } from '../image/image.js';
 import type { Image, ImageDraft } from '../image/model.js';
 import { bufferContent, randomImageBytes } from './content.js';
@@ -33,8 +33,22 @@ export interface ConformanceHarness {
   content?(): Promise<ContentSource>;
   /** Removes whatever the suite left behind (it also deletes what it creates). */
   cleanup?(): Promise<void>;
+  /** For clouds that declare `capabilities.sharing`: whom to share with, and how members see it. */
+  sharing?: SharingHarness;
   /** Reasons for capabilities the harness cannot exercise, shown as skip notes. */
   notes?: { paging?: string; badCredentials?: string; unmarked?: string; otherOwner?: string };
+}
+
+export interface SharingHarness {
+  /**
+   * Two principals of the cloud (not the driver's own) that images may be shared with. Where
+   * members accept (Glance), `driver()` must be able to accept for the first (its credentials).
+   */
+  principals: readonly [string, string];
+  /** Adds `principal` as a member behind visor's back (as an operator would by hand). */
+  addByHand?(nativeId: string, principal: string): Promise<void>;
+  /** Whether `principal`, as it sees the cloud with its own credentials, can use the image. */
+  sees?(principal: string, nativeId: string): Promise<boolean>;
 }
 
 async function expectKind(promise: Promise<unknown>, kind: ErrorKind): Promise<void> {
@@ -376,6 +390,93 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
         }
       },
     );
+
+    const principalsOf = (members: readonly ShareMember[]) => members.map((m) => m.principal).sort();
+    // The access an image to be shared is created with: `shared` where the cloud has it, else private.
+    const shareAccess = () => (driver.capabilities.access.includes('shared') ? 'shared' : 'private');
+    const sharing = (ctx: { skip(note?: string): never }) => {
+      const reason = driver.capabilities.sharing ? undefined : `${name} declares no sharing with chosen principals`;
+      if (reason) return { reason };
+      // The cloud shares, so the harness must say with whom: a plain skip, which CI does not accept.
+      if (!harness.sharing) ctx.skip(`the ${name} harness names no principals to share with`);
+      return { share: harness.sharing! };
+    };
+
+    it('shares with chosen principals idempotently, and removes only the members it added', async (ctx) => {
+      if (skipReason) ctx.skip(skipReason);
+      const found = sharing(ctx);
+      if ('reason' in found) skipAllowed(ctx, 'capability', found.reason!);
+      const { share } = found as { share: SharingHarness };
+      const [first, second] = share.principals;
+      expect(driver.members, 'a driver that declares sharing offers members()').toBeTypeOf('function');
+      const { markers, cloud } = await create({ access: shareAccess() });
+      const claim = claimFor(markers);
+      expect(principalsOf(await driver.members!(cloud.nativeId))).toEqual([]);
+      const added = await driver.share!(cloud.nativeId, { wanted: [first], managed: [], claim });
+      expect(added.added).toEqual([first]);
+      expect(added.removed).toEqual([]);
+      expect(principalsOf(added.members)).toEqual([first]);
+      for (const m of added.members) expect(memberStatuses).toContain(m.status);
+      if (!driver.capabilities.sharing!.acceptance) expect(added.members[0]?.status).toBe('granted');
+      expect(principalsOf(await driver.members!(cloud.nativeId))).toEqual([first]);
+      // Desired state: asking again changes nothing.
+      const again = await driver.share!(cloud.nativeId, { wanted: [first], managed: [first], claim });
+      expect([again.added, again.removed]).toEqual([[], []]);
+      // A membership in effect (accepted, or granted where none is asked for) lets the member use the image.
+      const status = again.members.find((m) => m.principal === first)?.status;
+      expect(status).toBe(driver.capabilities.sharing!.acceptance ? 'accepted' : 'granted');
+      if (share.sees) expect(await share.sees(first, cloud.nativeId)).toBe(true);
+      // The image's visibility is not widened by sharing it.
+      expect((await driver.get(cloud.nativeId)).access).not.toBe('public');
+      const max = driver.capabilities.sharing!.maxPrincipals ?? Number.POSITIVE_INFINITY;
+      if (share.addByHand && max >= 2) {
+        await share.addByHand(cloud.nativeId, second);
+        const removed = await driver.share!(cloud.nativeId, { wanted: [], managed: [first], claim });
+        expect(removed.removed).toEqual([first]);
+        expect(removed.added).toEqual([]);
+        // The member added by hand stays: visor never added it.
+        expect(principalsOf(await driver.members!(cloud.nativeId))).toEqual([second]);
+      } else {
+        // Moving the share to another principal: the old one (visor's) goes, the new one comes.
+        const moved = await driver.share!(cloud.nativeId, { wanted: [second], managed: [first], claim });
+        expect(moved.removed).toEqual([first]);
+        expect(moved.added).toEqual([second]);
+        expect(principalsOf(await driver.members!(cloud.nativeId))).toEqual([second]);
+        const gone = await driver.share!(cloud.nativeId, { wanted: [], managed: [second], claim });
+        expect(gone.removed).toEqual([second]);
+        expect(principalsOf(await driver.members!(cloud.nativeId))).toEqual([]);
+      }
+      if (share.sees) expect(await share.sees(first, cloud.nativeId)).toBe(false);
+      expect((await driver.get(cloud.nativeId)).access).not.toBe('public');
+    });
+
+    test('refuses to share where it cannot, or with an image that is not its own, and changes nothing', async () => {
+      const { markers, cloud } = await create({ access: shareAccess() });
+      const before = await driver.get(cloud.nativeId);
+      const caps = driver.capabilities.sharing;
+      if (!caps) {
+        // No sharing here: asking is refused as unsupported and the image is never made public instead.
+        const asked = driver.share?.(cloud.nativeId, { wanted: ['someone'], managed: [] });
+        if (asked) await expectKind(asked, 'unsupported');
+        expect((await driver.get(cloud.nativeId)).access).toBe(before.access);
+        return;
+      }
+      const principal = harness.sharing?.principals[0] ?? 'visor-conformance-nobody';
+      const { imageId } = markers;
+      const stranger: Claim = { owner: 'target', agent: 'another-agent', target: 'conformance', imageId };
+      const refused = driver.share!(cloud.nativeId, { wanted: [principal], managed: [], claim: stranger });
+      await expectKind(refused, 'conflict');
+      expect(principalsOf(await driver.members!(cloud.nativeId))).toEqual([]);
+      if (caps.maxPrincipals !== undefined) {
+        const many = Array.from({ length: caps.maxPrincipals + 1 }, (_, i) => `${principal}-${i}`);
+        const tooMany = driver.share!(cloud.nativeId, { wanted: many, managed: [], claim: claimFor(markers) });
+        await expectKind(tooMany, 'unsupported');
+        expect(principalsOf(await driver.members!(cloud.nativeId))).toEqual([]);
+      }
+      const missing = driver.adapter === 'glance' ? randomUUID() : `visor-missing-${runId}`;
+      await expectKind(driver.members!(missing), 'notFound');
+      expect((await driver.get(cloud.nativeId)).access).toBe(before.access);
+    });
 
     test('can be closed twice', async () => {
       const extra = await harness.driver();

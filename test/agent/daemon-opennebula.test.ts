@@ -102,6 +102,8 @@ clouds:
       return t?.drift === 0 && t.lastRun?.status === 'succeeded' ? t : undefined;
     });
     expect(status).toMatchObject({ name: 'one', lastRun: { trigger: 'schedule' } });
+    // The dashboard's sharing data: OpenNebula shares nothing here, and says so with zeros, not absence.
+    expect(status).toMatchObject({ sharing: { shared: 0, pending: [], unmapped: [] } });
     expect(Date.parse(status.nextRun!)).toBeGreaterThan(Date.now() - 1000);
     // From here on, runs happen when the tests ask: a far-away schedule (and a reload to get it).
     await writeConfig('{name}', '0 0 1 1 *');

@@ -10,3 +10,4 @@ export { Deadline, inSeconds, type DeadlineEnd, type FailureWords } from './dead
 export { ignoredSeconds, seconds, warnIgnoredTimeout } from './options.js';
 export { loadPem, type PemOption } from './pem.js';
 export { pause, pollUntil, type PollOptions } from './poll.js';
+export { checkSharing, shareDelta, type ShareDelta } from './sharing.js';

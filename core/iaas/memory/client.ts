@@ -29,7 +29,8 @@ export interface NativeImage {
   name: string;
   status: NativeStatus;
   hidden: boolean;
-  visibility: 'public' | 'private';
+  /** `shared`: its members (see `members`) may use it too, once they accept. */
+  visibility: 'public' | 'private' | 'shared';
   disk_format: string;
   container_format: string;
   /** Set once the bits are stored. */
@@ -70,6 +71,15 @@ const clearable = [
   'virtual_size',
 ] as const;
 
+export type NativeMemberStatus = 'pending' | 'accepted' | 'rejected';
+
+/** One member of an image, as the cloud returns it. */
+export interface NativeMember {
+  image_id: string;
+  member_id: string;
+  status: NativeMemberStatus;
+}
+
 export interface MemoryCloudOptions {
   /** Names the cloud in scopes and messages (default "memory"). */
   name?: string;
@@ -85,11 +95,74 @@ export class MemoryCloud {
   readonly name: string;
   readonly #images = new Map<string, NativeImage>();
   readonly #bits = new Map<string, Buffer>();
+  /** Image id -> member project -> status, as Glance keeps image members. */
+  readonly #members = new Map<string, Map<string, NativeMemberStatus>>();
+  /** Projects that exist: a member must be one. */
+  readonly #projects = new Set<string>();
   readonly #activationMs: number;
 
   constructor(options: MemoryCloudOptions = {}) {
     this.name = options.name ?? 'memory';
     this.#activationMs = options.activationMs ?? 0;
+  }
+
+  /** Makes a project known to the cloud (drivers register their own; tests add member projects). */
+  addProject(project: string): void {
+    this.#projects.add(project);
+  }
+
+  /** The members of an image (its owner asks); as Glance, refused unless the image is shared. */
+  async listMembers(id: string): Promise<NativeMember[]> {
+    const image = this.#find(id);
+    if (image.visibility !== 'shared') {
+      const why = `${this.name}: image ${id} is ${image.visibility}: only shared images have members`;
+      throw new VisorError('forbidden', why);
+    }
+    const members = [...(this.#members.get(id) ?? new Map<string, NativeMemberStatus>())];
+    return members.map(([member_id, status]) => ({ image_id: id, member_id, status }));
+  }
+
+  /** Adds a member, `pending` until it accepts; only `shared` images have members, as in Glance. */
+  async addMember(id: string, project: string): Promise<NativeMember> {
+    const image = this.#find(id);
+    if (image.visibility !== 'shared') {
+      const why = `${this.name}: image ${id} is ${image.visibility}: only shared images have members`;
+      throw new VisorError('conflict', why);
+    }
+    if (!this.#projects.has(project)) throw new VisorError('notFound', `${this.name}: no project ${project}`);
+    const members = this.#members.get(id) ?? new Map<string, NativeMemberStatus>();
+    this.#members.set(id, members);
+    if (members.has(project)) throw new VisorError('conflict', `${this.name}: ${project} is a member of ${id} already`);
+    members.set(project, 'pending');
+    return { image_id: id, member_id: project, status: 'pending' };
+  }
+
+  async removeMember(id: string, project: string): Promise<void> {
+    this.#find(id);
+    if (!this.#members.get(id)?.delete(project)) {
+      throw new VisorError('notFound', `${this.name}: ${project} is no member of ${id}`);
+    }
+  }
+
+  /** The member project's own call: accept or reject the image. */
+  async setMemberStatus(id: string, project: string, status: NativeMemberStatus): Promise<NativeMember> {
+    this.#find(id);
+    const members = this.#members.get(id);
+    if (!members?.has(project)) throw new VisorError('notFound', `${this.name}: ${project} is no member of ${id}`);
+    members.set(project, status);
+    return { image_id: id, member_id: project, status };
+  }
+
+  /** What `project` may use: its own images, public ones, and shared ones it accepted. */
+  async visibleTo(project: string): Promise<NativeImage[]> {
+    return [...this.#images.values()]
+      .filter(
+        (i) =>
+          i.project === project ||
+          i.visibility === 'public' ||
+          (i.visibility === 'shared' && this.#members.get(i.id)?.get(project) === 'accepted'),
+      )
+      .map(copy);
   }
 
   /** One page of a project's images, in id order; `next` is the marker of the page after it. */
@@ -213,6 +286,7 @@ export class MemoryCloud {
     }
     this.#images.delete(id);
     this.#bits.delete(id);
+    this.#members.delete(id);
   }
 
   /** The bits of an active (or deactivated) image, or a range of them. */

@@ -4,7 +4,15 @@ import type { DiskFormat, Image } from '../../image/model.js';
 import { silentLogger, type Logger } from '../../logging/logger.js';
 import type { ByteRange } from '../../store/port.js';
 import { DigestStream, verifyDigest } from '../../transfer/digest.js';
-import { checkFormats, checkRetireMode, cleanUpAfter, Deadline, pollUntil } from '../kit/index.js';
+import {
+  checkFormats,
+  checkRetireMode,
+  checkSharing,
+  cleanUpAfter,
+  Deadline,
+  pollUntil,
+  shareDelta,
+} from '../kit/index.js';
 import { checkClaim } from '../markers.js';
 import {
   retireModes as allRetireModes,
@@ -16,10 +24,13 @@ import {
   type IaasDriver,
   type Markers,
   type RetireMode,
+  type ShareMember,
+  type ShareRequest,
+  type ShareResult,
 } from '../port.js';
 import type { MemoryCloud, NativeImage } from './client.js';
 import { toCloudImage, toNativeFields } from './mapper.js';
-import { parseNativeImage } from './schema.js';
+import { parseNativeImage, parseNativeMembers } from './schema.js';
 
 export interface MemoryDriverOptions {
   /** The cloud this driver talks to; drivers of several projects may share one. */
@@ -32,6 +43,11 @@ export interface MemoryDriverOptions {
   retireModes?: readonly RetireMode[];
   /** Images per `list` call (default 100): `list` follows every page. */
   pageSize?: number;
+  /**
+   * Member projects whose acceptance this driver may give on their behalf (as Glance with the
+   * member project's credentials); other members stay `pending` until they accept themselves.
+   */
+  acceptFor?: readonly string[];
   /** Between status reads while waiting for an image (default 10 ms). */
   pollIntervalMs?: number;
   logger?: Logger;
@@ -57,6 +73,7 @@ export class MemoryDriver implements IaasDriver {
   readonly #pageSize: number;
   readonly #pollIntervalMs: number;
   readonly #logger: Logger;
+  readonly #acceptFor: ReadonlySet<string>;
   #closed = false;
 
   constructor(options: MemoryDriverOptions) {
@@ -65,13 +82,15 @@ export class MemoryDriver implements IaasDriver {
     this.#pageSize = options.pageSize ?? 100;
     this.#pollIntervalMs = options.pollIntervalMs ?? 10;
     this.#logger = options.logger ?? silentLogger;
+    this.#acceptFor = new Set(options.acceptFor ?? []);
+    this.#cloud.addProject(this.#project);
     // Frozen: the planner reads these once per run and must see the same answer throughout.
     this.capabilities = Object.freeze({
       diskFormats: options.diskFormats ?? ['raw', 'qcow2'],
       containerFormats: ['bare'],
       retireModes: options.retireModes ?? allRetireModes,
-      // No sharing with chosen projects in this cloud: `shared` is not offered, so the agent maps it.
-      access: ['public', 'private'],
+      // Glance-like: a `shared` image is used by its member projects once they accept it.
+      access: ['public', 'private', 'shared'],
       // The cloud digests what it stores: create verifies both against the content.
       reportsChecksums: ['md5', 'sha256'],
       reportsSize: true,
@@ -81,6 +100,7 @@ export class MemoryDriver implements IaasDriver {
       tags: true,
       download: true,
       detectsInUse: true,
+      sharing: Object.freeze({ principal: 'project', acceptance: true } as const),
     } satisfies DriverCapabilities);
   }
 
@@ -115,12 +135,6 @@ export class MemoryDriver implements IaasDriver {
     const { image, markers, content } = request;
     // Refused before anything exists in the cloud: nothing to clean up, and the message is clear.
     checkFormats('memory', this.capabilities, content);
-    if (image.access === 'shared') {
-      throw new VisorError(
-        'unsupported',
-        'memory: images are public or private here; sharing with chosen projects is not offered',
-      );
-    }
     // The request's deadline is the only one: the agent passes what is left of its action's time.
     const deadline = new Deadline(request.timeoutMs, request.signal);
     let created: NativeImage | undefined;
@@ -224,6 +238,44 @@ export class MemoryDriver implements IaasDriver {
     await this.#delete(current);
   }
 
+  /** As in Glance, the members of an image that is not `shared` are out of effect: it has none. */
+  async members(nativeId: string, _options: DriverCallOptions = {}): Promise<ShareMember[]> {
+    this.#open();
+    const current = await this.#read(nativeId);
+    return current.visibility === 'shared' ? this.#members(nativeId) : [];
+  }
+
+  /**
+   * Desired-state sharing (the kit's rule): missing members added, visor's unwanted ones removed,
+   * others' left. Visibility is not this call's: members need a `shared` image, else `conflict`.
+   */
+  async share(nativeId: string, request: ShareRequest): Promise<ShareResult> {
+    this.#open();
+    checkSharing('memory', this.capabilities, request.wanted);
+    const current = await this.#read(nativeId);
+    checkClaim(nativeId, toCloudImage(current).markers, request.claim, 'share');
+    const before = current.visibility === 'shared' ? await this.#members(nativeId) : [];
+    const { add, remove } = shareDelta(before.map((m) => m.principal), request);
+    if (add.length > 0 && current.visibility !== 'shared') {
+      throw new VisorError(
+        'conflict',
+        `memory: image ${nativeId} is ${current.visibility}; only a shared image gets members ` +
+          '(its access is not widened here)',
+      );
+    }
+    for (const project of remove) await this.#cloud.removeMember(nativeId, project);
+    for (const project of add) await this.#cloud.addMember(nativeId, project);
+    // Accepting for members whose consent this driver may give, wanted ones only, every call: a
+    // membership left pending earlier (a failed accept) is completed on the next sync.
+    for (const member of await this.#members(nativeId)) {
+      const mine = this.#acceptFor.has(member.principal) && request.wanted.includes(member.principal);
+      if (member.status === 'pending' && mine) {
+        await this.#cloud.setMemberStatus(nativeId, member.principal, 'accepted');
+      }
+    }
+    return { members: await this.#members(nativeId), added: add, removed: remove };
+  }
+
   async download(nativeId: string, options: DriverCallOptions & { range?: ByteRange } = {}) {
     this.#open();
     return this.#cloud.read(nativeId, options.range);
@@ -245,6 +297,12 @@ export class MemoryDriver implements IaasDriver {
       throw new VisorError('notFound', `memory: no image ${nativeId} in project ${this.#project}`);
     }
     return native;
+  }
+
+  async #members(nativeId: string): Promise<ShareMember[]> {
+    const what = `reading the members of image ${nativeId}`;
+    const native = parseNativeMembers(await this.#cloud.listMembers(nativeId), what);
+    return native.map((m) => ({ principal: m.member_id, status: m.status }));
   }
 
   /** Never an image VMs run from: deleting it would break them (the cloud refuses too). */

@@ -27,6 +27,10 @@ export const memoryOptionsSchema = z.strictObject({
     .min(1)
     .default([...retireModes]),
   pageSize: z.number().int().min(1).max(1000).default(100),
+  acceptFor: z
+    .array(z.string().min(1))
+    .default([])
+    .describe('member projects whose acceptance of a shared image the driver gives on their behalf'),
   pollInterval: seconds(60).default(0.01).describe('seconds between status reads while waiting'),
 });
 
@@ -47,6 +51,7 @@ export const memoryPlugin = definePlugin({
       diskFormats: options.diskFormats,
       retireModes: options.retireModes,
       pageSize: options.pageSize,
+      acceptFor: options.acceptFor,
       pollIntervalMs: options.pollInterval * 1000,
       logger: context.logger.child({ adapter: 'memory', cloud: context.name }),
     });

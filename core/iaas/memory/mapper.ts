@@ -75,13 +75,13 @@ export function toCloudImage(native: NativeImage): CloudImage {
 
 /**
  * The native fields for a generic image and its markers: what `create` registers and what
- * `updateMetadata` writes back. Shared access has no counterpart here (the capabilities say so),
- * so it never reaches this function; optional fields the image lacks are written as absent.
+ * `updateMetadata` writes back. Access maps one to one (members are set by `share`); optional
+ * fields the image lacks are written as absent.
  */
 export function toNativeFields(image: Image, markers: Markers): NativeFields & Pick<NativeImage, 'name'> {
   return {
     name: image.name,
-    visibility: image.access === 'public' ? 'public' : 'private',
+    visibility: image.access,
     architecture: image.architecture,
     image_type: image.type,
     ...(image.os?.type !== undefined ? { os_type: image.os.type } : {}),

@@ -11,9 +11,16 @@ import { toCloudImage, toNativeFields } from './mapper.js';
 import { parseNativeImage } from './schema.js';
 
 const cloud = new MemoryCloud({ name: 'conformance', activationMs: 5 });
+for (const project of ['m1', 'm2']) cloud.addProject(project);
 
 iaasConformance('memory', async () => ({
-  driver: async () => new MemoryDriver({ cloud, project: 'p1' }),
+  // The driver accepts for m1 (as Glance does with m1's credentials); m2 accepts by itself, or not.
+  driver: async () => new MemoryDriver({ cloud, project: 'p1', acceptFor: ['m1'] }),
+  sharing: {
+    principals: ['m1', 'm2'],
+    addByHand: async (id, project) => void (await cloud.addMember(id, project)),
+    sees: async (project, id) => (await cloud.visibleTo(project)).some((i) => i.id === id),
+  },
   pagedDriver: async (pageSize) => new MemoryDriver({ cloud, project: 'p1', pageSize }),
   otherOwnerDriver: async () => new MemoryDriver({ cloud, project: 'p2' }),
   createUnmarked: async (name) => (await cloud.create('p1', { name, disk_format: 'raw', container_format: 'bare' })).id,

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { VisorError } from '../../errors.js';
 import { zodIssues } from '../../validation.js';
-import { nativeStatuses, type NativeImage } from './client.js';
+import { nativeStatuses, type NativeImage, type NativeMember } from './client.js';
 
 /**
  * What the driver accepts from its cloud. A real cloud's answers come over the wire from a peer
@@ -19,7 +19,7 @@ export const nativeImageSchema = z.looseObject({
   name: z.string(),
   status: z.enum(nativeStatuses),
   hidden: z.boolean(),
-  visibility: z.enum(['public', 'private']),
+  visibility: z.enum(['public', 'private', 'shared']),
   disk_format: text,
   container_format: text,
   size: z.number().int().nonnegative().optional(),
@@ -52,4 +52,21 @@ export function parseNativeImage(value: unknown, what: string): NativeImage {
   throw new VisorError('invalidResponse', `${what}: the cloud's answer is malformed: ${summary}`, {
     details: { issues },
   });
+}
+
+export const nativeMemberSchema = z.looseObject({
+  image_id: text,
+  member_id: text,
+  status: z.enum(['pending', 'accepted', 'rejected']),
+});
+
+/** Checks a member listing from the cloud. */
+export function parseNativeMembers(value: unknown, what: string): NativeMember[] {
+  const parsed = z.array(nativeMemberSchema).safeParse(value);
+  if (parsed.success) return parsed.data as NativeMember[];
+  const summary = zodIssues(parsed.error)
+    .slice(0, 5)
+    .map((i) => (i.path ? `${i.path}: ${i.message}` : i.message))
+    .join('; ');
+  throw new VisorError('invalidResponse', `${what}: the cloud's answer is malformed: ${summary}`);
 }

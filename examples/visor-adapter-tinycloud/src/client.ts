@@ -42,6 +42,10 @@ export class TinyCloudClient {
     return this.#call(signal, (project) => this.cloud.update(project, id, changes));
   }
 
+  share(id: string, add: readonly string[], remove: readonly string[], signal?: AbortSignal): Promise<TinyRecord> {
+    return this.#call(signal, (project) => this.cloud.share(project, id, add, remove));
+  }
+
   delete(id: string, signal?: AbortSignal): Promise<void> {
     return this.#call(signal, (project) => this.cloud.delete(project, id));
   }

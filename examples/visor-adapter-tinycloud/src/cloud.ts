@@ -19,6 +19,8 @@ export interface TinyRecord {
   containerFormat: string;
   /** Free-form string attributes: metadata and markers alike. */
   attributes: Record<string, string>;
+  /** Projects that may use the image besides its owner (granted at once, as EC2 launch permissions). */
+  sharedWith: string[];
   size?: number;
   sha256?: string;
   createdAt: string;
@@ -78,6 +80,7 @@ export class TinyCloud {
     const record: TinyRecord = {
       ...fields,
       attributes: { ...fields.attributes },
+      sharedWith: [],
       id,
       project,
       status: 'queued',
@@ -107,6 +110,17 @@ export class TinyCloud {
   update(project: string, id: string, changes: RecordChanges): TinyRecord {
     const record = this.#own(project, id);
     Object.assign(record, changes, changes.attributes ? { attributes: { ...changes.attributes } } : {});
+    record.updatedAt = new Date().toISOString();
+    return copy(record);
+  }
+
+  /** Grants and revokes other projects' use of an image. */
+  share(project: string, id: string, add: readonly string[], remove: readonly string[]): TinyRecord {
+    const record = this.#own(project, id);
+    const next = new Set(record.sharedWith);
+    for (const p of remove) next.delete(p);
+    for (const p of add) next.add(p);
+    record.sharedWith = [...next].sort();
     record.updatedAt = new Date().toISOString();
     return copy(record);
   }

@@ -13,6 +13,11 @@ import {
   isVisorError,
   type Markers,
   type RetireMode,
+  checkSharing,
+  shareDelta,
+  type ShareMember,
+  type ShareRequest,
+  type ShareResult,
   VisorError,
 } from 'visor';
 import { TinyCloudClient } from './client.js';
@@ -31,6 +36,8 @@ const capabilities: DriverCapabilities = Object.freeze<DriverCapabilities>({
   containerFormats: ['bare'],
   retireModes: ['hide', 'disable', 'delete'],
   access: ['public', 'private'],
+  // Other projects are granted use of a private image at once (no acceptance), as EC2 launch permissions.
+  sharing: { principal: 'project', acceptance: false },
   reportsChecksums: ['sha256'],
   reportsSize: true,
   importFromUrl: false,
@@ -147,6 +154,23 @@ export class TinyCloudDriver implements IaasDriver {
     await this.#client.delete(nativeId, options.signal).catch((error: unknown) => {
       if (!isVisorError(error, 'notFound')) throw error;
     });
+  }
+
+  async members(nativeId: string, options: DriverCallOptions = {}): Promise<ShareMember[]> {
+    const record = await this.#client.get(nativeId, options.signal);
+    return record.sharedWith.map((principal) => ({ principal, status: 'granted' }));
+  }
+
+  /** Adds the wanted projects that are missing and removes only the unwanted ones visor added. */
+  async share(nativeId: string, request: ShareRequest): Promise<ShareResult> {
+    checkSharing('tinycloud', capabilities, request.wanted);
+    const current = await this.get(nativeId, request);
+    checkClaim(nativeId, current.markers, request.claim, 'share');
+    const record = await this.#client.get(nativeId, request.signal);
+    const { add, remove } = shareDelta(record.sharedWith, request);
+    const after = await this.#client.share(nativeId, add, remove, request.signal);
+    const members = after.sharedWith.map((principal) => ({ principal, status: 'granted' as const }));
+    return { members, added: add, removed: remove };
   }
 
   async download(nativeId: string, options: DriverCallOptions & { range?: ByteRange } = {}) {

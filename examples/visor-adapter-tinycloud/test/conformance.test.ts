@@ -60,6 +60,10 @@ iaasConformance('tinycloud (example adapter package)', async () => {
     pagedDriver: (pageSize) => driver('alpha', 'alpha-token', pageSize),
     badCredentialsDriver: () => driver('alpha', 'not-the-token'),
     otherOwnerDriver: () => driver('beta', 'beta-token'),
+    sharing: {
+      principals: ['gamma', 'delta'] as const,
+      addByHand: async (id: string, project: string) => void tinyCloud(cloud).share('alpha', id, [project], []),
+    },
     createUnmarked: async (name) => {
       const record = tinyCloud(cloud).create('alpha', {
         name,

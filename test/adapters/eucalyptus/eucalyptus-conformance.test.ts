@@ -28,6 +28,11 @@ iaasConformance(
     return {
       driver: async () => world!.driver(double),
       badCredentialsDriver: async () => world!.driver(double, { ec2: { endpoint: double.endpoint, region: 'eucalyptus', accessKeyId: 'AKIAVISORTEST0EUCA01', secretAccessKey: 'not-the-secret', maxAttempts: 1 } }),
+      sharing: {
+        // Account ids (launch permissions); a member added by hand goes straight into the double's record.
+        principals: ['111122223333', '444455556666'],
+        addByHand: async (id, account) => void double.image(id)!.launchUsers.add(account),
+      },
       createUnmarked: async (name) => double.addImage({ name }).id,
       otherOwnerDriver: async () =>
         world!.driver(double, {
@@ -57,6 +62,11 @@ iaasConformance(
         return driver;
       },
       badCredentialsDriver: async () => world!.driver(double, { ec2: { ...ec2, secretAccessKey: 'not-the-secret' }, tagsSupported: false }),
+      sharing: {
+        // Account ids (launch permissions); a member added by hand goes straight into the double's record.
+        principals: ['111122223333', '444455556666'],
+        addByHand: async (id, account) => void double.image(id)!.launchUsers.add(account),
+      },
       createUnmarked: async (name) => double.addImage({ name }).id,
       notes: { paging: 'Eucalyptus DescribeImages has no paging' },
     };

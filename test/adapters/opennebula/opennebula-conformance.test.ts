@@ -28,12 +28,15 @@ afterAll(async () => {
 });
 
 iaasConformance('opennebula (oned 7.x replies, remote mode)', async (): Promise<ConformanceHarness> => {
-  const double = await startOpenNebulaDouble({ generation: 7 });
+  // Two groups to share with; oneadmin's images live in its primary group 0 when shared with no one.
+  const groups = [{ id: 100, name: 'vo-alpha' }, { id: 101, name: 'vo-beta' }];
+  const double = await startOpenNebulaDouble({ generation: 7, groups });
   const server = await startContentServer();
   doubles.push(double);
   servers.push(server);
   return {
-    driver: async () => driverFor(double),
+    driver: async () => driverFor(double, { homeGroup: 0 }),
+    sharing: { principals: ['100', '101'] },
     pagedDriver: async (pageSize) => driverFor(double, { pageSize }),
     badCredentialsDriver: async () => driverFor(double, { password: 'not-the-password' }),
     createUnmarked: async (name) => String(double.addImage({ name, uid: 0 }).id),
@@ -48,11 +51,13 @@ iaasConformance('opennebula (oned 5.x replies, local mode)', async (): Promise<C
   folders.push(staging);
   const double = await startOpenNebulaDouble({
     generation: 5,
+    groups: [{ id: 100, name: 'vo-alpha' }, { id: 101, name: 'vo-beta' }],
     datastores: [{ id: 1, name: 'default', type: 0, template: { SAFE_DIRS: staging, RESTRICTED_DIRS: '/', TYPE: 'IMAGE_DS', DS_MAD: 'fs', TM_MAD: 'ssh' } }],
   });
   doubles.push(double);
   return {
-    driver: async () => driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1 }),
+    driver: async () => driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, homeGroup: 0 }),
+    sharing: { principals: ['100', '101'] },
     pagedDriver: async (pageSize) => driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, pageSize }),
     badCredentialsDriver: async () => driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, username: 'nobody' }),
     createUnmarked: async (name) => String(double.addImage({ name, uid: 0 }).id),

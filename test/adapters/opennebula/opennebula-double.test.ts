@@ -73,6 +73,27 @@ describe('OpenNebula double: replays the recorded traffic', () => {
     });
   }
 
+  it('answers one.image.chown in the recorded shape of an id reply (as rename.ok), and moves the image', async () => {
+    // No chown was recorded: its reply is the same [success, id, code] triple as rename's, byte for byte.
+    const double = await world({ generation: 5, groups: [{ id: 100, name: 'vo-alpha' }] }, (d) =>
+      void d.addImage({ id: 3, name: 'ttylinux03', uid: 0 }),
+    );
+    const rename = recorded('one.image.rename.ok', 'request');
+    const chown = rename
+      .replace('one.image.rename', 'one.image.chown')
+      .replace(
+        '<string>EXPIRED_1487803799_ttylinux03</string>',
+        '<i4>-1</i4></value></param><param><value><i4>100</i4>',
+      );
+    expect(await post(double, chown)).toBe(recorded('one.image.rename.ok', 'response'));
+    expect(double.images().find((i) => i.id === 3)).toMatchObject({ gid: 100, gname: 'vo-alpha' });
+    const unknown = chown.replace('<i4>100</i4>', '<i4>555</i4>');
+    const reply = await new Deserializer().deserializeMethodResponse(await post(double, unknown));
+    const [ok, message, code] = reply as [boolean, string, number];
+    expect([ok, code]).toEqual([false, 0x400]);
+    expect(message).toMatch(/Error getting group \[555\]/);
+  });
+
   it('answers one.image.allocate as recorded, and holds the image the recorded oned held', async () => {
     const folder = await mkdtemp(join(tmpdir(), 'visor-one-recorded-'));
     folders.push(folder);

@@ -44,6 +44,8 @@ export interface OpenNebulaDoubleOptions {
   /** 7 (default): current oned; 5: the recorded 5.x replies (3-element failures, [ImageInfo]-style prefixes). */
   generation?: ReplyGeneration;
   users?: DoubleUser[];
+  /** Groups besides the users' own primary groups (what one.image.chown may move an image to). */
+  groups?: { id: number; name: string }[];
   /** Replaces the default datastores (those of the recorded pool, with BASE_PATH under dataDir). */
   datastores?: DoubleDatastoreSeed[];
   /** Where imported images are stored; a fresh temp folder by default (removed on close). */
@@ -138,6 +140,7 @@ const methodSpecs: Record<string, MethodSpec> = {
   'one.image.update': { legacy: 'ImageUpdateTemplate', params: ['int', 'string'], optional: ['int'] },
   'one.image.enable': { legacy: 'ImageEnable', params: ['int', 'bool'], optional: [] },
   'one.image.rename': { legacy: 'ImageRename', params: ['int', 'string'], optional: [] },
+  'one.image.chown': { legacy: 'ImageChown', params: ['int', 'int', 'int'], optional: [] },
   'one.image.chmod': { legacy: 'ImageChmod', params: ['int', 'int', 'int', 'int', 'int', 'int', 'int', 'int', 'int', 'int'], optional: [] },
   'one.image.delete': { legacy: 'ImageDelete', params: ['int'], optional: ['bool'] },
   'one.datastorepool.info': { legacy: 'DatastorePoolInfo', params: [], optional: [] },
@@ -165,6 +168,10 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
   const now = options.now ?? (() => new Date());
   const epoch = () => Math.floor(now().getTime() / 1000);
   const users = options.users ?? defaultUsers;
+  const groups = new Map<number, string>([
+    ...users.map((x) => [x.gid, x.gname] as [number, string]),
+    ...(options.groups ?? []).map((g) => [g.id, g.name] as [number, string]),
+  ]);
   const importDelayMs = options.importDelayMs ?? 20;
   const deleteDelayMs = options.deleteDelayMs ?? 20;
   const resolveLocal = options.resolveLocalPath ?? ((p: string) => p);
@@ -485,6 +492,28 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
     return id;
   }
 
+  /**
+   * one.image.chown: -1 leaves owner or group as they are. Changing the owner is oneadmin's; moving
+   * an image to a group needs MANAGE on it and, for anyone but oneadmin, membership of the group.
+   */
+  function chown(u: DoubleUser, id: number, uid: number, gid: number): number {
+    const image = imageFor(u, id, 1);
+    const refuse = (what: string) =>
+      new OneFailure(codes.AUTHORIZATION, `User [${u.id}] : Not authorized to perform ${what}.`, id);
+    if (uid !== -1 && !isAdmin(u)) throw refuse(`ADMIN IMAGE [${id}]`);
+    if (uid !== -1 && !users.some((x) => x.id === uid)) {
+      throw new OneFailure(codes.NO_EXISTS, `Error getting user [${uid}].`, id);
+    }
+    if (gid === -1) return id;
+    const group = groups.get(gid);
+    if (group === undefined) throw new OneFailure(codes.NO_EXISTS, `Error getting group [${gid}].`, id);
+    if (!isAdmin(u) && u.gid !== gid) throw refuse(`USE GROUP [${gid}]`);
+    image.gid = gid;
+    image.gname = group;
+    touch(image);
+    return id;
+  }
+
   function chmod(u: DoubleUser, id: number, perms: number[]): number {
     const image = imageFor(u, id, 1);
     if (perms.some((p) => p < -1 || p > 1)) throw new OneFailure(codes.XML_RPC_API, 'New permission values must be -1, 0 or 1', id);
@@ -541,6 +570,8 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
         return rename(u, n(0), p[1] as string);
       case 'one.image.chmod':
         return chmod(u, n(0), p.slice(1) as number[]);
+      case 'one.image.chown':
+        return chown(u, n(0), n(1), n(2));
       case 'one.image.delete':
         return remove(u, n(0));
       case 'one.datastorepool.info':
