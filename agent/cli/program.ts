@@ -13,6 +13,7 @@ import { migrateCommand } from './commands/migrate.js';
 import { planCommand } from './commands/plan.js';
 import { pluginsCommand } from './commands/plugins.js';
 import { serveCommand } from './commands/serve.js';
+import { sourcesCommand } from './commands/sources.js';
 import { statusCommand } from './commands/status.js';
 import { syncCommand } from './commands/sync.js';
 import { triggerCommand } from './commands/trigger.js';
@@ -36,6 +37,7 @@ export const commands: readonly CommandDefinition[] = [
   syncCommand,
   statusCommand,
   triggerCommand,
+  sourcesCommand,
   migrateCommand,
   briefCommand,
   detailCommand,
