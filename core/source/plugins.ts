@@ -2,6 +2,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { definePlugin } from '../registry/plugin.js';
 import { HepixSource } from './hepix/hepix-source.js';
+import { SimplestreamsSource } from './simplestreams/simplestreams-source.js';
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
 const localPath = (dataDir: string, path: string | undefined) =>
@@ -38,6 +39,36 @@ export const hepixSourcePlugin = definePlugin({
       crls: options.crls,
       endorsers: options.endorsers.map((e) => ('ca' in e && e.ca ? { dn: e.dn, ca: e.ca } : { dn: e.dn })),
       requireSignature: options.requireSignature,
+      allowPrivateNetworks: options.allowPrivateNetworks,
+    });
+  },
+});
+
+export const simplestreamsSourcePlugin = definePlugin({
+  id: 'simplestreams',
+  kind: 'source',
+  description: 'simplestreams mirrors (Ubuntu cloud images, MAAS): index + products JSON, .sjson verified with gpgv',
+  optionsSchema: z.strictObject({
+    url: httpUrl.describe('mirror root; every path in the stream is relative to it'),
+    index: z.string().min(1).optional().describe('index path (default streams/v1/index.sjson with a keyring, else index.json)'),
+    keyring: z.string().min(1).optional().describe('OpenPGP keyring (gpg --export) the documents must be signed with'),
+    contentIds: z.array(z.string().min(1)).optional(),
+    ftypes: z.array(z.string().min(1)).optional().describe('item types to import (default disk1.img, disk-kvm.img, disk.img, qcow2)'),
+    filters: z
+      .array(z.string().regex(/^[A-Za-z][A-Za-z0-9_.:-]*(!=|!~|=|~)/, 'must be key=value, key!=value, key~regex or key!~regex'))
+      .default([])
+      .describe('simplestreams filters on the flattened item, applied before versions are chosen'),
+    allowPrivateNetworks: z.boolean().default(false),
+  }),
+  create: (options, context) => {
+    const keyring = localPath(context.dataDir, options.keyring);
+    return new SimplestreamsSource({
+      url: options.url,
+      ...(options.index ? { index: options.index } : {}),
+      ...(keyring ? { keyring } : {}),
+      ...(options.contentIds ? { contentIds: options.contentIds } : {}),
+      ...(options.ftypes ? { ftypes: options.ftypes } : {}),
+      filters: options.filters,
       allowPrivateNetworks: options.allowPrivateNetworks,
     });
   },

@@ -39,6 +39,7 @@ export function sourcesCommand(program: Command, io: CliIo): void {
   ).action(async (name: string | undefined, flags: RuntimeFlags) => {
     const { openRuntime } = await import('../../runtime/open-runtime.js');
     const { syncSubscription } = await import('../../sources/importer.js');
+    const { subscriptionLimits } = await import('../../sources/settings.js');
     const runtime = await openRuntime(runtimeOptions(flags, io));
     try {
       const names = name !== undefined ? [name] : Object.keys(runtime.config.subscriptions).filter((n) => runtime.config.subscriptions[n]!.enabled);
@@ -62,23 +63,6 @@ export function sourcesCommand(program: Command, io: CliIo): void {
       await runtime.close();
     }
   });
-}
-
-/** The importer's settings from a subscription's config. */
-export function subscriptionLimits(config: {
-  filters: string[];
-  retire: 'deprecate' | 'delete' | 'keep';
-  maxBandwidth?: number | undefined;
-  concurrency: number;
-  access: 'public' | 'private';
-}) {
-  return {
-    filters: config.filters,
-    retire: config.retire,
-    ...(config.maxBandwidth !== undefined ? { maxBandwidth: config.maxBandwidth } : {}),
-    concurrency: config.concurrency,
-    access: config.access,
-  };
 }
 
 function summary(run: RunRecord): string {

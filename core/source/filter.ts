@@ -1,5 +1,5 @@
-import { VisorError } from '../../core/errors.js';
-import type { SourceEntry } from '../../core/source/port.js';
+import { VisorError } from '../errors.js';
+import type { SourceEntry } from './port.js';
 
 /**
  * Entry filters as simplestreams writes them: `key=literal`, `key!=literal`, `key~regex`
