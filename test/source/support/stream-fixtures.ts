@@ -15,7 +15,7 @@ export const contentId = 'org.visor.test:released:download';
 
 /** A products:1.0 document, fields at each level as Canonical's streams put them. */
 export function productsDoc(images: StreamImage[], updated = 'Mon, 07 Dec 2026 10:00:00 +0000'): Buffer {
-  const products: Record<string, { versions: Record<string, { items: Record<string, unknown> }> } & Record<string, unknown>> = {};
+  const products: Record<string, { versions: Record<string, { items: Record<string, unknown> } & Record<string, unknown>> } & Record<string, unknown>> = {};
   for (const image of images) {
     const product = (products[image.product] ??= {
       arch: image.arch,
