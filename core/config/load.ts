@@ -43,6 +43,7 @@ export interface VisorConfig {
   agent: ConfigFile['agent'];
   clouds: Record<string, CloudConfig>;
   subscriptions: Record<string, SubscriptionConfig>;
+  webhooks: ConfigFile['webhooks'];
 }
 
 /** A configuration problem located in its file. */
@@ -214,6 +215,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
     agent: cfg.agent,
     clouds,
     subscriptions,
+    webhooks: cfg.webhooks,
   });
 }
 

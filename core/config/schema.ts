@@ -35,6 +35,12 @@ export const subscriptionSchema = z.strictObject({
   enabled: z.boolean().default(true),
 });
 
+export const webhookSchema = z.strictObject({
+  url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }),
+  secret: z.string().min(16, 'must be at least 16 characters (use ${ENV_VAR})'),
+  events: z.array(z.enum(['image.imported', 'image.failed', 'image.retired', 'run.failed'])).optional(),
+});
+
 export const serverSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65535, 'must be a TCP port (0-65535)').default(4568),
@@ -118,6 +124,8 @@ export const configFileSchema = z.strictObject({
     .prefault({}),
   clouds: z.record(instanceName, cloudSchema).default({}),
   subscriptions: z.record(instanceName, subscriptionSchema).default({}),
+  /** Where the agent POSTs lifecycle events (HMAC-signed): image imported, failed, retired; run failed. */
+  webhooks: z.array(webhookSchema).default([]),
 });
 
 export type ConfigFile = z.infer<typeof configFileSchema>;
