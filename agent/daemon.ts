@@ -174,7 +174,8 @@ export class AgentDaemon implements AgentControl {
     const generation = this.#generation;
     clearTimeout(this.#wake);
     for (const task of generation?.tasks.values() ?? []) await task.destroy();
-    const running = Promise.allSettled([...this.#running.values(), ...(generation ? [generation.subscriptions.stop()] : [])]);
+    const subscriptions = generation ? [generation.subscriptions.stop()] : [];
+    const running = Promise.allSettled([...this.#running.values(), ...subscriptions]);
     const timer = setTimeout(() => this.#stop.abort(new VisorError('unavailable', 'the agent is stopping')), graceMs);
     timer.unref();
     await running;
@@ -246,7 +247,9 @@ export class AgentDaemon implements AgentControl {
       if (!generation || this.#stop.signal.aborted) return;
       for (const [name, target] of generation.built.targets) {
         if (!target.policy.enabled) continue;
-        this.trigger(name, 'schedule').catch((error: unknown) => this.#logger!.warn('woken sync failed', { target: name, error: toVisorError(error) }));
+        this.trigger(name, 'schedule').catch((error: unknown) =>
+          this.#logger!.warn('woken sync failed', { target: name, error: toVisorError(error) }),
+        );
       }
     }, wakeDebounceMs);
     this.#wake.unref();
@@ -259,7 +262,11 @@ export class AgentDaemon implements AgentControl {
     const deliveries = await deliverWebhooks(hooks, record, this.#logger!, { signal: this.#stop.signal });
     if (deliveries.length === 0) return record;
     const updated = { ...record, actions: [...record.actions, ...deliveries] };
-    await this.#server!.catalog.runs.update(updated).catch((error: unknown) => this.#logger!.warn('recording webhook deliveries failed', { error: toVisorError(error) }));
+    await this.#server!.catalog.runs
+      .update(updated)
+      .catch((error: unknown) =>
+        this.#logger!.warn('recording webhook deliveries failed', { error: toVisorError(error) }),
+      );
     return updated;
   }
 

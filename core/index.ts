@@ -28,7 +28,18 @@ export {
 // The driver kit and the example adapter, for third-party adapters (see core/iaas/memory/README.md).
 export * from './iaas/kit/index.js';
 export { MemoryCloud, MemoryDriver, memoryPlugin, type MemoryCloudOptions, type MemoryDriverOptions } from './iaas/memory/index.js';
-export { ServiceIds, pluginKinds, type PluginKind, type PluginContext, type PluginFactory, type CatalogFactory, type StoreFactory, type IaasDriverFactory, type SourceFactory, type ServiceId } from './registry/ids.js';
+export {
+  ServiceIds,
+  pluginKinds,
+  type PluginKind,
+  type PluginContext,
+  type PluginFactory,
+  type CatalogFactory,
+  type StoreFactory,
+  type IaasDriverFactory,
+  type SourceFactory,
+  type ServiceId,
+} from './registry/ids.js';
 export {
   definePlugin,
   pluginIdPattern,

@@ -47,19 +47,28 @@ export function runEvents(run: RunRecord): WebhookEvent[] {
   const events: WebhookEvent[] = run.actions.flatMap((a) => {
     const event = a.action === 'webhook' ? undefined : eventOf[a.result];
     if (!event) return [];
-    return [{
-      event,
+    return [
+      {
+        event,
+        target: run.target,
+        runId: run.id,
+        at,
+        ...(a.imageId ? { imageId: a.imageId } : {}),
+        ...(a.nativeId ? { nativeId: a.nativeId } : {}),
+        ...(a.name ? { name: a.name } : {}),
+        ...(a.detail ? { detail: a.detail } : {}),
+        ...(a.error ? { error: a.error } : {}),
+      },
+    ];
+  });
+  if (run.status === 'failed')
+    events.push({
+      event: 'run.failed',
       target: run.target,
       runId: run.id,
       at,
-      ...(a.imageId ? { imageId: a.imageId } : {}),
-      ...(a.nativeId ? { nativeId: a.nativeId } : {}),
-      ...(a.name ? { name: a.name } : {}),
-      ...(a.detail ? { detail: a.detail } : {}),
-      ...(a.error ? { error: a.error } : {}),
-    }];
-  });
-  if (run.status === 'failed') events.push({ event: 'run.failed', target: run.target, runId: run.id, at, ...(run.error ? { detail: run.error } : {}) });
+      ...(run.error ? { detail: run.error } : {}),
+    });
   return events;
 }
 
@@ -89,7 +98,12 @@ export async function deliverWebhooks(
   return records;
 }
 
-async function deliver(hook: WebhookConfig, events: WebhookEvent[], logger: Logger, options: DeliveryOptions): Promise<ActionRecord> {
+async function deliver(
+  hook: WebhookConfig,
+  events: WebhookEvent[],
+  logger: Logger,
+  options: DeliveryOptions,
+): Promise<ActionRecord> {
   const attempts = options.attempts ?? 5;
   const started = performance.now();
   const body = JSON.stringify({ id: randomUUID(), events });
@@ -113,7 +127,13 @@ async function deliver(hook: WebhookConfig, events: WebhookEvent[], logger: Logg
       });
       if (response.status >= 200 && response.status < 300) {
         const ms = Math.round(performance.now() - started);
-        return { action: 'webhook', result: 'created', detail: `${where}: ${events.length} event(s) delivered`, attempts: attempt, ms };
+        return {
+          action: 'webhook',
+          result: 'created',
+          detail: `${where}: ${events.length} event(s) delivered`,
+          attempts: attempt,
+          ms,
+        };
       }
       last = `answered ${response.status}`;
       if (response.status < 500 && response.status !== 429) break;
@@ -121,7 +141,12 @@ async function deliver(hook: WebhookConfig, events: WebhookEvent[], logger: Logg
       last = (error as Error).message;
       if (options.signal?.aborted) break;
     }
-    if (attempt < attempts) await sleep((options.backoffMs ?? 1000) * 2 ** (attempt - 1), undefined, options.signal ? { signal: options.signal } : {}).catch(() => undefined);
+    if (attempt < attempts)
+      await sleep(
+        (options.backoffMs ?? 1000) * 2 ** (attempt - 1),
+        undefined,
+        options.signal ? { signal: options.signal } : {},
+      ).catch(() => undefined);
   }
   logger.warn('webhook not delivered', { url: where, reason: last });
   return {

@@ -131,7 +131,8 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
         throw new VisorError('notFound', `no subscription "${name}" in the config (have: ${known})`);
       }
       const factory = await container.getAsync<SourceFactory>(ServiceIds.SourceFactory, { name: subscription.source });
-      return factory.create(subscription.options, { name, dataDir: config.dataDir, logger: logger.child({ subscription: name }), secrets });
+      const context = { name, dataDir: config.dataDir, logger: logger.child({ subscription: name }), secrets };
+      return factory.create(subscription.options, context);
     },
     close() {
       closing ??= container.unbindAllAsync();

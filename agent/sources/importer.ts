@@ -62,7 +62,11 @@ const operator: Caller = { name: 'visor-sources', admin: true };
  * failure), and retire what left the list, expired, or was replaced by a newer version.
  * Recorded as a run (`source:<name>`) in the catalog's history.
  */
-export async function syncSubscription(subscription: Subscription, source: Source, deps: ImportDeps): Promise<RunRecord> {
+export async function syncSubscription(
+  subscription: Subscription,
+  source: Source,
+  deps: ImportDeps,
+): Promise<RunRecord> {
   const now = deps.now ?? (() => new Date());
   const run: RunRecord = {
     id: randomUUID(),
@@ -79,7 +83,10 @@ export async function syncSubscription(subscription: Subscription, source: Sourc
   try {
     const filters = (subscription.filters ?? []).map(parseFilter);
     const previous = await deps.catalog.state.get<string>(cursorKey(subscription.name));
-    const listing = await source.list({ ...(previous ? { previous } : {}), ...(deps.signal ? { signal: deps.signal } : {}) });
+    const listing = await source.list({
+      ...(previous ? { previous } : {}),
+      ...(deps.signal ? { signal: deps.signal } : {}),
+    });
     const imported = await importedImages(deps.catalog, subscription.name);
     if (isUnchanged(listing)) {
       // The list did not change, but time passed: what expired meanwhile still retires.
@@ -135,20 +142,43 @@ async function importEntries(
   await Promise.all(
     wanted.map((entry) =>
       limiter.run(async () => {
-        const same = imported.find((i) => i.properties[sourceKeys.key] === entry.key && i.properties[sourceKeys.version] === entry.version);
+        const same = imported.find(
+          (i) => i.properties[sourceKeys.key] === entry.key && i.properties[sourceKeys.version] === entry.version,
+        );
         if (same && same.status === 'available') {
-          run.actions.push({ action: 'import', result: 'unchanged', imageId: same.id, name: entry.name, detail: `${entry.key}@${entry.version}` });
+          run.actions.push({
+            action: 'import',
+            result: 'unchanged',
+            imageId: same.id,
+            name: entry.name,
+            detail: `${entry.key}@${entry.version}`,
+          });
           return;
         }
         if (expired(entry, now())) {
-          run.actions.push({ action: 'import', result: 'skipped', name: entry.name, detail: `${entry.key}@${entry.version} expired on ${entry.expiresAt}` });
+          run.actions.push({
+            action: 'import',
+            result: 'skipped',
+            name: entry.name,
+            detail: `${entry.key}@${entry.version} expired on ${entry.expiresAt}`,
+          });
           return;
         }
         // Same bytes under a new version (a re-published list): no download, the record follows.
-        const sameBytes = imported.find((i) => i.properties[sourceKeys.key] === entry.key && i.status === 'available' && sameContent(i, entry));
+        const sameBytes = imported.find(
+          (i) => i.properties[sourceKeys.key] === entry.key && i.status === 'available' && sameContent(i, entry),
+        );
         if (sameBytes) {
-          await deps.catalog.images.update(sameBytes.id, sameBytes.revision, { properties: sourceProperties(subscription, entry) });
-          run.actions.push({ action: 'import', result: 'updated', imageId: sameBytes.id, name: entry.name, detail: `${entry.key}@${entry.version}: same content, no download` });
+          await deps.catalog.images.update(sameBytes.id, sameBytes.revision, {
+            properties: sourceProperties(subscription, entry),
+          });
+          run.actions.push({
+            action: 'import',
+            result: 'updated',
+            imageId: sameBytes.id,
+            name: entry.name,
+            detail: `${entry.key}@${entry.version}: same content, no download`,
+          });
           return;
         }
         run.actions.push(await importOne(entry, subscription, source, deps, rate));
@@ -159,7 +189,11 @@ async function importEntries(
 
 function sameContent(image: Image, entry: SourceEntry): boolean {
   const stated = Object.entries(entry.checksums);
-  return stated.length > 0 && stated.every(([alg, value]) => image.checksums[alg as keyof Image['checksums']] === value) && (entry.size === undefined || image.size === entry.size);
+  return (
+    stated.length > 0 &&
+    stated.every(([alg, value]) => image.checksums[alg as keyof Image['checksums']] === value) &&
+    (entry.size === undefined || image.size === entry.size)
+  );
 }
 
 function sourceProperties(subscription: Subscription, entry: SourceEntry): Record<string, string> {
@@ -174,7 +208,13 @@ function sourceProperties(subscription: Subscription, entry: SourceEntry): Recor
   };
 }
 
-async function importOne(entry: SourceEntry, subscription: Subscription, source: Source, deps: ImportDeps, rate?: RateLimiter): Promise<ActionRecord> {
+async function importOne(
+  entry: SourceEntry,
+  subscription: Subscription,
+  source: Source,
+  deps: ImportDeps,
+  rate?: RateLimiter,
+): Promise<ActionRecord> {
   const started = performance.now();
   const base = { action: 'import', name: entry.name, detail: `${entry.key}@${entry.version}` };
   let image: Image | undefined;
@@ -192,7 +232,8 @@ async function importOne(entry: SourceEntry, subscription: Subscription, source:
     const body = resumableDownload(source, entry, {
       retries: subscription.retries ?? 3,
       ...(deps.signal ? { signal: deps.signal } : {}),
-      onResume: (offset, error) => deps.logger.info('download resumed', { key: entry.key, offset, reason: (error as Error).message }),
+      onResume: (offset, error) =>
+        deps.logger.info('download resumed', { key: entry.key, offset, reason: (error as Error).message }),
     }).pipe(throttle(rate, deps.signal));
     // The list's digests and size are the upload's expectations: a mismatch keeps nothing.
     const done = await deps.images.upload(operator, image.id, body, {
@@ -200,21 +241,45 @@ async function importOne(entry: SourceEntry, subscription: Subscription, source:
       expected: entry.checksums,
       ...(deps.signal ? { signal: deps.signal } : {}),
     });
-    return { ...base, result: 'imported', imageId: done.id, bytes: done.size ?? 0, ms: Math.round(performance.now() - started) };
+    return {
+      ...base,
+      result: 'imported',
+      imageId: done.id,
+      bytes: done.size ?? 0,
+      ms: Math.round(performance.now() - started),
+    };
   } catch (error) {
     if (image) await deps.images.delete(operator, image.id).catch(() => undefined);
     const failure = isVisorError(error) ? error : toVisorError(error);
-    deps.logger.warn('import failed', { key: entry.key, version: entry.version, kind: failure.kind, reason: failure.message });
-    return { ...base, result: 'failed', error: { kind: failure.kind, message: failure.message }, ms: Math.round(performance.now() - started) };
+    deps.logger.warn('import failed', {
+      key: entry.key,
+      version: entry.version,
+      kind: failure.kind,
+      reason: failure.message,
+    });
+    return {
+      ...base,
+      result: 'failed',
+      error: { kind: failure.kind, message: failure.message },
+      ms: Math.round(performance.now() - started),
+    };
   }
 }
 
-async function retireGone(current: Image[], wanted: SourceEntry[], subscription: Subscription, deps: ImportDeps, run: RunRecord, now: Date): Promise<void> {
+async function retireGone(
+  current: Image[],
+  wanted: SourceEntry[],
+  subscription: Subscription,
+  deps: ImportDeps,
+  run: RunRecord,
+  now: Date,
+): Promise<void> {
   const byKey = new Map(wanted.map((e) => [e.key, e]));
   const newest = new Map<string, Image>();
   for (const image of current) {
     const entry = byKey.get(image.properties[sourceKeys.key] ?? '');
-    if (entry && image.properties[sourceKeys.version] === entry.version && image.status === 'available') newest.set(entry.key, image);
+    if (entry && image.properties[sourceKeys.version] === entry.version && image.status === 'available')
+      newest.set(entry.key, image);
   }
   for (const image of current) {
     const key = image.properties[sourceKeys.key] ?? '';
@@ -222,16 +287,33 @@ async function retireGone(current: Image[], wanted: SourceEntry[], subscription:
     const replacement = newest.get(key);
     let reason: string | undefined;
     if (!entry) reason = 'left the list';
-    else if (expired(entry, now) && image.properties[sourceKeys.version] === entry.version) reason = `expired on ${entry.expiresAt}`;
+    else if (expired(entry, now) && image.properties[sourceKeys.version] === entry.version)
+      reason = `expired on ${entry.expiresAt}`;
     else if (replacement && replacement.id !== image.id) reason = `replaced by version ${entry.version}`;
-    if (reason) await retire(image, reason, subscription, deps, run, now, replacement && replacement.id !== image.id ? replacement.id : undefined);
+    if (reason)
+      await retire(
+        image,
+        reason,
+        subscription,
+        deps,
+        run,
+        now,
+        replacement && replacement.id !== image.id ? replacement.id : undefined,
+      );
   }
 }
 
-async function retireExpired(current: Image[], subscription: Subscription, deps: ImportDeps, run: RunRecord, now: Date): Promise<void> {
+async function retireExpired(
+  current: Image[],
+  subscription: Subscription,
+  deps: ImportDeps,
+  run: RunRecord,
+  now: Date,
+): Promise<void> {
   for (const image of current) {
     const expires = image.properties[sourceKeys.expires];
-    if (expires && Date.parse(expires) <= now.getTime()) await retire(image, `expired on ${expires}`, subscription, deps, run, now);
+    if (expires && Date.parse(expires) <= now.getTime())
+      await retire(image, `expired on ${expires}`, subscription, deps, run, now);
   }
 }
 
@@ -265,4 +347,3 @@ async function retire(
     run.actions.push({ ...base, result: 'failed', error: { kind: failure.kind, message: failure.message } });
   }
 }
-

@@ -33,10 +33,18 @@ export class SubscriptionScheduler {
       if (!sub.enabled || !sub.schedule) continue;
       const log = options.logger.child({ subscription: name });
       this.#tasks.push(
-        schedule(sub.schedule, () => this.run(name, 'schedule').then(() => undefined, (e: unknown) => log.error('subscription run failed', { error: toVisorError(e) })), {
-          name: `visor:source:${name}`,
-          noOverlap: true,
-        }),
+        schedule(
+          sub.schedule,
+          () =>
+            this.run(name, 'schedule').then(
+              () => undefined,
+              (e: unknown) => log.error('subscription run failed', { error: toVisorError(e) }),
+            ),
+          {
+            name: `visor:source:${name}`,
+            noOverlap: true,
+          },
+        ),
       );
     }
   }

@@ -11,4 +11,3 @@ export function subscriptionLimits(config: SubscriptionConfig): Omit<Subscriptio
     access: config.access,
   };
 }
-

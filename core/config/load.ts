@@ -175,7 +175,8 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
   const subscriptions: Record<string, SubscriptionConfig> = {};
   for (const [name, sub] of Object.entries(cfg.subscriptions)) {
     const path = ['subscriptions', name];
-    subscriptions[name] = { ...sub, options: await instance('source', 'source', sub.source, sub.options, path, 'source') };
+    const validated = await instance('source', 'source', sub.source, sub.options, path, 'source');
+    subscriptions[name] = { ...sub, options: validated };
   }
 
   const storeNames = Object.keys(cfg.stores);

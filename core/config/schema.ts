@@ -23,7 +23,9 @@ export const subscriptionSchema = z.strictObject({
   source: z.string({ error: 'is required: the id of the source plugin (hepix, simplestreams, ...)' }),
   options: options.optional(),
   /** `key=value`, `key!=value`, `key~regex`, `key!~regex` on entry fields and properties; all must hold. */
-  filters: z.array(z.string().regex(/^[A-Za-z][A-Za-z0-9_.:-]*(!=|!~|=|~)/, 'must be key=value, key!=value, key~regex or key!~regex')).default([]),
+  filters: z
+    .array(z.string().regex(/^[A-Za-z][A-Za-z0-9_.:-]*(!=|!~|=|~)/, 'must be key=value, key!=value, key~regex or key!~regex'))
+    .default([]),
   /** What becomes of an imported image whose entry left the list, expired, or was replaced. */
   retire: z.enum(['deprecate', 'delete', 'keep']).default('deprecate'),
   /** Bytes per second over all of this subscription's downloads together (e.g. "20MiB"). */

@@ -20,7 +20,9 @@ export function issuerDn(certificate: X509Certificate): string {
 /** Normalises `/C=NL/O=Grid/CN=Someone` (or `C=NL, O=Grid, CN=Someone`) for comparison. */
 export function normaliseDn(dn: string): string {
   const text = dn.trim();
-  const parts = text.startsWith('/') ? text.slice(1).split(/\/(?=[A-Za-z][A-Za-z0-9.]*=)/) : text.split(/,\s*(?=[A-Za-z][A-Za-z0-9.]*=)/);
+  const parts = text.startsWith('/')
+    ? text.slice(1).split(/\/(?=[A-Za-z][A-Za-z0-9.]*=)/)
+    : text.split(/,\s*(?=[A-Za-z][A-Za-z0-9.]*=)/);
   return parts
     .map((part) => {
       const at = part.indexOf('=');

@@ -14,7 +14,9 @@ export async function fetchDocument(http: Store, url: string, signal?: AbortSign
     got = await http.get(url, signal ? { signal } : {});
   } catch (error) {
     if (isVisorError(error, 'forbidden')) throw error;
-    throw sourceError('unreachable', `cannot fetch the list ${redact(url)}: ${(error as Error).message}`, { cause: error });
+    throw sourceError('unreachable', `cannot fetch the list ${redact(url)}: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   if (got.size > maxListBytes) {
     got.stream.destroy();
@@ -24,7 +26,9 @@ export async function fetchDocument(http: Store, url: string, signal?: AbortSign
   try {
     for await (const chunk of got.stream) chunks.push(chunk as Buffer);
   } catch (error) {
-    throw sourceError('unreachable', `reading the list ${redact(url)} failed: ${(error as Error).message}`, { cause: error });
+    throw sourceError('unreachable', `reading the list ${redact(url)} failed: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   return Buffer.concat(chunks);
 }
@@ -42,7 +46,9 @@ export async function openUrl(http: Store, url: string, offset = 0, signal?: Abo
   } catch (error) {
     if (isVisorError(error) && ['notFound', 'forbidden', 'timeout', 'invalidInput'].includes(error.kind)) throw error;
     if (isVisorError(error, 'unavailable')) throw sourceError('unreachable', error.message, { cause: error });
-    throw new VisorError('invalidResponse', `cannot download ${redact(url)}: ${(error as Error).message}`, { cause: error });
+    throw new VisorError('invalidResponse', `cannot download ${redact(url)}: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
 }
 

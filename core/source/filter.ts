@@ -19,7 +19,10 @@ const filterPattern = /^([A-Za-z][A-Za-z0-9_.:-]*)(!=|!~|=|~)(.*)$/s;
 export function parseFilter(text: string): EntryFilter {
   const match = filterPattern.exec(text);
   if (!match) {
-    throw new VisorError('invalidInput', `filter "${text.slice(0, 80)}" must be key=value, key!=value, key~regex or key!~regex`);
+    throw new VisorError(
+      'invalidInput',
+      `filter "${text.slice(0, 80)}" must be key=value, key!=value, key~regex or key!~regex`,
+    );
   }
   const [, key, op, value] = match as unknown as [string, string, EntryFilter['op'], string];
   if (op === '~' || op === '!~') {
@@ -35,7 +38,8 @@ export function parseFilter(text: string): EntryFilter {
 export function fieldOf(entry: SourceEntry, key: string): string {
   if (key in entry.properties) return entry.properties[key] ?? '';
   let value: unknown = entry;
-  for (const part of key.split('.')) value = value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[part] : undefined;
+  for (const part of key.split('.'))
+    value = value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[part] : undefined;
   return typeof value === 'string' || typeof value === 'number' ? String(value) : '';
 }
 

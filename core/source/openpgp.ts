@@ -23,7 +23,11 @@ export interface VerifiedDocument {
  * keys in `keyring` only (a fresh, empty home: no user or system keys are trusted). gpgv writes
  * the data even for a bad signature, so only the exit status and GOODSIG/VALIDSIG decide.
  */
-export async function verifyClearsigned(document: Buffer, keyring: string, signal?: AbortSignal): Promise<VerifiedDocument> {
+export async function verifyClearsigned(
+  document: Buffer,
+  keyring: string,
+  signal?: AbortSignal,
+): Promise<VerifiedDocument> {
   if (!looksClearsigned(document)) throw sourceError('unsigned', 'the document is not OpenPGP cleartext-signed');
   const home = await mkdtemp(join(tmpdir(), 'visor-gpgv-'));
   try {
@@ -34,11 +38,13 @@ export async function verifyClearsigned(document: Buffer, keyring: string, signa
     const { code, stderr } = await run(args, signal);
     const valid = /^\[GNUPG:\] VALIDSIG ([0-9A-F]+)/m.exec(stderr);
     if (code !== 0 || !valid || !/^\[GNUPG:\] GOODSIG /m.test(stderr)) {
-      if (/^\[GNUPG:\] BADSIG /m.test(stderr)) throw sourceError('badSignature', 'the signature does not match the document: tampered');
+      if (/^\[GNUPG:\] BADSIG /m.test(stderr))
+        throw sourceError('badSignature', 'the signature does not match the document: tampered');
       if (/^\[GNUPG:\] (NO_PUBKEY|ERRSIG) /m.test(stderr)) {
         throw sourceError('untrusted', 'the document is signed by a key that is not in the configured keyring');
       }
-      if (/no valid OpenPGP data|no signature found/i.test(stderr)) throw sourceError('unsigned', 'the document carries no valid signature');
+      if (/no valid OpenPGP data|no signature found/i.test(stderr))
+        throw sourceError('unsigned', 'the document carries no valid signature');
       const said = stderr.split('\n').find((l) => l.startsWith('gpgv:')) ?? `gpgv exited with ${code}`;
       throw sourceError('badSignature', `the signature does not verify (${said.slice(0, 200)})`);
     }

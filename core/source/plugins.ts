@@ -15,11 +15,23 @@ export const hepixSourcePlugin = definePlugin({
   optionsSchema: z
     .strictObject({
       url: httpUrl,
-      caPath: z.string().min(1).optional().describe('folder of hashed CA certificates, e.g. /etc/grid-security/certificates'),
+      caPath: z
+        .string()
+        .min(1)
+        .optional()
+        .describe('folder of hashed CA certificates, e.g. /etc/grid-security/certificates'),
       caFile: z.string().min(1).optional().describe('PEM bundle of trusted CAs'),
       crls: z.boolean().default(false).describe('check the CRLs in caPath'),
       endorsers: z
-        .array(z.union([z.string().min(1).transform((dn) => ({ dn })), z.strictObject({ dn: z.string().min(1), ca: z.string().min(1).optional() })]))
+        .array(
+          z.union([
+            z
+              .string()
+              .min(1)
+              .transform((dn) => ({ dn })),
+            z.strictObject({ dn: z.string().min(1), ca: z.string().min(1).optional() }),
+          ]),
+        )
         .default([])
         .describe('DNs (or { dn, ca }) of the endorsers accepted for this list'),
       requireSignature: z.boolean().default(true),
@@ -50,12 +62,23 @@ export const simplestreamsSourcePlugin = definePlugin({
   description: 'simplestreams mirrors (Ubuntu cloud images, MAAS): index + products JSON, .sjson verified with gpgv',
   optionsSchema: z.strictObject({
     url: httpUrl.describe('mirror root; every path in the stream is relative to it'),
-    index: z.string().min(1).optional().describe('index path (default streams/v1/index.sjson with a keyring, else index.json)'),
+    index: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('index path (default streams/v1/index.sjson with a keyring, else index.json)'),
     keyring: z.string().min(1).optional().describe('OpenPGP keyring (gpg --export) the documents must be signed with'),
     contentIds: z.array(z.string().min(1)).optional(),
-    ftypes: z.array(z.string().min(1)).optional().describe('item types to import (default disk1.img, disk-kvm.img, disk.img, qcow2)'),
+    ftypes: z
+      .array(z.string().min(1))
+      .optional()
+      .describe('item types to import (default disk1.img, disk-kvm.img, disk.img, qcow2)'),
     filters: z
-      .array(z.string().regex(/^[A-Za-z][A-Za-z0-9_.:-]*(!=|!~|=|~)/, 'must be key=value, key!=value, key~regex or key!~regex'))
+      .array(
+        z
+          .string()
+          .regex(/^[A-Za-z][A-Za-z0-9_.:-]*(!=|!~|=|~)/, 'must be key=value, key!=value, key~regex or key!~regex'),
+      )
       .default([])
       .describe('simplestreams filters on the flattened item, applied before versions are chosen'),
     allowPrivateNetworks: z.boolean().default(false),

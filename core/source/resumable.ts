@@ -23,9 +23,13 @@ export function resumableDownload(source: Source, entry: SourceEntry, options: R
       options.signal?.throwIfAborted();
       let skip = 0;
       try {
-        const download = await source.open(entry, { offset: delivered, ...(options.signal ? { signal: options.signal } : {}) });
+        const download = await source.open(entry, {
+          offset: delivered,
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
         skip = delivered - download.offset;
-        if (skip < 0) throw new VisorError('invalidResponse', `the source resumed at ${download.offset}, past ${delivered}`);
+        if (skip < 0)
+          throw new VisorError('invalidResponse', `the source resumed at ${download.offset}, past ${delivered}`);
         for await (const chunk of download.stream) {
           let data = chunk as Buffer;
           if (skip > 0) {

@@ -37,7 +37,8 @@ export function looksSigned(message: Buffer): boolean {
  */
 export async function verifySmime(message: Buffer, trust: SmimeTrust, signal?: AbortSignal): Promise<VerifiedMessage> {
   if (!trust.caPath && !trust.caFile) throw new VisorError('config', 'S/MIME verification needs caPath or caFile');
-  if (!looksSigned(message)) throw sourceError('unsigned', 'the list is not S/MIME signed (no multipart/signed or pkcs7-mime part)');
+  if (!looksSigned(message))
+    throw sourceError('unsigned', 'the list is not S/MIME signed (no multipart/signed or pkcs7-mime part)');
   const dir = await mkdtemp(join(tmpdir(), 'visor-smime-'));
   try {
     const input = join(dir, 'message');
@@ -63,9 +64,16 @@ export async function verifySmime(message: Buffer, trust: SmimeTrust, signal?: A
 
 function refusal(stderr: string): VisorError {
   const detail = /Verify error:\s*([^\n]+)/.exec(stderr)?.[1]?.trim();
-  const said = detail ?? stderr.split('\n').find((l) => l.includes('error:'))?.replace(/^.*?:error:[^:]*:/, '') ?? stderr.trim();
+  const said =
+    detail ??
+    stderr
+      .split('\n')
+      .find((l) => l.includes('error:'))
+      ?.replace(/^.*?:error:[^:]*:/, '') ??
+    stderr.trim();
   const reason = `OpenSSL: ${said.slice(0, 200)}`;
-  if (/expired|not yet valid/i.test(stderr)) return sourceError('expired', `the list's signer certificate is not valid now (${reason})`);
+  if (/expired|not yet valid/i.test(stderr))
+    return sourceError('expired', `the list's signer certificate is not valid now (${reason})`);
   if (/CRL|revoked/i.test(stderr)) {
     return sourceError('untrusted', `the list's signer certificate is revoked or its CRL is missing (${reason})`);
   }
@@ -75,7 +83,8 @@ function refusal(stderr: string): VisorError {
   if (/digest failure|signature failure/i.test(stderr)) {
     return sourceError('badSignature', `the list's signature does not match its content: tampered (${reason})`);
   }
-  if (/no content type|reading S\/MIME|mime/i.test(stderr)) return sourceError('unsigned', `the list's S/MIME structure is broken (${reason})`);
+  if (/no content type|reading S\/MIME|mime/i.test(stderr))
+    return sourceError('unsigned', `the list's S/MIME structure is broken (${reason})`);
   return sourceError('badSignature', `the list's signature does not verify (${reason})`);
 }
 
@@ -96,7 +105,12 @@ function run(command: string, args: string[], signal?: AbortSignal): Promise<{ c
     });
     child.on('error', (error) => {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        reject(new VisorError('unsupported', 'verifying S/MIME image lists needs the openssl command (Debian package openssl)'));
+        reject(
+          new VisorError(
+            'unsupported',
+            'verifying S/MIME image lists needs the openssl command (Debian package openssl)',
+          ),
+        );
       } else reject(error);
     });
     child.on('close', (code) => resolve({ code: code ?? 1, stderr }));

@@ -37,7 +37,11 @@ export class RateLimiter {
       const piece = Math.min(left, this.burst);
       this.#refill();
       if (this.#available < piece) {
-        await sleep(Math.ceil(((piece - this.#available) * 1000) / this.bytesPerSecond), undefined, signal ? { signal } : {});
+        await sleep(
+          Math.ceil(((piece - this.#available) * 1000) / this.bytesPerSecond),
+          undefined,
+          signal ? { signal } : {},
+        );
         this.#refill();
       }
       this.#available -= piece;

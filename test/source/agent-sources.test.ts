@@ -24,7 +24,9 @@ describe('visor agent: subscriptions wake the clouds; webhooks are signed, retri
     files = await new FileServer().start();
     const data = randomBytes(64 * 1024);
     files.files.set('/img', data);
-    const images = [{ id: 'agent-img', title: 'agent image', version: '1', data, url: files.url('/img'), format: 'RAW' }];
+    const images = [
+      { id: 'agent-img', title: 'agent image', version: '1', data, url: files.url('/img'), format: 'RAW' },
+    ];
     files.files.set('/list', hepixList({ signer: { dn: '/CN=x', caDn: '/CN=y' }, version: '1', images }));
     receiver = createServer((req, res) => {
       let body = '';
@@ -65,7 +67,14 @@ describe('visor agent: subscriptions wake the clouds; webhooks are signed, retri
         '',
       ].join('\n'),
     );
-    daemon = new AgentDaemon({ configFile: config, env: {}, logger: silentLogger, plugins: [memoryPlugin], host: '127.0.0.1', port: 0 });
+    daemon = new AgentDaemon({
+      configFile: config,
+      env: {},
+      logger: silentLogger,
+      plugins: [memoryPlugin],
+      host: '127.0.0.1',
+      port: 0,
+    });
     await daemon.start();
   }, 60_000);
 
@@ -89,7 +98,9 @@ describe('visor agent: subscriptions wake the clouds; webhooks are signed, retri
     expect(last.headers['x-visor-signature']).toBe(signPayload(secret, timestamp, last.body));
     expect(last.headers['x-visor-signature']).not.toBe(signPayload('another secret entirely', timestamp, last.body));
     const payload = JSON.parse(last.body) as { events: { event: string; target: string; name?: string }[] };
-    expect(payload.events).toEqual([expect.objectContaining({ event: 'image.imported', target: 'source:appdb', name: 'agent image' })]);
+    expect(payload.events).toEqual([
+      expect.objectContaining({ event: 'image.imported', target: 'source:appdb', name: 'agent image' }),
+    ]);
 
     // The subscription changed the catalog: the cloud syncs without its schedule (it has none).
     const deadline = Date.now() + 20_000;

@@ -65,7 +65,10 @@ describe('bandwidth and concurrency of subscription downloads', () => {
     // Every half second window stays within the limit plus one burst.
     for (const [t, n] of samples) {
       const before = samples.filter(([u]) => u <= t - 500).at(-1);
-      if (before) expect(n - before[1]).toBeLessThanOrEqual((2 * 1024 * 1024 * (t - before[0])) / 1000 + limiter.burst + 32 * 1024);
+      if (before)
+        expect(n - before[1]).toBeLessThanOrEqual(
+          (2 * 1024 * 1024 * (t - before[0])) / 1000 + limiter.burst + 32 * 1024,
+        );
     }
   }, 30_000);
 });

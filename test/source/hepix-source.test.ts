@@ -44,7 +44,13 @@ async function setUp() {
   const pki = makePki();
   const server = await new FileServer().start();
   const images: FixtureImage[] = [
-    { id: 'img-alma', title: 'AlmaLinux 9', version: '9.4-1', data: randomBytes(200_003), url: server.url('/images/alma.qcow2') },
+    {
+      id: 'img-alma',
+      title: 'AlmaLinux 9',
+      version: '9.4-1',
+      data: randomBytes(200_003),
+      url: server.url('/images/alma.qcow2'),
+    },
     { id: 'img-tiny', title: 'Tiny', version: '1', data: randomBytes(5), url: server.url('/images/tiny.qcow2') },
   ];
   for (const image of images) server.files.set(new URL(image.url).pathname, image.data);
@@ -58,44 +64,57 @@ async function setUp() {
 
 let ctx: Awaited<ReturnType<typeof setUp>>;
 
-sourceContract('hepix', async () => {
-  ctx ??= await setUp();
-  const { pki, server, list, source } = ctx;
-  const signed = smimeSign(list(pki.endorser), pki.endorser);
-  const text = signed.toString('latin1');
-  const tampered = Buffer.from(text.replace('"hv:ram_minimum": "1024"', '"hv:ram_minimum": "2048"'), 'latin1');
-  const files: Record<string, Buffer> = {
-    '/lists/tampered.list': tampered,
-    '/lists/unsigned.list': list(pki.endorser),
-    '/lists/expired-list.list': smimeSign(list(pki.endorser, { expires: inDays(-1) }), pki.endorser),
-    '/lists/expired-cert.list': smimeSign(list(pki.expired), pki.expired),
-    '/lists/wrong-ca.list': smimeSign(list(pki.stranger), pki.stranger),
-    '/lists/endorser-mismatch.list': smimeSign(list(pki.endorser), pki.other),
-    '/lists/not-json.list': smimeSign(Buffer.from('hello, not a list'), pki.endorser),
-    '/lists/bad-shape.list': smimeSign(Buffer.from('{"hv:imagelist":{"dc:identifier":"x"}}'), pki.endorser),
-  };
-  for (const [path, body] of Object.entries(files)) server.files.set(path, body);
-  return {
-    source: async () => source('/lists/good.list'),
-    expectedBytes: async () => new Map(ctx.images.map((i) => [i.id, i.data])),
-    refused: async () => [
-      { title: 'tampered list', source: source('/lists/tampered.list'), reason: 'badSignature' as const },
-      { title: 'unsigned list', source: source('/lists/unsigned.list'), reason: 'unsigned' as const },
-      { title: 'expired list', source: source('/lists/expired-list.list'), reason: 'expired' as const },
-      { title: 'expired signer certificate', source: source('/lists/expired-cert.list'), reason: 'expired' as const },
-      { title: 'signer from an untrusted CA', source: source('/lists/wrong-ca.list'), reason: 'untrusted' as const },
-      { title: 'signer is not the named endorser', source: source('/lists/endorser-mismatch.list'), reason: 'endorser' as const },
-      {
-        title: 'endorser not accepted by the subscription',
-        source: source('/lists/good.list', { endorsers: [{ dn: pki.other.dn }] }),
-        reason: 'endorser' as const,
-      },
-      { title: 'signed text that is not JSON', source: source('/lists/not-json.list'), reason: 'malformed' as const },
-      { title: 'JSON that is not an image list', source: source('/lists/bad-shape.list'), reason: 'malformed' as const },
-    ],
-    unreachable: async () => new HepixSource({ url: 'http://127.0.0.1:9/list', caPath: pki.caPath, allowPrivateNetworks: true }),
-  };
-}, openssl.skip);
+sourceContract(
+  'hepix',
+  async () => {
+    ctx ??= await setUp();
+    const { pki, server, list, source } = ctx;
+    const signed = smimeSign(list(pki.endorser), pki.endorser);
+    const text = signed.toString('latin1');
+    const tampered = Buffer.from(text.replace('"hv:ram_minimum": "1024"', '"hv:ram_minimum": "2048"'), 'latin1');
+    const files: Record<string, Buffer> = {
+      '/lists/tampered.list': tampered,
+      '/lists/unsigned.list': list(pki.endorser),
+      '/lists/expired-list.list': smimeSign(list(pki.endorser, { expires: inDays(-1) }), pki.endorser),
+      '/lists/expired-cert.list': smimeSign(list(pki.expired), pki.expired),
+      '/lists/wrong-ca.list': smimeSign(list(pki.stranger), pki.stranger),
+      '/lists/endorser-mismatch.list': smimeSign(list(pki.endorser), pki.other),
+      '/lists/not-json.list': smimeSign(Buffer.from('hello, not a list'), pki.endorser),
+      '/lists/bad-shape.list': smimeSign(Buffer.from('{"hv:imagelist":{"dc:identifier":"x"}}'), pki.endorser),
+    };
+    for (const [path, body] of Object.entries(files)) server.files.set(path, body);
+    return {
+      source: async () => source('/lists/good.list'),
+      expectedBytes: async () => new Map(ctx.images.map((i) => [i.id, i.data])),
+      refused: async () => [
+        { title: 'tampered list', source: source('/lists/tampered.list'), reason: 'badSignature' as const },
+        { title: 'unsigned list', source: source('/lists/unsigned.list'), reason: 'unsigned' as const },
+        { title: 'expired list', source: source('/lists/expired-list.list'), reason: 'expired' as const },
+        { title: 'expired signer certificate', source: source('/lists/expired-cert.list'), reason: 'expired' as const },
+        { title: 'signer from an untrusted CA', source: source('/lists/wrong-ca.list'), reason: 'untrusted' as const },
+        {
+          title: 'signer is not the named endorser',
+          source: source('/lists/endorser-mismatch.list'),
+          reason: 'endorser' as const,
+        },
+        {
+          title: 'endorser not accepted by the subscription',
+          source: source('/lists/good.list', { endorsers: [{ dn: pki.other.dn }] }),
+          reason: 'endorser' as const,
+        },
+        { title: 'signed text that is not JSON', source: source('/lists/not-json.list'), reason: 'malformed' as const },
+        {
+          title: 'JSON that is not an image list',
+          source: source('/lists/bad-shape.list'),
+          reason: 'malformed' as const,
+        },
+      ],
+      unreachable: async () =>
+        new HepixSource({ url: 'http://127.0.0.1:9/list', caPath: pki.caPath, allowPrivateNetworks: true }),
+    };
+  },
+  openssl.skip,
+);
 
 describe.skipIf(openssl.skip)('HEPiX image list source', () => {
   beforeAll(async () => {
@@ -128,7 +147,11 @@ describe.skipIf(openssl.skip)('HEPiX image list source', () => {
       endorser: ctx.pki.endorser.dn,
     });
     expect(alma.checksums.sha512).toMatch(/^[0-9a-f]{128}$/);
-    expect(alma.properties).toMatchObject({ 'hepix:vo': 'visor.test', 'hepix:ram_minimum': '1024', 'hepix:identifier': 'img-alma' });
+    expect(alma.properties).toMatchObject({
+      'hepix:vo': 'visor.test',
+      'hepix:ram_minimum': '1024',
+      'hepix:identifier': 'img-alma',
+    });
     expect(Date.parse(alma.expiresAt!)).toBeGreaterThan(Date.now());
     await source.close();
   });
@@ -149,7 +172,11 @@ describe.skipIf(openssl.skip)('HEPiX image list source', () => {
   });
 
   it('accepts an unsigned list only when the subscription says so', async () => {
-    const source = new HepixSource({ url: ctx.server.url('/lists/unsigned.list'), requireSignature: false, allowPrivateNetworks: true });
+    const source = new HepixSource({
+      url: ctx.server.url('/lists/unsigned.list'),
+      requireSignature: false,
+      allowPrivateNetworks: true,
+    });
     const got = await snapshot(source);
     expect(got.entries.length).toBe(2);
     expect(got.signer).toBeUndefined();
@@ -164,12 +191,18 @@ describe.skipIf(openssl.skip)('HEPiX image list source', () => {
       images: [{ id: 'x', title: 'x', version: '1', data: Buffer.from('x'), url: 'file:///etc/shadow' }],
     });
     server.files.set('/lists/file-url.list', smimeSign(bad, pki.endorser));
-    const error = await ctx.source('/lists/file-url.list').list().catch((e: unknown) => e);
+    const error = await ctx
+      .source('/lists/file-url.list')
+      .list()
+      .catch((e: unknown) => e);
     expect(refusalOf(error)).toBe('unsafePath');
   });
 
   it('refuses lists on private addresses unless allowed (SSRF)', async () => {
-    const error = await ctx.source('/lists/good.list', { allowPrivateNetworks: false }).list().catch((e: unknown) => e);
+    const error = await ctx
+      .source('/lists/good.list', { allowPrivateNetworks: false })
+      .list()
+      .catch((e: unknown) => e);
     expect(String((error as Error).message)).toMatch(/private|local|reserved/);
   });
 });

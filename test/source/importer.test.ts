@@ -29,7 +29,13 @@ describe('subscription import', () => {
 
   it('imports entries through the inspected upload, with the metadata and the stated digests', async () => {
     const a = randomBytes(300_001);
-    const source = new MemorySource([raw('a', '1', a, { architecture: 'aarch64', os: { distro: 'debian', version: '12' }, properties: { 'hepix:vo': 'vo.test' } })]);
+    const source = new MemorySource([
+      raw('a', '1', a, {
+        architecture: 'aarch64',
+        os: { distro: 'debian', version: '12' },
+        properties: { 'hepix:vo': 'vo.test' },
+      }),
+    ]);
     const run = await syncSubscription({ name: 'sub1' }, source, h.deps);
     expect(run.status).toBe('succeeded');
     expect(run.actions.map((x) => x.result)).toEqual(['imported']);
@@ -43,7 +49,12 @@ describe('subscription import', () => {
       os: { distro: 'debian', version: '12' },
       checksums: { sha256: sha('sha256', a), sha512: sha('sha512', a) },
     });
-    expect(image!.properties).toMatchObject({ 'hepix:vo': 'vo.test', [sourceKeys.subscription]: 'sub1', [sourceKeys.key]: 'a', [sourceKeys.version]: '1' });
+    expect(image!.properties).toMatchObject({
+      'hepix:vo': 'vo.test',
+      [sourceKeys.subscription]: 'sub1',
+      [sourceKeys.key]: 'a',
+      [sourceKeys.version]: '1',
+    });
     const stored = await h.images.download({ name: 't', admin: true }, image!.id);
     const chunks: Buffer[] = [];
     for await (const c of stored.stream) chunks.push(c as Buffer);
@@ -71,12 +82,16 @@ describe('subscription import', () => {
     expect(source.bytesServed).toBe(served);
   });
 
-  it('a new version replaces the old, which is deprecated with a pointer; a removed entry retires per policy', async () => {
+  it('a new version replaces the old (deprecated, with a pointer); a removed entry retires per policy', async () => {
     const source = new MemorySource([raw('a', '1', randomBytes(10_000)), raw('b', '1', randomBytes(10_000))]);
     await syncSubscription({ name: 's' }, source, h.deps);
     source.set([raw('a', '2', randomBytes(10_000))]);
     const run = await syncSubscription({ name: 's' }, source, h.deps);
-    expect(run.actions.map((x) => `${x.action}:${x.result}`).sort()).toEqual(['import:imported', 'retire:retired', 'retire:retired']);
+    expect(run.actions.map((x) => `${x.action}:${x.result}`).sort()).toEqual([
+      'import:imported',
+      'retire:retired',
+      'retire:retired',
+    ]);
     const images = await h.all();
     const v1 = images.find((i) => i.properties[sourceKeys.key] === 'a' && i.properties[sourceKeys.version] === '1')!;
     const v2 = images.find((i) => i.properties[sourceKeys.key] === 'a' && i.properties[sourceKeys.version] === '2')!;
@@ -95,7 +110,9 @@ describe('subscription import', () => {
 
   it('retires an imported image when its entry expires, even while the list is unchanged', async () => {
     let now = new Date();
-    const source = new MemorySource([raw('a', '1', randomBytes(1000), { expiresAt: new Date(now.getTime() + 60_000).toISOString() })]);
+    const source = new MemorySource([
+      raw('a', '1', randomBytes(1000), { expiresAt: new Date(now.getTime() + 60_000).toISOString() }),
+    ]);
     await syncSubscription({ name: 's' }, source, { ...h.deps, now: () => now });
     now = new Date(now.getTime() + 120_000);
     const run = await syncSubscription({ name: 's' }, source, { ...h.deps, now: () => now });
@@ -121,7 +138,14 @@ describe('subscription import', () => {
     try {
       const data = randomBytes(1000);
       server.files.set('/img', data);
-      server.files.set('/list', hepixList({ signer: { dn: '/CN=x', caDn: '/CN=y' }, version: '1', images: [{ id: 'i', title: 'i', version: '1', data, url: server.url('/img') }] }));
+      server.files.set(
+        '/list',
+        hepixList({
+          signer: { dn: '/CN=x', caDn: '/CN=y' },
+          version: '1',
+          images: [{ id: 'i', title: 'i', version: '1', data, url: server.url('/img') }],
+        }),
+      );
       const source = new HepixSource({ url: server.url('/list'), caFile: '/dev/null', allowPrivateNetworks: true });
       const run = await syncSubscription({ name: 'h' }, source, h.deps);
       expect(run.status).toBe('failed');
@@ -140,7 +164,15 @@ describe('subscription import', () => {
       const data = randomBytes(600_000);
       server.files.set('/img', data);
       server.cutAfter.set('/img', 200_000);
-      server.files.set('/list', hepixList({ signer: { dn: '/CN=x', caDn: '/CN=y' }, version: '1', expires: inDays(3), images: [{ id: 'i', title: 'i', version: '1', data, url: server.url('/img'), format: 'RAW' }] }));
+      server.files.set(
+        '/list',
+        hepixList({
+          signer: { dn: '/CN=x', caDn: '/CN=y' },
+          version: '1',
+          expires: inDays(3),
+          images: [{ id: 'i', title: 'i', version: '1', data, url: server.url('/img'), format: 'RAW' }],
+        }),
+      );
       const source = new HepixSource({ url: server.url('/list'), requireSignature: false, allowPrivateNetworks: true });
       const run = await syncSubscription({ name: 'h' }, source, h.deps);
       expect(run.actions.map((x) => x.result)).toEqual(['imported']);

@@ -27,7 +27,12 @@ describe('source plugins', () => {
           optionsSchema: z.strictObject({ count: z.number().int() }),
           create: (options) =>
             new MemorySource(
-              Array.from({ length: options.count }, (_, i) => ({ key: `k${i}`, version: '1', name: `n${i}`, data: Buffer.from([i]) })),
+              Array.from({ length: options.count }, (_, i) => ({
+                key: `k${i}`,
+                version: '1',
+                name: `n${i}`,
+                data: Buffer.from([i]),
+              })),
             ),
         },
       },

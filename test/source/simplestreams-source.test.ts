@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SimplestreamsSource, type SimplestreamsSourceOptions } from '../../core/source/simplestreams/simplestreams-source.js';
+import {
+  SimplestreamsSource,
+  type SimplestreamsSourceOptions,
+} from '../../core/source/simplestreams/simplestreams-source.js';
 import { isUnchanged, refusalOf, type SourceSnapshot } from '../../core/source/port.js';
 import { sourceContract } from '../../core/testing/source-contract.js';
 import { FileServer } from './support/file-server.js';
@@ -8,10 +11,36 @@ import { contentId, imagePath, indexDoc, productsDoc, type StreamImage } from '.
 import { TestGpgKey } from './support/test-gpg.js';
 
 const images: StreamImage[] = [
-  { product: 'com.ubuntu.cloud:server:22.04:amd64', version: '20261101', release: 'jammy', arch: 'amd64', data: randomBytes(1000) },
-  { product: 'com.ubuntu.cloud:server:22.04:amd64', version: '20261201.1', release: 'jammy', arch: 'amd64', data: randomBytes(150_001) },
-  { product: 'com.ubuntu.cloud:server:24.04:arm64', version: '20261130', release: 'noble', arch: 'arm64', data: randomBytes(70_000) },
-  { product: 'com.ubuntu.cloud:server:24.04:arm64', version: '20261130', release: 'noble', arch: 'arm64', data: Buffer.from('m'), ftype: 'manifest', path: 'm' },
+  {
+    product: 'com.ubuntu.cloud:server:22.04:amd64',
+    version: '20261101',
+    release: 'jammy',
+    arch: 'amd64',
+    data: randomBytes(1000),
+  },
+  {
+    product: 'com.ubuntu.cloud:server:22.04:amd64',
+    version: '20261201.1',
+    release: 'jammy',
+    arch: 'amd64',
+    data: randomBytes(150_001),
+  },
+  {
+    product: 'com.ubuntu.cloud:server:24.04:arm64',
+    version: '20261130',
+    release: 'noble',
+    arch: 'arm64',
+    data: randomBytes(70_000),
+  },
+  {
+    product: 'com.ubuntu.cloud:server:24.04:arm64',
+    version: '20261130',
+    release: 'noble',
+    arch: 'arm64',
+    data: Buffer.from('m'),
+    ftype: 'manifest',
+    path: 'm',
+  },
 ];
 
 let server: FileServer;
@@ -54,9 +83,21 @@ sourceContract('simplestreams (signed)', async () => {
     source: async () => make('/mirror/', { keyring: key.keyring }),
     expectedBytes: async () => expected(),
     refused: async () => [
-      { title: 'tampered products', source: make('/tampered/', { keyring: key.keyring }), reason: 'badSignature' as const },
-      { title: 'signed by a key not in the keyring', source: make('/rogue/', { keyring: key.keyring }), reason: 'untrusted' as const },
-      { title: 'unsigned stream where signatures are required', source: make('/mirror/', { keyring: key.keyring, index: 'streams/v1/index.json' }), reason: 'unsigned' as const },
+      {
+        title: 'tampered products',
+        source: make('/tampered/', { keyring: key.keyring }),
+        reason: 'badSignature' as const,
+      },
+      {
+        title: 'signed by a key not in the keyring',
+        source: make('/rogue/', { keyring: key.keyring }),
+        reason: 'untrusted' as const,
+      },
+      {
+        title: 'unsigned stream where signatures are required',
+        source: make('/mirror/', { keyring: key.keyring, index: 'streams/v1/index.json' }),
+        reason: 'unsigned' as const,
+      },
       { title: 'a path out of the mirror', source: make('/escape/'), reason: 'unsafePath' as const },
       { title: 'an absolute path', source: make('/absolute/'), reason: 'unsafePath' as const },
       { title: 'an index that is not JSON', source: make('/notjson/'), reason: 'malformed' as const },
@@ -112,7 +153,9 @@ describe('simplestreams source', () => {
   });
 
   it('refuses a signed stream when no keyring is configured to check it', async () => {
-    const error = await make('/mirror/', { index: 'streams/v1/index.sjson' }).list().catch((e: unknown) => e);
+    const error = await make('/mirror/', { index: 'streams/v1/index.sjson' })
+      .list()
+      .catch((e: unknown) => e);
     expect(refusalOf(error)).toBe('untrusted');
   });
 });

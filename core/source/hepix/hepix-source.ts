@@ -85,11 +85,17 @@ export class HepixSource implements Source {
       const issuer = issuerDn(verified.signer);
       const named = list['hv:endorser']['hv:x509'];
       if (!sameDn(named['hv:dn'], signer) || !sameDn(named['hv:ca'], issuer)) {
-        throw sourceError('endorser', `${where} names endorser ${named['hv:dn']} (CA ${named['hv:ca']}) but is signed by ${signer} (CA ${issuer})`);
+        throw sourceError(
+          'endorser',
+          `${where} names endorser ${named['hv:dn']} (CA ${named['hv:ca']}) but is signed by ${signer} (CA ${issuer})`,
+        );
       }
       const accepted = this.#o.endorsers ?? [];
       if (accepted.length > 0 && !accepted.some((e) => sameDn(e.dn, signer) && (!e.ca || sameDn(e.ca, issuer)))) {
-        throw sourceError('endorser', `${where} is signed by ${signer}, who is not an endorser this subscription accepts`);
+        throw sourceError(
+          'endorser',
+          `${where} is signed by ${signer}, who is not an endorser this subscription accepts`,
+        );
       }
     }
     const now = (this.#o.clock ?? (() => new Date()))();
@@ -100,9 +106,13 @@ export class HepixSource implements Source {
     const version = list['hv:version'];
     if (previous) {
       const order = compareVersions(version, previous.version);
-      if (order < 0) throw sourceError('rollback', `${where} has version ${version}, older than the accepted ${previous.version}`);
+      if (order < 0)
+        throw sourceError('rollback', `${where} has version ${version}, older than the accepted ${previous.version}`);
       if (order === 0) {
-        throw sourceError('rollback', `${where} changed without a new version (still ${version}): refusing the republished list`);
+        throw sourceError(
+          'rollback',
+          `${where} changed without a new version (still ${version}): refusing the republished list`,
+        );
       }
     }
     const entries = list['hv:images'].map(({ 'hv:image': image }) => hepixEntry(list, image, signer));

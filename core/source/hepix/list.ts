@@ -7,7 +7,13 @@ import { sourceError, type SourceEntry } from '../port.js';
 const text = z.string().trim().min(1);
 const date = text.refine((v) => !Number.isNaN(Date.parse(v)), 'must be a date');
 // AppDB writes sizes as strings, old lists as numbers.
-const size = z.union([z.number().int().nonnegative(), z.string().regex(/^\d{1,16}$/).transform(Number)]);
+const size = z.union([
+  z.number().int().nonnegative(),
+  z
+    .string()
+    .regex(/^\d{1,16}$/)
+    .transform(Number),
+]);
 const scalar = z.union([z.string(), z.number()]).transform(String);
 
 const imageSchema = z.looseObject({
@@ -72,9 +78,11 @@ export function parseHepixList(content: Buffer): HepixList {
   }
   const keys = new Set<string>();
   for (const { 'hv:image': image } of parsed.data['hv:imagelist']['hv:images']) {
-    if (keys.has(image['dc:identifier'])) throw sourceError('malformed', `image ${image['dc:identifier']} appears twice in the list`);
+    if (keys.has(image['dc:identifier']))
+      throw sourceError('malformed', `image ${image['dc:identifier']} appears twice in the list`);
     keys.add(image['dc:identifier']);
-    if (!httpUrl(image['hv:uri'])) throw sourceError('unsafePath', `image ${image['dc:identifier']}: hv:uri must be an http(s) URL`);
+    if (!httpUrl(image['hv:uri']))
+      throw sourceError('unsafePath', `image ${image['dc:identifier']}: hv:uri must be an http(s) URL`);
   }
   return parsed.data['hv:imagelist'];
 }

@@ -15,7 +15,15 @@ import {
   type SourceListOptions,
   type SourceOpenOptions,
 } from '../port.js';
-import { checkPath, flattenProducts, itemEntry, newestVersions, parseJson, readIndex, type FlatItem } from './streams.js';
+import {
+  checkPath,
+  flattenProducts,
+  itemEntry,
+  newestVersions,
+  parseJson,
+  readIndex,
+  type FlatItem,
+} from './streams.js';
 
 export interface SimplestreamsSourceOptions {
   /** The mirror root, e.g. https://cloud-images.ubuntu.com/releases/ (paths are relative to it). */
@@ -57,7 +65,10 @@ export class SimplestreamsSource implements Source {
   }
 
   async list(options: SourceListOptions = {}): Promise<SourceListing> {
-    const indexPath = checkPath(this.#o.index ?? (this.#o.keyring ? 'streams/v1/index.sjson' : 'streams/v1/index.json'), 'index');
+    const indexPath = checkPath(
+      this.#o.index ?? (this.#o.keyring ? 'streams/v1/index.sjson' : 'streams/v1/index.json'),
+      'index',
+    );
     const digest = createHash('sha256');
     const signers = new Set<string>();
     const index = await this.#document(indexPath, digest, signers, options.signal);
@@ -89,7 +100,10 @@ export class SimplestreamsSource implements Source {
 
   #matches(item: FlatItem): boolean {
     if (this.#filters.length === 0) return true;
-    return matches({ key: '', version: '', name: '', location: { url: '' }, checksums: {}, properties: item.fields }, this.#filters);
+    return matches(
+      { key: '', version: '', name: '', location: { url: '' }, checksums: {}, properties: item.fields },
+      this.#filters,
+    );
   }
 
   async #document(path: string, digest: ReturnType<typeof createHash>, signers: Set<string>, signal?: AbortSignal) {
@@ -98,7 +112,8 @@ export class SimplestreamsSource implements Source {
     digest.update(raw);
     let content = raw;
     if (this.#o.keyring) {
-      if (!looksClearsigned(raw)) throw sourceError('unsigned', `${redact(url)} is not signed, and this subscription requires signatures`);
+      if (!looksClearsigned(raw))
+        throw sourceError('unsigned', `${redact(url)} is not signed, and this subscription requires signatures`);
       const verified = await verifyClearsigned(raw, this.#o.keyring, signal);
       signers.add(verified.signer);
       content = verified.content;
@@ -120,4 +135,3 @@ export class SimplestreamsSource implements Source {
     await this.#http.close();
   }
 }
-

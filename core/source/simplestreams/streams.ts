@@ -19,7 +19,11 @@ export function parseJson(content: Buffer, what: string): Json {
 /** A `path` of a stream: relative to the mirror root, never absolute, never with a `..` segment. */
 export function checkPath(path: unknown, what: string): string {
   if (typeof path !== 'string' || path.length === 0) throw sourceError('malformed', `${what}: path must be a string`);
-  const bad = path.startsWith('/') || /^[a-z][a-z0-9+.-]*:/i.test(path) || path.split(/[\\/]/).some((s) => s === '..') || path.includes('\0');
+  const bad =
+    path.startsWith('/') ||
+    /^[a-z][a-z0-9+.-]*:/i.test(path) ||
+    path.split(/[\\/]/).some((s) => s === '..') ||
+    path.includes('\0');
   if (bad) throw sourceError('unsafePath', `${what}: path "${path.slice(0, 100)}" is absolute or leaves the mirror`);
   return path;
 }
@@ -54,7 +58,8 @@ export interface FlatItem {
   fields: Record<string, string>;
 }
 
-const scalar = (v: unknown) => (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : undefined);
+const scalar = (v: unknown) =>
+  typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : undefined;
 function scalars(o: Json, skip: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(o)) {
@@ -69,7 +74,10 @@ export function flattenProducts(doc: Json, contentId: string): FlatItem[] {
     throw sourceError('malformed', `products document of ${contentId} is not of format products:1.0`);
   }
   if (doc['content_id'] !== undefined && doc['content_id'] !== contentId) {
-    throw sourceError('malformed', `products document says content_id ${String(doc['content_id'])}, the index ${contentId}`);
+    throw sourceError(
+      'malformed',
+      `products document says content_id ${String(doc['content_id'])}, the index ${contentId}`,
+    );
   }
   const top = scalars(doc, 'products');
   const out: FlatItem[] = [];
@@ -77,7 +85,8 @@ export function flattenProducts(doc: Json, contentId: string): FlatItem[] {
     if (!isObject(p) || !isObject(p['versions'])) throw sourceError('malformed', `product ${product} has no versions`);
     const productFields = { ...top, ...scalars(p, 'versions') };
     for (const [version, v] of Object.entries(p['versions'])) {
-      if (!isObject(v) || !isObject(v['items'])) throw sourceError('malformed', `${product} version ${version} has no items`);
+      if (!isObject(v) || !isObject(v['items']))
+        throw sourceError('malformed', `${product} version ${version} has no items`);
       const versionFields = { ...productFields, ...scalars(v, 'items') };
       for (const [item, i] of Object.entries(v['items'])) {
         if (!isObject(i)) throw sourceError('malformed', `${product} ${version} item ${item} is not an object`);
@@ -126,12 +135,14 @@ export function itemEntry(item: FlatItem, root: URL): SourceEntry {
   for (const [alg, length] of digests) {
     const value = f[alg]?.toLowerCase();
     if (value === undefined) continue;
-    if (!new RegExp(`^[0-9a-f]{${length}}$`).test(value)) throw sourceError('malformed', `${where}: ${alg} is not a digest`);
+    if (!new RegExp(`^[0-9a-f]{${length}}$`).test(value))
+      throw sourceError('malformed', `${where}: ${alg} is not a digest`);
     checksums[alg] = value;
   }
   if (Object.keys(checksums).length === 0) throw sourceError('malformed', `${where} states no md5, sha256 or sha512`);
   const size = f['size'] !== undefined ? Number(f['size']) : undefined;
-  if (size !== undefined && !(Number.isSafeInteger(size) && size >= 0)) throw sourceError('malformed', `${where}: size is not a byte count`);
+  if (size !== undefined && !(Number.isSafeInteger(size) && size >= 0))
+    throw sourceError('malformed', `${where}: size is not a byte count`);
   const properties: Record<string, string> = {};
   for (const [k, v] of Object.entries(f)) {
     const key = `simplestreams:${k.replace(/[^A-Za-z0-9_:-]/g, '_')}`;
@@ -155,8 +166,12 @@ export function itemEntry(item: FlatItem, root: URL): SourceEntry {
     // The file name and ftype say little (new `.img` items are qcow2): the inspector decides the format.
     containerFormat: 'bare',
     ...(arch ? { architecture: arch } : {}),
-    ...(os || f['version'] ? { os: { ...(os ? { distro: os } : {}), ...(f['version'] ? { version: f['version'] } : {}) } } : {}),
-    ...(f['support_eol'] && !Number.isNaN(Date.parse(f['support_eol'])) ? { expiresAt: new Date(f['support_eol']).toISOString() } : {}),
+    ...(os || f['version']
+      ? { os: { ...(os ? { distro: os } : {}), ...(f['version'] ? { version: f['version'] } : {}) } }
+      : {}),
+    ...(f['support_eol'] && !Number.isNaN(Date.parse(f['support_eol']))
+      ? { expiresAt: new Date(f['support_eol']).toISOString() }
+      : {}),
     properties,
   };
 }

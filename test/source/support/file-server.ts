@@ -47,7 +47,10 @@ export class FileServer {
           return;
         }
         body = served.subarray(start, end + 1);
-        res.writeHead(206, { 'content-length': body.length, 'content-range': `bytes ${start}-${end}/${served.length}` });
+        res.writeHead(206, {
+          'content-length': body.length,
+          'content-range': `bytes ${start}-${end}/${served.length}`,
+        });
       } else {
         res.writeHead(200, { 'content-length': body.length, 'accept-ranges': 'bytes' });
       }

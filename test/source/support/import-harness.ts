@@ -12,7 +12,12 @@ export async function importHarness() {
   const catalog = new SqliteCatalog({ path: join(dir, 'catalog.db') });
   await catalog.init();
   const store = new FileStore({ root: join(dir, 'images') });
-  const images = new ImageService({ catalog, stores: new Map([['local', store]]), defaultStore: 'local', logger: silentLogger });
+  const images = new ImageService({
+    catalog,
+    stores: new Map([['local', store]]),
+    defaultStore: 'local',
+    logger: silentLogger,
+  });
   /** Every file under the store's folder: for "nothing left behind". */
   const storedFiles = async (): Promise<string[]> => {
     const files = await readdir(join(dir, 'images'), { recursive: true, withFileTypes: true }).catch(() => []);

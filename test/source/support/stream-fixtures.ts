@@ -15,7 +15,10 @@ export const contentId = 'org.visor.test:released:download';
 
 /** A products:1.0 document, fields at each level as Canonical's streams put them. */
 export function productsDoc(images: StreamImage[], updated = 'Mon, 07 Dec 2026 10:00:00 +0000'): Buffer {
-  const products: Record<string, { versions: Record<string, { items: Record<string, unknown> } & Record<string, unknown>> } & Record<string, unknown>> = {};
+  const products: Record<
+    string,
+    { versions: Record<string, { items: Record<string, unknown> } & Record<string, unknown>> } & Record<string, unknown>
+  > = {};
   for (const image of images) {
     const product = (products[image.product] ??= {
       arch: image.arch,
@@ -26,7 +29,11 @@ export function productsDoc(images: StreamImage[], updated = 'Mon, 07 Dec 2026 1
       support_eol: '2032-04-25',
       versions: {},
     });
-    const version = (product.versions[image.version] ??= { pubname: `ubuntu-${image.release}-${image.arch}-${image.version}`, label: 'release', items: {} });
+    const version = (product.versions[image.version] ??= {
+      pubname: `ubuntu-${image.release}-${image.arch}-${image.version}`,
+      label: 'release',
+      items: {},
+    });
     version.items[image.ftype ?? 'disk1.img'] = {
       ftype: image.ftype ?? 'disk1.img',
       path: image.path ?? `server/${image.release}/${image.version}/${image.release}-${image.arch}.img`,
@@ -35,7 +42,13 @@ export function productsDoc(images: StreamImage[], updated = 'Mon, 07 Dec 2026 1
       sha256: sum('sha256', image.data),
     };
   }
-  return Buffer.from(JSON.stringify({ format: 'products:1.0', content_id: contentId, datatype: 'image-downloads', updated, products }, null, 1));
+  return Buffer.from(
+    JSON.stringify(
+      { format: 'products:1.0', content_id: contentId, datatype: 'image-downloads', updated, products },
+      null,
+      1,
+    ),
+  );
 }
 
 export function indexDoc(productsPath: string): Buffer {

@@ -3,7 +3,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const openssl = (args: string[], cwd: string) => execFileSync('openssl', args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+const openssl = (args: string[], cwd: string) =>
+  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
 
 export interface Signer {
   cert: string;
@@ -23,15 +24,35 @@ export class TestCa {
   readonly key: string;
   #serial = 1;
 
-  constructor(readonly name: string, root = mkdtempSync(join(tmpdir(), 'visor-pki-'))) {
+  constructor(
+    readonly name: string,
+    root = mkdtempSync(join(tmpdir(), 'visor-pki-')),
+  ) {
     this.dir = join(root, name);
     mkdirSync(this.dir, { recursive: true });
     this.dn = `/C=NL/O=visor test grid/CN=${name}`;
     this.cert = join(this.dir, 'ca.pem');
     this.key = join(this.dir, 'ca.key');
     openssl(
-      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', this.key, '-out', this.cert, '-days', '30', '-subj', this.dn,
-        '-addext', 'basicConstraints=critical,CA:true', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'],
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        this.key,
+        '-out',
+        this.cert,
+        '-days',
+        '30',
+        '-subj',
+        this.dn,
+        '-addext',
+        'basicConstraints=critical,CA:true',
+        '-addext',
+        'keyUsage=critical,keyCertSign,cRLSign',
+      ],
       this.dir,
     );
   }
@@ -61,18 +82,63 @@ export class TestCa {
       writeFileSync(
         config,
         [
-          '[ca]', 'default_ca = test', '[test]', `dir = ${db}`, 'database = $dir/index.txt', 'serial = $dir/serial',
-          'new_certs_dir = $dir', `certificate = ${this.cert}`, `private_key = ${this.key}`, 'default_md = sha256',
-          'policy = any', 'unique_subject = no', '[any]', 'countryName = optional', 'organizationName = optional',
-          'commonName = supplied', '',
+          '[ca]',
+          'default_ca = test',
+          '[test]',
+          `dir = ${db}`,
+          'database = $dir/index.txt',
+          'serial = $dir/serial',
+          'new_certs_dir = $dir',
+          `certificate = ${this.cert}`,
+          `private_key = ${this.key}`,
+          'default_md = sha256',
+          'policy = any',
+          'unique_subject = no',
+          '[any]',
+          'countryName = optional',
+          'organizationName = optional',
+          'commonName = supplied',
+          '',
         ].join('\n'),
       );
       openssl(
-        ['ca', '-batch', '-config', config, '-in', csr, '-out', cert, '-startdate', '20240101000000Z', '-enddate', '20250101000000Z', '-notext'],
+        [
+          'ca',
+          '-batch',
+          '-config',
+          config,
+          '-in',
+          csr,
+          '-out',
+          cert,
+          '-startdate',
+          '20240101000000Z',
+          '-enddate',
+          '20250101000000Z',
+          '-notext',
+        ],
         this.dir,
       );
     } else {
-      openssl(['x509', '-req', '-in', csr, '-CA', this.cert, '-CAkey', this.key, '-set_serial', String(serial), '-out', cert, '-days', '10'], this.dir);
+      openssl(
+        [
+          'x509',
+          '-req',
+          '-in',
+          csr,
+          '-CA',
+          this.cert,
+          '-CAkey',
+          this.key,
+          '-set_serial',
+          String(serial),
+          '-out',
+          cert,
+          '-days',
+          '10',
+        ],
+        this.dir,
+      );
     }
     return { cert, key, dn, caDn: this.dn };
   }
@@ -87,7 +153,10 @@ export function smimeSign(content: Buffer, signer: Signer): Buffer {
   const dir = mkdtempSync(join(tmpdir(), 'visor-sign-'));
   try {
     writeFileSync(join(dir, 'in'), content);
-    openssl(['smime', '-sign', '-signer', signer.cert, '-inkey', signer.key, '-in', 'in', '-out', 'out', '-md', 'sha256'], dir);
+    openssl(
+      ['smime', '-sign', '-signer', signer.cert, '-inkey', signer.key, '-in', 'in', '-out', 'out', '-md', 'sha256'],
+      dir,
+    );
     return readFileSync(join(dir, 'out'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
