@@ -15,6 +15,7 @@ import { pluginsCommand } from './commands/plugins.js';
 import { serveCommand } from './commands/serve.js';
 import { sourcesCommand } from './commands/sources.js';
 import { statusCommand } from './commands/status.js';
+import { subscribeCommand } from './commands/subscribe.js';
 import { syncCommand } from './commands/sync.js';
 import { triggerCommand } from './commands/trigger.js';
 import { updateCommand } from './commands/update.js';
@@ -38,6 +39,7 @@ export const commands: readonly CommandDefinition[] = [
   statusCommand,
   triggerCommand,
   sourcesCommand,
+  subscribeCommand,
   migrateCommand,
   briefCommand,
   detailCommand,

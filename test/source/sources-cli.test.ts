@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,14 +16,17 @@ describe.skipIf(openssl.skip)('visor sources (CLI, signed HEPiX list over HTTP)'
   let dir: string;
   let config: string;
   let tamperedConfig: string;
+  let caPath: string;
+  let endorserDn: string;
 
   beforeAll(async () => {
     server = await new FileServer().start();
     dir = mkdtempSync(join(tmpdir(), 'visor-sources-cli-'));
     const ca = new TestCa('CLI Test CA', dir);
-    const caPath = join(dir, 'certificates');
+    caPath = join(dir, 'certificates');
     ca.installInto(caPath);
     const endorser = ca.issue('CLI Endorser');
+    endorserDn = endorser.dn;
     const data = randomBytes(100_000);
     server.files.set('/img', data);
     const images = [{ id: 'cli-img', title: 'CLI image', version: '3', data, url: server.url('/img'), format: 'RAW' }];
@@ -72,6 +75,40 @@ describe.skipIf(openssl.skip)('visor sources (CLI, signed HEPiX list over HTTP)'
     expect(result.code).toBe(1);
     expect(result.stdout).toMatch(/failed: the list's signature does not match its content: tampered/);
     expect(result.stdout + result.stderr).not.toMatch(stackLine);
+  });
+
+  it('visor subscribe checks the list, then writes the subscription into the config (keeping comments)', async () => {
+    const file = join(dir, 'subscribe.yaml');
+    writeFileSync(file, `# operators' notes stay\ndataDir: ${join(dir, 'subscribe-data')}\n`);
+    const local = ['--allow-private-networks', '--ca-path', caPath];
+    const refused = await runVisorAsync([
+      'subscribe',
+      server.url('/tampered'),
+      '--format',
+      'hepix',
+      '-c',
+      file,
+      ...local,
+    ]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/tampered/);
+    expect(refused.stderr).not.toMatch(stackLine);
+    expect(readFileSync(file, 'utf8')).not.toMatch(/subscriptions/);
+    const args = ['subscribe', server.url('/list'), '--format', 'hepix', '-c', file, '--name', 'egi', ...local];
+    const ok = await runVisorAsync([...args, '--endorser', endorserDn, '--schedule', '*/30 * * * *']);
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(
+      /Subscribed egi: 1 image\(s\) offered, signed by \/C=NL\/O=visor test grid\/CN=CLI Endorser/,
+    );
+    const written = readFileSync(file, 'utf8');
+    expect(written).toMatch(/^# operators' notes stay/);
+    expect(written).toMatch(/egi:\n\s+source: hepix/);
+    const sync = await runVisorAsync(['sources', 'sync', '-c', file]);
+    expect(sync.stdout).toMatch(/\[source:egi\] succeeded — 1 imported/);
+    const again = await runVisorAsync([...args]);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/already has a subscription "egi"/);
   });
 
   it('reports a bad subscription config with its path', async () => {
