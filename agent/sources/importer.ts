@@ -145,6 +145,19 @@ async function importEntries(
         const same = imported.find(
           (i) => i.properties[sourceKeys.key] === entry.key && i.properties[sourceKeys.version] === entry.version,
         );
+        if (
+          same &&
+          same.status === 'available' &&
+          same.properties[sourceKeys.deprecated] === 'true' &&
+          !expired(entry, now())
+        ) {
+          // Back in the list (it had left, or had expired and was renewed): usable again.
+          const cleared = { deprecated: null, deprecated_at: null, deprecated_reason: null, replacement: null };
+          await deps.catalog.images.update(same.id, same.revision, { properties: cleared });
+          const detail = `${entry.key}@${entry.version}: back in the list, no longer deprecated`;
+          run.actions.push({ action: 'import', result: 'updated', imageId: same.id, name: entry.name, detail });
+          return;
+        }
         if (same && same.status === 'available') {
           run.actions.push({
             action: 'import',

@@ -102,6 +102,15 @@ describe('subscription import', () => {
     expect(v2.properties['deprecated']).toBeUndefined();
     expect(v1.status).toBe('available');
 
+    source.set([raw('a', '2', randomBytes(10_000)), raw('b', '1', randomBytes(10_000))]);
+    const back = await syncSubscription({ name: 's' }, source, h.deps);
+    expect(back.actions.filter((x) => x.result === 'updated').map((x) => x.detail)).toEqual([
+      'b@1: back in the list, no longer deprecated',
+    ]);
+    expect((await h.catalog.images.get(b.id)).properties['deprecated']).toBeUndefined();
+    source.set([raw('a', '2', randomBytes(10_000))]);
+    await syncSubscription({ name: 's' }, source, h.deps);
+
     source.set([]);
     const deleting = await syncSubscription({ name: 's', retire: 'delete' }, source, h.deps);
     expect(deleting.actions.filter((x) => x.result === 'retired')).toHaveLength(1);
