@@ -17,6 +17,8 @@ import type { Plan } from './sync/planner.js';
 import { planTarget, syncTarget, type SyncDeps, type Target } from './sync/runner.js';
 import { TransferTracker } from './sync/transfers.js';
 import { sharingSummary } from './sync/share-run.js';
+import { deliverWebhooks } from './notify/webhooks.js';
+import { changingResults, SubscriptionScheduler } from './sources/scheduler.js';
 
 export interface TargetStatus {
   name: string;
@@ -61,7 +63,11 @@ interface Generation {
   built: BuiltTargets;
   deps: SyncDeps;
   tasks: Map<string, ScheduledTask>;
+  subscriptions: SubscriptionScheduler;
 }
+
+/** Catalog changes from subscriptions wake the clouds after this quiet time (several changes, one sync). */
+export const wakeDebounceMs = 2_000;
 
 export type AgentOptions = Omit<RuntimeOptions, 'setup' | 'storage' | 'publish' | 'serveContent' | 'only'> &
   ServeOptions;
@@ -84,6 +90,7 @@ export class AgentDaemon implements AgentControl {
   #publisher: ContentPublisher | undefined;
   /** The runtime the server was started with: its catalog and stores serve every generation. */
   #base: Runtime | undefined;
+  #wake: NodeJS.Timeout | undefined;
 
   constructor(options: AgentOptions) {
     this.#options = options;
@@ -213,9 +220,9 @@ export class AgentDaemon implements AgentControl {
     if (this.#stop.signal.aborted) return Promise.reject(new VisorError('unavailable', 'the agent is stopping'));
     const onEvent = this.#transfers.listener(name);
     const run = syncTarget(target, generation.deps, { trigger, signal: this.#stop.signal, onEvent })
-      .then((record) => {
+      .then(async (record) => {
         this.metrics.recordRun(record);
-        return record;
+        return this.#notify(record, generation);
       })
       .finally(() => {
         this.#running.delete(name);
@@ -239,6 +246,7 @@ export class AgentDaemon implements AgentControl {
     await this.#activate(runtime, true);
     if (old) {
       for (const task of old.tasks.values()) await task.destroy();
+      void old.subscriptions.stop();
       // Drivers of the old generation close once the runs using them are done.
       void Promise.allSettled([...this.#running.values()]).then(() => old.runtime.close());
     }
@@ -252,8 +260,10 @@ export class AgentDaemon implements AgentControl {
    */
   async stop(graceMs = (this.#base?.config.agent.stopGraceSeconds ?? 60) * 1000): Promise<void> {
     const generation = this.#generation;
+    clearTimeout(this.#wake);
     for (const task of generation?.tasks.values() ?? []) await task.destroy();
-    const running = Promise.allSettled([...this.#running.values()]);
+    const subscriptions = generation ? [generation.subscriptions.stop()] : [];
+    const running = Promise.allSettled([...this.#running.values(), ...subscriptions]);
     const timer = setTimeout(() => this.#stop.abort(new VisorError('unavailable', 'the agent is stopping')), graceMs);
     timer.unref();
     const cleanupMs = graceMs + stopPhases.cleanupSeconds * 1000;
@@ -293,13 +303,62 @@ export class AgentDaemon implements AgentControl {
       if (!target.policy.enabled || !target.policy.schedule) continue;
       tasks.set(name, this.#schedule(target));
     }
-    this.#generation = { runtime, built, deps, tasks };
-    if (!reload)
-      this.#logger!.info('agent started', {
-        agent: agentId,
-        clouds: [...built.targets.keys()],
-        scheduled: [...tasks.keys()],
-      });
+    const generation: Generation = { runtime, built, deps, tasks, subscriptions: undefined as never };
+    generation.subscriptions = new SubscriptionScheduler({
+      runtime,
+      logger: this.#logger!,
+      agent: agentId,
+      signal: this.#stop.signal,
+      onRun: async (record) => {
+        if (record.actions.some((a) => changingResults.has(a.result))) this.#wakeClouds();
+        return this.#notify(record, generation);
+      },
+    });
+    this.#generation = generation;
+    if (!reload) this.#logger!.info('agent started', { agent: agentId, clouds: [...built.targets.keys()], scheduled: [...tasks.keys()] });
+  }
+
+  /** Runs a subscription of the config now, as its schedule would. */
+  syncSubscription(name: string): Promise<RunRecord> {
+    const generation = this.#generation;
+    if (!generation || !generation.runtime.config.subscriptions[name]) {
+      return Promise.reject(new VisorError('notFound', `no subscription named ${name} in the configuration`));
+    }
+    return generation.subscriptions.run(name, 'manual');
+  }
+
+  /**
+   * The catalog changed (a subscription imported or retired images): every enabled cloud syncs
+   * soon, once for a burst of changes, in addition to its schedule.
+   */
+  #wakeClouds(): void {
+    clearTimeout(this.#wake);
+    this.#wake = setTimeout(() => {
+      const generation = this.#generation;
+      if (!generation || this.#stop.signal.aborted) return;
+      for (const [name, target] of generation.built.targets) {
+        if (!target.policy.enabled) continue;
+        this.trigger(name, 'schedule').catch((error: unknown) =>
+          this.#logger!.warn('woken sync failed', { target: name, error: toVisorError(error) }),
+        );
+      }
+    }, wakeDebounceMs);
+    this.#wake.unref();
+  }
+
+  /** Sends a finished run's lifecycle events to the configured webhooks and records the deliveries in the run. */
+  async #notify(record: RunRecord, generation: Generation): Promise<RunRecord> {
+    const hooks = generation.runtime.config.webhooks;
+    if (hooks.length === 0) return record;
+    const deliveries = await deliverWebhooks(hooks, record, this.#logger!, { signal: this.#stop.signal });
+    if (deliveries.length === 0) return record;
+    const updated = { ...record, actions: [...record.actions, ...deliveries] };
+    await this.#server!.catalog.runs
+      .update(updated)
+      .catch((error: unknown) =>
+        this.#logger!.warn('recording webhook deliveries failed', { error: toVisorError(error) }),
+      );
+    return updated;
   }
 
   #schedule(target: Target): ScheduledTask {

@@ -18,7 +18,9 @@ import { pluginsCommand } from './commands/plugins.js';
 import { runsCommand } from './commands/runs.js';
 import { restoreCommand } from './commands/restore.js';
 import { serveCommand } from './commands/serve.js';
+import { sourcesCommand } from './commands/sources.js';
 import { statusCommand } from './commands/status.js';
+import { subscribeCommand } from './commands/subscribe.js';
 import { syncCommand } from './commands/sync.js';
 import { triggerCommand } from './commands/trigger.js';
 import { undeprecateCommand } from './commands/undeprecate.js';
@@ -48,6 +50,8 @@ export const commands: readonly CommandDefinition[] = [
   sharesCommand,
   whereCommand,
   triggerCommand,
+  sourcesCommand,
+  subscribeCommand,
   migrateCommand,
   briefCommand,
   detailCommand,

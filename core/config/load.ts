@@ -18,6 +18,11 @@ export interface PluginInstance {
   options: unknown;
 }
 
+export interface SubscriptionConfig extends Omit<ConfigFile['subscriptions'][string], 'options'> {
+  /** Validated (and defaulted) by the source plugin's own schema. */
+  options: unknown;
+}
+
 export interface CloudConfig {
   adapter: string;
   options: unknown;
@@ -38,6 +43,8 @@ export interface VisorConfig {
   agent: ConfigFile['agent'];
   clouds: Record<string, CloudConfig>;
   lifecycle: ConfigFile['lifecycle'];
+  subscriptions: Record<string, SubscriptionConfig>;
+  webhooks: ConfigFile['webhooks'];
 }
 
 /** A configuration problem located in its file. */
@@ -166,6 +173,13 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
     };
   }
 
+  const subscriptions: Record<string, SubscriptionConfig> = {};
+  for (const [name, sub] of Object.entries(cfg.subscriptions)) {
+    const path = ['subscriptions', name];
+    const validated = await instance('source', 'source', sub.source, sub.options, path, 'source');
+    subscriptions[name] = { ...sub, options: validated };
+  }
+
   const storeNames = Object.keys(cfg.stores);
   let defaultStore = cfg.defaultStore ?? (storeNames.length === 1 ? storeNames[0] : storeNames.includes('local') ? 'local' : undefined);
   if (cfg.defaultStore !== undefined && !storeNames.includes(cfg.defaultStore)) {
@@ -203,6 +217,8 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
     agent: cfg.agent,
     clouds,
     lifecycle: cfg.lifecycle,
+    subscriptions,
+    webhooks: cfg.webhooks,
   });
 }
 
