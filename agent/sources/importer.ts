@@ -153,7 +153,8 @@ async function importEntries(
         ) {
           // Back in the list (it had left, or had expired and was renewed): usable again.
           const cleared = { deprecated: null, deprecated_at: null, deprecated_reason: null, replacement: null };
-          await deps.catalog.images.update(same.id, same.revision, { properties: cleared });
+          const back = await deps.catalog.images.update(same.id, same.revision, { properties: cleared });
+          if (back.deprecation) await deps.images.undeprecate(operator, same.id);
           const detail = `${entry.key}@${entry.version}: back in the list, no longer deprecated`;
           run.actions.push({ action: 'import', result: 'updated', imageId: same.id, name: entry.name, detail });
           return;
@@ -345,7 +346,7 @@ async function retire(
   try {
     if (policy === 'delete') await deps.images.delete(operator, image.id);
     else {
-      await deps.catalog.images.update(image.id, image.revision, {
+      const updated = await deps.catalog.images.update(image.id, image.revision, {
         properties: {
           [sourceKeys.deprecated]: 'true',
           [sourceKeys.deprecatedAt]: now.toISOString(),
@@ -353,6 +354,13 @@ async function retire(
           ...(replacement ? { [sourceKeys.replacement]: replacement } : {}),
         },
       });
+      // The catalog's own life cycle too (docs/lifecycle.md): each cloud then marks its copy
+      // deprecated, with the replacement, in its own terms. A deprecated replacement is not one.
+      if (!updated.deprecation) {
+        const next = replacement ? await deps.catalog.images.find(replacement) : undefined;
+        const usable = next && !next.deprecation && next.status === 'available';
+        await deps.images.deprecate(operator, image.id, usable ? { replacement: next.id } : {});
+      }
     }
     run.actions.push({ ...base, result: 'retired' });
   } catch (error) {

@@ -101,6 +101,10 @@ describe('subscription import', () => {
     expect(b.properties).toMatchObject({ deprecated: 'true', deprecated_reason: 'left the list' });
     expect(v2.properties['deprecated']).toBeUndefined();
     expect(v1.status).toBe('available');
+    // The catalog's life cycle follows: deprecated, with the newer version as replacement.
+    expect(v1.deprecation).toMatchObject({ state: 'deprecated', replacement: v2.id });
+    expect(b.deprecation).toMatchObject({ state: 'deprecated' });
+    expect(v2.deprecation).toBeUndefined();
 
     source.set([raw('a', '2', randomBytes(10_000)), raw('b', '1', randomBytes(10_000))]);
     const back = await syncSubscription({ name: 's' }, source, h.deps);
@@ -108,6 +112,7 @@ describe('subscription import', () => {
       'b@1: back in the list, no longer deprecated',
     ]);
     expect((await h.catalog.images.get(b.id)).properties['deprecated']).toBeUndefined();
+    expect((await h.catalog.images.get(b.id)).deprecation).toBeUndefined();
     source.set([raw('a', '2', randomBytes(10_000))]);
     await syncSubscription({ name: 's' }, source, h.deps);
 
