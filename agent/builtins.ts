@@ -1,6 +1,7 @@
 import { eucalyptusPlugin } from '../adapters/eucalyptus/index.js';
 import { glancePlugin } from '../adapters/glance/index.js';
 import { nimbusPlugin } from '../adapters/nimbus/index.js';
+import { ociPlugin } from '../adapters/oci/index.js';
 import { openNebulaPlugin } from '../adapters/opennebula/index.js';
 import { mongodbCatalogPlugin, postgresqlCatalogPlugin, sqliteCatalogPlugin } from '../core/catalog/plugins.js';
 import type { VisorPlugin } from '../core/registry/plugin.js';
@@ -24,6 +25,7 @@ export const builtinPlugins: readonly VisorPlugin[] = [
   openNebulaPlugin,
   nimbusPlugin,
   eucalyptusPlugin,
+  ociPlugin,
 ] as VisorPlugin[];
 
 /** A registry holding the built-in plugins, and `extra` ones an embedding application gives. */

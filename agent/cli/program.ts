@@ -12,6 +12,7 @@ import { headCommand } from './commands/head.js';
 import { migrateCommand } from './commands/migrate.js';
 import { planCommand } from './commands/plan.js';
 import { pluginsCommand } from './commands/plugins.js';
+import { publishCommand } from './commands/publish.js';
 import { serveCommand } from './commands/serve.js';
 import { statusCommand } from './commands/status.js';
 import { syncCommand } from './commands/sync.js';
@@ -37,6 +38,7 @@ export const commands: readonly CommandDefinition[] = [
   statusCommand,
   triggerCommand,
   migrateCommand,
+  publishCommand,
   briefCommand,
   detailCommand,
   headCommand,

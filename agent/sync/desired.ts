@@ -71,8 +71,12 @@ export function renderName(template: string, image: Image): string {
 export function mapAccess(access: Access, policy: SyncPolicy, capabilities: DriverCapabilities): Access {
   const wanted = policy.visibility[access];
   if (capabilities.access.includes(wanted)) return wanted;
-  // Never widen: fall back to the most private level the cloud has.
-  for (const fallback of ['private', 'shared', 'public'] as const) if (capabilities.access.includes(fallback)) return fallback;
+  // Never widen: fall back to the most private level the cloud has, and only to one no wider than
+  // wanted. A cloud with nothing that narrow gets the wanted level, and its driver refuses it.
+  const narrowest = ['private', 'shared', 'public'] as const;
+  for (const fallback of narrowest.slice(0, narrowest.indexOf(wanted) + 1)) {
+    if (capabilities.access.includes(fallback)) return fallback;
+  }
   return wanted;
 }
 
