@@ -12,6 +12,9 @@ export { SqliteCatalog } from './catalog/sqlite/sqlite-catalog.js';
 export type { MongoCatalog } from './catalog/mongodb/mongodb-catalog.js';
 export type * from './store/port.js';
 export type * from './iaas/port.js';
+export type * from './source/port.js';
+export { sourceError, sourceRefusals, refusalOf, isUnchanged } from './source/port.js';
+export { MemorySource, type MemorySourceEntry } from './source/memory-source.js';
 export {
   checkClaim,
   claimProblem,
@@ -25,7 +28,7 @@ export {
 // The driver kit and the example adapter, for third-party adapters (see core/iaas/memory/README.md).
 export * from './iaas/kit/index.js';
 export { MemoryCloud, MemoryDriver, memoryPlugin, type MemoryCloudOptions, type MemoryDriverOptions } from './iaas/memory/index.js';
-export { ServiceIds, pluginKinds, type PluginKind, type PluginContext, type PluginFactory, type CatalogFactory, type StoreFactory, type IaasDriverFactory, type ServiceId } from './registry/ids.js';
+export { ServiceIds, pluginKinds, type PluginKind, type PluginContext, type PluginFactory, type CatalogFactory, type StoreFactory, type IaasDriverFactory, type SourceFactory, type ServiceId } from './registry/ids.js';
 export {
   definePlugin,
   pluginIdPattern,

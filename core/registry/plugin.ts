@@ -2,6 +2,7 @@ import { ContainerModule } from 'inversify';
 import { z } from 'zod';
 import type { Catalog } from '../catalog/port.js';
 import type { IaasDriver } from '../iaas/port.js';
+import type { Source } from '../source/port.js';
 import type { Store } from '../store/port.js';
 import { factoryIdByKind, pluginKinds, type PluginContext, type PluginFactory, type PluginKind } from './ids.js';
 import { isStandardSchema, type StandardSchemaV1 } from './standard-schema.js';
@@ -22,7 +23,13 @@ export interface VisorPlugin<Options = unknown> {
   module: ContainerModule;
 }
 
-type Product<K extends PluginKind> = K extends 'catalog' ? Catalog : K extends 'store' ? Store : IaasDriver;
+type Product<K extends PluginKind> = K extends 'catalog'
+  ? Catalog
+  : K extends 'store'
+    ? Store
+    : K extends 'source'
+      ? Source
+      : IaasDriver;
 
 /** One catalog, store or adapter of a plugin: its options' schema and the factory of its product. */
 export interface PluginEntry<K extends PluginKind, Options> {
@@ -39,11 +46,13 @@ export interface PluginDefinition<K extends PluginKind, Options> extends PluginE
 
 type Entries<K extends PluginKind, T> = { [Id in keyof T]: PluginEntry<K, T[Id]> };
 
-/** What a plugin package provides, by id: any number of catalogs, stores and IaaS adapters. */
-export interface PluginPackageDefinition<C, S, A> {
+/** What a plugin package provides, by id: any number of catalogs, stores, IaaS adapters and image sources. */
+export interface PluginPackageDefinition<C, S, A, R = object> {
   catalogs?: Entries<'catalog', C>;
   stores?: Entries<'store', S>;
   adapters?: Entries<'iaas', A>;
+  /** Image sources a subscription can follow (`sources: { oci: { optionsSchema, create } }`). */
+  sources?: Entries<'source', R>;
 }
 
 /**
@@ -57,8 +66,8 @@ export interface PluginPackageDefinition<C, S, A> {
 export function definePlugin<K extends PluginKind, Options>(
   definition: PluginDefinition<K, Options>,
 ): VisorPlugin<Options>;
-export function definePlugin<C = object, S = object, A = object>(
-  definition: PluginPackageDefinition<C, S, A>,
+export function definePlugin<C = object, S = object, A = object, R = object>(
+  definition: PluginPackageDefinition<C, S, A, R>,
 ): VisorPlugin[];
 export function definePlugin(
   definition: PluginDefinition<PluginKind, unknown> | PluginPackageDefinition<object, object, object>,
@@ -73,6 +82,7 @@ export function definePlugin(
     ...entries('catalog', bundle.catalogs),
     ...entries('store', bundle.stores),
     ...entries('iaas', bundle.adapters),
+    ...entries('source', bundle.sources),
   ];
 }
 

@@ -8,6 +8,7 @@
  */
 export { iaasConformance, conformanceName, type ConformanceHarness } from './iaas-conformance.js';
 export { storeContract, type StoreHarness } from './store-contract.js';
+export { sourceContract, type SourceHarness } from './source-contract.js';
 export { bufferContent, randomImageBytes } from './content.js';
 export { makeImage, steppingClock } from './images.js';
 export { allowedSkips, skipAllowed, skipSuite, type AllowedSkip, type SuiteSkip } from './skips.js';

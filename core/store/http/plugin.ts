@@ -1,7 +1,8 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { definePlugin } from '../../registry/plugin.js';
-import { HttpStore } from './http-store.js';
+import type { Store } from '../port.js';
+import { HttpStore, type HttpStoreOptions } from './http-store.js';
 
 const cidr = z.string().refine((value) => {
   const [net = '', bits, ...rest] = value.split('/');
@@ -28,3 +29,8 @@ export const httpStorePlugin = definePlugin({
   }),
   create: (options) => new HttpStore(options),
 });
+
+/** An http store for code that reads URLs the way it does (image sources): checked ranges, SSRF guard. */
+export function httpReader(options: HttpStoreOptions = {}): Store {
+  return new HttpStore(options);
+}
