@@ -6,6 +6,7 @@ import { openNebulaPlugin } from '../adapters/opennebula/index.js';
 import { mongodbCatalogPlugin, postgresqlCatalogPlugin, sqliteCatalogPlugin } from '../core/catalog/plugins.js';
 import type { VisorPlugin } from '../core/registry/plugin.js';
 import { PluginRegistry } from '../core/registry/registry.js';
+import { ociSourcePlugin } from '../core/source/oci/plugin.js';
 import { hepixSourcePlugin } from '../core/source/plugins.js';
 import { httpStorePlugin } from '../core/store/http/plugin.js';
 import { fileStorePlugin, s3StorePlugin } from '../core/store/plugins.js';
@@ -28,6 +29,7 @@ export const builtinPlugins: readonly VisorPlugin[] = [
   eucalyptusPlugin,
   ociPlugin,
   hepixSourcePlugin,
+  ociSourcePlugin,
 ] as VisorPlugin[];
 
 /** A registry holding the built-in plugins, and `extra` ones an embedding application gives. */
