@@ -135,6 +135,22 @@ describe('visor publish', () => {
     await readBack(url, repository, 'b', creds);
   });
 
+  it('publishes over TLS with the registry CA given, and refuses the untrusted certificate without it', async (ctx) => {
+    if (skip) ctx.skip(skip);
+    const url = registry.peer!.tls;
+    const ref = `oci://${new URL(url).host}/visor-test/publish-tls-${randomBytes(3).toString('hex')}:v1`;
+    const env = { VISOR_OCI_PASSWORD: registry.peer!.password };
+    const user = ['-u', registry.peer!.user];
+    const untrusted = await visor(['publish', id, ref, ...user], env);
+    expect(untrusted.code).not.toBe(0);
+    expect(untrusted.stderr).toMatch(/not trusted/);
+    expect(untrusted.stderr).not.toMatch(stackLine);
+    const trusted = await visor(['publish', id, ref, ...user, '--ca-bundle', registry.peer!.caFile, '--json'], env);
+    expect(trusted.stderr).toBe('');
+    expect(trusted.code).toBe(0);
+    expect(JSON.parse(trusted.stdout).image.checksums.sha256).toBe(sha256(bytes));
+  });
+
   it('refuses bad references and unknown images with one clear line', async (ctx) => {
     if (skip) ctx.skip(skip);
     const host = new URL(registry.peer!.anonymous).host;

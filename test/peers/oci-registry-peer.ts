@@ -2,7 +2,8 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createSign, randomBytes, randomUUID, X509Certificate } from 'node:crypto';
 import { existsSync, openSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer, get as httpGet, type Server } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,12 +20,17 @@ import { PeerError, startLog, tail, type PeerDefinition } from './peer.js';
  *   here (node:http) issues RS256 JWTs signed with a key and certificate made by openssl at start,
  *   which the registry verifies against that certificate; the token server checks the user's
  *   password and grants exactly the scope asked for.
+ * - `tls`: htpasswd over https, with a certificate for 127.0.0.1 signed by a CA openssl makes
+ *   at start (`caFile`).
  * Stopped and removed when the run ends. Tests reach it with requirePeer('oci-registry').
  */
 export interface OciRegistryPeer {
   anonymous: string;
   basic: string;
   token: string;
+  /** htpasswd auth over TLS, its certificate (for 127.0.0.1) signed by `caFile`'s CA. */
+  tls: string;
+  caFile: string;
   /** The token server's realm (tests may call it to see what it grants). */
   realm: string;
   user: string;
@@ -102,7 +108,24 @@ async function startTokenServer(options: {
   return { server, realm: `http://127.0.0.1:${port}/token` };
 }
 
-async function startRegistry(baseDir: string, name: string, auth: string): Promise<{ url: string; pid: number }> {
+/** The registry's answer to GET /v2/ (200 or 401 means it is up), over http or https with `ca`. */
+function probe(url: string, ca?: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const request = (url.startsWith('https:') ? httpsGet : httpGet)(`${url}/v2/`, { ca, timeout: 2000 }, (response) => {
+      response.resume();
+      resolve(response.statusCode === 200 || response.statusCode === 401);
+    });
+    request.on('error', () => resolve(false));
+    request.on('timeout', () => request.destroy());
+  });
+}
+
+async function startRegistry(
+  baseDir: string,
+  name: string,
+  auth: string,
+  tls?: { cert: string; key: string; ca: string },
+): Promise<{ url: string; pid: number }> {
   const port = await freePort();
   const config = join(baseDir, `${name}.yml`);
   const log = join(baseDir, `${name}.log`);
@@ -120,6 +143,7 @@ async function startRegistry(baseDir: string, name: string, auth: string): Promi
       'http:',
       `  addr: 127.0.0.1:${port}`,
       `  secret: ${randomBytes(16).toString('hex')}`,
+      ...(tls ? ['  tls:', `    certificate: ${tls.cert}`, `    key: ${tls.key}`] : []),
       auth,
       '',
     ].join('\n'),
@@ -129,18 +153,55 @@ async function startRegistry(baseDir: string, name: string, auth: string): Promi
   child.unref();
   const pid = child.pid ?? 0;
   children.set(pid, child);
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {
     if (child.exitCode !== null) break;
-    const ok = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(2000) }).then(
-      (r) => r.status === 200 || r.status === 401,
-      () => false,
-    );
-    if (ok) return { url, pid };
+    if (await probe(url, tls ? await readFile(tls.ca, 'utf8') : undefined)) return { url, pid };
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   child.kill('SIGKILL');
   throw new PeerError('failed', `docker-registry (${name}) did not answer on ${url}`, await startLog(`see ${log}`));
+}
+
+const htpasswd = (baseDir: string) =>
+  ['auth:', '  htpasswd:', '    realm: visor-test', `    path: ${join(baseDir, 'htpasswd')}`].join('\n');
+
+/** A CA and a server certificate for 127.0.0.1 signed by it, made by openssl in `baseDir`. */
+async function makeTls(baseDir: string): Promise<{ cert: string; key: string; ca: string }> {
+  const path = (name: string) => join(baseDir, name);
+  const subject = (cn: string) => ['-subj', `/CN=${cn}`];
+  await run(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path('ca.key')].concat([
+      '-out',
+      path('ca.crt'),
+      '-days',
+      '2',
+      ...subject('visor-test-registry-ca'),
+    ]),
+  );
+  await run(
+    'openssl',
+    ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', path('tls.key')].concat([
+      '-out',
+      path('tls.csr'),
+      ...subject('127.0.0.1'),
+    ]),
+  );
+  await writeFile(path('san.ext'), 'subjectAltName=IP:127.0.0.1\n');
+  await run(
+    'openssl',
+    ['x509', '-req', '-in', path('tls.csr'), '-CA', path('ca.crt'), '-CAkey', path('ca.key')].concat([
+      '-CAcreateserial',
+      '-out',
+      path('tls.crt'),
+      '-days',
+      '2',
+      '-extfile',
+      path('san.ext'),
+    ]),
+  );
+  return { cert: path('tls.crt'), key: path('tls.key'), ca: path('ca.crt') };
 }
 
 export const ociRegistryPeer: PeerDefinition<OciRegistryPeer> = {
@@ -186,11 +247,7 @@ export const ociRegistryPeer: PeerDefinition<OciRegistryPeer> = {
       tokenServer = started.server;
       const anonymous = await startRegistry(baseDir, 'anonymous', '');
       pids.push(anonymous.pid);
-      const basic = await startRegistry(
-        baseDir,
-        'basic',
-        ['auth:', '  htpasswd:', '    realm: visor-test', `    path: ${join(baseDir, 'htpasswd')}`].join('\n'),
-      );
+      const basic = await startRegistry(baseDir, 'basic', htpasswd(baseDir));
       pids.push(basic.pid);
       const token = await startRegistry(
         baseDir,
@@ -205,10 +262,15 @@ export const ociRegistryPeer: PeerDefinition<OciRegistryPeer> = {
         ].join('\n'),
       );
       pids.push(token.pid);
+      const tls = await makeTls(baseDir);
+      const secure = await startRegistry(baseDir, 'tls', htpasswd(baseDir), tls);
+      pids.push(secure.pid);
       const coordinates: OciRegistryPeer = {
         anonymous: anonymous.url,
         basic: basic.url,
         token: token.url,
+        tls: secure.url,
+        caFile: tls.ca,
         realm: started.realm,
         user,
         password,

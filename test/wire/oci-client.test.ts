@@ -207,6 +207,27 @@ describe('oci client against docker-registry', () => {
   }
 });
 
+describe('oci client over TLS', () => {
+  it('trusts the registry through the CA bundle given, and refuses it (config) without', async (ctx) => {
+    if (skip) ctx.skip(skip);
+    const { readFile } = await import('node:fs/promises');
+    const registry = new URL(peer!.tls).host;
+    const credentials = { username: peer!.user, password: peer!.password };
+    const untrusted = new OciClient({ registry, credentials });
+    clients.push(untrusted);
+    const refused = await failure(untrusted.ping());
+    expect(refused.kind).toBe('config');
+    expect(refused.message).toMatch(/CA/);
+    const c = new OciClient({ registry, credentials, caBundle: await readFile(peer!.caFile, 'utf8') });
+    clients.push(c);
+    const repository = repo('tls');
+    const layer = randomBytes(5000);
+    await pushArtifact(c, repository, 'v1', layer);
+    const { stream } = await c.getBlob(repository, { digest: sha(layer), size: layer.length });
+    expect((await buffer(stream)).equals(layer)).toBe(true);
+  });
+});
+
 /** A server that answers every request with `handler`: the hostile registry no real one is. */
 async function hostile(handler: (path: string, res: import('node:http').ServerResponse) => void): Promise<string> {
   const server = createServer((req, res) => handler(req.url ?? '/', res));
