@@ -95,6 +95,8 @@ export class OciClient {
   readonly #maxTags: number;
   /** Authorization header per scope (`repo:actions`), or for the whole registry under ''. */
   readonly #auth = new Map<string, string>();
+  /** Agents for blob redirects to other hosts, made on the first one. */
+  #guarded: [http.Agent, https.Agent] | undefined;
 
   constructor(options: OciClientOptions) {
     if (!/^[a-zA-Z0-9.-]+(:\d{1,5})?$|^\[[0-9a-fA-F:.]+\](:\d{1,5})?$/.test(options.registry)) {
@@ -470,7 +472,7 @@ export class OciClient {
   }
 
   async close(): Promise<void> {
-    for (const agent of this.#agents) agent.destroy();
+    for (const agent of [...this.#agents, ...(this.#guarded ?? [])]) agent.destroy();
   }
 
   #where(repository: string): string {
@@ -501,6 +503,8 @@ export class OciClient {
     const scope = call.repository ? `${call.repository}:${(call.actions ?? ['pull']).join(',')}` : '';
     let response = await this.#send(call, this.#auth.get(scope) ?? this.#auth.get(''));
     if (response.status === 401) {
+      // A body stream the registry did not read: let go of its source before opening it again.
+      (response.config.data as Readable | undefined)?.destroy?.();
       const challenge = parseChallenge(header(response, 'www-authenticate') ?? '');
       await drain(response);
       const authorization = await this.#answer(challenge, call);
@@ -615,11 +619,12 @@ export class OciClient {
 
   /** Agents whose lookup refuses private addresses (DNS names of redirect targets are checked at connect time). */
   async #guardedAgent(_url: URL) {
-    const lookup = { lookup: this.#policy.lookup as never };
-    return {
-      httpAgent: new http.Agent(lookup),
-      httpsAgent: new https.Agent({ ...lookup, ...this.#agents[1].options }),
-    };
+    if (!this.#guarded) {
+      const lookup = { lookup: this.#policy.lookup as never };
+      const ca = this.#agents[1].options.ca;
+      this.#guarded = [new http.Agent(lookup), new https.Agent({ ...lookup, ...(ca ? { ca } : {}) })];
+    }
+    return { httpAgent: this.#guarded[0], httpsAgent: this.#guarded[1] };
   }
 }
 
