@@ -14,6 +14,7 @@ import { planCommand } from './commands/plan.js';
 import { pluginsCommand } from './commands/plugins.js';
 import { publishCommand } from './commands/publish.js';
 import { serveCommand } from './commands/serve.js';
+import { sourcesCommand } from './commands/sources.js';
 import { statusCommand } from './commands/status.js';
 import { syncCommand } from './commands/sync.js';
 import { triggerCommand } from './commands/trigger.js';
@@ -37,6 +38,7 @@ export const commands: readonly CommandDefinition[] = [
   syncCommand,
   statusCommand,
   triggerCommand,
+  sourcesCommand,
   migrateCommand,
   publishCommand,
   briefCommand,

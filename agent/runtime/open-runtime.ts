@@ -5,7 +5,9 @@ import type { Env } from '../../core/config/interpolate.js';
 import { loadConfig, type VisorConfig } from '../../core/config/load.js';
 import { createLogger, type Logger } from '../../core/logging/logger.js';
 import { collectSecrets, SecretRegistry } from '../../core/logging/redact.js';
-import type { ServiceId } from '../../core/registry/ids.js';
+import { VisorError } from '../../core/errors.js';
+import { ServiceIds, type ServiceId, type SourceFactory } from '../../core/registry/ids.js';
+import type { Source } from '../../core/source/port.js';
 import type { PluginRegistry } from '../../core/registry/registry.js';
 import type { Store } from '../../core/store/port.js';
 import { builtinRegistry } from '../builtins.js';
@@ -66,6 +68,8 @@ export interface Runtime extends RuntimeSetup {
   syncDeps(): Promise<SyncDeps>;
   /** The image service over this runtime's catalog and stores. */
   images(): Promise<ImageService>;
+  /** A new source for the configured subscription `name`, built by its plugin; the caller closes it. */
+  source(name: string): Promise<Source>;
   close(): Promise<void>;
 }
 
@@ -120,6 +124,15 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
     targets: () => get(RuntimeIds.Targets),
     syncDeps: () => get(RuntimeIds.SyncDeps),
     images: () => get(RuntimeIds.ImageService),
+    async source(name) {
+      const subscription = config.subscriptions[name];
+      if (!subscription) {
+        const known = Object.keys(config.subscriptions).join(', ') || 'none';
+        throw new VisorError('notFound', `no subscription "${name}" in the config (have: ${known})`);
+      }
+      const factory = await container.getAsync<SourceFactory>(ServiceIds.SourceFactory, { name: subscription.source });
+      return factory.create(subscription.options, { name, dataDir: config.dataDir, logger: logger.child({ subscription: name }), secrets });
+    },
     close() {
       closing ??= container.unbindAllAsync();
       return closing;

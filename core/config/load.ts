@@ -18,6 +18,11 @@ export interface PluginInstance {
   options: unknown;
 }
 
+export interface SubscriptionConfig extends Omit<ConfigFile['subscriptions'][string], 'options'> {
+  /** Validated (and defaulted) by the source plugin's own schema. */
+  options: unknown;
+}
+
 export interface CloudConfig {
   adapter: string;
   options: unknown;
@@ -37,6 +42,7 @@ export interface VisorConfig {
   server: ConfigFile['server'];
   agent: ConfigFile['agent'];
   clouds: Record<string, CloudConfig>;
+  subscriptions: Record<string, SubscriptionConfig>;
 }
 
 /** A configuration problem located in its file. */
@@ -165,6 +171,12 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
     };
   }
 
+  const subscriptions: Record<string, SubscriptionConfig> = {};
+  for (const [name, sub] of Object.entries(cfg.subscriptions)) {
+    const path = ['subscriptions', name];
+    subscriptions[name] = { ...sub, options: await instance('source', 'source', sub.source, sub.options, path, 'source') };
+  }
+
   const storeNames = Object.keys(cfg.stores);
   let defaultStore = cfg.defaultStore ?? (storeNames.length === 1 ? storeNames[0] : storeNames.includes('local') ? 'local' : undefined);
   if (cfg.defaultStore !== undefined && !storeNames.includes(cfg.defaultStore)) {
@@ -201,6 +213,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
       : cfg.server,
     agent: cfg.agent,
     clouds,
+    subscriptions,
   });
 }
 

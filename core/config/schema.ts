@@ -18,6 +18,23 @@ export const cloudSchema = z.strictObject({
   sync: syncPolicySchema.optional(),
 });
 
+/** An image list or stream followed into the catalog (HEPiX, simplestreams, or a plugin's source). */
+export const subscriptionSchema = z.strictObject({
+  source: z.string({ error: 'is required: the id of the source plugin (hepix, simplestreams, ...)' }),
+  options: options.optional(),
+  /** `key=value`, `key!=value`, `key~regex`, `key!~regex` on entry fields and properties; all must hold. */
+  filters: z.array(z.string().regex(/^[A-Za-z][A-Za-z0-9_.:-]*(!=|!~|=|~)/, 'must be key=value, key!=value, key~regex or key!~regex')).default([]),
+  /** What becomes of an imported image whose entry left the list, expired, or was replaced. */
+  retire: z.enum(['deprecate', 'delete', 'keep']).default('deprecate'),
+  /** Bytes per second over all of this subscription's downloads together (e.g. "20MiB"). */
+  maxBandwidth: byteSize.optional(),
+  concurrency: z.number().int().min(1).max(64).default(2),
+  access: z.enum(['public', 'private']).default('public'),
+  /** Cron expression for `visor agent`; off (manual `visor sources sync`) when absent. */
+  schedule: z.string().min(1).optional(),
+  enabled: z.boolean().default(true),
+});
+
 export const serverSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65535, 'must be a TCP port (0-65535)').default(4568),
@@ -100,6 +117,7 @@ export const configFileSchema = z.strictObject({
     })
     .prefault({}),
   clouds: z.record(instanceName, cloudSchema).default({}),
+  subscriptions: z.record(instanceName, subscriptionSchema).default({}),
 });
 
 export type ConfigFile = z.infer<typeof configFileSchema>;

@@ -46,8 +46,11 @@ export interface SourceEntry {
   /** Who vouches for the entry (HEPiX endorser DN, OCI signer), as the source verified it. */
   endorser?: string;
   /**
-   * Source-specific metadata, flattened to strings (Glance properties need strings): e.g.
-   * `hepix.vo`, `simplestreams.content_id`, `oci.annotation.<name>`. Keys are dotted, lower-case.
+   * Source-specific metadata, flattened to strings (Glance properties need strings), stored as
+   * the image's custom properties: keys must match the catalog's property names
+   * (`/^[A-Za-z][A-Za-z0-9_:-]{0,254}$/`: no dots), prefixed by the format and a colon, e.g.
+   * `hepix:vo`, `simplestreams:content_id`, `oci:org_opencontainers_image_revision` (characters
+   * outside the pattern replaced by `_`). The importer adds its own `source:*` keys.
    */
   properties: Readonly<Record<string, string>>;
 }

@@ -3,6 +3,7 @@ import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { isVisorError, type ErrorKind } from '../errors.js';
 import { architectures, checksumAlgorithms, containerFormats, diskFormats } from '../image/model.js';
+import { propertyKeyPattern } from '../image/schema.js';
 import {
   isUnchanged,
   refusalOf,
@@ -98,7 +99,8 @@ export function sourceContract(name: string, makeHarness: () => Promise<SourceHa
         if (entry.architecture) expect(architectures as readonly string[]).toContain(entry.architecture);
         if (entry.expiresAt) expect(Number.isNaN(Date.parse(entry.expiresAt))).toBe(false);
         for (const [key, value] of Object.entries(entry.properties)) {
-          expect(key).toMatch(/^[a-z0-9][a-z0-9_.:-]*$/);
+          expect(key).toMatch(propertyKeyPattern);
+          expect(key.startsWith('source:'), `${key}: source:* keys are the importer's`).toBe(false);
           expect(typeof value).toBe('string');
         }
       }

@@ -128,7 +128,7 @@ describe.skipIf(openssl.skip)('HEPiX image list source', () => {
       endorser: ctx.pki.endorser.dn,
     });
     expect(alma.checksums.sha512).toMatch(/^[0-9a-f]{128}$/);
-    expect(alma.properties).toMatchObject({ 'hepix.vo': 'visor.test', 'hepix.ram_minimum': '1024', 'hepix.identifier': 'img-alma' });
+    expect(alma.properties).toMatchObject({ 'hepix:vo': 'visor.test', 'hepix:ram_minimum': '1024', 'hepix:identifier': 'img-alma' });
     expect(Date.parse(alma.expiresAt!)).toBeGreaterThan(Date.now());
     await source.close();
   });

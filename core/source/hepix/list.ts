@@ -116,20 +116,20 @@ export function hepixEntry(list: HepixList, image: HepixImage, signer: string): 
   const osType = image['sl:os']?.trim().toLowerCase();
   const distro = image['sl:osname']?.trim().toLowerCase();
   const properties: Record<string, string> = {
-    'hepix.list': list['dc:identifier'],
-    'hepix.identifier': image['dc:identifier'],
+    'hepix:list': list['dc:identifier'],
+    'hepix:identifier': image['dc:identifier'],
   };
   const put = (key: string, value: string | undefined) => {
     if (value !== undefined && value.trim() !== '') properties[key] = value.trim();
   };
-  put('hepix.version', image['hv:version']);
-  put('hepix.format', image['hv:format']);
-  put('hepix.hypervisor', image['hv:hypervisor']);
-  put('hepix.ram_minimum', image['hv:ram_minimum']);
-  put('hepix.core_minimum', image['hv:core_minimum']);
-  put('hepix.vo', list['ad:vo']);
-  put('hepix.mpuri', image['ad:mpuri']);
-  put('hepix.group', image['ad:group']);
+  put('hepix:version', image['hv:version']);
+  put('hepix:format', image['hv:format']);
+  put('hepix:hypervisor', image['hv:hypervisor']);
+  put('hepix:ram_minimum', image['hv:ram_minimum']);
+  put('hepix:core_minimum', image['hv:core_minimum']);
+  put('hepix:vo', list['ad:vo']);
+  put('hepix:mpuri', image['ad:mpuri']);
+  put('hepix:group', image['ad:group']);
   const sha512 = image['sl:checksum:sha512'].toLowerCase();
   return {
     key: image['dc:identifier'],
