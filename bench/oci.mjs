@@ -132,7 +132,7 @@ try {
     '|---|---:|---:|---:|---:|---:|',
     row(`Publish ${sizeMiB} MiB: \`OciClient.pushBlob\` vs \`curl -T\` (POST + PUT)`, runs.visorPush, runs.curlPush),
     row(`Pull a ${sizeMiB} MiB blob: \`OciClient.getBlob\` vs \`curl\``, runs.visorPull, runs.curlPull),
-    row('… the same vs `curl | sha256sum` (both check the digest)', runs.visorPull, runs.curlPullHash),
+    row('… the same vs `curl \\| sha256sum` (both check the digest)', runs.visorPull, runs.curlPullHash),
     '<!-- oci:end -->',
   ].join('\n');
   const path = join(repoRoot, 'BENCHMARKS.md');

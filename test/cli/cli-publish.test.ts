@@ -151,6 +151,53 @@ describe('visor publish', () => {
     expect(JSON.parse(trusted.stdout).image.checksums.sha256).toBe(sha256(bytes));
   });
 
+  it('a second visor follows what the first published (oci subscription, visor sources sync), byte-identical', async (ctx) => {
+    if (skip) ctx.skip(skip);
+    const host = new URL(registry.peer!.anonymous).host;
+    const repository = `visor-test/follow-${randomBytes(3).toString('hex')}`;
+    const published = await visor([
+      'publish',
+      id,
+      `oci://${host}/${repository}:12`,
+      '--plain-http',
+      '--access',
+      'public',
+    ]);
+    expect(published.code).toBe(0);
+    const second = join(dir, 'second');
+    const config = join(dir, 'second.yaml');
+    await writeFile(
+      config,
+      [
+        'subscriptions:',
+        '  egi:',
+        '    source: oci',
+        `    options: { registry: "${host}", repository: ${repository}, plainHttp: true, tags: ["12"] }`,
+        '',
+      ].join('\n'),
+    );
+    const args = ['--config', config, '--data-dir', second];
+    const sync = await runVisorAsync(['sources', 'sync', ...args, '--json'], { cwd: dir, env: { HOME: dir } });
+    expect(sync.stderr).toBe('');
+    expect(sync.code).toBe(0);
+    expect(JSON.parse(sync.stdout).runs[0].actions.map((a: { result: string }) => a.result)).toEqual(['imported']);
+    const runtime = await openRuntime({ configFile: config, dataDir: second, env: { HOME: dir } });
+    try {
+      const deps = await runtime.syncDeps();
+      const [copy] = (await deps.catalog.images.list({})).items;
+      expect(copy).toMatchObject({ name: 'Debian 12', diskFormat: 'raw', os: { distro: 'debian', version: '12' } });
+      expect(copy!.checksums.sha256).toBe(sha256(bytes));
+      const { stream } = await deps.stores.get(copy!.location!.store)!.get(copy!.location!.uri);
+      const chunks: Buffer[] = [];
+      for await (const chunk of stream) chunks.push(chunk as Buffer);
+      expect(Buffer.concat(chunks).equals(bytes)).toBe(true);
+    } finally {
+      await runtime.close();
+    }
+    const again = await runVisorAsync(['sources', 'sync', ...args, '--json'], { cwd: dir, env: { HOME: dir } });
+    expect(JSON.parse(again.stdout).runs[0].actions).toEqual([]);
+  });
+
   it('refuses bad references and unknown images with one clear line', async (ctx) => {
     if (skip) ctx.skip(skip);
     const host = new URL(registry.peer!.anonymous).host;

@@ -14,6 +14,8 @@ import { OciClient } from '../../core/wire/oci/client.js';
 import { emptyConfig, mediaTypes } from '../../core/wire/oci/media.js';
 import { requirePeer } from '../peers/index.js';
 import { memorySyncWorld } from '../support/memory-sync.js';
+import { sourceKeys, syncSubscription } from '../../agent/sources/importer.js';
+import { importHarness } from './support/import-harness.js';
 
 /**
  * The OCI source against a real registry (docker-registry): the source contract over artifacts
@@ -149,9 +151,9 @@ describe('oci source', () => {
       architecture: 'x86_64',
       os: { distro: 'ubuntu', version: '22.04' },
       properties: {
-        'oci.tag': 'ubuntu-22.04',
-        'oci.annotation.org.openstack.glance.hw_disk_bus': 'scsi',
-        'oci.annotation.eu.egi.cloud.tag': 'ubuntu-22.04',
+        'oci:tag': 'ubuntu-22.04',
+        'oci:org_openstack_glance_hw_disk_bus': 'scsi',
+        'oci:eu_egi_cloud_tag': 'ubuntu-22.04',
       },
     });
     expect(viaIndex!.version).toBe(digest);
@@ -243,6 +245,49 @@ describe('oci source', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+  it('is followed by a subscription: imported once, never downloaded again, a moved tag replaces and deprecates', async (ctx) => {
+    if (skip) ctx.skip(skip);
+    const h = await importHarness();
+    try {
+      const repository = repo('subscribe');
+      const first = randomBytes(70_000);
+      await orasPush(repository, 'ubuntu-22.04', first);
+      await orasPush(repository, 'ignored', randomBytes(100));
+      const subscription = { name: 'egi', filters: [] };
+      const follow = () => syncSubscription(subscription, source(repository, { tagPattern: '^ubuntu-' }), h.deps);
+      const run = await follow();
+      expect(run.status).toBe('succeeded');
+      expect(run.actions.map((a) => a.result)).toEqual(['imported']);
+      const [image] = await h.all();
+      expect(image).toMatchObject({
+        name: 'Image ubuntu-22.04',
+        status: 'available',
+        diskFormat: 'raw',
+        architecture: 'x86_64',
+        os: { distro: 'ubuntu', version: '22.04' },
+        size: first.length,
+        checksums: { sha256: sha(first).slice(7) },
+        properties: { 'oci:tag': 'ubuntu-22.04', [sourceKeys.key]: `${repository}:ubuntu-22.04` },
+      });
+      // Nothing new: nothing downloaded, nothing imported.
+      const again = await follow();
+      expect(again.actions.filter((a) => a.result === 'imported')).toEqual([]);
+      expect(await h.all()).toHaveLength(1);
+      // The tag moves to new bytes: a new version, the old one deprecated (not deleted at once).
+      const second = randomBytes(80_000);
+      await orasPush(repository, 'ubuntu-22.04', second);
+      const moved = await follow();
+      expect(moved.status).toBe('succeeded');
+      const all = await h.all();
+      expect(all).toHaveLength(2);
+      const old = all.find((i) => i.id === image!.id)!;
+      const next = all.find((i) => i.id !== image!.id)!;
+      expect(next.checksums.sha256).toBe(sha(second).slice(7));
+      expect(old.properties[sourceKeys.deprecated]).toBeDefined();
+    } finally {
+      await h.close();
     }
   });
 });

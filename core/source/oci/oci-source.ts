@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { isVisorError, VisorError } from '../../errors.js';
+import { propertyKeyPattern } from '../../image/schema.js';
 import { metadataFromAnnotations } from '../../wire/oci/annotations.js';
 import { OciClient, type OciClientOptions } from '../../wire/oci/client.js';
 import { type Descriptor, digestPattern, mediaTypes } from '../../wire/oci/media.js';
@@ -137,16 +138,17 @@ export class OciSource implements Source {
     if (!digestPattern.test(layer.digest)) throw sourceError('malformed', `${at}: the layer has no sha256 digest`);
     const annotations = { ...indexAnnotations, ...(manifest.annotations ?? {}) };
     const meta = metadataFromAnnotations(annotations);
+    // The catalog's property names: `oci:` and the annotation's name with what it refuses (dots) as `_`.
     const properties: Record<string, string> = {
-      'oci.registry': this.#registry,
-      'oci.repository': this.#repository,
-      'oci.tag': tag,
-      'oci.digest': result.digest,
+      'oci:registry': this.#registry,
+      'oci:repository': this.#repository,
+      'oci:tag': tag,
+      'oci:digest': result.digest,
     };
-    if (manifest.artifactType) properties['oci.artifact_type'] = manifest.artifactType;
+    if (manifest.artifactType) properties['oci:artifact_type'] = manifest.artifactType;
     for (const [name, value] of Object.entries(annotations)) {
-      const key = `oci.annotation.${name.toLowerCase()}`;
-      if (/^[a-z0-9][a-z0-9_.:-]*$/.test(key) && key.length <= 255) properties[key] = value;
+      const key = `oci:${name.replace(/[^A-Za-z0-9_:-]/g, '_')}`;
+      if (propertyKeyPattern.test(key) && !(key in properties)) properties[key] = value;
     }
     const description = annotations['org.opencontainers.image.description'];
     return {
