@@ -151,7 +151,7 @@ describe('visor publish', () => {
     expect(JSON.parse(trusted.stdout).image.checksums.sha256).toBe(sha256(bytes));
   });
 
-  it('a second visor follows what the first published (oci subscription, visor sources sync), byte-identical', async (ctx) => {
+  it('a second visor follows what the first published (visor sources sync), byte-identical', async (ctx) => {
     if (skip) ctx.skip(skip);
     const host = new URL(registry.peer!.anonymous).host;
     const repository = `visor-test/follow-${randomBytes(3).toString('hex')}`;

@@ -247,7 +247,7 @@ describe('oci source', () => {
       await b.close();
     }
   });
-  it('is followed by a subscription: imported once, never downloaded again, a moved tag replaces and deprecates', async (ctx) => {
+  it('is followed by a subscription: imported once, a moved tag replaces and deprecates', async (ctx) => {
     if (skip) ctx.skip(skip);
     const h = await importHarness();
     try {
