@@ -278,6 +278,36 @@ describe('oci client against hostile servers', () => {
     expect((await failure(client(empty).listTags('x/y'))).kind).toBe('invalidResponse');
   });
 
+  it('lists referrers from the referrers API, filtered by artifact type, and none where a registry lacks it', async (ctx) => {
+    const subject = `sha256:${'a'.repeat(64)}`;
+    const signature = { mediaType: mediaTypes.ociManifest, digest: `sha256:${'b'.repeat(64)}`, size: 10 };
+    const url = await hostile((path, res) => {
+      if (path !== `/v2/x/y/referrers/${subject}?artifactType=application%2Fvnd.dev.cosign`) {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': mediaTypes.ociIndex });
+      res.end(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: mediaTypes.ociIndex,
+          manifests: [
+            { ...signature, artifactType: 'application/vnd.dev.cosign' },
+            { ...signature, artifactType: 'application/spdx+json' },
+          ],
+        }),
+      );
+    });
+    const found = await client(url).referrers('x/y', subject, 'application/vnd.dev.cosign');
+    expect(found).toEqual([{ ...signature, artifactType: 'application/vnd.dev.cosign' }]);
+    // distribution 2.8 has no referrers API (404): no referrers, not an error.
+    if (skip) ctx.skip(skip);
+    const real = client(peer!.anonymous);
+    const repository = repo('referrers');
+    const digest = await pushArtifact(real, repository, 'v1', randomBytes(10));
+    expect(await real.referrers(repository, digest)).toEqual([]);
+  });
+
   it('does not follow a blob redirect to a private address, nor send credentials along', async () => {
     let leaked: string | undefined;
     const inner = createServer((req, res) => {
