@@ -278,7 +278,7 @@ describe('oci client against hostile servers', () => {
     expect((await failure(client(empty).listTags('x/y'))).kind).toBe('invalidResponse');
   });
 
-  it('lists referrers from the referrers API, filtered by artifact type, and none where a registry lacks it', async (ctx) => {
+  it('lists referrers (the referrers API, by artifact type), and none where a registry lacks it', async (ctx) => {
     const subject = `sha256:${'a'.repeat(64)}`;
     const signature = { mediaType: mediaTypes.ociManifest, digest: `sha256:${'b'.repeat(64)}`, size: 10 };
     const url = await hostile((path, res) => {
