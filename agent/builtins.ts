@@ -1,11 +1,13 @@
 import { eucalyptusPlugin } from '../adapters/eucalyptus/index.js';
 import { glancePlugin } from '../adapters/glance/index.js';
 import { nimbusPlugin } from '../adapters/nimbus/index.js';
+import { ociPlugin } from '../adapters/oci/index.js';
 import { openNebulaPlugin } from '../adapters/opennebula/index.js';
 import { mongodbCatalogPlugin, postgresqlCatalogPlugin, sqliteCatalogPlugin } from '../core/catalog/plugins.js';
 import type { VisorPlugin } from '../core/registry/plugin.js';
 import { PluginRegistry } from '../core/registry/registry.js';
 import { hepixSourcePlugin, simplestreamsSourcePlugin } from '../core/source/plugins.js';
+import { ociSourcePlugin } from '../core/source/oci/plugin.js';
 import { httpStorePlugin } from '../core/store/http/plugin.js';
 import { fileStorePlugin, s3StorePlugin } from '../core/store/plugins.js';
 
@@ -25,8 +27,10 @@ export const builtinPlugins: readonly VisorPlugin[] = [
   openNebulaPlugin,
   nimbusPlugin,
   eucalyptusPlugin,
+  ociPlugin,
   hepixSourcePlugin,
   simplestreamsSourcePlugin,
+  ociSourcePlugin,
 ] as VisorPlugin[];
 
 /** A registry holding the built-in plugins, and `extra` ones an embedding application gives. */

@@ -17,6 +17,7 @@ import { planCommand } from './commands/plan.js';
 import { pluginsCommand } from './commands/plugins.js';
 import { runsCommand } from './commands/runs.js';
 import { restoreCommand } from './commands/restore.js';
+import { publishCommand } from './commands/publish.js';
 import { serveCommand } from './commands/serve.js';
 import { sourcesCommand } from './commands/sources.js';
 import { statusCommand } from './commands/status.js';
@@ -53,6 +54,7 @@ export const commands: readonly CommandDefinition[] = [
   sourcesCommand,
   subscribeCommand,
   migrateCommand,
+  publishCommand,
   briefCommand,
   detailCommand,
   headCommand,

@@ -1,3 +1,4 @@
+import { ociRegistryPeer } from './oci-registry-peer.js';
 import { openStackPeer } from './openstack.js';
 import { postgresPeer } from './postgresql-peer.js';
 import { s3Peer } from './s3-peer.js';
@@ -32,6 +33,13 @@ export const peerRegistry = {
   openstack: openStackPeer,
   s3: s3Peer,
   postgresql: postgresPeer,
+  'oci-registry': ociRegistryPeer,
+  skopeo: debianTool({
+    command: 'skopeo',
+    pkg: 'skopeo',
+    versionArgs: ['--version'],
+    usedBy: 'reading back what visor pushes to an OCI registry (test/adapters/oci)',
+  }),
   'qemu-img': debianTool({
     command: 'qemu-img',
     pkg: 'qemu-utils',

@@ -7,7 +7,7 @@ import type { Checksums } from '../../image/model.js';
 import type { ByteRange, GetResult, ObjectInfo, PutResult, Store } from '../port.js';
 import { ExactLength } from '../../transfer/exact-length.js';
 import { checkRange } from '../keys.js';
-import { AddressPolicy } from './address-guard.js';
+import { AddressPolicy } from '../../wire/address-guard.js';
 
 export interface HttpStoreOptions {
   /** Allow references to loopback/private/link-local addresses (off: SSRF protection). */

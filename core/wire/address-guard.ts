@@ -1,6 +1,6 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
-import { VisorError } from '../../errors.js';
+import { VisorError } from '../errors.js';
 
 /**
  * Keeps HTTP references from reaching the server's own networks (SSRF): loopback, private,
