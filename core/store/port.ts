@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { Checksums } from '../image/model.js';
 
 /** Inclusive byte range, as in HTTP: `end` defaults to the last byte. */
@@ -37,6 +37,12 @@ export interface GetResult {
   size: number;
   /** The bytes actually returned, when a range was asked for. */
   range?: { start: number; end: number };
+  /**
+   * Where the store can: writes exactly the bytes of `stream` to `destination` (not ending it)
+   * in large reused blocks, without stream machinery per chunk — the way to a socket. Use either
+   * this or `stream`, never both. Rejects when the store fails or the destination goes away.
+   */
+  send?(destination: Writable): Promise<void>;
 }
 
 export interface StoreCapabilities {

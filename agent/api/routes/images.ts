@@ -1,6 +1,8 @@
 import type { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { VisorError } from '../../../core/errors.js';
+import type { Logger } from '../../../core/logging/logger.js';
+import { isReceiverGone } from '../../../core/transfer/file-range-stream.js';
 import type { Checksums, Image } from '../../../core/image/model.js';
 import { uuidPattern } from '../../../core/image/schema.js';
 import type { ByteRange } from '../../../core/store/port.js';
@@ -12,12 +14,13 @@ export interface ImageRoutesOptions {
   defaultLimit: number;
   /** An upload body that sends nothing for this long is dropped (its bytes and record removed). */
   uploadIdleMs: number;
+  logger: Logger;
 }
 
 type IdRequest = FastifyRequest<{ Params: { id: string } }>;
 
 /** VISOR's image routes. */
-export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, { service, defaultLimit, uploadIdleMs }) => {
+export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, { service, defaultLimit, uploadIdleMs, logger }) => {
   const baseUrl = (request: FastifyRequest) => `${request.protocol}://${request.host}`;
 
   const listing = (view: (image: Image) => unknown) => async (request: FastifyRequest, reply: FastifyReply) => {
@@ -58,7 +61,23 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
     } else {
       void reply.header('content-length', String(download.size));
     }
-    return reply.send(download.stream);
+    if (!download.send) return reply.send(download.stream);
+    // The store writes its blocks to the socket itself (large reused buffers, no stream work per
+    // chunk). Fastify steps aside; its onResponse hook still logs the answer when it finishes.
+    reply.hijack();
+    const response = reply.raw;
+    for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) response.setHeader(name, value);
+    response.writeHead(reply.statusCode);
+    try {
+      await download.send(response);
+      response.end();
+    } catch (error) {
+      // Headers are out: all that is left is to cut the body short, which the client notices
+      // (fewer bytes than Content-Length). A client that went away is no failure of ours.
+      if (!isReceiverGone(error)) logger.error('download cut off: the store failed', { id, error });
+      response.destroy();
+    }
+    return reply;
   });
 
   app.post('/images', async (request, reply) => {

@@ -3,10 +3,11 @@ import { constants, createWriteStream } from 'node:fs';
 import { lstat, mkdir, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
+import { addAbortSignal, type Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isVisorError, VisorError } from '../../errors.js';
 import { verifyDigest } from '../../transfer/digest.js';
+import { FileRangeStream } from '../../transfer/file-range-stream.js';
 import { ParallelDigestStream } from '../../transfer/parallel-digest.js';
 import type { ByteRange, GetResult, ObjectInfo, PutOptions, PutResult, Store } from '../port.js';
 import { checkRange, objectKeyPattern } from '../keys.js';
@@ -74,15 +75,16 @@ export class FileStore implements Store {
     const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch((error: unknown) => {
       throw new VisorError('notFound', `no object at ${uri}`, { cause: error });
     });
-    const signal = options.signal ? { signal: options.signal } : {};
-    if (!options.range) return { stream: handle.createReadStream({ ...signal }), size };
+    let range: { start: number; end: number } | undefined;
     try {
-      const { start, end } = checkRange(options.range, size);
-      return { stream: handle.createReadStream({ ...signal, start, end }), size, range: { start, end } };
+      if (options.range) range = checkRange(options.range, size);
     } catch (error) {
       await handle.close();
       throw error;
     }
+    const stream = new FileRangeStream(handle, range ? { start: range.start, length: range.end - range.start + 1 } : { length: size });
+    if (options.signal) addAbortSignal(options.signal, stream);
+    return { stream, size, ...(range ? { range } : {}), send: (destination) => stream.sendTo(destination) };
   }
 
   async head(uri: string): Promise<ObjectInfo> {

@@ -1,0 +1,157 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { readdir, truncate } from 'node:fs/promises';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signRequest } from '../../core/auth/signing.js';
+import { FILE_BLOCK_SIZE } from '../../core/transfer/file-range-stream.js';
+import { startTestServer, type TestServer } from '../support/api-server.js';
+import { rawRequest } from '../support/raw-http.js';
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const openFds = () => readdirSync('/proc/self/fd').length;
+
+async function settle(check: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+}
+
+/**
+ * Downloads through the API: the file store writes blocks straight to the socket (reused
+ * buffers), so the body must still be exactly the bytes — whole, ranged, empty, concurrent — and
+ * a failure on either side must end the response visibly (a short body), leaking nothing.
+ */
+describe('image downloads', () => {
+  let t: TestServer;
+  // More than two blocks, not a multiple of the block size: every block boundary is crossed.
+  const data = randomBytes(3 * FILE_BLOCK_SIZE + 17);
+  let id: string;
+  let emptyId: string;
+
+  beforeAll(async () => {
+    t = await startTestServer();
+    id = String((await t.client('bob').add({ name: 'big', architecture: 'x86_64' }, { stream: Readable.from([data]), size: data.length }))['_id']);
+    // The API takes a zero-length body as "no file": the empty image is made through the service.
+    const bob = { name: 'bob', admin: false };
+    emptyId = (await t.server.service.register(bob, { name: 'empty', architecture: 'x86_64', access: 'public' })).id;
+    await t.server.service.upload(bob, emptyId, Readable.from([]));
+  });
+  afterAll(async () => t.close());
+
+  const get = (imageId: string, headers: Record<string, string> = {}) => rawRequest(t.url, { method: 'GET', path: `/images/${imageId}`, headers, as: t.users.bob });
+
+  it('sends the whole file with its length, checksum header and ranges announced', async () => {
+    const whole = await get(id);
+    expect(whole.status).toBe(200);
+    expect(whole.headers['content-length']).toBe(String(data.length));
+    expect(whole.headers['accept-ranges']).toBe('bytes');
+    expect(whole.headers['content-type']).toBe('application/octet-stream');
+    expect(whole.headers['x-image-meta-sha256']).toBe(sha256(data));
+    expect(whole.body.equals(data)).toBe(true);
+  });
+
+  const size = data.length;
+  const B = FILE_BLOCK_SIZE;
+  it.each([
+    ['bytes=0-0', 0, 0],
+    [`bytes=${size - 1}-${size - 1}`, size - 1, size - 1],
+    [`bytes=${size - 1}-`, size - 1, size - 1],
+    ['bytes=0-', 0, size - 1],
+    [`bytes=${B - 1}-${B}`, B - 1, B],
+    [`bytes=${B}-${2 * B - 1}`, B, 2 * B - 1],
+    [`bytes=${B - 3}-${2 * B + 5}`, B - 3, 2 * B + 5],
+    [`bytes=1000-${size + 5000}`, 1000, size - 1],
+    ['bytes=-1', size - 1, size - 1],
+    [`bytes=-${size + 10}`, 0, size - 1],
+    [` bytes=5-9 `, 5, 9],
+  ])('serves %s as 206 with exactly those bytes', async (range, start, end) => {
+    const part = await get(id, { range });
+    expect(part.status).toBe(206);
+    expect(part.headers['content-range']).toBe(`bytes ${start}-${end}/${size}`);
+    expect(part.headers['content-length']).toBe(String(end - start + 1));
+    expect(part.body.equals(data.subarray(start, end + 1))).toBe(true);
+  });
+
+  it.each([`bytes=${size}-`, `bytes=${size}-${size + 10}`, 'bytes=-0', 'bytes=10-5'])('refuses %s with 416 and the size', async (range) => {
+    const answer = await get(id, { range });
+    expect(answer.status).toBe(416);
+    expect(answer.headers['content-range']).toBe(`bytes */${size}`);
+  });
+
+  it.each(['bytes=0-1,5-6', 'items=0-5', 'bytes=a-b', 'bytes=-'])('serves the whole file for a range it does not take (%s)', async (range) => {
+    const answer = await get(id, { range });
+    expect(answer.status).toBe(200);
+    expect(answer.body.equals(data)).toBe(true);
+  });
+
+  it('serves an empty image (200, no bytes) and refuses any range of it', async () => {
+    const whole = await get(emptyId);
+    expect(whole.status).toBe(200);
+    expect(whole.headers['content-length']).toBe('0');
+    expect(whole.body.length).toBe(0);
+    expect((await get(emptyId, { range: 'bytes=0-' })).status).toBe(416);
+    expect((await get(emptyId, { range: 'bytes=-5' })).status).toBe(416);
+  });
+
+  it('serves many downloads at once, each with exactly the bytes', async () => {
+    const ranges = Array.from({ length: 12 }, (_, i) => (i % 3 === 0 ? undefined : `bytes=${i * 1000}-${i * 200_000 + 5}`));
+    const answers = await Promise.all(ranges.map((range) => get(id, range ? { range } : {})));
+    answers.forEach((answer, i) => {
+      const range = ranges[i];
+      if (!range) expect(answer.body.equals(data)).toBe(true);
+      else expect(answer.body.equals(data.subarray(i * 1000, i * 200_000 + 6))).toBe(true);
+    });
+  });
+
+  /** A download read by hand: the response, paused after its headers. */
+  function openDownload(imageId: string): Promise<IncomingMessage> {
+    const path = `/images/${imageId}`;
+    const headers = signRequest(t.users.bob.accessKey, t.users.bob.secretKey, { method: 'GET', path, query: [], headers: {} });
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(new URL(path, t.url), { headers, agent: false }, (res) => {
+        res.pause();
+        resolve(res);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  it('a client that goes away mid-download leaves no file open, and the server goes on serving', async () => {
+    const before = openFds();
+    const res = await openDownload(id);
+    expect(res.statusCode).toBe(200);
+    res.destroy();
+    await settle(() => openFds() <= before);
+    expect(openFds()).toBeLessThanOrEqual(before);
+    expect((await get(id, { range: 'bytes=0-9' })).body.equals(data.subarray(0, 10))).toBe(true);
+  });
+
+  it('a stored file that shrinks mid-download cuts the body short (the client sees it), never pads it', async () => {
+    const big = randomBytes(16 * FILE_BLOCK_SIZE);
+    const bigId = String((await t.client('bob').add({ name: 'shrinks', architecture: 'x86_64' }, { stream: Readable.from([big]), size: big.length }))['_id']);
+    const files = await readdir(join(t.dataDir, 'images'));
+    const file = files.find((name) => name.startsWith(bigId));
+    expect(file).toBeDefined();
+    const before = openFds();
+    const res = await openDownload(bigId);
+    expect(res.headers['content-length']).toBe(String(big.length));
+    await truncate(join(t.dataDir, 'images', file!), FILE_BLOCK_SIZE);
+    const received: Buffer[] = [];
+    const outcome = await new Promise<string>((resolve) => {
+      res.on('data', (chunk: Buffer) => received.push(chunk));
+      res.on('end', () => resolve('end'));
+      res.on('error', () => resolve('error'));
+      res.on('aborted', () => resolve('aborted'));
+      res.resume();
+    });
+    expect(outcome).not.toBe('end');
+    const got = Buffer.concat(received);
+    expect(got.length).toBeLessThan(big.length);
+    expect(got.equals(big.subarray(0, got.length))).toBe(true);
+    await settle(() => openFds() <= before);
+    expect(openFds()).toBeLessThanOrEqual(before);
+  });
+});
