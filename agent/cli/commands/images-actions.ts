@@ -1,16 +1,14 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, stat, unlink } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
-import { Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { VisorError } from '../../../core/errors.js';
 import { VisorClient, type WireImage } from '../../client/client.js';
 import { loadClientSettings } from '../../client/credentials.js';
 import { humanSize, keyValueBlock, orderDetail } from '../format.js';
 import { print, printJson, table, type CliIo } from '../io.js';
-import { progressBar } from '../progress.js';
+import { VerifiedFileSink, VerifiedStreamSink } from '../download-sink.js';
+import { progressBar, type Progress } from '../progress.js';
 import { parseKeyValues, type ClientOptions } from './images.js';
 
 interface ListOptions extends ClientOptions {
@@ -101,59 +99,40 @@ export async function runImageCommand(name: string, args: unknown[], io: CliIo):
   }
 }
 
-/** Checks the sha256 the server announced while the bytes are written: each byte read once. */
-class Sha256Check extends Transform {
-  readonly #hash = createHash('sha256');
-  #bytes = 0;
-  constructor(
-    private readonly expected: string | undefined,
-    private readonly onProgress: (n: number) => void,
-  ) {
-    super();
-  }
-  override _transform(chunk: Buffer, _e: BufferEncoding, callback: TransformCallback): void {
-    this.#hash.update(chunk);
-    this.#bytes += chunk.length;
-    this.onProgress(this.#bytes);
-    callback(null, chunk);
-  }
-  override _flush(callback: TransformCallback): void {
-    const got = this.#hash.digest('hex');
-    if (this.expected && got !== this.expected) callback(new VisorError('integrity', `downloaded bytes do not match the image's sha256 (${got} != ${this.expected})`));
-    else callback();
-  }
-}
-
 async function download(client: VisorClient, id: string, options: { save?: string; output?: string; force?: boolean; json?: boolean }, io: CliIo): Promise<void> {
-  const { stream, size, meta } = await client.download(id);
   const toStdout = options.output === '-';
-  const fileName = safeFileName(meta['name'] ?? id, meta['format']);
-  const target = toStdout ? undefined : resolve(io.cwd, options.output ?? join(options.save ?? '.', fileName));
-  if (target && !options.force && (await stat(target).then(() => true, () => false))) {
-    stream.destroy();
-    throw new VisorError('conflict', `${target} exists; use --force to overwrite it`);
-  }
-  const bar = await progressBar(io, 'download', size, !options.json && !toStdout);
-  const check = new Sha256Check(meta['sha256'], (n) => bar.update(n));
+  // Set by the callback below (so not narrowed to their initial undefined).
+  let sink = undefined as VerifiedFileSink | VerifiedStreamSink | undefined;
+  let target = undefined as string | undefined;
+  let bar = undefined as Progress | undefined;
   try {
-    if (!target) {
-      await pipeline(stream, check, io.stdout);
-      return;
-    }
-    // Written under a temporary name and renamed: an interrupted download never looks complete.
-    const partial = join(resolve(target, '..'), `.${basename(target)}.part`);
-    try {
-      await pipeline(stream, check, createWriteStream(partial, { mode: 0o644 }));
-      await rename(partial, target);
-    } catch (error) {
-      await unlink(partial).catch(() => undefined);
-      throw error;
-    }
+    // The file name and the checks come with the answer's headers; the file is opened only then.
+    await client.downloadTo(id, async ({ size, meta }) => {
+      target = toStdout ? undefined : resolve(io.cwd, options.output ?? join(options.save ?? '.', safeFileName(meta['name'] ?? id, meta['format'])));
+      if (target && !options.force && (await stat(target).then(() => true, () => false))) {
+        throw new VisorError('conflict', `${target} exists; use --force to overwrite it`);
+      }
+      const listed = meta['size'] === undefined ? undefined : Number(meta['size']);
+      if (listed !== undefined && listed !== size) {
+        throw new VisorError('integrity', `the server sends ${size} bytes of image ${id}, whose catalog size is ${listed}`);
+      }
+      const progress = await progressBar(io, 'download', size, !options.json && !toStdout);
+      bar = progress;
+      const onProgress = (n: number) => progress.update(n);
+      sink = target ? await VerifiedFileSink.create(target, size, meta['sha256'], onProgress) : new VerifiedStreamSink(io.stdout, size, meta['sha256'], onProgress);
+      return sink;
+    });
+    await sink!.finish();
+  } catch (error) {
+    if (sink instanceof VerifiedFileSink) await sink.discard();
+    throw error;
   } finally {
-    bar.stop();
+    bar?.stop();
   }
-  if (options.json) printJson(io, { id, file: target, size, sha256: meta['sha256'] });
-  else print(io, `Saved image ${id} to ${target} (${humanSize(size)}, sha256 verified)`);
+  if (!target) return;
+  const { size, sha256 } = sink!;
+  if (options.json) printJson(io, { id, file: target, size, sha256: sha256 ?? null });
+  else print(io, `Saved image ${id} to ${target} (${humanSize(size)}, ${sha256 ? 'sha256 verified' : 'no checksum in the catalog to verify'})`);
 }
 
 function safeFileName(name: string, format: string | undefined): string {
