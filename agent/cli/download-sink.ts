@@ -1,16 +1,18 @@
-import { createHash, type Hash } from 'node:crypto';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { VisorError } from '../../core/errors.js';
+import { OffThreadSha256 } from '../../core/transfer/off-thread-sha256.js';
 import type { BlockSink } from '../client/block-get.js';
 
 /**
  * What a download is written into, checked as it goes: one sha256 over the blocks as they
- * arrive (each byte read once, hashed in blocks of up to a MiB), and the byte count. `finish`
- * fails (integrity) when either differs from what the image's metadata announced.
+ * arrive (each byte read once, hashed in blocks of up to a MiB, on a worker thread so that the
+ * hashing runs beside receiving and writing), and the byte count. `verify` fails (integrity) when
+ * either differs from what the image's metadata announced. A block is done with when both its
+ * write and its hashing are.
  */
 abstract class VerifyingSink implements BlockSink {
-  readonly #hash: Hash = createHash('sha256');
+  readonly #hash = new OffThreadSha256();
   #bytes = 0;
 
   constructor(
@@ -21,23 +23,31 @@ abstract class VerifyingSink implements BlockSink {
   ) {}
 
   write(block: Buffer): Promise<void> {
-    this.#hash.update(block);
     const at = this.#bytes;
     this.#bytes += block.length;
     this.onProgress(this.#bytes);
-    return this.put(block, at);
+    return Promise.all([this.#hash.update(block), this.put(block, at)]).then(() => undefined);
   }
 
   protected abstract put(block: Buffer, position: number): Promise<void>;
 
-  /** Checks what was received; the digest, when it matches. */
-  protected verify(): string {
-    const got = this.#hash.digest('hex');
-    if (this.#bytes !== this.size) throw new VisorError('integrity', `received ${this.#bytes} bytes, the image has ${this.size}`);
-    if (this.sha256 !== undefined && got !== this.sha256) {
-      throw new VisorError('integrity', `downloaded bytes do not match the image's sha256 (${got} != ${this.sha256})`);
+  /** Checks what was received; the digest, when it matches. Ends the hashing worker. */
+  protected async verify(): Promise<string> {
+    try {
+      const got = await this.#hash.digest();
+      if (this.#bytes !== this.size) throw new VisorError('integrity', `received ${this.#bytes} bytes, the image has ${this.size}`);
+      if (this.sha256 !== undefined && got !== this.sha256) {
+        throw new VisorError('integrity', `downloaded bytes do not match the image's sha256 (${got} != ${this.sha256})`);
+      }
+      return got;
+    } finally {
+      await this.#hash.close();
     }
-    return got;
+  }
+
+  /** Ends the hashing worker without a verdict (the download failed). */
+  protected async abandon(): Promise<void> {
+    await this.#hash.close();
   }
 }
 
@@ -74,7 +84,7 @@ export class VerifiedFileSink extends VerifyingSink {
   /** Verifies, then moves the file into place. On any failure the temporary file is removed. */
   async finish(): Promise<void> {
     try {
-      this.verify();
+      await this.verify();
       await this.#handle.close();
       await rename(this.#partial, this.#target);
     } catch (error) {
@@ -84,6 +94,7 @@ export class VerifiedFileSink extends VerifyingSink {
   }
 
   async discard(): Promise<void> {
+    await this.abandon();
     await this.#handle.close().catch(() => undefined);
     await unlink(this.#partial).catch(() => undefined);
   }
@@ -106,7 +117,11 @@ export class VerifiedStreamSink extends VerifyingSink {
     });
   }
 
-  finish(): void {
-    this.verify();
+  async finish(): Promise<void> {
+    await this.verify();
+  }
+
+  async discard(): Promise<void> {
+    await this.abandon();
   }
 }

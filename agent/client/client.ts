@@ -153,7 +153,7 @@ export class VisorClient {
   /**
    * Downloads an image's file into what `open` returns, once it has seen the size and metadata
    * (it may refuse by throwing: nothing is downloaded then). Over plain HTTP the socket is read
-   * into a few large reused buffers lent to the sink in turn (blockGet); over HTTPS, or when the
+   * into a few large reused buffers (shared memory) lent to the sink in turn (blockGet); over HTTPS, or when the
    * answer is not a plain Content-Length body, through Node's HTTP client. Resolves once the
    * sink has taken every byte; rejects on a cut-off body, leaving the sink's cleanup to the caller.
    */
@@ -162,7 +162,7 @@ export class VisorClient {
     if (url.protocol === 'http:') {
       const openSink = (head: ResponseHead) => open({ size: Number(head.headers['content-length']), meta: imageMeta(head.headers) });
       try {
-        const { head, errorBody } = await blockGet(url, this.#signedHeaders('GET', url.pathname, []), openSink);
+        const { head, errorBody } = await blockGet(url, this.#signedHeaders('GET', url.pathname, []), openSink, { shared: true });
         if (errorBody) throw this.#statusError(head.status, errorBody);
         return;
       } catch (error) {

@@ -124,7 +124,7 @@ async function download(client: VisorClient, id: string, options: { save?: strin
     });
     await sink!.finish();
   } catch (error) {
-    if (sink instanceof VerifiedFileSink) await sink.discard();
+    await sink?.discard();
     throw error;
   } finally {
     bar?.stop();
