@@ -31,6 +31,12 @@ export class Authenticator {
   /** Signatures accepted recently, with when they stop mattering (their date + skew). */
   readonly #seen = new Map<string, number>();
   #nextPrune = 0;
+  /**
+   * Opened secrets by their sealed form: opening (AES-GCM) costs more than the rest of the check.
+   * The user is still read from the catalog on every request, so a removed user or a new key
+   * takes effect at once; a new key is a new sealed form.
+   */
+  readonly #opened = new Map<string, string>();
 
   constructor(options: AuthenticatorOptions) {
     this.#o = options;
@@ -53,7 +59,7 @@ export class Authenticator {
     }
     const user = await this.#o.users.findByAccessKey(credentials.accessKey);
     if (!user) throw new VisorError('auth', `unknown access key ${credentials.accessKey}`);
-    const expected = signature(this.#o.box.open(user.sealedSecret), request);
+    const expected = signature(this.#secretOf(user.sealedSecret), request);
     if (!signaturesEqual(expected, credentials.signature)) {
       throw new VisorError('forbidden', 'the signature does not match the request (wrong secret key, or the request was altered)');
     }
@@ -61,6 +67,16 @@ export class Authenticator {
     if (this.#seen.has(credentials.signature)) throw new VisorError('forbidden', 'this exact request was already received (replayed)');
     this.#seen.set(credentials.signature, date.getTime() + skewMs);
     return { name: user.name, admin: user.admin };
+  }
+
+  #secretOf(sealed: string): string {
+    let secret = this.#opened.get(sealed);
+    if (secret === undefined) {
+      secret = this.#o.box.open(sealed);
+      if (this.#opened.size >= 10_000) this.#opened.clear();
+      this.#opened.set(sealed, secret);
+    }
+    return secret;
   }
 
   #prune(now: number): void {

@@ -117,7 +117,9 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   app.setNotFoundHandler(async (request, reply) => sendError(reply, 404, `no route for ${request.method} ${request.url.split('?')[0]}`));
 
   app.get('/health', async () => ({ status: 'ok' }));
-  app.register(imageRoutes, { service: options.service, defaultLimit: options.defaultLimit ?? 1000, uploadIdleMs: options.uploadIdleMs ?? 120_000, logger });
+  const defaultLimit = options.defaultLimit ?? 1000;
+  const uploadIdleMs = options.uploadIdleMs ?? 120_000;
+  app.register(imageRoutes, { service: options.service, defaultLimit, uploadIdleMs, logger });
   if (options.extraRoutes) app.register(options.extraRoutes);
   return app;
 }

@@ -35,9 +35,12 @@ abstract class VerifyingSink implements BlockSink {
   protected async verify(): Promise<string> {
     try {
       const got = await this.#hash.digest();
-      if (this.#bytes !== this.size) throw new VisorError('integrity', `received ${this.#bytes} bytes, the image has ${this.size}`);
+      if (this.#bytes !== this.size) {
+        throw new VisorError('integrity', `received ${this.#bytes} bytes, the image has ${this.size}`);
+      }
       if (this.sha256 !== undefined && got !== this.sha256) {
-        throw new VisorError('integrity', `downloaded bytes do not match the image's sha256 (${got} != ${this.sha256})`);
+        const why = `downloaded bytes do not match the image's sha256 (${got} != ${this.sha256})`;
+        throw new VisorError('integrity', why);
       }
       return got;
     } finally {
@@ -61,24 +64,39 @@ export class VerifiedFileSink extends VerifyingSink {
   readonly #partial: string;
   readonly #target: string;
 
-  private constructor(handle: FileHandle, partial: string, target: string, size: number, sha256: string | undefined, onProgress: (bytes: number) => void) {
+  private constructor(
+    handle: FileHandle,
+    partial: string,
+    target: string,
+    size: number,
+    sha256: string | undefined,
+    onProgress: (bytes: number) => void,
+  ) {
     super(size, sha256, onProgress);
     this.#handle = handle;
     this.#partial = partial;
     this.#target = target;
   }
 
-  static async create(target: string, size: number, sha256: string | undefined, onProgress: (bytes: number) => void): Promise<VerifiedFileSink> {
+  static async create(
+    target: string,
+    size: number,
+    sha256: string | undefined,
+    onProgress: (bytes: number) => void,
+  ): Promise<VerifiedFileSink> {
     const partial = join(dirname(target), `.${basename(target)}.part`);
     const handle = await open(partial, 'w', 0o644).catch((error: NodeJS.ErrnoException) => {
-      throw new VisorError('invalidInput', `cannot write ${partial}: ${error.code === 'ENOENT' ? 'no such folder' : error.message}`, { cause: error });
+      const why = error.code === 'ENOENT' ? 'no such folder' : error.message;
+      throw new VisorError('invalidInput', `cannot write ${partial}: ${why}`, { cause: error });
     });
     return new VerifiedFileSink(handle, partial, target, size, sha256, onProgress);
   }
 
   protected async put(block: Buffer, position: number): Promise<void> {
     let done = 0;
-    while (done < block.length) done += (await this.#handle.write(block, done, block.length - done, position + done)).bytesWritten;
+    while (done < block.length) {
+      done += (await this.#handle.write(block, done, block.length - done, position + done)).bytesWritten;
+    }
   }
 
   /** Verifies, then moves the file into place. On any failure the temporary file is removed. */

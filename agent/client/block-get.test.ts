@@ -36,7 +36,7 @@ afterEach(async () => {
 const failure = (promise: Promise<unknown>) => promise.then(() => undefined, (e: unknown) => e);
 
 describe('blockGet', () => {
-  it('receives a large body from a real HTTP server exactly, lending a few buffers in turn (slow sink: pauses and resumes)', async () => {
+  it('receives a large body exactly, lending a few buffers in turn (a slow sink: pauses, resumes)', async () => {
     const data = randomBytes(5 * 1024 * 1024 + 3);
     let seen: Record<string, string | string[] | undefined> = {};
     const server = createHttpServer((req, res) => {
@@ -73,7 +73,8 @@ describe('blockGet', () => {
   });
 
   it('gives error answers back whole, without opening a sink', async () => {
-    const { url, server } = await rawServer((socket) => socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 27\r\n\r\n{"code":404,"message":"no"}trailing garbage'));
+    const answer = 'HTTP/1.1 404 Not Found\r\nContent-Length: 27\r\n\r\n{"code":404,"message":"no"}trailing garbage';
+    const { url, server } = await rawServer((socket) => socket.end(answer));
     servers.push(server);
     let opened = false;
     const { head, errorBody } = await blockGet(url, {}, async () => {
@@ -86,7 +87,8 @@ describe('blockGet', () => {
   });
 
   it('refuses a chunked or close-delimited 2xx answer (NotPlainBody) before lending a byte', async () => {
-    for (const answer of ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', 'HTTP/1.1 200 OK\r\n\r\nhello']) {
+    const chunked = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n';
+    for (const answer of [chunked, 'HTTP/1.1 200 OK\r\n\r\nhello']) {
       const { url, server } = await rawServer((socket) => socket.end(answer));
       servers.push(server);
       const sink = collector();
@@ -113,12 +115,14 @@ describe('blockGet', () => {
   it('refuses what is not an HTTP/1.x answer, and a head that never ends', async () => {
     const garbage = await rawServer((socket) => socket.end('SSH-2.0-OpenSSH_9.2\r\n\r\n'));
     servers.push(garbage.server);
-    expect(isVisorError(await failure(blockGet(garbage.url, {}, async () => collector())), 'invalidResponse')).toBe(true);
+    const refused = await failure(blockGet(garbage.url, {}, async () => collector()));
+    expect(isVisorError(refused, 'invalidResponse')).toBe(true);
     const endless = await rawServer((socket) => {
       socket.write(`HTTP/1.1 200 OK\r\n${'X-Pad: y\r\n'.repeat(8000)}`);
     });
     servers.push(endless.server);
-    expect(isVisorError(await failure(blockGet(endless.url, {}, async () => collector())), 'invalidResponse')).toBe(true);
+    const tooLong = await failure(blockGet(endless.url, {}, async () => collector()));
+    expect(isVisorError(tooLong, 'invalidResponse')).toBe(true);
   });
 
   it('stops when the sink refuses to open or fails a write, with every write settled', async () => {
@@ -157,11 +161,14 @@ describe('blockGet', () => {
 
 describe('parseHead', () => {
   it('reads the status and the fields, lower-casing names', () => {
-    expect(parseHead('HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-1/2\r\nETag: "3"')).toEqual({ status: 206, headers: { 'content-range': 'bytes 0-1/2', etag: '"3"' } });
+    const head = parseHead('HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-1/2\r\nETag: "3"');
+    expect(head).toEqual({ status: 206, headers: { 'content-range': 'bytes 0-1/2', etag: '"3"' } });
     expect(parseHead('HTTP/1.0 200').status).toBe(200);
   });
   it('refuses malformed heads and conflicting lengths', () => {
-    for (const head of ['HTTP/2 200 OK', 'HTTP/1.1 2000 OK', 'HTTP/1.1 200 OK\r\nno colon', 'HTTP/1.1 200 OK\r\nbad name: x', 'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2']) {
+    const ok = 'HTTP/1.1 200 OK\r\n';
+    const lengths = `${ok}Content-Length: 1\r\nContent-Length: 2`;
+    for (const head of ['HTTP/2 200 OK', 'HTTP/1.1 2000 OK', `${ok}no colon`, `${ok}bad name: x`, lengths]) {
       expect(() => parseHead(head), head).toThrow(/answer|Content-Length/);
     }
   });

@@ -138,7 +138,8 @@ export function blockGet(
     const onHead = (parsed: ResponseHead, rest: Buffer, buffer: Buffer): boolean => {
       head = parsed;
       const length = parsed.headers['content-length'];
-      const plain = length !== undefined && /^\d{1,15}$/.test(length) && parsed.headers['transfer-encoding'] === undefined;
+      const chunked = parsed.headers['transfer-encoding'] !== undefined;
+      const plain = length !== undefined && /^\d{1,15}$/.test(length) && !chunked;
       if (parsed.status < 200 || parsed.status >= 300) {
         errorBody = [];
         remaining = plain ? Number(length) : Number.MAX_SAFE_INTEGER;
@@ -179,7 +180,9 @@ export function blockGet(
       const end = all.indexOf('\r\n\r\n');
       if (end < 0) {
         headBytes = [all];
-        if (headLength > MAX_HEAD) finish(new VisorError('invalidResponse', 'the server sent an answer head of more than 64 KiB'));
+        if (headLength > MAX_HEAD) {
+          finish(new VisorError('invalidResponse', 'the server sent an answer head of more than 64 KiB'));
+        }
         return !done;
       }
       let parsed: ResponseHead;
@@ -221,15 +224,20 @@ export function blockGet(
 export function parseHead(text: string): ResponseHead {
   const lines = text.split('\r\n');
   const status = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(lines[0] ?? '');
-  if (!status) throw new VisorError('invalidResponse', `not an HTTP/1.1 answer: ${JSON.stringify((lines[0] ?? '').slice(0, 80))}`);
+  const quote = (line: string) => JSON.stringify(line.slice(0, 80));
+  if (!status) throw new VisorError('invalidResponse', `not an HTTP/1.1 answer: ${quote(lines[0] ?? '')}`);
   const headers: Record<string, string> = {};
   for (const line of lines.slice(1)) {
     const colon = line.indexOf(':');
-    if (colon <= 0 || /[\s]/.test(line.slice(0, colon))) throw new VisorError('invalidResponse', `malformed header line in the answer: ${JSON.stringify(line.slice(0, 80))}`);
+    if (colon <= 0 || /[\s]/.test(line.slice(0, colon))) {
+      throw new VisorError('invalidResponse', `malformed header line in the answer: ${quote(line)}`);
+    }
     const name = line.slice(0, colon).toLowerCase();
     const value = line.slice(colon + 1).trim();
     const before = headers[name];
-    if (before !== undefined && name === 'content-length' && before !== value) throw new VisorError('invalidResponse', 'the answer has two different Content-Lengths');
+    if (before !== undefined && name === 'content-length' && before !== value) {
+      throw new VisorError('invalidResponse', 'the answer has two different Content-Lengths');
+    }
     headers[name] = before === undefined || name === 'content-length' ? value : `${before}, ${value}`;
   }
   return { status: Number(status[1]), headers };

@@ -19,6 +19,12 @@ export interface UploadSource {
   onProgress?: (bytes: number) => void;
 }
 
+/** What a download's receiver learns before the bytes: the length of the body and the image's metadata. */
+export interface DownloadInfo {
+  size: number;
+  meta: Record<string, string>;
+}
+
 /** Counts bytes (and hashes them) as they go by: progress and end-to-end checks without a second read. */
 class Meter extends Transform {
   readonly hash = createHash('sha256');
@@ -157,12 +163,14 @@ export class VisorClient {
    * answer is not a plain Content-Length body, through Node's HTTP client. Resolves once the
    * sink has taken every byte; rejects on a cut-off body, leaving the sink's cleanup to the caller.
    */
-  async downloadTo(id: string, open: (info: { size: number; meta: Record<string, string> }) => Promise<BlockSink>): Promise<void> {
+  async downloadTo(id: string, open: (info: DownloadInfo) => Promise<BlockSink>): Promise<void> {
     const url = this.#urlOf(`/images/${encodeURIComponent(id)}`);
     if (url.protocol === 'http:') {
-      const openSink = (head: ResponseHead) => open({ size: Number(head.headers['content-length']), meta: imageMeta(head.headers) });
+      const openSink = (head: ResponseHead) =>
+        open({ size: Number(head.headers['content-length']), meta: imageMeta(head.headers) });
+      const headers = this.#signedHeaders('GET', url.pathname, []);
       try {
-        const { head, errorBody } = await blockGet(url, this.#signedHeaders('GET', url.pathname, []), openSink, { shared: true });
+        const { head, errorBody } = await blockGet(url, headers, openSink, { shared: true });
         if (errorBody) throw this.#statusError(head.status, errorBody);
         return;
       } catch (error) {
@@ -179,7 +187,9 @@ export class VisorClient {
       received += (chunk as Buffer).length;
       await sink.write(chunk as Buffer);
     }
-    if (received !== size) throw new VisorError('unavailable', `the download was cut off ${size - received} bytes before its end`);
+    if (received !== size) {
+      throw new VisorError('unavailable', `the download was cut off ${size - received} bytes before its end`);
+    }
   }
 
   async #upload(method: 'POST' | 'PUT', path: string, meta: WireMetadata, file: UploadSource): Promise<{ image: WireImage }> {
@@ -246,16 +256,22 @@ export class VisorClient {
 
   #sign(request: SignableRequest): Record<string, string> {
     const { accessKey, secretKey } = this.#settings;
-    return accessKey && secretKey ? signRequest(accessKey, secretKey, request) : ({ ...request.headers } as Record<string, string>);
+    if (accessKey && secretKey) return signRequest(accessKey, secretKey, request);
+    return { ...request.headers } as Record<string, string>;
   }
 
   #connectionError(error: unknown): VisorError {
     const code = (error as { code?: string }).code;
+    const url = this.#settings.url;
     if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH') {
-      return new VisorError('unavailable', `cannot reach visor at ${this.#settings.url} (${code}); is \`visor serve\` running there?`, { cause: error });
+      const why = `cannot reach visor at ${url} (${code}); is \`visor serve\` running there?`;
+      return new VisorError('unavailable', why, { cause: error });
     }
-    if (code === 'ETIMEDOUT' || code === 'ECONNABORTED') return new VisorError('timeout', `visor at ${this.#settings.url} did not answer in time`, { cause: error });
-    return new VisorError('unavailable', `talking to visor at ${this.#settings.url} failed: ${(error as Error).message}`, { cause: error });
+    if (code === 'ETIMEDOUT' || code === 'ECONNABORTED') {
+      return new VisorError('timeout', `visor at ${url} did not answer in time`, { cause: error });
+    }
+    const why = `talking to visor at ${url} failed: ${(error as Error).message}`;
+    return new VisorError('unavailable', why, { cause: error });
   }
 
   /** The error an answer with this status and (JSON) body stands for. */
@@ -268,8 +284,11 @@ export class VisorClient {
         // keep the text
       }
     }
-    const message = typeof data === 'object' && data && 'message' in data ? String((data as { message: unknown }).message) : `HTTP ${status}`;
-    const hint = status === 401 && !this.#settings.accessKey ? ' (set VISOR_ACCESS_KEY and VISOR_SECRET_KEY, or a profile in ~/.config/visor/credentials)' : '';
+    const hasMessage = typeof data === 'object' && data !== null && 'message' in data;
+    const message = hasMessage ? String((data as { message: unknown }).message) : `HTTP ${status}`;
+    const unsigned = status === 401 && !this.#settings.accessKey;
+    const credentials = 'set VISOR_ACCESS_KEY and VISOR_SECRET_KEY, or a profile in ~/.config/visor/credentials';
+    const hint = unsigned ? ` (${credentials})` : '';
     return new VisorError(kindByStatus(status), `${message}${hint}`, { details: { status } });
   }
 
@@ -289,7 +308,9 @@ export class VisorClient {
 function imageMeta(headers: Readonly<Record<string, string | string[] | undefined>>): Record<string, string> {
   const meta: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (name.startsWith(META_PREFIX) && typeof value === 'string') meta[name.slice(META_PREFIX.length)] = decodeHeaderValue(value);
+    if (name.startsWith(META_PREFIX) && typeof value === 'string') {
+      meta[name.slice(META_PREFIX.length)] = decodeHeaderValue(value);
+    }
   }
   return meta;
 }

@@ -4,19 +4,31 @@ import { newImage } from '../../core/image/image.js';
 import type { Image, ImageDraft } from '../../core/image/model.js';
 import { nameRenderer, renderName } from './desired.js';
 
-const image = (extra: Partial<ImageDraft> = {}): Image =>
-  newImage({ name: 'Debian 12', architecture: 'x86_64', diskFormat: 'qcow2', os: { distro: 'debian', version: '12' }, ...extra } as ImageDraft);
+const os = { distro: 'debian', version: '12' };
+const debian = { name: 'Debian 12', architecture: 'x86_64', diskFormat: 'qcow2', os };
+const image = (extra: Partial<ImageDraft> = {}): Image => newImage({ ...debian, ...extra } as ImageDraft);
 
 /** The naming template, as documented: each {key} replaced, unknown keys empty, the result trimmed, never empty. */
 function reference(template: string, i: Image): string {
-  const values: Record<string, string> = { name: i.name, id: i.id, shortId: i.id.slice(0, 8), architecture: i.architecture, format: i.diskFormat ?? '', os_distro: i.os?.distro ?? '', os_version: i.os?.version ?? '', revision: String(i.revision) };
-  return template.replace(/\{([^}]*)\}/g, (_, key: string) => (Object.hasOwn(values, key) ? values[key]! : '')).trim() || i.name;
+  const values: Record<string, string> = {
+    name: i.name,
+    id: i.id,
+    shortId: i.id.slice(0, 8),
+    architecture: i.architecture,
+    format: i.diskFormat ?? '',
+    os_distro: i.os?.distro ?? '',
+    os_version: i.os?.version ?? '',
+    revision: String(i.revision),
+  };
+  const value = (_: string, key: string) => (Object.hasOwn(values, key) ? values[key]! : '');
+  return template.replace(/\{([^}]*)\}/g, value).trim() || i.name;
 }
 
 describe('naming templates', () => {
   it('renders every documented key', () => {
     const i = image();
-    expect(renderName('{name}-{shortId} [{architecture}/{format}] {os_distro}{os_version} r{revision}', i)).toBe(`Debian 12-${i.id.slice(0, 8)} [x86_64/qcow2] debian12 r1`);
+    const rendered = renderName('{name}-{shortId} [{architecture}/{format}] {os_distro}{os_version} r{revision}', i);
+    expect(rendered).toBe(`Debian 12-${i.id.slice(0, 8)} [x86_64/qcow2] debian12 r1`);
     expect(renderName('{id}', i)).toBe(i.id);
   });
 
@@ -28,7 +40,9 @@ describe('naming templates', () => {
   });
 
   it('compiled once, renders as the template says for any template and image', () => {
-    const piece = fc.oneof(fc.string({ maxLength: 5 }), fc.constantFrom('{name}', '{id}', '{shortId}', '{architecture}', '{format}', '{os_distro}', '{os_version}', '{revision}', '{x}', '{', '}'));
+    const names = ['name', 'id', 'shortId', 'architecture', 'format', 'os_distro', 'os_version', 'revision'];
+    const keys = names.map((k) => `{${k}}`);
+    const piece = fc.oneof(fc.string({ maxLength: 5 }), fc.constantFrom(...keys, '{x}', '{', '}'));
     fc.assert(
       fc.property(fc.array(piece, { maxLength: 6 }), fc.string({ minLength: 1, maxLength: 20 }), (pieces, name) => {
         const template = pieces.join('');

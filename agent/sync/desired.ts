@@ -103,7 +103,12 @@ export function targetFormat(image: Image, policy: SyncPolicy, capabilities: Dri
   return { diskFormat: to ?? source, convertFrom: to ? source : undefined };
 }
 
-export function desiredFor(image: Image, policy: SyncPolicy, capabilities: DriverCapabilities, render = nameRenderer(policy.naming)): DesiredImage {
+export function desiredFor(
+  image: Image,
+  policy: SyncPolicy,
+  capabilities: DriverCapabilities,
+  render = nameRenderer(policy.naming),
+): DesiredImage {
   return {
     image: { ...image, name: render(image), access: mapAccess(image.access, policy, capabilities), members: [] },
     ...targetFormat(image, policy, capabilities),

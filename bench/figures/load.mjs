@@ -8,8 +8,16 @@ import { join } from 'node:path';
 export async function loadFigures({ repoRoot, seconds, connections, log }) {
   const results = join(tmpdir(), `visor-bench-load-${process.pid}.json`);
   rmSync(results, { force: true });
-  const env = { ...process.env, VISOR_TEST_SKIP_BUILD: '1', VISOR_LOAD_RESULTS: results, VISOR_LOAD_SECONDS: String(seconds), VISOR_LOAD_CONNECTIONS: String(connections) };
-  const child = spawn(process.execPath, [join(repoRoot, 'node_modules/vitest/vitest.mjs'), 'run', 'test/load'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const env = {
+    ...process.env,
+    VISOR_TEST_SKIP_BUILD: '1',
+    VISOR_LOAD_RESULTS: results,
+    VISOR_LOAD_SECONDS: String(seconds),
+    VISOR_LOAD_CONNECTIONS: String(connections),
+  };
+  const vitest = join(repoRoot, 'node_modules/vitest/vitest.mjs');
+  const stdio = ['ignore', 'pipe', 'pipe'];
+  const child = spawn(process.execPath, [vitest, 'run', 'test/load'], { cwd: repoRoot, env, stdio });
   let output = '';
   child.stdout.on('data', (d) => (output += d));
   child.stderr.on('data', (d) => (output += d));

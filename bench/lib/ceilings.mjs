@@ -69,11 +69,15 @@ http {
     await sleep(100);
   }
   // nginx -v prints its version on stderr.
-  const { stderr: version } = await run('nginx', ['-v'], { encoding: 'utf8' }).catch((e) => ({ stderr: e.stderr ?? '' }));
+  const noVersion = (e) => ({ stderr: e.stderr ?? '' });
+  const { stderr: version } = await run('nginx', ['-v'], { encoding: 'utf8' }).catch(noVersion);
   return { url, pid: child.pid, version: version.trim(), stop: stopper(child) };
 }
 
-/** The minimal Node server: GET /file (FileHandle, 4 MiB blocks, two reused buffers), PUT /upload (pipe to a file, fsync, 201). */
+/**
+ * The minimal Node server: GET /file (FileHandle, 4 MiB blocks, two reused buffers), PUT /upload
+ * (pipe to a file, fsync, 201).
+ */
 const bareServer = `
 import http from 'node:http';
 import { createWriteStream } from 'node:fs';
@@ -139,7 +143,8 @@ export async function startBareNode(dir, file) {
 
 /** `curl -o /dev/null` of a URL (a download measured at the server). */
 export async function curlGet(url, headers = {}) {
-  await run('curl', ['-sS', '-f', '-o', '/dev/null', ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]), url]);
+  const headerArgs = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
+  await run('curl', ['-sS', '-f', '-o', '/dev/null', ...headerArgs, url]);
 }
 
 /** `curl -T file` as a PUT. */

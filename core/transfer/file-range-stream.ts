@@ -86,7 +86,8 @@ export class FileRangeStream extends Readable {
     this.#consumed = true;
     const gone = closedEarly(destination);
     const first = Math.min(this.#block, this.#remaining);
-    const buffers = [Buffer.allocUnsafeSlow(first), this.#remaining > first ? Buffer.allocUnsafeSlow(first) : undefined];
+    const second = this.#remaining > first ? Buffer.allocUnsafeSlow(first) : undefined;
+    const buffers = [Buffer.allocUnsafeSlow(first), second];
     let pending: Promise<void> | undefined;
     try {
       for (let i = 0; this.#remaining > 0; i ^= 1) {
@@ -127,7 +128,10 @@ export function isReceiverGone(error: unknown): boolean {
 }
 
 const receiverGone = (cause?: unknown) =>
-  new VisorError('unavailable', 'the receiver closed the connection before the end', { cause, details: { receiverGone: true } });
+  new VisorError('unavailable', 'the receiver closed the connection before the end', {
+    cause,
+    details: { receiverGone: true },
+  });
 
 function writeBlock(destination: Writable, block: Buffer): Promise<void> {
   const written = new Promise<void>((resolve, reject) => {

@@ -25,7 +25,9 @@ describe('visor get', () => {
     data = join(dir, 'data');
     const added = await runVisorAsync(['users', 'add', 'alice', '--admin', '--data-dir', data, '--json']);
     const creds = JSON.parse(added.stdout) as { accessKey: string; secretKey: string };
-    server = spawn(process.execPath, [visorBin, 'serve', '--data-dir', data, '--port', '0'], { env: { PATH: process.env['PATH'], HOME: dir }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const serveEnv = { PATH: process.env['PATH'], HOME: dir };
+    const serveArgs = [visorBin, 'serve', '--data-dir', data, '--port', '0'];
+    server = spawn(process.execPath, serveArgs, { env: serveEnv, stdio: ['ignore', 'ignore', 'pipe'] });
     let url = '';
     for await (const line of createInterface({ input: server.stderr! })) {
       const match = /"url":"(http:[^"]+)"/.exec(line);
@@ -45,12 +47,16 @@ describe('visor get', () => {
 
   const visor = (args: string[]) => runVisorAsync(args, { cwd: dir, env });
   const add = async (name: string) => {
-    const added = await visor(['add', `name=${name}`, 'architecture=x86_64', 'format=raw', '--file', 'disk.img', '--json']);
+    const args = ['add', `name=${name}`, 'architecture=x86_64', 'format=raw', '--file', 'disk.img', '--json'];
+    const added = await visor(args);
     expect(added.code, added.stderr).toBe(0);
     return String((JSON.parse(added.stdout) as Record<string, unknown>)['_id']);
   };
   /** The stored file of an image (the file store names it after the id). */
-  const storedFile = async (id: string) => join(data, 'images', (await readdir(join(data, 'images'))).find((f) => f.startsWith(id))!);
+  const storedFile = async (id: string) => {
+    const names = await readdir(join(data, 'images'));
+    return join(data, 'images', names.find((f) => f.startsWith(id))!);
+  };
   const leftovers = async () => (await readdir(dir)).filter((f) => f.endsWith('.part'));
 
   it('saves the file, verified, and refuses to overwrite one without --force', async () => {
@@ -85,7 +91,9 @@ describe('visor get', () => {
     await expect(readFile(join(dir, 'corrupt.raw'))).rejects.toThrow(/ENOENT/);
     expect(await leftovers()).toEqual([]);
 
-    const piped = spawnSync(process.execPath, [visorBin, 'get', id, '-o', '-'], { cwd: dir, env: { PATH: process.env['PATH'], ...env }, maxBuffer: 64 * 1024 * 1024 });
+    const pipedEnv = { PATH: process.env['PATH'], ...env };
+    const getArgs = [visorBin, 'get', id, '-o', '-'];
+    const piped = spawnSync(process.execPath, getArgs, { cwd: dir, env: pipedEnv, maxBuffer: 64 * 1024 * 1024 });
     expect(piped.status).toBe(1);
     expect(piped.stderr.toString()).toMatch(/do not match the image's sha256/);
   });
@@ -104,7 +112,8 @@ describe('visor get', () => {
     const missing = await visor(['get', '00000000-0000-4000-8000-000000000000', '-o', 'missing.raw']);
     expect(missing.code).toBe(5);
     expect(missing.stderr).toMatch(/no image/);
-    const down = await runVisorAsync(['get', '00000000-0000-4000-8000-000000000000', '-o', 'down.raw'], { cwd: dir, env: { ...env, VISOR_URL: 'http://127.0.0.1:1' } });
+    const unreachable = { cwd: dir, env: { ...env, VISOR_URL: 'http://127.0.0.1:1' } };
+    const down = await runVisorAsync(['get', '00000000-0000-4000-8000-000000000000', '-o', 'down.raw'], unreachable);
     expect(down.code).toBe(1);
     expect(down.stderr).toMatch(/cannot reach visor/);
     expect((await readdir(dir)).filter((f) => /missing|down/.test(f))).toEqual([]);

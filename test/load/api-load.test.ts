@@ -173,7 +173,8 @@ describe(`API under load: ${connections} signed clients for ${seconds} s, 0 erro
       const serverCpuSeconds = (await serverCpu()) - cpuBefore;
       console.log(`\n${report(result)}\n`);
       // For `npm run bench`, which runs this test and puts its figures in BENCHMARKS.md.
-      if (process.env['VISOR_LOAD_RESULTS']) await writeFile(process.env['VISOR_LOAD_RESULTS'], JSON.stringify({ connections, serverCpuSeconds, ...result }));
+      const resultsFile = process.env['VISOR_LOAD_RESULTS'];
+      if (resultsFile) await writeFile(resultsFile, JSON.stringify({ connections, serverCpuSeconds, ...result }));
       expect(result.failures).toEqual([]);
       expect(result.errors).toBe(0);
       expect(result.requests).toBeGreaterThan(connections);

@@ -20,7 +20,8 @@ export interface ImageRoutesOptions {
 type IdRequest = FastifyRequest<{ Params: { id: string } }>;
 
 /** VISOR's image routes. */
-export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, { service, defaultLimit, uploadIdleMs, logger }) => {
+export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, options) => {
+  const { service, defaultLimit, uploadIdleMs, logger } = options;
   const baseUrl = (request: FastifyRequest) => `${request.protocol}://${request.host}`;
 
   const listing = (view: (image: Image) => unknown) => async (request: FastifyRequest, reply: FastifyReply) => {
@@ -66,7 +67,9 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, {
     // chunk). Fastify steps aside; its onResponse hook still logs the answer when it finishes.
     reply.hijack();
     const response = reply.raw;
-    for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) response.setHeader(name, value);
+    for (const [name, value] of Object.entries(reply.getHeaders())) {
+      if (value !== undefined) response.setHeader(name, value);
+    }
     response.writeHead(reply.statusCode);
     try {
       await download.send(response);

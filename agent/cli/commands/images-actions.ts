@@ -108,18 +108,22 @@ async function download(client: VisorClient, id: string, options: { save?: strin
   try {
     // The file name and the checks come with the answer's headers; the file is opened only then.
     await client.downloadTo(id, async ({ size, meta }) => {
-      target = toStdout ? undefined : resolve(io.cwd, options.output ?? join(options.save ?? '.', safeFileName(meta['name'] ?? id, meta['format'])));
+      const named = () => join(options.save ?? '.', safeFileName(meta['name'] ?? id, meta['format']));
+      target = toStdout ? undefined : resolve(io.cwd, options.output ?? named());
       if (target && !options.force && (await stat(target).then(() => true, () => false))) {
         throw new VisorError('conflict', `${target} exists; use --force to overwrite it`);
       }
       const listed = meta['size'] === undefined ? undefined : Number(meta['size']);
       if (listed !== undefined && listed !== size) {
-        throw new VisorError('integrity', `the server sends ${size} bytes of image ${id}, whose catalog size is ${listed}`);
+        const why = `the server sends ${size} bytes of image ${id}, whose catalog size is ${listed}`;
+        throw new VisorError('integrity', why);
       }
       const progress = await progressBar(io, 'download', size, !options.json && !toStdout);
       bar = progress;
       const onProgress = (n: number) => progress.update(n);
-      sink = target ? await VerifiedFileSink.create(target, size, meta['sha256'], onProgress) : new VerifiedStreamSink(io.stdout, size, meta['sha256'], onProgress);
+      const sha256 = meta['sha256'];
+      if (target) sink = await VerifiedFileSink.create(target, size, sha256, onProgress);
+      else sink = new VerifiedStreamSink(io.stdout, size, sha256, onProgress);
       return sink;
     });
     await sink!.finish();
@@ -132,7 +136,8 @@ async function download(client: VisorClient, id: string, options: { save?: strin
   if (!target) return;
   const { size, sha256 } = sink!;
   if (options.json) printJson(io, { id, file: target, size, sha256: sha256 ?? null });
-  else print(io, `Saved image ${id} to ${target} (${humanSize(size)}, ${sha256 ? 'sha256 verified' : 'no checksum in the catalog to verify'})`);
+  const checked = sha256 ? 'sha256 verified' : 'no checksum in the catalog to verify';
+  if (!options.json) print(io, `Saved image ${id} to ${target} (${humanSize(size)}, ${checked})`);
 }
 
 function safeFileName(name: string, format: string | undefined): string {

@@ -82,7 +82,8 @@ export class FileStore implements Store {
       await handle.close();
       throw error;
     }
-    const stream = new FileRangeStream(handle, range ? { start: range.start, length: range.end - range.start + 1 } : { length: size });
+    const bytes = range ? { start: range.start, length: range.end - range.start + 1 } : { length: size };
+    const stream = new FileRangeStream(handle, bytes);
     if (options.signal) addAbortSignal(options.signal, stream);
     return { stream, size, ...(range ? { range } : {}), send: (destination) => stream.sendTo(destination) };
   }
