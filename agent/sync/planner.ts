@@ -1,7 +1,8 @@
 import type { SyncPolicy } from '../../core/config/sync-policy.js';
 import type { CloudImage, DriverCapabilities, RetireMode } from '../../core/iaas/port.js';
-import type { Checksums, Image } from '../../core/image/model.js';
-import { desiredFor, nameRenderer, ORIGIN_ID, ORIGIN_TARGET, selectorFor, type DesiredImage } from './desired.js';
+import type { Access, Checksums, Image } from '../../core/image/model.js';
+import { mapAccess, nameRenderer, ORIGIN_ID, ORIGIN_TARGET, selectorFor, targetFormat } from './desired.js';
+import type { DesiredImage } from './desired.js';
 
 /**
  * The planner (DESIGN.md §5): a pure function of desired state (catalog + policy) and observed
@@ -66,7 +67,17 @@ export function plan(input: PlanInput): Plan {
   const unmarked = input.observed.filter((i) => !i.markers && i.state !== 'deleted');
   const selected = selectorFor(policy, target);
   const render = nameRenderer(policy.naming);
-  const desired = input.catalog.filter(selected).map((i) => desiredFor(i, policy, capabilities, render));
+  // What each selected image should look like here: its name and access as the cloud gets them.
+  // The full desired image (a copy of the record) is made only for the images that get an action:
+  // copying every selected image was most of the garbage of planning 100,000 of them.
+  const wantedOf = (image: Image): Wanted => {
+    return { image, name: render(image), access: mapAccess(image.access, policy, capabilities) };
+  };
+  const wanted = input.catalog.filter(selected).map(wantedOf);
+  const desiredOf = (w: Wanted): DesiredImage => ({
+    image: { ...w.image, name: w.name, access: w.access, members: [] },
+    ...targetFormat(w.image, policy, capabilities),
+  });
   // Copies by catalog id; each desired image marks its group as wanted, so that the groups left
   // unmarked are copies of images not wanted here. (No set of every catalog or desired id:
   // building those took a third of planning 100,000 images.)
@@ -84,14 +95,14 @@ export function plan(input: PlanInput): Plan {
     if (action) actions.push(action);
   };
 
-  for (const d of desired) {
-    const image = d.image;
+  for (const w of wanted) {
+    const image = w.image;
     const group = copiesOf.get(image.id);
     if (group) group.wanted = true;
     const copies = group?.items ?? [];
     const sha256 = image.checksums.sha256;
     const isGood = (c: CloudImage) => c.state === 'active' && !c.hidden && c.markers!.sha256 === sha256;
-    const good = copies.length === 1 ? (isGood(copies[0]!) ? copies : []) : copies.filter(isGood).sort(preferKeep(d));
+    const good = copies.length === 1 ? (isGood(copies[0]!) ? copies : []) : copies.filter(isGood).sort(preferKeep(w));
     const keep = good[0];
     for (const copy of copies) {
       if (copy === keep) continue;
@@ -105,22 +116,26 @@ export function plan(input: PlanInput): Plan {
       }
     }
     if (keep) {
-      const changes = differences(keep, d);
-      if (changes.length > 0) actions.push({ kind: 'update', imageId: image.id, name: image.name, desired: d, nativeId: keep.nativeId, changes });
+      const changes = differences(keep, w);
+      if (changes.length > 0) {
+        const nativeId = keep.nativeId;
+        actions.push({ kind: 'update', imageId: image.id, name: w.name, desired: desiredOf(w), nativeId, changes });
+      }
       continue;
     }
     const stale = copies.filter((c) => c.state === 'active' || c.state === 'disabled');
     const candidate = policy.adopt && stale.length === 0 ? unmarked.find((u) => !adopted.has(u.nativeId) && u.state === 'active' && !u.hidden && sameContent(u, image)) : undefined;
     if (candidate) {
       adopted.add(candidate.nativeId);
-      actions.push({ kind: 'adopt', imageId: image.id, name: image.name, desired: d, nativeId: candidate.nativeId });
+      const nativeId = candidate.nativeId;
+      actions.push({ kind: 'adopt', imageId: image.id, name: w.name, desired: desiredOf(w), nativeId });
     } else if (stale.some((c) => c.markers!.sha256 !== sha256 && !c.hidden && c.state === 'active')) {
       const old = stale.filter((c) => c.markers!.sha256 !== sha256 && !c.hidden && c.state === 'active');
       const retireOld = old.map((c) => retireAction(c, 'content replaced')).filter((a): a is RetireAction => a !== undefined);
-      actions.push({ kind: 'replace', imageId: image.id, name: image.name, desired: d, retire: retireOld });
+      actions.push({ kind: 'replace', imageId: image.id, name: w.name, desired: desiredOf(w), retire: retireOld });
       for (const c of stale) if (!old.includes(c)) retire(c, 'superseded copy');
     } else {
-      actions.push({ kind: 'create', imageId: image.id, name: image.name, desired: d });
+      actions.push({ kind: 'create', imageId: image.id, name: w.name, desired: desiredOf(w) });
       for (const c of stale) retire(c, 'superseded copy');
     }
   }
@@ -176,17 +191,25 @@ function retireStep(copy: CloudImage, reason: string, policy: SyncPolicy, caps: 
 }
 
 /** What differs between our copy and what it should be (the metadata we own). */
-function differences(copy: CloudImage, d: DesiredImage): string[] {
+/** A selected catalog image with the name and access it should have in this cloud. */
+interface Wanted {
+  image: Image;
+  name: string;
+  access: Access;
+}
+
+function differences(copy: CloudImage, w: Wanted): string[] {
   const changes: string[] = [];
-  if (copy.markers!.revision !== d.image.revision) changes.push(`revision ${copy.markers!.revision} -> ${d.image.revision}`);
-  if (copy.name !== d.image.name) changes.push(`name "${copy.name}" -> "${d.image.name}"`);
-  if (copy.access !== d.image.access) changes.push(`access ${copy.access} -> ${d.image.access}`);
+  const revision = copy.markers!.revision;
+  if (revision !== w.image.revision) changes.push(`revision ${revision} -> ${w.image.revision}`);
+  if (copy.name !== w.name) changes.push(`name "${copy.name}" -> "${w.name}"`);
+  if (copy.access !== w.access) changes.push(`access ${copy.access} -> ${w.access}`);
   return changes;
 }
 
 /** Among good copies, keep the one already up to date, else the newest. */
-function preferKeep(d: DesiredImage): (a: CloudImage, b: CloudImage) => number {
-  const score = (c: CloudImage) => differences(c, d).length;
+function preferKeep(w: Wanted): (a: CloudImage, b: CloudImage) => number {
+  const score = (c: CloudImage) => differences(c, w).length;
   return (a, b) => score(a) - score(b) || (b.createdAt ?? '').localeCompare(a.createdAt ?? '') || a.nativeId.localeCompare(b.nativeId);
 }
 
