@@ -133,10 +133,19 @@ try {
   for (const times of settings.bigTimes) {
     log(`peak RSS of a ${times} × ${settings.sizeMiB} MiB sync`);
     noteLoad(`big sync ×${times}`);
-    results.bigs.push(await bigSyncFigure({ variant: visor, source, bytes, times, peer, token, log }));
+    // One failed big push (the shared Glance stalls now and then under other test suites) is
+    // recorded and reported, not the end of the whole run.
+    results.bigs.push(
+      await bigSyncFigure({ variant: visor, source, bytes, times, peer, token, log }).catch((error) => {
+        log(`  the ${times} × ${settings.sizeMiB} MiB sync failed: ${error.message.slice(-600)}`);
+        return { bytes: bytes * times, failed: error.message.slice(-600) };
+      }),
+    );
   }
   // The aim is stated for 4 GiB: that run (or the nearest) is "the" big sync.
-  results.big = results.bigs.reduce((best, b) => (Math.abs(b.bytes - 4 * 1024 ** 3) < Math.abs(best.bytes - 4 * 1024 ** 3) ? b : best));
+  const distance = (b) => Math.abs(b.bytes - 4 * 1024 ** 3);
+  const done = results.bigs.filter((b) => !b.failed);
+  results.big = done.length > 0 ? done.reduce((best, b) => (distance(b) < distance(best) ? b : best)) : results.bigs[0];
   rmSync(source, { force: true });
 
   log(`GET /images with ${settings.apiImages} images under load`);
