@@ -137,8 +137,9 @@ try {
     // recorded and reported, not the end of the whole run.
     results.bigs.push(
       await bigSyncFigure({ variant: visor, source, bytes, times, peer, token, log }).catch((error) => {
-        log(`  the ${times} × ${settings.sizeMiB} MiB sync failed: ${error.message.slice(-600)}`);
-        return { bytes: bytes * times, failed: error.message.slice(-600) };
+        const reason = failureReason(error.message);
+        log(`  the ${times} × ${settings.sizeMiB} MiB sync failed: ${reason}`);
+        return { bytes: bytes * times, failed: reason };
       }),
     );
   }
@@ -174,6 +175,12 @@ function commandLine() {
     .map(([k, v]) => `${k}=${v} `)
     .join('');
   return env.npm_lifecycle_event === 'bench' ? `${vars}npm run bench` : `${vars}node --expose-gc bench/run.mjs`;
+}
+
+/** The one-line reason of a failed `visor sync` (its JSON log names the action's error), else the error's last line. */
+export function failureReason(message) {
+  const reasons = [...message.matchAll(/"kind":"[a-zA-Z]+","message":"([^"]{1,300})"/g)].map((m) => m[1]);
+  return reasons.at(-1) ?? message.trim().split('\n').at(-1).slice(0, 300);
 }
 
 function peerInfo(p) {
