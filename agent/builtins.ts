@@ -2,7 +2,7 @@ import { eucalyptusPlugin } from '../adapters/eucalyptus/index.js';
 import { glancePlugin } from '../adapters/glance/index.js';
 import { nimbusPlugin } from '../adapters/nimbus/index.js';
 import { openNebulaPlugin } from '../adapters/opennebula/index.js';
-import { mongodbCatalogPlugin, sqliteCatalogPlugin } from '../core/catalog/plugins.js';
+import { mongodbCatalogPlugin, postgresqlCatalogPlugin, sqliteCatalogPlugin } from '../core/catalog/plugins.js';
 import type { VisorPlugin } from '../core/registry/plugin.js';
 import { fileStorePlugin, s3StorePlugin } from '../core/store/plugins.js';
 import { httpStorePlugin } from '../core/store/http/plugin.js';
@@ -12,4 +12,15 @@ import { httpStorePlugin } from '../core/store/http/plugin.js';
  * third-party package's; test/registry/adapters-agree.test.ts keeps adapters/ and this list
  * in agreement.
  */
-export const builtinPlugins: readonly VisorPlugin[] = [sqliteCatalogPlugin, mongodbCatalogPlugin, fileStorePlugin, httpStorePlugin, s3StorePlugin, glancePlugin, openNebulaPlugin, nimbusPlugin, eucalyptusPlugin] as VisorPlugin[];
+export const builtinPlugins: readonly VisorPlugin[] = [
+  sqliteCatalogPlugin,
+  mongodbCatalogPlugin,
+  postgresqlCatalogPlugin,
+  fileStorePlugin,
+  httpStorePlugin,
+  s3StorePlugin,
+  glancePlugin,
+  openNebulaPlugin,
+  nimbusPlugin,
+  eucalyptusPlugin,
+] as VisorPlugin[];

@@ -9,7 +9,15 @@ import { ContentPublisher } from './content-publisher.js';
 import { AgentMetrics } from './metrics.js';
 import { startServer, type RunningServer, type ServeOptions } from './serve.js';
 import { Limiter, syncTarget, type SyncDeps, type Target } from './sync/runner.js';
-import { agentIdOf, buildTargets, cacheDirOf, closeTargets, instanceIdOf, type BuiltTargets } from './targets.js';
+import {
+  agentIdOf,
+  buildTargets,
+  cacheDirOf,
+  closeTargets,
+  instanceIdOf,
+  rivalFinder,
+  type BuiltTargets,
+} from './targets.js';
 
 export interface TargetStatus {
   name: string;
@@ -23,6 +31,11 @@ export interface TargetStatus {
   /** The cloud's driver could not be built: the target cannot sync until the config is fixed. */
   error: string | undefined;
 }
+
+/** Served without a signature: metrics, and the one-time content URLs clouds fetch images from. */
+export const agentPublicPaths = ['/metrics', '/agent/content/'] as const;
+/** The content URLs' tokens are secrets while they are valid: never written to the access log. */
+export const agentSecretPaths = ['/agent/content/'] as const;
 
 interface Generation {
   composition: Composition;
@@ -71,7 +84,13 @@ export class AgentDaemon {
     this.#publisher = new ContentPublisher(() => publicUrl ?? this.url);
     const routes: FastifyPluginAsync = agentRoutes({ daemon: this, publisher: this.#publisher });
     try {
-      this.#server = await startServer(composition, { host: this.#options.host, port: this.#options.port, extraRoutes: routes, publicPaths: ['/metrics', '/agent/content/'] });
+      this.#server = await startServer(composition, {
+        host: this.#options.host,
+        port: this.#options.port,
+        extraRoutes: routes,
+        publicPaths: agentPublicPaths,
+        secretPaths: agentSecretPaths,
+      });
     } catch (error) {
       await composition.dispose();
       throw error;
@@ -181,6 +200,7 @@ export class AgentDaemon {
       leaseMs: config.agent.leaseSeconds * 1000,
       keepRuns: config.agent.keepRuns,
       publish: (source) => this.#publisher!.publish(source),
+      rivals: rivalFinder(composition, built),
     };
     for (const [name, error] of built.failed) this.#logger!.error('cloud unusable; fix its configuration', { target: name, error });
     const tasks = new Map<string, ScheduledTask>();

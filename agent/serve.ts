@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
@@ -7,7 +8,8 @@ import { VisorError } from '../core/errors.js';
 import { resolveAsync, RuntimeIds } from '../core/registry/runtime.js';
 import type { Store } from '../core/store/port.js';
 import { Authenticator } from './api/auth.js';
-import { buildApiServer } from './api/server.js';
+import { defaultMaxConnections } from './api/connection-guard.js';
+import { buildApiServer, type ServerLimits } from './api/server.js';
 import type { Composition } from './compose.js';
 import { ImageService } from './service/image-service.js';
 
@@ -17,6 +19,8 @@ export interface ServeOptions {
   /** Routes the agent adds to the same server. */
   extraRoutes?: FastifyPluginAsync;
   publicPaths?: readonly string[];
+  /** Path prefixes whose rest is a secret token, masked in the log. */
+  secretPaths?: readonly string[];
   /** Upload bodies idle this long are dropped (tests shorten it). */
   uploadIdleMs?: number;
 }
@@ -48,26 +52,51 @@ export async function startServer(composition: Composition, options: ServeOption
   if (!config.server.auth.enabled && !isLoopback(host)) {
     throw new VisorError('config', `server.auth.enabled is false, which is only allowed on a loopback address; ${host} is not one`);
   }
+  // Before anything is opened: a TLS file that cannot be read is a config mistake to report at once.
+  const tls = config.server.tls ? await readTls(config.server.tls) : undefined;
   const container = composition.registry.container;
   const catalog = await resolveAsync(container, RuntimeIds.Catalog);
   const stores = await resolveAsync(container, RuntimeIds.Stores);
-  const service = new ImageService({ catalog, stores, defaultStore: config.defaultStore, logger: logger.child({ component: 'images' }) });
+  const service = new ImageService({
+    catalog,
+    stores,
+    defaultStore: config.defaultStore,
+    logger: logger.child({ component: 'images' }),
+    limits: { maxImageSize: config.server.maxImageSize, quota: config.server.quota },
+  });
   const authenticator = config.server.auth.enabled
-    ? new Authenticator({ users: catalog.users, box: await sealingBox(composition), clockSkewSeconds: config.server.auth.clockSkew })
+    ? new Authenticator({
+        users: catalog.users,
+        replays: catalog.replays,
+        box: await sealingBox(composition),
+        clockSkewSeconds: config.server.auth.clockSkew,
+      })
     : undefined;
   await service.recoverStaleUploads();
   for (const [name, store] of stores) {
     const swept = (await store.sweep?.(60 * 60_000).catch(() => 0)) ?? 0;
     if (swept > 0) logger.warn('removed leftovers of interrupted uploads', { store: name, count: swept });
   }
-  const app = buildApiServer({
+  const build = () => buildApiServer({
     service,
     logger: logger.child({ component: 'api' }),
     authenticator,
     ...(options.extraRoutes ? { extraRoutes: options.extraRoutes } : {}),
     ...(options.publicPaths ? { publicPaths: options.publicPaths } : {}),
+    ...(options.secretPaths ? { secretPaths: options.secretPaths } : {}),
     uploadIdleMs: options.uploadIdleMs ?? config.server.uploadIdleSeconds * 1000,
+    limits: serverLimits(composition),
+    ...(tls ? { tls } : {}),
   });
+  let app: FastifyInstance;
+  try {
+    app = build();
+  } catch (error) {
+    // The only thing that can fail here is the TLS context: a key that is not the cert's, not PEM, ...
+    if (!tls) throw error;
+    const files = `${config.server.tls!.cert} and ${config.server.tls!.key}`;
+    throw new VisorError('config', `server.tls: cannot use ${files}: ${(error as Error).message}`, { cause: error });
+  }
   try {
     await app.listen({ host, port });
   } catch (error) {
@@ -77,7 +106,7 @@ export async function startServer(composition: Composition, options: ServeOption
   }
   const address = app.server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
+  const url = `${config.server.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
   if (!authenticator) logger.warn('authentication is OFF: every request acts as an admin (loopback development only)');
   else if ((await catalog.users.list()).length === 0) logger.warn('no users yet: create one with `visor users add NAME --admin`');
   logger.info('visor image service listening', { url, catalog: catalog.kind, stores: [...stores.keys()], defaultStore: config.defaultStore });
@@ -99,4 +128,24 @@ export async function startServer(composition: Composition, options: ServeOption
       return closing;
     },
   };
+}
+
+function serverLimits(composition: Composition): ServerLimits {
+  const limits = composition.config.server.limits;
+  return {
+    headerTimeoutMs: limits.headerTimeoutSeconds * 1000,
+    bodyTimeoutMs: limits.bodyTimeoutSeconds * 1000,
+    uploadRate: { minBytesPerSecond: limits.minUploadBytesPerSecond, windowMs: limits.uploadRateWindowSeconds * 1000 },
+    maxConnections: limits.maxConnections ?? defaultMaxConnections(),
+    maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+  };
+}
+
+async function readTls(files: { cert: string; key: string }): Promise<{ cert: Buffer; key: Buffer }> {
+  const read = (what: string, path: string) =>
+    readFile(path).catch((error: unknown) => {
+      const why = (error as Error).message;
+      throw new VisorError('config', `server.tls.${what}: cannot read ${path}: ${why}`, { cause: error });
+    });
+  return { cert: await read('cert', files.cert), key: await read('key', files.key) };
 }

@@ -4,7 +4,15 @@ import { compose, type ComposeOptions, type Composition } from './compose.js';
 import { startContentServer } from './content-server.js';
 import { ImageService } from './service/image-service.js';
 import { Limiter, type SyncDeps } from './sync/runner.js';
-import { agentIdOf, buildTargets, cacheDirOf, closeTargets, instanceIdOf, type BuiltTargets } from './targets.js';
+import {
+  agentIdOf,
+  buildTargets,
+  cacheDirOf,
+  closeTargets,
+  instanceIdOf,
+  rivalFinder,
+  type BuiltTargets,
+} from './targets.js';
 
 /** Everything a one-shot command (plan, sync, migrate) needs: catalog, stores, drivers, sync deps. */
 export interface SyncSession {
@@ -37,6 +45,7 @@ export async function openSession(options: ComposeOptions, only?: string, extra:
       logger: composition.logger,
       leaseMs: composition.config.agent.leaseSeconds * 1000,
       keepRuns: composition.config.agent.keepRuns,
+      rivals: rivalFinder(composition, built),
     };
     const images = new ImageService({ catalog, stores, defaultStore: composition.config.defaultStore, logger: composition.logger });
     // Clouds that fetch images by URL need someone serving them while the session runs.

@@ -89,7 +89,7 @@ function render(r) {
 
   w('## Peers', '');
   w(`- **Glance** ${r.peer.glance} and **Keystone** ${r.peer.keystone} from Debian packages, on loopback (test/peers/openstack, started by the bench when not running): one glance-api worker process, filesystem store on the same disk, SQLite database, Keystone tokens checked by keystonemiddleware (cached). Glance computes md5 and sha512 (its \`os_hash_algo\`) of every upload, in Python; it does not fsync.`);
-  w(`- **curl** ${r.peer.curl}: \`curl -T\` uploads (Content-Length, no client hashing), \`curl -o /dev/null\` downloads, for Glance and — to measure visor's server alone — for visor too (signed headers, \`UNSIGNED-PAYLOAD\`).`);
+  w(`- **curl** ${r.peer.curl}: \`curl -T\` uploads (Content-Length, no client hashing), \`curl -o /dev/null\` downloads, for Glance and — to measure visor's server alone — for visor too (signed headers, the body's sha256 signed up front from an earlier upload, not hashed by the client).`);
   w(`- **openstack** CLI (python3-openstackclient ${r.peer.openstackclient}), with the environment of the peer's admin-openrc.sh.`);
   w('- **`cp`** of the source file on the same filesystem; **`cp` + fsync** also fsyncs the copy (visor fsyncs every upload before it answers).');
   w(`- **nginx** (Debian nginx-light${t.nginxVersion ? `, ${t.nginxVersion.replace(/^nginx version: /, '')}` : ''}) serving the source file with \`sendfile on\`: its own config and prefix in a temporary folder, one worker, no master, \`daemon off\`, on loopback — the kernel copies page cache to socket with no trip through user space.`);

@@ -14,6 +14,7 @@ export const errorKinds = [
   'invalidResponse', // a peer answered something we cannot accept
   'integrity', // size or checksum mismatch
   'unsafe', // content rejected by the safety inspection (backing files, format lies)
+  'tooLarge', // over a size limit or a storage quota
   'unsupported', // the implementation does not offer this capability
   'plugin', // a plugin is missing or invalid
   'internal', // a bug
@@ -62,6 +63,7 @@ export const userErrorKinds: ReadonlySet<ErrorKind> = new Set([
   'auth',
   'forbidden',
   'unsafe',
+  'tooLarge',
   'unsupported',
   'plugin',
   'integrity',

@@ -12,6 +12,16 @@ export { SqliteCatalog } from './catalog/sqlite/sqlite-catalog.js';
 export type { MongoCatalog } from './catalog/mongodb/mongodb-catalog.js';
 export type * from './store/port.js';
 export type * from './iaas/port.js';
+export {
+  checkClaim,
+  claimProblem,
+  defaultMarkerKeys,
+  isMarkerKey,
+  markersFromAttributes,
+  markersToAttributes,
+  type Claim,
+  type MarkerKeys,
+} from './iaas/markers.js';
 export { ServiceIds, pluginKinds, type PluginKind, type PluginContext, type PluginFactory, type CatalogFactory, type StoreFactory, type IaasDriverFactory, type ServiceId } from './registry/ids.js';
 export { definePlugin, pluginIdPattern, type VisorPlugin, type PluginDefinition } from './registry/plugin.js';
 export { PluginRegistry, type PluginInfo, type PluginSource } from './registry/registry.js';

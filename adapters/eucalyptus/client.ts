@@ -74,9 +74,13 @@ export class EucalyptusClient {
     return this.#probe;
   }
 
-  /** The account's images, deregistered ones left out (they linger for a while after deregistration). */
+  /**
+   * The account's own images (Owner=self: the credentials' account, whatever accountId says),
+   * deregistered ones left out (they linger for a while after deregistration).
+   */
   async images(options: Ec2CallOptions = {}): Promise<Ec2Image[]> {
-    const images = await this.#o.ec2.describeImages({ owners: [this.#o.accountId], ...(this.#o.pageSize !== undefined ? { pageSize: this.#o.pageSize } : {}) }, options);
+    const paging = this.#o.pageSize !== undefined ? { pageSize: this.#o.pageSize } : {};
+    const images = await this.#o.ec2.describeImages({ owners: ['self'], ...paging }, options);
     return images.filter((i) => i.state !== 'deregistered');
   }
 
@@ -108,7 +112,8 @@ export class EucalyptusClient {
       return { imageId, adopted: false };
     } catch (error) {
       if (!isVisorError(error) || error.details?.['code'] !== 'InvalidAMIName.Duplicate') throw error;
-      const same = (await this.#o.ec2.describeImages({ owners: [this.#o.accountId], filters: [{ name: 'name', values: [registration.ec2Name] }] }, options)).find(
+      const named = { owners: ['self'], filters: [{ name: 'name', values: [registration.ec2Name] }] };
+      const same = (await this.#o.ec2.describeImages(named, options)).find(
         (i) => i.name === registration.ec2Name && i.location === imageLocation && i.state !== 'deregistered',
       );
       if (!same) throw error;

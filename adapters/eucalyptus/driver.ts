@@ -2,7 +2,17 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isRetryable, isVisorError, VisorError } from '../../core/errors.js';
-import type { CloudImage, CreateRequest, DriverCallOptions, DriverCapabilities, IaasDriver, Markers, RetireMode } from '../../core/iaas/port.js';
+import { checkClaim } from '../../core/iaas/markers.js';
+import type {
+  ClaimedCallOptions,
+  CloudImage,
+  CreateRequest,
+  DriverCallOptions,
+  DriverCapabilities,
+  IaasDriver,
+  Markers,
+  RetireMode,
+} from '../../core/iaas/port.js';
 import type { Image } from '../../core/image/model.js';
 import { silentLogger, type Logger } from '../../core/logging/logger.js';
 import { createS3Client, type S3ConnectionOptions } from '../../core/store/s3/client.js';
@@ -127,6 +137,11 @@ export class EucalyptusDriver implements IaasDriver {
     return toCloudImage(image, { ...(await this.#sizeOf(image, options.signal)) });
   }
 
+  /** The EC2 endpoint and the account: `list` asks for Owner=self, the credentials' own images. */
+  async scope(): Promise<string> {
+    return `eucalyptus ${this.#o.ec2.endpoint ?? `aws ${this.#o.ec2.region}`} account ${this.#o.accountId}`;
+  }
+
   async create(request: CreateRequest): Promise<CloudImage> {
     this.#open();
     const { image, markers, content } = request;
@@ -213,9 +228,10 @@ export class EucalyptusDriver implements IaasDriver {
     }
   }
 
-  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: DriverCallOptions = {}): Promise<CloudImage> {
+  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: ClaimedCallOptions = {}) {
     this.#open();
     const current = await this.#client.image(nativeId, options);
+    checkClaim(nativeId, toCloudImage(current).markers, options.claim, 'update');
     const hiddenAt = EucalyptusClient.hiddenAt(current) ?? (parseDescription(current.description).hidden ? this.#now().toISOString() : undefined);
     await this.#client.writeMetadata(current, image, markers, hiddenAt, options);
     // A hidden image stays private whatever the catalog says: un-hiding is a new create.
@@ -224,12 +240,13 @@ export class EucalyptusDriver implements IaasDriver {
     return this.get(nativeId, options);
   }
 
-  async retire(nativeId: string, mode: RetireMode, options: DriverCallOptions = {}): Promise<void> {
+  async retire(nativeId: string, mode: RetireMode, options: ClaimedCallOptions = {}): Promise<void> {
     this.#open();
     if (!this.capabilities.retireModes.includes(mode)) {
       throw new VisorError('unsupported', `eucalyptus cannot retire by ${mode}: EC2 has no disabled-but-registered state (use hide: private, or delete: deregister + delete the bundle)`);
     }
     const image = await this.#client.image(nativeId, options);
+    checkClaim(nativeId, toCloudImage(image).markers, options.claim, mode);
     if (mode === 'hide') {
       const markers = toCloudImage(image).markers;
       await this.#client.setAccess(image, 'private', options);

@@ -11,7 +11,13 @@ import type { Ec2Image, Ec2ImageState, Ec2ImageType } from './schema.js';
  * of the Description. Nothing here calls the cloud.
  */
 
-export const ec2MarkerKeys: MarkerKeys = { agent: 'visor:agent', imageId: 'visor:image-id', sha256: 'visor:sha256', revision: 'visor:revision' };
+export const ec2MarkerKeys: MarkerKeys = {
+  agent: 'visor:agent',
+  target: 'visor:target',
+  imageId: 'visor:image-id',
+  sha256: 'visor:sha256',
+  revision: 'visor:revision',
+};
 /** Generic fields EC2 has no place for (os, min disk/RAM, virtual size, labels), as one query string. */
 export const metaTagKey = 'visor:meta';
 /** Present on images retired by `hide`: the time they were hidden. */
@@ -142,7 +148,8 @@ export function parseDescription(description: string | undefined): DescriptionBl
       // A hand-edited, undecodable value: the block is not trusted (markers come out undefined).
     }
   }
-  const markers = markersFromAttributes(fields, { agent: 'agent', imageId: 'image-id', sha256: 'sha256', revision: 'revision' });
+  const keys = { agent: 'agent', target: 'target', imageId: 'image-id', sha256: 'sha256', revision: 'revision' };
+  const markers = markersFromAttributes(fields, keys);
   const text = description.slice(0, match.index).trimEnd();
   return {
     ...(markers ? { markers } : {}),
@@ -200,8 +207,10 @@ const shortHash = (text: string, length: number) => createHash('sha256').update(
  * The bundle's file-name prefix: the same for the same agent, catalog image and content, so a
  * retried create finds the parts it already sent (and a replace, with other content, does not).
  */
-export function bundleNameOf(markers: Pick<Markers, 'agent' | 'imageId' | 'sha256'>): string {
-  return `visor-${shortHash(markers.agent, 8)}-${markers.imageId}-${markers.sha256.slice(0, 16)}`;
+export function bundleNameOf(markers: Pick<Markers, 'agent' | 'target' | 'imageId' | 'sha256'>): string {
+  // Two targets of one agent in one account must not share (or adopt) each other's bundles.
+  const owner = markers.target === undefined ? markers.agent : `${markers.agent}\n${markers.target}`;
+  return `visor-${shortHash(owner, 8)}-${markers.imageId}-${markers.sha256.slice(0, 16)}`;
 }
 
 /**
@@ -209,8 +218,10 @@ export function bundleNameOf(markers: Pick<Markers, 'agent' | 'imageId' | 'sha25
  * account's registered images. The generic name, other characters as `_`, plus the catalog id
  * and content hash, so that a replace (new content) can be registered beside the old image.
  */
-export function ec2NameOf(image: Pick<Image, 'name' | 'id'>, markers: Pick<Markers, 'sha256'>): string {
-  const suffix = `-${image.id.slice(0, 8)}-${markers.sha256.slice(0, 8)}`;
+export function ec2NameOf(image: Pick<Image, 'name' | 'id'>, markers: Pick<Markers, 'sha256' | 'target'>): string {
+  // The target's hash keeps two targets of one account (same catalog image and content) apart.
+  const target = markers.target === undefined ? '' : `-${shortHash(markers.target, 4)}`;
+  const suffix = `-${image.id.slice(0, 8)}-${markers.sha256.slice(0, 8)}${target}`;
   const base = image.name.replace(/[^A-Za-z0-9()./_-]/g, '_').slice(0, 128 - suffix.length);
   return `${base}${suffix}`;
 }
@@ -311,6 +322,7 @@ export function descriptionOf(image: Image, markers: Markers, tags: boolean, hid
   if (tags) return text;
   const fields = [
     `agent=${encodeURIComponent(markers.agent)}`,
+    ...(markers.target !== undefined ? [`target=${markers.target}`] : []),
     `image-id=${markers.imageId}`,
     `sha256=${markers.sha256}`,
     `revision=${markers.revision}`,

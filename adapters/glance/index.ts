@@ -6,7 +6,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { rootCertificates } from 'node:tls';
 import { z } from 'zod';
 import { isRetryable, isVisorError, VisorError } from '../../core/errors.js';
-import { retireModes, type CloudImage, type CreateRequest, type DriverCallOptions, type DriverCapabilities, type IaasDriver, type Markers, type RetireMode } from '../../core/iaas/port.js';
+import { checkClaim } from '../../core/iaas/markers.js';
+import {
+  retireModes,
+  type ClaimedCallOptions,
+  type CloudImage,
+  type CreateRequest,
+  type DriverCallOptions,
+  type DriverCapabilities,
+  type IaasDriver,
+  type Markers,
+  type RetireMode,
+} from '../../core/iaas/port.js';
 import type { Image } from '../../core/image/model.js';
 import { silentLogger, type Logger } from '../../core/logging/logger.js';
 import { definePlugin } from '../../core/registry/plugin.js';
@@ -86,11 +97,17 @@ export class GlanceDriver implements IaasDriver {
     } satisfies DriverCapabilities);
   }
 
+  /**
+   * The images owned by the token's project, whatever their visibility: other projects' public
+   * and shared images are not this target's (an admin token would otherwise list every project's).
+   */
   async list(options: DriverCallOptions = {}): Promise<CloudImage[]> {
     const seen = new Map<string, CloudImage>();
+    const owner = await this.#projectId();
     // Hidden images are left out of Glance's default listing; a retired-by-hiding image is still ours.
     for (const hidden of ['false', 'true']) {
-      let query: Record<string, string> | undefined = { limit: String(this.#options.pageSize), os_hidden: hidden };
+      const limit = String(this.#options.pageSize);
+      let query: Record<string, string> | undefined = { limit, os_hidden: hidden, owner, visibility: 'all' };
       while (query) {
         const page: { images: GlanceImage[]; next?: Record<string, string> } = await this.#client.listPage(query, options.signal);
         for (const image of page.images) seen.set(image.id, toCloudImage(image));
@@ -102,6 +119,12 @@ export class GlanceDriver implements IaasDriver {
 
   async get(nativeId: string, options: DriverCallOptions = {}): Promise<CloudImage> {
     return toCloudImage(await this.#client.getImage(nativeId, options.signal));
+  }
+
+  /** The Glance endpoint and the token's project: what `list` looks at. */
+  async scope(): Promise<string> {
+    const token = await this.#session.token();
+    return `glance ${this.#session.endpoint(token, 'image').replace(/\/+$/, '')} project ${await this.#projectId()}`;
   }
 
   async create(request: CreateRequest): Promise<CloudImage> {
@@ -163,22 +186,23 @@ export class GlanceDriver implements IaasDriver {
     }
   }
 
-  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: DriverCallOptions = {}): Promise<CloudImage> {
+  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: ClaimedCallOptions = {}) {
     const current = await this.#client.getImage(nativeId, options.signal);
+    checkClaim(nativeId, toCloudImage(current).markers, options.claim, 'update');
     const operations = toPatch(current, image, markers);
     if (operations.length === 0) return toCloudImage(current);
     return toCloudImage(await this.#client.patch(nativeId, operations, options.signal));
   }
 
-  async retire(nativeId: string, mode: RetireMode, options: DriverCallOptions = {}): Promise<void> {
+  async retire(nativeId: string, mode: RetireMode, options: ClaimedCallOptions = {}): Promise<void> {
     if (!this.capabilities.retireModes.includes(mode)) {
       throw new VisorError('unsupported', `retiring by ${mode} is not enabled for this Glance (retireModes: ${this.capabilities.retireModes.join(', ')})`);
     }
+    const current = await this.#client.getImage(nativeId, options.signal);
+    checkClaim(nativeId, toCloudImage(current).markers, options.claim, mode);
     if (mode === 'hide') {
-      const current = await this.#client.getImage(nativeId, options.signal);
       if (current.os_hidden !== true) await this.#client.patch(nativeId, [{ op: 'replace', path: '/os_hidden', value: true }], options.signal);
     } else if (mode === 'disable') {
-      const current = await this.#client.getImage(nativeId, options.signal);
       if (current.status === 'deactivated') return;
       if (current.status !== 'active') throw new VisorError('conflict', `Glance: image ${nativeId} cannot be deactivated in status ${current.status} (only active images can)`);
       try {
@@ -190,7 +214,6 @@ export class GlanceDriver implements IaasDriver {
         throw error;
       }
     } else {
-      const current = await this.#client.getImage(nativeId, options.signal);
       if (current.protected) {
         throw new VisorError('conflict', `Glance: image ${nativeId} is protected and cannot be deleted (someone must clear its "protected" flag first)`);
       }
@@ -214,6 +237,16 @@ export class GlanceDriver implements IaasDriver {
     this.#session.close();
     this.#httpAgent.destroy();
     this.#httpsAgent.destroy();
+  }
+
+  /** The project the token is scoped to: the owner of every image this target makes. */
+  async #projectId(): Promise<string> {
+    const token = await this.#session.token();
+    if (token.projectId === undefined) {
+      const why = 'Keystone gave a token that names no project: cannot tell which images are this project\'s';
+      throw new VisorError('invalidResponse', why);
+    }
+    return token.projectId;
   }
 
   /** The configured way in, checked against what this cloud offers (GET /v2/info/import). */
@@ -296,10 +329,20 @@ export class GlanceDriver implements IaasDriver {
    */
   async #discardOrphans(body: Record<string, unknown>, since: number): Promise<void> {
     try {
-      const query = { name: String(body['name']), visor_image_id: String(body['visor_image_id']), visor_sha256: String(body['visor_sha256']), status: 'queued', limit: '50' };
+      const owner = await this.#projectId();
+      const query = {
+        name: String(body['name']),
+        visor_image_id: String(body['visor_image_id']),
+        visor_sha256: String(body['visor_sha256']),
+        status: 'queued',
+        owner,
+        limit: '50',
+      };
       const page = await this.#client.listPage(query);
       for (const image of page.images) {
-        if (image.created_at && Date.parse(image.created_at) >= since - 60_000 && image['visor_agent'] === body['visor_agent']) await this.#discard(image.id);
+        // Another target's create of the same catalog image may be in flight right now: only ours goes.
+        const ours = image['visor_agent'] === body['visor_agent'] && image['visor_target'] === body['visor_target'];
+        if (image.created_at && Date.parse(image.created_at) >= since - 60_000 && ours) await this.#discard(image.id);
       }
     } catch (error) {
       this.#logger.debug('could not look for a half-created image', { error: (error as Error).message });

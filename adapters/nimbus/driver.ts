@@ -2,7 +2,17 @@ import { pipeline as pipelineCallback, Writable, type Readable } from 'node:stre
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import { isVisorError, VisorError } from '../../core/errors.js';
-import type { CloudImage, CreateRequest, DriverCallOptions, DriverCapabilities, IaasDriver, Markers, RetireMode } from '../../core/iaas/port.js';
+import { checkClaim } from '../../core/iaas/markers.js';
+import type {
+  ClaimedCallOptions,
+  CloudImage,
+  CreateRequest,
+  DriverCallOptions,
+  DriverCapabilities,
+  IaasDriver,
+  Markers,
+  RetireMode,
+} from '../../core/iaas/port.js';
 import type { Access, Image } from '../../core/image/model.js';
 import { silentLogger, type Logger } from '../../core/logging/logger.js';
 import { checkRange } from '../../core/store/keys.js';
@@ -128,6 +138,15 @@ export class NimbusDriver implements IaasDriver {
     return (await this.#offered([image], options, false))[0]!;
   }
 
+  /**
+   * The repository and the user's folder. The common folder is shared by every user of the
+   * repository: there only the markers (agent and target) tell copies apart (README.md).
+   */
+  async scope(): Promise<string> {
+    const { endpoint, prefix, canonicalId } = this.#options;
+    return `nimbus ${endpoint} ${this.#client.bucket}/${prefix}${canonicalId}`;
+  }
+
   async create(request: CreateRequest): Promise<CloudImage> {
     this.#open();
     const { image, markers, content } = request;
@@ -150,11 +169,14 @@ export class NimbusDriver implements IaasDriver {
     const started = Date.now();
 
     // S3 PUT replaces silently (and Swift has no conditional PUT): look first, and overwrite only
-    // visor's own copy of this same catalog image — a content change, replaced in one atomic PUT
+    // this target's own copy of this same catalog image — a content change, replaced in one atomic PUT
     // under the name users launch (the key cannot change, so "new copy first" happens in place).
     if (await this.#client.exists(key, signal)) {
       const current = this.#map(await this.#client.head(key, signal)).image.markers;
-      if (current?.agent !== markers.agent || current.imageId !== markers.imageId) {
+      // A copy of the older marker scheme (no target) is replaced only by the target that claimed
+      // it: the planner's rule (docs/ownership.md).
+      const sameTarget = current?.target === markers.target || current?.target === undefined;
+      if (current?.agent !== markers.agent || !sameTarget || current.imageId !== markers.imageId) {
         throw new VisorError('conflict', `${what}: the repository already has an image of that name (delete it, or give this image another name for this cloud)`, { details: { key } });
       }
       this.#logger.info('replacing visor\'s own copy in place', { key, oldSha256: current.sha256, newSha256: markers.sha256 });
@@ -230,11 +252,12 @@ export class NimbusDriver implements IaasDriver {
    * The object name (the name users launch) stays the one it was created with; a new generic
    * name is recorded in visor-name.
    */
-  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: DriverCallOptions = {}): Promise<CloudImage> {
+  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: ClaimedCallOptions = {}) {
     this.#open();
     const location = this.#locate(nativeId);
     const folder = this.#folderFor(image.access);
     const source = await this.#client.head(location.key, options.signal);
+    checkClaim(nativeId, this.#map(source).image.markers, options.claim, 'update');
     // What the bytes are does not change: carry the record over (an object visor did not upload has none).
     const attributes = this.#attributes(folder, toObjectMetadata(image, markers, this.#map(source).content));
     const target = objectKey(this.#layout, folder, location.name);
@@ -259,13 +282,14 @@ export class NimbusDriver implements IaasDriver {
     return moved.image;
   }
 
-  async retire(nativeId: string, mode: RetireMode, options: DriverCallOptions = {}): Promise<void> {
+  async retire(nativeId: string, mode: RetireMode, options: ClaimedCallOptions = {}): Promise<void> {
     this.#open();
     if (!this.capabilities.retireModes.includes(mode)) {
       throw new VisorError('unsupported', `nimbus: a repository image cannot be retired by ${mode}: Nimbus has no hidden or disabled images, only objects that exist or not (use delete)`);
     }
     const location = this.#locate(nativeId);
-    await this.#client.head(location.key, options.signal);
+    const head = await this.#client.head(location.key, options.signal);
+    checkClaim(nativeId, this.#map(head).image.markers, options.claim, mode);
     // Nimbus copies an image to the VMM at launch: deleting it never breaks a running VM.
     await this.#client.delete(location.key, options.signal);
   }

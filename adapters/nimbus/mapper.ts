@@ -88,7 +88,13 @@ export function checkImageName(name: string): void {
 // Object metadata
 
 /** The four marker keys, as S3 user metadata names (lower case: S3 and Swift lower-case them). */
-export const markerKeys: MarkerKeys = { agent: 'visor-agent', imageId: 'visor-image-id', sha256: 'visor-sha256', revision: 'visor-revision' };
+export const markerKeys: MarkerKeys = {
+  agent: 'visor-agent',
+  target: 'visor-target',
+  imageId: 'visor-image-id',
+  sha256: 'visor-sha256',
+  revision: 'visor-revision',
+};
 
 export const metaKeys = {
   name: 'visor-name',

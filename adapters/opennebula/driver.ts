@@ -6,7 +6,18 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { isVisorError, VisorError } from '../../core/errors.js';
-import type { CloudImage, ContentSource, CreateRequest, DriverCallOptions, DriverCapabilities, IaasDriver, Markers, RetireMode } from '../../core/iaas/port.js';
+import { checkClaim } from '../../core/iaas/markers.js';
+import type {
+  ClaimedCallOptions,
+  CloudImage,
+  ContentSource,
+  CreateRequest,
+  DriverCallOptions,
+  DriverCapabilities,
+  IaasDriver,
+  Markers,
+  RetireMode,
+} from '../../core/iaas/port.js';
 import type { Image } from '../../core/image/model.js';
 import { silentLogger, type Logger } from '../../core/logging/logger.js';
 import { checkRange } from '../../core/store/keys.js';
@@ -139,6 +150,11 @@ export class OpenNebulaDriver implements IaasDriver {
     return toCloudImage(await this.#client.image(imageIdOf(nativeId), options.signal), this.#read);
   }
 
+  /** oned and the user: with the default ownership (`mine`), `list` shows that user's images only. */
+  async scope(): Promise<string> {
+    return `opennebula ${this.#options.endpoint} user ${this.#options.username}`;
+  }
+
   async create(request: CreateRequest): Promise<CloudImage> {
     this.#open();
     const { image, markers, content, signal } = request;
@@ -185,10 +201,11 @@ export class OpenNebulaDriver implements IaasDriver {
     }
   }
 
-  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: DriverCallOptions = {}): Promise<CloudImage> {
+  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: ClaimedCallOptions = {}) {
     this.#open();
     const id = imageIdOf(nativeId);
     const current = await this.#client.image(id, options.signal);
+    checkClaim(nativeId, toCloudImage(current, this.#read).markers, options.claim, 'update');
     const hidden = current.name.startsWith(this.#read.expiredPrefix);
     // A retired image keeps its EXPIRED_<time>_ prefix: renaming it back would un-hide it.
     const name = hidden ? current.name.slice(0, current.name.length - originalName(current.name, this.#read.expiredPrefix).length) + image.name : image.name;
@@ -201,13 +218,14 @@ export class OpenNebulaDriver implements IaasDriver {
     return toCloudImage(await this.#client.image(id, options.signal), this.#read);
   }
 
-  async retire(nativeId: string, mode: RetireMode, options: DriverCallOptions = {}): Promise<void> {
+  async retire(nativeId: string, mode: RetireMode, options: ClaimedCallOptions = {}): Promise<void> {
     this.#open();
     if (!this.capabilities.retireModes.includes(mode)) {
       throw new VisorError('unsupported', `opennebula cannot retire by ${mode}: oned has no hidden-but-usable flag (use disable or delete)`);
     }
     const id = imageIdOf(nativeId);
     const image = await this.#client.image(id, options.signal);
+    checkClaim(nativeId, toCloudImage(image, this.#read).markers, options.claim, mode);
     if (mode === 'delete') {
       const { inUse } = stateOf(image.state, image.runningVms);
       if (inUse) {

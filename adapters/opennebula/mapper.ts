@@ -13,7 +13,13 @@ import { nameProblem, valueProblem } from './template.js';
  * under VISOR_PROPERTY_X_<HEX> to come back exactly as they went in.
  */
 
-export const oneMarkerKeys: MarkerKeys = { agent: 'VISOR_AGENT', imageId: 'VISOR_IMAGE_ID', sha256: 'VISOR_SHA256', revision: 'VISOR_REVISION' };
+export const oneMarkerKeys: MarkerKeys = {
+  agent: 'VISOR_AGENT',
+  target: 'VISOR_TARGET',
+  imageId: 'VISOR_IMAGE_ID',
+  sha256: 'VISOR_SHA256',
+  revision: 'VISOR_REVISION',
+};
 
 /** Where each generic field lives in the TEMPLATE. */
 export const oneAttributes = {

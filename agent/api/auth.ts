@@ -1,4 +1,4 @@
-import type { UserRepository } from '../../core/catalog/port.js';
+import type { ReplayRepository, UserRepository } from '../../core/catalog/port.js';
 import type { SecretBox } from '../../core/auth/secret-box.js';
 import { VisorError } from '../../core/errors.js';
 import {
@@ -8,29 +8,38 @@ import {
   parseSigningDate,
   signature,
   signaturesEqual,
+  trailerSignature,
   type SignableRequest,
 } from '../../core/auth/signing.js';
 import type { Caller } from '../service/access.js';
 
 export interface AuthenticatorOptions {
   users: UserRepository;
+  /** Where accepted signatures are remembered: the catalog, shared by every server on it. */
+  replays: ReplayRepository;
   box: SecretBox;
   /** Accepted difference between the request's date and ours, in seconds. */
   clockSkewSeconds: number;
   now?: () => number;
 }
 
+/** A request that passed: who sent it, and how to check what it signs later (a streamed body's trailer). */
+export interface Authenticated {
+  caller: Caller;
+  /** True when `signature` is the trailer signature of a body with this sha256, sent with this request. */
+  verifyTrailer(sha256: string, signature: string): boolean;
+}
+
 /**
  * Checks signed requests: a known access key, a signature over the canonical request made with
- * that user's secret, a date within the clock-skew window, and a signature not seen before
- * (a captured request cannot be replayed, not even within the window).
+ * that user's secret, a date within the clock-skew window, and a signature not seen before.
+ * Seen signatures are kept in the catalog until they fall out of the window, so a captured
+ * request cannot be replayed — not within the window, not after a restart, not against
+ * another server on the same catalog.
  */
 export class Authenticator {
   readonly #o: AuthenticatorOptions;
   readonly #now: () => number;
-  /** Signatures accepted recently, with when they stop mattering (their date + skew). */
-  readonly #seen = new Map<string, number>();
-  #nextPrune = 0;
   /**
    * Opened secrets by their sealed form: opening (AES-GCM) costs more than the rest of the check.
    * The user is still read from the catalog on every request, so a removed user or a new key
@@ -43,7 +52,7 @@ export class Authenticator {
     this.#now = options.now ?? Date.now;
   }
 
-  async authenticate(request: SignableRequest): Promise<Caller> {
+  async authenticate(request: SignableRequest): Promise<Authenticated> {
     const credentials = parseAuthorization(request.headers['authorization']);
     if (!credentials) {
       throw new VisorError('auth', request.headers['authorization'] ? 'malformed Authorization header (expected VISOR-HMAC-SHA256 Credential=..., Signature=...)' : 'this request is not signed: send your access key and a signature (see `visor help`)');
@@ -59,14 +68,20 @@ export class Authenticator {
     }
     const user = await this.#o.users.findByAccessKey(credentials.accessKey);
     if (!user) throw new VisorError('auth', `unknown access key ${credentials.accessKey}`);
-    const expected = signature(this.#secretOf(user.sealedSecret), request);
+    const secret = this.#secretOf(user.sealedSecret);
+    const expected = signature(secret, request);
     if (!signaturesEqual(expected, credentials.signature)) {
       throw new VisorError('forbidden', 'the signature does not match the request (wrong secret key, or the request was altered)');
     }
-    this.#prune(now);
-    if (this.#seen.has(credentials.signature)) throw new VisorError('forbidden', 'this exact request was already received (replayed)');
-    this.#seen.set(credentials.signature, date.getTime() + skewMs);
-    return { name: user.name, admin: user.admin };
+    // Only signatures that verified are recorded: nobody without a key can fill the memory.
+    // Past date + skew the request fails the date check above, so the entry may go then.
+    if (!(await this.#o.replays.remember(credentials.signature, date.getTime() + skewMs, now))) {
+      throw new VisorError('forbidden', 'this exact request was already received (replayed)');
+    }
+    return {
+      caller: { id: user.id, name: user.name, admin: user.admin },
+      verifyTrailer: (sha256, given) => signaturesEqual(trailerSignature(secret, credentials.signature, sha256), given),
+    };
   }
 
   #secretOf(sealed: string): string {
@@ -77,12 +92,5 @@ export class Authenticator {
       this.#opened.set(sealed, secret);
     }
     return secret;
-  }
-
-  #prune(now: number): void {
-    // At most once a second: a sweep per request is O(signatures seen), quadratic under load.
-    if (this.#seen.size < 1024 || now < this.#nextPrune) return;
-    this.#nextPrune = now + 1000;
-    for (const [sig, until] of this.#seen) if (until < now) this.#seen.delete(sig);
   }
 }

@@ -6,6 +6,7 @@ const statusByKind: Record<ErrorKind, number> = {
   config: 400,
   integrity: 400,
   unsafe: 422,
+  tooLarge: 413,
   unsupported: 400,
   plugin: 400,
   auth: 401,
@@ -26,4 +27,18 @@ export function httpStatus(error: VisorError): number {
 /** VISOR's error body. */
 export function errorBody(status: number, message: string): { code: number; message: string } {
   return { code: status, message };
+}
+
+const serverFaults: Record<number, string> = {
+  502: 'a backend answered something visor cannot accept',
+  503: 'a backend is unavailable; try again later',
+  504: 'a backend did not answer in time; try again later',
+};
+
+/**
+ * What a client is told of a 5xx: no endpoints, buckets, keys or paths; the request id finds
+ * the details in the log.
+ */
+export function genericServerError(status: number, requestId: string): string {
+  return `${serverFaults[status] ?? 'internal error'} (request id ${requestId}; the details are in the server's log)`;
 }

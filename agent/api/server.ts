@@ -1,13 +1,20 @@
-import { createHash } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import { createHash, randomBytes } from 'node:crypto';
+import type { IncomingMessage, Server } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
-import { CONTENT_HASH_HEADER, UNSIGNED_PAYLOAD, type SignableRequest } from '../../core/auth/signing.js';
+import {
+  CONTENT_HASH_HEADER,
+  STREAMING_PAYLOAD,
+  UNSIGNED_PAYLOAD,
+  type SignableRequest,
+} from '../../core/auth/signing.js';
 import { isVisorError, toVisorError, VisorError } from '../../core/errors.js';
 import type { Logger } from '../../core/logging/logger.js';
 import type { Caller } from '../service/access.js';
 import type { ImageService } from '../service/image-service.js';
 import type { Authenticator } from './auth.js';
-import { errorBody, httpStatus } from './errors.js';
+import { guardConnections, type ConnectionLimits } from './connection-guard.js';
+import { bodyDeadline, type UploadRate } from './deadlines.js';
+import { errorBody, genericServerError, httpStatus } from './errors.js';
 import { parseJsonBody } from './json-body.js';
 import { imageRoutes } from './routes/images.js';
 
@@ -26,23 +33,57 @@ export interface ApiServerOptions {
   extraRoutes?: FastifyPluginAsync;
   /** Paths (prefixes) served without a signature: health, metrics, one-time content URLs. */
   publicPaths?: readonly string[];
+  /** Path prefixes whose rest is a secret (one-time content tokens): never written to the log. */
+  secretPaths?: readonly string[];
+  /** PEM certificate chain and key: the API speaks HTTPS. */
+  tls?: { cert: Buffer; key: Buffer };
+  /** Deadlines and caps (defaults: see core/config/schema.ts). */
+  limits?: Partial<ServerLimits>;
 }
+
+export interface ServerLimits extends ConnectionLimits {
+  /** A metadata body must arrive whole within this. */
+  bodyTimeoutMs: number;
+  uploadRate: UploadRate;
+}
+
+const defaultLimits: ServerLimits = {
+  headerTimeoutMs: 20_000,
+  bodyTimeoutMs: 30_000,
+  uploadRate: { minBytesPerSecond: 10_240, windowMs: 60_000 },
+  maxConnections: 1000,
+  maxConnectionsPerAddress: 256,
+};
 
 declare module 'fastify' {
   interface FastifyRequest {
     caller: Caller;
-    /** sha256 the client signed for the body, when it signed one (not UNSIGNED-PAYLOAD). */
-    signedContentHash: string | undefined;
+    /** How the body is vouched for: not at all (no auth), by a signed sha256, or by a signed trailer. */
+    bodyCheck: BodyCheck;
   }
 }
 
-const anonymousAdmin: Caller = { name: 'anonymous', admin: true };
+export type BodyCheck =
+  | { kind: 'none' }
+  | { kind: 'sha256'; sha256: string }
+  /** A streamed upload: its sha256 and a signature over it arrive as trailers, checked by `verify`. */
+  | { kind: 'trailer'; verify: (sha256: string, signature: string) => boolean };
+
+const anonymousAdmin: Caller = { id: 'anonymous', name: 'anonymous', admin: true };
+const unchecked: BodyCheck = { kind: 'none' };
 
 /**
  * The image service's HTTP API (VISOR's routes). Requests are authenticated before their body
  * is read; upload bodies are never parsed or buffered, only streamed to the store.
  */
 export function buildApiServer(options: ApiServerOptions): FastifyInstance {
+  const limits: ServerLimits = { ...defaultLimits, ...options.limits };
+  // Node checks header deadlines only every connectionsCheckingInterval (30 s by default).
+  const serverOptions = {
+    headersTimeout: limits.headerTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, limits.headerTimeoutMs),
+    requestTimeout: 0,
+  };
   const app = Fastify({
     logger: false,
     bodyLimit: options.jsonBodyLimit ?? 1024 * 1024,
@@ -52,19 +93,38 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     exposeHeadRoutes: false,
-  });
+    // A random id per request, in every answer and log line: 5xx answers name it instead of their details.
+    genReqId: () => randomBytes(8).toString('hex'),
+    requestIdHeader: false,
+    ...(options.tls
+      ? { https: { ...serverOptions, ...options.tls, handshakeTimeout: limits.headerTimeoutMs } }
+      : { http: serverOptions }),
+  } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+  guardConnections(app.server as Server, limits, options.tls !== undefined);
   const logger = options.logger;
+  const secretPaths = options.secretPaths ?? [];
+  /** The path as it may be logged: secret tokens in it replaced. */
+  const loggedPath = (request: FastifyRequest) => {
+    const path = request.url.split('?')[0] ?? '';
+    const secret = secretPaths.find((p) => path.startsWith(p) && path.length > p.length);
+    return secret ? `${secret}***` : path;
+  };
 
   app.decorateRequest('caller', null as unknown as Caller);
-  app.decorateRequest('signedContentHash', undefined);
+  app.decorateRequest('bodyCheck', null as never);
 
   // Upload bodies stay streams: the route hands request.raw to the store.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
     const data = body as Buffer;
-    const declared = request.signedContentHash;
-    if (declared !== undefined && createHash('sha256').update(data).digest('hex') !== declared) {
+    const check = request.bodyCheck;
+    if (check.kind === 'trailer') {
+      const why = `a metadata body is signed with its sha256 in ${CONTENT_HASH_HEADER}, not streamed`;
+      done(new VisorError('invalidInput', why), undefined);
+      return;
+    }
+    if (check.kind === 'sha256' && createHash('sha256').update(data).digest('hex') !== check.sha256) {
       done(new VisorError('forbidden', `the body does not match the signed ${CONTENT_HASH_HEADER}`), undefined);
       return;
     }
@@ -80,26 +140,28 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   });
 
   const publicPaths = ['/health', ...(options.publicPaths ?? [])];
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+    const type = request.headers['content-type']?.split(';')[0]?.trim();
+    if (type !== 'application/octet-stream') bodyDeadline(request.raw, reply.raw, limits.bodyTimeoutMs);
     const path = request.url.split('?')[0] ?? '';
     if (!options.authenticator || publicPaths.some((p) => path === p || (p.endsWith('/') && path.startsWith(p)))) {
       request.caller = anonymousAdmin;
+      request.bodyCheck = unchecked;
       return;
     }
     const signable = toSignable(request.raw);
-    request.caller = await options.authenticator.authenticate(signable);
-    const hash = signable.headers[CONTENT_HASH_HEADER];
-    if (!hash || (hash !== UNSIGNED_PAYLOAD && !/^[0-9a-f]{64}$/.test(hash))) {
-      throw new VisorError('auth', `missing or malformed ${CONTENT_HASH_HEADER} header (the body's sha256, or ${UNSIGNED_PAYLOAD})`);
-    }
-    request.signedContentHash = hash === UNSIGNED_PAYLOAD ? undefined : hash;
+    const authenticated = await options.authenticator.authenticate(signable);
+    request.caller = authenticated.caller;
+    request.bodyCheck = bodyCheckOf(signable, type, authenticated.verifyTrailer);
   });
 
   app.addHook('onResponse', async (request, reply) => {
     logger.info('request', {
       method: request.method,
-      path: request.url.split('?')[0],
+      path: loggedPath(request),
       status: reply.statusCode,
+      request: request.id,
       ms: Math.round(reply.elapsedTime),
       caller: request.caller?.name,
     });
@@ -108,24 +170,70 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   app.setErrorHandler(async (error, request, reply) => {
     const visor = fromFastifyError(error);
     const status = httpStatus(visor);
-    if (status >= 500) logger.error('request failed', { method: request.method, path: request.url.split('?')[0], error: visor });
     if (status === 401) void reply.header('www-authenticate', 'VISOR-HMAC-SHA256');
     // Whatever the client was still sending is of no use now.
     if (!request.raw.complete) void reply.header('connection', 'close');
-    return sendError(reply, status, visor.message);
+    const where = { request: request.id, method: request.method, path: loggedPath(request), status };
+    // A client that went away mid-request is not the server failing: one info line says so.
+    const cutOff = request.raw.destroyed && !request.raw.complete;
+    if (cutOff) logger.info('request cut off by the client', { ...where, error: visor.message });
+    if (status < 500) return sendError(reply, status, visor.message);
+    // Our own faults and our backends': the details (endpoints, buckets, keys, paths) go to the log only.
+    if (!cutOff) logger.error('request failed', { ...where, error: visor });
+    return sendError(reply, status, genericServerError(status, request.id), request.id);
   });
   app.setNotFoundHandler(async (request, reply) => sendError(reply, 404, `no route for ${request.method} ${request.url.split('?')[0]}`));
 
   app.get('/health', async () => ({ status: 'ok' }));
-  const defaultLimit = options.defaultLimit ?? 1000;
-  const uploadIdleMs = options.uploadIdleMs ?? 120_000;
-  app.register(imageRoutes, { service: options.service, defaultLimit, uploadIdleMs, logger });
+  app.register(imageRoutes, {
+    service: options.service,
+    defaultLimit: options.defaultLimit ?? 1000,
+    uploadIdleMs: options.uploadIdleMs ?? 120_000,
+    uploadRate: limits.uploadRate,
+    logger,
+  });
   if (options.extraRoutes) app.register(options.extraRoutes);
   return app;
 }
 
-function sendError(reply: FastifyReply, status: number, message: string): FastifyReply {
-  return reply.code(status).type('application/json').send(errorBody(status, message));
+/**
+ * Every body is signed: with its sha256 up front, or — for a streamed upload — in a signed
+ * trailer. A body nobody signed (UNSIGNED-PAYLOAD) could be swapped in transit and is refused.
+ */
+function bodyCheckOf(
+  request: SignableRequest,
+  type: string | undefined,
+  verify: (sha256: string, signature: string) => boolean,
+): BodyCheck {
+  const hash = request.headers[CONTENT_HASH_HEADER];
+  if (hash !== undefined && /^[0-9a-f]{64}$/.test(hash)) return { kind: 'sha256', sha256: hash };
+  if (hash === STREAMING_PAYLOAD) {
+    if (type !== 'application/octet-stream' || !/\bchunked\b/i.test(request.headers['transfer-encoding'] ?? '')) {
+      throw new VisorError(
+        'invalidInput',
+        `${STREAMING_PAYLOAD} is for image uploads sent chunked (application/octet-stream, Transfer-Encoding: ` +
+          'chunked), whose trailers carry the signed sha256',
+      );
+    }
+    return { kind: 'trailer', verify };
+  }
+  if (hash === UNSIGNED_PAYLOAD) {
+    throw new VisorError(
+      'auth',
+      `${UNSIGNED_PAYLOAD} is not accepted: sign the body's sha256 in ${CONTENT_HASH_HEADER}, ` +
+        `or stream an upload with ${STREAMING_PAYLOAD} and its signed trailer`,
+    );
+  }
+  throw new VisorError(
+    'auth',
+    `missing or malformed ${CONTENT_HASH_HEADER} header ` +
+      `(the body's sha256, or ${STREAMING_PAYLOAD} for a streamed upload)`,
+  );
+}
+
+function sendError(reply: FastifyReply, status: number, message: string, requestId?: string): FastifyReply {
+  const body = { ...errorBody(status, message), ...(requestId ? { request_id: requestId } : {}) };
+  return reply.code(status).type('application/json').send(body);
 }
 
 /** Fastify's own errors (bad JSON, wrong media type, too large) become 4xx with our body. */

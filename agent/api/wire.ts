@@ -1,5 +1,5 @@
 import { VisorError } from '../../core/errors.js';
-import type { ImageQuery, SortDirection } from '../../core/catalog/port.js';
+import { MAX_FILTERS, type ImageQuery, type SortDirection } from '../../core/catalog/port.js';
 import type { Checksums, Image } from '../../core/image/model.js';
 import { propertyKeyPattern } from '../../core/image/schema.js';
 import { decodeHeaderValue, encodeHeaderValue, META_PREFIX } from './headers.js';
@@ -31,7 +31,14 @@ export function toBrief(image: Image): WireImage {
  * VISOR's detail view. Where a stored image's bytes live (a server path, a bucket key) is shown
  * to admins only; an HTTP reference's URL is public knowledge and shown to everyone.
  */
-export function toDetail(image: Image, baseUrl: string, showLocation = true): WireImage {
+export function toDetail(
+  image: Image,
+  baseUrl: string,
+  showLocation = true,
+  names: ReadonlyMap<string, string> = new Map(),
+): WireImage {
+  // Owners and members are kept as user ids (stable); people read and write them as names.
+  const person = (id: string) => names.get(id) ?? id;
   return compact({
     ...image.properties,
     _id: image.id,
@@ -51,8 +58,9 @@ export function toDetail(image: Image, baseUrl: string, showLocation = true): Wi
     checksums: Object.keys(image.checksums).length > 0 ? (image.checksums as Record<string, string>) : undefined,
     kernel: image.kernelId,
     ramdisk: image.ramdiskId,
-    owner: image.owner,
-    members: image.members.length > 0 ? image.members : undefined,
+    owner: image.owner === undefined ? undefined : person(image.owner),
+    owner_id: image.owner,
+    members: image.members.length > 0 ? image.members.map(person) : undefined,
     min_disk: image.minDisk,
     min_ram: image.minRam,
     os_type: image.os?.type,
@@ -67,7 +75,10 @@ export function toDetail(image: Image, baseUrl: string, showLocation = true): Wi
 }
 
 /** Wire names that are the service's to set. */
-const readOnly = new Set(['_id', 'id', 'uri', 'status', 'store', 'size', 'virtual_size', 'checksums', 'created_at', 'updated_at', 'uploaded_at', 'accessed_at', 'access_count', 'revision']);
+const readOnly = new Set([
+  '_id', 'id', 'owner_id', 'uri', 'status', 'store', 'size', 'virtual_size', 'checksums',
+  'created_at', 'updated_at', 'uploaded_at', 'accessed_at', 'access_count', 'revision',
+]);
 
 const simple: Record<string, string> = {
   name: 'name',
@@ -209,6 +220,10 @@ export function queryFromWire(params: URLSearchParams, defaultLimit: number): Im
     else {
       const attribute = attributeFor(key);
       if (attribute in filters) throw new VisorError('invalidInput', `filter ${key} is given twice`);
+      // Checked as they come: thousands of filters would make a query the catalog cannot run.
+      if (Object.keys(filters).length >= MAX_FILTERS) {
+        throw new VisorError('invalidInput', `too many filters: at most ${MAX_FILTERS} in one query`);
+      }
       filters[attribute] = value;
     }
   }
@@ -217,9 +232,14 @@ export function queryFromWire(params: URLSearchParams, defaultLimit: number): Im
 }
 
 /** Detail metadata as `x-image-meta-*` headers (HEAD and GET of an image). */
-export function toHeaders(image: Image, baseUrl: string, showLocation = true): Record<string, string> {
+export function toHeaders(
+  image: Image,
+  baseUrl: string,
+  showLocation = true,
+  names?: ReadonlyMap<string, string>,
+): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(toDetail(image, baseUrl, showLocation))) {
+  for (const [key, value] of Object.entries(toDetail(image, baseUrl, showLocation, names))) {
     if (key === 'checksums') {
       for (const [alg, hex] of Object.entries(value as Record<string, string>)) out[`${META_PREFIX}${alg}`] = hex;
       continue;

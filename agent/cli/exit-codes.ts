@@ -20,6 +20,7 @@ const byKind: Partial<Record<ErrorKind, number>> = {
   config: ExitCode.usage,
   plugin: ExitCode.usage,
   unsafe: ExitCode.usage,
+  tooLarge: ExitCode.usage,
   auth: ExitCode.auth,
   forbidden: ExitCode.auth,
   notFound: ExitCode.notFound,

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { isVisorError, userErrorKinds } from '../../core/errors.js';
+import { catalogCommands } from './commands/catalog.js';
 import { configCommand } from './commands/config.js';
 import { imageCommands } from './commands/images.js';
 import { pluginsCommand } from './commands/plugins.js';
@@ -27,6 +28,7 @@ export function buildProgram(io: CliIo): Command {
   usersCommand(program, io);
   pluginsCommand(program, io);
   configCommand(program, io);
+  catalogCommands(program, io);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

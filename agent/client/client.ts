@@ -1,9 +1,19 @@
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { rootCertificates } from 'node:tls';
 import type { AxiosInstance, AxiosResponse } from 'axios';
-import { CONTENT_HASH_HEADER, signRequest, UNSIGNED_PAYLOAD, type SignableRequest } from '../../core/auth/signing.js';
+import {
+  CONTENT_HASH_HEADER,
+  DECODED_LENGTH_HEADER,
+  signRequest,
+  STREAMING_PAYLOAD,
+  TRAILER_SIGNATURE_HEADER,
+  trailerSignature,
+  type SignableRequest,
+} from '../../core/auth/signing.js';
 import { isVisorError, VisorError, type ErrorKind } from '../../core/errors.js';
 import { decodeHeaderValue, encodeHeaderValue, META_PREFIX } from '../api/headers.js';
 import { blockGet, NotPlainBody, type BlockSink, type ResponseHead } from './block-get.js';
@@ -29,6 +39,12 @@ export interface DownloadInfo {
 class Meter extends Transform {
   readonly hash = createHash('sha256');
   bytes = 0;
+  #hex: string | undefined;
+  /** The sha256 of everything that went by (once the stream has ended). */
+  digest(): string {
+    this.#hex ??= this.hash.digest('hex');
+    return this.#hex;
+  }
   constructor(private readonly onProgress?: (bytes: number) => void) {
     super();
   }
@@ -40,18 +56,31 @@ class Meter extends Transform {
   }
 }
 
+const kindsByStatus: Readonly<Record<number, ErrorKind>> = {
+  401: 'auth',
+  403: 'forbidden',
+  404: 'notFound',
+  409: 'conflict',
+  413: 'tooLarge',
+  422: 'unsafe',
+};
 const kindByStatus = (status: number): ErrorKind =>
-  status === 401 ? 'auth' : status === 403 ? 'forbidden' : status === 404 ? 'notFound' : status === 409 ? 'conflict' : status === 422 ? 'unsafe' : status >= 500 ? 'unavailable' : 'invalidInput';
+  kindsByStatus[status] ?? (status >= 500 ? 'unavailable' : 'invalidInput');
 
 /** The visor API client: signs every request with the user's keys (VISOR-HMAC-SHA256). */
 export class VisorClient {
   readonly #settings: ClientSettings;
   readonly #timeoutMs: number;
+  readonly #agents: { http: http.Agent; https: https.Agent };
   #http: Promise<AxiosInstance> | undefined;
 
   constructor(settings: ClientSettings, options: { timeoutMs?: number } = {}) {
     this.#settings = settings;
     this.#timeoutMs = options.timeoutMs ?? 0;
+    this.#agents = {
+      http: new http.Agent({ keepAlive: true }),
+      https: new https.Agent({ keepAlive: true, ...trustedCas(settings) }),
+    };
   }
 
   /** axios, loaded on first use: a download (which does not use it) starts faster without it. */
@@ -70,8 +99,8 @@ export class VisorClient {
       proxy: false,
       decompress: false,
       validateStatus: () => true,
-      httpAgent: new http.Agent({ keepAlive: true }),
-      httpsAgent: new https.Agent({ keepAlive: true }),
+      httpAgent: this.#agents.http,
+      httpsAgent: this.#agents.https,
     });
   }
 
@@ -143,8 +172,10 @@ export class VisorClient {
     const url = this.#urlOf(`/images/${encodeURIComponent(id)}`);
     const headers = this.#signedHeaders('GET', url.pathname, []);
     const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
-      const request = (url.protocol === 'https:' ? https : http).get(url, { headers, agent: false }, resolve);
-      request.on('error', (error) => reject(this.#connectionError(error)));
+      const secure = url.protocol === 'https:';
+      const agent = secure ? this.#agents.https : this.#agents.http;
+      const request = (secure ? https : http).get(url, { headers, agent }, resolve);
+      request.on('error', (error) => reject(this.#transportError(error)));
     });
     const status = response.statusCode ?? 0;
     if (status < 200 || status >= 300) {
@@ -174,7 +205,7 @@ export class VisorClient {
         if (errorBody) throw this.#statusError(head.status, errorBody);
         return;
       } catch (error) {
-        if (!(error instanceof NotPlainBody)) throw isVisorError(error) ? error : this.#connectionError(error);
+        if (!(error instanceof NotPlainBody)) throw isVisorError(error) ? error : this.#transportError(error);
       }
     }
     const { stream, size, meta } = await this.download(id);
@@ -192,23 +223,95 @@ export class VisorClient {
     }
   }
 
+  /**
+   * Streams a file up, chunked, with its sha256 computed on the way and signed in the trailers
+   * (STREAMING-SHA256-TRAILER): the server refuses the image unless the bytes it stored are the
+   * ones this client signed, so nobody in between can swap them.
+   */
   async #upload(method: 'POST' | 'PUT', path: string, meta: WireMetadata, file: UploadSource): Promise<{ image: WireImage }> {
-    const headers: Record<string, string> = { 'content-type': 'application/octet-stream', 'content-length': String(file.size), [CONTENT_HASH_HEADER]: UNSIGNED_PAYLOAD };
+    const headers: Record<string, string> = {
+      accept: 'application/json',
+      'content-type': 'application/octet-stream',
+      'transfer-encoding': 'chunked',
+      trailer: `${CONTENT_HASH_HEADER}, ${TRAILER_SIGNATURE_HEADER}`,
+      [CONTENT_HASH_HEADER]: STREAMING_PAYLOAD,
+      [DECODED_LENGTH_HEADER]: String(file.size),
+    };
     for (const [key, value] of Object.entries(meta)) {
       if (value === null) continue;
       headers[`${META_PREFIX}${key.toLowerCase()}`] = encodeHeaderValue(Array.isArray(value) ? value.join(',') : String(value));
     }
+    const { accessKey, secretKey } = this.#settings;
+    const signable = { method, path: new URL(path, 'http://x').pathname, query: [], headers };
+    const signed = accessKey && secretKey ? signRequest(accessKey, secretKey, signable) : headers;
+    const requestSignature = /Signature=([0-9a-f]{64})$/.exec(signed['authorization'] ?? '')?.[1];
     const meter = new Meter(file.onProgress);
-    const response = await this.#send(method, path, { headers, body: file.stream.pipe(meter) });
+    const trailers = (sha256: string): Record<string, string> => ({
+      [CONTENT_HASH_HEADER]: sha256,
+      ...(secretKey && requestSignature
+        ? { [TRAILER_SIGNATURE_HEADER]: trailerSignature(secretKey, requestSignature, sha256) }
+        : {}),
+    });
+    file.stream.once('error', (error) => meter.destroy(error));
+    const response = await this.#stream(method, path, signed, file.stream.pipe(meter), () => trailers(meter.digest()));
     await this.#check(response);
     const image = (response.data as { image: WireImage }).image;
-    // The body was not signed (it is streamed): check end to end that the server got our bytes.
-    const sent = meter.hash.digest('hex');
+    // The server checked our signed digest; this checks its answer too (it is what the catalog says).
+    const sent = meter.digest();
     const stored = (image['checksums'] as Record<string, string> | undefined)?.['sha256'];
     if (stored !== sent) {
       throw new VisorError('integrity', `the server stored different bytes than were sent (sha256 ${stored ?? 'none'} != ${sent}); image ${String(image['_id'])} should be re-uploaded`);
     }
     return { image };
+  }
+
+  /** One request with a streamed body and trailers (what axios cannot send); the JSON answer parsed. */
+  #stream(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body: Readable,
+    trailers: () => Record<string, string>,
+  ): Promise<AxiosResponse> {
+    const url = new URL(path, `${this.#settings.url}/`);
+    const transport = url.protocol === 'https:' ? https : http;
+    return new Promise((resolve, reject) => {
+      let answered = false;
+      const agent = url.protocol === 'https:' ? this.#agents.https : this.#agents.http;
+      const request = transport.request(url, { method, headers, agent }, (res) => {
+        answered = true;
+        // An early answer (a refusal) ends the upload: the rest of the file is of no use.
+        body.unpipe(request);
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('error', reject);
+        res.on('end', () => {
+          if (!request.writableEnded) request.destroy();
+          const text = Buffer.concat(chunks).toString('utf8');
+          let data: unknown = text;
+          try {
+            data = JSON.parse(text) as unknown;
+          } catch {
+            // not JSON: #check shows the status
+          }
+          const status = res.statusCode ?? 0;
+          const statusText = res.statusMessage ?? '';
+          resolve({ status, statusText, headers: res.headers, data, config: {} } as AxiosResponse);
+        });
+      });
+      request.on('error', (error) => {
+        if (answered) return;
+        body.destroy();
+        reject(this.#transportError(error));
+      });
+      body.on('error', (error) => request.destroy(error));
+      body.pipe(request, { end: false });
+      body.on('end', () => {
+        if (answered) return;
+        request.addTrailers(trailers());
+        request.end();
+      });
+    });
   }
 
   async #json(method: string, path: string, options: { query?: Record<string, string>; json?: unknown }): Promise<AxiosResponse> {
@@ -241,7 +344,7 @@ export class VisorClient {
         transitional: { forcedJSONParsing: true, silentJSONParsing: true, clarifyTimeoutError: true },
       });
     } catch (error) {
-      throw this.#connectionError(error);
+      throw this.#transportError(error);
     }
   }
 
@@ -260,18 +363,24 @@ export class VisorClient {
     return { ...request.headers } as Record<string, string>;
   }
 
-  #connectionError(error: unknown): VisorError {
+  #transportError(error: unknown): VisorError {
+    if (error instanceof VisorError) return error;
     const code = (error as { code?: string }).code;
-    const url = this.#settings.url;
     if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH') {
-      const why = `cannot reach visor at ${url} (${code}); is \`visor serve\` running there?`;
-      return new VisorError('unavailable', why, { cause: error });
+      const hint = 'is `visor serve` running there?';
+      const message = `cannot reach visor at ${this.#settings.url} (${code}); ${hint}`;
+      return new VisorError('unavailable', message, { cause: error });
     }
     if (code === 'ETIMEDOUT' || code === 'ECONNABORTED') {
-      return new VisorError('timeout', `visor at ${url} did not answer in time`, { cause: error });
+      return new VisorError('timeout', `visor at ${this.#settings.url} did not answer in time`, { cause: error });
     }
-    const why = `talking to visor at ${url} failed: ${(error as Error).message}`;
-    return new VisorError('unavailable', why, { cause: error });
+    if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code ?? '')) {
+      const why = `presented a certificate this client does not trust (${code}); ` +
+        'give the CA with VISOR_CA_FILE or ca_file';
+      return new VisorError('unavailable', `visor at ${this.#settings.url} ${why}`, { cause: error });
+    }
+    const message = `talking to visor at ${this.#settings.url} failed: ${(error as Error).message}`;
+    return new VisorError('unavailable', message, { cause: error });
   }
 
   /** The error an answer with this status and (JSON) body stands for. */
@@ -313,4 +422,15 @@ function imageMeta(headers: Readonly<Record<string, string | string[] | undefine
     }
   }
   return meta;
+}
+
+/** The system's CAs plus the one configured for a visor server with its own CA. */
+function trustedCas(settings: ClientSettings): { ca?: string[] } {
+  if (!settings.caFile) return {};
+  try {
+    return { ca: [...rootCertificates, readFileSync(settings.caFile, 'utf8')] };
+  } catch (error) {
+    const why = (error as Error).message;
+    throw new VisorError('config', `cannot read the CA file ${settings.caFile}: ${why}`, { cause: error });
+  }
 }

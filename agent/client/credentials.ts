@@ -7,6 +7,8 @@ export interface ClientSettings {
   url: string;
   accessKey?: string;
   secretKey?: string;
+  /** PEM file of the CA(s) that signed an https server's certificate, beside the system's. */
+  caFile?: string;
   /** Where the settings came from, for error messages. */
   source: string;
 }
@@ -14,9 +16,9 @@ export interface ClientSettings {
 export const DEFAULT_URL = 'http://127.0.0.1:4568';
 
 /**
- * Client settings: the environment (VISOR_URL, VISOR_ACCESS_KEY, VISOR_SECRET_KEY) wins over
- * a profile in the credentials file (~/.config/visor/credentials, INI: [profile] url=,
- * access_key=, secret_key=), which wins over the default URL.
+ * Client settings: the environment (VISOR_URL, VISOR_ACCESS_KEY, VISOR_SECRET_KEY,
+ * VISOR_CA_FILE) wins over a profile in the credentials file (~/.config/visor/credentials, INI:
+ * [profile] url=, access_key=, secret_key=, ca_file=), which wins over the default URL.
  */
 export function loadClientSettings(env: Readonly<Record<string, string | undefined>>, options: { profile?: string | undefined; url?: string | undefined } = {}): ClientSettings {
   const file = env['VISOR_CREDENTIALS_FILE'] ?? join(env['XDG_CONFIG_HOME'] ?? join(env['HOME'] ?? homedir(), '.config'), 'visor', 'credentials');
@@ -25,10 +27,12 @@ export function loadClientSettings(env: Readonly<Record<string, string | undefin
   const pick = (envName: string, key: string) => nonEmpty(env[envName]) ?? profile?.[key];
   const accessKey = pick('VISOR_ACCESS_KEY', 'access_key');
   const secretKey = pick('VISOR_SECRET_KEY', 'secret_key');
+  const caFile = pick('VISOR_CA_FILE', 'ca_file');
   return {
     url: (options.url ?? pick('VISOR_URL', 'url') ?? DEFAULT_URL).replace(/\/+$/, ''),
     ...(accessKey ? { accessKey } : {}),
     ...(secretKey ? { secretKey } : {}),
+    ...(caFile ? { caFile } : {}),
     source: profile ? `profile "${profileName}" in ${file}` : 'the environment',
   };
 }

@@ -2,10 +2,23 @@ import type { Readable } from 'node:stream';
 import type { Catalog, ImageQuery, Page } from '../../core/catalog/port.js';
 import { isVisorError, VisorError } from '../../core/errors.js';
 import { newImage, systemClock, type Clock } from '../../core/image/image.js';
-import type { Checksums, Image, ImageChanges, ImageDraft } from '../../core/image/model.js';
+import { inspectImage, type InspectionReport } from '../../core/formats/index.js';
+import { containerFormats, diskFormats } from '../../core/image/model.js';
+import type {
+  Checksums,
+  ContainerFormat,
+  DiskFormat,
+  Image,
+  ImageChanges,
+  ImageDraft,
+} from '../../core/image/model.js';
 import type { Logger } from '../../core/logging/logger.js';
-import type { ByteRange, GetResult, Store } from '../../core/store/port.js';
-import { canModify, canSee, type Caller } from './access.js';
+import { putInspected } from '../../core/store/inspected-put.js';
+import type { ByteRange, GetResult, PutResult, Store } from '../../core/store/port.js';
+import { storeReader } from '../../core/store/store-reader.js';
+import { callerId, canModify, canSee, type Caller } from './access.js';
+import { UploadLimits, type UploadLimitsOptions } from './upload-limits.js';
+import { UserDirectory } from './user-directory.js';
 
 export interface ImageServiceOptions {
   catalog: Catalog;
@@ -17,6 +30,8 @@ export interface ImageServiceOptions {
   heartbeatMs?: number;
   /** An upload silent for this long is considered dead (its server crashed) and recovered. */
   staleUploadMs?: number;
+  /** The size cap and storage quotas of uploads (none when absent). */
+  limits?: UploadLimitsOptions;
 }
 
 export interface UploadOptions {
@@ -25,6 +40,62 @@ export interface UploadOptions {
   /** Checksums the client declared; a mismatch fails the upload and keeps nothing. */
   expected?: Checksums;
   signal?: AbortSignal;
+  /**
+   * Format changes that come with the new file (a PUT of metadata and bytes): the bytes are
+   * inspected against them, and they apply only if the bytes are accepted (`null` clears: the
+   * format is then detected).
+   */
+  formats?: { diskFormat?: DiskFormat | null; containerFormat?: ContainerFormat | null };
+  /**
+   * Checks the stored bytes before the image becomes available (a streamed upload's signed
+   * digest arrives after its body); throwing fails the upload and keeps nothing.
+   */
+  verify?: (stored: PutResult) => void | Promise<void>;
+}
+
+/** Error kinds of an inspection's refusal. */
+const inspectionKinds: ReadonlySet<string> = new Set(['unsafe', 'invalidInput', 'unsupported']);
+
+/** What an image claims its content is, as the inspector takes it. */
+function declaredFormats(image: Pick<Image, 'diskFormat' | 'containerFormat'>): {
+  declared?: DiskFormat;
+  container?: ContainerFormat;
+} {
+  return {
+    ...(image.diskFormat ? { declared: image.diskFormat } : {}),
+    ...(image.containerFormat ? { container: image.containerFormat } : {}),
+  };
+}
+
+/** An image's formats after `changes` (checked: they come from a client); null clears one. */
+function withFormats(image: Image, changes: UploadOptions['formats']): Pick<Image, 'diskFormat' | 'containerFormat'> {
+  const out: Pick<Image, 'diskFormat' | 'containerFormat'> = {
+    ...(image.diskFormat ? { diskFormat: image.diskFormat } : {}),
+    ...(image.containerFormat ? { containerFormat: image.containerFormat } : {}),
+  };
+  for (const [key, allowed] of [['diskFormat', diskFormats], ['containerFormat', containerFormats]] as const) {
+    const value = changes?.[key];
+    if (value === undefined) continue;
+    if (value === null) delete out[key];
+    else if ((allowed as readonly string[]).includes(value)) (out as Record<string, string>)[key] = value;
+    else {
+      const got = String(value).slice(0, 40);
+      throw new VisorError('invalidInput', `${key} must be one of ${allowed.join(', ')}, got "${got}"`);
+    }
+  }
+  return out;
+}
+
+/** The formats an inspection found, for the fields the image left unset; and its virtual size. */
+function contentFormats(
+  image: Pick<Image, 'diskFormat' | 'containerFormat'>,
+  inspection: InspectionReport,
+): Partial<Pick<Image, 'diskFormat' | 'containerFormat' | 'virtualSize'>> {
+  return {
+    ...(image.diskFormat ? {} : { diskFormat: inspection.format }),
+    ...(image.containerFormat ? {} : { containerFormat: inspection.containerFormat }),
+    ...(inspection.virtualSize !== undefined ? { virtualSize: inspection.virtualSize } : {}),
+  };
 }
 
 /** Fields a client may set; the rest are the service's (status, size, checksums, location, ...). */
@@ -36,11 +107,15 @@ const clientFields = ['name', 'architecture', 'diskFormat', 'containerFormat', '
  * is a thin layer over it.
  */
 export class ImageService {
-  readonly #o: Required<Omit<ImageServiceOptions, 'clock'>> & { clock: Clock };
+  readonly #o: Required<Omit<ImageServiceOptions, 'clock' | 'limits'>> & { clock: Clock };
+  readonly #limits: UploadLimits;
+  readonly #users: UserDirectory;
 
   constructor(options: ImageServiceOptions) {
     this.#o = { heartbeatMs: 60_000, staleUploadMs: 10 * 60_000, clock: systemClock, ...options };
+    this.#users = new UserDirectory(options.catalog.users);
     if (!options.stores.has(options.defaultStore)) throw new VisorError('config', `default store "${options.defaultStore}" is not configured`);
+    this.#limits = new UploadLimits(options.limits ?? {}, options.catalog, options.stores);
   }
 
   get catalog(): Catalog {
@@ -48,7 +123,13 @@ export class ImageService {
   }
 
   async list(caller: Caller, query: ImageQuery): Promise<Page<Image>> {
-    return this.#o.catalog.images.list(caller.admin ? query : { ...query, visibleTo: caller.name });
+    const resolved = await this.#userFilters(query);
+    return this.#o.catalog.images.list(caller.admin ? resolved : { ...resolved, visibleTo: callerId(caller) });
+  }
+
+  /** Names for the owner and member ids of these images, to show people names rather than ids. */
+  async userNames(images: readonly Image[]): Promise<Map<string, string>> {
+    return this.#users.names(images);
   }
 
   /** An image the caller may see; one they may not see does not exist for them. */
@@ -60,22 +141,37 @@ export class ImageService {
 
   /** Registers metadata only (status locked). */
   async register(caller: Caller, draft: Record<string, unknown>): Promise<Image> {
-    const image = newImage(this.#draft(caller, draft), this.#o.clock);
+    const image = newImage(await this.#draft(caller, draft), this.#o.clock);
     return this.#o.catalog.images.create(image);
   }
 
-  /** Registers an image whose bits stay at an HTTP(S) location (VISOR's http store). */
+  /**
+   * Registers an image whose bits stay at an HTTP(S) location (VISOR's http store). The content
+   * is inspected first, by ranged reads of its headers: an unsafe image is never registered.
+   */
   async reference(caller: Caller, draft: Record<string, unknown>, uri: string): Promise<Image> {
     const [name, store] = this.#storeForUri(uri);
+    const fields = await this.#draft(caller, draft);
     const info = await store.head(uri);
-    const image = newImage(this.#draft(caller, draft), this.#o.clock);
-    return this.#o.catalog.images.create({ ...image, status: 'available', location: { store: name, uri }, size: info.size, checksums: info.checksums, uploadedAt: image.createdAt });
+    const image = newImage(fields, this.#o.clock);
+    const reader = storeReader(store, uri, info.size);
+    const inspection = await this.#refusing(image, () => inspectImage(reader, declaredFormats(image)));
+    return this.#o.catalog.images.create({
+      ...image,
+      ...contentFormats(image, inspection),
+      status: 'available',
+      location: { store: name, uri },
+      size: info.size,
+      checksums: info.checksums,
+      uploadedAt: image.createdAt,
+    });
   }
 
   async update(caller: Caller, id: string, changes: Record<string, unknown>, expectedRevision?: number): Promise<Image> {
     const image = await this.#modifiable(caller, id);
-    const allowed = this.#changes(caller, changes);
-    return this.#o.catalog.images.update(id, expectedRevision ?? image.revision, allowed);
+    const allowed = await this.#changes(caller, changes);
+    const checked = await this.#checkedFormats(image, allowed);
+    return this.#o.catalog.images.update(id, expectedRevision ?? image.revision, checked);
   }
 
   /**
@@ -88,6 +184,12 @@ export class ImageService {
     if (before.status === 'uploading' && !this.#isStale(before)) {
       throw new VisorError('conflict', `image ${id} is being uploaded already`, { details: { id } });
     }
+    const declared = withFormats(before, options.formats);
+    // Over the size cap or the owner's quota: refused before a byte is read or anything changes.
+    const owner = before.owner ?? callerId(caller);
+    const names = before.owner === undefined ? undefined : await this.#users.names([before]);
+    const ownerName = names ? (names.get(owner) ?? owner) : caller.name;
+    const admission = await this.#limits.admit({ id: owner, name: ownerName }, id, options.size);
     await this.#o.catalog.images.update(id, before.revision, { status: 'uploading' });
     // Keeps updatedAt fresh so that other servers do not mistake a long upload for a dead one.
     const heartbeat = setInterval(() => void this.#settle(id, {}).catch(() => undefined), this.#o.heartbeatMs);
@@ -95,14 +197,30 @@ export class ImageService {
     const store = this.#o.stores.get(this.#o.defaultStore)!;
     let put;
     try {
-      put = await store.put(id, body, options);
+      // Inspected as it streams in; the record stays `uploading` (not downloadable) until the
+      // verdict, and a refused image leaves no bytes behind.
+      const { formats: _, verify: __, ...transfer } = options;
+      const inspected = { ...transfer, ...declaredFormats(declared), through: [admission.limit] };
+      put = await this.#refusing(before, () => putInspected(store, id, body, inspected));
     } catch (error) {
       clearInterval(heartbeat);
+      admission.done();
       await this.#settle(id, before.status === 'available' ? { status: 'available' } : { status: 'error' });
       throw error;
     }
     clearInterval(heartbeat);
+    try {
+      await options.verify?.(put);
+    } catch (error) {
+      admission.done();
+      await store.delete(put.uri).catch(() => undefined);
+      await this.#settle(id, before.status === 'available' ? { status: 'available' } : { status: 'error' });
+      throw error;
+    }
     const changes: ImageChanges = {
+      ...(declared.diskFormat ? { diskFormat: declared.diskFormat } : {}),
+      ...(declared.containerFormat ? { containerFormat: declared.containerFormat } : {}),
+      ...contentFormats(declared, put.inspection),
       status: 'available',
       location: { store: this.#o.defaultStore, uri: put.uri },
       size: put.size,
@@ -116,6 +234,8 @@ export class ImageService {
       // The record went away (deleted meanwhile): the bytes must not outlive it.
       await store.delete(put.uri).catch(() => undefined);
       throw error;
+    } finally {
+      admission.done();
     }
     if (before.location && before.location.uri !== put.uri) await this.#deleteBits(before);
     return done;
@@ -160,6 +280,37 @@ export class ImageService {
     return recovered;
   }
 
+  /** Runs an inspection; a refusal is logged (once, as the refusal it is) and thrown as it is. */
+  async #refusing<T>(image: Image, inspect: () => Promise<T>): Promise<T> {
+    try {
+      return await inspect();
+    } catch (error) {
+      if (isVisorError(error) && inspectionKinds.has(error.kind)) {
+        const { id, owner } = image;
+        this.#o.logger.warn('image refused', { id, owner, kind: error.kind, reason: error.message });
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * A format change of an image that has content must describe that content: checked by
+   * inspecting the stored bytes with the new declaration (a format cleared is detected anew).
+   */
+  async #checkedFormats(image: Image, changes: ImageChanges): Promise<ImageChanges> {
+    if (changes.diskFormat === undefined && changes.containerFormat === undefined) return changes;
+    if (image.status === 'uploading') {
+      throw new VisorError('conflict', `image ${image.id} is being uploaded; change its format when that is done`);
+    }
+    if (!image.location || image.size === undefined) return changes;
+    const next = { ...image, ...changes } as Image;
+    for (const key of ['diskFormat', 'containerFormat'] as const) if (changes[key] === null) delete next[key];
+    const store = this.#storeOf(image);
+    const reader = storeReader(store, image.location.uri, image.size);
+    const inspection = await this.#refusing(image, () => inspectImage(reader, declaredFormats(next)));
+    return { ...changes, ...contentFormats(next, inspection) };
+  }
+
   #isStale(image: Image): boolean {
     return this.#o.clock.now().getTime() - Date.parse(image.updatedAt) > this.#o.staleUploadMs;
   }
@@ -180,12 +331,8 @@ export class ImageService {
     if (!image.location) return;
     const store = this.#o.stores.get(image.location.store);
     if (!store?.capabilities.writable) return;
-    try {
-      await store.delete(image.location.uri);
-    } catch (error) {
-      this.#o.logger.error('could not delete image bits', { id: image.id, store: image.location.store, error });
-      throw error;
-    }
+    // A failure is the caller's to report (the API logs it once, with the request).
+    await store.delete(image.location.uri);
   }
 
   async #modifiable(caller: Caller, id: string): Promise<Image> {
@@ -194,21 +341,40 @@ export class ImageService {
     return image;
   }
 
-  #draft(caller: Caller, fields: Record<string, unknown>): ImageDraft {
-    const draft = { ...this.#changes(caller, fields) } as Record<string, unknown>;
+  async #draft(caller: Caller, fields: Record<string, unknown>): Promise<ImageDraft> {
+    const draft = { ...(await this.#changes(caller, fields)) } as Record<string, unknown>;
     for (const [key, value] of Object.entries(draft)) if (value === null) delete draft[key];
-    if (!caller.admin || draft['owner'] === undefined) draft['owner'] = caller.name;
+    // A draft without `access` becomes a private image (newImage).
+    if (!caller.admin || draft['owner'] === undefined) draft['owner'] = callerId(caller);
     return draft as unknown as ImageDraft;
   }
 
-  /** Keeps client-settable fields; anything else is refused, naming the field. */
-  #changes(caller: Caller, fields: Record<string, unknown>): ImageChanges {
+  /** Keeps client-settable fields; anything else is refused, naming the field. Owner and members become user ids. */
+  async #changes(caller: Caller, fields: Record<string, unknown>): Promise<ImageChanges> {
     const refused = Object.keys(fields).filter((k) => !(clientFields as readonly string[]).includes(k));
     if (refused.length > 0) {
       throw new VisorError('invalidInput', `${refused.join(', ')} ${refused.length === 1 ? 'is' : 'are'} set by visor, not by clients`, { details: { fields: refused } });
     }
     if ('owner' in fields && !caller.admin) throw new VisorError('forbidden', 'only an admin may set the owner of an image');
-    return fields as ImageChanges;
+    const changes = { ...fields };
+    if (typeof fields['owner'] === 'string') changes['owner'] = await this.#users.require(fields['owner'], 'owner');
+    if (Array.isArray(fields['members'])) {
+      changes['members'] = await Promise.all(fields['members'].map((m: unknown) => this.#users.require(m, 'members')));
+    }
+    return changes as ImageChanges;
+  }
+
+  /** `owner=` and `member=` filters name users; the catalog keeps their ids. */
+  async #userFilters(query: ImageQuery): Promise<ImageQuery> {
+    const filters = query.filters;
+    if (!filters || (filters['owner'] === undefined && filters['members'] === undefined)) return query;
+    const resolved = { ...filters };
+    for (const key of ['owner', 'members'] as const) {
+      const value = filters[key];
+      // An owner that is no user (the agent's id on imported images) is matched as it is.
+      if (typeof value === 'string') resolved[key] = (await this.#users.idOf(value)) ?? value;
+    }
+    return { ...query, filters: resolved };
   }
 
   #storeOf(image: Image): Store {

@@ -1,4 +1,4 @@
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes, randomInt, randomUUID } from 'node:crypto';
 import type { User, UserRepository } from '../../core/catalog/port.js';
 import { validateUser } from '../../core/catalog/users.js';
 import type { SecretBox } from '../../core/auth/secret-box.js';
@@ -18,6 +18,7 @@ export function newSecretKey(): string {
 }
 
 export interface NewCredentials {
+  id: string;
   name: string;
   accessKey: string;
   secretKey: string;
@@ -27,7 +28,14 @@ export interface NewCredentials {
 /** Creates a user; the secret is shown once, here, and stored only sealed. */
 export async function addUser(users: UserRepository, box: SecretBox, name: string, admin: boolean, clock: Clock = systemClock): Promise<NewCredentials> {
   const secretKey = newSecretKey();
-  const user: User = validateUser({ name, accessKey: newAccessKey(), sealedSecret: box.seal(secretKey), admin, createdAt: clock.now().toISOString() });
+  const user: User = validateUser({
+    id: randomUUID(),
+    name,
+    accessKey: newAccessKey(),
+    sealedSecret: box.seal(secretKey),
+    admin,
+    createdAt: clock.now().toISOString(),
+  });
   await users.create(user);
-  return { name, accessKey: user.accessKey, secretKey, admin };
+  return { id: user.id, name, accessKey: user.accessKey, secretKey, admin };
 }

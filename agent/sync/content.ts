@@ -2,16 +2,16 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buffer } from 'node:stream/consumers';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import type { Catalog } from '../../core/catalog/port.js';
 import { VisorError } from '../../core/errors.js';
-import { convertImage, inspectImage, openFileReader, type ImageReader, type InspectionReport } from '../../core/formats/index.js';
+import { convertImage, inspectImage, openFileReader, type InspectionReport } from '../../core/formats/index.js';
 import type { ContentSource, DriverCapabilities } from '../../core/iaas/port.js';
 import type { Checksums, DiskFormat, Image } from '../../core/image/model.js';
 import type { Store } from '../../core/store/port.js';
+import { storeReader } from '../../core/store/store-reader.js';
 import { verifyDigest } from '../../core/transfer/digest.js';
 import type { DesiredImage } from './desired.js';
 
@@ -41,18 +41,6 @@ export interface PreparedContent {
   inspection: InspectionReport;
   /** The catalog image's content sha256 (the marker), known even for references that came without it. */
   sha256: string;
-}
-
-/** Random access to an object through ranged reads: inspection reads headers, never the whole image. */
-export function storeReader(store: Store, uri: string, size: number): ImageReader {
-  return {
-    size,
-    read: async (offset, length) => {
-      if (offset >= size || length <= 0) return Buffer.alloc(0);
-      const result = await store.get(uri, { range: { start: offset, end: Math.min(size - 1, offset + length - 1) } });
-      return buffer(result.stream);
-    },
-  };
 }
 
 /** A local path for a file-store URI (fast inspection, and qemu-img input without a copy). */

@@ -1,11 +1,14 @@
 import type { ActionRecord, Catalog } from '../../core/catalog/port.js';
 import type { SyncPolicy } from '../../core/config/sync-policy.js';
 import { isVisorError, toVisorError, VisorError } from '../../core/errors.js';
+import { checkClaim, type Claim } from '../../core/iaas/markers.js';
 import type { CloudImage, ContentSource, IaasDriver, Markers, RetireMode } from '../../core/iaas/port.js';
 import { newImage } from '../../core/image/image.js';
 import type { Image, ImageDraft } from '../../core/image/model.js';
 import { isValidPropertyValue, propertyKeyPattern, reservedPropertyKeys } from '../../core/image/schema.js';
+import { errorReason } from '../../core/logging/error-summary.js';
 import type { Logger } from '../../core/logging/logger.js';
+import { putInspected } from '../../core/store/inspected-put.js';
 import type { Store } from '../../core/store/port.js';
 import { verifyDigest } from '../../core/transfer/digest.js';
 import { prepareContent } from './content.js';
@@ -83,7 +86,8 @@ async function runAction(action: Action, ctx: ExecutorContext): Promise<ActionRe
         attempts: ctx.policy.retries.attempts,
         backoffMs: ctx.policy.retries.backoff,
         ...(ctx.signal ? { signal: ctx.signal } : {}),
-        onRetry: (attempt, error, delay) => log.warn('retrying after a retryable failure', { attempt, delayMs: delay, error }),
+        onRetry: (attempt, error, delay) =>
+          log.warn('retrying after a retryable failure', { attempt, delayMs: delay, error: errorReason(error) }),
       },
     );
     records = value.map((r, i) => (i === 0 ? { ...r, attempts, ms: Date.now() - started } : r));
@@ -102,6 +106,7 @@ function describe(action: Action): Pick<ActionRecord, 'action' | 'imageId' | 'na
   if ('nativeId' in action) out.nativeId = action.nativeId;
   if (action.kind === 'retire' || action.kind === 'cleanup') out.detail = action.reason;
   if (action.kind === 'update') out.detail = action.changes.join('; ');
+  if (action.kind === 'adopt') out.detail = action.reason;
   return out;
 }
 
@@ -125,7 +130,13 @@ async function perform(action: Action, ctx: ExecutorContext & { signal: AbortSig
             attempts: ctx.policy.retries.attempts,
             backoffMs: ctx.policy.retries.backoff,
             signal: ctx.signal,
-            onRetry: (n, error, delay) => ctx.logger.warn('retrying after a retryable failure', { attempt: n, delayMs: delay, error, native: old.nativeId }),
+            onRetry: (n, error, delay) =>
+              ctx.logger.warn('retrying after a retryable failure', {
+                attempt: n,
+                delayMs: delay,
+                error: errorReason(error),
+                native: old.nativeId,
+              }),
           });
           records.push({ ...describe(old), result: 'retired', detail: `${old.reason} (${old.mode})`, attempts });
         } catch (error) {
@@ -138,9 +149,17 @@ async function perform(action: Action, ctx: ExecutorContext & { signal: AbortSig
     case 'update':
     case 'adopt': {
       const image = await currentImage(action.imageId, ctx);
-      const markers: Markers = { agent: ctx.agentId, imageId: image.id, sha256: image.checksums.sha256!, revision: image.revision };
-      const updated = await ctx.driver.updateMetadata(action.nativeId, { ...action.desired.image, ...(action.desired.diskFormat ? { diskFormat: action.desired.diskFormat } : {}) }, markers, { signal: ctx.signal });
-      if (updated.markers?.agent !== ctx.agentId || updated.markers.imageId !== image.id) {
+      const current = await claimed(action.nativeId, action.claim, action.kind === 'adopt' ? 'adopt' : 'update', ctx);
+      // An adopted copy keeps the content marker of what it holds: only an unmarked image is adopted for equal bits.
+      const sha256 = action.claim.owner === 'none' ? image.checksums.sha256! : current.markers!.sha256;
+      const { agentId: agent, target } = ctx;
+      const markers: Markers = { agent, target, imageId: image.id, sha256, revision: image.revision };
+      const format = action.desired.diskFormat;
+      const desired = { ...action.desired.image, ...(format ? { diskFormat: format } : {}) };
+      const options = { signal: ctx.signal, claim: action.claim };
+      const updated = await ctx.driver.updateMetadata(action.nativeId, desired, markers, options);
+      const kept = updated.markers;
+      if (kept?.agent !== ctx.agentId || kept.target !== ctx.target || kept.imageId !== image.id) {
         throw new VisorError('invalidResponse', `the cloud did not keep visor's markers on ${action.nativeId}`);
       }
       return [{ ...base, result: action.kind === 'adopt' ? 'adopted' : 'updated' }];
@@ -149,7 +168,7 @@ async function perform(action: Action, ctx: ExecutorContext & { signal: AbortSig
       await retire(action, ctx);
       return [{ ...base, result: 'retired', detail: `${action.reason} (${action.startsGrace ? `${action.mode}, grace period started` : action.mode})` }];
     case 'cleanup': {
-      await removeCopy(action.nativeId, ctx);
+      await removeCopy(action.nativeId, action.claim, ctx);
       return [{ ...base, result: 'cleaned' }];
     }
     case 'import': {
@@ -190,7 +209,13 @@ async function createCopy(desired: DesiredImage, ctx: ExecutorContext & { signal
   if (ctx.driver.capabilities.requiresUrl && !prepared.source.url) {
     throw new VisorError('config', `cloud ${ctx.target} fetches images by URL: set agent.publicUrl to an address the cloud can reach`);
   }
-  const markers: Markers = { agent: ctx.agentId, imageId: image.id, sha256: prepared.sha256, revision: image.revision };
+  const markers: Markers = {
+    agent: ctx.agentId,
+    target: ctx.target,
+    imageId: image.id,
+    sha256: prepared.sha256,
+    revision: image.revision,
+  };
   const translated: Image = { ...desired.image, diskFormat: prepared.source.diskFormat, containerFormat: prepared.source.containerFormat, size: prepared.source.size };
   try {
     const cloud = await ctx.driver.create({
@@ -201,7 +226,9 @@ async function createCopy(desired: DesiredImage, ctx: ExecutorContext & { signal
       signal: ctx.signal,
       onProgress: (bytes) => ctx.onEvent?.({ type: 'progress', action, bytes, total: prepared.source.size }),
     });
-    if (cloud.markers?.agent !== ctx.agentId || cloud.markers.imageId !== image.id || cloud.markers.sha256 !== prepared.sha256) {
+    const kept = cloud.markers;
+    const same = kept?.agent === ctx.agentId && kept.target === ctx.target && kept.imageId === image.id;
+    if (!same || kept.sha256 !== prepared.sha256) {
       // Unmarked, it would never be found again: take it back out rather than leave an orphan.
       await ctx.driver.retire(cloud.nativeId, 'delete').catch(() => undefined);
       throw new VisorError('invalidResponse', `the cloud did not keep visor's markers on the new image ${cloud.nativeId}`);
@@ -213,10 +240,23 @@ async function createCopy(desired: DesiredImage, ctx: ExecutorContext & { signal
   }
 }
 
+/**
+ * The last check before an image is changed: read it again and refuse (`conflict`, nothing
+ * done) unless its markers still fit the claim the planner gave the action. The driver checks
+ * once more just before it writes; this check holds for drivers of plugins that do not.
+ */
+async function claimed(nativeId: string, claim: Claim, doing: string, ctx: ExecutorContext & { signal?: AbortSignal }) {
+  const current = await ctx.driver.get(nativeId, ctx.signal ? { signal: ctx.signal } : {});
+  checkClaim(nativeId, current.markers, claim, doing);
+  return current;
+}
+
 async function retire(action: RetireAction, ctx: ExecutorContext & { signal?: AbortSignal }): Promise<void> {
   const key = retiredKey(ctx.target, action.nativeId);
   try {
-    await ctx.driver.retire(action.nativeId, action.mode, ctx.signal ? { signal: ctx.signal } : {});
+    await claimed(action.nativeId, action.claim, `${action.mode} (retire)`, ctx);
+    const options = { ...(ctx.signal ? { signal: ctx.signal } : {}), claim: action.claim };
+    await ctx.driver.retire(action.nativeId, action.mode, options);
   } catch (error) {
     // Already gone is what a delete wants.
     if (!(action.mode === 'delete' && isVisorError(error, 'notFound'))) throw error;
@@ -225,9 +265,10 @@ async function retire(action: RetireAction, ctx: ExecutorContext & { signal?: Ab
   else if (action.startsGrace && !(await ctx.catalog.state.get(key))) await ctx.catalog.state.set(key, (ctx.now?.() ?? new Date()).toISOString());
 }
 
-async function removeCopy(nativeId: string, ctx: ExecutorContext & { signal?: AbortSignal }): Promise<void> {
+async function removeCopy(nativeId: string, claim: Claim, ctx: ExecutorContext & { signal?: AbortSignal }) {
   try {
-    await ctx.driver.retire(nativeId, 'delete', ctx.signal ? { signal: ctx.signal } : {});
+    await claimed(nativeId, claim, 'clean up', ctx);
+    await ctx.driver.retire(nativeId, 'delete', { ...(ctx.signal ? { signal: ctx.signal } : {}), claim });
   } catch (error) {
     if (!isVisorError(error, 'notFound')) throw error;
   }
@@ -262,7 +303,14 @@ async function importImage(nativeId: string, mode: 'metadata' | 'full', ctx: Exe
   const store = ctx.stores.get(ctx.defaultStore)!;
   try {
     const { stream } = await ctx.driver.download(nativeId, { signal: ctx.signal });
-    const put = await store.put(image.id, stream, { signal: ctx.signal, ...(cloud.size !== undefined ? { size: cloud.size } : {}) });
+    // A cloud's image is inspected like any upload before it enters the catalog: an unsafe one
+    // (a backing file, a format lie) fails the import, and nothing of it is kept.
+    const put = await putInspected(store, image.id, stream, {
+      signal: ctx.signal,
+      ...(cloud.size !== undefined ? { size: cloud.size } : {}),
+      declared: cloud.diskFormat,
+      container: cloud.containerFormat,
+    });
     try {
       verifyDigest(put, { ...(cloud.size !== undefined ? { size: cloud.size } : {}), checksums: cloud.checksums });
     } catch (error) {
@@ -271,6 +319,9 @@ async function importImage(nativeId: string, mode: 'metadata' | 'full', ctx: Exe
     }
     image = await ctx.catalog.images.update(image.id, image.revision, { status: 'uploading' });
     image = await ctx.catalog.images.update(image.id, image.revision, {
+      ...(cloud.diskFormat ? {} : { diskFormat: put.inspection.format }),
+      ...(cloud.containerFormat ? {} : { containerFormat: put.inspection.containerFormat }),
+      ...(put.inspection.virtualSize !== undefined ? { virtualSize: put.inspection.virtualSize } : {}),
       status: 'available',
       location: { store: ctx.defaultStore, uri: put.uri },
       size: put.size,

@@ -26,8 +26,10 @@ const caps: DriverCapabilities = {
 const now = new Date('2026-06-01T00:00:00Z');
 const policy = (p: Record<string, unknown> = {}): SyncPolicy => syncPolicySchema.parse(p);
 
+/** A catalog image, public unless `extra` says otherwise: the default selector takes public images only. */
 function image(name: string, extra: Partial<ImageDraft> = {}, content = name): Image {
-  const draft = newImage({ name, architecture: 'x86_64', diskFormat: 'qcow2', ...extra } as ImageDraft);
+  const fields = { name, architecture: 'x86_64', diskFormat: 'qcow2', access: 'public', ...extra };
+  const draft = newImage(fields as ImageDraft);
   return { ...draft, status: 'available', location: { store: 'local', uri: `file:///x/${name}` }, size: 100, checksums: { md5: fakeSha(content).slice(0, 32), sha256: fakeSha(content), sha512: fakeSha(content).repeat(2) } };
 }
 
@@ -172,6 +174,108 @@ describe('planner', () => {
     expect(kinds(plan(input([machine, kernel], [])))).toEqual(['create:vmlinuz', 'create:machine']);
   });
 
+  describe('targets of one agent that share a cloud', () => {
+    const staging = (selector: Record<string, unknown> = {}) => ({ name: 'staging', policy: policy({ selector }) });
+
+    it('never touches, adopts or counts another target\'s copies, even with the same agent id', () => {
+      const a = image('ubuntu');
+      const b = image('debian');
+      const theirs = [cloudCopy(a, AGENT, {}, 'staging'), cloudCopy(b, AGENT, {}, 'staging')];
+      // Only a is selected here: b's copy is not "no longer selected", and a's is not ours to keep.
+      const p = policy({ selector: { names: ['ubuntu'] }, adopt: true, retire: { mode: 'delete' } });
+      const result = plan(input([a, b], theirs, p));
+      expect(kinds(result)).toEqual(['create:ubuntu']);
+    });
+
+    it('gives every action on an existing copy the claim it was planned under', () => {
+      const a = image('ubuntu');
+      const b = image('debian');
+      const renamed = { ...applyChanges(a, { name: 'ubuntu-lts' }), status: 'available' as const };
+      const copyA = cloudCopy(a, AGENT);
+      const copyB = cloudCopy(b, AGENT);
+      const failed = cloudCopy(a, AGENT, { state: 'error' });
+      const result = plan(input([renamed], [copyA, copyB, failed]));
+      const claim = (imageId: string) => ({ owner: 'target', agent: AGENT, target: 'prod', imageId });
+      expect(result.actions).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ kind: 'cleanup', nativeId: failed.nativeId, claim: claim(a.id) }),
+          expect.objectContaining({ kind: 'update', nativeId: copyA.nativeId, claim: claim(a.id) }),
+          expect.objectContaining({ kind: 'retire', nativeId: copyB.nativeId, claim: claim(b.id) }),
+        ]),
+      );
+      expect(result.actions).toHaveLength(3);
+    });
+
+    it('adopts a copy of the older marker scheme (no target) when it is the one target selecting it: no upload', () => {
+      const a = image('ubuntu');
+      const old = cloudCopy(a, AGENT, {}, null);
+      const result = plan(input([a], [old], policy(), { rivals: [staging({ tags: ['other'] })] }));
+      expect(result.actions).toEqual([
+        expect.objectContaining({
+          kind: 'adopt',
+          nativeId: old.nativeId,
+          claim: { owner: 'legacy', agent: AGENT, imageId: a.id },
+          reason: 'older markers without a target',
+        }),
+      ]);
+      expect(result.notes).toEqual([]);
+    });
+
+    it('replaces and retires claimed older-scheme copies under the legacy claim', () => {
+      const a = image('ubuntu');
+      const oldMarkers = { agent: AGENT, imageId: a.id, sha256: fakeSha('old'), revision: 1 };
+      const stale = cloudCopy(a, AGENT, { markers: oldMarkers }, null);
+      const result = plan(input([a], [stale], policy({ retire: { mode: 'delete' } })));
+      expect(result.actions).toEqual([
+        expect.objectContaining({
+          kind: 'replace',
+          retire: [
+            expect.objectContaining({
+              nativeId: stale.nativeId,
+              claim: { owner: 'legacy', agent: AGENT, imageId: a.id },
+            }),
+          ],
+        }),
+      ]);
+    });
+
+    it('leaves an older-scheme copy alone, and reports it, when several targets that see it select it', () => {
+      const a = image('ubuntu');
+      const old = cloudCopy(a, AGENT, {}, null);
+      const result = plan(input([a], [old], policy(), { rivals: [staging()] }));
+      // Nothing at all for that catalog image: neither the copy changed nor a second one uploaded.
+      expect(result.actions).toEqual([]);
+      const message = expect.stringMatching(/targets prod, staging all select it/);
+      expect(result.notes).toEqual([expect.objectContaining({ nativeId: old.nativeId, message })]);
+    });
+
+    it('leaves an older-scheme copy to the one rival that selects it, without a note', () => {
+      const a = image('ubuntu', { tags: ['gold'] });
+      const old = cloudCopy(a, AGENT, {}, null);
+      const rivals = [staging({ tags: ['gold'] })];
+      const result = plan(input([a], [old], policy({ selector: { tags: ['silver'] } }), { rivals }));
+      expect(result).toMatchObject({ actions: [], notes: [] });
+    });
+
+    it('reports, and never retires, an older-scheme copy that no target selects', () => {
+      const a = image('ubuntu');
+      const gone = image('removed');
+      const copies = [cloudCopy(a, AGENT, {}, null), cloudCopy(gone, AGENT, {}, null)];
+      const result = plan(input([a], copies, policy({ selector: { tags: ['silver'] }, retire: { mode: 'delete' } })));
+      expect(result.actions).toEqual([]);
+      expect(result.notes.map((n) => n.message)).toEqual([
+        expect.stringMatching(/no target that sees it selects its catalog image/),
+        expect.stringMatching(/gone from the catalog/),
+      ]);
+    });
+
+    it('does not take another agent\'s older-scheme copies for its own', () => {
+      const a = image('ubuntu');
+      const result = plan(input([a], [cloudCopy(a, 'other-agent', {}, null)]));
+      expect(kinds(result)).toEqual(['create:ubuntu']);
+    });
+  });
+
   describe('applying a plan and planning again gives an empty plan', () => {
     const spec = fc.record({
       images: fc.array(
@@ -188,6 +292,8 @@ describe('planner', () => {
         fc.record({
           of: fc.nat(),
           agent: fc.constantFrom(AGENT, AGENT, 'someone-else', 'unmarked'),
+          // Our agent's copies: this target's, another target's of the same agent, or the older scheme's (no target).
+          target: fc.constantFrom<string | undefined>('prod', 'prod', 'staging', undefined),
           state: fc.constantFrom('active', 'active', 'pending', 'error', 'disabled'),
           hidden: fc.boolean(),
           stale: fc.boolean(),
@@ -203,6 +309,8 @@ describe('planner', () => {
         tagged: fc.boolean(),
         naming: fc.constantFrom('{name}', '{name}-{revision}'),
       }),
+      // Target staging sees the same images: selecting some, all or none of them.
+      rival: fc.constantFrom<'none' | 'gold' | 'all'>('none', 'gold', 'all'),
     });
 
     it('holds for random catalogs, clouds and policies (and again after the grace period)', () => {
@@ -214,12 +322,19 @@ describe('planner', () => {
           }));
           const observed = s.cloud.flatMap((c) => {
             const source = catalog.length > 0 ? catalog[c.of % catalog.length]! : image('gone');
-            const copy = cloudCopy(source, c.agent === 'unmarked' ? AGENT : c.agent, {
-              state: c.state as CloudImage['state'],
-              hidden: c.hidden,
-              inUse: c.inUse,
-              ...(c.stale ? { markers: { agent: c.agent, imageId: source.id, sha256: fakeSha('old'), revision: 1 } } : {}),
-            });
+            const target = c.agent === AGENT ? c.target : 'prod';
+            const owner = { agent: c.agent, ...(target !== undefined ? { target } : {}) };
+            const copy = cloudCopy(
+              source,
+              c.agent === 'unmarked' ? AGENT : c.agent,
+              {
+                state: c.state as CloudImage['state'],
+                hidden: c.hidden,
+                inUse: c.inUse,
+                ...(c.stale ? { markers: { ...owner, imageId: source.id, sha256: fakeSha('old'), revision: 1 } } : {}),
+              },
+              target ?? null,
+            );
             if (c.agent === 'unmarked') delete (copy as { markers?: unknown }).markers;
             return [copy];
           });
@@ -230,18 +345,36 @@ describe('planner', () => {
             naming: s.policy.naming,
             selector: { access: ['public', 'private'], ...(s.policy.tagged ? { tags: ['gold'] } : {}) },
           });
+          const rivalSelector = { access: ['public', 'private'], ...(s.rival === 'gold' ? { tags: ['gold'] } : {}) };
+          const rivals = s.rival === 'none' ? [] : [{ name: 'staging', policy: policy({ selector: rivalSelector }) }];
           let world: World = { catalog, observed, retiredSince: new Map() };
           const step = (at: Date) => {
-            const first = plan({ ...input(world.catalog, world.observed, p), retiredSince: world.retiredSince, now: at });
-            world = apply(world, first, AGENT, at);
-            return plan({ ...input(world.catalog, world.observed, p), retiredSince: world.retiredSince, now: at });
+            const planNow = () =>
+              plan(input(world.catalog, world.observed, p, { rivals, retiredSince: world.retiredSince, now: at }));
+            world = apply(world, planNow(), AGENT, at);
+            return planNow();
           };
           expect(step(now).actions).toEqual([]);
           // Time passes beyond the grace period: the deletions it allows happen, then calm again.
           expect(step(new Date(now.getTime() + 2 * 86_400_000)).actions).toEqual([]);
-          // Never a single action on images that are not ours.
-          const foreign = observed.filter((o) => o.markers?.agent !== AGENT);
-          for (const o of foreign) expect(world.observed.some((w) => w.nativeId === o.nativeId)).toBe(true);
+          // Never a single action on images that are not ours: another agent's or another target's
+          // stay exactly as they were.
+          const notOurs = (o: CloudImage) =>
+            o.markers !== undefined && (o.markers.agent !== AGENT || o.markers.target === 'staging');
+          const foreign = observed.filter(notOurs);
+          for (const o of foreign) expect(world.observed.find((w) => w.nativeId === o.nativeId)).toEqual(o);
+          // An older-scheme copy is touched only when this target is the one target that selects it.
+          const creates = plan(input(catalog, [], p)).actions;
+          const selectedHere = new Set(creates.map((a) => ('imageId' in a ? a.imageId : '')));
+          for (const o of observed.filter((x) => x.markers?.agent === AGENT && x.markers.target === undefined)) {
+            const catalogImage = catalog.find((i) => i.id === o.markers!.imageId);
+            const wants = (r: (typeof rivals)[number]) =>
+              !r.policy.selector.tags || catalogImage!.tags.includes('gold');
+            const rivalWants = catalogImage !== undefined && rivals.some(wants);
+            if (!selectedHere.has(o.markers!.imageId) || rivalWants) {
+              expect(world.observed.find((w) => w.nativeId === o.nativeId)).toEqual(o);
+            }
+          }
         }),
         { numRuns: Number(process.env["VISOR_PROPERTY_RUNS"] ?? 500) },
       );

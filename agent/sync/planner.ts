@@ -1,4 +1,5 @@
 import type { SyncPolicy } from '../../core/config/sync-policy.js';
+import type { Claim } from '../../core/iaas/markers.js';
 import type { CloudImage, DriverCapabilities, RetireMode } from '../../core/iaas/port.js';
 import type { Access, Checksums, Image } from '../../core/image/model.js';
 import { mapAccess, nameRenderer, ORIGIN_ID, ORIGIN_TARGET, selectorFor, targetFormat } from './desired.js';
@@ -7,19 +8,43 @@ import type { DesiredImage } from './desired.js';
 /**
  * The planner (DESIGN.md §5): a pure function of desired state (catalog + policy) and observed
  * state (the cloud's listing, filtered by ownership markers). Applying its plan and planning
- * again gives an empty plan. Only images carrying this agent's marker are ever changed; the
- * cloud's own images are at most read (import) or, when the policy allows, adopted.
+ * again gives an empty plan. Only images whose markers name this agent and this target are
+ * ever changed (plus images of the older marker scheme that this target claims, see
+ * docs/ownership.md); other targets' copies are invisible to it; the cloud's own images are at
+ * most read (import) or, when the policy allows, adopted. Every action on an existing image
+ * carries the claim it was planned under, which the executor and the driver check again.
  */
 
 export type Action =
   | { kind: 'create'; imageId: string; name: string; desired: DesiredImage }
   /** Content changed: the new copy first, then `retire` (the old copies), only once the new one works. */
   | { kind: 'replace'; imageId: string; name: string; desired: DesiredImage; retire: RetireAction[] }
-  | { kind: 'update'; imageId: string; name: string; desired: DesiredImage; nativeId: string; changes: string[] }
-  | { kind: 'adopt'; imageId: string; name: string; desired: DesiredImage; nativeId: string }
+  | UpdateAction
+  /** An unmarked image with the same content (`claim.owner` none), or a copy of the older marker scheme (legacy). */
+  | AdoptAction
   | RetireAction
-  | { kind: 'cleanup'; nativeId: string; name: string; imageId?: string; reason: string }
+  | { kind: 'cleanup'; nativeId: string; name: string; imageId?: string; reason: string; claim: Claim }
   | { kind: 'import'; nativeId: string; name: string; mode: 'metadata' | 'full' };
+
+interface UpdateAction {
+  kind: 'update';
+  imageId: string;
+  name: string;
+  desired: DesiredImage;
+  nativeId: string;
+  changes: string[];
+  claim: Claim;
+}
+
+interface AdoptAction {
+  kind: 'adopt';
+  imageId: string;
+  name: string;
+  desired: DesiredImage;
+  nativeId: string;
+  claim: Claim;
+  reason: string;
+}
 
 export interface RetireAction {
   kind: 'retire';
@@ -30,12 +55,21 @@ export interface RetireAction {
   reason: string;
   /** The first step of a retirement with a grace period: remember when it began. */
   startsGrace: boolean;
+  claim: Claim;
+}
+
+/** Another target of this agent whose driver lists the same images (same cloud and project/user). */
+export interface Rival {
+  name: string;
+  policy: SyncPolicy;
 }
 
 export interface Note {
   nativeId: string;
   name: string;
   message: string;
+  /** Needs an operator (an older-scheme copy no target may claim), rather than time. */
+  warn?: boolean;
 }
 
 export interface Plan {
@@ -57,14 +91,24 @@ export interface PlanInput {
   /** When each of our copies entered retirement (native id -> ISO time), kept by the executor. */
   retiredSince: ReadonlyMap<string, string>;
   now: Date;
+  /**
+   * The other targets of this agent that see the same images; needed only when the listing has
+   * copies of the older marker scheme (no target), to decide which target claims them.
+   */
+  rivals?: readonly Rival[];
+}
+
+/** True when the listing holds copies of the older marker scheme made by `agentId` (no target in the markers). */
+export function hasLegacyCopies(observed: readonly CloudImage[], agentId: string): boolean {
+  return observed.some((i) => i.markers?.agent === agentId && i.markers.target === undefined && i.state !== 'deleted');
 }
 
 export function plan(input: PlanInput): Plan {
   const { target, agentId, policy, capabilities } = input;
   const actions: Action[] = [];
   const notes: Note[] = [];
-  const owned = input.observed.filter((i) => i.markers?.agent === agentId && i.state !== 'deleted');
-  const unmarked = input.observed.filter((i) => !i.markers && i.state !== 'deleted');
+  const live = input.observed.filter((i) => i.state !== 'deleted');
+  const unmarked = live.filter((i) => !i.markers);
   const selected = selectorFor(policy, target);
   const render = nameRenderer(policy.naming);
   // What each selected image should look like here: its name and access as the cloud gets them.
@@ -78,16 +122,39 @@ export function plan(input: PlanInput): Plan {
     image: { ...w.image, name: w.name, access: w.access, members: [] },
     ...targetFormat(w.image, policy, capabilities),
   });
+  const legacy = claimLegacy(input, live, selected, notes);
+  // Ours: our agent and our target, plus the older-scheme copies this target claims. Another
+  // target's copies are not ours even with our agent id: they are never touched, nor adopted.
+  const owned = live.filter(
+    (i) => i.markers?.agent === agentId && (i.markers.target === target || legacy.claimed.has(i.nativeId)),
+  );
+  const claimOf = (copy: CloudImage): Claim =>
+    copy.markers!.target === undefined
+      ? { owner: 'legacy', agent: agentId, imageId: copy.markers!.imageId }
+      : { owner: 'target', agent: agentId, target, imageId: copy.markers!.imageId };
   // Copies by catalog id; each desired image marks its group as wanted, so that the groups left
   // unmarked are copies of images not wanted here. (No set of every catalog or desired id:
   // building those took a third of planning 100,000 images.)
   const copiesOf = groupBy(owned, (i) => i.markers!.imageId);
   const adopted = new Set<string>();
+  const cleanup = (copy: CloudImage, imageId: string) =>
+    actions.push({
+      kind: 'cleanup',
+      nativeId: copy.nativeId,
+      name: copy.name,
+      imageId,
+      reason: copy.state === 'error' ? 'failed copy' : 'unfinished copy (interrupted upload)',
+      claim: claimOf(copy),
+    });
+  const adopt = (copy: CloudImage, w: Wanted, claim: Claim, reason: string) => {
+    const d = desiredOf(w);
+    actions.push({ kind: 'adopt', imageId: w.image.id, name: w.name, desired: d, nativeId: copy.nativeId, claim, reason });
+  };
 
   const retireAction = (copy: CloudImage, reason: string, immediateDelete = false): RetireAction | undefined => {
     const step = retireStep(copy, reason, policy, capabilities, input.retiredSince, input.now, immediateDelete);
     if ('note' in step) notes.push({ nativeId: copy.nativeId, name: copy.name, message: step.note });
-    else return step.action;
+    else if (step.action) return { ...step.action, claim: claimOf(copy) };
     return undefined;
   };
   const retire = (copy: CloudImage, reason: string, immediateDelete = false) => {
@@ -99,6 +166,8 @@ export function plan(input: PlanInput): Plan {
     const image = w.image;
     const group = copiesOf.get(image.id);
     if (group) group.wanted = true;
+    // Left alone while an older-scheme copy of it has no single claimant (noted by claimLegacy).
+    if (legacy.blocked.has(image.id)) continue;
     const copies = group?.items ?? [];
     const sha256 = image.checksums.sha256;
     const isGood = (c: CloudImage) => c.state === 'active' && !c.hidden && c.markers!.sha256 === sha256;
@@ -108,7 +177,7 @@ export function plan(input: PlanInput): Plan {
       if (copy === keep) continue;
       if (copy.state === 'pending' || copy.state === 'error') {
         // We hold the target's lease, so nothing of ours is legitimately in flight: leftovers of a crash or a failed upload.
-        actions.push({ kind: 'cleanup', nativeId: copy.nativeId, name: copy.name, imageId: image.id, reason: copy.state === 'error' ? 'failed copy' : 'unfinished copy (interrupted upload)' });
+        cleanup(copy, image.id);
       } else if (isGood(copy)) {
         retire(copy, 'duplicate copy', true);
       } else if (keep) {
@@ -117,9 +186,14 @@ export function plan(input: PlanInput): Plan {
     }
     if (keep) {
       const changes = differences(keep, w);
-      if (changes.length > 0) {
+      if (keep.markers!.target === undefined) {
+        // The older scheme, claimed by this target: markers rewritten to name the target, bits untouched.
+        adopt(keep, w, claimOf(keep), 'older markers without a target');
+      } else if (changes.length > 0) {
+        const claim = claimOf(keep);
         const nativeId = keep.nativeId;
-        actions.push({ kind: 'update', imageId: image.id, name: w.name, desired: desiredOf(w), nativeId, changes });
+        const desired = desiredOf(w);
+        actions.push({ kind: 'update', imageId: image.id, name: w.name, desired, nativeId, changes, claim });
       }
       continue;
     }
@@ -127,8 +201,7 @@ export function plan(input: PlanInput): Plan {
     const candidate = policy.adopt && stale.length === 0 ? unmarked.find((u) => !adopted.has(u.nativeId) && u.state === 'active' && !u.hidden && sameContent(u, image)) : undefined;
     if (candidate) {
       adopted.add(candidate.nativeId);
-      const nativeId = candidate.nativeId;
-      actions.push({ kind: 'adopt', imageId: image.id, name: w.name, desired: desiredOf(w), nativeId });
+      adopt(candidate, w, { owner: 'none' }, 'unmarked image with the same content');
     } else if (stale.some((c) => c.markers!.sha256 !== sha256 && !c.hidden && c.state === 'active')) {
       const old = stale.filter((c) => c.markers!.sha256 !== sha256 && !c.hidden && c.state === 'active');
       const retireOld = old.map((c) => retireAction(c, 'content replaced')).filter((a): a is RetireAction => a !== undefined);
@@ -150,7 +223,7 @@ export function plan(input: PlanInput): Plan {
   }
   for (const [imageId, { items: copies }] of leftover) {
     for (const copy of copies) {
-      if (copy.state === 'pending' || copy.state === 'error') actions.push({ kind: 'cleanup', nativeId: copy.nativeId, name: copy.name, imageId, reason: copy.state === 'error' ? 'failed copy' : 'unfinished copy (interrupted upload)' });
+      if (copy.state === 'pending' || copy.state === 'error') cleanup(copy, imageId);
       else retire(copy, stillInCatalog.has(imageId) ? 'no longer selected for this cloud' : 'removed from the catalog');
     }
   }
@@ -166,7 +239,66 @@ export function plan(input: PlanInput): Plan {
   return { target, actions: order(actions), notes };
 }
 
-type Step = { action: RetireAction | undefined } | { note: string };
+type Step = { action: Omit<RetireAction, 'claim'> | undefined } | { note: string };
+
+interface LegacyClaims {
+  /** Native ids of older-scheme copies this target claims. */
+  claimed: Set<string>;
+  /** Catalog images this target selects but leaves alone: an older-scheme copy of them has no single claimant. */
+  blocked: Set<string>;
+}
+
+/**
+ * Which copies of the older marker scheme (this agent, no target) this target claims: those
+ * whose catalog image this target selects and no rival (another target of this agent that sees
+ * the same images) selects. Copies that several targets select, or none, are left alone and
+ * noted; while one is, the target leaves that catalog image alone too, rather than upload a
+ * second copy beside it.
+ */
+function claimLegacy(
+  input: PlanInput,
+  live: readonly CloudImage[],
+  selected: (image: Image) => boolean,
+  notes: Note[],
+): LegacyClaims {
+  const claimed = new Set<string>();
+  const blocked = new Set<string>();
+  const copies = live.filter((i) => i.markers?.agent === input.agentId && i.markers.target === undefined);
+  if (copies.length === 0) return { claimed, blocked };
+  const catalogById = new Map(input.catalog.map((image) => [image.id, image]));
+  const rivals = (input.rivals ?? []).map((r) => ({ name: r.name, selects: selectorFor(r.policy, r.name) }));
+  for (const copy of copies) {
+    const imageId = copy.markers!.imageId;
+    const catalogImage = catalogById.get(imageId);
+    const wanting = catalogImage ? rivals.filter((r) => r.selects(catalogImage)).map((r) => r.name) : [];
+    // Desired here: a catalog image this target selects.
+    const mine = catalogImage !== undefined && selected(catalogImage);
+    if (mine && wanting.length === 0) {
+      claimed.add(copy.nativeId);
+      continue;
+    }
+    const note = (why: string) => {
+      const message = `made by this agent before markers named their target; ${why}`;
+      notes.push({ nativeId: copy.nativeId, name: copy.name, message, warn: true });
+    };
+    if (mine) {
+      blocked.add(imageId);
+      const all = [input.target, ...wanting].join(', ');
+      note(
+        `left alone, and its catalog image not copied here: targets ${all} all select it and see this copy ` +
+          '(select it for one of them only)',
+      );
+    } else if (wanting.length === 0) {
+      const what = catalogImage ? 'its catalog image' : `catalog image ${imageId} (gone from the catalog)`;
+      note(`left alone: no target that sees it selects ${what} ` +
+        '(select it for one target to have it claimed, or remove it by hand)');
+    } else if (wanting.length > 1) {
+      note(`left alone: targets ${wanting.join(', ')} all select it and see this copy`);
+    }
+    // Exactly one rival selects it: that rival claims it.
+  }
+  return { claimed, blocked };
+}
 
 /** The next step of retiring one of our copies, per policy; nothing when it is already done. */
 function retireStep(copy: CloudImage, reason: string, policy: SyncPolicy, caps: DriverCapabilities, retiredSince: ReadonlyMap<string, string>, now: Date, immediateDelete: boolean): Step {
@@ -207,9 +339,9 @@ function differences(copy: CloudImage, w: Wanted): string[] {
   return changes;
 }
 
-/** Among good copies, keep the one already up to date, else the newest. */
+/** Among good copies, keep the one already up to date (markers naming the target count), else the newest. */
 function preferKeep(w: Wanted): (a: CloudImage, b: CloudImage) => number {
-  const score = (c: CloudImage) => differences(c, w).length;
+  const score = (c: CloudImage) => differences(c, w).length + (c.markers!.target === undefined ? 1 : 0);
   return (a, b) => score(a) - score(b) || (b.createdAt ?? '').localeCompare(a.createdAt ?? '') || a.nativeId.localeCompare(b.nativeId);
 }
 

@@ -8,7 +8,7 @@ import type { Logger } from '../../core/logging/logger.js';
 import type { Store } from '../../core/store/port.js';
 import { execute, type SyncEvent } from './executor.js';
 import { Limiter } from './limiter.js';
-import { plan, type Plan } from './planner.js';
+import { hasLegacyCopies, plan, type Plan, type Rival } from './planner.js';
 import { withRetry, withTimeout } from './retry.js';
 
 export interface Target {
@@ -33,6 +33,12 @@ export interface SyncDeps {
   keepRuns: number;
   publish?: (source: ContentSource) => { url: string; revoke(): void };
   now?: () => Date;
+  /**
+   * The other configured targets that see the same images as `target` (same cloud and
+   * project/user/account). Asked only when the listing holds copies of the older marker scheme;
+   * without it, no other target is assumed to see them.
+   */
+  rivals?: (target: Target, signal?: AbortSignal) => Promise<readonly Rival[]>;
 }
 
 export interface RunOptions {
@@ -80,6 +86,8 @@ export async function planTarget(target: Target, deps: SyncDeps, options: { sign
   let catalog = await catalogSnapshot(deps.catalog);
   if (options.onlyImages) catalog = catalog.filter((i) => options.onlyImages!.has(i.id));
   const retired = await deps.catalog.state.list<string>(`retired:${target.name}:`);
+  const legacy = deps.rivals !== undefined && hasLegacyCopies(observed.value, deps.agentId);
+  const rivals = legacy ? await deps.rivals!(target, options.signal) : [];
   const result = plan({
     target: target.name,
     agentId: deps.agentId,
@@ -89,6 +97,7 @@ export async function planTarget(target: Target, deps: SyncDeps, options: { sign
     observed: options.onlyImages ? observed.value.filter((o) => !o.markers || options.onlyImages!.has(o.markers.imageId)) : observed.value,
     retiredSince: new Map(retired.map(([key, since]) => [key.slice(`retired:${target.name}:`.length), since])),
     now: deps.now?.() ?? new Date(),
+    rivals,
   });
   return result;
 }
@@ -126,6 +135,9 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
     log.warn('target busy', { holder: holder?.holder });
     return finished;
   }
+  // From here the run holds the lease: its record's [startedAt, finishedAt] is when it held it, so
+  // the runs of agents sharing a target never overlap in the history.
+  run.startedAt = new Date().toISOString();
   // Renewed while the run goes on; a run that loses its lease stops at the next action.
   const controller = new AbortController();
   const onParent = () => controller.abort(options.signal?.reason);
@@ -157,6 +169,12 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
   try {
     const first = await planTarget(target, deps, { signal: controller.signal, ...(options.onlyImages ? { onlyImages: options.onlyImages } : {}) });
     options.onPlan?.(first);
+    for (const note of first.notes) {
+      // What the plan leaves alone on purpose, said in the log of every run (not only by `visor plan`).
+      const meta = { native: note.nativeId, name: note.name, reason: note.message };
+      if (note.warn) log.warn('left alone', meta);
+      else log.info('left alone', meta);
+    }
     if (options.dryRun) {
       run.actions = first.actions.map((a) => ({ action: a.kind, name: a.name, result: 'skipped' as const, detail: 'dry run', ...('nativeId' in a ? { nativeId: a.nativeId } : {}), ...('imageId' in a && a.imageId ? { imageId: a.imageId } : {}) }));
       run.drift = first.actions.length;
@@ -193,11 +211,11 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
   } finally {
     clearInterval(renew);
     options.signal?.removeEventListener('abort', onParent);
+    run.finishedAt = new Date().toISOString();
     await deps.catalog.leases.release(leaseName, deps.instanceId).catch(() => undefined);
   }
   run.status = runStatus(run.actions, error);
   if (verifyError && run.status === 'succeeded') run.status = 'partial';
-  run.finishedAt = new Date().toISOString();
   const problem = error ?? verifyError;
   if (problem !== undefined) run.error = problem;
   if (!options.dryRun) {

@@ -93,7 +93,9 @@ export async function transferFigures({ dir, source, bytes, repeat, downloadRepe
         if (r === 0) kept[v.key] = viaClient.value;
         else await v.client.delete(String(viaClient.value._id));
 
-        const viaCurl = await measure(pids, () => v.kit.curlIngest(v.server.url, v.user, source, bytes, { name: `${prefix}curl-ingest`, architecture: 'x86_64', format: 'raw' }));
+        const curlMeta = { name: `${prefix}curl-ingest`, architecture: 'x86_64', format: 'raw' };
+        const sha256 = kept[v.key].checksums.sha256;
+        const viaCurl = await measure(pids, () => v.kit.curlIngest(v.server.url, v.user, source, bytes, curlMeta, sha256));
         runs[`${v.key}CurlIngest`].push(viaCurl);
         if (viaCurl.value.checksums?.sha256 !== kept[v.key].checksums.sha256) throw new Error('visor stored different bytes through curl than through its client');
         await v.client.delete(String(viaCurl.value._id));

@@ -87,9 +87,17 @@ export async function loadVisor(dist) {
 
     client: (url, user) => new VisorClient({ url, accessKey: user.accessKey, secretKey: user.secretKey, source: 'bench' }),
 
-    /** The same upload as the API client's, sent by curl (no client-side hashing): the server's side alone. */
-    async curlIngest(url, user, file, size, meta) {
-      const headers = { 'content-type': 'application/octet-stream', 'content-length': String(size), [CONTENT_HASH_HEADER]: UNSIGNED_PAYLOAD };
+    /**
+     * The same upload as the API client's, sent by curl (no client-side hashing): the server's side
+     * alone. Every body is signed since issue 15: `sha256` is the file's, known from an earlier
+     * upload of it (UNSIGNED-PAYLOAD only for builds from before, which take it).
+     */
+    async curlIngest(url, user, file, size, meta, sha256) {
+      const headers = {
+        'content-type': 'application/octet-stream',
+        'content-length': String(size),
+        [CONTENT_HASH_HEADER]: sha256 ?? UNSIGNED_PAYLOAD,
+      };
       for (const [k, v] of Object.entries(meta)) headers[`x-image-meta-${k}`] = String(v);
       const signed = signedHeaders(user, 'POST', '/images', headers);
       delete signed['content-length'];

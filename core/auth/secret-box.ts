@@ -2,6 +2,7 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { VisorError } from '../errors.js';
+import { tightenIfPresent } from '../fs/private-paths.js';
 
 /**
  * Seals user secrets before they go into the catalog (AES-256-GCM), so that a copy of the
@@ -38,7 +39,10 @@ export class SecretBox {
   /** Reads the key file, creating it (0600) when missing. */
   static async fromFile(path: string): Promise<SecretBox> {
     try {
-      return new SecretBox(Buffer.from((await readFile(path, 'utf8')).trim(), 'base64'));
+      const key = Buffer.from((await readFile(path, 'utf8')).trim(), 'base64');
+      // A key file an older version (or a copy) left readable by others is made 0600.
+      tightenIfPresent(path);
+      return new SecretBox(key);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new VisorError('config', `cannot read the credentials key ${path}: ${(error as Error).message}`, { cause: error });
     }

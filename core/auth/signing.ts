@@ -15,8 +15,18 @@ export const DATE_HEADER = 'x-visor-date';
 export const CONTENT_HASH_HEADER = 'x-visor-content-sha256';
 /** A fresh random value per request: two identical requests in the same second still differ, so replays can be refused. */
 export const NONCE_HEADER = 'x-visor-nonce';
-/** For streamed uploads whose hash the client does not compute up front; the server still checksums the body. */
+/** No longer accepted: a body nobody signed could be swapped in transit. Kept to name it in the refusal. */
 export const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
+/**
+ * For streamed uploads (chunked): the client computes the body's sha256 while it sends it and
+ * signs it in the trailers — x-visor-content-sha256 and x-visor-trailer-signature, an HMAC
+ * chained to the request's own signature — and the server verifies both before the image
+ * becomes available.
+ */
+export const STREAMING_PAYLOAD = 'STREAMING-SHA256-TRAILER';
+export const TRAILER_SIGNATURE_HEADER = 'x-visor-trailer-signature';
+/** The length of a streamed body, signed up front (chunked requests carry no Content-Length). */
+export const DECODED_LENGTH_HEADER = 'x-visor-decoded-content-length';
 export const EMPTY_SHA256 = createHash('sha256').update('').digest('hex');
 
 export interface SignableRequest {
@@ -44,6 +54,7 @@ export function stringToSign(request: SignableRequest): string {
     .filter(([name, value]) => name.startsWith('x-image-meta-') && value !== undefined)
     .map(([name, value]) => `${name}:${String(value).trim()}`)
     .sort();
+  const decodedLength = request.headers[DECODED_LENGTH_HEADER];
   return [
     SIGNING_ALGORITHM,
     request.method.toUpperCase(),
@@ -53,8 +64,16 @@ export function stringToSign(request: SignableRequest): string {
     request.headers[NONCE_HEADER] ?? '',
     request.headers[CONTENT_HASH_HEADER] ?? '',
     (request.headers['content-type'] ?? '').trim(),
+    // Only when present, so that signatures of requests without it are as they always were.
+    ...(decodedLength !== undefined ? [`${DECODED_LENGTH_HEADER}:${String(decodedLength).trim()}`] : []),
     ...metaHeaders,
   ].join('\n');
+}
+
+/** The trailer signature of a streamed body: its sha256, chained to the signature of the request it came with. */
+export function trailerSignature(secretKey: string, requestSignature: string, sha256: string): string {
+  const text = `${SIGNING_ALGORITHM}-TRAILER\n${requestSignature}\n${sha256}`;
+  return createHmac('sha256', secretKey).update(text).digest('hex');
 }
 
 export function signature(secretKey: string, request: SignableRequest): string {

@@ -3,6 +3,8 @@ import { z } from 'zod';
 import { definePlugin } from '../registry/plugin.js';
 import { SqliteCatalog } from './sqlite/sqlite-catalog.js';
 
+export { postgresqlCatalogPlugin } from './postgresql/plugin.js';
+
 export const sqliteCatalogPlugin = definePlugin({
   id: 'sqlite',
   kind: 'catalog',

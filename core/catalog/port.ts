@@ -10,7 +10,7 @@ export type SortDirection = 'asc' | 'desc';
  */
 export interface ImageQuery {
   filters?: Readonly<Record<string, FilterValue>>;
-  /** Only images this owner may see: public ones, its own, and shared ones that name it. */
+  /** Only images this user (by id) may see: public ones, its own, and shared ones that name it. */
   visibleTo?: string;
   sort?: string;
   dir?: SortDirection;
@@ -41,8 +41,12 @@ export interface ImageRepository {
   delete(id: string, expectedRevision?: number): Promise<void>;
 }
 
-/** An API user. The secret is stored sealed (see core/auth/secret-box.ts), never in clear. */
+/**
+ * An API user. The secret is stored sealed (see core/auth/secret-box.ts), never in clear.
+ * Images name their owner and members by the user's `id`, never by the name.
+ */
 export interface User {
+  id: string;
   name: string;
   accessKey: string;
   sealedSecret: string;
@@ -54,6 +58,7 @@ export interface UserRepository {
   /** A second user with the same name or access key is a conflict. */
   create(user: User): Promise<User>;
   findByName(name: string): Promise<User | undefined>;
+  findById(id: string): Promise<User | undefined>;
   findByAccessKey(accessKey: string): Promise<User | undefined>;
   list(): Promise<User[]>;
   /** Throws notFound when there is no such user. */
@@ -131,6 +136,23 @@ export interface StateRepository {
   list<T = unknown>(prefix: string): Promise<[string, T][]>;
 }
 
+/**
+ * Signatures of requests already accepted, so that a captured request cannot be replayed: kept
+ * in the catalog, so that the memory survives restarts and is shared by every API server on
+ * the same catalog. An entry matters only while its request could still pass the clock-skew
+ * check; after that it may be forgotten.
+ */
+export interface ReplayRepository {
+  /**
+   * Records `key` until `expiresAt` (ms since the epoch). True when it was not recorded (or its
+   * entry had expired by `now`); false when it is a replay. Atomic: of concurrent calls with the
+   * same key, across processes, exactly one gets true.
+   */
+  remember(key: string, expiresAt: number, now?: number): Promise<boolean>;
+  /** Forgets entries expired by `now`; returns how many. */
+  prune(now?: number): Promise<number>;
+}
+
 /** The catalog port: where image metadata, users and the agent's records live. */
 export interface Catalog {
   readonly kind: string;
@@ -139,6 +161,7 @@ export interface Catalog {
   readonly runs: RunRepository;
   readonly leases: LeaseRepository;
   readonly state: StateRepository;
+  readonly replays: ReplayRepository;
   /** Creates tables/collections and indexes; idempotent. */
   init(): Promise<void>;
   /** Releases connections; safe to call twice. */
@@ -147,3 +170,5 @@ export interface Catalog {
 
 export const DEFAULT_SORT = 'id';
 export const MAX_LIMIT = 10_000;
+/** Filters in one query: far more than any real listing needs, far below what a catalog's query planner chokes on. */
+export const MAX_FILTERS = 64;

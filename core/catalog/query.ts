@@ -1,7 +1,7 @@
 import { VisorError } from '../errors.js';
 import { coerceFilterValue, resolveAttribute, type Attribute, type FilterValue } from '../image/attributes.js';
 import { uuidPattern } from '../image/schema.js';
-import { DEFAULT_SORT, MAX_LIMIT, type ImageQuery, type SortDirection } from './port.js';
+import { DEFAULT_SORT, MAX_FILTERS, MAX_LIMIT, type ImageQuery, type SortDirection } from './port.js';
 
 /** A query after validation, shared by every catalog implementation. */
 export interface NormalizedQuery {
@@ -14,6 +14,10 @@ export interface NormalizedQuery {
 }
 
 export function normalizeQuery(query: ImageQuery = {}): NormalizedQuery {
+  const given = Object.keys(query.filters ?? {}).length;
+  if (given > MAX_FILTERS) {
+    throw new VisorError('invalidInput', `too many filters (${given}): at most ${MAX_FILTERS} in one query`);
+  }
   const filters = Object.entries(query.filters ?? {}).map(([path, value]) => {
     const attribute = resolveAttribute(path);
     return { attribute, value: coerceFilterValue(attribute, value) };

@@ -6,6 +6,11 @@ import type { User } from './port.js';
 export const userNamePattern = /^[a-z][a-z0-9._-]{0,63}$/;
 
 const userSchema = z.strictObject({
+  /**
+   * Stable: images name their owner and members by it, so a user removed and re-created under
+   * the same name is someone else.
+   */
+  id: z.uuid(),
   name: z.string().regex(userNamePattern, 'user names are lower-case letters, digits, . _ and -, starting with a letter (at most 64)'),
   accessKey: z.string().regex(/^[A-Z0-9]{20}$/, 'must be 20 upper-case letters and digits'),
   sealedSecret: z.string().min(1),
@@ -24,5 +29,9 @@ export function userNotFound(name: string): VisorError {
 }
 
 export function userExists(user: Pick<User, 'name'>): VisorError {
-  return new VisorError('conflict', `a user named ${user.name} (or with the same access key) already exists`, { details: { name: user.name } });
+  const message = `a user named ${user.name} (or with the same access key or id) already exists`;
+  return new VisorError('conflict', message, { details: { name: user.name } });
 }
+
+/** State key recording that a catalog's image owners and members were turned from user names into user ids. */
+export const OWNER_IDS_MIGRATION = 'catalog:migration:owner-ids';

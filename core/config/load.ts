@@ -192,7 +192,13 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
     catalog,
     stores,
     defaultStore,
-    server: cfg.server,
+    // TLS files, like plugin packages, are found beside the config file.
+    server: cfg.server.tls
+      ? {
+          ...cfg.server,
+          tls: { cert: resolve(baseDir, cfg.server.tls.cert), key: resolve(baseDir, cfg.server.tls.key) },
+        }
+      : cfg.server,
     agent: cfg.agent,
     clouds,
   });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { storeNamePattern } from '../image/schema.js';
+import { byteSize } from './byte-size.js';
 import { logLevels } from '../logging/logger.js';
 import { syncPolicySchema } from './sync-policy.js';
 
@@ -22,6 +23,39 @@ export const serverSchema = z.strictObject({
   port: z.number().int().min(0).max(65535, 'must be a TCP port (0-65535)').default(4568),
   /** An upload whose body stops arriving for this long is dropped (and keeps nothing). */
   uploadIdleSeconds: z.number().int().min(5).max(86_400).default(120),
+  /** Largest image an upload may store (Glance's image_size_cap); bigger ones get 413 and keep nothing. */
+  maxImageSize: byteSize.default(2 ** 40),
+  /** Bytes each owner's images may take in the stores (references to HTTP locations do not count). */
+  quota: z
+    .strictObject({
+      /** For every owner without a quota of its own; none by default. */
+      perUser: byteSize.optional(),
+      users: z.record(z.string().min(1), byteSize).default({}),
+    })
+    .prefault({}),
+  /** HTTPS: PEM files, relative to the config file's folder. Without it the API speaks plain HTTP. */
+  tls: z
+    .strictObject({
+      cert: z.string().min(1).describe('certificate chain (PEM)'),
+      key: z.string().min(1).describe('private key (PEM)'),
+    })
+    .optional(),
+  /** What one client may hold of the server: deadlines, a minimum upload rate, connection caps. */
+  limits: z
+    .strictObject({
+      /** A connection must have sent its request headers (or, with TLS, finished the handshake) within this. */
+      headerTimeoutSeconds: z.number().int().min(1).max(600).default(20),
+      /** A metadata (JSON) body must have arrived whole within this, counted from its headers. */
+      bodyTimeoutSeconds: z.number().int().min(1).max(3600).default(30),
+      /** Uploads slower than this on average over `uploadRateWindowSeconds` are dropped; 0 turns it off. */
+      minUploadBytesPerSecond: z.number().int().min(0).default(10_240),
+      uploadRateWindowSeconds: z.number().int().min(1).max(3600).default(60),
+      /** Open connections at once; default: what the open-file limit leaves room for (at most 10,000). */
+      maxConnections: z.number().int().min(1).max(1_000_000).optional(),
+      /** Open connections at once from one client address; 0 turns it off (behind a proxy). */
+      maxConnectionsPerAddress: z.number().int().min(0).max(1_000_000).default(256),
+    })
+    .prefault({}),
   auth: z
     .strictObject({
       /** Off only for loopback development: every request is then treated as an admin's. */

@@ -122,3 +122,39 @@ export function u64(buffer: Buffer, offset: number, endian: 'be' | 'le'): number
   const value = endian === 'be' ? buffer.readBigUInt64BE(offset) : buffer.readBigUInt64LE(offset);
   return value > BigInt(Number.MAX_SAFE_INTEGER) ? Number.POSITIVE_INFINITY : Number(value);
 }
+
+/**
+ * Reads `base` in aligned blocks and keeps the last few: inspection's many small reads near
+ * each other (a header, then the table it points at) become a few requests to a remote store.
+ */
+export function cachingReader(base: ImageReader, blockSize = 64 * 1024, maxBlocks = 32): ImageReader {
+  const blocks = new Map<number, Promise<Buffer>>();
+  const block = (index: number): Promise<Buffer> => {
+    let data = blocks.get(index);
+    if (data) {
+      blocks.delete(index);
+    } else {
+      data = base.read(index * blockSize, blockSize);
+      // A failed read is not kept: the next attempt reads again.
+      data.catch(() => blocks.delete(index));
+    }
+    blocks.set(index, data);
+    if (blocks.size > maxBlocks) blocks.delete(blocks.keys().next().value!);
+    return data;
+  };
+  return {
+    size: base.size,
+    async read(offset, length) {
+      const end = Math.min(base.size, offset + length);
+      if (end <= offset) return Buffer.alloc(0);
+      const parts: Buffer[] = [];
+      for (let index = Math.floor(offset / blockSize); index * blockSize < end; index++) {
+        const data = await block(index);
+        const start = index * blockSize;
+        parts.push(data.subarray(Math.max(0, offset - start), Math.min(data.length, end - start)));
+        if (data.length < blockSize) break;
+      }
+      return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    },
+  };
+}

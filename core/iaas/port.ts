@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { Access, Checksums, ChecksumAlgorithm, ContainerFormat, DiskFormat, Image } from '../image/model.js';
 import type { ByteRange } from '../store/port.js';
+import type { Claim } from './markers.js';
 
 /**
  * The IaaS driver port (DESIGN.md §4): one driver instance per configured cloud. It must fit
@@ -9,12 +10,19 @@ import type { ByteRange } from '../store/port.js';
  */
 
 /**
- * Ownership marker written into every image visor creates in a cloud. Only marked images are
- * ever changed or removed by the agent; everything else in the cloud is left alone.
+ * Ownership marker written into every image visor creates in a cloud. Only images marked with
+ * this agent and this target are ever changed or removed by the agent; everything else in the
+ * cloud — other targets' copies included — is left alone.
  */
 export interface Markers {
   /** Id of the agent instance that created the image (config `agent.id`). */
   agent: string;
+  /**
+   * The target (the `clouds:` entry) the copy belongs to: two targets of one agent in the same
+   * cloud or project never touch each other's copies. Always written; absent only on images made
+   * before markers named their target (the older scheme, claimed as docs/ownership.md says).
+   */
+  target?: string;
   /** The catalog image it is a copy of. */
   imageId: string;
   /** sha256 of the catalog image's content (before any format conversion): a change means "replace". */
@@ -78,6 +86,14 @@ export interface DriverCallOptions {
   signal?: AbortSignal;
 }
 
+export interface ClaimedCallOptions extends DriverCallOptions {
+  /**
+   * Whose image this must be: the driver re-reads the image just before it changes anything and
+   * refuses (`conflict`, nothing changed) when its markers do not fit (core/iaas/markers.ts).
+   */
+  claim?: Claim;
+}
+
 export interface CreateRequest extends DriverCallOptions {
   /** Generic metadata to write, already translated for this target (name, access, format). */
   image: Image;
@@ -117,8 +133,18 @@ export interface DriverCapabilities {
 export interface IaasDriver {
   readonly adapter: string;
   readonly capabilities: DriverCapabilities;
-  /** Every image the credentials can see, following every page. */
+  /**
+   * The images of this target's own project, user or account (where the cloud can tell them
+   * apart; each adapter's README says how), following every page.
+   */
   list(options?: DriverCallOptions): Promise<CloudImage[]>;
+  /**
+   * Names what `list` looks at: the cloud and the project/user/account whose images it lists.
+   * Two targets with equal scopes see the same images (which matters when claiming images of the
+   * older marker scheme). Optional for plugins: without it, every target of the same adapter
+   * is taken to share the scope.
+   */
+  scope?(options?: DriverCallOptions): Promise<string>;
   /** Throws `notFound` when there is no such image. */
   get(nativeId: string, options?: DriverCallOptions): Promise<CloudImage>;
   /**
@@ -127,10 +153,13 @@ export interface IaasDriver {
    * or the timeout — whatever was created in the cloud is removed before the error is thrown.
    */
   create(request: CreateRequest): Promise<CloudImage>;
-  /** Rewrites metadata and markers without touching the bits. */
-  updateMetadata(nativeId: string, image: Image, markers: Markers, options?: DriverCallOptions): Promise<CloudImage>;
-  /** hide | disable | delete. Refuses (`conflict`) to delete an image that is in use. */
-  retire(nativeId: string, mode: RetireMode, options?: DriverCallOptions): Promise<void>;
+  /** Rewrites metadata and markers without touching the bits; checks `options.claim` first. */
+  updateMetadata(nativeId: string, image: Image, markers: Markers, options?: ClaimedCallOptions): Promise<CloudImage>;
+  /**
+   * hide | disable | delete; checks `options.claim` first. Refuses (`conflict`) to delete an
+   * image that is in use.
+   */
+  retire(nativeId: string, mode: RetireMode, options?: ClaimedCallOptions): Promise<void>;
   /** Streams the image's bits (pull from a cloud, migrate). */
   download(nativeId: string, options?: DriverCallOptions & { range?: ByteRange }): Promise<{ stream: Readable; size?: number }>;
   /** Releases clients and sessions; safe to call twice. */

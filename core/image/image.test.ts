@@ -24,7 +24,7 @@ describe('image model', () => {
       name: 'CentOS 6.2',
       architecture: 'i386',
       type: 'machine',
-      access: 'public',
+      access: 'private',
       status: 'locked',
       members: [],
       tags: [],

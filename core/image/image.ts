@@ -17,14 +17,18 @@ export function validateImage(value: unknown, subject = 'invalid image'): Image 
   return result.data as Image;
 }
 
-/** Builds a complete image from a draft: defaults, a fresh id, timestamps, revision 1. */
+/**
+ * Builds a complete image from a draft: defaults, a fresh id, timestamps, revision 1. A new image
+ * is private unless the draft says otherwise (as in Glance): the default sync selector
+ * (`access: [public]`) then sends none to a cloud until someone makes it public.
+ */
 export function newImage(draft: ImageDraft, clock: Clock = systemClock): Image {
   const parsed = imageDraftSchema.safeParse(draft);
   if (!parsed.success) throw new ValidationError('invalidInput', 'invalid image', zodIssues(parsed.error));
   const now = clock.now().toISOString();
   return validateImage({
     type: 'machine',
-    access: 'public',
+    access: 'private',
     members: [],
     status: 'locked',
     checksums: {},

@@ -65,4 +65,62 @@ describe('logging', () => {
     expect(lines).toHaveLength(5);
     expect(JSON.parse(lines[2]!).error).toMatchObject({ kind: 'auth', message: 'rejected secret ***' });
   });
+
+  describe('errors: one line with the cause chain, stacks only at debug', () => {
+    const failure = () =>
+      new VisorError('unavailable', 'Glance at http://glance:9292: uploading the image failed', {
+        cause: Object.assign(
+          new Error('socket hang up', { cause: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }) }),
+          { code: 'ERR_SOCKET' },
+        ),
+      });
+
+    it('JSON: message and kind or code of the error and of each cause, no stack', async () => {
+      const { lines, stream } = capture();
+      createLogger({ stream, isTTY: false, level: 'info' }).error('action failed', { error: failure() });
+      await flush();
+      expect(lines).toHaveLength(1);
+      expect(JSON.parse(lines[0]!).error).toEqual({
+        kind: 'unavailable',
+        message: 'Glance at http://glance:9292: uploading the image failed',
+        causes: [
+          { message: 'socket hang up', code: 'ERR_SOCKET' },
+          { message: 'read ECONNRESET', code: 'ECONNRESET' },
+        ],
+      });
+      expect(lines[0]).not.toMatch(/stack|\\n\s+at /);
+    });
+
+    it('text: the chain on one line', async () => {
+      const { lines, stream } = capture();
+      createLogger({ stream, isTTY: true, level: 'info' }).warn('request failed', { error: failure() });
+      await flush();
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toContain(
+        'error=unavailable: Glance at http://glance:9292: uploading the image failed' +
+          ' <- socket hang up (ERR_SOCKET) <- read ECONNRESET (ECONNRESET)',
+      );
+    });
+
+    it('debug: the stacks come along, of the error and of each cause', async () => {
+      const { lines, stream } = capture();
+      createLogger({ stream, isTTY: false, level: 'debug' }).error('action failed', { error: failure() });
+      await flush();
+      const error = JSON.parse(lines[0]!).error as { stack: string; causes: { stack: string }[] };
+      expect(error.stack).toMatch(/^VisorError: Glance at .*\n\s+at /);
+      const firstLines = error.causes.map((c) => c.stack.split('\n')[0]);
+      expect(firstLines).toEqual(['Error: socket hang up', 'Error: read ECONNRESET']);
+    });
+
+    it('masks secrets in a summarised chain too', async () => {
+      const secrets = new SecretRegistry();
+      secrets.add('s3cr3t-in-a-cause');
+      const { lines, stream } = capture();
+      const error = new VisorError('auth', 'refused', { cause: new Error('token s3cr3t-in-a-cause expired') });
+      createLogger({ stream, isTTY: false, secrets }).error('failed', { error });
+      await flush();
+      expect(lines[0]).not.toContain('s3cr3t-in-a-cause');
+      expect(JSON.parse(lines[0]!).error.causes[0].message).toBe('token *** expired');
+    });
+  });
 });

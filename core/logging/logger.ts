@@ -1,4 +1,5 @@
 import winston from 'winston';
+import { describeErrorSummary, isErrorLike, summarizeError } from './error-summary.js';
 import { SecretRegistry } from './redact.js';
 
 export const logLevels = ['error', 'warn', 'info', 'debug'] as const;
@@ -30,6 +31,25 @@ const redactFormat = (secrets: SecretRegistry) =>
     const masked = secrets.redact({ ...info }) as Record<string | symbol, unknown>;
     for (const key of Object.keys(info)) delete (info as Record<string, unknown>)[key];
     Object.assign(info, masked);
+    return info;
+  })();
+
+/**
+ * Errors in a line's metadata become their summary: message and kind or code of the error and
+ * of each cause, on one line (as text: `kind: message <- cause (code)`); stacks only at debug.
+ */
+const errorFormat = (stacks: boolean, text: boolean) =>
+  winston.format((info) => {
+    for (const key of Object.keys(info)) {
+      const value = (info as Record<string, unknown>)[key];
+      if (!isErrorLike(value)) continue;
+      const summary = summarizeError(value, { stacks });
+      if (!text) (info as Record<string, unknown>)[key] = summary;
+      else {
+        const frames = [summary, ...(summary.causes ?? [])].map((s) => s.stack).filter(Boolean);
+        (info as Record<string, unknown>)[key] = [describeErrorSummary(summary), ...frames].join('\n');
+      }
+    }
     return info;
   })();
 
@@ -66,10 +86,17 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const secrets = options.secrets ?? new SecretRegistry();
   const tty = options.isTTY ?? Boolean((stream as { isTTY?: boolean }).isTTY);
   const json = options.format === 'json' || (options.format !== 'text' && !tty);
+  const stacks = options.level === 'debug';
   const format = json
-    ? winston.format.combine(winston.format.timestamp(), redactFormat(secrets), winston.format.json())
+    ? winston.format.combine(
+        winston.format.timestamp(),
+        errorFormat(stacks, false),
+        redactFormat(secrets),
+        winston.format.json(),
+      )
     : winston.format.combine(
         winston.format.timestamp({ format: 'HH:mm:ss.SSS' }),
+        errorFormat(stacks, true),
         redactFormat(secrets),
         ...(tty ? [winston.format.colorize({ level: true })] : []),
         textFormat,

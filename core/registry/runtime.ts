@@ -1,5 +1,6 @@
 import { ContainerModule } from 'inversify';
 import type { Catalog } from '../catalog/port.js';
+import { ensurePrivateDir } from '../fs/private-paths.js';
 import type { VisorConfig } from '../config/load.js';
 import type { Logger } from '../logging/logger.js';
 import type { SecretRegistry } from '../logging/redact.js';
@@ -31,6 +32,8 @@ export function runtimeModule(config: VisorConfig, logger: Logger, secrets: Secr
     bind(ServiceIds.Secrets).toConstantValue(secrets);
     bind<Catalog>(RuntimeIds.Catalog)
       .toDynamicValue(async (ctx) => {
+        // Everything under the data folder is private (catalog, credentials key, images, cache).
+        ensurePrivateDir(config.dataDir);
         const factory = ctx.get<CatalogFactory>(ServiceIds.CatalogFactory, { name: config.catalog.type });
         const catalog = await factory.create(config.catalog.options, context('catalog', 'catalog'));
         await catalog.init();

@@ -90,3 +90,48 @@ describe('ParallelDigestStream in a process of its own (the built module)', () =
     expect(result.stdout.trim()).toBe(createHash('md5').update(Buffer.alloc(3 * 1024 * 1024, 1)).digest('hex'));
   });
 });
+
+describe('ParallelDigestStream shares one bounded set of slots', () => {
+  const sink = () => new Writable({ write: (_c, _e, cb) => cb() });
+
+  it('hashes more concurrent streams than the pool has slots, each correctly', async () => {
+    // 48 streams of 3 MiB want 4 slots each; the pool has 32: they take turns.
+    const inputs = Array.from({ length: 48 }, () => [randomBytes(1024 * 1024 + 7), randomBytes(2 * 1024 * 1024)]);
+    const results = await Promise.all(inputs.map((chunks) => run(() => new ParallelDigestStream(), chunks)));
+    results.forEach((r, i) => expect(r.result).toEqual(expected(Buffer.concat(inputs[i]!))));
+  }, 60_000);
+
+  it('lets a stream through while more streams than the pool has slots sit half-filled and stalled', async () => {
+    // Stalled uploads must not pin the slots: each holds a half-filled one only until the pool
+    // hands it to the workers as it is.
+    const stalled = Array.from({ length: 40 }, () => {
+      const source = new PassThrough();
+      const first = randomBytes(100 * 1024);
+      source.write(first);
+      const digest = new ParallelDigestStream();
+      return { source, first, digest, done: pipeline(source, digest, sink()) };
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    const data = [randomBytes(5 * 1024 * 1024)];
+    const started = Date.now();
+    expect((await run(() => new ParallelDigestStream(), data)).result).toEqual(expected(data[0]!));
+    expect(Date.now() - started).toBeLessThan(10_000);
+    // And the stalled ones still hash exactly what they were given once they go on.
+    const rest = stalled.map(() => randomBytes(300 * 1024));
+    stalled.forEach((s, i) => s.source.end(rest[i]));
+    await Promise.all(stalled.map((s) => s.done));
+    stalled.forEach((s, i) => expect(s.digest.result()).toEqual(expected(Buffer.concat([s.first, rest[i]!]))));
+  }, 60_000);
+
+  it('gives the slots of a failed stream back', async () => {
+    for (let i = 0; i < 40; i++) {
+      const source = new PassThrough();
+      const done = pipeline(source, new ParallelDigestStream(), sink());
+      source.write(randomBytes(2 * 1024 * 1024 + 5));
+      source.destroy(new Error('client went away'));
+      await expect(done).rejects.toThrow('client went away');
+    }
+    const data = [randomBytes(6 * 1024 * 1024)];
+    expect((await run(() => new ParallelDigestStream(), data)).result).toEqual(expected(data[0]!));
+  }, 60_000);
+});

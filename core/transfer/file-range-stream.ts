@@ -135,8 +135,17 @@ const receiverGone = (cause?: unknown) =>
 
 function writeBlock(destination: Writable, block: Buffer): Promise<void> {
   const written = new Promise<void>((resolve, reject) => {
-    if (destination.destroyed) reject(receiverGone());
-    else destination.write(block, (error) => (error ? reject(receiverGone(error)) : resolve()));
+    if (destination.destroyed) {
+      reject(receiverGone());
+      return;
+    }
+    try {
+      destination.write(block, (error) => (error ? reject(receiverGone(error)) : resolve()));
+    } catch (error) {
+      // Refused by the destination itself (a response held to its Content-Length): our fault,
+      // not the receiver's.
+      reject(new VisorError('internal', `the block could not be written: ${(error as Error).message}`, { cause: error }));
+    }
   });
   // Awaited later (or not at all, when the file fails first): never an unhandled rejection.
   written.catch(() => undefined);

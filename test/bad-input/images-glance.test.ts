@@ -11,7 +11,15 @@ import { deleteImagesNamed, imagesNamed, peerStartTimeout } from '../adapters/gl
 import { glanceCloudYaml } from '../e2e/glance-config.js';
 import { requirePeer } from '../peers/index.js';
 import type { OpenStackPeer } from '../peers/openstack.js';
-import { addImage, corruptStored, keptState, makeBadImages, storedPath, type BadImageFiles } from '../support/bad-images.js';
+import {
+  addImage,
+  corruptStored,
+  keptState,
+  makeBadImages,
+  plantImage,
+  storedPath,
+  type BadImageFiles,
+} from '../support/bad-images.js';
 
 /**
  * Bad images through a full `syncTarget` into the real Glance (Keystone 25000 / Glance 25001):
@@ -67,7 +75,8 @@ describe('bad images synced into real Glance: refused, nothing left in the cloud
     await corruptStored(rotten);
     const cut = await addImage(session.images, 'cut-short', files.raw, { diskFormat: 'raw', tags });
     await truncate(storedPath(cut), (await stat(storedPath(cut))).size - 1000);
-    const liar = await addImage(session.images, 'raw-as-qcow2', files.raw, { diskFormat: 'qcow2', tags });
+    // Uploads refuse a format lie; one planted in the catalog past them is refused by the agent.
+    const liar = await plantImage(session.deps, 'raw-as-qcow2', files.raw, { diskFormat: 'qcow2', tags });
     expect([good, rotten, cut, liar].every((i) => i.status === 'available')).toBe(true);
 
     const result = await sync('glance');

@@ -7,7 +7,7 @@ import { silentLogger } from '../../core/logging/logger.js';
 import { expectValidDocuments } from '../adapters/opennebula/harness.js';
 import { startOpenNebulaDouble, type OpenNebulaDouble } from '../doubles/opennebula/index.js';
 import { requirePeer } from '../peers/index.js';
-import { addImage, corruptStored, makeBadImages, type BadImageFiles } from '../support/bad-images.js';
+import { addImage, corruptStored, makeBadImages, plantImage, type BadImageFiles } from '../support/bad-images.js';
 
 /**
  * Bad images synced by `visor agent` into OpenNebula (the XSD-checked double: no real oned can
@@ -71,8 +71,10 @@ clouds:
     await addImage(images, 'one-good', files.raw, { diskFormat: 'raw' });
     const rotten = await addImage(images, 'one-rotten', files.raw, { diskFormat: 'raw' });
     await corruptStored(rotten);
-    await addImage(images, 'one-qcow2-as-raw', files.qcow2, { diskFormat: 'raw' });
-    await addImage(images, 'one-backing', files.backing, { diskFormat: 'qcow2' });
+    // Uploads refuse these two; planted in the catalog past them, the agent refuses them too.
+    const planted = { catalog: daemon.server.catalog, stores: daemon.server.stores, defaultStore: 'local' };
+    await plantImage(planted, 'one-qcow2-as-raw', files.qcow2, { diskFormat: 'raw' });
+    await plantImage(planted, 'one-backing', files.backing, { diskFormat: 'qcow2' });
 
     const result = await daemon.trigger('one');
     expect(result.status).toBe('partial');

@@ -9,7 +9,15 @@ import type { DriverCapabilities } from '../../core/iaas/port.js';
 import type { DiskFormat, Image } from '../../core/image/model.js';
 import { silentLogger } from '../../core/logging/logger.js';
 import { requirePeer } from '../peers/index.js';
-import { addImage, corruptStored, keptState, makeBadImages, storedPath, type BadImageFiles } from '../support/bad-images.js';
+import {
+  addImage,
+  corruptStored,
+  keptState,
+  makeBadImages,
+  plantImage,
+  storedPath,
+  type BadImageFiles,
+} from '../support/bad-images.js';
 
 /**
  * Bad images through the agent's content pipeline (agent/sync/content.ts `prepareContent`, the
@@ -93,7 +101,8 @@ describe('bad images are refused by the content pipeline, leaving nothing behind
     ['a VMDK descriptor declared raw', 'vmdkDescriptor', 'raw', 'unsafe', /vmdk|\/etc\/passwd/i],
   ] as [string, keyof BadImageFiles, DiskFormat, ErrorKind, RegExp][])('refuses %s', async ([name, file, declared, kind, reason], ctx) => {
     need(ctx);
-    const image = await addImage(session.images, name.replace(/\W+/g, '-'), files[file], { diskFormat: declared });
+    // Planted past the upload's own inspection (which refuses them all): the agent checks again.
+    const image = await plantImage(session.deps, name.replace(/\W+/g, '-'), files[file], { diskFormat: declared });
     await refused(image, anyFormat, kind, reason);
     // Also when the cloud needs a conversion: the inspection comes before qemu-img ever runs.
     await refused(image, rawOnly, kind, reason);

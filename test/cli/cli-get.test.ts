@@ -1,5 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, open, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,14 +100,34 @@ describe('visor get', () => {
     expect(piped.stderr.toString()).toMatch(/do not match the image's sha256/);
   });
 
-  it('fails on a stored file shorter than the catalog says, before writing anything', async () => {
+  it('fails on a stored file shorter than the catalog says (the server refuses to send it), writing nothing', async () => {
     const id = await add('short');
     await truncate(await storedFile(id), 1000);
     const got = await visor(['get', id, '-o', 'short.raw']);
     expect(got.code).toBe(1);
-    expect(got.stderr).toMatch(/catalog size is/);
+    expect(got.stderr).toMatch(/backend answered something visor cannot accept/);
     await expect(readFile(join(dir, 'short.raw'))).rejects.toThrow(/ENOENT/);
     expect(await leftovers()).toEqual([]);
+  });
+
+  it('checks the length a server sends against the catalog size it gives, before writing anything', async () => {
+    // A server that announces another length than the image's (a broken or lying one).
+    const liar = createServer((_request, response) => {
+      response.writeHead(200, { 'content-length': '1000', 'x-image-meta-size': '5000', 'x-image-meta-name': 'lie' });
+      response.end(Buffer.alloc(1000));
+    });
+    await new Promise<void>((resolve) => liar.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(liar.address() as AddressInfo).port}`;
+      const id = '00000000-0000-4000-8000-000000000001';
+      const got = await runVisorAsync(['get', id, '-o', 'lie.raw'], { cwd: dir, env: { ...env, VISOR_URL: url } });
+      expect(got.code).toBe(1);
+      expect(got.stderr).toMatch(/sends 1000 bytes of image .*, whose catalog size is 5000/);
+      await expect(readFile(join(dir, 'lie.raw'))).rejects.toThrow(/ENOENT/);
+      expect(await leftovers()).toEqual([]);
+    } finally {
+      liar.close();
+    }
   });
 
   it('reports a missing image and an unreachable server in one line, writing nothing', async () => {

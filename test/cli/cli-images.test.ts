@@ -1,10 +1,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { craftIso } from '../formats/images.js';
 import { runVisorAsync, stackLine, visorBin } from '../support/cli.js';
 
 /** `visor serve` as a user runs it, and VISOR's client verbs against it. */
@@ -14,7 +15,8 @@ describe('visor CLI: serve, users and the image verbs', () => {
   let url: string;
   let creds: { accessKey: string; secretKey: string };
   let env: Record<string, string>;
-  const image = randomBytes(2 * 1024 * 1024 + 5);
+  // An ISO 9660 volume of 2 MiB: uploads are inspected, and the content must be what `format=iso` says.
+  const image = craftIso({ sectors: 1024, volumeId: 'CENTOS_6_2' });
   const sha256 = createHash('sha256').update(image).digest('hex');
 
   beforeAll(async () => {

@@ -39,7 +39,7 @@ clouds:
     );
     const session = await openSession({ configFile: config, env: {}, logger: silentLogger });
     for (const name of ['alpha', 'beta']) {
-      const image = await session.images.register({ name: 'cli', admin: true }, { name, architecture: 'x86_64', diskFormat: 'raw', tags: ['cli'] });
+      const image = await session.images.register({ name: 'cli', admin: true }, { name, architecture: 'x86_64', diskFormat: 'raw', tags: ['cli'], access: 'public' });
       await session.images.upload({ name: 'cli', admin: true }, image.id, Readable.from([randomBytes(128 * 1024)]), { size: 128 * 1024 });
     }
     await session.close();
@@ -76,7 +76,7 @@ clouds:
   it('tells a partial failure (exit 3) and a failure (exit 1) from success', async () => {
     const session = await openSession({ configFile: config, env: {}, logger: silentLogger });
     for (const name of ['gamma', 'delta']) {
-      const image = await session.images.register({ name: 'cli', admin: true }, { name, architecture: 'x86_64', diskFormat: 'raw', tags: ['cli'] });
+      const image = await session.images.register({ name: 'cli', admin: true }, { name, architecture: 'x86_64', diskFormat: 'raw', tags: ['cli'], access: 'public' });
       await session.images.upload({ name: 'cli', admin: true }, image.id, Readable.from([randomBytes(64 * 1024)]), { size: 64 * 1024 });
     }
     await session.close();

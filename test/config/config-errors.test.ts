@@ -25,7 +25,7 @@ const cases: Case[] = [
   { kind: 'missing required key', yaml: 'clouds:\n  prod:\n    options: {}\n', expect: ['clouds.prod.adapter:', 'is required'], at: ':2:3' },
   { kind: 'unknown adapter', yaml: 'clouds:\n  prod:\n    adapter: glanse\n', expect: ['clouds.prod.adapter: unknown adapter "glanse"'], at: ':3:5' },
   { kind: 'unknown store type', yaml: 'stores:\n  main:\n    type: ftp\n', expect: ['stores.main.type: unknown store type "ftp"', 'registered: file'], at: ':3:5' },
-  { kind: 'unknown catalog type', yaml: 'catalog:\n  type: postgres\n', expect: ['catalog.type: unknown catalog type "postgres"', 'mongodb, sqlite'], at: ':2:3' },
+  { kind: 'unknown catalog type', yaml: 'catalog:\n  type: postgres\n', expect: ['catalog.type: unknown catalog type "postgres"', 'mongodb, postgresql, sqlite'], at: ':2:3' },
   { kind: 'bad enum value', yaml: 'logging:\n  level: loud\n', expect: ['logging.level:', '"error"|"warn"|"info"|"debug"'], at: ':2:3' },
   { kind: 'unset ${ENV}', yaml: 'dataDir: ${VISOR_TEST_SURELY_UNSET}\n', expect: ['dataDir: environment variable VISOR_TEST_SURELY_UNSET is not set'], at: ':1:1' },
   { kind: 'malformed ${', yaml: 'dataDir: /srv/${oops\n', expect: ['dataDir: unterminated "${"'], at: ':1:1' },

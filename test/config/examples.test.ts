@@ -8,6 +8,7 @@ describe('examples/*.yaml', () => {
   const env = {
     OS_PASSWORD: 'x',
     VISOR_MONGODB_URI: 'mongodb://db1/?replicaSet=rs0',
+    VISOR_PG_PASSWORD: 'pw',
     VISOR_S3_ACCESS_KEY: 'AK',
     VISOR_S3_SECRET_KEY: 'SK',
     OS_APP_CRED_ID: 'id',
@@ -26,5 +27,17 @@ describe('examples/*.yaml', () => {
     const result = await runVisorAsync(['config', 'validate', join(repoRoot, 'examples', file)], { env });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
+  });
+
+  it('central.yaml is the PostgreSQL + S3 deployment the README describes', async () => {
+    const file = join(repoRoot, 'examples', 'central.yaml');
+    const result = await runVisorAsync(['config', 'validate', '--json', file], { env });
+    expect(result.code).toBe(0);
+    const summary = { valid: true, catalog: 'postgresql', stores: ['central'], clouds: { 'site-a': 'glance' } };
+    expect(JSON.parse(result.stdout)).toMatchObject(summary);
+    const shown = await runVisorAsync(['config', 'show', '-c', file], { env });
+    const catalog = (JSON.parse(shown.stdout) as { catalog: { options: Record<string, unknown> } }).catalog.options;
+    const masked = expect.not.stringContaining('pw');
+    expect(catalog).toMatchObject({ schema: 'visor', poolSize: 10, migrations: 'manual', password: masked });
   });
 });

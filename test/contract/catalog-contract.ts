@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Catalog, ImageQuery } from '../../core/catalog/port.js';
@@ -174,6 +175,37 @@ export function catalogContract(
         await expect(catalog.images.count({ visibleTo: 'bob' })).resolves.toBe(3);
         await expect(catalog.images.count()).resolves.toBe(5);
       });
+
+      // No existence or value oracle.
+      it('treats a marker the caller cannot see exactly like one that does not exist', async () => {
+        const secret = { name: 'm-secret', access: 'private' as const, owner: 'alice', properties: { pin: 'hunter2' } };
+        const hidden = makeImage(secret);
+        const notShared = makeImage({ name: 'm-other', access: 'shared', owner: 'alice', members: ['carol'] });
+        const visible = [
+          makeImage({ name: 'm-a', access: 'public', owner: 'alice' }),
+          makeImage({ name: 'm-z', access: 'public', owner: 'alice' }),
+          makeImage({ name: 'm-mine', access: 'private', owner: 'bob' }),
+        ];
+        for (const image of [hidden, notShared, ...visible]) await catalog.images.create(image);
+        const missing = '00000000-0000-4000-8000-00000000beef';
+        const failure = async (marker: string, sort: string) => {
+          const listing = catalog.images.list({ visibleTo: 'bob', sort, marker, limit: 10 });
+          const error = (await expectKind(listing, 'invalidInput')) as Error & { details?: Record<string, unknown> };
+          const details = JSON.stringify(error.details).replace(marker, 'ID');
+          return { message: error.message.replace(marker, 'ID'), details };
+        };
+        for (const sort of ['name', 'properties.pin', 'createdAt', 'id']) {
+          const reference = await failure(missing, sort);
+          expect(await failure(hidden.id, sort), sort).toEqual(reference);
+          expect(await failure(notShared.id, sort), sort).toEqual(reference);
+        }
+        // The owner and an unrestricted listing still page after it, and visible markers work for bob.
+        const asOwner = catalog.images.list({ visibleTo: 'alice', sort: 'name', marker: hidden.id });
+        await expect(asOwner).resolves.toBeDefined();
+        await expect(catalog.images.list({ sort: 'name', marker: hidden.id })).resolves.toBeDefined();
+        const after = await catalog.images.list({ visibleTo: 'bob', sort: 'name', marker: visible[0]!.id });
+        expect(after.items.map((i) => i.name)).toEqual(['m-mine', 'm-z']);
+      });
     });
 
     describe('list: sort and paging', () => {
@@ -335,11 +367,21 @@ export function catalogContract(
     });
 
     describe('users', () => {
-      const user = (name: string, accessKey: string) => ({ name, accessKey, sealedSecret: 'v1.sealed', admin: false, createdAt: '2026-01-01T00:00:00.000Z' });
-      it('creates, finds by name and by access key, lists and deletes users', async () => {
-        await catalog.users.create(user('alice', 'AKIAAAAAAAAAAAAAAAAA'));
+      const user = (name: string, accessKey: string) => ({
+        id: randomUUID(),
+        name,
+        accessKey,
+        sealedSecret: 'v1.sealed',
+        admin: false,
+        createdAt: '2026-01-01T00:00:00.000Z',
+      });
+      it('creates, finds by name, id and access key, lists and deletes users', async () => {
+        const alice = await catalog.users.create(user('alice', 'AKIAAAAAAAAAAAAAAAAA'));
         await catalog.users.create({ ...user('bob', 'AKIABBBBBBBBBBBBBBBB'), admin: true });
-        await expect(catalog.users.findByName('alice')).resolves.toMatchObject({ accessKey: 'AKIAAAAAAAAAAAAAAAAA', admin: false });
+        const found = catalog.users.findByName('alice');
+        await expect(found).resolves.toMatchObject({ id: alice.id, accessKey: 'AKIAAAAAAAAAAAAAAAAA', admin: false });
+        await expect(catalog.users.findById(alice.id)).resolves.toMatchObject({ name: 'alice' });
+        await expect(catalog.users.findById(randomUUID())).resolves.toBeUndefined();
         await expect(catalog.users.findByAccessKey('AKIABBBBBBBBBBBBBBBB')).resolves.toMatchObject({ name: 'bob', admin: true });
         await expect(catalog.users.findByAccessKey('AKIAZZZZZZZZZZZZZZZZ')).resolves.toBeUndefined();
         expect((await catalog.users.list()).map((u) => u.name)).toEqual(['alice', 'bob']);
@@ -351,6 +393,10 @@ export function catalogContract(
         await catalog.users.create(user('alice', 'AKIAAAAAAAAAAAAAAAAA'));
         await expectKind(catalog.users.create(user('alice', 'AKIACCCCCCCCCCCCCCCC')), 'conflict');
         await expectKind(catalog.users.create(user('carol', 'AKIAAAAAAAAAAAAAAAAA')), 'conflict');
+        const alice = (await catalog.users.findByName('alice'))!;
+        await expectKind(catalog.users.create({ ...user('dave', 'AKIAEEEEEEEEEEEEEEEE'), id: alice.id }), 'conflict');
+        const badId = { ...user('erin', 'AKIAFFFFFFFFFFFFFFFF'), id: 'not-a-uuid' };
+        await expectKind(catalog.users.create(badId), 'invalidInput');
         await expectKind(catalog.users.create(user('Bad Name', 'AKIADDDDDDDDDDDDDDDD')), 'invalidInput');
         expect((await catalog.users.list()).map((u) => u.name)).toEqual(['alice']);
       });
@@ -414,6 +460,51 @@ export function catalogContract(
         await catalog.state.delete('retired:prod:b');
         expect(await catalog.state.list('retired:prod:')).toEqual([['retired:prod:a', { since: 'later' }]]);
         expect(await catalog.state.list('%')).toEqual([]);
+      });
+    });
+
+    describe('replay memory', () => {
+      const sig = (n: number) => n.toString(16).padStart(64, 'a');
+
+      it('accepts a signature once, refuses it again until it expires, then forgets it', async () => {
+        const now = Date.now();
+        await expect(catalog.replays.remember(sig(1), now + 300_000, now)).resolves.toBe(true);
+        await expect(catalog.replays.remember(sig(1), now + 300_000, now + 1000)).resolves.toBe(false);
+        await expect(catalog.replays.remember(sig(2), now + 300_000, now + 1000)).resolves.toBe(true);
+        // Once expired, a request that old fails the clock check anyway: the entry may be taken again.
+        await expect(catalog.replays.remember(sig(1), now + 900_000, now + 300_000)).resolves.toBe(true);
+        await expect(catalog.replays.remember(sig(1), now + 900_000, now + 300_001)).resolves.toBe(false);
+        await expect(catalog.replays.remember(sig(6), now + 300_010, now + 300_001)).resolves.toBe(true);
+        await expect(catalog.replays.prune(now + 300_020)).resolves.toBeGreaterThanOrEqual(1);
+        await expect(catalog.replays.remember(sig(6), now + 900_000, now + 300_020)).resolves.toBe(true);
+      });
+
+      it('is shared by every instance on the same storage and survives a restart', async () => {
+        const now = Date.now();
+        await expect(catalog.replays.remember(sig(3), now + 300_000, now)).resolves.toBe(true);
+        const other = await harness.reopen(catalog);
+        try {
+          await expect(other.replays.remember(sig(3), now + 300_000, now + 10)).resolves.toBe(false);
+          await expect(other.replays.remember(sig(4), now + 300_000, now + 10)).resolves.toBe(true);
+          await expect(catalog.replays.remember(sig(4), now + 300_000, now + 20)).resolves.toBe(false);
+        } finally {
+          await other.close();
+        }
+        await catalog.close();
+        catalog = await harness.reopen(catalog);
+        await expect(catalog.replays.remember(sig(3), now + 300_000, now + 30)).resolves.toBe(false);
+      });
+
+      it('lets exactly one of several concurrent recorders of the same signature through', async () => {
+        const other = await harness.reopen(catalog);
+        try {
+          const now = Date.now();
+          const racers = Array.from({ length: 8 }, (_, i) => (i % 2 ? other : catalog).replays);
+          const results = await Promise.all(racers.map((r) => r.remember(sig(5), now + 300_000, now)));
+          expect(results.filter(Boolean)).toHaveLength(1);
+        } finally {
+          await other.close();
+        }
       });
     });
 

@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isVisorError, type ErrorKind } from '../../core/errors.js';
+import type { Claim } from '../../core/iaas/markers.js';
 import type { CloudImage, ContentSource, IaasDriver, Markers, RetireMode } from '../../core/iaas/port.js';
 import { retireModes } from '../../core/iaas/port.js';
 import { newImage } from '../../core/image/image.js';
@@ -23,12 +24,17 @@ export interface ConformanceHarness {
   badCredentialsDriver?(): Promise<IaasDriver>;
   /** Creates an image behind visor's back (no markers); returns its native id. */
   createUnmarked?(name: string): Promise<string>;
+  /**
+   * A driver for another project, user or account of the same cloud: what it creates (privately)
+   * must not be in `driver()`'s listing, and its scope must differ.
+   */
+  otherOwnerDriver?(): Promise<IaasDriver>;
   /** Content in a format the cloud accepts; defaults to random raw bytes. */
   content?(): Promise<ContentSource>;
   /** Removes whatever the suite left behind (it also deletes what it creates). */
   cleanup?(): Promise<void>;
   /** Reasons for capabilities the harness cannot exercise, shown as skip notes. */
-  notes?: { paging?: string; badCredentials?: string; unmarked?: string };
+  notes?: { paging?: string; badCredentials?: string; unmarked?: string; otherOwner?: string };
 }
 
 async function expectKind(promise: Promise<unknown>, kind: ErrorKind): Promise<void> {
@@ -60,9 +66,13 @@ function imageFor(content: ContentSource, draft: Partial<ImageDraft> = {}): Imag
   } as ImageDraft);
 }
 
-function markersFor(image: Image, content: ContentSource): Markers {
-  return { agent: `conformance-${runId}`, imageId: image.id, sha256: content.checksums.sha256, revision: image.revision };
+function markersFor(image: Image, content: ContentSource, target: string | null = 'conformance'): Markers {
+  const owner = { agent: `conformance-${runId}`, ...(target !== null ? { target } : {}) };
+  return { ...owner, imageId: image.id, sha256: content.checksums.sha256, revision: image.revision };
 }
+
+const claimFor = ({ agent, target, imageId }: Markers): Claim =>
+  target === undefined ? { owner: 'legacy', agent, imageId } : { owner: 'target', agent, target, imageId };
 
 /**
  * The IaasDriver conformance suite: every adapter's tests call it with their own harness.
@@ -76,9 +86,13 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
     let content: ContentSource;
     const created: string[] = [];
 
-    const create = async (draft: Partial<ImageDraft> = {}, source: ContentSource = content): Promise<{ image: Image; markers: Markers; cloud: CloudImage }> => {
+    const create = async (
+      draft: Partial<ImageDraft> = {},
+      source: ContentSource = content,
+      target: string | null = 'conformance',
+    ): Promise<{ image: Image; markers: Markers; cloud: CloudImage }> => {
       const image = imageFor(source, draft);
-      const markers = markersFor(image, source);
+      const markers = markersFor(image, source, target);
       const cloud = await driver.create({ image, markers, content: source, timeoutMs: 120_000 });
       created.push(cloud.nativeId);
       return { image, markers, cloud };
@@ -177,7 +191,7 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
       const { image, markers, cloud } = await create();
       const renamed = { ...image, name: `${image.name}-renamed`, revision: image.revision + 1, minRam: 256, properties: { ...image.properties, purpose: 'updated' } };
       const nextMarkers = { ...markers, revision: renamed.revision };
-      const updated = await driver.updateMetadata(cloud.nativeId, renamed, nextMarkers);
+      const updated = await driver.updateMetadata(cloud.nativeId, renamed, nextMarkers, { claim: claimFor(markers) });
       expect(updated.nativeId).toBe(cloud.nativeId);
       expect(updated.name).toBe(renamed.name);
       expect(updated.markers).toEqual(nextMarkers);
@@ -193,8 +207,8 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
         `retires by ${mode}`,
         () => (driver.capabilities.retireModes.includes(mode) ? undefined : `${name} does not support retiring by ${mode} (asking for it is tested to fail as unsupported)`),
         async () => {
-          const { cloud } = await create();
-          await driver.retire(cloud.nativeId, mode);
+          const { cloud, markers } = await create();
+          await driver.retire(cloud.nativeId, mode, { claim: claimFor(markers) });
           if (mode === 'delete') {
             await expectKind(driver.get(cloud.nativeId), 'notFound');
             expect((await driver.list()).some((i) => i.nativeId === cloud.nativeId && i.state !== 'deleted')).toBe(false);
@@ -207,6 +221,71 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
         },
       );
     }
+
+    test('reads markers of the older scheme (no target) back as such, and claims them as legacy', async () => {
+      const { image, markers, cloud } = await create({}, content, null);
+      expect(cloud.markers).toEqual(markers);
+      expect(cloud.markers?.target).toBeUndefined();
+      expect((await driver.list()).find((i) => i.nativeId === cloud.nativeId)?.markers).toEqual(markers);
+      // Adopting it for a target rewrites the markers to name the target; the bits stay.
+      const adopted = { ...markers, target: 'conformance', revision: image.revision };
+      const updated = await driver.updateMetadata(cloud.nativeId, image, adopted, { claim: claimFor(markers) });
+      expect(updated.markers).toEqual(adopted);
+      if (driver.capabilities.reportsSize) expect(updated.size).toBe(content.size);
+    });
+
+    test('refuses to update or retire an image whose markers do not fit the claim, and changes nothing', async () => {
+      const { image, markers, cloud } = await create();
+      const before = await driver.get(cloud.nativeId);
+      const { agent, imageId } = markers;
+      const otherTarget: Claim = { owner: 'target', agent, target: 'someone-else', imageId };
+      const otherAgent: Claim = { owner: 'target', agent: 'another-agent', target: 'conformance', imageId };
+      const legacy: Claim = { owner: 'legacy', agent: markers.agent, imageId: markers.imageId };
+      const renamed = { ...image, name: `${image.name}-stolen`, revision: image.revision + 1 };
+      for (const claim of [otherTarget, otherAgent, legacy, { owner: 'none' } as const]) {
+        const stolen = { ...markers, target: 'someone-else' };
+        await expectKind(driver.updateMetadata(cloud.nativeId, renamed, stolen, { claim }), 'conflict');
+        for (const mode of driver.capabilities.retireModes) {
+          await expectKind(driver.retire(cloud.nativeId, mode, { claim }), 'conflict');
+        }
+      }
+      const after = await driver.get(cloud.nativeId);
+      expect(after.markers).toEqual(markers);
+      const seen = (i: CloudImage) => ({ name: i.name, state: i.state, hidden: i.hidden, access: i.access });
+      expect(seen(after)).toEqual(seen(before));
+    });
+
+    testIf(
+      'names a stable scope, and lists only its own project\'s, user\'s or account\'s images',
+      () => (driver.scope ? undefined : `${name} names no scope (every target of this adapter is taken to share one)`),
+      async () => {
+        const scope = await driver.scope!();
+        expect(scope).toMatch(/\S/);
+        const same = await harness.driver();
+        try {
+          expect(await same.scope!()).toBe(scope);
+        } finally {
+          await same.close();
+        }
+        if (!harness.otherOwnerDriver) return;
+        const other = await harness.otherOwnerDriver();
+        try {
+          expect(await other.scope!()).not.toBe(scope);
+          const source = content;
+          const image = imageFor(source, { access: 'private' });
+          const request = { image, markers: markersFor(image, source), content: source, timeoutMs: 120_000 };
+          const theirs = await other.create(request);
+          try {
+            expect((await other.list()).some((i) => i.nativeId === theirs.nativeId)).toBe(true);
+            expect((await driver.list()).some((i) => i.nativeId === theirs.nativeId)).toBe(false);
+          } finally {
+            await other.retire(theirs.nativeId, 'delete').catch(() => undefined);
+          }
+        } finally {
+          await other.close();
+        }
+      },
+    );
 
     test('refuses retire modes it does not support as unsupported', async () => {
       const unsupported = retireModes.filter((m) => !driver.capabilities.retireModes.includes(m as RetireMode));

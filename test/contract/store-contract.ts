@@ -3,6 +3,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isVisorError, type ErrorKind } from '../../core/errors.js';
+import { putInspected } from '../../core/store/inspected-put.js';
 import type { Store } from '../../core/store/port.js';
 import { skipAllowed } from '../setup/allowed-skips.js';
 
@@ -194,6 +195,30 @@ export function storeContract(name: string, makeHarness: () => Promise<StoreHarn
       expect(await harness.listObjects()).toEqual(before);
     }, { writable: true });
 
+    test('never commits an image refused on the way in (putInspected: a qcow2 declared raw)', async () => {
+      const before = await harness.listObjects();
+      const qcow2 = unsafeImages().qcow2;
+      const put = putInspected(store, 'refused-early', Readable.from([qcow2]), { declared: 'raw', size: qcow2.length });
+      const reason = expect.stringMatching(/declared raw, but the content is qcow2/);
+      await expect(put).rejects.toMatchObject({ kind: 'unsafe', message: reason });
+      expect(await harness.listObjects()).toEqual(before);
+    }, { writable: true });
+
+    test('removes an image refused once stored (putInspected reading back a range it could not keep)', async () => {
+      const before = await harness.listObjects();
+      const vhd = unsafeImages().differencingVhd;
+      const put = putInspected(store, 'refused-late', Readable.from([vhd]), { declared: 'vhd', size: vhd.length });
+      await expect(put).rejects.toMatchObject({ kind: 'unsafe', message: expect.stringMatching(/differencing VHD/) });
+      expect(await harness.listObjects()).toEqual(before);
+    }, { writable: true });
+
+    test('stores an image that passes inspection, with its report (putInspected)', async () => {
+      const data = randomBytes(2 * 1024 * 1024);
+      const result = await putInspected(store, 'inspected', Readable.from([data]), { size: data.length });
+      expect(result).toMatchObject({ size: data.length, inspection: { format: 'raw', containerFormat: 'bare' } });
+      expect((await buffer((await store.get(result.uri)).stream)).equals(data)).toBe(true);
+    }, { writable: true });
+
     test('refuses keys that are not plain names', async () => {
       for (const key of ['../escape', 'a/b', '', '.hidden', 'x'.repeat(200), 'nul\0byte']) {
         await expectKind(store.put(key, Readable.from([Buffer.from('x')])), 'invalidInput');
@@ -226,4 +251,48 @@ export function storeContract(name: string, makeHarness: () => Promise<StoreHarn
       await extra.close();
     });
   });
+}
+
+/**
+ * Two unsafe images made by hand (no qemu-img needed): a qcow2 header (to be declared raw), and
+ * a differencing VHD whose 1.2 MB block table is more than an upload keeps on the way, so that
+ * its verdict needs a range read back from the store.
+ */
+function unsafeImages(): { qcow2: Buffer; differencingVhd: Buffer } {
+  const qcow2 = randomBytes(3 * 1024 * 1024);
+  Buffer.from([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 2]).copy(qcow2, 0);
+
+  const entries = 300_000;
+  const batOffset = 1536;
+  const vhd = Buffer.alloc(batOffset + entries * 4 + 512, 0xff);
+  const footer = Buffer.alloc(512);
+  footer.write('conectix', 0, 'latin1');
+  footer.writeUInt32BE(2, 8);
+  footer.writeUInt32BE(0x00010000, 12);
+  footer.writeBigUInt64BE(512n, 16);
+  footer.write('qem2', 28, 'latin1');
+  footer.writeBigUInt64BE(BigInt(entries) * 2n * 1024n * 1024n, 40);
+  footer.writeBigUInt64BE(BigInt(entries) * 2n * 1024n * 1024n, 48);
+  footer.writeUInt32BE(4, 60); // differencing
+  vhdChecksum(footer, 64);
+  const dynamic = Buffer.alloc(1024);
+  dynamic.write('cxsparse', 0, 'latin1');
+  dynamic.writeBigUInt64BE(0xffffffffffffffffn, 8);
+  dynamic.writeBigUInt64BE(BigInt(batOffset), 16);
+  dynamic.writeUInt32BE(0x00010000, 24);
+  dynamic.writeUInt32BE(entries, 28);
+  dynamic.writeUInt32BE(2 * 1024 * 1024, 32);
+  Buffer.from('parent.vhd', 'utf16le').swap16().copy(dynamic, 64);
+  vhdChecksum(dynamic, 36);
+  footer.copy(vhd, 0);
+  dynamic.copy(vhd, 512);
+  footer.copy(vhd, vhd.length - 512);
+  return { qcow2, differencingVhd: vhd };
+}
+
+function vhdChecksum(block: Buffer, at: number): void {
+  block.writeUInt32BE(0, at);
+  let sum = 0;
+  for (const b of block) sum += b;
+  block.writeUInt32BE(~sum >>> 0, at);
 }

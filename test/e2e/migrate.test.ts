@@ -1,5 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -94,5 +95,37 @@ clouds:
     const body = JSON.parse(again.stdout) as { pulled: unknown[]; run: { actions: unknown[] } };
     expect(body.pulled).toEqual([]);
     expect(body.run.actions).toEqual([]);
+  }, 300_000);
+
+  it('refuses to pull an unsafe image (a qcow2 Glance holds as raw), keeping nothing of it', async (ctx) => {
+    if (skip) ctx.skip(skip);
+    const qemuSkip = (await requirePeer('qemu-img')).skip;
+    if (qemuSkip) ctx.skip(qemuSkip);
+    const liar = `${name}-liar`;
+    const file = join(dir, 'liar.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', file, '16M']);
+    const api = await glanceApi(peer!, 'admin');
+    const record = { name: liar, disk_format: 'raw', container_format: 'bare', visibility: 'public' };
+    const id = (await api.post('/v2/images', record)).data.id as string;
+    const octets = { headers: { 'Content-Type': 'application/octet-stream' } };
+    await api.put(`/v2/images/${id}/file`, await readFile(file), octets);
+    const storeBefore = await readdir(join(dir, 'data', 'images')).catch(() => []);
+
+    const args = ['migrate', '-c', config, '--from', 'glance', '--to', 'one', '--name', liar, '--json'];
+    const result = await runVisorAsync(args, { env: { HOME: dir } });
+    expect(result.code, result.stderr).not.toBe(0);
+    const body = JSON.parse(result.stdout) as { pulled: { result: string; error?: { kind: string } }[] };
+    const reason = expect.stringMatching(/declared raw, but the content is qcow2/);
+    expect(body.pulled).toMatchObject([{ result: 'failed', error: { kind: 'unsafe', message: reason } }]);
+    expect(result.stderr).not.toMatch(stackLine);
+
+    const session = await openSession({ configFile: config, env: {}, logger: silentLogger });
+    try {
+      const pulled = await session.deps.catalog.images.list({ filters: { 'properties.visor_origin_id': id } });
+      expect(pulled.items).toEqual([]);
+    } finally {
+      await session.close();
+    }
+    expect(await readdir(join(dir, 'data', 'images')).catch(() => [])).toEqual(storeBefore);
   }, 300_000);
 });

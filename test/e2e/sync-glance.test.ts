@@ -13,6 +13,7 @@ import { silentLogger } from '../../core/logging/logger.js';
 import { deleteImagesNamed, glanceApi, imagesNamed, peerStartTimeout } from '../adapters/glance/harness.js';
 import { requirePeer } from '../peers/index.js';
 import type { OpenStackPeer } from '../peers/openstack.js';
+import { plantImage } from '../support/bad-images.js';
 import { writeConfig } from './glance-config.js';
 
 /**
@@ -162,11 +163,16 @@ describe('sync into real Glance, end to end', () => {
 
   it('refuses unsafe images with a clear reason; they never reach the cloud', async (ctx) => {
     if (skip) ctx.skip(skip);
+    // Uploads refuse all four (test/api/upload-inspection.test.ts); planted in the catalog past
+    // that check, as an older visor or another writer of a shared catalog could, the agent
+    // refuses them again before they reach a cloud.
+    const plant = (name: string, file: string, extra: Record<string, unknown>) =>
+      plantImage(session.deps, name, file, { tags: [tag], ...extra });
     const bad = [
-      await add('backing-file', files['backing']!, { diskFormat: 'qcow2' }),
-      await add('data-file', files['datafile']!, { diskFormat: 'qcow2' }),
-      await add('vmdk-descriptor', files['vmdk']!, { diskFormat: 'vmdk' }),
-      await add('qcow2-as-raw', files['qcow2']!, { diskFormat: 'raw' }),
+      await plant('backing-file', files['backing']!, { diskFormat: 'qcow2' }),
+      await plant('data-file', files['datafile']!, { diskFormat: 'qcow2' }),
+      await plant('vmdk-descriptor', files['vmdk']!, { diskFormat: 'vmdk' }),
+      await plant('qcow2-as-raw', files['qcow2']!, { diskFormat: 'raw' }),
     ];
     const result = await sync();
     expect(result.status).toBe('failed');

@@ -1,4 +1,5 @@
 import { openStackPeer } from './openstack.js';
+import { postgresPeer } from './postgresql-peer.js';
 import { s3Peer } from './s3-peer.js';
 import { debianTool } from './tools.js';
 
@@ -23,13 +24,14 @@ import { debianTool } from './tools.js';
  * - a server shared machine-wide (like Keystone + Glance): `start()` first looks for a healthy
  *   running one and reuses it (`reused: true`), and there is no `stop()`.
  *
- * Then in a test: `const { peer, skip } = await requirePeer('postgres')`, and
+ * Then in a test: `const { peer, skip } = await requirePeer('postgresql')`, and
  * `if (skip) ctx.skip(skip)` in each test. Nothing else: the summary and the CI switch
  * (VISOR_TEST_REQUIRE_PEERS=1) pick the new peer up from this list.
  */
 export const peerRegistry = {
   openstack: openStackPeer,
   s3: s3Peer,
+  postgresql: postgresPeer,
   'qemu-img': debianTool({
     command: 'qemu-img',
     pkg: 'qemu-utils',

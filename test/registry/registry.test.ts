@@ -17,7 +17,7 @@ describe('plugin registry', () => {
     expect(registry.list().map((p) => `${p.kind}:${p.id}`)).toEqual(
       [...builtinPlugins].map((p) => `${p.kind}:${p.id}`).sort((a, b) => a.localeCompare(b)),
     );
-    expect(registry.ids('catalog')).toEqual(['mongodb', 'sqlite']);
+    expect(registry.ids('catalog')).toEqual(['mongodb', 'postgresql', 'sqlite']);
     expect(registry.list().every((p) => p.source === 'builtin')).toBe(true);
   });
 
@@ -60,6 +60,6 @@ describe('plugin registry', () => {
 
   it('reports an unknown plugin id with the known ones', () => {
     const registry = builtinRegistry();
-    expect(() => registry.factory('catalog', 'postgres')).toThrow(/no catalog plugin "postgres".*known: mongodb, sqlite/);
+    expect(() => registry.factory('catalog', 'postgres')).toThrow(/no catalog plugin "postgres".*known: mongodb, postgresql, sqlite/);
   });
 });

@@ -7,7 +7,9 @@ import { fileURLToPath } from 'node:url';
 import type { Caller } from '../../agent/service/access.js';
 import type { ImageService } from '../../agent/service/image-service.js';
 import type { Catalog } from '../../core/catalog/port.js';
-import type { DiskFormat, Image } from '../../core/image/model.js';
+import type { Store } from '../../core/store/port.js';
+import { newImage } from '../../core/image/image.js';
+import type { DiskFormat, Image, ImageDraft } from '../../core/image/model.js';
 
 /** The agent acting on the catalog (admin). */
 export const agentCaller: Caller = { name: 'bad-input', admin: true };
@@ -58,6 +60,34 @@ export async function makeBadImages(dir: string): Promise<BadImageFiles> {
 export async function addImage(images: ImageService, name: string, file: string, extra: Partial<Record<string, unknown>> & { diskFormat?: DiskFormat } = {}): Promise<Image> {
   const image = await images.register(agentCaller, { name, architecture: 'x86_64', access: 'public', ...extra });
   return images.upload(agentCaller, image.id, createReadStream(file), { size: (await stat(file)).size });
+}
+
+/** Where `plantImage` writes: a catalog and its stores (a session's deps, a server's parts). */
+export interface PlantTarget {
+  catalog: Catalog;
+  stores: ReadonlyMap<string, Store>;
+  defaultStore: string;
+}
+
+/**
+ * Puts a file into the catalog *without* the upload's inspection: what a catalog written by an
+ * older visor holds, or one shared with another service. The agent must still refuse the bad
+ * ones before any conversion or cloud upload (defence in depth): these tests prove it does.
+ */
+export async function plantImage(
+  to: PlantTarget,
+  name: string,
+  file: string,
+  extra: Partial<Record<string, unknown>> & { diskFormat?: DiskFormat } = {},
+): Promise<Image> {
+  const store = to.stores.get(to.defaultStore)!;
+  const put = await store.put(`planted-${randomBytes(4).toString('hex')}`, createReadStream(file));
+  const draft = { name, architecture: 'x86_64', access: 'public', owner: agentCaller.name, ...extra } as ImageDraft;
+  const image = newImage(draft);
+  const { size, checksums } = put;
+  const location = { store: to.defaultStore, uri: put.uri };
+  const uploadedAt = image.createdAt;
+  return to.catalog.images.create({ ...image, status: 'available', location, size, checksums, uploadedAt });
 }
 
 /** The stored file of a catalog image in a file store. */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { compose } from '../../agent/compose.js';
 import { sealingBox, startServer, type RunningServer } from '../../agent/serve.js';
 import { addUser, type NewCredentials } from '../../agent/service/users.js';
-import { CONTENT_HASH_HEADER, signRequest, UNSIGNED_PAYLOAD } from '../../core/auth/signing.js';
+import { CONTENT_HASH_HEADER, EMPTY_SHA256, signRequest, STREAMING_PAYLOAD } from '../../core/auth/signing.js';
 import { silentLogger } from '../../core/logging/logger.js';
 import { rawRequest, type Credentials } from './raw-http.js';
 
@@ -59,8 +59,19 @@ export async function healthy(t: HostileServer): Promise<number> {
   return Date.now() - started;
 }
 
-/** Signed request headers as an HTTP/1.1 head (status line to blank line), for a raw socket. */
-export function signedHead(url: string, creds: Credentials, method: string, path: string, headers: Record<string, string>, contentHash = UNSIGNED_PAYLOAD): string {
+/**
+ * Signed request headers as an HTTP/1.1 head (status line to blank line), for a raw socket. The
+ * body's hash defaults to the streamed-upload mode for chunked bodies (the digest would follow in
+ * a trailer) and to the empty body's otherwise; pass the real one where the body must be taken.
+ */
+export function signedHead(
+  url: string,
+  creds: Credentials,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  contentHash = /chunked/.test(headers['transfer-encoding'] ?? '') ? STREAMING_PAYLOAD : EMPTY_SHA256,
+): string {
   const signed = signRequest(creds.accessKey, creds.secretKey, { method, path, query: [], headers: { [CONTENT_HASH_HEADER]: contentHash, ...headers } });
   return [`${method} ${path} HTTP/1.1`, `host: ${new URL(url).host}`, ...Object.entries(signed).map(([k, v]) => `${k}: ${v}`), '', ''].join('\r\n');
 }

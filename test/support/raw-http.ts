@@ -1,7 +1,14 @@
 import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
-import { CONTENT_HASH_HEADER, signRequest, UNSIGNED_PAYLOAD } from '../../core/auth/signing.js';
+import {
+  CONTENT_HASH_HEADER,
+  signRequest,
+  STREAMING_PAYLOAD,
+  TRAILER_SIGNATURE_HEADER,
+  trailerSignature,
+  UNSIGNED_PAYLOAD,
+} from '../../core/auth/signing.js';
 
 export interface RawResponse {
   status: number;
@@ -27,7 +34,7 @@ export interface RawRequest {
   signedAt?: Date;
   /** Change the request after signing (to prove the signature covers it). */
   tamper?: (r: { path: string; query: [string, string][]; headers: Record<string, string> }) => void;
-  /** Streamed body with UNSIGNED-PAYLOAD. */
+  /** Send the body with UNSIGNED-PAYLOAD (refused since issue 15: to prove it). */
   unsignedPayload?: boolean;
 }
 
@@ -60,15 +67,21 @@ export function rawRequest(baseUrl: string, r: RawRequest): Promise<RawResponse>
 }
 
 /**
- * Sends a signed upload's headers and only `sendBytes` of the declared body, then drops the
- * connection: a client cut off midway.
+ * Sends a signed streamed upload's headers (chunked, the digest to follow in a trailer) and only
+ * `sendBytes` of the declared body, then drops the connection: a client cut off midway.
  */
 export function cutOffUpload(baseUrl: string, r: { method: string; path: string; as: Credentials; declared: number; sendBytes: number; metaHeaders?: Record<string, string> }): Promise<void> {
   const headers = signRequest(r.as.accessKey, r.as.secretKey, {
     method: r.method,
     path: r.path,
     query: [],
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(r.declared), [CONTENT_HASH_HEADER]: UNSIGNED_PAYLOAD, ...r.metaHeaders },
+    headers: {
+      'content-type': 'application/octet-stream',
+      'transfer-encoding': 'chunked',
+      'x-visor-decoded-content-length': String(r.declared),
+      [CONTENT_HASH_HEADER]: STREAMING_PAYLOAD,
+      ...r.metaHeaders,
+    },
   });
   const url = new URL(baseUrl);
   return new Promise((resolve, reject) => {
@@ -81,7 +94,9 @@ export function cutOffUpload(baseUrl: string, r: { method: string; path: string;
         while (sent < r.sendBytes) {
           const n = Math.min(chunk.length, r.sendBytes - sent);
           sent += n;
-          if (!socket.write(chunk.subarray(0, n))) {
+          const size = Buffer.from(`${n.toString(16)}\r\n`);
+          const framed = Buffer.concat([size, chunk.subarray(0, n), Buffer.from('\r\n')]);
+          if (!socket.write(framed)) {
             socket.once('drain', pump);
             return;
           }
@@ -94,5 +109,67 @@ export function cutOffUpload(baseUrl: string, r: { method: string; path: string;
       pump();
     });
     socket.on('error', reject);
+  });
+}
+
+/**
+ * A signed upload sent with Transfer-Encoding: chunked (no Content-Length), in pieces of
+ * `chunkSize`, streamed as the client does (STREAMING-SHA256-TRAILER: the body's sha256 and its
+ * signature in the trailers): the server cannot know the length before the end.
+ */
+export interface ChunkedUpload {
+  method: string;
+  path: string;
+  as: Credentials;
+  body: Buffer;
+  headers?: Record<string, string>;
+  chunkSize?: number;
+}
+
+export function chunkedUpload(baseUrl: string, r: ChunkedUpload): Promise<RawResponse> {
+  const headers = signRequest(r.as.accessKey, r.as.secretKey, {
+    method: r.method,
+    path: r.path,
+    query: [],
+    headers: {
+      'content-type': 'application/octet-stream',
+      'transfer-encoding': 'chunked',
+      trailer: `${CONTENT_HASH_HEADER}, ${TRAILER_SIGNATURE_HEADER}`,
+      [CONTENT_HASH_HEADER]: STREAMING_PAYLOAD,
+      ...r.headers,
+    },
+  });
+  const requestSignature = /Signature=([0-9a-f]{64})$/.exec(headers['authorization'] ?? '')?.[1] ?? '';
+  const sha256 = createHash('sha256').update(r.body).digest('hex');
+  return new Promise((resolve, reject) => {
+    let answered = false;
+    const req = httpRequest(new URL(r.path, baseUrl), { method: r.method, headers }, (res) => {
+      answered = true;
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const json = () => JSON.parse(body.toString('utf8')) as unknown;
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json });
+      });
+      res.on('error', reject);
+    });
+    // The server may answer (and close) before the whole body is sent: that answer is the result.
+    req.on('error', (error) => (answered ? undefined : reject(error)));
+    const size = r.chunkSize ?? 64 * 1024;
+    let at = 0;
+    const pump = () => {
+      while (at < r.body.length) {
+        const piece = r.body.subarray(at, at + size);
+        at += piece.length;
+        if (!req.write(piece)) return void req.once('drain', pump);
+      }
+      req.addTrailers({
+        [CONTENT_HASH_HEADER]: sha256,
+        [TRAILER_SIGNATURE_HEADER]: trailerSignature(r.as.secretKey, requestSignature, sha256),
+      });
+      req.end();
+    };
+    pump();
   });
 }

@@ -14,8 +14,19 @@ export interface World {
 
 let counter = 0;
 
-export function cloudCopy(image: Image, agent: string, overrides: Partial<CloudImage> = {}): CloudImage {
-  const markers: Markers = { agent, imageId: image.id, sha256: image.checksums.sha256!, revision: image.revision };
+/** The target the planner tests plan for, unless they say otherwise. */
+export const defaultTarget = 'prod';
+
+/** A copy in the cloud marked by `agent` for `target` (null: the older marker scheme, no target). */
+export function cloudCopy(
+  image: Image,
+  agent: string,
+  overrides: Partial<CloudImage> = {},
+  target: string | null = defaultTarget,
+): CloudImage {
+  const { id: imageId, revision } = image;
+  const owner = { agent, ...(target !== null ? { target } : {}) };
+  const markers: Markers = { ...owner, imageId, sha256: image.checksums.sha256!, revision };
   return {
     nativeId: `native-${++counter}`,
     name: image.name,
@@ -47,7 +58,7 @@ export function apply(world: World, plan: Plan, agent: string, now: Date): World
       case 'create':
       case 'replace': {
         const source = action.desired.image;
-        observed.push(cloudCopy(source, agent, { name: source.name, access: source.access }));
+        observed.push(cloudCopy(source, agent, { name: source.name, access: source.access }, plan.target));
         if (action.kind === 'replace') action.retire.forEach(run);
         break;
       }
@@ -57,7 +68,9 @@ export function apply(world: World, plan: Plan, agent: string, now: Date): World
         const d = action.desired.image;
         copy.name = d.name;
         copy.access = d.access;
-        copy.markers = { agent, imageId: d.id, sha256: d.checksums.sha256!, revision: d.revision };
+        // As the executor does: an adopted copy of the older scheme keeps the content marker of its bits.
+        const sha256 = action.claim.owner === 'none' ? d.checksums.sha256! : copy.markers!.sha256;
+        copy.markers = { agent, target: plan.target, imageId: d.id, sha256, revision: d.revision };
         break;
       }
       case 'retire': {
@@ -75,7 +88,10 @@ export function apply(world: World, plan: Plan, agent: string, now: Date): World
         break;
       case 'import': {
         const source = find(action.nativeId);
-        catalog.push(newImage({ name: source.name, architecture: 'x86_64', properties: { [ORIGIN_TARGET]: plan.target, [ORIGIN_ID]: source.nativeId } }));
+        // As the executor does: an imported image is as public as the cloud's.
+        const access = source.access === 'public' ? 'public' : 'private';
+        const properties = { [ORIGIN_TARGET]: plan.target, [ORIGIN_ID]: source.nativeId };
+        catalog.push(newImage({ name: source.name, architecture: 'x86_64', access, properties }));
         break;
       }
     }

@@ -50,8 +50,18 @@ export function imageCommands(program: Command, io: CliIo): void {
     program
       .command('add')
       .description('register an image: key=value metadata (name and architecture required), and --file to upload or location=URL to reference')
-      .argument('<metadata...>', 'key=value pairs, e.g. name="CentOS 6.2" architecture=i386 format=iso access=private')
-      .option('-f, --file <path>', 'image file to upload'),
+      .argument('<metadata...>', 'key=value pairs, e.g. name="CentOS 6.2" architecture=i386 format=iso access=public')
+      .option('-f, --file <path>', 'image file to upload')
+      .addHelpText(
+        'after',
+        [
+          '',
+          'New images are private (access=private) unless you say otherwise, as in Glance: only you',
+          'and admins see them. A cloud\'s default sync selector takes public images only, so a new',
+          'image reaches no cloud until it is made public (access=public) or shared (access=shared',
+          'members=alice,bob) and a cloud selects that access (clouds.<name>.sync.selector.access).',
+        ].join('\n'),
+      ),
   ).action(run('add'));
   withClientOptions(
     program

@@ -42,7 +42,7 @@ function describeAction(action: Action): string {
     case 'update':
       return action.changes.join('; ');
     case 'adopt':
-      return `mark ${action.nativeId} as visor's (same content)`;
+      return `mark ${action.nativeId} as this target's (${action.reason})`;
     case 'retire':
       return `${action.mode}${action.startsGrace ? ' (grace period starts)' : ''}: ${action.reason}`;
     case 'cleanup':

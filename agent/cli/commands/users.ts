@@ -24,19 +24,34 @@ export function usersCommand(program: Command, io: CliIo): void {
     async (name: string, opts: { config?: string; dataDir?: string; json?: boolean; admin?: boolean }) => {
       const { addUser } = await import('../../service/users.js');
       const created = await withCatalog(opts, async ({ catalog, box }) => addUser(catalog.users, box, name, opts.admin === true));
-      if (opts.json) printJson(io, { name: created.name, accessKey: created.accessKey, secretKey: created.secretKey, admin: created.admin });
-      else print(io, `Created ${created.admin ? 'admin ' : ''}user ${created.name}\nACCESS KEY: ${created.accessKey}\nSECRET KEY: ${created.secretKey}\n(store the secret now: it cannot be shown again)`);
+      const { id, accessKey, secretKey, admin } = created;
+      if (opts.json) printJson(io, { id, name: created.name, accessKey, secretKey, admin });
+      else {
+        const who = `Created ${admin ? 'admin ' : ''}user ${created.name} (id ${id})`;
+        const keys = `ACCESS KEY: ${accessKey}\nSECRET KEY: ${secretKey}`;
+        print(io, `${who}\n${keys}\n(store the secret now: it cannot be shown again)`);
+      }
     },
   );
 
   common(users.command('list').description('list users (never their secrets)')).action(async (opts: { config?: string; dataDir?: string; json?: boolean }) => {
     const list = await withCatalog(opts, async ({ catalog }) => catalog.users.list());
-    const rows = list.map((u) => ({ name: u.name, accessKey: u.accessKey, admin: u.admin, createdAt: u.createdAt }));
+    const rows = list.map(({ id, name, accessKey, admin, createdAt }) => ({ id, name, accessKey, admin, createdAt }));
     if (opts.json) printJson(io, rows);
-    else print(io, table(['NAME', 'ACCESS KEY', 'ADMIN', 'CREATED'], rows.map((u) => [u.name, u.accessKey, u.admin ? 'yes' : 'no', u.createdAt])));
+    else {
+      const cells = rows.map((u) => [u.name, u.id, u.accessKey, u.admin ? 'yes' : 'no', u.createdAt]);
+      print(io, table(['NAME', 'ID', 'ACCESS KEY', 'ADMIN', 'CREATED'], cells));
+    }
   });
 
-  common(users.command('remove').description('delete a user (its keys stop working at once)').argument('<name>')).action(
+  const remove = users
+    .command('remove')
+    .description(
+      'delete a user (its keys stop working at once; its images keep its id as owner, ' +
+        'so a new user of the same name gets none of them)',
+    )
+    .argument('<name>');
+  common(remove).action(
     async (name: string, opts: { config?: string; dataDir?: string; json?: boolean }) => {
       await withCatalog(opts, async ({ catalog }) => catalog.users.delete(name));
       if (opts.json) printJson(io, { removed: name });

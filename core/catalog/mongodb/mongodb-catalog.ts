@@ -5,6 +5,8 @@ import { applyChanges, validateImage, type Clock, systemClock } from '../../imag
 import type { Image, ImageChanges } from '../../image/model.js';
 import type { Catalog, ImageQuery, ImageRepository, LeaseRepository, Page, RunRepository, StateRepository, User, UserRepository } from '../port.js';
 import { MongoLeases, MongoRuns, MongoState, type LeaseDoc, type RunDoc, type StateDoc } from './mongodb-agent-records.js';
+import { MongoReplays, type ReplayDoc } from './mongodb-replays.js';
+import { migrateOwnersToIds } from './mongodb-owner-ids.js';
 import { userExists, userNotFound, validateUser } from '../users.js';
 import { imageNotFound, normalizeQuery, readAttribute, staleRevision, unknownMarker, type NormalizedQuery } from '../query.js';
 
@@ -30,6 +32,7 @@ export class MongoCatalog implements Catalog {
   readonly runs: RunRepository;
   readonly leases: LeaseRepository;
   readonly state: StateRepository;
+  readonly replays: MongoReplays;
   readonly #options: MongoCatalogOptions;
   #client: MongoClient | undefined;
   #db: Db | undefined;
@@ -41,6 +44,7 @@ export class MongoCatalog implements Catalog {
     this.runs = new MongoRuns(() => this.collection<RunDoc>('runs'), guard);
     this.leases = new MongoLeases(() => this.collection<LeaseDoc>('leases'), guard);
     this.state = new MongoState(() => this.collection<StateDoc>('state'), guard);
+    this.replays = new MongoReplays(() => this.collection<ReplayDoc>('replays'), guard);
   }
 
   collection<T extends object>(name: string): Collection<T> {
@@ -71,7 +75,11 @@ export class MongoCatalog implements Catalog {
         { key: { tags: 1 } },
       ]);
       await this.collection<UserDoc>('users').createIndex({ accessKey: 1 }, { unique: true });
+      await migrateOwnersToIds(this.collection('users'), this.collection('images'), this.collection('state'));
+      const withId = { partialFilterExpression: { id: { $type: 'string' } } };
+      await this.collection<UserDoc>('users').createIndex({ id: 1 }, { unique: true, ...withId });
       await this.collection<RunDoc>('runs').createIndex({ target: 1, startedAt: -1 });
+      await this.collection<ReplayDoc>('replays').createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 });
     } catch (error) {
       await client.close().catch(() => undefined);
       this.#client = undefined;
@@ -136,7 +144,10 @@ class MongoImages implements ImageRepository {
     const clauses = filterClauses(q);
     const markerId = q.marker;
     if (markerId !== undefined) {
-      const marker = await guard(() => this.images().findOne({ _id: markerId }));
+      // A marker the caller may not see is no marker at all (no existence or value oracle).
+      const visible = visibility(q.visibleTo);
+      const filter: Filter<ImageDoc> = visible ? { $and: [{ _id: markerId }, visible] } : { _id: markerId };
+      const marker = await guard(() => this.images().findOne(filter));
       if (!marker) throw unknownMarker(markerId);
       const value = q.sort.path === 'id' ? marker._id : readAttribute(fromDoc(marker), q.sort);
       clauses.push(afterMarker(q, value ?? null, marker._id));
@@ -202,6 +213,10 @@ class MongoUsers implements UserRepository {
     return toUser(await guard(() => this.users().findOne({ _id: name })));
   }
 
+  async findById(id: string): Promise<User | undefined> {
+    return toUser(await guard(() => this.users().findOne({ id })));
+  }
+
   async findByAccessKey(accessKey: string): Promise<User | undefined> {
     return toUser(await guard(() => this.users().findOne({ accessKey })));
   }
@@ -226,10 +241,15 @@ function toUser(doc: UserDoc | null): User | undefined {
 function filterClauses(q: NormalizedQuery): Filter<ImageDoc>[] {
   // An array field given a scalar matches when it contains it: MongoDB's own equality semantics.
   const out: Filter<ImageDoc>[] = q.filters.map(({ attribute, value }) => ({ [field(attribute)]: value }) as Filter<ImageDoc>);
-  if (q.visibleTo !== undefined) {
-    out.push({ $or: [{ access: 'public' }, { owner: q.visibleTo }, { access: 'shared', members: q.visibleTo }] });
-  }
+  const visible = visibility(q.visibleTo);
+  if (visible) out.push(visible);
   return out;
+}
+
+/** Images `user` may see: public ones, its own, and shared ones that name it. */
+function visibility(user: string | undefined): Filter<ImageDoc> | undefined {
+  if (user === undefined) return undefined;
+  return { $or: [{ access: 'public' }, { owner: user }, { access: 'shared', members: user }] };
 }
 
 /** Documents strictly after (value, id) in the sort order; null and missing sort first ascending. */

@@ -1,4 +1,3 @@
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { isVisorError, VisorError } from '../../errors.js';
@@ -7,7 +6,10 @@ import { applyChanges, validateImage, type Clock, systemClock } from '../../imag
 import type { Image, ImageChanges } from '../../image/model.js';
 import type { Catalog, ImageQuery, ImageRepository, LeaseRepository, Page, RunRepository, StateRepository, User, UserRepository } from '../port.js';
 import { agentRecordsSchema, SqliteLeases, SqliteRuns, SqliteState } from './sqlite-agent-records.js';
+import { replaySchema, SqliteReplays } from './sqlite-replays.js';
+import { ensurePrivateDir, ensurePrivateFile, tightenIfPresent } from '../../fs/private-paths.js';
 import { userExists, userNotFound, validateUser } from '../users.js';
+import { migrateOwnersToIds } from './sqlite-owner-ids.js';
 import { imageNotFound, normalizeQuery, readAttribute, staleRevision, unknownMarker, type NormalizedQuery } from '../query.js';
 
 /**
@@ -36,6 +38,7 @@ export class SqliteCatalog implements Catalog {
   readonly runs: RunRepository;
   readonly leases: LeaseRepository;
   readonly state: StateRepository;
+  readonly replays: SqliteReplays;
   #db: Database.Database | undefined;
   readonly #options: SqliteCatalogOptions;
 
@@ -47,6 +50,7 @@ export class SqliteCatalog implements Catalog {
     this.runs = new SqliteRuns(() => this.db);
     this.leases = new SqliteLeases(() => this.db);
     this.state = new SqliteState(() => this.db);
+    this.replays = new SqliteReplays(() => this.db, options.path);
   }
 
   get db(): Database.Database {
@@ -73,7 +77,13 @@ export class SqliteCatalog implements Catalog {
     if (this.#db) return;
     const { path } = this.#options;
     try {
-      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+      if (path !== ':memory:') {
+        // SQLite would create the file 0644 (and its -wal and -shm like it): it holds private
+        // metadata and sealed secrets.
+        ensurePrivateDir(dirname(path));
+        ensurePrivateFile(path);
+        for (const extra of ['-wal', '-shm', '-journal']) tightenIfPresent(`${path}${extra}`);
+      }
       const db = new Database(path);
       // WAL lets readers (CLI, API) run beside the agent's writes; synchronous=FULL makes every
       // committed write survive a power cut, not only a process crash.
@@ -91,17 +101,22 @@ export class SqliteCatalog implements Catalog {
         doc TEXT NOT NULL CHECK (json_valid(doc))
       ) WITHOUT ROWID`);
       db.exec(agentRecordsSchema);
+      db.exec(replaySchema);
+      db.exec(`CREATE UNIQUE INDEX IF NOT EXISTS users_id ON users (json_extract(doc, '$."id"'))`);
+      migrateOwnersToIds(db);
       for (const path of indexed) {
         const attribute = { path, segments: path.split('.'), valueType: 'string' as const, array: false };
         db.exec(`CREATE INDEX IF NOT EXISTS images_${path.replace('.', '_')} ON images (${expr(attribute)})`);
       }
       this.#db = db;
+      this.replays.open();
     } catch (error) {
       throw new VisorError('unavailable', `cannot open the SQLite catalog at ${path}: ${(error as Error).message}`, { cause: error });
     }
   }
 
   async close(): Promise<void> {
+    this.replays.close();
     const db = this.#db;
     this.#db = undefined;
     this.#statements.clear();
@@ -152,7 +167,11 @@ class SqliteImages implements ImageRepository {
     const q = normalizeQuery(query);
     const where = whereClause(q);
     if (q.marker !== undefined) {
-      const markerRow = this.stmt<[string], Row>('SELECT id, doc FROM images WHERE id = ?').get(q.marker);
+      // A marker the caller may not see is no marker at all: otherwise paging after it would tell
+      // whether a private image exists and, sorted by any attribute, what its values are.
+      const visible = visibility(q.visibleTo);
+      const markerSql = `SELECT id, doc FROM images WHERE id = ?${visible ? ` AND ${visible.sql}` : ''}`;
+      const markerRow = this.stmt<unknown[], Row>(markerSql).get(q.marker, ...(visible?.params ?? []));
       if (!markerRow) throw unknownMarker(q.marker);
       const value = q.sort.path === 'id' ? markerRow.id : readAttribute(JSON.parse(markerRow.doc), q.sort);
       where.push(...afterMarker(q, value ?? null, markerRow.id));
@@ -221,6 +240,12 @@ class SqliteUsers implements UserRepository {
     return row ? (JSON.parse(row.doc) as User) : undefined;
   }
 
+  async findById(id: string): Promise<User | undefined> {
+    const sql = `SELECT doc FROM users WHERE json_extract(doc, '$."id"') = ?`;
+    const row = this.stmt<[string], { doc: string }>(sql).get(id);
+    return row ? (JSON.parse(row.doc) as User) : undefined;
+  }
+
   async findByAccessKey(accessKey: string): Promise<User | undefined> {
     const row = this.stmt<[string], { doc: string }>('SELECT doc FROM users WHERE access_key = ?').get(accessKey);
     return row ? (JSON.parse(row.doc) as User) : undefined;
@@ -247,13 +272,21 @@ function whereClause(q: NormalizedQuery): Condition[] {
       ? { sql: `EXISTS (SELECT 1 FROM json_each(doc, ${jsonPath(attribute)}) WHERE value = ?)`, params: [value] }
       : { sql: `${expr(attribute)} = ?`, params: [value] },
   );
-  if (q.visibleTo !== undefined) {
-    out.push({
-      sql: `(json_extract(doc, '$."access"') = 'public' OR json_extract(doc, '$."owner"') = ? OR (json_extract(doc, '$."access"') = 'shared' AND EXISTS (SELECT 1 FROM json_each(doc, '$."members"') WHERE value = ?)))`,
-      params: [q.visibleTo, q.visibleTo],
-    });
-  }
+  const visible = visibility(q.visibleTo);
+  if (visible) out.push(visible);
   return out;
+}
+
+/** Images `user` may see: public ones, its own, and shared ones that name it. */
+function visibility(user: string | undefined): Condition | undefined {
+  if (user === undefined) return undefined;
+  return {
+    sql:
+      `(json_extract(doc, '$."access"') = 'public' OR json_extract(doc, '$."owner"') = ? OR ` +
+      `(json_extract(doc, '$."access"') = 'shared' AND ` +
+      `EXISTS (SELECT 1 FROM json_each(doc, '$."members"') WHERE value = ?)))`,
+    params: [user, user],
+  };
 }
 
 /**

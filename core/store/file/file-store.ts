@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { constants, createWriteStream } from 'node:fs';
-import { lstat, mkdir, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
+import { lstat, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { addAbortSignal, type Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isVisorError, VisorError } from '../../errors.js';
+import { ensurePrivateDir } from '../../fs/private-paths.js';
 import { verifyDigest } from '../../transfer/digest.js';
 import { FileRangeStream } from '../../transfer/file-range-stream.js';
 import { ParallelDigestStream } from '../../transfer/parallel-digest.js';
@@ -38,7 +39,10 @@ export class FileStore implements Store {
 
   /** The root's real path (symlinks resolved), created on first use. */
   #rootDir(): Promise<string> {
-    this.#ready ??= mkdir(this.#root, { recursive: true, mode: 0o750 }).then(() => realpath(this.#root));
+    // 0700/0600: private images' bits are no more readable by other local users than their metadata.
+    this.#ready ??= Promise.resolve()
+      .then(() => ensurePrivateDir(this.#root))
+      .then(() => realpath(this.#root));
     return this.#ready;
   }
 
@@ -53,7 +57,8 @@ export class FileStore implements Store {
     // side by side, not one after the other on the event loop (BENCHMARKS.md has the figures).
     const digest = new ParallelDigestStream();
     try {
-      await pipeline(body, digest, createWriteStream(tempPath, { flags: 'wx', mode: 0o640 }), ...(options.signal ? [{ signal: options.signal }] : []));
+      const file = createWriteStream(tempPath, { flags: 'wx', mode: 0o600 });
+      await pipeline(body, digest, file, ...(options.signal ? [{ signal: options.signal }] : []));
       const result = digest.result();
       verifyDigest(result, { size: options.size, checksums: options.expected });
       if (this.#fsync) await fsyncPath(tempPath);

@@ -5,12 +5,15 @@ import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import { VisorError } from '../../errors.js';
 import type { Checksums } from '../../image/model.js';
 import type { ByteRange, GetResult, ObjectInfo, PutResult, Store } from '../port.js';
+import { ExactLength } from '../../transfer/exact-length.js';
 import { checkRange } from '../keys.js';
-import { guardedLookup, isPrivateAddress } from './address-guard.js';
+import { AddressPolicy } from './address-guard.js';
 
 export interface HttpStoreOptions {
   /** Allow references to loopback/private/link-local addresses (off: SSRF protection). */
   allowPrivateNetworks?: boolean;
+  /** CIDR blocks allowed although private (an internal mirror); the rest stays refused. */
+  allowNetworks?: readonly string[];
   timeoutMs?: number;
   maxRedirects?: number;
 }
@@ -18,22 +21,30 @@ export interface HttpStoreOptions {
 /**
  * Read-only references to images served over HTTP(S), as VISOR's http store: size and
  * checksums come from the response headers when the server gives them (Content-Length,
- * Content-MD5, an md5-looking ETag, X-Checksum-Sha256 / -Sha512); ranges are passed on.
+ * Content-MD5, an md5-looking ETag, X-Checksum-Sha256 / -Sha512); ranges are passed on, and
+ * what comes back is checked (Content-Range, length) before a byte of it is passed on.
+ * Redirects are followed here, not by the HTTP library, so that every hop passes the same
+ * address check as the first URL.
  */
 export class HttpStore implements Store {
   readonly kind = 'http';
   readonly capabilities = { writable: false, ranges: true };
   readonly #http: AxiosInstance;
-  readonly #allowPrivate: boolean;
+  readonly #policy: AddressPolicy;
+  readonly #maxRedirects: number;
   readonly #agents: [http.Agent, https.Agent];
 
   constructor(options: HttpStoreOptions = {}) {
-    this.#allowPrivate = options.allowPrivateNetworks ?? false;
-    const lookup = this.#allowPrivate ? {} : { lookup: guardedLookup as never };
+    this.#policy = new AddressPolicy({
+      allowPrivate: options.allowPrivateNetworks ?? false,
+      allowNetworks: options.allowNetworks ?? [],
+    });
+    this.#maxRedirects = options.maxRedirects ?? 5;
+    const lookup = options.allowPrivateNetworks ? {} : { lookup: this.#policy.lookup as never };
     this.#agents = [new http.Agent({ keepAlive: true, ...lookup }), new https.Agent({ keepAlive: true, ...lookup })];
     this.#http = axios.create({
       timeout: options.timeoutMs ?? 30_000,
-      maxRedirects: options.maxRedirects ?? 5,
+      maxRedirects: 0,
       httpAgent: this.#agents[0],
       httpsAgent: this.#agents[1],
       validateStatus: () => true,
@@ -58,20 +69,42 @@ export class HttpStore implements Store {
     if (!options.range) {
       const response = await this.#request('GET', uri, {}, options.signal);
       const size = contentLength(response);
-      if (size === undefined) {
+      if (size === undefined || response.status !== 200) {
         response.data.destroy();
-        throw new VisorError('invalidResponse', `${redactUrl(uri)} does not say how big it is (no Content-Length)`);
+        const noLength = 'does not say how big it is (no Content-Length)';
+        const why = size === undefined ? noLength : `answered ${response.status} to a plain GET`;
+        throw new VisorError('invalidResponse', `${redactUrl(uri)} ${why}`);
       }
-      return { stream: response.data, size };
+      return { stream: exactly(response.data, size, uri), size };
     }
     const { size } = await this.head(uri);
     const { start, end } = checkRange(options.range, size);
     const response = await this.#request('GET', uri, { range: `bytes=${start}-${end}` }, options.signal);
+    const length = contentLength(response);
+    if (response.status === 206) {
+      // Exactly the range asked for, of the object HEAD described: anything else is refused, not passed on.
+      const got = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header(response, 'content-range')?.trim() ?? '');
+      const wanted = end - start + 1;
+      const sameRange = got !== null && Number(got[1]) === start && Number(got[2]) === end;
+      const sameObject = got !== null && (got[3] === '*' || Number(got[3]) === size);
+      if (!sameRange || !sameObject || (length !== undefined && length !== wanted)) {
+        response.data.destroy();
+        const range = header(response, 'content-range') ?? 'missing';
+        const said = `Content-Range ${range}, Content-Length ${length ?? 'missing'}`;
+        const asked = `a range request for bytes ${start}-${end}/${size}`;
+        throw new VisorError('invalidResponse', `${redactUrl(uri)} answered ${asked} with ${said}`);
+      }
+      return { stream: exactly(response.data, wanted, uri), size, range: { start, end } };
+    }
+    if (response.status !== 200 || length !== size) {
+      response.data.destroy();
+      const said = `${response.status} and ${length ?? 'no'} Content-Length (the object has ${size} bytes)`;
+      throw new VisorError('invalidResponse', `${redactUrl(uri)} answered a range request with ${said}`);
+    }
     // A server that ignores Range sends everything: cut the asked-for bytes out of it.
-    if (response.status === 206) return { stream: response.data, size, range: { start, end } };
     const slice = new Slice(start, end);
     slice.on('end', () => response.data.destroy());
-    return { stream: response.data.pipe(slice), size, range: { start, end } };
+    return { stream: exactly(response.data.pipe(slice), end - start + 1, uri), size, range: { start, end } };
   }
 
   async delete(): Promise<void> {
@@ -83,18 +116,22 @@ export class HttpStore implements Store {
   }
 
   async #request(method: 'GET' | 'HEAD', uri: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<AxiosResponse<Readable>> {
-    const url = parseHttpUrl(uri);
-    if (!this.#allowPrivate && isIpLiteralPrivate(url.hostname)) {
-      throw new VisorError('forbidden', `refusing ${redactUrl(uri)}: a private or local address (set allowPrivateNetworks to allow it)`);
-    }
+    let url = parseHttpUrl(uri);
     let response: AxiosResponse<Readable>;
-    try {
-      response = await this.#http.request<Readable>({ method, url: url.href, headers, responseType: 'stream', ...(signal ? { signal } : {}) });
-    } catch (error) {
-      const code = (error as { code?: string }).code ?? (error as { cause?: { code?: string } }).cause?.code;
-      if (code === 'EVISORPRIVATE') throw new VisorError('forbidden', `refusing ${redactUrl(uri)}: it resolves to a private or local address`, { cause: error });
-      if (code === 'ECONNABORTED' || code === 'ETIMEDOUT') throw new VisorError('timeout', `${redactUrl(uri)} did not answer in time`, { cause: error });
-      throw new VisorError('unavailable', `cannot fetch ${redactUrl(uri)}: ${(error as Error).message}`, { cause: error });
+    for (let hop = 0; ; hop++) {
+      response = await this.#send(method, url, uri, headers, signal);
+      const location = header(response, 'location');
+      if (response.status < 300 || response.status >= 400 || response.status === 304 || location === undefined) break;
+      response.data?.destroy?.();
+      if (hop >= this.#maxRedirects) {
+        throw new VisorError('invalidResponse', `${redactUrl(uri)} redirects more than ${this.#maxRedirects} times`);
+      }
+      const next = parseRedirect(location, url, uri);
+      if (url.protocol === 'https:' && next.protocol === 'http:') {
+        const why = `it redirects from https to plain http (${redactUrl(next.href)})`;
+        throw new VisorError('forbidden', `refusing ${redactUrl(uri)}: ${why}`);
+      }
+      url = next;
     }
     if (response.status === 404 || response.status === 410) {
       response.data?.destroy?.();
@@ -114,6 +151,59 @@ export class HttpStore implements Store {
     }
     return response;
   }
+
+  /** One request to one URL: an IP literal is checked here, a name by the agents' lookup at connect time. */
+  async #send(
+    method: 'GET' | 'HEAD',
+    url: URL,
+    uri: string,
+    headers: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<AxiosResponse<Readable>> {
+    const redirected = url.href !== parseHttpUrl(uri).href;
+    const what = redirected ? `${redactUrl(uri)} (redirected to ${redactUrl(url.href)})` : redactUrl(uri);
+    if (!this.#policy.permitsHost(url.hostname)) {
+      const why = "a private, local or reserved address (see the http store's allowNetworks)";
+      throw new VisorError('forbidden', `refusing ${what}: ${why}`);
+    }
+    try {
+      const options = { responseType: 'stream' as const, ...(signal ? { signal } : {}) };
+      const request = { method, url: url.href, headers, ...options };
+      return await this.#http.request<Readable>(request);
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? (error as { cause?: { code?: string } }).cause?.code;
+      if (code === 'EVISORPRIVATE') {
+        const why = 'it resolves to a private, local or reserved address';
+        throw new VisorError('forbidden', `refusing ${what}: ${why}`, { cause: error });
+      }
+      if (code === 'ECONNABORTED' || code === 'ETIMEDOUT') {
+        throw new VisorError('timeout', `${what} did not answer in time`, { cause: error });
+      }
+      throw new VisorError('unavailable', `cannot fetch ${what}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+}
+
+function parseRedirect(location: string, base: URL, uri: string): URL {
+  let next: URL;
+  try {
+    next = new URL(location, base);
+  } catch (error) {
+    const why = 'redirects to something that is not a URL';
+    throw new VisorError('invalidResponse', `${redactUrl(uri)} ${why}`, { cause: error });
+  }
+  if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+    throw new VisorError('forbidden', `refusing ${redactUrl(uri)}: it redirects to a ${next.protocol} URL`);
+  }
+  return next;
+}
+
+/** The body, checked to be exactly `length` bytes as it streams. */
+function exactly(stream: Readable, length: number, uri: string): Readable {
+  const exact = new ExactLength(length, redactUrl(uri));
+  stream.on('error', (error) => exact.destroy(error));
+  exact.on('close', () => stream.destroy());
+  return stream.pipe(exact);
 }
 
 function parseHttpUrl(uri: string): URL {
@@ -125,11 +215,6 @@ function parseHttpUrl(uri: string): URL {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new VisorError('invalidInput', `not an http(s) URL: ${redactUrl(uri)}`);
   return url;
-}
-
-function isIpLiteralPrivate(hostname: string): boolean {
-  const bare = hostname.replace(/^\[|\]$/g, '');
-  return /^[\d.]+$|:/.test(bare) && isPrivateAddress(bare);
 }
 
 /** URLs may carry credentials: never repeat them in messages. */

@@ -1,6 +1,6 @@
 import { afterAll } from 'vitest';
 import { iaasConformance, type ConformanceHarness } from '../../contract/iaas-conformance.js';
-import { expectValidBodies, startWorld, type EucalyptusWorld } from './harness.js';
+import { expectValidBodies, otherAccount, region, startWorld, type EucalyptusWorld } from './harness.js';
 
 /**
  * The IaasDriver conformance suite against the EC2 double (an honest CLC that unbundles every
@@ -29,6 +29,17 @@ iaasConformance(
       driver: async () => world!.driver(double),
       badCredentialsDriver: async () => world!.driver(double, { ec2: { endpoint: double.endpoint, region: 'eucalyptus', accessKeyId: 'AKIAVISORTEST0EUCA01', secretAccessKey: 'not-the-secret', maxAttempts: 1 } }),
       createUnmarked: async (name) => double.addImage({ name }).id,
+      otherOwnerDriver: async () =>
+        world!.driver(double, {
+          ec2: {
+            endpoint: double.endpoint,
+            region,
+            accessKeyId: otherAccount.accessKeyId,
+            secretAccessKey: otherAccount.secretAccessKey,
+            maxAttempts: 1,
+          },
+          accountId: otherAccount.accountId,
+        }),
       notes: { paging: 'Eucalyptus DescribeImages has no paging (no MaxResults/NextToken in its binding or in the 2010-08-31 schema); NextToken following is tested in eucalyptus-client.test.ts' },
     };
   },

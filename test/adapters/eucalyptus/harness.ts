@@ -23,6 +23,12 @@ export const accountId = '123456789012';
 export const accessKeyId = 'AKIAVISORTEST0EUCA01';
 export const secretAccessKey = 'visor/eucalyptus+secret=TEST';
 export const region = 'eucalyptus';
+/** A second account of the same cloud (its own images; same user certificate, for simplicity). */
+export const otherAccount = {
+  accountId: '210987654321',
+  accessKeyId: 'AKIAVISORTEST0EUCA02',
+  secretAccessKey: 'visor/eucalyptus+secret=OTHER',
+};
 
 export interface Certificates {
   dir: string;
@@ -101,7 +107,8 @@ export async function startWorld(label: string): Promise<EucalyptusWorld | { ski
     async double(options = {}) {
       const double = await startEc2Double({
         accountId,
-        credentials: { [accessKeyId]: secretAccessKey },
+        credentials: { [accessKeyId]: secretAccessKey, [otherAccount.accessKeyId]: otherAccount.secretAccessKey },
+        accounts: { [otherAccount.accessKeyId]: otherAccount.accountId },
         s3,
         userCertificatePem: certs.userCertificate,
         cloudKeyFile: certs.cloudKeyFile,

@@ -15,6 +15,8 @@ function harnessFor(who: 'admin' | 'demo'): () => Promise<ConformanceHarness> {
       driver: async () => makeDriver(peer, who),
       pagedDriver: async (pageSize) => makeDriver(peer, who, { pageSize }),
       badCredentialsDriver: async () => makeDriver(peer, who, { credentials: passwordCredentials(peer[who], { password: 'not-the-password' }) }),
+      // The other project: an admin token sees every project's images in Glance, a listing must not.
+      otherOwnerDriver: async () => makeDriver(peer, who === 'admin' ? 'demo' : 'admin'),
       createUnmarked: async (name) => {
         const api = await glanceApi(peer, who);
         const response = await api.post('/v2/images', { name, disk_format: 'raw', container_format: 'bare', visibility: 'private' });

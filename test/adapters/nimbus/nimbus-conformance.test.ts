@@ -19,6 +19,8 @@ function harnessFor(label: string, overrides: Record<string, unknown>): () => Pr
       pagedDriver: (pageSize) => pluginDriver({ ...repo.options, pageSize }),
       badCredentialsDriver: () => pluginDriver({ ...repo.options, secretAccessKey: 'not-the-secret' }),
       createUnmarked: (name) => repo.putUnmarked('own', name),
+      // Another user of the repository: their own folder is not listed (the common folder is shared).
+      otherOwnerDriver: () => pluginDriver({ ...repo.options, canonicalId: '00000000-0000-4000-8000-0000000000ff' }),
       cleanup: () => repo.cleanup(),
     };
   };

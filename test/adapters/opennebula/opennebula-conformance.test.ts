@@ -37,6 +37,8 @@ iaasConformance('opennebula (oned 7.x replies, remote mode)', async (): Promise<
     pagedDriver: async (pageSize) => driverFor(double, { pageSize }),
     badCredentialsDriver: async () => driverFor(double, { password: 'not-the-password' }),
     createUnmarked: async (name) => String(double.addImage({ name, uid: 0 }).id),
+    // Another user: oneadmin may read every image, but its listing (ownership mine) must not show theirs.
+    otherOwnerDriver: async () => driverFor(double, { username: 'user' }),
     content: async () => server.content(randomImageBytes()),
   };
 });
@@ -54,6 +56,8 @@ iaasConformance('opennebula (oned 5.x replies, local mode)', async (): Promise<C
     pagedDriver: async (pageSize) => driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, pageSize }),
     badCredentialsDriver: async () => driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, username: 'nobody' }),
     createUnmarked: async (name) => String(double.addImage({ name, uid: 0 }).id),
+    otherOwnerDriver: async () =>
+      driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, username: 'user' }),
     content: async () => bufferContent(randomImageBytes()),
   };
 });

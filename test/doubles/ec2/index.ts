@@ -23,9 +23,12 @@ export type { BundleCheck } from './clc.js';
  */
 
 export interface Ec2DoubleOptions {
+  /** The account of every access key that `accounts` does not place elsewhere. */
   accountId: string;
   /** Access key -> secret. */
   credentials: Record<string, string>;
+  /** Access key -> account id, for keys of other accounts (each sees and changes its own images, as EC2 does). */
+  accounts?: Record<string, string>;
   /** S3 client of the CLC itself (reads every bucket). */
   s3: S3Client;
   userCertificatePem: string;
@@ -125,7 +128,7 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
   const timers = new Set<NodeJS.Timeout>();
   let tagsOn = options.tags ?? true;
   const maxTags = options.maxTags ?? 50;
-  const account = options.accountId;
+  const accountOf = (accessKeyId: string) => options.accounts?.[accessKeyId] ?? options.accountId;
 
   const newId = (type: DoubleImage['type']) => {
     for (;;) {
@@ -140,202 +143,207 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
     }, ms);
     timers.add(t);
   };
-  const visible = (i: DoubleImage) => i.ownerId === account || i.isPublic || i.launchUsers.has(account);
-  const own = (id: string): DoubleImage => {
-    const image = lookup(id);
-    if (image.ownerId !== account) throw new Ec2Fault('AuthFailure', `Not authorized for image:${id}`, 403);
-    return image;
-  };
-  function lookup(id: string): DoubleImage {
-    if (!imageIdPattern.test(id)) throw new Ec2Fault('InvalidAMIID.Malformed', `Invalid id: "${id}" (expecting "ami-...")`);
-    const image = images.get(id);
-    if (!image || !visible(image)) throw new Ec2Fault('InvalidAMIID.NotFound', `The image id '[${id}]' does not exist`);
-    return image;
-  }
+  /** The calls as one account makes them: `self`, ownership and visibility are that account's. */
+  type Handler = (p: Record<string, string>, version: string, requestId: string) => Promise<string> | string;
+  function actionsFor(account: string): Record<string, Handler> {
+    const visible = (i: DoubleImage) => i.ownerId === account || i.isPublic || i.launchUsers.has(account);
+    const own = (id: string): DoubleImage => {
+      const image = lookup(id);
+      if (image.ownerId !== account) throw new Ec2Fault('AuthFailure', `Not authorized for image:${id}`, 403);
+      return image;
+    };
+    function lookup(id: string): DoubleImage {
+      if (!imageIdPattern.test(id)) throw new Ec2Fault('InvalidAMIID.Malformed', `Invalid id: "${id}" (expecting "ami-...")`);
+      const image = images.get(id);
+      if (!image || !visible(image)) throw new Ec2Fault('InvalidAMIID.NotFound', `The image id '[${id}]' does not exist`);
+      return image;
+    }
 
-  const actions: Record<string, (p: Record<string, string>, version: string, requestId: string) => Promise<string> | string> = {
-    DescribeImages(p, version, requestId) {
-      const ids = indexed(p, 'ImageId');
-      const owners = indexed(p, 'Owner');
-      const executableBy = indexed(p, 'ExecutableBy');
-      const filters = filtersOf(p);
-      let list = ids.length > 0 ? ids.map(lookup) : [...images.values()].filter(visible);
-      if (owners.length > 0) list = list.filter((i) => owners.some((o) => (o === 'self' ? i.ownerId === account : o === i.ownerId || o === i.ownerAlias)));
-      if (executableBy.length > 0) list = list.filter((i) => executableBy.some((e) => (e === 'all' ? i.isPublic : e === 'self' || e === account ? visible(i) : i.launchUsers.has(e) || i.isPublic)));
-      for (const f of filters) {
-        const field = (i: DoubleImage): Array<string | undefined> => {
-          if (f.name.startsWith('tag:')) return [i.tags.get(f.name.slice(4))];
-          switch (f.name) {
-            case 'name': return [i.name];
-            case 'image-id': return [i.id];
-            case 'state': return [i.state];
-            case 'owner-id': return [i.ownerId];
-            case 'is-public': return [String(i.isPublic)];
-            case 'image-type': return [i.type];
-            case 'architecture': return [i.architecture];
-            case 'manifest-location': return [i.location];
-            case 'tag-key': return [...i.tags.keys()];
-            default: throw new Ec2Fault('InvalidParameterValue', `The filter '${f.name}' is invalid`);
-          }
+    const actions: Record<string, (p: Record<string, string>, version: string, requestId: string) => Promise<string> | string> = {
+      DescribeImages(p, version, requestId) {
+        const ids = indexed(p, 'ImageId');
+        const owners = indexed(p, 'Owner');
+        const executableBy = indexed(p, 'ExecutableBy');
+        const filters = filtersOf(p);
+        let list = ids.length > 0 ? ids.map(lookup) : [...images.values()].filter(visible);
+        if (owners.length > 0) list = list.filter((i) => owners.some((o) => (o === 'self' ? i.ownerId === account : o === i.ownerId || o === i.ownerAlias)));
+        if (executableBy.length > 0) list = list.filter((i) => executableBy.some((e) => (e === 'all' ? i.isPublic : e === 'self' || e === account ? visible(i) : i.launchUsers.has(e) || i.isPublic)));
+        for (const f of filters) {
+          const field = (i: DoubleImage): Array<string | undefined> => {
+            if (f.name.startsWith('tag:')) return [i.tags.get(f.name.slice(4))];
+            switch (f.name) {
+              case 'name': return [i.name];
+              case 'image-id': return [i.id];
+              case 'state': return [i.state];
+              case 'owner-id': return [i.ownerId];
+              case 'is-public': return [String(i.isPublic)];
+              case 'image-type': return [i.type];
+              case 'architecture': return [i.architecture];
+              case 'manifest-location': return [i.location];
+              case 'tag-key': return [...i.tags.keys()];
+              default: throw new Ec2Fault('InvalidParameterValue', `The filter '${f.name}' is invalid`);
+            }
+          };
+          list = list.filter((i) => field(i).some((v) => v !== undefined && f.values.some((pattern) => glob(pattern, v))));
+        }
+        return document('DescribeImagesResponse', version, requestId, imagesSet(list.map((i) => imageItem(i, tagsOn))));
+      },
+
+      async RegisterImage(p, version, requestId) {
+        const name = p['Name'];
+        if (name === undefined) throw new Ec2Fault('MissingParameter', 'The request must contain the parameter Name');
+        if (!namePattern.test(name)) throw new Ec2Fault('InvalidAMIName.Malformed', `AMI names must be between 3 and 128 characters long, and may contain letters, numbers, '(', ')', '.', '-', '/' and '_'`);
+        const description = p['Description'];
+        if (description !== undefined && description.length > 255) throw new Ec2Fault('InvalidParameter', 'Description must be less than 256 characters');
+        if ([...images.values()].some((i) => i.ownerId === account && i.name === name && (i.state === 'pending' || i.state === 'available'))) {
+          throw new Ec2Fault('InvalidAMIName.Duplicate', `AMI name ${name} is already in use by EMI`);
+        }
+        const location = p['ImageLocation'];
+        if (location === undefined) throw new Ec2Fault('MissingParameter', 'Registering an image without ImageLocation needs an EBS root BlockDeviceMapping (not offered by this double)');
+        const virtualizationType = p['VirtualizationType'] ?? 'paravirtual';
+        if (virtualizationType !== 'paravirtual' && virtualizationType !== 'hvm') throw new Ec2Fault('InvalidParameterValue', `Invalid virtualization type: ${virtualizationType}`);
+        let manifest;
+        try {
+          manifest = await checkManifest(options.s3, location, options.userCertificatePem, options.cloudKeyFile);
+        } catch (error) {
+          if (error instanceof ManifestProblem) throw new Ec2Fault('InvalidManifest', error.message);
+          throw error;
+        }
+        const type = manifest.type === 'kernel' || manifest.kernelId === 'true' ? 'kernel' : manifest.type === 'ramdisk' || manifest.ramdiskId === 'true' ? 'ramdisk' : 'machine';
+        const kernelId = p['KernelId'] ?? (manifest.kernelId !== 'true' ? manifest.kernelId : undefined);
+        const ramdiskId = p['RamdiskId'] ?? (manifest.ramdiskId !== 'true' ? manifest.ramdiskId : undefined);
+        if (type === 'machine' && virtualizationType === 'paravirtual' && (kernelId === undefined || ramdiskId === undefined)) {
+          throw new Ec2Fault('MissingParameter', 'Paravirtual images require a kernel and a ramdisk (KernelId, RamdiskId or in the manifest)');
+        }
+        const image: DoubleImage = {
+          id: newId(type),
+          location,
+          state: 'pending',
+          ownerId: account,
+          isPublic: false,
+          architecture: p['Architecture'] ?? manifest.architecture ?? 'i386',
+          type,
+          ...(type === 'machine' && kernelId !== undefined ? { kernelId } : {}),
+          ...(type === 'machine' && ramdiskId !== undefined ? { ramdiskId } : {}),
+          name,
+          ...(description !== undefined ? { description } : {}),
+          rootDeviceType: 'instance-store',
+          rootDeviceName: '/dev/sda1',
+          ...(type === 'machine' ? { virtualizationType } : {}),
+          tags: new Map(),
+          launchUsers: new Set(),
         };
-        list = list.filter((i) => field(i).some((v) => v !== undefined && f.values.some((pattern) => glob(pattern, v))));
-      }
-      return document('DescribeImagesResponse', version, requestId, imagesSet(list.map((i) => imageItem(i, tagsOn))));
-    },
+        images.set(image.id, image);
+        const job = (async () => {
+          await new Promise<void>((resolve) => later(options.pendingMs ?? 50, resolve));
+          const injected = bundleFailures.shift();
+          const check: BundleCheck =
+            injected !== undefined
+              ? { ok: false, reason: injected }
+              : options.verifyBundles === 'manifest'
+                ? { ok: true }
+                : await unbundle(options.s3, location, manifest).catch((e: unknown) => ({ ok: false, reason: (e as Error).message }));
+          bundleChecks.set(image.id, check);
+          if (image.state !== 'pending') return;
+          if (check.ok) image.state = 'available';
+          else {
+            image.state = 'failed';
+            image.stateReason = { code: 'Client.InvalidManifest', message: check.reason ?? 'bundle verification failed' };
+          }
+        })();
+        work.add(job);
+        void job.finally(() => work.delete(job));
+        return document('RegisterImageResponse', version, requestId, val('imageId', image.id));
+      },
 
-    async RegisterImage(p, version, requestId) {
-      const name = p['Name'];
-      if (name === undefined) throw new Ec2Fault('MissingParameter', 'The request must contain the parameter Name');
-      if (!namePattern.test(name)) throw new Ec2Fault('InvalidAMIName.Malformed', `AMI names must be between 3 and 128 characters long, and may contain letters, numbers, '(', ')', '.', '-', '/' and '_'`);
-      const description = p['Description'];
-      if (description !== undefined && description.length > 255) throw new Ec2Fault('InvalidParameter', 'Description must be less than 256 characters');
-      if ([...images.values()].some((i) => i.ownerId === account && i.name === name && (i.state === 'pending' || i.state === 'available'))) {
-        throw new Ec2Fault('InvalidAMIName.Duplicate', `AMI name ${name} is already in use by EMI`);
-      }
-      const location = p['ImageLocation'];
-      if (location === undefined) throw new Ec2Fault('MissingParameter', 'Registering an image without ImageLocation needs an EBS root BlockDeviceMapping (not offered by this double)');
-      const virtualizationType = p['VirtualizationType'] ?? 'paravirtual';
-      if (virtualizationType !== 'paravirtual' && virtualizationType !== 'hvm') throw new Ec2Fault('InvalidParameterValue', `Invalid virtualization type: ${virtualizationType}`);
-      let manifest;
-      try {
-        manifest = await checkManifest(options.s3, location, options.userCertificatePem, options.cloudKeyFile);
-      } catch (error) {
-        if (error instanceof ManifestProblem) throw new Ec2Fault('InvalidManifest', error.message);
-        throw error;
-      }
-      const type = manifest.type === 'kernel' || manifest.kernelId === 'true' ? 'kernel' : manifest.type === 'ramdisk' || manifest.ramdiskId === 'true' ? 'ramdisk' : 'machine';
-      const kernelId = p['KernelId'] ?? (manifest.kernelId !== 'true' ? manifest.kernelId : undefined);
-      const ramdiskId = p['RamdiskId'] ?? (manifest.ramdiskId !== 'true' ? manifest.ramdiskId : undefined);
-      if (type === 'machine' && virtualizationType === 'paravirtual' && (kernelId === undefined || ramdiskId === undefined)) {
-        throw new Ec2Fault('MissingParameter', 'Paravirtual images require a kernel and a ramdisk (KernelId, RamdiskId or in the manifest)');
-      }
-      const image: DoubleImage = {
-        id: newId(type),
-        location,
-        state: 'pending',
-        ownerId: account,
-        isPublic: false,
-        architecture: p['Architecture'] ?? manifest.architecture ?? 'i386',
-        type,
-        ...(type === 'machine' && kernelId !== undefined ? { kernelId } : {}),
-        ...(type === 'machine' && ramdiskId !== undefined ? { ramdiskId } : {}),
-        name,
-        ...(description !== undefined ? { description } : {}),
-        rootDeviceType: 'instance-store',
-        rootDeviceName: '/dev/sda1',
-        ...(type === 'machine' ? { virtualizationType } : {}),
-        tags: new Map(),
-        launchUsers: new Set(),
-      };
-      images.set(image.id, image);
-      const job = (async () => {
-        await new Promise<void>((resolve) => later(options.pendingMs ?? 50, resolve));
-        const injected = bundleFailures.shift();
-        const check: BundleCheck =
-          injected !== undefined
-            ? { ok: false, reason: injected }
-            : options.verifyBundles === 'manifest'
-              ? { ok: true }
-              : await unbundle(options.s3, location, manifest).catch((e: unknown) => ({ ok: false, reason: (e as Error).message }));
-        bundleChecks.set(image.id, check);
-        if (image.state !== 'pending') return;
-        if (check.ok) image.state = 'available';
-        else {
-          image.state = 'failed';
-          image.stateReason = { code: 'Client.InvalidManifest', message: check.reason ?? 'bundle verification failed' };
+      DeregisterImage(p, version, requestId) {
+        const image = own(p['ImageId'] ?? '');
+        if (image.state === 'deregistered') throw new Ec2Fault('InvalidAMIID.NotFound', `The image id '[${image.id}]' does not exist`);
+        if (inUse.has(image.id)) throw new Ec2Fault('InvalidAMIID.Unavailable', `The image ID '${image.id}' is no longer available: instances are still running`);
+        image.state = 'deregistered';
+        later(options.deregisteredLingerMs ?? 300, () => images.delete(image.id));
+        return document('DeregisterImageResponse', version, requestId, val('return', true));
+      },
+
+      CreateTags(p, version, requestId) {
+        const resources = indexed(p, 'ResourceId');
+        const keys = indexed(p, 'Tag', '.Key');
+        const values = indexed(p, 'Tag', '.Value');
+        if (resources.length === 0 || keys.length === 0) throw new Ec2Fault('MissingParameter', 'The request must contain the parameters ResourceId and Tag');
+        for (const key of keys) {
+          if (key.length > 127) throw new Ec2Fault('InvalidParameterValue', `Tag key exceeds the maximum length of 127 characters`);
+          if (/^(aws|euca):/i.test(key)) throw new Ec2Fault('InvalidParameterValue', `Tag keys starting with 'aws:' or 'euca:' are reserved`);
         }
-      })();
-      work.add(job);
-      void job.finally(() => work.delete(job));
-      return document('RegisterImageResponse', version, requestId, val('imageId', image.id));
-    },
-
-    DeregisterImage(p, version, requestId) {
-      const image = own(p['ImageId'] ?? '');
-      if (image.state === 'deregistered') throw new Ec2Fault('InvalidAMIID.NotFound', `The image id '[${image.id}]' does not exist`);
-      if (inUse.has(image.id)) throw new Ec2Fault('InvalidAMIID.Unavailable', `The image ID '${image.id}' is no longer available: instances are still running`);
-      image.state = 'deregistered';
-      later(options.deregisteredLingerMs ?? 300, () => images.delete(image.id));
-      return document('DeregisterImageResponse', version, requestId, val('return', true));
-    },
-
-    CreateTags(p, version, requestId) {
-      const resources = indexed(p, 'ResourceId');
-      const keys = indexed(p, 'Tag', '.Key');
-      const values = indexed(p, 'Tag', '.Value');
-      if (resources.length === 0 || keys.length === 0) throw new Ec2Fault('MissingParameter', 'The request must contain the parameters ResourceId and Tag');
-      for (const key of keys) {
-        if (key.length > 127) throw new Ec2Fault('InvalidParameterValue', `Tag key exceeds the maximum length of 127 characters`);
-        if (/^(aws|euca):/i.test(key)) throw new Ec2Fault('InvalidParameterValue', `Tag keys starting with 'aws:' or 'euca:' are reserved`);
-      }
-      for (const value of values) if (value.length > 255) throw new Ec2Fault('InvalidParameterValue', 'Tag value exceeds the maximum length of 255 characters');
-      const targets = resources.map(own);
-      for (const image of targets) {
-        const after = new Set([...image.tags.keys(), ...keys]);
-        if (after.size > maxTags) throw new Ec2Fault('TagLimitExceeded', `The maximum number of Tags for a resource (${maxTags}) has been reached.`);
-      }
-      for (const image of targets) keys.forEach((k, i) => image.tags.set(k, values[i] ?? ''));
-      return document('CreateTagsResponse', version, requestId, val('return', true));
-    },
-
-    DeleteTags(p, version, requestId) {
-      const resources = indexed(p, 'ResourceId');
-      const keys = indexed(p, 'Tag', '.Key');
-      for (const image of resources.map(own)) for (const k of keys) image.tags.delete(k);
-      return document('DeleteTagsResponse', version, requestId, val('return', true));
-    },
-
-    DescribeTags(p, version, requestId) {
-      const filters = filtersOf(p);
-      const out: Array<{ resourceId: string; key: string; value: string }> = [];
-      for (const image of images.values()) {
-        if (image.ownerId !== account) continue;
-        for (const [key, value] of image.tags) {
-          const ok = filters.every((f) => {
-            const v = f.name === 'resource-type' ? 'image' : f.name === 'resource-id' ? image.id : f.name === 'key' ? key : f.name === 'value' ? value : undefined;
-            if (v === undefined) throw new Ec2Fault('InvalidParameterValue', `The filter '${f.name}' is invalid`);
-            return f.values.some((pattern) => glob(pattern, v));
-          });
-          if (ok) out.push({ resourceId: image.id, key, value });
+        for (const value of values) if (value.length > 255) throw new Ec2Fault('InvalidParameterValue', 'Tag value exceeds the maximum length of 255 characters');
+        const targets = resources.map(own);
+        for (const image of targets) {
+          const after = new Set([...image.tags.keys(), ...keys]);
+          if (after.size > maxTags) throw new Ec2Fault('TagLimitExceeded', `The maximum number of Tags for a resource (${maxTags}) has been reached.`);
         }
-      }
-      return document('DescribeTagsResponse', version, requestId, tagSet(out));
-    },
+        for (const image of targets) keys.forEach((k, i) => image.tags.set(k, values[i] ?? ''));
+        return document('CreateTagsResponse', version, requestId, val('return', true));
+      },
 
-    ModifyImageAttribute(p, version, requestId) {
-      const image = own(p['ImageId'] ?? '');
-      const add = [...indexed(p, 'LaunchPermission.Add', '.Group').map((g) => ({ group: g })), ...indexed(p, 'LaunchPermission.Add', '.UserId').map((u) => ({ user: u }))];
-      const remove = [...indexed(p, 'LaunchPermission.Remove', '.Group').map((g) => ({ group: g })), ...indexed(p, 'LaunchPermission.Remove', '.UserId').map((u) => ({ user: u }))];
-      const description = p['Description.Value'];
-      if (add.length === 0 && remove.length === 0 && description === undefined) throw new Ec2Fault('MissingParameter', 'No attribute to modify');
-      for (const change of [...add, ...remove]) if ('group' in change && change.group !== 'all') throw new Ec2Fault('InvalidParameterValue', `Invalid launch permission group: ${change.group}`);
-      for (const change of add) 'group' in change ? (image.isPublic = true) : image.launchUsers.add(change.user);
-      for (const change of remove) 'group' in change ? (image.isPublic = false) : image.launchUsers.delete(change.user);
-      if (description !== undefined) {
-        if (description.length > 255) throw new Ec2Fault('InvalidParameter', 'Description must be less than 256 characters');
-        if (description === '') delete image.description;
-        else image.description = description;
-      }
-      return document('ModifyImageAttributeResponse', version, requestId, val('return', true));
-    },
+      DeleteTags(p, version, requestId) {
+        const resources = indexed(p, 'ResourceId');
+        const keys = indexed(p, 'Tag', '.Key');
+        for (const image of resources.map(own)) for (const k of keys) image.tags.delete(k);
+        return document('DeleteTagsResponse', version, requestId, val('return', true));
+      },
 
-    DescribeImageAttribute(p, version, requestId) {
-      const image = lookup(p['ImageId'] ?? '');
-      const attribute = p['Attribute'];
-      const choice =
-        attribute === 'launchPermission'
-          ? launchPermission(image)
-          : attribute === 'description'
-            ? nullable('description', image.description)
-            : attribute === 'kernel'
-              ? nullable('kernel', image.kernelId)
-              : attribute === 'ramdisk'
-                ? nullable('ramdisk', image.ramdiskId)
-                : undefined;
-      if (choice === undefined) throw new Ec2Fault('InvalidParameterValue', `Value (${attribute ?? ''}) for parameter attribute is invalid`);
-      return document('DescribeImageAttributeResponse', version, requestId, val('imageId', image.id), choice);
-    },
-  };
+      DescribeTags(p, version, requestId) {
+        const filters = filtersOf(p);
+        const out: Array<{ resourceId: string; key: string; value: string }> = [];
+        for (const image of images.values()) {
+          if (image.ownerId !== account) continue;
+          for (const [key, value] of image.tags) {
+            const ok = filters.every((f) => {
+              const v = f.name === 'resource-type' ? 'image' : f.name === 'resource-id' ? image.id : f.name === 'key' ? key : f.name === 'value' ? value : undefined;
+              if (v === undefined) throw new Ec2Fault('InvalidParameterValue', `The filter '${f.name}' is invalid`);
+              return f.values.some((pattern) => glob(pattern, v));
+            });
+            if (ok) out.push({ resourceId: image.id, key, value });
+          }
+        }
+        return document('DescribeTagsResponse', version, requestId, tagSet(out));
+      },
+
+      ModifyImageAttribute(p, version, requestId) {
+        const image = own(p['ImageId'] ?? '');
+        const add = [...indexed(p, 'LaunchPermission.Add', '.Group').map((g) => ({ group: g })), ...indexed(p, 'LaunchPermission.Add', '.UserId').map((u) => ({ user: u }))];
+        const remove = [...indexed(p, 'LaunchPermission.Remove', '.Group').map((g) => ({ group: g })), ...indexed(p, 'LaunchPermission.Remove', '.UserId').map((u) => ({ user: u }))];
+        const description = p['Description.Value'];
+        if (add.length === 0 && remove.length === 0 && description === undefined) throw new Ec2Fault('MissingParameter', 'No attribute to modify');
+        for (const change of [...add, ...remove]) if ('group' in change && change.group !== 'all') throw new Ec2Fault('InvalidParameterValue', `Invalid launch permission group: ${change.group}`);
+        for (const change of add) 'group' in change ? (image.isPublic = true) : image.launchUsers.add(change.user);
+        for (const change of remove) 'group' in change ? (image.isPublic = false) : image.launchUsers.delete(change.user);
+        if (description !== undefined) {
+          if (description.length > 255) throw new Ec2Fault('InvalidParameter', 'Description must be less than 256 characters');
+          if (description === '') delete image.description;
+          else image.description = description;
+        }
+        return document('ModifyImageAttributeResponse', version, requestId, val('return', true));
+      },
+
+      DescribeImageAttribute(p, version, requestId) {
+        const image = lookup(p['ImageId'] ?? '');
+        const attribute = p['Attribute'];
+        const choice =
+          attribute === 'launchPermission'
+            ? launchPermission(image)
+            : attribute === 'description'
+              ? nullable('description', image.description)
+              : attribute === 'kernel'
+                ? nullable('kernel', image.kernelId)
+                : attribute === 'ramdisk'
+                  ? nullable('ramdisk', image.ramdiskId)
+                  : undefined;
+        if (choice === undefined) throw new Ec2Fault('InvalidParameterValue', `Value (${attribute ?? ''}) for parameter attribute is invalid`);
+        return document('DescribeImageAttributeResponse', version, requestId, val('imageId', image.id), choice);
+      },
+    };
+    return actions;
+  }
   const tagActions = new Set(['CreateTags', 'DeleteTags', 'DescribeTags']);
 
   const sockets = new Set<Socket>();
@@ -380,7 +388,7 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
       const injected = failures.get(action)?.shift();
       if (injected) throw new Ec2Fault(injected.code, `injected ${injected.code}`, injected.status);
       if (tagActions.has(action) && !tagsOn) throw new Ec2Fault('InvalidAction', `The action ${action} is not valid for this web service.`);
-      const handler = actions[action];
+      const handler = actionsFor(accountOf(auth.accessKeyId))[action];
       if (!handler) throw new Ec2Fault('InvalidAction', `The action ${action} is not valid for this web service.`);
       send(200, await handler(params, version, requestId));
     } catch (error) {
@@ -404,7 +412,7 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
       const image: DoubleImage = {
         id: seed.id ?? newId(type),
         state: 'available',
-        ownerId: account,
+        ownerId: options.accountId,
         isPublic: false,
         architecture: 'x86_64',
         type,
