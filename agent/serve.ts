@@ -63,6 +63,7 @@ export async function startServer(composition: Composition, options: ServeOption
     defaultStore: config.defaultStore,
     logger: logger.child({ component: 'images' }),
     limits: { maxImageSize: config.server.maxImageSize, quota: config.server.quota },
+    deferChecksums: true,
   });
   const authenticator = config.server.auth.enabled
     ? new Authenticator({
@@ -104,6 +105,8 @@ export async function startServer(composition: Composition, options: ServeOption
     const why = code === 'EADDRINUSE' ? `port ${port} is already in use` : code === 'EACCES' ? `no permission to listen on port ${port}` : (error as Error).message;
     throw new VisorError('unavailable', `cannot listen on ${host}:${port}: ${why}`, { cause: error });
   }
+  // Once listening (a server that cannot listen leaves nothing running behind it).
+  await service.startBackgroundWork();
   const address = app.server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
   const url = `${config.server.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
@@ -123,6 +126,7 @@ export async function startServer(composition: Composition, options: ServeOption
         timer.unref();
         await app.close();
         clearTimeout(timer);
+        await service.close();
         await composition.dispose();
       })();
       return closing;

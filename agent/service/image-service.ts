@@ -3,10 +3,11 @@ import type { Catalog, ImageQuery, Page } from '../../core/catalog/port.js';
 import { isVisorError, VisorError } from '../../core/errors.js';
 import { newImage, systemClock, type Clock } from '../../core/image/image.js';
 import { inspectImage, type InspectionReport } from '../../core/formats/index.js';
-import { containerFormats, diskFormats } from '../../core/image/model.js';
+import { checksumAlgorithms, containerFormats, deferredChecksums, diskFormats } from '../../core/image/model.js';
 import type {
   Checksums,
   ContainerFormat,
+  DeferredChecksum,
   DiskFormat,
   Image,
   ImageChanges,
@@ -17,6 +18,7 @@ import { putInspected } from '../../core/store/inspected-put.js';
 import type { ByteRange, GetResult, PutResult, Store } from '../../core/store/port.js';
 import { storeReader } from '../../core/store/store-reader.js';
 import { callerId, canModify, canSee, type Caller } from './access.js';
+import { ChecksumCompleter } from './checksum-completer.js';
 import { UploadLimits, type UploadLimitsOptions } from './upload-limits.js';
 import { UserDirectory } from './user-directory.js';
 
@@ -32,6 +34,12 @@ export interface ImageServiceOptions {
   staleUploadMs?: number;
   /** The size cap and storage quotas of uploads (none when absent). */
   limits?: UploadLimitsOptions;
+  /**
+   * A server's way: an upload computes only the sha256 on its request path, and md5 and sha512
+   * are computed afterwards from the stored bytes (`checksumsPending` meanwhile). Off (every
+   * digest in the upload's pass) for one-shot commands, which do not stay to finish the work.
+   */
+  deferChecksums?: boolean;
 }
 
 export interface UploadOptions {
@@ -98,6 +106,12 @@ function contentFormats(
   };
 }
 
+/** The deferred digests a put left out (null: none, which clears what an earlier upload left). */
+function pendingOf(checksums: Checksums): DeferredChecksum[] | null {
+  const pending = deferredChecksums.filter((algorithm) => checksums[algorithm] === undefined);
+  return pending.length > 0 ? pending : null;
+}
+
 /** Fields a client may set; the rest are the service's (status, size, checksums, location, ...). */
 const clientFields = ['name', 'architecture', 'diskFormat', 'containerFormat', 'type', 'kernelId', 'ramdiskId', 'access', 'members', 'owner', 'minDisk', 'minRam', 'os', 'tags', 'properties'] as const;
 
@@ -110,12 +124,37 @@ export class ImageService {
   readonly #o: Required<Omit<ImageServiceOptions, 'clock' | 'limits'>> & { clock: Clock };
   readonly #limits: UploadLimits;
   readonly #users: UserDirectory;
+  readonly #checksums: ChecksumCompleter | undefined;
 
   constructor(options: ImageServiceOptions) {
-    this.#o = { heartbeatMs: 60_000, staleUploadMs: 10 * 60_000, clock: systemClock, ...options };
+    this.#o = { heartbeatMs: 60_000, staleUploadMs: 10 * 60_000, clock: systemClock, deferChecksums: false, ...options };
     this.#users = new UserDirectory(options.catalog.users);
     if (!options.stores.has(options.defaultStore)) throw new VisorError('config', `default store "${options.defaultStore}" is not configured`);
     this.#limits = new UploadLimits(options.limits ?? {}, options.catalog, options.stores);
+    const { catalog, stores, logger, clock, heartbeatMs, staleUploadMs } = this.#o;
+    this.#checksums = this.#o.deferChecksums
+      ? new ChecksumCompleter({ catalog, stores, logger, clock, heartbeatMs, staleMs: staleUploadMs })
+      : undefined;
+  }
+
+  /**
+   * Starts the work that outlives requests: the digests that earlier uploads (of this server
+   * before it stopped, or of another that stopped) left pending are computed again.
+   */
+  async startBackgroundWork(): Promise<void> {
+    if (!this.#checksums) return;
+    await this.#checksums.resume();
+    this.#checksums.start();
+  }
+
+  /** Resolves once no digests are being computed in the background (tests, benchmarks). */
+  async checksumsIdle(): Promise<void> {
+    await this.#checksums?.idle();
+  }
+
+  /** Stops the background work; what it had not finished stays pending in the catalog. */
+  async close(): Promise<void> {
+    await this.#checksums?.close();
   }
 
   get catalog(): Catalog {
@@ -200,7 +239,10 @@ export class ImageService {
       // Inspected as it streams in; the record stays `uploading` (not downloadable) until the
       // verdict, and a refused image leaves no bytes behind.
       const { formats: _, verify: __, ...transfer } = options;
-      const inspected = { ...transfer, ...declaredFormats(declared), through: [admission.limit] };
+      // The sha256 only, when digests are deferred: it is what the request needs (the content's
+      // identity, checked against the client's signed digest before the image is available).
+      const digests = this.#checksums ? (['sha256'] as const) : checksumAlgorithms;
+      const inspected = { ...transfer, digests, ...declaredFormats(declared), through: [admission.limit] };
       put = await this.#refusing(before, () => putInspected(store, id, body, inspected));
     } catch (error) {
       clearInterval(heartbeat);
@@ -225,6 +267,7 @@ export class ImageService {
       location: { store: this.#o.defaultStore, uri: put.uri },
       size: put.size,
       checksums: put.checksums,
+      checksumsPending: pendingOf(put.checksums),
       uploadedAt: this.#o.clock.now().toISOString(),
     };
     let done: Image;
@@ -238,6 +281,7 @@ export class ImageService {
       admission.done();
     }
     if (before.location && before.location.uri !== put.uri) await this.#deleteBits(before);
+    this.#checksums?.enqueue(done);
     return done;
   }
 

@@ -9,6 +9,12 @@ export const imageTypes = ['machine', 'kernel', 'ramdisk'] as const;
 export const accessLevels = ['public', 'private', 'shared'] as const;
 export const imageStatuses = ['locked', 'uploading', 'available', 'error', 'deleted'] as const;
 export const checksumAlgorithms = ['md5', 'sha256', 'sha512'] as const;
+/**
+ * Digests that may be computed after an upload, off its request path (sha256 never is: it is
+ * the content's identity, checked against the client's signed digest before the image is
+ * available).
+ */
+export const deferredChecksums = ['md5', 'sha512'] as const;
 
 export type Architecture = (typeof architectures)[number];
 export type DiskFormat = (typeof diskFormats)[number];
@@ -17,6 +23,7 @@ export type ImageType = (typeof imageTypes)[number];
 export type Access = (typeof accessLevels)[number];
 export type ImageStatus = (typeof imageStatuses)[number];
 export type ChecksumAlgorithm = (typeof checksumAlgorithms)[number];
+export type DeferredChecksum = (typeof deferredChecksums)[number];
 
 export type Checksums = Partial<Record<ChecksumAlgorithm, string>>;
 
@@ -49,6 +56,11 @@ export interface Image {
   size?: number;
   virtualSize?: number;
   checksums: Checksums;
+  /**
+   * Digests of the stored bytes still being computed (after the upload, from the stored bytes);
+   * absent once `checksums` has them all.
+   */
+  checksumsPending?: DeferredChecksum[];
   minDisk?: number; // GiB
   minRam?: number; // MiB
   os?: OsInfo;
@@ -64,7 +76,7 @@ export interface Image {
 }
 
 /** Fields that only the service sets; never taken from a client as-is. */
-export const systemFields = ['id', 'status', 'size', 'checksums', 'location', 'createdAt', 'updatedAt', 'uploadedAt', 'revision'] as const;
+export const systemFields = ['id', 'status', 'size', 'checksums', 'checksumsPending', 'location', 'createdAt', 'updatedAt', 'uploadedAt', 'revision'] as const;
 
 /** Everything a caller may give when registering an image; the rest is filled in by `newImage`. */
 export type ImageDraft = Omit<Partial<Image>, 'revision' | 'createdAt' | 'updatedAt'> & Pick<Image, 'name' | 'architecture'>;

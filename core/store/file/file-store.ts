@@ -7,6 +7,8 @@ import { addAbortSignal, type Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isVisorError, VisorError } from '../../errors.js';
 import { ensurePrivateDir } from '../../fs/private-paths.js';
+import { checksumAlgorithms, type ChecksumAlgorithm, type Checksums } from '../../image/model.js';
+import { writeInBlocks } from '../../transfer/block-file-writer.js';
 import { verifyDigest } from '../../transfer/digest.js';
 import { FileRangeStream } from '../../transfer/file-range-stream.js';
 import { ParallelDigestStream } from '../../transfer/parallel-digest.js';
@@ -53,15 +55,12 @@ export class FileStore implements Store {
     const name = `${key}.${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
     const finalPath = join(root, name);
     const tempPath = join(root, `.tmp-${name}`);
-    // md5 + sha256 + sha512 cost more CPU per byte than the write itself: hashed on worker threads,
-    // side by side, not one after the other on the event loop (BENCHMARKS.md has the figures).
-    const digest = new ParallelDigestStream();
+    const wanted = checksumAlgorithms.filter(
+      (a) => (options.digests ?? checksumAlgorithms).includes(a) || options.expected?.[a] !== undefined,
+    );
     try {
-      const file = createWriteStream(tempPath, { flags: 'wx', mode: 0o600 });
-      await pipeline(body, digest, file, ...(options.signal ? [{ signal: options.signal }] : []));
-      const result = digest.result();
+      const result = await this.#write(tempPath, body, wanted, options.signal);
       verifyDigest(result, { size: options.size, checksums: options.expected });
-      if (this.#fsync) await fsyncPath(tempPath);
       await rename(tempPath, finalPath);
       if (this.#fsync) await fsyncPath(root);
       return { uri: pathToFileURL(finalPath).href, ...result };
@@ -70,6 +69,34 @@ export class FileStore implements Store {
       if (isVisorError(error)) throw error;
       if ((error as Error).name === 'AbortError') throw new VisorError('unavailable', 'upload aborted', { cause: error });
       throw new VisorError('unavailable', `file store: writing ${name} failed: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  /** Writes `body` to a new file at `path` (synced when the store syncs), computing `wanted` on the way. */
+  async #write(
+    path: string,
+    body: Readable,
+    wanted: readonly ChecksumAlgorithm[],
+    signal: AbortSignal | undefined,
+  ): Promise<{ size: number; checksums: Checksums }> {
+    if (wanted.length > 1) {
+      // Several digests cost more CPU per byte than the write itself: hashed on worker threads,
+      // side by side, not one after the other on the event loop (BENCHMARKS.md has the figures).
+      const digest = new ParallelDigestStream();
+      const file = createWriteStream(path, { flags: 'wx', mode: 0o600 });
+      await pipeline(body, digest, file, ...(signal ? [{ signal }] : []));
+      if (this.#fsync) await fsyncPath(path);
+      return digest.result();
+    }
+    // One digest (an upload's sha256): hashed here, block by block, and written in large blocks
+    // from reused buffers (BENCHMARKS.md, Ingest).
+    const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    try {
+      const result = await writeInBlocks(body, handle, { algorithms: wanted, ...(signal ? { signal } : {}) });
+      if (this.#fsync) await handle.sync();
+      return result;
+    } finally {
+      await handle.close();
     }
   }
 
