@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { pipeline } from 'node:stream/promises';
 import { VisorError } from '../core/errors.js';
 import { ContentPublisher } from './content-publisher.js';
+import { handleContent } from './content-route.js';
 
 export interface ContentServer {
   publisher: ContentPublisher;
@@ -11,31 +11,16 @@ export interface ContentServer {
 }
 
 /**
- * The `/agent/content/<token>` route alone, for one-shot commands (`visor sync`, `visor migrate`)
- * that run without the agent's API server, so that clouds fetching images by URL (OpenNebula in
- * remote mode) can still get them. It listens on `agent.publicUrl`'s port, or on a free port of
- * 127.0.0.1 when none is configured (enough for a cloud on the same host).
+ * The `/agent/content/<token>` route alone (the handler of content-route.ts on a bare node:http
+ * server), for one-shot commands (`visor sync`, `visor migrate`) that run without the agent's API
+ * server, so that clouds fetching images by URL (OpenNebula in remote mode) can still get them.
+ * It listens on `agent.publicUrl`'s port, or on a free port of 127.0.0.1 when none is configured
+ * (enough for a cloud on the same host).
  */
 export async function startContentServer(publicUrl: string | undefined): Promise<ContentServer> {
   let base = publicUrl;
   const publisher = new ContentPublisher(() => base!);
-  const server: Server = createServer((req, res) => {
-    const match = /^\/agent\/content\/([A-Za-z0-9_-]+)$/.exec(req.url ?? '');
-    const source = match && (req.method === 'GET' || req.method === 'HEAD') ? publisher.take(match[1]!) : undefined;
-    if (!source) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 404, message: 'no such content' }));
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(source.size) });
-    if (req.method === 'HEAD') {
-      res.end();
-      return;
-    }
-    source.open().then(
-      (stream) => pipeline(stream, res).catch(() => res.destroy()),
-      () => res.destroy(),
-    );
-  });
+  const server: Server = createServer((req, res) => handleContent(publisher, req, res));
   const listen = publicUrl ? new URL(publicUrl) : undefined;
   const port = listen ? Number(listen.port || (listen.protocol === 'https:' ? 443 : 80)) : 0;
   try {

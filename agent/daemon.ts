@@ -1,23 +1,17 @@
 import { schedule, type ScheduledTask } from 'node-cron';
 import type { FastifyPluginAsync } from 'fastify';
 import type { RunRecord } from '../core/catalog/port.js';
+import type { ContentSource } from '../core/iaas/port.js';
 import { VisorError, toVisorError } from '../core/errors.js';
 import type { Logger } from '../core/logging/logger.js';
-import { agentRoutes } from './api/routes/agent.js';
-import { compose, type ComposeOptions, type Composition } from './compose.js';
+import { type AgentControl, agentRoutes } from './api/routes/agent.js';
 import { ContentPublisher } from './content-publisher.js';
+import { contentPathPrefix } from './content-route.js';
 import { AgentMetrics } from './metrics.js';
+import { openRuntime, type Runtime, type RuntimeOptions } from './runtime/open-runtime.js';
+import type { BuiltTargets } from './runtime/services.js';
 import { startServer, type RunningServer, type ServeOptions } from './serve.js';
-import { Limiter, syncTarget, type SyncDeps, type Target } from './sync/runner.js';
-import {
-  agentIdOf,
-  buildTargets,
-  cacheDirOf,
-  closeTargets,
-  instanceIdOf,
-  rivalFinder,
-  type BuiltTargets,
-} from './targets.js';
+import { syncTarget, type SyncDeps, type Target } from './sync/runner.js';
 
 export interface TargetStatus {
   name: string;
@@ -33,15 +27,20 @@ export interface TargetStatus {
 }
 
 /** Served without a signature: metrics, and the one-time content URLs clouds fetch images from. */
-export const agentPublicPaths = ['/metrics', '/agent/content/'] as const;
+export const agentPublicPaths = ['/metrics', contentPathPrefix] as const;
 /** The content URLs' tokens are secrets while they are valid: never written to the access log. */
-export const agentSecretPaths = ['/agent/content/'] as const;
+export const agentSecretPaths = [contentPathPrefix] as const;
 
+/** One reading of the config: its clouds, their drivers and schedules, over the server's catalog and stores. */
 interface Generation {
-  composition: Composition;
+  runtime: Runtime;
   built: BuiltTargets;
+  deps: SyncDeps;
   tasks: Map<string, ScheduledTask>;
 }
+
+export type AgentOptions = Omit<RuntimeOptions, 'setup' | 'storage' | 'publish' | 'serveContent' | 'only'> &
+  ServeOptions;
 
 /**
  * `visor agent`: the image API plus a scheduler that keeps each configured cloud in step with
@@ -49,20 +48,19 @@ interface Generation {
  * failing target never holds up the others; SIGHUP reloads the config, SIGTERM stops after the
  * runs in flight finished (or were aborted after the grace period, cleaning up after themselves).
  */
-export class AgentDaemon {
+export class AgentDaemon implements AgentControl {
   readonly metrics = new AgentMetrics();
-  readonly #options: ComposeOptions & ServeOptions;
+  readonly #options: AgentOptions;
   #server: RunningServer | undefined;
   #generation: Generation | undefined;
-  #deps: SyncDeps | undefined;
   readonly #running = new Map<string, Promise<RunRecord>>();
   readonly #stop = new AbortController();
   #logger: Logger | undefined;
   #publisher: ContentPublisher | undefined;
-  /** The composition the server was started with: its catalog and stores serve every generation. */
-  #initial: Composition | undefined;
+  /** The runtime the server was started with: its catalog and stores serve every generation. */
+  #base: Runtime | undefined;
 
-  constructor(options: ComposeOptions & ServeOptions) {
+  constructor(options: AgentOptions) {
     this.#options = options;
   }
 
@@ -77,14 +75,14 @@ export class AgentDaemon {
   }
 
   async start(): Promise<void> {
-    const composition = await compose(this.#options);
-    this.#initial = composition;
-    this.#logger = composition.logger.child({ component: 'agent' });
-    const publicUrl = composition.config.agent.publicUrl;
+    const base = await openRuntime(this.#options);
+    this.#base = base;
+    this.#logger = base.logger.child({ component: 'agent' });
+    const publicUrl = base.config.agent.publicUrl;
     this.#publisher = new ContentPublisher(() => publicUrl ?? this.url);
-    const routes: FastifyPluginAsync = agentRoutes({ daemon: this, publisher: this.#publisher });
+    const routes: FastifyPluginAsync = agentRoutes({ daemon: this, publisher: this.#publisher, logger: this.#logger });
     try {
-      this.#server = await startServer(composition, {
+      this.#server = await startServer(base, {
         host: this.#options.host,
         port: this.#options.port,
         extraRoutes: routes,
@@ -92,10 +90,11 @@ export class AgentDaemon {
         secretPaths: agentSecretPaths,
       });
     } catch (error) {
-      await composition.dispose();
+      await base.close();
       throw error;
     }
-    await this.#activate(composition);
+    // The first generation reads nothing again: the base's config, over the base's catalog and stores.
+    await this.#activate(await this.#generationRuntime({ setup: base }));
   }
 
   /** Status of every target, for /status and `visor status`. */
@@ -103,7 +102,7 @@ export class AgentDaemon {
     const generation = this.#generation;
     if (!generation) return [];
     const out: TargetStatus[] = [];
-    for (const [name, cloud] of Object.entries(generation.composition.config.clouds)) {
+    for (const [name, cloud] of Object.entries(generation.runtime.config.clouds)) {
       const last = (await this.#server!.catalog.runs.list({ target: name, limit: 1 }))[0];
       const task = generation.tasks.get(name);
       out.push({
@@ -132,7 +131,7 @@ export class AgentDaemon {
       return Promise.reject(failed ?? new VisorError('notFound', `no cloud named ${name} in the configuration`));
     }
     if (this.#stop.signal.aborted) return Promise.reject(new VisorError('unavailable', 'the agent is stopping'));
-    const run = syncTarget(target, this.#deps!, { trigger, signal: this.#stop.signal })
+    const run = syncTarget(target, generation.deps, { trigger, signal: this.#stop.signal })
       .then((record) => {
         this.metrics.recordRun(record);
         return record;
@@ -145,24 +144,21 @@ export class AgentDaemon {
   /** Re-reads the configuration; running syncs finish with the old one. A bad file keeps the old one running. */
   async reload(): Promise<void> {
     const log = this.#logger!;
-    let composition: Composition;
+    let runtime: Runtime;
     try {
-      composition = await compose(this.#options);
+      runtime = await this.#generationRuntime(this.#options);
     } catch (error) {
       log.error('config reload failed; keeping the running configuration', { error: toVisorError(error) });
       throw error;
     }
     const old = this.#generation;
-    await this.#activate(composition, true);
+    await this.#activate(runtime, true);
     if (old) {
       for (const task of old.tasks.values()) await task.destroy();
       // Drivers of the old generation close once the runs using them are done.
-      void Promise.allSettled([...this.#running.values()]).then(async () => {
-        await closeTargets(old.built);
-        if (old.composition !== this.#initial) await old.composition.dispose();
-      });
+      void Promise.allSettled([...this.#running.values()]).then(() => old.runtime.close());
     }
-    log.info('configuration reloaded', { clouds: Object.keys(composition.config.clouds) });
+    log.info('configuration reloaded', { clouds: Object.keys(runtime.config.clouds) });
   }
 
   /** Stops scheduling, waits up to `graceMs` for running syncs, then aborts them (they clean up). */
@@ -175,40 +171,38 @@ export class AgentDaemon {
     await running;
     clearTimeout(timer);
     this.#stop.abort();
-    if (generation) {
-      await closeTargets(generation.built);
-      if (generation.composition !== this.#initial) await generation.composition.dispose();
-    }
+    await generation?.runtime.close();
     await this.#server?.close(graceMs);
   }
 
-  async #activate(composition: Composition, reload = false): Promise<void> {
-    const server = this.#server!;
-    const built = await buildTargets(composition);
-    const agentId = agentIdOf(composition);
-    const config = composition.config;
-    this.#deps = {
-      // The catalog and stores stay those the server opened at start; a reload changes clouds and policies.
-      catalog: server.catalog,
-      stores: server.stores,
-      defaultStore: this.#initial!.config.defaultStore,
-      cacheDir: cacheDirOf(composition),
-      agentId,
-      instanceId: instanceIdOf(agentId),
-      limiter: new Limiter(config.agent.concurrency),
-      logger: composition.logger.child({ component: 'sync', agent: agentId }),
-      leaseMs: config.agent.leaseSeconds * 1000,
-      keepRuns: config.agent.keepRuns,
-      publish: (source) => this.#publisher!.publish(source),
-      rivals: rivalFinder(composition, built),
-    };
+  /**
+   * A runtime for one generation: the clouds and policies of its config, over the catalog and
+   * stores the server opened at start (a reload changes clouds and policies, not those).
+   */
+  async #generationRuntime(options: RuntimeOptions): Promise<Runtime> {
+    const publisher = this.#publisher!;
+    const publish = (source: ContentSource) => publisher.publish(source);
+    const runtime = await openRuntime({ ...options, storage: this.#base!, publish });
+    try {
+      await runtime.syncDeps();
+      return runtime;
+    } catch (error) {
+      await runtime.close();
+      throw error;
+    }
+  }
+
+  async #activate(runtime: Runtime, reload = false): Promise<void> {
+    const built = await runtime.targets();
+    const deps = await runtime.syncDeps();
+    const agentId = deps.agentId;
     for (const [name, error] of built.failed) this.#logger!.error('cloud unusable; fix its configuration', { target: name, error });
     const tasks = new Map<string, ScheduledTask>();
     for (const [name, target] of built.targets) {
       if (!target.policy.enabled || !target.policy.schedule) continue;
       tasks.set(name, this.#schedule(target));
     }
-    this.#generation = { composition, built, tasks };
+    this.#generation = { runtime, built, deps, tasks };
     if (!reload) this.#logger!.info('agent started', { agent: agentId, clouds: [...built.targets.keys()], scheduled: [...tasks.keys()] });
   }
 

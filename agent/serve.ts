@@ -4,14 +4,14 @@ import { isIP } from 'node:net';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { SecretBox } from '../core/auth/secret-box.js';
 import type { Catalog } from '../core/catalog/port.js';
+import type { VisorConfig } from '../core/config/load.js';
 import { VisorError } from '../core/errors.js';
-import { resolveAsync, RuntimeIds } from '../core/registry/runtime.js';
 import type { Store } from '../core/store/port.js';
 import { Authenticator } from './api/auth.js';
 import { defaultMaxConnections } from './api/connection-guard.js';
 import { buildApiServer, type ServerLimits } from './api/server.js';
-import type { Composition } from './compose.js';
-import { ImageService } from './service/image-service.js';
+import type { Runtime } from './runtime/open-runtime.js';
+import type { ImageService } from './service/image-service.js';
 
 export interface ServeOptions {
   host?: string | undefined;
@@ -39,14 +39,18 @@ export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 }
 
-export async function sealingBox(composition: Composition): Promise<SecretBox> {
-  const keyFile = composition.config.server.auth.keyFile;
-  return SecretBox.fromFile(isAbsolute(keyFile) ? keyFile : resolve(composition.config.dataDir, keyFile));
+/** The key that seals the users' secret keys in the catalog (created on first use). */
+export async function sealingBox({ config }: { config: VisorConfig }): Promise<SecretBox> {
+  const keyFile = config.server.auth.keyFile;
+  return SecretBox.fromFile(isAbsolute(keyFile) ? keyFile : resolve(config.dataDir, keyFile));
 }
 
-/** Assembles the image service and its HTTP API from a composition, and starts listening. */
-export async function startServer(composition: Composition, options: ServeOptions = {}): Promise<RunningServer> {
-  const { config, logger } = composition;
+/**
+ * The image service's HTTP API over a runtime's catalog and stores, listening. Closing the
+ * server closes the runtime.
+ */
+export async function startServer(runtime: Runtime, options: ServeOptions = {}): Promise<RunningServer> {
+  const { config, logger } = runtime;
   const host = options.host ?? config.server.host;
   const port = options.port ?? config.server.port;
   if (!config.server.auth.enabled && !isLoopback(host)) {
@@ -54,22 +58,14 @@ export async function startServer(composition: Composition, options: ServeOption
   }
   // Before anything is opened: a TLS file that cannot be read is a config mistake to report at once.
   const tls = config.server.tls ? await readTls(config.server.tls) : undefined;
-  const container = composition.registry.container;
-  const catalog = await resolveAsync(container, RuntimeIds.Catalog);
-  const stores = await resolveAsync(container, RuntimeIds.Stores);
-  const service = new ImageService({
-    catalog,
-    stores,
-    defaultStore: config.defaultStore,
-    logger: logger.child({ component: 'images' }),
-    limits: { maxImageSize: config.server.maxImageSize, quota: config.server.quota },
-    deferChecksums: true,
-  });
+  const catalog = await runtime.catalog();
+  const stores = await runtime.stores();
+  const service = await runtime.images();
   const authenticator = config.server.auth.enabled
     ? new Authenticator({
         users: catalog.users,
         replays: catalog.replays,
-        box: await sealingBox(composition),
+        box: await sealingBox(runtime),
         clockSkewSeconds: config.server.auth.clockSkew,
       })
     : undefined;
@@ -86,7 +82,7 @@ export async function startServer(composition: Composition, options: ServeOption
     ...(options.publicPaths ? { publicPaths: options.publicPaths } : {}),
     ...(options.secretPaths ? { secretPaths: options.secretPaths } : {}),
     uploadIdleMs: options.uploadIdleMs ?? config.server.uploadIdleSeconds * 1000,
-    limits: serverLimits(composition),
+    limits: serverLimits(config),
     ...(tls ? { tls } : {}),
   });
   let app: FastifyInstance;
@@ -105,7 +101,8 @@ export async function startServer(composition: Composition, options: ServeOption
     const why = code === 'EADDRINUSE' ? `port ${port} is already in use` : code === 'EACCES' ? `no permission to listen on port ${port}` : (error as Error).message;
     throw new VisorError('unavailable', `cannot listen on ${host}:${port}: ${why}`, { cause: error });
   }
-  // Once listening (a server that cannot listen leaves nothing running behind it).
+  // Once listening (a server that cannot listen leaves nothing running behind it). From now on
+  // uploads compute only their sha256 on the request path; md5 and sha512 follow off it.
   await service.startBackgroundWork();
   const address = app.server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
@@ -126,16 +123,17 @@ export async function startServer(composition: Composition, options: ServeOption
         timer.unref();
         await app.close();
         clearTimeout(timer);
+        // Before the catalog closes: digests it was computing stay pending, taken up on the next start.
         await service.close();
-        await composition.dispose();
+        await runtime.close();
       })();
       return closing;
     },
   };
 }
 
-function serverLimits(composition: Composition): ServerLimits {
-  const limits = composition.config.server.limits;
+function serverLimits(config: VisorConfig): ServerLimits {
+  const limits = config.server.limits;
   return {
     headerTimeoutMs: limits.headerTimeoutSeconds * 1000,
     bodyTimeoutMs: limits.bodyTimeoutSeconds * 1000,

@@ -1,22 +1,12 @@
 import { VisorError } from '../core/errors.js';
-import { resolveAsync, RuntimeIds } from '../core/registry/runtime.js';
-import { compose, type ComposeOptions, type Composition } from './compose.js';
-import { startContentServer } from './content-server.js';
-import { ImageService } from './service/image-service.js';
-import { Limiter, type SyncDeps } from './sync/runner.js';
-import {
-  agentIdOf,
-  buildTargets,
-  cacheDirOf,
-  closeTargets,
-  instanceIdOf,
-  rivalFinder,
-  type BuiltTargets,
-} from './targets.js';
+import { openRuntime, type Runtime, type RuntimeOptions } from './runtime/open-runtime.js';
+import type { BuiltTargets } from './runtime/services.js';
+import type { ImageService } from './service/image-service.js';
+import type { SyncDeps } from './sync/runner.js';
 
-/** Everything a one-shot command (plan, sync, migrate) needs: catalog, stores, drivers, sync deps. */
+/** A runtime with what one-shot commands (plan, sync, migrate) use resolved up front. */
 export interface SyncSession {
-  composition: Composition;
+  runtime: Runtime;
   built: BuiltTargets;
   deps: SyncDeps;
   /** The image service over the same catalog and stores (acting as the agent). */
@@ -24,47 +14,30 @@ export interface SyncSession {
   close(): Promise<void>;
 }
 
-export async function openSession(options: ComposeOptions, only?: string, extra: { serveContent?: boolean } = {}): Promise<SyncSession> {
-  const composition = await compose(options);
+/**
+ * Opens a runtime for a one-shot command; with `only`, that cloud alone, and it must be usable.
+ * `serveContent` serves one-time content URLs while the session lasts, if a cloud needs them.
+ */
+export async function openSession(
+  options: RuntimeOptions,
+  only?: string,
+  extra: { serveContent?: boolean } = {},
+): Promise<SyncSession> {
+  const runtime = await openRuntime({ ...options, only, ...(extra.serveContent ? { serveContent: true } : {}) });
   try {
-    const catalog = await resolveAsync(composition.registry.container, RuntimeIds.Catalog);
-    const stores = await resolveAsync(composition.registry.container, RuntimeIds.Stores);
-    const built = await buildTargets(composition, only);
+    const built = await runtime.targets();
     if (only !== undefined && !built.targets.has(only)) {
-      throw built.failed.get(only) ?? new VisorError('invalidInput', `no cloud named ${only} in ${composition.config.file ?? 'the configuration'} (have: ${Object.keys(composition.config.clouds).join(', ') || 'none'})`);
+      const have = Object.keys(runtime.config.clouds).join(', ') || 'none';
+      const where = runtime.config.file ?? 'the configuration';
+      throw (
+        built.failed.get(only) ?? new VisorError('invalidInput', `no cloud named ${only} in ${where} (have: ${have})`)
+      );
     }
-    const agentId = agentIdOf(composition);
-    const deps: SyncDeps = {
-      catalog,
-      stores,
-      defaultStore: composition.config.defaultStore,
-      cacheDir: cacheDirOf(composition),
-      agentId,
-      instanceId: instanceIdOf(agentId),
-      limiter: new Limiter(composition.config.agent.concurrency),
-      logger: composition.logger,
-      leaseMs: composition.config.agent.leaseSeconds * 1000,
-      keepRuns: composition.config.agent.keepRuns,
-      rivals: rivalFinder(composition, built),
-    };
-    const images = new ImageService({ catalog, stores, defaultStore: composition.config.defaultStore, logger: composition.logger });
-    // Clouds that fetch images by URL need someone serving them while the session runs.
-    const needsUrls = [...built.targets.values()].some((t) => t.driver.capabilities.importFromUrl || t.driver.capabilities.requiresUrl);
-    const content = extra.serveContent && needsUrls ? await startContentServer(composition.config.agent.publicUrl) : undefined;
-    if (content) deps.publish = (source) => content.publisher.publish(source);
-    return {
-      composition,
-      built,
-      deps,
-      images,
-      close: async () => {
-        await content?.close();
-        await closeTargets(built);
-        await composition.dispose();
-      },
-    };
+    const deps = await runtime.syncDeps();
+    const images = await runtime.images();
+    return { runtime, built, deps, images, close: () => runtime.close() };
   } catch (error) {
-    await composition.dispose();
+    await runtime.close();
     throw error;
   }
 }

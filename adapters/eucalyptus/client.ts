@@ -2,9 +2,14 @@ import { isVisorError, VisorError } from '../../core/errors.js';
 import type { Markers } from '../../core/iaas/port.js';
 import type { Image } from '../../core/image/model.js';
 import type { Logger } from '../../core/logging/logger.js';
-import { ec2ErrorCode, unsupportedActionCodes, type Ec2CallOptions, type Ec2QueryClient } from './ec2.js';
+import {
+  ec2ErrorCode,
+  unsupportedActionCodes,
+  type Ec2CallOptions,
+  type Ec2QueryClient,
+} from '../../core/wire/ec2/client.js';
 import { descriptionOf, hiddenTagKey, tagChanges, tagsOf, type Registration } from './mapper.js';
-import type { Ec2Image } from './schema.js';
+import type { Ec2Image } from '../../core/wire/ec2/schema.js';
 
 /**
  * The adapter's EC2 side: what the driver asks of the cloud, in its terms. It decides where

@@ -1,7 +1,14 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { isRetryable, isVisorError, VisorError } from '../../core/errors.js';
+import {
+  checkFormats,
+  checkRetireMode,
+  cleanUpAfter,
+  cleanupMs,
+  Deadline,
+  pollUntil,
+} from '../../core/iaas/kit/index.js';
 import { checkClaim } from '../../core/iaas/markers.js';
 import type {
   ClaimedCallOptions,
@@ -15,17 +22,18 @@ import type {
 } from '../../core/iaas/port.js';
 import type { Image } from '../../core/image/model.js';
 import { silentLogger, type Logger } from '../../core/logging/logger.js';
-import { createS3Client, type S3ConnectionOptions } from '../../core/store/s3/client.js';
+import { createS3Client, type S3ConnectionOptions } from '../../core/wire/s3/client.js';
 import type { ByteRange } from '../../core/store/port.js';
-import { bundleAndUpload, type BundleResult } from './bundle.js';
-import { deriveBundleKey, type BundleIdentity } from './bundle-crypto.js';
-import { openUnbundled } from './bundle-download.js';
-import { buildManifest, parseManifest, type Manifest } from './bundle-manifest.js';
+import { bundleAndUpload, type BundleResult } from './driver-bundle.js';
+import { deriveBundleKey, type BundleIdentity } from './driver-bundle-crypto.js';
+import { openUnbundled } from './driver-bundle-download.js';
+import { buildManifest, parseManifest, type Manifest } from './mapper-manifest.js';
 import { EucalyptusClient } from './client.js';
-import { Ec2QueryClient, type Ec2Connection } from './ec2.js';
+import { Ec2QueryClient, type Ec2Connection } from '../../core/wire/ec2/client.js';
 import { acceptedContainerFormats, acceptedDiskFormats, bundleNameOf, parseDescription, registrationOf, toCloudImage } from './mapper.js';
-import type { Ec2Image } from './schema.js';
-import { splitLocation, WalrusBundles, type BundleAcl } from './walrus.js';
+import type { Ec2Image } from '../../core/wire/ec2/schema.js';
+import type { BundleAcl } from './schema.js';
+import { splitLocation, WalrusBundles } from './client-walrus.js';
 
 export interface EucalyptusDriverOptions {
   ec2: Ec2Connection;
@@ -50,8 +58,6 @@ export interface EucalyptusDriverOptions {
   /** Default EKI / ERI for paravirtual (ami) machine images. */
   kernelId?: string | undefined;
   ramdiskId?: string | undefined;
-  /** Default deadline of `create` (bundle, upload, register, wait until available). */
-  availableWaitMs: number;
   pollIntervalMs: number;
   logger?: Logger;
   clock?: () => Date;
@@ -145,14 +151,18 @@ export class EucalyptusDriver implements IaasDriver {
   async create(request: CreateRequest): Promise<CloudImage> {
     this.#open();
     const { image, markers, content } = request;
-    if (!acceptedDiskFormats.includes(content.diskFormat)) {
-      throw new VisorError('unsupported', `eucalyptus: ${content.diskFormat} images cannot be bundled (accepted: ${acceptedDiskFormats.join(', ')}; convert to raw first)`);
+    checkFormats('eucalyptus', this.capabilities, content, 'convert to raw first');
+    const deadline = new Deadline(request.timeoutMs, request.signal);
+    try {
+      return await this.#create(request, deadline);
+    } finally {
+      deadline.dispose();
     }
-    if (!acceptedContainerFormats.includes(content.containerFormat)) {
-      throw new VisorError('unsupported', `eucalyptus: ${content.containerFormat} containers cannot be bundled (accepted: ${acceptedContainerFormats.join(', ')})`);
-    }
-    const deadline = AbortSignal.timeout(request.timeoutMs ?? this.#o.availableWaitMs);
-    const signal = request.signal ? AbortSignal.any([request.signal, deadline]) : deadline;
+  }
+
+  async #create(request: CreateRequest, deadline: Deadline): Promise<CloudImage> {
+    const { image, markers, content } = request;
+    const signal = deadline.signal;
     const tags = await this.#client.tagsSupported({ signal });
     // Everything that can be refused is refused before anything is sent.
     const registration = registrationOf(image, markers, content.diskFormat, { kernelId: this.#o.kernelId, ramdiskId: this.#o.ramdiskId, tags });
@@ -219,12 +229,17 @@ export class EucalyptusDriver implements IaasDriver {
       await this.#client.writeMetadata(current, image, markers, undefined, { signal });
       if (image.access === 'public') await this.#client.setAccess(current, 'public', { signal });
       phase = 'waiting until available';
-      current = await this.#waitAvailable(imageId, signal);
+      const waiting = (state: string) => (phase = `waiting until available (still ${state})`);
+      current = await this.#waitAvailable(imageId, signal, waiting);
       return toCloudImage(current, { size: bundle.size });
     } catch (error) {
-      const failure = this.#failure(error, phase, request.signal, deadline);
-      await this.#discard(imageId, name, failure);
-      throw failure;
+      const failure = deadline.failure(error, {
+        timeout: () => `eucalyptus: create did not finish before the deadline (while ${phase})`,
+        aborted: () => `eucalyptus: create was aborted (while ${phase})`,
+        otherwise: (e) =>
+          new VisorError('internal', `eucalyptus: create failed while ${phase}: ${(e as Error).message}`, { cause: e }),
+      });
+      throw await this.#cleanUp(imageId, name, failure);
     }
   }
 
@@ -242,9 +257,8 @@ export class EucalyptusDriver implements IaasDriver {
 
   async retire(nativeId: string, mode: RetireMode, options: ClaimedCallOptions = {}): Promise<void> {
     this.#open();
-    if (!this.capabilities.retireModes.includes(mode)) {
-      throw new VisorError('unsupported', `eucalyptus cannot retire by ${mode}: EC2 has no disabled-but-registered state (use hide: private, or delete: deregister + delete the bundle)`);
-    }
+    const why = 'is not possible: EC2 has no disabled-but-registered state (hide: private; delete: deregistered)';
+    checkRetireMode('eucalyptus', this.capabilities, mode, why);
     const image = await this.#client.image(nativeId, options);
     checkClaim(nativeId, toCloudImage(image).markers, options.claim, mode);
     if (mode === 'hide') {
@@ -256,8 +270,26 @@ export class EucalyptusDriver implements IaasDriver {
       }
       return;
     }
-    await this.#client.deregister(nativeId, options);
-    this.#logger.info('eucalyptus: image deregistered', { nativeId });
+    await this.#delete(image, options.signal);
+  }
+
+  /** Deregisters the image and deletes its bundle, whatever the retire policy allows. */
+  async discard(nativeId: string, options: ClaimedCallOptions = {}): Promise<void> {
+    this.#open();
+    let image: Ec2Image;
+    try {
+      image = await this.#client.image(nativeId, options);
+    } catch (error) {
+      if (isVisorError(error, 'notFound')) return;
+      throw error;
+    }
+    checkClaim(nativeId, toCloudImage(image).markers, options.claim, 'discard');
+    await this.#delete(image, options.signal);
+  }
+
+  async #delete(image: Ec2Image, signal?: AbortSignal): Promise<void> {
+    await this.#client.deregister(image.id, { signal });
+    this.#logger.info('eucalyptus: image deregistered', { nativeId: image.id });
     await this.#deleteBundleOf(image);
   }
 
@@ -317,49 +349,41 @@ export class EucalyptusDriver implements IaasDriver {
     if (problems.length > 0) throw new VisorError('integrity', `eucalyptus: the bundle in walrus does not match what was sent: ${problems.slice(0, 5).join('; ')}`, { details: { problems } });
   }
 
-  async #waitAvailable(imageId: string, signal: AbortSignal): Promise<Ec2Image> {
-    for (;;) {
-      const image = await this.#client.image(imageId, { signal });
-      if (image.state === 'available') return image;
-      if (image.state !== 'pending' && image.state !== 'transient') {
-        throw new VisorError('unavailable', `eucalyptus: image ${imageId} went to state ${image.state}${image.stateReason ? ` (${image.stateReason})` : ''} instead of available`, {
+  async #waitAvailable(imageId: string, signal: AbortSignal, onState: (state: string) => void): Promise<Ec2Image> {
+    return pollUntil({
+      read: (readSignal) => this.#client.image(imageId, { signal: readSignal }),
+      intervalMs: this.#o.pollIntervalMs,
+      signal,
+      done: (image) => {
+        onState(image.state);
+        if (image.state === 'available') return true;
+        if (image.state === 'pending' || image.state === 'transient') return false;
+        const reason = image.stateReason ? ` (${image.stateReason})` : '';
+        const what = `eucalyptus: image ${imageId} went to state ${image.state}${reason} instead of available`;
+        throw new VisorError('unavailable', what, {
           details: { nativeId: imageId, state: image.state },
         });
-      }
-      try {
-        await sleep(this.#o.pollIntervalMs, undefined, { signal });
-      } catch {
-        throw new VisorError('timeout', `eucalyptus: image ${imageId} was not available before the deadline (still ${image.state})`, { details: { nativeId: imageId } });
-      }
-    }
-  }
-
-  #failure(error: unknown, phase: string, callerSignal: AbortSignal | undefined, deadline: AbortSignal): VisorError {
-    if (deadline.aborted && !(callerSignal?.aborted ?? false)) {
-      if (isVisorError(error) && error.kind === 'timeout') return error;
-      return new VisorError('timeout', `eucalyptus: create did not finish before the deadline (while ${phase})`, { cause: error });
-    }
-    if (isVisorError(error)) return error;
-    return new VisorError('internal', `eucalyptus: create failed while ${phase}: ${(error as Error).message}`, { cause: error });
+      },
+    });
   }
 
   /**
    * Removes what a failed create left: the registration, the manifest, and the parts - except
    * after a retryable failure (unavailable, timeout), when the parts stay for the retry, which
-   * finds them by name and does not send them again. Logged, never thrown.
+   * finds them by name and does not send them again. Returns `cause` with the outcome of the
+   * deregistration added; never throws.
    */
-  async #discard(imageId: string | undefined, name: string, cause: VisorError): Promise<void> {
+  async #cleanUp(imageId: string | undefined, name: string, cause: VisorError): Promise<VisorError> {
+    let failure = cause;
     if (imageId !== undefined) {
-      try {
-        await this.#client.deregister(imageId);
-        this.#logger.warn('eucalyptus: image deregistered after a failed create', { nativeId: imageId, reason: cause.message });
-      } catch (error) {
-        if (!isVisorError(error, 'notFound')) this.#logger.error('eucalyptus: image left registered after a failed create', { nativeId: imageId, error: (error as Error).message });
-      }
+      const remove = (signal: AbortSignal) => this.#client.deregister(imageId, { signal });
+      failure = await cleanUpAfter(cause, remove, { what: `image ${imageId}`, logger: this.#logger, attempts: 1 });
     }
     const keepParts = this.#o.keepPartsForRetry && isRetryable(cause);
     try {
-      const keys = [...(await this.#walrus.list(`${this.#o.prefix}${name}.`)).keys()].filter((k) => !keepParts || k.endsWith('.manifest.xml'));
+      const signal = AbortSignal.timeout(cleanupMs);
+      const stored = await this.#walrus.list(`${this.#o.prefix}${name}.`, signal);
+      const keys = [...stored.keys()].filter((k) => !keepParts || k.endsWith('.manifest.xml'));
       const errors = await this.#walrus.delete(keys);
       if (errors.length > 0) throw errors[0];
       if (keepParts) this.#logger.warn('eucalyptus: bundle parts kept in walrus for the retry of a failed create', { name, reason: cause.message });
@@ -368,6 +392,7 @@ export class EucalyptusDriver implements IaasDriver {
       // A retry of the same create finds these parts and does not send them again.
       this.#logger.error('eucalyptus: bundle objects left in walrus after a failed create', { name, error: (error as Error).message });
     }
+    return failure;
   }
 
   /** Deletes the manifest and parts of a deregistered image, when they are in our bucket. */

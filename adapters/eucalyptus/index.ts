@@ -1,20 +1,17 @@
-import { readFile } from 'node:fs/promises';
-import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { VisorError } from '../../core/errors.js';
+import { ignoredSeconds, loadPem, seconds, warnIgnoredTimeout } from '../../core/iaas/kit/index.js';
 import { definePlugin } from '../../core/registry/plugin.js';
-import { bucketPattern, prefixProblem } from '../../core/store/s3/uri.js';
-import { loadBundleIdentity } from './bundle-crypto.js';
-import { bundleAcls } from './acl.js';
+import { bucketPattern, refinePrefix } from '../../core/wire/s3/names.js';
+import { loadBundleIdentity } from './driver-bundle-crypto.js';
+import { bundleAcls } from './schema.js';
 
 // Types only: the driver (and the AWS SDK's EC2 and S3 clients under it, ~115 MiB and ~0.7 s to
 // load) is imported when a Eucalyptus cloud is configured, not by every process that registers the plugin.
 export type { EucalyptusDriver, EucalyptusDriverOptions } from './driver.js';
-export type { Ec2QueryClient, Ec2Connection, DescribeImagesQuery } from './ec2.js';
+export type { Ec2QueryClient, Ec2Connection, DescribeImagesQuery } from '../../core/wire/ec2/client.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const seconds = (max: number) => z.number().positive('must be more than 0 seconds').max(max);
 const pem = (what: string) => z.string().min(1).describe(`${what}: PEM text, or a PEM file (relative to the data directory)`);
 const endpoint = (example: string) => z.url({ protocol: /^https?$/, error: `must be an http(s) URL, e.g. ${example}` });
 
@@ -35,10 +32,7 @@ export const eucalyptusOptionsSchema = z.strictObject({
   prefix: z
     .string()
     .default('')
-    .superRefine((prefix, ctx) => {
-      const problem = prefixProblem(prefix);
-      if (problem) ctx.addIssue({ code: 'custom', message: problem });
-    })
+    .superRefine(refinePrefix)
     .describe('key prefix of bundles, e.g. "bundles/"'),
   acl: z.enum(bundleAcls).default('aws-exec-read').describe('canned ACL of bundle objects (euca2ools: aws-exec-read); none sends no ACL'),
   createBucket: z.boolean().default(true).describe('create the bucket on the first upload when it is missing'),
@@ -52,9 +46,9 @@ export const eucalyptusOptionsSchema = z.strictObject({
   timeouts: z
     .strictObject({
       request: seconds(3600).default(60).describe('seconds one EC2 request may stay silent'),
-      available: seconds(7 * 24 * 3600).default(3 * 3600).describe('seconds a create may take until the image is available'),
+      available: ignoredSeconds(),
     })
-    .default({ request: 60, available: 3 * 3600 }),
+    .default({ request: 60 }),
   pollInterval: seconds(600).default(5).describe('seconds between state checks while waiting'),
   maxAttempts: z.number().int().min(1).max(10).default(3).describe('attempts per request (throttling and 5xx are retried)'),
   tagsSupported: z.union([z.literal('auto'), z.boolean()]).default('auto').describe('auto: detected; false: markers in the Description'),
@@ -65,18 +59,6 @@ export const eucalyptusOptionsSchema = z.strictObject({
 });
 export type EucalyptusOptions = z.infer<typeof eucalyptusOptionsSchema>;
 
-async function pemText(value: string, what: string, dataDir: string, cloud: string): Promise<string> {
-  if (value.includes('-----BEGIN ')) return value;
-  const path = isAbsolute(value) ? value : resolve(dataDir, value);
-  try {
-    const text = await readFile(path, 'utf8');
-    if (!text.includes('-----BEGIN ')) throw new Error('no PEM block in it');
-    return text;
-  } catch (error) {
-    throw new VisorError('config', `clouds.${cloud}: cannot read ${what} ${path}: ${(error as Error).message}`);
-  }
-}
-
 export const eucalyptusPlugin = definePlugin({
   id: 'eucalyptus',
   kind: 'iaas',
@@ -85,14 +67,19 @@ export const eucalyptusPlugin = definePlugin({
   create: async (options, context) => {
     context.secrets.add(options.secretAccessKey);
     context.secrets.add(options.sessionToken);
-    const userPrivateKey = await pemText(options.userPrivateKey, 'userPrivateKey', context.dataDir, context.name);
+    // Inline PEM text, or a file relative to the data directory.
+    const pem = (value: string, option: string) =>
+      loadPem(value, { option, cloud: context.name, dataDir: context.dataDir, inline: true });
+    const userPrivateKey = await pem(options.userPrivateKey, 'userPrivateKey');
     context.secrets.add(userPrivateKey);
     const identity = loadBundleIdentity({
-      userCertificate: await pemText(options.userCertificate, 'userCertificate', context.dataDir, context.name),
+      userCertificate: await pem(options.userCertificate, 'userCertificate'),
       userPrivateKey,
-      cloudCertificate: await pemText(options.cloudCertificate, 'cloudCertificate', context.dataDir, context.name),
+      cloudCertificate: await pem(options.cloudCertificate, 'cloudCertificate'),
     });
-    const caBundle = options.caBundle !== undefined ? await pemText(options.caBundle, 'caBundle', context.dataDir, context.name) : undefined;
+    const caBundle = options.caBundle !== undefined ? await pem(options.caBundle, 'caBundle') : undefined;
+    const logger = context.logger.child({ adapter: 'eucalyptus', cloud: context.name });
+    warnIgnoredTimeout(logger, context.name, 'available', options.timeouts.available);
     const credentials = {
       accessKeyId: options.accessKeyId,
       secretAccessKey: options.secretAccessKey,
@@ -133,9 +120,8 @@ export const eucalyptusPlugin = definePlugin({
       pageSize: options.pageSize,
       kernelId: options.kernelId,
       ramdiskId: options.ramdiskId,
-      availableWaitMs: options.timeouts.available * 1000,
       pollIntervalMs: options.pollInterval * 1000,
-      logger: context.logger.child({ adapter: 'eucalyptus', cloud: context.name }),
+      logger,
     });
   },
 });

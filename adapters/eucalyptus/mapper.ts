@@ -3,7 +3,7 @@ import { ValidationError, VisorError, type FieldIssue } from '../../core/errors.
 import { markersFromAttributes, markersToAttributes, type MarkerKeys } from '../../core/iaas/markers.js';
 import type { CloudImage, CloudImageState, Markers } from '../../core/iaas/port.js';
 import type { Architecture, ContainerFormat, DiskFormat, Image, ImageType, OsInfo } from '../../core/image/model.js';
-import type { Ec2Image, Ec2ImageState, Ec2ImageType } from './schema.js';
+import type { Ec2Image, Ec2ImageState, Ec2ImageType } from '../../core/wire/ec2/schema.js';
 
 /**
  * Pure translation between generic images and EC2 images (README.md has the table). Markers

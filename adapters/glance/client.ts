@@ -4,8 +4,8 @@ import type { Readable } from 'node:stream';
 import axios, { isAxiosError, type AxiosInstance, type AxiosRequestConfig, type AxiosResponse, type Method } from 'axios';
 import { VisorError } from '../../core/errors.js';
 import type { ByteRange } from '../../core/store/port.js';
-import { httpError } from './http.js';
-import type { KeystoneSession } from './keystone.js';
+import { httpError } from '../../core/wire/http.js';
+import type { KeystoneSession } from './client-keystone.js';
 import type { PatchOperation } from './mapper.js';
 import { glanceImageSchema, glanceImagesPageSchema, glanceImageTasksSchema, glanceImportInfoSchema, parsePayload, type GlanceImage } from './schema.js';
 

@@ -1,356 +1,12 @@
-import { readFile } from 'node:fs/promises';
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
-import { isAbsolute, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { rootCertificates } from 'node:tls';
 import { z } from 'zod';
-import { isRetryable, isVisorError, VisorError } from '../../core/errors.js';
-import { checkClaim } from '../../core/iaas/markers.js';
-import {
-  retireModes,
-  type ClaimedCallOptions,
-  type CloudImage,
-  type CreateRequest,
-  type DriverCallOptions,
-  type DriverCapabilities,
-  type IaasDriver,
-  type Markers,
-  type RetireMode,
-} from '../../core/iaas/port.js';
-import type { Image } from '../../core/image/model.js';
-import { silentLogger, type Logger } from '../../core/logging/logger.js';
+import { retireModes } from '../../core/iaas/port.js';
+import { ignoredSeconds, loadPem, seconds, warnIgnoredTimeout } from '../../core/iaas/kit/index.js';
 import { definePlugin } from '../../core/registry/plugin.js';
-import type { ByteRange } from '../../core/store/port.js';
-import { GlanceClient } from './client.js';
-import { Deadline, openVerified, verifyCloudCopy, type UploadVerdict } from './create-helpers.js';
-import { KeystoneSession, type KeystoneClock, type KeystoneCredentials } from './keystone.js';
-import { glanceContainerFormats, glanceDiskFormats, toCloudImage, toCreateBody, toPatch } from './mapper.js';
-import { keystoneInterfaces, type GlanceImage, type KeystoneInterface } from './schema.js';
+import type { KeystoneCredentials } from './client-keystone.js';
+import { GlanceDriver } from './driver.js';
+import { keystoneInterfaces } from './schema.js';
 
-export type GlanceImportMethod = 'upload' | 'glance-direct' | 'web-download';
-
-export interface GlanceDriverOptions {
-  authUrl: string;
-  region?: string;
-  interface: KeystoneInterface;
-  credentials: KeystoneCredentials;
-  /** PEM text of extra CAs to trust (added to Node's own roots). */
-  caBundle?: string;
-  importMethod: GlanceImportMethod;
-  pageSize: number;
-  requestTimeoutMs: number;
-  /** Default deadline of `create` (upload + import + becoming active). */
-  activeWaitMs: number;
-  pollIntervalMs: number;
-  retireModes: readonly RetireMode[];
-  logger?: Logger;
-  clock?: KeystoneClock;
-}
-
-/**
- * The IaasDriver for OpenStack Glance v2 behind Keystone v3. See README.md for the native
- * calls, the field mapping and why the capabilities are what they are.
- */
-export class GlanceDriver implements IaasDriver {
-  readonly adapter = 'glance';
-  readonly capabilities: DriverCapabilities;
-  readonly #options: GlanceDriverOptions;
-  readonly #logger: Logger;
-  readonly #httpAgent: HttpAgent;
-  readonly #httpsAgent: HttpsAgent;
-  readonly #session: KeystoneSession;
-  readonly #client: GlanceClient;
-  #importMethods: Promise<string[]> | undefined;
-  #closed = false;
-
-  constructor(options: GlanceDriverOptions) {
-    this.#options = options;
-    this.#logger = options.logger ?? silentLogger;
-    this.#httpAgent = new HttpAgent({ keepAlive: true });
-    this.#httpsAgent = new HttpsAgent({ keepAlive: true, ...(options.caBundle ? { ca: [...rootCertificates, options.caBundle] } : {}) });
-    this.#session = new KeystoneSession({
-      authUrl: options.authUrl,
-      credentials: options.credentials,
-      interface: options.interface,
-      ...(options.region !== undefined ? { region: options.region } : {}),
-      httpAgent: this.#httpAgent,
-      httpsAgent: this.#httpsAgent,
-      timeoutMs: options.requestTimeoutMs,
-      ...(options.clock ? { clock: options.clock } : {}),
-    });
-    this.#client = new GlanceClient({ session: this.#session, httpAgent: this.#httpAgent, httpsAgent: this.#httpsAgent, timeoutMs: options.requestTimeoutMs });
-    this.capabilities = Object.freeze({
-      diskFormats: glanceDiskFormats,
-      containerFormats: glanceContainerFormats,
-      retireModes: options.retireModes,
-      access: ['public', 'private', 'shared'],
-      reportsChecksums: ['md5', 'sha512'],
-      reportsSize: true,
-      importFromUrl: options.importMethod === 'web-download',
-      requiresUrl: false,
-      properties: true,
-      tags: true,
-      download: true,
-      detectsInUse: false,
-      maxPropertyLength: 65535,
-    } satisfies DriverCapabilities);
-  }
-
-  /**
-   * The images owned by the token's project, whatever their visibility: other projects' public
-   * and shared images are not this target's (an admin token would otherwise list every project's).
-   */
-  async list(options: DriverCallOptions = {}): Promise<CloudImage[]> {
-    const seen = new Map<string, CloudImage>();
-    const owner = await this.#projectId();
-    // Hidden images are left out of Glance's default listing; a retired-by-hiding image is still ours.
-    for (const hidden of ['false', 'true']) {
-      const limit = String(this.#options.pageSize);
-      let query: Record<string, string> | undefined = { limit, os_hidden: hidden, owner, visibility: 'all' };
-      while (query) {
-        const page: { images: GlanceImage[]; next?: Record<string, string> } = await this.#client.listPage(query, options.signal);
-        for (const image of page.images) seen.set(image.id, toCloudImage(image));
-        query = page.next;
-      }
-    }
-    return [...seen.values()];
-  }
-
-  async get(nativeId: string, options: DriverCallOptions = {}): Promise<CloudImage> {
-    return toCloudImage(await this.#client.getImage(nativeId, options.signal));
-  }
-
-  /** The Glance endpoint and the token's project: what `list` looks at. */
-  async scope(): Promise<string> {
-    const token = await this.#session.token();
-    return `glance ${this.#session.endpoint(token, 'image').replace(/\/+$/, '')} project ${await this.#projectId()}`;
-  }
-
-  async create(request: CreateRequest): Promise<CloudImage> {
-    const { image, markers, content } = request;
-    if (!this.capabilities.diskFormats.includes(content.diskFormat)) {
-      throw new VisorError('unsupported', `Glance does not accept disk format ${content.diskFormat} (accepted: ${this.capabilities.diskFormats.join(', ')})`);
-    }
-    if (!this.capabilities.containerFormats.includes(content.containerFormat)) {
-      throw new VisorError('unsupported', `Glance does not accept container format ${content.containerFormat} (accepted: ${this.capabilities.containerFormats.join(', ')})`);
-    }
-    const body = toCreateBody(image, markers, content);
-    const method = await this.#methodFor(request);
-    const deadline = new Deadline(request.timeoutMs ?? this.#options.activeWaitMs, request.signal);
-    const verdict: UploadVerdict = { bytes: 0 };
-    const started = Date.now();
-    let created: GlanceImage | undefined;
-    let lastStatus: string | undefined;
-    let phase = 'creating the record';
-    try {
-      created = await this.#client.createImage(body, deadline.signal);
-      lastStatus = created.status;
-      const id = created.id;
-      const open = () => openVerified(content, verdict, request.onProgress);
-      if (method === 'upload') {
-        phase = 'uploading the data';
-        await this.#client.uploadFile(id, open, deadline.signal);
-      } else if (method === 'glance-direct') {
-        phase = 'staging the data';
-        await this.#client.stage(id, open, deadline.signal);
-        phase = 'starting the import';
-        await this.#client.importImage(id, 'glance-direct', undefined, deadline.signal);
-      } else {
-        phase = 'starting the import';
-        await this.#client.importImage(id, 'web-download', content.url, deadline.signal);
-      }
-      phase = method === 'upload' ? 'waiting until active' : 'waiting for the import';
-      const final = await this.#waitUntilUsable(id, method !== 'upload', deadline, (s) => (lastStatus = s));
-      const { verified } = verifyCloudCopy(final, content);
-      if (!verified.some((v) => v !== 'size')) this.#logger.warn('Glance reported no checksum for the new image: only its size was verified', { nativeId: id });
-      this.#logger.info('image created in Glance', { nativeId: id, name: image.name, method, bytes: content.size, verified, seconds: (Date.now() - started) / 1000 });
-      return toCloudImage(final);
-    } catch (error) {
-      let failure = verdict.failure ?? (isVisorError(error) ? error : new VisorError('internal', String(error), { cause: error }));
-      if (!verdict.failure && deadline.reason === 'timeout') {
-        failure = new VisorError('timeout', `Glance: image "${image.name}"${created ? ` (${created.id})` : ''} was not usable within ${deadline.ms / 1000} s (stuck ${phase}; Glance status when last read: ${lastStatus ?? 'none'})`, { cause: error });
-      } else if (!verdict.failure && deadline.reason === 'aborted') {
-        failure = new VisorError('unavailable', `Glance: creating image "${image.name}" was aborted`, { cause: error });
-      }
-      if (created) {
-        const left = await this.#discard(created.id);
-        const outcome = left ? `; deleting the unfinished image ${created.id} failed too: ${left.message}` : `; image ${created.id} was deleted`;
-        failure = new VisorError(failure.kind, `${failure.message}${outcome}`, { cause: failure.cause ?? failure, details: { ...failure.details, ...(left ? { leftover: created.id } : {}) } });
-      } else if (failure.kind === 'unavailable' || failure.kind === 'timeout') {
-        await this.#discardOrphans(body, started);
-      }
-      throw failure;
-    } finally {
-      deadline.dispose();
-    }
-  }
-
-  async updateMetadata(nativeId: string, image: Image, markers: Markers, options: ClaimedCallOptions = {}) {
-    const current = await this.#client.getImage(nativeId, options.signal);
-    checkClaim(nativeId, toCloudImage(current).markers, options.claim, 'update');
-    const operations = toPatch(current, image, markers);
-    if (operations.length === 0) return toCloudImage(current);
-    return toCloudImage(await this.#client.patch(nativeId, operations, options.signal));
-  }
-
-  async retire(nativeId: string, mode: RetireMode, options: ClaimedCallOptions = {}): Promise<void> {
-    if (!this.capabilities.retireModes.includes(mode)) {
-      throw new VisorError('unsupported', `retiring by ${mode} is not enabled for this Glance (retireModes: ${this.capabilities.retireModes.join(', ')})`);
-    }
-    const current = await this.#client.getImage(nativeId, options.signal);
-    checkClaim(nativeId, toCloudImage(current).markers, options.claim, mode);
-    if (mode === 'hide') {
-      if (current.os_hidden !== true) await this.#client.patch(nativeId, [{ op: 'replace', path: '/os_hidden', value: true }], options.signal);
-    } else if (mode === 'disable') {
-      if (current.status === 'deactivated') return;
-      if (current.status !== 'active') throw new VisorError('conflict', `Glance: image ${nativeId} cannot be deactivated in status ${current.status} (only active images can)`);
-      try {
-        await this.#client.deactivate(nativeId, options.signal);
-      } catch (error) {
-        if (isVisorError(error, 'forbidden')) {
-          throw new VisorError('forbidden', `${error.message} (this cloud's policy "deactivate" refuses these credentials; leave "disable" out of retireModes)`, { cause: error });
-        }
-        throw error;
-      }
-    } else {
-      if (current.protected) {
-        throw new VisorError('conflict', `Glance: image ${nativeId} is protected and cannot be deleted (someone must clear its "protected" flag first)`);
-      }
-      if (current.status === 'deactivated') {
-        // Glance 25 deletes a deactivated image's record but leaves its data in the store: reactivate first.
-        await this.#client.reactivate(nativeId, options.signal).catch((error: unknown) => {
-          this.#logger.warn('could not reactivate a deactivated image before deleting it: Glance may leave its data in the store', { nativeId, error: (error as Error).message });
-        });
-      }
-      await this.#client.deleteImage(nativeId, options.signal);
-    }
-  }
-
-  async download(nativeId: string, options: DriverCallOptions & { range?: ByteRange } = {}) {
-    return this.#client.download(nativeId, options.range, options.signal);
-  }
-
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#session.close();
-    this.#httpAgent.destroy();
-    this.#httpsAgent.destroy();
-  }
-
-  /** The project the token is scoped to: the owner of every image this target makes. */
-  async #projectId(): Promise<string> {
-    const token = await this.#session.token();
-    if (token.projectId === undefined) {
-      const why = 'Keystone gave a token that names no project: cannot tell which images are this project\'s';
-      throw new VisorError('invalidResponse', why);
-    }
-    return token.projectId;
-  }
-
-  /** The configured way in, checked against what this cloud offers (GET /v2/info/import). */
-  async #methodFor(request: CreateRequest): Promise<GlanceImportMethod> {
-    let method = this.#options.importMethod;
-    if (method === 'web-download' && request.content.url === undefined) {
-      // No URL to give Glance: pushing the bytes is the fallback every cloud offers.
-      this.#logger.debug('no content URL for web-download: uploading instead', { name: request.image.name });
-      method = 'upload';
-    }
-    if (method === 'upload') return method;
-    this.#importMethods ??= this.#client.importMethods(request.signal).catch((error: unknown) => {
-      this.#importMethods = undefined;
-      throw error;
-    });
-    const offered = await this.#importMethods;
-    if (!offered.includes(method)) {
-      throw new VisorError('unsupported', `this Glance does not offer the ${method} import method (it offers: ${offered.join(', ') || 'none'}); set importMethod to one of those or to upload`);
-    }
-    return method;
-  }
-
-  /**
-   * Polls until the image is active and, after an import, until the import task has dropped its
-   * lock (os_glance_import_task): an image turns active a moment before that, and deleting or
-   * changing it inside that window races with the task.
-   */
-  async #waitUntilUsable(id: string, imported: boolean, deadline: Deadline, onStatus: (status: string) => void): Promise<GlanceImage> {
-    for (;;) {
-      let image: GlanceImage;
-      try {
-        image = await this.#client.getImage(id, deadline.signal);
-      } catch (error) {
-        // One lost status read must not throw away an upload that may well have worked: read
-        // again until the deadline (which aborts the signal and ends this loop).
-        if (!isRetryable(error) || deadline.signal.aborted) throw error;
-        this.#logger.debug('reading the status of a new image failed; trying again', { nativeId: id, error: (error as Error).message });
-        await sleep(this.#options.pollIntervalMs, undefined, { signal: deadline.signal });
-        continue;
-      }
-      onStatus(image.status);
-      const attributes = image as Record<string, unknown>;
-      const locked = typeof attributes['os_glance_import_task'] === 'string' && attributes['os_glance_import_task'] !== '';
-      if (image.status === 'active' && !locked) return image;
-      if (image.status === 'killed') throw new VisorError('unavailable', `Glance: image ${id} was killed: its upload failed in the cloud`);
-      if (image.status === 'deleted' || image.status === 'pending_delete') throw new VisorError('conflict', `Glance: image ${id} was deleted while it was being created`);
-      const failedStores = attributes['os_glance_failed_import'];
-      if (imported && !locked && typeof failedStores === 'string' && failedStores !== '' && image.status !== 'active') {
-        const why = await this.#client.lastTaskFailure(id, deadline.signal);
-        throw new VisorError('unavailable', `Glance: the import of image ${id} failed (stores: ${failedStores})${why ? `: ${why}` : ''}`);
-      }
-      await sleep(this.#options.pollIntervalMs, undefined, { signal: deadline.signal });
-    }
-  }
-
-  /**
-   * Deletes an image that `create` gave up on. A delete may meet the tail of an import (409, or a
-   * 500 inside the race window): a few retries, then the failure is reported, never swallowed.
-   */
-  async #discard(id: string): Promise<VisorError | undefined> {
-    let last: VisorError | undefined;
-    for (let attempt = 1; attempt <= 5; attempt++) {
-      try {
-        await this.#client.deleteImage(id);
-        return undefined;
-      } catch (error) {
-        if (isVisorError(error, 'notFound')) return undefined;
-        last = isVisorError(error) ? error : new VisorError('internal', String(error));
-        if (last.kind !== 'conflict' && last.kind !== 'unavailable' && last.kind !== 'timeout') break;
-        await sleep(500 * attempt);
-      }
-    }
-    this.#logger.error('could not delete an unfinished image', { nativeId: id, error: last?.message });
-    return last;
-  }
-
-  /**
-   * When the create call itself failed without an answer (timeout, connection lost), Glance may
-   * still have created the record: find it by its markers and delete it if it never got data.
-   */
-  async #discardOrphans(body: Record<string, unknown>, since: number): Promise<void> {
-    try {
-      const owner = await this.#projectId();
-      const query = {
-        name: String(body['name']),
-        visor_image_id: String(body['visor_image_id']),
-        visor_sha256: String(body['visor_sha256']),
-        status: 'queued',
-        owner,
-        limit: '50',
-      };
-      const page = await this.#client.listPage(query);
-      for (const image of page.images) {
-        // Another target's create of the same catalog image may be in flight right now: only ours goes.
-        const ours = image['visor_agent'] === body['visor_agent'] && image['visor_target'] === body['visor_target'];
-        if (image.created_at && Date.parse(image.created_at) >= since - 60_000 && ours) await this.#discard(image.id);
-      }
-    } catch (error) {
-      this.#logger.debug('could not look for a half-created image', { error: (error as Error).message });
-    }
-  }
-}
-
-const seconds = (max: number) => z.number().positive('must be more than 0 seconds').max(max);
+export { GlanceDriver, type GlanceDriverOptions, type GlanceImportMethod } from './driver.js';
 
 const passwordAuth = z
   .strictObject({
@@ -390,9 +46,9 @@ export const glanceOptionsSchema = z.strictObject({
   timeouts: z
     .strictObject({
       request: seconds(3600).default(60).describe('seconds without progress before one HTTP request fails'),
-      activeWait: seconds(7 * 24 * 3600).default(3600).describe('seconds a create may take until the image is usable'),
+      activeWait: ignoredSeconds(),
     })
-    .default({ request: 60, activeWait: 3600 }),
+    .default({ request: 60 }),
   pollInterval: seconds(600).default(2).describe('seconds between status checks while waiting'),
   retireModes: z
     .array(z.enum(retireModes))
@@ -411,16 +67,10 @@ export const glancePlugin = definePlugin({
   create: async (options, context) => {
     const auth = options.auth;
     context.secrets.add(auth.type === 'password' ? auth.password : auth.secret);
-    let caBundle: string | undefined;
-    if (options.caBundle !== undefined) {
-      const path = isAbsolute(options.caBundle) ? options.caBundle : resolve(context.dataDir, options.caBundle);
-      try {
-        caBundle = await readFile(path, 'utf8');
-      } catch (error) {
-        throw new VisorError('config', `clouds.${context.name}: cannot read caBundle ${path}: ${(error as Error).message}`);
-      }
-      if (!caBundle.includes('-----BEGIN CERTIFICATE-----')) throw new VisorError('config', `clouds.${context.name}: caBundle ${path} holds no PEM certificate`);
-    }
+    const pem = { option: 'caBundle', cloud: context.name, dataDir: context.dataDir, certificate: true };
+    const caBundle = options.caBundle !== undefined ? await loadPem(options.caBundle, pem) : undefined;
+    const logger = context.logger.child({ adapter: 'glance', cloud: context.name });
+    warnIgnoredTimeout(logger, context.name, 'activeWait', options.timeouts.activeWait);
     return new GlanceDriver({
       authUrl: options.authUrl,
       ...(options.region !== undefined ? { region: options.region } : {}),
@@ -430,10 +80,9 @@ export const glancePlugin = definePlugin({
       importMethod: options.importMethod,
       pageSize: options.pageSize,
       requestTimeoutMs: options.timeouts.request * 1000,
-      activeWaitMs: options.timeouts.activeWait * 1000,
       pollIntervalMs: options.pollInterval * 1000,
       retireModes: options.retireModes,
-      logger: context.logger.child({ adapter: 'glance', cloud: context.name }),
+      logger,
     });
   },
 });

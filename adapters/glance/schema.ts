@@ -56,18 +56,6 @@ export const glanceImageTasksSchema = z.looseObject({
   tasks: z.array(z.looseObject({ status: z.string(), message: z.string().nullable().optional(), updated_at: z.string().nullable().optional() })),
 });
 
-/** Glance's JSON error body (webob, with `Accept: application/json`): `code` is the status line. */
-export const glanceErrorSchema = z.looseObject({
-  message: z.string().optional(),
-  code: z.union([z.string(), z.number()]).optional(),
-  title: z.string().optional(),
-});
-
-/** Keystone's error body: `{"error": {"code": 401, "title": ..., "message": ...}}`. */
-export const keystoneErrorSchema = z.looseObject({
-  error: z.looseObject({ code: z.number().optional(), title: z.string().optional(), message: z.string().optional() }),
-});
-
 export const keystoneInterfaces = ['public', 'internal', 'admin'] as const;
 export type KeystoneInterface = (typeof keystoneInterfaces)[number];
 

@@ -13,13 +13,13 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { isVisorError, VisorError } from '../../core/errors.js';
+import { Deadline } from '../../core/iaas/kit/index.js';
 import type { Checksums } from '../../core/image/model.js';
 import type { Logger } from '../../core/logging/logger.js';
-import { checkRange } from '../../core/store/keys.js';
 import type { ByteRange } from '../../core/store/port.js';
-import { createS3Client, s3Error, type S3ConnectionOptions } from '../../core/store/s3/client.js';
-import { createMultipartUploadOutput, getObjectOutput, parseContentRange, parseOutput } from '../../core/store/s3/schema.js';
-import { maxParts, ObjectUpload } from '../../core/store/s3/upload.js';
+import { createS3Client, s3Error, type S3ConnectionOptions } from '../../core/wire/s3/client.js';
+import { createMultipartUploadOutput, getObjectBody, parseOutput } from '../../core/wire/s3/schema.js';
+import { maxParts, ObjectUpload } from '../../core/wire/s3/upload.js';
 import type { StoredObject } from './mapper.js';
 import { copyObjectOutput, headObjectOutput, listObjectsOutput, uploadPartCopyOutput, type ListedObject } from './schema.js';
 
@@ -188,24 +188,7 @@ export class CumulusClient {
     } catch (error) {
       throw this.#error(error, context);
     }
-    const { Body: stream, ContentLength, ContentRange } = parseOutput(getObjectOutput, output, context);
-    if (!range) return { stream, size: ContentLength };
-    try {
-      if (ContentRange === undefined) {
-        const whole = checkRange(range, ContentLength);
-        if (whole.start !== 0 || whole.end !== ContentLength - 1) throw new VisorError('invalidResponse', `${context}: the server ignored the Range header`);
-        return { stream, size: ContentLength, range: whole };
-      }
-      const got = parseContentRange(ContentRange);
-      const want = checkRange(range, got.size);
-      if (got.start !== want.start || got.end !== want.end || ContentLength !== want.end - want.start + 1) {
-        throw new VisorError('invalidResponse', `${context}: asked for bytes ${want.start}-${want.end}, got ${ContentRange}`);
-      }
-      return { stream, size: got.size, range: want };
-    } catch (error) {
-      stream.destroy();
-      throw error;
-    }
+    return getObjectBody(output, range, context);
   }
 
   destroy(): void {
@@ -275,14 +258,17 @@ export class CumulusClient {
 
   /** Sends a command under a deadline (the caller's signal and `timeoutMs`), with errors as VisorErrors. */
   async #send<T = unknown>(command: object, context: string, signal: AbortSignal | undefined, timeoutMs = this.#options.requestTimeoutMs): Promise<T> {
-    const deadline = AbortSignal.timeout(timeoutMs);
-    const abortSignal = signal ? AbortSignal.any([signal, deadline]) : deadline;
+    const deadline = new Deadline(timeoutMs, signal);
     try {
-      return (await this.#client.send(command as never, { abortSignal })) as T;
+      return (await this.#client.send(command as never, { abortSignal: deadline.signal })) as T;
     } catch (error) {
-      if (deadline.aborted && !signal?.aborted) throw new VisorError('timeout', `${context}: no answer within ${timeoutMs / 1000} s`, { cause: error });
-      if (signal?.aborted) throw new VisorError('unavailable', `${context}: aborted`, { cause: error });
-      throw this.#error(error, context);
+      throw deadline.failure(error, {
+        timeout: () => `${context}: no answer within ${timeoutMs / 1000} s`,
+        aborted: () => `${context}: aborted`,
+        otherwise: (e) => this.#error(e, context),
+      });
+    } finally {
+      deadline.dispose();
     }
   }
 

@@ -2,6 +2,7 @@ import { pipeline as pipelineCallback, Writable, type Readable } from 'node:stre
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import { isVisorError, VisorError } from '../../core/errors.js';
+import { checkFormats, checkRetireMode, cleanUpAfter, Deadline } from '../../core/iaas/kit/index.js';
 import { checkClaim } from '../../core/iaas/markers.js';
 import type {
   ClaimedCallOptions,
@@ -35,8 +36,8 @@ import {
   type RepoLayout,
   type StoredObject,
 } from './mapper.js';
-import { NimbusFrontend, offeredImage, reconcile, type FrontendOptions } from './frontend.js';
-import { ByteSlice, DownloadTail, VerifyingStream } from './streams.js';
+import { NimbusFrontend, offeredImage, reconcile, type FrontendOptions } from './client-frontend.js';
+import { ByteSlice, DownloadTail, VerifyingStream } from './driver-streams.js';
 
 export interface NimbusDriverOptions {
   /** Cumulus URL (http://host:8888). */
@@ -56,8 +57,6 @@ export interface NimbusDriverOptions {
   /** Keys per ListObjectsV2 page. */
   pageSize: number;
   requestTimeoutMs: number;
-  /** Default deadline of `create` (the whole upload). */
-  transferTimeoutMs: number;
   /** HeadObject calls in flight while listing (default 8). */
   headConcurrency?: number;
   /** Objects above this size are copied part by part (default 5 GiB, S3's CopyObject limit). */
@@ -150,12 +149,7 @@ export class NimbusDriver implements IaasDriver {
   async create(request: CreateRequest): Promise<CloudImage> {
     this.#open();
     const { image, markers, content } = request;
-    if (!this.capabilities.diskFormats.includes(content.diskFormat)) {
-      throw new VisorError('unsupported', `nimbus: Nimbus runs raw disk images only, not ${content.diskFormat} (convert the image for this cloud)`);
-    }
-    if (!this.capabilities.containerFormats.includes(content.containerFormat)) {
-      throw new VisorError('unsupported', `nimbus: Nimbus takes bare disk images only, not container format ${content.containerFormat}`);
-    }
+    checkFormats('nimbus', this.capabilities, content, 'Nimbus runs bare raw disk images only: convert it first');
     const folder = this.#folderFor(image.access);
     const compression = this.#options.compress;
     const info: ContentInfo = { compression, size: content.size, md5: content.checksums.md5.toLowerCase(), sha256: content.checksums.sha256.toLowerCase() };
@@ -163,9 +157,22 @@ export class NimbusDriver implements IaasDriver {
     const attributes = this.#attributes(folder, toObjectMetadata(image, markers, info));
     const key = objectKey(this.#layout, folder, image.name);
     const what = `nimbus: image "${image.name}" (${this.#client.bucket}/${key})`;
-    const timeoutMs = request.timeoutMs ?? this.#options.transferTimeoutMs;
-    const deadline = AbortSignal.timeout(timeoutMs);
-    const signal = request.signal ? AbortSignal.any([request.signal, deadline]) : deadline;
+    const deadline = new Deadline(request.timeoutMs, request.signal);
+    try {
+      return await this.#upload(request, { key, what, compression, attributes }, deadline);
+    } finally {
+      deadline.dispose();
+    }
+  }
+
+  async #upload(
+    request: CreateRequest,
+    target: { key: string; what: string; compression: Compression; attributes: ObjectAttributes },
+    deadline: Deadline,
+  ): Promise<CloudImage> {
+    const { image, markers, content } = request;
+    const { key, what, compression } = target;
+    const signal = deadline.signal;
     const started = Date.now();
 
     // S3 PUT replaces silently (and Swift has no conditional PUT): look first, and overwrite only
@@ -181,7 +188,8 @@ export class NimbusDriver implements IaasDriver {
       }
       this.#logger.info('replacing visor\'s own copy in place', { key, oldSha256: current.sha256, newSha256: markers.sha256 });
     }
-    const write = this.#client.upload(key, attributes, { ...(compression === 'none' ? { sizeHint: content.size } : {}), signal });
+    const sizeHint = compression === 'none' ? { sizeHint: content.size } : {};
+    const write = this.#client.upload(key, target.attributes, { ...sizeHint, signal });
     let committed = false;
     try {
       const original = new DigestStream();
@@ -227,21 +235,20 @@ export class NimbusDriver implements IaasDriver {
       });
       return mapped.image;
     } catch (error) {
-      let failure = this.#createFailure(error, what, request.signal, deadline, timeoutMs, write.multipart);
+      const failure = deadline.failure(error, {
+        timeout: () => `${what}: not uploaded within ${deadline.ms / 1000} s`,
+        aborted: () => `${what}: upload aborted`,
+        refine: (e) => multipartRefusal(e, what, write.multipart),
+        // The content source failed (a store that went away, a broken pipe): nothing was committed.
+        otherwise: (e) =>
+          new VisorError('unavailable', `${what}: reading the content failed: ${(e as Error).message}`, { cause: e }),
+      });
       if (!committed) {
         await write.abort(failure);
-      } else {
-        const left = await this.#client.delete(key).then(
-          () => undefined,
-          (e: unknown) => (isVisorError(e) ? e : new VisorError('internal', String(e))),
-        );
-        if (left) this.#logger.error('could not delete a failed upload', { key, error: left.message });
-        failure = new VisorError(failure.kind, `${failure.message}${left ? `; deleting ${key} failed too: ${left.message}` : `; ${key} was deleted`}`, {
-          cause: failure.cause ?? failure,
-          details: { ...failure.details, ...(left ? { leftover: key } : {}) },
-        });
+        throw failure;
       }
-      throw failure;
+      const remove = (cleanup: AbortSignal) => this.#client.delete(key, cleanup);
+      throw await cleanUpAfter(failure, remove, { what: key, logger: this.#logger });
     }
   }
 
@@ -284,13 +291,28 @@ export class NimbusDriver implements IaasDriver {
 
   async retire(nativeId: string, mode: RetireMode, options: ClaimedCallOptions = {}): Promise<void> {
     this.#open();
-    if (!this.capabilities.retireModes.includes(mode)) {
-      throw new VisorError('unsupported', `nimbus: a repository image cannot be retired by ${mode}: Nimbus has no hidden or disabled images, only objects that exist or not (use delete)`);
-    }
+    const why = 'is not possible: Nimbus has no hidden or disabled images, only objects that exist or not';
+    checkRetireMode('nimbus', this.capabilities, mode, why);
     const location = this.#locate(nativeId);
     const head = await this.#client.head(location.key, options.signal);
     checkClaim(nativeId, this.#map(head).image.markers, options.claim, mode);
     // Nimbus copies an image to the VMM at launch: deleting it never breaks a running VM.
+    await this.#client.delete(location.key, options.signal);
+  }
+
+  /** DeleteObject: the one way Nimbus has to remove an image, whatever the retire policy. */
+  async discard(nativeId: string, options: ClaimedCallOptions = {}): Promise<void> {
+    this.#open();
+    let location: ObjectLocation;
+    let head: StoredObject;
+    try {
+      location = this.#locate(nativeId);
+      head = await this.#client.head(location.key, options.signal);
+    } catch (error) {
+      if (isVisorError(error, 'notFound')) return;
+      throw error;
+    }
+    checkClaim(nativeId, this.#map(head).image.markers, options.claim, 'discard');
     await this.#client.delete(location.key, options.signal);
   }
 
@@ -390,23 +412,19 @@ export class NimbusDriver implements IaasDriver {
     if (!mapped.image.markers) throw new VisorError('unsupported', `${what}: the repository did not keep the object metadata visor wrote (x-amz-meta-visor-*)`);
     return mapped;
   }
+}
 
-  #createFailure(error: unknown, what: string, callerSignal: AbortSignal | undefined, deadline: AbortSignal, timeoutMs: number, multipart: boolean): VisorError {
-    if (deadline.aborted && !callerSignal?.aborted) return new VisorError('timeout', `${what}: not uploaded within ${timeoutMs / 1000} s`, { cause: error });
-    if (callerSignal?.aborted) return new VisorError('unavailable', `${what}: upload aborted`, { cause: error });
-    if (isVisorError(error)) {
-      // Nimbus's Cumulus has no POST handler: no multipart uploads. Say what to change.
-      if (multipart && (error.kind === 'invalidInput' || error.kind === 'unsupported') && ['InvalidArgument', 'InvalidRequest', 'NotImplemented', 'MethodNotAllowed'].includes(String(error.details?.['code']))) {
-        return new VisorError(error.kind, `${what}: the repository refused multipart uploads (Nimbus's Cumulus has none); raise partSize above the largest image so that it goes up in one PUT (${error.message})`, {
-          cause: error,
-          details: { ...error.details },
-        });
-      }
-      return error;
-    }
-    // The content source failed (a store that went away, a broken pipe): nothing was committed.
-    return new VisorError('unavailable', `${what}: reading the content failed: ${(error as Error).message}`, { cause: error });
-  }
+/** Nimbus's Cumulus has no POST handler, so no multipart uploads: a refusal of one says what to change. */
+function multipartRefusal(error: VisorError, what: string, multipart: boolean): VisorError {
+  const codes = ['InvalidArgument', 'InvalidRequest', 'NotImplemented', 'MethodNotAllowed'];
+  const refused = codes.includes(String(error.details?.['code']));
+  if (!multipart || (error.kind !== 'invalidInput' && error.kind !== 'unsupported') || !refused) return error;
+  const advice = 'raise partSize above the largest image so that it goes up in one PUT';
+  const why = `the repository refused multipart uploads (Nimbus's Cumulus has none); ${advice}`;
+  return new VisorError(error.kind, `${what}: ${why} (${error.message})`, {
+    cause: error,
+    details: { ...error.details },
+  });
 }
 
 /** `fn` over `items` with at most `limit` calls in flight; results in input order. */

@@ -1,15 +1,12 @@
-import { readFile } from 'node:fs/promises';
-import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { VisorError } from '../../core/errors.js';
+import { ignoredSeconds, loadPem, seconds, warnIgnoredTimeout } from '../../core/iaas/kit/index.js';
 import { definePlugin } from '../../core/registry/plugin.js';
-import { bucketPattern, prefixProblem } from '../../core/store/s3/uri.js';
+import { bucketPattern, partSizeOption, refinePrefix } from '../../core/wire/s3/names.js';
 
 // Types only: the driver (and the AWS SDK under it) is imported when a Nimbus cloud is configured.
 export type { NimbusDriver, NimbusDriverOptions } from './driver.js';
 
 const mebibyte = 1024 * 1024;
-const seconds = (max: number) => z.number().positive('must be more than 0 seconds').max(max);
 const folderName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be letters, digits, ".", "_" or "-" (one folder name, no "/")');
 
 export const nimbusOptionsSchema = z
@@ -26,20 +23,11 @@ export const nimbusOptionsSchema = z
       .default('VMS/')
       // Nimbus's configs say `VMS`; keys are `VMS/<folder>/<name>`.
       .transform((p) => (p.endsWith('/') ? p : `${p}/`))
-      .superRefine((prefix, ctx) => {
-        const problem = prefixProblem(prefix);
-        if (problem) ctx.addIssue({ code: 'custom', message: problem });
-      })
+      .superRefine(refinePrefix)
       .describe('cumulus.repo.prefix, with or without its trailing "/"'),
     commonFolder: folderName.default('common').describe('the folder of site-wide (public) images'),
     compress: z.enum(['none', 'gzip']).default('none').describe('store images gzip-compressed (Nimbus unpacks .gz images at propagation)'),
-    partSize: z
-      .number()
-      .int()
-      .min(5 * mebibyte, 'must be at least 5 MiB (5242880), the smallest S3 part')
-      .max(5 * 1024 * mebibyte, 'must be at most 5 GiB, the largest S3 part')
-      .default(16 * mebibyte)
-      .describe('bytes per part; smaller images are one PutObject'),
+    partSize: partSizeOption(16 * mebibyte),
     concurrency: z.number().int().min(1).max(64).default(4).describe('parts in memory and in flight at once'),
     pageSize: z.number().int().min(1).max(1000).default(1000).describe('keys per ListObjectsV2 page'),
     ec2: z
@@ -56,9 +44,9 @@ export const nimbusOptionsSchema = z
     timeouts: z
       .strictObject({
         request: seconds(3600).default(60).describe('seconds one metadata request (list, head, copy, delete) may take'),
-        transfer: seconds(7 * 24 * 3600).default(3 * 3600).describe('seconds a whole upload may take'),
+        transfer: ignoredSeconds(),
       })
-      .default({ request: 60, transfer: 3 * 3600 }),
+      .default({ request: 60 }),
   })
   .refine((o) => o.canonicalId !== o.commonFolder, { message: 'must differ from commonFolder', path: ['canonicalId'] });
 export type NimbusOptions = z.infer<typeof nimbusOptionsSchema>;
@@ -70,16 +58,10 @@ export const nimbusPlugin = definePlugin({
   optionsSchema: nimbusOptionsSchema,
   create: async (options, context) => {
     context.secrets.add(options.secretAccessKey);
-    let caBundle: string | undefined;
-    if (options.ec2?.caBundle !== undefined) {
-      const path = isAbsolute(options.ec2.caBundle) ? options.ec2.caBundle : resolve(context.dataDir, options.ec2.caBundle);
-      try {
-        caBundle = await readFile(path, 'utf8');
-      } catch (error) {
-        throw new VisorError('config', `clouds.${context.name}: cannot read ec2.caBundle ${path}: ${(error as Error).message}`);
-      }
-      if (!caBundle.includes('-----BEGIN CERTIFICATE-----')) throw new VisorError('config', `clouds.${context.name}: ec2.caBundle ${path} holds no PEM certificate`);
-    }
+    const pem = { option: 'ec2.caBundle', cloud: context.name, dataDir: context.dataDir, certificate: true };
+    const caBundle = options.ec2?.caBundle !== undefined ? await loadPem(options.ec2.caBundle, pem) : undefined;
+    const logger = context.logger.child({ adapter: 'nimbus', cloud: context.name });
+    warnIgnoredTimeout(logger, context.name, 'transfer', options.timeouts.transfer);
     const { NimbusDriver } = await import('./driver.js');
     return new NimbusDriver({
       endpoint: options.endpoint,
@@ -95,7 +77,6 @@ export const nimbusPlugin = definePlugin({
       concurrency: options.concurrency,
       pageSize: options.pageSize,
       requestTimeoutMs: options.timeouts.request * 1000,
-      transferTimeoutMs: options.timeouts.transfer * 1000,
       ...(options.ec2
         ? {
             frontend: {
@@ -111,7 +92,7 @@ export const nimbusPlugin = definePlugin({
             },
           }
         : {}),
-      logger: context.logger.child({ adapter: 'nimbus', cloud: context.name }),
+      logger,
     });
   },
 });

@@ -3,7 +3,7 @@ import { z } from 'zod';
 /**
  * What the adapter reads from Cumulus (an S3 look-alike) and from its own object metadata.
  * The SDK parses XML and headers but leaves every field optional; a reply that lacks what the
- * adapter relies on is an `invalidResponse` (see `parseOutput` in core/store/s3/schema.ts),
+ * adapter relies on is an `invalidResponse` (see `parseOutput` in core/wire/s3/schema.ts),
  * never a silent default.
  */
 

@@ -3,6 +3,8 @@ import { Agent as HttpsAgent } from 'node:https';
 import { Deserializer, serializeMethodCall, XmlRpcFault, type XmlRpcValue } from '@foxglove/xmlrpc';
 import axios, { type AxiosInstance } from 'axios';
 import { VisorError, type ErrorKind } from '../../core/errors.js';
+import { Deadline } from '../../core/iaas/kit/index.js';
+import { kindOfStatus } from '../../core/wire/errors.js';
 import { poolFilters, type PoolFilter } from './pool-filters.js';
 import { parseDatastorePool, parseImage, parseImagePool, parseReply, type OneDatastore, type OneImage } from './schema.js';
 
@@ -108,13 +110,20 @@ export class OneClient {
       // The serializer refuses strings XML cannot carry (e.g. "]]>" inside a CDATA section).
       throw new VisorError('invalidInput', `opennebula: ${method}: a parameter cannot be sent as XML-RPC: ${(error as Error).message}`);
     }
-    const deadline = AbortSignal.timeout(this.#timeoutMs);
+    const deadline = new Deadline(this.#timeoutMs, signal);
     let response;
     try {
-      response = await this.#http.post<string>(this.#endpoint, body, { signal: signal ? AbortSignal.any([deadline, signal]) : deadline });
+      response = await this.#http.post<string>(this.#endpoint, body, { signal: deadline.signal });
     } catch (error) {
       // Deliberately no `cause`: axios errors carry the request body, and with it the session.
-      throw transportError(method, error, deadline.aborted, this.#timeoutMs);
+      const failure = deadline.failure(error, {
+        timeout: () => `opennebula: ${method} got no reply within ${this.#timeoutMs} ms`,
+        aborted: () => `opennebula: ${method} was aborted`,
+        otherwise: (e) => transportError(method, e, this.#timeoutMs),
+      });
+      throw new VisorError(failure.kind, failure.message, { details: { method, ...failure.details } });
+    } finally {
+      deadline.dispose();
     }
     if (response.status !== 200) throw statusError(method, response.status);
     let value: XmlRpcValue;
@@ -192,10 +201,10 @@ export class OneClient {
   }
 }
 
-function transportError(method: string, error: unknown, timedOut: boolean, timeoutMs: number): VisorError {
+function transportError(method: string, error: unknown, timeoutMs: number): VisorError {
   const code = (error as { code?: string }).code;
   const message = (error as Error).message ?? String(error);
-  if (timedOut || code === 'ECONNABORTED' || code === 'ETIMEDOUT') {
+  if (code === 'ECONNABORTED' || code === 'ETIMEDOUT') {
     return new VisorError('timeout', `opennebula: ${method} got no reply within ${timeoutMs} ms`, { details: { method } });
   }
   if (code === 'ERR_CANCELED') return new VisorError('unavailable', `opennebula: ${method} was aborted`, { details: { method } });
@@ -206,18 +215,7 @@ function transportError(method: string, error: unknown, timedOut: boolean, timeo
 }
 
 function statusError(method: string, status: number): VisorError {
-  const kind: ErrorKind =
-    status === 401
-      ? 'auth'
-      : status === 403
-        ? 'forbidden'
-        : // A missing XML-RPC endpoint is a wrong URL in the config, never a missing image.
-          status === 404
-          ? 'config'
-          : status === 408 || status === 429 || status >= 500
-            ? 'unavailable'
-            : status === 400 || status === 413
-              ? 'invalidInput'
-              : 'invalidResponse';
+  // A missing XML-RPC endpoint is a wrong URL in the config, never a missing image.
+  const kind = status === 404 ? 'config' : kindOfStatus(status);
   return new VisorError(kind, `opennebula: ${method} failed: HTTP ${status}`, { details: { method, status } });
 }

@@ -3,9 +3,9 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, stat, unlink } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { isVisorError, VisorError } from '../../core/errors.js';
+import { checkFormats, checkRetireMode, cleanUpAfter, Deadline, pollUntil } from '../../core/iaas/kit/index.js';
 import { checkClaim } from '../../core/iaas/markers.js';
 import type {
   ClaimedCallOptions,
@@ -39,7 +39,7 @@ import {
   type WriteOptions,
 } from './mapper.js';
 import { oneDatastoreTypes, oneImageStates, type OneDatastore, type OneImage } from './schema.js';
-import { nameProblem, serializeTemplate } from './template.js';
+import { nameProblem, serializeTemplate } from './mapper-template.js';
 
 const MiB = 1024 * 1024;
 const mbOf = (bytes: number) => Math.ceil(bytes / MiB);
@@ -68,9 +68,9 @@ export interface OpenNebulaDriverOptions {
   /** Images per one.imagepool.info call; 0 asks for the whole pool at once. */
   pageSize: number;
   requestTimeoutMs: number;
-  /** Default deadline of `create` (and of waiting for a delete to finish). */
-  readyWaitMs: number;
   pollIntervalMs: number;
+  /** Longest wait for oned to finish a delete when the caller set no deadline (default 15 minutes). */
+  deleteWaitMs?: number;
   retire: { expiredPrefix: string; chmod: string };
   maxResponseBytes: number;
   logger?: Logger;
@@ -157,14 +157,8 @@ export class OpenNebulaDriver implements IaasDriver {
 
   async create(request: CreateRequest): Promise<CloudImage> {
     this.#open();
-    const { image, markers, content, signal } = request;
-    const deadline = Date.now() + (request.timeoutMs ?? this.#options.readyWaitMs);
-    if (!this.capabilities.diskFormats.includes(content.diskFormat)) {
-      throw new VisorError('unsupported', `opennebula: ${content.diskFormat} images are not accepted (convert to ${this.capabilities.diskFormats.join(', ')})`);
-    }
-    if (!this.capabilities.containerFormats.includes(content.containerFormat)) {
-      throw new VisorError('unsupported', `opennebula: ${content.containerFormat} containers are not accepted, only bare disk files`);
-    }
+    const { image, markers, content } = request;
+    checkFormats('opennebula', this.capabilities, content, 'convert the image for this cloud');
     // Everything that can be refused is refused before anything exists in the cloud.
     const attributes = allocationAttributes(image, markers, content.diskFormat, this.#write);
     serializeTemplate(attributes, `image ${image.id} cannot be written to OpenNebula`);
@@ -174,28 +168,62 @@ export class OpenNebulaDriver implements IaasDriver {
       throw new VisorError('unsupported', 'opennebula: kernel and ramdisk images live in a file datastore (FILE_DS); set the filesDatastore option');
     }
     const remoteUrl = this.#options.mode === 'remote' ? remoteUrlOf(content) : undefined;
-    const datastore = await this.#datastore(datastoreRef, fileType ? oneDatastoreTypes.FILE_DS : oneDatastoreTypes.IMAGE_DS, signal);
-    const neededMb = mbOf(Math.max(content.size, content.diskFormat === 'qcow2' ? (image.virtualSize ?? 0) : 0));
-    if (neededMb > datastore.freeMb) {
-      throw new VisorError('unavailable', `opennebula: datastore ${datastore.name} has ${datastore.freeMb} MB free, image ${image.name} needs ${neededMb} MB`, {
-        details: { datastore: datastore.id, freeMb: datastore.freeMb, neededMb },
-      });
+    const deadline = new Deadline(request.timeoutMs, request.signal);
+    try {
+      return await this.#create(request, attributes, datastoreRef, fileType, remoteUrl, deadline);
+    } finally {
+      deadline.dispose();
     }
-    const staged = remoteUrl === undefined ? await this.#localPath(content, image.id, signal) : undefined;
+  }
+
+  async #create(
+    request: CreateRequest,
+    attributes: Record<string, string>,
+    datastoreRef: string | number,
+    fileType: boolean,
+    remoteUrl: string | undefined,
+    deadline: Deadline,
+  ): Promise<CloudImage> {
+    const { image, content } = request;
+    const signal = deadline.signal;
+    const words = (doing: () => string) => ({
+      timeout: () => `opennebula: image ${image.name} was not ready within ${deadline.ms / 1000} s (${doing()})`,
+      aborted: () => `opennebula: creating image ${image.name} was aborted (${doing()})`,
+    });
+    let datastore: OneDatastore;
+    let staged: { path: string; temporary: boolean } | undefined;
+    try {
+      const type = fileType ? oneDatastoreTypes.FILE_DS : oneDatastoreTypes.IMAGE_DS;
+      datastore = await this.#datastore(datastoreRef, type, signal);
+      const neededMb = mbOf(Math.max(content.size, content.diskFormat === 'qcow2' ? (image.virtualSize ?? 0) : 0));
+      if (neededMb > datastore.freeMb) {
+        throw new VisorError('unavailable', `opennebula: datastore ${datastore.name} has ${datastore.freeMb} MB free, image ${image.name} needs ${neededMb} MB`, {
+          details: { datastore: datastore.id, freeMb: datastore.freeMb, neededMb },
+        });
+      }
+      staged = remoteUrl === undefined ? await this.#localPath(content, image.id, signal) : undefined;
+    } catch (error) {
+      if (staged?.temporary) await unlink(staged.path).catch(() => undefined);
+      throw deadline.failure(error, words(() => 'before anything was allocated'));
+    }
+    let id: number | undefined;
+    let state = 'not allocated';
     try {
       const path = remoteUrl ?? staged!.path;
       const template = serializeTemplate({ ...attributes, PATH: path, MD5: content.checksums.md5 }, `image ${image.id} cannot be written to OpenNebula`);
-      const id = await this.#client.allocateImage(template, datastore.id, signal);
+      id = await this.#client.allocateImage(template, datastore.id, signal);
       this.#logger.info('opennebula image allocated', { nativeId: String(id), name: image.name, datastore: datastore.name });
-      try {
-        const ready = await this.#waitReady(id, deadline, signal);
-        verifySize(ready, content, image);
-        await this.#client.chmodImage(id, permissionsFor(image.access), signal);
-        return toCloudImage(await this.#client.image(id, signal), this.#read);
-      } catch (error) {
-        await this.#discard(id, error);
-        throw error;
-      }
+      const ready = await this.#waitReady(id, signal, (s) => (state = String(s)));
+      verifySize(ready, content, image);
+      await this.#client.chmodImage(id, permissionsFor(image.access), signal);
+      return toCloudImage(await this.#client.image(id, signal), this.#read);
+    } catch (error) {
+      const doing = () => (id === undefined ? 'allocating' : `image ${id} still in state ${state}`);
+      const failure = deadline.failure(error, words(doing));
+      if (id === undefined) throw failure;
+      const allocated = id;
+      const remove = (cleanup: AbortSignal) => this.#remove(allocated, cleanup);
+      throw await cleanUpAfter(failure, remove, { what: `image ${allocated}`, logger: this.#logger });
     } finally {
       if (staged?.temporary) await unlink(staged.path).catch(() => undefined);
     }
@@ -220,24 +248,26 @@ export class OpenNebulaDriver implements IaasDriver {
 
   async retire(nativeId: string, mode: RetireMode, options: ClaimedCallOptions = {}): Promise<void> {
     this.#open();
-    if (!this.capabilities.retireModes.includes(mode)) {
-      throw new VisorError('unsupported', `opennebula cannot retire by ${mode}: oned has no hidden-but-usable flag (use disable or delete)`);
-    }
+    checkRetireMode('opennebula', this.capabilities, mode, 'is not possible: oned has no hidden-but-usable flag');
     const id = imageIdOf(nativeId);
     const image = await this.#client.image(id, options.signal);
     checkClaim(nativeId, toCloudImage(image, this.#read).markers, options.claim, mode);
-    if (mode === 'delete') {
-      const { inUse } = stateOf(image.state, image.runningVms);
-      if (inUse) {
-        throw new VisorError('conflict', `opennebula: image ${id} (${image.name}) is in use by ${image.runningVms} VM(s) and cannot be deleted`, {
-          details: { nativeId, state: image.state, runningVms: image.runningVms },
-        });
-      }
-      await this.#client.deleteImage(id, options.signal);
-      await this.#waitGone(id, Date.now() + this.#options.readyWaitMs, options.signal);
-      return;
-    }
+    if (mode === 'delete') return this.#delete(image, options.signal);
     await this.#disable(image, options.signal);
+  }
+
+  /** one.image.delete and the wait until oned has removed it, whatever the retire policy. */
+  async discard(nativeId: string, options: ClaimedCallOptions = {}): Promise<void> {
+    this.#open();
+    let image: OneImage;
+    try {
+      image = await this.#client.image(imageIdOf(nativeId), options.signal);
+    } catch (error) {
+      if (isVisorError(error, 'notFound')) return;
+      throw error;
+    }
+    checkClaim(nativeId, toCloudImage(image, this.#read).markers, options.claim, 'discard');
+    await this.#delete(image, options.signal);
   }
 
   async download(nativeId: string, options: DriverCallOptions & { range?: ByteRange } = {}): Promise<{ stream: import('node:stream').Readable; size?: number }> {
@@ -309,53 +339,72 @@ export class OpenNebulaDriver implements IaasDriver {
     return { path, temporary: true };
   }
 
-  async #waitReady(id: number, deadline: number, signal?: AbortSignal): Promise<OneImage> {
+  async #waitReady(id: number, signal: AbortSignal, onState: (state: number) => void): Promise<OneImage> {
     const s = oneImageStates;
-    for (;;) {
-      const image = await this.#client.image(id, signal);
-      if (image.state === s.READY || image.state === s.USED || image.state === s.USED_PERS) return image;
-      if (image.state === s.ERROR) {
-        throw new VisorError('unavailable', `opennebula: image ${id} failed to import: ${image.template['ERROR'] ?? 'oned gave no reason'}`, {
-          details: { nativeId: String(id), oneError: image.template['ERROR'] },
-        });
-      }
-      if (image.state !== s.LOCKED && image.state !== s.INIT && image.state !== s.LOCKED_USED && image.state !== s.LOCKED_USED_PERS) {
-        throw new VisorError('unavailable', `opennebula: image ${id} went to state ${image.state} while importing`);
-      }
-      if (Date.now() + this.#options.pollIntervalMs > deadline) {
-        throw new VisorError('timeout', `opennebula: image ${id} was not ready before the deadline (still in state ${image.state})`, { details: { nativeId: String(id) } });
-      }
-      await pause(this.#options.pollIntervalMs, signal);
-    }
+    return pollUntil({
+      read: (readSignal) => this.#client.image(id, readSignal),
+      intervalMs: this.#options.pollIntervalMs,
+      signal,
+      done: (image) => {
+        onState(image.state);
+        if (image.state === s.READY || image.state === s.USED || image.state === s.USED_PERS) return true;
+        if (image.state === s.ERROR) {
+          throw new VisorError('unavailable', `opennebula: image ${id} failed to import: ${image.template['ERROR'] ?? 'oned gave no reason'}`, {
+            details: { nativeId: String(id), oneError: image.template['ERROR'] },
+          });
+        }
+        const importing = [s.LOCKED, s.INIT, s.LOCKED_USED, s.LOCKED_USED_PERS] as number[];
+        if (!importing.includes(image.state)) {
+          throw new VisorError('unavailable', `opennebula: image ${id} went to state ${image.state} while importing`);
+        }
+        return false;
+      },
+    });
   }
 
-  async #waitGone(id: number, deadline: number, signal?: AbortSignal): Promise<void> {
-    for (;;) {
-      let image: OneImage;
-      try {
-        image = await this.#client.image(id, signal);
-      } catch (error) {
-        if (isVisorError(error, 'notFound')) return;
-        throw error;
-      }
-      if (image.state === oneImageStates.ERROR) {
-        throw new VisorError('unavailable', `opennebula: deleting image ${id} failed: ${image.template['ERROR'] ?? 'oned gave no reason'}`);
-      }
-      if (Date.now() + this.#options.pollIntervalMs > deadline) throw new VisorError('timeout', `opennebula: image ${id} was still there at the deadline (state ${image.state})`);
-      await pause(this.#options.pollIntervalMs, signal);
+  /** Deletes an image (never one in use) and waits until oned has removed it. */
+  async #delete(image: OneImage, signal?: AbortSignal): Promise<void> {
+    const { inUse } = stateOf(image.state, image.runningVms);
+    if (inUse) {
+      const why = `is in use by ${image.runningVms} VM(s) and cannot be deleted`;
+      throw new VisorError('conflict', `opennebula: image ${image.id} (${image.name}) ${why}`, {
+        details: { nativeId: String(image.id), state: image.state, runningVms: image.runningVms },
+      });
     }
-  }
-
-  /** Removes an image a failed create left behind; a failure here is logged, the create's own error wins. */
-  async #discard(id: number, cause: unknown): Promise<void> {
+    const deadline = new Deadline(this.#options.deleteWaitMs ?? 15 * 60_000, signal);
     try {
-      await this.#client.deleteImage(id);
-      await this.#waitGone(id, Date.now() + Math.max(this.#options.readyWaitMs, 10_000));
-      this.#logger.warn('opennebula image removed after a failed create', { nativeId: String(id), reason: (cause as Error).message });
+      await this.#remove(image.id, deadline.signal);
     } catch (error) {
-      if (isVisorError(error, 'notFound')) return;
-      this.#logger.error('opennebula image left behind after a failed create', { nativeId: String(id), error: (error as Error).message });
+      throw deadline.failure(error, {
+        timeout: () => `opennebula: image ${image.id} was still there ${deadline.ms / 1000} s after it was deleted`,
+        aborted: () => `opennebula: waiting for image ${image.id} to be deleted was aborted`,
+      });
+    } finally {
+      deadline.dispose();
     }
+  }
+
+  /** one.image.delete, then polls until oned no longer knows the image (deleting is asynchronous there). */
+  async #remove(id: number, signal: AbortSignal): Promise<void> {
+    await this.#client.deleteImage(id, signal);
+    let gone = false;
+    await pollUntil({
+      read: (readSignal) =>
+        this.#client.image(id, readSignal).catch((error: unknown) => {
+          if (!isVisorError(error, 'notFound')) throw error;
+          gone = true;
+          return undefined;
+        }),
+      intervalMs: this.#options.pollIntervalMs,
+      signal,
+      done: (image) => {
+        if (gone || !image) return true;
+        if (image.state === oneImageStates.ERROR) {
+          throw new VisorError('unavailable', `opennebula: deleting image ${id} failed: ${image.template['ERROR'] ?? 'oned gave no reason'}`);
+        }
+        return false;
+      },
+    });
   }
 
   /** cloudkeeper-one's expiry: chmod, disable when oned allows it, rename EXPIRED_<time>_<name>, stamp the time. */
@@ -399,12 +448,4 @@ function verifySize(image: OneImage, content: ContentSource, generic: Image): vo
   throw new VisorError('integrity', `opennebula: image ${image.id} holds ${image.sizeMb} MB, the content is ${expected} MB (${content.size} bytes)`, {
     details: { nativeId: String(image.id), sizeMb: image.sizeMb, expectedMb: expected },
   });
-}
-
-async function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  try {
-    await sleep(ms, undefined, signal ? { signal } : undefined);
-  } catch {
-    throw new VisorError('unavailable', 'opennebula: aborted while waiting');
-  }
 }

@@ -1,5 +1,6 @@
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
+import { ignoredSeconds, seconds, warnIgnoredTimeout } from '../../core/iaas/kit/index.js';
 import { definePlugin } from '../../core/registry/plugin.js';
 import { poolFilters, type PoolFilter } from './pool-filters.js';
 
@@ -7,7 +8,6 @@ import { poolFilters, type PoolFilter } from './pool-filters.js';
 // when an OpenNebula cloud is configured, not by every process that registers the plugin.
 export type { OpenNebulaDriver, OpenNebulaDriverOptions, OpenNebulaMode } from './driver.js';
 
-const seconds = (max: number) => z.number().positive('must be more than 0 seconds').max(max);
 const datastoreRef = z.union([z.number().int().min(0), z.string().min(1)]);
 
 export const openNebulaOptionsSchema = z
@@ -27,9 +27,9 @@ export const openNebulaOptionsSchema = z
     timeouts: z
       .strictObject({
         request: seconds(3600).default(60).describe('seconds one XML-RPC call may take'),
-        readyWait: seconds(7 * 24 * 3600).default(3 * 3600).describe('seconds a create may take until the image is READY'),
+        readyWait: ignoredSeconds(),
       })
-      .default({ request: 60, readyWait: 3 * 3600 }),
+      .default({ request: 60 }),
     pollInterval: seconds(600).default(5).describe('seconds between state checks while waiting'),
     retire: z
       .strictObject({
@@ -50,6 +50,8 @@ export const openNebulaPlugin = definePlugin({
   create: async (options, context) => {
     context.secrets.add(options.password);
     context.secrets.add(`${options.username}:${options.password}`);
+    const logger = context.logger.child({ adapter: 'opennebula', cloud: context.name });
+    warnIgnoredTimeout(logger, context.name, 'readyWait', options.timeouts.readyWait);
     const { OpenNebulaDriver } = await import('./driver.js');
     return new OpenNebulaDriver({
       endpoint: options.endpoint,
@@ -65,11 +67,10 @@ export const openNebulaPlugin = definePlugin({
       ownership: options.ownership,
       pageSize: options.pageSize,
       requestTimeoutMs: options.timeouts.request * 1000,
-      readyWaitMs: options.timeouts.readyWait * 1000,
       pollIntervalMs: options.pollInterval * 1000,
       retire: options.retire,
       maxResponseBytes: options.maxResponseMegabytes * 1024 * 1024,
-      logger: context.logger.child({ adapter: 'opennebula', cloud: context.name }),
+      logger,
     });
   },
 });

@@ -4,7 +4,7 @@ import type { CloudImage, CloudImageState, Markers } from '../../core/iaas/port.
 import { architectures, type Access, type Architecture, type DiskFormat, type Image, type ImageType, type OsInfo } from '../../core/image/model.js';
 import { propertyKeyPattern, reservedPropertyKeys } from '../../core/image/schema.js';
 import { oneImageStates, type OneImage, type OneImageTypeName, type OnePermissions } from './schema.js';
-import { nameProblem, valueProblem } from './template.js';
+import { nameProblem, valueProblem } from './mapper-template.js';
 
 /**
  * Pure translation between generic images and OpenNebula IMAGE objects (README.md has the

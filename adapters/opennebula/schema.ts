@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { VisorError } from '../../core/errors.js';
 import { zodIssues } from '../../core/validation.js';
-import { parseOneDocument } from './xml.js';
+import { parseOneDocument } from './schema-xml.js';
 
 /**
  * Validation of what oned sends: the XML-RPC reply array and the IMAGE, IMAGE_POOL and

@@ -1,15 +1,54 @@
 import { Command, CommanderError } from 'commander';
 import { isVisorError, userErrorKinds } from '../../core/errors.js';
-import { catalogCommands } from './commands/catalog.js';
+import { addCommand } from './commands/add.js';
+import { agentCommand } from './commands/agent.js';
+import { briefCommand } from './commands/brief.js';
+import { catalogCommand } from './commands/catalog.js';
 import { configCommand } from './commands/config.js';
-import { imageCommands } from './commands/images.js';
+import { deleteCommand } from './commands/delete.js';
+import { detailCommand } from './commands/detail.js';
+import { getCommand } from './commands/get.js';
+import { headCommand } from './commands/head.js';
+import { migrateCommand } from './commands/migrate.js';
+import { planCommand } from './commands/plan.js';
 import { pluginsCommand } from './commands/plugins.js';
 import { serveCommand } from './commands/serve.js';
-import { syncCommands } from './commands/sync.js';
+import { statusCommand } from './commands/status.js';
+import { syncCommand } from './commands/sync.js';
+import { triggerCommand } from './commands/trigger.js';
+import { updateCommand } from './commands/update.js';
 import { usersCommand } from './commands/users.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
 import type { CliIo } from './io.js';
 import { version } from './version.js';
+
+/** Adds one top-level command (its options and action) to the program. */
+export type CommandDefinition = (program: Command, io: CliIo) => void;
+
+/**
+ * Every command, one file each under commands/, in the order `visor help` lists them. A command
+ * file imports only what defining it needs; its action imports the rest when it runs.
+ */
+export const commands: readonly CommandDefinition[] = [
+  serveCommand,
+  agentCommand,
+  planCommand,
+  syncCommand,
+  statusCommand,
+  triggerCommand,
+  migrateCommand,
+  briefCommand,
+  detailCommand,
+  headCommand,
+  getCommand,
+  addCommand,
+  updateCommand,
+  deleteCommand,
+  usersCommand,
+  pluginsCommand,
+  configCommand,
+  catalogCommand,
+];
 
 export function buildProgram(io: CliIo): Command {
   const program = new Command('visor')
@@ -22,13 +61,7 @@ export function buildProgram(io: CliIo): Command {
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
     });
-  serveCommand(program, io);
-  syncCommands(program, io);
-  imageCommands(program, io);
-  usersCommand(program, io);
-  pluginsCommand(program, io);
-  configCommand(program, io);
-  catalogCommands(program, io);
+  for (const define of commands) define(program, io);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

@@ -1,5 +1,6 @@
 import type { ImageRepository } from '../../core/catalog/port.js';
 import { isVisorError, VisorError } from '../../core/errors.js';
+import { nextStatus } from '../../core/image/lifecycle.js';
 import type { Checksums, Image } from '../../core/image/model.js';
 import { digestStored } from '../../core/store/digest-stored.js';
 import type { Store } from '../../core/store/port.js';
@@ -36,7 +37,9 @@ export async function completeChecksums(
   for (let attempt = 0; ; attempt++) {
     const current = await images.find(image.id);
     const same = current?.location?.store === location.store && current.location.uri === location.uri;
-    if (!current || !same || !current.checksumsPending?.length) return { outcome: 'moot', image: current };
+    // Only an available image's: a deleted one is on its way out, one being uploaded gets other bytes.
+    const settled = current?.status === 'available' && same && current.checksumsPending?.length;
+    if (!current || !settled) return { outcome: 'moot', image: current };
     const problems = mismatches(current, read);
     try {
       if (problems.length > 0) {
@@ -45,7 +48,7 @@ export async function completeChecksums(
           `image ${image.id}: its stored bytes do not match the catalog (${problems.join('; ')})`,
           { details: { id: image.id } },
         );
-        const failed = await images.update(image.id, current.revision, { status: 'error', checksumsPending: null });
+        const failed = await images.update(image.id, current.revision, { status: nextStatus(current.status, 'damage'), checksumsPending: null });
         return { outcome: 'damaged', image: failed, error };
       }
       const checksums = { ...current.checksums, ...read.checksums };

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import type { Catalog, ImageQuery, Page } from '../../core/catalog/port.js';
 import { isVisorError, VisorError } from '../../core/errors.js';
 import { newImage, systemClock, type Clock } from '../../core/image/image.js';
+import { nextStatus } from '../../core/image/lifecycle.js';
 import { inspectImage, type InspectionReport } from '../../core/formats/index.js';
 import { checksumAlgorithms, containerFormats, deferredChecksums, diskFormats } from '../../core/image/model.js';
 import type {
@@ -34,12 +35,6 @@ export interface ImageServiceOptions {
   staleUploadMs?: number;
   /** The size cap and storage quotas of uploads (none when absent). */
   limits?: UploadLimitsOptions;
-  /**
-   * A server's way: an upload computes only the sha256 on its request path, and md5 and sha512
-   * are computed afterwards from the stored bytes (`checksumsPending` meanwhile). Off (every
-   * digest in the upload's pass) for one-shot commands, which do not stay to finish the work.
-   */
-  deferChecksums?: boolean;
 }
 
 export interface UploadOptions {
@@ -124,27 +119,28 @@ export class ImageService {
   readonly #o: Required<Omit<ImageServiceOptions, 'clock' | 'limits'>> & { clock: Clock };
   readonly #limits: UploadLimits;
   readonly #users: UserDirectory;
-  readonly #checksums: ChecksumCompleter | undefined;
+  #checksums: ChecksumCompleter | undefined;
 
   constructor(options: ImageServiceOptions) {
-    this.#o = { heartbeatMs: 60_000, staleUploadMs: 10 * 60_000, clock: systemClock, deferChecksums: false, ...options };
+    this.#o = { heartbeatMs: 60_000, staleUploadMs: 10 * 60_000, clock: systemClock, ...options };
     this.#users = new UserDirectory(options.catalog.users);
     if (!options.stores.has(options.defaultStore)) throw new VisorError('config', `default store "${options.defaultStore}" is not configured`);
     this.#limits = new UploadLimits(options.limits ?? {}, options.catalog, options.stores);
-    const { catalog, stores, logger, clock, heartbeatMs, staleUploadMs } = this.#o;
-    this.#checksums = this.#o.deferChecksums
-      ? new ChecksumCompleter({ catalog, stores, logger, clock, heartbeatMs, staleMs: staleUploadMs })
-      : undefined;
   }
 
   /**
-   * Starts the work that outlives requests: the digests that earlier uploads (of this server
-   * before it stopped, or of another that stopped) left pending are computed again.
+   * Starts the work that outlives requests (a server's, not a one-shot command's): from now on
+   * an upload computes only the sha256 on its request path, and its md5 and sha512 are computed
+   * afterwards from the stored bytes (`checksumsPending` meanwhile). The digests earlier uploads
+   * left pending (this server's before it stopped, or another's that stopped) are queued again.
    */
   async startBackgroundWork(): Promise<void> {
-    if (!this.#checksums) return;
-    await this.#checksums.resume();
-    this.#checksums.start();
+    if (this.#checksums) return;
+    const { catalog, stores, logger, clock, heartbeatMs, staleUploadMs } = this.#o;
+    const completer = new ChecksumCompleter({ catalog, stores, logger, clock, heartbeatMs, staleMs: staleUploadMs });
+    await completer.resume();
+    completer.start();
+    this.#checksums = completer;
   }
 
   /** Resolves once no digests are being computed in the background (tests, benchmarks). */
@@ -198,7 +194,7 @@ export class ImageService {
     return this.#o.catalog.images.create({
       ...image,
       ...contentFormats(image, inspection),
-      status: 'available',
+      status: nextStatus(image.status, 'reference'),
       location: { store: name, uri },
       size: info.size,
       checksums: info.checksums,
@@ -207,10 +203,29 @@ export class ImageService {
   }
 
   async update(caller: Caller, id: string, changes: Record<string, unknown>, expectedRevision?: number): Promise<Image> {
-    const image = await this.#modifiable(caller, id);
     const allowed = await this.#changes(caller, changes);
-    const checked = await this.#checkedFormats(image, allowed);
-    return this.#o.catalog.images.update(id, expectedRevision ?? image.revision, checked);
+    return this.#latest(caller, id, expectedRevision, async (image) => {
+      const checked = await this.#checkedFormats(image, allowed);
+      return this.#o.catalog.images.update(id, expectedRevision ?? image.revision, checked);
+    });
+  }
+
+  /**
+   * Runs `change` on the image as it is now; again on a newer revision when the service's own
+   * background work (digests recorded after an upload) changed it in between. A caller who named
+   * the revision they expect gets the conflict as it is.
+   */
+  async #latest<T>(caller: Caller, id: string, expected: number | undefined, change: (image: Image) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const image = await this.#modifiable(caller, id);
+      try {
+        return await change(image);
+      } catch (error) {
+        if (expected !== undefined || attempt >= 4 || !isVisorError(error, 'conflict')) throw error;
+        const now = await this.#o.catalog.images.find(id);
+        if (now?.revision === image.revision) throw error;
+      }
+    }
   }
 
   /**
@@ -229,7 +244,11 @@ export class ImageService {
     const names = before.owner === undefined ? undefined : await this.#users.names([before]);
     const ownerName = names ? (names.get(owner) ?? owner) : caller.name;
     const admission = await this.#limits.admit({ id: owner, name: ownerName }, id, options.size);
-    await this.#o.catalog.images.update(id, before.revision, { status: 'uploading' });
+    // A stale upload's writer is gone: it failed, and this one begins anew.
+    const hasBits = before.location !== undefined;
+    const from = before.status === 'uploading' ? nextStatus(before.status, 'fail', { hasBits }) : before.status;
+    await this.#o.catalog.images.update(id, before.revision, { status: nextStatus(from, 'begin') });
+    const failed = { status: nextStatus('uploading', 'fail', { hasBits }) };
     // Keeps updatedAt fresh so that other servers do not mistake a long upload for a dead one.
     const heartbeat = setInterval(() => void this.#settle(id, {}).catch(() => undefined), this.#o.heartbeatMs);
     heartbeat.unref();
@@ -247,7 +266,7 @@ export class ImageService {
     } catch (error) {
       clearInterval(heartbeat);
       admission.done();
-      await this.#settle(id, before.status === 'available' ? { status: 'available' } : { status: 'error' });
+      await this.#settle(id, failed);
       throw error;
     }
     clearInterval(heartbeat);
@@ -256,14 +275,14 @@ export class ImageService {
     } catch (error) {
       admission.done();
       await store.delete(put.uri).catch(() => undefined);
-      await this.#settle(id, before.status === 'available' ? { status: 'available' } : { status: 'error' });
+      await this.#settle(id, failed);
       throw error;
     }
     const changes: ImageChanges = {
       ...(declared.diskFormat ? { diskFormat: declared.diskFormat } : {}),
       ...(declared.containerFormat ? { containerFormat: declared.containerFormat } : {}),
       ...contentFormats(declared, put.inspection),
-      status: 'available',
+      status: nextStatus('uploading', 'store'),
       location: { store: this.#o.defaultStore, uri: put.uri },
       size: put.size,
       checksums: put.checksums,
@@ -296,10 +315,15 @@ export class ImageService {
 
   /** Deletes the metadata and the bits (never the bits of a mere HTTP reference). */
   async delete(caller: Caller, id: string): Promise<Image> {
-    const image = await this.#modifiable(caller, id);
-    if (image.status === 'uploading' && !this.#isStale(image)) throw new VisorError('conflict', `image ${id} is being uploaded; try again when it is done`);
-    // Mark first, so that a crash between the two steps leaves a visible `deleted` record, not a dangling location.
-    const marked = image.status === 'deleted' ? image : await this.#o.catalog.images.update(id, image.revision, { status: 'deleted' });
+    const [image, marked] = await this.#latest(caller, id, undefined, async (image) => {
+      if (image.status === 'uploading' && !this.#isStale(image)) throw new VisorError('conflict', `image ${id} is being uploaded; try again when it is done`);
+      // Mark first, so that a crash between the two steps leaves a visible `deleted` record, not a dangling location.
+      const marked =
+        image.status === 'deleted'
+          ? image
+          : await this.#o.catalog.images.update(id, image.revision, { status: nextStatus(image.status, 'delete') });
+      return [image, marked] as const;
+    });
     await this.#deleteBits(image);
     await this.#o.catalog.images.delete(id, marked.revision);
     return marked;
@@ -314,7 +338,7 @@ export class ImageService {
       for (const image of page.items) {
         if (!this.#isStale(image)) continue;
         await this.#o.catalog.images
-          .update(image.id, image.revision, { status: image.location ? 'available' : 'error' })
+          .update(image.id, image.revision, { status: nextStatus(image.status, 'fail', { hasBits: !!image.location }) })
           .then(() => recovered++)
           .catch(() => undefined);
       }

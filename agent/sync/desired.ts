@@ -6,6 +6,17 @@ import type { Access, DiskFormat, Image } from '../../core/image/model.js';
 export const ORIGIN_TARGET = 'visor_origin_target';
 export const ORIGIN_ID = 'visor_origin_id';
 
+/**
+ * Whether a catalog image that came from a cloud counts as imported: a metadata import is done
+ * when its record exists (`locked`), a full one when its bits are stored (`available`). A full
+ * import writes its record as `uploading` from the first write on, so a record cut off by a crash,
+ * or one whose import failed (`error`), never counts: the next run imports again, into that
+ * record, and no catalog image stands for bits it does not have.
+ */
+export function importFinished(image: Image): boolean {
+  return image.status === 'locked' || image.status === 'available';
+}
+
 /** What a catalog image should look like in one cloud. */
 export interface DesiredImage {
   /** The catalog image, with name and access translated for the target. */

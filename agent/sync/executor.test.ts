@@ -60,6 +60,9 @@ function claimIgnoringDriver(current: CloudImage): IaasDriver & { retired: strin
     retire: async (nativeId: string, mode: RetireMode) => {
       retired.push(`${mode}:${nativeId}`);
     },
+    discard: async (nativeId: string) => {
+      retired.push(`discard:${nativeId}`);
+    },
     download: async () => {
       throw new Error('not used');
     },
@@ -113,7 +116,8 @@ describe('executor: the last check before a change', () => {
       const driver = claimIgnoringDriver(cloudImage(markers('prod')));
       const records = await execute(planOf(prod, kind), context(driver));
       expect(records).toEqual([expect.objectContaining({ result: kind === 'retire' ? 'retired' : 'cleaned' })]);
-      expect(driver.retired).toEqual([kind === 'retire' ? 'hide:n-1' : 'delete:n-1']);
+      // A cleanup discards (deletes, whatever the retire policy); a retirement follows the policy.
+      expect(driver.retired).toEqual([kind === 'retire' ? 'hide:n-1' : 'discard:n-1']);
     });
   }
 

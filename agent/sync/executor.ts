@@ -1,9 +1,11 @@
 import type { ActionRecord, Catalog } from '../../core/catalog/port.js';
 import type { SyncPolicy } from '../../core/config/sync-policy.js';
 import { isVisorError, toVisorError, VisorError } from '../../core/errors.js';
+import { cleanupMs } from '../../core/iaas/kit/cleanup.js';
 import { checkClaim, type Claim } from '../../core/iaas/markers.js';
 import type { CloudImage, ContentSource, IaasDriver, Markers, RetireMode } from '../../core/iaas/port.js';
 import { newImage } from '../../core/image/image.js';
+import { nextStatus } from '../../core/image/lifecycle.js';
 import type { Image, ImageDraft } from '../../core/image/model.js';
 import { isValidPropertyValue, propertyKeyPattern, reservedPropertyKeys } from '../../core/image/schema.js';
 import { errorReason } from '../../core/logging/error-summary.js';
@@ -12,7 +14,7 @@ import { putInspected } from '../../core/store/inspected-put.js';
 import type { Store } from '../../core/store/port.js';
 import { verifyDigest } from '../../core/transfer/digest.js';
 import { prepareContent } from './content.js';
-import { ORIGIN_ID, ORIGIN_TARGET, type DesiredImage } from './desired.js';
+import { importFinished, ORIGIN_ID, ORIGIN_TARGET, type DesiredImage } from './desired.js';
 import { Limiter } from './limiter.js';
 import type { Action, Plan, RetireAction } from './planner.js';
 import { withRetry, withTimeout } from './retry.js';
@@ -35,6 +37,8 @@ export interface ExecutorContext {
   limiter: Limiter;
   logger: Logger;
   signal?: AbortSignal;
+  /** When the current attempt of the action must be done (epoch ms): what `create` is given. */
+  deadlineAt?: number;
   now?: () => Date;
   /** Makes a one-time URL serving a content source (for clouds that fetch images themselves). */
   publish?: (source: ContentSource) => { url: string; revoke(): void };
@@ -80,8 +84,13 @@ async function runAction(action: Action, ctx: ExecutorContext): Promise<ActionRe
   let records: ActionRecord[];
   try {
     const { value, attempts } = await withRetry(
-      (attempt) =>
-        withTimeout(ctx.policy.timeouts.action, `${action.kind} of ${action.name}`, ctx.signal, (signal) => perform(action, { ...ctx, signal, logger: log }, attempt)),
+      () => {
+        // One deadline per attempt: the action's timeout, which a driver's create honours as its own.
+        const deadlineAt = Date.now() + ctx.policy.timeouts.action;
+        return withTimeout(ctx.policy.timeouts.action, `${action.kind} of ${action.name}`, ctx.signal, (signal) =>
+          perform(action, { ...ctx, signal, deadlineAt, logger: log }),
+        );
+      },
       {
         attempts: ctx.policy.retries.attempts,
         backoffMs: ctx.policy.retries.backoff,
@@ -110,7 +119,7 @@ function describe(action: Action): Pick<ActionRecord, 'action' | 'imageId' | 'na
   return out;
 }
 
-async function perform(action: Action, ctx: ExecutorContext & { signal: AbortSignal }, attempt: number): Promise<ActionRecord[]> {
+async function perform(action: Action, ctx: ExecutorContext & { signal: AbortSignal }): Promise<ActionRecord[]> {
   const base = describe(action);
   switch (action.kind) {
     case 'create': {
@@ -172,7 +181,7 @@ async function perform(action: Action, ctx: ExecutorContext & { signal: AbortSig
       return [{ ...base, result: 'cleaned' }];
     }
     case 'import': {
-      const imported = await importImage(action.nativeId, action.mode, ctx, attempt);
+      const imported = await importImage(action.nativeId, action.mode, ctx);
       return [{ ...base, imageId: imported.image.id, result: 'imported', ...(imported.bytes ? { bytes: imported.bytes } : {}) }];
     }
   }
@@ -222,15 +231,20 @@ async function createCopy(desired: DesiredImage, ctx: ExecutorContext & { signal
       image: translated,
       markers,
       content: prepared.source,
-      timeoutMs: ctx.policy.timeouts.action,
+      // What is left of the action's deadline (preparing the content took some): the create's one deadline.
+      timeoutMs: Math.max(1, (ctx.deadlineAt ?? Date.now() + ctx.policy.timeouts.action) - Date.now()),
       signal: ctx.signal,
       onProgress: (bytes) => ctx.onEvent?.({ type: 'progress', action, bytes, total: prepared.source.size }),
     });
     const kept = cloud.markers;
     const same = kept?.agent === ctx.agentId && kept.target === ctx.target && kept.imageId === image.id;
     if (!same || kept.sha256 !== prepared.sha256) {
-      // Unmarked, it would never be found again: take it back out rather than leave an orphan.
-      await ctx.driver.retire(cloud.nativeId, 'delete').catch(() => undefined);
+      // Unmarked, it would never be found again: take it back out rather than leave an orphan —
+      // discarded, whatever the retire policy (which may not allow deleting at all).
+      await ctx.driver.discard(cloud.nativeId, { signal: AbortSignal.timeout(cleanupMs) }).catch((error: unknown) => {
+        const meta = { native: cloud.nativeId, error: errorReason(error) };
+        ctx.logger.error('could not remove a new image whose markers did not stick', meta);
+      });
       throw new VisorError('invalidResponse', `the cloud did not keep visor's markers on the new image ${cloud.nativeId}`);
     }
     const detail = prepared.source.diskFormat !== prepared.inspection.format ? `converted ${prepared.inspection.format} -> ${prepared.source.diskFormat}` : prepared.source.diskFormat;
@@ -265,24 +279,33 @@ async function retire(action: RetireAction, ctx: ExecutorContext & { signal?: Ab
   else if (action.startsGrace && !(await ctx.catalog.state.get(key))) await ctx.catalog.state.set(key, (ctx.now?.() ?? new Date()).toISOString());
 }
 
+/** A leftover of a failed or cut-off create: discarded (never merely hidden), whatever the retire policy. */
 async function removeCopy(nativeId: string, claim: Claim, ctx: ExecutorContext & { signal?: AbortSignal }) {
   try {
     await claimed(nativeId, claim, 'clean up', ctx);
-    await ctx.driver.retire(nativeId, 'delete', { ...(ctx.signal ? { signal: ctx.signal } : {}), claim });
+    await ctx.driver.discard(nativeId, { ...(ctx.signal ? { signal: ctx.signal } : {}), claim });
   } catch (error) {
     if (!isVisorError(error, 'notFound')) throw error;
   }
   await ctx.catalog.state.delete(retiredKey(ctx.target, nativeId));
 }
 
-/** Copies a cloud's own image into the catalog (metadata, or metadata and bits), remembering where it came from. */
-async function importImage(nativeId: string, mode: 'metadata' | 'full', ctx: ExecutorContext & { signal: AbortSignal }, attempt: number): Promise<{ image: Image; bytes?: number }> {
+/**
+ * Copies a cloud's own image into the catalog (metadata, or metadata and bits), remembering where
+ * it came from. Safe against a crash at any point: a full import's record is `uploading` from its
+ * first write until its bits are stored and verified, so a record cut off anywhere never counts as
+ * imported (`importFinished`); the next attempt, in this run or a later one, takes up that record
+ * rather than making a second. Every status change goes through the image status machine.
+ */
+async function importImage(
+  nativeId: string,
+  mode: 'metadata' | 'full',
+  ctx: ExecutorContext & { signal: AbortSignal },
+): Promise<{ image: Image; bytes?: number }> {
   const cloud = await ctx.driver.get(nativeId, { signal: ctx.signal });
-  if (attempt > 1) {
-    // A retry must not import twice.
-    const existing = (await ctx.catalog.images.list({ filters: { [`properties.${ORIGIN_TARGET}`]: ctx.target, [`properties.${ORIGIN_ID}`]: nativeId }, limit: 1 })).items[0];
-    if (existing) return { image: existing };
-  }
+  const earlier = await importRecord(nativeId, ctx);
+  // Finished by an earlier attempt whose answer was lost: importing again would make a twin.
+  if (earlier && importFinished(earlier)) return { image: earlier };
   const meta = cloud.metadata;
   const draft: ImageDraft = {
     name: cloud.name.slice(0, 255) || nativeId,
@@ -298,8 +321,21 @@ async function importImage(nativeId: string, mode: 'metadata' | 'full', ctx: Exe
     owner: ctx.agentId,
     properties: { ...safeProperties(meta.properties ?? {}), [ORIGIN_TARGET]: ctx.target, [ORIGIN_ID]: nativeId },
   };
-  let image = await ctx.catalog.images.create(newImage(draft));
-  if (mode === 'metadata') return { image };
+  const images = ctx.catalog.images;
+  if (mode === 'metadata') {
+    // One write. An unfinished full import of the same image (the policy changed) becomes the record.
+    if (!earlier) return { image: await images.create(newImage(draft)) };
+    return { image: await images.update(earlier.id, earlier.revision, { status: nextStatus(earlier.status, 'clear') }) };
+  }
+  let image: Image;
+  if (!earlier) {
+    image = await images.create({ ...newImage(draft), status: nextStatus('locked', 'begin') });
+  } else if (earlier.status === 'uploading') {
+    // Cut off before: we hold the target's lease, so nobody else is writing it.
+    image = earlier;
+  } else {
+    image = await images.update(earlier.id, earlier.revision, { status: nextStatus(earlier.status, 'begin') });
+  }
   const store = ctx.stores.get(ctx.defaultStore)!;
   try {
     const { stream } = await ctx.driver.download(nativeId, { signal: ctx.signal });
@@ -317,12 +353,11 @@ async function importImage(nativeId: string, mode: 'metadata' | 'full', ctx: Exe
       await store.delete(put.uri);
       throw error;
     }
-    image = await ctx.catalog.images.update(image.id, image.revision, { status: 'uploading' });
-    image = await ctx.catalog.images.update(image.id, image.revision, {
+    image = await images.update(image.id, image.revision, {
       ...(cloud.diskFormat ? {} : { diskFormat: put.inspection.format }),
       ...(cloud.containerFormat ? {} : { containerFormat: put.inspection.containerFormat }),
       ...(put.inspection.virtualSize !== undefined ? { virtualSize: put.inspection.virtualSize } : {}),
-      status: 'available',
+      status: nextStatus(image.status, 'store'),
       location: { store: ctx.defaultStore, uri: put.uri },
       size: put.size,
       checksums: put.checksums,
@@ -330,9 +365,18 @@ async function importImage(nativeId: string, mode: 'metadata' | 'full', ctx: Exe
     });
     return { image, bytes: put.size };
   } catch (error) {
-    await ctx.catalog.images.delete(image.id).catch(() => undefined);
+    // Nothing of a failed import is kept. Should this delete fail too, the record stays
+    // `uploading`, never counted as imported, and the next run takes it up.
+    await images.delete(image.id).catch(() => undefined);
     throw error;
   }
+}
+
+/** The catalog record of an earlier import of this cloud image into this target, if there is one. */
+async function importRecord(nativeId: string, ctx: ExecutorContext): Promise<Image | undefined> {
+  const filters = { [`properties.${ORIGIN_TARGET}`]: ctx.target, [`properties.${ORIGIN_ID}`]: nativeId };
+  const page = await ctx.catalog.images.list({ filters, limit: 10 });
+  return page.items.find((i) => i.status !== 'deleted');
 }
 
 /** Cloud properties that are valid catalog properties; the rest are dropped rather than failing the import. */

@@ -2,8 +2,16 @@ import type { SyncPolicy } from '../../core/config/sync-policy.js';
 import type { Claim } from '../../core/iaas/markers.js';
 import type { CloudImage, DriverCapabilities, RetireMode } from '../../core/iaas/port.js';
 import type { Access, Checksums, Image } from '../../core/image/model.js';
-import { mapAccess, nameRenderer, ORIGIN_ID, ORIGIN_TARGET, selectorFor, targetFormat } from './desired.js';
-import type { DesiredImage } from './desired.js';
+import {
+  importFinished,
+  mapAccess,
+  nameRenderer,
+  ORIGIN_ID,
+  ORIGIN_TARGET,
+  selectorFor,
+  targetFormat,
+  type DesiredImage,
+} from './desired.js';
 
 /**
  * The planner (DESIGN.md §5): a pure function of desired state (catalog + policy) and observed
@@ -229,7 +237,8 @@ export function plan(input: PlanInput): Plan {
   }
 
   if (policy.import !== 'off') {
-    const imported = new Set(input.catalog.filter((i) => i.properties[ORIGIN_TARGET] === target).map((i) => i.properties[ORIGIN_ID]));
+    const ours = input.catalog.filter((i) => i.properties[ORIGIN_TARGET] === target && importFinished(i));
+    const imported = new Set(ours.map((i) => i.properties[ORIGIN_ID]));
     for (const u of unmarked) {
       if (adopted.has(u.nativeId) || imported.has(u.nativeId) || u.state !== 'active') continue;
       actions.push({ kind: 'import', nativeId: u.nativeId, name: u.name, mode: policy.import });

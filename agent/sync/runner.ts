@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import type { ActionRecord, Catalog, RunRecord, RunStatus } from '../../core/catalog/port.js';
+import type { ActionRecord, Catalog, ImageQuery, RunRecord, RunStatus } from '../../core/catalog/port.js';
 import type { SyncPolicy } from '../../core/config/sync-policy.js';
 import { toVisorError, VisorError } from '../../core/errors.js';
-import type { ContentSource, IaasDriver } from '../../core/iaas/port.js';
+import type { CloudImage, ContentSource, IaasDriver } from '../../core/iaas/port.js';
 import type { Image } from '../../core/image/model.js';
 import type { Logger } from '../../core/logging/logger.js';
 import type { Store } from '../../core/store/port.js';
-import { execute, type SyncEvent } from './executor.js';
+import { execute, type ExecutorContext, type SyncEvent } from './executor.js';
 import { Limiter } from './limiter.js';
 import { hasLegacyCopies, plan, type Plan, type Rival } from './planner.js';
 import { withRetry, withTimeout } from './retry.js';
@@ -51,16 +51,59 @@ export interface RunOptions {
   onlyImages?: ReadonlySet<string>;
 }
 
+/** Catalog images matching `query`, page by page (`pageSize` at a time): never only the first page. */
+export async function* catalogPages(
+  catalog: Catalog,
+  query: Omit<ImageQuery, 'limit' | 'marker'> = {},
+  pageSize = 1000,
+): AsyncGenerator<Image[]> {
+  let marker: string | undefined;
+  do {
+    const page = await catalog.images.list({ ...query, limit: pageSize, ...(marker ? { marker } : {}) });
+    yield page.items;
+    marker = page.nextMarker;
+  } while (marker);
+}
+
 /** Every catalog image, page by page. */
 export async function catalogSnapshot(catalog: Catalog): Promise<Image[]> {
   const images: Image[] = [];
-  let marker: string | undefined;
-  do {
-    const page = await catalog.images.list({ limit: 1000, ...(marker ? { marker } : {}) });
-    images.push(...page.items);
-    marker = page.nextMarker;
-  } while (marker);
+  for await (const page of catalogPages(catalog)) images.push(...page);
   return images;
+}
+
+/** The cloud's listing, with the target's list timeout and retries. */
+export async function listCloud(target: Target, signal?: AbortSignal): Promise<CloudImage[]> {
+  const { timeouts, retries } = target.policy;
+  const listed = await withRetry(
+    () => withTimeout(timeouts.list, `listing ${target.name}`, signal, (s) => target.driver.list({ signal: s })),
+    { attempts: retries.attempts, backoffMs: retries.backoff, ...(signal ? { signal } : {}) },
+  );
+  return listed.value;
+}
+
+/** How the executor works on `target` for a run with `deps`. */
+export function executorContext(
+  target: Target,
+  deps: SyncDeps,
+  extra: Partial<Pick<ExecutorContext, 'signal' | 'onEvent' | 'logger' | 'policy'>> = {},
+): ExecutorContext {
+  return {
+    target: target.name,
+    agentId: deps.agentId,
+    policy: extra.policy ?? target.policy,
+    driver: target.driver,
+    catalog: deps.catalog,
+    stores: deps.stores,
+    defaultStore: deps.defaultStore,
+    cacheDir: deps.cacheDir,
+    limiter: deps.limiter,
+    logger: extra.logger ?? deps.logger,
+    ...(extra.signal ? { signal: extra.signal } : {}),
+    ...(deps.now ? { now: deps.now } : {}),
+    ...(deps.publish ? { publish: deps.publish } : {}),
+    ...(extra.onEvent ? { onEvent: extra.onEvent } : {}),
+  };
 }
 
 /** Refuses a policy the cloud cannot carry out, before anything is done. */
@@ -79,14 +122,12 @@ export function checkPolicy(target: Target): void {
 /** Reads both sides and plans; no lease needed (nothing is changed). */
 export async function planTarget(target: Target, deps: SyncDeps, options: { signal?: AbortSignal; onlyImages?: ReadonlySet<string> } = {}): Promise<Plan> {
   checkPolicy(target);
-  const observed = await withRetry(
-    () => withTimeout(target.policy.timeouts.list, `listing ${target.name}`, options.signal, (signal) => target.driver.list({ signal })),
-    { attempts: target.policy.retries.attempts, backoffMs: target.policy.retries.backoff, ...(options.signal ? { signal: options.signal } : {}) },
-  );
+  const listed = await listCloud(target, options.signal);
   let catalog = await catalogSnapshot(deps.catalog);
   if (options.onlyImages) catalog = catalog.filter((i) => options.onlyImages!.has(i.id));
   const retired = await deps.catalog.state.list<string>(`retired:${target.name}:`);
-  const legacy = deps.rivals !== undefined && hasLegacyCopies(observed.value, deps.agentId);
+  const legacy = deps.rivals !== undefined && hasLegacyCopies(listed, deps.agentId);
+  const only = options.onlyImages;
   const rivals = legacy ? await deps.rivals!(target, options.signal) : [];
   const result = plan({
     target: target.name,
@@ -94,7 +135,7 @@ export async function planTarget(target: Target, deps: SyncDeps, options: { sign
     policy: target.policy,
     capabilities: target.driver.capabilities,
     catalog,
-    observed: options.onlyImages ? observed.value.filter((o) => !o.markers || options.onlyImages!.has(o.markers.imageId)) : observed.value,
+    observed: only ? listed.filter((o) => !o.markers || only.has(o.markers.imageId)) : listed,
     retiredSince: new Map(retired.map(([key, since]) => [key.slice(`retired:${target.name}:`.length), since])),
     now: deps.now?.() ?? new Date(),
     rivals,
@@ -179,22 +220,9 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
       run.actions = first.actions.map((a) => ({ action: a.kind, name: a.name, result: 'skipped' as const, detail: 'dry run', ...('nativeId' in a ? { nativeId: a.nativeId } : {}), ...('imageId' in a && a.imageId ? { imageId: a.imageId } : {}) }));
       run.drift = first.actions.length;
     } else {
-      run.actions = await execute(first, {
-        target: target.name,
-        agentId: deps.agentId,
-        policy: target.policy,
-        driver: target.driver,
-        catalog: deps.catalog,
-        stores: deps.stores,
-        defaultStore: deps.defaultStore,
-        cacheDir: deps.cacheDir,
-        limiter: deps.limiter,
-        logger: log,
-        signal: controller.signal,
-        ...(deps.now ? { now: deps.now } : {}),
-        ...(deps.publish ? { publish: deps.publish } : {}),
-        ...(options.onEvent ? { onEvent: options.onEvent } : {}),
-      });
+      const onEvent = options.onEvent ? { onEvent: options.onEvent } : {};
+      const context = executorContext(target, deps, { logger: log, signal: controller.signal, ...onEvent });
+      run.actions = await execute(first, context);
       // Verification pass: the cloud re-read; whatever would still be done is drift. When the
       // re-read itself fails, the actions still did what they did: partial, drift unknown.
       try {

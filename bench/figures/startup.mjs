@@ -13,7 +13,7 @@ function packageCosts(kit, cwd) {
     import { createRequire } from 'node:module';
     const require = createRequire(${JSON.stringify(`${kit.dist}/agent/session.js`)});
     await import(${JSON.stringify(`${kit.dist}/agent/session.js`)});
-    await import(${JSON.stringify(`${kit.dist}/agent/cli/commands/sync-actions.js`)});
+    await import(${JSON.stringify(`${kit.dist}/agent/sync/runner.js`)});
     const loaded = Object.keys(require.cache);
     console.log(JSON.stringify(${JSON.stringify(heavy)}.filter((p) => loaded.some((f) => f.includes('/node_modules/' + p + '/')))));
   `;

@@ -1,5 +1,8 @@
 import { VisorError } from '../errors.js';
-import type { Markers } from './port.js';
+import type { Claim, Markers } from './port.js';
+
+// Defined beside the port that uses it (no import cycle); re-exported where it always was.
+export type { Claim } from './port.js';
 
 /** How one cloud spells the marker keys (Glance properties, ONE attributes, EC2 tags, S3 metadata). */
 export interface MarkerKeys {
@@ -58,19 +61,6 @@ export function markersFromAttributes(attributes: Readonly<Record<string, unknow
 export function isMarkerKey(key: string, keys: MarkerKeys = defaultMarkerKeys): boolean {
   return [keys.agent, keys.target, keys.imageId, keys.sha256, keys.revision].includes(key);
 }
-
-/**
- * Whose image an updating or destructive action may touch, as the planner decided. Checked by
- * the planner, again by the executor on a fresh read, and by the driver just before it acts.
- * - `target`: the markers name this agent and this target (and the catalog image);
- * - `legacy`: the older scheme — this agent, no target — and the planner found this target to be
- *   the one that claims it (see docs/ownership.md);
- * - `none`: no markers at all (adopting an unmarked image).
- */
-export type Claim =
-  | { owner: 'target'; agent: string; target: string; imageId: string }
-  | { owner: 'legacy'; agent: string; imageId: string }
-  | { owner: 'none' };
 
 /** Why `markers` do not fit `claim`, or undefined when they do. */
 export function claimProblem(markers: Markers | undefined, claim: Claim): string | undefined {

@@ -1,7 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Access, Checksums, ChecksumAlgorithm, ContainerFormat, DiskFormat, Image } from '../image/model.js';
 import type { ByteRange } from '../store/port.js';
-import type { Claim } from './markers.js';
 
 /**
  * The IaaS driver port (DESIGN.md §4): one driver instance per configured cloud. It must fit
@@ -30,6 +29,19 @@ export interface Markers {
   /** The catalog image's metadata revision last written to the cloud: a change means "update metadata". */
   revision: number;
 }
+
+/**
+ * Whose image an updating or destructive action may touch, as the planner decided. Checked by
+ * the planner, again by the executor on a fresh read, and by the driver just before it acts.
+ * - `target`: the markers name this agent and this target (and the catalog image);
+ * - `legacy`: the older scheme — this agent, no target — and the planner found this target to be
+ *   the one that claims it (see docs/ownership.md);
+ * - `none`: no markers at all (adopting an unmarked image).
+ */
+export type Claim =
+  | { owner: 'target'; agent: string; target: string; imageId: string }
+  | { owner: 'legacy'; agent: string; imageId: string }
+  | { owner: 'none' };
 
 export const retireModes = ['hide', 'disable', 'delete'] as const;
 export type RetireMode = (typeof retireModes)[number];
@@ -99,8 +111,13 @@ export interface CreateRequest extends DriverCallOptions {
   image: Image;
   markers: Markers;
   content: ContentSource;
-  /** Give up (and clean up) when the image is not usable after this long. */
-  timeoutMs?: number;
+  /**
+   * The deadline of the whole create (upload or import, waiting until usable, verifying): the
+   * driver gives up when it passes, removes what it made, and throws `timeout`. It is the
+   * caller's to set — the agent passes what is left of the action's `sync.timeouts.action` —
+   * and the only create deadline there is: a driver has no create deadline of its own.
+   */
+  timeoutMs: number;
   onProgress?: (bytesSent: number) => void;
 }
 
@@ -150,7 +167,8 @@ export interface IaasDriver {
   /**
    * Registers and uploads (or imports) an image, waits until it is usable, and verifies size and
    * checksums where the cloud reports them. On any failure — including a mismatch (`integrity`)
-   * or the timeout — whatever was created in the cloud is removed before the error is thrown.
+   * or the deadline (`timeout`) — whatever was created in the cloud is removed (as `discard`
+   * does) before the error is thrown, and the error says whether that worked.
    */
   create(request: CreateRequest): Promise<CloudImage>;
   /** Rewrites metadata and markers without touching the bits; checks `options.claim` first. */
@@ -160,6 +178,13 @@ export interface IaasDriver {
    * image that is in use.
    */
   retire(nativeId: string, mode: RetireMode, options?: ClaimedCallOptions): Promise<void>;
+  /**
+   * Removes an image the agent made and must not keep — the leftovers of a create that failed
+   * or was cut off, a copy whose markers did not stick — entirely, whatever retire modes the
+   * target's policy or the driver's options allow: cleaning up never hides or disables. Checks
+   * `options.claim` first. Already gone is success; an image in use is refused (`conflict`).
+   */
+  discard(nativeId: string, options?: ClaimedCallOptions): Promise<void>;
   /** Streams the image's bits (pull from a cloud, migrate). */
   download(nativeId: string, options?: DriverCallOptions & { range?: ByteRange }): Promise<{ stream: Readable; size?: number }>;
   /** Releases clients and sessions; safe to call twice. */

@@ -11,7 +11,8 @@ export const pluginIdPattern = /^[a-z][a-z0-9-]{0,62}$/;
 /**
  * A plugin: an id, a kind, the schema of its options, and a container module that binds its
  * factory under the kind's service id, named by the plugin id. Built-in catalogs, stores and
- * adapters are plugins of exactly this shape; third-party packages export the same thing.
+ * adapters are plugins of exactly this shape; third-party packages export the same thing, made
+ * by `definePlugin` (or, to bind services of their own for injection, with a module by hand).
  */
 export interface VisorPlugin<Options = unknown> {
   id: string;
@@ -23,24 +24,68 @@ export interface VisorPlugin<Options = unknown> {
 
 type Product<K extends PluginKind> = K extends 'catalog' ? Catalog : K extends 'store' ? Store : IaasDriver;
 
-export interface PluginDefinition<K extends PluginKind, Options> {
-  id: string;
-  kind: K;
+/** One catalog, store or adapter of a plugin: its options' schema and the factory of its product. */
+export interface PluginEntry<K extends PluginKind, Options> {
   description?: string;
   optionsSchema: StandardSchemaV1<unknown, Options>;
   create: (options: Options, context: PluginContext) => Product<K> | Promise<Product<K>>;
 }
 
-/** The easy way to write a plugin: give `create`, get the module that binds it. */
-export function definePlugin<K extends PluginKind, Options>(definition: PluginDefinition<K, Options>): VisorPlugin<Options> {
-  const factory: PluginFactory<Product<K>, Options> = { create: definition.create };
+/** A single plugin, kind and id spelled out (the built-in plugins are written this way). */
+export interface PluginDefinition<K extends PluginKind, Options> extends PluginEntry<K, Options> {
+  id: string;
+  kind: K;
+}
+
+type Entries<K extends PluginKind, T> = { [Id in keyof T]: PluginEntry<K, T[Id]> };
+
+/** What a plugin package provides, by id: any number of catalogs, stores and IaaS adapters. */
+export interface PluginPackageDefinition<C, S, A> {
+  catalogs?: Entries<'catalog', C>;
+  stores?: Entries<'store', S>;
+  adapters?: Entries<'iaas', A>;
+}
+
+/**
+ * The way to write plugins: give each product's options schema and `create`, get plugins whose
+ * container bindings are made for you. A package exports the result as its default export:
+ *
+ *   export default definePlugin({ adapters: { tinycloud: { optionsSchema, create } } });
+ *
+ * The single form `definePlugin({ id, kind, optionsSchema, create })` gives one plugin.
+ */
+export function definePlugin<K extends PluginKind, Options>(
+  definition: PluginDefinition<K, Options>,
+): VisorPlugin<Options>;
+export function definePlugin<C = object, S = object, A = object>(
+  definition: PluginPackageDefinition<C, S, A>,
+): VisorPlugin[];
+export function definePlugin(
+  definition: PluginDefinition<PluginKind, unknown> | PluginPackageDefinition<object, object, object>,
+): VisorPlugin | VisorPlugin[] {
+  if ('id' in definition && 'kind' in definition) return single(definition);
+  const entries = (kind: PluginKind, group: object | undefined) =>
+    Object.entries(group ?? {}).map(([id, entry]) =>
+      single({ ...(entry as PluginEntry<PluginKind, unknown>), id, kind }),
+    );
+  const bundle = definition as PluginPackageDefinition<object, object, object>;
+  return [
+    ...entries('catalog', bundle.catalogs),
+    ...entries('store', bundle.stores),
+    ...entries('iaas', bundle.adapters),
+  ];
+}
+
+function single(definition: PluginDefinition<PluginKind, unknown>): VisorPlugin {
+  const factory: PluginFactory<unknown, unknown> = { create: definition.create };
+  const { id, kind } = definition;
   return {
-    id: definition.id,
-    kind: definition.kind,
+    id,
+    kind,
     ...(definition.description !== undefined ? { description: definition.description } : {}),
     optionsSchema: definition.optionsSchema,
     module: new ContainerModule(({ bind }) => {
-      bind(factoryIdByKind[definition.kind]).toConstantValue(factory as PluginFactory<unknown>).whenNamed(definition.id);
+      bind(factoryIdByKind[kind]).toConstantValue(factory as PluginFactory<unknown>).whenNamed(id);
     }),
   };
 }

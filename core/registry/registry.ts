@@ -7,8 +7,8 @@ import { factoryIdByKind, type PluginFactory, type PluginKind } from './ids.js';
 import { pluginShape, type VisorPlugin } from './plugin.js';
 
 export interface PluginSource {
-  /** `builtin`, or the npm package the plugin came from. */
-  type: 'builtin' | 'package';
+  /** `builtin`, the npm package the plugin came from, or `embedded` (given by the application embedding visor). */
+  type: 'builtin' | 'package' | 'embedded';
   package?: string;
   version?: string;
   path?: string;
@@ -39,7 +39,10 @@ export class PluginRegistry {
   }
 
   register(candidate: unknown, source: PluginSource = { type: 'builtin' }): VisorPlugin {
-    const origin = source.type === 'builtin' ? 'built-in plugin' : `plugin package "${source.package}"`;
+    const origin =
+      source.type === 'package'
+        ? `plugin package "${source.package}"`
+        : `${source.type === 'builtin' ? 'built-in' : 'embedded'} plugin`;
     const shape = pluginShape.safeParse(candidate);
     if (!shape.success) {
       const problems = shape.error.issues.map((i) => `${formatPath(i.path) || 'plugin'} ${i.message}`).join('; ');
@@ -79,7 +82,15 @@ export class PluginRegistry {
       .sort((a, b) => a.kind.localeCompare(b.kind) || a.id.localeCompare(b.id));
   }
 
-  /** The factory a plugin bound; resolved inside the container, so plugins may use injection. */
+  /** Loads every registered plugin's module into a runtime's container (each runtime has its own). */
+  bindInto(container: Container): void {
+    for (const { plugin } of this.#plugins.values()) container.load(plugin.module);
+  }
+
+  /**
+   * The factory a plugin bound, resolved in the registry's own container: for tools and tests
+   * that build one plugin's product by hand. visor itself builds everything in its runtime.
+   */
   factory(kind: PluginKind, id: string): PluginFactory<unknown> {
     if (!this.get(kind, id)) throw new VisorError('plugin', `no ${kind} plugin "${id}" is registered (known: ${this.ids(kind).join(', ') || 'none'})`);
     return this.container.get(factoryIdByKind[kind], { name: id });
@@ -107,6 +118,6 @@ export class PluginRegistry {
 }
 
 export function describeSource(source: PluginSource): string {
-  if (source.type === 'builtin') return 'builtin';
+  if (source.type !== 'package') return source.type;
   return `${source.package}${source.version ? `@${source.version}` : ''}`;
 }

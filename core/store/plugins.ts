@@ -2,7 +2,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { definePlugin } from '../registry/plugin.js';
 import { FileStore } from './file/file-store.js';
-import { bucketPattern, prefixProblem } from './s3/uri.js';
+import { bucketPattern, partSizeOption, prefixProblem } from '../wire/s3/names.js';
 
 const mebibyte = 1024 * 1024;
 
@@ -39,13 +39,7 @@ export const s3StorePlugin = definePlugin({
         })
         .describe('prepended to every object key, e.g. "images/"'),
       createBucket: z.boolean().default(false).describe('create the bucket on first put when it is missing'),
-      partSize: z
-        .number()
-        .int()
-        .min(5 * mebibyte, 'must be at least 5 MiB (5242880), the smallest S3 part')
-        .max(5 * 1024 * mebibyte, 'must be at most 5 GiB, the largest S3 part')
-        .default(16 * mebibyte)
-        .describe('bytes per part; smaller objects are one PutObject'),
+      partSize: partSizeOption(16 * mebibyte),
       concurrency: z.number().int().min(1).max(64).default(4).describe('parts in memory and in flight at once'),
     }),
   create: async (options, context) => {

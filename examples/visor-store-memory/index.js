@@ -1,7 +1,7 @@
 // A complete third-party visor plugin in one file: a store that keeps objects in memory.
 // It imports visor's plugin API from the host ('visor' is a peer dependency) and brings no
 // other dependency: its options schema is a hand-written Standard Schema (zod would do too).
-import { ContainerModule, DigestStream, ServiceIds, VisorError, checkRange, objectKeyPattern, verifyDigest } from 'visor';
+import { DigestStream, VisorError, checkRange, definePlugin, objectKeyPattern, verifyDigest } from 'visor';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { randomUUID } from 'node:crypto';
@@ -82,17 +82,14 @@ class MemoryStore {
   }
 }
 
-/** @type {import('visor').VisorPlugin<{ maxBytes: number }>} */
-const plugin = {
-  id: 'memory',
-  kind: 'store',
-  description: 'Images kept in memory (example third-party plugin)',
-  optionsSchema,
-  module: new ContainerModule(({ bind }) => {
-    bind(ServiceIds.StoreFactory)
-      .toConstantValue({ create: (options) => new MemoryStore(options.maxBytes) })
-      .whenNamed('memory');
-  }),
-};
-
-export default plugin;
+// definePlugin makes the plugin (its container binding included) from each product's options
+// schema and factory; a package may define any number of catalogs, stores and adapters at once.
+export default definePlugin({
+  stores: {
+    memory: {
+      description: 'Images kept in memory (example third-party plugin)',
+      optionsSchema,
+      create: (options) => new MemoryStore(options.maxBytes),
+    },
+  },
+});

@@ -8,7 +8,7 @@ import { VisorClient } from '../../agent/client/client.js';
 import { AgentDaemon } from '../../agent/daemon.js';
 import { sealingBox } from '../../agent/serve.js';
 import { addUser, type NewCredentials } from '../../agent/service/users.js';
-import { compose } from '../../agent/compose.js';
+import { openRuntime } from '../../agent/runtime/open-runtime.js';
 import { silentLogger } from '../../core/logging/logger.js';
 import { startOpenNebulaDouble, type OpenNebulaDouble } from '../doubles/opennebula/index.js';
 import { expectValidDocuments } from '../adapters/opennebula/harness.js';
@@ -51,7 +51,7 @@ clouds:
       password: opennebula
       datastore: default
       pollInterval: 0.05
-      timeouts: { request: 5, readyWait: 20 }
+      timeouts: { request: 5 }
     sync:
       schedule: '${schedule}'
       selector: { access: [public, private] }
@@ -69,13 +69,12 @@ clouds:
     config = join(dir, 'visor.yaml');
     await writeConfig('{name}');
     // Users first (the agent serves the API with auth on).
-    const setup = await compose({ configFile: config, env: {}, logger: silentLogger });
-    const { resolveAsync, RuntimeIds } = await import('../../core/registry/runtime.js');
-    const catalog = await resolveAsync(setup.registry.container, RuntimeIds.Catalog);
+    const setup = await openRuntime({ configFile: config, env: {}, logger: silentLogger });
+    const catalog = await setup.catalog();
     const box = await sealingBox(setup);
     admin = await addUser(catalog.users, box, 'admin', true);
     user = await addUser(catalog.users, box, 'user', false);
-    await setup.dispose();
+    await setup.close();
     daemon = new AgentDaemon({ configFile: config, env: {}, logger: silentLogger, port: 0 });
     await daemon.start();
     client = new VisorClient({ url: daemon.url, accessKey: admin.accessKey, secretKey: admin.secretKey, source: 'test' });

@@ -401,14 +401,17 @@ describe('image service API', () => {
   });
 
   it('refuses to run without authentication on a non-loopback address', async () => {
-    const { compose } = await import('../../agent/compose.js');
+    const { openRuntime } = await import('../../agent/runtime/open-runtime.js');
     const { startServer } = await import('../../agent/serve.js');
     const { silentLogger } = await import('../../core/logging/logger.js');
     const { writeFile } = await import('node:fs/promises');
     const file = join(t.dataDir, 'noauth.yaml');
     await writeFile(file, `dataDir: ${t.dataDir}/noauth\nserver: { host: 0.0.0.0, auth: { enabled: false } }\n`);
-    const composition = await compose({ configFile: file, env: {}, logger: silentLogger });
-    await expect(startServer(composition, { port: 0 })).rejects.toMatchObject({ kind: 'config', message: expect.stringMatching(/only allowed on a loopback address/) });
-    await composition.dispose();
+    const runtime = await openRuntime({ configFile: file, env: {}, logger: silentLogger });
+    await expect(startServer(runtime, { port: 0 })).rejects.toMatchObject({
+      kind: 'config',
+      message: expect.stringMatching(/only allowed on a loopback address/),
+    });
+    await runtime.close();
   });
 });

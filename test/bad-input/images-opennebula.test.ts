@@ -44,7 +44,7 @@ clouds:
       password: opennebula
       datastore: default
       pollInterval: 0.05
-      timeouts: { request: 5, readyWait: 20 }
+      timeouts: { request: 5 }
     sync:
       schedule: '0 0 1 1 *'
       selector: { access: [public, private] }

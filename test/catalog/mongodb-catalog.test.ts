@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { MongoClient } from 'mongodb';
 import { MongoCatalog } from '../../core/catalog/mongodb/mongodb-catalog.js';
-import { catalogContract } from '../contract/catalog-contract.js';
+import { catalogContract } from '../../core/testing/catalog-contract.js';
 import { skipAllowed } from '../setup/allowed-skips.js';
 
 // No MongoDB server can be installed on these machines (no Debian package, and the npm

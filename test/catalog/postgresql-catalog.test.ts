@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll } from 'vitest';
 import { PostgresCatalog } from '../../core/catalog/postgresql/postgresql-catalog.js';
 import type { Catalog } from '../../core/catalog/port.js';
-import { catalogContract } from '../contract/catalog-contract.js';
+import { catalogContract } from '../../core/testing/catalog-contract.js';
 import { requirePeer } from '../peers/index.js';
 import { createTestDatabase, databaseUrl, dropTestDatabase } from '../peers/postgresql.js';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqliteCatalog } from '../../core/catalog/sqlite/sqlite-catalog.js';
 import type { Catalog } from '../../core/catalog/port.js';
-import { catalogContract } from '../contract/catalog-contract.js';
+import { catalogContract } from '../../core/testing/catalog-contract.js';
 
 catalogContract('sqlite', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'visor-sqlite-'));

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compose } from '../../agent/compose.js';
+import { openRuntime } from '../../agent/runtime/open-runtime.js';
 import { sealingBox } from '../../agent/serve.js';
 import { addUser, type NewCredentials } from '../../agent/service/users.js';
 import { SecretBox } from '../../core/auth/secret-box.js';
@@ -11,7 +11,6 @@ import { allImages } from '../../core/catalog/copy.js';
 import type { Catalog, RunRecord } from '../../core/catalog/port.js';
 import type { Image } from '../../core/image/model.js';
 import { silentLogger } from '../../core/logging/logger.js';
-import { resolveAsync, RuntimeIds } from '../../core/registry/runtime.js';
 import { requirePeer } from '../peers/index.js';
 import { createTestDatabase, databaseUrl, dropTestDatabase } from '../peers/postgresql.js';
 import { runVisorAsync, stackLine } from '../support/cli.js';
@@ -58,12 +57,11 @@ stores: { local: { type: file } }
 }
 
 async function withCatalog<T>(config: string, fn: (catalog: Catalog, box: SecretBox) => Promise<T>): Promise<T> {
-  const composition = await compose({ configFile: config, env: env(), logger: silentLogger });
+  const runtime = await openRuntime({ configFile: config, env: env(), logger: silentLogger });
   try {
-    const catalog = await resolveAsync(composition.registry.container, RuntimeIds.Catalog);
-    return await fn(catalog, await sealingBox(composition));
+    return await fn(await runtime.catalog(), await sealingBox(runtime));
   } finally {
-    await composition.dispose();
+    await runtime.close();
   }
 }
 

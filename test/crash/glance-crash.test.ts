@@ -224,9 +224,21 @@ describe('kill -9 of visor sync at seeded random points', () => {
       }
       case 'retiring':
         return onRequest(rng.weighted<Operation>({ read: 1, [retireOp]: 2 }));
-      case 'time offset':
-        return { op: 'time', nth: 0, moment: 'time', ms: rng.int(400, 5000), bytes: 0 };
+      case 'time offset': {
+        // Within how long a whole sync takes here (measured, not assumed): a start-up made faster must
+        // not turn every time offset into a miss.
+        const ms = rng.int(100, Math.max(200, Math.floor(typicalSyncMs() * 0.95)));
+        return { op: 'time', nth: 0, moment: 'time', ms, bytes: 0 };
+      }
     }
+  };
+
+  /** Durations of syncs here that ran to their end (missed points, recoveries): the median sizes time offsets. */
+  const fullSyncMs: number[] = [];
+  const typicalSyncMs = (): number => {
+    if (fullSyncMs.length === 0) return 1000;
+    const sorted = [...fullSyncMs].sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)]!;
   };
 
   const describeTrigger = (t: Trigger) =>
@@ -335,7 +347,10 @@ describe('kill -9 of visor sync at seeded random points', () => {
       const point: Point = { n, phase, step, mode, trigger: describeTrigger(trigger), killed: killed.killed, at: killed.at, ms: killed.ms, leftBehind: '-', lease: '-', recovery: '-' };
       report.push(point);
       const where = `seed ${seed}, point #${n} (${step}, ${point.trigger})`;
-      if (!killed.killed) queue.unshift(phase);
+      if (!killed.killed) {
+        queue.unshift(phase);
+        fullSyncMs.push(killed.ms);
+      }
       else {
         kills++;
         point.leftBehind = await leftBehind();
@@ -358,7 +373,9 @@ describe('kill -9 of visor sync at seeded random points', () => {
           point.lease = 'released (its holder is dead)';
         }
       }
+      const recoveryStarted = Date.now();
       const after = await syncJson();
+      fullSyncMs.push(Date.now() - recoveryStarted);
       point.recovery = after.run ? `${after.run.status}, drift ${String(after.run.drift)}: ${after.run.actions.map((a) => `${a.action}:${a.result}`).join(' ') || 'nothing to do'}` : `no run (exit ${after.code})`;
       expect(after.code, `${where}: ${after.stderr}`).toBe(0);
       expect(after.run, where).toMatchObject({ status: 'succeeded', drift: 0 });

@@ -49,7 +49,7 @@ sharedCloudScenario('OpenNebula (double)', async () => {
         password: 'opennebula',
         datastore: 'default',
         pollInterval: 0.05,
-        timeouts: { request: 10, readyWait: 60 },
+        timeouts: { request: 10 },
       },
     }),
     // oned keeps names unique per user: two targets of one user need two name templates.

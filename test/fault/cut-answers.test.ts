@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import axios from 'axios';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { httpError } from '../../adapters/glance/http.js';
+import { httpError } from '../../core/wire/http.js';
 
 /**
  * Answers cut off in the middle of their body (the fault suite's mid-response resets): the status

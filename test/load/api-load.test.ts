@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VisorClient } from '../../agent/client/client.js';
-import { compose } from '../../agent/compose.js';
+import { openRuntime } from '../../agent/runtime/open-runtime.js';
 import { sealingBox } from '../../agent/serve.js';
 import { addUser, type NewCredentials } from '../../agent/service/users.js';
 import { silentLogger } from '../../core/logging/logger.js';
@@ -72,13 +72,12 @@ describe(`API under load: ${connections} signed clients for ${seconds} s, 0 erro
     dir = await mkdtemp(join(tmpdir(), 'visor-load-'));
     const config = join(dir, 'visor.yaml');
     await writeFile(config, `dataDir: ${join(dir, 'data')}\nserver: { host: 127.0.0.1 }\n`);
-    const setup = await compose({ configFile: config, env: {}, logger: silentLogger });
-    const { resolveAsync, RuntimeIds } = await import('../../core/registry/runtime.js');
-    const catalog = await resolveAsync(setup.registry.container, RuntimeIds.Catalog);
+    const setup = await openRuntime({ configFile: config, env: {}, logger: silentLogger });
+    const catalog = await setup.catalog();
     const box = await sealingBox(setup);
     users.push(await addUser(catalog.users, box, 'admin', true));
     for (const name of ['alice', 'bob', 'carol']) users.push(await addUser(catalog.users, box, name, false));
-    await setup.dispose();
+    await setup.close();
 
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;

@@ -6,11 +6,10 @@ import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compose } from '../../agent/compose.js';
+import { openRuntime } from '../../agent/runtime/open-runtime.js';
 import { sealingBox } from '../../agent/serve.js';
 import { addUser, type NewCredentials } from '../../agent/service/users.js';
 import { CONTENT_HASH_HEADER, signRequest } from '../../core/auth/signing.js';
-import { resolveAsync, RuntimeIds } from '../../core/registry/runtime.js';
 import { silentLogger } from '../../core/logging/logger.js';
 import { repoRoot, visorBin } from '../support/cli.js';
 import { rawRequest } from '../support/raw-http.js';
@@ -63,14 +62,14 @@ describe(`visor serve memory: ${uploads} uploads of 1 MiB, then ${stalled} stall
       `dataDir: ${join(dir, 'data')}\nlogging: { level: warn }\n` +
         'server: { host: 127.0.0.1, uploadIdleSeconds: 60, limits: { maxConnectionsPerAddress: 0 } }\n',
     );
-    const setup = await compose({ configFile: config, env: {}, logger: silentLogger });
+    const setup = await openRuntime({ configFile: config, env: {}, logger: silentLogger });
     user = await addUser(
-      (await resolveAsync(setup.registry.container, RuntimeIds.Catalog)).users,
+      (await setup.catalog()).users,
       await sealingBox(setup),
       'loader',
       false,
     );
-    await setup.dispose();
+    await setup.close();
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
     const log = createWriteStream(join(dir, 'serve.log'));

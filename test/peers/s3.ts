@@ -8,7 +8,7 @@ import {
   ListObjectsV2Command,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { createS3Client } from '../../core/store/s3/client.js';
+import { createS3Client } from '../../core/wire/s3/client.js';
 import type { S3Peer } from './s3-peer.js';
 
 /** Buckets on the S3 peer (s3-peer.ts; tests get it with requirePeer('s3')), one per test file. */

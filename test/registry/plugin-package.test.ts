@@ -5,8 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compose } from '../../agent/compose.js';
-import { resolveAsync, RuntimeIds } from '../../core/registry/runtime.js';
+import { openRuntime } from '../../agent/runtime/open-runtime.js';
 import { silentLogger } from '../../core/logging/logger.js';
 import { repoRoot, runVisor, stackLine } from '../support/cli.js';
 
@@ -45,9 +44,10 @@ describe('third-party plugin package (examples/visor-store-memory)', () => {
   });
 
   it('provides a working store to the composed application', async () => {
-    const composition = await compose({ configFile: join(app, 'visor.yaml'), env: { HOME: dir }, logger: silentLogger });
+    const options = { configFile: join(app, 'visor.yaml'), env: { HOME: dir }, logger: silentLogger };
+    const runtime = await openRuntime(options);
     try {
-      const stores = await resolveAsync(composition.registry.container, RuntimeIds.Stores);
+      const stores = await runtime.stores();
       const store = stores.get('mem')!;
       const put = await store.put('abc', Readable.from([Buffer.from('hello')]));
       expect(put.size).toBe(5);
@@ -55,7 +55,7 @@ describe('third-party plugin package (examples/visor-store-memory)', () => {
       expect(await text((await store.get(put.uri)).stream)).toBe('hello');
       await expect(store.put('big', Readable.from([Buffer.alloc(2000)]))).rejects.toMatchObject({ kind: 'unavailable' });
     } finally {
-      await composition.dispose();
+      await runtime.close();
     }
   });
 

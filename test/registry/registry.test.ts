@@ -1,8 +1,7 @@
 import { ContainerModule } from 'inversify';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { builtinPlugins } from '../../agent/builtins.js';
-import { builtinRegistry } from '../../agent/compose.js';
+import { builtinPlugins, builtinRegistry } from '../../agent/builtins.js';
 import { ServiceIds } from '../../core/registry/ids.js';
 import { definePlugin } from '../../core/registry/plugin.js';
 import { PluginRegistry } from '../../core/registry/registry.js';
@@ -61,5 +60,50 @@ describe('plugin registry', () => {
   it('reports an unknown plugin id with the known ones', () => {
     const registry = builtinRegistry();
     expect(() => registry.factory('catalog', 'postgres')).toThrow(/no catalog plugin "postgres".*known: mongodb, postgresql, sqlite/);
+  });
+
+  it('makes a package\'s plugins from definePlugin({ catalogs, stores, adapters }), bindings included', async () => {
+    const plugins = definePlugin({
+      stores: {
+        alpha: {
+          optionsSchema: z.strictObject({ size: z.number() }),
+          create: (o) => ({ kind: `alpha-${o.size}` }) as unknown as Store,
+        },
+      },
+      adapters: {
+        beta: {
+          description: 'a test adapter',
+          optionsSchema: z.strictObject({}),
+          create: () => ({ adapter: 'beta' }) as never,
+        },
+      },
+    });
+    expect(plugins.map((p) => `${p.kind}:${p.id}`)).toEqual(['store:alpha', 'iaas:beta']);
+    const registry = new PluginRegistry();
+    const source = { type: 'package', package: 'visor-test-bundle', version: '1.0.0' } as const;
+    for (const plugin of plugins) registry.register(plugin, source);
+    const listed = { id: 'beta', kind: 'iaas', description: 'a test adapter', source: 'visor-test-bundle@1.0.0' };
+    expect(registry.list()).toContainEqual(listed);
+    const { value } = await registry.validateOptions('store', 'alpha', { size: 3 }, ['stores', 'a', 'options']);
+    const made = registry.factory('store', 'alpha').create(value, {} as never);
+    await expect(Promise.resolve(made)).resolves.toMatchObject({ kind: 'alpha-3' });
+    const entry = { optionsSchema: z.strictObject({}), create: () => ({}) as Store };
+    const [badId] = definePlugin({ stores: { 'Not An Id': entry } });
+    expect(() => registry.register(badId)).toThrow(/id must be lower-case/);
+  });
+
+  it('still takes a plugin written by hand with its own container module', async () => {
+    const registry = new PluginRegistry();
+    registry.register({
+      id: 'handmade',
+      kind: 'store',
+      optionsSchema: z.strictObject({}),
+      module: new ContainerModule(({ bind }) => {
+        const factory = { create: () => ({ kind: 'handmade' }) as unknown as Store };
+        bind(ServiceIds.StoreFactory).toConstantValue(factory).whenNamed('handmade');
+      }),
+    });
+    const made = registry.factory('store', 'handmade').create({}, {} as never);
+    await expect(Promise.resolve(made)).resolves.toMatchObject({ kind: 'handmade' });
   });
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VisorClient } from '../../agent/client/client.js';
-import { compose } from '../../agent/compose.js';
+import { openRuntime } from '../../agent/runtime/open-runtime.js';
 import { sealingBox, startServer } from '../../agent/serve.js';
 import { addUser } from '../../agent/service/users.js';
 import { silentLogger } from '../../core/logging/logger.js';
@@ -33,9 +33,9 @@ describe('the data folder is private whatever the umask', () => {
   const serveIn = async (dataDir: string) => {
     const file = join(root, `${Math.random().toString(36).slice(2)}.yaml`);
     await writeFile(file, `dataDir: ${dataDir}\nstores:\n  local: { type: file }\nserver: { host: 127.0.0.1 }\n`);
-    const composition = await compose({ configFile: file, env: {}, logger: silentLogger });
-    const server = await startServer(composition, { port: 0 });
-    const admin = await addUser(server.catalog.users, await sealingBox(composition), `admin${users++}`, true);
+    const runtime = await openRuntime({ configFile: file, env: {}, logger: silentLogger });
+    const server = await startServer(runtime, { port: 0 });
+    const admin = await addUser(server.catalog.users, await sealingBox(runtime), `admin${users++}`, true);
     const client = new VisorClient({
       url: server.url,
       accessKey: admin.accessKey,

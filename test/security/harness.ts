@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compose, type Composition } from '../../agent/compose.js';
+import { openRuntime, type Runtime } from '../../agent/runtime/open-runtime.js';
 import { sealingBox, startServer, type RunningServer, type ServeOptions } from '../../agent/serve.js';
 import { addUser, type NewCredentials } from '../../agent/service/users.js';
 import type { Logger } from '../../core/logging/logger.js';
@@ -10,7 +10,7 @@ import { silentLogger } from '../../core/logging/logger.js';
 /** A real image service (SQLite catalog, file store, auth on) with whatever config the attack needs. */
 export interface SecureServer {
   server: RunningServer;
-  composition: Composition;
+  runtime: Runtime;
   url: string;
   dataDir: string;
   configFile: string;
@@ -38,9 +38,9 @@ export async function startSecureServer(
       '',
     ].join('\n'),
   );
-  const composition = await compose({ configFile, env: {}, logger: options.logger ?? silentLogger });
-  const server = await startServer(composition, { port: 0, ...options.serve });
-  const box = await sealingBox(composition);
+  const runtime = await openRuntime({ configFile, env: {}, logger: options.logger ?? silentLogger });
+  const server = await startServer(runtime, { port: 0, ...options.serve });
+  const box = await sealingBox(runtime);
   // A second server over the same data folder shares the first one's users.
   const users = options.users ?? {
     admin: await addUser(server.catalog.users, box, 'admin', true),
@@ -49,7 +49,7 @@ export async function startSecureServer(
   };
   return {
     server,
-    composition,
+    runtime,
     url: server.url,
     dataDir,
     configFile,

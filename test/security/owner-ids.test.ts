@@ -57,7 +57,7 @@ describe('a user re-created under the same name inherits nothing', () => {
       200,
     );
     await t.server.catalog.users.delete('bob');
-    const newBob = await addUser(t.server.catalog.users, await sealingBox(t.composition), 'bob', false);
+    const newBob = await addUser(t.server.catalog.users, await sealingBox(t.runtime), 'bob', false);
     expect(newBob.id).not.toBe(oldBob.id);
     for (const [method, path] of [
       ['GET', `/images/${privateId}/meta`],

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collectSecrets, SecretRegistry } from '../../core/logging/redact.js';
 import { loadConfig } from '../../core/config/load.js';
 import { createLogger } from '../../core/logging/logger.js';
-import { builtinRegistry } from '../../agent/compose.js';
+import { builtinRegistry } from '../../agent/builtins.js';
 
 /**
  * Secrets are masked where they occur as values, not wherever the same letters occur: a cloud

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VisorClient } from '../../agent/client/client.js';
 import { loadClientSettings } from '../../agent/client/credentials.js';
-import { compose } from '../../agent/compose.js';
+import { openRuntime } from '../../agent/runtime/open-runtime.js';
 import { startServer } from '../../agent/serve.js';
 import { silentLogger } from '../../core/logging/logger.js';
 import { startSecureServer, type SecureServer } from './harness.js';
@@ -157,12 +157,12 @@ describe('TLS on serve', () => {
       const dir = await mkdtemp(join(tmpdir(), 'visor-badtls-'));
       const file = join(dir, 'visor.yaml');
       await writeFile(file, `dataDir: ${dir}\nserver: { host: 127.0.0.1, tls: ${tls} }\n`);
-      const composition = await compose({ configFile: file, env: {}, logger: silentLogger });
-      await expect(startServer(composition, { port: 0 })).rejects.toMatchObject({
+      const runtime = await openRuntime({ configFile: file, env: {}, logger: silentLogger });
+      await expect(startServer(runtime, { port: 0 })).rejects.toMatchObject({
         kind: 'config',
         message: expect.stringMatching(/server\.tls/),
       });
-      await composition.dispose();
+      await runtime.close();
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { FileStore } from '../../core/store/file/file-store.js';
-import { storeContract } from '../contract/store-contract.js';
+import { storeContract } from '../../core/testing/store-contract.js';
 
 storeContract('file', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'visor-file-store-'));

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpStore } from '../../core/store/http/http-store.js';
-import { storeContract } from '../contract/store-contract.js';
+import { storeContract } from '../../core/testing/store-contract.js';
 
 /** A small origin server: serves seeded objects, with or without Range support and checksum headers. */
 async function origin(options: { ranges?: boolean; checksumHeaders?: boolean } = {}) {

@@ -7,10 +7,10 @@ import { isVisorError, type ErrorKind } from '../../core/errors.js';
 import { silentLogger } from '../../core/logging/logger.js';
 import { SecretRegistry } from '../../core/logging/redact.js';
 import { s3StorePlugin } from '../../core/store/plugins.js';
-import { s3Error } from '../../core/store/s3/client.js';
+import { s3Error } from '../../core/wire/s3/client.js';
 import { S3Store, type S3StoreOptions } from '../../core/store/s3/s3-store.js';
 import type { Store } from '../../core/store/port.js';
-import { storeContract } from '../contract/store-contract.js';
+import { storeContract } from '../../core/testing/store-contract.js';
 import { requirePeer } from '../peers/index.js';
 import { createTestBucket, deleteTestBucket, listKeys, peerClient, pendingUploads, type S3Peer } from '../peers/s3.js';
 

@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compose } from '../../agent/compose.js';
+import { openRuntime } from '../../agent/runtime/open-runtime.js';
 import { startServer, sealingBox, type RunningServer } from '../../agent/serve.js';
 import { addUser, type NewCredentials } from '../../agent/service/users.js';
 import { VisorClient } from '../../agent/client/client.js';
@@ -34,9 +34,9 @@ export async function startTestServer(options: { auth?: boolean; extraYaml?: str
       options.extraYaml ?? '',
     ].join('\n'),
   );
-  const composition = await compose({ configFile: config, env: {}, logger: silentLogger });
-  const server = await startServer(composition, { port: 0 });
-  const box = await sealingBox(composition);
+  const runtime = await openRuntime({ configFile: config, env: {}, logger: silentLogger });
+  const server = await startServer(runtime, { port: 0 });
+  const box = await sealingBox(runtime);
   const users = {
     admin: await addUser(server.catalog.users, box, 'admin', true),
     bob: await addUser(server.catalog.users, box, 'bob', false),

@@ -44,7 +44,7 @@ export function cloudYaml(c: CloudConfig): string {
       authUrl: ${c.authUrl}
       region: ${c.peer.region}
       pollInterval: 0.2
-      timeouts: { request: ${c.requestTimeout ?? 2}, activeWait: 60 }
+      timeouts: { request: ${c.requestTimeout ?? 2} }
       auth: { type: password, username: ${user.username}, password: '${user.password}', projectName: ${user.projectName} }
     sync:
       selector: { tags: [${c.tag}], access: [public, private] }

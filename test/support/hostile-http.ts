@@ -2,7 +2,7 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compose } from '../../agent/compose.js';
+import { openRuntime } from '../../agent/runtime/open-runtime.js';
 import { sealingBox, startServer, type RunningServer } from '../../agent/serve.js';
 import { addUser, type NewCredentials } from '../../agent/service/users.js';
 import { CONTENT_HASH_HEADER, EMPTY_SHA256, signRequest, STREAMING_PAYLOAD } from '../../core/auth/signing.js';
@@ -26,9 +26,10 @@ export async function startHostileServer(options: { uploadIdleMs?: number } = {}
   const dataDir = await mkdtemp(join(tmpdir(), 'visor-hostile-'));
   const config = join(dataDir, 'visor.yaml');
   await writeFile(config, `dataDir: ${dataDir}\nlogging: { level: error }\nstores:\n  local: { type: file }\nserver:\n  host: 127.0.0.1\n`);
-  const composition = await compose({ configFile: config, env: {}, logger: silentLogger });
-  const server = await startServer(composition, { port: 0, ...(options.uploadIdleMs !== undefined ? { uploadIdleMs: options.uploadIdleMs } : {}) });
-  const box = await sealingBox(composition);
+  const runtime = await openRuntime({ configFile: config, env: {}, logger: silentLogger });
+  const idle = options.uploadIdleMs !== undefined ? { uploadIdleMs: options.uploadIdleMs } : {};
+  const server = await startServer(runtime, { port: 0, ...idle });
+  const box = await sealingBox(runtime);
   const users = { admin: await addUser(server.catalog.users, box, 'admin', true), bob: await addUser(server.catalog.users, box, 'bob', false) };
   return {
     server,

@@ -1,22 +1,4 @@
-import { newImage, type Clock } from '../../core/image/image.js';
-import type { Image, ImageDraft } from '../../core/image/model.js';
-
-/** A clock that advances one second per reading: deterministic, strictly increasing timestamps. */
-export function steppingClock(start = Date.UTC(2026, 0, 1)): Clock {
-  let t = start;
-  return {
-    now: () => {
-      const d = new Date(t);
-      t += 1000;
-      return d;
-    },
-  };
-}
-
-const defaultClock = steppingClock();
-
-export function makeImage(overrides: Partial<ImageDraft> = {}, clock: Clock = defaultClock): Image {
-  return newImage({ name: 'ubuntu-24.04', architecture: 'x86_64', ...overrides } as ImageDraft, clock);
-}
+// The image helpers the exported contract suites use too (core/testing, public as visor/testing).
+export { makeImage, steppingClock } from '../../core/testing/images.js';
 
 export const hex = (c: string, n: number) => c.repeat(n);

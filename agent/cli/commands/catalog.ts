@@ -1,21 +1,46 @@
 import type { Command } from 'commander';
-import type { CliIo } from '../io.js';
+import type { Catalog } from '../../../core/catalog/port.js';
+import { VisorError } from '../../../core/errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { print, printJson, type CliIo } from '../io.js';
+import { type RuntimeFlags, runtimeOptions, withRuntimeFlags } from '../options.js';
 
-/** `visor catalog migrate` and `visor catalog copy`: the catalog's schema and moving it elsewhere. Loaded on use. */
-export function catalogCommands(program: Command, io: CliIo): void {
+interface MigrationResult {
+  from: number;
+  to: number;
+  applied: { version: number; name: string }[];
+}
+
+/** A catalog whose schema is versioned (postgresql): it migrates on request, not only when opened. */
+type Migratable = Catalog & { migrate(): Promise<MigrationResult>; where?: string };
+const migratable = (catalog: Catalog): catalog is Migratable =>
+  typeof (catalog as Partial<Migratable>).migrate === 'function';
+
+/** `visor catalog migrate` and `visor catalog copy`: the catalog's schema and moving it elsewhere. */
+export function catalogCommand(program: Command, io: CliIo): void {
   const catalog = program
     .command('catalog')
     .description('the catalog itself: its schema, and copying it to another catalog');
-  catalog
-    .command('migrate')
-    .description("bring the catalog's schema up to date (forward only, under a lock: safe while other servers run)")
-    .option('-c, --config <file>', 'config file', io.env['VISOR_CONFIG'])
-    .option('--data-dir <dir>', 'data directory (default: $VISOR_DATA_DIR or ~/.local/share/visor)')
-    .option('--json', 'print JSON')
-    .action(async (opts: { config?: string; dataDir?: string; json?: boolean }) => {
-      const { runMigrate } = await import('./catalog-actions.js');
-      await runMigrate(opts, io);
-    });
+  withRuntimeFlags(
+    catalog
+      .command('migrate')
+      .description("bring the catalog's schema up to date (forward only, under a lock: safe while other servers run)"),
+    io,
+  ).action(async (flags: RuntimeFlags) => {
+    const { openRuntime } = await import('../../runtime/open-runtime.js');
+    const runtime = await openRuntime(runtimeOptions(flags, io));
+    try {
+      // Built by its factory but not opened: opening may refuse a schema that is behind.
+      const catalog = await runtime.unopenedCatalog();
+      try {
+        await migrateCatalog(catalog, flags, io);
+      } finally {
+        await catalog.close();
+      }
+    } finally {
+      await runtime.close();
+    }
+  });
   catalog
     .command('copy')
     .description(
@@ -26,7 +51,45 @@ export function catalogCommands(program: Command, io: CliIo): void {
     .requiredOption('--to <config>', 'config file of the destination catalog (must be empty)')
     .option('--json', 'print JSON')
     .action(async (opts: { from: string; to: string; json?: boolean }) => {
-      const { runCopy } = await import('./catalog-actions.js');
-      await runCopy(opts, io);
+      const { resolve } = await import('node:path');
+      if (resolve(opts.from) === resolve(opts.to))
+        throw new VisorError('invalidInput', '--from and --to name the same config file');
+      const { openRuntime } = await import('../../runtime/open-runtime.js');
+      const { copyBetween, printCopyReport } = await import('../catalog-copy.js');
+      const source = await openRuntime({ configFile: opts.from, env: io.env });
+      try {
+        const destination = await openRuntime({ configFile: opts.to, env: io.env });
+        try {
+          const copied = await copyBetween(source, destination);
+          if (opts.json) printJson(io, { from: opts.from, to: opts.to, ...copied.report, ...copied.notes });
+          else printCopyReport(io, copied);
+          if (!copied.report.same) {
+            io.stderr.write('visor: the copy differs from the source (see above); the source is unchanged\n');
+            process.exitCode = ExitCode.failure;
+          }
+        } finally {
+          await destination.close();
+        }
+      } finally {
+        await source.close();
+      }
     });
+}
+
+async function migrateCatalog(catalog: Catalog, flags: RuntimeFlags, io: CliIo): Promise<void> {
+  if (!migratable(catalog)) {
+    await catalog.init();
+    const line = `${catalog.kind} catalog: its tables are brought up to date when it opens; nothing to migrate`;
+    if (flags.json) printJson(io, { catalog: catalog.kind, migrated: false });
+    else print(io, line);
+    return;
+  }
+  const result = await catalog.migrate();
+  const where = `${catalog.kind} catalog ${catalog.where ?? ''}`.trimEnd();
+  if (flags.json) printJson(io, { catalog: catalog.kind, where: catalog.where, ...result });
+  else if (result.applied.length === 0) print(io, `${where}: schema version ${result.to}, the latest: nothing to do`);
+  else {
+    const applied = result.applied.map((m) => `  ${m.version}: ${m.name}`).join('\n');
+    print(io, `${where}: schema version ${result.from} -> ${result.to}\n${applied}`);
+  }
 }

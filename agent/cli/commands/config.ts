@@ -12,7 +12,7 @@ export function configCommand(program: Command, io: CliIo): void {
     .option('--json', 'print the result as JSON')
     .action(async (file: string, opts: { json?: boolean }) => {
       const { ConfigError, loadConfig } = await import('../../../core/config/load.js');
-      const { builtinRegistry } = await import('../../compose.js');
+      const { builtinRegistry } = await import('../../builtins.js');
       try {
         const cfg = await loadConfig({ file, env: io.env, registry: builtinRegistry() });
         const summary = {
@@ -44,7 +44,7 @@ export function configCommand(program: Command, io: CliIo): void {
     .action(async (opts: { config?: string; dataDir?: string }) => {
       const { loadConfig } = await import('../../../core/config/load.js');
       const { collectSecrets, SecretRegistry } = await import('../../../core/logging/redact.js');
-      const { builtinRegistry } = await import('../../compose.js');
+      const { builtinRegistry } = await import('../../builtins.js');
       const cfg = await loadConfig({ file: opts.config, dataDir: opts.dataDir, env: io.env, registry: builtinRegistry() });
       const secrets = new SecretRegistry();
       collectSecrets(cfg, secrets);

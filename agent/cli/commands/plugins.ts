@@ -8,15 +8,15 @@ export function pluginsCommand(program: Command, io: CliIo): void {
     .option('-c, --config <file>', 'config file whose third-party plugins to load too', io.env['VISOR_CONFIG'])
     .option('--json', 'print JSON')
     .action(async (opts: { config?: string; json?: boolean }) => {
-      const { compose } = await import('../../compose.js');
+      const { loadSetup } = await import('../../runtime/open-runtime.js');
       const { silentLogger } = await import('../../../core/logging/logger.js');
-      const composition = await compose({ configFile: opts.config, env: io.env, logger: silentLogger });
-      try {
-        const plugins = composition.registry.list();
-        if (opts.json) printJson(io, plugins);
-        else print(io, table(['KIND', 'ID', 'SOURCE', 'DESCRIPTION'], plugins.map((p) => [p.kind, p.id, p.source, p.description])));
-      } finally {
-        await composition.dispose();
+      // Only the config and its plugin packages are read: nothing is opened to list plugins.
+      const { registry } = await loadSetup({ configFile: opts.config, env: io.env, logger: silentLogger });
+      const plugins = registry.list();
+      if (opts.json) printJson(io, plugins);
+      else {
+        const rows = plugins.map((p) => [p.kind, p.id, p.source, p.description]);
+        print(io, table(['KIND', 'ID', 'SOURCE', 'DESCRIPTION'], rows));
       }
     });
 }

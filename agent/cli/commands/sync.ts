@@ -1,52 +1,55 @@
 import type { Command } from 'commander';
-import type { CliIo } from '../io.js';
+import type { RunRecord } from '../../../core/catalog/port.js';
+import type { Plan } from '../../sync/planner.js';
+import { print, printJson, table, type CliIo } from '../io.js';
+import { type RuntimeFlags, runtimeOptions, withRuntimeFlags } from '../options.js';
+import { countResults, exitCodeOf, planHeaders, planRows, progressPrinter } from '../sync-output.js';
 
-interface Common {
-  config?: string;
-  dataDir?: string;
-  json?: boolean;
-}
-
-const common = (command: Command, io: CliIo) =>
-  command
-    .option('-c, --config <file>', 'config file', io.env['VISOR_CONFIG'])
-    .option('--data-dir <dir>', 'data directory (default: $VISOR_DATA_DIR or ~/.local/share/visor)')
-    .option('--json', 'print JSON');
-
-/** The agent's commands: agent (the daemon), plan, sync, status, trigger, migrate. Loaded on use. */
-export function syncCommands(program: Command, io: CliIo): void {
-  const run = (name: string) => async (...args: unknown[]) => {
-    const { runSyncCommand } = await import('./sync-actions.js');
-    const command = args[args.length - 1] as Command;
-    await runSyncCommand(name, args.slice(0, -2), command.opts(), io);
-  };
-
-  common(program.command('agent').description('run the sync agent: the image API plus scheduled syncs of every configured cloud (SIGHUP reloads the config, SIGTERM stops)'), io)
-    .option('--host <host>', 'address to listen on (default 127.0.0.1)')
-    .option('--port <port>', 'port to listen on (default 4568)')
-    .action(run('agent'));
-  common(program.command('plan').description('show what a sync would do, per cloud (nothing is changed)'), io)
-    .option('-t, --target <cloud>', 'only this cloud')
-    .action(run('plan'));
-  common(program.command('sync').description('sync the clouds with the catalog now (exit 0: all done, 3: partly failed, 1: failed)'), io)
+export function syncCommand(program: Command, io: CliIo): void {
+  const command = program
+    .command('sync')
+    .description('sync the clouds with the catalog now (exit 0: all done, 3: partly failed, 1: failed)');
+  withRuntimeFlags(command, io)
     .option('-t, --target <cloud>', 'only this cloud')
     .option('--dry-run', 'plan only; change nothing')
-    .action(run('sync'));
-  common(program.command('status').description('last run, result, drift and next run of every cloud'), io)
-    .option('--url <url>', 'ask a running agent (signed request) instead of reading the catalog')
-    .action(run('status'));
-  program
-    .command('trigger')
-    .description('ask a running agent to sync a cloud now (admin keys)')
-    .argument('<cloud>')
-    .option('--url <url>', 'agent URL (default: $VISOR_URL or http://127.0.0.1:4568)')
-    .option('--wait', 'wait for the run to finish and print it')
-    .option('--json', 'print JSON')
-    .action(run('trigger'));
-  common(program.command('migrate').description('copy images from one cloud to another through the catalog: pull from --from, push to --to'), io)
-    .requiredOption('--from <cloud>', 'cloud to take images from')
-    .requiredOption('--to <cloud>', 'cloud to put them in')
-    .option('--name <glob>', 'only images whose name matches (repeatable)', (v: string, all: string[] = []) => [...all, v])
-    .option('--id <nativeId>', 'only this image of the source cloud (repeatable)', (v: string, all: string[] = []) => [...all, v])
-    .action(run('migrate'));
+    .action(async (flags: RuntimeFlags & { target?: string; dryRun?: boolean }) => {
+      const { openSession } = await import('../../session.js');
+      const { syncTarget } = await import('../../sync/runner.js');
+      const session = await openSession(runtimeOptions(flags, io), flags.target, { serveContent: !flags.dryRun });
+      try {
+        const targets = [...session.built.targets.values()].filter(
+          (t) => t.policy.enabled || flags.target !== undefined,
+        );
+        const showPlan = (plan: Plan) =>
+          print(io, plan.actions.length ? table(planHeaders, planRows(plan)) : `[${plan.target}] nothing to do`);
+        const runs = await Promise.all(
+          targets.map((target) =>
+            syncTarget(target, session.deps, {
+              trigger: 'cli',
+              ...(flags.dryRun ? { dryRun: true } : {}),
+              ...(flags.json ? {} : { onEvent: progressPrinter(io, target.name) }),
+              ...(flags.dryRun && !flags.json ? { onPlan: showPlan } : {}),
+            }),
+          ),
+        );
+        const failedDrivers = [...session.built.failed].map(([target, error]) => ({ target, error: error.message }));
+        if (flags.json) printJson(io, { runs, failedClouds: failedDrivers });
+        else {
+          for (const run of runs) print(io, summary(run));
+          for (const f of failedDrivers) io.stderr.write(`visor: cloud ${f.target} is unusable: ${f.error}\n`);
+        }
+        process.exitCode = exitCodeOf([...runs.map((r) => r.status), ...failedDrivers.map(() => 'failed' as const)]);
+      } finally {
+        await session.close();
+      }
+    });
+}
+
+function summary(run: RunRecord): string {
+  const counts =
+    Object.entries(countResults(run))
+      .map(([k, v]) => `${v} ${k}`)
+      .join(', ') || 'nothing to do';
+  const left = run.drift ? `; ${run.drift} still to do` : '';
+  return `[${run.target}] ${run.status}${run.error ? `: ${run.error}` : ''} — ${counts}${left}`;
 }

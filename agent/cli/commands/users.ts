@@ -61,16 +61,15 @@ export function usersCommand(program: Command, io: CliIo): void {
 }
 
 async function open(opts: { config?: string; dataDir?: string }, io: CliIo) {
-  const { compose } = await import('../../compose.js');
+  const { openRuntime } = await import('../../runtime/open-runtime.js');
   const { sealingBox } = await import('../../serve.js');
-  const { resolveAsync, RuntimeIds } = await import('../../../core/registry/runtime.js');
   const { silentLogger } = await import('../../../core/logging/logger.js');
-  const composition = await compose({ configFile: opts.config, dataDir: opts.dataDir, env: io.env, logger: silentLogger });
+  const options = { configFile: opts.config, dataDir: opts.dataDir, env: io.env, logger: silentLogger };
+  const runtime = await openRuntime(options);
   try {
-    const catalog = await resolveAsync(composition.registry.container, RuntimeIds.Catalog);
-    return { catalog, box: await sealingBox(composition), dispose: () => composition.dispose() };
+    return { catalog: await runtime.catalog(), box: await sealingBox(runtime), dispose: () => runtime.close() };
   } catch (error) {
-    await composition.dispose();
+    await runtime.close();
     throw error;
   }
 }

@@ -7,10 +7,11 @@ import { verifyDigest } from '../../transfer/digest.js';
 import { ParallelDigestStream } from '../../transfer/parallel-digest.js';
 import { checkRange, objectKeyPattern } from '../keys.js';
 import type { ByteRange, GetResult, ObjectInfo, PutOptions, PutResult, Store } from '../port.js';
-import { createS3Client, s3Error, type S3ConnectionOptions } from './client.js';
-import { etagIsMd5, getObjectOutput, headObjectOutput, normalizeEtag, parseContentRange, parseOutput } from './schema.js';
-import { maxParts, ObjectUpload } from './upload.js';
-import { bucketPattern, newObjectName, objectKeyOf, objectUri, prefixProblem } from './uri.js';
+import { createS3Client, s3Error, type S3ConnectionOptions } from '../../wire/s3/client.js';
+import { etagIsMd5, getObjectBody, headObjectOutput, normalizeEtag, parseOutput } from '../../wire/s3/schema.js';
+import { maxParts, ObjectUpload } from '../../wire/s3/upload.js';
+import { bucketPattern, prefixProblem } from '../../wire/s3/names.js';
+import { newObjectName, objectKeyOf, objectUri } from './uri.js';
 
 export const mebibyte = 1024 * 1024;
 /** S3's smallest part (all but the last) and largest single PUT / part. */
@@ -135,25 +136,7 @@ export class S3Store implements Store {
       if (range && (e.kind === 'invalidInput' || (e.details?.['status'] as number | undefined) === 416)) return this.#unsatisfiable(uri, range);
       throw e;
     }
-    const { Body: stream, ContentLength, ContentRange } = parseOutput(getObjectOutput, output, context);
-    if (!range) return { stream, size: ContentLength };
-    try {
-      if (ContentRange === undefined) {
-        // The server ignored Range: acceptable only when the range is the whole object.
-        const whole = checkRange(range, ContentLength);
-        if (whole.start !== 0 || whole.end !== ContentLength - 1) throw new VisorError('invalidResponse', `${context}: the server ignored the Range header`);
-        return { stream, size: ContentLength, range: whole };
-      }
-      const got = parseContentRange(ContentRange);
-      const want = checkRange(range, got.size);
-      if (got.start !== want.start || got.end !== want.end || ContentLength !== want.end - want.start + 1) {
-        throw new VisorError('invalidResponse', `${context}: asked for bytes ${want.start}-${want.end}, got ${ContentRange} (${ContentLength} bytes)`);
-      }
-      return { stream, size: got.size, range: want };
-    } catch (error) {
-      stream.destroy();
-      throw error;
-    }
+    return getObjectBody(output, range, context);
   }
 
   async head(uri: string): Promise<ObjectInfo> {

@@ -7,20 +7,8 @@ import { VisorError } from '../../errors.js';
  * prefix — never some other object the credentials happen to reach.
  */
 
-/** Bucket names: DNS-style, plus the upper case and `_` of legacy buckets (Cumulus's `Repo`). */
-export const bucketPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$/;
-
 /** `<object key>.<suffix>`: what the store names its objects (after the prefix). */
 const objectNamePattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}\.[a-z0-9]{1,32}$/;
-
-/** Why `prefix` is not usable as a key prefix, or undefined when it is. */
-export function prefixProblem(prefix: string): string | undefined {
-  if (prefix === '') return undefined;
-  if (!/^[A-Za-z0-9_.\/-]{1,512}$/.test(prefix)) return 'may only use letters, digits, "_", ".", "-" and "/" (at most 512)';
-  if (prefix.startsWith('/') || prefix.includes('//')) return 'must not start with "/" or contain "//"';
-  if (prefix.split('/').some((segment) => segment === '.' || segment === '..')) return 'must not contain "." or ".." segments';
-  return undefined;
-}
 
 /** A fresh name for `key`: a re-upload never overwrites the object the catalog points at. */
 export function newObjectName(key: string): string {

@@ -74,7 +74,7 @@ describe('Eucalyptus: a 1 GiB image', () => {
         if (message === 'eucalyptus: image registered') phases['registered'] = Date.now();
       };
       const logger = { error() {}, warn() {}, debug() {}, info: note, child: () => logger };
-      const driver = world!.driver(double, { partSize: 10 * 1024 * 1024, concurrency: 4, gzipLevel: 6, pollIntervalMs: 250, availableWaitMs: 30 * 60_000, logger });
+      const driver = world!.driver(double, { partSize: 10 * 1024 * 1024, concurrency: 4, gzipLevel: 6, pollIntervalMs: 250, logger });
 
       const baseline = process.memoryUsage().rss;
       let peak = baseline;

@@ -7,13 +7,13 @@ import { promisify } from 'node:util';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { XMLParser } from 'fast-xml-parser';
 import { afterAll, describe, expect, it } from 'vitest';
-import { bundleAndUpload, partFileName, type BundleResult } from '../../../adapters/eucalyptus/bundle.js';
-import { deriveBundleKey, rsaDecryptHex } from '../../../adapters/eucalyptus/bundle-crypto.js';
-import { buildManifest, parseManifest } from '../../../adapters/eucalyptus/bundle-manifest.js';
-import { WalrusBundles } from '../../../adapters/eucalyptus/walrus.js';
+import { bundleAndUpload, partFileName, type BundleResult } from '../../../adapters/eucalyptus/driver-bundle.js';
+import { deriveBundleKey, rsaDecryptHex } from '../../../adapters/eucalyptus/driver-bundle-crypto.js';
+import { buildManifest, parseManifest } from '../../../adapters/eucalyptus/mapper-manifest.js';
+import { WalrusBundles } from '../../../adapters/eucalyptus/client-walrus.js';
 import { isVisorError } from '../../../core/errors.js';
 import { silentLogger } from '../../../core/logging/logger.js';
-import { createS3Client } from '../../../core/store/s3/client.js';
+import { createS3Client } from '../../../core/wire/s3/client.js';
 import { repoRoot } from '../../support/cli.js';
 import { accountId, startWorld, type EucalyptusWorld } from './harness.js';
 

@@ -5,20 +5,20 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
-import { Ec2QueryClient, ec2Error } from '../../../adapters/eucalyptus/ec2.js';
-import { canonicalQuery, signV2, stringToSign } from '../../../adapters/eucalyptus/sigv2.js';
+import { Ec2QueryClient, ec2Error } from '../../../core/wire/ec2/client.js';
+import { canonicalQuery, signV2, stringToSign } from '../../../core/wire/ec2/sigv2.js';
 import { toCloudImage } from '../../../adapters/eucalyptus/mapper.js';
-import { WalrusBundles } from '../../../adapters/eucalyptus/walrus.js';
+import { WalrusBundles } from '../../../adapters/eucalyptus/client-walrus.js';
 import { isVisorError } from '../../../core/errors.js';
 import { silentLogger } from '../../../core/logging/logger.js';
-import { createS3Client } from '../../../core/store/s3/client.js';
+import { createS3Client } from '../../../core/wire/s3/client.js';
 import { repoRoot } from '../../support/cli.js';
 import { sigV2StringToSign, verifySigV4 } from '../../doubles/ec2/auth.js';
 import { startEc2Double, type DoubleImage, type Ec2Double } from '../../doubles/ec2/index.js';
 import { validateEc2Bodies } from '../../doubles/ec2/xsd.js';
 
 /**
- * The EC2 Query layer (ec2.ts, sigv2.ts) on its own: Signature V2 against Eucalyptus's test
+ * The EC2 Query layer (core/wire/ec2: client.ts, sigv2.ts) on its own: Signature V2 against Eucalyptus's test
  * vectors, NextToken paging as AWS pages, the recorded responses of libcloud, fog and pkgcloud
  * read through the SDK, the schema and the mapper, the double answering like them, and the
  * S3 side signing the service path of a Walrus behind /services/objectstorage.

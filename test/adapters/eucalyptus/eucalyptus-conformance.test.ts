@@ -1,5 +1,5 @@
 import { afterAll } from 'vitest';
-import { iaasConformance, type ConformanceHarness } from '../../contract/iaas-conformance.js';
+import { iaasConformance, type ConformanceHarness } from '../../../core/testing/iaas-conformance.js';
 import { expectValidBodies, otherAccount, region, startWorld, type EucalyptusWorld } from './harness.js';
 
 /**

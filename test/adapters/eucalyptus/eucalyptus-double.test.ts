@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadBundleIdentity } from '../../../adapters/eucalyptus/bundle-crypto.js';
+import { loadBundleIdentity } from '../../../adapters/eucalyptus/driver-bundle-crypto.js';
 import { bundleNameOf } from '../../../adapters/eucalyptus/mapper.js';
 import { isVisorError } from '../../../core/errors.js';
 import { newImage } from '../../../core/image/image.js';
@@ -29,7 +29,7 @@ afterAll(async () => {
 const request = () => {
   const content = bufferContent(randomImageBytes(64 * 1024));
   const image = newImage({ name: `double-${randomUUID().slice(0, 8)}`, architecture: 'x86_64', access: 'private' } as ImageDraft);
-  return { image, markers: { agent: 'double-test', imageId: image.id, sha256: content.checksums.sha256, revision: 1 }, content };
+  return { image, markers: { agent: 'double-test', imageId: image.id, sha256: content.checksums.sha256, revision: 1 }, content, timeoutMs: 120_000 };
 };
 
 const test = (title: string, fn: () => Promise<void>) =>

@@ -1,8 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseManifest } from '../../../adapters/eucalyptus/bundle-manifest.js';
-import { verifyManifestText } from '../../../adapters/eucalyptus/bundle-crypto.js';
+import { parseManifest } from '../../../adapters/eucalyptus/mapper-manifest.js';
+import { verifyManifestText } from '../../../adapters/eucalyptus/driver-bundle-crypto.js';
 import { bundleNameOf, ec2MarkerKeys, hiddenTagKey, metaTagKey } from '../../../adapters/eucalyptus/mapper.js';
 import type { EucalyptusDriver } from '../../../adapters/eucalyptus/index.js';
 import { isVisorError, type ErrorKind } from '../../../core/errors.js';
@@ -94,7 +94,7 @@ describe('Eucalyptus driver', () => {
     const data = randomImageBytes(700 * 1024 + 3);
     const content = bufferContent(data);
     const { image, markers } = imageFor(content);
-    const cloud = await driver.create({ image, markers, content });
+    const cloud = await driver.create({ image, markers, content, timeoutMs: 120_000 });
     expect(cloud).toMatchObject({ state: 'active', name: image.name, access: 'private', size: data.length, diskFormat: 'raw', markers });
     expect(cloud.nativeId).toMatch(/^emi-[0-9a-f]{8}$/);
 
@@ -151,7 +151,7 @@ describe('Eucalyptus driver', () => {
   it_('retires by delete: deregistered, and no object left under the bundle prefix', async () => {
     const content = bufferContent(randomImageBytes(300 * 1024));
     const { image, markers } = imageFor(content);
-    const cloud = await driver.create({ image, markers, content });
+    const cloud = await driver.create({ image, markers, content, timeoutMs: 120_000 });
     const name = bundleNameOf(markers);
     expect((await world!.keys(`bundles/${name}.`)).length).toBeGreaterThan(1);
     await driver.retire(cloud.nativeId, 'delete');
@@ -165,7 +165,7 @@ describe('Eucalyptus driver', () => {
   it_('refuses to delete an image instances still use, and deletes nothing', async () => {
     const content = bufferContent(randomImageBytes(100 * 1024));
     const { image, markers } = imageFor(content);
-    const cloud = await driver.create({ image, markers, content });
+    const cloud = await driver.create({ image, markers, content, timeoutMs: 120_000 });
     double.setInUse(cloud.nativeId, true);
     await expectKind(driver.retire(cloud.nativeId, 'delete'), 'conflict');
     expect((await world!.keys(`bundles/${bundleNameOf(markers)}.`)).length).toBeGreaterThan(1);
@@ -177,7 +177,7 @@ describe('Eucalyptus driver', () => {
   it_('hides by taking every launch permission away; updates keep a hidden image private', async () => {
     const content = bufferContent(randomImageBytes(100 * 1024));
     const { image, markers } = imageFor(content, { access: 'public' });
-    const cloud = await driver.create({ image, markers, content });
+    const cloud = await driver.create({ image, markers, content, timeoutMs: 120_000 });
     expect(cloud.access).toBe('public');
     double.image(cloud.nativeId)!.launchUsers.add('210987654321');
     await driver.retire(cloud.nativeId, 'hide');
@@ -196,9 +196,9 @@ describe('Eucalyptus driver', () => {
   it_('creating the same content again reuses the registration and sends no part again', async () => {
     const content = bufferContent(randomImageBytes(600 * 1024));
     const { image, markers } = imageFor(content);
-    const first = await driver.create({ image, markers, content });
+    const first = await driver.create({ image, markers, content, timeoutMs: 120_000 });
     lines.length = 0;
-    const second = await driver.create({ image, markers, content });
+    const second = await driver.create({ image, markers, content, timeoutMs: 120_000 });
     expect(second.nativeId).toBe(first.nativeId);
     const uploaded = lines.find((l) => l.message === 'eucalyptus: bundle uploaded');
     expect(uploaded?.meta).toMatchObject({ reused: uploaded?.meta['parts'] });
@@ -211,13 +211,13 @@ describe('Eucalyptus driver', () => {
     const { image, markers } = imageFor(content);
     const name = bundleNameOf(markers);
     double.failNext('RegisterImage', 'ServiceUnavailable', 503);
-    await expectKind(driver.create({ image, markers, content }), 'unavailable');
+    await expectKind(driver.create({ image, markers, content, timeoutMs: 120_000 }), 'unavailable');
     const left = await world!.keys(`bundles/${name}.`);
     expect(left.length).toBeGreaterThan(1);
     expect(left.some((k) => k.endsWith('.manifest.xml'))).toBe(false);
     expect(double.images().some((i) => i.location?.endsWith(`${name}.manifest.xml`))).toBe(false);
     lines.length = 0;
-    const cloud = await driver.create({ image, markers, content });
+    const cloud = await driver.create({ image, markers, content, timeoutMs: 120_000 });
     expect(cloud.state).toBe('active');
     const uploaded = lines.find((l) => l.message === 'eucalyptus: bundle uploaded');
     expect(uploaded?.meta['reused']).toBe(left.length);
@@ -229,7 +229,7 @@ describe('Eucalyptus driver', () => {
     const { image, markers } = imageFor(content);
     const name = bundleNameOf(markers);
     double.failNext('CreateTags', 'UnauthorizedOperation', 403);
-    await expectKind(driver.create({ image, markers, content }), 'forbidden');
+    await expectKind(driver.create({ image, markers, content, timeoutMs: 120_000 }), 'forbidden');
     expect(await world!.keys(`bundles/${name}.`)).toEqual([]);
     const registered = double.images().filter((i) => i.location?.endsWith(`${name}.manifest.xml`));
     expect(registered.map((i) => i.state)).toEqual(['deregistered']);
@@ -240,7 +240,7 @@ describe('Eucalyptus driver', () => {
     for (const content of [bufferContent(data, 'raw', { lie: true }), { ...bufferContent(data), size: data.length - 1 }]) {
       const { image, markers } = imageFor(content);
       const registers = double.calls.filter((c) => c.action === 'RegisterImage').length;
-      await expectKind(driver.create({ image, markers, content }), 'integrity');
+      await expectKind(driver.create({ image, markers, content, timeoutMs: 120_000 }), 'integrity');
       expect(double.calls.filter((c) => c.action === 'RegisterImage').length).toBe(registers);
       expect(await world!.keys(`bundles/${bundleNameOf(markers)}.`)).toEqual([]);
     }
@@ -262,7 +262,7 @@ describe('Eucalyptus driver', () => {
     for (const [draft, kind, source] of cases) {
       const c = source ?? content;
       const { image, markers } = imageFor(c, draft);
-      await expectKind(driver.create({ image, markers, content: c }), kind);
+      await expectKind(driver.create({ image, markers, content: c, timeoutMs: 120_000 }), kind);
     }
     expect(await world!.keys()).toEqual(before);
     expect(double.calls.slice(calls).every((c) => c.action === 'DescribeTags')).toBe(true);
@@ -271,18 +271,18 @@ describe('Eucalyptus driver', () => {
   it_('registers kernels and ramdisks, and paravirtual machines with the configured EKI/ERI', async () => {
     const kernelContent = bufferContent(randomImageBytes(64 * 1024), 'aki', { containerFormat: 'aki' });
     const k = imageFor(kernelContent, { type: 'kernel', name: 'vmlinuz-6.1' });
-    const kernel = await driver.create({ ...k, content: kernelContent });
+    const kernel = await driver.create({ ...k, content: kernelContent, timeoutMs: 120_000 });
     expect(kernel.nativeId).toMatch(/^eki-/);
     expect(kernel).toMatchObject({ diskFormat: 'aki', metadata: { type: 'kernel' } });
     const ramdiskContent = bufferContent(randomImageBytes(64 * 1024), 'ari', { containerFormat: 'ari' });
     const r = imageFor(ramdiskContent, { type: 'ramdisk', name: 'initrd-6.1' });
-    const ramdisk = await driver.create({ ...r, content: ramdiskContent });
+    const ramdisk = await driver.create({ ...r, content: ramdiskContent, timeoutMs: 120_000 });
     expect(ramdisk.nativeId).toMatch(/^eri-/);
 
     const pv = world!.driver(double, { kernelId: kernel.nativeId, ramdiskId: ramdisk.nativeId });
     const machineContent = bufferContent(randomImageBytes(128 * 1024), 'ami', { containerFormat: 'ami' });
     const m = imageFor(machineContent);
-    const machine = await pv.create({ ...m, content: machineContent });
+    const machine = await pv.create({ ...m, content: machineContent, timeoutMs: 120_000 });
     expect(machine).toMatchObject({ diskFormat: 'ami', containerFormat: 'ami' });
     expect(double.image(machine.nativeId)).toMatchObject({ virtualizationType: 'paravirtual', kernelId: kernel.nativeId, ramdiskId: ramdisk.nativeId });
     await double.idle();
@@ -294,7 +294,7 @@ describe('Eucalyptus driver', () => {
     const data = randomImageBytes(400 * 1024 + 7);
     const content = bufferContent(data);
     const { image, markers } = imageFor(content);
-    const cloud = await driver.create({ image, markers, content });
+    const cloud = await driver.create({ image, markers, content, timeoutMs: 120_000 });
     const part = await driver.download(cloud.nativeId, { range: { start: 1000, end: 300_000 } });
     expect(part.size).toBe(299_001);
     expect((await buffer(part.stream)).equals(data.subarray(1000, 300_001))).toBe(true);
@@ -340,7 +340,7 @@ describe('Eucalyptus driver on a cloud without tags', () => {
     expect(driver.capabilities).toMatchObject({ properties: false, tags: false });
     const content = bufferContent(randomImageBytes(50 * 1024));
     const { image, markers } = imageFor(content, { properties: { description: 'plain words' } });
-    const cloud = await driver.create({ image, markers, content });
+    const cloud = await driver.create({ image, markers, content, timeoutMs: 120_000 });
     expect(cloud.markers).toEqual(markers);
     expect(cloud.name).toBe(image.name);
     const description = double.image(cloud.nativeId)!.description!;

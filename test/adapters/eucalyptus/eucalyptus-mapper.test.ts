@@ -14,7 +14,7 @@ import {
   tagsOf,
   toCloudImage,
 } from '../../../adapters/eucalyptus/mapper.js';
-import { ec2ImageStates, type Ec2Image } from '../../../adapters/eucalyptus/schema.js';
+import { ec2ImageStates, type Ec2Image } from '../../../core/wire/ec2/schema.js';
 import { isVisorError } from '../../../core/errors.js';
 import type { Markers } from '../../../core/iaas/port.js';
 import { newImage } from '../../../core/image/image.js';

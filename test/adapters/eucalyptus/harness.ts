@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { expect } from 'vitest';
-import { loadBundleIdentity, type BundleIdentity } from '../../../adapters/eucalyptus/bundle-crypto.js';
+import { loadBundleIdentity, type BundleIdentity } from '../../../adapters/eucalyptus/driver-bundle-crypto.js';
 import { EucalyptusDriver, type EucalyptusDriverOptions } from '../../../adapters/eucalyptus/driver.js';
 import { startEc2Double, type Ec2Double, type Ec2DoubleOptions } from '../../doubles/ec2/index.js';
 import { validateEc2Bodies } from '../../doubles/ec2/xsd.js';
@@ -136,7 +136,6 @@ export async function startWorld(label: string): Promise<EucalyptusWorld | { ski
         keepPartsForRetry: true,
         tagsSupported: 'auto',
         maxTags: 50,
-        availableWaitMs: 120_000,
         pollIntervalMs: 25,
         ...overrides,
       });

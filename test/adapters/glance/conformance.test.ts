@@ -1,4 +1,4 @@
-import { iaasConformance, type ConformanceHarness } from '../../contract/iaas-conformance.js';
+import { iaasConformance, type ConformanceHarness } from '../../../core/testing/iaas-conformance.js';
 import { requirePeer } from '../../peers/index.js';
 import type { OpenStackPeer } from '../../peers/openstack.js';
 import { glanceApi, makeDriver, passwordCredentials } from './harness.js';

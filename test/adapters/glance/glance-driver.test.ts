@@ -14,10 +14,10 @@ import { buffer } from 'node:stream/consumers';
 import { Container } from 'inversify';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { GlanceDriver, glanceOptionsSchema, glancePlugin } from '../../../adapters/glance/index.js';
-import { builtinRegistry } from '../../../agent/compose.js';
+import { builtinRegistry } from '../../../agent/builtins.js';
 import { loadConfig } from '../../../core/config/load.js';
 import { isVisorError, type VisorError } from '../../../core/errors.js';
-import type { ContentSource, Markers } from '../../../core/iaas/port.js';
+import type { ContentSource, CreateRequest } from '../../../core/iaas/port.js';
 import { newImage } from '../../../core/image/image.js';
 import type { Image, ImageDraft } from '../../../core/image/model.js';
 import { silentLogger } from '../../../core/logging/logger.js';
@@ -44,9 +44,10 @@ function driver(who: 'admin' | 'demo', options: Parameters<typeof makeDriver>[2]
   return d;
 }
 
-function request(content: ContentSource, draft: Partial<ImageDraft> = {}): { image: Image; markers: Markers; content: ContentSource } {
+function request(content: ContentSource, draft: Partial<ImageDraft> = {}): CreateRequest {
   const image = newImage({ name: `${prefix}-${++counter}`, architecture: 'x86_64', access: 'private', diskFormat: content.diskFormat, containerFormat: content.containerFormat, ...draft } as ImageDraft);
-  return { image, markers: { agent: 'glance-test', imageId: image.id, sha256: content.checksums.sha256, revision: 1 }, content };
+  const markers = { agent: 'glance-test', imageId: image.id, sha256: content.checksums.sha256, revision: 1 };
+  return { image, markers, content, timeoutMs: 120_000 };
 }
 
 async function failure(promise: Promise<unknown>): Promise<VisorError> {
@@ -305,7 +306,7 @@ describe('Glance plugin', () => {
       interface: 'public',
       importMethod: 'upload',
       pageSize: 200,
-      timeouts: { request: 60, activeWait: 3600 },
+      timeouts: { request: 60 },
       pollInterval: 2,
       retireModes: ['hide', 'disable', 'delete'],
       auth: { userDomainName: 'Default', projectDomainName: 'Default' },
@@ -324,6 +325,10 @@ describe('Glance plugin', () => {
     ];
     for (const options of bad) expect(glanceOptionsSchema.safeParse(options).success, JSON.stringify(options)).toBe(false);
     expect(glanceOptionsSchema.safeParse({ ...base, auth: { type: 'applicationCredential', id: 'i', secret: 's' } }).success).toBe(true);
+    // A create's deadline is the caller's (sync.timeouts.action): the old option still loads, and does nothing.
+    expect(glanceOptionsSchema.parse(base).timeouts.activeWait).toBeUndefined();
+    const old = glanceOptionsSchema.parse({ ...base, timeouts: { request: 60, activeWait: 3600 } });
+    expect(old.timeouts.activeWait).toBe(3600);
   });
 
   it('reports bad options through the config loader, each with its file position and path', async () => {

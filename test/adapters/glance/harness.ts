@@ -1,6 +1,6 @@
 import axios from 'axios';
 import { GlanceDriver, type GlanceDriverOptions } from '../../../adapters/glance/index.js';
-import type { KeystoneCredentials } from '../../../adapters/glance/keystone.js';
+import type { KeystoneCredentials } from '../../../adapters/glance/client-keystone.js';
 import { retireModes } from '../../../core/iaas/port.js';
 import type { OpenStackPeer, OpenStackUser } from '../../peers/openstack.js';
 
@@ -29,7 +29,6 @@ export function makeDriver(peer: OpenStackPeer, who: 'admin' | 'demo', options: 
     importMethod: 'upload',
     pageSize: 200,
     requestTimeoutMs: 60_000,
-    activeWaitMs: 120_000,
     pollIntervalMs: 250,
     retireModes,
     ...options,

@@ -3,7 +3,7 @@ import { createServer, connect, type AddressInfo } from 'node:net';
 import axios from 'axios';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { GlanceClient } from '../../../adapters/glance/client.js';
-import { authRequestBody, findEndpoint, KeystoneSession, keystoneV3Url, type KeystoneCredentials, type KeystoneToken } from '../../../adapters/glance/keystone.js';
+import { authRequestBody, findEndpoint, KeystoneSession, keystoneV3Url, type KeystoneCredentials, type KeystoneToken } from '../../../adapters/glance/client-keystone.js';
 import { keystoneTokenResponseSchema, parsePayload } from '../../../adapters/glance/schema.js';
 import { isVisorError, type VisorError } from '../../../core/errors.js';
 import { requirePeer } from '../../peers/index.js';

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { glanceBaseUrl, importRequestBody } from '../../../adapters/glance/client.js';
-import { explain, httpError, kindOfStatus } from '../../../adapters/glance/http.js';
+import { kindOfStatus } from '../../../core/wire/errors.js';
+import { explain, httpError } from '../../../core/wire/http.js';
 import { checksumsOf, glanceBaseKeys, parseArchitecture, pointer, toCloudImage, toCreateBody, toPatch, type PatchOperation } from '../../../adapters/glance/mapper.js';
 import { glanceImageSchema, glanceImagesPageSchema, glanceImportInfoSchema, parsePayload, type GlanceImage } from '../../../adapters/glance/schema.js';
 import { isVisorError } from '../../../core/errors.js';

@@ -105,7 +105,6 @@ export function directDriver(repo: CumulusRepository, overrides: Partial<NimbusD
     concurrency: o.concurrency,
     pageSize: o.pageSize,
     requestTimeoutMs: 30_000,
-    transferTimeoutMs: 120_000,
     logger: silentLogger,
     ...overrides,
   });

@@ -88,7 +88,7 @@ describe('nimbus against Cumulus\'s gaps', () => {
   const attempt = async (size: number) => {
     const content = bufferContent(randomBytes(size));
     const image = makeImage({ name: `quirk-${randomBytes(3).toString('hex')}`, access: 'private', diskFormat: 'raw', containerFormat: 'bare' });
-    return driver.create({ image, markers: { agent: 'quirks', imageId: image.id, sha256: content.checksums.sha256, revision: 1 }, content }).then(
+    return driver.create({ image, markers: { agent: 'quirks', imageId: image.id, sha256: content.checksums.sha256, revision: 1 }, content, timeoutMs: 120_000 }).then(
       () => {
         throw new Error('create should have failed');
       },
@@ -122,7 +122,7 @@ describe('nimbus against Cumulus\'s gaps', () => {
       // Small images still go up as one PutObject.
       const content = bufferContent(randomBytes(64 * 1024));
       const image = makeImage({ name: `quirk-small-${randomBytes(3).toString('hex')}`, access: 'private', diskFormat: 'raw', containerFormat: 'bare' });
-      const cloud = await driver.create({ image, markers: { agent: 'quirks', imageId: image.id, sha256: content.checksums.sha256, revision: 1 }, content });
+      const cloud = await driver.create({ image, markers: { agent: 'quirks', imageId: image.id, sha256: content.checksums.sha256, revision: 1 }, content, timeoutMs: 120_000 });
       expect(cloud.markers?.agent).toBe('quirks');
     } finally {
       quirks.refusePost = false;
@@ -133,7 +133,7 @@ describe('nimbus against Cumulus\'s gaps', () => {
     const content = bufferContent(randomBytes(11 * MiB));
     const image = makeImage({ name: `copy-${randomBytes(3).toString('hex')}`, access: 'private', diskFormat: 'raw', containerFormat: 'bare' });
     const markers = { agent: 'quirks', imageId: image.id, sha256: content.checksums.sha256, revision: 1 };
-    const cloud = await driver.create({ image, markers, content });
+    const cloud = await driver.create({ image, markers, content, timeoutMs: 120_000 });
     quirks.bytes = { sent: 0, received: 0 };
     const updated = await driver.updateMetadata(cloud.nativeId, { ...image, minRam: 2048, revision: 2 }, { ...markers, revision: 2 });
     const moved = await driver.updateMetadata(updated.nativeId, { ...image, access: 'public', revision: 3 }, { ...markers, revision: 3 });

@@ -59,7 +59,7 @@ describe('nimbus driver on a Cumulus layout', () => {
   const create = async (draft: Partial<ImageDraft> = {}, content: ContentSource = bufferContent(randomImageBytes(64 * 1024)), d: NimbusDriver = driver) => {
     const image = imageNamed(draft);
     const markers = markersOf(image, content);
-    const cloud = await d.create({ image, markers, content });
+    const cloud = await d.create({ image, markers, content, timeoutMs: 120_000 });
     return { image, markers, cloud, content };
   };
   const expectNothingLeft = async (before: string[]) => {
@@ -156,7 +156,7 @@ describe('nimbus driver on a Cumulus layout', () => {
     const name = existing.split('/').pop()!;
     const content = bufferContent(randomImageBytes(1024));
     const image = imageNamed({ name });
-    await expectKind(driver.create({ image, markers: markersOf(image, content), content }), 'conflict', /already has an image of that name/);
+    await expectKind(driver.create({ image, markers: markersOf(image, content), content, timeoutMs: 120_000 }), 'conflict', /already has an image of that name/);
     const got = await repo.client.send(new GetObjectCommand({ Bucket: repo.bucket, Key: existing }));
     expect(await got.Body!.transformToString()).toBe('the original');
   });
@@ -176,7 +176,7 @@ describe('nimbus driver on a Cumulus layout', () => {
     let progress = 0;
     const image = imageNamed();
     const markers = markersOf(image, content);
-    const cloud = await driver.create({ image, markers, content, onProgress: (n) => (progress = n) });
+    const cloud = await driver.create({ image, markers, content, onProgress: (n) => (progress = n), timeoutMs: 120_000 });
     expect(progress).toBe(data.length);
     const head = await repo.client.send(new HeadObjectCommand({ Bucket: repo.bucket, Key: cloud.nativeId }));
     expect(head.ETag).toMatch(/-3"?$/);
@@ -210,7 +210,7 @@ describe('nimbus driver on a Cumulus layout', () => {
     // A lie in a multipart-sized image: the parts went up, the commit never happens.
     const liar = bufferContent(randomBytes(11 * MiB), 'raw', { lie: true });
     const liarImage = imageNamed();
-    await expectKind(driver.create({ image: liarImage, markers: markersOf(liarImage, liar), content: liar }), 'integrity', /content does not match/);
+    await expectKind(driver.create({ image: liarImage, markers: markersOf(liarImage, liar), content: liar, timeoutMs: 120_000 }), 'integrity', /content does not match/);
     await expectNothingLeft(before);
 
     // A source that breaks after 7 MiB.
@@ -226,7 +226,7 @@ describe('nimbus driver on a Cumulus layout', () => {
         ),
     };
     const brokenImage = imageNamed();
-    await expectKind(driver.create({ image: brokenImage, markers: markersOf(brokenImage, broken), content: broken }), 'unavailable', /the store went away/);
+    await expectKind(driver.create({ image: brokenImage, markers: markersOf(brokenImage, broken), content: broken, timeoutMs: 120_000 }), 'unavailable', /the store went away/);
     await expectNothingLeft(before);
 
     // A source that never ends, and a deadline of half a second.
@@ -238,7 +238,7 @@ describe('nimbus driver on a Cumulus layout', () => {
     // Longer than declared.
     const longer: ContentSource = { ...bufferContent(randomBytes(2048)), size: 1024 };
     const longerImage = imageNamed();
-    await expectKind(driver.create({ image: longerImage, markers: markersOf(longerImage, longer), content: longer }), 'integrity');
+    await expectKind(driver.create({ image: longerImage, markers: markersOf(longerImage, longer), content: longer, timeoutMs: 120_000 }), 'integrity');
     await expectNothingLeft(before);
   });
 
@@ -297,7 +297,7 @@ describe('nimbus gzip mode', () => {
     const data = Buffer.concat([randomBytes(100 * 1024), Buffer.alloc(2 * MiB), randomBytes(1000)]);
     const content = bufferContent(data);
     const image = imageNamed();
-    const cloud = await driver.create({ image, markers: markersOf(image, content), content });
+    const cloud = await driver.create({ image, markers: markersOf(image, content), content, timeoutMs: 120_000 });
     expect(cloud.size).toBe(data.length);
     expect(cloud.checksums).toEqual({ md5: content.checksums.md5, sha256: content.checksums.sha256 });
 
@@ -323,7 +323,7 @@ describe('nimbus gzip mode', () => {
     const content = bufferContent(data);
     const image = imageNamed();
     const markers = markersOf(image, content);
-    const cloud = await driver.create({ image, markers, content });
+    const cloud = await driver.create({ image, markers, content, timeoutMs: 120_000 });
     const moved = await driver.updateMetadata(cloud.nativeId, { ...image, access: 'public', revision: 2 }, { ...markers, revision: 2 });
     expect(moved.size).toBe(data.length);
     expect(moved.checksums.sha256).toBe(content.checksums.sha256);
@@ -335,7 +335,7 @@ describe('nimbus gzip mode', () => {
     const data = randomBytes(64 * 1024);
     const content = bufferContent(data);
     const image = imageNamed();
-    const cloud = await driver.create({ image, markers: markersOf(image, content), content });
+    const cloud = await driver.create({ image, markers: markersOf(image, content), content, timeoutMs: 120_000 });
     const got = await repo.client.send(new GetObjectCommand({ Bucket: repo.bucket, Key: cloud.nativeId }));
     const stored = Buffer.from(await got.Body!.transformToByteArray());
     stored[stored.length >> 1] = stored[stored.length >> 1]! ^ 0xff;
@@ -363,7 +363,7 @@ describe('nimbus listing across pages', () => {
         const content = bufferContent(randomBytes(1024));
         const image = imageNamed({ access: i % 4 === 0 ? 'public' : 'private' });
         const markers = markersOf(image, content);
-        made.push({ nativeId: (await driver.create({ image, markers, content })).nativeId, markers });
+        made.push({ nativeId: (await driver.create({ image, markers, content, timeoutMs: 120_000 })).nativeId, markers });
       }
       const unmarked: string[] = [];
       for (let i = 0; i < 24; i++) unmarked.push(await repo.putUnmarked(i % 2 ? 'own' : 'common', `unmarked-${String(i).padStart(2, '0')}`));

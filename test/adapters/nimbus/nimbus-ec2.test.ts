@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { offeredImage, reconcile } from '../../../adapters/nimbus/frontend.js';
+import { offeredImage, reconcile } from '../../../adapters/nimbus/client-frontend.js';
 import { isVisorError } from '../../../core/errors.js';
 import type { CloudImage, IaasDriver } from '../../../core/iaas/port.js';
 import type { Logger } from '../../../core/logging/logger.js';
@@ -96,7 +96,7 @@ describe('nimbus with the EC2 Query frontend', () => {
   const create = async (driver: IaasDriver, access: 'public' | 'private'): Promise<CloudImage> => {
     const content = bufferContent(randomBytes(2048));
     const image = makeImage({ name: `ec2-${randomBytes(3).toString('hex')}`, access, diskFormat: 'raw', containerFormat: 'bare' });
-    return driver.create({ image, markers: { agent: 'ec2-test', imageId: image.id, sha256: content.checksums.sha256, revision: 1 }, content });
+    return driver.create({ image, markers: { agent: 'ec2-test', imageId: image.id, sha256: content.checksums.sha256, revision: 1 }, content, timeoutMs: 120_000 });
   };
 
   beforeAll(async () => {

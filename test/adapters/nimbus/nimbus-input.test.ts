@@ -46,7 +46,7 @@ describe('nimbus: refused and carried input', () => {
   // Fields are set after newImage: the driver must refuse what the generic validation would let through, and more.
   const attempt = (fields: Partial<Image>) => {
     const image: Image = { ...makeImage({ name: `ok-${randomBytes(3).toString('hex')}`, access: 'private', diskFormat: 'raw', containerFormat: 'bare' }), ...fields };
-    return driver.create({ image, markers: { agent: 'input-test', imageId: image.id, sha256: content.checksums.sha256, revision: 1 }, content });
+    return driver.create({ image, markers: { agent: 'input-test', imageId: image.id, sha256: content.checksums.sha256, revision: 1 }, content, timeoutMs: 120_000 });
   };
   const expectUntouched = async (before: string[]) => {
     expect(await repo.keys()).toEqual(before);
@@ -108,9 +108,9 @@ describe('nimbus: refused and carried input', () => {
     while (fits(`${filler}y`)) filler += 'y';
     const full = { ...image, properties: { filler } };
     expect(metadataBytes(toObjectMetadata(full, markers, info))).toBeGreaterThan(maxMetadataBytes - 20);
-    const cloud = await driver.create({ image: full, markers, content });
+    const cloud = await driver.create({ image: full, markers, content, timeoutMs: 120_000 });
     expect(cloud.metadata.properties).toEqual({ filler });
-    await expect(refusal(driver.create({ image: { ...full, name: `${full.name}-more`, properties: { filler: `${filler}yy` } }, markers, content }))).resolves.toMatchObject({ kind: 'invalidInput' });
+    await expect(refusal(driver.create({ image: { ...full, name: `${full.name}-more`, properties: { filler: `${filler}yy` } }, markers, content, timeoutMs: 120_000 }))).resolves.toMatchObject({ kind: 'invalidInput' });
   });
 
   test('carries non-ASCII values, odd property names and tags exactly, as ASCII headers', async () => {
@@ -119,7 +119,7 @@ describe('nimbus: refused and carried input', () => {
     const os = { type: 'linux', distro: 'Débian', version: ' 12 ' };
     const image = makeImage({ name: `utf-${randomBytes(3).toString('hex')}`, access: 'public', diskFormat: 'raw', containerFormat: 'bare', properties, tags, os, minDisk: 3, minRam: 1024, virtualSize: 4096, architecture: 'aarch64', type: 'machine' });
     const markers = { agent: 'agent with spaces ü', imageId: image.id, sha256: content.checksums.sha256, revision: 7 };
-    const cloud = await driver.create({ image, markers, content });
+    const cloud = await driver.create({ image, markers, content, timeoutMs: 120_000 });
     const got = await driver.get(cloud.nativeId);
     expect(got.markers).toEqual(markers);
     expect(got.metadata).toEqual({ name: image.name, architecture: 'aarch64', type: 'machine', minDisk: 3, minRam: 1024, os, tags, properties, virtualSize: 4096 });
@@ -133,9 +133,9 @@ describe('nimbus: refused and carried input', () => {
     const before = await repo.keys();
     const image = makeImage({ name: 'qcow', diskFormat: 'qcow2' });
     const qcow = bufferContent(randomBytes(1024), 'qcow2');
-    await expect(refusal(driver.create({ image, markers: { agent: 'a', imageId: image.id, sha256: qcow.checksums.sha256, revision: 1 }, content: qcow }))).resolves.toMatchObject({ kind: 'unsupported' });
+    await expect(refusal(driver.create({ image, markers: { agent: 'a', imageId: image.id, sha256: qcow.checksums.sha256, revision: 1 }, content: qcow, timeoutMs: 120_000 }))).resolves.toMatchObject({ kind: 'unsupported' });
     const ova = bufferContent(randomBytes(1024), 'raw', { containerFormat: 'ova' });
-    await expect(refusal(driver.create({ image, markers: { agent: 'a', imageId: image.id, sha256: ova.checksums.sha256, revision: 1 }, content: ova }))).resolves.toMatchObject({ kind: 'unsupported' });
+    await expect(refusal(driver.create({ image, markers: { agent: 'a', imageId: image.id, sha256: ova.checksums.sha256, revision: 1 }, content: ova, timeoutMs: 120_000 }))).resolves.toMatchObject({ kind: 'unsupported' });
     await expectUntouched(before);
   });
 });
@@ -144,7 +144,10 @@ describe('nimbus plugin options', () => {
   const base = { endpoint: 'http://cumulus.example.org:8888', accessKeyId: 'Ar2yXcfdhImjMNeWGUHJZ', secretAccessKey: 'secret', canonicalId: '21161ebe-862a-11df-a9ca-001de0a80259' };
 
   it('defaults to Nimbus\'s own layout: bucket Repo, prefix VMS/, folder common, no compression', () => {
-    expect(nimbusOptionsSchema.parse(base)).toMatchObject({ bucket: 'Repo', prefix: 'VMS/', commonFolder: 'common', compress: 'none', pageSize: 1000, timeouts: { request: 60, transfer: 10800 } });
+    expect(nimbusOptionsSchema.parse(base)).toMatchObject({ bucket: 'Repo', prefix: 'VMS/', commonFolder: 'common', compress: 'none', pageSize: 1000, timeouts: { request: 60 } });
+    // A create's deadline is the caller's (sync.timeouts.action): the old option still loads, and does nothing.
+    const old = nimbusOptionsSchema.parse({ ...base, timeouts: { transfer: 60 } });
+    expect(old.timeouts).toEqual({ request: 60, transfer: 60 });
     expect(nimbusOptionsSchema.parse({ ...base, prefix: 'VMS' }).prefix).toBe('VMS/');
     expect(nimbusOptionsSchema.parse({ ...base, prefix: 'sites/a/VMS/' }).prefix).toBe('sites/a/VMS/');
   });

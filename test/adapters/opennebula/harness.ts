@@ -22,7 +22,6 @@ export function driverFor(double: OpenNebulaDouble, overrides: Partial<OpenNebul
     ownership: 'mine',
     pageSize: 0,
     requestTimeoutMs: 5_000,
-    readyWaitMs: 15_000,
     pollIntervalMs: 10,
     retire: { expiredPrefix: 'EXPIRED_', chmod: '600' },
     maxResponseBytes: 64 * 1024 * 1024,

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isVisorError } from '../../../core/errors.js';
 import { kindForCode, oneErrorCodes, OneClient } from '../../../adapters/opennebula/client.js';
 import { parseReply } from '../../../adapters/opennebula/schema.js';
-import { serializeTemplate } from '../../../adapters/opennebula/template.js';
+import { serializeTemplate } from '../../../adapters/opennebula/mapper-template.js';
 import { parseTemplate } from '../../doubles/opennebula/template-parser.js';
 import { startOpenNebulaDouble, type OpenNebulaDouble } from '../../doubles/opennebula/index.js';
 import { expectValidDocuments } from './harness.js';

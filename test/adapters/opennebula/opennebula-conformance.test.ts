@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
 import { bufferContent, randomImageBytes } from '../../support/content.js';
-import { iaasConformance, type ConformanceHarness } from '../../contract/iaas-conformance.js';
+import { iaasConformance, type ConformanceHarness } from '../../../core/testing/iaas-conformance.js';
 import { startOpenNebulaDouble, type OpenNebulaDouble } from '../../doubles/opennebula/index.js';
 import { driverFor, expectValidDocuments, startContentServer, type ContentServer } from './harness.js';
 

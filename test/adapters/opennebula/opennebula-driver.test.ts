@@ -10,10 +10,11 @@ import type { Image, ImageDraft } from '../../../core/image/model.js';
 import { newImage } from '../../../core/image/image.js';
 import { SecretRegistry } from '../../../core/logging/redact.js';
 import { PluginRegistry } from '../../../core/registry/registry.js';
-import { silentLogger } from '../../../core/logging/logger.js';
+import { silentLogger, type Logger } from '../../../core/logging/logger.js';
 import { OneClient } from '../../../adapters/opennebula/client.js';
 import { openNebulaOptionsSchema, openNebulaPlugin, type OpenNebulaDriver } from '../../../adapters/opennebula/index.js';
 import { bufferContent, randomImageBytes } from '../../support/content.js';
+import { recordingLogger } from '../../support/recording-logger.js';
 import { startOpenNebulaDouble, type OpenNebulaDouble } from '../../doubles/opennebula/index.js';
 import { driverFor, expectValidDocuments, startContentServer, type ContentServer } from './harness.js';
 
@@ -69,7 +70,7 @@ describe('OpenNebula driver: images that fail in the cloud are removed and repor
     double.failImports((path) => (path === content.url ? 'Error downloading: connection reset by peer' : undefined));
     const image = imageOf();
     try {
-      const error = await failure(driver.create({ image, markers: markersOf(image, content), content }));
+      const error = await failure(driver.create({ image, markers: markersOf(image, content), content, timeoutMs: 15_000 }));
       expect(error.kind).toBe('unavailable');
       expect(error.message).toMatch(/failed to import: .* : Error copying image in the datastore: Error downloading: connection reset by peer/);
     } finally {
@@ -81,7 +82,7 @@ describe('OpenNebula driver: images that fail in the cloud are removed and repor
   it('deletes an image whose bits do not match the MD5 it was registered with (oned checks MD5 while copying)', async () => {
     const content = server.content(randomImageBytes(64 * 1024), { lie: true });
     const image = imageOf();
-    const error = await failure(driver.create({ image, markers: markersOf(image, content), content }));
+    const error = await failure(driver.create({ image, markers: markersOf(image, content), content, timeoutMs: 15_000 }));
     expect(error.message).toMatch(/Invalid MD5 checksum/);
     expect(namesInCloud()).not.toContain(image.name);
   });
@@ -90,7 +91,7 @@ describe('OpenNebula driver: images that fail in the cloud are removed and repor
     const served = randomImageBytes(100);
     const content: ContentSource = { ...server.content(served), size: 3 * MiB };
     const image = imageOf();
-    const error = await failure(driver.create({ image, markers: markersOf(image, content), content }));
+    const error = await failure(driver.create({ image, markers: markersOf(image, content), content, timeoutMs: 15_000 }));
     expect(error.kind).toBe('integrity');
     expect(error.message).toMatch(/holds 1 MB, the content is 3 MB/);
     expect(namesInCloud()).not.toContain(image.name);
@@ -100,7 +101,7 @@ describe('OpenNebula driver: images that fail in the cloud are removed and repor
     const content = server.content(randomImageBytes(1000), { status: 500 });
     const image = imageOf();
     const before = double.images().length;
-    const error = await failure(driver.create({ image, markers: markersOf(image, content), content }));
+    const error = await failure(driver.create({ image, markers: markersOf(image, content), content, timeoutMs: 15_000 }));
     expect(error).toMatchObject({ kind: 'unavailable' });
     expect(error.message).toMatch(/one\.image\.allocate failed: \[one\.image\.allocate\] Cannot parse image SIZE: Error downloading .* HTTP 500 \(code 8192\)/);
     expect(double.images().length).toBe(before);
@@ -124,7 +125,7 @@ describe('OpenNebula driver: images that fail in the cloud are removed and repor
     const content = server.content(randomImageBytes(1000));
     const image = imageOf();
     try {
-      const error = await failure(driver.create({ image, markers: markersOf(image, content), content, signal: AbortSignal.timeout(200) }));
+      const error = await failure(driver.create({ image, markers: markersOf(image, content), content, signal: AbortSignal.timeout(200), timeoutMs: 15_000 }));
       expect(error.kind).toBe('unavailable');
     } finally {
       double.holdImports(false);
@@ -140,7 +141,7 @@ describe('OpenNebula driver: refusals before anything reaches oned', () => {
     const image = imageOf();
     const allocations = callsTo('one.image.allocate');
     try {
-      const error = await failure(driver.create({ image, markers: markersOf(image, content), content }));
+      const error = await failure(driver.create({ image, markers: markersOf(image, content), content, timeoutMs: 15_000 }));
       expect(error.kind).toBe('unavailable');
       expect(error.message).toMatch(/datastore default has 1 MB free, image .* needs 2 MB/);
     } finally {
@@ -154,12 +155,12 @@ describe('OpenNebula driver: refusals before anything reaches oned', () => {
     const content = server.content(randomImageBytes(1000));
     const allocations = callsTo('one.image.allocate');
     const bad = imageOf({ name: 'debian:12' });
-    expect(await failure(driver.create({ image: bad, markers: markersOf(bad, content), content }))).toMatchObject({ kind: 'invalidInput' });
+    expect(await failure(driver.create({ image: bad, markers: markersOf(bad, content), content, timeoutMs: 15_000 }))).toMatchObject({ kind: 'invalidInput' });
     const tagged = imageOf({ tags: ['a,b'] });
-    expect(await failure(driver.create({ image: tagged, markers: markersOf(tagged, content), content }))).toMatchObject({ kind: 'invalidInput' });
+    expect(await failure(driver.create({ image: tagged, markers: markersOf(tagged, content), content, timeoutMs: 15_000 }))).toMatchObject({ kind: 'invalidInput' });
     const noUrl = bufferContent(randomImageBytes(1000));
     const plain = imageOf();
-    const error = await failure(driver.create({ image: plain, markers: markersOf(plain, noUrl), content: noUrl }));
+    const error = await failure(driver.create({ image: plain, markers: markersOf(plain, noUrl), content: noUrl, timeoutMs: 15_000 }));
     expect(error).toMatchObject({ kind: 'invalidInput' });
     expect(error.message).toMatch(/remote.*URL/);
     expect(callsTo('one.image.allocate')).toBe(allocations);
@@ -168,12 +169,12 @@ describe('OpenNebula driver: refusals before anything reaches oned', () => {
   it('refuses kernels without a file datastore, and registers them in one when configured', async () => {
     const content = bufferContent(randomImageBytes(1000), 'aki', { url: server.serve(randomImageBytes(1000)) });
     const kernel = imageOf({ type: 'kernel', diskFormat: 'aki' });
-    expect(await failure(driver.create({ image: kernel, markers: markersOf(kernel, content), content }))).toMatchObject({ kind: 'unsupported' });
+    expect(await failure(driver.create({ image: kernel, markers: markersOf(kernel, content), content, timeoutMs: 15_000 }))).toMatchObject({ kind: 'unsupported' });
     const withFiles = driverFor(double, { filesDatastore: 'files' });
     try {
       const honest = server.content(randomImageBytes(1000));
       const akiContent = { ...honest, diskFormat: 'aki' as const };
-      const created = await withFiles.create({ image: kernel, markers: markersOf(kernel, akiContent), content: akiContent });
+      const created = await withFiles.create({ image: kernel, markers: markersOf(kernel, akiContent), content: akiContent, timeoutMs: 15_000 });
       expect(created).toMatchObject({ state: 'active', diskFormat: 'aki', metadata: { type: 'kernel' } });
       expect(double.image(Number(created.nativeId))).toMatchObject({ type: 3, datastoreId: 2 });
     } finally {
@@ -187,7 +188,7 @@ describe('OpenNebula driver: refusals before anything reaches oned', () => {
     for (const datastore of ['nowhere', 'system', 99]) {
       const d = driverFor(double, { datastore });
       try {
-        expect(await failure(d.create({ image, markers: markersOf(image, content), content }))).toMatchObject({ kind: 'config' });
+        expect(await failure(d.create({ image, markers: markersOf(image, content), content, timeoutMs: 15_000 }))).toMatchObject({ kind: 'config' });
       } finally {
         await d.close();
       }
@@ -199,7 +200,7 @@ describe('OpenNebula driver: images in use', () => {
   it('refuses to delete an image VMs use, disables what oned lets it, and deletes once the VMs are gone', async () => {
     const content = server.content(randomImageBytes(1000));
     const image = imageOf();
-    const created = await driver.create({ image, markers: markersOf(image, content), content });
+    const created = await driver.create({ image, markers: markersOf(image, content), content, timeoutMs: 15_000 });
     const id = Number(created.nativeId);
     double.attachVm(id, 31);
     expect(await driver.get(created.nativeId)).toMatchObject({ state: 'active', inUse: true });
@@ -228,7 +229,7 @@ describe('OpenNebula driver: images in use', () => {
   it('reports oned\'s own refusal (ACTION, 2048) as a conflict too', async () => {
     const content = server.content(randomImageBytes(1000));
     const image = imageOf();
-    const created = await driver.create({ image, markers: markersOf(image, content), content });
+    const created = await driver.create({ image, markers: markersOf(image, content), content, timeoutMs: 15_000 });
     double.attachVm(Number(created.nativeId), 32);
     // What a driver that read the image just before the VM started would meet: oned's own check.
     const error = await failure(oneDelete(Number(created.nativeId)));
@@ -305,7 +306,7 @@ describe('OpenNebula driver: updates, listing, local mode', () => {
     const content = server.content(randomImageBytes(1000));
     const image = imageOf({ properties: { keep: 'yes', drop: 'me' }, tags: ['one'] });
     const markers = markersOf(image, content);
-    const created = await driver.create({ image, markers, content });
+    const created = await driver.create({ image, markers, content, timeoutMs: 15_000 });
     const next: Image = { ...image, name: `${image.name}-v2`, access: 'public', properties: { keep: 'still' }, tags: [], revision: 2 };
     const updated = await driver.updateMetadata(created.nativeId, next, { ...markers, revision: 2 });
     expect(updated).toMatchObject({ name: next.name, access: 'public', markers: { revision: 2 }, metadata: { properties: { keep: 'still' }, tags: [] } });
@@ -343,12 +344,12 @@ describe('OpenNebula driver: updates, listing, local mode', () => {
     try {
       const liar = bufferContent(randomImageBytes(5000), 'raw', { lie: true });
       const image = imageOf();
-      expect(await failure(d.create({ image, markers: markersOf(image, liar), content: liar }))).toMatchObject({ kind: 'integrity' });
+      expect(await failure(d.create({ image, markers: markersOf(image, liar), content: liar, timeoutMs: 15_000 }))).toMatchObject({ kind: 'integrity' });
       expect(local.calls.some((c) => c.method === 'one.image.allocate')).toBe(false);
 
       const bytes = randomImageBytes(3 * MiB + 5);
       const honest = bufferContent(bytes);
-      const created = await d.create({ image, markers: markersOf(image, honest), content: honest });
+      const created = await d.create({ image, markers: markersOf(image, honest), content: honest, timeoutMs: 15_000 });
       expect(await readdir(staging)).toEqual([]);
       const { stream, size } = await d.download(created.nativeId, { range: { start: 1000, end: 1999 } });
       expect(size).toBe(1000);
@@ -393,13 +394,23 @@ describe('OpenNebula plugin', () => {
       await created.close();
     }
   });
+
+  it('still loads the old create deadline (timeouts.readyWait), does nothing with it, and says so', async () => {
+    const options = { endpoint: double.endpoint, username: 'oneadmin', password: 'opennebula', datastore: 'default' };
+    const logger = recordingLogger();
+    const old = { ...options, timeouts: { request: 5, readyWait: 20 } };
+    const created = await createThroughFactory(old, new SecretRegistry(), logger);
+    await created.close();
+    const said = /timeouts\.readyWait is ignored: the deadline of a create is sync\.timeouts\.action/;
+    expect(logger.lines).toEqual([expect.objectContaining({ level: 'warn', message: expect.stringMatching(said) })]);
+  });
 });
 
 /** Creates a driver the way visor does: registered, options validated by the plugin's schema, built by its factory. */
-async function createThroughFactory(options: unknown, secrets: SecretRegistry): Promise<OpenNebulaDriver> {
+async function createThroughFactory(options: unknown, secrets: SecretRegistry, logger: Logger = silentLogger): Promise<OpenNebulaDriver> {
   const registry = new PluginRegistry();
   registry.register(openNebulaPlugin);
   const validated = await registry.validateOptions('iaas', 'opennebula', options, ['clouds', 'one', 'options']);
   expect(validated.issues).toEqual([]);
-  return (await registry.factory('iaas', 'opennebula').create(validated.value, { name: 'one-test', dataDir: staging, logger: silentLogger, secrets })) as OpenNebulaDriver;
+  return (await registry.factory('iaas', 'opennebula').create(validated.value, { name: 'one-test', dataDir: staging, logger, secrets })) as OpenNebulaDriver;
 }

@@ -18,7 +18,7 @@ import {
   type WriteOptions,
 } from '../../../adapters/opennebula/mapper.js';
 import { parseImage, parseImagePool, type OneImage } from '../../../adapters/opennebula/schema.js';
-import { serializeTemplate } from '../../../adapters/opennebula/template.js';
+import { serializeTemplate } from '../../../adapters/opennebula/mapper-template.js';
 import { imageXml } from '../../doubles/opennebula/documents.js';
 import { parseTemplate } from '../../doubles/opennebula/template-parser.js';
 import { makeImage } from '../../support/images.js';

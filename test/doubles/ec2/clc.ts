@@ -142,6 +142,10 @@ export async function unbundle(s3: S3Client, location: string, manifest: Checked
   const stderr: string[] = [];
   openssl.stderr.on('data', (d: Buffer) => stderr.push(`openssl: ${d.toString().trim()}`));
   tar.stderr.on('data', (d: Buffer) => stderr.push(`tar: ${d.toString().trim()}`));
+  // tar may stop reading early (a bad tar stream): the write then fails with EPIPE, which must be a
+  // failed check, not an unhandled error that takes the test process down. Its exit code reports it.
+  tar.stdin.on('error', (error) => stderr.push(`tar stdin: ${error.message}`));
+  openssl.stdin.on('error', (error) => stderr.push(`openssl stdin: ${error.message}`));
   const exited = (child: ReturnType<typeof spawn>, name: string) =>
     new Promise<void>((resolve, reject) => child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${name} exited ${code}: ${stderr.join(' | ')}`)))));
   let bundled = 0;

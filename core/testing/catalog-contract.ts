@@ -1,0 +1,528 @@
+import { randomUUID } from 'node:crypto';
+import fc from 'fast-check';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Catalog, ImageQuery } from '../catalog/port.js';
+import { isVisorError, type ErrorKind, type ValidationError } from '../errors.js';
+import type { Image } from '../image/model.js';
+import { makeImage, steppingClock } from './images.js';
+import { referenceQuery } from './reference-query.js';
+import { skipSuite, type SuiteSkip } from './skips.js';
+
+/** How a catalog implementation is set up for the contract: every `open` gives an empty catalog. */
+export interface CatalogHarness {
+  /** A new, empty, initialised catalog. */
+  open(): Promise<Catalog>;
+  /** A second instance over the same storage as `catalog` (persistence across restarts). */
+  reopen(catalog: Catalog): Promise<Catalog>;
+  /** Removes everything the harness created. */
+  cleanup(): Promise<void>;
+}
+
+async function expectKind(promise: Promise<unknown>, kind: ErrorKind): Promise<unknown> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error, `expected a ${kind} error`).toBeDefined();
+  expect(isVisorError(error) ? error.kind : error).toBe(kind);
+  return error;
+}
+
+async function listAll(catalog: Catalog, query: ImageQuery): Promise<{ items: Image[]; pages: number }> {
+  const items: Image[] = [];
+  let marker: string | undefined;
+  let pages = 0;
+  for (;;) {
+    const page = await catalog.images.list({ ...query, ...(marker ? { marker } : {}) });
+    pages += 1;
+    if (query.limit !== undefined) expect(page.items.length).toBeLessThanOrEqual(query.limit);
+    items.push(...page.items);
+    if (!page.nextMarker) break;
+    expect(page.items.length).toBe(query.limit);
+    marker = page.nextMarker;
+    if (pages > 10_000) throw new Error('paging does not end');
+  }
+  return { items, pages };
+}
+
+/**
+ * The catalog contract: one behaviour suite that every catalog implementation's test calls
+ * (STYLE.md: unstorage's driver suite). `skipReason` reports the whole suite as skipped.
+ */
+export function catalogContract(
+  name: string,
+  makeHarness: () => Promise<CatalogHarness>,
+  skipReason?: SuiteSkip,
+): void {
+  describe(`catalog contract: ${name}`, () => {
+    let harness: CatalogHarness;
+    let catalog: Catalog;
+
+    beforeEach(async (ctx) => {
+      if (skipReason) skipSuite(ctx, skipReason);
+      harness = await makeHarness();
+      catalog = await harness.open();
+    });
+    afterEach(async () => {
+      if (skipReason) return;
+      await catalog?.close();
+      await harness?.cleanup();
+    });
+
+    describe('create and get', () => {
+      it('stores an image and returns it unchanged', async () => {
+        const image = makeImage({ properties: { hw_disk_bus: 'virtio' }, tags: ['lts'], os: { distro: 'ubuntu', version: '24.04' } });
+        await expect(catalog.images.create(image)).resolves.toEqual(image);
+        await expect(catalog.images.get(image.id)).resolves.toEqual(image);
+        await expect(catalog.images.find(image.id)).resolves.toEqual(image);
+      });
+
+      it('reports a missing image as notFound, and find() as undefined', async () => {
+        await expectKind(catalog.images.get('00000000-0000-4000-8000-000000000000'), 'notFound');
+        await expect(catalog.images.find('00000000-0000-4000-8000-000000000000')).resolves.toBeUndefined();
+      });
+
+      it('refuses a second image with the same id as a conflict', async () => {
+        const image = makeImage();
+        await catalog.images.create(image);
+        await expectKind(catalog.images.create({ ...image, name: 'other' }), 'conflict');
+        await expect(catalog.images.get(image.id)).resolves.toMatchObject({ name: image.name });
+      });
+
+      it('refuses an invalid image, naming every bad field, and stores nothing', async () => {
+        const bad = { ...makeImage(), name: '', architecture: 'sparc', size: -1, checksums: { md5: 'xyz' } } as unknown as Image;
+        const error = await expectKind(catalog.images.create(bad), 'invalidInput');
+        const paths = (error as ValidationError).issues.map((i) => i.path);
+        expect(paths).toEqual(expect.arrayContaining(['name', 'architecture', 'size', 'checksums.md5']));
+        await expect(catalog.images.find(bad.id)).resolves.toBeUndefined();
+      });
+
+      it('keeps what was written across a restart', async () => {
+        const image = makeImage({ properties: { k: 'v' } });
+        await catalog.images.create(image);
+        const again = await harness.reopen(catalog);
+        try {
+          await expect(again.images.get(image.id)).resolves.toEqual(image);
+        } finally {
+          await again.close();
+        }
+      });
+
+      it('can be closed twice', async () => {
+        await catalog.close();
+        await catalog.close();
+        catalog = await harness.open();
+      });
+    });
+
+    describe('list: filters', () => {
+      let a: Image, b: Image, c: Image;
+      beforeEach(async () => {
+        a = makeImage({ name: 'alpha', architecture: 'x86_64', size: 100, tags: ['lts', 'gpu'], properties: { color: 'red' }, os: { distro: 'ubuntu' }, checksums: { sha256: 'a'.repeat(64) } });
+        b = makeImage({ name: 'beta', architecture: 'aarch64', size: 200, tags: ['lts'], properties: { color: 'blue' }, os: { distro: 'debian' } });
+        c = makeImage({ name: 'gamma', architecture: 'x86_64', tags: [], properties: {} });
+        for (const image of [a, b, c]) await catalog.images.create(image);
+      });
+      const names = (images: Image[]) => images.map((i) => i.name).sort();
+
+      it('matches equality on plain attributes', async () => {
+        expect(names((await catalog.images.list({ filters: { architecture: 'x86_64' } })).items)).toEqual(['alpha', 'gamma']);
+        expect(names((await catalog.images.list({ filters: { name: 'beta' } })).items)).toEqual(['beta']);
+      });
+      it('matches numbers, also when given as text', async () => {
+        expect(names((await catalog.images.list({ filters: { size: 200 } })).items)).toEqual(['beta']);
+        expect(names((await catalog.images.list({ filters: { size: '100' } })).items)).toEqual(['alpha']);
+        await expectKind(catalog.images.list({ filters: { size: 'big' } }), 'invalidInput');
+      });
+      it('matches nested attributes and checksums', async () => {
+        expect(names((await catalog.images.list({ filters: { 'os.distro': 'debian' } })).items)).toEqual(['beta']);
+        expect(names((await catalog.images.list({ filters: { 'checksums.sha256': 'a'.repeat(64) } })).items)).toEqual(['alpha']);
+      });
+      it('matches custom properties', async () => {
+        expect(names((await catalog.images.list({ filters: { 'properties.color': 'red' } })).items)).toEqual(['alpha']);
+        expect((await catalog.images.list({ filters: { 'properties.color': 'green' } })).items).toEqual([]);
+      });
+      it('matches list attributes by membership', async () => {
+        expect(names((await catalog.images.list({ filters: { tags: 'lts' } })).items)).toEqual(['alpha', 'beta']);
+        expect(names((await catalog.images.list({ filters: { tags: 'gpu' } })).items)).toEqual(['alpha']);
+      });
+      it('combines several filters with AND', async () => {
+        expect(names((await catalog.images.list({ filters: { tags: 'lts', architecture: 'x86_64' } })).items)).toEqual(['alpha']);
+        await expect(catalog.images.count({ filters: { tags: 'lts', architecture: 'x86_64' } })).resolves.toBe(1);
+      });
+      it('refuses unknown attributes instead of ignoring them', async () => {
+        await expectKind(catalog.images.list({ filters: { colour: 'red' } }), 'invalidInput');
+        await expectKind(catalog.images.list({ sort: 'nonsense' }), 'invalidInput');
+        await expectKind(catalog.images.list({ sort: 'tags' }), 'invalidInput');
+      });
+      it('does not treat filter values as patterns or operators', async () => {
+        expect((await catalog.images.list({ filters: { name: '%' } })).items).toEqual([]);
+        expect((await catalog.images.list({ filters: { name: "alpha' OR '1'='1" } })).items).toEqual([]);
+        expect((await catalog.images.list({ filters: { 'properties.color': '{"$ne":null}' } })).items).toEqual([]);
+      });
+    });
+
+    describe('list: visibility', () => {
+      it('shows public images, the owner\'s own, and shared ones that name the caller', async () => {
+        const pub = makeImage({ name: 'pub', access: 'public', owner: 'alice' });
+        const mine = makeImage({ name: 'mine', access: 'private', owner: 'bob' });
+        const theirs = makeImage({ name: 'theirs', access: 'private', owner: 'alice' });
+        const shared = makeImage({ name: 'shared', access: 'shared', owner: 'alice', members: ['bob'] });
+        const notShared = makeImage({ name: 'not-shared', access: 'shared', owner: 'alice', members: ['carol'] });
+        for (const image of [pub, mine, theirs, shared, notShared]) await catalog.images.create(image);
+        const seen = (await catalog.images.list({ visibleTo: 'bob', sort: 'name' })).items.map((i) => i.name);
+        expect(seen).toEqual(['mine', 'pub', 'shared']);
+        await expect(catalog.images.count({ visibleTo: 'bob' })).resolves.toBe(3);
+        await expect(catalog.images.count()).resolves.toBe(5);
+      });
+
+      // No existence or value oracle.
+      it('treats a marker the caller cannot see exactly like one that does not exist', async () => {
+        const secret = { name: 'm-secret', access: 'private' as const, owner: 'alice', properties: { pin: 'hunter2' } };
+        const hidden = makeImage(secret);
+        const notShared = makeImage({ name: 'm-other', access: 'shared', owner: 'alice', members: ['carol'] });
+        const visible = [
+          makeImage({ name: 'm-a', access: 'public', owner: 'alice' }),
+          makeImage({ name: 'm-z', access: 'public', owner: 'alice' }),
+          makeImage({ name: 'm-mine', access: 'private', owner: 'bob' }),
+        ];
+        for (const image of [hidden, notShared, ...visible]) await catalog.images.create(image);
+        const missing = '00000000-0000-4000-8000-00000000beef';
+        const failure = async (marker: string, sort: string) => {
+          const listing = catalog.images.list({ visibleTo: 'bob', sort, marker, limit: 10 });
+          const error = (await expectKind(listing, 'invalidInput')) as Error & { details?: Record<string, unknown> };
+          const details = JSON.stringify(error.details).replace(marker, 'ID');
+          return { message: error.message.replace(marker, 'ID'), details };
+        };
+        for (const sort of ['name', 'properties.pin', 'createdAt', 'id']) {
+          const reference = await failure(missing, sort);
+          expect(await failure(hidden.id, sort), sort).toEqual(reference);
+          expect(await failure(notShared.id, sort), sort).toEqual(reference);
+        }
+        // The owner and an unrestricted listing still page after it, and visible markers work for bob.
+        const asOwner = catalog.images.list({ visibleTo: 'alice', sort: 'name', marker: hidden.id });
+        await expect(asOwner).resolves.toBeDefined();
+        await expect(catalog.images.list({ sort: 'name', marker: hidden.id })).resolves.toBeDefined();
+        const after = await catalog.images.list({ visibleTo: 'bob', sort: 'name', marker: visible[0]!.id });
+        expect(after.items.map((i) => i.name)).toEqual(['m-mine', 'm-z']);
+      });
+    });
+
+    describe('list: sort and paging', () => {
+      it('sorts by any attribute both ways, absent values first ascending, the id breaking ties', async () => {
+        const images = [
+          makeImage({ name: 'b', size: 5, properties: { rank: '2' } }),
+          makeImage({ name: 'a', size: 5, properties: { rank: '1' } }),
+          makeImage({ name: 'c', properties: {} }),
+          makeImage({ name: 'a', size: 1, properties: { rank: '3' } }),
+        ];
+        for (const image of images) await catalog.images.create(image);
+        for (const sort of ['name', 'size', 'properties.rank', 'createdAt', 'id']) {
+          for (const dir of ['asc', 'desc'] as const) {
+            const got = (await catalog.images.list({ sort, dir })).items.map((i) => i.id);
+            expect(got, `${sort} ${dir}`).toEqual(referenceQuery(images, { sort, dir }).map((i) => i.id));
+          }
+        }
+      });
+
+      it('pages with limit and marker, each image exactly once, no marker after the last page', async () => {
+        const images = Array.from({ length: 23 }, (_, i) => makeImage({ name: `img-${i % 5}`, ...(i % 3 === 0 ? {} : { size: i % 4 }) }));
+        for (const image of images) await catalog.images.create(image);
+        for (const sort of ['id', 'name', 'size']) {
+          for (const dir of ['asc', 'desc'] as const) {
+            const { items, pages } = await listAll(catalog, { sort, dir, limit: 4 });
+            expect(items.map((i) => i.id)).toEqual(referenceQuery(images, { sort, dir }).map((i) => i.id));
+            expect(pages).toBe(6);
+          }
+        }
+        const exact = await catalog.images.list({ limit: 23 });
+        expect(exact.items).toHaveLength(23);
+        expect(exact.nextMarker).toBeUndefined();
+      });
+
+      it('refuses bad paging arguments', async () => {
+        await expectKind(catalog.images.list({ limit: 0 }), 'invalidInput');
+        await expectKind(catalog.images.list({ limit: 1.5 }), 'invalidInput');
+        await expectKind(catalog.images.list({ marker: 'not-an-id' }), 'invalidInput');
+        await expectKind(catalog.images.list({ marker: '00000000-0000-4000-8000-000000000000' }), 'invalidInput');
+        await expectKind(catalog.images.list({ dir: 'up' as 'asc' }), 'invalidInput');
+      });
+
+      it('agrees with the reference semantics on random images and queries', async () => {
+        const distros = ['ubuntu', 'debian', 'alpine'];
+        const imageArb = fc.record({
+          name: fc.constantFrom('a', 'b', 'B', 'é', 'z z'),
+          architecture: fc.constantFrom('x86_64', 'aarch64'),
+          size: fc.option(fc.integer({ min: 0, max: 5 }), { nil: undefined }),
+          access: fc.constantFrom('public', 'private'),
+          owner: fc.constantFrom('alice', 'bob'),
+          tags: fc.subarray(['lts', 'gpu', 'min']),
+          color: fc.option(fc.constantFrom('red', 'blue'), { nil: undefined }),
+          distro: fc.option(fc.constantFrom(...distros), { nil: undefined }),
+        });
+        const queryArb = fc.record({
+          filters: fc.record(
+            {
+              architecture: fc.constantFrom('x86_64', 'aarch64'),
+              tags: fc.constantFrom('lts', 'gpu'),
+              'properties.color': fc.constantFrom('red', 'blue'),
+              size: fc.integer({ min: 0, max: 5 }),
+            },
+            { requiredKeys: [] },
+          ),
+          visibleTo: fc.option(fc.constantFrom('alice', 'bob'), { nil: undefined }),
+          sort: fc.constantFrom('id', 'name', 'size', 'createdAt', 'properties.color', 'os.distro'),
+          dir: fc.constantFrom('asc', 'desc'),
+          limit: fc.integer({ min: 1, max: 7 }),
+        });
+        await fc.assert(
+          fc.asyncProperty(fc.array(imageArb, { maxLength: 18 }), queryArb, async (specs, rawQuery) => {
+            const c = await harness.open();
+            try {
+              const clock = steppingClock();
+              const images = specs.map((s) =>
+                makeImage(
+                  {
+                    name: s.name,
+                    architecture: s.architecture as Image['architecture'],
+                    ...(s.size !== undefined ? { size: s.size } : {}),
+                    access: s.access as Image['access'],
+                    owner: s.owner,
+                    tags: s.tags,
+                    properties: s.color ? { color: s.color } : {},
+                    ...(s.distro ? { os: { distro: s.distro } } : {}),
+                  },
+                  clock,
+                ),
+              );
+              for (const image of images) await c.images.create(image);
+              const query: ImageQuery = {
+                filters: rawQuery.filters as Record<string, string | number>,
+                sort: rawQuery.sort,
+                dir: rawQuery.dir as 'asc' | 'desc',
+                limit: rawQuery.limit,
+                ...(rawQuery.visibleTo ? { visibleTo: rawQuery.visibleTo } : {}),
+              };
+              const { items } = await listAll(c, query);
+              expect(items.map((i) => i.id)).toEqual(referenceQuery(images, query).map((i) => i.id));
+              await expect(c.images.count(query)).resolves.toBe(items.length);
+            } finally {
+              await c.close();
+            }
+          }),
+          { numRuns: 40 },
+        );
+      });
+    });
+
+    describe('update', () => {
+      it('applies changes, merges properties, clears with null, and bumps the revision', async () => {
+        const image = await catalog.images.create(makeImage({ minRam: 512, properties: { a: '1', b: '2' } }));
+        const next = await catalog.images.update(image.id, 1, { name: 'renamed', minRam: null, properties: { a: null, c: '3' }, tags: ['x'] });
+        expect(next).toMatchObject({ name: 'renamed', revision: 2, properties: { b: '2', c: '3' }, tags: ['x'] });
+        expect(next.minRam).toBeUndefined();
+        expect(Date.parse(next.updatedAt)).toBeGreaterThanOrEqual(Date.parse(image.updatedAt));
+        await expect(catalog.images.get(image.id)).resolves.toEqual(next);
+      });
+
+      it('refuses a stale revision as a conflict and writes nothing', async () => {
+        const image = await catalog.images.create(makeImage());
+        await catalog.images.update(image.id, 1, { name: 'first' });
+        await expectKind(catalog.images.update(image.id, 1, { name: 'second' }), 'conflict');
+        await expect(catalog.images.get(image.id)).resolves.toMatchObject({ name: 'first', revision: 2 });
+      });
+
+      it('lets exactly one of several concurrent writers of the same revision win', async () => {
+        const image = await catalog.images.create(makeImage());
+        const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => catalog.images.update(image.id, 1, { name: `writer-${i}` })));
+        const won = results.filter((r) => r.status === 'fulfilled');
+        expect(won).toHaveLength(1);
+        for (const r of results) if (r.status === 'rejected') expect(isVisorError(r.reason, 'conflict')).toBe(true);
+        await expect(catalog.images.get(image.id)).resolves.toMatchObject({ revision: 2 });
+      });
+
+      it('reports an unknown image as notFound', async () => {
+        await expectKind(catalog.images.update('00000000-0000-4000-8000-000000000000', 1, { name: 'x' }), 'notFound');
+      });
+
+      it('refuses invalid changes, naming every bad field, and writes nothing', async () => {
+        const image = await catalog.images.create(makeImage());
+        const error = await expectKind(catalog.images.update(image.id, 1, { name: '', architecture: 'sparc' as 'i386', id: 'x' } as never), 'invalidInput');
+        expect((error as ValidationError).issues.map((i) => i.path)).toEqual(expect.arrayContaining(['name', 'architecture', 'id']));
+        await expect(catalog.images.get(image.id)).resolves.toEqual(image);
+      });
+
+      it('enforces the status lifecycle', async () => {
+        const image = await catalog.images.create(makeImage());
+        await expectKind(catalog.images.update(image.id, 1, { status: 'available' }), 'invalidInput'); // no location yet
+        const uploading = await catalog.images.update(image.id, 1, { status: 'uploading' });
+        const available = await catalog.images.update(image.id, uploading.revision, {
+          status: 'available',
+          location: { store: 'local', uri: 'file:///x' },
+          size: 3,
+        });
+        const deleted = await catalog.images.update(image.id, available.revision, { status: 'deleted' });
+        await expectKind(catalog.images.update(image.id, deleted.revision, { status: 'locked' }), 'conflict');
+      });
+    });
+
+    describe('users', () => {
+      const user = (name: string, accessKey: string) => ({
+        id: randomUUID(),
+        name,
+        accessKey,
+        sealedSecret: 'v1.sealed',
+        admin: false,
+        createdAt: '2026-01-01T00:00:00.000Z',
+      });
+      it('creates, finds by name, id and access key, lists and deletes users', async () => {
+        const alice = await catalog.users.create(user('alice', 'AKIAAAAAAAAAAAAAAAAA'));
+        await catalog.users.create({ ...user('bob', 'AKIABBBBBBBBBBBBBBBB'), admin: true });
+        const found = catalog.users.findByName('alice');
+        await expect(found).resolves.toMatchObject({ id: alice.id, accessKey: 'AKIAAAAAAAAAAAAAAAAA', admin: false });
+        await expect(catalog.users.findById(alice.id)).resolves.toMatchObject({ name: 'alice' });
+        await expect(catalog.users.findById(randomUUID())).resolves.toBeUndefined();
+        await expect(catalog.users.findByAccessKey('AKIABBBBBBBBBBBBBBBB')).resolves.toMatchObject({ name: 'bob', admin: true });
+        await expect(catalog.users.findByAccessKey('AKIAZZZZZZZZZZZZZZZZ')).resolves.toBeUndefined();
+        expect((await catalog.users.list()).map((u) => u.name)).toEqual(['alice', 'bob']);
+        await catalog.users.delete('alice');
+        await expect(catalog.users.findByName('alice')).resolves.toBeUndefined();
+        await expectKind(catalog.users.delete('alice'), 'notFound');
+      });
+      it('refuses a duplicate name or access key, and invalid users', async () => {
+        await catalog.users.create(user('alice', 'AKIAAAAAAAAAAAAAAAAA'));
+        await expectKind(catalog.users.create(user('alice', 'AKIACCCCCCCCCCCCCCCC')), 'conflict');
+        await expectKind(catalog.users.create(user('carol', 'AKIAAAAAAAAAAAAAAAAA')), 'conflict');
+        const alice = (await catalog.users.findByName('alice'))!;
+        await expectKind(catalog.users.create({ ...user('dave', 'AKIAEEEEEEEEEEEEEEEE'), id: alice.id }), 'conflict');
+        const badId = { ...user('erin', 'AKIAFFFFFFFFFFFFFFFF'), id: 'not-a-uuid' };
+        await expectKind(catalog.users.create(badId), 'invalidInput');
+        await expectKind(catalog.users.create(user('Bad Name', 'AKIADDDDDDDDDDDDDDDD')), 'invalidInput');
+        expect((await catalog.users.list()).map((u) => u.name)).toEqual(['alice']);
+      });
+    });
+
+    describe('agent records', () => {
+      const run = (id: string, target: string, startedAt: string) => ({
+        id,
+        target,
+        agent: 'agent-1',
+        trigger: 'manual' as const,
+        dryRun: false,
+        status: 'running' as const,
+        startedAt,
+        actions: [],
+      });
+
+      it('keeps run history: create, update, get, list newest first, prune', async () => {
+        await catalog.runs.create(run('00000000-0000-4000-8000-000000000001', 'prod', '2026-01-01T00:00:00.000Z'));
+        await catalog.runs.create(run('00000000-0000-4000-8000-000000000002', 'prod', '2026-01-02T00:00:00.000Z'));
+        await catalog.runs.create(run('00000000-0000-4000-8000-000000000003', 'lab', '2026-01-03T00:00:00.000Z'));
+        await expectKind(catalog.runs.create(run('00000000-0000-4000-8000-000000000003', 'lab', '2026-01-03T00:00:00.000Z')), 'conflict');
+        const done = { ...run('00000000-0000-4000-8000-000000000002', 'prod', '2026-01-02T00:00:00.000Z'), status: 'partial' as const, finishedAt: '2026-01-02T00:01:00.000Z', drift: 2, actions: [{ action: 'create', result: 'failed' as const, error: { kind: 'unavailable', message: 'down' } }] };
+        await catalog.runs.update(done);
+        await expect(catalog.runs.get(done.id)).resolves.toEqual(done);
+        await expectKind(catalog.runs.update(run('00000000-0000-4000-8000-000000000009', 'x', '2026-01-01T00:00:00.000Z')), 'notFound');
+        expect((await catalog.runs.list({ target: 'prod' })).map((r) => r.id)).toEqual(['00000000-0000-4000-8000-000000000002', '00000000-0000-4000-8000-000000000001']);
+        expect((await catalog.runs.list({ limit: 1 })).map((r) => r.target)).toEqual(['lab']);
+        await expect(catalog.runs.prune('prod', 1)).resolves.toBe(1);
+        expect((await catalog.runs.list({ target: 'prod' })).map((r) => r.id)).toEqual(['00000000-0000-4000-8000-000000000002']);
+        expect(await catalog.runs.list({ target: 'lab' })).toHaveLength(1);
+      });
+
+      it('grants a lease to one holder at a time, renews it, and lets it expire', async () => {
+        const now = 1_000_000;
+        await expect(catalog.leases.acquire('target:prod', 'agent-a', 30_000, now)).resolves.toEqual({ name: 'target:prod', holder: 'agent-a', expiresAt: now + 30_000 });
+        await expect(catalog.leases.acquire('target:prod', 'agent-b', 30_000, now + 1000)).resolves.toBeUndefined();
+        await expect(catalog.leases.acquire('target:prod', 'agent-a', 30_000, now + 2000)).resolves.toMatchObject({ expiresAt: now + 32_000 });
+        await expect(catalog.leases.acquire('target:lab', 'agent-b', 30_000, now)).resolves.toMatchObject({ holder: 'agent-b' });
+        await expect(catalog.leases.acquire('target:prod', 'agent-b', 30_000, now + 40_000)).resolves.toMatchObject({ holder: 'agent-b' });
+        await catalog.leases.release('target:prod', 'agent-a'); // not the holder any more: no effect
+        await expect(catalog.leases.get('target:prod')).resolves.toMatchObject({ holder: 'agent-b' });
+        await catalog.leases.release('target:prod', 'agent-b');
+        await expect(catalog.leases.get('target:prod')).resolves.toBeUndefined();
+      });
+
+      it('lets exactly one of several concurrent contenders take a lease', async () => {
+        const results = await Promise.all(Array.from({ length: 6 }, (_, i) => catalog.leases.acquire('target:race', `agent-${i}`, 60_000)));
+        expect(results.filter((r) => r !== undefined)).toHaveLength(1);
+      });
+
+      it('keeps small state records by key and lists them by prefix', async () => {
+        await catalog.state.set('retired:prod:a', { since: '2026-01-01' });
+        await catalog.state.set('retired:prod:b', { since: '2026-01-02' });
+        await catalog.state.set('retired:lab:a', 1);
+        await catalog.state.set('artifact:x', ['a', 1]);
+        await expect(catalog.state.get('artifact:x')).resolves.toEqual(['a', 1]);
+        await expect(catalog.state.get('nope')).resolves.toBeUndefined();
+        expect(await catalog.state.list('retired:prod:')).toEqual([['retired:prod:a', { since: '2026-01-01' }], ['retired:prod:b', { since: '2026-01-02' }]]);
+        await catalog.state.set('retired:prod:a', { since: 'later' });
+        await catalog.state.delete('retired:prod:b');
+        expect(await catalog.state.list('retired:prod:')).toEqual([['retired:prod:a', { since: 'later' }]]);
+        expect(await catalog.state.list('%')).toEqual([]);
+      });
+    });
+
+    describe('replay memory', () => {
+      const sig = (n: number) => n.toString(16).padStart(64, 'a');
+
+      it('accepts a signature once, refuses it again until it expires, then forgets it', async () => {
+        const now = Date.now();
+        await expect(catalog.replays.remember(sig(1), now + 300_000, now)).resolves.toBe(true);
+        await expect(catalog.replays.remember(sig(1), now + 300_000, now + 1000)).resolves.toBe(false);
+        await expect(catalog.replays.remember(sig(2), now + 300_000, now + 1000)).resolves.toBe(true);
+        // Once expired, a request that old fails the clock check anyway: the entry may be taken again.
+        await expect(catalog.replays.remember(sig(1), now + 900_000, now + 300_000)).resolves.toBe(true);
+        await expect(catalog.replays.remember(sig(1), now + 900_000, now + 300_001)).resolves.toBe(false);
+        await expect(catalog.replays.remember(sig(6), now + 300_010, now + 300_001)).resolves.toBe(true);
+        await expect(catalog.replays.prune(now + 300_020)).resolves.toBeGreaterThanOrEqual(1);
+        await expect(catalog.replays.remember(sig(6), now + 900_000, now + 300_020)).resolves.toBe(true);
+      });
+
+      it('is shared by every instance on the same storage and survives a restart', async () => {
+        const now = Date.now();
+        await expect(catalog.replays.remember(sig(3), now + 300_000, now)).resolves.toBe(true);
+        const other = await harness.reopen(catalog);
+        try {
+          await expect(other.replays.remember(sig(3), now + 300_000, now + 10)).resolves.toBe(false);
+          await expect(other.replays.remember(sig(4), now + 300_000, now + 10)).resolves.toBe(true);
+          await expect(catalog.replays.remember(sig(4), now + 300_000, now + 20)).resolves.toBe(false);
+        } finally {
+          await other.close();
+        }
+        await catalog.close();
+        catalog = await harness.reopen(catalog);
+        await expect(catalog.replays.remember(sig(3), now + 300_000, now + 30)).resolves.toBe(false);
+      });
+
+      it('lets exactly one of several concurrent recorders of the same signature through', async () => {
+        const other = await harness.reopen(catalog);
+        try {
+          const now = Date.now();
+          const racers = Array.from({ length: 8 }, (_, i) => (i % 2 ? other : catalog).replays);
+          const results = await Promise.all(racers.map((r) => r.remember(sig(5), now + 300_000, now)));
+          expect(results.filter(Boolean)).toHaveLength(1);
+        } finally {
+          await other.close();
+        }
+      });
+    });
+
+    describe('delete', () => {
+      it('removes the image', async () => {
+        const image = await catalog.images.create(makeImage());
+        await catalog.images.delete(image.id);
+        await expect(catalog.images.find(image.id)).resolves.toBeUndefined();
+        await expectKind(catalog.images.delete(image.id), 'notFound');
+      });
+      it('with a revision, only deletes what was not changed since', async () => {
+        const image = await catalog.images.create(makeImage());
+        await catalog.images.update(image.id, 1, { name: 'changed' });
+        await expectKind(catalog.images.delete(image.id, 1), 'conflict');
+        await expect(catalog.images.find(image.id)).resolves.toBeDefined();
+        await catalog.images.delete(image.id, 2);
+        await expect(catalog.images.find(image.id)).resolves.toBeUndefined();
+      });
+    });
+  });
+}
