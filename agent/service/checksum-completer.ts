@@ -141,6 +141,7 @@ export class ChecksumCompleter {
   async #touch(id: string): Promise<void> {
     const images = this.#o.catalog.images;
     const image = await images.find(id).catch(() => undefined);
-    if (image?.status === 'available' && image.checksumsPending?.length) await images.update(id, image.revision, {}).catch(() => undefined);
+    if (image?.status === 'available' && image.checksumsPending?.length)
+      await images.update(id, image.revision, {}).catch(() => undefined);
   }
 }

@@ -32,7 +32,8 @@ export async function completeChecksums(
   const location = image.location;
   if (!location || !image.checksumsPending?.length) return { outcome: 'moot', image };
   const store = stores.get(location.store);
-  if (!store) throw new VisorError('unavailable', `image ${image.id} is in store "${location.store}", not configured here`);
+  if (!store)
+    throw new VisorError('unavailable', `image ${image.id} is in store "${location.store}", not configured here`);
   const read = await digestStored(store, location.uri, signal);
   for (let attempt = 0; ; attempt++) {
     const current = await images.find(image.id);
@@ -48,7 +49,10 @@ export async function completeChecksums(
           `image ${image.id}: its stored bytes do not match the catalog (${problems.join('; ')})`,
           { details: { id: image.id } },
         );
-        const failed = await images.update(image.id, current.revision, { status: nextStatus(current.status, 'damage'), checksumsPending: null });
+        const failed = await images.update(image.id, current.revision, {
+          status: nextStatus(current.status, 'damage'),
+          checksumsPending: null,
+        });
         return { outcome: 'damaged', image: failed, error };
       }
       const checksums = { ...current.checksums, ...read.checksums };
@@ -63,7 +67,8 @@ export async function completeChecksums(
 /** How the bytes read differ from what the image says of them (its size and digests known). */
 function mismatches(image: Image, read: { size: number; checksums: Required<Checksums> }): string[] {
   const problems: string[] = [];
-  if (image.size !== undefined && image.size !== read.size) problems.push(`${read.size} bytes, the image says ${image.size}`);
+  if (image.size !== undefined && image.size !== read.size)
+    problems.push(`${read.size} bytes, the image says ${image.size}`);
   for (const [algorithm, value] of Object.entries(image.checksums)) {
     const got = read.checksums[algorithm as keyof Checksums];
     if (value !== got) problems.push(`${algorithm} is ${got}, the image says ${value}`);
