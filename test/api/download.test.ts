@@ -171,45 +171,60 @@ describe('image downloads', () => {
   });
 
   it.each([
-    ['more', 10],
-    ['fewer', -10],
-  ])('a store whose send() writes %s bytes than it declares gets the connection closed, never a longer body', async (_what, extra) => {
-    const store = t.server.stores.get('local')!;
-    const original = store.get.bind(store);
-    // One answer from a store that lies in send() (the file store cannot: it reads exactly the range).
-    store.get = async (uri, options) => {
-      const result = await original(uri, options);
-      return {
-        ...result,
-        send: async (destination) => {
+    ['send()', 'more', 10],
+    ['send()', 'fewer', -10],
+    ['stream', 'more', 10],
+    ['stream', 'fewer', -10],
+    ['stream', 'one more', 1],
+    ['stream', 'one fewer', -1],
+  ])(
+    'a store whose %s gives %s bytes than it declares gets the connection closed, never a longer body',
+    async (way, _what, extra) => {
+      const store = t.server.stores.get('local')!;
+      const original = store.get.bind(store);
+      const lie = () => Buffer.concat([data, randomBytes(Math.max(0, extra))]).subarray(0, data.length + extra);
+      // One answer from a store that lies (the file store cannot: it reads exactly the range).
+      store.get = async (uri, options) => {
+        const result = await original(uri, options);
+        if (way === 'stream') {
           result.stream.destroy();
-          const bytes = Buffer.concat([data, randomBytes(Math.max(0, extra))]).subarray(0, data.length + extra);
-          await new Promise<void>((resolve, reject) => destination.write(bytes, (e) => (e ? reject(e) : resolve())));
-        },
+          // In two chunks, the second crossing the declared length.
+          const bytes = lie();
+          const half = Math.floor(bytes.length / 2);
+          return { size: result.size, stream: Readable.from([bytes.subarray(0, half), bytes.subarray(half)]) };
+        }
+        return {
+          ...result,
+          send: async (destination) => {
+            result.stream.destroy();
+            const bytes = lie();
+            await new Promise<void>((resolve, reject) => destination.write(bytes, (e) => (e ? reject(e) : resolve())));
+          },
+        };
       };
-    };
-    try {
-      // Either no answer at all (the first write was refused before the headers left) or a body
-      // cut short: never the declared length, never more.
-      const res = await openDownload(id).catch((error: Error) => error);
-      if (res instanceof Error) expect(res.message).toMatch(/socket hang up|ECONNRESET/);
-      else {
-        expect(res.headers['content-length']).toBe(String(data.length));
-        const received: Buffer[] = [];
-        const outcome = await new Promise<string>((resolve) => {
-          res.on('data', (chunk: Buffer) => received.push(chunk));
-          res.on('end', () => resolve(res.complete ? 'end' : 'cut'));
-          res.on('error', () => resolve('error'));
-          res.on('aborted', () => resolve('aborted'));
-          res.resume();
-        });
-        expect(outcome).not.toBe('end');
-        expect(Buffer.concat(received).length).toBeLessThan(data.length);
+      try {
+        // Either no answer at all (the first write was refused before the headers left) or a body
+        // cut short: never the declared length, never more.
+        const res = await openDownload(id).catch((error: Error) => error);
+        if (res instanceof Error) expect(res.message).toMatch(/socket hang up|ECONNRESET/);
+        else {
+          expect(res.headers['content-length']).toBe(String(data.length));
+          const received: Buffer[] = [];
+          const outcome = await new Promise<string>((resolve) => {
+            res.on('data', (chunk: Buffer) => received.push(chunk));
+            res.on('end', () => resolve(res.complete ? 'end' : 'cut'));
+            res.on('error', () => resolve('error'));
+            res.on('aborted', () => resolve('aborted'));
+            res.resume();
+          });
+          expect(outcome).not.toBe('end');
+          expect(Buffer.concat(received).length).toBeLessThan(data.length);
+        }
+      } finally {
+        store.get = original;
       }
-    } finally {
-      store.get = original;
-    }
-    // The server goes on serving.
-    expect((await get(id, { range: 'bytes=0-9' })).body.equals(data.subarray(0, 10))).toBe(true);
-  });
+      // The server goes on serving.
+      expect((await get(id, { range: 'bytes=0-9' })).body.equals(data.subarray(0, 10))).toBe(true);
+    },
+  );
 });
