@@ -87,7 +87,7 @@ describe('digests computed off the request path', () => {
     expect((await catalog.images.find(image.id))?.checksums.md5).toBe(hex('md5', data));
   });
 
-  it('stored bytes that do not match the sha256 take the image out of reach (error), digests not recorded', async () => {
+  it('stored bytes that do not match the sha256 put the image in error, no digest recorded', async () => {
     const s = service();
     await s.startBackgroundWork();
     await s.close();
@@ -102,7 +102,7 @@ describe('digests computed off the request path', () => {
     expect(after?.checksumsPending).toBeUndefined();
   });
 
-  it('records nothing for an image re-uploaded or deleted meanwhile; applies to a newer metadata revision', async () => {
+  it('records nothing for an image re-uploaded, moved or deleted meanwhile; minds no metadata change', async () => {
     const s = service();
     await s.startBackgroundWork();
     await s.close();

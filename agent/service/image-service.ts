@@ -215,7 +215,12 @@ export class ImageService {
    * background work (digests recorded after an upload) changed it in between. A caller who named
    * the revision they expect gets the conflict as it is.
    */
-  async #latest<T>(caller: Caller, id: string, expected: number | undefined, change: (image: Image) => Promise<T>): Promise<T> {
+  async #latest<T>(
+    caller: Caller,
+    id: string,
+    expected: number | undefined,
+    change: (image: Image) => Promise<T>,
+  ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       const image = await this.#modifiable(caller, id);
       try {
@@ -316,7 +321,9 @@ export class ImageService {
   /** Deletes the metadata and the bits (never the bits of a mere HTTP reference). */
   async delete(caller: Caller, id: string): Promise<Image> {
     const [image, marked] = await this.#latest(caller, id, undefined, async (image) => {
-      if (image.status === 'uploading' && !this.#isStale(image)) throw new VisorError('conflict', `image ${id} is being uploaded; try again when it is done`);
+      if (image.status === 'uploading' && !this.#isStale(image)) {
+        throw new VisorError('conflict', `image ${id} is being uploaded; try again when it is done`);
+      }
       // Mark first, so that a crash between the two steps leaves a visible `deleted` record, not a dangling location.
       const marked =
         image.status === 'deleted'

@@ -108,11 +108,18 @@ export async function prepareContent(image: Image, desired: DesiredImage, deps: 
   return { source, inspection: report, sha256 };
 }
 
-async function digestedInPlace(image: Image, sha256: string, size: number, store: Store, deps: ContentDeps): Promise<Artifact> {
+async function digestedInPlace(
+  image: Image,
+  sha256: string,
+  size: number,
+  store: Store,
+  deps: ContentDeps,
+): Promise<Artifact> {
   const location = image.location!;
   const read = await digestStored(store, location.uri, deps.signal);
   verifyDigest(read, { size, checksums: { ...image.checksums, sha256 } });
-  return { store: location.store, uri: location.uri, size, checksums: read.checksums, format: image.diskFormat ?? 'raw' };
+  const format = image.diskFormat ?? 'raw';
+  return { store: location.store, uri: location.uri, size, checksums: read.checksums, format };
 }
 
 function chooseFormat(wanted: DiskFormat, capabilities: DriverCapabilities): DiskFormat {
@@ -188,7 +195,8 @@ async function materialise(image: Image, store: Store, deps: ContentDeps): Promi
   const { stream } = await store.get(image.location!.uri, deps.signal ? { signal: deps.signal } : {});
   const put = await target.put(`ref-${image.id}`, stream, deps.signal ? { signal: deps.signal } : {});
   const checksums = allChecksums(put.checksums, `the copy of image ${image.id}`);
-  const artifact: Artifact = { store: deps.defaultStore, uri: put.uri, size: put.size, checksums, format: image.diskFormat ?? 'raw' };
+  const format = image.diskFormat ?? 'raw';
+  const artifact: Artifact = { store: deps.defaultStore, uri: put.uri, size: put.size, checksums, format };
   await deps.catalog.state.set(key, artifact);
   return artifact;
 }

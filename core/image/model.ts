@@ -76,7 +76,9 @@ export interface Image {
 }
 
 /** Fields that only the service sets; never taken from a client as-is. */
-export const systemFields = ['id', 'status', 'size', 'checksums', 'checksumsPending', 'location', 'createdAt', 'updatedAt', 'uploadedAt', 'revision'] as const;
+export const systemFields = [
+  'id', 'status', 'size', 'checksums', 'checksumsPending', 'location', 'createdAt', 'updatedAt', 'uploadedAt', 'revision',
+] as const;
 
 /** Everything a caller may give when registering an image; the rest is filled in by `newImage`. */
 export type ImageDraft = Omit<Partial<Image>, 'revision' | 'createdAt' | 'updatedAt'> & Pick<Image, 'name' | 'architecture'>;

@@ -101,7 +101,7 @@ describe('crash: kill -9 of visor serve while digests are computed off the reque
       { stream: Readable.from([bytes]), size: bytes.length },
     );
 
-  it(`${points} kills at random moments leave no available image with a wrong or missing digest (seed ${seed})`, async () => {
+  it(`${points} kills leave no available image with a wrong or missing digest (seed ${seed})`, async () => {
     const data = join(dir, 'data');
     const log: string[] = [];
     let finished = 0;
