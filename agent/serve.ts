@@ -138,6 +138,9 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
           : (error as Error).message;
     throw new VisorError('unavailable', `cannot listen on ${host}:${port}: ${why}`, { cause: error });
   }
+  // Once listening (a server that cannot listen leaves nothing running behind it). From now on
+  // uploads compute only their sha256 on the request path; md5 and sha512 follow off it.
+  await service.startBackgroundWork();
   const address = app.server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
   const url = `${config.server.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
@@ -171,6 +174,8 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
         timer.unref();
         await app.close();
         clearTimeout(timer);
+        // Before the catalog closes: digests it was computing stay pending, taken up on the next start.
+        await service.close();
         await runtime.close();
       })();
       return closing;

@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { apiFigures } from './figures/api.mjs';
 import { hashingFigures } from './figures/hashing.mjs';
+import { loadFigures } from './figures/load.mjs';
 import { plannerFigures } from './figures/planner.mjs';
 import { startupFigures } from './figures/startup.mjs';
 import { bigSyncFigure, pushFigures } from './figures/push.mjs';
@@ -22,7 +23,8 @@ import { writeReport } from './report.mjs';
 const env = process.env;
 const settings = {
   sizeMiB: Number(env.BENCH_SIZE_MIB ?? 1024),
-  bigTimes: Number(env.BENCH_BIG_TIMES ?? 4),
+  /** The big syncs, in multiples of the file: peak RSS must stay flat as the image grows. */
+  bigTimes: (env.BENCH_BIG_TIMES ?? '4,8').split(',').map(Number),
   repeat: Number(env.BENCH_REPEAT ?? 3),
   downloadRepeat: Number(env.BENCH_DOWNLOAD_REPEAT ?? 5),
   pushRepeat: Number(env.BENCH_PUSH_REPEAT ?? 3),
@@ -31,6 +33,8 @@ const settings = {
   apiImages: Number(env.BENCH_API_IMAGES ?? 1000),
   apiConnections: Number(env.BENCH_API_CONNECTIONS ?? 10),
   apiSeconds: Number(env.BENCH_API_SECONDS ?? 15),
+  loadSeconds: Number(env.BENCH_LOAD_SECONDS ?? 60),
+  loadConnections: Number(env.BENCH_LOAD_CONNECTIONS ?? 200),
   maxLoad: Number(env.BENCH_MAX_LOAD ?? 1.5),
   waitMinutes: Number(env.BENCH_WAIT_MINUTES ?? 30),
   beforeDist: env.BENCH_BEFORE_DIST ? resolve(env.BENCH_BEFORE_DIST) : undefined,
@@ -50,7 +54,7 @@ const run = Math.random().toString(36).slice(2, 8);
 const prefix = `visor-bench-${run}-`;
 const base = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'visor-bench-'));
 const free = Number(execFileSync('df', ['--output=avail', '-B1', base], { encoding: 'utf8' }).split('\n')[1]);
-const needed = settings.sizeMiB * 1024 * 1024 * (settings.bigTimes * 2 + 8);
+const needed = settings.sizeMiB * 1024 * 1024 * (Math.max(...settings.bigTimes) * 2 + 8);
 if (free < needed) throw new Error(`${base}: ${(free / 1024 ** 3).toFixed(1)} GiB free, the bench needs about ${(needed / 1024 ** 3).toFixed(0)} GiB`);
 
 const servers = [];
@@ -125,13 +129,31 @@ try {
   log('what a sync costs before it moves a byte');
   results.startup = await startupFigures({ kit: visor.kit, config: visor.noopConfig, repoRoot });
 
-  log(`peak RSS of a ${settings.bigTimes} × ${settings.sizeMiB} MiB sync`);
-  noteLoad('big sync');
-  results.big = await bigSyncFigure({ variant: visor, source, bytes, times: settings.bigTimes, peer, token, log });
+  results.bigs = [];
+  for (const times of settings.bigTimes) {
+    log(`peak RSS of a ${times} × ${settings.sizeMiB} MiB sync`);
+    noteLoad(`big sync ×${times}`);
+    // One failed big push (the shared Glance stalls now and then under other test suites) is
+    // recorded and reported, not the end of the whole run.
+    results.bigs.push(
+      await bigSyncFigure({ variant: visor, source, bytes, times, peer, token, log }).catch((error) => {
+        const reason = failureReason(error.message);
+        log(`  the ${times} × ${settings.sizeMiB} MiB sync failed: ${reason}`);
+        return { bytes: bytes * times, failed: reason };
+      }),
+    );
+  }
+  // The aim is stated for 4 GiB: that run (or the nearest) is "the" big sync.
+  const distance = (b) => Math.abs(b.bytes - 4 * 1024 ** 3);
+  const done = results.bigs.filter((b) => !b.failed);
+  results.big = done.length > 0 ? done.reduce((best, b) => (distance(b) < distance(best) ? b : best)) : results.bigs[0];
   rmSync(source, { force: true });
 
   log(`GET /images with ${settings.apiImages} images under load`);
   noteLoad('api');
+  log(`${settings.loadConnections} concurrent signed clients for ${settings.loadSeconds} s (test/load)`);
+  noteLoad('load');
+  results.load = await loadFigures({ repoRoot, seconds: settings.loadSeconds, connections: settings.loadConnections, log });
   results.api = await apiFigures({ kit: visor.kit, url: visor.server.url, user: visor.user, visor: visor.client, peer, token, prefix, count: settings.apiImages, connections: settings.apiConnections, seconds: settings.apiSeconds, warmup: 2, log });
   noteLoad('end');
 } finally {
@@ -153,6 +175,12 @@ function commandLine() {
     .map(([k, v]) => `${k}=${v} `)
     .join('');
   return env.npm_lifecycle_event === 'bench' ? `${vars}npm run bench` : `${vars}node --expose-gc bench/run.mjs`;
+}
+
+/** The one-line reason of a failed `visor sync` (its JSON log names the action's error), else the error's last line. */
+export function failureReason(message) {
+  const reasons = [...message.matchAll(/"kind":"[a-zA-Z]+","message":"([^"]{1,300})"/g)].map((m) => m[1]);
+  return reasons.at(-1) ?? message.trim().split('\n').at(-1).slice(0, 300);
 }
 
 function peerInfo(p) {

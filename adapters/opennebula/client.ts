@@ -5,6 +5,7 @@ import axios, { type AxiosInstance } from 'axios';
 import { VisorError, type ErrorKind } from '../../core/errors.js';
 import { Deadline } from '../../core/iaas/kit/index.js';
 import { kindOfStatus } from '../../core/wire/errors.js';
+import { poolFilters, type PoolFilter } from './pool-filters.js';
 import { parseDatastorePool, parseImage, parseImagePool, parseReply, type OneDatastore, type OneImage } from './schema.js';
 
 /**
@@ -73,8 +74,7 @@ export interface OneClientOptions {
 }
 
 /** Pool ownership filters of one.imagepool.info (api.rst). */
-export const poolFilters = { all: -2, mine: -3, mineAndGroups: -1, primaryGroup: -4 } as const;
-export type PoolFilter = keyof typeof poolFilters;
+export { poolFilters, type PoolFilter } from './pool-filters.js';
 
 export class OneClient {
   readonly #endpoint: string;

@@ -2,10 +2,11 @@ import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { ignoredSeconds, seconds, warnIgnoredTimeout } from '../../core/iaas/kit/index.js';
 import { definePlugin } from '../../core/registry/plugin.js';
-import { poolFilters, type PoolFilter } from './client.js';
-import { OpenNebulaDriver } from './driver.js';
+import { poolFilters, type PoolFilter } from './pool-filters.js';
 
-export { OpenNebulaDriver, type OpenNebulaDriverOptions, type OpenNebulaMode } from './driver.js';
+// Types only: the driver (and its XML-RPC and XML packages, a few hundred modules) is imported
+// when an OpenNebula cloud is configured, not by every process that registers the plugin.
+export type { OpenNebulaDriver, OpenNebulaDriverOptions, OpenNebulaMode } from './driver.js';
 
 const datastoreRef = z.union([z.number().int().min(0), z.string().min(1)]);
 
@@ -52,11 +53,12 @@ export const openNebulaPlugin = definePlugin({
   kind: 'iaas',
   description: 'OpenNebula (XML-RPC API, 5.x to 7.x): images in an image datastore, imported from a URL or a local path',
   optionsSchema: openNebulaOptionsSchema,
-  create: (options, context) => {
+  create: async (options, context) => {
     context.secrets.add(options.password);
     context.secrets.add(`${options.username}:${options.password}`);
     const logger = context.logger.child({ adapter: 'opennebula', cloud: context.name });
     warnIgnoredTimeout(logger, context.name, 'readyWait', options.timeouts.readyWait);
+    const { OpenNebulaDriver } = await import('./driver.js');
     return new OpenNebulaDriver({
       endpoint: options.endpoint,
       username: options.username,

@@ -41,6 +41,12 @@ export interface Authenticated {
 export class Authenticator {
   readonly #o: AuthenticatorOptions;
   readonly #now: () => number;
+  /**
+   * Opened secrets by their sealed form: opening (AES-GCM) costs more than the rest of the check.
+   * The user is still read from the catalog on every request, so a removed user or a new key
+   * takes effect at once; a new key is a new sealed form.
+   */
+  readonly #opened = new Map<string, string>();
 
   constructor(options: AuthenticatorOptions) {
     this.#o = options;
@@ -92,7 +98,7 @@ export class Authenticator {
     }
     const user = await this.#o.users.findByAccessKey(credentials.accessKey);
     if (!user) throw new VisorError('auth', `unknown access key ${credentials.accessKey}`);
-    const secret = this.#o.box.open(user.sealedSecret);
+    const secret = this.#secretOf(user.sealedSecret);
     const expected = signature(secret, request);
     if (!signaturesEqual(expected, credentials.signature)) {
       throw new VisorError(
@@ -109,5 +115,15 @@ export class Authenticator {
       caller: { id: user.id, name: user.name, admin: user.admin },
       verifyTrailer: (sha256, given) => signaturesEqual(trailerSignature(secret, credentials.signature, sha256), given),
     };
+  }
+
+  #secretOf(sealed: string): string {
+    let secret = this.#opened.get(sealed);
+    if (secret === undefined) {
+      secret = this.#o.box.open(sealed);
+      if (this.#opened.size >= 10_000) this.#opened.clear();
+      this.#opened.set(sealed, secret);
+    }
+    return secret;
   }
 }

@@ -57,6 +57,8 @@ export function toDetail(
     virtual_size: image.virtualSize,
     checksum: image.checksums.md5,
     checksums: Object.keys(image.checksums).length > 0 ? (image.checksums as Record<string, string>) : undefined,
+    // Digests still being computed from the stored bytes (after an upload, off its request path).
+    checksums_pending: image.checksumsPending,
     kernel: image.kernelId,
     ramdisk: image.ramdiskId,
     owner: image.owner === undefined ? undefined : person(image.owner),
@@ -88,7 +90,7 @@ export function toDetail(
 
 /** Wire names that are the service's to set. */
 const readOnly = new Set([
-  '_id', 'id', 'owner_id', 'uri', 'status', 'store', 'size', 'virtual_size', 'checksums',
+  '_id', 'id', 'owner_id', 'uri', 'status', 'store', 'size', 'virtual_size', 'checksums', 'checksums_pending',
   'created_at', 'updated_at', 'uploaded_at', 'accessed_at', 'access_count', 'revision',
   // Changed by deprecate / undeprecate / delete / restore, never by an update.
   'deprecation_state', 'replacement', 'deprecated_at', 'obsolete_on', 'delete_on', 'deleted_at', 'purge_after',
@@ -207,6 +209,7 @@ const queryAttributes: Record<string, string> = {
   md5: 'checksums.md5',
   sha256: 'checksums.sha256',
   sha512: 'checksums.sha512',
+  checksums_pending: 'checksumsPending',
   kernel: 'kernelId',
   ramdisk: 'ramdiskId',
   owner: 'owner',

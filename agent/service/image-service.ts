@@ -7,10 +7,11 @@ import { isVisorError, VisorError } from '../../core/errors.js';
 import { newImage, systemClock, type Clock } from '../../core/image/image.js';
 import { nextStatus } from '../../core/image/lifecycle.js';
 import { inspectImage, type InspectionReport } from '../../core/formats/index.js';
-import { containerFormats, diskFormats } from '../../core/image/model.js';
+import { checksumAlgorithms, containerFormats, deferredChecksums, diskFormats } from '../../core/image/model.js';
 import type {
   Checksums,
   ContainerFormat,
+  DeferredChecksum,
   DiskFormat,
   Image,
   ImageChanges,
@@ -21,6 +22,7 @@ import { putInspected } from '../../core/store/inspected-put.js';
 import type { ByteRange, GetResult, PutResult, Store } from '../../core/store/port.js';
 import { storeReader } from '../../core/store/store-reader.js';
 import { callerId, canModify, canSee, type Caller } from './access.js';
+import { ChecksumCompleter } from './checksum-completer.js';
 import { UploadLimits, type UploadLimitsOptions } from './upload-limits.js';
 import { UserDirectory } from './user-directory.js';
 
@@ -106,6 +108,12 @@ function contentFormats(
   };
 }
 
+/** The deferred digests a put left out (null: none, which clears what an earlier upload left). */
+function pendingOf(checksums: Checksums): DeferredChecksum[] | null {
+  const pending = deferredChecksums.filter((algorithm) => checksums[algorithm] === undefined);
+  return pending.length > 0 ? pending : null;
+}
+
 /** Fields a client may set; the rest are the service's (status, size, checksums, location, ...). */
 const clientFields = [
   'name', 'architecture', 'diskFormat', 'containerFormat', 'type', 'kernelId', 'ramdiskId', 'access', 'members',
@@ -122,6 +130,7 @@ export class ImageService {
   readonly #softDeleteMs: number;
   readonly #limits: UploadLimits;
   readonly #users: UserDirectory;
+  #checksums: ChecksumCompleter | undefined;
 
   constructor(options: ImageServiceOptions) {
     this.#o = { heartbeatMs: 60_000, staleUploadMs: 10 * 60_000, clock: systemClock, softDeleteMs: 0, ...options };
@@ -129,6 +138,31 @@ export class ImageService {
     this.#users = new UserDirectory(options.catalog.users);
     if (!options.stores.has(options.defaultStore)) throw new VisorError('config', `default store "${options.defaultStore}" is not configured`);
     this.#limits = new UploadLimits(options.limits ?? {}, options.catalog, options.stores);
+  }
+
+  /**
+   * Starts the work that outlives requests (a server's, not a one-shot command's): from now on
+   * an upload computes only the sha256 on its request path, and its md5 and sha512 are computed
+   * afterwards from the stored bytes (`checksumsPending` meanwhile). The digests earlier uploads
+   * left pending (this server's before it stopped, or another's that stopped) are queued again.
+   */
+  async startBackgroundWork(): Promise<void> {
+    if (this.#checksums) return;
+    const { catalog, stores, logger, clock, heartbeatMs, staleUploadMs } = this.#o;
+    const completer = new ChecksumCompleter({ catalog, stores, logger, clock, heartbeatMs, staleMs: staleUploadMs });
+    await completer.resume();
+    completer.start();
+    this.#checksums = completer;
+  }
+
+  /** Resolves once no digests are being computed in the background (tests, benchmarks). */
+  async checksumsIdle(): Promise<void> {
+    await this.#checksums?.idle();
+  }
+
+  /** Stops the background work; what it had not finished stays pending in the catalog. */
+  async close(): Promise<void> {
+    await this.#checksums?.close();
   }
 
   get catalog(): Catalog {
@@ -190,10 +224,34 @@ export class ImageService {
   }
 
   async update(caller: Caller, id: string, changes: Record<string, unknown>, expectedRevision?: number): Promise<Image> {
-    const image = await this.#modifiable(caller, id);
     const allowed = await this.#changes(caller, changes);
-    const checked = await this.#checkedFormats(image, allowed);
-    return this.#o.catalog.images.update(id, expectedRevision ?? image.revision, checked);
+    return this.#latest(caller, id, expectedRevision, async (image) => {
+      const checked = await this.#checkedFormats(image, allowed);
+      return this.#o.catalog.images.update(id, expectedRevision ?? image.revision, checked);
+    });
+  }
+
+  /**
+   * Runs `change` on the image as it is now; again on a newer revision when the service's own
+   * background work (digests recorded after an upload) changed it in between. A caller who named
+   * the revision they expect gets the conflict as it is.
+   */
+  async #latest<T>(
+    caller: Caller,
+    id: string,
+    expected: number | undefined,
+    change: (image: Image) => Promise<T>,
+  ): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const image = await this.#modifiable(caller, id);
+      try {
+        return await change(image);
+      } catch (error) {
+        if (expected !== undefined || attempt >= 4 || !isVisorError(error, 'conflict')) throw error;
+        const now = await this.#o.catalog.images.find(id);
+        if (now?.revision === image.revision) throw error;
+      }
+    }
   }
 
   /**
@@ -227,7 +285,10 @@ export class ImageService {
       // Inspected as it streams in; the record stays `uploading` (not downloadable) until the
       // verdict, and a refused image leaves no bytes behind.
       const { formats: _, verify: __, store: ___, ...transfer } = options;
-      const inspected = { ...transfer, ...declaredFormats(declared), through: [admission.limit] };
+      // The sha256 only, when digests are deferred: it is what the request needs (the content's
+      // identity, checked against the client's signed digest before the image is available).
+      const digests = this.#checksums ? (['sha256'] as const) : checksumAlgorithms;
+      const inspected = { ...transfer, digests, ...declaredFormats(declared), through: [admission.limit] };
       put = await this.#refusing(before, () => putInspected(store, id, body, inspected));
     } catch (error) {
       clearInterval(heartbeat);
@@ -252,6 +313,7 @@ export class ImageService {
       location: { store: storeName, uri: put.uri },
       size: put.size,
       checksums: put.checksums,
+      checksumsPending: pendingOf(put.checksums),
       uploadedAt: this.#o.clock.now().toISOString(),
     };
     let done: Image;
@@ -265,6 +327,7 @@ export class ImageService {
       admission.done();
     }
     if (before.location && before.location.uri !== put.uri) await this.#deleteBits(before);
+    this.#checksums?.enqueue(done);
     return done;
   }
 
@@ -283,19 +346,23 @@ export class ImageService {
    * the bits of a mere HTTP reference). A protected image is refused.
    */
   async delete(caller: Caller, id: string): Promise<Image> {
-    const image = await this.#modifiable(caller, id);
-    if (image.status === 'uploading' && !this.#isStale(image)) throw new VisorError('conflict', `image ${id} is being uploaded; try again when it is done`);
-    if (image.protected) {
-      const why = `image ${id} is protected; unprotect it (protected=false) to delete it`;
-      throw new VisorError('conflict', why, { details: { id } });
-    }
-    if (this.#softDeleteMs > 0) {
-      const hasBits = image.location !== undefined;
-      const from = image.status === 'uploading' ? nextStatus(image.status, 'fail', { hasBits }) : image.status;
-      const changes = { ...softDelete(this.#o.clock.now(), this.#softDeleteMs), status: nextStatus(from, 'delete') };
-      return this.#o.catalog.images.update(id, image.revision, changes);
-    }
-    return this.#purge(image);
+    // Retried on a newer revision: the checksum completer may record digests meanwhile.
+    return this.#latest(caller, id, undefined, async (image) => {
+      if (image.status === 'uploading' && !this.#isStale(image)) {
+        throw new VisorError('conflict', `image ${id} is being uploaded; try again when it is done`);
+      }
+      if (image.protected) {
+        const why = `image ${id} is protected; unprotect it (protected=false) to delete it`;
+        throw new VisorError('conflict', why, { details: { id } });
+      }
+      if (this.#softDeleteMs > 0) {
+        const hasBits = image.location !== undefined;
+        const from = image.status === 'uploading' ? nextStatus(image.status, 'fail', { hasBits }) : image.status;
+        const changes = { ...softDelete(this.#o.clock.now(), this.#softDeleteMs), status: nextStatus(from, 'delete') };
+        return this.#o.catalog.images.update(id, image.revision, changes);
+      }
+      return this.#purge(image);
+    });
   }
 
   /** Removes a deleted image for good, before its keeping period is over. */

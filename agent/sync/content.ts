@@ -11,8 +11,9 @@ import { convertImage, inspectImage, openFileReader, type InspectionReport } fro
 import type { ContentSource, DriverCapabilities } from '../../core/iaas/port.js';
 import type { Checksums, DiskFormat, Image } from '../../core/image/model.js';
 import type { Store } from '../../core/store/port.js';
+import { digestStored } from '../../core/store/digest-stored.js';
 import { storeReader } from '../../core/store/store-reader.js';
-import { verifyDigest } from '../../core/transfer/digest.js';
+import { allChecksums, verifyDigest } from '../../core/transfer/digest.js';
 import type { DesiredImage } from './desired.js';
 
 /** A converted (or materialised) copy kept in the default store, found again by content and format. */
@@ -75,7 +76,11 @@ export async function prepareContent(image: Image, desired: DesiredImage, deps: 
   let artifact: Artifact;
   let sha256 = image.checksums.sha256;
 
-  if (!sha256 || !image.checksums.md5 || !image.checksums.sha512 || image.size === undefined) {
+  if (sha256 && image.size !== undefined && image.checksumsPending?.length) {
+    // Uploaded, its md5/sha512 not computed yet (the server does that off the request path):
+    // read once here, without a copy, and checked against the sha256 the upload vouched for.
+    artifact = await digestedInPlace(image, sha256, image.size, store, deps);
+  } else if (!sha256 || !image.checksums.md5 || !image.checksums.sha512 || image.size === undefined) {
     // A reference registered without checksums: copy it once into the default store, computing them.
     artifact = await materialise(image, store, deps);
     sha256 = artifact.checksums.sha256;
@@ -101,6 +106,20 @@ export async function prepareContent(image: Image, desired: DesiredImage, deps: 
   };
   if (deps.publish) source.url = deps.publish(source);
   return { source, inspection: report, sha256 };
+}
+
+async function digestedInPlace(
+  image: Image,
+  sha256: string,
+  size: number,
+  store: Store,
+  deps: ContentDeps,
+): Promise<Artifact> {
+  const location = image.location!;
+  const read = await digestStored(store, location.uri, deps.signal);
+  verifyDigest(read, { size, checksums: { ...image.checksums, sha256 } });
+  const format = image.diskFormat ?? 'raw';
+  return { store: location.store, uri: location.uri, size, checksums: read.checksums, format };
 }
 
 function chooseFormat(wanted: DiskFormat, capabilities: DriverCapabilities): DiskFormat {
@@ -135,7 +154,8 @@ async function converted(source: Artifact, sha256: string, to: DiskFormat, deps:
     await convertImage({ input, from: source.format, to, output, ...(deps.signal ? { signal: deps.signal } : {}) });
     const target = deps.stores.get(deps.defaultStore)!;
     const put = await target.put(`art-${sha256}-${to}`, createReadStream(output), deps.signal ? { signal: deps.signal } : {});
-    const artifact: Artifact = { store: deps.defaultStore, uri: put.uri, size: put.size, checksums: put.checksums, format: to };
+    const checksums = allChecksums(put.checksums, `the conversion of ${source.uri}`);
+    const artifact: Artifact = { store: deps.defaultStore, uri: put.uri, size: put.size, checksums, format: to };
     await deps.catalog.state.set(artifactKey(sha256, to), artifact);
     return artifact;
   } finally {
@@ -174,7 +194,9 @@ async function materialise(image: Image, store: Store, deps: ContentDeps): Promi
   const target = deps.stores.get(deps.defaultStore)!;
   const { stream } = await store.get(image.location!.uri, deps.signal ? { signal: deps.signal } : {});
   const put = await target.put(`ref-${image.id}`, stream, deps.signal ? { signal: deps.signal } : {});
-  const artifact: Artifact = { store: deps.defaultStore, uri: put.uri, size: put.size, checksums: put.checksums, format: image.diskFormat ?? 'raw' };
+  const checksums = allChecksums(put.checksums, `the copy of image ${image.id}`);
+  const format = image.diskFormat ?? 'raw';
+  const artifact: Artifact = { store: deps.defaultStore, uri: put.uri, size: put.size, checksums, format };
   await deps.catalog.state.set(key, artifact);
   return artifact;
 }

@@ -55,17 +55,41 @@ export function isSelected(image: Image, policy: SyncPolicy, target: string): bo
 }
 
 export function renderName(template: string, image: Image): string {
-  const values: Record<string, string> = {
-    name: image.name,
-    id: image.id,
-    shortId: image.id.slice(0, 8),
-    architecture: image.architecture,
-    format: image.diskFormat ?? '',
-    os_distro: image.os?.distro ?? '',
-    os_version: image.os?.version ?? '',
-    revision: String(image.revision),
+  return nameRenderer(template)(image);
+}
+
+const nameValues: Record<string, (image: Image) => string> = {
+  name: (image) => image.name,
+  id: (image) => image.id,
+  shortId: (image) => image.id.slice(0, 8),
+  architecture: (image) => image.architecture,
+  format: (image) => image.diskFormat ?? '',
+  os_distro: (image) => image.os?.distro ?? '',
+  os_version: (image) => image.os?.version ?? '',
+  revision: (image) => String(image.revision),
+};
+
+/**
+ * The naming template compiled once per plan: literal parts and value getters, joined per image
+ * (a regular-expression replace and an object of every value per image cost a third of planning
+ * 100,000 images; unknown keys render empty; an empty result falls back to the image's name).
+ */
+export function nameRenderer(template: string): (image: Image) => string {
+  if (template === '{name}') return (image) => image.name.trim() || image.name;
+  const parts: (string | ((image: Image) => string))[] = [];
+  let last = 0;
+  for (const match of template.matchAll(/\{([^}]*)\}/g)) {
+    parts.push(template.slice(last, match.index));
+    const key = match[1]!;
+    parts.push(Object.hasOwn(nameValues, key) ? nameValues[key]! : () => '');
+    last = match.index + match[0].length;
+  }
+  parts.push(template.slice(last));
+  return (image) => {
+    let out = '';
+    for (const part of parts) out += typeof part === 'string' ? part : part(image);
+    return out.trim() || image.name;
   };
-  return template.replace(/\{([^}]*)\}/g, (_, key: string) => values[key] ?? '').trim() || image.name;
 }
 
 const accessRank: Readonly<Record<Access, number>> = { private: 0, shared: 1, public: 2 };

@@ -59,6 +59,37 @@ describe('sync against the memory cloud', () => {
     expect(again).toMatchObject({ status: 'succeeded', actions: [], drift: 0 });
   });
 
+  it('syncs an image whose md5/sha512 are still pending: read in place, checked against its sha256', async () => {
+    world = await memorySyncWorld();
+    const bytes = randomBytes(48 * 1024);
+    const full = await world.addImage('pending', bytes);
+    // As a server's upload leaves it: the sha256 only, md5 and sha512 to come.
+    const image = await world.catalog.images.update(full.id, full.revision, {
+      checksums: { sha256: full.checksums.sha256! },
+      checksumsPending: ['md5', 'sha512'],
+    });
+    const files = () => world!.catalog.state.get(`artifact:${full.checksums.sha256}:raw`);
+    const target = world.target();
+    const run = await syncTarget(target, world.deps(), { trigger: 'manual' });
+    expect(run).toMatchObject({ status: 'succeeded' });
+    expect(results(run.actions)).toEqual(['create:created']);
+    const copy = (await target.driver.list()).find((c) => c.name === 'pending')!;
+    expect(copy.checksums).toMatchObject({ sha256: full.checksums.sha256, md5: full.checksums.md5 });
+    // No copy of the bytes was made for it.
+    expect(await files()).toBeUndefined();
+    expect((await world.catalog.images.find(image.id))?.checksumsPending).toEqual(['md5', 'sha512']);
+
+    // Stored bytes that are not those of its sha256 are never pushed.
+    const other = await world.addImage('damaged', randomBytes(4096));
+    await world.catalog.images.update(other.id, other.revision, {
+      checksums: { sha256: 'f'.repeat(64) },
+      checksumsPending: ['md5', 'sha512'],
+    });
+    const second = await syncTarget(target, world.deps(), { trigger: 'manual' });
+    expect(second.status).not.toBe('succeeded');
+    expect((await target.driver.list()).find((c) => c.name === 'damaged')).toBeUndefined();
+  });
+
   it("gives a create what is left of the action's deadline, and the driver honours it", async () => {
     // The cloud never finishes an import: only the deadline ends the create.
     world = await memorySyncWorld({ cloud: { activationMs: 3_600_000 } });

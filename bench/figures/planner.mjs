@@ -5,9 +5,12 @@ import { createHash, randomUUID } from 'node:crypto';
 import { dist } from '../lib/dist.mjs';
 import { median, now, secondsSince } from '../lib/util.mjs';
 
-// The generator uses the build under test; the planners timed may be of any build.
+// The generator uses the build under test; the planners timed may be of any build. Its own
+// instance of desired.js (the query makes a separate module): calls from the generator would
+// otherwise train V8 on the functions the planner is timed with, and the "first pass" would not
+// be what a fresh `visor sync` pays.
 const { syncPolicySchema } = await import(`${dist}/core/config/sync-policy.js`);
-const { desiredFor, isSelected } = await import(`${dist}/agent/sync/desired.js`);
+const { desiredFor, isSelected } = await import(`${dist}/agent/sync/desired.js?generator`);
 
 const AGENT = 'bench-agent';
 const sha = (s, algorithm = 'sha256') => createHash(algorithm).update(s).digest('hex');

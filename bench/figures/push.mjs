@@ -98,6 +98,11 @@ export async function bigSyncFigure({ variant: v, source, bytes, times, peer, to
   const rssReset = resetPeakRss(v.server.pid);
   const ingest = await timed(() => v.client.add({ name: `big-${times}`, architecture: 'x86_64', format: 'raw', tags: v.bigTag }, { stream, size }));
   const serverPeakRssMiB = rssReset ? peakRssOf(v.server.pid) : undefined;
+  // Its md5 and sha512 follow off the request path: the sync starts once they are recorded.
+  for (let image = ingest.value; image.checksums_pending !== undefined; ) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    image = await v.client.meta(String(ingest.value._id));
+  }
   log('  visor sync of it');
   const synced = await visorSync(v.kit, v.bigConfig, { expectBytes: size });
   await glance(peer, token, 'DELETE', `/v2/images/${synced.nativeId}`);

@@ -56,9 +56,12 @@ export async function loadVisor(dist) {
       return JSON.parse(stdout);
     },
 
-    /** `visor serve` in its own process (so that its RSS and CPU are its own); resolves once it listens. */
-    async startServer(config) {
-      const child = spawn(process.execPath, [bin, 'serve', '-c', config, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    /**
+     * `visor serve` in its own process (so that its RSS and CPU are its own); resolves once it
+     * listens. `nodeArgs` (e.g. --cpu-prof, --trace-gc) go to node before the script.
+     */
+    async startServer(config, { nodeArgs = [] } = {}) {
+      const child = spawn(process.execPath, [...nodeArgs, bin, 'serve', '-c', config, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
       let url;
       for await (const line of createInterface({ input: child.stderr })) {
         const match = /"url":"(http:[^"]+)"/.exec(line);

@@ -27,6 +27,7 @@ const known: readonly Attribute[] = [
   ...['os.type', 'os.distro', 'os.version', 'checksums.md5', 'checksums.sha256', 'checksums.sha512', 'location.store', 'location.uri'].map((p) => scalar(p)),
   { path: 'tags', segments: ['tags'], valueType: 'string', array: true },
   { path: 'members', segments: ['members'], valueType: 'string', array: true },
+  { path: 'checksumsPending', segments: ['checksumsPending'], valueType: 'string', array: true },
 ];
 const byPath = new Map(known.map((a) => [a.path, a]));
 

@@ -11,6 +11,12 @@ export const imageStatuses = ['locked', 'uploading', 'available', 'error', 'dele
 export const checksumAlgorithms = ['md5', 'sha256', 'sha512'] as const;
 /** Where an image is in its life (core/image/deprecation.ts): `active` is the absence of a `deprecation`. */
 export const deprecationStates = ['deprecated', 'obsolete'] as const;
+/**
+ * Digests that may be computed after an upload, off its request path (sha256 never is: it is
+ * the content's identity, checked against the client's signed digest before the image is
+ * available).
+ */
+export const deferredChecksums = ['md5', 'sha512'] as const;
 
 export type Architecture = (typeof architectures)[number];
 export type DiskFormat = (typeof diskFormats)[number];
@@ -37,6 +43,7 @@ export interface Deprecation {
   /** When it is deleted (softly, see `deletedAt`). */
   deleteOn?: string;
 }
+export type DeferredChecksum = (typeof deferredChecksums)[number];
 
 export type Checksums = Partial<Record<ChecksumAlgorithm, string>>;
 
@@ -69,6 +76,11 @@ export interface Image {
   size?: number;
   virtualSize?: number;
   checksums: Checksums;
+  /**
+   * Digests of the stored bytes still being computed (after the upload, from the stored bytes);
+   * absent once `checksums` has them all.
+   */
+  checksumsPending?: DeferredChecksum[];
   minDisk?: number; // GiB
   minRam?: number; // MiB
   os?: OsInfo;
@@ -97,8 +109,8 @@ export interface Image {
 
 /** Fields that only the service sets; never taken from a client as-is. */
 export const systemFields = [
-  'id', 'status', 'size', 'checksums', 'location', 'createdAt', 'updatedAt', 'uploadedAt', 'revision', 'deprecation',
-  'deletedAt', 'purgeAfter',
+  'id', 'status', 'size', 'checksums', 'checksumsPending', 'location', 'createdAt', 'updatedAt', 'uploadedAt',
+  'revision', 'deprecation', 'deletedAt', 'purgeAfter',
 ] as const;
 
 /** Everything a caller may give when registering an image; the rest is filled in by `newImage`. */

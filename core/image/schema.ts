@@ -4,6 +4,7 @@ import {
   architectures,
   deprecationStates,
   containerFormats,
+  deferredChecksums,
   diskFormats,
   imageStatuses,
   imageTypes,
@@ -57,6 +58,10 @@ export const deprecationSchema = z.strictObject({
 export const familyPattern = /^[a-z](?:[a-z0-9-]{0,126}[a-z0-9])?$/;
 
 export const checksumsSchema = z.strictObject({ md5: hex(32).optional(), sha256: hex(64).optional(), sha512: hex(128).optional() });
+const checksumsPendingSchema = z
+  .array(z.enum(deferredChecksums))
+  .min(1, 'must name at least one digest (or be absent)')
+  .refine((list) => new Set(list).size === list.length, 'must not repeat a digest');
 export const osSchema = z.strictObject({ type: text(64).optional(), distro: text(64).optional(), version: text(64).optional() });
 export const locationSchema = z.strictObject({
   store: z.string().regex(storeNamePattern, 'must be a store name (lower-case letters, digits, _ and -)'),
@@ -66,7 +71,8 @@ export const locationSchema = z.strictObject({
 /** Field names a custom property must not take: the generic fields and VISOR's wire names. */
 export const reservedPropertyKeys: ReadonlySet<string> = new Set([
   'id', 'name', 'architecture', 'diskFormat', 'containerFormat', 'type', 'kernelId', 'ramdiskId', 'access',
-  'members', 'owner', 'status', 'size', 'virtualSize', 'checksums', 'checksum', 'minDisk', 'minRam', 'os', 'tags',
+  'members', 'owner', 'status', 'size', 'virtualSize', 'checksums', 'checksum', 'checksumsPending',
+  'checksums_pending', 'minDisk', 'minRam', 'os', 'tags',
   'properties', 'location', 'createdAt', 'updatedAt', 'uploadedAt', 'revision', 'store', 'uri', 'format',
   'kernel', 'ramdisk', 'disk_format', 'container_format', 'kernel_id', 'ramdisk_id', 'virtual_size', 'min_disk',
   'min_ram', 'created_at', 'updated_at', 'uploaded_at', 'accessed_at', 'access_count', 'sort', 'dir', 'limit', 'marker',
@@ -104,6 +110,7 @@ const fields = {
   size: count,
   virtualSize: count,
   checksums: checksumsSchema,
+  checksumsPending: checksumsPendingSchema,
   minDisk: count,
   minRam: count,
   os: osSchema,
@@ -166,6 +173,7 @@ export const imageSchema = z
     owner: fields.owner.optional(),
     size: fields.size.optional(),
     virtualSize: fields.virtualSize.optional(),
+    checksumsPending: fields.checksumsPending.optional(),
     minDisk: fields.minDisk.optional(),
     minRam: fields.minRam.optional(),
     os: fields.os.optional(),
@@ -209,6 +217,7 @@ export const imageChangesSchema = z.strictObject({
   size: nullable(fields.size),
   virtualSize: nullable(fields.virtualSize),
   checksums: fields.checksums.optional(),
+  checksumsPending: nullable(fields.checksumsPending),
   minDisk: nullable(fields.minDisk),
   minRam: nullable(fields.minRam),
   os: nullable(fields.os),

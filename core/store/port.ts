@@ -1,5 +1,5 @@
-import type { Readable } from 'node:stream';
-import type { Checksums } from '../image/model.js';
+import type { Readable, Writable } from 'node:stream';
+import type { ChecksumAlgorithm, Checksums } from '../image/model.js';
 
 /** Inclusive byte range, as in HTTP: `end` defaults to the last byte. */
 export interface ByteRange {
@@ -13,14 +13,20 @@ export interface PutOptions {
   /** Checksums the caller expects; a mismatch fails the put and leaves nothing behind. */
   expected?: Checksums;
   signal?: AbortSignal;
+  /**
+   * The digests to compute in the same pass as the write (default: md5, sha256 and sha512).
+   * Fewer cost less CPU per byte; a store may compute more (one whose protocol needs md5, say).
+   * Those in `expected` are always computed.
+   */
+  digests?: readonly ChecksumAlgorithm[];
 }
 
 export interface PutResult {
   /** Store-specific URI that `get`, `head` and `delete` accept. */
   uri: string;
   size: number;
-  /** md5, sha256 and sha512, computed in the same pass as the write. */
-  checksums: Required<Checksums>;
+  /** At least the digests asked for (`PutOptions.digests`), computed in the same pass as the write. */
+  checksums: Checksums;
 }
 
 export interface ObjectInfo {
@@ -37,6 +43,12 @@ export interface GetResult {
   size: number;
   /** The bytes actually returned, when a range was asked for. */
   range?: { start: number; end: number };
+  /**
+   * Where the store can: writes exactly the bytes of `stream` to `destination` (not ending it)
+   * in large reused blocks, without stream machinery per chunk — the way to a socket. Use either
+   * this or `stream`, never both. Rejects when the store fails or the destination goes away.
+   */
+  send?(destination: Writable): Promise<void>;
 }
 
 export interface StoreCapabilities {

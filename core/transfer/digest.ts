@@ -46,3 +46,10 @@ export function verifyDigest(actual: { size: number; checksums: Checksums }, exp
   }
   if (problems.length > 0) throw new VisorError('integrity', `content does not match: ${problems.join('; ')}`, { details: { actual, expected } });
 }
+
+/** The three digests of a put that computed them all (the default); a store that did not is a bug. */
+export function allChecksums(checksums: Checksums, what: string): Required<Checksums> {
+  const { md5, sha256, sha512 } = checksums;
+  if (!md5 || !sha256 || !sha512) throw new VisorError('internal', `${what}: the store did not compute every digest`);
+  return { md5, sha256, sha512 };
+}

@@ -11,6 +11,7 @@ import { cutOffUpload, rawRequest, type RawResponse } from '../support/raw-http.
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
+const sha512 = (b: Buffer) => createHash('sha512').update(b).digest('hex');
 const json = (body: unknown) => Buffer.from(JSON.stringify(body));
 const jsonHeaders = { 'content-type': 'application/json' };
 type Wire = Record<string, unknown>;
@@ -62,10 +63,21 @@ describe('image service API', () => {
     it('POST with a streamed body uploads: available, with size and checksums computed by the server', async () => {
       const data = randomBytes(3 * 1024 * 1024 + 3);
       const image = await t.client('bob').add({ name: 'uploaded', architecture: 'aarch64', format: 'raw' }, { stream: Readable.from([data]), size: data.length });
-      expect(image).toMatchObject({ status: 'available', size: data.length, checksum: md5(data), store: 'local' });
-      expect(image['checksums']).toMatchObject({ sha256: sha256(data) });
+      // The sha256 is computed on the request path; md5 and sha512 after it, from the stored bytes.
+      expect(image).toMatchObject({ status: 'available', size: data.length, store: 'local' });
+      expect(image['checksums']).toEqual({ sha256: sha256(data) });
+      expect(image['checksums_pending']).toEqual(['md5', 'sha512']);
       expect(image['location']).toBeUndefined(); // a server path is for admins only
-      const admin = await t.client('admin').meta(String(image['_id']));
+      const id = String(image['_id']);
+      let done = await t.client('bob').meta(id);
+      for (let i = 0; i < 200 && done['checksums_pending'] !== undefined; i++) {
+        await new Promise((r) => setTimeout(r, 25));
+        done = await t.client('bob').meta(id);
+      }
+      expect(done).toMatchObject({ status: 'available', checksum: md5(data) });
+      expect(done['checksums']).toEqual({ md5: md5(data), sha256: sha256(data), sha512: sha512(data) });
+      expect(done['checksums_pending']).toBeUndefined();
+      const admin = await t.client('admin').meta(id);
       expect(String(admin['location'])).toMatch(/^file:\/\//);
     });
 

@@ -162,8 +162,18 @@ describe(`API under load: ${connections} signed clients for ${seconds} s, 0 erro
         uploads++;
         return { kind: 'POST upload', method: 'POST', path: '/images', headers: { 'content-type': 'application/octet-stream', 'x-image-meta-name': `up-${client}-${uploads}`, 'x-image-meta-architecture': 'x86_64' }, body: upload, expect: [201] };
       };
+      const serverCpu = async () => {
+        const stat = await readFile(`/proc/${child!.pid}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return (Number(fields[11]) + Number(fields[12])) / 100;
+      };
+      const cpuBefore = await serverCpu();
       const result = await runLoad({ url, connections, durationMs: seconds * 1000, next, credentials: (client) => users[1 + (client % 3)]! });
+      const serverCpuSeconds = (await serverCpu()) - cpuBefore;
       console.log(`\n${report(result)}\n`);
+      // For `npm run bench`, which runs this test and puts its figures in BENCHMARKS.md.
+      const resultsFile = process.env['VISOR_LOAD_RESULTS'];
+      if (resultsFile) await writeFile(resultsFile, JSON.stringify({ connections, serverCpuSeconds, ...result }));
       expect(result.failures).toEqual([]);
       expect(result.errors).toBe(0);
       expect(result.requests).toBeGreaterThan(connections);

@@ -1,8 +1,10 @@
+import type { ServerResponse } from 'node:http';
 import { pipeline, type Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { VisorError } from '../../../core/errors.js';
 import type { Logger } from '../../../core/logging/logger.js';
 import { ExactLength } from '../../../core/transfer/exact-length.js';
+import { isReceiverGone } from '../../../core/transfer/file-range-stream.js';
 import type { Checksums, Image } from '../../../core/image/model.js';
 import { uuidPattern } from '../../../core/image/schema.js';
 import type { ByteRange } from '../../../core/store/port.js';
@@ -86,9 +88,6 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, o
       void reply.code(206).header('content-range', `bytes ${start}-${end}/${download.size}`);
     }
     void reply.header('content-length', String(length));
-    // Exactly the bytes the headers announce, whatever the store sends: more would reach the
-    // client as a second response on its connection. On a mismatch the connection is closed.
-    const exact = new ExactLength(length, `the store of image ${id}`);
     let reported = false;
     const report = (error: unknown) => {
       if (reported) return;
@@ -96,6 +95,10 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, o
       const why = 'download cut off: the store failed or did not send the declared bytes';
       logger.error(why, { request: request.id, id, error });
     };
+    if (download.send) return sendDirect(reply, download.send, report);
+    // Exactly the bytes the headers announce, whatever the store sends: more would reach the
+    // client as a second response on its connection. On a mismatch the connection is closed.
+    const exact = new ExactLength(length, `the store of image ${id}`);
     download.stream.once('error', report);
     exact.once('error', (error) => {
       if ((error as { kind?: string }).kind === 'invalidResponse') report(error);
@@ -236,6 +239,37 @@ function uploadOptions(
     signal: controller.signal,
     ...(check.kind === 'trailer' ? { verify: trailerCheck(request.raw, check.verify) } : {}),
   };
+}
+
+/**
+ * The store writes its blocks to the socket itself (large reused buffers, no stream work per
+ * chunk); Fastify steps aside, and its onResponse hook still logs the answer when it finishes.
+ * Node holds the body to the Content-Length (strictContentLength): a write past it throws and
+ * an end before it throws, so a store that sends more or fewer bytes than declared gets the
+ * connection closed, as ExactLength does on the stream path.
+ */
+async function sendDirect(
+  reply: FastifyReply,
+  send: (destination: ServerResponse) => Promise<void>,
+  report: (error: unknown) => void,
+): Promise<FastifyReply> {
+  reply.hijack();
+  const response = reply.raw;
+  response.strictContentLength = true;
+  for (const [name, value] of Object.entries(reply.getHeaders())) {
+    if (value !== undefined) response.setHeader(name, value);
+  }
+  response.writeHead(reply.statusCode);
+  try {
+    await send(response);
+    response.end();
+  } catch (error) {
+    // Headers are out: all that is left is to cut the body short, which the client notices
+    // (fewer bytes than Content-Length). A client that went away is no failure of ours.
+    if (!isReceiverGone(error)) report(error);
+    response.destroy();
+  }
+  return reply;
 }
 
 function checkId(id: string): string {

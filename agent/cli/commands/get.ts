@@ -1,16 +1,13 @@
-import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { rename, stat, unlink } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
-import { Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { VisorError } from '../../../core/errors.js';
 import type { VisorClient } from '../../client/client.js';
 import { type ClientOptions, clientFor, withClientOptions } from '../client-options.js';
+import { VerifiedFileSink, VerifiedStreamSink } from '../download-sink.js';
 import { humanSize } from '../format.js';
 import { print, printJson, type CliIo } from '../io.js';
-import { progressBar } from '../progress.js';
+import { progressBar, type Progress } from '../progress.js';
 
 interface GetOptions extends ClientOptions {
   save?: string;
@@ -33,32 +30,6 @@ export function getCommand(program: Command, io: CliIo): void {
   });
 }
 
-/** Checks the sha256 the server announced while the bytes are written: each byte read once. */
-class Sha256Check extends Transform {
-  readonly #hash = createHash('sha256');
-  #bytes = 0;
-  constructor(
-    private readonly expected: string | undefined,
-    private readonly onProgress: (n: number) => void,
-  ) {
-    super();
-  }
-  override _transform(chunk: Buffer, _e: BufferEncoding, callback: TransformCallback): void {
-    this.#hash.update(chunk);
-    this.#bytes += chunk.length;
-    this.onProgress(this.#bytes);
-    callback(null, chunk);
-  }
-  override _flush(callback: TransformCallback): void {
-    const got = this.#hash.digest('hex');
-    if (this.expected && got !== this.expected) {
-      callback(
-        new VisorError('integrity', `downloaded bytes do not match the image's sha256 (${got} != ${this.expected})`),
-      );
-    } else callback();
-  }
-}
-
 async function download(
   client: VisorClient,
   id: string,
@@ -66,43 +37,52 @@ async function download(
   io: CliIo,
   signal: AbortSignal,
 ): Promise<void> {
-  const { stream, size, meta } = await client.download(id);
   const toStdout = options.output === '-';
-  const fileName = safeFileName(meta['name'] ?? id, meta['format']);
-  const target = toStdout ? undefined : resolve(io.cwd, options.output ?? join(options.save ?? '.', fileName));
-  if (
-    target &&
-    !options.force &&
-    (await stat(target).then(
-      () => true,
-      () => false,
-    ))
-  ) {
-    stream.destroy();
-    throw new VisorError('conflict', `${target} exists; use --force to overwrite it`);
-  }
-  const bar = await progressBar(io, 'download', size, !options.json && !toStdout);
-  const check = new Sha256Check(meta['sha256'], (n) => bar.update(n));
+  // Set by the callback below (so not narrowed to their initial undefined).
+  let sink = undefined as VerifiedFileSink | VerifiedStreamSink | undefined;
+  let target = undefined as string | undefined;
+  let bar = undefined as Progress | undefined;
   try {
-    if (!target) {
-      await pipeline(stream, check, io.stdout, { signal });
-      return;
-    }
-    // Written under a temporary name and renamed: an interrupted download never looks complete.
-    const partial = join(resolve(target, '..'), `.${basename(target)}.part`);
-    try {
-      await pipeline(stream, check, createWriteStream(partial, { mode: 0o644 }), { signal });
-      await rename(partial, target);
-    } catch (error) {
-      await unlink(partial).catch(() => undefined);
-      throw error;
-    }
+    // The file name and the checks come with the answer's headers; the file is opened only then.
+    // Ctrl-C aborts the transfer; the sink then removes its partial file (below).
+    await client.downloadTo(id, async ({ size, meta }) => {
+      const named = () => join(options.save ?? '.', safeFileName(meta['name'] ?? id, meta['format']));
+      target = toStdout ? undefined : resolve(io.cwd, options.output ?? named());
+      if (target && !options.force && (await exists(target))) {
+        throw new VisorError('conflict', `${target} exists; use --force to overwrite it`);
+      }
+      const listed = meta['size'] === undefined ? undefined : Number(meta['size']);
+      if (listed !== undefined && listed !== size) {
+        const why = `the server sends ${size} bytes of image ${id}, whose catalog size is ${listed}`;
+        throw new VisorError('integrity', why);
+      }
+      const progress = await progressBar(io, 'download', size, !options.json && !toStdout);
+      bar = progress;
+      const onProgress = (n: number) => progress.update(n);
+      const sha256 = meta['sha256'];
+      if (target) sink = await VerifiedFileSink.create(target, size, sha256, onProgress);
+      else sink = new VerifiedStreamSink(io.stdout, size, sha256, onProgress);
+      return sink;
+    }, { signal });
+    await sink!.finish();
+  } catch (error) {
+    await sink?.discard();
+    throw error;
   } finally {
-    bar.stop();
+    bar?.stop();
   }
-  if (options.json) printJson(io, { id, file: target, size, sha256: meta['sha256'] });
-  else print(io, `Saved image ${id} to ${target} (${humanSize(size)}, sha256 verified)`);
+  if (!target) return;
+  const { size, sha256 } = sink!;
+  if (options.json) printJson(io, { id, file: target, size, sha256: sha256 ?? null });
+  const checked = sha256 ? 'sha256 verified' : 'no checksum in the catalog to verify';
+  if (!options.json) print(io, `Saved image ${id} to ${target} (${humanSize(size)}, ${checked})`);
 }
+
+const exists = (path: string) =>
+  stat(path).then(
+    () => true,
+    () => false,
+  );
 
 function safeFileName(name: string, format: string | undefined): string {
   const base = name.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '') || 'image';

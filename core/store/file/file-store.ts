@@ -3,11 +3,14 @@ import { constants, createWriteStream } from 'node:fs';
 import { access, lstat, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
+import { addAbortSignal, type Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isVisorError, VisorError } from '../../errors.js';
 import { ensurePrivateDir } from '../../fs/private-paths.js';
+import { checksumAlgorithms, type ChecksumAlgorithm, type Checksums } from '../../image/model.js';
+import { writeInBlocks } from '../../transfer/block-file-writer.js';
 import { verifyDigest } from '../../transfer/digest.js';
+import { FileRangeStream } from '../../transfer/file-range-stream.js';
 import { ParallelDigestStream } from '../../transfer/parallel-digest.js';
 import type { ByteRange, GetResult, ObjectInfo, PutOptions, PutResult, Store } from '../port.js';
 import { checkRange, objectKeyPattern } from '../keys.js';
@@ -61,15 +64,12 @@ export class FileStore implements Store {
     const name = `${key}.${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
     const finalPath = join(root, name);
     const tempPath = join(root, `.tmp-${name}`);
-    // md5 + sha256 + sha512 cost more CPU per byte than the write itself: hashed on worker threads,
-    // side by side, not one after the other on the event loop (BENCHMARKS.md has the figures).
-    const digest = new ParallelDigestStream();
+    const wanted = checksumAlgorithms.filter(
+      (a) => (options.digests ?? checksumAlgorithms).includes(a) || options.expected?.[a] !== undefined,
+    );
     try {
-      const file = createWriteStream(tempPath, { flags: 'wx', mode: 0o600 });
-      await pipeline(body, digest, file, ...(options.signal ? [{ signal: options.signal }] : []));
-      const result = digest.result();
+      const result = await this.#write(tempPath, body, wanted, options.signal);
       verifyDigest(result, { size: options.size, checksums: options.expected });
-      if (this.#fsync) await fsyncPath(tempPath);
       await rename(tempPath, finalPath);
       if (this.#fsync) await fsyncPath(root);
       return { uri: pathToFileURL(finalPath).href, ...result };
@@ -81,6 +81,34 @@ export class FileStore implements Store {
     }
   }
 
+  /** Writes `body` to a new file at `path` (synced when the store syncs), computing `wanted` on the way. */
+  async #write(
+    path: string,
+    body: Readable,
+    wanted: readonly ChecksumAlgorithm[],
+    signal: AbortSignal | undefined,
+  ): Promise<{ size: number; checksums: Checksums }> {
+    if (wanted.length > 1) {
+      // Several digests cost more CPU per byte than the write itself: hashed on worker threads,
+      // side by side, not one after the other on the event loop (BENCHMARKS.md has the figures).
+      const digest = new ParallelDigestStream();
+      const file = createWriteStream(path, { flags: 'wx', mode: 0o600 });
+      await pipeline(body, digest, file, ...(signal ? [{ signal }] : []));
+      if (this.#fsync) await fsyncPath(path);
+      return digest.result();
+    }
+    // One digest (an upload's sha256): hashed here, block by block, and written in large blocks
+    // from reused buffers (BENCHMARKS.md, Ingest).
+    const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    try {
+      const result = await writeInBlocks(body, handle, { algorithms: wanted, ...(signal ? { signal } : {}) });
+      if (this.#fsync) await handle.sync();
+      return result;
+    } finally {
+      await handle.close();
+    }
+  }
+
   async get(uri: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<GetResult> {
     const path = await this.#pathOf(uri);
     const size = (await this.#stat(path, uri)).size;
@@ -88,15 +116,17 @@ export class FileStore implements Store {
     const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch((error: unknown) => {
       throw new VisorError('notFound', `no object at ${uri}`, { cause: error });
     });
-    const signal = options.signal ? { signal: options.signal } : {};
-    if (!options.range) return { stream: handle.createReadStream({ ...signal }), size };
+    let range: { start: number; end: number } | undefined;
     try {
-      const { start, end } = checkRange(options.range, size);
-      return { stream: handle.createReadStream({ ...signal, start, end }), size, range: { start, end } };
+      if (options.range) range = checkRange(options.range, size);
     } catch (error) {
       await handle.close();
       throw error;
     }
+    const bytes = range ? { start: range.start, length: range.end - range.start + 1 } : { length: size };
+    const stream = new FileRangeStream(handle, bytes);
+    if (options.signal) addAbortSignal(options.signal, stream);
+    return { stream, size, ...(range ? { range } : {}), send: (destination) => stream.sendTo(destination) };
   }
 
   async head(uri: string): Promise<ObjectInfo> {

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { Deserializer, XmlRpcFault } from '@foxglove/xmlrpc';
 import { expect } from 'vitest';
 import type { ContentSource } from '../../../core/iaas/port.js';
-import { OpenNebulaDriver, type OpenNebulaDriverOptions } from '../../../adapters/opennebula/index.js';
+import { OpenNebulaDriver, type OpenNebulaDriverOptions } from '../../../adapters/opennebula/driver.js';
 import { bufferContent } from '../../support/content.js';
 import type { OpenNebulaDouble } from '../../doubles/opennebula/index.js';
 import { validateOneDocuments } from '../../doubles/opennebula/xsd.js';

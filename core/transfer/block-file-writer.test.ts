@@ -1,0 +1,123 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isVisorError } from '../errors.js';
+import { writeInBlocks } from './block-file-writer.js';
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
+
+/** Cuts `data` into chunks of random sizes (1 byte to 3 blocks), as a socket might deliver it. */
+function chunked(data: Buffer, blockSize: number): Buffer[] {
+  const chunks: Buffer[] = [];
+  for (let at = 0; at < data.length; ) {
+    const n = 1 + Math.floor(Math.random() * 3 * blockSize);
+    chunks.push(data.subarray(at, at + n));
+    at += n;
+  }
+  return chunks;
+}
+
+describe('writeInBlocks', () => {
+  let dir: string;
+  let n = 0;
+  const path = () => join(dir, `f${n++}`);
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'visor-blocks-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it.each([
+    ['empty', 0],
+    ['one byte', 1],
+    ['exactly one block', 1000],
+    ['blocks and a tail', 37_123],
+  ])('writes %s in order, with its size and digests', async (_what, size) => {
+    const data = randomBytes(size);
+    const file = path();
+    const handle = await open(file, 'wx');
+    try {
+      const result = await writeInBlocks(Readable.from(chunked(data, 1000)), handle, {
+        algorithms: ['sha256', 'md5'],
+        blockSize: 1000,
+      });
+      expect(result).toEqual({ size, checksums: { sha256: sha256(data), md5: md5(data) } });
+    } finally {
+      await handle.close();
+    }
+    expect((await readFile(file)).equals(data)).toBe(true);
+  });
+
+  it('keeps the order when a burst of chunks outruns the writes (the source is paused, nothing lost)', async () => {
+    const data = randomBytes(200_000);
+    const file = path();
+    const handle = await open(file, 'wx');
+    const source = new PassThrough({ highWaterMark: 1 });
+    const done = writeInBlocks(source, handle, { algorithms: ['sha256'], blockSize: 512 });
+    // Everything at once: far more than the three blocks a stream may own.
+    for (const chunk of chunked(data, 512)) source.write(chunk);
+    source.end();
+    try {
+      await expect(done).resolves.toEqual({ size: data.length, checksums: { sha256: sha256(data) } });
+    } finally {
+      await handle.close();
+    }
+    expect((await readFile(file)).equals(data)).toBe(true);
+  });
+
+  it('rejects when the source fails, after the writes in flight have settled', async () => {
+    const handle = await open(path(), 'wx');
+    const source = new PassThrough();
+    const done = writeInBlocks(source, handle, { algorithms: ['sha256'], blockSize: 100 });
+    source.write(randomBytes(1000));
+    source.destroy(new Error('connection reset'));
+    await expect(done).rejects.toThrow('connection reset');
+    await handle.close();
+  });
+
+  it('rejects a source that closes before its end (a cut-off upload)', async () => {
+    const handle = await open(path(), 'wx');
+    const source = new PassThrough();
+    const done = writeInBlocks(source, handle, { algorithms: ['sha256'], blockSize: 100 });
+    source.write(randomBytes(150));
+    source.destroy();
+    const error = await done.catch((e: unknown) => e);
+    expect(isVisorError(error, 'unavailable')).toBe(true);
+    await handle.close();
+  });
+
+  it('rejects when aborted, before or during the copy', async () => {
+    const before = await open(path(), 'wx');
+    await expect(
+      writeInBlocks(new PassThrough(), before, { algorithms: [], signal: AbortSignal.abort() }),
+    ).rejects.toMatchObject({ name: 'AbortError' });
+    await before.close();
+    const during = await open(path(), 'wx');
+    const controller = new AbortController();
+    const source = new PassThrough();
+    const done = writeInBlocks(source, during, { algorithms: [], signal: controller.signal, blockSize: 100 });
+    source.write(randomBytes(500));
+    controller.abort();
+    await expect(done).rejects.toMatchObject({ name: 'AbortError' });
+    expect(source.destroyed).toBe(true);
+    await during.close();
+  });
+
+  it('rejects with a clear error when the file cannot be written', async () => {
+    const file = path();
+    await writeFile(file, '');
+    const readOnly = await open(file, 'r');
+    const error = await writeInBlocks(Readable.from([randomBytes(300)]), readOnly, {
+      algorithms: [],
+      blockSize: 100,
+    }).catch((e: unknown) => e);
+    await readOnly.close();
+    expect(isVisorError(error, 'unavailable')).toBe(true);
+    expect((error as Error).message).toMatch(/writing the file failed/);
+  });
+});
