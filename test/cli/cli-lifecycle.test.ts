@@ -121,12 +121,17 @@ describe('visor CLI: deprecate, undeprecate, delete, restore', () => {
     expect(refused.stderr).toMatch(/is protected/);
     expect(await json(['head', id])).toMatchObject({ status: 'available', protected: 'true' });
     await json(['update', id, 'protected=false']);
-    expect(await json(['delete', id])).toEqual([expect.objectContaining({ _id: id, status: 'deleted' })]);
+    // `delete --json` reports each id's outcome, with the image as it is now.
+    expect(await json(['delete', id])).toEqual([
+      { id, deleted: true, image: expect.objectContaining({ _id: id, status: 'deleted' }) },
+    ]);
   });
 
   it('deletes softly, restores with identical bytes, and purges', async () => {
     const id = await add('lc-restorable');
-    const deleted = (await json(['delete', id])) as unknown as Record<string, unknown>[];
+    const outcomes = (await json(['delete', id])) as unknown as { image: Record<string, unknown> }[];
+    const deleted = outcomes.map((o) => o.image);
+    expect(outcomes[0]).toMatchObject({ id, deleted: true });
     expect(deleted[0]).toMatchObject({ _id: id, status: 'deleted' });
     const until = Date.parse(String(deleted[0]!['purge_after']));
     expect(until - Date.parse(String(deleted[0]!['deleted_at']))).toBe(7 * 86_400_000);
@@ -150,7 +155,7 @@ describe('visor CLI: deprecate, undeprecate, delete, restore', () => {
 
     await json(['delete', id]);
     const purged = (await json(['delete', '--purge', id])) as unknown as Record<string, unknown>[];
-    expect(purged[0]).toMatchObject({ _id: id });
+    expect(purged[0]).toMatchObject({ id, deleted: true, image: { _id: id } });
     const gone = await visor(['restore', id]);
     expect(gone.code).toBe(5);
     const notDeleted = await visor(['restore', await add('lc-live')]);
