@@ -20,7 +20,11 @@ export interface TargetStatus {
   schedule: string | undefined;
   running: boolean;
   nextRun: string | undefined;
-  lastRun: Pick<RunRecord, 'id' | 'status' | 'startedAt' | 'finishedAt' | 'error' | 'drift' | 'trigger'> & { counts: Record<string, number> } | undefined;
+  lastRun:
+    | (Pick<RunRecord, 'id' | 'status' | 'startedAt' | 'finishedAt' | 'error' | 'drift' | 'trigger'> & {
+        counts: Record<string, number>;
+      })
+    | undefined;
   drift: number | undefined;
   /** The cloud's driver could not be built: the target cannot sync until the config is fixed. */
   error: string | undefined;
@@ -196,14 +200,20 @@ export class AgentDaemon implements AgentControl {
     const built = await runtime.targets();
     const deps = await runtime.syncDeps();
     const agentId = deps.agentId;
-    for (const [name, error] of built.failed) this.#logger!.error('cloud unusable; fix its configuration', { target: name, error });
+    for (const [name, error] of built.failed)
+      this.#logger!.error('cloud unusable; fix its configuration', { target: name, error });
     const tasks = new Map<string, ScheduledTask>();
     for (const [name, target] of built.targets) {
       if (!target.policy.enabled || !target.policy.schedule) continue;
       tasks.set(name, this.#schedule(target));
     }
     this.#generation = { runtime, built, deps, tasks };
-    if (!reload) this.#logger!.info('agent started', { agent: agentId, clouds: [...built.targets.keys()], scheduled: [...tasks.keys()] });
+    if (!reload)
+      this.#logger!.info('agent started', {
+        agent: agentId,
+        clouds: [...built.targets.keys()],
+        scheduled: [...tasks.keys()],
+      });
   }
 
   #schedule(target: Target): ScheduledTask {
@@ -215,12 +225,19 @@ export class AgentDaemon implements AgentControl {
           log.warn('previous run still going on; skipping this schedule');
           return;
         }
-        await this.trigger(target.name, 'schedule').catch((error: unknown) => log.error('scheduled run failed', { error: toVisorError(error) }));
+        await this.trigger(target.name, 'schedule').catch((error: unknown) =>
+          log.error('scheduled run failed', { error: toVisorError(error) }),
+        );
       },
       {
         name: `visor:${target.name}`,
         noOverlap: true,
-        logger: { info: (m) => log.debug(m), warn: (m) => log.warn(m), error: (m) => log.error(String(m)), debug: (m) => log.debug(String(m)) },
+        logger: {
+          info: (m) => log.debug(m),
+          warn: (m) => log.warn(m),
+          error: (m) => log.error(String(m)),
+          debug: (m) => log.debug(String(m)),
+        },
       },
     );
   }

@@ -54,7 +54,10 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
   const host = options.host ?? config.server.host;
   const port = options.port ?? config.server.port;
   if (!config.server.auth.enabled && !isLoopback(host)) {
-    throw new VisorError('config', `server.auth.enabled is false, which is only allowed on a loopback address; ${host} is not one`);
+    throw new VisorError(
+      'config',
+      `server.auth.enabled is false, which is only allowed on a loopback address; ${host} is not one`,
+    );
   }
   // Before anything is opened: a TLS file that cannot be read is a config mistake to report at once.
   const tls = config.server.tls ? await readTls(config.server.tls) : undefined;
@@ -74,17 +77,18 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
     const swept = (await store.sweep?.(60 * 60_000).catch(() => 0)) ?? 0;
     if (swept > 0) logger.warn('removed leftovers of interrupted uploads', { store: name, count: swept });
   }
-  const build = () => buildApiServer({
-    service,
-    logger: logger.child({ component: 'api' }),
-    authenticator,
-    ...(options.extraRoutes ? { extraRoutes: options.extraRoutes } : {}),
-    ...(options.publicPaths ? { publicPaths: options.publicPaths } : {}),
-    ...(options.secretPaths ? { secretPaths: options.secretPaths } : {}),
-    uploadIdleMs: options.uploadIdleMs ?? config.server.uploadIdleSeconds * 1000,
-    limits: serverLimits(config),
-    ...(tls ? { tls } : {}),
-  });
+  const build = () =>
+    buildApiServer({
+      service,
+      logger: logger.child({ component: 'api' }),
+      authenticator,
+      ...(options.extraRoutes ? { extraRoutes: options.extraRoutes } : {}),
+      ...(options.publicPaths ? { publicPaths: options.publicPaths } : {}),
+      ...(options.secretPaths ? { secretPaths: options.secretPaths } : {}),
+      uploadIdleMs: options.uploadIdleMs ?? config.server.uploadIdleSeconds * 1000,
+      limits: serverLimits(config),
+      ...(tls ? { tls } : {}),
+    });
   let app: FastifyInstance;
   try {
     app = build();
@@ -98,15 +102,26 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
     await app.listen({ host, port });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const why = code === 'EADDRINUSE' ? `port ${port} is already in use` : code === 'EACCES' ? `no permission to listen on port ${port}` : (error as Error).message;
+    const why =
+      code === 'EADDRINUSE'
+        ? `port ${port} is already in use`
+        : code === 'EACCES'
+          ? `no permission to listen on port ${port}`
+          : (error as Error).message;
     throw new VisorError('unavailable', `cannot listen on ${host}:${port}: ${why}`, { cause: error });
   }
   const address = app.server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
   const url = `${config.server.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
   if (!authenticator) logger.warn('authentication is OFF: every request acts as an admin (loopback development only)');
-  else if ((await catalog.users.list()).length === 0) logger.warn('no users yet: create one with `visor users add NAME --admin`');
-  logger.info('visor image service listening', { url, catalog: catalog.kind, stores: [...stores.keys()], defaultStore: config.defaultStore });
+  else if ((await catalog.users.list()).length === 0)
+    logger.warn('no users yet: create one with `visor users add NAME --admin`');
+  logger.info('visor image service listening', {
+    url,
+    catalog: catalog.kind,
+    stores: [...stores.keys()],
+    defaultStore: config.defaultStore,
+  });
   let closing: Promise<void> | undefined;
   return {
     url,

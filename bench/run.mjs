@@ -38,7 +38,8 @@ const settings = {
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const output = env.BENCH_OUTPUT ?? join(repoRoot, 'BENCHMARKS.md');
 const started = new Date();
-const log = (message) => process.stderr.write(`[bench ${((Date.now() - started.getTime()) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
+const log = (message) =>
+  process.stderr.write(`[bench ${((Date.now() - started.getTime()) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
 const loads = [];
 const noteLoad = (phase) => {
   const l = load();
@@ -51,7 +52,10 @@ const prefix = `visor-bench-${run}-`;
 const base = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'visor-bench-'));
 const free = Number(execFileSync('df', ['--output=avail', '-B1', base], { encoding: 'utf8' }).split('\n')[1]);
 const needed = settings.sizeMiB * 1024 * 1024 * (settings.bigTimes * 2 + 8);
-if (free < needed) throw new Error(`${base}: ${(free / 1024 ** 3).toFixed(1)} GiB free, the bench needs about ${(needed / 1024 ** 3).toFixed(0)} GiB`);
+if (free < needed)
+  throw new Error(
+    `${base}: ${(free / 1024 ** 3).toFixed(1)} GiB free, the bench needs about ${(needed / 1024 ** 3).toFixed(0)} GiB`,
+  );
 
 const servers = [];
 let peer;
@@ -67,7 +71,13 @@ try {
 
   log(`planner: ${settings.plannerImages} images × ${settings.plannerTargets} targets`);
   noteLoad('planner');
-  results.planner = await plannerFigures({ images: settings.plannerImages, targets: settings.plannerTargets, repeat: 3, dists: { visor: dist, ...(settings.beforeDist ? { before: settings.beforeDist } : {}) }, log });
+  results.planner = await plannerFigures({
+    images: settings.plannerImages,
+    targets: settings.plannerTargets,
+    repeat: 3,
+    dists: { visor: dist, ...(settings.beforeDist ? { before: settings.beforeDist } : {}) },
+    log,
+  });
   globalThis.gc?.();
 
   log('Keystone + Glance peer (test/peers/openstack)');
@@ -93,11 +103,26 @@ try {
     const bigTag = `${prefix}${key}-big`;
     const config = await writeConfig(dir, peer, { ...names, tag });
     const bigConfig = await writeConfig(dir, peer, { ...names, tag: bigTag, file: 'visor-big.yaml' });
-    const noopConfig = await writeConfig(dir, peer, { ...names, tag: `${prefix}${key}-nothing`, file: 'visor-nothing.yaml' });
+    const noopConfig = await writeConfig(dir, peer, {
+      ...names,
+      tag: `${prefix}${key}-nothing`,
+      file: 'visor-nothing.yaml',
+    });
     const user = await kit.addUser(config);
     const server = await kit.startServer(config);
     servers.push(server);
-    variants.push({ key, kit, config, bigConfig, noopConfig, tag, bigTag, user, server, client: kit.client(server.url, user) });
+    variants.push({
+      key,
+      kit,
+      config,
+      bigConfig,
+      noopConfig,
+      tag,
+      bigTag,
+      user,
+      server,
+      client: kit.client(server.url, user),
+    });
   }
   const [visor] = variants;
 
@@ -120,7 +145,17 @@ try {
 
   log(`push of ${settings.sizeMiB} MiB into Glance (× ${settings.pushRepeat})`);
   noteLoad('push');
-  results.push = await pushFigures({ dir: base, source, bytes, repeat: settings.pushRepeat, peer, token, prefix, variants, log });
+  results.push = await pushFigures({
+    dir: base,
+    source,
+    bytes,
+    repeat: settings.pushRepeat,
+    peer,
+    token,
+    prefix,
+    variants,
+    log,
+  });
 
   log('what a sync costs before it moves a byte');
   results.startup = await startupFigures({ kit: visor.kit, config: visor.noopConfig, repoRoot });
@@ -132,7 +167,20 @@ try {
 
   log(`GET /images with ${settings.apiImages} images under load`);
   noteLoad('api');
-  results.api = await apiFigures({ kit: visor.kit, url: visor.server.url, user: visor.user, visor: visor.client, peer, token, prefix, count: settings.apiImages, connections: settings.apiConnections, seconds: settings.apiSeconds, warmup: 2, log });
+  results.api = await apiFigures({
+    kit: visor.kit,
+    url: visor.server.url,
+    user: visor.user,
+    visor: visor.client,
+    peer,
+    token,
+    prefix,
+    count: settings.apiImages,
+    connections: settings.apiConnections,
+    seconds: settings.apiSeconds,
+    warmup: 2,
+    log,
+  });
   noteLoad('end');
 } finally {
   for (const server of servers) await server.stop();
@@ -163,5 +211,12 @@ function peerInfo(p) {
       return 'unknown';
     }
   };
-  return { glance: version('glance-api'), keystone: version('keystone'), openstackclient: version('python3-openstackclient'), curl: version('curl'), glanceUrl: p.glanceUrl, authUrl: p.authUrl };
+  return {
+    glance: version('glance-api'),
+    keystone: version('keystone'),
+    openstackclient: version('python3-openstackclient'),
+    curl: version('curl'),
+    glanceUrl: p.glanceUrl,
+    authUrl: p.authUrl,
+  };
 }

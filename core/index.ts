@@ -24,8 +24,24 @@ export {
 } from './iaas/markers.js';
 // The driver kit and the example adapter, for third-party adapters (see core/iaas/memory/README.md).
 export * from './iaas/kit/index.js';
-export { MemoryCloud, MemoryDriver, memoryPlugin, type MemoryCloudOptions, type MemoryDriverOptions } from './iaas/memory/index.js';
-export { ServiceIds, pluginKinds, type PluginKind, type PluginContext, type PluginFactory, type CatalogFactory, type StoreFactory, type IaasDriverFactory, type ServiceId } from './registry/ids.js';
+export {
+  MemoryCloud,
+  MemoryDriver,
+  memoryPlugin,
+  type MemoryCloudOptions,
+  type MemoryDriverOptions,
+} from './iaas/memory/index.js';
+export {
+  ServiceIds,
+  pluginKinds,
+  type PluginKind,
+  type PluginContext,
+  type PluginFactory,
+  type CatalogFactory,
+  type StoreFactory,
+  type IaasDriverFactory,
+  type ServiceId,
+} from './registry/ids.js';
 export {
   definePlugin,
   pluginIdPattern,
@@ -36,7 +52,14 @@ export {
 } from './registry/plugin.js';
 export { PluginRegistry, type PluginInfo, type PluginSource } from './registry/registry.js';
 export type { StandardSchemaV1 } from './registry/standard-schema.js';
-export { loadConfig, ConfigError, type VisorConfig, type ConfigIssue, type CloudConfig, type PluginInstance } from './config/load.js';
+export {
+  loadConfig,
+  ConfigError,
+  type VisorConfig,
+  type ConfigIssue,
+  type CloudConfig,
+  type PluginInstance,
+} from './config/load.js';
 export { createLogger, silentLogger, type Logger, type LogLevel } from './logging/logger.js';
 export { SecretRegistry, collectSecrets } from './logging/redact.js';
 export { DigestStream, verifyDigest } from './transfer/digest.js';

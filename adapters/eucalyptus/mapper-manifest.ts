@@ -47,7 +47,8 @@ export interface ManifestInput {
   bundlerVersion: string;
 }
 
-const escapeXml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const escapeXml = (text: string) =>
+  text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const el = (name: string, content: string, attributes = '') => `<${name}${attributes}>${content}</${name}>`;
 const sha1Attr = ' algorithm="SHA1"';
 const aesAttr = ' algorithm="AES-128-CBC"';
@@ -60,7 +61,11 @@ export function buildManifest(input: ManifestInput, identity: BundleIdentity): s
       (input.kernelId !== undefined ? el('kernel_id', escapeXml(input.kernelId)) : '') +
       (input.ramdiskId !== undefined ? el('ramdisk_id', escapeXml(input.ramdiskId)) : ''),
   );
-  const parts = input.parts.map((part, index) => el('part', el('filename', escapeXml(part.filename)) + el('digest', part.sha1, sha1Attr), ` index="${index}"`)).join('');
+  const parts = input.parts
+    .map((part, index) =>
+      el('part', el('filename', escapeXml(part.filename)) + el('digest', part.sha1, sha1Attr), ` index="${index}"`),
+    )
+    .join('');
   const image = el(
     'image',
     el('name', escapeXml(input.name)) +
@@ -76,7 +81,10 @@ export function buildManifest(input: ManifestInput, identity: BundleIdentity): s
       el('parts', parts, ` count="${input.parts.length}"`),
   );
   const signed = machine + image;
-  const bundler = el('bundler', el('name', 'visor') + el('version', escapeXml(input.bundlerVersion)) + el('release', '0'));
+  const bundler = el(
+    'bundler',
+    el('name', 'visor') + el('version', escapeXml(input.bundlerVersion)) + el('release', '0'),
+  );
   return `<?xml version="1.0" encoding="UTF-8"?>${el('manifest', el('version', '2007-10-10') + bundler + signed + el('signature', signManifestText(identity.userPrivateKey, signed)))}`;
 }
 
@@ -109,12 +117,22 @@ export function parseManifest(xml: string, where: string): Manifest {
   try {
     document = parser.parse(xml, true);
   } catch (error) {
-    throw new VisorError('invalidResponse', `eucalyptus: the manifest ${where} is not well-formed XML (${(error as Error).message.split('\n')[0]})`);
+    throw new VisorError(
+      'invalidResponse',
+      `eucalyptus: the manifest ${where} is not well-formed XML (${(error as Error).message.split('\n')[0]})`,
+    );
   }
   const result = manifestSchema.safeParse(document);
   if (!result.success) {
     const issues = zodIssues(result.error);
-    throw new VisorError('invalidResponse', `eucalyptus: the manifest ${where} is malformed: ${issues.slice(0, 5).map((i) => `${i.path}: ${i.message}`).join('; ')}`, { details: { issues } });
+    throw new VisorError(
+      'invalidResponse',
+      `eucalyptus: the manifest ${where} is malformed: ${issues
+        .slice(0, 5)
+        .map((i) => `${i.path}: ${i.message}`)
+        .join('; ')}`,
+      { details: { issues } },
+    );
   }
   const manifest = result.data.manifest;
   const parts = [...manifest.image.parts.part].sort((a, b) => a['@_index'] - b['@_index']);
@@ -122,6 +140,7 @@ export function parseManifest(xml: string, where: string): Manifest {
     throw new VisorError('invalidResponse', `eucalyptus: the manifest ${where} lists parts that are not 0..count-1`);
   }
   const signed = signedPortion(xml);
-  if (signed === undefined) throw new VisorError('invalidResponse', `eucalyptus: the manifest ${where} has no signed portion`);
+  if (signed === undefined)
+    throw new VisorError('invalidResponse', `eucalyptus: the manifest ${where} has no signed portion`);
   return { ...manifest, image: { ...manifest.image, parts: { ...manifest.image.parts, part: parts } }, signed };
 }

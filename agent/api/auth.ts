@@ -49,23 +49,39 @@ export class Authenticator {
   async authenticate(request: SignableRequest): Promise<Authenticated> {
     const credentials = parseAuthorization(request.headers['authorization']);
     if (!credentials) {
-      throw new VisorError('auth', request.headers['authorization'] ? 'malformed Authorization header (expected VISOR-HMAC-SHA256 Credential=..., Signature=...)' : 'this request is not signed: send your access key and a signature (see `visor help`)');
+      throw new VisorError(
+        'auth',
+        request.headers['authorization']
+          ? 'malformed Authorization header (expected VISOR-HMAC-SHA256 Credential=..., Signature=...)'
+          : 'this request is not signed: send your access key and a signature (see `visor help`)',
+      );
     }
     const nonce = request.headers[NONCE_HEADER];
-    if (!nonce || !/^[A-Za-z0-9_-]{16,64}$/.test(nonce)) throw new VisorError('auth', `missing or malformed ${NONCE_HEADER} header (16 to 64 random letters/digits per request)`);
+    if (!nonce || !/^[A-Za-z0-9_-]{16,64}$/.test(nonce))
+      throw new VisorError(
+        'auth',
+        `missing or malformed ${NONCE_HEADER} header (16 to 64 random letters/digits per request)`,
+      );
     const date = parseSigningDate(request.headers[DATE_HEADER]);
-    if (!date) throw new VisorError('auth', `missing or malformed ${DATE_HEADER} header (expected e.g. 20261122T010203Z)`);
+    if (!date)
+      throw new VisorError('auth', `missing or malformed ${DATE_HEADER} header (expected e.g. 20261122T010203Z)`);
     const now = this.#now();
     const skewMs = this.#o.clockSkewSeconds * 1000;
     if (Math.abs(now - date.getTime()) > skewMs) {
-      throw new VisorError('forbidden', `the request's date ${date.toISOString()} is more than ${this.#o.clockSkewSeconds}s away from the server's clock (expired, or a clock is wrong)`);
+      throw new VisorError(
+        'forbidden',
+        `the request's date ${date.toISOString()} is more than ${this.#o.clockSkewSeconds}s away from the server's clock (expired, or a clock is wrong)`,
+      );
     }
     const user = await this.#o.users.findByAccessKey(credentials.accessKey);
     if (!user) throw new VisorError('auth', `unknown access key ${credentials.accessKey}`);
     const secret = this.#o.box.open(user.sealedSecret);
     const expected = signature(secret, request);
     if (!signaturesEqual(expected, credentials.signature)) {
-      throw new VisorError('forbidden', 'the signature does not match the request (wrong secret key, or the request was altered)');
+      throw new VisorError(
+        'forbidden',
+        'the signature does not match the request (wrong secret key, or the request was altered)',
+      );
     }
     // Only signatures that verified are recorded: nobody without a key can fill the memory.
     // Past date + skew the request fails the date check above, so the entry may go then.

@@ -96,7 +96,9 @@ export class VisorClient {
     let marker: string | undefined;
     const onePage = query['limit'] !== undefined;
     do {
-      const response = await this.#json('GET', view === 'brief' ? '/images' : '/images/detail', { query: { ...query, ...(marker ? { marker } : {}) } });
+      const response = await this.#json('GET', view === 'brief' ? '/images' : '/images/detail', {
+        query: { ...query, ...(marker ? { marker } : {}) },
+      });
       const body = response.data as { images?: WireImage[]; next?: string };
       images.push(...(body.images ?? []));
       marker = onePage ? undefined : body.next;
@@ -112,7 +114,8 @@ export class VisorClient {
     await this.#check(response);
     const meta: Record<string, string> = {};
     for (const [name, value] of Object.entries(response.headers)) {
-      if (name.startsWith(META_PREFIX) && typeof value === 'string') meta[name.slice(META_PREFIX.length)] = decodeHeaderValue(value);
+      if (name.startsWith(META_PREFIX) && typeof value === 'string')
+        meta[name.slice(META_PREFIX.length)] = decodeHeaderValue(value);
     }
     return meta;
   }
@@ -123,7 +126,8 @@ export class VisorClient {
 
   /** Registers an image: metadata only, a location to reference, or metadata + the file. */
   async add(meta: WireMetadata, file?: UploadSource): Promise<WireImage> {
-    if (!file) return ((await this.#json('POST', '/images', { json: { image: meta } })).data as { image: WireImage }).image;
+    if (!file)
+      return ((await this.#json('POST', '/images', { json: { image: meta } })).data as { image: WireImage }).image;
     const { image } = await this.#upload('POST', '/images', meta, file);
     return image;
   }
@@ -143,7 +147,12 @@ export class VisorClient {
   async postJson(path: string): Promise<unknown> {
     const [pathname, query] = path.split('?');
     // An empty JSON object as the body: a bodyless POST would get a content type from the HTTP library that the signature did not cover.
-    return (await this.#json('POST', pathname!, { json: {}, ...(query ? { query: Object.fromEntries(new URLSearchParams(query)) } : {}) })).data;
+    return (
+      await this.#json('POST', pathname!, {
+        json: {},
+        ...(query ? { query: Object.fromEntries(new URLSearchParams(query)) } : {}),
+      })
+    ).data;
   }
 
   async delete(id: string): Promise<WireImage> {
@@ -156,9 +165,14 @@ export class VisorClient {
     await this.#check(response);
     const meta: Record<string, string> = {};
     for (const [name, value] of Object.entries(response.headers)) {
-      if (name.startsWith(META_PREFIX) && typeof value === 'string') meta[name.slice(META_PREFIX.length)] = decodeHeaderValue(value);
+      if (name.startsWith(META_PREFIX) && typeof value === 'string')
+        meta[name.slice(META_PREFIX.length)] = decodeHeaderValue(value);
     }
-    return { stream: response.data as Readable, size: Number(response.headers['content-length'] ?? meta['size'] ?? 0), meta };
+    return {
+      stream: response.data as Readable,
+      size: Number(response.headers['content-length'] ?? meta['size'] ?? 0),
+      meta,
+    };
   }
 
   /**
@@ -166,7 +180,12 @@ export class VisorClient {
    * (STREAMING-SHA256-TRAILER): the server refuses the image unless the bytes it stored are the
    * ones this client signed, so nobody in between can swap them.
    */
-  async #upload(method: 'POST' | 'PUT', path: string, meta: WireMetadata, file: UploadSource): Promise<{ image: WireImage }> {
+  async #upload(
+    method: 'POST' | 'PUT',
+    path: string,
+    meta: WireMetadata,
+    file: UploadSource,
+  ): Promise<{ image: WireImage }> {
     const headers: Record<string, string> = {
       accept: 'application/json',
       'content-type': 'application/octet-stream',
@@ -177,7 +196,9 @@ export class VisorClient {
     };
     for (const [key, value] of Object.entries(meta)) {
       if (value === null) continue;
-      headers[`${META_PREFIX}${key.toLowerCase()}`] = encodeHeaderValue(Array.isArray(value) ? value.join(',') : String(value));
+      headers[`${META_PREFIX}${key.toLowerCase()}`] = encodeHeaderValue(
+        Array.isArray(value) ? value.join(',') : String(value),
+      );
     }
     const { accessKey, secretKey } = this.#settings;
     const signable = { method, path: new URL(path, 'http://x').pathname, query: [], headers };
@@ -198,7 +219,10 @@ export class VisorClient {
     const sent = meter.digest();
     const stored = (image['checksums'] as Record<string, string> | undefined)?.['sha256'];
     if (stored !== sent) {
-      throw new VisorError('integrity', `the server stored different bytes than were sent (sha256 ${stored ?? 'none'} != ${sent}); image ${String(image['_id'])} should be re-uploaded`);
+      throw new VisorError(
+        'integrity',
+        `the server stored different bytes than were sent (sha256 ${stored ?? 'none'} != ${sent}); image ${String(image['_id'])} should be re-uploaded`,
+      );
     }
     return { image };
   }
@@ -252,7 +276,11 @@ export class VisorClient {
     });
   }
 
-  async #json(method: string, path: string, options: { query?: Record<string, string>; json?: unknown }): Promise<AxiosResponse> {
+  async #json(
+    method: string,
+    path: string,
+    options: { query?: Record<string, string>; json?: unknown },
+  ): Promise<AxiosResponse> {
     const body = options.json === undefined ? undefined : Buffer.from(JSON.stringify(options.json));
     const response = await this.#send(method, path, {
       ...(options.query ? { query: options.query } : {}),
@@ -265,12 +293,18 @@ export class VisorClient {
   async #send(
     method: string,
     path: string,
-    options: { query?: Record<string, string>; headers?: Record<string, string>; body?: Buffer | Readable; responseType?: 'stream' },
+    options: {
+      query?: Record<string, string>;
+      headers?: Record<string, string>;
+      body?: Buffer | Readable;
+      responseType?: 'stream';
+    },
   ): Promise<AxiosResponse> {
     const query = Object.entries(options.query ?? {});
     const queryString = query.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
     const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
-    if (Buffer.isBuffer(options.body)) headers[CONTENT_HASH_HEADER] = createHash('sha256').update(options.body).digest('hex');
+    if (Buffer.isBuffer(options.body))
+      headers[CONTENT_HASH_HEADER] = createHash('sha256').update(options.body).digest('hex');
     const signable: SignableRequest = { method, path: new URL(path, 'http://x').pathname, query, headers };
     const { accessKey, secretKey } = this.#settings;
     const signed = accessKey && secretKey ? signRequest(accessKey, secretKey, signable) : headers;
@@ -300,8 +334,8 @@ export class VisorClient {
       return new VisorError('timeout', `visor at ${this.#settings.url} did not answer in time`, { cause: error });
     }
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code ?? '')) {
-      const why = `presented a certificate this client does not trust (${code}); ` +
-        'give the CA with VISOR_CA_FILE or ca_file';
+      const why =
+        `presented a certificate this client does not trust (${code}); ` + 'give the CA with VISOR_CA_FILE or ca_file';
       return new VisorError('unavailable', `visor at ${this.#settings.url} ${why}`, { cause: error });
     }
     const message = `talking to visor at ${this.#settings.url} failed: ${(error as Error).message}`;
@@ -323,8 +357,14 @@ export class VisorClient {
         // keep the text
       }
     }
-    const message = typeof data === 'object' && data && 'message' in data ? String((data as { message: unknown }).message) : `HTTP ${response.status}`;
-    const hint = response.status === 401 && !this.#settings.accessKey ? ' (set VISOR_ACCESS_KEY and VISOR_SECRET_KEY, or a profile in ~/.config/visor/credentials)' : '';
+    const message =
+      typeof data === 'object' && data && 'message' in data
+        ? String((data as { message: unknown }).message)
+        : `HTTP ${response.status}`;
+    const hint =
+      response.status === 401 && !this.#settings.accessKey
+        ? ' (set VISOR_ACCESS_KEY and VISOR_SECRET_KEY, or a profile in ~/.config/visor/credentials)'
+        : '';
     throw new VisorError(kindByStatus(response.status), `${message}${hint}`, { details: { status: response.status } });
   }
 }

@@ -74,7 +74,10 @@ function withFormats(image: Image, changes: UploadOptions['formats']): Pick<Imag
     ...(image.diskFormat ? { diskFormat: image.diskFormat } : {}),
     ...(image.containerFormat ? { containerFormat: image.containerFormat } : {}),
   };
-  for (const [key, allowed] of [['diskFormat', diskFormats], ['containerFormat', containerFormats]] as const) {
+  for (const [key, allowed] of [
+    ['diskFormat', diskFormats],
+    ['containerFormat', containerFormats],
+  ] as const) {
     const value = changes?.[key];
     if (value === undefined) continue;
     if (value === null) delete out[key];
@@ -100,7 +103,23 @@ function contentFormats(
 }
 
 /** Fields a client may set; the rest are the service's (status, size, checksums, location, ...). */
-const clientFields = ['name', 'architecture', 'diskFormat', 'containerFormat', 'type', 'kernelId', 'ramdiskId', 'access', 'members', 'owner', 'minDisk', 'minRam', 'os', 'tags', 'properties'] as const;
+const clientFields = [
+  'name',
+  'architecture',
+  'diskFormat',
+  'containerFormat',
+  'type',
+  'kernelId',
+  'ramdiskId',
+  'access',
+  'members',
+  'owner',
+  'minDisk',
+  'minRam',
+  'os',
+  'tags',
+  'properties',
+] as const;
 
 /**
  * The image service: VISOR's operations (register, reference, upload, download, update,
@@ -115,7 +134,8 @@ export class ImageService {
   constructor(options: ImageServiceOptions) {
     this.#o = { heartbeatMs: 60_000, staleUploadMs: 10 * 60_000, clock: systemClock, ...options };
     this.#users = new UserDirectory(options.catalog.users);
-    if (!options.stores.has(options.defaultStore)) throw new VisorError('config', `default store "${options.defaultStore}" is not configured`);
+    if (!options.stores.has(options.defaultStore))
+      throw new VisorError('config', `default store "${options.defaultStore}" is not configured`);
     this.#limits = new UploadLimits(options.limits ?? {}, options.catalog, options.stores);
   }
 
@@ -136,7 +156,8 @@ export class ImageService {
   /** An image the caller may see; one they may not see does not exist for them. */
   async get(caller: Caller, id: string): Promise<Image> {
     const image = await this.#o.catalog.images.find(id);
-    if (!image || !canSee(caller, image)) throw new VisorError('notFound', `no image with id ${id}`, { details: { id } });
+    if (!image || !canSee(caller, image))
+      throw new VisorError('notFound', `no image with id ${id}`, { details: { id } });
     return image;
   }
 
@@ -168,7 +189,12 @@ export class ImageService {
     });
   }
 
-  async update(caller: Caller, id: string, changes: Record<string, unknown>, expectedRevision?: number): Promise<Image> {
+  async update(
+    caller: Caller,
+    id: string,
+    changes: Record<string, unknown>,
+    expectedRevision?: number,
+  ): Promise<Image> {
     const image = await this.#modifiable(caller, id);
     const allowed = await this.#changes(caller, changes);
     const checked = await this.#checkedFormats(image, allowed);
@@ -249,7 +275,9 @@ export class ImageService {
   async download(caller: Caller, id: string, range?: ByteRange): Promise<{ image: Image } & GetResult> {
     const image = await this.get(caller, id);
     if (image.status !== 'available' || !image.location) {
-      throw new VisorError('conflict', `image ${id} has no file to download (status ${image.status})`, { details: { id, status: image.status } });
+      throw new VisorError('conflict', `image ${id} has no file to download (status ${image.status})`, {
+        details: { id, status: image.status },
+      });
     }
     const result = await this.#storeOf(image).get(image.location.uri, range ? { range } : {});
     return { image, ...result };
@@ -258,7 +286,8 @@ export class ImageService {
   /** Deletes the metadata and the bits (never the bits of a mere HTTP reference). */
   async delete(caller: Caller, id: string): Promise<Image> {
     const image = await this.#modifiable(caller, id);
-    if (image.status === 'uploading' && !this.#isStale(image)) throw new VisorError('conflict', `image ${id} is being uploaded; try again when it is done`);
+    if (image.status === 'uploading' && !this.#isStale(image))
+      throw new VisorError('conflict', `image ${id} is being uploaded; try again when it is done`);
     // Mark first, so that a crash between the two steps leaves a visible `deleted` record, not a dangling location.
     const marked =
       image.status === 'deleted'
@@ -274,7 +303,11 @@ export class ImageService {
     let recovered = 0;
     let marker: string | undefined;
     do {
-      const page = await this.#o.catalog.images.list({ filters: { status: 'uploading' }, limit: 500, ...(marker ? { marker } : {}) });
+      const page = await this.#o.catalog.images.list({
+        filters: { status: 'uploading' },
+        limit: 500,
+        ...(marker ? { marker } : {}),
+      });
       for (const image of page.items) {
         if (!this.#isStale(image)) continue;
         await this.#o.catalog.images
@@ -345,7 +378,11 @@ export class ImageService {
 
   async #modifiable(caller: Caller, id: string): Promise<Image> {
     const image = await this.get(caller, id);
-    if (!canModify(caller, image)) throw new VisorError('forbidden', `image ${id} belongs to ${image.owner ?? 'nobody'}; only its owner or an admin may change it`);
+    if (!canModify(caller, image))
+      throw new VisorError(
+        'forbidden',
+        `image ${id} belongs to ${image.owner ?? 'nobody'}; only its owner or an admin may change it`,
+      );
     return image;
   }
 
@@ -361,9 +398,14 @@ export class ImageService {
   async #changes(caller: Caller, fields: Record<string, unknown>): Promise<ImageChanges> {
     const refused = Object.keys(fields).filter((k) => !(clientFields as readonly string[]).includes(k));
     if (refused.length > 0) {
-      throw new VisorError('invalidInput', `${refused.join(', ')} ${refused.length === 1 ? 'is' : 'are'} set by visor, not by clients`, { details: { fields: refused } });
+      throw new VisorError(
+        'invalidInput',
+        `${refused.join(', ')} ${refused.length === 1 ? 'is' : 'are'} set by visor, not by clients`,
+        { details: { fields: refused } },
+      );
     }
-    if ('owner' in fields && !caller.admin) throw new VisorError('forbidden', 'only an admin may set the owner of an image');
+    if ('owner' in fields && !caller.admin)
+      throw new VisorError('forbidden', 'only an admin may set the owner of an image');
     const changes = { ...fields };
     if (typeof fields['owner'] === 'string') changes['owner'] = await this.#users.require(fields['owner'], 'owner');
     if (Array.isArray(fields['members'])) {
@@ -387,13 +429,18 @@ export class ImageService {
 
   #storeOf(image: Image): Store {
     const store = image.location ? this.#o.stores.get(image.location.store) : undefined;
-    if (!store) throw new VisorError('unavailable', `image ${image.id} is in store "${image.location?.store}", which is not configured here`);
+    if (!store)
+      throw new VisorError(
+        'unavailable',
+        `image ${image.id} is in store "${image.location?.store}", which is not configured here`,
+      );
     return store;
   }
 
   #storeForUri(uri: string): [string, Store] {
     const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(uri)?.[1]?.toLowerCase();
-    if (scheme !== 'http' && scheme !== 'https') throw new VisorError('invalidInput', `a location must be an http(s) URL, got "${uri.slice(0, 100)}"`);
+    if (scheme !== 'http' && scheme !== 'https')
+      throw new VisorError('invalidInput', `a location must be an http(s) URL, got "${uri.slice(0, 100)}"`);
     for (const [name, store] of this.#o.stores) if (store.kind === 'http') return [name, store];
     throw new VisorError('unsupported', 'no http store is configured to reference HTTP locations');
   }

@@ -109,7 +109,9 @@ export function plan(input: PlanInput): Plan {
   const live = input.observed.filter((i) => i.state !== 'deleted');
   const unmarked = live.filter((i) => !i.markers);
   const selected = selectorFor(policy, target);
-  const desired = input.catalog.filter((image) => selected(image)).map((image) => desiredFor(image, policy, capabilities));
+  const desired = input.catalog
+    .filter((image) => selected(image))
+    .map((image) => desiredFor(image, policy, capabilities));
   const desiredIds = new Set(desired.map((d) => d.image.id));
   // A set, not catalog.some(): with 100,000 images a scan per retired copy made planning quadratic.
   const catalogIds = new Set(input.catalog.map((image) => image.id));
@@ -183,13 +185,18 @@ export function plan(input: PlanInput): Plan {
       continue;
     }
     const stale = copies.filter((c) => c.state === 'active' || c.state === 'disabled');
-    const candidate = policy.adopt && stale.length === 0 ? unmarked.find((u) => !adopted.has(u.nativeId) && u.state === 'active' && !u.hidden && sameContent(u, image)) : undefined;
+    const candidate =
+      policy.adopt && stale.length === 0
+        ? unmarked.find((u) => !adopted.has(u.nativeId) && u.state === 'active' && !u.hidden && sameContent(u, image))
+        : undefined;
     if (candidate) {
       adopted.add(candidate.nativeId);
       adopt(candidate, d, { owner: 'none' }, 'unmarked image with the same content');
     } else if (stale.some((c) => c.markers!.sha256 !== sha256 && !c.hidden && c.state === 'active')) {
       const old = stale.filter((c) => c.markers!.sha256 !== sha256 && !c.hidden && c.state === 'active');
-      const retireOld = old.map((c) => retireAction(c, 'content replaced')).filter((a): a is RetireAction => a !== undefined);
+      const retireOld = old
+        .map((c) => retireAction(c, 'content replaced'))
+        .filter((a): a is RetireAction => a !== undefined);
       actions.push({ kind: 'replace', imageId: image.id, name: image.name, desired: d, retire: retireOld });
       for (const c of stale) if (!old.includes(c)) retire(c, 'superseded copy');
     } else {
@@ -268,8 +275,10 @@ function claimLegacy(
       );
     } else if (wanting.length === 0) {
       const what = catalogImage ? 'its catalog image' : `catalog image ${imageId} (gone from the catalog)`;
-      note(`left alone: no target that sees it selects ${what} ` +
-        '(select it for one target to have it claimed, or remove it by hand)');
+      note(
+        `left alone: no target that sees it selects ${what} ` +
+          '(select it for one target to have it claimed, or remove it by hand)',
+      );
     } else if (wanting.length > 1) {
       note(`left alone: targets ${wanting.join(', ')} all select it and see this copy`);
     }
@@ -279,19 +288,44 @@ function claimLegacy(
 }
 
 /** The next step of retiring one of our copies, per policy; nothing when it is already done. */
-function retireStep(copy: CloudImage, reason: string, policy: SyncPolicy, caps: DriverCapabilities, retiredSince: ReadonlyMap<string, string>, now: Date, immediateDelete: boolean): Step {
-  const base = { kind: 'retire' as const, nativeId: copy.nativeId, name: copy.name, ...(copy.markers ? { imageId: copy.markers.imageId } : {}), reason };
+function retireStep(
+  copy: CloudImage,
+  reason: string,
+  policy: SyncPolicy,
+  caps: DriverCapabilities,
+  retiredSince: ReadonlyMap<string, string>,
+  now: Date,
+  immediateDelete: boolean,
+): Step {
+  const base = {
+    kind: 'retire' as const,
+    nativeId: copy.nativeId,
+    name: copy.name,
+    ...(copy.markers ? { imageId: copy.markers.imageId } : {}),
+    reason,
+  };
   const mode = immediateDelete ? 'delete' : policy.retire.mode;
-  if (mode === 'hide') return copy.hidden ? { action: undefined } : { action: { ...base, mode: 'hide', startsGrace: false } };
-  if (mode === 'disable') return copy.state === 'disabled' ? { action: undefined } : { action: { ...base, mode: 'disable', startsGrace: false } };
+  if (mode === 'hide')
+    return copy.hidden ? { action: undefined } : { action: { ...base, mode: 'hide', startsGrace: false } };
+  if (mode === 'disable')
+    return copy.state === 'disabled'
+      ? { action: undefined }
+      : { action: { ...base, mode: 'disable', startsGrace: false } };
   const since = retiredSince.get(copy.nativeId);
-  const graceOver = immediateDelete || policy.retire.grace === 0 || (since !== undefined && Date.parse(since) + policy.retire.grace <= now.getTime());
+  const graceOver =
+    immediateDelete ||
+    policy.retire.grace === 0 ||
+    (since !== undefined && Date.parse(since) + policy.retire.grace <= now.getTime());
   if (graceOver) {
     if (copy.inUse) return { note: `${reason}: not deleted while it is in use` };
     return { action: { ...base, mode: 'delete', startsGrace: false } };
   }
   // In its grace period: take it out of sight first (hide, or disable where hiding is not possible).
-  const soft: RetireMode | undefined = caps.retireModes.includes('hide') ? 'hide' : caps.retireModes.includes('disable') ? 'disable' : undefined;
+  const soft: RetireMode | undefined = caps.retireModes.includes('hide')
+    ? 'hide'
+    : caps.retireModes.includes('disable')
+      ? 'disable'
+      : undefined;
   const softDone = soft === 'hide' ? copy.hidden : soft === 'disable' ? copy.state === 'disabled' : true;
   if (since === undefined || !softDone) {
     if (soft === undefined || softDone) return { action: { ...base, mode: 'delete', startsGrace: true } };
@@ -303,7 +337,8 @@ function retireStep(copy: CloudImage, reason: string, policy: SyncPolicy, caps: 
 /** What differs between our copy and what it should be (the metadata we own). */
 function differences(copy: CloudImage, d: DesiredImage): string[] {
   const changes: string[] = [];
-  if (copy.markers!.revision !== d.image.revision) changes.push(`revision ${copy.markers!.revision} -> ${d.image.revision}`);
+  if (copy.markers!.revision !== d.image.revision)
+    changes.push(`revision ${copy.markers!.revision} -> ${d.image.revision}`);
   if (copy.name !== d.image.name) changes.push(`name "${copy.name}" -> "${d.image.name}"`);
   if (copy.access !== d.image.access) changes.push(`access ${copy.access} -> ${d.image.access}`);
   return changes;
@@ -312,7 +347,8 @@ function differences(copy: CloudImage, d: DesiredImage): string[] {
 /** Among good copies, keep the one already up to date (markers naming the target count), else the newest. */
 function preferKeep(d: DesiredImage): (a: CloudImage, b: CloudImage) => number {
   const score = (c: CloudImage) => differences(c, d).length + (c.markers!.target === undefined ? 1 : 0);
-  return (a, b) => score(a) - score(b) || (b.createdAt ?? '').localeCompare(a.createdAt ?? '') || a.nativeId.localeCompare(b.nativeId);
+  return (a, b) =>
+    score(a) - score(b) || (b.createdAt ?? '').localeCompare(a.createdAt ?? '') || a.nativeId.localeCompare(b.nativeId);
 }
 
 /** Same bits: equal size and an equal checksum of an algorithm both sides know. */
@@ -326,7 +362,15 @@ export function sameContent(cloud: CloudImage, image: Image): boolean {
   return false;
 }
 
-const rank: Record<Action['kind'], number> = { cleanup: 0, create: 1, replace: 1, adopt: 1, update: 2, import: 3, retire: 4 };
+const rank: Record<Action['kind'], number> = {
+  cleanup: 0,
+  create: 1,
+  replace: 1,
+  adopt: 1,
+  update: 2,
+  import: 3,
+  retire: 4,
+};
 
 /** Cleanups first (space), kernels and ramdisks before machines (references), retirements last. */
 function order(actions: Action[]): Action[] {

@@ -111,16 +111,26 @@ export function checkPolicy(target: Target): void {
   const caps = target.driver.capabilities;
   const { mode } = target.policy.retire;
   if (!caps.retireModes.includes(mode)) {
-    throw new VisorError('config', `clouds.${target.name}.sync.retire.mode is ${mode}, but ${target.adapter} can only ${caps.retireModes.join(', ')}`);
+    throw new VisorError(
+      'config',
+      `clouds.${target.name}.sync.retire.mode is ${mode}, but ${target.adapter} can only ${caps.retireModes.join(', ')}`,
+    );
   }
   const format = target.policy.diskFormat;
   if (format !== 'auto' && !caps.diskFormats.includes(format)) {
-    throw new VisorError('config', `clouds.${target.name}.sync.diskFormat is ${format}, which ${target.adapter} does not accept (${caps.diskFormats.join(', ')})`);
+    throw new VisorError(
+      'config',
+      `clouds.${target.name}.sync.diskFormat is ${format}, which ${target.adapter} does not accept (${caps.diskFormats.join(', ')})`,
+    );
   }
 }
 
 /** Reads both sides and plans; no lease needed (nothing is changed). */
-export async function planTarget(target: Target, deps: SyncDeps, options: { signal?: AbortSignal; onlyImages?: ReadonlySet<string> } = {}): Promise<Plan> {
+export async function planTarget(
+  target: Target,
+  deps: SyncDeps,
+  options: { signal?: AbortSignal; onlyImages?: ReadonlySet<string> } = {},
+): Promise<Plan> {
   checkPolicy(target);
   const listed = await listCloud(target, options.signal);
   let catalog = await catalogSnapshot(deps.catalog);
@@ -171,7 +181,12 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
   const lease = await deps.catalog.leases.acquire(leaseName, deps.instanceId, deps.leaseMs);
   if (!lease) {
     const holder = await deps.catalog.leases.get(leaseName);
-    const finished = { ...run, status: 'failed' as const, finishedAt: new Date().toISOString(), error: `another agent (${holder?.holder ?? 'unknown'}) is syncing ${target.name} until ${holder ? new Date(holder.expiresAt).toISOString() : '?'}` };
+    const finished = {
+      ...run,
+      status: 'failed' as const,
+      finishedAt: new Date().toISOString(),
+      error: `another agent (${holder?.holder ?? 'unknown'}) is syncing ${target.name} until ${holder ? new Date(holder.expiresAt).toISOString() : '?'}`,
+    };
     if (!options.dryRun) await deps.catalog.runs.create(finished);
     log.warn('target busy', { holder: holder?.holder });
     return finished;
@@ -183,24 +198,32 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
   const controller = new AbortController();
   const onParent = () => controller.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onParent, { once: true });
-  const renew = setInterval(() => {
-    deps.catalog.leases.acquire(leaseName, deps.instanceId, deps.leaseMs).then(
-      (renewed) => {
-        if (!renewed) {
-          log.error('lost the target lease; stopping this run');
-          controller.abort(new VisorError('conflict', 'lost the target lease'));
-        }
-      },
-      (error: unknown) => log.warn('could not renew the target lease', { error }),
-    );
-  }, Math.max(1000, Math.floor(deps.leaseMs / 3)));
+  const renew = setInterval(
+    () => {
+      deps.catalog.leases.acquire(leaseName, deps.instanceId, deps.leaseMs).then(
+        (renewed) => {
+          if (!renewed) {
+            log.error('lost the target lease; stopping this run');
+            controller.abort(new VisorError('conflict', 'lost the target lease'));
+          }
+        },
+        (error: unknown) => log.warn('could not renew the target lease', { error }),
+      );
+    },
+    Math.max(1000, Math.floor(deps.leaseMs / 3)),
+  );
   renew.unref();
 
   if (!options.dryRun) {
     // We hold the lease: a run of this target still marked running was cut off (its agent died).
     for (const stale of await deps.catalog.runs.list({ target: target.name, limit: 20 })) {
       if (stale.status !== 'running') continue;
-      await deps.catalog.runs.update({ ...stale, status: 'failed', finishedAt: run.startedAt, error: 'abandoned: the agent stopped before this run finished' });
+      await deps.catalog.runs.update({
+        ...stale,
+        status: 'failed',
+        finishedAt: run.startedAt,
+        error: 'abandoned: the agent stopped before this run finished',
+      });
     }
     await deps.catalog.runs.create(run);
   }
@@ -208,7 +231,10 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
   let error: string | undefined;
   let verifyError: string | undefined;
   try {
-    const first = await planTarget(target, deps, { signal: controller.signal, ...(options.onlyImages ? { onlyImages: options.onlyImages } : {}) });
+    const first = await planTarget(target, deps, {
+      signal: controller.signal,
+      ...(options.onlyImages ? { onlyImages: options.onlyImages } : {}),
+    });
     options.onPlan?.(first);
     for (const note of first.notes) {
       // What the plan leaves alone on purpose, said in the log of every run (not only by `visor plan`).
@@ -217,7 +243,14 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
       else log.info('left alone', meta);
     }
     if (options.dryRun) {
-      run.actions = first.actions.map((a) => ({ action: a.kind, name: a.name, result: 'skipped' as const, detail: 'dry run', ...('nativeId' in a ? { nativeId: a.nativeId } : {}), ...('imageId' in a && a.imageId ? { imageId: a.imageId } : {}) }));
+      run.actions = first.actions.map((a) => ({
+        action: a.kind,
+        name: a.name,
+        result: 'skipped' as const,
+        detail: 'dry run',
+        ...('nativeId' in a ? { nativeId: a.nativeId } : {}),
+        ...('imageId' in a && a.imageId ? { imageId: a.imageId } : {}),
+      }));
       run.drift = first.actions.length;
     } else {
       const onEvent = options.onEvent ? { onEvent: options.onEvent } : {};
@@ -226,7 +259,12 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
       // Verification pass: the cloud re-read; whatever would still be done is drift. When the
       // re-read itself fails, the actions still did what they did: partial, drift unknown.
       try {
-        run.drift = (await planTarget(target, deps, { signal: controller.signal, ...(options.onlyImages ? { onlyImages: options.onlyImages } : {}) })).actions.length;
+        run.drift = (
+          await planTarget(target, deps, {
+            signal: controller.signal,
+            ...(options.onlyImages ? { onlyImages: options.onlyImages } : {}),
+          })
+        ).actions.length;
       } catch (caught) {
         verifyError = `checking the cloud after the run failed: ${toVisorError(caught).message}`;
         log.warn('verification after the run failed', { error: toVisorError(caught) });
@@ -250,7 +288,13 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
     await deps.catalog.runs.update(run);
     await deps.catalog.runs.prune(target.name, deps.keepRuns);
   }
-  log.info('sync finished', { run: run.id, status: run.status, actions: run.actions.length, drift: run.drift, failed: run.actions.filter((a) => a.result === 'failed').length });
+  log.info('sync finished', {
+    run: run.id,
+    status: run.status,
+    actions: run.actions.length,
+    drift: run.drift,
+    failed: run.actions.filter((a) => a.result === 'failed').length,
+  });
   return run;
 }
 

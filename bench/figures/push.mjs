@@ -34,7 +34,9 @@ echo "$ID"
 `;
 
 export async function curlPush(peer, file, name) {
-  const result = await runMeasured('bash', ['-c', curlPushScript], { env: { ...process.env, ...peer.openrc, GLANCE_URL: peer.glanceUrl, NAME: name, FILE: file } });
+  const result = await runMeasured('bash', ['-c', curlPushScript], {
+    env: { ...process.env, ...peer.openrc, GLANCE_URL: peer.glanceUrl, NAME: name, FILE: file },
+  });
   return { seconds: result.seconds, nativeId: result.stdout.trim().split('\n').pop() };
 }
 
@@ -43,9 +45,34 @@ export async function openstackCopy(peer, dir, fromId, name) {
   const env = { ...process.env, ...peer.openrc };
   const saved = join(dir, 'saved.raw');
   const save = await runMeasured('openstack', ['image', 'save', '--file', saved, fromId], { env });
-  const create = await runMeasured('openstack', ['image', 'create', '--disk-format', 'raw', '--container-format', 'bare', '--private', '--file', saved, '-f', 'value', '-c', 'id', name], { env });
+  const create = await runMeasured(
+    'openstack',
+    [
+      'image',
+      'create',
+      '--disk-format',
+      'raw',
+      '--container-format',
+      'bare',
+      '--private',
+      '--file',
+      saved,
+      '-f',
+      'value',
+      '-c',
+      'id',
+      name,
+    ],
+    { env },
+  );
   rmSync(saved, { force: true });
-  return { seconds: save.seconds + create.seconds, saveSeconds: save.seconds, createSeconds: create.seconds, peakRssMiB: Math.max(save.peakRssMiB, create.peakRssMiB), nativeId: create.stdout.trim() };
+  return {
+    seconds: save.seconds + create.seconds,
+    saveSeconds: save.seconds,
+    createSeconds: create.seconds,
+    peakRssMiB: Math.max(save.peakRssMiB, create.peakRssMiB),
+    nativeId: create.stdout.trim(),
+  };
 }
 
 export async function pushFigures({ dir, source, bytes, repeat, peer, token, prefix, variants, log }) {
@@ -56,7 +83,8 @@ export async function pushFigures({ dir, source, bytes, repeat, peer, token, pre
     for (const v of variants) {
       const synced = await visorSync(v.kit, v.config, { expectBytes: bytes });
       const copy = await glance(peer, token, 'GET', `/v2/images/${synced.nativeId}`);
-      if (copy.checksum !== v.image.checksums.md5 || copy.os_hash_value !== v.image.checksums.sha512) throw new Error('the synced copy differs from the catalog image');
+      if (copy.checksum !== v.image.checksums.md5 || copy.os_hash_value !== v.image.checksums.sha512)
+        throw new Error('the synced copy differs from the catalog image');
       runs[v.key].push(synced);
       // The next round must push again: the copy goes (behind visor's back, as in a fresh cloud).
       await glance(peer, token, 'DELETE', `/v2/images/${synced.nativeId}`);
@@ -69,7 +97,11 @@ export async function pushFigures({ dir, source, bytes, repeat, peer, token, pre
   }
   const pick = (list, key) => median(list.map((x) => x[key]));
   const out = {
-    curl: { seconds: pick(runs.curl, 'seconds'), runs: runs.curl.map((x) => x.seconds), mibps: mibps(bytes, pick(runs.curl, 'seconds')) },
+    curl: {
+      seconds: pick(runs.curl, 'seconds'),
+      runs: runs.curl.map((x) => x.seconds),
+      mibps: mibps(bytes, pick(runs.curl, 'seconds')),
+    },
     openstack: {
       seconds: pick(runs.openstack, 'seconds'),
       runs: runs.openstack.map((x) => x.seconds),
@@ -81,7 +113,14 @@ export async function pushFigures({ dir, source, bytes, repeat, peer, token, pre
   };
   for (const v of variants) {
     const list = runs[v.key];
-    out[v.key] = { seconds: pick(list, 'seconds'), runs: list.map((x) => x.seconds), mibps: mibps(bytes, pick(list, 'seconds')), peakRssMiB: Math.max(...list.map((x) => x.peakRssMiB)), runSeconds: pick(list, 'runSeconds'), actionSeconds: pick(list, 'actionSeconds') };
+    out[v.key] = {
+      seconds: pick(list, 'seconds'),
+      runs: list.map((x) => x.seconds),
+      mibps: mibps(bytes, pick(list, 'seconds')),
+      peakRssMiB: Math.max(...list.map((x) => x.peakRssMiB)),
+      runSeconds: pick(list, 'runSeconds'),
+      actionSeconds: pick(list, 'actionSeconds'),
+    };
   }
   return out;
 }
@@ -96,11 +135,19 @@ export async function bigSyncFigure({ variant: v, source, bytes, times, peer, to
   );
   log(`  ingest of ${times} × the source (${(size / 1024 ** 3).toFixed(0)} GiB) through the API`);
   const rssReset = resetPeakRss(v.server.pid);
-  const ingest = await timed(() => v.client.add({ name: `big-${times}`, architecture: 'x86_64', format: 'raw', tags: v.bigTag }, { stream, size }));
+  const ingest = await timed(() =>
+    v.client.add({ name: `big-${times}`, architecture: 'x86_64', format: 'raw', tags: v.bigTag }, { stream, size }),
+  );
   const serverPeakRssMiB = rssReset ? peakRssOf(v.server.pid) : undefined;
   log('  visor sync of it');
   const synced = await visorSync(v.kit, v.bigConfig, { expectBytes: size });
   await glance(peer, token, 'DELETE', `/v2/images/${synced.nativeId}`);
   await v.client.delete(String(ingest.value._id));
-  return { bytes: size, ingestSeconds: ingest.seconds, ingestMibps: mibps(size, ingest.seconds), serverPeakRssMiB, sync: { ...synced, mibps: mibps(size, synced.seconds) } };
+  return {
+    bytes: size,
+    ingestSeconds: ingest.seconds,
+    ingestMibps: mibps(size, ingest.seconds),
+    serverPeakRssMiB,
+    sync: { ...synced, mibps: mibps(size, synced.seconds) },
+  };
 }

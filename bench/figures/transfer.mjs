@@ -9,7 +9,17 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createRecord, curlDownload as glanceDownload, curlUpload, glance } from '../lib/glance.mjs';
-import { cpuTimesOf, median, mibps, peakRssOf, processTree, resetPeakRss, runMeasured, selfCpuSeconds, timed } from '../lib/util.mjs';
+import {
+  cpuTimesOf,
+  median,
+  mibps,
+  peakRssOf,
+  processTree,
+  resetPeakRss,
+  runMeasured,
+  selfCpuSeconds,
+  timed,
+} from '../lib/util.mjs';
 
 async function fsyncFile(path) {
   const handle = await open(path, 'r');
@@ -28,7 +38,13 @@ async function measure(serverPids, fn) {
   const { value, seconds } = await timed(fn);
   const cpu1 = cpuTimesOf(pids);
   const serverSys = cpu1.system - cpu0.system;
-  return { value, seconds, serverCpu: cpu1.user - cpu0.user + serverSys, serverSys, clientCpu: selfCpuSeconds() - self0 };
+  return {
+    value,
+    seconds,
+    serverCpu: cpu1.user - cpu0.user + serverSys,
+    serverSys,
+    clientCpu: selfCpuSeconds() - self0,
+  };
 }
 
 const summarise = (bytes, runs) => {
@@ -44,10 +60,24 @@ const summarise = (bytes, runs) => {
   };
 };
 
-export async function transferFigures({ dir, source, bytes, repeat, downloadRepeat = repeat, peer, token, variants, meta, prefix, log }) {
+export async function transferFigures({
+  dir,
+  source,
+  bytes,
+  repeat,
+  downloadRepeat = repeat,
+  peer,
+  token,
+  variants,
+  meta,
+  prefix,
+  log,
+}) {
   const glancePids = () => processTree(peer.glancePid);
   const runs = { cp: [], cpFsync: [], glanceIngest: [], glanceDownload: [] };
-  for (const v of variants) for (const k of ['Ingest', 'CurlIngest', 'Download', 'CurlDownload', 'FreshCurlDownload']) runs[`${v.key}${k}`] = [];
+  for (const v of variants)
+    for (const k of ['Ingest', 'CurlIngest', 'Download', 'CurlDownload', 'FreshCurlDownload'])
+      runs[`${v.key}${k}`] = [];
   const kept = {};
   const peakRss = {};
   let glanceId;
@@ -58,18 +88,26 @@ export async function transferFigures({ dir, source, bytes, repeat, downloadRepe
     const cp = await runMeasured('cp', [source, copy]);
     runs.cp.push({ seconds: cp.seconds, serverCpu: cp.cpuSeconds, serverSys: 0, clientCpu: 0 });
     rmSync(copy);
-    const synced = await measure(() => [], async () => {
-      const c = await runMeasured('cp', [source, copy]);
-      await fsyncFile(copy);
-      return c;
-    });
+    const synced = await measure(
+      () => [],
+      async () => {
+        const c = await runMeasured('cp', [source, copy]);
+        await fsyncFile(copy);
+        return c;
+      },
+    );
     runs.cpFsync.push({ ...synced, serverCpu: synced.value.cpuSeconds });
     rmSync(copy);
 
     for (const v of variants) {
       const pids = () => [v.server.pid];
       const rssReset = resetPeakRss(v.server.pid);
-      const viaClient = await measure(pids, () => v.client.add(meta(r === 0 ? v.tag : undefined), { stream: createReadStream(source, { highWaterMark: 1024 * 1024 }), size: bytes }));
+      const viaClient = await measure(pids, () =>
+        v.client.add(meta(r === 0 ? v.tag : undefined), {
+          stream: createReadStream(source, { highWaterMark: 1024 * 1024 }),
+          size: bytes,
+        }),
+      );
       peakRss[v.key] = Math.max(peakRss[v.key] ?? 0, rssReset ? peakRssOf(v.server.pid) : 0);
       runs[`${v.key}Ingest`].push(viaClient);
       if (r === 0) kept[v.key] = viaClient.value;
@@ -77,9 +115,12 @@ export async function transferFigures({ dir, source, bytes, repeat, downloadRepe
 
       const curlMeta = { name: `${prefix}curl-ingest`, architecture: 'x86_64', format: 'raw' };
       const sha256 = kept[v.key].checksums.sha256;
-      const viaCurl = await measure(pids, () => v.kit.curlIngest(v.server.url, v.user, source, bytes, curlMeta, sha256));
+      const viaCurl = await measure(pids, () =>
+        v.kit.curlIngest(v.server.url, v.user, source, bytes, curlMeta, sha256),
+      );
       runs[`${v.key}CurlIngest`].push(viaCurl);
-      if (viaCurl.value.checksums?.sha256 !== kept[v.key].checksums.sha256) throw new Error('visor stored different bytes through curl than through its client');
+      if (viaCurl.value.checksums?.sha256 !== kept[v.key].checksums.sha256)
+        throw new Error('visor stored different bytes through curl than through its client');
       await v.client.delete(String(viaCurl.value._id));
     }
 
@@ -94,7 +135,8 @@ export async function transferFigures({ dir, source, bytes, repeat, downloadRepe
     else await glance(peer, token, 'DELETE', `/v2/images/${glanceRun.value}`);
   }
   const stored = await glance(peer, token, 'GET', `/v2/images/${glanceId}`);
-  if (stored.checksum !== kept.visor.checksums.md5 || stored.size !== bytes) throw new Error(`Glance stored something else (md5 ${stored.checksum}, size ${stored.size})`);
+  if (stored.checksum !== kept.visor.checksums.md5 || stored.size !== bytes)
+    throw new Error(`Glance stored something else (md5 ${stored.checksum}, size ${stored.size})`);
 
   for (let r = 0; r < downloadRepeat; r++) {
     log(`  download round ${r + 1}/${downloadRepeat}`);
@@ -117,7 +159,13 @@ export async function transferFigures({ dir, source, bytes, repeat, downloadRepe
     log(`  downloads from a fresh ${v.key} server`);
     const fresh = await v.kit.startServer(v.config);
     try {
-      for (let r = 0; r < downloadRepeat; r++) runs[`${v.key}FreshCurlDownload`].push(await measure(() => [fresh.pid], () => v.kit.curlDownload(fresh.url, v.user, String(kept[v.key]._id))));
+      for (let r = 0; r < downloadRepeat; r++)
+        runs[`${v.key}FreshCurlDownload`].push(
+          await measure(
+            () => [fresh.pid],
+            () => v.kit.curlDownload(fresh.url, v.user, String(kept[v.key]._id)),
+          ),
+        );
     } finally {
       await fresh.stop();
     }

@@ -43,7 +43,12 @@ export async function loadVisor(dist) {
   /** Signed headers for a request (a fresh date and nonce each call). */
   const signedHeaders = (user, method, pathWithQuery, headers = {}) => {
     const [path, query = ''] = pathWithQuery.split('?');
-    return signRequest(user.accessKey, user.secretKey, { method, path, query: [...new URLSearchParams(query)], headers: { ...headers } });
+    return signRequest(user.accessKey, user.secretKey, {
+      method,
+      path,
+      query: [...new URLSearchParams(query)],
+      headers: { ...headers },
+    });
   };
 
   return {
@@ -58,7 +63,9 @@ export async function loadVisor(dist) {
 
     /** `visor serve` in its own process (so that its RSS and CPU are its own); resolves once it listens. */
     async startServer(config) {
-      const child = spawn(process.execPath, [bin, 'serve', '-c', config, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(process.execPath, [bin, 'serve', '-c', config, '--port', '0'], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       let url;
       for await (const line of createInterface({ input: child.stderr })) {
         const match = /"url":"(http:[^"]+)"/.exec(line);
@@ -82,7 +89,8 @@ export async function loadVisor(dist) {
       };
     },
 
-    client: (url, user) => new VisorClient({ url, accessKey: user.accessKey, secretKey: user.secretKey, source: 'bench' }),
+    client: (url, user) =>
+      new VisorClient({ url, accessKey: user.accessKey, secretKey: user.secretKey, source: 'bench' }),
 
     /**
      * The same upload as the API client's, sent by curl (no client-side hashing): the server's side
@@ -98,13 +106,24 @@ export async function loadVisor(dist) {
       for (const [k, v] of Object.entries(meta)) headers[`x-image-meta-${k}`] = String(v);
       const signed = signedHeaders(user, 'POST', '/images', headers);
       delete signed['content-length'];
-      const { stdout } = await run('curl', ['-sS', '-f', '-X', 'POST', ...curlHeaders(signed), '-T', file, `${url}/images`], { maxBuffer: 16 * 1024 * 1024 });
+      const { stdout } = await run(
+        'curl',
+        ['-sS', '-f', '-X', 'POST', ...curlHeaders(signed), '-T', file, `${url}/images`],
+        { maxBuffer: 16 * 1024 * 1024 },
+      );
       return JSON.parse(stdout).image;
     },
 
     async curlDownload(url, user, id) {
       const path = `/images/${id}`;
-      await run('curl', ['-sS', '-f', '-o', '/dev/null', ...curlHeaders(signedHeaders(user, 'GET', path, { accept: 'application/json' })), `${url}${path}`]);
+      await run('curl', [
+        '-sS',
+        '-f',
+        '-o',
+        '/dev/null',
+        ...curlHeaders(signedHeaders(user, 'GET', path, { accept: 'application/json' })),
+        `${url}${path}`,
+      ]);
     },
   };
 }

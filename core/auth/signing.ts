@@ -39,7 +39,8 @@ export interface SignableRequest {
   headers: Readonly<Record<string, string | undefined>>;
 }
 
-const rfc3986 = (s: string) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+const rfc3986 = (s: string) =>
+  encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
 export function canonicalQuery(query: SignableRequest['query']): string {
   return query
@@ -97,7 +98,10 @@ export function signaturesEqual(a: string, b: string): boolean {
 
 /** `20261122T010203Z`: the date format of x-visor-date. */
 export function formatSigningDate(date: Date): string {
-  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  return date
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}/, '');
 }
 
 export function parseSigningDate(value: string | undefined): Date | undefined {
@@ -108,7 +112,12 @@ export function parseSigningDate(value: string | undefined): Date | undefined {
 }
 
 /** Headers a client adds to sign a request (the content hash must already be in `headers`). */
-export function signRequest(accessKey: string, secretKey: string, request: SignableRequest, now: Date = new Date()): Record<string, string> {
+export function signRequest(
+  accessKey: string,
+  secretKey: string,
+  request: SignableRequest,
+  now: Date = new Date(),
+): Record<string, string> {
   const headers = { ...request.headers, [DATE_HEADER]: formatSigningDate(now) } as Record<string, string>;
   headers[NONCE_HEADER] ??= randomBytes(16).toString('hex');
   headers[CONTENT_HASH_HEADER] ??= EMPTY_SHA256;

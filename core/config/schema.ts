@@ -5,7 +5,9 @@ import { logLevels } from '../logging/logger.js';
 import { syncPolicySchema } from './sync-policy.js';
 
 const options = z.record(z.string(), z.unknown(), 'must be a mapping of option names to values');
-const instanceName = z.string().regex(storeNamePattern, 'names use lower-case letters, digits, _ and -, starting with a letter');
+const instanceName = z
+  .string()
+  .regex(storeNamePattern, 'names use lower-case letters, digits, _ and -, starting with a letter');
 
 export const pluginInstanceSchema = z.strictObject({
   type: z.string({ error: 'is required: the id of the plugin that provides it' }),
@@ -86,13 +88,19 @@ export const configFileSchema = z.strictObject({
   agent: z
     .strictObject({
       /** Written into every image the agent creates in a cloud (the ownership marker). Default: the host name. */
-      id: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . and -, at most 64').optional(),
+      id: z
+        .string()
+        .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . and -, at most 64')
+        .optional(),
       /** Actions at once across all clouds. */
       concurrency: z.number().int().min(1).max(256).default(4),
       /** How long a target's lease lasts without renewal (renewed while a run goes on). */
       leaseSeconds: z.number().int().min(10).max(3600).default(120),
       /** Where clouds that fetch images by URL (OpenNebula) reach this agent, e.g. http://agent.example:4568. */
-      publicUrl: z.string().regex(/^https?:\/\/[^\s/]+/, 'must be an http(s) URL').optional(),
+      publicUrl: z
+        .string()
+        .regex(/^https?:\/\/[^\s/]+/, 'must be an http(s) URL')
+        .optional(),
       /** Scratch space for format conversion; default <dataDir>/cache. */
       cacheDir: z.string().min(1).optional(),
       /** Run records kept per target. */

@@ -20,10 +20,31 @@ const scalar = (path: string, valueType: 'string' | 'number' = 'string'): Attrib
 });
 
 const known: readonly Attribute[] = [
-  ...['id', 'name', 'architecture', 'diskFormat', 'containerFormat', 'type', 'kernelId', 'ramdiskId', 'access', 'owner', 'status'].map((p) => scalar(p)),
+  ...[
+    'id',
+    'name',
+    'architecture',
+    'diskFormat',
+    'containerFormat',
+    'type',
+    'kernelId',
+    'ramdiskId',
+    'access',
+    'owner',
+    'status',
+  ].map((p) => scalar(p)),
   ...['size', 'virtualSize', 'minDisk', 'minRam', 'revision'].map((p) => scalar(p, 'number')),
   ...['createdAt', 'updatedAt', 'uploadedAt'].map((p) => scalar(p)),
-  ...['os.type', 'os.distro', 'os.version', 'checksums.md5', 'checksums.sha256', 'checksums.sha512', 'location.store', 'location.uri'].map((p) => scalar(p)),
+  ...[
+    'os.type',
+    'os.distro',
+    'os.version',
+    'checksums.md5',
+    'checksums.sha256',
+    'checksums.sha512',
+    'location.store',
+    'location.uri',
+  ].map((p) => scalar(p)),
   { path: 'tags', segments: ['tags'], valueType: 'string', array: true },
   { path: 'members', segments: ['members'], valueType: 'string', array: true },
 ];
@@ -49,7 +70,9 @@ export function coerceFilterValue(attribute: Attribute, raw: FilterValue): Filte
   if (attribute.valueType === 'string') return String(raw);
   const n = typeof raw === 'number' ? raw : Number(raw);
   if (typeof raw === 'string' && (raw.trim() === '' || !Number.isFinite(n))) {
-    throw new VisorError('invalidInput', `${attribute.path} must be a number, got "${raw}"`, { details: { attribute: attribute.path } });
+    throw new VisorError('invalidInput', `${attribute.path} must be a number, got "${raw}"`, {
+      details: { attribute: attribute.path },
+    });
   }
   return n;
 }

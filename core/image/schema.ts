@@ -1,12 +1,5 @@
 import { z } from 'zod';
-import {
-  accessLevels,
-  architectures,
-  containerFormats,
-  diskFormats,
-  imageStatuses,
-  imageTypes,
-} from './model.js';
+import { accessLevels, architectures, containerFormats, diskFormats, imageStatuses, imageTypes } from './model.js';
 
 /** Canonical (lower-case) UUID; ids are compared as strings everywhere. */
 export const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -36,7 +29,10 @@ export function isValidPropertyValue(value: string): boolean {
   return value.length <= 65535 && wellFormed(value);
 }
 
-const propertyValue = z.string().max(65535, 'must be at most 65535 characters').refine(wellFormed, 'must be valid Unicode (no unpaired surrogates)');
+const propertyValue = z
+  .string()
+  .max(65535, 'must be at most 65535 characters')
+  .refine(wellFormed, 'must be valid Unicode (no unpaired surrogates)');
 
 const hex = (length: number) =>
   z.string().regex(new RegExp(`^[0-9a-f]{${length}}$`), `must be ${length} lower-case hex digits`);
@@ -44,8 +40,16 @@ const count = z.number().int('must be an integer').min(0, 'must not be negative'
 const timestamp = z.iso.datetime({ offset: true, message: 'must be an ISO-8601 date-time' });
 const uuid = z.string().regex(uuidPattern, 'must be a lower-case UUID');
 
-export const checksumsSchema = z.strictObject({ md5: hex(32).optional(), sha256: hex(64).optional(), sha512: hex(128).optional() });
-export const osSchema = z.strictObject({ type: text(64).optional(), distro: text(64).optional(), version: text(64).optional() });
+export const checksumsSchema = z.strictObject({
+  md5: hex(32).optional(),
+  sha256: hex(64).optional(),
+  sha512: hex(128).optional(),
+});
+export const osSchema = z.strictObject({
+  type: text(64).optional(),
+  distro: text(64).optional(),
+  version: text(64).optional(),
+});
 export const locationSchema = z.strictObject({
   store: z.string().regex(storeNamePattern, 'must be a store name (lower-case letters, digits, _ and -)'),
   uri: text(4096),
@@ -53,11 +57,53 @@ export const locationSchema = z.strictObject({
 
 /** Field names a custom property must not take: the generic fields and VISOR's wire names. */
 export const reservedPropertyKeys: ReadonlySet<string> = new Set([
-  'id', 'name', 'architecture', 'diskFormat', 'containerFormat', 'type', 'kernelId', 'ramdiskId', 'access',
-  'members', 'owner', 'status', 'size', 'virtualSize', 'checksums', 'checksum', 'minDisk', 'minRam', 'os', 'tags',
-  'properties', 'location', 'createdAt', 'updatedAt', 'uploadedAt', 'revision', 'store', 'uri', 'format',
-  'kernel', 'ramdisk', 'disk_format', 'container_format', 'kernel_id', 'ramdisk_id', 'virtual_size', 'min_disk',
-  'min_ram', 'created_at', 'updated_at', 'uploaded_at', 'accessed_at', 'access_count', 'sort', 'dir', 'limit', 'marker',
+  'id',
+  'name',
+  'architecture',
+  'diskFormat',
+  'containerFormat',
+  'type',
+  'kernelId',
+  'ramdiskId',
+  'access',
+  'members',
+  'owner',
+  'status',
+  'size',
+  'virtualSize',
+  'checksums',
+  'checksum',
+  'minDisk',
+  'minRam',
+  'os',
+  'tags',
+  'properties',
+  'location',
+  'createdAt',
+  'updatedAt',
+  'uploadedAt',
+  'revision',
+  'store',
+  'uri',
+  'format',
+  'kernel',
+  'ramdisk',
+  'disk_format',
+  'container_format',
+  'kernel_id',
+  'ramdisk_id',
+  'virtual_size',
+  'min_disk',
+  'min_ram',
+  'created_at',
+  'updated_at',
+  'uploaded_at',
+  'accessed_at',
+  'access_count',
+  'sort',
+  'dir',
+  'limit',
+  'marker',
 ]);
 
 const propertyKey = z
@@ -116,7 +162,8 @@ interface CrossFields {
 function crossFieldRules(image: CrossFields, ctx: z.RefinementCtx): void {
   if (image.type !== undefined && image.type !== 'machine') {
     for (const key of ['kernelId', 'ramdiskId'] as const) {
-      if (image[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `only a machine image can name a ${key.slice(0, -2)}` });
+      if (image[key] !== undefined)
+        ctx.addIssue({ code: 'custom', path: [key], message: `only a machine image can name a ${key.slice(0, -2)}` });
     }
   }
   if (image.status === 'available' && image.location === undefined) {

@@ -9,7 +9,8 @@
  * `secret …`), after an auth scheme (`Bearer …`), in a URL's userinfo. Masking it everywhere
  * would turn every mention of that adapter or word into `***`.
  */
-export const secretKeyPattern = /pass(word|wd|phrase)?$|secret|token|authorization|credential|cookie|private[-_]?key|api[-_]?key|session[-_]?key|^signature$/i;
+export const secretKeyPattern =
+  /pass(word|wd|phrase)?$|secret|token|authorization|credential|cookie|private[-_]?key|api[-_]?key|session[-_]?key|^signature$/i;
 
 export const MASK = '***';
 
@@ -92,7 +93,10 @@ export class SecretRegistry {
     if (Buffer.isBuffer(value)) return `[${value.length} bytes]`;
     const out: Record<string, unknown> = {};
     for (const [key, v] of Object.entries(value)) {
-      out[key] = secretKeyPattern.test(key) && v !== undefined && v !== null && v !== '' ? MASK : this.redact(v, depth + 1, seen);
+      out[key] =
+        secretKeyPattern.test(key) && v !== undefined && v !== null && v !== ''
+          ? MASK
+          : this.redact(v, depth + 1, seen);
     }
     return out;
   }

@@ -71,7 +71,11 @@ export function catalogContract(
 
     describe('create and get', () => {
       it('stores an image and returns it unchanged', async () => {
-        const image = makeImage({ properties: { hw_disk_bus: 'virtio' }, tags: ['lts'], os: { distro: 'ubuntu', version: '24.04' } });
+        const image = makeImage({
+          properties: { hw_disk_bus: 'virtio' },
+          tags: ['lts'],
+          os: { distro: 'ubuntu', version: '24.04' },
+        });
         await expect(catalog.images.create(image)).resolves.toEqual(image);
         await expect(catalog.images.get(image.id)).resolves.toEqual(image);
         await expect(catalog.images.find(image.id)).resolves.toEqual(image);
@@ -90,7 +94,13 @@ export function catalogContract(
       });
 
       it('refuses an invalid image, naming every bad field, and stores nothing', async () => {
-        const bad = { ...makeImage(), name: '', architecture: 'sparc', size: -1, checksums: { md5: 'xyz' } } as unknown as Image;
+        const bad = {
+          ...makeImage(),
+          name: '',
+          architecture: 'sparc',
+          size: -1,
+          checksums: { md5: 'xyz' },
+        } as unknown as Image;
         const error = await expectKind(catalog.images.create(bad), 'invalidInput');
         const paths = (error as ValidationError).issues.map((i) => i.path);
         expect(paths).toEqual(expect.arrayContaining(['name', 'architecture', 'size', 'checksums.md5']));
@@ -118,15 +128,33 @@ export function catalogContract(
     describe('list: filters', () => {
       let a: Image, b: Image, c: Image;
       beforeEach(async () => {
-        a = makeImage({ name: 'alpha', architecture: 'x86_64', size: 100, tags: ['lts', 'gpu'], properties: { color: 'red' }, os: { distro: 'ubuntu' }, checksums: { sha256: 'a'.repeat(64) } });
-        b = makeImage({ name: 'beta', architecture: 'aarch64', size: 200, tags: ['lts'], properties: { color: 'blue' }, os: { distro: 'debian' } });
+        a = makeImage({
+          name: 'alpha',
+          architecture: 'x86_64',
+          size: 100,
+          tags: ['lts', 'gpu'],
+          properties: { color: 'red' },
+          os: { distro: 'ubuntu' },
+          checksums: { sha256: 'a'.repeat(64) },
+        });
+        b = makeImage({
+          name: 'beta',
+          architecture: 'aarch64',
+          size: 200,
+          tags: ['lts'],
+          properties: { color: 'blue' },
+          os: { distro: 'debian' },
+        });
         c = makeImage({ name: 'gamma', architecture: 'x86_64', tags: [], properties: {} });
         for (const image of [a, b, c]) await catalog.images.create(image);
       });
       const names = (images: Image[]) => images.map((i) => i.name).sort();
 
       it('matches equality on plain attributes', async () => {
-        expect(names((await catalog.images.list({ filters: { architecture: 'x86_64' } })).items)).toEqual(['alpha', 'gamma']);
+        expect(names((await catalog.images.list({ filters: { architecture: 'x86_64' } })).items)).toEqual([
+          'alpha',
+          'gamma',
+        ]);
         expect(names((await catalog.images.list({ filters: { name: 'beta' } })).items)).toEqual(['beta']);
       });
       it('matches numbers, also when given as text', async () => {
@@ -136,7 +164,9 @@ export function catalogContract(
       });
       it('matches nested attributes and checksums', async () => {
         expect(names((await catalog.images.list({ filters: { 'os.distro': 'debian' } })).items)).toEqual(['beta']);
-        expect(names((await catalog.images.list({ filters: { 'checksums.sha256': 'a'.repeat(64) } })).items)).toEqual(['alpha']);
+        expect(names((await catalog.images.list({ filters: { 'checksums.sha256': 'a'.repeat(64) } })).items)).toEqual([
+          'alpha',
+        ]);
       });
       it('matches custom properties', async () => {
         expect(names((await catalog.images.list({ filters: { 'properties.color': 'red' } })).items)).toEqual(['alpha']);
@@ -147,7 +177,9 @@ export function catalogContract(
         expect(names((await catalog.images.list({ filters: { tags: 'gpu' } })).items)).toEqual(['alpha']);
       });
       it('combines several filters with AND', async () => {
-        expect(names((await catalog.images.list({ filters: { tags: 'lts', architecture: 'x86_64' } })).items)).toEqual(['alpha']);
+        expect(names((await catalog.images.list({ filters: { tags: 'lts', architecture: 'x86_64' } })).items)).toEqual([
+          'alpha',
+        ]);
         await expect(catalog.images.count({ filters: { tags: 'lts', architecture: 'x86_64' } })).resolves.toBe(1);
       });
       it('refuses unknown attributes instead of ignoring them', async () => {
@@ -163,7 +195,7 @@ export function catalogContract(
     });
 
     describe('list: visibility', () => {
-      it('shows public images, the owner\'s own, and shared ones that name the caller', async () => {
+      it("shows public images, the owner's own, and shared ones that name the caller", async () => {
         const pub = makeImage({ name: 'pub', access: 'public', owner: 'alice' });
         const mine = makeImage({ name: 'mine', access: 'private', owner: 'bob' });
         const theirs = makeImage({ name: 'theirs', access: 'private', owner: 'alice' });
@@ -226,7 +258,9 @@ export function catalogContract(
       });
 
       it('pages with limit and marker, each image exactly once, no marker after the last page', async () => {
-        const images = Array.from({ length: 23 }, (_, i) => makeImage({ name: `img-${i % 5}`, ...(i % 3 === 0 ? {} : { size: i % 4 }) }));
+        const images = Array.from({ length: 23 }, (_, i) =>
+          makeImage({ name: `img-${i % 5}`, ...(i % 3 === 0 ? {} : { size: i % 4 }) }),
+        );
         for (const image of images) await catalog.images.create(image);
         for (const sort of ['id', 'name', 'size']) {
           for (const dir of ['asc', 'desc'] as const) {
@@ -318,7 +352,12 @@ export function catalogContract(
     describe('update', () => {
       it('applies changes, merges properties, clears with null, and bumps the revision', async () => {
         const image = await catalog.images.create(makeImage({ minRam: 512, properties: { a: '1', b: '2' } }));
-        const next = await catalog.images.update(image.id, 1, { name: 'renamed', minRam: null, properties: { a: null, c: '3' }, tags: ['x'] });
+        const next = await catalog.images.update(image.id, 1, {
+          name: 'renamed',
+          minRam: null,
+          properties: { a: null, c: '3' },
+          tags: ['x'],
+        });
         expect(next).toMatchObject({ name: 'renamed', revision: 2, properties: { b: '2', c: '3' }, tags: ['x'] });
         expect(next.minRam).toBeUndefined();
         expect(Date.parse(next.updatedAt)).toBeGreaterThanOrEqual(Date.parse(image.updatedAt));
@@ -334,7 +373,9 @@ export function catalogContract(
 
       it('lets exactly one of several concurrent writers of the same revision win', async () => {
         const image = await catalog.images.create(makeImage());
-        const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => catalog.images.update(image.id, 1, { name: `writer-${i}` })));
+        const results = await Promise.allSettled(
+          Array.from({ length: 8 }, (_, i) => catalog.images.update(image.id, 1, { name: `writer-${i}` })),
+        );
         const won = results.filter((r) => r.status === 'fulfilled');
         expect(won).toHaveLength(1);
         for (const r of results) if (r.status === 'rejected') expect(isVisorError(r.reason, 'conflict')).toBe(true);
@@ -347,8 +388,13 @@ export function catalogContract(
 
       it('refuses invalid changes, naming every bad field, and writes nothing', async () => {
         const image = await catalog.images.create(makeImage());
-        const error = await expectKind(catalog.images.update(image.id, 1, { name: '', architecture: 'sparc' as 'i386', id: 'x' } as never), 'invalidInput');
-        expect((error as ValidationError).issues.map((i) => i.path)).toEqual(expect.arrayContaining(['name', 'architecture', 'id']));
+        const error = await expectKind(
+          catalog.images.update(image.id, 1, { name: '', architecture: 'sparc' as 'i386', id: 'x' } as never),
+          'invalidInput',
+        );
+        expect((error as ValidationError).issues.map((i) => i.path)).toEqual(
+          expect.arrayContaining(['name', 'architecture', 'id']),
+        );
         await expect(catalog.images.get(image.id)).resolves.toEqual(image);
       });
 
@@ -382,7 +428,10 @@ export function catalogContract(
         await expect(found).resolves.toMatchObject({ id: alice.id, accessKey: 'AKIAAAAAAAAAAAAAAAAA', admin: false });
         await expect(catalog.users.findById(alice.id)).resolves.toMatchObject({ name: 'alice' });
         await expect(catalog.users.findById(randomUUID())).resolves.toBeUndefined();
-        await expect(catalog.users.findByAccessKey('AKIABBBBBBBBBBBBBBBB')).resolves.toMatchObject({ name: 'bob', admin: true });
+        await expect(catalog.users.findByAccessKey('AKIABBBBBBBBBBBBBBBB')).resolves.toMatchObject({
+          name: 'bob',
+          admin: true,
+        });
         await expect(catalog.users.findByAccessKey('AKIAZZZZZZZZZZZZZZZZ')).resolves.toBeUndefined();
         expect((await catalog.users.list()).map((u) => u.name)).toEqual(['alice', 'bob']);
         await catalog.users.delete('alice');
@@ -418,25 +467,52 @@ export function catalogContract(
         await catalog.runs.create(run('00000000-0000-4000-8000-000000000001', 'prod', '2026-01-01T00:00:00.000Z'));
         await catalog.runs.create(run('00000000-0000-4000-8000-000000000002', 'prod', '2026-01-02T00:00:00.000Z'));
         await catalog.runs.create(run('00000000-0000-4000-8000-000000000003', 'lab', '2026-01-03T00:00:00.000Z'));
-        await expectKind(catalog.runs.create(run('00000000-0000-4000-8000-000000000003', 'lab', '2026-01-03T00:00:00.000Z')), 'conflict');
-        const done = { ...run('00000000-0000-4000-8000-000000000002', 'prod', '2026-01-02T00:00:00.000Z'), status: 'partial' as const, finishedAt: '2026-01-02T00:01:00.000Z', drift: 2, actions: [{ action: 'create', result: 'failed' as const, error: { kind: 'unavailable', message: 'down' } }] };
+        await expectKind(
+          catalog.runs.create(run('00000000-0000-4000-8000-000000000003', 'lab', '2026-01-03T00:00:00.000Z')),
+          'conflict',
+        );
+        const done = {
+          ...run('00000000-0000-4000-8000-000000000002', 'prod', '2026-01-02T00:00:00.000Z'),
+          status: 'partial' as const,
+          finishedAt: '2026-01-02T00:01:00.000Z',
+          drift: 2,
+          actions: [{ action: 'create', result: 'failed' as const, error: { kind: 'unavailable', message: 'down' } }],
+        };
         await catalog.runs.update(done);
         await expect(catalog.runs.get(done.id)).resolves.toEqual(done);
-        await expectKind(catalog.runs.update(run('00000000-0000-4000-8000-000000000009', 'x', '2026-01-01T00:00:00.000Z')), 'notFound');
-        expect((await catalog.runs.list({ target: 'prod' })).map((r) => r.id)).toEqual(['00000000-0000-4000-8000-000000000002', '00000000-0000-4000-8000-000000000001']);
+        await expectKind(
+          catalog.runs.update(run('00000000-0000-4000-8000-000000000009', 'x', '2026-01-01T00:00:00.000Z')),
+          'notFound',
+        );
+        expect((await catalog.runs.list({ target: 'prod' })).map((r) => r.id)).toEqual([
+          '00000000-0000-4000-8000-000000000002',
+          '00000000-0000-4000-8000-000000000001',
+        ]);
         expect((await catalog.runs.list({ limit: 1 })).map((r) => r.target)).toEqual(['lab']);
         await expect(catalog.runs.prune('prod', 1)).resolves.toBe(1);
-        expect((await catalog.runs.list({ target: 'prod' })).map((r) => r.id)).toEqual(['00000000-0000-4000-8000-000000000002']);
+        expect((await catalog.runs.list({ target: 'prod' })).map((r) => r.id)).toEqual([
+          '00000000-0000-4000-8000-000000000002',
+        ]);
         expect(await catalog.runs.list({ target: 'lab' })).toHaveLength(1);
       });
 
       it('grants a lease to one holder at a time, renews it, and lets it expire', async () => {
         const now = 1_000_000;
-        await expect(catalog.leases.acquire('target:prod', 'agent-a', 30_000, now)).resolves.toEqual({ name: 'target:prod', holder: 'agent-a', expiresAt: now + 30_000 });
+        await expect(catalog.leases.acquire('target:prod', 'agent-a', 30_000, now)).resolves.toEqual({
+          name: 'target:prod',
+          holder: 'agent-a',
+          expiresAt: now + 30_000,
+        });
         await expect(catalog.leases.acquire('target:prod', 'agent-b', 30_000, now + 1000)).resolves.toBeUndefined();
-        await expect(catalog.leases.acquire('target:prod', 'agent-a', 30_000, now + 2000)).resolves.toMatchObject({ expiresAt: now + 32_000 });
-        await expect(catalog.leases.acquire('target:lab', 'agent-b', 30_000, now)).resolves.toMatchObject({ holder: 'agent-b' });
-        await expect(catalog.leases.acquire('target:prod', 'agent-b', 30_000, now + 40_000)).resolves.toMatchObject({ holder: 'agent-b' });
+        await expect(catalog.leases.acquire('target:prod', 'agent-a', 30_000, now + 2000)).resolves.toMatchObject({
+          expiresAt: now + 32_000,
+        });
+        await expect(catalog.leases.acquire('target:lab', 'agent-b', 30_000, now)).resolves.toMatchObject({
+          holder: 'agent-b',
+        });
+        await expect(catalog.leases.acquire('target:prod', 'agent-b', 30_000, now + 40_000)).resolves.toMatchObject({
+          holder: 'agent-b',
+        });
         await catalog.leases.release('target:prod', 'agent-a'); // not the holder any more: no effect
         await expect(catalog.leases.get('target:prod')).resolves.toMatchObject({ holder: 'agent-b' });
         await catalog.leases.release('target:prod', 'agent-b');
@@ -444,7 +520,9 @@ export function catalogContract(
       });
 
       it('lets exactly one of several concurrent contenders take a lease', async () => {
-        const results = await Promise.all(Array.from({ length: 6 }, (_, i) => catalog.leases.acquire('target:race', `agent-${i}`, 60_000)));
+        const results = await Promise.all(
+          Array.from({ length: 6 }, (_, i) => catalog.leases.acquire('target:race', `agent-${i}`, 60_000)),
+        );
         expect(results.filter((r) => r !== undefined)).toHaveLength(1);
       });
 
@@ -455,7 +533,10 @@ export function catalogContract(
         await catalog.state.set('artifact:x', ['a', 1]);
         await expect(catalog.state.get('artifact:x')).resolves.toEqual(['a', 1]);
         await expect(catalog.state.get('nope')).resolves.toBeUndefined();
-        expect(await catalog.state.list('retired:prod:')).toEqual([['retired:prod:a', { since: '2026-01-01' }], ['retired:prod:b', { since: '2026-01-02' }]]);
+        expect(await catalog.state.list('retired:prod:')).toEqual([
+          ['retired:prod:a', { since: '2026-01-01' }],
+          ['retired:prod:b', { since: '2026-01-02' }],
+        ]);
         await catalog.state.set('retired:prod:a', { since: 'later' });
         await catalog.state.delete('retired:prod:b');
         expect(await catalog.state.list('retired:prod:')).toEqual([['retired:prod:a', { since: 'later' }]]);

@@ -13,10 +13,17 @@ import { ParallelDigestStream } from './parallel-digest.js';
 
 const expected = (data: Buffer) => ({
   size: data.length,
-  checksums: { md5: createHash('md5').update(data).digest('hex'), sha256: createHash('sha256').update(data).digest('hex'), sha512: createHash('sha512').update(data).digest('hex') },
+  checksums: {
+    md5: createHash('md5').update(data).digest('hex'),
+    sha256: createHash('sha256').update(data).digest('hex'),
+    sha512: createHash('sha512').update(data).digest('hex'),
+  },
 });
 
-async function run(make: () => DigestStream | ParallelDigestStream, chunks: Buffer[]): Promise<{ result: ReturnType<DigestStream['result']>; passed: Buffer }> {
+async function run(
+  make: () => DigestStream | ParallelDigestStream,
+  chunks: Buffer[],
+): Promise<{ result: ReturnType<DigestStream['result']>; passed: Buffer }> {
   const digest = make();
   const out: Buffer[] = [];
   await pipeline(
@@ -87,7 +94,11 @@ describe('ParallelDigestStream in a process of its own (the built module)', () =
     rmSync(dir, { recursive: true, force: true });
     expect(result.signal, 'still running after 20 s: the hashing threads keep the process alive').toBeNull();
     expect(result.status, result.stderr).toBe(0);
-    expect(result.stdout.trim()).toBe(createHash('md5').update(Buffer.alloc(3 * 1024 * 1024, 1)).digest('hex'));
+    expect(result.stdout.trim()).toBe(
+      createHash('md5')
+        .update(Buffer.alloc(3 * 1024 * 1024, 1))
+        .digest('hex'),
+    );
   });
 });
 

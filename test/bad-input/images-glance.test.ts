@@ -50,9 +50,17 @@ describe('bad images synced into real Glance: refused, nothing left in the cloud
     dir = await mkdtemp(join(tmpdir(), 'visor-bad-glance-'));
     files = await makeBadImages(dir);
     const cloud = (name: string, tag: string, diskFormat: string) =>
-      glanceCloudYaml(name, peer!, { tag, prefix }, `      diskFormat: ${diskFormat}\n      retire: { mode: delete }\n      retries: { attempts: 1 }\n`);
+      glanceCloudYaml(
+        name,
+        peer!,
+        { tag, prefix },
+        `      diskFormat: ${diskFormat}\n      retire: { mode: delete }\n      retries: { attempts: 1 }\n`,
+      );
     const config = join(dir, 'visor.yaml');
-    await writeFile(config, `dataDir: ${join(dir, 'data')}\nlogging: { level: error }\nagent: { id: bad-input-${run}, leaseSeconds: 30 }\nclouds:\n${cloud('glance', `direct-${run}`, 'auto')}${cloud('glance-raw', `convert-${run}`, 'raw')}`);
+    await writeFile(
+      config,
+      `dataDir: ${join(dir, 'data')}\nlogging: { level: error }\nagent: { id: bad-input-${run}, leaseSeconds: 30 }\nclouds:\n${cloud('glance', `direct-${run}`, 'auto')}${cloud('glance-raw', `convert-${run}`, 'raw')}`,
+    );
     session = await openSession({ configFile: config, env: {}, logger: silentLogger });
   }, peerStartTimeout);
 
@@ -83,14 +91,30 @@ describe('bad images synced into real Glance: refused, nothing left in the cloud
     expect(result.status).toBe('partial');
     const actions = byName(result.actions);
     expect(actions.get(`${prefix}good`)).toMatchObject({ action: 'create', result: 'created' });
-    expect(actions.get(`${prefix}rotten`)).toMatchObject({ result: 'failed', error: { kind: 'integrity', message: expect.stringMatching(/sha256 is [0-9a-f]{64}, expected [0-9a-f]{64}.*(was deleted|deleted)/) } });
-    expect(actions.get(`${prefix}cut-short`)).toMatchObject({ result: 'failed', error: { kind: 'integrity', message: expect.stringMatching(/size is \d+ bytes, expected \d+/) } });
-    expect(actions.get(`${prefix}raw-as-qcow2`)).toMatchObject({ result: 'failed', error: { kind: 'unsafe', message: expect.stringMatching(/declared qcow2, but the content is raw/) } });
+    expect(actions.get(`${prefix}rotten`)).toMatchObject({
+      result: 'failed',
+      error: {
+        kind: 'integrity',
+        message: expect.stringMatching(/sha256 is [0-9a-f]{64}, expected [0-9a-f]{64}.*(was deleted|deleted)/),
+      },
+    });
+    expect(actions.get(`${prefix}cut-short`)).toMatchObject({
+      result: 'failed',
+      error: { kind: 'integrity', message: expect.stringMatching(/size is \d+ bytes, expected \d+/) },
+    });
+    expect(actions.get(`${prefix}raw-as-qcow2`)).toMatchObject({
+      result: 'failed',
+      error: { kind: 'unsafe', message: expect.stringMatching(/declared qcow2, but the content is raw/) },
+    });
     expect(await inGlance()).toEqual([`${prefix}good:active`]);
 
     // The next run tries again (the catalog is unchanged) and fails the same way: no leftovers pile up.
     const again = await sync('glance');
-    expect(again.actions.map((a) => `${a.name}:${a.result}`).sort()).toEqual([`${prefix}cut-short:failed`, `${prefix}raw-as-qcow2:failed`, `${prefix}rotten:failed`]);
+    expect(again.actions.map((a) => `${a.name}:${a.result}`).sort()).toEqual([
+      `${prefix}cut-short:failed`,
+      `${prefix}raw-as-qcow2:failed`,
+      `${prefix}rotten:failed`,
+    ]);
     expect(await inGlance()).toEqual([`${prefix}good:active`]);
   });
 
@@ -106,7 +130,13 @@ describe('bad images synced into real Glance: refused, nothing left in the cloud
     expect(result.status).toBe('partial');
     const actions = byName(result.actions);
     expect(actions.get(`${prefix}good-qcow2`)).toMatchObject({ result: 'created', detail: 'converted qcow2 -> raw' });
-    expect(actions.get(`${prefix}rotten-qcow2`)).toMatchObject({ result: 'failed', error: { kind: 'integrity', message: expect.stringMatching(/not what the catalog recorded, refusing to convert it: sha256 is/) } });
+    expect(actions.get(`${prefix}rotten-qcow2`)).toMatchObject({
+      result: 'failed',
+      error: {
+        kind: 'integrity',
+        message: expect.stringMatching(/not what the catalog recorded, refusing to convert it: sha256 is/),
+      },
+    });
     expect((await inGlance()).filter((n) => n.includes('qcow2'))).toEqual([`${prefix}good-qcow2:active`]);
     // Exactly one artifact more: the good image's raw copy; none for the rotten one.
     const after = await keptState(session.deps.catalog, join(dir, 'data', 'images'), session.deps.cacheDir);

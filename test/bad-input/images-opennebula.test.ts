@@ -80,9 +80,18 @@ clouds:
     expect(result.status).toBe('partial');
     const actions = new Map(result.actions.map((a) => [a.name, a]));
     expect(actions.get('one-good')).toMatchObject({ result: 'created' });
-    expect(actions.get('one-rotten')).toMatchObject({ result: 'failed', error: { message: expect.stringMatching(/MD5/i) } });
-    expect(actions.get('one-qcow2-as-raw')).toMatchObject({ result: 'failed', error: { kind: 'unsafe', message: expect.stringMatching(/declared raw, but the content is qcow2/) } });
-    expect(actions.get('one-backing')).toMatchObject({ result: 'failed', error: { kind: 'unsafe', message: expect.stringMatching(/backing file: "\/etc\/passwd"/) } });
+    expect(actions.get('one-rotten')).toMatchObject({
+      result: 'failed',
+      error: { message: expect.stringMatching(/MD5/i) },
+    });
+    expect(actions.get('one-qcow2-as-raw')).toMatchObject({
+      result: 'failed',
+      error: { kind: 'unsafe', message: expect.stringMatching(/declared raw, but the content is qcow2/) },
+    });
+    expect(actions.get('one-backing')).toMatchObject({
+      result: 'failed',
+      error: { kind: 'unsafe', message: expect.stringMatching(/backing file: "\/etc\/passwd"/) },
+    });
 
     expect(one.images().map((i) => i.name)).toEqual(['one-good']);
     const allocated = one.calls.filter((c) => c.method === 'one.image.allocate').map((c) => String(c.params[0]));

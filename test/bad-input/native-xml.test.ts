@@ -50,7 +50,10 @@ beforeAll(async () => {
     req.on('end', () => {
       res.writeHead(200, { 'content-type': 'text/xml' });
       if (typeof body === 'string') res.end(body);
-      else body().on('error', () => undefined).pipe(res);
+      else
+        body()
+          .on('error', () => undefined)
+          .pipe(res);
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -65,7 +68,10 @@ afterAll(
 );
 
 /** Runs `work` against `reply`, returning the error it must end in, how long it took and how much the heap grew. */
-async function against(reply: Body, work: () => Promise<unknown>): Promise<{ error: unknown; ms: number; heapMiB: number }> {
+async function against(
+  reply: Body,
+  work: () => Promise<unknown>,
+): Promise<{ error: unknown; ms: number; heapMiB: number }> {
   body = reply;
   const heap = process.memoryUsage().heapUsed;
   const started = Date.now();
@@ -82,7 +88,8 @@ describe('OpenNebula: a sync against a hostile oned fails cleanly with the reaso
   const sent = { bytes: 0 };
   const rpc = (inner: string, prolog = '') =>
     `<?xml version="1.0" encoding="UTF-8"?>\r\n${prolog}<methodResponse><params><param><value><array><data><value><boolean>1</boolean></value><value><string>${inner}</string></value><value><i4>0</i4></value></data></array></value></param></params></methodResponse>\r\n`;
-  const pool = (images: string, prolog = '') => escape(`<?xml version="1.0"?>${prolog}<IMAGE_POOL>${images}</IMAGE_POOL>`);
+  const pool = (images: string, prolog = '') =>
+    escape(`<?xml version="1.0"?>${prolog}<IMAGE_POOL>${images}</IMAGE_POOL>`);
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'visor-bad-xml-'));
@@ -108,11 +115,27 @@ clouds:
 
   it.each([
     ['billion laughs in the XML-RPC envelope', rpc('&lol9;', lolz), /not XML-RPC|malformed|not acceptable|DTD|entit/i],
-    ['billion laughs in the IMAGE_POOL document', rpc(pool(`<IMAGE><ID>1</ID><NAME>&lol9;</NAME></IMAGE>`, lolz)), /DTD entities/],
+    [
+      'billion laughs in the IMAGE_POOL document',
+      rpc(pool(`<IMAGE><ID>1</ID><NAME>&lol9;</NAME></IMAGE>`, lolz)),
+      /DTD entities/,
+    ],
     ['an external entity in the envelope', rpc('&xxe;', xxe), /not XML-RPC|malformed|not acceptable|DTD|entit/i],
-    ['an external entity in the document', rpc(pool('<IMAGE><ID>1</ID><NAME>&xxe;</NAME></IMAGE>', xxe)), /External entities|DTD/],
+    [
+      'an external entity in the document',
+      rpc(pool('<IMAGE><ID>1</ID><NAME>&xxe;</NAME></IMAGE>', xxe)),
+      /External entities|DTD/,
+    ],
     ['a deeply nested document', rpc(pool(`<IMAGE>${'<A>'.repeat(5000)}x${'</A>'.repeat(5000)}</IMAGE>`)), /nested/],
-    ['a huge reply (64 MiB if read to the end)', endless('<?xml version="1.0"?><methodResponse><params><param><value><array><data><value><boolean>1</boolean></value><value><string>', 64, sent), /larger than the configured limit/],
+    [
+      'a huge reply (64 MiB if read to the end)',
+      endless(
+        '<?xml version="1.0"?><methodResponse><params><param><value><array><data><value><boolean>1</boolean></value><value><string>',
+        64,
+        sent,
+      ),
+      /larger than the configured limit/,
+    ],
     ['an HTML page', '<html><body><h1>502 Bad Gateway</h1></body></html>', /not XML-RPC/],
     ['a truncated document', rpc(pool('<IMAGE><ID>1</ID>')), /Unclosed|malformed|not acceptable/i],
   ] as [string, Body, RegExp][])('%s', async (_name, reply, reason) => {
@@ -151,7 +174,14 @@ describe('EC2: hostile Query API replies and bundle manifests are invalidRespons
     `<?xml version="1.0" encoding="UTF-8"?>${prolog}<DescribeImagesResponse xmlns="http://ec2.amazonaws.com/doc/2010-08-31/"><requestId>r-1</requestId><imagesSet>${inner}</imagesSet></DescribeImagesResponse>`;
 
   beforeAll(() => {
-    ec2 = new Ec2QueryClient({ endpoint: `${base}/services/compute`, region: 'eucalyptus', accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret-access-key', maxAttempts: 1, requestTimeoutMs: 10_000 });
+    ec2 = new Ec2QueryClient({
+      endpoint: `${base}/services/compute`,
+      region: 'eucalyptus',
+      accessKeyId: 'AKIDEXAMPLE',
+      secretAccessKey: 'secret-access-key',
+      maxAttempts: 1,
+      requestTimeoutMs: 10_000,
+    });
   });
   afterAll(() => ec2.close());
 
@@ -163,10 +193,26 @@ describe('EC2: hostile Query API replies and bundle manifests are invalidRespons
   it.each([
     ['billion laughs', describeImages(item('&lol9;'), lolz), /declares DTD entities/],
     ['an external entity', describeImages(item('&xxe;'), xxe), /declares DTD entities/],
-    ['a deeply nested document', describeImages(item('x') + '<a>'.repeat(50_000) + '</a>'.repeat(50_000)), /DescribeImages/],
-    ['a huge reply (256 MiB if read to the end)', endless(describeImages('').replace('</imagesSet></DescribeImagesResponse>', '<item><name>'), 256, sent), /larger than 67108864 bytes/],
-    ['an HTML page with status 200 (no images, it would seem)', '<html><body>502 Bad Gateway</body></html>', /not an EC2 reply/],
-    ['another service\'s XML', '<?xml version="1.0"?><ListBucketResult><Name>x</Name></ListBucketResult>', /not an EC2 reply/],
+    [
+      'a deeply nested document',
+      describeImages(item('x') + '<a>'.repeat(50_000) + '</a>'.repeat(50_000)),
+      /DescribeImages/,
+    ],
+    [
+      'a huge reply (256 MiB if read to the end)',
+      endless(describeImages('').replace('</imagesSet></DescribeImagesResponse>', '<item><name>'), 256, sent),
+      /larger than 67108864 bytes/,
+    ],
+    [
+      'an HTML page with status 200 (no images, it would seem)',
+      '<html><body>502 Bad Gateway</body></html>',
+      /not an EC2 reply/,
+    ],
+    [
+      "another service's XML",
+      '<?xml version="1.0"?><ListBucketResult><Name>x</Name></ListBucketResult>',
+      /not an EC2 reply/,
+    ],
     ['a truncated reply', describeImages(item('x')).slice(0, 150), /DescribeImages/],
   ] as [string, Body, RegExp][])('%s', async (_name, reply, reason) => {
     const { error, ms, heapMiB } = await against(reply, () => ec2.describeImages());
@@ -183,8 +229,16 @@ describe('EC2: hostile Query API replies and bundle manifests are invalidRespons
   });
 
   it.each([
-    ['billion laughs', `<?xml version="1.0"?>${lolz}<manifest><version>&lol9;</version></manifest>`, /malformed|not well-formed|entit/],
-    ['an external entity', `${xxe}<manifest><version>&xxe;</version></manifest>`, /not well-formed XML \(External entities are not supported\)/],
+    [
+      'billion laughs',
+      `<?xml version="1.0"?>${lolz}<manifest><version>&lol9;</version></manifest>`,
+      /malformed|not well-formed|entit/,
+    ],
+    [
+      'an external entity',
+      `${xxe}<manifest><version>&xxe;</version></manifest>`,
+      /not well-formed XML \(External entities are not supported\)/,
+    ],
     ['deep nesting', `<manifest>${'<a>'.repeat(100_000)}${'</a>'.repeat(100_000)}</manifest>`, /not well-formed XML/],
     ['not a manifest', '<html/>', /malformed/],
   ])('refuses a bundle manifest with %s', (_name, xml, reason) => {

@@ -6,7 +6,12 @@ import type { OpenStackPeer } from '../peers/openstack.js';
  * One `clouds:` entry syncing images tagged `tag` into the real Glance as its admin, named
  * `<prefix><name>`; `policy` is the rest of its sync block, each line indented by six spaces.
  */
-export function glanceCloudYaml(name: string, peer: OpenStackPeer, selection: { tag: string; prefix: string }, policy: string): string {
+export function glanceCloudYaml(
+  name: string,
+  peer: OpenStackPeer,
+  selection: { tag: string; prefix: string },
+  policy: string,
+): string {
   return `  ${name}:
     adapter: glance
     options:
@@ -21,7 +26,12 @@ ${policy}`;
 }
 
 /** A visor config syncing images tagged `tag` into the real Glance, named `<prefix><name>`. */
-export async function writeConfig(dir: string, peer: OpenStackPeer, names: { run: string; prefix: string; tag: string }, extra = ''): Promise<string> {
+export async function writeConfig(
+  dir: string,
+  peer: OpenStackPeer,
+  names: { run: string; prefix: string; tag: string },
+  extra = '',
+): Promise<string> {
   const { run, prefix, tag } = names;
   const file = join(dir, 'visor.yaml');
   await writeFile(

@@ -46,13 +46,23 @@ describe('a dead cloud beside a healthy one', () => {
     dir = await mkdtemp(join(tmpdir(), 'visor-dead-'));
     // Keystone passes; every Glance request is swallowed (read, never answered).
     blackhole = await FaultProxy.start({ keystone: new URL(peer.authUrl).origin, glance: peer.glanceUrl, seed: 1 });
-    blackhole.tap = { onRequest: (info) => (info.service === 'glance' ? { kind: 'hang', stage: 'before' } : undefined) };
+    blackhole.tap = {
+      onRequest: (info) => (info.service === 'glance' ? { kind: 'hang', stage: 'before' } : undefined),
+    };
     // A port that was free a moment ago: connections are refused.
     const probe = createServer().listen(0, '127.0.0.1');
     await new Promise((r) => probe.once('listening', r));
     const refusedPort = (probe.address() as AddressInfo).port;
     await new Promise((r) => probe.close(r));
-    const dead = { peer, prefix: `${prefix}x-`, tag, requestTimeout: 3, attempts: 3, backoff: '200ms', listTimeout: '30s' };
+    const dead = {
+      peer,
+      prefix: `${prefix}x-`,
+      tag,
+      requestTimeout: 3,
+      attempts: 3,
+      backoff: '200ms',
+      listTimeout: '30s',
+    };
     config = await writeSyncConfig(dir, agentId, [
       { name: 'healthy', authUrl: peer.authUrl, peer, prefix, tag, requestTimeout: 10 },
       { name: 'blackhole', authUrl: blackhole.authUrl, ...dead },
@@ -60,8 +70,14 @@ describe('a dead cloud beside a healthy one', () => {
     ]);
     const session = await openSession({ configFile: config, env: {}, logger: silentLogger });
     try {
-      const specs = [['one', 'raw', 2 * 1024 * 1024], ['two', 'qcow2', 2 * 1024 * 1024], ['three', 'raw', 1024 * 1024], ['four', 'qcow2', 1024 * 1024]] as const;
-      for (const [name, format, bytes] of specs) await addImage(session.images, name, await makeDisk(dir, name, format, bytes), format, [tag]);
+      const specs = [
+        ['one', 'raw', 2 * 1024 * 1024],
+        ['two', 'qcow2', 2 * 1024 * 1024],
+        ['three', 'raw', 1024 * 1024],
+        ['four', 'qcow2', 1024 * 1024],
+      ] as const;
+      for (const [name, format, bytes] of specs)
+        await addImage(session.images, name, await makeDisk(dir, name, format, bytes), format, [tag]);
     } finally {
       await session.close();
     }
@@ -95,14 +111,20 @@ describe('a dead cloud beside a healthy one', () => {
 
     const started = Date.now();
     const settled = new Map<string, number>();
-    const runs = await Promise.all(['healthy', 'blackhole', 'refused'].map((name) => d.trigger(name).then((r) => (settled.set(name, Date.now() - started), r))));
+    const runs = await Promise.all(
+      ['healthy', 'blackhole', 'refused'].map((name) =>
+        d.trigger(name).then((r) => (settled.set(name, Date.now() - started), r)),
+      ),
+    );
     const [healthy, dead, refused] = runs as [RunRecord, RunRecord, RunRecord];
     expect(healthy).toMatchObject({ status: 'succeeded', drift: 0 });
     expect(healthy.actions.map((a) => a.result)).toEqual(['created', 'created', 'created', 'created']);
     expect(dead.status).toBe('failed');
     expect(dead.error).toMatch(/^Glance: listing images: no answer in time/);
     expect(refused.status).toBe('failed');
-    expect(refused.error).toMatch(/^Keystone at http:\/\/127\.0\.0\.1:\d+\/v3\/auth\/tokens: authenticating user "admin" \(domain Default\): ECONNREFUSED/);
+    expect(refused.error).toMatch(
+      /^Keystone at http:\/\/127\.0\.0\.1:\d+\/v3\/auth\/tokens: authenticating user "admin" \(domain Default\): ECONNREFUSED/,
+    );
     // Not held up: about the time alone (a margin for a shared 2-core machine), and done long before the black hole gave up.
     expect(duration(healthy)).toBeLessThanOrEqual(Math.max(duration(alone) * 1.5, duration(alone) + 2000));
     expect(settled.get('healthy')!).toBeLessThan(settled.get('blackhole')!);
@@ -113,7 +135,9 @@ describe('a dead cloud beside a healthy one', () => {
     ]);
     const session = await openSession({ configFile: config, env: {}, logger: silentLogger });
     try {
-      expect((await glanceProblems({ peer: peer!, session, prefix, tag, agentId, retire: 'hide' })).problems).toEqual([]);
+      expect((await glanceProblems({ peer: peer!, session, prefix, tag, agentId, retire: 'hide' })).problems).toEqual(
+        [],
+      );
     } finally {
       await session.close();
     }
@@ -138,11 +162,16 @@ describe('a dead cloud beside a healthy one', () => {
     const healthy = byName.get('healthy')!;
     expect(healthy).toMatchObject({ status: 'succeeded', drift: 0 });
     expect(healthy.actions.map((a) => a.result)).toEqual(['created', 'created', 'created', 'created']);
-    expect(byName.get('blackhole')).toMatchObject({ status: 'failed', error: expect.stringMatching(/^Glance: listing images: no answer in time/) });
+    expect(byName.get('blackhole')).toMatchObject({
+      status: 'failed',
+      error: expect.stringMatching(/^Glance: listing images: no answer in time/),
+    });
     expect(byName.get('refused')).toMatchObject({ status: 'failed', error: expect.stringMatching(/ECONNREFUSED/) });
     const alone = aloneRun!;
     expect(duration(healthy)).toBeLessThanOrEqual(Math.max(duration(alone) * 1.5, duration(alone) + 2000));
     expect(duration(healthy)).toBeLessThan(duration(byName.get('blackhole')!));
-    figures.push(`visor sync: healthy ${duration(healthy)} ms beside the dead ones (alone: ${duration(alone)} ms); blackhole ${duration(byName.get('blackhole')!)} ms; refused ${duration(byName.get('refused')!)} ms; whole command ${wall} ms, exit 3`);
+    figures.push(
+      `visor sync: healthy ${duration(healthy)} ms beside the dead ones (alone: ${duration(alone)} ms); blackhole ${duration(byName.get('blackhole')!)} ms; refused ${duration(byName.get('refused')!)} ms; whole command ${wall} ms, exit 3`,
+    );
   });
 });

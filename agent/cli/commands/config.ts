@@ -7,7 +7,9 @@ export function configCommand(program: Command, io: CliIo): void {
 
   config
     .command('validate')
-    .description('check a config file: YAML, keys, types, ${ENV} references, plugins and their options (exit 0 when valid)')
+    .description(
+      'check a config file: YAML, keys, types, ${ENV} references, plugins and their options (exit 0 when valid)',
+    )
     .argument('<file>', 'the YAML config file')
     .option('--json', 'print the result as JSON')
     .action(async (file: string, opts: { json?: boolean }) => {
@@ -26,8 +28,14 @@ export function configCommand(program: Command, io: CliIo): void {
         };
         if (opts.json) printJson(io, summary);
         else {
-          const clouds = Object.entries(summary.clouds).map(([n, a]) => `${n} (${a})`).join(', ') || 'none';
-          print(io, `${file}: valid — catalog ${summary.catalog}, stores ${summary.stores.join(', ')} (default ${summary.defaultStore}), clouds ${clouds}`);
+          const clouds =
+            Object.entries(summary.clouds)
+              .map(([n, a]) => `${n} (${a})`)
+              .join(', ') || 'none';
+          print(
+            io,
+            `${file}: valid — catalog ${summary.catalog}, stores ${summary.stores.join(', ')} (default ${summary.defaultStore}), clouds ${clouds}`,
+          );
         }
       } catch (error) {
         if (!(error instanceof ConfigError) || !opts.json) throw error;
@@ -45,7 +53,12 @@ export function configCommand(program: Command, io: CliIo): void {
       const { loadConfig } = await import('../../../core/config/load.js');
       const { collectSecrets, SecretRegistry } = await import('../../../core/logging/redact.js');
       const { builtinRegistry } = await import('../../builtins.js');
-      const cfg = await loadConfig({ file: opts.config, dataDir: opts.dataDir, env: io.env, registry: builtinRegistry() });
+      const cfg = await loadConfig({
+        file: opts.config,
+        dataDir: opts.dataDir,
+        env: io.env,
+        registry: builtinRegistry(),
+      });
       const secrets = new SecretRegistry();
       collectSecrets(cfg, secrets);
       printJson(io, secrets.redact(cfg));

@@ -34,7 +34,12 @@ export function canonicalQuery(params: ReadonlyArray<readonly [string, string]>)
     .join('&');
 }
 
-export function stringToSign(method: string, host: string, path: string, params: ReadonlyArray<readonly [string, string]>): string {
+export function stringToSign(
+  method: string,
+  host: string,
+  path: string,
+  params: ReadonlyArray<readonly [string, string]>,
+): string {
   return `${method.toUpperCase()}\n${host.toLowerCase()}\n${path === '' ? '/' : path}\n${canonicalQuery(params)}`;
 }
 
@@ -74,14 +79,25 @@ export function signQueryRequest<R extends SignableRequest>(request: R, options:
   const params: Array<[string, string]> = [...new URLSearchParams(request.body)].filter(
     ([name]) => !['AWSAccessKeyId', 'SignatureVersion', 'SignatureMethod', 'Timestamp', 'Signature'].includes(name),
   );
-  params.push(['AWSAccessKeyId', options.accessKeyId], ['SignatureVersion', '2'], ['SignatureMethod', options.signatureMethod], ['Timestamp', timestamp(options.now?.() ?? new Date())]);
-  const host = request.headers['host'] ?? (request.port !== undefined ? `${request.hostname}:${request.port}` : request.hostname);
-  const signature = signV2(options.secretAccessKey, options.signatureMethod, stringToSign(request.method, host, request.path, params));
+  params.push(
+    ['AWSAccessKeyId', options.accessKeyId],
+    ['SignatureVersion', '2'],
+    ['SignatureMethod', options.signatureMethod],
+    ['Timestamp', timestamp(options.now?.() ?? new Date())],
+  );
+  const host =
+    request.headers['host'] ?? (request.port !== undefined ? `${request.hostname}:${request.port}` : request.hostname);
+  const signature = signV2(
+    options.secretAccessKey,
+    options.signatureMethod,
+    stringToSign(request.method, host, request.path, params),
+  );
   params.push(['Signature', signature]);
   const body = params.map(([name, value]) => `${rfc3986(name)}=${rfc3986(value)}`).join('&');
   request.body = body;
   for (const name of Object.keys(request.headers)) {
-    if (/^(authorization|x-amz-date|x-amz-content-sha256|x-amz-security-token)$/i.test(name)) delete request.headers[name];
+    if (/^(authorization|x-amz-date|x-amz-content-sha256|x-amz-security-token)$/i.test(name))
+      delete request.headers[name];
   }
   request.headers['content-length'] = String(Buffer.byteLength(body));
   request.headers['content-type'] = 'application/x-www-form-urlencoded; charset=utf-8';

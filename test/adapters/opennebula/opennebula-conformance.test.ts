@@ -48,13 +48,21 @@ iaasConformance('opennebula (oned 5.x replies, local mode)', async (): Promise<C
   folders.push(staging);
   const double = await startOpenNebulaDouble({
     generation: 5,
-    datastores: [{ id: 1, name: 'default', type: 0, template: { SAFE_DIRS: staging, RESTRICTED_DIRS: '/', TYPE: 'IMAGE_DS', DS_MAD: 'fs', TM_MAD: 'ssh' } }],
+    datastores: [
+      {
+        id: 1,
+        name: 'default',
+        type: 0,
+        template: { SAFE_DIRS: staging, RESTRICTED_DIRS: '/', TYPE: 'IMAGE_DS', DS_MAD: 'fs', TM_MAD: 'ssh' },
+      },
+    ],
   });
   doubles.push(double);
   return {
     driver: async () => driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1 }),
     pagedDriver: async (pageSize) => driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, pageSize }),
-    badCredentialsDriver: async () => driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, username: 'nobody' }),
+    badCredentialsDriver: async () =>
+      driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, username: 'nobody' }),
     createUnmarked: async (name) => String(double.addImage({ name, uid: 0 }).id),
     otherOwnerDriver: async () =>
       driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, username: 'user' }),

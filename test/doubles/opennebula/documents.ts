@@ -53,7 +53,17 @@ export interface DoubleDatastore {
   template: Map<string, string>;
 }
 
-const permissionNames = ['OWNER_U', 'OWNER_M', 'OWNER_A', 'GROUP_U', 'GROUP_M', 'GROUP_A', 'OTHER_U', 'OTHER_M', 'OTHER_A'];
+const permissionNames = [
+  'OWNER_U',
+  'OWNER_M',
+  'OWNER_A',
+  'GROUP_U',
+  'GROUP_M',
+  'GROUP_A',
+  'OTHER_U',
+  'OTHER_M',
+  'OTHER_A',
+];
 
 const text = (s: string) => s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
 /** CDATA as oned writes it; a "]]>" inside (which oned's parser never lets in) is split safely. */
@@ -66,7 +76,13 @@ function permissionsXml(p: readonly number[]): string {
 }
 
 function templateXml(t: ReadonlyMap<string, string>): string {
-  return el('TEMPLATE', [...t.keys()].sort().map((k) => el(k, cdata(t.get(k) ?? ''))).join(''));
+  return el(
+    'TEMPLATE',
+    [...t.keys()]
+      .sort()
+      .map((k) => el(k, cdata(t.get(k) ?? '')))
+      .join(''),
+  );
 }
 
 export function imageXml(i: DoubleImage): string {
@@ -102,7 +118,10 @@ export function imageXml(i: DoubleImage): string {
       ids('CLONES', []),
       ids('APP_CLONES', []),
       templateXml(i.template),
-      el('SNAPSHOTS', el('ALLOW_ORPHANS', cdata('NO')) + el('CURRENT_BASE', cdata('-1')) + el('NEXT_SNAPSHOT', cdata('0'))),
+      el(
+        'SNAPSHOTS',
+        el('ALLOW_ORPHANS', cdata('NO')) + el('CURRENT_BASE', cdata('-1')) + el('NEXT_SNAPSHOT', cdata('0')),
+      ),
       el('BACKUP_INCREMENTS', ''),
     ].join(''),
   );
@@ -139,7 +158,9 @@ export function datastoreXml(d: DoubleDatastore, images: readonly number[]): str
   );
 }
 
-export function datastorePoolXml(datastores: readonly { datastore: DoubleDatastore; images: readonly number[] }[]): string {
+export function datastorePoolXml(
+  datastores: readonly { datastore: DoubleDatastore; images: readonly number[] }[],
+): string {
   return el('DATASTORE_POOL', datastores.map((d) => datastoreXml(d.datastore, d.images)).join(''));
 }
 

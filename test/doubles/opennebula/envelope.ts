@@ -8,7 +8,8 @@
  */
 export type XmlRpcOut = { boolean: boolean } | { i4: number } | { i8: number } | { string: string };
 
-const escape = (text: string) => text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('\r', '&#x0d;');
+const escape = (text: string) =>
+  text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('\r', '&#x0d;');
 
 function value(v: XmlRpcOut): string {
   if ('boolean' in v) return `<value><boolean>${v.boolean ? 1 : 0}</boolean></value>`;

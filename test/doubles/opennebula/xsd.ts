@@ -36,7 +36,9 @@ export interface XsdReport {
 /** Validates every document (deduplicated), in batches, and reports every error with the document it came from. */
 export async function validateOneDocuments(documents: readonly string[]): Promise<XsdReport> {
   const unique = [...new Set(documents)];
-  const preload = await Promise.all(xsdFiles.map(async (fileName) => ({ fileName, contents: await readFile(join(xsdDir, fileName), 'utf8') })));
+  const preload = await Promise.all(
+    xsdFiles.map(async (fileName) => ({ fileName, contents: await readFile(join(xsdDir, fileName), 'utf8') })),
+  );
   const errors: string[] = [];
   for (let start = 0; start < unique.length; start += 200) {
     const batch = unique.slice(start, start + 200);
