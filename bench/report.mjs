@@ -175,7 +175,6 @@ function render(r) {
     ),
     '',
   );
-  const start = r.loads[0];
   w(
     `**Load.** The machine is shared with other engineers' test suites. The run waited for a 1-minute load average below ${r.settings.maxLoad} (for up to ${r.settings.waitMinutes} minutes) and ${r.quiet.quiet ? `started at ${n2(r.quiet.one)}` : `**never got it** (load ${n2(r.quiet.one)} when it gave up waiting): the figures were taken on a busy machine and are lower and noisier than on a quiet one`}. Load (1/5/15 min) at each phase:`,
     '',

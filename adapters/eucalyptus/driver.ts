@@ -158,8 +158,7 @@ export class EucalyptusDriver implements IaasDriver {
 
   async create(request: CreateRequest): Promise<CloudImage> {
     this.#open();
-    const { image, markers, content } = request;
-    checkFormats('eucalyptus', this.capabilities, content, 'convert to raw first');
+    checkFormats('eucalyptus', this.capabilities, request.content, 'convert to raw first');
     const deadline = new Deadline(request.timeoutMs, request.signal);
     try {
       return await this.#create(request, deadline);
@@ -331,7 +330,7 @@ export class EucalyptusDriver implements IaasDriver {
     this.#open();
     const image = await this.#client.image(nativeId, options);
     const where = image.location !== undefined ? splitLocation(image.location) : undefined;
-    if (!where || !where.key.endsWith('.manifest.xml')) {
+    if (!where?.key.endsWith('.manifest.xml')) {
       throw new VisorError(
         'unsupported',
         `eucalyptus: image ${nativeId} is not an S3 bundle (location ${image.location ?? 'none'}); only bundled images can be downloaded`,

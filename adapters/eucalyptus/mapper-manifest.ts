@@ -102,7 +102,7 @@ const parser = new XMLParser({
   parseTagValue: false,
   parseAttributeValue: false,
   trimValues: true,
-  isArray: (name, path) => path === 'manifest.image.parts.part',
+  isArray: (_name, path) => path === 'manifest.image.parts.part',
   processEntities: true,
 });
 

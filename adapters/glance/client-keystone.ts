@@ -1,6 +1,6 @@
 import type { Agent as HttpAgent } from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
-import axios, { type AxiosInstance } from 'axios';
+import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import { isRetryable, VisorError } from '../../core/errors.js';
 import { httpError } from '../../core/wire/http.js';
 import {
@@ -135,7 +135,7 @@ export class KeystoneSession {
     const who = describe(this.#options.credentials);
     const sentAt = this.#clock.now();
     this.#authentications++;
-    let response;
+    let response: AxiosResponse;
     try {
       response = await this.#http.post(this.#tokensUrl, authRequestBody(this.#options.credentials), {
         validateStatus: (s) => s === 201 || s === 200,

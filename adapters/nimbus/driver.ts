@@ -230,7 +230,10 @@ export class NimbusDriver implements IaasDriver {
             return;
           }
           write.write(chunk).then(() => {
-            if (request.onProgress && original.bytes !== reported) request.onProgress((reported = original.bytes));
+            if (request.onProgress && original.bytes !== reported) {
+              reported = original.bytes;
+              request.onProgress(reported);
+            }
             callback();
           }, callback);
         },
@@ -317,14 +320,12 @@ export class NimbusDriver implements IaasDriver {
       await this.#client.delete(nativeId, options.signal);
     } catch (error) {
       // Leave the image as it was rather than in both folders.
-      await this.#client
-        .delete(target)
-        .catch((e: unknown) =>
-          this.#logger.error('could not remove a copy after a failed move', {
-            key: target,
-            error: (e as Error).message,
-          }),
-        );
+      await this.#client.delete(target).catch((e: unknown) =>
+        this.#logger.error('could not remove a copy after a failed move', {
+          key: target,
+          error: (e as Error).message,
+        }),
+      );
       throw error;
     }
     this.#logger.info('image moved in the Cumulus repository', { from: nativeId, to: target, access: image.access });

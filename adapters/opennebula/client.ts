@@ -1,7 +1,7 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { Deserializer, serializeMethodCall, XmlRpcFault, type XmlRpcValue } from '@foxglove/xmlrpc';
-import axios, { type AxiosInstance } from 'axios';
+import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import { VisorError, type ErrorKind } from '../../core/errors.js';
 import { Deadline } from '../../core/iaas/kit/index.js';
 import { kindOfStatus } from '../../core/wire/errors.js';
@@ -123,7 +123,7 @@ export class OneClient {
       );
     }
     const deadline = new Deadline(this.#timeoutMs, signal);
-    let response;
+    let response: AxiosResponse<string>;
     try {
       response = await this.#http.post<string>(this.#endpoint, body, { signal: deadline.signal });
     } catch (error) {

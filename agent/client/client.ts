@@ -334,8 +334,7 @@ export class VisorClient {
       return new VisorError('timeout', `visor at ${this.#settings.url} did not answer in time`, { cause: error });
     }
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code ?? '')) {
-      const why =
-        `presented a certificate this client does not trust (${code}); ` + 'give the CA with VISOR_CA_FILE or ca_file';
+      const why = `presented a certificate this client does not trust (${code}); give the CA with VISOR_CA_FILE or ca_file`;
       return new VisorError('unavailable', `visor at ${this.#settings.url} ${why}`, { cause: error });
     }
     const message = `talking to visor at ${this.#settings.url} failed: ${(error as Error).message}`;

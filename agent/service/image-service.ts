@@ -14,7 +14,7 @@ import type {
   ImageDraft,
 } from '../../core/image/model.js';
 import type { Logger } from '../../core/logging/logger.js';
-import { putInspected } from '../../core/store/inspected-put.js';
+import { type InspectedPutResult, putInspected } from '../../core/store/inspected-put.js';
 import type { ByteRange, GetResult, PutResult, Store } from '../../core/store/port.js';
 import { storeReader } from '../../core/store/store-reader.js';
 import { callerId, canModify, canSee, type Caller } from './access.js';
@@ -226,7 +226,7 @@ export class ImageService {
     const heartbeat = setInterval(() => void this.#settle(id, {}).catch(() => undefined), this.#o.heartbeatMs);
     heartbeat.unref();
     const store = this.#o.stores.get(this.#o.defaultStore)!;
-    let put;
+    let put: InspectedPutResult;
     try {
       // Inspected as it streams in; the record stays `uploading` (not downloadable) until the
       // verdict, and a refused image leaves no bytes behind.

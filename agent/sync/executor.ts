@@ -237,7 +237,7 @@ async function createCopy(
   action: Action,
 ): Promise<{ cloud: CloudImage; bytes: number; detail: string }> {
   const image = await ctx.catalog.images.find(desired.image.id);
-  if (!image || image.status !== 'available')
+  if (image?.status !== 'available')
     throw new VisorError('conflict', `catalog image ${desired.image.id} is no longer available`);
   let published: { url: string; revoke(): void } | undefined;
   const prepared = await prepareContent(image, desired, {

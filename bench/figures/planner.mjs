@@ -126,7 +126,7 @@ function observedFor(images, policy, target, caps, { unmarkedCount, adoptable = 
   for (let i = 0; i < selected / 100; i++)
     out.push(copyOf({ image: { ...images[0], id: randomUUID(), name: `removed-${i}` }, diskFormat: 'raw' }));
   for (let i = 0; i < unmarkedCount; i++) out.push(unmarked(i));
-  adoptFrom.forEach((image, i) => out.push(unmarked(`a${i}`, image)));
+  for (const [i, image] of adoptFrom.entries()) out.push(unmarked(`a${i}`, image));
   return { observed: out, selected };
 }
 
@@ -236,7 +236,7 @@ export async function plannerFigures({ images: n, targets: count, repeat, dists,
     // The first pass is what one `visor sync` pays (a fresh process: code not yet optimised).
     const first = targets.map(runOnce);
     const warm = targets.map(() => []);
-    for (let r = 0; r < repeats(key); r++) targets.forEach((t, i) => warm[i].push(runOnce(t).seconds));
+    for (let r = 0; r < repeats(key); r++) for (const [i, t] of targets.entries()) warm[i].push(runOnce(t).seconds);
     const perTarget = targets.map((t, i) => {
       const counts = {};
       for (const a of first[i].plan.actions) counts[a.kind] = (counts[a.kind] ?? 0) + 1;

@@ -1,4 +1,4 @@
-import { type ImageReader } from './reader.js';
+import type { ImageReader } from './reader.js';
 import { isoAreaOffset, startsWith, type ProbeInput } from './probe.js';
 import type { FormatFacts, Problem } from './types.js';
 

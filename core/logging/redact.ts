@@ -19,10 +19,10 @@ export const MASK = '***';
  * scheme, then `:`, `=`, quotes or spaces.
  */
 const valueLead =
-  String.raw`(?:pass(?:word|wd|phrase)?|secret|token|authorization|credentials?|cookie|private[-_]?key|` +
+  '(?:pass(?:word|wd|phrase)?|secret|token|authorization|credentials?|cookie|private[-_]?key|' +
   String.raw`api[-_]?key|session[-_]?key|signature|bearer|basic)["']?[\s:=]+["']?`;
 
-const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 export class SecretRegistry {
   readonly #values = new Set<string>();
@@ -68,7 +68,7 @@ export class SecretRegistry {
   #valueOnlyPattern(secret: string): RegExp {
     let pattern = this.#valueOnly.get(secret);
     if (!pattern) {
-      const alternatives = [...new Set([secret, encodeURIComponent(secret)])].map(escape).join('|');
+      const alternatives = [...new Set([secret, encodeURIComponent(secret)])].map(escapeRegExp).join('|');
       pattern = new RegExp(`(?<=${valueLead})(?:${alternatives})(?![A-Za-z0-9])`, 'gi');
       this.#valueOnly.set(secret, pattern);
     }

@@ -63,7 +63,7 @@ describe.each([
   it('keeps several concurrent streams apart', async () => {
     const inputs = Array.from({ length: 5 }, (_, i) => [randomBytes(100_000 * (i + 1)), randomBytes(2_500_000)]);
     const results = await Promise.all(inputs.map((chunks) => run(make, chunks)));
-    results.forEach((r, i) => expect(r.result).toEqual(expected(Buffer.concat(inputs[i]!))));
+    for (const [i, r] of results.entries()) expect(r.result).toEqual(expected(Buffer.concat(inputs[i]!)));
   });
 
   it('fails cleanly when the source fails midway', async () => {
@@ -109,7 +109,7 @@ describe('ParallelDigestStream shares one bounded set of slots', () => {
     // 48 streams of 3 MiB want 4 slots each; the pool has 32: they take turns.
     const inputs = Array.from({ length: 48 }, () => [randomBytes(1024 * 1024 + 7), randomBytes(2 * 1024 * 1024)]);
     const results = await Promise.all(inputs.map((chunks) => run(() => new ParallelDigestStream(), chunks)));
-    results.forEach((r, i) => expect(r.result).toEqual(expected(Buffer.concat(inputs[i]!))));
+    for (const [i, r] of results.entries()) expect(r.result).toEqual(expected(Buffer.concat(inputs[i]!)));
   }, 60_000);
 
   it('lets a stream through while more streams than the pool has slots sit half-filled and stalled', async () => {
@@ -129,9 +129,10 @@ describe('ParallelDigestStream shares one bounded set of slots', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
     // And the stalled ones still hash exactly what they were given once they go on.
     const rest = stalled.map(() => randomBytes(300 * 1024));
-    stalled.forEach((s, i) => s.source.end(rest[i]));
+    for (const [i, s] of stalled.entries()) s.source.end(rest[i]);
     await Promise.all(stalled.map((s) => s.done));
-    stalled.forEach((s, i) => expect(s.digest.result()).toEqual(expected(Buffer.concat([s.first, rest[i]!]))));
+    for (const [i, s] of stalled.entries())
+      expect(s.digest.result()).toEqual(expected(Buffer.concat([s.first, rest[i]!])));
   }, 60_000);
 
   it('gives the slots of a failed stream back', async () => {

@@ -160,7 +160,7 @@ describe('hostile config files: exit 2, one clear report, no stack trace, nothin
 
   it('visor config validate refuses each', async () => {
     const results = await limited(cases.map((c) => () => visor(['config', 'validate', fileOf(c)], env)));
-    cases.forEach((c, i) => expectRefused(results[i]!, c, 'config validate'));
+    for (const [i, c] of cases.entries()) expectRefused(results[i]!, c, 'config validate');
   }, 300_000);
 
   it('visor serve and visor agent refuse to start on them', async () => {

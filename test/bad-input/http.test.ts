@@ -49,17 +49,17 @@ describe('hostile HTTP: answered or dropped, nothing kept, never hung, others st
 
   it.each([
     ['garbage instead of a request', () => randomBytes(2000)],
-    ['a negative Content-Length', () => head('neg', { 'content-length': '-5' }) + 'hello'],
-    ['a Content-Length that is not a number', () => head('nan', { 'content-length': 'lots' }) + 'hello'],
-    ['a 23-digit Content-Length', () => head('huge', { 'content-length': '99999999999999999999999' }) + 'hello'],
+    ['a negative Content-Length', () => `${head('neg', { 'content-length': '-5' })}hello`],
+    ['a Content-Length that is not a number', () => `${head('nan', { 'content-length': 'lots' })}hello`],
+    ['a 23-digit Content-Length', () => `${head('huge', { 'content-length': '99999999999999999999999' })}hello`],
     [
       'both Content-Length and chunked (request smuggling)',
-      () => head('both', { 'content-length': '5', 'transfer-encoding': 'chunked' }) + '5\r\nhello\r\n0\r\n\r\n',
+      () => `${head('both', { 'content-length': '5', 'transfer-encoding': 'chunked' })}5\r\nhello\r\n0\r\n\r\n`,
     ],
     ['a NUL byte in a header', () => `GET /images HTTP/1.1\r\nhost: x\r\nx-evil: a\u0000b\r\n\r\n`],
     [
       'a chunk size that is not hex',
-      () => head('badchunk', { 'transfer-encoding': 'chunked' }) + '5\r\nhello\r\nzz\r\nmore\r\n',
+      () => `${head('badchunk', { 'transfer-encoding': 'chunked' })}5\r\nhello\r\nzz\r\nmore\r\n`,
     ],
   ] as [string, () => string | Buffer][])('%s: 400 and the connection closed', async (_name, make) => {
     const r = await rawExchange(t.url, make());

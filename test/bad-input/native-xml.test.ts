@@ -26,7 +26,7 @@ const lolz = `<!DOCTYPE lolz [
  ${Array.from({ length: 9 }, (_, i) => `<!ENTITY lol${i + 1} "${`&lol${i === 0 ? '' : i};`.repeat(10)}">`).join('\n ')}
 ]>`;
 const xxe = '<!DOCTYPE m [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>';
-const escape = (s: string) => s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
+const escapeXml = (s: string) => s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
 /** A body that would go on for `mib` MiB if nobody stopped reading it; counts what was sent. */
 function endless(prefix: string, mib: number, sent: { bytes: number }): () => Readable {
   return () =>
@@ -89,7 +89,7 @@ describe('OpenNebula: a sync against a hostile oned fails cleanly with the reaso
   const rpc = (inner: string, prolog = '') =>
     `<?xml version="1.0" encoding="UTF-8"?>\r\n${prolog}<methodResponse><params><param><value><array><data><value><boolean>1</boolean></value><value><string>${inner}</string></value><value><i4>0</i4></value></data></array></value></param></params></methodResponse>\r\n`;
   const pool = (images: string, prolog = '') =>
-    escape(`<?xml version="1.0"?>${prolog}<IMAGE_POOL>${images}</IMAGE_POOL>`);
+    escapeXml(`<?xml version="1.0"?>${prolog}<IMAGE_POOL>${images}</IMAGE_POOL>`);
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'visor-bad-xml-'));

@@ -113,7 +113,10 @@ describe('a dead cloud beside a healthy one', () => {
     const settled = new Map<string, number>();
     const runs = await Promise.all(
       ['healthy', 'blackhole', 'refused'].map((name) =>
-        d.trigger(name).then((r) => (settled.set(name, Date.now() - started), r)),
+        d.trigger(name).then((r) => {
+          settled.set(name, Date.now() - started);
+          return r;
+        }),
       ),
     );
     const [healthy, dead, refused] = runs as [RunRecord, RunRecord, RunRecord];

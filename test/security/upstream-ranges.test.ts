@@ -133,7 +133,7 @@ const behaviours: Record<string, Behaviour> = {
           `${(data.length + 10).toString(16)}\r\n` +
             `${Buffer.concat([data, Buffer.alloc(10, 65)]).toString('latin1')}\r\n0\r\n\r\n`,
         ),
-  '/whole-grew': (r, s) =>
+  '/whole-grew': (_r, s) =>
     respond(s, '200 OK', { 'content-length': String(data.length + 100) }, Buffer.concat([data, Buffer.alloc(100, 66)])),
 };
 

@@ -68,7 +68,8 @@ storeContract(
   's3',
   async () => {
     const p = peer!;
-    const bucket = (contractBucket = await createTestBucket(p, 'contract'));
+    const bucket = await createTestBucket(p, 'contract');
+    contractBucket = bucket;
     const client = peerClient(p);
     await client.send(
       new PutObjectCommand({ Bucket: bucket, Key: 'outside/secret.abc123', Body: 'outside the store' }),

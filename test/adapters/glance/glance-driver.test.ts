@@ -13,13 +13,13 @@ import { createServer as createTlsServer } from 'node:tls';
 import { buffer } from 'node:stream/consumers';
 import { Container } from 'inversify';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { GlanceDriver, glanceOptionsSchema, glancePlugin } from '../../../adapters/glance/index.js';
+import { type GlanceDriver, glanceOptionsSchema, glancePlugin } from '../../../adapters/glance/index.js';
 import { builtinRegistry } from '../../../agent/builtins.js';
 import { loadConfig } from '../../../core/config/load.js';
 import { isVisorError, type VisorError } from '../../../core/errors.js';
 import type { ContentSource, CreateRequest } from '../../../core/iaas/port.js';
 import { newImage } from '../../../core/image/image.js';
-import type { Image, ImageDraft } from '../../../core/image/model.js';
+import type { ImageDraft } from '../../../core/image/model.js';
 import { silentLogger } from '../../../core/logging/logger.js';
 import { ServiceIds, type IaasDriverFactory } from '../../../core/registry/ids.js';
 import { SecretRegistry } from '../../../core/logging/redact.js';
@@ -69,7 +69,7 @@ async function failure(promise: Promise<unknown>): Promise<VisorError> {
 /** Serves `data` on loopback; `hang` accepts requests and never answers (a stuck source). */
 async function serve(data: Buffer, options: { hang?: boolean; status?: number } = {}): Promise<string> {
   const sockets = new Set<Socket>();
-  const server = createServer((req, res) => {
+  const server = createServer((_req, res) => {
     if (options.hang) return;
     if (options.status) {
       res.writeHead(options.status).end('no such image');
@@ -462,7 +462,10 @@ describe('Glance plugin', () => {
       (socket) => {
         const upstream = connect(Number(keystone.port), keystone.hostname);
         socket.pipe(upstream).pipe(socket);
-        const close = () => (socket.destroy(), upstream.destroy());
+        const close = () => {
+          socket.destroy();
+          upstream.destroy();
+        };
         socket.on('error', close);
         upstream.on('error', close);
       },

@@ -189,7 +189,9 @@ describe('Keystone v3 (real Keystone)', () => {
     sessions.push(s);
     return s;
   };
-  afterAll(() => sessions.forEach((s) => s.close()));
+  afterAll(() => {
+    for (const s of sessions) s.close();
+  });
 
   it('authenticates with a password and finds Glance in the catalog', async () => {
     const s = session(passwordCredentials(peer.admin));
@@ -309,7 +311,10 @@ describe('Keystone v3 (real Keystone)', () => {
     const relay = createServer((socket) => {
       const upstream = connect(Number(keystone.port), keystone.hostname);
       socket.pipe(upstream).pipe(socket);
-      const close = () => (socket.destroy(), upstream.destroy());
+      const close = () => {
+        socket.destroy();
+        upstream.destroy();
+      };
       socket.on('error', close);
       upstream.on('error', close);
     });

@@ -36,7 +36,7 @@ afterAll(
     }),
 );
 
-const escape = (s: string) => s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
+const escapeXml = (s: string) => s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
 const envelope = (inner: string, prolog = '') =>
   `<?xml version="1.0" encoding="UTF-8"?>\r\n${prolog}<methodResponse><params><param><value><array><data>${inner}</data></array></value></param></params></methodResponse>\r\n`;
 const okString = (payload: string, prolog = '') =>
@@ -114,7 +114,7 @@ describe('OpenNebula client: hostile XML is refused cleanly', () => {
 
   it('refuses a billion-laughs DTD inside the IMAGE document', async () => {
     const image = `<?xml version="1.0"?>${lolz}<IMAGE><ID>1</ID><NAME>&lol9;</NAME></IMAGE>`;
-    answer(okString(escape(image)));
+    answer(okString(escapeXml(image)));
     const c = client();
     const heap = process.memoryUsage().heapUsed;
     try {
@@ -133,7 +133,7 @@ describe('OpenNebula client: hostile XML is refused cleanly', () => {
       await refused(c.image(1));
       answer(
         okString(
-          escape('<!DOCTYPE IMAGE [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><IMAGE><NAME>&xxe;</NAME></IMAGE>'),
+          escapeXml('<!DOCTYPE IMAGE [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><IMAGE><NAME>&xxe;</NAME></IMAGE>'),
         ),
       );
       await refused(c.image(1), /External entities are not supported/);
@@ -170,11 +170,11 @@ describe('OpenNebula client: hostile XML is refused cleanly', () => {
   it('refuses deeply nested, truncated, polluting and non-XML documents', async () => {
     const c = client();
     try {
-      answer(okString(escape(`<IMAGE>${'<A>'.repeat(200)}x${'</A>'.repeat(200)}</IMAGE>`)));
+      answer(okString(escapeXml(`<IMAGE>${'<A>'.repeat(200)}x${'</A>'.repeat(200)}</IMAGE>`)));
       await refused(c.image(1), /nested/);
-      answer(okString(escape('<IMAGE><ID>1</ID>')));
+      answer(okString(escapeXml('<IMAGE><ID>1</ID>')));
       await refused(c.image(1), /Unclosed/);
-      answer(okString(escape('<IMAGE><__proto__><polluted>1</polluted></__proto__></IMAGE>')));
+      answer(okString(escapeXml('<IMAGE><__proto__><polluted>1</polluted></__proto__></IMAGE>')));
       await refused(c.image(1));
       expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
       answer('<html><body>502 Bad Gateway</body></html>');
@@ -197,7 +197,7 @@ describe('OpenNebula client: hostile XML is refused cleanly', () => {
         ),
       );
       await refused(c.deleteImage(1), /returned string, expected an object id/);
-      answer(okString(escape('<IMAGE><ID>one</ID></IMAGE>')));
+      answer(okString(escapeXml('<IMAGE><ID>one</ID></IMAGE>')));
       await refused(c.image(1), /IMAGE document is malformed: IMAGE\.ID: must be an integer/);
     } finally {
       c.close();

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo, Socket } from 'node:net';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { verifyRequest } from './auth.js';
-import { checkManifest, ManifestProblem, unbundle, type BundleCheck } from './clc.js';
+import { type CheckedManifest, checkManifest, ManifestProblem, unbundle, type BundleCheck } from './clc.js';
 import {
   document,
   errorDocument,
@@ -262,7 +262,7 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
         const virtualizationType = p['VirtualizationType'] ?? 'paravirtual';
         if (virtualizationType !== 'paravirtual' && virtualizationType !== 'hvm')
           throw new Ec2Fault('InvalidParameterValue', `Invalid virtualization type: ${virtualizationType}`);
-        let manifest;
+        let manifest: CheckedManifest;
         try {
           manifest = await checkManifest(options.s3, location, options.userCertificatePem, options.cloudKeyFile);
         } catch (error) {
@@ -372,7 +372,7 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
               `The maximum number of Tags for a resource (${maxTags}) has been reached.`,
             );
         }
-        for (const image of targets) keys.forEach((k, i) => image.tags.set(k, values[i] ?? ''));
+        for (const image of targets) for (const [i, k] of keys.entries()) image.tags.set(k, values[i] ?? '');
         return document('CreateTagsResponse', version, requestId, val('return', true));
       },
 
@@ -425,9 +425,14 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
         for (const change of [...add, ...remove])
           if ('group' in change && change.group !== 'all')
             throw new Ec2Fault('InvalidParameterValue', `Invalid launch permission group: ${change.group}`);
-        for (const change of add) 'group' in change ? (image.isPublic = true) : image.launchUsers.add(change.user);
-        for (const change of remove)
-          'group' in change ? (image.isPublic = false) : image.launchUsers.delete(change.user);
+        for (const change of add) {
+          if ('group' in change) image.isPublic = true;
+          else image.launchUsers.add(change.user);
+        }
+        for (const change of remove) {
+          if ('group' in change) image.isPublic = false;
+          else image.launchUsers.delete(change.user);
+        }
         if (description !== undefined) {
           if (description.length > 255)
             throw new Ec2Fault('InvalidParameter', 'Description must be less than 256 characters');
