@@ -13,7 +13,7 @@ import {
 import { VisorError } from '../../core/errors.js';
 
 /**
- * The keys of a bundle (euca2ools/bundle/manifest.py, commands/bundle/mixins.py):
+ * The keys of a bundle (as euca2ools' bundle manifest writer and its bundle command mixins make them):
  * - AES-128-CBC key and IV, each written as 32 lower-case hex characters; the hex *text* (not
  *   the 16 bytes) is what gets RSA-encrypted, with PKCS#1 v1.5 padding, once for the cloud's
  *   certificate (ec2_encrypted_*) and once for the user's (user_encrypted_*);

@@ -12,7 +12,7 @@ import type { StoredObject } from './client-walrus.js';
 /**
  * The streaming bundler: image -> tar (one member) -> SHA1 -> gzip -> AES-128-CBC -> parts,
  * each part sent to Walrus as soon as it is full, in one pass over the image (euca2ools runs
- * the same stages as processes: bundle/pipes/core.py and fittings.py). Memory is about
+ * the same stages as processes: the core pipes and fittings of its bundler). Memory is about
  * partSize × concurrency, whatever the image's size; nothing is written to disk.
  *
  * The same pass computes md5/sha256/sha512 of the image (checked against what the caller

@@ -7,7 +7,7 @@ import { manifestSchema, type ParsedManifest } from './schema.js';
 
 /**
  * The bundle manifest, EC2 AMI tools format `<version>2007-10-10</version>`, element for
- * element as euca2ools writes it (bundle/manifest.py, commands/bundle/bundleimage.py) and as the
+ * element as euca2ools writes it (its bundle manifest writer and its bundle-image command) and as the
  * real euca-tools manifest in test/fixtures/eucalyptus-ec2/bundle-manifests has it:
  *
  *   manifest/version, bundler/{name,version,release},

@@ -24,7 +24,7 @@ import type { GlanceImage } from './schema.js';
  * a string is a property.
  */
 
-/** Glance's default `disk_formats` (glance/common/config.py); all generic formats. */
+/** Glance's default `disk_formats` (the image format options of Glance's common config); all generic formats. */
 export const glanceDiskFormats: readonly DiskFormat[] = [
   'ami',
   'ari',

@@ -523,7 +523,7 @@ function remoteUrlOf(content: ContentSource): string {
 }
 
 /**
- * oned's SIZE is the content in whole MiB, rounded up (datastore/libfs.sh fs_size); for qcow2 it
+ * oned's SIZE is the content in whole MiB, rounded up (fs_size of OpenNebula's datastore library libfs); for qcow2 it
  * is the virtual size, checked when the image says it.
  */
 function verifySize(image: OneImage, content: ContentSource, generic: Image): void {

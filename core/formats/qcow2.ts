@@ -3,7 +3,7 @@ import { startsWith, type ProbeInput } from './probe.js';
 import type { FormatFacts, Problem } from './types.js';
 
 /*
- * QEMU qcow2 (docs/interop/qcow2.txt). Big-endian header:
+ * QEMU qcow2 (the qcow2 specification in QEMU's interoperability docs). Big-endian header:
  *   0 magic "QFI\xfb" · 4 version · 8 backing_file_offset u64 · 16 backing_file_size u32
  *   20 cluster_bits · 24 size u64 · 32 crypt_method · 36 l1_size · 40 l1_table_offset u64
  *   48 refcount_table_offset u64 · 56 refcount_table_clusters · 60 nb_snapshots

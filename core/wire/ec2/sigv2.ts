@@ -10,7 +10,7 @@ import { createHmac } from 'node:crypto';
  *   Signature = Base64(HMAC-SHA256 or HMAC-SHA1(secret, StringToSign))
  *
  * Written here because no maintained library signs Query requests with V2: @smithy ships only
- * SigV4/SigV4a, `aws-sdk` v2 (whose `signers/v2.js` did) reached end-of-support on 2025-09-08,
+ * SigV4/SigV4a, `aws-sdk` v2 (whose V2 signer did) reached end-of-support on 2025-09-08,
  * and aws-lib / awssum have been unmaintained since 2012 (aws-sign2 is S3's REST signature,
  * another algorithm). It is small, and tested against Eucalyptus's own test vectors.
  */

@@ -143,7 +143,7 @@ describe('EC2 bundles', () => {
       world!.certs.identity,
     );
     // Two differences, both between euca2ools generations: current euca2ools writes bundler/release
-    // and no algorithm attribute on the IVs (bundle/manifest.py); euca-tools 1.0 did the reverse.
+    // and no algorithm attribute on the IVs (euca2ools' bundle manifest writer); euca-tools 1.0 did the reverse.
     const expected = elementPaths(real)
       .map((p) => p.replace(/^(manifest\/image\/(ec2|user)_encrypted_iv)\[@algorithm\]$/, '$1'))
       .flatMap((p) => (p === 'manifest/bundler/version' ? [p, 'manifest/bundler/release'] : [p]));

@@ -73,7 +73,7 @@ describe('nimbus repository layout', () => {
   });
 
   it("reads the walkthrough's image key as the user's own image, and common keys as public", () => {
-    // docs/src/admin/walkthrough.html: cumulus://Repo/VMS/5c01dfac-fe2c-11df-875b-00264a0eb5ca/myfakevm
+    // Nimbus's admin walkthrough: cumulus://Repo/VMS/5c01dfac-fe2c-11df-875b-00264a0eb5ca/myfakevm
     expect(locate(layout, `VMS/${canonicalId}/myfakevm`)).toEqual({
       key: `VMS/${canonicalId}/myfakevm`,
       folder: 'own',

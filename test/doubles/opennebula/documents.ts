@@ -2,7 +2,7 @@
  * The double's objects and their XML documents, shaped as current oned (7.x, share/doc/xsd)
  * writes them: Image::to_xml / Datastore::to_xml element order, strings that oned escapes as
  * CDATA (SOURCE, PATH, FORMAT, FS, driver names, every TEMPLATE value), template attributes
- * sorted by name, and no namespace on the root (share/doc/xsd/README.txt).
+ * sorted by name, and no namespace on the root (the README of OpenNebula's XSD folder).
  */
 
 export interface DoubleImage {

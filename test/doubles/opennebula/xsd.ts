@@ -4,9 +4,9 @@ import { validateXML } from 'xmllint-wasm';
 import { repoRoot } from '../../support/cli.js';
 
 /**
- * Validation of OpenNebula documents against the official XSDs (share/doc/xsd of
- * OpenNebula/one, copied to test/fixtures/opennebula/xsd) with libxml2's xmllint (wasm).
- * oned sends its documents without the schemas' namespace (share/doc/xsd/README.txt: the XSD
+ * Validation of OpenNebula documents against the official XSDs (OpenNebula/one's XSD folder,
+ * copied to test/fixtures/opennebula/xsd) with libxml2's xmllint (wasm).
+ * oned sends its documents without the schemas' namespace (the README of that folder: the XSD
  * samples add "the headers (namespace, schema location)"), so the namespace is added to the
  * root element before validating, exactly as those samples carry it.
  */
