@@ -31,7 +31,8 @@ export async function startContentServer(publicUrl: string | undefined): Promise
   } catch (error) {
     throw new VisorError(
       'unavailable',
-      `cannot serve images for clouds on port ${port} (agent.publicUrl): ${(error as Error).message}; is \`visor agent\` running? Then use \`visor trigger\``,
+      `cannot serve images for clouds on port ${port} (agent.publicUrl): ${(error as Error).message}; ` +
+        `is \`visor agent\` running? Then use \`visor trigger\``,
       { cause: error },
     );
   }

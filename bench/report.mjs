@@ -100,7 +100,8 @@ export function aims(r) {
     p.visor.seconds / p.curl.seconds,
     '≤ 1.05×',
     p.visor.seconds / p.curl.seconds <= 1.05,
-    `vs \`openstack image save\` + \`openstack image create\` (${secs(p.openstack.seconds)}): ${ratio(p.visor.seconds / p.openstack.seconds)}`,
+    `vs \`openstack image save\` + \`openstack image create\` ` +
+      `(${secs(p.openstack.seconds)}): ${ratio(p.visor.seconds / p.openstack.seconds)}`,
   );
   const bigGiB = r.big.bytes / 1024 ** 3;
   add(
@@ -127,7 +128,8 @@ export function aims(r) {
   const a = r.api;
   add(
     'api',
-    `\`GET /images\` with ${a.count.toLocaleString('en')} images vs Glance \`GET /v2/images?limit=${a.count}\` (requests/s)`,
+    `\`GET /images\` with ${a.count.toLocaleString('en')} images ` +
+      `vs Glance \`GET /v2/images?limit=${a.count}\` (requests/s)`,
     `${n0(a.visor.rps)} req/s`,
     `${n1(a.glance.rps)} req/s`,
     a.visor.rps / a.glance.rps,
@@ -155,7 +157,11 @@ function render(r) {
 
   w('# visor benchmarks', '');
   w(
-    `Written by \`${r.command}\` (bench/run.mjs) on ${r.started.slice(0, 10)}, ${r.started.slice(11, 16)} UTC, in ${n0(durationMin)} minutes. Every figure below comes from that one run; contestants were run interleaved, ${r.settings.repeat}× (ingests), ${r.settings.downloadRepeat ?? r.settings.repeat}× (downloads) and ${r.settings.pushRepeat}× (pushes), and the median is shown. Files: a ${r.settings.sizeMiB} MiB file of random bytes (incompressible), read once beforehand so that every contestant starts from the page cache.`,
+    `Written by \`${r.command}\` (bench/run.mjs) on ${r.started.slice(0, 10)}, ${r.started.slice(11, 16)} UTC, ` +
+      `in ${n0(durationMin)} minutes. Every figure below comes from that one run; contestants were run ` +
+      `interleaved, ${r.settings.repeat}× (ingests), ${r.settings.downloadRepeat ?? r.settings.repeat}× (downloads) ` +
+      `and ${r.settings.pushRepeat}× (pushes), and the median is shown. Files: a ${r.settings.sizeMiB} MiB file of ` +
+      `random bytes (incompressible), read once beforehand so that every contestant starts from the page cache.`,
     '',
   );
 
@@ -176,7 +182,14 @@ function render(r) {
     '',
   );
   w(
-    `**Load.** The machine is shared with other engineers' test suites. The run waited for a 1-minute load average below ${r.settings.maxLoad} (for up to ${r.settings.waitMinutes} minutes) and ${r.quiet.quiet ? `started at ${n2(r.quiet.one)}` : `**never got it** (load ${n2(r.quiet.one)} when it gave up waiting): the figures were taken on a busy machine and are lower and noisier than on a quiet one`}. Load (1/5/15 min) at each phase:`,
+    `**Load.** The machine is shared with other engineers' test suites. The run waited for a 1-minute load average ` +
+      `below ${r.settings.maxLoad} (for up to ${r.settings.waitMinutes} minutes) ` +
+      `and ${
+        r.quiet.quiet
+          ? `started at ${n2(r.quiet.one)}`
+          : `**never got it** (load ${n2(r.quiet.one)} when it ` +
+            `gave up waiting): the figures were taken on a busy machine and are lower and noisier than on a quiet one`
+      }. Load (1/5/15 min) at each phase:`,
     '',
   );
   w(
@@ -187,25 +200,38 @@ function render(r) {
     '',
   );
   w(
-    `Loads read after the start include the bench's own work (a transfer keeps both cores busy: server, client, Glance), so they say little about neighbours by themselves; the last column names the busiest processes at that moment (visor's and the bench's own are \`node\`, Glance's \`glance-api\`). Where neighbours did run, the CPU-seconds-per-GiB columns are the more reliable figures: they do not depend on how long a process waited for a core.`,
+    `Loads read after the start include the bench's own work (a transfer keeps both cores busy: server, client, ` +
+      `Glance), so they say little about neighbours by themselves; the last column names the busiest processes at ` +
+      `that moment (visor's and the bench's own are \`node\`, Glance's \`glance-api\`). Where neighbours did run, ` +
+      `the CPU-seconds-per-GiB columns are the more reliable figures: ` +
+      `they do not depend on how long a process waited for a core.`,
     '',
   );
 
   w('## Peers', '');
   w(
-    `- **Glance** ${r.peer.glance} and **Keystone** ${r.peer.keystone} from Debian packages, on loopback (test/peers/openstack, started by the bench when not running): one glance-api worker process, filesystem store on the same disk, SQLite database, Keystone tokens checked by keystonemiddleware (cached). Glance computes md5 and sha512 (its \`os_hash_algo\`) of every upload, in Python; it does not fsync.`,
+    `- **Glance** ${r.peer.glance} and **Keystone** ${r.peer.keystone} from Debian packages, ` +
+      `on loopback (test/peers/openstack, started by the bench when not running): one glance-api worker process, ` +
+      `filesystem store on the same disk, SQLite database, Keystone tokens checked by keystonemiddleware (cached). ` +
+      `Glance computes md5 and sha512 (its \`os_hash_algo\`) of every upload, in Python; it does not fsync.`,
   );
   w(
-    `- **curl** ${r.peer.curl}: \`curl -T\` uploads (Content-Length, no client hashing), \`curl -o /dev/null\` downloads, for Glance and — to measure visor's server alone — for visor too (signed headers, the body's sha256 signed up front from an earlier upload, not hashed by the client).`,
+    `- **curl** ${r.peer.curl}: \`curl -T\` uploads (Content-Length, no client hashing), \`curl -o /dev/null\` ` +
+      `downloads, for Glance and — to measure visor's server alone — for visor too (signed headers, ` +
+      `the body's sha256 signed up front from an earlier upload, not hashed by the client).`,
   );
   w(
-    `- **openstack** CLI (python3-openstackclient ${r.peer.openstackclient}), with the environment of the peer's admin-openrc.sh.`,
+    `- **openstack** CLI (python3-openstackclient ${r.peer.openstackclient}), ` +
+      `with the environment of the peer's admin-openrc.sh.`,
   );
   w(
-    '- **`cp`** of the source file on the same filesystem; **`cp` + fsync** also fsyncs the copy (visor fsyncs every upload before it answers).',
+    '- **`cp`** of the source file on the same filesystem; ' +
+      '**`cp` + fsync** also fsyncs the copy (visor fsyncs every upload before it answers).',
   );
   w(
-    "- **visor**: `visor serve` (this build, `dist/`) in its own process with its default configuration: SQLite catalog, file store with fsync, signed requests, a log line per request. `visor sync` runs as the CLI, a process of its own, timed from start to exit; its peak RSS is the kernel's (GNU time, `ru_maxrss`).",
+    '- **visor**: `visor serve` (this build, `dist/`) in its own process with its default configuration: ' +
+      'SQLite catalog, file store with fsync, signed requests, a log line per request. `visor sync` runs as the ' +
+      "CLI, a process of its own, timed from start to exit; its peak RSS is the kernel's (GNU time, `ru_maxrss`).",
     '',
   );
 
@@ -222,13 +248,15 @@ function render(r) {
     '',
   );
   w(
-    `Ratios are visor ÷ peer (throughputs and requests/s: higher is better for visor; the push compares times: lower is better for visor). ${list.filter((a) => a.met).length} of ${list.length} met.`,
+    `Ratios are visor ÷ peer (throughputs and requests/s: higher is better for visor; the push compares times: ` +
+      `lower is better for visor). ${list.filter((a) => a.met).length} of ${list.length} met.`,
     '',
   );
 
   w('## Ingest and download', '');
   w(
-    `${gib} GiB; CPU seconds per GiB are those of the serving process (visor serve; the glance-api processes) and, for visor's own client, of the client process.`,
+    `${gib} GiB; CPU seconds per GiB are those of the serving process (visor serve; ` +
+      `the glance-api processes) and, for visor's own client, of the client process.`,
     '',
   );
   const row = (name, s, server, client) => [
@@ -367,7 +395,8 @@ function render(r) {
       [
         [
           `ingest of ${n0(r.big.bytes / 1024 ** 3)} GiB through the API (visor client)`,
-          `${secs(r.big.ingestSeconds)}, ${mibps(r.big.ingestMibps)}; \`visor serve\` peak RSS ${mib(r.big.serverPeakRssMiB)}`,
+          `${secs(r.big.ingestSeconds)}, ${mibps(r.big.ingestMibps)}; ` +
+            `\`visor serve\` peak RSS ${mib(r.big.serverPeakRssMiB)}`,
         ],
         [`\`visor sync\` of it into Glance`, `${secs(r.big.sync.seconds)}, ${mibps(r.big.sync.mibps)}`],
         ['peak RSS of the `visor sync` process', mib(r.big.sync.peakRssMiB)],
@@ -381,7 +410,12 @@ function render(r) {
   const pl = r.planner;
   w(`## Planner: ${pl.images.toLocaleString('en')} images × ${pl.targets} targets`, '');
   w(
-    "The pure planner (agent/sync/planner.ts) on a generated catalog and generated listings: each target has its own policy (tags; name globs with a naming template and a visibility mapping; architectures with delete-after-grace; everything with import and adopt) and a listing where, per 1,000 selected images, 5 are missing, 5 renamed, 2 have new content and 2 leave a pending leftover, plus copies of images gone from the catalog and the cloud's own images. First pass = what one `visor sync` process pays (code not yet optimised); warm = median of 3 more.",
+    'The pure planner (agent/sync/planner.ts) on a generated catalog and generated listings: each target has its ' +
+      'own policy (tags; name globs with a naming template and a visibility mapping; architectures with ' +
+      'delete-after-grace; everything with import and adopt) and a listing where, per 1,000 selected images, ' +
+      '5 are missing, 5 renamed, 2 have new content and 2 leave a pending leftover, plus copies of images gone from ' +
+      "the catalog and the cloud's own images. First pass = what one `visor " +
+      'sync` process pays (code not yet optimised); warm = median of 3 more.',
     '',
   );
   w(
@@ -415,7 +449,10 @@ function render(r) {
   const a = r.api;
   w(`## \`GET /images\` under load`, '');
   w(
-    `autocannon, ${a.connections} connections, ${a.seconds} s measured after a 2 s warm-up, in the bench process; visor requests signed per request (fresh date and nonce: a signature is accepted once), Glance requests with one X-Auth-Token. ${a.count.toLocaleString('en')} images registered in each (metadata only: visor \`locked\`, Glance \`queued\`).`,
+    `autocannon, ${a.connections} connections, ${a.seconds} s measured after a 2 s warm-up, in the bench process; ` +
+      `visor requests signed per request (fresh date and nonce: a signature is accepted once), Glance requests with ` +
+      `one X-Auth-Token. ${a.count.toLocaleString('en')} images registered ` +
+      `in each (metadata only: visor \`locked\`, Glance \`queued\`).`,
     '',
   );
   const arow = (name, x) => [
@@ -438,7 +475,10 @@ function render(r) {
     '',
   );
   w(
-    `Glance's records are fuller than visor's brief view (${n0(a.glance.bytesPerResponse / a.count)} vs ${n0(a.visor.bytesPerResponse / a.count)} bytes per image); visor's detail view (${n0(a.visorDetail.bytesPerResponse / a.count)} bytes per image) is the closer match in size and runs at ${ratio(a.visorDetail.rps / a.glance.rps)} Glance.`,
+    `Glance's records are fuller than visor's brief view ` +
+      `(${n0(a.glance.bytesPerResponse / a.count)} vs ${n0(a.visor.bytesPerResponse / a.count)} bytes per image); ` +
+      `visor's detail view (${n0(a.visorDetail.bytesPerResponse / a.count)} bytes per image) ` +
+      `is the closer match in size and runs at ${ratio(a.visorDetail.rps / a.glance.rps)} Glance.`,
     '',
   );
 
@@ -454,16 +494,37 @@ function render(r) {
     const ceiling = (cores * 1024) / three;
     w('### Ingest', '');
     w(
-      `- **The checksums, not the I/O, bound the ingest.** visor computes md5, sha256 and sha512 of every upload (sha256 is the content marker, md5 and sha512 are what Glance reports and what pushes are verified against). On this CPU one core hashes them at ${mibps(h.node.md5)}, ${mibps(h.node.sha256)} and ${mibps(h.node.sha512)}: **${n2(three)} CPU-seconds per GiB** for the three. \`cp\` needs ${n2(t.cp.clientCpuPerGiB)} (it copies within the page cache at ${mibps(t.cp.mibps)}). With ${cores} cores and nothing else to do, three checksums allow at most ${cores} ÷ ${n2(three)} s/GiB = **${mibps(ceiling)}** — ${ratio(ceiling / t.cp.mibps)} \`cp\`, ${ratio(ceiling / t.cpFsync.mibps)} \`cp\` + fsync. ≥ 0.8× \`cp\` cannot be reached on this machine by any server that computes these checksums.`,
+      `- **The checksums, not the I/O, bound the ingest.** visor computes md5, sha256 and sha512 of every upload ` +
+        `(sha256 is the content marker, md5 and sha512 are what Glance reports and what pushes are verified ` +
+        `against). On this CPU one core hashes them ` +
+        `at ${mibps(h.node.md5)}, ${mibps(h.node.sha256)} and ${mibps(h.node.sha512)}: **${n2(three)} CPU-seconds ` +
+        `per GiB** for the three. \`cp\` needs ${n2(t.cp.clientCpuPerGiB)} (it copies within the page cache ` +
+        `at ${mibps(t.cp.mibps)}). With ${cores} cores and nothing else to do, three checksums allow at ` +
+        `most ${cores} ÷ ${n2(three)} s/GiB = **${mibps(ceiling)}** ` +
+        `— ${ratio(ceiling / t.cp.mibps)} \`cp\`, ${ratio(ceiling / t.cpFsync.mibps)} \`cp\` + fsync. ≥ 0.8× \`cp\` cannot be reached on this machine by any server that computes these checksums.`,
     );
     w(
-      `- **What the server spends.** Measured: ${n2(t.visorCurlIngest.serverCpuPerGiB)} CPU-s/GiB for visor's server (curl client) against ${n2(t.glanceIngest.serverCpuPerGiB)} for Glance. The hashing is ${n2(three)} of visor's (${n2(h.parallelDigestStream?.cpuPerGiB ?? three)} through ParallelDigestStream, which also copies every byte once into the ring the workers read); the rest is the HTTP receive, the file writes and the fsync (${n2(t.visorCurlIngest.serverSysPerGiB)} CPU-s/GiB of the server's time is in the kernel: socket reads, page-cache writes). Glance computes two checksums, not three (${n2(glanceTwo)} CPU-s/GiB in Python's hashlib), and does not fsync.`,
+      `- **What the server spends.** Measured: ${n2(t.visorCurlIngest.serverCpuPerGiB)} CPU-s/GiB for visor's ` +
+        `server (curl client) against ${n2(t.glanceIngest.serverCpuPerGiB)} for Glance. ` +
+        `The hashing is ${n2(three)} of visor's (${n2(h.parallelDigestStream?.cpuPerGiB ?? three)} through ` +
+        `ParallelDigestStream, which also copies every byte once into the ring the workers read); the rest is the ` +
+        `HTTP receive, the file writes and the fsync (${n2(t.visorCurlIngest.serverSysPerGiB)} CPU-s/GiB of the ` +
+        `server's time is in the kernel: socket reads, page-cache writes). Glance computes two checksums, ` +
+        `not three (${n2(glanceTwo)} CPU-s/GiB in Python's hashlib), and does not fsync.`,
     );
     w(
-      `- **3× Glance** would be ${mibps(3 * t.glanceIngest.mibps)}, i.e. at most ${n2((cores * 1024) / (3 * t.glanceIngest.mibps))} CPU-s/GiB for everything on ${cores} cores — less than the three checksums alone (${n2(three)}). Spreading the hashing over worker threads (ParallelDigestStream, below) turns visor's ingest from one core hashing into both cores working; beyond that only fewer or cheaper checksums (or more cores) raise it.`,
+      `- **3× Glance** would be ${mibps(3 * t.glanceIngest.mibps)}, i.e. ` +
+        `at most ${n2((cores * 1024) / (3 * t.glanceIngest.mibps))} CPU-s/GiB for everything on ${cores} cores — ` +
+        `less than the three checksums alone (${n2(three)}). Spreading the hashing over worker threads ` +
+        `(ParallelDigestStream, below) turns visor's ingest from one core hashing into both cores working; ` +
+        `beyond that only fewer or cheaper checksums (or more cores) raise it.`,
     );
     w(
-      `- **visor's own client** adds its own work on the same ${cores} cores: ${n2(t.visorIngest.clientCpuPerGiB)} CPU-s/GiB in the client process (its sha256 of what it sends, ${n2(hashCost(h.node.sha256))} s/GiB, for the end-to-end check — the server's sha256 must equal it — plus Node's HTTP client and stream machinery), which is why it ingests at ${mibps(t.visorIngest.mibps)} where curl reaches ${mibps(t.visorCurlIngest.mibps)}.`,
+      `- **visor's own client** adds its own work on the ` +
+        `same ${cores} cores: ${n2(t.visorIngest.clientCpuPerGiB)} CPU-s/GiB in the client process (its sha256 of ` +
+        `what it sends, ${n2(hashCost(h.node.sha256))} s/GiB, for the end-to-end check — the server's sha256 must ` +
+        `equal it — plus Node's HTTP client and stream machinery), which is why it ingests ` +
+        `at ${mibps(t.visorIngest.mibps)} where curl reaches ${mibps(t.visorCurlIngest.mibps)}.`,
       '',
     );
   }
@@ -478,23 +539,48 @@ function render(r) {
       ['the build before these changes', t.beforeCurlDownload, t.beforeFreshCurlDownload],
     ].filter(([, a, f]) => regime(a, f));
     const trace =
-      'Traced while preparing this run (`--trace-gc`, `--trace-incremental-marking` on `visor serve`): after large ingests V8 can end up re-starting incremental marking of the whole old generation every ~70 ms ("allocation limit", with only ~24 MB of old-generation headroom), each cycle ~40 ms of marking — about half a core of garbage collection while it streams; a fresh server downloading the same file only triggers scavenges. Whether it happens depends on how the heap was sized during the ingests; it is the same download code in both builds.';
+      'Traced while preparing this run (`--trace-gc`, `--trace-incremental-marking` on `visor serve`): ' +
+      'after large ingests V8 can end up re-starting incremental marking of the whole old generation every ~70 ms ' +
+      '("allocation limit", with only ~24 MB of old-generation headroom), each cycle ~40 ms of marking — ' +
+      'about half a core of garbage collection while it streams; a fresh server downloading the same file only ' +
+      'triggers scavenges. Whether it happens depends on how the heap was ' +
+      'sized during the ingests; it is the same download code in both builds.';
     if (seen.length > 0) {
       w(
-        `- **A server that has just taken in gigabytes can be much slower at serving.** The downloads were measured twice: on the \`visor serve\` that had just ingested ${2 * r.settings.repeat} GiB, and on one started afresh on the same data. ${seen.map(([name, a, f]) => `With ${name}: ${n2(a.serverCpuPerGiB)} CPU-s/GiB after the ingests (${mibps(a.mibps)}) against ${n2(f.serverCpuPerGiB)} fresh (${mibps(f.mibps)}); the difference is user time, not kernel (${n2(a.serverSysPerGiB)} vs ${n2(f.serverSysPerGiB)}).`).join(' ')} ${trace}`,
+        `- **A server that has just taken in gigabytes can be much slower at serving.** The downloads were measured ` +
+          `twice: on the \`visor serve\` that had just ingested ${2 * r.settings.repeat} GiB, and on one started ` +
+          `afresh on the same data. ${seen
+            .map(
+              ([name, a, f]) =>
+                `With ${name}: ${n2(a.serverCpuPerGiB)} CPU-s/GiB ` +
+                `after the ingests (${mibps(a.mibps)}) against ${n2(f.serverCpuPerGiB)} fresh (${mibps(f.mibps)}); ` +
+                `the difference is user time, not kernel (${n2(a.serverSysPerGiB)} vs ${n2(f.serverSysPerGiB)}).`,
+            )
+            .join(' ')} ${trace}`,
       );
     } else if (fresh) {
       w(
-        `- **In this run the ingests did not slow the server down**: ${n2(dl.serverCpuPerGiB)} CPU-s/GiB after them, ${n2(fresh.serverCpuPerGiB)} on a freshly started server. In runs while preparing this one, a server that had ingested gigabytes sometimes needed 3–5 CPU-s/GiB for the same download. ${trace}`,
+        `- **In this run the ingests did not slow the server down**: ${n2(dl.serverCpuPerGiB)} CPU-s/GiB after ` +
+          `them, ${n2(fresh.serverCpuPerGiB)} on a freshly started server. In runs while preparing this one, ` +
+          `a server that had ingested gigabytes sometimes needed 3–5 CPU-s/GiB for the same download. ${trace}`,
       );
     }
     if (fresh)
       w(
-        `- **Even fresh, visor spends more CPU per byte than Glance**: ${perChunk(fresh.serverCpuPerGiB)} µs per 64 KiB chunk (${perChunk(fresh.serverSysPerGiB)} µs of it in the kernel: a thread-pool read, then a socket write, per chunk) against Glance's ${perChunk(t.glanceDownload.serverCpuPerGiB)} µs (${perChunk(t.glanceDownload.serverSysPerGiB)} µs in the kernel) for the same 64 KiB read-and-send. Neither hashes on the way out, so there is no work in Glance that visor could skip: 1.5× Glance would need less than ${n2(t.glanceDownload.serverCpuPerGiB / 1.5)} CPU-s/GiB, below what Glance itself needs for the copy.`,
+        `- **Even fresh, visor spends more CPU per byte than Glance**: ${perChunk(fresh.serverCpuPerGiB)} µs per 64 ` +
+          `KiB chunk (${perChunk(fresh.serverSysPerGiB)} µs of it in the kernel: a thread-pool read, ` +
+          `then a socket write, per chunk) against Glance's ${perChunk(t.glanceDownload.serverCpuPerGiB)} µs ` +
+          `(${perChunk(t.glanceDownload.serverSysPerGiB)} µs in the kernel) for the same 64 KiB read-and-send. ` +
+          `Neither hashes on the way out, so there is no work in Glance that visor could skip: 1.5× Glance would ` +
+          `need less than ${n2(t.glanceDownload.serverCpuPerGiB / 1.5)} CPU-s/GiB, ` +
+          `below what Glance itself needs for the copy.`,
       );
     if (missed.has('download-client'))
       w(
-        `- **visor's own client** (axios) receives at ${mibps(t.visorDownload.mibps)}, spending ${n2(t.visorDownload.clientCpuPerGiB)} CPU-s/GiB in the client process: Node's HTTP client hands the body over in 64 KiB Buffers, and a profile of \`VisorClient.download\` taken while preparing this run is mostly garbage collection and \`socketOnData\`; client and server share the ${cores} cores.`,
+        `- **visor's own client** (axios) receives at ${mibps(t.visorDownload.mibps)}, ` +
+          `spending ${n2(t.visorDownload.clientCpuPerGiB)} CPU-s/GiB in the client process: Node's HTTP client ` +
+          `hands the body over in 64 KiB Buffers, and a profile of \`VisorClient.download\` taken while preparing ` +
+          `this run is mostly garbage collection and \`socketOnData\`; client and server share the ${cores} cores.`,
       );
     w('');
   }
@@ -502,30 +588,41 @@ function render(r) {
     const startupSeconds = p.visor.seconds - p.visor.runSeconds;
     w('### Push', '');
     w(
-      `- **The upload itself ${p.visor.actionSeconds <= 1.05 * p.curl.seconds ? 'keeps up with curl' : `is ${n2(p.visor.actionSeconds / p.curl.seconds)}× curl's whole push`}**: the sync's upload action (create the record, stream the bytes through a sha256 check, wait until active, verify md5 and sha512 against what Glance reports) took ${secs(p.visor.actionSeconds)}; curl's whole push (token, record, upload) took ${secs(p.curl.seconds)}.`,
+      `- **The upload ` +
+        `itself ${p.visor.actionSeconds <= 1.05 * p.curl.seconds ? 'keeps up with curl' : `is ${n2(p.visor.actionSeconds / p.curl.seconds)}× curl's whole push`}**: the sync's upload action (create the record, stream the bytes through a sha256 check, wait until active, verify md5 and sha512 against what Glance reports) took ${secs(p.visor.actionSeconds)}; curl's whole push (token, record, upload) took ${secs(p.curl.seconds)}.`,
     );
     w(
-      `- **The process around it does not**: \`visor sync\` ran ${secs(p.visor.seconds)} in all, so ${secs(startupSeconds)} went to starting and stopping the process (loading modules, reading the config, building every configured cloud's driver) — a sync with nothing to do takes ${secs(s.noopSync.seconds)}, of which its run is ${secs(s.noopSync.runSeconds)}. ${pkgSentence(s.packages)}`,
+      `- **The process around it does not**: \`visor sync\` ran ${secs(p.visor.seconds)} in all, ` +
+        `so ${secs(startupSeconds)} went to starting and stopping the process (loading modules, reading the config, ` +
+        `building every configured cloud's driver) — a sync with nothing to do takes ${secs(s.noopSync.seconds)}, ` +
+        `of which its run is ${secs(s.noopSync.runSeconds)}. ${pkgSentence(s.packages)}`,
     );
     w(
-      `- On ${cores} cores the push also shares the CPU with Glance, which hashes (md5 + sha512) what it receives; visor now hashes only sha256 on the way out (it used to compute all three).`,
+      `- On ${cores} cores the push also shares the CPU with Glance, which hashes (md5 + sha512) ` +
+        `what it receives; visor now hashes only sha256 on the way out (it used to compute all three).`,
       '',
     );
   }
   if (missed.has('rss')) {
     w('### Peak RSS', '');
     w(
-      `- **Memory does not grow with the image**: the ${n0(r.big.bytes / 1024 ** 3)} GiB push peaked at ${mib(r.big.sync.peakRssMiB)}, the ${gib} GiB push at ${mib(p.visor.peakRssMiB)}, a sync that moves nothing at ${mib(s.noopSync.peakRssMiB)}. Streaming adds a few MiB of buffers; the rest is the baseline of the process.`,
+      `- **Memory does not grow with the image**: the ${n0(r.big.bytes / 1024 ** 3)} GiB push peaked ` +
+        `at ${mib(r.big.sync.peakRssMiB)}, the ${gib} GiB push at ${mib(p.visor.peakRssMiB)}, a sync that moves ` +
+        `nothing at ${mib(s.noopSync.peakRssMiB)}. Streaming adds a ` +
+        `few MiB of buffers; the rest is the baseline of the process.`,
     );
     w(
-      `- **The baseline is code**: \`node -e 0\` is ${mib(s.bareNode.peakRssMiB)}, \`visor --version\` ${mib(s.version.peakRssMiB)}. ${pkgSentence(s.packages)}`,
+      `- **The baseline is code**: \`node -e 0\` is ${mib(s.bareNode.peakRssMiB)}, ` +
+        `\`visor --version\` ${mib(s.version.peakRssMiB)}. ${pkgSentence(s.packages)}`,
       '',
     );
   }
   if (missed.has('plan')) {
     w('### Planner', '');
     w(
-      `- The first pass took ${secs(pl.visor.firstTotalSeconds)}, warm ${secs(pl.visor.warmTotalSeconds)}: per image the planner builds the desired image (a copy with the rendered name) for every target, and garbage collection of those copies is a large share at this size. See the per-target table.`,
+      `- The first pass took ${secs(pl.visor.firstTotalSeconds)}, warm ${secs(pl.visor.warmTotalSeconds)}: ` +
+        `per image the planner builds the desired image (a copy with the rendered name) for every target, ` +
+        `and garbage collection of those copies is a large share at this size. See the per-target table.`,
       '',
     );
   }
@@ -545,7 +642,9 @@ function render(r) {
     '',
   );
   w(
-    'Needs root on Debian 12 the first time (the Keystone + Glance peer installs its packages), about 16 GiB free under $TMPDIR (the bench checks), and ~10 minutes. The raw figures of the last run are in $TMPDIR/visor-bench-results.json.',
+    'Needs root on Debian 12 the first time (the Keystone + Glance peer installs its packages), about 16 GiB free ' +
+      'under $TMPDIR (the bench checks), and ~10 minutes. ' +
+      'The raw figures of the last run are in $TMPDIR/visor-bench-results.json.',
     '',
   );
   return `${L.join('\n')}\n`;
@@ -556,7 +655,10 @@ function pkgSentence(packages) {
   if (loaded.length === 0) return '';
   const [top] = loaded;
   const lazy = packages.filter((x) => !x.loadedBySync);
-  return `Of the packages measured, the sync command loads ${loaded.map((x) => `\`${x.name}\` (${n0(x.ms)} ms, ${n0(x.rssMiB)} MiB on its own)`).join(', ')}${lazy.length > 0 ? `; ${lazy.map((x) => `\`${x.name}\``).join(', ')} ${lazy.length === 1 ? 'is' : 'are'} imported only when a configured cloud, store or catalog (or the daemon) needs them` : ''}.${top.name === '@aws-sdk/client-ec2' ? ' The EC2 client is imported at start-up by the eucalyptus adapter even when no Eucalyptus cloud is configured.' : ''}`;
+  return (
+    `Of the packages measured, the sync command ` +
+    `loads ${loaded.map((x) => `\`${x.name}\` (${n0(x.ms)} ms, ${n0(x.rssMiB)} MiB on its own)`).join(', ')}${lazy.length > 0 ? `; ${lazy.map((x) => `\`${x.name}\``).join(', ')} ${lazy.length === 1 ? 'is' : 'are'} imported only when a configured cloud, store or catalog (or the daemon) needs them` : ''}.${top.name === '@aws-sdk/client-ec2' ? ' The EC2 client is imported at start-up by the eucalyptus adapter even when no Eucalyptus cloud is configured.' : ''}`
+  );
 }
 
 function beforeAfter(r) {
@@ -565,17 +667,38 @@ function beforeAfter(r) {
   const pl = r.planner;
   const L = ['## Changes made for these figures, before and after', ''];
   L.push(
-    `"Before" (\`BENCH_BEFORE_DIST=${r.settings.beforeDist}\`) is the build of commit 3f8e7b8, the last one landed before these changes; "after" is \`dist/\`, which also holds the bad-input, fault and crash fixes landed since (on the measured paths: the API's replay cache is swept at most once a second, upload bodies have an idle timeout). Both were measured in the same run, interleaved round by round.`,
+    `"Before" (\`BENCH_BEFORE_DIST=${r.settings.beforeDist}\`) is the build of commit 3f8e7b8, the last one landed ` +
+      `before these changes; "after" is \`dist/\`, which also holds the bad-input, fault and crash fixes landed ` +
+      `since (on the measured paths: the API's replay cache is swept at most once a second, ` +
+      `upload bodies have an idle timeout). Both were measured in the same run, interleaved round by round.`,
     '',
   );
   L.push(
-    '1. **File and s3 stores hash on worker threads** (core/store/file/file-store.ts, core/store/s3/s3-store.ts): `put` uses `ParallelDigestStream` instead of `DigestStream`, so md5, sha256 and sha512 run side by side on two threads instead of one after the other on the event loop.',
-    "2. **ParallelDigestStream keeps a process alive exactly while it hashes** (core/transfer/parallel-digest.ts): its workers were unref'd before their message listener was added, which refs them again, so any process that had hashed once never exited (a CLI that stored a file would hang); unref'd in the right place, a process whose only pending work is a digest would instead exit before the digest arrived. The workers are now ref'd while a stream uses them and unref'd when none does, and a dead worker fails the streams in flight instead of leaving them waiting (test: core/transfer/digest.test.ts).",
-    "3. **The Glance push hashes only sha256** (adapters/glance/create-helpers.ts `openVerified`): it used a `DigestStream` computing md5 + sha256 + sha512 of every pushed byte but checked only sha256 (md5 and sha512 are Glance's to compute, and are verified on what Glance reports).",
-    '4. **The planner is linear** (agent/sync/planner.ts, agent/sync/desired.ts): `catalog.some(id)` for every copy of an image that left the catalog made it quadratic (a set now); name globs were compiled to a RegExp for every image, now once per plan (`selectorFor`).',
-    "5. **One-shot commands load only what their configuration needs** (adapters/eucalyptus/index.ts, adapters/nimbus/index.ts, agent/cli/commands/sync-actions.ts): the eucalyptus and nimbus plugins imported their drivers — and with them the AWS SDK's EC2 and S3 clients — whenever the plugins were registered, i.e. in every process; `visor sync` imported the daemon and with it the HTTP server framework. Drivers are now imported when a cloud of theirs is built, the daemon when `visor agent` runs.",
+    '1. **File and s3 stores hash on worker threads** (core/store/file/file-store.ts, core/store/s3/s3-store.ts): ' +
+      '`put` uses `ParallelDigestStream` instead of `DigestStream`, so md5, ' +
+      'sha256 and sha512 run side by side on two threads instead of one after the other on the event loop.',
+    '2. **ParallelDigestStream keeps a process alive exactly while it hashes** (core/transfer/parallel-digest.ts): ' +
+      "its workers were unref'd before their message listener was added, which refs them again, so any process that " +
+      "had hashed once never exited (a CLI that stored a file would hang); unref'd in the right place, " +
+      'a process whose only pending work is a digest would instead exit before the digest arrived. The workers are ' +
+      "now ref'd while a stream uses them and unref'd when none does, and a dead worker fails the " +
+      'streams in flight instead of leaving them waiting (test: core/transfer/digest.test.ts).',
+    '3. **The Glance push hashes only sha256** (adapters/glance/create-helpers.ts `openVerified`): ' +
+      'it used a `DigestStream` computing md5 + sha256 + sha512 of every pushed byte but checked only ' +
+      "sha256 (md5 and sha512 are Glance's to compute, and are verified on what Glance reports).",
+    '4. **The planner is linear** (agent/sync/planner.ts, agent/sync/desired.ts): `catalog.some(id)` for every copy ' +
+      'of an image that left the catalog made it quadratic (a set now); ' +
+      'name globs were compiled to a RegExp for every image, now once per plan (`selectorFor`).',
+    '5. **One-shot commands load only what their configuration needs** (adapters/eucalyptus/index.ts, ' +
+      'adapters/nimbus/index.ts, agent/cli/commands/sync-actions.ts): the eucalyptus and nimbus plugins imported ' +
+      "their drivers — and with them the AWS SDK's EC2 and S3 clients — whenever the plugins were registered, i.e. " +
+      'in every process; `visor sync` imported the daemon and with it the HTTP server framework. ' +
+      'Drivers are now imported when a cloud of theirs is built, the daemon when `visor agent` runs.',
     '',
-    "Tried and left out: reading files in 1 MiB chunks in the file store's `get` (instead of 64 KiB). On a fresh server it halved the kernel time of a download (0.5 instead of 0.9 CPU-s/GiB), but in the garbage-collection regime described under Download it cost more (3 CPU-s/GiB against 0.5–0.7 with 64 KiB chunks, in the runs traced while preparing this one); left out until that regime is understood.",
+    "Tried and left out: reading files in 1 MiB chunks in the file store's `get` (instead of 64 KiB). " +
+      'On a fresh server it halved the kernel time of a download (0.5 instead of 0.9 CPU-s/GiB), ' +
+      'but in the garbage-collection regime described under Download it cost more (3 CPU-s/GiB against 0.5–0.7 ' +
+      'with 64 KiB chunks, in the runs traced while preparing this one); left out until that regime is understood.',
     '',
   );
   const rows = [];
@@ -614,7 +737,8 @@ function beforeAfter(r) {
         'download, curl, fresh server',
         `${mibps(t.beforeFreshCurlDownload.mibps)}, ${n2(t.beforeFreshCurlDownload.serverCpuPerGiB)} CPU-s/GiB`,
         `${mibps(t.visorFreshCurlDownload.mibps)}, ${n2(t.visorFreshCurlDownload.serverCpuPerGiB)} CPU-s/GiB`,
-        `${rel(t.beforeFreshCurlDownload.mibps, t.visorFreshCurlDownload.mibps, true)} — same code in both builds: run-to-run variation`,
+        `${rel(t.beforeFreshCurlDownload.mibps, t.visorFreshCurlDownload.mibps, true)} — ` +
+          `same code in both builds: run-to-run variation`,
       ]);
     rows.push([
       'download, curl, after the ingests',
@@ -648,11 +772,15 @@ function beforeAfter(r) {
   L.push(table(['figure', 'before', 'after', 'change'], rows), '');
   if (pl.before)
     L.push(
-      `Planner before, per target (first pass): ${pl.before.perTarget.map((x) => `${x.name} ${secs(x.firstSeconds)}`).join(', ')}.`,
+      `Planner before, per target (first ` +
+        `pass): ${pl.before.perTarget.map((x) => `${x.name} ${secs(x.firstSeconds)}`).join(', ')}.`,
       '',
     );
   L.push(
-    "Tests run after the changes: `VISOR_TEST_SKIP_BUILD=1 npx vitest run test/store test/api core/transfer agent/sync/planner.test.ts test/adapters/glance` (store contract for file, s3 against the real Swift s3api peer, http; the API; both digest streams; the planner's properties; the Glance adapter against the real Glance).",
+    'Tests run after the changes: `VISOR_TEST_SKIP_BUILD=1 npx vitest run test/store test/api core/transfer ' +
+      'agent/sync/planner.test.ts test/adapters/glance` (store contract for file, s3 against the real Swift s3api ' +
+      "peer, http; the API; both digest streams; the planner's properties; " +
+      'the Glance adapter against the real Glance).',
     '',
   );
   return L;

@@ -90,14 +90,17 @@ const down = mib(bytes, downloadSeconds);
 const cp = mib(bytes, cpSeconds);
 const cpSync = mib(bytes, cpSyncSeconds);
 console.log(
-  `transfer benchmark: ${sizeMiB} MiB of random data, node ${process.version}, ${(await import('node:os')).cpus().length} cores`,
+  `transfer benchmark: ${sizeMiB} MiB of random data, ` +
+    `node ${process.version}, ${(await import('node:os')).cpus().length} cores`,
 );
 console.log(`  cp (page cache)                ${cp.toFixed(0).padStart(6)} MiB/s`);
 console.log(`  cp + fsync                     ${cpSync.toFixed(0).padStart(6)} MiB/s`);
 console.log(
-  `  API upload (ingest)            ${up.toFixed(0).padStart(6)} MiB/s   = ${(up / cp).toFixed(2)}x cp, ${(up / cpSync).toFixed(2)}x cp+fsync`,
+  `  API upload (ingest)            ${up.toFixed(0).padStart(6)} MiB/s   ` +
+    `= ${(up / cp).toFixed(2)}x cp, ${(up / cpSync).toFixed(2)}x cp+fsync`,
 );
 console.log(`  API download                   ${down.toFixed(0).padStart(6)} MiB/s   = ${(down / cp).toFixed(2)}x cp`);
 console.log(
-  `  server peak RSS                ${rssBefore.toFixed(0)} MiB at start, ${rssAfterUpload.toFixed(0)} MiB after upload, ${rssAfterDownload.toFixed(0)} MiB after download`,
+  `  server peak RSS                ${rssBefore.toFixed(0)} MiB at start, ${rssAfterUpload.toFixed(0)} MiB ` +
+    `after upload, ${rssAfterDownload.toFixed(0)} MiB after download`,
 );

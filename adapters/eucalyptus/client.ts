@@ -162,7 +162,8 @@ export class EucalyptusClient {
     if (count > this.#o.maxTags) {
       throw new VisorError(
         'invalidInput',
-        `eucalyptus: image ${image.id} needs ${count} tags, the cloud keeps at most ${this.#o.maxTags} (fewer custom properties, or raise maxTags)`,
+        `eucalyptus: image ${image.id} needs ${count} tags, the cloud keeps at ` +
+          `most ${this.#o.maxTags} (fewer custom properties, or raise maxTags)`,
       );
     }
   }
@@ -185,7 +186,8 @@ export class EucalyptusClient {
       if (Object.keys(desired).length > this.#o.maxTags) {
         throw new VisorError(
           'invalidInput',
-          `eucalyptus: image ${image.id} needs ${Object.keys(desired).length} tags, the cloud keeps at most ${this.#o.maxTags} (fewer custom properties, or raise maxTags)`,
+          `eucalyptus: image ${image.id} needs ${Object.keys(desired).length} tags, ` +
+            `the cloud keeps at most ${this.#o.maxTags} (fewer custom properties, or raise maxTags)`,
         );
       }
       const { set, remove } = tagChanges(current.tags, desired);

@@ -333,7 +333,8 @@ export class EucalyptusDriver implements IaasDriver {
     if (!where?.key.endsWith('.manifest.xml')) {
       throw new VisorError(
         'unsupported',
-        `eucalyptus: image ${nativeId} is not an S3 bundle (location ${image.location ?? 'none'}); only bundled images can be downloaded`,
+        `eucalyptus: image ${nativeId} is not an S3 bundle (location ${image.location ?? 'none'}); ` +
+          `only bundled images can be downloaded`,
       );
     }
     const manifest = await this.#manifest(where.bucket, where.key, options.signal);
@@ -484,7 +485,8 @@ export class EucalyptusDriver implements IaasDriver {
     if (errors.length > 0)
       throw new VisorError(
         errors[0]!.kind,
-        `eucalyptus: image ${image.id} is deregistered but ${errors.length} bundle object(s) could not be deleted: ${errors[0]!.message}`,
+        `eucalyptus: image ${image.id} is deregistered but ${errors.length} bundle object(s) ` +
+          `could not be deleted: ${errors[0]!.message}`,
       );
     this.#logger.info('eucalyptus: bundle deleted', { nativeId: image.id, objects: new Set(keys).size });
   }

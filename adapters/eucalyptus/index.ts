@@ -114,7 +114,8 @@ export const eucalyptusPlugin = definePlugin({
   id: 'eucalyptus',
   kind: 'iaas',
   description:
-    'Eucalyptus and AWS-compatible EC2: images bundled (EC2 AMI bundle) into Walrus/S3 and registered over the EC2 Query API',
+    'Eucalyptus and AWS-compatible EC2: images bundled (EC2 AMI bundle) ' +
+    'into Walrus/S3 and registered over the EC2 Query API',
   optionsSchema: eucalyptusOptionsSchema,
   create: async (options, context) => {
     context.secrets.add(options.secretAccessKey);

@@ -85,7 +85,10 @@ export function buildManifest(input: ManifestInput, identity: BundleIdentity): s
     'bundler',
     el('name', 'visor') + el('version', escapeXml(input.bundlerVersion)) + el('release', '0'),
   );
-  return `<?xml version="1.0" encoding="UTF-8"?>${el('manifest', el('version', '2007-10-10') + bundler + signed + el('signature', signManifestText(identity.userPrivateKey, signed)))}`;
+  return (
+    `<?xml version="1.0" ` +
+    `encoding="UTF-8"?>${el('manifest', el('version', '2007-10-10') + bundler + signed + el('signature', signManifestText(identity.userPrivateKey, signed)))}`
+  );
 }
 
 /** The bytes the signature covers: from <machine_configuration> to </image>, as in the document. */

@@ -88,7 +88,8 @@ export function ec2ArchitectureOf(architecture: Architecture): string {
   if (ec2 === undefined)
     throw new VisorError(
       'unsupported',
-      `eucalyptus: EC2 has no architecture for ${architecture} (i386, x86_64, aarch64 as arm64; armv7l, ppc64, ppc64le on Eucalyptus)`,
+      `eucalyptus: EC2 has no architecture for ${architecture} (i386, ` +
+        `x86_64, aarch64 as arm64; armv7l, ppc64, ppc64le on Eucalyptus)`,
     );
   return ec2;
 }
@@ -309,7 +310,8 @@ export function registrationOf(
       if (options.kernelId === undefined || options.ramdiskId === undefined) {
         throw new VisorError(
           'invalidInput',
-          `eucalyptus: image ${image.id} is an ami (paravirtual) image; set the kernelId and ramdiskId options (EKI/ERI) or give a raw disk`,
+          `eucalyptus: image ${image.id} is an ami (paravirtual) image; ` +
+            `set the kernelId and ramdiskId options (EKI/ERI) or give a raw disk`,
         );
       }
       return {
@@ -397,7 +399,9 @@ export function descriptionOf(image: Image, markers: Markers, tags: boolean, hid
     throw new ValidationError('invalidInput', `image ${image.id} cannot be written to EC2`, [
       {
         path: 'properties.description',
-        message: `without tags, the description and visor's marker block must fit EC2's ${maxDescriptionLength} characters (they take ${full.length})`,
+        message:
+          `without tags, the description and visor's marker block must fit ` +
+          `EC2's ${maxDescriptionLength} characters (they take ${full.length})`,
       },
     ]);
   }

@@ -160,7 +160,8 @@ export class KeystoneSession {
     if (!token.catalog || token.catalog.length === 0) {
       throw new VisorError(
         'config',
-        `Keystone gave ${who} a token without a service catalog: the token must be scoped to a project (give projectName or projectId)`,
+        `Keystone gave ${who} a token without a service catalog: ` +
+          `the token must be scoped to a project (give projectName or projectId)`,
       );
     }
     const expires = Date.parse(token.expires_at);
@@ -241,7 +242,8 @@ export function findEndpoint(
   if (services.length === 0) {
     throw new VisorError(
       'config',
-      `the Keystone catalog has no "${serviceType}" service (it offers: ${[...new Set(catalog.map((s) => s.type))].join(', ') || 'nothing'})`,
+      `the Keystone catalog has no "${serviceType}" service (it ` +
+        `offers: ${[...new Set(catalog.map((s) => s.type))].join(', ') || 'nothing'})`,
     );
   }
   const endpoints = services.flatMap((s) => s.endpoints).filter((e) => e.interface === iface);
@@ -251,7 +253,9 @@ export function findEndpoint(
     const offered = services.flatMap((s) => s.endpoints).map((e) => `${e.interface}@${e.region_id ?? e.region ?? '?'}`);
     throw new VisorError(
       'config',
-      `the Keystone catalog has no ${iface} "${serviceType}" endpoint${region !== undefined ? ` in region ${region}` : ''} (it offers: ${[...new Set(offered)].join(', ')})`,
+      `the Keystone catalog has no ${iface} "${serviceType}" ` +
+        `endpoint${region !== undefined ? ` in region ${region}` : ''} (it ` +
+        `offers: ${[...new Set(offered)].join(', ')})`,
     );
   }
   const urls = [...new Set(inRegion.map((e) => e.url.replace(/\/+$/, '')))];
@@ -259,7 +263,8 @@ export function findEndpoint(
     const regions = [...new Set(inRegion.map((e) => e.region_id ?? e.region ?? '?'))];
     throw new VisorError(
       'config',
-      `the Keystone catalog offers several ${iface} "${serviceType}" endpoints (regions ${regions.join(', ')}): set the region option`,
+      `the Keystone catalog offers several ${iface} "${serviceType}" ` +
+        `endpoints (regions ${regions.join(', ')}): set the region option`,
     );
   }
   return urls[0]!;

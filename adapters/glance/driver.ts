@@ -235,7 +235,8 @@ export class GlanceDriver implements IaasDriver {
         if (isVisorError(error, 'forbidden')) {
           throw new VisorError(
             'forbidden',
-            `${error.message} (this cloud's policy "deactivate" refuses these credentials; leave "disable" out of retireModes)`,
+            `${error.message} (this cloud's policy "deactivate" refuses ` +
+              `these credentials; leave "disable" out of retireModes)`,
             { cause: error },
           );
         }
@@ -316,7 +317,8 @@ export class GlanceDriver implements IaasDriver {
     if (!offered.includes(method)) {
       throw new VisorError(
         'unsupported',
-        `this Glance does not offer the ${method} import method (it offers: ${offered.join(', ') || 'none'}); set importMethod to one of those or to upload`,
+        `this Glance does not offer the ${method} import method (it offers: ${offered.join(', ') || 'none'}); ` +
+          `set importMethod to one of those or to upload`,
       );
     }
     return method;

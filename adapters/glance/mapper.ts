@@ -236,7 +236,8 @@ export function desiredProperties(
   if (clashes.length > 0) {
     throw new VisorError(
       'invalidInput',
-      `image ${image.id}: ${clashes.map((k) => `property "${k}"`).join(', ')} cannot be written to Glance: the name is a Glance field, a field visor maps, a marker or reserved by Glance`,
+      `image ${image.id}: ${clashes.map((k) => `property "${k}"`).join(', ')} cannot be written to Glance: ` +
+        `the name is a Glance field, a field visor maps, a marker or reserved by Glance`,
       {
         details: { properties: clashes },
       },

@@ -200,7 +200,8 @@ export class NimbusDriver implements IaasDriver {
       if (current?.agent !== markers.agent || !sameTarget || current.imageId !== markers.imageId) {
         throw new VisorError(
           'conflict',
-          `${what}: the repository already has an image of that name (delete it, or give this image another name for this cloud)`,
+          `${what}: the repository already has an image of that name (delete it, ` +
+            `or give this image another name for this cloud)`,
           { details: { key } },
         );
       }
@@ -255,7 +256,9 @@ export class NimbusDriver implements IaasDriver {
       if (!mapped.image.markers) {
         throw new VisorError(
           'unsupported',
-          `${what}: the repository did not keep the object metadata visor wrote (x-amz-meta-visor-*), so the image cannot carry visor's markers there${mapped.problems.length > 0 ? ` (${mapped.problems.join('; ')})` : ''}`,
+          `${what}: the repository did not keep the object metadata visor wrote (x-amz-meta-visor-*), ` +
+            `so the image cannot carry visor's markers ` +
+            `there${mapped.problems.length > 0 ? ` (${mapped.problems.join('; ')})` : ''}`,
         );
       }
       this.#logger.info('image uploaded to the Cumulus repository', {
@@ -414,7 +417,8 @@ export class NimbusDriver implements IaasDriver {
     }
     if (result.elsewhere.length > 0) {
       this.#logger.warn(
-        "the Nimbus EC2 frontend offers images from another repository, bucket, prefix or canonical id than this cloud's options name: check canonicalId, bucket and prefix",
+        'the Nimbus EC2 frontend offers images from another repository, bucket, ' +
+          "prefix or canonical id than this cloud's options name: check canonicalId, bucket and prefix",
         {
           count: result.elsewhere.length,
           locations: sample(result.elsewhere),
@@ -434,7 +438,8 @@ export class NimbusDriver implements IaasDriver {
     if (!location)
       throw new VisorError(
         'notFound',
-        `nimbus: no image ${JSON.stringify(nativeId)}: not a key under ${folderPrefix(this.#layout, 'own')} or ${folderPrefix(this.#layout, 'common')}`,
+        `nimbus: no image ${JSON.stringify(nativeId)}: ` +
+          `not a key under ${folderPrefix(this.#layout, 'own')} or ${folderPrefix(this.#layout, 'common')}`,
       );
     return location;
   }
@@ -443,7 +448,8 @@ export class NimbusDriver implements IaasDriver {
     if (access === 'shared')
       throw new VisorError(
         'unsupported',
-        "nimbus: Cumulus images are private (the user's folder) or public (the common folder); there is no sharing with chosen users",
+        "nimbus: Cumulus images are private (the user's folder) " +
+          'or public (the common folder); there is no sharing with chosen users',
       );
     return folderOf(access);
   }
@@ -477,7 +483,8 @@ export class NimbusDriver implements IaasDriver {
     if (copy.size !== source.size || (before !== undefined && after !== undefined && before !== after)) {
       throw new VisorError(
         'integrity',
-        `${what}: the copy has ${copy.size} bytes (MD5 ${after ?? 'unknown'}), the original ${source.size} (MD5 ${before ?? 'unknown'})`,
+        `${what}: the copy has ${copy.size} bytes (MD5 ${after ?? 'unknown'}), ` +
+          `the original ${source.size} (MD5 ${before ?? 'unknown'})`,
       );
     }
     const mapped = this.#map(copy);

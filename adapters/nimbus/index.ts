@@ -50,7 +50,8 @@ export const nimbusOptionsSchema = z
           .enum(['v2', 'v4'])
           .default('v2')
           .describe(
-            'Query signature: v2 is what Nimbus checks (QueryAuthenticationFilter); v4 for a frontend behind something else',
+            'Query signature: v2 is what Nimbus checks (QueryAuthenticationFilter); ' +
+              'v4 for a frontend behind something else',
           ),
         signatureMethod: z
           .enum(['HmacSHA256', 'HmacSHA1'])

@@ -82,7 +82,10 @@ export const objectNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/;
 
 export function objectNameProblem(name: string): string | undefined {
   if (!objectNamePattern.test(name)) {
-    return 'Cumulus image names may only use letters, digits, ".", "_" and "-", must start with a letter or digit and have at most 255 characters';
+    return (
+      'Cumulus image names may only use letters, digits, ".", "_" and "-", ' +
+      'must start with a letter or digit and have at most 255 characters'
+    );
   }
   if (name.includes('..')) return 'Cumulus image names must not contain ".."';
   return undefined;
@@ -95,7 +98,8 @@ export function checkImageName(name: string): void {
   if (problem)
     throw new VisorError(
       'invalidInput',
-      `nimbus: image name ${JSON.stringify(name)} cannot be used: ${problem} (translate names with this cloud's naming template)`,
+      `nimbus: image name ${JSON.stringify(name)} cannot be ` +
+        `used: ${problem} (translate names with this cloud's naming template)`,
       { details: { name } },
     );
 }
@@ -271,7 +275,10 @@ export function toObjectMetadata(
     const largest = [...byField].sort((a, b) => b[1] - a[1]).slice(0, 4);
     throw new VisorError(
       'invalidInput',
-      `nimbus: image ${JSON.stringify(image.name)}: its metadata needs ${bytes} bytes of object metadata, more than the ${maxMetadataBytes} that Cumulus and S3 allow (largest: ${largest.map(([f, n]) => `${f} ${n}`).join(', ')}); drop or shorten properties or tags for this cloud`,
+      `nimbus: image ${JSON.stringify(image.name)}: its metadata needs ${bytes} bytes of object metadata, ` +
+        `more than the ${maxMetadataBytes} that Cumulus and S3 allow ` +
+        `(largest: ${largest.map(([f, n]) => `${f} ${n}`).join(', ')}); ` +
+        `drop or shorten properties or tags for this cloud`,
       { details: { bytes, limit: maxMetadataBytes, fields: Object.fromEntries(byField) } },
     );
   }

@@ -203,7 +203,8 @@ export class OpenNebulaDriver implements IaasDriver {
       if (neededMb > datastore.freeMb) {
         throw new VisorError(
           'unavailable',
-          `opennebula: datastore ${datastore.name} has ${datastore.freeMb} MB free, image ${image.name} needs ${neededMb} MB`,
+          `opennebula: datastore ${datastore.name} has ${datastore.freeMb} MB free, ` +
+            `image ${image.name} needs ${neededMb} MB`,
           {
             details: { datastore: datastore.id, freeMb: datastore.freeMb, neededMb },
           },
@@ -304,7 +305,8 @@ export class OpenNebulaDriver implements IaasDriver {
     if (this.#options.mode !== 'local') {
       throw new VisorError(
         'unsupported',
-        'opennebula: download needs mode "local" (the agent beside oned, reading the datastore); oned has no download call',
+        'opennebula: download needs mode "local" (the agent beside oned, ' +
+          'reading the datastore); oned has no download call',
       );
     }
     const id = imageIdOf(nativeId);
@@ -352,13 +354,15 @@ export class OpenNebulaDriver implements IaasDriver {
     if (!datastore)
       throw new VisorError(
         'config',
-        `opennebula: no datastore ${byId ? `with id ${ref}` : `named "${ref}"`} is visible to user ${this.#options.username}`,
+        `opennebula: no datastore ${byId ? `with id ${ref}` : `named "${ref}"`} is ` +
+          `visible to user ${this.#options.username}`,
       );
     if (datastore.type !== type) {
       const names = Object.fromEntries(Object.entries(oneDatastoreTypes).map(([k, v]) => [v, k]));
       throw new VisorError(
         'config',
-        `opennebula: datastore ${datastore.name} is a ${names[datastore.type] ?? datastore.type}, these images need a ${names[type]}`,
+        `opennebula: datastore ${datastore.name} is a ${names[datastore.type] ?? datastore.type}, ` +
+          `these images need a ${names[type]}`,
       );
     }
     if (datastore.state !== 0)

@@ -221,7 +221,8 @@ export class VisorClient {
     if (stored !== sent) {
       throw new VisorError(
         'integrity',
-        `the server stored different bytes than were sent (sha256 ${stored ?? 'none'} != ${sent}); image ${String(image['_id'])} should be re-uploaded`,
+        `the server stored different bytes than were sent (sha256 ${stored ?? 'none'} != ${sent}); ` +
+          `image ${String(image['_id'])} should be re-uploaded`,
       );
     }
     return { image };
@@ -334,7 +335,8 @@ export class VisorClient {
       return new VisorError('timeout', `visor at ${this.#settings.url} did not answer in time`, { cause: error });
     }
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code ?? '')) {
-      const why = `presented a certificate this client does not trust (${code}); give the CA with VISOR_CA_FILE or ca_file`;
+      const untrusted = `presented a certificate this client does not trust (${code})`;
+      const why = `${untrusted}; give the CA with VISOR_CA_FILE or ca_file`;
       return new VisorError('unavailable', `visor at ${this.#settings.url} ${why}`, { cause: error });
     }
     const message = `talking to visor at ${this.#settings.url} failed: ${(error as Error).message}`;

@@ -50,7 +50,8 @@ function readProfile(file: string, name: string, required: boolean): Record<stri
     if (required)
       throw new VisorError(
         'config',
-        `cannot read the credentials file ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`,
+        `cannot read the credentials ` +
+          `file ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`,
       );
     return undefined;
   }

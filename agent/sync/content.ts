@@ -212,7 +212,8 @@ async function verifySource(path: string, source: Artifact, signal?: AbortSignal
   } catch (error) {
     throw new VisorError(
       'integrity',
-      `the stored image is not what the catalog recorded, refusing to convert it: ${(error as Error).message.replace(/^content does not match: /, '')}`,
+      `the stored image is not what the catalog recorded, refusing to convert ` +
+        `it: ${(error as Error).message.replace(/^content does not match: /, '')}`,
       { cause: error },
     );
   }

@@ -113,14 +113,16 @@ export function checkPolicy(target: Target): void {
   if (!caps.retireModes.includes(mode)) {
     throw new VisorError(
       'config',
-      `clouds.${target.name}.sync.retire.mode is ${mode}, but ${target.adapter} can only ${caps.retireModes.join(', ')}`,
+      `clouds.${target.name}.sync.retire.mode is ${mode}, ` +
+        `but ${target.adapter} can only ${caps.retireModes.join(', ')}`,
     );
   }
   const format = target.policy.diskFormat;
   if (format !== 'auto' && !caps.diskFormats.includes(format)) {
     throw new VisorError(
       'config',
-      `clouds.${target.name}.sync.diskFormat is ${format}, which ${target.adapter} does not accept (${caps.diskFormats.join(', ')})`,
+      `clouds.${target.name}.sync.diskFormat is ${format}, ` +
+        `which ${target.adapter} does not accept (${caps.diskFormats.join(', ')})`,
     );
   }
 }
@@ -185,7 +187,9 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
       ...run,
       status: 'failed' as const,
       finishedAt: new Date().toISOString(),
-      error: `another agent (${holder?.holder ?? 'unknown'}) is syncing ${target.name} until ${holder ? new Date(holder.expiresAt).toISOString() : '?'}`,
+      error:
+        `another agent (${holder?.holder ?? 'unknown'}) ` +
+        `is syncing ${target.name} until ${holder ? new Date(holder.expiresAt).toISOString() : '?'}`,
     };
     if (!options.dryRun) await deps.catalog.runs.create(finished);
     log.warn('target busy', { holder: holder?.holder });

@@ -26,10 +26,14 @@ export async function visorSync(kit, config, { expectBytes }) {
 }
 
 /** Token, record and `curl -T`, as one shell script: everything a hand-made push needs. */
-const curlPushScript = `set -euo pipefail
-TOKEN=$(curl -sS -f -i -X POST -H 'Content-Type: application/json' "$OS_AUTH_URL/auth/tokens" -d "{\\"auth\\":{\\"identity\\":{\\"methods\\":[\\"password\\"],\\"password\\":{\\"user\\":{\\"name\\":\\"$OS_USERNAME\\",\\"domain\\":{\\"name\\":\\"$OS_USER_DOMAIN_NAME\\"},\\"password\\":\\"$OS_PASSWORD\\"}}},\\"scope\\":{\\"project\\":{\\"name\\":\\"$OS_PROJECT_NAME\\",\\"domain\\":{\\"name\\":\\"$OS_PROJECT_DOMAIN_NAME\\"}}}}}" | awk -F': ' 'tolower($1)=="x-subject-token"{print $2}' | tr -d '\\r')
-ID=$(curl -sS -f -X POST -H "X-Auth-Token: $TOKEN" -H 'Content-Type: application/json' "$GLANCE_URL/v2/images" -d "{\\"name\\":\\"$NAME\\",\\"disk_format\\":\\"raw\\",\\"container_format\\":\\"bare\\",\\"visibility\\":\\"private\\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-curl -sS -f -X PUT -H "X-Auth-Token: $TOKEN" -H 'Content-Type: application/octet-stream' -T "$FILE" "$GLANCE_URL/v2/images/$ID/file"
+const curlPushScript =
+  `set -euo pipefail
+TOKEN=$(curl -sS -f -i -X POST -H 'Content-Type: application/json' "$OS_AUTH_URL/auth/tokens" -d ` +
+  `"{\\"auth\\":{\\"identity\\":{\\"methods\\":[\\"password\\"],\\"password\\":{\\"user\\":{\\"name\\":\\"$OS_USERNAME\\",\\"domain\\":{\\"name\\":\\"$OS_USER_DOMAIN_NAME\\"},\\"password\\":\\"$OS_PASSWORD\\"}}},\\"scope\\":{\\"project\\":{\\"name\\":\\"$OS_PROJECT_NAME\\",\\"domain\\":{\\"name\\":\\"$OS_PROJECT_DOMAIN_NAME\\"}}}}}" | awk -F': ' 'tolower($1)=="x-subject-token"{print $2}' | tr -d '\\r')
+ID=$(curl -sS -f -X POST -H "X-Auth-Token: $TOKEN" -H 'Content-Type: application/json' "$GLANCE_URL/v2/images" -d ` +
+  `"{\\"name\\":\\"$NAME\\",\\"disk_format\\":\\"raw\\",\\"container_format\\":\\"bare\\",\\"visibility\\":\\"private\\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+curl -sS -f -X PUT -H "X-Auth-Token: $TOKEN" -H 'Content-Type: ` +
+  `application/octet-stream' -T "$FILE" "$GLANCE_URL/v2/images/$ID/file"
 echo "$ID"
 `;
 

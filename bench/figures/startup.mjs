@@ -9,13 +9,15 @@ const heavy = ['@aws-sdk/client-ec2', '@aws-sdk/client-s3', 'mongodb', 'fastify'
 
 /** Which of `heavy` a process that imports the sync command's modules has loaded, and each one's own import cost. */
 function packageCosts(kit, cwd) {
-  const script = `
+  const script =
+    `
     import { createRequire } from 'node:module';
     const require = createRequire(${JSON.stringify(`${kit.dist}/agent/session.js`)});
     await import(${JSON.stringify(`${kit.dist}/agent/session.js`)});
     await import(${JSON.stringify(`${kit.dist}/agent/sync/runner.js`)});
     const loaded = Object.keys(require.cache);
-    console.log(JSON.stringify(${JSON.stringify(heavy)}.filter((p) => loaded.some((f) => f.includes('/node_modules/' + p + '/')))));
+    console.log(JSON.stringify(${JSON.stringify(heavy)}.filter((p) ` +
+    `=> loaded.some((f) => f.includes('/node_modules/' + p + '/')))));
   `;
   const loadedBySync = JSON.parse(
     execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd, encoding: 'utf8' })
@@ -24,7 +26,10 @@ function packageCosts(kit, cwd) {
       .pop(),
   );
   const costs = heavy.map((name) => {
-    const probe = `const rss0 = process.memoryUsage().rss; const t = performance.now(); await import(${JSON.stringify(name)}); console.log(JSON.stringify({ ms: performance.now() - t, rssMiB: (process.memoryUsage().rss - rss0) / 1048576 }));`;
+    const probe =
+      `const rss0 = process.memoryUsage().rss; const t = performance.now(); ` +
+      `await import(${JSON.stringify(name)}); console.log(JSON.stringify({ ms: ` +
+      `performance.now() - t, rssMiB: (process.memoryUsage().rss - rss0) / 1048576 }));`;
     const runs = [0, 1, 2].map(() =>
       JSON.parse(
         execFileSync(process.execPath, ['--input-type=module', '-e', probe], { cwd, encoding: 'utf8' }).trim(),

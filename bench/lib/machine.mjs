@@ -55,7 +55,8 @@ export async function waitForQuiet({ threshold, maxWaitMs, log }) {
   let current = load();
   while (current.one >= threshold && Date.now() < deadline) {
     log(
-      `load ${current.one.toFixed(2)} ≥ ${threshold}: waiting for a quieter machine (${Math.round((deadline - Date.now()) / 1000)} s left; busiest: ${current.top.slice(0, 3).join(', ')})`,
+      `load ${current.one.toFixed(2)} ≥ ${threshold}: waiting for a quieter machine ` +
+        `(${Math.round((deadline - Date.now()) / 1000)} s left; busiest: ${current.top.slice(0, 3).join(', ')})`,
     );
     await sleep(30_000);
     current = load();

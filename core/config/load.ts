@@ -181,7 +181,9 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
       const known = options.registry.ids(kind);
       issues.push({
         path: formatPath([...path, idKey]),
-        message: `unknown ${what} "${id}" (registered: ${known.join(', ') || 'none'}; add third-party ones under "plugins")`,
+        message:
+          `unknown ${what} "${id}" (registered: ${known.join(', ') || 'none'}; ` +
+          `add third-party ones under "plugins")`,
       });
       return undefined;
     }
@@ -216,7 +218,9 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
   if (cfg.defaultStore !== undefined && !storeNames.includes(cfg.defaultStore)) {
     issues.push({
       path: 'defaultStore',
-      message: `names store "${cfg.defaultStore}", which is not under "stores" (have: ${storeNames.join(', ') || 'none'})`,
+      message:
+        `names store "${cfg.defaultStore}", which is not under ` +
+        `"stores" (have: ${storeNames.join(', ') || 'none'})`,
     });
   } else if (defaultStore === undefined) {
     issues.push({

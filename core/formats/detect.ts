@@ -41,7 +41,9 @@ export async function detectFormat(reader: ImageReader): Promise<Detection> {
       problems: [
         {
           kind: 'unsafe',
-          reason: `content matches several formats at once (${matches.join(', ')}): one header is hidden inside another format`,
+          reason:
+            `content matches several formats at once (${matches.join(', ')}): ` +
+            `one header is hidden inside another format`,
         },
       ],
     };

@@ -57,7 +57,8 @@ async function inspect(source: ImageReader, options: InspectOptions, depth: numb
     ) {
       throw new VisorError(
         'unsafe',
-        `unsafe image: the OVF descriptor says disk ${JSON.stringify(file.href)} is ${file.expected}, the image declares ${options.declared}`,
+        `unsafe image: the OVF descriptor says disk ${JSON.stringify(file.href)} is ${file.expected}, ` +
+          `the image declares ${options.declared}`,
       );
     }
     const declared = file.disk ? (options.declared ?? file.expected) : undefined;
@@ -105,7 +106,9 @@ function checkFormat(detection: Detection, options: InspectOptions, depth: numbe
     else if (options.container === undefined && options.declared !== undefined)
       problems.push({
         kind: 'unsafe',
-        reason: `declared disk format ${options.declared}, but the content is an OVA archive (declare container format ova)`,
+        reason:
+          `declared disk format ${options.declared}, ` +
+          `but the content is an OVA archive (declare container format ova)`,
       });
     return problems;
   }
@@ -118,7 +121,9 @@ function checkFormat(detection: Detection, options: InspectOptions, depth: numbe
     const smuggled = expectedContent(options.declared) === 'raw' && format !== 'iso';
     problems.push({
       kind: 'unsafe',
-      reason: `declared ${options.declared}, but the content is ${describe(format)}${smuggled ? ' (a format header inside an image declared raw could make qemu or a cloud open other files)' : ''}`,
+      reason: `declared ${options.declared}, but the content is ${describe(format)}${
+        smuggled ? ' (a format header inside an image declared raw could make qemu or a cloud open other files)' : ''
+      }`,
     });
   }
   return problems;

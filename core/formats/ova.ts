@@ -28,7 +28,9 @@ export async function parseOva(reader: ImageReader): Promise<FormatFacts & { ova
         ...problems,
         {
           kind: 'unsafe',
-          reason: `OVA holds ${descriptors.length} OVF descriptors (${descriptors.map((d) => d.name).join(', ')}); exactly one is allowed`,
+          reason:
+            `OVA holds ${descriptors.length} OVF descriptors ` +
+            `(${descriptors.map((d) => d.name).join(', ')}); exactly one is allowed`,
         },
       ],
     };

@@ -26,12 +26,15 @@ export async function parsePloop(reader: ImageReader): Promise<FormatFacts> {
   if (64 + batEntries * 4 > reader.size)
     problems.push({
       kind: 'invalidInput',
-      reason: `truncated ploop image: its block table (${batEntries * 4} bytes) lies beyond the end of the file (${reader.size} bytes)`,
+      reason:
+        `truncated ploop image: its block table (${batEntries * 4} bytes) ` +
+        `lies beyond the end of the file (${reader.size} bytes)`,
     });
   else if (dataOffset > reader.size)
     problems.push({
       kind: 'invalidInput',
-      reason: `truncated ploop image: its data starts at ${dataOffset}, past the end of the file (${reader.size} bytes)`,
+      reason:
+        `truncated ploop image: its data starts at ${dataOffset}, ` + `past the end of the file (${reader.size} bytes)`,
     });
   return { virtualSize, details: { clusterSize: clusterSectors * 512 }, problems };
 }

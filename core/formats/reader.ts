@@ -117,7 +117,8 @@ export async function readExact(reader: ImageReader, offset: number, length: num
   if (!Number.isSafeInteger(offset) || offset < 0 || offset + length > reader.size) {
     throw new VisorError(
       'invalidInput',
-      `truncated image: ${what} (${length} bytes at offset ${offset}) lies beyond the end of the image (${reader.size} bytes)`,
+      `truncated image: ${what} (${length} bytes at offset ${offset}) ` +
+        `lies beyond the end of the image (${reader.size} bytes)`,
     );
   }
   const data = await reader.read(offset, length);

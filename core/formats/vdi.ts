@@ -53,7 +53,9 @@ export async function parseVdi(reader: ImageReader): Promise<FormatFacts> {
   if (bmapOffset + blocks * 4 > reader.size || dataOffset + allocated * blockSize > reader.size) {
     problems.push({
       kind: 'invalidInput',
-      reason: `truncated VDI: ${allocated} allocated blocks need ${dataOffset + allocated * blockSize} bytes, the file has ${reader.size}`,
+      reason:
+        `truncated VDI: ${allocated} allocated blocks ` +
+        `need ${dataOffset + allocated * blockSize} bytes, the file has ${reader.size}`,
     });
   }
   return { virtualSize, subformat: type, details: { blockSize }, problems };

@@ -53,7 +53,9 @@ export async function parseVhd(reader: ImageReader, input: ProbeInput): Promise<
     if (reader.size - 512 < virtualSize)
       problems.push({
         kind: 'invalidInput',
-        reason: `truncated VHD: a fixed disk of ${virtualSize} bytes needs ${virtualSize + 512} bytes, the file has ${reader.size}`,
+        reason:
+          `truncated VHD: a fixed disk of ${virtualSize} bytes ` +
+          `needs ${virtualSize + 512} bytes, the file has ${reader.size}`,
       });
     return { virtualSize, subformat: type, details, problems };
   }
@@ -99,7 +101,9 @@ export async function parseVhd(reader: ImageReader, input: ProbeInput): Promise<
   if (batOffset + entries * 4 > dataEnd) {
     problems.push({
       kind: 'invalidInput',
-      reason: `truncated VHD: its block table (${entries * 4} bytes at offset ${batOffset}) lies beyond the end of the data`,
+      reason:
+        `truncated VHD: its block table (${entries * 4} bytes at ` +
+        `offset ${batOffset}) lies beyond the end of the data`,
     });
   } else if (entries * 4 <= maxBatBytes) {
     // qemu refuses blocks past the end of the file ("the image has been truncated"); so does visor.

@@ -51,7 +51,9 @@ export async function parseVhdx(reader: ImageReader): Promise<FormatFacts> {
     if (offset + length > reader.size)
       problems.push({
         kind: 'invalidInput',
-        reason: `truncated VHDX: region ${formatGuid(id)} (${length} bytes at offset ${offset}) lies beyond the end of the file (${reader.size} bytes)`,
+        reason:
+          `truncated VHDX: region ${formatGuid(id)} (${length} bytes at offset ${offset}) ` +
+          `lies beyond the end of the file (${reader.size} bytes)`,
       });
     if (id.equals(regions.metadata)) metadata = { offset, length };
     else if (!id.equals(regions.bat) && required)

@@ -73,7 +73,9 @@ async function parseSparse(reader: ImageReader): Promise<FormatFacts> {
   if (gdOffset >= reader.size)
     problems.push({
       kind: 'invalidInput',
-      reason: `truncated VMDK: its grain directory (offset ${gdOffset}) lies beyond the end of the file (${reader.size} bytes)`,
+      reason:
+        `truncated VMDK: its grain directory (offset ${gdOffset}) ` +
+        `lies beyond the end of the file (${reader.size} bytes)`,
     });
 
   if (descriptorOffset === 0 || descriptorSize === 0) {

@@ -24,7 +24,8 @@ export async function loadPluginPackage(name: string, fromDirs: readonly string[
   if (!dir) {
     throw new VisorError(
       'plugin',
-      `plugin package "${name}" is not installed (looked in node_modules above ${fromDirs.join(', ')}); install it with: npm install ${name}`,
+      `plugin package "${name}" is not installed (looked in node_modules ` +
+        `above ${fromDirs.join(', ')}); install it with: npm install ${name}`,
     );
   }
   let manifest: { version?: string; main?: string; exports?: unknown };

@@ -54,7 +54,8 @@ export class PluginRegistry {
     if (existing) {
       throw new VisorError(
         'plugin',
-        `${origin} registers ${plugin.kind} plugin "${plugin.id}", which ${describeSource(existing.source)} already registered`,
+        `${origin} registers ${plugin.kind} plugin "${plugin.id}", ` +
+          `which ${describeSource(existing.source)} already registered`,
         {
           details: { source },
         },

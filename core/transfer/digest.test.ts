@@ -80,12 +80,14 @@ describe('ParallelDigestStream in a process of its own (the built module)', () =
   // mid-upload) and must not keep it alive afterwards (else a CLI that stored a file never exits).
   it('lets the process finish its digest, then exit', async () => {
     const module = fileURLToPath(new URL('../../dist/core/transfer/parallel-digest.js', import.meta.url));
-    const script = `
+    const script =
+      `
       import { Readable, Writable } from 'node:stream';
       import { pipeline } from 'node:stream/promises';
       const { ParallelDigestStream } = await import(${JSON.stringify(module)});
       const digest = new ParallelDigestStream();
-      await pipeline(Readable.from([Buffer.alloc(3 * 1024 * 1024, 1)]), digest, new Writable({ write: (_c, _e, cb) => cb() }));
+      await pipeline(Readable.from([Buffer.alloc(3 * 1024 * 1024, ` +
+      `1)]), digest, new Writable({ write: (_c, _e, cb) => cb() }));
       console.log(digest.result().checksums.md5);
     `;
     const dir = mkdtempSync(join(tmpdir(), 'visor-digest-'));

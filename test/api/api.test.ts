@@ -103,29 +103,32 @@ describe('image service API', () => {
       expect(String(admin['location'])).toMatch(/^file:\/\//);
     });
 
-    it('PUT uploads the file of a registered image, GET streams it back, HEAD gives the metadata as headers', async () => {
-      const registered = imageOf(await post('bob', { name: 'later-upload', architecture: 'x86_64' }));
-      const id = String(registered['_id']);
-      const data = randomBytes(1024 * 1024 + 1);
-      const updated = await t
-        .client('bob')
-        .update(id, { format: 'raw' }, { stream: Readable.from([data]), size: data.length });
-      expect(updated).toMatchObject({ status: 'available', size: data.length, format: 'raw' });
-      const got = await rawRequest(t.url, { method: 'GET', path: `/images/${id}`, as: t.users.bob });
-      expect(got.status).toBe(200);
-      expect(got.body.equals(data)).toBe(true);
-      expect(got.headers['content-length']).toBe(String(data.length));
-      expect(got.headers['x-image-meta-name']).toBe('later-upload');
-      const head = await rawRequest(t.url, { method: 'HEAD', path: `/images/${id}`, as: t.users.bob });
-      expect(head.status).toBe(200);
-      expect(head.body.length).toBe(0);
-      expect(head.headers).toMatchObject({
-        'x-image-meta-_id': id,
-        'x-image-meta-status': 'available',
-        'x-image-meta-sha256': sha256(data),
-        'x-image-meta-size': String(data.length),
-      });
-    });
+    it(
+      'PUT uploads the file of a registered image, ' + 'GET streams it back, HEAD gives the metadata as headers',
+      async () => {
+        const registered = imageOf(await post('bob', { name: 'later-upload', architecture: 'x86_64' }));
+        const id = String(registered['_id']);
+        const data = randomBytes(1024 * 1024 + 1);
+        const updated = await t
+          .client('bob')
+          .update(id, { format: 'raw' }, { stream: Readable.from([data]), size: data.length });
+        expect(updated).toMatchObject({ status: 'available', size: data.length, format: 'raw' });
+        const got = await rawRequest(t.url, { method: 'GET', path: `/images/${id}`, as: t.users.bob });
+        expect(got.status).toBe(200);
+        expect(got.body.equals(data)).toBe(true);
+        expect(got.headers['content-length']).toBe(String(data.length));
+        expect(got.headers['x-image-meta-name']).toBe('later-upload');
+        const head = await rawRequest(t.url, { method: 'HEAD', path: `/images/${id}`, as: t.users.bob });
+        expect(head.status).toBe(200);
+        expect(head.body.length).toBe(0);
+        expect(head.headers).toMatchObject({
+          'x-image-meta-_id': id,
+          'x-image-meta-status': 'available',
+          'x-image-meta-sha256': sha256(data),
+          'x-image-meta-size': String(data.length),
+        });
+      },
+    );
 
     it('serves byte ranges (206), suffix ranges, and 416 for unsatisfiable ones', async () => {
       const data = randomBytes(100_000);

@@ -17,7 +17,8 @@ const lol = [
   ...'bcdefghi'.split('').map((c, i) => `${c}: &${c} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(', ')}]`),
 ].join('\n');
 const mergeBomb =
-  'a: &a {k: v}\nb: &b {<<: [*a, *a, *a, *a, *a, *a, *a, *a]}\nc: &c {<<: [*b, *b, *b, *b, *b, *b, *b, *b]}\nd: {<<: [*c, *c, *c, *c, *c, *c, *c, *c]}\n';
+  'a: &a {k: v}\nb: &b {<<: [*a, *a, *a, *a, *a, *a, *a, *a]}\nc: &c {<<: [*b, ' +
+  '*b, *b, *b, *b, *b, *b, *b]}\nd: {<<: [*c, *c, *c, *c, *c, *c, *c, *c]}\n';
 
 interface Case {
   kind: string;
@@ -177,29 +178,33 @@ describe('hostile config files: exit 2, one clear report, no stack trace, nothin
     });
   }, 300_000);
 
-  it('takes ${ENV} values as text: YAML-looking values never become structure, and are not expanded again', async () => {
-    const file = join(dir, 'env.yaml');
-    await writeFile(
-      file,
-      'dataDir: ${EVIL_DIR}\nserver:\n  host: "${EVIL_HOST}"\nstores:\n  local: { type: file, options: { path: "${EVIL_PATH}" } }\n',
-    );
-    const evil = {
-      EVIL_DIR: '/srv\nserver: {port: 1, auth: {enabled: false}}',
-      EVIL_HOST: '*alias',
-      EVIL_PATH: '&anchor [1, {a: 2}] ${HOME} <<: *a',
-    };
-    // (No VISOR_DATA_DIR here: it would win over the file's dataDir.)
-    const shown = await visor(['config', 'show', '-c', file], { HOME: dir, ...evil });
-    expect(shown.code, shown.stderr).toBe(0);
-    const config = JSON.parse(shown.stdout) as {
-      dataDir: string;
-      server: { host: string; port: number; auth: { enabled: boolean } };
-      stores: { local: { options: { path: string } } };
-    };
-    expect(config.dataDir).toBe(evil.EVIL_DIR);
-    expect(config.server).toMatchObject({ host: '*alias', port: 4568, auth: { enabled: true } });
-    expect(config.stores.local.options.path).toBe(evil.EVIL_PATH);
-  });
+  it(
+    'takes ${ENV} values as text: YAML-looking values ' + 'never become structure, and are not expanded again',
+    async () => {
+      const file = join(dir, 'env.yaml');
+      await writeFile(
+        file,
+        'dataDir: ${EVIL_DIR}\nserver:\n  host: "${EVIL_HOST}"\nstores:\n  local: ' +
+          '{ type: file, options: { path: "${EVIL_PATH}" } }\n',
+      );
+      const evil = {
+        EVIL_DIR: '/srv\nserver: {port: 1, auth: {enabled: false}}',
+        EVIL_HOST: '*alias',
+        EVIL_PATH: '&anchor [1, {a: 2}] ${HOME} <<: *a',
+      };
+      // (No VISOR_DATA_DIR here: it would win over the file's dataDir.)
+      const shown = await visor(['config', 'show', '-c', file], { HOME: dir, ...evil });
+      expect(shown.code, shown.stderr).toBe(0);
+      const config = JSON.parse(shown.stdout) as {
+        dataDir: string;
+        server: { host: string; port: number; auth: { enabled: boolean } };
+        stores: { local: { options: { path: string } } };
+      };
+      expect(config.dataDir).toBe(evil.EVIL_DIR);
+      expect(config.server).toMatchObject({ host: '*alias', port: 4568, auth: { enabled: true } });
+      expect(config.stores.local.options.path).toBe(evil.EVIL_PATH);
+    },
+  );
 
   it('says what is wrong when an ${ENV} value is not what a number field takes', async () => {
     const file = join(dir, 'env-number.yaml');

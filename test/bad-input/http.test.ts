@@ -78,15 +78,19 @@ describe('hostile HTTP: answered or dropped, nothing kept, never hung, others st
         more: (socket) => void setTimeout(() => socket.write(body.subarray(100)), 300),
       });
 
-    it('less than sent, with the body signed: the framed part does not match the signed hash — refused, nothing kept', async () => {
-      const body = randomBytes(4096);
-      const hash = createHash('sha256').update(body).digest('hex');
-      const r = await lie(head('short-signed', { 'content-length': '100' }, hash), body);
-      expect(r.status).toBe(400);
-      expect(r.text).toMatch(/does not match/);
-      await nothingKept();
-      await healthy(t);
-    });
+    it(
+      'less than sent, with the body signed: the framed part ' +
+        'does not match the signed hash — refused, nothing kept',
+      async () => {
+        const body = randomBytes(4096);
+        const hash = createHash('sha256').update(body).digest('hex');
+        const r = await lie(head('short-signed', { 'content-length': '100' }, hash), body);
+        expect(r.status).toBe(400);
+        expect(r.text).toMatch(/does not match/);
+        await nothingKept();
+        await healthy(t);
+      },
+    );
 
     it('less than sent, with a declared md5 of the whole body: refused, nothing kept', async () => {
       const body = randomBytes(4096);
@@ -120,21 +124,24 @@ describe('hostile HTTP: answered or dropped, nothing kept, never hung, others st
       await nothingKept();
     });
 
-    it('more than sent, then silence: dropped after the idle timeout, nothing kept, others served meanwhile', async () => {
-      const pending = rawExchange(
-        t.url,
-        head('long-silent', { 'content-length': String(10 * 1024 * 1024) }) + 'x'.repeat(64 * 1024),
-        { waitMs: 30_000 },
-      );
-      await sleep(300);
-      expect(await healthy(t)).toBeLessThan(3000);
-      const r = await pending;
-      expect(r.closedByServer).toBe(true);
-      expect(r.ms).toBeGreaterThanOrEqual(idleMs - 200);
-      expect(r.ms).toBeLessThan(idleMs + 10_000);
-      await nothingKept();
-      await healthy(t);
-    });
+    it(
+      'more than sent, then silence: dropped after the idle timeout, ' + 'nothing kept, others served meanwhile',
+      async () => {
+        const pending = rawExchange(
+          t.url,
+          head('long-silent', { 'content-length': String(10 * 1024 * 1024) }) + 'x'.repeat(64 * 1024),
+          { waitMs: 30_000 },
+        );
+        await sleep(300);
+        expect(await healthy(t)).toBeLessThan(3000);
+        const r = await pending;
+        expect(r.closedByServer).toBe(true);
+        expect(r.ms).toBeGreaterThanOrEqual(idleMs - 200);
+        expect(r.ms).toBeLessThan(idleMs + 10_000);
+        await nothingKept();
+        await healthy(t);
+      },
+    );
   });
 
   describe('bodies that never end', () => {
@@ -151,7 +158,8 @@ describe('hostile HTTP: answered or dropped, nothing kept, never hung, others st
       await healthy(t);
     });
 
-    it('20 chunked uploads trickling a byte every 200 ms: the service keeps serving others; when they stop, they are dropped and nothing is kept', async () => {
+    it('20 chunked uploads trickling a byte every 200 ms: the service keeps serving others; ' +
+      'when they stop, they are dropped and nothing is kept', async () => {
       const stop = { now: false };
       const trickle = (socket: Socket) => {
         const timer = setInterval(() => {
@@ -178,7 +186,8 @@ describe('hostile HTTP: answered or dropped, nothing kept, never hung, others st
     }, 60_000);
   });
 
-  it('slowloris: 100 connections sending their headers a line at a time do not stop others from being served', async () => {
+  it('slowloris: 100 connections sending their headers a ' +
+    'line at a time do not stop others from being served', async () => {
     // Node drops a connection whose headers are not complete after headersTimeout; visor keeps it finite.
     expect(t.server.app.server.headersTimeout).toBeGreaterThan(0);
     expect(t.server.app.server.headersTimeout).toBeLessThanOrEqual(120_000);

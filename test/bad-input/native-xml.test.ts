@@ -82,88 +82,97 @@ async function against(
   return { error, ms: Date.now() - started, heapMiB: (process.memoryUsage().heapUsed - heap) / 1024 / 1024 };
 }
 
-describe('OpenNebula: a sync against a hostile oned fails cleanly with the reason, creating and importing nothing', () => {
-  let dir: string;
-  let session: SyncSession;
-  const sent = { bytes: 0 };
-  const rpc = (inner: string, prolog = '') =>
-    `<?xml version="1.0" encoding="UTF-8"?>\r\n${prolog}<methodResponse><params><param><value><array><data><value><boolean>1</boolean></value><value><string>${inner}</string></value><value><i4>0</i4></value></data></array></value></param></params></methodResponse>\r\n`;
-  const pool = (images: string, prolog = '') =>
-    escapeXml(`<?xml version="1.0"?>${prolog}<IMAGE_POOL>${images}</IMAGE_POOL>`);
+describe(
+  'OpenNebula: a sync against a hostile oned fails cleanly ' + 'with the reason, creating and importing nothing',
+  () => {
+    let dir: string;
+    let session: SyncSession;
+    const sent = { bytes: 0 };
+    const rpc = (inner: string, prolog = '') =>
+      `<?xml version="1.0" ` +
+      `encoding="UTF-8"?>\r\n${prolog}<methodResponse><params><param><value><array><data><value><boolean>1</boolean></value><value><string>${inner}</string></value><value><i4>0</i4></value></data></array></value></param></params></methodResponse>\r\n`;
+    const pool = (images: string, prolog = '') =>
+      escapeXml(`<?xml version="1.0"?>${prolog}<IMAGE_POOL>${images}</IMAGE_POOL>`);
 
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'visor-bad-xml-'));
-    const config = join(dir, 'visor.yaml');
-    await writeFile(
-      config,
-      `dataDir: ${join(dir, 'data')}
+    beforeAll(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'visor-bad-xml-'));
+      const config = join(dir, 'visor.yaml');
+      await writeFile(
+        config,
+        `dataDir: ${join(dir, 'data')}
 logging: { level: error }
 agent: { id: bad-xml }
 clouds:
   one:
     adapter: opennebula
-    options: { endpoint: '${base}/RPC2', username: oneadmin, password: secret-password, datastore: default, maxResponseMegabytes: 4, timeouts: { request: 10 } }
+    options: { endpoint: '${base}/RPC2', username: oneadmin, password: secret-password, ` +
+          `datastore: default, maxResponseMegabytes: 4, timeouts: { request: 10 } }
     sync: { retries: { attempts: 1 }, import: metadata, retire: { mode: delete } }
 `,
-    );
-    session = await openSession({ configFile: config, env: {}, logger: silentLogger });
-  });
-  afterAll(async () => {
-    await session?.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-
-  it.each([
-    ['billion laughs in the XML-RPC envelope', rpc('&lol9;', lolz), /not XML-RPC|malformed|not acceptable|DTD|entit/i],
-    [
-      'billion laughs in the IMAGE_POOL document',
-      rpc(pool(`<IMAGE><ID>1</ID><NAME>&lol9;</NAME></IMAGE>`, lolz)),
-      /DTD entities/,
-    ],
-    ['an external entity in the envelope', rpc('&xxe;', xxe), /not XML-RPC|malformed|not acceptable|DTD|entit/i],
-    [
-      'an external entity in the document',
-      rpc(pool('<IMAGE><ID>1</ID><NAME>&xxe;</NAME></IMAGE>', xxe)),
-      /External entities|DTD/,
-    ],
-    ['a deeply nested document', rpc(pool(`<IMAGE>${'<A>'.repeat(5000)}x${'</A>'.repeat(5000)}</IMAGE>`)), /nested/],
-    [
-      'a huge reply (64 MiB if read to the end)',
-      endless(
-        '<?xml version="1.0"?><methodResponse><params><param><value><array><data><value><boolean>1</boolean></value><value><string>',
-        64,
-        sent,
-      ),
-      /larger than the configured limit/,
-    ],
-    ['an HTML page', '<html><body><h1>502 Bad Gateway</h1></body></html>', /not XML-RPC/],
-    ['a truncated document', rpc(pool('<IMAGE><ID>1</ID>')), /Unclosed|malformed|not acceptable/i],
-  ] as [string, Body, RegExp][])('%s', async (_name, reply, reason) => {
-    const target = session.built.targets.get('one')!;
-    const imagesBefore = (await session.deps.catalog.images.list({ limit: 1000 })).items.length;
-    const { error, ms, heapMiB } = await against(reply, async () => {
-      const run = await syncTarget(target, session.deps, { trigger: 'cli' });
-      if (run.status !== 'failed' || !run.error) throw new Error(`the run ended ${run.status}`);
-      throw Object.assign(new Error(run.error), { run });
+      );
+      session = await openSession({ configFile: config, env: {}, logger: silentLogger });
     });
-    const message = (error as Error).message;
-    expect(message).toMatch(/^opennebula: /);
-    expect(message).toMatch(reason);
-    expect(message).not.toMatch(/secret-password/);
-    expect(message.split('\n')).toHaveLength(1);
-    expect((error as { run?: { actions: unknown[] } }).run?.actions).toEqual([]);
-    expect(ms).toBeLessThan(10_000);
-    expect(heapMiB).toBeLessThan(64);
-    expect((await session.deps.catalog.images.list({ limit: 1000 })).items.length).toBe(imagesBefore);
-    // The run is recorded as failed, with the reason.
-    const [last] = await session.deps.catalog.runs.list({ target: 'one', limit: 1 });
-    expect(last).toMatchObject({ status: 'failed', error: message });
-  });
+    afterAll(async () => {
+      await session?.close();
+      await rm(dir, { recursive: true, force: true });
+    });
 
-  it('stopped reading the huge reply near the limit', () => {
-    expect(sent.bytes).toBeLessThan(32 * 1024 * 1024);
-  });
-});
+    it.each([
+      [
+        'billion laughs in the XML-RPC envelope',
+        rpc('&lol9;', lolz),
+        /not XML-RPC|malformed|not acceptable|DTD|entit/i,
+      ],
+      [
+        'billion laughs in the IMAGE_POOL document',
+        rpc(pool(`<IMAGE><ID>1</ID><NAME>&lol9;</NAME></IMAGE>`, lolz)),
+        /DTD entities/,
+      ],
+      ['an external entity in the envelope', rpc('&xxe;', xxe), /not XML-RPC|malformed|not acceptable|DTD|entit/i],
+      [
+        'an external entity in the document',
+        rpc(pool('<IMAGE><ID>1</ID><NAME>&xxe;</NAME></IMAGE>', xxe)),
+        /External entities|DTD/,
+      ],
+      ['a deeply nested document', rpc(pool(`<IMAGE>${'<A>'.repeat(5000)}x${'</A>'.repeat(5000)}</IMAGE>`)), /nested/],
+      [
+        'a huge reply (64 MiB if read to the end)',
+        endless(
+          '<?xml version="1.0"?><methodResponse><params><param><value><array><data><value><boolean>1</boolean></value><value><string>',
+          64,
+          sent,
+        ),
+        /larger than the configured limit/,
+      ],
+      ['an HTML page', '<html><body><h1>502 Bad Gateway</h1></body></html>', /not XML-RPC/],
+      ['a truncated document', rpc(pool('<IMAGE><ID>1</ID>')), /Unclosed|malformed|not acceptable/i],
+    ] as [string, Body, RegExp][])('%s', async (_name, reply, reason) => {
+      const target = session.built.targets.get('one')!;
+      const imagesBefore = (await session.deps.catalog.images.list({ limit: 1000 })).items.length;
+      const { error, ms, heapMiB } = await against(reply, async () => {
+        const run = await syncTarget(target, session.deps, { trigger: 'cli' });
+        if (run.status !== 'failed' || !run.error) throw new Error(`the run ended ${run.status}`);
+        throw Object.assign(new Error(run.error), { run });
+      });
+      const message = (error as Error).message;
+      expect(message).toMatch(/^opennebula: /);
+      expect(message).toMatch(reason);
+      expect(message).not.toMatch(/secret-password/);
+      expect(message.split('\n')).toHaveLength(1);
+      expect((error as { run?: { actions: unknown[] } }).run?.actions).toEqual([]);
+      expect(ms).toBeLessThan(10_000);
+      expect(heapMiB).toBeLessThan(64);
+      expect((await session.deps.catalog.images.list({ limit: 1000 })).items.length).toBe(imagesBefore);
+      // The run is recorded as failed, with the reason.
+      const [last] = await session.deps.catalog.runs.list({ target: 'one', limit: 1 });
+      expect(last).toMatchObject({ status: 'failed', error: message });
+    });
+
+    it('stopped reading the huge reply near the limit', () => {
+      expect(sent.bytes).toBeLessThan(32 * 1024 * 1024);
+    });
+  },
+);
 
 describe('EC2: hostile Query API replies and bundle manifests are invalidResponse', () => {
   let ec2: Ec2QueryClient;
@@ -171,7 +180,8 @@ describe('EC2: hostile Query API replies and bundle manifests are invalidRespons
   const item = (name: string) =>
     `<item><imageId>emi-12345678</imageId><imageLocation>bucket/image.manifest.xml</imageLocation><imageState>available</imageState><imageOwnerId>123456789012</imageOwnerId><isPublic>false</isPublic><architecture>x86_64</architecture><imageType>machine</imageType><name>${name}</name></item>`;
   const describeImages = (inner: string, prolog = '') =>
-    `<?xml version="1.0" encoding="UTF-8"?>${prolog}<DescribeImagesResponse xmlns="http://ec2.amazonaws.com/doc/2010-08-31/"><requestId>r-1</requestId><imagesSet>${inner}</imagesSet></DescribeImagesResponse>`;
+    `<?xml version="1.0" encoding="UTF-8"?>${prolog}<DescribeImagesResponse ` +
+    `xmlns="http://ec2.amazonaws.com/doc/2010-08-31/"><requestId>r-1</requestId><imagesSet>${inner}</imagesSet></DescribeImagesResponse>`;
 
   beforeAll(() => {
     ec2 = new Ec2QueryClient({

@@ -23,9 +23,11 @@ describe('visor plan / sync / status / migrate', () => {
     other = await startOpenNebulaDouble();
     dir = await mkdtemp(join(tmpdir(), 'visor-cli-sync-'));
     config = join(dir, 'visor.yaml');
-    const cloud = (endpoint: string, extra = '') => `
+    const cloud = (endpoint: string, extra = '') =>
+      `
     adapter: opennebula
-    options: { endpoint: '${endpoint}', username: oneadmin, password: opennebula, datastore: default, pollInterval: 0.05, timeouts: { request: 5 } }
+    options: { endpoint: '${endpoint}', username: oneadmin, password: ` +
+      `opennebula, datastore: default, pollInterval: 0.05, timeouts: { request: 5 } }
     sync: { selector: { tags: [cli] }, retire: { mode: delete }, retries: { attempts: 1 }, concurrency: 1${extra} }`;
     await writeFile(
       config,

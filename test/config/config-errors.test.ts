@@ -169,7 +169,8 @@ describe('config mistakes: one clear report each (file, line, key path), exit 2,
     const file = join(dir, 'good.yaml');
     await writeFile(
       file,
-      'dataDir: ${VISOR_TEST_DIR}\nserver:\n  host: ${VISOR_TEST_HOST:-127.0.0.1}\nstores:\n  local: { type: file, options: { path: "$${literal}" } }\n',
+      'dataDir: ${VISOR_TEST_DIR}\nserver:\n  host: ${VISOR_TEST_HOST:-127.0.0.1}\nstores:\n  local: ' +
+        '{ type: file, options: { path: "$${literal}" } }\n',
     );
     const result = runVisor(['config', 'validate', '--json', file], { env: { VISOR_TEST_DIR: '/srv/visor' } });
     expect(result.stderr).toBe('');

@@ -101,7 +101,8 @@ describe('kill -9 of visor sync at seeded random points', () => {
   const writeConfig = (mode: 'hide' | 'delete') =>
     writeFile(
       config,
-      `dataDir: ${join(dir, 'data')}\nlogging: { level: error }\nagent: { id: ${agentId}, leaseSeconds: 10, concurrency: 4 }\nclouds:\n` +
+      `dataDir: ${join(dir, 'data')}\nlogging: { level: error }\nagent: ` +
+        `{ id: ${agentId}, leaseSeconds: 10, concurrency: 4 }\nclouds:\n` +
         cloudYaml({
           name: 'glance',
           authUrl: proxy.authUrl,
@@ -134,10 +135,13 @@ describe('kill -9 of visor sync at seeded random points', () => {
     if (report.length > 0) {
       const rows = report.map(
         (p) =>
-          `  #${p.n} ${p.phase} [${p.step}, retire by ${p.mode}] ${p.trigger}: ${p.killed ? `killed at ${p.ms} ms during ${p.at}` : `missed (the sync ended first, ${p.ms} ms)`}; left behind: ${p.leftBehind}; lease: ${p.lease}; recovery: ${p.recovery}`,
+          `  #${p.n} ${p.phase} [${p.step}, retire by ${p.mode}] ${p.trigger}: ${
+            p.killed ? `killed at ${p.ms} ms during ${p.at}` : `missed (the sync ended first, ${p.ms} ms)`
+          }; left behind: ${p.leftBehind}; lease: ${p.lease}; recovery: ${p.recovery}`,
       );
       console.log(
-        `crash suite (seed ${seed}, ${report.filter((p) => p.killed).length} kills in ${report.length} syncs):\n${rows.join('\n')}`,
+        `crash suite (seed ${seed}, ${report.filter((p) => p.killed).length} kills ` +
+          `in ${report.length} syncs):\n${rows.join('\n')}`,
       );
     }
     await session?.close();
@@ -447,7 +451,9 @@ describe('kill -9 of visor sync at seeded random points', () => {
             }
             const left = lease.expiresAt - Date.now();
             await sleep(Math.max(0, left) + 250);
-            point.lease = `waited ${Math.max(0, left)} ms for it to expire${showNow ? ' (a restart before that was refused)' : ''}`;
+            point.lease = `waited ${Math.max(0, left)} ms for it to expire${
+              showNow ? ' (a restart before that was refused)' : ''
+            }`;
           } else {
             await session.deps.catalog.leases.release(leaseName, lease.holder);
             point.lease = 'released (its holder is dead)';
@@ -457,7 +463,8 @@ describe('kill -9 of visor sync at seeded random points', () => {
         const after = await syncJson();
         fullSyncMs.push(Date.now() - recoveryStarted);
         point.recovery = after.run
-          ? `${after.run.status}, drift ${String(after.run.drift)}: ${after.run.actions.map((a) => `${a.action}:${a.result}`).join(' ') || 'nothing to do'}`
+          ? `${after.run.status}, ` +
+            `drift ${String(after.run.drift)}: ${after.run.actions.map((a) => `${a.action}:${a.result}`).join(' ') || 'nothing to do'}`
           : `no run (exit ${after.code})`;
         expect(after.code, `${where}: ${after.stderr}`).toBe(0);
         expect(after.run, where).toMatchObject({ status: 'succeeded', drift: 0 });

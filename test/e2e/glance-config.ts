@@ -12,17 +12,20 @@ export function glanceCloudYaml(
   selection: { tag: string; prefix: string },
   policy: string,
 ): string {
-  return `  ${name}:
+  return (
+    `  ${name}:
     adapter: glance
     options:
       authUrl: ${peer.authUrl}
       region: ${peer.region}
       pollInterval: 1
-      auth: { type: password, username: ${peer.admin.username}, password: '${peer.admin.password}', projectName: ${peer.admin.projectName} }
+      auth: { type: password, username: ${peer.admin.username}, password: ` +
+    `'${peer.admin.password}', projectName: ${peer.admin.projectName} }
     sync:
       selector: { tags: [${selection.tag}], access: [public, private] }
       naming: '${selection.prefix}{name}'
-${policy}`;
+${policy}`
+  );
 }
 
 /** A visor config syncing images tagged `tag` into the real Glance, named `<prefix><name>`. */
@@ -40,7 +43,12 @@ export async function writeConfig(
 logging: { level: error }
 agent: { id: e2e-agent-${run}, leaseSeconds: 10 }
 clouds:
-${glanceCloudYaml('glance', peer, { tag, prefix }, '      retire: { mode: hide }\n      retries: { attempts: 2, backoff: 1s }\n')}${extra}`,
+${glanceCloudYaml(
+  'glance',
+  peer,
+  { tag, prefix },
+  '      retire: { mode: hide }\n      retries: { attempts: 2, backoff: 1s }\n',
+)}${extra}`,
   );
   return file;
 }

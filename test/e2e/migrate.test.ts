@@ -42,10 +42,12 @@ clouds:
     options:
       authUrl: ${peer.authUrl}
       pollInterval: 1
-      auth: { type: password, username: ${peer.admin.username}, password: '${peer.admin.password}', projectName: ${peer.admin.projectName} }
+      auth: { type: password, username: ${peer.admin.username}, password: ` +
+        `'${peer.admin.password}', projectName: ${peer.admin.projectName} }
   one:
     adapter: opennebula
-    options: { endpoint: '${one.endpoint}', username: oneadmin, password: opennebula, datastore: default, pollInterval: 0.05 }
+    options: { endpoint: '${one.endpoint}', username: oneadmin, ` +
+        `password: opennebula, datastore: default, pollInterval: 0.05 }
     sync: { retire: { mode: delete } }
 `,
     );

@@ -59,7 +59,8 @@ describe('sync into real Glance, end to end', () => {
     files['vmdk'] = join(dir, 'descriptor.vmdk');
     await writeFile(
       files['vmdk'],
-      '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\nRW 2048 FLAT "/etc/passwd" 0\n\nddb.virtualHWVersion = "4"\n',
+      '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\nRW ' +
+        '2048 FLAT "/etc/passwd" 0\n\nddb.virtualHWVersion = "4"\n',
     );
     session = await openSession({
       configFile: await writeConfig(dir, peer, { run, prefix, tag }),

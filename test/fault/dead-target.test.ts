@@ -97,60 +97,64 @@ describe('a dead cloud beside a healthy one', () => {
   /** The healthy cloud's copies gone again, so that its next run does the same work (4 uploads). */
   const reset = () => deleteImagesNamed(peer!, prefix);
 
-  it('the daemon: the healthy cloud syncs in about the time it takes alone; the dead ones fail clearly', async (ctx) => {
-    if (skip) ctx.skip(skip);
-    const d = daemon!;
-    const warm = await d.trigger('healthy');
-    expect(warm.status).toBe('succeeded');
-    await reset();
-    const alone = await d.trigger('healthy');
-    expect(alone).toMatchObject({ status: 'succeeded', drift: 0 });
-    expect(alone.actions.map((a) => a.result)).toEqual(['created', 'created', 'created', 'created']);
-    aloneRun = alone;
-    await reset();
+  it(
+    'the daemon: the healthy cloud syncs in about the ' + 'time it takes alone; the dead ones fail clearly',
+    async (ctx) => {
+      if (skip) ctx.skip(skip);
+      const d = daemon!;
+      const warm = await d.trigger('healthy');
+      expect(warm.status).toBe('succeeded');
+      await reset();
+      const alone = await d.trigger('healthy');
+      expect(alone).toMatchObject({ status: 'succeeded', drift: 0 });
+      expect(alone.actions.map((a) => a.result)).toEqual(['created', 'created', 'created', 'created']);
+      aloneRun = alone;
+      await reset();
 
-    const started = Date.now();
-    const settled = new Map<string, number>();
-    const runs = await Promise.all(
-      ['healthy', 'blackhole', 'refused'].map((name) =>
-        d.trigger(name).then((r) => {
-          settled.set(name, Date.now() - started);
-          return r;
-        }),
-      ),
-    );
-    const [healthy, dead, refused] = runs as [RunRecord, RunRecord, RunRecord];
-    expect(healthy).toMatchObject({ status: 'succeeded', drift: 0 });
-    expect(healthy.actions.map((a) => a.result)).toEqual(['created', 'created', 'created', 'created']);
-    expect(dead.status).toBe('failed');
-    expect(dead.error).toMatch(/^Glance: listing images: no answer in time/);
-    expect(refused.status).toBe('failed');
-    expect(refused.error).toMatch(
-      /^Keystone at http:\/\/127\.0\.0\.1:\d+\/v3\/auth\/tokens: authenticating user "admin" \(domain Default\): ECONNREFUSED/,
-    );
-    // Not held up: about the time alone (a margin for a shared 2-core machine), and done long before the black hole gave up.
-    expect(duration(healthy)).toBeLessThanOrEqual(Math.max(duration(alone) * 1.5, duration(alone) + 2000));
-    expect(settled.get('healthy')!).toBeLessThan(settled.get('blackhole')!);
-    expect((await d.status()).map((s) => [s.name, s.lastRun?.status])).toEqual([
-      ['healthy', 'succeeded'],
-      ['blackhole', 'failed'],
-      ['refused', 'failed'],
-    ]);
-    const session = await openSession({ configFile: config, env: {}, logger: silentLogger });
-    try {
-      expect((await glanceProblems({ peer: peer!, session, prefix, tag, agentId, retire: 'hide' })).problems).toEqual(
-        [],
+      const started = Date.now();
+      const settled = new Map<string, number>();
+      const runs = await Promise.all(
+        ['healthy', 'blackhole', 'refused'].map((name) =>
+          d.trigger(name).then((r) => {
+            settled.set(name, Date.now() - started);
+            return r;
+          }),
+        ),
       );
-    } finally {
-      await session.close();
-    }
-    figures.push(
-      `daemon: healthy alone ${duration(alone)} ms (warm-up ${duration(warm)} ms); healthy beside the dead ones ${duration(healthy)} ms; ` +
-        `blackhole failed after ${duration(dead)} ms, refused after ${duration(refused)} ms`,
-      `  blackhole: ${dead.error}`,
-      `  refused: ${refused.error}`,
-    );
-  });
+      const [healthy, dead, refused] = runs as [RunRecord, RunRecord, RunRecord];
+      expect(healthy).toMatchObject({ status: 'succeeded', drift: 0 });
+      expect(healthy.actions.map((a) => a.result)).toEqual(['created', 'created', 'created', 'created']);
+      expect(dead.status).toBe('failed');
+      expect(dead.error).toMatch(/^Glance: listing images: no answer in time/);
+      expect(refused.status).toBe('failed');
+      expect(refused.error).toMatch(
+        /^Keystone at http:\/\/127\.0\.0\.1:\d+\/v3\/auth\/tokens: authenticating user "admin" \(domain Default\): ECONNREFUSED/,
+      );
+      // Not held up: about the time alone (a margin for a shared 2-core machine), and done long before the black hole gave up.
+      expect(duration(healthy)).toBeLessThanOrEqual(Math.max(duration(alone) * 1.5, duration(alone) + 2000));
+      expect(settled.get('healthy')!).toBeLessThan(settled.get('blackhole')!);
+      expect((await d.status()).map((s) => [s.name, s.lastRun?.status])).toEqual([
+        ['healthy', 'succeeded'],
+        ['blackhole', 'failed'],
+        ['refused', 'failed'],
+      ]);
+      const session = await openSession({ configFile: config, env: {}, logger: silentLogger });
+      try {
+        expect((await glanceProblems({ peer: peer!, session, prefix, tag, agentId, retire: 'hide' })).problems).toEqual(
+          [],
+        );
+      } finally {
+        await session.close();
+      }
+      figures.push(
+        `daemon: healthy alone ${duration(alone)} ms (warm-up ${duration(warm)} ms); ` +
+          `healthy beside the dead ones ${duration(healthy)} ms; ` +
+          `blackhole failed after ${duration(dead)} ms, refused after ${duration(refused)} ms`,
+        `  blackhole: ${dead.error}`,
+        `  refused: ${refused.error}`,
+      );
+    },
+  );
 
   it('visor sync: the same, and exit code 3 (partial failure)', async (ctx) => {
     if (skip) ctx.skip(skip);
@@ -174,7 +178,9 @@ describe('a dead cloud beside a healthy one', () => {
     expect(duration(healthy)).toBeLessThanOrEqual(Math.max(duration(alone) * 1.5, duration(alone) + 2000));
     expect(duration(healthy)).toBeLessThan(duration(byName.get('blackhole')!));
     figures.push(
-      `visor sync: healthy ${duration(healthy)} ms beside the dead ones (alone: ${duration(alone)} ms); blackhole ${duration(byName.get('blackhole')!)} ms; refused ${duration(byName.get('refused')!)} ms; whole command ${wall} ms, exit 3`,
+      `visor sync: healthy ${duration(healthy)} ms beside the dead ones (alone: ${duration(alone)} ms); ` +
+        `blackhole ${duration(byName.get('blackhole')!)} ms; ` +
+        `refused ${duration(byName.get('refused')!)} ms; whole command ${wall} ms, exit 3`,
     );
   });
 });

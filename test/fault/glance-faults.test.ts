@@ -122,7 +122,8 @@ describe('sync into Glance through a faulty network', () => {
       ]),
     );
     figures.push(
-      `${label}: converged after ${runs.length} run(s) in ${((Date.now() - started) / 1000).toFixed(1)} s; run statuses ${runs.map((r) => r.status).join(', ')}; ` +
+      `${label}: converged after ${runs.length} run(s) in ${((Date.now() - started) / 1000).toFixed(1)} s; ` +
+        `run statuses ${runs.map((r) => r.status).join(', ')}; ` +
         `${requests.length} requests, ${injected.length} faults (${Object.entries(byKind)
           .map(([k, n]) => `${n} ${k}`)
           .join(', ')}); ` +
@@ -178,33 +179,36 @@ describe('sync into Glance through a faulty network', () => {
     figures.push(`create: ${retries} retries logged, all of retryable kinds`);
   });
 
-  it('converges within 3 runs through an update, a replacement, a retirement and a new image, under faults', async (ctx) => {
-    if (skip) ctx.skip(skip);
-    const [alpha, beta, gamma] = images as [Image, Image, Image, Image];
-    proxy.rate = 0;
-    await session.images.update(testCaller, alpha.id, {
-      name: 'alpha-renamed',
-      properties: { purpose: 'fault-suite' },
-    });
-    await uploadContent(session.images, beta.id, await makeDisk(dir, 'beta2', 'raw', 1024 * 1024 + 3));
-    await session.images.update(testCaller, gamma.id, { tags: [] });
-    images.push(
-      await addImage(session.images, 'epsilon', await makeDisk(dir, 'epsilon', 'qcow2', 1024 * 1024), 'qcow2', [tag]),
-    );
-    const before = await planTarget(clean, session.deps);
-    expect(before.actions.map((a) => a.kind).sort()).toEqual(['create', 'replace', 'retire', 'update']);
-    proxy.rate = rate;
-    lines.length = 0;
-    const { runs, problems } = await converge('update + replace + retire + create');
-    expect(problems).toEqual([]);
-    expect(runs.length).toBeLessThanOrEqual(3);
-    const retries = expectRetriesOnlyForRetryable(runs);
-    figures.push(`changes: ${retries} retries logged, all of retryable kinds`);
-    proxy.rate = 0;
-    expect(
-      await catalogProblems(session, 'glance').then((p) => p.filter((x) => !x.startsWith('the last run'))),
-    ).toEqual([]);
-  });
+  it(
+    'converges within 3 runs through an update, a replacement, ' + 'a retirement and a new image, under faults',
+    async (ctx) => {
+      if (skip) ctx.skip(skip);
+      const [alpha, beta, gamma] = images as [Image, Image, Image, Image];
+      proxy.rate = 0;
+      await session.images.update(testCaller, alpha.id, {
+        name: 'alpha-renamed',
+        properties: { purpose: 'fault-suite' },
+      });
+      await uploadContent(session.images, beta.id, await makeDisk(dir, 'beta2', 'raw', 1024 * 1024 + 3));
+      await session.images.update(testCaller, gamma.id, { tags: [] });
+      images.push(
+        await addImage(session.images, 'epsilon', await makeDisk(dir, 'epsilon', 'qcow2', 1024 * 1024), 'qcow2', [tag]),
+      );
+      const before = await planTarget(clean, session.deps);
+      expect(before.actions.map((a) => a.kind).sort()).toEqual(['create', 'replace', 'retire', 'update']);
+      proxy.rate = rate;
+      lines.length = 0;
+      const { runs, problems } = await converge('update + replace + retire + create');
+      expect(problems).toEqual([]);
+      expect(runs.length).toBeLessThanOrEqual(3);
+      const retries = expectRetriesOnlyForRetryable(runs);
+      figures.push(`changes: ${retries} retries logged, all of retryable kinds`);
+      proxy.rate = 0;
+      expect(
+        await catalogProblems(session, 'glance').then((p) => p.filter((x) => !x.startsWith('the last run'))),
+      ).toEqual([]);
+    },
+  );
 
   it('does not retry a refusal (403), retries a 503, and converges on the next run', async (ctx) => {
     if (skip) ctx.skip(skip);

@@ -258,67 +258,70 @@ describe('formats: conversion with qemu-img', () => {
     expect(await leftovers('broken.raw')).toEqual([]);
   });
 
-  it('refuses what it cannot do: unwritable formats, OVAs, encrypted inputs, output options naming files', async (ctx) => {
-    needQemu(ctx);
-    await expect(convertImage({ input: raw, from: 'raw', to: 'iso', output: dir.path('x.iso') })).rejects.toMatchObject(
-      { kind: 'unsupported', message: 'qemu-img cannot write disk format iso' },
-    );
-    await expect(
-      convertImage({
-        input: raw,
-        from: 'raw',
-        to: 'qcow2',
-        output: dir.path('x.qcow2'),
-        outputOptions: { backing_file: '/etc/passwd' },
-      }),
-    ).rejects.toMatchObject({ kind: 'invalidInput' });
-    await expect(
-      convertImage({
-        input: raw,
-        from: 'raw',
-        to: 'qcow2',
-        output: dir.path('x.qcow2'),
-        outputOptions: { compat: '1.1,data_file=/tmp/x' },
-      }),
-    ).rejects.toMatchObject({ kind: 'invalidInput' });
-    await expect(convertImage({ input: raw, from: 'raw', to: 'raw', output: raw })).rejects.toMatchObject({
-      kind: 'invalidInput',
-      message: expect.stringContaining('the same file'),
-    });
-    await expect(
-      convertImage({ input: raw, from: 'raw', to: 'qcow2', output: dir.path('no-such-folder/x.qcow2') }),
-    ).rejects.toMatchObject({ kind: 'invalidInput', message: expect.stringContaining('no-such-folder') });
-    const encrypted = dir.path('enc.qcow2');
-    qemuImg(
-      'create',
-      '-q',
-      '--object',
-      'secret,id=sec0,data=visor',
-      '-f',
-      'qcow2',
-      '-o',
-      'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10',
-      encrypted,
-      '1M',
-    );
-    await expect(
-      convertImage({ input: encrypted, from: 'qcow2', to: 'raw', output: dir.path('enc.raw') }),
-    ).rejects.toMatchObject({ kind: 'unsupported', message: expect.stringContaining('encrypted') });
-    await expect(
-      convertImage({ input: dir.path('nothing.raw'), from: 'raw', to: 'qcow2', output: dir.path('nothing.qcow2') }),
-    ).rejects.toMatchObject({ kind: 'notFound' });
-    const vmdk = await readFile(convertRaw(raw, dir.path('x-disk.vmdk'), 'vmdk', 'subformat=streamOptimized'));
-    await writeFile(
-      dir.path('x-vm.ova'),
-      await buildTar([
-        { name: 'vm.ovf', data: ovfDescriptor([{ id: 'file1', href: 'disk1.vmdk' }]) },
-        { name: 'disk1.vmdk', data: vmdk },
-      ]),
-    );
-    await expect(
-      convertImage({ input: dir.path('x-vm.ova'), from: 'vmdk', to: 'raw', output: dir.path('x-vm.raw') }),
-    ).rejects.toMatchObject({ kind: 'unsafe', message: expect.stringContaining('the content is an OVA archive') });
-    expect(await leftovers('x.')).toEqual([]);
-    expect(await leftovers('x-vm.raw')).toEqual([]);
-  });
+  it(
+    'refuses what it cannot do: unwritable formats, ' + 'OVAs, encrypted inputs, output options naming files',
+    async (ctx) => {
+      needQemu(ctx);
+      await expect(
+        convertImage({ input: raw, from: 'raw', to: 'iso', output: dir.path('x.iso') }),
+      ).rejects.toMatchObject({ kind: 'unsupported', message: 'qemu-img cannot write disk format iso' });
+      await expect(
+        convertImage({
+          input: raw,
+          from: 'raw',
+          to: 'qcow2',
+          output: dir.path('x.qcow2'),
+          outputOptions: { backing_file: '/etc/passwd' },
+        }),
+      ).rejects.toMatchObject({ kind: 'invalidInput' });
+      await expect(
+        convertImage({
+          input: raw,
+          from: 'raw',
+          to: 'qcow2',
+          output: dir.path('x.qcow2'),
+          outputOptions: { compat: '1.1,data_file=/tmp/x' },
+        }),
+      ).rejects.toMatchObject({ kind: 'invalidInput' });
+      await expect(convertImage({ input: raw, from: 'raw', to: 'raw', output: raw })).rejects.toMatchObject({
+        kind: 'invalidInput',
+        message: expect.stringContaining('the same file'),
+      });
+      await expect(
+        convertImage({ input: raw, from: 'raw', to: 'qcow2', output: dir.path('no-such-folder/x.qcow2') }),
+      ).rejects.toMatchObject({ kind: 'invalidInput', message: expect.stringContaining('no-such-folder') });
+      const encrypted = dir.path('enc.qcow2');
+      qemuImg(
+        'create',
+        '-q',
+        '--object',
+        'secret,id=sec0,data=visor',
+        '-f',
+        'qcow2',
+        '-o',
+        'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10',
+        encrypted,
+        '1M',
+      );
+      await expect(
+        convertImage({ input: encrypted, from: 'qcow2', to: 'raw', output: dir.path('enc.raw') }),
+      ).rejects.toMatchObject({ kind: 'unsupported', message: expect.stringContaining('encrypted') });
+      await expect(
+        convertImage({ input: dir.path('nothing.raw'), from: 'raw', to: 'qcow2', output: dir.path('nothing.qcow2') }),
+      ).rejects.toMatchObject({ kind: 'notFound' });
+      const vmdk = await readFile(convertRaw(raw, dir.path('x-disk.vmdk'), 'vmdk', 'subformat=streamOptimized'));
+      await writeFile(
+        dir.path('x-vm.ova'),
+        await buildTar([
+          { name: 'vm.ovf', data: ovfDescriptor([{ id: 'file1', href: 'disk1.vmdk' }]) },
+          { name: 'disk1.vmdk', data: vmdk },
+        ]),
+      );
+      await expect(
+        convertImage({ input: dir.path('x-vm.ova'), from: 'vmdk', to: 'raw', output: dir.path('x-vm.raw') }),
+      ).rejects.toMatchObject({ kind: 'unsafe', message: expect.stringContaining('the content is an OVA archive') });
+      expect(await leftovers('x.')).toEqual([]);
+      expect(await leftovers('x-vm.raw')).toEqual([]);
+    },
+  );
 });

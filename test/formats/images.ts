@@ -170,7 +170,8 @@ export function ovfDescriptor(files: { id: string; href: string; disk?: boolean;
     .filter((f) => f.disk !== false)
     .map(
       (f, i) =>
-        `    <Disk ovf:diskId="vmdisk${i + 1}" ovf:fileRef="${f.id}" ovf:capacity="67108864" ovf:format="${f.format ?? 'http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized'}"/>`,
+        `    <Disk ovf:diskId="vmdisk${i + 1}" ovf:fileRef="${f.id}" ovf:capacity="67108864" ` +
+        `ovf:format="${f.format ?? 'http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized'}"/>`,
     )
     .join('\n');
   return Buffer.from(`<?xml version="1.0" encoding="UTF-8"?>

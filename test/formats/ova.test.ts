@@ -177,22 +177,25 @@ describe('formats: OVA archives', () => {
     }
   });
 
-  it('inspects each disk recursively: a qcow2 with a backing file inside is refused, naming the member', async (ctx) => {
-    needQemu(ctx);
-    const archive = await ova([
-      {
-        name: 'vm.ovf',
-        data: ovfDescriptor([
-          { id: 'file1', href: 'disk1.qcow2', format: 'http://www.gnome.org/~markmc/qcow-image-format.html' },
-        ]),
-      },
-      { name: 'disk1.qcow2', data: qcow2WithBacking },
-    ]);
-    expect(await refused(archive)).toMatchObject({
-      kind: 'unsafe',
-      message: 'OVA member "disk1.qcow2": unsafe image: qcow2 image has a backing file: "/etc/passwd"',
-    });
-  });
+  it(
+    'inspects each disk recursively: ' + 'a qcow2 with a backing file inside is refused, naming the member',
+    async (ctx) => {
+      needQemu(ctx);
+      const archive = await ova([
+        {
+          name: 'vm.ovf',
+          data: ovfDescriptor([
+            { id: 'file1', href: 'disk1.qcow2', format: 'http://www.gnome.org/~markmc/qcow-image-format.html' },
+          ]),
+        },
+        { name: 'disk1.qcow2', data: qcow2WithBacking },
+      ]);
+      expect(await refused(archive)).toMatchObject({
+        kind: 'unsafe',
+        message: 'OVA member "disk1.qcow2": unsafe image: qcow2 image has a backing file: "/etc/passwd"',
+      });
+    },
+  );
 
   it("checks each disk against its declared format (the OVF format URI, the image's disk format)", async (ctx) => {
     needQemu(ctx);

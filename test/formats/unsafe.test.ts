@@ -170,16 +170,20 @@ describe('formats: unsafe and malformed images are refused with a clear reason',
       expect(error.message).toContain('FLAT "/etc/passwd"');
     });
 
-    it('refuses an embedded descriptor whose createType is not a single-file type, or with lines it does not understand', async (ctx) => {
-      needQemu(ctx);
-      const flat = createImage(dir.path('flat-type.vmdk'), 'vmdk', '64M');
-      await rewriteDescriptor(flat, (text) => text.replace('monolithicSparse', 'monolithicFlat'));
-      expect((await refusal(flat)).message).toContain('VMDK createType "monolithicFlat" is not a single-file type');
+    it(
+      'refuses an embedded descriptor whose createType is not a ' +
+        'single-file type, or with lines it does not understand',
+      async (ctx) => {
+        needQemu(ctx);
+        const flat = createImage(dir.path('flat-type.vmdk'), 'vmdk', '64M');
+        await rewriteDescriptor(flat, (text) => text.replace('monolithicSparse', 'monolithicFlat'));
+        expect((await refusal(flat)).message).toContain('VMDK createType "monolithicFlat" is not a single-file type');
 
-      const odd = createImage(dir.path('odd-line.vmdk'), 'vmdk', '64M');
-      await rewriteDescriptor(odd, (text) => text.replace('# Extent description', 'include "/etc/passwd"'));
-      expect((await refusal(odd)).message).toContain('is not understood: "include \\"/etc/passwd\\""');
-    });
+        const odd = createImage(dir.path('odd-line.vmdk'), 'vmdk', '64M');
+        await rewriteDescriptor(odd, (text) => text.replace('# Extent description', 'include "/etc/passwd"'));
+        expect((await refusal(odd)).message).toContain('is not understood: "include \\"/etc/passwd\\""');
+      },
+    );
 
     it('checks a streamOptimized footer: refused when invalid, accepted when consistent', async (ctx) => {
       needQemu(ctx);
@@ -219,27 +223,30 @@ describe('formats: unsafe and malformed images are refused with a clear reason',
       });
     });
 
-    it('refuses every other mismatch too: vmdk, vhd, vhdx, vdi as raw; raw as ami when it is qcow2; iso as raw', async (ctx) => {
-      needQemu(ctx);
-      for (const [qemuFormat, detected] of [
-        ['vmdk', 'vmdk'],
-        ['vpc', 'vhd'],
-        ['vhdx', 'vhdx'],
-        ['vdi', 'vdi'],
-      ] as const) {
-        const path = createImage(dir.path(`as-raw.${qemuFormat}`), qemuFormat, '8M');
-        expect((await refusal(path, { declared: 'raw' })).message).toContain(
-          `declared raw, but the content is ${detected}`,
-        );
-      }
-      expect((await refusal(createImage(dir.path('ami.qcow2'), 'qcow2', '1M'), { declared: 'ami' })).message).toContain(
-        'declared ami, but the content is qcow2',
-      );
-      await expect(inspectImage(bufferReader(craftIso()), { declared: 'raw' })).rejects.toMatchObject({
-        kind: 'unsafe',
-        message: expect.stringContaining('declared raw, but the content is iso'),
-      });
-    });
+    it(
+      'refuses every other mismatch too: vmdk, vhd, vhdx, ' + 'vdi as raw; raw as ami when it is qcow2; iso as raw',
+      async (ctx) => {
+        needQemu(ctx);
+        for (const [qemuFormat, detected] of [
+          ['vmdk', 'vmdk'],
+          ['vpc', 'vhd'],
+          ['vhdx', 'vhdx'],
+          ['vdi', 'vdi'],
+        ] as const) {
+          const path = createImage(dir.path(`as-raw.${qemuFormat}`), qemuFormat, '8M');
+          expect((await refusal(path, { declared: 'raw' })).message).toContain(
+            `declared raw, but the content is ${detected}`,
+          );
+        }
+        expect(
+          (await refusal(createImage(dir.path('ami.qcow2'), 'qcow2', '1M'), { declared: 'ami' })).message,
+        ).toContain('declared ami, but the content is qcow2');
+        await expect(inspectImage(bufferReader(craftIso()), { declared: 'raw' })).rejects.toMatchObject({
+          kind: 'unsafe',
+          message: expect.stringContaining('declared raw, but the content is iso'),
+        });
+      },
+    );
 
     it('names every problem at once (a mismatch and a backing file)', async (ctx) => {
       needQemu(ctx);

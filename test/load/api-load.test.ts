@@ -52,8 +52,10 @@ function report(result: LoadResult): string {
   ) =>
     `  ${label.padEnd(16)} ${String(p.count).padStart(8)} ${p.p50.toFixed(1).padStart(8)} ${p.p90.toFixed(1).padStart(8)} ${p.p99.toFixed(1).padStart(8)} ${p.max.toFixed(1).padStart(9)} ${String(errors).padStart(7)}`;
   return [
-    `visor API load: ${connections} concurrent signed clients for ${result.seconds.toFixed(1)} s against \`visor serve\``,
-    `  requests ${result.requests}, errors ${result.errors}, ${result.requestsPerSecond.toFixed(0)} requests/s, ${(result.bytes / 1024 / 1024).toFixed(1)} MiB received`,
+    `visor API load: ${connections} concurrent signed clients ` +
+      `for ${result.seconds.toFixed(1)} s against \`visor serve\``,
+    `  requests ${result.requests}, ` +
+      `errors ${result.errors}, ${result.requestsPerSecond.toFixed(0)} requests/s, ${(result.bytes / 1024 / 1024).toFixed(1)} MiB received`,
     `  ${'kind'.padEnd(16)} ${'count'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p90 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'max ms'.padStart(9)} ${'errors'.padStart(7)}`,
     row('all', result.latency, result.errors),
     ...Object.entries(result.byKind)

@@ -280,28 +280,31 @@ describe('range and length answers of an http upstream are checked before and wh
     },
   );
 
-  it('an upstream that lies while visor inspects it at registration is refused then (502), keeping nothing', async () => {
-    for (const path of ['/longer-length', '/wider-range', '/other-total', '/chunked-longer', '/chunked-shorter']) {
-      const name = `up-hostile-now${path.replace(/\//g, '-')}`;
-      const location = `${up.base}${path}?hostile-now`;
-      const r = await rawRequest(t.url, {
-        method: 'POST',
-        path: '/images',
-        headers: { 'content-type': 'application/json' },
-        body: Buffer.from(JSON.stringify({ image: { name, architecture: 'x86_64', access: 'public', location } })),
-        as: t.users.bob,
-      });
-      expect(r.status, path).toBe(502);
-      expect(r.body.toString(), path).not.toContain('127.0.0.2');
-      const listed = await rawRequest(t.url, {
-        method: 'GET',
-        path: '/images',
-        query: [['name', name]],
-        as: t.users.admin,
-      });
-      expect((listed.json() as { images: unknown[] }).images, path).toEqual([]);
-    }
-  });
+  it(
+    'an upstream that lies while visor inspects it at ' + 'registration is refused then (502), keeping nothing',
+    async () => {
+      for (const path of ['/longer-length', '/wider-range', '/other-total', '/chunked-longer', '/chunked-shorter']) {
+        const name = `up-hostile-now${path.replace(/\//g, '-')}`;
+        const location = `${up.base}${path}?hostile-now`;
+        const r = await rawRequest(t.url, {
+          method: 'POST',
+          path: '/images',
+          headers: { 'content-type': 'application/json' },
+          body: Buffer.from(JSON.stringify({ image: { name, architecture: 'x86_64', access: 'public', location } })),
+          as: t.users.bob,
+        });
+        expect(r.status, path).toBe(502);
+        expect(r.body.toString(), path).not.toContain('127.0.0.2');
+        const listed = await rawRequest(t.url, {
+          method: 'GET',
+          path: '/images',
+          query: [['name', name]],
+          as: t.users.admin,
+        });
+        expect((listed.json() as { images: unknown[] }).images, path).toEqual([]);
+      }
+    },
+  );
 
   it('an upstream object that changed size since registration is refused (502), not served', async () => {
     const r = await fetchRaw('/whole-grew');

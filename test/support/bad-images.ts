@@ -41,7 +41,8 @@ export async function makeBadImages(dir: string): Promise<BadImageFiles> {
   qemu('create', '-q', '-f', 'qcow2', '-o', `data_file=${f('external.raw')}`, f('datafile.qcow2'), '1M');
   await writeFile(
     f('descriptor.vmdk'),
-    '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\nRW 2048 FLAT "/etc/passwd" 0\n\nddb.virtualHWVersion = "4"\n',
+    '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\nRW ' +
+      '2048 FLAT "/etc/passwd" 0\n\nddb.virtualHWVersion = "4"\n',
   );
   // A qcow2 cut short: its tables (L1, refcounts) point past the end of what is left.
   qemu('convert', '-f', 'raw', '-O', 'qcow2', f('disk.raw'), f('truncated.qcow2'));

@@ -38,14 +38,16 @@ export interface CloudConfig {
 
 export function cloudYaml(c: CloudConfig): string {
   const user = c.peer.admin;
-  return `  ${c.name}:
+  return (
+    `  ${c.name}:
     adapter: glance
     options:
       authUrl: ${c.authUrl}
       region: ${c.peer.region}
       pollInterval: 0.2
       timeouts: { request: ${c.requestTimeout ?? 2} }
-      auth: { type: password, username: ${user.username}, password: '${user.password}', projectName: ${user.projectName} }
+      auth: { type: password, username: ${user.username}, ` +
+    `password: '${user.password}', projectName: ${user.projectName} }
     sync:
       selector: { tags: [${c.tag}], access: [public, private] }
       naming: '${c.prefix}{name}'
@@ -53,14 +55,16 @@ export function cloudYaml(c: CloudConfig): string {
       concurrency: ${c.concurrency ?? 2}
       retries: { attempts: ${c.attempts ?? 3}, backoff: ${c.backoff ?? '200ms'} }
       timeouts: { action: ${c.actionTimeout ?? '60s'}, list: ${c.listTimeout ?? '20s'} }
-`;
+`
+  );
 }
 
 export async function writeSyncConfig(dir: string, agentId: string, clouds: readonly CloudConfig[]): Promise<string> {
   const file = join(dir, 'visor.yaml');
   await writeFile(
     file,
-    `dataDir: ${join(dir, 'data')}\nlogging: { level: error }\nagent: { id: ${agentId}, leaseSeconds: 10, concurrency: 4 }\nclouds:\n${clouds.map(cloudYaml).join('')}`,
+    `dataDir: ${join(dir, 'data')}\nlogging: { level: error }\nagent: { id: ${agentId}, ` +
+      `leaseSeconds: 10, concurrency: 4 }\nclouds:\n${clouds.map(cloudYaml).join('')}`,
   );
   return file;
 }
@@ -160,7 +164,8 @@ export async function glanceProblems(
     );
     if (good.length !== 1)
       problems.push(
-        `catalog image ${image.name} (${image.id}) has ${good.length} good copies in Glance (copies: ${copies.map(describe).join(', ') || 'none'})`,
+        `catalog image ${image.name} (${image.id}) has ${good.length} good ` +
+          `copies in Glance (copies: ${copies.map(describe).join(', ') || 'none'})`,
       );
     for (const g of good.slice(0, 1)) kept.add(g.id);
     const visible = copies.filter((r) => r['os_hidden'] !== true);
@@ -209,7 +214,8 @@ export async function catalogProblems(session: SyncSession, target: string): Pro
   if (!last) problems.push(`no run recorded for ${target}`);
   else if (last.status !== 'succeeded' || last.drift !== 0)
     problems.push(
-      `the last run of ${target} is ${last.status} with drift ${String(last.drift)}${last.error ? `: ${last.error}` : ''}`,
+      `the last run of ${target} is ${last.status} with ` +
+        `drift ${String(last.drift)}${last.error ? `: ${last.error}` : ''}`,
     );
   return problems;
 }

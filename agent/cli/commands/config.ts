@@ -34,7 +34,8 @@ export function configCommand(program: Command, io: CliIo): void {
               .join(', ') || 'none';
           print(
             io,
-            `${file}: valid — catalog ${summary.catalog}, stores ${summary.stores.join(', ')} (default ${summary.defaultStore}), clouds ${clouds}`,
+            `${file}: valid — catalog ${summary.catalog}, ` +
+              `stores ${summary.stores.join(', ')} (default ${summary.defaultStore}), clouds ${clouds}`,
           );
         }
       } catch (error) {

@@ -65,7 +65,8 @@ export class SqliteRuns implements RunRepository {
   async prune(target: string, keep: number): Promise<number> {
     return this.db()
       .prepare(
-        'DELETE FROM runs WHERE target = ? AND id NOT IN (SELECT id FROM runs WHERE target = ? ORDER BY started_at DESC, id DESC LIMIT ?)',
+        'DELETE FROM runs WHERE target = ? AND id NOT IN (SELECT id FROM ' +
+          'runs WHERE target = ? ORDER BY started_at DESC, id DESC LIMIT ?)',
       )
       .run(target, target, keep).changes;
   }
@@ -87,7 +88,8 @@ export class SqliteLeases implements LeaseRepository {
         if (row && row.holder !== holder && row.expires_at > now) return undefined;
         const lease = { name, holder, expiresAt: now + ttlMs };
         db.prepare(
-          'INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at',
+          'INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT(name) ' +
+            'DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at',
         ).run(name, holder, lease.expiresAt);
         return lease;
       })

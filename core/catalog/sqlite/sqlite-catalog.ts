@@ -201,7 +201,10 @@ class SqliteImages implements ImageRepository {
     }
     const dir = q.dir === 'desc' ? 'DESC' : 'ASC';
     const order = q.sort.path === 'id' ? `id ${dir}` : `${expr(q.sort)} ${dir}, id ${dir}`;
-    const sql = `SELECT id, doc FROM images${where.length ? ` WHERE ${where.map((w) => w.sql).join(' AND ')}` : ''} ORDER BY ${order}${q.limit !== undefined ? ' LIMIT ?' : ''}`;
+    const sql =
+      `SELECT id, doc FROM ` +
+      `images${where.length ? ` WHERE ${where.map((w) => w.sql).join(' AND ')}` : ''} ORDER ` +
+      `BY ${order}${q.limit !== undefined ? ' LIMIT ?' : ''}`;
     const params = where.flatMap((w) => w.params);
     if (q.limit !== undefined) params.push(q.limit + 1);
     const rows = this.stmt<unknown[], Row>(sql).all(...params);
@@ -213,7 +216,8 @@ class SqliteImages implements ImageRepository {
 
   async count(query: Pick<ImageQuery, 'filters' | 'visibleTo'> = {}): Promise<number> {
     const where = whereClause(normalizeQuery(query));
-    const sql = `SELECT count(*) AS n FROM images${where.length ? ` WHERE ${where.map((w) => w.sql).join(' AND ')}` : ''}`;
+    const filter = where.length ? ` WHERE ${where.map((w) => w.sql).join(' AND ')}` : '';
+    const sql = `SELECT count(*) AS n FROM images${filter}`;
     return this.stmt<unknown[], { n: number }>(sql).get(...where.flatMap((w) => w.params))?.n ?? 0;
   }
 

@@ -129,7 +129,13 @@ describe('Eucalyptus: a 1 GiB image', () => {
       const retireStart = Date.now();
       await driver.retire(cloud.nativeId, 'delete');
       expect(await world!.keys(`bundles/${bundleNameOf(markers)}.`)).toEqual([]);
-      const figures = `1 GiB into Eucalyptus (double + Swift s3api): create ${createSeconds.toFixed(1)} s (${(1024 / createSeconds).toFixed(0)} MiB/s) = bundling and uploading ${bundleSeconds.toFixed(1)} s (tar + gzip -6 of incompressible bytes + AES + ${parts} parts of 10 MiB, 4 in flight) + the CLC double unbundling it all with openssl/gunzip/tar until available ${clcSeconds.toFixed(1)} s; generating and hashing it first: ${hashSeconds.toFixed(1)} s; RSS growth ${((peak - baseline) / 1048576).toFixed(0)} MiB; retire (deregister + delete ${parts + 1} objects): ${((Date.now() - retireStart) / 1000).toFixed(1)} s`;
+      const figures =
+        `1 GiB into Eucalyptus (double + Swift s3api): create ${createSeconds.toFixed(1)} s ` +
+        `(${(1024 / createSeconds).toFixed(0)} MiB/s) = bundling and uploading ${bundleSeconds.toFixed(1)} s (tar + ` +
+        `gzip -6 of incompressible bytes + AES + ${parts} parts of 10 MiB, 4 in flight) + the CLC double unbundling ` +
+        `it all with openssl/gunzip/tar until available ${clcSeconds.toFixed(1)} s; generating and hashing it ` +
+        `first: ${hashSeconds.toFixed(1)} s; RSS growth ${((peak - baseline) / 1048576).toFixed(0)} MiB; ` +
+        `retire (deregister + delete ${parts + 1} objects): ${((Date.now() - retireStart) / 1000).toFixed(1)} s`;
       ctx.annotate(figures);
       console.log(figures);
     },

@@ -134,7 +134,8 @@ describe('Signature V2', () => {
 
 describe('DescribeImages paging', () => {
   const page = (items: string, token?: string) =>
-    `<DescribeImagesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><imagesSet>${items}</imagesSet>${token ? `<nextToken>${token}</nextToken>` : ''}</DescribeImagesResponse>`;
+    `<DescribeImagesResponse ` +
+    `xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><imagesSet>${items}</imagesSet>${token ? `<nextToken>${token}</nextToken>` : ''}</DescribeImagesResponse>`;
   const item = (id: string) =>
     `<item><imageId>${id}</imageId><imageState>available</imageState><imageOwnerId>123456789012</imageOwnerId><isPublic>false</isPublic><name>${id}</name></item>`;
 

@@ -51,7 +51,8 @@ iaasConformance(
         }),
       notes: {
         paging:
-          'Eucalyptus DescribeImages has no paging (no MaxResults/NextToken in its binding or in the 2010-08-31 schema); NextToken following is tested in eucalyptus-client.test.ts',
+          'Eucalyptus DescribeImages has no paging (no MaxResults/NextToken in its binding or in ' +
+          'the 2010-08-31 schema); NextToken following is tested in eucalyptus-client.test.ts',
       },
     };
   },

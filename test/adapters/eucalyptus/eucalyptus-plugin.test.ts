@@ -68,46 +68,50 @@ describe('eucalyptus plugin', () => {
     expect(paths).toEqual(['accountId', 'ec2Endpoint', 'kernelId', 'partSize', 'root', 'signatureVersion'].sort());
   });
 
-  it('reads PEM files relative to the data directory, registers the secrets, and refuses a key of another certificate', async (ctx) => {
-    if (skip) ctx.skip(skip);
-    const c = certs as Certificates;
-    await writeFile(join(folder, 'user.pem'), c.userCertificate);
-    await writeFile(join(folder, 'user.key'), c.userPrivateKey);
-    await writeFile(join(folder, 'cloud.pem'), c.cloudCertificate);
-    await writeFile(join(folder, 'other.key'), c.otherPrivateKey);
-    const container = new Container();
-    await container.load(eucalyptusPlugin.module);
-    const factory = container.get<IaasDriverFactory>(ServiceIds.IaasDriverFactory, { name: 'eucalyptus' });
-    const secrets: string[] = [];
-    const context = {
-      name: 'euca',
-      dataDir: folder,
-      logger: silentLogger,
-      secrets: { add: (s: string | undefined) => s !== undefined && secrets.push(s) },
-    } as unknown as PluginContext;
-    const driver = await factory.create(
-      eucalyptusOptionsSchema.parse({
-        ...minimal,
-        ec2Endpoint: 'http://127.0.0.1:9/services/compute',
-        s3Endpoint: 'http://127.0.0.1:9/services/objectstorage',
-      }),
-      context,
-    );
-    expect(driver.adapter).toBe('eucalyptus');
-    expect(secrets).toContain('SK');
-    expect(secrets).toContain(c.userPrivateKey);
-    await driver.close();
-    await driver.close();
+  it(
+    'reads PEM files relative to the data directory, ' +
+      'registers the secrets, and refuses a key of another certificate',
+    async (ctx) => {
+      if (skip) ctx.skip(skip);
+      const c = certs as Certificates;
+      await writeFile(join(folder, 'user.pem'), c.userCertificate);
+      await writeFile(join(folder, 'user.key'), c.userPrivateKey);
+      await writeFile(join(folder, 'cloud.pem'), c.cloudCertificate);
+      await writeFile(join(folder, 'other.key'), c.otherPrivateKey);
+      const container = new Container();
+      await container.load(eucalyptusPlugin.module);
+      const factory = container.get<IaasDriverFactory>(ServiceIds.IaasDriverFactory, { name: 'eucalyptus' });
+      const secrets: string[] = [];
+      const context = {
+        name: 'euca',
+        dataDir: folder,
+        logger: silentLogger,
+        secrets: { add: (s: string | undefined) => s !== undefined && secrets.push(s) },
+      } as unknown as PluginContext;
+      const driver = await factory.create(
+        eucalyptusOptionsSchema.parse({
+          ...minimal,
+          ec2Endpoint: 'http://127.0.0.1:9/services/compute',
+          s3Endpoint: 'http://127.0.0.1:9/services/objectstorage',
+        }),
+        context,
+      );
+      expect(driver.adapter).toBe('eucalyptus');
+      expect(secrets).toContain('SK');
+      expect(secrets).toContain(c.userPrivateKey);
+      await driver.close();
+      await driver.close();
 
-    const mismatched = await Promise.resolve(
-      factory.create(eucalyptusOptionsSchema.parse({ ...minimal, userPrivateKey: 'other.key' }), context),
-    ).catch((e: unknown) => e);
-    expect(isVisorError(mismatched, 'config')).toBe(true);
-    expect(String((mismatched as Error).message)).toContain('does not belong');
-    const missing = await Promise.resolve(
-      factory.create(eucalyptusOptionsSchema.parse({ ...minimal, cloudCertificate: 'nowhere.pem' }), context),
-    ).catch((e: unknown) => e);
-    expect(isVisorError(missing, 'config')).toBe(true);
-    expect(String((missing as Error).message)).toContain('cloudCertificate');
-  });
+      const mismatched = await Promise.resolve(
+        factory.create(eucalyptusOptionsSchema.parse({ ...minimal, userPrivateKey: 'other.key' }), context),
+      ).catch((e: unknown) => e);
+      expect(isVisorError(mismatched, 'config')).toBe(true);
+      expect(String((mismatched as Error).message)).toContain('does not belong');
+      const missing = await Promise.resolve(
+        factory.create(eucalyptusOptionsSchema.parse({ ...minimal, cloudCertificate: 'nowhere.pem' }), context),
+      ).catch((e: unknown) => e);
+      expect(isVisorError(missing, 'config')).toBe(true);
+      expect(String((missing as Error).message)).toContain('cloudCertificate');
+    },
+  );
 });

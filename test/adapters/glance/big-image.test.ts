@@ -130,7 +130,11 @@ describe('Glance: a 1 GiB image', () => {
         visor_revision: '1',
         purpose: 'visor 1 GiB test',
       });
-      const figures = `1 GiB push into Glance: ${pushSeconds.toFixed(1)} s (${(1024 / pushSeconds).toFixed(0)} MiB/s, upload + Glance's md5/sha512 + verify); generating and hashing it first: ${hashSeconds.toFixed(1)} s; RSS growth ${((peak - baseline) / 1048576).toFixed(0)} MiB; openstack image show: ${((Date.now() - cliStart) / 1000).toFixed(1)} s`;
+      const figures =
+        `1 GiB push into Glance: ${pushSeconds.toFixed(1)} s ` +
+        `(${(1024 / pushSeconds).toFixed(0)} MiB/s, upload + Glance's md5/sha512 + verify); generating and hashing ` +
+        `it first: ${hashSeconds.toFixed(1)} s; RSS growth ${((peak - baseline) / 1048576).toFixed(0)} MiB; ` +
+        `openstack image show: ${((Date.now() - cliStart) / 1000).toFixed(1)} s`;
       ctx.annotate(figures);
       console.log(figures);
     },

@@ -143,29 +143,33 @@ describe('Glance driver: visibility and policy', () => {
     const error = await failure(d.retire(cloud.nativeId, 'delete'));
     expect(error.kind).toBe('conflict');
     expect(error.message).toBe(
-      `Glance: image ${cloud.nativeId} is protected and cannot be deleted (someone must clear its "protected" flag first)`,
+      `Glance: image ${cloud.nativeId} is protected and cannot be ` +
+        `deleted (someone must clear its "protected" flag first)`,
     );
     expect((await d.get(cloud.nativeId)).state).toBe('active');
   });
 
-  it('lists hidden and disabled images (a retired image is still known), and refuses to deactivate a queued one', async () => {
-    const d = driver('demo');
-    const hidden = await d.create(request(bufferContent(randomImageBytes(4096))));
-    const disabled = await d.create(request(bufferContent(randomImageBytes(4096))));
-    await d.retire(hidden.nativeId, 'hide');
-    await d.retire(disabled.nativeId, 'disable');
-    await d.retire(disabled.nativeId, 'disable'); // idempotent
-    const listed = await d.list();
-    expect(listed.find((i) => i.nativeId === hidden.nativeId)).toMatchObject({ hidden: true, state: 'active' });
-    expect(listed.find((i) => i.nativeId === disabled.nativeId)).toMatchObject({ hidden: false, state: 'disabled' });
-    const api = await glanceApi(peer, 'demo');
-    const queued = await api.post('/v2/images', {
-      name: `${prefix}-queued`,
-      disk_format: 'raw',
-      container_format: 'bare',
-    });
-    expect((await failure(d.retire(String(queued.data.id), 'disable'))).kind).toBe('conflict');
-  });
+  it(
+    'lists hidden and disabled images (a retired image is still known), ' + 'and refuses to deactivate a queued one',
+    async () => {
+      const d = driver('demo');
+      const hidden = await d.create(request(bufferContent(randomImageBytes(4096))));
+      const disabled = await d.create(request(bufferContent(randomImageBytes(4096))));
+      await d.retire(hidden.nativeId, 'hide');
+      await d.retire(disabled.nativeId, 'disable');
+      await d.retire(disabled.nativeId, 'disable'); // idempotent
+      const listed = await d.list();
+      expect(listed.find((i) => i.nativeId === hidden.nativeId)).toMatchObject({ hidden: true, state: 'active' });
+      expect(listed.find((i) => i.nativeId === disabled.nativeId)).toMatchObject({ hidden: false, state: 'disabled' });
+      const api = await glanceApi(peer, 'demo');
+      const queued = await api.post('/v2/images', {
+        name: `${prefix}-queued`,
+        disk_format: 'raw',
+        container_format: 'bare',
+      });
+      expect((await failure(d.retire(String(queued.data.id), 'disable'))).kind).toBe('conflict');
+    },
+  );
 
   it("deletes a disabled image's data too (Glance leaves a deactivated image's file in the store)", async () => {
     const d = driver('demo');
@@ -273,16 +277,19 @@ describe('Glance driver: upload, import and verification', () => {
     expect(await leftovers(r.image.name)).toEqual([]);
   });
 
-  it('gives up on an import stuck in Glance (web-download source never answers) with a timeout, and deletes it', async () => {
-    const bytes = randomImageBytes(4096);
-    const r = request(bufferContent(bytes, 'raw', { url: await serve(bytes, { hang: true }) }));
-    const error = await failure(driver('demo', { importMethod: 'web-download' }).create({ ...r, timeoutMs: 3000 }));
-    expect(error.kind).toBe('timeout');
-    expect(error.message).toMatch(
-      /was not usable within 3 s \(stuck waiting for the import; Glance status when last read: importing\); image .* was deleted$/,
-    );
-    expect(await leftovers(r.image.name)).toEqual([]);
-  });
+  it(
+    'gives up on an import stuck in Glance (web-download ' + 'source never answers) with a timeout, and deletes it',
+    async () => {
+      const bytes = randomImageBytes(4096);
+      const r = request(bufferContent(bytes, 'raw', { url: await serve(bytes, { hang: true }) }));
+      const error = await failure(driver('demo', { importMethod: 'web-download' }).create({ ...r, timeoutMs: 3000 }));
+      expect(error.kind).toBe('timeout');
+      expect(error.message).toMatch(
+        /was not usable within 3 s \(stuck waiting for the import; Glance status when last read: importing\); image .* was deleted$/,
+      );
+      expect(await leftovers(r.image.name)).toEqual([]);
+    },
+  );
 
   it('deletes the copy and reports integrity when Glance reports another md5/sha512 than declared', async () => {
     const bytes = randomImageBytes(64 * 1024);

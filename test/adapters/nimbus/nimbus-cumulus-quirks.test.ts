@@ -40,7 +40,8 @@ async function cumulusLikeProxy(target: string, quirks: Quirks): Promise<{ endpo
       req.resume();
       res.writeHead(400, { 'Content-Type': 'application/xml' });
       res.end(
-        '<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidArgument</Code><Message>Invalid Argument</Message><Resource></Resource><RequestId>1</RequestId></Error>',
+        '<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidArgument</Code><Message>Invalid ' +
+          'Argument</Message><Resource></Resource><RequestId>1</RequestId></Error>',
       );
       return;
     }

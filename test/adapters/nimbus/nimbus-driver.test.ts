@@ -93,25 +93,28 @@ describe('nimbus driver on a Cumulus layout', () => {
     await repo?.cleanup();
   });
 
-  test('puts private images in VMS/<canonical-id>/ and public ones in VMS/common/, public-read like cloud-client', async () => {
-    const mine = await create({ access: 'private' });
-    const shared = await create({ access: 'public' });
-    expect(mine.cloud.nativeId).toBe(`VMS/${repo.canonicalId}/${mine.image.name}`);
-    expect(mine.cloud.access).toBe('private');
-    expect(shared.cloud.nativeId).toBe(`VMS/common/${shared.image.name}`);
-    expect(shared.cloud.access).toBe('public');
-    const keys = await repo.keys();
-    expect(keys).toContain(mine.cloud.nativeId);
-    expect(keys).toContain(shared.cloud.nativeId);
-    const head = await repo.client.send(new HeadObjectCommand({ Bucket: repo.bucket, Key: mine.cloud.nativeId }));
-    expect(head.Metadata).toMatchObject({
-      'visor-agent': 'driver-test',
-      'visor-image-id': mine.image.id,
-      'visor-sha256': mine.content.checksums.sha256,
-      'visor-revision': '1',
-    });
-    expect(head.ETag?.replaceAll('"', '')).toBe(mine.content.checksums.md5);
-  });
+  test(
+    'puts private images in VMS/<canonical-id>/ and public ' + 'ones in VMS/common/, public-read like cloud-client',
+    async () => {
+      const mine = await create({ access: 'private' });
+      const shared = await create({ access: 'public' });
+      expect(mine.cloud.nativeId).toBe(`VMS/${repo.canonicalId}/${mine.image.name}`);
+      expect(mine.cloud.access).toBe('private');
+      expect(shared.cloud.nativeId).toBe(`VMS/common/${shared.image.name}`);
+      expect(shared.cloud.access).toBe('public');
+      const keys = await repo.keys();
+      expect(keys).toContain(mine.cloud.nativeId);
+      expect(keys).toContain(shared.cloud.nativeId);
+      const head = await repo.client.send(new HeadObjectCommand({ Bucket: repo.bucket, Key: mine.cloud.nativeId }));
+      expect(head.Metadata).toMatchObject({
+        'visor-agent': 'driver-test',
+        'visor-image-id': mine.image.id,
+        'visor-sha256': mine.content.checksums.sha256,
+        'visor-revision': '1',
+      });
+      expect(head.ETag?.replaceAll('"', '')).toBe(mine.content.checksums.md5);
+    },
+  );
 
   test("lists the user's and the common images, and nothing else of the repository", async () => {
     const unmarked = await repo.putUnmarked('common', `cloud-client-upload-${randomBytes(3).toString('hex')}`);
@@ -125,33 +128,36 @@ describe('nimbus driver on a Cumulus layout', () => {
     expect(ids.every((id) => id.startsWith(`VMS/${repo.canonicalId}/`) || id.startsWith('VMS/common/'))).toBe(true);
   });
 
-  test('moves an image between the private and the common folder when its access changes, without re-uploading', async () => {
-    const { image, markers, cloud, content } = await create({ access: 'private' });
-    const before = await repo.keys();
-    const published = await driver.updateMetadata(
-      cloud.nativeId,
-      { ...image, access: 'public', revision: 2 },
-      { ...markers, revision: 2 },
-    );
-    expect(published.nativeId).toBe(`VMS/common/${image.name}`);
-    expect(published.access).toBe('public');
-    expect(published.markers).toEqual({ ...markers, revision: 2 });
-    expect(published.checksums).toEqual({ md5: content.checksums.md5, sha256: content.checksums.sha256 });
-    const after = await repo.keys();
-    expect(after).not.toContain(cloud.nativeId);
-    expect(after.length).toBe(before.length);
-    await expectKind(driver.get(cloud.nativeId), 'notFound');
+  test(
+    'moves an image between the private and the common ' + 'folder when its access changes, without re-uploading',
+    async () => {
+      const { image, markers, cloud, content } = await create({ access: 'private' });
+      const before = await repo.keys();
+      const published = await driver.updateMetadata(
+        cloud.nativeId,
+        { ...image, access: 'public', revision: 2 },
+        { ...markers, revision: 2 },
+      );
+      expect(published.nativeId).toBe(`VMS/common/${image.name}`);
+      expect(published.access).toBe('public');
+      expect(published.markers).toEqual({ ...markers, revision: 2 });
+      expect(published.checksums).toEqual({ md5: content.checksums.md5, sha256: content.checksums.sha256 });
+      const after = await repo.keys();
+      expect(after).not.toContain(cloud.nativeId);
+      expect(after.length).toBe(before.length);
+      await expectKind(driver.get(cloud.nativeId), 'notFound');
 
-    const back = await driver.updateMetadata(
-      published.nativeId,
-      { ...image, access: 'private', revision: 3 },
-      { ...markers, revision: 3 },
-    );
-    expect(back.nativeId).toBe(cloud.nativeId);
-    expect(back.access).toBe('private');
-    const { stream } = await driver.download(back.nativeId);
-    expect(sha256(await buffer(stream))).toBe(content.checksums.sha256);
-  });
+      const back = await driver.updateMetadata(
+        published.nativeId,
+        { ...image, access: 'private', revision: 3 },
+        { ...markers, revision: 3 },
+      );
+      expect(back.nativeId).toBe(cloud.nativeId);
+      expect(back.access).toBe('private');
+      const { stream } = await driver.download(back.nativeId);
+      expect(sha256(await buffer(stream))).toBe(content.checksums.sha256);
+    },
+  );
 
   test('refuses a move onto a name the other folder already has, and changes nothing', async () => {
     const { image, markers, cloud } = await create({ access: 'private' });
@@ -211,58 +217,61 @@ describe('nimbus driver on a Cumulus layout', () => {
     expect(await repo.keys()).toEqual(expect.arrayContaining(repo.seeded));
   });
 
-  test('uploads a large image as a verified multipart upload, and copies it for metadata updates and moves', async () => {
-    const data = randomBytes(11 * MiB + 3);
-    const content = bufferContent(data);
-    let progress = 0;
-    const image = imageNamed();
-    const markers = markersOf(image, content);
-    const cloud = await driver.create({
-      image,
-      markers,
-      content,
-      onProgress: (n) => (progress = n),
-      timeoutMs: 120_000,
-    });
-    expect(progress).toBe(data.length);
-    const head = await repo.client.send(new HeadObjectCommand({ Bucket: repo.bucket, Key: cloud.nativeId }));
-    expect(head.ETag).toMatch(/-3"?$/);
-    expect(cloud.checksums).toEqual({ md5: content.checksums.md5, sha256: content.checksums.sha256 });
-    expect(cloud.size).toBe(data.length);
+  test(
+    'uploads a large image as a verified multipart upload, ' + 'and copies it for metadata updates and moves',
+    async () => {
+      const data = randomBytes(11 * MiB + 3);
+      const content = bufferContent(data);
+      let progress = 0;
+      const image = imageNamed();
+      const markers = markersOf(image, content);
+      const cloud = await driver.create({
+        image,
+        markers,
+        content,
+        onProgress: (n) => (progress = n),
+        timeoutMs: 120_000,
+      });
+      expect(progress).toBe(data.length);
+      const head = await repo.client.send(new HeadObjectCommand({ Bucket: repo.bucket, Key: cloud.nativeId }));
+      expect(head.ETag).toMatch(/-3"?$/);
+      expect(cloud.checksums).toEqual({ md5: content.checksums.md5, sha256: content.checksums.sha256 });
+      expect(cloud.size).toBe(data.length);
 
-    // In place (CopyObject), then in place and a move in parts (UploadPartCopy, threshold lowered to 5 MiB).
-    const inPlace = await driver.updateMetadata(
-      cloud.nativeId,
-      { ...image, minRam: 512, revision: 2 },
-      { ...markers, revision: 2 },
-    );
-    expect(inPlace.metadata.minRam).toBe(512);
-    const parted = directDriver(repo, { copyThreshold: 5 * MiB });
-    try {
-      const partedInPlace = await parted.updateMetadata(
+      // In place (CopyObject), then in place and a move in parts (UploadPartCopy, threshold lowered to 5 MiB).
+      const inPlace = await driver.updateMetadata(
         cloud.nativeId,
-        { ...image, minRam: 768, revision: 3 },
-        { ...markers, revision: 3 },
+        { ...image, minRam: 512, revision: 2 },
+        { ...markers, revision: 2 },
       );
-      expect(partedInPlace).toMatchObject({ nativeId: cloud.nativeId, size: data.length, metadata: { minRam: 768 } });
-      const moved = await parted.updateMetadata(
-        cloud.nativeId,
-        { ...image, access: 'public', revision: 4 },
-        { ...markers, revision: 4 },
-      );
-      expect(moved.nativeId).toBe(`VMS/common/${image.name}`);
-      expect(moved.markers?.revision).toBe(4);
-      expect(moved.checksums.sha256).toBe(content.checksums.sha256);
-      const { stream, size } = await parted.download(moved.nativeId);
-      expect(size).toBe(data.length);
-      expect(sha256(await buffer(stream))).toBe(content.checksums.sha256);
-      const { stream: part } = await parted.download(moved.nativeId, { range: { start: 6 * MiB, end: 6 * MiB + 9 } });
-      expect(await buffer(part)).toEqual(data.subarray(6 * MiB, 6 * MiB + 10));
-      expect(await repo.pendingUploads()).toEqual([]);
-    } finally {
-      await parted.close();
-    }
-  });
+      expect(inPlace.metadata.minRam).toBe(512);
+      const parted = directDriver(repo, { copyThreshold: 5 * MiB });
+      try {
+        const partedInPlace = await parted.updateMetadata(
+          cloud.nativeId,
+          { ...image, minRam: 768, revision: 3 },
+          { ...markers, revision: 3 },
+        );
+        expect(partedInPlace).toMatchObject({ nativeId: cloud.nativeId, size: data.length, metadata: { minRam: 768 } });
+        const moved = await parted.updateMetadata(
+          cloud.nativeId,
+          { ...image, access: 'public', revision: 4 },
+          { ...markers, revision: 4 },
+        );
+        expect(moved.nativeId).toBe(`VMS/common/${image.name}`);
+        expect(moved.markers?.revision).toBe(4);
+        expect(moved.checksums.sha256).toBe(content.checksums.sha256);
+        const { stream, size } = await parted.download(moved.nativeId);
+        expect(size).toBe(data.length);
+        expect(sha256(await buffer(stream))).toBe(content.checksums.sha256);
+        const { stream: part } = await parted.download(moved.nativeId, { range: { start: 6 * MiB, end: 6 * MiB + 9 } });
+        expect(await buffer(part)).toEqual(data.subarray(6 * MiB, 6 * MiB + 10));
+        expect(await repo.pendingUploads()).toEqual([]);
+      } finally {
+        await parted.close();
+      }
+    },
+  );
 
   test('leaves nothing when the content lies, fails mid-way, or runs past its deadline', async () => {
     const before = await repo.keys();

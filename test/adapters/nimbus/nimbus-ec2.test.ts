@@ -148,86 +148,98 @@ describe('nimbus with the EC2 Query frontend', () => {
     }
   });
 
-  test('lists repository images as active when Nimbus offers them, asking with SigV2 and Version 2009-08-15', async () => {
-    const plain = directDriver(repo);
-    drivers.push(plain);
-    const mine = await create(plain, 'private');
-    const common = await create(plain, 'public');
-    const unmarked = await repo.putUnmarked('own', `cloud-client-${randomBytes(3).toString('hex')}`);
-    const double = await nimbusFrontend();
-    const driver = driverWith(double);
-    const listed = await driver.list();
-    for (const id of [mine.nativeId, common.nativeId, unmarked])
-      expect(listed.find((i) => i.nativeId === id)?.state, id).toBe('active');
-    expect(listed.find((i) => i.nativeId === mine.nativeId)?.markers).toEqual(mine.markers);
-    expect(listed.find((i) => i.nativeId === common.nativeId)?.access).toBe('public');
-    expect((await driver.get(mine.nativeId)).state).toBe('active');
-    expect(double.calls.length).toBeGreaterThanOrEqual(2);
-    for (const call of double.calls) {
-      expect(call.action).toBe('DescribeImages');
-      expect(call.signature).toBe('v2');
-      expect(call.params['Version']).toBe('2009-08-15');
-      // No ImageId: Nimbus honours only the first one given.
-      expect(Object.keys(call.params).some((k) => k.startsWith('ImageId'))).toBe(false);
-    }
-  });
+  test(
+    'lists repository images as active when Nimbus offers them, ' + 'asking with SigV2 and Version 2009-08-15',
+    async () => {
+      const plain = directDriver(repo);
+      drivers.push(plain);
+      const mine = await create(plain, 'private');
+      const common = await create(plain, 'public');
+      const unmarked = await repo.putUnmarked('own', `cloud-client-${randomBytes(3).toString('hex')}`);
+      const double = await nimbusFrontend();
+      const driver = driverWith(double);
+      const listed = await driver.list();
+      for (const id of [mine.nativeId, common.nativeId, unmarked])
+        expect(listed.find((i) => i.nativeId === id)?.state, id).toBe('active');
+      expect(listed.find((i) => i.nativeId === mine.nativeId)?.markers).toEqual(mine.markers);
+      expect(listed.find((i) => i.nativeId === common.nativeId)?.access).toBe('public');
+      expect((await driver.get(mine.nativeId)).state).toBe('active');
+      expect(double.calls.length).toBeGreaterThanOrEqual(2);
+      for (const call of double.calls) {
+        expect(call.action).toBe('DescribeImages');
+        expect(call.signature).toBe('v2');
+        expect(call.params['Version']).toBe('2009-08-15');
+        // No ImageId: Nimbus honours only the first one given.
+        expect(Object.keys(call.params).some((k) => k.startsWith('ImageId'))).toBe(false);
+      }
+    },
+  );
 
-  test('reports a repository image Nimbus does not offer as disabled, and logs what only the frontend shows', async () => {
-    const plain = directDriver(repo);
-    drivers.push(plain);
-    const hidden = await create(plain, 'private');
-    const double = await nimbusFrontend({
-      hide: [hidden.nativeId],
-      extra: [
-        { name: 'only-in-nimbus' },
-        {
-          name: 'someone-elses',
-          location: `cumulus://127.0.0.1:8888/${repo.bucket}/VMS/21161ebe-862a-11df-a9ca-001de0a80259/`,
-        },
-      ],
-    });
-    const lines: Captured[] = [];
-    const driver = driverWith(double, capturingLogger(lines));
-    const listed = await driver.list();
-    expect(listed.find((i) => i.nativeId === hidden.nativeId)).toMatchObject({
-      state: 'disabled',
-      markers: hidden.markers,
-    });
-    expect(listed.some((i) => i.name === 'only-in-nimbus' || i.name === 'someone-elses')).toBe(false);
-    expect(listed.filter((i) => i.nativeId !== hidden.nativeId).every((i) => i.state === 'active')).toBe(true);
-    expect((await driver.get(hidden.nativeId)).state).toBe('disabled');
-    const warnings = lines.filter((l) => l.level === 'warn').map((l) => `${l.message} ${JSON.stringify(l.meta)}`);
-    expect(warnings.some((w) => /does not offer these repository images/.test(w) && w.includes(hidden.nativeId))).toBe(
-      true,
-    );
-    expect(
-      warnings.some(
-        (w) => /offers images the repository listing does not show/.test(w) && w.includes('only-in-nimbus'),
-      ),
-    ).toBe(true);
-    expect(
-      warnings.some((w) => /another repository, bucket, prefix or canonical id/.test(w) && w.includes('someone-elses')),
-    ).toBe(true);
-  });
+  test(
+    'reports a repository image Nimbus does not offer as disabled, ' + 'and logs what only the frontend shows',
+    async () => {
+      const plain = directDriver(repo);
+      drivers.push(plain);
+      const hidden = await create(plain, 'private');
+      const double = await nimbusFrontend({
+        hide: [hidden.nativeId],
+        extra: [
+          { name: 'only-in-nimbus' },
+          {
+            name: 'someone-elses',
+            location: `cumulus://127.0.0.1:8888/${repo.bucket}/VMS/21161ebe-862a-11df-a9ca-001de0a80259/`,
+          },
+        ],
+      });
+      const lines: Captured[] = [];
+      const driver = driverWith(double, capturingLogger(lines));
+      const listed = await driver.list();
+      expect(listed.find((i) => i.nativeId === hidden.nativeId)).toMatchObject({
+        state: 'disabled',
+        markers: hidden.markers,
+      });
+      expect(listed.some((i) => i.name === 'only-in-nimbus' || i.name === 'someone-elses')).toBe(false);
+      expect(listed.filter((i) => i.nativeId !== hidden.nativeId).every((i) => i.state === 'active')).toBe(true);
+      expect((await driver.get(hidden.nativeId)).state).toBe('disabled');
+      const warnings = lines.filter((l) => l.level === 'warn').map((l) => `${l.message} ${JSON.stringify(l.meta)}`);
+      expect(
+        warnings.some((w) => /does not offer these repository images/.test(w) && w.includes(hidden.nativeId)),
+      ).toBe(true);
+      expect(
+        warnings.some(
+          (w) => /offers images the repository listing does not show/.test(w) && w.includes('only-in-nimbus'),
+        ),
+      ).toBe(true);
+      expect(
+        warnings.some(
+          (w) => /another repository, bucket, prefix or canonical id/.test(w) && w.includes('someone-elses'),
+        ),
+      ).toBe(true);
+    },
+  );
 
-  test('is wired by the plugin options: ec2.endpoint alone means SigV2, HmacSHA256, 2009-08-15; a bad caBundle is a config error', async () => {
-    const double = await nimbusFrontend();
-    const driver = await pluginDriver({ ...repo.options, ec2: { endpoint: double.endpoint } });
-    drivers.push(driver);
-    await driver.list();
-    const call = double.calls.at(-1)!;
-    expect(call).toMatchObject({
-      action: 'DescribeImages',
-      signature: 'v2',
-      params: { Version: '2009-08-15', SignatureMethod: 'HmacSHA256' },
-    });
-    const error = await pluginDriver({
-      ...repo.options,
-      ec2: { endpoint: double.endpoint, caBundle: '/nonexistent/ca.pem' },
-    }).catch((e: unknown) => e);
-    expect(isVisorError(error, 'config')).toBe(true);
-    expect((error as Error).message).toMatch(/cannot read ec2.caBundle \/nonexistent\/ca.pem/);
-  });
+  test(
+    'is wired by the plugin options: ec2.endpoint alone means SigV2, ' +
+      'HmacSHA256, 2009-08-15; a bad caBundle is a config error',
+    async () => {
+      const double = await nimbusFrontend();
+      const driver = await pluginDriver({ ...repo.options, ec2: { endpoint: double.endpoint } });
+      drivers.push(driver);
+      await driver.list();
+      const call = double.calls.at(-1)!;
+      expect(call).toMatchObject({
+        action: 'DescribeImages',
+        signature: 'v2',
+        params: { Version: '2009-08-15', SignatureMethod: 'HmacSHA256' },
+      });
+      const error = await pluginDriver({
+        ...repo.options,
+        ec2: { endpoint: double.endpoint, caBundle: '/nonexistent/ca.pem' },
+      }).catch((e: unknown) => e);
+      expect(isVisorError(error, 'config')).toBe(true);
+      expect((error as Error).message).toMatch(/cannot read ec2.caBundle \/nonexistent\/ca.pem/);
+    },
+  );
 
   test("fails list and get with the frontend's error, by kind", async () => {
     const double = await nimbusFrontend();

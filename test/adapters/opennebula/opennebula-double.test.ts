@@ -152,21 +152,24 @@ describe('OpenNebula double: reply generations', () => {
   ];
   for (const generation of [5, 7] as ReplyGeneration[]) {
     for (const e of errors) {
-      it(`fails ${e.label} with a ${generation === 5 ? '3' : '5'}-element array in generation ${generation}`, async () => {
-        const double = await world({ generation }, e.seed);
-        const reply = (await new Deserializer().deserializeMethodResponse(
-          await post(double, recorded(e.label, 'request')),
-        )) as unknown[];
-        const recordedReply = (await new Deserializer().deserializeMethodResponse(recorded(e.label, 'response'))) as [
-          boolean,
-          string,
-          number,
-        ];
-        const message = recordedReply[1].replace(/^\[[A-Za-z]+\] /, '');
-        if (generation === 5) expect(reply).toEqual(recordedReply);
-        // Current oned: "[one.image.info] ..." and the object id plus an <i8> replication index (RequestXRPC.cc).
-        else expect(reply).toEqual([false, `[${e.method}] ${message}`, recordedReply[2], e.objectId, '0']);
-      });
+      it(
+        `fails ${e.label} with a ${generation === 5 ? '3' : '5'}-element ` + `array in generation ${generation}`,
+        async () => {
+          const double = await world({ generation }, e.seed);
+          const reply = (await new Deserializer().deserializeMethodResponse(
+            await post(double, recorded(e.label, 'request')),
+          )) as unknown[];
+          const recordedReply = (await new Deserializer().deserializeMethodResponse(recorded(e.label, 'response'))) as [
+            boolean,
+            string,
+            number,
+          ];
+          const message = recordedReply[1].replace(/^\[[A-Za-z]+\] /, '');
+          if (generation === 5) expect(reply).toEqual(recordedReply);
+          // Current oned: "[one.image.info] ..." and the object id plus an <i8> replication index (RequestXRPC.cc).
+          else expect(reply).toEqual([false, `[${e.method}] ${message}`, recordedReply[2], e.objectId, '0']);
+        },
+      );
     }
   }
 

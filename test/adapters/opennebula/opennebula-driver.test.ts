@@ -99,15 +99,18 @@ describe('OpenNebula driver: images that fail in the cloud are removed and repor
     expect(namesInCloud()).not.toContain(image.name);
   });
 
-  it('deletes an image whose bits do not match the MD5 it was registered with (oned checks MD5 while copying)', async () => {
-    const content = server.content(randomImageBytes(64 * 1024), { lie: true });
-    const image = imageOf();
-    const error = await failure(
-      driver.create({ image, markers: markersOf(image, content), content, timeoutMs: 15_000 }),
-    );
-    expect(error.message).toMatch(/Invalid MD5 checksum/);
-    expect(namesInCloud()).not.toContain(image.name);
-  });
+  it(
+    'deletes an image whose bits do not match the MD5 it ' + 'was registered with (oned checks MD5 while copying)',
+    async () => {
+      const content = server.content(randomImageBytes(64 * 1024), { lie: true });
+      const image = imageOf();
+      const error = await failure(
+        driver.create({ image, markers: markersOf(image, content), content, timeoutMs: 15_000 }),
+      );
+      expect(error.message).toMatch(/Invalid MD5 checksum/);
+      expect(namesInCloud()).not.toContain(image.name);
+    },
+  );
 
   it("refuses content whose size lies: oned's SIZE (whole MiB) is checked, and the image removed", async () => {
     const served = randomImageBytes(100);
@@ -368,38 +371,41 @@ describe('OpenNebula driver: credentials, permissions and time limits', () => {
 });
 
 describe('OpenNebula driver: updates, listing, local mode', () => {
-  it('updates metadata in place: rename, merged attributes with removed properties blanked, access by chmod', async () => {
-    const content = server.content(randomImageBytes(1000));
-    const image = imageOf({ properties: { keep: 'yes', drop: 'me' }, tags: ['one'] });
-    const markers = markersOf(image, content);
-    const created = await driver.create({ image, markers, content, timeoutMs: 15_000 });
-    const next: Image = {
-      ...image,
-      name: `${image.name}-v2`,
-      access: 'public',
-      properties: { keep: 'still' },
-      tags: [],
-      revision: 2,
-    };
-    const updated = await driver.updateMetadata(created.nativeId, next, { ...markers, revision: 2 });
-    expect(updated).toMatchObject({
-      name: next.name,
-      access: 'public',
-      markers: { revision: 2 },
-      metadata: { properties: { keep: 'still' }, tags: [] },
-    });
-    expect(double.image(Number(created.nativeId))?.template.get('DROP')).toBe('');
-    expect(double.calls.filter((c) => c.method === 'one.image.update').at(-1)?.params[2]).toBe(1);
-    // A retired image keeps its EXPIRED_ prefix when its metadata changes.
-    await driver.retire(created.nativeId, 'disable');
-    const again = await driver.updateMetadata(
-      created.nativeId,
-      { ...next, name: `${image.name}-v3`, revision: 3 },
-      { ...markers, revision: 3 },
-    );
-    expect(again.name).toMatch(new RegExp(`^EXPIRED_\\d{8}T\\d{6}Z_${image.name}-v3$`));
-    expect(again.hidden).toBe(true);
-  });
+  it(
+    'updates metadata in place: rename, ' + 'merged attributes with removed properties blanked, access by chmod',
+    async () => {
+      const content = server.content(randomImageBytes(1000));
+      const image = imageOf({ properties: { keep: 'yes', drop: 'me' }, tags: ['one'] });
+      const markers = markersOf(image, content);
+      const created = await driver.create({ image, markers, content, timeoutMs: 15_000 });
+      const next: Image = {
+        ...image,
+        name: `${image.name}-v2`,
+        access: 'public',
+        properties: { keep: 'still' },
+        tags: [],
+        revision: 2,
+      };
+      const updated = await driver.updateMetadata(created.nativeId, next, { ...markers, revision: 2 });
+      expect(updated).toMatchObject({
+        name: next.name,
+        access: 'public',
+        markers: { revision: 2 },
+        metadata: { properties: { keep: 'still' }, tags: [] },
+      });
+      expect(double.image(Number(created.nativeId))?.template.get('DROP')).toBe('');
+      expect(double.calls.filter((c) => c.method === 'one.image.update').at(-1)?.params[2]).toBe(1);
+      // A retired image keeps its EXPIRED_ prefix when its metadata changes.
+      await driver.retire(created.nativeId, 'disable');
+      const again = await driver.updateMetadata(
+        created.nativeId,
+        { ...next, name: `${image.name}-v3`, revision: 3 },
+        { ...markers, revision: 3 },
+      );
+      expect(again.name).toMatch(new RegExp(`^EXPIRED_\\d{8}T\\d{6}Z_${image.name}-v3$`));
+      expect(again.hidden).toBe(true);
+    },
+  );
 
   it("lists in pages with oned's offset paging (start = offset, end = -page size)", async () => {
     const paged = driverFor(double, { pageSize: 2, ownership: 'all' });
@@ -423,37 +429,46 @@ describe('OpenNebula driver: updates, listing, local mode', () => {
     }
   });
 
-  it('stages and verifies content in local mode: a lie is refused before oned sees it, and nothing is left in the staging folder', async () => {
-    const local = await startOpenNebulaDouble({
-      generation: 5,
-      datastores: [
-        { id: 1, name: 'default', type: 0, template: { SAFE_DIRS: staging, RESTRICTED_DIRS: '/', TYPE: 'IMAGE_DS' } },
-      ],
-    });
-    doubles.push(local);
-    const d = driverFor(local, { mode: 'local', stagingDir: staging, datastore: 'default' });
-    try {
-      const liar = bufferContent(randomImageBytes(5000), 'raw', { lie: true });
-      const image = imageOf();
-      expect(
-        await failure(d.create({ image, markers: markersOf(image, liar), content: liar, timeoutMs: 15_000 })),
-      ).toMatchObject({ kind: 'integrity' });
-      expect(local.calls.some((c) => c.method === 'one.image.allocate')).toBe(false);
+  it(
+    'stages and verifies content in local mode: a lie is refused ' +
+      'before oned sees it, and nothing is left in the staging folder',
+    async () => {
+      const local = await startOpenNebulaDouble({
+        generation: 5,
+        datastores: [
+          { id: 1, name: 'default', type: 0, template: { SAFE_DIRS: staging, RESTRICTED_DIRS: '/', TYPE: 'IMAGE_DS' } },
+        ],
+      });
+      doubles.push(local);
+      const d = driverFor(local, { mode: 'local', stagingDir: staging, datastore: 'default' });
+      try {
+        const liar = bufferContent(randomImageBytes(5000), 'raw', { lie: true });
+        const image = imageOf();
+        expect(
+          await failure(d.create({ image, markers: markersOf(image, liar), content: liar, timeoutMs: 15_000 })),
+        ).toMatchObject({ kind: 'integrity' });
+        expect(local.calls.some((c) => c.method === 'one.image.allocate')).toBe(false);
 
-      const bytes = randomImageBytes(3 * MiB + 5);
-      const honest = bufferContent(bytes);
-      const created = await d.create({ image, markers: markersOf(image, honest), content: honest, timeoutMs: 15_000 });
-      expect(await readdir(staging)).toEqual([]);
-      const { stream, size } = await d.download(created.nativeId, { range: { start: 1000, end: 1999 } });
-      expect(size).toBe(1000);
-      expect((await buffer(stream)).equals(bytes.subarray(1000, 2000))).toBe(true);
-      const whole = await buffer((await d.download(created.nativeId)).stream);
-      expect(createHash('sha256').update(whole).digest('hex')).toBe(honest.checksums.sha256);
-      expect(local.image(Number(created.nativeId))?.sizeMb).toBe(4);
-    } finally {
-      await d.close();
-    }
-  });
+        const bytes = randomImageBytes(3 * MiB + 5);
+        const honest = bufferContent(bytes);
+        const created = await d.create({
+          image,
+          markers: markersOf(image, honest),
+          content: honest,
+          timeoutMs: 15_000,
+        });
+        expect(await readdir(staging)).toEqual([]);
+        const { stream, size } = await d.download(created.nativeId, { range: { start: 1000, end: 1999 } });
+        expect(size).toBe(1000);
+        expect((await buffer(stream)).equals(bytes.subarray(1000, 2000))).toBe(true);
+        const whole = await buffer((await d.download(created.nativeId)).stream);
+        expect(createHash('sha256').update(whole).digest('hex')).toBe(honest.checksums.sha256);
+        expect(local.image(Number(created.nativeId))?.sizeMb).toBe(4);
+      } finally {
+        await d.close();
+      }
+    },
+  );
 
   it("refuses download in remote mode, where the datastore is not the agent's to read", async () => {
     expect(await failure(driver.download('0'))).toMatchObject({ kind: 'unsupported' });

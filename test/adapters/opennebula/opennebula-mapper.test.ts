@@ -110,29 +110,33 @@ describe('OpenNebula mapper: recorded IMAGE documents (5.x) to generic', () => {
     });
   });
 
-  it('maps a USED image that cloudkeeper-one expired: in use, hidden, its generic name recovered, foreign attributes as properties', () => {
-    const cloud = toCloudImage(parseImage(recordedPayload('one.image.info.ok-state2-used', 'IMAGE')), read);
-    expect(cloud).toMatchObject({
-      nativeId: '18',
-      name: 'EXPIRED_1488291204_ttylinux03',
-      state: 'active',
-      inUse: true,
-      hidden: true,
-      access: 'private',
-    });
-    expect(cloud.markers).toBeUndefined();
-    expect(cloud.metadata).toEqual({
-      name: 'ttylinux03',
-      type: 'machine',
-      tags: [],
-      // DEV_PREFIX and the echoed FSTYPE are oned's own attributes, not properties.
-      properties: {
-        cloudkeeper_appliance_id: 'qwerty123',
-        cloudkeeper_expired: 'yes',
-        cloudkeeper_id: 'cloudkeeper-spec',
-      },
-    });
-  });
+  it(
+    'maps a USED image that cloudkeeper-one expired: in use, hidden, ' +
+      'its generic name recovered, foreign attributes as properties',
+    () => {
+      const cloud = toCloudImage(parseImage(recordedPayload('one.image.info.ok-state2-used', 'IMAGE')), read);
+      expect(cloud).toMatchObject({
+        nativeId: '18',
+        name: 'EXPIRED_1488291204_ttylinux03',
+        state: 'active',
+        inUse: true,
+        hidden: true,
+        access: 'private',
+      });
+      expect(cloud.markers).toBeUndefined();
+      expect(cloud.metadata).toEqual({
+        name: 'ttylinux03',
+        type: 'machine',
+        tags: [],
+        // DEV_PREFIX and the echoed FSTYPE are oned's own attributes, not properties.
+        properties: {
+          cloudkeeper_appliance_id: 'qwerty123',
+          cloudkeeper_expired: 'yes',
+          cloudkeeper_id: 'cloudkeeper-spec',
+        },
+      });
+    },
+  );
 
   it.each([
     ['ok-state3-disabled', 'disabled', false],
@@ -197,37 +201,41 @@ describe('OpenNebula mapper: every generic field both ways', () => {
       ...overrides,
     }) as Image;
 
-  it('round-trips name, architecture, type, min disk/ram, virtual size, os, tags, properties and markers through oned', () => {
-    const image = full();
-    const attributes = allocationAttributes(image, markers, 'qcow2', write);
-    expect(attributes).toMatchObject({
-      NAME: image.name,
-      TYPE: 'OS',
-      PERSISTENT: 'NO',
-      DRIVER: 'qcow2',
-      FORMAT: 'qcow2',
-      ARCH: 'aarch64',
-      LABELS: 'golden,debian 12',
-      VISOR_REVISION: '7',
-    });
-    const cloud = toCloudImage(throughOned(attributes, [1, 1, 0, 1, 0, 0, 1, 0, 0]), read);
-    expect(cloud.markers).toEqual(markers);
-    expect(cloud.diskFormat).toBe('qcow2');
-    expect(cloud.access).toBe('public');
-    expect(cloud.metadata).toEqual({
-      name: image.name,
-      architecture: image.architecture,
-      type: 'machine',
-      minDisk: image.minDisk,
-      minRam: image.minRam,
-      virtualSize: image.virtualSize,
-      os: image.os,
-      tags: image.tags,
-      properties: image.properties,
-    });
-    expect(cloud.createdAt).toBe(iso(1_700_000_000));
-    expect(cloud.updatedAt).toBe(iso(1_700_000_100));
-  });
+  it(
+    'round-trips name, architecture, type, min disk/ram, ' +
+      'virtual size, os, tags, properties and markers through oned',
+    () => {
+      const image = full();
+      const attributes = allocationAttributes(image, markers, 'qcow2', write);
+      expect(attributes).toMatchObject({
+        NAME: image.name,
+        TYPE: 'OS',
+        PERSISTENT: 'NO',
+        DRIVER: 'qcow2',
+        FORMAT: 'qcow2',
+        ARCH: 'aarch64',
+        LABELS: 'golden,debian 12',
+        VISOR_REVISION: '7',
+      });
+      const cloud = toCloudImage(throughOned(attributes, [1, 1, 0, 1, 0, 0, 1, 0, 0]), read);
+      expect(cloud.markers).toEqual(markers);
+      expect(cloud.diskFormat).toBe('qcow2');
+      expect(cloud.access).toBe('public');
+      expect(cloud.metadata).toEqual({
+        name: image.name,
+        architecture: image.architecture,
+        type: 'machine',
+        minDisk: image.minDisk,
+        minRam: image.minRam,
+        virtualSize: image.virtualSize,
+        os: image.os,
+        tags: image.tags,
+        properties: image.properties,
+      });
+      expect(cloud.createdAt).toBe(iso(1_700_000_000));
+      expect(cloud.updatedAt).toBe(iso(1_700_000_100));
+    },
+  );
 
   it('stores plain snake_case keys as readable attributes and encodes the rest so they come back exactly', () => {
     expect(propertyAttribute('hw_disk_bus')).toBe('HW_DISK_BUS');

@@ -241,7 +241,8 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
         if (!namePattern.test(name))
           throw new Ec2Fault(
             'InvalidAMIName.Malformed',
-            `AMI names must be between 3 and 128 characters long, and may contain letters, numbers, '(', ')', '.', '-', '/' and '_'`,
+            `AMI names must be between 3 and 128 characters long, ` +
+              `and may contain letters, numbers, '(', ')', '.', '-', '/' and '_'`,
           );
         const description = p['Description'];
         if (description !== undefined && description.length > 255)
@@ -257,7 +258,8 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
         if (location === undefined)
           throw new Ec2Fault(
             'MissingParameter',
-            'Registering an image without ImageLocation needs an EBS root BlockDeviceMapping (not offered by this double)',
+            'Registering an image without ImageLocation needs an EBS ' +
+              'root BlockDeviceMapping (not offered by this double)',
           );
         const virtualizationType = p['VirtualizationType'] ?? 'paravirtual';
         if (virtualizationType !== 'paravirtual' && virtualizationType !== 'hvm')

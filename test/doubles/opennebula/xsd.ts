@@ -16,8 +16,10 @@ const xsdDir = join(repoRoot, 'test/fixtures/opennebula/xsd');
 const xsdFiles = ['shared.xsd', 'image.xsd', 'image_pool.xsd', 'datastore.xsd', 'datastore_pool.xsd'];
 
 /** One schema holding every global element the documents can start with (IMAGE, IMAGE_POOL, DATASTORE, DATASTORE_POOL). */
-const umbrella = `<?xml version="1.0" encoding="UTF-8"?>
-<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns="${oneNamespace}" targetNamespace="${oneNamespace}" elementFormDefault="qualified">
+const umbrella =
+  `<?xml version="1.0" encoding="UTF-8"?>
+<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns="${oneNamespace}" ` +
+  `targetNamespace="${oneNamespace}" elementFormDefault="qualified">
   <xs:include schemaLocation="image_pool.xsd"/>
   <xs:include schemaLocation="datastore_pool.xsd"/>
 </xs:schema>
