@@ -501,7 +501,8 @@ function render(r) {
         `per GiB** for the three. \`cp\` needs ${n2(t.cp.clientCpuPerGiB)} (it copies within the page cache ` +
         `at ${mibps(t.cp.mibps)}). With ${cores} cores and nothing else to do, three checksums allow at ` +
         `most ${cores} ÷ ${n2(three)} s/GiB = **${mibps(ceiling)}** ` +
-        `— ${ratio(ceiling / t.cp.mibps)} \`cp\`, ${ratio(ceiling / t.cpFsync.mibps)} \`cp\` + fsync. ≥ 0.8× \`cp\` cannot be reached on this machine by any server that computes these checksums.`,
+        `— ${ratio(ceiling / t.cp.mibps)} \`cp\`, ${ratio(ceiling / t.cpFsync.mibps)} \`cp\` + fsync. ` +
+        `≥ 0.8× \`cp\` cannot be reached on this machine by any server that computes these checksums.`,
     );
     w(
       `- **What the server spends.** Measured: ${n2(t.visorCurlIngest.serverCpuPerGiB)} CPU-s/GiB for visor's ` +

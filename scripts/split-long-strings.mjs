@@ -1,11 +1,14 @@
 #!/usr/bin/env node
-// One-off helper for the 120-character rule: Biome's formatter does not break string literals,
-// so a long line that is long because of a string gets that string split at a space into a
-// concatenation of two literals of the same kind ('a ' + 'b', `a ${x} ` + `b`), which the
-// formatter then lays out. Run it, then `npx biome format --write .`, and repeat until it
-// changes nothing; what is left (comments, shell, strings without spaces) is done by hand.
-// `--join FILES` then joins two pieces the formatter put back on one line, where the line fits.
-// Usage: node scripts/split-long-strings.mjs [--join] [files...] (default: what check-source.mjs flags)
+// A helper for the 120-character rule (scripts/check-source.mjs), for the lines Biome's formatter
+// cannot shorten. Default mode: a long line that is long because of a string or template literal
+// gets that literal split (at a space, between two XML tags, or in a hex digest) into two
+// literals of the same kind ('a ' + 'b', `a ${x} ` + `b`: the same value); then run
+// `npx biome format --write .` and repeat until it splits nothing. `--join FILES` joins two
+// pieces that the formatter put back on one line, where that line fits. `--comments` wraps long
+// comment lines (// lines, one-line /** */ blocks, * lines of a block). What is left (regular
+// expressions, long ${} expressions, trailing comments, shell) is done by hand.
+// Usage: node scripts/split-long-strings.mjs [--join|--comments] [files...]
+// (default files: those check-source.mjs reports)
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import ts from 'typescript';
@@ -117,9 +120,13 @@ function splitFile(file) {
       const last = Math.min(r.owner.end, end);
       const middle = (first + last) / 2;
       for (let p = from + 1; p < limit; p++) {
-        if (text[p] !== ' ' || text[p - 1] === '\\' || p + 1 >= r.end) continue;
+        // After a space, between two XML tags, or anywhere in a run of hex digits (a digest).
+        const space = text[p] === ' ' && text[p - 1] !== '\\';
+        const tags = text[p] === '>' && text[p + 1] === '<';
+        const hex = /^[0-9a-f]{64,}$/.test(text.slice(r.start, r.end));
+        if (!(space || tags || hex) || p + 1 >= r.end) continue;
         if (p - r.owner.getStart(source) < 15 || r.owner.end - p < 15) continue;
-        const score = Math.abs(p - middle) - (/[,;:.)—-]/.test(text[p - 1]) ? 15 : 0);
+        const score = Math.abs(p - middle) - (/[,;:.)—-]/.test(text[p - 1]) ? 15 : 0) + (space ? 0 : 5);
         if (!best || score < best.score) best = { at: p + 1, range: r, score };
       }
     }
@@ -193,9 +200,46 @@ function joinFile(file) {
   return perLine.size;
 }
 
-const join = process.argv[2] === '--join';
-const args = process.argv.slice(join ? 3 : 2);
+/** Wraps a comment's words into lines of at most `max` characters, each starting with `lead`. */
+function wrapWords(lead, words) {
+  const lines = [];
+  let line = lead;
+  for (const word of words) {
+    if (line !== lead && line.length + 1 + word.length > max) {
+      lines.push(line);
+      line = lead;
+    }
+    line = line === lead ? `${lead}${word}` : `${line} ${word}`;
+  }
+  lines.push(line);
+  return lines;
+}
+
+function wrapComments(file) {
+  const lines = readFileSync(file, 'utf8').split('\n');
+  let changed = 0;
+  const out = lines.flatMap((line) => {
+    if (line.length <= max) return [line];
+    const oneLine = /^(\s*)\/\*\* (.*) \*\/$/.exec(line);
+    const slashes = /^(\s*\/\/ )(.*)$/.exec(line);
+    const star = /^(\s*\* )(.*)$/.exec(line);
+    if (oneLine) {
+      changed++;
+      return [`${oneLine[1]}/**`, ...wrapWords(`${oneLine[1]} * `, oneLine[2].split(' ')), `${oneLine[1]} */`];
+    }
+    const match = slashes ?? star;
+    if (!match) return [line];
+    changed++;
+    return wrapWords(match[1], match[2].split(' '));
+  });
+  if (changed > 0) writeFileSync(file, out.join('\n'));
+  return changed;
+}
+
+const mode = ['--join', '--comments'].includes(process.argv[2]) ? process.argv[2] : 'split';
+const args = process.argv.slice(mode === 'split' ? 2 : 3);
 const files = args.length > 0 ? args : longFiles();
+const run = { split: splitFile, '--join': joinFile, '--comments': wrapComments }[mode];
 let total = 0;
-for (const file of files) total += join ? joinFile(file) : splitFile(file);
-console.log(`${join ? 'joined' : 'split'} ${total} literal(s) in ${files.length} file(s)`);
+for (const file of files) total += run(file);
+console.log(`${mode}: ${total} change(s) in ${files.length} file(s)`);

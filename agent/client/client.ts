@@ -146,7 +146,8 @@ export class VisorClient {
   /** A JSON POST without a body (/targets/:name/sync). */
   async postJson(path: string): Promise<unknown> {
     const [pathname, query] = path.split('?');
-    // An empty JSON object as the body: a bodyless POST would get a content type from the HTTP library that the signature did not cover.
+    // An empty JSON object as the body: a bodyless POST would get a content type from the HTTP library that the
+    // signature did not cover.
     return (
       await this.#json('POST', pathname!, {
         json: {},

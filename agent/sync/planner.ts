@@ -164,7 +164,8 @@ export function plan(input: PlanInput): Plan {
     for (const copy of copies) {
       if (copy === keep) continue;
       if (copy.state === 'pending' || copy.state === 'error') {
-        // We hold the target's lease, so nothing of ours is legitimately in flight: leftovers of a crash or a failed upload.
+        // We hold the target's lease, so nothing of ours is legitimately in flight: leftovers of a crash or a failed
+        // upload.
         cleanup(copy, image.id);
       } else if (isGood(copy)) {
         retire(copy, 'duplicate copy', true);

@@ -129,7 +129,10 @@ export async function pushFigures({ dir, source, bytes, repeat, peer, token, pre
   return out;
 }
 
-/** A big image (the source file `times` over) into the catalog through the API, then `visor sync` of it: peak RSS of the syncing process. */
+/**
+ * A big image (the source file `times` over) into the catalog through the API, then `visor sync` of it: peak RSS of the
+ * syncing process.
+ */
 export async function bigSyncFigure({ variant: v, source, bytes, times, peer, token, log }) {
   const size = bytes * times;
   const stream = Readable.from(

@@ -27,7 +27,10 @@ async function fsyncFile(path) {
   await handle.close();
 }
 
-/** Where downloads go: nowhere, like curl's -o /dev/null (Node's fs writes to /dev/null cost a thread-pool round trip per chunk). */
+/**
+ * Where downloads go: nowhere, like curl's -o /dev/null (Node's fs writes to /dev/null cost a thread-pool round trip
+ * per chunk).
+ */
 const discard = () => new Writable({ write: (_chunk, _encoding, callback) => callback() });
 
 /** One measured run: wall seconds, CPU seconds of the server's processes and of this process. */

@@ -60,7 +60,9 @@ export function peakRssOf(pid) {
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)[1]) / 1024;
 }
 
-/** Resets a process's VmHWM to its current RSS (Linux: writing 5 to clear_refs), so that a peak can be taken per phase. */
+/**
+ * Resets a process's VmHWM to its current RSS (Linux: writing 5 to clear_refs), so that a peak can be taken per phase.
+ */
 export function resetPeakRss(pid) {
   try {
     execFileSync('sh', ['-c', `echo 5 > /proc/${pid}/clear_refs`]);

@@ -9,7 +9,10 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-/** A visor.yaml: SQLite catalog + file store under `dir`/data, and the Glance peer as cloud `glance`, syncing images tagged `tag`. */
+/**
+ * A visor.yaml: SQLite catalog + file store under `dir`/data, and the Glance peer as cloud `glance`, syncing images
+ * tagged `tag`.
+ */
 export async function writeConfig(dir, peer, { agentId, tag, prefix, file = 'visor.yaml' }) {
   const path = join(dir, file);
   const a = peer.admin;

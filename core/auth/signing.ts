@@ -8,12 +8,15 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
  * x-visor-content-sha256. It keeps
  * VISOR's idea (per-user keys, S3-style HMAC) and fixes its weaknesses: SHA-256 instead of
  * SHA-1, the query string and the body are signed, the date is checked against a clock-skew
- * window, and a signature is never accepted twice (the nonce makes every request unique), and signatures are compared in constant time.
+ * window, and a signature is never accepted twice (the nonce makes every request unique), and signatures are compared
+ * in constant time.
  */
 export const SIGNING_ALGORITHM = 'VISOR-HMAC-SHA256';
 export const DATE_HEADER = 'x-visor-date';
 export const CONTENT_HASH_HEADER = 'x-visor-content-sha256';
-/** A fresh random value per request: two identical requests in the same second still differ, so replays can be refused. */
+/**
+ * A fresh random value per request: two identical requests in the same second still differ, so replays can be refused.
+ */
 export const NONCE_HEADER = 'x-visor-nonce';
 /** No longer accepted: a body nobody signed could be swapped in transit. Kept to name it in the refusal. */
 export const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';

@@ -64,13 +64,19 @@ export const serverSchema = z.strictObject({
       enabled: z.boolean().default(true),
       /** Accepted clock difference for signed requests, in seconds. */
       clockSkew: z.number().int().min(1).max(3600).default(300),
-      /** Key that seals user secrets in the catalog; relative to the data directory. Share it between servers that share a catalog. */
+      /**
+       * Key that seals user secrets in the catalog; relative to the data directory. Share it between servers that share
+       * a catalog.
+       */
       keyFile: z.string().min(1).default('credentials.key'),
     })
     .prefault({}),
 });
 
-/** The config file as written (after ${ENV} interpolation); plugin options are checked later, by each plugin's own schema. */
+/**
+ * The config file as written (after ${ENV} interpolation); plugin options are checked later, by each plugin's own
+ * schema.
+ */
 export const configFileSchema = z.strictObject({
   version: z.literal(1, 'must be 1').optional(),
   dataDir: z.string().min(1).optional(),

@@ -51,7 +51,10 @@ export const syncPolicySchema = z.strictObject({
       architectures: z.array(z.string().min(1)).optional(),
     })
     .prefault({}),
-  /** Name in the cloud; placeholders in braces: {name} {id} {shortId} {architecture} {format} {os_distro} {os_version} {revision}. */
+  /**
+   * Name in the cloud; placeholders in braces: {name} {id} {shortId} {architecture} {format} {os_distro} {os_version}
+   * {revision}.
+   */
   naming: z
     .string()
     .min(1)

@@ -24,7 +24,10 @@ function wellFormed(s: string): boolean {
   return !/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(s);
 }
 
-/** What a property value must be (importers drop the values that are not). Free-form text, control characters included, but storable. */
+/**
+ * What a property value must be (importers drop the values that are not). Free-form text, control characters included,
+ * but storable.
+ */
 export function isValidPropertyValue(value: string): boolean {
   return value.length <= 65535 && wellFormed(value);
 }

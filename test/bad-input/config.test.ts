@@ -92,7 +92,9 @@ interface Run extends CliResult {
   timedOut: boolean;
 }
 
-/** The built CLI, killed (its own pid) if it is still running after `ms`: a bad config must never get as far as serving. */
+/**
+ * The built CLI, killed (its own pid) if it is still running after `ms`: a bad config must never get as far as serving.
+ */
 function visor(args: string[], env: Record<string, string>, ms = 60_000): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [visorBin, ...args], {

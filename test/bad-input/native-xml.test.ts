@@ -90,7 +90,9 @@ describe(
     const sent = { bytes: 0 };
     const rpc = (inner: string, prolog = '') =>
       `<?xml version="1.0" ` +
-      `encoding="UTF-8"?>\r\n${prolog}<methodResponse><params><param><value><array><data><value><boolean>1</boolean></value><value><string>${inner}</string></value><value><i4>0</i4></value></data></array></value></param></params></methodResponse>\r\n`;
+      `encoding="UTF-8"?>\r\n${prolog}<methodResponse><params><param><value><array><data><value><boolean>1</boolean>` +
+      `</value><value><string>${inner}</string></value><value><i4>0</i4>` +
+      `</value></data></array></value></param></params></methodResponse>\r\n`;
     const pool = (images: string, prolog = '') =>
       escapeXml(`<?xml version="1.0"?>${prolog}<IMAGE_POOL>${images}</IMAGE_POOL>`);
 
@@ -138,7 +140,8 @@ clouds:
       [
         'a huge reply (64 MiB if read to the end)',
         endless(
-          '<?xml version="1.0"?><methodResponse><params><param><value><array><data><value><boolean>1</boolean></value><value><string>',
+          '<?xml version="1.0"?><methodResponse><params><param><value>' +
+            '<array><data><value><boolean>1</boolean></value><value><string>',
           64,
           sent,
         ),
@@ -178,10 +181,13 @@ describe('EC2: hostile Query API replies and bundle manifests are invalidRespons
   let ec2: Ec2QueryClient;
   const sent = { bytes: 0 };
   const item = (name: string) =>
-    `<item><imageId>emi-12345678</imageId><imageLocation>bucket/image.manifest.xml</imageLocation><imageState>available</imageState><imageOwnerId>123456789012</imageOwnerId><isPublic>false</isPublic><architecture>x86_64</architecture><imageType>machine</imageType><name>${name}</name></item>`;
+    `<item><imageId>emi-12345678</imageId><imageLocation>bucket/image.manifest.xml</imageLocation>` +
+    `<imageState>available</imageState><imageOwnerId>123456789012</imageOwnerId><isPublic>false</isPublic>` +
+    `<architecture>x86_64</architecture><imageType>machine</imageType><name>${name}</name></item>`;
   const describeImages = (inner: string, prolog = '') =>
     `<?xml version="1.0" encoding="UTF-8"?>${prolog}<DescribeImagesResponse ` +
-    `xmlns="http://ec2.amazonaws.com/doc/2010-08-31/"><requestId>r-1</requestId><imagesSet>${inner}</imagesSet></DescribeImagesResponse>`;
+    `xmlns="http://ec2.amazonaws.com/doc/2010-08-31/"><requestId>r-1</requestId>` +
+    `<imagesSet>${inner}</imagesSet></DescribeImagesResponse>`;
 
   beforeAll(() => {
     ec2 = new Ec2QueryClient({

@@ -130,7 +130,8 @@ describe('a dead cloud beside a healthy one', () => {
       expect(refused.error).toMatch(
         /^Keystone at http:\/\/127\.0\.0\.1:\d+\/v3\/auth\/tokens: authenticating user "admin" \(domain Default\): ECONNREFUSED/,
       );
-      // Not held up: about the time alone (a margin for a shared 2-core machine), and done long before the black hole gave up.
+      // Not held up: about the time alone (a margin for a shared 2-core machine), and done long before the black hole
+      // gave up.
       expect(duration(healthy)).toBeLessThanOrEqual(Math.max(duration(alone) * 1.5, duration(alone) + 2000));
       expect(settled.get('healthy')!).toBeLessThan(settled.get('blackhole')!);
       expect((await d.status()).map((s) => [s.name, s.lastRun?.status])).toEqual([

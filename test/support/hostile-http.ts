@@ -49,7 +49,10 @@ export async function startHostileServer(options: { uploadIdleMs?: number } = {}
   };
 }
 
-/** Every image record (id, status, revision) and every stored file: equal before and after a refusal means nothing was kept. */
+/**
+ * Every image record (id, status, revision) and every stored file: equal before and after a refusal means nothing was
+ * kept.
+ */
 export async function kept(t: HostileServer): Promise<{ images: string[]; files: string[] }> {
   const r = await rawRequest(t.url, {
     method: 'GET',
@@ -111,7 +114,9 @@ export interface RawExchange {
   ms: number;
 }
 
-/** A raw connection: writes `data` (then whatever `more` writes), reads until the server closes it or `waitMs` passes. */
+/**
+ * A raw connection: writes `data` (then whatever `more` writes), reads until the server closes it or `waitMs` passes.
+ */
 export function rawExchange(
   url: string,
   data: Buffer | string,

@@ -178,7 +178,10 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, o
   });
 };
 
-/** Metadata from the JSON body ({"image": {...}} or the object itself) or from x-image-meta-* headers, plus the upload body. */
+/**
+ * Metadata from the JSON body ({"image": {...}} or the object itself) or from x-image-meta-* headers, plus the upload
+ * body.
+ */
 function readRequest(request: FastifyRequest): { meta: ParsedMetadata; body: Readable | undefined } {
   const type = request.headers['content-type']?.split(';')[0]?.trim();
   const fromHeaders = metadataFromHeaders(request.headers);

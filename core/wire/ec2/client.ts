@@ -160,7 +160,9 @@ export function createEc2Client(connection: Ec2Connection): EC2Client {
   return client;
 }
 
-/** An EC2 success reply's root element: <DescribeImagesResponse xmlns=...> (after an optional declaration and comments). */
+/**
+ * An EC2 success reply's root element: <DescribeImagesResponse xmlns=...> (after an optional declaration and comments).
+ */
 const successRoot = /^\uFEFF?\s*(<\?xml[^>]*\?>\s*)?(<!--[\s\S]*?-->\s*)*<([A-Za-z_][\w.-]*:)?[A-Za-z]+Response[\s/>]/;
 
 /** Far above any real reply (a DescribeImages of thousands of images is a few MiB). */

@@ -135,9 +135,11 @@ describe('Signature V2', () => {
 describe('DescribeImages paging', () => {
   const page = (items: string, token?: string) =>
     `<DescribeImagesResponse ` +
-    `xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><imagesSet>${items}</imagesSet>${token ? `<nextToken>${token}</nextToken>` : ''}</DescribeImagesResponse>`;
+    `xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId>` +
+    `<imagesSet>${items}</imagesSet>${token ? `<nextToken>${token}</nextToken>` : ''}</DescribeImagesResponse>`;
   const item = (id: string) =>
-    `<item><imageId>${id}</imageId><imageState>available</imageState><imageOwnerId>123456789012</imageOwnerId><isPublic>false</isPublic><name>${id}</name></item>`;
+    `<item><imageId>${id}</imageId><imageState>available</imageState>` +
+    `<imageOwnerId>123456789012</imageOwnerId><isPublic>false</isPublic><name>${id}</name></item>`;
 
   it('follows NextToken (AWS) to the last page, asking MaxResults on each', async () => {
     const canned = await cannedServer([

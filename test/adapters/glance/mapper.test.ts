@@ -81,7 +81,8 @@ describe('Glance image -> CloudImage (recorded samples)', () => {
       checksums: {
         md5: '64d7c1cd2b6f60c92c14662941cb7913',
         sha512:
-          '073b4523583784fbe01daff81eba092a262ec37ba6d04dd3f52e4cd5c93eb8258af44881345ecda0e49f3d8cc6d2df6b050ff3e72681d723234aff9d17d0cf09',
+          '073b4523583784fbe01daff81eba092a262ec37ba6d04dd3f52e4cd5c93eb8258' +
+          'af44881345ecda0e49f3d8cc6d2df6b050ff3e72681d723234aff9d17d0cf09',
       },
       metadata: { name: 'cirros-0.3.2-x86_64-disk', type: 'machine', minDisk: 0, minRam: 0, tags: [], properties: {} },
       createdAt: '2014-05-05T17:15:10Z',

@@ -39,7 +39,8 @@ afterAll(
 const escapeXml = (s: string) => s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
 const envelope = (inner: string, prolog = '') =>
   `<?xml version="1.0" ` +
-  `encoding="UTF-8"?>\r\n${prolog}<methodResponse><params><param><value><array><data>${inner}</data></array></value></param></params></methodResponse>\r\n`;
+  `encoding="UTF-8"?>\r\n${prolog}<methodResponse><params><param><value><array>` +
+  `<data>${inner}</data></array></value></param></params></methodResponse>\r\n`;
 const okString = (payload: string, prolog = '') =>
   envelope(
     `<value><boolean>1</boolean></value><value><string>${payload}</string></value><value><i4>0</i4></value>`,

@@ -127,6 +127,7 @@ export { el, val };
 export function errorDocument(code: string, message: string, requestId: string): string {
   return (
     `<?xml version="1.0" ` +
-    `encoding="UTF-8"?>\n<Response><Errors><Error><Code>${escapeXml(code)}</Code><Message>${escapeXml(message)}</Message></Error></Errors><RequestID>${requestId}</RequestID></Response>`
+    `encoding="UTF-8"?>\n<Response><Errors><Error><Code>${escapeXml(code)}</Code>` +
+    `<Message>${escapeXml(message)}</Message></Error></Errors><RequestID>${requestId}</RequestID></Response>`
   );
 }

@@ -15,7 +15,9 @@ export const oneNamespace = 'http://opennebula.org/XMLSchema';
 const xsdDir = join(repoRoot, 'test/fixtures/opennebula/xsd');
 const xsdFiles = ['shared.xsd', 'image.xsd', 'image_pool.xsd', 'datastore.xsd', 'datastore_pool.xsd'];
 
-/** One schema holding every global element the documents can start with (IMAGE, IMAGE_POOL, DATASTORE, DATASTORE_POOL). */
+/**
+ * One schema holding every global element the documents can start with (IMAGE, IMAGE_POOL, DATASTORE, DATASTORE_POOL).
+ */
 const umbrella =
   `<?xml version="1.0" encoding="UTF-8"?>
 <xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns="${oneNamespace}" ` +
