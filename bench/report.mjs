@@ -12,10 +12,12 @@ const secs = (v) => (v === undefined ? '–' : v < 10 ? `${n2(v)} s` : `${n1(v)}
 const ratio = (v) => `${n2(v)}×`;
 const mib = (v) => `${n0(v)} MiB`;
 const yes = (met) => (met ? '**met**' : '**missed**');
+// Columns of words are left-aligned; the others hold figures.
+const textColumn = /^(figure|contestant|what|target|package|phase|step|change)/i;
 const table = (head, rows) =>
   [
     `| ${head.join(' | ')} |`,
-    `|${head.map((h) => (/^(figure|contestant|what|target|package|phase|step|change)/i.test(h) ? '---' : '---:')).join('|')}|`,
+    `|${head.map((h) => (textColumn.test(h) ? '---' : '---:')).join('|')}|`,
     ...rows.map((r) => `| ${r.join(' | ')} |`),
   ].join('\n');
 
@@ -588,9 +590,14 @@ function render(r) {
   if (missed.has('push')) {
     const startupSeconds = p.visor.seconds - p.visor.runSeconds;
     w('### Push', '');
+    const keepsUp =
+      p.visor.actionSeconds <= 1.05 * p.curl.seconds
+        ? 'keeps up with curl'
+        : `is ${n2(p.visor.actionSeconds / p.curl.seconds)}× curl's whole push`;
     w(
-      `- **The upload ` +
-        `itself ${p.visor.actionSeconds <= 1.05 * p.curl.seconds ? 'keeps up with curl' : `is ${n2(p.visor.actionSeconds / p.curl.seconds)}× curl's whole push`}**: the sync's upload action (create the record, stream the bytes through a sha256 check, wait until active, verify md5 and sha512 against what Glance reports) took ${secs(p.visor.actionSeconds)}; curl's whole push (token, record, upload) took ${secs(p.curl.seconds)}.`,
+      `- **The upload itself ${keepsUp}**: the sync's upload action (create the record, stream the bytes through ` +
+        'a sha256 check, wait until active, verify md5 and sha512 against what Glance reports) took ' +
+        `${secs(p.visor.actionSeconds)}; curl's whole push (token, record, upload) took ${secs(p.curl.seconds)}.`,
     );
     w(
       `- **The process around it does not**: \`visor sync\` ran ${secs(p.visor.seconds)} in all, ` +
@@ -656,10 +663,17 @@ function pkgSentence(packages) {
   if (loaded.length === 0) return '';
   const [top] = loaded;
   const lazy = packages.filter((x) => !x.loadedBySync);
-  return (
-    `Of the packages measured, the sync command ` +
-    `loads ${loaded.map((x) => `\`${x.name}\` (${n0(x.ms)} ms, ${n0(x.rssMiB)} MiB on its own)`).join(', ')}${lazy.length > 0 ? `; ${lazy.map((x) => `\`${x.name}\``).join(', ')} ${lazy.length === 1 ? 'is' : 'are'} imported only when a configured cloud, store or catalog (or the daemon) needs them` : ''}.${top.name === '@aws-sdk/client-ec2' ? ' The EC2 client is imported at start-up by the eucalyptus adapter even when no Eucalyptus cloud is configured.' : ''}`
-  );
+  const loads = loaded.map((x) => `\`${x.name}\` (${n0(x.ms)} ms, ${n0(x.rssMiB)} MiB on its own)`).join(', ');
+  const lazily =
+    lazy.length > 0
+      ? `; ${lazy.map((x) => `\`${x.name}\``).join(', ')} ${lazy.length === 1 ? 'is' : 'are'} ` +
+        'imported only when a configured cloud, store or catalog (or the daemon) needs them'
+      : '';
+  const ec2 =
+    top.name === '@aws-sdk/client-ec2'
+      ? ' The EC2 client is imported at start-up by the eucalyptus adapter even when no Eucalyptus cloud is configured.'
+      : '';
+  return `Of the packages measured, the sync command loads ${loads}${lazily}.${ec2}`;
 }
 
 function beforeAfter(r) {

@@ -85,10 +85,9 @@ export function buildManifest(input: ManifestInput, identity: BundleIdentity): s
     'bundler',
     el('name', 'visor') + el('version', escapeXml(input.bundlerVersion)) + el('release', '0'),
   );
-  return (
-    `<?xml version="1.0" ` +
-    `encoding="UTF-8"?>${el('manifest', el('version', '2007-10-10') + bundler + signed + el('signature', signManifestText(identity.userPrivateKey, signed)))}`
-  );
+  const signature = el('signature', signManifestText(identity.userPrivateKey, signed));
+  const manifest = el('manifest', el('version', '2007-10-10') + bundler + signed + signature);
+  return `<?xml version="1.0" encoding="UTF-8"?>${manifest}`;
 }
 
 /** The bytes the signature covers: from <machine_configuration> to </image>, as in the document. */

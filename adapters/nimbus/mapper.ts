@@ -259,7 +259,9 @@ export function toObjectMetadata(
   if (tooLong.length > 0) {
     throw new VisorError(
       'invalidInput',
-      `nimbus: image ${JSON.stringify(image.name)}: ${tooLong.map(([k, v]) => `${k} would be ${v.length} characters`).join(', ')}; object metadata values may have at most ${maxValueLength}`,
+      `nimbus: image ${JSON.stringify(image.name)}: ` +
+        `${tooLong.map(([k, v]) => `${k} would be ${v.length} characters`).join(', ')}; ` +
+        `object metadata values may have at most ${maxValueLength}`,
       {
         details: { fields: Object.fromEntries(tooLong.map(([k, v]) => [k, v.length])), limit: maxValueLength },
       },

@@ -47,12 +47,10 @@ function readProfile(file: string, name: string, required: boolean): Record<stri
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    if (required)
-      throw new VisorError(
-        'config',
-        `cannot read the credentials ` +
-          `file ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`,
-      );
+    if (required) {
+      const why = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
+      throw new VisorError('config', `cannot read the credentials file ${file}: ${why}`);
+    }
     return undefined;
   }
   if ((statSync(file).mode & 0o077) !== 0) {

@@ -26,14 +26,19 @@ export async function visorSync(kit, config, { expectBytes }) {
 }
 
 /** Token, record and `curl -T`, as one shell script: everything a hand-made push needs. */
-const curlPushScript =
-  `set -euo pipefail
-TOKEN=$(curl -sS -f -i -X POST -H 'Content-Type: application/json' "$OS_AUTH_URL/auth/tokens" -d ` +
-  `"{\\"auth\\":{\\"identity\\":{\\"methods\\":[\\"password\\"],\\"password\\":{\\"user\\":{\\"name\\":\\"$OS_USERNAME\\",\\"domain\\":{\\"name\\":\\"$OS_USER_DOMAIN_NAME\\"},\\"password\\":\\"$OS_PASSWORD\\"}}},\\"scope\\":{\\"project\\":{\\"name\\":\\"$OS_PROJECT_NAME\\",\\"domain\\":{\\"name\\":\\"$OS_PROJECT_DOMAIN_NAME\\"}}}}}" | awk -F': ' 'tolower($1)=="x-subject-token"{print $2}' | tr -d '\\r')
-ID=$(curl -sS -f -X POST -H "X-Auth-Token: $TOKEN" -H 'Content-Type: application/json' "$GLANCE_URL/v2/images" -d ` +
-  `"{\\"name\\":\\"$NAME\\",\\"disk_format\\":\\"raw\\",\\"container_format\\":\\"bare\\",\\"visibility\\":\\"private\\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-curl -sS -f -X PUT -H "X-Auth-Token: $TOKEN" -H 'Content-Type: ` +
-  `application/octet-stream' -T "$FILE" "$GLANCE_URL/v2/images/$ID/file"
+// The JSON bodies are built in shell variables (expanding the OS_* and NAME variables) and
+// the long commands continue over lines; the steps are the same four requests.
+const curlPushScript = String.raw`set -euo pipefail
+AUTH="{\"auth\":{\"identity\":{\"methods\":[\"password\"],\"password\":{\"user\":{"
+AUTH+="\"name\":\"$OS_USERNAME\",\"domain\":{\"name\":\"$OS_USER_DOMAIN_NAME\"},\"password\":\"$OS_PASSWORD\"}}},"
+AUTH+="\"scope\":{\"project\":{\"name\":\"$OS_PROJECT_NAME\",\"domain\":{\"name\":\"$OS_PROJECT_DOMAIN_NAME\"}}}}}"
+TOKEN=$(curl -sS -f -i -X POST -H 'Content-Type: application/json' "$OS_AUTH_URL/auth/tokens" -d "$AUTH" \
+  | awk -F': ' 'tolower($1)=="x-subject-token"{print $2}' | tr -d '\r')
+IMAGE="{\"name\":\"$NAME\",\"disk_format\":\"raw\",\"container_format\":\"bare\",\"visibility\":\"private\"}"
+ID=$(curl -sS -f -X POST -H "X-Auth-Token: $TOKEN" -H 'Content-Type: application/json' "$GLANCE_URL/v2/images" \
+  -d "$IMAGE" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+curl -sS -f -X PUT -H "X-Auth-Token: $TOKEN" -H 'Content-Type: application/octet-stream' -T "$FILE" \
+  "$GLANCE_URL/v2/images/$ID/file"
 echo "$ID"
 `;
 

@@ -22,6 +22,7 @@ export function machine(dir) {
   const device = source?.replace(/^\/dev\//, '').replace(/[0-9]+$/, '');
   const rotational = device ? sh('cat', [`/sys/block/${device}/queue/rotational`]) : '';
   const virt = sh('systemd-detect-virt', []) || (flags.includes('hypervisor') ? 'a hypervisor' : 'none');
+  const kinds = { 0: 'non-rotational', 1: 'rotational' };
   return {
     cpu,
     hashFlags,
@@ -31,7 +32,7 @@ export function machine(dir) {
     node: process.version,
     os: /^PRETTY_NAME="?(.*?)"?$/m.exec(sh('cat', ['/etc/os-release']))?.[1] ?? '',
     virtualization: virt,
-    disk: `${source} (${fstype}, ${size}, ${rotational === '0' ? 'non-rotational' : rotational === '1' ? 'rotational' : 'type unknown'}) under ${dir}`,
+    disk: `${source} (${fstype}, ${size}, ${kinds[rotational] ?? 'type unknown'}) under ${dir}`,
   };
 }
 

@@ -9,8 +9,21 @@
  * `secret …`), after an auth scheme (`Bearer …`), in a URL's userinfo. Masking it everywhere
  * would turn every mention of that adapter or word into `***`.
  */
-export const secretKeyPattern =
-  /pass(word|wd|phrase)?$|secret|token|authorization|credential|cookie|private[-_]?key|api[-_]?key|session[-_]?key|^signature$/i;
+export const secretKeyPattern = new RegExp(
+  [
+    'pass(word|wd|phrase)?$',
+    'secret',
+    'token',
+    'authorization',
+    'credential',
+    'cookie',
+    'private[-_]?key',
+    'api[-_]?key',
+    'session[-_]?key',
+    '^signature$',
+  ].join('|'),
+  'i',
+);
 
 export const MASK = '***';
 

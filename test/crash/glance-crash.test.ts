@@ -463,8 +463,8 @@ describe('kill -9 of visor sync at seeded random points', () => {
         const after = await syncJson();
         fullSyncMs.push(Date.now() - recoveryStarted);
         point.recovery = after.run
-          ? `${after.run.status}, ` +
-            `drift ${String(after.run.drift)}: ${after.run.actions.map((a) => `${a.action}:${a.result}`).join(' ') || 'nothing to do'}`
+          ? `${after.run.status}, drift ${String(after.run.drift)}: ` +
+            `${after.run.actions.map((a) => `${a.action}:${a.result}`).join(' ') || 'nothing to do'}`
           : `no run (exit ${after.code})`;
         expect(after.code, `${where}: ${after.stderr}`).toBe(0);
         expect(after.run, where).toMatchObject({ status: 'succeeded', drift: 0 });

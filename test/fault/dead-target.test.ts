@@ -128,7 +128,10 @@ describe('a dead cloud beside a healthy one', () => {
       expect(dead.error).toMatch(/^Glance: listing images: no answer in time/);
       expect(refused.status).toBe('failed');
       expect(refused.error).toMatch(
-        /^Keystone at http:\/\/127\.0\.0\.1:\d+\/v3\/auth\/tokens: authenticating user "admin" \(domain Default\): ECONNREFUSED/,
+        new RegExp(
+          String.raw`^Keystone at http:\/\/127\.0\.0\.1:\d+\/v3\/auth\/tokens: ` +
+            String.raw`authenticating user "admin" \(domain Default\): ECONNREFUSED`,
+        ),
       );
       // Not held up: about the time alone (a margin for a shared 2-core machine), and done long before the black hole
       // gave up.

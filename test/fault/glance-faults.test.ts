@@ -46,6 +46,10 @@ const prefix = `fault-${run}-`;
 const tag = `fault-${run}`;
 const agentId = `fault-agent-${run}`;
 
+/** An action as the figures show it: kind:result, with its attempts when it took more than one. */
+const actionText = (a: RunRecord['actions'][number]) =>
+  `${a.action}:${a.result}${(a.attempts ?? 1) > 1 ? `x${a.attempts}` : ''}`;
+
 describe('sync into Glance through a faulty network', () => {
   let peer: OpenStackPeer | undefined;
   let skip: string | undefined;
@@ -85,7 +89,8 @@ describe('sync into Glance through a faulty network', () => {
         proxy.log
           .map(
             (e) =>
-              `${e.seq} +${e.at - proxy.log[0]!.at}ms ${e.service} ${e.method} ${e.path.slice(0, 60)} ${e.fault ? JSON.stringify(e.fault) : '-'} up:${e.upstreamStatus ?? '-'} ${e.outcome ?? '?'}`,
+              `${e.seq} +${e.at - proxy.log[0]!.at}ms ${e.service} ${e.method} ${e.path.slice(0, 60)} ` +
+              `${e.fault ? JSON.stringify(e.fault) : '-'} up:${e.upstreamStatus ?? '-'} ${e.outcome ?? '?'}`,
           )
           .join('\n'),
       );
@@ -127,7 +132,7 @@ describe('sync into Glance through a faulty network', () => {
         `${requests.length} requests, ${injected.length} faults (${Object.entries(byKind)
           .map(([k, n]) => `${n} ${k}`)
           .join(', ')}); ` +
-        `actions ${runs.map((r) => r.actions.map((a) => `${a.action}:${a.result}${(a.attempts ?? 1) > 1 ? `x${a.attempts}` : ''}`).join(' ') || '-').join(' | ')}`,
+        `actions ${runs.map((r) => r.actions.map(actionText).join(' ') || '-').join(' | ')}`,
     );
     for (const r of runs) {
       if (r.error) figures.push(`  run ${r.id.slice(0, 8)} ${r.status}: ${r.error}`);

@@ -45,18 +45,21 @@ async function freePort(): Promise<number> {
 }
 
 function report(result: LoadResult): string {
+  // The first column left-aligned, the figures right-aligned.
+  const widths = [16, 8, 8, 8, 8, 9, 7];
+  const line = (cells: string[]) =>
+    `  ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' ')}`;
   const row = (
     label: string,
     p: { count: number; p50: number; p90: number; p99: number; max: number },
     errors: number,
-  ) =>
-    `  ${label.padEnd(16)} ${String(p.count).padStart(8)} ${p.p50.toFixed(1).padStart(8)} ${p.p90.toFixed(1).padStart(8)} ${p.p99.toFixed(1).padStart(8)} ${p.max.toFixed(1).padStart(9)} ${String(errors).padStart(7)}`;
+  ) => line([label, String(p.count), ...[p.p50, p.p90, p.p99, p.max].map((v) => v.toFixed(1)), String(errors)]);
   return [
     `visor API load: ${connections} concurrent signed clients ` +
       `for ${result.seconds.toFixed(1)} s against \`visor serve\``,
-    `  requests ${result.requests}, ` +
-      `errors ${result.errors}, ${result.requestsPerSecond.toFixed(0)} requests/s, ${(result.bytes / 1024 / 1024).toFixed(1)} MiB received`,
-    `  ${'kind'.padEnd(16)} ${'count'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p90 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'max ms'.padStart(9)} ${'errors'.padStart(7)}`,
+    `  requests ${result.requests}, errors ${result.errors}, ${result.requestsPerSecond.toFixed(0)} requests/s, ` +
+      `${(result.bytes / 1024 / 1024).toFixed(1)} MiB received`,
+    line(['kind', 'count', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors']),
     row('all', result.latency, result.errors),
     ...Object.entries(result.byKind)
       .sort(([a], [b]) => a.localeCompare(b))

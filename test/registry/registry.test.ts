@@ -45,7 +45,11 @@ describe('plugin registry', () => {
     expect(() =>
       registry.register({ id: 'UPPER', kind: 'teleporter', module: {} }, { type: 'package', package: 'p' }),
     ).toThrow(
-      /id must be lower-case.*kind.*optionsSchema must be a Standard Schema.*module must be an inversify ContainerModule/s,
+      new RegExp(
+        'id must be lower-case.*kind.*optionsSchema must be a ' +
+          'Standard Schema.*module must be an inversify ContainerModule',
+        's',
+      ),
     );
     expect(() => registry.register(null)).toThrow(/invalid plugin/);
   });

@@ -189,7 +189,9 @@ export async function glanceProblems(
 }
 
 function describe(r: GlanceRecord): string {
-  return `${r.id.slice(0, 8)}[${r.status}${r['os_hidden'] === true ? ',hidden' : ''},rev ${String(r['visor_revision'])},sha ${String(r['visor_sha256']).slice(0, 8)}]`;
+  const hidden = r['os_hidden'] === true ? ',hidden' : '';
+  const sha = String(r['visor_sha256']).slice(0, 8);
+  return `${r.id.slice(0, 8)}[${r.status}${hidden},rev ${String(r['visor_revision'])},sha ${sha}]`;
 }
 
 /**

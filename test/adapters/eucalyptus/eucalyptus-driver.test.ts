@@ -445,7 +445,10 @@ describe('Eucalyptus driver on a cloud without tags', () => {
     expect(cloud.name).toBe(image.name);
     const description = double.image(cloud.nativeId)!.description!;
     expect(description).toMatch(
-      /^plain words \[visor agent=euca-driver-test image-id=[0-9a-f-]{36} sha256=[0-9a-f]{64} revision=1 name=visor%20euca%20test%20[0-9a-f]{8}\]$/,
+      new RegExp(
+        String.raw`^plain words \[visor agent=euca-driver-test image-id=[0-9a-f-]{36} ` +
+          String.raw`sha256=[0-9a-f]{64} revision=1 name=visor%20euca%20test%20[0-9a-f]{8}\]$`,
+      ),
     );
     expect(description.length).toBeLessThanOrEqual(255);
     expect(double.calls.filter((c) => c.action === 'DescribeTags').length).toBe(1);

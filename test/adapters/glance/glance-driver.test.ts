@@ -108,7 +108,10 @@ describe('Glance driver: visibility and policy', () => {
     const error = await failure(driver('demo').create(r));
     expect(error.kind).toBe('forbidden');
     expect(error.message).toMatch(
-      /creating image ".*": HTTP 403: You are not authorized to complete publicize_image action\. \(making an image public needs the admin role/,
+      new RegExp(
+        'creating image ".*": HTTP 403: You are not authorized to complete ' +
+          String.raw`publicize_image action\. \(making an image public needs the admin role`,
+      ),
     );
     expect(await leftovers(r.image.name)).toEqual([]);
   });
@@ -237,7 +240,10 @@ describe('Glance driver: upload, import and verification', () => {
     const error = await failure(driver('demo', { importMethod: 'web-download' }).create(r));
     expect(error.kind).toBe('invalidInput');
     expect(error.message).toMatch(
-      /HTTP 400: URI for web-download does not pass filtering: .* \(the cloud's import_filtering_opts do not let Glance fetch from this URL\)/,
+      new RegExp(
+        String.raw`HTTP 400: URI for web-download does not pass filtering: .* \(the ` +
+          String.raw`cloud's import_filtering_opts do not let Glance fetch from this URL\)`,
+      ),
     );
     expect(await leftovers(r.image.name)).toEqual([]);
   });
@@ -271,7 +277,10 @@ describe('Glance driver: upload, import and verification', () => {
     const error = await failure(driver('demo').create({ ...r, timeoutMs: 2000 }));
     expect(error.kind).toBe('timeout');
     expect(error.message).toMatch(
-      /^Glance: image ".*" \(.*\) was not usable within 2 s \(stuck uploading the data; Glance status when last read: queued\); image .* was deleted$/,
+      new RegExp(
+        String.raw`^Glance: image ".*" \(.*\) was not usable within 2 s \(stuck uploading ` +
+          String.raw`the data; Glance status when last read: queued\); image .* was deleted$`,
+      ),
     );
     expect(Date.now() - started).toBeLessThan(20_000);
     expect(await leftovers(r.image.name)).toEqual([]);
@@ -285,7 +294,10 @@ describe('Glance driver: upload, import and verification', () => {
       const error = await failure(driver('demo', { importMethod: 'web-download' }).create({ ...r, timeoutMs: 3000 }));
       expect(error.kind).toBe('timeout');
       expect(error.message).toMatch(
-        /was not usable within 3 s \(stuck waiting for the import; Glance status when last read: importing\); image .* was deleted$/,
+        new RegExp(
+          String.raw`was not usable within 3 s \(stuck waiting for the import; ` +
+            String.raw`Glance status when last read: importing\); image .* was deleted$`,
+        ),
       );
       expect(await leftovers(r.image.name)).toEqual([]);
     },
@@ -303,7 +315,10 @@ describe('Glance driver: upload, import and verification', () => {
     const error = await failure(driver('demo').create(r));
     expect(error.kind).toBe('integrity');
     expect(error.message).toMatch(
-      /^Glance's copy of image .* does not match the content: md5 is [0-9a-f]{32}, expected f{32}; sha512 is [0-9a-f]{128}, expected e{128}; image .* was deleted$/,
+      new RegExp(
+        `^Glance's copy of image .* does not match the content: md5 is [0-9a-f]{32}, ` +
+          `expected f{32}; sha512 is [0-9a-f]{128}, expected e{128}; image .* was deleted$`,
+      ),
     );
     expect(await leftovers(r.image.name)).toEqual([]);
   });

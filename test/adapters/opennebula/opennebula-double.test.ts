@@ -189,7 +189,10 @@ describe('OpenNebula double: the XSD check', () => {
     expect(report.valid).toBe(false);
     // libxml2 stops at the first difference: 5.x has no MODTIME (added in 7.0) before SOURCE.
     expect(report.errors.join('\n')).toMatch(
-      /Element '\{http:\/\/opennebula.org\/XMLSchema\}SOURCE': This element is not expected. Expected is \( \{http:\/\/opennebula.org\/XMLSchema\}MODTIME \)/,
+      new RegExp(
+        String.raw`Element '\{http:\/\/opennebula.org\/XMLSchema\}SOURCE': This element is not ` +
+          String.raw`expected. Expected is \( \{http:\/\/opennebula.org\/XMLSchema\}MODTIME \)`,
+      ),
     );
     // With the documented 6.x/7.x additions put in, every recorded document validates.
     const upgraded = await validateOneDocuments(

@@ -133,7 +133,10 @@ describe('OpenNebula driver: images that fail in the cloud are removed and repor
     );
     expect(error).toMatchObject({ kind: 'unavailable' });
     expect(error.message).toMatch(
-      /one\.image\.allocate failed: \[one\.image\.allocate\] Cannot parse image SIZE: Error downloading .* HTTP 500 \(code 8192\)/,
+      new RegExp(
+        String.raw`one\.image\.allocate failed: \[one\.image\.allocate\] Cannot ` +
+          String.raw`parse image SIZE: Error downloading .* HTTP 500 \(code 8192\)`,
+      ),
     );
     expect(double.images().length).toBe(before);
   });

@@ -61,10 +61,11 @@ const equal = (a: string, b: string) => a.length === b.length && timingSafeEqual
 
 export function verifySigV4(input: VerifyInput): AuthResult {
   const authorization = header(input.headers, 'authorization') ?? '';
-  const match =
-    /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request,\s*SignedHeaders=([a-z0-9;-]+),\s*Signature=([0-9a-f]{64})$/.exec(
-      authorization,
-    );
+  const match = new RegExp(
+    '^AWS4-HMAC-SHA256 ' +
+      String.raw`Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request,\s*` +
+      String.raw`SignedHeaders=([a-z0-9;-]+),\s*Signature=([0-9a-f]{64})$`,
+  ).exec(authorization);
   if (!match)
     return {
       ok: false,
