@@ -29,7 +29,12 @@ export async function startContentServer(publicUrl: string | undefined): Promise
       server.listen(port, listen ? '0.0.0.0' : '127.0.0.1', resolve);
     });
   } catch (error) {
-    throw new VisorError('unavailable', `cannot serve images for clouds on port ${port} (agent.publicUrl): ${(error as Error).message}; is \`visor agent\` running? Then use \`visor trigger\``, { cause: error });
+    throw new VisorError(
+      'unavailable',
+      `cannot serve images for clouds on port ${port} (agent.publicUrl): ${(error as Error).message}; ` +
+        `is \`visor agent\` running? Then use \`visor trigger\``,
+      { cause: error },
+    );
   }
   base ??= `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {

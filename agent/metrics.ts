@@ -7,13 +7,49 @@ import type { RunRecord } from '../core/catalog/port.js';
  */
 export class AgentMetrics {
   readonly registry = new Registry();
-  readonly #actions = new Counter({ name: 'visor_sync_actions_total', help: 'Sync actions by target, kind and result', labelNames: ['target', 'action', 'result'], registers: [this.registry] });
-  readonly #bytes = new Counter({ name: 'visor_sync_bytes_total', help: 'Image bytes sent to clouds', labelNames: ['target'], registers: [this.registry] });
-  readonly #runs = new Counter({ name: 'visor_sync_runs_total', help: 'Sync runs by target and outcome', labelNames: ['target', 'status'], registers: [this.registry] });
-  readonly #drift = new Gauge({ name: 'visor_sync_drift', help: 'Actions still needed after the last run (0: in step)', labelNames: ['target'], registers: [this.registry] });
-  readonly #lastRun = new Gauge({ name: 'visor_sync_last_run_timestamp_seconds', help: 'When the last run of a target finished', labelNames: ['target'], registers: [this.registry] });
-  readonly #lastSuccess = new Gauge({ name: 'visor_sync_last_success_timestamp_seconds', help: 'When a run of a target last succeeded', labelNames: ['target'], registers: [this.registry] });
-  readonly #duration = new Histogram({ name: 'visor_sync_run_duration_seconds', help: 'Duration of sync runs', labelNames: ['target'], buckets: [1, 5, 15, 60, 300, 900, 3600, 4 * 3600], registers: [this.registry] });
+  readonly #actions = new Counter({
+    name: 'visor_sync_actions_total',
+    help: 'Sync actions by target, kind and result',
+    labelNames: ['target', 'action', 'result'],
+    registers: [this.registry],
+  });
+  readonly #bytes = new Counter({
+    name: 'visor_sync_bytes_total',
+    help: 'Image bytes sent to clouds',
+    labelNames: ['target'],
+    registers: [this.registry],
+  });
+  readonly #runs = new Counter({
+    name: 'visor_sync_runs_total',
+    help: 'Sync runs by target and outcome',
+    labelNames: ['target', 'status'],
+    registers: [this.registry],
+  });
+  readonly #drift = new Gauge({
+    name: 'visor_sync_drift',
+    help: 'Actions still needed after the last run (0: in step)',
+    labelNames: ['target'],
+    registers: [this.registry],
+  });
+  readonly #lastRun = new Gauge({
+    name: 'visor_sync_last_run_timestamp_seconds',
+    help: 'When the last run of a target finished',
+    labelNames: ['target'],
+    registers: [this.registry],
+  });
+  readonly #lastSuccess = new Gauge({
+    name: 'visor_sync_last_success_timestamp_seconds',
+    help: 'When a run of a target last succeeded',
+    labelNames: ['target'],
+    registers: [this.registry],
+  });
+  readonly #duration = new Histogram({
+    name: 'visor_sync_run_duration_seconds',
+    help: 'Duration of sync runs',
+    labelNames: ['target'],
+    buckets: [1, 5, 15, 60, 300, 900, 3600, 4 * 3600],
+    registers: [this.registry],
+  });
 
   recordRun(run: RunRecord): void {
     if (run.dryRun) return;

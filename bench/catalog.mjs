@@ -48,7 +48,12 @@ do {
 const pagedMs = ms(t0);
 
 t0 = process.hrtime.bigint();
-for (let r = 0; r < runs; r++) await catalog.images.list({ filters: { 'properties.hw_disk_bus': 'virtio', tags: 'lts' }, sort: 'name', limit: 1000 });
+for (let r = 0; r < runs; r++)
+  await catalog.images.list({
+    filters: { 'properties.hw_disk_bus': 'virtio', tags: 'lts' },
+    sort: 'name',
+    limit: 1000,
+  });
 const propMs = ms(t0) / runs;
 
 t0 = process.hrtime.bigint();
@@ -59,9 +64,19 @@ await catalog.close();
 rmSync(dir, { recursive: true, force: true });
 
 const rows = [
-  ['insert (one transaction + fsync each)', `${N} images`, `${insertMs.toFixed(0)} ms`, `${(N / (insertMs / 1000)).toFixed(0)} images/s`],
+  [
+    'insert (one transaction + fsync each)',
+    `${N} images`,
+    `${insertMs.toFixed(0)} ms`,
+    `${(N / (insertMs / 1000)).toFixed(0)} images/s`,
+  ],
   ['list: architecture + os.distro filter, sort size desc', `${matched} matches`, `${listMs.toFixed(1)} ms`, ''],
-  ['same, paged by 100 (marker)', `${pages} pages`, `${pagedMs.toFixed(1)} ms`, `${(pagedMs / pages).toFixed(2)} ms/page`],
+  [
+    'same, paged by 100 (marker)',
+    `${pages} pages`,
+    `${pagedMs.toFixed(1)} ms`,
+    `${(pagedMs / pages).toFixed(2)} ms/page`,
+  ],
   ['list: custom property + tag filter, sort name, limit 1000', '', `${propMs.toFixed(1)} ms`, ''],
   ['list: first 1000 by name (indexed)', '', `${firstPageMs.toFixed(1)} ms`, ''],
 ];

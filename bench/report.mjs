@@ -12,7 +12,14 @@ const secs = (v) => (v === undefined ? '–' : v < 10 ? `${n2(v)} s` : `${n1(v)}
 const ratio = (v) => `${n2(v)}×`;
 const mib = (v) => `${n0(v)} MiB`;
 const yes = (met) => (met ? '**met**' : '**missed**');
-const table = (head, rows) => [`| ${head.join(' | ')} |`, `|${head.map((h) => (/^(figure|contestant|what|target|package|phase|step|change)/i.test(h) ? '---' : '---:')).join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+// Columns of words are left-aligned; the others hold figures.
+const textColumn = /^(figure|contestant|what|target|package|phase|step|change)/i;
+const table = (head, rows) =>
+  [
+    `| ${head.join(' | ')} |`,
+    `|${head.map((h) => (textColumn.test(h) ? '---' : '---:')).join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
 
 export function aims(r) {
   const t = r.transfer;
@@ -49,7 +56,16 @@ export function aims(r) {
   const rss = bigs.map((b) => `${n0(b.bytes / 1024 ** 3)} GiB: ${b.failed ? 'failed' : mib(b.sync.peakRssMiB)}`).join(', ');
   add('rss', `Peak RSS of the \`visor sync\` process pushing ${n0(r.big.bytes / 1024 ** 3)} GiB`, mib(r.big.sync.peakRssMiB), '150 MiB (aim)', undefined, '≤ 150 MiB', r.big.sync.peakRssMiB <= 150, `${gib} GiB: ${mib(p.visor.peakRssMiB)}; ${rss}; nothing to do: ${mib(r.startup.noopSync.peakRssMiB)}`, false);
   const a = r.api;
-  add('api', `\`GET /images\` with ${a.count.toLocaleString('en')} images vs Glance \`GET /v2/images?limit=${a.count}\` (requests/s)`, `${n0(a.visor.rps)} req/s`, `${n1(a.glance.rps)} req/s`, a.visor.rps / a.glance.rps, '≥ 10×', a.visor.rps / a.glance.rps >= 10);
+  add(
+    'api',
+    `\`GET /images\` with ${a.count.toLocaleString('en')} images ` +
+      `vs Glance \`GET /v2/images?limit=${a.count}\` (requests/s)`,
+    `${n0(a.visor.rps)} req/s`,
+    `${n1(a.glance.rps)} req/s`,
+    a.visor.rps / a.glance.rps,
+    '≥ 10×',
+    a.visor.rps / a.glance.rps >= 10,
+  );
   return out;
 }
 
@@ -70,22 +86,57 @@ function render(r) {
   const w = (...lines) => L.push(...lines);
 
   w('# visor benchmarks', '');
-  w(`Written by \`${r.command}\` (bench/run.mjs) on ${r.started.slice(0, 10)}, ${r.started.slice(11, 16)} UTC, in ${n0(durationMin)} minutes. Every figure below comes from that one run; contestants were run interleaved, ${r.settings.repeat}× (ingests), ${r.settings.downloadRepeat ?? r.settings.repeat}× (downloads) and ${r.settings.pushRepeat}× (pushes), and the median is shown. Files: a ${r.settings.sizeMiB} MiB file of random bytes (incompressible), read once beforehand so that every contestant starts from the page cache.`, '');
+  w(
+    `Written by \`${r.command}\` (bench/run.mjs) on ${r.started.slice(0, 10)}, ${r.started.slice(11, 16)} UTC, ` +
+      `in ${n0(durationMin)} minutes. Every figure below comes from that one run; contestants were run ` +
+      `interleaved, ${r.settings.repeat}× (ingests), ${r.settings.downloadRepeat ?? r.settings.repeat}× (downloads) ` +
+      `and ${r.settings.pushRepeat}× (pushes), and the median is shown. Files: a ${r.settings.sizeMiB} MiB file of ` +
+      `random bytes (incompressible), read once beforehand so that every contestant starts from the page cache.`,
+    '',
+  );
 
   w('## Machine', '');
-  w(table(['what', 'value'], [
-    ['CPU', `${m.cpu} (${m.hashFlags.length ? `with ${m.hashFlags.join(', ')}` : 'no SHA extensions'})`],
-    ['cores', String(m.cores)],
-    ['RAM', `${n1(m.ramGiB)} GiB`],
-    ['kernel', m.kernel],
-    ['OS', `${m.os} (virtualisation: ${m.virtualization})`],
-    ['node', m.node],
-    ['disk', m.disk],
-  ]), '');
-  const start = r.loads[0];
-  w(`**Load.** The machine is shared with other engineers' test suites. The run waited for a 1-minute load average below ${r.settings.maxLoad} (for up to ${r.settings.waitMinutes} minutes) and ${r.quiet.quiet ? `started at ${n2(r.quiet.one)}` : `**never got it** (load ${n2(r.quiet.one)} when it gave up waiting): the figures were taken on a busy machine and are lower and noisier than on a quiet one`}. Load (1/5/15 min) at each phase:`, '');
-  w(table(['phase', '1 min', '5 min', '15 min', 'busiest processes then'], r.loads.map((l) => [l.phase, n2(l.one), n2(l.five), n2(l.fifteen), l.top.slice(0, 3).join(', ')])), '');
-  w(`Loads read after the start include the bench's own work (a transfer keeps both cores busy: server, client, Glance), so they say little about neighbours by themselves; the last column names the busiest processes at that moment (visor's and the bench's own are \`node\`, Glance's \`glance-api\`). Where neighbours did run, the CPU-seconds-per-GiB columns are the more reliable figures: they do not depend on how long a process waited for a core.`, '');
+  w(
+    table(
+      ['what', 'value'],
+      [
+        ['CPU', `${m.cpu} (${m.hashFlags.length ? `with ${m.hashFlags.join(', ')}` : 'no SHA extensions'})`],
+        ['cores', String(m.cores)],
+        ['RAM', `${n1(m.ramGiB)} GiB`],
+        ['kernel', m.kernel],
+        ['OS', `${m.os} (virtualisation: ${m.virtualization})`],
+        ['node', m.node],
+        ['disk', m.disk],
+      ],
+    ),
+    '',
+  );
+  w(
+    `**Load.** The machine is shared with other engineers' test suites. The run waited for a 1-minute load average ` +
+      `below ${r.settings.maxLoad} (for up to ${r.settings.waitMinutes} minutes) ` +
+      `and ${
+        r.quiet.quiet
+          ? `started at ${n2(r.quiet.one)}`
+          : `**never got it** (load ${n2(r.quiet.one)} when it ` +
+            `gave up waiting): the figures were taken on a busy machine and are lower and noisier than on a quiet one`
+      }. Load (1/5/15 min) at each phase:`,
+    '',
+  );
+  w(
+    table(
+      ['phase', '1 min', '5 min', '15 min', 'busiest processes then'],
+      r.loads.map((l) => [l.phase, n2(l.one), n2(l.five), n2(l.fifteen), l.top.slice(0, 3).join(', ')]),
+    ),
+    '',
+  );
+  w(
+    `Loads read after the start include the bench's own work (a transfer keeps both cores busy: server, client, ` +
+      `Glance), so they say little about neighbours by themselves; the last column names the busiest processes at ` +
+      `that moment (visor's and the bench's own are \`node\`, Glance's \`glance-api\`). Where neighbours did run, ` +
+      `the CPU-seconds-per-GiB columns are the more reliable figures: ` +
+      `they do not depend on how long a process waited for a core.`,
+    '',
+  );
 
   w('## Peers', '');
   w(`- **Glance** ${r.peer.glance} and **Keystone** ${r.peer.keystone} from Debian packages, on loopback (test/peers/openstack, started by the bench when not running): one glance-api worker process, filesystem store on the same disk, SQLite database, Keystone tokens checked by keystonemiddleware (cached). Glance computes md5 and sha512 (its \`os_hash_algo\`) of every upload, in Python; it does not fsync.`);
@@ -136,38 +187,94 @@ function render(r) {
   const hashCost = (a) => 1024 / a;
   const three = hashCost(h.node.md5) + hashCost(h.node.sha256) + hashCost(h.node.sha512);
   const glanceTwo = hashCost(h.python.md5) + hashCost(h.python.sha512);
-  w(table(['what', 'MiB/s on one core', 'CPU s/GiB'], [
-    ['md5 (Node/OpenSSL)', n0(h.node.md5), n2(hashCost(h.node.md5))],
-    ['sha256 (Node/OpenSSL)', n0(h.node.sha256), n2(hashCost(h.node.sha256))],
-    ['sha512 (Node/OpenSSL)', n0(h.node.sha512), n2(hashCost(h.node.sha512))],
-    ['md5 + sha256 + sha512 (what visor stores)', n0(1024 / three), n2(three)],
-    ['md5 (Python hashlib, Glance)', n0(h.python.md5), n2(hashCost(h.python.md5))],
-    ['sha512 (Python hashlib, Glance)', n0(h.python.sha512), n2(hashCost(h.python.sha512))],
-    ['md5 + sha512 (what Glance computes)', n0(1024 / glanceTwo), n2(glanceTwo)],
-    ['DigestStream (the three, on the event loop)', n0(h.digestStream.mibps), n2(h.digestStream.cpuPerGiB)],
-    ...(h.parallelDigestStream ? [['ParallelDigestStream (the three, on 2 worker threads)', n0(h.parallelDigestStream.mibps), n2(h.parallelDigestStream.cpuPerGiB)]] : []),
-  ]), '');
+  w(
+    table(
+      ['what', 'MiB/s on one core', 'CPU s/GiB'],
+      [
+        ['md5 (Node/OpenSSL)', n0(h.node.md5), n2(hashCost(h.node.md5))],
+        ['sha256 (Node/OpenSSL)', n0(h.node.sha256), n2(hashCost(h.node.sha256))],
+        ['sha512 (Node/OpenSSL)', n0(h.node.sha512), n2(hashCost(h.node.sha512))],
+        ['md5 + sha256 + sha512 (what visor stores)', n0(1024 / three), n2(three)],
+        ['md5 (Python hashlib, Glance)', n0(h.python.md5), n2(hashCost(h.python.md5))],
+        ['sha512 (Python hashlib, Glance)', n0(h.python.sha512), n2(hashCost(h.python.sha512))],
+        ['md5 + sha512 (what Glance computes)', n0(1024 / glanceTwo), n2(glanceTwo)],
+        ['DigestStream (the three, on the event loop)', n0(h.digestStream.mibps), n2(h.digestStream.cpuPerGiB)],
+        ...(h.parallelDigestStream
+          ? [
+              [
+                'ParallelDigestStream (the three, on 2 worker threads)',
+                n0(h.parallelDigestStream.mibps),
+                n2(h.parallelDigestStream.cpuPerGiB),
+              ],
+            ]
+          : []),
+      ],
+    ),
+    '',
+  );
 
   w('## Push into Glance', '');
-  w(table(['contestant', 'time (median)', 'runs (s)', 'throughput', 'peak RSS'], [
-    ['`visor sync` (whole process)', secs(p.visor.seconds), p.visor.runs.map(n2).join(' / '), mibps(p.visor.mibps), mib(p.visor.peakRssMiB)],
-    ['… of which the sync run (plan, upload, verify; from the run record)', secs(p.visor.runSeconds), '', '', ''],
-    ['… of which the upload action (create record, stream, wait until active, verify)', secs(p.visor.actionSeconds), '', '', ''],
-    ['token + record + `curl -T` (one shell script)', secs(p.curl.seconds), p.curl.runs.map(n2).join(' / '), mibps(p.curl.mibps), ''],
-    ['`openstack image save` + `openstack image create`', secs(p.openstack.seconds), p.openstack.runs.map(n2).join(' / '), mibps(p.openstack.mibps), mib(p.openstack.peakRssMiB)],
-    ['… `openstack image save`', secs(p.openstack.saveSeconds), '', '', ''],
-    ['… `openstack image create --file`', secs(p.openstack.createSeconds), '', '', ''],
-  ]), '');
+  w(
+    table(
+      ['contestant', 'time (median)', 'runs (s)', 'throughput', 'peak RSS'],
+      [
+        [
+          '`visor sync` (whole process)',
+          secs(p.visor.seconds),
+          p.visor.runs.map(n2).join(' / '),
+          mibps(p.visor.mibps),
+          mib(p.visor.peakRssMiB),
+        ],
+        ['… of which the sync run (plan, upload, verify; from the run record)', secs(p.visor.runSeconds), '', '', ''],
+        [
+          '… of which the upload action (create record, stream, wait until active, verify)',
+          secs(p.visor.actionSeconds),
+          '',
+          '',
+          '',
+        ],
+        [
+          'token + record + `curl -T` (one shell script)',
+          secs(p.curl.seconds),
+          p.curl.runs.map(n2).join(' / '),
+          mibps(p.curl.mibps),
+          '',
+        ],
+        [
+          '`openstack image save` + `openstack image create`',
+          secs(p.openstack.seconds),
+          p.openstack.runs.map(n2).join(' / '),
+          mibps(p.openstack.mibps),
+          mib(p.openstack.peakRssMiB),
+        ],
+        ['… `openstack image save`', secs(p.openstack.saveSeconds), '', '', ''],
+        ['… `openstack image create --file`', secs(p.openstack.createSeconds), '', '', ''],
+      ],
+    ),
+    '',
+  );
   const s = r.startup;
   w('### A sync that moves nothing', '');
-  w(table(['what', 'time', 'peak RSS'], [
-    ['`node -e 0`', secs(s.bareNode.seconds), mib(s.bareNode.peakRssMiB)],
-    ['`visor --version`', secs(s.version.seconds), mib(s.version.peakRssMiB)],
-    ['`visor sync` with nothing to do (whole process)', secs(s.noopSync.seconds), mib(s.noopSync.peakRssMiB)],
-    ['… of which the sync run (Keystone token, listings, plan)', secs(s.noopSync.runSeconds), ''],
-  ]), '');
+  w(
+    table(
+      ['what', 'time', 'peak RSS'],
+      [
+        ['`node -e 0`', secs(s.bareNode.seconds), mib(s.bareNode.peakRssMiB)],
+        ['`visor --version`', secs(s.version.seconds), mib(s.version.peakRssMiB)],
+        ['`visor sync` with nothing to do (whole process)', secs(s.noopSync.seconds), mib(s.noopSync.peakRssMiB)],
+        ['… of which the sync run (Keystone token, listings, plan)', secs(s.noopSync.runSeconds), ''],
+      ],
+    ),
+    '',
+  );
   w('Packages, each imported alone in a fresh process:', '');
-  w(table(['package', 'import time', 'RSS added', 'loaded by `visor sync`'], s.packages.map((x) => [`\`${x.name}\``, `${n0(x.ms)} ms`, mib(x.rssMiB), x.loadedBySync ? 'yes' : 'no'])), '');
+  w(
+    table(
+      ['package', 'import time', 'RSS added', 'loaded by `visor sync`'],
+      s.packages.map((x) => [`\`${x.name}\``, `${n0(x.ms)} ms`, mib(x.rssMiB), x.loadedBySync ? 'yes' : 'no']),
+    ),
+    '',
+  );
 
   w('## Peak RSS of big syncs: flat as the image grows', '');
   w('Each image is ingested through the API (visor client), then pushed into Glance by `visor sync` (a process of its own; peak RSS from the kernel). The 1 GiB row is the push above.', '');
@@ -186,15 +293,78 @@ function render(r) {
 
   const pl = r.planner;
   w(`## Planner: ${pl.images.toLocaleString('en')} images × ${pl.targets} targets`, '');
-  w('The pure planner (agent/sync/planner.ts) on a generated catalog and generated listings: each target has its own policy (tags; name globs with a naming template and a visibility mapping; architectures with delete-after-grace; everything with import and adopt) and a listing where, per 1,000 selected images, 5 are missing, 5 renamed, 2 have new content and 2 leave a pending leftover, plus copies of images gone from the catalog and the cloud\'s own images. First pass = what one `visor sync` process pays (code not yet optimised); warm = median of 3 more.', '');
-  w(table(['target', 'selected', 'observed', 'actions', 'first pass', 'warm'], pl.visor.perTarget.map((x) => [x.name, x.selected.toLocaleString('en'), x.observed.toLocaleString('en'), `${x.actions} (${Object.entries(x.counts).map(([k, v]) => `${v} ${k}`).join(', ')})`, secs(x.firstSeconds), secs(x.warmSeconds)]).concat([['**total**', '', '', '', `**${secs(pl.visor.firstTotalSeconds)}**`, `**${secs(pl.visor.warmTotalSeconds)}**`]])), '');
+  w(
+    'The pure planner (agent/sync/planner.ts) on a generated catalog and generated listings: each target has its ' +
+      'own policy (tags; name globs with a naming template and a visibility mapping; architectures with ' +
+      'delete-after-grace; everything with import and adopt) and a listing where, per 1,000 selected images, ' +
+      '5 are missing, 5 renamed, 2 have new content and 2 leave a pending leftover, plus copies of images gone from ' +
+      "the catalog and the cloud's own images. First pass = what one `visor " +
+      'sync` process pays (code not yet optimised); warm = median of 3 more.',
+    '',
+  );
+  w(
+    table(
+      ['target', 'selected', 'observed', 'actions', 'first pass', 'warm'],
+      pl.visor.perTarget
+        .map((x) => [
+          x.name,
+          x.selected.toLocaleString('en'),
+          x.observed.toLocaleString('en'),
+          `${x.actions} (${Object.entries(x.counts)
+            .map(([k, v]) => `${v} ${k}`)
+            .join(', ')})`,
+          secs(x.firstSeconds),
+          secs(x.warmSeconds),
+        ])
+        .concat([
+          [
+            '**total**',
+            '',
+            '',
+            '',
+            `**${secs(pl.visor.firstTotalSeconds)}**`,
+            `**${secs(pl.visor.warmTotalSeconds)}**`,
+          ],
+        ]),
+    ),
+    '',
+  );
 
   const a = r.api;
   w(`## \`GET /images\` under load`, '');
-  w(`autocannon, ${a.connections} connections, ${a.seconds} s measured after a 2 s warm-up, in the bench process; visor requests signed per request (fresh date and nonce: a signature is accepted once), Glance requests with one X-Auth-Token. ${a.count.toLocaleString('en')} images registered in each (metadata only: visor \`locked\`, Glance \`queued\`).`, '');
-  const arow = (name, x) => [name, n1(x.rps), String(x.requests), `${n0(x.latencyMs.p50)} / ${n0(x.latencyMs.p90)} / ${n0(x.latencyMs.p99)} / ${n0(x.latencyMs.max)}`, `${n0(x.bytesPerResponse / 1024)} KiB`, String(x.errors + x.non2xx)];
-  w(table(['contestant', 'requests/s', 'requests', 'latency p50 / p90 / p99 / max (ms)', 'response', 'errors'], [arow(`visor \`GET /images?limit=${a.count}\` (brief)`, a.visor), arow(`visor \`GET /images/detail?limit=${a.count}\``, a.visorDetail), arow(`Glance \`GET /v2/images?limit=${a.count}\``, a.glance)]), '');
-  w(`Glance's records are fuller than visor's brief view (${n0(a.glance.bytesPerResponse / a.count)} vs ${n0(a.visor.bytesPerResponse / a.count)} bytes per image); visor's detail view (${n0(a.visorDetail.bytesPerResponse / a.count)} bytes per image) is the closer match in size and runs at ${ratio(a.visorDetail.rps / a.glance.rps)} Glance.`, '');
+  w(
+    `autocannon, ${a.connections} connections, ${a.seconds} s measured after a 2 s warm-up, in the bench process; ` +
+      `visor requests signed per request (fresh date and nonce: a signature is accepted once), Glance requests with ` +
+      `one X-Auth-Token. ${a.count.toLocaleString('en')} images registered ` +
+      `in each (metadata only: visor \`locked\`, Glance \`queued\`).`,
+    '',
+  );
+  const arow = (name, x) => [
+    name,
+    n1(x.rps),
+    String(x.requests),
+    `${n0(x.latencyMs.p50)} / ${n0(x.latencyMs.p90)} / ${n0(x.latencyMs.p99)} / ${n0(x.latencyMs.max)}`,
+    `${n0(x.bytesPerResponse / 1024)} KiB`,
+    String(x.errors + x.non2xx),
+  ];
+  w(
+    table(
+      ['contestant', 'requests/s', 'requests', 'latency p50 / p90 / p99 / max (ms)', 'response', 'errors'],
+      [
+        arow(`visor \`GET /images?limit=${a.count}\` (brief)`, a.visor),
+        arow(`visor \`GET /images/detail?limit=${a.count}\``, a.visorDetail),
+        arow(`Glance \`GET /v2/images?limit=${a.count}\``, a.glance),
+      ],
+    ),
+    '',
+  );
+  w(
+    `Glance's records are fuller than visor's brief view ` +
+      `(${n0(a.glance.bytesPerResponse / a.count)} vs ${n0(a.visor.bytesPerResponse / a.count)} bytes per image); ` +
+      `visor's detail view (${n0(a.visorDetail.bytesPerResponse / a.count)} bytes per image) ` +
+      `is the closer match in size and runs at ${ratio(a.visorDetail.rps / a.glance.rps)} Glance.`,
+    '',
+  );
 
   const l = r.load;
   if (l && !l.failed) {
@@ -213,7 +383,12 @@ function render(r) {
   w('## Why the missed aims are missed', '');
   if (missed.size === 0) w('Every aim is met.', '');
   const cores = m.cores;
-  if (missed.has('ingest-cp') || missed.has('ingest-glance') || missed.has('ingest-cp-client') || missed.has('ingest-glance-client')) {
+  if (
+    missed.has('ingest-cp') ||
+    missed.has('ingest-glance') ||
+    missed.has('ingest-cp-client') ||
+    missed.has('ingest-glance-client')
+  ) {
     const ceiling = (cores * 1024) / three;
     w('### Ingest', '');
     const sha = hashCost(h.node.sha256);
@@ -275,7 +450,17 @@ function pkgSentence(packages) {
   if (loaded.length === 0) return '';
   const [top] = loaded;
   const lazy = packages.filter((x) => !x.loadedBySync);
-  return `Of the packages measured, the sync command loads ${loaded.map((x) => `\`${x.name}\` (${n0(x.ms)} ms, ${n0(x.rssMiB)} MiB on its own)`).join(', ')}${lazy.length > 0 ? `; ${lazy.map((x) => `\`${x.name}\``).join(', ')} ${lazy.length === 1 ? 'is' : 'are'} imported only when a configured cloud, store or catalog (or the daemon) needs them` : ''}.${top.name === '@aws-sdk/client-ec2' ? ' The EC2 client is imported at start-up by the eucalyptus adapter even when no Eucalyptus cloud is configured.' : ''}`;
+  const loads = loaded.map((x) => `\`${x.name}\` (${n0(x.ms)} ms, ${n0(x.rssMiB)} MiB on its own)`).join(', ');
+  const lazily =
+    lazy.length > 0
+      ? `; ${lazy.map((x) => `\`${x.name}\``).join(', ')} ${lazy.length === 1 ? 'is' : 'are'} ` +
+        'imported only when a configured cloud, store or catalog (or the daemon) needs them'
+      : '';
+  const ec2 =
+    top.name === '@aws-sdk/client-ec2'
+      ? ' The EC2 client is imported at start-up by the eucalyptus adapter even when no Eucalyptus cloud is configured.'
+      : '';
+  return `Of the packages measured, the sync command loads ${loads}${lazily}.${ec2}`;
 }
 
 /**

@@ -42,7 +42,8 @@ const settings = {
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const output = env.BENCH_OUTPUT ?? join(repoRoot, 'BENCHMARKS.md');
 const started = new Date();
-const log = (message) => process.stderr.write(`[bench ${((Date.now() - started.getTime()) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
+const log = (message) =>
+  process.stderr.write(`[bench ${((Date.now() - started.getTime()) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
 const loads = [];
 const noteLoad = (phase) => {
   const l = load();
@@ -71,7 +72,13 @@ try {
 
   log(`planner: ${settings.plannerImages} images × ${settings.plannerTargets} targets`);
   noteLoad('planner');
-  results.planner = await plannerFigures({ images: settings.plannerImages, targets: settings.plannerTargets, repeat: 3, dists: { visor: dist, ...(settings.beforeDist ? { before: settings.beforeDist } : {}) }, log });
+  results.planner = await plannerFigures({
+    images: settings.plannerImages,
+    targets: settings.plannerTargets,
+    repeat: 3,
+    dists: { visor: dist, ...(settings.beforeDist ? { before: settings.beforeDist } : {}) },
+    log,
+  });
   globalThis.gc?.();
 
   log('Keystone + Glance peer (test/peers/openstack)');
@@ -97,11 +104,26 @@ try {
     const bigTag = `${prefix}${key}-big`;
     const config = await writeConfig(dir, peer, { ...names, tag });
     const bigConfig = await writeConfig(dir, peer, { ...names, tag: bigTag, file: 'visor-big.yaml' });
-    const noopConfig = await writeConfig(dir, peer, { ...names, tag: `${prefix}${key}-nothing`, file: 'visor-nothing.yaml' });
+    const noopConfig = await writeConfig(dir, peer, {
+      ...names,
+      tag: `${prefix}${key}-nothing`,
+      file: 'visor-nothing.yaml',
+    });
     const user = await kit.addUser(config);
     const server = await kit.startServer(config);
     servers.push(server);
-    variants.push({ key, kit, config, bigConfig, noopConfig, tag, bigTag, user, server, client: kit.client(server.url, user) });
+    variants.push({
+      key,
+      kit,
+      config,
+      bigConfig,
+      noopConfig,
+      tag,
+      bigTag,
+      user,
+      server,
+      client: kit.client(server.url, user),
+    });
   }
   const [visor] = variants;
 
@@ -124,7 +146,17 @@ try {
 
   log(`push of ${settings.sizeMiB} MiB into Glance (× ${settings.pushRepeat})`);
   noteLoad('push');
-  results.push = await pushFigures({ dir: base, source, bytes, repeat: settings.pushRepeat, peer, token, prefix, variants, log });
+  results.push = await pushFigures({
+    dir: base,
+    source,
+    bytes,
+    repeat: settings.pushRepeat,
+    peer,
+    token,
+    prefix,
+    variants,
+    log,
+  });
 
   log('what a sync costs before it moves a byte');
   results.startup = await startupFigures({ kit: visor.kit, config: visor.noopConfig, repoRoot });
@@ -191,5 +223,12 @@ function peerInfo(p) {
       return 'unknown';
     }
   };
-  return { glance: version('glance-api'), keystone: version('keystone'), openstackclient: version('python3-openstackclient'), curl: version('curl'), glanceUrl: p.glanceUrl, authUrl: p.authUrl };
+  return {
+    glance: version('glance-api'),
+    keystone: version('keystone'),
+    openstackclient: version('python3-openstackclient'),
+    curl: version('curl'),
+    glanceUrl: p.glanceUrl,
+    authUrl: p.authUrl,
+  };
 }

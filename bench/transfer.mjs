@@ -43,8 +43,15 @@ rmSync(join(dir, 'cp-sync.raw'));
 
 // The server, as users run it, in its own process (so that its RSS is its own).
 const data = join(dir, 'data');
-const user = JSON.parse(execFileSync(process.execPath, [bin, 'users', 'add', 'bench', '--admin', '--data-dir', data, '--json'], { encoding: 'utf8' }));
-const server = spawn(process.execPath, [bin, 'serve', '--data-dir', data, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, VISOR_DATA_DIR: '' } });
+const user = JSON.parse(
+  execFileSync(process.execPath, [bin, 'users', 'add', 'bench', '--admin', '--data-dir', data, '--json'], {
+    encoding: 'utf8',
+  }),
+);
+const server = spawn(process.execPath, [bin, 'serve', '--data-dir', data, '--port', '0'], {
+  stdio: ['ignore', 'ignore', 'pipe'],
+  env: { ...process.env, VISOR_DATA_DIR: '' },
+});
 let url;
 for await (const line of createInterface({ input: server.stderr })) {
   const match = /"url":"(http:[^"]+)"/.exec(line);
@@ -63,7 +70,10 @@ const client = new VisorClient({ url, accessKey: user.accessKey, secretKey: user
 
 let image;
 const uploadSeconds = await time(async () => {
-  image = await client.add({ name: 'bench', architecture: 'x86_64', format: 'raw' }, { stream: createReadStream(source, { highWaterMark: 1024 * 1024 }), size: bytes });
+  image = await client.add(
+    { name: 'bench', architecture: 'x86_64', format: 'raw' },
+    { stream: createReadStream(source, { highWaterMark: 1024 * 1024 }), size: bytes },
+  );
 });
 const rssAfterUpload = peakRss();
 const downloadSeconds = await time(async () => {
@@ -79,9 +89,18 @@ const up = mib(bytes, uploadSeconds);
 const down = mib(bytes, downloadSeconds);
 const cp = mib(bytes, cpSeconds);
 const cpSync = mib(bytes, cpSyncSeconds);
-console.log(`transfer benchmark: ${sizeMiB} MiB of random data, node ${process.version}, ${(await import('node:os')).cpus().length} cores`);
+console.log(
+  `transfer benchmark: ${sizeMiB} MiB of random data, ` +
+    `node ${process.version}, ${(await import('node:os')).cpus().length} cores`,
+);
 console.log(`  cp (page cache)                ${cp.toFixed(0).padStart(6)} MiB/s`);
 console.log(`  cp + fsync                     ${cpSync.toFixed(0).padStart(6)} MiB/s`);
-console.log(`  API upload (ingest)            ${up.toFixed(0).padStart(6)} MiB/s   = ${(up / cp).toFixed(2)}x cp, ${(up / cpSync).toFixed(2)}x cp+fsync`);
+console.log(
+  `  API upload (ingest)            ${up.toFixed(0).padStart(6)} MiB/s   ` +
+    `= ${(up / cp).toFixed(2)}x cp, ${(up / cpSync).toFixed(2)}x cp+fsync`,
+);
 console.log(`  API download                   ${down.toFixed(0).padStart(6)} MiB/s   = ${(down / cp).toFixed(2)}x cp`);
-console.log(`  server peak RSS                ${rssBefore.toFixed(0)} MiB at start, ${rssAfterUpload.toFixed(0)} MiB after upload, ${rssAfterDownload.toFixed(0)} MiB after download`);
+console.log(
+  `  server peak RSS                ${rssBefore.toFixed(0)} MiB at start, ${rssAfterUpload.toFixed(0)} MiB ` +
+    `after upload, ${rssAfterDownload.toFixed(0)} MiB after download`,
+);

@@ -44,7 +44,12 @@ export class VisorError extends Error {
 }
 
 export function isVisorError(error: unknown, kind?: ErrorKind): error is VisorError {
-  return typeof error === 'object' && error !== null && (error as { [brand]?: unknown })[brand] === true && (kind === undefined || (error as VisorError).kind === kind);
+  return (
+    typeof error === 'object' &&
+    error !== null &&
+    (error as { [brand]?: unknown })[brand] === true &&
+    (kind === undefined || (error as VisorError).kind === kind)
+  );
 }
 
 /** Kinds a caller may retry with backoff; everything else is terminal. */

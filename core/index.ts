@@ -50,7 +50,14 @@ export {
 } from './registry/plugin.js';
 export { PluginRegistry, type PluginInfo, type PluginSource } from './registry/registry.js';
 export type { StandardSchemaV1 } from './registry/standard-schema.js';
-export { loadConfig, ConfigError, type VisorConfig, type ConfigIssue, type CloudConfig, type PluginInstance } from './config/load.js';
+export {
+  loadConfig,
+  ConfigError,
+  type VisorConfig,
+  type ConfigIssue,
+  type CloudConfig,
+  type PluginInstance,
+} from './config/load.js';
 export { createLogger, silentLogger, type Logger, type LogLevel } from './logging/logger.js';
 export { SecretRegistry, collectSecrets } from './logging/redact.js';
 export { DigestStream, verifyDigest } from './transfer/digest.js';

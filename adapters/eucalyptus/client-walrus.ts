@@ -29,7 +29,9 @@ export interface StoredObject {
 }
 
 const listOutput = z.object({
-  Contents: z.array(z.object({ Key: z.string().min(1), Size: z.number().int().nonnegative(), ETag: z.string().min(1) })).optional(),
+  Contents: z
+    .array(z.object({ Key: z.string().min(1), Size: z.number().int().nonnegative(), ETag: z.string().min(1) }))
+    .optional(),
   IsTruncated: z.boolean().optional(),
   NextMarker: z.string().optional(),
 });
@@ -72,12 +74,18 @@ export class WalrusBundles {
     } catch (error) {
       const e = s3Error(error, `walrus: HeadBucket ${bucket}`);
       if (e.kind !== 'notFound') throw e;
-      if (!this.#o.createBucket) throw new VisorError('config', `walrus: bucket ${bucket} does not exist (create it, or set createBucket)`);
+      if (!this.#o.createBucket)
+        throw new VisorError('config', `walrus: bucket ${bucket} does not exist (create it, or set createBucket)`);
     }
     try {
       const constraint = this.#o.locationConstraint;
       await client.send(
-        new CreateBucketCommand({ Bucket: bucket, ...(constraint !== undefined ? { CreateBucketConfiguration: { LocationConstraint: constraint as never } } : {}) }),
+        new CreateBucketCommand({
+          Bucket: bucket,
+          ...(constraint !== undefined
+            ? { CreateBucketConfiguration: { LocationConstraint: constraint as never } }
+            : {}),
+        }),
         signal ? { abortSignal: signal } : {},
       );
       this.#o.logger.info('walrus: bundle bucket created', { bucket });
@@ -95,7 +103,14 @@ export class WalrusBundles {
     for (let page = 0; page < 100_000; page++) {
       let raw: unknown;
       try {
-        raw = await client.send(new ListObjectsCommand({ Bucket: bucket, Prefix: prefix, ...(marker !== undefined ? { Marker: marker } : {}) }), signal ? { abortSignal: signal } : {});
+        raw = await client.send(
+          new ListObjectsCommand({
+            Bucket: bucket,
+            Prefix: prefix,
+            ...(marker !== undefined ? { Marker: marker } : {}),
+          }),
+          signal ? { abortSignal: signal } : {},
+        );
       } catch (error) {
         throw s3Error(error, `walrus: ListObjects ${bucket}/${prefix}`);
       }
@@ -104,14 +119,24 @@ export class WalrusBundles {
       for (const object of contents) out.set(object.Key, { size: object.Size, etag: normalizeEtag(object.ETag) });
       if (!output.IsTruncated) return out;
       const next = output.NextMarker ?? contents.at(-1)?.Key;
-      if (next === undefined || next === marker) throw new VisorError('invalidResponse', `walrus: ListObjects ${bucket}/${prefix} is truncated but gives no marker to go on`);
+      if (next === undefined || next === marker)
+        throw new VisorError(
+          'invalidResponse',
+          `walrus: ListObjects ${bucket}/${prefix} is truncated but gives no marker to go on`,
+        );
       marker = next;
     }
     throw new VisorError('invalidResponse', `walrus: ListObjects ${bucket}/${prefix} never ended`);
   }
 
   /** One PutObject with Content-MD5; the returned ETag must be that MD5. Returns it. */
-  async put(key: string, body: Buffer, md5Hex: string, signal?: AbortSignal, contentType = 'application/octet-stream'): Promise<string> {
+  async put(
+    key: string,
+    body: Buffer,
+    md5Hex: string,
+    signal?: AbortSignal,
+    contentType = 'application/octet-stream',
+  ): Promise<string> {
     const { client, bucket, acl } = this.#o;
     const context = `walrus: PutObject ${bucket}/${key}`;
     let raw: unknown;
@@ -134,14 +159,20 @@ export class WalrusBundles {
     const output = parseOutput(putObjectOutput, raw, context);
     if (output.ETag === undefined) throw new VisorError('invalidResponse', `${context}: no ETag in the response`);
     const etag = normalizeEtag(output.ETag);
-    if (etag !== md5Hex) throw new VisorError('integrity', `${context}: stored with ETag ${etag}, the bytes sent have MD5 ${md5Hex}`, { details: { key, etag, md5: md5Hex } });
+    if (etag !== md5Hex)
+      throw new VisorError('integrity', `${context}: stored with ETag ${etag}, the bytes sent have MD5 ${md5Hex}`, {
+        details: { key, etag, md5: md5Hex },
+      });
     return etag;
   }
 
   async get(key: string, signal?: AbortSignal, bucket = this.#o.bucket): Promise<{ stream: Readable; size: number }> {
     const context = `walrus: GetObject ${bucket}/${key}`;
     try {
-      const raw = await this.#o.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), signal ? { abortSignal: signal } : {});
+      const raw = await this.#o.client.send(
+        new GetObjectCommand({ Bucket: bucket, Key: key }),
+        signal ? { abortSignal: signal } : {},
+      );
       const output = parseOutput(getObjectOutput, raw, context);
       return { stream: output.Body, size: output.ContentLength };
     } catch (error) {
@@ -154,7 +185,10 @@ export class WalrusBundles {
     const { stream, size } = await this.get(key, signal, bucket);
     if (size > maxBytes) {
       stream.destroy();
-      throw new VisorError('invalidResponse', `walrus: ${bucket}/${key} is ${size} bytes, more than a manifest can be (${maxBytes})`);
+      throw new VisorError(
+        'invalidResponse',
+        `walrus: ${bucket}/${key} is ${size} bytes, more than a manifest can be (${maxBytes})`,
+      );
     }
     const chunks: Buffer[] = [];
     try {
@@ -196,4 +230,3 @@ export function splitLocation(location: string): { bucket: string; key: string }
   if (slash <= 0 || slash === location.length - 1) return undefined;
   return { bucket: location.slice(0, slash), key: location.slice(slash + 1) };
 }
-

@@ -92,7 +92,8 @@ export class EucalyptusClient {
   /** One image; `notFound` when it is unknown, malformed as an id, or deregistered. */
   async image(imageId: string, options: Ec2CallOptions = {}): Promise<Ec2Image> {
     const image = await this.#o.ec2.describeImage(imageId, options);
-    if (image.state === 'deregistered') throw new VisorError('notFound', `eucalyptus: image ${imageId} is deregistered`, { details: { imageId } });
+    if (image.state === 'deregistered')
+      throw new VisorError('notFound', `eucalyptus: image ${imageId} is deregistered`, { details: { imageId } });
     return image;
   }
 
@@ -100,7 +101,11 @@ export class EucalyptusClient {
    * RegisterImage. When EC2 says the name is taken by an image of this account made from the
    * very same manifest (a create retried after its answer was lost), that image is the result.
    */
-  async register(registration: Registration, imageLocation: string, options: Ec2CallOptions = {}): Promise<{ imageId: string; adopted: boolean }> {
+  async register(
+    registration: Registration,
+    imageLocation: string,
+    options: Ec2CallOptions = {},
+  ): Promise<{ imageId: string; adopted: boolean }> {
     try {
       const imageId = await this.#o.ec2.registerImage(
         {
@@ -110,7 +115,9 @@ export class EucalyptusClient {
           ...(registration.description !== undefined ? { Description: registration.description } : {}),
           ...(registration.kernelId !== undefined ? { KernelId: registration.kernelId } : {}),
           ...(registration.ramdiskId !== undefined ? { RamdiskId: registration.ramdiskId } : {}),
-          ...(registration.virtualizationType !== undefined ? { VirtualizationType: registration.virtualizationType } : {}),
+          ...(registration.virtualizationType !== undefined
+            ? { VirtualizationType: registration.virtualizationType }
+            : {}),
         },
         options,
       );
@@ -122,7 +129,10 @@ export class EucalyptusClient {
         (i) => i.name === registration.ec2Name && i.location === imageLocation && i.state !== 'deregistered',
       );
       if (!same) throw error;
-      this.#o.logger.info('eucalyptus: the bundle was already registered; that image is taken', { imageId: same.id, location: imageLocation });
+      this.#o.logger.info('eucalyptus: the bundle was already registered; that image is taken', {
+        imageId: same.id,
+        location: imageLocation,
+      });
       return { imageId: same.id, adopted: true };
     }
   }
@@ -132,7 +142,11 @@ export class EucalyptusClient {
       await this.#o.ec2.deregisterImage(imageId, options);
     } catch (error) {
       if (isVisorError(error) && error.details?.['code'] === 'InvalidAMIID.Unavailable') {
-        throw new VisorError('conflict', `eucalyptus: image ${imageId} cannot be deregistered: instances still use it`, { cause: error, details: { imageId } });
+        throw new VisorError(
+          'conflict',
+          `eucalyptus: image ${imageId} cannot be deregistered: instances still use it`,
+          { cause: error, details: { imageId } },
+        );
       }
       throw error;
     }
@@ -146,7 +160,11 @@ export class EucalyptusClient {
     }
     const count = Object.keys(tagsOf(image, markers, new Date(0).toISOString())).length;
     if (count > this.#o.maxTags) {
-      throw new VisorError('invalidInput', `eucalyptus: image ${image.id} needs ${count} tags, the cloud keeps at most ${this.#o.maxTags} (fewer custom properties, or raise maxTags)`);
+      throw new VisorError(
+        'invalidInput',
+        `eucalyptus: image ${image.id} needs ${count} tags, the cloud keeps at ` +
+          `most ${this.#o.maxTags} (fewer custom properties, or raise maxTags)`,
+      );
     }
   }
 
@@ -154,19 +172,30 @@ export class EucalyptusClient {
    * Writes markers and generic metadata: the adapter's tags (changed ones set, stale ones
    * removed), the Description, and nothing else. `hiddenAt` keeps or sets the hidden stamp.
    */
-  async writeMetadata(current: Ec2Image, image: Image, markers: Markers, hiddenAt: string | undefined, options: Ec2CallOptions = {}): Promise<void> {
+  async writeMetadata(
+    current: Ec2Image,
+    image: Image,
+    markers: Markers,
+    hiddenAt: string | undefined,
+    options: Ec2CallOptions = {},
+  ): Promise<void> {
     const tags = await this.tagsSupported(options);
     const description = descriptionOf(image, markers, tags, hiddenAt !== undefined) ?? '';
     if (tags) {
       const desired = tagsOf(image, markers, hiddenAt);
       if (Object.keys(desired).length > this.#o.maxTags) {
-        throw new VisorError('invalidInput', `eucalyptus: image ${image.id} needs ${Object.keys(desired).length} tags, the cloud keeps at most ${this.#o.maxTags} (fewer custom properties, or raise maxTags)`);
+        throw new VisorError(
+          'invalidInput',
+          `eucalyptus: image ${image.id} needs ${Object.keys(desired).length} tags, ` +
+            `the cloud keeps at most ${this.#o.maxTags} (fewer custom properties, or raise maxTags)`,
+        );
       }
       const { set, remove } = tagChanges(current.tags, desired);
       await this.#o.ec2.deleteTags([current.id], remove, options);
       await this.#o.ec2.createTags([current.id], set, options);
     }
-    if ((current.description ?? '') !== description) await this.#o.ec2.modifyDescription(current.id, description, options);
+    if ((current.description ?? '') !== description)
+      await this.#o.ec2.modifyDescription(current.id, description, options);
   }
 
   /**
@@ -184,7 +213,8 @@ export class EucalyptusClient {
   /** Hiding: no launch permission at all (group `all` and every account), so that only the owner can launch it. */
   async revokeAll(image: Ec2Image, options: Ec2CallOptions = {}): Promise<void> {
     const granted = await this.#o.ec2.describeLaunchPermissions(image.id, options);
-    const remove = image.isPublic && !granted.some((p) => 'group' in p) ? [...granted, { group: 'all' as const }] : granted;
+    const remove =
+      image.isPublic && !granted.some((p) => 'group' in p) ? [...granted, { group: 'all' as const }] : granted;
     await this.#o.ec2.modifyLaunchPermission(image.id, { remove }, options);
   }
 

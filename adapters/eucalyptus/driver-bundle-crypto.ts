@@ -1,8 +1,19 @@
-import { constants, createHash, createHmac, createPrivateKey, privateDecrypt, publicEncrypt, sign, verify, X509Certificate, type KeyObject } from 'node:crypto';
+import {
+  constants,
+  createHash,
+  createHmac,
+  createPrivateKey,
+  privateDecrypt,
+  publicEncrypt,
+  sign,
+  verify,
+  X509Certificate,
+  type KeyObject,
+} from 'node:crypto';
 import { VisorError } from '../../core/errors.js';
 
 /**
- * The keys of a bundle (euca2ools/bundle/manifest.py, commands/bundle/mixins.py):
+ * The keys of a bundle (as euca2ools' bundle manifest writer and its bundle command mixins make them):
  * - AES-128-CBC key and IV, each written as 32 lower-case hex characters; the hex *text* (not
  *   the 16 bytes) is what gets RSA-encrypted, with PKCS#1 v1.5 padding, once for the cloud's
  *   certificate (ec2_encrypted_*) and once for the user's (user_encrypted_*);
@@ -26,7 +37,11 @@ function certificate(pem: string, what: string): X509Certificate {
 }
 
 /** Loads and cross-checks the three PEMs: the private key must belong to the user certificate. */
-export function loadBundleIdentity(pems: { userCertificate: string; userPrivateKey: string; cloudCertificate: string }): BundleIdentity {
+export function loadBundleIdentity(pems: {
+  userCertificate: string;
+  userPrivateKey: string;
+  cloudCertificate: string;
+}): BundleIdentity {
   const userCertificate = certificate(pems.userCertificate, 'userCertificate');
   const cloudCertificate = certificate(pems.cloudCertificate, 'cloudCertificate');
   let userPrivateKey: KeyObject;
@@ -40,9 +55,11 @@ export function loadBundleIdentity(pems: { userCertificate: string; userPrivateK
     ['userCertificate', userCertificate.publicKey],
     ['cloudCertificate', cloudCertificate.publicKey],
   ] as const) {
-    if (key.asymmetricKeyType !== 'rsa') throw new VisorError('config', `eucalyptus: ${what} must be an RSA key (bundles use RSA PKCS#1 v1.5)`);
+    if (key.asymmetricKeyType !== 'rsa')
+      throw new VisorError('config', `eucalyptus: ${what} must be an RSA key (bundles use RSA PKCS#1 v1.5)`);
   }
-  if (!userCertificate.checkPrivateKey(userPrivateKey)) throw new VisorError('config', 'eucalyptus: userPrivateKey does not belong to userCertificate');
+  if (!userCertificate.checkPrivateKey(userPrivateKey))
+    throw new VisorError('config', 'eucalyptus: userPrivateKey does not belong to userCertificate');
   return { userCertificate, userPrivateKey, cloudCertificate };
 }
 
@@ -56,8 +73,12 @@ const derivationLabel = 'visor-eucalyptus-bundle-v1';
  * change of the plaintext (other content, file name, gzip level) gives another key and IV.
  */
 export function deriveBundleKey(privateKey: KeyObject, plaintextId: readonly string[]): { key: string; iv: string } {
-  const secret = createHash('sha256').update(privateKey.export({ type: 'pkcs8', format: 'der' })).digest();
-  const okm = createHmac('sha256', secret).update([derivationLabel, ...plaintextId].join('\0')).digest('hex');
+  const secret = createHash('sha256')
+    .update(privateKey.export({ type: 'pkcs8', format: 'der' }))
+    .digest();
+  const okm = createHmac('sha256', secret)
+    .update([derivationLabel, ...plaintextId].join('\0'))
+    .digest('hex');
   return { key: okm.slice(0, 32), iv: okm.slice(32, 64) };
 }
 
@@ -74,7 +95,11 @@ export function rsaEncryptHex(certificateOrKey: X509Certificate | KeyObject, tex
  * checked (32 hex digits) and a failure says nothing beyond "cannot decrypt".
  */
 export function rsaDecryptHex(privateKey: KeyObject, hex: string, what: string): string {
-  const fail = () => new VisorError('integrity', `eucalyptus: the manifest's ${what} cannot be decrypted with this private key (bundled for another certificate?)`);
+  const fail = () =>
+    new VisorError(
+      'integrity',
+      `eucalyptus: the manifest's ${what} cannot be decrypted with this private key (bundled for another certificate?)`,
+    );
   let block: Buffer;
   try {
     block = privateDecrypt({ key: privateKey, padding: constants.RSA_NO_PADDING }, Buffer.from(hex, 'hex'));
@@ -92,10 +117,21 @@ export function rsaDecryptHex(privateKey: KeyObject, hex: string, what: string):
 
 /** Hex RSA-SHA1 signature of the manifest's signed portion. */
 export function signManifestText(privateKey: KeyObject, text: string): string {
-  return sign('sha1', Buffer.from(text, 'utf8'), { key: privateKey, padding: constants.RSA_PKCS1_PADDING }).toString('hex');
+  return sign('sha1', Buffer.from(text, 'utf8'), { key: privateKey, padding: constants.RSA_PKCS1_PADDING }).toString(
+    'hex',
+  );
 }
 
-export function verifyManifestText(certificateOrKey: X509Certificate | KeyObject, text: string, signatureHex: string): boolean {
+export function verifyManifestText(
+  certificateOrKey: X509Certificate | KeyObject,
+  text: string,
+  signatureHex: string,
+): boolean {
   const key = certificateOrKey instanceof X509Certificate ? certificateOrKey.publicKey : certificateOrKey;
-  return verify('sha1', Buffer.from(text, 'utf8'), { key, padding: constants.RSA_PKCS1_PADDING }, Buffer.from(signatureHex, 'hex'));
+  return verify(
+    'sha1',
+    Buffer.from(text, 'utf8'),
+    { key, padding: constants.RSA_PKCS1_PADDING },
+    Buffer.from(signatureHex, 'hex'),
+  );
 }

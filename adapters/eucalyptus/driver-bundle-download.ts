@@ -48,7 +48,10 @@ export function openUnbundled(request: UnbundleRequest): { stream: Readable; siz
       }
       const actual = sha1.digest('hex');
       if (actual !== part.digest['#text']) {
-        throw new VisorError('integrity', `eucalyptus: bundle part ${part.filename} has SHA1 ${actual}, the manifest says ${part.digest['#text']}`);
+        throw new VisorError(
+          'integrity',
+          `eucalyptus: bundle part ${part.filename} has SHA1 ${actual}, the manifest says ${part.digest['#text']}`,
+        );
       }
     }
   }
@@ -62,7 +65,14 @@ export function openUnbundled(request: UnbundleRequest): { stream: Readable; siz
     flush(callback: TransformCallback) {
       const actual = tarSha1.digest('hex');
       const expected = manifest.image.digest['#text'];
-      callback(actual === expected ? null : new VisorError('integrity', `eucalyptus: the unbundled tar stream has SHA1 ${actual}, the manifest says ${expected}`));
+      callback(
+        actual === expected
+          ? null
+          : new VisorError(
+              'integrity',
+              `eucalyptus: the unbundled tar stream has SHA1 ${actual}, the manifest says ${expected}`,
+            ),
+      );
     },
   });
   const extract = tarExtract();
@@ -73,12 +83,20 @@ export function openUnbundled(request: UnbundleRequest): { stream: Readable; siz
     entry.on('error', () => undefined); // destroyed with the extract's error, reported by the pipeline
     if (members > 1 || header.type !== 'file') {
       entry.resume();
-      entry.on('end', () => next(members > 1 ? new VisorError('invalidResponse', 'eucalyptus: the bundle holds more than one file') : undefined));
+      entry.on('end', () =>
+        next(
+          members > 1
+            ? new VisorError('invalidResponse', 'eucalyptus: the bundle holds more than one file')
+            : undefined,
+        ),
+      );
       return;
     }
     if (header.size !== size) {
       entry.resume();
-      next(new VisorError('integrity', `eucalyptus: the bundled file is ${header.size} bytes, the manifest says ${size}`));
+      next(
+        new VisorError('integrity', `eucalyptus: the bundled file is ${header.size} bytes, the manifest says ${size}`),
+      );
       return;
     }
     entry.on('data', (data: unknown) => {
@@ -98,7 +116,14 @@ export function openUnbundled(request: UnbundleRequest): { stream: Readable; siz
   // tar-stream's streams (streamx) re-emit the error they are destroyed with after the pipeline
   // has settled and stopped listening; the pipeline already reports the first error.
   extract.on('error', () => undefined);
-  pipeline(Readable.from(parts()), createDecipheriv('aes-128-cbc', Buffer.from(key, 'hex'), Buffer.from(iv, 'hex')), gunzip, verifyTar, extract, request.signal ? { signal: request.signal } : {})
+  pipeline(
+    Readable.from(parts()),
+    createDecipheriv('aes-128-cbc', Buffer.from(key, 'hex'), Buffer.from(iv, 'hex')),
+    gunzip,
+    verifyTar,
+    extract,
+    request.signal ? { signal: request.signal } : {},
+  )
     .then(() => {
       if (members === 0) throw new VisorError('integrity', 'eucalyptus: the bundle holds no file');
       output.end();
@@ -107,7 +132,11 @@ export function openUnbundled(request: UnbundleRequest): { stream: Readable; siz
       output.destroy(
         isVisorError(error)
           ? error
-          : new VisorError(request.signal?.aborted ? 'unavailable' : 'integrity', `eucalyptus: unbundling ${request.manifestKey} failed: ${(error as Error).message}`, { cause: error }),
+          : new VisorError(
+              request.signal?.aborted ? 'unavailable' : 'integrity',
+              `eucalyptus: unbundling ${request.manifestKey} failed: ${(error as Error).message}`,
+              { cause: error },
+            ),
       );
     });
   return { stream: output, size: end - start + 1 };

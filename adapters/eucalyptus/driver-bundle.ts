@@ -12,7 +12,7 @@ import type { StoredObject } from './client-walrus.js';
 /**
  * The streaming bundler: image -> tar (one member) -> SHA1 -> gzip -> AES-128-CBC -> parts,
  * each part sent to Walrus as soon as it is full, in one pass over the image (euca2ools runs
- * the same stages as processes: bundle/pipes/core.py and fittings.py). Memory is about
+ * the same stages as processes: the core pipes and fittings of its bundler). Memory is about
  * partSize × concurrency, whatever the image's size; nothing is written to disk.
  *
  * The same pass computes md5/sha256/sha512 of the image (checked against what the caller
@@ -101,12 +101,21 @@ export async function bundleAndUpload(request: BundleRequest): Promise<BundleRes
         callback(null, chunk);
       },
     });
-    const imageSide = pipeline(request.source, sizeGuard, digest, progress, entry, { signal: controller.signal }).then(() => {
-      pack.finalize();
-    });
-    const bundleSide = pipeline(pack, tap(tarSha1), createGzip({ level: request.gzipLevel }), createCipheriv('aes-128-cbc', Buffer.from(request.key, 'hex'), Buffer.from(request.iv, 'hex')), writer, {
-      signal: controller.signal,
-    });
+    const imageSide = pipeline(request.source, sizeGuard, digest, progress, entry, { signal: controller.signal }).then(
+      () => {
+        pack.finalize();
+      },
+    );
+    const bundleSide = pipeline(
+      pack,
+      tap(tarSha1),
+      createGzip({ level: request.gzipLevel }),
+      createCipheriv('aes-128-cbc', Buffer.from(request.key, 'hex'), Buffer.from(request.iv, 'hex')),
+      writer,
+      {
+        signal: controller.signal,
+      },
+    );
     // The first failure is the cause; what the abort then breaks elsewhere is only its echo.
     let first: { error: unknown } | undefined;
     const fail = (error: unknown) => {
@@ -156,7 +165,11 @@ class SizeGuard extends Transform {
   override _transform(chunk: Buffer, _e: BufferEncoding, callback: TransformCallback): void {
     this.#seen += chunk.length;
     if (this.#seen > this.declared) {
-      this.failure = new VisorError('integrity', `content does not match: it is longer than the declared ${this.declared} bytes`, { details: { declared: this.declared } });
+      this.failure = new VisorError(
+        'integrity',
+        `content does not match: it is longer than the declared ${this.declared} bytes`,
+        { details: { declared: this.declared } },
+      );
       callback(this.failure);
       return;
     }
@@ -164,7 +177,11 @@ class SizeGuard extends Transform {
   }
   override _flush(callback: TransformCallback): void {
     if (this.#seen !== this.declared) {
-      this.failure = new VisorError('integrity', `content does not match: size is ${this.#seen} bytes, expected ${this.declared}`, { details: { declared: this.declared, actual: this.#seen } });
+      this.failure = new VisorError(
+        'integrity',
+        `content does not match: size is ${this.#seen} bytes, expected ${this.declared}`,
+        { details: { declared: this.declared, actual: this.#seen } },
+      );
       callback(this.failure);
       return;
     }
@@ -279,7 +296,11 @@ class PartWriter extends Writable {
         if (!reused) await this.#r.sink.put(key, body, md5, this.#signal);
         this.#parts.push({ index, filename, key, size: body.length, sha1, md5, reused });
       } catch (error) {
-        this.failure ??= isVisorError(error) ? error : new VisorError('unavailable', `eucalyptus: uploading ${filename} failed: ${(error as Error).message}`, { cause: error });
+        this.failure ??= isVisorError(error)
+          ? error
+          : new VisorError('unavailable', `eucalyptus: uploading ${filename} failed: ${(error as Error).message}`, {
+              cause: error,
+            });
         // Writers waiting for a buffer must see the failure, not hang.
         for (const waiter of this.#waiters.splice(0)) waiter.reject(this.failure);
       } finally {

@@ -34,7 +34,14 @@ import { openUnbundled } from './driver-bundle-download.js';
 import { buildManifest, parseManifest, type Manifest } from './mapper-manifest.js';
 import { EucalyptusClient } from './client.js';
 import { Ec2QueryClient, type Ec2Connection } from '../../core/wire/ec2/client.js';
-import { acceptedContainerFormats, acceptedDiskFormats, bundleNameOf, parseDescription, registrationOf, toCloudImage } from './mapper.js';
+import {
+  acceptedContainerFormats,
+  acceptedDiskFormats,
+  bundleNameOf,
+  parseDescription,
+  registrationOf,
+  toCloudImage,
+} from './mapper.js';
 import type { Ec2Image } from '../../core/wire/ec2/schema.js';
 import type { BundleAcl } from './schema.js';
 import { splitLocation, WalrusBundles } from './client-walrus.js';
@@ -103,7 +110,8 @@ export class EucalyptusDriver implements IaasDriver {
       acl: options.acl,
       createBucket: options.createBucket,
       // AWS needs the region of a new bucket outside us-east-1; Walrus and the like take none.
-      locationConstraint: options.s3.endpoint === undefined && options.s3.region !== 'us-east-1' ? options.s3.region : undefined,
+      locationConstraint:
+        options.s3.endpoint === undefined && options.s3.region !== 'us-east-1' ? options.s3.region : undefined,
       logger: this.#logger,
     });
   }
@@ -183,8 +191,7 @@ export class EucalyptusDriver implements IaasDriver {
 
   async create(request: CreateRequest): Promise<CloudImage> {
     this.#open();
-    const { image, markers, content } = request;
-    checkFormats('eucalyptus', this.capabilities, content, 'convert to raw first');
+    checkFormats('eucalyptus', this.capabilities, request.content, 'convert to raw first');
     const deadline = new Deadline(request.timeoutMs, request.signal);
     try {
       return await this.#create(request, deadline);
@@ -198,13 +205,23 @@ export class EucalyptusDriver implements IaasDriver {
     const signal = deadline.signal;
     const tags = await this.#client.tagsSupported({ signal });
     // Everything that can be refused is refused before anything is sent.
-    const registration = registrationOf(image, markers, content.diskFormat, { kernelId: this.#o.kernelId, ramdiskId: this.#o.ramdiskId, tags });
+    const registration = registrationOf(image, markers, content.diskFormat, {
+      kernelId: this.#o.kernelId,
+      ramdiskId: this.#o.ramdiskId,
+      tags,
+    });
     this.#client.checkMetadata(image, markers, tags);
     const name = bundleNameOf(markers);
     const keyPrefix = this.#o.prefix;
     const manifestKey = `${keyPrefix}${name}.manifest.xml`;
     const location = `${this.#o.bucket}/${manifestKey}`;
-    const { key, iv } = deriveBundleKey(this.#o.identity.userPrivateKey, [markers.agent, markers.imageId, markers.sha256, name, String(this.#o.gzipLevel)]);
+    const { key, iv } = deriveBundleKey(this.#o.identity.userPrivateKey, [
+      markers.agent,
+      markers.imageId,
+      markers.sha256,
+      name,
+      String(this.#o.gzipLevel),
+    ]);
     let bundle: BundleResult | undefined;
     let imageId: string | undefined;
     let phase = 'bundling and uploading';
@@ -229,7 +246,12 @@ export class EucalyptusDriver implements IaasDriver {
         logger: this.#logger,
       });
       const reused = bundle.parts.filter((p) => p.reused).length;
-      this.#logger.info('eucalyptus: bundle uploaded', { name, parts: bundle.parts.length, reused, bytes: bundle.bundledSize });
+      this.#logger.info('eucalyptus: bundle uploaded', {
+        name,
+        parts: bundle.parts.length,
+        reused,
+        bytes: bundle.bundledSize,
+      });
       phase = 'verifying the parts in walrus';
       await this.#verifyParts(bundle, name, signal);
       phase = 'writing the manifest';
@@ -252,7 +274,13 @@ export class EucalyptusDriver implements IaasDriver {
         this.#o.identity,
       );
       const manifestBody = Buffer.from(manifest, 'utf8');
-      await this.#walrus.put(manifestKey, manifestBody, createHash('md5').update(manifestBody).digest('hex'), signal, 'text/xml');
+      await this.#walrus.put(
+        manifestKey,
+        manifestBody,
+        createHash('md5').update(manifestBody).digest('hex'),
+        signal,
+        'text/xml',
+      );
       phase = 'registering';
       const registered = await this.#client.register(registration, location, { signal });
       imageId = registered.imageId;
@@ -280,7 +308,9 @@ export class EucalyptusDriver implements IaasDriver {
     this.#open();
     const current = await this.#client.image(nativeId, options);
     checkClaim(nativeId, toCloudImage(current).markers, options.claim, 'update');
-    const hiddenAt = EucalyptusClient.hiddenAt(current) ?? (parseDescription(current.description).hidden ? this.#now().toISOString() : undefined);
+    const hiddenAt =
+      EucalyptusClient.hiddenAt(current) ??
+      (parseDescription(current.description).hidden ? this.#now().toISOString() : undefined);
     await this.#client.writeMetadata(current, image, markers, hiddenAt, options);
     // A hidden image stays private whatever the catalog says: un-hiding is a new create.
     const access = hiddenAt !== undefined ? 'private' : image.access === 'public' ? 'public' : 'private';
@@ -326,15 +356,30 @@ export class EucalyptusDriver implements IaasDriver {
     await this.#deleteBundleOf(image);
   }
 
-  async download(nativeId: string, options: DriverCallOptions & { range?: ByteRange } = {}): Promise<{ stream: Readable; size?: number }> {
+  async download(
+    nativeId: string,
+    options: DriverCallOptions & { range?: ByteRange } = {},
+  ): Promise<{ stream: Readable; size?: number }> {
     this.#open();
     const image = await this.#client.image(nativeId, options);
     const where = image.location !== undefined ? splitLocation(image.location) : undefined;
-    if (!where || !where.key.endsWith('.manifest.xml')) {
-      throw new VisorError('unsupported', `eucalyptus: image ${nativeId} is not an S3 bundle (location ${image.location ?? 'none'}); only bundled images can be downloaded`);
+    if (!where?.key.endsWith('.manifest.xml')) {
+      throw new VisorError(
+        'unsupported',
+        `eucalyptus: image ${nativeId} is not an S3 bundle (location ${image.location ?? 'none'}); ` +
+          `only bundled images can be downloaded`,
+      );
     }
     const manifest = await this.#manifest(where.bucket, where.key, options.signal);
-    const { stream, size } = openUnbundled({ walrus: this.#walrus, bucket: where.bucket, manifestKey: where.key, manifest, identity: this.#o.identity, range: options.range, signal: options.signal });
+    const { stream, size } = openUnbundled({
+      walrus: this.#walrus,
+      bucket: where.bucket,
+      manifestKey: where.key,
+      manifest,
+      identity: this.#o.identity,
+      range: options.range,
+      signal: options.signal,
+    });
     return { stream, size };
   }
 
@@ -372,14 +417,21 @@ export class EucalyptusDriver implements IaasDriver {
     for (const part of bundle.parts) {
       const object = stored.get(part.key);
       if (!object) problems.push(`${part.filename} is missing`);
-      else if (object.size !== part.size) problems.push(`${part.filename} is ${object.size} bytes, ${part.size} were sent`);
-      else if (object.etag !== part.md5) problems.push(`${part.filename} has ETag ${object.etag}, the part's MD5 is ${part.md5}`);
+      else if (object.size !== part.size)
+        problems.push(`${part.filename} is ${object.size} bytes, ${part.size} were sent`);
+      else if (object.etag !== part.md5)
+        problems.push(`${part.filename} has ETag ${object.etag}, the part's MD5 is ${part.md5}`);
     }
     // Parts past the last one (from an earlier bundle of other content under this name cannot
     // exist: the name carries the content hash) are removed so the bundle is exactly the manifest's.
     const extra = [...stored.keys()].filter((k) => !bundle.parts.some((p) => p.key === k));
     if (extra.length > 0) await this.#walrus.delete(extra);
-    if (problems.length > 0) throw new VisorError('integrity', `eucalyptus: the bundle in walrus does not match what was sent: ${problems.slice(0, 5).join('; ')}`, { details: { problems } });
+    if (problems.length > 0)
+      throw new VisorError(
+        'integrity',
+        `eucalyptus: the bundle in walrus does not match what was sent: ${problems.slice(0, 5).join('; ')}`,
+        { details: { problems } },
+      );
   }
 
   async #waitAvailable(imageId: string, signal: AbortSignal, onState: (state: string) => void): Promise<Ec2Image> {
@@ -419,11 +471,23 @@ export class EucalyptusDriver implements IaasDriver {
       const keys = [...stored.keys()].filter((k) => !keepParts || k.endsWith('.manifest.xml'));
       const errors = await this.#walrus.delete(keys);
       if (errors.length > 0) throw errors[0];
-      if (keepParts) this.#logger.warn('eucalyptus: bundle parts kept in walrus for the retry of a failed create', { name, reason: cause.message });
-      else if (keys.length > 0) this.#logger.warn('eucalyptus: bundle removed after a failed create', { name, objects: keys.length, reason: cause.message });
+      if (keepParts)
+        this.#logger.warn('eucalyptus: bundle parts kept in walrus for the retry of a failed create', {
+          name,
+          reason: cause.message,
+        });
+      else if (keys.length > 0)
+        this.#logger.warn('eucalyptus: bundle removed after a failed create', {
+          name,
+          objects: keys.length,
+          reason: cause.message,
+        });
     } catch (error) {
       // A retry of the same create finds these parts and does not send them again.
-      this.#logger.error('eucalyptus: bundle objects left in walrus after a failed create', { name, error: (error as Error).message });
+      this.#logger.error('eucalyptus: bundle objects left in walrus after a failed create', {
+        name,
+        error: (error as Error).message,
+      });
     }
     return failure;
   }
@@ -432,7 +496,10 @@ export class EucalyptusDriver implements IaasDriver {
   async #deleteBundleOf(image: Ec2Image): Promise<void> {
     const where = image.location !== undefined ? splitLocation(image.location) : undefined;
     if (!where || where.bucket !== this.#o.bucket || !where.key.endsWith('.manifest.xml')) {
-      this.#logger.info('eucalyptus: the bundle is not in the adapter\'s bucket and was left alone', { nativeId: image.id, location: image.location });
+      this.#logger.info("eucalyptus: the bundle is not in the adapter's bucket and was left alone", {
+        nativeId: image.id,
+        location: image.location,
+      });
       return;
     }
     const folder = where.key.slice(0, where.key.lastIndexOf('/') + 1);
@@ -448,7 +515,12 @@ export class EucalyptusDriver implements IaasDriver {
     // Parts named as this adapter names them, even those a broken manifest does not list.
     keys.push(...[...(await this.#walrus.list(`${folder}${stem}.part.`)).keys()], where.key);
     const errors = await this.#walrus.delete([...new Set(keys)]);
-    if (errors.length > 0) throw new VisorError(errors[0]!.kind, `eucalyptus: image ${image.id} is deregistered but ${errors.length} bundle object(s) could not be deleted: ${errors[0]!.message}`);
+    if (errors.length > 0)
+      throw new VisorError(
+        errors[0]!.kind,
+        `eucalyptus: image ${image.id} is deregistered but ${errors.length} bundle object(s) ` +
+          `could not be deleted: ${errors[0]!.message}`,
+      );
     this.#logger.info('eucalyptus: bundle deleted', { nativeId: image.id, objects: new Set(keys).size });
   }
 

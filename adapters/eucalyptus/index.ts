@@ -12,12 +12,17 @@ export type { Ec2QueryClient, Ec2Connection, DescribeImagesQuery } from '../../c
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const pem = (what: string) => z.string().min(1).describe(`${what}: PEM text, or a PEM file (relative to the data directory)`);
+const pem = (what: string) =>
+  z.string().min(1).describe(`${what}: PEM text, or a PEM file (relative to the data directory)`);
 const endpoint = (example: string) => z.url({ protocol: /^https?$/, error: `must be an http(s) URL, e.g. ${example}` });
 
 export const eucalyptusOptionsSchema = z.strictObject({
-  ec2Endpoint: endpoint('http://clc:8773/services/compute').optional().describe('EC2 Query endpoint with its path; omit for AWS'),
-  s3Endpoint: endpoint('http://clc:8773/services/objectstorage').optional().describe('Walrus / Object Storage Gateway with its path (path-style); omit for AWS'),
+  ec2Endpoint: endpoint('http://clc:8773/services/compute')
+    .optional()
+    .describe('EC2 Query endpoint with its path; omit for AWS'),
+  s3Endpoint: endpoint('http://clc:8773/services/objectstorage')
+    .optional()
+    .describe('Walrus / Object Storage Gateway with its path (path-style); omit for AWS'),
   region: z.string().min(1).default('eucalyptus').describe('signing region of both services (AWS: the region)'),
   s3Region: z.string().min(1).optional().describe('signing region of the S3 side when it differs'),
   accessKeyId: z.string().min(1),
@@ -25,24 +30,47 @@ export const eucalyptusOptionsSchema = z.strictObject({
   sessionToken: z.string().min(1).optional(),
   signatureVersion: z.enum(['v4', 'v2']).default('v4').describe('EC2 Query signature: v4, or v2 for old Eucalyptus'),
   signatureMethod: z.enum(['HmacSHA256', 'HmacSHA1']).default('HmacSHA256').describe('v2 only'),
-  apiVersion: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'must be an EC2 API version such as 2010-08-31').optional().describe('EC2 Version parameter; default: the SDK\'s'),
-  caBundle: pem('extra CAs to trust for https endpoints').optional(),
-  accountId: z.string().regex(/^\d{12}$/, 'must be the 12-digit account id (euca-describe-accounts, or the AWS account number)'),
-  bucket: z.string().regex(bucketPattern, 'must be a bucket name (3-255 letters, digits, ".", "_", "-")').describe('where bundles go'),
-  prefix: z
+  apiVersion: z
     .string()
-    .default('')
-    .superRefine(refinePrefix)
-    .describe('key prefix of bundles, e.g. "bundles/"'),
-  acl: z.enum(bundleAcls).default('aws-exec-read').describe('canned ACL of bundle objects (euca2ools: aws-exec-read); none sends no ACL'),
+    .regex(/^\d{4}-\d{2}-\d{2}$/, 'must be an EC2 API version such as 2010-08-31')
+    .optional()
+    .describe("EC2 Version parameter; default: the SDK's"),
+  caBundle: pem('extra CAs to trust for https endpoints').optional(),
+  accountId: z
+    .string()
+    .regex(/^\d{12}$/, 'must be the 12-digit account id (euca-describe-accounts, or the AWS account number)'),
+  bucket: z
+    .string()
+    .regex(bucketPattern, 'must be a bucket name (3-255 letters, digits, ".", "_", "-")')
+    .describe('where bundles go'),
+  prefix: z.string().default('').superRefine(refinePrefix).describe('key prefix of bundles, e.g. "bundles/"'),
+  acl: z
+    .enum(bundleAcls)
+    .default('aws-exec-read')
+    .describe('canned ACL of bundle objects (euca2ools: aws-exec-read); none sends no ACL'),
   createBucket: z.boolean().default(true).describe('create the bucket on the first upload when it is missing'),
-  userCertificate: pem('the user\'s X.509 certificate'),
-  userPrivateKey: pem('the user\'s RSA private key (signs manifests, decrypts downloads)'),
-  cloudCertificate: pem('the cloud\'s X.509 certificate (cloud-cert.pem)'),
-  partSize: z.number().int().min(64 * KiB, 'must be at least 64 KiB').max(5 * 1024 * MiB, 'must be at most 5 GiB (one PutObject)').default(10 * MiB).describe('bytes per bundle part (euca2ools: 10 MiB)'),
+  userCertificate: pem("the user's X.509 certificate"),
+  userPrivateKey: pem("the user's RSA private key (signs manifests, decrypts downloads)"),
+  cloudCertificate: pem("the cloud's X.509 certificate (cloud-cert.pem)"),
+  partSize: z
+    .number()
+    .int()
+    .min(64 * KiB, 'must be at least 64 KiB')
+    .max(5 * 1024 * MiB, 'must be at most 5 GiB (one PutObject)')
+    .default(10 * MiB)
+    .describe('bytes per bundle part (euca2ools: 10 MiB)'),
   concurrency: z.number().int().min(1).max(32).default(4).describe('parts in memory and in flight at once'),
-  gzipLevel: z.number().int().min(0).max(9).default(6).describe('gzip level of the bundle (gzip\'s default: 6; 0 stores, fastest for incompressible images)'),
-  keepPartsForRetry: z.boolean().default(true).describe('after a retryable failure, keep the parts sent so far for the retry'),
+  gzipLevel: z
+    .number()
+    .int()
+    .min(0)
+    .max(9)
+    .default(6)
+    .describe("gzip level of the bundle (gzip's default: 6; 0 stores, fastest for incompressible images)"),
+  keepPartsForRetry: z
+    .boolean()
+    .default(true)
+    .describe('after a retryable failure, keep the parts sent so far for the retry'),
   timeouts: z
     .strictObject({
       request: seconds(3600).default(60).describe('seconds one EC2 request may stay silent'),
@@ -50,19 +78,44 @@ export const eucalyptusOptionsSchema = z.strictObject({
     })
     .default({ request: 60 }),
   pollInterval: seconds(600).default(5).describe('seconds between state checks while waiting'),
-  maxAttempts: z.number().int().min(1).max(10).default(3).describe('attempts per request (throttling and 5xx are retried)'),
-  tagsSupported: z.union([z.literal('auto'), z.boolean()]).default('auto').describe('auto: detected; false: markers in the Description'),
+  maxAttempts: z
+    .number()
+    .int()
+    .min(1)
+    .max(10)
+    .default(3)
+    .describe('attempts per request (throttling and 5xx are retried)'),
+  tagsSupported: z
+    .union([z.literal('auto'), z.boolean()])
+    .default('auto')
+    .describe('auto: detected; false: markers in the Description'),
   maxTags: z.number().int().min(6).max(50).default(50).describe('tags per image the cloud keeps (10 on old clouds)'),
-  pageSize: z.number().int().min(5).max(1000).optional().describe('DescribeImages MaxResults (AWS); unset for Eucalyptus'),
-  kernelId: z.string().regex(/^[ae]ki-[0-9a-f]{8,17}$/, 'must be a kernel image id (eki-… or aki-…)').optional().describe('kernel of ami (paravirtual) images'),
-  ramdiskId: z.string().regex(/^[ae]ri-[0-9a-f]{8,17}$/, 'must be a ramdisk image id (eri-… or ari-…)').optional().describe('ramdisk of ami (paravirtual) images'),
+  pageSize: z
+    .number()
+    .int()
+    .min(5)
+    .max(1000)
+    .optional()
+    .describe('DescribeImages MaxResults (AWS); unset for Eucalyptus'),
+  kernelId: z
+    .string()
+    .regex(/^[ae]ki-[0-9a-f]{8,17}$/, 'must be a kernel image id (eki-… or aki-…)')
+    .optional()
+    .describe('kernel of ami (paravirtual) images'),
+  ramdiskId: z
+    .string()
+    .regex(/^[ae]ri-[0-9a-f]{8,17}$/, 'must be a ramdisk image id (eri-… or ari-…)')
+    .optional()
+    .describe('ramdisk of ami (paravirtual) images'),
 });
 export type EucalyptusOptions = z.infer<typeof eucalyptusOptionsSchema>;
 
 export const eucalyptusPlugin = definePlugin({
   id: 'eucalyptus',
   kind: 'iaas',
-  description: 'Eucalyptus and AWS-compatible EC2: images bundled (EC2 AMI bundle) into Walrus/S3 and registered over the EC2 Query API',
+  description:
+    'Eucalyptus and AWS-compatible EC2: images bundled (EC2 AMI bundle) ' +
+    'into Walrus/S3 and registered over the EC2 Query API',
   optionsSchema: eucalyptusOptionsSchema,
   create: async (options, context) => {
     context.secrets.add(options.secretAccessKey);

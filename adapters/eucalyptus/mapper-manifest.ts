@@ -7,7 +7,7 @@ import { manifestSchema, type ParsedManifest } from './schema.js';
 
 /**
  * The bundle manifest, EC2 AMI tools format `<version>2007-10-10</version>`, element for
- * element as euca2ools writes it (bundle/manifest.py, commands/bundle/bundleimage.py) and as the
+ * element as euca2ools writes it (its bundle manifest writer and its bundle-image command) and as the
  * real euca-tools manifest in test/fixtures/eucalyptus-ec2/bundle-manifests has it:
  *
  *   manifest/version, bundler/{name,version,release},
@@ -47,7 +47,8 @@ export interface ManifestInput {
   bundlerVersion: string;
 }
 
-const escapeXml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const escapeXml = (text: string) =>
+  text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const el = (name: string, content: string, attributes = '') => `<${name}${attributes}>${content}</${name}>`;
 const sha1Attr = ' algorithm="SHA1"';
 const aesAttr = ' algorithm="AES-128-CBC"';
@@ -60,7 +61,11 @@ export function buildManifest(input: ManifestInput, identity: BundleIdentity): s
       (input.kernelId !== undefined ? el('kernel_id', escapeXml(input.kernelId)) : '') +
       (input.ramdiskId !== undefined ? el('ramdisk_id', escapeXml(input.ramdiskId)) : ''),
   );
-  const parts = input.parts.map((part, index) => el('part', el('filename', escapeXml(part.filename)) + el('digest', part.sha1, sha1Attr), ` index="${index}"`)).join('');
+  const parts = input.parts
+    .map((part, index) =>
+      el('part', el('filename', escapeXml(part.filename)) + el('digest', part.sha1, sha1Attr), ` index="${index}"`),
+    )
+    .join('');
   const image = el(
     'image',
     el('name', escapeXml(input.name)) +
@@ -76,8 +81,13 @@ export function buildManifest(input: ManifestInput, identity: BundleIdentity): s
       el('parts', parts, ` count="${input.parts.length}"`),
   );
   const signed = machine + image;
-  const bundler = el('bundler', el('name', 'visor') + el('version', escapeXml(input.bundlerVersion)) + el('release', '0'));
-  return `<?xml version="1.0" encoding="UTF-8"?>${el('manifest', el('version', '2007-10-10') + bundler + signed + el('signature', signManifestText(identity.userPrivateKey, signed)))}`;
+  const bundler = el(
+    'bundler',
+    el('name', 'visor') + el('version', escapeXml(input.bundlerVersion)) + el('release', '0'),
+  );
+  const signature = el('signature', signManifestText(identity.userPrivateKey, signed));
+  const manifest = el('manifest', el('version', '2007-10-10') + bundler + signed + signature);
+  return `<?xml version="1.0" encoding="UTF-8"?>${manifest}`;
 }
 
 /** The bytes the signature covers: from <machine_configuration> to </image>, as in the document. */
@@ -94,7 +104,7 @@ const parser = new XMLParser({
   parseTagValue: false,
   parseAttributeValue: false,
   trimValues: true,
-  isArray: (name, path) => path === 'manifest.image.parts.part',
+  isArray: (_name, path) => path === 'manifest.image.parts.part',
   processEntities: true,
 });
 
@@ -109,12 +119,22 @@ export function parseManifest(xml: string, where: string): Manifest {
   try {
     document = parser.parse(xml, true);
   } catch (error) {
-    throw new VisorError('invalidResponse', `eucalyptus: the manifest ${where} is not well-formed XML (${(error as Error).message.split('\n')[0]})`);
+    throw new VisorError(
+      'invalidResponse',
+      `eucalyptus: the manifest ${where} is not well-formed XML (${(error as Error).message.split('\n')[0]})`,
+    );
   }
   const result = manifestSchema.safeParse(document);
   if (!result.success) {
     const issues = zodIssues(result.error);
-    throw new VisorError('invalidResponse', `eucalyptus: the manifest ${where} is malformed: ${issues.slice(0, 5).map((i) => `${i.path}: ${i.message}`).join('; ')}`, { details: { issues } });
+    throw new VisorError(
+      'invalidResponse',
+      `eucalyptus: the manifest ${where} is malformed: ${issues
+        .slice(0, 5)
+        .map((i) => `${i.path}: ${i.message}`)
+        .join('; ')}`,
+      { details: { issues } },
+    );
   }
   const manifest = result.data.manifest;
   const parts = [...manifest.image.parts.part].sort((a, b) => a['@_index'] - b['@_index']);
@@ -122,6 +142,7 @@ export function parseManifest(xml: string, where: string): Manifest {
     throw new VisorError('invalidResponse', `eucalyptus: the manifest ${where} lists parts that are not 0..count-1`);
   }
   const signed = signedPortion(xml);
-  if (signed === undefined) throw new VisorError('invalidResponse', `eucalyptus: the manifest ${where} has no signed portion`);
+  if (signed === undefined)
+    throw new VisorError('invalidResponse', `eucalyptus: the manifest ${where} has no signed portion`);
   return { ...manifest, image: { ...manifest.image, parts: { ...manifest.image.parts, part: parts } }, signed };
 }

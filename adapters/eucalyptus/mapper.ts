@@ -33,7 +33,9 @@ const reservedTagPrefixes = ['visor:', 'aws:', 'euca:'];
 
 /** Tags that are custom properties: anything the adapter does not use itself. */
 export function isPropertyTag(key: string): boolean {
-  return key !== nameTagKey && key !== 'description' && !reservedTagPrefixes.some((p) => key.toLowerCase().startsWith(p));
+  return (
+    key !== nameTagKey && key !== 'description' && !reservedTagPrefixes.some((p) => key.toLowerCase().startsWith(p))
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -60,8 +62,22 @@ export function stateOf(state: Ec2ImageState): CloudImageState {
   }
 }
 
-const architectureByEc2: Readonly<Record<string, Architecture>> = { i386: 'i386', x86_64: 'x86_64', arm64: 'aarch64', armhf: 'armv7l', ppc64: 'ppc64', ppc64le: 'ppc64le' };
-const ec2ByArchitecture: Readonly<Partial<Record<Architecture, string>>> = { i386: 'i386', x86_64: 'x86_64', aarch64: 'arm64', armv7l: 'armhf', ppc64: 'ppc64', ppc64le: 'ppc64le' };
+const architectureByEc2: Readonly<Record<string, Architecture>> = {
+  i386: 'i386',
+  x86_64: 'x86_64',
+  arm64: 'aarch64',
+  armhf: 'armv7l',
+  ppc64: 'ppc64',
+  ppc64le: 'ppc64le',
+};
+const ec2ByArchitecture: Readonly<Partial<Record<Architecture, string>>> = {
+  i386: 'i386',
+  x86_64: 'x86_64',
+  aarch64: 'arm64',
+  armv7l: 'armhf',
+  ppc64: 'ppc64',
+  ppc64le: 'ppc64le',
+};
 
 export function architectureOf(ec2: string | undefined): Architecture | undefined {
   return ec2 === undefined ? undefined : architectureByEc2[ec2];
@@ -69,12 +85,20 @@ export function architectureOf(ec2: string | undefined): Architecture | undefine
 
 export function ec2ArchitectureOf(architecture: Architecture): string {
   const ec2 = ec2ByArchitecture[architecture];
-  if (ec2 === undefined) throw new VisorError('unsupported', `eucalyptus: EC2 has no architecture for ${architecture} (i386, x86_64, aarch64 as arm64; armv7l, ppc64, ppc64le on Eucalyptus)`);
+  if (ec2 === undefined)
+    throw new VisorError(
+      'unsupported',
+      `eucalyptus: EC2 has no architecture for ${architecture} (i386, ` +
+        `x86_64, aarch64 as arm64; armv7l, ppc64, ppc64le on Eucalyptus)`,
+    );
   return ec2;
 }
 
 /** Disk and container format a cloud image holds, from its type and virtualization. */
-export function formatsOf(image: Pick<Ec2Image, 'type' | 'virtualizationType' | 'rootDeviceType'>): { diskFormat?: DiskFormat; containerFormat?: ContainerFormat } {
+export function formatsOf(image: Pick<Ec2Image, 'type' | 'virtualizationType' | 'rootDeviceType'>): {
+  diskFormat?: DiskFormat;
+  containerFormat?: ContainerFormat;
+} {
   if (image.type === 'kernel') return { diskFormat: 'aki', containerFormat: 'aki' };
   if (image.type === 'ramdisk') return { diskFormat: 'ari', containerFormat: 'ari' };
   // EBS-backed images are snapshots, not bundles of a disk file: no generic format describes them.
@@ -98,9 +122,12 @@ export function encodeMeta(image: Pick<Image, 'os' | 'minDisk' | 'minRam' | 'vir
   return params.toString();
 }
 
-const count = (value: string | null): number | undefined => (value !== null && /^\d{1,15}$/.test(value) ? Number(value) : undefined);
+const count = (value: string | null): number | undefined =>
+  value !== null && /^\d{1,15}$/.test(value) ? Number(value) : undefined;
 
-export function decodeMeta(value: string | undefined): Pick<CloudImage['metadata'], 'os' | 'minDisk' | 'minRam' | 'virtualSize' | 'tags'> {
+export function decodeMeta(
+  value: string | undefined,
+): Pick<CloudImage['metadata'], 'os' | 'minDisk' | 'minRam' | 'virtualSize' | 'tags'> {
   if (value === undefined) return {};
   const params = new URLSearchParams(value);
   const os: OsInfo = {};
@@ -193,7 +220,9 @@ export function toCloudImage(image: Ec2Image, extras: ReadExtras = {}): CloudIma
       ...decodeMeta(image.tags[metaTagKey]),
       properties,
     },
-    ...(image.createdAt !== undefined && !Number.isNaN(Date.parse(image.createdAt)) ? { createdAt: new Date(image.createdAt).toISOString() } : {}),
+    ...(image.createdAt !== undefined && !Number.isNaN(Date.parse(image.createdAt))
+      ? { createdAt: new Date(image.createdAt).toISOString() }
+      : {}),
   };
 }
 
@@ -254,10 +283,19 @@ export const acceptedDiskFormats: readonly DiskFormat[] = ['raw', 'ami', 'aki', 
 export const acceptedContainerFormats: readonly ContainerFormat[] = ['bare', 'ami', 'aki', 'ari'];
 
 /** How a generic image is registered; refuses (before anything is created) what EC2 cannot take. */
-export function registrationOf(image: Image, markers: Markers, diskFormat: DiskFormat, options: RegistrationOptions): Registration {
+export function registrationOf(
+  image: Image,
+  markers: Markers,
+  diskFormat: DiskFormat,
+  options: RegistrationOptions,
+): Registration {
   const architecture = ec2ArchitectureOf(image.architecture);
   const description = descriptionOf(image, markers, options.tags, false);
-  const base = { ec2Name: ec2NameOf(image, markers), ...(description !== undefined ? { description } : {}), architecture };
+  const base = {
+    ec2Name: ec2NameOf(image, markers),
+    ...(description !== undefined ? { description } : {}),
+    architecture,
+  };
   switch (image.type) {
     case 'kernel':
       if (diskFormat !== 'aki' && diskFormat !== 'raw') break;
@@ -270,7 +308,11 @@ export function registrationOf(image: Image, markers: Markers, diskFormat: DiskF
       if (diskFormat === 'raw') return { ...base, type: 'machine', virtualizationType: 'hvm' };
       if (diskFormat !== 'ami') break;
       if (options.kernelId === undefined || options.ramdiskId === undefined) {
-        throw new VisorError('invalidInput', `eucalyptus: image ${image.id} is an ami (paravirtual) image; set the kernelId and ramdiskId options (EKI/ERI) or give a raw disk`);
+        throw new VisorError(
+          'invalidInput',
+          `eucalyptus: image ${image.id} is an ami (paravirtual) image; ` +
+            `set the kernelId and ramdiskId options (EKI/ERI) or give a raw disk`,
+        );
       }
       return {
         ...base,
@@ -282,7 +324,11 @@ export function registrationOf(image: Image, markers: Markers, diskFormat: DiskF
         manifestRamdiskId: options.ramdiskId,
       };
   }
-  throw new VisorError('unsupported', `eucalyptus: a ${image.type} image cannot be registered from ${diskFormat} content`, { details: { type: image.type, diskFormat } });
+  throw new VisorError(
+    'unsupported',
+    `eucalyptus: a ${image.type} image cannot be registered from ${diskFormat} content`,
+    { details: { type: image.type, diskFormat } },
+  );
 }
 
 /**
@@ -297,19 +343,37 @@ export function tagsOf(image: Image, markers: Markers, hiddenAt?: string): Recor
   if (hiddenAt !== undefined) tags[hiddenTagKey] = hiddenAt;
   for (const [key, value] of Object.entries(image.properties)) {
     if (key === 'description') continue;
-    if (!isPropertyTag(key)) issues.push({ path: `properties.${key}`, message: `is reserved on EC2 (Name and the visor:, aws:, euca: prefixes)` });
-    else if (key.length > maxTagKeyLength) issues.push({ path: `properties.${key}`, message: `EC2 tag keys are at most ${maxTagKeyLength} characters` });
+    if (!isPropertyTag(key))
+      issues.push({
+        path: `properties.${key}`,
+        message: `is reserved on EC2 (Name and the visor:, aws:, euca: prefixes)`,
+      });
+    else if (key.length > maxTagKeyLength)
+      issues.push({ path: `properties.${key}`, message: `EC2 tag keys are at most ${maxTagKeyLength} characters` });
     tags[key] = value;
   }
   for (const [key, value] of Object.entries(tags)) {
     if (value.length > maxTagValueLength) {
-      const path = key === metaTagKey ? 'os, minDisk, minRam, virtualSize and tags together' : key === nameTagKey ? 'name' : `properties.${key}`;
-      issues.push({ path, message: `EC2 tag values are at most ${maxTagValueLength} characters (this is ${value.length})` });
+      const path =
+        key === metaTagKey
+          ? 'os, minDisk, minRam, virtualSize and tags together'
+          : key === nameTagKey
+            ? 'name'
+            : `properties.${key}`;
+      issues.push({
+        path,
+        message: `EC2 tag values are at most ${maxTagValueLength} characters (this is ${value.length})`,
+      });
     }
   }
   const description = image.properties['description'];
-  if (description !== undefined && description.length > maxDescriptionLength) issues.push({ path: 'properties.description', message: `EC2 descriptions are at most ${maxDescriptionLength} characters` });
-  if (issues.length > 0) throw new ValidationError('invalidInput', `image ${image.id} cannot be written to EC2`, issues);
+  if (description !== undefined && description.length > maxDescriptionLength)
+    issues.push({
+      path: 'properties.description',
+      message: `EC2 descriptions are at most ${maxDescriptionLength} characters`,
+    });
+  if (issues.length > 0)
+    throw new ValidationError('invalidInput', `image ${image.id} cannot be written to EC2`, issues);
   return tags;
 }
 
@@ -333,17 +397,31 @@ export function descriptionOf(image: Image, markers: Markers, tags: boolean, hid
   const full = text !== undefined && text !== '' ? `${text.replace(/\s+$/, '')} ${block}` : block;
   if (full.length > maxDescriptionLength) {
     throw new ValidationError('invalidInput', `image ${image.id} cannot be written to EC2`, [
-      { path: 'properties.description', message: `without tags, the description and visor's marker block must fit EC2's ${maxDescriptionLength} characters (they take ${full.length})` },
+      {
+        path: 'properties.description',
+        message:
+          `without tags, the description and visor's marker block must fit ` +
+          `EC2's ${maxDescriptionLength} characters (they take ${full.length})`,
+      },
     ]);
   }
   return full;
 }
 
 /** The tag changes that turn `current` into `desired`, touching only tags the adapter owns. */
-export function tagChanges(current: Readonly<Record<string, string>>, desired: Readonly<Record<string, string>>): { set: Record<string, string>; remove: string[] } {
+export function tagChanges(
+  current: Readonly<Record<string, string>>,
+  desired: Readonly<Record<string, string>>,
+): { set: Record<string, string>; remove: string[] } {
   const set: Record<string, string> = {};
   for (const [key, value] of Object.entries(desired)) if (current[key] !== value) set[key] = value;
   const owned = (key: string) => key === nameTagKey || key.startsWith('visor:') || isPropertyTag(key);
-  const remove = Object.keys(current).filter((key) => owned(key) && !(key in desired) && !key.toLowerCase().startsWith('aws:') && !key.toLowerCase().startsWith('euca:'));
+  const remove = Object.keys(current).filter(
+    (key) =>
+      owned(key) &&
+      !(key in desired) &&
+      !key.toLowerCase().startsWith('aws:') &&
+      !key.toLowerCase().startsWith('euca:'),
+  );
   return { set, remove };
 }

@@ -8,13 +8,26 @@ import { ec2ImageTypes } from '../../core/wire/ec2/schema.js';
  * EC2 wire code (core/wire/ec2/schema.ts).
  */
 
-const hexText = (what: string) => z.string().regex(/^[0-9a-fA-F]+$/, `${what} must be hex`).transform((s) => s.toLowerCase());
-const sha1Text = z.string().regex(/^[0-9a-fA-F]{40}$/, 'must be a hex SHA1 digest').transform((s) => s.toLowerCase());
-const countText = z.string().regex(/^\d{1,15}$/, 'must be a byte count').transform(Number);
+const hexText = (what: string) =>
+  z
+    .string()
+    .regex(/^[0-9a-fA-F]+$/, `${what} must be hex`)
+    .transform((s) => s.toLowerCase());
+const sha1Text = z
+  .string()
+  .regex(/^[0-9a-fA-F]{40}$/, 'must be a hex SHA1 digest')
+  .transform((s) => s.toLowerCase());
+const countText = z
+  .string()
+  .regex(/^\d{1,15}$/, 'must be a byte count')
+  .transform(Number);
 const withAttr = <T extends z.ZodType>(inner: T) => z.object({ '#text': inner, '@_algorithm': z.string().optional() });
 
 const manifestPartSchema = z.object({
-  '@_index': z.string().regex(/^\d{1,6}$/).transform(Number),
+  '@_index': z
+    .string()
+    .regex(/^\d{1,6}$/)
+    .transform(Number),
   filename: z.string().regex(/^[^/\\]+$/, 'must be a plain file name'),
   digest: withAttr(sha1Text),
 });
@@ -36,9 +49,21 @@ export const manifestSchema = z.object({
       bundled_size: countText,
       ec2_encrypted_key: withAttr(hexText('ec2_encrypted_key')),
       user_encrypted_key: withAttr(hexText('user_encrypted_key')),
-      ec2_encrypted_iv: z.union([hexText('ec2_encrypted_iv'), withAttr(hexText('ec2_encrypted_iv')).transform((v) => v['#text'])]),
-      user_encrypted_iv: z.union([hexText('user_encrypted_iv'), withAttr(hexText('user_encrypted_iv')).transform((v) => v['#text'])]),
-      parts: z.object({ '@_count': z.string().regex(/^\d{1,6}$/).transform(Number), part: z.array(manifestPartSchema).min(1) }),
+      ec2_encrypted_iv: z.union([
+        hexText('ec2_encrypted_iv'),
+        withAttr(hexText('ec2_encrypted_iv')).transform((v) => v['#text']),
+      ]),
+      user_encrypted_iv: z.union([
+        hexText('user_encrypted_iv'),
+        withAttr(hexText('user_encrypted_iv')).transform((v) => v['#text']),
+      ]),
+      parts: z.object({
+        '@_count': z
+          .string()
+          .regex(/^\d{1,6}$/)
+          .transform(Number),
+        part: z.array(manifestPartSchema).min(1),
+      }),
     }),
     signature: z.string().regex(/^[0-9a-fA-F]+$/, 'must be a hex RSA-SHA1 signature'),
   }),

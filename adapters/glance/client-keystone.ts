@@ -1,9 +1,14 @@
 import type { Agent as HttpAgent } from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
-import axios, { type AxiosInstance } from 'axios';
+import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import { isRetryable, VisorError } from '../../core/errors.js';
 import { httpError } from '../../core/wire/http.js';
-import { keystoneTokenResponseSchema, parsePayload, type KeystoneCatalogEntry, type KeystoneInterface } from './schema.js';
+import {
+  keystoneTokenResponseSchema,
+  parsePayload,
+  type KeystoneCatalogEntry,
+  type KeystoneInterface,
+} from './schema.js';
 
 /** How visor proves who it is to Keystone v3 (secrets are registered by the plugin facade). */
 export type KeystoneCredentials =
@@ -106,7 +111,8 @@ export class KeystoneSession {
       return await this.#pending;
     } catch (error) {
       // Renewing early failed because Keystone is unreachable: the old token still works for a while.
-      if (current && this.#current === current && isRetryable(error) && this.#clock.now() < current.expiresAt) return current;
+      if (current && this.#current === current && isRetryable(error) && this.#clock.now() < current.expiresAt)
+        return current;
       throw error;
     }
   }
@@ -129,19 +135,34 @@ export class KeystoneSession {
     const who = describe(this.#options.credentials);
     const sentAt = this.#clock.now();
     this.#authentications++;
-    let response;
+    let response: AxiosResponse;
     try {
-      response = await this.#http.post(this.#tokensUrl, authRequestBody(this.#options.credentials), { validateStatus: (s) => s === 201 || s === 200 });
+      response = await this.#http.post(this.#tokensUrl, authRequestBody(this.#options.credentials), {
+        validateStatus: (s) => s === 201 || s === 200,
+      });
     } catch (error) {
       const mapped = httpError(`Keystone at ${this.#tokensUrl}: authenticating ${who}`, error);
-      if (mapped.kind === 'notFound') throw new VisorError('config', `${mapped.message} (is authUrl the Keystone v3 URL?)`, { cause: mapped });
+      if (mapped.kind === 'notFound')
+        throw new VisorError('config', `${mapped.message} (is authUrl the Keystone v3 URL?)`, { cause: mapped });
       throw mapped;
     }
     const id = response.headers['x-subject-token'];
-    if (typeof id !== 'string' || id === '') throw new VisorError('invalidResponse', `Keystone at ${this.#tokensUrl}: authenticating ${who}: no X-Subject-Token header in the answer`);
-    const { token } = parsePayload(keystoneTokenResponseSchema, response.data, `Keystone at ${this.#tokensUrl}: authenticating ${who}`);
+    if (typeof id !== 'string' || id === '')
+      throw new VisorError(
+        'invalidResponse',
+        `Keystone at ${this.#tokensUrl}: authenticating ${who}: no X-Subject-Token header in the answer`,
+      );
+    const { token } = parsePayload(
+      keystoneTokenResponseSchema,
+      response.data,
+      `Keystone at ${this.#tokensUrl}: authenticating ${who}`,
+    );
     if (!token.catalog || token.catalog.length === 0) {
-      throw new VisorError('config', `Keystone gave ${who} a token without a service catalog: the token must be scoped to a project (give projectName or projectId)`);
+      throw new VisorError(
+        'config',
+        `Keystone gave ${who} a token without a service catalog: ` +
+          `the token must be scoped to a project (give projectName or projectId)`,
+      );
     }
     const expires = Date.parse(token.expires_at);
     const issued = token.issued_at ? Date.parse(token.issued_at) : NaN;
@@ -172,20 +193,37 @@ export function keystoneV3Url(authUrl: string): string {
 /** The body of POST /v3/auth/tokens for these credentials (password: project-scoped). */
 export function authRequestBody(credentials: KeystoneCredentials): unknown {
   if (credentials.type === 'password') {
-    const project = credentials.projectId !== undefined ? { id: credentials.projectId } : { name: credentials.projectName, domain: { name: credentials.projectDomainName } };
+    const project =
+      credentials.projectId !== undefined
+        ? { id: credentials.projectId }
+        : { name: credentials.projectName, domain: { name: credentials.projectDomainName } };
     return {
       auth: {
         identity: {
           methods: ['password'],
-          password: { user: { name: credentials.username, domain: { name: credentials.userDomainName }, password: credentials.password } },
+          password: {
+            user: {
+              name: credentials.username,
+              domain: { name: credentials.userDomainName },
+              password: credentials.password,
+            },
+          },
         },
         scope: { project },
       },
     };
   }
   // An application credential is scoped already: no `scope` (Keystone refuses one).
-  const user = credentials.userId !== undefined ? { id: credentials.userId } : credentials.username !== undefined ? { name: credentials.username, domain: { name: credentials.userDomainName ?? 'Default' } } : undefined;
-  const appCredential = credentials.id !== undefined ? { id: credentials.id, secret: credentials.secret } : { name: credentials.name, secret: credentials.secret, ...(user ? { user } : {}) };
+  const user =
+    credentials.userId !== undefined
+      ? { id: credentials.userId }
+      : credentials.username !== undefined
+        ? { name: credentials.username, domain: { name: credentials.userDomainName ?? 'Default' } }
+        : undefined;
+  const appCredential =
+    credentials.id !== undefined
+      ? { id: credentials.id, secret: credentials.secret }
+      : { name: credentials.name, secret: credentials.secret, ...(user ? { user } : {}) };
   return { auth: { identity: { methods: ['application_credential'], application_credential: appCredential } } };
 }
 
@@ -194,21 +232,40 @@ export function authRequestBody(credentials: KeystoneCredentials): unknown {
  * interface must all be in one region (or share one URL); otherwise the choice would be a
  * guess, so the caller is told to configure a region.
  */
-export function findEndpoint(catalog: readonly KeystoneCatalogEntry[], serviceType: string, iface: KeystoneInterface, region?: string): string {
+export function findEndpoint(
+  catalog: readonly KeystoneCatalogEntry[],
+  serviceType: string,
+  iface: KeystoneInterface,
+  region?: string,
+): string {
   const services = catalog.filter((s) => s.type === serviceType);
   if (services.length === 0) {
-    throw new VisorError('config', `the Keystone catalog has no "${serviceType}" service (it offers: ${[...new Set(catalog.map((s) => s.type))].join(', ') || 'nothing'})`);
+    throw new VisorError(
+      'config',
+      `the Keystone catalog has no "${serviceType}" service (it ` +
+        `offers: ${[...new Set(catalog.map((s) => s.type))].join(', ') || 'nothing'})`,
+    );
   }
   const endpoints = services.flatMap((s) => s.endpoints).filter((e) => e.interface === iface);
-  const inRegion = region === undefined ? endpoints : endpoints.filter((e) => e.region_id === region || e.region === region);
+  const inRegion =
+    region === undefined ? endpoints : endpoints.filter((e) => e.region_id === region || e.region === region);
   if (inRegion.length === 0) {
     const offered = services.flatMap((s) => s.endpoints).map((e) => `${e.interface}@${e.region_id ?? e.region ?? '?'}`);
-    throw new VisorError('config', `the Keystone catalog has no ${iface} "${serviceType}" endpoint${region !== undefined ? ` in region ${region}` : ''} (it offers: ${[...new Set(offered)].join(', ')})`);
+    throw new VisorError(
+      'config',
+      `the Keystone catalog has no ${iface} "${serviceType}" ` +
+        `endpoint${region !== undefined ? ` in region ${region}` : ''} (it ` +
+        `offers: ${[...new Set(offered)].join(', ')})`,
+    );
   }
   const urls = [...new Set(inRegion.map((e) => e.url.replace(/\/+$/, '')))];
   if (urls.length > 1) {
     const regions = [...new Set(inRegion.map((e) => e.region_id ?? e.region ?? '?'))];
-    throw new VisorError('config', `the Keystone catalog offers several ${iface} "${serviceType}" endpoints (regions ${regions.join(', ')}): set the region option`);
+    throw new VisorError(
+      'config',
+      `the Keystone catalog offers several ${iface} "${serviceType}" ` +
+        `endpoints (regions ${regions.join(', ')}): set the region option`,
+    );
   }
   return urls[0]!;
 }

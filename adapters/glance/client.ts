@@ -1,7 +1,13 @@
 import type { Agent as HttpAgent } from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
-import axios, { isAxiosError, type AxiosInstance, type AxiosRequestConfig, type AxiosResponse, type Method } from 'axios';
+import axios, {
+  isAxiosError,
+  type AxiosInstance,
+  type AxiosRequestConfig,
+  type AxiosResponse,
+  type Method,
+} from 'axios';
 import { VisorError } from '../../core/errors.js';
 import type { ByteRange } from '../../core/store/port.js';
 import { httpError } from '../../core/wire/http.js';
@@ -65,7 +71,12 @@ export class GlanceClient {
 
   async createImage(body: Record<string, unknown>, signal?: AbortSignal): Promise<GlanceImage> {
     const what = `Glance: creating image "${String(body['name'])}"`;
-    const response = await this.#send(what, 'POST', '/v2/images', { body: () => body, contentType: 'application/json', signal, accept: (s) => s === 201 || s === 200 });
+    const response = await this.#send(what, 'POST', '/v2/images', {
+      body: () => body,
+      contentType: 'application/json',
+      signal,
+      accept: (s) => s === 201 || s === 200,
+    });
     return parsePayload(glanceImageSchema, response.data, what);
   }
 
@@ -76,7 +87,10 @@ export class GlanceClient {
   }
 
   /** One page of GET /v2/images; `next` is the query of the following page, if any. */
-  async listPage(query: Record<string, string>, signal?: AbortSignal): Promise<{ images: GlanceImage[]; next?: Record<string, string> }> {
+  async listPage(
+    query: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<{ images: GlanceImage[]; next?: Record<string, string> }> {
     const what = 'Glance: listing images';
     const response = await this.#send(what, 'GET', '/v2/images', { params: query, signal });
     const page = parsePayload(glanceImagesPageSchema, response.data, what);
@@ -127,18 +141,31 @@ export class GlanceClient {
 
   /** PUT /file: the bits, streamed as they are read; Glance makes the image active on success. */
   async uploadFile(id: string, open: () => Promise<Readable>, signal?: AbortSignal): Promise<void> {
-    await this.#send(`Glance: uploading the data of image ${id}`, 'PUT', `/v2/images/${encodeURIComponent(id)}/file`, { body: open, contentType: 'application/octet-stream', signal });
+    await this.#send(`Glance: uploading the data of image ${id}`, 'PUT', `/v2/images/${encodeURIComponent(id)}/file`, {
+      body: open,
+      contentType: 'application/octet-stream',
+      signal,
+    });
   }
 
   /** PUT /stage: the bits go to the staging area (status `uploading`) for a glance-direct import. */
   async stage(id: string, open: () => Promise<Readable>, signal?: AbortSignal): Promise<void> {
-    await this.#send(`Glance: staging the data of image ${id}`, 'PUT', `/v2/images/${encodeURIComponent(id)}/stage`, { body: open, contentType: 'application/octet-stream', signal });
+    await this.#send(`Glance: staging the data of image ${id}`, 'PUT', `/v2/images/${encodeURIComponent(id)}/stage`, {
+      body: open,
+      contentType: 'application/octet-stream',
+      signal,
+    });
   }
 
   /** POST /import: starts an interoperable import task (202); completion is seen by polling. */
   async importImage(id: string, method: ImportMethod, uri?: string, signal?: AbortSignal): Promise<void> {
     const body = importRequestBody(method, uri);
-    await this.#send(`Glance: starting the ${method} import of image ${id}`, 'POST', `/v2/images/${encodeURIComponent(id)}/import`, { body: () => body, contentType: 'application/json', signal });
+    await this.#send(
+      `Glance: starting the ${method} import of image ${id}`,
+      'POST',
+      `/v2/images/${encodeURIComponent(id)}/import`,
+      { body: () => body, contentType: 'application/json', signal },
+    );
   }
 
   /** GET /v2/info/import: the import methods this cloud offers. */
@@ -151,7 +178,12 @@ export class GlanceClient {
   /** The message of the most recent failed import task of an image, when Glance shows tasks (API 2.12). */
   async lastTaskFailure(id: string, signal?: AbortSignal): Promise<string | undefined> {
     try {
-      const response = await this.#send(`Glance: reading the tasks of image ${id}`, 'GET', `/v2/images/${encodeURIComponent(id)}/tasks`, { signal });
+      const response = await this.#send(
+        `Glance: reading the tasks of image ${id}`,
+        'GET',
+        `/v2/images/${encodeURIComponent(id)}/tasks`,
+        { signal },
+      );
       const { tasks } = parsePayload(glanceImageTasksSchema, response.data, `Glance: reading the tasks of image ${id}`);
       const failed = tasks.filter((t) => t.status === 'failure' && t.message);
       return failed.at(-1)?.message ?? undefined;
@@ -171,11 +203,21 @@ export class GlanceClient {
   }
 
   async deactivate(id: string, signal?: AbortSignal): Promise<void> {
-    await this.#send(`Glance: deactivating image ${id}`, 'POST', `/v2/images/${encodeURIComponent(id)}/actions/deactivate`, { signal });
+    await this.#send(
+      `Glance: deactivating image ${id}`,
+      'POST',
+      `/v2/images/${encodeURIComponent(id)}/actions/deactivate`,
+      { signal },
+    );
   }
 
   async reactivate(id: string, signal?: AbortSignal): Promise<void> {
-    await this.#send(`Glance: reactivating image ${id}`, 'POST', `/v2/images/${encodeURIComponent(id)}/actions/reactivate`, { signal });
+    await this.#send(
+      `Glance: reactivating image ${id}`,
+      'POST',
+      `/v2/images/${encodeURIComponent(id)}/actions/reactivate`,
+      { signal },
+    );
   }
 
   async deleteImage(id: string, signal?: AbortSignal): Promise<void> {
@@ -186,15 +228,26 @@ export class GlanceClient {
   async download(id: string, range?: ByteRange, signal?: AbortSignal): Promise<{ stream: Readable; size?: number }> {
     const what = `Glance: downloading the data of image ${id}`;
     const headers: Record<string, string> = range ? { Range: `bytes=${range.start}-${range.end ?? ''}` } : {};
-    const response = await this.#send(what, 'GET', `/v2/images/${encodeURIComponent(id)}/file`, { headers, signal, stream: true, accept: (s) => s === 200 || s === 206 || s === 204 });
+    const response = await this.#send(what, 'GET', `/v2/images/${encodeURIComponent(id)}/file`, {
+      headers,
+      signal,
+      stream: true,
+      accept: (s) => s === 200 || s === 206 || s === 204,
+    });
     const stream = response.data as Readable;
     if (response.status === 204) {
       stream.destroy();
-      throw new VisorError('conflict', `${what}: the image has no data (it was never uploaded, or is still being uploaded)`);
+      throw new VisorError(
+        'conflict',
+        `${what}: the image has no data (it was never uploaded, or is still being uploaded)`,
+      );
     }
     if (range && response.status !== 206) {
       stream.destroy();
-      throw new VisorError('invalidResponse', `${what}: asked for bytes ${range.start}-${range.end ?? ''} but Glance sent the whole image`);
+      throw new VisorError(
+        'invalidResponse',
+        `${what}: asked for bytes ${range.start}-${range.end ?? ''} but Glance sent the whole image`,
+      );
     }
     const length = Number(response.headers['content-length']);
     return { stream, ...(Number.isSafeInteger(length) && length >= 0 ? { size: length } : {}) };
@@ -223,7 +276,8 @@ export class GlanceClient {
       try {
         return await this.#http.request(config);
       } catch (error) {
-        if (isAxiosError(error) && options.stream && error.response?.data) error.response.data = await readSmall(error.response.data as Readable);
+        if (isAxiosError(error) && options.stream && error.response?.data)
+          error.response.data = await readSmall(error.response.data as Readable);
         // A token revoked or expired early: renew once and try again.
         if (attempt === 1 && isAxiosError(error) && error.response?.status === 401) {
           (data as Readable | undefined)?.destroy?.();
@@ -231,7 +285,14 @@ export class GlanceClient {
           continue;
         }
         // A kept-alive connection the server closed just as we reused it: safe to repeat a read or a delete.
-        if (attempt === 1 && isAxiosError(error) && error.code === 'ECONNRESET' && error.response === undefined && (method === 'GET' || method === 'DELETE')) continue;
+        if (
+          attempt === 1 &&
+          isAxiosError(error) &&
+          error.code === 'ECONNRESET' &&
+          error.response === undefined &&
+          (method === 'GET' || method === 'DELETE')
+        )
+          continue;
         (data as Readable | undefined)?.destroy?.();
         throw refine(httpError(what, error));
       }
@@ -240,7 +301,10 @@ export class GlanceClient {
 }
 
 /** Body of POST /v2/images/{id}/import: the default store only (no `stores` / `all_stores`). */
-export function importRequestBody(method: ImportMethod, uri?: string): { method: { name: ImportMethod; uri?: string } } {
+export function importRequestBody(
+  method: ImportMethod,
+  uri?: string,
+): { method: { name: ImportMethod; uri?: string } } {
   return { method: { name: method, ...(uri !== undefined ? { uri } : {}) } };
 }
 
@@ -252,10 +316,18 @@ export function glanceBaseUrl(url: string): string {
 /** Clearer words for the refusals an image sync meets most (wording only: the kind never depends on the text). */
 function refine(error: VisorError): VisorError {
   if (error.kind === 'forbidden' && /publicize_image/.test(error.message)) {
-    return new VisorError('forbidden', `${error.message} (making an image public needs the admin role under Glance's default policy "publicize_image")`, { cause: error, details: error.details ?? {} });
+    return new VisorError(
+      'forbidden',
+      `${error.message} (making an image public needs the admin role under Glance's default policy "publicize_image")`,
+      { cause: error, details: error.details ?? {} },
+    );
   }
   if (error.kind === 'invalidInput' && /does not pass filtering/.test(error.message)) {
-    return new VisorError('invalidInput', `${error.message} (the cloud's import_filtering_opts do not let Glance fetch from this URL)`, { cause: error, details: error.details ?? {} });
+    return new VisorError(
+      'invalidInput',
+      `${error.message} (the cloud's import_filtering_opts do not let Glance fetch from this URL)`,
+      { cause: error, details: error.details ?? {} },
+    );
   }
   return error;
 }
@@ -277,4 +349,3 @@ async function readSmall(stream: Readable): Promise<string> {
   }
   return Buffer.concat(chunks).toString('utf8');
 }
-

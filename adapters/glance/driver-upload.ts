@@ -20,7 +20,11 @@ export interface UploadVerdict {
  * because Glance cannot check it (it reports md5 and sha512) and the marker carries it; md5
  * and sha512 are checked on what Glance reports it stored.
  */
-export async function openVerified(content: ContentSource, verdict: UploadVerdict, onProgress?: (bytes: number) => void): Promise<Readable> {
+export async function openVerified(
+  content: ContentSource,
+  verdict: UploadVerdict,
+  onProgress?: (bytes: number) => void,
+): Promise<Readable> {
   const source = await content.open();
   // sha256 only: md5 and sha512 are Glance's to compute (and are checked on what it reports);
   // computing them here as well hashed every pushed byte twice over (BENCHMARKS.md).
@@ -30,7 +34,10 @@ export async function openVerified(content: ContentSource, verdict: UploadVerdic
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {
       verdict.bytes += chunk.length;
       if (verdict.bytes > content.size) {
-        verdict.failure = new VisorError('integrity', `content does not match: more than the declared ${content.size} bytes`);
+        verdict.failure = new VisorError(
+          'integrity',
+          `content does not match: more than the declared ${content.size} bytes`,
+        );
         callback(verdict.failure);
         return;
       }
@@ -40,7 +47,10 @@ export async function openVerified(content: ContentSource, verdict: UploadVerdic
     },
     flush(callback: TransformCallback) {
       try {
-        verifyDigest({ size: verdict.bytes, checksums: { sha256: sha256.digest('hex') } }, { size: content.size, checksums: { sha256: content.checksums.sha256 } });
+        verifyDigest(
+          { size: verdict.bytes, checksums: { sha256: sha256.digest('hex') } },
+          { size: content.size, checksums: { sha256: content.checksums.sha256 } },
+        );
         callback();
       } catch (error) {
         verdict.failure = isVisorError(error) ? error : new VisorError('integrity', String(error));
@@ -68,9 +78,17 @@ export function verifyCloudCopy(image: GlanceImage, content: ContentSource): { v
     else verified.push(algorithm);
   }
   if (problems.length > 0) {
-    throw new VisorError('integrity', `Glance's copy of image ${image.id} does not match the content: ${problems.join('; ')}`, {
-      details: { nativeId: image.id, reported: { size: image.size, ...reported }, expected: { size: content.size, ...content.checksums } },
-    });
+    throw new VisorError(
+      'integrity',
+      `Glance's copy of image ${image.id} does not match the content: ${problems.join('; ')}`,
+      {
+        details: {
+          nativeId: image.id,
+          reported: { size: image.size, ...reported },
+          expected: { size: content.size, ...content.checksums },
+        },
+      },
+    );
   }
   return { verified };
 }

@@ -86,7 +86,10 @@ export class GlanceDriver implements IaasDriver {
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
     this.#httpAgent = new HttpAgent({ keepAlive: true });
-    this.#httpsAgent = new HttpsAgent({ keepAlive: true, ...(options.caBundle ? { ca: [...rootCertificates, options.caBundle] } : {}) });
+    this.#httpsAgent = new HttpsAgent({
+      keepAlive: true,
+      ...(options.caBundle ? { ca: [...rootCertificates, options.caBundle] } : {}),
+    });
     this.#session = new KeystoneSession({
       authUrl: options.authUrl,
       credentials: options.credentials,
@@ -97,7 +100,12 @@ export class GlanceDriver implements IaasDriver {
       timeoutMs: options.requestTimeoutMs,
       ...(options.clock ? { clock: options.clock } : {}),
     });
-    this.#client = new GlanceClient({ session: this.#session, httpAgent: this.#httpAgent, httpsAgent: this.#httpsAgent, timeoutMs: options.requestTimeoutMs });
+    this.#client = new GlanceClient({
+      session: this.#session,
+      httpAgent: this.#httpAgent,
+      httpsAgent: this.#httpsAgent,
+      timeoutMs: options.requestTimeoutMs,
+    });
     this.capabilities = Object.freeze({
       diskFormats: glanceDiskFormats,
       containerFormats: glanceContainerFormats,
@@ -128,7 +136,10 @@ export class GlanceDriver implements IaasDriver {
       const limit = String(this.#options.pageSize);
       let query: Record<string, string> | undefined = { limit, os_hidden: hidden, owner, visibility: 'all' };
       while (query) {
-        const page: { images: GlanceImage[]; next?: Record<string, string> } = await this.#client.listPage(query, options.signal);
+        const page: { images: GlanceImage[]; next?: Record<string, string> } = await this.#client.listPage(
+          query,
+          options.signal,
+        );
         for (const image of page.images) seen.set(image.id, toCloudImage(image));
         query = page.next;
       }
@@ -223,15 +234,25 @@ export class GlanceDriver implements IaasDriver {
     const current = await this.#client.getImage(nativeId, options.signal);
     checkClaim(nativeId, toCloudImage(current).markers, options.claim, mode);
     if (mode === 'hide') {
-      if (current.os_hidden !== true) await this.#client.patch(nativeId, [{ op: 'replace', path: '/os_hidden', value: true }], options.signal);
+      if (current.os_hidden !== true)
+        await this.#client.patch(nativeId, [{ op: 'replace', path: '/os_hidden', value: true }], options.signal);
     } else if (mode === 'disable') {
       if (current.status === 'deactivated') return;
-      if (current.status !== 'active') throw new VisorError('conflict', `Glance: image ${nativeId} cannot be deactivated in status ${current.status} (only active images can)`);
+      if (current.status !== 'active')
+        throw new VisorError(
+          'conflict',
+          `Glance: image ${nativeId} cannot be deactivated in status ${current.status} (only active images can)`,
+        );
       try {
         await this.#client.deactivate(nativeId, options.signal);
       } catch (error) {
         if (isVisorError(error, 'forbidden')) {
-          throw new VisorError('forbidden', `${error.message} (this cloud's policy "deactivate" refuses these credentials; leave "disable" out of retireModes)`, { cause: error });
+          throw new VisorError(
+            'forbidden',
+            `${error.message} (this cloud's policy "deactivate" refuses ` +
+              `these credentials; leave "disable" out of retireModes)`,
+            { cause: error },
+          );
         }
         throw error;
       }
@@ -314,7 +335,10 @@ export class GlanceDriver implements IaasDriver {
   async #delete(current: GlanceImage, signal?: AbortSignal): Promise<void> {
     const nativeId = current.id;
     if (current.protected) {
-      throw new VisorError('conflict', `Glance: image ${nativeId} is protected and cannot be deleted (someone must clear its "protected" flag first)`);
+      throw new VisorError(
+        'conflict',
+        `Glance: image ${nativeId} is protected and cannot be deleted (someone must clear its "protected" flag first)`,
+      );
     }
     if (current.status === 'deactivated') {
       // Glance 25 deletes a deactivated image's record but leaves its data in the store: reactivate first.
@@ -361,7 +385,7 @@ export class GlanceDriver implements IaasDriver {
   async #projectId(): Promise<string> {
     const token = await this.#session.token();
     if (token.projectId === undefined) {
-      const why = 'Keystone gave a token that names no project: cannot tell which images are this project\'s';
+      const why = "Keystone gave a token that names no project: cannot tell which images are this project's";
       throw new VisorError('invalidResponse', why);
     }
     return token.projectId;
@@ -382,7 +406,11 @@ export class GlanceDriver implements IaasDriver {
     });
     const offered = await this.#importMethods;
     if (!offered.includes(method)) {
-      throw new VisorError('unsupported', `this Glance does not offer the ${method} import method (it offers: ${offered.join(', ') || 'none'}); set importMethod to one of those or to upload`);
+      throw new VisorError(
+        'unsupported',
+        `this Glance does not offer the ${method} import method (it offers: ${offered.join(', ') || 'none'}); ` +
+          `set importMethod to one of those or to upload`,
+      );
     }
     return method;
   }
@@ -392,7 +420,12 @@ export class GlanceDriver implements IaasDriver {
    * lock (os_glance_import_task): an image turns active a moment before that, and deleting or
    * changing it inside that window races with the task.
    */
-  async #waitUntilUsable(id: string, imported: boolean, deadline: Deadline, onStatus: (status: string) => void): Promise<GlanceImage> {
+  async #waitUntilUsable(
+    id: string,
+    imported: boolean,
+    deadline: Deadline,
+    onStatus: (status: string) => void,
+  ): Promise<GlanceImage> {
     return pollUntil({
       read: (signal) => this.#client.getImage(id, signal),
       intervalMs: this.#options.pollIntervalMs,
@@ -405,14 +438,26 @@ export class GlanceDriver implements IaasDriver {
       done: async (image) => {
         onStatus(image.status);
         const attributes = image as Record<string, unknown>;
-        const locked = typeof attributes['os_glance_import_task'] === 'string' && attributes['os_glance_import_task'] !== '';
+        const locked =
+          typeof attributes['os_glance_import_task'] === 'string' && attributes['os_glance_import_task'] !== '';
         if (image.status === 'active' && !locked) return true;
-        if (image.status === 'killed') throw new VisorError('unavailable', `Glance: image ${id} was killed: its upload failed in the cloud`);
-        if (image.status === 'deleted' || image.status === 'pending_delete') throw new VisorError('conflict', `Glance: image ${id} was deleted while it was being created`);
+        if (image.status === 'killed')
+          throw new VisorError('unavailable', `Glance: image ${id} was killed: its upload failed in the cloud`);
+        if (image.status === 'deleted' || image.status === 'pending_delete')
+          throw new VisorError('conflict', `Glance: image ${id} was deleted while it was being created`);
         const failedStores = attributes['os_glance_failed_import'];
-        if (imported && !locked && typeof failedStores === 'string' && failedStores !== '' && image.status !== 'active') {
+        if (
+          imported &&
+          !locked &&
+          typeof failedStores === 'string' &&
+          failedStores !== '' &&
+          image.status !== 'active'
+        ) {
           const why = await this.#client.lastTaskFailure(id, deadline.signal);
-          throw new VisorError('unavailable', `Glance: the import of image ${id} failed (stores: ${failedStores})${why ? `: ${why}` : ''}`);
+          throw new VisorError(
+            'unavailable',
+            `Glance: the import of image ${id} failed (stores: ${failedStores})${why ? `: ${why}` : ''}`,
+          );
         }
         return false;
       },

@@ -18,7 +18,10 @@ const passwordAuth = z
     projectId: z.string().min(1).optional(),
     projectDomainName: z.string().min(1).default('Default'),
   })
-  .refine((a) => (a.projectName === undefined) !== (a.projectId === undefined), { message: 'give exactly one of projectName and projectId (Glance needs a project-scoped token)', path: ['projectName'] });
+  .refine((a) => (a.projectName === undefined) !== (a.projectId === undefined), {
+    message: 'give exactly one of projectName and projectId (Glance needs a project-scoped token)',
+    path: ['projectName'],
+  });
 
 const applicationCredentialAuth = z
   .strictObject({
@@ -106,5 +109,9 @@ function credentialsOf(auth: GlanceOptions['auth']): KeystoneCredentials {
     };
   }
   const { type: _type, ...rest } = auth;
-  return { type: 'applicationCredential', ...Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)), secret: auth.secret } as KeystoneCredentials;
+  return {
+    type: 'applicationCredential',
+    ...Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)),
+    secret: auth.secret,
+  } as KeystoneCredentials;
 }

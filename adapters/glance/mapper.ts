@@ -24,16 +24,53 @@ import type { GlanceImage } from './schema.js';
  * a string is a property.
  */
 
-/** Glance's default `disk_formats` (glance/common/config.py); all generic formats. */
-export const glanceDiskFormats: readonly DiskFormat[] = ['ami', 'ari', 'aki', 'vhd', 'vhdx', 'vmdk', 'raw', 'qcow2', 'vdi', 'iso', 'ploop'];
+/** Glance's default `disk_formats` (the image format options of Glance's common config); all generic formats. */
+export const glanceDiskFormats: readonly DiskFormat[] = [
+  'ami',
+  'ari',
+  'aki',
+  'vhd',
+  'vhdx',
+  'vmdk',
+  'raw',
+  'qcow2',
+  'vdi',
+  'iso',
+  'ploop',
+];
 /** Glance's default `container_formats` that the generic model knows (not docker, compressed). */
 export const glanceContainerFormats: readonly ContainerFormat[] = ['bare', 'ovf', 'ova', 'ami', 'aki', 'ari'];
 
 /** Base (schema) fields of a Glance v2 image: never free-form properties. */
 export const glanceBaseKeys: ReadonlySet<string> = new Set([
-  'id', 'name', 'status', 'visibility', 'protected', 'os_hidden', 'checksum', 'os_hash_algo', 'os_hash_value', 'owner',
-  'size', 'virtual_size', 'min_ram', 'min_disk', 'container_format', 'disk_format', 'created_at', 'updated_at', 'tags',
-  'direct_url', 'locations', 'self', 'file', 'schema', 'stores', 'deleted', 'deleted_at', 'member_status',
+  'id',
+  'name',
+  'status',
+  'visibility',
+  'protected',
+  'os_hidden',
+  'checksum',
+  'os_hash_algo',
+  'os_hash_value',
+  'owner',
+  'size',
+  'virtual_size',
+  'min_ram',
+  'min_disk',
+  'container_format',
+  'disk_format',
+  'created_at',
+  'updated_at',
+  'tags',
+  'direct_url',
+  'locations',
+  'self',
+  'file',
+  'schema',
+  'stores',
+  'deleted',
+  'deleted_at',
+  'member_status',
 ]);
 
 /** Glance properties that carry generic fields (so they are not free-form properties). */
@@ -55,7 +92,9 @@ const foreignPrefixes = ['os_glance', 'owner_specified.'];
 export const isReservedKey = (key: string) => key.startsWith('os_glance');
 
 /** A Glance image seen through generic eyes; metadata also carries kernel and ramdisk ids. */
-export type GlanceCloudImage = CloudImage & { metadata: CloudImage['metadata'] & Partial<Pick<Image, 'kernelId' | 'ramdiskId'>> };
+export type GlanceCloudImage = CloudImage & {
+  metadata: CloudImage['metadata'] & Partial<Pick<Image, 'kernelId' | 'ramdiskId'>>;
+};
 
 const statusToState: Record<GlanceImage['status'], CloudImageState> = {
   queued: 'pending',
@@ -94,12 +133,14 @@ export function parseArchitecture(value: unknown): Architecture | undefined {
   return (architectures as readonly string[]).includes(v) ? (v as Architecture) : architectureAliases[v];
 }
 
-const isOneOf = <T extends string>(list: readonly T[], value: unknown): value is T => typeof value === 'string' && (list as readonly string[]).includes(value);
+const isOneOf = <T extends string>(list: readonly T[], value: unknown): value is T =>
+  typeof value === 'string' && (list as readonly string[]).includes(value);
 
 /** Glance image JSON -> CloudImage. */
 export function toCloudImage(glance: GlanceImage): GlanceCloudImage {
   const attributes = glance as Record<string, unknown>;
-  const str = (key: string) => (typeof attributes[key] === 'string' && attributes[key] !== '' ? (attributes[key] as string) : undefined);
+  const str = (key: string) =>
+    typeof attributes[key] === 'string' && attributes[key] !== '' ? (attributes[key] as string) : undefined;
 
   const properties: Record<string, string> = {};
   for (const [key, value] of Object.entries(attributes)) {
@@ -157,11 +198,13 @@ export function toCloudImage(glance: GlanceImage): GlanceCloudImage {
 /** `checksum` is md5; the multihash (`os_hash_algo`/`os_hash_value`) is sha512 unless configured otherwise. */
 export function checksumsOf(glance: GlanceImage): Checksums {
   const out: Checksums = {};
-  if (typeof glance.checksum === 'string' && /^[0-9a-f]{32}$/i.test(glance.checksum)) out.md5 = glance.checksum.toLowerCase();
+  if (typeof glance.checksum === 'string' && /^[0-9a-f]{32}$/i.test(glance.checksum))
+    out.md5 = glance.checksum.toLowerCase();
   const algo = glance.os_hash_algo?.toLowerCase();
   const value = glance.os_hash_value?.toLowerCase();
   const lengths: Record<string, number> = { md5: 32, sha256: 64, sha512: 128 };
-  if (algo && value && lengths[algo] === value.length && /^[0-9a-f]+$/.test(value)) out[algo as keyof Checksums] = value;
+  if (algo && value && lengths[algo] === value.length && /^[0-9a-f]+$/.test(value))
+    out[algo as keyof Checksums] = value;
   return out;
 }
 
@@ -171,17 +214,34 @@ function typeOf(diskFormat: string | null | undefined, property: unknown): Image
   return isOneOf(imageTypes, property) ? property : 'machine';
 }
 
-export const accessToVisibility: Record<Access, 'public' | 'private' | 'shared'> = { public: 'public', private: 'private', shared: 'shared' };
+export const accessToVisibility: Record<Access, 'public' | 'private' | 'shared'> = {
+  public: 'public',
+  private: 'private',
+  shared: 'shared',
+};
 
 /** The free-form and generic-mapped properties a Glance image should carry, markers included. */
-export function desiredProperties(image: Image, markers: Markers, diskFormat: DiskFormat | undefined): Record<string, string> {
+export function desiredProperties(
+  image: Image,
+  markers: Markers,
+  diskFormat: DiskFormat | undefined,
+): Record<string, string> {
   const clashes = Object.keys(image.properties).filter(
-    (key) => glanceBaseKeys.has(key) || mappedKeys.has(key) || isMarkerKey(key) || foreignPrefixes.some((p) => key.startsWith(p)),
+    (key) =>
+      glanceBaseKeys.has(key) ||
+      mappedKeys.has(key) ||
+      isMarkerKey(key) ||
+      foreignPrefixes.some((p) => key.startsWith(p)),
   );
   if (clashes.length > 0) {
-    throw new VisorError('invalidInput', `image ${image.id}: ${clashes.map((k) => `property "${k}"`).join(', ')} cannot be written to Glance: the name is a Glance field, a field visor maps, a marker or reserved by Glance`, {
-      details: { properties: clashes },
-    });
+    throw new VisorError(
+      'invalidInput',
+      `image ${image.id}: ${clashes.map((k) => `property "${k}"`).join(', ')} cannot be written to Glance: ` +
+        `the name is a Glance field, a field visor maps, a marker or reserved by Glance`,
+      {
+        details: { properties: clashes },
+      },
+    );
   }
   const out: Record<string, string> = { ...image.properties, [mappedPropertyKeys.architecture]: image.architecture };
   if (image.os?.type) out[mappedPropertyKeys.osType] = image.os.type;
@@ -194,7 +254,11 @@ export function desiredProperties(image: Image, markers: Markers, diskFormat: Di
 }
 
 /** Body of POST /v2/images for a generic image, its markers and the format of its bits. */
-export function toCreateBody(image: Image, markers: Markers, format: { diskFormat: DiskFormat; containerFormat: ContainerFormat }): Record<string, unknown> {
+export function toCreateBody(
+  image: Image,
+  markers: Markers,
+  format: { diskFormat: DiskFormat; containerFormat: ContainerFormat },
+): Record<string, unknown> {
   return {
     name: image.name,
     disk_format: format.diskFormat,
@@ -238,7 +302,8 @@ export function toPatch(current: GlanceImage, image: Image, markers: Markers): P
   replaceIfChanged('protected', image.protected === true);
   const tags = [...image.tags];
   const currentTags = current.tags ?? [];
-  if (tags.length !== currentTags.length || tags.some((t) => !currentTags.includes(t))) ops.push({ op: 'replace', path: '/tags', value: tags });
+  if (tags.length !== currentTags.length || tags.some((t) => !currentTags.includes(t)))
+    ops.push({ op: 'replace', path: '/tags', value: tags });
 
   const diskFormat = isOneOf(diskFormats, current.disk_format) ? current.disk_format : undefined;
   const desired = desiredProperties(image, markers, diskFormat);

@@ -12,7 +12,17 @@ import { zodIssues } from '../../core/validation.js';
 const nullableString = z.string().nullable().optional();
 const nullableCount = z.number().int().min(0).nullable().optional();
 
-export const glanceImageStatuses = ['queued', 'saving', 'uploading', 'importing', 'active', 'deactivated', 'killed', 'deleted', 'pending_delete'] as const;
+export const glanceImageStatuses = [
+  'queued',
+  'saving',
+  'uploading',
+  'importing',
+  'active',
+  'deactivated',
+  'killed',
+  'deleted',
+  'pending_delete',
+] as const;
 
 /** An image entity (GET /v2/images/{id}, POST /v2/images, PATCH, and each item of a list). */
 export const glanceImageSchema = z.looseObject({
@@ -53,7 +63,13 @@ export const glanceImportInfoSchema = z.looseObject({
 
 /** GET /v2/images/{id}/tasks (API 2.12): read for the message of a failed import only. */
 export const glanceImageTasksSchema = z.looseObject({
-  tasks: z.array(z.looseObject({ status: z.string(), message: z.string().nullable().optional(), updated_at: z.string().nullable().optional() })),
+  tasks: z.array(
+    z.looseObject({
+      status: z.string(),
+      message: z.string().nullable().optional(),
+      updated_at: z.string().nullable().optional(),
+    }),
+  ),
 });
 
 export const glanceMemberStatuses = ['pending', 'accepted', 'rejected'] as const;
@@ -112,5 +128,7 @@ export function parsePayload<T>(schema: z.ZodType<T>, value: unknown, what: stri
     .slice(0, 5)
     .map((i) => (i.path ? `${i.path}: ${i.message}` : i.message))
     .join('; ');
-  throw new VisorError('invalidResponse', `${what}: unexpected response (${issues})`, { details: { issues: zodIssues(result.error) } });
+  throw new VisorError('invalidResponse', `${what}: unexpected response (${issues})`, {
+    details: { issues: zodIssues(result.error) },
+  });
 }

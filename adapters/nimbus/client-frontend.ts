@@ -83,7 +83,8 @@ export function offeredImage(layout: RepoLayout, bucket: string, item: Ec2Image)
   }
   const [, locationBucket, path] = parsed;
   for (const folder of ['own', 'common'] as Folder[]) {
-    if (locationBucket === bucket && `${path}/` === folderPrefix(layout, folder)) return { ...base, key: objectKey(layout, folder, item.id) };
+    if (locationBucket === bucket && `${path}/` === folderPrefix(layout, folder))
+      return { ...base, key: objectKey(layout, folder, item.id) };
   }
   return { ...base, elsewhere: location! };
 }

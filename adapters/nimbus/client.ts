@@ -21,7 +21,13 @@ import { createS3Client, s3Error, type S3ConnectionOptions } from '../../core/wi
 import { createMultipartUploadOutput, getObjectBody, parseOutput } from '../../core/wire/s3/schema.js';
 import { maxParts, ObjectUpload } from '../../core/wire/s3/upload.js';
 import type { StoredObject } from './mapper.js';
-import { copyObjectOutput, headObjectOutput, listObjectsOutput, uploadPartCopyOutput, type ListedObject } from './schema.js';
+import {
+  copyObjectOutput,
+  headObjectOutput,
+  listObjectsOutput,
+  uploadPartCopyOutput,
+  type ListedObject,
+} from './schema.js';
 
 /** S3's largest single PUT and CopyObject source; larger objects are copied part by part. */
 export const maxSingleCopy = 5 * 1024 * 1024 * 1024;
@@ -70,9 +76,23 @@ export class CumulusClient {
   }
 
   /** One ListObjectsV2 page under `prefix`. */
-  async listPage(prefix: string, maxKeys: number, token: string | undefined, signal?: AbortSignal): Promise<{ objects: ListedObject[]; next?: string }> {
+  async listPage(
+    prefix: string,
+    maxKeys: number,
+    token: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<{ objects: ListedObject[]; next?: string }> {
     const context = `cumulus: ListObjectsV2 ${this.bucket}/${prefix}`;
-    const output = await this.#send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, MaxKeys: maxKeys, ...(token !== undefined ? { ContinuationToken: token } : {}) }), context, signal);
+    const output = await this.#send(
+      new ListObjectsV2Command({
+        Bucket: this.bucket,
+        Prefix: prefix,
+        MaxKeys: maxKeys,
+        ...(token !== undefined ? { ContinuationToken: token } : {}),
+      }),
+      context,
+      signal,
+    );
     const page = parseOutput(listObjectsOutput, output, context);
     const objects = (page.Contents ?? []).filter((o) => o.Key.startsWith(prefix));
     return { objects, ...(page.IsTruncated === true ? { next: page.NextContinuationToken! } : {}) };
@@ -89,7 +109,11 @@ export class CumulusClient {
       token = page.next;
       if (token !== undefined) {
         // A server that hands back a token it gave before would have us list forever.
-        if (seen.has(token)) throw new VisorError('invalidResponse', `cumulus: ListObjectsV2 ${this.bucket}/${prefix}: the server repeated a continuation token`);
+        if (seen.has(token))
+          throw new VisorError(
+            'invalidResponse',
+            `cumulus: ListObjectsV2 ${this.bucket}/${prefix}: the server repeated a continuation token`,
+          );
         seen.add(token);
       }
     } while (token !== undefined);
@@ -104,7 +128,11 @@ export class CumulusClient {
     return {
       key,
       size: head.ContentLength,
-      ...(head.ETag !== undefined && head.SSECustomerAlgorithm === undefined && !(head.ServerSideEncryption ?? '').startsWith('aws:kms') ? { etag: head.ETag } : {}),
+      ...(head.ETag !== undefined &&
+      head.SSECustomerAlgorithm === undefined &&
+      !(head.ServerSideEncryption ?? '').startsWith('aws:kms')
+        ? { etag: head.ETag }
+        : {}),
       ...(head.LastModified ? { lastModified: head.LastModified } : {}),
       metadata: head.Metadata ?? {},
     };
@@ -126,8 +154,13 @@ export class CumulusClient {
    * CompleteMultipartUpload), and `abort` removes whatever was sent. The object gets
    * `attributes` (user metadata, ACL) with the request that creates it.
    */
-  upload(key: string, attributes: ObjectAttributes, options: { sizeHint?: number; signal?: AbortSignal } = {}): ObjectWrite {
-    if (this.#pending.has(key)) throw new VisorError('conflict', `cumulus: ${this.bucket}/${key} is already being uploaded`);
+  upload(
+    key: string,
+    attributes: ObjectAttributes,
+    options: { sizeHint?: number; signal?: AbortSignal } = {},
+  ): ObjectWrite {
+    if (this.#pending.has(key))
+      throw new VisorError('conflict', `cumulus: ${this.bucket}/${key} is already being uploaded`);
     this.#pending.set(key, attributes);
     const upload = new ObjectUpload({
       client: this.#client,
@@ -149,8 +182,15 @@ export class CumulusClient {
    * metadata (MetadataDirective REPLACE); the bytes never pass through visor. Objects above
    * `copyThreshold` are copied part by part (UploadPartCopy).
    */
-  async copy(from: string, to: string, size: number, attributes: ObjectAttributes, signal?: AbortSignal): Promise<void> {
-    if (size > (this.#options.copyThreshold ?? maxSingleCopy)) return this.#copyInParts(from, to, size, attributes, signal);
+  async copy(
+    from: string,
+    to: string,
+    size: number,
+    attributes: ObjectAttributes,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    if (size > (this.#options.copyThreshold ?? maxSingleCopy))
+      return this.#copyInParts(from, to, size, attributes, signal);
     const context = `cumulus: CopyObject ${this.bucket}/${from} to ${to}`;
     const output = await this.#send(
       new CopyObjectCommand({
@@ -172,17 +212,29 @@ export class CumulusClient {
 
   /** DeleteObject (S3 deletes are idempotent: a missing key is no error). */
   async delete(key: string, signal?: AbortSignal): Promise<void> {
-    await this.#send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), `cumulus: DeleteObject ${this.bucket}/${key}`, signal);
+    await this.#send(
+      new DeleteObjectCommand({ Bucket: this.bucket, Key: key }),
+      `cumulus: DeleteObject ${this.bucket}/${key}`,
+      signal,
+    );
   }
 
   /** GetObject, optionally a byte range of the stored bytes. */
-  async get(key: string, range: ByteRange | undefined, signal?: AbortSignal): Promise<{ stream: Readable; size: number; range?: { start: number; end: number } }> {
+  async get(
+    key: string,
+    range: ByteRange | undefined,
+    signal?: AbortSignal,
+  ): Promise<{ stream: Readable; size: number; range?: { start: number; end: number } }> {
     const context = `cumulus: GetObject ${this.bucket}/${key}`;
     let output: unknown;
     try {
       // No deadline: the caller reads the body at its own pace; the socket timeout catches stalls.
       output = await this.#client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(range ? { Range: `bytes=${range.start}-${range.end ?? ''}` } : {}) }),
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          ...(range ? { Range: `bytes=${range.start}-${range.end ?? ''}` } : {}),
+        }),
         signal ? { abortSignal: signal } : {},
       );
     } catch (error) {
@@ -206,7 +258,12 @@ export class CumulusClient {
     this.#client.middlewareStack.add(
       (next, context) => async (args) => {
         if (context.commandName === 'PutObjectCommand' || context.commandName === 'CreateMultipartUploadCommand') {
-          const input = args.input as { Bucket?: string; Key?: string; Metadata?: Record<string, string>; ACL?: string };
+          const input = args.input as {
+            Bucket?: string;
+            Key?: string;
+            Metadata?: Record<string, string>;
+            ACL?: string;
+          };
           const attributes = input.Bucket === bucket && input.Key !== undefined ? pending.get(input.Key) : undefined;
           if (attributes && input.Metadata === undefined) {
             input.Metadata = { ...attributes.metadata };
@@ -220,17 +277,30 @@ export class CumulusClient {
   }
 
   /** Copies in parts: CreateMultipartUpload with the new metadata, UploadPartCopy ranges, Complete. */
-  async #copyInParts(from: string, to: string, size: number, attributes: ObjectAttributes, signal?: AbortSignal): Promise<void> {
+  async #copyInParts(
+    from: string,
+    to: string,
+    size: number,
+    attributes: ObjectAttributes,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const partSize = Math.max(this.#options.partSize, Math.ceil(size / maxParts));
     const context = `cumulus: multipart copy ${this.bucket}/${from} to ${to}`;
     const created = await this.#send(
-      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: to, Metadata: attributes.metadata, ContentType: contentType, ...(attributes.acl ? { ACL: attributes.acl } : {}) }),
+      new CreateMultipartUploadCommand({
+        Bucket: this.bucket,
+        Key: to,
+        Metadata: attributes.metadata,
+        ContentType: contentType,
+        ...(attributes.acl ? { ACL: attributes.acl } : {}),
+      }),
       `${context}: CreateMultipartUpload`,
       signal,
     );
     const { UploadId } = parseOutput(createMultipartUploadOutput, created, `${context}: CreateMultipartUpload`);
     const ranges: Array<{ part: number; start: number; end: number }> = [];
-    for (let start = 0, part = 1; start < size; start += partSize, part++) ranges.push({ part, start, end: Math.min(start + partSize, size) - 1 });
+    for (let start = 0, part = 1; start < size; start += partSize, part++)
+      ranges.push({ part, start, end: Math.min(start + partSize, size) - 1 });
     const parts: CompletedPart[] = new Array(ranges.length);
     try {
       let next = 0;
@@ -238,26 +308,56 @@ export class CumulusClient {
         for (let i = next++; i < ranges.length; i = next++) {
           const { part, start, end } = ranges[i]!;
           const output = await this.#send(
-            new UploadPartCopyCommand({ Bucket: this.bucket, Key: to, UploadId, PartNumber: part, CopySource: copySource(this.bucket, from), CopySourceRange: `bytes=${start}-${end}` }),
+            new UploadPartCopyCommand({
+              Bucket: this.bucket,
+              Key: to,
+              UploadId,
+              PartNumber: part,
+              CopySource: copySource(this.bucket, from),
+              CopySourceRange: `bytes=${start}-${end}`,
+            }),
             `${context}: UploadPartCopy ${part}`,
             signal,
             Math.max(this.#options.requestTimeoutMs, copyTimeMs(end - start + 1)),
           );
-          parts[i] = { PartNumber: part, ETag: parseOutput(uploadPartCopyOutput, output, `${context}: UploadPartCopy ${part}`).CopyPartResult.ETag };
+          parts[i] = {
+            PartNumber: part,
+            ETag: parseOutput(uploadPartCopyOutput, output, `${context}: UploadPartCopy ${part}`).CopyPartResult.ETag,
+          };
         }
       };
       await Promise.all(Array.from({ length: Math.min(this.#options.concurrency, ranges.length) }, worker));
-      await this.#send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: to, UploadId, MultipartUpload: { Parts: parts } }), `${context}: CompleteMultipartUpload`, undefined, copyTimeMs(size));
+      await this.#send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: to,
+          UploadId,
+          MultipartUpload: { Parts: parts },
+        }),
+        `${context}: CompleteMultipartUpload`,
+        undefined,
+        copyTimeMs(size),
+      );
     } catch (error) {
-      await this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: to, UploadId })).catch((e: unknown) => {
-        this.#options.logger.warn('nimbus: could not abort a multipart copy; its parts stay until the bucket lifecycle removes them', { key: to, error: s3Error(e, context).message });
-      });
+      await this.#client
+        .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: to, UploadId }))
+        .catch((e: unknown) => {
+          this.#options.logger.warn(
+            'nimbus: could not abort a multipart copy; its parts stay until the bucket lifecycle removes them',
+            { key: to, error: s3Error(e, context).message },
+          );
+        });
       throw error;
     }
   }
 
   /** Sends a command under a deadline (the caller's signal and `timeoutMs`), with errors as VisorErrors. */
-  async #send<T = unknown>(command: object, context: string, signal: AbortSignal | undefined, timeoutMs = this.#options.requestTimeoutMs): Promise<T> {
+  async #send<T = unknown>(
+    command: object,
+    context: string,
+    signal: AbortSignal | undefined,
+    timeoutMs = this.#options.requestTimeoutMs,
+  ): Promise<T> {
     const deadline = new Deadline(timeoutMs, signal);
     try {
       return (await this.#client.send(command as never, { abortSignal: deadline.signal })) as T;
@@ -276,7 +376,11 @@ export class CumulusClient {
   #error(error: unknown, context: string): VisorError {
     const e = s3Error(error, context);
     if (e.details?.['code'] === 'NoSuchBucket') {
-      return new VisorError('config', `nimbus: the repository bucket "${this.bucket}" does not exist (Nimbus's cumulus.repo.bucket, usually Repo)`, { cause: e, details: { ...e.details } });
+      return new VisorError(
+        'config',
+        `nimbus: the repository bucket "${this.bucket}" does not exist (Nimbus's cumulus.repo.bucket, usually Repo)`,
+        { cause: e, details: { ...e.details } },
+      );
     }
     return e;
   }

@@ -28,7 +28,8 @@ function downloadError(error: Error, what: string): VisorError {
   if (isVisorError(error)) return error;
   const code = (error as { code?: unknown }).code;
   // zlib: a damaged or truncated gzip stream.
-  if (typeof code === 'string' && code.startsWith('Z_')) return new VisorError('integrity', `${what}: the stored gzip data is damaged (${error.message})`, { cause: error });
+  if (typeof code === 'string' && code.startsWith('Z_'))
+    return new VisorError('integrity', `${what}: the stored gzip data is damaged (${error.message})`, { cause: error });
   return new VisorError('unavailable', `${what}: ${error.message}`, { cause: error });
 }
 
@@ -50,7 +51,9 @@ export class VerifyingStream extends DownloadTail {
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.#size += chunk.length;
     if (this.#size > this.#expected.size) {
-      callback(new VisorError('integrity', `${this.what}: more than the ${this.#expected.size} bytes recorded at upload`));
+      callback(
+        new VisorError('integrity', `${this.what}: more than the ${this.#expected.size} bytes recorded at upload`),
+      );
       return;
     }
     this.#hash.update(chunk);
@@ -59,8 +62,14 @@ export class VerifyingStream extends DownloadTail {
 
   override _flush(callback: TransformCallback): void {
     const sha256 = this.#hash.digest('hex');
-    if (this.#size !== this.#expected.size) callback(new VisorError('integrity', `${this.what}: ${this.#size} bytes, ${this.#expected.size} recorded at upload`));
-    else if (sha256 !== this.#expected.sha256) callback(new VisorError('integrity', `${this.what}: sha256 is ${sha256}, ${this.#expected.sha256} recorded at upload`));
+    if (this.#size !== this.#expected.size)
+      callback(
+        new VisorError('integrity', `${this.what}: ${this.#size} bytes, ${this.#expected.size} recorded at upload`),
+      );
+    else if (sha256 !== this.#expected.sha256)
+      callback(
+        new VisorError('integrity', `${this.what}: sha256 is ${sha256}, ${this.#expected.sha256} recorded at upload`),
+      );
     else callback();
   }
 }

@@ -98,7 +98,12 @@ export class NimbusDriver implements IaasDriver {
     this.#logger = options.logger ?? silentLogger;
     this.#layout = { prefix: options.prefix, canonicalId: options.canonicalId, commonFolder: options.commonFolder };
     this.#client = new CumulusClient({
-      connection: { endpoint: options.endpoint, region: options.region, accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey },
+      connection: {
+        endpoint: options.endpoint,
+        region: options.region,
+        accessKeyId: options.accessKeyId,
+        secretAccessKey: options.secretAccessKey,
+      },
       bucket: options.bucket,
       partSize: options.partSize,
       concurrency: options.concurrency,
@@ -114,7 +119,11 @@ export class NimbusDriver implements IaasDriver {
     this.#open();
     const keys: string[] = [];
     for (const folder of ['own', 'common'] as const) {
-      for (const object of await this.#client.listAll(folderPrefix(this.#layout, folder), this.#options.pageSize, options.signal)) {
+      for (const object of await this.#client.listAll(
+        folderPrefix(this.#layout, folder),
+        this.#options.pageSize,
+        options.signal,
+      )) {
         if (locate(this.#layout, object.Key)) keys.push(object.Key);
       }
     }
@@ -152,7 +161,12 @@ export class NimbusDriver implements IaasDriver {
     checkFormats('nimbus', this.capabilities, content, 'Nimbus runs bare raw disk images only: convert it first');
     const folder = this.#folderFor(image.access);
     const compression = this.#options.compress;
-    const info: ContentInfo = { compression, size: content.size, md5: content.checksums.md5.toLowerCase(), sha256: content.checksums.sha256.toLowerCase() };
+    const info: ContentInfo = {
+      compression,
+      size: content.size,
+      md5: content.checksums.md5.toLowerCase(),
+      sha256: content.checksums.sha256.toLowerCase(),
+    };
     // Everything that can be refused is refused here, before the first request.
     const attributes = this.#attributes(folder, toObjectMetadata(image, markers, info));
     const key = objectKey(this.#layout, folder, image.name);
@@ -184,9 +198,18 @@ export class NimbusDriver implements IaasDriver {
       // it: the planner's rule (docs/ownership.md).
       const sameTarget = current?.target === markers.target || current?.target === undefined;
       if (current?.agent !== markers.agent || !sameTarget || current.imageId !== markers.imageId) {
-        throw new VisorError('conflict', `${what}: the repository already has an image of that name (delete it, or give this image another name for this cloud)`, { details: { key } });
+        throw new VisorError(
+          'conflict',
+          `${what}: the repository already has an image of that name (delete it, ` +
+            `or give this image another name for this cloud)`,
+          { details: { key } },
+        );
       }
-      this.#logger.info('replacing visor\'s own copy in place', { key, oldSha256: current.sha256, newSha256: markers.sha256 });
+      this.#logger.info("replacing visor's own copy in place", {
+        key,
+        oldSha256: current.sha256,
+        newSha256: markers.sha256,
+      });
     }
     const sizeHint = compression === 'none' ? { sizeHint: content.size } : {};
     const write = this.#client.upload(key, target.attributes, { ...sizeHint, signal });
@@ -199,29 +222,43 @@ export class NimbusDriver implements IaasDriver {
         write: (chunk: Buffer, _encoding, callback) => {
           // A source longer than declared fails now, not after uploading the surplus.
           if (original.bytes > content.size) {
-            callback(new VisorError('integrity', `content does not match: size is more than ${content.size} bytes, expected ${content.size}`));
+            callback(
+              new VisorError(
+                'integrity',
+                `content does not match: size is more than ${content.size} bytes, expected ${content.size}`,
+              ),
+            );
             return;
           }
           write.write(chunk).then(() => {
-            if (request.onProgress && original.bytes !== reported) request.onProgress((reported = original.bytes));
+            if (request.onProgress && original.bytes !== reported) {
+              reported = original.bytes;
+              request.onProgress(reported);
+            }
             callback();
           }, callback);
         },
       });
       const source = await content.open();
-      await pipeline(compression === 'gzip' ? [source, original, createGzip(), stored, sink] : [source, original, sink], { signal });
+      await pipeline(
+        compression === 'gzip' ? [source, original, createGzip(), stored, sink] : [source, original, sink],
+        { signal },
+      );
       verifyDigest(original.result(), { size: content.size, checksums: content.checksums });
       const bytes = stored.result();
       await write.complete(bytes);
       committed = true;
 
       const head = await this.#client.head(key, signal);
-      if (head.size !== bytes.size) throw new VisorError('integrity', `${what}: the repository holds ${head.size} bytes, ${bytes.size} were sent`);
+      if (head.size !== bytes.size)
+        throw new VisorError('integrity', `${what}: the repository holds ${head.size} bytes, ${bytes.size} were sent`);
       const mapped = this.#map(head);
       if (!mapped.image.markers) {
         throw new VisorError(
           'unsupported',
-          `${what}: the repository did not keep the object metadata visor wrote (x-amz-meta-visor-*), so the image cannot carry visor's markers there${mapped.problems.length > 0 ? ` (${mapped.problems.join('; ')})` : ''}`,
+          `${what}: the repository did not keep the object metadata visor wrote (x-amz-meta-visor-*), ` +
+            `so the image cannot carry visor's markers ` +
+            `there${mapped.problems.length > 0 ? ` (${mapped.problems.join('; ')})` : ''}`,
         );
       }
       this.#logger.info('image uploaded to the Cumulus repository', {
@@ -273,7 +310,11 @@ export class NimbusDriver implements IaasDriver {
       return (await this.#checkCopy(source, target, options.signal)).image;
     }
     if (await this.#client.exists(target, options.signal)) {
-      throw new VisorError('conflict', `nimbus: cannot make "${location.name}" ${image.access}: ${this.#client.bucket}/${target} already exists`, { details: { key: target } });
+      throw new VisorError(
+        'conflict',
+        `nimbus: cannot make "${location.name}" ${image.access}: ${this.#client.bucket}/${target} already exists`,
+        { details: { key: target } },
+      );
     }
     await this.#client.copy(nativeId, target, source.size, attributes, options.signal);
     let moved: MappedObject;
@@ -282,7 +323,12 @@ export class NimbusDriver implements IaasDriver {
       await this.#client.delete(nativeId, options.signal);
     } catch (error) {
       // Leave the image as it was rather than in both folders.
-      await this.#client.delete(target).catch((e: unknown) => this.#logger.error('could not remove a copy after a failed move', { key: target, error: (e as Error).message }));
+      await this.#client.delete(target).catch((e: unknown) =>
+        this.#logger.error('could not remove a copy after a failed move', {
+          key: target,
+          error: (e as Error).message,
+        }),
+      );
       throw error;
     }
     this.#logger.info('image moved in the Cumulus repository', { from: nativeId, to: target, access: image.access });
@@ -317,7 +363,10 @@ export class NimbusDriver implements IaasDriver {
   }
 
   /** The image's bytes: gunzipped when stored compressed, and checked against the record on a full read. */
-  async download(nativeId: string, options: DriverCallOptions & { range?: ByteRange } = {}): Promise<{ stream: Readable; size?: number }> {
+  async download(
+    nativeId: string,
+    options: DriverCallOptions & { range?: ByteRange } = {},
+  ): Promise<{ stream: Readable; size?: number }> {
     this.#open();
     const location = this.#locate(nativeId);
     const { content } = await this.#head(location, options.signal);
@@ -348,20 +397,33 @@ export class NimbusDriver implements IaasDriver {
    */
   async #offered(images: CloudImage[], options: DriverCallOptions, whole = true): Promise<CloudImage[]> {
     if (!this.#frontend) return images;
-    const offered = (await this.#frontend.offered(options)).map((item) => offeredImage(this.#layout, this.#client.bucket, item));
+    const offered = (await this.#frontend.offered(options)).map((item) =>
+      offeredImage(this.#layout, this.#client.bucket, item),
+    );
     const result = reconcile(images, offered);
-    const sample = (keys: string[]) => keys.slice(0, 5).join(', ') + (keys.length > 5 ? `, and ${keys.length - 5} more` : '');
+    const sample = (keys: string[]) =>
+      keys.slice(0, 5).join(', ') + (keys.length > 5 ? `, and ${keys.length - 5} more` : '');
     if (result.notOffered.length > 0) {
-      this.#logger.warn('the Nimbus EC2 frontend does not offer these repository images: reported as disabled', { count: result.notOffered.length, keys: sample(result.notOffered) });
+      this.#logger.warn('the Nimbus EC2 frontend does not offer these repository images: reported as disabled', {
+        count: result.notOffered.length,
+        keys: sample(result.notOffered),
+      });
     }
     if (whole && result.onlyOffered.length > 0) {
-      this.#logger.warn('the Nimbus EC2 frontend offers images the repository listing does not show', { count: result.onlyOffered.length, keys: sample(result.onlyOffered) });
+      this.#logger.warn('the Nimbus EC2 frontend offers images the repository listing does not show', {
+        count: result.onlyOffered.length,
+        keys: sample(result.onlyOffered),
+      });
     }
     if (result.elsewhere.length > 0) {
-      this.#logger.warn('the Nimbus EC2 frontend offers images from another repository, bucket, prefix or canonical id than this cloud\'s options name: check canonicalId, bucket and prefix', {
-        count: result.elsewhere.length,
-        locations: sample(result.elsewhere),
-      });
+      this.#logger.warn(
+        'the Nimbus EC2 frontend offers images from another repository, bucket, ' +
+          "prefix or canonical id than this cloud's options name: check canonicalId, bucket and prefix",
+        {
+          count: result.elsewhere.length,
+          locations: sample(result.elsewhere),
+        },
+      );
     }
     return result.images;
   }
@@ -373,12 +435,22 @@ export class NimbusDriver implements IaasDriver {
   /** A nativeId is an object key of this user's folder or the common one; anything else is not an image here. */
   #locate(nativeId: string): ObjectLocation {
     const location = locate(this.#layout, nativeId);
-    if (!location) throw new VisorError('notFound', `nimbus: no image ${JSON.stringify(nativeId)}: not a key under ${folderPrefix(this.#layout, 'own')} or ${folderPrefix(this.#layout, 'common')}`);
+    if (!location)
+      throw new VisorError(
+        'notFound',
+        `nimbus: no image ${JSON.stringify(nativeId)}: ` +
+          `not a key under ${folderPrefix(this.#layout, 'own')} or ${folderPrefix(this.#layout, 'common')}`,
+      );
     return location;
   }
 
   #folderFor(access: Access): Folder {
-    if (access === 'shared') throw new VisorError('unsupported', 'nimbus: Cumulus images are private (the user\'s folder) or public (the common folder); there is no sharing with chosen users');
+    if (access === 'shared')
+      throw new VisorError(
+        'unsupported',
+        "nimbus: Cumulus images are private (the user's folder) " +
+          'or public (the common folder); there is no sharing with chosen users',
+      );
     return folderOf(access);
   }
 
@@ -394,7 +466,10 @@ export class NimbusDriver implements IaasDriver {
   #map(object: StoredObject): MappedObject {
     const mapped = toCloudImage(this.#layout, object);
     if (mapped.problems.length > 0) {
-      this.#logger.warn('repository image has visor metadata that does not decode: it is not claimed as visor\'s', { key: object.key, problems: mapped.problems });
+      this.#logger.warn("repository image has visor metadata that does not decode: it is not claimed as visor's", {
+        key: object.key,
+        problems: mapped.problems,
+      });
     }
     return mapped;
   }
@@ -406,10 +481,18 @@ export class NimbusDriver implements IaasDriver {
     const before = plainMd5(source.etag);
     const after = plainMd5(copy.etag);
     if (copy.size !== source.size || (before !== undefined && after !== undefined && before !== after)) {
-      throw new VisorError('integrity', `${what}: the copy has ${copy.size} bytes (MD5 ${after ?? 'unknown'}), the original ${source.size} (MD5 ${before ?? 'unknown'})`);
+      throw new VisorError(
+        'integrity',
+        `${what}: the copy has ${copy.size} bytes (MD5 ${after ?? 'unknown'}), ` +
+          `the original ${source.size} (MD5 ${before ?? 'unknown'})`,
+      );
     }
     const mapped = this.#map(copy);
-    if (!mapped.image.markers) throw new VisorError('unsupported', `${what}: the repository did not keep the object metadata visor wrote (x-amz-meta-visor-*)`);
+    if (!mapped.image.markers)
+      throw new VisorError(
+        'unsupported',
+        `${what}: the repository did not keep the object metadata visor wrote (x-amz-meta-visor-*)`,
+      );
     return mapped;
   }
 }

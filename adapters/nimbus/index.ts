@@ -7,15 +7,22 @@ import { bucketPattern, partSizeOption, refinePrefix } from '../../core/wire/s3/
 export type { NimbusDriver, NimbusDriverOptions } from './driver.js';
 
 const mebibyte = 1024 * 1024;
-const folderName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be letters, digits, ".", "_" or "-" (one folder name, no "/")');
+const folderName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be letters, digits, ".", "_" or "-" (one folder name, no "/")');
 
 export const nimbusOptionsSchema = z
   .strictObject({
-    endpoint: z.url({ protocol: /^https?$/, error: 'must be the http(s) URL of Cumulus, e.g. http://nimbus.example.org:8888' }),
+    endpoint: z.url({
+      protocol: /^https?$/,
+      error: 'must be the http(s) URL of Cumulus, e.g. http://nimbus.example.org:8888',
+    }),
     region: z.string().min(1).default('us-east-1').describe('signing region (Cumulus ignores it)'),
     accessKeyId: z.string().min(1).describe('the Cumulus access id (vws.repository.s3id)'),
     secretAccessKey: z.string().min(1).describe('the Cumulus secret (vws.repository.s3key); use ${ENV_VAR}'),
-    canonicalId: folderName.describe('the user\'s canonical id: their folder VMS/<canonicalId>/ (nimbus-list-users shows it)'),
+    canonicalId: folderName.describe(
+      "the user's canonical id: their folder VMS/<canonicalId>/ (nimbus-list-users shows it)",
+    ),
     bucket: z.string().regex(bucketPattern, 'must be a bucket name').default('Repo').describe('cumulus.repo.bucket'),
     prefix: z
       .string()
@@ -26,18 +33,43 @@ export const nimbusOptionsSchema = z
       .superRefine(refinePrefix)
       .describe('cumulus.repo.prefix, with or without its trailing "/"'),
     commonFolder: folderName.default('common').describe('the folder of site-wide (public) images'),
-    compress: z.enum(['none', 'gzip']).default('none').describe('store images gzip-compressed (Nimbus unpacks .gz images at propagation)'),
+    compress: z
+      .enum(['none', 'gzip'])
+      .default('none')
+      .describe('store images gzip-compressed (Nimbus unpacks .gz images at propagation)'),
     partSize: partSizeOption(16 * mebibyte),
     concurrency: z.number().int().min(1).max(64).default(4).describe('parts in memory and in flight at once'),
     pageSize: z.number().int().min(1).max(1000).default(1000).describe('keys per ListObjectsV2 page'),
     ec2: z
       .strictObject({
-        endpoint: z.url({ protocol: /^https?$/, error: 'must be the URL of the Nimbus EC2 Query frontend, e.g. https://nimbus.example.org:8444/' }),
-        signatureVersion: z.enum(['v2', 'v4']).default('v2').describe('Query signature: v2 is what Nimbus checks (QueryAuthenticationFilter); v4 for a frontend behind something else'),
-        signatureMethod: z.enum(['HmacSHA256', 'HmacSHA1']).default('HmacSHA256').describe('SigV2 HMAC (Nimbus takes both)'),
-        apiVersion: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'must be an EC2 API version such as 2009-08-15').default('2009-08-15').describe('the only version Nimbus maps'),
+        endpoint: z.url({
+          protocol: /^https?$/,
+          error: 'must be the URL of the Nimbus EC2 Query frontend, e.g. https://nimbus.example.org:8444/',
+        }),
+        signatureVersion: z
+          .enum(['v2', 'v4'])
+          .default('v2')
+          .describe(
+            'Query signature: v2 is what Nimbus checks (QueryAuthenticationFilter); ' +
+              'v4 for a frontend behind something else',
+          ),
+        signatureMethod: z
+          .enum(['HmacSHA256', 'HmacSHA1'])
+          .default('HmacSHA256')
+          .describe('SigV2 HMAC (Nimbus takes both)'),
+        apiVersion: z
+          .string()
+          .regex(/^\d{4}-\d{2}-\d{2}$/, 'must be an EC2 API version such as 2009-08-15')
+          .default('2009-08-15')
+          .describe('the only version Nimbus maps'),
         region: z.string().min(1).default('nimbus').describe('signing region (SigV4 only)'),
-        caBundle: z.string().min(1).optional().describe('PEM file of the CA of the frontend\'s (often self-signed) certificate, relative to the data directory'),
+        caBundle: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            "PEM file of the CA of the frontend's (often self-signed) certificate, relative to the data directory",
+          ),
       })
       .optional()
       .describe('the EC2 Query frontend (port 8444): list and get also ask DescribeImages which images Nimbus offers'),

@@ -1,7 +1,18 @@
 import { VisorError } from '../../core/errors.js';
 import { markersFromAttributes, markersToAttributes, type MarkerKeys } from '../../core/iaas/markers.js';
 import type { CloudImage, Markers } from '../../core/iaas/port.js';
-import { architectures, containerFormats, diskFormats, imageTypes, type Access, type Checksums, type ContainerFormat, type DiskFormat, type Image, type OsInfo } from '../../core/image/model.js';
+import {
+  architectures,
+  containerFormats,
+  diskFormats,
+  imageTypes,
+  type Access,
+  type Checksums,
+  type ContainerFormat,
+  type DiskFormat,
+  type Image,
+  type OsInfo,
+} from '../../core/image/model.js';
 import { propertiesValue, tagsValue } from './schema.js';
 
 /**
@@ -71,7 +82,10 @@ export const objectNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/;
 
 export function objectNameProblem(name: string): string | undefined {
   if (!objectNamePattern.test(name)) {
-    return 'Cumulus image names may only use letters, digits, ".", "_" and "-", must start with a letter or digit and have at most 255 characters';
+    return (
+      'Cumulus image names may only use letters, digits, ".", "_" and "-", ' +
+      'must start with a letter or digit and have at most 255 characters'
+    );
   }
   if (name.includes('..')) return 'Cumulus image names must not contain ".."';
   return undefined;
@@ -81,7 +95,13 @@ export function objectNameProblem(name: string): string | undefined {
 export function checkImageName(name: string): void {
   const problem = objectNameProblem(name);
   // JSON.stringify: control characters in a hostile name are shown escaped, never written raw.
-  if (problem) throw new VisorError('invalidInput', `nimbus: image name ${JSON.stringify(name)} cannot be used: ${problem} (translate names with this cloud's naming template)`, { details: { name } });
+  if (problem)
+    throw new VisorError(
+      'invalidInput',
+      `nimbus: image name ${JSON.stringify(name)} cannot be ` +
+        `used: ${problem} (translate names with this cloud's naming template)`,
+      { details: { name } },
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -162,12 +182,16 @@ export function decodeText(value: string): string | undefined {
  * it survives being cut into header values of which HTTP trims the ends.
  */
 export function asciiJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[\u0020\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value).replace(
+    /[\u0020\u007f-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 function chunked(base: string, text: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (let i = 0, n = 1; i < text.length; i += maxValueLength, n++) out[`${base}-${n}`] = text.slice(i, i + maxValueLength);
+  for (let i = 0, n = 1; i < text.length; i += maxValueLength, n++)
+    out[`${base}-${n}`] = text.slice(i, i + maxValueLength);
   return out;
 }
 
@@ -189,7 +213,8 @@ function unchunked(meta: Readonly<Record<string, string>>, base: string): string
   return text.join('');
 }
 
-const isOneOf = <T extends string>(list: readonly T[], value: unknown): value is T => typeof value === 'string' && (list as readonly string[]).includes(value);
+const isOneOf = <T extends string>(list: readonly T[], value: unknown): value is T =>
+  typeof value === 'string' && (list as readonly string[]).includes(value);
 
 /**
  * The object metadata of an image: markers, generic fields and what the bytes are (when known:
@@ -197,7 +222,11 @@ const isOneOf = <T extends string>(list: readonly T[], value: unknown): value is
  * `invalidInput` for an image that cannot be written (its name, a value longer than a header
  * value may be, or more than 2 KiB in all), before anything is sent.
  */
-export function toObjectMetadata(image: Image, markers: Markers, content: ContentInfo | undefined): Record<string, string> {
+export function toObjectMetadata(
+  image: Image,
+  markers: Markers,
+  content: ContentInfo | undefined,
+): Record<string, string> {
   checkImageName(image.name);
   const meta: Record<string, string> = { ...markersToAttributes(markers, markerKeys) };
   // The agent id comes from the config and may be any text; the other markers are hex and digits.
@@ -217,7 +246,8 @@ export function toObjectMetadata(image: Image, markers: Markers, content: Conten
   text(metaKeys.osVersion, image.os?.version);
   if (image.virtualSize !== undefined) meta[metaKeys.virtualSize] = String(image.virtualSize);
   if (image.tags.length > 0) Object.assign(meta, chunked(metaKeys.tags, asciiJson(image.tags)));
-  if (Object.keys(image.properties).length > 0) Object.assign(meta, chunked(metaKeys.properties, asciiJson(image.properties)));
+  if (Object.keys(image.properties).length > 0)
+    Object.assign(meta, chunked(metaKeys.properties, asciiJson(image.properties)));
   if (content) {
     if (content.compression !== 'none') meta[metaKeys.compression] = content.compression;
     meta[metaKeys.contentSize] = String(content.size);
@@ -227,9 +257,15 @@ export function toObjectMetadata(image: Image, markers: Markers, content: Conten
 
   const tooLong = Object.entries(meta).filter(([, v]) => v.length > maxValueLength);
   if (tooLong.length > 0) {
-    throw new VisorError('invalidInput', `nimbus: image ${JSON.stringify(image.name)}: ${tooLong.map(([k, v]) => `${k} would be ${v.length} characters`).join(', ')}; object metadata values may have at most ${maxValueLength}`, {
-      details: { fields: Object.fromEntries(tooLong.map(([k, v]) => [k, v.length])), limit: maxValueLength },
-    });
+    throw new VisorError(
+      'invalidInput',
+      `nimbus: image ${JSON.stringify(image.name)}: ` +
+        `${tooLong.map(([k, v]) => `${k} would be ${v.length} characters`).join(', ')}; ` +
+        `object metadata values may have at most ${maxValueLength}`,
+      {
+        details: { fields: Object.fromEntries(tooLong.map(([k, v]) => [k, v.length])), limit: maxValueLength },
+      },
+    );
   }
   const bytes = metadataBytes(meta);
   if (bytes > maxMetadataBytes) {
@@ -241,7 +277,10 @@ export function toObjectMetadata(image: Image, markers: Markers, content: Conten
     const largest = [...byField].sort((a, b) => b[1] - a[1]).slice(0, 4);
     throw new VisorError(
       'invalidInput',
-      `nimbus: image ${JSON.stringify(image.name)}: its metadata needs ${bytes} bytes of object metadata, more than the ${maxMetadataBytes} that Cumulus and S3 allow (largest: ${largest.map(([f, n]) => `${f} ${n}`).join(', ')}); drop or shorten properties or tags for this cloud`,
+      `nimbus: image ${JSON.stringify(image.name)}: its metadata needs ${bytes} bytes of object metadata, ` +
+        `more than the ${maxMetadataBytes} that Cumulus and S3 allow ` +
+        `(largest: ${largest.map(([f, n]) => `${f} ${n}`).join(', ')}); ` +
+        `drop or shorten properties or tags for this cloud`,
       { details: { bytes, limit: maxMetadataBytes, fields: Object.fromEntries(byField) } },
     );
   }
@@ -285,7 +324,10 @@ export function fromObjectMetadata(meta: Readonly<Record<string, string>>): Deco
     }
     return Number(raw);
   };
-  const json = <T>(base: string, parse: (value: unknown) => { success: true; data: T } | { success: false }): T | undefined => {
+  const json = <T>(
+    base: string,
+    parse: (value: unknown) => { success: true; data: T } | { success: false },
+  ): T | undefined => {
     const joined = unchunked(meta, base);
     if (joined === undefined) return undefined;
     if (typeof joined !== 'string') {
@@ -335,7 +377,8 @@ export function fromObjectMetadata(meta: Readonly<Record<string, string>>): Deco
   const agent = text(markerKeys.agent);
   const markers = markersFromAttributes({ ...meta, [markerKeys.agent]: agent }, markerKeys);
   const anyMarker = Object.values(markerKeys).some((k) => meta[k] !== undefined);
-  if (anyMarker && !markers) problems.push('visor-agent, visor-image-id, visor-sha256, visor-revision: incomplete or malformed markers');
+  if (anyMarker && !markers)
+    problems.push('visor-agent, visor-image-id, visor-sha256, visor-revision: incomplete or malformed markers');
 
   return {
     ...(markers && problems.length === 0 ? { markers } : {}),
@@ -362,7 +405,8 @@ function contentInfoOf(meta: Readonly<Record<string, string>>, problems: string[
   const md5 = meta[metaKeys.contentMd5];
   const sha256 = meta[metaKeys.contentSha256];
   const compression = meta[metaKeys.compression] ?? 'none';
-  if (size === undefined && md5 === undefined && sha256 === undefined && meta[metaKeys.compression] === undefined) return undefined;
+  if (size === undefined && md5 === undefined && sha256 === undefined && meta[metaKeys.compression] === undefined)
+    return undefined;
   const bad: string[] = [];
   if (size === undefined || !/^\d{1,15}$/.test(size)) bad.push(metaKeys.contentSize);
   if (md5 === undefined || !/^[0-9a-f]{32}$/.test(md5)) bad.push(metaKeys.contentMd5);
@@ -420,8 +464,10 @@ export function toCloudImage(layout: RepoLayout, object: StoredObject): MappedOb
     checksums.md5 = content.md5;
     checksums.sha256 = content.sha256;
   } else if (content) {
-    if (content.size !== object.size) problems.push(`${metaKeys.contentSize}: records ${content.size} bytes but the object has ${object.size}`);
-    else if (etagMd5 !== undefined && etagMd5 !== content.md5) problems.push(`${metaKeys.contentMd5}: records ${content.md5} but the object's ETag is ${etagMd5}`);
+    if (content.size !== object.size)
+      problems.push(`${metaKeys.contentSize}: records ${content.size} bytes but the object has ${object.size}`);
+    else if (etagMd5 !== undefined && etagMd5 !== content.md5)
+      problems.push(`${metaKeys.contentMd5}: records ${content.md5} but the object's ETag is ${etagMd5}`);
     else {
       checksums.md5 = content.md5;
       checksums.sha256 = content.sha256;

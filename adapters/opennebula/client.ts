@@ -1,7 +1,7 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { Deserializer, serializeMethodCall, XmlRpcFault, type XmlRpcValue } from '@foxglove/xmlrpc';
-import axios, { type AxiosInstance } from 'axios';
+import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import { VisorError, type ErrorKind } from '../../core/errors.js';
 import { Deadline } from '../../core/iaas/kit/index.js';
 import { kindOfStatus } from '../../core/wire/errors.js';
@@ -87,7 +87,9 @@ export class OneClient {
     this.#endpoint = options.endpoint;
     this.#session = `${options.username}:${options.password}`;
     this.#timeoutMs = options.timeoutMs;
-    this.#agent = options.endpoint.startsWith('https:') ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+    this.#agent = options.endpoint.startsWith('https:')
+      ? new HttpsAgent({ keepAlive: true })
+      : new HttpAgent({ keepAlive: true });
     this.#http = axios.create({
       headers: { 'Content-Type': 'text/xml' },
       responseType: 'text',
@@ -108,10 +110,13 @@ export class OneClient {
       body = serializeMethodCall(method, [this.#session, ...params]);
     } catch (error) {
       // The serializer refuses strings XML cannot carry (e.g. "]]>" inside a CDATA section).
-      throw new VisorError('invalidInput', `opennebula: ${method}: a parameter cannot be sent as XML-RPC: ${(error as Error).message}`);
+      throw new VisorError(
+        'invalidInput',
+        `opennebula: ${method}: a parameter cannot be sent as XML-RPC: ${(error as Error).message}`,
+      );
     }
     const deadline = new Deadline(this.#timeoutMs, signal);
-    let response;
+    let response: AxiosResponse<string>;
     try {
       response = await this.#http.post<string>(this.#endpoint, body, { signal: deadline.signal });
     } catch (error) {
@@ -131,28 +136,45 @@ export class OneClient {
       value = await new Deserializer().deserializeMethodResponse(response.data);
     } catch (error) {
       if (error instanceof XmlRpcFault) {
-        throw new VisorError(kindForFault(error.faultCode), `opennebula: ${method} failed: XML-RPC fault ${error.faultCode ?? '?'}: ${error.faultString ?? ''}`, {
-          details: { method, faultCode: error.faultCode },
-        });
+        throw new VisorError(
+          kindForFault(error.faultCode),
+          `opennebula: ${method} failed: XML-RPC fault ${error.faultCode ?? '?'}: ${error.faultString ?? ''}`,
+          {
+            details: { method, faultCode: error.faultCode },
+          },
+        );
       }
-      throw new VisorError('invalidResponse', `opennebula: the reply to ${method} is not XML-RPC: ${(error as Error).message}`, { details: { method } });
+      throw new VisorError(
+        'invalidResponse',
+        `opennebula: the reply to ${method} is not XML-RPC: ${(error as Error).message}`,
+        { details: { method } },
+      );
     }
     const reply = parseReply(value, method);
     if (!reply.ok) {
-      throw new VisorError(kindForCode(reply.code), `opennebula: ${method} failed: ${reply.message} (code ${reply.code})`, { details: { method, code: reply.code } });
+      throw new VisorError(
+        kindForCode(reply.code),
+        `opennebula: ${method} failed: ${reply.message} (code ${reply.code})`,
+        { details: { method, code: reply.code } },
+      );
     }
     return reply.result;
   }
 
   async #text(method: string, params: XmlRpcValue[], signal?: AbortSignal): Promise<string> {
     const result = await this.call(method, params, signal);
-    if (typeof result !== 'string') throw new VisorError('invalidResponse', `opennebula: ${method} returned ${typeof result}, expected an XML document`);
+    if (typeof result !== 'string')
+      throw new VisorError(
+        'invalidResponse',
+        `opennebula: ${method} returned ${typeof result}, expected an XML document`,
+      );
     return result;
   }
 
   async #id(method: string, params: XmlRpcValue[], signal?: AbortSignal): Promise<number> {
     const result = await this.call(method, params, signal);
-    if (typeof result !== 'number') throw new VisorError('invalidResponse', `opennebula: ${method} returned ${typeof result}, expected an object id`);
+    if (typeof result !== 'number')
+      throw new VisorError('invalidResponse', `opennebula: ${method} returned ${typeof result}, expected an object id`);
     return result;
   }
 
@@ -210,13 +232,20 @@ function transportError(method: string, error: unknown, timeoutMs: number): Viso
   const code = (error as { code?: string }).code;
   const message = (error as Error).message ?? String(error);
   if (code === 'ECONNABORTED' || code === 'ETIMEDOUT') {
-    return new VisorError('timeout', `opennebula: ${method} got no reply within ${timeoutMs} ms`, { details: { method } });
+    return new VisorError('timeout', `opennebula: ${method} got no reply within ${timeoutMs} ms`, {
+      details: { method },
+    });
   }
-  if (code === 'ERR_CANCELED') return new VisorError('unavailable', `opennebula: ${method} was aborted`, { details: { method } });
+  if (code === 'ERR_CANCELED')
+    return new VisorError('unavailable', `opennebula: ${method} was aborted`, { details: { method } });
   if (/maxContentLength/.test(message)) {
-    return new VisorError('invalidResponse', `opennebula: the reply to ${method} is larger than the configured limit`, { details: { method } });
+    return new VisorError('invalidResponse', `opennebula: the reply to ${method} is larger than the configured limit`, {
+      details: { method },
+    });
   }
-  return new VisorError('unavailable', `opennebula: ${method} failed: ${code ?? message}`, { details: { method, code } });
+  return new VisorError('unavailable', `opennebula: ${method} failed: ${code ?? message}`, {
+    details: { method, code },
+  });
 }
 
 function statusError(method: string, status: number): VisorError {

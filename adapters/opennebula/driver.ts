@@ -150,7 +150,8 @@ export class OpenNebulaDriver implements IaasDriver {
   async list(options: DriverCallOptions = {}): Promise<CloudImage[]> {
     this.#open();
     const { ownership, pageSize } = this.#options;
-    if (pageSize <= 0) return (await this.#client.imagePool(ownership, -1, -1, options.signal)).map((i) => toCloudImage(i, this.#read));
+    if (pageSize <= 0)
+      return (await this.#client.imagePool(ownership, -1, -1, options.signal)).map((i) => toCloudImage(i, this.#read));
     const seen = new Map<number, OneImage>();
     for (let offset = 0; ; offset += pageSize) {
       const page = await this.#client.imagePool(ownership, offset, -pageSize, options.signal);
@@ -185,7 +186,10 @@ export class OpenNebulaDriver implements IaasDriver {
     const fileType = attributes['TYPE'] === 'KERNEL' || attributes['TYPE'] === 'RAMDISK';
     const datastoreRef = fileType ? this.#options.filesDatastore : this.#options.datastore;
     if (datastoreRef === undefined) {
-      throw new VisorError('unsupported', 'opennebula: kernel and ramdisk images live in a file datastore (FILE_DS); set the filesDatastore option');
+      throw new VisorError(
+        'unsupported',
+        'opennebula: kernel and ramdisk images live in a file datastore (FILE_DS); set the filesDatastore option',
+      );
     }
     const remoteUrl = this.#options.mode === 'remote' ? remoteUrlOf(content) : undefined;
     const deadline = new Deadline(request.timeoutMs, request.signal);
@@ -217,22 +221,37 @@ export class OpenNebulaDriver implements IaasDriver {
       datastore = await this.#datastore(datastoreRef, type, signal);
       const neededMb = mbOf(Math.max(content.size, content.diskFormat === 'qcow2' ? (image.virtualSize ?? 0) : 0));
       if (neededMb > datastore.freeMb) {
-        throw new VisorError('unavailable', `opennebula: datastore ${datastore.name} has ${datastore.freeMb} MB free, image ${image.name} needs ${neededMb} MB`, {
-          details: { datastore: datastore.id, freeMb: datastore.freeMb, neededMb },
-        });
+        throw new VisorError(
+          'unavailable',
+          `opennebula: datastore ${datastore.name} has ${datastore.freeMb} MB free, ` +
+            `image ${image.name} needs ${neededMb} MB`,
+          {
+            details: { datastore: datastore.id, freeMb: datastore.freeMb, neededMb },
+          },
+        );
       }
       staged = remoteUrl === undefined ? await this.#localPath(content, image.id, signal) : undefined;
     } catch (error) {
       if (staged?.temporary) await unlink(staged.path).catch(() => undefined);
-      throw deadline.failure(error, words(() => 'before anything was allocated'));
+      throw deadline.failure(
+        error,
+        words(() => 'before anything was allocated'),
+      );
     }
     let id: number | undefined;
     let state = 'not allocated';
     try {
       const path = remoteUrl ?? staged!.path;
-      const template = serializeTemplate({ ...attributes, PATH: path, MD5: content.checksums.md5 }, `image ${image.id} cannot be written to OpenNebula`);
+      const template = serializeTemplate(
+        { ...attributes, PATH: path, MD5: content.checksums.md5 },
+        `image ${image.id} cannot be written to OpenNebula`,
+      );
       id = await this.#client.allocateImage(template, datastore.id, signal);
-      this.#logger.info('opennebula image allocated', { nativeId: String(id), name: image.name, datastore: datastore.name });
+      this.#logger.info('opennebula image allocated', {
+        nativeId: String(id),
+        name: image.name,
+        datastore: datastore.name,
+      });
       const ready = await this.#waitReady(id, signal, (s) => (state = String(s)));
       verifySize(ready, content, image);
       await this.#client.chmodImage(id, permissionsFor(image.access), signal);
@@ -301,13 +320,21 @@ export class OpenNebulaDriver implements IaasDriver {
     checkClaim(nativeId, toCloudImage(current, this.#read).markers, options.claim, 'update');
     const hidden = current.name.startsWith(this.#read.expiredPrefix);
     // A retired image keeps its EXPIRED_<time>_ prefix: renaming it back would un-hide it.
-    const name = hidden ? current.name.slice(0, current.name.length - originalName(current.name, this.#read.expiredPrefix).length) + image.name : image.name;
+    const name = hidden
+      ? current.name.slice(0, current.name.length - originalName(current.name, this.#read.expiredPrefix).length) +
+        image.name
+      : image.name;
     const problem = nameProblem(name);
-    if (problem) throw new VisorError('invalidInput', `image ${image.id} cannot be written to OpenNebula: name: ${problem}`);
-    const template = serializeTemplate(updateAttributes(current, image, markers), `image ${image.id} cannot be written to OpenNebula`);
+    if (problem)
+      throw new VisorError('invalidInput', `image ${image.id} cannot be written to OpenNebula: name: ${problem}`);
+    const template = serializeTemplate(
+      updateAttributes(current, image, markers),
+      `image ${image.id} cannot be written to OpenNebula`,
+    );
     await this.#client.updateImage(id, template, true, options.signal);
     if (current.name !== name) await this.#client.renameImage(id, name, options.signal);
-    if (!hidden && accessOf(current.permissions) !== image.access) await this.#client.chmodImage(id, permissionsFor(image.access), options.signal);
+    if (!hidden && accessOf(current.permissions) !== image.access)
+      await this.#client.chmodImage(id, permissionsFor(image.access), options.signal);
     return toCloudImage(await this.#client.image(id, options.signal), this.#read);
   }
 
@@ -335,17 +362,28 @@ export class OpenNebulaDriver implements IaasDriver {
     await this.#delete(image, options.signal);
   }
 
-  async download(nativeId: string, options: DriverCallOptions & { range?: ByteRange } = {}): Promise<{ stream: import('node:stream').Readable; size?: number }> {
+  async download(
+    nativeId: string,
+    options: DriverCallOptions & { range?: ByteRange } = {},
+  ): Promise<{ stream: import('node:stream').Readable; size?: number }> {
     this.#open();
     if (this.#options.mode !== 'local') {
-      throw new VisorError('unsupported', 'opennebula: download needs mode "local" (the agent beside oned, reading the datastore); oned has no download call');
+      throw new VisorError(
+        'unsupported',
+        'opennebula: download needs mode "local" (the agent beside oned, ' +
+          'reading the datastore); oned has no download call',
+      );
     }
     const id = imageIdOf(nativeId);
     const image = await this.#client.image(id, options.signal);
     const { state } = stateOf(image.state, image.runningVms);
-    if (state !== 'active' && state !== 'disabled') throw new VisorError('conflict', `opennebula: image ${id} is ${state}, its bits cannot be read`);
+    if (state !== 'active' && state !== 'disabled')
+      throw new VisorError('conflict', `opennebula: image ${id} is ${state}, its bits cannot be read`);
     if (!isAbsolute(image.source)) {
-      throw new VisorError('unsupported', `opennebula: image ${id} is stored as "${image.source}", not as a file this agent can read`);
+      throw new VisorError(
+        'unsupported',
+        `opennebula: image ${id} is stored as "${image.source}", not as a file this agent can read`,
+      );
     }
     let size: number;
     try {
@@ -353,7 +391,10 @@ export class OpenNebulaDriver implements IaasDriver {
       if (!info.isFile()) throw new Error('not a regular file');
       size = info.size;
     } catch (error) {
-      throw new VisorError('unavailable', `opennebula: cannot read image ${id} at ${image.source}: ${(error as Error).message}`);
+      throw new VisorError(
+        'unavailable',
+        `opennebula: cannot read image ${id} at ${image.source}: ${(error as Error).message}`,
+      );
     }
     const base = options.signal ? { signal: options.signal } : {};
     if (!options.range) return { stream: createReadStream(image.source, base), size };
@@ -375,31 +416,57 @@ export class OpenNebulaDriver implements IaasDriver {
     const pool = await this.#client.datastorePool(signal);
     const byId = typeof ref === 'number' || /^\d+$/.test(ref);
     const datastore = pool.find((d) => (byId ? d.id === Number(ref) : d.name === ref));
-    if (!datastore) throw new VisorError('config', `opennebula: no datastore ${byId ? `with id ${ref}` : `named "${ref}"`} is visible to user ${this.#options.username}`);
+    if (!datastore)
+      throw new VisorError(
+        'config',
+        `opennebula: no datastore ${byId ? `with id ${ref}` : `named "${ref}"`} is ` +
+          `visible to user ${this.#options.username}`,
+      );
     if (datastore.type !== type) {
       const names = Object.fromEntries(Object.entries(oneDatastoreTypes).map(([k, v]) => [v, k]));
-      throw new VisorError('config', `opennebula: datastore ${datastore.name} is a ${names[datastore.type] ?? datastore.type}, these images need a ${names[type]}`);
+      throw new VisorError(
+        'config',
+        `opennebula: datastore ${datastore.name} is a ${names[datastore.type] ?? datastore.type}, ` +
+          `these images need a ${names[type]}`,
+      );
     }
-    if (datastore.state !== 0) throw new VisorError('unavailable', `opennebula: datastore ${datastore.name} is disabled`);
+    if (datastore.state !== 0)
+      throw new VisorError('unavailable', `opennebula: datastore ${datastore.name} is disabled`);
     return datastore;
   }
 
   /** PATH for local mode: the file a file: URL names, or the content copied (and verified) into stagingDir. */
-  async #localPath(content: ContentSource, imageId: string, signal?: AbortSignal): Promise<{ path: string; temporary: boolean }> {
+  async #localPath(
+    content: ContentSource,
+    imageId: string,
+    signal?: AbortSignal,
+  ): Promise<{ path: string; temporary: boolean }> {
     if (content.url?.startsWith('file:')) return { path: fileURLToPath(content.url), temporary: false };
     const dir = this.#options.stagingDir;
-    if (!dir) throw new VisorError('config', 'opennebula: mode "local" needs stagingDir (a folder oned may read, listed in the datastore\'s SAFE_DIRS)');
+    if (!dir)
+      throw new VisorError(
+        'config',
+        'opennebula: mode "local" needs stagingDir (a folder oned may read, listed in the datastore\'s SAFE_DIRS)',
+      );
     await mkdir(dir, { recursive: true, mode: 0o750 });
     const path = join(dir, `visor-${imageId}-${randomBytes(6).toString('hex')}.img`);
     const digest = new DigestStream();
     try {
       // Group-readable: oned's datastore driver runs as oneadmin, which must share the agent's group.
-      await pipeline(await content.open(), digest, createWriteStream(path, { flags: 'wx', mode: 0o640 }), ...(signal ? [{ signal }] : []));
+      await pipeline(
+        await content.open(),
+        digest,
+        createWriteStream(path, { flags: 'wx', mode: 0o640 }),
+        ...(signal ? [{ signal }] : []),
+      );
       verifyDigest(digest.result(), { size: content.size, checksums: content.checksums });
     } catch (error) {
       await unlink(path).catch(() => undefined);
       if (isVisorError(error)) throw error;
-      throw new VisorError('unavailable', `opennebula: staging the content in ${dir} failed: ${(error as Error).message}`);
+      throw new VisorError(
+        'unavailable',
+        `opennebula: staging the content in ${dir} failed: ${(error as Error).message}`,
+      );
     }
     return { path, temporary: true };
   }
@@ -414,9 +481,13 @@ export class OpenNebulaDriver implements IaasDriver {
         onState(image.state);
         if (image.state === s.READY || image.state === s.USED || image.state === s.USED_PERS) return true;
         if (image.state === s.ERROR) {
-          throw new VisorError('unavailable', `opennebula: image ${id} failed to import: ${image.template['ERROR'] ?? 'oned gave no reason'}`, {
-            details: { nativeId: String(id), oneError: image.template['ERROR'] },
-          });
+          throw new VisorError(
+            'unavailable',
+            `opennebula: image ${id} failed to import: ${image.template['ERROR'] ?? 'oned gave no reason'}`,
+            {
+              details: { nativeId: String(id), oneError: image.template['ERROR'] },
+            },
+          );
         }
         const importing = [s.LOCKED, s.INIT, s.LOCKED_USED, s.LOCKED_USED_PERS] as number[];
         if (!importing.includes(image.state)) {
@@ -465,7 +536,10 @@ export class OpenNebulaDriver implements IaasDriver {
       done: (image) => {
         if (gone || !image) return true;
         if (image.state === oneImageStates.ERROR) {
-          throw new VisorError('unavailable', `opennebula: deleting image ${id} failed: ${image.template['ERROR'] ?? 'oned gave no reason'}`);
+          throw new VisorError(
+            'unavailable',
+            `opennebula: deleting image ${id} failed: ${image.template['ERROR'] ?? 'oned gave no reason'}`,
+          );
         }
         return false;
       },
@@ -481,36 +555,59 @@ export class OpenNebulaDriver implements IaasDriver {
       await this.#client.enableImage(image.id, false, signal);
     } else if (image.state !== s.DISABLED) {
       // oned refuses to disable an image VMs use (ImageManager::enable_image); it is still renamed and hidden.
-      this.#logger.warn('opennebula image in use: renamed and hidden, but not disabled', { nativeId: String(image.id), state: image.state, runningVms: image.runningVms });
+      this.#logger.warn('opennebula image in use: renamed and hidden, but not disabled', {
+        nativeId: String(image.id),
+        state: image.state,
+        runningVms: image.runningVms,
+      });
     }
-    if (!image.name.startsWith(this.#read.expiredPrefix)) await this.#client.renameImage(image.id, expiredName(image.name, now, this.#read.expiredPrefix), signal);
+    if (!image.name.startsWith(this.#read.expiredPrefix))
+      await this.#client.renameImage(image.id, expiredName(image.name, now, this.#read.expiredPrefix), signal);
     if (image.template[oneAttributes.expired] === undefined) {
-      await this.#client.updateImage(image.id, serializeTemplate({ [oneAttributes.expired]: now.toISOString() }, 'expiry stamp'), true, signal);
+      await this.#client.updateImage(
+        image.id,
+        serializeTemplate({ [oneAttributes.expired]: now.toISOString() }, 'expiry stamp'),
+        true,
+        signal,
+      );
     }
   }
 }
 
 /** oned ids are non-negative integers; anything else cannot name an image there. */
 function imageIdOf(nativeId: string): number {
-  if (!/^\d{1,9}$/.test(nativeId)) throw new VisorError('notFound', `opennebula: no image ${nativeId} (ids are numbers)`);
+  if (!/^\d{1,9}$/.test(nativeId))
+    throw new VisorError('notFound', `opennebula: no image ${nativeId} (ids are numbers)`);
   return Number(nativeId);
 }
 
 function remoteUrlOf(content: ContentSource): string {
   if (content.url === undefined || !/^https?:\/\//.test(content.url)) {
-    throw new VisorError('invalidInput', 'opennebula: mode "remote" needs content with an http(s) URL that oned can fetch (ContentSource.url)');
+    throw new VisorError(
+      'invalidInput',
+      'opennebula: mode "remote" needs content with an http(s) URL that oned can fetch (ContentSource.url)',
+    );
   }
   return content.url;
 }
 
 /**
- * oned's SIZE is the content in whole MiB, rounded up (datastore/libfs.sh fs_size); for qcow2 it
+ * oned's SIZE is the content in whole MiB, rounded up (fs_size of OpenNebula's datastore library libfs); for qcow2 it
  * is the virtual size, checked when the image says it.
  */
 function verifySize(image: OneImage, content: ContentSource, generic: Image): void {
-  const expected = content.diskFormat === 'qcow2' ? (generic.virtualSize !== undefined ? mbOf(generic.virtualSize) : undefined) : mbOf(content.size);
+  const expected =
+    content.diskFormat === 'qcow2'
+      ? generic.virtualSize !== undefined
+        ? mbOf(generic.virtualSize)
+        : undefined
+      : mbOf(content.size);
   if (expected === undefined || image.sizeMb === expected) return;
-  throw new VisorError('integrity', `opennebula: image ${image.id} holds ${image.sizeMb} MB, the content is ${expected} MB (${content.size} bytes)`, {
-    details: { nativeId: String(image.id), sizeMb: image.sizeMb, expectedMb: expected },
-  });
+  throw new VisorError(
+    'integrity',
+    `opennebula: image ${image.id} holds ${image.sizeMb} MB, the content is ${expected} MB (${content.size} bytes)`,
+    {
+      details: { nativeId: String(image.id), sizeMb: image.sizeMb, expectedMb: expected },
+    },
+  );
 }

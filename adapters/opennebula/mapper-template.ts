@@ -18,7 +18,8 @@ export const maxNameLength = 128;
 export function nameProblem(name: string): string | undefined {
   if (name === '') return 'must not be empty';
   const bad = [...name].find((c) => invalidNameChars.includes(c));
-  if (bad !== undefined) return `OpenNebula does not allow the character '${bad}' in names (not allowed: ${invalidNameChars})`;
+  if (bad !== undefined)
+    return `OpenNebula does not allow the character '${bad}' in names (not allowed: ${invalidNameChars})`;
   if (name.length > maxNameLength) return `OpenNebula names are at most ${maxNameLength} characters`;
   return undefined;
 }
@@ -35,7 +36,8 @@ export function serializeTemplate(attributes: Readonly<Record<string, string>>, 
   const lines: string[] = [];
   for (const key of Object.keys(attributes).sort()) {
     const value = attributes[key] ?? '';
-    if (!attributeNamePattern.test(key)) issues.push({ path: key, message: 'is not an OpenNebula attribute name ([A-Z0-9_], starting with a letter)' });
+    if (!attributeNamePattern.test(key))
+      issues.push({ path: key, message: 'is not an OpenNebula attribute name ([A-Z0-9_], starting with a letter)' });
     const problem = valueProblem(value);
     if (problem) issues.push({ path: key, message: problem });
     lines.push(`${key} = "${value.replaceAll('"', '\\"')}"`);

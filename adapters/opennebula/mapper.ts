@@ -2,7 +2,15 @@ import { lifecyclePropertyKeys } from '../../core/image/deprecation.js';
 import { ValidationError, VisorError, type FieldIssue } from '../../core/errors.js';
 import { markersFromAttributes, markersToAttributes, type MarkerKeys } from '../../core/iaas/markers.js';
 import type { CloudImage, CloudImageState, Markers } from '../../core/iaas/port.js';
-import { architectures, type Access, type Architecture, type DiskFormat, type Image, type ImageType, type OsInfo } from '../../core/image/model.js';
+import {
+  architectures,
+  type Access,
+  type Architecture,
+  type DiskFormat,
+  type Image,
+  type ImageType,
+  type OsInfo,
+} from '../../core/image/model.js';
 import { propertyKeyPattern, reservedPropertyKeys } from '../../core/image/schema.js';
 import { oneImageStates, type OneImage, type OneImageTypeName, type OnePermissions } from './schema.js';
 import { nameProblem, valueProblem } from './mapper-template.js';
@@ -38,9 +46,36 @@ export const oneAttributes = {
 
 /** Attributes oned or its drivers give a meaning to (img_template.rst, Image.cc): never custom properties. */
 const nativeAttributes: ReadonlySet<string> = new Set([
-  'NAME', 'TYPE', 'PERSISTENT', 'PERSISTENT_TYPE', 'DEV_PREFIX', 'TARGET', 'DRIVER', 'FORMAT', 'FS', 'FSTYPE', 'PATH',
-  'SOURCE', 'SIZE', 'READONLY', 'MD5', 'SHA1', 'ERROR', 'LUKS_SECRET', 'DISK_TYPE', 'TM_MAD', 'CLONE_TARGET', 'LN_TARGET',
-  'SAVED_VM_ID', 'SAVED_DISK_ID', 'SAVED_IMAGE_ID', 'SAVE_AS_HOT', 'CONTEXT', 'DATASTORE', 'DATASTORE_ID', 'CLUSTERS',
+  'NAME',
+  'TYPE',
+  'PERSISTENT',
+  'PERSISTENT_TYPE',
+  'DEV_PREFIX',
+  'TARGET',
+  'DRIVER',
+  'FORMAT',
+  'FS',
+  'FSTYPE',
+  'PATH',
+  'SOURCE',
+  'SIZE',
+  'READONLY',
+  'MD5',
+  'SHA1',
+  'ERROR',
+  'LUKS_SECRET',
+  'DISK_TYPE',
+  'TM_MAD',
+  'CLONE_TARGET',
+  'LN_TARGET',
+  'SAVED_VM_ID',
+  'SAVED_DISK_ID',
+  'SAVED_IMAGE_ID',
+  'SAVE_AS_HOT',
+  'CONTEXT',
+  'DATASTORE',
+  'DATASTORE_ID',
+  'CLUSTERS',
 ]);
 const visorAttributes: ReadonlySet<string> = new Set(Object.values(oneAttributes).filter((a) => a !== 'DESCRIPTION'));
 const encodedPropertyPrefix = 'VISOR_PROPERTY_X_';
@@ -50,7 +85,9 @@ const plainPropertyKey = /^[a-z][a-z0-9_]*$/;
 const lifecycleAttributes: ReadonlySet<string> = new Set(lifecyclePropertyKeys.map((key) => key.toUpperCase()));
 
 function isManagedAttribute(name: string): boolean {
-  return nativeAttributes.has(name) || visorAttributes.has(name) || name.startsWith('VISOR_') || name.startsWith('VCENTER_');
+  return (
+    nativeAttributes.has(name) || visorAttributes.has(name) || name.startsWith('VISOR_') || name.startsWith('VCENTER_')
+  );
 }
 
 /** The TEMPLATE attribute a custom property is stored under. */
@@ -158,8 +195,10 @@ export function originalName(name: string, expiredPrefix: string): string {
   return match?.[1] ?? name;
 }
 
-const count = (value: string | undefined): number | undefined => (value !== undefined && /^\d{1,15}$/.test(value) ? Number(value) : undefined);
-const nonEmpty = (value: string | undefined): string | undefined => (value === undefined || value === '' ? undefined : value);
+const count = (value: string | undefined): number | undefined =>
+  value !== undefined && /^\d{1,15}$/.test(value) ? Number(value) : undefined;
+const nonEmpty = (value: string | undefined): string | undefined =>
+  value === undefined || value === '' ? undefined : value;
 
 export function metadataOf(image: OneImage, options: ReadOptions): CloudImage['metadata'] {
   const t = image.template;
@@ -177,14 +216,23 @@ export function metadataOf(image: OneImage, options: ReadOptions): CloudImage['m
     // An empty value is how a removed property is written (merge updates cannot delete attributes).
     if (key !== undefined && value !== '') properties[key] = value;
   }
-  const tags = [...new Set((t[oneAttributes.tags] ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''))];
+  const tags = [
+    ...new Set(
+      (t[oneAttributes.tags] ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== ''),
+    ),
+  ];
   const type = imageTypeOf(image.type);
   const minDisk = count(t[oneAttributes.minDisk]);
   const minRam = count(t[oneAttributes.minRam]);
   const virtualSize = count(t[oneAttributes.virtualSize]);
   return {
     name: originalName(image.name, options.expiredPrefix),
-    ...(arch !== undefined && (architectures as readonly string[]).includes(arch) ? { architecture: arch as Architecture } : {}),
+    ...(arch !== undefined && (architectures as readonly string[]).includes(arch)
+      ? { architecture: arch as Architecture }
+      : {}),
     ...(type ? { type } : {}),
     ...(minDisk !== undefined ? { minDisk } : {}),
     ...(minRam !== undefined ? { minRam } : {}),
@@ -230,7 +278,11 @@ export interface WriteOptions {
 }
 
 /** The disk formats each generic type can be registered with, and the ONE TYPE it becomes. */
-export function oneTypeFor(image: Pick<Image, 'type'>, diskFormat: DiskFormat, options: Pick<WriteOptions, 'imageType'>): OneImageTypeName | undefined {
+export function oneTypeFor(
+  image: Pick<Image, 'type'>,
+  diskFormat: DiskFormat,
+  options: Pick<WriteOptions, 'imageType'>,
+): OneImageTypeName | undefined {
   switch (image.type) {
     case 'machine':
       if (diskFormat === 'iso') return 'CDROM';
@@ -263,23 +315,38 @@ export function metadataAttributes(image: Image, markers: Markers, blankAbsent: 
   put(oneAttributes.minRam, image.minRam, 'minRam');
   put(oneAttributes.virtualSize, image.virtualSize, 'virtualSize');
   const badTag = image.tags.find((t) => t.includes(','));
-  if (badTag !== undefined) issues.push({ path: 'tags', message: `tag "${badTag}" contains a comma, which separates OpenNebula LABELS` });
+  if (badTag !== undefined)
+    issues.push({ path: 'tags', message: `tag "${badTag}" contains a comma, which separates OpenNebula LABELS` });
   put(oneAttributes.tags, image.tags.length > 0 ? image.tags.join(',') : undefined, 'tags');
   if (blankAbsent && image.properties['description'] === undefined) out[oneAttributes.description] = '';
   for (const [key, value] of Object.entries(image.properties)) put(propertyAttribute(key), value, `properties.${key}`);
-  for (const [attribute, value] of Object.entries(markersToAttributes(markers, oneMarkerKeys))) put(attribute, value, `markers.${attribute}`);
-  if (issues.length > 0) throw new ValidationError('invalidInput', `image ${image.id} cannot be written to OpenNebula`, issues);
+  for (const [attribute, value] of Object.entries(markersToAttributes(markers, oneMarkerKeys)))
+    put(attribute, value, `markers.${attribute}`);
+  if (issues.length > 0)
+    throw new ValidationError('invalidInput', `image ${image.id} cannot be written to OpenNebula`, issues);
   return out;
 }
 
 /** Everything one.image.allocate gets except PATH and MD5, which come from the content. */
-export function allocationAttributes(image: Image, markers: Markers, diskFormat: DiskFormat, options: WriteOptions): Record<string, string> {
+export function allocationAttributes(
+  image: Image,
+  markers: Markers,
+  diskFormat: DiskFormat,
+  options: WriteOptions,
+): Record<string, string> {
   const type = oneTypeFor(image, diskFormat, options);
   if (type === undefined) {
-    throw new VisorError('unsupported', `opennebula: a ${image.type} image cannot be registered from ${diskFormat} content`, { details: { type: image.type, diskFormat } });
+    throw new VisorError(
+      'unsupported',
+      `opennebula: a ${image.type} image cannot be registered from ${diskFormat} content`,
+      { details: { type: image.type, diskFormat } },
+    );
   }
   const problem = nameProblem(image.name);
-  if (problem) throw new ValidationError('invalidInput', `image ${image.id} cannot be written to OpenNebula`, [{ path: 'name', message: problem }]);
+  if (problem)
+    throw new ValidationError('invalidInput', `image ${image.id} cannot be written to OpenNebula`, [
+      { path: 'name', message: problem },
+    ]);
   const out: Record<string, string> = { NAME: image.name, TYPE: type, ...metadataAttributes(image, markers, false) };
   if (type === 'OS' || type === 'DATABLOCK' || type === 'CDROM') {
     out['PERSISTENT'] = options.persistent ? 'YES' : 'NO';
@@ -310,7 +377,8 @@ export function permissionsFor(access: Access): number[] {
 
 /** `600`-style octal permissions (as `oneimage chmod` takes them) as the nine chmod arguments. */
 export function octalPermissions(octal: string): number[] {
-  if (!/^[0-7]{3}$/.test(octal)) throw new VisorError('config', `opennebula: permissions "${octal}" must be three octal digits, e.g. 600`);
+  if (!/^[0-7]{3}$/.test(octal))
+    throw new VisorError('config', `opennebula: permissions "${octal}" must be three octal digits, e.g. 600`);
   return [...octal].flatMap((digit) => {
     const bits = Number(digit);
     return [(bits >> 2) & 1, (bits >> 1) & 1, bits & 1];
@@ -319,6 +387,10 @@ export function octalPermissions(octal: string): number[] {
 
 /** EXPIRED_<UTC time>_<name>, cut to oned's 128-character limit. */
 export function expiredName(name: string, at: Date, expiredPrefix: string): string {
-  const stamp = at.toISOString().replace(/\.\d{3}Z$/, 'Z').replaceAll('-', '').replaceAll(':', '');
+  const stamp = at
+    .toISOString()
+    .replace(/\.\d{3}Z$/, 'Z')
+    .replaceAll('-', '')
+    .replaceAll(':', '');
   return `${expiredPrefix}${stamp}_${name}`.slice(0, 128);
 }

@@ -34,7 +34,9 @@ function strictEntityDecoder(): EntityDecoderOptions {
 }
 
 function codePoint(value: number): string | undefined {
-  return Number.isInteger(value) && value > 0 && value <= 0x10ffff && (value < 0xd800 || value > 0xdfff) ? String.fromCodePoint(value) : undefined;
+  return Number.isInteger(value) && value > 0 && value <= 0x10ffff && (value < 0xd800 || value > 0xdfff)
+    ? String.fromCodePoint(value)
+    : undefined;
 }
 
 /** Elements that may repeat, so that one occurrence still parses as a list. */

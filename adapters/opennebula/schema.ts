@@ -10,7 +10,10 @@ import { parseOneDocument } from './schema-xml.js';
  * LOCK and BACKUP_INCREMENTS. Anything else malformed is an `invalidResponse`.
  */
 
-const int = z.string().regex(/^-?\d{1,18}$/, 'must be an integer').transform(Number);
+const int = z
+  .string()
+  .regex(/^-?\d{1,18}$/, 'must be an integer')
+  .transform(Number);
 const flag = z.enum(['0', '1']).transform((v) => v === '1');
 const text = z.string();
 /** `<VMS></VMS>` parses as '' and `<VMS><ID>1</ID></VMS>` as { ID: ['1'] }. */
@@ -47,7 +50,16 @@ export const oneImageStates = {
 } as const;
 
 /** Image types (include/Image.h ImageType); templates use the names. */
-export const oneImageTypes = ['OS', 'CDROM', 'DATABLOCK', 'KERNEL', 'RAMDISK', 'CONTEXT', 'BACKUP', 'FILESYSTEM'] as const;
+export const oneImageTypes = [
+  'OS',
+  'CDROM',
+  'DATABLOCK',
+  'KERNEL',
+  'RAMDISK',
+  'CONTEXT',
+  'BACKUP',
+  'FILESYSTEM',
+] as const;
 export type OneImageTypeName = (typeof oneImageTypes)[number];
 
 const imageSchema = z
@@ -142,10 +154,14 @@ export const oneDatastoreTypes = { IMAGE_DS: 0, SYSTEM_DS: 1, FILE_DS: 2, BACKUP
 
 const imageDocument = z.object({ IMAGE: imageSchema });
 const imagePoolDocument = z.object({
-  IMAGE_POOL: z.union([z.literal(''), z.object({ IMAGE: z.array(imageSchema) })]).transform((p) => (p === '' ? [] : p.IMAGE)),
+  IMAGE_POOL: z
+    .union([z.literal(''), z.object({ IMAGE: z.array(imageSchema) })])
+    .transform((p) => (p === '' ? [] : p.IMAGE)),
 });
 const datastorePoolDocument = z.object({
-  DATASTORE_POOL: z.union([z.literal(''), z.object({ DATASTORE: z.array(datastoreSchema) })]).transform((p) => (p === '' ? [] : p.DATASTORE)),
+  DATASTORE_POOL: z
+    .union([z.literal(''), z.object({ DATASTORE: z.array(datastoreSchema) })])
+    .transform((p) => (p === '' ? [] : p.DATASTORE)),
 });
 
 function validate<T extends z.ZodType>(schema: T, value: unknown, what: string): z.output<T> {
@@ -155,7 +171,9 @@ function validate<T extends z.ZodType>(schema: T, value: unknown, what: string):
     .slice(0, 5)
     .map((i) => (i.path ? `${i.path}: ${i.message}` : i.message))
     .join('; ');
-  throw new VisorError('invalidResponse', `opennebula: ${what} is malformed: ${issues}`, { details: { issues: zodIssues(result.error) } });
+  throw new VisorError('invalidResponse', `opennebula: ${what} is malformed: ${issues}`, {
+    details: { issues: zodIssues(result.error) },
+  });
 }
 
 export function parseImage(xml: string): OneImage {
@@ -167,7 +185,8 @@ export function parseImagePool(xml: string): OneImage[] {
 }
 
 export function parseDatastorePool(xml: string): OneDatastore[] {
-  return validate(datastorePoolDocument, parseOneDocument(xml, 'DATASTORE_POOL document'), 'DATASTORE_POOL document').DATASTORE_POOL;
+  return validate(datastorePoolDocument, parseOneDocument(xml, 'DATASTORE_POOL document'), 'DATASTORE_POOL document')
+    .DATASTORE_POOL;
 }
 
 /**
@@ -178,7 +197,13 @@ export function parseDatastorePool(xml: string): OneDatastore[] {
 export const replySchema = z.union([
   z.tuple([z.literal(true), z.union([z.string(), z.number().int()]), z.literal(0)]).rest(z.unknown()),
   z.tuple([z.literal(false), z.string(), z.number().int()]),
-  z.tuple([z.literal(false), z.string(), z.number().int(), z.number().int(), z.union([z.string().regex(/^-?\d+$/), z.number().int()])]),
+  z.tuple([
+    z.literal(false),
+    z.string(),
+    z.number().int(),
+    z.number().int(),
+    z.union([z.string().regex(/^-?\d+$/), z.number().int()]),
+  ]),
 ]);
 
 export type OneReply = { ok: true; result: string | number } | { ok: false; message: string; code: number };

@@ -19,7 +19,8 @@ export function parseJsonBody(data: Buffer): unknown {
     throw new VisorError('invalidInput', `the body is not valid JSON: ${(error as Error).message}`);
   }
   const duplicate = firstDuplicateKey(text);
-  if (duplicate !== undefined) throw new VisorError('invalidInput', `the body gives the key "${duplicate.slice(0, 100)}" twice in one object`);
+  if (duplicate !== undefined)
+    throw new VisorError('invalidInput', `the body gives the key "${duplicate.slice(0, 100)}" twice in one object`);
   return value;
 }
 

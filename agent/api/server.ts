@@ -1,6 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
-import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import {
   CONTENT_HASH_HEADER,
   STREAMING_PAYLOAD,
@@ -216,7 +221,9 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     if (!cutOff) logger.error('request failed', { ...where, error: visor });
     return sendError(reply, status, genericServerError(status, request.id), request.id);
   });
-  app.setNotFoundHandler(async (request, reply) => sendError(reply, 404, `no route for ${request.method} ${request.url.split('?')[0]}`));
+  app.setNotFoundHandler(async (request, reply) =>
+    sendError(reply, 404, `no route for ${request.method} ${request.url.split('?')[0]}`),
+  );
 
   healthRoutes(app, {
     checks: options.readiness ?? [],
@@ -310,9 +317,21 @@ function sendError(reply: FastifyReply, status: number, message: string, request
 function fromFastifyError(error: unknown): VisorError {
   if (isVisorError(error)) return error;
   const e = error as { statusCode?: number; code?: string; message?: string };
-  if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return Object.assign(new VisorError('invalidInput', 'unsupported Content-Type: send application/json metadata or an application/octet-stream image', { cause: error }), { status: 415 });
-  if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return Object.assign(new VisorError('invalidInput', 'the metadata body is too large', { cause: error }), { status: 413 });
-  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) return new VisorError('invalidInput', e.message ?? 'bad request', { cause: error });
+  if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+    return Object.assign(
+      new VisorError(
+        'invalidInput',
+        'unsupported Content-Type: send application/json metadata or an application/octet-stream image',
+        { cause: error },
+      ),
+      { status: 415 },
+    );
+  if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+    return Object.assign(new VisorError('invalidInput', 'the metadata body is too large', { cause: error }), {
+      status: 413,
+    });
+  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500)
+    return new VisorError('invalidInput', e.message ?? 'bad request', { cause: error });
   return toVisorError(error);
 }
 
@@ -322,7 +341,8 @@ export function toSignable(raw: IncomingMessage): SignableRequest {
   const path = at < 0 ? url : url.slice(0, at);
   const query = at < 0 ? [] : [...new URLSearchParams(url.slice(at + 1))];
   const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(raw.headers)) if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(',') : value;
+  for (const [name, value] of Object.entries(raw.headers))
+    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(',') : value;
   return { method: raw.method ?? 'GET', path, query, headers };
 }
 

@@ -52,7 +52,10 @@ export function toDetail(
     format: image.diskFormat,
     container_format: image.containerFormat,
     store: image.location?.store,
-    location: showLocation || image.location?.store === 'http' || /^https?:/.test(image.location?.uri ?? '') ? image.location?.uri : undefined,
+    location:
+      showLocation || image.location?.store === 'http' || /^https?:/.test(image.location?.uri ?? '')
+        ? image.location?.uri
+        : undefined,
     size: image.size,
     virtual_size: image.virtualSize,
     checksum: image.checksums.md5,
@@ -112,7 +115,11 @@ const simple: Record<string, string> = {
 const flags: Record<string, string> = { protected: 'protected', exclude_from_latest: 'excludeFromLatest' };
 const numeric: Record<string, string> = { min_disk: 'minDisk', min_ram: 'minRam' };
 const lists = new Set(['tags', 'members']);
-const osKeys: Record<string, 'type' | 'distro' | 'version'> = { os_type: 'type', os_distro: 'distro', os_version: 'version' };
+const osKeys: Record<string, 'type' | 'distro' | 'version'> = {
+  os_type: 'type',
+  os_distro: 'distro',
+  os_version: 'version',
+};
 
 export interface ParsedMetadata {
   /** Generic field changes; `null` clears an optional field. */
@@ -155,9 +162,16 @@ export function fromWire(input: Record<string, unknown>, fromHeaders = false, cr
     } else if (Object.hasOwn(numeric, key)) {
       fields[numeric[key]!] = fromHeaders && typeof value === 'string' && value !== '' ? Number(value) : value;
     } else if (lists.has(key)) {
-      fields[key] = fromHeaders && typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
+      fields[key] =
+        fromHeaders && typeof value === 'string'
+          ? value
+              .split(',')
+              .map((s) => s.trim())
+              .filter(Boolean)
+          : value;
     } else if (Object.hasOwn(osKeys, key)) {
-      if (value === null || typeof value === 'string' || typeof value === 'number') os[osKeys[key]!] = value === null ? null : String(value);
+      if (value === null || typeof value === 'string' || typeof value === 'number')
+        os[osKeys[key]!] = value === null ? null : String(value);
       else problems.push(`${rawKey} must be text`);
     } else if (key === 'location') {
       if (typeof value !== 'string') problems.push('location must be a URL');
@@ -167,13 +181,15 @@ export function fromWire(input: Record<string, unknown>, fromHeaders = false, cr
       else expected[key === 'checksum' ? 'md5' : key] = value.toLowerCase();
     } else if (propertyKeyPattern.test(rawKey)) {
       if (value === null) properties[rawKey] = null;
-      else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') properties[rawKey] = String(value);
+      else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
+        properties[rawKey] = String(value);
       else problems.push(`custom property ${rawKey} must be text, a number or true/false`);
     } else {
       problems.push(`"${rawKey}" is not a valid attribute or property name`);
     }
   }
-  if (problems.length > 0) throw new VisorError('invalidInput', `invalid metadata: ${problems.join('; ')}`, { details: { problems } });
+  if (problems.length > 0)
+    throw new VisorError('invalidInput', `invalid metadata: ${problems.join('; ')}`, { details: { problems } });
   if (Object.keys(os).length > 0) fields['os'] = os;
   if (Object.keys(properties).length > 0) fields['properties'] = properties;
   return { fields, ...(location !== undefined ? { location } : {}), ...(store !== undefined ? { store } : {}), expected };
@@ -269,10 +285,12 @@ export function queryFromWire(params: URLSearchParams, defaultLimit: number): Im
     const value = Object.hasOwn(glanceAliases, given) ? glanceValue(given, rawValue) : rawValue;
     if (key === 'sort') query.sort = attributeFor(value);
     else if (key === 'dir') {
-      if (value !== 'asc' && value !== 'desc') throw new VisorError('invalidInput', `dir must be asc or desc, got "${value.slice(0, 20)}"`);
+      if (value !== 'asc' && value !== 'desc')
+        throw new VisorError('invalidInput', `dir must be asc or desc, got "${value.slice(0, 20)}"`);
       query.dir = value as SortDirection;
     } else if (key === 'limit') {
-      if (!/^\d{1,6}$/.test(value)) throw new VisorError('invalidInput', `limit must be a whole number, got "${value.slice(0, 20)}"`);
+      if (!/^\d{1,6}$/.test(value))
+        throw new VisorError('invalidInput', `limit must be a whole number, got "${value.slice(0, 20)}"`);
       query.limit = Number(value);
     } else if (key === 'marker') query.marker = value;
     else {
@@ -302,7 +320,9 @@ export function toHeaders(
       for (const [alg, hex] of Object.entries(value as Record<string, string>)) out[`${META_PREFIX}${alg}`] = hex;
       continue;
     }
-    out[`${META_PREFIX}${key.toLowerCase()}`] = encodeHeaderValue(Array.isArray(value) ? value.join(',') : String(value));
+    out[`${META_PREFIX}${key.toLowerCase()}`] = encodeHeaderValue(
+      Array.isArray(value) ? value.join(',') : String(value),
+    );
   }
   return out;
 }
@@ -313,7 +333,12 @@ export function metadataFromHeaders(headers: Record<string, string | string[] | 
   for (const [name, value] of Object.entries(headers)) {
     if (!name.startsWith(META_PREFIX) || value === undefined) continue;
     const text = Array.isArray(value) ? value.join(',') : value;
-    Object.defineProperty(out, name.slice(META_PREFIX.length), { value: decodeHeaderValue(asciiOrUtf8(name, text)), enumerable: true, writable: true, configurable: true });
+    Object.defineProperty(out, name.slice(META_PREFIX.length), {
+      value: decodeHeaderValue(asciiOrUtf8(name, text)),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
   return out;
 }

@@ -2,7 +2,12 @@
 import 'reflect-metadata';
 import { runCli } from './program.js';
 
-const code = await runCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() });
+const code = await runCli(process.argv.slice(2), {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  cwd: process.cwd(),
+});
 process.exitCode = code;
 // Interrupted (130: SIGINT, 143: SIGTERM) and cleaned up: connections the abort left half-closed
 // must not keep the process waiting.

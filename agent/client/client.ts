@@ -114,7 +114,9 @@ export class VisorClient {
     let marker: string | undefined;
     const onePage = query['limit'] !== undefined;
     do {
-      const response = await this.#json('GET', view === 'brief' ? '/images' : '/images/detail', { query: { ...query, ...(marker ? { marker } : {}) } });
+      const response = await this.#json('GET', view === 'brief' ? '/images' : '/images/detail', {
+        query: { ...query, ...(marker ? { marker } : {}) },
+      });
       const body = response.data as { images?: WireImage[]; next?: string };
       images.push(...(body.images ?? []));
       marker = onePage ? undefined : body.next;
@@ -137,7 +139,8 @@ export class VisorClient {
 
   /** Registers an image: metadata only, a location to reference, or metadata + the file. */
   async add(meta: WireMetadata, file?: UploadSource): Promise<WireImage> {
-    if (!file) return ((await this.#json('POST', '/images', { json: { image: meta } })).data as { image: WireImage }).image;
+    if (!file)
+      return ((await this.#json('POST', '/images', { json: { image: meta } })).data as { image: WireImage }).image;
     const { image } = await this.#upload('POST', '/images', meta, file);
     return image;
   }
@@ -156,8 +159,14 @@ export class VisorClient {
   /** A JSON POST without a body (/targets/:name/sync). */
   async postJson(path: string): Promise<unknown> {
     const [pathname, query] = path.split('?');
-    // An empty JSON object as the body: a bodyless POST would get a content type from the HTTP library that the signature did not cover.
-    return (await this.#json('POST', pathname!, { json: {}, ...(query ? { query: Object.fromEntries(new URLSearchParams(query)) } : {}) })).data;
+    // An empty JSON object as the body: a bodyless POST would get a content type from the HTTP library that the
+    // signature did not cover.
+    return (
+      await this.#json('POST', pathname!, {
+        json: {},
+        ...(query ? { query: Object.fromEntries(new URLSearchParams(query)) } : {}),
+      })
+    ).data;
   }
 
   /** deprecate | undeprecate | restore | purge, with the deprecation's fields for `deprecate`. */
@@ -251,7 +260,12 @@ export class VisorClient {
    * (STREAMING-SHA256-TRAILER): the server refuses the image unless the bytes it stored are the
    * ones this client signed, so nobody in between can swap them.
    */
-  async #upload(method: 'POST' | 'PUT', path: string, meta: WireMetadata, file: UploadSource): Promise<{ image: WireImage }> {
+  async #upload(
+    method: 'POST' | 'PUT',
+    path: string,
+    meta: WireMetadata,
+    file: UploadSource,
+  ): Promise<{ image: WireImage }> {
     const headers: Record<string, string> = {
       accept: 'application/json',
       'content-type': 'application/octet-stream',
@@ -262,7 +276,9 @@ export class VisorClient {
     };
     for (const [key, value] of Object.entries(meta)) {
       if (value === null) continue;
-      headers[`${META_PREFIX}${key.toLowerCase()}`] = encodeHeaderValue(Array.isArray(value) ? value.join(',') : String(value));
+      headers[`${META_PREFIX}${key.toLowerCase()}`] = encodeHeaderValue(
+        Array.isArray(value) ? value.join(',') : String(value),
+      );
     }
     const { accessKey, secretKey } = this.#settings;
     const signable = { method, path: new URL(path, 'http://x').pathname, query: [], headers };
@@ -283,7 +299,11 @@ export class VisorClient {
     const sent = meter.digest();
     const stored = (image['checksums'] as Record<string, string> | undefined)?.['sha256'];
     if (stored !== sent) {
-      throw new VisorError('integrity', `the server stored different bytes than were sent (sha256 ${stored ?? 'none'} != ${sent}); image ${String(image['_id'])} should be re-uploaded`);
+      throw new VisorError(
+        'integrity',
+        `the server stored different bytes than were sent (sha256 ${stored ?? 'none'} != ${sent}); ` +
+          `image ${String(image['_id'])} should be re-uploaded`,
+      );
     }
     return { image };
   }
@@ -337,7 +357,11 @@ export class VisorClient {
     });
   }
 
-  async #json(method: string, path: string, options: { query?: Record<string, string>; json?: unknown }): Promise<AxiosResponse> {
+  async #json(
+    method: string,
+    path: string,
+    options: { query?: Record<string, string>; json?: unknown },
+  ): Promise<AxiosResponse> {
     const body = options.json === undefined ? undefined : Buffer.from(JSON.stringify(options.json));
     const response = await this.#send(method, path, {
       ...(options.query ? { query: options.query } : {}),
@@ -350,7 +374,12 @@ export class VisorClient {
   async #send(
     method: string,
     path: string,
-    options: { query?: Record<string, string>; headers?: Record<string, string>; body?: Buffer | Readable; responseType?: 'stream' },
+    options: {
+      query?: Record<string, string>;
+      headers?: Record<string, string>;
+      body?: Buffer | Readable;
+      responseType?: 'stream';
+    },
   ): Promise<AxiosResponse> {
     const query = Object.entries(options.query ?? {});
     const queryString = query.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
@@ -398,8 +427,8 @@ export class VisorClient {
       return new VisorError('timeout', `visor at ${this.#settings.url} did not answer in time`, { cause: error });
     }
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code ?? '')) {
-      const why = `presented a certificate this client does not trust (${code}); ` +
-        'give the CA with VISOR_CA_FILE or ca_file';
+      const untrusted = `presented a certificate this client does not trust (${code})`;
+      const why = `${untrusted}; give the CA with VISOR_CA_FILE or ca_file`;
       return new VisorError('unavailable', `visor at ${this.#settings.url} ${why}`, { cause: error });
     }
     const message = `talking to visor at ${this.#settings.url} failed: ${(error as Error).message}`;

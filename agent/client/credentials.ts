@@ -20,8 +20,13 @@ export const DEFAULT_URL = 'http://127.0.0.1:4568';
  * VISOR_CA_FILE) wins over a profile in the credentials file (~/.config/visor/credentials, INI:
  * [profile] url=, access_key=, secret_key=, ca_file=), which wins over the default URL.
  */
-export function loadClientSettings(env: Readonly<Record<string, string | undefined>>, options: { profile?: string | undefined; url?: string | undefined } = {}): ClientSettings {
-  const file = env['VISOR_CREDENTIALS_FILE'] ?? join(env['XDG_CONFIG_HOME'] ?? join(env['HOME'] ?? homedir(), '.config'), 'visor', 'credentials');
+export function loadClientSettings(
+  env: Readonly<Record<string, string | undefined>>,
+  options: { profile?: string | undefined; url?: string | undefined } = {},
+): ClientSettings {
+  const file =
+    env['VISOR_CREDENTIALS_FILE'] ??
+    join(env['XDG_CONFIG_HOME'] ?? join(env['HOME'] ?? homedir(), '.config'), 'visor', 'credentials');
   const profileName = options.profile ?? env['VISOR_PROFILE'] ?? 'default';
   const profile = readProfile(file, profileName, options.profile !== undefined || env['VISOR_PROFILE'] !== undefined);
   const pick = (envName: string, key: string) => nonEmpty(env[envName]) ?? profile?.[key];
@@ -42,7 +47,10 @@ function readProfile(file: string, name: string, required: boolean): Record<stri
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    if (required) throw new VisorError('config', `cannot read the credentials file ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`);
+    if (required) {
+      const why = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
+      throw new VisorError('config', `cannot read the credentials file ${file}: ${why}`);
+    }
     return undefined;
   }
   if ((statSync(file).mode & 0o077) !== 0) {

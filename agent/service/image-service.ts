@@ -18,7 +18,7 @@ import type {
   ImageDraft,
 } from '../../core/image/model.js';
 import type { Logger } from '../../core/logging/logger.js';
-import { putInspected } from '../../core/store/inspected-put.js';
+import { type InspectedPutResult, putInspected } from '../../core/store/inspected-put.js';
 import type { ByteRange, GetResult, PutResult, Store } from '../../core/store/port.js';
 import { storeReader } from '../../core/store/store-reader.js';
 import { callerId, canModify, canSee, type Caller } from './access.js';
@@ -83,7 +83,10 @@ function withFormats(image: Image, changes: UploadOptions['formats']): Pick<Imag
     ...(image.diskFormat ? { diskFormat: image.diskFormat } : {}),
     ...(image.containerFormat ? { containerFormat: image.containerFormat } : {}),
   };
-  for (const [key, allowed] of [['diskFormat', diskFormats], ['containerFormat', containerFormats]] as const) {
+  for (const [key, allowed] of [
+    ['diskFormat', diskFormats],
+    ['containerFormat', containerFormats],
+  ] as const) {
     const value = changes?.[key];
     if (value === undefined) continue;
     if (value === null) delete out[key];
@@ -136,7 +139,8 @@ export class ImageService {
     this.#o = { heartbeatMs: 60_000, staleUploadMs: 10 * 60_000, clock: systemClock, softDeleteMs: 0, ...options };
     this.#softDeleteMs = this.#o.softDeleteMs;
     this.#users = new UserDirectory(options.catalog.users);
-    if (!options.stores.has(options.defaultStore)) throw new VisorError('config', `default store "${options.defaultStore}" is not configured`);
+    if (!options.stores.has(options.defaultStore))
+      throw new VisorError('config', `default store "${options.defaultStore}" is not configured`);
     this.#limits = new UploadLimits(options.limits ?? {}, options.catalog, options.stores);
   }
 
@@ -334,7 +338,9 @@ export class ImageService {
   async download(caller: Caller, id: string, range?: ByteRange): Promise<{ image: Image } & GetResult> {
     const image = await this.get(caller, id);
     if (image.status !== 'available' || !image.location) {
-      throw new VisorError('conflict', `image ${id} has no file to download (status ${image.status})`, { details: { id, status: image.status } });
+      throw new VisorError('conflict', `image ${id} has no file to download (status ${image.status})`, {
+        details: { id, status: image.status },
+      });
     }
     const result = await this.#storeOf(image).get(image.location.uri, range ? { range } : {});
     return { image, ...result };
@@ -487,7 +493,11 @@ export class ImageService {
     let recovered = 0;
     let marker: string | undefined;
     do {
-      const page = await this.#o.catalog.images.list({ filters: { status: 'uploading' }, limit: 500, ...(marker ? { marker } : {}) });
+      const page = await this.#o.catalog.images.list({
+        filters: { status: 'uploading' },
+        limit: 500,
+        ...(marker ? { marker } : {}),
+      });
       for (const image of page.items) {
         if (!this.#isStale(image)) continue;
         await this.#o.catalog.images
@@ -558,7 +568,11 @@ export class ImageService {
 
   async #modifiable(caller: Caller, id: string): Promise<Image> {
     const image = await this.get(caller, id);
-    if (!canModify(caller, image)) throw new VisorError('forbidden', `image ${id} belongs to ${image.owner ?? 'nobody'}; only its owner or an admin may change it`);
+    if (!canModify(caller, image))
+      throw new VisorError(
+        'forbidden',
+        `image ${id} belongs to ${image.owner ?? 'nobody'}; only its owner or an admin may change it`,
+      );
     return image;
   }
 
@@ -574,9 +588,14 @@ export class ImageService {
   async #changes(caller: Caller, fields: Record<string, unknown>): Promise<ImageChanges> {
     const refused = Object.keys(fields).filter((k) => !(clientFields as readonly string[]).includes(k));
     if (refused.length > 0) {
-      throw new VisorError('invalidInput', `${refused.join(', ')} ${refused.length === 1 ? 'is' : 'are'} set by visor, not by clients`, { details: { fields: refused } });
+      throw new VisorError(
+        'invalidInput',
+        `${refused.join(', ')} ${refused.length === 1 ? 'is' : 'are'} set by visor, not by clients`,
+        { details: { fields: refused } },
+      );
     }
-    if ('owner' in fields && !caller.admin) throw new VisorError('forbidden', 'only an admin may set the owner of an image');
+    if ('owner' in fields && !caller.admin)
+      throw new VisorError('forbidden', 'only an admin may set the owner of an image');
     const changes = { ...fields };
     if (typeof fields['owner'] === 'string') changes['owner'] = await this.#users.require(fields['owner'], 'owner');
     if (Array.isArray(fields['members'])) {
@@ -624,13 +643,18 @@ export class ImageService {
 
   #storeOf(image: Image): Store {
     const store = image.location ? this.#o.stores.get(image.location.store) : undefined;
-    if (!store) throw new VisorError('unavailable', `image ${image.id} is in store "${image.location?.store}", which is not configured here`);
+    if (!store)
+      throw new VisorError(
+        'unavailable',
+        `image ${image.id} is in store "${image.location?.store}", which is not configured here`,
+      );
     return store;
   }
 
   #storeForUri(uri: string): [string, Store] {
     const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(uri)?.[1]?.toLowerCase();
-    if (scheme !== 'http' && scheme !== 'https') throw new VisorError('invalidInput', `a location must be an http(s) URL, got "${uri.slice(0, 100)}"`);
+    if (scheme !== 'http' && scheme !== 'https')
+      throw new VisorError('invalidInput', `a location must be an http(s) URL, got "${uri.slice(0, 100)}"`);
     for (const [name, store] of this.#o.stores) if (store.kind === 'http') return [name, store];
     throw new VisorError('unsupported', 'no http store is configured to reference HTTP locations');
   }

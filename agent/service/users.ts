@@ -26,7 +26,13 @@ export interface NewCredentials {
 }
 
 /** Creates a user; the secret is shown once, here, and stored only sealed. */
-export async function addUser(users: UserRepository, box: SecretBox, name: string, admin: boolean, clock: Clock = systemClock): Promise<NewCredentials> {
+export async function addUser(
+  users: UserRepository,
+  box: SecretBox,
+  name: string,
+  admin: boolean,
+  clock: Clock = systemClock,
+): Promise<NewCredentials> {
   const secretKey = newSecretKey();
   const user: User = validateUser({
     id: randomUUID(),

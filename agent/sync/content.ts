@@ -49,7 +49,13 @@ function localPath(store: Store, uri: string): string | undefined {
   return store.kind === 'file' && uri.startsWith('file:') ? fileURLToPath(uri) : undefined;
 }
 
-async function inspectAt(store: Store, uri: string, size: number, declared: DiskFormat | undefined, container: Image['containerFormat']): Promise<InspectionReport> {
+async function inspectAt(
+  store: Store,
+  uri: string,
+  size: number,
+  declared: DiskFormat | undefined,
+  container: Image['containerFormat'],
+): Promise<InspectionReport> {
   const path = localPath(store, uri);
   const options = { ...(declared ? { declared } : {}), ...(container ? { container } : {}) };
   if (!path) return inspectImage(storeReader(store, uri, size), options);
@@ -72,7 +78,11 @@ const artifactKey = (sha256: string, format: DiskFormat) => `artifact:${sha256}:
 export async function prepareContent(image: Image, desired: DesiredImage, deps: ContentDeps): Promise<PreparedContent> {
   if (!image.location) throw new VisorError('conflict', `image ${image.id} has no bits (status ${image.status})`);
   const store = deps.stores.get(image.location.store);
-  if (!store) throw new VisorError('unavailable', `image ${image.id} is in store "${image.location.store}", which is not configured`);
+  if (!store)
+    throw new VisorError(
+      'unavailable',
+      `image ${image.id} is in store "${image.location.store}", which is not configured`,
+    );
   let artifact: Artifact;
   let sha256 = image.checksums.sha256;
 
@@ -85,12 +95,22 @@ export async function prepareContent(image: Image, desired: DesiredImage, deps: 
     artifact = await materialise(image, store, deps);
     sha256 = artifact.checksums.sha256;
   } else {
-    artifact = { store: image.location.store, uri: image.location.uri, size: image.size, checksums: { md5: image.checksums.md5, sha256, sha512: image.checksums.sha512 }, format: image.diskFormat ?? 'raw' };
+    artifact = {
+      store: image.location.store,
+      uri: image.location.uri,
+      size: image.size,
+      checksums: { md5: image.checksums.md5, sha256, sha512: image.checksums.sha512 },
+      format: image.diskFormat ?? 'raw',
+    };
   }
 
   const sourceStore = deps.stores.get(artifact.store)!;
   const report = await inspectAt(sourceStore, artifact.uri, artifact.size, image.diskFormat, image.containerFormat);
-  if (report.containerFormat === 'ova') throw new VisorError('unsupported', `image ${image.id} is an OVA; extract its disk into an image of its own to sync it`);
+  if (report.containerFormat === 'ova')
+    throw new VisorError(
+      'unsupported',
+      `image ${image.id} is an OVA; extract its disk into an image of its own to sync it`,
+    );
   artifact = { ...artifact, format: report.format };
   const wanted = chooseFormat(desired.diskFormat ?? report.format, deps.capabilities);
   if (wanted !== report.format) artifact = await converted(artifact, sha256, wanted, deps);
@@ -102,7 +122,8 @@ export async function prepareContent(image: Image, desired: DesiredImage, deps: 
     checksums: artifact.checksums,
     diskFormat: artifact.format,
     containerFormat: 'bare',
-    open: async (range) => (await final.get(uri, { ...(range ? { range } : {}), ...(deps.signal ? { signal: deps.signal } : {}) })).stream,
+    open: async (range) =>
+      (await final.get(uri, { ...(range ? { range } : {}), ...(deps.signal ? { signal: deps.signal } : {}) })).stream,
   };
   if (deps.publish) source.url = deps.publish(source);
   return { source, inspection: report, sha256 };
@@ -124,8 +145,14 @@ async function digestedInPlace(
 
 function chooseFormat(wanted: DiskFormat, capabilities: DriverCapabilities): DiskFormat {
   if (capabilities.diskFormats.includes(wanted)) return wanted;
-  const fallback = (['qcow2', 'raw', 'vmdk', 'vhd', 'vhdx', 'vdi'] as const).find((f) => capabilities.diskFormats.includes(f));
-  if (!fallback) throw new VisorError('unsupported', `the cloud accepts none of the formats visor can convert to (it takes ${capabilities.diskFormats.join(', ')})`);
+  const fallback = (['qcow2', 'raw', 'vmdk', 'vhd', 'vhdx', 'vdi'] as const).find((f) =>
+    capabilities.diskFormats.includes(f),
+  );
+  if (!fallback)
+    throw new VisorError(
+      'unsupported',
+      `the cloud accepts none of the formats visor can convert to (it takes ${capabilities.diskFormats.join(', ')})`,
+    );
   return fallback;
 }
 
@@ -134,7 +161,12 @@ async function converted(source: Artifact, sha256: string, to: DiskFormat, deps:
   const cached = await deps.catalog.state.get<Artifact>(artifactKey(sha256, to));
   if (cached) {
     const store = deps.stores.get(cached.store);
-    const alive = store ? await store.head(cached.uri).then((info) => info.size === cached.size, () => false) : false;
+    const alive = store
+      ? await store.head(cached.uri).then(
+          (info) => info.size === cached.size,
+          () => false,
+        )
+      : false;
     if (alive) return cached;
     await deps.catalog.state.delete(artifactKey(sha256, to));
   }
@@ -147,7 +179,10 @@ async function converted(source: Artifact, sha256: string, to: DiskFormat, deps:
     if (!input) {
       // qemu-img needs a file: bring the source here once (streamed).
       input = join(work, `input.${source.format}`);
-      await pipeline((await sourceStore.get(source.uri, deps.signal ? { signal: deps.signal } : {})).stream, createWriteStream(input, { mode: 0o600 }));
+      await pipeline(
+        (await sourceStore.get(source.uri, deps.signal ? { signal: deps.signal } : {})).stream,
+        createWriteStream(input, { mode: 0o600 }),
+      );
     }
     await verifySource(input, source, deps.signal);
     const output = join(work, `output.${to}`);
@@ -180,9 +215,17 @@ async function verifySource(path: string, source: Artifact, signal?: AbortSignal
   });
   await pipeline(createReadStream(path), sink, signal ? { signal } : {});
   try {
-    verifyDigest({ size, checksums: { sha256: hash.digest('hex') } }, { size: source.size, checksums: { sha256: source.checksums.sha256 } });
+    verifyDigest(
+      { size, checksums: { sha256: hash.digest('hex') } },
+      { size: source.size, checksums: { sha256: source.checksums.sha256 } },
+    );
   } catch (error) {
-    throw new VisorError('integrity', `the stored image is not what the catalog recorded, refusing to convert it: ${(error as Error).message.replace(/^content does not match: /, '')}`, { cause: error });
+    throw new VisorError(
+      'integrity',
+      `the stored image is not what the catalog recorded, refusing to convert ` +
+        `it: ${(error as Error).message.replace(/^content does not match: /, '')}`,
+      { cause: error },
+    );
   }
 }
 

@@ -29,7 +29,10 @@ export interface DesiredImage {
 
 /** Converts `*` and `?` globs to an anchored regular expression. */
 export function globToRegExp(glob: string): RegExp {
-  const escaped = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const escaped = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${escaped}$`);
 }
 
@@ -111,10 +114,17 @@ export function mapAccess(access: Access, policy: SyncPolicy, capabilities: Driv
 /** Formats a conversion may produce, best first, when the cloud does not take the image's own. */
 const conversionPreference: readonly DiskFormat[] = ['qcow2', 'raw', 'vmdk', 'vhd', 'vhdx', 'vdi'];
 
-export function targetFormat(image: Image, policy: SyncPolicy, capabilities: DriverCapabilities): Pick<DesiredImage, 'diskFormat' | 'convertFrom'> {
+export function targetFormat(
+  image: Image,
+  policy: SyncPolicy,
+  capabilities: DriverCapabilities,
+): Pick<DesiredImage, 'diskFormat' | 'convertFrom'> {
   const source = image.diskFormat;
   if (policy.diskFormat !== 'auto') {
-    return { diskFormat: policy.diskFormat, convertFrom: source !== undefined && source !== policy.diskFormat ? source : undefined };
+    return {
+      diskFormat: policy.diskFormat,
+      convertFrom: source !== undefined && source !== policy.diskFormat ? source : undefined,
+    };
   }
   if (source === undefined) return { diskFormat: undefined, convertFrom: undefined };
   if (capabilities.diskFormats.includes(source)) return { diskFormat: source, convertFrom: undefined };

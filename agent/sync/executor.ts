@@ -66,14 +66,17 @@ export async function execute(plan: Plan, ctx: ExecutorContext): Promise<ActionR
   const local = new Limiter(ctx.policy.concurrency);
   for (const key of ['cleanup', 'kernels', 'machines', 'update', 'import', 'retire']) {
     const actions = groups.get(key) ?? [];
-    const results = await Promise.all(actions.map((action) => local.run(() => ctx.limiter.run(() => runAction(action, ctx)))));
+    const results = await Promise.all(
+      actions.map((action) => local.run(() => ctx.limiter.run(() => runAction(action, ctx)))),
+    );
     for (const list of results) records.push(...list);
   }
   return records;
 }
 
 function groupOf(action: Action): string {
-  if (action.kind === 'create' || action.kind === 'replace' || action.kind === 'adopt') return action.desired.image.type === 'machine' ? 'machines' : 'kernels';
+  if (action.kind === 'create' || action.kind === 'replace' || action.kind === 'adopt')
+    return action.desired.image.type === 'machine' ? 'machines' : 'kernels';
   return action.kind;
 }
 
@@ -106,7 +109,15 @@ async function runAction(action: Action, ctx: ExecutorContext): Promise<ActionRe
   } catch (error) {
     const visor = toVisorError(error);
     log.error('action failed', { error: visor });
-    records = [{ ...base, result: 'failed', error: { kind: visor.kind, message: visor.message }, attempts: (error as { attempts?: number }).attempts ?? 1, ms: Date.now() - started }];
+    records = [
+      {
+        ...base,
+        result: 'failed',
+        error: { kind: visor.kind, message: visor.message },
+        attempts: (error as { attempts?: number }).attempts ?? 1,
+        ms: Date.now() - started,
+      },
+    ];
   }
   // The action's own log lines go with its (first) record: the task log of the run history.
   if (lines.length > 0 && records[0]) records[0] = { ...records[0], log: lines };
@@ -115,7 +126,10 @@ async function runAction(action: Action, ctx: ExecutorContext): Promise<ActionRe
 }
 
 function describe(action: Action): Pick<ActionRecord, 'action' | 'imageId' | 'nativeId' | 'name' | 'detail'> {
-  const out: Pick<ActionRecord, 'action' | 'imageId' | 'nativeId' | 'name' | 'detail'> = { action: action.kind, name: action.name };
+  const out: Pick<ActionRecord, 'action' | 'imageId' | 'nativeId' | 'name' | 'detail'> = {
+    action: action.kind,
+    name: action.name,
+  };
   if ('imageId' in action && action.imageId) out.imageId = action.imageId;
   if ('nativeId' in action) out.nativeId = action.nativeId;
   if (action.kind === 'retire' || action.kind === 'cleanup') out.detail = action.reason;
@@ -129,11 +143,15 @@ async function perform(action: Action, ctx: ExecutorContext & { signal: AbortSig
   switch (action.kind) {
     case 'create': {
       const created = await createCopy(action.desired, ctx, action);
-      return [{ ...base, nativeId: created.cloud.nativeId, result: 'created', bytes: created.bytes, detail: created.detail }];
+      return [
+        { ...base, nativeId: created.cloud.nativeId, result: 'created', bytes: created.bytes, detail: created.detail },
+      ];
     }
     case 'replace': {
       const created = await createCopy(action.desired, ctx, action);
-      const records: ActionRecord[] = [{ ...base, nativeId: created.cloud.nativeId, result: 'replaced', bytes: created.bytes, detail: created.detail }];
+      const records: ActionRecord[] = [
+        { ...base, nativeId: created.cloud.nativeId, result: 'replaced', bytes: created.bytes, detail: created.detail },
+      ];
       // Only now that the new copy works do the old ones go.
       // Retried on their own (a transient failure here must not re-upload the new copy) and never
       // failing the replacement: what is left is retired by the next run.
@@ -155,7 +173,12 @@ async function perform(action: Action, ctx: ExecutorContext & { signal: AbortSig
           records.push({ ...describe(old), result: 'retired', detail: `${old.reason} (${old.mode})`, attempts });
         } catch (error) {
           const visor = toVisorError(error);
-          records.push({ ...describe(old), result: 'failed', error: { kind: visor.kind, message: visor.message }, attempts: (error as { attempts?: number }).attempts ?? 1 });
+          records.push({
+            ...describe(old),
+            result: 'failed',
+            error: { kind: visor.kind, message: visor.message },
+            attempts: (error as { attempts?: number }).attempts ?? 1,
+          });
         }
       }
       return records;
@@ -180,14 +203,27 @@ async function perform(action: Action, ctx: ExecutorContext & { signal: AbortSig
     }
     case 'retire':
       await retire(action, ctx);
-      return [{ ...base, result: 'retired', detail: `${action.reason} (${action.startsGrace ? `${action.mode}, grace period started` : action.mode})` }];
+      return [
+        {
+          ...base,
+          result: 'retired',
+          detail: `${action.reason} (${action.startsGrace ? `${action.mode}, grace period started` : action.mode})`,
+        },
+      ];
     case 'cleanup': {
       await removeCopy(action.nativeId, action.claim, ctx);
       return [{ ...base, result: 'cleaned' }];
     }
     case 'import': {
       const imported = await importImage(action.nativeId, action.mode, ctx);
-      return [{ ...base, imageId: imported.image.id, result: 'imported', ...(imported.bytes ? { bytes: imported.bytes } : {}) }];
+      return [
+        {
+          ...base,
+          imageId: imported.image.id,
+          result: 'imported',
+          ...(imported.bytes ? { bytes: imported.bytes } : {}),
+        },
+      ];
     }
   }
 }
@@ -200,9 +236,14 @@ async function currentImage(imageId: string, ctx: ExecutorContext): Promise<Imag
   return image;
 }
 
-async function createCopy(desired: DesiredImage, ctx: ExecutorContext & { signal: AbortSignal }, action: Action): Promise<{ cloud: CloudImage; bytes: number; detail: string }> {
+async function createCopy(
+  desired: DesiredImage,
+  ctx: ExecutorContext & { signal: AbortSignal },
+  action: Action,
+): Promise<{ cloud: CloudImage; bytes: number; detail: string }> {
   const image = await ctx.catalog.images.find(desired.image.id);
-  if (!image || image.status !== 'available') throw new VisorError('conflict', `catalog image ${desired.image.id} is no longer available`);
+  if (image?.status !== 'available')
+    throw new VisorError('conflict', `catalog image ${desired.image.id} is no longer available`);
   let published: { url: string; revoke(): void } | undefined;
   const prepared = await prepareContent(image, desired, {
     catalog: ctx.catalog,
@@ -221,7 +262,10 @@ async function createCopy(desired: DesiredImage, ctx: ExecutorContext & { signal
       : {}),
   });
   if (ctx.driver.capabilities.requiresUrl && !prepared.source.url) {
-    throw new VisorError('config', `cloud ${ctx.target} fetches images by URL: set agent.publicUrl to an address the cloud can reach`);
+    throw new VisorError(
+      'config',
+      `cloud ${ctx.target} fetches images by URL: set agent.publicUrl to an address the cloud can reach`,
+    );
   }
   const markers: Markers = {
     agent: ctx.agentId,
@@ -230,7 +274,12 @@ async function createCopy(desired: DesiredImage, ctx: ExecutorContext & { signal
     sha256: prepared.sha256,
     revision: image.revision,
   };
-  const translated: Image = { ...desired.image, diskFormat: prepared.source.diskFormat, containerFormat: prepared.source.containerFormat, size: prepared.source.size };
+  const translated: Image = {
+    ...desired.image,
+    diskFormat: prepared.source.diskFormat,
+    containerFormat: prepared.source.containerFormat,
+    size: prepared.source.size,
+  };
   try {
     const cloud = await ctx.driver.create({
       image: translated,
@@ -250,9 +299,15 @@ async function createCopy(desired: DesiredImage, ctx: ExecutorContext & { signal
         const meta = { native: cloud.nativeId, error: errorReason(error) };
         ctx.logger.error('could not remove a new image whose markers did not stick', meta);
       });
-      throw new VisorError('invalidResponse', `the cloud did not keep visor's markers on the new image ${cloud.nativeId}`);
+      throw new VisorError(
+        'invalidResponse',
+        `the cloud did not keep visor's markers on the new image ${cloud.nativeId}`,
+      );
     }
-    const detail = prepared.source.diskFormat !== prepared.inspection.format ? `converted ${prepared.inspection.format} -> ${prepared.source.diskFormat}` : prepared.source.diskFormat;
+    const detail =
+      prepared.source.diskFormat !== prepared.inspection.format
+        ? `converted ${prepared.inspection.format} -> ${prepared.source.diskFormat}`
+        : prepared.source.diskFormat;
     return { cloud, bytes: prepared.source.size, detail };
   } finally {
     published?.revoke();
@@ -281,7 +336,8 @@ async function retire(action: RetireAction, ctx: ExecutorContext & { signal?: Ab
     if (!(action.mode === 'delete' && isVisorError(error, 'notFound'))) throw error;
   }
   if (action.mode === 'delete') await ctx.catalog.state.delete(key);
-  else if (action.startsGrace && !(await ctx.catalog.state.get(key))) await ctx.catalog.state.set(key, (ctx.now?.() ?? new Date()).toISOString());
+  else if (action.startsGrace && !(await ctx.catalog.state.get(key)))
+    await ctx.catalog.state.set(key, (ctx.now?.() ?? new Date()).toISOString());
 }
 
 /** A leftover of a failed or cut-off create: discarded (never merely hidden), whatever the retire policy. */
@@ -330,7 +386,9 @@ async function importImage(
   if (mode === 'metadata') {
     // One write. An unfinished full import of the same image (the policy changed) becomes the record.
     if (!earlier) return { image: await images.create(newImage(draft)) };
-    return { image: await images.update(earlier.id, earlier.revision, { status: nextStatus(earlier.status, 'clear') }) };
+    return {
+      image: await images.update(earlier.id, earlier.revision, { status: nextStatus(earlier.status, 'clear') }),
+    };
   }
   let image: Image;
   if (!earlier) {
@@ -388,7 +446,13 @@ async function importRecord(nativeId: string, ctx: ExecutorContext): Promise<Ima
 function safeProperties(properties: Record<string, string>): Record<string, string> {
   return Object.fromEntries(
     Object.entries(properties)
-      .filter(([k, v]) => propertyKeyPattern.test(k) && !reservedPropertyKeys.has(k) && typeof v === 'string' && isValidPropertyValue(v))
+      .filter(
+        ([k, v]) =>
+          propertyKeyPattern.test(k) &&
+          !reservedPropertyKeys.has(k) &&
+          typeof v === 'string' &&
+          isValidPropertyValue(v),
+      )
       .slice(0, 200),
   );
 }

@@ -30,11 +30,32 @@ const policy = (p: Record<string, unknown> = {}): SyncPolicy => syncPolicySchema
 function image(name: string, extra: Partial<ImageDraft> = {}, content = name): Image {
   const fields = { name, architecture: 'x86_64', diskFormat: 'qcow2', access: 'public', ...extra };
   const draft = newImage(fields as ImageDraft);
-  return { ...draft, status: 'available', location: { store: 'local', uri: `file:///x/${name}` }, size: 100, checksums: { md5: fakeSha(content).slice(0, 32), sha256: fakeSha(content), sha512: fakeSha(content).repeat(2) } };
+  return {
+    ...draft,
+    status: 'available',
+    location: { store: 'local', uri: `file:///x/${name}` },
+    size: 100,
+    checksums: { md5: fakeSha(content).slice(0, 32), sha256: fakeSha(content), sha512: fakeSha(content).repeat(2) },
+  };
 }
 
-function input(catalog: Image[], observed: CloudImage[], p: SyncPolicy = policy(), extra: Partial<PlanInput> = {}): PlanInput {
-  return { target: 'prod', agentId: AGENT, policy: p, capabilities: caps, catalog, observed, retiredSince: new Map(), now, ...extra };
+function input(
+  catalog: Image[],
+  observed: CloudImage[],
+  p: SyncPolicy = policy(),
+  extra: Partial<PlanInput> = {},
+): PlanInput {
+  return {
+    target: 'prod',
+    agentId: AGENT,
+    policy: p,
+    capabilities: caps,
+    catalog,
+    observed,
+    retiredSince: new Map(),
+    now,
+    ...extra,
+  };
 }
 
 const kinds = (p: ReturnType<typeof plan>) => p.actions.map((a) => `${a.kind}:${a.name}`);
@@ -80,7 +101,13 @@ describe('planner', () => {
     const copy = cloudCopy(a, AGENT);
     const renamed = { ...applyChanges(a, { name: 'ubuntu-lts' }), status: 'available' as const };
     const result = plan(input([renamed], [copy]));
-    expect(result.actions).toEqual([expect.objectContaining({ kind: 'update', nativeId: copy.nativeId, changes: expect.arrayContaining([expect.stringMatching(/^revision 1 -> 2/), expect.stringMatching(/^name/)]) })]);
+    expect(result.actions).toEqual([
+      expect.objectContaining({
+        kind: 'update',
+        nativeId: copy.nativeId,
+        changes: expect.arrayContaining([expect.stringMatching(/^revision 1 -> 2/), expect.stringMatching(/^name/)]),
+      }),
+    ]);
   });
 
   it('replaces on a content change: the new copy first, the old one retired after', () => {
@@ -88,7 +115,12 @@ describe('planner', () => {
     const old = cloudCopy(a, AGENT);
     const changed = { ...a, checksums: { ...a.checksums, sha256: fakeSha('new content') }, revision: 3 };
     const result = plan(input([changed], [old], policy({ retire: { mode: 'delete' } })));
-    expect(result.actions).toEqual([expect.objectContaining({ kind: 'replace', retire: [expect.objectContaining({ kind: 'retire', nativeId: old.nativeId, mode: 'delete' })] })]);
+    expect(result.actions).toEqual([
+      expect.objectContaining({
+        kind: 'replace',
+        retire: [expect.objectContaining({ kind: 'retire', nativeId: old.nativeId, mode: 'delete' })],
+      }),
+    ]);
   });
 
   it('retires per policy what left the selector or the catalog', () => {
@@ -97,7 +129,12 @@ describe('planner', () => {
     const observed = [cloudCopy(a, AGENT), cloudCopy(b, AGENT)];
     const result = plan(input([a], observed, policy({ selector: { tags: ['silver'] }, retire: { mode: 'disable' } })));
     expect(result.actions).toEqual([
-      expect.objectContaining({ kind: 'retire', mode: 'disable', reason: 'no longer selected for this cloud', name: 'ubuntu' }),
+      expect.objectContaining({
+        kind: 'retire',
+        mode: 'disable',
+        reason: 'no longer selected for this cloud',
+        name: 'ubuntu',
+      }),
       expect.objectContaining({ kind: 'retire', mode: 'disable', reason: 'removed from the catalog', name: 'debian' }),
     ]);
   });
@@ -152,7 +189,9 @@ describe('planner', () => {
     const theirs = { ...cloudCopy(a, AGENT), name: 'Ubuntu (uploaded by hand)' } as CloudImage;
     delete (theirs as { markers?: unknown }).markers;
     expect(kinds(plan(input([a], [theirs])))).toEqual(['create:ubuntu']);
-    expect(plan(input([a], [theirs], policy({ adopt: true }))).actions).toEqual([expect.objectContaining({ kind: 'adopt', nativeId: theirs.nativeId })]);
+    expect(plan(input([a], [theirs], policy({ adopt: true }))).actions).toEqual([
+      expect.objectContaining({ kind: 'adopt', nativeId: theirs.nativeId }),
+    ]);
     const different = { ...theirs, checksums: { sha512: 'f'.repeat(128) } };
     expect(kinds(plan(input([a], [different], policy({ adopt: true }))))).toEqual(['create:ubuntu']);
   });
@@ -160,7 +199,9 @@ describe('planner', () => {
   it('imports unmarked images when asked, once, and never pushes them back to their cloud', () => {
     const theirs = { ...cloudCopy(image('cirros'), AGENT) } as CloudImage;
     delete (theirs as { markers?: unknown }).markers;
-    expect(plan(input([], [theirs], policy({ import: 'metadata' }))).actions).toEqual([expect.objectContaining({ kind: 'import', nativeId: theirs.nativeId, mode: 'metadata' })]);
+    expect(plan(input([], [theirs], policy({ import: 'metadata' }))).actions).toEqual([
+      expect.objectContaining({ kind: 'import', nativeId: theirs.nativeId, mode: 'metadata' }),
+    ]);
     const imported = image('cirros', { properties: { [ORIGIN_TARGET]: 'prod', [ORIGIN_ID]: theirs.nativeId } });
     expect(plan(input([imported], [theirs], policy({ import: 'full' }))).actions).toEqual([]);
   });
@@ -174,7 +215,15 @@ describe('planner', () => {
       image('ubuntu-20.04', { tags: ['lts'], properties: { tier: 'prod' }, architecture: 'aarch64' }),
       { ...image('ubuntu-18.04', { tags: ['lts'], properties: { tier: 'prod' } }), status: 'locked' as const },
     ];
-    const p = policy({ selector: { names: ['ubuntu-*'], tags: ['lts'], properties: { tier: 'prod' }, access: ['public'], architectures: ['x86_64'] } });
+    const p = policy({
+      selector: {
+        names: ['ubuntu-*'],
+        tags: ['lts'],
+        properties: { tier: 'prod' },
+        access: ['public'],
+        architectures: ['x86_64'],
+      },
+    });
     expect(kinds(plan(input(images, [], p)))).toEqual(['create:ubuntu-24.04']);
   });
 
@@ -195,7 +244,7 @@ describe('planner', () => {
   describe('targets of one agent that share a cloud', () => {
     const staging = (selector: Record<string, unknown> = {}) => ({ name: 'staging', policy: policy({ selector }) });
 
-    it('never touches, adopts or counts another target\'s copies, even with the same agent id', () => {
+    it("never touches, adopts or counts another target's copies, even with the same agent id", () => {
       const a = image('ubuntu');
       const b = image('debian');
       const theirs = [cloudCopy(a, AGENT, {}, 'staging'), cloudCopy(b, AGENT, {}, 'staging')];
@@ -287,7 +336,7 @@ describe('planner', () => {
       ]);
     });
 
-    it('does not take another agent\'s older-scheme copies for its own', () => {
+    it("does not take another agent's older-scheme copies for its own", () => {
       const a = image('ubuntu');
       const result = plan(input([a], [cloudCopy(a, 'other-agent', {}, null)]));
       expect(kinds(result)).toEqual(['create:ubuntu']);
@@ -335,7 +384,11 @@ describe('planner', () => {
       fc.assert(
         fc.property(spec, (s) => {
           const catalog = s.images.map((i) => ({
-            ...image(i.name, { tags: i.tag ? ['gold'] : [], access: i.access as Image['access'], owner: 'o' }, i.content),
+            ...image(
+              i.name,
+              { tags: i.tag ? ['gold'] : [], access: i.access as Image['access'], owner: 'o' },
+              i.content,
+            ),
             revision: i.revision,
           }));
           const observed = s.cloud.flatMap((c) => {
@@ -394,7 +447,7 @@ describe('planner', () => {
             }
           }
         }),
-        { numRuns: Number(process.env["VISOR_PROPERTY_RUNS"] ?? 500) },
+        { numRuns: Number(process.env['VISOR_PROPERTY_RUNS'] ?? 500) },
       );
     });
   });

@@ -178,7 +178,8 @@ export function plan(input: PlanInput): Plan {
     for (const copy of copies) {
       if (copy === keep) continue;
       if (copy.state === 'pending' || copy.state === 'error') {
-        // We hold the target's lease, so nothing of ours is legitimately in flight: leftovers of a crash or a failed upload.
+        // We hold the target's lease, so nothing of ours is legitimately in flight: leftovers of a crash or a failed
+        // upload.
         cleanup(copy, image.id);
       } else if (isGood(copy)) {
         retire(copy, 'duplicate copy', true);
@@ -199,13 +200,18 @@ export function plan(input: PlanInput): Plan {
       continue;
     }
     const stale = copies.filter((c) => c.state === 'active' || c.state === 'disabled');
-    const candidate = policy.adopt && stale.length === 0 ? unmarked.find((u) => !adopted.has(u.nativeId) && u.state === 'active' && !u.hidden && sameContent(u, image)) : undefined;
+    const candidate =
+      policy.adopt && stale.length === 0
+        ? unmarked.find((u) => !adopted.has(u.nativeId) && u.state === 'active' && !u.hidden && sameContent(u, image))
+        : undefined;
     if (candidate) {
       adopted.add(candidate.nativeId);
       adopt(candidate, d, { owner: 'none' }, 'unmarked image with the same content');
     } else if (stale.some((c) => c.markers!.sha256 !== sha256 && !c.hidden && c.state === 'active')) {
       const old = stale.filter((c) => c.markers!.sha256 !== sha256 && !c.hidden && c.state === 'active');
-      const retireOld = old.map((c) => retireAction(c, 'content replaced')).filter((a): a is RetireAction => a !== undefined);
+      const retireOld = old
+        .map((c) => retireAction(c, 'content replaced'))
+        .filter((a): a is RetireAction => a !== undefined);
       actions.push({ kind: 'replace', imageId: image.id, name: image.name, desired: d, retire: retireOld });
       for (const c of stale) if (!old.includes(c)) retire(c, 'superseded copy');
     } else {
@@ -291,8 +297,10 @@ function claimLegacy(
       );
     } else if (wanting.length === 0) {
       const what = catalogImage ? 'its catalog image' : `catalog image ${imageId} (gone from the catalog)`;
-      note(`left alone: no target that sees it selects ${what} ` +
-        '(select it for one target to have it claimed, or remove it by hand)');
+      note(
+        `left alone: no target that sees it selects ${what} ` +
+          '(select it for one target to have it claimed, or remove it by hand)',
+      );
     } else if (wanting.length > 1) {
       note(`left alone: targets ${wanting.join(', ')} all select it and see this copy`);
     }
@@ -317,7 +325,10 @@ function retireStep(
   if (mode === 'hide') return copy.hidden ? { action: undefined } : { action: { ...base, mode: 'hide', startsGrace: false } };
   if (mode === 'disable') return copy.state === 'disabled' ? { action: undefined } : { action: { ...base, mode: 'disable', startsGrace: false } };
   const since = retiredSince.get(copy.nativeId);
-  const graceOver = immediateDelete || policy.retire.grace === 0 || (since !== undefined && Date.parse(since) + policy.retire.grace <= now.getTime());
+  const graceOver =
+    immediateDelete ||
+    policy.retire.grace === 0 ||
+    (since !== undefined && Date.parse(since) + policy.retire.grace <= now.getTime());
   if (graceOver) {
     // Whatever the driver claims to detect: an image reported in use is never deleted.
     if (copy.inUse) {
@@ -326,7 +337,11 @@ function retireStep(
     return { action: { ...base, mode: 'delete', startsGrace: false } };
   }
   // In its grace period: take it out of sight first (hide, or disable where hiding is not possible).
-  const soft: RetireMode | undefined = caps.retireModes.includes('hide') ? 'hide' : caps.retireModes.includes('disable') ? 'disable' : undefined;
+  const soft: RetireMode | undefined = caps.retireModes.includes('hide')
+    ? 'hide'
+    : caps.retireModes.includes('disable')
+      ? 'disable'
+      : undefined;
   const softDone = soft === 'hide' ? copy.hidden : soft === 'disable' ? copy.state === 'disabled' : true;
   if (since === undefined || !softDone) {
     if (soft === undefined || softDone) return { action: { ...base, mode: 'delete', startsGrace: true } };
@@ -338,7 +353,8 @@ function retireStep(
 /** What differs between our copy and what it should be (the metadata we own). */
 function differences(copy: CloudImage, d: DesiredImage, caps: DriverCapabilities): string[] {
   const changes: string[] = [];
-  if (copy.markers!.revision !== d.image.revision) changes.push(`revision ${copy.markers!.revision} -> ${d.image.revision}`);
+  if (copy.markers!.revision !== d.image.revision)
+    changes.push(`revision ${copy.markers!.revision} -> ${d.image.revision}`);
   if (copy.name !== d.image.name) changes.push(`name "${copy.name}" -> "${d.image.name}"`);
   if (copy.access !== d.image.access) changes.push(`access ${copy.access} -> ${d.image.access}`);
   if (caps.properties) changes.push(...lifecycleChanges(copy, d));
@@ -362,7 +378,15 @@ export function sameContent(cloud: CloudImage, image: Image): boolean {
   return false;
 }
 
-const rank: Record<Action['kind'], number> = { cleanup: 0, create: 1, replace: 1, adopt: 1, update: 2, import: 3, retire: 4 };
+const rank: Record<Action['kind'], number> = {
+  cleanup: 0,
+  create: 1,
+  replace: 1,
+  adopt: 1,
+  update: 2,
+  import: 3,
+  retire: 4,
+};
 
 /** Cleanups first (space), kernels and ramdisks before machines (references), retirements last. */
 function order(actions: Action[]): Action[] {

@@ -19,13 +19,27 @@ describe('withRetry', () => {
   it('retries retryable kinds with growing, jittered delays, then succeeds', async () => {
     const f = failing(['unavailable', 'timeout']);
     const delays: number[] = [];
-    const result = await withRetry(f.fn, { attempts: 3, backoffMs: 10, onRetry: (_a, _e, d) => delays.push(d), random: () => 0.5 });
+    const result = await withRetry(f.fn, {
+      attempts: 3,
+      backoffMs: 10,
+      onRetry: (_a, _e, d) => delays.push(d),
+      random: () => 0.5,
+    });
     expect(result).toEqual({ value: 'ok', attempts: 3 });
     expect(delays).toEqual([8, 15]); // cap/2 + random*cap/2 with caps 10, 20
   });
 
   it('does not retry terminal kinds', async () => {
-    for (const kind of ['invalidInput', 'auth', 'forbidden', 'notFound', 'conflict', 'integrity', 'unsafe', 'unsupported'] as const) {
+    for (const kind of [
+      'invalidInput',
+      'auth',
+      'forbidden',
+      'notFound',
+      'conflict',
+      'integrity',
+      'unsafe',
+      'unsupported',
+    ] as const) {
       const f = failing([kind, kind]);
       await expect(withRetry(f.fn, { attempts: 5, backoffMs: 1 })).rejects.toMatchObject({ kind, attempts: 1 });
       expect(f.calls()).toBe(1);
@@ -34,7 +48,10 @@ describe('withRetry', () => {
 
   it('gives up after the last attempt and says how many were made', async () => {
     const f = failing(['unavailable', 'unavailable', 'unavailable', 'unavailable']);
-    await expect(withRetry(f.fn, { attempts: 3, backoffMs: 1 })).rejects.toMatchObject({ kind: 'unavailable', attempts: 3 });
+    await expect(withRetry(f.fn, { attempts: 3, backoffMs: 1 })).rejects.toMatchObject({
+      kind: 'unavailable',
+      attempts: 3,
+    });
     expect(f.calls()).toBe(3);
   });
 
@@ -65,12 +82,17 @@ describe('withTimeout', () => {
           }, 50);
         });
       });
-    await expect(withTimeout(30, 'upload of x', undefined, slow)).rejects.toMatchObject({ kind: 'timeout', message: expect.stringMatching(/upload of x took longer/) });
+    await expect(withTimeout(30, 'upload of x', undefined, slow)).rejects.toMatchObject({
+      kind: 'timeout',
+      message: expect.stringMatching(/upload of x took longer/),
+    });
     expect(cleanedUp).toBe(true);
   });
 
   it('passes on errors of the work itself', async () => {
-    await expect(withTimeout(1000, 'x', undefined, async () => Promise.reject(new VisorError('forbidden', 'no')))).rejects.toMatchObject({ kind: 'forbidden' });
+    await expect(
+      withTimeout(1000, 'x', undefined, async () => Promise.reject(new VisorError('forbidden', 'no'))),
+    ).rejects.toMatchObject({ kind: 'forbidden' });
   });
 });
 

@@ -10,13 +10,17 @@ export interface RetryOptions {
 }
 
 /** Retries retryable error kinds (unavailable, timeout) with exponential backoff and jitter; others fail at once. */
-export async function withRetry<T>(fn: (attempt: number) => Promise<T>, options: RetryOptions): Promise<{ value: T; attempts: number }> {
+export async function withRetry<T>(
+  fn: (attempt: number) => Promise<T>,
+  options: RetryOptions,
+): Promise<{ value: T; attempts: number }> {
   const random = options.random ?? Math.random;
   for (let attempt = 1; ; attempt++) {
     try {
       return { value: await fn(attempt), attempts: attempt };
     } catch (error) {
-      if (!isRetryable(error) || attempt >= options.attempts || options.signal?.aborted) throw Object.assign(error as object, { attempts: attempt });
+      if (!isRetryable(error) || attempt >= options.attempts || options.signal?.aborted)
+        throw Object.assign(error as object, { attempts: attempt });
       const cap = options.backoffMs * 2 ** (attempt - 1);
       const delay = Math.round(cap / 2 + (random() * cap) / 2);
       options.onRetry?.(attempt, error, delay);
@@ -46,7 +50,13 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  * error — but only after `fn` had up to `cleanupMs` to clean up (a driver deleting the half-made
  * image), so that nothing is left running behind the caller's back.
  */
-export async function withTimeout<T>(ms: number, what: string, parent: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>, cleanupMs = 120_000): Promise<T> {
+export async function withTimeout<T>(
+  ms: number,
+  what: string,
+  parent: AbortSignal | undefined,
+  fn: (signal: AbortSignal) => Promise<T>,
+  cleanupMs = 120_000,
+): Promise<T> {
   const controller = new AbortController();
   const onParent = () => controller.abort(parent?.reason);
   parent?.addEventListener('abort', onParent, { once: true });
@@ -62,7 +72,13 @@ export async function withTimeout<T>(ms: number, what: string, parent: AbortSign
     }, ms);
   });
   try {
-    const first = await Promise.race([running.then((value) => ({ value }), (error: unknown) => ({ error })), deadline.then(() => undefined)]);
+    const first = await Promise.race([
+      running.then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error }),
+      ),
+      deadline.then(() => undefined),
+    ]);
     if (first && 'value' in first) return first.value;
     if (first && !timedOut) throw first.error;
     // Timed out: give the aborted work its cleanup time, then report the timeout.

@@ -130,7 +130,11 @@ export function checkPolicy(target: Target): void {
   const caps = target.driver.capabilities;
   const { mode } = target.policy.retire;
   if (!caps.retireModes.includes(mode)) {
-    throw new VisorError('config', `clouds.${target.name}.sync.retire.mode is ${mode}, but ${target.adapter} can only ${caps.retireModes.join(', ')}`);
+    throw new VisorError(
+      'config',
+      `clouds.${target.name}.sync.retire.mode is ${mode}, ` +
+        `but ${target.adapter} can only ${caps.retireModes.join(', ')}`,
+    );
   }
   const { sharing } = target.policy;
   const asked = sharing.shareWith.length > 0 || Object.keys(sharing.members).length > 0;
@@ -141,7 +145,11 @@ export function checkPolicy(target: Target): void {
   }
   const format = target.policy.diskFormat;
   if (format !== 'auto' && !caps.diskFormats.includes(format)) {
-    throw new VisorError('config', `clouds.${target.name}.sync.diskFormat is ${format}, which ${target.adapter} does not accept (${caps.diskFormats.join(', ')})`);
+    throw new VisorError(
+      'config',
+      `clouds.${target.name}.sync.diskFormat is ${format}, ` +
+        `which ${target.adapter} does not accept (${caps.diskFormats.join(', ')})`,
+    );
   }
 }
 
@@ -253,7 +261,14 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
   const lease = await deps.catalog.leases.acquire(leaseName, deps.instanceId, deps.leaseMs);
   if (!lease) {
     const holder = await deps.catalog.leases.get(leaseName);
-    const finished = { ...run, status: 'failed' as const, finishedAt: new Date().toISOString(), error: `another agent (${holder?.holder ?? 'unknown'}) is syncing ${target.name} until ${holder ? new Date(holder.expiresAt).toISOString() : '?'}` };
+    const finished = {
+      ...run,
+      status: 'failed' as const,
+      finishedAt: new Date().toISOString(),
+      error:
+        `another agent (${holder?.holder ?? 'unknown'}) ` +
+        `is syncing ${target.name} until ${holder ? new Date(holder.expiresAt).toISOString() : '?'}`,
+    };
     if (!options.dryRun) await deps.catalog.runs.create(finished);
     log.warn('target busy', { holder: holder?.holder });
     return finished;
@@ -265,24 +280,32 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
   const controller = new AbortController();
   const onParent = () => controller.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onParent, { once: true });
-  const renew = setInterval(() => {
-    deps.catalog.leases.acquire(leaseName, deps.instanceId, deps.leaseMs).then(
-      (renewed) => {
-        if (!renewed) {
-          log.error('lost the target lease; stopping this run');
-          controller.abort(new VisorError('conflict', 'lost the target lease'));
-        }
-      },
-      (error: unknown) => log.warn('could not renew the target lease', { error }),
-    );
-  }, Math.max(1000, Math.floor(deps.leaseMs / 3)));
+  const renew = setInterval(
+    () => {
+      deps.catalog.leases.acquire(leaseName, deps.instanceId, deps.leaseMs).then(
+        (renewed) => {
+          if (!renewed) {
+            log.error('lost the target lease; stopping this run');
+            controller.abort(new VisorError('conflict', 'lost the target lease'));
+          }
+        },
+        (error: unknown) => log.warn('could not renew the target lease', { error }),
+      );
+    },
+    Math.max(1000, Math.floor(deps.leaseMs / 3)),
+  );
   renew.unref();
 
   if (!options.dryRun) {
     // We hold the lease: a run of this target still marked running was cut off (its agent died).
     for (const stale of await deps.catalog.runs.list({ target: target.name, limit: 20 })) {
       if (stale.status !== 'running') continue;
-      await deps.catalog.runs.update({ ...stale, status: 'failed', finishedAt: run.startedAt, error: 'abandoned: the agent stopped before this run finished' });
+      await deps.catalog.runs.update({
+        ...stale,
+        status: 'failed',
+        finishedAt: run.startedAt,
+        error: 'abandoned: the agent stopped before this run finished',
+      });
     }
     await deps.catalog.runs.create(run);
   }
@@ -353,7 +376,13 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
     await deps.catalog.runs.update(run);
     await deps.catalog.runs.prune(target.name, deps.keepRuns);
   }
-  log.info('sync finished', { run: run.id, status: run.status, actions: run.actions.length, drift: run.drift, failed: run.actions.filter((a) => a.result === 'failed').length });
+  log.info('sync finished', {
+    run: run.id,
+    status: run.status,
+    actions: run.actions.length,
+    drift: run.drift,
+    failed: run.actions.filter((a) => a.result === 'failed').length,
+  });
   return run;
 }
 

@@ -98,7 +98,11 @@ describe('sync against the memory cloud', () => {
     const driver = new MemoryDriver({ cloud: world.cloud, project: 'lab', pollIntervalMs: 5 });
     const spying = new Proxy(driver, {
       get: (target, key) => {
-        if (key === 'create') return (request: CreateRequest) => (seen.push(request), target.create(request));
+        if (key === 'create')
+          return (request: CreateRequest) => {
+            seen.push(request);
+            return target.create(request);
+          };
         const value: unknown = Reflect.get(target, key, target);
         return typeof value === 'function' ? value.bind(target) : value;
       },

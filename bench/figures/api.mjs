@@ -22,7 +22,20 @@ function summary(result) {
   };
 }
 
-export async function apiFigures({ kit, url, user, visor, peer, token, prefix, count, connections, seconds, warmup, log }) {
+export async function apiFigures({
+  kit,
+  url,
+  user,
+  visor,
+  peer,
+  token,
+  prefix,
+  count,
+  connections,
+  seconds,
+  warmup,
+  log,
+}) {
   log(`  registering ${count} images in visor and ${count} in Glance`);
   const names = Array.from({ length: count }, (_, i) => `${prefix}list-${String(i).padStart(4, '0')}`);
   await parallel(names, 8, (name) => visor.add({ name, architecture: 'x86_64', format: 'qcow2' }));
@@ -32,16 +45,30 @@ export async function apiFigures({ kit, url, user, visor, peer, token, prefix, c
   const glancePath = `/v2/images?limit=${count}`;
   const visorListed = (await visor.list('brief', { limit: String(count) })).length;
   const glanceListed = (await glance(peer, token, 'GET', glancePath)).images.length;
-  if (visorListed !== count || glanceListed !== count) throw new Error(`listings hold ${visorListed} (visor) and ${glanceListed} (Glance) images, not ${count}`);
+  if (visorListed !== count || glanceListed !== count)
+    throw new Error(`listings hold ${visorListed} (visor) and ${glanceListed} (Glance) images, not ${count}`);
 
   // Glance takes seconds per 1,000-image page under load: a generous timeout, so that slow is not counted as failed.
   const common = { connections, timeout: 120 };
   const visorOptions = (path) => ({
     url,
     ...common,
-    requests: [{ method: 'GET', path, setupRequest: (request) => ({ ...request, headers: kit.signedHeaders(user, 'GET', path, { accept: 'application/json' }) }) }],
+    requests: [
+      {
+        method: 'GET',
+        path,
+        setupRequest: (request) => ({
+          ...request,
+          headers: kit.signedHeaders(user, 'GET', path, { accept: 'application/json' }),
+        }),
+      },
+    ],
   });
-  const glanceOptions = { url: peer.glanceUrl, ...common, requests: [{ method: 'GET', path: glancePath, headers: { 'x-auth-token': token, accept: 'application/json' } }] };
+  const glanceOptions = {
+    url: peer.glanceUrl,
+    ...common,
+    requests: [{ method: 'GET', path: glancePath, headers: { 'x-auth-token': token, accept: 'application/json' } }],
+  };
 
   const out = {};
   for (const [name, options] of [
@@ -52,7 +79,8 @@ export async function apiFigures({ kit, url, user, visor, peer, token, prefix, c
     log(`  ${name}: ${warmup} s warm-up, ${seconds} s measured, ${connections} connections`);
     await load({ ...options, duration: warmup });
     out[name] = summary(await load({ ...options, duration: seconds }));
-    if (out[name].errors || out[name].non2xx) log(`  ${name}: ${out[name].errors} errors, ${out[name].non2xx} non-2xx responses under load`);
+    if (out[name].errors || out[name].non2xx)
+      log(`  ${name}: ${out[name].errors} errors, ${out[name].non2xx} non-2xx responses under load`);
   }
   return { ...out, count, connections, seconds };
 }

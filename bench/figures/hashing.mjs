@@ -29,7 +29,11 @@ for a in ('md5', 'sha256', 'sha512'):
 async function streamThroughput(make, mib) {
   const data = block();
   let left = mib;
-  const source = new Readable({ read() { this.push(left-- > 0 ? data : null); } });
+  const source = new Readable({
+    read() {
+      this.push(left-- > 0 ? data : null);
+    },
+  });
   const cpu0 = selfCpuSeconds();
   const { seconds } = await timed(() => pipeline(source, make(), new Writable({ write: (_c, _e, cb) => cb() })));
   return { mibps: mibps(mib * MiB, seconds), cpuPerGiB: ((selfCpuSeconds() - cpu0) / mib) * 1024 };
@@ -57,6 +61,8 @@ export async function hashingFigures({ mib = 512 } = {}) {
     node,
     python: py,
     digestStream: await streamThroughput(() => new DigestStream(), mib),
-    ...(ParallelDigestStream ? { parallelDigestStream: await streamThroughput(() => new ParallelDigestStream(), mib) } : {}),
+    ...(ParallelDigestStream
+      ? { parallelDigestStream: await streamThroughput(() => new ParallelDigestStream(), mib) }
+      : {}),
   };
 }

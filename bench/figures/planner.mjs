@@ -14,7 +14,16 @@ const { desiredFor, isSelected } = await import(`${dist}/agent/sync/desired.js?g
 
 const AGENT = 'bench-agent';
 const sha = (s, algorithm = 'sha256') => createHash(algorithm).update(s).digest('hex');
-const baseCaps = { containerFormats: ['bare'], reportsSize: true, importFromUrl: false, requiresUrl: false, properties: true, tags: true, download: true, detectsInUse: false };
+const baseCaps = {
+  containerFormats: ['bare'],
+  reportsSize: true,
+  importFromUrl: false,
+  requiresUrl: false,
+  properties: true,
+  tags: true,
+  download: true,
+  detectsInUse: false,
+};
 
 const distros = ['ubuntu', 'debian', 'centos', 'alpine', 'fedora'];
 const arches = ['x86_64', 'aarch64', 'ppc64le', 'x86_64'];
@@ -98,17 +107,29 @@ function observedFor(images, policy, target, caps, { unmarkedCount, adoptable = 
     const d = desiredFor(image, policy, caps);
     const k = selected++ % 1000;
     if (k < 5) continue;
-    if (k < 10) out.push(copyOf(d, { name: `${d.image.name}-old`, markers: { agent: AGENT, imageId: image.id, sha256: image.checksums.sha256, revision: image.revision - 1 } }));
-    else if (k < 12) out.push(copyOf(d, { markers: { agent: AGENT, imageId: image.id, sha256: sha(`old-${image.id}`), revision: image.revision - 1 } }));
+    if (k < 10)
+      out.push(
+        copyOf(d, {
+          name: `${d.image.name}-old`,
+          markers: { agent: AGENT, imageId: image.id, sha256: image.checksums.sha256, revision: image.revision - 1 },
+        }),
+      );
+    else if (k < 12)
+      out.push(
+        copyOf(d, {
+          markers: { agent: AGENT, imageId: image.id, sha256: sha(`old-${image.id}`), revision: image.revision - 1 },
+        }),
+      );
     else if (k < 14) {
       out.push(copyOf(d));
       out.push(copyOf(d, { state: 'pending' }));
     } else if (k < 14 + adoptable) adoptFrom.push(image);
     else out.push(copyOf(d));
   }
-  for (let i = 0; i < selected / 100; i++) out.push(copyOf({ image: { ...images[0], id: randomUUID(), name: `removed-${i}` }, diskFormat: 'raw' }));
+  for (let i = 0; i < selected / 100; i++)
+    out.push(copyOf({ image: { ...images[0], id: randomUUID(), name: `removed-${i}` }, diskFormat: 'raw' }));
   for (let i = 0; i < unmarkedCount; i++) out.push(unmarked(i));
-  adoptFrom.forEach((image, i) => out.push(unmarked(`a${i}`, image)));
+  for (const [i, image] of adoptFrom.entries()) out.push(unmarked(`a${i}`, image));
   return { observed: out, selected };
 }
 
@@ -117,26 +138,69 @@ export function plannerTargets(images) {
   const targets = [
     {
       name: 'glance',
-      policy: policy({ selector: { tags: ['gold'], access: ['public', 'private'] }, naming: '{name}', retire: { mode: 'hide' } }),
-      caps: { ...baseCaps, diskFormats: ['raw', 'qcow2', 'vmdk', 'vdi', 'vhd', 'vhdx', 'iso', 'ami', 'ari', 'aki'], retireModes: ['hide', 'disable', 'delete'], access: ['public', 'private', 'shared'], reportsChecksums: ['md5', 'sha512'] },
+      policy: policy({
+        selector: { tags: ['gold'], access: ['public', 'private'] },
+        naming: '{name}',
+        retire: { mode: 'hide' },
+      }),
+      caps: {
+        ...baseCaps,
+        diskFormats: ['raw', 'qcow2', 'vmdk', 'vdi', 'vhd', 'vhdx', 'iso', 'ami', 'ari', 'aki'],
+        retireModes: ['hide', 'disable', 'delete'],
+        access: ['public', 'private', 'shared'],
+        reportsChecksums: ['md5', 'sha512'],
+      },
       extra: { unmarkedCount: 1000 },
     },
     {
       name: 'opennebula',
-      policy: policy({ selector: { names: ['ubuntu-*', 'debian-*', 'centos-0?????'] }, naming: '{name}-{shortId}', visibility: { public: 'shared' }, retire: { mode: 'disable' } }),
-      caps: { ...baseCaps, diskFormats: ['raw', 'qcow2', 'iso', 'aki', 'ari'], retireModes: ['disable', 'delete'], access: ['public', 'private', 'shared'], reportsChecksums: ['md5'], detectsInUse: true },
+      policy: policy({
+        selector: { names: ['ubuntu-*', 'debian-*', 'centos-0?????'] },
+        naming: '{name}-{shortId}',
+        visibility: { public: 'shared' },
+        retire: { mode: 'disable' },
+      }),
+      caps: {
+        ...baseCaps,
+        diskFormats: ['raw', 'qcow2', 'iso', 'aki', 'ari'],
+        retireModes: ['disable', 'delete'],
+        access: ['public', 'private', 'shared'],
+        reportsChecksums: ['md5'],
+        detectsInUse: true,
+      },
       extra: { unmarkedCount: 500 },
     },
     {
       name: 'eucalyptus',
-      policy: policy({ selector: { architectures: ['x86_64'], access: ['public', 'private'] }, naming: '{name}-{architecture}', retire: { mode: 'delete', grace: '7d' } }),
-      caps: { ...baseCaps, diskFormats: ['raw'], retireModes: ['hide', 'delete'], access: ['public', 'private'], reportsChecksums: [] },
+      policy: policy({
+        selector: { architectures: ['x86_64'], access: ['public', 'private'] },
+        naming: '{name}-{architecture}',
+        retire: { mode: 'delete', grace: '7d' },
+      }),
+      caps: {
+        ...baseCaps,
+        diskFormats: ['raw'],
+        retireModes: ['hide', 'delete'],
+        access: ['public', 'private'],
+        reportsChecksums: [],
+      },
       extra: { unmarkedCount: 200 },
     },
     {
       name: 'nimbus',
-      policy: policy({ selector: { access: ['public', 'private', 'shared'] }, retire: { mode: 'delete' }, import: 'metadata', adopt: true }),
-      caps: { ...baseCaps, diskFormats: ['raw'], retireModes: ['delete'], access: ['public', 'private'], reportsChecksums: ['md5'] },
+      policy: policy({
+        selector: { access: ['public', 'private', 'shared'] },
+        retire: { mode: 'delete' },
+        import: 'metadata',
+        adopt: true,
+      }),
+      caps: {
+        ...baseCaps,
+        diskFormats: ['raw'],
+        retireModes: ['delete'],
+        access: ['public', 'private'],
+        reportsChecksums: ['md5'],
+      },
       extra: { unmarkedCount: 1000, adoptable: 2 },
     },
   ];
@@ -158,7 +222,16 @@ export async function plannerFigures({ images: n, targets: count, repeat, dists,
     const { plan } = await import(`${buildDir}/agent/sync/planner.js`);
     const runOnce = (t) => {
       const t0 = now();
-      const p = plan({ target: t.name, agentId: AGENT, policy: t.policy, capabilities: t.caps, catalog: images, observed: t.observed, retiredSince: new Map(), now: when });
+      const p = plan({
+        target: t.name,
+        agentId: AGENT,
+        policy: t.policy,
+        capabilities: t.caps,
+        catalog: images,
+        observed: t.observed,
+        retiredSince: new Map(),
+        now: when,
+      });
       return { seconds: secondsSince(t0), plan: p };
     };
     globalThis.gc?.();
@@ -166,11 +239,20 @@ export async function plannerFigures({ images: n, targets: count, repeat, dists,
     // The first pass is what one `visor sync` pays (a fresh process: code not yet optimised).
     const first = targets.map(runOnce);
     const warm = targets.map(() => []);
-    for (let r = 0; r < repeats(key); r++) targets.forEach((t, i) => warm[i].push(runOnce(t).seconds));
+    for (let r = 0; r < repeats(key); r++) for (const [i, t] of targets.entries()) warm[i].push(runOnce(t).seconds);
     const perTarget = targets.map((t, i) => {
       const counts = {};
       for (const a of first[i].plan.actions) counts[a.kind] = (counts[a.kind] ?? 0) + 1;
-      return { name: t.name, selected: t.selected, observed: t.observed.length, firstSeconds: first[i].seconds, warmSeconds: warm[i].length ? median(warm[i]) : undefined, actions: first[i].plan.actions.length, counts, notes: first[i].plan.notes.length };
+      return {
+        name: t.name,
+        selected: t.selected,
+        observed: t.observed.length,
+        firstSeconds: first[i].seconds,
+        warmSeconds: warm[i].length ? median(warm[i]) : undefined,
+        actions: first[i].plan.actions.length,
+        counts,
+        notes: first[i].plan.notes.length,
+      };
     });
     out[key] = {
       perTarget,

@@ -26,15 +26,26 @@ export async function visorSync(kit, config, { expectBytes }) {
 }
 
 /** Token, record and `curl -T`, as one shell script: everything a hand-made push needs. */
-const curlPushScript = `set -euo pipefail
-TOKEN=$(curl -sS -f -i -X POST -H 'Content-Type: application/json' "$OS_AUTH_URL/auth/tokens" -d "{\\"auth\\":{\\"identity\\":{\\"methods\\":[\\"password\\"],\\"password\\":{\\"user\\":{\\"name\\":\\"$OS_USERNAME\\",\\"domain\\":{\\"name\\":\\"$OS_USER_DOMAIN_NAME\\"},\\"password\\":\\"$OS_PASSWORD\\"}}},\\"scope\\":{\\"project\\":{\\"name\\":\\"$OS_PROJECT_NAME\\",\\"domain\\":{\\"name\\":\\"$OS_PROJECT_DOMAIN_NAME\\"}}}}}" | awk -F': ' 'tolower($1)=="x-subject-token"{print $2}' | tr -d '\\r')
-ID=$(curl -sS -f -X POST -H "X-Auth-Token: $TOKEN" -H 'Content-Type: application/json' "$GLANCE_URL/v2/images" -d "{\\"name\\":\\"$NAME\\",\\"disk_format\\":\\"raw\\",\\"container_format\\":\\"bare\\",\\"visibility\\":\\"private\\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-curl -sS -f -X PUT -H "X-Auth-Token: $TOKEN" -H 'Content-Type: application/octet-stream' -T "$FILE" "$GLANCE_URL/v2/images/$ID/file"
+// The JSON bodies are built in shell variables (expanding the OS_* and NAME variables) and
+// the long commands continue over lines; the steps are the same four requests.
+const curlPushScript = String.raw`set -euo pipefail
+AUTH="{\"auth\":{\"identity\":{\"methods\":[\"password\"],\"password\":{\"user\":{"
+AUTH+="\"name\":\"$OS_USERNAME\",\"domain\":{\"name\":\"$OS_USER_DOMAIN_NAME\"},\"password\":\"$OS_PASSWORD\"}}},"
+AUTH+="\"scope\":{\"project\":{\"name\":\"$OS_PROJECT_NAME\",\"domain\":{\"name\":\"$OS_PROJECT_DOMAIN_NAME\"}}}}}"
+TOKEN=$(curl -sS -f -i -X POST -H 'Content-Type: application/json' "$OS_AUTH_URL/auth/tokens" -d "$AUTH" \
+  | awk -F': ' 'tolower($1)=="x-subject-token"{print $2}' | tr -d '\r')
+IMAGE="{\"name\":\"$NAME\",\"disk_format\":\"raw\",\"container_format\":\"bare\",\"visibility\":\"private\"}"
+ID=$(curl -sS -f -X POST -H "X-Auth-Token: $TOKEN" -H 'Content-Type: application/json' "$GLANCE_URL/v2/images" \
+  -d "$IMAGE" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+curl -sS -f -X PUT -H "X-Auth-Token: $TOKEN" -H 'Content-Type: application/octet-stream' -T "$FILE" \
+  "$GLANCE_URL/v2/images/$ID/file"
 echo "$ID"
 `;
 
 export async function curlPush(peer, file, name) {
-  const result = await runMeasured('bash', ['-c', curlPushScript], { env: { ...process.env, ...peer.openrc, GLANCE_URL: peer.glanceUrl, NAME: name, FILE: file } });
+  const result = await runMeasured('bash', ['-c', curlPushScript], {
+    env: { ...process.env, ...peer.openrc, GLANCE_URL: peer.glanceUrl, NAME: name, FILE: file },
+  });
   return { seconds: result.seconds, nativeId: result.stdout.trim().split('\n').pop() };
 }
 
@@ -43,9 +54,34 @@ export async function openstackCopy(peer, dir, fromId, name) {
   const env = { ...process.env, ...peer.openrc };
   const saved = join(dir, 'saved.raw');
   const save = await runMeasured('openstack', ['image', 'save', '--file', saved, fromId], { env });
-  const create = await runMeasured('openstack', ['image', 'create', '--disk-format', 'raw', '--container-format', 'bare', '--private', '--file', saved, '-f', 'value', '-c', 'id', name], { env });
+  const create = await runMeasured(
+    'openstack',
+    [
+      'image',
+      'create',
+      '--disk-format',
+      'raw',
+      '--container-format',
+      'bare',
+      '--private',
+      '--file',
+      saved,
+      '-f',
+      'value',
+      '-c',
+      'id',
+      name,
+    ],
+    { env },
+  );
   rmSync(saved, { force: true });
-  return { seconds: save.seconds + create.seconds, saveSeconds: save.seconds, createSeconds: create.seconds, peakRssMiB: Math.max(save.peakRssMiB, create.peakRssMiB), nativeId: create.stdout.trim() };
+  return {
+    seconds: save.seconds + create.seconds,
+    saveSeconds: save.seconds,
+    createSeconds: create.seconds,
+    peakRssMiB: Math.max(save.peakRssMiB, create.peakRssMiB),
+    nativeId: create.stdout.trim(),
+  };
 }
 
 export async function pushFigures({ dir, source, bytes, repeat, peer, token, prefix, variants, log }) {
@@ -56,7 +92,8 @@ export async function pushFigures({ dir, source, bytes, repeat, peer, token, pre
     for (const v of variants) {
       const synced = await visorSync(v.kit, v.config, { expectBytes: bytes });
       const copy = await glance(peer, token, 'GET', `/v2/images/${synced.nativeId}`);
-      if (copy.checksum !== v.image.checksums.md5 || copy.os_hash_value !== v.image.checksums.sha512) throw new Error('the synced copy differs from the catalog image');
+      if (copy.checksum !== v.image.checksums.md5 || copy.os_hash_value !== v.image.checksums.sha512)
+        throw new Error('the synced copy differs from the catalog image');
       runs[v.key].push(synced);
       // The next round must push again: the copy goes (behind visor's back, as in a fresh cloud).
       await glance(peer, token, 'DELETE', `/v2/images/${synced.nativeId}`);
@@ -69,7 +106,11 @@ export async function pushFigures({ dir, source, bytes, repeat, peer, token, pre
   }
   const pick = (list, key) => median(list.map((x) => x[key]));
   const out = {
-    curl: { seconds: pick(runs.curl, 'seconds'), runs: runs.curl.map((x) => x.seconds), mibps: mibps(bytes, pick(runs.curl, 'seconds')) },
+    curl: {
+      seconds: pick(runs.curl, 'seconds'),
+      runs: runs.curl.map((x) => x.seconds),
+      mibps: mibps(bytes, pick(runs.curl, 'seconds')),
+    },
     openstack: {
       seconds: pick(runs.openstack, 'seconds'),
       runs: runs.openstack.map((x) => x.seconds),
@@ -81,12 +122,22 @@ export async function pushFigures({ dir, source, bytes, repeat, peer, token, pre
   };
   for (const v of variants) {
     const list = runs[v.key];
-    out[v.key] = { seconds: pick(list, 'seconds'), runs: list.map((x) => x.seconds), mibps: mibps(bytes, pick(list, 'seconds')), peakRssMiB: Math.max(...list.map((x) => x.peakRssMiB)), runSeconds: pick(list, 'runSeconds'), actionSeconds: pick(list, 'actionSeconds') };
+    out[v.key] = {
+      seconds: pick(list, 'seconds'),
+      runs: list.map((x) => x.seconds),
+      mibps: mibps(bytes, pick(list, 'seconds')),
+      peakRssMiB: Math.max(...list.map((x) => x.peakRssMiB)),
+      runSeconds: pick(list, 'runSeconds'),
+      actionSeconds: pick(list, 'actionSeconds'),
+    };
   }
   return out;
 }
 
-/** A big image (the source file `times` over) into the catalog through the API, then `visor sync` of it: peak RSS of the syncing process. */
+/**
+ * A big image (the source file `times` over) into the catalog through the API, then `visor sync` of it: peak RSS of the
+ * syncing process.
+ */
 export async function bigSyncFigure({ variant: v, source, bytes, times, peer, token, log }) {
   const size = bytes * times;
   const stream = Readable.from(
@@ -96,7 +147,9 @@ export async function bigSyncFigure({ variant: v, source, bytes, times, peer, to
   );
   log(`  ingest of ${times} × the source (${(size / 1024 ** 3).toFixed(0)} GiB) through the API`);
   const rssReset = resetPeakRss(v.server.pid);
-  const ingest = await timed(() => v.client.add({ name: `big-${times}`, architecture: 'x86_64', format: 'raw', tags: v.bigTag }, { stream, size }));
+  const ingest = await timed(() =>
+    v.client.add({ name: `big-${times}`, architecture: 'x86_64', format: 'raw', tags: v.bigTag }, { stream, size }),
+  );
   const serverPeakRssMiB = rssReset ? peakRssOf(v.server.pid) : undefined;
   // Its md5 and sha512 follow off the request path: the sync starts once they are recorded.
   for (let image = ingest.value; image.checksums_pending !== undefined; ) {
@@ -107,5 +160,11 @@ export async function bigSyncFigure({ variant: v, source, bytes, times, peer, to
   const synced = await visorSync(v.kit, v.bigConfig, { expectBytes: size });
   await glance(peer, token, 'DELETE', `/v2/images/${synced.nativeId}`);
   await v.client.delete(String(ingest.value._id));
-  return { bytes: size, ingestSeconds: ingest.seconds, ingestMibps: mibps(size, ingest.seconds), serverPeakRssMiB, sync: { ...synced, mibps: mibps(size, synced.seconds) } };
+  return {
+    bytes: size,
+    ingestSeconds: ingest.seconds,
+    ingestMibps: mibps(size, ingest.seconds),
+    serverPeakRssMiB,
+    sync: { ...synced, mibps: mibps(size, synced.seconds) },
+  };
 }

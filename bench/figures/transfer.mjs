@@ -10,7 +10,17 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { curlGet, curlPut, startBareNode, startNginx } from '../lib/ceilings.mjs';
 import { createRecord, curlDownload as glanceDownload, curlUpload, glance } from '../lib/glance.mjs';
-import { cpuTimesOf, median, mibps, peakRssOf, processTree, resetPeakRss, runMeasured, selfCpuSeconds, timed } from '../lib/util.mjs';
+import {
+  cpuTimesOf,
+  median,
+  mibps,
+  peakRssOf,
+  processTree,
+  resetPeakRss,
+  runMeasured,
+  selfCpuSeconds,
+  timed,
+} from '../lib/util.mjs';
 
 async function fsyncFile(path) {
   const handle = await open(path, 'r');
@@ -18,7 +28,10 @@ async function fsyncFile(path) {
   await handle.close();
 }
 
-/** Where downloads go: nowhere, like curl's -o /dev/null (Node's fs writes to /dev/null cost a thread-pool round trip per chunk). */
+/**
+ * Where downloads go: nowhere, like curl's -o /dev/null (Node's fs writes to /dev/null cost a thread-pool round trip
+ * per chunk).
+ */
 const discard = () => new Writable({ write: (_chunk, _encoding, callback) => callback() });
 
 /** One measured run: wall seconds, CPU seconds of the server's processes and of this process. */
@@ -29,7 +42,13 @@ async function measure(serverPids, fn) {
   const { value, seconds } = await timed(fn);
   const cpu1 = cpuTimesOf(pids);
   const serverSys = cpu1.system - cpu0.system;
-  return { value, seconds, serverCpu: cpu1.user - cpu0.user + serverSys, serverSys, clientCpu: selfCpuSeconds() - self0 };
+  return {
+    value,
+    seconds,
+    serverCpu: cpu1.user - cpu0.user + serverSys,
+    serverSys,
+    clientCpu: selfCpuSeconds() - self0,
+  };
 }
 
 const summarise = (bytes, runs) => {
@@ -180,7 +199,13 @@ export async function transferFigures({ dir, source, bytes, repeat, downloadRepe
     log(`  downloads from a fresh ${v.key} server`);
     const fresh = await v.kit.startServer(v.config);
     try {
-      for (let r = 0; r < downloadRepeat; r++) runs[`${v.key}FreshCurlDownload`].push(await measure(() => [fresh.pid], () => v.kit.curlDownload(fresh.url, v.user, String(kept[v.key]._id))));
+      for (let r = 0; r < downloadRepeat; r++)
+        runs[`${v.key}FreshCurlDownload`].push(
+          await measure(
+            () => [fresh.pid],
+            () => v.kit.curlDownload(fresh.url, v.user, String(kept[v.key]._id)),
+          ),
+        );
     } finally {
       await fresh.stop();
     }

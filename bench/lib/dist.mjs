@@ -2,4 +2,6 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const dist = process.env.BENCH_DIST ? resolve(process.env.BENCH_DIST) : fileURLToPath(new URL('../../dist', import.meta.url));
+export const dist = process.env.BENCH_DIST
+  ? resolve(process.env.BENCH_DIST)
+  : fileURLToPath(new URL('../../dist', import.meta.url));

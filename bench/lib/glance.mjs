@@ -44,7 +44,10 @@ export async function adminToken(peer) {
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({
       auth: {
-        identity: { methods: ['password'], password: { user: { name: a.username, domain: { name: a.user_domain_name }, password: a.password } } },
+        identity: {
+          methods: ['password'],
+          password: { user: { name: a.username, domain: { name: a.user_domain_name }, password: a.password } },
+        },
         scope: { project: { name: a.project_name, domain: { name: a.project_domain_name } } },
       },
     }),
@@ -57,25 +60,56 @@ export async function adminToken(peer) {
 export async function glance(peer, token, method, path, body) {
   const response = await fetch(`${peer.glanceUrl}${path}`, {
     method,
-    headers: { 'x-auth-token': token, accept: 'application/json', ...(body ? { 'content-type': 'application/json' } : {}) },
+    headers: {
+      'x-auth-token': token,
+      accept: 'application/json',
+      ...(body ? { 'content-type': 'application/json' } : {}),
+    },
     ...(body ? { body: JSON.stringify(body) } : {}),
   });
   const text = await response.text();
-  if (response.status >= 400) throw new Error(`Glance ${method} ${path}: HTTP ${response.status} ${text.slice(0, 300)}`);
+  if (response.status >= 400)
+    throw new Error(`Glance ${method} ${path}: HTTP ${response.status} ${text.slice(0, 300)}`);
   return text ? JSON.parse(text) : undefined;
 }
 
 export async function createRecord(peer, token, name, extra = {}) {
-  return glance(peer, token, 'POST', '/v2/images', { name, disk_format: 'raw', container_format: 'bare', visibility: 'private', ...extra });
+  return glance(peer, token, 'POST', '/v2/images', {
+    name,
+    disk_format: 'raw',
+    container_format: 'bare',
+    visibility: 'private',
+    ...extra,
+  });
 }
 
 /** `curl -T file` into PUT /v2/images/{id}/file. */
 export async function curlUpload(peer, token, id, file) {
-  await run('curl', ['-sS', '-f', '-X', 'PUT', '-H', `X-Auth-Token: ${token}`, '-H', 'Content-Type: application/octet-stream', '-T', file, `${peer.glanceUrl}/v2/images/${id}/file`]);
+  await run('curl', [
+    '-sS',
+    '-f',
+    '-X',
+    'PUT',
+    '-H',
+    `X-Auth-Token: ${token}`,
+    '-H',
+    'Content-Type: application/octet-stream',
+    '-T',
+    file,
+    `${peer.glanceUrl}/v2/images/${id}/file`,
+  ]);
 }
 
 export async function curlDownload(peer, token, id) {
-  await run('curl', ['-sS', '-f', '-o', '/dev/null', '-H', `X-Auth-Token: ${token}`, `${peer.glanceUrl}/v2/images/${id}/file`]);
+  await run('curl', [
+    '-sS',
+    '-f',
+    '-o',
+    '/dev/null',
+    '-H',
+    `X-Auth-Token: ${token}`,
+    `${peer.glanceUrl}/v2/images/${id}/file`,
+  ]);
 }
 
 /** Every image whose name starts with `prefix` (hidden ones too), following pages. */
@@ -94,7 +128,9 @@ export async function imagesNamed(peer, token, prefix) {
 
 export async function deleteImagesNamed(peer, token, prefix, concurrency = 4) {
   const images = await imagesNamed(peer, token, prefix);
-  await parallel(images, concurrency, (image) => glance(peer, token, 'DELETE', `/v2/images/${image.id}`).catch(() => undefined));
+  await parallel(images, concurrency, (image) =>
+    glance(peer, token, 'DELETE', `/v2/images/${image.id}`).catch(() => undefined),
+  );
   return images.length;
 }
 

@@ -17,10 +17,12 @@ export function machine(dir) {
   const cpu = os.cpus()[0]?.model ?? 'unknown';
   const flags = /^flags\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.split(' ') ?? [];
   const hashFlags = ['sha_ni', 'avx2', 'avx512f'].filter((f) => flags.includes(f));
-  const [source, fstype, size] = sh('df', ['--output=source,fstype,size', '-h', dir]).split('\n').pop()?.trim().split(/\s+/) ?? [];
+  const [source, fstype, size] =
+    sh('df', ['--output=source,fstype,size', '-h', dir]).split('\n').pop()?.trim().split(/\s+/) ?? [];
   const device = source?.replace(/^\/dev\//, '').replace(/[0-9]+$/, '');
   const rotational = device ? sh('cat', [`/sys/block/${device}/queue/rotational`]) : '';
   const virt = sh('systemd-detect-virt', []) || (flags.includes('hypervisor') ? 'a hypervisor' : 'none');
+  const kinds = { 0: 'non-rotational', 1: 'rotational' };
   return {
     cpu,
     hashFlags,
@@ -30,7 +32,7 @@ export function machine(dir) {
     node: process.version,
     os: /^PRETTY_NAME="?(.*?)"?$/m.exec(sh('cat', ['/etc/os-release']))?.[1] ?? '',
     virtualization: virt,
-    disk: `${source} (${fstype}, ${size}, ${rotational === '0' ? 'non-rotational' : rotational === '1' ? 'rotational' : 'type unknown'}) under ${dir}`,
+    disk: `${source} (${fstype}, ${size}, ${kinds[rotational] ?? 'type unknown'}) under ${dir}`,
   };
 }
 
@@ -53,7 +55,10 @@ export async function waitForQuiet({ threshold, maxWaitMs, log }) {
   const deadline = Date.now() + maxWaitMs;
   let current = load();
   while (current.one >= threshold && Date.now() < deadline) {
-    log(`load ${current.one.toFixed(2)} ≥ ${threshold}: waiting for a quieter machine (${Math.round((deadline - Date.now()) / 1000)} s left; busiest: ${current.top.slice(0, 3).join(', ')})`);
+    log(
+      `load ${current.one.toFixed(2)} ≥ ${threshold}: waiting for a quieter machine ` +
+        `(${Math.round((deadline - Date.now()) / 1000)} s left; busiest: ${current.top.slice(0, 3).join(', ')})`,
+    );
     await sleep(30_000);
     current = load();
   }

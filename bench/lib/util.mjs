@@ -27,7 +27,11 @@ export async function runMeasured(command, args, options = {}) {
   const stats = `/tmp/visor-bench-time-${process.pid}-${Math.random().toString(36).slice(2)}`;
   const t0 = now();
   const { code, stdout, stderr } = await new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', '%e %M %U %S', '-o', stats, command, ...args], { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('/usr/bin/time', ['-f', '%e %M %U %S', '-o', stats, command, ...args], {
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
@@ -38,8 +42,16 @@ export async function runMeasured(command, args, options = {}) {
   const seconds = secondsSince(t0);
   const [, maxRssKb, user, system] = readFileSync(stats, 'utf8').trim().split('\n').pop().split(' ');
   rmSync(stats, { force: true });
-  if (code !== 0 && !options.allowFailure) throw new Error(`${command} ${args.join(' ')} exited with ${code}: ${stderr.slice(-2000)}`);
-  return { code, stdout, stderr, seconds, peakRssMiB: Number(maxRssKb) / 1024, cpuSeconds: Number(user) + Number(system) };
+  if (code !== 0 && !options.allowFailure)
+    throw new Error(`${command} ${args.join(' ')} exited with ${code}: ${stderr.slice(-2000)}`);
+  return {
+    code,
+    stdout,
+    stderr,
+    seconds,
+    peakRssMiB: Number(maxRssKb) / 1024,
+    cpuSeconds: Number(user) + Number(system),
+  };
 }
 
 /** Peak RSS (VmHWM) of a running process, in MiB. */
@@ -48,7 +60,9 @@ export function peakRssOf(pid) {
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)[1]) / 1024;
 }
 
-/** Resets a process's VmHWM to its current RSS (Linux: writing 5 to clear_refs), so that a peak can be taken per phase. */
+/**
+ * Resets a process's VmHWM to its current RSS (Linux: writing 5 to clear_refs), so that a peak can be taken per phase.
+ */
 export function resetPeakRss(pid) {
   try {
     execFileSync('sh', ['-c', `echo 5 > /proc/${pid}/clear_refs`]);

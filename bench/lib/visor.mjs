@@ -9,7 +9,10 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-/** A visor.yaml: SQLite catalog + file store under `dir`/data, and the Glance peer as cloud `glance`, syncing images tagged `tag`. */
+/**
+ * A visor.yaml: SQLite catalog + file store under `dir`/data, and the Glance peer as cloud `glance`, syncing images
+ * tagged `tag`.
+ */
 export async function writeConfig(dir, peer, { agentId, tag, prefix, file = 'visor.yaml' }) {
   const path = join(dir, file);
   const a = peer.admin;
@@ -43,7 +46,12 @@ export async function loadVisor(dist) {
   /** Signed headers for a request (a fresh date and nonce each call). */
   const signedHeaders = (user, method, pathWithQuery, headers = {}) => {
     const [path, query = ''] = pathWithQuery.split('?');
-    return signRequest(user.accessKey, user.secretKey, { method, path, query: [...new URLSearchParams(query)], headers: { ...headers } });
+    return signRequest(user.accessKey, user.secretKey, {
+      method,
+      path,
+      query: [...new URLSearchParams(query)],
+      headers: { ...headers },
+    });
   };
 
   return {
@@ -85,7 +93,8 @@ export async function loadVisor(dist) {
       };
     },
 
-    client: (url, user) => new VisorClient({ url, accessKey: user.accessKey, secretKey: user.secretKey, source: 'bench' }),
+    client: (url, user) =>
+      new VisorClient({ url, accessKey: user.accessKey, secretKey: user.secretKey, source: 'bench' }),
 
     /**
      * The same upload as the API client's, sent by curl (no client-side hashing): the server's side
@@ -101,13 +110,24 @@ export async function loadVisor(dist) {
       for (const [k, v] of Object.entries(meta)) headers[`x-image-meta-${k}`] = String(v);
       const signed = signedHeaders(user, 'POST', '/images', headers);
       delete signed['content-length'];
-      const { stdout } = await run('curl', ['-sS', '-f', '-X', 'POST', ...curlHeaders(signed), '-T', file, `${url}/images`], { maxBuffer: 16 * 1024 * 1024 });
+      const { stdout } = await run(
+        'curl',
+        ['-sS', '-f', '-X', 'POST', ...curlHeaders(signed), '-T', file, `${url}/images`],
+        { maxBuffer: 16 * 1024 * 1024 },
+      );
       return JSON.parse(stdout).image;
     },
 
     async curlDownload(url, user, id) {
       const path = `/images/${id}`;
-      await run('curl', ['-sS', '-f', '-o', '/dev/null', ...curlHeaders(signedHeaders(user, 'GET', path, { accept: 'application/json' })), `${url}${path}`]);
+      await run('curl', [
+        '-sS',
+        '-f',
+        '-o',
+        '/dev/null',
+        ...curlHeaders(signedHeaders(user, 'GET', path, { accept: 'application/json' })),
+        `${url}${path}`,
+      ]);
     },
   };
 }

@@ -32,7 +32,11 @@ export class SecretBox {
       decipher.setAuthTag(raw.subarray(12, 28));
       return Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8');
     } catch (error) {
-      throw new VisorError('auth', 'a stored credential cannot be opened with this server\'s key (was the key file replaced?)', { cause: error });
+      throw new VisorError(
+        'auth',
+        "a stored credential cannot be opened with this server's key (was the key file replaced?)",
+        { cause: error },
+      );
     }
   }
 
@@ -44,7 +48,10 @@ export class SecretBox {
       tightenIfPresent(path);
       return new SecretBox(key);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new VisorError('config', `cannot read the credentials key ${path}: ${(error as Error).message}`, { cause: error });
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new VisorError('config', `cannot read the credentials key ${path}: ${(error as Error).message}`, {
+          cause: error,
+        });
     }
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
     const key = randomBytes(32);

@@ -8,12 +8,15 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
  * x-visor-content-sha256. It keeps
  * VISOR's idea (per-user keys, S3-style HMAC) and fixes its weaknesses: SHA-256 instead of
  * SHA-1, the query string and the body are signed, the date is checked against a clock-skew
- * window, and a signature is never accepted twice (the nonce makes every request unique), and signatures are compared in constant time.
+ * window, and a signature is never accepted twice (the nonce makes every request unique), and signatures are compared
+ * in constant time.
  */
 export const SIGNING_ALGORITHM = 'VISOR-HMAC-SHA256';
 export const DATE_HEADER = 'x-visor-date';
 export const CONTENT_HASH_HEADER = 'x-visor-content-sha256';
-/** A fresh random value per request: two identical requests in the same second still differ, so replays can be refused. */
+/**
+ * A fresh random value per request: two identical requests in the same second still differ, so replays can be refused.
+ */
 export const NONCE_HEADER = 'x-visor-nonce';
 /** No longer accepted: a body nobody signed could be swapped in transit. Kept to name it in the refusal. */
 export const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
@@ -39,7 +42,8 @@ export interface SignableRequest {
   headers: Readonly<Record<string, string | undefined>>;
 }
 
-const rfc3986 = (s: string) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+const rfc3986 = (s: string) =>
+  encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
 export function canonicalQuery(query: SignableRequest['query']): string {
   return query
@@ -97,7 +101,10 @@ export function signaturesEqual(a: string, b: string): boolean {
 
 /** `20261122T010203Z`: the date format of x-visor-date. */
 export function formatSigningDate(date: Date): string {
-  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  return date
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}/, '');
 }
 
 export function parseSigningDate(value: string | undefined): Date | undefined {
@@ -108,7 +115,12 @@ export function parseSigningDate(value: string | undefined): Date | undefined {
 }
 
 /** Headers a client adds to sign a request (the content hash must already be in `headers`). */
-export function signRequest(accessKey: string, secretKey: string, request: SignableRequest, now: Date = new Date()): Record<string, string> {
+export function signRequest(
+  accessKey: string,
+  secretKey: string,
+  request: SignableRequest,
+  now: Date = new Date(),
+): Record<string, string> {
   const headers = { ...request.headers, [DATE_HEADER]: formatSigningDate(now) } as Record<string, string>;
   headers[NONCE_HEADER] ??= randomBytes(16).toString('hex');
   headers[CONTENT_HASH_HEADER] ??= EMPTY_SHA256;

@@ -23,12 +23,21 @@ export const mongodbCatalogPlugin = definePlugin({
   optionsSchema: z.strictObject({
     uri: z.string().regex(/^mongodb(\+srv)?:\/\//, 'must be a mongodb:// or mongodb+srv:// URI'),
     database: z.string().min(1).default('visor'),
-    collectionPrefix: z.string().regex(/^[A-Za-z0-9_]*$/).default(''),
+    collectionPrefix: z
+      .string()
+      .regex(/^[A-Za-z0-9_]*$/)
+      .default(''),
   }),
   create: async (options, context) => {
-    context.secrets.add(decodeURIComponent(new URL(options.uri.replace(/^mongodb(\+srv)?:/, 'http:')).password) || undefined);
+    context.secrets.add(
+      decodeURIComponent(new URL(options.uri.replace(/^mongodb(\+srv)?:/, 'http:')).password) || undefined,
+    );
     // Loaded on demand: the driver costs ~150 ms of start-up that SQLite users should not pay.
     const { MongoCatalog } = await import('./mongodb/mongodb-catalog.js');
-    return new MongoCatalog({ uri: options.uri, database: options.database, collectionPrefix: options.collectionPrefix });
+    return new MongoCatalog({
+      uri: options.uri,
+      database: options.database,
+      collectionPrefix: options.collectionPrefix,
+    });
   },
 });

@@ -69,7 +69,18 @@ export interface UserRepository {
 
 export const runStatuses = ['running', 'succeeded', 'partial', 'failed'] as const;
 export type RunStatus = (typeof runStatuses)[number];
-export const actionResults = ['unchanged', 'created', 'updated', 'replaced', 'retired', 'imported', 'adopted', 'cleaned', 'skipped', 'failed'] as const;
+export const actionResults = [
+  'unchanged',
+  'created',
+  'updated',
+  'replaced',
+  'retired',
+  'imported',
+  'adopted',
+  'cleaned',
+  'skipped',
+  'failed',
+] as const;
 export type ActionResult = (typeof actionResults)[number];
 
 /** What one planned action did. */

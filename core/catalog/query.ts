@@ -26,7 +26,8 @@ export function normalizeQuery(query: ImageQuery = {}): NormalizedQuery {
   const sort = resolveAttribute(query.sort ?? DEFAULT_SORT);
   if (sort.array) throw new VisorError('invalidInput', `cannot sort by ${sort.path}: it is a list`);
   const dir = query.dir ?? 'asc';
-  if (dir !== 'asc' && dir !== 'desc') throw new VisorError('invalidInput', `dir must be asc or desc, got "${String(dir)}"`);
+  if (dir !== 'asc' && dir !== 'desc')
+    throw new VisorError('invalidInput', `dir must be asc or desc, got "${String(dir)}"`);
   const limit = query.limit;
   if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT)) {
     throw new VisorError('invalidInput', `limit must be an integer from 1 to ${MAX_LIMIT}, got ${String(limit)}`);
@@ -55,7 +56,11 @@ export function imageNotFound(id: string): VisorError {
 }
 
 export function staleRevision(id: string, expected: number, actual: number): VisorError {
-  return new VisorError('conflict', `image ${id} was changed by someone else (revision ${actual}, expected ${expected})`, {
-    details: { id, expected, actual },
-  });
+  return new VisorError(
+    'conflict',
+    `image ${id} was changed by someone else (revision ${actual}, expected ${expected})`,
+    {
+      details: { id, expected, actual },
+    },
+  );
 }

@@ -11,7 +11,12 @@ const userSchema = z.strictObject({
    * the same name is someone else.
    */
   id: z.uuid(),
-  name: z.string().regex(userNamePattern, 'user names are lower-case letters, digits, . _ and -, starting with a letter (at most 64)'),
+  name: z
+    .string()
+    .regex(
+      userNamePattern,
+      'user names are lower-case letters, digits, . _ and -, starting with a letter (at most 64)',
+    ),
   accessKey: z.string().regex(/^[A-Z0-9]{20}$/, 'must be 20 upper-case letters and digits'),
   sealedSecret: z.string().min(1),
   admin: z.boolean(),

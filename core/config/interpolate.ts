@@ -17,7 +17,13 @@ export function interpolateEnv(value: unknown, env: Env, issues: FieldIssue[], p
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     // defineProperty: a "__proto__" key stays a key (and is reported as unknown), never a prototype.
-    for (const [k, v] of Object.entries(value)) Object.defineProperty(out, k, { value: interpolateEnv(v, env, issues, [...path, k]), enumerable: true, writable: true, configurable: true });
+    for (const [k, v] of Object.entries(value))
+      Object.defineProperty(out, k, {
+        value: interpolateEnv(v, env, issues, [...path, k]),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     return out;
   }
   return value;
@@ -39,7 +45,10 @@ function interpolateString(text: string, env: Env, issues: FieldIssue[], path: P
     const found = env[name];
     if (found !== undefined && found !== '') return found;
     if (fallback !== undefined) return fallback;
-    issues.push({ path: formatPath(path), message: `environment variable ${name} is not set (use \${${name}:-default} for a default)` });
+    issues.push({
+      path: formatPath(path),
+      message: `environment variable ${name} is not set (use \${${name}:-default} for a default)`,
+    });
     return match;
   });
 }

@@ -58,8 +58,14 @@ export class ConfigError extends VisorError {
   readonly issues: readonly ConfigIssue[];
 
   constructor(file: string, issues: readonly ConfigIssue[]) {
-    const lines = issues.map((i) => `  ${file}${i.line ? `:${i.line}:${i.column ?? 1}` : ''}: ${i.path ? `${i.path}: ` : ''}${i.message}`);
-    super('config', `${file}: ${issues.length === 1 ? '1 problem' : `${issues.length} problems`}\n${lines.join('\n')}`, { details: { issues } });
+    const lines = issues.map(
+      (i) => `  ${file}${i.line ? `:${i.line}:${i.column ?? 1}` : ''}: ${i.path ? `${i.path}: ` : ''}${i.message}`,
+    );
+    super(
+      'config',
+      `${file}: ${issues.length === 1 ? '1 problem' : `${issues.length} problems`}\n${lines.join('\n')}`,
+      { details: { issues } },
+    );
     this.file = file;
     this.issues = issues;
   }
@@ -103,22 +109,45 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
       const at = position(lineCounter, first.pos[0]);
       const line = text.split('\n')[(at.line ?? 1) - 1] ?? '';
       // The classic: ${VAR} unquoted inside { } or [ ] reads as a YAML mapping.
-      const hint = /\$\{/.test(line) && /[{[]/.test(line) ? '; put quotes around values with ${...} inside { } or [ ]' : '';
-      throw new ConfigError(label, [{ path: '', message: `invalid YAML: ${yamlProblem(first.message)}${hint}${more}`, ...at }]);
+      const hint =
+        /\$\{/.test(line) && /[{[]/.test(line) ? '; put quotes around values with ${...} inside { } or [ ]' : '';
+      throw new ConfigError(label, [
+        { path: '', message: `invalid YAML: ${yamlProblem(first.message)}${hint}${more}`, ...at },
+      ]);
     }
     const warning = doc.warnings[0];
     if (warning) {
-      throw new ConfigError(label, [{ path: '', message: `invalid YAML: ${firstLine(warning.message)} (a visor config uses no YAML tags)`, ...position(lineCounter, warning.pos[0]) }]);
+      throw new ConfigError(label, [
+        {
+          path: '',
+          message: `invalid YAML: ${firstLine(warning.message)} (a visor config uses no YAML tags)`,
+          ...position(lineCounter, warning.pos[0]),
+        },
+      ]);
     }
     locate = (path) => locateNode(doc, lineCounter, path);
     try {
       raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
     } catch (error) {
       // yaml refuses alias (and merge) bombs while building the tree: a file mistake, not ours.
-      throw new ConfigError(label, [{ path: '', message: `invalid YAML: ${firstLine((error as Error).message)} (at most 100 alias expansions)`, line: 1, column: 1 }]);
+      throw new ConfigError(label, [
+        {
+          path: '',
+          message: `invalid YAML: ${firstLine((error as Error).message)} (at most 100 alias expansions)`,
+          line: 1,
+          column: 1,
+        },
+      ]);
     }
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-      throw new ConfigError(label, [{ path: '', message: 'must be a mapping of settings (key: value), not a list or a single value', line: 1, column: 1 }]);
+      throw new ConfigError(label, [
+        {
+          path: '',
+          message: 'must be a mapping of settings (key: value), not a list or a single value',
+          line: 1,
+          column: 1,
+        },
+      ]);
     }
   }
 
@@ -129,7 +158,10 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
   const parsed = configFileSchema.safeParse(raw);
   if (!parsed.success) {
     issues.push(...zodIssues(parsed.error));
-    throw new ConfigError(label, issues.map((i) => ({ ...i, ...locate(i.path) })));
+    throw new ConfigError(
+      label,
+      issues.map((i) => ({ ...i, ...locate(i.path) })),
+    );
   }
   const cfg = parsed.data;
   const baseDir = file === undefined ? process.cwd() : dirname(file);
@@ -145,10 +177,22 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
     }
   }
 
-  const instance = async (kind: PluginKind, what: string, id: string, opts: unknown, path: PropertyKey[], idKey: string): Promise<unknown> => {
+  const instance = async (
+    kind: PluginKind,
+    what: string,
+    id: string,
+    opts: unknown,
+    path: PropertyKey[],
+    idKey: string,
+  ): Promise<unknown> => {
     if (!options.registry.get(kind, id)) {
       const known = options.registry.ids(kind);
-      issues.push({ path: formatPath([...path, idKey]), message: `unknown ${what} "${id}" (registered: ${known.join(', ') || 'none'}; add third-party ones under "plugins")` });
+      issues.push({
+        path: formatPath([...path, idKey]),
+        message:
+          `unknown ${what} "${id}" (registered: ${known.join(', ') || 'none'}; ` +
+          `add third-party ones under "plugins")`,
+      });
       return undefined;
     }
     const result = await options.registry.validateOptions(kind, id, opts ?? {}, [...path, 'options']);
@@ -162,7 +206,10 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
   };
   const stores: Record<string, PluginInstance> = {};
   for (const [name, store] of Object.entries(cfg.stores)) {
-    stores[name] = { type: store.type, options: await instance('store', 'store type', store.type, store.options, ['stores', name], 'type') };
+    stores[name] = {
+      type: store.type,
+      options: await instance('store', 'store type', store.type, store.options, ['stores', name], 'type'),
+    };
   }
   const clouds: Record<string, CloudConfig> = {};
   for (const [name, cloud] of Object.entries(cfg.clouds)) {
@@ -181,23 +228,42 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
   }
 
   const storeNames = Object.keys(cfg.stores);
-  let defaultStore = cfg.defaultStore ?? (storeNames.length === 1 ? storeNames[0] : storeNames.includes('local') ? 'local' : undefined);
+  let defaultStore =
+    cfg.defaultStore ?? (storeNames.length === 1 ? storeNames[0] : storeNames.includes('local') ? 'local' : undefined);
   if (cfg.defaultStore !== undefined && !storeNames.includes(cfg.defaultStore)) {
-    issues.push({ path: 'defaultStore', message: `names store "${cfg.defaultStore}", which is not under "stores" (have: ${storeNames.join(', ') || 'none'})` });
+    issues.push({
+      path: 'defaultStore',
+      message:
+        `names store "${cfg.defaultStore}", which is not under ` +
+        `"stores" (have: ${storeNames.join(', ') || 'none'})`,
+    });
   } else if (defaultStore === undefined) {
-    issues.push({ path: storeNames.length === 0 ? 'stores' : 'defaultStore', message: storeNames.length === 0 ? 'at least one store is needed' : `is required when there are several stores (${storeNames.join(', ')})` });
+    issues.push({
+      path: storeNames.length === 0 ? 'stores' : 'defaultStore',
+      message:
+        storeNames.length === 0
+          ? 'at least one store is needed'
+          : `is required when there are several stores (${storeNames.join(', ')})`,
+    });
   }
   defaultStore ??= '';
 
-  if (issues.length > 0) throw new ConfigError(label, issues.map((i) => ({ ...i, ...locate(i.path) })));
+  if (issues.length > 0)
+    throw new ConfigError(
+      label,
+      issues.map((i) => ({ ...i, ...locate(i.path) })),
+    );
 
   // The command line wins over the environment, which wins over the file.
   const fromEnv = nonEmpty(env['VISOR_DATA_DIR']);
   const dataDir =
-    options.dataDir !== undefined ? resolve(options.dataDir)
-    : fromEnv !== undefined ? resolve(fromEnv)
-    : cfg.dataDir !== undefined ? resolve(baseDir, cfg.dataDir)
-    : defaultDataDir(env);
+    options.dataDir !== undefined
+      ? resolve(options.dataDir)
+      : fromEnv !== undefined
+        ? resolve(fromEnv)
+        : cfg.dataDir !== undefined
+          ? resolve(baseDir, cfg.dataDir)
+          : defaultDataDir(env);
 
   return deepFreeze({
     file,
@@ -229,12 +295,23 @@ function readConfigText(file: string): string {
   let bytes: Buffer;
   try {
     const size = statSync(file).size;
-    if (size > maxConfigBytes) throw new VisorError('config', `config file ${file} is ${size} bytes; a config file is at most ${maxConfigBytes} bytes`);
+    if (size > maxConfigBytes)
+      throw new VisorError(
+        'config',
+        `config file ${file} is ${size} bytes; a config file is at most ${maxConfigBytes} bytes`,
+      );
     bytes = readFileSync(file);
   } catch (error) {
     if (error instanceof VisorError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (error as Error).message;
+    const why =
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'is a directory'
+            : (error as Error).message;
     throw new VisorError('config', `cannot read config file ${file}: ${why}`, { cause: error });
   }
   // Binary content would otherwise come out as dozens of YAML syntax errors.

@@ -5,7 +5,9 @@ import { logLevels } from '../logging/logger.js';
 import { duration, syncPolicySchema } from './sync-policy.js';
 
 const options = z.record(z.string(), z.unknown(), 'must be a mapping of option names to values');
-const instanceName = z.string().regex(storeNamePattern, 'names use lower-case letters, digits, _ and -, starting with a letter');
+const instanceName = z
+  .string()
+  .regex(storeNamePattern, 'names use lower-case letters, digits, _ and -, starting with a letter');
 
 export const pluginInstanceSchema = z.strictObject({
   type: z.string({ error: 'is required: the id of the plugin that provides it' }),
@@ -87,7 +89,10 @@ export const serverSchema = z.strictObject({
       enabled: z.boolean().default(true),
       /** Accepted clock difference for signed requests, in seconds. */
       clockSkew: z.number().int().min(1).max(3600).default(300),
-      /** Key that seals user secrets in the catalog; relative to the data directory. Share it between servers that share a catalog. */
+      /**
+       * Key that seals user secrets in the catalog; relative to the data directory. Share it between servers that share
+       * a catalog.
+       */
       keyFile: z.string().min(1).default('credentials.key'),
     })
     .prefault({}),
@@ -103,7 +108,10 @@ export const serverSchema = z.strictObject({
   readyTimeoutSeconds: z.number().min(0.1).max(60).default(2),
 });
 
-/** The config file as written (after ${ENV} interpolation); plugin options are checked later, by each plugin's own schema. */
+/**
+ * The config file as written (after ${ENV} interpolation); plugin options are checked later, by each plugin's own
+ * schema.
+ */
 export const configFileSchema = z.strictObject({
   version: z.literal(1, 'must be 1').optional(),
   dataDir: z.string().min(1).optional(),
@@ -121,13 +129,19 @@ export const configFileSchema = z.strictObject({
   agent: z
     .strictObject({
       /** Written into every image the agent creates in a cloud (the ownership marker). Default: the host name. */
-      id: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . and -, at most 64').optional(),
+      id: z
+        .string()
+        .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . and -, at most 64')
+        .optional(),
       /** Actions at once across all clouds. */
       concurrency: z.number().int().min(1).max(256).default(4),
       /** How long a target's lease lasts without renewal (renewed while a run goes on). */
       leaseSeconds: z.number().int().min(10).max(3600).default(120),
       /** Where clouds that fetch images by URL (OpenNebula) reach this agent, e.g. http://agent.example:4568. */
-      publicUrl: z.string().regex(/^https?:\/\/[^\s/]+/, 'must be an http(s) URL').optional(),
+      publicUrl: z
+        .string()
+        .regex(/^https?:\/\/[^\s/]+/, 'must be an http(s) URL')
+        .optional(),
       /** Scratch space for format conversion; default <dataDir>/cache. */
       cacheDir: z.string().min(1).optional(),
       /** Run records kept per target. */

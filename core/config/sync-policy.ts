@@ -20,7 +20,16 @@ export function toMs(text: string): number {
   return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
 }
 
-export const namingPlaceholders = ['name', 'id', 'shortId', 'architecture', 'format', 'os_distro', 'os_version', 'revision'] as const;
+export const namingPlaceholders = [
+  'name',
+  'id',
+  'shortId',
+  'architecture',
+  'format',
+  'os_distro',
+  'os_version',
+  'revision',
+] as const;
 
 export const syncPolicySchema = z.strictObject({
   enabled: z.boolean().default(true),
@@ -34,12 +43,18 @@ export const syncPolicySchema = z.strictObject({
     .strictObject({
       names: z.array(z.string().min(1)).min(1).optional().describe('name globs (* and ?); any may match'),
       tags: z.array(z.string().min(1)).optional().describe('tags the image must all have'),
-      properties: z.record(z.string().regex(propertyKeyPattern), z.string()).optional().describe('custom properties that must equal these values'),
+      properties: z
+        .record(z.string().regex(propertyKeyPattern), z.string())
+        .optional()
+        .describe('custom properties that must equal these values'),
       access: z.array(z.enum(accessLevels)).min(1).default(['public']),
       architectures: z.array(z.string().min(1)).optional(),
     })
     .prefault({}),
-  /** Name in the cloud; placeholders in braces: {name} {id} {shortId} {architecture} {format} {os_distro} {os_version} {revision}. */
+  /**
+   * Name in the cloud; placeholders in braces: {name} {id} {shortId} {architecture} {format} {os_distro} {os_version}
+   * {revision}.
+   */
   naming: z
     .string()
     .min(1)

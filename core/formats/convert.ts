@@ -34,8 +34,23 @@ export interface ConvertResult {
  * (encrypt.*) are not among them: an output must be as self-contained as an accepted input.
  */
 const allowedOutputOptions = new Set([
-  'subformat', 'compat', 'cluster_size', 'preallocation', 'lazy_refcounts', 'refcount_bits', 'compression_type', 'extended_l2',
-  'adapter_type', 'hwversion', 'toolsversion', 'zeroed_grain', 'force_size', 'block_size', 'block_state_zero', 'log_size', 'static',
+  'subformat',
+  'compat',
+  'cluster_size',
+  'preallocation',
+  'lazy_refcounts',
+  'refcount_bits',
+  'compression_type',
+  'extended_l2',
+  'adapter_type',
+  'hwversion',
+  'toolsversion',
+  'zeroed_grain',
+  'force_size',
+  'block_size',
+  'block_state_zero',
+  'log_size',
+  'static',
 ]);
 
 /**
@@ -49,7 +64,8 @@ export async function convertImage(options: ConvertOptions): Promise<ConvertResu
   const { input, from, to, output, signal } = options;
   const readAs = qemuReadFormat(from);
   const writeAs = qemuWriteFormat(to);
-  if (resolve(input) === resolve(output)) throw new VisorError('invalidInput', `conversion input and output are the same file: ${input}`);
+  if (resolve(input) === resolve(output))
+    throw new VisorError('invalidInput', `conversion input and output are the same file: ${input}`);
   const extra = outputOptionArgs(options.outputOptions);
   throwIfAborted(signal);
 
@@ -59,8 +75,13 @@ export async function convertImage(options: ConvertOptions): Promise<ConvertResu
   let tempDir: string | undefined;
   try {
     const report = await inspectImage(reader, { declared: from });
-    if (report.containerFormat !== 'bare') throw new VisorError('unsupported', `${input} is an OVA archive: extract its disk before converting it`);
-    if (report.details['encrypted'] === true) throw new VisorError('unsupported', `${input} is an encrypted qcow2 image, which visor cannot convert without its key`);
+    if (report.containerFormat !== 'bare')
+      throw new VisorError('unsupported', `${input} is an OVA archive: extract its disk before converting it`);
+    if (report.details['encrypted'] === true)
+      throw new VisorError(
+        'unsupported',
+        `${input} is an encrypted qcow2 image, which visor cannot convert without its key`,
+      );
     throwIfAborted(signal);
     tempDir = await mkdtemp(join(dirname(output), `.${basename(output)}.`));
     const temp = join(tempDir, basename(output));
@@ -78,12 +99,27 @@ export async function convertImage(options: ConvertOptions): Promise<ConvertResu
       await written.close();
     }
     await rename(temp, output);
-    return { output, format: to, size: result.size, ...(result.virtualSize === undefined ? {} : { virtualSize: result.virtualSize }), input: report };
+    return {
+      output,
+      format: to,
+      size: result.size,
+      ...(result.virtualSize === undefined ? {} : { virtualSize: result.virtualSize }),
+      input: report,
+    };
   } catch (error) {
     if (isVisorError(error)) throw error;
     const code = (error as NodeJS.ErrnoException).code ?? '';
-    const kind = code === 'ENOSPC' || code === 'EDQUOT' ? 'unavailable' : ['ENOENT', 'ENOTDIR', 'EACCES', 'EPERM', 'EROFS', 'EISDIR'].includes(code) ? 'invalidInput' : 'internal';
-    throw new VisorError(kind, `converting ${input} from ${from} to ${to} into ${output} failed: ${(error as Error).message}`, { cause: error });
+    const kind =
+      code === 'ENOSPC' || code === 'EDQUOT'
+        ? 'unavailable'
+        : ['ENOENT', 'ENOTDIR', 'EACCES', 'EPERM', 'EROFS', 'EISDIR'].includes(code)
+          ? 'invalidInput'
+          : 'internal';
+    throw new VisorError(
+      kind,
+      `converting ${input} from ${from} to ${to} into ${output} failed: ${(error as Error).message}`,
+      { cause: error },
+    );
   } finally {
     if (tempDir) await rm(tempDir, { recursive: true, force: true });
     await reader.close();
@@ -94,7 +130,11 @@ function outputOptionArgs(options: Record<string, string> | undefined): string[]
   if (!options || Object.keys(options).length === 0) return [];
   const pairs = Object.entries(options).map(([key, value]) => {
     // qemu-img splits -o on commas; a value with one could smuggle in another option.
-    if (!allowedOutputOptions.has(key) || value.includes(',') || value === '') throw new VisorError('invalidInput', `invalid qemu-img output option ${JSON.stringify(key)}=${JSON.stringify(value)}`);
+    if (!allowedOutputOptions.has(key) || value.includes(',') || value === '')
+      throw new VisorError(
+        'invalidInput',
+        `invalid qemu-img output option ${JSON.stringify(key)}=${JSON.stringify(value)}`,
+      );
     return `${key}=${value}`;
   });
   return ['-o', pairs.join(',')];

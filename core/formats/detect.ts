@@ -25,9 +25,28 @@ export async function detectFormat(reader: ImageReader): Promise<Detection> {
   const matches = await signatureMatches(reader, input);
   const partitionTable = probePartitionTable(input);
   const base = { matches, ...(partitionTable ? { partitionTable } : {}) };
-  if (reader.size === 0) return { ...base, format: 'raw', virtualSize: 0, details: {}, problems: [{ kind: 'invalidInput', reason: 'the image is empty' }] };
+  if (reader.size === 0)
+    return {
+      ...base,
+      format: 'raw',
+      virtualSize: 0,
+      details: {},
+      problems: [{ kind: 'invalidInput', reason: 'the image is empty' }],
+    };
   if (matches.length > 1) {
-    return { ...base, format: matches[0]!, details: {}, problems: [{ kind: 'unsafe', reason: `content matches several formats at once (${matches.join(', ')}): one header is hidden inside another format` }] };
+    return {
+      ...base,
+      format: matches[0]!,
+      details: {},
+      problems: [
+        {
+          kind: 'unsafe',
+          reason:
+            `content matches several formats at once (${matches.join(', ')}): ` +
+            `one header is hidden inside another format`,
+        },
+      ],
+    };
   }
   const format = matches[0] ?? 'raw';
   const facts = await parse(format, reader, input);

@@ -3,7 +3,14 @@ import type { ContainerFormat, DiskFormat } from '../image/model.js';
 import { detectFormat } from './detect.js';
 import { countingReader, type ImageReader } from './reader.js';
 import { tarMemberReader } from './tar.js';
-import { refusedFormats, type DetectedFormat, type Detection, type InspectedMember, type InspectionReport, type Problem } from './types.js';
+import {
+  refusedFormats,
+  type DetectedFormat,
+  type Detection,
+  type InspectedMember,
+  type InspectionReport,
+  type Problem,
+} from './types.js';
 
 export interface InspectOptions {
   /** The disk format the image claims (for an OVA: the format of its disks). */
@@ -42,16 +49,32 @@ async function inspect(source: ImageReader, options: InspectOptions, depth: numb
   }
   const members: InspectedMember[] = [];
   for (const file of detection.ova?.files ?? []) {
-    if (file.disk && options.declared !== undefined && file.expected !== undefined && !sameFormat(options.declared, expectedContent(file.expected))) {
-      throw new VisorError('unsafe', `unsafe image: the OVF descriptor says disk ${JSON.stringify(file.href)} is ${file.expected}, the image declares ${options.declared}`);
+    if (
+      file.disk &&
+      options.declared !== undefined &&
+      file.expected !== undefined &&
+      !sameFormat(options.declared, expectedContent(file.expected))
+    ) {
+      throw new VisorError(
+        'unsafe',
+        `unsafe image: the OVF descriptor says disk ${JSON.stringify(file.href)} is ${file.expected}, ` +
+          `the image declares ${options.declared}`,
+      );
     }
     const declared = file.disk ? (options.declared ?? file.expected) : undefined;
     try {
-      const report = await inspect(tarMemberReader(reader, file.member), declared === undefined ? {} : { declared }, depth + 1);
+      const report = await inspect(
+        tarMemberReader(reader, file.member),
+        declared === undefined ? {} : { declared },
+        depth + 1,
+      );
       members.push({ name: file.member.name, disk: file.disk, report });
     } catch (error) {
       if (!isVisorError(error)) throw error;
-      throw new VisorError(error.kind, `OVA member ${JSON.stringify(file.member.name)}: ${error.message}`, { cause: error, ...(error.details ? { details: error.details } : {}) });
+      throw new VisorError(error.kind, `OVA member ${JSON.stringify(file.member.name)}: ${error.message}`, {
+        cause: error,
+        ...(error.details ? { details: error.details } : {}),
+      });
     }
   }
   const primary = members.find((m) => m.disk)!.report;
@@ -75,16 +98,32 @@ function checkFormat(detection: Detection, options: InspectOptions, depth: numbe
   const problems: Problem[] = [];
   if (format === 'ova') {
     if (depth > 0) problems.push({ kind: 'unsafe', reason: 'an OVA nested inside an OVA is not accepted' });
-    else if (options.container !== undefined && options.container !== 'ova') problems.push({ kind: 'unsafe', reason: `declared container format ${options.container}, but the content is an OVA archive` });
-    else if (options.container === undefined && options.declared !== undefined) problems.push({ kind: 'unsafe', reason: `declared disk format ${options.declared}, but the content is an OVA archive (declare container format ova)` });
+    else if (options.container !== undefined && options.container !== 'ova')
+      problems.push({
+        kind: 'unsafe',
+        reason: `declared container format ${options.container}, but the content is an OVA archive`,
+      });
+    else if (options.container === undefined && options.declared !== undefined)
+      problems.push({
+        kind: 'unsafe',
+        reason:
+          `declared disk format ${options.declared}, ` +
+          `but the content is an OVA archive (declare container format ova)`,
+      });
     return problems;
   }
-  if (options.container === 'ova') problems.push({ kind: 'unsafe', reason: `declared container format ova, but the content is ${describe(format)}, not an OVA archive` });
+  if (options.container === 'ova')
+    problems.push({
+      kind: 'unsafe',
+      reason: `declared container format ova, but the content is ${describe(format)}, not an OVA archive`,
+    });
   if (options.declared !== undefined && !sameFormat(options.declared, format)) {
     const smuggled = expectedContent(options.declared) === 'raw' && format !== 'iso';
     problems.push({
       kind: 'unsafe',
-      reason: `declared ${options.declared}, but the content is ${describe(format)}${smuggled ? ' (a format header inside an image declared raw could make qemu or a cloud open other files)' : ''}`,
+      reason: `declared ${options.declared}, but the content is ${describe(format)}${
+        smuggled ? ' (a format header inside an image declared raw could make qemu or a cloud open other files)' : ''
+      }`,
     });
   }
   return problems;
@@ -117,7 +156,9 @@ function describe(format: DetectedFormat): string {
   }
 }
 
-function facts(detection: Detection): Pick<InspectionReport, 'virtualSize' | 'subformat' | 'partitionTable' | 'details'> {
+function facts(
+  detection: Detection,
+): Pick<InspectionReport, 'virtualSize' | 'subformat' | 'partitionTable' | 'details'> {
   return {
     ...(detection.virtualSize === undefined ? {} : { virtualSize: detection.virtualSize }),
     ...(detection.subformat === undefined ? {} : { subformat: detection.subformat }),
@@ -127,7 +168,11 @@ function facts(detection: Detection): Pick<InspectionReport, 'virtualSize' | 'su
 }
 
 const kindOrder: Problem['kind'][] = ['unsafe', 'invalidInput', 'unsupported'];
-const kindLabel: Record<Problem['kind'], string> = { unsafe: 'unsafe image', invalidInput: 'invalid image', unsupported: 'unsupported image' };
+const kindLabel: Record<Problem['kind'], string> = {
+  unsafe: 'unsafe image',
+  invalidInput: 'invalid image',
+  unsupported: 'unsupported image',
+};
 
 /** One error naming every problem; its kind is the gravest one found. */
 function throwIfProblems(problems: Problem[], format: DetectedFormat): void {

@@ -1,4 +1,4 @@
-import { type ImageReader } from './reader.js';
+import type { ImageReader } from './reader.js';
 import { isoAreaOffset, startsWith, type ProbeInput } from './probe.js';
 import type { FormatFacts, Problem } from './types.js';
 
@@ -29,9 +29,17 @@ export async function parseIso(reader: ImageReader): Promise<FormatFacts> {
       if (type !== 1) continue;
       const blockSize = descriptor.readUInt16LE(128);
       const blocks = descriptor.readUInt32LE(80);
-      if (![512, 1024, 2048].includes(blockSize)) return { details: {}, problems: [{ kind: 'invalidInput', reason: `ISO 9660 logical block size ${blockSize} is invalid` }] };
+      if (![512, 1024, 2048].includes(blockSize))
+        return {
+          details: {},
+          problems: [{ kind: 'invalidInput', reason: `ISO 9660 logical block size ${blockSize} is invalid` }],
+        };
       const virtualSize = blocks * blockSize;
-      if (virtualSize > reader.size) problems.push({ kind: 'invalidInput', reason: `truncated ISO: its volume of ${virtualSize} bytes is larger than the file (${reader.size} bytes)` });
+      if (virtualSize > reader.size)
+        problems.push({
+          kind: 'invalidInput',
+          reason: `truncated ISO: its volume of ${virtualSize} bytes is larger than the file (${reader.size} bytes)`,
+        });
       const label = descriptor.subarray(40, 72).toString('latin1').trim();
       return { virtualSize, subformat: 'iso9660', details: label ? { volumeId: label } : {}, problems };
     }

@@ -16,19 +16,48 @@ export async function parseOva(reader: ImageReader): Promise<FormatFacts & { ova
   // misreport the rest as missing.
   if (problems.some((p) => p.kind === 'invalidInput')) return { details: {}, problems };
   const descriptors = listing.members.filter((m) => m.type === 'file' && m.name.toLowerCase().endsWith('.ovf'));
-  if (descriptors.length === 0) return { details: {}, problems: [...problems, { kind: 'invalidInput', reason: 'tar archive holds no OVF descriptor (not an OVA)' }] };
-  if (descriptors.length > 1) return { details: {}, problems: [...problems, { kind: 'unsafe', reason: `OVA holds ${descriptors.length} OVF descriptors (${descriptors.map((d) => d.name).join(', ')}); exactly one is allowed` }] };
+  if (descriptors.length === 0)
+    return {
+      details: {},
+      problems: [...problems, { kind: 'invalidInput', reason: 'tar archive holds no OVF descriptor (not an OVA)' }],
+    };
+  if (descriptors.length > 1)
+    return {
+      details: {},
+      problems: [
+        ...problems,
+        {
+          kind: 'unsafe',
+          reason:
+            `OVA holds ${descriptors.length} OVF descriptors ` +
+            `(${descriptors.map((d) => d.name).join(', ')}); exactly one is allowed`,
+        },
+      ],
+    };
   const descriptor = descriptors[0]!;
-  if (descriptor.size > maxOvfBytes) return { details: {}, problems: [...problems, { kind: 'invalidInput', reason: `OVF descriptor ${descriptor.name} is larger than ${maxOvfBytes} bytes` }] };
+  if (descriptor.size > maxOvfBytes)
+    return {
+      details: {},
+      problems: [
+        ...problems,
+        { kind: 'invalidInput', reason: `OVF descriptor ${descriptor.name} is larger than ${maxOvfBytes} bytes` },
+      ],
+    };
 
   const ovf = parseOvf(await reader.read(descriptor.offset, descriptor.size));
   problems.push(...ovf.problems);
   const files: OvaLayout['files'] = [];
   if (ovf.references) {
     const byName = new Map(listing.members.filter((m) => m.type === 'file').map((m) => [m.name, m]));
-    const disksByFile = new Map(ovf.references.disks.filter((d) => d.fileRef !== undefined).map((d) => [d.fileRef!, d]));
+    const disksByFile = new Map(
+      ovf.references.disks.filter((d) => d.fileRef !== undefined).map((d) => [d.fileRef!, d]),
+    );
     for (const disk of disksByFile.keys()) {
-      if (!ovf.references.files.some((f) => f.id === disk)) problems.push({ kind: 'invalidInput', reason: `OVF disk refers to file id ${JSON.stringify(disk)}, which References does not define` });
+      if (!ovf.references.files.some((f) => f.id === disk))
+        problems.push({
+          kind: 'invalidInput',
+          reason: `OVF disk refers to file id ${JSON.stringify(disk)}, which References does not define`,
+        });
     }
     for (const file of ovf.references.files) {
       const where = `OVF file ${JSON.stringify(file.id)} (href ${JSON.stringify(file.href)})`;
@@ -41,8 +70,13 @@ export async function parseOva(reader: ImageReader): Promise<FormatFacts & { ova
         problems.push({ kind: 'unsafe', reason: `${where} ${unsafe}` });
         continue;
       }
-      if (file.compression !== undefined && file.compression !== 'identity') problems.push({ kind: 'unsupported', reason: `${where} is ${file.compression}-compressed, which visor does not unpack` });
-      if (file.chunkSize !== undefined) problems.push({ kind: 'unsupported', reason: `${where} is split into chunks, which visor does not join` });
+      if (file.compression !== undefined && file.compression !== 'identity')
+        problems.push({
+          kind: 'unsupported',
+          reason: `${where} is ${file.compression}-compressed, which visor does not unpack`,
+        });
+      if (file.chunkSize !== undefined)
+        problems.push({ kind: 'unsupported', reason: `${where} is split into chunks, which visor does not join` });
       const member = byName.get(file.href.replace(/^(\.\/)+/, ''));
       if (!member) {
         problems.push({ kind: 'unsafe', reason: `${where} names a file the archive does not contain` });
@@ -52,7 +86,12 @@ export async function parseOva(reader: ImageReader): Promise<FormatFacts & { ova
       const expected = diskFormatFromOvfUri(disk?.format);
       files.push({ id: file.id, href: file.href, member, disk: disk !== undefined, ...(expected ? { expected } : {}) });
     }
-    if (!files.some((f) => f.disk) && problems.length === 0) problems.push({ kind: 'invalidInput', reason: 'OVA holds no disk: its OVF descriptor references no disk file' });
+    if (!files.some((f) => f.disk) && problems.length === 0)
+      problems.push({ kind: 'invalidInput', reason: 'OVA holds no disk: its OVF descriptor references no disk file' });
   }
-  return { details: { descriptor: descriptor.name, members: listing.members.length }, problems, ova: { descriptor: descriptor.name, members: listing.members, files } };
+  return {
+    details: { descriptor: descriptor.name, members: listing.members.length },
+    problems,
+    ova: { descriptor: descriptor.name, members: listing.members, files },
+  };
 }

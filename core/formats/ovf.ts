@@ -29,7 +29,14 @@ export interface OvfReferences {
 export const maxOvfBytes = 4 * 1024 * 1024;
 
 const attributes = z.record(z.string(), z.unknown());
-const fileSchema = attributes.pipe(z.object({ '@_id': z.string().min(1), '@_href': z.string().min(1), '@_compression': z.string().optional(), '@_chunkSize': z.string().optional() }));
+const fileSchema = attributes.pipe(
+  z.object({
+    '@_id': z.string().min(1),
+    '@_href': z.string().min(1),
+    '@_compression': z.string().optional(),
+    '@_chunkSize': z.string().optional(),
+  }),
+);
 const diskSchema = attributes.pipe(z.object({ '@_fileRef': z.string().optional(), '@_format': z.string().optional() }));
 const envelopeSchema = z.object({
   Envelope: z.object({
@@ -43,7 +50,15 @@ export function parseOvf(xml: Buffer): { references?: OvfReferences; problems: P
   // OVF descriptors have no DTD; one that declares entities is hostile (billion laughs, XXE).
   if (/<!DOCTYPE/i.test(text)) return { problems: [{ kind: 'unsafe', reason: 'OVF descriptor declares a DTD' }] };
   const valid = XMLValidator.validate(text);
-  if (valid !== true) return { problems: [{ kind: 'invalidInput', reason: `OVF descriptor is not well-formed XML: ${valid.err.msg} (line ${valid.err.line})` }] };
+  if (valid !== true)
+    return {
+      problems: [
+        {
+          kind: 'invalidInput',
+          reason: `OVF descriptor is not well-formed XML: ${valid.err.msg} (line ${valid.err.line})`,
+        },
+      ],
+    };
   const parser = new XMLParser({
     ignoreAttributes: false,
     attributeNamePrefix: '@_',
@@ -57,7 +72,15 @@ export function parseOvf(xml: Buffer): { references?: OvfReferences; problems: P
   const parsed = envelopeSchema.safeParse(parser.parse(text));
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    return { problems: [{ kind: 'invalidInput', reason: `OVF descriptor is not a valid envelope: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim() }] };
+    return {
+      problems: [
+        {
+          kind: 'invalidInput',
+          reason:
+            `OVF descriptor is not a valid envelope: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim(),
+        },
+      ],
+    };
   }
   const envelope = parsed.data.Envelope;
   const files = (envelope.References === '' ? [] : (envelope.References?.File ?? [])).map((f) => ({

@@ -21,8 +21,20 @@ export async function parsePloop(reader: ImageReader): Promise<FormatFacts> {
   const virtualSize = u64(header, 36, 'le') * 512;
   const dataOffset = header.readUInt32LE(48) * 512;
   if (version !== 2) problems.push({ kind: 'unsupported', reason: `unsupported ploop version ${version}` });
-  if (clusterSectors === 0 || batEntries * clusterSectors * 512 < virtualSize) problems.push({ kind: 'invalidInput', reason: 'ploop block table does not cover the disk size' });
-  if (64 + batEntries * 4 > reader.size) problems.push({ kind: 'invalidInput', reason: `truncated ploop image: its block table (${batEntries * 4} bytes) lies beyond the end of the file (${reader.size} bytes)` });
-  else if (dataOffset > reader.size) problems.push({ kind: 'invalidInput', reason: `truncated ploop image: its data starts at ${dataOffset}, past the end of the file (${reader.size} bytes)` });
+  if (clusterSectors === 0 || batEntries * clusterSectors * 512 < virtualSize)
+    problems.push({ kind: 'invalidInput', reason: 'ploop block table does not cover the disk size' });
+  if (64 + batEntries * 4 > reader.size)
+    problems.push({
+      kind: 'invalidInput',
+      reason:
+        `truncated ploop image: its block table (${batEntries * 4} bytes) ` +
+        `lies beyond the end of the file (${reader.size} bytes)`,
+    });
+  else if (dataOffset > reader.size)
+    problems.push({
+      kind: 'invalidInput',
+      reason:
+        `truncated ploop image: its data starts at ${dataOffset}, ` + `past the end of the file (${reader.size} bytes)`,
+    });
   return { virtualSize, details: { clusterSize: clusterSectors * 512 }, problems };
 }

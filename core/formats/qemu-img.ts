@@ -4,11 +4,33 @@ import { isVisorError, VisorError } from '../errors.js';
 import type { DiskFormat } from '../image/model.js';
 
 /** qemu-img's name for each disk format it reads; ISOs and AMI/AKI/ARI files are read as raw bytes. */
-const readNames: Partial<Record<DiskFormat, string>> = { raw: 'raw', qcow2: 'qcow2', vmdk: 'vmdk', vhd: 'vpc', vhdx: 'vhdx', vdi: 'vdi', ploop: 'parallels', iso: 'raw', ami: 'raw', aki: 'raw', ari: 'raw' };
+const readNames: Partial<Record<DiskFormat, string>> = {
+  raw: 'raw',
+  qcow2: 'qcow2',
+  vmdk: 'vmdk',
+  vhd: 'vpc',
+  vhdx: 'vhdx',
+  vdi: 'vdi',
+  ploop: 'parallels',
+  iso: 'raw',
+  ami: 'raw',
+  aki: 'raw',
+  ari: 'raw',
+};
 /** Formats qemu-img writes (an AMI machine image is a raw disk). */
-const writeNames: Partial<Record<DiskFormat, string>> = { raw: 'raw', qcow2: 'qcow2', vmdk: 'vmdk', vhd: 'vpc', vhdx: 'vhdx', vdi: 'vdi', ploop: 'parallels', ami: 'raw' };
+const writeNames: Partial<Record<DiskFormat, string>> = {
+  raw: 'raw',
+  qcow2: 'qcow2',
+  vmdk: 'vmdk',
+  vhd: 'vpc',
+  vhdx: 'vhdx',
+  vdi: 'vdi',
+  ploop: 'parallels',
+  ami: 'raw',
+};
 
-export const installHint = 'qemu-img is not installed: install the Debian package qemu-utils (apt-get install qemu-utils)';
+export const installHint =
+  'qemu-img is not installed: install the Debian package qemu-utils (apt-get install qemu-utils)';
 
 export function qemuReadFormat(format: DiskFormat): string {
   const name = readNames[format];
@@ -64,9 +86,17 @@ export function runQemuImg(args: string[], options: QemuImgOptions = {}): Promis
     };
     const onAbort = () => kill(abortError(options.signal!, args));
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    const timer = options.timeoutMs ? setTimeout(() => kill(new VisorError('timeout', `qemu-img ${args[0] ?? ''} took longer than ${options.timeoutMs} ms`)), options.timeoutMs) : undefined;
+    const timer = options.timeoutMs
+      ? setTimeout(
+          () => kill(new VisorError('timeout', `qemu-img ${args[0] ?? ''} took longer than ${options.timeoutMs} ms`)),
+          options.timeoutMs,
+        )
+      : undefined;
     child.on('error', (error: NodeJS.ErrnoException) => {
-      failure ??= error.code === 'ENOENT' ? new VisorError('unsupported', installHint, { cause: error }) : new VisorError('internal', `cannot run qemu-img: ${error.message}`, { cause: error });
+      failure ??=
+        error.code === 'ENOENT'
+          ? new VisorError('unsupported', installHint, { cause: error })
+          : new VisorError('internal', `cannot run qemu-img: ${error.message}`, { cause: error });
     });
     child.on('close', (code, signal) => {
       options.signal?.removeEventListener('abort', onAbort);
@@ -76,9 +106,16 @@ export function runQemuImg(args: string[], options: QemuImgOptions = {}): Promis
       if (failure) reject(failure);
       else if (code === 0) resolve({ stdout, stderr });
       else {
-        const message = stderr.split('\n').slice(-3).join(' ').replace(/^qemu-img: /, '') || `exit ${code ?? signal}`;
+        const message =
+          stderr
+            .split('\n')
+            .slice(-3)
+            .join(' ')
+            .replace(/^qemu-img: /, '') || `exit ${code ?? signal}`;
         const kind = /No space left on device|Disk quota exceeded/i.test(stderr) ? 'unavailable' : 'invalidInput';
-        reject(new VisorError(kind, `qemu-img ${args[0] ?? ''} failed: ${message}`, { details: { exitCode: code, signal } }));
+        reject(
+          new VisorError(kind, `qemu-img ${args[0] ?? ''} failed: ${message}`, { details: { exitCode: code, signal } }),
+        );
       }
     });
   });
@@ -105,8 +142,15 @@ export type QemuImgInfo = z.infer<typeof infoSchema>;
  * `qemu-img info --output=json -f <format>`: the format is always given, never probed. Inspect
  * the file first (inspectImage): qemu-img parses the headers it is pointed at.
  */
-export async function qemuImgInfo(path: string, format: DiskFormat, options: QemuImgOptions = {}): Promise<QemuImgInfo> {
-  const { stdout } = await runQemuImg(['info', '--output=json', '-f', qemuReadFormat(format), path], { timeoutMs: 30_000, ...options });
+export async function qemuImgInfo(
+  path: string,
+  format: DiskFormat,
+  options: QemuImgOptions = {},
+): Promise<QemuImgInfo> {
+  const { stdout } = await runQemuImg(['info', '--output=json', '-f', qemuReadFormat(format), path], {
+    timeoutMs: 30_000,
+    ...options,
+  });
   let json: unknown;
   try {
     json = JSON.parse(stdout);
@@ -114,6 +158,10 @@ export async function qemuImgInfo(path: string, format: DiskFormat, options: Qem
     throw new VisorError('invalidResponse', `qemu-img info printed no JSON for ${path}`, { cause: error });
   }
   const parsed = infoSchema.safeParse(json);
-  if (!parsed.success) throw new VisorError('invalidResponse', `qemu-img info for ${path}: unexpected output (${parsed.error.issues[0]?.message ?? ''})`);
+  if (!parsed.success)
+    throw new VisorError(
+      'invalidResponse',
+      `qemu-img info for ${path}: unexpected output (${parsed.error.issues[0]?.message ?? ''})`,
+    );
   return parsed.data;
 }

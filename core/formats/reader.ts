@@ -24,7 +24,8 @@ export interface FileImageReader extends ImageReader {
 export function bufferReader(data: Buffer): ImageReader {
   return {
     size: data.length,
-    read: async (offset, length) => data.subarray(Math.min(offset, data.length), Math.min(offset + length, data.length)),
+    read: async (offset, length) =>
+      data.subarray(Math.min(offset, data.length), Math.min(offset + length, data.length)),
   };
 }
 
@@ -34,7 +35,11 @@ export async function openFileReader(path: string): Promise<FileImageReader> {
     handle = await open(path, 'r');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new VisorError(code === 'ENOENT' ? 'notFound' : 'invalidInput', `cannot open image file ${path}: ${(error as Error).message}`, { cause: error });
+    throw new VisorError(
+      code === 'ENOENT' ? 'notFound' : 'invalidInput',
+      `cannot open image file ${path}: ${(error as Error).message}`,
+      { cause: error },
+    );
   }
   try {
     const info = await handle.stat();
@@ -110,10 +115,18 @@ export function countingReader(base: ImageReader): CountingReader {
  */
 export async function readExact(reader: ImageReader, offset: number, length: number, what: string): Promise<Buffer> {
   if (!Number.isSafeInteger(offset) || offset < 0 || offset + length > reader.size) {
-    throw new VisorError('invalidInput', `truncated image: ${what} (${length} bytes at offset ${offset}) lies beyond the end of the image (${reader.size} bytes)`);
+    throw new VisorError(
+      'invalidInput',
+      `truncated image: ${what} (${length} bytes at offset ${offset}) ` +
+        `lies beyond the end of the image (${reader.size} bytes)`,
+    );
   }
   const data = await reader.read(offset, length);
-  if (data.length !== length) throw new VisorError('invalidInput', `truncated image: could read only ${data.length} of ${length} bytes of ${what} at offset ${offset}`);
+  if (data.length !== length)
+    throw new VisorError(
+      'invalidInput',
+      `truncated image: could read only ${data.length} of ${length} bytes of ${what} at offset ${offset}`,
+    );
   return data;
 }
 

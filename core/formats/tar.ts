@@ -41,7 +41,10 @@ export async function listTarMembers(reader: ImageReader): Promise<TarListing> {
     const size = paxSize ?? parseSize(header);
     if (size === undefined) return fail(`unreadable member size at offset ${offset}`);
     const dataOffset = offset + block;
-    if (dataOffset + size > reader.size) return fail(`truncated archive: a member of ${size} bytes at offset ${dataOffset} lies beyond the end of the file`);
+    if (dataOffset + size > reader.size)
+      return fail(
+        `truncated archive: a member of ${size} bytes at offset ${dataOffset} lies beyond the end of the file`,
+      );
     const type = String.fromCharCode(header[156] ?? 0);
     offset = dataOffset + Math.ceil(size / block) * block;
 
@@ -58,11 +61,15 @@ export async function listTarMembers(reader: ImageReader): Promise<TarListing> {
     if (unsafe) problems.push({ kind: 'unsafe', reason: `archive member ${JSON.stringify(name)} ${unsafe}` });
     const kind = memberKind(type);
     if (kind !== 'file' && kind !== 'directory') {
-      problems.push({ kind: 'unsafe', reason: `archive member ${JSON.stringify(name)} is a ${kind}, not a regular file` });
+      problems.push({
+        kind: 'unsafe',
+        reason: `archive member ${JSON.stringify(name)} is a ${kind}, not a regular file`,
+      });
       continue;
     }
     const normal = normalise(name);
-    if (seen.has(normal)) problems.push({ kind: 'unsafe', reason: `archive member ${JSON.stringify(normal)} appears twice` });
+    if (seen.has(normal))
+      problems.push({ kind: 'unsafe', reason: `archive member ${JSON.stringify(normal)} appears twice` });
     seen.add(normal);
     members.push({ name: normal, type: kind, offset: dataOffset, size });
     if (members.length > maxTarMembers) return fail(`more than ${maxTarMembers} members`);
@@ -131,7 +138,10 @@ function parseSize(header: Buffer): number | undefined {
     for (const b of field.subarray(1)) value = (value << 8n) | BigInt(b);
     return value > BigInt(Number.MAX_SAFE_INTEGER) ? undefined : Number(value);
   }
-  const text = field.toString('latin1').replace(/[\0 ]+$/, '').trim();
+  const text = field
+    .toString('latin1')
+    .replace(/[\0 ]+$/, '')
+    .trim();
   return /^[0-7]+$/.test(text) ? parseInt(text, 8) : text === '' ? 0 : undefined;
 }
 
@@ -157,7 +167,14 @@ function parsePax(data: Buffer): { path?: string; size?: number } {
 
 function checksumOk(header: Buffer): boolean {
   if (header.length < block) return false;
-  const stored = parseInt(header.subarray(148, 156).toString('latin1').replace(/[\0 ]+$/, '').trim(), 8);
+  const stored = parseInt(
+    header
+      .subarray(148, 156)
+      .toString('latin1')
+      .replace(/[\0 ]+$/, '')
+      .trim(),
+    8,
+  );
   let unsigned = 0;
   let signed = 0;
   for (let i = 0; i < block; i++) {

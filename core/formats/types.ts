@@ -6,7 +6,20 @@ import type { DiskFormat } from '../image/model.js';
  * an OVF descriptor) and formats that are recognised only to be refused: `qed` and `qcow`
  * (version 1) are unsupported everywhere, `luks` needs keys visor never has.
  */
-export const detectedFormats = ['raw', 'qcow2', 'vmdk', 'vhd', 'vhdx', 'vdi', 'iso', 'ploop', 'ova', 'qed', 'qcow', 'luks'] as const;
+export const detectedFormats = [
+  'raw',
+  'qcow2',
+  'vmdk',
+  'vhd',
+  'vhdx',
+  'vdi',
+  'iso',
+  'ploop',
+  'ova',
+  'qed',
+  'qcow',
+  'luks',
+] as const;
 export type DetectedFormat = (typeof detectedFormats)[number];
 
 /** Formats that are never accepted, whatever was declared. */

@@ -29,19 +29,34 @@ export async function parseVdi(reader: ImageReader): Promise<FormatFacts> {
   const blocks = header.readUInt32LE(0x180);
   const allocated = header.readUInt32LE(0x184);
 
-  if (version >>> 16 !== 1) problems.push({ kind: 'unsupported', reason: `unsupported VDI version ${version >>> 16}.${version & 0xffff}` });
+  if (version >>> 16 !== 1)
+    problems.push({ kind: 'unsupported', reason: `unsupported VDI version ${version >>> 16}.${version & 0xffff}` });
   if (typeCode === 3 || typeCode === 4) {
     // Undo and differencing images read unallocated blocks from a parent image.
-    problems.push({ kind: 'unsafe', reason: `${type} VDI image depends on a parent image (${formatUuid(header.subarray(0x1b8, 0x1c8))})` });
+    problems.push({
+      kind: 'unsafe',
+      reason: `${type} VDI image depends on a parent image (${formatUuid(header.subarray(0x1b8, 0x1c8))})`,
+    });
   } else if (typeCode !== 1 && typeCode !== 2) {
     problems.push({ kind: 'invalidInput', reason: `unknown VDI image type ${typeCode}` });
   }
   if (sectorSize !== 512) problems.push({ kind: 'invalidInput', reason: `unsupported VDI sector size ${sectorSize}` });
-  if (blockSize === 0 || blocks * blockSize < virtualSize) problems.push({ kind: 'invalidInput', reason: `VDI block map (${blocks} blocks of ${blockSize} bytes) does not cover the disk size ${virtualSize}` });
-  if (allocated > blocks) problems.push({ kind: 'invalidInput', reason: `VDI claims ${allocated} allocated blocks of ${blocks}` });
-  if (bmapOffset < 0x1c8 || bmapOffset + blocks * 4 > dataOffset) problems.push({ kind: 'invalidInput', reason: 'VDI block map overlaps the header or the data' });
+  if (blockSize === 0 || blocks * blockSize < virtualSize)
+    problems.push({
+      kind: 'invalidInput',
+      reason: `VDI block map (${blocks} blocks of ${blockSize} bytes) does not cover the disk size ${virtualSize}`,
+    });
+  if (allocated > blocks)
+    problems.push({ kind: 'invalidInput', reason: `VDI claims ${allocated} allocated blocks of ${blocks}` });
+  if (bmapOffset < 0x1c8 || bmapOffset + blocks * 4 > dataOffset)
+    problems.push({ kind: 'invalidInput', reason: 'VDI block map overlaps the header or the data' });
   if (bmapOffset + blocks * 4 > reader.size || dataOffset + allocated * blockSize > reader.size) {
-    problems.push({ kind: 'invalidInput', reason: `truncated VDI: ${allocated} allocated blocks need ${dataOffset + allocated * blockSize} bytes, the file has ${reader.size}` });
+    problems.push({
+      kind: 'invalidInput',
+      reason:
+        `truncated VDI: ${allocated} allocated blocks ` +
+        `need ${dataOffset + allocated * blockSize} bytes, the file has ${reader.size}`,
+    });
   }
   return { virtualSize, subformat: type, details: { blockSize }, problems };
 }

@@ -34,35 +34,77 @@ export async function parseVhd(reader: ImageReader, input: ProbeInput): Promise<
   if (!checksumOk(footer, 64, 512)) problems.push({ kind: 'invalidInput', reason: 'VHD footer checksum mismatch' });
   const typeCode = footer.readUInt32BE(60);
   const type = diskTypes[typeCode];
-  if (type === undefined) return { details: {}, problems: [...problems, { kind: 'invalidInput', reason: `unknown VHD disk type ${typeCode}` }] };
-  if (type !== 'fixed' && !headCopy) problems.push({ kind: 'invalidInput', reason: `truncated VHD: the ${type} disk's copy of the footer at offset 0 is missing` });
+  if (type === undefined)
+    return {
+      details: {},
+      problems: [...problems, { kind: 'invalidInput', reason: `unknown VHD disk type ${typeCode}` }],
+    };
+  if (type !== 'fixed' && !headCopy)
+    problems.push({
+      kind: 'invalidInput',
+      reason: `truncated VHD: the ${type} disk's copy of the footer at offset 0 is missing`,
+    });
 
   const virtualSize = vhdVirtualSize(footer);
   const details: FormatFacts['details'] = { creator: footer.subarray(28, 32).toString('latin1').replace(/\0/g, '') };
 
   if (type === 'fixed') {
     if (headCopy) problems.push({ kind: 'invalidInput', reason: 'fixed VHD with a footer copy at offset 0' });
-    if (reader.size - 512 < virtualSize) problems.push({ kind: 'invalidInput', reason: `truncated VHD: a fixed disk of ${virtualSize} bytes needs ${virtualSize + 512} bytes, the file has ${reader.size}` });
+    if (reader.size - 512 < virtualSize)
+      problems.push({
+        kind: 'invalidInput',
+        reason:
+          `truncated VHD: a fixed disk of ${virtualSize} bytes ` +
+          `needs ${virtualSize + 512} bytes, the file has ${reader.size}`,
+      });
     return { virtualSize, subformat: type, details, problems };
   }
 
   const dynOffset = u64(footer, 16, 'be');
   const dyn = await readExact(reader, dynOffset, 1024, 'VHD dynamic disk header');
-  if (!startsWith(dyn, 'cxsparse')) return { virtualSize, subformat: type, details, problems: [...problems, { kind: 'invalidInput', reason: 'VHD dynamic disk header signature "cxsparse" not found' }] };
-  if (!checksumOk(dyn, 36, 1024)) problems.push({ kind: 'invalidInput', reason: 'VHD dynamic disk header checksum mismatch' });
+  if (!startsWith(dyn, 'cxsparse'))
+    return {
+      virtualSize,
+      subformat: type,
+      details,
+      problems: [
+        ...problems,
+        { kind: 'invalidInput', reason: 'VHD dynamic disk header signature "cxsparse" not found' },
+      ],
+    };
+  if (!checksumOk(dyn, 36, 1024))
+    problems.push({ kind: 'invalidInput', reason: 'VHD dynamic disk header checksum mismatch' });
   if (type === 'differencing') {
     // A differencing disk reads its unallocated blocks from a parent file: a backing file.
     const parent = Buffer.from(dyn.subarray(64, 576)).swap16().toString('utf16le').replace(/\0+$/, '');
-    problems.push({ kind: 'unsafe', reason: `differencing VHD depends on a parent disk${parent ? `: ${JSON.stringify(parent)}` : ''}` });
+    problems.push({
+      kind: 'unsafe',
+      reason: `differencing VHD depends on a parent disk${parent ? `: ${JSON.stringify(parent)}` : ''}`,
+    });
   }
   const batOffset = u64(dyn, 16, 'be');
   const entries = dyn.readUInt32BE(28);
   const blockSize = dyn.readUInt32BE(32);
-  if (blockSize < 512 || (blockSize & (blockSize - 1)) !== 0) return { virtualSize, subformat: type, details, problems: [...problems, { kind: 'invalidInput', reason: `invalid VHD block size ${blockSize}` }] };
-  if (entries * blockSize < virtualSize) problems.push({ kind: 'invalidInput', reason: `VHD block table covers ${entries * blockSize} bytes, less than the disk's ${virtualSize}` });
+  if (blockSize < 512 || (blockSize & (blockSize - 1)) !== 0)
+    return {
+      virtualSize,
+      subformat: type,
+      details,
+      problems: [...problems, { kind: 'invalidInput', reason: `invalid VHD block size ${blockSize}` }],
+    };
+  if (entries * blockSize < virtualSize)
+    problems.push({
+      kind: 'invalidInput',
+      reason: `VHD block table covers ${entries * blockSize} bytes, less than the disk's ${virtualSize}`,
+    });
   const dataEnd = reader.size - 512;
   if (batOffset + entries * 4 > dataEnd) {
-    problems.push({ kind: 'invalidInput', reason: `truncated VHD: its block table (${entries * 4} bytes at offset ${batOffset}) lies beyond the end of the data` });
+    problems.push({
+      kind: 'invalidInput',
+      reason:
+        `truncated VHD: its block table (${entries * 4} bytes at ` +
+        `offset ${batOffset}) lies beyond the end of the data`,
+    });
   } else if (entries * 4 <= maxBatBytes) {
     // qemu refuses blocks past the end of the file ("the image has been truncated"); so does visor.
     const bat = await readExact(reader, batOffset, entries * 4, 'VHD block table');
@@ -71,7 +113,10 @@ export async function parseVhd(reader: ImageReader, input: ProbeInput): Promise<
       const sector = bat.readUInt32BE(i * 4);
       if (sector === 0xffffffff) continue;
       if (sector * 512 + bitmapSize + blockSize > dataEnd) {
-        problems.push({ kind: 'invalidInput', reason: `truncated VHD: block ${i} (at offset ${sector * 512}) lies beyond the end of the data` });
+        problems.push({
+          kind: 'invalidInput',
+          reason: `truncated VHD: block ${i} (at offset ${sector * 512}) lies beyond the end of the data`,
+        });
         break;
       }
     }
@@ -92,5 +137,5 @@ export function vhdVirtualSize(footer: Buffer): number {
 function checksumOk(block: Buffer, at: number, length: number): boolean {
   let sum = 0;
   for (let i = 0; i < length; i++) if (i < at || i >= at + 4) sum += block[i] ?? 0;
-  return ((~sum) >>> 0) === block.readUInt32BE(at);
+  return ~sum >>> 0 === block.readUInt32BE(at);
 }

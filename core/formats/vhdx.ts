@@ -10,7 +10,10 @@ import type { FormatFacts, Problem } from './types.js';
  * parent locator (a backing file).
  */
 const regionTableOffset = 192 * 1024;
-const regions = { bat: guid('2DC27766-F623-4200-9D64-115E9BFD4A08'), metadata: guid('8B7CA206-4790-4B9A-B8FE-575F050F886E') };
+const regions = {
+  bat: guid('2DC27766-F623-4200-9D64-115E9BFD4A08'),
+  metadata: guid('8B7CA206-4790-4B9A-B8FE-575F050F886E'),
+};
 const items = {
   fileParameters: guid('CAA16737-FA36-4D43-B3B6-33F0AA44E76B'),
   virtualDiskSize: guid('2FA54224-CD1B-4876-B211-5DBED83BF4B8'),
@@ -28,7 +31,10 @@ export function probeVhdx(input: ProbeInput): boolean {
 
 export async function parseVhdx(reader: ImageReader): Promise<FormatFacts> {
   const problems: Problem[] = [];
-  const fail = (reason: string, kind: Problem['kind'] = 'invalidInput'): FormatFacts => ({ details: {}, problems: [...problems, { kind, reason }] });
+  const fail = (reason: string, kind: Problem['kind'] = 'invalidInput'): FormatFacts => ({
+    details: {},
+    problems: [...problems, { kind, reason }],
+  });
 
   const tableHead = await readExact(reader, regionTableOffset, 16, 'VHDX region table');
   if (!startsWith(tableHead, 'regi')) return fail('VHDX region table signature "regi" not found');
@@ -42,9 +48,16 @@ export async function parseVhdx(reader: ImageReader): Promise<FormatFacts> {
     const offset = u64(entry, 16, 'le');
     const length = entry.readUInt32LE(24);
     const required = (entry.readUInt32LE(28) & 1) === 1;
-    if (offset + length > reader.size) problems.push({ kind: 'invalidInput', reason: `truncated VHDX: region ${formatGuid(id)} (${length} bytes at offset ${offset}) lies beyond the end of the file (${reader.size} bytes)` });
+    if (offset + length > reader.size)
+      problems.push({
+        kind: 'invalidInput',
+        reason:
+          `truncated VHDX: region ${formatGuid(id)} (${length} bytes at offset ${offset}) ` +
+          `lies beyond the end of the file (${reader.size} bytes)`,
+      });
     if (id.equals(regions.metadata)) metadata = { offset, length };
-    else if (!id.equals(regions.bat) && required) problems.push({ kind: 'unsupported', reason: `VHDX has an unknown required region ${formatGuid(id)}` });
+    else if (!id.equals(regions.bat) && required)
+      problems.push({ kind: 'unsupported', reason: `VHDX has an unknown required region ${formatGuid(id)}` });
   }
   if (!metadata) return fail('VHDX has no metadata region');
   if (problems.some((p) => p.kind === 'invalidInput')) return { details: {}, problems };
@@ -61,9 +74,14 @@ export async function parseVhdx(reader: ImageReader): Promise<FormatFacts> {
     const offset = entry.readUInt32LE(16);
     const length = entry.readUInt32LE(20);
     const required = (entry.readUInt32LE(24) & 4) !== 0;
-    if (offset + length > metadata.length) problems.push({ kind: 'invalidInput', reason: `VHDX metadata item ${formatGuid(id)} lies outside the metadata region` });
+    if (offset + length > metadata.length)
+      problems.push({
+        kind: 'invalidInput',
+        reason: `VHDX metadata item ${formatGuid(id)} lies outside the metadata region`,
+      });
     else found.set(id.toString('hex'), { offset: metadata.offset + offset, length });
-    if (required && !knownItems.some((k) => k.equals(id))) problems.push({ kind: 'unsupported', reason: `VHDX has an unknown required metadata item ${formatGuid(id)}` });
+    if (required && !knownItems.some((k) => k.equals(id)))
+      problems.push({ kind: 'unsupported', reason: `VHDX has an unknown required metadata item ${formatGuid(id)}` });
   }
   const item = (id: Buffer) => found.get(id.toString('hex'));
 
@@ -78,22 +96,37 @@ export async function parseVhdx(reader: ImageReader): Promise<FormatFacts> {
   const locator = item(items.parentLocator);
   if (hasParent || locator) {
     const parent = locator ? await parentPath(reader, locator) : undefined;
-    problems.push({ kind: 'unsafe', reason: `differencing VHDX depends on a parent disk${parent ? `: ${JSON.stringify(parent)}` : ''}` });
+    problems.push({
+      kind: 'unsafe',
+      reason: `differencing VHDX depends on a parent disk${parent ? `: ${JSON.stringify(parent)}` : ''}`,
+    });
   }
   return { virtualSize, details: { blockSize }, problems };
 }
 
 /** The parent's path from the locator's key/value pairs (UTF-16LE), for the refusal message. */
-async function parentPath(reader: ImageReader, locator: { offset: number; length: number }): Promise<string | undefined> {
-  if (locator.length < 20 || locator.length > 64 * 1024 || locator.offset + locator.length > reader.size) return undefined;
+async function parentPath(
+  reader: ImageReader,
+  locator: { offset: number; length: number },
+): Promise<string | undefined> {
+  if (locator.length < 20 || locator.length > 64 * 1024 || locator.offset + locator.length > reader.size)
+    return undefined;
   const data = await reader.read(locator.offset, locator.length);
   const count = data.readUInt16LE(18);
   const values = new Map<string, string>();
   for (let i = 0; i < count && 20 + i * 12 + 12 <= data.length; i++) {
     const at = 20 + i * 12;
-    const [keyOffset, valueOffset, keyLength, valueLength] = [data.readUInt32LE(at), data.readUInt32LE(at + 4), data.readUInt16LE(at + 8), data.readUInt16LE(at + 10)];
+    const [keyOffset, valueOffset, keyLength, valueLength] = [
+      data.readUInt32LE(at),
+      data.readUInt32LE(at + 4),
+      data.readUInt16LE(at + 8),
+      data.readUInt16LE(at + 10),
+    ];
     if (keyOffset + keyLength > data.length || valueOffset + valueLength > data.length) continue;
-    values.set(data.subarray(keyOffset, keyOffset + keyLength).toString('utf16le'), data.subarray(valueOffset, valueOffset + valueLength).toString('utf16le'));
+    values.set(
+      data.subarray(keyOffset, keyOffset + keyLength).toString('utf16le'),
+      data.subarray(valueOffset, valueOffset + valueLength).toString('utf16le'),
+    );
   }
   return values.get('relative_path') ?? values.get('absolute_win32_path') ?? values.get('volume_path');
 }

@@ -44,17 +44,30 @@ export function parseVmdkDescriptor(data: Buffer): VmdkDescriptor {
     if (extentAccess.has(first)) {
       const match = extentPattern.exec(line);
       if (!match) {
-        problems.push({ kind: 'unsafe', reason: `VMDK descriptor line ${number} is not a valid extent: ${quote(line)}` });
+        problems.push({
+          kind: 'unsafe',
+          reason: `VMDK descriptor line ${number} is not a valid extent: ${quote(line)}`,
+        });
         return;
       }
       const [, access = '', sectors = '0', type = '', file] = match;
-      extents.push({ access: access.toUpperCase(), sectors: Number(sectors), type: type.toUpperCase(), ...(file === undefined ? {} : { file }), line: number });
+      extents.push({
+        access: access.toUpperCase(),
+        sectors: Number(sectors),
+        type: type.toUpperCase(),
+        ...(file === undefined ? {} : { file }),
+        line: number,
+      });
       return;
     }
     const eq = line.indexOf('=');
     if (eq > 0 && !/\s/.test(line.slice(0, eq).trim())) {
       const key = line.slice(0, eq).trim();
-      if (key.toLowerCase() === 'createtype') createType = line.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1');
+      if (key.toLowerCase() === 'createtype')
+        createType = line
+          .slice(eq + 1)
+          .trim()
+          .replace(/^"(.*)"$/, '$1');
       return; // ddb.* entries are key=value lines too
     }
     problems.push({ kind: 'unsafe', reason: `VMDK descriptor line ${number} is not understood: ${quote(line)}` });

@@ -22,7 +22,11 @@ export function probeVmdkBinary(input: ProbeInput): boolean {
 export async function probeVmdkText(reader: ImageReader, input: ProbeInput): Promise<boolean> {
   if (input.head.length === 0 || !isText(input.head)) return false;
   const text = (await reader.read(0, Math.min(reader.size, maxDescriptorBytes))).toString('latin1');
-  return /^\s*#\s*disk\s*descriptorfile/im.test(text) || /^\s*createtype\s*=/im.test(text) || /^\s*version\s*=\s*\d/im.test(text);
+  return (
+    /^\s*#\s*disk\s*descriptorfile/im.test(text) ||
+    /^\s*createtype\s*=/im.test(text) ||
+    /^\s*version\s*=\s*\d/im.test(text)
+  );
 }
 
 function isText(bytes: Buffer): boolean {
@@ -35,7 +39,11 @@ function isText(bytes: Buffer): boolean {
 
 export async function parseVmdk(reader: ImageReader, input: ProbeInput): Promise<FormatFacts> {
   if (startsWith(input.head, 'COWD')) {
-    return { subformat: 'vmdk3', details: {}, problems: [{ kind: 'unsupported', reason: 'VMDK3 (COWD, ESX 2) sparse extents are not supported' }] };
+    return {
+      subformat: 'vmdk3',
+      details: {},
+      problems: [{ kind: 'unsupported', reason: 'VMDK3 (COWD, ESX 2) sparse extents are not supported' }],
+    };
   }
   if (startsWith(input.head, 'KDMV')) return parseSparse(reader);
   return parseTextDescriptor(reader);
@@ -44,7 +52,11 @@ export async function parseVmdk(reader: ImageReader, input: ProbeInput): Promise
 async function parseSparse(reader: ImageReader): Promise<FormatFacts> {
   let header = await readExact(reader, 0, 64, 'VMDK sparse header');
   const version = header.readUInt32LE(4);
-  if (version < 1 || version > 3) return { details: { version }, problems: [{ kind: 'unsupported', reason: `unsupported VMDK sparse extent version ${version}` }] };
+  if (version < 1 || version > 3)
+    return {
+      details: { version },
+      problems: [{ kind: 'unsupported', reason: `unsupported VMDK sparse extent version ${version}` }],
+    };
   const problems: Problem[] = [];
 
   // streamOptimized images may say "grain directory at the end": qemu then takes capacity and
@@ -58,35 +70,65 @@ async function parseSparse(reader: ImageReader): Promise<FormatFacts> {
   const descriptorOffset = u64(header, 28, 'le') * 512;
   const descriptorSize = u64(header, 36, 'le') * 512;
   const gdOffset = u64(header, 56, 'le') * 512;
-  if (gdOffset >= reader.size) problems.push({ kind: 'invalidInput', reason: `truncated VMDK: its grain directory (offset ${gdOffset}) lies beyond the end of the file (${reader.size} bytes)` });
+  if (gdOffset >= reader.size)
+    problems.push({
+      kind: 'invalidInput',
+      reason:
+        `truncated VMDK: its grain directory (offset ${gdOffset}) ` +
+        `lies beyond the end of the file (${reader.size} bytes)`,
+    });
 
   if (descriptorOffset === 0 || descriptorSize === 0) {
     problems.push({ kind: 'unsafe', reason: 'sparse VMDK has no embedded descriptor (an extent of a split VMDK?)' });
     return { virtualSize: capacitySectors * 512, details: { version }, problems };
   }
   if (descriptorSize > maxDescriptorBytes) {
-    problems.push({ kind: 'invalidInput', reason: `VMDK embedded descriptor of ${descriptorSize} bytes exceeds the ${maxDescriptorBytes} bytes visor reads` });
+    problems.push({
+      kind: 'invalidInput',
+      reason: `VMDK embedded descriptor of ${descriptorSize} bytes exceeds the ${maxDescriptorBytes} bytes visor reads`,
+    });
     return { details: { version }, problems };
   }
-  const descriptor = parseVmdkDescriptor(await readExact(reader, descriptorOffset, descriptorSize, 'VMDK embedded descriptor'));
+  const descriptor = parseVmdkDescriptor(
+    await readExact(reader, descriptorOffset, descriptorSize, 'VMDK embedded descriptor'),
+  );
   problems.push(...descriptor.problems);
   const createType = descriptor.createType;
   if (createType === undefined) problems.push({ kind: 'unsafe', reason: 'VMDK descriptor has no createType' });
-  else if (!singleFileTypes.has(createType.toLowerCase())) problems.push({ kind: 'unsafe', reason: `VMDK createType "${createType}" is not a single-file type (monolithicSparse or streamOptimized)` });
+  else if (!singleFileTypes.has(createType.toLowerCase()))
+    problems.push({
+      kind: 'unsafe',
+      reason: `VMDK createType "${createType}" is not a single-file type (monolithicSparse or streamOptimized)`,
+    });
   problems.push(...checkEmbeddedExtents(descriptor));
   if (capacitySectors === 0) {
     // With capacity 0 qemu ignores the sparse data and opens the descriptor's extents instead.
-    problems.push({ kind: 'unsafe', reason: 'sparse VMDK declares capacity 0, which makes qemu open the extents its descriptor lists' });
+    problems.push({
+      kind: 'unsafe',
+      reason: 'sparse VMDK declares capacity 0, which makes qemu open the extents its descriptor lists',
+    });
   }
-  return { virtualSize: capacitySectors * 512, ...(createType === undefined ? {} : { subformat: createType }), details: { version }, problems };
+  return {
+    virtualSize: capacitySectors * 512,
+    ...(createType === undefined ? {} : { subformat: createType }),
+    details: { version },
+    problems,
+  };
 }
 
 /** The one extent of a single-file VMDK is the file itself: a SPARSE extent with a plain name. */
 function checkEmbeddedExtents(descriptor: VmdkDescriptor): Problem[] {
-  const others = descriptor.extents.filter((e, i) => i > 0 || e.type !== 'SPARSE' || e.file === undefined || !isPlainFileName(e.file));
+  const others = descriptor.extents.filter(
+    (e, i) => i > 0 || e.type !== 'SPARSE' || e.file === undefined || !isPlainFileName(e.file),
+  );
   if (descriptor.extents.length === 0) return [{ kind: 'unsafe', reason: 'VMDK descriptor lists no extent' }];
   if (others.length === 0) return [];
-  return [{ kind: 'unsafe', reason: `VMDK descriptor names extents other than the file itself: ${others.map(describeExtent).join(', ')}` }];
+  return [
+    {
+      kind: 'unsafe',
+      reason: `VMDK descriptor names extents other than the file itself: ${others.map(describeExtent).join(', ')}`,
+    },
+  ];
 }
 
 async function parseTextDescriptor(reader: ImageReader): Promise<FormatFacts> {
@@ -101,13 +143,24 @@ async function parseTextDescriptor(reader: ImageReader): Promise<FormatFacts> {
       : { kind: 'unsafe', reason: `${what} is not a single-file image` },
     ...descriptor.problems,
   ];
-  if (oversized) problems.push({ kind: 'invalidInput', reason: `VMDK descriptor file is larger than the ${maxDescriptorBytes} bytes visor reads` });
+  if (oversized)
+    problems.push({
+      kind: 'invalidInput',
+      reason: `VMDK descriptor file is larger than the ${maxDescriptorBytes} bytes visor reads`,
+    });
   const sectors = descriptor.extents.reduce((sum, e) => sum + e.sectors, 0);
-  return { ...(sectors > 0 ? { virtualSize: sectors * 512 } : {}), ...(createType === undefined ? {} : { subformat: createType }), details: { descriptorFile: true }, problems };
+  return {
+    ...(sectors > 0 ? { virtualSize: sectors * 512 } : {}),
+    ...(createType === undefined ? {} : { subformat: createType }),
+    details: { descriptorFile: true },
+    problems,
+  };
 }
 
 function describeExtent(extent: VmdkExtent): string {
-  return extent.file === undefined ? `${extent.type} extent (line ${extent.line})` : `${extent.type} ${JSON.stringify(extent.file)}`;
+  return extent.file === undefined
+    ? `${extent.type} extent (line ${extent.line})`
+    : `${extent.type} ${JSON.stringify(extent.file)}`;
 }
 
 type VmdkExtent = VmdkDescriptor['extents'][number];
@@ -115,7 +168,10 @@ type VmdkExtent = VmdkDescriptor['extents'][number];
 /** Footer marker, footer (a copy of the header) and end-of-stream marker: the last 1536 bytes. */
 async function readFooter(reader: ImageReader, header: Buffer, problems: Problem[]): Promise<Buffer | undefined> {
   if (reader.size < 512 + 1536) {
-    problems.push({ kind: 'invalidInput', reason: 'truncated VMDK: its header announces a footer the file is too short to hold' });
+    problems.push({
+      kind: 'invalidInput',
+      reason: 'truncated VMDK: its header announces a footer the file is too short to hold',
+    });
     return undefined;
   }
   const tail = await readExact(reader, reader.size - 1536, 1536, 'VMDK footer');
@@ -127,11 +183,13 @@ async function readFooter(reader: ImageReader, header: Buffer, problems: Problem
     problems.push({ kind: 'invalidInput', reason: `VMDK footer is invalid: ${reason}` });
     return undefined;
   };
-  if (marker.readUInt32LE(8) !== 0 || marker.readUInt32LE(12) !== 3 || !zeros(marker.subarray(16))) return fail('no footer marker before it');
+  if (marker.readUInt32LE(8) !== 0 || marker.readUInt32LE(12) !== 3 || !zeros(marker.subarray(16)))
+    return fail('no footer marker before it');
   if (!zeros(eos)) return fail('no end-of-stream marker after it');
   if (!footer.subarray(0, 8).equals(header.subarray(0, 8))) return fail('signature or version differs from the header');
   // A footer pointing at another descriptor would let qemu read one that visor did not check.
-  if (!footer.subarray(28, 44).equals(header.subarray(28, 44))) return fail('it names a different descriptor than the header');
+  if (!footer.subarray(28, 44).equals(header.subarray(28, 44)))
+    return fail('it names a different descriptor than the header');
   if (footer.readBigUInt64LE(56) === gdAtEnd) return fail('it announces yet another footer');
   return footer;
 }

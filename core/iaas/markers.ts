@@ -40,7 +40,10 @@ export function markersToAttributes(markers: Markers, keys: MarkerKeys = default
  * scheme (images made before markers named their target) and is read as such; a target that is
  * present but malformed is not.
  */
-export function markersFromAttributes(attributes: Readonly<Record<string, unknown>>, keys: MarkerKeys = defaultMarkerKeys): Markers | undefined {
+export function markersFromAttributes(
+  attributes: Readonly<Record<string, unknown>>,
+  keys: MarkerKeys = defaultMarkerKeys,
+): Markers | undefined {
   const agent = attributes[keys.agent];
   // Empty reads as absent: clouds whose merge updates cannot delete an attribute blank it instead.
   const rawTarget = attributes[keys.target];
@@ -52,7 +55,12 @@ export function markersFromAttributes(attributes: Readonly<Record<string, unknow
   if (target !== undefined && (typeof target !== 'string' || !targetPattern.test(target))) return undefined;
   if (typeof imageId !== 'string' || !/^[0-9a-f-]{36}$/.test(imageId)) return undefined;
   if (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) return undefined;
-  const rev = typeof revision === 'number' ? revision : typeof revision === 'string' && /^\d{1,15}$/.test(revision) ? Number(revision) : NaN;
+  const rev =
+    typeof revision === 'number'
+      ? revision
+      : typeof revision === 'string' && /^\d{1,15}$/.test(revision)
+        ? Number(revision)
+        : NaN;
   if (!Number.isSafeInteger(rev) || rev < 1) return undefined;
   return { agent, ...(target !== undefined ? { target } : {}), imageId, sha256, revision: rev };
 }

@@ -76,7 +76,9 @@ export interface CloudImage {
   /** Present exactly when the image carries visor's ownership marker. */
   markers?: Markers;
   /** Generic metadata read back from the cloud (name, architecture, os, properties, ...). */
-  metadata: Partial<Pick<Image, 'name' | 'architecture' | 'type' | 'minDisk' | 'minRam' | 'os' | 'tags' | 'properties' | 'virtualSize'>>;
+  metadata: Partial<
+    Pick<Image, 'name' | 'architecture' | 'type' | 'minDisk' | 'minRam' | 'os' | 'tags' | 'properties' | 'virtualSize'>
+  >;
   createdAt?: string;
   updatedAt?: string;
 }
@@ -245,7 +247,10 @@ export interface IaasDriver {
    */
   share?(nativeId: string, request: ShareRequest): Promise<ShareResult>;
   /** Streams the image's bits (pull from a cloud, migrate). */
-  download(nativeId: string, options?: DriverCallOptions & { range?: ByteRange }): Promise<{ stream: Readable; size?: number }>;
+  download(
+    nativeId: string,
+    options?: DriverCallOptions & { range?: ByteRange },
+  ): Promise<{ stream: Readable; size?: number }>;
   /** Releases clients and sessions; safe to call twice. */
   close(): Promise<void>;
 }

@@ -24,7 +24,16 @@ const known: readonly Attribute[] = [
   ...['family', 'deprecation.state', 'deprecation.replacement', 'deletedAt', 'purgeAfter'].map((p) => scalar(p)),
   ...['size', 'virtualSize', 'minDisk', 'minRam', 'revision'].map((p) => scalar(p, 'number')),
   ...['createdAt', 'updatedAt', 'uploadedAt'].map((p) => scalar(p)),
-  ...['os.type', 'os.distro', 'os.version', 'checksums.md5', 'checksums.sha256', 'checksums.sha512', 'location.store', 'location.uri'].map((p) => scalar(p)),
+  ...[
+    'os.type',
+    'os.distro',
+    'os.version',
+    'checksums.md5',
+    'checksums.sha256',
+    'checksums.sha512',
+    'location.store',
+    'location.uri',
+  ].map((p) => scalar(p)),
   { path: 'tags', segments: ['tags'], valueType: 'string', array: true },
   { path: 'members', segments: ['members'], valueType: 'string', array: true },
   { path: 'checksumsPending', segments: ['checksumsPending'], valueType: 'string', array: true },
@@ -51,7 +60,9 @@ export function coerceFilterValue(attribute: Attribute, raw: FilterValue): Filte
   if (attribute.valueType === 'string') return String(raw);
   const n = typeof raw === 'number' ? raw : Number(raw);
   if (typeof raw === 'string' && (raw.trim() === '' || !Number.isFinite(n))) {
-    throw new VisorError('invalidInput', `${attribute.path} must be a number, got "${raw}"`, { details: { attribute: attribute.path } });
+    throw new VisorError('invalidInput', `${attribute.path} must be a number, got "${raw}"`, {
+      details: { attribute: attribute.path },
+    });
   }
   return n;
 }

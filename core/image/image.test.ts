@@ -54,31 +54,61 @@ describe('image model', () => {
     );
     const paths = issues.map((i) => i.split(':')[0]);
     expect(paths).toEqual(
-      expect.arrayContaining(['name', 'architecture', 'diskFormat', 'access', 'size', 'minRam', 'checksums.sha256', 'tags', 'properties.bad key', 'properties.name', 'properties.ok', 'colour']),
+      expect.arrayContaining([
+        'name',
+        'architecture',
+        'diskFormat',
+        'access',
+        'size',
+        'minRam',
+        'checksums.sha256',
+        'tags',
+        'properties.bad key',
+        'properties.name',
+        'properties.ok',
+        'colour',
+      ]),
     );
     expect(issues.find((i) => i.startsWith('colour'))).toContain('unknown key');
   });
 
   it('requires name and architecture', () => {
-    expect(issuesOf(() => newImage({} as ImageDraft)).map((i) => i.split(':')[0])).toEqual(expect.arrayContaining(['name', 'architecture']));
+    expect(issuesOf(() => newImage({} as ImageDraft)).map((i) => i.split(':')[0])).toEqual(
+      expect.arrayContaining(['name', 'architecture']),
+    );
   });
 
   it('checks rules across fields', () => {
     const base = newImage({ name: 'k', architecture: 'x86_64' }, clock);
-    expect(issuesOf(() => validateImage({ ...base, type: 'kernel', kernelId: base.id }))).toEqual([expect.stringMatching(/^kernelId: only a machine image/)]);
-    expect(issuesOf(() => validateImage({ ...base, status: 'available' }))).toEqual([expect.stringMatching(/^location: an available image must have a location/)]);
-    expect(issuesOf(() => validateImage({ ...base, access: 'private', members: ['bob'] }))).toEqual([expect.stringMatching(/^members: only a shared image/)]);
+    expect(issuesOf(() => validateImage({ ...base, type: 'kernel', kernelId: base.id }))).toEqual([
+      expect.stringMatching(/^kernelId: only a machine image/),
+    ]);
+    expect(issuesOf(() => validateImage({ ...base, status: 'available' }))).toEqual([
+      expect.stringMatching(/^location: an available image must have a location/),
+    ]);
+    expect(issuesOf(() => validateImage({ ...base, access: 'private', members: ['bob'] }))).toEqual([
+      expect.stringMatching(/^members: only a shared image/),
+    ]);
   });
 
   it('refuses control characters in names (they end up in terminals and XML)', () => {
-    expect(issuesOf(() => newImage({ name: 'evil\u001b[31m', architecture: 'x86_64' }))[0]).toMatch(/^name: must not contain control characters/);
+    expect(issuesOf(() => newImage({ name: 'evil\u001b[31m', architecture: 'x86_64' }))[0]).toMatch(
+      /^name: must not contain control characters/,
+    );
   });
 
   it('applies changes: merge properties, clear with null, bump revision, keep id and createdAt', () => {
     const image = newImage({ name: 'a', architecture: 'x86_64', minDisk: 10, properties: { x: '1', y: '2' } }, clock);
     const later = { now: () => new Date('2026-02-01T00:00:00.000Z') };
     const next = applyChanges(image, { minDisk: null, properties: { x: null, z: '3' }, access: 'private' }, later);
-    expect(next).toMatchObject({ id: image.id, createdAt: image.createdAt, updatedAt: '2026-02-01T00:00:00.000Z', revision: 2, access: 'private', properties: { y: '2', z: '3' } });
+    expect(next).toMatchObject({
+      id: image.id,
+      createdAt: image.createdAt,
+      updatedAt: '2026-02-01T00:00:00.000Z',
+      revision: 2,
+      access: 'private',
+      properties: { y: '2', z: '3' },
+    });
     expect('minDisk' in next).toBe(false);
     expect(image.properties).toEqual({ x: '1', y: '2' }); // the input is not mutated
   });

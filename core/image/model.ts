@@ -114,12 +114,15 @@ export const systemFields = [
 ] as const;
 
 /** Everything a caller may give when registering an image; the rest is filled in by `newImage`. */
-export type ImageDraft = Omit<Partial<Image>, 'revision' | 'createdAt' | 'updatedAt'> & Pick<Image, 'name' | 'architecture'>;
+export type ImageDraft = Omit<Partial<Image>, 'revision' | 'createdAt' | 'updatedAt'> &
+  Pick<Image, 'name' | 'architecture'>;
 
 /**
  * A change to an image. `null` clears an optional field; `properties` are merged key by key
  * (a `null` value removes the key); arrays are replaced whole.
  */
 export type ImageChanges = {
-  [K in Exclude<keyof Image, 'id' | 'createdAt' | 'updatedAt' | 'revision' | 'properties'>]?: Image[K] | (undefined extends Image[K] ? null : never);
+  [K in Exclude<keyof Image, 'id' | 'createdAt' | 'updatedAt' | 'revision' | 'properties'>]?:
+    | Image[K]
+    | (undefined extends Image[K] ? null : never);
 } & { properties?: Record<string, string | null> };

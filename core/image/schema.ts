@@ -33,12 +33,18 @@ function wellFormed(s: string): boolean {
   return !/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(s);
 }
 
-/** What a property value must be (importers drop the values that are not). Free-form text, control characters included, but storable. */
+/**
+ * What a property value must be (importers drop the values that are not). Free-form text, control characters included,
+ * but storable.
+ */
 export function isValidPropertyValue(value: string): boolean {
   return value.length <= 65535 && wellFormed(value);
 }
 
-const propertyValue = z.string().max(65535, 'must be at most 65535 characters').refine(wellFormed, 'must be valid Unicode (no unpaired surrogates)');
+const propertyValue = z
+  .string()
+  .max(65535, 'must be at most 65535 characters')
+  .refine(wellFormed, 'must be valid Unicode (no unpaired surrogates)');
 
 const hex = (length: number) =>
   z.string().regex(new RegExp(`^[0-9a-f]{${length}}$`), `must be ${length} lower-case hex digits`);
@@ -146,7 +152,8 @@ interface CrossFields {
 function crossFieldRules(image: CrossFields, ctx: z.RefinementCtx): void {
   if (image.type !== undefined && image.type !== 'machine') {
     for (const key of ['kernelId', 'ramdiskId'] as const) {
-      if (image[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `only a machine image can name a ${key.slice(0, -2)}` });
+      if (image[key] !== undefined)
+        ctx.addIssue({ code: 'custom', path: [key], message: `only a machine image can name a ${key.slice(0, -2)}` });
     }
   }
   if (image.status === 'available' && image.location === undefined) {

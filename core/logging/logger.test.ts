@@ -24,7 +24,13 @@ describe('logging', () => {
     logger.info('sync started', { images: 3 });
     await flush();
     expect(lines).toHaveLength(1);
-    expect(JSON.parse(lines[0]!)).toMatchObject({ level: 'info', message: 'sync started', target: 'prod', run: 7, images: 3 });
+    expect(JSON.parse(lines[0]!)).toMatchObject({
+      level: 'info',
+      message: 'sync started',
+      target: 'prod',
+      run: 7,
+      images: 3,
+    });
     expect(JSON.parse(lines[0]!).timestamp).toMatch(/^\d{4}-\d\d-\d\dT/);
   });
 
@@ -47,18 +53,46 @@ describe('logging', () => {
 
   it('never writes a secret: not under secret keys, not in messages, errors, URLs or nested metadata', async () => {
     const secrets = new SecretRegistry();
-    collectSecrets({ clouds: { prod: { options: { password: 'hunter2-glance', applicationCredentialSecret: 'app-cred-s3cr3t', url: 'http://x' } } } }, secrets);
+    collectSecrets(
+      {
+        clouds: {
+          prod: {
+            options: { password: 'hunter2-glance', applicationCredentialSecret: 'app-cred-s3cr3t', url: 'http://x' },
+          },
+        },
+      },
+      secrets,
+    );
     secrets.add('AKIA-secret-key-value');
     const { lines, stream } = capture();
     const logger = createLogger({ stream, isTTY: false, secrets });
     logger.info('auth with password hunter2-glance failed');
-    logger.warn('request', { headers: { 'X-Auth-Token': 'gAAAAAB-token-value', Authorization: 'VISOR ak:sig' }, body: { auth: { password: 'other-pw-1234' } } });
-    logger.error('upload failed', { error: new VisorError('auth', 'rejected secret AKIA-secret-key-value', { cause: new Error('app-cred-s3cr3t in cause') }) });
-    logger.info('fetching', { url: 'https://user:pa%24%24word@example.com/path', location: 'http://u:hunter2-glance@h/' });
+    logger.warn('request', {
+      headers: { 'X-Auth-Token': 'gAAAAAB-token-value', Authorization: 'VISOR ak:sig' },
+      body: { auth: { password: 'other-pw-1234' } },
+    });
+    logger.error('upload failed', {
+      error: new VisorError('auth', 'rejected secret AKIA-secret-key-value', {
+        cause: new Error('app-cred-s3cr3t in cause'),
+      }),
+    });
+    logger.info('fetching', {
+      url: 'https://user:pa%24%24word@example.com/path',
+      location: 'http://u:hunter2-glance@h/',
+    });
     logger.child({ secretKey: 'child-secret-9999' }).info('child context');
     await flush();
     const text = lines.join('\n');
-    for (const secret of ['hunter2-glance', 'app-cred-s3cr3t', 'AKIA-secret-key-value', 'gAAAAAB-token-value', 'ak:sig', 'other-pw-1234', 'pa%24%24word', 'child-secret-9999']) {
+    for (const secret of [
+      'hunter2-glance',
+      'app-cred-s3cr3t',
+      'AKIA-secret-key-value',
+      'gAAAAAB-token-value',
+      'ak:sig',
+      'other-pw-1234',
+      'pa%24%24word',
+      'child-secret-9999',
+    ]) {
       expect(text).not.toContain(secret);
     }
     expect(text).toContain('***');

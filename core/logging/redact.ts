@@ -9,7 +9,21 @@
  * `secret …`), after an auth scheme (`Bearer …`), in a URL's userinfo. Masking it everywhere
  * would turn every mention of that adapter or word into `***`.
  */
-export const secretKeyPattern = /pass(word|wd|phrase)?$|secret|token|authorization|credential|cookie|private[-_]?key|api[-_]?key|session[-_]?key|^signature$/i;
+export const secretKeyPattern = new RegExp(
+  [
+    'pass(word|wd|phrase)?$',
+    'secret',
+    'token',
+    'authorization',
+    'credential',
+    'cookie',
+    'private[-_]?key',
+    'api[-_]?key',
+    'session[-_]?key',
+    '^signature$',
+  ].join('|'),
+  'i',
+);
 
 export const MASK = '***';
 
@@ -18,10 +32,10 @@ export const MASK = '***';
  * scheme, then `:`, `=`, quotes or spaces.
  */
 const valueLead =
-  String.raw`(?:pass(?:word|wd|phrase)?|secret|token|authorization|credentials?|cookie|private[-_]?key|` +
+  '(?:pass(?:word|wd|phrase)?|secret|token|authorization|credentials?|cookie|private[-_]?key|' +
   String.raw`api[-_]?key|session[-_]?key|signature|bearer|basic)["']?[\s:=]+["']?`;
 
-const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 export class SecretRegistry {
   readonly #values = new Set<string>();
@@ -67,7 +81,7 @@ export class SecretRegistry {
   #valueOnlyPattern(secret: string): RegExp {
     let pattern = this.#valueOnly.get(secret);
     if (!pattern) {
-      const alternatives = [...new Set([secret, encodeURIComponent(secret)])].map(escape).join('|');
+      const alternatives = [...new Set([secret, encodeURIComponent(secret)])].map(escapeRegExp).join('|');
       pattern = new RegExp(`(?<=${valueLead})(?:${alternatives})(?![A-Za-z0-9])`, 'gi');
       this.#valueOnly.set(secret, pattern);
     }
@@ -92,7 +106,10 @@ export class SecretRegistry {
     if (Buffer.isBuffer(value)) return `[${value.length} bytes]`;
     const out: Record<string, unknown> = {};
     for (const [key, v] of Object.entries(value)) {
-      out[key] = secretKeyPattern.test(key) && v !== undefined && v !== null && v !== '' ? MASK : this.redact(v, depth + 1, seen);
+      out[key] =
+        secretKeyPattern.test(key) && v !== undefined && v !== null && v !== ''
+          ? MASK
+          : this.redact(v, depth + 1, seen);
     }
     return out;
   }

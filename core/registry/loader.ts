@@ -22,25 +22,40 @@ export async function loadPluginPackage(name: string, fromDirs: readonly string[
   if (!packageNamePattern.test(name)) throw new VisorError('plugin', `"${name}" is not a valid npm package name`);
   const dir = findPackageDir(name, fromDirs);
   if (!dir) {
-    throw new VisorError('plugin', `plugin package "${name}" is not installed (looked in node_modules above ${fromDirs.join(', ')}); install it with: npm install ${name}`);
+    throw new VisorError(
+      'plugin',
+      `plugin package "${name}" is not installed (looked in node_modules ` +
+        `above ${fromDirs.join(', ')}); install it with: npm install ${name}`,
+    );
   }
   let manifest: { version?: string; main?: string; exports?: unknown };
   try {
     manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as typeof manifest;
   } catch (error) {
-    throw new VisorError('plugin', `plugin package "${name}" has an unreadable package.json: ${(error as Error).message}`, { cause: error });
+    throw new VisorError(
+      'plugin',
+      `plugin package "${name}" has an unreadable package.json: ${(error as Error).message}`,
+      { cause: error },
+    );
   }
   const entry = resolve(dir, entryPoint(manifest));
   let exported: Record<string, unknown>;
   try {
     exported = (await import(pathToFileURL(entry).href)) as Record<string, unknown>;
   } catch (error) {
-    throw new VisorError('plugin', `plugin package "${name}" failed to load: ${(error as Error).message}`, { cause: error });
+    throw new VisorError('plugin', `plugin package "${name}" failed to load: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   const value = exported['plugins'] ?? exported['default'];
-  if (value === undefined) throw new VisorError('plugin', `plugin package "${name}" exports no plugin (expected a default export or an export named "plugins")`);
+  if (value === undefined)
+    throw new VisorError(
+      'plugin',
+      `plugin package "${name}" exports no plugin (expected a default export or an export named "plugins")`,
+    );
   const candidates = Array.isArray(value) ? value : [value];
-  if (candidates.length === 0) throw new VisorError('plugin', `plugin package "${name}" exports an empty list of plugins`);
+  if (candidates.length === 0)
+    throw new VisorError('plugin', `plugin package "${name}" exports an empty list of plugins`);
   return {
     source: { type: 'package', package: name, ...(manifest.version ? { version: manifest.version } : {}), path: dir },
     candidates,

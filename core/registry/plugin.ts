@@ -95,7 +95,9 @@ function single(definition: PluginDefinition<PluginKind, unknown>): VisorPlugin 
     ...(definition.description !== undefined ? { description: definition.description } : {}),
     optionsSchema: definition.optionsSchema,
     module: new ContainerModule(({ bind }) => {
-      bind(factoryIdByKind[kind]).toConstantValue(factory as PluginFactory<unknown>).whenNamed(id);
+      bind(factoryIdByKind[kind])
+        .toConstantValue(factory as PluginFactory<unknown>)
+        .whenNamed(id);
     }),
   };
 }
@@ -105,7 +107,10 @@ export const pluginShape = z.object({
   id: z.string().regex(pluginIdPattern, 'must be lower-case letters, digits and dashes, starting with a letter'),
   kind: z.enum(pluginKinds),
   description: z.string().optional(),
-  optionsSchema: z.custom<StandardSchemaV1>(isStandardSchema, 'must be a Standard Schema (zod, valibot, ...) for the options'),
+  optionsSchema: z.custom<StandardSchemaV1>(
+    isStandardSchema,
+    'must be a Standard Schema (zod, valibot, ...) for the options',
+  ),
   module: z.custom<ContainerModule>(
     (m) => typeof m === 'object' && m !== null && typeof (m as { load?: unknown }).load === 'function',
     'must be an inversify ContainerModule',

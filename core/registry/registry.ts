@@ -52,17 +52,30 @@ export class PluginRegistry {
     const key = `${plugin.kind}:${plugin.id}`;
     const existing = this.#plugins.get(key);
     if (existing) {
-      throw new VisorError('plugin', `${origin} registers ${plugin.kind} plugin "${plugin.id}", which ${describeSource(existing.source)} already registered`, {
-        details: { source },
-      });
+      throw new VisorError(
+        'plugin',
+        `${origin} registers ${plugin.kind} plugin "${plugin.id}", ` +
+          `which ${describeSource(existing.source)} already registered`,
+        {
+          details: { source },
+        },
+      );
     }
     try {
       this.container.load(plugin.module);
     } catch (error) {
-      throw new VisorError('plugin', `${origin}: loading the module of "${plugin.id}" failed: ${(error as Error).message}`, { cause: error });
+      throw new VisorError(
+        'plugin',
+        `${origin}: loading the module of "${plugin.id}" failed: ${(error as Error).message}`,
+        { cause: error },
+      );
     }
     if (!this.container.isBound(factoryIdByKind[plugin.kind], { name: plugin.id })) {
-      throw new VisorError('plugin', `${origin}: plugin "${plugin.id}" did not bind a ${plugin.kind} factory named "${plugin.id}"`, { details: { source } });
+      throw new VisorError(
+        'plugin',
+        `${origin}: plugin "${plugin.id}" did not bind a ${plugin.kind} factory named "${plugin.id}"`,
+        { details: { source } },
+      );
     }
     this.#plugins.set(key, { plugin, source });
     return plugin;
@@ -73,12 +86,20 @@ export class PluginRegistry {
   }
 
   ids(kind: PluginKind): string[] {
-    return [...this.#plugins.values()].filter((p) => p.plugin.kind === kind).map((p) => p.plugin.id).sort();
+    return [...this.#plugins.values()]
+      .filter((p) => p.plugin.kind === kind)
+      .map((p) => p.plugin.id)
+      .sort();
   }
 
   list(): PluginInfo[] {
     return [...this.#plugins.values()]
-      .map(({ plugin, source }) => ({ id: plugin.id, kind: plugin.kind, description: plugin.description ?? '', source: describeSource(source) }))
+      .map(({ plugin, source }) => ({
+        id: plugin.id,
+        kind: plugin.kind,
+        description: plugin.description ?? '',
+        source: describeSource(source),
+      }))
       .sort((a, b) => a.kind.localeCompare(b.kind) || a.id.localeCompare(b.id));
   }
 
@@ -92,12 +113,21 @@ export class PluginRegistry {
    * that build one plugin's product by hand. visor itself builds everything in its runtime.
    */
   factory(kind: PluginKind, id: string): PluginFactory<unknown> {
-    if (!this.get(kind, id)) throw new VisorError('plugin', `no ${kind} plugin "${id}" is registered (known: ${this.ids(kind).join(', ') || 'none'})`);
+    if (!this.get(kind, id))
+      throw new VisorError(
+        'plugin',
+        `no ${kind} plugin "${id}" is registered (known: ${this.ids(kind).join(', ') || 'none'})`,
+      );
     return this.container.get(factoryIdByKind[kind], { name: id });
   }
 
   /** Validates options against the plugin's own schema; issues are reported at `path`. */
-  async validateOptions(kind: PluginKind, id: string, options: unknown, path: readonly PropertyKey[]): Promise<{ value?: unknown; issues: FieldIssue[] }> {
+  async validateOptions(
+    kind: PluginKind,
+    id: string,
+    options: unknown,
+    path: readonly PropertyKey[],
+  ): Promise<{ value?: unknown; issues: FieldIssue[] }> {
     const registered = this.get(kind, id);
     if (!registered) return { issues: [{ path: formatPath(path), message: `no ${kind} plugin "${id}"` }] };
     const schema = registered.plugin.optionsSchema;

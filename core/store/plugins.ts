@@ -14,34 +14,43 @@ export const fileStorePlugin = definePlugin({
     path: z.string().min(1).default('images').describe('folder, relative to the data directory'),
     fsync: z.boolean().default(true),
   }),
-  create: (options, context) => new FileStore({ root: isAbsolute(options.path) ? options.path : resolve(context.dataDir, options.path), fsync: options.fsync }),
+  create: (options, context) =>
+    new FileStore({
+      root: isAbsolute(options.path) ? options.path : resolve(context.dataDir, options.path),
+      fsync: options.fsync,
+    }),
 });
 
 export const s3StorePlugin = definePlugin({
   id: 's3',
   kind: 'store',
   description: 'Objects in an S3-family bucket: AWS S3, Eucalyptus Walrus, Nimbus Cumulus, Ceph RGW, Swift s3api',
-  optionsSchema: z
-    .strictObject({
-      endpoint: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional().describe('service URL; omit for AWS'),
-      region: z.string().min(1).default('us-east-1'),
-      forcePathStyle: z.boolean().optional().describe('path-style URLs (host/bucket/key); default: true when endpoint is set'),
-      accessKeyId: z.string().min(1),
-      secretAccessKey: z.string().min(1).describe('use ${ENV_VAR}'),
-      sessionToken: z.string().min(1).optional(),
-      bucket: z.string().regex(bucketPattern, 'must be a bucket name (3-255 letters, digits, ".", "_", "-")'),
-      prefix: z
-        .string()
-        .default('')
-        .superRefine((prefix, ctx) => {
-          const problem = prefixProblem(prefix);
-          if (problem) ctx.addIssue({ code: 'custom', message: problem });
-        })
-        .describe('prepended to every object key, e.g. "images/"'),
-      createBucket: z.boolean().default(false).describe('create the bucket on first put when it is missing'),
-      partSize: partSizeOption(16 * mebibyte),
-      concurrency: z.number().int().min(1).max(64).default(4).describe('parts in memory and in flight at once'),
-    }),
+  optionsSchema: z.strictObject({
+    endpoint: z
+      .url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' })
+      .optional()
+      .describe('service URL; omit for AWS'),
+    region: z.string().min(1).default('us-east-1'),
+    forcePathStyle: z
+      .boolean()
+      .optional()
+      .describe('path-style URLs (host/bucket/key); default: true when endpoint is set'),
+    accessKeyId: z.string().min(1),
+    secretAccessKey: z.string().min(1).describe('use ${ENV_VAR}'),
+    sessionToken: z.string().min(1).optional(),
+    bucket: z.string().regex(bucketPattern, 'must be a bucket name (3-255 letters, digits, ".", "_", "-")'),
+    prefix: z
+      .string()
+      .default('')
+      .superRefine((prefix, ctx) => {
+        const problem = prefixProblem(prefix);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .describe('prepended to every object key, e.g. "images/"'),
+    createBucket: z.boolean().default(false).describe('create the bucket on first put when it is missing'),
+    partSize: partSizeOption(16 * mebibyte),
+    concurrency: z.number().int().min(1).max(64).default(4).describe('parts in memory and in flight at once'),
+  }),
   create: async (options, context) => {
     context.secrets.add(options.secretAccessKey);
     context.secrets.add(options.sessionToken);

@@ -419,7 +419,8 @@ export function catalogContract(
 
       it('enforces the status lifecycle', async () => {
         const image = await catalog.images.create(makeImage());
-        await expectKind(catalog.images.update(image.id, 1, { status: 'available' }), 'invalidInput'); // no location yet
+        // No location yet.
+        await expectKind(catalog.images.update(image.id, 1, { status: 'available' }), 'invalidInput');
         const uploading = await catalog.images.update(image.id, 1, { status: 'uploading' });
         const available = await catalog.images.update(image.id, uploading.revision, {
           status: 'available',

@@ -93,7 +93,11 @@ const claimFor = ({ agent, target, imageId }: Markers): Claim =>
  * What a cloud cannot do (per its declared capabilities) is reported as skipped with the
  * reason, and asking for it must fail with an `unsupported` error — never pass silently.
  */
-export function iaasConformance(name: string, makeHarness: () => Promise<ConformanceHarness>, skipReason?: string): void {
+export function iaasConformance(
+  name: string,
+  makeHarness: () => Promise<ConformanceHarness>,
+  skipReason?: string,
+): void {
   describe(`IaaS driver conformance: ${name}`, () => {
     let harness: ConformanceHarness;
     let driver: IaasDriver;
@@ -165,7 +169,8 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
       expect(cloud.markers).toEqual(markers);
       expect(cloud.name).toBe(image.name);
       if (driver.capabilities.reportsSize) expect(cloud.size).toBe(content.size);
-      for (const algorithm of driver.capabilities.reportsChecksums) expect(cloud.checksums[algorithm]).toBe(content.checksums[algorithm]);
+      for (const algorithm of driver.capabilities.reportsChecksums)
+        expect(cloud.checksums[algorithm]).toBe(content.checksums[algorithm]);
       const again = await driver.get(cloud.nativeId);
       expect(again.markers).toEqual(markers);
       expect(again.state).toBe('active');
@@ -186,7 +191,9 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
       }
       if (driver.capabilities.tags) expect(got.metadata.tags).toEqual(expect.arrayContaining(image.tags));
       // Markers are not free-form properties: they must not leak into the metadata.
-      expect(Object.keys(got.metadata.properties ?? {}).some((k) => /visor.?(agent|image.?id|sha256|revision)/i.test(k))).toBe(false);
+      expect(
+        Object.keys(got.metadata.properties ?? {}).some((k) => /visor.?(agent|image.?id|sha256|revision)/i.test(k)),
+      ).toBe(false);
     });
 
     testIf(
@@ -203,7 +210,13 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
 
     test('updates metadata and markers without touching the bits', async () => {
       const { image, markers, cloud } = await create();
-      const renamed = { ...image, name: `${image.name}-renamed`, revision: image.revision + 1, minRam: 256, properties: { ...image.properties, purpose: 'updated' } };
+      const renamed = {
+        ...image,
+        name: `${image.name}-renamed`,
+        revision: image.revision + 1,
+        minRam: 256,
+        properties: { ...image.properties, purpose: 'updated' },
+      };
       const nextMarkers = { ...markers, revision: renamed.revision };
       const updated = await driver.updateMetadata(cloud.nativeId, renamed, nextMarkers, { claim: claimFor(markers) });
       expect(updated.nativeId).toBe(cloud.nativeId);
@@ -213,19 +226,25 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
       expect(got.markers?.revision).toBe(renamed.revision);
       if (driver.capabilities.properties) expect(got.metadata.properties?.['purpose']).toBe('updated');
       if (driver.capabilities.reportsSize) expect(got.size).toBe(content.size);
-      for (const algorithm of driver.capabilities.reportsChecksums) expect(got.checksums[algorithm]).toBe(content.checksums[algorithm]);
+      for (const algorithm of driver.capabilities.reportsChecksums)
+        expect(got.checksums[algorithm]).toBe(content.checksums[algorithm]);
     });
 
     for (const mode of retireModes) {
       testIf(
         `retires by ${mode}`,
-        () => (driver.capabilities.retireModes.includes(mode) ? undefined : `${name} does not support retiring by ${mode} (asking for it is tested to fail as unsupported)`),
+        () =>
+          driver.capabilities.retireModes.includes(mode)
+            ? undefined
+            : `${name} does not support retiring by ${mode} (asking for it is tested to fail as unsupported)`,
         async () => {
           const { cloud, markers } = await create();
           await driver.retire(cloud.nativeId, mode, { claim: claimFor(markers) });
           if (mode === 'delete') {
             await expectKind(driver.get(cloud.nativeId), 'notFound');
-            expect((await driver.list()).some((i) => i.nativeId === cloud.nativeId && i.state !== 'deleted')).toBe(false);
+            expect((await driver.list()).some((i) => i.nativeId === cloud.nativeId && i.state !== 'deleted')).toBe(
+              false,
+            );
           } else {
             const got = await driver.get(cloud.nativeId);
             if (mode === 'hide') expect(got.hidden).toBe(true);
@@ -271,7 +290,7 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
     });
 
     testIf(
-      'names a stable scope, and lists only its own project\'s, user\'s or account\'s images',
+      "names a stable scope, and lists only its own project's, user's or account's images",
       () => (driver.scope ? undefined : `${name} names no scope (every target of this adapter is taken to share one)`),
       async () => {
         const scope = await driver.scope!();
@@ -325,20 +344,31 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
           ? undefined
           : `${name} reports neither size nor checksums, so a lie cannot be detected in the cloud`,
       async () => {
-        const liar = bufferContent(randomImageBytes(64 * 1024), content.diskFormat, { lie: driver.capabilities.reportsChecksums.length > 0, containerFormat: content.containerFormat });
+        const liar = bufferContent(randomImageBytes(64 * 1024), content.diskFormat, {
+          lie: driver.capabilities.reportsChecksums.length > 0,
+          containerFormat: content.containerFormat,
+        });
         const source = driver.capabilities.reportsChecksums.length > 0 ? liar : { ...liar, size: liar.size + 1 };
         const image = imageFor(source);
-        await expectKind(driver.create({ image, markers: markersFor(image, source), content: source, timeoutMs: 120_000 }), 'integrity');
+        await expectKind(
+          driver.create({ image, markers: markersFor(image, source), content: source, timeoutMs: 120_000 }),
+          'integrity',
+        );
         expect((await driver.list()).filter((i) => i.name === image.name && i.state !== 'deleted')).toEqual([]);
       },
     );
 
     test('refuses a disk format the cloud does not accept', async () => {
-      const unsupported = (['vhdx', 'ploop', 'vdi', 'vmdk', 'qcow2', 'iso'] as const).find((f) => !driver.capabilities.diskFormats.includes(f));
+      const unsupported = (['vhdx', 'ploop', 'vdi', 'vmdk', 'qcow2', 'iso'] as const).find(
+        (f) => !driver.capabilities.diskFormats.includes(f),
+      );
       if (!unsupported) return;
       const source = bufferContent(randomImageBytes(1024), unsupported);
       const image = imageFor(source);
-      await expectKind(driver.create({ image, markers: markersFor(image, source), content: source, timeoutMs: 120_000 }), 'unsupported');
+      await expectKind(
+        driver.create({ image, markers: markersFor(image, source), content: source, timeoutMs: 120_000 }),
+        'unsupported',
+      );
     });
 
     test('reports an unknown image as notFound', async () => {
@@ -350,7 +380,10 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
 
     testIf(
       'lists unmarked images without markers (and so never claims them)',
-      () => (harness.createUnmarked ? undefined : (harness.notes?.unmarked ?? 'the harness cannot create images behind visor\'s back')),
+      () =>
+        harness.createUnmarked
+          ? undefined
+          : (harness.notes?.unmarked ?? "the harness cannot create images behind visor's back"),
       async () => {
         const nativeId = await harness.createUnmarked!(conformanceName('unmarked'));
         const found = (await driver.list()).find((i) => i.nativeId === nativeId);
@@ -380,7 +413,10 @@ export function iaasConformance(name: string, makeHarness: () => Promise<Conform
 
     testIf(
       'reports refused credentials as auth',
-      () => (harness.badCredentialsDriver ? undefined : (harness.notes?.badCredentials ?? 'the harness has no bad credentials to try')),
+      () =>
+        harness.badCredentialsDriver
+          ? undefined
+          : (harness.notes?.badCredentials ?? 'the harness has no bad credentials to try'),
       async () => {
         const bad = await harness.badCredentialsDriver!();
         try {

@@ -27,7 +27,9 @@ export function referenceQuery(images: readonly Image[], query: ImageQuery): Ima
   const sign = query.dir === 'desc' ? -1 : 1;
   return images
     .filter((i) => visible(i) && matches(i))
-    .sort((a, b) => sign * (compareValues(readAttribute(a, sort), readAttribute(b, sort)) || compareValues(a.id, b.id)));
+    .sort(
+      (a, b) => sign * (compareValues(readAttribute(a, sort), readAttribute(b, sort)) || compareValues(a.id, b.id)),
+    );
 }
 
 /** null/absent first, numbers numerically, strings by their UTF-8 bytes (SQLite's BINARY, MongoDB's default). */

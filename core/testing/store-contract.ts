@@ -65,7 +65,11 @@ export function storeContract(name: string, makeHarness: () => Promise<StoreHarn
       await harness.cleanup?.();
     });
 
-    const test = (title: string, fn: () => Promise<void>, options: { writable?: boolean; readOnly?: boolean; timeout?: number } = {}) =>
+    const test = (
+      title: string,
+      fn: () => Promise<void>,
+      options: { writable?: boolean; readOnly?: boolean; timeout?: number } = {},
+    ) =>
       it(
         title,
         async (ctx) => {
@@ -81,58 +85,80 @@ export function storeContract(name: string, makeHarness: () => Promise<StoreHarn
 
     /** Puts (or, for read-only stores, seeds) an object. */
     const place = async (data: Buffer): Promise<string> =>
-      store.capabilities.writable ? (await store.put(`obj-${randomBytes(4).toString('hex')}`, Readable.from([data]))).uri : harness.seed!(data);
+      store.capabilities.writable
+        ? (await store.put(`obj-${randomBytes(4).toString('hex')}`, Readable.from([data]))).uri
+        : harness.seed!(data);
 
-    test('puts a stream and computes size and all checksums in the same pass', async () => {
-      const data = randomBytes(3 * 1024 * 1024 + 17);
-      const result = await store.put('image-1', Readable.from([data.subarray(0, 1000), data.subarray(1000)]));
-      expect(result.size).toBe(data.length);
-      expect(result.checksums).toEqual({ md5: digest('md5', data), sha256: digest('sha256', data), sha512: digest('sha512', data) });
-      const got = await store.get(result.uri);
-      expect(got.size).toBe(data.length);
-      expect((await buffer(got.stream)).equals(data)).toBe(true);
-    }, { writable: true });
+    test(
+      'puts a stream and computes size and all checksums in the same pass',
+      async () => {
+        const data = randomBytes(3 * 1024 * 1024 + 17);
+        const result = await store.put('image-1', Readable.from([data.subarray(0, 1000), data.subarray(1000)]));
+        expect(result.size).toBe(data.length);
+        expect(result.checksums).toEqual({
+          md5: digest('md5', data),
+          sha256: digest('sha256', data),
+          sha512: digest('sha512', data),
+        });
+        const got = await store.get(result.uri);
+        expect(got.size).toBe(data.length);
+        expect((await buffer(got.stream)).equals(data)).toBe(true);
+      },
+      { writable: true },
+    );
 
-    test('stores an empty object', async () => {
-      const result = await store.put('empty', Readable.from([]));
-      expect(result.size).toBe(0);
-      expect(result.checksums.md5).toBe('d41d8cd98f00b204e9800998ecf8427e');
-      expect((await buffer((await store.get(result.uri)).stream)).length).toBe(0);
-    }, { writable: true });
+    test(
+      'stores an empty object',
+      async () => {
+        const result = await store.put('empty', Readable.from([]));
+        expect(result.size).toBe(0);
+        expect(result.checksums.md5).toBe('d41d8cd98f00b204e9800998ecf8427e');
+        expect((await buffer((await store.get(result.uri)).stream)).length).toBe(0);
+      },
+      { writable: true },
+    );
 
-    test('streams a large object through without holding it (multipart where the store has it)', async () => {
-      const size = harness.largeSize ?? 24 * 1024 * 1024;
-      const chunk = randomBytes(1024 * 1024);
-      const hash = createHash('sha256');
-      let produced = 0;
-      const source = new Readable({
-        read() {
-          if (produced >= size) {
-            this.push(null);
-            return;
-          }
-          const part = chunk.subarray(0, Math.min(chunk.length, size - produced));
-          produced += part.length;
-          hash.update(part);
-          this.push(part);
-        },
-      });
-      const result = await store.put('large', source, { size });
-      expect(result.size).toBe(size);
-      expect(result.checksums.sha256).toBe(hash.digest('hex'));
-      expect((await store.head(result.uri)).size).toBe(size);
-      const back = createHash('sha256');
-      for await (const part of (await store.get(result.uri)).stream) back.update(part as Buffer);
-      expect(back.digest('hex')).toBe(result.checksums.sha256);
-    }, { writable: true, timeout: 180_000 });
+    test(
+      'streams a large object through without holding it (multipart where the store has it)',
+      async () => {
+        const size = harness.largeSize ?? 24 * 1024 * 1024;
+        const chunk = randomBytes(1024 * 1024);
+        const hash = createHash('sha256');
+        let produced = 0;
+        const source = new Readable({
+          read() {
+            if (produced >= size) {
+              this.push(null);
+              return;
+            }
+            const part = chunk.subarray(0, Math.min(chunk.length, size - produced));
+            produced += part.length;
+            hash.update(part);
+            this.push(part);
+          },
+        });
+        const result = await store.put('large', source, { size });
+        expect(result.size).toBe(size);
+        expect(result.checksums.sha256).toBe(hash.digest('hex'));
+        expect((await store.head(result.uri)).size).toBe(size);
+        const back = createHash('sha256');
+        for await (const part of (await store.get(result.uri)).stream) back.update(part as Buffer);
+        expect(back.digest('hex')).toBe(result.checksums.sha256);
+      },
+      { writable: true, timeout: 180_000 },
+    );
 
-    test('never overwrites: two puts with the same key give two objects', async () => {
-      const a = await store.put('same-key', Readable.from([Buffer.from('first')]));
-      const b = await store.put('same-key', Readable.from([Buffer.from('second')]));
-      expect(a.uri).not.toBe(b.uri);
-      expect((await buffer((await store.get(a.uri)).stream)).toString()).toBe('first');
-      expect((await buffer((await store.get(b.uri)).stream)).toString()).toBe('second');
-    }, { writable: true });
+    test(
+      'never overwrites: two puts with the same key give two objects',
+      async () => {
+        const a = await store.put('same-key', Readable.from([Buffer.from('first')]));
+        const b = await store.put('same-key', Readable.from([Buffer.from('second')]));
+        expect(a.uri).not.toBe(b.uri);
+        expect((await buffer((await store.get(a.uri)).stream)).toString()).toBe('first');
+        expect((await buffer((await store.get(b.uri)).stream)).toString()).toBe('second');
+      },
+      { writable: true },
+    );
 
     test('heads an object', async () => {
       const uri = await place(Buffer.from('hello, head'));
@@ -154,76 +180,117 @@ export function storeContract(name: string, makeHarness: () => Promise<StoreHarn
       await expectKind(store.get(uri, { range: { start: 50, end: 40 } }), 'invalidInput');
     });
 
-    test('deletes, idempotently', async () => {
-      const uri = await store.put('doomed', Readable.from([Buffer.from('x')])).then((r) => r.uri);
-      await store.delete(uri);
-      await expectKind(store.get(uri), 'notFound');
-      await expectKind(store.head(uri), 'notFound');
-      await store.delete(uri);
-    }, { writable: true });
+    test(
+      'deletes, idempotently',
+      async () => {
+        const uri = await store.put('doomed', Readable.from([Buffer.from('x')])).then((r) => r.uri);
+        await store.delete(uri);
+        await expectKind(store.get(uri), 'notFound');
+        await expectKind(store.head(uri), 'notFound');
+        await store.delete(uri);
+      },
+      { writable: true },
+    );
 
-    test('refuses content that does not match the declared size or checksums, keeping nothing', async () => {
-      const before = await harness.listObjects();
-      const data = randomBytes(200_000);
-      await expectKind(store.put('liar', Readable.from([data]), { expected: { sha256: 'f'.repeat(64) } }), 'integrity');
-      await expectKind(store.put('liar', Readable.from([data]), { expected: { md5: digest('md5', data), sha512: '0'.repeat(128) } }), 'integrity');
-      await expectKind(store.put('short', Readable.from([data]), { size: data.length + 1 }), 'integrity');
-      expect(await harness.listObjects()).toEqual(before);
-    }, { writable: true });
+    test(
+      'refuses content that does not match the declared size or checksums, keeping nothing',
+      async () => {
+        const before = await harness.listObjects();
+        const data = randomBytes(200_000);
+        await expectKind(
+          store.put('liar', Readable.from([data]), { expected: { sha256: 'f'.repeat(64) } }),
+          'integrity',
+        );
+        await expectKind(
+          store.put('liar', Readable.from([data]), { expected: { md5: digest('md5', data), sha512: '0'.repeat(128) } }),
+          'integrity',
+        );
+        await expectKind(store.put('short', Readable.from([data]), { size: data.length + 1 }), 'integrity');
+        expect(await harness.listObjects()).toEqual(before);
+      },
+      { writable: true },
+    );
 
-    test('leaves nothing when the source fails midway', async () => {
-      const before = await harness.listObjects();
-      const data = randomBytes(2 * 1024 * 1024);
-      const error = await store.put('cut', failingSource(data, 1024 * 1024)).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      expect(error).toBeDefined();
-      expect(await harness.listObjects()).toEqual(before);
-    }, { writable: true });
+    test(
+      'leaves nothing when the source fails midway',
+      async () => {
+        const before = await harness.listObjects();
+        const data = randomBytes(2 * 1024 * 1024);
+        const error = await store.put('cut', failingSource(data, 1024 * 1024)).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(error).toBeDefined();
+        expect(await harness.listObjects()).toEqual(before);
+      },
+      { writable: true },
+    );
 
-    test('leaves nothing when the put is aborted, and shows no partial object while it runs', async () => {
-      const before = await harness.listObjects();
-      const source = new PassThrough();
-      const controller = new AbortController();
-      const put = store.put('aborted', source, { signal: controller.signal });
-      source.write(randomBytes(512 * 1024));
-      await new Promise((r) => setTimeout(r, 200));
-      expect(await harness.listObjects()).toEqual(before);
-      controller.abort();
-      await expect(put).rejects.toBeDefined();
-      expect(await harness.listObjects()).toEqual(before);
-    }, { writable: true });
+    test(
+      'leaves nothing when the put is aborted, and shows no partial object while it runs',
+      async () => {
+        const before = await harness.listObjects();
+        const source = new PassThrough();
+        const controller = new AbortController();
+        const put = store.put('aborted', source, { signal: controller.signal });
+        source.write(randomBytes(512 * 1024));
+        await new Promise((r) => setTimeout(r, 200));
+        expect(await harness.listObjects()).toEqual(before);
+        controller.abort();
+        await expect(put).rejects.toBeDefined();
+        expect(await harness.listObjects()).toEqual(before);
+      },
+      { writable: true },
+    );
 
-    test('never commits an image refused on the way in (putInspected: a qcow2 declared raw)', async () => {
-      const before = await harness.listObjects();
-      const qcow2 = unsafeImages().qcow2;
-      const put = putInspected(store, 'refused-early', Readable.from([qcow2]), { declared: 'raw', size: qcow2.length });
-      const reason = expect.stringMatching(/declared raw, but the content is qcow2/);
-      await expect(put).rejects.toMatchObject({ kind: 'unsafe', message: reason });
-      expect(await harness.listObjects()).toEqual(before);
-    }, { writable: true });
+    test(
+      'never commits an image refused on the way in (putInspected: a qcow2 declared raw)',
+      async () => {
+        const before = await harness.listObjects();
+        const qcow2 = unsafeImages().qcow2;
+        const put = putInspected(store, 'refused-early', Readable.from([qcow2]), {
+          declared: 'raw',
+          size: qcow2.length,
+        });
+        const reason = expect.stringMatching(/declared raw, but the content is qcow2/);
+        await expect(put).rejects.toMatchObject({ kind: 'unsafe', message: reason });
+        expect(await harness.listObjects()).toEqual(before);
+      },
+      { writable: true },
+    );
 
-    test('removes an image refused once stored (putInspected reading back a range it could not keep)', async () => {
-      const before = await harness.listObjects();
-      const vhd = unsafeImages().differencingVhd;
-      const put = putInspected(store, 'refused-late', Readable.from([vhd]), { declared: 'vhd', size: vhd.length });
-      await expect(put).rejects.toMatchObject({ kind: 'unsafe', message: expect.stringMatching(/differencing VHD/) });
-      expect(await harness.listObjects()).toEqual(before);
-    }, { writable: true });
+    test(
+      'removes an image refused once stored (putInspected reading back a range it could not keep)',
+      async () => {
+        const before = await harness.listObjects();
+        const vhd = unsafeImages().differencingVhd;
+        const put = putInspected(store, 'refused-late', Readable.from([vhd]), { declared: 'vhd', size: vhd.length });
+        await expect(put).rejects.toMatchObject({ kind: 'unsafe', message: expect.stringMatching(/differencing VHD/) });
+        expect(await harness.listObjects()).toEqual(before);
+      },
+      { writable: true },
+    );
 
-    test('stores an image that passes inspection, with its report (putInspected)', async () => {
-      const data = randomBytes(2 * 1024 * 1024);
-      const result = await putInspected(store, 'inspected', Readable.from([data]), { size: data.length });
-      expect(result).toMatchObject({ size: data.length, inspection: { format: 'raw', containerFormat: 'bare' } });
-      expect((await buffer((await store.get(result.uri)).stream)).equals(data)).toBe(true);
-    }, { writable: true });
+    test(
+      'stores an image that passes inspection, with its report (putInspected)',
+      async () => {
+        const data = randomBytes(2 * 1024 * 1024);
+        const result = await putInspected(store, 'inspected', Readable.from([data]), { size: data.length });
+        expect(result).toMatchObject({ size: data.length, inspection: { format: 'raw', containerFormat: 'bare' } });
+        expect((await buffer((await store.get(result.uri)).stream)).equals(data)).toBe(true);
+      },
+      { writable: true },
+    );
 
-    test('refuses keys that are not plain names', async () => {
-      for (const key of ['../escape', 'a/b', '', '.hidden', 'x'.repeat(200), 'nul\0byte']) {
-        await expectKind(store.put(key, Readable.from([Buffer.from('x')])), 'invalidInput');
-      }
-    }, { writable: true });
+    test(
+      'refuses keys that are not plain names',
+      async () => {
+        for (const key of ['../escape', 'a/b', '', '.hidden', 'x'.repeat(200), 'nul\0byte']) {
+          await expectKind(store.put(key, Readable.from([Buffer.from('x')])), 'invalidInput');
+        }
+      },
+      { writable: true },
+    );
 
     test('refuses URIs that point outside the store', async () => {
       for (const uri of ['not a uri', 'ftp://example.com/x', ...(harness.foreignUris ?? [])]) {
@@ -241,9 +308,13 @@ export function storeContract(name: string, makeHarness: () => Promise<StoreHarn
       await expectKind(store.get(missing), 'notFound');
     });
 
-    test('refuses writes as unsupported when read-only', async () => {
-      await expectKind(store.put('x', Readable.from([Buffer.from('x')])), 'unsupported');
-    }, { readOnly: true });
+    test(
+      'refuses writes as unsupported when read-only',
+      async () => {
+        await expectKind(store.put('x', Readable.from([Buffer.from('x')])), 'unsupported');
+      },
+      { readOnly: true },
+    );
 
     test('can be closed twice', async () => {
       const extra = await harness.store();

@@ -13,10 +13,17 @@ import { ParallelDigestStream } from './parallel-digest.js';
 
 const expected = (data: Buffer) => ({
   size: data.length,
-  checksums: { md5: createHash('md5').update(data).digest('hex'), sha256: createHash('sha256').update(data).digest('hex'), sha512: createHash('sha512').update(data).digest('hex') },
+  checksums: {
+    md5: createHash('md5').update(data).digest('hex'),
+    sha256: createHash('sha256').update(data).digest('hex'),
+    sha512: createHash('sha512').update(data).digest('hex'),
+  },
 });
 
-async function run(make: () => DigestStream | ParallelDigestStream, chunks: Buffer[]): Promise<{ result: ReturnType<DigestStream['result']>; passed: Buffer }> {
+async function run(
+  make: () => DigestStream | ParallelDigestStream,
+  chunks: Buffer[],
+): Promise<{ result: ReturnType<DigestStream['result']>; passed: Buffer }> {
   const digest = make();
   const out: Buffer[] = [];
   await pipeline(
@@ -56,7 +63,7 @@ describe.each([
   it('keeps several concurrent streams apart', async () => {
     const inputs = Array.from({ length: 5 }, (_, i) => [randomBytes(100_000 * (i + 1)), randomBytes(2_500_000)]);
     const results = await Promise.all(inputs.map((chunks) => run(make, chunks)));
-    results.forEach((r, i) => expect(r.result).toEqual(expected(Buffer.concat(inputs[i]!))));
+    for (const [i, r] of results.entries()) expect(r.result).toEqual(expected(Buffer.concat(inputs[i]!)));
   });
 
   it('fails cleanly when the source fails midway', async () => {
@@ -73,12 +80,14 @@ describe('ParallelDigestStream in a process of its own (the built module)', () =
   // mid-upload) and must not keep it alive afterwards (else a CLI that stored a file never exits).
   it('lets the process finish its digest, then exit', async () => {
     const module = fileURLToPath(new URL('../../dist/core/transfer/parallel-digest.js', import.meta.url));
-    const script = `
+    const script =
+      `
       import { Readable, Writable } from 'node:stream';
       import { pipeline } from 'node:stream/promises';
       const { ParallelDigestStream } = await import(${JSON.stringify(module)});
       const digest = new ParallelDigestStream();
-      await pipeline(Readable.from([Buffer.alloc(3 * 1024 * 1024, 1)]), digest, new Writable({ write: (_c, _e, cb) => cb() }));
+      await pipeline(Readable.from([Buffer.alloc(3 * 1024 * 1024, ` +
+      `1)]), digest, new Writable({ write: (_c, _e, cb) => cb() }));
       console.log(digest.result().checksums.md5);
     `;
     const dir = mkdtempSync(join(tmpdir(), 'visor-digest-'));
@@ -87,7 +96,11 @@ describe('ParallelDigestStream in a process of its own (the built module)', () =
     rmSync(dir, { recursive: true, force: true });
     expect(result.signal, 'still running after 20 s: the hashing threads keep the process alive').toBeNull();
     expect(result.status, result.stderr).toBe(0);
-    expect(result.stdout.trim()).toBe(createHash('md5').update(Buffer.alloc(3 * 1024 * 1024, 1)).digest('hex'));
+    expect(result.stdout.trim()).toBe(
+      createHash('md5')
+        .update(Buffer.alloc(3 * 1024 * 1024, 1))
+        .digest('hex'),
+    );
   });
 });
 
@@ -98,7 +111,7 @@ describe('ParallelDigestStream shares one bounded set of slots', () => {
     // 48 streams of 3 MiB want 4 slots each; the pool has 32: they take turns.
     const inputs = Array.from({ length: 48 }, () => [randomBytes(1024 * 1024 + 7), randomBytes(2 * 1024 * 1024)]);
     const results = await Promise.all(inputs.map((chunks) => run(() => new ParallelDigestStream(), chunks)));
-    results.forEach((r, i) => expect(r.result).toEqual(expected(Buffer.concat(inputs[i]!))));
+    for (const [i, r] of results.entries()) expect(r.result).toEqual(expected(Buffer.concat(inputs[i]!)));
   }, 60_000);
 
   it('lets a stream through while more streams than the pool has slots sit half-filled and stalled', async () => {
@@ -118,9 +131,10 @@ describe('ParallelDigestStream shares one bounded set of slots', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
     // And the stalled ones still hash exactly what they were given once they go on.
     const rest = stalled.map(() => randomBytes(300 * 1024));
-    stalled.forEach((s, i) => s.source.end(rest[i]));
+    for (const [i, s] of stalled.entries()) s.source.end(rest[i]);
     await Promise.all(stalled.map((s) => s.done));
-    stalled.forEach((s, i) => expect(s.digest.result()).toEqual(expected(Buffer.concat([s.first, rest[i]!]))));
+    for (const [i, s] of stalled.entries())
+      expect(s.digest.result()).toEqual(expected(Buffer.concat([s.first, rest[i]!])));
   }, 60_000);
 
   it('gives the slots of a failed stream back', async () => {

@@ -36,15 +36,23 @@ export class DigestStream extends Transform {
 }
 
 /** Compares what was received with what the caller declared; names every mismatch. */
-export function verifyDigest(actual: { size: number; checksums: Checksums }, expected: { size?: number | undefined; checksums?: Checksums | undefined }): void {
+export function verifyDigest(
+  actual: { size: number; checksums: Checksums },
+  expected: { size?: number | undefined; checksums?: Checksums | undefined },
+): void {
   const problems: string[] = [];
-  if (expected.size !== undefined && expected.size !== actual.size) problems.push(`size is ${actual.size} bytes, expected ${expected.size}`);
+  if (expected.size !== undefined && expected.size !== actual.size)
+    problems.push(`size is ${actual.size} bytes, expected ${expected.size}`);
   for (const algorithm of checksumAlgorithms) {
     const want = expected.checksums?.[algorithm];
     const got = actual.checksums[algorithm];
-    if (want !== undefined && got !== undefined && want.toLowerCase() !== got) problems.push(`${algorithm} is ${got}, expected ${want.toLowerCase()}`);
+    if (want !== undefined && got !== undefined && want.toLowerCase() !== got)
+      problems.push(`${algorithm} is ${got}, expected ${want.toLowerCase()}`);
   }
-  if (problems.length > 0) throw new VisorError('integrity', `content does not match: ${problems.join('; ')}`, { details: { actual, expected } });
+  if (problems.length > 0)
+    throw new VisorError('integrity', `content does not match: ${problems.join('; ')}`, {
+      details: { actual, expected },
+    });
 }
 
 /** The three digests of a put that computed them all (the default); a store that did not is a bug. */

@@ -110,7 +110,7 @@ class HashPool {
           for (const sibling of dead) if (sibling !== worker) void sibling.terminate();
           for (const listeners of [...this.#listeners.values()]) listeners[index]?.fail(error);
         });
-        this.#arenas.forEach((memory, arena) => worker.postMessage({ t: 'arena', arena, memory }));
+        for (const [arena, memory] of this.#arenas.entries()) worker.postMessage({ t: 'arena', arena, memory });
         // After the listeners: adding a 'message' listener refs the worker again.
         if (this.#listeners.size === 0) worker.unref();
         return worker;
@@ -227,9 +227,8 @@ export class ParallelDigestStream extends Transform implements Borrower {
       })),
       this,
     );
-    this.#workers.forEach((worker, index) =>
-      worker.postMessage({ t: 'start', id: this.#id, algorithms: workerGroups[index] }),
-    );
+    for (const [index, worker] of this.#workers.entries())
+      worker.postMessage({ t: 'start', id: this.#id, algorithms: workerGroups[index] });
   }
 
   get bytes(): number {
@@ -254,9 +253,8 @@ export class ParallelDigestStream extends Transform implements Borrower {
       this.#result = { size: this.#size, checksums: { md5, sha256, sha512 } };
       callback();
     };
-    this.#workers.forEach((worker, index) =>
-      worker.postMessage({ t: 'end', id: this.#id, algorithms: workerGroups[index] }),
-    );
+    for (const [index, worker] of this.#workers.entries())
+      worker.postMessage({ t: 'end', id: this.#id, algorithms: workerGroups[index] });
   }
 
   override _destroy(error: Error | null, callback: (error: Error | null) => void): void {

@@ -22,16 +22,24 @@ export function httpError(action: string, error: unknown): VisorError {
   if (status === undefined || cutOff) {
     const code = error.code ?? '';
     const what = cutOff ? `${action}: the answer (HTTP ${status}) was cut off` : action;
-    if (code === 'ERR_CANCELED') return new VisorError('unavailable', `${what}: aborted`, { cause: sanitized(error), details: { code } });
+    if (code === 'ERR_CANCELED')
+      return new VisorError('unavailable', `${what}: aborted`, { cause: sanitized(error), details: { code } });
     // axios says ECONNABORTED when its own `timeout` passed.
     if (code === 'ECONNABORTED' || kindOfTransportCode(code) === 'timeout') {
       const cause = sanitized(error);
       return new VisorError('timeout', `${what}: no answer in time (${error.message})`, { cause, details: { code } });
     }
     if (tlsTrustCodes.has(code)) {
-      return new VisorError('config', `${what}: the server's TLS certificate is not trusted (${code}); give its CA in the caBundle option`, { cause: sanitized(error), details: { code } });
+      return new VisorError(
+        'config',
+        `${what}: the server's TLS certificate is not trusted (${code}); give its CA in the caBundle option`,
+        { cause: sanitized(error), details: { code } },
+      );
     }
-    return new VisorError('unavailable', `${what}: ${code || 'network error'} (${error.message})`, { cause: sanitized(error), details: { code } });
+    return new VisorError('unavailable', `${what}: ${code || 'network error'} (${error.message})`, {
+      cause: sanitized(error),
+      details: { code },
+    });
   }
   const explanation = explain(error.response?.data);
   return new VisorError(kindOfStatus(status), `${action}: HTTP ${status}${explanation ? `: ${explanation}` : ''}`, {

@@ -18,7 +18,8 @@ const optionsSchema = {
         .filter((key) => key !== 'maxBytes')
         .map((key) => ({ message: 'unknown key', path: [key] }));
       const maxBytes = input.maxBytes ?? 64 * 1024 * 1024;
-      if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) issues.push({ message: 'must be a positive whole number of bytes', path: ['maxBytes'] });
+      if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0)
+        issues.push({ message: 'must be a positive whole number of bytes', path: ['maxBytes'] });
       return issues.length > 0 ? { issues } : { value: { maxBytes } };
     },
   },
@@ -41,13 +42,19 @@ class MemoryStore {
     const digest = new DigestStream();
     const chunks = [];
     let size = 0;
-    await pipeline(body, digest, async (source) => {
-      for await (const chunk of source) {
-        size += chunk.length;
-        if (this.#used + size > this.maxBytes) throw new VisorError('unavailable', `memory store is full (${this.maxBytes} bytes)`);
-        chunks.push(chunk);
-      }
-    }, ...(options.signal ? [{ signal: options.signal }] : []));
+    await pipeline(
+      body,
+      digest,
+      async (source) => {
+        for await (const chunk of source) {
+          size += chunk.length;
+          if (this.#used + size > this.maxBytes)
+            throw new VisorError('unavailable', `memory store is full (${this.maxBytes} bytes)`);
+          chunks.push(chunk);
+        }
+      },
+      ...(options.signal ? [{ signal: options.signal }] : []),
+    );
     const result = digest.result();
     verifyDigest(result, { size: options.size, checksums: options.expected });
     const uri = `memory:${key}/${randomUUID()}`;

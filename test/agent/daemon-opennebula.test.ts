@@ -77,7 +77,12 @@ clouds:
     await setup.close();
     daemon = new AgentDaemon({ configFile: config, env: {}, logger: silentLogger, port: 0 });
     await daemon.start();
-    client = new VisorClient({ url: daemon.url, accessKey: admin.accessKey, secretKey: admin.secretKey, source: 'test' });
+    client = new VisorClient({
+      url: daemon.url,
+      accessKey: admin.accessKey,
+      secretKey: admin.secretKey,
+      source: 'test',
+    });
   }, 60_000);
   afterAll(async () => {
     await daemon?.stop(5_000);
@@ -88,16 +93,24 @@ clouds:
 
   const add = (name: string, size = 256 * 1024) => {
     const data = randomBytes(size);
-    return client.add({ name, architecture: 'x86_64', format: 'raw', access: 'public' }, { stream: Readable.from([data]), size });
+    return client.add(
+      { name, architecture: 'x86_64', format: 'raw', access: 'public' },
+      { stream: Readable.from([data]), size },
+    );
   };
-  const marked = (name: string) => one.images().filter((i) => i.name === name && i.template.get('VISOR_AGENT') === 'agent-one');
+  const marked = (name: string) =>
+    one.images().filter((i) => i.name === name && i.template.get('VISOR_AGENT') === 'agent-one');
 
   it('syncs new catalog images on its schedule; ONE fetches them from the agent by one-time URL', async () => {
     const image = await add('scheduled-1');
-    const copy = await waitFor('the scheduled run to create the image', async () => marked('scheduled-1').find((i) => i.state === 1));
+    const copy = await waitFor('the scheduled run to create the image', async () =>
+      marked('scheduled-1').find((i) => i.state === 1),
+    );
     expect(copy.template.get('VISOR_IMAGE_ID')).toBe(image['_id']);
     const status = await waitFor('a status with drift 0', async () => {
-      const s = (await client.getJson('/status')) as { targets: { name: string; drift?: number; lastRun?: { status: string; trigger: string }; nextRun?: string }[] };
+      const s = (await client.getJson('/status')) as {
+        targets: { name: string; drift?: number; lastRun?: { status: string; trigger: string }; nextRun?: string }[];
+      };
       const t = s.targets[0];
       return t?.drift === 0 && t.lastRun?.status === 'succeeded' ? t : undefined;
     });
@@ -113,12 +126,21 @@ clouds:
 
   it('reports the ERROR path: the failed copy is deleted and the run is partial', async () => {
     // One import at a time (concurrency 1): whichever is LOCKED now is the one being fetched.
-    one.failImports((path) => (path.includes('/agent/content/') && one.images().some((i) => i.name === 'will-fail' && i.state === 4) ? 'Error copying image: unreachable' : undefined));
+    one.failImports((path) =>
+      path.includes('/agent/content/') && one.images().some((i) => i.name === 'will-fail' && i.state === 4)
+        ? 'Error copying image: unreachable'
+        : undefined,
+    );
     await add('will-fail');
     await add('will-work');
-    const run = (await client.postJson('/targets/one/sync?wait=true')) as { run: { status: string; actions: { name: string; result: string; error?: { message: string } }[] } };
+    const run = (await client.postJson('/targets/one/sync?wait=true')) as {
+      run: { status: string; actions: { name: string; result: string; error?: { message: string } }[] };
+    };
     one.failImports(undefined);
-    expect(run.run.actions.find((a) => a.name === 'will-fail')).toMatchObject({ result: 'failed', error: { message: expect.stringMatching(/unreachable/) } });
+    expect(run.run.actions.find((a) => a.name === 'will-fail')).toMatchObject({
+      result: 'failed',
+      error: { message: expect.stringMatching(/unreachable/) },
+    });
     expect(run.run.actions.find((a) => a.name === 'will-work')).toMatchObject({ result: 'created' });
     expect(run.run.status).toBe('partial');
     expect(one.images().filter((i) => i.name === 'will-fail' && i.state === 5)).toEqual([]);
@@ -141,11 +163,19 @@ clouds:
     expect(one.image(copy.id)?.state).toBe(2);
     one.detachVm(copy.id, 42);
     await client.postJson('/targets/one/sync?wait=true');
-    await waitFor('the copy to be deleted', async () => one.image(copy.id) === undefined || one.image(copy.id)?.state === 7);
+    await waitFor(
+      'the copy to be deleted',
+      async () => one.image(copy.id) === undefined || one.image(copy.id)?.state === 7,
+    );
   });
 
   it('lets only admins trigger a sync, and joins a run that is going on instead of starting another', async () => {
-    const plain = new VisorClient({ url: daemon.url, accessKey: user.accessKey, secretKey: user.secretKey, source: 'test' });
+    const plain = new VisorClient({
+      url: daemon.url,
+      accessKey: user.accessKey,
+      secretKey: user.secretKey,
+      source: 'test',
+    });
     await expect(plain.postJson('/targets/one/sync')).rejects.toMatchObject({ kind: 'forbidden' });
     one.holdImports(true);
     await add('held');
@@ -170,7 +200,9 @@ clouds:
   it('reloads its configuration (SIGHUP) and applies the new naming on the next run', async () => {
     await writeConfig('site-{name}');
     await daemon.reload();
-    await waitFor('images renamed by the new naming template (on the schedule)', async () => one.images().some((i) => i.name === 'site-scheduled-1'));
+    await waitFor('images renamed by the new naming template (on the schedule)', async () =>
+      one.images().some((i) => i.name === 'site-scheduled-1'),
+    );
     // A broken file keeps the running configuration.
     await writeFile(config, 'clouds: [this is not right\n');
     await expect(daemon.reload()).rejects.toMatchObject({ kind: 'config' });
@@ -183,7 +215,9 @@ clouds:
     one.holdImports(true);
     await add('abandoned');
     const run = daemon.trigger('one');
-    await waitFor('the import to start', async () => one.images().some((i) => i.name === 'site-abandoned' && i.state === 4));
+    await waitFor('the import to start', async () =>
+      one.images().some((i) => i.name === 'site-abandoned' && i.state === 4),
+    );
     const stopping = daemon.stop(500);
     // The grace period passes with the import still held: the run is aborted and cleans up.
     await new Promise((r) => setTimeout(r, 1000));

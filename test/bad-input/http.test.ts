@@ -1,7 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { healthy, kept, rawExchange, signedHead, startHostileServer, type HostileServer } from '../support/hostile-http.js';
+import {
+  healthy,
+  kept,
+  rawExchange,
+  signedHead,
+  startHostileServer,
+  type HostileServer,
+} from '../support/hostile-http.js';
 import { rawRequest } from '../support/raw-http.js';
 
 /**
@@ -37,16 +44,23 @@ describe('hostile HTTP: answered or dropped, nothing kept, never hung, others st
 
   /** Nothing kept: the catalog and the store are back to the baseline (cleanup after an abort is asynchronous). */
   const nothingKept = () => eventually(async () => JSON.stringify(await kept(t)) === JSON.stringify(baseline));
-  const head = (name: string, headers: Record<string, string>, contentHash?: string) => signedHead(t.url, t.users.bob, 'POST', '/images', { ...octet, ...named(name), ...headers }, contentHash);
+  const head = (name: string, headers: Record<string, string>, contentHash?: string) =>
+    signedHead(t.url, t.users.bob, 'POST', '/images', { ...octet, ...named(name), ...headers }, contentHash);
 
   it.each([
     ['garbage instead of a request', () => randomBytes(2000)],
-    ['a negative Content-Length', () => head('neg', { 'content-length': '-5' }) + 'hello'],
-    ['a Content-Length that is not a number', () => head('nan', { 'content-length': 'lots' }) + 'hello'],
-    ['a 23-digit Content-Length', () => head('huge', { 'content-length': '99999999999999999999999' }) + 'hello'],
-    ['both Content-Length and chunked (request smuggling)', () => head('both', { 'content-length': '5', 'transfer-encoding': 'chunked' }) + '5\r\nhello\r\n0\r\n\r\n'],
+    ['a negative Content-Length', () => `${head('neg', { 'content-length': '-5' })}hello`],
+    ['a Content-Length that is not a number', () => `${head('nan', { 'content-length': 'lots' })}hello`],
+    ['a 23-digit Content-Length', () => `${head('huge', { 'content-length': '99999999999999999999999' })}hello`],
+    [
+      'both Content-Length and chunked (request smuggling)',
+      () => `${head('both', { 'content-length': '5', 'transfer-encoding': 'chunked' })}5\r\nhello\r\n0\r\n\r\n`,
+    ],
     ['a NUL byte in a header', () => `GET /images HTTP/1.1\r\nhost: x\r\nx-evil: a\u0000b\r\n\r\n`],
-    ['a chunk size that is not hex', () => head('badchunk', { 'transfer-encoding': 'chunked' }) + '5\r\nhello\r\nzz\r\nmore\r\n'],
+    [
+      'a chunk size that is not hex',
+      () => `${head('badchunk', { 'transfer-encoding': 'chunked' })}5\r\nhello\r\nzz\r\nmore\r\n`,
+    ],
   ] as [string, () => string | Buffer][])('%s: 400 and the connection closed', async (_name, make) => {
     const r = await rawExchange(t.url, make());
     expect(r.status).toBe(400);
@@ -59,17 +73,24 @@ describe('hostile HTTP: answered or dropped, nothing kept, never hung, others st
     // The sender claims 100 bytes and sends 4096. (The excess follows a moment later: arriving
     // in the same packet, Node's parser would refuse it as a bad next request before the first
     // one is answered, which aborts the upload too — also keeping nothing.)
-    const lie = (headBlock: string, body: Buffer) => rawExchange(t.url, Buffer.concat([Buffer.from(headBlock), body.subarray(0, 100)]), { more: (socket) => void setTimeout(() => socket.write(body.subarray(100)), 300) });
+    const lie = (headBlock: string, body: Buffer) =>
+      rawExchange(t.url, Buffer.concat([Buffer.from(headBlock), body.subarray(0, 100)]), {
+        more: (socket) => void setTimeout(() => socket.write(body.subarray(100)), 300),
+      });
 
-    it('less than sent, with the body signed: the framed part does not match the signed hash — refused, nothing kept', async () => {
-      const body = randomBytes(4096);
-      const hash = createHash('sha256').update(body).digest('hex');
-      const r = await lie(head('short-signed', { 'content-length': '100' }, hash), body);
-      expect(r.status).toBe(400);
-      expect(r.text).toMatch(/does not match/);
-      await nothingKept();
-      await healthy(t);
-    });
+    it(
+      'less than sent, with the body signed: the framed part ' +
+        'does not match the signed hash — refused, nothing kept',
+      async () => {
+        const body = randomBytes(4096);
+        const hash = createHash('sha256').update(body).digest('hex');
+        const r = await lie(head('short-signed', { 'content-length': '100' }, hash), body);
+        expect(r.status).toBe(400);
+        expect(r.text).toMatch(/does not match/);
+        await nothingKept();
+        await healthy(t);
+      },
+    );
 
     it('less than sent, with a declared md5 of the whole body: refused, nothing kept', async () => {
       const body = randomBytes(4096);
@@ -91,24 +112,36 @@ describe('hostile HTTP: answered or dropped, nothing kept, never hung, others st
       expect(r.status).toBe(201);
       expect(r.text).toMatch(/HTTP\/1\.1 400/);
       expect(r.closedByServer).toBe(true);
-      const listed = await rawRequest(t.url, { method: 'GET', path: '/images/detail', query: [['name', 'short-unchecked']], as: t.users.bob });
+      const listed = await rawRequest(t.url, {
+        method: 'GET',
+        path: '/images/detail',
+        query: [['name', 'short-unchecked']],
+        as: t.users.bob,
+      });
       const [image] = (listed.json() as { images: { _id: string; size: number; status: string }[] }).images;
       expect(image).toMatchObject({ size: 100, status: 'available' });
       await rawRequest(t.url, { method: 'DELETE', path: `/images/${image!._id}`, as: t.users.bob });
       await nothingKept();
     });
 
-    it('more than sent, then silence: dropped after the idle timeout, nothing kept, others served meanwhile', async () => {
-      const pending = rawExchange(t.url, head('long-silent', { 'content-length': String(10 * 1024 * 1024) }) + 'x'.repeat(64 * 1024), { waitMs: 30_000 });
-      await sleep(300);
-      expect(await healthy(t)).toBeLessThan(3000);
-      const r = await pending;
-      expect(r.closedByServer).toBe(true);
-      expect(r.ms).toBeGreaterThanOrEqual(idleMs - 200);
-      expect(r.ms).toBeLessThan(idleMs + 10_000);
-      await nothingKept();
-      await healthy(t);
-    });
+    it(
+      'more than sent, then silence: dropped after the idle timeout, ' + 'nothing kept, others served meanwhile',
+      async () => {
+        const pending = rawExchange(
+          t.url,
+          head('long-silent', { 'content-length': String(10 * 1024 * 1024) }) + 'x'.repeat(64 * 1024),
+          { waitMs: 30_000 },
+        );
+        await sleep(300);
+        expect(await healthy(t)).toBeLessThan(3000);
+        const r = await pending;
+        expect(r.closedByServer).toBe(true);
+        expect(r.ms).toBeGreaterThanOrEqual(idleMs - 200);
+        expect(r.ms).toBeLessThan(idleMs + 10_000);
+        await nothingKept();
+        await healthy(t);
+      },
+    );
   });
 
   describe('bodies that never end', () => {
@@ -125,7 +158,8 @@ describe('hostile HTTP: answered or dropped, nothing kept, never hung, others st
       await healthy(t);
     });
 
-    it('20 chunked uploads trickling a byte every 200 ms: the service keeps serving others; when they stop, they are dropped and nothing is kept', async () => {
+    it('20 chunked uploads trickling a byte every 200 ms: the service keeps serving others; ' +
+      'when they stop, they are dropped and nothing is kept', async () => {
       const stop = { now: false };
       const trickle = (socket: Socket) => {
         const timer = setInterval(() => {
@@ -134,7 +168,9 @@ describe('hostile HTTP: answered or dropped, nothing kept, never hung, others st
         }, 200);
         socket.once('close', () => clearInterval(timer));
       };
-      const connections = Array.from({ length: 20 }, (_, i) => rawExchange(t.url, head(`trickle-${i}`, { 'transfer-encoding': 'chunked' }), { waitMs: 60_000, more: trickle }));
+      const connections = Array.from({ length: 20 }, (_, i) =>
+        rawExchange(t.url, head(`trickle-${i}`, { 'transfer-encoding': 'chunked' }), { waitMs: 60_000, more: trickle }),
+      );
       await sleep(500);
       const latencies: number[] = [];
       for (let i = 0; i < 10; i++) {
@@ -150,7 +186,8 @@ describe('hostile HTTP: answered or dropped, nothing kept, never hung, others st
     }, 60_000);
   });
 
-  it('slowloris: 100 connections sending their headers a line at a time do not stop others from being served', async () => {
+  it('slowloris: 100 connections sending their headers a ' +
+    'line at a time do not stop others from being served', async () => {
     // Node drops a connection whose headers are not complete after headersTimeout; visor keeps it finite.
     expect(t.server.app.server.headersTimeout).toBeGreaterThan(0);
     expect(t.server.app.server.headersTimeout).toBeLessThanOrEqual(120_000);
@@ -167,7 +204,9 @@ describe('hostile HTTP: answered or dropped, nothing kept, never hung, others st
       }, 300);
       socket.once('close', () => clearInterval(timer));
     };
-    const connections = Array.from({ length: 100 }, () => rawExchange(t.url, `GET /images HTTP/1.1\r\nhost: x\r\n`, { waitMs: 60_000, more: loris }));
+    const connections = Array.from({ length: 100 }, () =>
+      rawExchange(t.url, `GET /images HTTP/1.1\r\nhost: x\r\n`, { waitMs: 60_000, more: loris }),
+    );
     await sleep(500);
     const latencies: number[] = [];
     for (let i = 0; i < 10; i++) {

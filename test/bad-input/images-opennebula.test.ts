@@ -65,29 +65,42 @@ clouds:
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('a checksum lie ends in ERROR in oned and is deleted; a format lie and a backing file never reach it; a good image goes through', async (ctx) => {
-    if (skip) ctx.skip(skip);
-    const images = daemon.server.service;
-    await addImage(images, 'one-good', files.raw, { diskFormat: 'raw' });
-    const rotten = await addImage(images, 'one-rotten', files.raw, { diskFormat: 'raw' });
-    await corruptStored(rotten);
-    // Uploads refuse these two; planted in the catalog past them, the agent refuses them too.
-    const planted = { catalog: daemon.server.catalog, stores: daemon.server.stores, defaultStore: 'local' };
-    await plantImage(planted, 'one-qcow2-as-raw', files.qcow2, { diskFormat: 'raw' });
-    await plantImage(planted, 'one-backing', files.backing, { diskFormat: 'qcow2' });
+  it(
+    'a checksum lie ends in ERROR in oned and is deleted; ' +
+      'a format lie and a backing file never reach it; a good image goes through',
+    async (ctx) => {
+      if (skip) ctx.skip(skip);
+      const images = daemon.server.service;
+      await addImage(images, 'one-good', files.raw, { diskFormat: 'raw' });
+      const rotten = await addImage(images, 'one-rotten', files.raw, { diskFormat: 'raw' });
+      await corruptStored(rotten);
+      // Uploads refuse these two; planted in the catalog past them, the agent refuses them too.
+      const planted = { catalog: daemon.server.catalog, stores: daemon.server.stores, defaultStore: 'local' };
+      await plantImage(planted, 'one-qcow2-as-raw', files.qcow2, { diskFormat: 'raw' });
+      await plantImage(planted, 'one-backing', files.backing, { diskFormat: 'qcow2' });
 
-    const result = await daemon.trigger('one');
-    expect(result.status).toBe('partial');
-    const actions = new Map(result.actions.map((a) => [a.name, a]));
-    expect(actions.get('one-good')).toMatchObject({ result: 'created' });
-    expect(actions.get('one-rotten')).toMatchObject({ result: 'failed', error: { message: expect.stringMatching(/MD5/i) } });
-    expect(actions.get('one-qcow2-as-raw')).toMatchObject({ result: 'failed', error: { kind: 'unsafe', message: expect.stringMatching(/declared raw, but the content is qcow2/) } });
-    expect(actions.get('one-backing')).toMatchObject({ result: 'failed', error: { kind: 'unsafe', message: expect.stringMatching(/backing file: "\/etc\/passwd"/) } });
+      const result = await daemon.trigger('one');
+      expect(result.status).toBe('partial');
+      const actions = new Map(result.actions.map((a) => [a.name, a]));
+      expect(actions.get('one-good')).toMatchObject({ result: 'created' });
+      expect(actions.get('one-rotten')).toMatchObject({
+        result: 'failed',
+        error: { message: expect.stringMatching(/MD5/i) },
+      });
+      expect(actions.get('one-qcow2-as-raw')).toMatchObject({
+        result: 'failed',
+        error: { kind: 'unsafe', message: expect.stringMatching(/declared raw, but the content is qcow2/) },
+      });
+      expect(actions.get('one-backing')).toMatchObject({
+        result: 'failed',
+        error: { kind: 'unsafe', message: expect.stringMatching(/backing file: "\/etc\/passwd"/) },
+      });
 
-    expect(one.images().map((i) => i.name)).toEqual(['one-good']);
-    const allocated = one.calls.filter((c) => c.method === 'one.image.allocate').map((c) => String(c.params[0]));
-    // Only the good and the rotten image were ever offered to oned (the rotten one's bytes look fine until counted).
-    expect(allocated).toHaveLength(2);
-    expect(allocated.some((t) => t.includes('one-qcow2-as-raw') || t.includes('one-backing'))).toBe(false);
-  });
+      expect(one.images().map((i) => i.name)).toEqual(['one-good']);
+      const allocated = one.calls.filter((c) => c.method === 'one.image.allocate').map((c) => String(c.params[0]));
+      // Only the good and the rotten image were ever offered to oned (the rotten one's bytes look fine until counted).
+      expect(allocated).toHaveLength(2);
+      expect(allocated.some((t) => t.includes('one-qcow2-as-raw') || t.includes('one-backing'))).toBe(false);
+    },
+  );
 });

@@ -63,10 +63,26 @@ describe('bad images are refused by the content pipeline, leaving nothing behind
 
   const kept = () => keptState(session.deps.catalog, join(dir, 'data', 'images'), session.deps.cacheDir);
   const prepare = (image: Image, caps: DriverCapabilities, diskFormat?: DiskFormat) =>
-    prepareContent(image, { image, diskFormat, convertFrom: undefined }, { catalog: session.deps.catalog, stores: session.deps.stores, defaultStore: session.deps.defaultStore, cacheDir: session.deps.cacheDir, capabilities: caps });
+    prepareContent(
+      image,
+      { image, diskFormat, convertFrom: undefined },
+      {
+        catalog: session.deps.catalog,
+        stores: session.deps.stores,
+        defaultStore: session.deps.defaultStore,
+        cacheDir: session.deps.cacheDir,
+        capabilities: caps,
+      },
+    );
 
   /** The refusal `prepare` must end in, and nothing kept by it. */
-  async function refused(image: Image, caps: DriverCapabilities, kind: ErrorKind, reason: RegExp, diskFormat?: DiskFormat): Promise<void> {
+  async function refused(
+    image: Image,
+    caps: DriverCapabilities,
+    kind: ErrorKind,
+    reason: RegExp,
+    diskFormat?: DiskFormat,
+  ): Promise<void> {
     const before = await kept();
     const error = await prepare(image, caps, diskFormat).then(
       () => undefined,
@@ -94,19 +110,28 @@ describe('bad images are refused by the content pipeline, leaving nothing behind
     ['a qcow2 with a backing file (/etc/passwd)', 'backing', 'qcow2', 'unsafe', /backing file: "\/etc\/passwd"/],
     ['a qcow2 with an external data file', 'dataFile', 'qcow2', 'unsafe', /external data file: ".*external\.raw"/],
     ['a VMDK descriptor naming a host file', 'vmdkDescriptor', 'vmdk', 'unsafe', /\/etc\/passwd/],
-    ['a truncated qcow2', 'truncatedQcow2', 'qcow2', 'invalidInput', /beyond the end|truncated|cut short|past the end/i],
+    [
+      'a truncated qcow2',
+      'truncatedQcow2',
+      'qcow2',
+      'invalidInput',
+      /beyond the end|truncated|cut short|past the end/i,
+    ],
     ['a truncated VHD', 'truncatedVhd', 'vhd', 'invalidInput', /footer|truncated|cut short|past the end/i],
     ['a qcow2 declared raw', 'qcow2', 'raw', 'unsafe', /qcow2/],
     ['raw bytes declared qcow2', 'raw', 'qcow2', 'unsafe', /declared qcow2|raw/],
     ['a VMDK descriptor declared raw', 'vmdkDescriptor', 'raw', 'unsafe', /vmdk|\/etc\/passwd/i],
-  ] as [string, keyof BadImageFiles, DiskFormat, ErrorKind, RegExp][])('refuses %s', async ([name, file, declared, kind, reason], ctx) => {
-    need(ctx);
-    // Planted past the upload's own inspection (which refuses them all): the agent checks again.
-    const image = await plantImage(session.deps, name.replace(/\W+/g, '-'), files[file], { diskFormat: declared });
-    await refused(image, anyFormat, kind, reason);
-    // Also when the cloud needs a conversion: the inspection comes before qemu-img ever runs.
-    await refused(image, rawOnly, kind, reason);
-  });
+  ] as [string, keyof BadImageFiles, DiskFormat, ErrorKind, RegExp][])(
+    'refuses %s',
+    async ([name, file, declared, kind, reason], ctx) => {
+      need(ctx);
+      // Planted past the upload's own inspection (which refuses them all): the agent checks again.
+      const image = await plantImage(session.deps, name.replace(/\W+/g, '-'), files[file], { diskFormat: declared });
+      await refused(image, anyFormat, kind, reason);
+      // Also when the cloud needs a conversion: the inspection comes before qemu-img ever runs.
+      await refused(image, rawOnly, kind, reason);
+    },
+  );
 
   it('refuses a checksum lie before converting: the bytes are not those the catalog vouches for', async (ctx) => {
     need(ctx);

@@ -54,7 +54,10 @@ describe('mongodb catalog: owner names from before user ids are migrated once', 
       const shared = makeImage({ name: 'legacy-shared', access: 'shared', owner: 'ghost', members });
       const { id: ownId, ...ownRest } = own;
       const { id: sharedId, ...sharedRest } = shared;
-      const docs = [{ _id: ownId, ...ownRest }, { _id: sharedId, ...sharedRest }];
+      const docs = [
+        { _id: ownId, ...ownRest },
+        { _id: sharedId, ...sharedRest },
+      ];
       await db.collection('m_images').insertMany(docs as never[]);
       const legacyUser = {
         accessKey: 'AKIAALICEXXXXXXXXXXX',

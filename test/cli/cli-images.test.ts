@@ -25,7 +25,10 @@ describe('visor CLI: serve, users and the image verbs', () => {
     const added = await runVisorAsync(['users', 'add', 'alice', '--admin', '--data-dir', data, '--json']);
     expect(added.code).toBe(0);
     creds = JSON.parse(added.stdout) as { accessKey: string; secretKey: string };
-    server = spawn(process.execPath, [visorBin, 'serve', '--data-dir', data, '--port', '0'], { env: { PATH: process.env['PATH'], HOME: dir }, stdio: ['ignore', 'ignore', 'pipe'] });
+    server = spawn(process.execPath, [visorBin, 'serve', '--data-dir', data, '--port', '0'], {
+      env: { PATH: process.env['PATH'], HOME: dir },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     for await (const line of createInterface({ input: server.stderr! })) {
       const match = /"url":"(http:[^"]+)"/.exec(line);
       if (match) {
@@ -41,20 +44,43 @@ describe('visor CLI: serve, users and the image verbs', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const visor = (args: string[], extraEnv: Record<string, string> = {}) => runVisorAsync(args, { cwd: dir, env: { ...env, ...extraEnv } });
+  const visor = (args: string[], extraEnv: Record<string, string> = {}) =>
+    runVisorAsync(args, { cwd: dir, env: { ...env, ...extraEnv } });
 
   it('lists users without their secrets', async () => {
     const list = await runVisorAsync(['users', 'list', '--data-dir', join(dir, 'data'), '--json']);
-    expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ name: 'alice', accessKey: creds.accessKey, admin: true })]);
+    expect(JSON.parse(list.stdout)).toEqual([
+      expect.objectContaining({ name: 'alice', accessKey: creds.accessKey, admin: true }),
+    ]);
     expect(list.stdout).not.toContain(creds.secretKey);
   });
 
   it('adds, lists, shows, downloads, updates and deletes an image', async () => {
-    const add = await visor(['add', 'name=CentOS 6.2', 'architecture=i386', 'format=iso', 'access=private', 'tags=lts,old', 'flavour=minimal', '--file', 'disk.img', '--json']);
+    const add = await visor([
+      'add',
+      'name=CentOS 6.2',
+      'architecture=i386',
+      'format=iso',
+      'access=private',
+      'tags=lts,old',
+      'flavour=minimal',
+      '--file',
+      'disk.img',
+      '--json',
+    ]);
     expect(add.stderr).toBe('');
     expect(add.code).toBe(0);
     const added = JSON.parse(add.stdout) as Record<string, unknown>;
-    expect(added).toMatchObject({ name: 'CentOS 6.2', architecture: 'i386', format: 'iso', access: 'private', status: 'available', size: image.length, tags: ['lts', 'old'], flavour: 'minimal' });
+    expect(added).toMatchObject({
+      name: 'CentOS 6.2',
+      architecture: 'i386',
+      format: 'iso',
+      access: 'private',
+      status: 'available',
+      size: image.length,
+      tags: ['lts', 'old'],
+      flavour: 'minimal',
+    });
     const id = String(added['_id']);
 
     const brief = await visor(['brief']);
@@ -81,7 +107,11 @@ describe('visor CLI: serve, users and the image verbs', () => {
     const again = await visor(['get', id, '--save', 'downloads']);
     expect(again.code).toBe(6);
     expect(again.stderr).toMatch(/exists; use --force/);
-    const piped = spawnSync(process.execPath, [visorBin, 'get', id, '-o', '-'], { cwd: dir, env: { PATH: process.env['PATH'], ...env }, maxBuffer: 64 * 1024 * 1024 });
+    const piped = spawnSync(process.execPath, [visorBin, 'get', id, '-o', '-'], {
+      cwd: dir,
+      env: { PATH: process.env['PATH'], ...env },
+      maxBuffer: 64 * 1024 * 1024,
+    });
     expect(piped.status).toBe(0);
     expect(createHash('sha256').update(piped.stdout).digest('hex')).toBe(sha256);
 
@@ -131,6 +161,19 @@ describe('visor CLI: serve, users and the image verbs', () => {
 describe('visor help', () => {
   it("lists VISOR's verbs and the service commands", async () => {
     const help = await runVisorAsync(['help']);
-    for (const verb of ['brief', 'detail', 'head', 'get', 'add', 'update', 'delete', 'serve', 'users', 'plugins', 'config']) expect(help.stdout).toMatch(new RegExp(`^\\s+${verb}\\b`, 'm'));
+    for (const verb of [
+      'brief',
+      'detail',
+      'head',
+      'get',
+      'add',
+      'update',
+      'delete',
+      'serve',
+      'users',
+      'plugins',
+      'config',
+    ])
+      expect(help.stdout).toMatch(new RegExp(`^\\s+${verb}\\b`, 'm'));
   });
 });

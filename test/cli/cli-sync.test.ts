@@ -23,9 +23,11 @@ describe('visor plan / sync / status / migrate', () => {
     other = await startOpenNebulaDouble();
     dir = await mkdtemp(join(tmpdir(), 'visor-cli-sync-'));
     config = join(dir, 'visor.yaml');
-    const cloud = (endpoint: string, extra = '') => `
+    const cloud = (endpoint: string, extra = '') =>
+      `
     adapter: opennebula
-    options: { endpoint: '${endpoint}', username: oneadmin, password: opennebula, datastore: default, pollInterval: 0.05, timeouts: { request: 5 } }
+    options: { endpoint: '${endpoint}', username: oneadmin, password: ` +
+      `opennebula, datastore: default, pollInterval: 0.05, timeouts: { request: 5 } }
     sync: { selector: { tags: [cli] }, retire: { mode: delete }, retries: { attempts: 1 }, concurrency: 1${extra} }`;
     await writeFile(
       config,
@@ -39,8 +41,13 @@ clouds:
     );
     const session = await openSession({ configFile: config, env: {}, logger: silentLogger });
     for (const name of ['alpha', 'beta']) {
-      const image = await session.images.register({ name: 'cli', admin: true }, { name, architecture: 'x86_64', diskFormat: 'raw', tags: ['cli'], access: 'public' });
-      await session.images.upload({ name: 'cli', admin: true }, image.id, Readable.from([randomBytes(128 * 1024)]), { size: 128 * 1024 });
+      const image = await session.images.register(
+        { name: 'cli', admin: true },
+        { name, architecture: 'x86_64', diskFormat: 'raw', tags: ['cli'], access: 'public' },
+      );
+      await session.images.upload({ name: 'cli', admin: true }, image.id, Readable.from([randomBytes(128 * 1024)]), {
+        size: 128 * 1024,
+      });
     }
     await session.close();
   }, 60_000);
@@ -67,7 +74,13 @@ clouds:
     expect(sync.code, sync.stderr).toBe(0);
     expect(sync.stderr).toMatch(/\[one\] create alpha: created/);
     expect(sync.stdout).toMatch(/\[one\] succeeded — 2 created/);
-    expect(one.images().filter((i) => i.state === 1).map((i) => i.name).sort()).toEqual(['alpha', 'beta']);
+    expect(
+      one
+        .images()
+        .filter((i) => i.state === 1)
+        .map((i) => i.name)
+        .sort(),
+    ).toEqual(['alpha', 'beta']);
     expect(other.images()).toEqual([]); // sync.enabled: false
     const again = await visor(['sync', '--json']);
     expect(JSON.parse(again.stdout).runs[0]).toMatchObject({ status: 'succeeded', actions: [], drift: 0 });
@@ -76,8 +89,13 @@ clouds:
   it('tells a partial failure (exit 3) and a failure (exit 1) from success', async () => {
     const session = await openSession({ configFile: config, env: {}, logger: silentLogger });
     for (const name of ['gamma', 'delta']) {
-      const image = await session.images.register({ name: 'cli', admin: true }, { name, architecture: 'x86_64', diskFormat: 'raw', tags: ['cli'], access: 'public' });
-      await session.images.upload({ name: 'cli', admin: true }, image.id, Readable.from([randomBytes(64 * 1024)]), { size: 64 * 1024 });
+      const image = await session.images.register(
+        { name: 'cli', admin: true },
+        { name, architecture: 'x86_64', diskFormat: 'raw', tags: ['cli'], access: 'public' },
+      );
+      await session.images.upload({ name: 'cli', admin: true }, image.id, Readable.from([randomBytes(64 * 1024)]), {
+        size: 64 * 1024,
+      });
     }
     await session.close();
     one.failImports(() => (one.images().some((i) => i.name === 'gamma' && i.state === 4) ? 'copy failed' : undefined));
@@ -95,7 +113,8 @@ clouds:
 
   it('shows the status of every cloud from the run history', async () => {
     const status = await visor(['status', '--json']);
-    const targets = (JSON.parse(status.stdout) as { targets: { name: string; lastRun?: { status: string } }[] }).targets;
+    const targets = (JSON.parse(status.stdout) as { targets: { name: string; lastRun?: { status: string } }[] })
+      .targets;
     expect(targets.map((t) => t.name)).toEqual(['one', 'other']);
     expect(targets[0]!.lastRun?.status).toBe('failed');
     expect(targets[1]!.lastRun).toBeUndefined();

@@ -16,7 +16,16 @@ import { requirePeer } from '../peers/index.js';
 import type { OpenStackPeer } from '../peers/openstack.js';
 import { runVisorAsync, visorBin } from '../support/cli.js';
 import { FaultProxy, type Fault, type Operation, type RequestInfo } from '../support/fault-proxy.js';
-import { addImage, catalogProblems, cloudYaml, glanceImages, glanceProblems, makeDisk, testCaller, uploadContent } from '../support/glance-sync.js';
+import {
+  addImage,
+  catalogProblems,
+  cloudYaml,
+  glanceImages,
+  glanceProblems,
+  makeDisk,
+  testCaller,
+  uploadContent,
+} from '../support/glance-sync.js';
 import { prng, seedFrom, type Prng } from '../support/prng.js';
 
 /**
@@ -92,14 +101,26 @@ describe('kill -9 of visor sync at seeded random points', () => {
   const writeConfig = (mode: 'hide' | 'delete') =>
     writeFile(
       config,
-      `dataDir: ${join(dir, 'data')}\nlogging: { level: error }\nagent: { id: ${agentId}, leaseSeconds: 10, concurrency: 4 }\nclouds:\n` +
-        cloudYaml({ name: 'glance', authUrl: proxy.authUrl, peer: peer!, prefix, tag, requestTimeout: 10, retire: mode, attempts: 3, backoff: '200ms' }),
+      `dataDir: ${join(dir, 'data')}\nlogging: { level: error }\nagent: ` +
+        `{ id: ${agentId}, leaseSeconds: 10, concurrency: 4 }\nclouds:\n` +
+        cloudYaml({
+          name: 'glance',
+          authUrl: proxy.authUrl,
+          peer: peer!,
+          prefix,
+          tag,
+          requestTimeout: 10,
+          retire: mode,
+          attempts: 3,
+          backoff: '200ms',
+        }),
     );
 
   beforeAll(async () => {
     ({ peer, skip } = await requirePeer('openstack'));
     skip ??= (await requirePeer('qemu-img')).skip;
-    if (!skip && !Number.isSafeInteger(points)) skip = `VISOR_CRASH_POINTS must be a whole number (got ${process.env['VISOR_CRASH_POINTS']})`;
+    if (!skip && !Number.isSafeInteger(points))
+      skip = `VISOR_CRASH_POINTS must be a whole number (got ${process.env['VISOR_CRASH_POINTS']})`;
     if (skip || !peer) return;
     rng = prng(seed);
     dir = await mkdtemp(join(tmpdir(), 'visor-crash-'));
@@ -112,8 +133,16 @@ describe('kill -9 of visor sync at seeded random points', () => {
   afterAll(async () => {
     if (!peer || skip) return;
     if (report.length > 0) {
-      const rows = report.map((p) => `  #${p.n} ${p.phase} [${p.step}, retire by ${p.mode}] ${p.trigger}: ${p.killed ? `killed at ${p.ms} ms during ${p.at}` : `missed (the sync ended first, ${p.ms} ms)`}; left behind: ${p.leftBehind}; lease: ${p.lease}; recovery: ${p.recovery}`);
-      console.log(`crash suite (seed ${seed}, ${report.filter((p) => p.killed).length} kills in ${report.length} syncs):\n${rows.join('\n')}`);
+      const rows = report.map(
+        (p) =>
+          `  #${p.n} ${p.phase} [${p.step}, retire by ${p.mode}] ${p.trigger}: ${
+            p.killed ? `killed at ${p.ms} ms during ${p.at}` : `missed (the sync ended first, ${p.ms} ms)`
+          }; left behind: ${p.leftBehind}; lease: ${p.lease}; recovery: ${p.recovery}`,
+      );
+      console.log(
+        `crash suite (seed ${seed}, ${report.filter((p) => p.killed).length} kills ` +
+          `in ${report.length} syncs):\n${rows.join('\n')}`,
+      );
     }
     await session?.close();
     await proxy?.close();
@@ -133,7 +162,12 @@ describe('kill -9 of visor sync at seeded random points', () => {
   };
   const newContent = async (image: Image): Promise<number> => {
     const format = image.diskFormat === 'qcow2' ? 'qcow2' : 'raw';
-    const file = await makeDisk(dir, `${image.name}-${++counter}`, format, rng.int(1024, 2048) * 1024 + rng.int(0, 511));
+    const file = await makeDisk(
+      dir,
+      `${image.name}-${++counter}`,
+      format,
+      rng.int(1024, 2048) * 1024 + rng.int(0, 511),
+    );
     await uploadContent(session.images, image.id, file);
     return (await stat(file)).size;
   };
@@ -160,7 +194,13 @@ describe('kill -9 of visor sync at seeded random points', () => {
       case 'update':
         for (let i = Math.min(chosen.length, rng.int(1, 2)); i > 0; i--) {
           const image = some();
-          await session.images.update(testCaller, image.id, rng.next() < 0.5 ? { properties: { step: String(n) } } : { name: `${image.name.split('_u')[0]}_u${n}`, properties: { step: String(n) } });
+          await session.images.update(
+            testCaller,
+            image.id,
+            rng.next() < 0.5
+              ? { properties: { step: String(n) } }
+              : { name: `${image.name.split('_u')[0]}_u${n}`, properties: { step: String(n) } },
+          );
         }
         break;
       case 'replace':
@@ -197,7 +237,13 @@ describe('kill -9 of visor sync at seeded random points', () => {
   type Phase = keyof typeof phases;
 
   const threeWay = (): Moment => rng.weighted<Moment>({ arrival: 1, answered: 1, delay: 1 });
-  const onRequest = (op: Operation, nth = 1): Trigger => ({ op, nth, moment: threeWay(), ms: rng.int(0, 200), bytes: 0 });
+  const onRequest = (op: Operation, nth = 1): Trigger => ({
+    op,
+    nth,
+    moment: threeWay(),
+    ms: rng.int(0, 200),
+    bytes: 0,
+  });
 
   /**
    * Where in the phase the agent dies. Within a create or replace, the first read of an image is
@@ -206,7 +252,13 @@ describe('kill -9 of visor sync at seeded random points', () => {
    */
   const chooseTrigger = (phase: Phase, step: StepKind, mode: 'hide' | 'delete', uploads: number[]): Trigger => {
     const retireOp: Operation = mode === 'hide' ? 'patch' : 'delete';
-    const midUpload = (): Trigger => ({ op: 'upload', nth: 1, moment: 'bytes', ms: 0, bytes: rng.int(1, Math.max(2, Math.min(...uploads)) - 1) });
+    const midUpload = (): Trigger => ({
+      op: 'upload',
+      nth: 1,
+      moment: 'bytes',
+      ms: 0,
+      bytes: rng.int(1, Math.max(2, Math.min(...uploads)) - 1),
+    });
     switch (phase) {
       case 'listing':
         return onRequest('list', rng.int(1, 4));
@@ -242,11 +294,20 @@ describe('kill -9 of visor sync at seeded random points', () => {
   };
 
   const describeTrigger = (t: Trigger) =>
-    t.moment === 'time' ? `at ${t.ms} ms` : t.moment === 'bytes' ? `upload #${t.nth} after ${t.bytes} bytes` : t.moment === 'delay' ? `${t.op} #${t.nth} +${t.ms} ms` : `${t.op} #${t.nth} on ${t.moment}`;
+    t.moment === 'time'
+      ? `at ${t.ms} ms`
+      : t.moment === 'bytes'
+        ? `upload #${t.nth} after ${t.bytes} bytes`
+        : t.moment === 'delay'
+          ? `${t.op} #${t.nth} +${t.ms} ms`
+          : `${t.op} #${t.nth} on ${t.moment}`;
 
   /** Runs `visor sync` and kills it with SIGKILL at the trigger; whether it died, when, and during what. */
   const killedSync = async (trigger: Trigger): Promise<{ killed: boolean; ms: number; at: string }> => {
-    const child = spawn(process.execPath, [visorBin, 'sync', '-c', config, '--json'], { env: { PATH: process.env['PATH'], HOME: dir }, stdio: 'ignore' });
+    const child = spawn(process.execPath, [visorBin, 'sync', '-c', config, '--json'], {
+      env: { PATH: process.env['PATH'], HOME: dir },
+      stdio: 'ignore',
+    });
     const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
     const started = Date.now();
     let at = '';
@@ -259,7 +320,8 @@ describe('kill -9 of visor sync at seeded random points', () => {
     };
     const counts = new Map<string, number>();
     let armed: RequestInfo | undefined;
-    const label = (info: RequestInfo) => `${info.method} ${info.path.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/, (id) => id.slice(0, 8)).split('?')[0]}`;
+    const label = (info: RequestInfo) =>
+      `${info.method} ${info.path.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/, (id) => id.slice(0, 8)).split('?')[0]}`;
     const swallow: Fault = { kind: 'hang', stage: 'before' };
     proxy.tap = {
       onRequest: (info) => {
@@ -277,10 +339,12 @@ describe('kill -9 of visor sync at seeded random points', () => {
         return undefined;
       },
       onUploadProgress: (info, bytes) => {
-        if (trigger.moment === 'bytes' && armed?.seq === info.seq && bytes >= trigger.bytes) kill(`${label(info)} (${bytes} bytes sent)`);
+        if (trigger.moment === 'bytes' && armed?.seq === info.seq && bytes >= trigger.bytes)
+          kill(`${label(info)} (${bytes} bytes sent)`);
       },
       onUpstreamResponse: (info, status) => {
-        if (trigger.moment === 'answered' && armed?.seq === info.seq) kill(`${label(info)} (Glance answered ${status})`);
+        if (trigger.moment === 'answered' && armed?.seq === info.seq)
+          kill(`${label(info)} (Glance answered ${status})`);
       },
     };
     const timer = trigger.moment === 'time' ? setTimeout(() => kill('(time offset)'), trigger.ms) : undefined;
@@ -294,9 +358,14 @@ describe('kill -9 of visor sync at seeded random points', () => {
     const records = await glanceImages(peer!, prefix);
     const unfinished = records.filter((r) => r.status !== 'active').map((r) => r.status);
     const visible = new Map<string, number>();
-    for (const r of records) if (r.status === 'active' && r['os_hidden'] !== true) visible.set(String(r['visor_image_id']), (visible.get(String(r['visor_image_id'])) ?? 0) + 1);
+    for (const r of records)
+      if (r.status === 'active' && r['os_hidden'] !== true)
+        visible.set(String(r['visor_image_id']), (visible.get(String(r['visor_image_id'])) ?? 0) + 1);
     const duplicates = [...visible.values()].filter((v) => v > 1).length;
-    const parts = [...(unfinished.length ? [`${unfinished.length} unfinished (${unfinished.join(', ')})`] : []), ...(duplicates ? [`${duplicates} image(s) with 2 visible copies`] : [])];
+    const parts = [
+      ...(unfinished.length ? [`${unfinished.length} unfinished (${unfinished.join(', ')})`] : []),
+      ...(duplicates ? [`${duplicates} image(s) with 2 visible copies`] : []),
+    ];
     return parts.join(', ') || 'nothing';
   };
 
@@ -311,79 +380,105 @@ describe('kill -9 of visor sync at seeded random points', () => {
     return { code: result.code, run: parsed.runs?.[0], stderr: result.stderr };
   };
 
-  it(`leaves Glance and the catalog consistent after kills at ${points} points`, async (ctx) => {
-    if (skip) ctx.skip(skip);
-    // Phases in seeded random order, every one in each round: the kills spread over all of them.
-    // A missed point (the sync ended before its moment came) gives its phase another try.
-    const all = Object.keys(phases) as Phase[];
-    const queue: Phase[] = [];
-    let leaseShown = false;
-    let mode: 'hide' | 'delete' = 'hide';
-    let kills = 0;
-    for (let n = 1; kills < points && n <= points * 2; n++) {
-      if (kills >= Math.ceil(points / 2) && mode === 'hide') {
-        mode = 'delete';
-        await writeConfig(mode);
-      }
-      if (queue.length === 0) {
-        const pool = [...all];
-        while (pool.length > 0) queue.push(pool.splice(rng.int(0, pool.length - 1), 1)[0]!);
-      }
-      let phase = queue.shift()!;
-      const have = (await selected()).length;
-      let options: readonly StepKind[] = phases[phase];
-      // Too few images to change, or enough already: lead the sync into this phase another way.
-      if (have < 2) options = options.filter((k) => k === 'create');
-      else if (have >= 6) options = options.filter((k) => k !== 'create' && k !== 'mixed');
-      if (options.length === 0) {
-        queue.unshift(phase);
-        phase = have < 2 ? 'uploading (mid-stream)' : 'retiring';
-        options = have < 2 ? ['create'] : ['retire', 'remove'];
-      }
-      const step = rng.pick(options);
-      const uploads = await change(step, n);
-      const trigger = chooseTrigger(phase, step, mode, uploads);
-      const killed = await killedSync(trigger);
-      const point: Point = { n, phase, step, mode, trigger: describeTrigger(trigger), killed: killed.killed, at: killed.at, ms: killed.ms, leftBehind: '-', lease: '-', recovery: '-' };
-      report.push(point);
-      const where = `seed ${seed}, point #${n} (${step}, ${point.trigger})`;
-      if (!killed.killed) {
-        queue.unshift(phase);
-        fullSyncMs.push(killed.ms);
-      }
-      else {
-        kills++;
-        point.leftBehind = await leftBehind();
-        const lease = await session.deps.catalog.leases.get(leaseName);
-        if (!lease || lease.expiresAt <= Date.now()) point.lease = 'not held';
-        else if (!leaseShown || waitEveryLease) {
-          const showNow = !leaseShown;
-          if (showNow) {
-            // A restarted agent is kept out while the dead one's lease runs.
-            const refused = await syncJson();
-            expect(refused.code, `${where}: ${refused.stderr}`).toBe(1);
-            expect(refused.run?.error, where).toMatch(/^another agent \(crash-agent-\w+\/\d+\/\w+\) is syncing glance until /);
-            leaseShown = true;
-          }
-          const left = lease.expiresAt - Date.now();
-          await sleep(Math.max(0, left) + 250);
-          point.lease = `waited ${Math.max(0, left)} ms for it to expire${showNow ? ' (a restart before that was refused)' : ''}`;
-        } else {
-          await session.deps.catalog.leases.release(leaseName, lease.holder);
-          point.lease = 'released (its holder is dead)';
+  it(
+    `leaves Glance and the catalog consistent after kills at ${points} points`,
+    async (ctx) => {
+      if (skip) ctx.skip(skip);
+      // Phases in seeded random order, every one in each round: the kills spread over all of them.
+      // A missed point (the sync ended before its moment came) gives its phase another try.
+      const all = Object.keys(phases) as Phase[];
+      const queue: Phase[] = [];
+      let leaseShown = false;
+      let mode: 'hide' | 'delete' = 'hide';
+      let kills = 0;
+      for (let n = 1; kills < points && n <= points * 2; n++) {
+        if (kills >= Math.ceil(points / 2) && mode === 'hide') {
+          mode = 'delete';
+          await writeConfig(mode);
         }
+        if (queue.length === 0) {
+          const pool = [...all];
+          while (pool.length > 0) queue.push(pool.splice(rng.int(0, pool.length - 1), 1)[0]!);
+        }
+        let phase = queue.shift()!;
+        const have = (await selected()).length;
+        let options: readonly StepKind[] = phases[phase];
+        // Too few images to change, or enough already: lead the sync into this phase another way.
+        if (have < 2) options = options.filter((k) => k === 'create');
+        else if (have >= 6) options = options.filter((k) => k !== 'create' && k !== 'mixed');
+        if (options.length === 0) {
+          queue.unshift(phase);
+          phase = have < 2 ? 'uploading (mid-stream)' : 'retiring';
+          options = have < 2 ? ['create'] : ['retire', 'remove'];
+        }
+        const step = rng.pick(options);
+        const uploads = await change(step, n);
+        const trigger = chooseTrigger(phase, step, mode, uploads);
+        const killed = await killedSync(trigger);
+        const point: Point = {
+          n,
+          phase,
+          step,
+          mode,
+          trigger: describeTrigger(trigger),
+          killed: killed.killed,
+          at: killed.at,
+          ms: killed.ms,
+          leftBehind: '-',
+          lease: '-',
+          recovery: '-',
+        };
+        report.push(point);
+        const where = `seed ${seed}, point #${n} (${step}, ${point.trigger})`;
+        if (!killed.killed) {
+          queue.unshift(phase);
+          fullSyncMs.push(killed.ms);
+        } else {
+          kills++;
+          point.leftBehind = await leftBehind();
+          const lease = await session.deps.catalog.leases.get(leaseName);
+          if (!lease || lease.expiresAt <= Date.now()) point.lease = 'not held';
+          else if (!leaseShown || waitEveryLease) {
+            const showNow = !leaseShown;
+            if (showNow) {
+              // A restarted agent is kept out while the dead one's lease runs.
+              const refused = await syncJson();
+              expect(refused.code, `${where}: ${refused.stderr}`).toBe(1);
+              expect(refused.run?.error, where).toMatch(
+                /^another agent \(crash-agent-\w+\/\d+\/\w+\) is syncing glance until /,
+              );
+              leaseShown = true;
+            }
+            const left = lease.expiresAt - Date.now();
+            await sleep(Math.max(0, left) + 250);
+            point.lease = `waited ${Math.max(0, left)} ms for it to expire${
+              showNow ? ' (a restart before that was refused)' : ''
+            }`;
+          } else {
+            await session.deps.catalog.leases.release(leaseName, lease.holder);
+            point.lease = 'released (its holder is dead)';
+          }
+        }
+        const recoveryStarted = Date.now();
+        const after = await syncJson();
+        fullSyncMs.push(Date.now() - recoveryStarted);
+        point.recovery = after.run
+          ? `${after.run.status}, drift ${String(after.run.drift)}: ` +
+            `${after.run.actions.map((a) => `${a.action}:${a.result}`).join(' ') || 'nothing to do'}`
+          : `no run (exit ${after.code})`;
+        expect(after.code, `${where}: ${after.stderr}`).toBe(0);
+        expect(after.run, where).toMatchObject({ status: 'succeeded', drift: 0 });
+        expect(
+          (await glanceProblems({ peer: peer!, session, prefix, tag, agentId, retire: mode })).problems,
+          where,
+        ).toEqual([]);
+        expect(await catalogProblems(session, 'glance'), where).toEqual([]);
       }
-      const recoveryStarted = Date.now();
-      const after = await syncJson();
-      fullSyncMs.push(Date.now() - recoveryStarted);
-      point.recovery = after.run ? `${after.run.status}, drift ${String(after.run.drift)}: ${after.run.actions.map((a) => `${a.action}:${a.result}`).join(' ') || 'nothing to do'}` : `no run (exit ${after.code})`;
-      expect(after.code, `${where}: ${after.stderr}`).toBe(0);
-      expect(after.run, where).toMatchObject({ status: 'succeeded', drift: 0 });
-      expect((await glanceProblems({ peer: peer!, session, prefix, tag, agentId, retire: mode })).problems, where).toEqual([]);
-      expect(await catalogProblems(session, 'glance'), where).toEqual([]);
-    }
-    expect(kills, `only ${kills} of ${report.length} syncs were killed`).toBeGreaterThanOrEqual(points);
-    // Every phase had its kill (with enough points: two rounds of the phases at least).
-    if (points >= 2 * all.length) expect(new Set(report.filter((p) => p.killed).map((p) => p.phase))).toEqual(new Set(all));
-  }, 120_000 + points * 45_000);
+      expect(kills, `only ${kills} of ${report.length} syncs were killed`).toBeGreaterThanOrEqual(points);
+      // Every phase had its kill (with enough points: two rounds of the phases at least).
+      if (points >= 2 * all.length)
+        expect(new Set(report.filter((p) => p.killed).map((p) => p.phase))).toEqual(new Set(all));
+    },
+    120_000 + points * 45_000,
+  );
 });

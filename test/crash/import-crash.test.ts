@@ -9,7 +9,6 @@ import { importFinished, ORIGIN_ID } from '../../agent/sync/desired.js';
 import { catalogSnapshot, syncTarget } from '../../agent/sync/runner.js';
 import type { Catalog } from '../../core/catalog/port.js';
 import { SqliteCatalog } from '../../core/catalog/sqlite/sqlite-catalog.js';
-import { MemoryCloud } from '../../core/iaas/memory/client.js';
 import { MemoryDriver } from '../../core/iaas/memory/driver.js';
 import { FileStore } from '../../core/store/file/file-store.js';
 import type { Store } from '../../core/store/port.js';

@@ -138,7 +138,8 @@ const runs = async (target: string): Promise<RunRecord[]> =>
   );
 const lease = async (name: string) =>
   (await adminQuery(peer!, `SELECT holder, expires_at FROM visor.leases WHERE name = '${name}'`, database)).rows[0] as
-    { holder: string; expires_at: string } | undefined;
+    | { holder: string; expires_at: string }
+    | undefined;
 
 /** Runs that did work (not the ones that found the lease taken), as time intervals. */
 const worked = (all: RunRecord[]) => all.filter((r) => !/another agent/.test(r.error ?? '') && r.finishedAt);

@@ -56,11 +56,19 @@ describe('kill -9 in the middle of an upload into Glance', () => {
       }),
       createWriteStream(file),
     );
-    const registered = await session.images.register({ name: 'e2e', admin: true }, { name: 'big', architecture: 'x86_64', diskFormat: 'raw', tags: [tag], access: 'public' });
-    const image = await session.images.upload({ name: 'e2e', admin: true }, registered.id, createReadStream(file), { size: (await stat(file)).size });
+    const registered = await session.images.register(
+      { name: 'e2e', admin: true },
+      { name: 'big', architecture: 'x86_64', diskFormat: 'raw', tags: [tag], access: 'public' },
+    );
+    const image = await session.images.upload({ name: 'e2e', admin: true }, registered.id, createReadStream(file), {
+      size: (await stat(file)).size,
+    });
     await session.close();
 
-    const child = spawn(process.execPath, [visorBin, 'sync', '-c', config], { env: { PATH: process.env['PATH'], HOME: dir }, stdio: 'ignore' });
+    const child = spawn(process.execPath, [visorBin, 'sync', '-c', config], {
+      env: { PATH: process.env['PATH'], HOME: dir },
+      stdio: 'ignore',
+    });
     const exited = new Promise((r) => child.once('exit', r));
     // Wait until Glance is receiving the bytes, then kill the agent without warning.
     let caught = false;
@@ -85,8 +93,16 @@ describe('kill -9 in the middle of an upload into Glance', () => {
 
     const copies = await imagesNamed(peer!, `${prefix}big`);
     const api = await glanceApi(peer!, 'admin');
-    const details = await Promise.all(copies.map(async (c) => (await api.get(`/v2/images/${c.id}`)).data as Record<string, unknown>));
-    const good = details.filter((d) => d['status'] === 'active' && d['visor_image_id'] === image.id && d['checksum'] === image.checksums.md5 && d['size'] === image.size);
+    const details = await Promise.all(
+      copies.map(async (c) => (await api.get(`/v2/images/${c.id}`)).data as Record<string, unknown>),
+    );
+    const good = details.filter(
+      (d) =>
+        d['status'] === 'active' &&
+        d['visor_image_id'] === image.id &&
+        d['checksum'] === image.checksums.md5 &&
+        d['size'] === image.size,
+    );
     expect(good).toHaveLength(1);
     expect(details.filter((d) => d['status'] !== 'active')).toEqual([]);
     expect(details).toHaveLength(1);
@@ -98,7 +114,10 @@ describe('kill -9 in the middle of an upload into Glance', () => {
       expect(runs[0]).toMatchObject({ status: 'succeeded', drift: 0 });
       expect(runs.filter((r) => r.status === 'running')).toEqual([]);
       expect(runs.some((r) => r.error?.startsWith('abandoned'))).toBe(true);
-      expect(await after.deps.catalog.images.get(image.id)).toMatchObject({ status: 'available', revision: image.revision });
+      expect(await after.deps.catalog.images.get(image.id)).toMatchObject({
+        status: 'available',
+        revision: image.revision,
+      });
     } finally {
       await after.close();
     }

@@ -42,15 +42,25 @@ clouds:
     options:
       authUrl: ${peer.authUrl}
       pollInterval: 1
-      auth: { type: password, username: ${peer.admin.username}, password: '${peer.admin.password}', projectName: ${peer.admin.projectName} }
+      auth: { type: password, username: ${peer.admin.username}, password: ` +
+        `'${peer.admin.password}', projectName: ${peer.admin.projectName} }
   one:
     adapter: opennebula
-    options: { endpoint: '${one.endpoint}', username: oneadmin, password: opennebula, datastore: default, pollInterval: 0.05 }
+    options: { endpoint: '${one.endpoint}', username: oneadmin, ` +
+        `password: opennebula, datastore: default, pollInterval: 0.05 }
     sync: { retire: { mode: delete } }
 `,
     );
     const api = await glanceApi(peer, 'admin');
-    glanceId = (await api.post('/v2/images', { name, disk_format: 'raw', container_format: 'bare', visibility: 'public', os_distro: 'cirros' })).data.id as string;
+    glanceId = (
+      await api.post('/v2/images', {
+        name,
+        disk_format: 'raw',
+        container_format: 'bare',
+        visibility: 'public',
+        os_distro: 'cirros',
+      })
+    ).data.id as string;
     await api.put(`/v2/images/${glanceId}/file`, data, { headers: { 'Content-Type': 'application/octet-stream' } });
     before = (await api.get(`/v2/images/${glanceId}`)).data as Record<string, unknown>;
   }, peerStartTimeout);
@@ -64,20 +74,27 @@ clouds:
 
   it('pulls the image with its bits into the catalog and pushes it into the other cloud', async (ctx) => {
     if (skip) ctx.skip(skip);
-    const result = await runVisorAsync(['migrate', '-c', config, '--from', 'glance', '--to', 'one', '--name', name], { env: { HOME: dir } });
+    const result = await runVisorAsync(['migrate', '-c', config, '--from', 'glance', '--to', 'one', '--name', name], {
+      env: { HOME: dir },
+    });
     expect(result.stderr).not.toMatch(stackLine);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/migrate glance -> one: 1 image\(s\) pulled; push succeeded/);
 
     const session = await openSession({ configFile: config, env: {}, logger: silentLogger });
     try {
-      const pulled = (await session.deps.catalog.images.list({ filters: { 'properties.visor_origin_id': glanceId } })).items;
+      const pulled = (await session.deps.catalog.images.list({ filters: { 'properties.visor_origin_id': glanceId } }))
+        .items;
       expect(pulled).toHaveLength(1);
       expect(pulled[0]).toMatchObject({
         name,
         status: 'available',
         size: data.length,
-        checksums: { md5: createHash('md5').update(data).digest('hex'), sha256: createHash('sha256').update(data).digest('hex'), sha512: createHash('sha512').update(data).digest('hex') },
+        checksums: {
+          md5: createHash('md5').update(data).digest('hex'),
+          sha256: createHash('sha256').update(data).digest('hex'),
+          sha512: createHash('sha512').update(data).digest('hex'),
+        },
         properties: { visor_origin_target: 'glance' },
       });
       const copies = one.images().filter((i) => i.template.get('VISOR_IMAGE_ID') === pulled[0]!.id);
@@ -90,7 +107,10 @@ clouds:
     expect((await (await glanceApi(peer!, 'admin')).get(`/v2/images/${glanceId}`)).data).toEqual(before);
 
     // Again: nothing to pull, nothing to push.
-    const again = await runVisorAsync(['migrate', '-c', config, '--from', 'glance', '--to', 'one', '--name', name, '--json'], { env: { HOME: dir } });
+    const again = await runVisorAsync(
+      ['migrate', '-c', config, '--from', 'glance', '--to', 'one', '--name', name, '--json'],
+      { env: { HOME: dir } },
+    );
     expect(again.code, again.stderr).toBe(0);
     const body = JSON.parse(again.stdout) as { pulled: unknown[]; run: { actions: unknown[] } };
     expect(body.pulled).toEqual([]);

@@ -47,10 +47,26 @@ describe('sync into real Glance, end to end', () => {
     files['backing'] = join(dir, 'backing.qcow2');
     execFileSync('qemu-img', ['create', '-f', 'qcow2', '-b', '/etc/passwd', '-F', 'raw', files['backing'], '1M']);
     files['datafile'] = join(dir, 'datafile.qcow2');
-    execFileSync('qemu-img', ['create', '-f', 'qcow2', '-o', `data_file=${join(dir, 'external.raw')}`, files['datafile'], '1M']);
+    execFileSync('qemu-img', [
+      'create',
+      '-f',
+      'qcow2',
+      '-o',
+      `data_file=${join(dir, 'external.raw')}`,
+      files['datafile'],
+      '1M',
+    ]);
     files['vmdk'] = join(dir, 'descriptor.vmdk');
-    await writeFile(files['vmdk'], '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\nRW 2048 FLAT "/etc/passwd" 0\n\nddb.virtualHWVersion = "4"\n');
-    session = await openSession({ configFile: await writeConfig(dir, peer, { run, prefix, tag }), env: {}, logger: silentLogger });
+    await writeFile(
+      files['vmdk'],
+      '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\nRW ' +
+        '2048 FLAT "/etc/passwd" 0\n\nddb.virtualHWVersion = "4"\n',
+    );
+    session = await openSession({
+      configFile: await writeConfig(dir, peer, { run, prefix, tag }),
+      env: {},
+      logger: silentLogger,
+    });
   }, peerStartTimeout);
 
   afterAll(async () => {
@@ -61,12 +77,20 @@ describe('sync into real Glance, end to end', () => {
   });
 
   const add = async (name: string, file: string, extra: Record<string, unknown> = {}): Promise<Image> => {
-    const image = await session.images.register(agent, { name, architecture: 'x86_64', tags: [tag], access: 'public', ...extra });
+    const image = await session.images.register(agent, {
+      name,
+      architecture: 'x86_64',
+      tags: [tag],
+      access: 'public',
+      ...extra,
+    });
     return session.images.upload(agent, image.id, createReadStream(file), { size: (await stat(file)).size });
   };
   const sync = () => syncTarget(session.built.targets.get('glance')!, session.deps, { trigger: 'cli' });
-  const glanceImage = async (id: string) => (await (await glanceApi(peer!, 'admin')).get(`/v2/images/${id}`)).data as Record<string, unknown>;
-  const bytes = (r: Awaited<ReturnType<typeof sync>>) => r.actions.reduce((n, a) => n + (a.result !== 'failed' ? (a.bytes ?? 0) : 0), 0);
+  const glanceImage = async (id: string) =>
+    (await (await glanceApi(peer!, 'admin')).get(`/v2/images/${id}`)).data as Record<string, unknown>;
+  const bytes = (r: Awaited<ReturnType<typeof sync>>) =>
+    r.actions.reduce((n, a) => n + (a.result !== 'failed' ? (a.bytes ?? 0) : 0), 0);
 
   let rawImage: Image;
   let qcowImage: Image;
@@ -81,9 +105,16 @@ describe('sync into real Glance, end to end', () => {
     await add('not-selected', files['raw2']!, { diskFormat: 'raw', tags: [] });
     // An image someone uploaded by hand, named like ours: never to be touched.
     const api = await glanceApi(peer!, 'admin');
-    const created = await api.post('/v2/images', { name: `${prefix}raw-disk`, disk_format: 'raw', container_format: 'bare', visibility: 'public' });
+    const created = await api.post('/v2/images', {
+      name: `${prefix}raw-disk`,
+      disk_format: 'raw',
+      container_format: 'bare',
+      visibility: 'public',
+    });
     unmarkedId = created.data.id as string;
-    await api.put(`/v2/images/${unmarkedId}/file`, randomBytes(4096), { headers: { 'Content-Type': 'application/octet-stream' } });
+    await api.put(`/v2/images/${unmarkedId}/file`, randomBytes(4096), {
+      headers: { 'Content-Type': 'application/octet-stream' },
+    });
     unmarkedBefore = await glanceImage(unmarkedId);
 
     const first = await sync();
@@ -120,12 +151,22 @@ describe('sync into real Glance, end to end', () => {
 
   it('updates metadata without re-uploading', async (ctx) => {
     if (skip) ctx.skip(skip);
-    rawImage = await session.images.update(agent, rawImage.id, { name: 'raw-disk-renamed', properties: { purpose: 'renamed' } });
+    rawImage = await session.images.update(agent, rawImage.id, {
+      name: 'raw-disk-renamed',
+      properties: { purpose: 'renamed' },
+    });
     const third = await sync();
-    expect(third.actions).toEqual([expect.objectContaining({ action: 'update', result: 'updated', nativeId: nativeOf.get(rawImage.id) })]);
+    expect(third.actions).toEqual([
+      expect.objectContaining({ action: 'update', result: 'updated', nativeId: nativeOf.get(rawImage.id) }),
+    ]);
     expect(bytes(third)).toBe(0);
     const native = await glanceImage(nativeOf.get(rawImage.id)!);
-    expect(native).toMatchObject({ name: `${prefix}raw-disk-renamed`, purpose: 'renamed', visor_revision: String(rawImage.revision), checksum: rawImage.checksums.md5 });
+    expect(native).toMatchObject({
+      name: `${prefix}raw-disk-renamed`,
+      purpose: 'renamed',
+      visor_revision: String(rawImage.revision),
+      checksum: rawImage.checksums.md5,
+    });
     expect((await sync()).actions).toEqual([]);
   });
 
@@ -135,13 +176,19 @@ describe('sync into real Glance, end to end', () => {
     const newContent = join(dir, 'disk3.qcow2');
     await writeFile(join(dir, 'disk3.raw'), randomBytes(3 * 1024 * 1024));
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(dir, 'disk3.raw'), newContent]);
-    qcowImage = await session.images.upload(agent, qcowImage.id, createReadStream(newContent), { size: (await stat(newContent)).size });
+    qcowImage = await session.images.upload(agent, qcowImage.id, createReadStream(newContent), {
+      size: (await stat(newContent)).size,
+    });
     const fourth = await sync();
     expect(fourth.status).toBe('succeeded');
     expect(fourth.actions.map((a) => `${a.action}:${a.result}`)).toEqual(['replace:replaced', 'retire:retired']);
     const newNative = fourth.actions[0]!.nativeId!;
     expect(newNative).not.toBe(oldNative);
-    expect(await glanceImage(newNative)).toMatchObject({ status: 'active', checksum: qcowImage.checksums.md5, visor_sha256: qcowImage.checksums.sha256 });
+    expect(await glanceImage(newNative)).toMatchObject({
+      status: 'active',
+      checksum: qcowImage.checksums.md5,
+      visor_sha256: qcowImage.checksums.sha256,
+    });
     expect(await glanceImage(oldNative)).toMatchObject({ os_hidden: true, status: 'active' });
     nativeOf.set(qcowImage.id, newNative);
     expect((await sync()).actions).toEqual([]);
@@ -151,7 +198,14 @@ describe('sync into real Glance, end to end', () => {
     if (skip) ctx.skip(skip);
     rawImage = await session.images.update(agent, rawImage.id, { tags: [] });
     const fifth = await sync();
-    expect(fifth.actions).toEqual([expect.objectContaining({ action: 'retire', result: 'retired', nativeId: nativeOf.get(rawImage.id), detail: expect.stringMatching(/no longer selected.*hide/) })]);
+    expect(fifth.actions).toEqual([
+      expect.objectContaining({
+        action: 'retire',
+        result: 'retired',
+        nativeId: nativeOf.get(rawImage.id),
+        detail: expect.stringMatching(/no longer selected.*hide/),
+      }),
+    ]);
     expect(await glanceImage(nativeOf.get(rawImage.id)!)).toMatchObject({ os_hidden: true });
     expect((await sync()).actions).toEqual([]);
   });
@@ -177,13 +231,24 @@ describe('sync into real Glance, end to end', () => {
     const result = await sync();
     expect(result.status).toBe('failed');
     const failures = new Map(result.actions.map((a) => [a.name, a]));
-    expect(failures.get(`${prefix}backing-file`)?.error).toMatchObject({ kind: 'unsafe', message: expect.stringMatching(/backing file.*\/etc\/passwd/) });
-    expect(failures.get(`${prefix}data-file`)?.error).toMatchObject({ kind: 'unsafe', message: expect.stringMatching(/data file/) });
-    expect(failures.get(`${prefix}vmdk-descriptor`)?.error).toMatchObject({ kind: 'unsafe', message: expect.stringMatching(/\/etc\/passwd/) });
-    expect(failures.get(`${prefix}qcow2-as-raw`)?.error).toMatchObject({ kind: 'unsafe', message: expect.stringMatching(/qcow2/) });
+    expect(failures.get(`${prefix}backing-file`)?.error).toMatchObject({
+      kind: 'unsafe',
+      message: expect.stringMatching(/backing file.*\/etc\/passwd/),
+    });
+    expect(failures.get(`${prefix}data-file`)?.error).toMatchObject({
+      kind: 'unsafe',
+      message: expect.stringMatching(/data file/),
+    });
+    expect(failures.get(`${prefix}vmdk-descriptor`)?.error).toMatchObject({
+      kind: 'unsafe',
+      message: expect.stringMatching(/\/etc\/passwd/),
+    });
+    expect(failures.get(`${prefix}qcow2-as-raw`)?.error).toMatchObject({
+      kind: 'unsafe',
+      message: expect.stringMatching(/qcow2/),
+    });
     const inGlance = (await imagesNamed(peer!, prefix)).map((i) => i.name);
     for (const image of bad) expect(inGlance).not.toContain(`${prefix}${image.name}`);
     for (const image of bad) await session.images.delete(agent, image.id);
   });
 });
-

@@ -11,7 +11,13 @@ import { syncTarget } from '../../agent/sync/runner.js';
 import type { RunRecord } from '../../core/catalog/port.js';
 import type { Image } from '../../core/image/model.js';
 import { silentLogger } from '../../core/logging/logger.js';
-import { accountId, expectValidBodies, region, startWorld, type EucalyptusWorld } from '../adapters/eucalyptus/harness.js';
+import {
+  accountId,
+  expectValidBodies,
+  region,
+  startWorld,
+  type EucalyptusWorld,
+} from '../adapters/eucalyptus/harness.js';
 import { setUpCumulusRepository, type CumulusRepository } from '../adapters/nimbus/harness.js';
 import type { Ec2Double } from '../doubles/ec2/index.js';
 import { requirePeer } from '../peers/index.js';
@@ -58,7 +64,13 @@ function scenario(name: string, setUp: () => Promise<Cloud | { skip: string }>) 
             target: {
               adapter: cloud.adapter,
               options: cloud.options,
-              sync: { selector: { tags: ['e2e'], access: ['public', 'private'] }, naming: 'vm-{name}', retire: { mode: 'delete' }, diskFormat: 'raw', retries: { attempts: 2, backoff: '1s' } },
+              sync: {
+                selector: { tags: ['e2e'], access: ['public', 'private'] },
+                naming: 'vm-{name}',
+                retire: { mode: 'delete' },
+                diskFormat: 'raw',
+                retries: { attempts: 2, backoff: '1s' },
+              },
             },
           },
         }),
@@ -72,14 +84,23 @@ function scenario(name: string, setUp: () => Promise<Cloud | { skip: string }>) 
       if (dir) await rm(dir, { recursive: true, force: true });
     });
 
-    const sync = (): Promise<RunRecord> => syncTarget(session.built.targets.get('target')!, session.deps, { trigger: 'cli' });
+    const sync = (): Promise<RunRecord> =>
+      syncTarget(session.built.targets.get('target')!, session.deps, { trigger: 'cli' });
     const add = async (imageName: string, size = 512 * 1024, extra: Record<string, unknown> = {}): Promise<Image> => {
-      const image = await session.images.register(agent, { name: imageName, architecture: 'x86_64', diskFormat: 'raw', tags: ['e2e'], access: 'public', ...extra });
+      const image = await session.images.register(agent, {
+        name: imageName,
+        architecture: 'x86_64',
+        diskFormat: 'raw',
+        tags: ['e2e'],
+        access: 'public',
+        ...extra,
+      });
       return session.images.upload(agent, image.id, Readable.from([randomBytes(size)]), { size });
     };
     const results = (run: RunRecord) => run.actions.map((a) => `${a.action}:${a.result}`).sort();
     const bytes = (run: RunRecord) => run.actions.reduce((n, a) => n + (a.result === 'failed' ? 0 : (a.bytes ?? 0)), 0);
-    const listed = async () => (await session.built.targets.get('target')!.driver.list()).filter((i) => i.markers?.agent === `e2e-${name}`);
+    const listed = async () =>
+      (await session.built.targets.get('target')!.driver.list()).filter((i) => i.markers?.agent === `e2e-${name}`);
 
     let first: Image;
     let second: Image;
@@ -105,13 +126,18 @@ function scenario(name: string, setUp: () => Promise<Cloud | { skip: string }>) 
       const run = await sync();
       expect(results(run)).toEqual(['update:updated']);
       expect(bytes(run)).toBe(0);
-      expect((await listed()).find((c) => c.markers!.imageId === first.id)).toMatchObject({ name: 'vm-first-renamed', markers: { revision: first.revision } });
+      expect((await listed()).find((c) => c.markers!.imageId === first.id)).toMatchObject({
+        name: 'vm-first-renamed',
+        markers: { revision: first.revision },
+      });
       expect((await sync()).actions).toEqual([]);
     });
 
     it('replaces on a content change and retires what left the selector', async (ctx) => {
       if (skip) ctx.skip(skip);
-      second = await session.images.upload(agent, second.id, Readable.from([randomBytes(200 * 1024)]), { size: 200 * 1024 });
+      second = await session.images.upload(agent, second.id, Readable.from([randomBytes(200 * 1024)]), {
+        size: 200 * 1024,
+      });
       first = await session.images.update(agent, first.id, { tags: [] });
       const run = await sync();
       expect(run.status, JSON.stringify(run.actions)).toBe('succeeded');
@@ -136,8 +162,9 @@ scenario('nimbus', async () => {
   const { peer, skip } = await requirePeer('s3');
   if (!peer) return { skip };
   const repo: CumulusRepository = await setUpCumulusRepository(peer, 'e2e');
-  await repo.putUnmarked('own', 'uploaded-by-hand', 'someone else\'s image');
-  const foreign = async () => (await repo.keys()).filter((k) => repo.seeded.includes(k) || k.endsWith('/uploaded-by-hand')).sort();
+  await repo.putUnmarked('own', 'uploaded-by-hand', "someone else's image");
+  const foreign = async () =>
+    (await repo.keys()).filter((k) => repo.seeded.includes(k) || k.endsWith('/uploaded-by-hand')).sort();
   return { adapter: 'nimbus', options: repo.options, untouched: foreign, close: () => repo.cleanup() };
 });
 

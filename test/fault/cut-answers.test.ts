@@ -19,7 +19,10 @@ describe('an answer cut off mid-body', () => {
     server = createServer((req, res) => {
       const body = JSON.stringify({ images: [], padding: 'x'.repeat(4096) });
       if (req.url === '/cut') {
-        res.writeHead(req.method === 'POST' ? 201 : 200, { 'content-type': 'application/json', 'content-length': body.length });
+        res.writeHead(req.method === 'POST' ? 201 : 200, {
+          'content-type': 'application/json',
+          'content-length': body.length,
+        });
         res.write(body.slice(0, 100), () => res.socket?.destroy());
       } else if (req.url === '/stall') {
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
@@ -41,25 +44,39 @@ describe('an answer cut off mid-body', () => {
     await new Promise((r) => server.close(r));
   });
 
-  const failure = (promise: Promise<unknown>) => promise.then(() => expect.fail('the request should have failed'), (error: unknown) => error);
+  const failure = (promise: Promise<unknown>) =>
+    promise.then(
+      () => expect.fail('the request should have failed'),
+      (error: unknown) => error,
+    );
 
   it('is unavailable (retryable) when the connection drops mid-body, for a listing and for a create', async () => {
     const listed = httpError('Glance: listing images', await failure(axios.get(`${base}/cut`, { maxRedirects: 0 })));
     expect(listed.kind).toBe('unavailable');
     expect(listed.message).toMatch(/^Glance: listing images: the answer \(HTTP 200\) was cut off: /);
-    const created = httpError('Glance: creating image "x"', await failure(axios.post(`${base}/cut`, {}, { maxRedirects: 0, validateStatus: (s) => s === 201 || s === 200 })));
+    const created = httpError(
+      'Glance: creating image "x"',
+      await failure(axios.post(`${base}/cut`, {}, { maxRedirects: 0, validateStatus: (s) => s === 201 || s === 200 })),
+    );
     expect(created.kind).toBe('unavailable');
     expect(created.message).toMatch(/the answer \(HTTP 201\) was cut off/);
   });
 
   it('is a timeout when the body stops coming', async () => {
-    const stalled = httpError('Glance: reading image x', await failure(axios.get(`${base}/stall`, { timeout: 300, maxRedirects: 0 })));
+    const stalled = httpError(
+      'Glance: reading image x',
+      await failure(axios.get(`${base}/stall`, { timeout: 300, maxRedirects: 0 })),
+    );
     expect(stalled.kind).toBe('timeout');
-    expect(stalled.message).toMatch(/^Glance: reading image x: (the answer \(HTTP 200\) was cut off: )?no answer in time/);
+    expect(stalled.message).toMatch(
+      /^Glance: reading image x: (the answer \(HTTP 200\) was cut off: )?no answer in time/,
+    );
   });
 
   it('still maps statuses the request refuses by the status', async () => {
-    expect(httpError('x', await failure(axios.get(`${base}/redirect`, { maxRedirects: 0 }))).kind).toBe('invalidResponse');
+    expect(httpError('x', await failure(axios.get(`${base}/redirect`, { maxRedirects: 0 }))).kind).toBe(
+      'invalidResponse',
+    );
     const busy = httpError('x', await failure(axios.get(`${base}/busy`, { maxRedirects: 0 })));
     expect(busy).toMatchObject({ kind: 'unavailable', message: 'x: HTTP 503: try later' });
   });

@@ -46,13 +46,23 @@ describe('a dead cloud beside a healthy one', () => {
     dir = await mkdtemp(join(tmpdir(), 'visor-dead-'));
     // Keystone passes; every Glance request is swallowed (read, never answered).
     blackhole = await FaultProxy.start({ keystone: new URL(peer.authUrl).origin, glance: peer.glanceUrl, seed: 1 });
-    blackhole.tap = { onRequest: (info) => (info.service === 'glance' ? { kind: 'hang', stage: 'before' } : undefined) };
+    blackhole.tap = {
+      onRequest: (info) => (info.service === 'glance' ? { kind: 'hang', stage: 'before' } : undefined),
+    };
     // A port that was free a moment ago: connections are refused.
     const probe = createServer().listen(0, '127.0.0.1');
     await new Promise((r) => probe.once('listening', r));
     const refusedPort = (probe.address() as AddressInfo).port;
     await new Promise((r) => probe.close(r));
-    const dead = { peer, prefix: `${prefix}x-`, tag, requestTimeout: 3, attempts: 3, backoff: '200ms', listTimeout: '30s' };
+    const dead = {
+      peer,
+      prefix: `${prefix}x-`,
+      tag,
+      requestTimeout: 3,
+      attempts: 3,
+      backoff: '200ms',
+      listTimeout: '30s',
+    };
     config = await writeSyncConfig(dir, agentId, [
       { name: 'healthy', authUrl: peer.authUrl, peer, prefix, tag, requestTimeout: 10 },
       { name: 'blackhole', authUrl: blackhole.authUrl, ...dead },
@@ -60,8 +70,14 @@ describe('a dead cloud beside a healthy one', () => {
     ]);
     const session = await openSession({ configFile: config, env: {}, logger: silentLogger });
     try {
-      const specs = [['one', 'raw', 2 * 1024 * 1024], ['two', 'qcow2', 2 * 1024 * 1024], ['three', 'raw', 1024 * 1024], ['four', 'qcow2', 1024 * 1024]] as const;
-      for (const [name, format, bytes] of specs) await addImage(session.images, name, await makeDisk(dir, name, format, bytes), format, [tag]);
+      const specs = [
+        ['one', 'raw', 2 * 1024 * 1024],
+        ['two', 'qcow2', 2 * 1024 * 1024],
+        ['three', 'raw', 1024 * 1024],
+        ['four', 'qcow2', 1024 * 1024],
+      ] as const;
+      for (const [name, format, bytes] of specs)
+        await addImage(session.images, name, await makeDisk(dir, name, format, bytes), format, [tag]);
     } finally {
       await session.close();
     }
@@ -81,49 +97,68 @@ describe('a dead cloud beside a healthy one', () => {
   /** The healthy cloud's copies gone again, so that its next run does the same work (4 uploads). */
   const reset = () => deleteImagesNamed(peer!, prefix);
 
-  it('the daemon: the healthy cloud syncs in about the time it takes alone; the dead ones fail clearly', async (ctx) => {
-    if (skip) ctx.skip(skip);
-    const d = daemon!;
-    const warm = await d.trigger('healthy');
-    expect(warm.status).toBe('succeeded');
-    await reset();
-    const alone = await d.trigger('healthy');
-    expect(alone).toMatchObject({ status: 'succeeded', drift: 0 });
-    expect(alone.actions.map((a) => a.result)).toEqual(['created', 'created', 'created', 'created']);
-    aloneRun = alone;
-    await reset();
+  it(
+    'the daemon: the healthy cloud syncs in about the ' + 'time it takes alone; the dead ones fail clearly',
+    async (ctx) => {
+      if (skip) ctx.skip(skip);
+      const d = daemon!;
+      const warm = await d.trigger('healthy');
+      expect(warm.status).toBe('succeeded');
+      await reset();
+      const alone = await d.trigger('healthy');
+      expect(alone).toMatchObject({ status: 'succeeded', drift: 0 });
+      expect(alone.actions.map((a) => a.result)).toEqual(['created', 'created', 'created', 'created']);
+      aloneRun = alone;
+      await reset();
 
-    const started = Date.now();
-    const settled = new Map<string, number>();
-    const runs = await Promise.all(['healthy', 'blackhole', 'refused'].map((name) => d.trigger(name).then((r) => (settled.set(name, Date.now() - started), r))));
-    const [healthy, dead, refused] = runs as [RunRecord, RunRecord, RunRecord];
-    expect(healthy).toMatchObject({ status: 'succeeded', drift: 0 });
-    expect(healthy.actions.map((a) => a.result)).toEqual(['created', 'created', 'created', 'created']);
-    expect(dead.status).toBe('failed');
-    expect(dead.error).toMatch(/^Glance: listing images: no answer in time/);
-    expect(refused.status).toBe('failed');
-    expect(refused.error).toMatch(/^Keystone at http:\/\/127\.0\.0\.1:\d+\/v3\/auth\/tokens: authenticating user "admin" \(domain Default\): ECONNREFUSED/);
-    // Not held up: about the time alone (a margin for a shared 2-core machine), and done long before the black hole gave up.
-    expect(duration(healthy)).toBeLessThanOrEqual(Math.max(duration(alone) * 1.5, duration(alone) + 2000));
-    expect(settled.get('healthy')!).toBeLessThan(settled.get('blackhole')!);
-    expect((await d.status()).map((s) => [s.name, s.lastRun?.status])).toEqual([
-      ['healthy', 'succeeded'],
-      ['blackhole', 'failed'],
-      ['refused', 'failed'],
-    ]);
-    const session = await openSession({ configFile: config, env: {}, logger: silentLogger });
-    try {
-      expect((await glanceProblems({ peer: peer!, session, prefix, tag, agentId, retire: 'hide' })).problems).toEqual([]);
-    } finally {
-      await session.close();
-    }
-    figures.push(
-      `daemon: healthy alone ${duration(alone)} ms (warm-up ${duration(warm)} ms); healthy beside the dead ones ${duration(healthy)} ms; ` +
-        `blackhole failed after ${duration(dead)} ms, refused after ${duration(refused)} ms`,
-      `  blackhole: ${dead.error}`,
-      `  refused: ${refused.error}`,
-    );
-  });
+      const started = Date.now();
+      const settled = new Map<string, number>();
+      const runs = await Promise.all(
+        ['healthy', 'blackhole', 'refused'].map((name) =>
+          d.trigger(name).then((r) => {
+            settled.set(name, Date.now() - started);
+            return r;
+          }),
+        ),
+      );
+      const [healthy, dead, refused] = runs as [RunRecord, RunRecord, RunRecord];
+      expect(healthy).toMatchObject({ status: 'succeeded', drift: 0 });
+      expect(healthy.actions.map((a) => a.result)).toEqual(['created', 'created', 'created', 'created']);
+      expect(dead.status).toBe('failed');
+      expect(dead.error).toMatch(/^Glance: listing images: no answer in time/);
+      expect(refused.status).toBe('failed');
+      expect(refused.error).toMatch(
+        new RegExp(
+          String.raw`^Keystone at http:\/\/127\.0\.0\.1:\d+\/v3\/auth\/tokens: ` +
+            String.raw`authenticating user "admin" \(domain Default\): ECONNREFUSED`,
+        ),
+      );
+      // Not held up: about the time alone (a margin for a shared 2-core machine), and done long before the black hole
+      // gave up.
+      expect(duration(healthy)).toBeLessThanOrEqual(Math.max(duration(alone) * 1.5, duration(alone) + 2000));
+      expect(settled.get('healthy')!).toBeLessThan(settled.get('blackhole')!);
+      expect((await d.status()).map((s) => [s.name, s.lastRun?.status])).toEqual([
+        ['healthy', 'succeeded'],
+        ['blackhole', 'failed'],
+        ['refused', 'failed'],
+      ]);
+      const session = await openSession({ configFile: config, env: {}, logger: silentLogger });
+      try {
+        expect((await glanceProblems({ peer: peer!, session, prefix, tag, agentId, retire: 'hide' })).problems).toEqual(
+          [],
+        );
+      } finally {
+        await session.close();
+      }
+      figures.push(
+        `daemon: healthy alone ${duration(alone)} ms (warm-up ${duration(warm)} ms); ` +
+          `healthy beside the dead ones ${duration(healthy)} ms; ` +
+          `blackhole failed after ${duration(dead)} ms, refused after ${duration(refused)} ms`,
+        `  blackhole: ${dead.error}`,
+        `  refused: ${refused.error}`,
+      );
+    },
+  );
 
   it('visor sync: the same, and exit code 3 (partial failure)', async (ctx) => {
     if (skip) ctx.skip(skip);
@@ -138,11 +173,18 @@ describe('a dead cloud beside a healthy one', () => {
     const healthy = byName.get('healthy')!;
     expect(healthy).toMatchObject({ status: 'succeeded', drift: 0 });
     expect(healthy.actions.map((a) => a.result)).toEqual(['created', 'created', 'created', 'created']);
-    expect(byName.get('blackhole')).toMatchObject({ status: 'failed', error: expect.stringMatching(/^Glance: listing images: no answer in time/) });
+    expect(byName.get('blackhole')).toMatchObject({
+      status: 'failed',
+      error: expect.stringMatching(/^Glance: listing images: no answer in time/),
+    });
     expect(byName.get('refused')).toMatchObject({ status: 'failed', error: expect.stringMatching(/ECONNREFUSED/) });
     const alone = aloneRun!;
     expect(duration(healthy)).toBeLessThanOrEqual(Math.max(duration(alone) * 1.5, duration(alone) + 2000));
     expect(duration(healthy)).toBeLessThan(duration(byName.get('blackhole')!));
-    figures.push(`visor sync: healthy ${duration(healthy)} ms beside the dead ones (alone: ${duration(alone)} ms); blackhole ${duration(byName.get('blackhole')!)} ms; refused ${duration(byName.get('refused')!)} ms; whole command ${wall} ms, exit 3`);
+    figures.push(
+      `visor sync: healthy ${duration(healthy)} ms beside the dead ones (alone: ${duration(alone)} ms); ` +
+        `blackhole ${duration(byName.get('blackhole')!)} ms; ` +
+        `refused ${duration(byName.get('refused')!)} ms; whole command ${wall} ms, exit 3`,
+    );
   });
 });

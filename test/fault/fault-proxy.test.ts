@@ -26,7 +26,14 @@ describe('the fault-injecting proxy', () => {
     keystone = createServer((req, res) => {
       req.resume();
       req.on('end', () => {
-        const body = JSON.stringify({ token: { catalog: [{ type: 'image', endpoints: [{ interface: 'public', url: origins.glance }] }, { type: 'identity', endpoints: [{ interface: 'public', url: `${origins.keystone}/v3` }] }] } });
+        const body = JSON.stringify({
+          token: {
+            catalog: [
+              { type: 'image', endpoints: [{ interface: 'public', url: origins.glance }] },
+              { type: 'identity', endpoints: [{ interface: 'public', url: `${origins.keystone}/v3` }] },
+            ],
+          },
+        });
         res.writeHead(201, { 'content-type': 'application/json', 'x-subject-token': 'tok' });
         res.end(body);
       });
@@ -53,13 +60,19 @@ describe('the fault-injecting proxy', () => {
   const call = (url: string, method = 'GET', body?: Buffer, timeoutMs = 5000) =>
     new Promise<{ status?: number; body?: string; error?: string; ms: number }>((resolve) => {
       const started = Date.now();
-      const req = request(url, { method, agent: false, headers: body ? { 'content-length': body.length } : {} }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString(), ms: Date.now() - started }));
-        res.on('error', (e) => resolve({ status: res.statusCode!, error: e.message, ms: Date.now() - started }));
-        res.on('aborted', () => resolve({ status: res.statusCode!, error: 'aborted', ms: Date.now() - started }));
-      });
+      const req = request(
+        url,
+        { method, agent: false, headers: body ? { 'content-length': body.length } : {} },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString(), ms: Date.now() - started }),
+          );
+          res.on('error', (e) => resolve({ status: res.statusCode!, error: e.message, ms: Date.now() - started }));
+          res.on('aborted', () => resolve({ status: res.statusCode!, error: 'aborted', ms: Date.now() - started }));
+        },
+      );
       req.setTimeout(timeoutMs, () => req.destroy(new Error('client timeout')));
       req.on('error', (e) => resolve({ error: e.message, ms: Date.now() - started }));
       req.end(body);
@@ -84,7 +97,9 @@ describe('the fault-injecting proxy', () => {
     const proxy = await FaultProxy.start({ ...origins, seed: 1 });
     try {
       const answer = await call(`${proxy.authUrl}/auth/tokens`, 'POST', Buffer.from('{}'));
-      const catalog = (JSON.parse(answer.body!) as { token: { catalog: Array<{ type: string; endpoints: Array<{ url: string }> }> } }).token.catalog;
+      const catalog = (
+        JSON.parse(answer.body!) as { token: { catalog: Array<{ type: string; endpoints: Array<{ url: string }> }> } }
+      ).token.catalog;
       expect(catalog.find((s) => s.type === 'image')!.endpoints[0]!.url).toBe(proxy.glanceUrl);
       expect(catalog.find((s) => s.type === 'identity')!.endpoints[0]!.url).toBe(`${origins.keystone}/v3`);
     } finally {
@@ -104,7 +119,10 @@ describe('the fault-injecting proxy', () => {
       const only = (fault: Fault) => proxy.script(() => true, fault);
       const before = reached.length;
       only({ kind: 'status', status: 503, stage: 'before' });
-      expect(await call(at('/v2/images/a'))).toMatchObject({ status: 503, body: expect.stringContaining('fault injected') });
+      expect(await call(at('/v2/images/a'))).toMatchObject({
+        status: 503,
+        body: expect.stringContaining('fault injected'),
+      });
       expect(reached.length).toBe(before);
 
       only({ kind: 'status', status: 500, stage: 'after' });

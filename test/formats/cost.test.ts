@@ -28,7 +28,10 @@ describe('formats: inspection reads headers, not images', () => {
       expect(reader.bytesRead).toBe(report.bytesRead);
       expect(reader.bytesRead).toBeLessThan(16 * 1024);
       // Reported in the run's output: the figure the brief asks for.
-      console.log(`inspection of a ${file.size}-byte qcow2: ${ms.toFixed(2)} ms, ${reader.bytesRead} bytes read in ${reader.reads} reads`);
+      console.log(
+        `inspection of a ${file.size}-byte ` +
+          `qcow2: ${ms.toFixed(2)} ms, ${reader.bytesRead} bytes read in ${reader.reads} reads`,
+      );
       expect(ms).toBeLessThan(1000);
     } finally {
       await file.close();

@@ -17,18 +17,83 @@ interface Case {
 /** One image of every format qemu-img writes, made by qemu-img itself. */
 const cases: Case[] = [
   { name: 'raw', format: 'raw', qemuFormat: 'raw', make: (p) => writeRawData(p, 2 * 1024 * 1024) },
-  { name: 'qcow2 v2 (compat=0.10)', format: 'qcow2', qemuFormat: 'qcow2', subformat: 'compat=0.10', make: (p) => createImage(p, 'qcow2', '64M', 'compat=0.10') },
-  { name: 'qcow2 v3 (compat=1.1) with data', format: 'qcow2', qemuFormat: 'qcow2', subformat: 'compat=1.1', make: (p, raw) => convertRaw(raw, p, 'qcow2') },
-  { name: 'qcow2 v3 with extended L2 and zstd', format: 'qcow2', qemuFormat: 'qcow2', subformat: 'compat=1.1', make: (p) => createImage(p, 'qcow2', '1G', 'extended_l2=on,cluster_size=128k,compression_type=zstd') },
-  { name: 'vmdk monolithicSparse', format: 'vmdk', qemuFormat: 'vmdk', subformat: 'monolithicSparse', make: (p) => createImage(p, 'vmdk', '64M') },
-  { name: 'vmdk streamOptimized with data', format: 'vmdk', qemuFormat: 'vmdk', subformat: 'streamOptimized', make: (p, raw) => convertRaw(raw, p, 'vmdk', 'subformat=streamOptimized') },
-  { name: 'vhd dynamic with data', format: 'vhd', qemuFormat: 'vpc', subformat: 'dynamic', make: (p, raw) => convertRaw(raw, p, 'vpc') },
-  { name: 'vhd fixed', format: 'vhd', qemuFormat: 'vpc', subformat: 'fixed', make: (p) => createImage(p, 'vpc', '16M', 'subformat=fixed') },
-  { name: 'vhd with force_size (current size)', format: 'vhd', qemuFormat: 'vpc', subformat: 'dynamic', make: (p) => createImage(p, 'vpc', '100M', 'force_size=on') },
+  {
+    name: 'qcow2 v2 (compat=0.10)',
+    format: 'qcow2',
+    qemuFormat: 'qcow2',
+    subformat: 'compat=0.10',
+    make: (p) => createImage(p, 'qcow2', '64M', 'compat=0.10'),
+  },
+  {
+    name: 'qcow2 v3 (compat=1.1) with data',
+    format: 'qcow2',
+    qemuFormat: 'qcow2',
+    subformat: 'compat=1.1',
+    make: (p, raw) => convertRaw(raw, p, 'qcow2'),
+  },
+  {
+    name: 'qcow2 v3 with extended L2 and zstd',
+    format: 'qcow2',
+    qemuFormat: 'qcow2',
+    subformat: 'compat=1.1',
+    make: (p) => createImage(p, 'qcow2', '1G', 'extended_l2=on,cluster_size=128k,compression_type=zstd'),
+  },
+  {
+    name: 'vmdk monolithicSparse',
+    format: 'vmdk',
+    qemuFormat: 'vmdk',
+    subformat: 'monolithicSparse',
+    make: (p) => createImage(p, 'vmdk', '64M'),
+  },
+  {
+    name: 'vmdk streamOptimized with data',
+    format: 'vmdk',
+    qemuFormat: 'vmdk',
+    subformat: 'streamOptimized',
+    make: (p, raw) => convertRaw(raw, p, 'vmdk', 'subformat=streamOptimized'),
+  },
+  {
+    name: 'vhd dynamic with data',
+    format: 'vhd',
+    qemuFormat: 'vpc',
+    subformat: 'dynamic',
+    make: (p, raw) => convertRaw(raw, p, 'vpc'),
+  },
+  {
+    name: 'vhd fixed',
+    format: 'vhd',
+    qemuFormat: 'vpc',
+    subformat: 'fixed',
+    make: (p) => createImage(p, 'vpc', '16M', 'subformat=fixed'),
+  },
+  {
+    name: 'vhd with force_size (current size)',
+    format: 'vhd',
+    qemuFormat: 'vpc',
+    subformat: 'dynamic',
+    make: (p) => createImage(p, 'vpc', '100M', 'force_size=on'),
+  },
   { name: 'vhdx with data', format: 'vhdx', qemuFormat: 'vhdx', make: (p, raw) => convertRaw(raw, p, 'vhdx') },
-  { name: 'vdi dynamic', format: 'vdi', qemuFormat: 'vdi', subformat: 'dynamic', make: (p) => createImage(p, 'vdi', '64M') },
-  { name: 'vdi static with data', format: 'vdi', qemuFormat: 'vdi', subformat: 'static', make: (p, raw) => convertRaw(raw, p, 'vdi', 'static=on') },
-  { name: 'ploop (parallels)', format: 'ploop', qemuFormat: 'parallels', make: (p) => createImage(p, 'parallels', '64M') },
+  {
+    name: 'vdi dynamic',
+    format: 'vdi',
+    qemuFormat: 'vdi',
+    subformat: 'dynamic',
+    make: (p) => createImage(p, 'vdi', '64M'),
+  },
+  {
+    name: 'vdi static with data',
+    format: 'vdi',
+    qemuFormat: 'vdi',
+    subformat: 'static',
+    make: (p, raw) => convertRaw(raw, p, 'vdi', 'static=on'),
+  },
+  {
+    name: 'ploop (parallels)',
+    format: 'ploop',
+    qemuFormat: 'parallels',
+    make: (p) => createImage(p, 'parallels', '64M'),
+  },
 ];
 
 describe('formats: detection of real images made with qemu-img', () => {
@@ -71,7 +136,12 @@ describe('formats: ISO 9660', () => {
   it('detects a hand-made ISO with its volume size', async () => {
     const iso = craftIso({ sectors: 40 });
     const report = await inspectImage(bufferReader(iso), { declared: 'iso' });
-    expect(report).toMatchObject({ format: 'iso', subformat: 'iso9660', virtualSize: 40 * 2048, details: { volumeId: 'VISOR_TEST' } });
+    expect(report).toMatchObject({
+      format: 'iso',
+      subformat: 'iso9660',
+      virtualSize: 40 * 2048,
+      details: { volumeId: 'VISOR_TEST' },
+    });
     expect(report.partitionTable).toBeUndefined();
   });
 
@@ -94,14 +164,31 @@ describe('formats: ISO 9660', () => {
       await writeFile(dir.path('tree/hello.txt'), 'hello');
       await writeFile(dir.path('tree/boot/boot.img'), Buffer.alloc(2048, 0x90));
       execFileSync('genisoimage', ['-quiet', '-V', 'PLAIN', '-o', dir.path('plain.iso'), dir.path('tree')]);
-      execFileSync('genisoimage', ['-quiet', '-J', '-R', '-V', 'BOOTABLE', '-b', 'boot/boot.img', '-no-emul-boot', '-o', dir.path('boot.iso'), dir.path('tree')]);
+      execFileSync('genisoimage', [
+        '-quiet',
+        '-J',
+        '-R',
+        '-V',
+        'BOOTABLE',
+        '-b',
+        'boot/boot.img',
+        '-no-emul-boot',
+        '-o',
+        dir.path('boot.iso'),
+        dir.path('tree'),
+      ]);
       for (const [name, label] of [
         ['plain.iso', 'PLAIN'],
         ['boot.iso', 'BOOTABLE'],
       ] as const) {
         const reader = await openFileReader(dir.path(name));
         const report = await inspectImage(reader, { declared: 'iso' }).finally(() => reader.close());
-        expect(report).toMatchObject({ format: 'iso', subformat: 'iso9660', virtualSize: reader.size, details: { volumeId: label } });
+        expect(report).toMatchObject({
+          format: 'iso',
+          subformat: 'iso9660',
+          virtualSize: reader.size,
+          details: { volumeId: label },
+        });
       }
     } finally {
       await dir.cleanup();
@@ -123,6 +210,9 @@ describe('formats: raw content', () => {
   });
 
   it('refuses an empty image as invalid input', async () => {
-    await expect(inspectImage(bufferReader(Buffer.alloc(0)))).rejects.toMatchObject({ kind: 'invalidInput', message: expect.stringContaining('empty') });
+    await expect(inspectImage(bufferReader(Buffer.alloc(0)))).rejects.toMatchObject({
+      kind: 'invalidInput',
+      message: expect.stringContaining('empty'),
+    });
   });
 });

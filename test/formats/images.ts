@@ -6,7 +6,9 @@ import { pack } from 'tar-stream';
 import { qemuImg } from './qemu.js';
 
 /** A scratch folder for one test file's images. */
-export async function scratch(prefix: string): Promise<{ dir: string; path: (name: string) => string; cleanup: () => Promise<void> }> {
+export async function scratch(
+  prefix: string,
+): Promise<{ dir: string; path: (name: string) => string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), `visor-formats-${prefix}-`));
   return { dir, path: (name) => join(dir, name), cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
@@ -20,7 +22,8 @@ export function createImage(path: string, qemuFormat: string, size: string, opti
 /** Random bytes with runs of zeros (so sparse formats have both allocated and empty blocks). */
 export async function writeRawData(path: string, size: number): Promise<Buffer> {
   const data = Buffer.alloc(size);
-  for (let offset = 0; offset < size; offset += 256 * 1024) randomBytes(Math.min(128 * 1024, size - offset)).copy(data, offset);
+  for (let offset = 0; offset < size; offset += 256 * 1024)
+    randomBytes(Math.min(128 * 1024, size - offset)).copy(data, offset);
   await writeFile(path, data);
   return data;
 }
@@ -33,7 +36,9 @@ export function convertRaw(raw: string, path: string, qemuFormat: string, option
 
 /** Virtual size as qemu-img reports it, with the format stated (never probed). */
 export function qemuVirtualSize(path: string, qemuFormat: string): number {
-  return (JSON.parse(qemuImg('info', '--output=json', '-f', qemuFormat, path)) as { 'virtual-size': number })['virtual-size'];
+  return (JSON.parse(qemuImg('info', '--output=json', '-f', qemuFormat, path)) as { 'virtual-size': number })[
+    'virtual-size'
+  ];
 }
 
 /** Overwrites bytes of a file in place. */
@@ -144,7 +149,12 @@ export async function buildTar(entries: TarEntry[]): Promise<Buffer> {
   });
   for (const entry of entries) {
     await new Promise<void>((resolve, reject) => {
-      const header = { name: entry.name, type: entry.type ?? 'file', ...(entry.linkname ? { linkname: entry.linkname } : {}), size: entry.data?.length ?? 0 };
+      const header = {
+        name: entry.name,
+        type: entry.type ?? 'file',
+        ...(entry.linkname ? { linkname: entry.linkname } : {}),
+        size: entry.data?.length ?? 0,
+      };
       archive.entry(header, entry.data ?? Buffer.alloc(0), (error) => (error ? reject(error) : resolve()));
     });
   }
@@ -158,7 +168,11 @@ export function ovfDescriptor(files: { id: string; href: string; disk?: boolean;
   const refs = files.map((f) => `    <File ovf:id="${f.id}" ovf:href="${f.href}"/>`).join('\n');
   const disks = files
     .filter((f) => f.disk !== false)
-    .map((f, i) => `    <Disk ovf:diskId="vmdisk${i + 1}" ovf:fileRef="${f.id}" ovf:capacity="67108864" ovf:format="${f.format ?? 'http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized'}"/>`)
+    .map(
+      (f, i) =>
+        `    <Disk ovf:diskId="vmdisk${i + 1}" ovf:fileRef="${f.id}" ovf:capacity="67108864" ` +
+        `ovf:format="${f.format ?? 'http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized'}"/>`,
+    )
     .join('\n');
   return Buffer.from(`<?xml version="1.0" encoding="UTF-8"?>
 <Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">

@@ -70,34 +70,52 @@ describe('formats: unsafe and malformed images are refused with a clear reason',
       needQemu(ctx);
       const unknown = createImage(dir.path('features.qcow2'), 'qcow2', '1M');
       await patchFile(unknown, 72 + 2, Buffer.from([0x01])); // bit 40
-      expect(await refusal(unknown)).toMatchObject({ kind: 'unsafe', message: expect.stringContaining('unknown incompatible feature bits 40') });
+      expect(await refusal(unknown)).toMatchObject({
+        kind: 'unsafe',
+        message: expect.stringContaining('unknown incompatible feature bits 40'),
+      });
 
       const v1 = createImage(dir.path('v1.qcow2'), 'qcow2', '1M');
       await patchFile(v1, 4, Buffer.from([0, 0, 0, 1]));
-      expect(await refusal(v1)).toMatchObject({ kind: 'unsafe', message: expect.stringContaining('qcow version 1 images are not accepted') });
+      expect(await refusal(v1)).toMatchObject({
+        kind: 'unsafe',
+        message: expect.stringContaining('qcow version 1 images are not accepted'),
+      });
 
       const v4 = createImage(dir.path('v4.qcow2'), 'qcow2', '1M');
       await patchFile(v4, 4, Buffer.from([0, 0, 0, 4]));
-      expect(await refusal(v4)).toMatchObject({ kind: 'unsafe', message: expect.stringContaining('unsupported qcow2 version 4') });
+      expect(await refusal(v4)).toMatchObject({
+        kind: 'unsafe',
+        message: expect.stringContaining('unsupported qcow2 version 4'),
+      });
     });
 
     it('refuses an image marked corrupt as invalid input', async (ctx) => {
       needQemu(ctx);
       const path = createImage(dir.path('corrupt.qcow2'), 'qcow2', '1M');
       await patchFile(path, 72 + 7, Buffer.from([0x02]));
-      expect(await refusal(path)).toMatchObject({ kind: 'invalidInput', message: expect.stringContaining('marked corrupt') });
+      expect(await refusal(path)).toMatchObject({
+        kind: 'invalidInput',
+        message: expect.stringContaining('marked corrupt'),
+      });
     });
 
     it('refuses truncated images: a cut header, an L1 table past the end of the file', async (ctx) => {
       needQemu(ctx);
       const cut = createImage(dir.path('cut.qcow2'), 'qcow2', '1G');
       await truncate(cut, 80);
-      expect(await refusal(cut)).toMatchObject({ kind: 'invalidInput', message: expect.stringContaining('truncated image: qcow2 version 3 header') });
+      expect(await refusal(cut)).toMatchObject({
+        kind: 'invalidInput',
+        message: expect.stringContaining('truncated image: qcow2 version 3 header'),
+      });
 
       const l1 = createImage(dir.path('l1.qcow2'), 'qcow2', '1G');
       const size = (await readFile(l1)).length;
       await truncate(l1, size - 8);
-      expect(await refusal(l1, { declared: 'qcow2' })).toMatchObject({ kind: 'invalidInput', message: expect.stringMatching(/truncated qcow2 image: its L1 table .* lies beyond the end of the file/) });
+      expect(await refusal(l1, { declared: 'qcow2' })).toMatchObject({
+        kind: 'invalidInput',
+        message: expect.stringMatching(/truncated qcow2 image: its L1 table .* lies beyond the end of the file/),
+      });
     });
   });
 
@@ -107,12 +125,16 @@ describe('formats: unsafe and malformed images are refused with a clear reason',
       const fixture = join(fixtures, 'passwd-descriptor.vmdk');
       // The threat is real: given this descriptor as a vmdk, qemu-img reads /etc/passwd.
       qemuImg('convert', '-f', 'vmdk', '-O', 'raw', fixture, dir.path('leak.raw'));
-      expect((await readFile(dir.path('leak.raw'))).subarray(0, 64).toString()).toBe((await readFile('/etc/passwd')).subarray(0, 64).toString());
+      expect((await readFile(dir.path('leak.raw'))).subarray(0, 64).toString()).toBe(
+        (await readFile('/etc/passwd')).subarray(0, 64).toString(),
+      );
 
       for (const declared of ['vmdk', 'raw', undefined] as const) {
         const error = await refusal(fixture, declared ? { declared } : {});
         expect(error.kind).toBe('unsafe');
-        expect(error.message).toContain('VMDK descriptor file (createType "monolithicFlat") keeps its data in other files: FLAT "/etc/passwd"');
+        expect(error.message).toContain(
+          'VMDK descriptor file (createType "monolithicFlat") keeps its data in other files: FLAT "/etc/passwd"',
+        );
       }
       expect((await refusal(fixture, { declared: 'raw' })).message).toContain('declared raw, but the content is vmdk');
     });
@@ -132,10 +154,14 @@ describe('formats: unsafe and malformed images are refused with a clear reason',
       expect(error.message).toContain('VMDK descriptor names extents other than the file itself: FLAT "/etc/passwd"');
     });
 
-    it('refuses a sparse VMDK of capacity 0, with which qemu opens its descriptor\'s extents', async (ctx) => {
+    it("refuses a sparse VMDK of capacity 0, with which qemu opens its descriptor's extents", async (ctx) => {
       needQemu(ctx);
       const path = createImage(dir.path('capacity0.vmdk'), 'vmdk', '64M');
-      await rewriteDescriptor(path, (text) => text.replace('monolithicSparse', 'monolithicFlat').replace(/RW \d+ SPARSE "[^"]+"/, 'RW 2 FLAT "/etc/passwd" 0'));
+      await rewriteDescriptor(path, (text) =>
+        text
+          .replace('monolithicSparse', 'monolithicFlat')
+          .replace(/RW \d+ SPARSE "[^"]+"/, 'RW 2 FLAT "/etc/passwd" 0'),
+      );
       await patchFile(path, 12, Buffer.alloc(8));
       // qemu-img would indeed read /etc/passwd through this file.
       expect(qemuImg('info', '--output=json', '-f', 'vmdk', path)).toContain('/etc/passwd');
@@ -144,16 +170,20 @@ describe('formats: unsafe and malformed images are refused with a clear reason',
       expect(error.message).toContain('FLAT "/etc/passwd"');
     });
 
-    it('refuses an embedded descriptor whose createType is not a single-file type, or with lines it does not understand', async (ctx) => {
-      needQemu(ctx);
-      const flat = createImage(dir.path('flat-type.vmdk'), 'vmdk', '64M');
-      await rewriteDescriptor(flat, (text) => text.replace('monolithicSparse', 'monolithicFlat'));
-      expect((await refusal(flat)).message).toContain('VMDK createType "monolithicFlat" is not a single-file type');
+    it(
+      'refuses an embedded descriptor whose createType is not a ' +
+        'single-file type, or with lines it does not understand',
+      async (ctx) => {
+        needQemu(ctx);
+        const flat = createImage(dir.path('flat-type.vmdk'), 'vmdk', '64M');
+        await rewriteDescriptor(flat, (text) => text.replace('monolithicSparse', 'monolithicFlat'));
+        expect((await refusal(flat)).message).toContain('VMDK createType "monolithicFlat" is not a single-file type');
 
-      const odd = createImage(dir.path('odd-line.vmdk'), 'vmdk', '64M');
-      await rewriteDescriptor(odd, (text) => text.replace('# Extent description', 'include "/etc/passwd"'));
-      expect((await refusal(odd)).message).toContain('is not understood: "include \\"/etc/passwd\\""');
-    });
+        const odd = createImage(dir.path('odd-line.vmdk'), 'vmdk', '64M');
+        await rewriteDescriptor(odd, (text) => text.replace('# Extent description', 'include "/etc/passwd"'));
+        expect((await refusal(odd)).message).toContain('is not understood: "include \\"/etc/passwd\\""');
+      },
+    );
 
     it('checks a streamOptimized footer: refused when invalid, accepted when consistent', async (ctx) => {
       needQemu(ctx);
@@ -163,7 +193,10 @@ describe('formats: unsafe and malformed images are refused with a clear reason',
       const withFooter = Buffer.concat([original, Buffer.alloc(1536)]);
       withFooter.writeBigUInt64LE(0xffffffffffffffffn, 56);
       await writeFile(path, withFooter);
-      expect(await refusal(path)).toMatchObject({ kind: 'invalidInput', message: expect.stringContaining('VMDK footer is invalid') });
+      expect(await refusal(path)).toMatchObject({
+        kind: 'invalidInput',
+        message: expect.stringContaining('VMDK footer is invalid'),
+      });
 
       const end = withFooter.length;
       withFooter.writeUInt32LE(3, end - 1536 + 12); // footer marker
@@ -181,24 +214,39 @@ describe('formats: unsafe and malformed images are refused with a clear reason',
       const qcow2 = createImage(dir.path('declared.qcow2'), 'qcow2', '1M');
       const asRaw = await refusal(qcow2, { declared: 'raw' });
       expect(asRaw.kind).toBe('unsafe');
-      expect(asRaw.message).toContain('declared raw, but the content is qcow2 (a format header inside an image declared raw');
-      expect(await refusal(raw, { declared: 'qcow2' })).toMatchObject({ kind: 'unsafe', message: expect.stringContaining('declared qcow2, but the content is raw data') });
+      expect(asRaw.message).toContain(
+        'declared raw, but the content is qcow2 (a format header inside an image declared raw',
+      );
+      expect(await refusal(raw, { declared: 'qcow2' })).toMatchObject({
+        kind: 'unsafe',
+        message: expect.stringContaining('declared qcow2, but the content is raw data'),
+      });
     });
 
-    it('refuses every other mismatch too: vmdk, vhd, vhdx, vdi as raw; raw as ami when it is qcow2; iso as raw', async (ctx) => {
-      needQemu(ctx);
-      for (const [qemuFormat, detected] of [
-        ['vmdk', 'vmdk'],
-        ['vpc', 'vhd'],
-        ['vhdx', 'vhdx'],
-        ['vdi', 'vdi'],
-      ] as const) {
-        const path = createImage(dir.path(`as-raw.${qemuFormat}`), qemuFormat, '8M');
-        expect((await refusal(path, { declared: 'raw' })).message).toContain(`declared raw, but the content is ${detected}`);
-      }
-      expect((await refusal(createImage(dir.path('ami.qcow2'), 'qcow2', '1M'), { declared: 'ami' })).message).toContain('declared ami, but the content is qcow2');
-      await expect(inspectImage(bufferReader(craftIso()), { declared: 'raw' })).rejects.toMatchObject({ kind: 'unsafe', message: expect.stringContaining('declared raw, but the content is iso') });
-    });
+    it(
+      'refuses every other mismatch too: vmdk, vhd, vhdx, ' + 'vdi as raw; raw as ami when it is qcow2; iso as raw',
+      async (ctx) => {
+        needQemu(ctx);
+        for (const [qemuFormat, detected] of [
+          ['vmdk', 'vmdk'],
+          ['vpc', 'vhd'],
+          ['vhdx', 'vhdx'],
+          ['vdi', 'vdi'],
+        ] as const) {
+          const path = createImage(dir.path(`as-raw.${qemuFormat}`), qemuFormat, '8M');
+          expect((await refusal(path, { declared: 'raw' })).message).toContain(
+            `declared raw, but the content is ${detected}`,
+          );
+        }
+        expect(
+          (await refusal(createImage(dir.path('ami.qcow2'), 'qcow2', '1M'), { declared: 'ami' })).message,
+        ).toContain('declared ami, but the content is qcow2');
+        await expect(inspectImage(bufferReader(craftIso()), { declared: 'raw' })).rejects.toMatchObject({
+          kind: 'unsafe',
+          message: expect.stringContaining('declared raw, but the content is iso'),
+        });
+      },
+    );
 
     it('names every problem at once (a mismatch and a backing file)', async (ctx) => {
       needQemu(ctx);
@@ -217,7 +265,10 @@ describe('formats: unsafe and malformed images are refused with a clear reason',
       const qcow2 = await readFile(createImage(dir.path('hidden.qcow2'), 'qcow2', '64M'));
       const iso = craftIso({ systemArea: qcow2.subarray(0, 32 * 1024) });
       const error = await inspectImage(bufferReader(iso), { declared: 'iso' }).catch((e: unknown) => e);
-      expect(error).toMatchObject({ kind: 'unsafe', message: expect.stringContaining('content matches several formats at once (qcow2, iso)') });
+      expect(error).toMatchObject({
+        kind: 'unsafe',
+        message: expect.stringContaining('content matches several formats at once (qcow2, iso)'),
+      });
     });
 
     it('refuses a qcow2 followed by a VHD footer', async (ctx) => {
@@ -234,17 +285,28 @@ describe('formats: unsafe and malformed images are refused with a clear reason',
       needQemu(ctx);
       const dynamic = await readFile(convertRaw(raw, dir.path('dyn.vhd'), 'vpc'));
       await writeFile(dir.path('no-footer.vhd'), dynamic.subarray(0, dynamic.length - 512));
-      expect(await refusal(dir.path('no-footer.vhd'), { declared: 'vhd' })).toMatchObject({ kind: 'invalidInput', message: expect.stringContaining('the footer at the end of the file is missing') });
+      expect(await refusal(dir.path('no-footer.vhd'), { declared: 'vhd' })).toMatchObject({
+        kind: 'invalidInput',
+        message: expect.stringContaining('the footer at the end of the file is missing'),
+      });
 
       const footer = dynamic.subarray(dynamic.length - 512);
-      await writeFile(dir.path('short-block.vhd'), Buffer.concat([dynamic.subarray(0, dynamic.length - 512 - 1024 * 1024), footer]));
-      expect(await refusal(dir.path('short-block.vhd'), { declared: 'vhd' })).toMatchObject({ kind: 'invalidInput', message: expect.stringMatching(/truncated VHD: block \d+ .* lies beyond the end of the data/) });
+      await writeFile(
+        dir.path('short-block.vhd'),
+        Buffer.concat([dynamic.subarray(0, dynamic.length - 512 - 1024 * 1024), footer]),
+      );
+      expect(await refusal(dir.path('short-block.vhd'), { declared: 'vhd' })).toMatchObject({
+        kind: 'invalidInput',
+        message: expect.stringMatching(/truncated VHD: block \d+ .* lies beyond the end of the data/),
+      });
 
       const fixed = createImage(dir.path('fixed.vhd'), 'vpc', '4M', 'subformat=fixed');
       const size = (await readFile(fixed)).length;
       await truncate(fixed, size - 1024);
       // Without its footer a fixed VHD is indistinguishable from raw data: a mismatch.
-      expect((await refusal(fixed, { declared: 'vhd' })).message).toContain('declared vhd, but the content is raw data');
+      expect((await refusal(fixed, { declared: 'vhd' })).message).toContain(
+        'declared vhd, but the content is raw data',
+      );
     });
 
     it('refuses a differencing VHD, naming its parent', async (ctx) => {
@@ -259,21 +321,40 @@ describe('formats: unsafe and malformed images are refused with a clear reason',
       Buffer.from('../parent.vhd', 'utf16le').swap16().copy(dyn, 64);
       vhdChecksum(dyn, 36);
       await writeFile(dir.path('diff.vhd'), vhd);
-      expect(await refusal(dir.path('diff.vhd'), { declared: 'vhd' })).toMatchObject({ kind: 'unsafe', message: expect.stringContaining('differencing VHD depends on a parent disk: "../parent.vhd"') });
+      expect(await refusal(dir.path('diff.vhd'), { declared: 'vhd' })).toMatchObject({
+        kind: 'unsafe',
+        message: expect.stringContaining('differencing VHD depends on a parent disk: "../parent.vhd"'),
+      });
     });
 
     it('refuses a differencing VDI', async (ctx) => {
       needQemu(ctx);
       const path = createImage(dir.path('diff.vdi'), 'vdi', '8M');
       await patchFile(path, 0x4c, Buffer.from([4, 0, 0, 0]));
-      expect(await refusal(path, { declared: 'vdi' })).toMatchObject({ kind: 'unsafe', message: expect.stringContaining('differencing VDI image depends on a parent image') });
+      expect(await refusal(path, { declared: 'vdi' })).toMatchObject({
+        kind: 'unsafe',
+        message: expect.stringContaining('differencing VDI image depends on a parent image'),
+      });
     });
 
     it('refuses QED and LUKS images whatever is declared', async (ctx) => {
       needQemu(ctx);
-      expect((await refusal(createImage(dir.path('x.qed'), 'qed', '8M'), { declared: 'raw' })).message).toContain('QED images are not accepted');
+      expect((await refusal(createImage(dir.path('x.qed'), 'qed', '8M'), { declared: 'raw' })).message).toContain(
+        'QED images are not accepted',
+      );
       const luks = dir.path('x.luks');
-      qemuImg('create', '-q', '--object', 'secret,id=sec0,data=visor', '-f', 'luks', '-o', 'key-secret=sec0,iter-time=10', luks, '1M');
+      qemuImg(
+        'create',
+        '-q',
+        '--object',
+        'secret,id=sec0,data=visor',
+        '-f',
+        'luks',
+        '-o',
+        'key-secret=sec0,iter-time=10',
+        luks,
+        '1M',
+      );
       expect((await refusal(luks)).message).toContain('LUKS-encrypted images are not accepted');
     });
   });

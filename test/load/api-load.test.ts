@@ -45,12 +45,21 @@ async function freePort(): Promise<number> {
 }
 
 function report(result: LoadResult): string {
-  const row = (label: string, p: { count: number; p50: number; p90: number; p99: number; max: number }, errors: number) =>
-    `  ${label.padEnd(16)} ${String(p.count).padStart(8)} ${p.p50.toFixed(1).padStart(8)} ${p.p90.toFixed(1).padStart(8)} ${p.p99.toFixed(1).padStart(8)} ${p.max.toFixed(1).padStart(9)} ${String(errors).padStart(7)}`;
+  // The first column left-aligned, the figures right-aligned.
+  const widths = [16, 8, 8, 8, 8, 9, 7];
+  const line = (cells: string[]) =>
+    `  ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' ')}`;
+  const row = (
+    label: string,
+    p: { count: number; p50: number; p90: number; p99: number; max: number },
+    errors: number,
+  ) => line([label, String(p.count), ...[p.p50, p.p90, p.p99, p.max].map((v) => v.toFixed(1)), String(errors)]);
   return [
-    `visor API load: ${connections} concurrent signed clients for ${result.seconds.toFixed(1)} s against \`visor serve\``,
-    `  requests ${result.requests}, errors ${result.errors}, ${result.requestsPerSecond.toFixed(0)} requests/s, ${(result.bytes / 1024 / 1024).toFixed(1)} MiB received`,
-    `  ${'kind'.padEnd(16)} ${'count'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p90 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'max ms'.padStart(9)} ${'errors'.padStart(7)}`,
+    `visor API load: ${connections} concurrent signed clients ` +
+      `for ${result.seconds.toFixed(1)} s against \`visor serve\``,
+    `  requests ${result.requests}, errors ${result.errors}, ${result.requestsPerSecond.toFixed(0)} requests/s, ` +
+      `${(result.bytes / 1024 / 1024).toFixed(1)} MiB received`,
+    line(['kind', 'count', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors']),
     row('all', result.latency, result.errors),
     ...Object.entries(result.byKind)
       .sort(([a], [b]) => a.localeCompare(b))
@@ -84,20 +93,30 @@ describe(`API under load: ${connections} signed clients for ${seconds} s, 0 erro
     const log = createWriteStream(join(dir, 'serve.log'));
     // VISOR_LOAD_NODE_ARGS: e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to see where the server spends its time.
     const nodeArgs = (process.env['VISOR_LOAD_NODE_ARGS'] ?? '').split(/\s+/).filter(Boolean);
-    child = spawn(process.execPath, [...nodeArgs, visorBin, 'serve', '-c', config, '--port', String(port)], { cwd: repoRoot, env: { PATH: process.env['PATH'], HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(process.execPath, [...nodeArgs, visorBin, 'serve', '-c', config, '--port', String(port)], {
+      cwd: repoRoot,
+      env: { PATH: process.env['PATH'], HOME: dir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     child.stdout!.pipe(log);
     child.stderr!.pipe(log);
     const deadline = Date.now() + 60_000;
     for (;;) {
-      const ok = await fetch(`${url}/health`).then((r) => r.ok, () => false);
+      const ok = await fetch(`${url}/health`).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ok) break;
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`visor serve did not start: ${await readFile(join(dir, 'serve.log'), 'utf8')}`);
+      if (Date.now() > deadline || child.exitCode !== null)
+        throw new Error(`visor serve did not start: ${await readFile(join(dir, 'serve.log'), 'utf8')}`);
       await new Promise((r) => setTimeout(r, 200));
     }
 
     // A catalog to read: 300 registered images and 20 with 64 KiB of bits.
     const random = prng(1);
-    const clients = users.map((u) => new VisorClient({ url, accessKey: u.accessKey, secretKey: u.secretKey, source: 'load-test' }));
+    const clients = users.map(
+      (u) => new VisorClient({ url, accessKey: u.accessKey, secretKey: u.secretKey, source: 'load-test' }),
+    );
     for (let i = 0; i < 300; i++) {
       const image = await clients[1 + (i % 3)]!.add({
         name: `load-${String(i).padStart(3, '0')}`,
@@ -112,7 +131,10 @@ describe(`API under load: ${connections} signed clients for ${seconds} s, 0 erro
     }
     for (let i = 0; i < 20; i++) {
       const data = Buffer.alloc(64 * 1024, i);
-      const image = await clients[1]!.add({ name: `bits-${i}`, architecture: 'x86_64', format: 'raw', access: 'public' }, { stream: Readable.from([data]), size: data.length });
+      const image = await clients[1]!.add(
+        { name: `bits-${i}`, architecture: 'x86_64', format: 'raw', access: 'public' },
+        { stream: Readable.from([data]), size: data.length },
+      );
       files.push({ id: String(image['_id']), size: data.length });
     }
   }, 300_000);
@@ -135,32 +157,80 @@ describe(`API under load: ${connections} signed clients for ${seconds} s, 0 erro
       const upload = Buffer.alloc(4096, 7);
       let uploads = 0;
       const filters: [string, string][][] = [
-        [['architecture', 'x86_64'], ['limit', '20']],
-        [['format', 'qcow2'], ['sort', 'name'], ['dir', 'desc'], ['limit', '25']],
-        [['os_distro', 'debian'], ['architecture', 'aarch64']],
+        [
+          ['architecture', 'x86_64'],
+          ['limit', '20'],
+        ],
+        [
+          ['format', 'qcow2'],
+          ['sort', 'name'],
+          ['dir', 'desc'],
+          ['limit', '25'],
+        ],
+        [
+          ['os_distro', 'debian'],
+          ['architecture', 'aarch64'],
+        ],
         [['tag', 'gold']],
-        [['flavour', 'small'], ['limit', '50']],
-        [['owner', 'alice'], ['sort', 'created_at'], ['limit', '10']],
+        [
+          ['flavour', 'small'],
+          ['limit', '50'],
+        ],
+        [
+          ['owner', 'alice'],
+          ['sort', 'created_at'],
+          ['limit', '10'],
+        ],
         [['name', 'load-042']],
       ];
       const next = (client: number): LoadRequest => {
         const r = randoms[client]!();
         const pick = <T>(list: readonly T[]) => list[Math.floor(randoms[client]!() * list.length)]!;
-        if (r < 0.35) return { kind: 'list+filters', method: 'GET', path: '/images', query: pick(filters), expect: [200] };
-        if (r < 0.45) return { kind: 'list detail', method: 'GET', path: '/images/detail', query: [['limit', '10'], ['architecture', 'x86_64']], expect: [200] };
-        if (r < 0.6) return { kind: 'HEAD image', method: 'HEAD', path: `/images/${pick(listed)}`, expect: [200], length: 0 };
+        if (r < 0.35)
+          return { kind: 'list+filters', method: 'GET', path: '/images', query: pick(filters), expect: [200] };
+        if (r < 0.45)
+          return {
+            kind: 'list detail',
+            method: 'GET',
+            path: '/images/detail',
+            query: [
+              ['limit', '10'],
+              ['architecture', 'x86_64'],
+            ],
+            expect: [200],
+          };
+        if (r < 0.6)
+          return { kind: 'HEAD image', method: 'HEAD', path: `/images/${pick(listed)}`, expect: [200], length: 0 };
         if (r < 0.75) return { kind: 'GET meta', method: 'GET', path: `/images/${pick(listed)}/meta`, expect: [200] };
         if (r < 0.95) {
           const file = pick(files);
           const start = Math.floor(randoms[client]!() * (file.size - 4096));
-          return { kind: 'GET range', method: 'GET', path: `/images/${file.id}`, headers: { range: `bytes=${start}-${start + 4095}` }, expect: [206], length: 4096 };
+          return {
+            kind: 'GET range',
+            method: 'GET',
+            path: `/images/${file.id}`,
+            headers: { range: `bytes=${start}-${start + 4095}` },
+            expect: [206],
+            length: 4096,
+          };
         }
         if (r < 0.98) {
           const file = pick(files);
           return { kind: 'GET file', method: 'GET', path: `/images/${file.id}`, expect: [200], length: file.size };
         }
         uploads++;
-        return { kind: 'POST upload', method: 'POST', path: '/images', headers: { 'content-type': 'application/octet-stream', 'x-image-meta-name': `up-${client}-${uploads}`, 'x-image-meta-architecture': 'x86_64' }, body: upload, expect: [201] };
+        return {
+          kind: 'POST upload',
+          method: 'POST',
+          path: '/images',
+          headers: {
+            'content-type': 'application/octet-stream',
+            'x-image-meta-name': `up-${client}-${uploads}`,
+            'x-image-meta-architecture': 'x86_64',
+          },
+          body: upload,
+          expect: [201],
+        };
       };
       const serverCpu = async () => {
         const stat = await readFile(`/proc/${child!.pid}/stat`, 'utf8');

@@ -63,12 +63,7 @@ describe(`visor serve memory: ${uploads} uploads of 1 MiB, then ${stalled} stall
         'server: { host: 127.0.0.1, uploadIdleSeconds: 60, limits: { maxConnectionsPerAddress: 0 } }\n',
     );
     const setup = await openRuntime({ configFile: config, env: {}, logger: silentLogger });
-    user = await addUser(
-      (await setup.catalog()).users,
-      await sealingBox(setup),
-      'loader',
-      false,
-    );
+    user = await addUser((await setup.catalog()).users, await sealingBox(setup), 'loader', false);
     await setup.close();
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
@@ -158,7 +153,9 @@ describe(`visor serve memory: ${uploads} uploads of 1 MiB, then ${stalled} stall
     const filesBefore = (await storeFiles()).length;
     const sockets: Socket[] = [];
     const part = Buffer.alloc(2 * MiB, 7);
-    const stalledSha256 = createHash('sha256').update(Buffer.alloc(10 * MiB, 7)).digest('hex');
+    const stalledSha256 = createHash('sha256')
+      .update(Buffer.alloc(10 * MiB, 7))
+      .digest('hex');
     const { hostname, port } = new URL(url);
     for (let i = 0; i < stalled; i++) {
       const headers = signRequest(user.accessKey, user.secretKey, {

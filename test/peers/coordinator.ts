@@ -26,7 +26,10 @@ export class PeerCoordinator {
     if (file) this.askedBy.set(name, (this.askedBy.get(name) ?? new Set()).add(file));
     let outcome = this.outcomes.get(name);
     if (!outcome) {
-      outcome = startPeer(this.registry[name]).then((o) => (this.settled.set(name, o), o));
+      outcome = startPeer(this.registry[name]).then((o) => {
+        this.settled.set(name, o);
+        return o;
+      });
       this.outcomes.set(name, outcome);
     }
     return outcome;

@@ -96,7 +96,13 @@ async function readPeer(): Promise<OpenStackPeer | undefined> {
   }
   const user = (u: unknown): OpenStackUser => {
     const v = u as Record<string, string>;
-    return { username: v['username']!, password: v['password']!, projectName: v['project_name']!, userDomainName: v['user_domain_name']!, projectDomainName: v['project_domain_name']! };
+    return {
+      username: v['username']!,
+      password: v['password']!,
+      projectName: v['project_name']!,
+      userDomainName: v['user_domain_name']!,
+      projectDomainName: v['project_domain_name']!,
+    };
   };
   return {
     authUrl: String(env['auth_url']),

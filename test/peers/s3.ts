@@ -22,7 +22,10 @@ export function peerClient(peer: S3Peer): S3Client {
 
 /** A new, empty bucket for one test file: `visor-<label>-<random>`. */
 export async function createTestBucket(peer: S3Peer, label: string): Promise<string> {
-  const bucket = `visor-${label.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 30)}-${randomBytes(4).toString('hex')}`;
+  const bucket = `visor-${label
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-')
+    .slice(0, 30)}-${randomBytes(4).toString('hex')}`;
   const client = peerClient(peer);
   try {
     await client.send(new CreateBucketCommand({ Bucket: bucket }));
@@ -37,7 +40,9 @@ export async function listKeys(client: S3Client, bucket: string): Promise<string
   const keys: string[] = [];
   let token: string | undefined;
   do {
-    const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, ...(token ? { ContinuationToken: token } : {}) }));
+    const page = await client.send(
+      new ListObjectsV2Command({ Bucket: bucket, ...(token ? { ContinuationToken: token } : {}) }),
+    );
     for (const object of page.Contents ?? []) if (object.Key !== undefined) keys.push(object.Key);
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
@@ -45,7 +50,10 @@ export async function listKeys(client: S3Client, bucket: string): Promise<string
 }
 
 /** Multipart uploads started in `bucket` and neither completed nor aborted. */
-export async function pendingUploads(client: S3Client, bucket: string): Promise<Array<{ key: string; uploadId: string }>> {
+export async function pendingUploads(
+  client: S3Client,
+  bucket: string,
+): Promise<Array<{ key: string; uploadId: string }>> {
   const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
   return (page.Uploads ?? []).map((u) => ({ key: u.Key ?? '', uploadId: u.UploadId ?? '' }));
 }
@@ -55,12 +63,20 @@ export async function deleteTestBucket(peer: S3Peer, bucket: string): Promise<vo
   const client = peerClient(peer);
   try {
     for (const upload of await pendingUploads(client, bucket)) {
-      await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.key, UploadId: upload.uploadId }));
+      await client.send(
+        new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.key, UploadId: upload.uploadId }),
+      );
     }
     const keys = await listKeys(client, bucket);
     for (let i = 0; i < keys.length; i += 1000) {
-      const out = await client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true } }));
-      if (out.Errors?.length) throw new Error(`DeleteObjects in ${bucket}: ${out.Errors.map((e) => `${e.Key}: ${e.Code}`).join(', ')}`);
+      const out = await client.send(
+        new DeleteObjectsCommand({
+          Bucket: bucket,
+          Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true },
+        }),
+      );
+      if (out.Errors?.length)
+        throw new Error(`DeleteObjects in ${bucket}: ${out.Errors.map((e) => `${e.Key}: ${e.Code}`).join(', ')}`);
     }
     await client.send(new DeleteBucketCommand({ Bucket: bucket }));
   } finally {

@@ -10,7 +10,10 @@ describe('adapters/ and the registry agree', () => {
     .filter((e) => e.isDirectory())
     .map((e) => e.name)
     .sort();
-  const registered = builtinPlugins.filter((p) => p.kind === 'iaas').map((p) => p.id).sort();
+  const registered = builtinPlugins
+    .filter((p) => p.kind === 'iaas')
+    .map((p) => p.id)
+    .sort();
 
   it('has exactly one registered adapter per folder', () => {
     expect(registered).toEqual(folders);

@@ -21,14 +21,32 @@ describe('third-party plugin package (examples/visor-store-memory)', () => {
     dir = await mkdtemp(join(tmpdir(), 'visor-plugin-'));
     app = join(dir, 'app');
     await mkdir(app);
-    execFileSync('npm', ['pack', join(repoRoot, 'examples/visor-store-memory'), '--pack-destination', dir], { stdio: 'ignore' });
+    execFileSync('npm', ['pack', join(repoRoot, 'examples/visor-store-memory'), '--pack-destination', dir], {
+      stdio: 'ignore',
+    });
     const tarball = (await readdir(dir)).find((f) => f.endsWith('.tgz'));
     await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true }));
     // --offline: the tarball has no dependencies, so this never needs the network.
-    execFileSync('npm', ['install', '--no-save', '--offline', '--no-audit', '--no-fund', '--legacy-peer-deps', '--ignore-scripts', join(dir, tarball!)], { cwd: app, stdio: 'ignore' });
+    execFileSync(
+      'npm',
+      [
+        'install',
+        '--no-save',
+        '--offline',
+        '--no-audit',
+        '--no-fund',
+        '--legacy-peer-deps',
+        '--ignore-scripts',
+        join(dir, tarball!),
+      ],
+      { cwd: app, stdio: 'ignore' },
+    );
     // What `npm install visor` would put there: the host package the plugin peers with.
     await symlink(repoRoot, join(app, 'node_modules', 'visor'), 'dir');
-    await writeFile(join(app, 'visor.yaml'), 'plugins: [visor-store-memory]\nstores:\n  mem: { type: memory, options: { maxBytes: 1000 } }\n');
+    await writeFile(
+      join(app, 'visor.yaml'),
+      'plugins: [visor-store-memory]\nstores:\n  mem: { type: memory, options: { maxBytes: 1000 } }\n',
+    );
   }, 120_000);
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
@@ -39,7 +57,9 @@ describe('third-party plugin package (examples/visor-store-memory)', () => {
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     const plugins = JSON.parse(result.stdout) as { id: string; kind: string; source: string }[];
-    expect(plugins).toContainEqual(expect.objectContaining({ id: 'memory', kind: 'store', source: 'visor-store-memory@0.1.0' }));
+    expect(plugins).toContainEqual(
+      expect.objectContaining({ id: 'memory', kind: 'store', source: 'visor-store-memory@0.1.0' }),
+    );
     expect(plugins).toContainEqual(expect.objectContaining({ id: 'sqlite', kind: 'catalog', source: 'builtin' }));
   });
 
@@ -53,14 +73,19 @@ describe('third-party plugin package (examples/visor-store-memory)', () => {
       expect(put.size).toBe(5);
       expect(put.checksums.md5).toBe('5d41402abc4b2a76b9719d911017c592');
       expect(await text((await store.get(put.uri)).stream)).toBe('hello');
-      await expect(store.put('big', Readable.from([Buffer.alloc(2000)]))).rejects.toMatchObject({ kind: 'unavailable' });
+      await expect(store.put('big', Readable.from([Buffer.alloc(2000)]))).rejects.toMatchObject({
+        kind: 'unavailable',
+      });
     } finally {
       await runtime.close();
     }
   });
 
-  it('validates the plugin\'s options with the plugin\'s own schema', async () => {
-    await writeFile(join(app, 'bad-options.yaml'), 'plugins: [visor-store-memory]\nstores:\n  mem: { type: memory, options: { maxBytes: -5, colour: red } }\n');
+  it("validates the plugin's options with the plugin's own schema", async () => {
+    await writeFile(
+      join(app, 'bad-options.yaml'),
+      'plugins: [visor-store-memory]\nstores:\n  mem: { type: memory, options: { maxBytes: -5, colour: red } }\n',
+    );
     const result = runVisor(['config', 'validate', 'bad-options.yaml'], { cwd: app });
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('bad-options.yaml:3:');
@@ -82,7 +107,10 @@ describe('third-party plugin package (examples/visor-store-memory)', () => {
   it('stops start-up when a package exports something that is not a plugin', async () => {
     const fake = join(app, 'node_modules', 'visor-not-a-plugin');
     await mkdir(fake, { recursive: true });
-    await writeFile(join(fake, 'package.json'), JSON.stringify({ name: 'visor-not-a-plugin', version: '1.0.0', type: 'module', main: 'index.js' }));
+    await writeFile(
+      join(fake, 'package.json'),
+      JSON.stringify({ name: 'visor-not-a-plugin', version: '1.0.0', type: 'module', main: 'index.js' }),
+    );
     await writeFile(join(fake, 'index.js'), "export default { id: 'Bad Id', kind: 'teleporter' };\n");
     await writeFile(join(app, 'invalid.yaml'), 'plugins: [visor-not-a-plugin]\n');
     const result = runVisor(['plugins', '-c', 'invalid.yaml'], { cwd: app });

@@ -8,7 +8,12 @@ import { PluginRegistry } from '../../core/registry/registry.js';
 import type { Store } from '../../core/store/port.js';
 
 const dummyStore = (id: string) =>
-  definePlugin({ id, kind: 'store', optionsSchema: z.strictObject({}), create: () => ({ kind: id }) as unknown as Store });
+  definePlugin({
+    id,
+    kind: 'store',
+    optionsSchema: z.strictObject({}),
+    create: () => ({ kind: id }) as unknown as Store,
+  });
 
 describe('plugin registry', () => {
   it('registers every built-in plugin through the public plugin API', () => {
@@ -20,7 +25,7 @@ describe('plugin registry', () => {
     expect(registry.list().every((p) => p.source === 'builtin')).toBe(true);
   });
 
-  it('resolves a plugin\'s factory by id through the container', async () => {
+  it("resolves a plugin's factory by id through the container", async () => {
     const registry = new PluginRegistry();
     registry.register(dummyStore('dummy'));
     const factory = registry.factory('store', 'dummy');
@@ -37,8 +42,14 @@ describe('plugin registry', () => {
 
   it('refuses a malformed plugin, naming each problem', () => {
     const registry = new PluginRegistry();
-    expect(() => registry.register({ id: 'UPPER', kind: 'teleporter', module: {} }, { type: 'package', package: 'p' })).toThrow(
-      /id must be lower-case.*kind.*optionsSchema must be a Standard Schema.*module must be an inversify ContainerModule/s,
+    expect(() =>
+      registry.register({ id: 'UPPER', kind: 'teleporter', module: {} }, { type: 'package', package: 'p' }),
+    ).toThrow(
+      new RegExp(
+        'id must be lower-case.*kind.*optionsSchema must be a ' +
+          'Standard Schema.*module must be an inversify ContainerModule',
+        's',
+      ),
     );
     expect(() => registry.register(null)).toThrow(/invalid plugin/);
   });
@@ -50,7 +61,9 @@ describe('plugin registry', () => {
       kind: 'store' as const,
       optionsSchema: z.object({}),
       module: new ContainerModule(({ bind }) => {
-        bind(ServiceIds.StoreFactory).toConstantValue({ create: () => ({}) as Store }).whenNamed('another-name');
+        bind(ServiceIds.StoreFactory)
+          .toConstantValue({ create: () => ({}) as Store })
+          .whenNamed('another-name');
       }),
     };
     expect(() => registry.register(plugin)).toThrow(/did not bind a store factory named "lazy"/);
@@ -59,10 +72,12 @@ describe('plugin registry', () => {
 
   it('reports an unknown plugin id with the known ones', () => {
     const registry = builtinRegistry();
-    expect(() => registry.factory('catalog', 'postgres')).toThrow(/no catalog plugin "postgres".*known: mongodb, postgresql, sqlite/);
+    expect(() => registry.factory('catalog', 'postgres')).toThrow(
+      /no catalog plugin "postgres".*known: mongodb, postgresql, sqlite/,
+    );
   });
 
-  it('makes a package\'s plugins from definePlugin({ catalogs, stores, adapters }), bindings included', async () => {
+  it("makes a package's plugins from definePlugin({ catalogs, stores, adapters }), bindings included", async () => {
     const plugins = definePlugin({
       stores: {
         alpha: {

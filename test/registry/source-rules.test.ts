@@ -29,7 +29,7 @@ function sourceFiles(dir: string): string[] {
 }
 
 /** Every module a file imports or re-exports (static and dynamic), as repository paths for relative ones. */
-export function importsOf(file: string, text: string): string[] {
+function importsOf(file: string, text: string): string[] {
   const statement = /(?:^|\n)\s*(?:import|export)\b[^'"`;]*?\bfrom\s*['"]([^'"]+)['"]/.source;
   const bare = /(?:^|\n)\s*import\s*['"]([^'"]+)['"]/.source;
   const dynamic = /\bimport\(\s*['"]([^'"]+)['"]\s*\)/.source;
@@ -98,7 +98,7 @@ describe('source rules', () => {
     const breaches = [...imports].flatMap(([file, deps]) =>
       deps
         .filter((d) => /^core\/store\/(s3|file|http)\//.test(d) && !entry(d))
-        .filter((d) => !file.startsWith(d.split('/').slice(0, 3).join('/') + '/') && file !== 'core/store/plugins.ts')
+        .filter((d) => !file.startsWith(`${d.split('/').slice(0, 3).join('/')}/`) && file !== 'core/store/plugins.ts')
         .map((d) => `${file} -> ${d}`),
     );
     expect(breaches).toEqual([]);

@@ -133,7 +133,7 @@ const behaviours: Record<string, Behaviour> = {
           `${(data.length + 10).toString(16)}\r\n` +
             `${Buffer.concat([data, Buffer.alloc(10, 65)]).toString('latin1')}\r\n0\r\n\r\n`,
         ),
-  '/whole-grew': (r, s) =>
+  '/whole-grew': (_r, s) =>
     respond(s, '200 OK', { 'content-length': String(data.length + 100) }, Buffer.concat([data, Buffer.alloc(100, 66)])),
 };
 
@@ -280,28 +280,31 @@ describe('range and length answers of an http upstream are checked before and wh
     },
   );
 
-  it('an upstream that lies while visor inspects it at registration is refused then (502), keeping nothing', async () => {
-    for (const path of ['/longer-length', '/wider-range', '/other-total', '/chunked-longer', '/chunked-shorter']) {
-      const name = `up-hostile-now${path.replace(/\//g, '-')}`;
-      const location = `${up.base}${path}?hostile-now`;
-      const r = await rawRequest(t.url, {
-        method: 'POST',
-        path: '/images',
-        headers: { 'content-type': 'application/json' },
-        body: Buffer.from(JSON.stringify({ image: { name, architecture: 'x86_64', access: 'public', location } })),
-        as: t.users.bob,
-      });
-      expect(r.status, path).toBe(502);
-      expect(r.body.toString(), path).not.toContain('127.0.0.2');
-      const listed = await rawRequest(t.url, {
-        method: 'GET',
-        path: '/images',
-        query: [['name', name]],
-        as: t.users.admin,
-      });
-      expect((listed.json() as { images: unknown[] }).images, path).toEqual([]);
-    }
-  });
+  it(
+    'an upstream that lies while visor inspects it at ' + 'registration is refused then (502), keeping nothing',
+    async () => {
+      for (const path of ['/longer-length', '/wider-range', '/other-total', '/chunked-longer', '/chunked-shorter']) {
+        const name = `up-hostile-now${path.replace(/\//g, '-')}`;
+        const location = `${up.base}${path}?hostile-now`;
+        const r = await rawRequest(t.url, {
+          method: 'POST',
+          path: '/images',
+          headers: { 'content-type': 'application/json' },
+          body: Buffer.from(JSON.stringify({ image: { name, architecture: 'x86_64', access: 'public', location } })),
+          as: t.users.bob,
+        });
+        expect(r.status, path).toBe(502);
+        expect(r.body.toString(), path).not.toContain('127.0.0.2');
+        const listed = await rawRequest(t.url, {
+          method: 'GET',
+          path: '/images',
+          query: [['name', name]],
+          as: t.users.admin,
+        });
+        expect((listed.json() as { images: unknown[] }).images, path).toEqual([]);
+      }
+    },
+  );
 
   it('an upstream object that changed size since registration is refused (502), not served', async () => {
     const r = await fetchRaw('/whole-grew');

@@ -24,7 +24,11 @@ async function origin(options: { ranges?: boolean; checksumHeaders?: boolean } =
     if (range && options.ranges !== false) {
       const start = Number(range[1]);
       const end = range[2] ? Math.min(Number(range[2]), data.length - 1) : data.length - 1;
-      res.writeHead(206, { ...headers, 'content-length': String(end - start + 1), 'content-range': `bytes ${start}-${end}/${data.length}` });
+      res.writeHead(206, {
+        ...headers,
+        'content-length': String(end - start + 1),
+        'content-range': `bytes ${start}-${end}/${data.length}`,
+      });
       res.end(req.method === 'HEAD' ? undefined : data.subarray(start, end + 1));
       return;
     }
@@ -70,7 +74,13 @@ describe('http store specifics', () => {
     const data = randomBytes(5000);
     const uri = await server.seed(data);
     const info = await new HttpStore({ allowPrivateNetworks: true }).head(uri);
-    expect(info).toMatchObject({ size: 5000, checksums: { md5: createHash('md5').update(data).digest('hex'), sha256: createHash('sha256').update(data).digest('hex') } });
+    expect(info).toMatchObject({
+      size: 5000,
+      checksums: {
+        md5: createHash('md5').update(data).digest('hex'),
+        sha256: createHash('sha256').update(data).digest('hex'),
+      },
+    });
   });
 
   it('serves ranges even from a server that ignores Range', async () => {
@@ -85,7 +95,13 @@ describe('http store specifics', () => {
   it('refuses loopback, private and link-local addresses unless allowed (SSRF)', async () => {
     const uri = await server.seed(Buffer.from('internal'));
     const store = new HttpStore();
-    for (const target of [uri, uri.replace('127.0.0.1', 'localhost'), 'http://169.254.169.254/latest/meta-data/', 'http://10.0.0.1/x', 'http://[::1]/x']) {
+    for (const target of [
+      uri,
+      uri.replace('127.0.0.1', 'localhost'),
+      'http://169.254.169.254/latest/meta-data/',
+      'http://10.0.0.1/x',
+      'http://[::1]/x',
+    ]) {
       await expect(store.head(target), target).rejects.toMatchObject({ kind: 'forbidden' });
     }
     await store.close();

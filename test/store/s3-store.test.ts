@@ -1,7 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { DeleteObjectsCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectsCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isVisorError, type ErrorKind } from '../../core/errors.js';
 import { silentLogger } from '../../core/logging/logger.js';
@@ -62,9 +68,12 @@ storeContract(
   's3',
   async () => {
     const p = peer!;
-    const bucket = (contractBucket = await createTestBucket(p, 'contract'));
+    const bucket = await createTestBucket(p, 'contract');
+    contractBucket = bucket;
     const client = peerClient(p);
-    await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'outside/secret.abc123', Body: 'outside the store' }));
+    await client.send(
+      new PutObjectCommand({ Bucket: bucket, Key: 'outside/secret.abc123', Body: 'outside the store' }),
+    );
     return {
       store: async () => storeOn(p, bucket),
       listObjects: () => listKeys(client, bucket),
@@ -136,7 +145,8 @@ describe('s3 store against Swift s3api', () => {
       timeout,
     );
 
-  const etagOf = async (uri: string) => (await client.send(new HeadObjectCommand({ Bucket: bucket, Key: uri.slice(`s3://${bucket}/`.length) }))).ETag ?? '';
+  const etagOf = async (uri: string) =>
+    (await client.send(new HeadObjectCommand({ Bucket: bucket, Key: uri.slice(`s3://${bucket}/`.length) }))).ETag ?? '';
   const nothingLeft = async (before: string[]) => {
     expect(await listKeys(client, bucket)).toEqual(before);
     expect(await pendingUploads(client, bucket)).toEqual([]);
@@ -154,7 +164,11 @@ describe('s3 store against Swift s3api', () => {
     expect(multi.size).toBe(data.length);
     expect(multi.checksums.sha256).toBe(sha256(data));
     // 3 parts, and the ETag S3 computes from them: md5 of the parts' MD5s, "-3".
-    const partMd5s = [0, 1, 2].map((i) => createHash('md5').update(data.subarray(i * partSize, (i + 1) * partSize)).digest());
+    const partMd5s = [0, 1, 2].map((i) =>
+      createHash('md5')
+        .update(data.subarray(i * partSize, (i + 1) * partSize))
+        .digest(),
+    );
     expect(await etagOf(multi.uri)).toBe(`"${createHash('md5').update(Buffer.concat(partMd5s)).digest('hex')}-3"`);
     // A multipart ETag is not an MD5: head must not pass it off as one.
     expect(await store.head(multi.uri)).toMatchObject({ size: data.length, checksums: {} });
@@ -167,7 +181,9 @@ describe('s3 store against Swift s3api', () => {
 
   test('a multipart upload whose checksum does not match is aborted, leaving nothing', async () => {
     const before = await listKeys(client, bucket);
-    expect(await kindOf(store.put('liar', source(11 * MiB).stream, { expected: { sha256: 'f'.repeat(64) } }))).toBe('integrity');
+    expect(await kindOf(store.put('liar', source(11 * MiB).stream, { expected: { sha256: 'f'.repeat(64) } }))).toBe(
+      'integrity',
+    );
     // A body shorter than declared, and one longer (which fails as soon as it overflows).
     expect(await kindOf(store.put('short', source(11 * MiB).stream, { size: 12 * MiB }))).toBe('integrity');
     expect(await kindOf(store.put('long', source(30 * MiB).stream, { size: 6 * MiB }))).toBe('integrity');
@@ -192,7 +208,8 @@ describe('s3 store against Swift s3api', () => {
     body.write(randomBytes(12 * MiB));
     // Wait until the upload is really multipart on the server, then pull the plug.
     const deadline = Date.now() + 30_000;
-    while ((await pendingUploads(client, bucket)).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while ((await pendingUploads(client, bucket)).length === 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
     expect((await pendingUploads(client, bucket)).length).toBe(1);
     expect(await listKeys(client, bucket)).toEqual(before);
     controller.abort();
@@ -253,17 +270,28 @@ describe('s3 store against Swift s3api', () => {
     const keys = ['batch/one', 'batch/two', 'batch/three'];
     for (const Key of keys) await client.send(new PutObjectCommand({ Bucket: bucket, Key, Body: Key }));
     // The control: the same request from a client without the Content-MD5 middleware is refused.
-    const bare = new S3Client({ endpoint: p.endpoint, region: p.region, forcePathStyle: true, credentials: p, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
+    const bare = new S3Client({
+      endpoint: p.endpoint,
+      region: p.region,
+      forcePathStyle: true,
+      credentials: p,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
     try {
-      const refused = await bare.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: keys[0]! }] } })).then(
-        () => undefined,
-        (e: unknown) => s3Error(e, 'bare'),
-      );
+      const refused = await bare
+        .send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: keys[0]! }] } }))
+        .then(
+          () => undefined,
+          (e: unknown) => s3Error(e, 'bare'),
+        );
       expect(refused?.message).toMatch(/Content-MD5/);
     } finally {
       bare.destroy();
     }
-    const out = await client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.map((Key) => ({ Key })) } }));
+    const out = await client.send(
+      new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.map((Key) => ({ Key })) } }),
+    );
     expect(out.Errors ?? []).toEqual([]);
     expect((await listKeys(client, bucket)).filter((k) => k.startsWith('batch/'))).toEqual([]);
   });
@@ -279,7 +307,14 @@ describe('s3 store against Swift s3api', () => {
     const base = { endpoint: p.endpoint, accessKeyId: p.accessKeyId, secretAccessKey: p.secretAccessKey, bucket };
     const ok = await validate(base);
     expect(ok.issues).toBeUndefined();
-    expect((ok as { value: unknown }).value).toEqual({ ...base, region: 'us-east-1', prefix: '', createBucket: false, partSize: 16 * MiB, concurrency: 4 });
+    expect((ok as { value: unknown }).value).toEqual({
+      ...base,
+      region: 'us-east-1',
+      prefix: '',
+      createBucket: false,
+      partSize: 16 * MiB,
+      concurrency: 4,
+    });
     expect(s3StorePlugin).toMatchObject({ id: 's3', kind: 'store' });
     for (const bad of [
       { ...base, partSize: MiB },
@@ -311,12 +346,18 @@ async function createViaPlugin(options: never, secrets: SecretRegistry): Promise
   const { PluginRegistry } = await import('../../core/registry/registry.js');
   const registry = new PluginRegistry();
   registry.register(s3StorePlugin);
-  return registry.factory('store', 's3').create(options, { name: 'images', dataDir: '/nonexistent', logger: silentLogger, secrets }) as Promise<Store>;
+  return registry
+    .factory('store', 's3')
+    .create(options, { name: 'images', dataDir: '/nonexistent', logger: silentLogger, secrets }) as Promise<Store>;
 }
 
 describe('s3Error', () => {
   const sdkError = (name: string, status?: number, extra: Record<string, unknown> = {}) =>
-    Object.assign(new Error(`${name} happened`), { name, $fault: 'client', $metadata: status === undefined ? {} : { httpStatusCode: status, requestId: 'req-1' } }, extra);
+    Object.assign(
+      new Error(`${name} happened`),
+      { name, $fault: 'client', $metadata: status === undefined ? {} : { httpStatusCode: status, requestId: 'req-1' } },
+      extra,
+    );
 
   it.each([
     ['NoSuchKey', 404, 'notFound'],
@@ -346,10 +387,21 @@ describe('s3Error', () => {
   });
 
   it('maps transport failures and timeouts', () => {
-    expect(s3Error(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }), 'x').kind).toBe('unavailable');
+    expect(
+      s3Error(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }), 'x').kind,
+    ).toBe('unavailable');
     expect(s3Error(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }), 'x').kind).toBe('unavailable');
-    expect(s3Error(Object.assign(new Error('timed out'), { name: 'TimeoutError', code: 'ETIMEDOUT' }), 'x').kind).toBe('timeout');
-    expect(s3Error(sdkError('Error', 200, { message: 'Deserialization error: to see the raw response, inspect the hidden field {error}.$response' }), 'x').kind).toBe('invalidResponse');
+    expect(s3Error(Object.assign(new Error('timed out'), { name: 'TimeoutError', code: 'ETIMEDOUT' }), 'x').kind).toBe(
+      'timeout',
+    );
+    expect(
+      s3Error(
+        sdkError('Error', 200, {
+          message: 'Deserialization error: to see the raw response, inspect the hidden field {error}.$response',
+        }),
+        'x',
+      ).kind,
+    ).toBe('invalidResponse');
     expect(s3Error(new TypeError('a bug'), 'x').kind).toBe('internal');
   });
 
@@ -361,7 +413,15 @@ describe('s3Error', () => {
   });
 
   it('maps real errors from a server that is not there', async () => {
-    const store = new S3Store({ endpoint: 'http://127.0.0.1:9', region: 'us-east-1', forcePathStyle: true, accessKeyId: 'a:b', secretAccessKey: 'c', bucket: 'nowhere', maxAttempts: 1 });
+    const store = new S3Store({
+      endpoint: 'http://127.0.0.1:9',
+      region: 'us-east-1',
+      forcePathStyle: true,
+      accessKeyId: 'a:b',
+      secretAccessKey: 'c',
+      bucket: 'nowhere',
+      maxAttempts: 1,
+    });
     try {
       expect(await kindOf(store.head('s3://nowhere/x.abc123'))).toBe('unavailable');
     } finally {

@@ -49,7 +49,12 @@ export async function startTestServer(options: { auth?: boolean; extraYaml?: str
     users,
     client: (user) => {
       const creds = typeof user === 'string' ? users[user] : user;
-      return new VisorClient({ url: server.url, accessKey: creds.accessKey, secretKey: creds.secretKey, source: 'test' });
+      return new VisorClient({
+        url: server.url,
+        accessKey: creds.accessKey,
+        secretKey: creds.secretKey,
+        source: 'test',
+      });
     },
     close: async () => {
       await server.close(1000);

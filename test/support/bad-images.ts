@@ -33,12 +33,17 @@ export async function makeBadImages(dir: string): Promise<BadImageFiles> {
   const qemu = (...args: string[]) => execFileSync('qemu-img', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   // Random data with holes, so that sparse formats have allocated and empty clusters.
   const data = Buffer.alloc(2 * 1024 * 1024 + 512);
-  for (let at = 0; at < data.length; at += 256 * 1024) randomBytes(Math.min(128 * 1024, data.length - at)).copy(data, at);
+  for (let at = 0; at < data.length; at += 256 * 1024)
+    randomBytes(Math.min(128 * 1024, data.length - at)).copy(data, at);
   await writeFile(f('disk.raw'), data);
   qemu('convert', '-f', 'raw', '-O', 'qcow2', f('disk.raw'), f('disk.qcow2'));
   qemu('create', '-q', '-f', 'qcow2', '-b', '/etc/passwd', '-F', 'raw', f('backing.qcow2'), '1M');
   qemu('create', '-q', '-f', 'qcow2', '-o', `data_file=${f('external.raw')}`, f('datafile.qcow2'), '1M');
-  await writeFile(f('descriptor.vmdk'), '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\nRW 2048 FLAT "/etc/passwd" 0\n\nddb.virtualHWVersion = "4"\n');
+  await writeFile(
+    f('descriptor.vmdk'),
+    '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\nRW ' +
+      '2048 FLAT "/etc/passwd" 0\n\nddb.virtualHWVersion = "4"\n',
+  );
   // A qcow2 cut short: its tables (L1, refcounts) point past the end of what is left.
   qemu('convert', '-f', 'raw', '-O', 'qcow2', f('disk.raw'), f('truncated.qcow2'));
   await truncate(f('truncated.qcow2'), 192 * 1024);
@@ -57,7 +62,12 @@ export async function makeBadImages(dir: string): Promise<BadImageFiles> {
 }
 
 /** Registers and uploads a file as a catalog image (what `visor add` does). */
-export async function addImage(images: ImageService, name: string, file: string, extra: Partial<Record<string, unknown>> & { diskFormat?: DiskFormat } = {}): Promise<Image> {
+export async function addImage(
+  images: ImageService,
+  name: string,
+  file: string,
+  extra: Partial<Record<string, unknown>> & { diskFormat?: DiskFormat } = {},
+): Promise<Image> {
   const image = await images.register(agentCaller, { name, architecture: 'x86_64', access: 'public', ...extra });
   return images.upload(agentCaller, image.id, createReadStream(file), { size: (await stat(file)).size });
 }
@@ -116,7 +126,11 @@ export async function corruptStored(image: Image, count = 16): Promise<void> {
 }
 
 /** What the agent keeps: stored objects, cached artifacts, the conversion work folder. */
-export async function keptState(catalog: Catalog, storeDir: string, cacheDir: string): Promise<{ store: string[]; artifacts: string[]; cache: string[] }> {
+export async function keptState(
+  catalog: Catalog,
+  storeDir: string,
+  cacheDir: string,
+): Promise<{ store: string[]; artifacts: string[]; cache: string[] }> {
   const list = async (d: string) => (await readdir(d).catch(() => [] as string[])).sort();
   return {
     store: await list(storeDir),

@@ -11,7 +11,10 @@ export interface CliResult {
 }
 
 /** Runs the built `visor` executable, as a user would. */
-export function runVisor(args: readonly string[], options: { cwd?: string; env?: Record<string, string | undefined>; input?: string } = {}): CliResult {
+export function runVisor(
+  args: readonly string[],
+  options: { cwd?: string; env?: Record<string, string | undefined>; input?: string } = {},
+): CliResult {
   const result = spawnSync(process.execPath, [visorBin, ...args], {
     cwd: options.cwd ?? repoRoot,
     env: { PATH: process.env['PATH'], HOME: process.env['HOME'], ...options.env },
@@ -22,7 +25,10 @@ export function runVisor(args: readonly string[], options: { cwd?: string; env?:
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
-export function runVisorAsync(args: readonly string[], options: { cwd?: string; env?: Record<string, string | undefined> } = {}): Promise<CliResult> {
+export function runVisorAsync(
+  args: readonly string[],
+  options: { cwd?: string; env?: Record<string, string | undefined> } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [visorBin, ...args], {
       cwd: options.cwd ?? repoRoot,

@@ -1,5 +1,15 @@
 import { once } from 'node:events';
-import { Agent, createServer, request as httpRequest, STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import {
+  Agent,
+  createServer,
+  request as httpRequest,
+  STATUS_CODES,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { prng, type Prng } from './prng.js';
@@ -39,7 +49,19 @@ export type Fault =
   | { kind: 'slow'; bytesPerSecond: number; latencyMs: number };
 
 /** What a request does, from its method and path (Glance v2 and Keystone v3 routes). */
-export type Operation = 'auth' | 'list' | 'create' | 'read' | 'upload' | 'stage' | 'import' | 'patch' | 'delete' | 'action' | 'download' | 'other';
+export type Operation =
+  | 'auth'
+  | 'list'
+  | 'create'
+  | 'read'
+  | 'upload'
+  | 'stage'
+  | 'import'
+  | 'patch'
+  | 'delete'
+  | 'action'
+  | 'download'
+  | 'other';
 
 export interface RequestInfo {
   seq: number;
@@ -97,7 +119,16 @@ interface Scripted {
 }
 
 const smallBody = 64 * 1024;
-const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host']);
+const hopByHop = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'host',
+]);
 
 export class FaultProxy {
   /** Keystone through the proxy; give `${authUrl}` to the agent. */
@@ -183,9 +214,14 @@ export class FaultProxy {
         entry.source = decided.source;
       }
       const fault = decided?.fault;
-      if (fault?.kind === 'status' && fault.stage === 'before') return this.#inject(service, req, res, entry, fault.status, body === undefined);
+      if (fault?.kind === 'status' && fault.stage === 'before')
+        return this.#inject(service, req, res, entry, fault.status, body === undefined);
       if (fault?.kind === 'hang' && fault.stage === 'before') return this.#hang(req, res, entry);
-      if (fault?.kind === 'reset' && fault.stage === 'request' && (body === undefined ? !hasBody(req) : body.length === 0)) {
+      if (
+        fault?.kind === 'reset' &&
+        fault.stage === 'request' &&
+        (body === undefined ? !hasBody(req) : body.length === 0)
+      ) {
         // Nothing to cut in the middle of: the request never reaches the peer.
         entry.outcome = 'reset';
         req.socket.destroy();
@@ -221,22 +257,48 @@ export class FaultProxy {
       case 'status':
         return { kind, status: rng.pick([500, 502, 503, 504]), stage: before ? 'before' : 'after' };
       case 'reset': {
-        const size = info.body !== undefined ? Buffer.byteLength(info.body) : info.op === 'upload' || info.op === 'stage' ? 4 * 1024 * 1024 : 0;
-        return before ? { kind, stage: 'request', afterBytes: size > 0 ? rng.int(0, size - 1) : 0 } : { kind, stage: 'response', afterBytes: rng.int(0, 2048) };
+        const size =
+          info.body !== undefined
+            ? Buffer.byteLength(info.body)
+            : info.op === 'upload' || info.op === 'stage'
+              ? 4 * 1024 * 1024
+              : 0;
+        return before
+          ? { kind, stage: 'request', afterBytes: size > 0 ? rng.int(0, size - 1) : 0 }
+          : { kind, stage: 'response', afterBytes: rng.int(0, 2048) };
       }
       case 'hang':
         return { kind, stage: before ? 'before' : 'after' };
       case 'slow':
-        return { kind, bytesPerSecond: this.#options.slowBytesPerSecond ?? 2 * 1024 * 1024, latencyMs: rng.int(50, 500) };
+        return {
+          kind,
+          bytesPerSecond: this.#options.slowBytesPerSecond ?? 2 * 1024 * 1024,
+          latencyMs: rng.int(50, 500),
+        };
     }
   }
 
-  async #forward(service: Service, req: IncomingMessage, res: ServerResponse, info: RequestInfo, entry: LogEntry, body: Buffer | undefined, fault: Fault | undefined): Promise<void> {
+  async #forward(
+    service: Service,
+    req: IncomingMessage,
+    res: ServerResponse,
+    info: RequestInfo,
+    entry: LogEntry,
+    body: Buffer | undefined,
+    fault: Fault | undefined,
+  ): Promise<void> {
     const origin = new URL(service === 'keystone' ? this.#options.keystone : this.#options.glance);
     const slow = fault?.kind === 'slow' ? fault : undefined;
     const cutAt = fault?.kind === 'reset' && fault.stage === 'request' ? fault.afterBytes : undefined;
     if (slow) await sleep(slow.latencyMs);
-    const upstream = httpRequest({ host: origin.hostname, port: origin.port, method: info.method, path: info.path, agent: this.#agent, headers: forwardHeaders(req.headers, origin.host) });
+    const upstream = httpRequest({
+      host: origin.hostname,
+      port: origin.port,
+      method: info.method,
+      path: info.path,
+      agent: this.#agent,
+      headers: forwardHeaders(req.headers, origin.host),
+    });
     // The client went away (gave up, was killed): so does the request to the peer, as it would without a proxy.
     res.on('close', () => {
       if (!res.writableFinished) upstream.destroy();
@@ -344,12 +406,25 @@ export class FaultProxy {
     }
   }
 
-  #inject(service: Service, req: IncomingMessage, res: ServerResponse, entry: LogEntry, status: number, bodyUnread: boolean): void {
+  #inject(
+    service: Service,
+    req: IncomingMessage,
+    res: ServerResponse,
+    entry: LogEntry,
+    status: number,
+    bodyUnread: boolean,
+  ): void {
     const title = STATUS_CODES[status] ?? 'Error';
     const message = `fault injected by the test proxy (request ${entry.seq})`;
     // Shaped like the peer's own errors, so that the client's error parsing is exercised too.
-    const payload = JSON.stringify(service === 'keystone' ? { error: { code: status, title, message } } : { code: status, title, message });
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...(bodyUnread ? { connection: 'close' } : {}) });
+    const payload = JSON.stringify(
+      service === 'keystone' ? { error: { code: status, title, message } } : { code: status, title, message },
+    );
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(payload),
+      ...(bodyUnread ? { connection: 'close' } : {}),
+    });
     res.end(payload);
     if (bodyUnread) req.resume();
     entry.outcome = 'injected';
@@ -376,7 +451,8 @@ export function classify(service: Service, method: string, url: string): Operati
   const image = /^\/v2\/images\/[^/]+(\/.*)?$/.exec(path);
   if (!image) return 'other';
   const rest = image[1] ?? '';
-  if (rest === '') return method === 'GET' ? 'read' : method === 'PATCH' ? 'patch' : method === 'DELETE' ? 'delete' : 'other';
+  if (rest === '')
+    return method === 'GET' ? 'read' : method === 'PATCH' ? 'patch' : method === 'DELETE' ? 'delete' : 'other';
   if (rest === '/file') return method === 'PUT' ? 'upload' : method === 'GET' ? 'download' : 'other';
   if (rest === '/stage') return 'stage';
   if (rest === '/import') return 'import';
@@ -411,7 +487,8 @@ function forwardHeaders(headers: IncomingHttpHeaders, host: string): OutgoingHtt
 
 function responseHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
-  for (const [key, value] of Object.entries(headers)) if (!hopByHop.has(key) && key !== 'content-length' && value !== undefined) out[key] = value;
+  for (const [key, value] of Object.entries(headers))
+    if (!hopByHop.has(key) && key !== 'content-length' && value !== undefined) out[key] = value;
   if (headers['content-length'] !== undefined) out['content-length'] = headers['content-length'];
   return out;
 }

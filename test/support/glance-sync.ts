@@ -38,14 +38,16 @@ export interface CloudConfig {
 
 export function cloudYaml(c: CloudConfig): string {
   const user = c.peer.admin;
-  return `  ${c.name}:
+  return (
+    `  ${c.name}:
     adapter: glance
     options:
       authUrl: ${c.authUrl}
       region: ${c.peer.region}
       pollInterval: 0.2
       timeouts: { request: ${c.requestTimeout ?? 2} }
-      auth: { type: password, username: ${user.username}, password: '${user.password}', projectName: ${user.projectName} }
+      auth: { type: password, username: ${user.username}, ` +
+    `password: '${user.password}', projectName: ${user.projectName} }
     sync:
       selector: { tags: [${c.tag}], access: [public, private] }
       naming: '${c.prefix}{name}'
@@ -53,12 +55,17 @@ export function cloudYaml(c: CloudConfig): string {
       concurrency: ${c.concurrency ?? 2}
       retries: { attempts: ${c.attempts ?? 3}, backoff: ${c.backoff ?? '200ms'} }
       timeouts: { action: ${c.actionTimeout ?? '60s'}, list: ${c.listTimeout ?? '20s'} }
-`;
+`
+  );
 }
 
 export async function writeSyncConfig(dir: string, agentId: string, clouds: readonly CloudConfig[]): Promise<string> {
   const file = join(dir, 'visor.yaml');
-  await writeFile(file, `dataDir: ${join(dir, 'data')}\nlogging: { level: error }\nagent: { id: ${agentId}, leaseSeconds: 10, concurrency: 4 }\nclouds:\n${clouds.map(cloudYaml).join('')}`);
+  await writeFile(
+    file,
+    `dataDir: ${join(dir, 'data')}\nlogging: { level: error }\nagent: { id: ${agentId}, ` +
+      `leaseSeconds: 10, concurrency: 4 }\nclouds:\n${clouds.map(cloudYaml).join('')}`,
+  );
   return file;
 }
 
@@ -72,8 +79,22 @@ export async function makeDisk(dir: string, name: string, format: 'raw' | 'qcow2
   return qcow2;
 }
 
-export async function addImage(images: ImageService, name: string, file: string, format: 'raw' | 'qcow2', tags: string[], extra: Record<string, unknown> = {}): Promise<Image> {
-  const image = await images.register(testCaller, { name, architecture: 'x86_64', diskFormat: format, tags, access: 'public', ...extra });
+export async function addImage(
+  images: ImageService,
+  name: string,
+  file: string,
+  format: 'raw' | 'qcow2',
+  tags: string[],
+  extra: Record<string, unknown> = {},
+): Promise<Image> {
+  const image = await images.register(testCaller, {
+    name,
+    architecture: 'x86_64',
+    diskFormat: format,
+    tags,
+    access: 'public',
+    ...extra,
+  });
   return images.upload(testCaller, image.id, createReadStream(file), { size: (await stat(file)).size });
 }
 
@@ -93,7 +114,8 @@ export async function glanceImages(peer: OpenStackPeer, prefix: string): Promise
       const response = await api.get(url);
       if (response.status !== 200) throw new Error(`Glance listing failed: HTTP ${response.status}`);
       const page = response.data as { images: GlanceRecord[]; next?: string };
-      for (const image of page.images) if (typeof image.name === 'string' && image.name.startsWith(prefix)) out.set(image.id, image);
+      for (const image of page.images)
+        if (typeof image.name === 'string' && image.name.startsWith(prefix)) out.set(image.id, image);
       url = page.next;
     }
   }
@@ -118,7 +140,9 @@ export interface Expectation {
  * - every other marked copy is retired per policy (hidden with `hide`; gone with `delete`);
  * - nothing under our prefix is unmarked (an orphan the agent would never find again).
  */
-export async function glanceProblems(e: Expectation): Promise<{ problems: string[]; records: GlanceRecord[]; catalog: Image[] }> {
+export async function glanceProblems(
+  e: Expectation,
+): Promise<{ problems: string[]; records: GlanceRecord[]; catalog: Image[] }> {
   const records = await glanceImages(e.peer, e.prefix);
   const catalog = await catalogSnapshot(e.session.deps.catalog);
   // The suites' selector: the tag (every image is public, and both public and private are selected).
@@ -138,10 +162,17 @@ export async function glanceProblems(e: Expectation): Promise<{ problems: string
         r['visor_revision'] === String(image.revision) &&
         r.name === `${e.prefix}${image.name}`,
     );
-    if (good.length !== 1) problems.push(`catalog image ${image.name} (${image.id}) has ${good.length} good copies in Glance (copies: ${copies.map(describe).join(', ') || 'none'})`);
+    if (good.length !== 1)
+      problems.push(
+        `catalog image ${image.name} (${image.id}) has ${good.length} good ` +
+          `copies in Glance (copies: ${copies.map(describe).join(', ') || 'none'})`,
+      );
     for (const g of good.slice(0, 1)) kept.add(g.id);
     const visible = copies.filter((r) => r['os_hidden'] !== true);
-    if (visible.length > 1) problems.push(`catalog image ${image.name} has ${visible.length} visible copies: ${visible.map(describe).join(', ')}`);
+    if (visible.length > 1)
+      problems.push(
+        `catalog image ${image.name} has ${visible.length} visible copies: ${visible.map(describe).join(', ')}`,
+      );
   }
   for (const r of records) {
     if (r.status !== 'active') problems.push(`image ${describe(r)} is ${r.status}: unfinished or failed`);
@@ -151,13 +182,16 @@ export async function glanceProblems(e: Expectation): Promise<{ problems: string
     }
     if (kept.has(r.id)) continue;
     if (e.retire === 'delete') problems.push(`image ${describe(r)} should have been deleted (retire mode delete)`);
-    else if (r['os_hidden'] !== true) problems.push(`image ${describe(r)} is neither the good copy nor retired (hidden)`);
+    else if (r['os_hidden'] !== true)
+      problems.push(`image ${describe(r)} is neither the good copy nor retired (hidden)`);
   }
   return { problems, records, catalog };
 }
 
 function describe(r: GlanceRecord): string {
-  return `${r.id.slice(0, 8)}[${r.status}${r['os_hidden'] === true ? ',hidden' : ''},rev ${String(r['visor_revision'])},sha ${String(r['visor_sha256']).slice(0, 8)}]`;
+  const hidden = r['os_hidden'] === true ? ',hidden' : '';
+  const sha = String(r['visor_sha256']).slice(0, 8);
+  return `${r.id.slice(0, 8)}[${r.status}${hidden},rev ${String(r['visor_revision'])},sha ${sha}]`;
 }
 
 /**
@@ -175,10 +209,15 @@ export async function catalogProblems(session: SyncSession, target: string): Pro
     const store = session.deps.stores.get(image.location.store);
     const info = await store?.head(image.location.uri).catch(() => undefined);
     if (!info) problems.push(`catalog image ${image.name}: its bits are missing from store ${image.location.store}`);
-    else if (info.size !== image.size) problems.push(`catalog image ${image.name}: the store holds ${info.size} bytes, the catalog says ${image.size}`);
+    else if (info.size !== image.size)
+      problems.push(`catalog image ${image.name}: the store holds ${info.size} bytes, the catalog says ${image.size}`);
   }
   const last = (await session.deps.catalog.runs.list({ target, limit: 1 }))[0];
   if (!last) problems.push(`no run recorded for ${target}`);
-  else if (last.status !== 'succeeded' || last.drift !== 0) problems.push(`the last run of ${target} is ${last.status} with drift ${String(last.drift)}${last.error ? `: ${last.error}` : ''}`);
+  else if (last.status !== 'succeeded' || last.drift !== 0)
+    problems.push(
+      `the last run of ${target} is ${last.status} with ` +
+        `drift ${String(last.drift)}${last.error ? `: ${last.error}` : ''}`,
+    );
   return problems;
 }

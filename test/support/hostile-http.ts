@@ -25,12 +25,18 @@ export interface HostileServer {
 export async function startHostileServer(options: { uploadIdleMs?: number } = {}): Promise<HostileServer> {
   const dataDir = await mkdtemp(join(tmpdir(), 'visor-hostile-'));
   const config = join(dataDir, 'visor.yaml');
-  await writeFile(config, `dataDir: ${dataDir}\nlogging: { level: error }\nstores:\n  local: { type: file }\nserver:\n  host: 127.0.0.1\n`);
+  await writeFile(
+    config,
+    `dataDir: ${dataDir}\nlogging: { level: error }\nstores:\n  local: { type: file }\nserver:\n  host: 127.0.0.1\n`,
+  );
   const runtime = await openRuntime({ configFile: config, env: {}, logger: silentLogger });
   const idle = options.uploadIdleMs !== undefined ? { uploadIdleMs: options.uploadIdleMs } : {};
   const server = await startServer(runtime, { port: 0, ...idle });
   const box = await sealingBox(runtime);
-  const users = { admin: await addUser(server.catalog.users, box, 'admin', true), bob: await addUser(server.catalog.users, box, 'bob', false) };
+  const users = {
+    admin: await addUser(server.catalog.users, box, 'admin', true),
+    bob: await addUser(server.catalog.users, box, 'bob', false),
+  };
   return {
     server,
     url: server.url,
@@ -43,11 +49,21 @@ export async function startHostileServer(options: { uploadIdleMs?: number } = {}
   };
 }
 
-/** Every image record (id, status, revision) and every stored file: equal before and after a refusal means nothing was kept. */
+/**
+ * Every image record (id, status, revision) and every stored file: equal before and after a refusal means nothing was
+ * kept.
+ */
 export async function kept(t: HostileServer): Promise<{ images: string[]; files: string[] }> {
-  const r = await rawRequest(t.url, { method: 'GET', path: '/images/detail', query: [['limit', '10000']], as: t.users.admin });
+  const r = await rawRequest(t.url, {
+    method: 'GET',
+    path: '/images/detail',
+    query: [['limit', '10000']],
+    as: t.users.admin,
+  });
   if (r.status !== 200) throw new Error(`listing failed: ${r.status} ${r.body.toString()}`);
-  const images = (r.json() as { images: { _id: string; status: string; revision: number }[] }).images.map((i) => `${i._id}:${i.status}:${i.revision}`).sort();
+  const images = (r.json() as { images: { _id: string; status: string; revision: number }[] }).images
+    .map((i) => `${i._id}:${i.status}:${i.revision}`)
+    .sort();
   const files = (await readdir(join(t.dataDir, 'images')).catch(() => [] as string[])).sort();
   return { images, files };
 }
@@ -73,8 +89,19 @@ export function signedHead(
   headers: Record<string, string>,
   contentHash = /chunked/.test(headers['transfer-encoding'] ?? '') ? STREAMING_PAYLOAD : EMPTY_SHA256,
 ): string {
-  const signed = signRequest(creds.accessKey, creds.secretKey, { method, path, query: [], headers: { [CONTENT_HASH_HEADER]: contentHash, ...headers } });
-  return [`${method} ${path} HTTP/1.1`, `host: ${new URL(url).host}`, ...Object.entries(signed).map(([k, v]) => `${k}: ${v}`), '', ''].join('\r\n');
+  const signed = signRequest(creds.accessKey, creds.secretKey, {
+    method,
+    path,
+    query: [],
+    headers: { [CONTENT_HASH_HEADER]: contentHash, ...headers },
+  });
+  return [
+    `${method} ${path} HTTP/1.1`,
+    `host: ${new URL(url).host}`,
+    ...Object.entries(signed).map(([k, v]) => `${k}: ${v}`),
+    '',
+    '',
+  ].join('\r\n');
 }
 
 export interface RawExchange {
@@ -87,8 +114,14 @@ export interface RawExchange {
   ms: number;
 }
 
-/** A raw connection: writes `data` (then whatever `more` writes), reads until the server closes it or `waitMs` passes. */
-export function rawExchange(url: string, data: Buffer | string, options: { waitMs?: number; more?: (socket: Socket) => void } = {}): Promise<RawExchange> {
+/**
+ * A raw connection: writes `data` (then whatever `more` writes), reads until the server closes it or `waitMs` passes.
+ */
+export function rawExchange(
+  url: string,
+  data: Buffer | string,
+  options: { waitMs?: number; more?: (socket: Socket) => void } = {},
+): Promise<RawExchange> {
   const { hostname, port } = new URL(url);
   const started = Date.now();
   return new Promise((resolve) => {

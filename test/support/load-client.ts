@@ -55,8 +55,15 @@ export interface LoadResult {
 
 function percentiles(values: number[]): Percentiles {
   const sorted = Float64Array.from(values).sort();
-  const at = (p: number) => (sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!);
-  return { count: sorted.length, p50: at(50), p90: at(90), p99: at(99), max: sorted.length ? sorted[sorted.length - 1]! : 0 };
+  const at = (p: number) =>
+    sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+  return {
+    count: sorted.length,
+    p50: at(50),
+    p90: at(90),
+    p99: at(99),
+    max: sorted.length ? sorted[sorted.length - 1]! : 0,
+  };
 }
 
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
@@ -78,7 +85,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         method: r.method,
         path: r.path,
         query,
-        headers: { ...r.headers, [CONTENT_HASH_HEADER]: r.body ? createHash('sha256').update(r.body).digest('hex') : EMPTY_SHA256, ...(r.body ? { 'content-length': String(r.body.length) } : {}) },
+        headers: {
+          ...r.headers,
+          [CONTENT_HASH_HEADER]: r.body ? createHash('sha256').update(r.body).digest('hex') : EMPTY_SHA256,
+          ...(r.body ? { 'content-length': String(r.body.length) } : {}),
+        },
       });
       const qs = query.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
       const t0 = performance.now();
@@ -91,7 +102,15 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         resolve();
       };
       const req = request(
-        { host: base.hostname, port: base.port, method: r.method, path: `${r.path}${qs ? `?${qs}` : ''}`, headers, agent, timeout: options.timeoutMs ?? 30_000 },
+        {
+          host: base.hostname,
+          port: base.port,
+          method: r.method,
+          path: `${r.path}${qs ? `?${qs}` : ''}`,
+          headers,
+          agent,
+          timeout: options.timeoutMs ?? 30_000,
+        },
         (res) => {
           let length = 0;
           res.on('data', (chunk: Buffer) => (length += chunk.length));
@@ -128,6 +147,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     requestsPerSecond: requests / seconds,
     bytes,
     latency: percentiles(latencies),
-    byKind: Object.fromEntries([...perKind].map(([kind, s]) => [kind, { ...percentiles(s.latencies), errors: s.errors }])),
+    byKind: Object.fromEntries(
+      [...perKind].map(([kind, s]) => [kind, { ...percentiles(s.latencies), errors: s.errors }]),
+    ),
   };
 }

@@ -30,7 +30,9 @@ export function prng(seed: number): Prng {
       return items[int(0, items.length - 1)]!;
     },
     weighted: (weights) => {
-      const entries = Object.entries(weights).filter((e): e is [string, number] => typeof e[1] === 'number' && e[1] > 0);
+      const entries = Object.entries(weights).filter(
+        (e): e is [string, number] => typeof e[1] === 'number' && e[1] > 0,
+      );
       const total = entries.reduce((n, [, w]) => n + w, 0);
       if (total <= 0) throw new Error('no positive weight');
       let roll = next() * total;

@@ -44,8 +44,17 @@ export function rawRequest(baseUrl: string, r: RawRequest): Promise<RawResponse>
   let headers: Record<string, string> = { ...r.headers };
   if (r.body) headers['content-length'] = String(r.body.length);
   if (r.as) {
-    headers[CONTENT_HASH_HEADER] ??= r.unsignedPayload ? UNSIGNED_PAYLOAD : createHash('sha256').update(r.body ?? Buffer.alloc(0)).digest('hex');
-    headers = signRequest(r.as.accessKey, r.as.secretKey, { method: r.method, path: r.path, query, headers }, r.signedAt);
+    headers[CONTENT_HASH_HEADER] ??= r.unsignedPayload
+      ? UNSIGNED_PAYLOAD
+      : createHash('sha256')
+          .update(r.body ?? Buffer.alloc(0))
+          .digest('hex');
+    headers = signRequest(
+      r.as.accessKey,
+      r.as.secretKey,
+      { method: r.method, path: r.path, query, headers },
+      r.signedAt,
+    );
   }
   const sent = { path: r.path, query: [...query], headers };
   r.tamper?.(sent);
@@ -57,7 +66,12 @@ export function rawRequest(baseUrl: string, r: RawRequest): Promise<RawResponse>
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         const body = Buffer.concat(chunks);
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body.toString('utf8')) as unknown });
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body,
+          json: () => JSON.parse(body.toString('utf8')) as unknown,
+        });
       });
       res.on('error', reject);
     });
@@ -70,7 +84,17 @@ export function rawRequest(baseUrl: string, r: RawRequest): Promise<RawResponse>
  * Sends a signed streamed upload's headers (chunked, the digest to follow in a trailer) and only
  * `sendBytes` of the declared body, then drops the connection: a client cut off midway.
  */
-export function cutOffUpload(baseUrl: string, r: { method: string; path: string; as: Credentials; declared: number; sendBytes: number; metaHeaders?: Record<string, string> }): Promise<void> {
+export function cutOffUpload(
+  baseUrl: string,
+  r: {
+    method: string;
+    path: string;
+    as: Credentials;
+    declared: number;
+    sendBytes: number;
+    metaHeaders?: Record<string, string>;
+  },
+): Promise<void> {
   const headers = signRequest(r.as.accessKey, r.as.secretKey, {
     method: r.method,
     path: r.path,
@@ -86,7 +110,13 @@ export function cutOffUpload(baseUrl: string, r: { method: string; path: string;
   const url = new URL(baseUrl);
   return new Promise((resolve, reject) => {
     const socket = connect(Number(url.port), url.hostname, () => {
-      const head = [`${r.method} ${r.path} HTTP/1.1`, `host: ${url.host}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''].join('\r\n');
+      const head = [
+        `${r.method} ${r.path} HTTP/1.1`,
+        `host: ${url.host}`,
+        ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+        '',
+        '',
+      ].join('\r\n');
       socket.write(head);
       const chunk = Buffer.alloc(64 * 1024, 7);
       let sent = 0;

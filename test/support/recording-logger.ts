@@ -7,10 +7,15 @@ export interface LogLine {
 }
 
 /** A Logger that keeps every line (with its children's context): tests read what the agent said. */
-export function recordingLogger(lines: LogLine[] = [], context: Record<string, unknown> = {}): Logger & { lines: LogLine[] } {
-  const at = (level: LogLine['level']) => (message: string, meta: Record<string, unknown> = {}) => {
-    lines.push({ level, message, meta: { ...context, ...meta } });
-  };
+export function recordingLogger(
+  lines: LogLine[] = [],
+  context: Record<string, unknown> = {},
+): Logger & { lines: LogLine[] } {
+  const at =
+    (level: LogLine['level']) =>
+    (message: string, meta: Record<string, unknown> = {}) => {
+      lines.push({ level, message, meta: { ...context, ...meta } });
+    };
   return {
     lines,
     error: at('error'),

@@ -47,7 +47,10 @@ export async function startVisorProcess(
   for (;;) {
     if (child.exitCode !== null) throw new Error(`visor ${command} exited with ${child.exitCode}:\n${output}`);
     const up = await fetch(`${url}/images`, { signal: AbortSignal.timeout(2000) }).then(
-      async (r) => (await r.body?.cancel(), true),
+      async (r) => {
+        await r.body?.cancel();
+        return true;
+      },
       () => false,
     );
     if (up) break;

@@ -11,7 +11,16 @@ import type { ByteRange } from '../../../core/store/port.js';
 import type { ImageService, UploadOptions } from '../../service/image-service.js';
 import { watchUploadRate, type UploadRate } from '../deadlines.js';
 import { decodedLength, trailerCheck } from '../streamed-digest.js';
-import { fromWire, mergeOs, metadataFromHeaders, queryFromWire, toBrief, toDetail, toHeaders, type ParsedMetadata } from '../wire.js';
+import {
+  fromWire,
+  mergeOs,
+  metadataFromHeaders,
+  queryFromWire,
+  toBrief,
+  toDetail,
+  toHeaders,
+  type ParsedMetadata,
+} from '../wire.js';
 
 export interface ImageRoutesOptions {
   service: ImageService;
@@ -32,7 +41,9 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, o
   const baseUrl = (request: FastifyRequest) => `${request.protocol}://${request.host}`;
 
   const listing = (detailed: boolean) => async (request: FastifyRequest, reply: FastifyReply) => {
-    const params = new URLSearchParams(request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '');
+    const params = new URLSearchParams(
+      request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '',
+    );
     const page = await service.list(request.caller, queryFromWire(params, defaultLimit));
     if (page.nextMarker) {
       params.set('marker', page.nextMarker);
@@ -54,7 +65,11 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, o
 
   app.head('/images/:id', async (request: IdRequest, reply) => {
     const image = await service.get(request.caller, checkId(request.params.id));
-    return reply.headers(await headers(request, image)).header('etag', etag(image)).code(200).send();
+    return reply
+      .headers(await headers(request, image))
+      .header('etag', etag(image))
+      .code(200)
+      .send();
   });
 
   app.get('/images/:id/meta', async (request: IdRequest, reply) => {
@@ -68,7 +83,11 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, o
     const image = await service.get(request.caller, id);
     const range = parseRange(request.headers.range, image.size);
     if (range === 'unsatisfiable') {
-      return reply.code(416).header('content-range', `bytes */${image.size ?? '*'}`).type('application/json').send({ code: 416, message: `range ${request.headers.range} is not satisfiable` });
+      return reply
+        .code(416)
+        .header('content-range', `bytes */${image.size ?? '*'}`)
+        .type('application/json')
+        .send({ code: 416, message: `range ${request.headers.range} is not satisfiable` });
     }
     const download = await service.download(request.caller, id, range);
     if (download.image.size !== undefined && download.size !== download.image.size) {
@@ -129,13 +148,17 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, o
       }
     }
     const created = { image: await detail(request, image) };
-    return reply.code(201).header('location', `${baseUrl(request)}/images/${image.id}`).send(created);
+    return reply
+      .code(201)
+      .header('location', `${baseUrl(request)}/images/${image.id}`)
+      .send(created);
   });
 
   app.put('/images/:id', async (request: IdRequest, reply) => {
     const id = checkId(request.params.id);
     const { meta, body } = readRequest(request);
-    if (meta.location !== undefined) throw new VisorError('invalidInput', 'a location can only be given when an image is registered');
+    if (meta.location !== undefined)
+      throw new VisorError('invalidInput', 'a location can only be given when an image is registered');
     const expectedRevision = parseIfMatch(request.headers['if-match']);
     let image = await service.get(request.caller, id);
     const fields = { ...meta.fields };
@@ -199,7 +222,9 @@ function draftFields(meta: ParsedMetadata): Record<string, unknown> {
       const os = mergeOs(undefined, value as Record<string, string | null>);
       if (os) fields['os'] = os;
     } else if (key === 'properties') {
-      fields['properties'] = Object.fromEntries(Object.entries(value as Record<string, string | null>).filter(([, v]) => v !== null));
+      fields['properties'] = Object.fromEntries(
+        Object.entries(value as Record<string, string | null>).filter(([, v]) => v !== null),
+      );
     } else fields[key] = value;
   }
   return fields;

@@ -36,8 +36,15 @@ export function configCommand(program: Command, io: CliIo): void {
         };
         if (opts.json) printJson(io, summary);
         else {
-          const clouds = Object.entries(summary.clouds).map(([n, a]) => `${n} (${a})`).join(', ') || 'none';
-          print(io, `${file}: valid — catalog ${summary.catalog}, stores ${summary.stores.join(', ')} (default ${summary.defaultStore}), clouds ${clouds}`);
+          const clouds =
+            Object.entries(summary.clouds)
+              .map(([n, a]) => `${n} (${a})`)
+              .join(', ') || 'none';
+          print(
+            io,
+            `${file}: valid — catalog ${summary.catalog}, ` +
+              `stores ${summary.stores.join(', ')} (default ${summary.defaultStore}), clouds ${clouds}`,
+          );
         }
       } catch (error) {
         if (!(error instanceof ConfigError) || !opts.json) throw error;
@@ -55,7 +62,12 @@ export function configCommand(program: Command, io: CliIo): void {
       const { loadConfig } = await import('../../../core/config/load.js');
       const { collectSecrets, SecretRegistry } = await import('../../../core/logging/redact.js');
       const { builtinRegistry } = await import('../../builtins.js');
-      const cfg = await loadConfig({ file: opts.config, dataDir: opts.dataDir, env: io.env, registry: builtinRegistry() });
+      const cfg = await loadConfig({
+        file: opts.config,
+        dataDir: opts.dataDir,
+        env: io.env,
+        registry: builtinRegistry(),
+      });
       const secrets = new SecretRegistry();
       collectSecrets(cfg, secrets);
       printJson(io, secrets.redact(cfg));

@@ -11,7 +11,10 @@ export function usersCommand(program: Command, io: CliIo): void {
       .option('--data-dir <dir>', 'data directory (default: $VISOR_DATA_DIR or ~/.local/share/visor)')
       .option('--json', 'print JSON');
 
-  const withCatalog = async <T>(opts: { config?: string; dataDir?: string }, fn: (ctx: Awaited<ReturnType<typeof open>>) => Promise<T>): Promise<T> => {
+  const withCatalog = async <T>(
+    opts: { config?: string; dataDir?: string },
+    fn: (ctx: Awaited<ReturnType<typeof open>>) => Promise<T>,
+  ): Promise<T> => {
     const ctx = await open(opts, io);
     try {
       return await fn(ctx);
@@ -20,29 +23,37 @@ export function usersCommand(program: Command, io: CliIo): void {
     }
   };
 
-  common(users.command('add').description('create a user and print its keys (the secret is shown only this once)').argument('<name>').option('--admin', 'may see and change every image')).action(
-    async (name: string, opts: { config?: string; dataDir?: string; json?: boolean; admin?: boolean }) => {
-      const { addUser } = await import('../../service/users.js');
-      const created = await withCatalog(opts, async ({ catalog, box }) => addUser(catalog.users, box, name, opts.admin === true));
-      const { id, accessKey, secretKey, admin } = created;
-      if (opts.json) printJson(io, { id, name: created.name, accessKey, secretKey, admin });
+  common(
+    users
+      .command('add')
+      .description('create a user and print its keys (the secret is shown only this once)')
+      .argument('<name>')
+      .option('--admin', 'may see and change every image'),
+  ).action(async (name: string, opts: { config?: string; dataDir?: string; json?: boolean; admin?: boolean }) => {
+    const { addUser } = await import('../../service/users.js');
+    const created = await withCatalog(opts, async ({ catalog, box }) =>
+      addUser(catalog.users, box, name, opts.admin === true),
+    );
+    const { id, accessKey, secretKey, admin } = created;
+    if (opts.json) printJson(io, { id, name: created.name, accessKey, secretKey, admin });
+    else {
+      const who = `Created ${admin ? 'admin ' : ''}user ${created.name} (id ${id})`;
+      const keys = `ACCESS KEY: ${accessKey}\nSECRET KEY: ${secretKey}`;
+      print(io, `${who}\n${keys}\n(store the secret now: it cannot be shown again)`);
+    }
+  });
+
+  common(users.command('list').description('list users (never their secrets)')).action(
+    async (opts: { config?: string; dataDir?: string; json?: boolean }) => {
+      const list = await withCatalog(opts, async ({ catalog }) => catalog.users.list());
+      const rows = list.map(({ id, name, accessKey, admin, createdAt }) => ({ id, name, accessKey, admin, createdAt }));
+      if (opts.json) printJson(io, rows);
       else {
-        const who = `Created ${admin ? 'admin ' : ''}user ${created.name} (id ${id})`;
-        const keys = `ACCESS KEY: ${accessKey}\nSECRET KEY: ${secretKey}`;
-        print(io, `${who}\n${keys}\n(store the secret now: it cannot be shown again)`);
+        const cells = rows.map((u) => [u.name, u.id, u.accessKey, u.admin ? 'yes' : 'no', u.createdAt]);
+        print(io, table(['NAME', 'ID', 'ACCESS KEY', 'ADMIN', 'CREATED'], cells));
       }
     },
   );
-
-  common(users.command('list').description('list users (never their secrets)')).action(async (opts: { config?: string; dataDir?: string; json?: boolean }) => {
-    const list = await withCatalog(opts, async ({ catalog }) => catalog.users.list());
-    const rows = list.map(({ id, name, accessKey, admin, createdAt }) => ({ id, name, accessKey, admin, createdAt }));
-    if (opts.json) printJson(io, rows);
-    else {
-      const cells = rows.map((u) => [u.name, u.id, u.accessKey, u.admin ? 'yes' : 'no', u.createdAt]);
-      print(io, table(['NAME', 'ID', 'ACCESS KEY', 'ADMIN', 'CREATED'], cells));
-    }
-  });
 
   const remove = users
     .command('remove')
@@ -51,13 +62,11 @@ export function usersCommand(program: Command, io: CliIo): void {
         'so a new user of the same name gets none of them)',
     )
     .argument('<name>');
-  common(remove).action(
-    async (name: string, opts: { config?: string; dataDir?: string; json?: boolean }) => {
-      await withCatalog(opts, async ({ catalog }) => catalog.users.delete(name));
-      if (opts.json) printJson(io, { removed: name });
-      else print(io, `Removed user ${name}`);
-    },
-  );
+  common(remove).action(async (name: string, opts: { config?: string; dataDir?: string; json?: boolean }) => {
+    await withCatalog(opts, async ({ catalog }) => catalog.users.delete(name));
+    if (opts.json) printJson(io, { removed: name });
+    else print(io, `Removed user ${name}`);
+  });
 }
 
 async function open(opts: { config?: string; dataDir?: string }, io: CliIo) {

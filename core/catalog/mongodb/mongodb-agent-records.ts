@@ -19,7 +19,8 @@ export class MongoRuns implements RunRepository {
     try {
       await this.runs().insertOne({ _id: id, ...rest });
     } catch (error) {
-      if (error instanceof MongoServerError && error.code === 11000) throw new VisorError('conflict', `run ${id} exists already`);
+      if (error instanceof MongoServerError && error.code === 11000)
+        throw new VisorError('conflict', `run ${id} exists already`);
       throw error;
     }
   }
@@ -38,14 +39,23 @@ export class MongoRuns implements RunRepository {
   async list(query: { target?: string; limit?: number } = {}): Promise<RunRecord[]> {
     const docs = await this.guard(() =>
       this.runs()
-        .find(query.target === undefined ? {} : { target: query.target }, { sort: { startedAt: -1, _id: -1 }, limit: query.limit ?? 100 })
+        .find(query.target === undefined ? {} : { target: query.target }, {
+          sort: { startedAt: -1, _id: -1 },
+          limit: query.limit ?? 100,
+        })
         .toArray(),
     );
     return docs.map(toRun);
   }
 
   async prune(target: string, keep: number): Promise<number> {
-    const keepIds = (await this.guard(() => this.runs().find({ target }, { sort: { startedAt: -1, _id: -1 }, limit: keep, projection: { _id: 1 } }).toArray())).map((d) => d._id);
+    const keepIds = (
+      await this.guard(() =>
+        this.runs()
+          .find({ target }, { sort: { startedAt: -1, _id: -1 }, limit: keep, projection: { _id: 1 } })
+          .toArray(),
+      )
+    ).map((d) => d._id);
     const result = await this.guard(() => this.runs().deleteMany({ target, _id: { $nin: keepIds } }));
     return result.deletedCount;
   }
@@ -66,7 +76,11 @@ export class MongoLeases implements LeaseRepository {
     const expiresAt = now + ttlMs;
     try {
       // One atomic server-side step: match our own or an expired lease, or insert a new one.
-      await this.leases().findOneAndUpdate({ _id: name, $or: [{ holder }, { expiresAt: { $lte: now } }] }, { $set: { holder, expiresAt } }, { upsert: true });
+      await this.leases().findOneAndUpdate(
+        { _id: name, $or: [{ holder }, { expiresAt: { $lte: now } }] },
+        { $set: { holder, expiresAt } },
+        { upsert: true },
+      );
       return { name, holder, expiresAt };
     } catch (error) {
       // The upsert collided with a live lease held by someone else.
@@ -105,7 +119,11 @@ export class MongoState implements StateRepository {
   }
 
   async list<T = unknown>(prefix: string): Promise<[string, T][]> {
-    const docs = await this.guard(() => this.state().find({ _id: { $gte: prefix, $lt: `${prefix}\uffff` } }, { sort: { _id: 1 } }).toArray());
+    const docs = await this.guard(() =>
+      this.state()
+        .find({ _id: { $gte: prefix, $lt: `${prefix}\uffff` } }, { sort: { _id: 1 } })
+        .toArray(),
+    );
     return docs.map((d) => [d._id, d.value as T]);
   }
 }

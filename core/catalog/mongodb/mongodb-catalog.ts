@@ -3,12 +3,36 @@ import { isVisorError, VisorError } from '../../errors.js';
 import type { Attribute } from '../../image/attributes.js';
 import { applyChanges, validateImage, type Clock, systemClock } from '../../image/image.js';
 import type { Image, ImageChanges } from '../../image/model.js';
-import type { Catalog, ImageQuery, ImageRepository, LeaseRepository, Page, RunRepository, StateRepository, User, UserRepository } from '../port.js';
-import { MongoLeases, MongoRuns, MongoState, type LeaseDoc, type RunDoc, type StateDoc } from './mongodb-agent-records.js';
+import type {
+  Catalog,
+  ImageQuery,
+  ImageRepository,
+  LeaseRepository,
+  Page,
+  RunRepository,
+  StateRepository,
+  User,
+  UserRepository,
+} from '../port.js';
+import {
+  MongoLeases,
+  MongoRuns,
+  MongoState,
+  type LeaseDoc,
+  type RunDoc,
+  type StateDoc,
+} from './mongodb-agent-records.js';
 import { MongoReplays, type ReplayDoc } from './mongodb-replays.js';
 import { migrateOwnersToIds } from './mongodb-owner-ids.js';
 import { userExists, userNotFound, validateUser } from '../users.js';
-import { imageNotFound, normalizeQuery, readAttribute, staleRevision, unknownMarker, type NormalizedQuery } from '../query.js';
+import {
+  imageNotFound,
+  normalizeQuery,
+  readAttribute,
+  staleRevision,
+  unknownMarker,
+  type NormalizedQuery,
+} from '../query.js';
 
 /** Stored form: the image with its id as `_id`. */
 type ImageDoc = Omit<Image, 'id'> & { _id: string };
@@ -184,7 +208,8 @@ class MongoImages implements ImageRepository {
   }
 
   async delete(id: string, expectedRevision?: number): Promise<void> {
-    const filter: Filter<ImageDoc> = expectedRevision === undefined ? { _id: id } : { _id: id, revision: expectedRevision };
+    const filter: Filter<ImageDoc> =
+      expectedRevision === undefined ? { _id: id } : { _id: id, revision: expectedRevision };
     const result = await guard(() => this.images().deleteOne(filter));
     if (result.deletedCount === 1) return;
     const now = await this.find(id);
@@ -222,7 +247,11 @@ class MongoUsers implements UserRepository {
   }
 
   async list(): Promise<User[]> {
-    const docs = await guard(() => this.users().find({}, { sort: { _id: 1 } }).toArray());
+    const docs = await guard(() =>
+      this.users()
+        .find({}, { sort: { _id: 1 } })
+        .toArray(),
+    );
     return docs.map((d) => toUser(d)!);
   }
 
@@ -240,7 +269,9 @@ function toUser(doc: UserDoc | null): User | undefined {
 
 function filterClauses(q: NormalizedQuery): Filter<ImageDoc>[] {
   // An array field given a scalar matches when it contains it: MongoDB's own equality semantics.
-  const out: Filter<ImageDoc>[] = q.filters.map(({ attribute, value }) => ({ [field(attribute)]: value }) as Filter<ImageDoc>);
+  const out: Filter<ImageDoc>[] = q.filters.map(
+    ({ attribute, value }) => ({ [field(attribute)]: value }) as Filter<ImageDoc>,
+  );
   const visible = visibility(q.visibleTo);
   if (visible) out.push(visible);
   if (q.hideDeleted) out.push({ status: { $ne: 'deleted' } } as Filter<ImageDoc>);

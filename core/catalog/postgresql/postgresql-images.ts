@@ -101,7 +101,11 @@ export class PostgresImages implements ImageRepository {
 
   async delete(id: string, expectedRevision?: number): Promise<void> {
     const params: unknown[] = [id];
-    const revision = expectedRevision === undefined ? '' : ` AND revision = ${(params.push(expectedRevision), '$2')}`;
+    let revision = '';
+    if (expectedRevision !== undefined) {
+      params.push(expectedRevision);
+      revision = ' AND revision = $2';
+    }
     const changed = await this.sql.execute(`DELETE FROM ${this.sql.t('images')} WHERE id = $1${revision}`, params);
     if (changed === 1) return;
     const now = await this.find(id);

@@ -19,11 +19,11 @@ export class Params {
 export function expr(attribute: Attribute): string {
   if (attribute.path === 'id') return 'id';
   const segments = attribute.segments;
-  const path =
-    segments
-      .slice(0, -1)
-      .map((s) => `->'${s}'`)
-      .join('') + `->>'${segments[segments.length - 1]}'`;
+  const parents = segments
+    .slice(0, -1)
+    .map((s) => `->'${s}'`)
+    .join('');
+  const path = `${parents}->>'${segments[segments.length - 1]}'`;
   return attribute.valueType === 'number' ? `((doc${path})::numeric)` : `((doc${path}) COLLATE "C")`;
 }
 

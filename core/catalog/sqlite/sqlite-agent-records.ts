@@ -27,9 +27,12 @@ export class SqliteRuns implements RunRepository {
 
   async create(run: RunRecord): Promise<void> {
     try {
-      this.db().prepare('INSERT INTO runs (id, target, started_at, doc) VALUES (?, ?, ?, ?)').run(run.id, run.target, run.startedAt, JSON.stringify(run));
+      this.db()
+        .prepare('INSERT INTO runs (id, target, started_at, doc) VALUES (?, ?, ?, ?)')
+        .run(run.id, run.target, run.startedAt, JSON.stringify(run));
     } catch (error) {
-      if (String((error as { code?: string }).code).startsWith('SQLITE_CONSTRAINT')) throw new VisorError('conflict', `run ${run.id} exists already`);
+      if (String((error as { code?: string }).code).startsWith('SQLITE_CONSTRAINT'))
+        throw new VisorError('conflict', `run ${run.id} exists already`);
       throw error;
     }
   }
@@ -48,14 +51,23 @@ export class SqliteRuns implements RunRepository {
     const limit = query.limit ?? 100;
     const rows =
       query.target === undefined
-        ? this.db().prepare<[number], { doc: string }>('SELECT doc FROM runs ORDER BY started_at DESC, id DESC LIMIT ?').all(limit)
-        : this.db().prepare<[string, number], { doc: string }>('SELECT doc FROM runs WHERE target = ? ORDER BY started_at DESC, id DESC LIMIT ?').all(query.target, limit);
+        ? this.db()
+            .prepare<[number], { doc: string }>('SELECT doc FROM runs ORDER BY started_at DESC, id DESC LIMIT ?')
+            .all(limit)
+        : this.db()
+            .prepare<[string, number], { doc: string }>(
+              'SELECT doc FROM runs WHERE target = ? ORDER BY started_at DESC, id DESC LIMIT ?',
+            )
+            .all(query.target, limit);
     return rows.map((r) => JSON.parse(r.doc) as RunRecord);
   }
 
   async prune(target: string, keep: number): Promise<number> {
     return this.db()
-      .prepare('DELETE FROM runs WHERE target = ? AND id NOT IN (SELECT id FROM runs WHERE target = ? ORDER BY started_at DESC, id DESC LIMIT ?)')
+      .prepare(
+        'DELETE FROM runs WHERE target = ? AND id NOT IN (SELECT id FROM ' +
+          'runs WHERE target = ? ORDER BY started_at DESC, id DESC LIMIT ?)',
+      )
       .run(target, target, keep).changes;
   }
 }
@@ -68,10 +80,17 @@ export class SqliteLeases implements LeaseRepository {
     // IMMEDIATE: the check and the take are one step, also across processes.
     return db
       .transaction(() => {
-        const row = db.prepare<[string], { holder: string; expires_at: number }>('SELECT holder, expires_at FROM leases WHERE name = ?').get(name);
+        const row = db
+          .prepare<[string], { holder: string; expires_at: number }>(
+            'SELECT holder, expires_at FROM leases WHERE name = ?',
+          )
+          .get(name);
         if (row && row.holder !== holder && row.expires_at > now) return undefined;
         const lease = { name, holder, expiresAt: now + ttlMs };
-        db.prepare('INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at').run(name, holder, lease.expiresAt);
+        db.prepare(
+          'INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT(name) ' +
+            'DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at',
+        ).run(name, holder, lease.expiresAt);
         return lease;
       })
       .immediate();
@@ -82,7 +101,9 @@ export class SqliteLeases implements LeaseRepository {
   }
 
   async get(name: string): Promise<Lease | undefined> {
-    const row = this.db().prepare<[string], { holder: string; expires_at: number }>('SELECT holder, expires_at FROM leases WHERE name = ?').get(name);
+    const row = this.db()
+      .prepare<[string], { holder: string; expires_at: number }>('SELECT holder, expires_at FROM leases WHERE name = ?')
+      .get(name);
     return row ? { name, holder: row.holder, expiresAt: row.expires_at } : undefined;
   }
 }
@@ -96,7 +117,9 @@ export class SqliteState implements StateRepository {
   }
 
   async set(key: string, value: unknown): Promise<void> {
-    this.db().prepare('INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, JSON.stringify(value));
+    this.db()
+      .prepare('INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value')
+      .run(key, JSON.stringify(value));
   }
 
   async delete(key: string): Promise<void> {
@@ -105,7 +128,11 @@ export class SqliteState implements StateRepository {
 
   async list<T = unknown>(prefix: string): Promise<[string, T][]> {
     // Range scan instead of LIKE: no escaping of % and _ in keys, and it uses the primary key.
-    const rows = this.db().prepare<[string, string], { key: string; value: string }>('SELECT key, value FROM state WHERE key >= ? AND key < ? ORDER BY key').all(prefix, `${prefix}\uffff`);
+    const rows = this.db()
+      .prepare<[string, string], { key: string; value: string }>(
+        'SELECT key, value FROM state WHERE key >= ? AND key < ? ORDER BY key',
+      )
+      .all(prefix, `${prefix}\uffff`);
     return rows.map((r) => [r.key, JSON.parse(r.value) as T]);
   }
 }

@@ -4,13 +4,30 @@ import { isVisorError, VisorError } from '../../errors.js';
 import type { Attribute } from '../../image/attributes.js';
 import { applyChanges, validateImage, type Clock, systemClock } from '../../image/image.js';
 import type { Image, ImageChanges } from '../../image/model.js';
-import type { Catalog, ImageQuery, ImageRepository, LeaseRepository, Page, RunRepository, StateRepository, User, UserRepository } from '../port.js';
+import type {
+  Catalog,
+  ImageQuery,
+  ImageRepository,
+  LeaseRepository,
+  Page,
+  RunRepository,
+  StateRepository,
+  User,
+  UserRepository,
+} from '../port.js';
 import { agentRecordsSchema, SqliteLeases, SqliteRuns, SqliteState } from './sqlite-agent-records.js';
 import { replaySchema, SqliteReplays } from './sqlite-replays.js';
 import { ensurePrivateDir, ensurePrivateFile, tightenIfPresent } from '../../fs/private-paths.js';
 import { userExists, userNotFound, validateUser } from '../users.js';
 import { migrateOwnersToIds } from './sqlite-owner-ids.js';
-import { imageNotFound, normalizeQuery, readAttribute, staleRevision, unknownMarker, type NormalizedQuery } from '../query.js';
+import {
+  imageNotFound,
+  normalizeQuery,
+  readAttribute,
+  staleRevision,
+  unknownMarker,
+  type NormalizedQuery,
+} from '../query.js';
 
 /**
  * JSON path for an attribute. Segments are quoted; they come from `resolveAttribute`, whose
@@ -111,7 +128,9 @@ export class SqliteCatalog implements Catalog {
       this.#db = db;
       this.replays.open();
     } catch (error) {
-      throw new VisorError('unavailable', `cannot open the SQLite catalog at ${path}: ${(error as Error).message}`, { cause: error });
+      throw new VisorError('unavailable', `cannot open the SQLite catalog at ${path}: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
   }
 
@@ -142,7 +161,11 @@ class SqliteImages implements ImageRepository {
   async create(image: Image): Promise<Image> {
     const valid = validateImage(image);
     try {
-      this.stmt('INSERT INTO images (id, revision, doc) VALUES (?, ?, ?)').run(valid.id, valid.revision, JSON.stringify(valid));
+      this.stmt('INSERT INTO images (id, revision, doc) VALUES (?, ?, ?)').run(
+        valid.id,
+        valid.revision,
+        JSON.stringify(valid),
+      );
     } catch (error) {
       if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
         throw new VisorError('conflict', `an image with id ${valid.id} already exists`, { details: { id: valid.id } });
@@ -178,7 +201,10 @@ class SqliteImages implements ImageRepository {
     }
     const dir = q.dir === 'desc' ? 'DESC' : 'ASC';
     const order = q.sort.path === 'id' ? `id ${dir}` : `${expr(q.sort)} ${dir}, id ${dir}`;
-    const sql = `SELECT id, doc FROM images${where.length ? ` WHERE ${where.map((w) => w.sql).join(' AND ')}` : ''} ORDER BY ${order}${q.limit !== undefined ? ' LIMIT ?' : ''}`;
+    const sql =
+      `SELECT id, doc FROM ` +
+      `images${where.length ? ` WHERE ${where.map((w) => w.sql).join(' AND ')}` : ''} ORDER ` +
+      `BY ${order}${q.limit !== undefined ? ' LIMIT ?' : ''}`;
     const params = where.flatMap((w) => w.params);
     if (q.limit !== undefined) params.push(q.limit + 1);
     const rows = this.stmt<unknown[], Row>(sql).all(...params);
@@ -190,7 +216,8 @@ class SqliteImages implements ImageRepository {
 
   async count(query: Pick<ImageQuery, 'filters' | 'visibleTo' | 'hideDeleted'> = {}): Promise<number> {
     const where = whereClause(normalizeQuery(query));
-    const sql = `SELECT count(*) AS n FROM images${where.length ? ` WHERE ${where.map((w) => w.sql).join(' AND ')}` : ''}`;
+    const filter = where.length ? ` WHERE ${where.map((w) => w.sql).join(' AND ')}` : '';
+    const sql = `SELECT count(*) AS n FROM images${filter}`;
     return this.stmt<unknown[], { n: number }>(sql).get(...where.flatMap((w) => w.params))?.n ?? 0;
   }
 
@@ -203,7 +230,12 @@ class SqliteImages implements ImageRepository {
       if (!row) throw imageNotFound(id);
       if (row.revision !== expectedRevision) throw staleRevision(id, expectedRevision, row.revision);
       const next = applyChanges(JSON.parse(row.doc) as Image, changes, this.clock);
-      this.stmt('UPDATE images SET revision = ?, doc = ? WHERE id = ? AND revision = ?').run(next.revision, JSON.stringify(next), id, expectedRevision);
+      this.stmt('UPDATE images SET revision = ?, doc = ? WHERE id = ? AND revision = ?').run(
+        next.revision,
+        JSON.stringify(next),
+        id,
+        expectedRevision,
+      );
       return next;
     });
     return runTx(() => tx.immediate());
@@ -214,7 +246,8 @@ class SqliteImages implements ImageRepository {
     const tx = db.transaction(() => {
       const row = this.stmt<[string], Row>('SELECT revision FROM images WHERE id = ?').get(id);
       if (!row) throw imageNotFound(id);
-      if (expectedRevision !== undefined && row.revision !== expectedRevision) throw staleRevision(id, expectedRevision, row.revision);
+      if (expectedRevision !== undefined && row.revision !== expectedRevision)
+        throw staleRevision(id, expectedRevision, row.revision);
       this.stmt('DELETE FROM images WHERE id = ?').run(id);
     });
     runTx(() => tx.immediate());
@@ -227,7 +260,11 @@ class SqliteUsers implements UserRepository {
   async create(user: User): Promise<User> {
     const valid = validateUser(user);
     try {
-      this.stmt('INSERT INTO users (name, access_key, doc) VALUES (?, ?, ?)').run(valid.name, valid.accessKey, JSON.stringify(valid));
+      this.stmt('INSERT INTO users (name, access_key, doc) VALUES (?, ?, ?)').run(
+        valid.name,
+        valid.accessKey,
+        JSON.stringify(valid),
+      );
     } catch (error) {
       if (String((error as { code?: string }).code).startsWith('SQLITE_CONSTRAINT')) throw userExists(valid);
       throw sqliteError(error);
@@ -252,7 +289,9 @@ class SqliteUsers implements UserRepository {
   }
 
   async list(): Promise<User[]> {
-    return this.stmt<[], { doc: string }>('SELECT doc FROM users ORDER BY name').all().map((r) => JSON.parse(r.doc) as User);
+    return this.stmt<[], { doc: string }>('SELECT doc FROM users ORDER BY name')
+      .all()
+      .map((r) => JSON.parse(r.doc) as User);
   }
 
   async delete(name: string): Promise<void> {

@@ -32,7 +32,7 @@ export function migrateOwnersToIds(db: Database.Database): void {
           const image = JSON.parse(row.doc) as { owner?: string; members?: string[] };
           const owner = image.owner !== undefined ? ids.get(image.owner) : undefined;
           const members = image.members?.map((m) => ids.get(m) ?? m);
-          const membersChanged = members !== undefined && members.some((m, i) => m !== image.members![i]);
+          const membersChanged = members?.some((m, i) => m !== image.members![i]);
           if (owner === undefined && !membersChanged) continue;
           update.run(
             JSON.stringify({

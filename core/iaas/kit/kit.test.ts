@@ -263,7 +263,13 @@ describe('cleanUpAfter', () => {
 
   it("gives the removal a signal of its own (the call's deadline is usually what ran out)", async () => {
     let signal: AbortSignal | undefined;
-    await cleanUpAfter(failure, async (s) => void (signal = s), { what: 'x' });
+    await cleanUpAfter(
+      failure,
+      async (s) => {
+        signal = s;
+      },
+      { what: 'x' },
+    );
     expect(signal?.aborted).toBe(false);
   });
 });

@@ -44,7 +44,10 @@ export const memoryPlugin = definePlugin({
   optionsSchema: memoryOptionsSchema,
   create: (options, context) => {
     let cloud = clouds.get(options.cloud);
-    if (!cloud) clouds.set(options.cloud, (cloud = new MemoryCloud({ name: options.cloud })));
+    if (!cloud) {
+      cloud = new MemoryCloud({ name: options.cloud });
+      clouds.set(options.cloud, cloud);
+    }
     return new MemoryDriver({
       cloud,
       project: options.project,

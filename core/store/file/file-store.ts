@@ -76,8 +76,11 @@ export class FileStore implements Store {
     } catch (error) {
       await unlink(tempPath).catch(() => undefined);
       if (isVisorError(error)) throw error;
-      if ((error as Error).name === 'AbortError') throw new VisorError('unavailable', 'upload aborted', { cause: error });
-      throw new VisorError('unavailable', `file store: writing ${name} failed: ${(error as Error).message}`, { cause: error });
+      if ((error as Error).name === 'AbortError')
+        throw new VisorError('unavailable', 'upload aborted', { cause: error });
+      throw new VisorError('unavailable', `file store: writing ${name} failed: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
   }
 
@@ -141,7 +144,9 @@ export class FileStore implements Store {
       if (this.#fsync) await fsyncPath(await this.#rootDir());
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-        throw new VisorError('unavailable', `file store: deleting ${uri} failed: ${(error as Error).message}`, { cause: error });
+        throw new VisorError('unavailable', `file store: deleting ${uri} failed: ${(error as Error).message}`, {
+          cause: error,
+        });
       }
     }
   }
@@ -153,7 +158,10 @@ export class FileStore implements Store {
       if (!name.startsWith('.tmp-')) continue;
       const info = await lstat(join(root, name)).catch(() => undefined);
       if (info && Date.now() - info.mtimeMs > olderThanMs) {
-        await unlink(join(root, name)).then(() => removed++, () => undefined);
+        await unlink(join(root, name)).then(
+          () => removed++,
+          () => undefined,
+        );
       }
     }
     return removed;

@@ -61,8 +61,14 @@ export class HttpStore implements Store {
     const response = await this.#request('HEAD', uri);
     response.data?.destroy?.();
     const size = contentLength(response);
-    if (size === undefined) throw new VisorError('invalidResponse', `${redactUrl(uri)} does not say how big it is (no Content-Length)`);
-    return { size, checksums: headerChecksums(response), ...optional('contentType', header(response, 'content-type')), ...optional('lastModified', lastModified(response)) };
+    if (size === undefined)
+      throw new VisorError('invalidResponse', `${redactUrl(uri)} does not say how big it is (no Content-Length)`);
+    return {
+      size,
+      checksums: headerChecksums(response),
+      ...optional('contentType', header(response, 'content-type')),
+      ...optional('lastModified', lastModified(response)),
+    };
   }
 
   async get(uri: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<GetResult> {
@@ -108,14 +114,19 @@ export class HttpStore implements Store {
   }
 
   async delete(): Promise<void> {
-    throw new VisorError('unsupported', 'the http store is read-only: the referenced file is not visor\'s to delete');
+    throw new VisorError('unsupported', "the http store is read-only: the referenced file is not visor's to delete");
   }
 
   async close(): Promise<void> {
     for (const agent of this.#agents) agent.destroy();
   }
 
-  async #request(method: 'GET' | 'HEAD', uri: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<AxiosResponse<Readable>> {
+  async #request(
+    method: 'GET' | 'HEAD',
+    uri: string,
+    headers: Record<string, string> = {},
+    signal?: AbortSignal,
+  ): Promise<AxiosResponse<Readable>> {
     let url = parseHttpUrl(uri);
     let response: AxiosResponse<Readable>;
     for (let hop = 0; ; hop++) {
@@ -147,7 +158,10 @@ export class HttpStore implements Store {
     }
     if (response.status >= 300) {
       response.data?.destroy?.();
-      throw new VisorError(response.status >= 500 ? 'unavailable' : 'invalidResponse', `${redactUrl(uri)} answered ${response.status}`);
+      throw new VisorError(
+        response.status >= 500 ? 'unavailable' : 'invalidResponse',
+        `${redactUrl(uri)} answered ${response.status}`,
+      );
     }
     return response;
   }
@@ -213,7 +227,8 @@ function parseHttpUrl(uri: string): URL {
   } catch (error) {
     throw new VisorError('invalidInput', `not a URL: ${uri}`, { cause: error });
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new VisorError('invalidInput', `not an http(s) URL: ${redactUrl(uri)}`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new VisorError('invalidInput', `not an http(s) URL: ${redactUrl(uri)}`);
   return url;
 }
 

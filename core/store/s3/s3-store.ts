@@ -1,6 +1,13 @@
 import { pipeline } from 'node:stream/promises';
 import { Writable, type Readable } from 'node:stream';
-import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { isVisorError, VisorError } from '../../errors.js';
 import type { Logger } from '../../logging/logger.js';
 import { verifyDigest } from '../../transfer/digest.js';
@@ -62,8 +69,12 @@ export class S3Store implements Store {
     const problems = [
       bucketPattern.test(options.bucket) ? undefined : `bucket "${options.bucket}" is not a valid bucket name`,
       prefixProblem(prefix) === undefined ? undefined : `prefix "${prefix}" ${prefixProblem(prefix)}`,
-      Number.isSafeInteger(partSize) && partSize >= minPartSize && partSize <= maxPartSize ? undefined : `partSize must be an integer from ${minPartSize} (5 MiB) to ${maxPartSize} (5 GiB)`,
-      Number.isSafeInteger(concurrency) && concurrency >= 1 && concurrency <= 64 ? undefined : 'concurrency must be an integer from 1 to 64',
+      Number.isSafeInteger(partSize) && partSize >= minPartSize && partSize <= maxPartSize
+        ? undefined
+        : `partSize must be an integer from ${minPartSize} (5 MiB) to ${maxPartSize} (5 GiB)`,
+      Number.isSafeInteger(concurrency) && concurrency >= 1 && concurrency <= 64
+        ? undefined
+        : 'concurrency must be an integer from 1 to 64',
     ].filter((p) => p !== undefined);
     if (problems.length > 0) throw new VisorError('config', `s3 store: ${problems.join('; ')}`);
     this.#bucket = options.bucket;
@@ -80,7 +91,10 @@ export class S3Store implements Store {
     this.#open();
     if (!objectKeyPattern.test(key)) throw new VisorError('invalidInput', `invalid object key "${key}"`);
     if (options.size !== undefined && options.size > this.#partSize * maxParts) {
-      throw new VisorError('invalidInput', `s3 store: ${options.size} bytes need more than ${maxParts} parts of ${this.#partSize}; raise partSize`);
+      throw new VisorError(
+        'invalidInput',
+        `s3 store: ${options.size} bytes need more than ${maxParts} parts of ${this.#partSize}; raise partSize`,
+      );
     }
     if (this.#createBucket) await this.#ensureBucket();
     const objectKey = `${this.#prefix}${newObjectName(key)}`;
@@ -102,7 +116,12 @@ export class S3Store implements Store {
         write: (chunk: Buffer, _encoding, callback) => {
           // A body longer than declared fails now, not after uploading the surplus.
           if (options.size !== undefined && digest.bytes > options.size) {
-            callback(new VisorError('integrity', `content does not match: size is more than ${options.size} bytes, expected ${options.size}`));
+            callback(
+              new VisorError(
+                'integrity',
+                `content does not match: size is more than ${options.size} bytes, expected ${options.size}`,
+              ),
+            );
             return;
           }
           upload.write(chunk).then(() => callback(), callback);
@@ -128,12 +147,17 @@ export class S3Store implements Store {
     let output: unknown;
     try {
       output = await this.#client.send(
-        new GetObjectCommand({ Bucket: this.#bucket, Key: key, ...(range ? { Range: `bytes=${range.start}-${range.end ?? ''}` } : {}) }),
+        new GetObjectCommand({
+          Bucket: this.#bucket,
+          Key: key,
+          ...(range ? { Range: `bytes=${range.start}-${range.end ?? ''}` } : {}),
+        }),
         signal ? { abortSignal: signal } : {},
       );
     } catch (error) {
       const e = this.#error(error, context, uri);
-      if (range && (e.kind === 'invalidInput' || (e.details?.['status'] as number | undefined) === 416)) return this.#unsatisfiable(uri, range);
+      if (range && (e.kind === 'invalidInput' || (e.details?.['status'] as number | undefined) === 416))
+        return this.#unsatisfiable(uri, range);
       throw e;
     }
     return getObjectBody(output, range, context);
@@ -143,9 +167,11 @@ export class S3Store implements Store {
     this.#open();
     const key = objectKeyOf(uri, this.#bucket, this.#prefix);
     const context = `s3: HeadObject ${this.#bucket}/${key}`;
-    const output = await this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key })).catch((error: unknown) => {
-      throw this.#error(error, context, uri);
-    });
+    const output = await this.#client
+      .send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }))
+      .catch((error: unknown) => {
+        throw this.#error(error, context, uri);
+      });
     const info = parseOutput(headObjectOutput, output, context);
     // A plain 32-hex ETag is the MD5 of a single-part object; multipart ETags end in "-N".
     const etag = info.ETag !== undefined ? normalizeEtag(info.ETag) : undefined;
@@ -213,7 +239,9 @@ export class S3Store implements Store {
         new CreateBucketCommand({
           Bucket: bucket,
           // us-east-1 is the one region that refuses an explicit location constraint.
-          ...(this.#region !== 'us-east-1' ? { CreateBucketConfiguration: { LocationConstraint: this.#region as never } } : {}),
+          ...(this.#region !== 'us-east-1'
+            ? { CreateBucketConfiguration: { LocationConstraint: this.#region as never } }
+            : {}),
         }),
       );
       this.#logger?.info('s3 store: bucket created', { bucket });
@@ -221,7 +249,8 @@ export class S3Store implements Store {
       const e = s3Error(error, `s3: CreateBucket ${bucket}`);
       // Someone (another agent) created it between our HEAD and CREATE: that is what we wanted.
       if (e.details?.['code'] === 'BucketAlreadyOwnedByYou') return;
-      if (e.details?.['code'] === 'BucketAlreadyExists') throw new VisorError('config', `s3 store: bucket name "${bucket}" is taken by another account`, { cause: e });
+      if (e.details?.['code'] === 'BucketAlreadyExists')
+        throw new VisorError('config', `s3 store: bucket name "${bucket}" is taken by another account`, { cause: e });
       throw e;
     }
   }
@@ -231,33 +260,49 @@ export class S3Store implements Store {
     const e = s3Error(error, context);
     const missingBucket = this.#missingBucket(e);
     if (missingBucket) return missingBucket;
-    if (e.kind === 'notFound') return new VisorError('notFound', `no object at ${uri}`, { cause: e, details: { ...e.details } });
+    if (e.kind === 'notFound')
+      return new VisorError('notFound', `no object at ${uri}`, { cause: e, details: { ...e.details } });
     return e;
   }
 
   /** A missing bucket is a configuration problem, not a missing image. */
   #missingBucket(e: VisorError): VisorError | undefined {
     if (e.details?.['code'] !== 'NoSuchBucket') return undefined;
-    return new VisorError('config', `s3 store: bucket "${this.#bucket}" does not exist (create it, or set createBucket: true)`, { cause: e, details: { ...e.details } });
+    return new VisorError(
+      'config',
+      `s3 store: bucket "${this.#bucket}" does not exist (create it, or set createBucket: true)`,
+      { cause: e, details: { ...e.details } },
+    );
   }
 
   #putError(error: unknown, objectKey: string, signal: AbortSignal | undefined): VisorError {
-    if (signal?.aborted) return new VisorError('unavailable', `s3 store: upload of ${objectKey} aborted`, { cause: error });
+    if (signal?.aborted)
+      return new VisorError('unavailable', `s3 store: upload of ${objectKey} aborted`, { cause: error });
     if (isVisorError(error)) return this.#missingBucket(error) ?? error;
     // The source failed (a client that went away, a broken pipe): nothing was committed.
-    return new VisorError('unavailable', `s3 store: writing ${objectKey} failed: ${(error as Error).message}`, { cause: error });
+    return new VisorError('unavailable', `s3 store: writing ${objectKey} failed: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
 
   /** The standard unsatisfiable-range error, which needs the object's size (one HEAD). */
   async #unsatisfiable(uri: string, range: ByteRange): Promise<never> {
-    if (range.end !== undefined && !Number.isSafeInteger(range.end)) throw new VisorError('invalidInput', `range end ${range.end} is not a byte offset`);
+    if (range.end !== undefined && !Number.isSafeInteger(range.end))
+      throw new VisorError('invalidInput', `range end ${range.end} is not a byte offset`);
     const { size } = await this.head(uri);
     checkRange(range, size);
-    throw new VisorError('invalidResponse', `s3: ${uri}: the server refused range ${range.start}-${range.end ?? ''} of a ${size}-byte object`);
+    throw new VisorError(
+      'invalidResponse',
+      `s3: ${uri}: the server refused range ${range.start}-${range.end ?? ''} of a ${size}-byte object`,
+    );
   }
 }
 
 /** Ranges worth asking the server for; the rest get the standard error without a GET. */
 function plausible(range: ByteRange): boolean {
-  return Number.isSafeInteger(range.start) && range.start >= 0 && (range.end === undefined || (Number.isSafeInteger(range.end) && range.end >= range.start));
+  return (
+    Number.isSafeInteger(range.start) &&
+    range.start >= 0 &&
+    (range.end === undefined || (Number.isSafeInteger(range.end) && range.end >= range.start))
+  );
 }

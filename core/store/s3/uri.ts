@@ -22,7 +22,8 @@ export function objectUri(bucket: string, objectKey: string): string {
 /** The object key a URI names; invalidInput for anything outside `bucket` + `prefix`. */
 export function objectKeyOf(uri: string, bucket: string, prefix: string): string {
   const head = `s3://${bucket}/`;
-  if (!uri.startsWith(head)) throw new VisorError('invalidInput', `not a URI of the s3 store in bucket ${bucket}: ${uri}`);
+  if (!uri.startsWith(head))
+    throw new VisorError('invalidInput', `not a URI of the s3 store in bucket ${bucket}: ${uri}`);
   const key = uri.slice(head.length);
   if (!key.startsWith(prefix) || !objectNamePattern.test(key.slice(prefix.length))) {
     throw new VisorError('invalidInput', `URI ${uri} is outside the s3 store at s3://${bucket}/${prefix}`);

@@ -101,7 +101,9 @@ export function createEc2Client(connection: Ec2Connection): EC2Client {
     requestHandler: {
       connectionTimeout: connectionTimeoutMs,
       requestTimeout: connection.requestTimeoutMs ?? 60_000,
-      ...(connection.caBundle !== undefined ? { httpsAgent: new HttpsAgent({ keepAlive: true, ca: [...rootCertificates, connection.caBundle] }) } : {}),
+      ...(connection.caBundle !== undefined
+        ? { httpsAgent: new HttpsAgent({ keepAlive: true, ca: [...rootCertificates, connection.caBundle] }) }
+        : {}),
     },
     ...(v2
       ? {
@@ -113,7 +115,11 @@ export function createEc2Client(connection: Ec2Connection): EC2Client {
               identityProvider: () => async () => credentials,
               signer: {
                 sign: async (request: SignableRequest) =>
-                  signQueryRequest(request, { accessKeyId: connection.accessKeyId, secretAccessKey: connection.secretAccessKey, signatureMethod: connection.signatureMethod ?? 'HmacSHA256' }),
+                  signQueryRequest(request, {
+                    accessKeyId: connection.accessKeyId,
+                    secretAccessKey: connection.secretAccessKey,
+                    signatureMethod: connection.signatureMethod ?? 'HmacSHA256',
+                  }),
               },
             },
           ],
@@ -124,7 +130,10 @@ export function createEc2Client(connection: Ec2Connection): EC2Client {
     (next) => async (args) => {
       const result = await next(args);
       const response = result.response as { body?: unknown; statusCode?: number };
-      if (response.body instanceof Readable) response.body = Readable.from([await boundedXml(response.body, (response.statusCode ?? 200) >= 200 && (response.statusCode ?? 200) < 300)]);
+      if (response.body instanceof Readable)
+        response.body = Readable.from([
+          await boundedXml(response.body, (response.statusCode ?? 200) >= 200 && (response.statusCode ?? 200) < 300),
+        ]);
       return result;
     },
     // Innermost (after the deserializer in the stack, so it sees the raw body first).
@@ -151,7 +160,9 @@ export function createEc2Client(connection: Ec2Connection): EC2Client {
   return client;
 }
 
-/** An EC2 success reply's root element: <DescribeImagesResponse xmlns=...> (after an optional declaration and comments). */
+/**
+ * An EC2 success reply's root element: <DescribeImagesResponse xmlns=...> (after an optional declaration and comments).
+ */
 const successRoot = /^\uFEFF?\s*(<\?xml[^>]*\?>\s*)?(<!--[\s\S]*?-->\s*)*<([A-Za-z_][\w.-]*:)?[A-Za-z]+Response[\s/>]/;
 
 /** Far above any real reply (a DescribeImages of thousands of images is a few MiB). */
@@ -170,15 +181,23 @@ async function boundedXml(body: Readable, success: boolean): Promise<Buffer> {
     total += (chunk as Buffer).length;
     if (total > maxResponseBytes) {
       body.destroy();
-      throw new VisorError('invalidResponse', `ec2: the response is larger than ${maxResponseBytes} bytes; refusing to read it`);
+      throw new VisorError(
+        'invalidResponse',
+        `ec2: the response is larger than ${maxResponseBytes} bytes; refusing to read it`,
+      );
     }
     chunks.push(chunk as Buffer);
   }
   const data = Buffer.concat(chunks);
   const text = data.toString('latin1');
-  if (/<!ENTITY/i.test(text)) throw new VisorError('invalidResponse', 'ec2: the response declares DTD entities (never part of an EC2 reply)');
+  if (/<!ENTITY/i.test(text))
+    throw new VisorError('invalidResponse', 'ec2: the response declares DTD entities (never part of an EC2 reply)');
   // The SDK reads any other document (an HTML page, a proxy's answer) as an empty result: a cloud with no images.
-  if (success && !successRoot.test(text)) throw new VisorError('invalidResponse', `ec2: the response is not an EC2 reply (it starts ${JSON.stringify(text.trimStart().slice(0, 60))})`);
+  if (success && !successRoot.test(text))
+    throw new VisorError(
+      'invalidResponse',
+      `ec2: the response is not an EC2 reply (it starts ${JSON.stringify(text.trimStart().slice(0, 60))})`,
+    );
   return data;
 }
 
@@ -230,7 +249,12 @@ const kindByCode: Record<string, ErrorKind> = {
 };
 
 /** Codes that mean "this cloud has no such call" (old Eucalyptus, Nimbus): features fall back. */
-export const unsupportedActionCodes: ReadonlySet<string> = new Set(['InvalidAction', 'UnsupportedOperation', 'UnknownOperation', 'NotImplemented']);
+export const unsupportedActionCodes: ReadonlySet<string> = new Set([
+  'InvalidAction',
+  'UnsupportedOperation',
+  'UnknownOperation',
+  'NotImplemented',
+]);
 
 /** The EC2 error code of an SDK error, when it carries one. */
 export function ec2ErrorCode(error: unknown): string | undefined {
@@ -253,7 +277,7 @@ export function ec2Error(error: unknown, context: string): VisorError {
       if (code.endsWith('.NotFound')) return 'notFound';
       return code.endsWith('.Malformed') ? 'invalidInput' : undefined;
     },
-    tlsHint: 'give the endpoint\'s CA in caBundle',
+    tlsHint: "give the endpoint's CA in caBundle",
   });
 }
 
@@ -289,7 +313,9 @@ export class Ec2QueryClient {
           ...(query.executableBy && query.executableBy.length > 0 ? { ExecutableUsers: [...query.executableBy] } : {}),
           ...(filtersOf(query.filters) ? { Filters: filtersOf(query.filters) } : {}),
           // AWS refuses MaxResults together with ImageIds.
-          ...(query.pageSize !== undefined && !(query.imageIds && query.imageIds.length > 0) ? { MaxResults: query.pageSize } : {}),
+          ...(query.pageSize !== undefined && !(query.imageIds && query.imageIds.length > 0)
+            ? { MaxResults: query.pageSize }
+            : {}),
           ...(token !== undefined ? { NextToken: token } : {}),
         }),
         options,
@@ -298,7 +324,8 @@ export class Ec2QueryClient {
       for (const item of parsed.Images ?? []) images.push(parseEc2Image(item, images.length));
       token = parsed.NextToken;
       if (token === undefined) return images;
-      if (seenTokens.has(token)) throw new VisorError('invalidResponse', 'ec2: DescribeImages returned the same NextToken twice');
+      if (seenTokens.has(token))
+        throw new VisorError('invalidResponse', 'ec2: DescribeImages returned the same NextToken twice');
       seenTokens.add(token);
     }
     throw new VisorError('invalidResponse', `ec2: DescribeImages still had more pages after ${maxPages}`);
@@ -307,11 +334,15 @@ export class Ec2QueryClient {
   /** One image by id; `notFound` when the cloud does not show it. */
   async describeImage(imageId: string, options: Ec2CallOptions = {}): Promise<Ec2Image> {
     const [image] = await this.describeImages({ imageIds: [imageId] }, options);
-    if (!image || image.id !== imageId) throw new VisorError('notFound', `ec2: no image ${imageId}`, { details: { imageId } });
+    if (!image || image.id !== imageId)
+      throw new VisorError('notFound', `ec2: no image ${imageId}`, { details: { imageId } });
     return image;
   }
 
-  async registerImage(input: RegisterImageCommandInput & { Name: string }, options: Ec2CallOptions = {}): Promise<string> {
+  async registerImage(
+    input: RegisterImageCommandInput & { Name: string },
+    options: Ec2CallOptions = {},
+  ): Promise<string> {
     const output = await this.#send('RegisterImage', new RegisterImageCommand(input), options);
     return parseEc2(registerImageOutput, output, 'the RegisterImage response').ImageId;
   }
@@ -320,52 +351,96 @@ export class Ec2QueryClient {
     await this.#send('DeregisterImage', new DeregisterImageCommand({ ImageId: imageId }), options);
   }
 
-  async createTags(resourceIds: readonly string[], tags: Readonly<Record<string, string>>, options: Ec2CallOptions = {}): Promise<void> {
+  async createTags(
+    resourceIds: readonly string[],
+    tags: Readonly<Record<string, string>>,
+    options: Ec2CallOptions = {},
+  ): Promise<void> {
     const entries = Object.entries(tags);
     if (entries.length === 0) return;
-    await this.#send('CreateTags', new CreateTagsCommand({ Resources: [...resourceIds], Tags: entries.map(([Key, Value]) => ({ Key, Value })) }), options);
+    await this.#send(
+      'CreateTags',
+      new CreateTagsCommand({ Resources: [...resourceIds], Tags: entries.map(([Key, Value]) => ({ Key, Value })) }),
+      options,
+    );
   }
 
-  async deleteTags(resourceIds: readonly string[], keys: readonly string[], options: Ec2CallOptions = {}): Promise<void> {
+  async deleteTags(
+    resourceIds: readonly string[],
+    keys: readonly string[],
+    options: Ec2CallOptions = {},
+  ): Promise<void> {
     if (keys.length === 0) return;
-    await this.#send('DeleteTags', new DeleteTagsCommand({ Resources: [...resourceIds], Tags: keys.map((Key) => ({ Key })) }), options);
+    await this.#send(
+      'DeleteTags',
+      new DeleteTagsCommand({ Resources: [...resourceIds], Tags: keys.map((Key) => ({ Key })) }),
+      options,
+    );
   }
 
-  async describeTags(filters: ReadonlyArray<{ name: string; values: readonly string[] }>, options: Ec2CallOptions = {}): Promise<Array<{ resourceId: string; key: string; value: string }>> {
+  async describeTags(
+    filters: ReadonlyArray<{ name: string; values: readonly string[] }>,
+    options: Ec2CallOptions = {},
+  ): Promise<Array<{ resourceId: string; key: string; value: string }>> {
     const out: Array<{ resourceId: string; key: string; value: string }> = [];
     let token: string | undefined;
     const seen = new Set<string>();
     do {
-      const output = await this.#send('DescribeTags', new DescribeTagsCommand({ ...(filtersOf(filters) ? { Filters: filtersOf(filters) } : {}), ...(token ? { NextToken: token } : {}) }), options);
+      const output = await this.#send(
+        'DescribeTags',
+        new DescribeTagsCommand({
+          ...(filtersOf(filters) ? { Filters: filtersOf(filters) } : {}),
+          ...(token ? { NextToken: token } : {}),
+        }),
+        options,
+      );
       const parsed = parseEc2(describeTagsOutput, output, 'the DescribeTags response');
       for (const t of parsed.Tags ?? []) out.push({ resourceId: t.ResourceId, key: t.Key, value: t.Value ?? '' });
       token = parsed.NextToken;
-      if (token !== undefined && seen.has(token)) throw new VisorError('invalidResponse', 'ec2: DescribeTags returned the same NextToken twice');
+      if (token !== undefined && seen.has(token))
+        throw new VisorError('invalidResponse', 'ec2: DescribeTags returned the same NextToken twice');
       if (token !== undefined) seen.add(token);
     } while (token !== undefined);
     return out;
   }
 
-  async modifyLaunchPermission(imageId: string, change: { add?: readonly Ec2LaunchPermission[]; remove?: readonly Ec2LaunchPermission[] }, options: Ec2CallOptions = {}): Promise<void> {
+  async modifyLaunchPermission(
+    imageId: string,
+    change: { add?: readonly Ec2LaunchPermission[]; remove?: readonly Ec2LaunchPermission[] },
+    options: Ec2CallOptions = {},
+  ): Promise<void> {
     const wire = (p: Ec2LaunchPermission): LaunchPermission => ('group' in p ? { Group: 'all' } : { UserId: p.userId });
     const add = (change.add ?? []).map(wire);
     const remove = (change.remove ?? []).map(wire);
     if (add.length === 0 && remove.length === 0) return;
     await this.#send(
       'ModifyImageAttribute',
-      new ModifyImageAttributeCommand({ ImageId: imageId, LaunchPermission: { ...(add.length > 0 ? { Add: add } : {}), ...(remove.length > 0 ? { Remove: remove } : {}) } }),
+      new ModifyImageAttributeCommand({
+        ImageId: imageId,
+        LaunchPermission: { ...(add.length > 0 ? { Add: add } : {}), ...(remove.length > 0 ? { Remove: remove } : {}) },
+      }),
       options,
     );
   }
 
   async modifyDescription(imageId: string, description: string, options: Ec2CallOptions = {}): Promise<void> {
-    await this.#send('ModifyImageAttribute', new ModifyImageAttributeCommand({ ImageId: imageId, Description: { Value: description } }), options);
+    await this.#send(
+      'ModifyImageAttribute',
+      new ModifyImageAttributeCommand({ ImageId: imageId, Description: { Value: description } }),
+      options,
+    );
   }
 
   async describeLaunchPermissions(imageId: string, options: Ec2CallOptions = {}): Promise<Ec2LaunchPermission[]> {
-    const output = await this.#send('DescribeImageAttribute', new DescribeImageAttributeCommand({ ImageId: imageId, Attribute: 'launchPermission' }), options);
+    const output = await this.#send(
+      'DescribeImageAttribute',
+      new DescribeImageAttributeCommand({ ImageId: imageId, Attribute: 'launchPermission' }),
+      options,
+    );
     const parsed = parseEc2(launchPermissionsOutput, output, 'the DescribeImageAttribute response');
-    return (parsed.LaunchPermissions ?? []).map((p) => (p.Group !== undefined ? { group: 'all' as const } : { userId: p.UserId! }));
+    return (parsed.LaunchPermissions ?? []).map((p) =>
+      p.Group !== undefined ? { group: 'all' as const } : { userId: p.UserId! },
+    );
   }
 
   close(): void {

@@ -12,7 +12,18 @@ import { zodIssues } from '../../validation.js';
  * imageState values: AWS's list (pending, available, invalid, deregistered, transient, failed,
  * error, disabled) plus Eucalyptus's non-standard `hidden` and `unavailable` (ImageMetadata.State).
  */
-export const ec2ImageStates = ['pending', 'available', 'invalid', 'deregistered', 'transient', 'failed', 'error', 'disabled', 'hidden', 'unavailable'] as const;
+export const ec2ImageStates = [
+  'pending',
+  'available',
+  'invalid',
+  'deregistered',
+  'transient',
+  'failed',
+  'error',
+  'disabled',
+  'hidden',
+  'unavailable',
+] as const;
 export type Ec2ImageState = (typeof ec2ImageStates)[number];
 export const ec2ImageTypes = ['machine', 'kernel', 'ramdisk'] as const;
 export type Ec2ImageType = (typeof ec2ImageTypes)[number];
@@ -28,7 +39,9 @@ export const ec2ImageSchema = z
   .object({
     ImageId: z.string().min(1, 'must not be empty'),
     ImageLocation: optionalText,
-    State: z.enum(ec2ImageStates, { error: (i) => `is "${String(i.input)}", not an image state (${ec2ImageStates.join(', ')})` }),
+    State: z.enum(ec2ImageStates, {
+      error: (i) => `is "${String(i.input)}", not an image state (${ec2ImageStates.join(', ')})`,
+    }),
     OwnerId: z.string().min(1, 'must not be empty'),
     Public: z.boolean({ error: 'must be true or false (isPublic)' }),
     Architecture: optionalText,
@@ -74,13 +87,24 @@ export const describeImagesOutput = z.object({ Images: z.array(z.unknown()).opti
 export const registerImageOutput = z.object({ ImageId: z.string().min(1, 'RegisterImage returned no imageId') });
 export const describeTagsOutput = z.object({
   Tags: z
-    .array(z.object({ ResourceId: z.string().min(1), ResourceType: optionalText, Key: z.string().min(1), Value: z.string().optional() }))
+    .array(
+      z.object({
+        ResourceId: z.string().min(1),
+        ResourceType: optionalText,
+        Key: z.string().min(1),
+        Value: z.string().optional(),
+      }),
+    )
     .optional(),
   NextToken: optionalText,
 });
 export const launchPermissionsOutput = z.object({
   LaunchPermissions: z
-    .array(z.object({ Group: optionalText, UserId: optionalText }).refine((p) => p.Group !== undefined || p.UserId !== undefined, 'a launch permission names a group or a user'))
+    .array(
+      z
+        .object({ Group: optionalText, UserId: optionalText })
+        .refine((p) => p.Group !== undefined || p.UserId !== undefined, 'a launch permission names a group or a user'),
+    )
     .optional(),
 });
 
@@ -89,9 +113,16 @@ export function parseEc2<T extends z.ZodType>(schema: T, value: unknown, what: s
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issues = zodIssues(result.error);
-  throw new VisorError('invalidResponse', `ec2: ${what} is malformed: ${issues.slice(0, 5).map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`, {
-    details: { issues },
-  });
+  throw new VisorError(
+    'invalidResponse',
+    `ec2: ${what} is malformed: ${issues
+      .slice(0, 5)
+      .map((i) => (i.path ? `${i.path}: ${i.message}` : i.message))
+      .join('; ')}`,
+    {
+      details: { issues },
+    },
+  );
 }
 
 /** One image from DescribeImages; the index names it in errors. */

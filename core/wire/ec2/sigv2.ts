@@ -10,7 +10,7 @@ import { createHmac } from 'node:crypto';
  *   Signature = Base64(HMAC-SHA256 or HMAC-SHA1(secret, StringToSign))
  *
  * Written here because no maintained library signs Query requests with V2: @smithy ships only
- * SigV4/SigV4a, `aws-sdk` v2 (whose `signers/v2.js` did) reached end-of-support on 2025-09-08,
+ * SigV4/SigV4a, `aws-sdk` v2 (whose V2 signer did) reached end-of-support on 2025-09-08,
  * and aws-lib / awssum have been unmaintained since 2012 (aws-sign2 is S3's REST signature,
  * another algorithm). It is small, and tested against Eucalyptus's own test vectors.
  */
@@ -34,7 +34,12 @@ export function canonicalQuery(params: ReadonlyArray<readonly [string, string]>)
     .join('&');
 }
 
-export function stringToSign(method: string, host: string, path: string, params: ReadonlyArray<readonly [string, string]>): string {
+export function stringToSign(
+  method: string,
+  host: string,
+  path: string,
+  params: ReadonlyArray<readonly [string, string]>,
+): string {
   return `${method.toUpperCase()}\n${host.toLowerCase()}\n${path === '' ? '/' : path}\n${canonicalQuery(params)}`;
 }
 
@@ -74,14 +79,25 @@ export function signQueryRequest<R extends SignableRequest>(request: R, options:
   const params: Array<[string, string]> = [...new URLSearchParams(request.body)].filter(
     ([name]) => !['AWSAccessKeyId', 'SignatureVersion', 'SignatureMethod', 'Timestamp', 'Signature'].includes(name),
   );
-  params.push(['AWSAccessKeyId', options.accessKeyId], ['SignatureVersion', '2'], ['SignatureMethod', options.signatureMethod], ['Timestamp', timestamp(options.now?.() ?? new Date())]);
-  const host = request.headers['host'] ?? (request.port !== undefined ? `${request.hostname}:${request.port}` : request.hostname);
-  const signature = signV2(options.secretAccessKey, options.signatureMethod, stringToSign(request.method, host, request.path, params));
+  params.push(
+    ['AWSAccessKeyId', options.accessKeyId],
+    ['SignatureVersion', '2'],
+    ['SignatureMethod', options.signatureMethod],
+    ['Timestamp', timestamp(options.now?.() ?? new Date())],
+  );
+  const host =
+    request.headers['host'] ?? (request.port !== undefined ? `${request.hostname}:${request.port}` : request.hostname);
+  const signature = signV2(
+    options.secretAccessKey,
+    options.signatureMethod,
+    stringToSign(request.method, host, request.path, params),
+  );
   params.push(['Signature', signature]);
   const body = params.map(([name, value]) => `${rfc3986(name)}=${rfc3986(value)}`).join('&');
   request.body = body;
   for (const name of Object.keys(request.headers)) {
-    if (/^(authorization|x-amz-date|x-amz-content-sha256|x-amz-security-token)$/i.test(name)) delete request.headers[name];
+    if (/^(authorization|x-amz-date|x-amz-content-sha256|x-amz-security-token)$/i.test(name))
+      delete request.headers[name];
   }
   request.headers['content-length'] = String(Buffer.byteLength(body));
   request.headers['content-type'] = 'application/x-www-form-urlencoded; charset=utf-8';

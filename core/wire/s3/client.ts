@@ -49,7 +49,12 @@ export function createS3Client(options: S3ConnectionOptions): S3Client {
   client.middlewareStack.add(
     (next, context) => async (args) => {
       const request = args.request as { headers?: Record<string, string>; body?: unknown };
-      if (context.commandName === 'DeleteObjectsCommand' && request.headers && !request.headers['content-md5'] && (typeof request.body === 'string' || request.body instanceof Uint8Array)) {
+      if (
+        context.commandName === 'DeleteObjectsCommand' &&
+        request.headers &&
+        !request.headers['content-md5'] &&
+        (typeof request.body === 'string' || request.body instanceof Uint8Array)
+      ) {
         request.headers['content-md5'] = createHash('md5').update(request.body).digest('base64');
       }
       return next(args);
@@ -116,5 +121,5 @@ const kindByCode: Record<string, ErrorKind> = {
  * `context` says what was being done ("s3: GetObject visor/abc"); see `sdkError`.
  */
 export function s3Error(error: unknown, context: string): VisorError {
-  return sdkError(error, context, { codes: kindByCode, tlsHint: 'the endpoint\'s certificate is not trusted' });
+  return sdkError(error, context, { codes: kindByCode, tlsHint: "the endpoint's certificate is not trusted" });
 }

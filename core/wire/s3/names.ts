@@ -11,9 +11,11 @@ export const bucketPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$/;
 /** Why `prefix` is not usable as a key prefix, or undefined when it is. */
 export function prefixProblem(prefix: string): string | undefined {
   if (prefix === '') return undefined;
-  if (!/^[A-Za-z0-9_.\/-]{1,512}$/.test(prefix)) return 'may only use letters, digits, "_", ".", "-" and "/" (at most 512)';
+  if (!/^[A-Za-z0-9_./-]{1,512}$/.test(prefix))
+    return 'may only use letters, digits, "_", ".", "-" and "/" (at most 512)';
   if (prefix.startsWith('/') || prefix.includes('//')) return 'must not start with "/" or contain "//"';
-  if (prefix.split('/').some((segment) => segment === '.' || segment === '..')) return 'must not contain "." or ".." segments';
+  if (prefix.split('/').some((segment) => segment === '.' || segment === '..'))
+    return 'must not contain "." or ".." segments';
   return undefined;
 }
 

@@ -46,7 +46,10 @@ export function parseOutput<T>(schema: z.ZodType<T>, output: unknown, context: s
  * Whether an ETag is the MD5 of the bytes: true for plain and SSE-S3 objects, false under
  * SSE-KMS and SSE-C, where S3 makes it something else.
  */
-export function etagIsMd5(output: { ServerSideEncryption?: string | undefined; SSECustomerAlgorithm?: string | undefined }): boolean {
+export function etagIsMd5(output: {
+  ServerSideEncryption?: string | undefined;
+  SSECustomerAlgorithm?: string | undefined;
+}): boolean {
   return output.SSECustomerAlgorithm === undefined && !(output.ServerSideEncryption ?? '').startsWith('aws:kms');
 }
 

@@ -13,7 +13,15 @@ import type { Checksums } from '../../image/model.js';
 import { isVisorError, VisorError } from '../../errors.js';
 import type { Logger } from '../../logging/logger.js';
 import { s3Error } from './client.js';
-import { completeMultipartUploadOutput, createMultipartUploadOutput, etagIsMd5, normalizeEtag, parseOutput, putObjectOutput, uploadPartOutput } from './schema.js';
+import {
+  completeMultipartUploadOutput,
+  createMultipartUploadOutput,
+  etagIsMd5,
+  normalizeEtag,
+  parseOutput,
+  putObjectOutput,
+  uploadPartOutput,
+} from './schema.js';
 
 /** S3's limit on the parts of one multipart upload. */
 export const maxParts = 10_000;
@@ -61,7 +69,8 @@ export class ObjectUpload {
   readonly #inflight = new Set<Promise<void>>();
   readonly #parts: CompletedPart[] = [];
   readonly #partMd5s: Buffer[] = [];
-  readonly #onExternalAbort = () => this.#fail(new VisorError('unavailable', 'upload aborted', { cause: this.#t.signal?.reason }));
+  readonly #onExternalAbort = () =>
+    this.#fail(new VisorError('unavailable', 'upload aborted', { cause: this.#t.signal?.reason }));
   #allocated = 0;
   #current: Part | undefined;
   #partCount = 0;
@@ -148,7 +157,11 @@ export class ObjectUpload {
         } catch (error) {
           const e = s3Error(error, `s3: AbortMultipartUpload ${bucket}/${key}`);
           // Parts left behind cost storage until a lifecycle rule removes them: say so.
-          if (e.kind !== 'notFound') logger?.warn('s3 store: could not abort a multipart upload; its parts stay until the bucket lifecycle removes them', { bucket, key, uploadId, error: e.message });
+          if (e.kind !== 'notFound')
+            logger?.warn(
+              's3 store: could not abort a multipart upload; its parts stay until the bucket lifecycle removes them',
+              { bucket, key, uploadId, error: e.message },
+            );
         }
       }
     }
@@ -156,7 +169,11 @@ export class ObjectUpload {
       // The commit's outcome is unknown (network failure, ETag mismatch): remove the object.
       // The key is fresh, so this can only ever delete what this upload wrote.
       await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch((error: unknown) => {
-        logger?.warn('s3 store: could not delete a failed upload', { bucket, key, error: s3Error(error, 's3: DeleteObject').message });
+        logger?.warn('s3 store: could not delete a failed upload', {
+          bucket,
+          key,
+          error: s3Error(error, 's3: DeleteObject').message,
+        });
       });
     }
   }
@@ -184,7 +201,8 @@ export class ObjectUpload {
   #firstBuffer(): Buffer {
     this.#allocated = 1;
     const hint = this.#t.sizeHint;
-    const size = hint !== undefined && hint > 0 ? Math.min(hint, this.#t.partSize) : Math.min(1024 * 1024, this.#t.partSize);
+    const size =
+      hint !== undefined && hint > 0 ? Math.min(hint, this.#t.partSize) : Math.min(1024 * 1024, this.#t.partSize);
     return Buffer.allocUnsafe(size);
   }
 
@@ -215,14 +233,21 @@ export class ObjectUpload {
   #dispatch(part: Part): void {
     const partNumber = ++this.#partCount;
     if (partNumber > maxParts) {
-      this.#fail(new VisorError('invalidInput', `object is larger than ${maxParts} parts of ${this.#t.partSize} bytes; raise the store's partSize`));
+      this.#fail(
+        new VisorError(
+          'invalidInput',
+          `object is larger than ${maxParts} parts of ${this.#t.partSize} bytes; raise the store's partSize`,
+        ),
+      );
       this.#throwIfFailed();
     }
     const body = part.buffer.subarray(0, part.filled);
     const md5 = (part.md5 ?? createHash('md5').update(body)).digest();
     this.#partMd5s[partNumber - 1] = md5;
     const task = this.#uploadPart(partNumber, body, md5)
-      .catch((error: unknown) => this.#fail(s3Error(error, `s3: UploadPart ${partNumber} of ${this.#t.bucket}/${this.#t.key}`)))
+      .catch((error: unknown) =>
+        this.#fail(s3Error(error, `s3: UploadPart ${partNumber} of ${this.#t.bucket}/${this.#t.key}`)),
+      )
       .finally(() => {
         this.#inflight.delete(task);
         this.#release(part.buffer);
@@ -234,16 +259,22 @@ export class ObjectUpload {
     const { client, bucket, key, logger } = this.#t;
     // No abort signal: a CreateMultipartUpload cut short could leave an upload we never learn
     // the id of, and so could never abort.
-    this.#uploadId ??= client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: contentType })).then(
-      (output) => {
-        const { UploadId } = parseOutput(createMultipartUploadOutput, output, `s3: CreateMultipartUpload ${bucket}/${key}`);
-        logger?.debug('s3 store: multipart upload started', { bucket, key });
-        return UploadId;
-      },
-      (error: unknown) => {
-        throw s3Error(error, `s3: CreateMultipartUpload ${bucket}/${key}`);
-      },
-    );
+    this.#uploadId ??= client
+      .send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: contentType }))
+      .then(
+        (output) => {
+          const { UploadId } = parseOutput(
+            createMultipartUploadOutput,
+            output,
+            `s3: CreateMultipartUpload ${bucket}/${key}`,
+          );
+          logger?.debug('s3 store: multipart upload started', { bucket, key });
+          return UploadId;
+        },
+        (error: unknown) => {
+          throw s3Error(error, `s3: CreateMultipartUpload ${bucket}/${key}`);
+        },
+      );
     return this.#uploadId;
   }
 
@@ -251,7 +282,15 @@ export class ObjectUpload {
     const { client, bucket, key } = this.#t;
     const uploadId = await this.#startMultipart();
     this.#throwIfFailed();
-    const command = new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length, ContentMD5: md5.toString('base64') });
+    const command = new UploadPartCommand({
+      Bucket: bucket,
+      Key: key,
+      UploadId: uploadId,
+      PartNumber: partNumber,
+      Body: body,
+      ContentLength: body.length,
+      ContentMD5: md5.toString('base64'),
+    });
     // Content-MD5 is signed and checked by the server; hashing the payload again for SigV4
     // would be one more SHA-256 pass over every byte for no extra safety.
     command.middlewareStack.add(payloadHash('UNSIGNED-PAYLOAD'), { step: 'build', name: 'visorPayloadHash' });
@@ -260,7 +299,10 @@ export class ObjectUpload {
     const { ETag } = parsed;
     if (!etagIsMd5(parsed)) this.#etagsAreMd5 = false;
     else if (normalizeEtag(ETag) !== md5.toString('hex')) {
-      throw new VisorError('integrity', `s3: part ${partNumber} of ${bucket}/${key} was stored with ETag ${ETag}, expected MD5 ${md5.toString('hex')}`);
+      throw new VisorError(
+        'integrity',
+        `s3: part ${partNumber} of ${bucket}/${key} was stored with ETag ${ETag}, expected MD5 ${md5.toString('hex')}`,
+      );
     }
     this.#parts[partNumber - 1] = { PartNumber: partNumber, ETag };
   }
@@ -270,20 +312,38 @@ export class ObjectUpload {
     const uploadId = await this.#startMultipart();
     const parts = this.#parts.slice(0, this.#partCount);
     if (parts.length !== this.#partCount || parts.some((p) => p === undefined)) {
-      throw new VisorError('internal', `s3: ${bucket}/${key}: ${this.#partCount} parts sent but only ${parts.filter(Boolean).length} acknowledged`);
+      throw new VisorError(
+        'internal',
+        `s3: ${bucket}/${key}: ${this.#partCount} parts sent but only ${parts.filter(Boolean).length} acknowledged`,
+      );
     }
     if (signal?.aborted) throw new VisorError('unavailable', 'upload aborted', { cause: signal.reason });
     this.#committing = true;
     const context = `s3: CompleteMultipartUpload ${bucket}/${key}`;
     // No abort signal from here on: a commit cut short would leave its outcome unknown.
-    const output = await client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } })).catch((error: unknown) => {
-      throw s3Error(error, context);
-    });
+    const output = await client
+      .send(
+        new CompleteMultipartUploadCommand({
+          Bucket: bucket,
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: parts },
+        }),
+      )
+      .catch((error: unknown) => {
+        throw s3Error(error, context);
+      });
     const parsed = parseOutput(completeMultipartUploadOutput, output, context);
     const { ETag } = parsed;
     // Every S3 we know computes md5(concat(part MD5s))-N; check it where the server uses that form.
     const expected = `${createHash('md5').update(Buffer.concat(this.#partMd5s)).digest('hex')}-${parts.length}`;
-    if (this.#etagsAreMd5 && etagIsMd5(parsed) && ETag !== undefined && /^[0-9a-f]{32}-\d+$/.test(normalizeEtag(ETag)) && normalizeEtag(ETag) !== expected) {
+    if (
+      this.#etagsAreMd5 &&
+      etagIsMd5(parsed) &&
+      ETag !== undefined &&
+      /^[0-9a-f]{32}-\d+$/.test(normalizeEtag(ETag)) &&
+      normalizeEtag(ETag) !== expected
+    ) {
       throw new VisorError('integrity', `s3: ${bucket}/${key} was assembled with ETag ${ETag}, expected ${expected}`);
     }
     logger?.debug('s3 store: multipart upload completed', { bucket, key, parts: parts.length });
@@ -292,9 +352,17 @@ export class ObjectUpload {
   async #putObject(digest: { size: number; checksums: Required<Checksums> }): Promise<void> {
     const { client, bucket, key } = this.#t;
     const body = this.#current ? this.#current.buffer.subarray(0, this.#current.filled) : Buffer.alloc(0);
-    if (body.length !== digest.size) throw new VisorError('internal', `s3: ${bucket}/${key}: buffered ${body.length} bytes of ${digest.size}`);
+    if (body.length !== digest.size)
+      throw new VisorError('internal', `s3: ${bucket}/${key}: buffered ${body.length} bytes of ${digest.size}`);
     const md5 = Buffer.from(digest.checksums.md5, 'hex');
-    const command = new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.length, ContentMD5: md5.toString('base64'), ContentType: contentType });
+    const command = new PutObjectCommand({
+      Bucket: bucket,
+      Key: key,
+      Body: body,
+      ContentLength: body.length,
+      ContentMD5: md5.toString('base64'),
+      ContentType: contentType,
+    });
     // The SHA-256 is already known: the server can check it too, at no cost to us.
     command.middlewareStack.add(payloadHash(digest.checksums.sha256), { step: 'build', name: 'visorPayloadHash' });
     const context = `s3: PutObject ${bucket}/${key}`;
@@ -304,8 +372,16 @@ export class ObjectUpload {
     });
     const parsed = parseOutput(putObjectOutput, output, context);
     const { ETag } = parsed;
-    if (ETag !== undefined && etagIsMd5(parsed) && /^[0-9a-f]{32}$/.test(normalizeEtag(ETag)) && normalizeEtag(ETag) !== digest.checksums.md5) {
-      throw new VisorError('integrity', `s3: ${bucket}/${key} was stored with ETag ${ETag}, expected MD5 ${digest.checksums.md5}`);
+    if (
+      ETag !== undefined &&
+      etagIsMd5(parsed) &&
+      /^[0-9a-f]{32}$/.test(normalizeEtag(ETag)) &&
+      normalizeEtag(ETag) !== digest.checksums.md5
+    ) {
+      throw new VisorError(
+        'integrity',
+        `s3: ${bucket}/${key} was stored with ETag ${ETag}, expected MD5 ${digest.checksums.md5}`,
+      );
     }
   }
 }

@@ -37,7 +37,10 @@ function generated(size: number, seed: Buffer): () => Readable {
   };
 }
 
-const skipBig = process.env['VISOR_TEST_SKIP_BIG'] === '1' ? 'VISOR_TEST_SKIP_BIG=1: the 1 GiB Eucalyptus bundle is skipped' : undefined;
+const skipBig =
+  process.env['VISOR_TEST_SKIP_BIG'] === '1'
+    ? 'VISOR_TEST_SKIP_BIG=1: the 1 GiB Eucalyptus bundle is skipped'
+    : undefined;
 const started = skipBig ? { skip: skipBig } : await startWorld('euca-big');
 const skip = 'skip' in started ? started.skip : undefined;
 const world = 'skip' in started ? undefined : (started as EucalyptusWorld);
@@ -64,8 +67,21 @@ describe('Eucalyptus: a 1 GiB image', () => {
       });
       const checksums = digest.result().checksums;
       const hashSeconds = (Date.now() - hashStart) / 1000;
-      const content: ContentSource = { size: GiB, checksums, diskFormat: 'raw', containerFormat: 'bare', open: async () => open() };
-      const image = newImage({ name: `visor-euca-big-${randomUUID().slice(0, 8)}`, architecture: 'x86_64', access: 'private', diskFormat: 'raw', containerFormat: 'bare', properties: { purpose: 'visor 1 GiB test' } } as ImageDraft);
+      const content: ContentSource = {
+        size: GiB,
+        checksums,
+        diskFormat: 'raw',
+        containerFormat: 'bare',
+        open: async () => open(),
+      };
+      const image = newImage({
+        name: `visor-euca-big-${randomUUID().slice(0, 8)}`,
+        architecture: 'x86_64',
+        access: 'private',
+        diskFormat: 'raw',
+        containerFormat: 'bare',
+        properties: { purpose: 'visor 1 GiB test' },
+      } as ImageDraft);
       const markers = { agent: 'euca-big-test', imageId: image.id, sha256: checksums.sha256, revision: 1 };
       const double = await world!.double({ pendingMs: 0 });
       const phases: Record<string, number> = {};
@@ -74,21 +90,34 @@ describe('Eucalyptus: a 1 GiB image', () => {
         if (message === 'eucalyptus: image registered') phases['registered'] = Date.now();
       };
       const logger = { error() {}, warn() {}, debug() {}, info: note, child: () => logger };
-      const driver = world!.driver(double, { partSize: 10 * 1024 * 1024, concurrency: 4, gzipLevel: 6, pollIntervalMs: 250, logger });
+      const driver = world!.driver(double, {
+        partSize: 10 * 1024 * 1024,
+        concurrency: 4,
+        gzipLevel: 6,
+        pollIntervalMs: 250,
+        logger,
+      });
 
       const baseline = process.memoryUsage().rss;
       let peak = baseline;
       const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 200);
       const started = Date.now();
       let sent = 0;
-      const cloud = await driver.create({ image, markers, content, timeoutMs: 30 * 60_000, onProgress: (n) => (sent = n) }).finally(() => clearInterval(sampler));
+      const cloud = await driver
+        .create({ image, markers, content, timeoutMs: 30 * 60_000, onProgress: (n) => (sent = n) })
+        .finally(() => clearInterval(sampler));
       const createSeconds = (Date.now() - started) / 1000;
       const bundleSeconds = ((phases['uploaded'] ?? started) - started) / 1000;
       const clcSeconds = (Date.now() - (phases['registered'] ?? Date.now())) / 1000;
 
       expect(sent).toBe(GiB);
       expect(cloud).toMatchObject({ state: 'active', size: GiB, markers, name: image.name });
-      expect(double.bundleChecks.get(cloud.nativeId)).toEqual({ ok: true, size: GiB, sha256: checksums.sha256, md5: checksums.md5 });
+      expect(double.bundleChecks.get(cloud.nativeId)).toEqual({
+        ok: true,
+        size: GiB,
+        sha256: checksums.sha256,
+        md5: checksums.md5,
+      });
       const listed = (await driver.list()).find((i) => i.nativeId === cloud.nativeId);
       expect(listed?.markers).toEqual(markers);
       const parts = (await world!.keys(`bundles/${bundleNameOf(markers)}.part.`)).length;
@@ -100,7 +129,13 @@ describe('Eucalyptus: a 1 GiB image', () => {
       const retireStart = Date.now();
       await driver.retire(cloud.nativeId, 'delete');
       expect(await world!.keys(`bundles/${bundleNameOf(markers)}.`)).toEqual([]);
-      const figures = `1 GiB into Eucalyptus (double + Swift s3api): create ${createSeconds.toFixed(1)} s (${(1024 / createSeconds).toFixed(0)} MiB/s) = bundling and uploading ${bundleSeconds.toFixed(1)} s (tar + gzip -6 of incompressible bytes + AES + ${parts} parts of 10 MiB, 4 in flight) + the CLC double unbundling it all with openssl/gunzip/tar until available ${clcSeconds.toFixed(1)} s; generating and hashing it first: ${hashSeconds.toFixed(1)} s; RSS growth ${((peak - baseline) / 1048576).toFixed(0)} MiB; retire (deregister + delete ${parts + 1} objects): ${((Date.now() - retireStart) / 1000).toFixed(1)} s`;
+      const figures =
+        `1 GiB into Eucalyptus (double + Swift s3api): create ${createSeconds.toFixed(1)} s ` +
+        `(${(1024 / createSeconds).toFixed(0)} MiB/s) = bundling and uploading ${bundleSeconds.toFixed(1)} s (tar + ` +
+        `gzip -6 of incompressible bytes + AES + ${parts} parts of 10 MiB, 4 in flight) + the CLC double unbundling ` +
+        `it all with openssl/gunzip/tar until available ${clcSeconds.toFixed(1)} s; generating and hashing it ` +
+        `first: ${hashSeconds.toFixed(1)} s; RSS growth ${((peak - baseline) / 1048576).toFixed(0)} MiB; ` +
+        `retire (deregister + delete ${parts + 1} objects): ${((Date.now() - retireStart) / 1000).toFixed(1)} s`;
       ctx.annotate(figures);
       console.log(figures);
     },

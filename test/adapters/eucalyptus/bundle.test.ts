@@ -30,15 +30,22 @@ const skip = 'skip' in started ? started.skip : undefined;
 const world = 'skip' in started ? undefined : (started as EucalyptusWorld);
 afterAll(async () => world?.close());
 
-const fixtureManifest = join(repoRoot, 'test/fixtures/eucalyptus-ec2/bundle-manifests/euca-tools-1.0-vmlinuz-2.6.28-11-generic.manifest.xml');
+const fixtureManifest = join(
+  repoRoot,
+  'test/fixtures/eucalyptus-ec2/bundle-manifests/euca-tools-1.0-vmlinuz-2.6.28-11-generic.manifest.xml',
+);
 
 /** Every element of a document as a path, in document order, with its attribute names. */
 function elementPaths(xml: string): string[] {
-  const tree = new XMLParser({ ignoreAttributes: false, preserveOrder: true, attributeNamePrefix: '@' }).parse(xml) as unknown[];
+  const tree = new XMLParser({ ignoreAttributes: false, preserveOrder: true, attributeNamePrefix: '@' }).parse(
+    xml,
+  ) as unknown[];
   const out: string[] = [];
   const walk = (nodes: unknown[], prefix: string) => {
     for (const node of nodes) {
-      const entries = Object.entries(node as Record<string, unknown>).filter(([k]) => k !== ':@' && k !== '#text' && !k.startsWith('?'));
+      const entries = Object.entries(node as Record<string, unknown>).filter(
+        ([k]) => k !== ':@' && k !== '#text' && !k.startsWith('?'),
+      );
       for (const [name, children] of entries) {
         const attributes = Object.keys(((node as Record<string, unknown>)[':@'] ?? {}) as object).sort();
         out.push(`${prefix}${name}${attributes.length > 0 ? `[${attributes.join(',')}]` : ''}`);
@@ -52,10 +59,25 @@ function elementPaths(xml: string): string[] {
 
 function walrus(): WalrusBundles {
   const { peer, bucket } = world!;
-  return new WalrusBundles({ client: createS3Client({ ...peer, forcePathStyle: true }), bucket, acl: 'none', createBucket: false, logger: silentLogger });
+  return new WalrusBundles({
+    client: createS3Client({ ...peer, forcePathStyle: true }),
+    bucket,
+    acl: 'none',
+    createBucket: false,
+    logger: silentLogger,
+  });
 }
 
-async function bundleOf(data: Buffer | (() => Readable), options: { name: string; size?: number; partSize?: number; concurrency?: number; onChunk?: (bytes: number) => Promise<void> } ): Promise<{ result: BundleResult; key: string; iv: string }> {
+async function bundleOf(
+  data: Buffer | (() => Readable),
+  options: {
+    name: string;
+    size?: number;
+    partSize?: number;
+    concurrency?: number;
+    onChunk?: (bytes: number) => Promise<void>;
+  },
+): Promise<{ result: BundleResult; key: string; iv: string }> {
   const { key, iv } = deriveBundleKey(world!.certs.identity.userPrivateKey, [options.name]);
   const source = typeof data === 'function' ? data() : Readable.from([data]);
   const w = walrus();
@@ -93,28 +115,49 @@ describe('EC2 bundles', () => {
   test('the manifest has the structure of the real euca-tools manifest (and the real one parses)', async () => {
     const real = await readFile(fixtureManifest, 'utf8');
     const parsed = parseManifest(real, 'fixture');
-    expect(parsed.image).toMatchObject({ name: 'vmlinuz-2.6.28-11-generic', user: '11111', size: 3522336, bundled_size: 3486624 });
+    expect(parsed.image).toMatchObject({
+      name: 'vmlinuz-2.6.28-11-generic',
+      user: '11111',
+      size: 3522336,
+      bundled_size: 3486624,
+    });
     expect(parsed.image.parts.part.map((p) => p.filename)).toEqual(['vmlinuz-2.6.28-11-generic.part.0']);
 
     const data = randomBytes(200 * 1024);
     const { result, key, iv } = await bundleOf(data, { name: 'visor-structure' });
     expect(result.parts.length).toBe(1);
     const ours = buildManifest(
-      { architecture: 'x86_64', name: 'visor-structure', user: accountId, type: 'machine', tarSha1: result.tarSha1, size: result.size, bundledSize: result.bundledSize, key, iv, parts: result.parts.map((p) => ({ filename: p.filename, sha1: p.sha1 })), bundlerVersion: '1' },
+      {
+        architecture: 'x86_64',
+        name: 'visor-structure',
+        user: accountId,
+        type: 'machine',
+        tarSha1: result.tarSha1,
+        size: result.size,
+        bundledSize: result.bundledSize,
+        key,
+        iv,
+        parts: result.parts.map((p) => ({ filename: p.filename, sha1: p.sha1 })),
+        bundlerVersion: '1',
+      },
       world!.certs.identity,
     );
     // Two differences, both between euca2ools generations: current euca2ools writes bundler/release
-    // and no algorithm attribute on the IVs (bundle/manifest.py); euca-tools 1.0 did the reverse.
+    // and no algorithm attribute on the IVs (euca2ools' bundle manifest writer); euca-tools 1.0 did the reverse.
     const expected = elementPaths(real)
       .map((p) => p.replace(/^(manifest\/image\/(ec2|user)_encrypted_iv)\[@algorithm\]$/, '$1'))
       .flatMap((p) => (p === 'manifest/bundler/version' ? [p, 'manifest/bundler/release'] : [p]));
     expect(elementPaths(ours)).toEqual(expected);
     // The signed portion is a byte range of the document: <machine_configuration>...</image>.
-    expect(ours).toMatch(/<\/bundler><machine_configuration>.*<\/image><signature>[0-9a-f]{512}<\/signature><\/manifest>$/);
-    expect(real).toMatch(/<\/bundler><machine_configuration>.*<\/image><signature>[0-9a-f]{512}<\/signature><\/manifest>$/);
+    expect(ours).toMatch(
+      /<\/bundler><machine_configuration>.*<\/image><signature>[0-9a-f]{512}<\/signature><\/manifest>$/,
+    );
+    expect(real).toMatch(
+      /<\/bundler><machine_configuration>.*<\/image><signature>[0-9a-f]{512}<\/signature><\/manifest>$/,
+    );
   });
 
-  test('euca2ools\' tools give back the exact image from the parts, with the key in the manifest', async () => {
+  test("euca2ools' tools give back the exact image from the parts, with the key in the manifest", async () => {
     const data = randomBytes(900 * 1024 + 11);
     const name = `visor-openssl-${randomBytes(3).toString('hex')}`;
     const { result, key, iv } = await bundleOf(data, { name });
@@ -124,7 +167,19 @@ describe('EC2 bundles', () => {
     expect(result.parts.slice(0, -1).every((p) => p.size === 256 * 1024)).toBe(true);
     const manifest = parseManifest(
       buildManifest(
-        { architecture: 'x86_64', name, user: accountId, type: 'machine', tarSha1: result.tarSha1, size: result.size, bundledSize: result.bundledSize, key, iv, parts: result.parts.map((p) => ({ filename: p.filename, sha1: p.sha1 })), bundlerVersion: '1' },
+        {
+          architecture: 'x86_64',
+          name,
+          user: accountId,
+          type: 'machine',
+          tarSha1: result.tarSha1,
+          size: result.size,
+          bundledSize: result.bundledSize,
+          key,
+          iv,
+          parts: result.parts.map((p) => ({ filename: p.filename, sha1: p.sha1 })),
+          bundlerVersion: '1',
+        },
         world!.certs.identity,
       ),
       'ours',
@@ -133,13 +188,23 @@ describe('EC2 bundles', () => {
     const userKey = join(dir, 'user.key');
     // openssl pkeyutl -decrypt with the user's key, as euca-unbundle does (rsautl before OpenSSL 3).
     await writeFile(join(dir, 'enc.bin'), Buffer.from(manifest.image.user_encrypted_key['#text'], 'hex'));
-    const keyText = (await run('openssl', ['pkeyutl', '-decrypt', '-inkey', userKey, '-in', join(dir, 'enc.bin')], { encoding: 'buffer' })).stdout.toString();
+    const keyText = (
+      await run('openssl', ['pkeyutl', '-decrypt', '-inkey', userKey, '-in', join(dir, 'enc.bin')], {
+        encoding: 'buffer',
+      })
+    ).stdout.toString();
     await writeFile(join(dir, 'enc.bin'), Buffer.from(manifest.image.user_encrypted_iv, 'hex'));
-    const ivText = (await run('openssl', ['pkeyutl', '-decrypt', '-inkey', userKey, '-in', join(dir, 'enc.bin')], { encoding: 'buffer' })).stdout.toString();
+    const ivText = (
+      await run('openssl', ['pkeyutl', '-decrypt', '-inkey', userKey, '-in', join(dir, 'enc.bin')], {
+        encoding: 'buffer',
+      })
+    ).stdout.toString();
     expect(keyText).toBe(key);
     expect(ivText).toBe(iv);
     // And the adapter's own decryption (used by download) agrees.
-    expect(rsaDecryptHex(world!.certs.identity.userPrivateKey, manifest.image.user_encrypted_key['#text'], 'key')).toBe(key);
+    expect(rsaDecryptHex(world!.certs.identity.userPrivateKey, manifest.image.user_encrypted_key['#text'], 'key')).toBe(
+      key,
+    );
 
     const parts: Buffer[] = [];
     for (const part of manifest.image.parts.part) {
@@ -153,7 +218,10 @@ describe('EC2 bundles', () => {
     const bundleFile = join(dir, `${name}.bundle`);
     await writeFile(bundleFile, bundled);
     const tarFile = join(dir, `${name}.tar`);
-    await run('bash', ['-c', `openssl enc -d -aes-128-cbc -K ${keyText} -iv ${ivText} -in ${bundleFile} | gzip -dc > ${tarFile}`]);
+    await run('bash', [
+      '-c',
+      `openssl enc -d -aes-128-cbc -K ${keyText} -iv ${ivText} -in ${bundleFile} | gzip -dc > ${tarFile}`,
+    ]);
     const tar = await readFile(tarFile);
     expect(createHash('sha1').update(tar).digest('hex')).toBe(manifest.image.digest['#text']);
     const listing = (await run('tar', ['-tvf', tarFile])).stdout.trim().split('\n');

@@ -34,7 +34,10 @@ interface Canned {
 }
 
 /** Answers each request with the next canned (status, body); records what was asked. */
-async function cannedServer(replies: Array<{ status?: number; body: string }>, path = '/services/compute'): Promise<Canned> {
+async function cannedServer(
+  replies: Array<{ status?: number; body: string }>,
+  path = '/services/compute',
+): Promise<Canned> {
   const requests: Canned['requests'] = [];
   let next = 0;
   const server: Server = createServer((req, res) => {
@@ -56,15 +59,30 @@ async function cannedServer(replies: Array<{ status?: number; body: string }>, p
 }
 
 const clientFor = (endpoint: string, extra: Partial<ConstructorParameters<typeof Ec2QueryClient>[0]> = {}) =>
-  new Ec2QueryClient({ endpoint, region: 'eucalyptus', accessKeyId: 'AKID', secretAccessKey: 'SECRET', maxAttempts: 1, ...extra });
+  new Ec2QueryClient({
+    endpoint,
+    region: 'eucalyptus',
+    accessKeyId: 'AKID',
+    secretAccessKey: 'SECRET',
+    maxAttempts: 1,
+    ...extra,
+  });
 
 describe('Signature V2', () => {
   // eucalyptus clc/modules/msgs/src/test/java/com/eucalyptus/auth/login/HmacLoginModuleTest.java (apis.md §2.2)
   const secret = 'ZRvYnXG04PxhYuP228IWLmCG0o3kYIr2fPByxMlb';
   const vectors: Array<[string, string, string]> = [
     ['localhost:8773', 'AWSAccessKeyId=1234567890&SignatureVersion=2', 'MrFSyGZ44/Oe4nOfXQImKmq8oRABMrmNk2mJIWz1dCA='],
-    ['localhost', 'A=1&AWSAccessKeyId=1234567890&R=1&SignatureVersion=2', 'ZB1nE9O2Nun8iCcCQXiKAasZZ/ZSl0yqoQ/+Ux70f2U='],
-    ['localhost', 'A=1&AWSAccessKeyId=1234567890&SignatureVersion=2&a=1', 'Yxtxh7wgZgI98Ps9cQa9hQ5A6WlwDMrlz10PjVk6xgY='],
+    [
+      'localhost',
+      'A=1&AWSAccessKeyId=1234567890&R=1&SignatureVersion=2',
+      'ZB1nE9O2Nun8iCcCQXiKAasZZ/ZSl0yqoQ/+Ux70f2U=',
+    ],
+    [
+      'localhost',
+      'A=1&AWSAccessKeyId=1234567890&SignatureVersion=2&a=1',
+      'Yxtxh7wgZgI98Ps9cQa9hQ5A6WlwDMrlz10PjVk6xgY=',
+    ],
   ];
   it.each(vectors)('signs the Eucalyptus test vector for host %s, %s', (host, query, expected) => {
     // Shuffled on purpose: the canonical order is the signer's job.
@@ -76,7 +94,13 @@ describe('Signature V2', () => {
   });
 
   it('encodes as RFC 3986 and sorts by bytes (upper case before lower case)', () => {
-    expect(canonicalQuery([['b', 'x y'], ['B', "a*b'(c)!~"], ['a', 'é/']])).toBe("B=a%2Ab%27%28c%29%21~&a=%C3%A9%2F&b=x%20y");
+    expect(
+      canonicalQuery([
+        ['b', 'x y'],
+        ['B', "a*b'(c)!~"],
+        ['a', 'é/'],
+      ]),
+    ).toBe('B=a%2Ab%27%28c%29%21~&a=%C3%A9%2F&b=x%20y');
   });
 
   it('signs a Query POST through the SDK: the parameters carry the signature, no SigV4 header remains', async () => {
@@ -89,8 +113,18 @@ describe('Signature V2', () => {
       expect(request!.headers['authorization']).toBeUndefined();
       expect(request!.headers['x-amz-date']).toBeUndefined();
       const params = [...request!.params];
-      expect(Object.fromEntries(params)).toMatchObject({ Action: 'DescribeImages', 'Owner.1': 'self', AWSAccessKeyId: 'AKID', SignatureVersion: '2', SignatureMethod: 'HmacSHA1' });
-      const expected = signV2('SECRET', 'HmacSHA1', sigV2StringToSign('POST', request!.headers['host']!, '/services/compute/', params));
+      expect(Object.fromEntries(params)).toMatchObject({
+        Action: 'DescribeImages',
+        'Owner.1': 'self',
+        AWSAccessKeyId: 'AKID',
+        SignatureVersion: '2',
+        SignatureMethod: 'HmacSHA1',
+      });
+      const expected = signV2(
+        'SECRET',
+        'HmacSHA1',
+        sigV2StringToSign('POST', request!.headers['host']!, '/services/compute/', params),
+      );
       expect(request!.params.get('Signature')).toBe(expected);
     } finally {
       await canned.close();
@@ -100,11 +134,19 @@ describe('Signature V2', () => {
 
 describe('DescribeImages paging', () => {
   const page = (items: string, token?: string) =>
-    `<DescribeImagesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><imagesSet>${items}</imagesSet>${token ? `<nextToken>${token}</nextToken>` : ''}</DescribeImagesResponse>`;
-  const item = (id: string) => `<item><imageId>${id}</imageId><imageState>available</imageState><imageOwnerId>123456789012</imageOwnerId><isPublic>false</isPublic><name>${id}</name></item>`;
+    `<DescribeImagesResponse ` +
+    `xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId>` +
+    `<imagesSet>${items}</imagesSet>${token ? `<nextToken>${token}</nextToken>` : ''}</DescribeImagesResponse>`;
+  const item = (id: string) =>
+    `<item><imageId>${id}</imageId><imageState>available</imageState>` +
+    `<imageOwnerId>123456789012</imageOwnerId><isPublic>false</isPublic><name>${id}</name></item>`;
 
   it('follows NextToken (AWS) to the last page, asking MaxResults on each', async () => {
-    const canned = await cannedServer([{ body: page(item('ami-00000001') + item('ami-00000002'), 'tok-1') }, { body: page(item('ami-00000003'), 'tok-2') }, { body: page('') }]);
+    const canned = await cannedServer([
+      { body: page(item('ami-00000001') + item('ami-00000002'), 'tok-1') },
+      { body: page(item('ami-00000003'), 'tok-2') },
+      { body: page('') },
+    ]);
     try {
       const client = clientFor(canned.endpoint);
       const images = await client.describeImages({ owners: ['self'], pageSize: 2 });
@@ -134,7 +176,10 @@ describe('DescribeImages paging', () => {
   });
 
   it('refuses a response that misses what the schema requires, and an unknown state', async () => {
-    for (const bad of [page('<item><imageId>ami-1</imageId><imageState>available</imageState><imageOwnerId>1</imageOwnerId></item>'), page(item('ami-2').replace('available', 'melting'))]) {
+    for (const bad of [
+      page('<item><imageId>ami-1</imageId><imageState>available</imageState><imageOwnerId>1</imageOwnerId></item>'),
+      page(item('ami-2').replace('available', 'melting')),
+    ]) {
       const canned = await cannedServer([{ body: bad }]);
       const client = clientFor(canned.endpoint);
       const error = await client.describeImages().catch((e: unknown) => e);
@@ -158,17 +203,44 @@ describe('recorded EC2 responses (libcloud, fog, pkgcloud)', () => {
       const client = clientFor(canned.endpoint);
       const libcloud = await client.describeImages();
       expect(libcloud.map((i) => toCloudImage(i))).toEqual([
-        expect.objectContaining({ nativeId: 'ami-57ba933a', name: 'Test Image', state: 'active', access: 'private', hidden: false, checksums: {}, createdAt: '2021-01-10T18:24:00.000Z', metadata: expect.objectContaining({ architecture: 'x86_64', type: 'machine', properties: { description: 'Testing Stuff' } }) }),
+        expect.objectContaining({
+          nativeId: 'ami-57ba933a',
+          name: 'Test Image',
+          state: 'active',
+          access: 'private',
+          hidden: false,
+          checksums: {},
+          createdAt: '2021-01-10T18:24:00.000Z',
+          metadata: expect.objectContaining({
+            architecture: 'x86_64',
+            type: 'machine',
+            properties: { description: 'Testing Stuff' },
+          }),
+        }),
         expect.objectContaining({ nativeId: 'ami-85b2a8ae', name: 'Test Image 2' }),
         expect.objectContaining({ nativeId: 'ami-85b2a8ac', name: 'Test Image 3' }),
       ]);
       // EBS images are snapshots: no generic disk format; no markers on images visor did not make.
-      expect(libcloud.map((i) => toCloudImage(i)).every((c) => c.diskFormat === undefined && c.markers === undefined)).toBe(true);
+      expect(
+        libcloud.map((i) => toCloudImage(i)).every((c) => c.diskFormat === undefined && c.markers === undefined),
+      ).toBe(true);
       expect(toCloudImage(libcloud[1]!).createdAt).toBeUndefined();
 
       const [aki] = await client.describeImages();
-      expect(aki).toMatchObject({ id: 'aki-02486376', location: 'ec2-public-images-eu/vmlinuz-2.6.21-2.fc8xen-ec2-v1.0.i386.aki.manifest.xml', type: 'kernel', isPublic: true, rootDeviceType: 'instance-store' });
-      expect(toCloudImage(aki!)).toMatchObject({ state: 'active', access: 'public', diskFormat: 'aki', containerFormat: 'aki', metadata: { architecture: 'i386', type: 'kernel' } });
+      expect(aki).toMatchObject({
+        id: 'aki-02486376',
+        location: 'ec2-public-images-eu/vmlinuz-2.6.21-2.fc8xen-ec2-v1.0.i386.aki.manifest.xml',
+        type: 'kernel',
+        isPublic: true,
+        rootDeviceType: 'instance-store',
+      });
+      expect(toCloudImage(aki!)).toMatchObject({
+        state: 'active',
+        access: 'public',
+        diskFormat: 'aki',
+        containerFormat: 'aki',
+        metadata: { architecture: 'i386', type: 'kernel' },
+      });
 
       const pkgcloud = await client.describeImages();
       expect(pkgcloud.map((i) => [i.id, i.name, i.description])).toEqual([
@@ -198,20 +270,34 @@ describe('recorded EC2 responses (libcloud, fog, pkgcloud)', () => {
     } finally {
       await canned.close();
     }
-    const refused = await clientFor('http://127.0.0.1:9/services/compute').describeImages().catch((e: unknown) => e);
+    const refused = await clientFor('http://127.0.0.1:9/services/compute')
+      .describeImages()
+      .catch((e: unknown) => e);
     expect(isVisorError(refused, 'unavailable')).toBe(true);
-    expect(ec2Error(Object.assign(new Error('socket timed out'), { code: 'ETIMEDOUT' }), 'ec2: X').kind).toBe('timeout');
-    expect(ec2Error(Object.assign(new Error('self-signed certificate'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' }), 'ec2: X').kind).toBe('config');
+    expect(ec2Error(Object.assign(new Error('socket timed out'), { code: 'ETIMEDOUT' }), 'ec2: X').kind).toBe(
+      'timeout',
+    );
+    expect(
+      ec2Error(Object.assign(new Error('self-signed certificate'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' }), 'ec2: X')
+        .kind,
+    ).toBe('config');
   });
 
   it('the double answers the recorded images as the recorded responses do, in the 2010-08-31 schema', async () => {
     const parser = new XMLParser({ parseTagValue: false, isArray: (name) => name === 'item' });
     const seeds: DoubleImage[] = [];
-    for (const file of ['libcloud-ec2-describe_images.xml', 'fog-aws-describe-images-instance-store-aki.xml', 'pkgcloud-amazon-images.xml']) {
-      const doc = parser.parse(await recorded(file)) as { DescribeImagesResponse: { imagesSet: { item: Array<Record<string, unknown>> } } };
+    for (const file of [
+      'libcloud-ec2-describe_images.xml',
+      'fog-aws-describe-images-instance-store-aki.xml',
+      'pkgcloud-amazon-images.xml',
+    ]) {
+      const doc = parser.parse(await recorded(file)) as {
+        DescribeImagesResponse: { imagesSet: { item: Array<Record<string, unknown>> } };
+      };
       for (const i of doc.DescribeImagesResponse.imagesSet.item) {
         const s = (k: string) => (typeof i[k] === 'string' && i[k] !== '' ? (i[k] as string) : undefined);
-        const mappings = ((i['blockDeviceMapping'] as { item?: Array<Record<string, unknown>> } | '') || { item: [] }).item ?? [];
+        const mappings =
+          ((i['blockDeviceMapping'] as { item?: Array<Record<string, unknown>> } | '') || { item: [] }).item ?? [];
         seeds.push({
           id: s('imageId')!,
           ...(s('imageLocation') ? { location: s('imageLocation')! } : {}),
@@ -228,7 +314,18 @@ describe('recorded EC2 responses (libcloud, fog, pkgcloud)', () => {
           ...(s('rootDeviceName') ? { rootDeviceName: s('rootDeviceName')! } : {}),
           blockDeviceMapping: mappings.map((m) => {
             const ebs = m['ebs'] as Record<string, string> | undefined;
-            return { deviceName: String(m['deviceName']), ...(ebs ? { ebs: { snapshotId: ebs['snapshotId']!, volumeSize: Number(ebs['volumeSize']), deleteOnTermination: ebs['deleteOnTermination'] === 'true' } } : { virtualName: String(m['virtualName']) }) };
+            return {
+              deviceName: String(m['deviceName']),
+              ...(ebs
+                ? {
+                    ebs: {
+                      snapshotId: ebs['snapshotId']!,
+                      volumeSize: Number(ebs['volumeSize']),
+                      deleteOnTermination: ebs['deleteOnTermination'] === 'true',
+                    },
+                  }
+                : { virtualName: String(m['virtualName']) }),
+            };
           }),
           ...(s('virtualizationType') ? { virtualizationType: s('virtualizationType')! } : {}),
           tags: new Map(),
@@ -236,7 +333,13 @@ describe('recorded EC2 responses (libcloud, fog, pkgcloud)', () => {
         });
       }
     }
-    const double: Ec2Double = await startEc2Double({ accountId: '999988887777', credentials: { AKID: 'SECRET' }, s3: createS3Client({ region: 'x', forcePathStyle: true, accessKeyId: 'x', secretAccessKey: 'x' }), userCertificatePem: '', cloudKeyFile: '' });
+    const double: Ec2Double = await startEc2Double({
+      accountId: '999988887777',
+      credentials: { AKID: 'SECRET' },
+      s3: createS3Client({ region: 'x', forcePathStyle: true, accessKeyId: 'x', secretAccessKey: 'x' }),
+      userCertificatePem: '',
+      cloudKeyFile: '',
+    });
     const canned = await cannedServer([
       { body: await recorded('libcloud-ec2-describe_images.xml') },
       { body: await recorded('fog-aws-describe-images-instance-store-aki.xml') },
@@ -246,7 +349,11 @@ describe('recorded EC2 responses (libcloud, fog, pkgcloud)', () => {
       for (const seed of seeds) double.addImage(seed);
       const fromDouble = clientFor(double.endpoint);
       const fromRecording = clientFor(canned.endpoint);
-      const expected = [...(await fromRecording.describeImages()), ...(await fromRecording.describeImages()), ...(await fromRecording.describeImages())];
+      const expected = [
+        ...(await fromRecording.describeImages()),
+        ...(await fromRecording.describeImages()),
+        ...(await fromRecording.describeImages()),
+      ];
       const answered = await fromDouble.describeImages({ imageIds: seeds.map((s) => s.id) });
       fromDouble.close();
       fromRecording.close();
@@ -255,7 +362,12 @@ describe('recorded EC2 responses (libcloud, fog, pkgcloud)', () => {
       const report = await validateEc2Bodies(double.responses.map((r) => r.body));
       expect(report.errors).toEqual([]);
       // The recordings that predate nothing newer validate as they are.
-      const plain = await validateEc2Bodies([await recorded('libcloud-ec2-register_image.xml'), await recorded('libcloud-ec2-deregister_image.xml'), await recorded('libcloud-ec2-describe_key_pairs_doesnt_exist.xml'), await recorded('libcloud-ec2-run_instances_idem_mismatch.xml')]);
+      const plain = await validateEc2Bodies([
+        await recorded('libcloud-ec2-register_image.xml'),
+        await recorded('libcloud-ec2-deregister_image.xml'),
+        await recorded('libcloud-ec2-describe_key_pairs_doesnt_exist.xml'),
+        await recorded('libcloud-ec2-run_instances_idem_mismatch.xml'),
+      ]);
       expect(plain).toEqual({ checked: 4, errors: [] });
     } finally {
       await double.close();
@@ -273,7 +385,16 @@ describe('Walrus behind a service path', () => {
       req.on('end', () => {
         const body = Buffer.concat(chunks);
         const [path, query = ''] = (req.url ?? '').split('?') as [string, string?];
-        const input = { method: req.method ?? '', path, query, headers: req.headers, body, params: [], secrets: new Map([['AKID', 'SECRET']]), service: 's3' };
+        const input = {
+          method: req.method ?? '',
+          path,
+          query,
+          headers: req.headers,
+          body,
+          params: [],
+          secrets: new Map([['AKID', 'SECRET']]),
+          service: 's3',
+        };
         const ok = verifySigV4(input).ok;
         const withoutPrefix = verifySigV4({ ...input, path: path.replace('/services/objectstorage', '') }).ok;
         seen.push({ ok, withoutPrefix, path });
@@ -283,15 +404,28 @@ describe('Walrus behind a service path', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}/services/objectstorage`;
-    const walrus = new WalrusBundles({ client: createS3Client({ endpoint, region: 'eucalyptus', forcePathStyle: true, accessKeyId: 'AKID', secretAccessKey: 'SECRET' }), bucket: 'bundles', acl: 'aws-exec-read', createBucket: false, logger: silentLogger });
+    const walrus = new WalrusBundles({
+      client: createS3Client({
+        endpoint,
+        region: 'eucalyptus',
+        forcePathStyle: true,
+        accessKeyId: 'AKID',
+        secretAccessKey: 'SECRET',
+      }),
+      bucket: 'bundles',
+      acl: 'aws-exec-read',
+      createBucket: false,
+      logger: silentLogger,
+    });
     try {
       const body = Buffer.from('part bytes');
       await walrus.put('visor/x.part.00', body, createHash('md5').update(body).digest('hex'));
-      expect(seen).toEqual([{ ok: true, withoutPrefix: false, path: '/services/objectstorage/bundles/visor/x.part.00' }]);
+      expect(seen).toEqual([
+        { ok: true, withoutPrefix: false, path: '/services/objectstorage/bundles/visor/x.part.00' },
+      ]);
     } finally {
       walrus.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
 });
-

@@ -45,7 +45,11 @@ iaasConformance(
           },
           accountId: otherAccount.accountId,
         }),
-      notes: { paging: 'Eucalyptus DescribeImages has no paging (no MaxResults/NextToken in its binding or in the 2010-08-31 schema); NextToken following is tested in eucalyptus-client.test.ts' },
+      notes: {
+        paging:
+          'Eucalyptus DescribeImages has no paging (no MaxResults/NextToken in its binding or in ' +
+          'the 2010-08-31 schema); NextToken following is tested in eucalyptus-client.test.ts',
+      },
     };
   },
   skip,
@@ -55,10 +59,19 @@ iaasConformance(
   'eucalyptus (no tags: markers in the Description, SigV2)',
   async (): Promise<ConformanceHarness> => {
     const double = await world!.double({ tags: false });
-    const ec2 = { endpoint: double.endpoint, region: 'eucalyptus', accessKeyId: 'AKIAVISORTEST0EUCA01', signatureVersion: 'v2' as const, maxAttempts: 1 };
+    const ec2 = {
+      endpoint: double.endpoint,
+      region: 'eucalyptus',
+      accessKeyId: 'AKIAVISORTEST0EUCA01',
+      signatureVersion: 'v2' as const,
+      maxAttempts: 1,
+    };
     return {
       driver: async () => {
-        const driver = world!.driver(double, { ec2: { ...ec2, secretAccessKey: 'visor/eucalyptus+secret=TEST' }, tagsSupported: false });
+        const driver = world!.driver(double, {
+          ec2: { ...ec2, secretAccessKey: 'visor/eucalyptus+secret=TEST' },
+          tagsSupported: false,
+        });
         return driver;
       },
       badCredentialsDriver: async () => world!.driver(double, { ec2: { ...ec2, secretAccessKey: 'not-the-secret' }, tagsSupported: false }),

@@ -28,26 +28,35 @@ afterAll(async () => {
 
 const request = () => {
   const content = bufferContent(randomImageBytes(64 * 1024));
-  const image = newImage({ name: `double-${randomUUID().slice(0, 8)}`, architecture: 'x86_64', access: 'private' } as ImageDraft);
-  return { image, markers: { agent: 'double-test', imageId: image.id, sha256: content.checksums.sha256, revision: 1 }, content, timeoutMs: 120_000 };
+  const image = newImage({
+    name: `double-${randomUUID().slice(0, 8)}`,
+    architecture: 'x86_64',
+    access: 'private',
+  } as ImageDraft);
+  return {
+    image,
+    markers: { agent: 'double-test', imageId: image.id, sha256: content.checksums.sha256, revision: 1 },
+    content,
+    timeoutMs: 120_000,
+  };
 };
 
 const test = (title: string, fn: () => Promise<void>) =>
-  it(
-    title,
-    async (ctx) => {
-      if (skip) ctx.skip(skip);
-      await fn();
-    },
-    120_000,
-  );
+  it(title, async (ctx) => {
+    if (skip) ctx.skip(skip);
+    await fn();
+  }, 120_000);
 
 describe('the EC2 double as a CLC', () => {
   test('refuses a manifest signed with another key (InvalidManifest), and nothing stays registered', async () => {
     const double = await world!.double();
     const c = world!.certs;
     // The other user's key and certificate sign and encrypt; the cloud knows only the real user's certificate.
-    const stranger = loadBundleIdentity({ userCertificate: c.otherCertificate, userPrivateKey: c.otherPrivateKey, cloudCertificate: c.cloudCertificate });
+    const stranger = loadBundleIdentity({
+      userCertificate: c.otherCertificate,
+      userPrivateKey: c.otherPrivateKey,
+      cloudCertificate: c.cloudCertificate,
+    });
     const driver = world!.driver(double, { identity: stranger });
     const r = request();
     const error = await driver.create(r).catch((e: unknown) => e);
@@ -60,8 +69,15 @@ describe('the EC2 double as a CLC', () => {
   test('refuses a bundle encrypted for another cloud', async () => {
     const double = await world!.double();
     const c = world!.certs;
-    const otherCloud = loadBundleIdentity({ userCertificate: c.userCertificate, userPrivateKey: c.userPrivateKey, cloudCertificate: c.otherCertificate });
-    const error = await world!.driver(double, { identity: otherCloud }).create(request()).catch((e: unknown) => e);
+    const otherCloud = loadBundleIdentity({
+      userCertificate: c.userCertificate,
+      userPrivateKey: c.userPrivateKey,
+      cloudCertificate: c.otherCertificate,
+    });
+    const error = await world!
+      .driver(double, { identity: otherCloud })
+      .create(request())
+      .catch((e: unknown) => e);
     expect(isVisorError(error, 'invalidInput')).toBe(true);
     expect(String((error as Error).message)).toMatch(/decrypt ec2_encrypted_key/);
   });
@@ -70,7 +86,10 @@ describe('the EC2 double as a CLC', () => {
     const double = await world!.double();
     double.failNextBundle('Failed to download the image parts');
     const r = request();
-    const error = await world!.driver(double).create(r).catch((e: unknown) => e);
+    const error = await world!
+      .driver(double)
+      .create(r)
+      .catch((e: unknown) => e);
     expect(isVisorError(error, 'unavailable')).toBe(true);
     expect(String((error as Error).message)).toContain('failed (Failed to download the image parts)');
     expect(double.images().map((i) => i.state)).toEqual(['deregistered']);
@@ -80,20 +99,29 @@ describe('the EC2 double as a CLC', () => {
     const double = await world!.double({ maxTags: 10 });
     const r = request();
     r.image.properties = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`p${i}`, 'v']));
-    const tooMany = await world!.driver(double).create(r).catch((e: unknown) => e);
+    const tooMany = await world!
+      .driver(double)
+      .create(r)
+      .catch((e: unknown) => e);
     expect(isVisorError(tooMany, 'invalidInput')).toBe(true);
     expect(String((tooMany as Error).message)).toContain('TagLimitExceeded');
     expect(double.images().map((i) => i.state)).toEqual(['deregistered']);
     // Told the limit, the driver refuses before sending anything.
     const calls = double.calls.length;
-    const refused = await world!.driver(double, { maxTags: 10 }).create(request()).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const refused = await world!
+      .driver(double, { maxTags: 10 })
+      .create(request())
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect(refused).toBeUndefined();
     const again = request();
     again.image.properties = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`p${i}`, 'v']));
-    const early = await world!.driver(double, { maxTags: 10 }).create(again).catch((e: unknown) => e);
+    const early = await world!
+      .driver(double, { maxTags: 10 })
+      .create(again)
+      .catch((e: unknown) => e);
     expect(isVisorError(early, 'invalidInput')).toBe(true);
     expect(double.calls.slice(calls).filter((c) => c.action === 'RegisterImage')).toHaveLength(1);
   });

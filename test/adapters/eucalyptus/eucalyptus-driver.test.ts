@@ -12,7 +12,14 @@ import type { Image, ImageDraft } from '../../../core/image/model.js';
 import type { Logger } from '../../../core/logging/logger.js';
 import { bufferContent, randomImageBytes } from '../../support/content.js';
 import type { Ec2Double } from '../../doubles/ec2/index.js';
-import { accessKeyId, accountId, expectValidBodies, secretAccessKey, startWorld, type EucalyptusWorld } from './harness.js';
+import {
+  accessKeyId,
+  accountId,
+  expectValidBodies,
+  secretAccessKey,
+  startWorld,
+  type EucalyptusWorld,
+} from './harness.js';
 
 /**
  * The Eucalyptus driver against the EC2 double and the real S3 peer: what lands in Walrus and
@@ -29,8 +36,17 @@ interface Line {
   meta: Record<string, unknown>;
 }
 function capturingLogger(lines: Line[]): Logger {
-  const log = (level: string) => (message: string, meta: Record<string, unknown> = {}) => void lines.push({ level, message, meta });
-  const logger: Logger = { error: log('error'), warn: log('warn'), info: log('info'), debug: log('debug'), child: () => logger };
+  const log =
+    (level: string) =>
+    (message: string, meta: Record<string, unknown> = {}) =>
+      void lines.push({ level, message, meta });
+  const logger: Logger = {
+    error: log('error'),
+    warn: log('warn'),
+    info: log('info'),
+    debug: log('debug'),
+    child: () => logger,
+  };
   return logger;
 }
 
@@ -57,7 +73,15 @@ function imageFor(content: ContentSource, draft: Partial<ImageDraft> = {}): { im
     properties: { description: 'Debian 12 for the visor tests', hw_disk_bus: 'virtio' },
     ...draft,
   } as ImageDraft);
-  return { image, markers: { agent: 'euca-driver-test', imageId: image.id, sha256: content.checksums.sha256, revision: image.revision } };
+  return {
+    image,
+    markers: {
+      agent: 'euca-driver-test',
+      imageId: image.id,
+      sha256: content.checksums.sha256,
+      revision: image.revision,
+    },
+  };
 }
 
 const it_ = (title: string, fn: () => Promise<void>, timeout = 120_000) =>
@@ -95,17 +119,35 @@ describe('Eucalyptus driver', () => {
     const content = bufferContent(data);
     const { image, markers } = imageFor(content);
     const cloud = await driver.create({ image, markers, content, timeoutMs: 120_000 });
-    expect(cloud).toMatchObject({ state: 'active', name: image.name, access: 'private', size: data.length, diskFormat: 'raw', markers });
+    expect(cloud).toMatchObject({
+      state: 'active',
+      name: image.name,
+      access: 'private',
+      size: data.length,
+      diskFormat: 'raw',
+      markers,
+    });
     expect(cloud.nativeId).toMatch(/^emi-[0-9a-f]{8}$/);
 
     // The CLC (openssl + gzip + tar, not the adapter's code) got the very bytes back.
     await double.idle();
-    expect(double.bundleChecks.get(cloud.nativeId)).toEqual({ ok: true, size: data.length, sha256: content.checksums.sha256, md5: content.checksums.md5 });
+    expect(double.bundleChecks.get(cloud.nativeId)).toEqual({
+      ok: true,
+      size: data.length,
+      sha256: content.checksums.sha256,
+      md5: content.checksums.md5,
+    });
 
     const name = bundleNameOf(markers);
     const stored = double.image(cloud.nativeId)!;
     expect(stored.location).toBe(`${world!.bucket}/bundles/${name}.manifest.xml`);
-    expect(stored).toMatchObject({ virtualizationType: 'hvm', architecture: 'x86_64', type: 'machine', rootDeviceType: 'instance-store', description: 'Debian 12 for the visor tests' });
+    expect(stored).toMatchObject({
+      virtualizationType: 'hvm',
+      architecture: 'x86_64',
+      type: 'machine',
+      rootDeviceType: 'instance-store',
+      description: 'Debian 12 for the visor tests',
+    });
     expect(stored.name).toMatch(/^visor_euca_test_[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}$/);
     expect(Object.fromEntries(stored.tags)).toMatchObject({
       [ec2MarkerKeys.agent]: markers.agent,
@@ -119,9 +161,17 @@ describe('Eucalyptus driver', () => {
 
     // What is in the bucket: the parts the manifest lists, and the manifest, nothing else.
     const keys = await world!.keys(`bundles/${name}.`);
-    const manifestXml = (await world!.s3.send(new (await import('@aws-sdk/client-s3')).GetObjectCommand({ Bucket: world!.bucket, Key: `bundles/${name}.manifest.xml` }))).Body!;
+    const manifestXml = (
+      await world!.s3.send(
+        new (
+          await import('@aws-sdk/client-s3')
+        ).GetObjectCommand({ Bucket: world!.bucket, Key: `bundles/${name}.manifest.xml` }),
+      )
+    ).Body!;
     const manifest = parseManifest(await manifestXml.transformToString(), 'test');
-    expect(keys).toEqual([...manifest.image.parts.part.map((p) => `bundles/${p.filename}`), `bundles/${name}.manifest.xml`].sort());
+    expect(keys).toEqual(
+      [...manifest.image.parts.part.map((p) => `bundles/${p.filename}`), `bundles/${name}.manifest.xml`].sort(),
+    );
     expect(manifest.image.parts.part.length).toBeGreaterThan(2);
     expect(manifest.image).toMatchObject({ name, user: accountId, type: 'machine', size: data.length });
     expect(verifyManifestText(world!.certs.identity.userCertificate, manifest.signed, manifest.signature)).toBe(true);
@@ -129,23 +179,60 @@ describe('Eucalyptus driver', () => {
 
   it_('signs with SigV2 (HmacSHA256 and HmacSHA1) where the cloud needs it, and the CLC checks it', async () => {
     for (const signatureMethod of ['HmacSHA256', 'HmacSHA1'] as const) {
-      const v2 = world!.driver(double, { ec2: { endpoint: double.endpoint, region: 'eucalyptus', accessKeyId, secretAccessKey, signatureVersion: 'v2', signatureMethod, maxAttempts: 1 } });
+      const v2 = world!.driver(double, {
+        ec2: {
+          endpoint: double.endpoint,
+          region: 'eucalyptus',
+          accessKeyId,
+          secretAccessKey,
+          signatureVersion: 'v2',
+          signatureMethod,
+          maxAttempts: 1,
+        },
+      });
       const before = double.calls.length;
       expect((await v2.list()).length).toBeGreaterThan(0);
       const seen = double.calls.slice(before);
       expect(seen.length).toBeGreaterThan(0);
-      expect(seen.every((c) => c.signature === 'v2' && c.params['SignatureMethod'] === signatureMethod && c.params['SignatureVersion'] === '2')).toBe(true);
+      expect(
+        seen.every(
+          (c) =>
+            c.signature === 'v2' &&
+            c.params['SignatureMethod'] === signatureMethod &&
+            c.params['SignatureVersion'] === '2',
+        ),
+      ).toBe(true);
     }
-    const wrong = world!.driver(double, { ec2: { endpoint: double.endpoint, region: 'eucalyptus', accessKeyId, secretAccessKey: 'wrong', signatureVersion: 'v2', maxAttempts: 1 } });
+    const wrong = world!.driver(double, {
+      ec2: {
+        endpoint: double.endpoint,
+        region: 'eucalyptus',
+        accessKeyId,
+        secretAccessKey: 'wrong',
+        signatureVersion: 'v2',
+        maxAttempts: 1,
+      },
+    });
     await expectKind(wrong.list(), 'auth');
   });
 
   it_('sends the configured API Version, and is answered in its namespace', async () => {
-    const old = world!.driver(double, { ec2: { endpoint: double.endpoint, region: 'eucalyptus', accessKeyId, secretAccessKey, apiVersion: '2010-08-31', maxAttempts: 1 } });
+    const old = world!.driver(double, {
+      ec2: {
+        endpoint: double.endpoint,
+        region: 'eucalyptus',
+        accessKeyId,
+        secretAccessKey,
+        apiVersion: '2010-08-31',
+        maxAttempts: 1,
+      },
+    });
     const before = double.responses.length;
     await old.list();
     expect(double.calls.at(-1)?.params['Version']).toBe('2010-08-31');
-    expect(double.responses.slice(before).every((r) => r.body.includes('xmlns="http://ec2.amazonaws.com/doc/2010-08-31/"'))).toBe(true);
+    expect(
+      double.responses.slice(before).every((r) => r.body.includes('xmlns="http://ec2.amazonaws.com/doc/2010-08-31/"')),
+    ).toBe(true);
   });
 
   it_('retires by delete: deregistered, and no object left under the bundle prefix', async () => {
@@ -187,7 +274,11 @@ describe('Eucalyptus driver', () => {
     expect(stored.tags.get(hiddenTagKey)).toMatch(/^\d{4}-\d\d-\d\dT/);
     const hidden = await driver.get(cloud.nativeId);
     expect(hidden).toMatchObject({ hidden: true, access: 'private', markers, state: 'active' });
-    const updated = await driver.updateMetadata(cloud.nativeId, { ...image, revision: 2, properties: { ...image.properties, extra: 'yes' } }, { ...markers, revision: 2 });
+    const updated = await driver.updateMetadata(
+      cloud.nativeId,
+      { ...image, revision: 2, properties: { ...image.properties, extra: 'yes' } },
+      { ...markers, revision: 2 },
+    );
     expect(updated).toMatchObject({ hidden: true, access: 'private' });
     expect(updated.metadata.properties).toMatchObject({ extra: 'yes' });
     await expectKind(driver.retire(cloud.nativeId, 'disable'), 'unsupported');
@@ -203,7 +294,9 @@ describe('Eucalyptus driver', () => {
     const uploaded = lines.find((l) => l.message === 'eucalyptus: bundle uploaded');
     expect(uploaded?.meta).toMatchObject({ reused: uploaded?.meta['parts'] });
     expect(Number(uploaded?.meta['parts'])).toBeGreaterThan(1);
-    expect(lines.some((l) => l.message === 'eucalyptus: the bundle was already registered; that image is taken')).toBe(true);
+    expect(lines.some((l) => l.message === 'eucalyptus: the bundle was already registered; that image is taken')).toBe(
+      true,
+    );
   });
 
   it_('after a retryable failure keeps the parts, and the retry does not send them again', async () => {
@@ -237,7 +330,10 @@ describe('Eucalyptus driver', () => {
 
   it_('refuses lying content before registering anything, and leaves no object', async () => {
     const data = randomImageBytes(500 * 1024);
-    for (const content of [bufferContent(data, 'raw', { lie: true }), { ...bufferContent(data), size: data.length - 1 }]) {
+    for (const content of [
+      bufferContent(data, 'raw', { lie: true }),
+      { ...bufferContent(data), size: data.length - 1 },
+    ]) {
       const { image, markers } = imageFor(content);
       const registers = double.calls.filter((c) => c.action === 'RegisterImage').length;
       await expectKind(driver.create({ image, markers, content, timeoutMs: 120_000 }), 'integrity');
@@ -284,7 +380,11 @@ describe('Eucalyptus driver', () => {
     const m = imageFor(machineContent);
     const machine = await pv.create({ ...m, content: machineContent, timeoutMs: 120_000 });
     expect(machine).toMatchObject({ diskFormat: 'ami', containerFormat: 'ami' });
-    expect(double.image(machine.nativeId)).toMatchObject({ virtualizationType: 'paravirtual', kernelId: kernel.nativeId, ramdiskId: ramdisk.nativeId });
+    expect(double.image(machine.nativeId)).toMatchObject({
+      virtualizationType: 'paravirtual',
+      kernelId: kernel.nativeId,
+      ramdiskId: ramdisk.nativeId,
+    });
     await double.idle();
     expect(double.bundleChecks.get(machine.nativeId)?.sha256).toBe(machineContent.checksums.sha256);
     for (const id of [machine.nativeId, ramdisk.nativeId, kernel.nativeId]) await driver.retire(id, 'delete');
@@ -344,7 +444,12 @@ describe('Eucalyptus driver on a cloud without tags', () => {
     expect(cloud.markers).toEqual(markers);
     expect(cloud.name).toBe(image.name);
     const description = double.image(cloud.nativeId)!.description!;
-    expect(description).toMatch(/^plain words \[visor agent=euca-driver-test image-id=[0-9a-f-]{36} sha256=[0-9a-f]{64} revision=1 name=visor%20euca%20test%20[0-9a-f]{8}\]$/);
+    expect(description).toMatch(
+      new RegExp(
+        String.raw`^plain words \[visor agent=euca-driver-test image-id=[0-9a-f-]{36} ` +
+          String.raw`sha256=[0-9a-f]{64} revision=1 name=visor%20euca%20test%20[0-9a-f]{8}\]$`,
+      ),
+    );
     expect(description.length).toBeLessThanOrEqual(255);
     expect(double.calls.filter((c) => c.action === 'DescribeTags').length).toBe(1);
     expect(double.calls.some((c) => c.action === 'CreateTags')).toBe(false);

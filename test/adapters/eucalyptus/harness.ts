@@ -69,7 +69,11 @@ export async function makeCertificates(): Promise<Certificates | { skip: string 
     userPrivateKey: user.key,
     cloudCertificate: cloud.cert,
     cloudKeyFile: cloud.keyFile,
-    identity: loadBundleIdentity({ userCertificate: user.cert, userPrivateKey: user.key, cloudCertificate: cloud.cert }),
+    identity: loadBundleIdentity({
+      userCertificate: user.cert,
+      userPrivateKey: user.key,
+      cloudCertificate: cloud.cert,
+    }),
     otherCertificate: other.cert,
     otherPrivateKey: other.key,
   };
@@ -121,8 +125,22 @@ export async function startWorld(label: string): Promise<EucalyptusWorld | { ski
     },
     driver(double, overrides = {}) {
       const driver = new EucalyptusDriver({
-        ec2: { endpoint: double.endpoint, region, accessKeyId, secretAccessKey, signatureVersion: 'v4', requestTimeoutMs: 30_000, maxAttempts: 1 },
-        s3: { endpoint: peer.endpoint, region: peer.region, forcePathStyle: true, accessKeyId: peer.accessKeyId, secretAccessKey: peer.secretAccessKey },
+        ec2: {
+          endpoint: double.endpoint,
+          region,
+          accessKeyId,
+          secretAccessKey,
+          signatureVersion: 'v4',
+          requestTimeoutMs: 30_000,
+          maxAttempts: 1,
+        },
+        s3: {
+          endpoint: peer.endpoint,
+          region: peer.region,
+          forcePathStyle: true,
+          accessKeyId: peer.accessKeyId,
+          secretAccessKey: peer.secretAccessKey,
+        },
         bucket,
         prefix: 'bundles/',
         // Swift's s3api refuses the aws-exec-read canned ACL that Walrus and AWS take.

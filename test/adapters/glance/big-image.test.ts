@@ -43,7 +43,8 @@ function generated(size: number, seed: Buffer): () => Readable {
   };
 }
 
-const skipBig = process.env['VISOR_TEST_SKIP_BIG'] === '1' ? 'VISOR_TEST_SKIP_BIG=1: the 1 GiB Glance push is skipped' : undefined;
+const skipBig =
+  process.env['VISOR_TEST_SKIP_BIG'] === '1' ? 'VISOR_TEST_SKIP_BIG=1: the 1 GiB Glance push is skipped' : undefined;
 const openstack = skipBig ? undefined : await requirePeer('openstack');
 const started = openstack?.peer;
 const skip = skipBig ?? openstack?.skip;
@@ -70,8 +71,21 @@ describe('Glance: a 1 GiB image', () => {
       });
       const checksums = digest.result().checksums;
       const hashSeconds = (Date.now() - hashStart) / 1000;
-      const content: ContentSource = { size: GiB, checksums, diskFormat: 'raw', containerFormat: 'bare', open: async () => open() };
-      const image = newImage({ name, architecture: 'x86_64', access: 'private', diskFormat: 'raw', containerFormat: 'bare', properties: { purpose: 'visor 1 GiB test' } } as ImageDraft);
+      const content: ContentSource = {
+        size: GiB,
+        checksums,
+        diskFormat: 'raw',
+        containerFormat: 'bare',
+        open: async () => open(),
+      };
+      const image = newImage({
+        name,
+        architecture: 'x86_64',
+        access: 'private',
+        diskFormat: 'raw',
+        containerFormat: 'bare',
+        properties: { purpose: 'visor 1 GiB test' },
+      } as ImageDraft);
       const markers = { agent: 'glance-big-test', imageId: image.id, sha256: checksums.sha256, revision: 1 };
       driver = makeDriver(peer, 'admin');
 
@@ -80,17 +94,32 @@ describe('Glance: a 1 GiB image', () => {
       const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 200);
       const pushStart = Date.now();
       let sent = 0;
-      const cloud = await driver.create({ image, markers, content, timeoutMs: 20 * 60_000, onProgress: (n) => (sent = n) }).finally(() => clearInterval(sampler));
+      const cloud = await driver
+        .create({ image, markers, content, timeoutMs: 20 * 60_000, onProgress: (n) => (sent = n) })
+        .finally(() => clearInterval(sampler));
       const pushSeconds = (Date.now() - pushStart) / 1000;
 
       expect(sent).toBe(GiB);
-      expect(cloud).toMatchObject({ state: 'active', size: GiB, checksums: { md5: checksums.md5, sha512: checksums.sha512 }, markers });
+      expect(cloud).toMatchObject({
+        state: 'active',
+        size: GiB,
+        checksums: { md5: checksums.md5, sha512: checksums.sha512 },
+        markers,
+      });
       // Streaming: memory must not grow with the image (1 GiB went through; far less stayed).
       expect(peak - baseline).toBeLessThan(256 * 1024 * 1024);
 
       const cliStart = Date.now();
-      const { stdout } = await run('openstack', ['image', 'show', cloud.nativeId, '-f', 'json'], { env: { ...process.env, ...openrc(peer, 'admin') }, timeout: 120_000 });
-      const shown = JSON.parse(stdout) as { size: number; checksum: string; status: string; properties: Record<string, unknown> };
+      const { stdout } = await run('openstack', ['image', 'show', cloud.nativeId, '-f', 'json'], {
+        env: { ...process.env, ...openrc(peer, 'admin') },
+        timeout: 120_000,
+      });
+      const shown = JSON.parse(stdout) as {
+        size: number;
+        checksum: string;
+        status: string;
+        properties: Record<string, unknown>;
+      };
       expect(shown).toMatchObject({ size: GiB, checksum: checksums.md5, status: 'active' });
       expect(shown.properties).toMatchObject({
         os_hash_algo: 'sha512',
@@ -101,7 +130,11 @@ describe('Glance: a 1 GiB image', () => {
         visor_revision: '1',
         purpose: 'visor 1 GiB test',
       });
-      const figures = `1 GiB push into Glance: ${pushSeconds.toFixed(1)} s (${(1024 / pushSeconds).toFixed(0)} MiB/s, upload + Glance's md5/sha512 + verify); generating and hashing it first: ${hashSeconds.toFixed(1)} s; RSS growth ${((peak - baseline) / 1048576).toFixed(0)} MiB; openstack image show: ${((Date.now() - cliStart) / 1000).toFixed(1)} s`;
+      const figures =
+        `1 GiB push into Glance: ${pushSeconds.toFixed(1)} s ` +
+        `(${(1024 / pushSeconds).toFixed(0)} MiB/s, upload + Glance's md5/sha512 + verify); generating and hashing ` +
+        `it first: ${hashSeconds.toFixed(1)} s; RSS growth ${((peak - baseline) / 1048576).toFixed(0)} MiB; ` +
+        `openstack image show: ${((Date.now() - cliStart) / 1000).toFixed(1)} s`;
       ctx.annotate(figures);
       console.log(figures);
     },

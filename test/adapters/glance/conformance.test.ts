@@ -27,13 +27,20 @@ function harnessFor(who: 'admin' | 'demo'): () => Promise<ConformanceHarness> {
         sees: async (project, id) => listedFor(project === first.id ? first : second, id),
       },
       pagedDriver: async (pageSize) => makeDriver(peer, who, { pageSize }),
-      badCredentialsDriver: async () => makeDriver(peer, who, { credentials: passwordCredentials(peer[who], { password: 'not-the-password' }) }),
+      badCredentialsDriver: async () =>
+        makeDriver(peer, who, { credentials: passwordCredentials(peer[who], { password: 'not-the-password' }) }),
       // The other project: an admin token sees every project's images in Glance, a listing must not.
       otherOwnerDriver: async () => makeDriver(peer, who === 'admin' ? 'demo' : 'admin'),
       createUnmarked: async (name) => {
         const api = await glanceApi(peer, who);
-        const response = await api.post('/v2/images', { name, disk_format: 'raw', container_format: 'bare', visibility: 'private' });
-        if (response.status !== 201) throw new Error(`creating an unmarked image failed: ${response.status} ${JSON.stringify(response.data)}`);
+        const response = await api.post('/v2/images', {
+          name,
+          disk_format: 'raw',
+          container_format: 'bare',
+          visibility: 'private',
+        });
+        if (response.status !== 201)
+          throw new Error(`creating an unmarked image failed: ${response.status} ${JSON.stringify(response.data)}`);
         return String(response.data.id);
       },
       cleanup: async () => {
@@ -42,7 +49,8 @@ function harnessFor(who: 'admin' | 'demo'): () => Promise<ConformanceHarness> {
         const api = await glanceApi(peer, who);
         const response = await api.get('/v2/images', { params: { limit: 1000 } });
         for (const image of response.data.images as Array<{ id: string; name: string | null }>) {
-          if (image.name?.startsWith('visor-conformance-') && image.name.includes('-unmarked-')) await api.delete(`/v2/images/${image.id}`);
+          if (image.name?.startsWith('visor-conformance-') && image.name.includes('-unmarked-'))
+            await api.delete(`/v2/images/${image.id}`);
         }
       },
     };

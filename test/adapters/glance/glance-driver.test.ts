@@ -13,13 +13,13 @@ import { createServer as createTlsServer } from 'node:tls';
 import { buffer } from 'node:stream/consumers';
 import { Container } from 'inversify';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { GlanceDriver, glanceOptionsSchema, glancePlugin } from '../../../adapters/glance/index.js';
+import { type GlanceDriver, glanceOptionsSchema, glancePlugin } from '../../../adapters/glance/index.js';
 import { builtinRegistry } from '../../../agent/builtins.js';
 import { loadConfig } from '../../../core/config/load.js';
 import { isVisorError, type VisorError } from '../../../core/errors.js';
 import type { ContentSource, CreateRequest } from '../../../core/iaas/port.js';
 import { newImage } from '../../../core/image/image.js';
-import type { Image, ImageDraft } from '../../../core/image/model.js';
+import type { ImageDraft } from '../../../core/image/model.js';
 import { silentLogger } from '../../../core/logging/logger.js';
 import { ServiceIds, type IaasDriverFactory } from '../../../core/registry/ids.js';
 import { SecretRegistry } from '../../../core/logging/redact.js';
@@ -45,7 +45,14 @@ function driver(who: 'admin' | 'demo', options: Parameters<typeof makeDriver>[2]
 }
 
 function request(content: ContentSource, draft: Partial<ImageDraft> = {}): CreateRequest {
-  const image = newImage({ name: `${prefix}-${++counter}`, architecture: 'x86_64', access: 'private', diskFormat: content.diskFormat, containerFormat: content.containerFormat, ...draft } as ImageDraft);
+  const image = newImage({
+    name: `${prefix}-${++counter}`,
+    architecture: 'x86_64',
+    access: 'private',
+    diskFormat: content.diskFormat,
+    containerFormat: content.containerFormat,
+    ...draft,
+  } as ImageDraft);
   const markers = { agent: 'glance-test', imageId: image.id, sha256: content.checksums.sha256, revision: 1 };
   return { image, markers, content, timeoutMs: 120_000 };
 }
@@ -62,7 +69,7 @@ async function failure(promise: Promise<unknown>): Promise<VisorError> {
 /** Serves `data` on loopback; `hang` accepts requests and never answers (a stuck source). */
 async function serve(data: Buffer, options: { hang?: boolean; status?: number } = {}): Promise<string> {
   const sockets = new Set<Socket>();
-  const server = createServer((req, res) => {
+  const server = createServer((_req, res) => {
     if (options.hang) return;
     if (options.status) {
       res.writeHead(options.status).end('no such image');
@@ -100,7 +107,12 @@ describe('Glance driver: visibility and policy', () => {
     const r = request(bufferContent(randomImageBytes(4096)), { access: 'public' });
     const error = await failure(driver('demo').create(r));
     expect(error.kind).toBe('forbidden');
-    expect(error.message).toMatch(/creating image ".*": HTTP 403: You are not authorized to complete publicize_image action\. \(making an image public needs the admin role/);
+    expect(error.message).toMatch(
+      new RegExp(
+        'creating image ".*": HTTP 403: You are not authorized to complete ' +
+          String.raw`publicize_image action\. \(making an image public needs the admin role`,
+      ),
+    );
     expect(await leftovers(r.image.name)).toEqual([]);
   });
 
@@ -143,27 +155,39 @@ describe('Glance driver: visibility and policy', () => {
     const r = request(bufferContent(randomImageBytes(4096)));
     const cloud = await d.create(r);
     const api = await glanceApi(peer, 'demo');
-    await api.patch(`/v2/images/${cloud.nativeId}`, [{ op: 'replace', path: '/protected', value: true }], { headers: { 'Content-Type': 'application/openstack-images-v2.1-json-patch' } });
+    await api.patch(`/v2/images/${cloud.nativeId}`, [{ op: 'replace', path: '/protected', value: true }], {
+      headers: { 'Content-Type': 'application/openstack-images-v2.1-json-patch' },
+    });
     const error = await failure(d.retire(cloud.nativeId, 'delete'));
     expect(error.kind).toBe('conflict');
-    expect(error.message).toBe(`Glance: image ${cloud.nativeId} is protected and cannot be deleted (someone must clear its "protected" flag first)`);
+    expect(error.message).toBe(
+      `Glance: image ${cloud.nativeId} is protected and cannot be ` +
+        `deleted (someone must clear its "protected" flag first)`,
+    );
     expect((await d.get(cloud.nativeId)).state).toBe('active');
   });
 
-  it('lists hidden and disabled images (a retired image is still known), and refuses to deactivate a queued one', async () => {
-    const d = driver('demo');
-    const hidden = await d.create(request(bufferContent(randomImageBytes(4096))));
-    const disabled = await d.create(request(bufferContent(randomImageBytes(4096))));
-    await d.retire(hidden.nativeId, 'hide');
-    await d.retire(disabled.nativeId, 'disable');
-    await d.retire(disabled.nativeId, 'disable'); // idempotent
-    const listed = await d.list();
-    expect(listed.find((i) => i.nativeId === hidden.nativeId)).toMatchObject({ hidden: true, state: 'active' });
-    expect(listed.find((i) => i.nativeId === disabled.nativeId)).toMatchObject({ hidden: false, state: 'disabled' });
-    const api = await glanceApi(peer, 'demo');
-    const queued = await api.post('/v2/images', { name: `${prefix}-queued`, disk_format: 'raw', container_format: 'bare' });
-    expect((await failure(d.retire(String(queued.data.id), 'disable'))).kind).toBe('conflict');
-  });
+  it(
+    'lists hidden and disabled images (a retired image is still known), ' + 'and refuses to deactivate a queued one',
+    async () => {
+      const d = driver('demo');
+      const hidden = await d.create(request(bufferContent(randomImageBytes(4096))));
+      const disabled = await d.create(request(bufferContent(randomImageBytes(4096))));
+      await d.retire(hidden.nativeId, 'hide');
+      await d.retire(disabled.nativeId, 'disable');
+      await d.retire(disabled.nativeId, 'disable'); // idempotent
+      const listed = await d.list();
+      expect(listed.find((i) => i.nativeId === hidden.nativeId)).toMatchObject({ hidden: true, state: 'active' });
+      expect(listed.find((i) => i.nativeId === disabled.nativeId)).toMatchObject({ hidden: false, state: 'disabled' });
+      const api = await glanceApi(peer, 'demo');
+      const queued = await api.post('/v2/images', {
+        name: `${prefix}-queued`,
+        disk_format: 'raw',
+        container_format: 'bare',
+      });
+      expect((await failure(d.retire(String(queued.data.id), 'disable'))).kind).toBe('conflict');
+    },
+  );
 
   it("deletes a disabled image's data too (Glance leaves a deactivated image's file in the store)", async () => {
     const d = driver('demo');
@@ -190,7 +214,11 @@ describe('Glance driver: upload, import and verification', () => {
     const d = driver('demo', { importMethod: 'glance-direct' });
     const progress: number[] = [];
     const cloud = await d.create({ ...request(content), onProgress: (n) => progress.push(n) });
-    expect(cloud).toMatchObject({ state: 'active', size: content.size, checksums: { md5: content.checksums.md5, sha512: content.checksums.sha512 } });
+    expect(cloud).toMatchObject({
+      state: 'active',
+      size: content.size,
+      checksums: { md5: content.checksums.md5, sha512: content.checksums.sha512 },
+    });
     expect(progress.at(-1)).toBe(content.size);
     const api = await glanceApi(peer, 'demo');
     const raw = (await api.get(`/v2/images/${cloud.nativeId}`)).data as Record<string, unknown>;
@@ -206,7 +234,11 @@ describe('Glance driver: upload, import and verification', () => {
     const d = driver('demo', { importMethod: 'web-download' });
     expect(d.capabilities.importFromUrl).toBe(true);
     const cloud = await d.create(request(content));
-    expect(cloud).toMatchObject({ state: 'active', size: content.size, checksums: { md5: content.checksums.md5, sha512: content.checksums.sha512 } });
+    expect(cloud).toMatchObject({
+      state: 'active',
+      size: content.size,
+      checksums: { md5: content.checksums.md5, sha512: content.checksums.sha512 },
+    });
   });
 
   it('falls back to uploading when web-download is configured but the content has no URL', async () => {
@@ -222,7 +254,12 @@ describe('Glance driver: upload, import and verification', () => {
     const r = request(bufferContent(bytes, 'raw', { url }));
     const error = await failure(driver('demo', { importMethod: 'web-download' }).create(r));
     expect(error.kind).toBe('invalidInput');
-    expect(error.message).toMatch(/HTTP 400: URI for web-download does not pass filtering: .* \(the cloud's import_filtering_opts do not let Glance fetch from this URL\)/);
+    expect(error.message).toMatch(
+      new RegExp(
+        String.raw`HTTP 400: URI for web-download does not pass filtering: .* \(the ` +
+          String.raw`cloud's import_filtering_opts do not let Glance fetch from this URL\)`,
+      ),
+    );
     expect(await leftovers(r.image.name)).toEqual([]);
   });
 
@@ -238,34 +275,66 @@ describe('Glance driver: upload, import and verification', () => {
   it('gives up on an image stuck in upload (the source stalls) with a timeout, and deletes it', async () => {
     const content = bufferContent(randomImageBytes(4096));
     // Sends one chunk, then nothing: the image stays `saving` in Glance.
-    const stalled: ContentSource = { ...content, open: async () => new Readable({ read() { if (!(this as { sent?: boolean }).sent) { (this as { sent?: boolean }).sent = true; this.push(Buffer.alloc(1024)); } } }) };
+    const stalled: ContentSource = {
+      ...content,
+      open: async () =>
+        new Readable({
+          read() {
+            if (!(this as { sent?: boolean }).sent) {
+              (this as { sent?: boolean }).sent = true;
+              this.push(Buffer.alloc(1024));
+            }
+          },
+        }),
+    };
     const r = request(stalled);
     const started = Date.now();
     const error = await failure(driver('demo').create({ ...r, timeoutMs: 2000 }));
     expect(error.kind).toBe('timeout');
-    expect(error.message).toMatch(/^Glance: image ".*" \(.*\) was not usable within 2 s \(stuck uploading the data; Glance status when last read: queued\); image .* was deleted$/);
+    expect(error.message).toMatch(
+      new RegExp(
+        String.raw`^Glance: image ".*" \(.*\) was not usable within 2 s \(stuck uploading ` +
+          String.raw`the data; Glance status when last read: queued\); image .* was deleted$`,
+      ),
+    );
     expect(Date.now() - started).toBeLessThan(20_000);
     expect(await leftovers(r.image.name)).toEqual([]);
   });
 
-  it('gives up on an import stuck in Glance (web-download source never answers) with a timeout, and deletes it', async () => {
-    const bytes = randomImageBytes(4096);
-    const r = request(bufferContent(bytes, 'raw', { url: await serve(bytes, { hang: true }) }));
-    const error = await failure(driver('demo', { importMethod: 'web-download' }).create({ ...r, timeoutMs: 3000 }));
-    expect(error.kind).toBe('timeout');
-    expect(error.message).toMatch(/was not usable within 3 s \(stuck waiting for the import; Glance status when last read: importing\); image .* was deleted$/);
-    expect(await leftovers(r.image.name)).toEqual([]);
-  });
+  it(
+    'gives up on an import stuck in Glance (web-download ' + 'source never answers) with a timeout, and deletes it',
+    async () => {
+      const bytes = randomImageBytes(4096);
+      const r = request(bufferContent(bytes, 'raw', { url: await serve(bytes, { hang: true }) }));
+      const error = await failure(driver('demo', { importMethod: 'web-download' }).create({ ...r, timeoutMs: 3000 }));
+      expect(error.kind).toBe('timeout');
+      expect(error.message).toMatch(
+        new RegExp(
+          String.raw`was not usable within 3 s \(stuck waiting for the import; ` +
+            String.raw`Glance status when last read: importing\); image .* was deleted$`,
+        ),
+      );
+      expect(await leftovers(r.image.name)).toEqual([]);
+    },
+  );
 
   it('deletes the copy and reports integrity when Glance reports another md5/sha512 than declared', async () => {
     const bytes = randomImageBytes(64 * 1024);
     const truth = bufferContent(bytes);
     // sha256 and size are true (so the upload itself passes); md5 and sha512 are not.
-    const liar: ContentSource = { ...truth, checksums: { ...truth.checksums, md5: 'f'.repeat(32), sha512: 'e'.repeat(128) } };
+    const liar: ContentSource = {
+      ...truth,
+      checksums: { ...truth.checksums, md5: 'f'.repeat(32), sha512: 'e'.repeat(128) },
+    };
     const r = request(liar);
     const error = await failure(driver('demo').create(r));
     expect(error.kind).toBe('integrity');
-    expect(error.message).toMatch(/^Glance's copy of image .* does not match the content: md5 is [0-9a-f]{32}, expected f{32}; sha512 is [0-9a-f]{128}, expected e{128}; image .* was deleted$/);
+    expect(error.message).toMatch(
+      new RegExp(
+        `^Glance's copy of image .* does not match the content: md5 is [0-9a-f]{32}, ` +
+          `expected f{32}; sha512 is [0-9a-f]{128}, expected e{128}; image .* was deleted$`,
+      ),
+    );
     expect(await leftovers(r.image.name)).toEqual([]);
   });
 
@@ -273,7 +342,11 @@ describe('Glance driver: upload, import and verification', () => {
     const bytes = randomImageBytes(64 * 1024);
     const truth = bufferContent(bytes);
     const cases: Array<[string, ContentSource, RegExp]> = [
-      ['sha256', { ...truth, checksums: { ...truth.checksums, sha256: 'd'.repeat(64) } }, /sha256 is [0-9a-f]{64}, expected d{64}/],
+      [
+        'sha256',
+        { ...truth, checksums: { ...truth.checksums, sha256: 'd'.repeat(64) } },
+        /sha256 is [0-9a-f]{64}, expected d{64}/,
+      ],
       ['too long', { ...truth, size: truth.size - 1 }, /more than the declared 65535 bytes/],
       ['too short', { ...truth, size: truth.size + 1 }, /size is 65536 bytes, expected 65537/],
     ];
@@ -306,14 +379,21 @@ describe('Glance driver: upload, import and verification', () => {
     expect(size).toBe(100);
     expect((await buffer(stream)).equals(bytes.subarray(100, 200))).toBe(true);
     const api = await glanceApi(peer, 'demo');
-    const queued = await api.post('/v2/images', { name: `${prefix}-empty`, disk_format: 'raw', container_format: 'bare' });
+    const queued = await api.post('/v2/images', {
+      name: `${prefix}-empty`,
+      disk_format: 'raw',
+      container_format: 'bare',
+    });
     expect((await failure(d.download(String(queued.data.id)))).kind).toBe('conflict');
     expect((await failure(d.download(randomUUID()))).kind).toBe('notFound');
   });
 });
 
 describe('Glance plugin', () => {
-  const base = { authUrl: 'http://127.0.0.1:25000/v3', auth: { type: 'password', username: 'u', password: 'secret-pw', projectName: 'p' } };
+  const base = {
+    authUrl: 'http://127.0.0.1:25000/v3',
+    auth: { type: 'password', username: 'u', password: 'secret-pw', projectName: 'p' },
+  };
 
   it('fills defaults and validates the options', () => {
     const parsed = glanceOptionsSchema.parse(base);
@@ -338,8 +418,11 @@ describe('Glance plugin', () => {
       { ...base, retireModes: ['hide', 'hide'] },
       { ...base, timeouts: { request: 0 } },
     ];
-    for (const options of bad) expect(glanceOptionsSchema.safeParse(options).success, JSON.stringify(options)).toBe(false);
-    expect(glanceOptionsSchema.safeParse({ ...base, auth: { type: 'applicationCredential', id: 'i', secret: 's' } }).success).toBe(true);
+    for (const options of bad)
+      expect(glanceOptionsSchema.safeParse(options).success, JSON.stringify(options)).toBe(false);
+    expect(
+      glanceOptionsSchema.safeParse({ ...base, auth: { type: 'applicationCredential', id: 'i', secret: 's' } }).success,
+    ).toBe(true);
     // A create's deadline is the caller's (sync.timeouts.action): the old option still loads, and does nothing.
     expect(glanceOptionsSchema.parse(base).timeouts.activeWait).toBeUndefined();
     const old = glanceOptionsSchema.parse({ ...base, timeouts: { request: 60, activeWait: 3600 } });
@@ -350,10 +433,27 @@ describe('Glance plugin', () => {
     const dir = await mkdtemp(join(tmpdir(), 'visor-glance-config-'));
     try {
       const file = join(dir, 'visor.yaml');
-      await writeFile(file, ['clouds:', '  site:', '    adapter: glance', '    options:', '      authUrl: http://127.0.0.1:25000/v3', '      auth:', '        type: password', '        username: demo', '        password: ${GLANCE_PW}', '      insecure: true', ''].join('\n'));
+      await writeFile(
+        file,
+        [
+          'clouds:',
+          '  site:',
+          '    adapter: glance',
+          '    options:',
+          '      authUrl: http://127.0.0.1:25000/v3',
+          '      auth:',
+          '        type: password',
+          '        username: demo',
+          '        password: ${GLANCE_PW}',
+          '      insecure: true',
+          '',
+        ].join('\n'),
+      );
       const error = await failure(loadConfig({ file, env: { GLANCE_PW: 'pw-secret-1' }, registry: builtinRegistry() }));
       expect(error.kind).toBe('config');
-      expect(error.message).toContain('visor.yaml:6:7: clouds.site.options.auth.projectName: give exactly one of projectName and projectId');
+      expect(error.message).toContain(
+        'visor.yaml:6:7: clouds.site.options.auth.projectName: give exactly one of projectName and projectId',
+      );
       expect(error.message).toContain('visor.yaml:10:7: clouds.site.options.insecure: unknown key');
       expect(error.message).not.toContain('pw-secret-1');
     } finally {
@@ -368,7 +468,12 @@ describe('Glance plugin', () => {
     const container = new Container();
     container.load(glancePlugin.module);
     const factory = container.get<IaasDriverFactory>(ServiceIds.IaasDriverFactory, { name: 'glance' });
-    const demo = { type: 'password', username: peer.demo.username, password: peer.demo.password, projectName: peer.demo.projectName };
+    const demo = {
+      type: 'password',
+      username: peer.demo.username,
+      password: peer.demo.password,
+      projectName: peer.demo.projectName,
+    };
     const options = glanceOptionsSchema.parse({ authUrl: peer.authUrl, region: peer.region, auth: demo });
     const d = (await factory.create(options, context)) as GlanceDriver;
     drivers.push(d);
@@ -389,20 +494,28 @@ describe('Glance plugin', () => {
     await run(openssl.peer.bin, ['req', '-x509', ...key, '-days', '1', ...subject, ...files]);
     const keystone = new URL(peer.authUrl);
     // A TLS terminator in front of the real Keystone: only the transport changes.
-    const tls = createTlsServer({ key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) }, (socket) => {
-      const upstream = connect(Number(keystone.port), keystone.hostname);
-      socket.pipe(upstream).pipe(socket);
-      const close = () => (socket.destroy(), upstream.destroy());
-      socket.on('error', close);
-      upstream.on('error', close);
-    });
+    const tls = createTlsServer(
+      { key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) },
+      (socket) => {
+        const upstream = connect(Number(keystone.port), keystone.hostname);
+        socket.pipe(upstream).pipe(socket);
+        const close = () => {
+          socket.destroy();
+          upstream.destroy();
+        };
+        socket.on('error', close);
+        upstream.on('error', close);
+      },
+    );
     await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', resolve));
     try {
       const authUrl = `https://127.0.0.1:${(tls.address() as AddressInfo).port}/v3`;
       const untrusting = driver('demo', { authUrl });
       const error = await failure(untrusting.list());
       expect(error.kind).toBe('config');
-      expect(error.message).toMatch(/TLS certificate is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\); give its CA in the caBundle option/);
+      expect(error.message).toMatch(
+        /TLS certificate is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\); give its CA in the caBundle option/,
+      );
       const trusting = driver('demo', { authUrl, caBundle: await readFile(join(dir, 'cert.pem'), 'utf8') });
       expect(Array.isArray(await trusting.list())).toBe(true);
     } finally {

@@ -8,7 +8,10 @@ import type { OpenStackPeer, OpenStackUser } from '../../peers/openstack.js';
 
 export const peerStartTimeout = 15 * 60_000;
 
-export function passwordCredentials(user: OpenStackUser, overrides: Partial<Extract<KeystoneCredentials, { type: 'password' }>> = {}): KeystoneCredentials {
+export function passwordCredentials(
+  user: OpenStackUser,
+  overrides: Partial<Extract<KeystoneCredentials, { type: 'password' }>> = {},
+): KeystoneCredentials {
   return {
     type: 'password',
     username: user.username,
@@ -20,7 +23,11 @@ export function passwordCredentials(user: OpenStackUser, overrides: Partial<Extr
   };
 }
 
-export function makeDriver(peer: OpenStackPeer, who: 'admin' | 'demo', options: Partial<GlanceDriverOptions> = {}): GlanceDriver {
+export function makeDriver(
+  peer: OpenStackPeer,
+  who: 'admin' | 'demo',
+  options: Partial<GlanceDriverOptions> = {},
+): GlanceDriver {
   return new GlanceDriver({
     authUrl: peer.authUrl,
     region: peer.region,
@@ -40,7 +47,10 @@ export async function rawToken(peer: OpenStackPeer, who: 'admin' | 'demo'): Prom
   const user = peer[who];
   const response = await axios.post(`${peer.authUrl}/auth/tokens`, {
     auth: {
-      identity: { methods: ['password'], password: { user: { name: user.username, domain: { name: user.userDomainName }, password: user.password } } },
+      identity: {
+        methods: ['password'],
+        password: { user: { name: user.username, domain: { name: user.userDomainName }, password: user.password } },
+      },
       scope: { project: { name: user.projectName, domain: { name: user.projectDomainName } } },
     },
   });
@@ -49,11 +59,18 @@ export async function rawToken(peer: OpenStackPeer, who: 'admin' | 'demo'): Prom
 
 export async function glanceApi(peer: OpenStackPeer, who: 'admin' | 'demo') {
   const token = await rawToken(peer, who);
-  return axios.create({ baseURL: peer.glanceUrl, headers: { 'X-Auth-Token': token, Accept: 'application/json' }, validateStatus: () => true });
+  return axios.create({
+    baseURL: peer.glanceUrl,
+    headers: { 'X-Auth-Token': token, Accept: 'application/json' },
+    validateStatus: () => true,
+  });
 }
 
 /** Images whose name starts with `prefix`, hidden ones included, as admin sees them. */
-export async function imagesNamed(peer: OpenStackPeer, prefix: string): Promise<Array<{ id: string; name: string; status: string }>> {
+export async function imagesNamed(
+  peer: OpenStackPeer,
+  prefix: string,
+): Promise<Array<{ id: string; name: string; status: string }>> {
   const api = await glanceApi(peer, 'admin');
   const out: Array<{ id: string; name: string; status: string }> = [];
   for (const hidden of ['false', 'true']) {
@@ -69,7 +86,9 @@ export async function imagesNamed(peer: OpenStackPeer, prefix: string): Promise<
 export async function deleteImagesNamed(peer: OpenStackPeer, prefix: string): Promise<void> {
   const api = await glanceApi(peer, 'admin');
   for (const image of await imagesNamed(peer, prefix)) {
-    await api.patch(`/v2/images/${image.id}`, [{ op: 'replace', path: '/protected', value: false }], { headers: { 'Content-Type': 'application/openstack-images-v2.1-json-patch' } });
+    await api.patch(`/v2/images/${image.id}`, [{ op: 'replace', path: '/protected', value: false }], {
+      headers: { 'Content-Type': 'application/openstack-images-v2.1-json-patch' },
+    });
     await api.delete(`/v2/images/${image.id}`);
   }
 }

@@ -3,14 +3,22 @@ import { createServer, connect, type AddressInfo } from 'node:net';
 import axios from 'axios';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { GlanceClient } from '../../../adapters/glance/client.js';
-import { authRequestBody, findEndpoint, KeystoneSession, keystoneV3Url, type KeystoneCredentials, type KeystoneToken } from '../../../adapters/glance/client-keystone.js';
+import {
+  authRequestBody,
+  findEndpoint,
+  KeystoneSession,
+  keystoneV3Url,
+  type KeystoneCredentials,
+  type KeystoneToken,
+} from '../../../adapters/glance/client-keystone.js';
 import { keystoneTokenResponseSchema, parsePayload } from '../../../adapters/glance/schema.js';
 import { isVisorError, type VisorError } from '../../../core/errors.js';
 import { requirePeer } from '../../peers/index.js';
 import type { OpenStackPeer } from '../../peers/openstack.js';
 import { passwordCredentials, rawToken } from './harness.js';
 
-const fixture = (name: string) => JSON.parse(readFileSync(new URL(`../../fixtures/keystone/${name}`, import.meta.url), 'utf8')) as unknown;
+const fixture = (name: string) =>
+  JSON.parse(readFileSync(new URL(`../../fixtures/keystone/${name}`, import.meta.url), 'utf8')) as unknown;
 
 async function failure(promise: Promise<unknown>): Promise<VisorError> {
   const error = await promise.then(
@@ -22,14 +30,24 @@ async function failure(promise: Promise<unknown>): Promise<VisorError> {
 }
 
 describe('Keystone v3 (recorded samples)', () => {
-  const catalog = parsePayload(keystoneTokenResponseSchema, fixture('admin-auth-password-project-scoped-response.json'), 'token').token.catalog ?? [];
+  const catalog =
+    parsePayload(keystoneTokenResponseSchema, fixture('admin-auth-password-project-scoped-response.json'), 'token')
+      .token.catalog ?? [];
 
   it('parses the recorded token responses; the unscoped one has no catalog', () => {
-    for (const name of ['admin-auth-password-project-scoped-response.json', 'auth-responses-project-scoped-password.json', 'admin-auth-application-credential-response.json']) {
+    for (const name of [
+      'admin-auth-password-project-scoped-response.json',
+      'auth-responses-project-scoped-password.json',
+      'admin-auth-application-credential-response.json',
+    ]) {
       expect(parsePayload(keystoneTokenResponseSchema, fixture(name), name).token.catalog?.length).toBeGreaterThan(0);
     }
-    expect(parsePayload(keystoneTokenResponseSchema, fixture('auth-responses-unscoped-password.json'), 'u').token.catalog).toBeUndefined();
-    expect(() => parsePayload(keystoneTokenResponseSchema, { token: { methods: ['password'] } }, 'Keystone')).toThrow(/expires_at/);
+    expect(
+      parsePayload(keystoneTokenResponseSchema, fixture('auth-responses-unscoped-password.json'), 'u').token.catalog,
+    ).toBeUndefined();
+    expect(() => parsePayload(keystoneTokenResponseSchema, { token: { methods: ['password'] } }, 'Keystone')).toThrow(
+      /expires_at/,
+    );
   });
 
   it('finds the image endpoint of a full catalog by interface and region', () => {
@@ -39,10 +57,15 @@ describe('Keystone v3 (recorded samples)', () => {
   });
 
   it('explains a missing service, interface or region as a config error', () => {
-    const noImage = parsePayload(keystoneTokenResponseSchema, fixture('admin-auth-application-credential-response.json'), 't').token.catalog ?? [];
+    const noImage =
+      parsePayload(keystoneTokenResponseSchema, fixture('admin-auth-application-credential-response.json'), 't').token
+        .catalog ?? [];
     for (const [call, pattern] of [
       [() => findEndpoint(noImage, 'image', 'public'), /no "image" service \(it offers: identity\)/],
-      [() => findEndpoint(catalog, 'image', 'public', 'RegionTwo'), /no public "image" endpoint in region RegionTwo \(it offers: .*public@RegionOne/],
+      [
+        () => findEndpoint(catalog, 'image', 'public', 'RegionTwo'),
+        /no public "image" endpoint in region RegionTwo \(it offers: .*public@RegionOne/,
+      ],
     ] as const) {
       let error: unknown;
       try {
@@ -56,29 +79,89 @@ describe('Keystone v3 (recorded samples)', () => {
   });
 
   it('asks for a region when several regions offer the service', () => {
-    const twoRegions = [{ type: 'image', endpoints: [{ interface: 'public', url: 'http://a:9292', region_id: 'R1' }, { interface: 'public', url: 'http://b:9292', region_id: 'R2' }] }];
-    expect(() => findEndpoint(twoRegions, 'image', 'public')).toThrow(/several public "image" endpoints \(regions R1, R2\): set the region option/);
+    const twoRegions = [
+      {
+        type: 'image',
+        endpoints: [
+          { interface: 'public', url: 'http://a:9292', region_id: 'R1' },
+          { interface: 'public', url: 'http://b:9292', region_id: 'R2' },
+        ],
+      },
+    ];
+    expect(() => findEndpoint(twoRegions, 'image', 'public')).toThrow(
+      /several public "image" endpoints \(regions R1, R2\): set the region option/,
+    );
     expect(findEndpoint(twoRegions, 'image', 'public', 'R2')).toBe('http://b:9292');
   });
 
   it('builds the recorded application-credential request exactly, and scoped password requests', () => {
-    expect(authRequestBody({ type: 'applicationCredential', id: '423f19a4ac1e4f48bbb4180756e6eb6c', secret: 'rEaqvJka48mpv' })).toEqual(fixture('admin-auth-application-credential-id-request.json'));
+    expect(
+      authRequestBody({
+        type: 'applicationCredential',
+        id: '423f19a4ac1e4f48bbb4180756e6eb6c',
+        secret: 'rEaqvJka48mpv',
+      }),
+    ).toEqual(fixture('admin-auth-application-credential-id-request.json'));
     const byId = fixture('auth-requests-project-id-password.json') as { auth: { scope: unknown } };
-    expect((authRequestBody({ type: 'password', username: 'u', password: 'p', userDomainName: 'Default', projectId: 'a6944d763bf64ee6a275f1263fae0352', projectDomainName: 'Default' }) as { auth: { scope: unknown } }).auth.scope).toEqual(byId.auth.scope);
-    expect(authRequestBody({ type: 'password', username: 'admin', password: 'p', userDomainName: 'Default', projectName: 'admin', projectDomainName: 'Default' })).toEqual({
+    expect(
+      (
+        authRequestBody({
+          type: 'password',
+          username: 'u',
+          password: 'p',
+          userDomainName: 'Default',
+          projectId: 'a6944d763bf64ee6a275f1263fae0352',
+          projectDomainName: 'Default',
+        }) as { auth: { scope: unknown } }
+      ).auth.scope,
+    ).toEqual(byId.auth.scope);
+    expect(
+      authRequestBody({
+        type: 'password',
+        username: 'admin',
+        password: 'p',
+        userDomainName: 'Default',
+        projectName: 'admin',
+        projectDomainName: 'Default',
+      }),
+    ).toEqual({
       auth: {
-        identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password: 'p' } } },
+        identity: {
+          methods: ['password'],
+          password: { user: { name: 'admin', domain: { name: 'Default' }, password: 'p' } },
+        },
         scope: { project: { name: 'admin', domain: { name: 'Default' } } },
       },
     });
-    expect(authRequestBody({ type: 'applicationCredential', name: 'visor', username: 'demo', userDomainName: 'Default', secret: 's' })).toEqual({
-      auth: { identity: { methods: ['application_credential'], application_credential: { name: 'visor', secret: 's', user: { name: 'demo', domain: { name: 'Default' } } } } },
+    expect(
+      authRequestBody({
+        type: 'applicationCredential',
+        name: 'visor',
+        username: 'demo',
+        userDomainName: 'Default',
+        secret: 's',
+      }),
+    ).toEqual({
+      auth: {
+        identity: {
+          methods: ['application_credential'],
+          application_credential: { name: 'visor', secret: 's', user: { name: 'demo', domain: { name: 'Default' } } },
+        },
+      },
     });
   });
 
   it('normalises the auth URL to the v3 API', () => {
-    expect(['http://k:5000', 'http://k:5000/', 'http://k:5000/v3', 'http://k:5000/v3/', 'https://k/identity/v3'].map(keystoneV3Url)).toEqual([
-      'http://k:5000/v3', 'http://k:5000/v3', 'http://k:5000/v3', 'http://k:5000/v3', 'https://k/identity/v3',
+    expect(
+      ['http://k:5000', 'http://k:5000/', 'http://k:5000/v3', 'http://k:5000/v3/', 'https://k/identity/v3'].map(
+        keystoneV3Url,
+      ),
+    ).toEqual([
+      'http://k:5000/v3',
+      'http://k:5000/v3',
+      'http://k:5000/v3',
+      'http://k:5000/v3',
+      'https://k/identity/v3',
     ]);
   });
 });
@@ -91,12 +174,24 @@ describe('Keystone v3 (real Keystone)', () => {
     if (skip) ctx.skip(skip);
   });
   const sessions: KeystoneSession[] = [];
-  const session = (credentials: KeystoneCredentials, extra: Partial<ConstructorParameters<typeof KeystoneSession>[0]> = {}) => {
-    const s = new KeystoneSession({ authUrl: peer.authUrl, credentials, interface: 'public', region: peer.region, timeoutMs: 30_000, ...extra });
+  const session = (
+    credentials: KeystoneCredentials,
+    extra: Partial<ConstructorParameters<typeof KeystoneSession>[0]> = {},
+  ) => {
+    const s = new KeystoneSession({
+      authUrl: peer.authUrl,
+      credentials,
+      interface: 'public',
+      region: peer.region,
+      timeoutMs: 30_000,
+      ...extra,
+    });
     sessions.push(s);
     return s;
   };
-  afterAll(() => sessions.forEach((s) => s.close()));
+  afterAll(() => {
+    for (const s of sessions) s.close();
+  });
 
   it('authenticates with a password and finds Glance in the catalog', async () => {
     const s = session(passwordCredentials(peer.admin));
@@ -111,7 +206,10 @@ describe('Keystone v3 (real Keystone)', () => {
 
   it('accepts the auth URL without /v3, and a project by id', async () => {
     const admin = await session(passwordCredentials(peer.admin)).token();
-    const { projectName: _name, ...byId } = passwordCredentials(peer.admin) as Extract<KeystoneCredentials, { type: 'password' }>;
+    const { projectName: _name, ...byId } = passwordCredentials(peer.admin) as Extract<
+      KeystoneCredentials,
+      { type: 'password' }
+    >;
     const s = session({ ...byId, projectId: admin.projectId! }, { authUrl: peer.authUrl.replace(/\/v3$/, '') });
     expect((await s.token()).projectId).toBe(admin.projectId);
   });
@@ -124,14 +222,27 @@ describe('Keystone v3 (real Keystone)', () => {
     beforeAll(async () => {
       if (skip) return;
       demoToken = await rawToken(peer, 'demo');
-      const me = await axios.get(`${peer.authUrl}/auth/tokens`, { headers: { 'X-Auth-Token': demoToken, 'X-Subject-Token': demoToken } });
+      const me = await axios.get(`${peer.authUrl}/auth/tokens`, {
+        headers: { 'X-Auth-Token': demoToken, 'X-Subject-Token': demoToken },
+      });
       userId = me.data.token.user.id;
       const name = `visor-test-${Date.now()}`;
-      const response = await axios.post(`${peer.authUrl}/users/${userId}/application_credentials`, { application_credential: { name, description: 'visor keystone test' } }, { headers: { 'X-Auth-Token': demoToken } });
-      created = { id: response.data.application_credential.id, name, secret: response.data.application_credential.secret };
+      const response = await axios.post(
+        `${peer.authUrl}/users/${userId}/application_credentials`,
+        { application_credential: { name, description: 'visor keystone test' } },
+        { headers: { 'X-Auth-Token': demoToken } },
+      );
+      created = {
+        id: response.data.application_credential.id,
+        name,
+        secret: response.data.application_credential.secret,
+      };
     });
     afterAll(async () => {
-      if (created && !skip) await axios.delete(`${peer.authUrl}/users/${userId}/application_credentials/${created.id}`, { headers: { 'X-Auth-Token': demoToken } });
+      if (created && !skip)
+        await axios.delete(`${peer.authUrl}/users/${userId}/application_credentials/${created.id}`, {
+          headers: { 'X-Auth-Token': demoToken },
+        });
     });
 
     it('authenticates by application credential id and lists images with it', async () => {
@@ -143,12 +254,20 @@ describe('Keystone v3 (real Keystone)', () => {
     });
 
     it('authenticates by application credential name + user', async () => {
-      const s = session({ type: 'applicationCredential', name: created!.name, username: peer.demo.username, userDomainName: peer.demo.userDomainName, secret: created!.secret });
+      const s = session({
+        type: 'applicationCredential',
+        name: created!.name,
+        username: peer.demo.username,
+        userDomainName: peer.demo.userDomainName,
+        secret: created!.secret,
+      });
       expect((await s.token()).userId).toBe(userId);
     });
 
     it('refuses a wrong application credential secret as auth, without echoing it', async () => {
-      const error = await failure(session({ type: 'applicationCredential', id: created!.id, secret: 'wrong-secret-xyz' }).token());
+      const error = await failure(
+        session({ type: 'applicationCredential', id: created!.id, secret: 'wrong-secret-xyz' }).token(),
+      );
       expect(error.kind).toBe('auth');
       expect(error.message).not.toContain('wrong-secret-xyz');
     });
@@ -192,13 +311,19 @@ describe('Keystone v3 (real Keystone)', () => {
     const relay = createServer((socket) => {
       const upstream = connect(Number(keystone.port), keystone.hostname);
       socket.pipe(upstream).pipe(socket);
-      const close = () => (socket.destroy(), upstream.destroy());
+      const close = () => {
+        socket.destroy();
+        upstream.destroy();
+      };
       socket.on('error', close);
       upstream.on('error', close);
     });
     await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
     let offset = 0;
-    const s = session(passwordCredentials(peer.demo), { authUrl: `http://127.0.0.1:${(relay.address() as AddressInfo).port}/v3`, clock: { now: () => Date.now() + offset } });
+    const s = session(passwordCredentials(peer.demo), {
+      authUrl: `http://127.0.0.1:${(relay.address() as AddressInfo).port}/v3`,
+      clock: { now: () => Date.now() + offset },
+    });
     const first = await s.token();
     await new Promise<void>((resolve) => relay.close(() => resolve()));
     offset = first.expiresAt - Date.now() - 60_000; // in the renewal window, one minute before expiry
@@ -209,7 +334,12 @@ describe('Keystone v3 (real Keystone)', () => {
   });
 
   it('renews once when Glance refuses the token (401), then succeeds', async () => {
-    const real = new KeystoneSession({ authUrl: peer.authUrl, credentials: passwordCredentials(peer.demo), interface: 'public', timeoutMs: 30_000 });
+    const real = new KeystoneSession({
+      authUrl: peer.authUrl,
+      credentials: passwordCredentials(peer.demo),
+      interface: 'public',
+      timeoutMs: 30_000,
+    });
     sessions.push(real);
     // A session whose first token Glance does not know (as after a revocation).
     let served = 0;
@@ -247,7 +377,11 @@ describe('Keystone v3 (real Keystone)', () => {
   });
 
   it('reports an unknown project as auth, and a Keystone that is not there as unavailable', async () => {
-    expect((await failure(session(passwordCredentials(peer.demo, { projectName: 'no-such-project' })).token())).kind).toBe('auth');
-    expect((await failure(session(passwordCredentials(peer.demo), { authUrl: 'http://127.0.0.1:1/v3' }).token())).kind).toBe('unavailable');
+    expect(
+      (await failure(session(passwordCredentials(peer.demo, { projectName: 'no-such-project' })).token())).kind,
+    ).toBe('auth');
+    expect(
+      (await failure(session(passwordCredentials(peer.demo), { authUrl: 'http://127.0.0.1:1/v3' }).token())).kind,
+    ).toBe('unavailable');
   });
 });

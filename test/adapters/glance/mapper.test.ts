@@ -3,8 +3,23 @@ import { describe, expect, it } from 'vitest';
 import { glanceBaseUrl, importRequestBody } from '../../../adapters/glance/client.js';
 import { kindOfStatus } from '../../../core/wire/errors.js';
 import { explain, httpError } from '../../../core/wire/http.js';
-import { checksumsOf, glanceBaseKeys, parseArchitecture, pointer, toCloudImage, toCreateBody, toPatch, type PatchOperation } from '../../../adapters/glance/mapper.js';
-import { glanceImageSchema, glanceImagesPageSchema, glanceImportInfoSchema, parsePayload, type GlanceImage } from '../../../adapters/glance/schema.js';
+import {
+  checksumsOf,
+  glanceBaseKeys,
+  parseArchitecture,
+  pointer,
+  toCloudImage,
+  toCreateBody,
+  toPatch,
+  type PatchOperation,
+} from '../../../adapters/glance/mapper.js';
+import {
+  glanceImageSchema,
+  glanceImagesPageSchema,
+  glanceImportInfoSchema,
+  parsePayload,
+  type GlanceImage,
+} from '../../../adapters/glance/schema.js';
 import { isVisorError } from '../../../core/errors.js';
 import type { Markers } from '../../../core/iaas/port.js';
 import type { Image } from '../../../core/image/model.js';
@@ -16,7 +31,12 @@ const fixture = (name: string) => readFileSync(new URL(`../../fixtures/glance/${
 const json = (name: string) => JSON.parse(fixture(name)) as unknown;
 const image = (name: string) => parsePayload(glanceImageSchema, json(name), name);
 
-const markers: Markers = { agent: 'agent-1', imageId: '0b8e1f0e-3c49-4c3a-9f0a-6f1d8a2b9c11', sha256: 'a'.repeat(64), revision: 3 };
+const markers: Markers = {
+  agent: 'agent-1',
+  imageId: '0b8e1f0e-3c49-4c3a-9f0a-6f1d8a2b9c11',
+  sha256: 'a'.repeat(64),
+  revision: 3,
+};
 
 /** What Glance answers to a create body: the body plus its own base fields. */
 function asGlanceWouldStore(body: Record<string, unknown>, extra: Record<string, unknown> = {}): GlanceImage {
@@ -60,7 +80,9 @@ describe('Glance image -> CloudImage (recorded samples)', () => {
       size: 13167616,
       checksums: {
         md5: '64d7c1cd2b6f60c92c14662941cb7913',
-        sha512: '073b4523583784fbe01daff81eba092a262ec37ba6d04dd3f52e4cd5c93eb8258af44881345ecda0e49f3d8cc6d2df6b050ff3e72681d723234aff9d17d0cf09',
+        sha512:
+          '073b4523583784fbe01daff81eba092a262ec37ba6d04dd3f52e4cd5c93eb8258' +
+          'af44881345ecda0e49f3d8cc6d2df6b050ff3e72681d723234aff9d17d0cf09',
       },
       metadata: { name: 'cirros-0.3.2-x86_64-disk', type: 'machine', minDisk: 0, minRam: 0, tags: [], properties: {} },
       createdAt: '2014-05-05T17:15:10Z',
@@ -96,9 +118,23 @@ describe('Glance image -> CloudImage (recorded samples)', () => {
   });
 
   it('maps every Glance status to a cloud state', () => {
-    const states = { queued: 'pending', saving: 'pending', uploading: 'pending', importing: 'pending', active: 'active', deactivated: 'disabled', killed: 'error', deleted: 'deleted', pending_delete: 'deleted' };
+    const states = {
+      queued: 'pending',
+      saving: 'pending',
+      uploading: 'pending',
+      importing: 'pending',
+      active: 'active',
+      deactivated: 'disabled',
+      killed: 'error',
+      deleted: 'deleted',
+      pending_delete: 'deleted',
+    };
     for (const [status, state] of Object.entries(states)) {
-      expect(toCloudImage(parsePayload(glanceImageSchema, { ...(json('image-show-response.json') as object), status }, 's')).state, status).toBe(state);
+      expect(
+        toCloudImage(parsePayload(glanceImageSchema, { ...(json('image-show-response.json') as object), status }, 's'))
+          .state,
+        status,
+      ).toBe(state);
     }
   });
 
@@ -114,7 +150,10 @@ describe('Glance image -> CloudImage (recorded samples)', () => {
   it('reads the multihash under its algorithm and ignores malformed checksums', () => {
     const base = json('image-show-response.json') as object;
     const of = (extra: object) => checksumsOf(parsePayload(glanceImageSchema, { ...base, ...extra }, 'c'));
-    expect(of({ os_hash_algo: 'sha256', os_hash_value: 'D'.repeat(64) })).toEqual({ md5: '64d7c1cd2b6f60c92c14662941cb7913', sha256: 'd'.repeat(64) });
+    expect(of({ os_hash_algo: 'sha256', os_hash_value: 'D'.repeat(64) })).toEqual({
+      md5: '64d7c1cd2b6f60c92c14662941cb7913',
+      sha256: 'd'.repeat(64),
+    });
     expect(of({ os_hash_algo: 'sha512', os_hash_value: 'abc', checksum: 'nothex' })).toEqual({});
     expect(of({ os_hash_algo: null, os_hash_value: null, checksum: null })).toEqual({});
   });
@@ -142,21 +181,32 @@ describe('Glance image -> CloudImage (recorded samples)', () => {
         'p',
       ),
     );
-    expect(cloud.metadata.properties).toEqual({ hw_disk_bus: 'virtio', description: 'a cirros', 'owner_specified.openstack.md5': 'x' });
+    expect(cloud.metadata.properties).toEqual({
+      hw_disk_bus: 'virtio',
+      description: 'a cirros',
+      'owner_specified.openstack.md5': 'x',
+    });
     expect(cloud.metadata.architecture).toBe('x86_64');
     expect(cloud.metadata.os).toEqual({ distro: 'cirros' });
     expect(cloud.markers).toEqual(markers);
   });
 
   it('reads incomplete markers as "not ours"', () => {
-    const cloud = toCloudImage(parsePayload(glanceImageSchema, { ...(json('image-show-response.json') as object), visor_agent: 'agent-1', visor_image_id: markers.imageId }, 'm'));
+    const cloud = toCloudImage(
+      parsePayload(
+        glanceImageSchema,
+        { ...(json('image-show-response.json') as object), visor_agent: 'agent-1', visor_image_id: markers.imageId },
+        'm',
+      ),
+    );
     expect(cloud.markers).toBeUndefined();
     expect(cloud.metadata.properties).toEqual({});
   });
 
   it('knows kernels and ramdisks by aki/ari, and otherwise by the visor_type property', () => {
     const base = json('image-show-response.json') as object;
-    const of = (extra: object) => toCloudImage(parsePayload(glanceImageSchema, { ...base, ...extra }, 't')).metadata.type;
+    const of = (extra: object) =>
+      toCloudImage(parsePayload(glanceImageSchema, { ...base, ...extra }, 't')).metadata.type;
     expect(of({ disk_format: 'aki', container_format: 'aki' })).toBe('kernel');
     expect(of({ disk_format: 'ari', container_format: 'ari' })).toBe('ramdisk');
     expect(of({ disk_format: 'raw', visor_type: 'kernel' })).toBe('kernel');
@@ -164,13 +214,26 @@ describe('Glance image -> CloudImage (recorded samples)', () => {
   });
 
   it('parses architecture names and their common aliases', () => {
-    expect(['x86_64', 'amd64', 'arm64', 'aarch64', 'i686', 'ppc64le', 'sparc', 42].map(parseArchitecture)).toEqual(['x86_64', 'x86_64', 'aarch64', 'aarch64', 'i386', 'ppc64le', undefined, undefined]);
+    expect(['x86_64', 'amd64', 'arm64', 'aarch64', 'i686', 'ppc64le', 'sparc', 42].map(parseArchitecture)).toEqual([
+      'x86_64',
+      'x86_64',
+      'aarch64',
+      'aarch64',
+      'i386',
+      'ppc64le',
+      undefined,
+      undefined,
+    ]);
   });
 
   it('refuses a malformed image as invalidResponse, naming the field', () => {
     let error: unknown;
     try {
-      parsePayload(glanceImageSchema, { ...(json('image-show-response.json') as object), status: 'frozen', size: -1 }, 'Glance: reading image x');
+      parsePayload(
+        glanceImageSchema,
+        { ...(json('image-show-response.json') as object), status: 'frozen', size: -1 },
+        'Glance: reading image x',
+      );
     } catch (e) {
       error = e;
     }
@@ -187,11 +250,15 @@ describe('Glance image -> CloudImage (recorded samples)', () => {
   });
 
   it('strips a version from the catalog URL of Glance', () => {
-    expect(['http://g:9292', 'http://g:9292/', 'http://g:9292/v2', 'https://c/image/v2.1/'].map(glanceBaseUrl)).toEqual(['http://g:9292', 'http://g:9292', 'http://g:9292', 'https://c/image']);
+    expect(['http://g:9292', 'http://g:9292/', 'http://g:9292/v2', 'https://c/image/v2.1/'].map(glanceBaseUrl)).toEqual(
+      ['http://g:9292', 'http://g:9292', 'http://g:9292', 'https://c/image'],
+    );
   });
 
   it('reads the import methods of image-info-import-response', () => {
-    expect(parsePayload(glanceImportInfoSchema, json('image-info-import-response.json'), 'info')['import-methods'].value).toEqual(['glance-direct', 'web-download']);
+    expect(
+      parsePayload(glanceImportInfoSchema, json('image-info-import-response.json'), 'info')['import-methods'].value,
+    ).toEqual(['glance-direct', 'web-download']);
   });
 });
 
@@ -214,8 +281,15 @@ describe('generic image -> Glance create body and back', () => {
 
   it('writes the fields of image-create-request (name, formats) and every other generic field', () => {
     const request = json('image-create-request.json') as Record<string, unknown>;
-    const body = toCreateBody(makeImage({ name: String(request['name']) }), markers, { diskFormat: 'raw', containerFormat: 'bare' });
-    expect(body).toMatchObject({ name: request['name'], disk_format: request['disk_format'], container_format: request['container_format'] });
+    const body = toCreateBody(makeImage({ name: String(request['name']) }), markers, {
+      diskFormat: 'raw',
+      containerFormat: 'bare',
+    });
+    expect(body).toMatchObject({
+      name: request['name'],
+      disk_format: request['disk_format'],
+      container_format: request['container_format'],
+    });
     expect(toCreateBody(full, markers, { diskFormat: 'qcow2', containerFormat: 'bare' })).toEqual({
       name: 'debian-12',
       disk_format: 'qcow2',
@@ -238,7 +312,9 @@ describe('generic image -> Glance create body and back', () => {
       visor_revision: '3',
     });
     // Every property value Glance gets is a string (its schema: additionalProperties {type: string}).
-    for (const [key, value] of Object.entries(toCreateBody(full, markers, { diskFormat: 'qcow2', containerFormat: 'bare' }))) {
+    for (const [key, value] of Object.entries(
+      toCreateBody(full, markers, { diskFormat: 'qcow2', containerFormat: 'bare' }),
+    )) {
       if (!glanceBaseKeys.has(key)) expect(typeof value, key).toBe('string');
     }
   });
@@ -276,7 +352,10 @@ describe('generic image -> Glance create body and back', () => {
       ['machine', 'raw', undefined],
     ] as const) {
       const img = makeImage({ type, diskFormat });
-      const body = toCreateBody(img, markers, { diskFormat, containerFormat: diskFormat === 'raw' ? 'bare' : diskFormat });
+      const body = toCreateBody(img, markers, {
+        diskFormat,
+        containerFormat: diskFormat === 'raw' ? 'bare' : diskFormat,
+      });
       expect(body['visor_type']).toBe(property);
       expect(toCloudImage(asGlanceWouldStore(body)).metadata.type).toBe(type);
     }
@@ -291,7 +370,16 @@ describe('generic image -> Glance create body and back', () => {
   });
 
   it('refuses properties that would collide with Glance fields, mapped fields, markers or reserved names', () => {
-    for (const key of ['visibility', 'protected', 'os_hidden', 'os_distro', 'visor_agent', 'os_glance_import_task', 'owner_specified.openstack.md5', 'visor_type']) {
+    for (const key of [
+      'visibility',
+      'protected',
+      'os_hidden',
+      'os_distro',
+      'visor_agent',
+      'os_glance_import_task',
+      'owner_specified.openstack.md5',
+      'visor_type',
+    ]) {
       const img = { ...makeImage(), properties: { [key]: 'x' } };
       let error: unknown;
       try {
@@ -308,11 +396,22 @@ describe('generic image -> Glance create body and back', () => {
 describe('generic image -> JSON-patch for an update', () => {
   it('produces the operations of image-update-request (plus the properties visor owns)', () => {
     const current = image('image-show-response.json');
-    const desired = makeImage({ name: 'Fedora 17', tags: ['fedora', 'beefy'], access: 'public', minDisk: 0, minRam: 0 });
+    const desired = makeImage({
+      name: 'Fedora 17',
+      tags: ['fedora', 'beefy'],
+      access: 'public',
+      minDisk: 0,
+      minRam: 0,
+    });
     const ops = toPatch(current, desired, markers);
     const recorded = json('image-update-request.json') as PatchOperation[];
     expect(ops.filter((o) => o.op === 'replace')).toEqual(recorded);
-    expect(ops.filter((o) => o.op === 'add').map((o) => o.path).sort()).toEqual(['/architecture', '/visor_agent', '/visor_image_id', '/visor_revision', '/visor_sha256']);
+    expect(
+      ops
+        .filter((o) => o.op === 'add')
+        .map((o) => o.path)
+        .sort(),
+    ).toEqual(['/architecture', '/visor_agent', '/visor_image_id', '/visor_revision', '/visor_sha256']);
     expect(ops.filter((o) => o.op === 'remove')).toEqual([]);
   });
 
@@ -350,26 +449,53 @@ describe('Glance and Keystone errors', () => {
   });
 
   it('explains the JSON bodies of Glance (webob) and Keystone', () => {
-    expect(explain({ message: 'No image found with ID x<br /><br />\n\n\n', code: '404 Not Found', title: 'Not Found' })).toBe('No image found with ID x');
-    expect(explain('{"error":{"code":401,"message":"The request you have made requires authentication.","title":"Unauthorized"}}')).toBe('The request you have made requires authentication.');
+    expect(
+      explain({ message: 'No image found with ID x<br /><br />\n\n\n', code: '404 Not Found', title: 'Not Found' }),
+    ).toBe('No image found with ID x');
+    expect(
+      explain(
+        '{"error":{"code":401,"message":"The request you have made requires authentication.","title":"Unauthorized"}}',
+      ),
+    ).toBe('The request you have made requires authentication.');
     expect(explain(undefined)).toBe('');
   });
 
   it('maps statuses to kinds', () => {
     expect([400, 401, 403, 404, 409, 410, 413, 415, 416, 429, 500, 503, 302].map(kindOfStatus)).toEqual([
-      'invalidInput', 'auth', 'forbidden', 'notFound', 'conflict', 'conflict', 'invalidInput', 'invalidInput', 'invalidInput', 'unavailable', 'unavailable', 'unavailable', 'invalidResponse',
+      'invalidInput',
+      'auth',
+      'forbidden',
+      'notFound',
+      'conflict',
+      'conflict',
+      'invalidInput',
+      'invalidInput',
+      'invalidInput',
+      'unavailable',
+      'unavailable',
+      'unavailable',
+      'invalidResponse',
     ]);
   });
 
   it('maps network failures and never carries the request (token, password) in the cause', async () => {
     const { default: axios } = await import('axios');
     const error = await axios
-      .post('http://127.0.0.1:1/v3/auth/tokens', { password: 'p4ssw0rd-secret' }, { headers: { 'X-Auth-Token': 'tok-secret-123' } })
+      .post(
+        'http://127.0.0.1:1/v3/auth/tokens',
+        { password: 'p4ssw0rd-secret' },
+        { headers: { 'X-Auth-Token': 'tok-secret-123' } },
+      )
       .catch((e: unknown) => e);
     const mapped = httpError('Keystone: authenticating', error);
     expect(mapped.kind).toBe('unavailable');
     expect(mapped.message).toMatch(/^Keystone: authenticating: ECONNREFUSED/);
-    const serialized = JSON.stringify({ message: mapped.message, cause: mapped.cause, details: mapped.details, props: { ...(mapped.cause as object) } });
+    const serialized = JSON.stringify({
+      message: mapped.message,
+      cause: mapped.cause,
+      details: mapped.details,
+      props: { ...(mapped.cause as object) },
+    });
     expect(serialized).not.toContain('p4ssw0rd-secret');
     expect(serialized).not.toContain('tok-secret-123');
   });

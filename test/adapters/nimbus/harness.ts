@@ -7,7 +7,14 @@ import { silentLogger } from '../../../core/logging/logger.js';
 import { SecretRegistry } from '../../../core/logging/redact.js';
 import type { PluginFactory } from '../../../core/registry/ids.js';
 import { PluginRegistry } from '../../../core/registry/registry.js';
-import { createTestBucket, deleteTestBucket, listKeys, peerClient, pendingUploads, type S3Peer } from '../../peers/s3.js';
+import {
+  createTestBucket,
+  deleteTestBucket,
+  listKeys,
+  peerClient,
+  pendingUploads,
+  type S3Peer,
+} from '../../peers/s3.js';
 
 /**
  * A Cumulus repository on the real S3 peer (Swift s3api): one bucket laid out as Nimbus lays
@@ -36,12 +43,21 @@ export interface CumulusRepository {
   cleanup(): Promise<void>;
 }
 
-export async function setUpCumulusRepository(peer: S3Peer, label: string, overrides: Record<string, unknown> = {}): Promise<CumulusRepository> {
+export async function setUpCumulusRepository(
+  peer: S3Peer,
+  label: string,
+  overrides: Record<string, unknown> = {},
+): Promise<CumulusRepository> {
   const bucket = await createTestBucket(peer, `nimbus-${label}`);
   const canonicalId = randomUUID();
   const client = peerClient(peer);
-  const put = (key: string, body: Buffer | string = 'not an image of this user') => client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
-  const seeded = [`VMS/${randomUUID()}/another-users-image`, `VMS/${canonicalId}/nested/too-deep`, `VMS.description/${canonicalId}/described-image`];
+  const put = (key: string, body: Buffer | string = 'not an image of this user') =>
+    client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+  const seeded = [
+    `VMS/${randomUUID()}/another-users-image`,
+    `VMS/${canonicalId}/nested/too-deep`,
+    `VMS.description/${canonicalId}/described-image`,
+  ];
   for (const key of seeded) await put(key);
   const options: Record<string, unknown> = {
     endpoint: peer.endpoint,
@@ -79,11 +95,15 @@ export async function setUpCumulusRepository(peer: S3Peer, label: string, overri
  * A driver made the way visor makes it: the plugin registered, its options validated by its
  * own schema, then its factory. `secrets` receives what the plugin registers as secret.
  */
-export async function pluginDriver(options: Record<string, unknown>, secrets = new SecretRegistry()): Promise<IaasDriver> {
+export async function pluginDriver(
+  options: Record<string, unknown>,
+  secrets = new SecretRegistry(),
+): Promise<IaasDriver> {
   const registry = new PluginRegistry();
   registry.register(nimbusPlugin);
   const { value, issues } = await registry.validateOptions('iaas', 'nimbus', options, ['clouds', 'nimbus', 'options']);
-  if (issues.length > 0) throw new Error(`invalid nimbus options: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`);
+  if (issues.length > 0)
+    throw new Error(`invalid nimbus options: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`);
   const factory = registry.factory('iaas', 'nimbus') as PluginFactory<IaasDriver>;
   return factory.create(value, { name: 'nimbus-test', dataDir: '/tmp', logger: silentLogger, secrets });
 }

@@ -39,16 +39,23 @@ async function cumulusLikeProxy(target: string, quirks: Quirks): Promise<{ endpo
     if (quirks.refusePost && req.method === 'POST') {
       req.resume();
       res.writeHead(400, { 'Content-Type': 'application/xml' });
-      res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidArgument</Code><Message>Invalid Argument</Message><Resource></Resource><RequestId>1</RequestId></Error>');
+      res.end(
+        '<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidArgument</Code><Message>Invalid ' +
+          'Argument</Message><Resource></Resource><RequestId>1</RequestId></Error>',
+      );
       return;
     }
-    const forward = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      const headers = { ...answer.headers };
-      if (quirks.stripMetadata) for (const name of Object.keys(headers)) if (name.startsWith('x-amz-meta-')) delete headers[name];
-      res.writeHead(answer.statusCode ?? 502, headers);
-      answer.on('data', (chunk: Buffer) => (quirks.bytes.received += chunk.length));
-      answer.pipe(res);
-    });
+    const forward = request(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        const headers = { ...answer.headers };
+        if (quirks.stripMetadata)
+          for (const name of Object.keys(headers)) if (name.startsWith('x-amz-meta-')) delete headers[name];
+        res.writeHead(answer.statusCode ?? 502, headers);
+        answer.on('data', (chunk: Buffer) => (quirks.bytes.received += chunk.length));
+        answer.pipe(res);
+      },
+    );
     forward.on('error', () => res.destroy());
     req.on('data', (chunk: Buffer) => (quirks.bytes.sent += chunk.length));
     req.pipe(forward);
@@ -58,16 +65,12 @@ async function cumulusLikeProxy(target: string, quirks: Quirks): Promise<{ endpo
 }
 
 const test = (title: string, fn: () => Promise<void>) =>
-  it(
-    title,
-    async (ctx) => {
-      if (skipReason) ctx.skip(skipReason);
-      await fn();
-    },
-    60_000,
-  );
+  it(title, async (ctx) => {
+    if (skipReason) ctx.skip(skipReason);
+    await fn();
+  }, 60_000);
 
-describe('nimbus against Cumulus\'s gaps', () => {
+describe("nimbus against Cumulus's gaps", () => {
   let repo: CumulusRepository;
   let proxy: { endpoint: string; server: Server } | undefined;
   const quirks: Quirks = { stripMetadata: false, refusePost: false, bytes: { sent: 0, received: 0 } };
@@ -87,13 +90,25 @@ describe('nimbus against Cumulus\'s gaps', () => {
 
   const attempt = async (size: number) => {
     const content = bufferContent(randomBytes(size));
-    const image = makeImage({ name: `quirk-${randomBytes(3).toString('hex')}`, access: 'private', diskFormat: 'raw', containerFormat: 'bare' });
-    return driver.create({ image, markers: { agent: 'quirks', imageId: image.id, sha256: content.checksums.sha256, revision: 1 }, content, timeoutMs: 120_000 }).then(
-      () => {
-        throw new Error('create should have failed');
-      },
-      (error: unknown) => error,
-    );
+    const image = makeImage({
+      name: `quirk-${randomBytes(3).toString('hex')}`,
+      access: 'private',
+      diskFormat: 'raw',
+      containerFormat: 'bare',
+    });
+    return driver
+      .create({
+        image,
+        markers: { agent: 'quirks', imageId: image.id, sha256: content.checksums.sha256, revision: 1 },
+        content,
+        timeoutMs: 120_000,
+      })
+      .then(
+        () => {
+          throw new Error('create should have failed');
+        },
+        (error: unknown) => error,
+      );
   };
 
   test('a repository that drops object metadata: create fails as unsupported and removes the object', async () => {
@@ -121,8 +136,18 @@ describe('nimbus against Cumulus\'s gaps', () => {
       expect(await repo.keys()).toEqual(before);
       // Small images still go up as one PutObject.
       const content = bufferContent(randomBytes(64 * 1024));
-      const image = makeImage({ name: `quirk-small-${randomBytes(3).toString('hex')}`, access: 'private', diskFormat: 'raw', containerFormat: 'bare' });
-      const cloud = await driver.create({ image, markers: { agent: 'quirks', imageId: image.id, sha256: content.checksums.sha256, revision: 1 }, content, timeoutMs: 120_000 });
+      const image = makeImage({
+        name: `quirk-small-${randomBytes(3).toString('hex')}`,
+        access: 'private',
+        diskFormat: 'raw',
+        containerFormat: 'bare',
+      });
+      const cloud = await driver.create({
+        image,
+        markers: { agent: 'quirks', imageId: image.id, sha256: content.checksums.sha256, revision: 1 },
+        content,
+        timeoutMs: 120_000,
+      });
       expect(cloud.markers?.agent).toBe('quirks');
     } finally {
       quirks.refusePost = false;
@@ -131,12 +156,25 @@ describe('nimbus against Cumulus\'s gaps', () => {
 
   test('metadata updates and moves are server-side copies: no image bytes pass through visor', async () => {
     const content = bufferContent(randomBytes(11 * MiB));
-    const image = makeImage({ name: `copy-${randomBytes(3).toString('hex')}`, access: 'private', diskFormat: 'raw', containerFormat: 'bare' });
+    const image = makeImage({
+      name: `copy-${randomBytes(3).toString('hex')}`,
+      access: 'private',
+      diskFormat: 'raw',
+      containerFormat: 'bare',
+    });
     const markers = { agent: 'quirks', imageId: image.id, sha256: content.checksums.sha256, revision: 1 };
     const cloud = await driver.create({ image, markers, content, timeoutMs: 120_000 });
     quirks.bytes = { sent: 0, received: 0 };
-    const updated = await driver.updateMetadata(cloud.nativeId, { ...image, minRam: 2048, revision: 2 }, { ...markers, revision: 2 });
-    const moved = await driver.updateMetadata(updated.nativeId, { ...image, access: 'public', revision: 3 }, { ...markers, revision: 3 });
+    const updated = await driver.updateMetadata(
+      cloud.nativeId,
+      { ...image, minRam: 2048, revision: 2 },
+      { ...markers, revision: 2 },
+    );
+    const moved = await driver.updateMetadata(
+      updated.nativeId,
+      { ...image, access: 'public', revision: 3 },
+      { ...markers, revision: 3 },
+    );
     expect(moved.markers?.revision).toBe(3);
     // Requests carry no body at all; responses are XML and empty HEAD bodies.
     expect(quirks.bytes.sent).toBe(0);

@@ -50,13 +50,29 @@ const test = (title: string, fn: () => Promise<void>, timeout = 120_000) =>
   );
 
 let counter = 0;
-const imageNamed = (draft: Partial<ImageDraft> = {}): Image => makeImage({ name: `img-${++counter}-${randomBytes(3).toString('hex')}`, access: 'private', diskFormat: 'raw', containerFormat: 'bare', ...draft });
-const markersOf = (image: Image, content: ContentSource): Markers => ({ agent: 'driver-test', imageId: image.id, sha256: content.checksums.sha256, revision: image.revision });
+const imageNamed = (draft: Partial<ImageDraft> = {}): Image =>
+  makeImage({
+    name: `img-${++counter}-${randomBytes(3).toString('hex')}`,
+    access: 'private',
+    diskFormat: 'raw',
+    containerFormat: 'bare',
+    ...draft,
+  });
+const markersOf = (image: Image, content: ContentSource): Markers => ({
+  agent: 'driver-test',
+  imageId: image.id,
+  sha256: content.checksums.sha256,
+  revision: image.revision,
+});
 
 describe('nimbus driver on a Cumulus layout', () => {
   let repo: CumulusRepository;
   let driver: NimbusDriver;
-  const create = async (draft: Partial<ImageDraft> = {}, content: ContentSource = bufferContent(randomImageBytes(64 * 1024)), d: NimbusDriver = driver) => {
+  const create = async (
+    draft: Partial<ImageDraft> = {},
+    content: ContentSource = bufferContent(randomImageBytes(64 * 1024)),
+    d: NimbusDriver = driver,
+  ) => {
     const image = imageNamed(draft);
     const markers = markersOf(image, content);
     const cloud = await d.create({ image, markers, content, timeoutMs: 120_000 });
@@ -77,22 +93,30 @@ describe('nimbus driver on a Cumulus layout', () => {
     await repo?.cleanup();
   });
 
-  test('puts private images in VMS/<canonical-id>/ and public ones in VMS/common/, public-read like cloud-client', async () => {
-    const mine = await create({ access: 'private' });
-    const shared = await create({ access: 'public' });
-    expect(mine.cloud.nativeId).toBe(`VMS/${repo.canonicalId}/${mine.image.name}`);
-    expect(mine.cloud.access).toBe('private');
-    expect(shared.cloud.nativeId).toBe(`VMS/common/${shared.image.name}`);
-    expect(shared.cloud.access).toBe('public');
-    const keys = await repo.keys();
-    expect(keys).toContain(mine.cloud.nativeId);
-    expect(keys).toContain(shared.cloud.nativeId);
-    const head = await repo.client.send(new HeadObjectCommand({ Bucket: repo.bucket, Key: mine.cloud.nativeId }));
-    expect(head.Metadata).toMatchObject({ 'visor-agent': 'driver-test', 'visor-image-id': mine.image.id, 'visor-sha256': mine.content.checksums.sha256, 'visor-revision': '1' });
-    expect(head.ETag?.replaceAll('"', '')).toBe(mine.content.checksums.md5);
-  });
+  test(
+    'puts private images in VMS/<canonical-id>/ and public ' + 'ones in VMS/common/, public-read like cloud-client',
+    async () => {
+      const mine = await create({ access: 'private' });
+      const shared = await create({ access: 'public' });
+      expect(mine.cloud.nativeId).toBe(`VMS/${repo.canonicalId}/${mine.image.name}`);
+      expect(mine.cloud.access).toBe('private');
+      expect(shared.cloud.nativeId).toBe(`VMS/common/${shared.image.name}`);
+      expect(shared.cloud.access).toBe('public');
+      const keys = await repo.keys();
+      expect(keys).toContain(mine.cloud.nativeId);
+      expect(keys).toContain(shared.cloud.nativeId);
+      const head = await repo.client.send(new HeadObjectCommand({ Bucket: repo.bucket, Key: mine.cloud.nativeId }));
+      expect(head.Metadata).toMatchObject({
+        'visor-agent': 'driver-test',
+        'visor-image-id': mine.image.id,
+        'visor-sha256': mine.content.checksums.sha256,
+        'visor-revision': '1',
+      });
+      expect(head.ETag?.replaceAll('"', '')).toBe(mine.content.checksums.md5);
+    },
+  );
 
-  test('lists the user\'s and the common images, and nothing else of the repository', async () => {
+  test("lists the user's and the common images, and nothing else of the repository", async () => {
     const unmarked = await repo.putUnmarked('common', `cloud-client-upload-${randomBytes(3).toString('hex')}`);
     const listed = await driver.list();
     const ids = listed.map((i) => i.nativeId);
@@ -104,31 +128,46 @@ describe('nimbus driver on a Cumulus layout', () => {
     expect(ids.every((id) => id.startsWith(`VMS/${repo.canonicalId}/`) || id.startsWith('VMS/common/'))).toBe(true);
   });
 
-  test('moves an image between the private and the common folder when its access changes, without re-uploading', async () => {
-    const { image, markers, cloud, content } = await create({ access: 'private' });
-    const before = await repo.keys();
-    const published = await driver.updateMetadata(cloud.nativeId, { ...image, access: 'public', revision: 2 }, { ...markers, revision: 2 });
-    expect(published.nativeId).toBe(`VMS/common/${image.name}`);
-    expect(published.access).toBe('public');
-    expect(published.markers).toEqual({ ...markers, revision: 2 });
-    expect(published.checksums).toEqual({ md5: content.checksums.md5, sha256: content.checksums.sha256 });
-    const after = await repo.keys();
-    expect(after).not.toContain(cloud.nativeId);
-    expect(after.length).toBe(before.length);
-    await expectKind(driver.get(cloud.nativeId), 'notFound');
+  test(
+    'moves an image between the private and the common ' + 'folder when its access changes, without re-uploading',
+    async () => {
+      const { image, markers, cloud, content } = await create({ access: 'private' });
+      const before = await repo.keys();
+      const published = await driver.updateMetadata(
+        cloud.nativeId,
+        { ...image, access: 'public', revision: 2 },
+        { ...markers, revision: 2 },
+      );
+      expect(published.nativeId).toBe(`VMS/common/${image.name}`);
+      expect(published.access).toBe('public');
+      expect(published.markers).toEqual({ ...markers, revision: 2 });
+      expect(published.checksums).toEqual({ md5: content.checksums.md5, sha256: content.checksums.sha256 });
+      const after = await repo.keys();
+      expect(after).not.toContain(cloud.nativeId);
+      expect(after.length).toBe(before.length);
+      await expectKind(driver.get(cloud.nativeId), 'notFound');
 
-    const back = await driver.updateMetadata(published.nativeId, { ...image, access: 'private', revision: 3 }, { ...markers, revision: 3 });
-    expect(back.nativeId).toBe(cloud.nativeId);
-    expect(back.access).toBe('private');
-    const { stream } = await driver.download(back.nativeId);
-    expect(sha256(await buffer(stream))).toBe(content.checksums.sha256);
-  });
+      const back = await driver.updateMetadata(
+        published.nativeId,
+        { ...image, access: 'private', revision: 3 },
+        { ...markers, revision: 3 },
+      );
+      expect(back.nativeId).toBe(cloud.nativeId);
+      expect(back.access).toBe('private');
+      const { stream } = await driver.download(back.nativeId);
+      expect(sha256(await buffer(stream))).toBe(content.checksums.sha256);
+    },
+  );
 
   test('refuses a move onto a name the other folder already has, and changes nothing', async () => {
     const { image, markers, cloud } = await create({ access: 'private' });
-    await repo.putUnmarked('common', image.name, 'someone else\'s image');
+    await repo.putUnmarked('common', image.name, "someone else's image");
     const before = await repo.keys();
-    await expectKind(driver.updateMetadata(cloud.nativeId, { ...image, access: 'public' }, markers), 'conflict', /already exists/);
+    await expectKind(
+      driver.updateMetadata(cloud.nativeId, { ...image, access: 'public' }, markers),
+      'conflict',
+      /already exists/,
+    );
     expect(await repo.keys()).toEqual(before);
     expect((await driver.get(cloud.nativeId)).markers).toEqual(markers);
   });
@@ -141,7 +180,11 @@ describe('nimbus driver on a Cumulus layout', () => {
 
   test('rewrites metadata in place with a server-side copy, keeping the bytes and the object name', async () => {
     const { image, markers, cloud, content } = await create({ properties: { purpose: 'first' } });
-    const updated = await driver.updateMetadata(cloud.nativeId, { ...image, name: `${image.name}-renamed`, properties: { purpose: 'second' }, tags: ['a b', 'c'], revision: 2 }, { ...markers, revision: 2 });
+    const updated = await driver.updateMetadata(
+      cloud.nativeId,
+      { ...image, name: `${image.name}-renamed`, properties: { purpose: 'second' }, tags: ['a b', 'c'], revision: 2 },
+      { ...markers, revision: 2 },
+    );
     expect(updated.nativeId).toBe(cloud.nativeId);
     expect(updated.name).toBe(`${image.name}-renamed`);
     expect(updated.metadata.properties).toEqual({ purpose: 'second' });
@@ -156,7 +199,11 @@ describe('nimbus driver on a Cumulus layout', () => {
     const name = existing.split('/').pop()!;
     const content = bufferContent(randomImageBytes(1024));
     const image = imageNamed({ name });
-    await expectKind(driver.create({ image, markers: markersOf(image, content), content, timeoutMs: 120_000 }), 'conflict', /already has an image of that name/);
+    await expectKind(
+      driver.create({ image, markers: markersOf(image, content), content, timeoutMs: 120_000 }),
+      'conflict',
+      /already has an image of that name/,
+    );
     const got = await repo.client.send(new GetObjectCommand({ Bucket: repo.bucket, Key: existing }));
     expect(await got.Body!.transformToString()).toBe('the original');
   });
@@ -170,47 +217,72 @@ describe('nimbus driver on a Cumulus layout', () => {
     expect(await repo.keys()).toEqual(expect.arrayContaining(repo.seeded));
   });
 
-  test('uploads a large image as a verified multipart upload, and copies it for metadata updates and moves', async () => {
-    const data = randomBytes(11 * MiB + 3);
-    const content = bufferContent(data);
-    let progress = 0;
-    const image = imageNamed();
-    const markers = markersOf(image, content);
-    const cloud = await driver.create({ image, markers, content, onProgress: (n) => (progress = n), timeoutMs: 120_000 });
-    expect(progress).toBe(data.length);
-    const head = await repo.client.send(new HeadObjectCommand({ Bucket: repo.bucket, Key: cloud.nativeId }));
-    expect(head.ETag).toMatch(/-3"?$/);
-    expect(cloud.checksums).toEqual({ md5: content.checksums.md5, sha256: content.checksums.sha256 });
-    expect(cloud.size).toBe(data.length);
+  test(
+    'uploads a large image as a verified multipart upload, ' + 'and copies it for metadata updates and moves',
+    async () => {
+      const data = randomBytes(11 * MiB + 3);
+      const content = bufferContent(data);
+      let progress = 0;
+      const image = imageNamed();
+      const markers = markersOf(image, content);
+      const cloud = await driver.create({
+        image,
+        markers,
+        content,
+        onProgress: (n) => (progress = n),
+        timeoutMs: 120_000,
+      });
+      expect(progress).toBe(data.length);
+      const head = await repo.client.send(new HeadObjectCommand({ Bucket: repo.bucket, Key: cloud.nativeId }));
+      expect(head.ETag).toMatch(/-3"?$/);
+      expect(cloud.checksums).toEqual({ md5: content.checksums.md5, sha256: content.checksums.sha256 });
+      expect(cloud.size).toBe(data.length);
 
-    // In place (CopyObject), then in place and a move in parts (UploadPartCopy, threshold lowered to 5 MiB).
-    const inPlace = await driver.updateMetadata(cloud.nativeId, { ...image, minRam: 512, revision: 2 }, { ...markers, revision: 2 });
-    expect(inPlace.metadata.minRam).toBe(512);
-    const parted = directDriver(repo, { copyThreshold: 5 * MiB });
-    try {
-      const partedInPlace = await parted.updateMetadata(cloud.nativeId, { ...image, minRam: 768, revision: 3 }, { ...markers, revision: 3 });
-      expect(partedInPlace).toMatchObject({ nativeId: cloud.nativeId, size: data.length, metadata: { minRam: 768 } });
-      const moved = await parted.updateMetadata(cloud.nativeId, { ...image, access: 'public', revision: 4 }, { ...markers, revision: 4 });
-      expect(moved.nativeId).toBe(`VMS/common/${image.name}`);
-      expect(moved.markers?.revision).toBe(4);
-      expect(moved.checksums.sha256).toBe(content.checksums.sha256);
-      const { stream, size } = await parted.download(moved.nativeId);
-      expect(size).toBe(data.length);
-      expect(sha256(await buffer(stream))).toBe(content.checksums.sha256);
-      const { stream: part } = await parted.download(moved.nativeId, { range: { start: 6 * MiB, end: 6 * MiB + 9 } });
-      expect(await buffer(part)).toEqual(data.subarray(6 * MiB, 6 * MiB + 10));
-      expect(await repo.pendingUploads()).toEqual([]);
-    } finally {
-      await parted.close();
-    }
-  });
+      // In place (CopyObject), then in place and a move in parts (UploadPartCopy, threshold lowered to 5 MiB).
+      const inPlace = await driver.updateMetadata(
+        cloud.nativeId,
+        { ...image, minRam: 512, revision: 2 },
+        { ...markers, revision: 2 },
+      );
+      expect(inPlace.metadata.minRam).toBe(512);
+      const parted = directDriver(repo, { copyThreshold: 5 * MiB });
+      try {
+        const partedInPlace = await parted.updateMetadata(
+          cloud.nativeId,
+          { ...image, minRam: 768, revision: 3 },
+          { ...markers, revision: 3 },
+        );
+        expect(partedInPlace).toMatchObject({ nativeId: cloud.nativeId, size: data.length, metadata: { minRam: 768 } });
+        const moved = await parted.updateMetadata(
+          cloud.nativeId,
+          { ...image, access: 'public', revision: 4 },
+          { ...markers, revision: 4 },
+        );
+        expect(moved.nativeId).toBe(`VMS/common/${image.name}`);
+        expect(moved.markers?.revision).toBe(4);
+        expect(moved.checksums.sha256).toBe(content.checksums.sha256);
+        const { stream, size } = await parted.download(moved.nativeId);
+        expect(size).toBe(data.length);
+        expect(sha256(await buffer(stream))).toBe(content.checksums.sha256);
+        const { stream: part } = await parted.download(moved.nativeId, { range: { start: 6 * MiB, end: 6 * MiB + 9 } });
+        expect(await buffer(part)).toEqual(data.subarray(6 * MiB, 6 * MiB + 10));
+        expect(await repo.pendingUploads()).toEqual([]);
+      } finally {
+        await parted.close();
+      }
+    },
+  );
 
   test('leaves nothing when the content lies, fails mid-way, or runs past its deadline', async () => {
     const before = await repo.keys();
     // A lie in a multipart-sized image: the parts went up, the commit never happens.
     const liar = bufferContent(randomBytes(11 * MiB), 'raw', { lie: true });
     const liarImage = imageNamed();
-    await expectKind(driver.create({ image: liarImage, markers: markersOf(liarImage, liar), content: liar, timeoutMs: 120_000 }), 'integrity', /content does not match/);
+    await expectKind(
+      driver.create({ image: liarImage, markers: markersOf(liarImage, liar), content: liar, timeoutMs: 120_000 }),
+      'integrity',
+      /content does not match/,
+    );
     await expectNothingLeft(before);
 
     // A source that breaks after 7 MiB.
@@ -226,19 +298,45 @@ describe('nimbus driver on a Cumulus layout', () => {
         ),
     };
     const brokenImage = imageNamed();
-    await expectKind(driver.create({ image: brokenImage, markers: markersOf(brokenImage, broken), content: broken, timeoutMs: 120_000 }), 'unavailable', /the store went away/);
+    await expectKind(
+      driver.create({
+        image: brokenImage,
+        markers: markersOf(brokenImage, broken),
+        content: broken,
+        timeoutMs: 120_000,
+      }),
+      'unavailable',
+      /the store went away/,
+    );
     await expectNothingLeft(before);
 
     // A source that never ends, and a deadline of half a second.
     const stalled: ContentSource = { ...good, open: async () => new Readable({ read() {} }) };
     const stalledImage = imageNamed();
-    await expectKind(driver.create({ image: stalledImage, markers: markersOf(stalledImage, stalled), content: stalled, timeoutMs: 500 }), 'timeout', /not uploaded within 0.5 s/);
+    await expectKind(
+      driver.create({
+        image: stalledImage,
+        markers: markersOf(stalledImage, stalled),
+        content: stalled,
+        timeoutMs: 500,
+      }),
+      'timeout',
+      /not uploaded within 0.5 s/,
+    );
     await expectNothingLeft(before);
 
     // Longer than declared.
     const longer: ContentSource = { ...bufferContent(randomBytes(2048)), size: 1024 };
     const longerImage = imageNamed();
-    await expectKind(driver.create({ image: longerImage, markers: markersOf(longerImage, longer), content: longer, timeoutMs: 120_000 }), 'integrity');
+    await expectKind(
+      driver.create({
+        image: longerImage,
+        markers: markersOf(longerImage, longer),
+        content: longer,
+        timeoutMs: 120_000,
+      }),
+      'integrity',
+    );
     await expectNothingLeft(before);
   });
 
@@ -247,7 +345,15 @@ describe('nimbus driver on a Cumulus layout', () => {
     const other = await repo.putUnmarked('own', `other-${randomBytes(3).toString('hex')}`, randomBytes(64 * 1024));
     const head = await repo.client.send(new HeadObjectCommand({ Bucket: repo.bucket, Key: cloud.nativeId }));
     // Someone copies other bytes over the image, keeping visor's metadata.
-    await repo.client.send(new CopyObjectCommand({ Bucket: repo.bucket, Key: cloud.nativeId, CopySource: `${repo.bucket}/${other}`, MetadataDirective: 'REPLACE', Metadata: head.Metadata }));
+    await repo.client.send(
+      new CopyObjectCommand({
+        Bucket: repo.bucket,
+        Key: cloud.nativeId,
+        CopySource: `${repo.bucket}/${other}`,
+        MetadataDirective: 'REPLACE',
+        Metadata: head.Metadata,
+      }),
+    );
     const got = await driver.get(cloud.nativeId);
     expect(got.markers).toBeUndefined();
     const { stream } = await driver.download(cloud.nativeId);
@@ -272,7 +378,9 @@ describe('nimbus driver on a Cumulus layout', () => {
       const message = await kindOf(bad.list());
       expect(message).toMatch(/^auth:/);
       expect(message).not.toContain('a-secret-nobody-may-see');
-      expect(JSON.stringify(secrets.redact({ line: 'key a-secret-nobody-may-see' }))).not.toContain('a-secret-nobody-may-see');
+      expect(JSON.stringify(secrets.redact({ line: 'key a-secret-nobody-may-see' }))).not.toContain(
+        'a-secret-nobody-may-see',
+      );
     } finally {
       await bad.close();
     }
@@ -292,7 +400,7 @@ describe('nimbus gzip mode', () => {
     await repo?.cleanup();
   });
 
-  test('stores gzip bytes, records the image\'s size and checksums, and downloads the original', async () => {
+  test("stores gzip bytes, records the image's size and checksums, and downloads the original", async () => {
     // Compressible content: a raw disk is mostly zeros.
     const data = Buffer.concat([randomBytes(100 * 1024), Buffer.alloc(2 * MiB), randomBytes(1000)]);
     const content = bufferContent(data);
@@ -306,14 +414,21 @@ describe('nimbus gzip mode', () => {
     expect(stored.subarray(0, 2)).toEqual(Buffer.from([0x1f, 0x8b]));
     expect(stored.length).toBeLessThan(data.length / 5);
     expect(gunzipSync(stored).equals(data)).toBe(true);
-    expect(got.Metadata).toMatchObject({ 'visor-compression': 'gzip', 'visor-content-size': String(data.length), 'visor-content-sha256': content.checksums.sha256, 'visor-content-md5': content.checksums.md5 });
+    expect(got.Metadata).toMatchObject({
+      'visor-compression': 'gzip',
+      'visor-content-size': String(data.length),
+      'visor-content-sha256': content.checksums.sha256,
+      'visor-content-md5': content.checksums.md5,
+    });
     // The ETag is the MD5 of the gzip bytes, which is what Cumulus caches images by.
     expect(got.ETag?.replaceAll('"', '')).toBe(createHash('md5').update(stored).digest('hex'));
 
     const { stream, size } = await driver.download(cloud.nativeId);
     expect(size).toBe(data.length);
     expect((await buffer(stream)).equals(data)).toBe(true);
-    const { stream: slice } = await driver.download(cloud.nativeId, { range: { start: 100 * 1024 - 5, end: 100 * 1024 + 4 } });
+    const { stream: slice } = await driver.download(cloud.nativeId, {
+      range: { start: 100 * 1024 - 5, end: 100 * 1024 + 4 },
+    });
     expect(await buffer(slice)).toEqual(data.subarray(100 * 1024 - 5, 100 * 1024 + 5));
     await expectKind(driver.download(cloud.nativeId, { range: { start: data.length } }), 'invalidInput');
   });
@@ -324,7 +439,11 @@ describe('nimbus gzip mode', () => {
     const image = imageNamed();
     const markers = markersOf(image, content);
     const cloud = await driver.create({ image, markers, content, timeoutMs: 120_000 });
-    const moved = await driver.updateMetadata(cloud.nativeId, { ...image, access: 'public', revision: 2 }, { ...markers, revision: 2 });
+    const moved = await driver.updateMetadata(
+      cloud.nativeId,
+      { ...image, access: 'public', revision: 2 },
+      { ...markers, revision: 2 },
+    );
     expect(moved.size).toBe(data.length);
     expect(moved.checksums.sha256).toBe(content.checksums.sha256);
     const { stream } = await driver.download(moved.nativeId);
@@ -339,7 +458,9 @@ describe('nimbus gzip mode', () => {
     const got = await repo.client.send(new GetObjectCommand({ Bucket: repo.bucket, Key: cloud.nativeId }));
     const stored = Buffer.from(await got.Body!.transformToByteArray());
     stored[stored.length >> 1] = stored[stored.length >> 1]! ^ 0xff;
-    await repo.client.send(new PutObjectCommand({ Bucket: repo.bucket, Key: cloud.nativeId, Body: stored, Metadata: got.Metadata }));
+    await repo.client.send(
+      new PutObjectCommand({ Bucket: repo.bucket, Key: cloud.nativeId, Body: stored, Metadata: got.Metadata }),
+    );
     const { stream } = await driver.download(cloud.nativeId);
     await expect(buffer(stream)).rejects.toMatchObject({ kind: 'integrity' });
   });
@@ -363,10 +484,14 @@ describe('nimbus listing across pages', () => {
         const content = bufferContent(randomBytes(1024));
         const image = imageNamed({ access: i % 4 === 0 ? 'public' : 'private' });
         const markers = markersOf(image, content);
-        made.push({ nativeId: (await driver.create({ image, markers, content, timeoutMs: 120_000 })).nativeId, markers });
+        made.push({
+          nativeId: (await driver.create({ image, markers, content, timeoutMs: 120_000 })).nativeId,
+          markers,
+        });
       }
       const unmarked: string[] = [];
-      for (let i = 0; i < 24; i++) unmarked.push(await repo.putUnmarked(i % 2 ? 'own' : 'common', `unmarked-${String(i).padStart(2, '0')}`));
+      for (let i = 0; i < 24; i++)
+        unmarked.push(await repo.putUnmarked(i % 2 ? 'own' : 'common', `unmarked-${String(i).padStart(2, '0')}`));
       const listed = await driver.list();
       expect(listed.length).toBe(40);
       expect(new Set(listed.map((i) => i.nativeId)).size).toBe(40);

@@ -10,7 +10,10 @@ import type { OpenNebulaDouble } from '../../doubles/opennebula/index.js';
 import { validateOneDocuments } from '../../doubles/opennebula/xsd.js';
 
 /** A driver against a double, with timings small enough for tests. */
-export function driverFor(double: OpenNebulaDouble, overrides: Partial<OpenNebulaDriverOptions> = {}): OpenNebulaDriver {
+export function driverFor(
+  double: OpenNebulaDouble,
+  overrides: Partial<OpenNebulaDriverOptions> = {},
+): OpenNebulaDriver {
   return new OpenNebulaDriver({
     endpoint: double.endpoint,
     username: 'oneadmin',
@@ -82,7 +85,9 @@ export async function expectValidDocuments(doubles: readonly OpenNebulaDouble[])
   const bodies = doubles.flatMap((d) => d.responses.map((r) => r.body));
   for (const body of bodies) {
     expect(body.startsWith('<?xml version="1.0" encoding="UTF-8"?>\r\n<methodResponse>\r\n')).toBe(true);
-    const value: unknown = await new Deserializer().deserializeMethodResponse(body).catch((e: unknown) => (e instanceof XmlRpcFault ? 'fault' : e));
+    const value: unknown = await new Deserializer()
+      .deserializeMethodResponse(body)
+      .catch((e: unknown) => (e instanceof XmlRpcFault ? 'fault' : e));
     expect(value === 'fault' || Array.isArray(value), String(value)).toBe(true);
   }
   const documents = doubles.flatMap((d) => d.responses.flatMap((r) => r.documents));

@@ -14,7 +14,13 @@ let client: OneClient;
 
 beforeAll(async () => {
   double = await startOpenNebulaDouble({ generation: 7 });
-  client = new OneClient({ endpoint: double.endpoint, username: 'oneadmin', password: 'opennebula', timeoutMs: 5_000, maxResponseBytes: 1024 * 1024 });
+  client = new OneClient({
+    endpoint: double.endpoint,
+    username: 'oneadmin',
+    password: 'opennebula',
+    timeoutMs: 5_000,
+    maxResponseBytes: 1024 * 1024,
+  });
 });
 afterAll(async () => {
   try {
@@ -35,13 +41,33 @@ async function kindOf(promise: Promise<unknown>): Promise<string> {
 
 describe('OpenNebula client: replies', () => {
   it('reads both generations of reply arrays', () => {
-    expect(parseReply([true, '<IMAGE_POOL></IMAGE_POOL>', 0], 'm')).toEqual({ ok: true, result: '<IMAGE_POOL></IMAGE_POOL>' });
+    expect(parseReply([true, '<IMAGE_POOL></IMAGE_POOL>', 0], 'm')).toEqual({
+      ok: true,
+      result: '<IMAGE_POOL></IMAGE_POOL>',
+    });
     expect(parseReply([true, 15, 0], 'm')).toEqual({ ok: true, result: 15 });
     // 5.x failure: three elements.
-    expect(parseReply([false, '[ImageInfo] Error getting image [42].', 1024], 'm')).toEqual({ ok: false, message: '[ImageInfo] Error getting image [42].', code: 1024 });
+    expect(parseReply([false, '[ImageInfo] Error getting image [42].', 1024], 'm')).toEqual({
+      ok: false,
+      message: '[ImageInfo] Error getting image [42].',
+      code: 1024,
+    });
     // 6.x+ failure: object id and the <i8> replication index (a string: i8 exceeds JS integers).
-    expect(parseReply([false, '[one.image.info] Error getting image [42].', 1024, 42, '0'], 'm')).toEqual({ ok: false, message: '[one.image.info] Error getting image [42].', code: 1024 });
-    for (const bad of [[], [true], [true, 1], ['true', 1, 0], [false, 1, 1024], [true, 1, 0x400], [false, 'x', 1024, 'id', 0], {}]) {
+    expect(parseReply([false, '[one.image.info] Error getting image [42].', 1024, 42, '0'], 'm')).toEqual({
+      ok: false,
+      message: '[one.image.info] Error getting image [42].',
+      code: 1024,
+    });
+    for (const bad of [
+      [],
+      [true],
+      [true, 1],
+      ['true', 1, 0],
+      [false, 1, 1024],
+      [true, 1, 0x400],
+      [false, 'x', 1024, 'id', 0],
+      {},
+    ]) {
       expect(() => parseReply(bad, 'm'), JSON.stringify(bad)).toThrow(/malformed/);
     }
   });
@@ -67,14 +93,26 @@ describe('OpenNebula client: replies', () => {
     expect(await kindOf(client.call('one.image.frobnicate', [1]))).toBe('unsupported');
     expect(await kindOf(client.call('one.image.info', ['not-an-id']))).toBe('invalidInput');
     expect(await kindOf(client.chmodImage(1, [1, 2, 3]))).toBe('internal');
-    const wrong = new OneClient({ endpoint: double.endpoint, username: 'oneadmin', password: 'nope', timeoutMs: 5_000, maxResponseBytes: 1024 });
+    const wrong = new OneClient({
+      endpoint: double.endpoint,
+      username: 'oneadmin',
+      password: 'nope',
+      timeoutMs: 5_000,
+      maxResponseBytes: 1024,
+    });
     try {
       expect(await kindOf(wrong.datastorePool())).toBe('auth');
     } finally {
       wrong.close();
     }
     // A reply above the size limit is refused, not truncated.
-    const tiny = new OneClient({ endpoint: double.endpoint, username: 'oneadmin', password: 'opennebula', timeoutMs: 5_000, maxResponseBytes: 200 });
+    const tiny = new OneClient({
+      endpoint: double.endpoint,
+      username: 'oneadmin',
+      password: 'opennebula',
+      timeoutMs: 5_000,
+      maxResponseBytes: 200,
+    });
     try {
       expect(await kindOf(tiny.datastorePool())).toBe('invalidResponse');
     } finally {
@@ -85,12 +123,17 @@ describe('OpenNebula client: replies', () => {
 
 describe('OpenNebula template text', () => {
   it('writes values oned reads back exactly, quotes and newlines included', () => {
-    const attributes = { NAME: 'x', DESCRIPTION: 'say "hi"\nand \\"bye\\" <&>', EMPTY: '', PATH: 'http://agent:8080/content/abc?token="1"' };
+    const attributes = {
+      NAME: 'x',
+      DESCRIPTION: 'say "hi"\nand \\"bye\\" <&>',
+      EMPTY: '',
+      PATH: 'http://agent:8080/content/abc?token="1"',
+    };
     const text = serializeTemplate(attributes, 'test');
     expect(Object.fromEntries(parseTemplate(text))).toEqual(attributes);
   });
 
-  it('refuses what oned\'s template grammar cannot carry', () => {
+  it("refuses what oned's template grammar cannot carry", () => {
     expect(() => serializeTemplate({ A: 'x ]]> y' }, 'test')).toThrow(/A: contains '\]\]>'/);
     expect(() => serializeTemplate({ A: 'ends with \\' }, 'test')).toThrow(/backslash/);
     expect(() => serializeTemplate({ 'lower-case': 'x' }, 'test')).toThrow(/attribute name/);

@@ -59,7 +59,8 @@ iaasConformance('opennebula (oned 5.x replies, local mode)', async (): Promise<C
     driver: async () => driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, homeGroup: 0 }),
     sharing: { principals: ['100', '101'] },
     pagedDriver: async (pageSize) => driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, pageSize }),
-    badCredentialsDriver: async () => driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, username: 'nobody' }),
+    badCredentialsDriver: async () =>
+      driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, username: 'nobody' }),
     createUnmarked: async (name) => String(double.addImage({ name, uid: 0 }).id),
     otherOwnerDriver: async () =>
       driverFor(double, { mode: 'local', stagingDir: staging, datastore: 1, username: 'user' }),

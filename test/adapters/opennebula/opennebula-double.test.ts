@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Deserializer } from '@foxglove/xmlrpc';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startOpenNebulaDouble, type OpenNebulaDouble, type OpenNebulaDoubleOptions, type ReplyGeneration } from '../../doubles/opennebula/index.js';
+import {
+  startOpenNebulaDouble,
+  type OpenNebulaDouble,
+  type OpenNebulaDoubleOptions,
+  type ReplyGeneration,
+} from '../../doubles/opennebula/index.js';
 import { validateOneDocuments } from '../../doubles/opennebula/xsd.js';
 import { expectValidDocuments } from './harness.js';
 import { as5x, as7x, imageSeedsFrom, recorded, recordedDatastores, recordedPayload } from './recorded.js';
@@ -28,7 +33,10 @@ afterAll(async () => {
   }
 });
 
-async function world(options: OpenNebulaDoubleOptions, seed: (d: OpenNebulaDouble) => void = () => undefined): Promise<OpenNebulaDouble> {
+async function world(
+  options: OpenNebulaDoubleOptions,
+  seed: (d: OpenNebulaDouble) => void = () => undefined,
+): Promise<OpenNebulaDouble> {
   const double = await startOpenNebulaDouble({ datastores: recordedDatastores, ...options });
   doubles.push(double);
   seed(double);
@@ -49,7 +57,10 @@ const seedImages = (payload: string) => (d: OpenNebulaDouble) => {
 const byteIdentical: { label: string; seed?: (d: OpenNebulaDouble) => void; options?: OpenNebulaDoubleOptions }[] = [
   { label: 'one.imagepool.info.error-256-authentication' },
   { label: 'one.image.info.error-1024-no-exists' },
-  { label: 'one.image.info.error-512-authorization', seed: (d) => void d.addImage({ id: 5, name: 'ttylinux05', uid: 0 }) },
+  {
+    label: 'one.image.info.error-512-authorization',
+    seed: (d) => void d.addImage({ id: 5, name: 'ttylinux05', uid: 0 }),
+  },
   {
     label: 'one.image.delete.error-2048-action',
     seed: (d) => {
@@ -62,7 +73,12 @@ const byteIdentical: { label: string; seed?: (d: OpenNebulaDouble) => void; opti
   { label: 'one.image.rename.ok', seed: (d) => void d.addImage({ id: 3, name: 'ttylinux03', uid: 0 }) },
   { label: 'one.image.update.ok', seed: (d) => void d.addImage({ id: 3, name: 'ttylinux03', uid: 0 }) },
   { label: 'one.imagepool.info.ok-empty' },
-  { label: 'one.datastorepool.info.ok', seed: seedImages(recordedPayload('one.imagepool.info.ok-6-images', 'IMAGE_POOL').replace(/<IMAGE><ID>11<\/ID>.*?<\/IMAGE>/, '')) },
+  {
+    label: 'one.datastorepool.info.ok',
+    seed: seedImages(
+      recordedPayload('one.imagepool.info.ok-6-images', 'IMAGE_POOL').replace(/<IMAGE><ID>11<\/ID>.*?<\/IMAGE>/, ''),
+    ),
+  },
 ];
 
 describe('OpenNebula double: replays the recorded traffic', () => {
@@ -99,14 +115,21 @@ describe('OpenNebula double: replays the recorded traffic', () => {
     folders.push(folder);
     const file = join(folder, 'file.img');
     await writeFile(file, Buffer.alloc(1000, 1));
-    const double = await world({ generation: 5, nextImageId: 15, resolveLocalPath: (p) => (p === '/var/tmp/file.img' ? file : p), now: () => new Date(1487805308_000) });
+    const double = await world({
+      generation: 5,
+      nextImageId: 15,
+      resolveLocalPath: (p) => (p === '/var/tmp/file.img' ? file : p),
+      now: () => new Date(1487805308_000),
+    });
     double.holdImports(true);
     const label = 'one.image.allocate.ok';
     expect(await post(double, recorded(label, 'request'))).toBe(recorded(label, 'response'));
     // The recorded LOCKED image (id 14 of an earlier run of the same spec) is what allocate leaves behind.
     const info = await post(double, recorded('one.image.info.ok-state1-ready', 'request'));
     const payload = (await new Deserializer().deserializeMethodResponse(info)) as [boolean, string, number];
-    expect(as5x(payload[1])).toBe(recordedPayload('one.image.info.ok-state4-locked', 'IMAGE').replace('<ID>14</ID>', '<ID>15</ID>'));
+    expect(as5x(payload[1])).toBe(
+      recordedPayload('one.image.info.ok-state4-locked', 'IMAGE').replace('<ID>14</ID>', '<ID>15</ID>'),
+    );
   });
 
   const documents: { label: string; root: 'IMAGE' | 'IMAGE_POOL' }[] = [
@@ -125,7 +148,11 @@ describe('OpenNebula double: replays the recorded traffic', () => {
       const reply = await post(double, recorded(c.label, 'request'));
       const stripString = (body: string) => body.replace(/<string>[\s\S]*<\/string>/, '<string/>');
       expect(stripString(reply)).toBe(stripString(recorded(c.label, 'response')));
-      const [ok, document, code] = (await new Deserializer().deserializeMethodResponse(reply)) as [boolean, string, number];
+      const [ok, document, code] = (await new Deserializer().deserializeMethodResponse(reply)) as [
+        boolean,
+        string,
+        number,
+      ];
       expect([ok, code]).toEqual([true, 0]);
       expect(document).toMatch(/<MODTIME>\d+<\/MODTIME>/);
       expect(as5x(document)).toBe(payload);
@@ -137,26 +164,42 @@ describe('OpenNebula double: reply generations', () => {
   const errors: { label: string; seed?: (d: OpenNebulaDouble) => void; method: string; objectId: number }[] = [
     { label: 'one.image.info.error-1024-no-exists', method: 'one.image.info', objectId: 42 },
     { label: 'one.imagepool.info.error-256-authentication', method: 'one.imagepool.info', objectId: -1 },
-    { label: 'one.image.info.error-512-authorization', seed: (d) => void d.addImage({ id: 5, name: 'ttylinux05', uid: 0 }), method: 'one.image.info', objectId: 5 },
+    {
+      label: 'one.image.info.error-512-authorization',
+      seed: (d) => void d.addImage({ id: 5, name: 'ttylinux05', uid: 0 }),
+      method: 'one.image.info',
+      objectId: 5,
+    },
   ];
   for (const generation of [5, 7] as ReplyGeneration[]) {
     for (const e of errors) {
-      it(`fails ${e.label} with a ${generation === 5 ? '3' : '5'}-element array in generation ${generation}`, async () => {
-        const double = await world({ generation }, e.seed);
-        const reply = (await new Deserializer().deserializeMethodResponse(await post(double, recorded(e.label, 'request')))) as unknown[];
-        const recordedReply = (await new Deserializer().deserializeMethodResponse(recorded(e.label, 'response'))) as [boolean, string, number];
-        const message = recordedReply[1].replace(/^\[[A-Za-z]+\] /, '');
-        if (generation === 5) expect(reply).toEqual(recordedReply);
-        // Current oned: "[one.image.info] ..." and the object id plus an <i8> replication index (RequestXRPC.cc).
-        else expect(reply).toEqual([false, `[${e.method}] ${message}`, recordedReply[2], e.objectId, '0']);
-      });
+      it(
+        `fails ${e.label} with a ${generation === 5 ? '3' : '5'}-element ` + `array in generation ${generation}`,
+        async () => {
+          const double = await world({ generation }, e.seed);
+          const reply = (await new Deserializer().deserializeMethodResponse(
+            await post(double, recorded(e.label, 'request')),
+          )) as unknown[];
+          const recordedReply = (await new Deserializer().deserializeMethodResponse(recorded(e.label, 'response'))) as [
+            boolean,
+            string,
+            number,
+          ];
+          const message = recordedReply[1].replace(/^\[[A-Za-z]+\] /, '');
+          if (generation === 5) expect(reply).toEqual(recordedReply);
+          // Current oned: "[one.image.info] ..." and the object id plus an <i8> replication index (RequestXRPC.cc).
+          else expect(reply).toEqual([false, `[${e.method}] ${message}`, recordedReply[2], e.objectId, '0']);
+        },
+      );
     }
   }
 
   it('succeeds with the same 3-element array in both generations', async () => {
     for (const generation of [5, 7] as ReplyGeneration[]) {
       const double = await world({ generation }, (d) => void d.addImage({ id: 4, name: 'ttylinux04', uid: 0 }));
-      expect(await post(double, recorded('one.image.delete.ok', 'request'))).toBe(recorded('one.image.delete.ok', 'response'));
+      expect(await post(double, recorded('one.image.delete.ok', 'request'))).toBe(
+        recorded('one.image.delete.ok', 'response'),
+      );
     }
   });
 });
@@ -166,13 +209,22 @@ describe('OpenNebula double: the XSD check', () => {
     const report = await validateOneDocuments([recordedPayload('one.image.info.ok-state1-ready', 'IMAGE')]);
     expect(report.valid).toBe(false);
     // libxml2 stops at the first difference: 5.x has no MODTIME (added in 7.0) before SOURCE.
-    expect(report.errors.join('\n')).toMatch(/Element '\{http:\/\/opennebula.org\/XMLSchema\}SOURCE': This element is not expected. Expected is \( \{http:\/\/opennebula.org\/XMLSchema\}MODTIME \)/);
+    expect(report.errors.join('\n')).toMatch(
+      new RegExp(
+        String.raw`Element '\{http:\/\/opennebula.org\/XMLSchema\}SOURCE': This element is not ` +
+          String.raw`expected. Expected is \( \{http:\/\/opennebula.org\/XMLSchema\}MODTIME \)`,
+      ),
+    );
     // With the documented 6.x/7.x additions put in, every recorded document validates.
     const upgraded = await validateOneDocuments(
-      ['ok-state1-ready', 'ok-state2-used', 'ok-state3-disabled', 'ok-state4-locked', 'ok-state5-error'].map((s) => as7x(recordedPayload(`one.image.info.${s}`, 'IMAGE'))),
+      ['ok-state1-ready', 'ok-state2-used', 'ok-state3-disabled', 'ok-state4-locked', 'ok-state5-error'].map((s) =>
+        as7x(recordedPayload(`one.image.info.${s}`, 'IMAGE')),
+      ),
     );
     expect(upgraded).toMatchObject({ valid: true, checked: 5 });
-    expect((await validateOneDocuments([as7x(recordedPayload('one.imagepool.info.ok-6-images', 'IMAGE_POOL'))])).errors).toEqual([]);
+    expect(
+      (await validateOneDocuments([as7x(recordedPayload('one.imagepool.info.ok-6-images', 'IMAGE_POOL'))])).errors,
+    ).toEqual([]);
     const datastores = await validateOneDocuments([recordedPayload('one.datastorepool.info.ok', 'DATASTORE_POOL')]);
     expect(datastores.errors).toEqual([]);
     const broken = await validateOneDocuments(['<IMAGE_POOL><IMAGE><ID>x</ID></IMAGE></IMAGE_POOL>']);

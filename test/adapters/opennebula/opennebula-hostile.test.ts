@@ -36,10 +36,16 @@ afterAll(
     }),
 );
 
-const escape = (s: string) => s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
+const escapeXml = (s: string) => s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
 const envelope = (inner: string, prolog = '') =>
-  `<?xml version="1.0" encoding="UTF-8"?>\r\n${prolog}<methodResponse><params><param><value><array><data>${inner}</data></array></value></param></params></methodResponse>\r\n`;
-const okString = (payload: string, prolog = '') => envelope(`<value><boolean>1</boolean></value><value><string>${payload}</string></value><value><i4>0</i4></value>`, prolog);
+  `<?xml version="1.0" ` +
+  `encoding="UTF-8"?>\r\n${prolog}<methodResponse><params><param><value><array>` +
+  `<data>${inner}</data></array></value></param></params></methodResponse>\r\n`;
+const okString = (payload: string, prolog = '') =>
+  envelope(
+    `<value><boolean>1</boolean></value><value><string>${payload}</string></value><value><i4>0</i4></value>`,
+    prolog,
+  );
 const lolz = `<!DOCTYPE lolz [
  <!ENTITY lol "lol">
  ${Array.from({ length: 9 }, (_, i) => `<!ENTITY lol${i + 1} "${`&lol${i === 0 ? '' : i};`.repeat(10)}">`).join('\n ')}
@@ -49,12 +55,21 @@ function answer(body: string | (() => Readable)): void {
   handler = (_req, res) => {
     res.writeHead(200, { 'Content-Type': 'text/xml' });
     if (typeof body === 'string') res.end(body);
-    else body().on('error', () => undefined).pipe(res);
+    else
+      body()
+        .on('error', () => undefined)
+        .pipe(res);
   };
 }
 
 function client(maxResponseBytes = 4 * 1024 * 1024): OneClient {
-  return new OneClient({ endpoint, username: 'oneadmin', password: 'secret-password', timeoutMs: 10_000, maxResponseBytes });
+  return new OneClient({
+    endpoint,
+    username: 'oneadmin',
+    password: 'secret-password',
+    timeoutMs: 10_000,
+    maxResponseBytes,
+  });
 }
 
 async function refused(promise: Promise<unknown>, pattern?: RegExp): Promise<string> {
@@ -73,7 +88,11 @@ async function refused(promise: Promise<unknown>, pattern?: RegExp): Promise<str
 describe('OpenNebula client: hostile XML is refused cleanly', () => {
   it('uses an XML-RPC parser that leaves DTD entities unexpanded (sax)', async () => {
     const external = '<!DOCTYPE m [<!ENTITY xxe SYSTEM "file:///etc/hostname">]>';
-    expect(await new Deserializer().deserializeMethodResponse(okString('&lol9;|&lt;ok&gt;', lolz))).toEqual([true, '&lol9;|<ok>', 0]);
+    expect(await new Deserializer().deserializeMethodResponse(okString('&lol9;|&lt;ok&gt;', lolz))).toEqual([
+      true,
+      '&lol9;|<ok>',
+      0,
+    ]);
     expect(await new Deserializer().deserializeMethodResponse(okString('&xxe;', external))).toEqual([true, '&xxe;', 0]);
   });
 
@@ -83,7 +102,12 @@ describe('OpenNebula client: hostile XML is refused cleanly', () => {
     try {
       await refused(c.image(1), /IMAGE document is not acceptable XML|not an XML document|malformed/);
       // An entity in a structural place is not expanded either: "&one;" is no boolean.
-      answer(envelope('<value><boolean>&one;</boolean></value><value><i4>1</i4></value><value><i4>0</i4></value>', '<!DOCTYPE m [<!ENTITY one "1">]>'));
+      answer(
+        envelope(
+          '<value><boolean>&one;</boolean></value><value><i4>1</i4></value><value><i4>0</i4></value>',
+          '<!DOCTYPE m [<!ENTITY one "1">]>',
+        ),
+      );
       await refused(c.deleteImage(1), /not XML-RPC|malformed/);
     } finally {
       c.close();
@@ -92,7 +116,7 @@ describe('OpenNebula client: hostile XML is refused cleanly', () => {
 
   it('refuses a billion-laughs DTD inside the IMAGE document', async () => {
     const image = `<?xml version="1.0"?>${lolz}<IMAGE><ID>1</ID><NAME>&lol9;</NAME></IMAGE>`;
-    answer(okString(escape(image)));
+    answer(okString(escapeXml(image)));
     const c = client();
     const heap = process.memoryUsage().heapUsed;
     try {
@@ -109,7 +133,11 @@ describe('OpenNebula client: hostile XML is refused cleanly', () => {
     const c = client();
     try {
       await refused(c.image(1));
-      answer(okString(escape('<!DOCTYPE IMAGE [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><IMAGE><NAME>&xxe;</NAME></IMAGE>')));
+      answer(
+        okString(
+          escapeXml('<!DOCTYPE IMAGE [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><IMAGE><NAME>&xxe;</NAME></IMAGE>'),
+        ),
+      );
       await refused(c.image(1), /External entities are not supported/);
     } finally {
       c.close();
@@ -144,11 +172,11 @@ describe('OpenNebula client: hostile XML is refused cleanly', () => {
   it('refuses deeply nested, truncated, polluting and non-XML documents', async () => {
     const c = client();
     try {
-      answer(okString(escape(`<IMAGE>${'<A>'.repeat(200)}x${'</A>'.repeat(200)}</IMAGE>`)));
+      answer(okString(escapeXml(`<IMAGE>${'<A>'.repeat(200)}x${'</A>'.repeat(200)}</IMAGE>`)));
       await refused(c.image(1), /nested/);
-      answer(okString(escape('<IMAGE><ID>1</ID>')));
+      answer(okString(escapeXml('<IMAGE><ID>1</ID>')));
       await refused(c.image(1), /Unclosed/);
-      answer(okString(escape('<IMAGE><__proto__><polluted>1</polluted></__proto__></IMAGE>')));
+      answer(okString(escapeXml('<IMAGE><__proto__><polluted>1</polluted></__proto__></IMAGE>')));
       await refused(c.image(1));
       expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
       answer('<html><body>502 Bad Gateway</body></html>');
@@ -165,9 +193,13 @@ describe('OpenNebula client: hostile XML is refused cleanly', () => {
       await refused(c.image(1), /reply to one\.image\.info is malformed/);
       answer(envelope('<value><string>yes</string></value><value><i4>1</i4></value><value><i4>0</i4></value>'));
       await refused(c.deleteImage(1), /malformed/);
-      answer(envelope('<value><boolean>1</boolean></value><value><string>not a number</string></value><value><i4>0</i4></value>'));
+      answer(
+        envelope(
+          '<value><boolean>1</boolean></value><value><string>not a number</string></value><value><i4>0</i4></value>',
+        ),
+      );
       await refused(c.deleteImage(1), /returned string, expected an object id/);
-      answer(okString(escape('<IMAGE><ID>one</ID></IMAGE>')));
+      answer(okString(escapeXml('<IMAGE><ID>one</ID></IMAGE>')));
       await refused(c.image(1), /IMAGE document is malformed: IMAGE\.ID: must be an integer/);
     } finally {
       c.close();

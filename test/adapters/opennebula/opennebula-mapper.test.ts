@@ -26,7 +26,12 @@ import { as7x, recordedPayload } from './recorded.js';
 
 const read = { expiredPrefix: 'EXPIRED_' };
 const write: WriteOptions = { imageType: 'OS', persistent: false };
-const markers: Markers = { agent: 'agent-1', imageId: '0b8f4a52-4a43-4a49-9a11-6d4a3c2b1a00', sha256: 'a'.repeat(64), revision: 7 };
+const markers: Markers = {
+  agent: 'agent-1',
+  imageId: '0b8f4a52-4a43-4a49-9a11-6d4a3c2b1a00',
+  sha256: 'a'.repeat(64),
+  revision: 7,
+};
 const iso = (epoch: number) => new Date(epoch * 1000).toISOString();
 
 function expectKind(fn: () => unknown, kind: string, pattern?: RegExp): void {
@@ -45,7 +50,10 @@ function expectKind(fn: () => unknown, kind: string, pattern?: RegExp): void {
  * oned's grammar, NAME/TYPE/PERSISTENT/FORMAT move out of the template into the object, DEV_PREFIX
  * gets its default. The result goes through the real XML document and the adapter's schema.
  */
-function throughOned(attributes: Record<string, string>, permissions: number[] = [1, 1, 0, 0, 0, 0, 0, 0, 0]): OneImage {
+function throughOned(
+  attributes: Record<string, string>,
+  permissions: number[] = [1, 1, 0, 0, 0, 0, 0, 0, 0],
+): OneImage {
   const template = parseTemplate(serializeTemplate(attributes, 'test'));
   const take = (k: string) => {
     const v = template.get(k);
@@ -58,9 +66,29 @@ function throughOned(attributes: Record<string, string>, permissions: number[] =
   const format = take('FORMAT') ?? 'raw';
   return parseImage(
     imageXml({
-      id: 42, uid: 0, gid: 0, uname: 'oneadmin', gname: 'oneadmin', name, permissions, type, diskType: 0, persistent, regtime: 1_700_000_000,
-      modtime: 1_700_000_100, source: '/var/lib/one/datastores/1/abc', path: 'http://agent/x', format, fs: '', sizeMb: 2, state: 1, prevState: 4,
-      datastoreId: 1, datastore: 'default', vms: [], template,
+      id: 42,
+      uid: 0,
+      gid: 0,
+      uname: 'oneadmin',
+      gname: 'oneadmin',
+      name,
+      permissions,
+      type,
+      diskType: 0,
+      persistent,
+      regtime: 1_700_000_000,
+      modtime: 1_700_000_100,
+      source: '/var/lib/one/datastores/1/abc',
+      path: 'http://agent/x',
+      format,
+      fs: '',
+      sizeMb: 2,
+      state: 1,
+      prevState: 4,
+      datastoreId: 1,
+      datastore: 'default',
+      vms: [],
+      template,
     }),
   );
 }
@@ -82,18 +110,33 @@ describe('OpenNebula mapper: recorded IMAGE documents (5.x) to generic', () => {
     });
   });
 
-  it('maps a USED image that cloudkeeper-one expired: in use, hidden, its generic name recovered, foreign attributes as properties', () => {
-    const cloud = toCloudImage(parseImage(recordedPayload('one.image.info.ok-state2-used', 'IMAGE')), read);
-    expect(cloud).toMatchObject({ nativeId: '18', name: 'EXPIRED_1488291204_ttylinux03', state: 'active', inUse: true, hidden: true, access: 'private' });
-    expect(cloud.markers).toBeUndefined();
-    expect(cloud.metadata).toEqual({
-      name: 'ttylinux03',
-      type: 'machine',
-      tags: [],
-      // DEV_PREFIX and the echoed FSTYPE are oned's own attributes, not properties.
-      properties: { cloudkeeper_appliance_id: 'qwerty123', cloudkeeper_expired: 'yes', cloudkeeper_id: 'cloudkeeper-spec' },
-    });
-  });
+  it(
+    'maps a USED image that cloudkeeper-one expired: in use, hidden, ' +
+      'its generic name recovered, foreign attributes as properties',
+    () => {
+      const cloud = toCloudImage(parseImage(recordedPayload('one.image.info.ok-state2-used', 'IMAGE')), read);
+      expect(cloud).toMatchObject({
+        nativeId: '18',
+        name: 'EXPIRED_1488291204_ttylinux03',
+        state: 'active',
+        inUse: true,
+        hidden: true,
+        access: 'private',
+      });
+      expect(cloud.markers).toBeUndefined();
+      expect(cloud.metadata).toEqual({
+        name: 'ttylinux03',
+        type: 'machine',
+        tags: [],
+        // DEV_PREFIX and the echoed FSTYPE are oned's own attributes, not properties.
+        properties: {
+          cloudkeeper_appliance_id: 'qwerty123',
+          cloudkeeper_expired: 'yes',
+          cloudkeeper_id: 'cloudkeeper-spec',
+        },
+      });
+    },
+  );
 
   it.each([
     ['ok-state3-disabled', 'disabled', false],
@@ -106,7 +149,9 @@ describe('OpenNebula mapper: recorded IMAGE documents (5.x) to generic', () => {
   });
 
   it('maps the recorded pool of six images', () => {
-    const pool = parseImagePool(recordedPayload('one.imagepool.info.ok-6-images', 'IMAGE_POOL')).map((i) => toCloudImage(i, read));
+    const pool = parseImagePool(recordedPayload('one.imagepool.info.ok-6-images', 'IMAGE_POOL')).map((i) =>
+      toCloudImage(i, read),
+    );
     expect(pool.map((i) => [i.nativeId, i.state, i.inUse, i.hidden, i.metadata.name])).toEqual([
       ['3', 'active', true, false, 'ttylinux03'],
       ['5', 'active', false, false, 'ttylinux05'],
@@ -148,7 +193,7 @@ describe('OpenNebula mapper: every generic field both ways', () => {
           'hw:cpu_policy': 'dedicated',
           'os-distro': 'dash key',
           driver: 'a property named like a native attribute',
-          visor_note: 'a property in visor\'s prefix',
+          visor_note: "a property in visor's prefix",
           quoted: 'say "hi" \\"there\\"',
           empty_looking: ' ',
         },
@@ -156,28 +201,41 @@ describe('OpenNebula mapper: every generic field both ways', () => {
       ...overrides,
     }) as Image;
 
-  it('round-trips name, architecture, type, min disk/ram, virtual size, os, tags, properties and markers through oned', () => {
-    const image = full();
-    const attributes = allocationAttributes(image, markers, 'qcow2', write);
-    expect(attributes).toMatchObject({ NAME: image.name, TYPE: 'OS', PERSISTENT: 'NO', DRIVER: 'qcow2', FORMAT: 'qcow2', ARCH: 'aarch64', LABELS: 'golden,debian 12', VISOR_REVISION: '7' });
-    const cloud = toCloudImage(throughOned(attributes, [1, 1, 0, 1, 0, 0, 1, 0, 0]), read);
-    expect(cloud.markers).toEqual(markers);
-    expect(cloud.diskFormat).toBe('qcow2');
-    expect(cloud.access).toBe('public');
-    expect(cloud.metadata).toEqual({
-      name: image.name,
-      architecture: image.architecture,
-      type: 'machine',
-      minDisk: image.minDisk,
-      minRam: image.minRam,
-      virtualSize: image.virtualSize,
-      os: image.os,
-      tags: image.tags,
-      properties: image.properties,
-    });
-    expect(cloud.createdAt).toBe(iso(1_700_000_000));
-    expect(cloud.updatedAt).toBe(iso(1_700_000_100));
-  });
+  it(
+    'round-trips name, architecture, type, min disk/ram, ' +
+      'virtual size, os, tags, properties and markers through oned',
+    () => {
+      const image = full();
+      const attributes = allocationAttributes(image, markers, 'qcow2', write);
+      expect(attributes).toMatchObject({
+        NAME: image.name,
+        TYPE: 'OS',
+        PERSISTENT: 'NO',
+        DRIVER: 'qcow2',
+        FORMAT: 'qcow2',
+        ARCH: 'aarch64',
+        LABELS: 'golden,debian 12',
+        VISOR_REVISION: '7',
+      });
+      const cloud = toCloudImage(throughOned(attributes, [1, 1, 0, 1, 0, 0, 1, 0, 0]), read);
+      expect(cloud.markers).toEqual(markers);
+      expect(cloud.diskFormat).toBe('qcow2');
+      expect(cloud.access).toBe('public');
+      expect(cloud.metadata).toEqual({
+        name: image.name,
+        architecture: image.architecture,
+        type: 'machine',
+        minDisk: image.minDisk,
+        minRam: image.minRam,
+        virtualSize: image.virtualSize,
+        os: image.os,
+        tags: image.tags,
+        properties: image.properties,
+      });
+      expect(cloud.createdAt).toBe(iso(1_700_000_000));
+      expect(cloud.updatedAt).toBe(iso(1_700_000_100));
+    },
+  );
 
   it('stores plain snake_case keys as readable attributes and encodes the rest so they come back exactly', () => {
     expect(propertyAttribute('hw_disk_bus')).toBe('HW_DISK_BUS');
@@ -188,7 +246,8 @@ describe('OpenNebula mapper: every generic field both ways', () => {
       expect(propertyKeyOf(attribute)).toBe(key);
     }
     // oned's own attributes and visor's bookkeeping never read as properties.
-    for (const attribute of ['DEV_PREFIX', 'DRIVER', 'MD5', 'ERROR', 'ARCH', 'LABELS', 'VISOR_AGENT', 'VISOR_EXPIRED']) expect(propertyKeyOf(attribute)).toBeUndefined();
+    for (const attribute of ['DEV_PREFIX', 'DRIVER', 'MD5', 'ERROR', 'ARCH', 'LABELS', 'VISOR_AGENT', 'VISOR_EXPIRED'])
+      expect(propertyKeyOf(attribute)).toBeUndefined();
   });
 
   it.each([
@@ -197,18 +256,25 @@ describe('OpenNebula mapper: every generic field both ways', () => {
     ['machine', 'iso', 'CDROM', 'iso'],
     ['kernel', 'aki', 'KERNEL', 'aki'],
     ['ramdisk', 'ari', 'RAMDISK', 'ari'],
-  ] as const)('registers a %s image from %s content as TYPE %s and reads it back as %s', (type, format, oneType, back) => {
-    const image = full({ type, diskFormat: format as DiskFormat });
-    const attributes = allocationAttributes(image, markers, format, write);
-    expect(attributes['TYPE']).toBe(oneType);
-    if (oneType === 'KERNEL' || oneType === 'RAMDISK') expect(attributes['PERSISTENT']).toBeUndefined();
-    const cloud = toCloudImage(throughOned(attributes), read);
-    expect(cloud.diskFormat).toBe(back);
-    expect(cloud.metadata.type).toBe(type);
-  });
+  ] as const)(
+    'registers a %s image from %s content as TYPE %s and reads it back as %s',
+    (type, format, oneType, back) => {
+      const image = full({ type, diskFormat: format as DiskFormat });
+      const attributes = allocationAttributes(image, markers, format, write);
+      expect(attributes['TYPE']).toBe(oneType);
+      if (oneType === 'KERNEL' || oneType === 'RAMDISK') expect(attributes['PERSISTENT']).toBeUndefined();
+      const cloud = toCloudImage(throughOned(attributes), read);
+      expect(cloud.diskFormat).toBe(back);
+      expect(cloud.metadata.type).toBe(type);
+    },
+  );
 
   it('uses the configured TYPE, persistence and device prefix for machine disks', () => {
-    const attributes = allocationAttributes(full(), markers, 'raw', { imageType: 'DATABLOCK', persistent: true, devPrefix: 'vd' });
+    const attributes = allocationAttributes(full(), markers, 'raw', {
+      imageType: 'DATABLOCK',
+      persistent: true,
+      devPrefix: 'vd',
+    });
     expect(attributes).toMatchObject({ TYPE: 'DATABLOCK', PERSISTENT: 'YES', DEV_PREFIX: 'vd', DRIVER: 'raw' });
     expect(toCloudImage(throughOned(attributes), read).metadata.type).toBe('machine');
   });
@@ -216,7 +282,9 @@ describe('OpenNebula mapper: every generic field both ways', () => {
   it.each(['public', 'shared', 'private'] as Access[])('maps access %s to permissions and back', (access) => {
     const perms = permissionsFor(access);
     const applied = [1, 1, 0, 1, 0, 0, 1, 0, 0].map((p, i) => (perms[i] === -1 ? p : perms[i]!));
-    expect(accessOf(throughOned(allocationAttributes(full(), markers, 'raw', write), applied).permissions)).toBe(access);
+    expect(accessOf(throughOned(allocationAttributes(full(), markers, 'raw', write), applied).permissions)).toBe(
+      access,
+    );
     expect(perms.filter((p, i) => p !== -1 && ![3, 6].includes(i))).toEqual([]);
   });
 
@@ -225,20 +293,48 @@ describe('OpenNebula mapper: every generic field both ways', () => {
     const next = full({ os: { type: 'linux' }, tags: [], properties: { hw_disk_bus: 'scsi' } });
     delete (next as Partial<Image>).minRam;
     const update = updateAttributes(before, next, { ...markers, revision: 8 });
-    expect(update).toMatchObject({ HW_DISK_BUS: 'scsi', DESCRIPTION: '', LABELS: '', MIN_RAM: '', OS_DISTRO: '', VISOR_REVISION: '8' });
+    expect(update).toMatchObject({
+      HW_DISK_BUS: 'scsi',
+      DESCRIPTION: '',
+      LABELS: '',
+      MIN_RAM: '',
+      OS_DISTRO: '',
+      VISOR_REVISION: '8',
+    });
     expect(update[propertyAttribute('Purpose')]).toBe('');
     // What oned's merge does: every named attribute replaced, the others kept.
     const merged = new Map([...Object.entries(before.template), ...parseTemplate(serializeTemplate(update, 'update'))]);
     const after = toCloudImage(throughOned({ NAME: before.name, ...Object.fromEntries(merged) }), read);
-    expect(after.metadata).toEqual({ name: next.name, architecture: next.architecture, type: 'machine', minDisk: 10, virtualSize: next.virtualSize, os: { type: 'linux' }, tags: [], properties: { hw_disk_bus: 'scsi' } });
+    expect(after.metadata).toEqual({
+      name: next.name,
+      architecture: next.architecture,
+      type: 'machine',
+      minDisk: 10,
+      virtualSize: next.virtualSize,
+      os: { type: 'linux' },
+      tags: [],
+      properties: { hw_disk_bus: 'scsi' },
+    });
     expect(after.markers?.revision).toBe(8);
   });
 
   it('refuses what oned cannot hold, naming each problem, before anything is sent', () => {
-    expectKind(() => allocationAttributes(full({ name: 'ubuntu:24.04' }), markers, 'raw', write), 'invalidInput', /character ':'/);
-    expectKind(() => allocationAttributes(full({ name: 'x'.repeat(129) }), markers, 'raw', write), 'invalidInput', /128/);
+    expectKind(
+      () => allocationAttributes(full({ name: 'ubuntu:24.04' }), markers, 'raw', write),
+      'invalidInput',
+      /character ':'/,
+    );
+    expectKind(
+      () => allocationAttributes(full({ name: 'x'.repeat(129) }), markers, 'raw', write),
+      'invalidInput',
+      /128/,
+    );
     expectKind(() => metadataAttributes(full({ tags: ['a,b'] }), markers, false), 'invalidInput', /comma/);
-    expectKind(() => metadataAttributes(full({ properties: { note: 'x ]]> y', other: 'ends with \\' } }), markers, false), 'invalidInput', /note.*\]\]>.*other.*backslash/s);
+    expectKind(
+      () => metadataAttributes(full({ properties: { note: 'x ]]> y', other: 'ends with \\' } }), markers, false),
+      'invalidInput',
+      /note.*\]\]>.*other.*backslash/s,
+    );
     expectKind(() => allocationAttributes(full(), markers, 'vmdk', write), 'unsupported');
     expectKind(() => allocationAttributes(full({ type: 'kernel' }), markers, 'qcow2', write), 'unsupported');
   });

@@ -19,7 +19,17 @@ export function recordedPayload(label: string, root: 'IMAGE' | 'IMAGE_POOL' | 'D
   return readFileSync(join(dir, `${label}.payload.${root}.xml`), 'utf8');
 }
 
-const permissionNames = ['OWNER_U', 'OWNER_M', 'OWNER_A', 'GROUP_U', 'GROUP_M', 'GROUP_A', 'OTHER_U', 'OTHER_M', 'OTHER_A'];
+const permissionNames = [
+  'OWNER_U',
+  'OWNER_M',
+  'OWNER_A',
+  'GROUP_U',
+  'GROUP_M',
+  'GROUP_A',
+  'OTHER_U',
+  'OTHER_M',
+  'OTHER_A',
+];
 const lists = new Set(['IMAGE_POOL.IMAGE', 'IMAGE.VMS.ID', 'IMAGE_POOL.IMAGE.VMS.ID']);
 
 type Node = Record<string, unknown>;
@@ -27,7 +37,9 @@ const str = (v: unknown) => (typeof v === 'string' ? v : '');
 
 /** Image seeds that make the double hold exactly the images of a recorded IMAGE or IMAGE_POOL document. */
 export function imageSeedsFrom(payload: string): DoubleImageSeed[] {
-  const doc = new XMLParser({ parseTagValue: false, isArray: (_n, jpath) => lists.has(String(jpath)) }).parse(payload) as Node;
+  const doc = new XMLParser({ parseTagValue: false, isArray: (_n, jpath) => lists.has(String(jpath)) }).parse(
+    payload,
+  ) as Node;
   const pool = doc['IMAGE_POOL'];
   const list = (pool !== undefined ? ((pool as Node)['IMAGE'] ?? []) : [doc['IMAGE']]) as Node[];
   return list.map((i) => {
@@ -64,9 +76,67 @@ export function imageSeedsFrom(payload: string): DoubleImageSeed[] {
 
 /** The datastores of the recorded one.datastorepool.info, BASE_PATHs as recorded. */
 export const recordedDatastores: DoubleDatastoreSeed[] = [
-  { id: 0, name: 'system', type: 1, dsMad: '-', tmMad: 'ssh', basePath: '/var/lib/one//datastores/0', totalMb: 0, freeMb: 0, usedMb: 0, template: { DISK_TYPE: 'FILE', DS_MIGRATE: 'YES', RESTRICTED_DIRS: '/', SAFE_DIRS: '/var/tmp', SHARED: 'NO', TM_MAD: 'ssh', TYPE: 'SYSTEM_DS' } },
-  { id: 1, name: 'default', type: 0, dsMad: 'fs', tmMad: 'ssh', basePath: '/var/lib/one//datastores/1', totalMb: 9207, freeMb: 7164, usedMb: 1553, template: { CLONE_TARGET: 'SYSTEM', DISK_TYPE: 'FILE', DS_MAD: 'fs', LN_TARGET: 'SYSTEM', RESTRICTED_DIRS: '/', SAFE_DIRS: '/var/tmp', TM_MAD: 'ssh', TYPE: 'IMAGE_DS' } },
-  { id: 2, name: 'files', type: 2, dsMad: 'fs', tmMad: 'ssh', basePath: '/var/lib/one//datastores/2', totalMb: 9207, freeMb: 7164, usedMb: 1553, template: { CLONE_TARGET: 'SYSTEM', DS_MAD: 'fs', LN_TARGET: 'SYSTEM', RESTRICTED_DIRS: '/', SAFE_DIRS: '/var/tmp', TM_MAD: 'ssh', TYPE: 'FILE_DS' } },
+  {
+    id: 0,
+    name: 'system',
+    type: 1,
+    dsMad: '-',
+    tmMad: 'ssh',
+    basePath: '/var/lib/one//datastores/0',
+    totalMb: 0,
+    freeMb: 0,
+    usedMb: 0,
+    template: {
+      DISK_TYPE: 'FILE',
+      DS_MIGRATE: 'YES',
+      RESTRICTED_DIRS: '/',
+      SAFE_DIRS: '/var/tmp',
+      SHARED: 'NO',
+      TM_MAD: 'ssh',
+      TYPE: 'SYSTEM_DS',
+    },
+  },
+  {
+    id: 1,
+    name: 'default',
+    type: 0,
+    dsMad: 'fs',
+    tmMad: 'ssh',
+    basePath: '/var/lib/one//datastores/1',
+    totalMb: 9207,
+    freeMb: 7164,
+    usedMb: 1553,
+    template: {
+      CLONE_TARGET: 'SYSTEM',
+      DISK_TYPE: 'FILE',
+      DS_MAD: 'fs',
+      LN_TARGET: 'SYSTEM',
+      RESTRICTED_DIRS: '/',
+      SAFE_DIRS: '/var/tmp',
+      TM_MAD: 'ssh',
+      TYPE: 'IMAGE_DS',
+    },
+  },
+  {
+    id: 2,
+    name: 'files',
+    type: 2,
+    dsMad: 'fs',
+    tmMad: 'ssh',
+    basePath: '/var/lib/one//datastores/2',
+    totalMb: 9207,
+    freeMb: 7164,
+    usedMb: 1553,
+    template: {
+      CLONE_TARGET: 'SYSTEM',
+      DS_MAD: 'fs',
+      LN_TARGET: 'SYSTEM',
+      RESTRICTED_DIRS: '/',
+      SAFE_DIRS: '/var/tmp',
+      TM_MAD: 'ssh',
+      TYPE: 'FILE_DS',
+    },
+  },
 ];
 
 /**
@@ -90,5 +160,9 @@ export function as7x(document: string): string {
     .replace(/<REGTIME>(\d+)<\/REGTIME>/g, '<REGTIME>$1</REGTIME><MODTIME>$1</MODTIME>')
     .replace(/<FSTYPE>(<!\[CDATA\[[^\]]*\]\]>)<\/FSTYPE><SIZE>/g, '<FORMAT>$1</FORMAT><FS><![CDATA[]]></FS><SIZE>')
     .replace(/<STATE>(\d+)<\/STATE>/g, '<STATE>$1</STATE><PREV_STATE>$1</PREV_STATE>')
-    .replace(/<SNAPSHOTS><\/SNAPSHOTS>/g, '<SNAPSHOTS><ALLOW_ORPHANS><![CDATA[NO]]></ALLOW_ORPHANS><CURRENT_BASE><![CDATA[-1]]></CURRENT_BASE><NEXT_SNAPSHOT><![CDATA[0]]></NEXT_SNAPSHOT></SNAPSHOTS><BACKUP_INCREMENTS></BACKUP_INCREMENTS>');
+    .replace(
+      /<SNAPSHOTS><\/SNAPSHOTS>/g,
+      '<SNAPSHOTS><ALLOW_ORPHANS><![CDATA[NO]]></ALLOW_ORPHANS><CURRENT_BASE><![CDATA[-1]]></CURRENT_BASE>' +
+        '<NEXT_SNAPSHOT><![CDATA[0]]></NEXT_SNAPSHOT></SNAPSHOTS><BACKUP_INCREMENTS></BACKUP_INCREMENTS>',
+    );
 }

@@ -43,7 +43,12 @@ export interface BundleCheck {
   md5?: string;
 }
 
-const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@_', parseTagValue: false, isArray: (_n, path) => path === 'manifest.image.parts.part' });
+const parser = new XMLParser({
+  ignoreAttributes: false,
+  attributeNamePrefix: '@_',
+  parseTagValue: false,
+  isArray: (_n, path) => path === 'manifest.image.parts.part',
+});
 
 async function getText(s3: S3Client, bucket: string, key: string): Promise<string> {
   const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
@@ -58,15 +63,29 @@ function run(command: string, args: string[], input: Buffer): Promise<Buffer> {
     child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => err.push(d));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`${command} exited ${code}: ${Buffer.concat(err).toString().trim()}`))));
+    child.on('close', (code) =>
+      code === 0
+        ? resolve(Buffer.concat(out))
+        : reject(new Error(`${command} exited ${code}: ${Buffer.concat(err).toString().trim()}`)),
+    );
     child.stdin.end(input);
   });
 }
 
-const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : typeof value === 'object' && value !== null && '#text' in value ? String((value as { '#text': unknown })['#text']) : undefined);
+const text = (value: unknown): string | undefined =>
+  typeof value === 'string'
+    ? value
+    : typeof value === 'object' && value !== null && '#text' in value
+      ? String((value as { '#text': unknown })['#text'])
+      : undefined;
 
 /** Reads and checks a manifest; a ManifestProblem is what the CLC answers InvalidManifest for. */
-export async function checkManifest(s3: S3Client, location: string, userCertificatePem: string, cloudKeyFile: string): Promise<CheckedManifest> {
+export async function checkManifest(
+  s3: S3Client,
+  location: string,
+  userCertificatePem: string,
+  cloudKeyFile: string,
+): Promise<CheckedManifest> {
   const slash = location.indexOf('/');
   if (slash <= 0) throw new ManifestProblem(`ImageLocation ${location} is not bucket/key`);
   let xml: string;
@@ -92,13 +111,22 @@ export async function checkManifest(s3: S3Client, location: string, userCertific
   const end = xml.lastIndexOf('</image>');
   if (start < 0 || end < 0) throw new ManifestProblem('Manifest signature cannot be checked');
   const signed = xml.slice(start, end + '</image>'.length);
-  const publicKey = createPublicKey(new X509Certificate(userCertificatePem).publicKey.export({ type: 'spki', format: 'pem' }));
-  if (!verify('sha1', Buffer.from(signed, 'utf8'), publicKey, Buffer.from(signature, 'hex'))) throw new ManifestProblem('Invalid Manifest: signature does not verify with the user certificate');
+  const publicKey = createPublicKey(
+    new X509Certificate(userCertificatePem).publicKey.export({ type: 'spki', format: 'pem' }),
+  );
+  if (!verify('sha1', Buffer.from(signed, 'utf8'), publicKey, Buffer.from(signature, 'hex')))
+    throw new ManifestProblem('Invalid Manifest: signature does not verify with the user certificate');
   const decrypt = async (field: string) => {
     const hex = text(image[field]);
     if (!hex) throw new ManifestProblem(`Manifest has no ${field}`);
     try {
-      const plain = (await run('openssl', ['pkeyutl', '-decrypt', '-inkey', cloudKeyFile, '-pkeyopt', 'rsa_padding_mode:pkcs1'], Buffer.from(hex, 'hex'))).toString('ascii');
+      const plain = (
+        await run(
+          'openssl',
+          ['pkeyutl', '-decrypt', '-inkey', cloudKeyFile, '-pkeyopt', 'rsa_padding_mode:pkcs1'],
+          Buffer.from(hex, 'hex'),
+        )
+      ).toString('ascii');
       if (!/^[0-9a-f]{32}$/i.test(plain)) throw new Error('not a hex AES-128 value');
       return plain;
     } catch (error) {
@@ -106,16 +134,24 @@ export async function checkManifest(s3: S3Client, location: string, userCertific
     }
   };
   const partsNode = image['parts'] as { part?: Array<Record<string, unknown>>; '@_count'?: string } | undefined;
-  const parts = (partsNode?.part ?? []).map((p) => ({ index: Number(p['@_index']), filename: text(p['filename']) ?? '', digest: text(p['digest']) ?? '' })).sort((a, b) => a.index - b.index);
-  if (parts.length === 0 || parts.length !== Number(partsNode?.['@_count']) || parts.some((p, i) => p.index !== i || !p.filename || !/^[0-9a-f]{40}$/.test(p.digest))) {
+  const parts = (partsNode?.part ?? [])
+    .map((p) => ({ index: Number(p['@_index']), filename: text(p['filename']) ?? '', digest: text(p['digest']) ?? '' }))
+    .sort((a, b) => a.index - b.index);
+  if (
+    parts.length === 0 ||
+    parts.length !== Number(partsNode?.['@_count']) ||
+    parts.some((p, i) => p.index !== i || !p.filename || !/^[0-9a-f]{40}$/.test(p.digest))
+  ) {
     throw new ManifestProblem('Manifest parts are not 0..count-1 with a filename and a SHA1 digest each');
   }
   const size = Number(text(image['size']));
   const bundledSize = Number(text(image['bundled_size']));
   const digest = text(image['digest']) ?? '';
   const type = text(image['type']) ?? '';
-  if (!Number.isSafeInteger(size) || !Number.isSafeInteger(bundledSize) || !/^[0-9a-f]{40}$/.test(digest)) throw new ManifestProblem('Manifest size, bundled_size or digest is malformed');
-  if (!['machine', 'kernel', 'ramdisk'].includes(type)) throw new ManifestProblem(`Manifest image type ${type} is unknown`);
+  if (!Number.isSafeInteger(size) || !Number.isSafeInteger(bundledSize) || !/^[0-9a-f]{40}$/.test(digest))
+    throw new ManifestProblem('Manifest size, bundled_size or digest is malformed');
+  if (!['machine', 'kernel', 'ramdisk'].includes(type))
+    throw new ManifestProblem(`Manifest image type ${type} is unknown`);
   return {
     xml,
     name: text(image['name']) ?? '',
@@ -137,7 +173,9 @@ export async function checkManifest(s3: S3Client, location: string, userCertific
 export async function unbundle(s3: S3Client, location: string, manifest: CheckedManifest): Promise<BundleCheck> {
   const bucket = location.slice(0, location.indexOf('/'));
   const folder = location.slice(bucket.length + 1, location.lastIndexOf('/') + 1);
-  const openssl = spawn('openssl', ['enc', '-d', '-aes-128-cbc', '-K', manifest.key, '-iv', manifest.iv], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const openssl = spawn('openssl', ['enc', '-d', '-aes-128-cbc', '-K', manifest.key, '-iv', manifest.iv], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   const tar = spawn('tar', ['-xOf', '-'], { stdio: ['pipe', 'pipe', 'pipe'] });
   const stderr: string[] = [];
   openssl.stderr.on('data', (d: Buffer) => stderr.push(`openssl: ${d.toString().trim()}`));
@@ -147,7 +185,11 @@ export async function unbundle(s3: S3Client, location: string, manifest: Checked
   tar.stdin.on('error', (error) => stderr.push(`tar stdin: ${error.message}`));
   openssl.stdin.on('error', (error) => stderr.push(`openssl stdin: ${error.message}`));
   const exited = (child: ReturnType<typeof spawn>, name: string) =>
-    new Promise<void>((resolve, reject) => child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${name} exited ${code}: ${stderr.join(' | ')}`)))));
+    new Promise<void>((resolve, reject) =>
+      child.on('close', (code) =>
+        code === 0 ? resolve() : reject(new Error(`${name} exited ${code}: ${stderr.join(' | ')}`)),
+      ),
+    );
   let bundled = 0;
   let problem: string | undefined;
   async function* parts(): AsyncGenerator<Buffer> {
@@ -207,8 +249,11 @@ export async function unbundle(s3: S3Client, location: string, manifest: Checked
     return { ok: false, reason: problem ?? `unbundling failed: ${(error as Error).message}` };
   }
   const digest = tarSha1.digest('hex');
-  if (bundled !== manifest.bundledSize) return { ok: false, reason: `the parts hold ${bundled} bytes, bundled_size says ${manifest.bundledSize}` };
-  if (digest !== manifest.digest) return { ok: false, reason: `the tar stream has SHA1 ${digest}, the manifest says ${manifest.digest}` };
-  if (imageBytes !== manifest.size) return { ok: false, reason: `the image is ${imageBytes} bytes, the manifest says ${manifest.size}` };
+  if (bundled !== manifest.bundledSize)
+    return { ok: false, reason: `the parts hold ${bundled} bytes, bundled_size says ${manifest.bundledSize}` };
+  if (digest !== manifest.digest)
+    return { ok: false, reason: `the tar stream has SHA1 ${digest}, the manifest says ${manifest.digest}` };
+  if (imageBytes !== manifest.size)
+    return { ok: false, reason: `the image is ${imageBytes} bytes, the manifest says ${manifest.size}` };
   return { ok: true, size: imageBytes, sha256: imageSha256.digest('hex'), md5: imageMd5.digest('hex') };
 }

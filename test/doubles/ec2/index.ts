@@ -3,8 +3,18 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo, Socket } from 'node:net';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { verifyRequest } from './auth.js';
-import { checkManifest, ManifestProblem, unbundle, type BundleCheck } from './clc.js';
-import { document, errorDocument, imageItem, imagesSet, launchPermission, nullable, tagSet, val, type DoubleImage } from './render.js';
+import { type CheckedManifest, checkManifest, ManifestProblem, unbundle, type BundleCheck } from './clc.js';
+import {
+  document,
+  errorDocument,
+  imageItem,
+  imagesSet,
+  launchPermission,
+  nullable,
+  tagSet,
+  val,
+  type DoubleImage,
+} from './render.js';
 
 export type { DoubleImage } from './render.js';
 export type { BundleCheck } from './clc.js';
@@ -108,11 +118,18 @@ function indexed(params: Record<string, string>, prefix: string, suffix = ''): s
 
 function filtersOf(params: Record<string, string>): Array<{ name: string; values: string[] }> {
   const out: Array<{ name: string; values: string[] }> = [];
-  for (let i = 1; params[`Filter.${i}.Name`] !== undefined; i++) out.push({ name: params[`Filter.${i}.Name`]!, values: indexed(params, `Filter.${i}.Value`) });
+  for (let i = 1; params[`Filter.${i}.Name`] !== undefined; i++)
+    out.push({ name: params[`Filter.${i}.Name`]!, values: indexed(params, `Filter.${i}.Value`) });
   return out;
 }
 
-const glob = (pattern: string, value: string) => new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`).test(value);
+const glob = (pattern: string, value: string) =>
+  new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+  ).test(value);
 
 export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Double> {
   const servicePath = options.servicePath ?? '/services/compute';
@@ -153,38 +170,67 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
       return image;
     };
     function lookup(id: string): DoubleImage {
-      if (!imageIdPattern.test(id)) throw new Ec2Fault('InvalidAMIID.Malformed', `Invalid id: "${id}" (expecting "ami-...")`);
+      if (!imageIdPattern.test(id))
+        throw new Ec2Fault('InvalidAMIID.Malformed', `Invalid id: "${id}" (expecting "ami-...")`);
       const image = images.get(id);
-      if (!image || !visible(image)) throw new Ec2Fault('InvalidAMIID.NotFound', `The image id '[${id}]' does not exist`);
+      if (!image || !visible(image))
+        throw new Ec2Fault('InvalidAMIID.NotFound', `The image id '[${id}]' does not exist`);
       return image;
     }
 
-    const actions: Record<string, (p: Record<string, string>, version: string, requestId: string) => Promise<string> | string> = {
+    const actions: Record<
+      string,
+      (p: Record<string, string>, version: string, requestId: string) => Promise<string> | string
+    > = {
       DescribeImages(p, version, requestId) {
         const ids = indexed(p, 'ImageId');
         const owners = indexed(p, 'Owner');
         const executableBy = indexed(p, 'ExecutableBy');
         const filters = filtersOf(p);
         let list = ids.length > 0 ? ids.map(lookup) : [...images.values()].filter(visible);
-        if (owners.length > 0) list = list.filter((i) => owners.some((o) => (o === 'self' ? i.ownerId === account : o === i.ownerId || o === i.ownerAlias)));
-        if (executableBy.length > 0) list = list.filter((i) => executableBy.some((e) => (e === 'all' ? i.isPublic : e === 'self' || e === account ? visible(i) : i.launchUsers.has(e) || i.isPublic)));
+        if (owners.length > 0)
+          list = list.filter((i) =>
+            owners.some((o) => (o === 'self' ? i.ownerId === account : o === i.ownerId || o === i.ownerAlias)),
+          );
+        if (executableBy.length > 0)
+          list = list.filter((i) =>
+            executableBy.some((e) =>
+              e === 'all'
+                ? i.isPublic
+                : e === 'self' || e === account
+                  ? visible(i)
+                  : i.launchUsers.has(e) || i.isPublic,
+            ),
+          );
         for (const f of filters) {
           const field = (i: DoubleImage): Array<string | undefined> => {
             if (f.name.startsWith('tag:')) return [i.tags.get(f.name.slice(4))];
             switch (f.name) {
-              case 'name': return [i.name];
-              case 'image-id': return [i.id];
-              case 'state': return [i.state];
-              case 'owner-id': return [i.ownerId];
-              case 'is-public': return [String(i.isPublic)];
-              case 'image-type': return [i.type];
-              case 'architecture': return [i.architecture];
-              case 'manifest-location': return [i.location];
-              case 'tag-key': return [...i.tags.keys()];
-              default: throw new Ec2Fault('InvalidParameterValue', `The filter '${f.name}' is invalid`);
+              case 'name':
+                return [i.name];
+              case 'image-id':
+                return [i.id];
+              case 'state':
+                return [i.state];
+              case 'owner-id':
+                return [i.ownerId];
+              case 'is-public':
+                return [String(i.isPublic)];
+              case 'image-type':
+                return [i.type];
+              case 'architecture':
+                return [i.architecture];
+              case 'manifest-location':
+                return [i.location];
+              case 'tag-key':
+                return [...i.tags.keys()];
+              default:
+                throw new Ec2Fault('InvalidParameterValue', `The filter '${f.name}' is invalid`);
             }
           };
-          list = list.filter((i) => field(i).some((v) => v !== undefined && f.values.some((pattern) => glob(pattern, v))));
+          list = list.filter((i) =>
+            field(i).some((v) => v !== undefined && f.values.some((pattern) => glob(pattern, v))),
+          );
         }
         return document('DescribeImagesResponse', version, requestId, imagesSet(list.map((i) => imageItem(i, tagsOn))));
       },
@@ -192,28 +238,56 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
       async RegisterImage(p, version, requestId) {
         const name = p['Name'];
         if (name === undefined) throw new Ec2Fault('MissingParameter', 'The request must contain the parameter Name');
-        if (!namePattern.test(name)) throw new Ec2Fault('InvalidAMIName.Malformed', `AMI names must be between 3 and 128 characters long, and may contain letters, numbers, '(', ')', '.', '-', '/' and '_'`);
+        if (!namePattern.test(name))
+          throw new Ec2Fault(
+            'InvalidAMIName.Malformed',
+            `AMI names must be between 3 and 128 characters long, ` +
+              `and may contain letters, numbers, '(', ')', '.', '-', '/' and '_'`,
+          );
         const description = p['Description'];
-        if (description !== undefined && description.length > 255) throw new Ec2Fault('InvalidParameter', 'Description must be less than 256 characters');
-        if ([...images.values()].some((i) => i.ownerId === account && i.name === name && (i.state === 'pending' || i.state === 'available'))) {
+        if (description !== undefined && description.length > 255)
+          throw new Ec2Fault('InvalidParameter', 'Description must be less than 256 characters');
+        if (
+          [...images.values()].some(
+            (i) => i.ownerId === account && i.name === name && (i.state === 'pending' || i.state === 'available'),
+          )
+        ) {
           throw new Ec2Fault('InvalidAMIName.Duplicate', `AMI name ${name} is already in use by EMI`);
         }
         const location = p['ImageLocation'];
-        if (location === undefined) throw new Ec2Fault('MissingParameter', 'Registering an image without ImageLocation needs an EBS root BlockDeviceMapping (not offered by this double)');
+        if (location === undefined)
+          throw new Ec2Fault(
+            'MissingParameter',
+            'Registering an image without ImageLocation needs an EBS ' +
+              'root BlockDeviceMapping (not offered by this double)',
+          );
         const virtualizationType = p['VirtualizationType'] ?? 'paravirtual';
-        if (virtualizationType !== 'paravirtual' && virtualizationType !== 'hvm') throw new Ec2Fault('InvalidParameterValue', `Invalid virtualization type: ${virtualizationType}`);
-        let manifest;
+        if (virtualizationType !== 'paravirtual' && virtualizationType !== 'hvm')
+          throw new Ec2Fault('InvalidParameterValue', `Invalid virtualization type: ${virtualizationType}`);
+        let manifest: CheckedManifest;
         try {
           manifest = await checkManifest(options.s3, location, options.userCertificatePem, options.cloudKeyFile);
         } catch (error) {
           if (error instanceof ManifestProblem) throw new Ec2Fault('InvalidManifest', error.message);
           throw error;
         }
-        const type = manifest.type === 'kernel' || manifest.kernelId === 'true' ? 'kernel' : manifest.type === 'ramdisk' || manifest.ramdiskId === 'true' ? 'ramdisk' : 'machine';
+        const type =
+          manifest.type === 'kernel' || manifest.kernelId === 'true'
+            ? 'kernel'
+            : manifest.type === 'ramdisk' || manifest.ramdiskId === 'true'
+              ? 'ramdisk'
+              : 'machine';
         const kernelId = p['KernelId'] ?? (manifest.kernelId !== 'true' ? manifest.kernelId : undefined);
         const ramdiskId = p['RamdiskId'] ?? (manifest.ramdiskId !== 'true' ? manifest.ramdiskId : undefined);
-        if (type === 'machine' && virtualizationType === 'paravirtual' && (kernelId === undefined || ramdiskId === undefined)) {
-          throw new Ec2Fault('MissingParameter', 'Paravirtual images require a kernel and a ramdisk (KernelId, RamdiskId or in the manifest)');
+        if (
+          type === 'machine' &&
+          virtualizationType === 'paravirtual' &&
+          (kernelId === undefined || ramdiskId === undefined)
+        ) {
+          throw new Ec2Fault(
+            'MissingParameter',
+            'Paravirtual images require a kernel and a ramdisk (KernelId, RamdiskId or in the manifest)',
+          );
         }
         const image: DoubleImage = {
           id: newId(type),
@@ -242,13 +316,19 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
               ? { ok: false, reason: injected }
               : options.verifyBundles === 'manifest'
                 ? { ok: true }
-                : await unbundle(options.s3, location, manifest).catch((e: unknown) => ({ ok: false, reason: (e as Error).message }));
+                : await unbundle(options.s3, location, manifest).catch((e: unknown) => ({
+                    ok: false,
+                    reason: (e as Error).message,
+                  }));
           bundleChecks.set(image.id, check);
           if (image.state !== 'pending') return;
           if (check.ok) image.state = 'available';
           else {
             image.state = 'failed';
-            image.stateReason = { code: 'Client.InvalidManifest', message: check.reason ?? 'bundle verification failed' };
+            image.stateReason = {
+              code: 'Client.InvalidManifest',
+              message: check.reason ?? 'bundle verification failed',
+            };
           }
         })();
         work.add(job);
@@ -258,8 +338,13 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
 
       DeregisterImage(p, version, requestId) {
         const image = own(p['ImageId'] ?? '');
-        if (image.state === 'deregistered') throw new Ec2Fault('InvalidAMIID.NotFound', `The image id '[${image.id}]' does not exist`);
-        if (inUse.has(image.id)) throw new Ec2Fault('InvalidAMIID.Unavailable', `The image ID '${image.id}' is no longer available: instances are still running`);
+        if (image.state === 'deregistered')
+          throw new Ec2Fault('InvalidAMIID.NotFound', `The image id '[${image.id}]' does not exist`);
+        if (inUse.has(image.id))
+          throw new Ec2Fault(
+            'InvalidAMIID.Unavailable',
+            `The image ID '${image.id}' is no longer available: instances are still running`,
+          );
         image.state = 'deregistered';
         later(options.deregisteredLingerMs ?? 300, () => images.delete(image.id));
         return document('DeregisterImageResponse', version, requestId, val('return', true));
@@ -269,18 +354,27 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
         const resources = indexed(p, 'ResourceId');
         const keys = indexed(p, 'Tag', '.Key');
         const values = indexed(p, 'Tag', '.Value');
-        if (resources.length === 0 || keys.length === 0) throw new Ec2Fault('MissingParameter', 'The request must contain the parameters ResourceId and Tag');
+        if (resources.length === 0 || keys.length === 0)
+          throw new Ec2Fault('MissingParameter', 'The request must contain the parameters ResourceId and Tag');
         for (const key of keys) {
-          if (key.length > 127) throw new Ec2Fault('InvalidParameterValue', `Tag key exceeds the maximum length of 127 characters`);
-          if (/^(aws|euca):/i.test(key)) throw new Ec2Fault('InvalidParameterValue', `Tag keys starting with 'aws:' or 'euca:' are reserved`);
+          if (key.length > 127)
+            throw new Ec2Fault('InvalidParameterValue', `Tag key exceeds the maximum length of 127 characters`);
+          if (/^(aws|euca):/i.test(key))
+            throw new Ec2Fault('InvalidParameterValue', `Tag keys starting with 'aws:' or 'euca:' are reserved`);
         }
-        for (const value of values) if (value.length > 255) throw new Ec2Fault('InvalidParameterValue', 'Tag value exceeds the maximum length of 255 characters');
+        for (const value of values)
+          if (value.length > 255)
+            throw new Ec2Fault('InvalidParameterValue', 'Tag value exceeds the maximum length of 255 characters');
         const targets = resources.map(own);
         for (const image of targets) {
           const after = new Set([...image.tags.keys(), ...keys]);
-          if (after.size > maxTags) throw new Ec2Fault('TagLimitExceeded', `The maximum number of Tags for a resource (${maxTags}) has been reached.`);
+          if (after.size > maxTags)
+            throw new Ec2Fault(
+              'TagLimitExceeded',
+              `The maximum number of Tags for a resource (${maxTags}) has been reached.`,
+            );
         }
-        for (const image of targets) keys.forEach((k, i) => image.tags.set(k, values[i] ?? ''));
+        for (const image of targets) for (const [i, k] of keys.entries()) image.tags.set(k, values[i] ?? '');
         return document('CreateTagsResponse', version, requestId, val('return', true));
       },
 
@@ -298,7 +392,16 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
           if (image.ownerId !== account) continue;
           for (const [key, value] of image.tags) {
             const ok = filters.every((f) => {
-              const v = f.name === 'resource-type' ? 'image' : f.name === 'resource-id' ? image.id : f.name === 'key' ? key : f.name === 'value' ? value : undefined;
+              const v =
+                f.name === 'resource-type'
+                  ? 'image'
+                  : f.name === 'resource-id'
+                    ? image.id
+                    : f.name === 'key'
+                      ? key
+                      : f.name === 'value'
+                        ? value
+                        : undefined;
               if (v === undefined) throw new Ec2Fault('InvalidParameterValue', `The filter '${f.name}' is invalid`);
               return f.values.some((pattern) => glob(pattern, v));
             });
@@ -310,15 +413,31 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
 
       ModifyImageAttribute(p, version, requestId) {
         const image = own(p['ImageId'] ?? '');
-        const add = [...indexed(p, 'LaunchPermission.Add', '.Group').map((g) => ({ group: g })), ...indexed(p, 'LaunchPermission.Add', '.UserId').map((u) => ({ user: u }))];
-        const remove = [...indexed(p, 'LaunchPermission.Remove', '.Group').map((g) => ({ group: g })), ...indexed(p, 'LaunchPermission.Remove', '.UserId').map((u) => ({ user: u }))];
+        const add = [
+          ...indexed(p, 'LaunchPermission.Add', '.Group').map((g) => ({ group: g })),
+          ...indexed(p, 'LaunchPermission.Add', '.UserId').map((u) => ({ user: u })),
+        ];
+        const remove = [
+          ...indexed(p, 'LaunchPermission.Remove', '.Group').map((g) => ({ group: g })),
+          ...indexed(p, 'LaunchPermission.Remove', '.UserId').map((u) => ({ user: u })),
+        ];
         const description = p['Description.Value'];
-        if (add.length === 0 && remove.length === 0 && description === undefined) throw new Ec2Fault('MissingParameter', 'No attribute to modify');
-        for (const change of [...add, ...remove]) if ('group' in change && change.group !== 'all') throw new Ec2Fault('InvalidParameterValue', `Invalid launch permission group: ${change.group}`);
-        for (const change of add) 'group' in change ? (image.isPublic = true) : image.launchUsers.add(change.user);
-        for (const change of remove) 'group' in change ? (image.isPublic = false) : image.launchUsers.delete(change.user);
+        if (add.length === 0 && remove.length === 0 && description === undefined)
+          throw new Ec2Fault('MissingParameter', 'No attribute to modify');
+        for (const change of [...add, ...remove])
+          if ('group' in change && change.group !== 'all')
+            throw new Ec2Fault('InvalidParameterValue', `Invalid launch permission group: ${change.group}`);
+        for (const change of add) {
+          if ('group' in change) image.isPublic = true;
+          else image.launchUsers.add(change.user);
+        }
+        for (const change of remove) {
+          if ('group' in change) image.isPublic = false;
+          else image.launchUsers.delete(change.user);
+        }
         if (description !== undefined) {
-          if (description.length > 255) throw new Ec2Fault('InvalidParameter', 'Description must be less than 256 characters');
+          if (description.length > 255)
+            throw new Ec2Fault('InvalidParameter', 'Description must be less than 256 characters');
           if (description === '') delete image.description;
           else image.description = description;
         }
@@ -338,7 +457,8 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
                 : attribute === 'ramdisk'
                   ? nullable('ramdisk', image.ramdiskId)
                   : undefined;
-        if (choice === undefined) throw new Ec2Fault('InvalidParameterValue', `Value (${attribute ?? ''}) for parameter attribute is invalid`);
+        if (choice === undefined)
+          throw new Ec2Fault('InvalidParameterValue', `Value (${attribute ?? ''}) for parameter attribute is invalid`);
         return document('DescribeImageAttributeResponse', version, requestId, val('imageId', image.id), choice);
       },
     };
@@ -360,7 +480,8 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
     const url = new URL(req.url ?? '/', 'http://double');
     const requestId = randomUUID();
     const pairs: Array<[string, string]> = [...url.searchParams];
-    if ((req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) pairs.push(...new URLSearchParams(body.toString('utf8')));
+    if ((req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded'))
+      pairs.push(...new URLSearchParams(body.toString('utf8')));
     const params = Object.fromEntries(pairs);
     const action = params['Action'] ?? '';
     const send = (status: number, xml: string) => {
@@ -369,7 +490,8 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
       res.end(xml);
     };
     try {
-      if (url.pathname.replace(/\/$/, '') !== servicePath) throw new Ec2Fault('InvalidAction', `No service at ${url.pathname}`, 404);
+      if (url.pathname.replace(/\/$/, '') !== servicePath)
+        throw new Ec2Fault('InvalidAction', `No service at ${url.pathname}`, 404);
       const auth = verifyRequest({
         method: req.method ?? 'GET',
         path: (req.url ?? '/').split('?')[0]!,
@@ -381,13 +503,18 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
         service: 'ec2',
         ...(options.region !== undefined ? { region: options.region } : {}),
       });
-      calls.push({ action, params: Object.fromEntries(pairs.filter(([k]) => !['Signature', 'AWSAccessKeyId'].includes(k))), signature: auth.ok ? auth.version : 'none' });
+      calls.push({
+        action,
+        params: Object.fromEntries(pairs.filter(([k]) => !['Signature', 'AWSAccessKeyId'].includes(k))),
+        signature: auth.ok ? auth.version : 'none',
+      });
       if (!auth.ok) throw new Ec2Fault(auth.code, auth.message, 401);
       const version = params['Version'];
       if (!version) throw new Ec2Fault('MissingParameter', 'The request must contain the parameter Version');
       const injected = failures.get(action)?.shift();
       if (injected) throw new Ec2Fault(injected.code, `injected ${injected.code}`, injected.status);
-      if (tagActions.has(action) && !tagsOn) throw new Ec2Fault('InvalidAction', `The action ${action} is not valid for this web service.`);
+      if (tagActions.has(action) && !tagsOn)
+        throw new Ec2Fault('InvalidAction', `The action ${action} is not valid for this web service.`);
       const handler = actionsFor(accountOf(auth.accessKeyId))[action];
       if (!handler) throw new Ec2Fault('InvalidAction', `The action ${action} is not valid for this web service.`);
       send(200, await handler(params, version, requestId));
@@ -453,4 +580,3 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
     },
   };
 }
-

@@ -22,13 +22,18 @@ export interface DoubleImage {
   description?: string;
   rootDeviceType: string;
   rootDeviceName?: string;
-  blockDeviceMapping?: Array<{ deviceName: string; virtualName?: string; ebs?: { snapshotId?: string; volumeSize?: number; deleteOnTermination?: boolean } }>;
+  blockDeviceMapping?: Array<{
+    deviceName: string;
+    virtualName?: string;
+    ebs?: { snapshotId?: string; volumeSize?: number; deleteOnTermination?: boolean };
+  }>;
   virtualizationType?: string;
   tags: Map<string, string>;
   launchUsers: Set<string>;
 }
 
-export const escapeXml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+export const escapeXml = (s: string) =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 type Node = string | undefined | false;
 const el = (name: string, ...children: Node[]): string => {
@@ -37,10 +42,14 @@ const el = (name: string, ...children: Node[]): string => {
   if (inner.length === 1 && !inner[0]!.startsWith('<')) return `<${name}>${inner[0]}</${name}>`;
   return `<${name}>${inner.join('')}</${name}>`;
 };
-const val = (name: string, value: string | number | boolean | undefined): Node => (value === undefined ? undefined : el(name, escapeXml(String(value))));
+const val = (name: string, value: string | number | boolean | undefined): Node =>
+  value === undefined ? undefined : el(name, escapeXml(String(value)));
 
 export function document(root: string, version: string, requestId: string, ...children: Node[]): string {
-  const body = el(root, val('requestId', requestId), ...children).replace(`<${root}>`, `<${root} xmlns="http://ec2.amazonaws.com/doc/${version}/">`);
+  const body = el(root, val('requestId', requestId), ...children).replace(
+    `<${root}>`,
+    `<${root} xmlns="http://ec2.amazonaws.com/doc/${version}/">`,
+  );
   return `<?xml version="1.0" encoding="UTF-8"?>\n${body}`;
 }
 
@@ -52,13 +61,17 @@ export function imageItem(image: DoubleImage, tagsOn: boolean): string {
     val('imageState', image.state),
     val('imageOwnerId', image.ownerId),
     val('isPublic', image.isPublic),
-    image.productCodes && image.productCodes.length > 0 ? el('productCodes', ...image.productCodes.map((c) => el('item', val('productCode', c)))) : undefined,
+    image.productCodes && image.productCodes.length > 0
+      ? el('productCodes', ...image.productCodes.map((c) => el('item', val('productCode', c))))
+      : undefined,
     val('architecture', image.architecture),
     val('imageType', image.type),
     val('kernelId', image.kernelId),
     val('ramdiskId', image.ramdiskId),
     val('platform', image.platform),
-    image.stateReason ? el('stateReason', val('code', image.stateReason.code), val('message', image.stateReason.message)) : undefined,
+    image.stateReason
+      ? el('stateReason', val('code', image.stateReason.code), val('message', image.stateReason.message))
+      : undefined,
     val('imageOwnerAlias', image.ownerAlias),
     val('name', image.name),
     val('description', image.description),
@@ -70,23 +83,51 @@ export function imageItem(image: DoubleImage, tagsOn: boolean): string {
         el(
           'item',
           val('deviceName', m.deviceName),
-          m.ebs ? el('ebs', val('snapshotId', m.ebs.snapshotId), val('volumeSize', m.ebs.volumeSize), val('deleteOnTermination', m.ebs.deleteOnTermination)) : val('virtualName', m.virtualName ?? ''),
+          m.ebs
+            ? el(
+                'ebs',
+                val('snapshotId', m.ebs.snapshotId),
+                val('volumeSize', m.ebs.volumeSize),
+                val('deleteOnTermination', m.ebs.deleteOnTermination),
+              )
+            : val('virtualName', m.virtualName ?? ''),
         ),
       ),
     ),
     val('virtualizationType', image.virtualizationType),
-    tagsOn && image.tags.size > 0 ? el('tagSet', ...[...image.tags].map(([k, v]) => el('item', val('key', k), val('value', v)))) : undefined,
+    tagsOn && image.tags.size > 0
+      ? el('tagSet', ...[...image.tags].map(([k, v]) => el('item', val('key', k), val('value', v))))
+      : undefined,
   );
 }
 
 export const imagesSet = (items: string[]) => el('imagesSet', ...items);
 export const tagSet = (tags: Array<{ resourceId: string; key: string; value: string }>) =>
-  el('tagSet', ...tags.map((t) => el('item', val('resourceId', t.resourceId), val('resourceType', 'image'), val('key', t.key), val('value', t.value))));
+  el(
+    'tagSet',
+    ...tags.map((t) =>
+      el(
+        'item',
+        val('resourceId', t.resourceId),
+        val('resourceType', 'image'),
+        val('key', t.key),
+        val('value', t.value),
+      ),
+    ),
+  );
 export const launchPermission = (image: DoubleImage) =>
-  el('launchPermission', ...(image.isPublic ? [el('item', val('group', 'all'))] : []), ...[...image.launchUsers].map((u) => el('item', val('userId', u))));
+  el(
+    'launchPermission',
+    ...(image.isPublic ? [el('item', val('group', 'all'))] : []),
+    ...[...image.launchUsers].map((u) => el('item', val('userId', u))),
+  );
 export const nullable = (name: string, value: string | undefined) => el(name, val('value', value));
 export { el, val };
 
 export function errorDocument(code: string, message: string, requestId: string): string {
-  return `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>${escapeXml(code)}</Code><Message>${escapeXml(message)}</Message></Error></Errors><RequestID>${requestId}</RequestID></Response>`;
+  return (
+    `<?xml version="1.0" ` +
+    `encoding="UTF-8"?>\n<Response><Errors><Error><Code>${escapeXml(code)}</Code>` +
+    `<Message>${escapeXml(message)}</Message></Error></Errors><RequestID>${requestId}</RequestID></Response>`
+  );
 }

@@ -21,7 +21,9 @@ export async function wsdlSchema(): Promise<string> {
   const start = wsdl.indexOf('<xs:schema');
   const end = wsdl.indexOf('</xs:schema>') + '</xs:schema>'.length;
   if (start < 0 || end < start) throw new Error('the WSDL has no embedded schema');
-  const schema = wsdl.slice(start, end).replace('<xs:schema ', '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" ');
+  const schema = wsdl
+    .slice(start, end)
+    .replace('<xs:schema ', '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" ');
   return `<?xml version="1.0" encoding="UTF-8"?>\n${schema}\n`;
 }
 

@@ -2,7 +2,7 @@
  * The double's objects and their XML documents, shaped as current oned (7.x, share/doc/xsd)
  * writes them: Image::to_xml / Datastore::to_xml element order, strings that oned escapes as
  * CDATA (SOURCE, PATH, FORMAT, FS, driver names, every TEMPLATE value), template attributes
- * sorted by name, and no namespace on the root (share/doc/xsd/README.txt).
+ * sorted by name, and no namespace on the root (the README of OpenNebula's XSD folder).
  */
 
 export interface DoubleImage {
@@ -53,7 +53,17 @@ export interface DoubleDatastore {
   template: Map<string, string>;
 }
 
-const permissionNames = ['OWNER_U', 'OWNER_M', 'OWNER_A', 'GROUP_U', 'GROUP_M', 'GROUP_A', 'OTHER_U', 'OTHER_M', 'OTHER_A'];
+const permissionNames = [
+  'OWNER_U',
+  'OWNER_M',
+  'OWNER_A',
+  'GROUP_U',
+  'GROUP_M',
+  'GROUP_A',
+  'OTHER_U',
+  'OTHER_M',
+  'OTHER_A',
+];
 
 const text = (s: string) => s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
 /** CDATA as oned writes it; a "]]>" inside (which oned's parser never lets in) is split safely. */
@@ -66,7 +76,13 @@ function permissionsXml(p: readonly number[]): string {
 }
 
 function templateXml(t: ReadonlyMap<string, string>): string {
-  return el('TEMPLATE', [...t.keys()].sort().map((k) => el(k, cdata(t.get(k) ?? ''))).join(''));
+  return el(
+    'TEMPLATE',
+    [...t.keys()]
+      .sort()
+      .map((k) => el(k, cdata(t.get(k) ?? '')))
+      .join(''),
+  );
 }
 
 export function imageXml(i: DoubleImage): string {
@@ -102,7 +118,10 @@ export function imageXml(i: DoubleImage): string {
       ids('CLONES', []),
       ids('APP_CLONES', []),
       templateXml(i.template),
-      el('SNAPSHOTS', el('ALLOW_ORPHANS', cdata('NO')) + el('CURRENT_BASE', cdata('-1')) + el('NEXT_SNAPSHOT', cdata('0'))),
+      el(
+        'SNAPSHOTS',
+        el('ALLOW_ORPHANS', cdata('NO')) + el('CURRENT_BASE', cdata('-1')) + el('NEXT_SNAPSHOT', cdata('0')),
+      ),
       el('BACKUP_INCREMENTS', ''),
     ].join(''),
   );
@@ -139,7 +158,9 @@ export function datastoreXml(d: DoubleDatastore, images: readonly number[]): str
   );
 }
 
-export function datastorePoolXml(datastores: readonly { datastore: DoubleDatastore; images: readonly number[] }[]): string {
+export function datastorePoolXml(
+  datastores: readonly { datastore: DoubleDatastore; images: readonly number[] }[],
+): string {
   return el('DATASTORE_POOL', datastores.map((d) => datastoreXml(d.datastore, d.images)).join(''));
 }
 
@@ -148,5 +169,7 @@ export function logTime(date: Date): string {
   const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
   const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
   const two = (n: number) => String(n).padStart(2, '0');
-  return `${days[date.getUTCDay()]} ${months[date.getUTCMonth()]} ${two(date.getUTCDate())} ${two(date.getUTCHours())}:${two(date.getUTCMinutes())}:${two(date.getUTCSeconds())} ${date.getUTCFullYear()}`;
+  const time = `${two(date.getUTCHours())}:${two(date.getUTCMinutes())}:${two(date.getUTCSeconds())}`;
+  const day = `${days[date.getUTCDay()]} ${months[date.getUTCMonth()]} ${two(date.getUTCDate())}`;
+  return `${day} ${time} ${date.getUTCFullYear()}`;
 }

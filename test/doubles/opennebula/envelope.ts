@@ -8,13 +8,14 @@
  */
 export type XmlRpcOut = { boolean: boolean } | { i4: number } | { i8: number } | { string: string };
 
-const escape = (text: string) => text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('\r', '&#x0d;');
+const escapeXml = (text: string) =>
+  text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('\r', '&#x0d;');
 
 function value(v: XmlRpcOut): string {
   if ('boolean' in v) return `<value><boolean>${v.boolean ? 1 : 0}</boolean></value>`;
   if ('i4' in v) return `<value><i4>${v.i4}</i4></value>`;
   if ('i8' in v) return `<value><i8>${v.i8}</i8></value>`;
-  return `<value><string>${escape(v.string)}</string></value>`;
+  return `<value><string>${escapeXml(v.string)}</string></value>`;
 }
 
 export function methodResponse(values: readonly XmlRpcOut[]): string {
@@ -41,7 +42,7 @@ export function faultResponse(code: number, message: string): string {
     `<member><name>faultCode</name>`,
     `<value><i4>${code}</i4></value></member>`,
     `<member><name>faultString</name>`,
-    `<value><string>${escape(message)}</string></value></member>`,
+    `<value><string>${escapeXml(message)}</string></value></member>`,
     '</struct></value>',
     '</fault>',
     '</methodResponse>',

@@ -9,7 +9,14 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { Deserializer, type XmlRpcValue } from '@foxglove/xmlrpc';
-import { datastorePoolXml, imagePoolXml, imageXml, logTime, type DoubleDatastore, type DoubleImage } from './documents.js';
+import {
+  datastorePoolXml,
+  imagePoolXml,
+  imageXml,
+  logTime,
+  type DoubleDatastore,
+  type DoubleImage,
+} from './documents.js';
 import { faultResponse, methodResponse, type XmlRpcOut } from './envelope.js';
 import { parseTemplate, TemplateSyntaxError } from './template-parser.js';
 
@@ -37,8 +44,16 @@ export interface DoubleUser {
   gname: string;
 }
 
-export type DoubleImageSeed = Partial<Omit<DoubleImage, 'template'>> & { name: string; template?: Record<string, string> | Map<string, string> };
-export type DoubleDatastoreSeed = Partial<Omit<DoubleDatastore, 'template'>> & { id: number; name: string; type: number; template?: Record<string, string> };
+export type DoubleImageSeed = Partial<Omit<DoubleImage, 'template'>> & {
+  name: string;
+  template?: Record<string, string> | Map<string, string>;
+};
+export type DoubleDatastoreSeed = Partial<Omit<DoubleDatastore, 'template'>> & {
+  id: number;
+  name: string;
+  type: number;
+  template?: Record<string, string>;
+};
 
 export interface OpenNebulaDoubleOptions {
   /** 7 (default): current oned; 5: the recorded 5.x replies (3-element failures, [ImageInfo]-style prefixes). */
@@ -118,10 +133,42 @@ class Fault extends Error {
   }
 }
 
-const codes = { AUTHENTICATION: 0x100, AUTHORIZATION: 0x200, NO_EXISTS: 0x400, ACTION: 0x800, XML_RPC_API: 0x1000, INTERNAL: 0x2000, ALLOCATE: 0x4000 } as const;
-const S = { INIT: 0, READY: 1, USED: 2, DISABLED: 3, LOCKED: 4, ERROR: 5, CLONE: 6, DELETE: 7, USED_PERS: 8, LOCKED_USED: 9, LOCKED_USED_PERS: 10 } as const;
+const codes = {
+  AUTHENTICATION: 0x100,
+  AUTHORIZATION: 0x200,
+  NO_EXISTS: 0x400,
+  ACTION: 0x800,
+  XML_RPC_API: 0x1000,
+  INTERNAL: 0x2000,
+  ALLOCATE: 0x4000,
+} as const;
+const S = {
+  INIT: 0,
+  READY: 1,
+  USED: 2,
+  DISABLED: 3,
+  LOCKED: 4,
+  ERROR: 5,
+  CLONE: 6,
+  DELETE: 7,
+  USED_PERS: 8,
+  LOCKED_USED: 9,
+  LOCKED_USED_PERS: 10,
+} as const;
 const imageTypes = ['OS', 'CDROM', 'DATABLOCK', 'KERNEL', 'RAMDISK', 'CONTEXT'];
-const stateNames = ['INIT', 'READY', 'USED', 'DISABLED', 'LOCKED', 'ERROR', 'CLONE', 'DELETE', 'USED_PERS', 'LOCKED_USED', 'LOCKED_USED_PERS'];
+const stateNames = [
+  'INIT',
+  'READY',
+  'USED',
+  'DISABLED',
+  'LOCKED',
+  'ERROR',
+  'CLONE',
+  'DELETE',
+  'USED_PERS',
+  'LOCKED_USED',
+  'LOCKED_USED_PERS',
+];
 const invalidNameChars = '&|:\\";/\'#{}$<>';
 const importingStates: ReadonlySet<number> = new Set([S.LOCKED, S.LOCKED_USED, S.LOCKED_USED_PERS]);
 const MiB = 1024 * 1024;
@@ -155,9 +202,50 @@ const defaultUsers: DoubleUser[] = [
 function defaultDatastores(dataDir: string): DoubleDatastoreSeed[] {
   const common = { SAFE_DIRS: '/var/tmp', RESTRICTED_DIRS: '/' };
   return [
-    { id: 0, name: 'system', type: 1, dsMad: '-', tmMad: 'ssh', totalMb: 0, freeMb: 0, usedMb: 0, template: { DISK_TYPE: 'FILE', DS_MIGRATE: 'YES', ...common, SHARED: 'NO', TM_MAD: 'ssh', TYPE: 'SYSTEM_DS' } },
-    { id: 1, name: 'default', type: 0, totalMb: 9207, freeMb: 7164, usedMb: 1553, template: { CLONE_TARGET: 'SYSTEM', DISK_TYPE: 'FILE', DS_MAD: 'fs', LN_TARGET: 'SYSTEM', ...common, TM_MAD: 'ssh', TYPE: 'IMAGE_DS' } },
-    { id: 2, name: 'files', type: 2, totalMb: 9207, freeMb: 7164, usedMb: 1553, template: { CLONE_TARGET: 'SYSTEM', DS_MAD: 'fs', LN_TARGET: 'SYSTEM', ...common, TM_MAD: 'ssh', TYPE: 'FILE_DS' } },
+    {
+      id: 0,
+      name: 'system',
+      type: 1,
+      dsMad: '-',
+      tmMad: 'ssh',
+      totalMb: 0,
+      freeMb: 0,
+      usedMb: 0,
+      template: { DISK_TYPE: 'FILE', DS_MIGRATE: 'YES', ...common, SHARED: 'NO', TM_MAD: 'ssh', TYPE: 'SYSTEM_DS' },
+    },
+    {
+      id: 1,
+      name: 'default',
+      type: 0,
+      totalMb: 9207,
+      freeMb: 7164,
+      usedMb: 1553,
+      template: {
+        CLONE_TARGET: 'SYSTEM',
+        DISK_TYPE: 'FILE',
+        DS_MAD: 'fs',
+        LN_TARGET: 'SYSTEM',
+        ...common,
+        TM_MAD: 'ssh',
+        TYPE: 'IMAGE_DS',
+      },
+    },
+    {
+      id: 2,
+      name: 'files',
+      type: 2,
+      totalMb: 9207,
+      freeMb: 7164,
+      usedMb: 1553,
+      template: {
+        CLONE_TARGET: 'SYSTEM',
+        DS_MAD: 'fs',
+        LN_TARGET: 'SYSTEM',
+        ...common,
+        TM_MAD: 'ssh',
+        TYPE: 'FILE_DS',
+      },
+    },
   ].map((d) => ({ ...d, basePath: join(dataDir, 'datastores', String(d.id)) }));
 }
 
@@ -219,13 +307,21 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
 
   const isAdmin = (u: DoubleUser) => u.id === 0 || u.gid === 0;
   const allowed = (u: DoubleUser, o: { uid: number; gid: number; permissions: number[] }, bit: 0 | 1 | 2) =>
-    isAdmin(u) || (o.uid === u.id && o.permissions[bit] === 1) || (o.gid === u.gid && o.permissions[3 + bit] === 1) || o.permissions[6 + bit] === 1;
+    isAdmin(u) ||
+    (o.uid === u.id && o.permissions[bit] === 1) ||
+    (o.gid === u.gid && o.permissions[3 + bit] === 1) ||
+    o.permissions[6 + bit] === 1;
   const opNames = ['USE', 'MANAGE', 'ADMIN'];
 
   function imageFor(u: DoubleUser, id: number, bit: 0 | 1 | 2): DoubleImage {
     const image = images.get(id);
     if (!image) throw new OneFailure(codes.NO_EXISTS, `Error getting image [${id}].`, id);
-    if (!allowed(u, image, bit)) throw new OneFailure(codes.AUTHORIZATION, `User [${u.id}] : Not authorized to perform ${opNames[bit]} IMAGE [${id}].`, id);
+    if (!allowed(u, image, bit))
+      throw new OneFailure(
+        codes.AUTHORIZATION,
+        `User [${u.id}] : Not authorized to perform ${opNames[bit]} IMAGE [${id}].`,
+        id,
+      );
     return image;
   }
 
@@ -246,7 +342,8 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
     const safe = (datastore.template.get('SAFE_DIRS') ?? '').split(/\s+/).filter(Boolean);
     const restricted = (datastore.template.get('RESTRICTED_DIRS') ?? '').split(/\s+/).filter(Boolean);
     if (safe.some((d) => norm.startsWith(d))) return;
-    if (restricted.some((d) => norm.startsWith(d))) throw new Error(`Not allowed to copy images from ${restricted.join(' ')}`);
+    if (restricted.some((d) => norm.startsWith(d)))
+      throw new Error(`Not allowed to copy images from ${restricted.join(' ')}`);
   }
 
   /** libfs.sh fs_size: MiB rounded up; qcow2 counts its virtual size. */
@@ -321,7 +418,8 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
       await pipeline(source, tap, createWriteStream(target, { flags: 'wx' }), { signal });
       const want = image.template.get('MD5');
       const got = md5.digest('hex');
-      if (want !== undefined && want.toLowerCase() !== got) throw new Error(`Invalid MD5 checksum: expected ${want}, got ${got}`);
+      if (want !== undefined && want.toLowerCase() !== got)
+        throw new Error(`Invalid MD5 checksum: expected ${want}, got ${got}`);
       if (!images.has(image.id)) {
         await unlink(target).catch(() => undefined);
         return;
@@ -330,11 +428,17 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
       image.format = isQcow2(head) ? 'qcow2' : 'raw';
       datastore.freeMb = Math.max(0, datastore.freeMb - image.sizeMb);
       datastore.usedMb += image.sizeMb;
-      setState(image, image.state === S.LOCKED_USED ? S.USED : image.state === S.LOCKED_USED_PERS ? S.USED_PERS : S.READY);
+      setState(
+        image,
+        image.state === S.LOCKED_USED ? S.USED : image.state === S.LOCKED_USED_PERS ? S.USED_PERS : S.READY,
+      );
     } catch (error) {
       await unlink(target).catch(() => undefined);
       if (signal.aborted || !images.has(image.id)) return;
-      image.template.set('ERROR', `${logTime(now())} : Error copying image in the datastore: ${(error as Error).message}`);
+      image.template.set(
+        'ERROR',
+        `${logTime(now())} : Error copying image in the datastore: ${(error as Error).message}`,
+      );
       setState(image, S.ERROR);
     }
   }
@@ -400,23 +504,36 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
     const type = imageTypes.indexOf(typeName);
     if (type < 0) throw new OneFailure(codes.ALLOCATE, `Error allocating a new image. Unknown type ${typeName}`);
     const fileType = typeName === 'KERNEL' || typeName === 'RAMDISK' || typeName === 'CONTEXT';
-    if (datastore.type === 1) throw new OneFailure(codes.INTERNAL, 'New images cannot be allocated in a system datastore.');
-    if (datastore.type === 0 && fileType) throw new OneFailure(codes.INTERNAL, `IMAGE_DS datastores cannot hold ${typeName} images.`);
-    if (datastore.type === 2 && !fileType) throw new OneFailure(codes.INTERNAL, `Only images of type KERNEL, RAMDISK and CONTEXT can be registered in a FILE_DS datastore.`);
+    if (datastore.type === 1)
+      throw new OneFailure(codes.INTERNAL, 'New images cannot be allocated in a system datastore.');
+    if (datastore.type === 0 && fileType)
+      throw new OneFailure(codes.INTERNAL, `IMAGE_DS datastores cannot hold ${typeName} images.`);
+    if (datastore.type === 2 && !fileType)
+      throw new OneFailure(
+        codes.INTERNAL,
+        `Only images of type KERNEL, RAMDISK and CONTEXT can be registered in a FILE_DS datastore.`,
+      );
     const problem = nameError(name);
     if (problem) throw new OneFailure(codes.ALLOCATE, `Error allocating a new image. ${problem}`);
     const taken = [...images.values()].find((i) => i.uid === u.id && i.name === name);
-    if (taken) throw new OneFailure(codes.ALLOCATE, `Error allocating a new image. NAME is already taken by IMAGE ${taken.id}.`);
+    if (taken)
+      throw new OneFailure(codes.ALLOCATE, `Error allocating a new image. NAME is already taken by IMAGE ${taken.id}.`);
     const path = take('PATH') ?? '';
-    if (take('SOURCE') !== undefined) throw new OneFailure(codes.ALLOCATE, 'Error allocating a new image. SOURCE images are not implemented by the OpenNebula double.');
-    if (path === '') throw new OneFailure(codes.ALLOCATE, 'Error allocating a new image. No PATH nor SOURCE in template.');
+    if (take('SOURCE') !== undefined)
+      throw new OneFailure(
+        codes.ALLOCATE,
+        'Error allocating a new image. SOURCE images are not implemented by the OpenNebula double.',
+      );
+    if (path === '')
+      throw new OneFailure(codes.ALLOCATE, 'Error allocating a new image. No PATH nor SOURCE in template.');
     let sizeMb: number;
     try {
       sizeMb = await statPath(datastore, path);
     } catch (error) {
       throw new OneFailure(codes.INTERNAL, `Cannot parse image SIZE: ${(error as Error).message}`);
     }
-    if (!(noCheckCapacity && isAdmin(u)) && sizeMb > datastore.freeMb) throw new OneFailure(codes.ACTION, 'Not enough space in datastore');
+    if (!(noCheckCapacity && isAdmin(u)) && sizeMb > datastore.freeMb)
+      throw new OneFailure(codes.ACTION, 'Not enough space in datastore');
     const persistent = (take('PERSISTENT') ?? 'NO').toUpperCase() === 'YES' && !fileType;
     take('SIZE');
     // Until the copy detects it, FORMAT is what the template says (raw by default, as Image::insert sets it).
@@ -469,7 +586,12 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
 
   function enable(u: DoubleUser, id: number, flag: boolean): number {
     const image = imageFor(u, id, 1);
-    const wrong = () => new OneFailure(codes.INTERNAL, `Could not ${flag ? 'enable' : 'disable'} image: Image cannot be in state ${stateNames[image.state]}.`, id);
+    const wrong = () =>
+      new OneFailure(
+        codes.INTERNAL,
+        `Could not ${flag ? 'enable' : 'disable'} image: Image cannot be in state ${stateNames[image.state]}.`,
+        id,
+      );
     if (flag) {
       if (image.state === S.DISABLED) setState(image, S.READY);
       else if (image.state === S.ERROR) setState(image, S.READY);
@@ -516,9 +638,11 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
 
   function chmod(u: DoubleUser, id: number, perms: number[]): number {
     const image = imageFor(u, id, 1);
-    if (perms.some((p) => p < -1 || p > 1)) throw new OneFailure(codes.XML_RPC_API, 'New permission values must be -1, 0 or 1', id);
+    if (perms.some((p) => p < -1 || p > 1))
+      throw new OneFailure(codes.XML_RPC_API, 'New permission values must be -1, 0 or 1', id);
     const changesAdmin = [2, 5, 8].some((i) => perms[i] !== -1 && perms[i] !== image.permissions[i]);
-    if (changesAdmin && !allowed(u, image, 2)) throw new OneFailure(codes.AUTHORIZATION, `User [${u.id}] : Not authorized to perform ADMIN IMAGE [${id}].`, id);
+    if (changesAdmin && !allowed(u, image, 2))
+      throw new OneFailure(codes.AUTHORIZATION, `User [${u.id}] : Not authorized to perform ADMIN IMAGE [${id}].`, id);
     perms.forEach((p, i) => {
       if (p !== -1) image.permissions[i] = p;
     });
@@ -575,7 +699,17 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
       case 'one.image.delete':
         return remove(u, n(0));
       case 'one.datastorepool.info':
-        return datastorePoolXml([...datastores.values()].sort((a, b) => a.id - b.id).map((d) => ({ datastore: d, images: [...images.values()].filter((i) => i.datastoreId === d.id).map((i) => i.id).sort((a, b) => a - b) })));
+        return datastorePoolXml(
+          [...datastores.values()]
+            .sort((a, b) => a.id - b.id)
+            .map((d) => ({
+              datastore: d,
+              images: [...images.values()]
+                .filter((i) => i.datastoreId === d.id)
+                .map((i) => i.id)
+                .sort((a, b) => a - b),
+            })),
+        );
       default:
         throw new Fault(-506, `Method '${method}' not defined`);
     }
@@ -586,11 +720,19 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
     if (!spec) throw new Fault(-506, `Method '${method}' not defined`);
     const types = [...spec.params, ...spec.optional];
     if (params.length < spec.params.length || params.length > types.length) {
-      throw new Fault(-501, `Method '${method}' takes ${spec.params.length} parameters after the session, got ${params.length}`);
+      throw new Fault(
+        -501,
+        `Method '${method}' takes ${spec.params.length} parameters after the session, got ${params.length}`,
+      );
     }
     params.forEach((value, i) => {
       const want = types[i];
-      const ok = want === 'string' ? typeof value === 'string' : want === 'bool' ? typeof value === 'boolean' : typeof value === 'number' && Number.isInteger(value);
+      const ok =
+        want === 'string'
+          ? typeof value === 'string'
+          : want === 'bool'
+            ? typeof value === 'boolean'
+            : typeof value === 'number' && Number.isInteger(value);
       if (!ok) throw new Fault(-501, `Type mismatch: parameter ${i + 1} of ${method} must be ${want}`);
     });
   }
@@ -601,29 +743,54 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
     try {
       [method, args] = await new Deserializer().deserializeMethodCall(body);
     } catch (error) {
-      return { method: '?', reply: faultResponse(-503, `Call XML not a proper XML-RPC call: ${(error as Error).message}`), documents: [] };
+      return {
+        method: '?',
+        reply: faultResponse(-503, `Call XML not a proper XML-RPC call: ${(error as Error).message}`),
+        documents: [],
+      };
     }
     const spec = methodSpecs[method];
     const prefix = generation === 5 ? `[${spec?.legacy ?? method}] ` : `[${method}] `;
     const failure = (code: number, message: string, objectId: number): string =>
-      methodResponse([{ boolean: false }, { string: prefix + message }, { i4: code }, ...(generation === 7 ? ([{ i4: objectId }, { i8: 0 }] as XmlRpcOut[]) : [])]);
+      methodResponse([
+        { boolean: false },
+        { string: prefix + message },
+        { i4: code },
+        ...(generation === 7 ? ([{ i4: objectId }, { i8: 0 }] as XmlRpcOut[]) : []),
+      ]);
     try {
       const [session, ...params] = args;
       if (typeof session !== 'string') throw new Fault(-501, 'Type mismatch: the session must be a string');
       checkSignature(method, params);
       calls.push({ method, user: session.split(':')[0] ?? '', params });
       const colon = session.indexOf(':');
-      const user = users.find((u) => colon > 0 && u.name === session.slice(0, colon) && u.password === session.slice(colon + 1));
-      if (!user) return { method, reply: failure(codes.AUTHENTICATION, "User couldn't be authenticated, aborting call.", -1), documents: [] };
+      const user = users.find(
+        (u) => colon > 0 && u.name === session.slice(0, colon) && u.password === session.slice(colon + 1),
+      );
+      if (!user)
+        return {
+          method,
+          reply: failure(codes.AUTHENTICATION, "User couldn't be authenticated, aborting call.", -1),
+          documents: [],
+        };
       const delay = stalls.get(method) ?? 0;
       if (delay > 0) await new Promise((r) => later(delay, () => r(undefined)));
       const result = await execute(method, user, params);
-      const reply = methodResponse([{ boolean: true }, typeof result === 'string' ? { string: result } : { i4: result }, { i4: 0 }]);
+      const reply = methodResponse([
+        { boolean: true },
+        typeof result === 'string' ? { string: result } : { i4: result },
+        { i4: 0 },
+      ]);
       return { method, reply, documents: typeof result === 'string' ? [result] : [] };
     } catch (error) {
-      if (error instanceof OneFailure) return { method, reply: failure(error.code, error.message, error.objectId), documents: [] };
+      if (error instanceof OneFailure)
+        return { method, reply: failure(error.code, error.message, error.objectId), documents: [] };
       if (error instanceof Fault) return { method, reply: faultResponse(error.code, error.message), documents: [] };
-      return { method, reply: failure(codes.INTERNAL, `Internal error: ${(error as Error).message}`, -1), documents: [] };
+      return {
+        method,
+        reply: failure(codes.INTERNAL, `Internal error: ${(error as Error).message}`, -1),
+        documents: [],
+      };
     }
   }
 
@@ -646,7 +813,13 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
       void handle(Buffer.concat(chunks).toString('utf8')).then(({ method, reply, documents }) => {
         responses.push({ method, body: reply, documents });
         if (res.destroyed) return;
-        res.writeHead(200, { 'Content-Type': 'text/xml', 'Content-Length': Buffer.byteLength(reply), Server: 'Xmlrpc-c_Abyss/1.40.0' }).end(reply);
+        res
+          .writeHead(200, {
+            'Content-Type': 'text/xml',
+            'Content-Length': Buffer.byteLength(reply),
+            Server: 'Xmlrpc-c_Abyss/1.40.0',
+          })
+          .end(reply);
       });
     });
   });
@@ -657,7 +830,12 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
 
-  const snapshot = (i: DoubleImage): DoubleImage => ({ ...i, permissions: [...i.permissions], vms: [...i.vms], template: new Map(i.template) });
+  const snapshot = (i: DoubleImage): DoubleImage => ({
+    ...i,
+    permissions: [...i.permissions],
+    vms: [...i.vms],
+    template: new Map(i.template),
+  });
 
   return {
     endpoint: `http://127.0.0.1:${port}/RPC2`,
@@ -703,7 +881,10 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
         datastore: datastores.get(datastoreId)?.name ?? 'default',
         vms: [],
         ...seed,
-        template: seed.template instanceof Map ? new Map(seed.template) : new Map(Object.entries(seed.template ?? { DEV_PREFIX: 'hd' })),
+        template:
+          seed.template instanceof Map
+            ? new Map(seed.template)
+            : new Map(Object.entries(seed.template ?? { DEV_PREFIX: 'hd' })),
       };
       images.set(id, image);
       return snapshot(image);
@@ -728,7 +909,8 @@ export async function startOpenNebulaDouble(options: OpenNebulaDoubleOptions = {
     },
     holdImports(hold) {
       held = hold;
-      if (!hold) for (const image of images.values()) if (image.state === S.LOCKED && !imports.has(image.id)) startImport(image);
+      if (!hold)
+        for (const image of images.values()) if (image.state === S.LOCKED && !imports.has(image.id)) startImport(image);
     },
     stall(method, ms) {
       stalls.set(method, ms);

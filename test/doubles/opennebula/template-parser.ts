@@ -7,7 +7,8 @@
 export class TemplateSyntaxError extends Error {}
 
 export function parseTemplate(text: string): Map<string, string> {
-  if (text.trimStart().startsWith('<')) throw new TemplateSyntaxError('XML templates are not implemented by the OpenNebula double');
+  if (text.trimStart().startsWith('<'))
+    throw new TemplateSyntaxError('XML templates are not implemented by the OpenNebula double');
   const out = new Map<string, string>();
   let i = 0;
   let line = 1;

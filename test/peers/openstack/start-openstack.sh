@@ -36,7 +36,10 @@ PY=/usr/bin/python3                 # Debian's python (has the OpenStack librari
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 T_START=$(now_ms)
 
-log() { local ms=$(( $(now_ms) - T_START )); printf '[start-openstack %4d.%01ds] %s\n' $((ms / 1000)) $((ms % 1000 / 100)) "$*" >&2; }
+log() {
+  local ms=$(( $(now_ms) - T_START ))
+  printf '[start-openstack %4d.%01ds] %s\n' $((ms / 1000)) $((ms % 1000 / 100)) "$*" >&2
+}
 die() { log "ERROR: $*"; exit 1; }
 
 ETC=$BASE/etc; LOG=$BASE/log; RUN=$BASE/run
@@ -50,7 +53,9 @@ STATE=$BASE/settings.env
 if [ -f "$STATE" ]; then
   # shellcheck disable=SC1090
   . "$STATE"
-  [ "${SAVED_BASE_PORT:-$BASE_PORT}" = "$BASE_PORT" ] || die "$BASE was created with base port $SAVED_BASE_PORT (got $BASE_PORT); the catalog would be wrong. Use the same port or a new directory."
+  [ "${SAVED_BASE_PORT:-$BASE_PORT}" = "$BASE_PORT" ] \
+    || die "$BASE was created with base port $SAVED_BASE_PORT (got $BASE_PORT); the catalog would be wrong." \
+      "Use the same port or a new directory."
   [ -z "${OS_PEER_DB:-}" ] || [ "$OS_PEER_DB" = "$SAVED_DB" ] || die "$BASE uses OS_PEER_DB=$SAVED_DB"
 else
   SAVED_BASE_PORT=$BASE_PORT
@@ -84,11 +89,17 @@ if [ -n "$missing" ]; then
   export DEBIAN_FRONTEND=noninteractive
   # keep the packages' own daemons (keystone/glance on 5000/9292, postgresql on 5432) from starting
   policy_rc_created=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; policy_rc_created=1; fi
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    policy_rc_created=1
+  fi
   # shellcheck disable=SC2086
   # Lock timeout: other test harnesses on this machine may be running apt at the same time.
   APT_LOCK="-o DPkg::Lock::Timeout=600"
-  { apt-get install $APT_LOCK -y --no-install-recommends $missing >"$LOG/apt.log" 2>&1 || { apt-get update $APT_LOCK >>"$LOG/apt.log" 2>&1 && apt-get install $APT_LOCK -y --no-install-recommends $missing >>"$LOG/apt.log" 2>&1; }; } \
+  { apt-get install $APT_LOCK -y --no-install-recommends $missing >"$LOG/apt.log" 2>&1 \
+    || { apt-get update $APT_LOCK >>"$LOG/apt.log" 2>&1 \
+      && apt-get install $APT_LOCK -y --no-install-recommends $missing >>"$LOG/apt.log" 2>&1; }; } \
     || { [ $policy_rc_created = 1 ] && rm -f /usr/sbin/policy-rc.d; die "apt-get failed, see $LOG/apt.log"; }
   [ $policy_rc_created = 1 ] && rm -f /usr/sbin/policy-rc.d
   log "packages installed"
@@ -100,7 +111,8 @@ pid_alive() {  # pidfile marker -> 0 if the recorded pid is alive and its cmdlin
   local pid; pid=$(cat "$1" 2>/dev/null) || return 1
   [[ "$pid" =~ ^[0-9]+$ ]] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- "$2"
 }
-running() { [ -d "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }  # zombies count as gone
+# Zombies count as gone.
+running() { [ -d "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 http_code() { curl -s -o /dev/null -m 10 -w '%{http_code}' "$@" || true; }
 wait_for() {  # description timeout command...
@@ -137,7 +149,8 @@ if [ "$DB" = postgresql ]; then
   if [ ! -s "$PGDATA/PG_VERSION" ]; then
     log "postgresql: initdb"
     rm -rf "$PGDATA"; mkdir -p "$PGDATA"; chown postgres:postgres "$PGDATA"
-    runuser -u postgres -- "$PGBIN/initdb" -D "$PGDATA" -A trust -U postgres -E UTF8 --locale=C.UTF-8 --no-sync >"$LOG/initdb.log" 2>&1 \
+    runuser -u postgres -- "$PGBIN/initdb" -D "$PGDATA" -A trust -U postgres -E UTF8 --locale=C.UTF-8 --no-sync \
+      >"$LOG/initdb.log" 2>&1 \
       || die "initdb failed, see $LOG/initdb.log"
   fi
   if pid_alive "$RUN/postgres.pid" "$PGDATA" && [ -S "$PGSOCK/.s.PGSQL.$PG_PORT" ]; then
@@ -145,14 +158,17 @@ if [ "$DB" = postgresql ]; then
   else
     rm -f "$PGDATA/postmaster.pid"   # stale after a crash / reboot
     touch "$LOG/postgres.log"; chown postgres:postgres "$LOG/postgres.log"   # written by the postgres user
-    setsid runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA" -l "$LOG/postgres.log" -w -t 60 \
-      -o "-c listen_addresses='' -c unix_socket_directories='$PGSOCK' -p $PG_PORT -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=64MB" \
-      start >>"$LOG/pg_ctl.log" 2>&1 </dev/null 9>&- || die "postgres did not start, see $LOG/pg_ctl.log and $LOG/postgres.log"
+    pg_options="-c listen_addresses='' -c unix_socket_directories='$PGSOCK' -p $PG_PORT -c fsync=off"
+    pg_options+=" -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=64MB"
+    setsid runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA" -l "$LOG/postgres.log" -w -t 60 -o "$pg_options" \
+      start >>"$LOG/pg_ctl.log" 2>&1 </dev/null 9>&- \
+      || die "postgres did not start, see $LOG/pg_ctl.log and $LOG/postgres.log"
     head -1 "$PGDATA/postmaster.pid" > "$RUN/postgres.pid"
     log "postgresql started (pid $(cat "$RUN/postgres.pid"))"
   fi
   for d in keystone glance; do
-    "$PGBIN/psql" -h "$PGSOCK" -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$d'" | grep -q 1 \
+    "$PGBIN/psql" -h "$PGSOCK" -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$d'" \
+      | grep -q 1 \
       || "$PGBIN/psql" -h "$PGSOCK" -p "$PG_PORT" -U postgres -qc "CREATE DATABASE $d" >/dev/null
   done
   KS_DB="postgresql+psycopg2://postgres@/keystone?host=$PGSOCK&port=$PG_PORT"
@@ -246,7 +262,14 @@ lock_path = $BASE/glance/lock
 EOF
 chmod 600 "$ETC/glance-api.conf"
 
-set_wal() { "$PY" -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute("pragma journal_mode=wal").fetchone()[0]); c.close()' "$1" >/dev/null; }
+set_wal() {
+  "$PY" - "$1" >/dev/null <<'EOF'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+print(c.execute("pragma journal_mode=wal").fetchone()[0])
+c.close()
+EOF
+}
 
 # ---------------------------------------------------------------- keystone + glance
 # Both daemons are launched first and waited for afterwards (glance needs keystone only when the
@@ -256,15 +279,22 @@ GL_MARK="$ETC/glance-api.conf"  # appears in the glance-api cmdline (--config-fi
 KS_RUNNING=0; GL_RUNNING=0
 pid_alive "$RUN/keystone.pid" "$KS_MARK" && [ "$(http_code "$KS_URL/v3")" = 200 ] && KS_RUNNING=1
 pid_alive "$RUN/glance.pid" "$GL_MARK" && [ "$(http_code "$GL_URL/healthcheck")" = 200 ] && GL_RUNNING=1
-if [ $KS_RUNNING = 0 ]; then kill_group "$RUN/keystone.pid" "$KS_MARK"; port_open "$KS_PORT" && die "port $KS_PORT is in use by another process"; fi
-if [ $GL_RUNNING = 0 ]; then kill_group "$RUN/glance.pid" "$GL_MARK"; port_open "$GL_PORT" && die "port $GL_PORT is in use by another process"; fi
+if [ $KS_RUNNING = 0 ]; then
+  kill_group "$RUN/keystone.pid" "$KS_MARK"
+  port_open "$KS_PORT" && die "port $KS_PORT is in use by another process"
+fi
+if [ $GL_RUNNING = 0 ]; then
+  kill_group "$RUN/glance.pid" "$GL_MARK"
+  port_open "$GL_PORT" && die "port $GL_PORT is in use by another process"
+fi
 
 if [ $KS_RUNNING = 1 ]; then
   log "keystone already running (pid $(cat "$RUN/keystone.pid"))"
 else
   if [ ! -f "$BASE/keystone/.db_synced" ]; then
     log "keystone: db_sync"
-    keystone-manage --config-file "$ETC/keystone.conf" db_sync >"$LOG/keystone-manage.log" 2>&1 || die "keystone db_sync failed, see $LOG/keystone-manage.log and $LOG/keystone.log"
+    keystone-manage --config-file "$ETC/keystone.conf" db_sync >"$LOG/keystone-manage.log" 2>&1 \
+      || die "keystone db_sync failed, see $LOG/keystone-manage.log and $LOG/keystone.log"
     [ "$DB" = sqlite ] && set_wal "$BASE/keystone/keystone.db"
     touch "$BASE/keystone/.db_synced"
   fi
@@ -284,7 +314,8 @@ EOF
     keystone-manage --config-file "$ETC/keystone.conf" bootstrap --bootstrap-password "$ADMIN_PASSWORD" \
       --bootstrap-username admin --bootstrap-project-name admin --bootstrap-role-name admin \
       --bootstrap-admin-url "$KS_URL/v3/" --bootstrap-internal-url "$KS_URL/v3/" --bootstrap-public-url "$KS_URL/v3/" \
-      --bootstrap-region-id "$REGION" >>"$LOG/keystone-manage.log" 2>&1 || die "keystone bootstrap failed, see $LOG/keystone-manage.log"
+      --bootstrap-region-id "$REGION" >>"$LOG/keystone-manage.log" 2>&1 \
+      || die "keystone bootstrap failed, see $LOG/keystone-manage.log"
     touch "$BASE/keystone/.bootstrapped"
   fi
   log "keystone: starting uwsgi on $KS_URL (1 process x $KS_THREADS thread(s))"
@@ -301,7 +332,8 @@ if [ $GL_RUNNING = 1 ]; then
 else
   if [ ! -f "$BASE/glance/.db_synced" ]; then
     log "glance: db_sync"
-    glance-manage --config-file "$ETC/glance-api.conf" db_sync >"$LOG/glance-manage.log" 2>&1 || die "glance db_sync failed, see $LOG/glance-manage.log"
+    glance-manage --config-file "$ETC/glance-api.conf" db_sync >"$LOG/glance-manage.log" 2>&1 \
+      || die "glance db_sync failed, see $LOG/glance-manage.log"
     [ "$DB" = sqlite ] && set_wal "$BASE/glance/glance.db"
     touch "$BASE/glance/.db_synced"
   fi
@@ -310,15 +342,23 @@ else
 fi
 
 if [ $KS_RUNNING = 0 ]; then
-  ks_ready() { pid_alive "$RUN/keystone.pid" "$KS_MARK" || die "keystone exited, see $LOG/keystone-uwsgi.log / keystone.log"; [ "$(http_code "$KS_URL/v3")" = 200 ]; }
-  wait_for keystone "$TIMEOUT" ks_ready || { tail -20 "$LOG/keystone-uwsgi.log" >&2; kill_group "$RUN/keystone.pid" "$KS_MARK"; die "keystone not ready in ${TIMEOUT}s"; }
+  ks_ready() {
+    pid_alive "$RUN/keystone.pid" "$KS_MARK" || die "keystone exited, see $LOG/keystone-uwsgi.log / keystone.log"
+    [ "$(http_code "$KS_URL/v3")" = 200 ]
+  }
+  wait_for keystone "$TIMEOUT" ks_ready || {
+    tail -20 "$LOG/keystone-uwsgi.log" >&2
+    kill_group "$RUN/keystone.pid" "$KS_MARK"
+    die "keystone not ready in ${TIMEOUT}s"
+  }
   log "keystone ready (pid $(cat "$RUN/keystone.pid"))"
 fi
 
 # ---------------------------------------------------------------- keystone resources (idempotent)
 log "keystone: ensuring project service + user glance(admin), image service/endpoints, project/user demo(member)"
 ADMIN_PASSWORD=$ADMIN_PASSWORD DEMO_PASSWORD=$DEMO_PASSWORD GLANCE_PASSWORD=$GLANCE_PASSWORD \
-"$PY" - "$KS_URL" "$GL_URL" "$REGION" >"$LOG/setup-resources.log" 2>&1 <<'EOF' || { cat "$LOG/setup-resources.log" >&2; die "keystone resource setup failed"; }
+"$PY" - "$KS_URL" "$GL_URL" "$REGION" >"$LOG/setup-resources.log" 2>&1 <<'EOF' \
+  || { cat "$LOG/setup-resources.log" >&2; die "keystone resource setup failed"; }
 import os, sys, time
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
@@ -339,9 +379,11 @@ def find(coll, **q):
     return items[0] if items else None
 def ensure_project(name):
     p = find('projects', name=name, domain_id='default')
-    return p or call('POST', '/projects', json={'project': {'name': name, 'domain_id': 'default', 'description': name}})['project']
+    project = {'name': name, 'domain_id': 'default', 'description': name}
+    return p or call('POST', '/projects', json={'project': project})['project']
 def password_ok(name, pw):
-    body = {'auth': {'identity': {'methods': ['password'], 'password': {'user': {'name': name, 'domain': {'id': 'default'}, 'password': pw}}}}}
+    user = {'name': name, 'domain': {'id': 'default'}, 'password': pw}
+    body = {'auth': {'identity': {'methods': ['password'], 'password': {'user': user}}}}
     r = s.request(ks + '/v3/auth/tokens', 'POST', json=body, authenticated=False, raise_exc=False)
     return r.status_code == 201
 def ensure_user(name, pw, project):
@@ -351,14 +393,16 @@ def ensure_user(name, pw, project):
         if not u.get('enabled', True) or not password_ok(name, pw):
             call('PATCH', '/users/' + u['id'], json={'user': {'password': pw, 'enabled': True}})
         return u
-    return call('POST', '/users', json={'user': {'name': name, 'password': pw, 'domain_id': 'default', 'default_project_id': project['id']}})['user']
+    user = {'name': name, 'password': pw, 'domain_id': 'default', 'default_project_id': project['id']}
+    return call('POST', '/users', json={'user': user})['user']
 def grant(role_name, user, project):
     role = find('roles', name=role_name)
     call('PUT', '/projects/%s/users/%s/roles/%s' % (project['id'], user['id'], role['id']))
 service_p = ensure_project('service')
 glance_u = ensure_user('glance', os.environ['GLANCE_PASSWORD'], service_p)
 grant('admin', glance_u, service_p)
-svc = find('services', type='image') or call('POST', '/services', json={'service': {'type': 'image', 'name': 'glance', 'description': 'OpenStack Image', 'enabled': True}})['service']
+image_service = {'type': 'image', 'name': 'glance', 'description': 'OpenStack Image', 'enabled': True}
+svc = find('services', type='image') or call('POST', '/services', json={'service': image_service})['service']
 eps = call('GET', '/endpoints', params={'service_id': svc['id']})['endpoints']
 for iface in ('public', 'internal', 'admin'):
     mine = [e for e in eps if e['interface'] == iface]
@@ -366,7 +410,8 @@ for iface in ('public', 'internal', 'admin'):
         for extra in mine[1:]: call('DELETE', '/endpoints/' + extra['id'])
         continue
     for e in mine: call('DELETE', '/endpoints/' + e['id'])
-    call('POST', '/endpoints', json={'endpoint': {'service_id': svc['id'], 'interface': iface, 'url': gl, 'region_id': region, 'enabled': True}})
+    endpoint = {'service_id': svc['id'], 'interface': iface, 'url': gl, 'region_id': region, 'enabled': True}
+    call('POST', '/endpoints', json={'endpoint': endpoint})
 demo_p = ensure_project('demo')
 demo_u = ensure_user('demo', os.environ['DEMO_PASSWORD'], demo_p)
 grant('member', demo_u, demo_p)
@@ -375,13 +420,22 @@ EOF
 
 # ---------------------------------------------------------------- glance readiness
 admin_token() {
+  local user="{\"name\":\"admin\",\"domain\":{\"id\":\"default\"},\"password\":\"$ADMIN_PASSWORD\"}"
+  local scope="{\"project\":{\"name\":\"admin\",\"domain\":{\"id\":\"default\"}}}"
   curl -si -m 30 -X POST -H 'Content-Type: application/json' "$KS_URL/v3/auth/tokens" -d \
-    "{\"auth\":{\"identity\":{\"methods\":[\"password\"],\"password\":{\"user\":{\"name\":\"admin\",\"domain\":{\"id\":\"default\"},\"password\":\"$ADMIN_PASSWORD\"}}},\"scope\":{\"project\":{\"name\":\"admin\",\"domain\":{\"id\":\"default\"}}}}}" \
+    "{\"auth\":{\"identity\":{\"methods\":[\"password\"],\"password\":{\"user\":$user}},\"scope\":$scope}}" \
     | awk -F': ' 'tolower($1)=="x-subject-token"{print $2}' | tr -d '\r'
 }
 if [ $GL_RUNNING = 0 ]; then
-  gl_ready() { pid_alive "$RUN/glance.pid" "$GL_MARK" || die "glance-api exited, see $LOG/glance-api.log"; [ "$(http_code "$GL_URL/healthcheck")" = 200 ]; }
-  wait_for glance "$TIMEOUT" gl_ready || { tail -20 "$LOG/glance-api.log" >&2; kill_group "$RUN/glance.pid" "$GL_MARK"; die "glance not ready in ${TIMEOUT}s"; }
+  gl_ready() {
+    pid_alive "$RUN/glance.pid" "$GL_MARK" || die "glance-api exited, see $LOG/glance-api.log"
+    [ "$(http_code "$GL_URL/healthcheck")" = 200 ]
+  }
+  wait_for glance "$TIMEOUT" gl_ready || {
+    tail -20 "$LOG/glance-api.log" >&2
+    kill_group "$RUN/glance.pid" "$GL_MARK"
+    die "glance not ready in ${TIMEOUT}s"
+  }
   log "glance ready (pid $(cat "$RUN/glance.pid"))"
 fi
 TOKEN=$(admin_token); [ -n "$TOKEN" ] || die "cannot get an admin token from keystone"
@@ -410,21 +464,36 @@ write_rc "$BASE/demo-openrc.sh" demo "$DEMO_PASSWORD" demo
 cat > "$BASE/clouds.yaml" <<EOF
 clouds:
   peer-admin:
-    auth: {auth_url: "$KS_URL/v3", username: admin, password: "$ADMIN_PASSWORD", project_name: admin, user_domain_name: Default, project_domain_name: Default}
+    auth:
+      auth_url: "$KS_URL/v3"
+      username: admin
+      password: "$ADMIN_PASSWORD"
+      project_name: admin
+      user_domain_name: Default
+      project_domain_name: Default
     region_name: $REGION
     interface: public
     identity_api_version: 3
   peer-demo:
-    auth: {auth_url: "$KS_URL/v3", username: demo, password: "$DEMO_PASSWORD", project_name: demo, user_domain_name: Default, project_domain_name: Default}
+    auth:
+      auth_url: "$KS_URL/v3"
+      username: demo
+      password: "$DEMO_PASSWORD"
+      project_name: demo
+      user_domain_name: Default
+      project_domain_name: Default
     region_name: $REGION
     interface: public
     identity_api_version: 3
 EOF
 cat > "$BASE/env.json" <<EOF
 {"auth_url": "$KS_URL/v3", "image_url": "$GL_URL", "region": "$REGION", "db": "$DB",
- "admin": {"username": "admin", "password": "$ADMIN_PASSWORD", "project_name": "admin", "user_domain_name": "Default", "project_domain_name": "Default"},
- "demo": {"username": "demo", "password": "$DEMO_PASSWORD", "project_name": "demo", "user_domain_name": "Default", "project_domain_name": "Default"},
- "pids": {"keystone": $(cat "$RUN/keystone.pid"), "glance": $(cat "$RUN/glance.pid")$( [ "$DB" = postgresql ] && echo ", \"postgres\": $(cat "$RUN/postgres.pid")")}}
+ "admin": {"username": "admin", "password": "$ADMIN_PASSWORD", "project_name": "admin",
+  "user_domain_name": "Default", "project_domain_name": "Default"},
+ "demo": {"username": "demo", "password": "$DEMO_PASSWORD", "project_name": "demo",
+  "user_domain_name": "Default", "project_domain_name": "Default"},
+ "pids": {"keystone": $(cat "$RUN/keystone.pid"), "glance": $(cat "$RUN/glance.pid")$(
+   [ "$DB" = postgresql ] && echo ", \"postgres\": $(cat "$RUN/postgres.pid")")}}
 EOF
 chmod 600 "$BASE/admin-openrc.sh" "$BASE/demo-openrc.sh" "$BASE/clouds.yaml" "$BASE/env.json"
 log "ready: keystone $KS_URL/v3, glance $GL_URL, db=$DB (stop: stop-openstack.sh $BASE)"
