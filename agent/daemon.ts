@@ -315,13 +315,18 @@ export class AgentDaemon implements AgentControl {
       },
     });
     this.#generation = generation;
-    if (!reload) this.#logger!.info('agent started', { agent: agentId, clouds: [...built.targets.keys()], scheduled: [...tasks.keys()] });
+    if (!reload)
+      this.#logger!.info('agent started', {
+        agent: agentId,
+        clouds: [...built.targets.keys()],
+        scheduled: [...tasks.keys()],
+      });
   }
 
   /** Runs a subscription of the config now, as its schedule would. */
   syncSubscription(name: string): Promise<RunRecord> {
     const generation = this.#generation;
-    if (!generation || !generation.runtime.config.subscriptions[name]) {
+    if (!generation?.runtime.config.subscriptions[name]) {
       return Promise.reject(new VisorError('notFound', `no subscription named ${name} in the configuration`));
     }
     return generation.subscriptions.run(name, 'manual');
@@ -353,11 +358,9 @@ export class AgentDaemon implements AgentControl {
     const deliveries = await deliverWebhooks(hooks, record, this.#logger!, { signal: this.#stop.signal });
     if (deliveries.length === 0) return record;
     const updated = { ...record, actions: [...record.actions, ...deliveries] };
-    await this.#server!.catalog.runs
-      .update(updated)
-      .catch((error: unknown) =>
-        this.#logger!.warn('recording webhook deliveries failed', { error: toVisorError(error) }),
-      );
+    await this.#server!.catalog.runs.update(updated).catch((error: unknown) =>
+      this.#logger!.warn('recording webhook deliveries failed', { error: toVisorError(error) }),
+    );
     return updated;
   }
 

@@ -25,36 +25,186 @@ export function aims(r) {
   const t = r.transfer;
   const gib = r.settings.sizeMiB / 1024;
   const out = [];
-  const add = (id, figure, visor, peer, value, aim, met, note = '', showRatio = true) => out.push({ id, figure, visor, peer, value, aim, met, note, showRatio });
+  const add = (id, figure, visor, peer, value, aim, met, note = '', showRatio = true) =>
+    out.push({ id, figure, visor, peer, value, aim, met, note, showRatio });
   const cpu = (v) => `${n2(v)} CPU-s/GiB`;
   // Ingest: kept as they were (a later change improves them); aims of issue 27.
   const ci = t.visorCurlIngest;
-  add('ingest-glance', `Ingest ${gib} GiB through the API (curl) vs Glance \`PUT /file\` (curl)`, mibps(ci.mibps), mibps(t.glanceIngest.mibps), ci.mibps / t.glanceIngest.mibps, '≥ 3×', ci.mibps / t.glanceIngest.mibps >= 3);
-  add('ingest-cp', '… the same vs `cp` + fsync of the file', mibps(ci.mibps), mibps(t.cpFsync.mibps), ci.mibps / t.cpFsync.mibps, '≥ 0.6×', ci.mibps / t.cpFsync.mibps >= 0.6, t.bareIngest ? `a minimal Node PUT + fsync server: ${mibps(t.bareIngest.mibps)} (${ratio(t.bareIngest.mibps / t.cpFsync.mibps)} \`cp\` + fsync)` : '');
-  add('ingest-cpu', '… CPU of the serving process', cpu(ci.serverCpuPerGiB), t.bareIngest ? `${cpu(t.bareIngest.serverCpuPerGiB)} (minimal Node)` : '', undefined, '≤ 2.5 CPU-s/GiB', ci.serverCpuPerGiB <= 2.5, '', false);
+  add(
+    'ingest-glance',
+    `Ingest ${gib} GiB through the API (curl) vs Glance \`PUT /file\` (curl)`,
+    mibps(ci.mibps),
+    mibps(t.glanceIngest.mibps),
+    ci.mibps / t.glanceIngest.mibps,
+    '≥ 3×',
+    ci.mibps / t.glanceIngest.mibps >= 3,
+  );
+  add(
+    'ingest-cp',
+    '… the same vs `cp` + fsync of the file',
+    mibps(ci.mibps),
+    mibps(t.cpFsync.mibps),
+    ci.mibps / t.cpFsync.mibps,
+    '≥ 0.6×',
+    ci.mibps / t.cpFsync.mibps >= 0.6,
+    t.bareIngest
+      ? `a minimal Node PUT + fsync ` +
+          `server: ${mibps(t.bareIngest.mibps)} (${ratio(t.bareIngest.mibps / t.cpFsync.mibps)} \`cp\` + fsync)`
+      : '',
+  );
+  add(
+    'ingest-cpu',
+    '… CPU of the serving process',
+    cpu(ci.serverCpuPerGiB),
+    t.bareIngest ? `${cpu(t.bareIngest.serverCpuPerGiB)} (minimal Node)` : '',
+    undefined,
+    '≤ 2.5 CPU-s/GiB',
+    ci.serverCpuPerGiB <= 2.5,
+    '',
+    false,
+  );
   // Download through the API, after the ingests and fresh.
   const d = t.visorCurlDownload;
   const f = t.visorFreshCurlDownload;
-  add('download', `Download ${gib} GiB through the API (curl), server that just took in ${2 * r.settings.repeat} GiB, vs Glance \`GET /file\``, mibps(d.mibps), mibps(t.glanceDownload.mibps), d.mibps / t.glanceDownload.mibps, '≥ 1.5×', d.mibps / t.glanceDownload.mibps >= 1.5);
-  add('download-nginx', '… the same vs nginx sendfile of the file', mibps(d.mibps), mibps(t.nginxDownload.mibps), d.mibps / t.nginxDownload.mibps, '≥ 0.9×', d.mibps / t.nginxDownload.mibps >= 0.9, `minimal Node server (4 MiB blocks, reused buffers): ${mibps(t.bareDownload.mibps)}`);
-  add('download-fresh', '… from a freshly started `visor serve` vs Glance', mibps(f.mibps), mibps(t.glanceDownload.mibps), f.mibps / t.glanceDownload.mibps, '≥ 1.5×', f.mibps / t.glanceDownload.mibps >= 1.5);
-  add('download-fresh-nginx', '… from a freshly started `visor serve` vs nginx sendfile', mibps(f.mibps), mibps(t.nginxDownload.mibps), f.mibps / t.nginxDownload.mibps, '≥ 0.9×', f.mibps / t.nginxDownload.mibps >= 0.9);
+  add(
+    'download',
+    `Download ${gib} GiB through the API (curl), server that just ` +
+      `took in ${2 * r.settings.repeat} GiB, vs Glance \`GET /file\``,
+    mibps(d.mibps),
+    mibps(t.glanceDownload.mibps),
+    d.mibps / t.glanceDownload.mibps,
+    '≥ 1.5×',
+    d.mibps / t.glanceDownload.mibps >= 1.5,
+  );
+  add(
+    'download-nginx',
+    '… the same vs nginx sendfile of the file',
+    mibps(d.mibps),
+    mibps(t.nginxDownload.mibps),
+    d.mibps / t.nginxDownload.mibps,
+    '≥ 0.9×',
+    d.mibps / t.nginxDownload.mibps >= 0.9,
+    `minimal Node server (4 MiB blocks, reused buffers): ${mibps(t.bareDownload.mibps)}`,
+  );
+  add(
+    'download-fresh',
+    '… from a freshly started `visor serve` vs Glance',
+    mibps(f.mibps),
+    mibps(t.glanceDownload.mibps),
+    f.mibps / t.glanceDownload.mibps,
+    '≥ 1.5×',
+    f.mibps / t.glanceDownload.mibps >= 1.5,
+  );
+  add(
+    'download-fresh-nginx',
+    '… from a freshly started `visor serve` vs nginx sendfile',
+    mibps(f.mibps),
+    mibps(t.nginxDownload.mibps),
+    f.mibps / t.nginxDownload.mibps,
+    '≥ 0.9×',
+    f.mibps / t.nginxDownload.mibps >= 0.9,
+  );
   const worst = Math.max(d.serverCpuPerGiB, f.serverCpuPerGiB);
-  add('download-cpu', '… CPU of `visor serve` per GiB sent (the worse of the two servers)', cpu(worst), `${cpu(t.nginxDownload.serverCpuPerGiB)} (nginx)`, undefined, '≤ 0.6 CPU-s/GiB', worst <= 0.6, `after the ingests ${n2(d.serverCpuPerGiB)}, fresh ${n2(f.serverCpuPerGiB)}; Glance ${n2(t.glanceDownload.serverCpuPerGiB)}`, false);
+  add(
+    'download-cpu',
+    '… CPU of `visor serve` per GiB sent (the worse of the two servers)',
+    cpu(worst),
+    `${cpu(t.nginxDownload.serverCpuPerGiB)} (nginx)`,
+    undefined,
+    '≤ 0.6 CPU-s/GiB',
+    worst <= 0.6,
+    `after the ingests ${n2(d.serverCpuPerGiB)}, fresh ${n2(f.serverCpuPerGiB)}; ` +
+      `Glance ${n2(t.glanceDownload.serverCpuPerGiB)}`,
+    false,
+  );
   // `visor get -o FILE`.
   const g = t.visorGetFile;
-  add('get', `\`visor get ID -o FILE\` (sha256 verified) vs \`curl -o FILE\` from Glance (time)`, secs(g.seconds), secs(t.glanceFile.seconds), g.seconds / t.glanceFile.seconds, '≤ 1.1×', g.seconds / t.glanceFile.seconds <= 1.1, `\`openstack image save\`: ${secs(t.openstackSave.seconds)} (visor ${ratio(g.seconds / t.openstackSave.seconds)})`);
-  add('get-cpu', '… CPU of the `visor get` process per GiB', cpu(g.clientCpuPerGiB), `${cpu(t.glanceFile.clientCpuPerGiB)} (curl)`, undefined, '≤ 1 CPU-s/GiB', g.clientCpuPerGiB <= 1, `\`openstack image save\`: ${n2(t.openstackSave.clientCpuPerGiB)}`, false);
+  add(
+    'get',
+    `\`visor get ID -o FILE\` (sha256 verified) vs \`curl -o FILE\` from Glance (time)`,
+    secs(g.seconds),
+    secs(t.glanceFile.seconds),
+    g.seconds / t.glanceFile.seconds,
+    '≤ 1.1×',
+    g.seconds / t.glanceFile.seconds <= 1.1,
+    `\`openstack image save\`: ${secs(t.openstackSave.seconds)} (visor ${ratio(g.seconds / t.openstackSave.seconds)})`,
+  );
+  add(
+    'get-cpu',
+    '… CPU of the `visor get` process per GiB',
+    cpu(g.clientCpuPerGiB),
+    `${cpu(t.glanceFile.clientCpuPerGiB)} (curl)`,
+    undefined,
+    '≤ 1 CPU-s/GiB',
+    g.clientCpuPerGiB <= 1,
+    `\`openstack image save\`: ${n2(t.openstackSave.clientCpuPerGiB)}`,
+    false,
+  );
   const p = r.push;
-  add('push', `Push of a ${gib} GiB catalog image into Glance: \`visor sync\` vs \`curl -T\` (time, start-up included)`, secs(p.visor.seconds), secs(p.curl.seconds), p.visor.seconds / p.curl.seconds, '≤ 1.05×', p.visor.seconds / p.curl.seconds <= 1.05, `vs \`openstack image save\` + \`openstack image create\` (${secs(p.openstack.seconds)}): ${ratio(p.visor.seconds / p.openstack.seconds)}`);
+  add(
+    'push',
+    `Push of a ${gib} GiB catalog image into Glance: \`visor sync\` vs \`curl -T\` (time, start-up included)`,
+    secs(p.visor.seconds),
+    secs(p.curl.seconds),
+    p.visor.seconds / p.curl.seconds,
+    '≤ 1.05×',
+    p.visor.seconds / p.curl.seconds <= 1.05,
+    `vs \`openstack image save\` + \`openstack image create\` ` +
+      `(${secs(p.openstack.seconds)}): ${ratio(p.visor.seconds / p.openstack.seconds)}`,
+  );
   const pl = r.planner.visor;
-  add('plan', `Planner, ${r.planner.images.toLocaleString('en')} images × ${r.planner.targets} targets (first pass, total)`, secs(pl.firstTotalSeconds), '1 s (aim)', undefined, '≤ 1 s', pl.firstTotalSeconds <= 1, `warm: ${secs(pl.warmTotalSeconds)}`, false);
+  add(
+    'plan',
+    `Planner, ${r.planner.images.toLocaleString('en')} images × ${r.planner.targets} targets (first pass, total)`,
+    secs(pl.firstTotalSeconds),
+    '1 s (aim)',
+    undefined,
+    '≤ 1 s',
+    pl.firstTotalSeconds <= 1,
+    `warm: ${secs(pl.warmTotalSeconds)}`,
+    false,
+  );
   const l = r.load;
-  if (l && !l.failed) add('load', `${l.connections} concurrent signed API clients for ${n0(l.seconds)} s (test/load): errors, p99`, `${l.errors} errors, p99 ${n0(l.latency.p99)} ms`, '', undefined, '0 errors, p99 ≤ 250 ms', l.errors === 0 && l.latency.p99 <= 250, `${n0(l.requestsPerSecond)} requests/s; server ${n2((l.serverCpuSeconds / l.requests) * 1000)} CPU-ms per request`, false);
-  else add('load', 'concurrent signed API clients (test/load)', 'did not run', '', undefined, '0 errors, p99 ≤ 250 ms', false, '', false);
+  if (l && !l.failed)
+    add(
+      'load',
+      `${l.connections} concurrent signed API clients for ${n0(l.seconds)} s (test/load): errors, p99`,
+      `${l.errors} errors, p99 ${n0(l.latency.p99)} ms`,
+      '',
+      undefined,
+      '0 errors, p99 ≤ 250 ms',
+      l.errors === 0 && l.latency.p99 <= 250,
+      `${n0(l.requestsPerSecond)} requests/s; ` +
+        `server ${n2((l.serverCpuSeconds / l.requests) * 1000)} CPU-ms per request`,
+      false,
+    );
+  else
+    add(
+      'load',
+      'concurrent signed API clients (test/load)',
+      'did not run',
+      '',
+      undefined,
+      '0 errors, p99 ≤ 250 ms',
+      false,
+      '',
+      false,
+    );
   const bigs = r.bigs ?? [r.big];
-  const rss = bigs.map((b) => `${n0(b.bytes / 1024 ** 3)} GiB: ${b.failed ? 'failed' : mib(b.sync.peakRssMiB)}`).join(', ');
-  add('rss', `Peak RSS of the \`visor sync\` process pushing ${n0(r.big.bytes / 1024 ** 3)} GiB`, mib(r.big.sync.peakRssMiB), '150 MiB (aim)', undefined, '≤ 150 MiB', r.big.sync.peakRssMiB <= 150, `${gib} GiB: ${mib(p.visor.peakRssMiB)}; ${rss}; nothing to do: ${mib(r.startup.noopSync.peakRssMiB)}`, false);
+  const rss = bigs
+    .map((b) => `${n0(b.bytes / 1024 ** 3)} GiB: ${b.failed ? 'failed' : mib(b.sync.peakRssMiB)}`)
+    .join(', ');
+  add(
+    'rss',
+    `Peak RSS of the \`visor sync\` process pushing ${n0(r.big.bytes / 1024 ** 3)} GiB`,
+    mib(r.big.sync.peakRssMiB),
+    '150 MiB (aim)',
+    undefined,
+    '≤ 150 MiB',
+    r.big.sync.peakRssMiB <= 150,
+    `${gib} GiB: ${mib(p.visor.peakRssMiB)}; ${rss}; nothing to do: ${mib(r.startup.noopSync.peakRssMiB)}`,
+    false,
+  );
   const a = r.api;
   add(
     'api',
@@ -139,46 +289,145 @@ function render(r) {
   );
 
   w('## Peers', '');
-  w(`- **Glance** ${r.peer.glance} and **Keystone** ${r.peer.keystone} from Debian packages, on loopback (test/peers/openstack, started by the bench when not running): one glance-api worker process, filesystem store on the same disk, SQLite database, Keystone tokens checked by keystonemiddleware (cached). Glance computes md5 and sha512 (its \`os_hash_algo\`) of every upload, in Python; it does not fsync.`);
-  w(`- **curl** ${r.peer.curl}: \`curl -T\` uploads (Content-Length, no client hashing), \`curl -o /dev/null\` downloads, for Glance and — to measure visor's server alone — for visor too (signed headers, the body's sha256 signed up front from an earlier upload, not hashed by the client).`);
-  w(`- **openstack** CLI (python3-openstackclient ${r.peer.openstackclient}), with the environment of the peer's admin-openrc.sh.`);
-  w('- **`cp`** of the source file on the same filesystem; **`cp` + fsync** also fsyncs the copy (visor fsyncs every upload before it answers).');
-  w(`- **nginx** (Debian nginx-light${t.nginxVersion ? `, ${t.nginxVersion.replace(/^nginx version: /, '')}` : ''}) serving the source file with \`sendfile on\`: its own config and prefix in a temporary folder, one worker, no master, \`daemon off\`, on loopback — the kernel copies page cache to socket with no trip through user space.`);
-  w('- **A minimal Node server** (bench/lib/ceilings.mjs, a process of its own): `GET` reads the file through a FileHandle in 4 MiB blocks into two reused buffers and writes them to the socket; `PUT` pipes the body into a file and fsyncs it. What Node itself allows on this machine, with no service around it.');
+  w(
+    `- **Glance** ${r.peer.glance} and **Keystone** ${r.peer.keystone} from Debian packages, ` +
+      `on loopback (test/peers/openstack, started by the bench when not running): one glance-api worker process, ` +
+      `filesystem store on the same disk, SQLite database, Keystone tokens checked by keystonemiddleware (cached). ` +
+      `Glance computes md5 and sha512 (its \`os_hash_algo\`) of every upload, in Python; it does not fsync.`,
+  );
+  w(
+    `- **curl** ${r.peer.curl}: \`curl -T\` uploads (Content-Length, no client hashing), \`curl -o /dev/null\` ` +
+      `downloads, for Glance and — to measure visor's server alone — for visor too (signed headers, ` +
+      `the body's sha256 signed up front from an earlier upload, not hashed by the client).`,
+  );
+  w(
+    `- **openstack** CLI (python3-openstackclient ${r.peer.openstackclient}), ` +
+      `with the environment of the peer's admin-openrc.sh.`,
+  );
+  w(
+    '- **`cp`** of the source file on the same filesystem; ' +
+      '**`cp` + fsync** also fsyncs the copy (visor fsyncs every upload before it answers).',
+  );
+  w(
+    `- **nginx** (Debian nginx-light${t.nginxVersion ? `, ${t.nginxVersion.replace(/^nginx version: /, '')}` : ''}) ` +
+      `serving the source file with \`sendfile on\`: its own config and prefix in a temporary folder, one worker, ` +
+      `no master, \`daemon off\`, on loopback — ` +
+      `the kernel copies page cache to socket with no trip through user space.`,
+  );
+  w(
+    '- **A minimal Node server** (bench/lib/ceilings.mjs, a process of its own): `GET` reads the file through a ' +
+      'FileHandle in 4 MiB blocks into two reused buffers and writes them to the socket; `PUT` pipes the ' +
+      'body into a file and fsyncs it. What Node itself allows on this machine, with no service around it.',
+  );
   w('- **`openstack image save`** for the download into a file.');
-  w('- **visor**: `visor serve` (this build, `dist/`) in its own process with its default configuration: SQLite catalog, file store with fsync, signed requests, a log line per request. `visor sync` runs as the CLI, a process of its own, timed from start to exit; its peak RSS is the kernel\'s (GNU time, `ru_maxrss`).', '');
+  w(
+    '- **visor**: `visor serve` (this build, `dist/`) in its own process with its default configuration: ' +
+      'SQLite catalog, file store with fsync, signed requests, a log line per request. `visor sync` runs as the ' +
+      "CLI, a process of its own, timed from start to exit; its peak RSS is the kernel's (GNU time, `ru_maxrss`).",
+    '',
+  );
 
   w('## Figures against the aims', '');
-  w(table(['figure', 'visor', 'peer / limit', 'ratio', 'aim', 'result', 'also'], list.map((a) => [a.figure, a.visor, a.peer, a.showRatio ? ratio(a.value) : '', a.aim, yes(a.met), a.note])), '');
-  w(`Ratios are visor ÷ peer (throughputs and requests/s: higher is better for visor; times — the push, \`visor get\` — lower is better for visor). ${list.filter((a) => a.met).length} of ${list.length} met. The ceilings (nginx ${t.nginxVersion ? t.nginxVersion.replace(/^nginx version: /, '') : ''} with sendfile, a minimal Node server, \`cp\` + fsync) ran in the same rounds as the contestants.`, '');
+  w(
+    table(
+      ['figure', 'visor', 'peer / limit', 'ratio', 'aim', 'result', 'also'],
+      list.map((a) => [a.figure, a.visor, a.peer, a.showRatio ? ratio(a.value) : '', a.aim, yes(a.met), a.note]),
+    ),
+    '',
+  );
+  w(
+    `Ratios are visor ÷ peer (throughputs and requests/s: higher is better for visor; times — the push, ` +
+      `\`visor get\` — lower is better for visor). ${list.filter((a) => a.met).length} of ${list.length} met. ` +
+      `The ceilings (nginx ${t.nginxVersion ? t.nginxVersion.replace(/^nginx version: /, '') : ''} with sendfile, ` +
+      `a minimal Node server, \`cp\` + fsync) ran in the same rounds as the contestants.`,
+    '',
+  );
 
   w('## Ingest and download', '');
-  w(`${gib} GiB; CPU seconds per GiB are those of the serving process (visor serve; the glance-api processes) and, for visor's own client, of the client process.`, '');
-  const row = (name, s, server, client) => [name, mibps(s.mibps), secs(s.seconds), s.runs.map((x) => n2(x)).join(' / '), server ? `${n2(s.serverCpuPerGiB)} (${n2(s.serverSysPerGiB)})` : '', client ? n2(s.clientCpuPerGiB) : ''];
-  w(table(['contestant', 'throughput', 'time (median)', 'runs (s)', 'server CPU s/GiB (of which kernel)', 'client CPU s/GiB'], [
-    [...row('`cp`', t.cp, true).slice(0, 4), `${n2(t.cp.serverCpuPerGiB)} (cp)`, ''],
-    [...row('`cp` + fsync', t.cpFsync, true).slice(0, 4), `${n2(t.cpFsync.serverCpuPerGiB)} (cp)`, ''],
-    row('visor API ingest, visor client', t.visorIngest, true, true),
-    row('visor API ingest, curl', t.visorCurlIngest, true),
-    ...(t.visorDigests?.runs.length ? [row('visor md5 + sha512 after an ingest, off the request path (reads the stored file back)', t.visorDigests, true)] : []),
-    row('Glance `POST` record + `PUT /file`, curl', t.glanceIngest, true),
-    row('visor API download, visor client', t.visorDownload, true, true),
-    row('visor API download, curl', t.visorCurlDownload, true),
-    ...(t.visorFreshCurlDownload ? [row('visor API download, curl, freshly started server', t.visorFreshCurlDownload, true)] : []),
-    row('Glance `GET /file`, curl', t.glanceDownload, true),
-    ...(t.nginxDownload ? [row('nginx sendfile, curl (ceiling)', t.nginxDownload, true)] : []),
-    ...(t.bareDownload ? [row('minimal Node server, 4 MiB blocks into reused buffers, curl (ceiling)', t.bareDownload, true)] : []),
-    ...(t.bareIngest ? [row('minimal Node server, `PUT` piped to a file + fsync, curl (ceiling)', t.bareIngest, true)] : []),
-  ]), '');
+  w(
+    `${gib} GiB; CPU seconds per GiB are those of the serving process (visor serve; ` +
+      `the glance-api processes) and, for visor's own client, of the client process.`,
+    '',
+  );
+  const row = (name, s, server, client) => [
+    name,
+    mibps(s.mibps),
+    secs(s.seconds),
+    s.runs.map((x) => n2(x)).join(' / '),
+    server ? `${n2(s.serverCpuPerGiB)} (${n2(s.serverSysPerGiB)})` : '',
+    client ? n2(s.clientCpuPerGiB) : '',
+  ];
+  w(
+    table(
+      [
+        'contestant',
+        'throughput',
+        'time (median)',
+        'runs (s)',
+        'server CPU s/GiB (of which kernel)',
+        'client CPU s/GiB',
+      ],
+      [
+        [...row('`cp`', t.cp, true).slice(0, 4), `${n2(t.cp.serverCpuPerGiB)} (cp)`, ''],
+        [...row('`cp` + fsync', t.cpFsync, true).slice(0, 4), `${n2(t.cpFsync.serverCpuPerGiB)} (cp)`, ''],
+        row('visor API ingest, visor client', t.visorIngest, true, true),
+        row('visor API ingest, curl', t.visorCurlIngest, true),
+        ...(t.visorDigests?.runs.length
+          ? [
+              row(
+                'visor md5 + sha512 after an ingest, off the request path (reads the stored file back)',
+                t.visorDigests,
+                true,
+              ),
+            ]
+          : []),
+        row('Glance `POST` record + `PUT /file`, curl', t.glanceIngest, true),
+        row('visor API download, visor client', t.visorDownload, true, true),
+        row('visor API download, curl', t.visorCurlDownload, true),
+        ...(t.visorFreshCurlDownload
+          ? [row('visor API download, curl, freshly started server', t.visorFreshCurlDownload, true)]
+          : []),
+        row('Glance `GET /file`, curl', t.glanceDownload, true),
+        ...(t.nginxDownload ? [row('nginx sendfile, curl (ceiling)', t.nginxDownload, true)] : []),
+        ...(t.bareDownload
+          ? [row('minimal Node server, 4 MiB blocks into reused buffers, curl (ceiling)', t.bareDownload, true)]
+          : []),
+        ...(t.bareIngest
+          ? [row('minimal Node server, `PUT` piped to a file + fsync, curl (ceiling)', t.bareIngest, true)]
+          : []),
+      ],
+    ),
+    '',
+  );
   if (t.visorGetFile) {
     w('### Downloads into a file', '');
-    w(`As a user makes them, ${r.settings.downloadRepeat ?? r.settings.repeat}× interleaved, the median shown; each starts with the page cache "warm" (1 GiB written and deleted just before: writing into memory left idle for a few seconds costs several times the CPU on these VMs, and every contestant must find it in the same state). Client CPU is the whole process's (start-up, receive, checksum, file writes); \`visor get\` verifies the sha256 and size the catalog gives before it moves the file into place.`, '');
-    const frow = (name, x, server) => [name, secs(x.seconds), x.runs.map((v) => n2(v)).join(' / '), mibps(x.mibps), n2(x.clientCpuPerGiB), server ? n2(x.serverCpuPerGiB) : ''];
-    w(table(['contestant', 'time (median)', 'runs (s)', 'throughput', 'client CPU s/GiB', 'server CPU s/GiB'], [
-      frow('`visor get ID -o FILE` (from `visor serve`)', t.visorGetFile, true),
-      frow('`curl -o FILE` from Glance', t.glanceFile, true),
-      frow('`openstack image save --file FILE`', t.openstackSave, true),
-    ]), '');
+    w(
+      `As a user makes them, ${r.settings.downloadRepeat ?? r.settings.repeat}× interleaved, the median shown; ` +
+        `each starts with the page cache "warm" (1 GiB written and deleted just before: writing into memory left ` +
+        `idle for a few seconds costs several times the CPU on these VMs, and every contestant must find it in the ` +
+        `same state). Client CPU is the whole process's (start-up, receive, checksum, file writes); ` +
+        `\`visor get\` verifies the sha256 and size the catalog gives before it moves the file into place.`,
+      '',
+    );
+    const frow = (name, x, server) => [
+      name,
+      secs(x.seconds),
+      x.runs.map((v) => n2(v)).join(' / '),
+      mibps(x.mibps),
+      n2(x.clientCpuPerGiB),
+      server ? n2(x.serverCpuPerGiB) : '',
+    ];
+    w(
+      table(
+        ['contestant', 'time (median)', 'runs (s)', 'throughput', 'client CPU s/GiB', 'server CPU s/GiB'],
+        [
+          frow('`visor get ID -o FILE` (from `visor serve`)', t.visorGetFile, true),
+          frow('`curl -o FILE` from Glance', t.glanceFile, true),
+          frow('`openstack image save --file FILE`', t.openstackSave, true),
+        ],
+      ),
+      '',
+    );
     w(`Peak RSS of \`visor get\`: ${mib(t.visorGetFile.peakRssMiB)}.`, '');
   }
   w(`Peak RSS of \`visor serve\` during the ingests: ${mib(t.ingestPeakRssMiB.visor)}.`, '');
@@ -277,18 +526,40 @@ function render(r) {
   );
 
   w('## Peak RSS of big syncs: flat as the image grows', '');
-  w('Each image is ingested through the API (visor client), then pushed into Glance by `visor sync` (a process of its own; peak RSS from the kernel). The 1 GiB row is the push above.', '');
-  w(table(['image', 'ingest', '`visor serve` peak RSS', '`visor sync` into Glance', 'peak RSS of `visor sync`'], [
-    [`${gib} GiB`, '', '', secs(p.visor.seconds), mib(p.visor.peakRssMiB)],
-    ...(r.bigs ?? [r.big]).map((b) =>
-      b.failed
-        ? [`${n0(b.bytes / 1024 ** 3)} GiB`, '', '', `**failed**: ${oneLineReason(b.failed)}`, '']
-        : [`${n0(b.bytes / 1024 ** 3)} GiB`, `${secs(b.ingestSeconds)}, ${mibps(b.ingestMibps)}`, mib(b.serverPeakRssMiB), `${secs(b.sync.seconds)}, ${mibps(b.sync.mibps)}`, mib(b.sync.peakRssMiB)],
+  w(
+    'Each image is ingested through the API (visor client), then pushed into Glance by `visor ' +
+      'sync` (a process of its own; peak RSS from the kernel). The 1 GiB row is the push above.',
+    '',
+  );
+  w(
+    table(
+      ['image', 'ingest', '`visor serve` peak RSS', '`visor sync` into Glance', 'peak RSS of `visor sync`'],
+      [
+        [`${gib} GiB`, '', '', secs(p.visor.seconds), mib(p.visor.peakRssMiB)],
+        ...(r.bigs ?? [r.big]).map((b) =>
+          b.failed
+            ? [`${n0(b.bytes / 1024 ** 3)} GiB`, '', '', `**failed**: ${oneLineReason(b.failed)}`, '']
+            : [
+                `${n0(b.bytes / 1024 ** 3)} GiB`,
+                `${secs(b.ingestSeconds)}, ${mibps(b.ingestMibps)}`,
+                mib(b.serverPeakRssMiB),
+                `${secs(b.sync.seconds)}, ${mibps(b.sync.mibps)}`,
+                mib(b.sync.peakRssMiB),
+              ],
+        ),
+        ['nothing to do', '', '', secs(s.noopSync.seconds), mib(s.noopSync.peakRssMiB)],
+      ],
     ),
-    ['nothing to do', '', '', secs(s.noopSync.seconds), mib(s.noopSync.peakRssMiB)],
-  ]), '');
+    '',
+  );
   if ((r.bigs ?? []).some((b) => b.failed)) {
-    w('A failed push is the shared Glance under the other test suites: in the run before this one, the 8 GiB push failed at a load of 7.5 with "Glance: uploading the data of image …: no answer in time (timeout of 60000ms exceeded)" — Glance read nothing for 60 s, the driver\'s request timeout (`timeouts.request`); the same push succeeded in 57 s, peak RSS 139 MiB, in the run before that (load 5).', '');
+    w(
+      'A failed push is the shared Glance under the other test suites: in the run before this one, ' +
+        'the 8 GiB push failed at a load of 7.5 with "Glance: uploading the data of image …: no answer in time ' +
+        '(timeout of 60000ms exceeded)" — Glance read nothing for 60 s, the driver\'s request timeout ' +
+        '(`timeouts.request`); the same push succeeded in 57 s, peak RSS 139 MiB, in the run before that (load 5).',
+      '',
+    );
   }
 
   const pl = r.planner;
@@ -369,12 +640,40 @@ function render(r) {
   const l = r.load;
   if (l && !l.failed) {
     w(`## The API under ${l.connections} concurrent signed clients (test/load)`, '');
-    w(`test/load run by the bench: a real \`visor serve\` (its own process, default logging, SQLite catalog, file store), ${l.connections} keep-alive clients in the test process, each request signed afresh, each answer checked, for ${n0(l.seconds)} s. The mix: listings with filters, sorting and paging (45%), HEAD and GET of metadata (30%), 4 KiB ranged and whole 64 KiB downloads (23%), uploads (2%). Closed loop: a client sends its next request when the last one is answered, so the mean latency is ${l.connections} ÷ requests/s.`, '');
-    w(table(['kind', 'requests', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors'], [
-      ['**all**', String(l.requests), n1(l.latency.p50), n1(l.latency.p90), n1(l.latency.p99), n1(l.latency.max), String(l.errors)],
-      ...Object.entries(l.byKind).sort(([x], [y]) => x.localeCompare(y)).map(([k, v]) => [k, String(v.count), n1(v.p50), n1(v.p90), n1(v.p99), n1(v.max), String(v.errors)]),
-    ]), '');
-    w(`${n0(l.requestsPerSecond)} requests/s; \`visor serve\` used ${n1(l.serverCpuSeconds)} CPU-s, ${n2((l.serverCpuSeconds / l.requests) * 1000)} CPU-ms per request.`, '');
+    w(
+      `test/load run by the bench: a real \`visor serve\` (its own process, default logging, SQLite catalog, ` +
+        `file store), ${l.connections} keep-alive clients in the test process, each request signed afresh, ` +
+        `each answer checked, for ${n0(l.seconds)} s. The mix: listings with filters, sorting and paging (45%), ` +
+        `HEAD and GET of metadata (30%), 4 KiB ranged and whole 64 KiB downloads (23%), uploads (2%). Closed loop: ` +
+        `a client sends its next request when the last one is answered, ` +
+        `so the mean latency is ${l.connections} ÷ requests/s.`,
+      '',
+    );
+    w(
+      table(
+        ['kind', 'requests', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors'],
+        [
+          [
+            '**all**',
+            String(l.requests),
+            n1(l.latency.p50),
+            n1(l.latency.p90),
+            n1(l.latency.p99),
+            n1(l.latency.max),
+            String(l.errors),
+          ],
+          ...Object.entries(l.byKind)
+            .sort(([x], [y]) => x.localeCompare(y))
+            .map(([k, v]) => [k, String(v.count), n1(v.p50), n1(v.p90), n1(v.p99), n1(v.max), String(v.errors)]),
+        ],
+      ),
+      '',
+    );
+    w(
+      `${n0(l.requestsPerSecond)} requests/s; \`visor serve\` ` +
+        `used ${n1(l.serverCpuSeconds)} CPU-s, ${n2((l.serverCpuSeconds / l.requests) * 1000)} CPU-ms per request.`,
+      '',
+    );
   }
 
   w('## What the profiles showed', '');
@@ -389,63 +688,191 @@ function render(r) {
     missed.has('ingest-cp-client') ||
     missed.has('ingest-glance-client')
   ) {
-    const ceiling = (cores * 1024) / three;
+    const _ceiling = (cores * 1024) / three;
     w('### Ingest', '');
     const sha = hashCost(h.node.sha256);
     const dg = t.visorDigests?.runs.length ? t.visorDigests : undefined;
-    w(`- **Only the sha256 is on the request path.** It is the content's identity, checked against the client's signed digest before the image is available: ${n2(sha)} s/GiB at the sha256 speed this run measured (one core, ${mibps(h.node.sha256)}; wall time, so an upper bound when neighbours share the cores: ~0.6 s/GiB on an idle core). md5 and sha512 (${n2(hashCost(h.node.md5) + hashCost(h.node.sha512))} CPU-s/GiB together) are computed afterwards by the server from the stored file, on worker threads, one image at a time; the image shows \`checksums_pending\` meanwhile${dg ? ` (${secs(dg.seconds)} and ${n2(dg.serverCpuPerGiB)} server CPU-s/GiB after each 1 GiB ingest here)` : ''}. The request thread copies the socket's 64 KiB chunks into reused 4 MiB blocks, hashes each block and writes it with one write in flight.`);
-    w(`- **What the server spends.** Measured: ${n2(t.visorCurlIngest.serverCpuPerGiB)} CPU-s/GiB for visor's server (curl client) against ${n2(t.glanceIngest.serverCpuPerGiB)} for Glance; ${n2(t.visorCurlIngest.serverSysPerGiB)} of visor's is in the kernel (socket reads, page-cache writes, the fsync); the rest is the sha256, the copy into blocks and the garbage collection of the socket's 64 KiB chunks (finding 8 below). Glance computes md5 and sha512 on its request path in Python and does not fsync. The minimal Node server (no hashing) shows what a \`PUT\` piped to a file + fsync costs here: ${mibps(t.bareIngest?.mibps ?? 0)}, ${n2(t.bareIngest?.serverCpuPerGiB ?? 0)} CPU-s/GiB.`);
-    w(`- **On ${cores} shared cores** the server's receive, curl's send and the kernel's page-cache writes compete for the same CPUs; under the neighbours' load recorded above, every contestant's time stretches, and the ratios against \`cp\` + fsync (which needs ${n2(t.cpFsync.serverCpuPerGiB)} CPU-s/GiB) suffer most.`);
-    w(`- **visor's own client** adds its own work on the same ${cores} cores: ${n2(t.visorIngest.clientCpuPerGiB)} CPU-s/GiB in the client process (its sha256 of what it sends, ${n2(hashCost(h.node.sha256))} s/GiB, for the end-to-end check — the server's sha256 must equal it — plus Node's HTTP client and stream machinery), which is why it ingests at ${mibps(t.visorIngest.mibps)} where curl reaches ${mibps(t.visorCurlIngest.mibps)}.`, '');
+    w(
+      `- **Only the sha256 is on the request path.** It is the content's identity, checked against the client's ` +
+        `signed digest before the image is available: ${n2(sha)} s/GiB at the sha256 speed this run measured (one ` +
+        `core, ${mibps(h.node.sha256)}; wall time, so an upper bound when neighbours share the cores: ` +
+        `~0.6 s/GiB on an idle core). ` +
+        `md5 and sha512 (${n2(hashCost(h.node.md5) + hashCost(h.node.sha512))} CPU-s/GiB together) ` +
+        `are computed afterwards by the server from the stored file, on worker threads, one image at a time; the ` +
+        `image shows \`checksums_pending\` ` +
+        `meanwhile${dg ? ` (${secs(dg.seconds)} and ${n2(dg.serverCpuPerGiB)} server CPU-s/GiB` : ''}` +
+        `${dg ? ' after each 1 GiB ingest here)' : ''}. ` +
+        `The request thread copies the socket's 64 KiB chunks into reused 4 MiB blocks, hashes each block and ` +
+        `writes it with one write in flight.`,
+    );
+    w(
+      `- **What the server spends.** Measured: ${n2(t.visorCurlIngest.serverCpuPerGiB)} CPU-s/GiB for visor's ` +
+        `server (curl client) against ${n2(t.glanceIngest.serverCpuPerGiB)} for ` +
+        `Glance; ${n2(t.visorCurlIngest.serverSysPerGiB)} of visor's is in the kernel (socket reads, ` +
+        `page-cache writes, the fsync); the rest is the sha256, the copy into blocks and the garbage collection of ` +
+        `the socket's 64 KiB chunks (finding 8 below). Glance computes md5 and sha512 on its request path in Python ` +
+        `and does not fsync. The minimal Node server (no hashing) shows what a \`PUT\` piped to a file + fsync ` +
+        `costs here: ${mibps(t.bareIngest?.mibps ?? 0)}, ${n2(t.bareIngest?.serverCpuPerGiB ?? 0)} CPU-s/GiB.`,
+    );
+    w(
+      `- **On ${cores} shared cores** the server's receive, curl's send and the kernel's page-cache writes compete ` +
+        `for the same CPUs; under the neighbours' load recorded above, every contestant's time stretches, ` +
+        `and the ratios against \`cp\` + fsync (which needs ${n2(t.cpFsync.serverCpuPerGiB)} CPU-s/GiB) suffer most.`,
+    );
+    w(
+      `- **visor's own client** adds its own work on the ` +
+        `same ${cores} cores: ${n2(t.visorIngest.clientCpuPerGiB)} CPU-s/GiB in the client process (its sha256 of ` +
+        `what it sends, ${n2(hashCost(h.node.sha256))} s/GiB, for the end-to-end check — the server's sha256 must ` +
+        `equal it — plus Node's HTTP client and stream machinery), which is why it ingests ` +
+        `at ${mibps(t.visorIngest.mibps)} where curl reaches ${mibps(t.visorCurlIngest.mibps)}.`,
+      '',
+    );
   }
-  if (['download', 'download-nginx', 'download-fresh', 'download-fresh-nginx', 'download-cpu'].some((id) => missed.has(id))) {
+  if (
+    ['download', 'download-nginx', 'download-fresh', 'download-fresh-nginx', 'download-cpu'].some((id) =>
+      missed.has(id),
+    )
+  ) {
     const d = t.visorCurlDownload;
     const f = t.visorFreshCurlDownload;
     w('### Download', '');
-    w(`- **Both servers now run the same way**: ${n2(d.serverCpuPerGiB)} CPU-s/GiB after the ingests (${n2(d.serverSysPerGiB)} of it in the kernel), ${n2(f.serverCpuPerGiB)} fresh (${n2(f.serverSysPerGiB)}): no garbage-collection regime left to fall into (see What the profiles showed). What remains is mostly kernel time: each block is copied from the page cache into the buffer (read), then from the buffer into the socket, and on loopback the sender's CPU also carries the receiving side's TCP work.`);
-    w(`- **nginx needs one copy fewer**: sendfile moves page-cache pages to the socket inside the kernel, ${n2(t.nginxDownload.serverCpuPerGiB)} CPU-s/GiB. Node has no sendfile for sockets; the minimal Node server — the same read-into-reused-buffers loop with nothing around it — needs ${n2(t.bareDownload.serverCpuPerGiB)} CPU-s/GiB and reaches ${mibps(t.bareDownload.mibps)}, so that is the ceiling for any Node server on this machine; visor is at ${ratio(f.mibps / t.bareDownload.mibps)} of it fresh, ${ratio(d.mibps / t.bareDownload.mibps)} after the ingests.`);
-    w(`- Throughputs here depend on the two cores being free for server and curl: where neighbours ran (see Load), CPU-s/GiB is the figure to trust.`, '');
+    w(
+      `- **Both servers now run the same way**: ${n2(d.serverCpuPerGiB)} CPU-s/GiB after the ingests ` +
+        `(${n2(d.serverSysPerGiB)} of it in the kernel), ${n2(f.serverCpuPerGiB)} fresh (${n2(f.serverSysPerGiB)}): ` +
+        `no garbage-collection regime left to fall into (see What the profiles showed). What remains is mostly ` +
+        `kernel time: each block is copied from the page cache into the buffer (read), then from the buffer ` +
+        `into the socket, and on loopback the sender's CPU also carries the receiving side's TCP work.`,
+    );
+    w(
+      `- **nginx needs one copy fewer**: sendfile moves page-cache pages to the socket inside the ` +
+        `kernel, ${n2(t.nginxDownload.serverCpuPerGiB)} CPU-s/GiB. Node has no sendfile for sockets; ` +
+        `the minimal Node server — the same read-into-reused-buffers loop with nothing around it — ` +
+        `needs ${n2(t.bareDownload.serverCpuPerGiB)} CPU-s/GiB and reaches ${mibps(t.bareDownload.mibps)}, ` +
+        `so that is the ceiling for any Node server on this machine; ` +
+        `visor is at ${ratio(f.mibps / t.bareDownload.mibps)} of it fresh, ${ratio(d.mibps / t.bareDownload.mibps)} ` +
+        `after the ingests.`,
+    );
+    w(
+      `- Throughputs here depend on the two cores being free for server and curl: ` +
+        `where neighbours ran (see Load), CPU-s/GiB is the figure to trust.`,
+      '',
+    );
   }
   if (missed.has('get') || missed.has('get-cpu')) {
     const g = t.visorGetFile;
     const sha = hashCost(h.node.sha256);
     w('### `visor get`', '');
-    w(`- **The checksum is most of it**: one sha256 of the whole file, which the client must compute to verify end to end, costs ${n2(sha)} CPU-s/GiB on this CPU; curl computes none. \`visor get\` spent ${n2(g.clientCpuPerGiB)} CPU-s/GiB in all, \`curl -o FILE\` ${n2(t.glanceFile.clientCpuPerGiB)} — the difference is about the checksum plus Node's start-up (~0.2 s).`);
-    w(`- **Writing the file is the rest**: both write the same 1 GiB into the page cache, and on these VMs that costs 0.3 CPU-s/GiB into recently used memory but 2 CPU-s/GiB into memory left idle for a few seconds (each run starts warm; see Downloads into a file). The socket is read into a few reused buffers and each block is hashed once and written at its position: receiving costs ~0.2 CPU-s/GiB instead of ~1 with Node's HTTP client.`);
-    w(`- **Time**: the sha256 runs on a worker thread beside the receiving and the writes, so wall time is about start-up + the largest of hashing, receiving and writing, with the server on the same ${cores} cores; against Glance's curl, which hashes nothing, ${secs(g.seconds)} vs ${secs(t.glanceFile.seconds)}.`, '');
+    w(
+      `- **The checksum is most of it**: one sha256 of the whole file, which the client must compute to verify end ` +
+        `to end, costs ${n2(sha)} CPU-s/GiB on this CPU; curl computes none. ` +
+        `\`visor get\` spent ${n2(g.clientCpuPerGiB)} CPU-s/GiB in all, ` +
+        `\`curl -o FILE\` ${n2(t.glanceFile.clientCpuPerGiB)} — ` +
+        `the difference is about the checksum plus Node's start-up (~0.2 s).`,
+    );
+    w(
+      `- **Writing the file is the rest**: both write the same 1 GiB into the page cache, and on these VMs that ` +
+        `costs 0.3 CPU-s/GiB into recently used memory but 2 CPU-s/GiB into memory left idle for a few seconds ` +
+        `(each run starts warm; see Downloads into a file). The socket is read into a few reused buffers and each ` +
+        `block is hashed once and written at its position: ` +
+        `receiving costs ~0.2 CPU-s/GiB instead of ~1 with Node's HTTP client.`,
+    );
+    w(
+      `- **Time**: the sha256 runs on a worker thread beside the receiving and the writes, so wall time is about ` +
+        `start-up + the largest of hashing, receiving and writing, with the server on the same ${cores} cores; ` +
+        `against Glance's curl, which hashes nothing, ${secs(g.seconds)} vs ${secs(t.glanceFile.seconds)}.`,
+      '',
+    );
   }
   if (missed.has('push')) {
     const startupSeconds = p.visor.seconds - p.visor.runSeconds;
     w('### Push', '');
-    w(`- **The upload follows Glance**: the sync's upload action (create the record, stream the bytes through a sha256 check, wait until active, verify md5 and sha512 against what Glance reports) took ${secs(p.visor.actionSeconds)}; curl's whole push (token, record, upload) took ${secs(p.curl.seconds)}. Glance spends ~${n1(glanceTwo)} CPU-s/GiB hashing what it receives in Python: its core is the bottleneck for both.`);
-    w(`- **Start-up is the gap**: \`visor sync\` ran ${secs(p.visor.seconds)} in all, ${secs(startupSeconds)} of it outside the sync run (loading modules, reading the config, building the cloud's driver) — a sync with nothing to do takes ${secs(s.noopSync.seconds)}, its run ${secs(s.noopSync.runSeconds)}. The profile of that start-up is module loading: inversify's 366 ESM files, zod's ~100, winston, axios and yaml (see What the profiles showed); cutting it further means bundling the CLI into one file, not done here.`, '');
+    w(
+      `- **The upload follows Glance**: the sync's upload action (create the record, stream the bytes through a ` +
+        `sha256 check, wait until active, verify md5 and sha512 against what Glance reports) ` +
+        `took ${secs(p.visor.actionSeconds)}; curl's whole push (token, record, upload) ` +
+        `took ${secs(p.curl.seconds)}. Glance spends ~${n1(glanceTwo)} CPU-s/GiB ` +
+        `hashing what it receives in Python: its core is the bottleneck for both.`,
+    );
+    w(
+      `- **Start-up is the gap**: \`visor sync\` ran ${secs(p.visor.seconds)} in all, ${secs(startupSeconds)} of it ` +
+        `outside the sync run (loading modules, reading the config, building the cloud's driver) — ` +
+        `a sync with nothing to do takes ${secs(s.noopSync.seconds)}, its run ${secs(s.noopSync.runSeconds)}. ` +
+        `The profile of that start-up is module loading: inversify's 366 ESM files, zod's ~100, winston, ` +
+        `axios and yaml (see What the profiles showed); ` +
+        `cutting it further means bundling the CLI into one file, not done here.`,
+      '',
+    );
   }
   if (missed.has('rss')) {
     w('### Peak RSS', '');
-    w(`- **Memory does not grow with the image**: ${rssList(r)}; ${gib} GiB: ${mib(p.visor.peakRssMiB)}; a sync that moves nothing: ${mib(s.noopSync.peakRssMiB)}. The baseline is code (\`node -e 0\` is ${mib(s.bareNode.peakRssMiB)}).`, '');
+    w(
+      `- **Memory does not grow with the image**: ${rssList(r)}; ${gib} GiB: ${mib(p.visor.peakRssMiB)}; ` +
+        `a sync that moves nothing: ${mib(s.noopSync.peakRssMiB)}. ` +
+        `The baseline is code (\`node -e 0\` is ${mib(s.bareNode.peakRssMiB)}).`,
+      '',
+    );
   }
   if (missed.has('plan')) {
     w('### Planner', '');
-    w(`- The first pass took ${secs(pl.visor.firstTotalSeconds)}, warm ${secs(pl.visor.warmTotalSeconds)} (the load when it ran: ${n2(r.loads.find((x) => x.phase === 'planner')?.one ?? NaN)}; run alone while preparing, the same first pass took 0.8–1.2 s).`);
-    w(`- What is left is a hash join of 100,000 catalog ids with 100,000 copies per target (Map operations on UUID strings), the desired copy of each selected image, and the garbage collection of those copies; the first pass also runs before V8 has optimised the loop.`, '');
+    w(
+      `- The first pass took ${secs(pl.visor.firstTotalSeconds)}, warm ${secs(pl.visor.warmTotalSeconds)} (the load ` +
+        `when it ran: ${n2(r.loads.find((x) => x.phase === 'planner')?.one ?? NaN)}; ` +
+        `run alone while preparing, the same first pass took 0.8–1.2 s).`,
+    );
+    w(
+      `- What is left is a hash join of 100,000 catalog ids with 100,000 copies per target (Map operations on UUID ` +
+        `strings), the desired copy of each selected image, and the garbage collection ` +
+        `of those copies; the first pass also runs before V8 has optimised the loop.`,
+      '',
+    );
   }
   if (missed.has('load')) {
     const l = r.load;
     w('### The API under load', '');
     if (l && !l.failed) {
-      w(`- **A closed loop of ${l.connections} clients**: the mean latency is ${l.connections} ÷ ${n0(l.requestsPerSecond)} requests/s = ${n0((l.connections / l.requestsPerSecond) * 1000)} ms, so p99 ≤ 250 ms needs well over ${n0(l.connections / 0.15)} requests/s on a machine where the server and the ${l.connections} clients share ${m.cores} cores. \`visor serve\` spent ${n2((l.serverCpuSeconds / l.requests) * 1000)} CPU-ms per request; the client process (signing each request, checking each answer) needs about as much.`);
-      w('- **Where a request goes** (profile of `visor serve` under this load, taken while preparing): SQLite listing queries ~21% (json_extract over the stored documents for filters without an index, and for the visibility clause of non-admin callers), synchronous commits of the uploads (WAL with synchronous=FULL: an fsync on the event loop per commit) ~9%, response writes ~8%, the log line ~4%, the user lookup and opening of the sealed secret ~3% per request, garbage collection ~3%. The event loop was never blocked for long (1-s windows: max delay 30–100 ms); the time is throughput, not stalls.', '');
+      w(
+        `- **A closed loop of ${l.connections} clients**: the mean latency ` +
+          `is ${l.connections} ÷ ${n0(l.requestsPerSecond)} requests/s ` +
+          `= ${n0((l.connections / l.requestsPerSecond) * 1000)} ms, so p99 ≤ 250 ms needs well ` +
+          `over ${n0(l.connections / 0.15)} requests/s on a machine where the server and ` +
+          `the ${l.connections} clients share ${m.cores} cores. \`visor serve\` ` +
+          `spent ${n2((l.serverCpuSeconds / l.requests) * 1000)} CPU-ms per request; the client process (signing ` +
+          `each request, checking each answer) needs about as much.`,
+      );
+      w(
+        '- **Where a request goes** (profile of `visor serve` under this load, taken while preparing): ' +
+          'SQLite listing queries ~21% (json_extract over the stored documents for filters without an index, ' +
+          'and for the visibility clause of non-admin callers), synchronous commits of the uploads (WAL with ' +
+          'synchronous=FULL: an fsync on the event loop per commit) ~9%, response writes ~8%, the log line ~4%, ' +
+          'the user lookup and opening of the sealed secret ~3% per request, garbage collection ~3%. ' +
+          'The event loop was never blocked for long (1-s windows: max delay 30–100 ms); the time is throughput, ' +
+          'not stalls.',
+        '',
+      );
     } else w('- test/load did not produce figures in this run.', '');
   }
 
   w(...changes(r));
   w('## Reproduce', '');
-  w('```sh', 'npm run bench                       # builds, then runs bench/run.mjs and rewrites BENCHMARKS.md', 'BENCH_SIZE_MIB=128 BENCH_REPEAT=1 BENCH_PUSH_REPEAT=1 BENCH_PLANNER_IMAGES=10000 \\', '  BENCH_API_IMAGES=100 BENCH_BIG_TIMES=2,4 BENCH_LOAD_SECONDS=10 BENCH_MAX_LOAD=99 BENCH_OUTPUT=/tmp/b.md \\', '  npm run bench                     # a quick try', '```', '');
-  w('Needs root on Debian 12 the first time (the Keystone + Glance peer installs its packages), nginx-light, about 24 GiB free under $TMPDIR (the bench checks), and ~20 minutes. The raw figures of the last run are in $TMPDIR/visor-bench-results.json.', '');
+  w(
+    '```sh',
+    'npm run bench                       # builds, then runs bench/run.mjs and rewrites BENCHMARKS.md',
+    'BENCH_SIZE_MIB=128 BENCH_REPEAT=1 BENCH_PUSH_REPEAT=1 BENCH_PLANNER_IMAGES=10000 \\',
+    '  BENCH_API_IMAGES=100 BENCH_BIG_TIMES=2,4 BENCH_LOAD_SECONDS=10 BENCH_MAX_LOAD=99 BENCH_OUTPUT=/tmp/b.md \\',
+    '  npm run bench                     # a quick try',
+    '```',
+    '',
+  );
+  w(
+    'Needs root on Debian 12 the first time (the Keystone + Glance peer installs its packages), nginx-light, ' +
+      'about 24 GiB free under $TMPDIR (the bench checks), and ~20 minutes. ' +
+      'The raw figures of the last run are in $TMPDIR/visor-bench-results.json.',
+    '',
+  );
   return `${L.join('\n')}\n`;
 }
 
-function pkgSentence(packages) {
+function _pkgSentence(packages) {
   const loaded = packages.filter((x) => x.loadedBySync).sort((a, b) => b.rssMiB - a.rssMiB);
   if (loaded.length === 0) return '';
   const [top] = loaded;
@@ -470,16 +897,68 @@ function pkgSentence(packages) {
  */
 function profileFindings() {
   return [
-    'Taken while preparing this change with `node --cpu-prof` (self time per function and per source line), `--trace-gc`, `perf_hooks.monitorEventLoopDelay`, CPU times from `/proc/<pid>/stat`, and A/B runs interleaved. `perf` runs here but can only sample software clocks: this VM exposes no hardware counters (`perf stat` reports instructions and cycles as not supported), so the V8 profiles were the tool.',
+    'Taken while preparing this change with `node --cpu-prof` (self time per function and per source line), ' +
+      '`--trace-gc`, `perf_hooks.monitorEventLoopDelay`, CPU times from `/proc/<pid>/stat`, ' +
+      'and A/B runs interleaved. `perf` runs here but can only sample software clocks: this VM exposes no hardware ' +
+      'counters (`perf stat` reports instructions and cycles as not supported), so the V8 profiles were the tool.',
     '',
-    '1. **The download\'s garbage-collection regime was the per-chunk allocation.** The file store streamed `createReadStream` chunks of 64 KiB through Fastify: a fresh Buffer per chunk, 16,384 per GiB, all of it external memory. `--trace-gc` of `visor serve` while it served showed a GC every ~60 ms triggered by "external memory pressure" (256 in five 1 GiB downloads) and, in some runs, 159 full mark-compacts in the same five downloads — the runs where user CPU went from 0.3–0.5 to 1.5–2.0 s/GiB. Which regime a server fell into depended on how its heap had grown (after ingests it was more likely, but a fresh server fell into it too). The store now reads 1 MiB blocks into two reused buffers and writes them to the socket itself (`GetResult.send`, core/transfer/file-range-stream.ts): over the same five downloads, 17 scavenges and 2 mark-compacts, all from start-up; user CPU 0.06–0.2 s/GiB, the rest kernel (0.35–0.6: the copy out of the page cache, the socket write, and on loopback the receiver\'s TCP work, counted to the sender).',
-    '2. **Block size.** A minimal server reading into two reused buffers: 4 MiB, 1 MiB and 256 KiB blocks cost the same CPU within noise (0.4–0.5 s/GiB); 1 MiB was the fastest in wall time (1.8–2.2 GiB/s against 0.9–1.2 for 4 MiB, which no longer fits the caches between the read and the write); `createReadStream().pipe()` with 1 MiB chunks cost 0.65–0.8 s/GiB.',
-    '3. **`visor get`.** Node\'s HTTP client spends ~1.0 CPU-s/GiB only receiving (a fresh 64 KiB buffer per socket read, the parser, the stream), 1.4–1.9 with the sha256; axios added more (9 CPU-s for 1 GiB in the issue\'s measurement). A socket read with `onread` into reused 1 MiB buffers costs 0.20–0.26 CPU-s/GiB (reads average ~550 KiB on loopback), 0.8 with the sha256. sha256 itself (OpenSSL 3.0, SHA-NI) is 0.60 CPU-s/GiB. Writing 1 GiB into the page cache: 0.3–0.5 CPU-s right after other writes, 2.0–2.3 into memory idle for a few seconds (`dd`: 0.3 against 2.2 s of kernel time) — `curl -o FILE` spends 0.9–1.3. Profile of `visor get` of 1 GiB: 690 ms in the sha256, 160 ms in file writes on the main thread (libuv completes them inline through io_uring), 36 ms GC, ~200 ms start-up.',
-    '4. **Start-up of one-shot commands.** `visor sync` with nothing to do: ~0.8 s, of which the run is ~0.1 s. The rest is module loading (compiling, and ~150 ms opening, stating and reading files): imported alone, inversify (366 ESM files) takes 200–560 ms, zod (~100 files) ~150 ms, winston ~140, axios ~165, yaml ~70. The OpenNebula plugin imported its driver — @foxglove/xmlrpc, xmlbuilder2, js-yaml, ~180 modules — in every process, even for a Glance-only configuration; it is now imported when an OpenNebula cloud is built (255 CommonJS modules loaded instead of ~430, RSS ~100 instead of ~111 MiB).',
-    '5. **The push.** The `visor sync` process spends 2.3–3.3 CPU-s per GiB pushed: sha256 0.75, reading the stored file into fresh 1 MiB buffers 0.5, GC 0.27, socket writes 0.22. Glance spends more (md5 + sha512 in Python) on its own core, so the push runs at Glance\'s pace.',
-    '6. **The planner, 100,000 images × 4 targets, first pass.** Self time per line: building a set of every catalog id per target (165–280 ms), a set of every desired id (150), grouping the copies by id (140–200), the lookups (160–220), the naming template\'s regular-expression replace with an object of every value per image (110–200), GC (200–270). The sets are gone (each desired image marks its group of copies; the few leftover ids are looked up in one catalog pass) and the template is compiled once per plan. The bench also generated the listings with the same module instance the planner ran with, which trained V8 on the planner\'s functions before the "first" pass; the generator now has its own instance.',
-    '7. **The API under 200 clients.** `visor serve` ran at 50–70% of a core with event-loop delays below 100 ms in every 1-s window while the clients saw p90 of 1.6–2 s at a machine load of 6: the latency was queueing for CPU, in the server and in the client process, not a blocked event loop. Per request the server spent ~1.2 CPU-ms: SQLite listing queries ~21% of samples (0.2–0.8 ms each with 392 images, json_extract over the stored documents), synchronous commits of uploads (WAL + synchronous=FULL: an fsync on the event loop) ~9%, response writes ~8%, the log line ~4%, the user lookup and AES-GCM opening of the secret ~3%.',
-    '8. **Ingest with md5/sha512 off the request path (issue 27, part B).** `node --cpu-prof` of `visor serve` taking 2 × 512 MiB by curl (auth off, fsync on) and then computing their md5 and sha512 from the stored files, on this machine at a load of 17 (neighbours\' test suites): the process spent 9.9 CPU-s for the GiB (6.4 user, 3.5 kernel), request path and deferred digests together. Main thread, self time: garbage collector 2.9 s, sha256 1.7 s (0.6 s/GiB on an idle core: the rest is the load), `postMessage` 1.4 s (ParallelDigestStream copying every read-back chunk to the md5 and sha512 workers), file reads of the read-back 0.5 s, file writes 0.44 s, the copy of socket chunks into the 4 MiB blocks 0.33 s; workers: md5 1.6 s, sha512 4.5 s. So the request path itself is the socket receive (a fresh 64 KiB buffer per read: most of the GC), one copy into the blocks, the sha256, ~256 writes and the fsync; the deferred digests cost the main thread about as much again (read-back, copy to the workers, GC) on top of the workers\' hashing. Not done yet: a worker that reads the stored file itself (no copy to it, nothing on the main thread), and a socket read into reused buffers on the receive side (as `visor get` does) to remove the per-chunk allocation.',
+    "1. **The download's garbage-collection regime was the per-chunk allocation.** The file store streamed " +
+      '`createReadStream` chunks of 64 KiB through Fastify: a fresh Buffer per chunk, 16,384 per GiB, ' +
+      'all of it external memory. `--trace-gc` of `visor serve` while it served showed a GC every ~60 ms triggered ' +
+      'by "external memory pressure" (256 in five 1 GiB downloads) and, in some runs, 159 full mark-compacts in the ' +
+      'same five downloads — the runs where user CPU went from 0.3–0.5 to 1.5–2.0 s/GiB. Which regime a server fell ' +
+      'into depended on how its heap had grown (after ingests it was more likely, but a fresh server fell into it ' +
+      'too). The store now reads 1 MiB blocks into two reused buffers and writes them to the socket itself ' +
+      '(`GetResult.send`, core/transfer/file-range-stream.ts): over the same five downloads, 17 scavenges and 2 ' +
+      'mark-compacts, all from start-up; user CPU 0.06–0.2 s/GiB, the rest kernel (0.35–0.6: the copy out of the ' +
+      "page cache, the socket write, and on loopback the receiver's TCP work, counted to the sender).",
+    '2. **Block size.** A minimal server reading into two reused buffers: 4 MiB, 1 MiB and 256 KiB blocks cost the ' +
+      'same CPU within noise (0.4–0.5 s/GiB); 1 MiB was the fastest in wall time (1.8–2.2 GiB/s against 0.9–1.2 for ' +
+      '4 MiB, which no longer fits the caches between the read and the write); ' +
+      '`createReadStream().pipe()` with 1 MiB chunks cost 0.65–0.8 s/GiB.',
+    "3. **`visor get`.** Node's HTTP client spends ~1.0 CPU-s/GiB only receiving (a fresh 64 KiB buffer per socket " +
+      "read, the parser, the stream), 1.4–1.9 with the sha256; axios added more (9 CPU-s for 1 GiB in the issue's " +
+      'measurement). A socket read with `onread` into reused 1 MiB buffers costs 0.20–0.26 CPU-s/GiB (reads average ' +
+      '~550 KiB on loopback), 0.8 with the sha256. sha256 itself (OpenSSL 3.0, SHA-NI) is 0.60 CPU-s/GiB. ' +
+      'Writing 1 GiB into the page cache: 0.3–0.5 CPU-s right after other writes, 2.0–2.3 into memory idle for a ' +
+      'few seconds (`dd`: 0.3 against 2.2 s of kernel time) — `curl -o FILE` spends 0.9–1.3. Profile of `visor ' +
+      'get` of 1 GiB: 690 ms in the sha256, 160 ms in file writes on the main thread (libuv completes them inline ' +
+      'through io_uring), 36 ms GC, ~200 ms start-up.',
+    '4. **Start-up of one-shot commands.** `visor sync` with nothing to do: ~0.8 s, of which the run is ~0.1 s. ' +
+      'The rest is module loading (compiling, and ~150 ms opening, stating and reading files): imported alone, ' +
+      'inversify (366 ESM files) takes 200–560 ms, zod (~100 files) ~150 ms, winston ~140, axios ~165, yaml ~70. ' +
+      'The OpenNebula plugin imported its driver — @foxglove/xmlrpc, xmlbuilder2, js-yaml, ~180 modules — ' +
+      'in every process, even for a Glance-only configuration; it is now imported when an OpenNebula ' +
+      'cloud is built (255 CommonJS modules loaded instead of ~430, RSS ~100 instead of ~111 MiB).',
+    '5. **The push.** The `visor sync` process spends 2.3–3.3 CPU-s per GiB pushed: sha256 0.75, reading the stored ' +
+      'file into fresh 1 MiB buffers 0.5, GC 0.27, socket writes 0.22. ' +
+      "Glance spends more (md5 + sha512 in Python) on its own core, so the push runs at Glance's pace.",
+    '6. **The planner, 100,000 images × 4 targets, first pass.** Self time per line: building a set of every ' +
+      'catalog id per target (165–280 ms), a set of every desired id (150), grouping the copies by id (140–200), ' +
+      "the lookups (160–220), the naming template's regular-expression replace with an object of every value per " +
+      'image (110–200), GC (200–270). The sets are gone (each desired image marks its group of copies; ' +
+      'the few leftover ids are looked up in one catalog pass) and the template is compiled once per plan. ' +
+      'The bench also generated the listings with the same module instance the planner ran with, which trained V8 ' +
+      'on the planner\'s functions before the "first" pass; the generator now has its own instance.',
+    '7. **The API under 200 clients.** `visor serve` ran at 50–70% of a core with event-loop delays below 100 ms in ' +
+      'every 1-s window while the clients saw p90 of 1.6–2 s at a machine load of 6: the latency was queueing for ' +
+      'CPU, in the server and in the client process, not a blocked event loop. Per request the server spent ~1.2 ' +
+      'CPU-ms: SQLite listing queries ~21% of samples (0.2–0.8 ms each with 392 images, json_extract over the ' +
+      'stored documents), synchronous commits of uploads (WAL + synchronous=FULL: an fsync on the event loop) ' +
+      '~9%, response writes ~8%, the log line ~4%, the user lookup and AES-GCM opening of the secret ~3%.',
+    '8. **Ingest with md5/sha512 off the request path (issue 27, part B).** `node --cpu-prof` of `visor serve` ' +
+      'taking 2 × 512 MiB by curl (auth off, fsync on) and then computing their md5 and sha512 from the stored ' +
+      "files, on this machine at a load of 17 (neighbours' test suites): the process spent 9.9 CPU-s for the GiB " +
+      '(6.4 user, 3.5 kernel), request path and deferred digests together. Main thread, self time: ' +
+      'garbage collector 2.9 s, sha256 1.7 s (0.6 s/GiB on an idle core: the rest is the load), `postMessage` 1.4 s ' +
+      '(ParallelDigestStream copying every read-back chunk to the md5 and sha512 workers), file reads of the ' +
+      'read-back 0.5 s, file writes 0.44 s, the copy of socket chunks into the 4 MiB blocks 0.33 s; workers: md5 ' +
+      '1.6 s, sha512 4.5 s. So the request path itself is the socket receive (a fresh 64 KiB buffer per read: most ' +
+      'of the GC), one copy into the blocks, the sha256, ~256 writes and the fsync; the deferred digests cost the ' +
+      "main thread about as much again (read-back, copy to the workers, GC) on top of the workers' hashing. Not " +
+      'done yet: a worker that reads the stored file itself (no copy to it, nothing on the main thread), and a ' +
+      'socket read into reused buffers on the receive side (as `visor get` does) to remove the per-chunk ' +
+      'allocation.',
     '',
   ];
 }
@@ -487,11 +966,15 @@ function profileFindings() {
 /** A failure as one table-safe line: the action's error from the sync's JSON log when there is one. */
 function oneLineReason(text) {
   const reasons = [...text.matchAll(/"kind":"[a-zA-Z]+","message":"([^"]{1,300})"/g)].map((m) => m[1]);
-  return (reasons.at(-1) ?? 'the sync exited with an error (its message is cut from the record)').replace(/\|/g, '/').slice(0, 300);
+  return (reasons.at(-1) ?? 'the sync exited with an error (its message is cut from the record)')
+    .replace(/\|/g, '/')
+    .slice(0, 300);
 }
 
 function rssList(r) {
-  return (r.bigs ?? [r.big]).map((b) => `${n0(b.bytes / 1024 ** 3)} GiB: ${b.failed ? 'failed' : mib(b.sync.peakRssMiB)}`).join(', ');
+  return (r.bigs ?? [r.big])
+    .map((b) => `${n0(b.bytes / 1024 ** 3)} GiB: ${b.failed ? 'failed' : mib(b.sync.peakRssMiB)}`)
+    .join(', ');
 }
 
 /** This change's list (fixed text), with the tests that cover it. */
@@ -499,14 +982,50 @@ function changes() {
   return [
     '## Changes made for these figures',
     '',
-    '1. **Downloads write reused blocks to the socket** (core/transfer/file-range-stream.ts, core/store/file/file-store.ts, agent/api/routes/images.ts): the file store\'s `get` returns a `FileRangeStream` and a `send(destination)` that reads 1 MiB blocks into two reused buffers, each read overlapping the previous block\'s write; the route hands the socket to it (Fastify\'s `onResponse` still logs). Exactly the bytes the headers announce: a file that ends early cuts the body short (the client sees fewer bytes than Content-Length and a closed connection), never pads it. Other stores keep their streams.',
-    '2. **`visor get` reads the socket into reused buffers** (agent/client/block-get.ts, agent/cli/download-sink.ts): a small HTTP/1.1 GET over `net` with `onread`, four 1 MiB buffers in shared memory lent in turn to a sink that hashes each block once (sha256, on a worker thread: core/transfer/off-thread-sha256.ts) while writing it at its position in a temporary file; the size the catalog gives is checked before anything is written, size and sha256 after; the file is renamed into place only when both match, and removed otherwise. HTTPS, and answers framed other than by Content-Length, go through Node\'s HTTP client instead. `VisorClient.download` uses node:http; axios is loaded only by the calls that use it.',
-    '3. **The planner builds no set of every id per plan** and compiles the naming template once (agent/sync/planner.ts, agent/sync/desired.ts).',
+    '1. **Downloads write reused blocks to the socket** (core/transfer/file-range-stream.ts, ' +
+      "core/store/file/file-store.ts, agent/api/routes/images.ts): the file store's `get` returns a " +
+      '`FileRangeStream` and a `send(destination)` that reads 1 MiB blocks into two reused buffers, ' +
+      "each read overlapping the previous block's write; the route hands the socket to it (Fastify's `onResponse` " +
+      'still logs). Exactly the bytes the headers announce: a file that ends early cuts the body short (the client ' +
+      'sees fewer bytes than Content-Length and a closed connection), never pads it. Other stores keep their streams.',
+    '2. **`visor get` reads the socket into reused buffers** (agent/client/block-get.ts, ' +
+      'agent/cli/download-sink.ts): a small HTTP/1.1 GET over `net` with `onread`, four 1 MiB buffers in shared ' +
+      'memory lent in turn to a sink that hashes each block once (sha256, on a worker thread: ' +
+      'core/transfer/off-thread-sha256.ts) while writing it at its position in a temporary file; ' +
+      'the size the catalog gives is checked before anything is written, size and sha256 after; the file is renamed ' +
+      'into place only when both match, and removed otherwise. HTTPS, and answers framed other than by ' +
+      "Content-Length, go through Node's HTTP client instead. `VisorClient.download` uses node:http; axios is " +
+      'loaded only by the calls that use it.',
+    '3. **The planner builds no set of every id per plan** and compiles the ' +
+      'naming template once (agent/sync/planner.ts, agent/sync/desired.ts).',
     '4. **The OpenNebula plugin imports its driver when a cloud of its own is built** (adapters/opennebula/index.ts).',
-    '5. **Uploads compute only the sha256 on the request path** (core/transfer/block-file-writer.ts, core/store/file/file-store.ts, agent/service/checksum-completer.ts, checksum-completion.ts): the file store copies the body\'s chunks into a few reused 4 MiB blocks, hashes each block and writes it with one write in flight (no `createWriteStream`, no allocation per chunk). md5 and sha512 are computed after the answer, from the stored file, one image at a time on worker threads; meanwhile the image is `available` with its sha256 and lists the others in `checksums_pending`. The work is in the catalog: a server queues every pending image at start, and takes over those another server left untouched for the stale-upload time; stored bytes that no longer match the size or sha256 put the image in `error` (lifecycle event `damage`). A sync of a pending image reads its digests in place. One-shot commands compute all three in the upload\'s pass.',
-    '6. **The bench**: nginx sendfile and a minimal Node server (download; PUT + fsync) as contestants; downloads into a file (`visor get`, `curl -o FILE`, `openstack image save`) from a warm page cache; test/load as a figure; big syncs of several sizes; the planner\'s first pass on fresh type feedback.',
+    '5. **Uploads compute only the sha256 on the request path** (core/transfer/block-file-writer.ts, ' +
+      'core/store/file/file-store.ts, agent/service/checksum-completer.ts, checksum-completion.ts): ' +
+      "the file store copies the body's chunks into a few reused 4 MiB blocks, hashes each block and writes it with " +
+      'one write in flight (no `createWriteStream`, no allocation per chunk). md5 and sha512 are computed after the ' +
+      'answer, from the stored file, one image at a time on worker threads; meanwhile the image is `available` with ' +
+      'its sha256 and lists the others in `checksums_pending`. The work is in the catalog: a server queues every ' +
+      'pending image at start, and takes over those another server left untouched for the stale-upload time; ' +
+      'stored bytes that no longer match the size or sha256 put the image in `error` (lifecycle event `damage`). A ' +
+      "sync of a pending image reads its digests in place. One-shot commands compute all three in the upload's " +
+      'pass.',
+    '6. **The bench**: nginx sendfile and a minimal Node server (download; PUT + fsync) as contestants; ' +
+      'downloads into a file (`visor get`, `curl -o FILE`, `openstack image save`) from a warm page cache; ' +
+      "test/load as a figure; big syncs of several sizes; the planner's first pass on fresh type feedback.",
     '',
-    'Tests: core/transfer/file-range-stream.test.ts (any range and block size, slow receivers, short files, receivers that go away), test/api/download.test.ts (range edges across block boundaries, 416, empty images, concurrent downloads, a stored file that shrinks mid-download, a client that disconnects), agent/client/block-get.test.ts (heads in pieces, error answers, chunked and close-delimited answers, cut-off and overlong bodies, a sink that fails), test/cli/cli-get.test.ts (corrupt or shortened stored bytes: error, no file and no temporary file left; --force; missing image; unreachable server), agent/sync/desired.test.ts (naming templates). For the deferred digests: test/crash/checksum-crash.test.ts (kill -9 of `visor serve` at seeded moments of uploads and digest work: no available image ever has a wrong or missing digest; a restart finishes what is pending; damaged bytes end in `error`), agent/service/checksum-completion.test.ts, core/transfer/block-file-writer.test.ts, agent/sync/sync-memory.test.ts (a pending image synced), the catalog contract (pending digests stored and found), test/api/download.test.ts (a store that gives more or fewer bytes than it declares, through `send()` or its stream).',
+    'Tests: core/transfer/file-range-stream.test.ts (any range and block size, slow receivers, short files, ' +
+      'receivers that go away), test/api/download.test.ts (range edges across block boundaries, 416, empty images, ' +
+      'concurrent downloads, a stored file that shrinks mid-download, a client that disconnects), ' +
+      'agent/client/block-get.test.ts (heads in pieces, error answers, chunked and close-delimited answers, ' +
+      'cut-off and overlong bodies, a sink that fails), test/cli/cli-get.test.ts (corrupt or shortened stored ' +
+      'bytes: error, no file and no temporary file left; --force; missing image; unreachable server), ' +
+      'agent/sync/desired.test.ts (naming templates). For the deferred digests: test/crash/checksum-crash.test.ts ' +
+      '(kill -9 of `visor serve` at seeded moments of uploads and digest work: no available image ever has a wrong ' +
+      'or missing digest; a restart finishes what is pending; damaged bytes end in `error`), ' +
+      'agent/service/checksum-completion.test.ts, core/transfer/block-file-writer.test.ts, ' +
+      'agent/sync/sync-memory.test.ts (a pending image synced), the catalog contract (pending digests stored and ' +
+      'found), test/api/download.test.ts (a store that gives more or fewer bytes than it declares, through ' +
+      '`send()` or its stream).',
     '',
   ];
 }

@@ -56,7 +56,10 @@ const prefix = `visor-bench-${run}-`;
 const base = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'visor-bench-'));
 const free = Number(execFileSync('df', ['--output=avail', '-B1', base], { encoding: 'utf8' }).split('\n')[1]);
 const needed = settings.sizeMiB * 1024 * 1024 * (Math.max(...settings.bigTimes) * 2 + 8);
-if (free < needed) throw new Error(`${base}: ${(free / 1024 ** 3).toFixed(1)} GiB free, the bench needs about ${(needed / 1024 ** 3).toFixed(0)} GiB`);
+if (free < needed)
+  throw new Error(
+    `${base}: ${(free / 1024 ** 3).toFixed(1)} GiB free, the bench needs about ${(needed / 1024 ** 3).toFixed(0)} GiB`,
+  );
 
 const servers = [];
 let peer;
@@ -185,8 +188,26 @@ try {
   noteLoad('api');
   log(`${settings.loadConnections} concurrent signed clients for ${settings.loadSeconds} s (test/load)`);
   noteLoad('load');
-  results.load = await loadFigures({ repoRoot, seconds: settings.loadSeconds, connections: settings.loadConnections, log });
-  results.api = await apiFigures({ kit: visor.kit, url: visor.server.url, user: visor.user, visor: visor.client, peer, token, prefix, count: settings.apiImages, connections: settings.apiConnections, seconds: settings.apiSeconds, warmup: 2, log });
+  results.load = await loadFigures({
+    repoRoot,
+    seconds: settings.loadSeconds,
+    connections: settings.loadConnections,
+    log,
+  });
+  results.api = await apiFigures({
+    kit: visor.kit,
+    url: visor.server.url,
+    user: visor.user,
+    visor: visor.client,
+    peer,
+    token,
+    prefix,
+    count: settings.apiImages,
+    connections: settings.apiConnections,
+    seconds: settings.apiSeconds,
+    warmup: 2,
+    log,
+  });
   noteLoad('end');
 } finally {
   for (const server of servers) await server.stop();

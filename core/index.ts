@@ -27,7 +27,13 @@ export {
 } from './iaas/markers.js';
 // The driver kit and the example adapter, for third-party adapters (see core/iaas/memory/README.md).
 export * from './iaas/kit/index.js';
-export { MemoryCloud, MemoryDriver, memoryPlugin, type MemoryCloudOptions, type MemoryDriverOptions } from './iaas/memory/index.js';
+export {
+  MemoryCloud,
+  MemoryDriver,
+  memoryPlugin,
+  type MemoryCloudOptions,
+  type MemoryDriverOptions,
+} from './iaas/memory/index.js';
 export {
   ServiceIds,
   pluginKinds,

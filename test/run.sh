@@ -13,7 +13,9 @@ if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node_version.h ]; 
 
 # Debian packages of the real peers (Swift s3api, Keystone + Glance, qemu-img, ...), in one apt run;
 # each peer's harness would also install what it misses, one package set at a time.
-export VISOR_TEST_DEBIAN_PACKAGES="${VISOR_TEST_DEBIAN_PACKAGES:-qemu-utils genisoimage python3-swift keystone glance-api python3-openstackclient uwsgi-core uwsgi-plugin-python3 curl openssl gpg gpgv postgresql chromium docker-registry skopeo}"
+debian_packages="qemu-utils genisoimage python3-swift keystone glance-api python3-openstackclient"
+debian_packages+=" uwsgi-core uwsgi-plugin-python3 curl openssl gpg gpgv postgresql chromium docker-registry skopeo"
+export VISOR_TEST_DEBIAN_PACKAGES="${VISOR_TEST_DEBIAN_PACKAGES:-$debian_packages}"
 # A failed install is not the end: each peer then says what it misses, skipping its tests on a
 # laptop, failing them (with its start log) under VISOR_TEST_REQUIRE_PEERS=1, as in CI.
 bash test/setup/install-peers.sh || echo "install-peers: apt-get failed; the peers will report what they miss" >&2

@@ -193,8 +193,18 @@ export class GlanceDriver implements IaasDriver {
         phase = 'protecting the image';
         final = await this.#client.patch(id, [{ op: 'replace', path: '/protected', value: true }], deadline.signal);
       }
-      if (!verified.some((v) => v !== 'size')) this.#logger.warn('Glance reported no checksum for the new image: only its size was verified', { nativeId: id });
-      this.#logger.info('image created in Glance', { nativeId: id, name: image.name, method, bytes: content.size, verified, seconds: (Date.now() - started) / 1000 });
+      if (!verified.some((v) => v !== 'size'))
+        this.#logger.warn('Glance reported no checksum for the new image: only its size was verified', {
+          nativeId: id,
+        });
+      this.#logger.info('image created in Glance', {
+        nativeId: id,
+        name: image.name,
+        method,
+        bytes: content.size,
+        verified,
+        seconds: (Date.now() - started) / 1000,
+      });
       return toCloudImage(final);
     } catch (error) {
       // A verdict of the upload stream is the truth (axios wraps the stream's error in its own).
@@ -300,7 +310,10 @@ export class GlanceDriver implements IaasDriver {
     const current = await this.#client.getImage(nativeId, signal);
     checkClaim(nativeId, toCloudImage(current).markers, request.claim, 'share');
     const before = current.visibility === 'shared' ? await this.#client.listMembers(nativeId, signal) : [];
-    const { add, remove } = shareDelta(before.map((m) => m.member_id), request);
+    const { add, remove } = shareDelta(
+      before.map((m) => m.member_id),
+      request,
+    );
     if (add.length > 0 && current.visibility !== 'shared') {
       const why = `Glance: image ${nativeId} is ${current.visibility}; only a shared image gets members`;
       throw new VisorError('conflict', `${why} (its visibility is not changed by sharing)`);

@@ -6,7 +6,14 @@ import { VisorError, type ErrorKind } from '../../core/errors.js';
 import { Deadline } from '../../core/iaas/kit/index.js';
 import { kindOfStatus } from '../../core/wire/errors.js';
 import { poolFilters, type PoolFilter } from './pool-filters.js';
-import { parseDatastorePool, parseImage, parseImagePool, parseReply, type OneDatastore, type OneImage } from './schema.js';
+import {
+  parseDatastorePool,
+  parseImage,
+  parseImagePool,
+  parseReply,
+  type OneDatastore,
+  type OneImage,
+} from './schema.js';
 
 /**
  * The OpenNebula XML-RPC wire protocol (apis.md §3): one POST per call to oned's /RPC2, the

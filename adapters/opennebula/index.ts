@@ -74,7 +74,7 @@ export const openNebulaOptionsSchema = z
       .default({ expiredPrefix: 'EXPIRED_', chmod: '600' }),
     sharing: z
       .strictObject({
-        homeGroup: z.number().int().min(0).describe('the group visor\'s images are in when shared with no one'),
+        homeGroup: z.number().int().min(0).describe("the group visor's images are in when shared with no one"),
       })
       .optional()
       .describe('share images with a group (one.image.chown); an image has one group'),

@@ -93,7 +93,8 @@ export class Authenticator {
     if (Math.abs(now - date.getTime()) > skewMs) {
       throw new VisorError(
         'forbidden',
-        `the request's date ${date.toISOString()} is more than ${this.#o.clockSkewSeconds}s away from the server's clock (expired, or a clock is wrong)`,
+        `the request's date ${date.toISOString()} is more than ${this.#o.clockSkewSeconds}s ` +
+          `away from the server's clock (expired, or a clock is wrong)`,
       );
     }
     const user = await this.#o.users.findByAccessKey(credentials.accessKey);

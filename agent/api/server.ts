@@ -169,7 +169,13 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   const metricsAccess = options.metricsAccess ?? { enabled: true, open: true };
   // With a token, /metrics skips signatures: its handler checks the bearer token instead.
   const metricsPublic = metricsAccess.enabled && (metricsAccess.open || metricsAccess.token !== undefined);
-  const publicPaths = ['/health', '/health/live', '/health/ready', ...(metricsPublic ? ['/metrics'] : []), ...(options.publicPaths ?? [])];
+  const publicPaths = [
+    '/health',
+    '/health/live',
+    '/health/ready',
+    ...(metricsPublic ? ['/metrics'] : []),
+    ...(options.publicPaths ?? []),
+  ];
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
     const type = request.headers['content-type']?.split(';')[0]?.trim();

@@ -93,10 +93,30 @@ export function toDetail(
 
 /** Wire names that are the service's to set. */
 const readOnly = new Set([
-  '_id', 'id', 'owner_id', 'uri', 'status', 'store', 'size', 'virtual_size', 'checksums', 'checksums_pending',
-  'created_at', 'updated_at', 'uploaded_at', 'accessed_at', 'access_count', 'revision',
+  '_id',
+  'id',
+  'owner_id',
+  'uri',
+  'status',
+  'store',
+  'size',
+  'virtual_size',
+  'checksums',
+  'checksums_pending',
+  'created_at',
+  'updated_at',
+  'uploaded_at',
+  'accessed_at',
+  'access_count',
+  'revision',
   // Changed by deprecate / undeprecate / delete / restore, never by an update.
-  'deprecation_state', 'replacement', 'deprecated_at', 'obsolete_on', 'delete_on', 'deleted_at', 'purge_after',
+  'deprecation_state',
+  'replacement',
+  'deprecated_at',
+  'obsolete_on',
+  'delete_on',
+  'deleted_at',
+  'purge_after',
 ]);
 
 const simple: Record<string, string> = {
@@ -149,7 +169,8 @@ export function fromWire(input: Record<string, unknown>, fromHeaders = false, cr
     if (key === 'store') {
       // VISOR chose the store when an image was registered; moving an image is not an update.
       if (!creating) problems.push('store is chosen when an image is registered and cannot be changed by an update');
-      else if (typeof value !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(value)) problems.push('store must be a store name');
+      else if (typeof value !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(value))
+        problems.push('store must be a store name');
       else store = value;
     } else if (readOnly.has(key)) {
       problems.push(`${rawKey} is set by visor, not by clients`);
@@ -192,7 +213,12 @@ export function fromWire(input: Record<string, unknown>, fromHeaders = false, cr
     throw new VisorError('invalidInput', `invalid metadata: ${problems.join('; ')}`, { details: { problems } });
   if (Object.keys(os).length > 0) fields['os'] = os;
   if (Object.keys(properties).length > 0) fields['properties'] = properties;
-  return { fields, ...(location !== undefined ? { location } : {}), ...(store !== undefined ? { store } : {}), expected };
+  return {
+    fields,
+    ...(location !== undefined ? { location } : {}),
+    ...(store !== undefined ? { store } : {}),
+    expected,
+  };
 }
 
 /** Merges OS changes into the current OS (the wire spells them as three flat keys). */

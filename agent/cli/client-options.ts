@@ -49,7 +49,10 @@ export async function clientFor(options: ClientOptions, io: CliIo): Promise<Viso
     }
   }
   if (options.address !== undefined && !/^[A-Za-z0-9.-]+$|^\[?[0-9A-Fa-f:.]+\]?$/.test(options.address)) {
-    throw new VisorError('invalidInput', `--address must be a host name or IP address, got "${options.address.slice(0, 60)}"`);
+    throw new VisorError(
+      'invalidInput',
+      `--address must be a host name or IP address, got "${options.address.slice(0, 60)}"`,
+    );
   }
   if (options.url !== undefined && (options.address !== undefined || options.port !== undefined)) {
     throw new VisorError('invalidInput', 'give either --url or --address/--port, not both');
@@ -57,7 +60,7 @@ export async function clientFor(options: ClientOptions, io: CliIo): Promise<Viso
   const { VisorClient } = await import('../client/client.js');
   const { loadClientSettings } = await import('../client/credentials.js');
   const { address, port } = options;
-  const host = address !== undefined && address.includes(':') && !address.startsWith('[') ? `[${address}]` : address;
+  const host = address?.includes(':') && !address.startsWith('[') ? `[${address}]` : address;
   const url = options.url ?? (host || port ? `http://${host ?? '127.0.0.1'}:${port ?? '4568'}` : undefined);
   return new VisorClient(loadClientSettings(io.env, { profile: options.profile, url }));
 }

@@ -95,7 +95,10 @@ export function blockGet(
       }
       const back = written.then(
         () => {
-          lent.splice(lent.findIndex((l) => l.buffer === buffer), 1);
+          lent.splice(
+            lent.findIndex((l) => l.buffer === buffer),
+            1,
+          );
           if (owned.has(buffer) && buffer !== current) pool.push(buffer);
           if (waitingFor === buffer && !done) {
             waitingFor = undefined;

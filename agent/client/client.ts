@@ -226,7 +226,10 @@ export class VisorClient {
       const headers = this.#signedHeaders('GET', url.pathname, []);
       try {
         const { signal } = options;
-        const { head, errorBody } = await blockGet(url, headers, openSink, { shared: true, ...(signal ? { signal } : {}) });
+        const { head, errorBody } = await blockGet(url, headers, openSink, {
+          shared: true,
+          ...(signal ? { signal } : {}),
+        });
         if (errorBody) throw this.#statusError(head.status, errorBody);
         return;
       } catch (error) {
@@ -384,7 +387,8 @@ export class VisorClient {
     const query = Object.entries(options.query ?? {});
     const queryString = query.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
     const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
-    if (Buffer.isBuffer(options.body)) headers[CONTENT_HASH_HEADER] = createHash('sha256').update(options.body).digest('hex');
+    if (Buffer.isBuffer(options.body))
+      headers[CONTENT_HASH_HEADER] = createHash('sha256').update(options.body).digest('hex');
     const signed = this.#sign({ method, path: new URL(path, 'http://x').pathname, query, headers });
     try {
       return await (await this.#axios()).request({

@@ -1,5 +1,10 @@
 import {
-  deprecate, dueChange, purgeDue, softDelete, undeprecate, type DeprecateRequest,
+  deprecate,
+  dueChange,
+  purgeDue,
+  softDelete,
+  undeprecate,
+  type DeprecateRequest,
 } from '../../core/image/deprecation.js';
 import type { Readable } from 'node:stream';
 import type { Catalog, ImageQuery, Page } from '../../core/catalog/port.js';
@@ -18,7 +23,7 @@ import type {
   ImageDraft,
 } from '../../core/image/model.js';
 import type { Logger } from '../../core/logging/logger.js';
-import { type InspectedPutResult, putInspected } from '../../core/store/inspected-put.js';
+import { putInspected } from '../../core/store/inspected-put.js';
 import type { ByteRange, GetResult, PutResult, Store } from '../../core/store/port.js';
 import { storeReader } from '../../core/store/store-reader.js';
 import { callerId, canModify, canSee, type Caller } from './access.js';
@@ -119,8 +124,24 @@ function pendingOf(checksums: Checksums): DeferredChecksum[] | null {
 
 /** Fields a client may set; the rest are the service's (status, size, checksums, location, ...). */
 const clientFields = [
-  'name', 'architecture', 'diskFormat', 'containerFormat', 'type', 'kernelId', 'ramdiskId', 'access', 'members',
-  'owner', 'minDisk', 'minRam', 'os', 'tags', 'properties', 'family', 'excludeFromLatest', 'protected',
+  'name',
+  'architecture',
+  'diskFormat',
+  'containerFormat',
+  'type',
+  'kernelId',
+  'ramdiskId',
+  'access',
+  'members',
+  'owner',
+  'minDisk',
+  'minRam',
+  'os',
+  'tags',
+  'properties',
+  'family',
+  'excludeFromLatest',
+  'protected',
 ] as const;
 
 /**
@@ -227,7 +248,12 @@ export class ImageService {
     });
   }
 
-  async update(caller: Caller, id: string, changes: Record<string, unknown>, expectedRevision?: number): Promise<Image> {
+  async update(
+    caller: Caller,
+    id: string,
+    changes: Record<string, unknown>,
+    expectedRevision?: number,
+  ): Promise<Image> {
     const allowed = await this.#changes(caller, changes);
     return this.#latest(caller, id, expectedRevision, async (image) => {
       const checked = await this.#checkedFormats(image, allowed);
@@ -284,7 +310,7 @@ export class ImageService {
     heartbeat.unref();
     const storeName = options.store === undefined ? this.#o.defaultStore : this.uploadStore(options.store, true);
     const store = this.#o.stores.get(storeName)!;
-    let put;
+    let put: Awaited<ReturnType<typeof putInspected>>;
     try {
       // Inspected as it streams in; the record stays `uploading` (not downloadable) until the
       // verdict, and a refused image leaves no bytes behind.
@@ -382,10 +408,12 @@ export class ImageService {
     const image = await this.#deleted(caller, id, 'restore');
     const hasBits = image.location !== undefined;
     if (image.location) {
-      const info = await this.#storeOf(image).head(image.location.uri).catch((error: unknown) => {
-        if (isVisorError(error, 'notFound')) return undefined;
-        throw error;
-      });
+      const info = await this.#storeOf(image)
+        .head(image.location.uri)
+        .catch((error: unknown) => {
+          if (isVisorError(error, 'notFound')) return undefined;
+          throw error;
+        });
       if (!info || (image.size !== undefined && info.size !== image.size)) {
         const why = info ? `its store holds ${info.size} bytes, not ${image.size}` : 'its bits are gone from the store';
         throw new VisorError('conflict', `image ${id} cannot be restored: ${why}`, { details: { id } });
@@ -436,7 +464,10 @@ export class ImageService {
         const due = dueChange(image, now, this.#softDeleteMs);
         if (!due) continue;
         // Someone else changed it meanwhile: the next sweep looks again.
-        const done = await this.#o.catalog.images.update(image.id, image.revision, due).then(() => true, () => false);
+        const done = await this.#o.catalog.images.update(image.id, image.revision, due).then(
+          () => true,
+          () => false,
+        );
         if (done) changed++;
       }
     }
@@ -444,10 +475,13 @@ export class ImageService {
       // A deleted record without a purge time is a hard delete cut off (or still under way): left
       // to its deleter for a while, then finished here.
       if (!purgeDue(image, now) || (image.purgeAfter === undefined && !this.#isStale(image))) continue;
-      const done = await this.#purge(image).then(() => true, (error: unknown) => {
-        this.#o.logger.warn('could not purge a deleted image', { id: image.id, error });
-        return false;
-      });
+      const done = await this.#purge(image).then(
+        () => true,
+        (error: unknown) => {
+          this.#o.logger.warn('could not purge a deleted image', { id: image.id, error });
+          return false;
+        },
+      );
       if (done) purged++;
     }
     if (changed + purged > 0) this.#o.logger.info('image life cycle applied', { changed, purged });
@@ -626,7 +660,10 @@ export class ImageService {
     if (!name) {
       const ofKind = [...this.#o.stores].filter(([, store]) => store.kind === wanted).map(([n]) => n);
       if (ofKind.length > 1) {
-        throw new VisorError('invalidInput', `store=${wanted}: several stores are of that kind (${ofKind.join(', ')}): name one`);
+        throw new VisorError(
+          'invalidInput',
+          `store=${wanted}: several stores are of that kind (${ofKind.join(', ')}): name one`,
+        );
       }
       name = ofKind[0];
     }
@@ -635,9 +672,13 @@ export class ImageService {
       throw new VisorError('invalidInput', `store=${wanted}: no such store (configured: ${known})`);
     }
     if (this.#o.stores.get(name)!.kind === 'http') {
-      throw new VisorError('invalidInput', `store=${wanted} references images by location=URL; it does not take uploads`);
+      throw new VisorError(
+        'invalidInput',
+        `store=${wanted} references images by location=URL; it does not take uploads`,
+      );
     }
-    if (!withFile) throw new VisorError('invalidInput', `store=${wanted} is where an uploaded file goes: send the file with it`);
+    if (!withFile)
+      throw new VisorError('invalidInput', `store=${wanted} is where an uploaded file goes: send the file with it`);
     return name;
   }
 

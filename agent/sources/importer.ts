@@ -9,7 +9,7 @@ import { RateLimiter, throttle } from '../../core/transfer/rate-limit.js';
 import type { Caller } from '../service/access.js';
 import type { ImageService } from '../service/image-service.js';
 import { Limiter } from '../sync/limiter.js';
-import { matches, parseFilter, type EntryFilter } from '../../core/source/filter.js';
+import { matches, parseFilter } from '../../core/source/filter.js';
 
 /** What happens to an imported image whose entry left the list, expired, or was replaced. */
 export const retirePolicies = ['deprecate', 'delete', 'keep'] as const;

@@ -188,7 +188,11 @@ async function converted(source: Artifact, sha256: string, to: DiskFormat, deps:
     const output = join(work, `output.${to}`);
     await convertImage({ input, from: source.format, to, output, ...(deps.signal ? { signal: deps.signal } : {}) });
     const target = deps.stores.get(deps.defaultStore)!;
-    const put = await target.put(`art-${sha256}-${to}`, createReadStream(output), deps.signal ? { signal: deps.signal } : {});
+    const put = await target.put(
+      `art-${sha256}-${to}`,
+      createReadStream(output),
+      deps.signal ? { signal: deps.signal } : {},
+    );
     const checksums = allChecksums(put.checksums, `the conversion of ${source.uri}`);
     const artifact: Artifact = { store: deps.defaultStore, uri: put.uri, size: put.size, checksums, format: to };
     await deps.catalog.state.set(artifactKey(sha256, to), artifact);

@@ -133,7 +133,11 @@ export function targetFormat(
 }
 
 /** What the cloud should hold for an image; undefined when the cloud could only hold it more widely visible. */
-export function desiredFor(image: Image, policy: SyncPolicy, capabilities: DriverCapabilities): DesiredImage | undefined {
+export function desiredFor(
+  image: Image,
+  policy: SyncPolicy,
+  capabilities: DriverCapabilities,
+): DesiredImage | undefined {
   const access = mapAccess(image.access, policy, capabilities);
   if (access === undefined) return undefined;
   return {

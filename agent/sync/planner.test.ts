@@ -73,23 +73,30 @@ describe('planner', () => {
     expect(action.desired.diskFormat).toBe('qcow2');
   });
 
-  it('never widens access: a private image is not copied to a cloud offering public only, and a copy is retired', () => {
-    const a = image('secret', { access: 'private', owner: 'o' });
-    const publicOnly = { ...caps, access: ['public'] as DriverCapabilities['access'] };
-    const p = policy({ selector: { access: ['private'] } });
-    const none = plan(input([a], [], p, { capabilities: publicOnly }));
-    expect(none.actions).toEqual([]);
-    expect(none.notes).toEqual([expect.objectContaining({ name: 'secret', warn: true, message: expect.stringMatching(/widened/) })]);
-    // A copy made earlier (say, before the cloud lost its private level) is not kept public.
-    const copy = cloudCopy(a, AGENT);
-    expect(kinds(plan(input([a], [copy], p, { capabilities: publicOnly })))).toEqual([expect.stringMatching(/^retire:/)]);
-    // Shared falls back to private, never to public.
-    const b = image('team', { access: 'shared', owner: 'o' });
-    const privateOnly = { ...caps, access: ['public', 'private'] as DriverCapabilities['access'] };
-    const shared = plan(input([b], [], policy({ selector: { access: ['shared'] } }), { capabilities: privateOnly }));
-    const created = shared.actions[0]!;
-    expect(created.kind === 'create' && created.desired.image.access).toBe('private');
-  });
+  it(
+    'never widens access: a private image is not copied to ' + 'a cloud offering public only, and a copy is retired',
+    () => {
+      const a = image('secret', { access: 'private', owner: 'o' });
+      const publicOnly = { ...caps, access: ['public'] as DriverCapabilities['access'] };
+      const p = policy({ selector: { access: ['private'] } });
+      const none = plan(input([a], [], p, { capabilities: publicOnly }));
+      expect(none.actions).toEqual([]);
+      expect(none.notes).toEqual([
+        expect.objectContaining({ name: 'secret', warn: true, message: expect.stringMatching(/widened/) }),
+      ]);
+      // A copy made earlier (say, before the cloud lost its private level) is not kept public.
+      const copy = cloudCopy(a, AGENT);
+      expect(kinds(plan(input([a], [copy], p, { capabilities: publicOnly })))).toEqual([
+        expect.stringMatching(/^retire:/),
+      ]);
+      // Shared falls back to private, never to public.
+      const b = image('team', { access: 'shared', owner: 'o' });
+      const privateOnly = { ...caps, access: ['public', 'private'] as DriverCapabilities['access'] };
+      const shared = plan(input([b], [], policy({ selector: { access: ['shared'] } }), { capabilities: privateOnly }));
+      const created = shared.actions[0]!;
+      expect(created.kind === 'create' && created.desired.image.access).toBe('private');
+    },
+  );
 
   it('does nothing when the cloud is in step', () => {
     const a = image('ubuntu');

@@ -320,10 +320,20 @@ function retireStep(
   immediateDelete: boolean,
   forced?: RetireMode,
 ): Step {
-  const base = { kind: 'retire' as const, nativeId: copy.nativeId, name: copy.name, ...(copy.markers ? { imageId: copy.markers.imageId } : {}), reason };
+  const base = {
+    kind: 'retire' as const,
+    nativeId: copy.nativeId,
+    name: copy.name,
+    ...(copy.markers ? { imageId: copy.markers.imageId } : {}),
+    reason,
+  };
   const mode = immediateDelete ? 'delete' : (forced ?? policy.retire.mode);
-  if (mode === 'hide') return copy.hidden ? { action: undefined } : { action: { ...base, mode: 'hide', startsGrace: false } };
-  if (mode === 'disable') return copy.state === 'disabled' ? { action: undefined } : { action: { ...base, mode: 'disable', startsGrace: false } };
+  if (mode === 'hide')
+    return copy.hidden ? { action: undefined } : { action: { ...base, mode: 'hide', startsGrace: false } };
+  if (mode === 'disable')
+    return copy.state === 'disabled'
+      ? { action: undefined }
+      : { action: { ...base, mode: 'disable', startsGrace: false } };
   const since = retiredSince.get(copy.nativeId);
   const graceOver =
     immediateDelete ||
@@ -364,7 +374,8 @@ function differences(copy: CloudImage, d: DesiredImage, caps: DriverCapabilities
 /** Among good copies, keep the one already up to date (markers naming the target count), else the newest. */
 function preferKeep(d: DesiredImage, caps: DriverCapabilities): (a: CloudImage, b: CloudImage) => number {
   const score = (c: CloudImage) => differences(c, d, caps).length + (c.markers!.target === undefined ? 1 : 0);
-  return (a, b) => score(a) - score(b) || (b.createdAt ?? '').localeCompare(a.createdAt ?? '') || a.nativeId.localeCompare(b.nativeId);
+  return (a, b) =>
+    score(a) - score(b) || (b.createdAt ?? '').localeCompare(a.createdAt ?? '') || a.nativeId.localeCompare(b.nativeId);
 }
 
 /** Same bits: equal size and an equal checksum of an algorithm both sides know. */

@@ -140,7 +140,8 @@ export function checkPolicy(target: Target): void {
   const asked = sharing.shareWith.length > 0 || Object.keys(sharing.members).length > 0;
   if (asked && !caps.sharing) {
     const why =
-      `clouds.${target.name}.sync.sharing is set, but ${target.adapter} cannot share images with chosen principals`;
+      `clouds.${target.name}.sync.sharing is set, ` +
+      `but ${target.adapter} cannot share images with chosen principals`;
     throw new VisorError('config', `${why} (images are never made public instead; remove the setting)`);
   }
   const format = target.policy.diskFormat;

@@ -43,9 +43,18 @@ export function recordingTaskLog(inner: Logger, lines: TaskLogLine[]): Logger {
     lines.push({ at: new Date().toISOString(), level, message, ...(fields ? { fields } : {}) });
   };
   const wrap = (logger: Logger): Logger => ({
-    error: (message, meta) => (logger.error(message, meta), keep('error', message, meta)),
-    warn: (message, meta) => (logger.warn(message, meta), keep('warn', message, meta)),
-    info: (message, meta) => (logger.info(message, meta), keep('info', message, meta)),
+    error: (message, meta) => {
+      logger.error(message, meta);
+      keep('error', message, meta);
+    },
+    warn: (message, meta) => {
+      logger.warn(message, meta);
+      keep('warn', message, meta);
+    },
+    info: (message, meta) => {
+      logger.info(message, meta);
+      keep('info', message, meta);
+    },
     debug: (message, meta) => logger.debug(message, meta),
     child: (context) => wrap(logger.child(context)),
   });

@@ -72,7 +72,13 @@ const summarise = (bytes, runs) => {
  */
 async function warmPageCache(dir, bytes) {
   const scratch = join(dir, 'warm.raw');
-  await runMeasured('dd', ['if=/dev/zero', `of=${scratch}`, 'bs=4M', `count=${Math.ceil(bytes / (4 * 1024 * 1024))}`, 'status=none']);
+  await runMeasured('dd', [
+    'if=/dev/zero',
+    `of=${scratch}`,
+    'bs=4M',
+    `count=${Math.ceil(bytes / (4 * 1024 * 1024))}`,
+    'status=none',
+  ]);
   rmSync(scratch, { force: true });
 }
 
@@ -88,10 +94,35 @@ async function digestsDone(client, image) {
   return { image: current, pending };
 }
 
-export async function transferFigures({ dir, source, bytes, repeat, downloadRepeat = repeat, peer, token, variants, meta, prefix, log }) {
+export async function transferFigures({
+  dir,
+  source,
+  bytes,
+  repeat,
+  downloadRepeat = repeat,
+  peer,
+  token,
+  variants,
+  meta,
+  prefix,
+  log,
+}) {
   const glancePids = () => processTree(peer.glancePid);
-  const runs = { cp: [], cpFsync: [], glanceIngest: [], glanceDownload: [], bareIngest: [], bareDownload: [], nginxDownload: [], glanceFile: [], visorGetFile: [], openstackSave: [] };
-  for (const v of variants) for (const k of ['Ingest', 'CurlIngest', 'Digests', 'Download', 'CurlDownload', 'FreshCurlDownload']) runs[`${v.key}${k}`] = [];
+  const runs = {
+    cp: [],
+    cpFsync: [],
+    glanceIngest: [],
+    glanceDownload: [],
+    bareIngest: [],
+    bareDownload: [],
+    nginxDownload: [],
+    glanceFile: [],
+    visorGetFile: [],
+    openstackSave: [],
+  };
+  for (const v of variants)
+    for (const k of ['Ingest', 'CurlIngest', 'Digests', 'Download', 'CurlDownload', 'FreshCurlDownload'])
+      runs[`${v.key}${k}`] = [];
   const kept = {};
   const peakRss = {};
   let glanceId;
@@ -105,20 +136,33 @@ export async function transferFigures({ dir, source, bytes, repeat, downloadRepe
       const cp = await runMeasured('cp', [source, copy]);
       runs.cp.push({ seconds: cp.seconds, serverCpu: cp.cpuSeconds, serverSys: 0, clientCpu: 0 });
       rmSync(copy);
-      const synced = await measure(() => [], async () => {
-        const c = await runMeasured('cp', [source, copy]);
-        await fsyncFile(copy);
-        return c;
-      });
+      const synced = await measure(
+        () => [],
+        async () => {
+          const c = await runMeasured('cp', [source, copy]);
+          await fsyncFile(copy);
+          return c;
+        },
+      );
       runs.cpFsync.push({ ...synced, serverCpu: synced.value.cpuSeconds });
       rmSync(copy);
       // A minimal Node server taking the PUT into a file and fsyncing it: what Node allows here.
-      runs.bareIngest.push(await measure(() => [bare.pid], () => curlPut(`${bare.url}/upload`, source)));
+      runs.bareIngest.push(
+        await measure(
+          () => [bare.pid],
+          () => curlPut(`${bare.url}/upload`, source),
+        ),
+      );
 
       for (const v of variants) {
         const pids = () => [v.server.pid];
         const rssReset = resetPeakRss(v.server.pid);
-        const viaClient = await measure(pids, () => v.client.add(meta(r === 0 ? v.tag : undefined), { stream: createReadStream(source, { highWaterMark: 1024 * 1024 }), size: bytes }));
+        const viaClient = await measure(pids, () =>
+          v.client.add(meta(r === 0 ? v.tag : undefined), {
+            stream: createReadStream(source, { highWaterMark: 1024 * 1024 }),
+            size: bytes,
+          }),
+        );
         peakRss[v.key] = Math.max(peakRss[v.key] ?? 0, rssReset ? peakRssOf(v.server.pid) : 0);
         runs[`${v.key}Ingest`].push(viaClient);
         // md5 and sha512 follow off the request path (builds since issue 27): timed on their own,
@@ -131,10 +175,13 @@ export async function transferFigures({ dir, source, bytes, repeat, downloadRepe
 
         const curlMeta = { name: `${prefix}curl-ingest`, architecture: 'x86_64', format: 'raw' };
         const sha256 = kept[v.key].checksums.sha256;
-        const viaCurl = await measure(pids, () => v.kit.curlIngest(v.server.url, v.user, source, bytes, curlMeta, sha256));
+        const viaCurl = await measure(pids, () =>
+          v.kit.curlIngest(v.server.url, v.user, source, bytes, curlMeta, sha256),
+        );
         runs[`${v.key}CurlIngest`].push(viaCurl);
         await digestsDone(v.client, viaCurl.value);
-        if (viaCurl.value.checksums?.sha256 !== kept[v.key].checksums.sha256) throw new Error('visor stored different bytes through curl than through its client');
+        if (viaCurl.value.checksums?.sha256 !== kept[v.key].checksums.sha256)
+          throw new Error('visor stored different bytes through curl than through its client');
         await v.client.delete(String(viaCurl.value._id));
       }
 
@@ -149,7 +196,8 @@ export async function transferFigures({ dir, source, bytes, repeat, downloadRepe
       else await glance(peer, token, 'DELETE', `/v2/images/${glanceRun.value}`);
     }
     const stored = await glance(peer, token, 'GET', `/v2/images/${glanceId}`);
-    if (stored.checksum !== kept.visor.checksums.md5 || stored.size !== bytes) throw new Error(`Glance stored something else (md5 ${stored.checksum}, size ${stored.size})`);
+    if (stored.checksum !== kept.visor.checksums.md5 || stored.size !== bytes)
+      throw new Error(`Glance stored something else (md5 ${stored.checksum}, size ${stored.size})`);
 
     for (let r = 0; r < downloadRepeat; r++) {
       log(`  download round ${r + 1}/${downloadRepeat}`);
@@ -165,8 +213,18 @@ export async function transferFigures({ dir, source, bytes, repeat, downloadRepe
         runs[`${v.key}CurlDownload`].push(await measure(pids, () => v.kit.curlDownload(v.server.url, v.user, id)));
       }
       runs.glanceDownload.push(await measure(glancePids, () => glanceDownload(peer, token, glanceId)));
-      runs.nginxDownload.push(await measure(() => [nginx.pid], () => curlGet(`${nginx.url}/file`)));
-      runs.bareDownload.push(await measure(() => [bare.pid], () => curlGet(`${bare.url}/file`)));
+      runs.nginxDownload.push(
+        await measure(
+          () => [nginx.pid],
+          () => curlGet(`${nginx.url}/file`),
+        ),
+      );
+      runs.bareDownload.push(
+        await measure(
+          () => [bare.pid],
+          () => curlGet(`${bare.url}/file`),
+        ),
+      );
     }
   } finally {
     await nginx.stop();
@@ -177,13 +235,45 @@ export async function transferFigures({ dir, source, bytes, repeat, downloadRepe
   // and the file included) against `curl -o FILE` and `openstack image save` from Glance.
   const visor = variants[0];
   const target = join(dir, 'downloaded.raw');
-  const env = { ...process.env, VISOR_URL: visor.server.url, VISOR_ACCESS_KEY: visor.user.accessKey, VISOR_SECRET_KEY: visor.user.secretKey };
+  const env = {
+    ...process.env,
+    VISOR_URL: visor.server.url,
+    VISOR_ACCESS_KEY: visor.user.accessKey,
+    VISOR_SECRET_KEY: visor.user.secretKey,
+  };
   for (let r = 0; r < downloadRepeat; r++) {
     log(`  download into a file, round ${r + 1}/${downloadRepeat}`);
     const contestants = [
-      ['visorGetFile', [visor.server.pid], () => runMeasured(process.execPath, [visor.kit.bin, 'get', String(kept.visor._id), '-o', target, '--force'], { env })],
-      ['glanceFile', glancePids(), () => runMeasured('curl', ['-sS', '-f', '-o', target, '-H', `X-Auth-Token: ${token}`, `${peer.glanceUrl}/v2/images/${glanceId}/file`])],
-      ['openstackSave', glancePids(), () => runMeasured('openstack', ['image', 'save', '--file', target, glanceId], { env: { ...process.env, ...peer.openrc } })],
+      [
+        'visorGetFile',
+        [visor.server.pid],
+        () =>
+          runMeasured(process.execPath, [visor.kit.bin, 'get', String(kept.visor._id), '-o', target, '--force'], {
+            env,
+          }),
+      ],
+      [
+        'glanceFile',
+        glancePids(),
+        () =>
+          runMeasured('curl', [
+            '-sS',
+            '-f',
+            '-o',
+            target,
+            '-H',
+            `X-Auth-Token: ${token}`,
+            `${peer.glanceUrl}/v2/images/${glanceId}/file`,
+          ]),
+      ],
+      [
+        'openstackSave',
+        glancePids(),
+        () =>
+          runMeasured('openstack', ['image', 'save', '--file', target, glanceId], {
+            env: { ...process.env, ...peer.openrc },
+          }),
+      ],
     ];
     for (const [key, pids, fn] of contestants) {
       rmSync(target, { force: true });

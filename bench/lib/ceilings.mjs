@@ -64,7 +64,10 @@ http {
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 100; i++) {
     if (child.exitCode !== null) throw new Error(`nginx exited: ${stderr}`);
-    const ok = await fetch(`${url}/file`, { method: 'HEAD' }).then((r) => r.ok, () => false);
+    const ok = await fetch(`${url}/file`, { method: 'HEAD' }).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) break;
     await sleep(100);
   }

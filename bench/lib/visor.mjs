@@ -69,7 +69,9 @@ export async function loadVisor(dist) {
      * listens. `nodeArgs` (e.g. --cpu-prof, --trace-gc) go to node before the script.
      */
     async startServer(config, { nodeArgs = [] } = {}) {
-      const child = spawn(process.execPath, [...nodeArgs, bin, 'serve', '-c', config, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(process.execPath, [...nodeArgs, bin, 'serve', '-c', config, '--port', '0'], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       let url;
       for await (const line of createInterface({ input: child.stderr })) {
         const match = /"url":"(http:[^"]+)"/.exec(line);

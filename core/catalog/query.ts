@@ -33,7 +33,8 @@ export function normalizeQuery(query: ImageQuery = {}): NormalizedQuery {
     throw new VisorError('invalidInput', `limit must be an integer from 1 to ${MAX_LIMIT}, got ${String(limit)}`);
   }
   const marker = query.marker;
-  if (marker !== undefined && !uuidPattern.test(marker)) throw new VisorError('invalidInput', `marker must be an image id, got "${marker}"`);
+  if (marker !== undefined && !uuidPattern.test(marker))
+    throw new VisorError('invalidInput', `marker must be an image id, got "${marker}"`);
   return { filters, visibleTo: query.visibleTo, hideDeleted: query.hideDeleted === true, sort, dir, limit, marker };
 }
 

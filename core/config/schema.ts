@@ -26,7 +26,11 @@ export const subscriptionSchema = z.strictObject({
   options: options.optional(),
   /** `key=value`, `key!=value`, `key~regex`, `key!~regex` on entry fields and properties; all must hold. */
   filters: z
-    .array(z.string().regex(/^[A-Za-z][A-Za-z0-9_.:-]*(!=|!~|=|~)/, 'must be key=value, key!=value, key~regex or key!~regex'))
+    .array(
+      z
+        .string()
+        .regex(/^[A-Za-z][A-Za-z0-9_.:-]*(!=|!~|=|~)/, 'must be key=value, key!=value, key~regex or key!~regex'),
+    )
     .default([]),
   /** What becomes of an imported image whose entry left the list, expired, or was replaced. */
   retire: z.enum(['deprecate', 'delete', 'keep']).default('deprecate'),

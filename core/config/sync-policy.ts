@@ -59,7 +59,13 @@ export const syncPolicySchema = z.strictObject({
     .string()
     .min(1)
     .default('{name}')
-    .refine((template) => [...template.matchAll(/\{([^}]*)\}/g)].every((m) => (namingPlaceholders as readonly string[]).includes(m[1] ?? '')), `placeholders are ${namingPlaceholders.map((p) => `{${p}}`).join(' ')}`),
+    .refine(
+      (template) =>
+        [...template.matchAll(/\{([^}]*)\}/g)].every((m) =>
+          (namingPlaceholders as readonly string[]).includes(m[1] ?? ''),
+        ),
+      `placeholders are ${namingPlaceholders.map((p) => `{${p}}`).join(' ')}`,
+    ),
   /**
    * Catalog access -> access in the cloud. `shared` stays shared (its members get the image, see
    * `sharing`); a cloud without that level gets the most private one it has, never a wider one.

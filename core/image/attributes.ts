@@ -20,7 +20,19 @@ const scalar = (path: string, valueType: 'string' | 'number' = 'string'): Attrib
 });
 
 const known: readonly Attribute[] = [
-  ...['id', 'name', 'architecture', 'diskFormat', 'containerFormat', 'type', 'kernelId', 'ramdiskId', 'access', 'owner', 'status'].map((p) => scalar(p)),
+  ...[
+    'id',
+    'name',
+    'architecture',
+    'diskFormat',
+    'containerFormat',
+    'type',
+    'kernelId',
+    'ramdiskId',
+    'access',
+    'owner',
+    'status',
+  ].map((p) => scalar(p)),
   ...['family', 'deprecation.state', 'deprecation.replacement', 'deletedAt', 'purgeAfter'].map((p) => scalar(p)),
   ...['size', 'virtualSize', 'minDisk', 'minRam', 'revision'].map((p) => scalar(p, 'number')),
   ...['createdAt', 'updatedAt', 'uploadedAt'].map((p) => scalar(p)),

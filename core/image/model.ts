@@ -109,8 +109,19 @@ export interface Image {
 
 /** Fields that only the service sets; never taken from a client as-is. */
 export const systemFields = [
-  'id', 'status', 'size', 'checksums', 'checksumsPending', 'location', 'createdAt', 'updatedAt', 'uploadedAt',
-  'revision', 'deprecation', 'deletedAt', 'purgeAfter',
+  'id',
+  'status',
+  'size',
+  'checksums',
+  'checksumsPending',
+  'location',
+  'createdAt',
+  'updatedAt',
+  'uploadedAt',
+  'revision',
+  'deprecation',
+  'deletedAt',
+  'purgeAfter',
 ] as const;
 
 /** Everything a caller may give when registering an image; the rest is filled in by `newImage`. */

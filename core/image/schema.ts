@@ -63,12 +63,20 @@ export const deprecationSchema = z.strictObject({
 /** Family names: what GCE allows (lower-case letters, digits, hyphens), a little longer. */
 export const familyPattern = /^[a-z](?:[a-z0-9-]{0,126}[a-z0-9])?$/;
 
-export const checksumsSchema = z.strictObject({ md5: hex(32).optional(), sha256: hex(64).optional(), sha512: hex(128).optional() });
+export const checksumsSchema = z.strictObject({
+  md5: hex(32).optional(),
+  sha256: hex(64).optional(),
+  sha512: hex(128).optional(),
+});
 const checksumsPendingSchema = z
   .array(z.enum(deferredChecksums))
   .min(1, 'must name at least one digest (or be absent)')
   .refine((list) => new Set(list).size === list.length, 'must not repeat a digest');
-export const osSchema = z.strictObject({ type: text(64).optional(), distro: text(64).optional(), version: text(64).optional() });
+export const osSchema = z.strictObject({
+  type: text(64).optional(),
+  distro: text(64).optional(),
+  version: text(64).optional(),
+});
 export const locationSchema = z.strictObject({
   store: z.string().regex(storeNamePattern, 'must be a store name (lower-case letters, digits, _ and -)'),
   uri: text(4096),
@@ -76,14 +84,64 @@ export const locationSchema = z.strictObject({
 
 /** Field names a custom property must not take: the generic fields and VISOR's wire names. */
 export const reservedPropertyKeys: ReadonlySet<string> = new Set([
-  'id', 'name', 'architecture', 'diskFormat', 'containerFormat', 'type', 'kernelId', 'ramdiskId', 'access',
-  'members', 'owner', 'status', 'size', 'virtualSize', 'checksums', 'checksum', 'checksumsPending',
-  'checksums_pending', 'minDisk', 'minRam', 'os', 'tags',
-  'properties', 'location', 'createdAt', 'updatedAt', 'uploadedAt', 'revision', 'store', 'uri', 'format',
-  'kernel', 'ramdisk', 'disk_format', 'container_format', 'kernel_id', 'ramdisk_id', 'virtual_size', 'min_disk',
-  'min_ram', 'created_at', 'updated_at', 'uploaded_at', 'accessed_at', 'access_count', 'sort', 'dir', 'limit', 'marker',
-  'family', 'excludeFromLatest', 'protected', 'deprecation', 'deletedAt', 'purgeAfter', 'exclude_from_latest',
-  'deleted_at', 'purge_after',
+  'id',
+  'name',
+  'architecture',
+  'diskFormat',
+  'containerFormat',
+  'type',
+  'kernelId',
+  'ramdiskId',
+  'access',
+  'members',
+  'owner',
+  'status',
+  'size',
+  'virtualSize',
+  'checksums',
+  'checksum',
+  'checksumsPending',
+  'checksums_pending',
+  'minDisk',
+  'minRam',
+  'os',
+  'tags',
+  'properties',
+  'location',
+  'createdAt',
+  'updatedAt',
+  'uploadedAt',
+  'revision',
+  'store',
+  'uri',
+  'format',
+  'kernel',
+  'ramdisk',
+  'disk_format',
+  'container_format',
+  'kernel_id',
+  'ramdisk_id',
+  'virtual_size',
+  'min_disk',
+  'min_ram',
+  'created_at',
+  'updated_at',
+  'uploaded_at',
+  'accessed_at',
+  'access_count',
+  'sort',
+  'dir',
+  'limit',
+  'marker',
+  'family',
+  'excludeFromLatest',
+  'protected',
+  'deprecation',
+  'deletedAt',
+  'purgeAfter',
+  'exclude_from_latest',
+  'deleted_at',
+  'purge_after',
 ]);
 
 const propertyKey = z

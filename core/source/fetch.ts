@@ -9,7 +9,7 @@ export const maxListBytes = 32 * 1024 * 1024;
 /** Fetches a list document whole; failures to reach it are `unreachable` (worth retrying). */
 export async function fetchDocument(http: Store, url: string, signal?: AbortSignal): Promise<Buffer> {
   signal?.throwIfAborted();
-  let got;
+  let got: Awaited<ReturnType<Store['get']>>;
   try {
     got = await http.get(url, signal ? { signal } : {});
   } catch (error) {

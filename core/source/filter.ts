@@ -55,6 +55,8 @@ export function matches(entry: SourceEntry, filters: readonly EntryFilter[]): bo
         return f.regex!.test(value);
       case '!~':
         return !f.regex!.test(value);
+      default:
+        return false;
     }
   });
 }

@@ -144,7 +144,9 @@ function writeBlock(destination: Writable, block: Buffer): Promise<void> {
     } catch (error) {
       // Refused by the destination itself (a response held to its Content-Length): our fault,
       // not the receiver's.
-      reject(new VisorError('internal', `the block could not be written: ${(error as Error).message}`, { cause: error }));
+      reject(
+        new VisorError('internal', `the block could not be written: ${(error as Error).message}`, { cause: error }),
+      );
     }
   });
   // Awaited later (or not at all, when the file fails first): never an unhandled rejection.

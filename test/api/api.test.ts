@@ -91,7 +91,12 @@ describe('image service API', () => {
 
     it('POST with a streamed body uploads: available, with size and checksums computed by the server', async () => {
       const data = randomBytes(3 * 1024 * 1024 + 3);
-      const image = await t.client('bob').add({ name: 'uploaded', architecture: 'aarch64', format: 'raw' }, { stream: Readable.from([data]), size: data.length });
+      const image = await t
+        .client('bob')
+        .add(
+          { name: 'uploaded', architecture: 'aarch64', format: 'raw' },
+          { stream: Readable.from([data]), size: data.length },
+        );
       // The sha256 is computed on the request path; md5 and sha512 after it, from the stored bytes.
       expect(image).toMatchObject({ status: 'available', size: data.length, store: 'local' });
       expect(image['checksums']).toEqual({ sha256: sha256(data) });

@@ -100,15 +100,18 @@ describe('visor get', () => {
     expect(piped.stderr.toString()).toMatch(/do not match the image's sha256/);
   });
 
-  it('fails on a stored file shorter than the catalog says (the server refuses to send it), writing nothing', async () => {
-    const id = await add('short');
-    await truncate(await storedFile(id), 1000);
-    const got = await visor(['get', id, '-o', 'short.raw']);
-    expect(got.code).toBe(1);
-    expect(got.stderr).toMatch(/backend answered something visor cannot accept/);
-    await expect(readFile(join(dir, 'short.raw'))).rejects.toThrow(/ENOENT/);
-    expect(await leftovers()).toEqual([]);
-  });
+  it(
+    'fails on a stored file shorter than the catalog says ' + '(the server refuses to send it), writing nothing',
+    async () => {
+      const id = await add('short');
+      await truncate(await storedFile(id), 1000);
+      const got = await visor(['get', id, '-o', 'short.raw']);
+      expect(got.code).toBe(1);
+      expect(got.stderr).toMatch(/backend answered something visor cannot accept/);
+      await expect(readFile(join(dir, 'short.raw'))).rejects.toThrow(/ENOENT/);
+      expect(await leftovers()).toEqual([]);
+    },
+  );
 
   it('checks the length a server sends against the catalog size it gives, before writing anything', async () => {
     // A server that announces another length than the image's (a broken or lying one).

@@ -238,7 +238,13 @@ describe(`API under load: ${connections} signed clients for ${seconds} s, 0 erro
         return (Number(fields[11]) + Number(fields[12])) / 100;
       };
       const cpuBefore = await serverCpu();
-      const result = await runLoad({ url, connections, durationMs: seconds * 1000, next, credentials: (client) => users[1 + (client % 3)]! });
+      const result = await runLoad({
+        url,
+        connections,
+        durationMs: seconds * 1000,
+        next,
+        credentials: (client) => users[1 + (client % 3)]!,
+      });
       const serverCpuSeconds = (await serverCpu()) - cpuBefore;
       console.log(`\n${report(result)}\n`);
       // For `npm run bench`, which runs this test and puts its figures in BENCHMARKS.md.

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentDaemon } from '../../agent/daemon.js';
 import { signPayload } from '../../agent/notify/webhooks.js';
 import { memoryPlugin } from '../../core/iaas/memory/index.js';
+import type { RunRecord } from '../../core/catalog/port.js';
 import { silentLogger } from '../../core/logging/logger.js';
 import { FileServer } from './support/file-server.js';
 import { hepixList } from './support/hepix-fixtures.js';
@@ -104,7 +105,7 @@ describe('visor agent: subscriptions wake the clouds; webhooks are signed, retri
 
     // The subscription changed the catalog: the cloud syncs without its schedule (it has none).
     const deadline = Date.now() + 20_000;
-    let cloudRun;
+    let cloudRun: RunRecord | undefined;
     while (Date.now() < deadline) {
       [cloudRun] = await daemon.server.catalog.runs.list({ target: 'mem', limit: 1 });
       if (cloudRun && cloudRun.status !== 'running') break;

@@ -183,7 +183,10 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, o
   });
 };
 
-/** Metadata from the JSON body ({"image": {...}} or the object itself) or from x-image-meta-* headers, plus the upload body. */
+/**
+ * Metadata from the JSON body ({"image": {...}} or the object itself) or from x-image-meta-* headers, plus the upload
+ * body.
+ */
 function readRequest(request: FastifyRequest, creating = false): { meta: ParsedMetadata; body: Readable | undefined } {
   const type = request.headers['content-type']?.split(';')[0]?.trim();
   const fromHeaders = metadataFromHeaders(request.headers);
@@ -194,11 +197,17 @@ function readRequest(request: FastifyRequest, creating = false): { meta: ParsedM
   }
   const raw = request.body;
   if (raw === undefined || raw === null) return { meta: fromWire(fromHeaders, true, creating), body: undefined };
-  if (typeof raw !== 'object' || Array.isArray(raw)) throw new VisorError('invalidInput', 'the JSON body must be an object: {"image": {...}}');
+  if (typeof raw !== 'object' || Array.isArray(raw))
+    throw new VisorError('invalidInput', 'the JSON body must be an object: {"image": {...}}');
   const object = raw as Record<string, unknown>;
   const inner = 'image' in object ? object['image'] : object;
-  if (inner === null || typeof inner !== 'object' || Array.isArray(inner)) throw new VisorError('invalidInput', '"image" must be an object of metadata');
-  if (Object.keys(fromHeaders).length > 0) throw new VisorError('invalidInput', 'send metadata either in the JSON body or in x-image-meta-* headers, not both');
+  if (inner === null || typeof inner !== 'object' || Array.isArray(inner))
+    throw new VisorError('invalidInput', '"image" must be an object of metadata');
+  if (Object.keys(fromHeaders).length > 0)
+    throw new VisorError(
+      'invalidInput',
+      'send metadata either in the JSON body or in x-image-meta-* headers, not both',
+    );
   return { meta: fromWire(inner as Record<string, unknown>, false, creating), body: undefined };
 }
 

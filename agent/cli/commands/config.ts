@@ -7,7 +7,9 @@ export function configCommand(program: Command, io: CliIo): void {
 
   config
     .command('validate')
-    .description('check a config file: YAML, keys, types, ${ENV} references, plugins and their options (exit 0 when valid)')
+    .description(
+      'check a config file: YAML, keys, types, ${ENV} references, plugins and their options (exit 0 when valid)',
+    )
     .argument('[file]', 'the YAML config file (default: -c, then $VISOR_CONFIG)')
     .option('-c, --config <file>', 'the YAML config file, as for every other command', io.env['VISOR_CONFIG'])
     .option('--json', 'print the result as JSON')
@@ -19,7 +21,10 @@ export function configCommand(program: Command, io: CliIo): void {
       }
       const file = given ?? opts.config;
       if (file === undefined) {
-        throw new VisorError('invalidInput', 'name the config file: visor config validate FILE, -c FILE or $VISOR_CONFIG');
+        throw new VisorError(
+          'invalidInput',
+          'name the config file: visor config validate FILE, -c FILE or $VISOR_CONFIG',
+        );
       }
       const { ConfigError, loadConfig } = await import('../../../core/config/load.js');
       const { builtinRegistry } = await import('../../builtins.js');

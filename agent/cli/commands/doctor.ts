@@ -27,7 +27,7 @@ export function doctorCommand(program: Command, io: CliIo): void {
       const { silentLogger } = await import('../../../core/logging/logger.js');
       const { runDoctor } = await import('../../doctor/doctor.js');
       const { worst } = await import('../../doctor/check.js');
-      let setup;
+      let setup: Awaited<ReturnType<typeof loadSetup>>;
       try {
         setup = await loadSetup({ ...runtimeOptions(flags, io), logger: silentLogger });
       } catch (error) {

@@ -45,25 +45,29 @@ async function download(
   try {
     // The file name and the checks come with the answer's headers; the file is opened only then.
     // Ctrl-C aborts the transfer; the sink then removes its partial file (below).
-    await client.downloadTo(id, async ({ size, meta }) => {
-      const named = () => join(options.save ?? '.', safeFileName(meta['name'] ?? id, meta['format']));
-      target = toStdout ? undefined : resolve(io.cwd, options.output ?? named());
-      if (target && !options.force && (await exists(target))) {
-        throw new VisorError('conflict', `${target} exists; use --force to overwrite it`);
-      }
-      const listed = meta['size'] === undefined ? undefined : Number(meta['size']);
-      if (listed !== undefined && listed !== size) {
-        const why = `the server sends ${size} bytes of image ${id}, whose catalog size is ${listed}`;
-        throw new VisorError('integrity', why);
-      }
-      const progress = await progressBar(io, 'download', size, !options.json && !toStdout);
-      bar = progress;
-      const onProgress = (n: number) => progress.update(n);
-      const sha256 = meta['sha256'];
-      if (target) sink = await VerifiedFileSink.create(target, size, sha256, onProgress);
-      else sink = new VerifiedStreamSink(io.stdout, size, sha256, onProgress);
-      return sink;
-    }, { signal });
+    await client.downloadTo(
+      id,
+      async ({ size, meta }) => {
+        const named = () => join(options.save ?? '.', safeFileName(meta['name'] ?? id, meta['format']));
+        target = toStdout ? undefined : resolve(io.cwd, options.output ?? named());
+        if (target && !options.force && (await exists(target))) {
+          throw new VisorError('conflict', `${target} exists; use --force to overwrite it`);
+        }
+        const listed = meta['size'] === undefined ? undefined : Number(meta['size']);
+        if (listed !== undefined && listed !== size) {
+          const why = `the server sends ${size} bytes of image ${id}, whose catalog size is ${listed}`;
+          throw new VisorError('integrity', why);
+        }
+        const progress = await progressBar(io, 'download', size, !options.json && !toStdout);
+        bar = progress;
+        const onProgress = (n: number) => progress.update(n);
+        const sha256 = meta['sha256'];
+        if (target) sink = await VerifiedFileSink.create(target, size, sha256, onProgress);
+        else sink = new VerifiedStreamSink(io.stdout, size, sha256, onProgress);
+        return sink;
+      },
+      { signal },
+    );
     await sink!.finish();
   } catch (error) {
     await sink?.discard();

@@ -77,7 +77,16 @@ async function fromCatalog(flags: RuntimeFlags, io: CliIo): Promise<{ json: unkn
       const enabled = cloud.sync.enabled;
       const sharing = await sharingSummary(catalog, name);
       const { adapter } = cloud;
-      targets.push({ name, adapter, enabled, schedule: cloud.sync.schedule, nextRun, lastRun: last, drift: last?.drift, sharing });
+      targets.push({
+        name,
+        adapter,
+        enabled,
+        schedule: cloud.sync.schedule,
+        nextRun,
+        lastRun: last,
+        drift: last?.drift,
+        sharing,
+      });
     }
     const rows = targets.map((t) => ({
       target: t.name,

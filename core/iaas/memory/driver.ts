@@ -255,7 +255,10 @@ export class MemoryDriver implements IaasDriver {
     const current = await this.#read(nativeId);
     checkClaim(nativeId, toCloudImage(current).markers, request.claim, 'share');
     const before = current.visibility === 'shared' ? await this.#members(nativeId) : [];
-    const { add, remove } = shareDelta(before.map((m) => m.principal), request);
+    const { add, remove } = shareDelta(
+      before.map((m) => m.principal),
+      request,
+    );
     if (add.length > 0 && current.visibility !== 'shared') {
       throw new VisorError(
         'conflict',

@@ -53,7 +53,9 @@ export class FileStore implements Store {
     try {
       await access(root, constants.W_OK | constants.X_OK);
     } catch (error) {
-      throw new VisorError('unavailable', `file store: ${root} is not writable: ${(error as Error).message}`, { cause: error });
+      throw new VisorError('unavailable', `file store: ${root} is not writable: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
   }
 

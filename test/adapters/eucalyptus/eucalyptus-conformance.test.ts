@@ -27,7 +27,16 @@ iaasConformance(
     const double = await world!.double();
     return {
       driver: async () => world!.driver(double),
-      badCredentialsDriver: async () => world!.driver(double, { ec2: { endpoint: double.endpoint, region: 'eucalyptus', accessKeyId: 'AKIAVISORTEST0EUCA01', secretAccessKey: 'not-the-secret', maxAttempts: 1 } }),
+      badCredentialsDriver: async () =>
+        world!.driver(double, {
+          ec2: {
+            endpoint: double.endpoint,
+            region: 'eucalyptus',
+            accessKeyId: 'AKIAVISORTEST0EUCA01',
+            secretAccessKey: 'not-the-secret',
+            maxAttempts: 1,
+          },
+        }),
       sharing: {
         // Account ids (launch permissions); a member added by hand goes straight into the double's record.
         principals: ['111122223333', '444455556666'],
@@ -74,7 +83,8 @@ iaasConformance(
         });
         return driver;
       },
-      badCredentialsDriver: async () => world!.driver(double, { ec2: { ...ec2, secretAccessKey: 'not-the-secret' }, tagsSupported: false }),
+      badCredentialsDriver: async () =>
+        world!.driver(double, { ec2: { ...ec2, secretAccessKey: 'not-the-secret' }, tagsSupported: false }),
       sharing: {
         // Account ids (launch permissions); a member added by hand goes straight into the double's record.
         principals: ['111122223333', '444455556666'],

@@ -133,9 +133,13 @@ describe('Glance driver: visibility and policy', () => {
     const demo = driver('demo');
     const cloud = await demo.create(r);
     const api = await glanceApi(peer, 'demo');
-    const patched = await api.patch(`/v2/images/${cloud.nativeId}`, [{ op: 'replace', path: '/visibility', value: 'community' }], {
-      headers: { 'Content-Type': 'application/openstack-images-v2.1-json-patch' },
-    });
+    const patched = await api.patch(
+      `/v2/images/${cloud.nativeId}`,
+      [{ op: 'replace', path: '/visibility', value: 'community' }],
+      {
+        headers: { 'Content-Type': 'application/openstack-images-v2.1-json-patch' },
+      },
+    );
     expect(patched.status, JSON.stringify(patched.data)).toBe(200);
     const listed = (await demo.list()).find((i) => i.nativeId === cloud.nativeId);
     expect(listed).toMatchObject({ markers: expect.objectContaining({ imageId: r.image.id }) });

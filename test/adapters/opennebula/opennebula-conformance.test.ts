@@ -29,7 +29,10 @@ afterAll(async () => {
 
 iaasConformance('opennebula (oned 7.x replies, remote mode)', async (): Promise<ConformanceHarness> => {
   // Two groups to share with; oneadmin's images live in its primary group 0 when shared with no one.
-  const groups = [{ id: 100, name: 'vo-alpha' }, { id: 101, name: 'vo-beta' }];
+  const groups = [
+    { id: 100, name: 'vo-alpha' },
+    { id: 101, name: 'vo-beta' },
+  ];
   const double = await startOpenNebulaDouble({ generation: 7, groups });
   const server = await startContentServer();
   doubles.push(double);
@@ -51,8 +54,18 @@ iaasConformance('opennebula (oned 5.x replies, local mode)', async (): Promise<C
   folders.push(staging);
   const double = await startOpenNebulaDouble({
     generation: 5,
-    groups: [{ id: 100, name: 'vo-alpha' }, { id: 101, name: 'vo-beta' }],
-    datastores: [{ id: 1, name: 'default', type: 0, template: { SAFE_DIRS: staging, RESTRICTED_DIRS: '/', TYPE: 'IMAGE_DS', DS_MAD: 'fs', TM_MAD: 'ssh' } }],
+    groups: [
+      { id: 100, name: 'vo-alpha' },
+      { id: 101, name: 'vo-beta' },
+    ],
+    datastores: [
+      {
+        id: 1,
+        name: 'default',
+        type: 0,
+        template: { SAFE_DIRS: staging, RESTRICTED_DIRS: '/', TYPE: 'IMAGE_DS', DS_MAD: 'fs', TM_MAD: 'ssh' },
+      },
+    ],
   });
   doubles.push(double);
   return {

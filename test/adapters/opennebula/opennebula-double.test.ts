@@ -91,8 +91,9 @@ describe('OpenNebula double: replays the recorded traffic', () => {
 
   it('answers one.image.chown in the recorded shape of an id reply (as rename.ok), and moves the image', async () => {
     // No chown was recorded: its reply is the same [success, id, code] triple as rename's, byte for byte.
-    const double = await world({ generation: 5, groups: [{ id: 100, name: 'vo-alpha' }] }, (d) =>
-      void d.addImage({ id: 3, name: 'ttylinux03', uid: 0 }),
+    const double = await world(
+      { generation: 5, groups: [{ id: 100, name: 'vo-alpha' }] },
+      (d) => void d.addImage({ id: 3, name: 'ttylinux03', uid: 0 }),
     );
     const rename = recorded('one.image.rename.ok', 'request');
     const chown = rename

@@ -188,7 +188,11 @@ const methodSpecs: Record<string, MethodSpec> = {
   'one.image.enable': { legacy: 'ImageEnable', params: ['int', 'bool'], optional: [] },
   'one.image.rename': { legacy: 'ImageRename', params: ['int', 'string'], optional: [] },
   'one.image.chown': { legacy: 'ImageChown', params: ['int', 'int', 'int'], optional: [] },
-  'one.image.chmod': { legacy: 'ImageChmod', params: ['int', 'int', 'int', 'int', 'int', 'int', 'int', 'int', 'int', 'int'], optional: [] },
+  'one.image.chmod': {
+    legacy: 'ImageChmod',
+    params: ['int', 'int', 'int', 'int', 'int', 'int', 'int', 'int', 'int', 'int'],
+    optional: [],
+  },
   'one.image.delete': { legacy: 'ImageDelete', params: ['int'], optional: ['bool'] },
   'one.datastorepool.info': { legacy: 'DatastorePoolInfo', params: [], optional: [] },
 };

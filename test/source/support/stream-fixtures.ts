@@ -20,7 +20,7 @@ export function productsDoc(images: StreamImage[], updated = 'Mon, 07 Dec 2026 1
     { versions: Record<string, { items: Record<string, unknown> } & Record<string, unknown>> } & Record<string, unknown>
   > = {};
   for (const image of images) {
-    const product = (products[image.product] ??= {
+    products[image.product] ??= {
       arch: image.arch,
       os: 'ubuntu',
       release: image.release,
@@ -28,12 +28,14 @@ export function productsDoc(images: StreamImage[], updated = 'Mon, 07 Dec 2026 1
       release_title: image.release,
       support_eol: '2032-04-25',
       versions: {},
-    });
-    const version = (product.versions[image.version] ??= {
+    };
+    const product = products[image.product]!;
+    product.versions[image.version] ??= {
       pubname: `ubuntu-${image.release}-${image.arch}-${image.version}`,
       label: 'release',
       items: {},
-    });
+    };
+    const version = product.versions[image.version]!;
     version.items[image.ftype ?? 'disk1.img'] = {
       ftype: image.ftype ?? 'disk1.img',
       path: image.path ?? `server/${image.release}/${image.version}/${image.release}-${image.arch}.img`,
