@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -166,16 +166,22 @@ describe('visor publish', () => {
     expect(published.code).toBe(0);
     const second = join(dir, 'second');
     const config = join(dir, 'second.yaml');
-    await writeFile(
-      config,
-      [
-        'subscriptions:',
-        '  egi:',
-        '    source: oci',
-        `    options: { registry: "${host}", repository: ${repository}, plainHttp: true, tags: ["12"] }`,
-        '',
-      ].join('\n'),
-    );
+    await writeFile(config, `# the second site\ndataDir: ${second}\n`);
+    // `visor subscribe` reads the repository now (a refusal writes nothing), then adds it to the config.
+    const subscribe = (...extra: string[]) =>
+      runVisorAsync(['subscribe', `oci://${host}/${repository}`, '-c', config, '--name', 'egi', ...extra], {
+        cwd: dir,
+        env: { HOME: dir },
+      });
+    const refused = await subscribe('--plain-http', '--tags', '12', '--tag-pattern', '^1');
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/--tags or --tag-pattern, not both/);
+    const subscribed = await subscribe('--plain-http', '--tags', '12', '--json');
+    expect(subscribed.stderr).toBe('');
+    expect(JSON.parse(subscribed.stdout)).toMatchObject({ name: 'egi', entries: 1 });
+    const written = await readFile(config, 'utf8');
+    expect(written).toContain('# the second site');
+    expect(written).toMatch(/source: oci/);
     const args = ['--config', config, '--data-dir', second];
     const sync = await runVisorAsync(['sources', 'sync', ...args, '--json'], { cwd: dir, env: { HOME: dir } });
     expect(sync.stderr).toBe('');
