@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isVisorError } from '../errors.js';
-import { writeInBlocks } from './block-file-writer.js';
+import { blockPoolUse, WRITE_BLOCK_SIZE, writeInBlocks } from './block-file-writer.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
@@ -120,4 +120,32 @@ describe('writeInBlocks', () => {
     expect(isVisorError(error, 'unavailable')).toBe(true);
     expect((error as Error).message).toMatch(/writing the file failed/);
   });
+
+  it('shares a bounded pool among many streams: stalled ones hand their blocks back, the rest write chunks as they come', async () => {
+    const streams = 30;
+    const data = Array.from({ length: streams }, () => randomBytes(WRITE_BLOCK_SIZE + 123_457));
+    const sources = data.map(() => new PassThrough());
+    const handles = await Promise.all(data.map(() => open(path(), 'w+')));
+    const writes = sources.map((source, i) => writeInBlocks(source, handles[i]!, { algorithms: ['sha256'] }));
+    // Every stream sends a part (some into blocks, the others without one), then stalls.
+    for (const [i, source] of sources.entries()) source.write(data[i]!.subarray(0, 1_000_000));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(blockPoolUse().inUse).toBeLessThanOrEqual(blockPoolUse().max);
+    // Quiet for longer than the idle time: half-filled blocks are written out and handed back.
+    await new Promise((r) => setTimeout(r, 800));
+    expect(blockPoolUse().inUse).toBe(0);
+    for (const [i, source] of sources.entries()) {
+      for (const chunk of chunked(data[i]!.subarray(1_000_000), 64 * 1024)) source.write(chunk);
+      source.end();
+    }
+    const results = await Promise.all(writes);
+    for (const [i, result] of results.entries()) {
+      expect(result).toEqual({ size: data[i]!.length, checksums: { sha256: sha256(data[i]!) } });
+      const written = Buffer.alloc(data[i]!.length);
+      await handles[i]!.read(written, 0, written.length, 0);
+      expect(written.equals(data[i]!)).toBe(true);
+    }
+    await Promise.all(handles.map((h) => h.close()));
+    expect(blockPoolUse().inUse).toBe(0);
+  }, 60_000);
 });

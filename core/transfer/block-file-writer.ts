@@ -11,14 +11,34 @@ import type { ChecksumAlgorithm, Checksums } from '../image/model.js';
 export const WRITE_BLOCK_SIZE = 4 * 1024 * 1024;
 /** Blocks per stream: one being filled while the others are written. */
 const BLOCKS_PER_STREAM = 3;
+/**
+ * Blocks of the standard size in use or spare, for all streams of the process together: memory
+ * must not grow with the number of uploads (300 stalled uploads once held 2 MiB each in
+ * half-filled blocks). A stream that finds none writes its chunks as they come (no copy), and a
+ * stream that goes quiet writes out its half-filled block and hands its blocks back.
+ */
+const MAX_BLOCKS = 16;
 /** Spare blocks kept for the next streams (plain memory, not shared with any thread). */
-const MAX_SPARE_BLOCKS = 12;
 const spare: Buffer[] = [];
+let outstanding = 0;
+/** A stream with no new bytes for this long writes out its partial block and returns its blocks. */
+const IDLE_MS = 250;
 
-const takeBlock = (size: number): Buffer =>
-  size === WRITE_BLOCK_SIZE ? (spare.pop() ?? Buffer.allocUnsafeSlow(size)) : Buffer.allocUnsafeSlow(size);
+const takeBlock = (size: number): Buffer | undefined => {
+  if (size !== WRITE_BLOCK_SIZE) return Buffer.allocUnsafeSlow(size);
+  const block = spare.pop() ?? (outstanding + spare.length < MAX_BLOCKS ? Buffer.allocUnsafeSlow(size) : undefined);
+  if (block) outstanding++;
+  return block;
+};
+/** Standard-size blocks held by streams and kept spare (for tests and diagnostics). */
+export function blockPoolUse(): { inUse: number; spare: number; max: number } {
+  return { inUse: outstanding, spare: spare.length, max: MAX_BLOCKS };
+}
+
 const giveBack = (block: Buffer): void => {
-  if (block.length === WRITE_BLOCK_SIZE && spare.length < MAX_SPARE_BLOCKS) spare.push(block);
+  if (block.length !== WRITE_BLOCK_SIZE) return;
+  outstanding--;
+  spare.push(block);
 };
 
 export interface BlockWriteOptions {
@@ -46,6 +66,8 @@ export function writeInBlocks(
   const hashes: [ChecksumAlgorithm, Hash][] = options.algorithms.map((a) => [a, createHash(a)]);
   const free: Buffer[] = [];
   let owned = 0;
+  let lastData = Date.now();
+  let pausedForQueue = false;
   let block: Buffer | undefined;
   let fill = 0;
   let position = 0;
@@ -61,6 +83,7 @@ export function writeInBlocks(
       cleanup();
       for (const b of free) giveBack(b);
       free.length = 0;
+      owned = 0;
       if (block) giveBack(block);
       block = undefined;
       if (failure) reject(failure);
@@ -79,13 +102,27 @@ export function writeInBlocks(
     const nextBlock = (): Buffer | undefined => {
       if (free.length > 0) return free.pop();
       if (owned < BLOCKS_PER_STREAM) {
-        owned++;
-        return takeBlock(blockSize);
+        const taken = takeBlock(blockSize);
+        if (taken) owned++;
+        return taken;
       }
       return undefined;
     };
-    /** Full blocks waiting for their write: one write at a time (see below). */
-    const queue: { block: Buffer; bytes: Buffer; at: number }[] = [];
+    /** Full blocks (or, without one, the chunks themselves) waiting for their write: one at a time (see below). */
+    const queue: { block: Buffer | undefined; bytes: Buffer; at: number }[] = [];
+    /** A chunk written as it is, for want of a block; the source waits while many are queued. */
+    const direct = (bytes: Buffer) => {
+      for (const [, hash] of hashes) hash.update(bytes);
+      queue.push({ block: undefined, bytes, at: position });
+      position += bytes.length;
+      writing++;
+      if (queue.length >= 16 && !pausedForQueue) {
+        pausedForQueue = true;
+        source.pause();
+      }
+      pump();
+    };
+    const blocksOf = (entries: { block: Buffer | undefined }[]) => entries.flatMap((q) => (q.block ? [q.block] : []));
     let inFlight = false;
     const dispatch = () => {
       const full = block!;
@@ -108,13 +145,17 @@ export function writeInBlocks(
         () => {
           inFlight = false;
           writing--;
-          free.push(full);
+          if (full) free.push(full);
           if (failure) {
             writing -= queue.length;
-            free.push(...queue.splice(0).map((q) => q.block));
+            free.push(...blocksOf(queue.splice(0)));
             return finish();
           }
           pump();
+          if (pausedForQueue && queue.length < 4) {
+            pausedForQueue = false;
+            if (held.length === 0) source.resume();
+          }
           if (held.length > 0) {
             while (held.length > 0 && takeHeld());
             if (held.length === 0) source.resume();
@@ -124,7 +165,7 @@ export function writeInBlocks(
         (error: unknown) => {
           inFlight = false;
           writing -= 1 + queue.length;
-          free.push(full, ...queue.splice(0).map((q) => q.block));
+          free.push(...blocksOf([{ block: full }, ...queue.splice(0)]));
           fail(new VisorError('unavailable', `writing the file failed: ${(error as Error).message}`, { cause: error }));
         },
       );
@@ -139,6 +180,11 @@ export function writeInBlocks(
       let offset = from;
       while (offset < chunk.length) {
         block ??= nextBlock();
+        if (!block && owned === 0) {
+          // No block to be had (every one is in use by other uploads): this chunk is written as it is.
+          direct(offset === 0 ? chunk : chunk.subarray(offset));
+          return true;
+        }
         if (!block) {
           if (first) held.unshift({ chunk, from: offset });
           else held.push({ chunk, from: offset });
@@ -158,6 +204,7 @@ export function writeInBlocks(
       finish();
     };
     const onData = (chunk: Buffer) => {
+      lastData = Date.now();
       if (failure) return;
       // Order is kept: while bytes are held, later chunks queue behind them.
       if (held.length > 0) held.push({ chunk, from: 0 });
@@ -172,7 +219,23 @@ export function writeInBlocks(
       if (!ended) fail(new VisorError('unavailable', 'the upload ended before its last byte'));
     };
     const onAbort = () => fail(Object.assign(new Error('aborted'), { name: 'AbortError' }));
+    // A quiet stream (a stalled client) neither keeps a half-filled block nor blocks it does not use.
+    const idle = setInterval(() => {
+      if (failure || ended || Date.now() - lastData < IDLE_MS) return;
+      if (block && fill > 0 && held.length === 0) dispatch();
+      if (block && fill === 0) {
+        giveBack(block);
+        block = undefined;
+        owned--;
+      }
+      while (free.length > 0) {
+        giveBack(free.pop()!);
+        owned--;
+      }
+    }, IDLE_MS);
+    idle.unref();
     const cleanup = () => {
+      clearInterval(idle);
       source.off('data', onData);
       source.off('end', onEnd);
       source.off('error', onError);
