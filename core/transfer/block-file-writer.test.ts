@@ -121,7 +121,8 @@ describe('writeInBlocks', () => {
     expect((error as Error).message).toMatch(/writing the file failed/);
   });
 
-  it('shares a bounded pool among many streams: stalled ones hand their blocks back, the rest write chunks as they come', async () => {
+  // Stalled streams hand their blocks back; those that find none write their chunks as they come.
+  it('shares one bounded pool of blocks among many streams', async () => {
     const streams = 30;
     const data = Array.from({ length: streams }, () => randomBytes(WRITE_BLOCK_SIZE + 123_457));
     const sources = data.map(() => new PassThrough());
