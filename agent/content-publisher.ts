@@ -4,6 +4,8 @@ import type { ContentSource } from '../core/iaas/port.js';
 interface Entry {
   source: ContentSource;
   expires: number;
+  /** Copies being sent: cut when the upload they serve ends (revoke), so none outlives it. */
+  sending: Set<{ destroy(): void }>;
 }
 
 /**
@@ -20,16 +22,35 @@ export class ContentPublisher {
 
   publish(source: ContentSource): { url: string; revoke(): void } {
     const token = randomBytes(24).toString('base64url');
-    this.#entries.set(token, { source, expires: Date.now() + 3_600_000 });
+    const entry: Entry = { source, expires: Date.now() + 3_600_000, sending: new Set() };
+    this.#entries.set(token, entry);
     const base = typeof this.baseUrl === 'function' ? this.baseUrl() : this.baseUrl;
-    return { url: `${base.replace(/\/+$/, '')}/agent/content/${token}`, revoke: () => this.#entries.delete(token) };
+    const revoke = () => {
+      this.#entries.delete(token);
+      // The upload ended (done, failed or aborted by a stopping agent): a cloud still reading gets
+      // a cut connection, and a server that closes does not wait for a copy nobody needs.
+      for (const response of entry.sending) response.destroy();
+      entry.sending.clear();
+    };
+    return { url: `${base.replace(/\/+$/, '')}/agent/content/${token}`, revoke };
   }
 
-  take(token: string): ContentSource | undefined {
+  /**
+   * The content behind a token, while it is valid; `response`, the answer that will carry it, is
+   * cut if the token is revoked before it ends.
+   */
+  take(
+    token: string,
+    response?: { destroy(): void; once(event: 'close', listener: () => void): unknown },
+  ): ContentSource | undefined {
     const entry = this.#entries.get(token);
     if (!entry || entry.expires < Date.now()) {
       this.#entries.delete(token);
       return undefined;
+    }
+    if (response) {
+      entry.sending.add(response);
+      response.once('close', () => entry.sending.delete(response));
     }
     return entry.source;
   }

@@ -23,7 +23,7 @@ export function handleContent(
 ): void {
   const match = contentPath.exec((request.url ?? '').split('?')[0] ?? '');
   const method = request.method;
-  const source = match && (method === 'GET' || method === 'HEAD') ? publisher.take(match[1]!) : undefined;
+  const source = match && (method === 'GET' || method === 'HEAD') ? publisher.take(match[1]!, response) : undefined;
   if (!source) {
     send(response, 404, 'no such content (the upload it was made for has ended)');
     return;

@@ -126,6 +126,13 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
     const files = `${config.server.tls!.cert} and ${config.server.tls!.key}`;
     throw new VisorError('config', `server.tls: cannot use ${files}: ${(error as Error).message}`, { cause: error });
   }
+  // Requests in flight: a closing server waits for them (up to its grace), not for connections
+  // that carry none (a client's spare keep-alive or half-open socket kept one stop waiting 20 s).
+  let inFlight = 0;
+  app.server.on('request', (_request, response) => {
+    inFlight++;
+    response.once('close', () => inFlight--);
+  });
   try {
     await app.listen({ host, port });
   } catch (error) {
@@ -172,8 +179,13 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
         clearInterval(sweeper);
         const timer = setTimeout(() => app.server.closeAllConnections(), graceMs);
         timer.unref();
+        const drained = setInterval(() => {
+          if (inFlight === 0) app.server.closeAllConnections();
+        }, 100);
+        drained.unref();
         await app.close();
         clearTimeout(timer);
+        clearInterval(drained);
         // Before the catalog closes: digests it was computing stay pending, taken up on the next start.
         await service.close();
         await runtime.close();
