@@ -5,7 +5,7 @@ import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import { VisorError, type ErrorKind } from '../../core/errors.js';
 import { Deadline } from '../../core/iaas/kit/index.js';
 import { kindOfStatus } from '../../core/wire/errors.js';
-import { poolFilters, type PoolFilter } from './pool-filters.js';
+import { poolFilters, type PoolFilter } from './client-pool-filters.js';
 import {
   parseDatastorePool,
   parseImage,
@@ -81,7 +81,7 @@ export interface OneClientOptions {
 }
 
 /** Pool ownership filters of one.imagepool.info (api.rst). */
-export { poolFilters, type PoolFilter } from './pool-filters.js';
+export { poolFilters, type PoolFilter } from './client-pool-filters.js';
 
 export class OneClient {
   readonly #endpoint: string;

@@ -2,7 +2,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { ignoredSeconds, seconds, warnIgnoredTimeout } from '../../core/iaas/kit/index.js';
 import { definePlugin } from '../../core/registry/plugin.js';
-import { poolFilters, type PoolFilter } from './pool-filters.js';
+import { poolFilters, type PoolFilter } from './client-pool-filters.js';
 
 // Types only: the driver (and its XML-RPC and XML packages, a few hundred modules) is imported
 // when an OpenNebula cloud is configured, not by every process that registers the plugin.

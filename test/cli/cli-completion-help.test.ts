@@ -30,7 +30,8 @@ describe('shell completion', () => {
   afterAll(async () => rm(dir, { recursive: true, force: true }));
 
   it('completes commands, subcommands and each command its own options, in bash', () => {
-    expect(complete(bash, ['s'])).toEqual(['serve', 'sync', 'status']);
+    expect(complete(bash, ['s'])).toEqual(['serve', 'sync', 'status', 'shares', 'sources', 'subscribe']);
+    expect(complete(bash, ['sy'])).toEqual(['sync']);
     expect(complete(bash, ['catalog', ''])).toEqual(expect.arrayContaining(['migrate', 'copy']));
     expect(complete(bash, ['delete', '--j'])).toEqual(['--json']);
     expect(complete(bash, ['catalog', 'migrate', '--c'])).toEqual(['--config']);
