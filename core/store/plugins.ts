@@ -50,6 +50,10 @@ export const s3StorePlugin = definePlugin({
     createBucket: z.boolean().default(false).describe('create the bucket on first put when it is missing'),
     partSize: partSizeOption(16 * mebibyte),
     concurrency: z.number().int().min(1).max(64).default(4).describe('parts in memory and in flight at once'),
+    signatureVersion: z
+      .union([z.literal(2), z.literal(4)], { error: 'must be 2 or 4' })
+      .default(4)
+      .describe("request signing: 4 (SigV4), or 2 (S3's V2 scheme) for Walrus, Cumulus and other old servers"),
   }),
   create: async (options, context) => {
     context.secrets.add(options.secretAccessKey);
@@ -68,6 +72,7 @@ export const s3StorePlugin = definePlugin({
       createBucket: options.createBucket,
       partSize: options.partSize,
       concurrency: options.concurrency,
+      signatureVersion: options.signatureVersion,
       logger: context.logger.child({ store: context.name }),
     });
   },
