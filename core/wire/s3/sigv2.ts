@@ -126,7 +126,11 @@ export interface SignableS3Request {
 }
 
 /** Headers that only SigV4 defines: a V2 server would sign them as plain x-amz-* or refuse them. */
-const sigV4Only = /^(authorization|x-amz-date|x-amz-content-sha256|x-amz-decoded-content-length|x-amz-checksum-.*|x-amz-sdk-checksum-algorithm|x-amz-trailer)$/i;
+const sigV4Only = new RegExp(
+  '^(authorization|x-amz-date|x-amz-content-sha256|x-amz-decoded-content-length|' +
+    'x-amz-checksum-.*|x-amz-sdk-checksum-algorithm|x-amz-trailer)$',
+  'i',
+);
 
 function header(headers: Readonly<Record<string, string>>, name: string): string | undefined {
   for (const [key, value] of Object.entries(headers)) if (key.toLowerCase() === name) return value;
