@@ -50,8 +50,10 @@ export const s3StorePlugin = definePlugin({
     createBucket: z.boolean().default(false).describe('create the bucket on first put when it is missing'),
     partSize: partSizeOption(16 * mebibyte),
     concurrency: z.number().int().min(1).max(64).default(4).describe('parts in memory and in flight at once'),
+    // 'v2'/'v4' as the Eucalyptus and Nimbus adapters spell their EC2 option; '2' from a ${VAR}.
     signatureVersion: z
-      .union([z.literal(2), z.literal(4)], { error: 'must be 2 or 4' })
+      .union([z.literal([2, 4]), z.literal(['2', '4', 'v2', 'v4'])], { error: 'must be 2 or 4' })
+      .transform((v): 2 | 4 => (typeof v === 'number' ? v : v.endsWith('2') ? 2 : 4))
       .default(4)
       .describe("request signing: 4 (SigV4), or 2 (S3's V2 scheme) for Walrus, Cumulus and other old servers"),
   }),

@@ -289,7 +289,21 @@ describe('s3 store with signatureVersion 2 against Swift s3api', () => {
     const parsed = await validate(options);
     expect(parsed.issues).toBeUndefined();
     expect((parsed as { value: { signatureVersion: number } }).value.signatureVersion).toBe(2);
-    expect(JSON.stringify((await validate({ ...options, signatureVersion: 3 })).issues)).toContain('must be 2 or 4');
+    for (const bad of [3, 'V2', '', null, 2.5])
+      expect(JSON.stringify((await validate({ ...options, signatureVersion: bad })).issues)).toContain(
+        'must be 2 or 4',
+      );
+    for (const [given, taken] of [
+      ['v2', 2],
+      ['2', 2],
+      ['v4', 4],
+      [4, 4],
+    ] as const) {
+      const value = (await validate({ ...options, signatureVersion: given })) as {
+        value: { signatureVersion: number };
+      };
+      expect(value.value.signatureVersion, String(given)).toBe(taken);
+    }
     const registry = new PluginRegistry();
     registry.register(s3StorePlugin);
     const created = (await registry.factory('store', 's3').create((parsed as { value: never }).value, {

@@ -326,7 +326,7 @@ describe('s3 store against Swift s3api', () => {
       { ...base, unknownOption: 1 },
       { ...base, concurrency: 0 },
       { ...base, signatureVersion: 3 },
-      { ...base, signatureVersion: '2' },
+      { ...base, signatureVersion: 'V2' },
     ]) {
       expect((await validate(bad)).issues, JSON.stringify(bad)).toBeDefined();
     }
