@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { isVisorError, type ErrorKind } from '../../core/errors.js';
 import { silentLogger } from '../../core/logging/logger.js';
 import { SecretRegistry } from '../../core/logging/redact.js';
@@ -223,6 +223,26 @@ describe('s3 store with signatureVersion 2 against Swift s3api', () => {
     } finally {
       await wrongSecret.close();
       await unknownKey.close();
+    }
+  });
+
+  test('a host clock an hour off: refused as skewed once, then signed with the server time', async (p) => {
+    const proxy = await recordingProxy(p.endpoint);
+    const skewed = storeOn(p, bucket, { endpoint: proxy.endpoint });
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 3600_000 });
+    try {
+      const put = await skewed.put('skewed', Readable.from([Buffer.from('late clock')]));
+      expect((await buffer((await skewed.get(put.uri)).stream)).toString()).toBe('late clock');
+      const dates = proxy.seen.map((r) => Date.parse(String(r.headers['date'])));
+      const realNow = Date.now() - 3600_000;
+      // The first request carried the host's wrong time; every later one the server's.
+      expect(Math.abs(dates[0]! - Date.now())).toBeLessThan(5_000);
+      expect(proxy.seen.length).toBeGreaterThanOrEqual(3);
+      for (const date of dates.slice(1)) expect(Math.abs(date - realNow)).toBeLessThan(5_000);
+    } finally {
+      vi.useRealTimers();
+      await skewed.close();
+      await new Promise((resolve) => proxy.server.close(resolve));
     }
   });
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import type { ErrorKind, VisorError } from '../../errors.js';
 import { sdkError } from '../errors.js';
-import { signS3RequestV2, virtualHostBucket, type SignableS3Request } from './sigv2.js';
+import { signS3RequestV2, virtualHostBucket, type S3V2Credentials, type SignableS3Request } from './sigv2.js';
 
 /**
  * How to reach one S3-family service (AWS S3, Eucalyptus Walrus, Nimbus Cumulus, Ceph RGW,
@@ -82,17 +82,60 @@ function sigV2AuthSchemes(options: S3ConnectionOptions): NonNullable<S3ClientCon
     ...(options.sessionToken !== undefined ? { sessionToken: options.sessionToken } : {}),
   };
   const endpointHost = options.endpoint !== undefined ? new URL(options.endpoint).hostname : undefined;
-  const signer = {
-    sign: async (request: SignableS3Request) =>
-      signS3RequestV2(request, credentials, {
-        virtualBucket: options.forcePathStyle ? undefined : virtualHostBucket(request.hostname, endpointHost),
-      }),
-  };
+  const signer = new SkewCorrectedV2Signer(credentials, (request) =>
+    options.forcePathStyle ? undefined : virtualHostBucket(request.hostname, endpointHost),
+  );
   return ['aws.auth#sigv4', 'aws.auth#sigv4a'].map((schemeId) => ({
     schemeId,
     identityProvider: () => async () => credentials,
     signer,
   })) as unknown as NonNullable<S3ClientConfig['httpAuthSchemes']>;
+}
+
+/** What the SDK hands a signer: its resolved config, whose clock offset the SDK's retries share. */
+interface SigningProperties {
+  config?: { systemClockOffset?: number };
+}
+
+/**
+ * V2 signs a Date that the server checks (15 minutes either way). Like the SDK's own SigV4 signer,
+ * this one learns the server's clock from every answer's Date header and signs with the corrected
+ * time, so a skewed host recovers on the SDK's retry of a RequestTimeTooSkewed instead of failing.
+ */
+class SkewCorrectedV2Signer {
+  constructor(
+    private readonly credentials: S3V2Credentials,
+    private readonly virtualBucket: (request: SignableS3Request) => string | undefined,
+  ) {}
+
+  async sign(request: SignableS3Request, _identity: unknown, properties: SigningProperties = {}) {
+    const now = new Date(Date.now() + (properties.config?.systemClockOffset ?? 0));
+    return signS3RequestV2(request, this.credentials, { now, virtualBucket: this.virtualBucket(request) });
+  }
+
+  errorHandler(properties: SigningProperties = {}) {
+    return (error: unknown): never => {
+      const failed = error as { $response?: { headers?: Record<string, string> }; $metadata?: object } | undefined;
+      const before = properties.config?.systemClockOffset ?? 0;
+      learnClock(failed?.$response?.headers, properties);
+      const after = properties.config?.systemClockOffset ?? 0;
+      // What the SDK's retry strategy looks for (as its SigV4 signer marks it): worth another try.
+      if (failed?.$metadata && after !== before && Math.abs(after) >= 240_000)
+        Object.assign(failed.$metadata, { clockSkewCorrected: true });
+      throw error;
+    };
+  }
+
+  successHandler(response: { headers?: Record<string, string> }, properties: SigningProperties = {}): void {
+    learnClock(response.headers, properties);
+  }
+}
+
+function learnClock(headers: Record<string, string> | undefined, properties: SigningProperties): void {
+  // An Age header means a cache answered: its Date is not the server's clock now.
+  if (!headers || !properties.config || headers['age'] !== undefined) return;
+  const serverTime = Date.parse(headers['date'] ?? '');
+  if (!Number.isNaN(serverTime)) properties.config.systemClockOffset = serverTime - Date.now();
 }
 
 const kindByCode: Record<string, ErrorKind> = {
