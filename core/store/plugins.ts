@@ -5,6 +5,7 @@ import { FileStore } from './file/file-store.js';
 import { bucketPattern, partSizeOption, prefixProblem } from '../wire/s3/names.js';
 
 const mebibyte = 1024 * 1024;
+const twoOrFour = { error: 'must be 2 or 4' };
 
 export const fileStorePlugin = definePlugin({
   id: 'file',
@@ -50,6 +51,12 @@ export const s3StorePlugin = definePlugin({
     createBucket: z.boolean().default(false).describe('create the bucket on first put when it is missing'),
     partSize: partSizeOption(16 * mebibyte),
     concurrency: z.number().int().min(1).max(64).default(4).describe('parts in memory and in flight at once'),
+    // 'v2'/'v4' as the Eucalyptus and Nimbus adapters spell their EC2 option; '2' from a ${VAR}.
+    signatureVersion: z
+      .union([z.literal([2, 4], twoOrFour), z.literal(['2', '4', 'v2', 'v4'], twoOrFour)], twoOrFour)
+      .transform((v): 2 | 4 => (typeof v === 'number' ? v : v.endsWith('2') ? 2 : 4))
+      .default(4)
+      .describe("request signing: 4 (SigV4), or 2 (S3's V2 scheme) for Walrus, Cumulus and other old servers"),
   }),
   create: async (options, context) => {
     context.secrets.add(options.secretAccessKey);
@@ -68,6 +75,7 @@ export const s3StorePlugin = definePlugin({
       createBucket: options.createBucket,
       partSize: options.partSize,
       concurrency: options.concurrency,
+      signatureVersion: options.signatureVersion,
       logger: context.logger.child({ store: context.name }),
     });
   },

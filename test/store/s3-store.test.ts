@@ -314,6 +314,7 @@ describe('s3 store against Swift s3api', () => {
       createBucket: false,
       partSize: 16 * MiB,
       concurrency: 4,
+      signatureVersion: 4,
     });
     expect(s3StorePlugin).toMatchObject({ id: 's3', kind: 'store' });
     for (const bad of [
@@ -324,6 +325,8 @@ describe('s3 store against Swift s3api', () => {
       { ...base, secretAccessKey: undefined },
       { ...base, unknownOption: 1 },
       { ...base, concurrency: 0 },
+      { ...base, signatureVersion: 3 },
+      { ...base, signatureVersion: 'V2' },
     ]) {
       expect((await validate(bad)).issues, JSON.stringify(bad)).toBeDefined();
     }

@@ -19,6 +19,7 @@ import { etagIsMd5, getObjectBody, headObjectOutput, normalizeEtag, parseOutput 
 import { maxParts, ObjectUpload } from '../../wire/s3/upload.js';
 import { bucketPattern, prefixProblem } from '../../wire/s3/names.js';
 import { newObjectName, objectKeyOf, objectUri } from './uri.js';
+import { presignedUrl } from './presign.js';
 
 export const mebibyte = 1024 * 1024;
 /** S3's smallest part (all but the last) and largest single PUT / part. */
@@ -37,6 +38,9 @@ export interface S3StoreOptions extends S3ConnectionOptions {
   concurrency?: number;
   logger?: Logger;
 }
+
+/** How long a presigned URL may live at most: a week, as SigV4 allows. */
+export const maxPresignSeconds = 7 * 24 * 3600;
 
 /**
  * Images as objects in one S3-family bucket (AWS, Walrus, Cumulus, Ceph RGW, Swift s3api).
@@ -59,6 +63,7 @@ export class S3Store implements Store {
   readonly #concurrency: number;
   readonly #region: string;
   readonly #logger: Logger | undefined;
+  readonly #connection: S3ConnectionOptions;
   #bucketReady: Promise<void> | undefined;
   #closed = false;
 
@@ -84,7 +89,22 @@ export class S3Store implements Store {
     this.#concurrency = concurrency;
     this.#region = options.region;
     this.#logger = options.logger;
+    this.#connection = options;
     this.#client = createS3Client(options);
+  }
+
+  /**
+   * A URL anyone can GET the object at, without credentials, until it expires (default one hour,
+   * at most a week): SigV4 query signing, or V2's AWSAccessKeyId/Expires/Signature with
+   * `signatureVersion: 2`. The URI must be one of this store's, as for `get`.
+   */
+  async presignedUrl(uri: string, options: { expiresInSeconds?: number } = {}): Promise<string> {
+    this.#open();
+    const key = objectKeyOf(uri, this.#bucket, this.#prefix);
+    const seconds = options.expiresInSeconds ?? 3600;
+    if (!Number.isSafeInteger(seconds) || seconds < 1 || seconds > maxPresignSeconds)
+      throw new VisorError('invalidInput', `s3 store: a presigned URL lives 1 to ${maxPresignSeconds} seconds`);
+    return presignedUrl(this.#client, this.#connection, this.#bucket, key, seconds);
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
