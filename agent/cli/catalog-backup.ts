@@ -1,9 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { constants } from 'node:fs';
-import { chmod, copyFile, mkdtemp, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdtemp, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import {
   allImages,
   notEmpty,
@@ -38,8 +37,8 @@ export interface BackupResult {
 }
 
 /** A folder only this process can read, removed with everything in it once `work` is done. */
-async function withPrivateTemp<T>(work: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), 'visor-backup-'));
+async function withPrivateTemp<T>(work: (dir: string) => Promise<T>, under = tmpdir()): Promise<T> {
+  const dir = await mkdtemp(join(under, '.visor-backup-'));
   try {
     return await work(dir);
   } finally {
@@ -50,56 +49,67 @@ async function withPrivateTemp<T>(work: (dir: string) => Promise<T>): Promise<T>
 /**
  * `visor catalog backup FILE`: the catalog as it is at one moment (a read snapshot, while the
  * servers and agents go on writing) copied into a new SQLite catalog next to FILE, with the
- * credentials key and a manifest, then renamed to FILE: a reader never sees half a backup.
+ * credentials key and a manifest, then named FILE: a reader never sees half a backup.
  */
 export async function backupCatalog(runtime: Runtime, file: string): Promise<BackupResult> {
   checkBackupLocation(file);
   const target = resolve(file);
-  const partial = join(dirname(target), `.${basename(target)}.partial-${randomBytes(4).toString('hex')}`);
   const source = await sideOf(runtime);
-  try {
-    return await withPrivateTemp(async (dir) => {
-      // Built in a private folder (an SQLite catalog tightens the folder it opens in), then copied.
-      const built = join(dir, 'catalog.sqlite');
-      const copy = new SqliteCatalog({ path: built });
-      await copy.init();
-      // Nothing to lose if the process dies mid-way (the file is thrown away): no fsync per record.
-      copy.db.pragma('synchronous = OFF');
-      const keyPath = join(dir, 'credentials.key');
-      let result: BackupResult;
-      try {
-        const read = async (view: Catalog) =>
-          copySides({ ...source, catalog: view }, { config: runtime.config, catalog: copy, keyPath });
-        const snapshot = source.catalog.snapshot !== undefined;
-        const copied = snapshot ? await source.catalog.snapshot!(read) : await read(source.catalog);
-        if (!copied.report.same) {
-          const why = snapshot ? '' : ' (it offers no snapshot: stop its writers for a backup)';
-          throw new VisorError('unavailable', `the catalog changed while it was read${why}: try again`);
-        }
-        result = { file: target, sourceKind: source.catalog.kind, snapshot, records: copied.report.source };
-      } finally {
-        await copy.close();
+  // Built in a private folder beside FILE (an SQLite catalog tightens the folder it opens in; the
+  // same file system makes the final step atomic), then given its name.
+  return withPrivateTemp(async (dir) => {
+    const built = join(dir, 'catalog.sqlite');
+    const copy = new SqliteCatalog({ path: built });
+    await copy.init();
+    // Nothing to lose if the process dies mid-way (the file is thrown away): no fsync per record.
+    copy.db.pragma('synchronous = OFF');
+    const keyPath = join(dir, 'credentials.key');
+    let result: BackupResult;
+    try {
+      const read = async (view: Catalog) =>
+        copySides({ ...source, catalog: view }, { config: runtime.config, catalog: copy, keyPath });
+      const snapshot = source.catalog.snapshot !== undefined;
+      const copied = snapshot ? await source.catalog.snapshot!(read) : await read(source.catalog);
+      if (!copied.report.same) {
+        const why = snapshot ? '' : ' (it offers no snapshot: stop its writers for a backup)';
+        throw new VisorError('unavailable', `the catalog changed while it was read${why}: try again`);
       }
-      const key = existsSync(keyPath) ? (await readFile(keyPath, 'utf8')).trim() : undefined;
-      writeManifest(built, {
-        format: backupFormat,
-        formatVersion: backupFormatVersion,
-        visorVersion: version,
-        createdAt: new Date().toISOString(),
-        sourceKind: source.catalog.kind,
-        source: (source.catalog as { where?: string }).where ?? source.catalog.kind,
-        records: result.records,
-        ...(key ? { key } : {}),
-      });
-      await copyFile(built, partial, constants.COPYFILE_EXCL);
-      await chmod(partial, 0o600);
-      await syncFile(partial);
-      await rename(partial, target);
-      return result;
+      result = { file: target, sourceKind: source.catalog.kind, snapshot, records: copied.report.source };
+    } finally {
+      await copy.close();
+    }
+    const key = existsSync(keyPath) ? (await readFile(keyPath, 'utf8')).trim() : undefined;
+    writeManifest(built, {
+      format: backupFormat,
+      formatVersion: backupFormatVersion,
+      visorVersion: version,
+      createdAt: new Date().toISOString(),
+      sourceKind: source.catalog.kind,
+      source: (source.catalog as { where?: string }).where ?? source.catalog.kind,
+      records: result.records,
+      ...(key ? { key } : {}),
     });
-  } finally {
-    await rm(partial, { force: true });
+    await chmod(built, 0o600);
+    await syncFile(built);
+    await publish(built, target);
+    return result;
+  }, dirname(target));
+}
+
+/** Gives the finished file its name: a link, which fails rather than replace a file created since the check. */
+async function publish(built: string, target: string): Promise<void> {
+  try {
+    await link(built, target);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw new VisorError('conflict', `${target} exists already: a backup never replaces a file`);
+    // A file system without hard links: a rename, after the same check.
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw error;
+    if (existsSync(target))
+      throw new VisorError('conflict', `${target} exists already: a backup never replaces a file`);
+    await rename(built, target);
   }
+  await syncFile(dirname(target));
 }
 
 async function syncFile(path: string): Promise<void> {

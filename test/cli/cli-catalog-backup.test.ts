@@ -207,7 +207,12 @@ describe('visor catalog backup / restore (SQLite)', () => {
     expect(restored.stderr).toBe('');
     expect(restored.code).toBe(0);
     expect((JSON.parse(restored.stdout) as { records: Record<string, number> }).records).toEqual(report.records);
-    expect(restored.stdout).not.toContain(source.credentials[0]!.secretKey);
+    // Neither command prints a secret: not a user's, not the key that opens them.
+    const key = (await readFile8(join(dir, 'sqlite-source', 'credentials.key'))).trim();
+    for (const output of [result.stdout, restored.stdout, restored.stderr]) {
+      expect(output).not.toContain(source.credentials[0]!.secretKey);
+      expect(output).not.toContain(key);
+    }
     await expectRestored(target, source, { before, after });
 
     // Not into a catalog that holds records, unless --force (which replaces them).
