@@ -68,6 +68,8 @@ export function readManifest(file: string): Manifest {
     try {
       const check = db.pragma('integrity_check') as { integrity_check: string }[];
       if (check[0]?.integrity_check !== 'ok') throw unusable(file, `damaged (${check[0]?.integrity_check ?? '?'})`);
+      const table = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'visor_backup'`).get();
+      if (!table) throw unusable(file, 'it has no backup manifest (a file written by `visor catalog backup` has one)');
       const rows = db.prepare('SELECT key, value FROM visor_backup').all() as { key: string; value: string }[];
       manifest = Object.fromEntries(rows.map((r) => [r.key, JSON.parse(r.value) as unknown])) as unknown as Manifest;
     } catch (error) {

@@ -303,6 +303,9 @@ describe('visor catalog backup / restore (SQLite)', () => {
     await writeFile(text, 'not a backup\n');
     await refusedChangesNothing(text, /^visor: .*text\.visor is not a usable visor catalog backup: /);
     await refusedChangesNothing(join(backups, 'missing.visor'), /^visor: .*missing\.visor is not a usable/);
+    // A live catalog is a sound SQLite file, but no backup.
+    const live = join(dir, 'sqlite-source', 'catalog.db');
+    await refusedChangesNothing(live, /^visor: .*catalog\.db is not a usable .*: it has no backup manifest/);
   }, 120_000);
 });
 
