@@ -20,13 +20,13 @@ export interface CatalogCopy {
 }
 
 /** One end of the copy: its catalog (opened) and where its servers' credentials key is. */
-interface Side {
+export interface Side {
   config: VisorConfig;
   catalog: Catalog;
   keyPath: string;
 }
 
-async function sideOf(runtime: Runtime): Promise<Side> {
+export async function sideOf(runtime: Runtime): Promise<Side> {
   const keyFile = runtime.config.server.auth.keyFile;
   const keyPath = isAbsolute(keyFile) ? keyFile : resolve(runtime.config.dataDir, keyFile);
   return { config: runtime.config, catalog: await runtime.catalog(), keyPath };
@@ -37,8 +37,11 @@ async function sideOf(runtime: Runtime): Promise<Side> {
  * secrets made to open with the destination's key, then compares both.
  */
 export async function copyBetween(sourceRuntime: Runtime, destinationRuntime: Runtime): Promise<CatalogCopy> {
-  const source = await sideOf(sourceRuntime);
-  const destination = await sideOf(destinationRuntime);
+  return copySides(await sideOf(sourceRuntime), await sideOf(destinationRuntime));
+}
+
+/** `copyBetween` for catalogs opened otherwise (a backup file, a snapshot of a running catalog). */
+export async function copySides(source: Side, destination: Side): Promise<CatalogCopy> {
   const users = await source.catalog.users.list();
   const seal = await sealing(source, destination, users);
   const report = await copyCatalog(source.catalog, destination.catalog, {

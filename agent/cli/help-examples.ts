@@ -36,7 +36,12 @@ const help: Record<string, { examples: readonly string[]; env: string }> = {
   plugins: { examples: ['visor plugins -c visor.yaml'], env: runtimeEnv },
   config: { examples: ['visor config validate -c visor.yaml', 'visor config show -c visor.yaml'], env: runtimeEnv },
   catalog: {
-    examples: ['visor catalog migrate -c visor.yaml', 'visor catalog copy --from old.yaml --to new.yaml'],
+    examples: [
+      'visor catalog migrate -c visor.yaml',
+      'visor catalog backup /var/backups/visor/catalog-$(date +%F).visor -c visor.yaml',
+      'visor catalog restore /var/backups/visor/catalog-2026-01-31.visor -c visor.yaml',
+      'visor catalog copy --from old.yaml --to new.yaml',
+    ],
     env: runtimeEnv,
   },
   doctor: { examples: ['visor doctor -c /etc/visor/visor.yaml', 'visor doctor --json'], env: runtimeEnv },

@@ -179,6 +179,11 @@ export interface Catalog {
   readonly replays: ReplayRepository;
   /** Creates tables/collections and indexes; idempotent. */
   init(): Promise<void>;
+  /**
+   * Runs `read` on a read-only view of the catalog as it is at one moment, while writers go on
+   * (what `visor catalog backup` reads). Catalogs that cannot offer one leave it out.
+   */
+  snapshot?<T>(read: (view: Catalog) => Promise<T>): Promise<T>;
   /** Releases connections; safe to call twice. */
   close(): Promise<void>;
 }

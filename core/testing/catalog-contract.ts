@@ -125,6 +125,33 @@ export function catalogContract(
       });
     });
 
+    describe('snapshot (optional: what `visor catalog backup` reads)', () => {
+      it('sees the catalog as it was when it began, while writes go on beside it', async (ctx) => {
+        if (!catalog.snapshot) return ctx.skip('this catalog offers no snapshot (a backup is refused under writes)');
+        const before = makeImage({ name: 'before' });
+        await catalog.images.create(before);
+        await catalog.state.set('k', 1);
+        const after = makeImage({ name: 'after' });
+        const seen = await catalog.snapshot(async (view) => {
+          const first = await view.images.count();
+          await catalog.images.create(after);
+          await catalog.images.update(before.id, before.revision, { name: 'changed' });
+          await catalog.state.set('k', 2);
+          return {
+            first,
+            count: await view.images.count(),
+            listed: (await view.images.list()).items.map((i) => i.name),
+            after: await view.images.find(after.id),
+            state: await view.state.get('k'),
+          };
+        });
+        expect(seen).toEqual({ first: 1, count: 1, listed: ['before'], after: undefined, state: 1 });
+        expect(await catalog.images.count()).toBe(2);
+        expect((await catalog.images.get(before.id)).name).toBe('changed');
+        await expect(catalog.state.get('k')).resolves.toBe(2);
+      });
+    });
+
     describe('list: filters', () => {
       let a: Image, b: Image, c: Image;
       beforeEach(async () => {

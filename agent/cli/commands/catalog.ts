@@ -16,11 +16,11 @@ type Migratable = Catalog & { migrate(): Promise<MigrationResult>; where?: strin
 const migratable = (catalog: Catalog): catalog is Migratable =>
   typeof (catalog as Partial<Migratable>).migrate === 'function';
 
-/** `visor catalog migrate` and `visor catalog copy`: the catalog's schema and moving it elsewhere. */
+/** `visor catalog migrate|backup|restore|copy`: the catalog's schema, its backups, and moving it elsewhere. */
 export function catalogCommand(program: Command, io: CliIo): void {
   const catalog = program
     .command('catalog')
-    .description('the catalog itself: its schema, and copying it to another catalog');
+    .description('the catalog itself: its schema, backups, and copying it to another catalog');
   withRuntimeFlags(
     catalog
       .command('migrate')
@@ -36,6 +36,70 @@ export function catalogCommand(program: Command, io: CliIo): void {
         await migrateCatalog(catalog, flags, io);
       } finally {
         await catalog.close();
+      }
+    } finally {
+      await runtime.close();
+    }
+  });
+  withRuntimeFlags(
+    catalog
+      .command('backup')
+      .argument('<file>', 'the backup file to create (its folder must not be readable or writable by others)')
+      .description(
+        'write the catalog as it is at one moment (while servers and agents run) into one file: ' +
+          'images, users, run history, agent state, and the key that opens the stored credentials',
+      ),
+    io,
+  ).action(async (file: string, flags: RuntimeFlags) => {
+    const { openRuntime } = await import('../../runtime/open-runtime.js');
+    const { backupCatalog } = await import('../catalog-backup.js');
+    const runtime = await openRuntime(runtimeOptions(flags, io));
+    try {
+      const result = await backupCatalog(runtime, file);
+      const counts = Object.fromEntries(Object.entries(result.records).map(([kind, t]) => [kind, t.count]));
+      if (flags.json) printJson(io, { ...result, records: counts });
+      else {
+        const listed = Object.entries(counts).map(([kind, n]) => `${n} ${kind}`);
+        print(io, `Backed up the ${result.sourceKind} catalog to ${result.file}: ${listed.join(', ')}`);
+        if (!result.snapshot) print(io, 'note: this catalog offers no snapshot; records were read while it ran');
+        print(io, 'The file holds the key to every stored credential: keep it as private as the key file.');
+      }
+    } finally {
+      await runtime.close();
+    }
+  });
+  withRuntimeFlags(
+    catalog
+      .command('restore')
+      .argument('<file>', 'a file written by `visor catalog backup`')
+      .option(
+        '--force',
+        'the configured catalog holds records: delete its images, users, run history and agent state first',
+      )
+      .description(
+        'check a backup (integrity, manifest, counts, checksums) and restore it into the configured catalog, ' +
+          'which must be empty unless --force',
+      ),
+    io,
+  ).action(async (file: string, flags: RuntimeFlags & { force?: boolean }) => {
+    const { openRuntime } = await import('../../runtime/open-runtime.js');
+    const { restoreCatalog } = await import('../catalog-backup.js');
+    const runtime = await openRuntime(runtimeOptions(flags, io));
+    try {
+      const result = await restoreCatalog(runtime, file, flags.force === true);
+      const counts = Object.fromEntries(Object.entries(result.records).map(([kind, t]) => [kind, t.count]));
+      if (flags.json) printJson(io, { ...result, records: counts });
+      else {
+        const listed = Object.entries(counts).map(([kind, n]) => `${n} ${kind}`);
+        if (result.removed) print(io, `--force: deleted ${result.removed} from the ${result.destinationKind} catalog`);
+        print(io, `Restored ${file} into the ${result.destinationKind} catalog: ${listed.join(', ')}; checksums match`);
+        if (result.note) print(io, `note: ${result.note}`);
+        if (result.missingStores.length > 0) {
+          print(
+            io,
+            `warning: images are stored in ${result.missingStores.join(', ')}, which this config has no store for`,
+          );
+        }
       }
     } finally {
       await runtime.close();

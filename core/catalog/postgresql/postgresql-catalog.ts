@@ -139,6 +139,41 @@ export class PostgresCatalog implements Catalog {
     }
   }
 
+  /**
+   * One connection in a REPEATABLE READ, READ ONLY transaction: every statement of `read` sees
+   * the catalog as it was when the first one ran, while other connections go on writing.
+   */
+  async snapshot<T>(read: (view: Catalog) => Promise<T>): Promise<T> {
+    const pool = await this.#connect();
+    const client = await pool.connect().catch((error: unknown) => {
+      throw postgresError(error, this.where);
+    });
+    const sql = new Sql(this.schema, this.where, client);
+    const clock = this.#options.clock ?? systemClock;
+    const view: Catalog = {
+      kind: this.kind,
+      images: new PostgresImages(sql, clock),
+      users: new PostgresUsers(sql),
+      runs: new PostgresRuns(sql),
+      leases: new PostgresLeases(sql),
+      state: new PostgresState(sql),
+      replays: new PostgresReplays(sql),
+      init: async () => undefined,
+      close: async () => undefined,
+    };
+    let failed = false;
+    try {
+      await sql.execute('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      return await read(view);
+    } catch (error) {
+      failed = true;
+      throw error;
+    } finally {
+      await sql.execute(failed ? 'ROLLBACK' : 'COMMIT').catch(() => undefined);
+      client.release(failed);
+    }
+  }
+
   async close(): Promise<void> {
     const pool = this.#pool;
     this.#pool = undefined;

@@ -134,6 +134,24 @@ export class SqliteCatalog implements Catalog {
     }
   }
 
+  /**
+   * A second connection holding one read transaction: in WAL mode it sees the database as it was
+   * at its first read, however much other connections (and processes) write meanwhile.
+   */
+  async snapshot<T>(read: (view: Catalog) => Promise<T>): Promise<T> {
+    if (this.#options.path === ':memory:') throw new VisorError('invalidInput', 'an in-memory catalog has no snapshot');
+    const view = new SqliteCatalog(this.#options);
+    await view.init();
+    try {
+      view.db.exec('BEGIN');
+      view.db.prepare('SELECT count(*) FROM images').get();
+      return await read(view);
+    } finally {
+      if (view.db.inTransaction) view.db.exec('COMMIT');
+      await view.close();
+    }
+  }
+
   async close(): Promise<void> {
     this.replays.close();
     const db = this.#db;
