@@ -149,4 +149,23 @@ describe('writeInBlocks', () => {
     await Promise.all(handles.map((h) => h.close()));
     expect(blockPoolUse().inUse).toBe(0);
   }, 60_000);
+
+  it('rejects at once a source that failed or closed before it was handed over (no hang)', async () => {
+    const errored = new PassThrough();
+    errored.destroy(new Error('refused by the inspector'));
+    const closed = new PassThrough();
+    closed.destroy();
+    await new Promise((r) => setImmediate(r));
+    for (const [source, message] of [
+      [errored, /refused by the inspector/],
+      [closed, /ended before its last byte/],
+    ] as const) {
+      const handle = await open(path(), 'w+');
+      try {
+        await expect(writeInBlocks(source, handle, { algorithms: ['sha256'] })).rejects.toThrow(message);
+      } finally {
+        await handle.close();
+      }
+    }
+  });
 });

@@ -246,6 +246,16 @@ export function writeInBlocks(
       onAbort();
       return;
     }
+    // The source may have failed before we got here (an inspector refusing the first chunk while the
+    // file was being opened): its 'error' and 'close' are gone, so waiting for them would hang.
+    if (source.errored) {
+      fail(source.errored);
+      return;
+    }
+    if (source.destroyed) {
+      fail(new VisorError('unavailable', 'the upload ended before its last byte'));
+      return;
+    }
     options.signal?.addEventListener('abort', onAbort, { once: true });
     source.on('error', onError);
     source.on('end', onEnd);

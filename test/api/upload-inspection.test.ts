@@ -292,6 +292,13 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
     );
     expect(created).toMatchObject({ format: 'qcow2', container_format: 'bare' });
     const id = String(created['_id']);
+    // md5 and sha512 are recorded after the upload (a new revision): the changes below start after that.
+    let settled = await t.client('bob').meta(id);
+    for (let i = 0; i < 200 && settled['checksums_pending'] !== undefined; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      settled = await t.client('bob').meta(id);
+    }
+    expect(settled['checksums_pending']).toBeUndefined();
     const change = (image: Wire) =>
       rawRequest(t.url, {
         method: 'PUT',
@@ -307,7 +314,7 @@ describe('uploads are inspected: unsafe images are refused and nothing of them i
     expect(await t.client('bob').meta(id)).toMatchObject({
       format: 'qcow2',
       container_format: 'bare',
-      revision: created['revision'],
+      revision: settled['revision'],
     });
     // What the content is stays accepted; other metadata changes are not inspected at all.
     expect((await change({ format: 'qcow2', os_distro: 'debian' })).status).toBe(200);
