@@ -1,0 +1,163 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openSession, type SyncSession } from '../../agent/session.js';
+import { catalogSnapshot } from '../../agent/sync/runner.js';
+import type { RunRecord } from '../../core/catalog/port.js';
+import { silentLogger } from '../../core/logging/logger.js';
+import { deleteImagesNamed, peerStartTimeout } from '../adapters/glance/harness.js';
+import { requirePeer } from '../peers/index.js';
+import type { OpenStackPeer } from '../peers/openstack.js';
+import { runVisorAsync, visorBin } from '../support/cli.js';
+import { FaultProxy } from '../support/fault-proxy.js';
+import {
+  addImage,
+  catalogProblems,
+  glanceImages,
+  glanceProblems,
+  makeDisk,
+  writeSyncConfig,
+} from '../support/glance-sync.js';
+
+/**
+ * Ctrl-C and SIGTERM of the built `visor sync` against the real Glance, sent while an upload is
+ * mid-stream (seen from outside, by the proxy the agent reaches Glance through; the upload is
+ * slowed there so that there is a "mid"). The command must exit 130/143 with one clear line,
+ * leave nothing unfinished or duplicated in Glance and nothing half-made in the catalog, record
+ * its run as ended, and release its lease at once: a second `visor sync` right after succeeds.
+ */
+const run = randomBytes(3).toString('hex');
+const agentId = `intr-agent-${run}`;
+
+describe('interrupting visor sync mid-upload (real Glance)', () => {
+  let peer: OpenStackPeer | undefined;
+  let skip: string | undefined;
+  let dir: string;
+  let proxy: FaultProxy;
+  const prefixes: string[] = [];
+
+  beforeAll(async () => {
+    ({ peer, skip } = await requirePeer('openstack'));
+    skip ??= (await requirePeer('qemu-img')).skip;
+    if (skip || !peer) return;
+    dir = await mkdtemp(join(tmpdir(), 'visor-interrupt-'));
+    proxy = await FaultProxy.start({ keystone: new URL(peer.authUrl).origin, glance: peer.glanceUrl, seed: 26 });
+  }, peerStartTimeout);
+
+  afterAll(async () => {
+    if (!peer || skip) return;
+    await proxy?.close();
+    for (const prefix of prefixes) await deleteImagesNamed(peer, prefix);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const cases = [
+    { signal: 'SIGINT', code: 130 },
+    { signal: 'SIGTERM', code: 143 },
+  ] as const;
+
+  for (const { signal, code } of cases)
+    it(`${signal} mid-upload: exits ${code}, leaves nothing partial, frees the lease at once`, async (ctx) => {
+      if (skip) ctx.skip(skip);
+      const prefix = `intr-${run}-${signal.toLowerCase()}-`;
+      const tag = `intr-${run}-${signal.toLowerCase()}`;
+      prefixes.push(prefix);
+      const caseDir = await mkdtemp(join(dir, `${signal}-`));
+      const config = await writeSyncConfig(caseDir, agentId, [
+        { name: 'glance', authUrl: proxy.authUrl, peer: peer!, prefix, tag, requestTimeout: 20, concurrency: 2 },
+      ]);
+      const session: SyncSession = await openSession({ configFile: config, env: {}, logger: silentLogger });
+      try {
+        for (const name of ['alpha', 'beta']) {
+          const file = await makeDisk(caseDir, name, 'raw', 3 * 1024 * 1024 + 17);
+          await addImage(session.images, name, file, 'raw', [tag]);
+        }
+
+        // Slow every upload of this case to ~1 MiB/s, so the signal surely lands mid-stream.
+        proxy.script((i) => i.op === 'upload', { kind: 'slow', bytesPerSecond: 1024 * 1024, latencyMs: 0 }, 2);
+        const child = spawn(process.execPath, [visorBin, 'sync', '-c', config], {
+          env: { PATH: process.env['PATH'], HOME: caseDir },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stderr = '';
+        let stdout = '';
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+        const logFrom = proxy.log.length;
+        // Only this child's uploads count (a slowed upload of an earlier case may still be draining).
+        const firstSeq = (proxy.log.at(-1)?.seq ?? 0) + 1;
+        let sentAt = 0;
+        let sentAfter = 0;
+        proxy.tap = {
+          onUploadProgress: (info, bytes) => {
+            if (sentAt || info.seq < firstSeq || bytes < 256 * 1024) return;
+            sentAt = Date.now();
+            sentAfter = bytes;
+            child.kill(signal);
+          },
+        };
+        const watchdog = setTimeout(() => child.kill('SIGKILL'), 60_000);
+        const [exitCode, exitSignal] = await exited;
+        clearTimeout(watchdog);
+        proxy.tap = undefined;
+        const ended = Date.now();
+        const seen = proxy.log
+          .slice(logFrom)
+          .map((e) => `${e.method} ${e.path.split('?')[0]} (${e.op}, ${e.bytesUp} B up, ${e.outcome ?? 'open'})`);
+        const where =
+          `exit ${exitCode}/${exitSignal} after ${sentAfter} B up; requests seen: ${seen.join(' | ')}\n` +
+          `stdout: ${stdout}\nstderr: ${stderr}`;
+        expect(sentAt, `no upload bytes reached the proxy; ${where}`).toBeGreaterThan(0);
+        expect(sentAfter).toBeGreaterThan(0);
+        expect(exitCode, where).toBe(code);
+        // One line says what happened; no stack trace.
+        expect(stderr, where).toMatch(
+          new RegExp(`^visor: the sync interrupted by ${signal}; nothing partial was left behind$`, 'm'),
+        );
+        expect(stderr, where).not.toMatch(/^\s+at\s/m);
+        // Cleaning up took moments, not the rest of the uploads.
+        expect(ended - sentAt, where).toBeLessThan(20_000);
+
+        // Glance: nothing of ours unfinished, no image with two visible copies.
+        const records = await glanceImages(peer!, prefix);
+        expect(
+          records.filter((r) => r.status !== 'active').map((r) => `${r.name} ${r.status}`),
+          where,
+        ).toEqual([]);
+        const visible = records.filter((r) => r['os_hidden'] !== true).map((r) => String(r['visor_image_id']));
+        expect(new Set(visible).size, where).toBe(visible.length);
+
+        // Catalog: nothing half-made; the run is recorded as ended; the lease is free right away.
+        expect(
+          (await catalogSnapshot(session.deps.catalog)).filter((i) => i.status !== 'available').map((i) => i.name),
+        ).toEqual([]);
+        const last: RunRecord | undefined = (await session.deps.catalog.runs.list({ target: 'glance', limit: 1 }))[0];
+        expect(last, where).toBeDefined();
+        expect(last!.status, where).not.toBe('running');
+        const lease = await session.deps.catalog.leases.get('target:glance');
+        expect(lease === undefined || lease.expiresAt <= Date.now(), `lease still held: ${JSON.stringify(lease)}`).toBe(
+          true,
+        );
+
+        // A second sync right after (the lease lasts 10 s; this must not wait for it) converges.
+        const started = Date.now();
+        const again = await runVisorAsync(['sync', '-c', config, '--json'], { env: { HOME: caseDir } });
+        expect(again.code, again.stderr).toBe(0);
+        const runs = (JSON.parse(again.stdout) as { runs: RunRecord[] }).runs;
+        expect(runs[0], again.stdout).toMatchObject({ status: 'succeeded', drift: 0 });
+        expect(Date.now() - started).toBeLessThan(30_000);
+        const check = await glanceProblems({ peer: peer!, session, prefix, tag, agentId, retire: 'hide' });
+        expect(check.problems).toEqual([]);
+        expect(check.records.filter((r) => r['os_hidden'] !== true)).toHaveLength(2);
+        expect(await catalogProblems(session, 'glance')).toEqual([]);
+      } finally {
+        proxy.tap = undefined;
+        await session.close();
+      }
+    }, 120_000);
+});
