@@ -120,6 +120,15 @@ describe('interrupting visor sync mid-upload (real Glance)', () => {
           new RegExp(`^visor: the sync interrupted by ${signal}; nothing partial was left behind$`, 'm'),
         );
         expect(stderr, where).not.toMatch(/^\s+at\s/m);
+        // Besides the per-image progress lines: what is being done, then how it ended; no error log.
+        expect(
+          stderr.split('\n').filter((l) => l.startsWith('visor:')),
+          where,
+        ).toEqual([
+          `visor: ${signal}: stopping the sync; cleaning up (again to exit at once)`,
+          `visor: the sync interrupted by ${signal}; nothing partial was left behind`,
+        ]);
+        expect(stderr, where).not.toContain('"level":"error"');
         // Cleaning up took moments, not the rest of the uploads.
         expect(ended - sentAt, where).toBeLessThan(20_000);
 
