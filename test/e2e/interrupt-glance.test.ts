@@ -9,7 +9,7 @@ import { openSession, type SyncSession } from '../../agent/session.js';
 import { catalogSnapshot } from '../../agent/sync/runner.js';
 import type { RunRecord } from '../../core/catalog/port.js';
 import { silentLogger } from '../../core/logging/logger.js';
-import { deleteImagesNamed, peerStartTimeout } from '../adapters/glance/harness.js';
+import { deleteImagesNamed, glanceApi, peerStartTimeout } from '../adapters/glance/harness.js';
 import { requirePeer } from '../peers/index.js';
 import type { OpenStackPeer } from '../peers/openstack.js';
 import { runVisorAsync, visorBin } from '../support/cli.js';
@@ -77,43 +77,13 @@ describe('interrupting visor sync mid-upload (real Glance)', () => {
           await addImage(session.images, name, file, 'raw', [tag]);
         }
 
-        // Slow every upload of this case to ~1 MiB/s, so the signal surely lands mid-stream.
-        proxy.script((i) => i.op === 'upload', { kind: 'slow', bytesPerSecond: 1024 * 1024, latencyMs: 0 }, 2);
-        const child = spawn(process.execPath, [visorBin, 'sync', '-c', config], {
-          env: { PATH: process.env['PATH'], HOME: caseDir },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let stderr = '';
-        let stdout = '';
-        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-        const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-        const logFrom = proxy.log.length;
-        // Only this child's uploads count (a slowed upload of an earlier case may still be draining).
-        const firstSeq = (proxy.log.at(-1)?.seq ?? 0) + 1;
-        let sentAt = 0;
-        let sentAfter = 0;
-        proxy.tap = {
-          onUploadProgress: (info, bytes) => {
-            if (sentAt || info.seq < firstSeq || bytes < 256 * 1024) return;
-            sentAt = Date.now();
-            sentAfter = bytes;
-            child.kill(signal);
-          },
-        };
-        const watchdog = setTimeout(() => child.kill('SIGKILL'), 60_000);
-        const [exitCode, exitSignal] = await exited;
-        clearTimeout(watchdog);
-        proxy.tap = undefined;
-        const ended = Date.now();
-        const seen = proxy.log
-          .slice(logFrom)
-          .map((e) => `${e.method} ${e.path.split('?')[0]} (${e.op}, ${e.bytesUp} B up, ${e.outcome ?? 'open'})`);
-        const where =
-          `exit ${exitCode}/${exitSignal} after ${sentAfter} B up; requests seen: ${seen.join(' | ')}\n` +
-          `stdout: ${stdout}\nstderr: ${stderr}`;
+        const { exitCode, stderr, sentAt, ended, where } = await interrupted(
+          proxy,
+          ['sync', '-c', config],
+          caseDir,
+          signal,
+        );
         expect(sentAt, `no upload bytes reached the proxy; ${where}`).toBeGreaterThan(0);
-        expect(sentAfter).toBeGreaterThan(0);
         expect(exitCode, where).toBe(code);
         // One line says what happened; no stack trace.
         expect(stderr, where).toMatch(
@@ -169,4 +139,146 @@ describe('interrupting visor sync mid-upload (real Glance)', () => {
         await session.close();
       }
     }, 120_000);
+
+  for (const { signal, code } of cases)
+    it(`visor migrate, ${signal} mid-push: exits ${code}, nothing partial, the next migrate finishes`, async (ctx) => {
+      if (skip) ctx.skip(skip);
+      const lower = signal.toLowerCase();
+      // The source: two images planted straight in Glance; the destination: the same Glance under
+      // another prefix, through the proxy (so only the push is seen, slowed and interrupted).
+      const srcPrefix = `intr-${run}-${lower}-src-`;
+      const dstPrefix = `intr-${run}-${lower}-dst-`;
+      prefixes.push(srcPrefix, dstPrefix);
+      const caseDir = await mkdtemp(join(dir, `migrate-${signal}-`));
+      const config = await writeSyncConfig(caseDir, agentId, [
+        { name: 'src', authUrl: peer!.authUrl, peer: peer!, prefix: srcPrefix, tag: 'none', requestTimeout: 20 },
+        { name: 'dst', authUrl: proxy.authUrl, peer: peer!, prefix: dstPrefix, tag: 'none', requestTimeout: 20 },
+      ]);
+      const api = await glanceApi(peer!, 'admin');
+      const sources: string[] = [];
+      for (const name of ['alpha', 'beta']) {
+        const record = {
+          name: `${srcPrefix}${name}`,
+          disk_format: 'raw',
+          container_format: 'bare',
+          visibility: 'public',
+        };
+        const id = (await api.post('/v2/images', record)).data.id as string;
+        const put = await api.put(`/v2/images/${id}/file`, randomBytes(3 * 1024 * 1024 + 5), {
+          headers: { 'Content-Type': 'application/octet-stream' },
+        });
+        expect(put.status).toBe(204);
+        sources.push(id);
+      }
+      const args = ['migrate', '-c', config, '--from', 'src', '--to', 'dst', '--name', `${srcPrefix}*`];
+
+      const { exitCode, stderr, sentAt, ended, where } = await interrupted(proxy, args, caseDir, signal);
+      expect(sentAt, `no upload bytes reached the proxy; ${where}`).toBeGreaterThan(0);
+      expect(exitCode, where).toBe(code);
+      expect(stderr, where).not.toMatch(/^\s+at\s/m);
+      expect(
+        stderr.split('\n').filter((l) => l.startsWith('visor:')),
+        where,
+      ).toEqual([
+        `visor: ${signal}: stopping the migration; cleaning up (again to exit at once)`,
+        `visor: the migration interrupted by ${signal}; nothing partial was left behind`,
+      ]);
+      expect(ended - sentAt, where).toBeLessThan(20_000);
+
+      // The destination holds nothing unfinished and no image twice; the source is untouched.
+      const copies = await glanceImages(peer!, dstPrefix);
+      expect(
+        copies.filter((r) => r.status !== 'active').map((r) => `${r.name} ${r.status}`),
+        where,
+      ).toEqual([]);
+      const visible = copies.filter((r) => r['os_hidden'] !== true).map((r) => String(r['visor_image_id']));
+      expect(new Set(visible).size, where).toBe(visible.length);
+      expect((await glanceImages(peer!, srcPrefix)).map((r) => r.status)).toEqual(['active', 'active']);
+
+      const session: SyncSession = await openSession({ configFile: config, env: {}, logger: silentLogger });
+      try {
+        expect(
+          (await catalogSnapshot(session.deps.catalog)).filter((i) => i.status !== 'available').map((i) => i.name),
+        ).toEqual([]);
+        const last = (await session.deps.catalog.runs.list({ target: 'dst', limit: 1 }))[0];
+        expect(last, where).toBeDefined();
+        expect(last!.status, where).not.toBe('running');
+        const lease = await session.deps.catalog.leases.get('target:dst');
+        expect(lease === undefined || lease.expiresAt <= Date.now(), `lease still held: ${JSON.stringify(lease)}`).toBe(
+          true,
+        );
+      } finally {
+        await session.close();
+      }
+
+      // Right after (the lease lasts 10 s): the same migrate reuses the pulled images and finishes the push.
+      const again = await runVisorAsync([...args, '--json'], { env: { HOME: caseDir } });
+      expect(again.code, again.stderr).toBe(0);
+      const body = JSON.parse(again.stdout) as { run: RunRecord; pulled: unknown[] };
+      expect(body.run, again.stdout).toMatchObject({ status: 'succeeded', drift: 0 });
+      const after = await glanceImages(peer!, dstPrefix);
+      expect(after.filter((r) => r.status !== 'active')).toEqual([]);
+      const live = after.filter((r) => r['os_hidden'] !== true);
+      expect(live.map((r) => r.name).sort()).toEqual([`${dstPrefix}${srcPrefix}alpha`, `${dstPrefix}${srcPrefix}beta`]);
+      expect(live.map((r) => r['size'])).toEqual([3 * 1024 * 1024 + 5, 3 * 1024 * 1024 + 5]);
+      expect(live.every((r) => r['visor_agent'] === agentId)).toBe(true);
+    }, 120_000);
 });
+
+interface Interrupted {
+  exitCode: number | null;
+  stderr: string;
+  /** When the signal was sent (0: never: no upload bytes reached the proxy). */
+  sentAt: number;
+  /** When the command exited. */
+  ended: number;
+  /** What to print when an assertion fails: the exit, the requests the proxy saw, the output. */
+  where: string;
+}
+
+/**
+ * Runs the built `visor` with `args` and sends it `signal` once 256 KiB of one of its uploads
+ * have gone through the proxy. Uploads are slowed there (1 MiB/s) so that the signal lands mid-stream.
+ */
+async function interrupted(
+  proxy: FaultProxy,
+  args: readonly string[],
+  home: string,
+  signal: 'SIGINT' | 'SIGTERM',
+): Promise<Interrupted> {
+  proxy.script((i) => i.op === 'upload', { kind: 'slow', bytesPerSecond: 1024 * 1024, latencyMs: 0 }, 2);
+  const child = spawn(process.execPath, [visorBin, ...args], {
+    env: { PATH: process.env['PATH'], HOME: home },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  let stdout = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  const logFrom = proxy.log.length;
+  // Only this child's uploads count (a slowed upload of an earlier case may still be draining).
+  const firstSeq = (proxy.log.at(-1)?.seq ?? 0) + 1;
+  let sentAt = 0;
+  let sentAfter = 0;
+  proxy.tap = {
+    onUploadProgress: (info, bytes) => {
+      if (sentAt || info.seq < firstSeq || bytes < 256 * 1024) return;
+      sentAt = Date.now();
+      sentAfter = bytes;
+      child.kill(signal);
+    },
+  };
+  const watchdog = setTimeout(() => child.kill('SIGKILL'), 90_000);
+  const [exitCode, exitSignal] = await exited;
+  clearTimeout(watchdog);
+  proxy.tap = undefined;
+  const ended = Date.now();
+  const seen = proxy.log
+    .slice(logFrom)
+    .map((e) => `${e.method} ${e.path.split('?')[0]} (${e.op}, ${e.bytesUp} B up, ${e.outcome ?? 'open'})`);
+  const where =
+    `exit ${exitCode}/${exitSignal} after ${sentAfter} B up; requests seen: ${seen.join(' | ')}\n` +
+    `stdout: ${stdout}\nstderr: ${stderr}`;
+  return { exitCode, stderr, sentAt, ended, where };
+}
