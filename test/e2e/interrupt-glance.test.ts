@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -83,7 +83,7 @@ describe('interrupting visor sync mid-upload (real Glance)', () => {
           caseDir,
           signal,
         );
-        expect(sentAt, `no upload bytes reached the proxy; ${where}`).toBeGreaterThan(0);
+        expect(sentAt, `no transfer was seen mid-stream; ${where}`).toBeGreaterThan(0);
         expect(exitCode, where).toBe(code);
         // One line says what happened; no stack trace.
         expect(stderr, where).toMatch(
@@ -173,7 +173,7 @@ describe('interrupting visor sync mid-upload (real Glance)', () => {
       const args = ['migrate', '-c', config, '--from', 'src', '--to', 'dst', '--name', `${srcPrefix}*`];
 
       const { exitCode, stderr, sentAt, ended, where } = await interrupted(proxy, args, caseDir, signal);
-      expect(sentAt, `no upload bytes reached the proxy; ${where}`).toBeGreaterThan(0);
+      expect(sentAt, `no transfer was seen mid-stream; ${where}`).toBeGreaterThan(0);
       expect(exitCode, where).toBe(code);
       expect(stderr, where).not.toMatch(/^\s+at\s/m);
       expect(
@@ -223,6 +223,76 @@ describe('interrupting visor sync mid-upload (real Glance)', () => {
       expect(live.map((r) => r['size'])).toEqual([3 * 1024 * 1024 + 5, 3 * 1024 * 1024 + 5]);
       expect(live.every((r) => r['visor_agent'] === agentId)).toBe(true);
     }, 120_000);
+
+  it('visor migrate, SIGINT mid-pull: exits 130, keeps nothing of the pull, pushes nothing', async (ctx) => {
+    if (skip) ctx.skip(skip);
+    // Both clouds through the proxy: the pull's downloads are slowed there and interrupted.
+    const srcPrefix = `intr-${run}-pull-src-`;
+    const dstPrefix = `intr-${run}-pull-dst-`;
+    prefixes.push(srcPrefix, dstPrefix);
+    const caseDir = await mkdtemp(join(dir, 'migrate-pull-'));
+    const config = await writeSyncConfig(caseDir, agentId, [
+      { name: 'src', authUrl: proxy.authUrl, peer: peer!, prefix: srcPrefix, tag: 'none', requestTimeout: 20 },
+      { name: 'dst', authUrl: proxy.authUrl, peer: peer!, prefix: dstPrefix, tag: 'none', requestTimeout: 20 },
+    ]);
+    const api = await glanceApi(peer!, 'admin');
+    for (const name of ['alpha', 'beta']) {
+      const record = {
+        name: `${srcPrefix}${name}`,
+        disk_format: 'raw',
+        container_format: 'bare',
+        visibility: 'public',
+      };
+      const id = (await api.post('/v2/images', record)).data.id as string;
+      const put = await api.put(`/v2/images/${id}/file`, randomBytes(3 * 1024 * 1024 + 5), {
+        headers: { 'Content-Type': 'application/octet-stream' },
+      });
+      expect(put.status).toBe(204);
+    }
+    const args = ['migrate', '-c', config, '--from', 'src', '--to', 'dst', '--name', `${srcPrefix}*`];
+
+    const { exitCode, stderr, sentAt, ended, where } = await interrupted(proxy, args, caseDir, 'SIGINT', 'download');
+    expect(sentAt, `no transfer was seen mid-stream; ${where}`).toBeGreaterThan(0);
+    expect(exitCode, where).toBe(130);
+    expect(stderr, where).not.toMatch(/^\s+at\s/m);
+    expect(stderr, where).toMatch(/^visor: the migration interrupted by SIGINT; nothing partial was left behind$/m);
+    expect(ended - sentAt, where).toBeLessThan(20_000);
+    // No upload started: the push never ran.
+    expect(where).not.toMatch(/\(upload,/);
+
+    // Nothing of the cut-off pulls in the catalog or its store; nothing in the destination.
+    const session: SyncSession = await openSession({ configFile: config, env: {}, logger: silentLogger });
+    try {
+      const left = (await catalogSnapshot(session.deps.catalog)).filter((i) => i.status !== 'available');
+      expect(
+        left.map((i) => `${i.name} ${i.status}`),
+        where,
+      ).toEqual([]);
+      const kept = await catalogSnapshot(session.deps.catalog);
+      for (const image of kept) expect(image.size).toBe(3 * 1024 * 1024 + 5);
+      // The store holds the bits of the finished pulls and nothing more (no partial file).
+      const files = await filesUnder(join(caseDir, 'data'));
+      const bits = files.filter((f) => f.size >= 1024 * 1024);
+      expect(
+        bits.map((f) => f.size),
+        JSON.stringify(files),
+      ).toEqual(kept.map(() => 3 * 1024 * 1024 + 5));
+      expect(
+        files.filter((f) => /\.(part|tmp)|partial/i.test(f.path)),
+        JSON.stringify(files),
+      ).toEqual([]);
+    } finally {
+      await session.close();
+    }
+    expect(await glanceImages(peer!, dstPrefix)).toEqual([]);
+
+    // The same migrate right after pulls what is missing and pushes both.
+    const again = await runVisorAsync([...args, '--json'], { env: { HOME: caseDir } });
+    expect(again.code, again.stderr).toBe(0);
+    expect((JSON.parse(again.stdout) as { run: RunRecord }).run).toMatchObject({ status: 'succeeded', drift: 0 });
+    const live = (await glanceImages(peer!, dstPrefix)).filter((r) => r.status === 'active' && r['os_hidden'] !== true);
+    expect(live.map((r) => r.name).sort()).toEqual([`${dstPrefix}${srcPrefix}alpha`, `${dstPrefix}${srcPrefix}beta`]);
+  }, 120_000);
 });
 
 interface Interrupted {
@@ -237,16 +307,18 @@ interface Interrupted {
 }
 
 /**
- * Runs the built `visor` with `args` and sends it `signal` once 256 KiB of one of its uploads
- * have gone through the proxy. Uploads are slowed there (1 MiB/s) so that the signal lands mid-stream.
+ * Runs the built `visor` with `args` and sends it `signal` mid-transfer: once 256 KiB of one of its
+ * uploads have gone through the proxy, or 0.7 s into one of its downloads. Those transfers are
+ * slowed there (1 MiB/s) so that the signal lands mid-stream.
  */
 async function interrupted(
   proxy: FaultProxy,
   args: readonly string[],
   home: string,
   signal: 'SIGINT' | 'SIGTERM',
+  during: 'upload' | 'download' = 'upload',
 ): Promise<Interrupted> {
-  proxy.script((i) => i.op === 'upload', { kind: 'slow', bytesPerSecond: 1024 * 1024, latencyMs: 0 }, 2);
+  proxy.script((i) => i.op === during, { kind: 'slow', bytesPerSecond: 1024 * 1024, latencyMs: 0 }, 2);
   const child = spawn(process.execPath, [visorBin, ...args], {
     env: { PATH: process.env['PATH'], HOME: home },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -261,12 +333,20 @@ async function interrupted(
   const firstSeq = (proxy.log.at(-1)?.seq ?? 0) + 1;
   let sentAt = 0;
   let sentAfter = 0;
+  const send = (bytes: number) => {
+    if (sentAt) return;
+    sentAt = Date.now();
+    sentAfter = bytes;
+    child.kill(signal);
+  };
   proxy.tap = {
     onUploadProgress: (info, bytes) => {
-      if (sentAt || info.seq < firstSeq || bytes < 256 * 1024) return;
-      sentAt = Date.now();
-      sentAfter = bytes;
-      child.kill(signal);
+      if (during === 'upload' && info.seq >= firstSeq && bytes >= 256 * 1024) send(bytes);
+    },
+    // The proxy counts no download bytes: 0.7 s into a 3 s (slowed) download is mid-stream.
+    onUpstreamResponse: (info, status) => {
+      if (during === 'download' && info.op === 'download' && info.seq >= firstSeq && status === 200)
+        setTimeout(() => send(0), 700);
     },
   };
   const watchdog = setTimeout(() => child.kill('SIGKILL'), 90_000);
@@ -281,4 +361,15 @@ async function interrupted(
     `exit ${exitCode}/${exitSignal} after ${sentAfter} B up; requests seen: ${seen.join(' | ')}\n` +
     `stdout: ${stdout}\nstderr: ${stderr}`;
   return { exitCode, stderr, sentAt, ended, where };
+}
+
+/** Every regular file under `dir`, with its size. */
+async function filesUnder(dir: string): Promise<{ path: string; size: number }[]> {
+  const out: { path: string; size: number }[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue;
+    const path = join(entry.parentPath, entry.name);
+    out.push({ path, size: (await stat(path)).size });
+  }
+  return out;
 }
