@@ -31,7 +31,8 @@ import {
  * its run as ended, and release its lease at once: a second `visor sync` right after succeeds.
  */
 const run = randomBytes(3).toString('hex');
-const agentId = `intr-agent-${run}`;
+/** One agent id per case: a case's sync never sees (and cleans up) what another case left. */
+const agentOf = (name: string) => `intr-agent-${run}-${name}`;
 
 describe('interrupting visor sync mid-upload (real Glance)', () => {
   let peer: OpenStackPeer | undefined;
@@ -67,6 +68,7 @@ describe('interrupting visor sync mid-upload (real Glance)', () => {
       const tag = `intr-${run}-${signal.toLowerCase()}`;
       prefixes.push(prefix);
       const caseDir = await mkdtemp(join(dir, `${signal}-`));
+      const agentId = agentOf(signal.toLowerCase());
       const config = await writeSyncConfig(caseDir, agentId, [
         { name: 'glance', authUrl: proxy.authUrl, peer: peer!, prefix, tag, requestTimeout: 20, concurrency: 2 },
       ]);
@@ -150,6 +152,7 @@ describe('interrupting visor sync mid-upload (real Glance)', () => {
       const dstPrefix = `intr-${run}-${lower}-dst-`;
       prefixes.push(srcPrefix, dstPrefix);
       const caseDir = await mkdtemp(join(dir, `migrate-${signal}-`));
+      const agentId = agentOf(`migrate-${lower}`);
       const config = await writeSyncConfig(caseDir, agentId, [
         { name: 'src', authUrl: peer!.authUrl, peer: peer!, prefix: srcPrefix, tag: 'none', requestTimeout: 20 },
         { name: 'dst', authUrl: proxy.authUrl, peer: peer!, prefix: dstPrefix, tag: 'none', requestTimeout: 20 },
@@ -231,7 +234,7 @@ describe('interrupting visor sync mid-upload (real Glance)', () => {
     const dstPrefix = `intr-${run}-pull-dst-`;
     prefixes.push(srcPrefix, dstPrefix);
     const caseDir = await mkdtemp(join(dir, 'migrate-pull-'));
-    const config = await writeSyncConfig(caseDir, agentId, [
+    const config = await writeSyncConfig(caseDir, agentOf('pull'), [
       { name: 'src', authUrl: proxy.authUrl, peer: peer!, prefix: srcPrefix, tag: 'none', requestTimeout: 20 },
       { name: 'dst', authUrl: proxy.authUrl, peer: peer!, prefix: dstPrefix, tag: 'none', requestTimeout: 20 },
     ]);
