@@ -108,7 +108,9 @@ async function runAction(action: Action, ctx: ExecutorContext): Promise<ActionRe
     records = value.map((r, i) => (i === 0 ? { ...r, attempts, ms: Date.now() - started } : r));
   } catch (error) {
     const visor = toVisorError(error);
-    log.error('action failed', { error: visor });
+    // Stopped on purpose (Ctrl-C, SIGTERM, an agent stop): no error for the operator to chase.
+    if (ctx.signal?.aborted) log.warn('action stopped with the run', { error: visor });
+    else log.error('action failed', { error: visor });
     records = [
       {
         ...base,

@@ -83,6 +83,9 @@ export async function migrate(
     ...pulled.filter((r) => r.result === 'imported').map((r) => r.imageId!),
   ]);
 
+  // Interrupted while pulling: push nothing (the pulls cleaned up after themselves).
+  options.signal?.throwIfAborted();
+
   // 2. Push: a sync of the destination limited to those images, whatever its selector says.
   const push: Target = { ...to, policy: { ...to.policy, selector: { access: ['public', 'private', 'shared'] } } };
   const run = await syncTarget(push, deps, {
