@@ -73,6 +73,14 @@ clouds:
       const images = daemon.server.service;
       await addImage(images, 'one-good', files.raw, { diskFormat: 'raw' });
       const rotten = await addImage(images, 'one-rotten', files.raw, { diskFormat: 'raw' });
+      // Once its deferred digests are recorded (they would otherwise find the damage first and take
+      // the image out of reach): what is tested here is that oned's own MD5 check catches the lie.
+      for (let i = 0; i < 400; i++) {
+        const now = await daemon.server.catalog.images.get(rotten.id);
+        if (now.checksumsPending === undefined) break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      expect((await daemon.server.catalog.images.get(rotten.id)).checksumsPending).toBeUndefined();
       await corruptStored(rotten);
       // Uploads refuse these two; planted in the catalog past them, the agent refuses them too.
       const planted = { catalog: daemon.server.catalog, stores: daemon.server.stores, defaultStore: 'local' };
