@@ -54,16 +54,25 @@ export async function startHostileServer(options: { uploadIdleMs?: number } = {}
  * kept.
  */
 export async function kept(t: HostileServer): Promise<{ images: string[]; files: string[] }> {
-  const r = await rawRequest(t.url, {
-    method: 'GET',
-    path: '/images/detail',
-    query: [['limit', '10000']],
-    as: t.users.admin,
-  });
-  if (r.status !== 200) throw new Error(`listing failed: ${r.status} ${r.body.toString()}`);
-  const images = (r.json() as { images: { _id: string; status: string; revision: number }[] }).images
-    .map((i) => `${i._id}:${i.status}:${i.revision}`)
-    .sort();
+  // An accepted upload's md5/sha512 are recorded after it answers, which bumps its revision: wait
+  // for every image to settle first, so that a snapshot never races a digest still being recorded.
+  type Listed = { _id: string; status: string; revision: number; checksums_pending?: string[] };
+  let listed: Listed[] = [];
+  for (let attempt = 0; ; attempt++) {
+    const r = await rawRequest(t.url, {
+      method: 'GET',
+      path: '/images/detail',
+      query: [['limit', '10000']],
+      as: t.users.admin,
+    });
+    if (r.status !== 200) throw new Error(`listing failed: ${r.status} ${r.body.toString()}`);
+    listed = (r.json() as { images: Listed[] }).images;
+    const pending = listed.filter((i) => i.checksums_pending !== undefined);
+    if (pending.length === 0) break;
+    if (attempt >= 400) throw new Error(`digests still pending after 10 s: ${pending.map((i) => i._id).join(', ')}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  const images = listed.map((i) => `${i._id}:${i.status}:${i.revision}`).sort();
   const files = (await readdir(join(t.dataDir, 'images')).catch(() => [] as string[])).sort();
   return { images, files };
 }
