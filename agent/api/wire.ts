@@ -282,7 +282,7 @@ export function attributeFor(wireName: string): string {
   throw new VisorError('invalidInput', `"${wireName.slice(0, 100)}" is not a valid attribute or property name`);
 }
 
-const controlKeys = ['sort', 'dir', 'limit', 'marker'];
+const controlKeys = ['sort', 'dir', 'limit', 'marker', 'search'];
 const knownQueryKeys = [...Object.keys(queryAttributes), ...controlKeys];
 
 /**
@@ -301,7 +301,7 @@ function filterAttribute(key: string): string {
   return attributeFor(key);
 }
 
-/** `?architecture=x86_64&sort=name&dir=desc&limit=10&marker=<id>` -> a catalog query. */
+/** `?architecture=x86_64&search=ubuntu&sort=name&dir=desc&limit=10&marker=<id>` -> a catalog query. */
 export function queryFromWire(params: URLSearchParams, defaultLimit: number): ImageQuery {
   const filters: Record<string, string> = {};
   const query: ImageQuery = { limit: defaultLimit };
@@ -319,7 +319,11 @@ export function queryFromWire(params: URLSearchParams, defaultLimit: number): Im
         throw new VisorError('invalidInput', `limit must be a whole number, got "${value.slice(0, 20)}"`);
       query.limit = Number(value);
     } else if (key === 'marker') query.marker = value;
-    else {
+    // Not a filter: VISOR's filters are exact; this finds text in the name, tags and description.
+    else if (key === 'search') {
+      if (query.search !== undefined) throw new VisorError('invalidInput', 'search is given twice');
+      query.search = value;
+    } else {
       const attribute = filterAttribute(key);
       if (attribute in filters) throw new VisorError('invalidInput', `filter ${key} is given twice`);
       // Checked as they come: thousands of filters would make a query the catalog cannot run.

@@ -14,6 +14,7 @@ export interface ClientOptions {
 
 export interface ListOptions extends ClientOptions {
   query?: string;
+  search?: string;
   sort?: string;
   dir?: string;
   limit?: string;
@@ -34,6 +35,7 @@ export function withListOptions(command: Command): Command {
       '-q, --query <query>',
       'filters, e.g. "architecture=x86_64&format=qcow2" (any attribute or custom property)',
     )
+    .option('--search <text>', 'only images with this text in the name, a tag or the description (any case)')
     .option('-s, --sort <attribute>', 'sort by this attribute (default _id)')
     .option('-d, --dir <dir>', 'asc or desc')
     .option('-l, --limit <n>', 'at most this many (default: all)');
@@ -68,6 +70,7 @@ export async function clientFor(options: ClientOptions, io: CliIo): Promise<Viso
 export function listQuery(options: ListOptions): Record<string, string> {
   const query: Record<string, string> = {};
   if (options.query) for (const [k, v] of new URLSearchParams(options.query)) query[k] = v;
+  if (options.search !== undefined) query['search'] = options.search;
   if (options.sort) query['sort'] = options.sort;
   if (options.dir) query['dir'] = options.dir;
   if (options.limit) query['limit'] = options.limit;

@@ -14,6 +14,11 @@ export interface ImageQuery {
   visibleTo?: string;
   /** Leaves out deleted images (kept, restorable, until purged): what users list by default. */
   hideDeleted?: boolean;
+  /**
+   * Text to find (case-insensitively, at least for ASCII letters) anywhere in the name, in a tag, or in the
+   * `description` custom property. Plain text: no character is a wildcard.
+   */
+  search?: string;
   sort?: string;
   dir?: SortDirection;
   limit?: number;
@@ -33,7 +38,7 @@ export interface ImageRepository {
   get(id: string): Promise<Image>;
   find(id: string): Promise<Image | undefined>;
   list(query?: ImageQuery): Promise<Page<Image>>;
-  count(query?: Pick<ImageQuery, 'filters' | 'visibleTo' | 'hideDeleted'>): Promise<number>;
+  count(query?: Pick<ImageQuery, 'filters' | 'visibleTo' | 'hideDeleted' | 'search'>): Promise<number>;
   /**
    * Applies `changes` if the stored revision still equals `expectedRevision`; otherwise a
    * conflict error, and nothing is written.
@@ -192,3 +197,5 @@ export const DEFAULT_SORT = 'id';
 export const MAX_LIMIT = 10_000;
 /** Filters in one query: far more than any real listing needs, far below what a catalog's query planner chokes on. */
 export const MAX_FILTERS = 64;
+/** Characters in a search text: enough for any name, short enough to keep a scan cheap. */
+export const MAX_SEARCH = 200;

@@ -1,13 +1,15 @@
 import { VisorError } from '../errors.js';
 import { coerceFilterValue, resolveAttribute, type Attribute, type FilterValue } from '../image/attributes.js';
 import { uuidPattern } from '../image/schema.js';
-import { DEFAULT_SORT, MAX_FILTERS, MAX_LIMIT, type ImageQuery, type SortDirection } from './port.js';
+import { DEFAULT_SORT, MAX_FILTERS, MAX_LIMIT, MAX_SEARCH, type ImageQuery, type SortDirection } from './port.js';
 
 /** A query after validation, shared by every catalog implementation. */
 export interface NormalizedQuery {
   filters: { attribute: Attribute; value: FilterValue }[];
   visibleTo: string | undefined;
   hideDeleted: boolean;
+  /** Text searched for; undefined when none (an empty search text is no search). */
+  search: string | undefined;
   sort: Attribute;
   dir: SortDirection;
   limit: number | undefined;
@@ -35,7 +37,50 @@ export function normalizeQuery(query: ImageQuery = {}): NormalizedQuery {
   const marker = query.marker;
   if (marker !== undefined && !uuidPattern.test(marker))
     throw new VisorError('invalidInput', `marker must be an image id, got "${marker}"`);
-  return { filters, visibleTo: query.visibleTo, hideDeleted: query.hideDeleted === true, sort, dir, limit, marker };
+  const search = normalizeSearch(query.search);
+  const hideDeleted = query.hideDeleted === true;
+  return { filters, visibleTo: query.visibleTo, hideDeleted, search, sort, dir, limit, marker };
+}
+
+function normalizeSearch(search: unknown): string | undefined {
+  if (search === undefined || search === '') return undefined;
+  if (typeof search !== 'string') throw new VisorError('invalidInput', 'search must be text');
+  if ([...search].length > MAX_SEARCH)
+    throw new VisorError('invalidInput', `search text is too long: at most ${MAX_SEARCH} characters`);
+  return search;
+}
+
+/** The custom property searched beside the name and the tags. */
+export const SEARCHED_PROPERTY = 'description';
+
+/** A LIKE pattern finding `text` anywhere, escaped with a backslash: `%`, `_` and `\\` stand for themselves. */
+export function containsPattern(text: string): string {
+  return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/**
+ * A regular expression (PCRE, as MongoDB's, or JavaScript's) matching `text` literally: every
+ * metacharacter escaped, and U+0000, which MongoDB refuses inside a pattern, written as `\\x00`.
+ */
+export function literalRegex(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\\-/]/g, '\\$&').replaceAll('\u0000', '\\x00');
+}
+
+/** ASCII letters folded to lower case: the case-insensitivity every catalog offers alike. */
+export function foldAscii(text: string): string {
+  return text.replace(/[A-Z]/g, (c) => c.toLowerCase());
+}
+
+/** Whether `image` matches a search text (the semantics every catalog implements natively). */
+export function matchesSearch(
+  image: { name: string; tags: readonly string[]; properties: Record<string, string> },
+  search: string,
+): boolean {
+  const wanted = foldAscii(search);
+  const description = image.properties[SEARCHED_PROPERTY];
+  return [image.name, ...image.tags, ...(description === undefined ? [] : [description])].some((text) =>
+    foldAscii(text).includes(wanted),
+  );
 }
 
 export function unknownMarker(marker: string): VisorError {

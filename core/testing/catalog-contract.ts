@@ -240,6 +240,77 @@ export function catalogContract(
       });
     });
 
+    describe('list: search', () => {
+      let byName: Map<string, Image>;
+      beforeEach(async () => {
+        const specs: Partial<Image>[] = [
+          { name: 'Ubuntu 22.04 Server', access: 'public', tags: ['lts'] },
+          {
+            name: 'debian-12',
+            access: 'public',
+            tags: ['Cloud_Ready'],
+            properties: { description: 'Bookworm generic image' },
+          },
+          { name: '100% pure_raw', access: 'public', tags: [] },
+          { name: 'secret ubuntu build', access: 'private', owner: 'alice' },
+          { name: 'gamma (test) C:\\images', access: 'public', properties: { notes: 'ubuntu' } },
+          { name: 'shared Ubuntu', access: 'shared', owner: 'alice', members: ['bob'] },
+        ];
+        byName = new Map();
+        for (const spec of specs) byName.set(spec.name!, await catalog.images.create(makeImage(spec)));
+      });
+      const found = async (query: ImageQuery) => (await listAll(catalog, query)).items.map((i) => i.name).sort();
+
+      it('finds text anywhere in the name, ignoring the case of ASCII letters', async () => {
+        const ubuntus = ['Ubuntu 22.04 Server', 'secret ubuntu build', 'shared Ubuntu'];
+        expect(await found({ search: 'ubuntu' })).toEqual(ubuntus);
+        expect(await found({ search: 'UbUnTu' })).toEqual(ubuntus);
+        expect(await found({ search: '22.04 SERVER' })).toEqual(['Ubuntu 22.04 Server']);
+        expect(await found({ search: 'nothing like it' })).toEqual([]);
+        expect(await found({ search: '' })).toHaveLength(6);
+      });
+      it('finds text in a tag and in the description property, not in other properties', async () => {
+        expect(await found({ search: 'cloud_r' })).toEqual(['debian-12']);
+        expect(await found({ search: 'LTS' })).toEqual(['Ubuntu 22.04 Server']);
+        expect(await found({ search: 'bookworm' })).toEqual(['debian-12']);
+        expect(await found({ search: 'notes' })).toEqual([]);
+      });
+      it('treats every character as plain text: no wildcard, pattern or operator', async () => {
+        expect(await found({ search: '%' })).toEqual(['100% pure_raw']);
+        expect(await found({ search: '0% p' })).toEqual(['100% pure_raw']);
+        expect(await found({ search: 'a%' })).toEqual([]);
+        expect(await found({ search: '_' })).toEqual(['100% pure_raw', 'debian-12']);
+        expect(await found({ search: 'n-1' })).toEqual(['debian-12']);
+        expect(await found({ search: 'n_1' })).toEqual([]);
+        expect(await found({ search: '\\i' })).toEqual(['gamma (test) C:\\images']);
+        expect(await found({ search: '\\' })).toEqual(['gamma (test) C:\\images']);
+        expect(await found({ search: '(test)' })).toEqual(['gamma (test) C:\\images']);
+        expect(await found({ search: '.*' })).toEqual([]);
+        expect(await found({ search: '^u' })).toEqual([]);
+        expect(await found({ search: "' OR '1'='1" })).toEqual([]);
+        expect(await found({ search: '{"$ne":null}' })).toEqual([]);
+      });
+      it('never finds an image the caller may not see, in the listing or the count', async () => {
+        expect(await found({ search: 'ubuntu', visibleTo: 'bob' })).toEqual(['Ubuntu 22.04 Server', 'shared Ubuntu']);
+        expect(await found({ search: 'secret', visibleTo: 'bob' })).toEqual([]);
+        await expect(catalog.images.count({ search: 'secret', visibleTo: 'bob' })).resolves.toBe(0);
+        await expect(catalog.images.count({ search: 'secret', visibleTo: 'alice' })).resolves.toBe(1);
+        await expect(catalog.images.count({ search: 'ubuntu', visibleTo: 'carol' })).resolves.toBe(1);
+      });
+      it('pages a search with limit and marker, and combines it with filters', async () => {
+        const all = await found({ search: 'U' });
+        const { items, pages } = await listAll(catalog, { search: 'u', limit: 1, sort: 'name', dir: 'desc' });
+        expect(items.map((i) => i.name).sort()).toEqual(all);
+        expect(pages).toBe(all.length);
+        expect(await found({ search: 'ubuntu', filters: { access: 'shared' } })).toEqual(['shared Ubuntu']);
+        expect(await found({ search: 'ubuntu', filters: { tags: 'lts' } })).toEqual(['Ubuntu 22.04 Server']);
+      });
+      it('refuses a search text that is too long', async () => {
+        await expectKind(catalog.images.list({ search: 'x'.repeat(201) }), 'invalidInput');
+        expect(byName.size).toBe(6);
+      });
+    });
+
     describe('list: visibility', () => {
       it("shows public images, the owner's own, and shared ones that name the caller", async () => {
         const pub = makeImage({ name: 'pub', access: 'public', owner: 'alice' });
@@ -354,6 +425,7 @@ export function catalogContract(
           sort: fc.constantFrom('id', 'name', 'size', 'createdAt', 'properties.color', 'os.distro'),
           dir: fc.constantFrom('asc', 'desc'),
           limit: fc.integer({ min: 1, max: 7 }),
+          search: fc.option(fc.constantFrom('a', 'B', 'z ', 'é', 'LT', 'g', '%', '_'), { nil: undefined }),
         });
         await fc.assert(
           fc.asyncProperty(fc.array(imageArb, { maxLength: 18 }), queryArb, async (specs, rawQuery) => {
@@ -382,6 +454,7 @@ export function catalogContract(
                 dir: rawQuery.dir as 'asc' | 'desc',
                 limit: rawQuery.limit,
                 ...(rawQuery.visibleTo ? { visibleTo: rawQuery.visibleTo } : {}),
+                ...(rawQuery.search !== undefined ? { search: rawQuery.search } : {}),
               };
               const { items } = await listAll(c, query);
               expect(items.map((i) => i.id)).toEqual(referenceQuery(images, query).map((i) => i.id));

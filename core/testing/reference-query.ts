@@ -1,5 +1,5 @@
 import { resolveAttribute, coerceFilterValue } from '../image/attributes.js';
-import { readAttribute } from '../catalog/query.js';
+import { matchesSearch, readAttribute } from '../catalog/query.js';
 import type { ImageQuery } from '../catalog/port.js';
 import type { Image } from '../image/model.js';
 
@@ -19,6 +19,7 @@ export function referenceQuery(images: readonly Image[], query: ImageQuery): Ima
     (image.access === 'shared' && image.members.includes(query.visibleTo));
   const matches = (image: Image) =>
     !(query.hideDeleted && image.status === 'deleted') &&
+    (query.search === undefined || matchesSearch(image, query.search)) &&
     filters.every(({ attribute, value }) => {
       const actual = readAttribute(image, attribute);
       return attribute.array ? Array.isArray(actual) && actual.includes(value) : actual === value;

@@ -337,6 +337,52 @@ describe('image service API', () => {
       expect(names(await list([['tag', 'gold']]))).toEqual(['list-g']);
     });
 
+    it('searches names and tags (any case, no wildcard), only among the images the caller may see', async () => {
+      const found = async (as: 'admin' | 'bob' | 'carol', query: [string, string][], path = '/images') => {
+        const r = await rawRequest(t.url, { method: 'GET', path, query, as: t.users[as] });
+        expect(r.status, JSON.stringify(query)).toBe(200);
+        return (r.json() as { images: Wire[] }).images.map((i) => String(i['name'])).sort();
+      };
+      expect(await found('carol', [['search', 'LIST-']])).toEqual([...names].sort());
+      expect(await found('carol', [['search', 'st-a']])).toEqual(['list-a']);
+      expect(await found('carol', [['search', 'GOLD']])).toEqual(['list-g']);
+      expect(await found('carol', [['search', 'list_']])).toEqual([]);
+      expect(await found('carol', [['search', 'list%']])).toEqual([]);
+      expect(
+        await found('carol', [
+          ['search', 'list'],
+          ['format', 'raw'],
+        ]),
+      ).toEqual(['list-a', 'list-d', 'list-g']);
+      expect(
+        await found('admin', [
+          ['search', 'list-'],
+          ['owner', 'carol'],
+        ]),
+      ).toHaveLength(7);
+      // Carol's images are private: Bob finds none of them, whatever he types, as if they did not exist.
+      expect(await found('bob', [['search', 'list-']])).toEqual([]);
+      expect(await found('bob', [['search', 'list-g']])).toEqual(await found('bob', [['search', 'no-such-x']]));
+      const matrix = await rawRequest(t.url, {
+        method: 'GET',
+        path: '/clouds/matrix',
+        query: [['search', 'list-']],
+        as: t.users.bob,
+      });
+      expect(matrix.status).toBe(200);
+      expect(JSON.stringify(matrix.json())).not.toContain('list-');
+      for (const query of [
+        [['search', 'x'.repeat(201)]],
+        [
+          ['search', 'a'],
+          ['search', 'b'],
+        ],
+      ] as [string, string][][]) {
+        const r = await rawRequest(t.url, { method: 'GET', path: '/images', query, as: t.users.carol });
+        expect(r.status, JSON.stringify(query).slice(0, 80)).toBe(400);
+      }
+    });
+
     it('sorts both ways and pages with limit + marker (next and a Link header)', async () => {
       const asc = (
         await list([

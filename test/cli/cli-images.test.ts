@@ -94,6 +94,13 @@ describe('visor CLI: serve, users and the image verbs', () => {
     const sorted = await visor(['detail', '--query', 'flavour=minimal', '--sort', 'name', '--dir', 'desc', '--json']);
     expect((JSON.parse(sorted.stdout) as unknown[]).length).toBe(1);
 
+    const searched = await visor(['brief', '--search', 'centos 6', '--json']);
+    expect((JSON.parse(searched.stdout) as Record<string, unknown>[]).map((i) => i['_id'])).toEqual([id]);
+    const byTag = await visor(['detail', '--search', 'OLD', '--query', 'architecture=i386', '--json']);
+    expect((JSON.parse(byTag.stdout) as unknown[]).length).toBe(1);
+    const wildcard = await visor(['brief', '--search', 'cent%', '--json']);
+    expect(JSON.parse(wildcard.stdout)).toEqual([]);
+
     const head = await visor(['head', id]);
     expect(head.stdout).toMatch(/^_ID:\s+/m);
     expect(head.stdout).toMatch(/^NAME:\s+CentOS 6\.2$/m);

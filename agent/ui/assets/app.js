@@ -234,14 +234,17 @@ function field(name, label, value) {
   return h('div', {}, h('label', { for: id }, label), h('input', { id, name, value: value ?? '', type: 'search' }));
 }
 
-/** The catalog's filters live in the address (#/catalog?name=...), so that back and reload keep them. */
+/**
+ * The catalog's filters live in the address (#/catalog?search=...), so that back and reload keep them. The
+ * search box finds text in names, tags and descriptions (the API's `search`); the other fields are exact.
+ */
 async function catalogView(params) {
   const token = viewToken;
   const q = Object.fromEntries(params);
   const form = h(
     'form',
     { class: 'filters', role: 'search', 'aria-label': 'Filter images' },
-    field('name', 'Name', q.name),
+    field('search', 'Search', q.search),
     select(
       'architecture',
       'Architecture',

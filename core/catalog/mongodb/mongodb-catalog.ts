@@ -26,6 +26,8 @@ import { MongoReplays, type ReplayDoc } from './mongodb-replays.js';
 import { migrateOwnersToIds } from './mongodb-owner-ids.js';
 import { userExists, userNotFound, validateUser } from '../users.js';
 import {
+  literalRegex,
+  SEARCHED_PROPERTY,
   imageNotFound,
   normalizeQuery,
   readAttribute,
@@ -187,7 +189,7 @@ class MongoImages implements ImageRepository {
     return more && last ? { items, nextMarker: last.id } : { items };
   }
 
-  async count(query: Pick<ImageQuery, 'filters' | 'visibleTo' | 'hideDeleted'> = {}): Promise<number> {
+  async count(query: Pick<ImageQuery, 'filters' | 'visibleTo' | 'hideDeleted' | 'search'> = {}): Promise<number> {
     const clauses = filterClauses(normalizeQuery(query));
     return guard(() => this.images().countDocuments(clauses.length ? { $and: clauses } : {}));
   }
@@ -275,7 +277,16 @@ function filterClauses(q: NormalizedQuery): Filter<ImageDoc>[] {
   const visible = visibility(q.visibleTo);
   if (visible) out.push(visible);
   if (q.hideDeleted) out.push({ status: { $ne: 'deleted' } } as Filter<ImageDoc>);
+  if (q.search !== undefined) out.push(searchClause(q.search));
   return out;
+}
+
+/** The text as an escaped regular expression (no character of it is an operator); a list field matches by element. */
+function searchClause(search: string): Filter<ImageDoc> {
+  const pattern = { $regex: literalRegex(search), $options: 'i' };
+  return {
+    $or: [{ name: pattern }, { tags: pattern }, { [`properties.${SEARCHED_PROPERTY}`]: pattern }],
+  } as Filter<ImageDoc>;
 }
 
 /** Images `user` may see: public ones, its own, and shared ones that name it. */

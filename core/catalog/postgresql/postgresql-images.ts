@@ -63,7 +63,7 @@ export class PostgresImages implements ImageRepository {
     return more && last ? { items, nextMarker: last.id } : { items };
   }
 
-  async count(query: Pick<ImageQuery, 'filters' | 'visibleTo' | 'hideDeleted'> = {}): Promise<number> {
+  async count(query: Pick<ImageQuery, 'filters' | 'visibleTo' | 'hideDeleted' | 'search'> = {}): Promise<number> {
     const params = new Params();
     const where = whereClause(normalizeQuery(query), params);
     const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';

@@ -1,6 +1,6 @@
 import type { Attribute, FilterValue } from '../../image/attributes.js';
 import type { Image } from '../../image/model.js';
-import type { NormalizedQuery } from '../query.js';
+import { containsPattern, SEARCHED_PROPERTY, type NormalizedQuery } from '../query.js';
 
 /** Positional parameters ($1, $2, ...) collected while a statement is built. */
 export class Params {
@@ -58,7 +58,19 @@ export function whereClause(q: NormalizedQuery, params: Params): string[] {
   const visible = visibility(q.visibleTo, params);
   if (visible) out.push(visible);
   if (q.hideDeleted) out.push(`doc->>'status' <> 'deleted'`);
+  if (q.search !== undefined) out.push(searchCondition(q.search, params));
   return out;
+}
+
+/** ILIKE, escaped so that the caller's `%` and `_` are plain text (U+0000 sanitized as in the documents). */
+function searchCondition(search: string, params: Params): string {
+  const p = params.add(containsPattern(sanitize(search)));
+  const like = `ILIKE ${p} ESCAPE '\\'`;
+  return (
+    `(doc->>'name' ${like} OR ` +
+    `EXISTS (SELECT 1 FROM jsonb_array_elements_text(doc->'tags') AS tag WHERE tag ${like}) OR ` +
+    `doc->'properties'->>'${SEARCHED_PROPERTY}' ${like})`
+  );
 }
 
 const clean = (value: FilterValue) => (typeof value === 'string' ? sanitize(value) : value);

@@ -21,6 +21,8 @@ import { ensurePrivateDir, ensurePrivateFile, tightenIfPresent } from '../../fs/
 import { userExists, userNotFound, validateUser } from '../users.js';
 import { migrateOwnersToIds } from './sqlite-owner-ids.js';
 import {
+  containsPattern,
+  SEARCHED_PROPERTY,
   imageNotFound,
   normalizeQuery,
   readAttribute,
@@ -232,7 +234,7 @@ class SqliteImages implements ImageRepository {
     return more && last ? { items, nextMarker: last.id } : { items };
   }
 
-  async count(query: Pick<ImageQuery, 'filters' | 'visibleTo' | 'hideDeleted'> = {}): Promise<number> {
+  async count(query: Pick<ImageQuery, 'filters' | 'visibleTo' | 'hideDeleted' | 'search'> = {}): Promise<number> {
     const where = whereClause(normalizeQuery(query));
     const filter = where.length ? ` WHERE ${where.map((w) => w.sql).join(' AND ')}` : '';
     const sql = `SELECT count(*) AS n FROM images${filter}`;
@@ -332,7 +334,21 @@ function whereClause(q: NormalizedQuery): Condition[] {
   const visible = visibility(q.visibleTo);
   if (visible) out.push(visible);
   if (q.hideDeleted) out.push({ sql: `json_extract(doc, '$."status"') <> 'deleted'`, params: [] });
+  if (q.search !== undefined) out.push(searchCondition(q.search));
   return out;
+}
+
+/** LIKE folds ASCII letters (case_sensitive_like is never set); escaped, the caller's text has no wildcard. */
+function searchCondition(search: string): Condition {
+  const pattern = containsPattern(search);
+  const like = `LIKE ? ESCAPE '\\'`;
+  return {
+    sql:
+      `(json_extract(doc, '$."name"') ${like} OR ` +
+      `EXISTS (SELECT 1 FROM json_each(doc, '$."tags"') WHERE value ${like}) OR ` +
+      `json_extract(doc, '$."properties"."${SEARCHED_PROPERTY}"') ${like})`,
+    params: [pattern, pattern, pattern],
+  };
 }
 
 /** Images `user` may see: public ones, its own, and shared ones that name it. */
