@@ -34,7 +34,11 @@ export interface ContentDeps {
   signal?: AbortSignal;
   /** Makes a one-time URL for clouds that fetch images themselves (OpenNebula). */
   publish?: (source: ContentSource) => string;
+  /** Told when a long step begins: `converting` while qemu-img makes the cloud's format. */
+  onPhase?: (phase: ContentPhase, detail: string) => void;
 }
+
+export type ContentPhase = 'converting';
 
 export interface PreparedContent {
   source: ContentSource;
@@ -170,6 +174,7 @@ async function converted(source: Artifact, sha256: string, to: DiskFormat, deps:
     if (alive) return cached;
     await deps.catalog.state.delete(artifactKey(sha256, to));
   }
+  deps.onPhase?.('converting', `${source.format} -> ${to}`);
   await mkdir(deps.cacheDir, { recursive: true, mode: 0o700 });
   const work = join(deps.cacheDir, `convert-${randomBytes(6).toString('hex')}`);
   await mkdir(work, { mode: 0o700 });

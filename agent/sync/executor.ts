@@ -23,6 +23,8 @@ import { withRetry, withTimeout } from './retry.js';
 export type SyncEvent =
   | { type: 'start'; action: Action }
   | { type: 'progress'; action: Action; bytes: number; total: number }
+  /** A step of the action that takes a while: converting the image's format, then uploading it. */
+  | { type: 'phase'; action: Action; phase: 'converting' | 'uploading'; detail?: string }
   | { type: 'end'; action: Action; record: ActionRecord };
 
 export interface ExecutorContext {
@@ -254,6 +256,7 @@ async function createCopy(
     cacheDir: ctx.cacheDir,
     capabilities: ctx.driver.capabilities,
     signal: ctx.signal,
+    onPhase: (phase, detail) => ctx.onEvent?.({ type: 'phase', action, phase, detail }),
     ...(ctx.driver.capabilities.importFromUrl && ctx.publish
       ? {
           publish: (source: ContentSource) => {
@@ -282,6 +285,7 @@ async function createCopy(
     containerFormat: prepared.source.containerFormat,
     size: prepared.source.size,
   };
+  ctx.onEvent?.({ type: 'phase', action, phase: 'uploading' });
   try {
     const cloud = await ctx.driver.create({
       image: translated,

@@ -25,6 +25,20 @@ describe('TransferTracker', () => {
     expect(tracker.snapshot('lab')).toEqual([]);
   });
 
+  it('shows the step under way: converting (with its formats), then uploading', () => {
+    const tracker = new TransferTracker();
+    const on = tracker.listener('lab');
+    on({ type: 'start', action: create });
+    on({ type: 'phase', action: create, phase: 'converting', detail: 'qcow2 -> raw' });
+    expect(tracker.snapshot('lab')[0]).toMatchObject({ phase: 'converting', phaseDetail: 'qcow2 -> raw' });
+    on({ type: 'phase', action: create, phase: 'uploading' });
+    const [uploading] = tracker.snapshot('lab');
+    expect(uploading).toMatchObject({ phase: 'uploading' });
+    expect(uploading!.phaseDetail).toBeUndefined();
+    on({ type: 'phase', action: retire, phase: 'uploading' });
+    expect(tracker.snapshot('lab')).toHaveLength(1);
+  });
+
   it('hands out copies: a reader cannot change what the tracker holds', () => {
     const tracker = new TransferTracker();
     tracker.listener('lab')({ type: 'start', action: create });

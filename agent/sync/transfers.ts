@@ -7,6 +7,10 @@ export interface Transfer {
   imageId?: string;
   nativeId?: string;
   startedAt: string;
+  /** The step under way, once one is told: `converting` (qemu-img, before the upload), then `uploading`. */
+  phase?: 'converting' | 'uploading';
+  /** What the step does (for converting: `qcow2 -> raw`). */
+  phaseDetail?: string;
   /** Bytes sent so far and the whole, once an upload is under way. */
   bytes?: number;
   total?: number;
@@ -34,6 +38,13 @@ export class TransferTracker {
           ...('nativeId' in action ? { nativeId: action.nativeId } : {}),
           startedAt: new Date().toISOString(),
         });
+      } else if (event.type === 'phase') {
+        const transfer = running.get(action);
+        if (transfer) {
+          transfer.phase = event.phase;
+          if (event.detail) transfer.phaseDetail = event.detail;
+          else delete transfer.phaseDetail;
+        }
       } else {
         const transfer = running.get(action);
         if (transfer) Object.assign(transfer, { bytes: event.bytes, total: event.total });

@@ -30,6 +30,28 @@ export interface ReplicationRoutesOptions {
 }
 
 const targetPattern = /^[a-z][a-z0-9_-]{0,62}$/;
+
+/** The actions in flight that carry an image, by cloud and image: what a running agent is doing right now. */
+export function liveByPlacement(clouds: readonly CloudSummary[]): Map<string, Transfer> {
+  const out = new Map<string, Transfer>();
+  for (const cloud of clouds)
+    for (const t of cloud.transfers ?? []) if (t.imageId && t.phase) out.set(`${cloud.name}\n${t.imageId}`, t);
+  return out;
+}
+
+/**
+ * A placement as it stands this moment: while a copy is being made, the step under way
+ * (`converting` with its formats, then `uploading`) rather than the status of the last run.
+ */
+export function livePlacement<P extends { status: string; detail?: string }>(
+  placement: P,
+  transfer: Transfer | undefined,
+): P {
+  if (!transfer?.phase) return placement;
+  const { detail: _old, ...rest } = placement;
+  const detail = transfer.phaseDetail ?? `${transfer.action} ${transfer.name}`;
+  return { ...rest, status: transfer.phase, detail } as P;
+}
 const maxRuns = 500;
 
 function limitOf(value: string | undefined, fallback: number, max: number): number {
@@ -94,8 +116,15 @@ export function replicationRoutes(options: ReplicationRoutesOptions): FastifyPlu
 
     app.get<{ Params: { id: string } }>('/images/:id/where', async (request) => {
       const image = await service.get(request.caller, request.params.id);
-      const clouds = (await options.clouds()).map((c) => c.name);
-      const placements = await whereIs(catalog.state, clouds, image.id);
+      const summaries = await options.clouds();
+      const live = liveByPlacement(summaries);
+      const placements = (
+        await whereIs(
+          catalog.state,
+          summaries.map((c) => c.name),
+          image.id,
+        )
+      ).map((p) => livePlacement(p, live.get(`${p.target}\n${image.id}`)));
       return { image: { id: image.id, name: image.name, access: image.access }, clouds: placements };
     });
 
@@ -108,12 +137,15 @@ export function replicationRoutes(options: ReplicationRoutesOptions): FastifyPlu
         request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '',
       );
       const page = await service.list(request.caller, queryFromWire(params, 50));
-      const clouds = (await options.clouds()).map((c) => c.name);
+      const summaries = await options.clouds();
+      const live = liveByPlacement(summaries);
+      const clouds = summaries.map((c) => c.name);
       const rows = [];
       for (const image of page.items) {
         const where = await whereIs(catalog.state, clouds, image.id);
         const cells: Record<string, Pick<CloudPlacement, 'status' | 'detail' | 'since'> & { nativeIds: string[] }> = {};
-        for (const w of where) {
+        for (const placement of where) {
+          const w = livePlacement(placement, live.get(`${placement.target}\n${image.id}`));
           cells[w.target] = {
             status: w.status,
             ...(w.detail ? { detail: w.detail } : {}),

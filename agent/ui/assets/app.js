@@ -425,7 +425,8 @@ async function imageView(id) {
 
 // ---- clouds ----------------------------------------------------------------------------------
 
-const percent = (t) => (t.total ? `${Math.floor((100 * (t.bytes ?? 0)) / t.total)}%` : 'starting');
+const stepText = (t) => (t.phase === 'converting' ? `converting ${t.phaseDetail ?? ''}`.trim() : t.phase);
+const percent = (t) => (t.total ? `${Math.floor((100 * (t.bytes ?? 0)) / t.total)}%` : (stepText(t) ?? 'starting'));
 const transferText = (t) => `${t.action} ${t.name} ${percent(t)}${t.total ? ` of ${bytes(t.total)}` : ''}`;
 
 function health(cloud) {
