@@ -15,6 +15,7 @@ import type { BuiltTargets } from './runtime/services.js';
 import { startServer, type RunningServer, type ServeOptions } from './serve.js';
 import type { Plan } from './sync/planner.js';
 import { planTarget, syncTarget, type SyncDeps, type Target } from './sync/runner.js';
+import { failedImages } from './sync/retry-failed.js';
 import { TransferTracker } from './sync/transfers.js';
 import { sharingSummary } from './sync/share-run.js';
 import { deliverWebhooks } from './notify/webhooks.js';
@@ -207,8 +208,36 @@ export class AgentDaemon implements AgentControl {
     }
   }
 
+  /**
+   * Runs again only what failed in the target (see failedImages), or only `imageId` there: a run
+   * limited to those images, recorded with the trigger `retry`. Refused while a run of the target goes on.
+   */
+  async retryFailed(name: string, imageId?: string): Promise<{ images: string[]; run: Promise<RunRecord> }> {
+    this.#targetOf(name);
+    if (this.#running.has(name)) {
+      throw new VisorError('conflict', `a run of ${name} is going on: retry what failed once it ends`);
+    }
+    const images = await failedImages(this.#server!.catalog, name, imageId);
+    if (this.#running.has(name)) {
+      throw new VisorError('conflict', `a run of ${name} is going on: retry what failed once it ends`);
+    }
+    return { images: [...images], run: this.trigger(name, 'retry', images) };
+  }
+
+  #targetOf(name: string): void {
+    const generation = this.#generation;
+    if (generation?.built.targets.get(name)) return;
+    throw (
+      generation?.built.failed.get(name) ?? new VisorError('notFound', `no cloud named ${name} in the configuration`)
+    );
+  }
+
   /** Runs a target now (manual trigger); a run already going on is joined, not duplicated. */
-  trigger(name: string, trigger: RunRecord['trigger'] = 'manual'): Promise<RunRecord> {
+  trigger(
+    name: string,
+    trigger: RunRecord['trigger'] = 'manual',
+    onlyImages?: ReadonlySet<string>,
+  ): Promise<RunRecord> {
     const existing = this.#running.get(name);
     if (existing) return existing;
     const generation = this.#generation;
@@ -219,7 +248,8 @@ export class AgentDaemon implements AgentControl {
     }
     if (this.#stop.signal.aborted) return Promise.reject(new VisorError('unavailable', 'the agent is stopping'));
     const onEvent = this.#transfers.listener(name);
-    const run = syncTarget(target, generation.deps, { trigger, signal: this.#stop.signal, onEvent })
+    const only = onlyImages ? { onlyImages } : {};
+    const run = syncTarget(target, generation.deps, { trigger, signal: this.#stop.signal, onEvent, ...only })
       .then(async (record) => {
         this.metrics.recordRun(record);
         return this.#notify(record, generation);

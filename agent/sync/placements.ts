@@ -95,16 +95,21 @@ export function placementsOf(input: PlacementInput): Map<string, Omit<Placement,
 
 /**
  * Writes a target's placements: only what changed (a run that changes nothing writes one
- * record, its verification time), and forgets images the target no longer holds.
+ * record, its verification time), and forgets images the target no longer holds. With `scope`,
+ * only those images' placements are written or forgotten, and the target's verification time stays.
  */
 export async function savePlacements(
   state: StateRepository,
   target: string,
   placements: ReadonlyMap<string, Omit<Placement, 'since'>>,
   verification: Verification,
+  scope?: ReadonlySet<string>,
 ): Promise<void> {
-  const old = new Map(await state.list<Placement>(prefix(target)));
+  // A run limited to some images (a retry, a migration) saw only those: the others stay as they were.
+  const inScope = (key: string) => scope === undefined || scope.has(key.slice(prefix(target).length));
+  const old = new Map((await state.list<Placement>(prefix(target))).filter(([key]) => inScope(key)));
   for (const [imageId, placement] of placements) {
+    if (scope && !scope.has(imageId)) continue;
     const key = `${prefix(target)}${imageId}`;
     const before = old.get(key);
     old.delete(key);
@@ -114,7 +119,7 @@ export async function savePlacements(
     await state.set(key, next);
   }
   for (const key of old.keys()) await state.delete(key);
-  await state.set(verifiedKey(target), verification);
+  if (!scope) await state.set(verifiedKey(target), verification);
 }
 
 /** What `where` says of one cloud: its placement, or that the image is not there (or not yet known). */

@@ -223,12 +223,14 @@ async function recordPlacements(
   run: RunRecord,
   verified: { plan: Plan; listed: CloudImage[] },
   log: Logger,
+  scope?: ReadonlySet<string>,
 ): Promise<void> {
   const now = deps.now?.() ?? new Date();
   const input = { target: target.name, agentId: deps.agentId, observed: verified.listed, remaining: verified.plan };
   const placements = placementsOf({ ...input, run });
   try {
-    await savePlacements(deps.catalog.state, target.name, placements, { at: now.toISOString(), run: run.id });
+    const verification = { at: now.toISOString(), run: run.id };
+    await savePlacements(deps.catalog.state, target.name, placements, verification, scope);
   } catch (caught) {
     log.warn('could not record where the images are', { error: toVisorError(caught) });
   }
@@ -352,8 +354,8 @@ export async function syncTarget(target: Target, deps: SyncDeps, options: RunOpt
       try {
         const verified = await planWithSharing(target, deps, { signal: controller.signal, ...only });
         run.drift = verified.plan.actions.length + verified.plan.sharing.length;
-        // A run limited to some images (migrate) saw only those: the others' placements stay as they were.
-        if (!options.onlyImages) await recordPlacements(target, deps, run, verified, log);
+        // A run limited to some images (retry, migrate) saw only those: the others' placements stay as they were.
+        await recordPlacements(target, deps, run, verified, log, options.onlyImages);
       } catch (caught) {
         verifyError = `checking the cloud after the run failed: ${toVisorError(caught).message}`;
         log.warn('verification after the run failed', { error: toVisorError(caught) });

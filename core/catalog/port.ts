@@ -109,7 +109,8 @@ export interface RunRecord {
   id: string;
   target: string;
   agent: string;
-  trigger: 'schedule' | 'manual' | 'cli';
+  /** `retry`: an admin's retry of the failed tasks of the last run, limited to their images. */
+  trigger: 'schedule' | 'manual' | 'cli' | 'retry';
   dryRun: boolean;
   status: RunStatus;
   startedAt: string;

@@ -1,5 +1,8 @@
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runVisorAsync, stackLine } from '../support/cli.js';
+import { corruptStoredImage } from '../support/corrupt-image.js';
 import { replicationWorld, type ReplicationWorld } from '../support/replication-world.js';
 
 /** `visor runs` and `visor where` (the built executable) against a running agent with two memory clouds. */
@@ -69,5 +72,39 @@ describe('visor runs and visor where', () => {
     const bad = await visor('runs', '--limit', 'lots');
     expect(bad.stderr).toContain('limit must be a whole number');
     for (const result of [hidden, unknown, bad]) expect(result.stderr).not.toMatch(stackLine);
+  });
+
+  it('retries only the failed images with visor trigger --failed (admin keys), refusing what has nothing to retry', async () => {
+    const admin = {
+      ...env,
+      VISOR_ACCESS_KEY: world.users.admin.accessKey,
+      VISOR_SECRET_KEY: world.users.admin.secretKey,
+    };
+    const asAdmin = (...args: string[]) => runVisorAsync(args, { cwd: world.dir, env: { ...admin, HOME: world.dir } });
+    const nothing = await asAdmin('trigger', 'east', '--failed');
+    expect(nothing.code).not.toBe(0);
+    expect(nothing.stderr).toContain("nothing failed in east's last run");
+    const asBob = await visor('trigger', 'east', '--failed');
+    expect(asBob.stderr).toContain('only an admin may retry failed tasks');
+    const misuse = await asAdmin('trigger', 'east', '--image', world.images.public[0]!.id);
+    expect(misuse.stderr).toContain('--image goes with --failed');
+    const bytes = randomBytes(32 * 1024);
+    const meta = { name: 'zz-cli-retry', architecture: 'x86_64', access: 'public' };
+    const added = await world.client('admin').add(meta, { stream: Readable.from([bytes]), size: bytes.length });
+    const id = String(added['_id']);
+    const restore = await corruptStoredImage(world.agent.server.catalog, id);
+    const partial = await asAdmin('trigger', 'east', '--wait');
+    // Failed, or partial when the run also caught up on something else (digests recorded since the first run).
+    expect(partial.stdout).toMatch(/^\[east\] (failed|partial)$/m);
+    expect(partial.code).not.toBe(0);
+    await restore();
+    const retried = await asAdmin('trigger', 'east', '--failed', '--wait', '--json');
+    expect(retried.code).toBe(0);
+    const body = JSON.parse(retried.stdout) as { images: string[]; run: { trigger: string; status: string } };
+    expect(body).toMatchObject({
+      images: [id],
+      run: { trigger: 'retry', status: 'succeeded' },
+    });
+    for (const result of [nothing, asBob, misuse]) expect(result.stderr).not.toMatch(stackLine);
   });
 });

@@ -1,9 +1,12 @@
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requirePeer } from '../peers/index.js';
+import { corruptStoredImage } from '../support/corrupt-image.js';
 import { replicationWorld, type ReplicationWorld } from '../support/replication-world.js';
 
 /**
@@ -243,6 +246,37 @@ describe.skipIf(browserPeer.skip !== undefined)(
       await page.locator('#tasks a', { hasText: 'ubuntu-24.04' }).click();
       await page.locator('#placements').waitFor();
       await page.screenshot({ path: join(screenshotDir, 'image.png'), fullPage: true });
+    });
+
+    it('lets an admin retry only what failed, with a button shown only when something failed', async () => {
+      await page.goto(`${world.url}/ui/#/clouds`);
+      await page.locator('#matrix').waitFor();
+      expect(await page.locator('#clouds button[data-retry]').count()).toBe(0);
+      const bytes = randomBytes(64 * 1024);
+      const added = await world
+        .client('admin')
+        .add(
+          { name: 'zz-retry', architecture: 'x86_64', access: 'public' },
+          { stream: Readable.from([bytes]), size: bytes.length },
+        );
+      const id = String(added['_id']);
+      const restore = await corruptStoredImage(world.agent.server.catalog, id);
+      await page.reload();
+      const cell = () => page.locator(`#matrix tr[data-image="${id}"] td[data-cloud="east"] .badge`).textContent();
+      await page.locator('#clouds button[data-cloud="east"]').click();
+      await expect.poll(cell, { timeout: 30_000 }).toBe('failed');
+      const retry = page.locator('#clouds button[data-retry="east"]');
+      await retry.waitFor();
+      expect(await page.locator('#clouds button[data-retry="west"]').count()).toBe(0);
+      await restore();
+      const runsBefore = (await world.agent.server.catalog.runs.list({ target: 'east' })).length;
+      await retry.click();
+      await expect.poll(cell, { timeout: 30_000 }).toBe('in-sync');
+      await expect.poll(() => page.locator('#clouds button[data-retry]').count()).toBe(0);
+      const [last] = await world.agent.server.catalog.runs.list({ target: 'east', limit: 1 });
+      expect((await world.agent.server.catalog.runs.list({ target: 'east' })).length).toBe(runsBefore + 1);
+      expect(last).toMatchObject({ trigger: 'retry', status: 'succeeded' });
+      expect(last!.actions.map((a) => a.imageId)).toEqual([id]);
     });
 
     it('logged no console errors but the answers the steps asked for (the refused sign-in, the hidden image)', () => {

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { RunRecord } from '../../../core/catalog/port.js';
 import { VisorError } from '../../../core/errors.js';
+import { uuidPattern } from '../../../core/image/schema.js';
 import type { Logger } from '../../../core/logging/logger.js';
 import type { ContentPublisher } from '../../content-publisher.js';
 import { handleContent } from '../../content-route.js';
@@ -12,6 +13,7 @@ export interface AgentControl {
   status(): Promise<readonly object[]>;
   trigger(name: string, trigger: 'manual'): Promise<RunRecord>;
   plan(name: string): Promise<Plan>;
+  retryFailed(name: string, imageId?: string): Promise<{ images: string[]; run: Promise<RunRecord> }>;
   readonly metrics: { readonly registry: { readonly contentType: string; metrics(): Promise<string> } };
 }
 
@@ -42,6 +44,22 @@ export function agentRoutes({ daemon, publisher, logger }: AgentRoutesOptions): 
           new Promise((r) => setTimeout(r, 50)),
         ]);
         return reply.code(202).send({ accepted: true, target: request.params.name });
+      },
+    );
+
+    // Only what failed (the last run's failed tasks, or one image there), apart from "sync now".
+    app.post<{ Params: { name: string }; Querystring: { wait?: string; image?: string } }>(
+      '/targets/:name/retry-failed',
+      async (request, reply) => {
+        if (!request.caller.admin) throw new VisorError('forbidden', 'only an admin may retry failed tasks');
+        const image = request.query.image;
+        if (image !== undefined && !uuidPattern.test(image)) {
+          throw new VisorError('invalidInput', `image must be an image id, got "${image.slice(0, 60)}"`);
+        }
+        const { images, run } = await daemon.retryFailed(request.params.name, image);
+        if (request.query.wait === 'true') return { images, run: await run };
+        run.catch(() => undefined);
+        return reply.code(202).send({ accepted: true, target: request.params.name, images });
       },
     );
 

@@ -448,12 +448,13 @@ async function cloudsView(params) {
   main.append(cloudsHolder, planHolder, h('h2', {}, 'Images × clouds'), matrixHolder);
   let wanted = false;
 
-  const syncNow = async (name, button) => {
+  /** Sync now (`sync`) or retry only what failed (`retry-failed`): both start a run the page then follows. */
+  const syncNow = async (name, button, verb = 'sync') => {
     button.disabled = true;
     // A plan read before the run is out of date once it starts.
     planHolder.replaceChildren();
     try {
-      await api(`/targets/${encodeURIComponent(name)}/sync`, { method: 'POST' });
+      await api(`/targets/${encodeURIComponent(name)}/${verb}`, { method: 'POST' });
       wanted = true;
       await refresh();
     } catch (error) {
@@ -517,6 +518,14 @@ async function cloudsView(params) {
           const plan = h('button', { type: 'button', 'data-plan': cloud.name }, 'Plan');
           plan.addEventListener('click', () => showPlan(cloud.name, plan));
           actions.append(button, ' ', plan);
+          const failed =
+            (cloud.lastRun?.counts?.failed ?? 0) > 0 ||
+            matrix.images.some((image) => image.clouds[cloud.name]?.status === 'failed');
+          if (failed && !cloud.running && cloud.enabled) {
+            const retry = h('button', { type: 'button', 'data-retry': cloud.name }, 'Retry failed');
+            retry.addEventListener('click', () => syncNow(cloud.name, retry, 'retry-failed'));
+            actions.append(' ', retry);
+          }
         }
         const last = cloud.lastRun;
         return h(
