@@ -74,7 +74,7 @@ describe('visor runs and visor where', () => {
     for (const result of [hidden, unknown, bad]) expect(result.stderr).not.toMatch(stackLine);
   });
 
-  it('retries only the failed images with visor trigger --failed (admin keys), refusing what has nothing to retry', async () => {
+  it('retries only the failed images with visor trigger --failed (admin), refusing when nothing failed', async () => {
     const admin = {
       ...env,
       VISOR_ACCESS_KEY: world.users.admin.accessKey,
