@@ -45,6 +45,9 @@ export function normalizeQuery(query: ImageQuery = {}): NormalizedQuery {
 function normalizeSearch(search: unknown): string | undefined {
   if (search === undefined || search === '') return undefined;
   if (typeof search !== 'string') throw new VisorError('invalidInput', 'search must be text');
+  // Names and tags hold no control characters; refusing them keeps a search within one field.
+  if (/[\u0000-\u001f\u007f]/.test(search))
+    throw new VisorError('invalidInput', 'search text must not hold control characters');
   if ([...search].length > MAX_SEARCH)
     throw new VisorError('invalidInput', `search text is too long: at most ${MAX_SEARCH} characters`);
   return search;

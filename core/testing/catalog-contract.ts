@@ -305,8 +305,25 @@ export function catalogContract(
         expect(await found({ search: 'ubuntu', filters: { access: 'shared' } })).toEqual(['shared Ubuntu']);
         expect(await found({ search: 'ubuntu', filters: { tags: 'lts' } })).toEqual(['Ubuntu 22.04 Server']);
       });
-      it('refuses a search text that is too long', async () => {
+      it('follows every change: a renamed, retagged or deleted image is found by what it is now', async () => {
+        const debian = byName.get('debian-12')!;
+        const renamed = await catalog.images.update(debian.id, debian.revision, {
+          name: 'trixie-13',
+          tags: ['testing'],
+          properties: { description: null },
+        });
+        expect(await found({ search: 'debian' })).toEqual([]);
+        expect(await found({ search: 'bookworm' })).toEqual([]);
+        expect(await found({ search: 'TRIXIE' })).toEqual(['trixie-13']);
+        expect(await found({ search: 'testing' })).toEqual(['trixie-13']);
+        await catalog.images.delete(renamed.id);
+        expect(await found({ search: 'trixie' })).toEqual([]);
+        await expect(catalog.images.count({ search: 'trixie' })).resolves.toBe(0);
+      });
+      it('refuses a search text that is too long or holds control characters', async () => {
         await expectKind(catalog.images.list({ search: 'x'.repeat(201) }), 'invalidInput');
+        await expectKind(catalog.images.list({ search: 'a\nb' }), 'invalidInput');
+        await expectKind(catalog.images.count({ search: 'nul\u0000' }), 'invalidInput');
         expect(byName.size).toBe(6);
       });
     });

@@ -123,6 +123,7 @@ export class SqliteCatalog implements Catalog {
       db.exec(replaySchema);
       db.exec(`CREATE UNIQUE INDEX IF NOT EXISTS users_id ON users (json_extract(doc, '$."id"'))`);
       migrateOwnersToIds(db);
+      db.exec(searchSchema);
       for (const path of indexed) {
         const attribute = { path, segments: path.split('.'), valueType: 'string' as const, array: false };
         db.exec(`CREATE INDEX IF NOT EXISTS images_${path.replace('.', '_')} ON images (${expr(attribute)})`);
@@ -338,26 +339,51 @@ function whereClause(q: NormalizedQuery): Condition[] {
   return out;
 }
 
+/**
+ * What a search reads, kept beside each image by triggers: the name, the tags and the description
+ * on lines of their own. Scanning these short texts costs a fraction of parsing every document
+ * (a search with 100,000 images is a scan). Images written before the table existed are filled
+ * in when the catalog opens.
+ */
+const searchText = (doc: string) =>
+  `json_extract(${doc}, '$."name"') || char(10) || ` +
+  `coalesce((SELECT group_concat(value, char(10)) FROM json_each(${doc}, '$."tags"')), '') || char(10) || ` +
+  `coalesce(json_extract(${doc}, '$."properties"."${SEARCHED_PROPERTY}"'), '')`;
+const searchSchema = `
+  CREATE TABLE IF NOT EXISTS image_search (id TEXT PRIMARY KEY NOT NULL, text TEXT NOT NULL) WITHOUT ROWID;
+  CREATE TRIGGER IF NOT EXISTS image_search_insert AFTER INSERT ON images BEGIN
+    INSERT OR REPLACE INTO image_search (id, text) VALUES (new.id, ${searchText('new.doc')});
+  END;
+  CREATE TRIGGER IF NOT EXISTS image_search_update AFTER UPDATE ON images BEGIN
+    DELETE FROM image_search WHERE id = old.id;
+    INSERT OR REPLACE INTO image_search (id, text) VALUES (new.id, ${searchText('new.doc')});
+  END;
+  CREATE TRIGGER IF NOT EXISTS image_search_delete AFTER DELETE ON images BEGIN
+    DELETE FROM image_search WHERE id = old.id;
+  END;
+  INSERT INTO image_search (id, text)
+    SELECT id, ${searchText('doc')} FROM images WHERE id NOT IN (SELECT id FROM image_search);`;
+
 /** LIKE folds ASCII letters (case_sensitive_like is never set); escaped, the caller's text has no wildcard. */
 function searchCondition(search: string): Condition {
-  const pattern = containsPattern(search);
-  const like = `LIKE ? ESCAPE '\\'`;
   return {
-    sql:
-      `(json_extract(doc, '$."name"') ${like} OR ` +
-      `EXISTS (SELECT 1 FROM json_each(doc, '$."tags"') WHERE value ${like}) OR ` +
-      `json_extract(doc, '$."properties"."${SEARCHED_PROPERTY}"') ${like})`,
-    params: [pattern, pattern, pattern],
+    sql: `id IN (SELECT id FROM image_search WHERE text LIKE ? ESCAPE '\\')`,
+    params: [containsPattern(search)],
   };
 }
 
-/** Images `user` may see: public ones, its own, and shared ones that name it. */
+/**
+ * Images `user` may see: public ones, its own, and shared ones that name it. The unary `+` keeps
+ * SQLite from answering the OR with the access and owner indexes (every visible row gathered, then
+ * sorted: 120 ms a page with 100,000 public images); it walks the sort's index instead and stops at
+ * the page's end. The worst case (a user who sees almost nothing) is one scan, as it was.
+ */
 function visibility(user: string | undefined): Condition | undefined {
   if (user === undefined) return undefined;
   return {
     sql:
-      `(json_extract(doc, '$."access"') = 'public' OR json_extract(doc, '$."owner"') = ? OR ` +
-      `(json_extract(doc, '$."access"') = 'shared' AND ` +
+      `(+json_extract(doc, '$."access"') = 'public' OR +json_extract(doc, '$."owner"') = ? OR ` +
+      `(+json_extract(doc, '$."access"') = 'shared' AND ` +
       `EXISTS (SELECT 1 FROM json_each(doc, '$."members"') WHERE value = ?)))`,
     params: [user, user],
   };
