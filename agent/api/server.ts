@@ -1,3 +1,4 @@
+import { answerClientError } from './client-error.js';
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import Fastify, {
@@ -121,6 +122,7 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     // A random id per request, in every answer and log line: 5xx answers name it instead of their details.
     genReqId: () => randomBytes(8).toString('hex'),
     requestIdHeader: false,
+    clientErrorHandler: answerClientError,
     ...(options.tls
       ? { https: { ...serverOptions, ...options.tls, handshakeTimeout: limits.headerTimeoutMs } }
       : { http: serverOptions }),
