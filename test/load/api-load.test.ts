@@ -251,10 +251,10 @@ describe(`API under load: ${connections} signed clients for ${seconds} s, 0 erro
       const clientCpu = process.cpuUsage(clientBefore);
       const clientCpuSeconds = (clientCpu.user + clientCpu.system) / 1e6;
       const perRequest = (seconds: number) => ((seconds * 1000) / Math.max(1, result.requests)).toFixed(2);
-      console.log(
-        `\n${report(result)}\n  CPU: server ${serverCpuSeconds.toFixed(2)} s (${perRequest(serverCpuSeconds)} ms per ` +
-          `request), load generator ${clientCpuSeconds.toFixed(2)} s (${perRequest(clientCpuSeconds)} ms per request)\n`,
-      );
+      const cpu =
+        `  CPU: server ${serverCpuSeconds.toFixed(2)} s (${perRequest(serverCpuSeconds)} ms per request), ` +
+        `load generator ${clientCpuSeconds.toFixed(2)} s (${perRequest(clientCpuSeconds)} ms per request)`;
+      console.log(`\n${report(result)}\n${cpu}\n`);
       // For `npm run bench`, which runs this test and puts its figures in BENCHMARKS.md.
       const resultsFile = process.env['VISOR_LOAD_RESULTS'];
       if (resultsFile)
