@@ -837,16 +837,19 @@ function render(r) {
           `over ${n0(l.connections / 0.15)} requests/s on a machine where the server and ` +
           `the ${l.connections} clients share ${m.cores} cores. \`visor serve\` ` +
           `spent ${n2((l.serverCpuSeconds / l.requests) * 1000)} CPU-ms per request; the client process (signing ` +
-          `each request, checking each answer) needs about as much.`,
+          `each request, checking each answer) ` +
+          (l.clientCpuSeconds !== undefined
+            ? `${n2((l.clientCpuSeconds / l.requests) * 1000)} CPU-ms.`
+            : 'needs about as much.'),
       );
       w(
-        '- **Where a request goes** (profile of `visor serve` under this load, taken while preparing): ' +
-          'SQLite listing queries ~21% (json_extract over the stored documents for filters without an index, ' +
-          'and for the visibility clause of non-admin callers), synchronous commits of the uploads (WAL with ' +
-          'synchronous=FULL: an fsync on the event loop per commit) ~9%, response writes ~8%, the log line ~4%, ' +
-          'the user lookup and opening of the sealed secret ~3% per request, garbage collection ~3%. ' +
-          'The event loop was never blocked for long (1-s windows: max delay 30–100 ms); the time is throughput, ' +
-          'not stalls.',
+        '- **Where a request goes** (profile of `visor serve` under this load, taken while preparing, after the ' +
+          'changes of What the profiles showed, item 7): SQLite listing queries ~30% (json_extract parses each ' +
+          'stored document for filters without an index and for the visibility clause of non-admin callers; the ' +
+          "catalog grows by the uploads as the run goes), the uploads' synchronous commits (WAL with " +
+          'synchronous=FULL: an fsync on the event loop per commit, four per upload) ~10%, ranged reads of the ' +
+          'file store (open, stat, read, close) ~8%, response writes ~5%, the replay memory ~4%, the user lookup ' +
+          '~1.5%, garbage collection ~2%.',
         '',
       );
     } else w('- test/load did not produce figures in this run.', '');
@@ -943,9 +946,19 @@ function profileFindings() {
     '7. **The API under 200 clients.** `visor serve` ran at 50–70% of a core with event-loop delays below 100 ms in ' +
       'every 1-s window while the clients saw p90 of 1.6–2 s at a machine load of 6: the latency was queueing for ' +
       'CPU, in the server and in the client process, not a blocked event loop. Per request the server spent ~1.2 ' +
-      'CPU-ms: SQLite listing queries ~21% of samples (0.2–0.8 ms each with 392 images, json_extract over the ' +
-      'stored documents), synchronous commits of uploads (WAL + synchronous=FULL: an fsync on the event loop) ' +
-      '~9%, response writes ~8%, the log line ~4%, the user lookup and AES-GCM opening of the secret ~3%.',
+      'CPU-ms. A 20-s `--cpu-prof` of the load (self time, load window only) then found, and the changes removed: ' +
+      'the detail view (`toDetail`, every HEAD, GET and detailed listing) spread the custom properties into a ' +
+      'literal of forty fields, which V8 built one hidden class at a time — ~75 µs per image, now ~1.3 µs; the ' +
+      "per-request log line went through winston's whole format chain (timestamp, masking, JSON) even at a level " +
+      'not shown, since winston filters only in its transport (~6% of samples; answered requests are now logged ' +
+      'at debug, and lines below the level are dropped before formatting); a `randomBytes(8)` per request id ' +
+      '(~13 µs; now cut from a pooled buffer); one SQLite commit per signature in the replay memory (now one per ' +
+      'event-loop turn). The seeding of the load test spent ~55 CPU-s in the VMDK text probe: its multiline ' +
+      '`/^\\s*KEY/im` patterns are quadratic on text of blank lines (64 KiB of newlines: about a minute per ' +
+      'upload, on the request thread); the probe now scans each blank run once. Interleaved 20-s runs at a machine ' +
+      'load of 13–16, before → after: server 1.35 / 1.42 → 0.92 / 0.92 CPU-ms per request, load generator 0.60 / ' +
+      "0.63 → 0.43 / 0.42 (it wrote the server's log lines to a file). What remains is listed under The API under " +
+      'load; the next step is the listing queries (JSONB documents measured ~2× faster on the same queries).',
     '8. **Ingest with md5/sha512 off the request path (issue 27, part B).** `node --cpu-prof` of `visor serve` ' +
       'taking 2 × 512 MiB by curl (auth off, fsync on) and then computing their md5 and sha512 from the stored ' +
       "files, on this machine at a load of 17 (neighbours' test suites): the process spent 9.9 CPU-s for the GiB " +
