@@ -1,7 +1,8 @@
 // `node --expose-gc bench/planner.mjs` (after `npm run build`): the planner row of BENCHMARKS.md on
 // its own, for profiling (`node --cpu-prof ...`). BENCH_PLANNER_IMAGES (default 100,000),
 // BENCH_PLANNER_TARGETS (default 4), BENCH_REPEAT warm passes (default 3); BENCH_DIST for another
-// build; BENCH_PLANNER_MARKERS=legacy for copies of the older marker scheme (a one-time migration). Prints the per-target figures and the process's CPU seconds as JSON.
+// build; BENCH_PLANNER_MARKERS=legacy for copies of the older marker scheme (a one-time
+// migration). Prints the per-target figures and the process's CPU seconds as JSON.
 import { dist } from './lib/dist.mjs';
 import { plannerFigures } from './figures/planner.mjs';
 

@@ -313,7 +313,7 @@ function namedNotes(
 }
 
 interface Adoption {
-  /** The first unmarked image (listing order) not yet adopted, active, visible and of the same content; marked adopted. */
+  /** The first unmarked image (listing order) not adopted yet, active, visible, of the same content; now adopted. */
   take(image: Image): CloudImage | undefined;
   /** Native ids adopted so far. */
   adopted: Set<string>;
