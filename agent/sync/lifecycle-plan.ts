@@ -69,6 +69,8 @@ export function wantedProperty(w: Wanted, key: string): string | undefined {
 export interface LifecycleView {
   /** The catalog images this cloud should hold, in catalog order (a family's previous latest held last). */
   wanted: Wanted[];
+  /** The other catalog images (not selected, leaving, or not copied), in catalog order. */
+  unwanted: Image[];
   /** Catalog image id -> why and how its copies leave this cloud. */
   departures: Map<string, Departure>;
   /** Catalog image id -> why its copies are not hidden, disabled or deleted now (protected, a family's latest). */
@@ -120,16 +122,21 @@ export function lifecycleView(input: LifecycleInput): LifecycleView {
   const soft = obsoleteMode(policy, capabilities);
 
   const kept: Image[] = [];
+  const unwanted: Image[] = [];
   for (const image of input.catalog) {
     if (image.protected) guarded.set(image.id, 'the image is protected');
     const selected = input.selected(image);
     // Most images have no schedule: active, without building their life (lifeOf) one by one.
     if (!image.deprecation && image.status !== 'deleted') {
       if (selected) kept.push(image);
+      else unwanted.push(image);
       continue;
     }
     const life = lifeOf(image, now);
     if (life.held && selected) notes.push({ imageId: image.id, message: life.held });
+    if (life.state === 'deleted' || !selected || (life.state === 'obsolete' && soft !== undefined)) {
+      unwanted.push(image);
+    }
     if (life.state === 'deleted') {
       departures.set(image.id, { how: 'delete', reason: life.reason });
       continue;
@@ -161,9 +168,13 @@ export function lifecycleView(input: LifecycleInput): LifecycleView {
   const latestName = policy.families.latestName;
   const wanted: Wanted[] = [];
   for (const image of kept) {
-    if (families.beyondKeep.size > 0 && families.beyondKeep.has(image.id)) continue;
+    if (families.beyondKeep.size > 0 && families.beyondKeep.has(image.id)) {
+      unwanted.push(image);
+      continue;
+    }
     const access = accessOf(image.access);
     if (access === undefined) {
+      unwanted.push(image);
       // Access is never widened: an image whose level the cloud lacks is not copied, and says so.
       const levels = capabilities.access.join(', ');
       const wantedLevel = policy.visibility[image.access];
@@ -184,7 +195,7 @@ export function lifecycleView(input: LifecycleInput): LifecycleView {
     wanted.push({ image, name, access, lifecycle });
   }
   if (families.latest.size > 0) holdPreviousLatest();
-  return { wanted, departures, guarded, notes };
+  return { wanted, unwanted, departures, guarded, notes };
 
   /** The previous latest keeps its name and flag until the new latest's copy is there and usable. */
   function holdPreviousLatest(): void {
@@ -273,10 +284,12 @@ const lifecycleKeys = [
 
 const none: Readonly<Record<string, string>> = Object.freeze({});
 
-/** Life cycle properties that differ between a copy and what it should show (they change without a new revision). */
-export function lifecycleChanges(copy: CloudImage, w: Wanted): string[] {
+/**
+ * Life cycle properties that differ between a copy and what it should show (they change without a
+ * new revision), added to `changes`.
+ */
+export function lifecycleChanges(copy: CloudImage, w: Wanted, changes: string[] = []): string[] {
   const has = copy.metadata.properties ?? none;
-  const changes: string[] = [];
   for (const key of lifecycleKeys) {
     const wants = wantedProperty(w, key);
     if ((has[key] ?? '') !== (wants ?? '')) changes.push(`${key} ${has[key] ?? '(none)'} -> ${wants ?? '(none)'}`);

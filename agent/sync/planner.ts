@@ -115,10 +115,9 @@ export function hasLegacyCopies(observed: readonly CloudImage[], agentId: string
 /** An empty list shared by the images that have no copy (most images, on a first sync). */
 const noCopies: readonly CloudImage[] = Object.freeze([]);
 
-/** Our copies of one catalog image; `wanted` once the image is found among those this cloud should hold. */
-interface CopyGroup {
-  copies: CloudImage[];
-  wanted: boolean;
+/** Active, visible and of the wanted content: a copy that may be kept. */
+function isGood(c: CloudImage, sha256: string | undefined): boolean {
+  return c.state === 'active' && !c.hidden && c.markers!.sha256 === sha256;
 }
 
 export function plan(input: PlanInput): Plan {
@@ -140,16 +139,29 @@ export function plan(input: PlanInput): Plan {
   const legacy = claimLegacy(input, live, wanted, notes);
   // Ours: our agent and our target, plus the older-scheme copies this target claims. Another
   // target's copies are not ours even with our agent id: they are never touched, nor adopted.
-  // Grouped by catalog id as they are found; each wanted image marks its group, so the groups left
-  // unmarked are copies of images not wanted here (no set of every catalog or wanted id is built).
-  const copiesOf = new Map<string, CopyGroup>();
+  // Joined with the wanted images: their ids indexed once (the first of a repeated id wins, as a
+  // scan would find it), each of our copies looked up once; copies of images not wanted here are
+  // grouped apart, in the order they are found. (No set of every catalog id is built.)
+  const slotOf = new Map<string, number>();
+  for (let i = wanted.length - 1; i >= 0; i--) slotOf.set(wanted[i]!.image.id, i);
+  const repeated = slotOf.size < wanted.length;
+  // A single copy (the usual case) is kept as is, an array only for several.
+  const copiesAt: (CloudImage | CloudImage[] | undefined)[] = new Array(wanted.length);
+  const leftovers = new Map<string, CloudImage[]>();
   for (const c of live) {
     const m = c.markers;
     if (m?.agent !== agentId || (m.target !== target && !(legacy.claimed.size > 0 && legacy.claimed.has(c.nativeId))))
       continue;
-    const group = copiesOf.get(m.imageId);
-    if (group) group.copies.push(c);
-    else copiesOf.set(m.imageId, { copies: [c], wanted: false });
+    const slot = slotOf.get(m.imageId);
+    if (slot === undefined) {
+      const list = leftovers.get(m.imageId);
+      if (list) list.push(c);
+      else leftovers.set(m.imageId, [c]);
+    } else {
+      const held = copiesAt[slot];
+      if (Array.isArray(held)) held.push(c);
+      else copiesAt[slot] = held === undefined ? c : [held, c];
+    }
   }
   const claimOf = (copy: CloudImage): Claim =>
     copy.markers!.target === undefined
@@ -189,29 +201,28 @@ export function plan(input: PlanInput): Plan {
     if (action) actions.push(action);
   };
 
-  for (const w of wanted) {
+  for (let i = 0; i < wanted.length; i++) {
+    const w = wanted[i]!;
     const image = w.image;
-    const group = copiesOf.get(image.id);
-    if (group) group.wanted = true;
     // Left alone while an older-scheme copy of it has no single claimant (noted by claimLegacy).
     if (legacy.blocked.size > 0 && legacy.blocked.has(image.id)) continue;
-    const copies = group ? group.copies : noCopies;
+    const held = copiesAt[repeated ? slotOf.get(image.id)! : i];
     const sha256 = image.checksums.sha256;
-    const isGood = (c: CloudImage) => c.state === 'active' && !c.hidden && c.markers!.sha256 === sha256;
-    // One copy (the usual case) needs no sort.
-    const keep =
-      copies.length === 1
-        ? isGood(copies[0]!)
-          ? copies[0]
-          : undefined
-        : copies.filter(isGood).sort(preferKeep(w, capabilities))[0];
+    // One good copy (the usual case) is kept with no list and no sort; `copies` are the others to look at.
+    let keep: CloudImage | undefined;
+    let copies: readonly CloudImage[] = noCopies;
+    if (Array.isArray(held)) {
+      copies = held;
+      keep = held.filter((c) => isGood(c, sha256)).sort(preferKeep(w, capabilities))[0];
+    } else if (held !== undefined && isGood(held, sha256)) keep = held;
+    else if (held !== undefined) copies = [held];
     for (const copy of copies) {
       if (copy === keep) continue;
       if (copy.state === 'pending' || copy.state === 'error') {
         // We hold the target's lease, so nothing of ours is legitimately in flight: leftovers of a crash or a failed
         // upload.
         cleanup(copy, image.id);
-      } else if (isGood(copy)) {
+      } else if (isGood(copy, sha256)) {
         retire(copy, 'duplicate copy', true);
       } else if (keep) {
         retire(copy, copy.markers!.sha256 === sha256 ? 'superseded copy' : 'content replaced');
@@ -256,17 +267,14 @@ export function plan(input: PlanInput): Plan {
     }
   }
 
-  const leftover = [...copiesOf].filter(([, group]) => !group.wanted);
-  // Which leftover ids the catalog still has: one pass over it for the few leftovers, not a set of every id.
+  // Which leftover ids the catalog still has: a pass over the catalog images not wanted here (a
+  // leftover is not wanted), not a set of every catalog id.
   const inCatalog = new Set<string>();
-  if (leftover.length > 0) {
-    const ids = new Set(leftover.map(([imageId]) => imageId));
-    for (const image of catalog) if (ids.has(image.id)) inCatalog.add(image.id);
-  }
+  if (leftovers.size > 0) for (const image of life.unwanted) if (leftovers.has(image.id)) inCatalog.add(image.id);
   const soft = obsoleteMode(policy, capabilities);
   // Where the cloud cannot say whether VMs use an image, the plan says so (its own refusal is then the only guard).
   const unseenUse = capabilities.detectsInUse ? '' : ' (this cloud cannot tell whether VMs use it)';
-  for (const [imageId, { copies }] of leftover) {
+  for (const [imageId, copies] of leftovers) {
     const departure = life.departures.get(imageId);
     for (const copy of copies) {
       if (copy.state === 'pending' || copy.state === 'error') cleanup(copy, imageId);
@@ -489,7 +497,7 @@ function differences(copy: CloudImage, w: Wanted, caps: DriverCapabilities): str
     changes.push(`revision ${copy.markers!.revision} -> ${w.image.revision}`);
   if (copy.name !== w.name) changes.push(`name "${copy.name}" -> "${w.name}"`);
   if (copy.access !== w.access) changes.push(`access ${copy.access} -> ${w.access}`);
-  if (caps.properties) changes.push(...lifecycleChanges(copy, w));
+  if (caps.properties) lifecycleChanges(copy, w, changes);
   return changes;
 }
 

@@ -235,8 +235,14 @@ export async function plannerFigures({ images: n, targets: count, repeat, dists,
   // Earlier builds (quadratic ones among them) are timed cold only.
   const repeats = (key) => (key === 'visor' ? repeat : 0);
   log(`  generating ${n} images and ${count} observed listings (markers: ${markers})`);
-  const images = catalog(n);
-  const targets = plannerTargets(images, markers).slice(0, count);
+  // As a sync gets them: the catalog's records and the cloud's listing parsed from JSON, so every
+  // id is a flat string of its own (randomUUID's are concatenations that a Map lookup must flatten
+  // first, and a marker sharing the catalog's string object compares equal without reading it).
+  const generated = catalog(n);
+  const images = JSON.parse(JSON.stringify(generated));
+  const targets = plannerTargets(generated, markers)
+    .slice(0, count)
+    .map((t) => ({ ...t, observed: JSON.parse(JSON.stringify(t.observed)) }));
   const when = new Date('2026-06-01T00:00:00Z');
   const out = {};
   for (const [key, buildDir] of Object.entries(dists)) {
