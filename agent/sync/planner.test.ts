@@ -191,7 +191,7 @@ describe('planner', () => {
     expect(result.actions[2]).toMatchObject({ mode: 'delete', reason: 'duplicate copy' });
   });
 
-  it('adopts for each image the first unmarked image of its content not adopted yet, as a scan would; kernels first', () => {
+  it('adopts for each image the first unmarked image of its content not adopted yet (a scan), kernels first', () => {
     const algorithms = ['md5', 'sha256', 'sha512'] as const;
     const wanted = fc.record({
       content: fc.constantFrom('a', 'b', 'c', 'd'),
