@@ -402,9 +402,11 @@ function claimLegacy(
   const ids = new Set(copies.map((c) => c.markers!.imageId));
   const desiredIds = new Set<string>();
   for (const w of wanted) if (ids.has(w.image.id)) desiredIds.add(w.image.id);
-  const catalogById = new Map<string, Image>();
-  for (const image of input.catalog) if (ids.has(image.id)) catalogById.set(image.id, image);
   const rivals = (input.rivals ?? []).map((r) => ({ name: r.name, selects: selectorFor(r.policy, r.name) }));
+  // Catalog records are read to ask the rivals, or to word the note on a copy this target does not want.
+  const needed = rivals.length > 0 ? ids : new Set([...ids].filter((id) => !desiredIds.has(id)));
+  const catalogById = new Map<string, Image>();
+  if (needed.size > 0) for (const image of input.catalog) if (needed.has(image.id)) catalogById.set(image.id, image);
   for (const copy of copies) {
     const imageId = copy.markers!.imageId;
     const catalogImage = catalogById.get(imageId);
