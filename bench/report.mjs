@@ -989,9 +989,10 @@ function changes() {
       'still logs). Exactly the bytes the headers announce: a file that ends early cuts the body short (the client ' +
       'sees fewer bytes than Content-Length and a closed connection), never pads it. Other stores keep their streams.',
     '2. **`visor get` reads the socket into reused buffers** (agent/client/block-get.ts, ' +
-      'agent/cli/download-sink.ts): a small HTTP/1.1 GET over `net` with `onread`, four 1 MiB buffers in shared ' +
-      'memory lent in turn to a sink that hashes each block once (sha256, on a worker thread: ' +
-      'core/transfer/off-thread-sha256.ts) while writing it at its position in a temporary file; ' +
+      'agent/cli/download-sink.ts): a small HTTP/1.1 GET over `net` with `onread`, four 1 MiB buffers ' +
+      'lent in turn to a sink that hashes each block once as it arrives (sha256, on the main thread while ' +
+      'the bytes are in the cache: a worker cost more CPU than it saved) and writes it at its position in a ' +
+      'temporary file; ' +
       'the size the catalog gives is checked before anything is written, size and sha256 after; the file is renamed ' +
       'into place only when both match, and removed otherwise. HTTPS, and answers framed other than by ' +
       "Content-Length, go through Node's HTTP client instead. `VisorClient.download` uses node:http; axios is " +
