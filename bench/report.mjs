@@ -813,8 +813,14 @@ function render(r) {
         `receiving costs ~0.2 CPU-s/GiB instead of ~1 with Node's HTTP client.`,
     );
     w(
-      `- **Time**: the sha256 runs on a worker thread beside the receiving and the writes, so wall time is about ` +
-        `start-up + the largest of hashing, receiving and writing, with the server on the same ${cores} cores; ` +
+      `- **At the floor of the method**: each block is hashed on the main thread as it arrives (a worker thread ` +
+        `cost ~0.6 CPU-s/GiB more: its start-up and two messages per block), and a bare \`net\` + \`onread\` + ` +
+        `sha256 + \`writeSync\` loop with no CLI around it spends the same CPU as \`visor get\` within noise. ` +
+        `So the aim of 1 CPU-s/GiB is below what this machine allows for a verified download: the sha256 ` +
+        `(${n2(sha)}) plus the kernel's receive and page-cache writes that curl pays too.`,
+    );
+    w(
+      `- **Time**: hashing (~1.7 GB/s) outruns any server here, so one thread keeps up; ` +
         `against Glance's curl, which hashes nothing, ${secs(g.seconds)} vs ${secs(t.glanceFile.seconds)}.`,
       '',
     );
@@ -962,7 +968,11 @@ function profileFindings() {
       'Writing 1 GiB into the page cache: 0.3–0.5 CPU-s right after other writes, 2.0–2.3 into memory idle for a ' +
       'few seconds (`dd`: 0.3 against 2.2 s of kernel time) — `curl -o FILE` spends 0.9–1.3. Profile of `visor ' +
       'get` of 1 GiB: 690 ms in the sha256, 160 ms in file writes on the main thread (libuv completes them inline ' +
-      'through io_uring), 36 ms GC, ~200 ms start-up.',
+      'through io_uring), 36 ms GC, ~200 ms start-up. With the sha256 on a worker thread the process spent ' +
+      "~0.6 CPU-s/GiB more than with it on the main thread (the worker's start-up ~0.1 s, `postMessage` both" +
+      'ways per block): median of 6 interleaved runs at a load of ~16, 2.5 against 1.86 CPU-s/GiB (curl 1.06). ' +
+      'A bare loop (`net` `onread` into one 1 MiB buffer, sha256, `writeSync`) spends the same as `visor get`, ' +
+      'and 0.5–0.9 without the sha256: what is left is the hash and the kernel.',
     '4. **Start-up of one-shot commands.** `visor sync` with nothing to do: ~0.8 s, of which the run is ~0.1 s. ' +
       'The rest is module loading (compiling, and ~150 ms opening, stating and reading files): imported alone, ' +
       'inversify (366 ESM files) takes 200–560 ms, zod (~100 files) ~150 ms, winston ~140, axios ~165, yaml ~70. ' +
@@ -971,7 +981,14 @@ function profileFindings() {
       'cloud is built (255 CommonJS modules loaded instead of ~430, RSS ~100 instead of ~111 MiB).',
     '5. **The push.** The `visor sync` process spends 2.3–3.3 CPU-s per GiB pushed: sha256 0.75, reading the stored ' +
       'file into fresh 1 MiB buffers 0.5, GC 0.27, socket writes 0.22. ' +
-      "Glance spends more (md5 + sha512 in Python) on its own core, so the push runs at Glance's pace.",
+      "Glance spends more (md5 + sha512 in Python) on its own core, so the push runs at Glance's pace. " +
+      'Traced (strace, timestamps) at a load of ~15: the process opened the catalog 2.0 s after it started ' +
+      '(module loading), reached Keystone and Glance within 0.1 s more, started reading the image 0.35 s after ' +
+      "that (list, plan, inspection, record), and the upload took what curl's does; chunked and Content-Length" +
+      'uploads into Glance ran alike (curl, 9.3–11.4 s both). A no-op sync spends 0.8 CPU-s, of which the ' +
+      "libraries' own code is ~0.2 s: most is the ESM loader itself (resolution, reads, compilation of ~650" +
+      'modules) and GC. A code-split bundle of the CLI (rolldown, tried outside the build) loaded the same ' +
+      'sync in 0.41 CPU-s instead of 0.88 and 0.6–1.5 s sooner; one bundle of everything was no faster.',
     '6. **The planner, 100,000 images × 4 targets, first pass.** Self time per line: building a set of every ' +
       'catalog id per target (165–280 ms), a set of every desired id (150), grouping the copies by id (140–200), ' +
       "the lookups (160–220), the naming template's regular-expression replace with an object of every value per " +
@@ -1064,9 +1081,10 @@ function changes() {
       'still logs). Exactly the bytes the headers announce: a file that ends early cuts the body short (the client ' +
       'sees fewer bytes than Content-Length and a closed connection), never pads it. Other stores keep their streams.',
     '2. **`visor get` reads the socket into reused buffers** (agent/client/block-get.ts, ' +
-      'agent/cli/download-sink.ts): a small HTTP/1.1 GET over `net` with `onread`, four 1 MiB buffers in shared ' +
-      'memory lent in turn to a sink that hashes each block once (sha256, on a worker thread: ' +
-      'core/transfer/off-thread-sha256.ts) while writing it at its position in a temporary file; ' +
+      'agent/cli/download-sink.ts): a small HTTP/1.1 GET over `net` with `onread`, four 1 MiB buffers ' +
+      'lent in turn to a sink that hashes each block once as it arrives (sha256, on the main thread while ' +
+      'the bytes are in the cache: a worker cost more CPU than it saved) and writes it at its position in a ' +
+      'temporary file; ' +
       'the size the catalog gives is checked before anything is written, size and sha256 after; the file is renamed ' +
       'into place only when both match, and removed otherwise. HTTPS, and answers framed other than by ' +
       "Content-Length, go through Node's HTTP client instead. `VisorClient.download` uses node:http; axios is " +

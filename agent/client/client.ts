@@ -213,7 +213,7 @@ export class VisorClient {
   /**
    * Downloads an image's file into what `open` returns, once it has seen the size and metadata
    * (it may refuse by throwing: nothing is downloaded then). Over plain HTTP the socket is read
-   * into a few large reused buffers (shared memory) lent to the sink in turn (blockGet); over HTTPS, or when the
+   * into a few large reused buffers lent to the sink in turn (blockGet); over HTTPS, or when the
    * answer is not a plain Content-Length body, through Node's HTTP client. Resolves once the
    * sink has taken every byte; rejects on a cut-off body, leaving the sink's cleanup to the caller.
    */
@@ -230,10 +230,7 @@ export class VisorClient {
       const headers = this.#signedHeaders('GET', url.pathname, []);
       try {
         const { signal } = options;
-        const { head, errorBody } = await blockGet(url, headers, openSink, {
-          shared: true,
-          ...(signal ? { signal } : {}),
-        });
+        const { head, errorBody } = await blockGet(url, headers, openSink, signal ? { signal } : {});
         if (errorBody) throw this.#statusError(head.status, errorBody);
         return;
       } catch (error) {
