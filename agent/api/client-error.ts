@@ -29,8 +29,8 @@ export function answerClientError(error: NodeJS.ErrnoException, socket: Socket):
     }
     const body = JSON.stringify({ code: status, message });
     socket.end(
-      `HTTP/1.1 ${status} ${reason}\r\n` +
-        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
   };
   // Node keeps the response being written on this socket here (undocumented, stable since 0.x).

@@ -123,7 +123,7 @@ describe('hostile HTTP: answered or dropped, nothing kept, never hung, others st
       await nothingKept();
     });
 
-    it('less than sent, the excess in the same packet: the request is answered first, then 400 and closed', async () => {
+    it('less than sent, the excess in the same packet: the upload answered first, then 400 and closed', async () => {
       // Node's parser meets the excess while the upload is still being answered: that answer must
       // reach the client whole, ahead of the 400 for the bytes after it.
       const body = randomBytes(4096);

@@ -1,0 +1,34 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { OffThreadSha256 } from './off-thread-sha256.js';
+
+describe('OffThreadSha256', () => {
+  it('hashes blocks in the order given, from shared memory and from ordinary buffers, many in flight', async () => {
+    const blocks = Array.from({ length: 40 }, (_, i) => randomBytes(1 + ((i * 7919) % 70_000)));
+    const shared = Buffer.from(new SharedArrayBuffer(70_000));
+    const hash = new OffThreadSha256();
+    try {
+      const updates: Promise<void>[] = [];
+      for (const [i, block] of blocks.entries()) {
+        if (i % 2 === 0) {
+          // Shared memory is not copied: wait before the next block overwrites it.
+          block.copy(shared);
+          await hash.update(shared.subarray(0, block.length));
+        } else updates.push(hash.update(block.subarray(0)));
+      }
+      await Promise.all(updates);
+      expect(await hash.digest()).toBe(createHash('sha256').update(Buffer.concat(blocks)).digest('hex'));
+      // Starts anew after a digest.
+      await hash.update(Buffer.from('abc'));
+      expect(await hash.digest()).toBe(createHash('sha256').update('abc').digest('hex'));
+    } finally {
+      await hash.close();
+    }
+  });
+
+  it('fails what is pending, and what comes after, once its worker is gone', async () => {
+    const hash = new OffThreadSha256();
+    await hash.close();
+    await expect(hash.digest()).rejects.toThrow();
+  });
+});
