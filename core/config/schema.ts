@@ -148,6 +148,8 @@ export const configFileSchema = z.strictObject({
         .optional(),
       /** Scratch space for format conversion; default <dataDir>/cache. */
       cacheDir: z.string().min(1).optional(),
+      /** How often the agent reads the catalog's change feed (clouds' `sync.triggers`): one cheap query each time. */
+      changePoll: duration.default(1000).refine((ms) => ms >= 100 && ms <= 60_000, 'must be from 100ms to 60s'),
       /** Run records kept per target. */
       keepRuns: z.number().int().min(1).max(100_000).default(200),
       /** On SIGTERM, runs in flight get this long to finish before they are aborted (and clean up). */

@@ -38,6 +38,22 @@ export const syncPolicySchema = z.strictObject({
     .string()
     .refine((expr) => validateCron(expr), 'must be a cron expression, e.g. "*/30 * * * *" (every 30 minutes)')
     .optional(),
+  /**
+   * Syncs besides the schedule: a catalog change (add, update, delete, deprecate) to an image this
+   * cloud's selector picks (before or after the change) starts a run once the catalog has been quiet
+   * for `debounce`, or `maxDelay` after the first such change at the latest: a burst is one run.
+   */
+  triggers: z
+    .strictObject({
+      onChange: z.boolean().default(true),
+      debounce: duration.default(2000),
+      maxDelay: duration.default(10_000),
+    })
+    .refine((t) => t.maxDelay >= t.debounce, {
+      message: 'maxDelay must not be shorter than debounce',
+      path: ['maxDelay'],
+    })
+    .prefault({}),
   /** Which catalog images go to this cloud; every condition must hold. */
   selector: z
     .strictObject({
