@@ -55,8 +55,10 @@ export class RuntimeSyncDeps implements SyncDeps {
     this.cacheDir = cacheDirOf(config);
     this.agentId = agentIdOf(config);
     this.instanceId = instanceIdOf(this.agentId);
-    this.limiter = new Limiter(config.agent.concurrency, { shared: true });
-    this.storeLimits = storeLimitsOf(config.stores);
+    // With one cloud there is nobody to leave a slot for.
+    const shared = Object.keys(config.clouds).length > 1;
+    this.limiter = new Limiter(config.agent.concurrency, { shared });
+    this.storeLimits = storeLimitsOf(config.stores, shared);
     this.logger = logger.child({ component: 'sync', agent: this.agentId });
     this.leaseMs = config.agent.leaseSeconds * 1000;
     this.keepRuns = config.agent.keepRuns;

@@ -10,12 +10,15 @@ export interface TransferLimits {
 }
 
 /** One bucket and one set of slots per store with limits, shared by every sync of the runtime. */
-export function storeLimitsOf(stores: Readonly<Record<string, StoreInstance>>): Map<string, TransferLimits> {
+export function storeLimitsOf(
+  stores: Readonly<Record<string, StoreInstance>>,
+  shared = true,
+): Map<string, TransferLimits> {
   const out = new Map<string, TransferLimits>();
   for (const [name, store] of Object.entries(stores)) {
     const limits: TransferLimits = {
       ...(store.maxBandwidth ? { rate: new RateLimiter(store.maxBandwidth) } : {}),
-      ...(store.concurrency ? { slots: new Limiter(store.concurrency, { shared: true }) } : {}),
+      ...(store.concurrency ? { slots: new Limiter(store.concurrency, { shared }) } : {}),
     };
     if (limits.rate || limits.slots) out.set(name, limits);
   }
