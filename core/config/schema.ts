@@ -14,6 +14,14 @@ export const pluginInstanceSchema = z.strictObject({
   options: options.optional(),
 });
 
+/** A store: its plugin and options, and what syncs may take of it (reads of images on their way to clouds). */
+export const storeInstanceSchema = pluginInstanceSchema.extend({
+  /** Bytes per second over every sync transfer reading from this store together (e.g. "50MiB"). */
+  maxBandwidth: byteSize.refine((n) => n > 0, 'must be more than 0 (leave it out for no limit)').optional(),
+  /** Sync transfers reading from this store at once, across all clouds. */
+  concurrency: z.number().int().min(1).max(256).optional(),
+});
+
 export const cloudSchema = z.strictObject({
   adapter: z.string({ error: 'is required: the id of the IaaS adapter (see `visor plugins`)' }),
   options: options.optional(),
@@ -127,7 +135,7 @@ export const configFileSchema = z.strictObject({
     })
     .prefault({}),
   catalog: pluginInstanceSchema.default({ type: 'sqlite' }),
-  stores: z.record(instanceName, pluginInstanceSchema).default({ local: { type: 'file' } }),
+  stores: z.record(instanceName, storeInstanceSchema).default({ local: { type: 'file' } }),
   defaultStore: instanceName.optional(),
   server: serverSchema.prefault({}),
   agent: z
@@ -148,6 +156,8 @@ export const configFileSchema = z.strictObject({
         .optional(),
       /** Scratch space for format conversion; default <dataDir>/cache. */
       cacheDir: z.string().min(1).optional(),
+      /** How often the agent reads the catalog's change feed (clouds' `sync.triggers`): one cheap query each time. */
+      changePoll: duration.default(1000).refine((ms) => ms >= 100 && ms <= 60_000, 'must be from 100ms to 60s'),
       /** Run records kept per target. */
       keepRuns: z.number().int().min(1).max(100_000).default(200),
       /** On SIGTERM, runs in flight get this long to finish before they are aborted (and clean up). */
