@@ -142,6 +142,8 @@ export class EucalyptusDriver implements IaasDriver {
       download: true,
       // DescribeInstances with an image-id filter; false once the cloud or the credentials refused it.
       detectsInUse: this.#client.instancesKnown ?? true,
+      // The hidden stamp removed; launch permissions follow in updateMetadata (access, then sharing).
+      reveals: ['hide'],
       maxPropertyLength: 255,
       // Launch permissions by account id: in effect at once, nobody accepts.
       sharing: { principal: 'account', acceptance: false },
@@ -325,7 +327,7 @@ export class EucalyptusDriver implements IaasDriver {
       EucalyptusClient.hiddenAt(current) ??
       (parseDescription(current.description).hidden ? this.#now().toISOString() : undefined);
     await this.#client.writeMetadata(current, image, markers, hiddenAt, options);
-    // A hidden image stays private whatever the catalog says: un-hiding is a new create.
+    // A hidden image stays private whatever the catalog says: only `reveal` shows it again.
     const access = hiddenAt !== undefined ? 'private' : image.access === 'public' ? 'public' : 'private';
     if ((access === 'public') !== current.isPublic) await this.#client.setAccess(current, access, options);
     return this.get(nativeId, options);
@@ -347,6 +349,16 @@ export class EucalyptusDriver implements IaasDriver {
       return;
     }
     await this.#delete(image, options.signal);
+  }
+
+  /** Undoes hide: the hidden stamp (tag or Description flag) removed, so that updates grant access again. */
+  async reveal(nativeId: string, options: ClaimedCallOptions = {}): Promise<void> {
+    this.#open();
+    const image = await this.#client.image(nativeId, options);
+    const markers = toCloudImage(image).markers;
+    checkClaim(nativeId, markers, options.claim, 'reveal');
+    const hidden = EucalyptusClient.hiddenAt(image) !== undefined || parseDescription(image.description).hidden;
+    if (hidden && markers) await this.#client.writeMetadata(image, this.#asImage(image), markers, undefined, options);
   }
 
   /** Deregisters the image and deletes its bundle, whatever the retire policy allows. */

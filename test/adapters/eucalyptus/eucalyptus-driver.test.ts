@@ -303,6 +303,21 @@ describe('Eucalyptus driver', () => {
     expect(other.capabilities.detectsInUse).toBe(true);
   });
 
+  it_('reveals a hidden image: the hidden stamp removed, access given back by the update, same AMI', async () => {
+    const content = bufferContent(randomImageBytes(64 * 1024));
+    const { image, markers } = imageFor(content, { access: 'public' });
+    const cloud = await driver.create({ image, markers, content, timeoutMs: 120_000 });
+    await driver.retire(cloud.nativeId, 'hide');
+    expect(await driver.get(cloud.nativeId)).toMatchObject({ hidden: true, access: 'private' });
+    const registers = double.calls.filter((c) => c.action === 'RegisterImage').length;
+    await driver.reveal(cloud.nativeId);
+    expect(double.image(cloud.nativeId)!.tags.has(hiddenTagKey)).toBe(false);
+    const shown = await driver.updateMetadata(cloud.nativeId, image, markers);
+    expect(shown).toMatchObject({ nativeId: cloud.nativeId, hidden: false, access: 'public', state: 'active' });
+    expect(double.calls.filter((c) => c.action === 'RegisterImage').length).toBe(registers);
+    expect(driver.capabilities.reveals).toEqual(['hide']);
+  });
+
   it_('hides by taking every launch permission away; updates keep a hidden image private', async () => {
     const content = bufferContent(randomImageBytes(100 * 1024));
     const { image, markers } = imageFor(content, { access: 'public' });
