@@ -202,6 +202,13 @@ async function perform(action: Action, ctx: ExecutorContext & { signal: AbortSig
       const format = action.desired.diskFormat;
       const desired = { ...action.desired.image, ...(format ? { diskFormat: format } : {}) };
       const options = { signal: ctx.signal, claim: action.claim };
+      if (action.kind === 'update' && action.reveal) {
+        if (!ctx.driver.reveal)
+          throw new VisorError('unsupported', `${ctx.driver.adapter}: cannot show a hidden copy again`);
+        await ctx.driver.reveal(action.nativeId, options);
+        // No longer retired: a later retirement starts its grace period afresh.
+        await ctx.catalog.state.delete(retiredKey(ctx.target, action.nativeId));
+      }
       const updated = await ctx.driver.updateMetadata(action.nativeId, desired, markers, options);
       const kept = updated.markers;
       if (kept?.agent !== ctx.agentId || kept.target !== ctx.target || kept.imageId !== image.id) {

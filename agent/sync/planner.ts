@@ -41,6 +41,8 @@ interface UpdateAction {
   nativeId: string;
   changes: string[];
   claim: Claim;
+  /** A hidden or disabled copy of the very same bits, made visible and usable again (`driver.reveal`) first. */
+  reveal?: true;
 }
 
 interface AdoptAction {
@@ -248,6 +250,42 @@ export function plan(input: PlanInput): Plan {
           claim,
         });
       }
+      continue;
+    }
+    // A copy hidden or disabled earlier (obsolete, then undeprecated; or no longer selected, then
+    // selected again) holds the very same bits: shown again where the cloud can, never uploaded twice.
+    const reveals = capabilities.reveals ?? [];
+    const revivable = copies
+      .filter(
+        (c) =>
+          c.markers!.target === target &&
+          c.markers!.sha256 === sha256 &&
+          // A disabled copy may be hidden as part of it (OpenNebula renames it): enabling undoes both.
+          (c.state === 'disabled'
+            ? reveals.includes('disable')
+            : c.state === 'active' && (!c.hidden || reveals.includes('hide'))),
+      )
+      .sort(preferKeep(d, capabilities))[0];
+    if (revivable) {
+      const shown = [
+        ...(revivable.hidden ? ['hidden -> visible'] : []),
+        ...(revivable.state === 'disabled' ? ['disabled -> active'] : []),
+        ...differences(revivable, d, capabilities),
+      ];
+      const { nativeId } = revivable;
+      const claim = claimOf(revivable);
+      actions.push({
+        kind: 'update',
+        imageId: image.id,
+        name: image.name,
+        desired: d,
+        nativeId,
+        changes: shown,
+        claim,
+        reveal: true,
+      });
+      for (const c of copies)
+        if (c !== revivable && (c.state === 'active' || c.state === 'disabled')) retire(c, 'superseded copy');
       continue;
     }
     const stale = copies.filter((c) => c.state === 'active' || c.state === 'disabled');

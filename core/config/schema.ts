@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { defaultSoftDeleteMs } from '../image/deprecation.js';
 import { storeNamePattern } from '../image/schema.js';
 import { byteSize } from './byte-size.js';
 import { logLevels } from '../logging/logger.js';
@@ -170,8 +171,8 @@ export const configFileSchema = z.strictObject({
   /** The life cycle of catalog images (docs/lifecycle.md). */
   lifecycle: z
     .strictObject({
-      /** How long a deleted image is kept, bits included, restorable with `visor restore` (0: deleted at once). */
-      softDelete: duration.default(0),
+      /** How long a deleted image is kept, bits included, restorable with `visor restore` (7d; 0: deleted at once). */
+      softDelete: duration.default(defaultSoftDeleteMs),
       /** How often `visor serve` applies due deprecation dates and purges expired deleted images. */
       sweepEvery: duration.default(60_000).refine((ms) => ms >= 1000, 'must be at least 1s'),
     })

@@ -119,7 +119,19 @@ describe('hostile HTTP: answered or dropped, nothing kept, never hung, others st
       });
       const [image] = (listed.json() as { images: { _id: string; size: number; status: string }[] }).images;
       expect(image).toMatchObject({ size: 100, status: 'available' });
-      await rawRequest(t.url, { method: 'DELETE', path: `/images/${image!._id}`, as: t.users.bob });
+      const deleted = await rawRequest(t.url, { method: 'DELETE', path: `/images/${image!._id}`, as: t.users.bob });
+      // Deleted softly (restorable for lifecycle.softDelete): purged to leave nothing behind.
+      expect(deleted.json()).toMatchObject({ image: { status: 'deleted' } });
+      const purge = { 'content-type': 'application/json' };
+      const path = `/images/${image!._id}/purge`;
+      const purged = await rawRequest(t.url, {
+        method: 'POST',
+        path,
+        headers: purge,
+        body: Buffer.from('{}'),
+        as: t.users.bob,
+      });
+      expect(purged.status).toBe(200);
       await nothingKept();
     });
 
