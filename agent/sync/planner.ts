@@ -265,20 +265,20 @@ export function plan(input: PlanInput): Plan {
             ? reveals.includes('disable')
             : c.state === 'active' && (!c.hidden || reveals.includes('hide'))),
       )
-      .sort(preferKeep(d, capabilities))[0];
+      .sort(preferKeep(w, capabilities))[0];
     if (revivable) {
       const shown = [
         ...(revivable.hidden ? ['hidden -> visible'] : []),
         ...(revivable.state === 'disabled' ? ['disabled -> active'] : []),
-        ...differences(revivable, d, capabilities),
+        ...differences(revivable, w, capabilities),
       ];
       const { nativeId } = revivable;
       const claim = claimOf(revivable);
       actions.push({
         kind: 'update',
         imageId: image.id,
-        name: image.name,
-        desired: d,
+        name: w.name,
+        desired: desired(w),
         nativeId,
         changes: shown,
         claim,

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { planJson } from '../../../agent/cli/sync-output.js';
+import { planJson } from '../../../agent/sync/plan-view.js';
 import { planTarget, syncTarget } from '../../../agent/sync/runner.js';
 import { deprecate } from '../../../core/image/deprecation.js';
 import { memorySyncWorld } from '../../support/memory-sync.js';
