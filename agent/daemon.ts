@@ -20,6 +20,8 @@ import { TransferTracker } from './sync/transfers.js';
 import { sharingSummary } from './sync/share-run.js';
 import { deliverWebhooks } from './notify/webhooks.js';
 import { changingResults, SubscriptionScheduler } from './sources/scheduler.js';
+import { ChangeWatch } from './sync/change-watch.js';
+import { selectorFor } from './sync/desired.js';
 
 export interface TargetStatus {
   name: string;
@@ -65,9 +67,11 @@ interface Generation {
   deps: SyncDeps;
   tasks: Map<string, ScheduledTask>;
   subscriptions: SubscriptionScheduler;
+  /** Wakes the clouds a catalog change concerns (absent when no cloud wants it, or the catalog keeps no feed). */
+  changes: ChangeWatch | undefined;
 }
 
-/** Catalog changes from subscriptions wake the clouds after this quiet time (several changes, one sync). */
+/** Without a change feed in the catalog, subscriptions' imports wake every cloud after this quiet time. */
 export const wakeDebounceMs = 2_000;
 
 export type AgentOptions = Omit<RuntimeOptions, 'setup' | 'storage' | 'publish' | 'serveContent' | 'only'> &
@@ -273,6 +277,7 @@ export class AgentDaemon implements AgentControl {
       throw error;
     }
     const old = this.#generation;
+    await old?.changes?.stop();
     await this.#activate(runtime, true);
     if (old) {
       for (const task of old.tasks.values()) await task.destroy();
@@ -291,6 +296,7 @@ export class AgentDaemon implements AgentControl {
   async stop(graceMs = (this.#base?.config.agent.stopGraceSeconds ?? 60) * 1000): Promise<void> {
     const generation = this.#generation;
     clearTimeout(this.#wake);
+    await generation?.changes?.stop();
     for (const task of generation?.tasks.values() ?? []) await task.destroy();
     const subscriptions = generation ? [generation.subscriptions.stop()] : [];
     const running = Promise.allSettled([...this.#running.values(), ...subscriptions]);
@@ -333,14 +339,16 @@ export class AgentDaemon implements AgentControl {
       if (!target.policy.enabled || !target.policy.schedule) continue;
       tasks.set(name, this.#schedule(target));
     }
-    const generation: Generation = { runtime, built, deps, tasks, subscriptions: undefined as never };
+    const changes = await this.#watchChanges(built, runtime);
+    const generation: Generation = { runtime, built, deps, tasks, subscriptions: undefined as never, changes };
     generation.subscriptions = new SubscriptionScheduler({
       runtime,
       logger: this.#logger!,
       agent: agentId,
       signal: this.#stop.signal,
       onRun: async (record) => {
-        if (record.actions.some((a) => changingResults.has(a.result))) this.#wakeClouds();
+        const changed = record.actions.some((a) => changingResults.has(a.result));
+        if (changed && !this.#server!.catalog.changes) this.#wakeClouds();
         return this.#notify(record, generation);
       },
     });
@@ -350,7 +358,43 @@ export class AgentDaemon implements AgentControl {
         agent: agentId,
         clouds: [...built.targets.keys()],
         scheduled: [...tasks.keys()],
+        onChange: changes ? [...built.targets.values()].filter((t) => wantsChanges(t)).map((t) => t.name) : [],
       });
+  }
+
+  /** The change watch of a generation: the enabled clouds with `sync.triggers.onChange`, over the catalog's feed. */
+  async #watchChanges(built: BuiltTargets, runtime: Runtime): Promise<ChangeWatch | undefined> {
+    const targets = [...built.targets.values()].filter(wantsChanges);
+    if (targets.length === 0) return undefined;
+    const feed = this.#server!.catalog.changes;
+    if (!feed) {
+      this.#logger!.info('the catalog keeps no change feed: clouds sync on their schedule (and subscriptions)', {
+        catalog: this.#server!.catalog.kind,
+      });
+      return undefined;
+    }
+    const watch = new ChangeWatch({
+      feed,
+      targets: targets.map((t) => ({
+        name: t.name,
+        selects: selectorFor(t.policy, t.name),
+        debounceMs: t.policy.triggers.debounce,
+        maxDelayMs: t.policy.triggers.maxDelay,
+      })),
+      pollMs: runtime.config.agent.changePoll,
+      logger: this.#logger!.child({ component: 'change-watch' }),
+      wake: (name, changes) => {
+        if (this.#running.has(name)) return false;
+        if (this.#stop.signal.aborted) return true;
+        this.#logger!.info('catalog changed; syncing the cloud', { target: name, changes });
+        this.trigger(name, 'change').catch((error: unknown) =>
+          this.#logger!.warn('sync after a catalog change failed', { target: name, error: toVisorError(error) }),
+        );
+        return true;
+      },
+    });
+    await watch.start();
+    return watch;
   }
 
   /** Runs a subscription of the config now, as its schedule would. */
@@ -372,8 +416,8 @@ export class AgentDaemon implements AgentControl {
       const generation = this.#generation;
       if (!generation || this.#stop.signal.aborted) return;
       for (const [name, target] of generation.built.targets) {
-        if (!target.policy.enabled) continue;
-        this.trigger(name, 'schedule').catch((error: unknown) =>
+        if (!wantsChanges(target)) continue;
+        this.trigger(name, 'change').catch((error: unknown) =>
           this.#logger!.warn('woken sync failed', { target: name, error: toVisorError(error) }),
         );
       }
@@ -419,6 +463,10 @@ export class AgentDaemon implements AgentControl {
       },
     );
   }
+}
+
+function wantsChanges(target: Target): boolean {
+  return target.policy.enabled && target.policy.triggers.onChange;
 }
 
 function summarise(run: RunRecord): NonNullable<TargetStatus['lastRun']> {

@@ -9,7 +9,7 @@ import {
   type Ec2QueryClient,
 } from '../../core/wire/ec2/client.js';
 import { descriptionOf, hiddenTagKey, tagChanges, tagsOf, type Registration } from './mapper.js';
-import type { Ec2Image } from '../../core/wire/ec2/schema.js';
+import type { Ec2Image, Ec2Instance } from '../../core/wire/ec2/schema.js';
 
 /**
  * The adapter's EC2 side: what the driver asks of the cloud, in its terms. It decides where
@@ -17,6 +17,17 @@ import type { Ec2Image } from '../../core/wire/ec2/schema.js';
  * code of a DescribeTags probe), lists only the account's own images, hides deregistered ones,
  * and turns a duplicate-name RegisterImage of the very same bundle into the image that exists.
  */
+
+/** Filter values per DescribeInstances call (AWS takes up to 200 values in one filter). */
+const imageIdsPerCall = 100;
+
+/** The cloud has no DescribeInstances, or these credentials may not call it. */
+function cannotListInstances(error: unknown): boolean {
+  if (!isVisorError(error)) return false;
+  const code = error.details?.['code'];
+  if (typeof code === 'string' && unsupportedActionCodes.has(code)) return true;
+  return error.kind === 'unsupported' || error.kind === 'forbidden';
+}
 
 export interface EucalyptusClientOptions {
   ec2: Ec2QueryClient;
@@ -26,8 +37,13 @@ export interface EucalyptusClientOptions {
   tagsSupported: boolean | 'auto';
   /** Most tags the cloud keeps on one resource (AWS 50; old Eucalyptus and AWS before 2016: 10). */
   maxTags: number;
-  /** MaxResults for DescribeImages (AWS only; Eucalyptus has no paging). */
+  /** MaxResults for DescribeImages and DescribeInstances (AWS only; Eucalyptus has no paging). */
   pageSize?: number | undefined;
+  /**
+   * Whether to ask DescribeInstances which images instances use (default true). A cloud without
+   * the call, or credentials refused it, turn it off at the first answer (with a warning).
+   */
+  detectInUse?: boolean | undefined;
   logger: Logger;
 }
 
@@ -35,10 +51,63 @@ export class EucalyptusClient {
   readonly #o: EucalyptusClientOptions;
   #tags: boolean | undefined;
   #probe: Promise<boolean> | undefined;
+  #instances: boolean | undefined;
 
   constructor(options: EucalyptusClientOptions) {
     this.#o = options;
     this.#tags = typeof options.tagsSupported === 'boolean' ? options.tagsSupported : undefined;
+    this.#instances = options.detectInUse === false ? false : undefined;
+  }
+
+  /** Whether instances can be listed: false once the cloud refused DescribeInstances; undefined until asked. */
+  get instancesKnown(): boolean | undefined {
+    return this.#instances;
+  }
+
+  /**
+   * Image id -> ids of the instances that use it (every state but `terminated`: a stopped instance
+   * can start again from it), asked with DescribeInstances and an `image-id` filter, a bounded
+   * number of ids per call. undefined when the cloud cannot tell: no such call (InvalidAction) or
+   * not allowed to these credentials; then the cloud's own refusal is the only guard. Any other
+   * failure is thrown: "not in use" is never assumed from a failed call.
+   */
+  async instancesUsing(
+    imageIds: readonly string[],
+    options: Ec2CallOptions = {},
+  ): Promise<Map<string, string[]> | undefined> {
+    if (this.#instances === false) return undefined;
+    const using = new Map<string, string[]>();
+    const paging = this.#o.pageSize !== undefined ? { pageSize: this.#o.pageSize } : {};
+    const wanted = new Set(imageIds);
+    for (let start = 0; start < imageIds.length; start += imageIdsPerCall) {
+      const chunk = imageIds.slice(start, start + imageIdsPerCall);
+      let found: Ec2Instance[];
+      try {
+        found = await this.#o.ec2.describeInstances(
+          { filters: [{ name: 'image-id', values: chunk }], ...paging },
+          options,
+        );
+      } catch (error) {
+        if (!cannotListInstances(error)) throw error;
+        this.#instances = false;
+        this.#o.logger.warn(
+          "eucalyptus: DescribeInstances is refused here; images in use cannot be seen (the cloud's own refusal " +
+            'to deregister is the only guard)',
+          { code: isVisorError(error) ? error.details?.['code'] : undefined },
+        );
+        return undefined;
+      }
+      for (const instance of found) {
+        // The filter is the cloud's; an instance of another image (a cloud ignoring filters) is not counted.
+        if (instance.imageId === undefined || !wanted.has(instance.imageId) || instance.state === 'terminated')
+          continue;
+        const list = using.get(instance.imageId) ?? [];
+        list.push(instance.id);
+        using.set(instance.imageId, list);
+      }
+    }
+    this.#instances = true;
+    return using;
   }
 
   /** Whether tags are known to work; undefined until the first call has found out ('auto'). */

@@ -64,8 +64,10 @@ export interface EucalyptusDriverOptions {
   keepPartsForRetry: boolean;
   tagsSupported: boolean | 'auto';
   maxTags: number;
-  /** MaxResults per DescribeImages page (AWS); unset for Eucalyptus. */
+  /** MaxResults per DescribeImages and DescribeInstances page (AWS); unset for Eucalyptus. */
   pageSize?: number | undefined;
+  /** Ask DescribeInstances which images instances use (default true; off by itself where refused). */
+  detectInUse?: boolean | undefined;
   /** Default EKI / ERI for paravirtual (ami) machine images. */
   kernelId?: string | undefined;
   ramdiskId?: string | undefined;
@@ -102,6 +104,7 @@ export class EucalyptusDriver implements IaasDriver {
       tagsSupported: options.tagsSupported,
       maxTags: options.maxTags,
       pageSize: options.pageSize,
+      detectInUse: options.detectInUse,
       logger: this.#logger,
     });
     this.#walrus = new WalrusBundles({
@@ -137,7 +140,10 @@ export class EucalyptusDriver implements IaasDriver {
       properties: tags,
       tags,
       download: true,
-      detectsInUse: false,
+      // DescribeInstances with an image-id filter; false once the cloud or the credentials refused it.
+      detectsInUse: this.#client.instancesKnown ?? true,
+      // The hidden stamp removed; launch permissions follow in updateMetadata (access, then sharing).
+      reveals: ['hide'],
       maxPropertyLength: 255,
       // Launch permissions by account id: in effect at once, nobody accepts.
       sharing: { principal: 'account', acceptance: false },
@@ -174,14 +180,23 @@ export class EucalyptusDriver implements IaasDriver {
   async list(options: DriverCallOptions = {}): Promise<CloudImage[]> {
     this.#open();
     await this.#client.tagsSupported(options);
-    return (await this.#client.images(options)).map((i) => toCloudImage(i));
+    const images = await this.#client.images(options);
+    const using = await this.#client.instancesUsing(
+      images.map((i) => i.id),
+      options,
+    );
+    return images.map((i) => toCloudImage(i, using ? { instances: using.get(i.id) ?? [] } : {}));
   }
 
   async get(nativeId: string, options: DriverCallOptions = {}): Promise<CloudImage> {
     this.#open();
     await this.#client.tagsSupported(options);
     const image = await this.#client.image(nativeId, options);
-    return toCloudImage(image, { ...(await this.#sizeOf(image, options.signal)) });
+    const using = await this.#client.instancesUsing([image.id], options);
+    return toCloudImage(image, {
+      ...(await this.#sizeOf(image, options.signal)),
+      ...(using ? { instances: using.get(image.id) ?? [] } : {}),
+    });
   }
 
   /** The EC2 endpoint and the account: `list` asks for Owner=self, the credentials' own images. */
@@ -312,7 +327,7 @@ export class EucalyptusDriver implements IaasDriver {
       EucalyptusClient.hiddenAt(current) ??
       (parseDescription(current.description).hidden ? this.#now().toISOString() : undefined);
     await this.#client.writeMetadata(current, image, markers, hiddenAt, options);
-    // A hidden image stays private whatever the catalog says: un-hiding is a new create.
+    // A hidden image stays private whatever the catalog says: only `reveal` shows it again.
     const access = hiddenAt !== undefined ? 'private' : image.access === 'public' ? 'public' : 'private';
     if ((access === 'public') !== current.isPublic) await this.#client.setAccess(current, access, options);
     return this.get(nativeId, options);
@@ -336,6 +351,16 @@ export class EucalyptusDriver implements IaasDriver {
     await this.#delete(image, options.signal);
   }
 
+  /** Undoes hide: the hidden stamp (tag or Description flag) removed, so that updates grant access again. */
+  async reveal(nativeId: string, options: ClaimedCallOptions = {}): Promise<void> {
+    this.#open();
+    const image = await this.#client.image(nativeId, options);
+    const markers = toCloudImage(image).markers;
+    checkClaim(nativeId, markers, options.claim, 'reveal');
+    const hidden = EucalyptusClient.hiddenAt(image) !== undefined || parseDescription(image.description).hidden;
+    if (hidden && markers) await this.#client.writeMetadata(image, this.#asImage(image), markers, undefined, options);
+  }
+
   /** Deregisters the image and deletes its bundle, whatever the retire policy allows. */
   async discard(nativeId: string, options: ClaimedCallOptions = {}): Promise<void> {
     this.#open();
@@ -351,6 +376,17 @@ export class EucalyptusDriver implements IaasDriver {
   }
 
   async #delete(image: Ec2Image, signal?: AbortSignal): Promise<void> {
+    // AWS deregisters an image instances run from; Eucalyptus refuses. Either way visor does not.
+    const instances = (await this.#client.instancesUsing([image.id], { signal }))?.get(image.id) ?? [];
+    if (instances.length > 0) {
+      const shown = instances.slice(0, 5).join(', ') + (instances.length > 5 ? ', ...' : '');
+      throw new VisorError(
+        'conflict',
+        `eucalyptus: image ${image.id} is in use by ${instances.length} instance(s) (${shown}) ` +
+          'and cannot be deregistered',
+        { details: { nativeId: image.id, instances: instances.length } },
+      );
+    }
     await this.#client.deregister(image.id, { signal });
     this.#logger.info('eucalyptus: image deregistered', { nativeId: image.id });
     await this.#deleteBundleOf(image);

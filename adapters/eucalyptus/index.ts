@@ -96,7 +96,11 @@ export const eucalyptusOptionsSchema = z.strictObject({
     .min(5)
     .max(1000)
     .optional()
-    .describe('DescribeImages MaxResults (AWS); unset for Eucalyptus'),
+    .describe('DescribeImages and DescribeInstances MaxResults (AWS); unset for Eucalyptus'),
+  detectInUse: z
+    .boolean()
+    .default(true)
+    .describe('ask DescribeInstances which images instances use (deletions of those are deferred)'),
   kernelId: z
     .string()
     .regex(/^[ae]ki-[0-9a-f]{8,17}$/, 'must be a kernel image id (eki-… or aki-…)')
@@ -171,6 +175,7 @@ export const eucalyptusPlugin = definePlugin({
       tagsSupported: options.tagsSupported,
       maxTags: options.maxTags,
       pageSize: options.pageSize,
+      detectInUse: options.detectInUse,
       kernelId: options.kernelId,
       ramdiskId: options.ramdiskId,
       pollIntervalMs: options.pollInterval * 1000,

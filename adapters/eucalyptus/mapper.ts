@@ -189,6 +189,8 @@ export function parseDescription(description: string | undefined): DescriptionBl
 export interface ReadExtras {
   /** Unbundled image size from the bundle manifest, when it could be read. */
   size?: number;
+  /** Instances (not terminated) run from the image, as DescribeInstances says; unknown when absent. */
+  instances?: readonly string[];
 }
 
 export function toCloudImage(image: Ec2Image, extras: ReadExtras = {}): CloudImage {
@@ -205,8 +207,9 @@ export function toCloudImage(image: Ec2Image, extras: ReadExtras = {}): CloudIma
     name,
     state: stateOf(image.state),
     hidden: image.tags[hiddenTagKey] !== undefined || block.hidden || image.state === 'hidden',
-    // EC2 does not say; DeregisterImage refuses (InvalidAMIID.Unavailable) while instances run.
-    inUse: false,
+    // From DescribeInstances (image-id filter); where the cloud cannot tell, DeregisterImage's refusal
+    // (InvalidAMIID.Unavailable on Eucalyptus) is the only guard.
+    inUse: (extras.instances?.length ?? 0) > 0,
     access: image.isPublic ? 'public' : 'private',
     ...formatsOf(image),
     ...(extras.size !== undefined ? { size: extras.size } : {}),

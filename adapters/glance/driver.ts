@@ -119,6 +119,8 @@ export class GlanceDriver implements IaasDriver {
       tags: true,
       download: true,
       detectsInUse: false,
+      // os_hidden=false; deactivated -> POST .../actions/reactivate.
+      reveals: ['hide', 'disable'],
       maxPropertyLength: 65535,
       sharing: Object.freeze({ principal: 'project', acceptance: true } as const),
     } satisfies DriverCapabilities);
@@ -269,6 +271,15 @@ export class GlanceDriver implements IaasDriver {
     } else {
       await this.#delete(current, options.signal);
     }
+  }
+
+  /** Undoes hide and disable: reactivated where deactivated, then os_hidden=false; the bits and the id stay. */
+  async reveal(nativeId: string, options: ClaimedCallOptions = {}): Promise<void> {
+    const current = await this.#client.getImage(nativeId, options.signal);
+    checkClaim(nativeId, toCloudImage(current).markers, options.claim, 'reveal');
+    if (current.status === 'deactivated') await this.#client.reactivate(nativeId, options.signal);
+    if (current.os_hidden === true)
+      await this.#client.patch(nativeId, [{ op: 'replace', path: '/os_hidden', value: false }], options.signal);
   }
 
   /** DELETE, whatever retireModes allows: what a failed create or a broken copy leaves is removed. */

@@ -140,6 +140,8 @@ export class OpenNebulaDriver implements IaasDriver {
       // SOURCE is a file only a co-located agent can read.
       download: !remote,
       detectsInUse: true,
+      // ENABLE, the EXPIRED_ prefix taken off the name, the expiry stamp cleared.
+      reveals: ['disable'],
       // One group per image: sharing moves the image to it (GROUP_U comes with access `shared`).
       ...(options.homeGroup !== undefined
         ? { sharing: Object.freeze({ principal: 'group', maxPrincipals: 1, acceptance: false } as const) }
@@ -319,7 +321,7 @@ export class OpenNebulaDriver implements IaasDriver {
     const current = await this.#client.image(id, options.signal);
     checkClaim(nativeId, toCloudImage(current, this.#read).markers, options.claim, 'update');
     const hidden = current.name.startsWith(this.#read.expiredPrefix);
-    // A retired image keeps its EXPIRED_<time>_ prefix: renaming it back would un-hide it.
+    // A retired image keeps its EXPIRED_<time>_ prefix: only `reveal` renames it back.
     const name = hidden
       ? current.name.slice(0, current.name.length - originalName(current.name, this.#read.expiredPrefix).length) +
         image.name
@@ -346,6 +348,21 @@ export class OpenNebulaDriver implements IaasDriver {
     checkClaim(nativeId, toCloudImage(image, this.#read).markers, options.claim, mode);
     if (mode === 'delete') return this.#delete(image, options.signal);
     await this.#disable(image, options.signal);
+  }
+
+  /** Undoes a retirement: enabled again, its name back, the expiry stamp cleared (access follows in updateMetadata). */
+  async reveal(nativeId: string, options: ClaimedCallOptions = {}): Promise<void> {
+    this.#open();
+    const id = imageIdOf(nativeId);
+    const image = await this.#client.image(id, options.signal);
+    checkClaim(nativeId, toCloudImage(image, this.#read).markers, options.claim, 'reveal');
+    if (image.state === oneImageStates.DISABLED) await this.#client.enableImage(id, true, options.signal);
+    const name = originalName(image.name, this.#read.expiredPrefix);
+    if (name !== image.name) await this.#client.renameImage(id, name, options.signal);
+    if (image.template[oneAttributes.expired]) {
+      const cleared = serializeTemplate({ [oneAttributes.expired]: '' }, 'expiry stamp');
+      await this.#client.updateImage(id, cleared, true, options.signal);
+    }
   }
 
   /** one.image.delete and the wait until oned has removed it, whatever the retire policy. */
@@ -563,7 +580,7 @@ export class OpenNebulaDriver implements IaasDriver {
     }
     if (!image.name.startsWith(this.#read.expiredPrefix))
       await this.#client.renameImage(image.id, expiredName(image.name, now, this.#read.expiredPrefix), signal);
-    if (image.template[oneAttributes.expired] === undefined) {
+    if (!image.template[oneAttributes.expired]) {
       await this.#client.updateImage(
         image.id,
         serializeTemplate({ [oneAttributes.expired]: now.toISOString() }, 'expiry stamp'),

@@ -1,3 +1,4 @@
+import { answerClientError } from './client-error.js';
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import Fastify, {
@@ -119,8 +120,9 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     forceCloseConnections: 'idle',
     exposeHeadRoutes: false,
     // A random id per request, in every answer and log line: 5xx answers name it instead of their details.
-    genReqId: () => randomBytes(8).toString('hex'),
+    genReqId: requestIds(),
     requestIdHeader: false,
+    clientErrorHandler: answerClientError,
     ...(options.tls
       ? { https: { ...serverOptions, ...options.tls, handshakeTimeout: limits.headerTimeoutMs } }
       : { http: serverOptions }),
@@ -201,15 +203,21 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     request.bodyCheck = bodyCheckOf(signable, type, authenticated.verifyTrailer);
   });
 
+  // One line per request. Refusals (4xx: bad signatures, unknown images, bad input) are info; answered
+  // requests are debug: at info, the line cost a small request's own CPU again (see BENCHMARKS.md),
+  // and /metrics counts them by route and status anyway. Failures (5xx) are logged as errors too.
   app.addHook('onResponse', async (request, reply) => {
-    logger.info('request', {
+    const status = reply.statusCode;
+    const line = {
       method: request.method,
       path: loggedPath(request),
-      status: reply.statusCode,
+      status,
       request: request.id,
       ms: Math.round(reply.elapsedTime),
       caller: request.caller?.name,
-    });
+    };
+    if (status >= 400) logger.info('request', line);
+    else logger.debug('request', line);
   });
 
   app.setErrorHandler(async (error, request, reply) => {
@@ -264,6 +272,23 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
 }
 
 const safeMethods = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * Random 16-hex-digit request ids, cut from a pool of random bytes refilled 512 ids at a time:
+ * a call into the system's random source per request cost more than the rest of the id.
+ */
+function requestIds(): () => string {
+  let pool = Buffer.alloc(0);
+  let at = 0;
+  return () => {
+    if (at + 8 > pool.length) {
+      pool = randomBytes(4096);
+      at = 0;
+    }
+    at += 8;
+    return pool.toString('hex', at - 8, at);
+  };
+}
 
 /**
  * A change made with a session cookie must carry the session's CSRF token (which another site

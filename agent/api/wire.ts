@@ -40,8 +40,7 @@ export function toDetail(
 ): WireImage {
   // Owners and members are kept as user ids (stable); people read and write them as names.
   const person = (id: string) => names.get(id) ?? id;
-  return compact({
-    ...image.properties,
+  return withProperties(image.properties, {
     _id: image.id,
     uri: `${baseUrl}/images/${image.id}`,
     name: image.name,
@@ -381,7 +380,32 @@ function flagValue(value: unknown): boolean | undefined {
 }
 
 function compact(value: Record<string, unknown>): WireImage {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as WireImage;
+  const out: WireImage = {};
+  for (const key in value) {
+    const v = value[key];
+    if (v !== undefined) out[key] = v as WireImage[string];
+  }
+  return out;
+}
+
+/**
+ * `compact({ ...properties, ...fields })`, without spreading: a literal of forty fields after a
+ * spread of properties took V8 ~50 µs per image (each field a new hidden class), more than the
+ * rest of a listing. Same keys, same order, same values: properties first, a field named like a
+ * property (none can be, see reservedPropertyKeys) overriding it in place.
+ */
+function withProperties(properties: Readonly<Record<string, unknown>> | undefined, fields: Record<string, unknown>) {
+  const out: WireImage = {};
+  for (const key in properties) {
+    if (!Object.hasOwn(properties, key)) continue;
+    const v = Object.hasOwn(fields, key) ? fields[key] : properties[key];
+    if (v !== undefined) out[key] = v as WireImage[string];
+  }
+  for (const key in fields) {
+    const v = fields[key];
+    if (v !== undefined && !Object.hasOwn(out, key)) out[key] = v as WireImage[string];
+  }
+  return out;
 }
 
 /**

@@ -1,67 +1,19 @@
 import type { RunRecord } from '../../core/catalog/port.js';
 import type { SyncEvent } from '../sync/executor.js';
-import type { Action, Plan } from '../sync/planner.js';
-import { describeShare, type ShareAction } from '../sync/share-plan.js';
-
-/** A plan as `visor plan` shows it: with its sharing step when the runner planned one. */
-type ShownPlan = Plan & { sharing?: readonly ShareAction[] };
+import { describeAction, type ShownPlan } from '../sync/plan-view.js';
+import type { Action } from '../sync/planner.js';
+import { describeShare } from '../sync/share-plan.js';
 import { ExitCode } from './exit-codes.js';
 import { humanSize } from './format.js';
 import type { CliIo } from './io.js';
 
-/** How `plan`, `sync` and `migrate` show plans, runs and progress. */
-export function describeAction(action: Action): string {
-  switch (action.kind) {
-    case 'create':
-      return action.desired.convertFrom
-        ? `upload (convert ${action.desired.convertFrom} -> ${action.desired.diskFormat})`
-        : 'upload';
-    case 'replace':
-      return `upload new content, then retire ${count(action.retire.length, 'old copy', 'old copies')}`;
-    case 'update':
-      return action.changes.join('; ');
-    case 'adopt':
-      return `mark ${action.nativeId} as this target's (${action.reason})`;
-    case 'retire':
-      return `${action.mode}${action.startsGrace ? ' (grace period starts)' : ''}: ${action.reason}`;
-    case 'cleanup':
-      return `delete ${action.nativeId}: ${action.reason}`;
-    case 'import':
-      return `import ${action.mode === 'full' ? 'metadata and bits' : 'metadata'} into the catalog`;
-  }
-}
-
-const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
-
+/** How `plan`, `sync` and `migrate` show plans, runs and progress (the plan's words: sync/plan-view). */
 export const planHeaders = ['CLOUD', 'ACTION', 'IMAGE', 'DETAIL'] as const;
 
 export function planRows(plan: ShownPlan): string[][] {
   const rows = plan.actions.map((a) => [plan.target, a.kind, a.name, describeAction(a)]);
   for (const s of plan.sharing ?? []) rows.push([plan.target, s.kind, s.name, describeShare(s)]);
   return rows;
-}
-
-export function planJson(plan: ShownPlan) {
-  return {
-    target: plan.target,
-    actions: plan.actions.map((a) => ({
-      kind: a.kind,
-      name: a.name,
-      ...('imageId' in a && a.imageId ? { imageId: a.imageId } : {}),
-      ...('nativeId' in a ? { nativeId: a.nativeId } : {}),
-      detail: describeAction(a),
-    })),
-    sharing: (plan.sharing ?? []).map((s) => ({
-      kind: s.kind,
-      name: s.name,
-      imageId: s.imageId,
-      nativeId: s.nativeId,
-      add: s.add,
-      remove: s.remove,
-      detail: describeShare(s),
-    })),
-    notes: plan.notes,
-  };
 }
 
 export function exitCodeOf(statuses: readonly RunRecord['status'][]): number {

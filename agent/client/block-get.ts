@@ -16,8 +16,6 @@ export interface BlockGetOptions {
   /** Buffers the socket reads into; up to this many blocks are with the sink at once. */
   buffers?: number;
   bufferSize?: number;
-  /** Buffers in shared memory (a SharedArrayBuffer each): a sink can hand them to a worker thread without a copy. */
-  shared?: boolean;
   /** Error bodies (JSON messages) longer than this are cut. */
   maxErrorBody?: number;
   signal?: AbortSignal;
@@ -55,8 +53,7 @@ export function blockGet(
   const size = options.bufferSize ?? 1024 * 1024;
   const maxErrorBody = options.maxErrorBody ?? 1024 * 1024;
   return new Promise((resolve, reject) => {
-    const allocate = () => (options.shared ? Buffer.from(new SharedArrayBuffer(size)) : Buffer.allocUnsafeSlow(size));
-    const pool: Buffer[] = Array.from({ length: count }, allocate);
+    const pool: Buffer[] = Array.from({ length: count }, () => Buffer.allocUnsafeSlow(size));
     const owned = new Set<Buffer>(pool);
     /** Buffers lent to the sink, oldest first, each with the promise of its return. */
     const lent: { buffer: Buffer; back: Promise<void> }[] = [];

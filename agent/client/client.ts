@@ -17,13 +17,17 @@ import {
 import { isVisorError, VisorError, type ErrorKind } from '../../core/errors.js';
 import { decodeHeaderValue, encodeHeaderValue, META_PREFIX } from '../api/headers.js';
 import { blockGet, NotPlainBody, type BlockSink, type ResponseHead } from './block-get.js';
+import { type FileBody, sendFileBody } from './file-body.js';
 import type { ClientSettings } from './credentials.js';
 
 export type WireValue = string | number | string[] | null;
 export type WireMetadata = Record<string, WireValue>;
 export type WireImage = Record<string, unknown>;
 
-export interface UploadSource {
+/** An upload body: a stream, or an open file (read in large blocks; the cheaper way, see sendFileBody). */
+export type UploadSource = StreamBody | FileBody;
+
+export interface StreamBody {
   stream: Readable;
   size: number;
   onProgress?: (bytes: number) => void;
@@ -209,7 +213,7 @@ export class VisorClient {
   /**
    * Downloads an image's file into what `open` returns, once it has seen the size and metadata
    * (it may refuse by throwing: nothing is downloaded then). Over plain HTTP the socket is read
-   * into a few large reused buffers (shared memory) lent to the sink in turn (blockGet); over HTTPS, or when the
+   * into a few large reused buffers lent to the sink in turn (blockGet); over HTTPS, or when the
    * answer is not a plain Content-Length body, through Node's HTTP client. Resolves once the
    * sink has taken every byte; rejects on a cut-off body, leaving the sink's cleanup to the caller.
    */
@@ -226,10 +230,7 @@ export class VisorClient {
       const headers = this.#signedHeaders('GET', url.pathname, []);
       try {
         const { signal } = options;
-        const { head, errorBody } = await blockGet(url, headers, openSink, {
-          shared: true,
-          ...(signal ? { signal } : {}),
-        });
+        const { head, errorBody } = await blockGet(url, headers, openSink, signal ? { signal } : {});
         if (errorBody) throw this.#statusError(head.status, errorBody);
         return;
       } catch (error) {
@@ -287,19 +288,24 @@ export class VisorClient {
     const signable = { method, path: new URL(path, 'http://x').pathname, query: [], headers };
     const signed = accessKey && secretKey ? signRequest(accessKey, secretKey, signable) : headers;
     const requestSignature = /Signature=([0-9a-f]{64})$/.exec(signed['authorization'] ?? '')?.[1];
-    const meter = new Meter(file.onProgress);
     const trailers = (sha256: string): Record<string, string> => ({
       [CONTENT_HASH_HEADER]: sha256,
       ...(secretKey && requestSignature
         ? { [TRAILER_SIGNATURE_HEADER]: trailerSignature(secretKey, requestSignature, sha256) }
         : {}),
     });
-    file.stream.once('error', (error) => meter.destroy(error));
-    const response = await this.#stream(method, path, signed, file.stream.pipe(meter), () => trailers(meter.digest()));
+    let sent: string | undefined;
+    const response = await this.#stream(method, path, signed, async (request, answered) => {
+      if ('file' in file) {
+        sent = await sendFileBody(request, file, () =>
+          answered() ? new VisorError('unavailable', 'the server answered before the upload was sent') : undefined,
+        );
+      } else sent = await pipeBody(request, file, answered);
+      return trailers(sent);
+    });
     await this.#check(response);
     const image = (response.data as { image: WireImage }).image;
     // The server checked our signed digest; this checks its answer too (it is what the catalog says).
-    const sent = meter.digest();
     const stored = (image['checksums'] as Record<string, string> | undefined)?.['sha256'];
     if (stored !== sent) {
       throw new VisorError(
@@ -311,23 +317,25 @@ export class VisorClient {
     return { image };
   }
 
-  /** One request with a streamed body and trailers (what axios cannot send); the JSON answer parsed. */
+  /**
+   * One request with a streamed body and trailers (what axios cannot send); the JSON answer parsed.
+   * `send` writes the body (not ending the request) and gives the trailers; it is told whether the
+   * server has answered already (a refusal ends the upload: the rest of the file is of no use).
+   */
   #stream(
     method: string,
     path: string,
     headers: Record<string, string>,
-    body: Readable,
-    trailers: () => Record<string, string>,
+    send: (request: http.ClientRequest, answered: () => boolean) => Promise<Record<string, string>>,
   ): Promise<AxiosResponse> {
     const url = new URL(path, `${this.#settings.url}/`);
     const transport = url.protocol === 'https:' ? https : http;
     return new Promise((resolve, reject) => {
       let answered = false;
+      let failed: unknown;
       const agent = url.protocol === 'https:' ? this.#agents.https : this.#agents.http;
       const request = transport.request(url, { method, headers, agent }, (res) => {
         answered = true;
-        // An early answer (a refusal) ends the upload: the rest of the file is of no use.
-        body.unpipe(request);
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
         res.on('error', reject);
@@ -347,16 +355,22 @@ export class VisorClient {
       });
       request.on('error', (error) => {
         if (answered) return;
-        body.destroy();
-        reject(this.#transportError(error));
+        reject(failed ?? this.#transportError(error));
       });
-      body.on('error', (error) => request.destroy(error));
-      body.pipe(request, { end: false });
-      body.on('end', () => {
-        if (answered) return;
-        request.addTrailers(trailers());
-        request.end();
-      });
+      send(request, () => answered).then(
+        (trailers) => {
+          if (answered) return;
+          request.addTrailers(trailers);
+          request.end();
+        },
+        (error: unknown) => {
+          if (answered) return;
+          // The body failed (the file, an abort): that is the error to report, not the cut connection.
+          failed = this.#transportError(error);
+          request.destroy(error as Error);
+          reject(failed);
+        },
+      );
     });
   }
 
@@ -489,4 +503,26 @@ function trustedCas(settings: ClientSettings): { ca?: string[] } {
     const why = (error as Error).message;
     throw new VisorError('config', `cannot read the CA file ${settings.caFile}: ${why}`, { cause: error });
   }
+}
+
+/**
+ * Pipes a stream body into `request` (not ending it) through a Meter; resolves with the sha256 of
+ * what was sent. An early answer unpipes it (the rest is of no use).
+ */
+function pipeBody(request: http.ClientRequest, body: StreamBody, answered: () => boolean): Promise<string> {
+  const meter = new Meter(body.onProgress);
+  return new Promise((resolve, reject) => {
+    body.stream.once('error', (error) => meter.destroy(error));
+    meter.on('error', reject);
+    // Answered before the end (a refusal): the rest of the body is of no use.
+    request.once('response', () => {
+      meter.unpipe(request);
+      body.stream.destroy();
+      reject(new Error('answered before the body was sent'));
+    });
+    meter.on('end', () =>
+      answered() ? reject(new Error('answered before the body was sent')) : resolve(meter.digest()),
+    );
+    body.stream.pipe(meter).pipe(request, { end: false });
+  });
 }

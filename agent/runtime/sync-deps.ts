@@ -6,6 +6,7 @@ import type { Logger } from '../../core/logging/logger.js';
 import { ServiceIds } from '../../core/registry/ids.js';
 import type { Store } from '../../core/store/port.js';
 import { Limiter } from '../sync/limiter.js';
+import { storeLimitsOf, type TransferLimits } from '../sync/transfer-limits.js';
 import type { Rival } from '../sync/planner.js';
 import type { SyncDeps, Target } from '../sync/runner.js';
 import {
@@ -31,6 +32,7 @@ export class RuntimeSyncDeps implements SyncDeps {
   readonly agentId: string;
   readonly instanceId: string;
   readonly limiter: Limiter;
+  readonly storeLimits: ReadonlyMap<string, TransferLimits>;
   readonly logger: Logger;
   readonly leaseMs: number;
   readonly keepRuns: number;
@@ -53,7 +55,10 @@ export class RuntimeSyncDeps implements SyncDeps {
     this.cacheDir = cacheDirOf(config);
     this.agentId = agentIdOf(config);
     this.instanceId = instanceIdOf(this.agentId);
-    this.limiter = new Limiter(config.agent.concurrency);
+    // With one cloud there is nobody to leave a slot for.
+    const shared = Object.keys(config.clouds).length > 1;
+    this.limiter = new Limiter(config.agent.concurrency, { shared });
+    this.storeLimits = storeLimitsOf(config.stores, shared);
     this.logger = logger.child({ component: 'sync', agent: this.agentId });
     this.leaseMs = config.agent.leaseSeconds * 1000;
     this.keepRuns = config.agent.keepRuns;

@@ -20,8 +20,14 @@ describe('digests computed off the request path', () => {
   let catalog: SqliteCatalog;
   let stores: Map<string, FileStore>;
   const services: ImageService[] = [];
-  const service = () => {
-    const s = new ImageService({ catalog, stores, defaultStore: 'local', logger: silentLogger });
+  const service = (softDeleteMs?: number) => {
+    const s = new ImageService({
+      catalog,
+      stores,
+      defaultStore: 'local',
+      logger: silentLogger,
+      ...(softDeleteMs !== undefined ? { softDeleteMs } : {}),
+    });
     services.push(s);
     return s;
   };
@@ -126,10 +132,17 @@ describe('digests computed off the request path', () => {
       outcome: 'completed',
       image: { name: 'renamed', checksums: { md5: hex('md5', second) } },
     });
-    // Deleted: nothing recorded.
+    // Deleted softly (the default: kept, restorable): nothing recorded on the deleted record.
     const third = await upload(s, randomBytes(1000));
-    await s.delete(admin, third.id);
-    await expect(completeChecksums(catalog.images, stores, third)).rejects.toMatchObject({ kind: 'notFound' });
-    expect(await catalog.images.find(third.id)).toBeUndefined();
+    const trashed = await s.delete(admin, third.id);
+    expect(await completeChecksums(catalog.images, stores, third)).toMatchObject({ outcome: 'moot' });
+    expect(await catalog.images.find(third.id)).toEqual(trashed);
+    // Deleted at once (lifecycle.softDelete 0): nothing to record into.
+    const hard = service(0);
+    await hard.startBackgroundWork();
+    const fourth = await upload(hard, randomBytes(1000));
+    await hard.delete(admin, fourth.id);
+    await expect(completeChecksums(catalog.images, stores, fourth)).rejects.toMatchObject({ kind: 'notFound' });
+    expect(await catalog.images.find(fourth.id)).toBeUndefined();
   });
 });

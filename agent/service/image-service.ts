@@ -1,4 +1,5 @@
 import {
+  defaultSoftDeleteMs,
   deprecate,
   dueChange,
   purgeDue,
@@ -43,7 +44,7 @@ export interface ImageServiceOptions {
   staleUploadMs?: number;
   /** The size cap and storage quotas of uploads (none when absent). */
   limits?: UploadLimitsOptions;
-  /** How long a deleted image is kept, bits included, restorable (0: deleted at once). */
+  /** How long a deleted image is kept, bits included, restorable (default 7 days; 0: deleted at once). */
   softDeleteMs?: number;
 }
 
@@ -157,7 +158,8 @@ export class ImageService {
   #checksums: ChecksumCompleter | undefined;
 
   constructor(options: ImageServiceOptions) {
-    this.#o = { heartbeatMs: 60_000, staleUploadMs: 10 * 60_000, clock: systemClock, softDeleteMs: 0, ...options };
+    const defaults = { heartbeatMs: 60_000, staleUploadMs: 10 * 60_000, clock: systemClock };
+    this.#o = { ...defaults, softDeleteMs: defaultSoftDeleteMs, ...options };
     this.#softDeleteMs = this.#o.softDeleteMs;
     this.#users = new UserDirectory(options.catalog.users);
     if (!options.stores.has(options.defaultStore))

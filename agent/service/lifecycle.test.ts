@@ -7,6 +7,7 @@ import { buffer } from 'node:stream/consumers';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteCatalog } from '../../core/catalog/sqlite/sqlite-catalog.js';
 import { isVisorError } from '../../core/errors.js';
+import { configFileSchema } from '../../core/config/schema.js';
 import { silentLogger } from '../../core/logging/logger.js';
 import { FileStore } from '../../core/store/file/file-store.js';
 import type { Caller } from './access.js';
@@ -22,7 +23,7 @@ afterEach(async () => {
   cleanup = undefined;
 });
 
-async function world(softDeleteMs: number) {
+async function world(softDeleteMs: number | undefined) {
   const dir = await mkdtemp(join(tmpdir(), 'visor-life-service-'));
   const catalog = new SqliteCatalog({ path: join(dir, 'catalog.db') });
   await catalog.init();
@@ -35,7 +36,7 @@ async function world(softDeleteMs: number) {
     defaultStore: 'local',
     logger: silentLogger,
     clock,
-    softDeleteMs,
+    ...(softDeleteMs !== undefined ? { softDeleteMs } : {}),
   });
   cleanup = async () => {
     await catalog.close();
@@ -60,6 +61,25 @@ const kindOf = (promise: Promise<unknown>) =>
   );
 
 describe('image service: soft delete, restore, purge, sweep', () => {
+  it('deletes softly for 7 days unless configured otherwise (lifecycle.softDelete; 0: at once)', async () => {
+    const week = 7 * 86_400_000;
+    expect(configFileSchema.parse({}).lifecycle.softDelete).toBe(week);
+    expect(configFileSchema.parse({ lifecycle: { softDelete: 0 } }).lifecycle.softDelete).toBe(0);
+    expect(configFileSchema.parse({ lifecycle: { softDelete: '30d' } }).lifecycle.softDelete).toBe(30 * 86_400_000);
+    expect(configFileSchema.safeParse({ lifecycle: { softDelete: -1 } }).success).toBe(false);
+    const w = await world(undefined);
+    const bytes = randomBytes(4096);
+    const image = await w.add(admin, bytes);
+    const deleted = await w.service.delete(admin, image.id);
+    expect(deleted).toMatchObject({ status: 'deleted', deletedAt: '2026-06-01T00:00:00.000Z' });
+    expect(Date.parse(deleted.purgeAfter!) - Date.parse(deleted.deletedAt!)).toBe(week);
+    w.advance(week - 1);
+    expect(await w.service.sweepLifecycle()).toEqual({ changed: 0, purged: 0 });
+    const restored = await w.service.restore(admin, image.id);
+    expect(restored.status).toBe('available');
+    const { stream } = await w.service.download(admin, image.id);
+    expect((await buffer(stream)).equals(bytes)).toBe(true);
+  });
   it('keeps a deleted image and its bits, restores it byte for byte, then purges it when due', async () => {
     const w = await world(60_000);
     const bytes = randomBytes(4096);

@@ -51,16 +51,16 @@ export class UploadLimits {
     const users = this.#options.quota?.users ?? {};
     const own = Object.hasOwn(users, name) ? users[name] : Object.hasOwn(users, owner) ? users[owner] : undefined;
     const quota = own ?? this.#options.quota?.perUser;
-    const used = quota === undefined ? 0 : await this.#usage(owner, imageId);
+    const { total: used, deleted } = quota === undefined ? { total: 0, deleted: 0 } : await this.#usage(owner, imageId);
     const overCap = (size: number) => cap !== undefined && size > cap;
     const overQuota = (more: number) => quota !== undefined && used + (this.#inFlight.get(owner) ?? 0) + more > quota;
     if (declared !== undefined && overCap(declared)) throw capError(declared, cap!);
-    if (declared !== undefined && overQuota(declared)) throw quotaError(name, quota!, used, declared);
+    if (declared !== undefined && overQuota(declared)) throw quotaError(name, quota!, used, deleted, declared);
     let counted = 0;
     const limit = new ByteLimit((total, chunk) => {
       if (overCap(total)) return capError(undefined, cap!);
       if (quota === undefined) return undefined;
-      if (overQuota(chunk)) return quotaError(name, quota, used, undefined);
+      if (overQuota(chunk)) return quotaError(name, quota, used, deleted, undefined);
       counted += chunk;
       this.#inFlight.set(owner, (this.#inFlight.get(owner) ?? 0) + chunk);
       return undefined;
@@ -78,9 +78,13 @@ export class UploadLimits {
     };
   }
 
-  /** Bytes the owner's images take in writable stores, but for `except` (whose bytes are being replaced). */
-  async #usage(owner: string, except: string): Promise<number> {
+  /**
+   * Bytes the owner's images take in writable stores, but for `except` (whose bytes are being
+   * replaced); `deleted`: the part of them that deleted images keep until they are purged.
+   */
+  async #usage(owner: string, except: string): Promise<{ total: number; deleted: number }> {
     let total = 0;
+    let deleted = 0;
     let marker: string | undefined;
     do {
       const page = await this.#catalog.images.list({ filters: { owner }, limit: 1000, ...(marker ? { marker } : {}) });
@@ -88,10 +92,11 @@ export class UploadLimits {
         if (image.id === except || !image.location || image.size === undefined) continue;
         if (this.#stores.get(image.location.store)?.capabilities.writable === false) continue;
         total += image.size;
+        if (image.status === 'deleted') deleted += image.size;
       }
       marker = page.nextMarker;
     } while (marker);
-    return total;
+    return { total, deleted };
   }
 }
 
@@ -102,14 +107,19 @@ function capError(size: number | undefined, cap: number): VisorError {
   });
 }
 
-function quotaError(owner: string, quota: number, used: number, size: number | undefined): VisorError {
+function quotaError(owner: string, quota: number, used: number, deleted: number, size: number | undefined): VisorError {
   const adding = size === undefined ? 'this upload' : `this upload of ${formatBytes(size)}`;
+  // Deleted images keep their bits (restorable) until purged: say so, or the quota looks wrong.
+  const kept =
+    deleted > 0
+      ? `, ${formatBytes(deleted)} of it by deleted images kept for restoring (visor delete --purge frees it)`
+      : '';
   return new VisorError(
     'tooLarge',
     `${adding} would take ${owner} over the storage quota of ${formatBytes(quota)} ` +
-      `(${formatBytes(used)} in use; server.quota)`,
+      `(${formatBytes(used)} in use${kept}; server.quota)`,
     {
-      details: { owner, quota, used },
+      details: { owner, quota, used, deleted },
     },
   );
 }

@@ -263,7 +263,14 @@ async function importOne(
       ms: Math.round(performance.now() - started),
     };
   } catch (error) {
-    if (image) await deps.images.delete(operator, image.id).catch(() => undefined);
+    // A failed import is junk, not something to restore: deleted at once, whatever lifecycle.softDelete says.
+    if (image) {
+      const id = image.id;
+      await deps.images
+        .delete(operator, id)
+        .then((gone) => (gone.status === 'deleted' ? deps.images.purge(operator, id) : undefined))
+        .catch(() => undefined);
+    }
     const failure = isVisorError(error) ? error : toVisorError(error);
     deps.logger.warn('import failed', {
       key: entry.key,

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
+import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import type { Catalog } from '../../core/catalog/port.js';
@@ -34,6 +34,8 @@ export interface ContentDeps {
   signal?: AbortSignal;
   /** Makes a one-time URL for clouds that fetch images themselves (OpenNebula). */
   publish?: (source: ContentSource) => string;
+  /** Paces a stream of the final bytes read from store `store` (the cloud's and the store's bandwidth limits). */
+  pace?: (store: string, stream: Readable) => Readable;
   /** Told when a long step begins: `converting` while qemu-img makes the cloud's format. */
   onPhase?: (phase: ContentPhase, detail: string) => void;
 }
@@ -120,14 +122,18 @@ export async function prepareContent(image: Image, desired: DesiredImage, deps: 
   if (wanted !== report.format) artifact = await converted(artifact, sha256, wanted, deps);
 
   const final = deps.stores.get(artifact.store)!;
-  const uri = artifact.uri;
+  const { uri, store: from } = artifact;
+  const pace = deps.pace ?? ((_store: string, stream: Readable) => stream);
   const source: ContentSource = {
     size: artifact.size,
     checksums: artifact.checksums,
     diskFormat: artifact.format,
     containerFormat: 'bare',
     open: async (range) =>
-      (await final.get(uri, { ...(range ? { range } : {}), ...(deps.signal ? { signal: deps.signal } : {}) })).stream,
+      pace(
+        from,
+        (await final.get(uri, { ...(range ? { range } : {}), ...(deps.signal ? { signal: deps.signal } : {}) })).stream,
+      ),
   };
   if (deps.publish) source.url = deps.publish(source);
   return { source, inspection: report, sha256 };

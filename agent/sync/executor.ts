@@ -17,6 +17,8 @@ import { verifyDigest } from '../../core/transfer/digest.js';
 import { prepareContent } from './content.js';
 import { importFinished, ORIGIN_ID, ORIGIN_TARGET, type DesiredImage } from './desired.js';
 import { Limiter } from './limiter.js';
+import type { RateLimiter } from '../../core/transfer/rate-limit.js';
+import { paced, type TransferLimits } from './transfer-limits.js';
 import type { Action, Plan, RetireAction } from './planner.js';
 import { withRetry, withTimeout } from './retry.js';
 
@@ -36,8 +38,12 @@ export interface ExecutorContext {
   stores: ReadonlyMap<string, Store>;
   defaultStore: string;
   cacheDir: string;
-  /** Shared by every target: actions at once across the agent. */
+  /** Shared by every target: actions at once across the agent (a freed slot goes to the cloud holding fewest). */
   limiter: Limiter;
+  /** The cloud's token bucket (`sync.maxBandwidth`): every transfer to or from this cloud passes through it. */
+  cloudRate?: RateLimiter;
+  /** Stores' limits (`stores.<name>.maxBandwidth`, `.concurrency`), shared by every cloud's syncs. */
+  storeLimits?: ReadonlyMap<string, TransferLimits>;
   logger: Logger;
   signal?: AbortSignal;
   /** When the current attempt of the action must be done (epoch ms): what `create` is given. */
@@ -69,7 +75,7 @@ export async function execute(plan: Plan, ctx: ExecutorContext): Promise<ActionR
   for (const key of ['cleanup', 'kernels', 'machines', 'update', 'import', 'retire']) {
     const actions = groups.get(key) ?? [];
     const results = await Promise.all(
-      actions.map((action) => local.run(() => ctx.limiter.run(() => runAction(action, ctx)))),
+      actions.map((action) => local.run(() => ctx.limiter.run(() => runAction(action, ctx), ctx.target))),
     );
     for (const list of results) records.push(...list);
   }
@@ -198,6 +204,13 @@ async function perform(action: Action, ctx: ExecutorContext & { signal: AbortSig
       const format = action.desired.diskFormat;
       const desired = { ...action.desired.image, ...(format ? { diskFormat: format } : {}) };
       const options = { signal: ctx.signal, claim: action.claim };
+      if (action.kind === 'update' && action.reveal) {
+        if (!ctx.driver.reveal)
+          throw new VisorError('unsupported', `${ctx.driver.adapter}: cannot show a hidden copy again`);
+        await ctx.driver.reveal(action.nativeId, options);
+        // No longer retired: a later retirement starts its grace period afresh.
+        await ctx.catalog.state.delete(retiredKey(ctx.target, action.nativeId));
+      }
       const updated = await ctx.driver.updateMetadata(action.nativeId, desired, markers, options);
       const kept = updated.markers;
       if (kept?.agent !== ctx.agentId || kept.target !== ctx.target || kept.imageId !== image.id) {
@@ -240,7 +253,19 @@ async function currentImage(imageId: string, ctx: ExecutorContext): Promise<Imag
   return image;
 }
 
+/** A create holds a slot of the store its image is read from (`stores.<name>.concurrency`) while it runs. */
 async function createCopy(
+  desired: DesiredImage,
+  ctx: ExecutorContext & { signal: AbortSignal },
+  action: Action,
+): Promise<{ cloud: CloudImage; bytes: number; detail: string }> {
+  const store = desired.image.location?.store;
+  const slots = store ? ctx.storeLimits?.get(store)?.slots : undefined;
+  if (!slots) return copyToCloud(desired, ctx, action);
+  return slots.run(() => copyToCloud(desired, ctx, action), ctx.target);
+}
+
+async function copyToCloud(
   desired: DesiredImage,
   ctx: ExecutorContext & { signal: AbortSignal },
   action: Action,
@@ -256,6 +281,8 @@ async function createCopy(
     cacheDir: ctx.cacheDir,
     capabilities: ctx.driver.capabilities,
     signal: ctx.signal,
+    // Every read of the bytes on their way to the cloud (uploads, and fetches of a published URL).
+    pace: (from, stream) => paced(stream, [ctx.cloudRate, ctx.storeLimits?.get(from)?.rate], ctx.signal),
     onPhase: (phase, detail) => ctx.onEvent?.({ type: 'phase', action, phase, detail }),
     ...(ctx.driver.capabilities.importFromUrl && ctx.publish
       ? {
@@ -407,7 +434,8 @@ async function importImage(
   }
   const store = ctx.stores.get(ctx.defaultStore)!;
   try {
-    const { stream } = await ctx.driver.download(nativeId, { signal: ctx.signal });
+    const download = await ctx.driver.download(nativeId, { signal: ctx.signal });
+    const stream = paced(download.stream, [ctx.cloudRate, ctx.storeLimits?.get(ctx.defaultStore)?.rate], ctx.signal);
     // A cloud's image is inspected like any upload before it enters the catalog: an unsafe one
     // (a backing file, a format lie) fails the import, and nothing of it is kept.
     const put = await putInspected(store, image.id, stream, {

@@ -6,7 +6,7 @@ import { applyChanges, newImage } from '../../core/image/image.js';
 import type { Image, ImageDraft } from '../../core/image/model.js';
 import { apply, cloudCopy, fakeSha, type World } from '../../test/support/simulated-cloud.js';
 import { ORIGIN_ID, ORIGIN_TARGET } from './desired.js';
-import { plan, type PlanInput } from './planner.js';
+import { type PlanInput, plan, sameContent } from './planner.js';
 
 const AGENT = 'agent-1';
 const caps: DriverCapabilities = {
@@ -189,6 +189,58 @@ describe('planner', () => {
       ['retire', expect.stringMatching(new RegExp(`^(${good.nativeId}|${duplicate.nativeId})$`))],
     ]);
     expect(result.actions[2]).toMatchObject({ mode: 'delete', reason: 'duplicate copy' });
+  });
+
+  it('adopts for each image the first unmarked image of its content not adopted yet (a scan), kernels first', () => {
+    const algorithms = ['md5', 'sha256', 'sha512'] as const;
+    const wanted = fc.record({
+      content: fc.constantFrom('a', 'b', 'c', 'd'),
+      size: fc.constantFrom(100, 100, 7),
+      type: fc.constantFrom<Image['type']>('machine', 'machine', 'kernel', 'ramdisk'),
+    });
+    const theirs = fc.record({
+      content: fc.constantFrom('a', 'b', 'c', 'e'),
+      algorithms: fc.subarray([...algorithms]),
+      size: fc.constantFrom<number | undefined>(100, 7, undefined),
+      state: fc.constantFrom<CloudImage['state']>('active', 'active', 'pending'),
+      hidden: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(fc.array(wanted, { maxLength: 8 }), fc.array(theirs, { maxLength: 10 }), (images, listing) => {
+        const catalog = images.map((i, n) => ({ ...image(`img-${n}`, { type: i.type }, i.content), size: i.size }));
+        const observed = listing.map((u, n): CloudImage => {
+          const all = image('x', {}, u.content).checksums;
+          return {
+            nativeId: `theirs-${n}`,
+            name: `theirs-${n}`,
+            state: u.state,
+            hidden: u.hidden,
+            inUse: false,
+            access: 'public',
+            ...(u.size !== undefined ? { size: u.size } : {}),
+            checksums: Object.fromEntries(u.algorithms.map((a) => [a, all[a]])),
+            metadata: {},
+          };
+        });
+        // The reference: each image, in catalog order, scans the whole listing.
+        const taken = new Set<string>();
+        const expected = catalog.map((i) => {
+          const found = observed.find(
+            (u) => !taken.has(u.nativeId) && u.state === 'active' && !u.hidden && sameContent(u, i),
+          );
+          if (found) taken.add(found.nativeId);
+          return { kernel: i.type !== 'machine', line: found ? `adopt:${i.id}:${found.nativeId}` : `create:${i.id}` };
+        });
+        const ordered = [...expected.filter((e) => e.kernel), ...expected.filter((e) => !e.kernel)].map((e) => e.line);
+        const actions = plan(input(catalog, observed, policy({ adopt: true }))).actions;
+        expect(
+          actions.map((a) =>
+            a.kind === 'adopt' ? `adopt:${a.imageId}:${a.nativeId}` : `${a.kind}:${'imageId' in a ? a.imageId : ''}`,
+          ),
+        ).toEqual(ordered);
+      }),
+      { numRuns: Number(process.env['VISOR_PROPERTY_RUNS'] ?? 500) },
+    );
   });
 
   it('adopts an unmarked image with the same content when allowed, instead of uploading', () => {

@@ -2,8 +2,15 @@ import type { SyncPolicy } from '../../core/config/sync-policy.js';
 import type { Claim } from '../../core/iaas/markers.js';
 import type { CloudImage, DriverCapabilities, RetireMode } from '../../core/iaas/port.js';
 import type { Checksums, Image } from '../../core/image/model.js';
-import { importFinished, ORIGIN_ID, ORIGIN_TARGET, selectorFor, type DesiredImage } from './desired.js';
-import { lifecycleChanges, lifecycleView, obsoleteMode } from './lifecycle-plan.js';
+import { type DesiredImage, importFinished, ORIGIN_ID, ORIGIN_TARGET, selectorFor } from './desired.js';
+import {
+  desiredOf,
+  type LifecycleNote,
+  lifecycleChanges,
+  lifecycleView,
+  obsoleteMode,
+  type Wanted,
+} from './lifecycle-plan.js';
 
 /**
  * The planner (DESIGN.md §5): a pure function of desired state (catalog + policy) and observed
@@ -34,6 +41,8 @@ interface UpdateAction {
   nativeId: string;
   changes: string[];
   claim: Claim;
+  /** A hidden or disabled copy of the very same bits, made visible and usable again (`driver.reveal`) first. */
+  reveal?: true;
 }
 
 interface AdoptAction {
@@ -105,36 +114,62 @@ export function hasLegacyCopies(observed: readonly CloudImage[], agentId: string
   return observed.some((i) => i.markers?.agent === agentId && i.markers.target === undefined && i.state !== 'deleted');
 }
 
+/** An empty list shared by the images that have no copy (most images, on a first sync). */
+const noCopies: readonly CloudImage[] = Object.freeze([]);
+
+/** Active, visible and of the wanted content: a copy that may be kept. */
+function isGood(c: CloudImage, sha256: string | undefined): boolean {
+  return c.state === 'active' && !c.hidden && c.markers!.sha256 === sha256;
+}
+
 export function plan(input: PlanInput): Plan {
   const { target, agentId, policy, capabilities } = input;
   const actions: Action[] = [];
   const notes: Note[] = [];
-  const live = input.observed.filter((i) => i.state !== 'deleted');
-  const unmarked = live.filter((i) => !i.markers);
+  const live: CloudImage[] = [];
+  const unmarked: CloudImage[] = [];
+  for (const c of input.observed) {
+    if (c.state === 'deleted') continue;
+    live.push(c);
+    if (!c.markers) unmarked.push(c);
+  }
   const selected = selectorFor(policy, target);
   const { observed, now, catalog } = input;
   const life = lifecycleView({ target, agentId, policy, capabilities, catalog, observed, now, selected });
-  const desired = life.desired;
-  for (const note of life.notes) {
-    const copy = live.find((c) => c.markers?.agent === agentId && c.markers.imageId === note.imageId);
-    const name = copy?.name ?? catalog.find((i) => i.id === note.imageId)?.name ?? note.imageId;
-    notes.push({ nativeId: copy?.nativeId ?? '', name, message: note.message, ...(note.warn ? { warn: true } : {}) });
-  }
-  const desiredIds = new Set(desired.map((d) => d.image.id));
-  // A set, not catalog.some(): with 100,000 images a scan per retired copy made planning quadratic.
-  const catalogIds = new Set(input.catalog.map((image) => image.id));
-  const legacy = claimLegacy(input, live, desiredIds, notes);
+  const wanted = life.wanted;
+  if (life.notes.length > 0) notes.push(...namedNotes(life.notes, live, catalog, agentId));
+  const legacy = claimLegacy(input, live, wanted, notes);
   // Ours: our agent and our target, plus the older-scheme copies this target claims. Another
   // target's copies are not ours even with our agent id: they are never touched, nor adopted.
-  const owned = live.filter(
-    (i) => i.markers?.agent === agentId && (i.markers.target === target || legacy.claimed.has(i.nativeId)),
-  );
+  // Joined with the wanted images: their ids indexed once (the first of a repeated id wins, as a
+  // scan would find it), each of our copies looked up once; copies of images not wanted here are
+  // grouped apart, in the order they are found. (No set of every catalog id is built.)
+  const slotOf = new Map<string, number>();
+  for (let i = wanted.length - 1; i >= 0; i--) slotOf.set(wanted[i]!.image.id, i);
+  const repeated = slotOf.size < wanted.length;
+  // A single copy (the usual case) is kept as is, an array only for several.
+  const copiesAt: (CloudImage | CloudImage[] | undefined)[] = new Array(wanted.length);
+  const leftovers = new Map<string, CloudImage[]>();
+  for (const c of live) {
+    const m = c.markers;
+    if (m?.agent !== agentId || (m.target !== target && !(legacy.claimed.size > 0 && legacy.claimed.has(c.nativeId))))
+      continue;
+    const slot = slotOf.get(m.imageId);
+    if (slot === undefined) {
+      const list = leftovers.get(m.imageId);
+      if (list) list.push(c);
+      else leftovers.set(m.imageId, [c]);
+    } else {
+      const held = copiesAt[slot];
+      if (Array.isArray(held)) held.push(c);
+      else copiesAt[slot] = held === undefined ? c : [held, c];
+    }
+  }
   const claimOf = (copy: CloudImage): Claim =>
     copy.markers!.target === undefined
       ? { owner: 'legacy', agent: agentId, imageId: copy.markers!.imageId }
       : { owner: 'target', agent: agentId, target, imageId: copy.markers!.imageId };
-  const copiesOf = groupBy(owned, (i) => i.markers!.imageId);
-  const adopted = new Set<string>();
+  const adoption = policy.adopt ? adoptionCandidates(unmarked) : undefined;
   const cleanup = (copy: CloudImage, imageId: string) =>
     actions.push({
       kind: 'cleanup',
@@ -144,7 +179,9 @@ export function plan(input: PlanInput): Plan {
       reason: copy.state === 'error' ? 'failed copy' : 'unfinished copy (interrupted upload)',
       claim: claimOf(copy),
     });
-  const adopt = (copy: CloudImage, d: DesiredImage, claim: Claim, reason: string) => {
+  const desired = (w: Wanted) => desiredOf(w, policy, capabilities);
+  const adopt = (copy: CloudImage, w: Wanted, claim: Claim, reason: string) => {
+    const d = desired(w);
     const { id: imageId, name } = d.image;
     actions.push({ kind: 'adopt', imageId, name, desired: d, nativeId: copy.nativeId, claim, reason });
   };
@@ -166,85 +203,211 @@ export function plan(input: PlanInput): Plan {
     if (action) actions.push(action);
   };
 
-  for (const d of desired) {
-    const image = d.image;
+  for (let i = 0; i < wanted.length; i++) {
+    const w = wanted[i]!;
+    const image = w.image;
     // Left alone while an older-scheme copy of it has no single claimant (noted by claimLegacy).
-    if (legacy.blocked.has(image.id)) continue;
-    const copies = copiesOf.get(image.id) ?? [];
+    if (legacy.blocked.size > 0 && legacy.blocked.has(image.id)) continue;
+    const held = copiesAt[repeated ? slotOf.get(image.id)! : i];
     const sha256 = image.checksums.sha256;
-    const isGood = (c: CloudImage) => c.state === 'active' && !c.hidden && c.markers!.sha256 === sha256;
-    const good = copies.filter(isGood).sort(preferKeep(d, capabilities));
-    const keep = good[0];
+    // One good copy (the usual case) is kept with no list and no sort; `copies` are the others to look at.
+    let keep: CloudImage | undefined;
+    let copies: readonly CloudImage[] = noCopies;
+    if (Array.isArray(held)) {
+      copies = held;
+      keep = held.filter((c) => isGood(c, sha256)).sort(preferKeep(w, capabilities))[0];
+    } else if (held !== undefined && isGood(held, sha256)) keep = held;
+    else if (held !== undefined) copies = [held];
     for (const copy of copies) {
       if (copy === keep) continue;
       if (copy.state === 'pending' || copy.state === 'error') {
         // We hold the target's lease, so nothing of ours is legitimately in flight: leftovers of a crash or a failed
         // upload.
         cleanup(copy, image.id);
-      } else if (isGood(copy)) {
+      } else if (isGood(copy, sha256)) {
         retire(copy, 'duplicate copy', true);
       } else if (keep) {
         retire(copy, copy.markers!.sha256 === sha256 ? 'superseded copy' : 'content replaced');
       }
     }
     if (keep) {
-      const changes = differences(keep, d, capabilities);
       if (keep.markers!.target === undefined) {
         // The older scheme, claimed by this target: markers rewritten to name the target, bits untouched.
-        adopt(keep, d, claimOf(keep), 'older markers without a target');
-      } else if (changes.length > 0) {
+        adopt(keep, w, claimOf(keep), 'older markers without a target');
+        continue;
+      }
+      const changes = differences(keep, w, capabilities);
+      if (changes.length > 0) {
         const claim = claimOf(keep);
         const nativeId = keep.nativeId;
-        actions.push({ kind: 'update', imageId: image.id, name: image.name, desired: d, nativeId, changes, claim });
+        actions.push({
+          kind: 'update',
+          imageId: image.id,
+          name: w.name,
+          desired: desired(w),
+          nativeId,
+          changes,
+          claim,
+        });
       }
       continue;
     }
+    // A copy hidden or disabled earlier (obsolete, then undeprecated; or no longer selected, then
+    // selected again) holds the very same bits: shown again where the cloud can, never uploaded twice.
+    const reveals = capabilities.reveals ?? [];
+    const revivable = copies
+      .filter(
+        (c) =>
+          c.markers!.target === target &&
+          c.markers!.sha256 === sha256 &&
+          // A disabled copy may be hidden as part of it (OpenNebula renames it): enabling undoes both.
+          (c.state === 'disabled'
+            ? reveals.includes('disable')
+            : c.state === 'active' && (!c.hidden || reveals.includes('hide'))),
+      )
+      .sort(preferKeep(w, capabilities))[0];
+    if (revivable) {
+      const shown = [
+        ...(revivable.hidden ? ['hidden -> visible'] : []),
+        ...(revivable.state === 'disabled' ? ['disabled -> active'] : []),
+        ...differences(revivable, w, capabilities),
+      ];
+      const { nativeId } = revivable;
+      const claim = claimOf(revivable);
+      actions.push({
+        kind: 'update',
+        imageId: image.id,
+        name: w.name,
+        desired: desired(w),
+        nativeId,
+        changes: shown,
+        claim,
+        reveal: true,
+      });
+      for (const c of copies)
+        if (c !== revivable && (c.state === 'active' || c.state === 'disabled')) retire(c, 'superseded copy');
+      continue;
+    }
     const stale = copies.filter((c) => c.state === 'active' || c.state === 'disabled');
-    const candidate =
-      policy.adopt && stale.length === 0
-        ? unmarked.find((u) => !adopted.has(u.nativeId) && u.state === 'active' && !u.hidden && sameContent(u, image))
-        : undefined;
+    const candidate = adoption && stale.length === 0 ? adoption.take(image) : undefined;
     if (candidate) {
-      adopted.add(candidate.nativeId);
-      adopt(candidate, d, { owner: 'none' }, 'unmarked image with the same content');
+      adopt(candidate, w, { owner: 'none' }, 'unmarked image with the same content');
     } else if (stale.some((c) => c.markers!.sha256 !== sha256 && !c.hidden && c.state === 'active')) {
       const old = stale.filter((c) => c.markers!.sha256 !== sha256 && !c.hidden && c.state === 'active');
       const retireOld = old
         .map((c) => retireAction(c, 'content replaced'))
         .filter((a): a is RetireAction => a !== undefined);
-      actions.push({ kind: 'replace', imageId: image.id, name: image.name, desired: d, retire: retireOld });
+      actions.push({ kind: 'replace', imageId: image.id, name: w.name, desired: desired(w), retire: retireOld });
       for (const c of stale) if (!old.includes(c)) retire(c, 'superseded copy');
     } else {
-      actions.push({ kind: 'create', imageId: image.id, name: image.name, desired: d });
+      actions.push({ kind: 'create', imageId: image.id, name: w.name, desired: desired(w) });
       for (const c of stale) retire(c, 'superseded copy');
     }
   }
 
+  // Which leftover ids the catalog still has: a pass over the catalog images not wanted here (a
+  // leftover is not wanted), not a set of every catalog id.
+  const inCatalog = new Set<string>();
+  if (leftovers.size > 0) for (const image of life.unwanted) if (leftovers.has(image.id)) inCatalog.add(image.id);
   const soft = obsoleteMode(policy, capabilities);
   // Where the cloud cannot say whether VMs use an image, the plan says so (its own refusal is then the only guard).
   const unseenUse = capabilities.detectsInUse ? '' : ' (this cloud cannot tell whether VMs use it)';
-  for (const [imageId, copies] of copiesOf) {
-    if (desiredIds.has(imageId)) continue;
+  for (const [imageId, copies] of leftovers) {
     const departure = life.departures.get(imageId);
     for (const copy of copies) {
       if (copy.state === 'pending' || copy.state === 'error') cleanup(copy, imageId);
       else if (departure?.how === 'delete') retire(copy, departure.reason + unseenUse, true);
       else if (departure?.how === 'soft') retire(copy, departure.reason, false, soft);
       else if (departure) retire(copy, departure.reason);
-      else retire(copy, catalogIds.has(imageId) ? 'no longer selected for this cloud' : 'removed from the catalog');
+      else retire(copy, inCatalog.has(imageId) ? 'no longer selected for this cloud' : 'removed from the catalog');
     }
   }
 
   if (policy.import !== 'off') {
-    const ours = input.catalog.filter((i) => i.properties[ORIGIN_TARGET] === target && importFinished(i));
-    const imported = new Set(ours.map((i) => i.properties[ORIGIN_ID]));
+    const imported = new Set<string | undefined>();
+    for (const i of catalog)
+      if (i.properties[ORIGIN_TARGET] === target && importFinished(i)) imported.add(i.properties[ORIGIN_ID]);
     for (const u of unmarked) {
-      if (adopted.has(u.nativeId) || imported.has(u.nativeId) || u.state !== 'active') continue;
+      if (adoption?.adopted.has(u.nativeId) || imported.has(u.nativeId) || u.state !== 'active') continue;
       actions.push({ kind: 'import', nativeId: u.nativeId, name: u.name, mode: policy.import });
     }
   }
 
   return { target, actions: order(actions), notes };
+}
+
+/** The life cycle's notes, each with the copy it is about (ours, any target) or its catalog image's name. */
+function namedNotes(
+  lifeNotes: readonly LifecycleNote[],
+  live: readonly CloudImage[],
+  catalog: readonly Image[],
+  agentId: string,
+): Note[] {
+  const ids = new Set(lifeNotes.map((n) => n.imageId));
+  const copies = new Map<string, CloudImage>();
+  for (const c of live) {
+    const id = c.markers?.agent === agentId ? c.markers.imageId : undefined;
+    if (id !== undefined && ids.has(id) && !copies.has(id)) copies.set(id, c);
+  }
+  const names = new Map<string, string>();
+  for (const image of catalog) if (ids.has(image.id) && !names.has(image.id)) names.set(image.id, image.name);
+  return lifeNotes.map((note) => {
+    const copy = copies.get(note.imageId);
+    const name = copy?.name ?? names.get(note.imageId) ?? note.imageId;
+    return { nativeId: copy?.nativeId ?? '', name, message: note.message, ...(note.warn ? { warn: true } : {}) };
+  });
+}
+
+interface Adoption {
+  /** The first unmarked image (listing order) not adopted yet, active, visible, of the same content; now adopted. */
+  take(image: Image): CloudImage | undefined;
+  /** Native ids adopted so far. */
+  adopted: Set<string>;
+}
+
+/**
+ * The cloud's own images that may be adopted, indexed by checksum: a match always shares the value
+ * of the algorithm that decides (sameContent), so only images sharing one of the catalog image's
+ * checksums are compared (a scan of every unmarked image per catalog image was quadratic).
+ */
+function adoptionCandidates(unmarked: readonly CloudImage[]): Adoption {
+  const adopted = new Set<string>();
+  let index: Map<string, number[]> | undefined;
+  const build = () => {
+    const byChecksum = new Map<string, number[]>();
+    unmarked.forEach((u, i) => {
+      if (u.state !== 'active' || u.hidden) return;
+      for (const algorithm of contentAlgorithms) {
+        const value = u.checksums[algorithm];
+        if (!value) continue;
+        const key = `${algorithm}:${value}`;
+        const list = byChecksum.get(key);
+        if (list) list.push(i);
+        else byChecksum.set(key, [i]);
+      }
+    });
+    return byChecksum;
+  };
+  const take = (image: Image) => {
+    index ??= build();
+    let best = -1;
+    for (const algorithm of contentAlgorithms) {
+      const value = image.checksums[algorithm];
+      if (!value) continue;
+      for (const i of index.get(`${algorithm}:${value}`) ?? []) {
+        if (best !== -1 && i >= best) break;
+        if (!adopted.has(unmarked[i]!.nativeId) && sameContent(unmarked[i]!, image)) {
+          best = i;
+          break;
+        }
+      }
+    }
+    if (best === -1) return undefined;
+    const found = unmarked[best]!;
+    adopted.add(found.nativeId);
+    return found;
+  };
+  return { take, adopted };
 }
 
 type Step = { action: Omit<RetireAction, 'claim'> | undefined } | { note: string; flags?: { deferred: true } };
@@ -266,15 +429,22 @@ interface LegacyClaims {
 function claimLegacy(
   input: PlanInput,
   live: readonly CloudImage[],
-  desiredIds: ReadonlySet<string>,
+  wanted: readonly Wanted[],
   notes: Note[],
 ): LegacyClaims {
   const claimed = new Set<string>();
   const blocked = new Set<string>();
   const copies = live.filter((i) => i.markers?.agent === input.agentId && i.markers.target === undefined);
   if (copies.length === 0) return { claimed, blocked };
-  const catalogById = new Map(input.catalog.map((image) => [image.id, image]));
+  // The catalog and wanted records of these copies' images only: one pass over each.
+  const ids = new Set(copies.map((c) => c.markers!.imageId));
+  const desiredIds = new Set<string>();
+  for (const w of wanted) if (ids.has(w.image.id)) desiredIds.add(w.image.id);
   const rivals = (input.rivals ?? []).map((r) => ({ name: r.name, selects: selectorFor(r.policy, r.name) }));
+  // Catalog records are read to ask the rivals, or to word the note on a copy this target does not want.
+  const needed = rivals.length > 0 ? ids : new Set([...ids].filter((id) => !desiredIds.has(id)));
+  const catalogById = new Map<string, Image>();
+  if (needed.size > 0) for (const image of input.catalog) if (needed.has(image.id)) catalogById.set(image.id, image);
   for (const copy of copies) {
     const imageId = copy.markers!.imageId;
     const catalogImage = catalogById.get(imageId);
@@ -361,19 +531,19 @@ function retireStep(
 }
 
 /** What differs between our copy and what it should be (the metadata we own). */
-function differences(copy: CloudImage, d: DesiredImage, caps: DriverCapabilities): string[] {
+function differences(copy: CloudImage, w: Wanted, caps: DriverCapabilities): string[] {
   const changes: string[] = [];
-  if (copy.markers!.revision !== d.image.revision)
-    changes.push(`revision ${copy.markers!.revision} -> ${d.image.revision}`);
-  if (copy.name !== d.image.name) changes.push(`name "${copy.name}" -> "${d.image.name}"`);
-  if (copy.access !== d.image.access) changes.push(`access ${copy.access} -> ${d.image.access}`);
-  if (caps.properties) changes.push(...lifecycleChanges(copy, d));
+  if (copy.markers!.revision !== w.image.revision)
+    changes.push(`revision ${copy.markers!.revision} -> ${w.image.revision}`);
+  if (copy.name !== w.name) changes.push(`name "${copy.name}" -> "${w.name}"`);
+  if (copy.access !== w.access) changes.push(`access ${copy.access} -> ${w.access}`);
+  if (caps.properties) lifecycleChanges(copy, w, changes);
   return changes;
 }
 
 /** Among good copies, keep the one already up to date (markers naming the target count), else the newest. */
-function preferKeep(d: DesiredImage, caps: DriverCapabilities): (a: CloudImage, b: CloudImage) => number {
-  const score = (c: CloudImage) => differences(c, d, caps).length + (c.markers!.target === undefined ? 1 : 0);
+function preferKeep(w: Wanted, caps: DriverCapabilities): (a: CloudImage, b: CloudImage) => number {
+  const score = (c: CloudImage) => differences(c, w, caps).length + (c.markers!.target === undefined ? 1 : 0);
   return (a, b) =>
     score(a) - score(b) || (b.createdAt ?? '').localeCompare(a.createdAt ?? '') || a.nativeId.localeCompare(b.nativeId);
 }
@@ -381,13 +551,16 @@ function preferKeep(d: DesiredImage, caps: DriverCapabilities): (a: CloudImage, 
 /** Same bits: equal size and an equal checksum of an algorithm both sides know. */
 export function sameContent(cloud: CloudImage, image: Image): boolean {
   if (cloud.size !== undefined && image.size !== undefined && cloud.size !== image.size) return false;
-  for (const algorithm of ['sha512', 'sha256', 'md5'] as const satisfies readonly (keyof Checksums)[]) {
+  for (const algorithm of contentAlgorithms) {
     const a = cloud.checksums[algorithm];
     const b = image.checksums[algorithm];
     if (a && b) return a === b;
   }
   return false;
 }
+
+/** The algorithms sameContent compares, the one that decides first. */
+const contentAlgorithms = ['sha512', 'sha256', 'md5'] as const satisfies readonly (keyof Checksums)[];
 
 const rank: Record<Action['kind'], number> = {
   cleanup: 0,
@@ -399,22 +572,15 @@ const rank: Record<Action['kind'], number> = {
   retire: 4,
 };
 
-/** Cleanups first (space), kernels and ramdisks before machines (references), retirements last. */
+/**
+ * Cleanups first (space), kernels and ramdisks before machines (references), retirements last;
+ * in planning order otherwise. A stable bucket per (rank, kernel first), not a sort of every action.
+ */
 function order(actions: Action[]): Action[] {
-  const kernelFirst = (a: Action) => ('desired' in a && a.desired.image.type !== 'machine' ? 0 : 1);
-  return actions
-    .map((a, i) => ({ a, i }))
-    .sort((x, y) => rank[x.a.kind] - rank[y.a.kind] || kernelFirst(x.a) - kernelFirst(y.a) || x.i - y.i)
-    .map((x) => x.a);
-}
-
-function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, T[]> {
-  const out = new Map<K, T[]>();
-  for (const item of items) {
-    const k = key(item);
-    const list = out.get(k);
-    if (list) list.push(item);
-    else out.set(k, [item]);
+  const buckets: Action[][] = Array.from({ length: 10 }, () => []);
+  for (const a of actions) {
+    const kernelFirst = 'desired' in a && a.desired.image.type !== 'machine' ? 0 : 1;
+    buckets[rank[a.kind] * 2 + kernelFirst]!.push(a);
   }
-  return out;
+  return buckets.flat();
 }

@@ -8,6 +8,8 @@ import type { Logger } from '../../core/logging/logger.js';
 import type { Store } from '../../core/store/port.js';
 import { execute, type ExecutorContext, type SyncEvent } from './executor.js';
 import { Limiter } from './limiter.js';
+import { RateLimiter } from '../../core/transfer/rate-limit.js';
+import type { TransferLimits } from './transfer-limits.js';
 import { placementsOf, savePlacements } from './placements.js';
 import { hasLegacyCopies, plan, type Plan, type Rival } from './planner.js';
 import { withRetry, withTimeout } from './retry.js';
@@ -34,6 +36,8 @@ export interface SyncDeps {
   /** This process; holds the leases. */
   instanceId: string;
   limiter: Limiter;
+  /** Stores' transfer limits, shared by every run (config `stores.<name>.maxBandwidth`, `.concurrency`). */
+  storeLimits?: ReadonlyMap<string, TransferLimits>;
   logger: Logger;
   leaseMs: number;
   keepRuns: number;
@@ -101,6 +105,20 @@ export async function listCloud(target: Target, signal?: AbortSignal): Promise<C
   return listed.value;
 }
 
+const cloudRates = new WeakMap<Target, RateLimiter>();
+
+/** The cloud's one token bucket (`sync.maxBandwidth`), shared by all its transfers, run after run. */
+function cloudRateOf(target: Target): RateLimiter | undefined {
+  const rate = target.policy.maxBandwidth;
+  if (!rate) return undefined;
+  let bucket = cloudRates.get(target);
+  if (!bucket) {
+    bucket = new RateLimiter(rate);
+    cloudRates.set(target, bucket);
+  }
+  return bucket;
+}
+
 /** How the executor works on `target` for a run with `deps`. */
 export function executorContext(
   target: Target,
@@ -117,6 +135,8 @@ export function executorContext(
     defaultStore: deps.defaultStore,
     cacheDir: deps.cacheDir,
     limiter: deps.limiter,
+    ...(cloudRateOf(target) ? { cloudRate: cloudRateOf(target)! } : {}),
+    ...(deps.storeLimits ? { storeLimits: deps.storeLimits } : {}),
     logger: extra.logger ?? deps.logger,
     ...(extra.signal ? { signal: extra.signal } : {}),
     ...(deps.now ? { now: deps.now } : {}),

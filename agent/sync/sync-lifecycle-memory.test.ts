@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { memorySyncWorld, type MemorySyncWorld } from '../../test/support/memory-sync.js';
 import type { CloudImage } from '../../core/iaas/port.js';
-import { deprecate, softDelete } from '../../core/image/deprecation.js';
+import { deprecate, softDelete, undeprecate } from '../../core/image/deprecation.js';
 import type { Image } from '../../core/image/model.js';
 import { syncTarget } from './runner.js';
 import { planTarget } from './runner.js';
@@ -151,5 +151,58 @@ describe('life cycle in a cloud (memory cloud)', () => {
     const held = await target.driver.list();
     expect(latestNames(held).map((c) => c.markers!.imageId)).toEqual([versions[2]!.id]);
     expect(copyOf(held, versions[3]!)!.name).toBe('deb v4');
+  });
+
+  it.each(['hide', 'disable'] as const)(
+    'undeprecated after going obsolete (%s): the same copy shown again, nothing uploaded twice',
+    async (obsolete) => {
+      world = await memorySyncWorld();
+      const image = await world.addImage(`lc-back-${obsolete}`, randomBytes(4096));
+      const target = world.target({ retire: { mode: 'delete' }, lifecycle: { obsolete } });
+      const at = (iso: string) => world!.deps({ now: () => new Date(iso) });
+      expect((await syncTarget(target, at(t0.toISOString()), { trigger: 'manual' })).drift).toBe(0);
+      const copy = copyOf(await target.driver.list(), image)!;
+      await change(world, image, deprecate(image, { obsoleteOn: '2026-07-01' }, t0));
+      const gone = await syncTarget(target, at('2026-07-02T00:00:00Z'), { trigger: 'manual' });
+      expect(results(gone.actions)).toEqual(['retire:retired']);
+      const retired = await target.driver.get(copy.nativeId);
+      expect(obsolete === 'hide' ? retired.hidden : retired.state === 'disabled').toBe(true);
+
+      await change(world, image, undeprecate(await world.catalog.images.get(image.id)));
+      const plan = await planTarget(target, at('2026-07-03T00:00:00Z'));
+      const shown = obsolete === 'hide' ? 'hidden -> visible' : 'disabled -> active';
+      expect(plan.actions).toEqual([
+        expect.objectContaining({
+          kind: 'update',
+          nativeId: copy.nativeId,
+          reveal: true,
+          changes: expect.arrayContaining([shown]),
+        }),
+      ]);
+      const back = await syncTarget(target, at('2026-07-03T00:00:00Z'), { trigger: 'manual' });
+      expect(back).toMatchObject({ status: 'succeeded', drift: 0 });
+      expect(results(back.actions)).toEqual(['update:updated']);
+      const copies = (await target.driver.list()).filter((c) => c.markers?.imageId === image.id);
+      expect(copies).toEqual([expect.objectContaining({ nativeId: copy.nativeId, state: 'active', hidden: false })]);
+      expect(copies[0]!.metadata.properties?.['visor_lifecycle']).toBeUndefined();
+    },
+  );
+
+  it('where the cloud cannot show a copy again, a new one replaces the hidden one', async () => {
+    world = await memorySyncWorld();
+    const image = await world.addImage('lc-noreveal', randomBytes(4096));
+    const target = world.target({ retire: { mode: 'delete' } });
+    const driver = target.driver;
+    // A plugin's driver without reveal: the planner must not count on it.
+    Object.defineProperty(driver, 'capabilities', { value: { ...driver.capabilities, reveals: [] } });
+    const at = (iso: string) => world!.deps({ now: () => new Date(iso) });
+    await syncTarget(target, at(t0.toISOString()), { trigger: 'manual' });
+    const copy = copyOf(await driver.list(), image)!;
+    await change(world, image, deprecate(image, { obsoleteOn: '2026-07-01' }, t0));
+    await syncTarget(target, at('2026-07-02T00:00:00Z'), { trigger: 'manual' });
+    await change(world, image, undeprecate(await world.catalog.images.get(image.id)));
+    const back = await syncTarget(target, at('2026-07-03T00:00:00Z'), { trigger: 'manual' });
+    expect(results(back.actions)).toEqual(['create:created', 'retire:retired']);
+    expect(copyOf(await driver.list(), image)!.nativeId).not.toBe(copy.nativeId);
   });
 });

@@ -60,8 +60,15 @@ function catalog(n) {
 }
 
 let nativeCounter = 0;
-/** The cloud's view of our copy of `desired` (in step unless `overrides` says otherwise). */
-function copyOf(d, overrides = {}) {
+/**
+ * Our markers on a copy: agent and target (the current scheme), or the agent only (copies made
+ * before markers named their target: the planner's one-time migration, every copy adopted).
+ */
+const markersOf = (scheme, target, fields) =>
+  scheme === 'legacy' ? { agent: AGENT, ...fields } : { agent: AGENT, target, ...fields };
+
+/** The cloud's view of our copy of `desired` for `target` (in step unless `overrides` says otherwise). */
+function copyOf(d, target, scheme, overrides = {}) {
   const image = d.image;
   return {
     nativeId: `native-${++nativeCounter}`,
@@ -74,7 +81,11 @@ function copyOf(d, overrides = {}) {
     containerFormat: 'bare',
     size: image.size,
     checksums: { md5: image.checksums.md5, sha512: image.checksums.sha512 },
-    markers: { agent: AGENT, imageId: image.id, sha256: image.checksums.sha256, revision: image.revision },
+    markers: markersOf(scheme, target, {
+      imageId: image.id,
+      sha256: image.checksums.sha256,
+      revision: image.revision,
+    }),
     metadata: {},
     createdAt: '2026-01-02T00:00:00.000Z',
     ...overrides,
@@ -98,7 +109,7 @@ const unmarked = (i, image) => ({
  * 5 missing (create), 5 renamed in the catalog (update), 2 with new content (replace), 2 pending
  * leftovers (cleanup); plus copies of images gone from the catalog (retire) and the cloud's own images.
  */
-function observedFor(images, policy, target, caps, { unmarkedCount, adoptable = 0 }) {
+function observedFor(images, policy, target, caps, { unmarkedCount, adoptable = 0 }, scheme) {
   const out = [];
   let selected = 0;
   const adoptFrom = [];
@@ -109,31 +120,41 @@ function observedFor(images, policy, target, caps, { unmarkedCount, adoptable = 
     if (k < 5) continue;
     if (k < 10)
       out.push(
-        copyOf(d, {
+        copyOf(d, target, scheme, {
           name: `${d.image.name}-old`,
-          markers: { agent: AGENT, imageId: image.id, sha256: image.checksums.sha256, revision: image.revision - 1 },
+          markers: markersOf(scheme, target, {
+            imageId: image.id,
+            sha256: image.checksums.sha256,
+            revision: image.revision - 1,
+          }),
         }),
       );
     else if (k < 12)
       out.push(
-        copyOf(d, {
-          markers: { agent: AGENT, imageId: image.id, sha256: sha(`old-${image.id}`), revision: image.revision - 1 },
+        copyOf(d, target, scheme, {
+          markers: markersOf(scheme, target, {
+            imageId: image.id,
+            sha256: sha(`old-${image.id}`),
+            revision: image.revision - 1,
+          }),
         }),
       );
     else if (k < 14) {
-      out.push(copyOf(d));
-      out.push(copyOf(d, { state: 'pending' }));
+      out.push(copyOf(d, target, scheme));
+      out.push(copyOf(d, target, scheme, { state: 'pending' }));
     } else if (k < 14 + adoptable) adoptFrom.push(image);
-    else out.push(copyOf(d));
+    else out.push(copyOf(d, target, scheme));
   }
   for (let i = 0; i < selected / 100; i++)
-    out.push(copyOf({ image: { ...images[0], id: randomUUID(), name: `removed-${i}` }, diskFormat: 'raw' }));
+    out.push(
+      copyOf({ image: { ...images[0], id: randomUUID(), name: `removed-${i}` }, diskFormat: 'raw' }, target, scheme),
+    );
   for (let i = 0; i < unmarkedCount; i++) out.push(unmarked(i));
   for (const [i, image] of adoptFrom.entries()) out.push(unmarked(`a${i}`, image));
   return { observed: out, selected };
 }
 
-export function plannerTargets(images) {
+export function plannerTargets(images, scheme = 'target') {
   const policy = (p) => syncPolicySchema.parse(p);
   const targets = [
     {
@@ -204,23 +225,30 @@ export function plannerTargets(images) {
       extra: { unmarkedCount: 1000, adoptable: 2 },
     },
   ];
-  return targets.map((t) => ({ ...t, ...observedFor(images, t.policy, t.name, t.caps, t.extra) }));
+  return targets.map((t) => ({ ...t, ...observedFor(images, t.policy, t.name, t.caps, t.extra, scheme) }));
 }
 
 export { catalog as benchCatalog };
 
 /** Generates the catalog and listings once, then times `plan` of each build in `dists` (first pass cold, then warm). */
-export async function plannerFigures({ images: n, targets: count, repeat, dists, log }) {
+export async function plannerFigures({ images: n, targets: count, repeat, dists, log, markers = 'target' }) {
   // Earlier builds (quadratic ones among them) are timed cold only.
   const repeats = (key) => (key === 'visor' ? repeat : 0);
-  log(`  generating ${n} images and ${count} observed listings`);
-  const images = catalog(n);
-  const targets = plannerTargets(images).slice(0, count);
+  log(`  generating ${n} images and ${count} observed listings (markers: ${markers})`);
+  // As a sync gets them: the catalog's records and the cloud's listing parsed from JSON, so every
+  // id is a flat string of its own (randomUUID's are concatenations that a Map lookup must flatten
+  // first, and a marker sharing the catalog's string object compares equal without reading it).
+  const generated = catalog(n);
+  const images = JSON.parse(JSON.stringify(generated));
+  const targets = plannerTargets(generated, markers)
+    .slice(0, count)
+    .map((t) => ({ ...t, observed: JSON.parse(JSON.stringify(t.observed)) }));
   const when = new Date('2026-06-01T00:00:00Z');
   const out = {};
   for (const [key, buildDir] of Object.entries(dists)) {
     const { plan } = await import(`${buildDir}/agent/sync/planner.js`);
     const runOnce = (t) => {
+      const cpu0 = process.cpuUsage();
       const t0 = now();
       const p = plan({
         target: t.name,
@@ -232,14 +260,24 @@ export async function plannerFigures({ images: n, targets: count, repeat, dists,
         retiredSince: new Map(),
         now: when,
       });
-      return { seconds: secondsSince(t0), plan: p };
+      const seconds = secondsSince(t0);
+      const cpu = process.cpuUsage(cpu0);
+      // CPU seconds of the whole process (GC threads included): wall time is noisy on a loaded machine.
+      return { seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, plan: p };
     };
     globalThis.gc?.();
     log(`  planning with the ${key} build`);
     // The first pass is what one `visor sync` pays (a fresh process: code not yet optimised).
     const first = targets.map(runOnce);
     const warm = targets.map(() => []);
-    for (let r = 0; r < repeats(key); r++) for (const [i, t] of targets.entries()) warm[i].push(runOnce(t).seconds);
+    const warmCpu = targets.map(() => []);
+    for (let r = 0; r < repeats(key); r++) {
+      for (const [i, t] of targets.entries()) {
+        const { seconds, cpuSeconds } = runOnce(t);
+        warm[i].push(seconds);
+        warmCpu[i].push(cpuSeconds);
+      }
+    }
     const perTarget = targets.map((t, i) => {
       const counts = {};
       for (const a of first[i].plan.actions) counts[a.kind] = (counts[a.kind] ?? 0) + 1;
@@ -248,7 +286,9 @@ export async function plannerFigures({ images: n, targets: count, repeat, dists,
         selected: t.selected,
         observed: t.observed.length,
         firstSeconds: first[i].seconds,
+        firstCpuSeconds: first[i].cpuSeconds,
         warmSeconds: warm[i].length ? median(warm[i]) : undefined,
+        warmCpuSeconds: warmCpu[i].length ? median(warmCpu[i]) : undefined,
         actions: first[i].plan.actions.length,
         counts,
         notes: first[i].plan.notes.length,
@@ -257,8 +297,10 @@ export async function plannerFigures({ images: n, targets: count, repeat, dists,
     out[key] = {
       perTarget,
       firstTotalSeconds: perTarget.reduce((s, t) => s + t.firstSeconds, 0),
+      firstTotalCpuSeconds: perTarget.reduce((s, t) => s + t.firstCpuSeconds, 0),
+      warmTotalCpuSeconds: repeats(key) ? perTarget.reduce((s, t) => s + t.warmCpuSeconds, 0) : undefined,
       warmTotalSeconds: repeats(key) ? perTarget.reduce((s, t) => s + t.warmSeconds, 0) : undefined,
     };
   }
-  return { images: n, targets: count, ...out };
+  return { images: n, targets: count, markers, ...out };
 }

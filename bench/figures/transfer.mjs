@@ -119,6 +119,8 @@ export async function transferFigures({
     glanceFile: [],
     visorGetFile: [],
     openstackSave: [],
+    visorAddFile: [],
+    openstackCreate: [],
   };
   for (const v of variants)
     for (const k of ['Ingest', 'CurlIngest', 'Digests', 'Download', 'CurlDownload', 'FreshCurlDownload'])
@@ -126,6 +128,14 @@ export async function transferFigures({
   const kept = {};
   const peakRss = {};
   let glanceId;
+  // The CLIs run against the build under test, as a user runs them (its keys in the environment).
+  const visor = variants[0];
+  const env = {
+    ...process.env,
+    VISOR_URL: visor.server.url,
+    VISOR_ACCESS_KEY: visor.user.accessKey,
+    VISOR_SECRET_KEY: visor.user.secretKey,
+  };
   // The ceilings: nginx sendfile and a minimal Node server, both serving the same source file.
   const nginx = await startNginx(dir, source);
   const bare = await startBareNode(dir, source);
@@ -194,6 +204,30 @@ export async function transferFigures({
       runs.glanceIngest.push(glanceRun);
       if (r === 0) glanceId = glanceRun.value;
       else await glance(peer, token, 'DELETE', `/v2/images/${glanceRun.value}`);
+
+      // The upload a user types: `visor add --file` (start-up, its sha256 and the upload included)
+      // vs `openstack image create --file`, each CLI a process of its own, timed from start to exit.
+      const addArgs = [`name=${prefix}add-file-${r}`, 'architecture=x86_64', 'format=raw', '--file', source, '--json'];
+      const added = await measure(
+        () => [visor.server.pid],
+        () => runMeasured(process.execPath, [visor.kit.bin, 'add', ...addArgs], { env }),
+      );
+      runs.visorAddFile.push({ ...added, clientCpu: added.value.cpuSeconds });
+      const addedImage = JSON.parse(added.value.stdout);
+      if (addedImage.checksums?.sha256 !== kept.visor.checksums.sha256)
+        throw new Error('`visor add --file` stored different bytes than the API client');
+      await digestsDone(visor.client, addedImage);
+      await visor.client.delete(String(addedImage._id));
+      const createArgs = ['--file', source, '--disk-format', 'raw', '--container-format', 'bare'];
+      const created = await measure(glancePids, () =>
+        runMeasured(
+          'openstack',
+          ['image', 'create', ...createArgs, '-f', 'value', '-c', 'id', `${prefix}osc-create-${r}`],
+          { env: { ...process.env, ...peer.openrc } },
+        ),
+      );
+      runs.openstackCreate.push({ ...created, clientCpu: created.value.cpuSeconds });
+      await glance(peer, token, 'DELETE', `/v2/images/${created.value.stdout.trim()}`);
     }
     const stored = await glance(peer, token, 'GET', `/v2/images/${glanceId}`);
     if (stored.checksum !== kept.visor.checksums.md5 || stored.size !== bytes)
@@ -233,14 +267,7 @@ export async function transferFigures({
 
   // Downloads into a file, as a user makes them: `visor get -o FILE` (start-up, the sha256 check
   // and the file included) against `curl -o FILE` and `openstack image save` from Glance.
-  const visor = variants[0];
   const target = join(dir, 'downloaded.raw');
-  const env = {
-    ...process.env,
-    VISOR_URL: visor.server.url,
-    VISOR_ACCESS_KEY: visor.user.accessKey,
-    VISOR_SECRET_KEY: visor.user.secretKey,
-  };
   for (let r = 0; r < downloadRepeat; r++) {
     log(`  download into a file, round ${r + 1}/${downloadRepeat}`);
     const contestants = [

@@ -109,8 +109,11 @@ export interface RunRecord {
   id: string;
   target: string;
   agent: string;
-  /** `retry`: an admin's retry of the failed tasks of the last run, limited to their images. */
-  trigger: 'schedule' | 'manual' | 'cli' | 'retry';
+  /**
+   * Why the run started: its cron schedule, a catalog change it cares about, an operator (API/CLI), or an admin's
+   * retry of what failed (`retry`: limited to those images).
+   */
+  trigger: 'schedule' | 'change' | 'manual' | 'cli' | 'retry';
   dryRun: boolean;
   status: RunStatus;
   startedAt: string;
@@ -174,6 +177,44 @@ export interface ReplayRepository {
   prune(now?: number): Promise<number>;
 }
 
+/** One write to an image record, as the catalog's change feed keeps it. */
+export interface ImageChange {
+  /** Position in the feed: increases with every write, in the order the writes were committed. */
+  seq: number;
+  id: string;
+  op: 'create' | 'update' | 'delete';
+  /** The record before the write (update, delete). */
+  before?: Image;
+  /** The record after the write (create, update). */
+  after?: Image;
+}
+
+export interface ImageChangeBatch {
+  changes: ImageChange[];
+  /** The position to read on from: the last change's seq (or the one asked for when there is none). */
+  cursor: number;
+  /**
+   * Changes after the position asked for were already forgotten (the feed keeps a bounded tail), or
+   * the feed is behind the position (the catalog was replaced): the reader must assume anything changed.
+   */
+  gap: boolean;
+}
+
+/**
+ * Every image write in commit order, so that agents in other processes on the same catalog learn
+ * what changed without reading the whole catalog. Kept natively by each catalog (a trigger, a
+ * counter) in the write itself; only a bounded tail of recent changes is kept.
+ */
+export interface ImageChangeFeed {
+  /** The newest change's seq (0 when there is none): one cheap read, what pollers ask every second. */
+  cursor(): Promise<number>;
+  /** Changes after `since`, oldest first, at most `limit` (default 1000). */
+  since(since: number, limit?: number): Promise<ImageChangeBatch>;
+}
+
+/** Changes a catalog's feed keeps: a reader further behind than this gets a gap. */
+export const CHANGE_FEED_KEEP = 10_000;
+
 /** The catalog port: where image metadata, users and the agent's records live. */
 export interface Catalog {
   readonly kind: string;
@@ -183,6 +224,8 @@ export interface Catalog {
   readonly leases: LeaseRepository;
   readonly state: StateRepository;
   readonly replays: ReplayRepository;
+  /** Image writes in commit order (what wakes agents on a catalog change); absent in catalogs without one. */
+  readonly changes?: ImageChangeFeed;
   /** Creates tables/collections and indexes; idempotent. */
   init(): Promise<void>;
   /**

@@ -18,6 +18,12 @@ export interface PluginInstance {
   options: unknown;
 }
 
+/** A store with the limits syncs honour when they read from it. */
+export interface StoreInstance extends PluginInstance {
+  maxBandwidth?: number;
+  concurrency?: number;
+}
+
 export interface SubscriptionConfig extends Omit<ConfigFile['subscriptions'][string], 'options'> {
   /** Validated (and defaulted) by the source plugin's own schema. */
   options: unknown;
@@ -37,7 +43,7 @@ export interface VisorConfig {
   plugins: string[];
   logging: ConfigFile['logging'];
   catalog: PluginInstance;
-  stores: Record<string, PluginInstance>;
+  stores: Record<string, StoreInstance>;
   defaultStore: string;
   server: ConfigFile['server'];
   agent: ConfigFile['agent'];
@@ -204,11 +210,13 @@ export async function loadConfig(options: LoadConfigOptions): Promise<VisorConfi
     type: cfg.catalog.type,
     options: await instance('catalog', 'catalog type', cfg.catalog.type, cfg.catalog.options, ['catalog'], 'type'),
   };
-  const stores: Record<string, PluginInstance> = {};
+  const stores: Record<string, StoreInstance> = {};
   for (const [name, store] of Object.entries(cfg.stores)) {
     stores[name] = {
       type: store.type,
       options: await instance('store', 'store type', store.type, store.options, ['stores', name], 'type'),
+      ...(store.maxBandwidth !== undefined ? { maxBandwidth: store.maxBandwidth } : {}),
+      ...(store.concurrency !== undefined ? { concurrency: store.concurrency } : {}),
     };
   }
   const clouds: Record<string, CloudConfig> = {};

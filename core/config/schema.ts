@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { defaultSoftDeleteMs } from '../image/deprecation.js';
 import { storeNamePattern } from '../image/schema.js';
 import { byteSize } from './byte-size.js';
 import { logLevels } from '../logging/logger.js';
@@ -12,6 +13,14 @@ const instanceName = z
 export const pluginInstanceSchema = z.strictObject({
   type: z.string({ error: 'is required: the id of the plugin that provides it' }),
   options: options.optional(),
+});
+
+/** A store: its plugin and options, and what syncs may take of it (reads of images on their way to clouds). */
+export const storeInstanceSchema = pluginInstanceSchema.extend({
+  /** Bytes per second over every sync transfer reading from this store together (e.g. "50MiB"). */
+  maxBandwidth: byteSize.refine((n) => n > 0, 'must be more than 0 (leave it out for no limit)').optional(),
+  /** Sync transfers reading from this store at once, across all clouds. */
+  concurrency: z.number().int().min(1).max(256).optional(),
 });
 
 export const cloudSchema = z.strictObject({
@@ -127,7 +136,7 @@ export const configFileSchema = z.strictObject({
     })
     .prefault({}),
   catalog: pluginInstanceSchema.default({ type: 'sqlite' }),
-  stores: z.record(instanceName, pluginInstanceSchema).default({ local: { type: 'file' } }),
+  stores: z.record(instanceName, storeInstanceSchema).default({ local: { type: 'file' } }),
   defaultStore: instanceName.optional(),
   server: serverSchema.prefault({}),
   agent: z
@@ -148,6 +157,8 @@ export const configFileSchema = z.strictObject({
         .optional(),
       /** Scratch space for format conversion; default <dataDir>/cache. */
       cacheDir: z.string().min(1).optional(),
+      /** How often the agent reads the catalog's change feed (clouds' `sync.triggers`): one cheap query each time. */
+      changePoll: duration.default(1000).refine((ms) => ms >= 100 && ms <= 60_000, 'must be from 100ms to 60s'),
       /** Run records kept per target. */
       keepRuns: z.number().int().min(1).max(100_000).default(200),
       /** On SIGTERM, runs in flight get this long to finish before they are aborted (and clean up). */
@@ -160,8 +171,8 @@ export const configFileSchema = z.strictObject({
   /** The life cycle of catalog images (docs/lifecycle.md). */
   lifecycle: z
     .strictObject({
-      /** How long a deleted image is kept, bits included, restorable with `visor restore` (0: deleted at once). */
-      softDelete: duration.default(0),
+      /** How long a deleted image is kept, bits included, restorable with `visor restore` (7d; 0: deleted at once). */
+      softDelete: duration.default(defaultSoftDeleteMs),
       /** How often `visor serve` applies due deprecation dates and purges expired deleted images. */
       sweepEvery: duration.default(60_000).refine((ms) => ms >= 1000, 'must be at least 1s'),
     })

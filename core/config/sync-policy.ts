@@ -1,6 +1,7 @@
 import { validate as validateCron } from 'node-cron';
 import { z } from 'zod';
 import { accessLevels, diskFormats } from '../image/model.js';
+import { byteSize } from './byte-size.js';
 import { propertyKeyPattern } from '../image/schema.js';
 
 /**
@@ -38,6 +39,22 @@ export const syncPolicySchema = z.strictObject({
     .string()
     .refine((expr) => validateCron(expr), 'must be a cron expression, e.g. "*/30 * * * *" (every 30 minutes)')
     .optional(),
+  /**
+   * Syncs besides the schedule: a catalog change (add, update, delete, deprecate) to an image this
+   * cloud's selector picks (before or after the change) starts a run once the catalog has been quiet
+   * for `debounce`, or `maxDelay` after the first such change at the latest: a burst is one run.
+   */
+  triggers: z
+    .strictObject({
+      onChange: z.boolean().default(true),
+      debounce: duration.default(2000),
+      maxDelay: duration.default(10_000),
+    })
+    .refine((t) => t.maxDelay >= t.debounce, {
+      message: 'maxDelay must not be shorter than debounce',
+      path: ['maxDelay'],
+    })
+    .prefault({}),
   /** Which catalog images go to this cloud; every condition must hold. */
   selector: z
     .strictObject({
@@ -121,8 +138,10 @@ export const syncPolicySchema = z.strictObject({
   import: z.enum(['off', 'metadata', 'full']).default('off'),
   /** Mark an unmarked cloud image as ours when its content equals a catalog image's (instead of uploading a copy). */
   adopt: z.boolean().default(false),
-  /** Actions at once on this cloud. */
+  /** Actions at once on this cloud: transfers to (and imports from) it included. */
   concurrency: z.number().int().min(1).max(64).default(2),
+  /** Bytes per second over all transfers to (and imports from) this cloud together, e.g. "20MiB" (default: none). */
+  maxBandwidth: byteSize.refine((n) => n > 0, 'must be more than 0 (leave it out for no limit)').optional(),
   timeouts: z
     .strictObject({
       /** One action (an upload included). */

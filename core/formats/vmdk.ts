@@ -22,11 +22,29 @@ export function probeVmdkBinary(input: ProbeInput): boolean {
 export async function probeVmdkText(reader: ImageReader, input: ProbeInput): Promise<boolean> {
   if (input.head.length === 0 || !isText(input.head)) return false;
   const text = (await reader.read(0, Math.min(reader.size, maxDescriptorBytes))).toString('latin1');
-  return (
-    /^\s*#\s*disk\s*descriptorfile/im.test(text) ||
-    /^\s*createtype\s*=/im.test(text) ||
-    /^\s*version\s*=\s*\d/im.test(text)
-  );
+  return hasDescriptorLine(text);
+}
+
+/** Blank space from the start of the text or of a line (it may span lines, as `\s` did in the old pattern). */
+const lineStart = /(?:^|[\n\r\u2028\u2029])\s*/g;
+/** What a descriptor line begins with, tried only where `lineStart` ends (sticky). */
+const descriptorKey = /#\s*disk\s*descriptorfile|createtype\s*=|version\s*=\s*\d/iy;
+
+/**
+ * /^\s*KEY/im, in linear time: the multiline regex retried `\s*` from every line start inside a
+ * run of blank lines, so a 64 KiB upload of newlines cost seconds of CPU per pattern. Every line
+ * start inside one blank run leads to the same place (the run's end), which is tried once.
+ */
+export function hasDescriptorLine(text: string): boolean {
+  lineStart.lastIndex = 0;
+  for (let match = lineStart.exec(text); match; match = lineStart.exec(text)) {
+    const end = match.index + match[0].length;
+    descriptorKey.lastIndex = end;
+    if (descriptorKey.test(text)) return true;
+    // An empty match (the text's start, not blank) would be found again at the same place.
+    if (end === match.index) lineStart.lastIndex = end + 1;
+  }
+  return false;
 }
 
 function isText(bytes: Buffer): boolean {

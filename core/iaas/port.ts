@@ -145,6 +145,12 @@ export interface DriverCapabilities {
   download: boolean;
   /** The driver can tell whether an image is in use. */
   detectsInUse: boolean;
+  /**
+   * The soft retire modes `reveal` undoes (hide: shown again; disable: usable again), so that an
+   * image brought back (`visor undeprecate`) gets its existing copy back instead of a new upload.
+   * Absent or empty: a hidden or disabled copy is replaced by a new one.
+   */
+  reveals?: readonly RetireMode[];
   /** Longest property value the cloud stores, when limited. */
   maxPropertyLength?: number;
   /**
@@ -226,6 +232,12 @@ export interface IaasDriver {
    * image that is in use.
    */
   retire(nativeId: string, mode: RetireMode, options?: ClaimedCallOptions): Promise<void>;
+  /**
+   * Undoes `retire(hide)` and `retire(disable)` (those listed in `capabilities.reveals`): the copy,
+   * bits untouched and native id kept, is visible and usable again. Checks `options.claim` first;
+   * a copy already visible and usable is left as it is. Present exactly when `reveals` is not empty.
+   */
+  reveal?(nativeId: string, options?: ClaimedCallOptions): Promise<void>;
   /**
    * Removes an image the agent made and must not keep — the leftovers of a create that failed
    * or was cut off, a copy whose markers did not stick — entirely, whatever retire modes the

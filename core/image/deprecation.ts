@@ -113,6 +113,13 @@ export function dueChange(image: Image, now: Date, softDeleteMs: number): ImageC
   return undefined;
 }
 
+/**
+ * How long a deleted image is kept, bits included, restorable with `visor restore`, unless
+ * configured otherwise (`lifecycle.softDelete`; 0 deletes at once): a week, the safety net a
+ * mistaken `visor delete` or a wrong `--delete-on` date needs.
+ */
+export const defaultSoftDeleteMs = 7 * 24 * 60 * 60 * 1000;
+
 /** The change that deletes an image softly: kept, bits included, for `softDeleteMs`. */
 export function softDelete(now: Date, softDeleteMs: number): ImageChanges {
   return {

@@ -62,19 +62,23 @@ const textFormat = winston.format.printf((info) => {
   return `${String(timestamp)} ${String(level)} ${String(message)}${meta ? ` ${meta}` : ''}`;
 });
 
+/**
+ * Lines below the level are dropped here: winston formats every line (timestamp, masking, JSON)
+ * and only its transport compares levels, so a debug line nobody shows cost as much as a shown one.
+ */
 class WinstonLogger implements Logger {
   constructor(private readonly inner: winston.Logger) {}
   error(message: string, meta?: Record<string, unknown>): void {
     this.inner.error(message, meta);
   }
   warn(message: string, meta?: Record<string, unknown>): void {
-    this.inner.warn(message, meta);
+    if (this.inner.isLevelEnabled('warn')) this.inner.warn(message, meta);
   }
   info(message: string, meta?: Record<string, unknown>): void {
-    this.inner.info(message, meta);
+    if (this.inner.isLevelEnabled('info')) this.inner.info(message, meta);
   }
   debug(message: string, meta?: Record<string, unknown>): void {
-    this.inner.debug(message, meta);
+    if (this.inner.isLevelEnabled('debug')) this.inner.debug(message, meta);
   }
   child(context: Record<string, unknown>): Logger {
     return new WinstonLogger(this.inner.child(context));

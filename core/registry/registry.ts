@@ -1,3 +1,4 @@
+import 'reflect-metadata';
 import { Container } from 'inversify';
 import { VisorError } from '../errors.js';
 import { ZodType } from 'zod';

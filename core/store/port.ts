@@ -49,6 +49,12 @@ export interface GetResult {
    * this or `stream`, never both. Rejects when the store fails or the destination goes away.
    */
   send?(destination: Writable): Promise<void>;
+  /**
+   * Where the bytes are a range of an open local file (the file store): its descriptor, for a
+   * reader on another thread that reads them itself, with nothing passing through this one. Valid
+   * until `stream` is destroyed; use it instead of `stream` (then destroy `stream`, which closes it).
+   */
+  file?: { fd: number; start: number; length: number };
 }
 
 export interface StoreCapabilities {

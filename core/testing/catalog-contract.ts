@@ -752,6 +752,76 @@ export function catalogContract(
       });
     });
 
+    describe('change feed (what wakes agents on a catalog change)', () => {
+      it('records every image write in order, the record before and after; nothing for a refused one', async (ctx) => {
+        if (!catalog.changes) return ctx.skip('this catalog keeps no change feed (agents sync on their schedule only)');
+        const start = await catalog.changes.cursor();
+        const image = await catalog.images.create(makeImage({ name: 'feed-a' }));
+        const updated = await catalog.images.update(image.id, 1, { name: 'feed-b' });
+        await expectKind(catalog.images.update(image.id, 1, { name: 'stale' }), 'conflict');
+        await catalog.images.delete(image.id);
+        const batch = await catalog.changes.since(start);
+        expect(batch.gap).toBe(false);
+        expect(batch.changes.map((c) => [c.id, c.op])).toEqual([
+          [image.id, 'create'],
+          [image.id, 'update'],
+          [image.id, 'delete'],
+        ]);
+        const [created, changed, deleted] = batch.changes;
+        expect(created?.after?.name).toBe('feed-a');
+        expect(created?.before).toBeUndefined();
+        expect(changed?.before?.name).toBe('feed-a');
+        expect(changed?.after).toEqual(updated);
+        expect(deleted?.before?.name).toBe('feed-b');
+        expect(deleted?.after).toBeUndefined();
+        const seqs = batch.changes.map((c) => c.seq);
+        expect(seqs.every((seq, i) => i === 0 || seq > seqs[i - 1]!)).toBe(true);
+        expect(seqs[0]).toBeGreaterThan(start);
+        expect(batch.cursor).toBe(seqs[2]);
+        await expect(catalog.changes.cursor()).resolves.toBe(seqs[2]);
+        await expect(catalog.changes.since(batch.cursor)).resolves.toEqual({
+          changes: [],
+          cursor: batch.cursor,
+          gap: false,
+        });
+        // Paged by `limit`: the cursor of a page is where the next one starts.
+        const first = await catalog.changes.since(start, 2);
+        expect(first.changes.map((c) => c.op)).toEqual(['create', 'update']);
+        const rest = await catalog.changes.since(first.cursor, 2);
+        expect(rest.changes.map((c) => c.op)).toEqual(['delete']);
+      });
+
+      it('shows writes of every instance on the same storage to every other, none lost when they race', async (ctx) => {
+        if (!catalog.changes) return ctx.skip('this catalog keeps no change feed (agents sync on their schedule only)');
+        const other = await harness.reopen(catalog);
+        try {
+          const start = await catalog.changes.cursor();
+          const made = await Promise.all(
+            Array.from({ length: 20 }, (_, i) => (i % 2 ? other : catalog).images.create(makeImage())),
+          );
+          const seen: string[] = [];
+          let cursor = start;
+          for (let pages = 0; pages < 50 && seen.length < made.length; pages++) {
+            const batch = await other.changes!.since(cursor, 7);
+            expect(batch.gap).toBe(false);
+            seen.push(...batch.changes.map((c) => c.id));
+            cursor = batch.cursor;
+          }
+          expect(seen.sort()).toEqual(made.map((i) => i.id).sort());
+          await expect(catalog.changes.cursor()).resolves.toBe(cursor);
+        } finally {
+          await other.close();
+        }
+      });
+
+      it('tells a reader ahead of the feed (catalog replaced under it) to assume anything changed', async (ctx) => {
+        if (!catalog.changes) return ctx.skip('this catalog keeps no change feed (agents sync on their schedule only)');
+        await catalog.images.create(makeImage());
+        const newest = await catalog.changes.cursor();
+        await expect(catalog.changes.since(newest + 1000)).resolves.toEqual({ changes: [], cursor: newest, gap: true });
+      });
+    });
+
     describe('delete', () => {
       it('removes the image', async () => {
         const image = await catalog.images.create(makeImage());

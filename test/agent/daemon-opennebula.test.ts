@@ -54,6 +54,8 @@ clouds:
       timeouts: { request: 5 }
     sync:
       schedule: '${schedule}'
+      # Runs come from the schedule and the tests' triggers only (change triggers: change-triggers.test.ts).
+      triggers: { onChange: false }
       selector: { access: [public, private] }
       naming: '${naming}'
       retire: { mode: delete }

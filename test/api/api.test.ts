@@ -226,7 +226,7 @@ describe('image service API', () => {
       expect((readOnly.json() as { message: string }).message).toMatch(/status is set by visor.*size is set by visor/);
     });
 
-    it('DELETE removes the metadata and the file', async () => {
+    it('DELETE keeps the image restorable for lifecycle.softDelete (7 days by default); purge removes it', async () => {
       const data = randomBytes(10_000);
       const image = await t
         .client('bob')
@@ -243,6 +243,20 @@ describe('image service API', () => {
         (await rawRequest(t.url, { method: 'GET', path: `/images/${String(image['_id'])}/meta`, as: t.users.bob }))
           .status,
       ).toBe(404);
+      // The safety net: the record and the bits stay until the period is over or the image is purged.
+      expect((await storeFiles()).length).toBe(before.length);
+      expect(imageOf(deleted)['purge_after']).toBeDefined();
+      const days = (Date.parse(String(imageOf(deleted)['purge_after'])) - Date.now()) / 86_400_000;
+      expect(days).toBeGreaterThan(6.99);
+      expect(days).toBeLessThanOrEqual(7);
+      const purged = await rawRequest(t.url, {
+        method: 'POST',
+        path: `/images/${String(image['_id'])}/purge`,
+        headers: { 'content-type': 'application/json' },
+        body: Buffer.from('{}'),
+        as: t.users.bob,
+      });
+      expect(purged.status).toBe(200);
       expect((await storeFiles()).length).toBe(before.length - 1);
     });
 

@@ -146,7 +146,7 @@ describe('upload limits: size cap and per-user quota', () => {
     });
   });
 
-  it('refuses what would take an owner over the quota; deleting makes room; replacing counts once', async () => {
+  it('refuses going over the quota; purging a deleted image makes room; a replacement counts once', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
       const response = await upload('bob', `bob-${i}`, raw(MiB));
@@ -175,7 +175,13 @@ describe('upload limits: size cap and per-user quota', () => {
     });
     expect(replaced.status).toBe(200);
 
+    // A deleted image keeps its bits, restorable, for lifecycle.softDelete (7 days by default):
+    // they still count, and the refusal says how to free them; purging does.
     await t.client('bob').delete(ids[1]!);
+    const kept = await upload('bob', 'bob-after-delete', raw(MiB));
+    expect(kept.status).toBe(413);
+    expect(message(kept)).toMatch(/1 MiB of it by deleted images kept for restoring \(visor delete --purge frees it\)/);
+    await t.client('bob').lifecycle(ids[1]!, 'purge');
     expect((await upload('bob', 'bob-after-delete', raw(MiB))).status).toBe(201);
   });
 

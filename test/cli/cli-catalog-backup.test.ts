@@ -1,20 +1,16 @@
-import { randomBytes, randomUUID } from 'node:crypto';
-import { chmod, copyFile, mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import { chmod, copyFile, mkdir, open, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Authenticator } from '../../agent/api/auth.js';
-import { openRuntime } from '../../agent/runtime/open-runtime.js';
-import { sealingBox } from '../../agent/serve.js';
 import { addUser, type NewCredentials } from '../../agent/service/users.js';
 import type { SecretBox } from '../../core/auth/secret-box.js';
 import { allImages } from '../../core/catalog/copy.js';
 import type { Catalog, RunRecord } from '../../core/catalog/port.js';
 import type { Image } from '../../core/image/model.js';
-import { silentLogger } from '../../core/logging/logger.js';
 import { requirePeer } from '../peers/index.js';
-import { createTestDatabase, databaseUrl, dropTestDatabase } from '../peers/postgresql.js';
+import { catalogConfigs, type CatalogConfigs } from '../support/catalog-configs.js';
 import { runVisorAsync, stackLine } from '../support/cli.js';
 import { makeImage } from '../support/images.js';
 
@@ -25,48 +21,20 @@ import { makeImage } from '../support/images.js';
  * handed out before; bad files, newer formats and readable folders are refused, changing nothing.
  */
 const { peer, skip } = await requirePeer('postgresql');
-let database = '';
+let configs: CatalogConfigs | undefined;
 let dir = '';
-const env = () => (peer ? { VISOR_PG_PASSWORD: peer.password } : {});
+const env = () => configs!.env();
+const sqliteConfig = (name: string) => configs!.sqlite(name);
+const withCatalog = <T>(config: string, fn: (catalog: Catalog, box: SecretBox) => Promise<T>) =>
+  configs!.withCatalog(config, fn);
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'visor-backup-test-'));
-  if (peer) database = await createTestDatabase(peer, 'backup');
+  configs = await catalogConfigs('backup', peer);
+  dir = configs.dir;
 }, 60_000);
 afterAll(async () => {
-  if (peer && database) await dropTestDatabase(peer, database);
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await configs?.close();
 });
-
-async function sqliteConfig(name: string): Promise<string> {
-  const file = join(dir, `${name}.yaml`);
-  await writeFile(file, `dataDir: ${join(dir, name)}\nlogging: { level: error }\nstores: { local: { type: file } }\n`);
-  return file;
-}
-
-async function postgresConfig(name: string): Promise<string> {
-  const file = join(dir, `${name}.yaml`);
-  const url = databaseUrl(peer!, database).replace(`:${peer!.password}@`, '@');
-  const schema = `backup_${randomBytes(4).toString('hex')}`;
-  await writeFile(
-    file,
-    `dataDir: ${join(dir, name)}
-logging: { level: error }
-catalog: { type: postgresql, options: { url: "${url}", password: "\${VISOR_PG_PASSWORD}", schema: ${schema} } }
-stores: { local: { type: file } }
-`,
-  );
-  return file;
-}
-
-async function withCatalog<T>(config: string, fn: (catalog: Catalog, box: SecretBox) => Promise<T>): Promise<T> {
-  const runtime = await openRuntime({ configFile: config, env: env(), logger: silentLogger });
-  try {
-    return await fn(await runtime.catalog(), await sealingBox(runtime));
-  } finally {
-    await runtime.close();
-  }
-}
 
 const run = (n: number, target: string): RunRecord => ({
   id: `run-${target}-${String(n).padStart(6, '0')}`,
@@ -319,7 +287,7 @@ describe('visor catalog backup / restore (PostgreSQL)', () => {
     if (skip) ctx.skip(skip);
     const backups = join(dir, 'pg-backups');
     await mkdir(backups, { mode: 0o700 });
-    const config = await postgresConfig('pg-source');
+    const config = await configs!.postgres('pg-source');
     const source = await seed(config);
     const file = join(backups, 'pg.visor');
     const { result, before, after } = await backupUnderLoad(config, file, source);
@@ -329,7 +297,7 @@ describe('visor catalog backup / restore (PostgreSQL)', () => {
     expect(JSON.parse(result.stdout)).toMatchObject({ sourceKind: 'postgresql', snapshot: true });
 
     // Into PostgreSQL whose servers already have another key: the secrets are sealed again.
-    const central = await postgresConfig('pg-restored');
+    const central = await configs!.postgres('pg-restored');
     await withCatalog(central, async () => undefined);
     const restored = await restore(file, central);
     expect(restored.stderr).toBe('');

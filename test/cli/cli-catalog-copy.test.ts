@@ -1,18 +1,14 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openRuntime } from '../../agent/runtime/open-runtime.js';
-import { sealingBox } from '../../agent/serve.js';
 import { addUser, type NewCredentials } from '../../agent/service/users.js';
 import { SecretBox } from '../../core/auth/secret-box.js';
 import { allImages } from '../../core/catalog/copy.js';
 import type { Catalog, RunRecord } from '../../core/catalog/port.js';
 import type { Image } from '../../core/image/model.js';
-import { silentLogger } from '../../core/logging/logger.js';
 import { requirePeer } from '../peers/index.js';
-import { createTestDatabase, databaseUrl, dropTestDatabase } from '../peers/postgresql.js';
+import { catalogConfigs, type CatalogConfigs } from '../support/catalog-configs.js';
 import { runVisorAsync, stackLine } from '../support/cli.js';
 import { makeImage } from '../support/images.js';
 
@@ -22,48 +18,21 @@ import { makeImage } from '../support/images.js';
  * records; counts and checksums compared, nothing lost, the destination must be empty.
  */
 const { peer, skip } = await requirePeer('postgresql');
-let database = '';
+let configs: CatalogConfigs | undefined;
 let dir = '';
-const env = () => ({ VISOR_PG_PASSWORD: peer!.password });
+const env = () => configs!.env();
+const sqliteConfig = (name: string) => configs!.sqlite(name);
+const withCatalog = <T>(config: string, fn: (catalog: Catalog, box: SecretBox) => Promise<T>) =>
+  configs!.withCatalog(config, fn);
 
 beforeAll(async () => {
   if (!peer) return;
-  database = await createTestDatabase(peer, 'copy');
-  dir = await mkdtemp(join(tmpdir(), 'visor-copy-'));
+  configs = await catalogConfigs('copy', peer);
+  dir = configs.dir;
 }, 60_000);
 afterAll(async () => {
-  if (peer && database) await dropTestDatabase(peer, database);
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await configs?.close();
 });
-
-async function sqliteConfig(name: string): Promise<string> {
-  const file = join(dir, `${name}.yaml`);
-  await writeFile(file, `dataDir: ${join(dir, name)}\nlogging: { level: error }\nstores: { local: { type: file } }\n`);
-  return file;
-}
-
-async function postgresConfig(name: string, schema: string): Promise<string> {
-  const file = join(dir, `${name}.yaml`);
-  const url = databaseUrl(peer!, database).replace(`:${peer!.password}@`, '@');
-  await writeFile(
-    file,
-    `dataDir: ${join(dir, name)}
-logging: { level: error }
-catalog: { type: postgresql, options: { url: "${url}", password: "\${VISOR_PG_PASSWORD}", schema: ${schema} } }
-stores: { local: { type: file } }
-`,
-  );
-  return file;
-}
-
-async function withCatalog<T>(config: string, fn: (catalog: Catalog, box: SecretBox) => Promise<T>): Promise<T> {
-  const runtime = await openRuntime({ configFile: config, env: env(), logger: silentLogger });
-  try {
-    return await fn(await runtime.catalog(), await sealingBox(runtime));
-  } finally {
-    await runtime.close();
-  }
-}
 
 const run = (n: number, target: string): RunRecord => ({
   id: randomUUID(),
@@ -149,7 +118,7 @@ describe('visor catalog copy', () => {
 
   it('copies SQLite into PostgreSQL and back, counts and checksums equal, secrets still open', async (ctx) => {
     if (skip) ctx.skip(skip);
-    const central = await postgresConfig('central', `copy_${randomBytes(4).toString('hex')}`);
+    const central = await configs!.postgres('central', `copy_${randomBytes(4).toString('hex')}`);
     const there = await copy(source, central);
     expect(there.stderr).toBe('');
     expect(there.code).toBe(0);
@@ -195,7 +164,7 @@ describe('visor catalog copy', () => {
         '--from',
         back,
         '--to',
-        await postgresConfig('text', `copy_${randomBytes(4).toString('hex')}`),
+        await configs!.postgres('text', `copy_${randomBytes(4).toString('hex')}`),
       ],
       { env: env() },
     );
@@ -206,7 +175,7 @@ describe('visor catalog copy', () => {
 
   it('refuses a destination that is not empty, changing nothing', async (ctx) => {
     if (skip) ctx.skip(skip);
-    const target = await postgresConfig('busy', `copy_${randomBytes(4).toString('hex')}`);
+    const target = await configs!.postgres('busy', `copy_${randomBytes(4).toString('hex')}`);
     await withCatalog(
       target,
       async (catalog) => void (await catalog.images.create(makeImage({ name: 'already-here' }))),
@@ -225,7 +194,7 @@ describe('visor catalog copy', () => {
     const lost = await sqliteConfig('lost-key');
     await withCatalog(lost, async (catalog, box) => void (await addUser(catalog.users, box, 'bob', false)));
     await rm(join(dir, 'lost-key', 'credentials.key'));
-    const target = await postgresConfig('lost-target', `copy_${randomBytes(4).toString('hex')}`);
+    const target = await configs!.postgres('lost-target', `copy_${randomBytes(4).toString('hex')}`);
     const result = await runVisorAsync(['catalog', 'copy', '--from', lost, '--to', target], { env: env() });
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(

@@ -54,6 +54,20 @@ describe('visor get', () => {
     expect(added.code, added.stderr).toBe(0);
     return String((JSON.parse(added.stdout) as Record<string, unknown>)['_id']);
   };
+  /**
+   * Waits until the server has recorded the image's md5 and sha512 (computed after the upload): a
+   * stored file damaged before that is found by the server's digest completer, which takes the
+   * image out of reach, and `get` would never see the bytes this test means it to check.
+   */
+  const digested = async (id: string) => {
+    for (let i = 0; i < 600; i++) {
+      const head = await visor(['head', id, '--json']);
+      const meta = JSON.parse(head.stdout) as Record<string, unknown>;
+      if (meta['sha512'] !== undefined && meta['checksums_pending'] === undefined) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`the digests of image ${id} were never recorded`);
+  };
   /** The stored file of an image (the file store names it after the id). */
   const storedFile = async (id: string) => {
     const names = await readdir(join(data, 'images'));
@@ -81,6 +95,7 @@ describe('visor get', () => {
 
   it('fails on bytes that do not match the sha256, keeping no file (and says so on stdout output too)', async () => {
     const id = await add('corrupt');
+    await digested(id);
     const file = await storedFile(id);
     const handle = await open(file, 'r+');
     await handle.write(Buffer.from([image[1_500_000]! ^ 0xff]), 0, 1, 1_500_000);
@@ -104,6 +119,7 @@ describe('visor get', () => {
     'fails on a stored file shorter than the catalog says ' + '(the server refuses to send it), writing nothing',
     async () => {
       const id = await add('short');
+      await digested(id);
       await truncate(await storedFile(id), 1000);
       const got = await visor(['get', id, '-o', 'short.raw']);
       expect(got.code).toBe(1);

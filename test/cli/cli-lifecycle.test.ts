@@ -25,7 +25,8 @@ describe('visor CLI: deprecate, undeprecate, delete, restore', () => {
     dir = await mkdtemp(join(tmpdir(), 'visor-life-'));
     const data = join(dir, 'data');
     const config = join(dir, 'visor.yaml');
-    await writeFile(config, 'lifecycle:\n  softDelete: 7d\n  sweepEvery: 1s\n');
+    // softDelete left at its default (7 days): the safety net is on without configuring it.
+    await writeFile(config, 'lifecycle:\n  sweepEvery: 1s\n');
     const added = await runVisorAsync(['users', 'add', 'alice', '--admin', '--data-dir', data, '-c', config, '--json']);
     expect(added.code).toBe(0);
     const creds = JSON.parse(added.stdout) as { accessKey: string; secretKey: string };

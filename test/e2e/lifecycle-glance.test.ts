@@ -129,6 +129,36 @@ describe('life cycle in real Glance', () => {
     expect((await glance(freshNative!))['visor_lifecycle']).toBeUndefined();
   });
 
+  it('undeprecating an obsolete image shows its hidden copy again: same Glance id, no second upload', async (ctx) => {
+    if (skip) ctx.skip(skip);
+    const image = await add('back');
+    expect((await sync()).drift).toBe(0);
+    const [native] = await nativeOf(image);
+    const before = await glance(native!);
+    await session.images.deprecate(caller, image.id, { obsoleteOn: '2099-01-01' });
+    await sync();
+    expect(await glance(native!)).toMatchObject({ os_hidden: false, visor_lifecycle: 'deprecated' });
+    const hidden = await sync(new Date('2099-01-02T00:00:00Z'));
+    // (Other tests' images share this catalog and cloud: only this image's copy is looked at.)
+    const mine = (actions: typeof hidden.actions) => actions.filter((a) => a.imageId === image.id);
+    expect(mine(hidden.actions).map((a) => `${a.action}:${a.result}`)).toEqual(['retire:retired']);
+    expect(await glance(native!)).toMatchObject({ status: 'active', os_hidden: true });
+
+    await session.images.undeprecate(caller, image.id);
+    const back = await sync(new Date('2099-01-03T00:00:00Z'));
+    expect(back.actions).toEqual([expect.objectContaining({ action: 'update', result: 'updated', nativeId: native })]);
+    expect(back.actions.some((a) => a.action === 'create' || a.action === 'replace')).toBe(false);
+    expect(back.actions[0]!.bytes ?? 0).toBe(0);
+    const after = await glance(native!);
+    expect(after).toMatchObject({ status: 'active', os_hidden: false });
+    expect(after['visor_lifecycle']).toBeUndefined();
+    // The very same Glance image and bits: one copy, created once, the same hash.
+    expect(await nativeOf(image)).toEqual([native]);
+    expect(after['created_at']).toBe(before['created_at']);
+    expect(after['os_hash_value']).toBe(before['os_hash_value']);
+    expect(mine((await sync(new Date('2099-01-03T00:00:00Z'))).actions)).toEqual([]);
+  });
+
   it('protects a protected image in Glance too, and never removes its copy', async (ctx) => {
     if (skip) ctx.skip(skip);
     const image = await add('guarded', { protected: true });

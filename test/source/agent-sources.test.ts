@@ -111,7 +111,7 @@ describe('visor agent: subscriptions wake the clouds; webhooks are signed, retri
       if (cloudRun && cloudRun.status !== 'running') break;
       await new Promise((r) => setTimeout(r, 200));
     }
-    expect(cloudRun?.trigger).toBe('schedule');
+    expect(cloudRun?.trigger).toBe('change');
     expect(cloudRun?.actions.filter((a) => a.action !== 'webhook').map((a) => a.result)).toEqual(['created']);
   }, 60_000);
 });

@@ -118,8 +118,17 @@ describe('subscription import', () => {
 
     source.set([]);
     const deleting = await syncSubscription({ name: 's', retire: 'delete' }, source, h.deps);
-    expect(deleting.actions.filter((x) => x.result === 'retired')).toHaveLength(1);
-    expect((await h.all()).map((i) => i.id).sort()).toEqual([v1.id, b.id].sort());
+    const retired = deleting.actions.filter((x) => x.result === 'retired');
+    expect(retired).toHaveLength(1);
+    const all = await h.all();
+    expect(
+      all
+        .filter((i) => i.status !== 'deleted')
+        .map((i) => i.id)
+        .sort(),
+    ).toEqual([v1.id, b.id].sort());
+    // Deleted softly (lifecycle.softDelete, 7 days by default): restorable, bits kept.
+    expect(all.filter((i) => i.status === 'deleted').map((i) => i.id)).toEqual([retired[0]!.imageId]);
   });
 
   it('retires an imported image when its entry expires, even while the list is unchanged', async () => {

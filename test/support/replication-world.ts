@@ -38,10 +38,12 @@ export async function replicationWorld(options: { publicImages?: number } = {}):
     [
       `dataDir: ${dir}`,
       'server: { host: 127.0.0.1, auth: { enabled: true } }',
+      // Runs happen when the tests ask (catalog changes would start some: test/agent/change-triggers.test.ts).
       'clouds:',
-      `  east: { adapter: memory, options: { cloud: ${cloud}, project: east }, sync: { schedule: "0 3 * * *" } }`,
+      `  east: { adapter: memory, options: { cloud: ${cloud}, project: east },`,
+      '          sync: { schedule: "0 3 * * *", triggers: { onChange: false } } }',
       `  west: { adapter: memory, options: { cloud: ${cloud}, project: west },`,
-      '          sync: { selector: { names: ["ubuntu-*"] } } }',
+      '          sync: { selector: { names: ["ubuntu-*"] }, triggers: { onChange: false } } }',
     ].join('\n'),
   );
   const agent = new AgentDaemon({

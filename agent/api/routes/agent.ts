@@ -5,7 +5,7 @@ import { uuidPattern } from '../../../core/image/schema.js';
 import type { Logger } from '../../../core/logging/logger.js';
 import type { ContentPublisher } from '../../content-publisher.js';
 import { handleContent } from '../../content-route.js';
-import { planJson } from '../../cli/sync-output.js';
+import { planJson } from '../../sync/plan-view.js';
 import type { Plan } from '../../sync/planner.js';
 
 /** What the routes need of the agent (the daemon implements it): no import of the daemon itself. */

@@ -28,10 +28,7 @@ export function addCommand(program: Command, io: CliIo): void {
     const { withInterrupts } = await import('../interrupt.js');
     await withInterrupts(io, 'the upload', async ({ signal }) => {
       // An upload cut off mid-way: the server keeps neither the bytes nor the record made for them.
-      const send = (upload: FileUpload) => {
-        signal.addEventListener('abort', () => upload.stream.destroy(signal.reason as Error), { once: true });
-        return client.add(meta, upload);
-      };
+      const send = (upload: FileUpload) => client.add(meta, { ...upload, signal });
       const image = options.file ? await withUploadFile(options.file, io, !options.json, send) : await client.add(meta);
       if (options.json) printJson(io, image);
       else print(io, `Registered image ${String(image['_id'])}\n${keyValueBlock(orderDetail(image))}`);

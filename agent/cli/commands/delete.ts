@@ -12,7 +12,7 @@ type Outcome = { id: string; deleted: true; image: WireImage } | { id: string; d
 export function deleteCommand(program: Command, io: CliIo): void {
   const command = program
     .command('delete')
-    .description('delete images (metadata and file; kept restorable for lifecycle.softDelete when configured)')
+    .description('delete images (metadata and file; kept restorable for lifecycle.softDelete, 7d by default)')
     .argument('<ids...>')
     .option('--purge', 'remove already deleted images for good, before their keeping period is over');
   withClientOptions(command).action(async (ids: string[], options: ClientOptions & { purge?: boolean }) => {

@@ -3,7 +3,8 @@ import type { Plan } from '../../sync/planner.js';
 import { ExitCode } from '../exit-codes.js';
 import { print, printJson, table, type CliIo } from '../io.js';
 import { type RuntimeFlags, runtimeOptions, withRuntimeFlags } from '../options.js';
-import { planHeaders, planJson, planRows } from '../sync-output.js';
+import { planJson } from '../../sync/plan-view.js';
+import { planHeaders, planRows } from '../sync-output.js';
 
 export function planCommand(program: Command, io: CliIo): void {
   withRuntimeFlags(program.command('plan').description('show what a sync would do, per cloud (nothing is changed)'), io)

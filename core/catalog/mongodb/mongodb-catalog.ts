@@ -23,6 +23,7 @@ import {
   type StateDoc,
 } from './mongodb-agent-records.js';
 import { MongoReplays, type ReplayDoc } from './mongodb-replays.js';
+import { MongoChanges, type ChangeDoc, type CounterDoc } from './mongodb-changes.js';
 import { migrateOwnersToIds } from './mongodb-owner-ids.js';
 import { userExists, userNotFound, validateUser } from '../users.js';
 import {
@@ -59,13 +60,23 @@ export class MongoCatalog implements Catalog {
   readonly leases: LeaseRepository;
   readonly state: StateRepository;
   readonly replays: MongoReplays;
+  readonly changes: MongoChanges;
   readonly #options: MongoCatalogOptions;
   #client: MongoClient | undefined;
   #db: Db | undefined;
 
   constructor(options: MongoCatalogOptions) {
     this.#options = options;
-    this.images = new MongoImages(() => this.collection<ImageDoc>('images'), options.clock ?? systemClock);
+    this.changes = new MongoChanges(
+      () => this.collection<ChangeDoc>('image_changes'),
+      () => this.collection<CounterDoc>('counters'),
+      guard,
+    );
+    this.images = new MongoImages(
+      () => this.collection<ImageDoc>('images'),
+      options.clock ?? systemClock,
+      this.changes,
+    );
     this.users = new MongoUsers(() => this.collection<UserDoc>('users'));
     this.runs = new MongoRuns(() => this.collection<RunDoc>('runs'), guard);
     this.leases = new MongoLeases(() => this.collection<LeaseDoc>('leases'), guard);
@@ -139,6 +150,7 @@ class MongoImages implements ImageRepository {
   constructor(
     private readonly images: () => Collection<ImageDoc>,
     private readonly clock: Clock,
+    private readonly changes: MongoChanges,
   ) {}
 
   async create(image: Image): Promise<Image> {
@@ -151,6 +163,7 @@ class MongoImages implements ImageRepository {
       }
       throw mongoError(error);
     }
+    await this.changes.record({ id: valid.id, op: 'create', after: valid });
     return valid;
   }
 
@@ -206,14 +219,18 @@ class MongoImages implements ImageRepository {
       if (!now) throw imageNotFound(id);
       throw staleRevision(id, expectedRevision, now.revision);
     }
+    await this.changes.record({ id, op: 'update', before: fromDoc(doc), after: next });
     return next;
   }
 
   async delete(id: string, expectedRevision?: number): Promise<void> {
     const filter: Filter<ImageDoc> =
       expectedRevision === undefined ? { _id: id } : { _id: id, revision: expectedRevision };
-    const result = await guard(() => this.images().deleteOne(filter));
-    if (result.deletedCount === 1) return;
+    const deleted = await guard(() => this.images().findOneAndDelete(filter));
+    if (deleted) {
+      await this.changes.record({ id, op: 'delete', before: fromDoc(deleted) });
+      return;
+    }
     const now = await this.find(id);
     if (!now) throw imageNotFound(id);
     throw staleRevision(id, expectedRevision ?? now.revision, now.revision);

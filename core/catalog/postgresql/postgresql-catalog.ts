@@ -7,6 +7,7 @@ import { PostgresLeases, PostgresRuns, PostgresState } from './postgresql-agent-
 import { postgresError } from './postgresql-errors.js';
 import { PostgresImages } from './postgresql-images.js';
 import { latestVersion, migrate, newerSchema, schemaVersion, type MigrationResult } from './postgresql-migrations.js';
+import { PostgresChanges } from './postgresql-changes.js';
 import { PostgresReplays } from './postgresql-replays.js';
 import { Sql } from './postgresql-sql.js';
 import { PostgresUsers } from './postgresql-users.js';
@@ -76,6 +77,7 @@ export class PostgresCatalog implements Catalog {
   readonly leases: PostgresLeases;
   readonly state: PostgresState;
   readonly replays: PostgresReplays;
+  readonly changes: PostgresChanges;
   readonly schema: string;
   readonly where: string;
   readonly #options: PostgresCatalogOptions;
@@ -94,6 +96,7 @@ export class PostgresCatalog implements Catalog {
     this.leases = new PostgresLeases(this.#sql);
     this.state = new PostgresState(this.#sql);
     this.replays = new PostgresReplays(this.#sql);
+    this.changes = new PostgresChanges(this.#sql);
   }
 
   /** Connects, checks the schema version, and applies pending migrations (unless `migrations: manual`). */

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Pool, PoolClient, QueryConfig, QueryResult } from 'pg';
 import { VisorError } from '../../errors.js';
+import { CHANGE_FEED_KEEP } from '../port.js';
 
 /**
  * The catalog's schema, as versioned, forward-only migrations. Each runs in the transaction
@@ -73,6 +74,44 @@ export const migrations: readonly Migration[] = [
         expires_at bigint NOT NULL
       );
       CREATE INDEX replays_expires ON ${s}.replays (expires_at);`,
+  },
+  {
+    version: 4,
+    name: 'the change feed of image writes',
+    // The counter row is updated by every image write: its row lock, held to the commit, makes the
+    // writers take numbers in commit order, without gaps, so a reader that saw N has seen all below.
+    up: (s) => `
+      CREATE TABLE ${s}.image_change_seq (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        seq bigint NOT NULL
+      );
+      INSERT INTO ${s}.image_change_seq (one, seq) VALUES (true, 0);
+      CREATE TABLE ${s}.image_changes (
+        seq bigint PRIMARY KEY,
+        id text COLLATE "C" NOT NULL,
+        op text NOT NULL,
+        before text,
+        after text
+      );
+      CREATE FUNCTION ${s}.record_image_change() RETURNS trigger LANGUAGE plpgsql AS $visor_changes$
+      DECLARE
+        next bigint;
+      BEGIN
+        UPDATE ${s}.image_change_seq SET seq = seq + 1 RETURNING seq INTO next;
+        IF TG_OP = 'INSERT' THEN
+          INSERT INTO ${s}.image_changes (seq, id, op, after) VALUES (next, NEW.id, 'create', NEW.body);
+        ELSIF TG_OP = 'UPDATE' THEN
+          INSERT INTO ${s}.image_changes (seq, id, op, before, after)
+            VALUES (next, NEW.id, 'update', OLD.body, NEW.body);
+        ELSE
+          INSERT INTO ${s}.image_changes (seq, id, op, before) VALUES (next, OLD.id, 'delete', OLD.body);
+        END IF;
+        DELETE FROM ${s}.image_changes WHERE seq <= next - ${CHANGE_FEED_KEEP};
+        RETURN NULL;
+      END
+      $visor_changes$;
+      CREATE TRIGGER image_changes AFTER INSERT OR UPDATE OR DELETE ON ${s}.images
+        FOR EACH ROW EXECUTE FUNCTION ${s}.record_image_change();`,
   },
 ];
 

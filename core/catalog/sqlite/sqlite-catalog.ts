@@ -17,6 +17,7 @@ import type {
 } from '../port.js';
 import { agentRecordsSchema, SqliteLeases, SqliteRuns, SqliteState } from './sqlite-agent-records.js';
 import { replaySchema, SqliteReplays } from './sqlite-replays.js';
+import { changeSchema, SqliteChanges } from './sqlite-changes.js';
 import { ensurePrivateDir, ensurePrivateFile, tightenIfPresent } from '../../fs/private-paths.js';
 import { userExists, userNotFound, validateUser } from '../users.js';
 import { migrateOwnersToIds } from './sqlite-owner-ids.js';
@@ -58,6 +59,7 @@ export class SqliteCatalog implements Catalog {
   readonly leases: LeaseRepository;
   readonly state: StateRepository;
   readonly replays: SqliteReplays;
+  readonly changes: SqliteChanges;
   #db: Database.Database | undefined;
   readonly #options: SqliteCatalogOptions;
 
@@ -70,6 +72,7 @@ export class SqliteCatalog implements Catalog {
     this.leases = new SqliteLeases(() => this.db);
     this.state = new SqliteState(() => this.db);
     this.replays = new SqliteReplays(() => this.db, options.path);
+    this.changes = new SqliteChanges(() => this.db);
   }
 
   get db(): Database.Database {
@@ -121,6 +124,7 @@ export class SqliteCatalog implements Catalog {
       ) WITHOUT ROWID`);
       db.exec(agentRecordsSchema);
       db.exec(replaySchema);
+      db.exec(changeSchema);
       db.exec(`CREATE UNIQUE INDEX IF NOT EXISTS users_id ON users (json_extract(doc, '$."id"'))`);
       migrateOwnersToIds(db);
       db.exec(searchSchema);

@@ -100,6 +100,7 @@ export class MemoryDriver implements IaasDriver {
       tags: true,
       download: true,
       detectsInUse: true,
+      reveals: ['hide', 'disable'],
       sharing: Object.freeze({ principal: 'project', acceptance: true } as const),
     } satisfies DriverCapabilities);
   }
@@ -219,6 +220,15 @@ export class MemoryDriver implements IaasDriver {
     if (mode === 'hide') await this.#cloud.update(nativeId, { hidden: true });
     else if (mode === 'disable') await this.#cloud.update(nativeId, { status: 'deactivated' });
     else await this.#delete(current);
+  }
+
+  /** Shown and usable again: the hidden flag cleared, a deactivated image active again. */
+  async reveal(nativeId: string, options: ClaimedCallOptions = {}): Promise<void> {
+    this.#open();
+    const current = await this.#read(nativeId);
+    checkClaim(nativeId, toCloudImage(current).markers, options.claim, 'reveal');
+    if (current.hidden) await this.#cloud.update(nativeId, { hidden: false });
+    if (current.status === 'deactivated') await this.#cloud.update(nativeId, { status: 'active' });
   }
 
   /**

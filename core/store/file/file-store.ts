@@ -131,7 +131,8 @@ export class FileStore implements Store {
     const bytes = range ? { start: range.start, length: range.end - range.start + 1 } : { length: size };
     const stream = new FileRangeStream(handle, bytes);
     if (options.signal) addAbortSignal(options.signal, stream);
-    return { stream, size, ...(range ? { range } : {}), send: (destination) => stream.sendTo(destination) };
+    const file = { fd: handle.fd, start: range?.start ?? 0, length: bytes.length };
+    return { stream, size, ...(range ? { range } : {}), send: (destination) => stream.sendTo(destination), file };
   }
 
   async head(uri: string): Promise<ObjectInfo> {

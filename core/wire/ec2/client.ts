@@ -7,6 +7,7 @@ import {
   DeregisterImageCommand,
   DescribeImageAttributeCommand,
   DescribeImagesCommand,
+  DescribeInstancesCommand,
   DescribeTagsCommand,
   EC2Client,
   type EC2ClientConfig,
@@ -20,12 +21,14 @@ import { VisorError, type ErrorKind } from '../../errors.js';
 import { sdkError } from '../errors.js';
 import {
   describeImagesOutput,
+  describeInstancesOutput,
   describeTagsOutput,
   launchPermissionsOutput,
   parseEc2,
   parseEc2Image,
   registerImageOutput,
   type Ec2Image,
+  type Ec2Instance,
 } from './schema.js';
 import { signQueryRequest, type SignableRequest, type SignatureMethod } from './sigv2.js';
 
@@ -74,6 +77,15 @@ export interface DescribeImagesQuery {
   executableBy?: readonly string[];
   filters?: ReadonlyArray<{ name: string; values: readonly string[] }>;
   /** MaxResults per page (AWS: 5-1000). Leave unset for Eucalyptus, whose binding has no paging. */
+  pageSize?: number;
+}
+
+export interface DescribeInstancesQuery {
+  filters?: ReadonlyArray<{ name: string; values: readonly string[] }>;
+  /**
+   * MaxResults per page (AWS: 5-1000; API versions from 2013 on). Leave unset for Eucalyptus, whose
+   * 2010-08-31 types have no paging: the whole result comes in one response.
+   */
   pageSize?: number;
 }
 
@@ -281,7 +293,7 @@ export function ec2Error(error: unknown, context: string): VisorError {
   });
 }
 
-/** Upper bound on DescribeImages pages: a cloud that keeps answering with tokens is broken. */
+/** Upper bound on DescribeImages and DescribeInstances pages: a cloud that keeps answering with tokens is broken. */
 const maxPages = 10_000;
 
 const filtersOf = (filters: DescribeImagesQuery['filters']): Filter[] | undefined =>
@@ -329,6 +341,32 @@ export class Ec2QueryClient {
       seenTokens.add(token);
     }
     throw new VisorError('invalidResponse', `ec2: DescribeImages still had more pages after ${maxPages}`);
+  }
+
+  /** Every instance matching `query` (reservations flattened), following NextToken where the cloud pages. */
+  async describeInstances(query: DescribeInstancesQuery = {}, options: Ec2CallOptions = {}): Promise<Ec2Instance[]> {
+    const instances: Ec2Instance[] = [];
+    const seenTokens = new Set<string>();
+    let token: string | undefined;
+    for (let page = 0; page < maxPages; page++) {
+      const output = await this.#send(
+        'DescribeInstances',
+        new DescribeInstancesCommand({
+          ...(filtersOf(query.filters) ? { Filters: filtersOf(query.filters) } : {}),
+          ...(query.pageSize !== undefined ? { MaxResults: query.pageSize } : {}),
+          ...(token !== undefined ? { NextToken: token } : {}),
+        }),
+        options,
+      );
+      const parsed = parseEc2(describeInstancesOutput, output, 'the DescribeInstances response');
+      for (const reservation of parsed.Reservations ?? []) instances.push(...reservation.Instances);
+      token = parsed.NextToken;
+      if (token === undefined) return instances;
+      if (seenTokens.has(token))
+        throw new VisorError('invalidResponse', 'ec2: DescribeInstances returned the same NextToken twice');
+      seenTokens.add(token);
+    }
+    throw new VisorError('invalidResponse', `ec2: DescribeInstances still had more pages after ${maxPages}`);
   }
 
   /** One image by id; `notFound` when the cloud does not show it. */

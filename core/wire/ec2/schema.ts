@@ -108,6 +108,25 @@ export const launchPermissionsOutput = z.object({
     .optional(),
 });
 
+/**
+ * DescribeInstances: reservations, each with its instances (RunningInstancesItemType: instanceId and
+ * instanceState required, imageId optional). Only what the in-use check needs is kept; a state
+ * name outside EC2's list is kept as it is (and counts as in use: only `terminated` frees an image).
+ */
+const ec2InstanceSchema = z
+  .object({
+    InstanceId: z.string().min(1, 'must not be empty'),
+    ImageId: optionalText,
+    State: z.object({ Name: z.string().min(1, 'an instance state needs a name'), Code: z.number().optional() }),
+  })
+  .transform((i) => ({ id: i.InstanceId, imageId: i.ImageId, state: i.State.Name }));
+export type Ec2Instance = z.output<typeof ec2InstanceSchema>;
+
+export const describeInstancesOutput = z.object({
+  Reservations: z.array(z.object({ Instances: z.array(ec2InstanceSchema).optional().default([]) })).optional(),
+  NextToken: optionalText,
+});
+
 /** Validates an SDK output; `what` names the call in the error. */
 export function parseEc2<T extends z.ZodType>(schema: T, value: unknown, what: string): z.output<T> {
   const result = schema.safeParse(value);

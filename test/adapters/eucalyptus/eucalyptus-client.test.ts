@@ -132,6 +132,71 @@ describe('Signature V2', () => {
   });
 });
 
+describe('DescribeInstances', () => {
+  // The shape of a recorded AWS answer (reservations of instances, 2016-11-15), paged as AWS pages.
+  const page = (items: string, token?: string) =>
+    `<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId>` +
+    `<reservationSet>${items}</reservationSet>${token ? `<nextToken>${token}</nextToken>` : ''}` +
+    `</DescribeInstancesResponse>`;
+  const reservation = (...instances: Array<[string, string, string]>) =>
+    `<item><reservationId>r-1</reservationId><ownerId>123456789012</ownerId><groupSet/><instancesSet>` +
+    instances
+      .map(
+        ([id, image, state]) =>
+          `<item><instanceId>${id}</instanceId><imageId>${image}</imageId>` +
+          `<instanceState><code>16</code><name>${state}</name></instanceState><privateDnsName/>` +
+          `<instanceType>m1.small</instanceType><launchTime>2026-01-01T00:00:00.000Z</launchTime></item>`,
+      )
+      .join('') +
+    `</instancesSet></item>`;
+
+  it('sends the image-id filter, follows NextToken with MaxResults, flattens reservations', async () => {
+    const canned = await cannedServer([
+      { body: page(reservation(['i-1', 'ami-00000001', 'running'], ['i-2', 'ami-00000002', 'stopped']), 'tok-1') },
+      { body: page(reservation(['i-3', 'ami-00000001', 'terminated'])) },
+    ]);
+    try {
+      const client = clientFor(canned.endpoint);
+      const query = { filters: [{ name: 'image-id', values: ['ami-00000001', 'ami-00000002'] }], pageSize: 50 };
+      const instances = await client.describeInstances(query);
+      client.close();
+      expect(instances).toEqual([
+        { id: 'i-1', imageId: 'ami-00000001', state: 'running' },
+        { id: 'i-2', imageId: 'ami-00000002', state: 'stopped' },
+        { id: 'i-3', imageId: 'ami-00000001', state: 'terminated' },
+      ]);
+      expect(
+        canned.requests.map((r) => [
+          r.params.get('Action'),
+          r.params.get('Filter.1.Name'),
+          r.params.get('Filter.1.Value.2'),
+          r.params.get('MaxResults'),
+          r.params.get('NextToken'),
+        ]),
+      ).toEqual([
+        ['DescribeInstances', 'image-id', 'ami-00000002', '50', null],
+        ['DescribeInstances', 'image-id', 'ami-00000002', '50', 'tok-1'],
+      ]);
+    } finally {
+      await canned.close();
+    }
+  });
+
+  it('refuses an instance without a state, and a token handed out twice', async () => {
+    const noState = page(
+      reservation(['i-1', 'ami-00000001', 'running']).replace(/<instanceState>.*?<\/instanceState>/, ''),
+    );
+    for (const replies of [[{ body: noState }], [{ body: page('', 'again') }]]) {
+      const canned = await cannedServer(replies);
+      const client = clientFor(canned.endpoint);
+      const error = await client.describeInstances().catch((e: unknown) => e);
+      client.close();
+      await canned.close();
+      expect(isVisorError(error, 'invalidResponse')).toBe(true);
+    }
+  });
+});
+
 describe('DescribeImages paging', () => {
   const page = (items: string, token?: string) =>
     `<DescribeImagesResponse ` +

@@ -253,12 +253,69 @@ describe('Eucalyptus driver', () => {
     const content = bufferContent(randomImageBytes(100 * 1024));
     const { image, markers } = imageFor(content);
     const cloud = await driver.create({ image, markers, content, timeoutMs: 120_000 });
-    double.setInUse(cloud.nativeId, true);
-    await expectKind(driver.retire(cloud.nativeId, 'delete'), 'conflict');
+    const instance = double.runInstance(cloud.nativeId);
+    expect(await driver.get(cloud.nativeId)).toMatchObject({ inUse: true, state: 'active' });
+    expect((await driver.list()).find((c) => c.nativeId === cloud.nativeId)).toMatchObject({ inUse: true });
+    const deregisters = () => double.calls.filter((c) => c.action === 'DeregisterImage').length;
+    const before = deregisters();
+    const error = await expectKind(driver.retire(cloud.nativeId, 'delete'), 'conflict');
+    expect(error.message).toContain(instance.id);
+    // Refused by the driver itself (AWS would deregister an image in use): DeregisterImage never sent.
+    expect(deregisters()).toBe(before);
     expect((await world!.keys(`bundles/${bundleNameOf(markers)}.`)).length).toBeGreaterThan(1);
     expect((await driver.get(cloud.nativeId)).state).toBe('active');
-    double.setInUse(cloud.nativeId, false);
+    // A stopped instance can start again from the image: it still holds it.
+    double.terminateInstance(instance.id);
+    const stopped = double.runInstance(cloud.nativeId, 'stopped');
+    await expectKind(driver.retire(cloud.nativeId, 'delete'), 'conflict');
+    double.terminateInstance(stopped.id);
+    expect(await driver.get(cloud.nativeId)).toMatchObject({ inUse: false });
     await driver.retire(cloud.nativeId, 'delete');
+    expect(deregisters()).toBe(before + 1);
+    await expectKind(driver.get(cloud.nativeId), 'notFound');
+  });
+
+  it_('where DescribeInstances is refused, says it cannot tell, and lists and deletes as before', async () => {
+    const lines: Line[] = [];
+    const blind = world!.driver(double, { logger: capturingLogger(lines) });
+    double.failNext('DescribeInstances', 'UnauthorizedOperation', 403);
+    const content = bufferContent(randomImageBytes(64 * 1024));
+    const { image, markers } = imageFor(content);
+    const cloud = await blind.create({ image, markers, content, timeoutMs: 120_000 });
+    expect(blind.capabilities.detectsInUse).toBe(true);
+    const listed = await blind.list();
+    expect(blind.capabilities.detectsInUse).toBe(false);
+    expect(listed.find((c) => c.nativeId === cloud.nativeId)).toMatchObject({ inUse: false });
+    expect(lines.some((l) => l.level === 'warn' && /DescribeInstances is refused/.test(l.message))).toBe(true);
+    // Asked once only: later calls do not try again.
+    const asked = double.calls.filter((c) => c.action === 'DescribeInstances').length;
+    await blind.get(cloud.nativeId);
+    expect(double.calls.filter((c) => c.action === 'DescribeInstances').length).toBe(asked);
+    // The cloud's own refusal is then the only guard (Eucalyptus: InvalidAMIID.Unavailable).
+    const instance = double.runInstance(cloud.nativeId);
+    await expectKind(blind.retire(cloud.nativeId, 'delete'), 'conflict');
+    double.terminateInstance(instance.id);
+    await blind.retire(cloud.nativeId, 'delete');
+    // Any other failure is not taken for "not in use": the listing fails.
+    const other = world!.driver(double);
+    double.failNext('DescribeInstances', 'InternalError', 500);
+    await expectKind(other.list(), 'unavailable');
+    expect(other.capabilities.detectsInUse).toBe(true);
+  });
+
+  it_('reveals a hidden image: the hidden stamp removed, access given back by the update, same AMI', async () => {
+    const content = bufferContent(randomImageBytes(64 * 1024));
+    const { image, markers } = imageFor(content, { access: 'public' });
+    const cloud = await driver.create({ image, markers, content, timeoutMs: 120_000 });
+    await driver.retire(cloud.nativeId, 'hide');
+    expect(await driver.get(cloud.nativeId)).toMatchObject({ hidden: true, access: 'private' });
+    const registers = double.calls.filter((c) => c.action === 'RegisterImage').length;
+    await driver.reveal(cloud.nativeId);
+    expect(double.image(cloud.nativeId)!.tags.has(hiddenTagKey)).toBe(false);
+    const shown = await driver.updateMetadata(cloud.nativeId, image, markers);
+    expect(shown).toMatchObject({ nativeId: cloud.nativeId, hidden: false, access: 'public', state: 'active' });
+    expect(double.calls.filter((c) => c.action === 'RegisterImage').length).toBe(registers);
+    expect(driver.capabilities.reveals).toEqual(['hide']);
   });
 
   it_('hides by taking every launch permission away; updates keep a hidden image private', async () => {

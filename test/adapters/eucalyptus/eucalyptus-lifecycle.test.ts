@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
+import { planJson } from '../../../agent/sync/plan-view.js';
 import { planTarget, syncTarget } from '../../../agent/sync/runner.js';
 import { deprecate } from '../../../core/image/deprecation.js';
 import { memorySyncWorld } from '../../support/memory-sync.js';
@@ -8,8 +9,9 @@ import { expectValidBodies, startWorld, type EucalyptusWorld } from './harness.j
 /**
  * The image life cycle in EC2/Eucalyptus, through the real agent and adapter against the
  * schema-checked EC2 double (bundles in the real S3 peer): deprecation as tags, obsolete as
- * hidden (no launch permission), deleted as deregistered. EC2's adapter cannot see instances,
- * so the plan says the cloud cannot tell whether VMs use the image.
+ * hidden (no launch permission), deleted as deregistered, and a deletion deferred while an
+ * instance runs from the image (DescribeInstances with an image-id filter), done once it is
+ * terminated. Every DescribeInstances answer validates against the WSDL's types.
  */
 const started = await startWorld('euca-lifecycle');
 const skip = 'skip' in started ? started.skip : undefined;
@@ -23,7 +25,7 @@ afterAll(async () => {
 });
 
 describe('Eucalyptus: life cycle end to end (EC2 double)', () => {
-  it('deprecated -> tags, obsolete -> hidden, deleted -> deregistered', async (ctx) => {
+  it('deprecated -> tags, obsolete -> hidden, deletion deferred while an instance runs, then done', async (ctx) => {
     if (skip || !euca) return ctx.skip(skip ?? 'no EC2 world');
     const world = await memorySyncWorld();
     try {
@@ -52,16 +54,40 @@ describe('Eucalyptus: life cycle end to end (EC2 double)', () => {
       expect(july.actions).toEqual([expect.objectContaining({ action: 'retire', result: 'retired' })]);
       expect(await target.driver.get(oldCopy.nativeId)).toMatchObject({ hidden: true });
 
-      const plan = await planTarget(target, at('2026-08-02T00:00:00Z'));
-      expect(plan.actions).toEqual([
-        expect.objectContaining({
-          kind: 'retire',
-          mode: 'delete',
-          reason: expect.stringMatching(/cannot tell whether VMs use it/),
-        }),
+      expect(target.driver.capabilities.detectsInUse).toBe(true);
+      const instance = double.runInstance(oldCopy.nativeId);
+      // A terminated instance of the fresh image does not hold anything.
+      double.terminateInstance(double.runInstance(freshCopy.nativeId).id);
+      expect(await target.driver.get(oldCopy.nativeId)).toMatchObject({ inUse: true });
+      expect(await target.driver.get(freshCopy.nativeId)).toMatchObject({ inUse: false });
+
+      const august = at('2026-08-02T00:00:00Z');
+      const plan = await planTarget(target, august);
+      expect(plan.actions).toEqual([]);
+      const why = /deletion scheduled.*: deletion deferred while it is in use by VMs/;
+      expect(plan.notes).toEqual([
+        expect.objectContaining({ nativeId: oldCopy.nativeId, message: expect.stringMatching(why) }),
       ]);
-      const august = await syncTarget(target, at('2026-08-02T00:00:00Z'), { trigger: 'manual' });
-      expect(august.actions).toEqual([expect.objectContaining({ action: 'retire', result: 'retired' })]);
+      // What `visor plan --json` prints: no action, the note with its reason.
+      expect(planJson(plan)).toMatchObject({ actions: [], notes: [{ message: expect.stringMatching(why) }] });
+      const deferred = await syncTarget(target, august, { trigger: 'manual' });
+      // What `visor status` and the dashboard show: the retire skipped, with the reason.
+      expect(deferred.actions).toEqual([
+        expect.objectContaining({ action: 'retire', result: 'skipped', detail: expect.stringMatching(why) }),
+      ]);
+      expect(double.image(oldCopy.nativeId)?.state).toBe('available');
+      expect(double.calls.some((c) => c.action === 'DeregisterImage' && c.params['ImageId'] === oldCopy.nativeId)).toBe(
+        false,
+      );
+      const filters = double.calls.filter((c) => c.action === 'DescribeInstances').map((c) => c.params);
+      expect(filters.every((p) => p['Filter.1.Name'] === 'image-id')).toBe(true);
+
+      double.terminateInstance(instance.id);
+      expect((await planTarget(target, august)).actions).toEqual([
+        expect.objectContaining({ kind: 'retire', mode: 'delete', reason: expect.not.stringMatching(/cannot tell/) }),
+      ]);
+      const deleted = await syncTarget(target, august, { trigger: 'manual' });
+      expect(deleted.actions).toEqual([expect.objectContaining({ action: 'retire', result: 'retired' })]);
       const after = await target.driver.list();
       expect(after.map((c) => c.nativeId)).toEqual([freshCopy.nativeId]);
     } finally {

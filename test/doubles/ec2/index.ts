@@ -6,17 +6,20 @@ import { verifyRequest } from './auth.js';
 import { type CheckedManifest, checkManifest, ManifestProblem, unbundle, type BundleCheck } from './clc.js';
 import {
   document,
+  el,
   errorDocument,
   imageItem,
   imagesSet,
   launchPermission,
   nullable,
+  reservationItem,
   tagSet,
   val,
   type DoubleImage,
+  type DoubleInstance,
 } from './render.js';
 
-export type { DoubleImage } from './render.js';
+export type { DoubleImage, DoubleInstance } from './render.js';
 export type { BundleCheck } from './clc.js';
 
 /**
@@ -84,7 +87,16 @@ export interface Ec2Double {
   failNext(action: string, code: string, status: number, count?: number): void;
   /** The next registered bundle ends `failed` with this reason, as when the NC cannot fetch it. */
   failNextBundle(reason: string): void;
-  /** Instances run from the image: DeregisterImage refuses (InvalidAMIID.Unavailable). */
+  /**
+   * An instance of the account launched from the image (a RunInstances behind the adapter's back):
+   * listed by DescribeInstances; while it is not terminated, DeregisterImage refuses
+   * (InvalidAMIID.Unavailable), as Eucalyptus does.
+   */
+  runInstance(imageId: string, state?: 'pending' | 'running' | 'stopped'): DoubleInstance;
+  /** TerminateInstances: the instance stays listed as `terminated` for a while, as in EC2. */
+  terminateInstance(instanceId: string): void;
+  instances(): DoubleInstance[];
+  /** Shorthand: one running instance of the image (true), or every instance of it terminated (false). */
   setInUse(id: string, inUse: boolean): void;
   /** Waits until no bundle is being unbundled. */
   idle(): Promise<void>;
@@ -139,7 +151,10 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
   const calls: DoubleCall[] = [];
   const bundleChecks = new Map<string, BundleCheck>();
   const failures = new Map<string, Array<{ code: string; status: number }>>();
-  const inUse = new Set<string>();
+  const instances = new Map<string, DoubleInstance>();
+  const instanceStates = { pending: 0, running: 16, 'shutting-down': 32, terminated: 48, stopping: 64, stopped: 80 };
+  const inUse = (imageId: string) =>
+    [...instances.values()].some((i) => i.imageId === imageId && i.state.name !== 'terminated');
   const bundleFailures: string[] = [];
   const work = new Set<Promise<void>>();
   const timers = new Set<NodeJS.Timeout>();
@@ -340,7 +355,7 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
         const image = own(p['ImageId'] ?? '');
         if (image.state === 'deregistered')
           throw new Ec2Fault('InvalidAMIID.NotFound', `The image id '[${image.id}]' does not exist`);
-        if (inUse.has(image.id))
+        if (inUse(image.id))
           throw new Ec2Fault(
             'InvalidAMIID.Unavailable',
             `The image ID '${image.id}' is no longer available: instances are still running`,
@@ -348,6 +363,50 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
         image.state = 'deregistered';
         later(options.deregisteredLingerMs ?? 300, () => images.delete(image.id));
         return document('DeregisterImageResponse', version, requestId, val('return', true));
+      },
+
+      /**
+       * As Eucalyptus answers: the account's instances, one reservation each, filters by name
+       * (unknown ones refused), no paging in the 2010-08-31 types (MaxResults is not taken).
+       */
+      DescribeInstances(p, version, requestId) {
+        if (p['MaxResults'] !== undefined || p['NextToken'] !== undefined)
+          throw new Ec2Fault('InvalidParameterValue', 'MaxResults and NextToken are not supported by this service');
+        const ids = indexed(p, 'InstanceId');
+        let list = [...instances.values()].filter((i) => i.ownerId === account);
+        if (ids.length > 0) {
+          for (const id of ids)
+            if (!list.some((i) => i.id === id))
+              throw new Ec2Fault('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`);
+          list = list.filter((i) => ids.includes(i.id));
+        }
+        for (const f of filtersOf(p)) {
+          const field = (i: DoubleInstance): string => {
+            switch (f.name) {
+              case 'image-id':
+                return i.imageId;
+              case 'instance-id':
+                return i.id;
+              case 'instance-state-name':
+                return i.state.name;
+              case 'instance-state-code':
+                return String(i.state.code);
+              case 'owner-id':
+                return i.ownerId;
+              case 'reservation-id':
+                return i.reservationId;
+              default:
+                throw new Ec2Fault('InvalidParameterValue', `The filter '${f.name}' is invalid`);
+            }
+          };
+          list = list.filter((i) => f.values.some((pattern) => glob(pattern, field(i))));
+        }
+        return document(
+          'DescribeInstancesResponse',
+          version,
+          requestId,
+          el('reservationSet', ...list.map(reservationItem)),
+        );
       },
 
       CreateTags(p, version, requestId) {
@@ -524,6 +583,50 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
     }
   }
 
+  function runInstance(imageId: string, state: 'pending' | 'running' | 'stopped' = 'running'): DoubleInstance {
+    const image = images.get(imageId);
+    if (!image) throw new Error(`ec2 double: no image ${imageId} to run`);
+    const hex = () => randomBytes(4).toString('hex');
+    const n = instances.size + 1;
+    const instance: DoubleInstance = {
+      id: `i-${hex()}`,
+      reservationId: `r-${hex()}`,
+      ownerId: options.accountId,
+      imageId,
+      state: { code: instanceStates[state], name: state },
+      privateDnsName: `euca-10-1-0-${n}.eucalyptus.internal`,
+      dnsName: state === 'running' ? `euca-192-0-2-${n}.eucalyptus.example` : '',
+      reason: '',
+      keyName: 'visor-test',
+      amiLaunchIndex: 0,
+      instanceType: 'm1.small',
+      launchTime: new Date().toISOString(),
+      availabilityZone: 'cluster01',
+      ...(image.kernelId !== undefined ? { kernelId: image.kernelId } : {}),
+      ...(image.ramdiskId !== undefined ? { ramdiskId: image.ramdiskId } : {}),
+      privateIpAddress: `10.1.0.${n}`,
+      ...(state === 'running' ? { ipAddress: `192.0.2.${n}` } : {}),
+      ...(image.architecture !== undefined ? { architecture: image.architecture } : {}),
+      rootDeviceType: 'instance-store',
+      rootDeviceName: '/dev/sda1',
+      ...(image.virtualizationType !== undefined ? { virtualizationType: image.virtualizationType } : {}),
+    };
+    instances.set(instance.id, instance);
+    return instance;
+  }
+  function terminateInstance(instanceId: string): void {
+    const instance = instances.get(instanceId);
+    if (!instance) throw new Error(`ec2 double: no instance ${instanceId}`);
+    instance.state = { code: instanceStates.terminated, name: 'terminated' };
+    instance.reason = `User initiated (${new Date().toISOString().slice(0, 19).replace('T', ' ')} GMT)`;
+    instance.stateReason = {
+      code: 'Client.UserInitiatedShutdown',
+      message: 'Client.UserInitiatedShutdown: User initiated shutdown',
+    };
+    instance.dnsName = '';
+    delete instance.ipAddress;
+  }
+
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
 
@@ -565,9 +668,14 @@ export async function startEc2Double(options: Ec2DoubleOptions): Promise<Ec2Doub
     failNextBundle(reason) {
       bundleFailures.push(reason);
     },
+    runInstance,
+    terminateInstance,
+    instances: () => [...instances.values()],
     setInUse(id, value) {
-      if (value) inUse.add(id);
-      else inUse.delete(id);
+      if (value) runInstance(id);
+      else
+        for (const i of instances.values())
+          if (i.imageId === id && i.state.name !== 'terminated') terminateInstance(i.id);
     },
     idle: async () => {
       while (work.size > 0) await Promise.allSettled([...work]);

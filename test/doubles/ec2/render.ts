@@ -32,6 +32,32 @@ export interface DoubleImage {
   launchUsers: Set<string>;
 }
 
+/** An instance as DescribeInstances shows it (RunningInstancesItemType, what an instance-store launch has). */
+export interface DoubleInstance {
+  id: string;
+  reservationId: string;
+  ownerId: string;
+  imageId: string;
+  state: { code: number; name: string };
+  privateDnsName: string;
+  dnsName: string;
+  reason: string;
+  keyName?: string;
+  amiLaunchIndex: number;
+  instanceType: string;
+  launchTime: string;
+  availabilityZone: string;
+  kernelId?: string;
+  ramdiskId?: string;
+  privateIpAddress?: string;
+  ipAddress?: string;
+  stateReason?: { code: string; message: string };
+  architecture?: string;
+  rootDeviceType: string;
+  rootDeviceName?: string;
+  virtualizationType?: string;
+}
+
 export const escapeXml = (s: string) =>
   s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
@@ -98,6 +124,46 @@ export function imageItem(image: DoubleImage, tagsOn: boolean): string {
     tagsOn && image.tags.size > 0
       ? el('tagSet', ...[...image.tags].map(([k, v]) => el('item', val('key', k), val('value', v))))
       : undefined,
+  );
+}
+
+/** One reservation per instance, as a RunInstances of one instance makes; elements in the WSDL's order. */
+export function reservationItem(instance: DoubleInstance): string {
+  return el(
+    'item',
+    val('reservationId', instance.reservationId),
+    val('ownerId', instance.ownerId),
+    el('groupSet', el('item', val('groupId', 'default'))),
+    el(
+      'instancesSet',
+      el(
+        'item',
+        val('instanceId', instance.id),
+        val('imageId', instance.imageId),
+        el('instanceState', val('code', instance.state.code), val('name', instance.state.name)),
+        val('privateDnsName', instance.privateDnsName),
+        val('dnsName', instance.dnsName),
+        val('reason', instance.reason),
+        val('keyName', instance.keyName),
+        val('amiLaunchIndex', instance.amiLaunchIndex),
+        el('productCodes'),
+        val('instanceType', instance.instanceType),
+        val('launchTime', instance.launchTime),
+        el('placement', val('availabilityZone', instance.availabilityZone)),
+        val('kernelId', instance.kernelId),
+        val('ramdiskId', instance.ramdiskId),
+        el('monitoring', val('state', 'disabled')),
+        val('privateIpAddress', instance.privateIpAddress),
+        val('ipAddress', instance.ipAddress),
+        instance.stateReason
+          ? el('stateReason', val('code', instance.stateReason.code), val('message', instance.stateReason.message))
+          : undefined,
+        val('architecture', instance.architecture),
+        val('rootDeviceType', instance.rootDeviceType),
+        val('rootDeviceName', instance.rootDeviceName),
+        val('virtualizationType', instance.virtualizationType),
+      ),
+    ),
   );
 }
 
