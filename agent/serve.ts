@@ -90,7 +90,7 @@ export async function startServer(runtime: Runtime, options: ServeOptions = {}):
     if (swept > 0) logger.warn('removed leftovers of interrupted uploads', { store: name, count: swept });
   }
   const clouds = options.clouds ?? (() => configuredClouds(config, catalog));
-  const sessions = authenticator ? new SessionStore({ users: catalog.users }) : undefined;
+  const sessions = authenticator ? new SessionStore({ users: catalog.users, state: catalog.state }) : undefined;
   const extraRoutes: FastifyPluginAsync = async (app) => {
     await app.register(replicationRoutes({ service, clouds }));
     await app.register(uiRoutes({ authenticator, sessions }));

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { UserRepository } from '../../core/catalog/port.js';
+import type { StateRepository, UserRepository } from '../../core/catalog/port.js';
 import { VisorError } from '../../core/errors.js';
 import type { Caller } from '../service/access.js';
 
@@ -8,6 +8,11 @@ export const CSRF_HEADER = 'x-csrf-token';
 
 export interface SessionOptions {
   users: UserRepository;
+  /**
+   * Where sessions are kept: the catalog's state (shared by every server on the catalog, so a
+   * session works behind a balancer and survives a restart); this process's memory if absent.
+   */
+  state?: StateRepository;
   /** A session ends this long after sign-in, used or not. */
   lifetimeMs?: number;
   /** A session unused this long ends. */
@@ -20,6 +25,9 @@ export interface SessionOptions {
 interface Session {
   userId: string;
   csrf: string;
+  createdAt: number;
+  /** Orders the sessions one process opened in the same millisecond. */
+  serial: number;
   expiresAt: number;
   lastUsed: number;
 }
@@ -30,25 +38,49 @@ export interface ActiveSession {
   csrf: string;
 }
 
-const hashOf = (token: string) => createHash('sha256').update(token).digest('hex');
+const PREFIX = 'session:';
+const keyOf = (token: string) => `${PREFIX}${createHash('sha256').update(token).digest('hex')}`;
+
+/** A process-local state, for a server without a shared catalog state (and for tests). */
+class MemoryState implements StateRepository {
+  readonly #entries = new Map<string, unknown>();
+  async get<T>(key: string): Promise<T | undefined> {
+    return this.#entries.get(key) as T | undefined;
+  }
+  async set(key: string, value: unknown): Promise<void> {
+    this.#entries.set(key, value);
+  }
+  async delete(key: string): Promise<void> {
+    this.#entries.delete(key);
+  }
+  async list<T>(prefix: string): Promise<[string, T][]> {
+    return [...this.#entries].filter(([key]) => key.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : 1)) as [
+      string,
+      T,
+    ][];
+  }
+}
 
 /**
- * Dashboard sessions, in this server's memory: a random token in an HttpOnly cookie, and a
- * CSRF token the page sends back on every change. Only a digest of the token is kept, so a
- * dump of this memory signs nobody in. The user is read again on every request: a removed
- * user's sessions end at once, and a changed admin flag applies at once. A restart signs
- * everyone out, which is the safe side.
+ * Dashboard sessions: a random token in an HttpOnly cookie, and a CSRF token the page sends back
+ * on every change. Kept in the catalog's state, so that every API server on the catalog knows
+ * them (replicas behind a balancer) and a restart signs nobody out; only a digest of the token is
+ * kept, so a copy of the catalog signs nobody in. The user is read again on every request: a
+ * removed user's sessions end at once, and a changed admin flag applies at once. Sign-out ends a
+ * session for every server.
  */
 export class SessionStore {
-  readonly #sessions = new Map<string, Session>();
+  readonly #state: StateRepository;
   readonly #users: UserRepository;
   readonly #lifetimeMs: number;
   readonly #idleMs: number;
   readonly #max: number;
   readonly #now: () => number;
+  #serial = 0;
 
   constructor(options: SessionOptions) {
     this.#users = options.users;
+    this.#state = options.state ?? new MemoryState();
     this.#lifetimeMs = options.lifetimeMs ?? 12 * 3_600_000;
     this.#idleMs = options.idleMs ?? 3_600_000;
     this.#max = options.maxSessions ?? 10_000;
@@ -60,14 +92,21 @@ export class SessionStore {
   }
 
   /** A new session for a signed-in caller: the cookie's token and the CSRF token. */
-  open(caller: Caller): { token: string; csrf: string } {
+  async open(caller: Caller): Promise<{ token: string; csrf: string }> {
     if (!caller.id) throw new VisorError('internal', 'a session needs a catalog user');
     const now = this.#now();
-    this.#sweep(now);
-    while (this.#sessions.size >= this.#max) this.#sessions.delete(this.#sessions.keys().next().value!);
+    await this.#sweep(now);
     const token = randomBytes(32).toString('base64url');
     const csrf = randomBytes(24).toString('base64url');
-    this.#sessions.set(hashOf(token), { userId: caller.id, csrf, expiresAt: now + this.#lifetimeMs, lastUsed: now });
+    const session: Session = {
+      userId: caller.id,
+      csrf,
+      createdAt: now,
+      serial: ++this.#serial,
+      expiresAt: now + this.#lifetimeMs,
+      lastUsed: now,
+    };
+    await this.#state.set(keyOf(token), session);
     return { token, csrf };
   }
 
@@ -75,33 +114,44 @@ export class SessionStore {
   async find(cookieHeader: string | undefined): Promise<ActiveSession | undefined> {
     const token = cookieValue(cookieHeader, SESSION_COOKIE);
     if (!token || token.length > 100) return undefined;
-    const key = hashOf(token);
-    const session = this.#sessions.get(key);
+    const key = keyOf(token);
+    const session = await this.#state.get<Session>(key);
     if (!session) return undefined;
     const now = this.#now();
-    if (now >= session.expiresAt || now - session.lastUsed >= this.#idleMs) {
-      this.#sessions.delete(key);
+    if (this.#ended(session, now)) {
+      await this.#state.delete(key);
       return undefined;
     }
     const user = await this.#users.findById(session.userId);
     if (!user) {
-      this.#sessions.delete(key);
+      await this.#state.delete(key);
       return undefined;
     }
-    session.lastUsed = now;
+    // A write per request would cost the catalog more than the request: the last use is written
+    // when it moved by a tenth of the idle time (the idle end is that much early at worst).
+    if (now - session.lastUsed >= this.#idleMs / 10) await this.#state.set(key, { ...session, lastUsed: now });
     return { caller: { id: user.id, name: user.name, admin: user.admin }, csrf: session.csrf };
   }
 
   /** Ends the session a cookie header names (sign-out). */
-  close(cookieHeader: string | undefined): void {
+  async close(cookieHeader: string | undefined): Promise<void> {
     const token = cookieValue(cookieHeader, SESSION_COOKIE);
-    if (token) this.#sessions.delete(hashOf(token));
+    if (token) await this.#state.delete(keyOf(token));
   }
 
-  #sweep(now: number): void {
-    for (const [key, session] of this.#sessions) {
-      if (now >= session.expiresAt || now - session.lastUsed >= this.#idleMs) this.#sessions.delete(key);
+  #ended(session: Session, now: number): boolean {
+    return now >= session.expiresAt || now - session.lastUsed >= this.#idleMs;
+  }
+
+  /** Ended sessions go, and the oldest while there are too many (sign-ins are rare and throttled). */
+  async #sweep(now: number): Promise<void> {
+    const live: [string, Session][] = [];
+    for (const [key, session] of await this.#state.list<Session>(PREFIX)) {
+      if (this.#ended(session, now)) await this.#state.delete(key);
+      else live.push([key, session]);
     }
+    live.sort(([, a], [, b]) => a.createdAt - b.createdAt || a.serial - b.serial);
+    for (let i = 0; live.length - i >= this.#max; i++) await this.#state.delete(live[i]![0]);
   }
 }
 

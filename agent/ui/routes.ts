@@ -130,7 +130,7 @@ export function uiRoutes(options: UiRoutesOptions): FastifyPluginAsync {
         throw error;
       }
       const sessions = options.sessions!;
-      const { token, csrf } = sessions.open(caller);
+      const { token, csrf } = await sessions.open(caller);
       void reply.header('set-cookie', sessionCookie(token, sessions.lifetimeSeconds, request.protocol === 'https'));
       return { user: { name: caller.name, admin: caller.admin }, csrf, auth: true };
     });
@@ -141,7 +141,7 @@ export function uiRoutes(options: UiRoutesOptions): FastifyPluginAsync {
       const session = sessions ? await sessions.find(request.headers.cookie) : undefined;
       if (sessions && session) {
         checkCsrf(request, session);
-        sessions.close(request.headers.cookie);
+        await sessions.close(request.headers.cookie);
       }
       void reply.header('set-cookie', sessionCookie('', 0, request.protocol === 'https'));
       return reply.code(204).send();

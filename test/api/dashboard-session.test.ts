@@ -128,7 +128,7 @@ describe('SessionStore', () => {
   it('ends a session when unused for the idle time, and after its lifetime however used', async () => {
     let now = 0;
     const store = new SessionStore({ users, idleMs: 1000, lifetimeMs: 5000, now: () => now });
-    const idle = store.open({ id: 'u1', name: 'ann', admin: true });
+    const idle = await store.open({ id: 'u1', name: 'ann', admin: true });
     now = 999;
     expect(await store.find(`visor_session=${idle.token}`)).toMatchObject({ caller: { name: 'ann' } });
     now = 1998;
@@ -137,7 +137,7 @@ describe('SessionStore', () => {
     expect(await store.find(`visor_session=${idle.token}`)).toBeUndefined();
 
     now = 0;
-    const busy = store.open({ id: 'u1', name: 'ann', admin: true });
+    const busy = await store.open({ id: 'u1', name: 'ann', admin: true });
     for (now = 500; now < 5000; now += 500) expect(await store.find(`visor_session=${busy.token}`)).toBeDefined();
     now = 5000;
     expect(await store.find(`visor_session=${busy.token}`)).toBeUndefined();
@@ -145,9 +145,9 @@ describe('SessionStore', () => {
 
   it('keeps at most maxSessions, dropping the oldest', async () => {
     const store = new SessionStore({ users, maxSessions: 2 });
-    const first = store.open({ id: 'u1', name: 'ann', admin: true });
-    store.open({ id: 'u1', name: 'ann', admin: true });
-    store.open({ id: 'u1', name: 'ann', admin: true });
+    const first = await store.open({ id: 'u1', name: 'ann', admin: true });
+    await store.open({ id: 'u1', name: 'ann', admin: true });
+    await store.open({ id: 'u1', name: 'ann', admin: true });
     expect(await store.find(`visor_session=${first.token}`)).toBeUndefined();
   });
 });

@@ -108,9 +108,36 @@ describe('two API replicas on one PostgreSQL catalog and one S3 store', () => {
     expect(sha256(await buffer(download.stream))).toBe(sha256(data));
     const keys = await listKeys(peerClient(s3Peer.peer!), bucket);
     expect(keys.filter((k) => k.includes(id))).toHaveLength(1);
+    // Deleted softly (the default keeps the bits 7 days, restorable); purged through the other replica.
     await client(b).delete(id);
     await expect(client(a).meta(id)).rejects.toMatchObject({ kind: 'notFound' });
+    expect((await listKeys(peerClient(s3Peer.peer!), bucket)).filter((k) => k.includes(id))).toHaveLength(1);
+    await client(a).lifecycle(id, 'purge');
     expect((await listKeys(peerClient(s3Peer.peer!), bucket)).filter((k) => k.includes(id))).toEqual([]);
+  });
+
+  it('a dashboard session opened on one replica works on the other, and signing out on either ends it', async (ctx) => {
+    if (skip) ctx.skip(skip);
+    const [a, b] = replicas as [VisorProcess, VisorProcess];
+    const signIn = await fetch(`${a.url}/ui/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ accessKey: admin.accessKey, secretKey: admin.secretKey }),
+    });
+    expect(signIn.status).toBe(200);
+    const { csrf } = (await signIn.json()) as { csrf: string };
+    const cookie = signIn.headers.get('set-cookie')!.split(';')[0]!;
+    // Behind a balancer the next request may land on the other replica.
+    expect((await fetch(`${b.url}/images`, { headers: { cookie } })).status).toBe(200);
+    const session = (await (await fetch(`${b.url}/ui/session`, { headers: { cookie } })).json()) as { csrf: string };
+    expect(session.csrf).toBe(csrf);
+    const out = await fetch(`${b.url}/ui/session/end`, {
+      method: 'POST',
+      headers: { cookie, 'content-type': 'application/json', 'x-csrf-token': csrf },
+      body: '{}',
+    });
+    expect(out.status).toBe(204);
+    expect((await fetch(`${a.url}/images`, { headers: { cookie } })).status).toBe(401);
   });
 
   it('a request signed once is refused by the other replica too (one replay memory)', async (ctx) => {
