@@ -1,18 +1,14 @@
 import { open } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Catalog } from '../../core/catalog/port.js';
+import { digestsRecorded } from './digests.js';
 
 /**
  * Flips the first bytes of an image's stored file (file store), once its deferred digests are
  * recorded: a copy then fails its integrity check. Returns what puts the bytes back.
  */
 export async function corruptStoredImage(catalog: Catalog, id: string): Promise<() => Promise<void>> {
-  let image = await catalog.images.get(id);
-  for (let i = 0; i < 400 && image.checksumsPending?.length; i++) {
-    await new Promise((r) => setTimeout(r, 25));
-    image = await catalog.images.get(id);
-  }
-  if (image.checksumsPending?.length) throw new Error(`the digests of ${id} are still pending`);
+  const image = await digestsRecorded(catalog, id);
   const path = fileURLToPath(image.location!.uri);
   const file = await open(path, 'r+');
   const original = Buffer.alloc(16);

@@ -1,3 +1,4 @@
+import { digestsRecorded } from './digests.js';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -69,7 +70,10 @@ export async function replicationWorld(options: { publicImages?: number } = {}):
   const add = async (caller: Caller, draft: Record<string, unknown>) => {
     const image = await server.service.register(caller, { architecture: 'x86_64', ...draft });
     const bytes = randomBytes(64 * 1024);
-    return server.service.upload(caller, image.id, Readable.from([bytes]), { size: bytes.length });
+    await server.service.upload(caller, image.id, Readable.from([bytes]), { size: bytes.length });
+    // Settled before anything syncs: recording the deferred digests later would show the
+    // synced copies as pending an update.
+    return digestsRecorded(server.catalog, image.id);
   };
   const admin: Caller = { id: users.admin.id, name: 'admin', admin: true };
   const names = ['ubuntu-24.04', 'debian-12', 'alma-9', 'ubuntu-22.04', 'fedora-41'];
