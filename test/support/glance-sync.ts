@@ -195,13 +195,15 @@ function describe(r: GlanceRecord): string {
 }
 
 /**
- * What must hold in the catalog: every image available with its bits in the store (size as
- * recorded), and the target's last run succeeded with nothing left to do.
+ * What must hold in the catalog: every image available (or deleted softly, restorable) with its
+ * bits in the store (size as recorded), and the target's last run succeeded with nothing left to do.
  */
 export async function catalogProblems(session: SyncSession, target: string): Promise<string[]> {
   const problems: string[] = [];
   for (const image of await catalogSnapshot(session.deps.catalog)) {
-    if (image.status !== 'available') problems.push(`catalog image ${image.name} is ${image.status}`);
+    // Deleted softly (the default): kept with its bits, restorable, until its purge time.
+    const softlyDeleted = image.status === 'deleted' && image.purgeAfter !== undefined;
+    if (image.status !== 'available' && !softlyDeleted) problems.push(`catalog image ${image.name} is ${image.status}`);
     if (!image.location) {
       problems.push(`catalog image ${image.name} has no location`);
       continue;
