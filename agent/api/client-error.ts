@@ -28,6 +28,11 @@ export function answerClientError(error: NodeJS.ErrnoException, socket: Socket):
       return;
     }
     const body = JSON.stringify({ code: status, message });
+    // A TLS socket that never finished its handshake would hold the answer (and the socket)
+    // forever: whatever happens, the connection is gone a moment later.
+    const cut = setTimeout(() => socket.destroy(), 1000);
+    cut.unref();
+    socket.once('close', () => clearTimeout(cut));
     socket.end(
       `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\n` +
         `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
