@@ -2,7 +2,7 @@
 // with the ratio, the aims of issue 9 and whether each is met, and — where one is missed — the
 // measured reasons. Every number in the file comes from the run; the reasoning around them is
 // fixed text written from the profiles (bench/README.md says how they were taken).
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 
 const n0 = (v) => (v === undefined || Number.isNaN(v) ? '–' : v.toFixed(0));
 const n1 = (v) => (v === undefined || Number.isNaN(v) ? '–' : v.toFixed(1));
@@ -244,7 +244,22 @@ export function aims(r) {
 }
 
 export function writeReport(path, r) {
-  writeFileSync(path, render(r));
+  writeFileSync(path, render(r) + keptSections(path));
+}
+
+/**
+ * The sections other benches write (between `<!-- NAME:begin -->` and `<!-- NAME:end -->`:
+ * central, oci, dashboard), carried over from the file being replaced: this run did not measure them.
+ */
+function keptSections(path) {
+  let old = '';
+  try {
+    old = readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+  const kept = old.match(/<!-- ([\w-]+):begin -->[\s\S]*?<!-- \1:end -->/g) ?? [];
+  return kept.map((section) => `\n${section}\n`).join('');
 }
 
 function render(r) {
