@@ -185,6 +185,12 @@ export function plan(input: PlanInput): Plan {
     const { id: imageId, name } = d.image;
     actions.push({ kind: 'adopt', imageId, name, desired: d, nativeId: copy.nativeId, claim, reason });
   };
+  /** Brings `copy` to what `w` wants (with `reveal`: shown again first, hidden or disabled as it is). */
+  const update = (copy: CloudImage, w: Wanted, changes: string[], reveal = false) => {
+    const { nativeId } = copy;
+    const base = { kind: 'update', imageId: w.image.id, name: w.name, desired: desired(w), nativeId, changes } as const;
+    actions.push({ ...base, claim: claimOf(copy), ...(reveal ? { reveal: true as const } : {}) });
+  };
 
   const retireAction = (copy: CloudImage, reason: string, immediateDelete = false, mode?: RetireMode) => {
     const guard = life.guarded.get(copy.markers!.imageId);
@@ -237,19 +243,7 @@ export function plan(input: PlanInput): Plan {
         continue;
       }
       const changes = differences(keep, w, capabilities);
-      if (changes.length > 0) {
-        const claim = claimOf(keep);
-        const nativeId = keep.nativeId;
-        actions.push({
-          kind: 'update',
-          imageId: image.id,
-          name: w.name,
-          desired: desired(w),
-          nativeId,
-          changes,
-          claim,
-        });
-      }
+      if (changes.length > 0) update(keep, w, changes);
       continue;
     }
     // A copy hidden or disabled earlier (obsolete, then undeprecated; or no longer selected, then
@@ -272,18 +266,7 @@ export function plan(input: PlanInput): Plan {
         ...(revivable.state === 'disabled' ? ['disabled -> active'] : []),
         ...differences(revivable, w, capabilities),
       ];
-      const { nativeId } = revivable;
-      const claim = claimOf(revivable);
-      actions.push({
-        kind: 'update',
-        imageId: image.id,
-        name: w.name,
-        desired: desired(w),
-        nativeId,
-        changes: shown,
-        claim,
-        reveal: true,
-      });
+      update(revivable, w, shown, true);
       for (const c of copies)
         if (c !== revivable && (c.state === 'active' || c.state === 'disabled')) retire(c, 'superseded copy');
       continue;
