@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { Agent, createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -141,6 +141,34 @@ describe('image service API', () => {
         });
       },
     );
+
+    it('keeps a keep-alive connection across HEAD answers, with and without bits', async () => {
+      // A HEAD answer without a length made Node's client close the connection: each HEAD then
+      // cost a new connection, and under load the reconnections starved other clients.
+      const data = randomBytes(10_000);
+      const withBits = await t
+        .client('bob')
+        .add({ name: 'head-kept', architecture: 'x86_64' }, { stream: Readable.from([data]), size: data.length });
+      const noBits = imageOf(await post('bob', { name: 'head-no-bits', architecture: 'x86_64' }));
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      try {
+        const ask = (method: string, id: unknown) =>
+          rawRequest(t.url, { method, path: `/images/${String(id)}`, as: t.users.bob, agent });
+        const answers = [
+          await ask('HEAD', withBits['_id']),
+          await ask('HEAD', noBits['_id']),
+          await ask('HEAD', withBits['_id']),
+          await ask('GET', withBits['_id']),
+        ];
+        expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200]);
+        expect(answers[0]!.headers['content-length']).toBe(String(data.length));
+        expect(answers[1]!.headers['content-length']).toBe('0');
+        expect(answers[3]!.body.equals(data)).toBe(true);
+        expect(new Set(answers.map((a) => a.localPort)).size).toBe(1);
+      } finally {
+        agent.destroy();
+      }
+    });
 
     it('serves byte ranges (206), suffix ranges, and 416 for unsatisfiable ones', async () => {
       const data = randomBytes(100_000);

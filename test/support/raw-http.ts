@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type Agent } from 'node:http';
 import { connect } from 'node:net';
 import {
   CONTENT_HASH_HEADER,
@@ -15,6 +15,8 @@ export interface RawResponse {
   headers: Record<string, string | string[] | undefined>;
   body: Buffer;
   json(): unknown;
+  /** The client's port of the connection that carried the answer. */
+  localPort?: number | undefined;
 }
 
 export interface Credentials {
@@ -36,6 +38,8 @@ export interface RawRequest {
   tamper?: (r: { path: string; query: [string, string][]; headers: Record<string, string> }) => void;
   /** Send the body with UNSIGNED-PAYLOAD (refused since issue 15: to prove it). */
   unsignedPayload?: boolean;
+  /** Send through this agent (a keep-alive one, to see whether the connection is kept). */
+  agent?: Agent;
 }
 
 /** One HTTP request with full control over what is signed and what is sent. */
@@ -61,7 +65,9 @@ export function rawRequest(baseUrl: string, r: RawRequest): Promise<RawResponse>
   const qs = sent.query.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
   const url = new URL(`${sent.path}${qs ? `?${qs}` : ''}`, baseUrl);
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: r.method, headers: sent.headers }, (res) => {
+    const options = { method: r.method, headers: sent.headers, ...(r.agent ? { agent: r.agent } : {}) };
+    const req = httpRequest(url, options, (res) => {
+      const localPort = res.socket.localPort;
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -71,6 +77,7 @@ export function rawRequest(baseUrl: string, r: RawRequest): Promise<RawResponse>
           headers: res.headers,
           body,
           json: () => JSON.parse(body.toString('utf8')) as unknown,
+          localPort,
         });
       });
       res.on('error', reject);

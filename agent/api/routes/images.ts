@@ -65,9 +65,14 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesOptions> = async (app, o
 
   app.head('/images/:id', async (request: IdRequest, reply) => {
     const image = await service.get(request.caller, checkId(request.params.id));
+    // A length is what lets a client keep the connection: without one (and without chunked
+    // encoding) Node's HTTP client — undici too — cannot tell where a HEAD answer ends from its
+    // headers and closes the socket, so every HEAD cost a new connection (and a TLS handshake).
+    // It is the size a GET sends; an image without bits has no content to send.
     return reply
       .headers(await headers(request, image))
       .header('etag', etag(image))
+      .header('content-length', String(image.size ?? 0))
       .code(200)
       .send();
   });
