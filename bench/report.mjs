@@ -385,7 +385,9 @@ function render(r) {
   w('## Ingest and download', '');
   w(
     `${gib} GiB; CPU seconds per GiB are those of the serving process (visor serve; ` +
-      `the glance-api processes) and, for visor's own client, of the client process.`,
+      `the glance-api processes) and, for visor's own client, of the client process. Every ingest (\`cp\` included) ` +
+      `starts with the page cache "warm" (1 GiB written and deleted just before): an ingest into memory left idle ` +
+      `for a few seconds pays up to twice the kernel time on these VMs (see Downloads into a file).`,
     '',
   );
   const row = (name, s, server, client) => [

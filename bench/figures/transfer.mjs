@@ -67,8 +67,10 @@ const summarise = (bytes, runs) => {
 /**
  * Writing into the page cache costs several times more CPU when the memory was idle for a few
  * seconds (on these VMs the host takes idle guest pages back) than right after other writes. Every
- * download into a file starts "warm": 1 GiB written and deleted just before (and the previous
- * contestant's output deleted), so that all of them find memory in the same state.
+ * ingest and every download into a file starts "warm": 1 GiB written and deleted just before (and
+ * the previous contestant's output deleted), so that all of them find memory in the same state —
+ * before, an ingest that followed a read-only step (the digests' read-back) found it cold and paid
+ * twice the kernel time of one that followed a write.
  */
 async function warmPageCache(dir, bytes) {
   const scratch = join(dir, 'warm.raw');
@@ -143,9 +145,11 @@ export async function transferFigures({
     for (let r = 0; r < repeat; r++) {
       log(`  ingest round ${r + 1}/${repeat}`);
       const copy = join(dir, 'cp.raw');
+      await warmPageCache(dir, bytes);
       const cp = await runMeasured('cp', [source, copy]);
       runs.cp.push({ seconds: cp.seconds, serverCpu: cp.cpuSeconds, serverSys: 0, clientCpu: 0 });
       rmSync(copy);
+      await warmPageCache(dir, bytes);
       const synced = await measure(
         () => [],
         async () => {
@@ -157,6 +161,7 @@ export async function transferFigures({
       runs.cpFsync.push({ ...synced, serverCpu: synced.value.cpuSeconds });
       rmSync(copy);
       // A minimal Node server taking the PUT into a file and fsyncing it: what Node allows here.
+      await warmPageCache(dir, bytes);
       runs.bareIngest.push(
         await measure(
           () => [bare.pid],
@@ -167,6 +172,7 @@ export async function transferFigures({
       for (const v of variants) {
         const pids = () => [v.server.pid];
         const rssReset = resetPeakRss(v.server.pid);
+        await warmPageCache(dir, bytes);
         const viaClient = await measure(pids, () =>
           v.client.add(meta(r === 0 ? v.tag : undefined), {
             stream: createReadStream(source, { highWaterMark: 1024 * 1024 }),
@@ -185,6 +191,7 @@ export async function transferFigures({
 
         const curlMeta = { name: `${prefix}curl-ingest`, architecture: 'x86_64', format: 'raw' };
         const sha256 = kept[v.key].checksums.sha256;
+        await warmPageCache(dir, bytes);
         const viaCurl = await measure(pids, () =>
           v.kit.curlIngest(v.server.url, v.user, source, bytes, curlMeta, sha256),
         );
@@ -196,6 +203,7 @@ export async function transferFigures({
       }
 
       // Glance: the record first (as every Glance upload needs one), then the bits.
+      await warmPageCache(dir, bytes);
       const glanceRun = await measure(glancePids, async () => {
         const record = await createRecord(peer, token, `${prefix}ingest-${r}`);
         await curlUpload(peer, token, record.id, source);
@@ -208,6 +216,7 @@ export async function transferFigures({
       // The upload a user types: `visor add --file` (start-up, its sha256 and the upload included)
       // vs `openstack image create --file`, each CLI a process of its own, timed from start to exit.
       const addArgs = [`name=${prefix}add-file-${r}`, 'architecture=x86_64', 'format=raw', '--file', source, '--json'];
+      await warmPageCache(dir, bytes);
       const added = await measure(
         () => [visor.server.pid],
         () => runMeasured(process.execPath, [visor.kit.bin, 'add', ...addArgs], { env }),
@@ -219,6 +228,7 @@ export async function transferFigures({
       await digestsDone(visor.client, addedImage);
       await visor.client.delete(String(addedImage._id));
       const createArgs = ['--file', source, '--disk-format', 'raw', '--container-format', 'bare'];
+      await warmPageCache(dir, bytes);
       const created = await measure(glancePids, () =>
         runMeasured(
           'openstack',
