@@ -203,6 +203,23 @@ export function catalogContract(
         expect(names((await catalog.images.list({ filters: { tags: 'lts' } })).items)).toEqual(['alpha', 'beta']);
         expect(names((await catalog.images.list({ filters: { tags: 'gpu' } })).items)).toEqual(['alpha']);
       });
+      it('follows tags through updates and deletes (a tag filter never finds a stale tag)', async () => {
+        const tagged = makeImage({ name: 'epsilon', tags: ['blue', 'green'] });
+        await catalog.images.create(tagged);
+        const byTag = async (tag: string) => names((await catalog.images.list({ filters: { tags: tag } })).items);
+        expect(await byTag('blue')).toEqual(['epsilon']);
+        const retagged = await catalog.images.update(tagged.id, tagged.revision, { tags: ['green', 'red'] });
+        expect(await byTag('blue')).toEqual([]);
+        expect(await byTag('red')).toEqual(['epsilon']);
+        // A change that leaves the tags alone keeps them findable.
+        const renamed = await catalog.images.update(tagged.id, retagged.revision, { name: 'epsilon-2' });
+        expect(await byTag('green')).toEqual(['epsilon-2']);
+        await expect(catalog.images.count({ filters: { tags: 'red' } })).resolves.toBe(1);
+        await catalog.images.update(tagged.id, renamed.revision, { tags: [] });
+        expect(await byTag('green')).toEqual([]);
+        await catalog.images.delete(tagged.id);
+        expect(await byTag('red')).toEqual([]);
+      });
       it('matches the digests still pending by membership, and stores their clearing', async () => {
         const pending = makeImage({
           name: 'delta',

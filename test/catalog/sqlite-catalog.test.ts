@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { SqliteCatalog } from '../../core/catalog/sqlite/sqlite-catalog.js';
 import type { Catalog } from '../../core/catalog/port.js';
 import { catalogContract } from '../../core/testing/catalog-contract.js';
+import { makeImage } from '../../core/testing/images.js';
 
 catalogContract('sqlite', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'visor-sqlite-'));
@@ -48,6 +49,43 @@ describe('sqlite replay memory: one transaction per turn of the event loop', () 
         await expect(again.replays.remember(sig(999), now + 300_000, now + 1)).resolves.toBe(false);
       } finally {
         await again.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('sqlite tag index', () => {
+  it('is filled from the images of a catalog written before it existed, and answers tag filters', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'visor-sqlite-tags-'));
+    const path = join(dir, 'catalog.db');
+    try {
+      const old = new SqliteCatalog({ path });
+      await old.init();
+      await old.images.create(makeImage({ name: 'tagged', tags: ['gold', 'lts'] }));
+      await old.images.create(makeImage({ name: 'plain', tags: [] }));
+      // As a catalog of an earlier version: no tag table, no triggers.
+      old.db.exec(`DROP TRIGGER image_tags_insert; DROP TRIGGER image_tags_update; DROP TRIGGER image_tags_delete;
+        DROP TABLE image_tags;`);
+      await old.images.create(makeImage({ name: 'later', tags: ['gold'] }));
+      await old.close();
+
+      const catalog = new SqliteCatalog({ path });
+      await catalog.init();
+      try {
+        const byTag = async (tag: string) =>
+          (await catalog.images.list({ filters: { tags: tag } })).items.map((i) => i.name).sort();
+        expect(await byTag('gold')).toEqual(['later', 'tagged']);
+        expect(await byTag('lts')).toEqual(['tagged']);
+        expect(await byTag('none')).toEqual([]);
+        // The filter is a lookup in the index, not a scan of the documents.
+        const plan = catalog.db
+          .prepare(`EXPLAIN QUERY PLAN SELECT id FROM images WHERE id IN (SELECT id FROM image_tags WHERE tag = ?)`)
+          .all('gold') as { detail: string }[];
+        expect(plan.map((p) => p.detail).join(' | ')).toMatch(/SEARCH image_tags USING PRIMARY KEY \(tag=\?\)/);
+      } finally {
+        await catalog.close();
       }
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -128,6 +128,7 @@ export class SqliteCatalog implements Catalog {
       db.exec(`CREATE UNIQUE INDEX IF NOT EXISTS users_id ON users (json_extract(doc, '$."id"'))`);
       migrateOwnersToIds(db);
       db.exec(searchSchema);
+      openTagIndex(db);
       for (const path of indexed) {
         const attribute = { path, segments: path.split('.'), valueType: 'string' as const, array: false };
         db.exec(`CREATE INDEX IF NOT EXISTS images_${path.replace('.', '_')} ON images (${expr(attribute)})`);
@@ -332,9 +333,11 @@ interface Condition {
 
 function whereClause(q: NormalizedQuery): Condition[] {
   const out: Condition[] = q.filters.map(({ attribute, value }) =>
-    attribute.array
-      ? { sql: `EXISTS (SELECT 1 FROM json_each(doc, ${jsonPath(attribute)}) WHERE value = ?)`, params: [value] }
-      : { sql: `${expr(attribute)} = ?`, params: [value] },
+    attribute.path === 'tags'
+      ? { sql: `id IN (SELECT id FROM image_tags WHERE tag = ?)`, params: [value] }
+      : attribute.array
+        ? { sql: `EXISTS (SELECT 1 FROM json_each(doc, ${jsonPath(attribute)}) WHERE value = ?)`, params: [value] }
+        : { sql: `${expr(attribute)} = ?`, params: [value] },
   );
   const visible = visibility(q.visibleTo);
   if (visible) out.push(visible);
@@ -367,6 +370,38 @@ const searchSchema = `
   END;
   INSERT INTO image_search (id, text)
     SELECT id, ${searchText('doc')} FROM images WHERE id NOT IN (SELECT id FROM image_search);`;
+
+/**
+ * Each image's tags, kept beside it by triggers: a tag filter (the agents' selectors, the
+ * dashboard, `visor brief --tag`) is then an index lookup of the images that carry the tag, where
+ * it was a scan parsing every document (2.1 ms with 822 images, 0.09 ms with this index; a scan
+ * grows with the catalog, the lookup with the matches). Images written before the table existed
+ * are indexed when it is created.
+ */
+const tagSchema = `
+  CREATE TABLE image_tags (tag TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (tag, id)) WITHOUT ROWID;
+  CREATE INDEX image_tags_id ON image_tags (id);
+  CREATE TRIGGER image_tags_insert AFTER INSERT ON images BEGIN
+    INSERT OR IGNORE INTO image_tags (tag, id) SELECT value, new.id FROM json_each(new.doc, '$."tags"');
+  END;
+  CREATE TRIGGER image_tags_update AFTER UPDATE OF doc ON images BEGIN
+    DELETE FROM image_tags WHERE id = old.id;
+    INSERT OR IGNORE INTO image_tags (tag, id) SELECT value, new.id FROM json_each(new.doc, '$."tags"');
+  END;
+  CREATE TRIGGER image_tags_delete AFTER DELETE ON images BEGIN
+    DELETE FROM image_tags WHERE id = old.id;
+  END;
+  INSERT OR IGNORE INTO image_tags (tag, id) SELECT j.value, images.id FROM images, json_each(images.doc, '$."tags"') j;`;
+
+/** Creates the tag index (and fills it from the images) once, in one transaction. */
+function openTagIndex(db: Database.Database): void {
+  const exists = () => db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'image_tags'`).get();
+  if (exists()) return;
+  // Checked again under the write lock: another process may be opening the catalog too.
+  db.transaction(() => {
+    if (!exists()) db.exec(tagSchema);
+  }).immediate();
+}
 
 /** LIKE folds ASCII letters (case_sensitive_like is never set); escaped, the caller's text has no wildcard. */
 function searchCondition(search: string): Condition {
