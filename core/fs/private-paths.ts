@@ -8,10 +8,15 @@ import { VisorError } from '../errors.js';
  * umask — and folders or files left looser by an older version are tightened (when they are
  * ours to change).
  */
-export function ensurePrivateDir(path: string): void {
+export function ensurePrivateDir(path: string, options: { tightenExisting?: boolean } = {}): void {
   try {
     mkdirSync(path, { recursive: true, mode: 0o700 });
-    tighten(path, statSync(path), 0o700, (mode) => chmodSync(path, mode));
+    const info = statSync(path);
+    // A shared folder (sticky or writable by all: /tmp) is never ours to close: made 0700, it
+    // would lock every other user and service of the machine out of it.
+    const shared = (info.mode & 0o1000) !== 0 || (info.mode & 0o002) !== 0;
+    if (shared || options.tightenExisting === false) return;
+    tighten(path, info, 0o700, (mode) => chmodSync(path, mode));
   } catch (error) {
     throw new VisorError('config', `cannot make the private folder ${path}: ${(error as Error).message}`, {
       cause: error,

@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -8,6 +8,7 @@ import { openRuntime } from '../../agent/runtime/open-runtime.js';
 import { sealingBox, startServer } from '../../agent/serve.js';
 import { addUser } from '../../agent/service/users.js';
 import { silentLogger } from '../../core/logging/logger.js';
+import { SqliteCatalog } from '../../core/catalog/sqlite/sqlite-catalog.js';
 
 /**
  * Another local user must not read the catalog (private metadata, sealed secrets), the key
@@ -83,6 +84,39 @@ describe('the data folder is private whatever the umask', () => {
     } finally {
       await again.close(1000);
     }
+  });
+
+  it('never closes a folder it did not make for itself: a shared /tmp-like folder, the folder a catalog file is put in', async () => {
+    // Running as root, a catalog at /tmp/x.db once made /tmp 0700 (and PostgreSQL, and every other
+    // user of /tmp, locked out of it).
+    const shared = join(root, 'shared');
+    await mkdir(shared);
+    await chmod(shared, 0o1777);
+    const elsewhere = join(root, 'var-lib');
+    await mkdir(elsewhere);
+    await chmod(elsewhere, 0o755);
+    for (const path of [join(shared, 'catalog.db'), join(elsewhere, 'catalog.db')]) {
+      const catalog = new SqliteCatalog({ path });
+      await catalog.init();
+      await catalog.close();
+      expect(await mode(path)).toBe(0o600);
+    }
+    expect((await stat(shared)).mode & 0o7777).toBe(0o1777);
+    expect(await mode(elsewhere)).toBe(0o755);
+    // A data folder placed in the shared one is still made private; the shared one stays open.
+    const dataDir = join(shared, 'data');
+    const server = await serveIn(dataDir);
+    try {
+      expect(await mode(dataDir)).toBe(0o700);
+      expect((await stat(shared)).mode & 0o7777).toBe(0o1777);
+    } finally {
+      await server.close(1000);
+    }
+    // Pointed at the shared folder itself, visor does not close it either.
+    const catalog = new SqliteCatalog({ path: join(shared, 'nested', 'catalog.db') });
+    await catalog.init();
+    await catalog.close();
+    expect(await mode(join(shared, 'nested'))).toBe(0o700);
   });
 
   it('the systemd example sets UMask and StateDirectoryMode', async () => {

@@ -102,7 +102,9 @@ export class SqliteCatalog implements Catalog {
       if (path !== ':memory:') {
         // SQLite would create the file 0644 (and its -wal and -shm like it): it holds private
         // metadata and sealed secrets.
-        ensurePrivateDir(dirname(path));
+        // The catalog's folder is made private when it is made here; an existing one may be any
+        // folder (/var/lib): it is left as it is, the files themselves are 0600.
+        ensurePrivateDir(dirname(path), { tightenExisting: false });
         ensurePrivateFile(path);
         for (const extra of ['-wal', '-shm', '-journal']) tightenIfPresent(`${path}${extra}`);
       }
