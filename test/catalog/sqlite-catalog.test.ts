@@ -91,4 +91,36 @@ describe('sqlite tag index', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('answers a tag many images carry (tested row by row) as one few carry (looked up): same images, same order', async () => {
+    const catalog = new SqliteCatalog({ path: ':memory:' });
+    await catalog.init();
+    try {
+      // More than the lookup's limit (1000) carry "common"; every 250th carries "rare" too.
+      for (let i = 0; i < 1200; i++) {
+        const tags = i % 250 === 0 ? ['common', 'rare'] : ['common'];
+        await catalog.images.create(makeImage({ name: `img-${String(1199 - i).padStart(4, '0')}`, tags }));
+      }
+      await catalog.images.create(makeImage({ name: 'untagged', tags: [] }));
+      const walk = async (tag: string) => {
+        const seen: string[] = [];
+        let marker: string | undefined;
+        do {
+          const page = await catalog.images.list({ filters: { tags: tag }, sort: 'name', limit: 97, ...(marker ? { marker } : {}) });
+          seen.push(...page.items.map((i) => i.name));
+          marker = page.nextMarker;
+        } while (marker);
+        return seen;
+      };
+      const common = await walk('common');
+      expect(common).toHaveLength(1200);
+      expect(common).toEqual([...common].sort());
+      expect(new Set(common).size).toBe(1200);
+      await expect(catalog.images.count({ filters: { tags: 'common' } })).resolves.toBe(1200);
+      expect(await walk('rare')).toEqual(['img-0199', 'img-0449', 'img-0699', 'img-0949', 'img-1199']);
+      await expect(catalog.images.count({ filters: { tags: 'rare', name: 'img-0199' } })).resolves.toBe(1);
+    } finally {
+      await catalog.close();
+    }
+  });
 });

@@ -214,9 +214,15 @@ class SqliteImages implements ImageRepository {
     return row ? (JSON.parse(row.doc) as Image) : undefined;
   }
 
+  /** Whether at most TAG_LOOKUP_MAX images carry `tag` (counted in the index, stopping there). */
+  readonly #fewWithTag = (tag: string): boolean => {
+    const sql = `SELECT count(*) AS n FROM (SELECT 1 FROM image_tags WHERE tag = ? LIMIT ${TAG_LOOKUP_MAX + 1})`;
+    return (this.stmt<[string], { n: number }>(sql).get(tag)?.n ?? 0) <= TAG_LOOKUP_MAX;
+  };
+
   async list(query: ImageQuery = {}): Promise<Page<Image>> {
     const q = normalizeQuery(query);
-    const where = whereClause(q);
+    const where = whereClause(q, this.#fewWithTag);
     if (q.marker !== undefined) {
       // A marker the caller may not see is no marker at all: otherwise paging after it would tell
       // whether a private image exists and, sorted by any attribute, what its values are.
@@ -243,7 +249,7 @@ class SqliteImages implements ImageRepository {
   }
 
   async count(query: Pick<ImageQuery, 'filters' | 'visibleTo' | 'hideDeleted' | 'search'> = {}): Promise<number> {
-    const where = whereClause(normalizeQuery(query));
+    const where = whereClause(normalizeQuery(query), this.#fewWithTag);
     const filter = where.length ? ` WHERE ${where.map((w) => w.sql).join(' AND ')}` : '';
     const sql = `SELECT count(*) AS n FROM images${filter}`;
     return this.stmt<unknown[], { n: number }>(sql).get(...where.flatMap((w) => w.params))?.n ?? 0;
@@ -333,10 +339,22 @@ interface Condition {
   params: unknown[];
 }
 
-function whereClause(q: NormalizedQuery): Condition[] {
+/**
+ * A tag filter has two good plans, and SQLite's planner (even with ANALYZE statistics) picks the
+ * first for both: the images that carry a rare tag are best looked up in the tag index and sorted
+ * (0.1 ms for 10 of 100,000 images, where walking the sort order took 170 ms); a common tag is
+ * best tested row by row while walking the sort order, stopping at the page's end (0.2 ms for a
+ * page of 20 when all 100,000 carry it, where gathering and sorting them all took 23 ms). So the
+ * index is counted first, up to this many: a few microseconds.
+ */
+const TAG_LOOKUP_MAX = 1000;
+
+function whereClause(q: NormalizedQuery, fewWithTag: (tag: string) => boolean): Condition[] {
   const out: Condition[] = q.filters.map(({ attribute, value }) =>
     attribute.path === 'tags'
-      ? { sql: `id IN (SELECT id FROM image_tags WHERE tag = ?)`, params: [value] }
+      ? fewWithTag(String(value))
+        ? { sql: `id IN (SELECT id FROM image_tags WHERE tag = ?)`, params: [value] }
+        : { sql: `EXISTS (SELECT 1 FROM image_tags WHERE tag = ? AND image_tags.id = images.id)`, params: [value] }
       : attribute.array
         ? { sql: `EXISTS (SELECT 1 FROM json_each(doc, ${jsonPath(attribute)}) WHERE value = ?)`, params: [value] }
         : { sql: `${expr(attribute)} = ?`, params: [value] },
