@@ -106,7 +106,12 @@ describe('sqlite tag index', () => {
         const seen: string[] = [];
         let marker: string | undefined;
         do {
-          const page = await catalog.images.list({ filters: { tags: tag }, sort: 'name', limit: 97, ...(marker ? { marker } : {}) });
+          const page = await catalog.images.list({
+            filters: { tags: tag },
+            sort: 'name',
+            limit: 97,
+            ...(marker ? { marker } : {}),
+          });
           seen.push(...page.items.map((i) => i.name));
           marker = page.nextMarker;
         } while (marker);
