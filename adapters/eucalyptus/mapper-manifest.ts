@@ -1,4 +1,4 @@
-import { XMLParser } from 'fast-xml-parser';
+import { XMLParser } from '../../core/wire/xml.js';
 import { VisorError } from '../../core/errors.js';
 import { zodIssues } from '../../core/validation.js';
 import { rsaEncryptHex, signManifestText, type BundleIdentity } from './driver-bundle-crypto.js';

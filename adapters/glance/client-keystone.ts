@@ -1,6 +1,7 @@
 import type { Agent as HttpAgent } from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
-import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
+import type { AxiosInstance, AxiosResponse } from 'axios';
+import axios from '../../core/wire/axios.js';
 import { isRetryable, VisorError } from '../../core/errors.js';
 import { httpError } from '../../core/wire/http.js';
 import {

@@ -1,13 +1,8 @@
 import type { Agent as HttpAgent } from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
-import axios, {
-  isAxiosError,
-  type AxiosInstance,
-  type AxiosRequestConfig,
-  type AxiosResponse,
-  type Method,
-} from 'axios';
+import type { AxiosInstance, AxiosRequestConfig, AxiosResponse, Method } from 'axios';
+import axios, { isAxiosError } from '../../core/wire/axios.js';
 import { VisorError } from '../../core/errors.js';
 import type { ByteRange } from '../../core/store/port.js';
 import { httpError } from '../../core/wire/http.js';

@@ -1,7 +1,8 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { Deserializer, serializeMethodCall, XmlRpcFault, type XmlRpcValue } from '@foxglove/xmlrpc';
-import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
+import type { AxiosInstance, AxiosResponse } from 'axios';
+import axios from '../../core/wire/axios.js';
 import { VisorError, type ErrorKind } from '../../core/errors.js';
 import { Deadline } from '../../core/iaas/kit/index.js';
 import { kindOfStatus } from '../../core/wire/errors.js';

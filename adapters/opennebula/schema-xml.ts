@@ -1,4 +1,4 @@
-import { XMLParser, type EntityDecoderOptions } from 'fast-xml-parser';
+import { XMLParser, type EntityDecoderOptions } from '../../core/wire/xml.js';
 import { VisorError } from '../../core/errors.js';
 
 /**

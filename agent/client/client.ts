@@ -4,7 +4,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { rootCertificates } from 'node:tls';
-import type { AxiosInstance, AxiosResponse } from 'axios';
+import type { AxiosInstance, AxiosResponse, AxiosStatic } from 'axios';
 import {
   CONTENT_HASH_HEADER,
   DECODED_LENGTH_HEADER,
@@ -89,11 +89,11 @@ export class VisorClient {
 
   /** axios, loaded on first use: a download (which does not use it) starts faster without it. */
   #axios(): Promise<AxiosInstance> {
-    this.#http ??= import('axios').then(({ default: axios }) => this.#createAxios(axios));
+    this.#http ??= import('../../core/wire/axios.js').then(({ default: axios }) => this.#createAxios(axios));
     return this.#http;
   }
 
-  #createAxios(axios: typeof import('axios').default): AxiosInstance {
+  #createAxios(axios: AxiosStatic): AxiosInstance {
     return axios.create({
       baseURL: this.#settings.url,
       timeout: this.#timeoutMs,

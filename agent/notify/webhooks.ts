@@ -1,6 +1,6 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import axios from 'axios';
+import axios from '../../core/wire/axios.js';
 import type { ActionRecord, RunRecord } from '../../core/catalog/port.js';
 import type { Logger } from '../../core/logging/logger.js';
 

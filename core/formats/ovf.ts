@@ -1,4 +1,4 @@
-import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { XMLParser, XMLValidator } from '../wire/xml.js';
 import { z } from 'zod';
 import type { DiskFormat } from '../image/model.js';
 import type { Problem } from './types.js';

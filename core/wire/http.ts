@@ -1,4 +1,4 @@
-import { isAxiosError } from 'axios';
+import { isAxiosError } from './axios.js';
 import { isVisorError, VisorError } from '../errors.js';
 import { kindOfStatus, kindOfTransportCode, oneLine, tlsTrustCodes } from './errors.js';
 

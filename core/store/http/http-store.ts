@@ -1,7 +1,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
-import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
+import type { AxiosInstance, AxiosResponse } from 'axios';
+import axios from '../../wire/axios.js';
 import { VisorError } from '../../errors.js';
 import type { Checksums } from '../../image/model.js';
 import type { ByteRange, GetResult, ObjectInfo, PutResult, Store } from '../port.js';
