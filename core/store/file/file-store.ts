@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { constants, createWriteStream } from 'node:fs';
+import { constants, createWriteStream, fstatSync } from 'node:fs';
 import { access, lstat, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -116,13 +116,22 @@ export class FileStore implements Store {
 
   async get(uri: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<GetResult> {
     const path = await this.#pathOf(uri);
-    const size = (await this.#stat(path, uri)).size;
-    // O_NOFOLLOW: even a symlink swapped in after the check cannot redirect the read.
-    const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch((error: unknown) => {
-      throw new VisorError('notFound', `no object at ${uri}`, { cause: error });
+    // Opened first and checked through the descriptor: one round trip through the thread pool
+    // fewer than lstat-then-open (each costs a turn of a busy event loop: BENCHMARKS.md, the API
+    // under load), and no window between the check and the open. O_NOFOLLOW: a symlink planted in
+    // the store does not lead the read outside it; O_NONBLOCK: a FIFO planted there does not hang
+    // the open (it changes nothing for a regular file).
+    const flags = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+    const handle = await open(path, flags).catch((error: unknown) => {
+      throw storeReadError(error, uri);
     });
+    let size: number;
     let range: { start: number; end: number } | undefined;
     try {
+      // fstat of an open descriptor reads the inode already in memory: never a wait on the disk.
+      const info = fstatSync(handle.fd);
+      if (!info.isFile()) throw new VisorError('notFound', `no object at ${uri}`);
+      size = info.size;
       if (options.range) range = checkRange(options.range, size);
     } catch (error) {
       await handle.close();
@@ -214,4 +223,12 @@ async function fsyncPath(path: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/** A failed open for reading: no such object (missing, a symlink), or the store failing. */
+function storeReadError(error: unknown, uri: string): VisorError {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ELOOP' || code === 'ENOTDIR')
+    return new VisorError('notFound', `no object at ${uri}`, { cause: error });
+  return new VisorError('unavailable', `file store: ${(error as Error).message}`, { cause: error });
 }
