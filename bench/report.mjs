@@ -767,6 +767,17 @@ function render(r) {
         `and does not fsync. The minimal Node server (no hashing) shows what a \`PUT\` piped to a file + fsync ` +
         `costs here: ${mibps(t.bareIngest?.mibps ?? 0)}, ${n2(t.bareIngest?.serverCpuPerGiB ?? 0)} CPU-s/GiB.`,
     );
+    if (t.bareIngest?.mibps) {
+      const bare = t.bareIngest.mibps;
+      w(
+        `- **Against what Node allows here.** The minimal Node server — a \`PUT\` piped to a file and fsynced, ` +
+          `no hashing, no service around it — reached ${mibps(bare)} in the same rounds: ` +
+          `${ratio(bare / t.cpFsync.mibps)} of \`cp\` + fsync and ${ratio(bare / t.glanceIngest.mibps)} of Glance ` +
+          `(the issue measured ~800 MiB/s for such a server on another machine of this kind). visor's ingest, ` +
+          `which also hashes every byte, is at ${ratio(t.visorCurlIngest.mibps / bare)} of it: aims of ≥ 3× Glance ` +
+          `and ≥ 0.6× \`cp\` + fsync ask more than Node itself gives on this machine.`,
+      );
+    }
     w(
       `- **On ${cores} shared cores** the server's receive, curl's send and the kernel's page-cache writes compete ` +
         `for the same CPUs; under the neighbours' load recorded above, every contestant's time stretches, ` +
@@ -856,9 +867,11 @@ function render(r) {
       `- **Start-up is the gap**: \`visor sync\` ran ${secs(p.visor.seconds)} in all, ${secs(startupSeconds)} of it ` +
         `outside the sync run (loading modules, reading the config, building the cloud's driver) — ` +
         `a sync with nothing to do takes ${secs(s.noopSync.seconds)}, its run ${secs(s.noopSync.runSeconds)}. ` +
-        `The profile of that start-up is module loading: inversify's 366 ESM files, zod's ~100, winston, ` +
-        `axios and yaml (see What the profiles showed); ` +
-        `cutting it further means bundling the CLI into one file, not done here.`,
+        `The profile of that start-up is module loading (565 ES modules: inversify's ~240 files, zod's 95, ` +
+        `visor's own ~190; winston and yaml through require). axios and fast-xml-parser are now loaded through ` +
+        `their one-file \`require\` builds (111 modules fewer, ~0.1 s); ` +
+        `cutting the rest means bundling the CLI into one file, not done here (plugins must keep sharing ` +
+        `visor's modules).`,
       '',
     );
   }
@@ -901,14 +914,20 @@ function render(r) {
             ? `${n2((l.clientCpuSeconds / l.requests) * 1000)} CPU-ms.`
             : 'needs about as much.'),
       );
+      const upload = l.byKind?.['POST upload'];
+      w(
+        '- **The tail is the uploads, and turns of the event loop** (What the profiles showed, item 12): ' +
+          'a request waits one turn of the saturated loop per thread-pool round trip, and an upload needs ~10 ' +
+          '(its file, its fsyncs, its commits) where a listing needs one' +
+          (upload ? `: uploads p50 ${n0(upload.p50)} ms, p99 ${n0(upload.p99)} ms. ` : '. ') +
+          'Uploads are 2% of the requests, so they are the p99 of all.',
+      );
       w(
         '- **Where a request goes** (profile of `visor serve` under this load, taken while preparing, after the ' +
-          'changes of What the profiles showed, item 7): SQLite listing queries ~30% (json_extract parses each ' +
-          'stored document for filters without an index and for the visibility clause of non-admin callers; the ' +
-          "catalog grows by the uploads as the run goes), the uploads' synchronous commits (WAL with " +
-          'synchronous=FULL: an fsync on the event loop per commit, four per upload) ~10%, ranged reads of the ' +
-          'file store (open, stat, read, close) ~8%, response writes ~5%, the replay memory ~4%, the user lookup ' +
-          '~1.5%, garbage collection ~2%.',
+          'changes of What the profiles showed, items 10 and 11): SQLite listing queries ~29% (filters on ' +
+          'attributes without an index and the visibility clause of non-admin callers parse each stored ' +
+          "document), the uploads' commits (WAL with synchronous=FULL: an fsync on the event loop each) ~11%, " +
+          'file store reads ~7%, response writes ~5%, garbage collection ~4%, the replay memory ~1%.',
         '',
       );
     } else w('- test/load did not produce figures in this run.', '');
@@ -1068,6 +1087,32 @@ function profileFindings() {
       "included. What is left on the request path is llhttp's copy per body slice (a Buffer per 64 KiB, freed by " +
       "scavenges: Node's HTTP server gives no way to read the body into reused buffers), one copy into the " +
       'blocks, the sha256 on the request thread, and the kernel.',
+    '',
+    '10. **The API under 200 clients: HEAD answers closed their connections.** test/load showed a bimodal ' +
+      'latency (p50 15 ms, p90 1012 ms) for every kind of request alike. Each kind alone was fair ' +
+      '(p99 106–224 ms); mixes with HEAD were not, and server-side timing (Fastify hooks, request to answer) ' +
+      'was p90 9 ms — the waiting was outside the handlers. `nstat`: 7,137 new TCP connections in a 10 s run of ' +
+      "HEAD + ranged GET, 210 without HEAD. A HEAD answer carried no Content-Length, so Node's HTTP client could " +
+      'not tell where it ended from its headers and closed the socket; every HEAD cost a new connection, and the ' +
+      'reconnections starved the other clients. HEAD now sends the length a GET would (the image size, 0 without ' +
+      'bits): p99 1410 → ~420 ms, 1115 → ~1860 requests/s, server 0.89 → ~0.5 CPU-ms per request.',
+    '',
+    '11. **Listing by tag was a scan.** A tag filter tested `json_each` of every document along the sort order: ' +
+      '2.1 ms a query with 822 images (the catalog test/load grows to), 170 ms for a rare tag among 100,000. Tags ' +
+      'are now kept in an index by triggers (filled once for older catalogs); a tag few images carry is looked up ' +
+      '(0.1 ms), a tag many carry is tested row by row through the index while walking the sort order (a page of ' +
+      "20 in 0.2 ms) — SQLite's planner, even with ANALYZE and STAT4, chose the lookup for both, 23 ms for a " +
+      'common tag, so the index is counted first, up to 1,000.',
+    '',
+    '12. **What is left of the API tail is turns of the event loop.** With the server saturated (one core, ' +
+      "100% busy), each turn of Node's event loop handles whatever ~200 clients sent since the last one: ~40 ms. " +
+      'Instrumented (a counter of turns, Fastify hooks): a metadata request or a listing waits one turn (the ' +
+      'replay memory is written once per turn), a ranged GET four (open, read, close through the thread pool), ' +
+      "an upload ~10 (the temporary file's open, write, fsync, close, rename, the folder's fsync, the commits). " +
+      'Latency is then turns × turn length, and the uploads (2% of requests) are the p99. Cut here: the ' +
+      "download's lstat (open first, fstat the descriptor: one turn), the folder fsync's open and close (a " +
+      'descriptor kept open: two turns). The turn length is the server CPU per request × the clients; only ' +
+      'more cores for the server (several `visor serve` processes) would shorten it further.',
     '',
   ];
 }
