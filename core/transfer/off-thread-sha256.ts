@@ -115,6 +115,12 @@ export function hashingThreads(): readonly Worker[] {
   return threads.map((t) => t.worker);
 }
 
+/** Threads alive (at most `maxThreads`), sessions open, sessions opened since the start (tests, diagnostics). */
+export function hashingUse(): { threads: number; maxThreads: number; openSessions: number; sessionsOpened: number } {
+  const openSessions = threads.reduce((n, t) => n + t.sessions, 0);
+  return { threads: threads.length, maxThreads: POOL_SIZE, openSessions, sessionsOpened: nextSession - 1 };
+}
+
 /**
  * Digests computed on a hashing thread, so that hashing runs beside the receiving and writing
  * instead of between them. Blocks in shared memory (a SharedArrayBuffer) reach the thread without
