@@ -1075,14 +1075,15 @@ function profileFindings() {
       `/dev/null), A/B interleaved on an idle machine: 0.99–1.11 → 0.64–0.75 s wall, process CPU equal ` +
       `(1.05–1.12 CPU-s/GiB both), the request thread's own CPU 0.98–1.06 → 0.34–0.41 CPU-s/GiB; at a load ` +
       `of ~4 (neighbours' suites on both cores) the wall times are equal: there is no idle core to hash on. ` +
-      `The 1 GiB curl ingest into \`visor serve\` (warm page cache, 6 rounds each, A/B interleaved against a ` +
-      `build of the commit before, load 2.1–2.9): server wall median 3.00 → 2.78 s (2.50–3.41 → 2.14–4.30), ` +
-      `server CPU median 3.07 → 3.32 CPU-s (2.16–3.78 → 1.88–3.57), within the noise; per thread, the ` +
-      `request thread went from 1.0–1.2 user + 0.45–0.97 sys to 0.31–0.67 user + 0.37–0.84 sys, the hashing ` +
-      `thread took 0.60–0.67. What stretches a round is the kernel (page-cache writes from 0.4 to 2.4 sys ` +
-      `CPU-s per GiB from one round to the next, and V8's four GC helper threads from 0.03 to 0.3 user ` +
-      `CPU-s each), curl and the neighbours on the same 2 cores: with the request thread now busy for about ` +
-      `1.1 of the ~2.7 s, the thread is no longer the bound.`,
+      `The 1 GiB curl ingest into \`visor serve\` (warm page cache, 12 rounds each, A/B interleaved against a ` +
+      `build of the commit before, load 2.1–4.5): server wall median 3.11 → 2.83 s (2.05–6.18 → 2.09–5.46), ` +
+      `server CPU median 3.20 → 3.33 CPU-s (2.09–6.83 → 1.71–4.16): within the noise, the aim of 20% less ` +
+      `wall time not shown here; per thread (6 rounds each), the request thread went from 1.0–1.2 user + ` +
+      `0.45–0.97 sys to 0.31–0.67 user + 0.37–0.84 sys, the hashing thread took 0.60–0.67. What stretches a ` +
+      `round is the kernel (page-cache writes from 0.4 to 2.4 sys CPU-s per GiB from one round to the next, ` +
+      `and V8's four GC helper threads from 0.03 to 0.3 user CPU-s each), curl and the neighbours on the ` +
+      `same 2 cores: with the request thread now busy for about 1.1 of the ~2.7 s, the thread is no longer ` +
+      `the bound.`,
     '',
   ];
 }
