@@ -755,8 +755,9 @@ function render(r) {
         `image shows \`checksums_pending\` ` +
         `meanwhile${dg ? ` (${secs(dg.seconds)} and ${n2(dg.serverCpuPerGiB)} server CPU-s/GiB` : ''}` +
         `${dg ? ' after each 1 GiB ingest here)' : ''}. ` +
-        `The request thread copies the socket's 64 KiB chunks into reused 4 MiB blocks, hashes each block and ` +
-        `writes it with one write in flight.`,
+        `The request thread copies the socket's 64 KiB chunks into reused 4 MiB blocks of shared memory and ` +
+        `writes each with one write in flight; a long-lived hashing thread reads the same block in place and ` +
+        `hashes it meanwhile (finding 10; an upload that fits in one block is hashed inline).`,
     );
     w(
       `- **What the server spends.** Measured: ${n2(t.visorCurlIngest.serverCpuPerGiB)} CPU-s/GiB for visor's ` +
@@ -1087,6 +1088,23 @@ function profileFindings() {
       "included. What is left on the request path is llhttp's copy per body slice (a Buffer per 64 KiB, freed by " +
       "scavenges: Node's HTTP server gives no way to read the body into reused buffers), one copy into the " +
       'blocks, the sha256 on the request thread, and the kernel.',
+    `10. **The upload's sha256 beside the receive and the write (issue 27).** Before, the request thread ` +
+      `hashed each 4 MiB block (0.6 CPU-s/GiB) between receiving, copying and writing. Now the blocks are ` +
+      `\`SharedArrayBuffer\`s and a long-lived hashing thread reads each in place (a message carries the ` +
+      `buffer's handle, an offset and a length, no bytes; no start-up per upload, unlike the per-download ` +
+      `worker of finding 3). \`bench/block-writer.mjs\` (the writer alone, 1 GiB of 64 KiB chunks into ` +
+      `/dev/null), A/B interleaved on an idle machine: 0.99–1.11 → 0.64–0.75 s wall, process CPU equal ` +
+      `(1.05–1.12 CPU-s/GiB both), the request thread's own CPU 0.98–1.06 → 0.34–0.41 CPU-s/GiB; at a load ` +
+      `of ~4 (neighbours' suites on both cores) the wall times are equal: there is no idle core to hash on. ` +
+      `The 1 GiB curl ingest into \`visor serve\` (warm page cache, 12 rounds each, A/B interleaved against a ` +
+      `build of the commit before, load 2.1–4.5): server wall median 3.11 → 2.83 s (2.05–6.18 → 2.09–5.46), ` +
+      `server CPU median 3.20 → 3.33 CPU-s (2.09–6.83 → 1.71–4.16): within the noise, the aim of 20% less ` +
+      `wall time not shown here; per thread (6 rounds each), the request thread went from 1.0–1.2 user + ` +
+      `0.45–0.97 sys to 0.31–0.67 user + 0.37–0.84 sys, the hashing thread took 0.60–0.67. What stretches a ` +
+      `round is the kernel (page-cache writes from 0.4 to 2.4 sys CPU-s per GiB from one round to the next, ` +
+      `and V8's four GC helper threads from 0.03 to 0.3 user CPU-s each), curl and the neighbours on the ` +
+      `same 2 cores: with the request thread now busy for about 1.1 of the ~2.7 s, the thread is no longer ` +
+      `the bound.`,
     '',
     '10. **The API under 200 clients: HEAD answers closed their connections.** test/load showed a bimodal ' +
       'latency (p50 15 ms, p90 1012 ms) for every kind of request alike. Each kind alone was fair ' +
@@ -1156,8 +1174,11 @@ function changes() {
     '4. **The OpenNebula plugin imports its driver when a cloud of its own is built** (adapters/opennebula/index.ts).',
     '5. **Uploads compute only the sha256 on the request path** (core/transfer/block-file-writer.ts, ' +
       'core/store/file/file-store.ts, agent/service/checksum-completer.ts, checksum-completion.ts): ' +
-      "the file store copies the body's chunks into a few reused 4 MiB blocks, hashes each block and writes it with " +
-      'one write in flight (no `createWriteStream`, no allocation per chunk). md5 and sha512 are computed after the ' +
+      "the file store copies the body's chunks into a few reused 4 MiB blocks of shared memory and writes each " +
+      'with one write in flight (no `createWriteStream`, no allocation per chunk), while a process-wide hashing ' +
+      "thread (core/transfer/off-thread-sha256.ts: `min(2, cores − 1)` threads, at least one, unref'd when idle, " +
+      'one hash state per upload) hashes the same block in place; a block is reused once both are done. Uploads ' +
+      'that fit in one block are hashed inline. md5 and sha512 are computed after the ' +
       'answer, from the stored file, one image at a time on worker threads; meanwhile the image is `available` with ' +
       'its sha256 and lists the others in `checksums_pending`. The work is in the catalog: a server queues every ' +
       'pending image at start, and takes over those another server left untouched for the stale-upload time; ' +

@@ -1,11 +1,15 @@
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PassThrough, Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isVisorError } from '../errors.js';
 import { blockPoolUse, WRITE_BLOCK_SIZE, writeInBlocks } from './block-file-writer.js';
+import { hashingThreads, hashingUse } from './off-thread-sha256.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
@@ -20,6 +24,20 @@ function chunked(data: Buffer, blockSize: number): Buffer[] {
   }
   return chunks;
 }
+
+/** Cuts `data` into chunks of the sizes given, in turn (odd sizes straddle the block boundaries). */
+function cut(data: Buffer, sizes: readonly number[]): Buffer[] {
+  const chunks: Buffer[] = [];
+  for (let at = 0, i = 0; at < data.length; i++) {
+    const n = sizes[i % sizes.length]!;
+    chunks.push(data.subarray(at, at + n));
+    at += n;
+  }
+  return chunks;
+}
+
+const B = WRITE_BLOCK_SIZE;
+const tick = () => new Promise((r) => setImmediate(r));
 
 describe('writeInBlocks', () => {
   let dir: string;
@@ -168,5 +186,169 @@ describe('writeInBlocks', () => {
         await handle.close();
       }
     }
+  });
+  // The standard block size: the path an upload through the API takes.
+  it.each([
+    ['empty', 0, false],
+    ['one byte', 1, false],
+    ['a block less one byte', B - 1, false],
+    ['exactly one block', B, true],
+    ['a block and one byte', B + 1, true],
+    ['several blocks and a tail', 3 * B + 12_345, true],
+  ])('hashes %s of real blocks to the sha256 of the bytes written', async (_what, size, onThread) => {
+    const data = randomBytes(size);
+    const file = path();
+    const handle = await open(file, 'wx');
+    const before = hashingUse().sessionsOpened;
+    try {
+      const source = Readable.from(cut(data, [65_537, 1, 777, 1_000_003]));
+      const result = await writeInBlocks(source, handle, { algorithms: ['sha256'] });
+      expect(result).toEqual({ size, checksums: { sha256: sha256(data) } });
+    } finally {
+      await handle.close();
+    }
+    expect((await readFile(file)).equals(data)).toBe(true);
+    // Whatever fits in the first block is hashed inline: no thread round trip for a small upload.
+    expect(hashingUse().sessionsOpened - before).toBe(onThread ? 1 : 0);
+    expect(hashingUse().openSessions).toBe(0);
+    expect(blockPoolUse().inUse).toBe(0);
+  });
+
+  it('hashes chunks that found no block (copied to the thread) in order with the blocks', async () => {
+    const data = randomBytes(2 * B + 999);
+    const file = path();
+    const handle = await open(file, 'wx');
+    const source = new PassThrough();
+    const done = writeInBlocks(source, handle, { algorithms: ['sha256'] });
+    const before = hashingUse().sessionsOpened;
+    // A few bytes, then quiet: the partial block goes to the thread and the block is handed back.
+    source.write(data.subarray(0, 100));
+    await new Promise((r) => setTimeout(r, 700));
+    expect(hashingUse().sessionsOpened - before).toBe(1);
+    // Other streams take every block of the pool meanwhile.
+    const others = Array.from({ length: 6 }, () => new PassThrough());
+    const otherData = others.map(() => randomBytes(3 * B));
+    const otherHandles = await Promise.all(others.map(() => open(path(), 'wx')));
+    const otherWrites = others.map((o, i) => writeInBlocks(o, otherHandles[i]!, { algorithms: ['sha256'] }));
+    for (const [i, o] of others.entries()) o.write(otherData[i]);
+    await tick();
+    expect(blockPoolUse().inUse).toBe(blockPoolUse().max);
+    for (const chunk of cut(data.subarray(100), [65_536, 4_097])) source.write(chunk);
+    source.end();
+    for (const o of others) o.end();
+    try {
+      await expect(done).resolves.toEqual({ size: data.length, checksums: { sha256: sha256(data) } });
+      const results = await Promise.all(otherWrites);
+      for (const [i, r] of results.entries()) expect(r.checksums.sha256).toBe(sha256(otherData[i]!));
+    } finally {
+      await Promise.all([handle, ...otherHandles].map((h) => h.close()));
+    }
+    expect((await readFile(file)).equals(data)).toBe(true);
+    expect(blockPoolUse().inUse).toBe(0);
+    expect(hashingUse().openSessions).toBe(0);
+  }, 60_000);
+
+  it('fails the upload with a typed error when the hashing thread dies; the next upload gets a fresh one', async () => {
+    const handle = await open(path(), 'wx');
+    const source = new PassThrough();
+    const done = writeInBlocks(source, handle, { algorithms: ['sha256'] });
+    const failed = done.catch((e: unknown) => e);
+    source.write(randomBytes(2 * B + 10));
+    while (hashingThreads().length === 0) await tick();
+    const killed = hashingThreads().map((w) => w.threadId);
+    await Promise.all(hashingThreads().map((w) => w.terminate()));
+    source.write(randomBytes(2 * B));
+    const error = await failed;
+    await handle.close();
+    expect(isVisorError(error, 'internal')).toBe(true);
+    expect((error as Error).message).toMatch(/hashing thread failed/);
+    expect(source.destroyed).toBe(true);
+    // Settled before it rejected: every block is back, no session is left open.
+    expect(blockPoolUse().inUse).toBe(0);
+    expect(hashingUse().openSessions).toBe(0);
+
+    const data = randomBytes(2 * B + 3);
+    const next = await open(path(), 'wx');
+    try {
+      await expect(
+        writeInBlocks(Readable.from(cut(data, [65_536])), next, { algorithms: ['sha256'] }),
+      ).resolves.toEqual({ size: data.length, checksums: { sha256: sha256(data) } });
+    } finally {
+      await next.close();
+    }
+    expect(hashingThreads().map((w) => w.threadId)).not.toEqual(expect.arrayContaining(killed));
+  }, 60_000);
+
+  it('settles the writes and hash updates in flight before it rejects an abort', async () => {
+    const handle = await open(path(), 'wx');
+    const controller = new AbortController();
+    const source = new PassThrough();
+    const done = writeInBlocks(source, handle, { algorithms: ['sha256'], signal: controller.signal });
+    const before = hashingUse().sessionsOpened;
+    // Several full blocks: writes and hash updates in flight when the abort comes.
+    source.write(randomBytes(3 * B));
+    await tick();
+    expect(hashingUse().sessionsOpened - before).toBe(1);
+    expect(blockPoolUse().inUse).toBeGreaterThan(0);
+    controller.abort();
+    await expect(done).rejects.toMatchObject({ name: 'AbortError' });
+    // Checked at once: the blocks come back only once both their write and their hash have settled.
+    expect(blockPoolUse().inUse).toBe(0);
+    expect(hashingUse().openSessions).toBe(0);
+    expect(source.destroyed).toBe(true);
+    await handle.close();
+  }, 60_000);
+
+  it('keeps blocks and hashing threads bounded while many large uploads flow at once', async () => {
+    const streams = 8;
+    const data = Array.from({ length: streams }, (_, i) => randomBytes(3 * B + 1_000 * i));
+    const handles = await Promise.all(data.map(() => open(path(), 'wx')));
+    let peakBlocks = 0;
+    let peakThreads = 0;
+    const sample = setInterval(() => {
+      peakBlocks = Math.max(peakBlocks, blockPoolUse().inUse + blockPoolUse().spare);
+      peakThreads = Math.max(peakThreads, hashingUse().threads);
+    }, 1);
+    try {
+      const results = await Promise.all(
+        data.map((d, i) =>
+          writeInBlocks(Readable.from(cut(d, [65_536, 333])), handles[i]!, { algorithms: ['sha256'] }),
+        ),
+      );
+      for (const [i, r] of results.entries())
+        expect(r).toEqual({ size: data[i]!.length, checksums: { sha256: sha256(data[i]!) } });
+    } finally {
+      clearInterval(sample);
+      await Promise.all(handles.map((h) => h.close()));
+    }
+    expect(peakBlocks).toBeGreaterThan(0);
+    expect(peakBlocks).toBeLessThanOrEqual(blockPoolUse().max);
+    expect(peakThreads).toBeLessThanOrEqual(hashingUse().maxThreads);
+    expect(hashingUse().openSessions).toBe(0);
+  }, 60_000);
+});
+
+describe('writeInBlocks in a process of its own (the built module)', () => {
+  // The hashing thread must keep a process alive while a digest is awaited (a one-shot command storing a
+  // file would else exit mid-upload) and must not keep it alive afterwards (it would never exit).
+  it('lets the process finish its digest, then exit', () => {
+    const module = fileURLToPath(new URL('../../dist/core/transfer/block-file-writer.js', import.meta.url));
+    const dir = mkdtempSync(join(tmpdir(), 'visor-blocks-'));
+    const script = `
+      import { open } from 'node:fs/promises';
+      import { Readable } from 'node:stream';
+      const { writeInBlocks } = await import(${JSON.stringify(module)});
+      const handle = await open(${JSON.stringify(join(dir, 'out'))}, 'wx');
+      const chunks = Array.from({ length: 200 }, () => Buffer.alloc(65536, 1));
+      const result = await writeInBlocks(Readable.from(chunks), handle, { algorithms: ['sha256'] });
+      await handle.close();
+      console.log(result.checksums.sha256);
+    `;
+    writeFileSync(join(dir, 'write.mjs'), script);
+    const result = spawnSync(process.execPath, [join(dir, 'write.mjs')], { encoding: 'utf8', timeout: 20_000 });
+    rmSync(dir, { recursive: true, force: true });
+    expect(result.signal, 'still running after 20 s: the hashing thread keeps the process alive').toBeNull();
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout.trim()).toBe(sha256(Buffer.alloc(200 * 65536, 1)));
   });
 });

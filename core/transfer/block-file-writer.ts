@@ -3,6 +3,7 @@ import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { VisorError } from '../errors.js';
 import type { ChecksumAlgorithm, Checksums } from '../image/model.js';
+import { OffThreadDigest } from './off-thread-sha256.js';
 
 /**
  * Bytes per write. 4 MiB: 256 writes per GiB instead of one per 64 KiB socket chunk (16,384),
@@ -18,15 +19,17 @@ const BLOCKS_PER_STREAM = 3;
  * stream that goes quiet writes out its half-filled block and hands its blocks back.
  */
 const MAX_BLOCKS = 16;
-/** Spare blocks kept for the next streams (plain memory, not shared with any thread). */
+/** Spare blocks kept for the next streams. */
 const spare: Buffer[] = [];
 let outstanding = 0;
 /** A stream with no new bytes for this long writes out its partial block and returns its blocks. */
 const IDLE_MS = 250;
 
+/** Blocks live in shared memory: a hashing thread reads them in place, without a copy. */
+const sharedBlock = (size: number): Buffer => Buffer.from(new SharedArrayBuffer(size));
 const takeBlock = (size: number): Buffer | undefined => {
-  if (size !== WRITE_BLOCK_SIZE) return Buffer.allocUnsafeSlow(size);
-  const block = spare.pop() ?? (outstanding + spare.length < MAX_BLOCKS ? Buffer.allocUnsafeSlow(size) : undefined);
+  if (size !== WRITE_BLOCK_SIZE) return sharedBlock(size);
+  const block = spare.pop() ?? (outstanding + spare.length < MAX_BLOCKS ? sharedBlock(size) : undefined);
   if (block) outstanding++;
   return block;
 };
@@ -42,20 +45,36 @@ const giveBack = (block: Buffer): void => {
 };
 
 export interface BlockWriteOptions {
-  /** Digests computed on the way, on this thread (one sha256 costs ~0.6 CPU-s per GiB). */
+  /**
+   * Digests computed on the way: on a hashing thread beside the receiving and writing (one sha256
+   * costs ~0.6 CPU-s per GiB), or here for an upload that fits in its first block.
+   */
   algorithms: readonly ChecksumAlgorithm[];
   signal?: AbortSignal;
   blockSize?: number;
 }
 
+/** Bytes on their way to the file: written, and hashed off-thread unless hashed at once. */
+interface Piece {
+  /** The block the bytes are in, handed back once they are written and hashed; none for a chunk written as it is. */
+  block: Buffer | undefined;
+  bytes: Buffer;
+  at: number;
+  /** The write and, when on a thread, the hash update still to settle. */
+  waits: number;
+}
+
 /**
  * Writes `source` into `handle` from position 0 in large blocks. The stream's chunks (64 KiB
- * off a socket) are copied once into a few reused buffers; each full buffer is hashed and
- * handed to the kernel in one write while the next fills, so a GiB costs a few hundred writes,
- * no allocation per chunk and no stream machinery after the source. Resolves with the size and
- * digests once every byte is written (not synced: the caller decides); rejects when the source
- * fails, the signal aborts or a write fails — in every case only after the writes in flight
- * have settled, so the caller may close and remove the file at once.
+ * off a socket) are copied once into a few reused buffers of shared memory; each full buffer is
+ * handed to the kernel in one write and, at the same time, to a hashing thread that reads it in
+ * place, while the next fills; a buffer is reused once both are done with it. So a GiB costs a
+ * few hundred writes, no allocation per chunk, no stream machinery after the source, and the
+ * digests cost this thread no time. Resolves with the size and digests (of exactly the bytes
+ * written, in order) once every byte is written (not synced: the caller decides); rejects when
+ * the source fails, the signal aborts, a write fails or the hashing thread fails — in every case
+ * only after the writes and hash updates in flight have settled, so the caller may close and
+ * remove the file at once.
  */
 export function writeInBlocks(
   source: Readable,
@@ -63,7 +82,10 @@ export function writeInBlocks(
   options: BlockWriteOptions,
 ): Promise<{ size: number; checksums: Checksums }> {
   const blockSize = options.blockSize ?? WRITE_BLOCK_SIZE;
-  const hashes: [ChecksumAlgorithm, Hash][] = options.algorithms.map((a) => [a, createHash(a)]);
+  const algorithms = options.algorithms;
+  // Where the digests are computed is decided by the first bytes to hash (see `hashOf`).
+  let inline: [ChecksumAlgorithm, Hash][] | undefined;
+  let thread: OffThreadDigest | undefined;
   const free: Buffer[] = [];
   let owned = 0;
   let lastData = Date.now();
@@ -71,25 +93,63 @@ export function writeInBlocks(
   let block: Buffer | undefined;
   let fill = 0;
   let position = 0;
-  let writing = 0;
+  /** Pieces whose write or hash update has not settled yet. */
+  let unsettled = 0;
   let failure: Error | undefined;
   let ended = false;
-  /** Bytes that found no free block (the source is paused meanwhile): taken up when a write completes. */
+  let finished = false;
+  /** Bytes that found no free block (the source is paused meanwhile): taken up when a block comes back. */
   const held: { chunk: Buffer; from: number }[] = [];
 
   return new Promise((resolve, reject) => {
+    const hashHere = () => {
+      inline ??= algorithms.map((a) => [a, createHash(a)]);
+      return inline;
+    };
+    /**
+     * Hashes `bytes`, in order: the promise of the thread's update, or nothing when hashed here.
+     * An upload whose first bytes are its whole (a 4 KiB upload) is hashed here: a thread round
+     * trip would cost more than the hash. So is one whose first bytes are not in shared memory
+     * (no block was free: every core is busy with other uploads, the cheapest CPU-wise wins).
+     * Any other upload is hashed on a thread; a later chunk outside shared memory is copied there.
+     */
+    const hashOf = (bytes: Buffer, whole: boolean): Promise<void> | undefined => {
+      if (algorithms.length === 0) return undefined;
+      if (!inline && !thread) {
+        if (whole || !(bytes.buffer instanceof SharedArrayBuffer)) hashHere();
+        else thread = new OffThreadDigest(algorithms);
+      }
+      if (thread) return thread.update(bytes);
+      for (const [, hash] of inline!) hash.update(bytes);
+      return undefined;
+    };
     const finish = () => {
-      if (writing > 0) return;
+      if (finished || unsettled > 0) return;
+      finished = true;
       cleanup();
       for (const b of free) giveBack(b);
       free.length = 0;
       owned = 0;
       if (block) giveBack(block);
       block = undefined;
-      if (failure) reject(failure);
-      else {
+      const digest = thread;
+      if (failure) {
+        digest?.close();
+        reject(failure);
+      } else if (digest) {
+        digest.digest().then(
+          (checksums) => {
+            digest.close();
+            resolve({ size: position, checksums });
+          },
+          (error: unknown) => {
+            digest.close();
+            reject(error);
+          },
+        );
+      } else {
         const checksums: Checksums = {};
-        for (const [algorithm, hash] of hashes) checksums[algorithm] = hash.digest('hex');
+        for (const [algorithm, hash] of hashHere()) checksums[algorithm] = hash.digest('hex');
         resolve({ size: position, checksums });
       }
     };
@@ -97,7 +157,21 @@ export function writeInBlocks(
       if (failure) return;
       failure = error;
       source.destroy();
+      // Writes not started never will be; the one in flight and the hash updates are waited for.
+      for (const piece of queue.splice(0)) settle(piece);
       finish();
+    };
+    /** One of the piece's waits is over; its block is free again once both are. */
+    const settle = (piece: Piece) => {
+      if (--piece.waits > 0) return;
+      unsettled--;
+      if (piece.block) free.push(piece.block);
+      if (failure) return finish();
+      if (held.length > 0) {
+        while (held.length > 0 && takeHeld());
+        if (held.length === 0) source.resume();
+      }
+      if (ended && held.length === 0) end();
     };
     const nextBlock = (): Buffer | undefined => {
       if (free.length > 0) return free.pop();
@@ -108,65 +182,63 @@ export function writeInBlocks(
       }
       return undefined;
     };
-    /** Full blocks (or, without one, the chunks themselves) waiting for their write: one at a time (see below). */
-    const queue: { block: Buffer | undefined; bytes: Buffer; at: number }[] = [];
+    /** Pieces waiting for their write: one at a time (see below). */
+    const queue: Piece[] = [];
+    const enqueue = (full: Buffer | undefined, bytes: Buffer, whole: boolean) => {
+      const piece: Piece = { block: full, bytes, at: position, waits: 1 };
+      position += bytes.length;
+      unsettled++;
+      queue.push(piece);
+      const hashed = hashOf(bytes, whole);
+      if (hashed) {
+        piece.waits++;
+        hashed.then(
+          () => settle(piece),
+          (error: unknown) => {
+            fail(error as Error);
+            settle(piece);
+          },
+        );
+      }
+      pump();
+    };
     /** A chunk written as it is, for want of a block; the source waits while many are queued. */
     const direct = (bytes: Buffer) => {
-      for (const [, hash] of hashes) hash.update(bytes);
-      queue.push({ block: undefined, bytes, at: position });
-      position += bytes.length;
-      writing++;
+      enqueue(undefined, bytes, false);
       if (queue.length >= 16 && !pausedForQueue) {
         pausedForQueue = true;
         source.pause();
       }
-      pump();
     };
-    const blocksOf = (entries: { block: Buffer | undefined }[]) => entries.flatMap((q) => (q.block ? [q.block] : []));
     let inFlight = false;
-    const dispatch = () => {
+    /** The current block to the file and the hash; `whole` when it holds the entire upload. */
+    const dispatch = (whole = false) => {
       const full = block!;
       const bytes = fill === full.length ? full : full.subarray(0, fill);
-      for (const [, hash] of hashes) hash.update(bytes);
-      queue.push({ block: full, bytes, at: position });
-      position += fill;
       block = undefined;
       fill = 0;
-      writing++;
-      pump();
+      enqueue(full, bytes, whole);
     };
     // One write in flight, not several: concurrent writes to one file contend for its inode lock
     // in the kernel, which spins — a second CPU burnt for nothing (BENCHMARKS.md, Ingest).
     const pump = () => {
-      if (inFlight || queue.length === 0) return;
-      const { block: full, bytes, at } = queue.shift()!;
+      if (inFlight || failure || queue.length === 0) return;
+      const piece = queue.shift()!;
       inFlight = true;
-      writeAll(handle, bytes, at).then(
+      writeAll(handle, piece.bytes, piece.at).then(
         () => {
           inFlight = false;
-          writing--;
-          if (full) free.push(full);
-          if (failure) {
-            writing -= queue.length;
-            free.push(...blocksOf(queue.splice(0)));
-            return finish();
-          }
           pump();
           if (pausedForQueue && queue.length < 4) {
             pausedForQueue = false;
             if (held.length === 0) source.resume();
           }
-          if (held.length > 0) {
-            while (held.length > 0 && takeHeld());
-            if (held.length === 0) source.resume();
-          }
-          if (ended && held.length === 0) end();
+          settle(piece);
         },
         (error: unknown) => {
           inFlight = false;
-          writing -= 1 + queue.length;
-          free.push(...blocksOf([{ block: full }, ...queue.splice(0)]));
           fail(new VisorError('unavailable', `writing the file failed: ${(error as Error).message}`, { cause: error }));
+          settle(piece);
         },
       );
     };
@@ -200,7 +272,7 @@ export function writeInBlocks(
     };
     const end = () => {
       if (failure) return;
-      if (block && fill > 0) dispatch();
+      if (block && fill > 0) dispatch(position === 0);
       finish();
     };
     const onData = (chunk: Buffer) => {

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { OffThreadSha256 } from './off-thread-sha256.js';
+import { hashingUse, OffThreadDigest, OffThreadSha256 } from './off-thread-sha256.js';
 
 describe('OffThreadSha256', () => {
   it('hashes blocks in the order given, from shared memory and from ordinary buffers, many in flight', async () => {
@@ -30,5 +30,28 @@ describe('OffThreadSha256', () => {
     const hash = new OffThreadSha256();
     await hash.close();
     await expect(hash.digest()).rejects.toThrow();
+  });
+
+  it('keeps one hash state per session on the shared threads, interleaved, and leaves no session open', async () => {
+    const parts = Array.from({ length: 6 }, (_, i) => randomBytes(10_000 + i));
+    const a = new OffThreadDigest(['sha256', 'md5']);
+    const b = new OffThreadDigest(['sha256']);
+    try {
+      // Interleaved updates of two sessions: each sees only its own bytes, in order.
+      await Promise.all(parts.map((part, i) => (i % 2 === 0 ? a : b).update(part)));
+      const even = Buffer.concat(parts.filter((_, i) => i % 2 === 0));
+      const odd = Buffer.concat(parts.filter((_, i) => i % 2 === 1));
+      expect(await a.digest()).toEqual({
+        sha256: createHash('sha256').update(even).digest('hex'),
+        md5: createHash('md5').update(even).digest('hex'),
+      });
+      expect(await b.digest()).toEqual({ sha256: createHash('sha256').update(odd).digest('hex') });
+      expect(hashingUse().threads).toBeLessThanOrEqual(hashingUse().maxThreads);
+    } finally {
+      a.close();
+      b.close();
+    }
+    expect(hashingUse().openSessions).toBe(0);
+    await expect(a.update(Buffer.from('late'))).rejects.toThrow(/closed/);
   });
 });

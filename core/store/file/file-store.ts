@@ -113,8 +113,8 @@ export class FileStore implements Store {
       if (this.#fsync) await fsyncPath(path);
       return digest.result();
     }
-    // One digest (an upload's sha256): hashed here, block by block, and written in large blocks
-    // from reused buffers (BENCHMARKS.md, Ingest).
+    // One digest (an upload's sha256): written in large blocks from reused buffers and hashed
+    // block by block on a hashing thread meanwhile (BENCHMARKS.md, Ingest).
     const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
     try {
       const result = await writeInBlocks(body, handle, { algorithms: wanted, ...(signal ? { signal } : {}) });
