@@ -917,7 +917,7 @@ function render(r) {
       );
       const upload = l.byKind?.['POST upload'];
       w(
-        '- **The tail is the uploads, and turns of the event loop** (What the profiles showed, item 12): ' +
+        '- **The tail is the uploads, and turns of the event loop** (What the profiles showed, item 13): ' +
           'a request waits one turn of the saturated loop per thread-pool round trip, and an upload needs ~10 ' +
           '(its file, its fsyncs, its commits) where a listing needs one' +
           (upload ? `: uploads p50 ${n0(upload.p50)} ms, p99 ${n0(upload.p99)} ms. ` : '. ') +
@@ -925,7 +925,7 @@ function render(r) {
       );
       w(
         '- **Where a request goes** (profile of `visor serve` under this load, taken while preparing, after the ' +
-          'changes of What the profiles showed, items 10 and 11): SQLite listing queries ~29% (filters on ' +
+          'changes of What the profiles showed, items 11 and 12): SQLite listing queries ~29% (filters on ' +
           'attributes without an index and the visibility clause of non-admin callers parse each stored ' +
           "document), the uploads' commits (WAL with synchronous=FULL: an fsync on the event loop each) ~11%, " +
           'file store reads ~7%, response writes ~5%, garbage collection ~4%, the replay memory ~1%.',
@@ -1088,6 +1088,7 @@ function profileFindings() {
       "included. What is left on the request path is llhttp's copy per body slice (a Buffer per 64 KiB, freed by " +
       "scavenges: Node's HTTP server gives no way to read the body into reused buffers), one copy into the " +
       'blocks, the sha256 on the request thread, and the kernel.',
+    '',
     `10. **The upload's sha256 beside the receive and the write (issue 27).** Before, the request thread ` +
       `hashed each 4 MiB block (0.6 CPU-s/GiB) between receiving, copying and writing. Now the blocks are ` +
       `\`SharedArrayBuffer\`s and a long-lived hashing thread reads each in place (a message carries the ` +
@@ -1106,7 +1107,7 @@ function profileFindings() {
       `same 2 cores: with the request thread now busy for about 1.1 of the ~2.7 s, the thread is no longer ` +
       `the bound.`,
     '',
-    '10. **The API under 200 clients: HEAD answers closed their connections.** test/load showed a bimodal ' +
+    '11. **The API under 200 clients: HEAD answers closed their connections.** test/load showed a bimodal ' +
       'latency (p50 15 ms, p90 1012 ms) for every kind of request alike. Each kind alone was fair ' +
       '(p99 106–224 ms); mixes with HEAD were not, and server-side timing (Fastify hooks, request to answer) ' +
       'was p90 9 ms — the waiting was outside the handlers. `nstat`: 7,137 new TCP connections in a 10 s run of ' +
@@ -1115,14 +1116,14 @@ function profileFindings() {
       'reconnections starved the other clients. HEAD now sends the length a GET would (the image size, 0 without ' +
       'bits): p99 1410 → ~420 ms, 1115 → ~1860 requests/s, server 0.89 → ~0.5 CPU-ms per request.',
     '',
-    '11. **Listing by tag was a scan.** A tag filter tested `json_each` of every document along the sort order: ' +
+    '12. **Listing by tag was a scan.** A tag filter tested `json_each` of every document along the sort order: ' +
       '2.1 ms a query with 822 images (the catalog test/load grows to), 170 ms for a rare tag among 100,000. Tags ' +
       'are now kept in an index by triggers (filled once for older catalogs); a tag few images carry is looked up ' +
       '(0.1 ms), a tag many carry is tested row by row through the index while walking the sort order (a page of ' +
       "20 in 0.2 ms) — SQLite's planner, even with ANALYZE and STAT4, chose the lookup for both, 23 ms for a " +
       'common tag, so the index is counted first, up to 1,000.',
     '',
-    '12. **What is left of the API tail is turns of the event loop.** With the server saturated (one core, ' +
+    '13. **What is left of the API tail is turns of the event loop.** With the server saturated (one core, ' +
       "100% busy), each turn of Node's event loop handles whatever ~200 clients sent since the last one: ~40 ms. " +
       'Instrumented (a counter of turns, Fastify hooks): a metadata request or a listing waits one turn (the ' +
       'replay memory is written once per turn), a ranged GET four (open, read, close through the thread pool), ' +
