@@ -92,7 +92,7 @@ describe('sqlite tag index', () => {
     }
   });
 
-  it('answers a tag many images carry (tested row by row) as one few carry (looked up): same images, same order', async () => {
+  it('answers a tag many images carry (tested row by row) as one few carry (looked up): same order', async () => {
     const catalog = new SqliteCatalog({ path: ':memory:' });
     await catalog.init();
     try {

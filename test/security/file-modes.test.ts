@@ -86,7 +86,7 @@ describe('the data folder is private whatever the umask', () => {
     }
   });
 
-  it('never closes a folder it did not make for itself: a shared /tmp-like folder, the folder a catalog file is put in', async () => {
+  it('never closes a folder it did not make: a shared /tmp-like one, the one a catalog file is put in', async () => {
     // Running as root, a catalog at /tmp/x.db once made /tmp 0700 (and PostgreSQL, and every other
     // user of /tmp, locked out of it).
     const shared = join(root, 'shared');

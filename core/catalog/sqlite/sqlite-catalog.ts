@@ -411,7 +411,8 @@ const tagSchema = `
   CREATE TRIGGER image_tags_delete AFTER DELETE ON images BEGIN
     DELETE FROM image_tags WHERE id = old.id;
   END;
-  INSERT OR IGNORE INTO image_tags (tag, id) SELECT j.value, images.id FROM images, json_each(images.doc, '$."tags"') j;`;
+  INSERT OR IGNORE INTO image_tags (tag, id)
+    SELECT j.value, images.id FROM images, json_each(images.doc, '$."tags"') j;`;
 
 /** Creates the tag index (and fills it from the images) once, in one transaction. */
 function openTagIndex(db: Database.Database): void {
