@@ -1,4 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { hashingUse, OffThreadDigest, OffThreadSha256 } from './off-thread-sha256.js';
 
@@ -53,5 +58,33 @@ describe('OffThreadSha256', () => {
     }
     expect(hashingUse().openSessions).toBe(0);
     await expect(a.update(Buffer.from('late'))).rejects.toThrow(/closed/);
+  });
+});
+
+describe('OffThreadSha256 in a process of its own (the built module)', () => {
+  // While a session is open the thread keeps the process alive: here nothing else does (no file,
+  // no socket), so an unref'd thread would let the process end before the digest arrives (exit 13,
+  // a top-level await never settled). Closed, the session lets it exit.
+  it('keeps the process alive for an awaited digest and nothing else, then lets it exit', () => {
+    const module = fileURLToPath(new URL('../../dist/core/transfer/off-thread-sha256.js', import.meta.url));
+    const dir = mkdtempSync(join(tmpdir(), 'visor-hash-'));
+    const script = `
+      const { OffThreadSha256 } = await import(${JSON.stringify(module)});
+      const block = new Uint8Array(new SharedArrayBuffer(64 * 1024 * 1024)).fill(7);
+      const hash = new OffThreadSha256();
+      await hash.update(block);
+      console.log(await hash.digest());
+      await hash.close();
+    `;
+    writeFileSync(join(dir, 'hash.mjs'), script);
+    const result = spawnSync(process.execPath, [join(dir, 'hash.mjs')], { encoding: 'utf8', timeout: 20_000 });
+    rmSync(dir, { recursive: true, force: true });
+    expect(result.signal, 'still running after 20 s: the hashing thread keeps the process alive').toBeNull();
+    expect(result.status, `exit ${result.status}: ${result.stderr}`).toBe(0);
+    expect(result.stdout.trim()).toBe(
+      createHash('sha256')
+        .update(Buffer.alloc(64 * 1024 * 1024, 7))
+        .digest('hex'),
+    );
   });
 });
