@@ -1,12 +1,11 @@
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { PassThrough, Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { builtModule, runModuleScript } from '../../test/support/module-process.js';
 import { isVisorError } from '../errors.js';
 import { blockPoolUse, WRITE_BLOCK_SIZE, writeInBlocks } from './block-file-writer.js';
 import { hashingThreads, hashingUse } from './off-thread-sha256.js';
@@ -332,9 +331,9 @@ describe('writeInBlocks in a process of its own (the built module)', () => {
   // The hashing thread must keep a process alive while a digest is awaited (a one-shot command storing a
   // file would else exit mid-upload) and must not keep it alive afterwards (it would never exit).
   it('lets the process finish its digest, then exit', () => {
-    const module = fileURLToPath(new URL('../../dist/core/transfer/block-file-writer.js', import.meta.url));
+    const module = builtModule('core/transfer/block-file-writer.js');
     const dir = mkdtempSync(join(tmpdir(), 'visor-blocks-'));
-    const script = `
+    const result = runModuleScript(`
       import { open } from 'node:fs/promises';
       import { Readable } from 'node:stream';
       const { writeInBlocks } = await import(${JSON.stringify(module)});
@@ -343,9 +342,7 @@ describe('writeInBlocks in a process of its own (the built module)', () => {
       const result = await writeInBlocks(Readable.from(chunks), handle, { algorithms: ['sha256'] });
       await handle.close();
       console.log(result.checksums.sha256);
-    `;
-    writeFileSync(join(dir, 'write.mjs'), script);
-    const result = spawnSync(process.execPath, [join(dir, 'write.mjs')], { encoding: 'utf8', timeout: 20_000 });
+    `);
     rmSync(dir, { recursive: true, force: true });
     expect(result.signal, 'still running after 20 s: the hashing thread keeps the process alive').toBeNull();
     expect(result.status, result.stderr).toBe(0);

@@ -1,24 +1,14 @@
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { builtModule, runModuleScript } from '../../test/support/module-process.js';
+import { expectedDigests } from '../../test/support/digests.js';
 import { DigestStream } from './digest.js';
 import { ParallelDigestStream } from './parallel-digest.js';
 
-const expected = (data: Buffer) => ({
-  size: data.length,
-  checksums: {
-    md5: createHash('md5').update(data).digest('hex'),
-    sha256: createHash('sha256').update(data).digest('hex'),
-    sha512: createHash('sha512').update(data).digest('hex'),
-  },
-});
+const expected = expectedDigests;
 
 async function run(
   make: () => DigestStream | ParallelDigestStream,
@@ -79,21 +69,18 @@ describe('ParallelDigestStream in a process of its own (the built module)', () =
   // The hashing threads must keep a process alive while a digest is pending (else it exits
   // mid-upload) and must not keep it alive afterwards (else a CLI that stored a file never exits).
   it('lets the process finish its digest, then exit', async () => {
-    const module = fileURLToPath(new URL('../../dist/core/transfer/parallel-digest.js', import.meta.url));
-    const script =
+    const module = builtModule('core/transfer/parallel-digest.js');
+    const result = runModuleScript(
       `
       import { Readable, Writable } from 'node:stream';
       import { pipeline } from 'node:stream/promises';
       const { ParallelDigestStream } = await import(${JSON.stringify(module)});
       const digest = new ParallelDigestStream();
       await pipeline(Readable.from([Buffer.alloc(3 * 1024 * 1024, ` +
-      `1)]), digest, new Writable({ write: (_c, _e, cb) => cb() }));
+        `1)]), digest, new Writable({ write: (_c, _e, cb) => cb() }));
       console.log(digest.result().checksums.md5);
-    `;
-    const dir = mkdtempSync(join(tmpdir(), 'visor-digest-'));
-    writeFileSync(join(dir, 'hash.mjs'), script);
-    const result = spawnSync(process.execPath, [join(dir, 'hash.mjs')], { encoding: 'utf8', timeout: 20_000 });
-    rmSync(dir, { recursive: true, force: true });
+    `,
+    );
     expect(result.signal, 'still running after 20 s: the hashing threads keep the process alive').toBeNull();
     expect(result.status, result.stderr).toBe(0);
     expect(result.stdout.trim()).toBe(

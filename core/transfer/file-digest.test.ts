@@ -1,24 +1,17 @@
-import { spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { builtModule, runModuleScript } from '../../test/support/module-process.js';
+import { expectedDigests } from '../../test/support/digests.js';
 import { digestFileBytes } from './file-digest.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'visor-file-digest-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const expected = (data: Buffer) => ({
-  size: data.length,
-  checksums: {
-    md5: createHash('md5').update(data).digest('hex'),
-    sha256: createHash('sha256').update(data).digest('hex'),
-    sha512: createHash('sha512').update(data).digest('hex'),
-  },
-});
+const expected = expectedDigests;
 
 async function withFile<T>(data: Buffer, fn: (fd: number) => Promise<T>): Promise<T> {
   const path = join(dir, `f-${randomBytes(4).toString('hex')}`);
@@ -86,20 +79,17 @@ describe('digestFileBytes (hashing threads that read the file themselves)', () =
 
   it('lets the process finish its digest, then exit (the built module, in a process of its own)', async () => {
     // The threads must keep the process alive while a digest is pending, and not afterwards.
-    const module = fileURLToPath(new URL('../../dist/core/transfer/file-digest.js', import.meta.url));
+    const module = builtModule('core/transfer/file-digest.js');
     const data = randomBytes(1000);
     const path = join(dir, 'exit.raw');
     writeFileSync(path, data);
-    const script = join(dir, 'exit.mjs');
-    writeFileSync(
-      script,
+    const child = runModuleScript(
       `import { openSync } from 'node:fs';
       const { digestFileBytes } = await import(${JSON.stringify(module)});
       const fd = openSync(${JSON.stringify(path)}, 'r');
       const r = await digestFileBytes({ fd, start: 0, length: ${data.length} });
       console.log(r.checksums.sha256);`,
     );
-    const child = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 20_000 });
     expect(child.signal, 'still running after 20 s: the hashing threads keep the process alive').toBeNull();
     expect(child.status, child.stderr).toBe(0);
     expect(child.stdout.trim()).toBe(expected(data).checksums.sha256);

@@ -1,10 +1,6 @@
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { builtModule, runModuleScript } from '../../test/support/module-process.js';
 import { hashingUse, OffThreadDigest, OffThreadSha256 } from './off-thread-sha256.js';
 
 describe('OffThreadSha256', () => {
@@ -66,19 +62,15 @@ describe('OffThreadSha256 in a process of its own (the built module)', () => {
   // no socket), so an unref'd thread would let the process end before the digest arrives (exit 13,
   // a top-level await never settled). Closed, the session lets it exit.
   it('keeps the process alive for an awaited digest and nothing else, then lets it exit', () => {
-    const module = fileURLToPath(new URL('../../dist/core/transfer/off-thread-sha256.js', import.meta.url));
-    const dir = mkdtempSync(join(tmpdir(), 'visor-hash-'));
-    const script = `
+    const module = builtModule('core/transfer/off-thread-sha256.js');
+    const result = runModuleScript(`
       const { OffThreadSha256 } = await import(${JSON.stringify(module)});
       const block = new Uint8Array(new SharedArrayBuffer(64 * 1024 * 1024)).fill(7);
       const hash = new OffThreadSha256();
       await hash.update(block);
       console.log(await hash.digest());
       await hash.close();
-    `;
-    writeFileSync(join(dir, 'hash.mjs'), script);
-    const result = spawnSync(process.execPath, [join(dir, 'hash.mjs')], { encoding: 'utf8', timeout: 20_000 });
-    rmSync(dir, { recursive: true, force: true });
+    `);
     expect(result.signal, 'still running after 20 s: the hashing thread keeps the process alive').toBeNull();
     expect(result.status, `exit ${result.status}: ${result.stderr}`).toBe(0);
     expect(result.stdout.trim()).toBe(

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Catalog } from '../../core/catalog/port.js';
 import type { Image } from '../../core/image/model.js';
 
@@ -16,3 +17,13 @@ export async function digestsRecorded(catalog: Catalog, id: string, timeoutMs = 
   if (image.checksumsPending?.length) throw new Error(`the digests of ${id} are still pending`);
   return image;
 }
+
+/** Size and the three digests of `data`, as a store or digest stream reports them. */
+export const expectedDigests = (data: Buffer) => ({
+  size: data.length,
+  checksums: {
+    md5: createHash('md5').update(data).digest('hex'),
+    sha256: createHash('sha256').update(data).digest('hex'),
+    sha512: createHash('sha512').update(data).digest('hex'),
+  },
+});
