@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { type FileHandle, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { builtModule, runModuleScript } from '../../test/support/module-process.js';
 import { isVisorError } from '../errors.js';
 import { blockPoolUse, WRITE_BLOCK_SIZE, writeInBlocks } from './block-file-writer.js';
@@ -136,6 +136,88 @@ describe('writeInBlocks', () => {
     await readOnly.close();
     expect(isVisorError(error, 'unavailable')).toBe(true);
     expect((error as Error).message).toMatch(/writing the file failed/);
+  });
+
+  /** `handle` with its datasync observed: each call's bytes-written-so-far, and a gate to hold it. */
+  function watchedDatasync(handle: FileHandle, fail?: Error) {
+    const calls: number[] = [];
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let settled = 0;
+    const datasync = async () => {
+      calls.push((await handle.stat()).size);
+      await held;
+      settled++;
+      if (fail) throw fail;
+      return handle.datasync();
+    };
+    return {
+      handle: new Proxy(handle, {
+        get: (target, key) => (key === 'datasync' ? datasync : Reflect.get(target, key).bind(target)),
+      }) as FileHandle,
+      calls,
+      release,
+      settled: () => settled,
+    };
+  }
+
+  it('starts syncing the file while the upload goes on, and settles only after the last sync', async () => {
+    const data = randomBytes(10_000);
+    const file = path();
+    const raw = await open(file, 'wx');
+    const watched = watchedDatasync(raw);
+    const source = new PassThrough();
+    let resolved = false;
+    const done = writeInBlocks(source, watched.handle, { algorithms: ['sha256'], blockSize: 1000, syncEvery: 3000 });
+    void done.then(() => {
+      resolved = true;
+    });
+    source.write(data.subarray(0, 5000));
+    await vi.waitFor(() => expect(watched.calls.length).toBe(1));
+    // The first sync began once 3000 bytes were written, long before the upload ended; one at a time.
+    expect(watched.calls[0]).toBeGreaterThanOrEqual(3000);
+    expect(watched.calls[0]).toBeLessThan(data.length);
+    source.end(data.subarray(5000));
+    for (let i = 0; i < 20; i++) await tick();
+    expect(resolved).toBe(false);
+    expect(watched.calls.length).toBe(1);
+    watched.release();
+    try {
+      await expect(done).resolves.toEqual({ size: data.length, checksums: { sha256: sha256(data) } });
+      // The rest was written while the first sync was held; no second one ran beside it.
+      expect(watched.calls.length).toBe(1);
+      expect(watched.settled()).toBe(1);
+    } finally {
+      await raw.close();
+    }
+    expect((await readFile(file)).equals(data)).toBe(true);
+  });
+
+  it('rejects with a clear error when an early sync fails (a disk error is not an upload)', async () => {
+    const raw = await open(path(), 'wx');
+    const watched = watchedDatasync(raw, Object.assign(new Error('EIO: i/o error'), { code: 'EIO' }));
+    watched.release();
+    const error = await writeInBlocks(Readable.from(chunked(randomBytes(8000), 1000)), watched.handle, {
+      algorithms: ['sha256'],
+      blockSize: 1000,
+      syncEvery: 2000,
+    }).catch((e: unknown) => e);
+    await raw.close();
+    expect(isVisorError(error, 'unavailable')).toBe(true);
+    expect((error as Error).message).toMatch(/flushing the file failed: EIO/);
+    expect(watched.calls.length).toBe(1);
+  });
+
+  it('syncs nothing itself without syncEvery', async () => {
+    const raw = await open(path(), 'wx');
+    const watched = watchedDatasync(raw);
+    watched.release();
+    const data = randomBytes(8000);
+    await writeInBlocks(Readable.from(chunked(data, 1000)), watched.handle, { algorithms: [], blockSize: 1000 });
+    await raw.close();
+    expect(watched.calls).toEqual([]);
   });
 
   // Stalled streams hand their blocks back; those that find none write their chunks as they come.
