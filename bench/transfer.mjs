@@ -13,7 +13,7 @@ import { VisorClient } from '../dist/agent/client/client.js';
 
 const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 1024);
 const dir = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'visor-bench-transfer-'));
-const bin = new URL('../dist/agent/cli/main.js', import.meta.url).pathname;
+const bin = new URL('../dist/bundle/cli.js', import.meta.url).pathname;
 const source = join(dir, 'image.raw');
 const mib = (bytes, seconds) => bytes / 1024 / 1024 / seconds;
 const time = async (fn) => {

@@ -2,6 +2,7 @@
 // the API client, and signed requests for curl and autocannon. `loadVisor(dist)` binds all of it
 // to one build, so that two builds (before/after a change) can be measured in the same run.
 import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -41,7 +42,8 @@ const curlHeaders = (headers) => Object.entries(headers).flatMap(([k, v]) => ['-
 export async function loadVisor(dist) {
   const { CONTENT_HASH_HEADER, signRequest, UNSIGNED_PAYLOAD } = await import(`${dist}/core/auth/signing.js`);
   const { VisorClient } = await import(`${dist}/agent/client/client.js`);
-  const bin = `${dist}/agent/cli/main.js`;
+  // The command as installed (the bundle); a build from before the bundle has only the modules.
+  const bin = existsSync(`${dist}/bundle/cli.js`) ? `${dist}/bundle/cli.js` : `${dist}/agent/cli/main.js`;
 
   /** Signed headers for a request (a fresh date and nonce each call). */
   const signedHeaders = (user, method, pathWithQuery, headers = {}) => {

@@ -2,7 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-export const visorBin = fileURLToPath(new URL('../../dist/agent/cli/main.js', import.meta.url));
+export const visorBin = fileURLToPath(new URL('../../dist/bundle/cli.js', import.meta.url));
 
 export interface CliResult {
   code: number | null;
