@@ -52,6 +52,19 @@ const unusable = (file: string, why: string) =>
   new VisorError('invalidInput', `${file} is not a usable visor catalog backup: ${why}`);
 
 /**
+ * SQLite's integrity check as one line: it reports each problem on a line of its own (a hundred
+ * for a file with a third overwritten), and an error is shown as one line. The first problem is
+ * named, the rest counted.
+ */
+export function integrityProblems(report: readonly string[]): string {
+  const lines = report.flatMap((row) => row.split('\n')).map((line) => line.trim());
+  const problems = lines.filter((line) => line !== '' && !/^\*\*\* in database \w+ \*\*\*$/.test(line));
+  if (problems.length === 0) return 'the integrity check failed';
+  const more = problems.length - 1;
+  return more === 0 ? problems[0]! : `${problems[0]!}; and ${more} more problem${more === 1 ? '' : 's'}`;
+}
+
+/**
  * Reads and checks the backup's manifest without changing the file: a sound SQLite database
  * (integrity check), a manifest this visor understands, and as many records of each kind as
  * the manifest says. Record checksums are compared after the restore, where secrets are opened.
@@ -66,8 +79,8 @@ export function readManifest(file: string): Manifest {
   try {
     let manifest: Manifest;
     try {
-      const check = db.pragma('integrity_check') as { integrity_check: string }[];
-      if (check[0]?.integrity_check !== 'ok') throw unusable(file, `damaged (${check[0]?.integrity_check ?? '?'})`);
+      const check = (db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check);
+      if (check[0] !== 'ok') throw unusable(file, `damaged (${integrityProblems(check)})`);
       const table = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'visor_backup'`).get();
       if (!table) throw unusable(file, 'it has no backup manifest (a file written by `visor catalog backup` has one)');
       const rows = db.prepare('SELECT key, value FROM visor_backup').all() as { key: string; value: string }[];

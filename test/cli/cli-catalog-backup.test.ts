@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Authenticator } from '../../agent/api/auth.js';
 import { addUser, type NewCredentials } from '../../agent/service/users.js';
+import { integrityProblems } from '../../agent/cli/backup-file.js';
 import type { SecretBox } from '../../core/auth/secret-box.js';
 import { allImages } from '../../core/catalog/copy.js';
 import type { Catalog, RunRecord } from '../../core/catalog/port.js';
@@ -281,6 +282,22 @@ async function readFile8(path: string): Promise<string> {
   const { readFile } = await import('node:fs/promises');
   return readFile(path, 'latin1');
 }
+
+describe('integrityProblems (a damaged backup in one line)', () => {
+  it('names the first problem SQLite reports and counts the rest, one line however many there are', () => {
+    // What SQLite reported for a backup with a third overwritten: one row, a problem per line.
+    const report = [
+      '*** in database main ***\nTree 16 page 98: btreeInitPage() returns error code 11\n' +
+        Array.from({ length: 99 }, (_, i) => `Tree 23 page 51 cell ${i}: invalid page number 2880154539`).join('\n'),
+    ];
+    expect(integrityProblems(report)).toBe(
+      'Tree 16 page 98: btreeInitPage() returns error code 11; and 99 more problems',
+    );
+    expect(integrityProblems(['row 3 missing from index images_name'])).toBe('row 3 missing from index images_name');
+    expect(integrityProblems(['a', 'b'])).toBe('a; and 1 more problem');
+    expect(integrityProblems(['*** in database main ***', ''])).toBe('the integrity check failed');
+  });
+});
 
 describe('visor catalog backup / restore (PostgreSQL)', () => {
   it('backs up PostgreSQL under write load, restores into PostgreSQL and SQLite', async (ctx) => {
