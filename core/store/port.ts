@@ -47,8 +47,10 @@ export interface GetResult {
    * Where the store can: writes exactly the bytes of `stream` to `destination` (not ending it)
    * in large reused blocks, without stream machinery per chunk — the way to a socket. Use either
    * this or `stream`, never both. Rejects when the store fails or the destination goes away.
+   * With `end`, the destination is ended right after the last byte, before the store lets go of
+   * what it holds (a file's descriptor): the receiver does not wait for that.
    */
-  send?(destination: Writable): Promise<void>;
+  send?(destination: Writable, options?: { end?: boolean }): Promise<void>;
   /**
    * Where the bytes are a range of an open local file (the file store): its descriptor, for a
    * reader on another thread that reads them itself, with nothing passing through this one. Valid

@@ -57,6 +57,33 @@ describe('FileRangeStream', () => {
     expect(Buffer.concat(sink.received).equals(data)).toBe(true);
   });
 
+  it('with end, ends the destination after the last byte and before the file is closed (not without)', async () => {
+    for (const end of [true, false]) {
+      const calls: string[] = [];
+      const handle = await open(path);
+      const watched = new Proxy(handle, {
+        get: (target, key) =>
+          key === 'close'
+            ? () => {
+                calls.push('close');
+                return target.close();
+              }
+            : Reflect.get(target, key).bind(target),
+      });
+      const sink = collector();
+      const ending = sink.end.bind(sink);
+      sink.end = ((...args: Parameters<typeof sink.end>) => {
+        calls.push(`end after ${Buffer.concat(sink.received).length} bytes`);
+        return ending(...args);
+      }) as typeof sink.end;
+      await new FileRangeStream(watched, { start: 5, length: 100_000, blockSize: 16_384 }).sendTo(sink, { end });
+      expect(calls[0]).toBe(end ? 'end after 100000 bytes' : 'close');
+      if (end) expect(calls[1]).toBe('close');
+      expect(sink.writableEnded).toBe(end);
+      expect(Buffer.concat(sink.received).equals(data.subarray(5, 100_005))).toBe(true);
+    }
+  });
+
   it('reads the same bytes as a Readable, a fresh buffer per block', async () => {
     const stream = new FileRangeStream(await open(path), { start: 1000, length: 200_000, blockSize: 65_536 });
     const chunks: Buffer[] = [];

@@ -80,8 +80,10 @@ export class FileRangeStream extends Readable {
    * buffers, waiting for each write to be handed to the kernel before its buffer is read into
    * again. Resolves when the last byte is written; rejects when the file fails or ends early, or
    * when the destination fails or closes first. Either way the stream is finished afterwards.
+   * With `end`, the destination is ended once the last byte is written, before the file is closed:
+   * on a busy server the close is a turn of the event loop the receiver need not wait for.
    */
-  async sendTo(destination: Writable): Promise<void> {
+  async sendTo(destination: Writable, options: { end?: boolean } = {}): Promise<void> {
     if (this.#consumed) throw new VisorError('internal', 'this file range is being read already');
     this.#consumed = true;
     const gone = closedEarly(destination);
@@ -104,6 +106,7 @@ export class FileRangeStream extends Readable {
         pending = writeBlock(destination, bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead));
       }
       if (pending) await Promise.race([pending, gone.promise]);
+      if (options.end) destination.end();
     } finally {
       gone.dispose();
       // Closed before the promise settles, so that a caller sees no handle left open. The error,

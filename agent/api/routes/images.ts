@@ -289,7 +289,7 @@ function uploadOptions(
  */
 async function sendDirect(
   reply: FastifyReply,
-  send: (destination: ServerResponse) => Promise<void>,
+  send: (destination: ServerResponse, options: { end: boolean }) => Promise<void>,
   report: (error: unknown) => void,
 ): Promise<FastifyReply> {
   reply.hijack();
@@ -300,8 +300,9 @@ async function sendDirect(
   }
   response.writeHead(reply.statusCode);
   try {
-    await send(response);
-    response.end();
+    // Ended by the store right after the last byte where it can (before its file is closed).
+    await send(response, { end: true });
+    if (!response.writableEnded) response.end();
   } catch (error) {
     // Headers are out: all that is left is to cut the body short, which the client notices
     // (fewer bytes than Content-Length). A client that went away is no failure of ours.
