@@ -175,7 +175,13 @@ export class FileStore implements Store {
     const stream = new FileRangeStream(handle, bytes);
     if (options.signal) addAbortSignal(options.signal, stream);
     const file = { fd: handle.fd, start: range?.start ?? 0, length: bytes.length };
-    return { stream, size, ...(range ? { range } : {}), send: (destination, options) => stream.sendTo(destination, options), file };
+    return {
+      stream,
+      size,
+      ...(range ? { range } : {}),
+      send: (destination, options) => stream.sendTo(destination, options),
+      file,
+    };
   }
 
   async head(uri: string): Promise<ObjectInfo> {
