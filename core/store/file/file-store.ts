@@ -56,8 +56,8 @@ export class FileStore implements Store {
     return this.#ready;
   }
 
-  /** The store's folder, open for its fsyncs (see #syncRoot). */
-  #rootFd: Promise<number> | undefined;
+  /** The store's folder, open for its fsyncs (see #syncRoot), and the fsyncs using it now. */
+  #rootFd: { fd: Promise<number>; users: number; idle?: () => void } | undefined;
 
   async ping(): Promise<void> {
     const root = await this.#rootDir();
@@ -220,9 +220,16 @@ export class FileStore implements Store {
   }
 
   async close(): Promise<void> {
-    const fd = this.#rootFd;
+    const held = this.#rootFd;
     this.#rootFd = undefined;
-    if (fd) await fd.then((n) => closeFd(n)).catch(() => undefined);
+    if (!held) return;
+    // Not under an fsync in flight: it would fail (EBADF), or sync whatever file got the number next.
+    if (held.users > 0) {
+      await new Promise<void>((resolve) => {
+        held.idle = resolve;
+      });
+    }
+    await held.fd.then((n) => closeFd(n)).catch(() => undefined);
   }
 
   /**
@@ -233,16 +240,21 @@ export class FileStore implements Store {
    * have Node close it with a warning on garbage collection.
    */
   async #syncRoot(root: string): Promise<void> {
-    this.#rootFd ??= openFd(root, 'r');
-    const opening = this.#rootFd;
-    let fd: number;
+    this.#rootFd ??= { fd: openFd(root, 'r'), users: 0 };
+    const held = this.#rootFd;
+    held.users++;
     try {
-      fd = await opening;
-    } catch (error) {
-      if (this.#rootFd === opening) this.#rootFd = undefined;
-      throw error;
+      let fd: number;
+      try {
+        fd = await held.fd;
+      } catch (error) {
+        if (this.#rootFd === held) this.#rootFd = undefined;
+        throw error;
+      }
+      await fsyncFd(fd);
+    } finally {
+      if (--held.users === 0) held.idle?.();
     }
-    await fsyncFd(fd);
   }
 
   async #stat(path: string, uri: string) {
