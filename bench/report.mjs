@@ -845,10 +845,10 @@ function render(r) {
         `(${n2(ci.serverSysPerGiB)}) with curl. Profiled (the server, 2 × 1 GiB each way, 00:49 UTC): the ` +
         `same code runs in both cases — the copy of the socket's chunks into the blocks and one message per ` +
         `block to the hashing thread — but took 850 and 595 ms with visor's client against 304 and 219 ms with ` +
-        `curl. Nothing more is done; the same work runs ~2.8× slower because four busy threads (server and ` +
-        `client, each with its hashing thread) and the kernel share ${cores} cores, where curl adds one light ` +
-        `one. A machine with a core per thread would close most of the gap; here it is the cost of checking ` +
-        `the upload end to end.`,
+        `curl. Nothing more is done: the same work takes ~2.8× as long, in CPU time too (the server's CPU ` +
+        `counters above), while four busy threads (server and client, each with its hashing thread) and the ` +
+        `kernel share ${cores} vCPUs and their caches, where curl adds one light thread. More cores would ` +
+        `close most of the gap; here it is the cost of checking the upload end to end.`,
     );
     w(
       `- **The start-up is no longer the gap**: a small \`visor add\` takes ~0.2 s from start to exit (the ` +
